@@ -1,0 +1,51 @@
+//! `tek`: one binary for everything an operator or developer runs.
+//!
+//! This file only parses the command line, sets up logging and dispatches; each subcommand's
+//! arguments and behaviour live in the crate that owns them.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tek",
+    version,
+    about = "TEK Pool EMS: servers, controllers and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server: UDP ingest from controllers, storage, web UI and HTTP API.
+    Serve(tek_server::cli::ServeArgs),
+    /// Manage the device registry (provisioning keys).
+    #[command(subcommand)]
+    Device(tek_server::cli::DeviceCommand),
+    /// Run a fleet of simulated controllers against one or more servers.
+    Sim(tek_sim::cli::SimArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => tek_server::cli::serve(args),
+        Command::Device(cmd) => tek_server::cli::device(cmd),
+        Command::Sim(args) => tek_sim::cli::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tek: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

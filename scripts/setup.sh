@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing, so the test command works on a fresh machine.
+# Safe to run again: every step checks first.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=
+need_deb() { # need_deb COMMAND PACKAGE...
+    local cmd=$1; shift
+    if command -v "$cmd" >/dev/null 2>&1; then return 0; fi
+    if [ -z "$apt_updated" ]; then
+        log "apt-get update"
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    log "installing $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Rust: the controller crates and the firmware build for the Cortex-M3.
+if ! rustup target list --installed | grep -qx thumbv7m-none-eabi; then
+    log "rustup target add thumbv7m-none-eabi"
+    rustup target add thumbv7m-none-eabi
+fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+        rustup component add "$component"
+    fi
+done
+
+# The fuzz targets are kept building: cargo-fuzz on nightly.
+if ! rustup toolchain list | grep -q '^nightly'; then
+    log "installing the nightly toolchain (cargo fuzz needs it)"
+    rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo install cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+fi
+
+# QEMU for the firmware end-to-end tests.
+need_deb qemu-system-arm qemu-system-arm

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the project. On a fresh machine it first installs what the tests need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup"
+scripts/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "no_std crates build for the Cortex-M3 (thumbv7m-none-eabi)"
+cargo build --release -p tek-proto -p tek-controller --target thumbv7m-none-eabi
+
+step "fuzz targets build"
+(cd fuzz && cargo +nightly fuzz build --dev >/dev/null)
+
+step "workspace tests"
+cargo test --workspace
