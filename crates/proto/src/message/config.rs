@@ -296,7 +296,10 @@ impl Config {
             let (tag_byte, len) = (items[0], usize::from(items[1]));
             let value = items.get(2..2 + len).ok_or(MessageError::Truncated)?;
             items = &items[2 + len..];
-            if tag_byte != tag::SERVER && (1..=15).contains(&tag_byte) {
+            // Only tags this version knows may not repeat: an unknown tag is skipped however
+            // often it appears, so a future repeatable item cannot break devices already in the
+            // field (they can never be updated).
+            if tag_byte != tag::SERVER && (tag::LOG_INTERVAL..=tag::ROLLBACK).contains(&tag_byte) {
                 let bit = 1u16 << tag_byte;
                 if seen & bit != 0 {
                     return Err(MessageError::Range);
@@ -511,6 +514,25 @@ mod tests {
         assert_eq!(
             Config::parse_items(&[200, 3, 1, 2, 3]).unwrap(),
             Config::default()
+        );
+    }
+
+    /// Forward compatibility: an unknown tag is skipped even when it repeats, including the
+    /// tags just above the last known one (12..=15), which a later version is most likely to use.
+    #[test]
+    fn unknown_tags_may_repeat() {
+        for t in [0u8, 12, 13, 15, 16, 255] {
+            let items = [t, 1, 7, t, 0, t, 2, 1, 2];
+            assert_eq!(
+                Config::parse_items(&items).unwrap(),
+                Config::default(),
+                "tag {t}"
+            );
+        }
+        // Known tags still may not.
+        assert_eq!(
+            Config::parse_items(&[tag::ROLLBACK, 2, 0, 60, tag::ROLLBACK, 2, 0, 60]),
+            Err(MessageError::Range)
         );
     }
 
