@@ -1,2 +1,7 @@
-//! The TEK server (issue 3 fills this in).
+//! The TEK server.
+pub mod config;
+pub mod fleet;
+pub mod keys;
+pub mod metrics;
+pub mod storage;
 pub mod cli;

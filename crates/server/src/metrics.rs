@@ -1,0 +1,323 @@
+//! Counters of the server, rendered in the Prometheus text format at `GET /metrics`.
+//!
+//! Counters are lock-free atomics bumped on the hot path; gauges (devices online, configurations
+//! pending) are computed when the page is rendered, so they cost nothing per datagram.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a received datagram was dropped silently (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Length outside 24..=1024, or not the exact length of its kind.
+    Length,
+    /// Unknown protocol version.
+    Version,
+    /// Unknown datagram kind (or a kind a server never receives, such as Welcome).
+    Kind,
+    /// A Hello from a device id the registry does not know.
+    UnknownDevice,
+    /// A tag that does not verify (Hello CMAC or session AEAD).
+    Auth,
+    /// A session counter already seen, or a Hello counter not above the last accepted one.
+    Replay,
+    /// A session datagram for a session this server does not hold.
+    StaleSession,
+    /// An authentic message that does not parse (truncated, trailing bytes).
+    Malformed,
+    /// An authentic message with a value outside its range.
+    Range,
+    /// A Hello over a rate limit (per device, per source address, or the session table is full).
+    RateLimit,
+    /// An authentic message with a type this server does not accept.
+    UnknownMessage,
+    /// Authentic telemetry that could not be queued because the writer is saturated.
+    Overload,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [DropReason; 12] = [
+        DropReason::Length,
+        DropReason::Version,
+        DropReason::Kind,
+        DropReason::UnknownDevice,
+        DropReason::Auth,
+        DropReason::Replay,
+        DropReason::StaleSession,
+        DropReason::Malformed,
+        DropReason::Range,
+        DropReason::RateLimit,
+        DropReason::UnknownMessage,
+        DropReason::Overload,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Length => "length",
+            DropReason::Version => "version",
+            DropReason::Kind => "kind",
+            DropReason::UnknownDevice => "unknown_device",
+            DropReason::Auth => "auth",
+            DropReason::Replay => "replay",
+            DropReason::StaleSession => "stale_session",
+            DropReason::Malformed => "malformed",
+            DropReason::Range => "range",
+            DropReason::RateLimit => "rate_limit",
+            DropReason::UnknownMessage => "unknown_message",
+            DropReason::Overload => "overload",
+        }
+    }
+
+    fn index(self) -> usize {
+        DropReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or_default()
+    }
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    received: AtomicU64,
+    sent: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    records_stored: AtomicU64,
+    sessions_established: AtomicU64,
+    acks_sent: AtomicU64,
+    configs_sent: AtomicU64,
+    config_synced: AtomicU64,
+    config_rolled_back: AtomicU64,
+    commands_sent: AtomicU64,
+    write_batches: AtomicU64,
+    storage_errors: AtomicU64,
+}
+
+/// Gauges computed at render time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// Devices with an authenticated datagram within 3 keepalive intervals.
+    pub devices_online: u64,
+    /// Sessions held in memory.
+    pub sessions: u64,
+    /// Devices whose newest configuration is neither confirmed nor rolled back.
+    pub config_pending: u64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// A datagram arrived.
+    pub fn received(&self) {
+        inc(&self.received);
+    }
+    /// A datagram was sent.
+    pub fn sent(&self) {
+        inc(&self.sent);
+    }
+    /// A datagram was dropped.
+    pub fn dropped(&self, reason: DropReason) {
+        inc(&self.dropped[reason.index()]);
+    }
+    /// Drops so far for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+    /// Datagrams received so far.
+    pub fn received_total(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+    /// `n` telemetry records were newly committed.
+    pub fn records_stored(&self, n: u64) {
+        self.records_stored.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Records committed so far.
+    pub fn records_stored_total(&self) -> u64 {
+        self.records_stored.load(Ordering::Relaxed)
+    }
+    /// A handshake completed.
+    pub fn session_established(&self) {
+        inc(&self.sessions_established);
+    }
+    /// An Ack was sent.
+    pub fn ack_sent(&self) {
+        inc(&self.acks_sent);
+    }
+    /// A Config was sent.
+    pub fn config_sent(&self) {
+        inc(&self.configs_sent);
+    }
+    /// A configuration version was confirmed by its device.
+    pub fn config_synced(&self) {
+        inc(&self.config_synced);
+    }
+    /// Configurations confirmed so far.
+    pub fn config_synced_total(&self) -> u64 {
+        self.config_synced.load(Ordering::Relaxed)
+    }
+    /// A device rolled a configuration back.
+    pub fn config_rolled_back(&self) {
+        inc(&self.config_rolled_back);
+    }
+    /// A Command was sent.
+    pub fn command_sent(&self) {
+        inc(&self.commands_sent);
+    }
+    /// The writer committed a batch.
+    pub fn write_batch(&self) {
+        inc(&self.write_batches);
+    }
+    /// A storage operation failed.
+    pub fn storage_error(&self) {
+        inc(&self.storage_errors);
+    }
+
+    /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, g: Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            "tek_datagrams_received_total",
+            "UDP datagrams received.",
+            load(&self.received),
+        );
+        counter(
+            "tek_datagrams_sent_total",
+            "UDP datagrams sent.",
+            load(&self.sent),
+        );
+        counter(
+            "tek_telemetry_records_stored_total",
+            "Telemetry records newly committed to the database.",
+            load(&self.records_stored),
+        );
+        counter(
+            "tek_sessions_established_total",
+            "Handshakes completed.",
+            load(&self.sessions_established),
+        );
+        counter("tek_acks_sent_total", "Telemetry Acks sent.", load(&self.acks_sent));
+        counter(
+            "tek_configs_sent_total",
+            "Config messages sent (first sends and re-sends).",
+            load(&self.configs_sent),
+        );
+        counter(
+            "tek_config_synced_total",
+            "Configuration versions confirmed by their device.",
+            load(&self.config_synced),
+        );
+        counter(
+            "tek_config_rolled_back_total",
+            "Configuration versions rolled back by their device.",
+            load(&self.config_rolled_back),
+        );
+        counter(
+            "tek_commands_sent_total",
+            "Command messages sent (first sends and re-sends).",
+            load(&self.commands_sent),
+        );
+        counter(
+            "tek_write_batches_total",
+            "Write transactions committed by the writer.",
+            load(&self.write_batches),
+        );
+        counter(
+            "tek_storage_errors_total",
+            "Failed storage operations.",
+            load(&self.storage_errors),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tek_datagrams_dropped_total Datagrams dropped silently, by reason.\n\
+             # TYPE tek_datagrams_dropped_total counter"
+        );
+        for r in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "tek_datagrams_dropped_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.drops(r)
+            );
+        }
+        let mut gauge = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "tek_devices_online",
+            "Devices heard from within 3 keepalive intervals (this server).",
+            g.devices_online,
+        );
+        gauge(
+            "tek_sessions",
+            "Sessions held in memory by this server.",
+            g.sessions,
+        );
+        gauge(
+            "tek_config_pending",
+            "Devices whose newest configuration is not yet confirmed.",
+            g.config_pending,
+        );
+        out
+    }
+}
+
+/// Reads one sample from a Prometheus text page: `name` with an optional `{labels}` part given
+/// exactly as rendered. For tests and tools.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_reason_and_gauge() {
+        let m = Metrics::default();
+        m.received();
+        m.received();
+        m.dropped(DropReason::Replay);
+        m.dropped(DropReason::StaleSession);
+        m.dropped(DropReason::StaleSession);
+        m.records_stored(12);
+        let page = m.render(Gauges {
+            devices_online: 3,
+            sessions: 4,
+            config_pending: 1,
+        });
+        assert_eq!(sample(&page, "tek_datagrams_received_total"), Some(2.0));
+        assert_eq!(
+            sample(&page, "tek_datagrams_dropped_total{reason=\"stale_session\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&page, "tek_datagrams_dropped_total{reason=\"replay\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&page, "tek_datagrams_dropped_total{reason=\"auth\"}"),
+            Some(0.0)
+        );
+        assert_eq!(sample(&page, "tek_telemetry_records_stored_total"), Some(12.0));
+        assert_eq!(sample(&page, "tek_devices_online"), Some(3.0));
+        assert_eq!(sample(&page, "tek_config_pending"), Some(1.0));
+        assert_eq!(sample(&page, "tek_config_synced_total"), Some(0.0));
+        for r in DropReason::ALL {
+            assert!(page.contains(&format!("reason=\"{}\"", r.label())));
+        }
+        // Every sample line is `name[{labels}] value`.
+        for line in page.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split(' ').count(), 2, "{line}");
+        }
+    }
+}

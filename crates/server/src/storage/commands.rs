@@ -1,0 +1,78 @@
+//! Commands queued for devices (relay on/off/auto, reboot, send status), with their outcome.
+
+use super::Result;
+use tek_proto::message::{Command, CommandResult};
+
+/// What became of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandState {
+    /// Queued, not confirmed yet.
+    Queued,
+    /// Carried out.
+    Done,
+    /// Refused by the device.
+    Refused,
+}
+
+impl CommandState {
+    /// Stable text form used in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Queued => "queued",
+            CommandState::Done => "done",
+            CommandState::Refused => "refused",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<CommandState> {
+        Some(match s {
+            "queued" => CommandState::Queued,
+            "done" => CommandState::Done,
+            "refused" => CommandState::Refused,
+            _ => return None,
+        })
+    }
+
+    /// The state a CommandAck result puts a command in.
+    pub fn from_result(r: CommandResult) -> CommandState {
+        match r {
+            CommandResult::Done => CommandState::Done,
+            CommandResult::Refused => CommandState::Refused,
+        }
+    }
+}
+
+/// One queued command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Id, unique in the database, sent to the device and echoed in its CommandAck.
+    pub id: u32,
+    /// Device.
+    pub device_id: u32,
+    /// The command.
+    pub command: Command,
+    /// When it was queued.
+    pub queued_at: i64,
+    /// What became of it.
+    pub state: CommandState,
+    /// When the device answered.
+    pub acked_at: Option<i64>,
+}
+
+/// Command operations.
+pub trait CommandStore {
+    /// Queues a command for a device; returns its id.
+    fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32>;
+    /// Commands of a device still waiting for their CommandAck, oldest first.
+    fn pending_commands(&self, device_id: u32) -> Result<Vec<CommandRecord>>;
+    /// Commands with an id above `after`, oldest first, at most `limit` (the change feed).
+    fn commands_since(&self, after: u32, limit: usize) -> Result<Vec<CommandRecord>>;
+    /// The highest command id so far (0 if none).
+    fn command_cursor(&self) -> Result<u32>;
+    /// Records the device's answer. Returns whether the state changed.
+    fn command_acked(&self, device_id: u32, id: u32, result: CommandResult, now: i64)
+        -> Result<bool>;
+    /// The newest commands of a device, newest first.
+    fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>>;
+}

@@ -1,0 +1,95 @@
+//! Versioned device configurations: every save is a new version (previous + 1), kept with what
+//! the device did with it.
+
+use super::Result;
+use tek_proto::message::{Config, ConfigResult};
+
+/// What became of a configuration version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigState {
+    /// Saved, not confirmed yet.
+    Pending,
+    /// Confirmed by the device, in effect.
+    Applied,
+    /// Confirmed; its fixed IP settings take effect at the device's next reset.
+    AppliedAtReset,
+    /// The device could not reach a server with it and restored the previous one.
+    RolledBack,
+}
+
+impl ConfigState {
+    /// The state a ConfigAck result puts a version in.
+    pub fn from_result(r: ConfigResult) -> ConfigState {
+        match r {
+            ConfigResult::Applied => ConfigState::Applied,
+            ConfigResult::AppliedAtReset => ConfigState::AppliedAtReset,
+            ConfigResult::RolledBack => ConfigState::RolledBack,
+        }
+    }
+
+    /// Stable text form used in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigState::Pending => "pending",
+            ConfigState::Applied => "applied",
+            ConfigState::AppliedAtReset => "applied_at_reset",
+            ConfigState::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<ConfigState> {
+        Some(match s {
+            "pending" => ConfigState::Pending,
+            "applied" => ConfigState::Applied,
+            "applied_at_reset" => ConfigState::AppliedAtReset,
+            "rolled_back" => ConfigState::RolledBack,
+            _ => return None,
+        })
+    }
+
+    /// Whether the device confirmed it.
+    pub fn is_synced(self) -> bool {
+        matches!(self, ConfigState::Applied | ConfigState::AppliedAtReset)
+    }
+}
+
+/// One saved configuration version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRecord {
+    /// Device.
+    pub device_id: u32,
+    /// Version (1 = first saved; 0 is the factory configuration and never stored).
+    pub version: u32,
+    /// The configuration (valid: it was validated before saving).
+    pub config: Config,
+    /// When it was saved.
+    pub saved_at: i64,
+    /// What became of it.
+    pub state: ConfigState,
+    /// When the device answered.
+    pub acked_at: Option<i64>,
+    /// Position in the global change feed (see [`ConfigStore::configs_since`]).
+    pub seq: i64,
+}
+
+/// Configuration operations.
+pub trait ConfigStore {
+    /// Validates `config` and saves it as the device's next version; returns the version.
+    fn save_config(&self, device_id: u32, config: &Config, now: i64) -> Result<u32>;
+    /// The newest version of a device, if any was saved.
+    fn latest_config(&self, device_id: u32) -> Result<Option<ConfigRecord>>;
+    /// Versions saved after feed position `seq`, oldest first, at most `limit`.
+    fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>>;
+    /// The current end of the change feed.
+    fn config_cursor(&self) -> Result<i64>;
+    /// Records the device's answer for a version. Returns whether the state changed (a repeated
+    /// ConfigAck changes nothing).
+    fn config_acked(&self, device_id: u32, version: u32, result: ConfigResult, now: i64)
+        -> Result<bool>;
+    /// Marks a pending version synced because the device reports running it (its ConfigAck was
+    /// lost). Returns whether the state changed.
+    fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool>;
+    /// Devices whose newest version is still pending.
+    fn pending_config_count(&self) -> Result<u64>;
+}

@@ -1,0 +1,88 @@
+//! Durable storage behind one interface, [`Storage`], so the SQLite backend (the embedded
+//! default, [`sqlite`]) and the PostgreSQL backend (issue 6) are interchangeable.
+//!
+//! The interface is split by entity, one trait and one file each: [`devices`] (registry, keys,
+//! hello counters), [`telemetry`], [`configs`] (versioned device configurations), [`commands`],
+//! [`status`] (latest status, monthly traffic). [`Storage`] is the sum of them.
+//!
+//! The methods are synchronous: the async server calls them from blocking threads (the writer
+//! task batches telemetry; everything else is rare). A backend must make every method atomic,
+//! and [`devices::DeviceStore::accept_hello`] a compare-and-set that is atomic across every
+//! server sharing the database. Times are Unix seconds.
+
+pub mod commands;
+pub mod configs;
+pub mod devices;
+pub mod sqlite;
+pub mod status;
+pub mod telemetry;
+
+pub use commands::{CommandRecord, CommandState, CommandStore};
+pub use configs::{ConfigRecord, ConfigState, ConfigStore};
+pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+pub use status::{StatusRecord, StatusStore, TrafficMonth};
+pub use telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No device with this id.
+    #[error("device {0} not found")]
+    NotFound(u32),
+    /// A device with this id exists already.
+    #[error("device {0} already exists")]
+    Exists(u32),
+    /// The database was written by a newer program.
+    #[error("database schema version {found} is newer than this program supports ({supported}); upgrade tek")]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this program knows.
+        supported: i64,
+    },
+    /// A configuration failed validation and was not saved.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(tek_proto::message::MessageError),
+    /// A stored row cannot be decoded (the database was edited by hand or is damaged).
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, lock, constraint ...).
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Result of storage operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything the server keeps durably.
+pub trait Storage:
+    DeviceStore + TelemetryStore + ConfigStore + CommandStore + StatusStore + Send + Sync + 'static
+{
+    /// Checks that the database answers (for /healthz).
+    fn ping(&self) -> Result<()>;
+}
+
+/// Hello counters are `u64` but SQL integers are signed 64-bit: flipping the top bit maps the
+/// unsigned order onto the signed order, so `hello_counter < $c` compares correctly in SQL.
+pub fn counter_to_sql(c: u64) -> i64 {
+    (c ^ (1 << 63)) as i64
+}
+
+/// Inverse of [`counter_to_sql`].
+pub fn counter_from_sql(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_mapping_preserves_order() {
+        let values = [0u64, 1, 1 << 32, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX];
+        for w in values.windows(2) {
+            assert!(counter_to_sql(w[0]) < counter_to_sql(w[1]));
+            assert_eq!(counter_from_sql(counter_to_sql(w[0])), w[0]);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Commands in SQLite. The AUTOINCREMENT id is both the wire id and the change-feed position.
+
+use super::{u32_col, Sqlite};
+use crate::storage::commands::{CommandRecord, CommandState, CommandStore};
+use crate::storage::{Error, Result};
+use rusqlite::params;
+use tek_proto::message::{Command, CommandResult, RelayMode};
+
+const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at";
+
+type Raw = (i64, i64, i64, i64, i64, i64, String, Option<i64>);
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn encode(c: &Command) -> (i64, i64, i64) {
+    match c {
+        Command::SetRelay { relay, mode } => (
+            1,
+            i64::from(*relay),
+            match mode {
+                RelayMode::Off => 0,
+                RelayMode::On => 1,
+                RelayMode::Auto => 2,
+            },
+        ),
+        Command::Reboot => (2, 0, 0),
+        Command::SendStatus => (3, 0, 0),
+    }
+}
+
+fn decode(kind: i64, a: i64, b: i64) -> Option<Command> {
+    Some(match kind {
+        1 => Command::SetRelay {
+            relay: u8::try_from(a).ok().filter(|r| *r <= 7)?,
+            mode: match b {
+                0 => RelayMode::Off,
+                1 => RelayMode::On,
+                2 => RelayMode::Auto,
+                _ => return None,
+            },
+        },
+        2 => Command::Reboot,
+        3 => Command::SendStatus,
+        _ => return None,
+    })
+}
+
+fn convert(raw: Raw) -> Result<CommandRecord> {
+    let (id, device_id, kind, a, b, queued_at, state, acked_at) = raw;
+    Ok(CommandRecord {
+        id: u32_col(id, "command id")?,
+        device_id: u32_col(device_id, "device id")?,
+        command: decode(kind, a, b)
+            .ok_or_else(|| Error::Corrupt(format!("command {id}: kind {kind} ({a}, {b})")))?,
+        queued_at,
+        state: CommandState::parse(&state)
+            .ok_or_else(|| Error::Corrupt(format!("command state {state:?}")))?,
+        acked_at,
+    })
+}
+
+impl CommandStore for Sqlite {
+    fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32> {
+        let (kind, a, b) = encode(command);
+        if let Command::SetRelay { relay, .. } = command {
+            if *relay > 7 {
+                return Err(Error::Backend(format!("relay {relay} out of range 0..=7")));
+            }
+        }
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
+            .exists(params![device_id])?;
+        if !exists {
+            return Err(Error::NotFound(device_id));
+        }
+        tx.execute(
+            "INSERT INTO commands (device_id, kind, arg1, arg2, queued_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![device_id, kind, a, b, now],
+        )?;
+        let id = u32_col(tx.last_insert_rowid(), "command id")?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn pending_commands(&self, device_id: u32) -> Result<Vec<CommandRecord>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM commands WHERE device_id = ?1 AND state = 'queued' ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![device_id], raw)?;
+        rows.map(|r| convert(r?)).collect()
+    }
+
+    fn commands_since(&self, after: u32, limit: usize) -> Result<Vec<CommandRecord>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM commands WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![after, limit], raw)?;
+        rows.map(|r| convert(r?)).collect()
+    }
+
+    fn command_cursor(&self) -> Result<u32> {
+        let conn = self.reader()?;
+        let v: Option<i64> = conn.query_row("SELECT MAX(id) FROM commands", [], |r| r.get(0))?;
+        v.map_or(Ok(0), |v| u32_col(v, "command id"))
+    }
+
+    fn command_acked(
+        &self,
+        device_id: u32,
+        id: u32,
+        result: CommandResult,
+        now: i64,
+    ) -> Result<bool> {
+        let conn = self.writer()?;
+        let n = conn.execute(
+            "UPDATE commands SET state = ?3, acked_at = ?4
+             WHERE id = ?1 AND device_id = ?2 AND state = 'queued'",
+            params![id, device_id, CommandState::from_result(result).as_str(), now],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM commands WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![device_id, limit], raw)?;
+        rows.map(|r| convert(r?)).collect()
+    }
+}

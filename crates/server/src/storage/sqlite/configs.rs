@@ -1,0 +1,159 @@
+//! Configuration versions in SQLite. The device row carries the summary (desired, applied,
+//! rolled back) so that state queries and the pending gauge are one cheap read.
+
+use super::{u32_col, Sqlite};
+use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore};
+use crate::storage::{Error, Result};
+use rusqlite::{params, OptionalExtension};
+use tek_proto::message::{Config, ConfigResult};
+
+const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at";
+
+type Raw = (i64, i64, i64, Vec<u8>, i64, String, Option<i64>);
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn convert(raw: Raw) -> Result<ConfigRecord> {
+    let (seq, device_id, version, items, saved_at, state, acked_at) = raw;
+    Ok(ConfigRecord {
+        device_id: u32_col(device_id, "device id")?,
+        version: u32_col(version, "config version")?,
+        config: Config::parse_items(&items)
+            .map_err(|e| Error::Corrupt(format!("config items of device {device_id}: {e}")))?,
+        saved_at,
+        state: ConfigState::parse(&state)
+            .ok_or_else(|| Error::Corrupt(format!("config state {state:?}")))?,
+        acked_at,
+        seq,
+    })
+}
+
+impl ConfigStore for Sqlite {
+    fn save_config(&self, device_id: u32, config: &Config, now: i64) -> Result<u32> {
+        config.validate().map_err(Error::InvalidConfig)?;
+        let mut items = vec![0u8; config.items_len()];
+        config
+            .emit_items(&mut items)
+            .ok_or_else(|| Error::Backend("config encoding failed".into()))?;
+        let mut conn = self.writer()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let desired: i64 = tx
+            .query_row(
+                "SELECT config_desired FROM devices WHERE id = ?1",
+                params![device_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(Error::NotFound(device_id))?;
+        let version = u32_col(desired + 1, "config version")?;
+        tx.execute(
+            "INSERT INTO configs (device_id, version, items, saved_at) VALUES (?1, ?2, ?3, ?4)",
+            params![device_id, version, items, now],
+        )?;
+        tx.execute(
+            "UPDATE devices SET config_desired = ?2 WHERE id = ?1",
+            params![device_id, version],
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    fn latest_config(&self, device_id: u32) -> Result<Option<ConfigRecord>> {
+        let conn = self.reader()?;
+        conn.query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM configs WHERE device_id = ?1 ORDER BY version DESC LIMIT 1"
+            ),
+            params![device_id],
+            raw,
+        )
+        .optional()?
+        .map(convert)
+        .transpose()
+    }
+
+    fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM configs WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![seq, limit], raw)?;
+        rows.map(|r| convert(r?)).collect()
+    }
+
+    fn config_cursor(&self) -> Result<i64> {
+        let conn = self.reader()?;
+        let v: Option<i64> = conn.query_row("SELECT MAX(seq) FROM configs", [], |r| r.get(0))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    fn config_acked(
+        &self,
+        device_id: u32,
+        version: u32,
+        result: ConfigResult,
+        now: i64,
+    ) -> Result<bool> {
+        let state = ConfigState::from_result(result);
+        self.set_state(device_id, version, state, None, now)
+    }
+
+    fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool> {
+        self.set_state(
+            device_id,
+            version,
+            ConfigState::Applied,
+            Some(ConfigState::Pending),
+            now,
+        )
+    }
+
+    fn pending_config_count(&self) -> Result<u64> {
+        let conn = self.reader()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM devices WHERE config_desired > config_applied
+             AND (config_rolled_back IS NULL OR config_rolled_back < config_desired)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+impl Sqlite {
+    /// Moves a version to `state` (only from `from`, if given); keeps the device summary.
+    fn set_state(
+        &self,
+        device_id: u32,
+        version: u32,
+        state: ConfigState,
+        from: Option<ConfigState>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE configs SET state = ?3, acked_at = ?4
+             WHERE device_id = ?1 AND version = ?2 AND state != ?3 AND (?5 IS NULL OR state = ?5)",
+            params![device_id, version, state.as_str(), now, from.map(|s| s.as_str())],
+        )?;
+        if changed == 1 {
+            let column = if state.is_synced() {
+                "config_applied"
+            } else {
+                "config_rolled_back"
+            };
+            tx.execute(
+                &format!(
+                    "UPDATE devices SET {column} = MAX(COALESCE({column}, 0), ?2) WHERE id = ?1"
+                ),
+                params![device_id, version],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+}

@@ -1,0 +1,91 @@
+//! Telemetry in SQLite: `INSERT OR IGNORE` on the (device, boot, seq) primary key makes a
+//! retransmitted record a no-op.
+
+use super::{u32_col, Sqlite};
+use crate::storage::telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+use crate::storage::{Error, Result};
+use rusqlite::params;
+use rusqlite::types::Value;
+
+impl TelemetryStore for Sqlite {
+    fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let mut new = 0u64;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO telemetry
+                 (device_id, boot, seq, time, channels,
+                  power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            for r in rows {
+                let v = |ch: u8| r.get(ch).map_or(Value::Null, |x| Value::Integer(x.into()));
+                new += stmt.execute(params![
+                    r.device_id,
+                    r.boot,
+                    r.seq,
+                    r.time,
+                    r.channels,
+                    v(0),
+                    v(1),
+                    v(2),
+                    v(3),
+                    v(4),
+                    v(5),
+                    v(6),
+                    v(7)
+                ])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT device_id, boot, seq, time, channels,
+                    power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7
+             FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3
+             ORDER BY time, boot, seq LIMIT ?4",
+        )?;
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![q.device_id, q.from, q.to, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let channels: i64 = r.get(4)?;
+            let channels = u8::try_from(channels)
+                .map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?;
+            let mut values = [0i32; 8];
+            for (i, v) in values.iter_mut().enumerate() {
+                let x: Option<i64> = r.get(5 + i)?;
+                *v = x.map_or(Ok(0), |x| {
+                    i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
+                })?;
+            }
+            out.push(TelemetryRow {
+                device_id: u32_col(r.get(0)?, "device id")?,
+                boot: u32_col(r.get(1)?, "boot")?,
+                seq: u32_col(r.get(2)?, "seq")?,
+                time: r.get(3)?,
+                channels,
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    fn telemetry_count(&self, device_id: u32) -> Result<u64> {
+        let conn = self.reader()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM telemetry WHERE device_id = ?1",
+            params![device_id],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
