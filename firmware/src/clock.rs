@@ -1,0 +1,53 @@
+//! Monotonic time from SysTick: a 10 ms tick counted by the SysTick exception, refined to the
+//! millisecond by the counter's current value.
+//!
+//! The tick period is also the longest the main loop sleeps in `WFI` without looking at the clock,
+//! so timers (handshake retries, DHCP) fire within 10 ms of their deadline.
+
+use core::cell::Cell;
+use core::sync::atomic::{compiler_fence, Ordering};
+use cortex_m::interrupt::Mutex;
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::SYST;
+use cortex_m_rt::exception;
+
+use crate::sysctl::SYSCLK_HZ;
+
+/// Milliseconds per SysTick interrupt.
+pub const TICK_MS: u32 = 10;
+const CYCLES_PER_MS: u32 = SYSCLK_HZ / 1000;
+const RELOAD: u32 = CYCLES_PER_MS * TICK_MS - 1;
+
+static TICKS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+
+/// Starts SysTick on the core clock with its interrupt enabled.
+pub fn start(mut syst: SYST) {
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(RELOAD);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+}
+
+/// Milliseconds since [`start`].
+pub fn now_ms() -> u64 {
+    loop {
+        let before = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());
+        let current = SYST::get_current();
+        compiler_fence(Ordering::SeqCst);
+        let after = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());
+        // A tick between the two reads makes `current` ambiguous: read again.
+        if before == after {
+            let into_tick = (RELOAD - current.min(RELOAD)) / CYCLES_PER_MS;
+            return before * u64::from(TICK_MS) + u64::from(into_tick);
+        }
+    }
+}
+
+#[exception]
+fn SysTick() {
+    cortex_m::interrupt::free(|cs| {
+        let t = TICKS.borrow(cs);
+        t.set(t.get() + 1);
+    });
+}
