@@ -1,0 +1,1390 @@
+//! The [`Controller`]: every concern of the crate tied into one poll-driven state machine.
+//!
+//! ## Driving it
+//! ```text
+//! let mut ctl = Controller::<LOG>::new(setup, now);
+//! loop {
+//!     // feed whatever happened: ctl.receive(..), ctl.dns_answer(..), ctl.sensor(..), ...
+//!     while let Some(action) = ctl.poll(now, &mut rng) { carry it out, in order }
+//!     open/close UDP sockets to match ctl.ports();
+//!     sleep until ctl.poll_at() or the next event
+//! }
+//! ```
+//! `poll` never blocks and never fails; an action the host cannot carry out (a datagram lost,
+//! a DNS query without answer) is covered by the protocol's timeouts. Datagrams that fail any
+//! check are dropped silently: nothing is sent in reply and nothing changes but the traffic
+//! counters and [`Stats::ignored`].
+
+use crate::config::ConfigState;
+use crate::connect::{self, Attempt, Next, Walk};
+use crate::log::{Log, LogRecord, MISSING_TEMP};
+use crate::persist::{self, Stored};
+use crate::session::{self, InFlight, Probing, Up};
+use crate::status;
+use crate::thermostat::Relays;
+use crate::transport::{self, NetState, Probe, PROBE_EVERY_MS};
+use crate::{Action, Endpoint, Entropy, EthernetSetup, Iface, IpInfo, Led, Radio, Reading};
+use heapless::{Deque, String, Vec};
+use tek_proto::crypto::{DeviceKeys, Key};
+use tek_proto::handshake::hello_counter;
+use tek_proto::message::config::{server_ok, Config, MAX_SERVERS, MAX_TEXT};
+use tek_proto::message::status::{Status, Traffic};
+use tek_proto::message::{Command, CommandResult, ConfigResult, Message};
+use tek_proto::session::Session;
+use tek_proto::wire::data::{HEADER_LEN, MAX_MESSAGE};
+use tek_proto::wire::Kind;
+
+/// A sensor reading older than this no longer drives the heater (it is switched off).
+pub const SENSOR_STALE_MS: u64 = 300_000;
+
+/// What the host knows at power-up.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// The device id (non-zero).
+    pub device_id: u32,
+    /// The device's 128-bit key.
+    pub key: [u8; 16],
+    /// The server list the controller uses while its configuration names none (`host` or
+    /// `host:port`; invalid entries and entries past the eighth are ignored).
+    pub factory_servers: &'a [&'a str],
+    /// Firmware version, reported in status.
+    pub firmware: [u8; 3],
+    /// Whether the HALT input was held at power-up.
+    pub halt: bool,
+    /// Whether a GSM modem is fitted.
+    pub has_gsm: bool,
+    /// The flash record, from [`persist::load`] (`None` on a blank device).
+    pub stored: Option<Stored>,
+}
+
+/// Counters for the host (simulator progress lines, firmware diagnostics). All since power-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Hellos sent.
+    pub hellos: u32,
+    /// Sessions established.
+    pub sessions: u32,
+    /// Servers that stopped answering in a session.
+    pub dead_servers: u32,
+    /// Full passes over the server list without success.
+    pub failed_passes: u32,
+    /// Switches from Ethernet to GSM.
+    pub failovers: u32,
+    /// Switches back from GSM to Ethernet.
+    pub returns: u32,
+    /// Records logged.
+    pub records_logged: u32,
+    /// Records sent (first transmission of each batch).
+    pub records_sent: u32,
+    /// Records acknowledged.
+    pub records_acked: u32,
+    /// Batches sent (first transmissions).
+    pub batches: u32,
+    /// Batch retransmissions.
+    pub batch_retries: u32,
+    /// Configurations applied.
+    pub configs_applied: u32,
+    /// Network changes rolled back.
+    pub rollbacks: u32,
+    /// Commands carried out.
+    pub commands: u32,
+    /// Datagrams dropped because they failed a check or were not expected.
+    pub ignored: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Conn {
+    /// Waiting for the interface in use to be ready.
+    Offline,
+    /// Resolving a server name.
+    Resolving {
+        server: u8,
+        token: u16,
+        deadline: u64,
+    },
+    /// Handshake attempt.
+    Hello(Attempt),
+    /// Whole list failed; waiting.
+    Backoff { until: u64 },
+    /// Established session.
+    Up(Up),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    literal: Option<[u8; 4]>,
+    port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Resolve {
+        iface: Iface,
+        token: u16,
+        server: u8,
+    },
+    ConfigureEthernet(EthernetSetup),
+    ModemUp,
+    ModemDown,
+    SetRelay {
+        relay: u8,
+        on: bool,
+    },
+    Persist,
+    Led(Led),
+}
+
+/// The controller, with a telemetry log of `LOG` records (16 bytes each).
+pub struct Controller<const LOG: usize> {
+    device_id: u32,
+    keys: DeviceKeys,
+    firmware: [u8; 3],
+    halt: bool,
+    has_gsm: bool,
+    factory: Vec<String<MAX_TEXT>, MAX_SERVERS>,
+    boot: u32,
+    persist_seq: u32,
+    attempts: u32,
+    cfg: ConfigState,
+    eth_in_use: Option<crate::StaticIp>,
+    rolled_back_since_boot: bool,
+    net: [NetState; 2],
+    active: Iface,
+    modem_on: bool,
+    radio: Radio,
+    signal: u8,
+    conn: Conn,
+    walk: Walk,
+    probe: Probe,
+    eth_ok_at: u64,
+    dns_token: u16,
+    log: Log<LOG>,
+    next_log_at: u64,
+    reading: Option<Reading>,
+    reading_at: u64,
+    power_sum: u64,
+    power_n: u32,
+    relays: Relays,
+    relays_applied: u8,
+    time_offset: Option<i64>,
+    traffic: Traffic,
+    effects: Deque<Effect, 24>,
+    persist_queued: bool,
+    led: Option<Led>,
+    config_ack: Option<(u32, ConfigResult)>,
+    rollback_report: Option<u32>,
+    command_acks: Deque<(u32, CommandResult), 4>,
+    last_command: Option<(u32, CommandResult)>,
+    status_due: bool,
+    next_status_at: u64,
+    net_restart: bool,
+    reset_pending: bool,
+    stats: Stats,
+    tx: [u8; tek_proto::MAX_DATAGRAM],
+    flash: [u8; persist::MAX_LEN],
+}
+
+impl<const LOG: usize> core::fmt::Debug for Controller<LOG> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Controller")
+            .field("device_id", &self.device_id)
+            .field("boot", &self.boot)
+            .field("active", &self.active)
+            .field("conn", &self.conn)
+            .field("config_version", &self.cfg.version)
+            .field("log_len", &self.log.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seal(session: &mut Session, msg: &Message<'_>, tx: &mut [u8]) -> Option<usize> {
+    session.seal_message(msg, tx).ok()
+}
+
+impl<const LOG: usize> Controller<LOG> {
+    /// Powers up. The first actions [`poll`](Self::poll) returns persist the incremented boot
+    /// counter and configure Ethernet (DHCP unless fixed settings are stored and HALT is not
+    /// held).
+    pub fn new(setup: Setup<'_>, now: u64) -> Self {
+        let stored = setup.stored.unwrap_or_default();
+        let mut factory = Vec::new();
+        for s in setup.factory_servers {
+            if server_ok(s) {
+                if let Ok(s) = String::try_from(*s) {
+                    let _ = factory.push(s);
+                }
+            }
+        }
+        let cfg = ConfigState::boot(
+            stored.version,
+            stored.config,
+            stored.previous,
+            stored.rolled_back,
+            setup.halt,
+            now,
+        );
+        let eth_in_use = cfg.eth_boot;
+        let log_ms = u64::from(cfg.running.log_interval_s) * 1000;
+        let mut ctl = Controller {
+            device_id: setup.device_id,
+            keys: DeviceKeys::new(Key(setup.key)),
+            firmware: setup.firmware,
+            halt: setup.halt,
+            has_gsm: setup.has_gsm,
+            factory,
+            boot: stored.boot.saturating_add(1),
+            persist_seq: stored.seq,
+            attempts: 0,
+            cfg,
+            eth_in_use,
+            rolled_back_since_boot: false,
+            net: [NetState::default(); 2],
+            active: Iface::Ethernet,
+            modem_on: false,
+            radio: Radio::Off,
+            signal: 99,
+            conn: Conn::Offline,
+            walk: Walk::default(),
+            probe: Probe::Off,
+            eth_ok_at: now,
+            dns_token: 0,
+            log: Log::new(),
+            next_log_at: now + log_ms,
+            reading: None,
+            reading_at: now,
+            power_sum: 0,
+            power_n: 0,
+            relays: Relays::new(),
+            relays_applied: 0,
+            time_offset: None,
+            traffic: Traffic::default(),
+            effects: Deque::new(),
+            persist_queued: false,
+            led: None,
+            config_ack: None,
+            rollback_report: None,
+            command_acks: Deque::new(),
+            last_command: None,
+            status_due: true,
+            next_status_at: now,
+            net_restart: false,
+            reset_pending: false,
+            stats: Stats::default(),
+            tx: [0; tek_proto::MAX_DATAGRAM],
+            flash: [0; persist::MAX_LEN],
+        };
+        // The boot counter is written before anything is sent.
+        ctl.queue_persist();
+        ctl.push(Effect::ConfigureEthernet(match eth_in_use {
+            Some(s) => EthernetSetup::Static(s),
+            None => EthernetSetup::Dhcp,
+        }));
+        ctl.relays.evaluate(&ctl.cfg.running.thermostat, None);
+        ctl
+    }
+
+    // ----- events -------------------------------------------------------------------------
+
+    /// An interface's link went up or down (Ethernet carrier; GSM data connection).
+    pub fn link(&mut self, _now: u64, iface: Iface, up: bool) {
+        let st = &mut self.net[iface.index()];
+        if st.link == up {
+            return;
+        }
+        st.link = up;
+        if !up {
+            self.lost(iface);
+        }
+    }
+
+    /// An interface got (or changed) its IP settings: a DHCP lease, fixed settings applied, or
+    /// the modem's PPP link. Implies the link is up.
+    pub fn ip_configured(&mut self, _now: u64, iface: Iface, info: IpInfo) {
+        let st = &mut self.net[iface.index()];
+        st.link = true;
+        if st.ip != Some(info) {
+            st.ip = Some(info);
+            if iface == self.active {
+                self.status_due = true;
+            }
+        }
+    }
+
+    /// An interface lost its IP settings (lease expired, PPP down).
+    pub fn ip_lost(&mut self, _now: u64, iface: Iface) {
+        self.net[iface.index()].ip = None;
+        self.lost(iface);
+    }
+
+    fn lost(&mut self, iface: Iface) {
+        let on_iface = match &self.conn {
+            Conn::Up(up) => (up.iface == iface).then_some(up.server),
+            Conn::Hello(a) => (a.iface == iface).then_some(a.server),
+            Conn::Resolving { server, .. } => (iface == self.active).then_some(*server),
+            _ => None,
+        };
+        if let Some(server) = on_iface {
+            self.walk = Walk::from(server);
+            self.conn = Conn::Offline;
+        }
+        if iface == Iface::Ethernet && !matches!(self.probe, Probe::Off) {
+            self.probe = Probe::Idle {
+                next_at: self.eth_ok_at.saturating_add(PROBE_EVERY_MS),
+            };
+        }
+    }
+
+    /// The modem's radio state and signal quality (0..=31, 99 unknown), for status and LEDs.
+    pub fn modem_state(&mut self, _now: u64, radio: Radio, signal: u8) {
+        self.radio = radio;
+        self.signal = signal;
+    }
+
+    /// The answer to a [`Action::Resolve`]: the address, or `None` if the name did not resolve.
+    pub fn dns_answer(&mut self, now: u64, token: u16, addr: Option<[u8; 4]>) {
+        let addr = addr.filter(|a| *a != [0; 4]);
+        if let Conn::Resolving {
+            server,
+            token: t,
+            deadline,
+        } = &mut self.conn
+        {
+            if *t == token {
+                let server = *server;
+                match addr {
+                    Some(addr) => {
+                        let port = self.server_port(server);
+                        self.conn = Conn::Hello(Attempt::new(
+                            self.active,
+                            server,
+                            Endpoint { addr, port },
+                            now,
+                        ));
+                    }
+                    // Counted as down at the next poll (which has the randomness for back-off).
+                    None => *deadline = now,
+                }
+                return;
+            }
+        }
+        if let Probe::Resolving { token: t, .. } = self.probe {
+            if t == token {
+                self.probe = match addr {
+                    Some(addr) => Probe::Hello(Attempt::new(
+                        Iface::Ethernet,
+                        0,
+                        Endpoint {
+                            addr,
+                            port: self.server_port(0),
+                        },
+                        now,
+                    )),
+                    None => Probe::Idle {
+                        next_at: now + PROBE_EVERY_MS,
+                    },
+                };
+            }
+        }
+    }
+
+    /// A sensor reading. The thermostat acts on it at once; the log takes the latest reading
+    /// (and the mean power since the last record) at every logging interval.
+    pub fn sensor(&mut self, now: u64, reading: Reading) {
+        self.reading = Some(reading);
+        self.reading_at = now;
+        self.power_sum += u64::from(reading.power_w);
+        self.power_n = self.power_n.saturating_add(1);
+        self.relays
+            .evaluate(&self.cfg.running.thermostat, reading.water_cc);
+    }
+
+    /// A datagram arrived on `iface`, from `from`, to local port `local_port`. The buffer is
+    /// decrypted in place. Anything unexpected or failing a check is dropped silently.
+    pub fn receive(
+        &mut self,
+        now: u64,
+        iface: Iface,
+        from: Endpoint,
+        local_port: u16,
+        datagram: &mut [u8],
+    ) {
+        transport::count(&mut self.traffic, iface, false, datagram.len());
+        if !tek_proto::length_ok(datagram.len()) || datagram[0] != tek_proto::VERSION {
+            self.stats.ignored += 1;
+            return;
+        }
+        let handled = match Kind::from(datagram[1]) {
+            Kind::Welcome => self.on_welcome(now, iface, from, local_port, datagram),
+            Kind::Data => self.on_data(now, iface, from, local_port, datagram),
+            _ => false,
+        };
+        if !handled {
+            self.stats.ignored += 1;
+        }
+    }
+
+    fn on_welcome(
+        &mut self,
+        now: u64,
+        iface: Iface,
+        from: Endpoint,
+        port: u16,
+        datagram: &[u8],
+    ) -> bool {
+        let matches = |a: &Attempt| a.iface == iface && a.port == port && a.to == from;
+        match &mut self.conn {
+            Conn::Hello(a) if matches(a) => {
+                if let Some((session, time, counter)) = a.finish(&self.keys, datagram, 0) {
+                    let a = a.clone();
+                    self.established(now, a, session, time, counter);
+                    return true;
+                }
+            }
+            Conn::Up(up) if matches(&up.attempt) => {
+                // A Welcome to a later Hello of the same attempt: the server replaced the
+                // session we took with this one.
+                if let Some((session, time, counter)) =
+                    up.attempt.finish(&self.keys, datagram, up.counter)
+                {
+                    up.session = session;
+                    up.counter = counter;
+                    up.heard(now);
+                    if let Some(b) = &mut up.batch {
+                        b.next_at = now;
+                    }
+                    self.sync_time(now, time);
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        if let Probe::Hello(a) = &self.probe {
+            if matches(a) {
+                if let Some((session, time, counter)) = a.finish(&self.keys, datagram, 0) {
+                    let a = a.clone();
+                    self.probe = Probe::Off;
+                    self.return_to_ethernet(now);
+                    self.established(now, a, session, time, counter);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn on_data(
+        &mut self,
+        now: u64,
+        iface: Iface,
+        from: Endpoint,
+        port: u16,
+        datagram: &mut [u8],
+    ) -> bool {
+        let Conn::Up(up) = &mut self.conn else {
+            return false;
+        };
+        if up.iface != iface || up.port != port || up.to != from {
+            return false;
+        }
+        let Ok(msg) = up.session.open_message(datagram) else {
+            return false;
+        };
+        up.heard(now);
+        if iface == Iface::Ethernet {
+            self.eth_ok_at = now;
+        }
+        self.handle(now, msg);
+        true
+    }
+
+    fn handle(&mut self, now: u64, msg: Message<'_>) {
+        match msg {
+            Message::Ack {
+                through_seq,
+                server_time,
+            } => {
+                self.sync_time(now, server_time);
+                if let Some(n) = self.log.ack_through(through_seq) {
+                    self.stats.records_acked += n as u32;
+                    if let Conn::Up(up) = &mut self.conn {
+                        if let Some(b) = up.batch {
+                            if (through_seq.wrapping_sub(b.last) as i32) >= 0 {
+                                up.batch = None;
+                            }
+                        }
+                    }
+                }
+            }
+            Message::Pong { server_time } => self.sync_time(now, server_time),
+            Message::Config { version, config } => {
+                let new = config.to_config();
+                self.apply_config(now, version, new);
+            }
+            Message::Command { id, command } => self.command(id, command),
+            // Device -> server messages and unknown codes: authentic, but nothing to do.
+            _ => {}
+        }
+    }
+
+    fn sync_time(&mut self, now: u64, server_time: u32) {
+        self.time_offset = Some(i64::from(server_time) - (now / 1000) as i64);
+    }
+
+    fn apply_config(&mut self, now: u64, version: u32, new: Config) {
+        let Some(a) = self.cfg.apply(version, new, now) else {
+            return;
+        };
+        self.config_ack = Some((version, a.result));
+        if !a.changed {
+            return;
+        }
+        self.stats.configs_applied += 1;
+        self.queue_persist();
+        self.status_due = true;
+        let water = self.fresh_water(now);
+        self.relays.evaluate(&self.cfg.running.thermostat, water);
+        if a.gsm_changed && self.modem_on {
+            self.redial();
+        }
+        if a.servers_changed {
+            // After the ConfigAck went out on the old session.
+            self.net_restart = true;
+        }
+    }
+
+    fn redial(&mut self) {
+        self.push(Effect::ModemDown);
+        self.push(Effect::ModemUp);
+        self.net[Iface::Gsm.index()] = NetState::default();
+        if self.active == Iface::Gsm {
+            self.conn = Conn::Offline;
+        }
+    }
+
+    fn command(&mut self, id: u32, command: Command) {
+        let result = match self.last_command {
+            Some((last, result)) if last == id => result,
+            _ => {
+                let result = match command {
+                    Command::SetRelay { relay, mode } => {
+                        if self.relays.set_mode(relay, mode) {
+                            let water = self.reading.and_then(|r| r.water_cc);
+                            self.relays.evaluate(&self.cfg.running.thermostat, water);
+                            CommandResult::Done
+                        } else {
+                            CommandResult::Refused
+                        }
+                    }
+                    Command::Reboot => {
+                        self.reset_pending = true;
+                        CommandResult::Done
+                    }
+                    Command::SendStatus => {
+                        self.status_due = true;
+                        CommandResult::Done
+                    }
+                };
+                self.stats.commands += 1;
+                self.last_command = Some((id, result));
+                result
+            }
+        };
+        if self.command_acks.is_full() {
+            self.command_acks.pop_front();
+        }
+        let _ = self.command_acks.push_back((id, result));
+    }
+
+    // ----- poll ---------------------------------------------------------------------------
+
+    /// Advances timers to `now` and returns the next action, or `None` when there is nothing to
+    /// do before [`poll_at`](Self::poll_at). Call it until it returns `None`.
+    pub fn poll(&mut self, now: u64, rng: &mut dyn Entropy) -> Option<Action<'_>> {
+        self.advance(now, rng);
+        if let Some(e) = self.effects.pop_front() {
+            return Some(self.effect_action(e));
+        }
+        if let Some((iface, from_port, to, n)) = self.next_send(now, rng) {
+            transport::count(&mut self.traffic, iface, true, n);
+            return Some(Action::Send {
+                iface,
+                from_port,
+                to,
+                bytes: &self.tx[..n],
+            });
+        }
+        if self.net_restart {
+            self.net_restart = false;
+            self.walk = Walk::from(0);
+            self.conn = Conn::Offline;
+            return self.poll(now, rng);
+        }
+        if self.reset_pending {
+            self.reset_pending = false;
+            return Some(Action::Reset);
+        }
+        None
+    }
+
+    /// When [`poll`](Self::poll) must be called next at the latest (milliseconds since
+    /// power-up); it may be now or in the past. Events (datagrams, DNS answers, link changes)
+    /// call for a poll as well.
+    pub fn poll_at(&self) -> u64 {
+        let now_ish = 0;
+        if !self.effects.is_empty() || self.net_restart || self.reset_pending {
+            return now_ish;
+        }
+        let mut at = self.next_log_at;
+        let mut upd = |t: u64| at = at.min(t);
+        if self.reading.is_some() {
+            upd(self.reading_at + SENSOR_STALE_MS);
+        }
+        if let Some(d) = self.cfg.trial_deadline {
+            upd(d);
+        }
+        if let Some(t) = self.failover_at() {
+            upd(t);
+        }
+        match &self.probe {
+            Probe::Off => {}
+            Probe::Idle { next_at } => upd(*next_at),
+            Probe::Resolving { deadline, .. } => upd(*deadline),
+            Probe::Hello(a) => upd(a.next_at),
+        }
+        match &self.conn {
+            Conn::Offline => {}
+            Conn::Resolving { deadline, .. } => upd(*deadline),
+            Conn::Hello(a) => upd(a.next_at),
+            Conn::Backoff { until } => upd(*until),
+            Conn::Up(up) => {
+                if self.config_ack.is_some()
+                    || self.rollback_report.is_some()
+                    || !self.command_acks.is_empty()
+                    || self.status_due
+                {
+                    return now_ish;
+                }
+                upd(self.next_status_at);
+                upd(up.started + session::REKEY_AFTER_MS);
+                match up.batch {
+                    Some(b) => upd(b.next_at),
+                    None if self.log.len() >= session::FULL_BATCH => return now_ish,
+                    None if !self.log.is_empty() => upd(up.next_batch_at),
+                    None => {}
+                }
+                if let Some(p) = up.probing {
+                    upd(p.next_at);
+                }
+                upd(up.last_tx + self.keepalive_ms());
+            }
+        }
+        at
+    }
+
+    /// The local UDP ports the controller expects datagrams on (at most two: the session or
+    /// attempt on the interface in use, and the Ethernet probe while on GSM). Datagrams to other
+    /// ports would be dropped anyway.
+    pub fn ports(&self) -> [Option<(Iface, u16)>; 2] {
+        let main = match &self.conn {
+            Conn::Hello(a) if a.port != 0 => Some((a.iface, a.port)),
+            Conn::Up(up) => Some((up.iface, up.port)),
+            _ => None,
+        };
+        let probe = match &self.probe {
+            Probe::Hello(a) if a.port != 0 => Some((a.iface, a.port)),
+            _ => None,
+        };
+        [main, probe]
+    }
+
+    fn keepalive_ms(&self) -> u64 {
+        u64::from(self.cfg.running.keepalive_s) * 1000
+    }
+
+    fn failover_at(&self) -> Option<u64> {
+        (self.has_gsm && self.active == Iface::Ethernet && !matches!(self.conn, Conn::Up(_)))
+            .then(|| self.eth_ok_at + u64::from(self.cfg.running.gsm_failover_s) * 1000)
+    }
+
+    fn push(&mut self, e: Effect) {
+        // Bounded by construction (coalesced persist/LED, at most eight relays, a handful of
+        // network effects between polls); dropping one if it were ever full is safer than a
+        // panic, and the next state change re-issues it.
+        let _ = self.effects.push_back(e);
+    }
+
+    fn queue_persist(&mut self) {
+        if !self.persist_queued {
+            self.persist_queued = true;
+            self.push(Effect::Persist);
+        }
+    }
+
+    fn effect_action(&mut self, e: Effect) -> Action<'_> {
+        match e {
+            Effect::Resolve {
+                iface,
+                token,
+                server,
+            } => Action::Resolve {
+                iface,
+                token,
+                name: self
+                    .server_entry(server)
+                    .map_or("", |s| connect::parse_server(s).host),
+            },
+            Effect::ConfigureEthernet(s) => Action::ConfigureEthernet(s),
+            Effect::ModemUp => Action::ModemUp {
+                apn: &self.cfg.running.gsm.apn,
+                login: &self.cfg.running.gsm.login,
+                password: &self.cfg.running.gsm.password,
+            },
+            Effect::ModemDown => Action::ModemDown,
+            Effect::SetRelay { relay, on } => Action::SetRelay { relay, on },
+            Effect::Led(l) => Action::Led(l),
+            Effect::Persist => {
+                self.persist_queued = false;
+                self.persist_seq = self.persist_seq.wrapping_add(1);
+                let cfg = &self.cfg;
+                let n = persist::encode(
+                    &mut self.flash,
+                    self.persist_seq,
+                    self.boot,
+                    cfg.version,
+                    &cfg.running,
+                    cfg.previous.as_ref().map(|(v, c)| (*v, c)),
+                    cfg.rolled_back,
+                )
+                .unwrap_or(0);
+                Action::Persist {
+                    slot: (self.persist_seq % 2) as u8,
+                    record: &self.flash[..n],
+                }
+            }
+        }
+    }
+
+    fn servers(&self) -> &[String<MAX_TEXT>] {
+        if self.cfg.running.servers.is_empty() {
+            &self.factory
+        } else {
+            &self.cfg.running.servers
+        }
+    }
+
+    fn server_entry(&self, i: u8) -> Option<&str> {
+        self.servers().get(usize::from(i)).map(|s| s.as_str())
+    }
+
+    /// The literal address (if any) and port of server `i`, owned.
+    fn server_target(&self, i: u8) -> Option<Target> {
+        self.server_entry(i).map(|s| {
+            let r = connect::parse_server(s);
+            Target {
+                literal: r.literal,
+                port: r.port,
+            }
+        })
+    }
+
+    fn server_port(&self, i: u8) -> u16 {
+        self.server_entry(i)
+            .map_or(tek_proto::SERVER_PORT, |s| connect::parse_server(s).port)
+    }
+
+    fn fresh_water(&self, now: u64) -> Option<i16> {
+        if now.saturating_sub(self.reading_at) >= SENSOR_STALE_MS {
+            None
+        } else {
+            self.reading.and_then(|r| r.water_cc)
+        }
+    }
+
+    fn advance(&mut self, now: u64, rng: &mut dyn Entropy) {
+        self.sample(now);
+        if self.reading.is_some() && now.saturating_sub(self.reading_at) >= SENSOR_STALE_MS {
+            // No fresh reading: the heater must not run blind.
+            self.relays.evaluate(&self.cfg.running.thermostat, None);
+            self.reading_at = now;
+            self.reading = self.reading.map(|r| Reading {
+                water_cc: None,
+                air_cc: None,
+                ..r
+            });
+        }
+        let relays = self.relays.state();
+        if relays != self.relays_applied {
+            for i in 0..8u8 {
+                let bit = 1 << i;
+                if (relays ^ self.relays_applied) & bit != 0 {
+                    self.push(Effect::SetRelay {
+                        relay: i,
+                        on: relays & bit != 0,
+                    });
+                }
+            }
+            self.relays_applied = relays;
+            self.status_due = true;
+        }
+        if let Some(failed) = self.cfg.check_rollback(now) {
+            self.rollback(failed);
+        }
+        if let Some(t) = self.failover_at() {
+            if now >= t {
+                self.failover(now);
+            }
+        }
+        self.advance_probe(now);
+        self.advance_conn(now, rng);
+        if let Conn::Up(_) = self.conn {
+            if now >= self.next_status_at {
+                self.status_due = true;
+            }
+        }
+        let led = if self.halt {
+            Led::Halt
+        } else if !self.net[self.active.index()].ready() {
+            Led::NoNetwork
+        } else if matches!(self.conn, Conn::Up(_)) {
+            Led::Online
+        } else {
+            Led::Connecting
+        };
+        if self.led != Some(led) {
+            self.led = Some(led);
+            self.push(Effect::Led(led));
+        }
+    }
+
+    fn sample(&mut self, now: u64) {
+        if now < self.next_log_at {
+            return;
+        }
+        let interval = u64::from(self.cfg.running.log_interval_s) * 1000;
+        self.next_log_at += interval;
+        if self.next_log_at <= now {
+            self.next_log_at = now + interval;
+        }
+        let Some(r) = self.reading else {
+            return; // nothing measured yet: no record rather than a made-up one
+        };
+        let power = if self.power_n > 0 {
+            self.power_sum / u64::from(self.power_n)
+        } else {
+            u64::from(r.power_w)
+        };
+        self.power_sum = 0;
+        self.power_n = 0;
+        self.log.push(LogRecord {
+            time_s: (now / 1000) as u32,
+            energy_wh: r.energy_wh,
+            power_w: power.min(u64::from(u16::MAX)) as u16,
+            water_cc: r.water_cc.unwrap_or(MISSING_TEMP),
+            air_cc: r.air_cc.unwrap_or(MISSING_TEMP),
+            relays: self.relays.state(),
+        });
+        self.stats.records_logged += 1;
+    }
+
+    fn rollback(&mut self, failed: u32) {
+        self.stats.rollbacks += 1;
+        self.rolled_back_since_boot = true;
+        self.rollback_report = Some(failed);
+        self.queue_persist();
+        self.status_due = true;
+        // The restored Ethernet settings take effect now: the failed ones did not work.
+        let eth = if self.halt {
+            None
+        } else {
+            self.cfg.running.ethernet
+        };
+        self.cfg.eth_boot = eth;
+        if eth != self.eth_in_use {
+            self.eth_in_use = eth;
+            self.net[Iface::Ethernet.index()].ip = None;
+            self.push(Effect::ConfigureEthernet(match eth {
+                Some(s) => EthernetSetup::Static(s),
+                None => EthernetSetup::Dhcp,
+            }));
+        }
+        if self.modem_on {
+            self.redial();
+        }
+        self.walk = Walk::from(0);
+        self.conn = Conn::Offline;
+    }
+
+    fn failover(&mut self, now: u64) {
+        self.stats.failovers += 1;
+        self.active = Iface::Gsm;
+        self.modem_on = true;
+        self.net[Iface::Gsm.index()] = NetState::default();
+        self.push(Effect::ModemUp);
+        self.walk = Walk::from(0);
+        self.conn = Conn::Offline;
+        self.probe = Probe::Idle {
+            next_at: now + PROBE_EVERY_MS,
+        };
+        self.status_due = true;
+    }
+
+    fn return_to_ethernet(&mut self, now: u64) {
+        self.stats.returns += 1;
+        self.active = Iface::Ethernet;
+        self.eth_ok_at = now;
+        if self.modem_on {
+            self.modem_on = false;
+            self.push(Effect::ModemDown);
+        }
+        self.net[Iface::Gsm.index()] = NetState::default();
+        self.radio = Radio::Off;
+    }
+
+    fn next_token(&mut self) -> u16 {
+        self.dns_token = self.dns_token.wrapping_add(1);
+        self.dns_token
+    }
+
+    fn advance_probe(&mut self, now: u64) {
+        match &self.probe {
+            Probe::Idle { next_at } if now >= *next_at => {
+                let first = self.server_target(0);
+                self.probe = match first {
+                    Some(s) if self.net[Iface::Ethernet.index()].ready() => match s.literal {
+                        Some(addr) => Probe::Hello(Attempt::new(
+                            Iface::Ethernet,
+                            0,
+                            Endpoint { addr, port: s.port },
+                            now,
+                        )),
+                        None => {
+                            let token = self.next_token();
+                            self.push(Effect::Resolve {
+                                iface: Iface::Ethernet,
+                                token,
+                                server: 0,
+                            });
+                            Probe::Resolving {
+                                token,
+                                deadline: now + connect::DNS_TIMEOUT_MS,
+                            }
+                        }
+                    },
+                    _ => Probe::Idle {
+                        next_at: now + PROBE_EVERY_MS,
+                    },
+                };
+            }
+            Probe::Resolving { deadline, .. } if now >= *deadline => {
+                self.probe = Probe::Idle {
+                    next_at: now + PROBE_EVERY_MS,
+                };
+            }
+            Probe::Hello(a) if a.failed(now) => {
+                self.probe = Probe::Idle {
+                    next_at: now + PROBE_EVERY_MS,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    fn start_attempt(&mut self, server: u8, now: u64) {
+        let Some(s) = self.server_target(server) else {
+            // No server configured at all: nothing to walk; look again later.
+            self.conn = Conn::Backoff {
+                until: now + connect::BACKOFF_MAX_MS,
+            };
+            return;
+        };
+        self.walk.index = server;
+        self.conn = match s.literal {
+            Some(addr) => Conn::Hello(Attempt::new(
+                self.active,
+                server,
+                Endpoint { addr, port: s.port },
+                now,
+            )),
+            None => {
+                let token = self.next_token();
+                self.push(Effect::Resolve {
+                    iface: self.active,
+                    token,
+                    server,
+                });
+                Conn::Resolving {
+                    server,
+                    token,
+                    deadline: now + connect::DNS_TIMEOUT_MS,
+                }
+            }
+        };
+    }
+
+    fn server_down(&mut self, now: u64, rng: &mut dyn Entropy) {
+        match self.walk.server_down(self.servers().len(), now, rng) {
+            Next::Server(i) => self.start_attempt(i, now),
+            Next::BackoffUntil(until) => {
+                self.stats.failed_passes += 1;
+                self.conn = Conn::Backoff { until };
+            }
+        }
+    }
+
+    fn advance_conn(&mut self, now: u64, rng: &mut dyn Entropy) {
+        let ready = self.net[self.active.index()].ready();
+        if !ready {
+            if !matches!(self.conn, Conn::Offline | Conn::Backoff { .. }) {
+                self.lost(self.active);
+            }
+            return;
+        }
+        match &self.conn {
+            Conn::Offline => self.start_attempt(self.walk.index, now),
+            Conn::Resolving { deadline, .. } if now >= *deadline => self.server_down(now, rng),
+            Conn::Hello(a) if a.failed(now) => self.server_down(now, rng),
+            Conn::Backoff { until } if now >= *until => {
+                self.walk.tried = 0;
+                self.start_attempt(0, now);
+            }
+            Conn::Up(up) if up.dead(now) => {
+                self.stats.dead_servers += 1;
+                self.walk = Walk::from(up.server);
+                self.server_down(now, rng);
+            }
+            Conn::Up(up) if up.rekey_due(now) => {
+                let server = up.server;
+                self.walk = Walk::from(server);
+                self.start_attempt(server, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn established(&mut self, now: u64, a: Attempt, session: Session, time: u32, counter: u64) {
+        self.stats.sessions += 1;
+        self.walk.connected();
+        self.walk.index = a.server;
+        if a.iface == Iface::Ethernet {
+            self.eth_ok_at = now;
+        }
+        self.conn = Conn::Up(Up::new(a, session, counter, now));
+        self.sync_time(now, time);
+        self.status_due = true;
+        if self.cfg.session_accepted() {
+            self.queue_persist();
+        }
+    }
+
+    fn next_counter(&mut self) -> u64 {
+        let c = hello_counter(self.boot, self.attempts);
+        self.attempts = self.attempts.saturating_add(1);
+        c
+    }
+
+    fn status_report(&self, now: u64) -> Status {
+        let server_index = match &self.conn {
+            Conn::Up(up) => up.server,
+            _ => self.walk.index,
+        };
+        status::build(&status::Inputs {
+            iface: self.active,
+            ip: self.net[self.active.index()].ip,
+            halt: self.halt,
+            rolled_back: self.rolled_back_since_boot,
+            time_synced: self.time_offset.is_some(),
+            uptime_s: (now / 1000) as u32,
+            firmware: self.firmware,
+            config_version: self.cfg.version,
+            log_drops: self.log.drops(),
+            log_backlog: self.log.len(),
+            traffic: self.traffic,
+            gsm_signal: self.signal,
+            radio: self.radio,
+            relays: self.relays.state(),
+            server_index,
+        })
+    }
+
+    /// Produces the next datagram, if one is due: (interface, source port, destination, length
+    /// in `self.tx`).
+    fn next_send(
+        &mut self,
+        now: u64,
+        rng: &mut dyn Entropy,
+    ) -> Option<(Iface, u16, Endpoint, usize)> {
+        // Handshakes first: main attempt, then the Ethernet probe.
+        if matches!(&self.conn, Conn::Hello(a) if a.hello_due(now)) {
+            let counter = self.next_counter();
+            if let Conn::Hello(a) = &mut self.conn {
+                let n = a.hello(&self.keys, self.device_id, counter, now, rng, &mut self.tx)?;
+                self.stats.hellos += 1;
+                return Some((a.iface, a.port, a.to, n));
+            }
+        }
+        if matches!(&self.probe, Probe::Hello(a) if a.hello_due(now))
+            && self.net[Iface::Ethernet.index()].ready()
+        {
+            let counter = self.next_counter();
+            if let Probe::Hello(a) = &mut self.probe {
+                let n = a.hello(&self.keys, self.device_id, counter, now, rng, &mut self.tx)?;
+                self.stats.hellos += 1;
+                return Some((a.iface, a.port, a.to, n));
+            }
+        }
+        if !matches!(self.conn, Conn::Up(_)) {
+            return None;
+        }
+        let status = if self.status_due {
+            Some(self.status_report(now))
+        } else {
+            None
+        };
+        let version = self.cfg.version;
+        let ka_ms = self.keepalive_ms();
+        let batch_ms = u64::from(self.cfg.running.batch_s) * 1000;
+        let Conn::Up(up) = &mut self.conn else {
+            return None;
+        };
+        let n = if let Some((v, result)) = self.config_ack.take() {
+            seal(
+                &mut up.session,
+                &Message::ConfigAck { version: v, result },
+                &mut self.tx,
+            )
+        } else if let Some(v) = self.rollback_report.take() {
+            seal(
+                &mut up.session,
+                &Message::ConfigAck {
+                    version: v,
+                    result: ConfigResult::RolledBack,
+                },
+                &mut self.tx,
+            )
+        } else if let Some((id, result)) = self.command_acks.pop_front() {
+            seal(
+                &mut up.session,
+                &Message::CommandAck { id, result },
+                &mut self.tx,
+            )
+        } else if let Some(s) = status {
+            self.status_due = false;
+            self.next_status_at = now + session::STATUS_EVERY_MS;
+            seal(&mut up.session, &Message::Status(s), &mut self.tx)
+        } else if let Some(n) =
+            Self::batch(up, &self.log, &mut self.stats, now, batch_ms, &mut self.tx)
+        {
+            Some(n)
+        } else if let Some(p) = up
+            .probing
+            .filter(|p| now >= p.next_at && p.tries < session::TRIES)
+        {
+            up.probing = Some(Probing {
+                tries: p.tries + 1,
+                next_at: now + session::retry_timeout(p.tries + 1),
+            });
+            seal(
+                &mut up.session,
+                &Message::Keepalive {
+                    reply_wanted: true,
+                    config_version: version,
+                },
+                &mut self.tx,
+            )
+        } else if up.probing.is_none() && now >= up.last_tx + ka_ms {
+            let reply_wanted = now.saturating_sub(up.last_rx) > 2 * ka_ms;
+            if reply_wanted {
+                up.probing = Some(Probing {
+                    tries: 1,
+                    next_at: now + session::retry_timeout(1),
+                });
+            }
+            seal(
+                &mut up.session,
+                &Message::Keepalive {
+                    reply_wanted,
+                    config_version: version,
+                },
+                &mut self.tx,
+            )
+        } else {
+            None
+        }?;
+        up.last_tx = now;
+        Some((up.iface, up.port, up.to, n))
+    }
+
+    fn batch(
+        up: &mut Up,
+        log: &Log<LOG>,
+        stats: &mut Stats,
+        now: u64,
+        batch_ms: u64,
+        tx: &mut [u8],
+    ) -> Option<usize> {
+        let now_s = (now / 1000) as u32;
+        let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+        match up.batch {
+            Some(b) if now >= b.next_at && b.tries < session::TRIES => {
+                match session::write_batch(log, b.first, b.last, now_s, body) {
+                    Some((len, first, _)) => {
+                        stats.batch_retries += 1;
+                        up.batch = Some(InFlight {
+                            first,
+                            last: b.last,
+                            tries: b.tries + 1,
+                            next_at: now + session::retry_timeout(b.tries + 1),
+                        });
+                        up.session.seal_in_place(tx, len).ok()
+                    }
+                    None => {
+                        // Every record of the batch was dropped from a full log meanwhile.
+                        up.batch = None;
+                        None
+                    }
+                }
+            }
+            None if !log.is_empty()
+                && (now >= up.next_batch_at || log.len() >= session::FULL_BATCH) =>
+            {
+                let (len, first, last) =
+                    session::write_batch(log, log.first_seq(), u32::MAX, now_s, body)?;
+                stats.batches += 1;
+                stats.records_sent += last.wrapping_sub(first) + 1;
+                up.batch = Some(InFlight {
+                    first,
+                    last,
+                    tries: 1,
+                    next_at: now + session::retry_timeout(1),
+                });
+                up.next_batch_at = now + batch_ms;
+                up.session.seal_in_place(tx, len).ok()
+            }
+            _ => None,
+        }
+    }
+
+    // ----- queries ------------------------------------------------------------------------
+
+    /// Counters since power-up.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The boot counter of this boot (the hello counter's high half).
+    pub fn boot_counter(&self) -> u32 {
+        self.boot
+    }
+
+    /// Whether a session is established.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.conn, Conn::Up(_))
+    }
+
+    /// The index of the server of the current session.
+    pub fn server_index(&self) -> Option<u8> {
+        match &self.conn {
+            Conn::Up(up) => Some(up.server),
+            _ => None,
+        }
+    }
+
+    /// The interface in use.
+    pub fn transport(&self) -> Iface {
+        self.active
+    }
+
+    /// The running configuration and its version.
+    pub fn config(&self) -> (u32, &Config) {
+        (self.cfg.version, &self.cfg.running)
+    }
+
+    /// Whether a network change is on trial.
+    pub fn on_trial(&self) -> bool {
+        self.cfg.previous.is_some()
+    }
+
+    /// The Ethernet fixed settings in effect (`None`: DHCP).
+    pub fn ethernet_in_use(&self) -> Option<crate::StaticIp> {
+        self.eth_in_use
+    }
+
+    /// The relay bitmap.
+    pub fn relays(&self) -> u8 {
+        self.relays.state()
+    }
+
+    /// The telemetry log.
+    pub fn log(&self) -> &Log<LOG> {
+        &self.log
+    }
+
+    /// Bytes per transport since power-up.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// Unix time at `now`, once a server has told the time.
+    pub fn unix_time(&self, now: u64) -> Option<i64> {
+        self.time_offset.map(|o| o + (now / 1000) as i64)
+    }
+
+    /// Everything observable except traffic counters and `Stats::ignored`, for tests that
+    /// check that a datagram changed nothing.
+    #[cfg(test)]
+    pub(crate) fn fingerprint(&self) -> std::string::String {
+        let conn = match &self.conn {
+            Conn::Up(up) => std::format!(
+                "up {} {} {:?} {:?} {} {} {:?} {} {:?} {}",
+                up.server,
+                up.port,
+                up.session.send_counter(),
+                up.session.highest_received(),
+                up.session.session_id(),
+                up.counter,
+                up.batch,
+                up.last_rx,
+                up.probing,
+                up.next_batch_at
+            ),
+            other => std::format!("{other:?}"),
+        };
+        let stats = Stats {
+            ignored: 0,
+            ..self.stats
+        };
+        std::format!(
+            "{conn} | {:?} {:?} | log {} {} {} | cfg {} {:?} {:?} | relays {} | t {:?} | {:?} | \
+             {:?} {:?} {:?} {} {} {} | {:?} {:?} {:?}",
+            self.walk,
+            self.probe,
+            self.log.first_seq(),
+            self.log.len(),
+            self.log.drops(),
+            self.cfg.version,
+            self.cfg.previous.as_ref().map(|p| p.0),
+            self.cfg.rolled_back,
+            self.relays.state(),
+            self.time_offset,
+            stats,
+            self.config_ack,
+            self.rollback_report,
+            self.command_acks,
+            self.status_due,
+            self.effects.len(),
+            self.attempts,
+            self.active,
+            self.net,
+            self.last_command
+        )
+    }
+
+    /// The status report as it would be sent at `now`.
+    pub fn status(&self, now: u64) -> Status {
+        self.status_report(now)
+    }
+}
+
+#[cfg(test)]
+mod tests;

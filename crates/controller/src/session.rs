@@ -1,0 +1,216 @@
+//! Traffic in an established session.
+//!
+//! * Telemetry: every `batch_s` (or at once when a full datagram's worth is waiting, or at
+//!   session start with a backlog) one batch of the oldest unacknowledged records. Stop-and-wait:
+//!   one batch in flight, retransmitted after 3, 6 and 12 s (a new datagram each time, same
+//!   records, ages recomputed); 24 s after the fourth try the server is dead. An Ack frees every
+//!   record up to its `through_seq`.
+//! * Keepalive every `keepalive_s` when nothing else was sent in that time, to hold the NAT
+//!   mapping open. It asks for a reply only when nothing came from the server for more than
+//!   2 × `keepalive_s`; such a keepalive is retried like a batch before the server is declared
+//!   dead.
+//! * Status at session start, whenever something in it changes, and every hour.
+//! * Rekey: after 24 h in one session, or past 2^31 datagrams sent, a new attempt with the same
+//!   server.
+
+use crate::connect::Attempt;
+use crate::log::{Log, LogRecord};
+use crate::{Endpoint, Iface};
+use tek_proto::message::TelemetryWriter;
+use tek_proto::session::Session;
+
+/// Tries of a batch or reply-wanted keepalive before the server is dead.
+pub const TRIES: u8 = 4;
+/// First retransmission timeout; doubles with each try.
+pub const RETRY_BASE_MS: u64 = 3_000;
+/// Status is re-sent this often (traffic counters).
+pub const STATUS_EVERY_MS: u64 = 3_600_000;
+/// A session is renewed after this long.
+pub const REKEY_AFTER_MS: u64 = 24 * 3_600_000;
+/// A session is renewed once this many datagrams were sent in it.
+pub const REKEY_AFTER_DATAGRAMS: u32 = 1 << 31;
+/// Unsent records that make a batch due at once (about one datagram's worth: a one-minute record
+/// takes 7 to 10 bytes in a batch, a batch holds up to 1001 bytes).
+pub const FULL_BATCH: usize = 100;
+/// Most records one batch carries (the count field is a byte).
+pub const MAX_BATCH: usize = 255;
+
+/// Timeout after try number `tries` (1-based): 3, 6, 12, 24 s.
+pub fn retry_timeout(tries: u8) -> u64 {
+    RETRY_BASE_MS << u32::from(tries.saturating_sub(1).min(8))
+}
+
+/// The telemetry batch in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// First record sequence number.
+    pub first: u32,
+    /// Last record sequence number.
+    pub last: u32,
+    /// Tries so far.
+    pub tries: u8,
+    /// When to retransmit (or declare the server dead).
+    pub next_at: u64,
+}
+
+/// A reply-wanted keepalive waiting for any answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probing {
+    /// Tries so far.
+    pub tries: u8,
+    /// When to retry (or declare the server dead).
+    pub next_at: u64,
+}
+
+/// An established session.
+#[derive(Debug, Clone)]
+pub struct Up {
+    /// Interface in use.
+    pub iface: Iface,
+    /// Index of the server in the list.
+    pub server: u8,
+    /// The server's address.
+    pub to: Endpoint,
+    /// Our source port.
+    pub port: u16,
+    /// The crypto session.
+    pub session: Session,
+    /// The attempt that made it (a later Welcome of the same attempt replaces the session).
+    pub attempt: Attempt,
+    /// Hello counter the session was made with.
+    pub counter: u64,
+    /// When the session started.
+    pub started: u64,
+    /// Last authenticated datagram from the server.
+    pub last_rx: u64,
+    /// Last datagram sent.
+    pub last_tx: u64,
+    /// Batch in flight.
+    pub batch: Option<InFlight>,
+    /// When the next batch is due.
+    pub next_batch_at: u64,
+    /// Keepalive waiting for a reply.
+    pub probing: Option<Probing>,
+}
+
+impl Up {
+    /// A new session from an attempt's Welcome.
+    pub fn new(attempt: Attempt, session: Session, counter: u64, now: u64) -> Up {
+        Up {
+            iface: attempt.iface,
+            server: attempt.server,
+            to: attempt.to,
+            port: attempt.port,
+            session,
+            attempt,
+            counter,
+            started: now,
+            last_rx: now,
+            last_tx: now,
+            batch: None,
+            // A backlog from before the session goes out at once.
+            next_batch_at: now,
+            probing: None,
+        }
+    }
+
+    /// Whether the server stopped answering.
+    pub fn dead(&self, now: u64) -> bool {
+        let over = |tries: u8, next_at: u64| tries >= TRIES && now >= next_at;
+        self.batch.is_some_and(|b| over(b.tries, b.next_at))
+            || self.probing.is_some_and(|p| over(p.tries, p.next_at))
+    }
+
+    /// Whether the session should be renewed.
+    pub fn rekey_due(&self, now: u64) -> bool {
+        now.saturating_sub(self.started) >= REKEY_AFTER_MS
+            || self.session.send_counter() >= REKEY_AFTER_DATAGRAMS
+    }
+
+    /// Any authenticated datagram from the server: it is alive.
+    pub fn heard(&mut self, now: u64) {
+        self.last_rx = now;
+        self.probing = None;
+    }
+}
+
+/// Writes a Telemetry message (type byte and body) with the records from `first` (or the oldest
+/// still held, if that was dropped) up to `last` into `out`. Returns the message length and the
+/// sequence numbers actually included.
+pub fn write_batch<const N: usize>(
+    log: &Log<N>,
+    first: u32,
+    last: u32,
+    now_s: u32,
+    out: &mut [u8],
+) -> Option<(usize, u32, u32)> {
+    let start = if log.get(first).is_some() {
+        first
+    } else {
+        log.first_seq()
+    };
+    let (head, body) = out.split_first_mut()?;
+    *head = tek_proto::message::code::TELEMETRY;
+    let mut w = TelemetryWriter::new(body, start, LogRecord::CHANNELS, now_s)?;
+    let mut seq = start;
+    let mut included = None;
+    while usize::from(w.count()) < MAX_BATCH && seq.wrapping_sub(start) <= last.wrapping_sub(start)
+    {
+        let Some(rec) = log.get(seq) else { break };
+        if !w.push(rec.time_s.min(now_s), &rec.values()) {
+            break;
+        }
+        included = Some(seq);
+        seq = seq.wrapping_add(1);
+    }
+    let through = included?;
+    Some((1 + w.len(), start, through))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tek_proto::message::Message;
+
+    #[test]
+    fn retry_schedule() {
+        assert_eq!(
+            [1, 2, 3, 4].map(retry_timeout),
+            [3_000, 6_000, 12_000, 24_000]
+        );
+    }
+
+    #[test]
+    fn batch_fills_one_datagram() {
+        let mut log = Log::<400>::new();
+        for i in 0..400u32 {
+            log.push(LogRecord {
+                time_s: i * 60,
+                energy_wh: 100_000 + i * 25,
+                power_w: 1500 + (i % 7) as u16,
+                water_cc: 2650 + (i % 5) as i16,
+                air_cc: 1800 - (i % 11) as i16,
+                relays: (i % 3) as u8,
+            });
+        }
+        let mut out = [0u8; tek_proto::wire::data::MAX_MESSAGE];
+        let (n, first, last) = write_batch(&log, 0, u32::MAX, 400 * 60, &mut out).unwrap();
+        assert_eq!(first, 0);
+        assert!(last as usize + 1 >= FULL_BATCH, "{last}");
+        let Message::Telemetry(t) = Message::parse(&out[..n]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.last_seq(), last);
+        let r: std::vec::Vec<_> = t.records().collect();
+        assert_eq!(r[3].values[1], 100_075);
+        assert_eq!(r[3].age_s, 400 * 60 - 180);
+        // A limit on the last record is honoured; a dropped first record is skipped.
+        let (_, f, l) = write_batch(&log, 5, 9, 400 * 60, &mut out).unwrap();
+        assert_eq!((f, l), (5, 9));
+        log.ack_through(20).unwrap();
+        let (_, f, _) = write_batch(&log, 5, 30, 400 * 60, &mut out).unwrap();
+        assert_eq!(f, 21);
+        log.ack_through(399).unwrap();
+        assert!(write_batch(&log, 0, 500, 400 * 60, &mut out).is_none());
+    }
+}

@@ -1,0 +1,513 @@
+//! Test harness: a fake clock, a fake network and in-process servers built from tek-proto's
+//! `handshake::respond` and `Session`, driving one [`Controller`] deterministically.
+//!
+//! Time only moves when the harness moves it: it jumps to the controller's `poll_at()` (or the
+//! next sensor reading), delivers datagrams with zero latency, and checks the poll contract on
+//! the way: after `poll` returned `None`, `poll_at()` must lie in the future.
+
+use crate::persist::{self, Stored};
+use crate::{
+    Action, Controller, Endpoint, EthernetSetup, Iface, IpInfo, Led, Reading, Setup, XorShift,
+};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::string::{String, ToString};
+use std::vec::Vec;
+use tek_proto::crypto::DeviceKeys;
+use tek_proto::handshake;
+use tek_proto::message::config::Config;
+use tek_proto::message::status::Status;
+use tek_proto::message::{Command, CommandResult, ConfigItems, ConfigResult, Message};
+use tek_proto::session::Session;
+
+pub const KEY: [u8; 16] = [0x42; 16];
+pub const ID: u32 = 1234;
+pub const ETH_IP: [u8; 4] = [10, 0, 2, 15];
+pub const GSM_IP: [u8; 4] = [100, 64, 7, 9];
+
+/// An in-process server for one device.
+pub struct Server {
+    pub ep: Endpoint,
+    pub alive: bool,
+    /// Answer Hellos but never acknowledge telemetry.
+    pub withhold_acks: bool,
+    keys: DeviceKeys,
+    accepted: Rc<Cell<u64>>,
+    session: Option<Session>,
+    pub device_ep: Option<Endpoint>,
+    next_session_id: u32,
+    pub hellos: Vec<(Endpoint, u64)>,
+    pub records: BTreeMap<(u32, u32), tek_proto::message::Record>,
+    pub config_acks: Vec<(u32, ConfigResult)>,
+    pub command_acks: Vec<(u32, CommandResult)>,
+    pub statuses: Vec<Status>,
+    pub keepalives: Vec<bool>,
+    pub batches: u32,
+    boot: u32,
+    pub time: u32,
+}
+
+impl Server {
+    pub fn new(ep: Endpoint, accepted: Rc<Cell<u64>>) -> Server {
+        Server {
+            ep,
+            alive: true,
+            withhold_acks: false,
+            keys: handshake::device_keys(KEY),
+            accepted,
+            session: None,
+            device_ep: None,
+            next_session_id: ep.addr[3] as u32 * 1000 + 1,
+            hellos: Vec::new(),
+            records: BTreeMap::new(),
+            config_acks: Vec::new(),
+            command_acks: Vec::new(),
+            statuses: Vec::new(),
+            keepalives: Vec::new(),
+            batches: 0,
+            boot: 0,
+            time: 1_750_000_000,
+        }
+    }
+
+    pub fn has_session(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Handles one datagram from the device; returns the replies.
+    pub fn handle(&mut self, from: Endpoint, dg: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        if !self.alive {
+            return out;
+        }
+        if let Ok(h) = handshake::verify_hello(&self.keys, dg) {
+            self.hellos.push((from, h.counter));
+            if h.device_id != ID || h.counter <= self.accepted.get() {
+                return out;
+            }
+            self.accepted.set(h.counter);
+            self.boot = (h.counter >> 32) as u32;
+            let mut buf = [0u8; 64];
+            self.next_session_id += 1;
+            let (s, n) = handshake::respond(
+                &self.keys,
+                &h,
+                self.next_session_id,
+                [self.next_session_id as u8; 16],
+                self.time,
+                &mut buf,
+            )
+            .unwrap();
+            self.session = Some(s);
+            self.device_ep = Some(from);
+            out.push(buf[..n].to_vec());
+            return out;
+        }
+        let Some(s) = &mut self.session else {
+            return out;
+        };
+        let mut copy = dg.to_vec();
+        let Ok(msg) = s.open_message(&mut copy) else {
+            return out;
+        };
+        self.device_ep = Some(from);
+        let reply = match msg {
+            Message::Telemetry(t) => {
+                self.batches += 1;
+                for r in t.records() {
+                    self.records.insert((self.boot, r.seq), r);
+                }
+                (!self.withhold_acks).then_some(Message::Ack {
+                    through_seq: t.last_seq(),
+                    server_time: self.time,
+                })
+            }
+            Message::Keepalive { reply_wanted, .. } => {
+                self.keepalives.push(reply_wanted);
+                reply_wanted.then_some(Message::Pong {
+                    server_time: self.time,
+                })
+            }
+            Message::Status(st) => {
+                self.statuses.push(st);
+                None
+            }
+            Message::ConfigAck { version, result } => {
+                self.config_acks.push((version, result));
+                None
+            }
+            Message::CommandAck { id, result } => {
+                self.command_acks.push((id, result));
+                None
+            }
+            _ => None,
+        };
+        if let Some(m) = reply {
+            let mut buf = [0u8; 1024];
+            let n = s.seal_message(&m, &mut buf).unwrap();
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    /// Seals a server-initiated message for the device.
+    pub fn seal(&mut self, msg: &Message<'_>) -> Option<Vec<u8>> {
+        let s = self.session.as_mut()?;
+        let mut buf = [0u8; 1024];
+        let n = s.seal_message(msg, &mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    }
+}
+
+/// An owned copy of an action, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Did {
+    Send {
+        iface: Iface,
+        from_port: u16,
+        to: Endpoint,
+        len: usize,
+        kind: u8,
+    },
+    Resolve(String),
+    Configure(EthernetSetup),
+    ModemUp(String),
+    ModemDown,
+    Relay(u8, bool),
+    Persist(u8),
+    Led(Led),
+    Reset,
+}
+
+pub struct Net<const N: usize> {
+    pub ctl: Controller<N>,
+    pub now: u64,
+    pub rng: XorShift,
+    pub servers: Vec<Server>,
+    pub dns: BTreeMap<String, [u8; 4]>,
+    pub eth_plugged: bool,
+    pub eth_path: bool,
+    pub gsm_path: bool,
+    pub has_gsm: bool,
+    pub flash: [Vec<u8>; 2],
+    pub did: Vec<(u64, Did)>,
+    /// Every datagram a server sent to the device: (iface, from, to port, bytes).
+    pub captured: Vec<(Iface, Endpoint, u16, Vec<u8>)>,
+    pub water_cc: i16,
+    pub next_reading: u64,
+    pub factory: Vec<String>,
+    pub halt: bool,
+    pub energy_wh: u32,
+}
+
+pub fn ep(last: u8, port: u16) -> Endpoint {
+    Endpoint {
+        addr: [192, 0, 2, last],
+        port,
+    }
+}
+
+impl<const N: usize> Net<N> {
+    /// A controller with servers at 192.0.2.1.., listed by IP (`"192.0.2.1:8844"`), blank flash.
+    pub fn new(servers: usize) -> Net<N> {
+        let list: Vec<String> = (1..=servers)
+            .map(|i| std::format!("192.0.2.{i}:8844"))
+            .collect();
+        Self::with_list(list, servers)
+    }
+
+    pub fn with_list(factory: Vec<String>, servers: usize) -> Net<N> {
+        let accepted = Rc::new(Cell::new(0));
+        let srv = (1..=servers)
+            .map(|i| Server::new(ep(i as u8, 8844), accepted.clone()))
+            .collect();
+        let flash = [
+            std::vec![0xFF; persist::MAX_LEN],
+            std::vec![0xFF; persist::MAX_LEN],
+        ];
+        let ctl = Self::boot_ctl(&factory, &flash, false, true, 0);
+        Net {
+            ctl,
+            now: 0,
+            rng: XorShift::new(99),
+            servers: srv,
+            dns: BTreeMap::new(),
+            eth_plugged: true,
+            eth_path: true,
+            gsm_path: true,
+            has_gsm: true,
+            flash,
+            did: Vec::new(),
+            captured: Vec::new(),
+            water_cc: 2600,
+            next_reading: 0,
+            factory,
+            halt: false,
+            energy_wh: 1000,
+        }
+    }
+
+    fn boot_ctl(
+        factory: &[String],
+        flash: &[Vec<u8>; 2],
+        halt: bool,
+        gsm: bool,
+        now: u64,
+    ) -> Controller<N> {
+        let list: Vec<&str> = factory.iter().map(|s| s.as_str()).collect();
+        let stored: Option<Stored> = persist::load(&flash[0], &flash[1]);
+        Controller::new(
+            Setup {
+                device_id: ID,
+                key: KEY,
+                factory_servers: &list,
+                firmware: [0, 1, 0],
+                halt,
+                has_gsm: gsm,
+                stored,
+            },
+            now,
+        )
+    }
+
+    /// Power-cycles the controller (RAM lost, flash kept). Time restarts at 0.
+    pub fn reboot(&mut self, halt: bool) {
+        self.halt = halt;
+        self.now = 0;
+        self.next_reading = 0;
+        self.ctl = Self::boot_ctl(&self.factory, &self.flash, halt, self.has_gsm, 0);
+    }
+
+    pub fn server_index(&self, to: Endpoint) -> Option<usize> {
+        self.servers.iter().position(|s| s.ep == to)
+    }
+
+    fn path_ok(&self, iface: Iface) -> bool {
+        match iface {
+            Iface::Ethernet => self.eth_plugged && self.eth_path,
+            Iface::Gsm => self.gsm_path,
+        }
+    }
+
+    fn local_ip(iface: Iface) -> [u8; 4] {
+        match iface {
+            Iface::Ethernet => ETH_IP,
+            Iface::Gsm => GSM_IP,
+        }
+    }
+
+    /// Polls until idle, carrying out every action.
+    pub fn drain(&mut self) {
+        for _ in 0..10_000 {
+            let now = self.now;
+            let Some(action) = self.ctl.poll(now, &mut self.rng) else {
+                let at = self.ctl.poll_at();
+                assert!(
+                    at > now,
+                    "poll returned None but poll_at {at} <= now {now}: {}",
+                    self.ctl.fingerprint()
+                );
+                return;
+            };
+            let mut send = None;
+            let did = match action {
+                Action::Send {
+                    iface,
+                    from_port,
+                    to,
+                    bytes,
+                } => {
+                    send = Some((iface, from_port, to, bytes.to_vec()));
+                    Did::Send {
+                        iface,
+                        from_port,
+                        to,
+                        len: bytes.len(),
+                        kind: bytes[1],
+                    }
+                }
+                Action::Resolve { iface, token, name } => {
+                    let name = name.to_string();
+                    let answer = if self.path_ok(iface) {
+                        self.dns.get(&name).copied()
+                    } else {
+                        None
+                    };
+                    self.ctl.dns_answer(now, token, answer);
+                    Did::Resolve(name)
+                }
+                Action::ConfigureEthernet(setup) => {
+                    if self.eth_plugged {
+                        let info = match setup {
+                            EthernetSetup::Dhcp => IpInfo {
+                                ip: ETH_IP,
+                                netmask: [255, 255, 255, 0],
+                                gateway: [10, 0, 2, 2],
+                                dns: [10, 0, 2, 3],
+                                dhcp: true,
+                            },
+                            EthernetSetup::Static(s) => IpInfo {
+                                ip: s.ip,
+                                netmask: s.netmask,
+                                gateway: s.gateway,
+                                dns: s.dns,
+                                dhcp: false,
+                            },
+                        };
+                        self.ctl.ip_configured(now, Iface::Ethernet, info);
+                    }
+                    Did::Configure(setup)
+                }
+                Action::ModemUp { apn, .. } => {
+                    let apn = apn.to_string();
+                    self.ctl.ip_configured(
+                        now,
+                        Iface::Gsm,
+                        IpInfo {
+                            ip: GSM_IP,
+                            netmask: [255, 255, 255, 255],
+                            gateway: GSM_IP,
+                            dns: [8, 8, 8, 8],
+                            dhcp: false,
+                        },
+                    );
+                    Did::ModemUp(apn)
+                }
+                Action::ModemDown => Did::ModemDown,
+                Action::SetRelay { relay, on } => Did::Relay(relay, on),
+                Action::Persist { slot, record } => {
+                    let r = record.to_vec();
+                    let s = &mut self.flash[usize::from(slot)];
+                    s.fill(0xFF);
+                    s[..r.len()].copy_from_slice(&r);
+                    Did::Persist(slot)
+                }
+                Action::Led(l) => Did::Led(l),
+                Action::Reset => Did::Reset,
+            };
+            self.did.push((now, did));
+            if let Some((iface, port, to, bytes)) = send {
+                assert!(tek_proto::length_ok(bytes.len()));
+                if !self.path_ok(iface) {
+                    continue;
+                }
+                let from = Endpoint {
+                    addr: Self::local_ip(iface),
+                    port,
+                };
+                let Some(i) = self.server_index(to) else {
+                    continue;
+                };
+                let replies = self.servers[i].handle(from, &bytes);
+                for r in replies {
+                    self.deliver(iface, to, port, r);
+                }
+            }
+        }
+        panic!("controller never went idle");
+    }
+
+    /// Delivers a datagram from `from` to the controller's `port` on `iface`.
+    pub fn deliver(&mut self, iface: Iface, from: Endpoint, port: u16, mut bytes: Vec<u8>) {
+        if !self.path_ok(iface) {
+            return;
+        }
+        self.captured.push((iface, from, port, bytes.clone()));
+        self.ctl.receive(self.now, iface, from, port, &mut bytes);
+    }
+
+    /// A server pushes a message to the device at its last known endpoint.
+    pub fn push_from(&mut self, server: usize, msg: &Message<'_>) {
+        let s = &mut self.servers[server];
+        let (Some(bytes), Some(dev)) = (s.seal(msg), s.device_ep) else {
+            panic!("no session")
+        };
+        let from = s.ep;
+        let iface = if dev.addr == GSM_IP {
+            Iface::Gsm
+        } else {
+            Iface::Ethernet
+        };
+        self.deliver(iface, from, dev.port, bytes);
+        self.drain();
+    }
+
+    pub fn push_config(&mut self, server: usize, version: u32, cfg: &Config) {
+        let mut buf = [0u8; 1024];
+        let items = ConfigItems::encode(cfg, &mut buf).unwrap();
+        self.push_from(
+            server,
+            &Message::Config {
+                version,
+                config: items,
+            },
+        );
+    }
+
+    pub fn push_command(&mut self, server: usize, id: u32, command: Command) {
+        self.push_from(server, &Message::Command { id, command });
+    }
+
+    /// Runs the clock forward to `until` (milliseconds since this boot).
+    pub fn run_until(&mut self, until: u64) {
+        self.drain();
+        while self.now < until {
+            let next = self
+                .ctl
+                .poll_at()
+                .min(self.next_reading)
+                .min(until)
+                .max(self.now + 1);
+            self.now = next;
+            if self.now >= self.next_reading {
+                self.energy_wh += 25;
+                self.ctl.sensor(
+                    self.now,
+                    Reading {
+                        power_w: 1500,
+                        energy_wh: self.energy_wh,
+                        water_cc: Some(self.water_cc),
+                        air_cc: Some(1800),
+                    },
+                );
+                self.next_reading = self.now + 10_000;
+            }
+            self.drain();
+        }
+    }
+
+    pub fn run_for(&mut self, ms: u64) {
+        let t = self.now + ms;
+        self.run_until(t);
+    }
+
+    pub fn hello_log(&self) -> Vec<(u64, Iface, u16, Endpoint)> {
+        // Hellos are the 46-byte sends that are not session datagrams; the server records
+        // them too, but a dead server records nothing, so use the action log.
+        self.did
+            .iter()
+            .filter_map(|(t, d)| match d {
+                Did::Send {
+                    iface,
+                    from_port,
+                    to,
+                    kind: 1,
+                    ..
+                } => Some((*t, *iface, *from_port, *to)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A config with `servers` as its list.
+pub fn config_with_servers(servers: &[&str]) -> Config {
+    let mut c = Config::default();
+    for s in servers {
+        c.servers
+            .push(heapless::String::try_from(*s).unwrap())
+            .unwrap();
+    }
+    c
+}
