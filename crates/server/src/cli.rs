@@ -1,19 +1,431 @@
-//! Command-line entry points of the server.
+//! Command-line entry points: `tek serve` and `tek device ...`. Argument errors come back as
+//! one-line `anyhow` errors (the binary prints them and exits non-zero); nothing here panics on
+//! user input.
+
+use crate::config::Config;
+use crate::device_config;
+use crate::fleet::Fleet;
+use crate::storage::sqlite::Sqlite;
+use crate::storage::{ConfigStore, DeviceStore, Storage};
+use anyhow::{bail, Context};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tek_proto::message::{Command, RelayMode};
 
 /// Arguments of `tek serve`.
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// TOML configuration file (every field optional; flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// UDP address for controllers [default: 0.0.0.0:8844].
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Option<SocketAddr>,
+    /// HTTP address for /healthz, /metrics and the web UI [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Data directory (the SQLite database tek.db lives there) [default: ./tek-data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The configuration: defaults, then the file, then the flags.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(a) = self.udp {
+            cfg.udp = a;
+        }
+        if let Some(a) = self.http {
+            cfg.http = a;
+        }
+        if let Some(d) = &self.data {
+            cfg.data = d.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
 
 /// `tek device ...`
 #[derive(clap::Subcommand, Debug)]
-pub enum DeviceCommand {}
-
-/// Runs `tek serve`.
-pub fn serve(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("tek serve is not built yet (issue 3)")
+pub enum DeviceCommand {
+    /// Create devices with fresh keys from the OS random source.
+    ///
+    /// One device: `--id ID [--name NAME] [--out FILE]`. Many: `--count N --out FLEET.toml
+    /// [--first-id ID]` (ids follow the highest in use unless --first-id). The keys are written
+    /// only to the --out file (a fleet file, mode 0600), never printed.
+    Add(AddArgs),
+    /// List the devices (never their keys).
+    List(DataArgs),
+    /// Show a device's configuration, or save a new version with --set key=value ...; a running
+    /// server notices within a second and pushes it.
+    Config(ConfigArgs),
+    /// Queue a command for a device; a running server sends it within a second.
+    Command(CommandArgs),
 }
 
-/// Runs `tek device ...`.
+/// The data directory argument.
+#[derive(clap::Args, Debug)]
+pub struct DataArgs {
+    /// Data directory of the server.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+}
+
+/// Arguments of `tek device add`.
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    /// Data directory of the server (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Id of the one device to create.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["count", "first_id"], required_unless_present = "count")]
+    pub id: Option<u32>,
+    /// Name of the one device.
+    #[arg(long, requires = "id")]
+    pub name: Option<String>,
+    /// Number of devices to create.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), requires = "out")]
+    pub count: Option<u32>,
+    /// First id of --count devices.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), requires = "count")]
+    pub first_id: Option<u32>,
+    /// Fleet file to write the ids and keys to (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `tek device config`.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// Data directory of the server.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Device id.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub id: u32,
+    /// A setting key=value (repeatable): log_interval, keepalive, batch, gsm_failover, rollback,
+    /// setpoint, hysteresis, ethernet (dhcp | IP/PREFIX,GATEWAY,DNS), gsm_apn, gsm_login,
+    /// gsm_password, servers (comma-separated).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Arguments of `tek device command`.
+#[derive(clap::Args, Debug)]
+pub struct CommandArgs {
+    /// Data directory of the server.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Device id.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub id: u32,
+    /// Drive relay N (0 pump, 1 heater, 2.. auxiliary) with --mode.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=7), requires = "mode", conflicts_with_all = ["reboot", "send_status"])]
+    pub relay: Option<u8>,
+    /// on, off or auto.
+    #[arg(long, value_parser = ["on", "off", "auto"], requires = "relay")]
+    pub mode: Option<String>,
+    /// Restart the controller.
+    #[arg(long, conflicts_with = "send_status")]
+    pub reboot: bool,
+    /// Ask for a status report now.
+    #[arg(long)]
+    pub send_status: bool,
+}
+
+/// Runs `tek serve` until SIGINT or SIGTERM.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(serve_until(cfg, shutdown_signal()))
+}
+
+/// Runs a server with `cfg` until `shutdown` resolves (for embedding and tests).
+pub async fn serve_until(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    crate::Server::run(cfg, shutdown).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn now() -> i64 {
+    crate::udp::unix_now()
+}
+
+/// Runs `tek device ...`, printing to stdout.
 pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
-    match cmd {}
+    let mut out = std::io::stdout().lock();
+    device_to(cmd, &mut out)
+}
+
+/// Runs `tek device ...`, writing what it prints to `out`.
+pub fn device_to(cmd: DeviceCommand, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCommand::Add(a) => add(a, out),
+        DeviceCommand::List(a) => list(&a.data, out),
+        DeviceCommand::Config(a) => config(a, out),
+        DeviceCommand::Command(a) => command(a, out),
+    }
+}
+
+fn open_existing(dir: &Path) -> anyhow::Result<Sqlite> {
+    Ok(Sqlite::open_existing_dir(dir)?)
+}
+
+fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    if let Some(path) = &a.out {
+        if path.exists() {
+            bail!("{} exists already; refusing to overwrite a fleet file", path.display());
+        }
+    }
+    let db = Sqlite::open_dir(&a.data)?;
+    let fleet = match (a.id, a.count) {
+        (Some(id), _) => {
+            let key = crate::keys::generate()?;
+            let name = a.name.clone().unwrap_or_default();
+            db.add_devices(
+                &[crate::storage::NewDevice {
+                    id,
+                    name: name.clone(),
+                    key: key.clone(),
+                }],
+                now(),
+            )?;
+            Fleet {
+                device: vec![crate::fleet::FleetDevice::new(id, &key, &name)],
+            }
+        }
+        (None, Some(count)) => crate::provision::provision(&db, a.first_id, count, "pool", now())?,
+        (None, None) => bail!("give --id ID or --count N --out FILE"),
+    };
+    if let Some(path) = &a.out {
+        fleet.save_new(path)?;
+        writeln!(
+            out,
+            "created {} device(s); ids and keys written to {}",
+            fleet.device.len(),
+            path.display()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "created device {} (its key stays in the database; use --out FILE to export it)",
+            fleet.device[0].id
+        )?;
+    }
+    Ok(())
+}
+
+fn list(data: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let db = open_existing(data)?;
+    writeln!(out, "{:>10}  {:<20}  {:>8}  {:>8}  last seen", "id", "name", "config", "applied")?;
+    for d in db.list_devices()? {
+        let seen = d
+            .last_seen
+            .map_or_else(|| "never".to_owned(), |t| format!("{}s ago", now() - t));
+        writeln!(
+            out,
+            "{:>10}  {:<20}  {:>8}  {:>8}  {}",
+            d.id, d.name, d.config_desired, d.config_applied, seen
+        )?;
+    }
+    Ok(())
+}
+
+fn config(a: ConfigArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let db = open_existing(&a.data)?;
+    let dev = db.device(a.id)?;
+    let latest = db.latest_config(a.id)?;
+    let mut cfg = latest.as_ref().map(|c| c.config.clone()).unwrap_or_default();
+    if a.set.is_empty() {
+        writeln!(
+            out,
+            "device {}: version {} ({}), applied {}",
+            a.id,
+            dev.config_desired,
+            latest.map_or("factory", |c| c.state.as_str()),
+            dev.config_applied
+        )?;
+        writeln!(out, "{cfg:#?}")?;
+        return Ok(());
+    }
+    for s in &a.set {
+        device_config::apply(&mut cfg, s)?;
+    }
+    let version = db.save_config(a.id, &cfg, now())?;
+    writeln!(out, "device {}: saved configuration version {version}", a.id)?;
+    Ok(())
+}
+
+fn command(a: CommandArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let cmd = match (a.relay, a.mode.as_deref(), a.reboot, a.send_status) {
+        (Some(relay), Some(mode), false, false) => Command::SetRelay {
+            relay,
+            mode: match mode {
+                "on" => RelayMode::On,
+                "off" => RelayMode::Off,
+                _ => RelayMode::Auto,
+            },
+        },
+        (None, None, true, false) => Command::Reboot,
+        (None, None, false, true) => Command::SendStatus,
+        _ => bail!("give exactly one of --relay N --mode MODE, --reboot, --send-status"),
+    };
+    let db = open_existing(&a.data)?;
+    let id = crate::storage::CommandStore::queue_command(&db, a.id, &cmd, now())?;
+    writeln!(out, "device {}: queued command {id}", a.id)?;
+    Ok(())
+}
+
+/// Opens the storage a CLI command names (SQLite in `data`), as the server would.
+pub fn open_storage(data: &Path) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    Ok(Sqlite::open_dir(data)?.into_arc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Serve(ServeArgs),
+        #[command(subcommand)]
+        Device(DeviceCommand),
+    }
+
+    fn run(args: &[&str]) -> anyhow::Result<String> {
+        let cli = Cli::try_parse_from(std::iter::once("tek").chain(args.iter().copied()))
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or("")))?;
+        let mut out = Vec::new();
+        match cli.cmd {
+            Sub::Device(d) => device_to(d, &mut out)?,
+            Sub::Serve(s) => {
+                s.resolve()?;
+            }
+        }
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn device_add_list_config_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let d = data.to_str().unwrap();
+        let fleet = dir.path().join("fleet.toml");
+        let f = fleet.to_str().unwrap();
+        run(&["device", "add", "--data", d, "--id", "7", "--name", "pool-a"]).unwrap();
+        run(&["device", "add", "--data", d, "--count", "3", "--out", f]).unwrap();
+        let fl = Fleet::load(&fleet).unwrap();
+        assert_eq!(fl.device.iter().map(|x| x.id).collect::<Vec<_>>(), [8, 9, 10]);
+        let listed = run(&["device", "list", "--data", d]).unwrap();
+        assert!(listed.contains("pool-a"));
+        for dev in &fl.device {
+            assert!(!listed.contains(&dev.key), "list shows a key");
+        }
+        let saved = run(&["device", "config", "--data", d, "--id", "8", "--set", "log_interval=30", "--set", "setpoint=26"]).unwrap();
+        assert!(saved.contains("version 1"), "{saved}");
+        let shown = run(&["device", "config", "--data", d, "--id", "8"]).unwrap();
+        assert!(shown.contains("log_interval_s: 30"), "{shown}");
+        run(&["device", "command", "--data", d, "--id", "8", "--relay", "1", "--mode", "on"]).unwrap();
+        run(&["device", "command", "--data", d, "--id", "8", "--reboot"]).unwrap();
+    }
+
+    #[test]
+    fn bad_arguments_are_one_line_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let fleet = dir.path().join("f.toml");
+        std::fs::write(&fleet, "").unwrap();
+        let bad_cfg = dir.path().join("bad.toml");
+        std::fs::write(&bad_cfg, "udp = 5").unwrap();
+        run(&["device", "add", "--data", d, "--id", "1"]).unwrap();
+        let cases: Vec<Vec<&str>> = vec![
+            vec!["device", "add", "--data", d, "--id", "0"],
+            vec!["device", "add", "--data", d, "--id", "1"],
+            vec!["device", "add", "--data", d, "--id", "x"],
+            vec!["device", "add", "--data", d],
+            vec!["device", "add", "--data", d, "--count", "2"],
+            vec!["device", "add", "--data", d, "--count", "2", "--out", fleet.to_str().unwrap()],
+            vec!["device", "add", "--data", d, "--id", "5", "--count", "2"],
+            vec!["device", "list", "--data", "/nonexistent/tek"],
+            vec!["device", "config", "--data", d, "--id", "1", "--set", "log_interval=1"],
+            vec!["device", "config", "--data", d, "--id", "1", "--set", "bogus"],
+            vec!["device", "config", "--data", d, "--id", "99"],
+            vec!["device", "command", "--data", d, "--id", "1"],
+            vec!["device", "command", "--data", d, "--id", "1", "--relay", "9", "--mode", "on"],
+            vec!["device", "command", "--data", d, "--id", "1", "--relay", "1", "--mode", "up"],
+            vec!["serve", "--udp", "nonsense"],
+            vec!["serve", "--config", bad_cfg.to_str().unwrap()],
+            vec!["serve", "--config", "/nonexistent.toml"],
+        ];
+        for args in cases {
+            let e = run(&args).expect_err(&format!("{args:?} should fail"));
+            let shown = format!("{e:#}");
+            assert!(!shown.trim().contains('\n'), "{args:?}: {shown}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tek.toml");
+        std::fs::write(&file, "udp = \"127.0.0.1:1\"\nhttp = \"127.0.0.1:2\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            udp: Some("127.0.0.1:3".parse().unwrap()),
+            http: None,
+            data: Some(dir.path().into()),
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.udp.port(), 3);
+        assert_eq!(c.http.port(), 2);
+        assert_eq!(c.data, dir.path());
+    }
+
+    #[tokio::test]
+    async fn serve_until_binds_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::for_tests(dir.path());
+        serve_until(cfg, async {}).await.unwrap();
+        assert!(dir.path().join("tek.db").exists());
+        // A port that is taken is a clean error.
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut cfg = Config::for_tests(dir.path());
+        cfg.udp = taken.local_addr().unwrap();
+        let e = serve_until(cfg, async {}).await.unwrap_err().to_string();
+        assert!(e.contains("cannot bind UDP"), "{e}");
+    }
 }

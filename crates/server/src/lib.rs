@@ -1,7 +1,41 @@
-//! The TEK server.
+//! # tek-server — the TEK server
+//!
+//! Every controller talks to a server over encrypted UDP; every user works through its web UI.
+//! This crate is the server's core, organised by data flow:
+//!
+//! * [`udp`] — the socket loop: cheap checks, handshakes (one database compare-and-set per
+//!   session), the in-memory session table, message dispatch, config/command delivery.
+//! * [`writer`](crate) — batches every durable write of the ingest path into few transactions;
+//!   telemetry is acknowledged only after its commit.
+//! * [`storage`] — the [`storage::Storage`] interface (one trait per entity) and its SQLite
+//!   backend; the PostgreSQL backend (issue 6) is one more module behind the same traits.
+//! * [`api`] — the HTTP listener: `/healthz`, `/metrics` (the web UI joins it, issue 5).
+//! * [`server`] — [`Server::start`] / [`Server::run`] and the in-process [`Api`] the web UI,
+//!   the CLI and tests call.
+//! * [`config`] — one serde tree (TOML file + flags), [`cli`] — `tek serve` and `tek device`.
+//! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
+//!
+//! ## Guarantees
+//! * A bad datagram is dropped silently and counted (`tek_datagrams_dropped_total{reason}`);
+//!   nothing is ever sent in reply to one, and no state changes.
+//! * An acknowledged telemetry record is committed (SQLite WAL, `synchronous=FULL`); a record
+//!   retransmitted any number of times is stored once.
+//! * Device keys are generated from the OS random source and never logged, printed by `Debug`,
+//!   or returned by [`Api`].
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod device_config;
 pub mod fleet;
 pub mod keys;
 pub mod metrics;
+pub mod provision;
+pub mod server;
 pub mod storage;
-pub mod cli;
+pub mod udp;
+mod writer;
+
+pub use config::Config;
+pub use server::{Api, ApiError, DeviceState, Server, ServerHandle, StartError};

@@ -3,25 +3,37 @@
 //!
 //! The interface is split by entity, one trait and one file each: [`devices`] (registry, keys,
 //! hello counters), [`telemetry`], [`configs`] (versioned device configurations), [`commands`],
-//! [`status`] (latest status, monthly traffic). [`Storage`] is the sum of them.
+//! [`status`] (latest status, monthly traffic), [`series`] (aggregated telemetry for charts),
+//! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
+//! [`web_sessions`] (login sessions, API tokens), [`audit`]. [`Storage`] is the sum of them.
 //!
 //! The methods are synchronous: the async server calls them from blocking threads (the writer
 //! task batches telemetry; everything else is rare). A backend must make every method atomic,
 //! and [`devices::DeviceStore::accept_hello`] a compare-and-set that is atomic across every
 //! server sharing the database. Times are Unix seconds.
 
+pub mod audit;
 pub mod commands;
 pub mod configs;
 pub mod devices;
+pub mod series;
+pub mod sites;
 pub mod sqlite;
 pub mod status;
 pub mod telemetry;
+pub mod users;
+pub mod web_sessions;
 
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
 pub use status::{StatusRecord, StatusStore, TrafficMonth};
 pub use telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
+pub use series::{Bucket, DayEnergy, SeriesStore};
+pub use sites::{SiteRecord, SiteStore};
+pub use users::{UserRecord, UserStore};
+pub use web_sessions::{TokenRecord, WebSession, WebSessionStore};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +58,12 @@ pub enum Error {
     /// A stored row cannot be decoded (the database was edited by hand or is damaged).
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
+    /// A user, site or other named record exists already (e.g. `user a@b.c`).
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// A user, site or other record referred to does not exist (e.g. `site 7`).
+    #[error("{0} not found")]
+    Missing(String),
     /// The backend failed (I/O, lock, constraint ...).
     #[error("database error: {0}")]
     Backend(String),
@@ -56,7 +74,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything the server keeps durably.
 pub trait Storage:
-    DeviceStore + TelemetryStore + ConfigStore + CommandStore + StatusStore + Send + Sync + 'static
+    DeviceStore
+    + TelemetryStore
+    + ConfigStore
+    + CommandStore
+    + StatusStore
+    + SeriesStore
+    + UserStore
+    + SiteStore
+    + WebSessionStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Checks that the database answers (for /healthz).
     fn ping(&self) -> Result<()>;

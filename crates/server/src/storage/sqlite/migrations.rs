@@ -8,7 +8,8 @@ use crate::storage::{Error, Result};
 use rusqlite::Connection;
 
 /// `(version, SQL)` in order. Version numbers are consecutive from 1.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
     1,
     r#"
 CREATE TABLE devices (
@@ -80,7 +81,9 @@ CREATE TABLE traffic (
     PRIMARY KEY (device_id, month)
 ) WITHOUT ROWID;
 "#,
-)];
+    ),
+    (2, super::accounts::SCHEMA_V2),
+];
 
 /// The newest schema version this program knows.
 pub fn latest() -> i64 {

@@ -9,12 +9,18 @@
 //! The schema is versioned ([`migrations`]) and upgraded at open; a database written by a newer
 //! program is refused.
 
+pub mod accounts;
+mod audit;
 mod commands;
 mod configs;
 mod devices;
 pub mod migrations;
+mod series;
+mod sites;
 mod status;
 mod telemetry;
+mod users;
+mod web_sessions;
 
 use super::{Error, Result, Storage};
 use rusqlite::Connection;

@@ -1,0 +1,17 @@
+//! The HTTP listener: operational endpoints now (`/healthz`, `/metrics`); the web UI and the
+//! JSON API (issue 5) are merged into the same router through [`crate::Server::start_with`].
+
+mod health;
+mod metrics;
+
+use crate::server::Api;
+use axum::routing::get;
+use axum::Router;
+
+/// The server's own routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(api)
+}

@@ -1,0 +1,451 @@
+//! The running server and its in-process API.
+//!
+//! [`Server::start`] opens the storage, binds both sockets and spawns the tasks (socket loop,
+//! writer, re-send timer, change poller, HTTP); it returns a [`ServerHandle`]. [`Server::run`]
+//! does the same and stops when a shutdown future resolves. [`Api`] is what the web UI, the
+//! CLI and tests call: save a configuration, queue a command, read a device's state, query
+//! telemetry. It never exposes a device key.
+
+use crate::config::Config;
+use crate::metrics::{Gauges, Metrics};
+use crate::storage::sqlite::Sqlite;
+use crate::storage::{
+    self, CommandRecord, ConfigRecord, DeviceRecord, NewDevice, StatusRecord, Storage,
+    TelemetryQuery, TelemetryRow, TrafficMonth,
+};
+use crate::udp::ratelimit::IpLimiter;
+use crate::udp::sessions::LinkTable;
+use crate::udp::{unix_now, Ingest};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tek_proto::message::{Command, Config as DeviceConfig};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// The database could not be opened.
+    #[error("{0}")]
+    Storage(#[from] storage::Error),
+    /// A socket could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// `UDP` or `HTTP`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What [`Api`] calls can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// From the storage.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    /// A background task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Entry points.
+pub struct Server;
+
+/// A running server.
+pub struct ServerHandle {
+    api: Api,
+    udp_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop_ingest: watch::Sender<bool>,
+    stop_writer: watch::Sender<bool>,
+    ingest_tasks: Vec<JoinHandle<()>>,
+    writer_task: JoinHandle<()>,
+    http_task: JoinHandle<()>,
+}
+
+/// A device as the UI shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceState {
+    /// The registry entry (configuration versions, last seen in the database).
+    pub device: DeviceRecord,
+    /// Heard from within 3 keepalive intervals (by this server).
+    pub online: bool,
+    /// Unix seconds of the last authenticated datagram seen by this server, else the database's
+    /// coarser last-seen time.
+    pub last_seen: Option<i64>,
+    /// Where this server sends to (source of the last authenticated datagram), if it holds a
+    /// session.
+    pub endpoint: Option<SocketAddr>,
+    /// Boot number of the live session.
+    pub boot: Option<u32>,
+    /// The latest status report.
+    pub status: Option<StatusRecord>,
+}
+
+impl DeviceState {
+    /// A configuration change is waiting for the device (the UI's spinner).
+    pub fn config_pending(&self) -> bool {
+        let d = &self.device;
+        d.config_desired > d.config_applied && d.config_rolled_back != Some(d.config_desired)
+    }
+}
+
+/// The in-process API, cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    ingest: Arc<Ingest>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> storage::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+impl Api {
+    fn storage(&self) -> Arc<dyn Storage> {
+        self.ingest.storage.clone()
+    }
+
+    /// The storage, for queries this API does not wrap (read-mostly; writes that the ingest must
+    /// know about go through the methods here).
+    pub fn storage_handle(&self) -> Arc<dyn Storage> {
+        self.storage()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.ingest.metrics
+    }
+
+    /// Creates a device with a fresh key from the OS random source. The key is not returned:
+    /// provisioning tools that must hand keys out use [`crate::provision`].
+    pub async fn add_device(&self, id: u32, name: &str) -> Result<(), ApiError> {
+        let key = crate::keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let dev = NewDevice {
+            id,
+            name: name.to_owned(),
+            key,
+        };
+        let s = self.storage();
+        blocking(move || s.add_devices(&[dev], unix_now())).await
+    }
+
+    /// Validates and saves a configuration as the device's next version, and pushes it at once
+    /// if the device is online here. Returns the version.
+    pub async fn save_config(&self, device_id: u32, config: DeviceConfig) -> Result<u32, ApiError> {
+        let s = self.storage();
+        let now = unix_now();
+        let c = config.clone();
+        let version = blocking(move || s.save_config(device_id, &c, now)).await?;
+        self.ingest.apply_config(&ConfigRecord {
+            device_id,
+            version,
+            config,
+            saved_at: now,
+            state: storage::ConfigState::Pending,
+            acked_at: None,
+            seq: 0,
+        });
+        Ok(version)
+    }
+
+    /// Queues a command and sends it at once if the device is online here. Returns its id.
+    pub async fn queue_command(&self, device_id: u32, command: Command) -> Result<u32, ApiError> {
+        let s = self.storage();
+        let now = unix_now();
+        let id = blocking(move || s.queue_command(device_id, &command, now)).await?;
+        self.ingest.apply_command(&CommandRecord {
+            id,
+            device_id,
+            command,
+            queued_at: now,
+            state: storage::CommandState::Queued,
+            acked_at: None,
+        });
+        Ok(id)
+    }
+
+    /// The newest saved configuration of a device.
+    pub async fn latest_config(&self, device_id: u32) -> Result<Option<ConfigRecord>, ApiError> {
+        let s = self.storage();
+        blocking(move || s.latest_config(device_id)).await
+    }
+
+    /// The newest commands of a device, newest first.
+    pub async fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>, ApiError> {
+        let s = self.storage();
+        blocking(move || s.commands(device_id, limit)).await
+    }
+
+    /// A device's state: registry entry, live session facts, latest status.
+    pub async fn device_state(&self, device_id: u32) -> Result<DeviceState, ApiError> {
+        let s = self.storage();
+        let (device, status) = blocking(move || Ok((s.device(device_id)?, s.latest_status(device_id)?))).await?;
+        Ok(self.live_state(device, status))
+    }
+
+    /// Every device's state, by id.
+    pub async fn devices(&self) -> Result<Vec<DeviceState>, ApiError> {
+        let s = self.storage();
+        let rows = blocking(move || {
+            s.list_devices()?
+                .into_iter()
+                .map(|d| {
+                    let st = s.latest_status(d.id)?;
+                    Ok((d, st))
+                })
+                .collect::<storage::Result<Vec<_>>>()
+        })
+        .await?;
+        Ok(rows.into_iter().map(|(d, s)| self.live_state(d, s)).collect())
+    }
+
+    fn live_state(&self, device: DeviceRecord, status: Option<StatusRecord>) -> DeviceState {
+        let now = Instant::now();
+        let unix = unix_now();
+        let live = self.ingest.links.with(device.id, |l| {
+            let l = l?;
+            let live = l.live.as_ref()?;
+            let ago = now.saturating_duration_since(live.last_auth).as_secs() as i64;
+            Some((l.online(now), unix - ago, live.endpoint, live.boot))
+        });
+        match live {
+            Some((online, seen, endpoint, boot)) => DeviceState {
+                online,
+                last_seen: Some(seen),
+                endpoint: Some(endpoint),
+                boot: Some(boot),
+                device,
+                status,
+            },
+            None => DeviceState {
+                online: false,
+                last_seen: device.last_seen,
+                endpoint: None,
+                boot: None,
+                device,
+                status,
+            },
+        }
+    }
+
+    /// Telemetry of a device in a time range, oldest first.
+    pub async fn telemetry(&self, q: TelemetryQuery) -> Result<Vec<TelemetryRow>, ApiError> {
+        let s = self.storage();
+        blocking(move || s.telemetry(&q)).await
+    }
+
+    /// IP traffic of a device per month, newest first.
+    pub async fn traffic(&self, device_id: u32) -> Result<Vec<TrafficMonth>, ApiError> {
+        let s = self.storage();
+        blocking(move || s.traffic(device_id)).await
+    }
+
+    /// Ok when the UDP loop runs and the database answers; else why not.
+    pub async fn health(&self) -> Result<(), String> {
+        if !self.ingest.udp_up.load(Ordering::Relaxed) {
+            return Err("udp socket loop is not running".into());
+        }
+        let s = self.storage();
+        blocking(move || s.ping())
+            .await
+            .map_err(|e| format!("database: {e}"))
+    }
+
+    /// The /metrics page.
+    pub async fn metrics_text(&self) -> String {
+        let now = Instant::now();
+        let mut online = 0u64;
+        self.ingest.links.for_each(|_, l| {
+            if l.online(now) {
+                online += 1;
+            }
+        });
+        let s = self.storage();
+        let pending = match blocking(move || s.pending_config_count()).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(%e, "pending config count failed");
+                0
+            }
+        };
+        self.ingest.metrics.render(Gauges {
+            devices_online: online,
+            sessions: self.ingest.links.live_count() as u64,
+            config_pending: pending,
+        })
+    }
+}
+
+impl Server {
+    /// Starts a server on the SQLite database in `config.data`.
+    pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
+        Server::start_with(config, None, |_| axum::Router::new()).await
+    }
+
+    /// Starts a server on the given storage (`None`: SQLite in `config.data`), merging the routes
+    /// `extra` builds (the web UI) into the HTTP listener.
+    pub async fn start_with(
+        config: Config,
+        storage: Option<Arc<dyn Storage>>,
+        extra: impl FnOnce(Api) -> axum::Router,
+    ) -> Result<ServerHandle, StartError> {
+        config.validate()?;
+        let storage: Arc<dyn Storage> = match storage {
+            Some(s) => s,
+            None => {
+                let dir = config.data.clone();
+                tokio::task::spawn_blocking(move || Sqlite::open_dir(&dir))
+                    .await
+                    .map_err(|e| storage::Error::Backend(e.to_string()))??
+                    .into_arc()
+            }
+        };
+        let st = storage.clone();
+        let (config_seq, command_id) = tokio::task::spawn_blocking(move || {
+            Ok::<_, storage::Error>((st.config_cursor()?, st.command_cursor()?))
+        })
+        .await
+        .map_err(|e| storage::Error::Backend(e.to_string()))??;
+
+        let udp = tokio::net::UdpSocket::bind(config.udp)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "UDP",
+                addr: config.udp,
+                source,
+            })?;
+        let http = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "HTTP",
+                addr: config.http,
+                source,
+            })?;
+        let udp_addr = udp.local_addr().map_err(|source| StartError::Bind {
+            what: "UDP",
+            addr: config.udp,
+            source,
+        })?;
+        let http_addr = http.local_addr().map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: config.http,
+            source,
+        })?;
+
+        let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
+        let cfg = Arc::new(config);
+        let ingest = Arc::new(Ingest {
+            socket: Arc::new(udp),
+            storage,
+            metrics: Arc::new(Metrics::default()),
+            links: LinkTable::new(cfg.sessions.shards),
+            writer: tx,
+            ip_limiter: Mutex::new(IpLimiter::new(
+                cfg.limits.hello_ip_burst,
+                cfg.limits.hello_ip_per_s,
+                Instant::now(),
+            )),
+            cfg,
+            unknown: Mutex::new(HashMap::new()),
+            udp_up: AtomicBool::new(false),
+            poll_now: Notify::new(),
+        });
+        let api = Api {
+            ingest: ingest.clone(),
+        };
+        let (stop_ingest, stop_rx) = watch::channel(false);
+        let (stop_writer, writer_rx) = watch::channel(false);
+        let ingest_tasks = vec![
+            tokio::spawn(ingest.clone().run(stop_rx.clone())),
+            tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
+            tokio::spawn(ingest.clone().run_poller(config_seq, command_id, stop_rx.clone())),
+        ];
+        // The socket loop must be receiving before start returns (health, tests).
+        ingest.udp_up.store(true, Ordering::Relaxed);
+        let writer_task = tokio::spawn(crate::writer::run(ingest.clone(), rx, writer_rx));
+        let app = crate::api::router(api.clone()).merge(extra(api.clone()));
+        let mut http_stop = stop_rx;
+        let http_task = tokio::spawn(async move {
+            let served = axum::serve(http, app)
+                .with_graceful_shutdown(async move {
+                    crate::udp::stopped(&mut http_stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(%e, "http server failed");
+            }
+        });
+        tracing::info!(%udp_addr, %http_addr, "tek server listening");
+        Ok(ServerHandle {
+            api,
+            udp_addr,
+            http_addr,
+            stop_ingest,
+            stop_writer,
+            ingest_tasks,
+            writer_task,
+            http_task,
+        })
+    }
+
+    /// Runs a server until `shutdown` resolves, then stops it gracefully (pending writes are
+    /// committed and acknowledged before this returns).
+    pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let handle = Server::start(config).await?;
+        shutdown.await;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok(())
+    }
+}
+
+impl ServerHandle {
+    /// The in-process API.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops receiving, then commits (and acknowledges) everything queued, then stops HTTP.
+    pub async fn shutdown(self) {
+        let _ = self.stop_ingest.send(true);
+        for t in self.ingest_tasks {
+            let _ = t.await;
+        }
+        let _ = self.stop_writer.send(true);
+        let _ = self.writer_task.await;
+        let _ = self.http_task.await;
+        tracing::info!("server stopped");
+    }
+}
+
+impl Sqlite {
+    /// As a shared trait object.
+    pub fn into_arc(self) -> Arc<dyn Storage> {
+        Arc::new(self)
+    }
+}

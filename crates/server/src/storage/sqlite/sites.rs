@@ -1,0 +1,216 @@
+//! Sites, memberships and device assignment in SQLite.
+
+use super::users::unique;
+use super::{u32_col, Sqlite};
+use crate::storage::sites::{SiteRecord, SiteStore};
+use crate::storage::{Error, Result};
+use rusqlite::{params, OptionalExtension};
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRecord> {
+    Ok(SiteRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+fn ids(stmt: &mut rusqlite::CachedStatement<'_>, arg: i64) -> Result<Vec<u32>> {
+    let raw = stmt
+        .query_map(params![arg], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raw.into_iter().map(|v| u32_col(v, "device id")).collect()
+}
+
+/// Maps a foreign-key violation to `Missing(what)`.
+fn fk(e: rusqlite::Error, what: impl FnOnce() -> String) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            Error::Missing(what())
+        }
+        e => e.into(),
+    }
+}
+
+impl SiteStore for Sqlite {
+    fn create_site(&self, name: &str, now: i64) -> Result<i64> {
+        let conn = self.writer()?;
+        conn.execute(
+            "INSERT INTO sites (name, created_at) VALUES (?1, ?2)",
+            params![name, now],
+        )
+        .map_err(|e| unique(e, format!("site {name}")))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn site(&self, id: i64) -> Result<Option<SiteRecord>> {
+        let conn = self.reader()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, name, created_at FROM sites WHERE id = ?1",
+                params![id],
+                record,
+            )
+            .optional()?)
+    }
+
+    fn site_by_name(&self, name: &str) -> Result<Option<SiteRecord>> {
+        let conn = self.reader()?;
+        Ok(conn
+            .query_row(
+                "SELECT id, name, created_at FROM sites WHERE name = ?1",
+                params![name],
+                record,
+            )
+            .optional()?)
+    }
+
+    fn list_sites(&self) -> Result<Vec<SiteRecord>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached("SELECT id, name, created_at FROM sites ORDER BY id")?;
+        let rows = stmt.query_map([], record)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn delete_site(&self, id: i64) -> Result<()> {
+        let n = self.writer()?.execute("DELETE FROM sites WHERE id = ?1", params![id])?;
+        if n == 0 {
+            return Err(Error::Missing(format!("site {id}")));
+        }
+        Ok(())
+    }
+
+    fn grant_site(&self, user_id: i64, site_id: i64) -> Result<()> {
+        self.writer()?
+            .execute(
+                "INSERT OR IGNORE INTO site_members (site_id, user_id) VALUES (?1, ?2)",
+                params![site_id, user_id],
+            )
+            .map_err(|e| fk(e, || format!("user {user_id} or site {site_id}")))?;
+        Ok(())
+    }
+
+    fn revoke_site(&self, user_id: i64, site_id: i64) -> Result<()> {
+        self.writer()?.execute(
+            "DELETE FROM site_members WHERE site_id = ?1 AND user_id = ?2",
+            params![site_id, user_id],
+        )?;
+        Ok(())
+    }
+
+    fn user_sites(&self, user_id: i64) -> Result<Vec<SiteRecord>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.id, s.name, s.created_at FROM sites s
+             JOIN site_members m ON m.site_id = s.id WHERE m.user_id = ?1 ORDER BY s.id",
+        )?;
+        let rows = stmt.query_map(params![user_id], record)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn site_members(&self, site_id: i64) -> Result<Vec<i64>> {
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT user_id FROM site_members WHERE site_id = ?1 ORDER BY user_id")?;
+        let rows = stmt.query_map(params![site_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn assign_devices(&self, device_ids: &[u32], site_id: Option<i64>) -> Result<()> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM device_sites WHERE device_id = ?1")?;
+            let mut ins =
+                tx.prepare_cached("INSERT INTO device_sites (device_id, site_id) VALUES (?1, ?2)")?;
+            for &d in device_ids {
+                del.execute(params![d])?;
+                if let Some(s) = site_id {
+                    ins.execute(params![d, s])
+                        .map_err(|e| fk(e, || format!("device {d} or site {s}")))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn device_site(&self, device_id: u32) -> Result<Option<i64>> {
+        let conn = self.reader()?;
+        Ok(conn
+            .query_row(
+                "SELECT site_id FROM device_sites WHERE device_id = ?1",
+                params![device_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn site_device_ids(&self, site_id: i64) -> Result<Vec<u32>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT device_id FROM device_sites WHERE site_id = ?1 ORDER BY device_id",
+        )?;
+        ids(&mut stmt, site_id)
+    }
+
+    fn user_device_ids(&self, user_id: i64) -> Result<Vec<u32>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.device_id FROM device_sites d
+             JOIN site_members m ON m.site_id = d.site_id
+             WHERE m.user_id = ?1 ORDER BY d.device_id",
+        )?;
+        ids(&mut stmt, user_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::sqlite::tests::prepare;
+    use crate::storage::*;
+    use tek_proto::crypto::Key;
+
+    #[test]
+    fn membership_decides_visible_devices() {
+        let (_d, db) = prepare();
+        let devs: Vec<NewDevice> = (1..=4)
+            .map(|id| NewDevice {
+                id,
+                name: String::new(),
+                key: Key([0; 16]),
+            })
+            .collect();
+        db.add_devices(&devs, 0).unwrap();
+        let u = db.create_user("u@x", "h", false, 0).unwrap();
+        let v = db.create_user("v@x", "h", false, 0).unwrap();
+        let s1 = db.create_site("Pool A", 0).unwrap();
+        let s2 = db.create_site("Pool B", 0).unwrap();
+        assert!(matches!(db.create_site("Pool A", 0), Err(Error::Duplicate(_))));
+        db.assign_devices(&[1, 2], Some(s1)).unwrap();
+        db.assign_devices(&[3], Some(s2)).unwrap();
+        assert!(matches!(db.assign_devices(&[4, 9], Some(s1)), Err(Error::Missing(_))));
+        assert_eq!(db.device_site(4).unwrap(), None, "all or none");
+        db.grant_site(u, s1).unwrap();
+        db.grant_site(u, s1).unwrap();
+        db.grant_site(v, s2).unwrap();
+        assert!(matches!(db.grant_site(v, 77), Err(Error::Missing(_))));
+        assert_eq!(db.user_device_ids(u).unwrap(), vec![1, 2]);
+        assert_eq!(db.user_device_ids(v).unwrap(), vec![3]);
+        db.assign_devices(&[2], Some(s2)).unwrap();
+        assert_eq!(db.user_device_ids(u).unwrap(), vec![1]);
+        assert_eq!(db.site_device_ids(s2).unwrap(), vec![2, 3]);
+        assert_eq!(db.site_members(s2).unwrap(), vec![v]);
+        assert_eq!(db.user_sites(u).unwrap()[0].name, "Pool A");
+        db.revoke_site(u, s1).unwrap();
+        assert!(db.user_device_ids(u).unwrap().is_empty());
+        db.delete_site(s2).unwrap();
+        assert_eq!(db.device_site(3).unwrap(), None);
+        assert!(db.user_device_ids(v).unwrap().is_empty());
+        db.assign_devices(&[1], None).unwrap();
+        assert_eq!(db.device_site(1).unwrap(), None);
+        assert_eq!(db.site_by_name("Pool A").unwrap().unwrap().id, s1);
+        assert_eq!(db.list_sites().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! Session datagrams: look up the session in memory, open, and act on the message.
+
+use super::sessions::Link;
+use super::{unix_now, Ingest};
+use crate::metrics::DropReason;
+use crate::storage::{ConfigState, TelemetryRow};
+use crate::writer::WriteJob;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tek_proto::message::{ConfigResult, Message};
+use tek_proto::wire::data::DataPacket;
+
+impl Ingest {
+    pub(super) fn on_data(self: &Arc<Self>, datagram: &mut [u8], src: SocketAddr) {
+        let id = match DataPacket::new_checked(&datagram[..]) {
+            Ok(p) => p.device_id(),
+            Err(e) => return self.drop_datagram(super::wire_reason(e)),
+        };
+        let now = Instant::now();
+        let mut jobs = Vec::new();
+        let result = self.links.with(id, |link| {
+            let link = link.ok_or(DropReason::StaleSession)?;
+            let live = link.live.as_mut().ok_or(DropReason::StaleSession)?;
+            let msg = live
+                .session
+                .open_message(datagram)
+                .map_err(super::receive_reason)?;
+            match msg {
+                Message::Telemetry(_)
+                | Message::Status(_)
+                | Message::ConfigAck { .. }
+                | Message::CommandAck { .. }
+                | Message::Keepalive { .. } => {}
+                // Unknown codes and server-to-device messages: authentic, but nothing to do.
+                _ => return Err(DropReason::UnknownMessage),
+            }
+            live.endpoint = src;
+            live.last_auth = now;
+            self.dispatch(id, link, msg, now, &mut jobs);
+            Ok(())
+        });
+        if let Err(reason) = result {
+            return self.drop_datagram(reason);
+        }
+        for job in jobs {
+            if self.writer.try_send(job).is_err() {
+                self.drop_datagram(DropReason::Overload);
+            }
+        }
+    }
+
+    fn dispatch(
+        &self,
+        id: u32,
+        link: &mut Link,
+        msg: Message<'_>,
+        now: Instant,
+        jobs: &mut Vec<WriteJob>,
+    ) {
+        let at = unix_now();
+        match msg {
+            Message::Telemetry(t) => {
+                let Some(live) = link.live.as_ref() else {
+                    return;
+                };
+                let rows = t
+                    .records()
+                    .map(|r| TelemetryRow {
+                        device_id: id,
+                        boot: live.boot,
+                        seq: r.seq,
+                        time: at - i64::from(r.age_s),
+                        channels: t.channels(),
+                        values: r.values,
+                    })
+                    .collect();
+                jobs.push(WriteJob::Telemetry {
+                    device_id: id,
+                    session_id: live.session.session_id(),
+                    through_seq: t.last_seq(),
+                    rows,
+                });
+            }
+            Message::Status(status) => {
+                jobs.push(WriteJob::Status {
+                    device_id: id,
+                    status,
+                    at,
+                });
+                link.reported_version = Some(status.config_version);
+                self.config_on_contact(id, link, now, jobs);
+            }
+            Message::Keepalive {
+                reply_wanted,
+                config_version,
+            } => {
+                if reply_wanted {
+                    self.send(
+                        link,
+                        &Message::Pong {
+                            server_time: super::server_time(),
+                        },
+                    );
+                }
+                link.reported_version = Some(config_version);
+                self.config_on_contact(id, link, now, jobs);
+            }
+            Message::ConfigAck { version, result } => {
+                if let Some(d) = link.desired.as_mut() {
+                    if d.version == version {
+                        d.state = ConfigState::from_result(result);
+                        link.config_retry = None;
+                    }
+                }
+                if result != ConfigResult::RolledBack {
+                    link.reported_version = Some(version);
+                }
+                jobs.push(WriteJob::ConfigAck {
+                    device_id: id,
+                    version,
+                    result,
+                    at,
+                });
+            }
+            Message::CommandAck { id: cmd, result } => {
+                link.commands.retain(|c| c.id != cmd);
+                jobs.push(WriteJob::CommandAck {
+                    device_id: id,
+                    id: cmd,
+                    result,
+                    at,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The device told us which configuration it runs: send the newest one if it runs an older
+    /// version (and that version was not rolled back), or mark it synced if it already runs it
+    /// (its ConfigAck was lost).
+    fn config_on_contact(&self, id: u32, link: &mut Link, now: Instant, jobs: &mut Vec<WriteJob>) {
+        let (Some(d), Some(running)) = (link.desired.as_mut(), link.reported_version) else {
+            return;
+        };
+        if d.state != ConfigState::Pending {
+            return;
+        }
+        if running >= d.version {
+            d.state = ConfigState::Applied;
+            link.config_retry = None;
+            jobs.push(WriteJob::ConfigRunning {
+                device_id: id,
+                version: d.version,
+                at: unix_now(),
+            });
+        } else if link.config_retry.is_none() {
+            self.push_config_now(link, now);
+        }
+    }
+}

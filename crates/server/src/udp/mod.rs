@@ -1,0 +1,184 @@
+//! UDP ingest: the socket loop, handshakes, the session table and message dispatch.
+//!
+//! ```text
+//! recv_from ─► cheap checks (length, version, kind) ─► Hello ─► rate limits ─► key (memory, or
+//!                                                       │        one DB load) ─► CMAC ─► counter
+//!                                                       │        (memory, then one DB CAS) ─► Welcome
+//!                                                       └► Data ─► session table (memory) ─► replay
+//!                                                                  window ─► AEAD ─► dispatch
+//! dispatch: Telemetry ─► writer queue ─► (commit) ─► Ack     Keepalive ─► Pong, config check
+//!           Status ─► writer queue, config check            ConfigAck/CommandAck ─► writer queue
+//! ```
+//!
+//! Every datagram that fails a check is dropped silently and counted under its reason; nothing
+//! is ever sent in answer to a bad datagram. The only per-datagram work on the data path is one
+//! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket (a full socket
+//! buffer loses the datagram, which the protocol's re-sends cover).
+
+mod dispatch;
+mod handshake;
+pub(crate) mod push;
+pub mod ratelimit;
+pub(crate) mod sessions;
+
+use crate::config::Config;
+use crate::metrics::{DropReason, Metrics};
+use crate::storage::Storage;
+use crate::writer::WriteJob;
+use ratelimit::IpLimiter;
+use sessions::{Link, LinkTable};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tek_proto::message::{ConfigItems, Message, MessageError};
+use tek_proto::session::{OpenError, ReceiveError};
+use tek_proto::wire::{Datagram, Kind, WireError};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The server clock as the protocol carries it (u32 Unix seconds, good until 2106).
+pub(crate) fn server_time() -> u32 {
+    u32::try_from(unix_now()).unwrap_or(u32::MAX)
+}
+
+pub(crate) fn wire_reason(e: WireError) -> DropReason {
+    match e {
+        WireError::Length => DropReason::Length,
+        WireError::Version => DropReason::Version,
+        WireError::Kind => DropReason::Kind,
+    }
+}
+
+pub(crate) fn receive_reason(e: ReceiveError) -> DropReason {
+    match e {
+        ReceiveError::Open(OpenError::Wire(w)) => wire_reason(w),
+        ReceiveError::Open(OpenError::WrongDevice | OpenError::StaleSession) => {
+            DropReason::StaleSession
+        }
+        ReceiveError::Open(OpenError::Replay) => DropReason::Replay,
+        ReceiveError::Open(OpenError::Auth) => DropReason::Auth,
+        ReceiveError::Message(MessageError::Range) => DropReason::Range,
+        ReceiveError::Message(_) => DropReason::Malformed,
+    }
+}
+
+/// State shared by the socket loop, the handshake tasks, the timers, the writer and the API.
+pub(crate) struct Ingest {
+    pub socket: Arc<UdpSocket>,
+    pub storage: Arc<dyn Storage>,
+    pub metrics: Arc<Metrics>,
+    pub links: LinkTable,
+    pub writer: mpsc::Sender<WriteJob>,
+    pub cfg: Arc<Config>,
+    pub ip_limiter: Mutex<IpLimiter>,
+    /// Device ids recently found unknown, so a flood of them costs no database reads.
+    pub unknown: Mutex<HashMap<u32, Instant>>,
+    /// Set while the socket loop runs (for /healthz).
+    pub udp_up: AtomicBool,
+    /// Wakes the change poller at once (after a save through the API).
+    pub poll_now: Notify,
+}
+
+impl Ingest {
+    pub(crate) fn drop_datagram(&self, reason: DropReason) {
+        self.metrics.dropped(reason);
+        tracing::trace!(reason = reason.label(), "datagram dropped");
+    }
+
+    /// Seals `msg` in the link's live session and sends it to the link's endpoint.
+    /// Returns whether it was handed to the socket.
+    pub(crate) fn send(&self, link: &mut Link, msg: &Message<'_>) -> bool {
+        let Some(live) = link.live.as_mut() else {
+            return false;
+        };
+        let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
+        let n = match live.session.seal_message(msg, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(device = live.session.device_id(), ?e, "cannot seal");
+                return false;
+            }
+        };
+        self.send_raw(&buf[..n], live.endpoint)
+    }
+
+    pub(crate) fn send_raw(&self, bytes: &[u8], to: SocketAddr) -> bool {
+        match self.socket.try_send_to(bytes, to) {
+            Ok(_) => {
+                self.metrics.sent();
+                true
+            }
+            Err(e) => {
+                tracing::debug!(%to, %e, "send failed");
+                false
+            }
+        }
+    }
+
+    /// Sends the link's desired configuration.
+    pub(crate) fn send_config(&self, link: &mut Link) -> bool {
+        let Some(d) = link.desired.as_ref() else {
+            return false;
+        };
+        let version = d.version;
+        let mut items = [0u8; tek_proto::MAX_DATAGRAM];
+        let Ok(config) = ConfigItems::encode(&d.config, &mut items) else {
+            // Saved configurations were validated; an invalid one is never sent.
+            return false;
+        };
+        let sent = self.send(link, &Message::Config { version, config });
+        if sent {
+            self.metrics.config_sent();
+        }
+        sent
+    }
+
+    /// The socket loop. Returns when `stop` turns true.
+    pub(crate) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        self.udp_up.store(true, Ordering::Relaxed);
+        // Twice the protocol maximum, so an oversized datagram is seen as such, not truncated
+        // into an acceptable length.
+        let mut buf = vec![0u8; 2 * tek_proto::MAX_DATAGRAM];
+        loop {
+            let (n, src) = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(%e, "recv_from failed");
+                        continue;
+                    }
+                },
+                _ = crate::udp::stopped(&mut stop) => break,
+            };
+            self.metrics.received();
+            self.handle(&mut buf[..n], src);
+        }
+        self.udp_up.store(false, Ordering::Relaxed);
+    }
+
+    fn handle(self: &Arc<Self>, datagram: &mut [u8], src: SocketAddr) {
+        let kind = match Datagram::new_checked(&datagram[..]) {
+            Ok(d) => d.kind(),
+            Err(e) => return self.drop_datagram(wire_reason(e)),
+        };
+        match kind {
+            Kind::Hello => self.on_hello(datagram, src),
+            Kind::Data => self.on_data(datagram, src),
+            Kind::Welcome | Kind::Unknown(_) => self.drop_datagram(DropReason::Kind),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Delivery of configurations and commands: the first send, the re-send timer (5 s, then
+//! doubling to 30 s by default, while the device is online), the idle-session sweep, and the
+//! poll of the database's change feed for changes saved by other processes.
+
+use super::sessions::{Desired, Link, PendingCommand, Retry};
+use super::Ingest;
+use crate::storage::{CommandRecord, CommandState, ConfigRecord, ConfigState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tek_proto::message::Message;
+use tokio::sync::watch;
+
+/// Changes read from the feed per poll.
+const FEED_BATCH: usize = 1000;
+
+impl Ingest {
+    fn retry_initial(&self) -> Duration {
+        Duration::from_millis(self.cfg.push.retry_initial_ms)
+    }
+
+    fn next_retry(&self, prev: Option<Retry>, now: Instant) -> Retry {
+        let max = Duration::from_millis(self.cfg.push.retry_max_ms);
+        let interval = prev.map_or(self.retry_initial(), |r| (r.interval * 2).min(max));
+        Retry {
+            next_at: now + interval,
+            interval,
+        }
+    }
+
+    /// Sends the desired configuration now and starts its re-send schedule.
+    pub(super) fn push_config_now(&self, link: &mut Link, now: Instant) {
+        if self.send_config(link) {
+            link.config_retry = Some(Retry {
+                next_at: now + self.retry_initial(),
+                interval: self.retry_initial(),
+            });
+        }
+    }
+
+    fn send_command(&self, link: &mut Link, i: usize, now: Instant) {
+        let (id, command, prev) = {
+            let c = &link.commands[i];
+            (c.id, c.command, c.retry)
+        };
+        if self.send(link, &Message::Command { id, command }) {
+            self.metrics.command_sent();
+        }
+        link.commands[i].retry = Some(self.next_retry(prev, now));
+    }
+
+    /// A configuration version was saved (here or by another process): make it the device's
+    /// desired one and push it at once if the device is online.
+    pub(crate) fn apply_config(&self, rec: &ConfigRecord) {
+        let now = Instant::now();
+        self.links.with(rec.device_id, |link| {
+            let Some(link) = link else {
+                return; // loaded with its newest configuration at its first Hello
+            };
+            if link.desired.as_ref().is_some_and(|d| d.version >= rec.version) {
+                return;
+            }
+            link.desired = Some(Desired {
+                version: rec.version,
+                config: rec.config.clone(),
+                state: rec.state,
+            });
+            link.config_retry = None;
+            if rec.state == ConfigState::Pending && link.online(now) {
+                self.push_config_now(link, now);
+            }
+        });
+    }
+
+    /// A command was queued: remember it and send it at once if the device is online.
+    pub(crate) fn apply_command(&self, rec: &CommandRecord) {
+        if rec.state != CommandState::Queued {
+            return;
+        }
+        let now = Instant::now();
+        self.links.with(rec.device_id, |link| {
+            let Some(link) = link else {
+                return;
+            };
+            if link.commands.iter().any(|c| c.id == rec.id) {
+                return;
+            }
+            link.commands.push(PendingCommand {
+                id: rec.id,
+                command: rec.command,
+                retry: None,
+            });
+            if link.online(now) {
+                let i = link.commands.len() - 1;
+                self.send_command(link, i, now);
+            }
+        });
+    }
+
+    /// One timer tick: re-sends that are due, and removal of idle sessions.
+    pub(crate) fn tick(&self, now: Instant) {
+        let idle_min = Duration::from_secs(self.cfg.sessions.idle_timeout_s);
+        self.links.for_each(|_, link| {
+            let Some(live) = link.live.as_ref() else {
+                return;
+            };
+            let idle = now.saturating_duration_since(live.last_auth);
+            if idle > idle_min.max(3 * link.keepalive()) {
+                link.live = None;
+                link.config_retry = None;
+                return;
+            }
+            if !link.online(now) {
+                return; // resumes on the device's next contact
+            }
+            if let Some(r) = link.config_retry {
+                if r.next_at <= now && link.desired.as_ref().is_some_and(|d| d.state == ConfigState::Pending) {
+                    self.send_config(link);
+                    link.config_retry = Some(self.next_retry(Some(r), now));
+                }
+            }
+            for i in 0..link.commands.len() {
+                if link.commands[i].retry.is_none_or(|r| r.next_at <= now) {
+                    self.send_command(link, i, now);
+                }
+            }
+        });
+    }
+
+    /// The re-send timer task.
+    pub(crate) async fn run_timer(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.cfg.push.tick_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.tick(Instant::now()),
+                _ = crate::udp::stopped(&mut stop) => break,
+            }
+        }
+    }
+
+    /// The change-feed poller: configurations and commands saved by any process sharing the
+    /// database reach the device through whichever server holds its session. Cheap: two
+    /// primary-key range reads per poll.
+    pub(crate) async fn run_poller(
+        self: Arc<Self>,
+        mut config_seq: i64,
+        mut command_id: u32,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut every =
+            tokio::time::interval(Duration::from_millis(self.cfg.push.poll_interval_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = self.poll_now.notified() => {}
+                _ = crate::udp::stopped(&mut stop) => break,
+            }
+            let storage = self.storage.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                Ok::<_, crate::storage::Error>((
+                    storage.configs_since(config_seq, FEED_BATCH)?,
+                    storage.commands_since(command_id, FEED_BATCH)?,
+                ))
+            })
+            .await;
+            match read {
+                Ok(Ok((configs, commands))) => {
+                    for rec in &configs {
+                        config_seq = config_seq.max(rec.seq);
+                        self.apply_config(rec);
+                    }
+                    for rec in &commands {
+                        command_id = command_id.max(rec.id);
+                        self.apply_command(rec);
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.metrics.storage_error();
+                    tracing::warn!(%e, "change poll failed");
+                }
+                Err(e) => tracing::error!(%e, "change poll task failed"),
+            }
+        }
+    }
+}

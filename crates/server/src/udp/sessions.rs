@@ -1,0 +1,146 @@
+//! The session table: per device this server has heard from, its keys, its live session (if
+//! any), its endpoint, and what is waiting to be delivered to it. Everything the hot path needs,
+//! in memory, behind one mutex per shard (devices are spread over shards by id), so data
+//! datagrams of different devices rarely contend and never touch the database.
+
+use super::ratelimit::TokenBucket;
+use crate::storage::ConfigState;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tek_proto::crypto::DeviceKeys;
+use tek_proto::message::{Command, Config};
+use tek_proto::session::Session;
+
+/// An established session.
+pub(crate) struct Live {
+    pub session: Session,
+    /// Boot number (hello counter >> 32), part of every telemetry record's key.
+    pub boot: u32,
+    /// Source address and port of the last authenticated datagram.
+    pub endpoint: SocketAddr,
+    /// When the last authenticated datagram arrived.
+    pub last_auth: Instant,
+}
+
+/// A re-send schedule: next time, and the interval after that.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retry {
+    pub next_at: Instant,
+    pub interval: Duration,
+}
+
+/// The newest configuration saved for a device.
+pub(crate) struct Desired {
+    pub version: u32,
+    pub config: Config,
+    pub state: ConfigState,
+}
+
+/// A command waiting for its CommandAck.
+pub(crate) struct PendingCommand {
+    pub id: u32,
+    pub command: Command,
+    /// `None` until first sent in the current session.
+    pub retry: Option<Retry>,
+}
+
+/// Everything about one device on this server.
+pub(crate) struct Link {
+    pub keys: DeviceKeys,
+    /// Highest hello counter accepted (or known to be accepted elsewhere).
+    pub last_hello: Option<u64>,
+    pub hello_bucket: TokenBucket,
+    pub live: Option<Live>,
+    pub desired: Option<Desired>,
+    /// Configuration version the device last reported running (this session).
+    pub reported_version: Option<u32>,
+    pub config_retry: Option<Retry>,
+    pub commands: Vec<PendingCommand>,
+}
+
+impl Link {
+    /// Keepalive interval the device runs with (from its newest configuration).
+    pub fn keepalive(&self) -> Duration {
+        let s = self
+            .desired
+            .as_ref()
+            .map_or(Config::default().keepalive_s, |d| d.config.keepalive_s);
+        Duration::from_secs(u64::from(s))
+    }
+
+    /// Online: an authenticated datagram within 3 keepalive intervals.
+    pub fn online(&self, now: Instant) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|l| now.saturating_duration_since(l.last_auth) <= 3 * self.keepalive())
+    }
+}
+
+/// The sharded table.
+pub(crate) struct LinkTable {
+    shards: Vec<Mutex<HashMap<u32, Link>>>,
+    live: AtomicUsize,
+}
+
+impl LinkTable {
+    pub fn new(shards: usize) -> LinkTable {
+        LinkTable {
+            shards: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect(),
+            live: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, id: u32) -> MutexGuard<'_, HashMap<u32, Link>> {
+        let i = (id as usize) % self.shards.len();
+        // A panic while holding a shard lock is a bug; the data is still consistent enough to
+        // go on serving the other devices of the shard.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the device's link (if loaded) under its shard lock. `f` must not block.
+    pub fn with<R>(&self, id: u32, f: impl FnOnce(Option<&mut Link>) -> R) -> R {
+        let mut shard = self.shard(id);
+        let before = shard.get(&id).is_some_and(|l| l.live.is_some());
+        let r = f(shard.get_mut(&id));
+        let after = shard.get(&id).is_some_and(|l| l.live.is_some());
+        self.account(before, after);
+        r
+    }
+
+    /// Inserts a link unless one is there already.
+    pub fn insert_if_absent(&self, id: u32, link: Link) {
+        self.shard(id).entry(id).or_insert(link);
+    }
+
+    /// Visits every link, shard by shard.
+    pub fn for_each(&self, mut f: impl FnMut(u32, &mut Link)) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, link) in shard.iter_mut() {
+                let before = link.live.is_some();
+                f(*id, link);
+                self.account(before, link.live.is_some());
+            }
+        }
+    }
+
+    fn account(&self, before: bool, after: bool) {
+        match (before, after) {
+            (false, true) => {
+                self.live.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sessions held.
+    pub fn live_count(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}

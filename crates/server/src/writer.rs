@@ -1,0 +1,244 @@
+//! The writer task: every durable write of the ingest path goes through one queue and is
+//! committed in batches — one telemetry transaction per batch of many datagrams (a batch closes
+//! after `ingest.flush_interval_ms` or `ingest.batch_records` records). Acks are sent only after
+//! the commit returned, so an acknowledged record is on disk. On shutdown the queue is drained
+//! and committed before the task ends.
+
+use crate::storage::{Storage, TelemetryRow};
+use crate::udp::Ingest;
+use std::sync::Arc;
+use tek_proto::message::{CommandResult, ConfigResult, Message, Status};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// A write waiting for the writer.
+#[derive(Debug)]
+pub(crate) enum WriteJob {
+    /// A telemetry batch; acknowledged with `through_seq` in session `session_id` once stored.
+    Telemetry {
+        device_id: u32,
+        session_id: u32,
+        through_seq: u32,
+        rows: Vec<TelemetryRow>,
+    },
+    /// A status report.
+    Status {
+        device_id: u32,
+        status: Status,
+        at: i64,
+    },
+    /// A ConfigAck.
+    ConfigAck {
+        device_id: u32,
+        version: u32,
+        result: ConfigResult,
+        at: i64,
+    },
+    /// The device reports running the pending version (its ConfigAck was lost).
+    ConfigRunning { device_id: u32, version: u32, at: i64 },
+    /// A CommandAck.
+    CommandAck {
+        device_id: u32,
+        id: u32,
+        result: CommandResult,
+        at: i64,
+    },
+}
+
+impl WriteJob {
+    fn records(&self) -> usize {
+        match self {
+            WriteJob::Telemetry { rows, .. } => rows.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// Runs until `stop` turns true, then drains the queue, commits, and returns.
+pub(crate) async fn run(
+    ingest: Arc<Ingest>,
+    mut rx: mpsc::Receiver<WriteJob>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let max = ingest.cfg.ingest.batch_records;
+    let flush = ingest.cfg.flush_interval();
+    let mut stopping = false;
+    while !stopping {
+        let first = tokio::select! {
+            biased;
+            j = rx.recv() => match j {
+                Some(j) => j,
+                None => break,
+            },
+            _ = crate::udp::stopped(&mut stop) => {
+                let mut batch = Vec::new();
+                while let Ok(j) = rx.try_recv() {
+                    batch.push(j);
+                }
+                commit(&ingest, batch).await;
+                break;
+            }
+        };
+        let mut records = first.records();
+        let mut batch = vec![first];
+        let deadline = Instant::now() + flush;
+        while records < max {
+            tokio::select! {
+                biased;
+                j = rx.recv() => match j {
+                    Some(j) => {
+                        records += j.records();
+                        batch.push(j);
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = crate::udp::stopped(&mut stop) => {
+                    stopping = true;
+                    while let Ok(j) = rx.try_recv() {
+                        batch.push(j);
+                    }
+                    break;
+                }
+            }
+        }
+        commit(&ingest, batch).await;
+    }
+    tracing::debug!("writer stopped");
+}
+
+/// What one commit did to the non-telemetry jobs, for the metrics.
+enum Outcome {
+    Synced,
+    RolledBack,
+    Nothing,
+    Failed(crate::storage::Error),
+}
+
+fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
+    let r = match job {
+        WriteJob::Telemetry { .. } => return Outcome::Nothing,
+        WriteJob::Status {
+            device_id,
+            status,
+            at,
+        } => storage.store_status(*device_id, status, *at).map(|_| false),
+        WriteJob::ConfigAck {
+            device_id,
+            version,
+            result,
+            at,
+        } => storage.config_acked(*device_id, *version, *result, *at),
+        WriteJob::ConfigRunning {
+            device_id,
+            version,
+            at,
+        } => storage.config_running(*device_id, *version, *at),
+        WriteJob::CommandAck {
+            device_id,
+            id,
+            result,
+            at,
+        } => storage.command_acked(*device_id, *id, *result, *at).map(|_| false),
+    };
+    match (r, job) {
+        (Err(e), _) => Outcome::Failed(e),
+        (
+            Ok(true),
+            WriteJob::ConfigAck {
+                result: ConfigResult::RolledBack,
+                ..
+            },
+        ) => Outcome::RolledBack,
+        (Ok(true), _) => Outcome::Synced,
+        (Ok(false), _) => Outcome::Nothing,
+    }
+}
+
+async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut rows = Vec::new();
+    let mut acks = Vec::new();
+    let mut others = Vec::new();
+    for job in batch {
+        match job {
+            WriteJob::Telemetry {
+                device_id,
+                session_id,
+                through_seq,
+                rows: r,
+            } => {
+                rows.extend(r);
+                acks.push((device_id, session_id, through_seq));
+            }
+            other => others.push(other),
+        }
+    }
+    let storage = ingest.storage.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let telemetry = storage.insert_telemetry(&rows);
+        let outcomes: Vec<Outcome> = others.iter().map(|j| apply(&*storage, j)).collect();
+        (telemetry, outcomes)
+    })
+    .await;
+    let (telemetry, outcomes) = match done {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(%e, "write task failed");
+            ingest.metrics.storage_error();
+            return;
+        }
+    };
+    match telemetry {
+        Ok(new) => {
+            ingest.metrics.records_stored(new);
+            ingest.metrics.write_batch();
+            // Committed: now, and only now, acknowledge.
+            for (device_id, session_id, through_seq) in acks {
+                send_ack(ingest, device_id, session_id, through_seq);
+            }
+        }
+        Err(e) => {
+            // No Ack: the devices keep the records and retransmit them.
+            ingest.metrics.storage_error();
+            tracing::warn!(%e, batches = acks.len(), "telemetry commit failed");
+        }
+    }
+    for o in outcomes {
+        match o {
+            Outcome::Synced => ingest.metrics.config_synced(),
+            Outcome::RolledBack => ingest.metrics.config_rolled_back(),
+            Outcome::Nothing => {}
+            Outcome::Failed(e) => {
+                ingest.metrics.storage_error();
+                tracing::warn!(%e, "write failed");
+            }
+        }
+    }
+}
+
+fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32) {
+    ingest.links.with(device_id, |link| {
+        let Some(link) = link else {
+            return;
+        };
+        // Only in the session that carried the batch: a new session may be a new boot, whose
+        // sequence numbers start again.
+        if link
+            .live
+            .as_ref()
+            .is_none_or(|l| l.session.session_id() != session_id)
+        {
+            return;
+        }
+        let ack = Message::Ack {
+            through_seq,
+            server_time: crate::udp::server_time(),
+        };
+        if ingest.send(link, &ack) {
+            ingest.metrics.ack_sent();
+        }
+    });
+}
