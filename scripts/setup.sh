@@ -45,3 +45,15 @@ fi
 
 # QEMU for the firmware end-to-end tests.
 need_deb qemu-system-arm qemu-system-arm
+
+# Python with the `cryptography` package for scripts/check_vectors.py, the independent check of the
+# test vectors in docs/PROTOCOL.md.
+need_deb python3 python3
+if ! python3 -c "import cryptography" >/dev/null 2>&1; then
+    log "installing the Python cryptography package"
+    pip install --quiet cryptography 2>/dev/null \
+        || python3 -m pip install --quiet cryptography 2>/dev/null \
+        || { as_root apt-get update -qq \
+            && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends python3-cryptography >/dev/null; }
+fi

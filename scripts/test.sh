@@ -20,5 +20,8 @@ cargo build --release -p tek-proto -p tek-controller --target thumbv7m-none-eabi
 step "fuzz targets build"
 (cd fuzz && cargo +nightly fuzz build --dev >/dev/null)
 
+step "test vectors of docs/PROTOCOL.md, recomputed independently (Python)"
+python3 scripts/check_vectors.py docs/PROTOCOL.md
+
 step "workspace tests"
 cargo test --workspace
