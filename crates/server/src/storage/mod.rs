@@ -24,14 +24,14 @@ pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
 
+pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
-pub use status::{StatusRecord, StatusStore, TrafficMonth};
-pub use telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
-pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
+pub use status::{StatusRecord, StatusStore, TrafficMonth};
+pub use telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
 pub use users::{UserRecord, UserStore};
 pub use web_sessions::{TokenRecord, WebSession, WebSessionStore};
 

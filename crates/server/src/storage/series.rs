@@ -34,8 +34,13 @@ pub struct DayEnergy {
 pub trait SeriesStore {
     /// Buckets of `step` seconds from `from` (inclusive) to `to` (exclusive), oldest first; empty
     /// buckets are absent.
-    fn telemetry_buckets(&self, device_id: u32, from: i64, to: i64, step: i64)
-        -> Result<Vec<Bucket>>;
+    fn telemetry_buckets(
+        &self,
+        device_id: u32,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<Bucket>>;
     /// Energy used per UTC day from `from` to `to`, oldest first.
     fn energy_per_day(&self, device_id: u32, from: i64, to: i64) -> Result<Vec<DayEnergy>>;
     /// The newest record of a device.

@@ -21,8 +21,13 @@ pub struct UserRecord {
 /// User operations.
 pub trait UserStore {
     /// Creates a user; `Duplicate` if the e-mail is taken. Returns the id.
-    fn create_user(&self, email: &str, password_hash: &str, is_admin: bool, now: i64)
-        -> Result<i64>;
+    fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        is_admin: bool,
+        now: i64,
+    ) -> Result<i64>;
     /// One user by id.
     fn user(&self, id: i64) -> Result<Option<UserRecord>>;
     /// One user by e-mail (case-insensitive).

@@ -32,8 +32,13 @@ pub struct TokenRecord {
 /// Session and token operations. Hashes are SHA-256 of the secret.
 pub trait WebSessionStore {
     /// Stores a new session.
-    fn create_web_session(&self, id_hash: &[u8; 32], user_id: i64, now: i64, expires_at: i64)
-        -> Result<()>;
+    fn create_web_session(
+        &self,
+        id_hash: &[u8; 32],
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()>;
     /// The session with this hash if it has not expired at `now`.
     fn web_session(&self, id_hash: &[u8; 32], now: i64) -> Result<Option<WebSession>>;
     /// Ends a session (logout).

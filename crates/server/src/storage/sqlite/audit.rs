@@ -12,7 +12,15 @@ impl AuditStore for Sqlite {
         conn.execute(
             "INSERT INTO audit_log (at, user_id, actor, action, device_id, site_id, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![now, e.user_id, e.actor, e.action, e.device_id, e.site_id, e.detail],
+            params![
+                now,
+                e.user_id,
+                e.actor,
+                e.action,
+                e.device_id,
+                e.site_id,
+                e.detail
+            ],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -81,9 +89,15 @@ mod tests {
     #[test]
     fn filters_by_site_device_and_pages() {
         let (_d, db) = prepare();
-        let a = db.append_audit(&entry(Some(1), Some(5), "config.save"), 10).unwrap();
-        let b = db.append_audit(&entry(Some(2), Some(6), "command.queue"), 11).unwrap();
-        let c = db.append_audit(&entry(None, None, "user.create"), 12).unwrap();
+        let a = db
+            .append_audit(&entry(Some(1), Some(5), "config.save"), 10)
+            .unwrap();
+        let b = db
+            .append_audit(&entry(Some(2), Some(6), "command.queue"), 11)
+            .unwrap();
+        let c = db
+            .append_audit(&entry(None, None, "user.create"), 12)
+            .unwrap();
         let all = db
             .audit(&AuditFilter {
                 limit: 10,

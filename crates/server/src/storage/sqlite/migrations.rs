@@ -10,8 +10,8 @@ use rusqlite::Connection;
 /// `(version, SQL)` in order. Version numbers are consecutive from 1.
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
-    1,
-    r#"
+        1,
+        r#"
 CREATE TABLE devices (
     id                 INTEGER PRIMARY KEY,
     name               TEXT    NOT NULL DEFAULT '',

@@ -9,7 +9,9 @@ use rusqlite::{params, OptionalExtension};
 impl SeriesStore for Sqlite {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
         if step <= 0 {
-            return Err(Error::Backend(format!("bucket step {step} must be positive")));
+            return Err(Error::Backend(format!(
+                "bucket step {step} must be positive"
+            )));
         }
         let conn = self.reader()?;
         // Floor division that is also right for negative times.
@@ -67,7 +69,13 @@ impl SeriesStore for Sqlite {
                     for (i, x) in v.iter_mut().enumerate() {
                         *x = r.get(4 + i)?;
                     }
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get::<_, i64>(3)?, v))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get(2)?,
+                        r.get::<_, i64>(3)?,
+                        v,
+                    ))
                 },
             )
             .optional()?;
@@ -129,16 +137,25 @@ mod tests {
         .unwrap();
         let b = db.telemetry_buckets(1, day, day + 200, 60).unwrap();
         assert_eq!(b.len(), 3);
-        assert_eq!((b[0].start, b[0].count, b[0].power_w), (day, 1, Some(200.0)));
+        assert_eq!(
+            (b[0].start, b[0].count, b[0].power_w),
+            (day, 1, Some(200.0))
+        );
         assert_eq!(b[1].energy_wh, Some(1300));
         assert_eq!(b[2].water_cc, Some(2500.0));
         let one = db.telemetry_buckets(1, day - 100, day + 200, 3600).unwrap();
         assert_eq!(one.iter().map(|b| b.count).sum::<u32>(), 4);
         let e = db.energy_per_day(1, day - 100, day + 2 * 86_400).unwrap();
-        assert_eq!(e, vec![
-            DayEnergy { day, wh: 300 },
-            DayEnergy { day: day + 86_400, wh: 30 },
-        ]);
+        assert_eq!(
+            e,
+            vec![
+                DayEnergy { day, wh: 300 },
+                DayEnergy {
+                    day: day + 86_400,
+                    wh: 30
+                },
+            ]
+        );
         assert_eq!(db.latest_telemetry(1).unwrap().unwrap().seq, 4);
         assert!(db.latest_telemetry(2).unwrap().is_none());
         assert!(db.telemetry_buckets(1, 0, 1, 0).is_err());

@@ -74,7 +74,9 @@ impl SiteStore for Sqlite {
     }
 
     fn delete_site(&self, id: i64) -> Result<()> {
-        let n = self.writer()?.execute("DELETE FROM sites WHERE id = ?1", params![id])?;
+        let n = self
+            .writer()?
+            .execute("DELETE FROM sites WHERE id = ?1", params![id])?;
         if n == 0 {
             return Err(Error::Missing(format!("site {id}")));
         }
@@ -111,8 +113,9 @@ impl SiteStore for Sqlite {
 
     fn site_members(&self, site_id: i64) -> Result<Vec<i64>> {
         let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT user_id FROM site_members WHERE site_id = ?1 ORDER BY user_id")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT user_id FROM site_members WHERE site_id = ?1 ORDER BY user_id",
+        )?;
         let rows = stmt.query_map(params![site_id], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -187,10 +190,16 @@ mod tests {
         let v = db.create_user("v@x", "h", false, 0).unwrap();
         let s1 = db.create_site("Pool A", 0).unwrap();
         let s2 = db.create_site("Pool B", 0).unwrap();
-        assert!(matches!(db.create_site("Pool A", 0), Err(Error::Duplicate(_))));
+        assert!(matches!(
+            db.create_site("Pool A", 0),
+            Err(Error::Duplicate(_))
+        ));
         db.assign_devices(&[1, 2], Some(s1)).unwrap();
         db.assign_devices(&[3], Some(s2)).unwrap();
-        assert!(matches!(db.assign_devices(&[4, 9], Some(s1)), Err(Error::Missing(_))));
+        assert!(matches!(
+            db.assign_devices(&[4, 9], Some(s1)),
+            Err(Error::Missing(_))
+        ));
         assert_eq!(db.device_site(4).unwrap(), None, "all or none");
         db.grant_site(u, s1).unwrap();
         db.grant_site(u, s1).unwrap();

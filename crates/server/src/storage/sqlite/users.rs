@@ -51,7 +51,11 @@ impl UserStore for Sqlite {
     fn user(&self, id: i64) -> Result<Option<UserRecord>> {
         let conn = self.reader()?;
         Ok(conn
-            .query_row(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"), params![id], record)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+                params![id],
+                record,
+            )
             .optional()?)
     }
 
@@ -102,7 +106,9 @@ impl UserStore for Sqlite {
 
     fn delete_user(&self, id: i64) -> Result<()> {
         // ON DELETE CASCADE removes memberships, sessions and tokens in the same statement.
-        let n = self.writer()?.execute("DELETE FROM users WHERE id = ?1", params![id])?;
+        let n = self
+            .writer()?
+            .execute("DELETE FROM users WHERE id = ?1", params![id])?;
         changed(n, || format!("user {id}"))
     }
 }
@@ -115,7 +121,9 @@ mod tests {
     #[test]
     fn users_crud_and_hash_only_in_credentials() {
         let (_d, db) = prepare();
-        let a = db.create_user("A@example.com", "$argon2id$x", true, 5).unwrap();
+        let a = db
+            .create_user("A@example.com", "$argon2id$x", true, 5)
+            .unwrap();
         assert!(matches!(
             db.create_user("a@EXAMPLE.com", "h", false, 6),
             Err(Error::Duplicate(_))
@@ -128,7 +136,10 @@ mod tests {
         db.set_password(a, "$argon2id$y").unwrap();
         db.set_admin(a, false).unwrap();
         assert!(!db.user(a).unwrap().unwrap().is_admin);
-        assert_eq!(db.user_credentials("a@example.com").unwrap().unwrap().1, "$argon2id$y");
+        assert_eq!(
+            db.user_credentials("a@example.com").unwrap().unwrap().1,
+            "$argon2id$y"
+        );
         assert!(matches!(db.set_admin(99, true), Err(Error::Missing(_))));
         let b = db.create_user("b@example.com", "h", false, 6).unwrap();
         assert_eq!(db.list_users().unwrap().len(), 2);

@@ -34,21 +34,26 @@ impl WebSessionStore for Sqlite {
     }
 
     fn delete_web_session(&self, h: &[u8; 32]) -> Result<()> {
-        self.writer()?
-            .execute("DELETE FROM web_sessions WHERE id_hash = ?1", params![&h[..]])?;
+        self.writer()?.execute(
+            "DELETE FROM web_sessions WHERE id_hash = ?1",
+            params![&h[..]],
+        )?;
         Ok(())
     }
 
     fn delete_user_web_sessions(&self, user_id: i64) -> Result<()> {
-        self.writer()?
-            .execute("DELETE FROM web_sessions WHERE user_id = ?1", params![user_id])?;
+        self.writer()?.execute(
+            "DELETE FROM web_sessions WHERE user_id = ?1",
+            params![user_id],
+        )?;
         Ok(())
     }
 
     fn purge_web_sessions(&self, now: i64) -> Result<u64> {
-        let n = self
-            .writer()?
-            .execute("DELETE FROM web_sessions WHERE expires_at <= ?1", params![now])?;
+        let n = self.writer()?.execute(
+            "DELETE FROM web_sessions WHERE expires_at <= ?1",
+            params![now],
+        )?;
         Ok(n as u64)
     }
 
