@@ -202,7 +202,10 @@ fn open_existing(dir: &Path) -> anyhow::Result<Sqlite> {
 fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if let Some(path) = &a.out {
         if path.exists() {
-            bail!("{} exists already; refusing to overwrite a fleet file", path.display());
+            bail!(
+                "{} exists already; refusing to overwrite a fleet file",
+                path.display()
+            );
         }
     }
     let db = Sqlite::open_dir(&a.data)?;
@@ -245,7 +248,11 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 
 fn list(data: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let db = open_existing(data)?;
-    writeln!(out, "{:>10}  {:<20}  {:>8}  {:>8}  last seen", "id", "name", "config", "applied")?;
+    writeln!(
+        out,
+        "{:>10}  {:<20}  {:>8}  {:>8}  last seen",
+        "id", "name", "config", "applied"
+    )?;
     for d in db.list_devices()? {
         let seen = d
             .last_seen
@@ -263,7 +270,10 @@ fn config(a: ConfigArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let db = open_existing(&a.data)?;
     let dev = db.device(a.id)?;
     let latest = db.latest_config(a.id)?;
-    let mut cfg = latest.as_ref().map(|c| c.config.clone()).unwrap_or_default();
+    let mut cfg = latest
+        .as_ref()
+        .map(|c| c.config.clone())
+        .unwrap_or_default();
     if a.set.is_empty() {
         writeln!(
             out,
@@ -280,7 +290,11 @@ fn config(a: ConfigArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         device_config::apply(&mut cfg, s)?;
     }
     let version = db.save_config(a.id, &cfg, now())?;
-    writeln!(out, "device {}: saved configuration version {version}", a.id)?;
+    writeln!(
+        out,
+        "device {}: saved configuration version {version}",
+        a.id
+    )?;
     Ok(())
 }
 
@@ -346,20 +360,41 @@ mod tests {
         let d = data.to_str().unwrap();
         let fleet = dir.path().join("fleet.toml");
         let f = fleet.to_str().unwrap();
-        run(&["device", "add", "--data", d, "--id", "7", "--name", "pool-a"]).unwrap();
+        run(&[
+            "device", "add", "--data", d, "--id", "7", "--name", "pool-a",
+        ])
+        .unwrap();
         run(&["device", "add", "--data", d, "--count", "3", "--out", f]).unwrap();
         let fl = Fleet::load(&fleet).unwrap();
-        assert_eq!(fl.device.iter().map(|x| x.id).collect::<Vec<_>>(), [8, 9, 10]);
+        assert_eq!(
+            fl.device.iter().map(|x| x.id).collect::<Vec<_>>(),
+            [8, 9, 10]
+        );
         let listed = run(&["device", "list", "--data", d]).unwrap();
         assert!(listed.contains("pool-a"));
         for dev in &fl.device {
             assert!(!listed.contains(&dev.key), "list shows a key");
         }
-        let saved = run(&["device", "config", "--data", d, "--id", "8", "--set", "log_interval=30", "--set", "setpoint=26"]).unwrap();
+        let saved = run(&[
+            "device",
+            "config",
+            "--data",
+            d,
+            "--id",
+            "8",
+            "--set",
+            "log_interval=30",
+            "--set",
+            "setpoint=26",
+        ])
+        .unwrap();
         assert!(saved.contains("version 1"), "{saved}");
         let shown = run(&["device", "config", "--data", d, "--id", "8"]).unwrap();
         assert!(shown.contains("log_interval_s: 30"), "{shown}");
-        run(&["device", "command", "--data", d, "--id", "8", "--relay", "1", "--mode", "on"]).unwrap();
+        run(&[
+            "device", "command", "--data", d, "--id", "8", "--relay", "1", "--mode", "on",
+        ])
+        .unwrap();
         run(&["device", "command", "--data", d, "--id", "8", "--reboot"]).unwrap();
     }
 
@@ -378,15 +413,39 @@ mod tests {
             vec!["device", "add", "--data", d, "--id", "x"],
             vec!["device", "add", "--data", d],
             vec!["device", "add", "--data", d, "--count", "2"],
-            vec!["device", "add", "--data", d, "--count", "2", "--out", fleet.to_str().unwrap()],
+            vec![
+                "device",
+                "add",
+                "--data",
+                d,
+                "--count",
+                "2",
+                "--out",
+                fleet.to_str().unwrap(),
+            ],
             vec!["device", "add", "--data", d, "--id", "5", "--count", "2"],
             vec!["device", "list", "--data", "/nonexistent/tek"],
-            vec!["device", "config", "--data", d, "--id", "1", "--set", "log_interval=1"],
-            vec!["device", "config", "--data", d, "--id", "1", "--set", "bogus"],
+            vec![
+                "device",
+                "config",
+                "--data",
+                d,
+                "--id",
+                "1",
+                "--set",
+                "log_interval=1",
+            ],
+            vec![
+                "device", "config", "--data", d, "--id", "1", "--set", "bogus",
+            ],
             vec!["device", "config", "--data", d, "--id", "99"],
             vec!["device", "command", "--data", d, "--id", "1"],
-            vec!["device", "command", "--data", d, "--id", "1", "--relay", "9", "--mode", "on"],
-            vec!["device", "command", "--data", d, "--id", "1", "--relay", "1", "--mode", "up"],
+            vec![
+                "device", "command", "--data", d, "--id", "1", "--relay", "9", "--mode", "on",
+            ],
+            vec![
+                "device", "command", "--data", d, "--id", "1", "--relay", "1", "--mode", "up",
+            ],
             vec!["serve", "--udp", "nonsense"],
             vec!["serve", "--config", bad_cfg.to_str().unwrap()],
             vec!["serve", "--config", "/nonexistent.toml"],

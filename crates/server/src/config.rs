@@ -227,8 +227,7 @@ impl Config {
         if self.sessions.shards == 0 || self.sessions.shards > 4096 {
             return bad("sessions.shards must be within 1..=4096");
         }
-        if self.push.retry_initial_ms == 0 || self.push.retry_max_ms < self.push.retry_initial_ms
-        {
+        if self.push.retry_initial_ms == 0 || self.push.retry_max_ms < self.push.retry_initial_ms {
             return bad("push.retry_initial_ms must be > 0 and <= push.retry_max_ms");
         }
         if self.push.tick_ms == 0 || self.push.poll_interval_ms == 0 {

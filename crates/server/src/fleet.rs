@@ -165,7 +165,12 @@ mod tests {
             ],
         };
         let text = fleet.to_toml();
-        assert!(text.contains("[[device]]\nid = 1\nkey = \"00112233445566778899aabbccddeeff\"\nname = \"pool-1\""), "{text}");
+        assert!(
+            text.contains(
+                "[[device]]\nid = 1\nkey = \"00112233445566778899aabbccddeeff\"\nname = \"pool-1\""
+            ),
+            "{text}"
+        );
         assert_eq!(Fleet::parse(&text, Path::new("f")).unwrap(), fleet);
         assert_eq!(fleet.device[0].key(), Some(key));
         assert!(!format!("{fleet:?}").contains("0011"));

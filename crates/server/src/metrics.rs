@@ -181,7 +181,10 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         counter(
             "tek_datagrams_received_total",
@@ -203,7 +206,11 @@ impl Metrics {
             "Handshakes completed.",
             load(&self.sessions_established),
         );
-        counter("tek_acks_sent_total", "Telemetry Acks sent.", load(&self.acks_sent));
+        counter(
+            "tek_acks_sent_total",
+            "Telemetry Acks sent.",
+            load(&self.acks_sent),
+        );
         counter(
             "tek_configs_sent_total",
             "Config messages sent (first sends and re-sends).",
@@ -272,9 +279,13 @@ impl Metrics {
 /// Reads one sample from a Prometheus text page: `name` with an optional `{labels}` part given
 /// exactly as rendered. For tests and tools.
 pub fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[cfg(test)]
@@ -297,7 +308,10 @@ mod tests {
         });
         assert_eq!(sample(&page, "tek_datagrams_received_total"), Some(2.0));
         assert_eq!(
-            sample(&page, "tek_datagrams_dropped_total{reason=\"stale_session\"}"),
+            sample(
+                &page,
+                "tek_datagrams_dropped_total{reason=\"stale_session\"}"
+            ),
             Some(2.0)
         );
         assert_eq!(
@@ -308,7 +322,10 @@ mod tests {
             sample(&page, "tek_datagrams_dropped_total{reason=\"auth\"}"),
             Some(0.0)
         );
-        assert_eq!(sample(&page, "tek_telemetry_records_stored_total"), Some(12.0));
+        assert_eq!(
+            sample(&page, "tek_telemetry_records_stored_total"),
+            Some(12.0)
+        );
         assert_eq!(sample(&page, "tek_devices_online"), Some(3.0));
         assert_eq!(sample(&page, "tek_config_pending"), Some(1.0));
         assert_eq!(sample(&page, "tek_config_synced_total"), Some(0.0));

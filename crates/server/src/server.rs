@@ -186,7 +186,11 @@ impl Api {
     }
 
     /// The newest commands of a device, newest first.
-    pub async fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>, ApiError> {
+    pub async fn commands(
+        &self,
+        device_id: u32,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, ApiError> {
         let s = self.storage();
         blocking(move || s.commands(device_id, limit)).await
     }
@@ -194,7 +198,8 @@ impl Api {
     /// A device's state: registry entry, live session facts, latest status.
     pub async fn device_state(&self, device_id: u32) -> Result<DeviceState, ApiError> {
         let s = self.storage();
-        let (device, status) = blocking(move || Ok((s.device(device_id)?, s.latest_status(device_id)?))).await?;
+        let (device, status) =
+            blocking(move || Ok((s.device(device_id)?, s.latest_status(device_id)?))).await?;
         Ok(self.live_state(device, status))
     }
 
@@ -211,7 +216,10 @@ impl Api {
                 .collect::<storage::Result<Vec<_>>>()
         })
         .await?;
-        Ok(rows.into_iter().map(|(d, s)| self.live_state(d, s)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(d, s)| self.live_state(d, s))
+            .collect())
     }
 
     fn live_state(&self, device: DeviceRecord, status: Option<StatusRecord>) -> DeviceState {
@@ -373,7 +381,11 @@ impl Server {
         let ingest_tasks = vec![
             tokio::spawn(ingest.clone().run(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
-            tokio::spawn(ingest.clone().run_poller(config_seq, command_id, stop_rx.clone())),
+            tokio::spawn(
+                ingest
+                    .clone()
+                    .run_poller(config_seq, command_id, stop_rx.clone()),
+            ),
         ];
         // The socket loop must be receiving before start returns (health, tests).
         ingest.udp_up.store(true, Ordering::Relaxed);

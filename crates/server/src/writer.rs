@@ -35,7 +35,11 @@ pub(crate) enum WriteJob {
         at: i64,
     },
     /// The device reports running the pending version (its ConfigAck was lost).
-    ConfigRunning { device_id: u32, version: u32, at: i64 },
+    ConfigRunning {
+        device_id: u32,
+        version: u32,
+        at: i64,
+    },
     /// A CommandAck.
     CommandAck {
         device_id: u32,
@@ -139,7 +143,9 @@ fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
             id,
             result,
             at,
-        } => storage.command_acked(*device_id, *id, *result, *at).map(|_| false),
+        } => storage
+            .command_acked(*device_id, *id, *result, *at)
+            .map(|_| false),
     };
     match (r, job) {
         (Err(e), _) => Outcome::Failed(e),

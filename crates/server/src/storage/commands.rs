@@ -71,8 +71,13 @@ pub trait CommandStore {
     /// The highest command id so far (0 if none).
     fn command_cursor(&self) -> Result<u32>;
     /// Records the device's answer. Returns whether the state changed.
-    fn command_acked(&self, device_id: u32, id: u32, result: CommandResult, now: i64)
-        -> Result<bool>;
+    fn command_acked(
+        &self,
+        device_id: u32,
+        id: u32,
+        result: CommandResult,
+        now: i64,
+    ) -> Result<bool>;
     /// The newest commands of a device, newest first.
     fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>>;
 }

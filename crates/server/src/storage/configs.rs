@@ -85,8 +85,13 @@ pub trait ConfigStore {
     fn config_cursor(&self) -> Result<i64>;
     /// Records the device's answer for a version. Returns whether the state changed (a repeated
     /// ConfigAck changes nothing).
-    fn config_acked(&self, device_id: u32, version: u32, result: ConfigResult, now: i64)
-        -> Result<bool>;
+    fn config_acked(
+        &self,
+        device_id: u32,
+        version: u32,
+        result: ConfigResult,
+        now: i64,
+    ) -> Result<bool>;
     /// Marks a pending version synced because the device reports running it (its ConfigAck was
     /// lost). Returns whether the state changed.
     fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool>;

@@ -109,7 +109,15 @@ mod tests {
 
     #[test]
     fn counter_mapping_preserves_order() {
-        let values = [0u64, 1, 1 << 32, (1 << 63) - 1, 1 << 63, u64::MAX - 1, u64::MAX];
+        let values = [
+            0u64,
+            1,
+            1 << 32,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
         for w in values.windows(2) {
             assert!(counter_to_sql(w[0]) < counter_to_sql(w[1]));
             assert_eq!(counter_from_sql(counter_to_sql(w[0])), w[0]);

@@ -56,7 +56,11 @@ impl Ingest {
             let Some(link) = link else {
                 return; // loaded with its newest configuration at its first Hello
             };
-            if link.desired.as_ref().is_some_and(|d| d.version >= rec.version) {
+            if link
+                .desired
+                .as_ref()
+                .is_some_and(|d| d.version >= rec.version)
+            {
                 return;
             }
             link.desired = Some(Desired {
@@ -113,7 +117,12 @@ impl Ingest {
                 return; // resumes on the device's next contact
             }
             if let Some(r) = link.config_retry {
-                if r.next_at <= now && link.desired.as_ref().is_some_and(|d| d.state == ConfigState::Pending) {
+                if r.next_at <= now
+                    && link
+                        .desired
+                        .as_ref()
+                        .is_some_and(|d| d.state == ConfigState::Pending)
+                {
                     self.send_config(link);
                     link.config_retry = Some(self.next_retry(Some(r), now));
                 }

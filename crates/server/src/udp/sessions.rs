@@ -88,7 +88,9 @@ pub(crate) struct LinkTable {
 impl LinkTable {
     pub fn new(shards: usize) -> LinkTable {
         LinkTable {
-            shards: (0..shards.max(1)).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
             live: AtomicUsize::new(0),
         }
     }

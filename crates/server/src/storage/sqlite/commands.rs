@@ -132,7 +132,12 @@ impl CommandStore for Sqlite {
         let n = conn.execute(
             "UPDATE commands SET state = ?3, acked_at = ?4
              WHERE id = ?1 AND device_id = ?2 AND state = 'queued'",
-            params![id, device_id, CommandState::from_result(result).as_str(), now],
+            params![
+                id,
+                device_id,
+                CommandState::from_result(result).as_str(),
+                now
+            ],
         )?;
         Ok(n == 1)
     }

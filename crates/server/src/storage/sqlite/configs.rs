@@ -12,7 +12,15 @@ const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at
 type Raw = (i64, i64, i64, Vec<u8>, i64, String, Option<i64>);
 
 fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 fn convert(raw: Raw) -> Result<ConfigRecord> {
@@ -138,7 +146,13 @@ impl Sqlite {
         let changed = tx.execute(
             "UPDATE configs SET state = ?3, acked_at = ?4
              WHERE device_id = ?1 AND version = ?2 AND state != ?3 AND (?5 IS NULL OR state = ?5)",
-            params![device_id, version, state.as_str(), now, from.map(|s| s.as_str())],
+            params![
+                device_id,
+                version,
+                state.as_str(),
+                now,
+                from.map(|s| s.as_str())
+            ],
         )?;
         if changed == 1 {
             let column = if state.is_synced() {

@@ -10,8 +10,16 @@ use tek_proto::crypto::{Key, KEY_LEN};
 const COLUMNS: &str =
     "id, name, created_at, last_seen, config_desired, config_applied, config_rolled_back";
 
-fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, i64, Option<i64>, i64, i64, Option<i64>)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 type Raw = (i64, String, i64, Option<i64>, i64, i64, Option<i64>);
@@ -25,7 +33,9 @@ fn convert(raw: Raw) -> Result<DeviceRecord> {
         last_seen,
         config_desired: u32_col(desired, "config version")?,
         config_applied: u32_col(applied, "config version")?,
-        config_rolled_back: rolled_back.map(|v| u32_col(v, "config version")).transpose()?,
+        config_rolled_back: rolled_back
+            .map(|v| u32_col(v, "config version"))
+            .transpose()?,
     })
 }
 
@@ -67,7 +77,8 @@ impl DeviceStore for Sqlite {
 
     fn list_devices(&self) -> Result<Vec<DeviceRecord>> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM devices ORDER BY id"))?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM devices ORDER BY id"))?;
         let rows = stmt.query_map([], record)?;
         rows.map(|r| convert(r?)).collect()
     }
@@ -96,11 +107,12 @@ impl DeviceStore for Sqlite {
 
     fn accept_hello(&self, id: u32, counter: u64, now: i64) -> Result<bool> {
         let conn = self.writer()?;
-        let changed = conn.prepare_cached(
-            "UPDATE devices SET hello_counter = ?2, last_seen = ?3
+        let changed = conn
+            .prepare_cached(
+                "UPDATE devices SET hello_counter = ?2, last_seen = ?3
              WHERE id = ?1 AND (hello_counter IS NULL OR hello_counter < ?2)",
-        )?
-        .execute(params![id, counter_to_sql(counter), now])?;
+            )?
+            .execute(params![id, counter_to_sql(counter), now])?;
         Ok(changed == 1)
     }
 

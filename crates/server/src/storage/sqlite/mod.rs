@@ -69,7 +69,10 @@ impl Sqlite {
     /// Opens (creating if needed) the database in data directory `dir` and migrates it.
     pub fn open_dir(dir: &Path) -> Result<Sqlite> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::Backend(format!("cannot create data directory {}: {e}", dir.display()))
+            Error::Backend(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         Sqlite::open(&dir.join(FILE_NAME))
     }
@@ -157,7 +160,10 @@ pub(crate) mod tests {
     fn devices_and_hello_counter_cas() {
         let (_d, db) = prepare();
         db.add_devices(&[dev(1), dev(2)], 100).unwrap();
-        assert!(matches!(db.add_devices(&[dev(3), dev(2)], 100), Err(Error::Exists(2))));
+        assert!(matches!(
+            db.add_devices(&[dev(3), dev(2)], 100),
+            Err(Error::Exists(2))
+        ));
         // All or none: device 3 was not created.
         assert!(db.load_device(3).unwrap().is_none());
         assert_eq!(db.list_devices().unwrap().len(), 2);
@@ -166,12 +172,18 @@ pub(crate) mod tests {
         assert_eq!(d.key, Key([1; 16]));
         assert_eq!(d.hello_counter, None);
         assert!(db.accept_hello(1, 1 << 32, 5).unwrap());
-        assert!(!db.accept_hello(1, 1 << 32, 5).unwrap(), "same counter twice");
+        assert!(
+            !db.accept_hello(1, 1 << 32, 5).unwrap(),
+            "same counter twice"
+        );
         assert!(!db.accept_hello(1, 5, 5).unwrap(), "lower counter");
         assert!(db.accept_hello(1, u64::MAX, 6).unwrap(), "top half of u64");
         assert!(!db.accept_hello(1, u64::MAX - 1, 6).unwrap());
         assert!(!db.accept_hello(9, 1, 6).unwrap(), "unknown device");
-        assert_eq!(db.load_device(1).unwrap().unwrap().hello_counter, Some(u64::MAX));
+        assert_eq!(
+            db.load_device(1).unwrap().unwrap().hello_counter,
+            Some(u64::MAX)
+        );
         assert_eq!(db.device(1).unwrap().last_seen, Some(6));
         assert!(matches!(db.device(7), Err(Error::NotFound(7))));
         // The record type has no key to leak.
@@ -210,15 +222,23 @@ pub(crate) mod tests {
     fn configs_versions_and_acks() {
         let (_d, db) = prepare();
         db.add_devices(&[dev(1), dev(2)], 0).unwrap();
-        let mut c = Config::default();
-        c.log_interval_s = 30;
+        let mut c = Config {
+            log_interval_s: 30,
+            ..Config::default()
+        };
         assert_eq!(db.save_config(1, &c, 10).unwrap(), 1);
         c.log_interval_s = 40;
         assert_eq!(db.save_config(1, &c, 11).unwrap(), 2);
         assert_eq!(db.save_config(2, &c, 11).unwrap(), 1);
         c.log_interval_s = 1;
-        assert!(matches!(db.save_config(1, &c, 12), Err(Error::InvalidConfig(_))));
-        assert!(matches!(db.save_config(9, &Config::default(), 12), Err(Error::NotFound(9))));
+        assert!(matches!(
+            db.save_config(1, &c, 12),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            db.save_config(9, &Config::default(), 12),
+            Err(Error::NotFound(9))
+        ));
         let latest = db.latest_config(1).unwrap().unwrap();
         assert_eq!((latest.version, latest.config.log_interval_s), (2, 40));
         assert_eq!(latest.state, ConfigState::Pending);
@@ -229,19 +249,28 @@ pub(crate) mod tests {
         assert_eq!(db.config_cursor().unwrap(), feed[2].seq);
 
         assert!(db.config_acked(1, 2, ConfigResult::Applied, 20).unwrap());
-        assert!(!db.config_acked(1, 2, ConfigResult::Applied, 21).unwrap(), "repeat");
+        assert!(
+            !db.config_acked(1, 2, ConfigResult::Applied, 21).unwrap(),
+            "repeat"
+        );
         let d = db.device(1).unwrap();
         assert_eq!((d.config_desired, d.config_applied), (2, 2));
         assert_eq!(db.pending_config_count().unwrap(), 1);
         assert!(db.config_acked(2, 1, ConfigResult::RolledBack, 22).unwrap());
         assert_eq!(db.device(2).unwrap().config_rolled_back, Some(1));
         assert_eq!(db.pending_config_count().unwrap(), 0);
-        assert!(!db.config_acked(2, 7, ConfigResult::Applied, 22).unwrap(), "unknown version");
+        assert!(
+            !db.config_acked(2, 7, ConfigResult::Applied, 22).unwrap(),
+            "unknown version"
+        );
         c.log_interval_s = 50;
         assert_eq!(db.save_config(2, &c, 30).unwrap(), 2);
         assert!(db.config_running(2, 2, 31).unwrap());
         assert!(!db.config_running(2, 2, 31).unwrap());
-        assert_eq!(db.latest_config(2).unwrap().unwrap().state, ConfigState::Applied);
+        assert_eq!(
+            db.latest_config(2).unwrap().unwrap().state,
+            ConfigState::Applied
+        );
     }
 
     #[test]
@@ -255,13 +284,22 @@ pub(crate) mod tests {
         let a = db.queue_command(1, &on, 5).unwrap();
         let b = db.queue_command(1, &Command::Reboot, 6).unwrap();
         assert!(b > a);
-        assert!(matches!(db.queue_command(3, &on, 5), Err(Error::NotFound(3))));
+        assert!(matches!(
+            db.queue_command(3, &on, 5),
+            Err(Error::NotFound(3))
+        ));
         assert_eq!(db.pending_commands(1).unwrap().len(), 2);
-        assert_eq!(db.commands_since(a, 10).unwrap()[0].command, Command::Reboot);
+        assert_eq!(
+            db.commands_since(a, 10).unwrap()[0].command,
+            Command::Reboot
+        );
         assert_eq!(db.command_cursor().unwrap(), b);
         assert!(db.command_acked(1, a, CommandResult::Done, 7).unwrap());
         assert!(!db.command_acked(1, a, CommandResult::Done, 7).unwrap());
-        assert!(!db.command_acked(2, b, CommandResult::Done, 7).unwrap(), "other device");
+        assert!(
+            !db.command_acked(2, b, CommandResult::Done, 7).unwrap(),
+            "other device"
+        );
         let p = db.pending_commands(1).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].command, Command::Reboot);
@@ -312,7 +350,10 @@ pub(crate) mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].month, "2026-01");
         assert_eq!((t[0].eth_tx, t[0].eth_rx), (1540, 500));
-        assert!(matches!(db.store_status(5, &s, jan), Err(Error::NotFound(5))));
+        assert!(matches!(
+            db.store_status(5, &s, jan),
+            Err(Error::NotFound(5))
+        ));
     }
 
     #[test]
@@ -328,6 +369,9 @@ pub(crate) mod tests {
             .unwrap();
         drop(db);
         let err = Sqlite::open_dir(dir.path()).unwrap_err();
-        assert!(matches!(err, Error::SchemaTooNew { found: 999, .. }), "{err}");
+        assert!(
+            matches!(err, Error::SchemaTooNew { found: 999, .. }),
+            "{err}"
+        );
     }
 }

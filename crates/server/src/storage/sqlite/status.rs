@@ -9,8 +9,7 @@ use tek_proto::message::status::LEN;
 use tek_proto::message::Status;
 
 fn decode(device_id: u32, body: &[u8]) -> Result<Status> {
-    Status::parse(body)
-        .map_err(|e| Error::Corrupt(format!("status of device {device_id}: {e}")))
+    Status::parse(body).map_err(|e| Error::Corrupt(format!("status of device {device_id}: {e}")))
 }
 
 impl StatusStore for Sqlite {
