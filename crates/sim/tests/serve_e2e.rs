@@ -1,0 +1,85 @@
+//! `tek serve` + `tek sim` end to end on loopback: a fleet provisioned with the server's
+//! `device add --count`, a server list whose first entry is down, and every controller failing
+//! over to the real server (tek-server, SQLite), which then holds a live session, the status
+//! report and stored telemetry of every device.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+use tek_proto::message::status::Transport;
+use tek_server::cli::{AddArgs, DeviceCommand};
+use tek_sim::{Fleet, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_server_down_all_fail_over_to_tek_serve() {
+    const N: u32 = 50;
+    let dir = std::env::temp_dir().join(format!("tek-sim-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let fleet_file = dir.join("fleet.toml");
+    // `tek device add --data DIR --count N --out FLEET.toml`
+    let mut out = Vec::new();
+    tek_server::cli::device_to(
+        DeviceCommand::Add(AddArgs {
+            data: data.clone(),
+            id: None,
+            name: None,
+            count: Some(N),
+            first_id: None,
+            out: Some(fleet_file.clone()),
+        }),
+        &mut out,
+    )
+    .unwrap();
+    let devices = tek_sim::fleet::load(&fleet_file).unwrap();
+    assert_eq!(devices.len(), N as usize);
+
+    let cfg = tek_server::Config {
+        udp: "127.0.0.1:0".parse().unwrap(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        data: data.clone(),
+        ..tek_server::Config::default()
+    };
+    let server = tek_server::Server::start(cfg).await.unwrap();
+    // The first listed server: bound, silent.
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let servers = vec![
+        dead.local_addr().unwrap().to_string(),
+        server.udp_addr().to_string(),
+    ];
+    let mut opts = Options::new(devices, servers);
+    opts.speed = 20.0;
+    let fleet = Fleet::start(opts).await.unwrap();
+
+    let t = Instant::now();
+    let mut ok = false;
+    while t.elapsed() < Duration::from_secs(20) {
+        let s = fleet.snapshot();
+        if s.connected == u64::from(N) && s.records_acked >= u64::from(N) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snap = fleet.snapshot();
+    assert!(ok, "{snap:?}");
+    // Every controller tried the dead server first (3 Hellos), then the live one.
+    assert!(snap.hellos >= 4 * u64::from(N), "{snap:?}");
+
+    let states = server.api().devices().await.unwrap();
+    assert_eq!(states.len(), N as usize);
+    for st in &states {
+        assert!(st.online, "device {} offline", st.device.id);
+        let status = st.status.as_ref().expect("status stored");
+        assert_eq!(status.status.transport, Transport::Ethernet);
+        assert_eq!(
+            status.status.server_index, 1,
+            "the second server of the list"
+        );
+        assert!(st.endpoint.unwrap().ip().to_string().starts_with("127.10."));
+    }
+    let s = fleet.stop().await;
+    assert_eq!(s.ever_connected, u64::from(N));
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
