@@ -594,6 +594,7 @@ fn garbage_is_ignored_silently() {
 fn controller_fits_the_firmware_budget() {
     let size = core::mem::size_of::<crate::Controller<3072>>();
     let log = core::mem::size_of::<crate::log::Log<3072>>();
+    std::eprintln!("Controller<3072>: {size} bytes, of which the log {log}");
     assert!(
         size - log <= 8 * 1024,
         "controller without log: {} bytes",
