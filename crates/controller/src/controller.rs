@@ -1193,7 +1193,8 @@ impl<const LOG: usize> Controller<LOG> {
                 &mut self.tx,
             )
         } else if up.probing.is_none() && now >= up.last_tx + ka_ms {
-            let reply_wanted = now.saturating_sub(up.last_rx) > 2 * ka_ms;
+            let reply_wanted =
+                now.saturating_sub(up.last_rx) > session::reply_after_ms(ka_ms, batch_ms);
             if reply_wanted {
                 up.probing = Some(Probing {
                     tries: 1,

@@ -40,6 +40,14 @@ pub fn retry_timeout(tries: u8) -> u64 {
     RETRY_BASE_MS << u32::from(tries.saturating_sub(1).min(8))
 }
 
+/// Silence after which a keepalive asks for a Pong: `max(2 x keepalive, batch + keepalive)`
+/// (PROTOCOL.md 10.6). While batches are acked on time no keepalive needs an answer, which keeps
+/// Pongs out of the monthly budget; a server that stops answering is still found within a batch
+/// interval plus a keepalive.
+pub fn reply_after_ms(keepalive_ms: u64, batch_ms: u64) -> u64 {
+    (2 * keepalive_ms).max(batch_ms + keepalive_ms)
+}
+
 /// The telemetry batch in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InFlight {
@@ -171,6 +179,12 @@ pub fn write_batch<const N: usize>(
 mod tests {
     use super::*;
     use tek_proto::message::Message;
+
+    #[test]
+    fn reply_threshold_follows_the_longer_of_the_two_rules() {
+        assert_eq!(reply_after_ms(60_000, 300_000), 360_000);
+        assert_eq!(reply_after_ms(60_000, 30_000), 120_000);
+    }
 
     #[test]
     fn retry_schedule() {
