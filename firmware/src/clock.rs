@@ -19,6 +19,8 @@ const CYCLES_PER_MS: u32 = SYSCLK_HZ / 1000;
 const RELOAD: u32 = CYCLES_PER_MS * TICK_MS - 1;
 
 static TICKS: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+/// The last time returned, so time never runs backwards (see [`now_ms`]).
+static LAST: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
 
 /// Starts SysTick on the core clock with its interrupt enabled.
 pub fn start(mut syst: SYST) {
@@ -29,8 +31,24 @@ pub fn start(mut syst: SYST) {
     syst.enable_counter();
 }
 
-/// Milliseconds since [`start`].
+/// Milliseconds since [`start`], never decreasing.
+///
+/// If the SysTick exception cannot run for more than one period the counter wraps more than once
+/// and ticks are lost; then the refinement by the counter value could step back by up to 9 ms.
+/// That happens in QEMU while a semihosting call blocks the guest; it cannot happen on the board
+/// (nothing masks interrupts for 10 ms). Clamping to the last value keeps time monotonic, which
+/// smoltcp and the controller rely on.
 pub fn now_ms() -> u64 {
+    let t = raw_ms();
+    cortex_m::interrupt::free(|cs| {
+        let last = LAST.borrow(cs);
+        let t = t.max(last.get());
+        last.set(t);
+        t
+    })
+}
+
+fn raw_ms() -> u64 {
     loop {
         let before = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());
         let current = SYST::get_current();

@@ -100,8 +100,8 @@ impl Mac {
         }
     }
 
-    /// Resets the FIFOs and enables transmit and receive. Only the receive interrupt is unmasked,
-    /// and only so a frame's arrival wakes the core from `WFI`; the NVIC line stays disabled.
+    /// Resets the FIFOs and enables transmit and receive, with the receive interrupt armed (see
+    /// [`on_interrupt`]).
     pub fn init(&mut self, mac: EthernetAddress) {
         write(RCTL, 0);
         write(TCTL, 0);
@@ -138,9 +138,10 @@ impl Mac {
         read(NP) & 0x3F != 0
     }
 
-    /// Acknowledges the receive interrupt so the next frame raises it again.
-    pub fn ack_rx_irq() {
+    /// Re-arms the receive interrupt after the FIFO was drained.
+    pub fn arm_rx_interrupt() {
         write(RIS_IACK, INT_RX);
+        write(IM, INT_RX);
     }
 
     /// Reads the next frame into `self.rx`; `None` when the FIFO is empty. Frames that do not fit
@@ -177,6 +178,25 @@ impl Mac {
             return Some(frame_len);
         }
         None
+    }
+}
+
+/// The MAC's interrupt handler. The interrupt exists only to wake the core from `WFI` when a
+/// frame arrives (the driver itself is polled): mask it so it does not fire again until the main
+/// loop has drained the FIFO and called [`Mac::arm_rx_interrupt`].
+pub fn on_interrupt() {
+    write(IM, 0);
+}
+
+/// The MAC's NVIC line.
+#[derive(Debug, Clone, Copy)]
+pub struct Irq;
+
+// SAFETY: 42 is the Ethernet controller's interrupt number on the LM3S6965 (datasheet, table
+// "Interrupts"), a valid NVIC line on this chip.
+unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
+    fn number(self) -> u16 {
+        IRQ
     }
 }
 

@@ -1,65 +1,695 @@
+//! # tek-firmware — the TEK pool controller on a TI Stellaris LM3S6965 (Cortex-M3)
+//!
+//! `main` only wires hardware to logic: the controller's brain is `tek-controller` (events in,
+//! actions out, no I/O); this crate supplies the clock, the Ethernet MAC under smoltcp, flash,
+//! the HALT input, sensors, relays and the status LED, and runs one cooperative loop:
+//!
+//! ```text
+//! loop {
+//!     poll the network link (frames <-> sockets; DHCP lease; DNS answers; datagrams in)
+//!     feed the controller its events, sample the sensors when due
+//!     carry out the controller's actions, in order (send, resolve, configure, persist, ...)
+//!     open the UDP port the controller expects replies on
+//!     sleep in WFI until the earliest deadline, or until a frame arrives
+//! }
+//! ```
+//!
+//! Modules by concern: [`sysctl`] (clock, clock gates), [`clock`] (SysTick time), [`eth`] (MAC
+//! driver, smoltcp `phy::Device`), [`net`] (one IP link: interface + DHCP/DNS/UDP sockets),
+//! [`storage`] (two flash slots behind a trait), [`bench`] (identity and HALT from the test
+//! bench), [`sensors`] (simulated pool), [`leds`], [`relays`], [`rng`], [`stack`] (stack
+//! painting), [`semihosting`] (the QEMU host channel), [`console`].
+//!
+//! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment).
 #![no_std]
 #![no_main]
 
 mod bench;
 mod clock;
 mod console;
-// mod leds;
-// mod sensors;
-mod stack;
-// mod storage;
 mod eth;
+mod leds;
 mod net;
+mod relays;
 mod rng;
 mod semihosting;
+mod sensors;
+mod stack;
+mod storage;
 mod sysctl;
 
-use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
+use core::mem::size_of;
+use cortex_m::peripheral::NVIC;
+use cortex_m_rt::{entry, exception, ExceptionFrame};
 use smoltcp::time::Instant;
-use smoltcp::wire::{HardwareAddress, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpEndpoint, Ipv4Address};
+use tek_controller::log::Log;
+use tek_controller::persist::{self, Stored};
+use tek_controller::{Action, Controller, Endpoint, EthernetSetup, Iface, IpInfo, Setup};
+
+use bench::{Bench, HaltInput};
+use net::{Addressing, IpSettings, Link, LinkBuffers, LinkEvent};
+use sensors::Sensors;
+use storage::{Flash, HostFileFlash};
+
+/// Telemetry log capacity in records: as large as the RAM budget allows (see README.md, "Size
+/// budget"); 2880 = 48 h of 1-minute records is the floor.
+const LOG_RECORDS: usize = 256;
+
+/// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.
+#[no_mangle]
+#[used]
+static TEK_LOG_RECORDS: u32 = LOG_RECORDS as u32;
+#[no_mangle]
+#[used]
+static TEK_LOG_BYTES: u32 = size_of::<Log<LOG_RECORDS>>() as u32;
+
+/// Firmware version reported in status.
+const FIRMWARE: [u8; 3] = [0, 1, 0];
+/// How often the sensors are sampled (the thermostat acts on every sample).
+const SAMPLE_MS: u64 = 10_000;
+/// How often the stack high-water mark is reported when it grew.
+const REPORT_MS: u64 = 10_000;
+
+type Ctl = Controller<LOG_RECORDS>;
+type EthLink = Link<eth::Mac>;
 
 #[entry]
 fn main() -> ! {
-    let cp = cortex_m::Peripherals::take().unwrap();
+    stack::paint();
+    let mut app = boot();
+    // Boot and the loop are measured apart: building the controller is the deepest boot-time
+    // use, and says nothing about the loop.
+    app.boot_stack = stack::peak();
+    stack::paint();
+    let rx: &'static mut [u8; tek_proto::MAX_DATAGRAM] =
+        cortex_m::singleton!(: [u8; tek_proto::MAX_DATAGRAM] = [0; tek_proto::MAX_DATAGRAM])
+            .unwrap_or_else(|| fatal("rx buffer"));
+    loop {
+        let now = clock::now_ms();
+        app.network(now, rx);
+        app.sample(now);
+        app.act(now);
+        app.housekeeping(now);
+        app.sleep();
+    }
+}
+
+/// Everything before the loop: clocks, the bench's identity, flash, the controller, the MAC.
+/// Out of line so its stack frame (command line, flash records) is gone once the loop runs.
+#[inline(never)]
+fn boot() -> App {
+    let cp = cortex_m::Peripherals::take().unwrap_or_else(|| fatal("core peripherals taken"));
     sysctl::init_clocks();
     sysctl::enable(sysctl::gate::EMAC0 | sysctl::gate::EPHY0 | sysctl::gate::GPIOF);
     clock::start(cp.SYST);
-    let mac = cortex_m::singleton!(: eth::Mac = eth::Mac::new()).unwrap();
-    let addr = eth::Mac::address();
-    mac.init(addr);
-    hprintln!("mac {}", addr);
-    let bufs = cortex_m::singleton!(: net::LinkBuffers = net::LinkBuffers::new()).unwrap();
-    let mut rng = rng::Rng::new(&tek_proto::crypto::Key([1; 16]), 1, addr.0);
-    let now = || Instant::from_millis(clock::now_ms() as i64);
-    let mut link = net::Link::new(mac, HardwareAddress::Ethernet(addr), net::Addressing::Dhcp, rng.next_u64(), bufs, now());
-    let mut resolved = false;
-    let mut sent = false;
-    loop {
-        if let Some(ev) = link.poll(now()) {
-            hprintln!("[{}] link {:?}", clock::now_ms(), ev);
-            if !resolved { link.resolve("live.tek.test").ok(); }
-        }
-        if let Some(r) = link.resolve_result() {
-            hprintln!("[{}] resolve {:?}", clock::now_ms(), r);
-            resolved = true;
-        }
-        if link.settings().is_some() && !sent {
-            link.bind(30000);
-            link.send(IpEndpoint::new(Ipv4Address::new(10,0,2,2).into(), 9999), b"hello from qemu").unwrap();
-            sent = true;
-        }
-        let mut buf = [0u8; 64];
-        if let Some((n, from)) = link.recv(&mut buf) {
-            hprintln!("[{}] got {:?} from {}", clock::now_ms(), core::str::from_utf8(&buf[..n]), from);
-            semihosting::exit(true);
-        }
-        if clock::now_ms() > 15000 { semihosting::exit(false); }
+    log!(
+        "tek firmware {}.{}.{} on LM3S6965, {} MHz",
+        FIRMWARE[0],
+        FIRMWARE[1],
+        FIRMWARE[2],
+        sysctl::SYSCLK_HZ / 1_000_000
+    );
+
+    let mut cmdline = [0u8; 512];
+    let bench = match semihosting::cmdline(&mut cmdline).map(Bench::parse) {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => fatal_args(e),
+        None => fatal("no semihosting command line (identity missing)"),
+    };
+    let mut flash = HostFileFlash::new(&bench.flash_path)
+        .unwrap_or_else(|_| fatal("cannot open the flash file"));
+    let stored = load_stored(&mut flash);
+    let halt = bench.held_at_power_up();
+    match &stored {
+        Some(s) => log!(
+            "flash: record seq {} boot {} config version {}{}",
+            s.seq,
+            s.boot,
+            s.version,
+            match s.config.ethernet {
+                Some(ip) => fmt_static(ip),
+                None => FmtStatic(None),
+            }
+        ),
+        None => log!("flash: blank"),
     }
+    if halt {
+        log!("halt: HALT held at power-up");
+    }
+
+    let mut servers: heapless::Vec<&str, 8> = heapless::Vec::new();
+    for s in &bench.identity.servers {
+        let _ = servers.push(s.as_str());
+    }
+    let ctl: &'static mut Ctl = CONTROLLER.init(Setup {
+        device_id: bench.identity.device_id,
+        key: bench.identity.key.0,
+        factory_servers: &servers,
+        firmware: FIRMWARE,
+        halt,
+        has_gsm: false,
+        stored,
+    });
+    log!(
+        "controller: device {} boot {} log {} records ({} bytes)",
+        bench.identity.device_id,
+        ctl.boot_counter(),
+        LOG_RECORDS,
+        TEK_LOG_BYTES
+    );
+
+    let mac: &'static mut eth::Mac =
+        cortex_m::singleton!(: eth::Mac = eth::Mac::new()).unwrap_or_else(|| fatal("mac"));
+    let mac_addr = eth::Mac::address();
+    mac.init(mac_addr);
+    // SAFETY: the MAC's handler (`DefaultHandler` below) only masks the MAC's own interrupt;
+    // unmasking its line cannot break a critical section elsewhere.
+    unsafe { NVIC::unmask(eth::Irq) };
+    let rng = rng::Rng::new(&bench.identity.key, ctl.boot_counter(), mac_addr.0);
+    log!("eth: MAC {}", mac_addr);
+    // QEMU does not model the PHY; on the board the link state comes from the PHY's status
+    // register over MII. Either way the controller learns it here.
+    ctl.link(clock::now_ms(), Iface::Ethernet, true);
+
+    App {
+        ctl,
+        flash,
+        mac: Some(mac),
+        eth: None,
+        eth_buffers: cortex_m::singleton!(: LinkBuffers = LinkBuffers::new()),
+        leds: leds::StatusLed::new(),
+        relays: relays::Relays::new(),
+        sensors: sensors::PoolModel::new(),
+        rng,
+        query: None,
+        next_sample: 0,
+        next_report: REPORT_MS,
+        boot_stack: 0,
+        reported_stack: 0,
+        shown: Shown::default(),
+        run_until: (bench.run_s > 0).then(|| u64::from(bench.run_s) * 1000),
+    }
+}
+
+/// Everything the loop owns.
+struct App {
+    ctl: &'static mut Ctl,
+    flash: HostFileFlash,
+    mac: Option<&'static mut eth::Mac>,
+    eth: Option<EthLink>,
+    eth_buffers: Option<&'static mut LinkBuffers>,
+    leds: leds::StatusLed,
+    relays: relays::Relays,
+    sensors: sensors::PoolModel,
+    rng: rng::Rng,
+    /// The running DNS query: the controller's token and the name.
+    query: Option<(u16, heapless::String<64>)>,
+    next_sample: u64,
+    next_report: u64,
+    /// Peak stack use during [`boot`].
+    boot_stack: usize,
+    /// Peak stack use of the loop last reported.
+    reported_stack: usize,
+    shown: Shown,
+    run_until: Option<u64>,
+}
+
+/// What the console last showed of the controller, to log changes only.
+#[derive(Default, PartialEq, Eq, Clone, Copy)]
+struct Shown {
+    connected: Option<u8>,
+    config_version: u32,
+    sessions: u32,
+    hellos: u32,
+    acked: u32,
+    sent: u32,
+    dead: u32,
+    failed_passes: u32,
+    ignored: u32,
+}
+
+impl App {
+    /// Moves frames, and turns what happened on the link into controller events.
+    fn network(&mut self, now: u64, rx: &mut [u8; tek_proto::MAX_DATAGRAM]) {
+        let Some(link) = self.eth.as_mut() else {
+            return;
+        };
+        let pending = eth::Mac::rx_pending();
+        if pending {
+            // When frames arrive is not known off the wire: stir it into the generator.
+            self.rng.mix(cortex_m::peripheral::SYST::get_current());
+        }
+        match link.poll(Instant::from_millis(now as i64)) {
+            Some(LinkEvent::Up(s)) => {
+                let dhcp = link.is_dhcp();
+                log!(
+                    "eth: {} {} gateway {} dns {}",
+                    if dhcp { "DHCP lease" } else { "fixed IP" },
+                    s.address,
+                    Opt(s.gateway),
+                    Opt(s.dns)
+                );
+                self.ctl
+                    .ip_configured(now, Iface::Ethernet, ip_info(s, dhcp));
+            }
+            Some(LinkEvent::Down) => {
+                log!("eth: no IP settings");
+                self.ctl.ip_lost(now, Iface::Ethernet);
+            }
+            None => {}
+        }
+        if let Some((token, name)) = &self.query {
+            if let Some(result) = link.resolve_result() {
+                match result {
+                    Ok(a) => log!("dns: {} -> {}", name, a),
+                    Err(e) => log!("dns: {} failed ({:?})", name, e),
+                }
+                self.ctl
+                    .dns_answer(now, *token, result.ok().map(|a| a.octets()));
+                self.query = None;
+            }
+        }
+        while let Some((n, from)) = link.recv(rx) {
+            let IpAddress::Ipv4(addr) = from.addr;
+            let port = link.port();
+            self.ctl.receive(
+                now,
+                Iface::Ethernet,
+                Endpoint {
+                    addr: addr.octets(),
+                    port: from.port,
+                },
+                port,
+                &mut rx[..n],
+            );
+        }
+        eth::Mac::arm_rx_interrupt();
+    }
+
+    fn sample(&mut self, now: u64) {
+        if now < self.next_sample {
+            return;
+        }
+        self.next_sample = now + SAMPLE_MS;
+        let reading = self.sensors.sample(now, self.relays.bits());
+        self.ctl.sensor(now, reading);
+    }
+
+    /// Carries out the controller's actions, in order.
+    fn act(&mut self, now: u64) {
+        while let Some(action) = self.ctl.poll(now, &mut self.rng) {
+            match action {
+                Action::Send {
+                    iface: Iface::Ethernet,
+                    from_port,
+                    to,
+                    bytes,
+                } => {
+                    if let Some(link) = self.eth.as_mut() {
+                        link.bind(from_port);
+                        let to = IpEndpoint::new(Ipv4Address::from(to.addr).into(), to.port);
+                        // A datagram that cannot be queued is lost like any UDP datagram; the
+                        // protocol's retries cover it.
+                        if let Err(e) = link.send(to, bytes) {
+                            log!("udp: datagram to {} not sent ({:?})", to, e);
+                        }
+                        // Out at once: the socket's transmit buffer holds one datagram.
+                        link.flush(Instant::from_millis(now as i64));
+                    }
+                }
+                Action::Resolve {
+                    iface: Iface::Ethernet,
+                    token,
+                    name,
+                } => {
+                    let mut n = heapless::String::new();
+                    let _ = n.push_str(name);
+                    match self.eth.as_mut().map(|l| {
+                        l.cancel_resolve();
+                        l.resolve(name)
+                    }) {
+                        Some(Ok(())) => self.query = Some((token, n)),
+                        _ => {
+                            log!("dns: cannot ask for {}", name);
+                            self.ctl.dns_answer(now, token, None);
+                            // The answer changed the controller's state: restart the action
+                            // loop from there (the borrow of `action` ended above).
+                        }
+                    }
+                }
+                Action::ConfigureEthernet(setup) => self.configure_ethernet(now, setup),
+                Action::Persist { slot, record } => match self.flash.write(slot, record) {
+                    Ok(()) => log!("flash: slot {} written ({} bytes)", slot, record.len()),
+                    Err(e) => log!("flash: slot {} write failed ({:?})", slot, e),
+                },
+                Action::Led(pattern) => self.leds.set(pattern, now),
+                Action::SetRelay { relay, on } => self.relays.set(relay, on),
+                Action::Reset => {
+                    log!("reset: requested by the controller");
+                    cortex_m::peripheral::SCB::sys_reset();
+                }
+                // No modem is fitted in this build (`has_gsm: false`): the controller never asks
+                // for GSM. Issue 10 adds the modem and PPP as a second `Link`.
+                Action::Send {
+                    iface: Iface::Gsm, ..
+                }
+                | Action::Resolve {
+                    iface: Iface::Gsm, ..
+                }
+                | Action::ModemUp { .. }
+                | Action::ModemDown => log!("gsm: no modem fitted, action ignored"),
+            }
+        }
+        // Receive on the port the controller expects replies on.
+        for (iface, port) in self.ctl.ports().into_iter().flatten() {
+            if let (Iface::Ethernet, Some(link)) = (iface, self.eth.as_mut()) {
+                link.bind(port);
+            }
+        }
+    }
+
+    fn configure_ethernet(&mut self, now: u64, setup: EthernetSetup) {
+        let addressing = match setup {
+            EthernetSetup::Dhcp => Addressing::Dhcp,
+            EthernetSetup::Static(s) => Addressing::Static(IpSettings {
+                address: smoltcp::wire::Ipv4Cidr::new(
+                    Ipv4Address::from(s.ip),
+                    u32::from_be_bytes(s.netmask).leading_ones() as u8,
+                ),
+                gateway: Some(Ipv4Address::from(s.gateway)),
+                dns: Some(Ipv4Address::from(s.dns)),
+            }),
+        };
+        match addressing {
+            Addressing::Dhcp => log!("eth: configure DHCP"),
+            Addressing::Static(s) => log!("eth: configure fixed IP {}", s.address),
+        }
+        if let Some(link) = self.eth.as_mut() {
+            link.set_addressing(addressing);
+            return;
+        }
+        if let (Some(mac), Some(buffers)) = (self.mac.take(), self.eth_buffers.take()) {
+            let hw = HardwareAddress::Ethernet(eth::Mac::address());
+            let seed = self.rng.next_u64();
+            self.eth = Some(Link::new(
+                mac,
+                hw,
+                addressing,
+                seed,
+                buffers,
+                Instant::from_millis(now as i64),
+            ));
+        }
+    }
+
+    /// LEDs, progress lines, the stack report and the end of a bench run.
+    fn housekeeping(&mut self, now: u64) {
+        self.leds.poll(now);
+        let st = *self.ctl.stats();
+        let shown = Shown {
+            connected: self
+                .ctl
+                .is_connected()
+                .then(|| self.ctl.server_index().unwrap_or(0)),
+            config_version: self.ctl.config().0,
+            sessions: st.sessions,
+            hellos: st.hellos,
+            acked: st.records_acked,
+            sent: st.records_sent,
+            dead: st.dead_servers,
+            failed_passes: st.failed_passes,
+            ignored: st.ignored,
+        };
+        if shown != self.shown {
+            if shown.connected != self.shown.connected {
+                match shown.connected {
+                    Some(i) => log!("session: up with server #{} ({})", i, self.server_name(i)),
+                    None => log!("session: none"),
+                }
+            }
+            if shown.config_version != self.shown.config_version {
+                let (v, c) = self.ctl.config();
+                log!(
+                    "config: version {} running (setpoint {} hysteresis {} log {} s){}",
+                    v,
+                    Centi(i32::from(c.thermostat.setpoint_cc)),
+                    Centi(i32::from(c.thermostat.hysteresis_cc)),
+                    c.log_interval_s,
+                    match c.ethernet {
+                        Some(ip) => fmt_static(ip),
+                        None => FmtStatic(None),
+                    }
+                );
+            }
+            log!(
+                "stats: hellos {} sessions {} dead {} failed-passes {} records sent {} acked {} logged {} ignored {}",
+                st.hellos,
+                st.sessions,
+                st.dead_servers,
+                st.failed_passes,
+                st.records_sent,
+                st.records_acked,
+                st.records_logged,
+                st.ignored
+            );
+            self.shown = shown;
+        }
+        if now >= self.next_report {
+            self.next_report = now + REPORT_MS;
+            self.report_stack(false);
+        }
+        if let Some(end) = self.run_until {
+            if now >= end {
+                log!("run: {} s elapsed, stopping", end / 1000);
+                self.report_stack(true);
+                semihosting::exit(true);
+            }
+        }
+    }
+
+    fn report_stack(&mut self, always: bool) {
+        let run = stack::peak();
+        if always || run > self.reported_stack {
+            self.reported_stack = run;
+            log!(
+                "stack: peak {} bytes (boot {}, loop {}) of {} available",
+                run.max(self.boot_stack),
+                self.boot_stack,
+                run,
+                stack::available()
+            );
+            if let Some(link) = self.eth.as_mut() {
+                let st = link.device().stats();
+                log!(
+                    "eth: frames received {} sent {} dropped (too long) {}",
+                    st.rx_frames,
+                    st.tx_frames,
+                    st.rx_oversized
+                );
+            }
+        }
+    }
+
+    fn server_name(&self, i: u8) -> &str {
+        let (_, cfg) = self.ctl.config();
+        cfg.servers
+            .get(usize::from(i))
+            .map(|s| s.as_str())
+            .unwrap_or("factory list")
+    }
+
+    /// Sleeps until the earliest deadline of anything in the loop, or until a frame arrives
+    /// (the MAC's interrupt wakes the core; SysTick wakes it every 10 ms in any case).
+    fn sleep(&mut self) {
+        let mut until = self
+            .ctl
+            .poll_at()
+            .min(self.next_sample)
+            .min(self.next_report);
+        if let Some(link) = self.eth.as_mut() {
+            let now = Instant::from_millis(clock::now_ms() as i64);
+            if let Some(t) = link.poll_at(now) {
+                until = until.min(t.total_millis().max(0) as u64);
+            }
+        }
+        if self.query.is_some() {
+            // DNS results are picked up by polling the link: look again soon.
+            until = until.min(clock::now_ms() + clock::TICK_MS as u64);
+        }
+        if let Some(t) = self.leds.poll_at() {
+            until = until.min(t);
+        }
+        if let Some(t) = self.run_until {
+            until = until.min(t);
+        }
+        while clock::now_ms() < until {
+            // Check and sleep with interrupts masked: a frame arriving between the check and
+            // WFI leaves its interrupt pending, and WFI returns at once.
+            let woke = cortex_m::interrupt::free(|_| {
+                if eth::Mac::rx_pending() {
+                    return true;
+                }
+                cortex_m::asm::wfi();
+                false
+            });
+            if woke {
+                break;
+            }
+        }
+    }
+}
+
+/// The controller lives in a static: with its log buffer it is most of the RAM, and it is built
+/// in place there rather than on the stack.
+static CONTROLLER: CtlCell = CtlCell::new();
+
+struct CtlCell(
+    core::cell::UnsafeCell<core::mem::MaybeUninit<Ctl>>,
+    core::sync::atomic::AtomicBool,
+);
+
+// SAFETY: the cell is initialised once (guarded by the flag) and the only reference is handed to
+// `main`; there are no threads and no interrupt handler touches it.
+unsafe impl Sync for CtlCell {}
+
+impl CtlCell {
+    const fn new() -> CtlCell {
+        CtlCell(
+            core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+            core::sync::atomic::AtomicBool::new(false),
+        )
+    }
+
+    // A `&'static mut` from `&'static self` is sound here: the flag hands it out at most once.
+    #[allow(clippy::mut_from_ref)]
+    fn init(&'static self, setup: Setup<'_>) -> &'static mut Ctl {
+        if self.1.swap(true, core::sync::atomic::Ordering::AcqRel) {
+            fatal("controller initialised twice");
+        }
+        let now = clock::now_ms();
+        // SAFETY: the flag guarantees this runs once, so the `&mut` to the cell's contents is
+        // unique; `build` initialises the value before the reference is handed out.
+        unsafe {
+            let slot = &mut *self.0.get();
+            build(slot, setup, now);
+            slot.assume_init_mut()
+        }
+    }
+}
+
+/// Builds the controller straight into its static: kept out of line so the compiler passes the
+/// static's address as the place `Controller::new` returns into, instead of returning ~60 kB
+/// through the stack (the stack painting report shows if that ever regresses).
+#[inline(never)]
+fn build(slot: &mut core::mem::MaybeUninit<Ctl>, setup: Setup<'_>, now: u64) {
+    slot.write(Controller::new(setup, now));
+}
+
+/// Reads both flash slots and returns the newest valid record (out of line: the slot buffer is
+/// only needed here).
+#[inline(never)]
+fn load_stored(flash: &mut impl Flash) -> Option<Stored> {
+    let mut buf = [0u8; persist::MAX_LEN];
+    let mut newest: Option<Stored> = None;
+    for slot in 0..2 {
+        if flash.read(slot, &mut buf).is_err() {
+            log!("flash: slot {} unreadable", slot);
+            continue;
+        }
+        // One slot at a time, so only one slot-sized buffer is on the stack; the newer record
+        // wins by the same serial-number rule as `persist::load`.
+        if let Some(rec) = persist::decode(&buf) {
+            newest = match newest {
+                Some(prev) if (rec.seq.wrapping_sub(prev.seq) as i32) <= 0 => Some(prev),
+                _ => Some(rec),
+            };
+        }
+    }
+    newest
+}
+
+fn ip_info(s: IpSettings, dhcp: bool) -> IpInfo {
+    let mask = if s.address.prefix_len() == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(s.address.prefix_len()))
+    };
+    IpInfo {
+        ip: s.address.address().octets(),
+        netmask: mask.to_be_bytes(),
+        gateway: s.gateway.map_or([0; 4], |g| g.octets()),
+        dns: s.dns.map_or([0; 4], |d| d.octets()),
+        dhcp,
+    }
+}
+
+struct Opt<T>(Option<T>);
+impl<T: core::fmt::Display> core::fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// Hundredths as a decimal number.
+struct Centi(i32);
+impl core::fmt::Display for Centi {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let v = self.0.unsigned_abs();
+        write!(f, "{}{}.{:02}", sign, v / 100, v % 100)
+    }
+}
+
+struct FmtStatic(Option<tek_controller::StaticIp>);
+fn fmt_static(ip: tek_controller::StaticIp) -> FmtStatic {
+    FmtStatic(Some(ip))
+}
+impl core::fmt::Display for FmtStatic {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(s) => write!(
+                f,
+                ", fixed IP {}/{} stored",
+                Ipv4Address::from(s.ip),
+                u32::from_be_bytes(s.netmask).leading_ones()
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+fn fatal(why: &str) -> ! {
+    log!("fatal: {}", why);
+    semihosting::exit(false)
+}
+
+fn fatal_args(e: bench::BenchError) -> ! {
+    log!("fatal: command line: {}", e);
+    semihosting::exit(false)
+}
+
+/// Interrupts without a handler of their own. Only the MAC's is enabled.
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == eth::IRQ as i16 {
+        eth::on_interrupt();
+    } else {
+        fatal("unexpected interrupt");
+    }
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    cortex_m_semihosting::hprintln!("fatal: hard fault at pc {:#010x}", frame.pc());
+    semihosting::exit(false)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("panic: {}", info);
+    cortex_m_semihosting::hprintln!("fatal: panic: {}", info);
     semihosting::exit(false)
 }

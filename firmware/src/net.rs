@@ -49,8 +49,11 @@ pub enum LinkEvent {
 
 /// Sizes of the socket buffers: one datagram in flight each way is all the protocol needs
 /// (stop-and-wait), plus room for a second reply the server may push meanwhile.
-const UDP_RX_PACKETS: usize = 3;
-const UDP_RX_BYTES: usize = 2 * tek_proto::MAX_DATAGRAM;
+/// The receive side holds one largest datagram or several small ones (an Ack and a Config
+/// arriving together); the loop drains it after every poll. The transmit side holds one largest
+/// datagram: the loop flushes the link after every send.
+const UDP_RX_PACKETS: usize = 4;
+const UDP_RX_BYTES: usize = tek_proto::MAX_DATAGRAM + 256;
 const UDP_TX_PACKETS: usize = 2;
 const UDP_TX_BYTES: usize = tek_proto::MAX_DATAGRAM + 64;
 
@@ -197,9 +200,9 @@ impl<D: Device + 'static> Link<D> {
         }
     }
 
-    /// The settings in use, if any.
-    pub fn settings(&self) -> Option<IpSettings> {
-        self.settings
+    /// Whether the link asks DHCP for its settings.
+    pub fn is_dhcp(&self) -> bool {
+        self.dhcp.is_some()
     }
 
     /// Moves frames between the device and the sockets; returns a change of the link's state.
@@ -220,6 +223,11 @@ impl<D: Device + 'static> Link<D> {
             }
         }
         self.pending_event.take()
+    }
+
+    /// Moves frames only (the DHCP socket keeps any news for the next [`Link::poll`]).
+    pub fn flush(&mut self, now: Instant) {
+        self.iface.poll(now, self.device, &mut self.sockets);
     }
 
     /// When [`Link::poll`] must be called next at the latest (`None`: only on a received frame).
@@ -252,12 +260,12 @@ impl<D: Device + 'static> Link<D> {
             }
             Ok(addrs) => {
                 self.query = None;
+                // Only IPv4 is compiled in, so every answer is an A record.
                 Some(
                     addrs
                         .iter()
-                        .find_map(|a| match a {
-                            IpAddress::Ipv4(v4) => Some(*v4),
-                        })
+                        .map(|IpAddress::Ipv4(v4)| *v4)
+                        .next()
                         .ok_or(ResolveError::Failed),
                 )
             }
@@ -267,7 +275,9 @@ impl<D: Device + 'static> Link<D> {
     /// Abandons the running resolution, if any.
     pub fn cancel_resolve(&mut self) {
         if let Some(q) = self.query.take() {
-            self.sockets.get_mut::<dns::Socket>(self.dns).cancel_query(q);
+            self.sockets
+                .get_mut::<dns::Socket>(self.dns)
+                .cancel_query(q);
         }
     }
 
@@ -285,7 +295,10 @@ impl<D: Device + 'static> Link<D> {
 
     /// The UDP source port in use (0 = none).
     pub fn port(&mut self) -> u16 {
-        self.sockets.get_mut::<udp::Socket>(self.udp).endpoint().port
+        self.sockets
+            .get_mut::<udp::Socket>(self.udp)
+            .endpoint()
+            .port
     }
 
     /// Queues a datagram to `to` from the bound port.

@@ -79,3 +79,13 @@ impl Rng {
         u64::from_le_bytes(b)
     }
 }
+
+impl tek_controller::Entropy for Rng {
+    fn next_u32(&mut self) -> u32 {
+        Rng::next_u32(self)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        Rng::fill(self, buf)
+    }
+}

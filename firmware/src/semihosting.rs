@@ -4,7 +4,8 @@
 //! number in r0 and an argument block in r1. The firmware uses it as the test bench's stand-in for
 //! three things a real board has and QEMU's `lm3s6965evb` does not model usefully:
 //!
-//! * the console (`SYS_WRITE` to the host's stdout, via `cortex-m-semihosting`'s `hprintln`);
+//! * the console (`SYS_WRITE` to the host's stdout, via `cortex-m-semihosting`'s `hprintln`,
+//!   see [`crate::console`]);
 //! * flash that survives a reset (`SYS_OPEN`/`SYS_READ`/`SYS_WRITE`/`SYS_SEEK` on a host file,
 //!   see [`crate::storage`]);
 //! * the HALT jumper and the factory identity (`SYS_GET_CMDLINE`, see [`crate::halt`] and
@@ -37,14 +38,6 @@ pub fn cmdline(buf: &mut [u8]) -> Option<&str> {
     // The host NUL-terminates and may or may not count the NUL.
     let bytes = bytes.split(|&b| b == 0).next().unwrap_or(&[]);
     core::str::from_utf8(bytes).ok()
-}
-
-/// Host time in centiseconds since the program started (`SYS_CLOCK`), used only to check the
-/// SysTick calibration.
-pub fn clock_cs() -> Option<u32> {
-    // SAFETY: SYS_CLOCK takes no argument block (r1 must be 0) and only returns a value.
-    let rc = unsafe { syscall1(nr::CLOCK, 0) } as isize;
-    (rc >= 0).then_some(rc as u32)
 }
 
 /// An open host file.

@@ -22,7 +22,8 @@ fn bounds() -> (*mut u32, *mut u32) {
     )
 }
 
-/// Paints the free stack. Call first thing in `main`.
+/// Paints the free stack below the caller's frame. Call first thing in `main` (and again to
+/// start a new measurement).
 pub fn paint() {
     let (bottom, _) = bounds();
     let sp = cortex_m::register::msp::read() as *mut u32;

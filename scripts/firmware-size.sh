@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Size budget of the controller firmware (issue 7), printed and checked:
+#   flash = .vector_table + .text + .rodata + .data          goal <= 96 kB   (chip: 256 kB)
+#   RAM   = .data + .bss + .uninit, plus the peak stack        chip: 64 kB
+#           of which everything but the telemetry log buffer   goal <= 16 kB
+#   log buffer                                                 goal >= 48 h of 1-minute records
+#   no TCP: smoltcp built without socket-tcp, and no tcp symbol in the image
+#
+# Usage: scripts/firmware-size.sh [--no-build] [--stack-log FILE]
+#   --stack-log FILE  a QEMU console log of a firmware run (scripts/qemu-e2e.sh writes one); its
+#                     largest "stack: peak N bytes" line is the measured stack high-water mark.
+#                     Without it the stack is not measured and the RAM goal is checked on the
+#                     statics only (and says so).
+# Exit status 1 when a goal is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+stack_log=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --no-build) build= ;;
+        --stack-log) stack_log=${2:?--stack-log needs a file}; shift ;;
+        *) echo "usage: $0 [--no-build] [--stack-log FILE]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+elf=firmware/target/thumbv7m-none-eabi/release/tek-firmware
+if [ -n "$build" ]; then
+    (cd firmware && cargo build --release --quiet)
+fi
+[ -f "$elf" ] || { echo "firmware-size: $elf not built" >&2; exit 1; }
+command -v readelf >/dev/null || { echo "firmware-size: readelf (binutils) missing" >&2; exit 1; }
+
+# Section sizes (hex) by name from the section headers.
+# (awk prints the hex fields; bash converts them: mawk has no strtonum.)
+section() {
+    local size
+    size=$(readelf -S -W "$elf" | awk -v n="$1" '
+        { for (i = 1; i <= NF; i++) if ($i == n) { print $(i + 4); exit } }')
+    echo $((16#${size:-0}))
+}
+vectors=$(section .vector_table)
+text=$(section .text)
+rodata=$(section .rodata)
+data=$(section .data)
+bss=$(section .bss)
+uninit=$(section .uninit)
+flash=$((vectors + text + rodata + data))
+statics=$((data + bss + uninit))
+
+# The log buffer's size and capacity, exported by the firmware as two u32 statics (see
+# firmware/src/main.rs): read them from the image.
+read_u32() { # read_u32 SYMBOL
+    local addr sec_addr sec_off off
+    addr=$(readelf -s -W "$elf" | awk -v s="$1" '$8 == s { print $2; exit }')
+    [ -n "$addr" ] || { echo "firmware-size: symbol $1 missing" >&2; exit 1; }
+    read -r sec_addr sec_off < <(readelf -S -W "$elf" | awk '
+        { for (i = 1; i <= NF; i++) if ($i == ".rodata") { print $(i + 2), $(i + 3); exit } }')
+    off=$((16#$addr - 16#$sec_addr + 16#$sec_off))
+    od -An -t u4 -j "$off" -N 4 --endian=little "$elf" | tr -d ' '
+}
+log_bytes=$(read_u32 TEK_LOG_BYTES)
+log_records=$(read_u32 TEK_LOG_RECORDS)
+log_hours=$((log_records / 60))
+
+stack=
+if [ -n "$stack_log" ]; then
+    stack=$(grep -o 'stack: peak [0-9]* bytes' "$stack_log" | awk '{ print $3 }' | sort -n | tail -1)
+    [ -n "$stack" ] || { echo "firmware-size: no 'stack: peak' line in $stack_log" >&2; exit 1; }
+fi
+ram=$((statics + ${stack:-0}))
+ram_other=$((ram - log_bytes))
+
+fail=0
+check() { # check LABEL VALUE OP LIMIT UNIT
+    local ok
+    if [ "$3" = le ]; then [ "$2" -le "$4" ] && ok=ok || ok=FAIL; else [ "$2" -ge "$4" ] && ok=ok || ok=FAIL; fi
+    [ "$ok" = ok ] || fail=1
+    printf '  %-44s %8s %-2s %6s %-8s %s\n' "$1" "$2" "$([ "$3" = le ] && echo '<=' || echo '>=')" "$4" "$5" "$ok"
+}
+echo "firmware size ($elf)"
+printf '  flash: vectors %d + text %d + rodata %d + data %d\n' "$vectors" "$text" "$rodata" "$data"
+printf '  RAM:   data %d + bss %d + uninit %d = %d static, stack peak %s\n' \
+    "$data" "$bss" "$uninit" "$statics" "${stack:-not measured}"
+printf '  log buffer: %d records (%d h at 1 min), %d bytes\n' "$log_records" "$log_hours" "$log_bytes"
+check "flash (bytes)" "$flash" le $((96 * 1024)) "(96 kB)"
+check "flash, chip (bytes)" "$flash" le $((256 * 1024)) "(256 kB)"
+check "RAM incl. stack, chip (bytes)" "$ram" le $((64 * 1024)) "(64 kB)"
+check "RAM other than the log buffer (bytes)" "$ram_other" le $((16 * 1024)) "(16 kB)"
+check "log buffer at 1 record/min (minutes)" "$log_records" ge $((48 * 60)) "(48 h)"
+if [ -z "$stack" ]; then
+    echo "  (stack not measured: pass --stack-log with a QEMU run's console log)"
+fi
+
+# No TCP: the dependency resolution must not enable it, and the image must not contain it.
+if (cd firmware && cargo tree -e features -i smoltcp --target thumbv7m-none-eabi 2>/dev/null) \
+    | grep -q 'feature "socket-tcp"'; then
+    echo "  smoltcp built with socket-tcp                                           FAIL"
+    fail=1
+fi
+tcp_syms=$(readelf -s -W "$elf" | awk '{ print $8 }' | grep -iP '(?<!smol)tcp' || true)
+udp_syms=$(readelf -s -W "$elf" | awk '{ print $8 }' | grep -c 'smoltcp.*udp' || true)
+if [ -n "$tcp_syms" ]; then
+    echo "  TCP symbols in the image: FAIL"; echo "$tcp_syms" | head -5 | sed 's/^/    /'
+    fail=1
+elif [ "$udp_syms" -eq 0 ]; then
+    # The symbol table must name smoltcp's UDP code, or "no tcp symbol" proves nothing.
+    echo "  no smoltcp UDP symbols either: the symbol table is stripped, cannot check: FAIL"
+    fail=1
+else
+    printf '  %-44s %s\n' "TCP symbols in the image" "none (UDP symbols: $udp_syms) ok"
+fi
+exit $fail

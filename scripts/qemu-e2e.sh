@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# End-to-end test of the controller firmware (issue 7): the LM3S6965 image in QEMU against a real
+# `tek serve`, with real DHCP and DNS.
+#
+# Network (see firmware/README.md, "The QEMU test network"): the whole test runs in its own
+# network + mount namespace (unshare), so nothing leaves the machine and port numbers are free.
+# QEMU's user-mode network (slirp) gives the firmware a DHCP lease (10.0.2.15) and forwards its UDP
+# to 10.0.2.2 to the namespace's loopback, where `tek serve` listens. slirp forwards DNS queries
+# (to 10.0.2.3) to the resolver in /etc/resolv.conf, which in this namespace is a bind-mounted file
+# naming 127.0.0.1, where firmware/tests/dns_stub.py answers for the test names:
+#   dead.tek.test -> 10.0.2.2 (a port where nothing listens: the server that does not answer)
+#   live.tek.test -> 10.0.2.2 (tek serve on 8844)
+#
+# Steps, each with a time limit (the test fails at the first one missed):
+#   1. provision device 7 (tek device add), config v1: servers, 10 s logging and batching
+#   2. boot the firmware (identity on the semihosting command line, flash = a host file):
+#      DHCP lease, DNS of both names, 3 unanswered Hellos to dead.tek.test, session with
+#      live.tek.test; config v1 applied; telemetry stored by the server and acknowledged
+#   3. setpoint change (config v2): applied on the device, synced on the server
+#   4. fixed IP (config v3): saved by the device for the next reset (applied_at_reset)
+#   5. restart with the HALT input held: the stored fixed IP is ignored, DHCP is used, and the
+#      device reaches the server again (new boot, new session, more telemetry)
+#   6. stack high-water mark of the runs -> scripts/firmware-size.sh --stack-log
+#
+# Usage: scripts/qemu-e2e.sh [--keep]   (--keep leaves the work directory for inspection)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+if [ "${TEK_E2E_NS:-}" != 1 ]; then
+    for tool in qemu-system-arm python3 unshare ip; do
+        command -v "$tool" >/dev/null || { echo "qemu-e2e: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
+    done
+    echo "==> building the firmware and tek" >&2
+    (cd firmware && cargo build --release --quiet)
+    cargo build --quiet -p tek
+    target_dir=$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    export TEK_BIN="$target_dir/debug/tek"
+    # Re-run inside a private network and mount namespace (root inside, mapped to the caller).
+    exec unshare --net --mount --map-root-user env TEK_E2E_NS=1 "$0" "$@"
+fi
+
+keep=
+[ "${1:-}" = --keep ] && keep=1
+tek=${TEK_BIN:?}
+fw="$root/firmware/target/thumbv7m-none-eabi/release/tek-firmware"
+work=$(mktemp -d /tmp/tek-qemu-e2e.XXXXXX)
+pids=()
+cleanup() {
+    local rc=$?
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ $rc -ne 0 ]; then
+        echo "---- firmware console (last run) ----" >&2; tail -n 60 "$work/fw.log" 2>/dev/null >&2 || true
+        echo "---- tek serve ----" >&2; tail -n 30 "$work/serve.log" 2>/dev/null >&2 || true
+        echo "---- dns ----" >&2; tail -n 20 "$work/dns.log" 2>/dev/null >&2 || true
+        echo "qemu-e2e: FAILED (work directory $work)" >&2
+    elif [ -z "$keep" ]; then
+        rm -rf "$work"
+    else
+        echo "qemu-e2e: work directory kept: $work" >&2
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+
+t0=$(date +%s.%N)
+elapsed() { python3 -c "import time; print(f'{time.time() - $t0:6.1f}')"; }
+say() { printf '[%s s] %s\n' "$(elapsed)" "$*" >&2; }
+fail() { say "FAIL: $*"; exit 1; }
+
+# wait_for LIMIT_S DESCRIPTION COMMAND...: runs COMMAND every 0.2 s until it succeeds.
+wait_for() {
+    local limit=$1 what=$2; shift 2
+    local deadline=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not within ${limit} s"
+        sleep 0.2
+    done
+    say "ok: $what"
+}
+console() { grep -qE "$1" "$work/fw.log"; }
+console_count() { grep -cE "$1" "$work/fw.log" || true; }
+metric() { # metric NAME -> value (0 if absent)
+    curl -s "http://127.0.0.1:8080/metrics" | awk -v n="$1" '$1 == n { print int($2); f = 1 } END { if (!f) print 0 }'
+}
+metric_ge() { [ "$(metric "$1")" -ge "$2" ]; }
+config_state() { "$tek" device config --data "$work/data" --id 7 | head -1; }
+config_is() { config_state | grep -q "version $1 ($2), applied $3"; }
+
+# --- the namespace's network: loopback, resolver, DNS stub ---------------------------------------
+ip link set lo up
+echo "nameserver 127.0.0.1" > "$work/resolv.conf"
+mount --bind "$work/resolv.conf" /etc/resolv.conf
+python3 "$root/firmware/tests/dns_stub.py" --listen 127.0.0.1:53 \
+    dead.tek.test=10.0.2.2 live.tek.test=10.0.2.2 > "$work/dns.log" 2>&1 &
+pids+=($!)
+wait_for 5 "DNS stub listening" grep -q listening "$work/dns.log"
+
+# --- step 1: server and device ------------------------------------------------------------------
+"$tek" device add --data "$work/data" --id 7 --name qemu-pool --out "$work/fleet.toml" >/dev/null
+key=$(sed -n 's/^key = "\([0-9a-f]\{32\}\)".*/\1/p' "$work/fleet.toml")
+[ ${#key} = 32 ] || fail "no key in the fleet file"
+"$tek" device config --data "$work/data" --id 7 \
+    --set servers=dead.tek.test:8845,live.tek.test \
+    --set log_interval=10 --set batch=10 --set keepalive=15 >/dev/null
+"$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 > "$work/serve.log" 2>&1 &
+pids+=($!)
+wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
+
+# --- step 2: first boot ---------------------------------------------------------------------------
+boot_firmware() { # boot_firmware LOGFILE EXTRA_ARGS...
+    local log=$1; shift
+    : > "$log"
+    ln -sf "$log" "$work/fw.log"
+    (cd "$work" && exec qemu-system-arm -cpu cortex-m3 -M lm3s6965evb -nographic \
+        -semihosting-config enable=on,target=native \
+        -netdev user,id=n0,net=10.0.2.0/24 -net nic,netdev=n0,model=stellaris \
+        -kernel "$fw" \
+        -append "id=7 key=$key server=dead.tek.test:8845 server=live.tek.test flash=$work/flash.bin $*" \
+        < /dev/null > "$log" 2>&1) &
+    qemu_pid=$!
+    pids+=($qemu_pid)
+}
+stop_firmware() {
+    kill "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+}
+
+say "boot 1: factory servers dead.tek.test:8845, live.tek.test"
+boot_firmware "$work/fw1.log"
+wait_for 10 "DHCP lease" console 'eth: DHCP lease 10\.0\.2\.15/24'
+wait_for 10 "dead.tek.test resolved" console 'dns: dead\.tek\.test -> 10\.0\.2\.2'
+wait_for 15 "3 unanswered Hellos, then live.tek.test resolved" console 'dns: live\.tek\.test -> 10\.0\.2\.2'
+console 'stats: hellos 3 sessions 0' || fail "expected three Hellos before the failover"
+wait_for 10 "session with live.tek.test (server #1)" console 'session: up with server #1'
+wait_for 10 "config v1 applied on the device" console 'config: version 1 running'
+wait_for 10 "config v1 synced on the server" config_is 1 applied 1
+# The first record is logged one logging interval after power-up (60 s: the first boot runs the
+# factory defaults until config v1 arrives), and batched at once in the session.
+wait_for 80 "telemetry stored by the server" metric_ge tek_telemetry_records_stored_total 1
+wait_for 10 "telemetry acknowledged to the device" console 'records sent [1-9][0-9]* acked [1-9]'
+metric_ge tek_acks_sent_total 1 || fail "server counted no Ack sent"
+
+# --- step 3: setpoint change ---------------------------------------------------------------------------
+"$tek" device config --data "$work/data" --id 7 --set setpoint=28.5 >/dev/null
+wait_for 15 "setpoint 28.5 applied on the device (config v2)" console 'config: version 2 running \(setpoint 28\.50'
+wait_for 10 "config v2 synced on the server" config_is 2 applied 2
+
+# --- step 4: fixed IP, effective at the next reset ---------------------------------------------------------
+"$tek" device config --data "$work/data" --id 7 --set ethernet=10.0.2.50/24,10.0.2.2,10.0.2.3 >/dev/null
+wait_for 15 "fixed IP saved for the next reset (config v3)" config_is 3 applied_at_reset 3
+wait_for 10 "fixed IP persisted in flash" console 'config: version 3 running.*fixed IP 10\.0\.2\.50/24 stored'
+stored_before=$(metric tek_telemetry_records_stored_total)
+sessions_before=$(metric tek_sessions_established_total)
+stop_firmware
+
+# --- step 5: restart with HALT held ---------------------------------------------------------------------
+say "boot 2: HALT held"
+boot_firmware "$work/fw2.log" halt run=45
+wait_for 10 "fixed IP found in flash at power-up" console 'flash: record .*config version 3, fixed IP 10\.0\.2\.50/24 stored'
+wait_for 5 "HALT seen at power-up" console 'halt: HALT held at power-up'
+wait_for 5 "LED blinks fast (HALT pattern)" console 'led: Halt'
+wait_for 5 "Ethernet configured for DHCP despite the stored fixed IP" console 'eth: configure DHCP'
+console 'eth: configure fixed IP' && fail "the fixed IP was used although HALT was held"
+wait_for 10 "DHCP lease after HALT" console 'eth: DHCP lease 10\.0\.2\.15/24'
+wait_for 25 "session after HALT" console 'session: up with server'
+wait_for 10 "server saw the new session" metric_ge tek_sessions_established_total $((sessions_before + 1))
+wait_for 40 "telemetry of the second boot stored" metric_ge tek_telemetry_records_stored_total $((stored_before + 1))
+
+# --- step 6: the end of the run reports the stack high-water mark ---------------------------------------
+wait_for 40 "firmware run ended cleanly" console 'run: .* elapsed, stopping'
+wait "$qemu_pid" || fail "QEMU exited with an error"
+cat "$work/fw1.log" "$work/fw2.log" > "$work/stack.log"
+"$root/scripts/firmware-size.sh" --no-build --stack-log "$work/stack.log"
+say "qemu-e2e: PASSED"
