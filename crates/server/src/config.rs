@@ -8,6 +8,7 @@
 //! udp = "0.0.0.0:8844"        # where controllers send their datagrams
 //! http = "127.0.0.1:8080"     # /healthz, /metrics (and later the web UI)
 //! data = "./tek-data"         # directory holding tek.db (SQLite, WAL mode)
+//! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
 //! [ingest]
 //! flush_interval_ms = 20      # a telemetry batch waits at most this long before its commit
@@ -71,6 +72,8 @@ pub struct Config {
     pub http: SocketAddr,
     /// Data directory; the SQLite database is `tek.db` inside.
     pub data: PathBuf,
+    /// Size asked for the UDP socket's kernel receive and send buffers, bytes.
+    pub udp_buffer_bytes: usize,
     /// Telemetry writer.
     pub ingest: Ingest,
     /// Session table.
@@ -141,6 +144,7 @@ impl Default for Config {
             udp: SocketAddr::from(([0, 0, 0, 0], tek_proto::SERVER_PORT)),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("tek-data"),
+            udp_buffer_bytes: 4 << 20,
             ingest: Ingest::default(),
             sessions: Sessions::default(),
             push: Push::default(),

@@ -5,7 +5,7 @@
 //!
 //! * [`udp`] — the socket loop: cheap checks, handshakes (one database compare-and-set per
 //!   session), the in-memory session table, message dispatch, config/command delivery.
-//! * [`writer`](crate) — batches every durable write of the ingest path into few transactions;
+//! * `writer` — batches every durable write of the ingest path into few transactions;
 //!   telemetry is acknowledged only after its commit.
 //! * [`storage`] — the [`storage::Storage`] interface (one trait per entity) and its SQLite
 //!   backend; the PostgreSQL backend (issue 6) is one more module behind the same traits.

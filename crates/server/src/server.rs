@@ -274,6 +274,13 @@ impl Api {
             .map_err(|e| format!("database: {e}"))
     }
 
+    /// Runs the re-send/idle timer as if `ahead` had passed: lets tests control time instead of
+    /// sleeping (e.g. to see an idle session removed).
+    #[doc(hidden)]
+    pub fn run_timers_ahead(&self, ahead: std::time::Duration) {
+        self.ingest.tick(Instant::now() + ahead);
+    }
+
     /// The /metrics page.
     pub async fn metrics_text(&self) -> String {
         let now = Instant::now();
@@ -330,13 +337,13 @@ impl Server {
         .await
         .map_err(|e| storage::Error::Backend(e.to_string()))??;
 
-        let udp = tokio::net::UdpSocket::bind(config.udp)
-            .await
-            .map_err(|source| StartError::Bind {
+        let udp = bind_udp(config.udp, config.udp_buffer_bytes).map_err(|source| {
+            StartError::Bind {
                 what: "UDP",
                 addr: config.udp,
                 source,
-            })?;
+            }
+        })?;
         let http = tokio::net::TcpListener::bind(config.http)
             .await
             .map_err(|source| StartError::Bind {
@@ -424,6 +431,23 @@ impl Server {
         handle.shutdown().await;
         Ok(())
     }
+}
+
+/// Binds the UDP socket with large kernel buffers: a burst of datagrams (a fleet reconnecting
+/// after an outage) must not overflow the default ~200 kB receive buffer, in which each small
+/// datagram costs about 2 kB. The kernel caps the size at `net.core.rmem_max`.
+fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(buffer) {
+        tracing::warn!(%e, buffer, "cannot size the UDP receive buffer");
+    }
+    if let Err(e) = socket.set_send_buffer_size(buffer) {
+        tracing::warn!(%e, buffer, "cannot size the UDP send buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
 }
 
 impl ServerHandle {

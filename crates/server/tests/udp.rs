@@ -476,6 +476,32 @@ async fn every_bad_datagram_is_dropped_silently_and_counted() {
 }
 
 #[tokio::test]
+async fn idle_sessions_are_removed() {
+    let h = start(|_| {}).await;
+    let api = h.server.api().clone();
+    let mut d = h.device(11).await;
+    d.handshake().await;
+    assert!(api.device_state(11).await.unwrap().online);
+    api.run_timers_ahead(Duration::from_secs(200));
+    assert_eq!(h.metric("tek_sessions").await, 1.0, "session kept until idle timeout");
+    api.run_timers_ahead(Duration::from_secs(601));
+    assert_eq!(h.metric("tek_sessions").await, 0.0);
+    assert_eq!(api.device_state(11).await.unwrap().endpoint, None);
+    let before = h.drops("stale_session").await;
+    d.send(&Message::Keepalive {
+        reply_wanted: true,
+        config_version: 0,
+    })
+    .await;
+    assert_eq!(d.recv(QUIET).await, None);
+    assert_eq!(h.drops("stale_session").await, before + 1.0);
+    // The device notices and starts again.
+    d.handshake().await;
+    assert!(api.device_state(11).await.unwrap().online);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn hello_rate_limit_per_device() {
     let h = start(|c| {
         c.limits.hello_device_burst = 2;
@@ -577,5 +603,53 @@ async fn many_devices_batch_into_few_transactions() {
     assert_eq!(h.metric("tek_telemetry_records_stored_total").await, 400.0);
     assert!(batches < 40.0, "{batches} transactions for 40 datagrams");
     eprintln!("40 batches of 10 records acked in {elapsed:?} using {batches} transactions");
+    h.server.shutdown().await;
+}
+
+/// A measurement, not a check: `cargo test --release -p tek-server --test udp -- --ignored
+/// --nocapture throughput`. 200 devices each send 20 batches of 50 records, one batch in flight
+/// per device (stop-and-wait, as the protocol does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let h = start(|_| {}).await;
+    let mut devices = Vec::new();
+    for id in 1000..1200 {
+        let mut d = h.device(id).await;
+        d.handshake().await;
+        devices.push(d);
+    }
+    let t = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for mut d in devices {
+        tasks.push(tokio::spawn(async move {
+            let mut rtts = Vec::new();
+            for b in 0..20 {
+                let s = std::time::Instant::now();
+                d.send_telemetry(b * 50, 50).await;
+                let got = d.recv(WAIT).await;
+                assert_eq!(got, Some(Got::Ack { through_seq: b * 50 + 49 }));
+                rtts.push(s.elapsed());
+            }
+            rtts
+        }));
+    }
+    let mut rtts = Vec::new();
+    for t in tasks {
+        rtts.extend(t.await.unwrap());
+    }
+    let elapsed = t.elapsed();
+    rtts.sort();
+    let records = h.metric("tek_telemetry_records_stored_total").await;
+    let batches = h.metric("tek_write_batches_total").await;
+    eprintln!(
+        "{records} records in {elapsed:?}: {:.0} records/s, {:.0} datagrams/s, {batches} transactions; \
+         ack latency p50 {:?} p99 {:?}",
+        records / elapsed.as_secs_f64(),
+        4000.0 / elapsed.as_secs_f64(),
+        rtts[rtts.len() / 2],
+        rtts[rtts.len() * 99 / 100]
+    );
+    assert_eq!(records, 200_000.0);
     h.server.shutdown().await;
 }

@@ -136,6 +136,7 @@ impl Ingest {
                     retry: None,
                 })
                 .collect(),
+            done_commands: Default::default(),
         };
         self.links.insert_if_absent(id, link);
         let checked = self

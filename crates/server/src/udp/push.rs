@@ -85,7 +85,8 @@ impl Ingest {
             let Some(link) = link else {
                 return;
             };
-            if link.commands.iter().any(|c| c.id == rec.id) {
+            if link.commands.iter().any(|c| c.id == rec.id) || link.done_commands.contains(&rec.id)
+            {
                 return;
             }
             link.commands.push(PendingCommand {

@@ -5,7 +5,7 @@
 
 use super::ratelimit::TokenBucket;
 use crate::storage::ConfigState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -59,7 +59,13 @@ pub(crate) struct Link {
     pub reported_version: Option<u32>,
     pub config_retry: Option<Retry>,
     pub commands: Vec<PendingCommand>,
+    /// Ids of the latest commands the device acknowledged, so that the change feed, which may
+    /// have read a command before its CommandAck was committed, does not queue it again.
+    pub done_commands: VecDeque<u32>,
 }
+
+/// How many acknowledged command ids a link remembers.
+pub(crate) const DONE_COMMANDS: usize = 64;
 
 impl Link {
     /// Keepalive interval the device runs with (from its newest configuration).
