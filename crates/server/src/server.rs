@@ -337,13 +337,12 @@ impl Server {
         .await
         .map_err(|e| storage::Error::Backend(e.to_string()))??;
 
-        let udp = bind_udp(config.udp, config.udp_buffer_bytes).map_err(|source| {
-            StartError::Bind {
+        let udp =
+            bind_udp(config.udp, config.udp_buffer_bytes).map_err(|source| StartError::Bind {
                 what: "UDP",
                 addr: config.udp,
                 source,
-            }
-        })?;
+            })?;
         let http = tokio::net::TcpListener::bind(config.http)
             .await
             .map_err(|source| StartError::Bind {

@@ -483,7 +483,11 @@ async fn idle_sessions_are_removed() {
     d.handshake().await;
     assert!(api.device_state(11).await.unwrap().online);
     api.run_timers_ahead(Duration::from_secs(200));
-    assert_eq!(h.metric("tek_sessions").await, 1.0, "session kept until idle timeout");
+    assert_eq!(
+        h.metric("tek_sessions").await,
+        1.0,
+        "session kept until idle timeout"
+    );
     api.run_timers_ahead(Duration::from_secs(601));
     assert_eq!(h.metric("tek_sessions").await, 0.0);
     assert_eq!(api.device_state(11).await.unwrap().endpoint, None);
@@ -628,7 +632,12 @@ async fn throughput() {
                 let s = std::time::Instant::now();
                 d.send_telemetry(b * 50, 50).await;
                 let got = d.recv(WAIT).await;
-                assert_eq!(got, Some(Got::Ack { through_seq: b * 50 + 49 }));
+                assert_eq!(
+                    got,
+                    Some(Got::Ack {
+                        through_seq: b * 50 + 49
+                    })
+                );
                 rtts.push(s.elapsed());
             }
             rtts
