@@ -4,6 +4,18 @@
 mod health;
 mod metrics;
 
+// The JSON API of the web UI (issue 5), one file per resource; routed in `crate::web::router`.
+pub mod audit;
+pub mod commands;
+pub mod config;
+pub mod devices;
+pub mod me;
+pub mod sites;
+pub mod telemetry;
+pub mod tokens;
+pub mod usage;
+pub mod users;
+
 use crate::server::Api;
 use axum::routing::get;
 use axum::Router;

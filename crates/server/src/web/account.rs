@@ -1,0 +1,215 @@
+//! `GET /account`: change one's password; create and delete API tokens for scripts. A new
+//! token is shown once, right after it is created; only its hash is stored.
+
+use super::auth::{self, CsrfForm, PageUser, Posted, Principal};
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::timefmt;
+use super::Web;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+async fn render(
+    web: &Web,
+    p: &Principal,
+    new_token: Option<&str>,
+    message: Option<(bool, &str)>,
+) -> Result<Html<String>, WebError> {
+    let uid = p.user.id;
+    let tokens = web.db_call(move |db| db.list_tokens(uid)).await?;
+    let sites = web.db_call(move |db| db.user_sites(uid)).await?;
+    let body = html! {
+        h1 { "Account" }
+        @if let Some((ok, m)) = message { (layout::flash(ok, m)) }
+        p { "Signed in as " strong { (p.user.email) } @if p.user.is_admin { " (administrator)" } "." }
+        @if !sites.is_empty() { p { "Sites: " @for (i, s) in sites.iter().enumerate() { @if i > 0 { ", " } (s.name) } } }
+        h2 { "Change password" }
+        form.stack method="post" action="/account/password" {
+            (layout::csrf_field(p))
+            label { "Current password" input type="password" name="current" required autocomplete="current-password"; }
+            label { "New password (at least 10 characters)" input type="password" name="new" required minlength="10" autocomplete="new-password"; }
+            button type="submit" { "Change password" }
+        }
+        h2 { "API tokens" }
+        p.hint { "For scripts: send " code { "Authorization: Bearer TOKEN" } " to the JSON API under /api/ (see docs/API.md)." }
+        @if let Some(t) = new_token {
+            div.flash.ok { p { "New token — copy it now, it is not shown again:" } code #new-token { (t) } }
+        }
+        @if !tokens.is_empty() {
+            table { thead { tr { th { "Name" } th { "Created" } th { "Last used" } th {} } }
+                tbody { @for t in &tokens { tr {
+                    td { (t.name) } td { (timefmt::datetime(t.created_at)) }
+                    td { (t.last_used.map_or("never".into(), timefmt::datetime)) }
+                    td { form method="post" action={ "/account/tokens/" (t.id) "/delete" } { (layout::csrf_field(p)) button type="submit" { "Delete" } } }
+                } } } }
+        }
+        form.inline method="post" action="/account/tokens" {
+            (layout::csrf_field(p))
+            label { "Name" input name="name" required maxlength="64" placeholder="e.g. reporting script"; }
+            button type="submit" { "Create token" }
+        }
+    };
+    Ok(layout::page(p, Nav::Account, "Account", body))
+}
+
+/// `GET /account`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+) -> Result<Html<String>, HtmlError> {
+    Ok(render(&web, &p, None, None).await?)
+}
+
+/// The password form.
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current: String,
+    new: String,
+}
+
+impl CsrfForm for PasswordForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Changes the password of `user`, ending their other sessions.
+pub async fn change_password(
+    web: &Web,
+    p: &Principal,
+    current: String,
+    new: String,
+) -> Result<(), WebError> {
+    auth::password_acceptable(&new)?;
+    let email = p.user.email.clone();
+    let creds = web.db_call(move |db| db.user_credentials(&email)).await?;
+    let Some((_, phc)) = creds else {
+        return Err(WebError::Unauthenticated);
+    };
+    let hash = tokio::task::spawn_blocking(move || {
+        if auth::verify_password(&current, &phc) {
+            auth::hash_password(&new).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))??
+    .ok_or_else(|| WebError::Invalid("the current password is wrong".into()))?;
+    let uid = p.user.id;
+    let keep = match p.via {
+        auth::Via::Cookie { hash, .. } => Some(hash),
+        auth::Via::Token => None,
+    };
+    let now = super::now();
+    let ttl = web.opts.session_ttl_s;
+    web.db_call(move |db| {
+        db.set_password(uid, &hash)?;
+        db.delete_user_web_sessions(uid)?;
+        // The session that made the change stays signed in.
+        if let Some(h) = keep {
+            db.create_web_session(&h, uid, now, now + ttl)?;
+        }
+        Ok(())
+    })
+    .await?;
+    web.audit(
+        p,
+        "user.password",
+        None,
+        None,
+        format!("password of {} changed", p.user.email),
+    )
+    .await
+}
+
+/// `POST /account/password`.
+pub async fn password(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<PasswordForm>,
+) -> Result<Response, HtmlError> {
+    match change_password(&web, &user, form.current, form.new).await {
+        Ok(()) => Ok(render(
+            &web,
+            &user,
+            None,
+            Some((true, "Password changed; other sessions were signed out.")),
+        )
+        .await?
+        .into_response()),
+        Err(WebError::Invalid(m)) => {
+            let page = render(&web, &user, None, Some((false, &m))).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The token form.
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    csrf: String,
+    name: String,
+}
+
+impl CsrfForm for TokenForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Creates a token for `p`'s user; returns `(id, token)`.
+pub async fn new_token(web: &Web, p: &Principal, name: &str) -> Result<(i64, String), WebError> {
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(WebError::Invalid(
+            "a token name has 1 to 64 printable characters".into(),
+        ));
+    }
+    let token = auth::new_secret()?;
+    let hash = auth::secret_hash(&token);
+    let uid = p.user.id;
+    let now = super::now();
+    let n = name.clone();
+    let id = web
+        .db_call(move |db| db.create_token(uid, &n, &hash, now))
+        .await?;
+    web.audit(
+        p,
+        "token.create",
+        None,
+        None,
+        format!("API token {id} ({name})"),
+    )
+    .await?;
+    Ok((id, token))
+}
+
+/// `POST /account/tokens`.
+pub async fn create_token(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<TokenForm>,
+) -> Result<Response, HtmlError> {
+    let (_, token) = new_token(&web, &user, &form.name).await?;
+    Ok(render(&web, &user, Some(&token), None)
+        .await?
+        .into_response())
+}
+
+/// `POST /account/tokens/{id}/delete`.
+pub async fn delete_token(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<super::login::CsrfOnly>,
+) -> Result<Response, HtmlError> {
+    let uid = user.user.id;
+    if !web.db_call(move |db| db.delete_token(uid, id)).await? {
+        return Err(WebError::NotFound.into());
+    }
+    web.audit(&user, "token.delete", None, None, format!("API token {id}"))
+        .await?;
+    Ok(Redirect::to("/account").into_response())
+}

@@ -1,0 +1,416 @@
+//! `GET /admin` (administrators only): users, sites, who may see which site, and which site each
+//! controller belongs to. The operations here are shared with the JSON API; each checks admin
+//! rights itself and appends an audit entry.
+
+use super::auth::{self, CsrfForm, PageUser, Posted, Principal};
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::Web;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+/// Parses a device list like `1-25, 30` (at most 100,000 ids).
+pub fn parse_ids(s: &str) -> Result<Vec<u32>, WebError> {
+    let bad = |p: &str| WebError::Invalid(format!("{p:?} is not a device id or range like 1-25"));
+    let mut out = Vec::new();
+    for part in s
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let a: u32 = a.parse().map_err(|_| bad(part))?;
+        let b: u32 = b.parse().map_err(|_| bad(part))?;
+        if a == 0 || b < a || out.len() + (b - a) as usize >= 100_000 {
+            return Err(bad(part));
+        }
+        out.extend(a..=b);
+    }
+    if out.is_empty() {
+        return Err(WebError::Invalid("no device ids given".into()));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Creates a user.
+pub async fn create_user(
+    web: &Web,
+    p: &Principal,
+    email: &str,
+    password: String,
+    is_admin: bool,
+) -> Result<i64, WebError> {
+    Web::require_admin(&p.user)?;
+    let email = email.trim().to_owned();
+    auth::email_acceptable(&email)?;
+    auth::password_acceptable(&password)?;
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))??;
+    let now = super::now();
+    let e = email.clone();
+    let id = web
+        .db_call(move |db| db.create_user(&e, &hash, is_admin, now))
+        .await?;
+    web.audit(
+        p,
+        "user.create",
+        None,
+        None,
+        format!(
+            "user {id} {email}{}",
+            if is_admin { " (admin)" } else { "" }
+        ),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Deletes a user (not oneself).
+pub async fn delete_user(web: &Web, p: &Principal, id: i64) -> Result<(), WebError> {
+    Web::require_admin(&p.user)?;
+    if id == p.user.id {
+        return Err(WebError::Invalid(
+            "you cannot delete your own account".into(),
+        ));
+    }
+    let user = web
+        .db_call(move |db| db.user(id))
+        .await?
+        .ok_or(WebError::NotFound)?;
+    web.db_call(move |db| db.delete_user(id)).await?;
+    web.audit(
+        p,
+        "user.delete",
+        None,
+        None,
+        format!("user {id} {}", user.email),
+    )
+    .await
+}
+
+/// Creates a site.
+pub async fn create_site(web: &Web, p: &Principal, name: &str) -> Result<i64, WebError> {
+    Web::require_admin(&p.user)?;
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(WebError::Invalid(
+            "a site name has 1 to 100 printable characters".into(),
+        ));
+    }
+    let now = super::now();
+    let n = name.clone();
+    let id = web.db_call(move |db| db.create_site(&n, now)).await?;
+    web.audit(
+        p,
+        "site.create",
+        None,
+        Some(id),
+        format!("site {id} {name}"),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Deletes a site (its devices become unassigned).
+pub async fn delete_site(web: &Web, p: &Principal, id: i64) -> Result<(), WebError> {
+    Web::require_admin(&p.user)?;
+    let site = web
+        .db_call(move |db| db.site(id))
+        .await?
+        .ok_or(WebError::NotFound)?;
+    web.db_call(move |db| db.delete_site(id)).await?;
+    web.audit(
+        p,
+        "site.delete",
+        None,
+        Some(id),
+        format!("site {id} {}", site.name),
+    )
+    .await
+}
+
+/// Grants or revokes a user's access to a site.
+pub async fn set_member(
+    web: &Web,
+    p: &Principal,
+    user_id: i64,
+    site_id: i64,
+    member: bool,
+) -> Result<(), WebError> {
+    Web::require_admin(&p.user)?;
+    let (user, site) = web
+        .db_call(move |db| Ok((db.user(user_id)?, db.site(site_id)?)))
+        .await?;
+    let (Some(user), Some(site)) = (user, site) else {
+        return Err(WebError::NotFound);
+    };
+    web.db_call(move |db| {
+        if member {
+            db.grant_site(user_id, site_id)
+        } else {
+            db.revoke_site(user_id, site_id)
+        }
+    })
+    .await?;
+    let what = if member { "granted" } else { "revoked" };
+    web.audit(
+        p,
+        if member { "site.grant" } else { "site.revoke" },
+        None,
+        Some(site_id),
+        format!("{} {what} access to {}", user.email, site.name),
+    )
+    .await
+}
+
+/// Assigns devices to a site (`None`: unassigns them).
+pub async fn assign(
+    web: &Web,
+    p: &Principal,
+    ids: Vec<u32>,
+    site_id: Option<i64>,
+) -> Result<(), WebError> {
+    Web::require_admin(&p.user)?;
+    let n = ids.len();
+    let first = ids[0];
+    let last = ids[n - 1];
+    let check = ids.clone();
+    web.db_call(move |db| {
+        for &d in &check {
+            db.device(d)?;
+        }
+        db.assign_devices(&ids, site_id)
+    })
+    .await?;
+    let detail = match site_id {
+        Some(s) => format!("{n} device(s) {first}..{last} assigned to site {s}"),
+        None => format!("{n} device(s) {first}..{last} unassigned"),
+    };
+    web.audit(p, "device.assign", None, site_id, detail).await
+}
+
+/// `GET /admin`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+) -> Result<Html<String>, HtmlError> {
+    Ok(render(&web, &p, None).await?)
+}
+
+async fn render(
+    web: &Web,
+    p: &Principal,
+    message: Option<(bool, String)>,
+) -> Result<Html<String>, WebError> {
+    Web::require_admin(&p.user)?;
+    let (users, sites) = web
+        .db_call(|db| Ok((db.list_users()?, db.list_sites()?)))
+        .await?;
+    let site_ids: Vec<i64> = sites.iter().map(|s| s.id).collect();
+    let details = web
+        .db_call(move |db| {
+            site_ids
+                .iter()
+                .map(|&s| Ok((db.site_members(s)?, db.site_device_ids(s)?)))
+                .collect::<crate::storage::Result<Vec<_>>>()
+        })
+        .await?;
+    let email = |id: i64| {
+        users
+            .iter()
+            .find(|u| u.id == id)
+            .map_or("?", |u| u.email.as_str())
+    };
+    let csrf = layout::csrf_field(p);
+    let body = html! {
+        h1 { "Admin" }
+        @if let Some((ok, m)) = &message { (layout::flash(*ok, m)) }
+        h2 { "Users" }
+        table { thead { tr { th { "Id" } th { "E-mail" } th { "Role" } th {} } }
+            tbody { @for u in &users { tr {
+                td { (u.id) } td { (u.email) } td { (if u.is_admin { "admin" } else { "user" }) }
+                td { @if u.id != p.user.id { form method="post" action={ "/admin/users/" (u.id) "/delete" } { (csrf) button type="submit" { "Delete" } } } }
+            } } } }
+        form.inline method="post" action="/admin/users" {
+            (csrf)
+            label { "E-mail" input type="email" name="email" required; }
+            label { "Password" input type="password" name="password" required minlength="10" autocomplete="new-password"; }
+            label.check { input type="checkbox" name="admin" value="on"; "admin" }
+            button type="submit" { "Add user" }
+        }
+        h2 { "Sites" }
+        table { thead { tr { th { "Id" } th { "Name" } th { "Members" } th { "Controllers" } th {} } }
+            tbody { @for (s, (members, devices)) in sites.iter().zip(&details) { tr {
+                td { (s.id) } td { (s.name) }
+                td { @for (i, m) in members.iter().enumerate() { @if i > 0 { ", " } (email(*m)) } }
+                td { (devices.len()) }
+                td { form method="post" action={ "/admin/sites/" (s.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+            } } } }
+        form.inline method="post" action="/admin/sites" {
+            (csrf)
+            label { "Name" input name="name" required maxlength="100"; }
+            button type="submit" { "Add site" }
+        }
+        h2 { "Site access" }
+        form.inline method="post" action="/admin/members" {
+            (csrf)
+            select name="user" { @for u in &users { option value=(u.id) { (u.email) } } }
+            select name="site" { @for s in &sites { option value=(s.id) { (s.name) } } }
+            select name="op" { option value="grant" { "grant" } option value="revoke" { "revoke" } }
+            button type="submit" { "Apply" }
+        }
+        h2 { "Assign controllers" }
+        form.inline method="post" action="/admin/assign" {
+            (csrf)
+            label { "Controllers" input name="devices" required placeholder="1-25, 30"; }
+            select name="site" { option value="" { "(no site)" } @for s in &sites { option value=(s.id) { (s.name) } } }
+            button type="submit" { "Assign" }
+        }
+    };
+    Ok(layout::page(p, Nav::Admin, "Admin", body))
+}
+
+async fn after(
+    web: &Web,
+    p: &Principal,
+    r: Result<String, WebError>,
+) -> Result<Response, HtmlError> {
+    match r {
+        Ok(_) => Ok(Redirect::to("/admin").into_response()),
+        Err(e @ (WebError::Invalid(_) | WebError::Conflict(_))) => {
+            let status = e.status();
+            Ok((status, render(web, p, Some((false, e.to_string()))).await?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+macro_rules! csrf_form {
+    ($t:ident { $($f:ident : $ty:ty),* $(,)? }) => {
+        /// An admin form.
+        #[derive(Debug, Deserialize)]
+        pub struct $t { csrf: String, $(#[serde(default)] $f: $ty),* }
+        impl CsrfForm for $t { fn csrf(&self) -> &str { &self.csrf } }
+    };
+}
+
+csrf_form!(UserForm { email: String, password: String, admin: Option<String> });
+csrf_form!(SiteForm { name: String });
+csrf_form!(MemberForm {
+    user: i64,
+    site: i64,
+    op: String
+});
+csrf_form!(AssignForm {
+    devices: String,
+    site: String
+});
+
+/// `POST /admin/users`.
+pub async fn create_user_form(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<UserForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let r = create_user(
+        &web,
+        &user,
+        &form.email,
+        form.password,
+        form.admin.is_some(),
+    )
+    .await
+    .map(|_| String::new());
+    after(&web, &user, r).await
+}
+
+/// `POST /admin/users/{id}/delete`.
+pub async fn delete_user_form(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<super::login::CsrfOnly>,
+) -> Result<Response, HtmlError> {
+    let r = delete_user(&web, &user, id).await.map(|_| String::new());
+    after(&web, &user, r).await
+}
+
+/// `POST /admin/sites`.
+pub async fn create_site_form(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<SiteForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let r = create_site(&web, &user, &form.name)
+        .await
+        .map(|_| String::new());
+    after(&web, &user, r).await
+}
+
+/// `POST /admin/sites/{id}/delete`.
+pub async fn delete_site_form(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<super::login::CsrfOnly>,
+) -> Result<Response, HtmlError> {
+    let r = delete_site(&web, &user, id).await.map(|_| String::new());
+    after(&web, &user, r).await
+}
+
+/// `POST /admin/members`.
+pub async fn membership(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<MemberForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let grant = match form.op.as_str() {
+        "grant" => true,
+        "revoke" => false,
+        _ => return Err(WebError::Invalid("op must be grant or revoke".into()).into()),
+    };
+    let r = set_member(&web, &user, form.user, form.site, grant)
+        .await
+        .map(|_| String::new());
+    after(&web, &user, r).await
+}
+
+/// `POST /admin/assign`.
+pub async fn assign_form(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<AssignForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let r = async {
+        let ids = parse_ids(&form.devices)?;
+        let site = match form.site.trim() {
+            "" => None,
+            s => Some(
+                s.parse::<i64>()
+                    .map_err(|_| WebError::Invalid("bad site".into()))?,
+            ),
+        };
+        assign(&web, &user, ids, site).await.map(|_| String::new())
+    }
+    .await;
+    after(&web, &user, r).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lists() {
+        assert_eq!(parse_ids("1-3, 7 2").unwrap(), vec![1, 2, 3, 7]);
+        for bad in ["", "0", "3-1", "a", "1-200000", "-5"] {
+            assert!(parse_ids(bad).is_err(), "{bad}");
+        }
+    }
+}

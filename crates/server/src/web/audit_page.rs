@@ -1,0 +1,84 @@
+//! `GET /audit`: who changed what, when — the entries of the user's sites (every entry for an
+//! admin), newest first, 100 a page.
+
+use super::auth::PageUser;
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::timefmt;
+use super::Web;
+use crate::storage::{AuditEntry, AuditFilter, UserRecord};
+use axum::extract::{Query, State};
+use axum::response::Html;
+use maud::html;
+use serde::Deserialize;
+
+/// Query of the audit page and API.
+#[derive(Debug, Deserialize, Default)]
+pub struct AuditQuery {
+    /// Only this device.
+    pub device: Option<u32>,
+    /// Entries older than this id.
+    pub before: Option<i64>,
+    /// At most this many (1..=500, default 100).
+    pub limit: Option<usize>,
+}
+
+impl Web {
+    /// The audit entries `user` may read.
+    pub async fn audit_for(
+        &self,
+        user: &UserRecord,
+        q: &AuditQuery,
+    ) -> Result<Vec<AuditEntry>, WebError> {
+        if let Some(d) = q.device {
+            self.check_device(user, d).await?;
+        }
+        let sites = if user.is_admin {
+            None
+        } else {
+            let uid = user.id;
+            Some(
+                self.db_call(move |db| db.user_sites(uid))
+                    .await?
+                    .into_iter()
+                    .map(|s| s.id)
+                    .collect(),
+            )
+        };
+        let filter = AuditFilter {
+            sites,
+            device_id: q.device,
+            before: q.before,
+            limit: q.limit.unwrap_or(100).clamp(1, 500),
+        };
+        self.db_call(move |db| db.audit(&filter)).await
+    }
+}
+
+/// `GET /audit`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Query(q): Query<AuditQuery>,
+) -> Result<Html<String>, HtmlError> {
+    let entries = web.audit_for(&p.user, &q).await?;
+    let body = html! {
+        h1 { "Audit log" }
+        @if entries.is_empty() { p { "No changes recorded yet." } } @else {
+            table.audit #audit {
+                thead { tr { th { "When (UTC)" } th { "Who" } th { "What" } th { "Controller" } th { "Details" } } }
+                tbody { @for e in &entries { tr {
+                    td { (timefmt::datetime(e.at)) }
+                    td { (e.entry.actor) }
+                    td { (e.entry.action) }
+                    td { @if let Some(d) = e.entry.device_id { a href={ "/devices/" (d) } { (d) } } }
+                    td { (e.entry.detail) }
+                } } }
+            }
+            @if let Some(last) = entries.last() {
+                p { a href={ "/audit?before=" (last.id) (q.device.map(|d| format!("&device={d}")).unwrap_or_default()) } { "Older entries" } }
+            }
+        }
+    };
+    Ok(layout::page(&p, Nav::Audit, "Audit log", body))
+}

@@ -1,0 +1,326 @@
+//! `tek user ...` and `tek site ...`: accounts and access from the command line (the first
+//! admin has to come from somewhere). Passwords are read from standard input when it is not a
+//! terminal (one line), else prompted for twice without echo.
+
+use crate::storage::sqlite::Sqlite;
+use crate::storage::{
+    AuditStore, DeviceStore, NewAuditEntry, SiteStore, Storage, UserStore, WebSessionStore,
+};
+use crate::web::{admin, auth};
+use anyhow::{bail, Context};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// `tek user ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user (password from stdin, or prompted).
+    Add {
+        /// Data directory of the server.
+        #[arg(long)]
+        data: PathBuf,
+        /// E-mail address (the login name).
+        #[arg(long)]
+        email: String,
+        /// Make the user an administrator (sees every device, manages users and sites).
+        #[arg(long)]
+        admin: bool,
+        /// Grant access to these sites (by name; repeatable).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+    },
+    /// Set a user's password (from stdin, or prompted); signs them out everywhere.
+    Passwd {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// List users.
+    List {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Delete a user.
+    Delete {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Create an API token for a user and print it (shown once; only its hash is stored).
+    Token {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// A label for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+/// `tek site ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum SiteCommand {
+    /// Create a site.
+    Add {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List sites with their members and device counts.
+    List {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Give a user access to a site.
+    Grant {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Site name.
+        #[arg(long)]
+        site: String,
+        /// User e-mail.
+        #[arg(long)]
+        email: String,
+    },
+    /// Assign devices to a site (ids and ranges, e.g. `1-25,30`).
+    Assign {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Site name.
+        #[arg(long)]
+        site: String,
+        /// Device ids.
+        #[arg(long)]
+        devices: String,
+    },
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let pw = if stdin.is_terminal() {
+        let a = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let b = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if a != b {
+            bail!("the two passwords differ");
+        }
+        a
+    } else {
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    auth::password_acceptable(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(pw)
+}
+
+fn cli_audit(db: &Sqlite, action: &str, site: Option<i64>, detail: String) -> anyhow::Result<()> {
+    db.append_audit(
+        &NewAuditEntry {
+            user_id: None,
+            actor: "cli".into(),
+            action: action.into(),
+            device_id: None,
+            site_id: site,
+            detail,
+        },
+        crate::web::now(),
+    )?;
+    Ok(())
+}
+
+fn site_id(db: &Sqlite, name: &str) -> anyhow::Result<i64> {
+    Ok(db
+        .site_by_name(name)?
+        .with_context(|| format!("no site named {name:?} (create it with `tek site add`)"))?
+        .id)
+}
+
+fn user_id(db: &Sqlite, email: &str) -> anyhow::Result<i64> {
+    Ok(db
+        .user_by_email(email)?
+        .with_context(|| format!("no user {email}"))?
+        .id)
+}
+
+/// Creates (or finds) a user with a given password; returns `(id, created)`. For `tek demo`.
+pub fn ensure_user(
+    db: &dyn Storage,
+    email: &str,
+    password: &str,
+    is_admin: bool,
+) -> anyhow::Result<(i64, bool)> {
+    if let Some(u) = db.user_by_email(email)? {
+        return Ok((u.id, false));
+    }
+    let hash = auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((
+        db.create_user(email, &hash, is_admin, crate::web::now())?,
+        true,
+    ))
+}
+
+/// Runs `tek user ...`.
+pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add {
+            data,
+            email,
+            admin,
+            sites,
+        } => {
+            let email = email.trim().to_owned();
+            auth::email_acceptable(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let db = Sqlite::open_dir(&data)?;
+            let site_ids = sites
+                .iter()
+                .map(|s| site_id(&db, s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let pw = read_password()?;
+            let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = db.create_user(&email, &hash, admin, crate::web::now())?;
+            for s in &site_ids {
+                db.grant_site(id, *s)?;
+            }
+            cli_audit(
+                &db,
+                "user.create",
+                None,
+                format!("user {id} {email}{}", if admin { " (admin)" } else { "" }),
+            )?;
+            println!(
+                "user {id} {email} created{}",
+                if admin { " (admin)" } else { "" }
+            );
+        }
+        UserCommand::Passwd { data, email } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            let id = user_id(&db, &email)?;
+            let pw = read_password()?;
+            let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            db.set_password(id, &hash)?;
+            db.delete_user_web_sessions(id)?;
+            cli_audit(
+                &db,
+                "user.password",
+                None,
+                format!("password of {email} set"),
+            )?;
+            println!("password of {email} set");
+        }
+        UserCommand::List { data } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            for u in db.list_users()? {
+                let sites: Vec<String> = db.user_sites(u.id)?.into_iter().map(|s| s.name).collect();
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.id,
+                    u.email,
+                    if u.is_admin { "admin" } else { "user" },
+                    sites.join(",")
+                );
+            }
+        }
+        UserCommand::Delete { data, email } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            let id = user_id(&db, &email)?;
+            db.delete_user(id)?;
+            cli_audit(&db, "user.delete", None, format!("user {id} {email}"))?;
+            println!("user {email} deleted");
+        }
+        UserCommand::Token { data, email, name } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            let id = user_id(&db, &email)?;
+            let token = auth::new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tid = db.create_token(id, &name, &auth::secret_hash(&token), crate::web::now())?;
+            cli_audit(
+                &db,
+                "token.create",
+                None,
+                format!("API token {tid} ({name}) for {email}"),
+            )?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `tek site ...`.
+pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
+    match cmd {
+        SiteCommand::Add { data, name } => {
+            let db = Sqlite::open_dir(&data)?;
+            let id = db.create_site(name.trim(), crate::web::now())?;
+            cli_audit(&db, "site.create", Some(id), format!("site {id} {name}"))?;
+            println!("site {id} {name} created");
+        }
+        SiteCommand::List { data } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            for s in db.list_sites()? {
+                let members = db.site_members(s.id)?;
+                let emails: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| db.user(*m).ok().flatten().map(|u| u.email))
+                    .collect();
+                println!(
+                    "{}\t{}\t{} devices\t{}",
+                    s.id,
+                    s.name,
+                    db.site_device_ids(s.id)?.len(),
+                    emails.join(",")
+                );
+            }
+        }
+        SiteCommand::Grant { data, site, email } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            let s = site_id(&db, &site)?;
+            let u = user_id(&db, &email)?;
+            db.grant_site(u, s)?;
+            cli_audit(
+                &db,
+                "site.grant",
+                Some(s),
+                format!("{email} granted access to {site}"),
+            )?;
+            println!("{email} may now see site {site}");
+        }
+        SiteCommand::Assign {
+            data,
+            site,
+            devices,
+        } => {
+            let db = Sqlite::open_existing_dir(&data)?;
+            let s = site_id(&db, &site)?;
+            let ids = admin::parse_ids(&devices).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for d in &ids {
+                db.device(*d).with_context(|| format!("device {d}"))?;
+            }
+            db.assign_devices(&ids, Some(s))?;
+            cli_audit(
+                &db,
+                "device.assign",
+                Some(s),
+                format!("{} device(s) assigned to site {site}", ids.len()),
+            )?;
+            println!("{} device(s) assigned to site {site}", ids.len());
+        }
+    }
+    Ok(())
+}

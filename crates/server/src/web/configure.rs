@@ -1,0 +1,526 @@
+//! Configure → System: logging interval, Ethernet (blank IP = DHCP), GSM APN/login/password,
+//! server list. "Save Changes" validates everything (field by field with a message each, then
+//! [`Config::validate`] and [`StaticIp::is_valid`] — the device's own rules), saves a new
+//! version and pushes it; nothing is saved if anything is wrong. The page then shows the
+//! spinner until the controller confirms the version, and the green dot after.
+//!
+//! The stored GSM password is never sent to the browser: the field is empty, and leaving it
+//! empty keeps the stored one ("clear" removes it).
+
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::device::{heading, save_edited};
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::Web;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+use std::net::Ipv4Addr;
+use tek_proto::message::config::{self as pc, StaticIp};
+use tek_proto::message::Config;
+
+/// The System form (also what the page shows when it opens).
+#[derive(Debug, Deserialize, Default, Clone)]
+pub struct SystemForm {
+    #[serde(default)]
+    csrf: String,
+    /// Seconds.
+    pub log_interval: String,
+    /// Blank = DHCP.
+    #[serde(default)]
+    pub eth_ip: String,
+    /// Dotted netmask.
+    #[serde(default)]
+    pub eth_netmask: String,
+    /// Gateway.
+    #[serde(default)]
+    pub eth_gateway: String,
+    /// DNS server.
+    #[serde(default)]
+    pub eth_dns: String,
+    /// APN.
+    #[serde(default)]
+    pub gsm_apn: String,
+    /// Login.
+    #[serde(default)]
+    pub gsm_login: String,
+    /// New password; blank keeps the stored one.
+    #[serde(default)]
+    pub gsm_password: String,
+    /// `on` to remove the stored password.
+    #[serde(default)]
+    pub gsm_password_clear: Option<String>,
+    /// One server per line (or comma-separated).
+    #[serde(default)]
+    pub servers: String,
+}
+
+impl CsrfForm for SystemForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl SystemForm {
+    /// The form filled from a configuration (without the GSM password).
+    pub fn from_config(c: &Config) -> SystemForm {
+        let ip = |a: [u8; 4]| Ipv4Addr::from(a).to_string();
+        let e = c.ethernet;
+        SystemForm {
+            csrf: String::new(),
+            log_interval: c.log_interval_s.to_string(),
+            eth_ip: e.map(|e| ip(e.ip)).unwrap_or_default(),
+            eth_netmask: e.map(|e| ip(e.netmask)).unwrap_or_default(),
+            eth_gateway: e.map(|e| ip(e.gateway)).unwrap_or_default(),
+            eth_dns: e.map(|e| ip(e.dns)).unwrap_or_default(),
+            gsm_apn: c.gsm.apn.to_string(),
+            gsm_login: c.gsm.login.to_string(),
+            gsm_password: String::new(),
+            gsm_password_clear: None,
+            servers: c
+                .servers
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+fn addr(errors: &mut Vec<String>, what: &str, v: &str) -> Option<[u8; 4]> {
+    let v = v.trim();
+    if v.is_empty() {
+        errors.push(format!(
+            "{what} is required for a fixed IP address (or blank the IP address to use DHCP)."
+        ));
+        return None;
+    }
+    match v.parse::<Ipv4Addr>() {
+        Ok(a) => Some(a.octets()),
+        Err(_) => {
+            errors.push(format!(
+                "{what} {v:?} is not an IPv4 address like 192.168.1.20."
+            ));
+            None
+        }
+    }
+}
+
+/// Why fixed IP settings are not usable, in words.
+fn explain_static(s: &StaticIp) -> String {
+    let ip = u32::from_be_bytes(s.ip);
+    let mask = u32::from_be_bytes(s.netmask);
+    let gw = u32::from_be_bytes(s.gateway);
+    let prefix = mask.leading_ones();
+    let unicast = |a: u32| a != 0 && (a >> 24) != 127 && (a >> 28) < 14 && (a >> 24) != 0;
+    if mask.checked_shl(prefix).unwrap_or(0) != 0 || !(1..=30).contains(&prefix) {
+        return format!(
+            "Netmask {} is not valid: it must be contiguous ones, /1 to /30 (e.g. 255.255.255.0).",
+            Ipv4Addr::from(s.netmask)
+        );
+    }
+    if !unicast(ip) {
+        return format!(
+            "IP address {} is not a usable host address.",
+            Ipv4Addr::from(s.ip)
+        );
+    }
+    let host = ip & !mask;
+    if host == 0 || host == !mask {
+        return format!(
+            "IP address {} is the network or broadcast address of its subnet.",
+            Ipv4Addr::from(s.ip)
+        );
+    }
+    if gw & mask != ip & mask {
+        return format!(
+            "Gateway {} is not in the subnet of {}/{prefix}.",
+            Ipv4Addr::from(s.gateway),
+            Ipv4Addr::from(s.ip)
+        );
+    }
+    if gw == ip {
+        return "The gateway must differ from the IP address.".into();
+    }
+    if !unicast(gw) || (gw & !mask) == 0 || (gw & !mask) == !mask {
+        return format!(
+            "Gateway {} is not a usable host address.",
+            Ipv4Addr::from(s.gateway)
+        );
+    }
+    format!(
+        "DNS server {} is not a usable address.",
+        Ipv4Addr::from(s.dns)
+    )
+}
+
+/// Applies the form to `c`; every problem is reported, and `c` is only meaningful if none.
+pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut changes = Vec::new();
+    let r = pc::range::LOG_INTERVAL_S;
+    match f.log_interval.trim().parse::<u16>() {
+        Ok(n) if r.contains(&n) => {
+            if n != c.log_interval_s {
+                changes.push(format!("logging interval {} -> {n} s", c.log_interval_s));
+            }
+            c.log_interval_s = n;
+        }
+        _ => errors.push(format!(
+            "Logging interval must be a whole number of seconds from {} to {}.",
+            r.start(),
+            r.end()
+        )),
+    }
+    if f.eth_ip.trim().is_empty() {
+        if c.ethernet.is_some() {
+            changes.push("Ethernet: DHCP".into());
+        }
+        c.ethernet = None;
+    } else {
+        let before = errors.len();
+        let ip = addr(&mut errors, "IP address", &f.eth_ip);
+        let mask = addr(&mut errors, "Netmask", &f.eth_netmask);
+        let gw = addr(&mut errors, "Gateway", &f.eth_gateway);
+        let dns = addr(&mut errors, "DNS server", &f.eth_dns);
+        if let (Some(ip), Some(netmask), Some(gateway), Some(dns)) = (ip, mask, gw, dns) {
+            let s = StaticIp {
+                ip,
+                netmask,
+                gateway,
+                dns,
+            };
+            if s.is_valid() {
+                if c.ethernet != Some(s) {
+                    changes.push(format!("Ethernet: fixed IP {}", Ipv4Addr::from(ip)));
+                }
+                c.ethernet = Some(s);
+            } else {
+                errors.push(explain_static(&s));
+            }
+        } else {
+            debug_assert!(errors.len() > before);
+        }
+    }
+    let text = |c: &mut Config, errors: &mut Vec<String>, key: &str, label: &str, v: &str| {
+        if crate::device_config::apply(c, &format!("{key}={v}")).is_err() {
+            errors.push(format!(
+                "{label} must be printable ASCII of at most 63 characters."
+            ));
+            false
+        } else {
+            true
+        }
+    };
+    if f.gsm_apn != c.gsm.apn.as_str() && text(c, &mut errors, "gsm_apn", "GSM APN", &f.gsm_apn) {
+        changes.push(format!("GSM APN {:?}", f.gsm_apn));
+    }
+    if f.gsm_login != c.gsm.login.as_str()
+        && text(c, &mut errors, "gsm_login", "GSM login", &f.gsm_login)
+    {
+        changes.push(format!("GSM login {:?}", f.gsm_login));
+    }
+    if f.gsm_password_clear.is_some() {
+        c.gsm.password.clear();
+        changes.push("GSM password cleared".into());
+    } else if !f.gsm_password.is_empty()
+        && text(
+            c,
+            &mut errors,
+            "gsm_password",
+            "GSM password",
+            &f.gsm_password,
+        )
+    {
+        // The password itself never goes into the audit log.
+        changes.push("GSM password changed".into());
+    }
+    let list: Vec<&str> = f
+        .servers
+        .split(['\n', ',', '\r'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut bad = false;
+    for s in &list {
+        if !pc::server_ok(s) {
+            errors.push(format!(
+                "Server {s:?} is not a host name or IPv4 address, optionally with :port."
+            ));
+            bad = true;
+        }
+    }
+    if list.len() > pc::MAX_SERVERS {
+        errors.push(format!(
+            "At most {} servers can be listed.",
+            pc::MAX_SERVERS
+        ));
+        bad = true;
+    }
+    if !bad {
+        let before: Vec<&str> = c.servers.iter().map(|s| s.as_str()).collect();
+        if before != list {
+            changes.push(format!(
+                "servers: {}",
+                if list.is_empty() {
+                    "factory list".to_owned()
+                } else {
+                    list.join(", ")
+                }
+            ));
+        }
+        if let Err(e) = crate::device_config::apply(c, &format!("servers={}", list.join(","))) {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        if let Err(e) = c.validate() {
+            errors.push(format!("The configuration is not valid: {e}."));
+        }
+    }
+    if errors.is_empty() {
+        Ok(if changes.is_empty() {
+            "no change".into()
+        } else {
+            changes.join("; ")
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Query of the page.
+#[derive(Debug, Deserialize, Default)]
+pub struct ConfigureQuery {
+    saved: Option<u32>,
+}
+
+async fn render(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    form: Option<&SystemForm>,
+    errors: &[String],
+    saved: Option<u32>,
+) -> Result<axum::response::Html<String>, WebError> {
+    let state = web.device_for(&p.user, id).await?;
+    let v = web.view(state).await?;
+    let (latest, site) = web
+        .db_call(move |db| {
+            let site = match db.device_site(id)? {
+                Some(s) => db.site(s)?.map(|s| s.name),
+                None => None,
+            };
+            Ok((db.latest_config(id)?, site))
+        })
+        .await?;
+    let cfg = latest.map_or_else(Config::default, |r| r.config);
+    let has_password = !cfg.gsm.password.is_empty();
+    let f = form
+        .cloned()
+        .unwrap_or_else(|| SystemForm::from_config(&cfg));
+    let now = super::now();
+    let body = html! {
+        (heading(&v, site.as_deref(), now))
+        h2 { "Configure → System" }
+        @if let Some(ver) = saved {
+            p.flash.ok #save-state data-version=(ver) role="status" {
+                "Saved as configuration v" (ver) ". "
+                span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
+            }
+        }
+        @if !errors.is_empty() {
+            div.flash.error #errors role="alert" {
+                p { "Nothing was saved:" }
+                ul { @for e in errors { li { (e) } } }
+            }
+        }
+        form.system #system method="post" action={ "/devices/" (id) "/configure" } {
+            (layout::csrf_field(p))
+            fieldset {
+                legend { "Logging" }
+                label { "Logging interval (s)" input #log_interval type="number" name="log_interval" value=(f.log_interval) min="10" max="3600" required; }
+            }
+            fieldset {
+                legend { "Ethernet" }
+                p.hint { "Leave the IP address blank to use DHCP." }
+                label { "IP address" input #eth_ip name="eth_ip" value=(f.eth_ip) placeholder="DHCP" inputmode="decimal"; }
+                label { "Netmask" input #eth_netmask name="eth_netmask" value=(f.eth_netmask) placeholder="255.255.255.0" inputmode="decimal"; }
+                label { "Gateway" input #eth_gateway name="eth_gateway" value=(f.eth_gateway) inputmode="decimal"; }
+                label { "DNS server" input #eth_dns name="eth_dns" value=(f.eth_dns) inputmode="decimal"; }
+            }
+            fieldset {
+                legend { "GSM" }
+                label { "APN" input #gsm_apn name="gsm_apn" value=(f.gsm_apn) maxlength="63"; }
+                label { "Login" input #gsm_login name="gsm_login" value=(f.gsm_login) maxlength="63" autocomplete="off"; }
+                label { "Password"
+                    input #gsm_password type="password" name="gsm_password" value="" maxlength="63" autocomplete="new-password"
+                        placeholder=(if has_password { "stored — leave blank to keep" } else { "none stored" });
+                }
+                @if has_password { label.check { input type="checkbox" name="gsm_password_clear" value="on"; "Remove the stored password" } }
+            }
+            fieldset {
+                legend { "Servers" }
+                p.hint { "One per line, host or host:port, tried in order (at most 8). Empty: the controller's factory list." }
+                textarea #servers name="servers" rows="4" { (f.servers) }
+            }
+            button #save type="submit" { "Save Changes" }
+        }
+    };
+    Ok(layout::page(
+        p,
+        Nav::None,
+        &format!("{} — System", v.name),
+        body,
+    ))
+}
+
+/// `GET /devices/{id}/configure`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Path(id): Path<u32>,
+    Query(q): Query<ConfigureQuery>,
+) -> Result<Response, HtmlError> {
+    Ok(render(&web, &p, id, None, &[], q.saved)
+        .await?
+        .into_response())
+}
+
+/// `POST /devices/{id}/configure`.
+pub async fn save(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<SystemForm>,
+) -> Result<Response, HtmlError> {
+    web.check_device(&user.user, id).await?;
+    let mut errors = Vec::new();
+    let f = form.clone();
+    let saved = save_edited(&web, &user, id, |c| {
+        apply_form(c, &f).map_err(|e| {
+            errors = e;
+            WebError::Invalid("invalid input".into())
+        })
+    })
+    .await;
+    match saved {
+        Ok(v) => Ok(Redirect::to(&format!("/devices/{id}/configure?saved={v}")).into_response()),
+        Err(WebError::Invalid(m)) => {
+            if errors.is_empty() {
+                errors.push(m);
+            }
+            let mut shown = form;
+            shown.gsm_password.clear();
+            let page = render(&web, &user, id, Some(&shown), &errors, None).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> SystemForm {
+        SystemForm::from_config(&Config::default())
+    }
+
+    #[test]
+    fn valid_changes_apply() {
+        let mut c = Config::default();
+        let mut f = form();
+        f.log_interval = "30".into();
+        f.eth_ip = "192.168.1.20".into();
+        f.eth_netmask = "255.255.255.0".into();
+        f.eth_gateway = "192.168.1.1".into();
+        f.eth_dns = "192.168.1.1".into();
+        f.gsm_apn = "internet".into();
+        f.gsm_password = "s3cret".into();
+        f.servers = "a.example:8844\nb.example".into();
+        let detail = apply_form(&mut c, &f).unwrap();
+        assert!(!detail.contains("s3cret"), "{detail}");
+        assert_eq!(c.log_interval_s, 30);
+        assert_eq!(c.ethernet.unwrap().ip, [192, 168, 1, 20]);
+        assert_eq!(c.gsm.password.as_str(), "s3cret");
+        assert_eq!(c.servers.len(), 2);
+        // Blank password keeps it; blank IP restores DHCP.
+        let mut f2 = SystemForm::from_config(&c);
+        assert_eq!(
+            f2.gsm_password, "",
+            "the stored password is never put in the form"
+        );
+        f2.eth_ip.clear();
+        apply_form(&mut c, &f2).unwrap();
+        assert_eq!(c.gsm.password.as_str(), "s3cret");
+        assert!(c.ethernet.is_none());
+        f2.gsm_password_clear = Some("on".into());
+        apply_form(&mut c, &f2).unwrap();
+        assert!(c.gsm.password.is_empty());
+    }
+
+    #[test]
+    fn invalid_input_is_explained() {
+        type Edit<'a> = &'a dyn Fn(&mut SystemForm);
+        let cases: &[(&str, Edit<'_>, &str)] = &[
+            (
+                "interval",
+                &|f| f.log_interval = "5".into(),
+                "Logging interval",
+            ),
+            (
+                "interval text",
+                &|f| f.log_interval = "abc".into(),
+                "Logging interval",
+            ),
+            (
+                "bad ip",
+                &|f| {
+                    f.eth_ip = "300.1.1.1".into();
+                    f.eth_netmask = "255.255.255.0".into();
+                    f.eth_gateway = "10.0.0.1".into();
+                    f.eth_dns = "10.0.0.1".into();
+                },
+                "not an IPv4 address",
+            ),
+            (
+                "bad mask",
+                &|f| {
+                    f.eth_ip = "10.0.0.5".into();
+                    f.eth_netmask = "255.0.255.0".into();
+                    f.eth_gateway = "10.0.0.1".into();
+                    f.eth_dns = "10.0.0.1".into();
+                },
+                "Netmask 255.0.255.0 is not valid",
+            ),
+            (
+                "gw outside",
+                &|f| {
+                    f.eth_ip = "10.0.0.5".into();
+                    f.eth_netmask = "255.255.255.0".into();
+                    f.eth_gateway = "10.0.1.1".into();
+                    f.eth_dns = "10.0.0.1".into();
+                },
+                "not in the subnet",
+            ),
+            (
+                "missing mask",
+                &|f| {
+                    f.eth_ip = "10.0.0.5".into();
+                },
+                "Netmask is required",
+            ),
+            ("server", &|f| f.servers = "bad host!".into(), "Server"),
+            ("apn", &|f| f.gsm_apn = "\u{7}".into(), "GSM APN"),
+        ];
+        for (name, edit, want) in cases {
+            let mut f = form();
+            edit(&mut f);
+            let mut c = Config::default();
+            let errs = apply_form(&mut c, &f).expect_err(name);
+            assert!(errs.iter().any(|e| e.contains(want)), "{name}: {errs:?}");
+        }
+    }
+}

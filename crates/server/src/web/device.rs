@@ -1,0 +1,380 @@
+//! `GET /devices/{id}`: live readings (updated over SSE by the script), charts of power, energy
+//! per day and temperatures over a chosen range, the thermostat setpoint, relay commands, data use
+//! this month per transport, CSV export, recent commands. Posts: `/setpoint`, `/command`.
+
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::charts::{self, Range, Series};
+use super::dashboard::num;
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::timefmt;
+use super::view::DeviceView;
+use super::Web;
+use crate::storage::{CommandRecord, CommandState, TrafficMonth};
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+use tek_proto::message::{Command, Config, RelayMode};
+
+/// Query of the device page.
+#[derive(Debug, Deserialize, Default)]
+pub struct PageQuery {
+    range: Option<String>,
+    saved: Option<u32>,
+    queued: Option<u32>,
+}
+
+/// Bytes as KB/MB.
+pub fn bytes(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.2} MB", n as f64 / 1e6)
+    } else {
+        format!("{:.1} kB", n as f64 / 1e3)
+    }
+}
+
+fn readings(v: &DeviceView) -> Markup {
+    let r = v.readings.as_ref();
+    let relays = r.and_then(|r| r.relays);
+    let relay = |bit: i32| match relays {
+        Some(x) if x & (1 << bit) != 0 => "on",
+        Some(_) => "off",
+        None => "–",
+    };
+    html! {
+        dl.readings #readings data-device=(v.id) {
+            div { dt { "Power" } dd data-field="power" { (num(r.and_then(|r| r.power_w).map(f64::from), 0, "W")) } }
+            div { dt { "Energy meter" } dd data-field="energy" { (num(r.and_then(|r| r.energy_wh).map(|e| f64::from(e) / 1000.0), 3, "kWh")) } }
+            div { dt { "Water" } dd data-field="water" { (num(r.and_then(|r| r.water_c), 2, "°C")) } }
+            div { dt { "Air" } dd data-field="air" { (num(r.and_then(|r| r.air_c), 2, "°C")) } }
+            div { dt { "Pump" } dd data-field="pump" { (relay(0)) } }
+            div { dt { "Heater" } dd data-field="heater" { (relay(1)) } }
+            div { dt { "Logged" } dd data-field="time" data-time=[r.map(|r| r.time)] { (r.map_or("–".to_owned(), |r| timefmt::datetime(r.time))) } }
+        }
+    }
+}
+
+/// The header line of a device page (shared with Configure).
+pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
+    html! {
+        h1 { (layout::dot(v.id, v.online, v.config.state)) " " (v.name) " " small { "#" (v.id) } }
+        p.meta #device-meta data-device=(v.id) {
+            span data-field="online" { (if v.online { "online" } else { "offline" }) }
+            " · last seen " span data-field="last_seen" { (v.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
+            " · " span data-field="transport" { (match v.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "transport unknown" }) }
+            @if let Some(s) = site { " · site " (s) }
+            " · configuration " span data-field="config" data-state=(v.config.state) { (config_text(v)) }
+        }
+        nav.sub {
+            a href={ "/devices/" (v.id) } { "Readings" }
+            a href={ "/devices/" (v.id) "/configure" } { "Configure → System" }
+        }
+    }
+}
+
+/// "v3 synced", "v4 pending (controller runs v3)", ...
+pub fn config_text(v: &DeviceView) -> String {
+    let c = &v.config;
+    match c.state {
+        "factory" => "factory defaults".into(),
+        "pending" => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
+        "rolled_back" => format!(
+            "v{} rolled back by the controller (running v{})",
+            c.desired, c.applied
+        ),
+        _ => format!("v{} confirmed", c.desired),
+    }
+}
+
+fn usage(months: &[TrafficMonth], now: i64) -> Markup {
+    let this = crate::storage::status::month_of(now);
+    let cur = months
+        .iter()
+        .find(|m| m.month == this)
+        .cloned()
+        .unwrap_or(TrafficMonth {
+            month: this.clone(),
+            ..TrafficMonth::default()
+        });
+    html! {
+        section.usage #usage {
+            h2 { "Data use" }
+            p { "This month (" (this) "): Ethernet " strong data-field="eth" { (bytes(cur.eth_tx + cur.eth_rx)) }
+                ", GSM " strong data-field="gsm" { (bytes(cur.gsm_tx + cur.gsm_rx)) } }
+            @if months.len() > 1 || (months.len() == 1 && months[0].month != this) {
+                table { thead { tr { th { "Month" } th { "Ethernet" } th { "GSM" } } }
+                    tbody { @for m in months.iter().take(12) { tr { td { (m.month) } td.num { (bytes(m.eth_tx + m.eth_rx)) } td.num { (bytes(m.gsm_tx + m.gsm_rx)) } } } } }
+            }
+        }
+    }
+}
+
+fn command_text(c: &Command) -> String {
+    match c {
+        Command::SetRelay { relay, mode } => {
+            let name = match relay {
+                0 => "pump".to_owned(),
+                1 => "heater".to_owned(),
+                n => format!("relay {n}"),
+            };
+            let m = match mode {
+                RelayMode::On => "on",
+                RelayMode::Off => "off",
+                RelayMode::Auto => "automatic",
+            };
+            format!("{name} {m}")
+        }
+        Command::Reboot => "reboot".into(),
+        Command::SendStatus => "send status".into(),
+    }
+}
+
+fn commands(list: &[CommandRecord]) -> Markup {
+    html! {
+        @if !list.is_empty() {
+            table.commands { thead { tr { th { "Queued" } th { "Command" } th { "State" } } }
+                tbody { @for c in list { tr { td { (timefmt::datetime(c.queued_at)) } td { (command_text(&c.command)) }
+                    td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused" }) } } } } }
+        }
+    }
+}
+
+/// `GET /devices/{id}`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Path(id): Path<u32>,
+    Query(q): Query<PageQuery>,
+) -> Result<Html<String>, HtmlError> {
+    let state = web.device_for(&p.user, id).await?;
+    let v = web.view(state).await?;
+    let range = q
+        .range
+        .as_deref()
+        .and_then(Range::parse)
+        .unwrap_or(Range::Day);
+    let now = super::now();
+    let to = now + 1;
+    let from = to - range.span();
+    let step = range.step();
+    let day_from = (to - range.span().max(7 * 86_400)).div_euclid(86_400) * 86_400;
+    let (buckets, days, months, cmds, latest, site) = web
+        .db_call(move |db| {
+            let site = match db.device_site(id)? {
+                Some(s) => db.site(s)?.map(|s| s.name),
+                None => None,
+            };
+            Ok((
+                db.telemetry_buckets(id, from, to, step)?,
+                db.energy_per_day(id, day_from, to)?,
+                db.traffic(id)?,
+                db.commands(id, 10)?,
+                db.latest_config(id)?,
+                site,
+            ))
+        })
+        .await?;
+    let cfg = latest.map_or_else(Config::default, |r| r.config);
+    let pts = |f: &dyn Fn(&crate::storage::Bucket) -> Option<f64>| -> Vec<(i64, f64)> {
+        buckets
+            .iter()
+            .filter_map(|b| f(b).map(|v| (b.start + step / 2, v)))
+            .collect()
+    };
+    let power = pts(&|b| b.power_w);
+    let water = pts(&|b| b.water_cc.map(|v| v / 100.0));
+    let air = pts(&|b| b.air_cc.map(|v| v / 100.0));
+    let energy: Vec<(String, f64)> = days
+        .iter()
+        .map(|d| (timefmt::date(d.day)[5..].to_owned(), d.wh as f64))
+        .collect();
+    let sp = f64::from(cfg.thermostat.setpoint_cc) / 100.0;
+    let hy = f64::from(cfg.thermostat.hysteresis_cc) / 100.0;
+    let csrf = layout::csrf_field(&p);
+    let body = html! {
+        (heading(&v, site.as_deref(), now))
+        @if let Some(ver) = q.saved { (layout::flash(true, &format!("Saved as configuration v{ver}; it is sent to the controller now."))) }
+        @if let Some(c) = q.queued { (layout::flash(true, &format!("Command {c} queued."))) }
+        section { h2 { "Now" } (readings(&v)) }
+        section.charts {
+            h2 { "History" }
+            nav.ranges { @for r in Range::ALL {
+                a href={ "/devices/" (id) "?range=" (r.key()) } class=[(r == range).then_some("active")] { (r.key()) }
+            } }
+            (charts::line_chart("Power", "W", from, to, step, &[Series { label: "power", class: "power", points: power }]))
+            (charts::bar_chart("Energy per day", "Wh", &energy))
+            (charts::line_chart("Temperatures", "°C", from, to, step, &[
+                Series { label: "water", class: "water", points: water },
+                Series { label: "air", class: "air", points: air },
+            ]))
+        }
+        section.controls {
+            h2 { "Thermostat" }
+            form.inline method="post" action={ "/devices/" (id) "/setpoint" } {
+                (csrf)
+                label { "Setpoint °C" input #setpoint type="number" name="setpoint" min="0" max="40" step="0.1" value=(format!("{sp:.2}")) required; }
+                label { "Hysteresis °C" input type="number" name="hysteresis" min="0.1" max="10" step="0.05" value=(format!("{hy:.2}")) required; }
+                button type="submit" { "Save setpoint" }
+            }
+            h2 { "Relays and commands" }
+            form.inline method="post" action={ "/devices/" (id) "/command" } {
+                (layout::csrf_field(&p))
+                select name="action" {
+                    option value="pump_auto" { "Pump: automatic" }
+                    option value="pump_on" { "Pump: on" }
+                    option value="pump_off" { "Pump: off" }
+                    option value="heater_auto" { "Heater: automatic" }
+                    option value="heater_on" { "Heater: on" }
+                    option value="heater_off" { "Heater: off" }
+                    option value="status" { "Send status now" }
+                    option value="reboot" { "Reboot" }
+                }
+                button type="submit" { "Send" }
+            }
+            (commands(&cmds))
+        }
+        (usage(&months, now))
+        section.export {
+            h2 { "Export" }
+            form.inline method="get" action={ "/devices/" (id) "/export.csv" } {
+                label { "From (UTC)" input type="datetime-local" name="from" value=(timefmt::datetime(now - 86_400)[..16].replace(' ', "T")) required; }
+                label { "To (UTC)" input type="datetime-local" name="to" value=(timefmt::datetime(now + 60)[..16].replace(' ', "T")) required; }
+                button #export type="submit" { "Download CSV" }
+            }
+        }
+    };
+    Ok(layout::page(&p, Nav::None, &v.name, body))
+}
+
+/// The setpoint form.
+#[derive(Debug, Deserialize)]
+pub struct SetpointForm {
+    csrf: String,
+    setpoint: String,
+    hysteresis: String,
+}
+
+impl CsrfForm for SetpointForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Saves `edit` applied to the device's newest configuration as a new version, with an audit
+/// entry; returns the version.
+pub async fn save_edited(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
+) -> Result<u32, WebError> {
+    web.check_device(&p.user, id).await?;
+    let current = web
+        .db_call(move |db| db.latest_config(id))
+        .await?
+        .map_or_else(Config::default, |r| r.config);
+    let mut next = current.clone();
+    let detail = edit(&mut next)?;
+    next.validate()
+        .map_err(|e| WebError::Invalid(format!("the configuration is not valid: {e}")))?;
+    let version = web.api.save_config(id, next).await?;
+    web.audit(
+        p,
+        "config.save",
+        Some(id),
+        None,
+        format!("v{version}: {detail}"),
+    )
+    .await?;
+    Ok(version)
+}
+
+/// `POST /devices/{id}/setpoint`.
+pub async fn setpoint(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<SetpointForm>,
+) -> Result<Response, HtmlError> {
+    let version = save_edited(&web, &user, id, |c| {
+        let before = c.thermostat;
+        for s in [
+            format!("setpoint={}", form.setpoint),
+            format!("hysteresis={}", form.hysteresis),
+        ] {
+            crate::device_config::apply(c, &s).map_err(|e| WebError::Invalid(e.to_string()))?;
+        }
+        Ok(format!(
+            "thermostat setpoint {:.2} -> {:.2} °C, hysteresis {:.2} -> {:.2} °C",
+            f64::from(before.setpoint_cc) / 100.0,
+            f64::from(c.thermostat.setpoint_cc) / 100.0,
+            f64::from(before.hysteresis_cc) / 100.0,
+            f64::from(c.thermostat.hysteresis_cc) / 100.0
+        ))
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/devices/{id}?saved={version}")).into_response())
+}
+
+/// The command form.
+#[derive(Debug, Deserialize)]
+pub struct CommandForm {
+    csrf: String,
+    action: String,
+}
+
+impl CsrfForm for CommandForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// Parses a command name as the form and the API use it.
+pub fn parse_command(action: &str) -> Result<Command, WebError> {
+    let relay = |relay, mode| Ok(Command::SetRelay { relay, mode });
+    match action {
+        "pump_on" => relay(0, RelayMode::On),
+        "pump_off" => relay(0, RelayMode::Off),
+        "pump_auto" => relay(0, RelayMode::Auto),
+        "heater_on" => relay(1, RelayMode::On),
+        "heater_off" => relay(1, RelayMode::Off),
+        "heater_auto" => relay(1, RelayMode::Auto),
+        "status" => Ok(Command::SendStatus),
+        "reboot" => Ok(Command::Reboot),
+        other => Err(WebError::Invalid(format!(
+            "unknown command {other:?} (pump_on, pump_off, pump_auto, heater_on, heater_off, heater_auto, status, reboot)"
+        ))),
+    }
+}
+
+/// Queues a command for a device the user may change, with an audit entry.
+pub async fn queue(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    command: Command,
+) -> Result<u32, WebError> {
+    web.check_device(&p.user, id).await?;
+    let cid = web.api.queue_command(id, command).await?;
+    web.audit(
+        p,
+        "command.queue",
+        Some(id),
+        None,
+        format!("command {cid}: {}", command_text(&command)),
+    )
+    .await?;
+    Ok(cid)
+}
+
+/// `POST /devices/{id}/command`.
+pub async fn command(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<CommandForm>,
+) -> Result<Response, HtmlError> {
+    web.check_device(&user.user, id).await?;
+    let c = parse_command(&form.action)?;
+    let cid = queue(&web, &user, id, c).await?;
+    Ok(Redirect::to(&format!("/devices/{id}?queued={cid}")).into_response())
+}

@@ -1,0 +1,178 @@
+//! Errors of pages and API calls, and how each is shown: a small HTML page (or a redirect to
+//! the login form) for pages, `{"error": "..."}` for the API. Internal details are logged, never
+//! shown.
+
+use crate::server::ApiError;
+use crate::storage;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// No valid session or token.
+    #[error("sign-in required")]
+    Unauthenticated,
+    /// Signed in but not allowed (admin pages, CSRF, cross-origin).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// Absent, or not visible to this user (the two are indistinguishable on purpose).
+    #[error("not found")]
+    NotFound,
+    /// Bad input; the message says what to fix. Nothing was changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request body is over the limit.
+    #[error("the request is too large")]
+    TooLarge,
+    /// Too many login attempts.
+    #[error("too many login attempts; try again in {0} s")]
+    RateLimited(u64),
+    /// Too many live event streams open.
+    #[error("too busy; try again later")]
+    Busy,
+    /// Everything else (logged; the user sees a generic message).
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl WebError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn log(&self) {
+        if let WebError::Internal(m) = self {
+            tracing::error!(error = %m, "request failed");
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            WebError::RateLimited(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+impl From<storage::Error> for WebError {
+    fn from(e: storage::Error) -> WebError {
+        match e {
+            storage::Error::NotFound(_) => WebError::NotFound,
+            storage::Error::Duplicate(what) => WebError::Conflict(format!("{what} already exists")),
+            storage::Error::Missing(what) => WebError::Invalid(format!("{what} does not exist")),
+            storage::Error::Exists(id) => WebError::Conflict(format!("device {id} already exists")),
+            storage::Error::InvalidConfig(e) => {
+                WebError::Invalid(format!("the configuration is not valid: {e}"))
+            }
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for WebError {
+    fn from(e: ApiError) -> WebError {
+        match e {
+            ApiError::Storage(s) => s.into(),
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A [`WebError`] answered as JSON.
+#[derive(Debug)]
+pub struct JsonError(pub WebError);
+
+impl From<WebError> for JsonError {
+    fn from(e: WebError) -> Self {
+        JsonError(e)
+    }
+}
+
+impl From<storage::Error> for JsonError {
+    fn from(e: storage::Error) -> Self {
+        JsonError(e.into())
+    }
+}
+
+impl From<ApiError> for JsonError {
+    fn from(e: ApiError) -> Self {
+        JsonError(e.into())
+    }
+}
+
+impl IntoResponse for JsonError {
+    fn into_response(self) -> Response {
+        self.0.log();
+        let body = serde_json::json!({ "error": self.0.to_string() });
+        let mut r = (self.0.status(), axum::Json(body)).into_response();
+        if matches!(self.0, WebError::Unauthenticated) {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"tek\""),
+            );
+        }
+        if let Some(s) = self.0.retry_after() {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        r
+    }
+}
+
+/// A [`WebError`] answered as a page.
+#[derive(Debug)]
+pub struct HtmlError(pub WebError);
+
+impl From<WebError> for HtmlError {
+    fn from(e: WebError) -> Self {
+        HtmlError(e)
+    }
+}
+
+impl From<storage::Error> for HtmlError {
+    fn from(e: storage::Error) -> Self {
+        HtmlError(e.into())
+    }
+}
+
+impl From<ApiError> for HtmlError {
+    fn from(e: ApiError) -> Self {
+        HtmlError(e.into())
+    }
+}
+
+impl IntoResponse for HtmlError {
+    fn into_response(self) -> Response {
+        self.0.log();
+        if matches!(self.0, WebError::Unauthenticated) {
+            return Redirect::to("/").into_response();
+        }
+        let title = match self.0.status() {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            s if s.is_client_error() => "Cannot do that",
+            _ => "Something went wrong",
+        };
+        let page = super::layout::bare(title, &self.0.to_string());
+        let mut r = (self.0.status(), page).into_response();
+        if let Some(s) = self.0.retry_after() {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        r
+    }
+}

@@ -1,0 +1,157 @@
+//! Signing in and out. `GET /` shows the login form to a stranger and sends a signed-in user to
+//! the dashboard. A login is rate limited per e-mail and per client address before the password
+//! is checked; a failed one says only "wrong e-mail or password" (unknown addresses take as long
+//! as known ones).
+
+use super::auth::{self, CsrfForm, Posted};
+use super::error::{HtmlError, WebError};
+use super::layout;
+use super::Web;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::html;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+fn form(message: Option<&str>, email: &str) -> axum::response::Html<String> {
+    layout::standalone(
+        "Sign in",
+        html! {
+            h1 { "tek — sign in" }
+            @if let Some(m) = message { (layout::flash(false, m)) }
+            form.login method="post" action="/login" {
+                label { "E-mail" input type="email" name="email" value=(email) required autofocus autocomplete="username"; }
+                label { "Password" input type="password" name="password" required autocomplete="current-password"; }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// `GET /`.
+pub async fn index(State(web): State<Web>, headers: HeaderMap) -> Response {
+    if let Some(secret) = auth::session_cookie(&headers) {
+        let h = auth::secret_hash(&secret);
+        let now = super::now();
+        if let Ok(Some(_)) = web.db_call(move |db| db.web_session(&h, now)).await {
+            return Redirect::to("/dashboard").into_response();
+        }
+    }
+    form(None, "").into_response()
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+}
+
+/// `POST /login`.
+pub async fn login(
+    State(web): State<Web>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, HtmlError> {
+    // No session exists yet to carry a CSRF token; SameSite cookies and this check keep other
+    // sites from logging a victim into an account of theirs.
+    if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        let o = origin.to_str().unwrap_or("");
+        let h = host.to_str().unwrap_or("-");
+        if o != format!("http://{h}") && o != format!("https://{h}") {
+            return Err(WebError::Forbidden("cross-origin login refused").into());
+        }
+    }
+    let email = f.email.trim().to_owned();
+    let addr = ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let admitted = web
+        .limiter
+        .lock()
+        .map_err(|_| WebError::Internal("login limiter poisoned".into()))?
+        .admit(&email, addr.as_deref(), Instant::now());
+    if let Err(wait) = admitted {
+        tracing::warn!(client = ?addr, "login rate limited");
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            form(
+                Some(&format!("Too many login attempts; try again in {wait} s.")),
+                &email,
+            ),
+        )
+            .into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return Ok(r);
+    }
+    let lookup = email.clone();
+    let creds = web.db_call(move |db| db.user_credentials(&lookup)).await?;
+    let password = f.password;
+    let user = tokio::task::spawn_blocking(move || match creds {
+        Some((user, phc)) => auth::verify_password(&password, &phc).then_some(user),
+        None => {
+            auth::verify_password(&password, auth::dummy_hash());
+            None
+        }
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?;
+    let Some(user) = user else {
+        tracing::info!(client = ?addr, "login failed");
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            form(Some("Wrong e-mail or password."), &email),
+        )
+            .into_response());
+    };
+    let secret = auth::new_secret()?;
+    let hash = auth::secret_hash(&secret);
+    let now = super::now();
+    let ttl = web.opts.session_ttl_s;
+    let uid = user.id;
+    web.db_call(move |db| {
+        db.purge_web_sessions(now)?;
+        db.create_web_session(&hash, uid, now, now + ttl)
+    })
+    .await?;
+    tracing::info!(user = uid, "signed in");
+    let mut r = Redirect::to("/dashboard").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        auth::set_cookie(&secret, web.opts.secure_cookies, ttl)
+            .parse()
+            .map_err(|_| WebError::Internal("cookie header".into()))?,
+    );
+    Ok(r)
+}
+
+/// A form carrying only its CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+impl CsrfForm for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /logout`.
+pub async fn logout(State(web): State<Web>, p: Posted<CsrfOnly>) -> Result<Response, HtmlError> {
+    if let auth::Via::Cookie { hash, .. } = p.user.via {
+        web.db_call(move |db| db.delete_web_session(&hash)).await?;
+    }
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        auth::clear_cookie(web.opts.secure_cookies)
+            .parse()
+            .map_err(|_| WebError::Internal("cookie header".into()))?,
+    );
+    Ok(r)
+}

@@ -1,0 +1,205 @@
+//! The web UI: server-rendered pages (maud, escaped by construction), one small script and one
+//! stylesheet embedded in the binary, live updates over Server-Sent Events; and the JSON API
+//! under `/api/` (handlers in [`crate::api`]). Everything joins the server's HTTP listener through
+//! [`crate::Server::start_with`]: `Server::start_with(config, None, |api| web::router(api, opts))`.
+//!
+//! Layers, outermost first: security headers on every answer ([`headers`]), a body size limit,
+//! then per route an authentication extractor ([`auth`]) and an authorization check
+//! ([`access`]) before any data is read. A user who is not an admin sees only the devices of
+//! their sites; any other device answers 404 exactly like a device that does not exist.
+//!
+//! Pages, by file: [`login`] (`/`, `/login`, `/logout`), [`dashboard`], [`device`] (readings,
+//! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
+//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens).
+
+pub mod access;
+pub mod account;
+pub mod admin;
+pub mod assets;
+pub mod audit_page;
+pub mod auth;
+pub mod charts;
+pub mod cli;
+pub mod configure;
+pub mod dashboard;
+pub mod device;
+pub mod error;
+pub mod events;
+pub mod export;
+pub mod headers;
+pub mod layout;
+pub mod login;
+pub mod ratelimit;
+pub mod timefmt;
+pub mod view;
+
+use crate::server::Api;
+use crate::storage::{self, Storage};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use error::WebError;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Settings of the web UI.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// Mark the session cookie `Secure` (and name it `__Host-...`). Needed whenever users reach
+    /// the server over HTTPS (behind a TLS proxy); impossible over plain HTTP.
+    pub secure_cookies: bool,
+    /// Lifetime of a login session, seconds.
+    pub session_ttl_s: i64,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Most live event streams open at once (each holds a connection and polls the database).
+    pub max_event_streams: usize,
+    /// How often an event stream looks for changes, milliseconds.
+    pub event_interval_ms: u64,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            secure_cookies: false,
+            session_ttl_s: 12 * 3600,
+            max_body_bytes: 64 * 1024,
+            max_event_streams: 256,
+            event_interval_ms: 1000,
+        }
+    }
+}
+
+impl WebOptions {
+    /// Defaults for a listener on `http`: `Secure` cookies unless it is a loopback address
+    /// (where plain HTTP is how browsers reach it; anywhere else a TLS proxy must be in front).
+    pub fn for_listener(http: std::net::SocketAddr) -> WebOptions {
+        WebOptions {
+            secure_cookies: !http.ip().is_loopback(),
+            ..WebOptions::default()
+        }
+    }
+}
+
+/// Shared state of every page and API handler, cheap to clone.
+#[derive(Clone)]
+pub struct Web(Arc<Inner>);
+
+/// What [`Web`] holds.
+pub struct Inner {
+    /// The server's in-process API (pushes configurations and commands at once).
+    pub api: Api,
+    /// The storage.
+    pub db: Arc<dyn Storage>,
+    /// Settings.
+    pub opts: WebOptions,
+    /// Login attempts.
+    pub limiter: Mutex<ratelimit::LoginLimiter>,
+    /// Permits for live event streams.
+    pub streams: Arc<Semaphore>,
+}
+
+impl std::ops::Deref for Web {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Web {
+    /// State over a running server's API.
+    pub fn new(api: Api, opts: WebOptions) -> Web {
+        Web(Arc::new(Inner {
+            db: api.storage_handle(),
+            streams: Arc::new(Semaphore::new(opts.max_event_streams)),
+            api,
+            opts,
+            limiter: Mutex::new(ratelimit::LoginLimiter::default()),
+        }))
+    }
+
+    /// Runs a storage call on a blocking thread.
+    pub async fn db_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Storage) -> storage::Result<T> + Send + 'static,
+    ) -> Result<T, WebError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(db.as_ref()))
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?
+            .map_err(WebError::from)
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Every page and API route, with the security layers.
+pub fn router(api: Api, opts: WebOptions) -> Router {
+    let limit = opts.max_body_bytes;
+    let web = Web::new(api, opts);
+    use crate::api as a;
+    let api_routes = Router::new()
+        .route("/me", get(a::me::me))
+        .route("/devices", get(a::devices::list))
+        .route("/devices/{id}", get(a::devices::get))
+        .route("/devices/{id}/telemetry", get(a::telemetry::series))
+        .route("/devices/{id}/telemetry.csv", get(a::telemetry::csv))
+        .route(
+            "/devices/{id}/config",
+            get(a::config::get).put(a::config::put),
+        )
+        .route(
+            "/devices/{id}/commands",
+            get(a::commands::list).post(a::commands::queue_cmd),
+        )
+        .route("/devices/{id}/usage", get(a::usage::usage))
+        .route("/audit", get(a::audit::list))
+        .route("/tokens", get(a::tokens::list).post(a::tokens::create))
+        .route("/tokens/{id}", delete(a::tokens::delete))
+        .route("/users", get(a::users::list).post(a::users::create))
+        .route("/users/{id}", delete(a::users::delete))
+        .route("/sites", get(a::sites::list).post(a::sites::create))
+        .route("/sites/{id}", get(a::sites::get).delete(a::sites::delete))
+        .route(
+            "/sites/{id}/members/{user}",
+            put(a::sites::grant).delete(a::sites::revoke),
+        )
+        .route("/sites/{id}/devices", put(a::sites::assign))
+        .fallback(a::me::not_found);
+    Router::new()
+        .route("/", get(login::index))
+        .route("/login", post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/dashboard", get(dashboard::page))
+        .route("/devices/{id}", get(device::page))
+        .route("/devices/{id}/events", get(events::device_events))
+        .route("/devices/{id}/setpoint", post(device::setpoint))
+        .route("/devices/{id}/command", post(device::command))
+        .route("/devices/{id}/export.csv", get(export::page_csv))
+        .route(
+            "/devices/{id}/configure",
+            get(configure::page).post(configure::save),
+        )
+        .route("/audit", get(audit_page::page))
+        .route("/account", get(account::page))
+        .route("/account/password", post(account::password))
+        .route("/account/tokens", post(account::create_token))
+        .route("/account/tokens/{id}/delete", post(account::delete_token))
+        .route("/admin", get(admin::page))
+        .route("/admin/users", post(admin::create_user_form))
+        .route("/admin/users/{id}/delete", post(admin::delete_user_form))
+        .route("/admin/sites", post(admin::create_site_form))
+        .route("/admin/sites/{id}/delete", post(admin::delete_site_form))
+        .route("/admin/members", post(admin::membership))
+        .route("/admin/assign", post(admin::assign_form))
+        .route("/static/{file}", get(assets::serve))
+        .nest("/api", api_routes)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(web)
+}

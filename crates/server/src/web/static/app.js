@@ -1,0 +1,136 @@
+// tek web UI: live updates for the server-rendered pages. No framework, no build step.
+// Dashboard: refreshes rows from GET /api/devices every 3 s.
+// Device and Configure pages: follow GET /devices/{id}/events (Server-Sent Events).
+"use strict";
+
+(function () {
+  function num(v, decimals, unit) {
+    return v === null || v === undefined ? "\u2013" : v.toFixed(decimals) + " " + unit;
+  }
+
+  function ago(t) {
+    if (t === null || t === undefined) return "never";
+    var d = Math.max(0, Math.round(Date.now() / 1000 - t));
+    if (d < 120) return d + " s ago";
+    if (d < 7200) return Math.floor(d / 60) + " min ago";
+    if (d < 172800) return Math.floor(d / 3600) + " h ago";
+    return Math.floor(d / 86400) + " d ago";
+  }
+
+  function utc(t) {
+    return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
+  }
+
+  function transport(t) {
+    return t === "gsm" ? "GSM" : t === "ethernet" ? "Ethernet" : "\u2013";
+  }
+
+  function dotClass(v) {
+    if (v.config.state === "pending") return "dot pending";
+    if (v.config.state === "rolled_back") return "dot failed";
+    return v.online ? "dot online" : "dot offline";
+  }
+
+  function dotLabel(v) {
+    if (v.config.state === "pending") return "configuration change pending";
+    if (v.config.state === "rolled_back") return "configuration rolled back";
+    return v.online ? "online" : "offline";
+  }
+
+  function configText(v) {
+    var c = v.config;
+    if (c.state === "factory") return "factory defaults";
+    if (c.state === "pending") return "v" + c.desired + " pending (confirmed: v" + c.applied + ")";
+    if (c.state === "rolled_back") return "v" + c.desired + " rolled back by the controller (running v" + c.applied + ")";
+    return "v" + c.desired + " confirmed";
+  }
+
+  function set(root, field, text) {
+    var el = root.querySelector('[data-field="' + field + '"]');
+    if (el && el.textContent !== text) el.textContent = text;
+    return el;
+  }
+
+  function updateDots(v) {
+    document.querySelectorAll('[data-dot="' + v.id + '"]').forEach(function (el) {
+      el.className = dotClass(v);
+      el.title = dotLabel(v);
+      el.setAttribute("aria-label", dotLabel(v));
+    });
+  }
+
+  function relay(r, bit) {
+    if (r === null || r === undefined) return "\u2013";
+    return (r & (1 << bit)) ? "on" : "off";
+  }
+
+  function updateDevice(v) {
+    updateDots(v);
+    var r = v.readings || {};
+    var box = document.getElementById("readings");
+    if (box) {
+      set(box, "power", num(r.power_w, 0, "W"));
+      set(box, "energy", num(r.energy_wh === undefined || r.energy_wh === null ? null : r.energy_wh / 1000, 3, "kWh"));
+      set(box, "water", num(r.water_c, 2, "\u00b0C"));
+      set(box, "air", num(r.air_c, 2, "\u00b0C"));
+      set(box, "pump", relay(r.relays, 0));
+      set(box, "heater", relay(r.relays, 1));
+      var t = set(box, "time", r.time ? utc(r.time) : "\u2013");
+      if (t && r.time) t.setAttribute("data-time", String(r.time));
+    }
+    var meta = document.getElementById("device-meta");
+    if (meta) {
+      set(meta, "online", v.online ? "online" : "offline");
+      set(meta, "last_seen", ago(v.last_seen));
+      set(meta, "transport", v.transport ? transport(v.transport) : "transport unknown");
+      var c = set(meta, "config", configText(v));
+      if (c) c.setAttribute("data-state", v.config.state);
+    }
+    var wait = document.querySelector('[data-field="config-wait"]');
+    if (wait) {
+      wait.textContent = v.config.state === "pending" ? "Waiting for the controller to confirm\u2026"
+        : v.config.state === "synced" ? "Confirmed by the controller."
+        : v.config.state === "rolled_back" ? "The controller rolled this change back." : "";
+    }
+  }
+
+  function followDevice(id) {
+    if (!window.EventSource) return;
+    var es = new EventSource("/devices/" + id + "/events");
+    es.addEventListener("device", function (e) {
+      try { updateDevice(JSON.parse(e.data)); } catch (err) { /* ignore a bad event */ }
+    });
+  }
+
+  function refreshDashboard() {
+    fetch("/api/devices", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+      .then(function (list) {
+        var online = 0;
+        list.forEach(function (v) {
+          if (v.online) online++;
+          updateDots(v);
+          var row = document.querySelector('tr[data-device="' + v.id + '"]');
+          if (!row) return;
+          var r = v.readings || {};
+          set(row, "last_seen", ago(v.last_seen));
+          set(row, "transport", transport(v.transport));
+          set(row, "power", num(r.power_w, 0, "W"));
+          set(row, "water", num(r.water_c, 2, "\u00b0C"));
+          set(row, "air", num(r.air_c, 2, "\u00b0C"));
+        });
+        var n = document.getElementById("online-count");
+        if (n) n.textContent = String(online);
+      })
+      .catch(function () { /* signed out or server restarting: try again later */ });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (document.getElementById("devices")) {
+      refreshDashboard();
+      setInterval(refreshDashboard, 3000);
+    }
+    var meta = document.getElementById("device-meta");
+    if (meta) followDevice(meta.getAttribute("data-device"));
+  });
+})();

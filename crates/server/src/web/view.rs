@@ -1,0 +1,192 @@
+//! What pages, the API and the event streams show of a device: one serializable view built from
+//! the server's [`DeviceState`], the newest telemetry record and the newest configuration, so the
+//! three never disagree. No key, no GSM password.
+
+use super::error::WebError;
+use super::Web;
+use crate::server::DeviceState;
+use crate::storage::TelemetryRow;
+use serde::Serialize;
+use tek_proto::message::status::{flag, Radio, Transport};
+use tek_proto::message::telemetry::channel;
+
+/// A device as shown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceView {
+    /// Id.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Site id, if assigned.
+    pub site_id: Option<i64>,
+    /// Heard from recently.
+    pub online: bool,
+    /// Unix seconds of the last contact.
+    pub last_seen: Option<i64>,
+    /// `ethernet` or `gsm` (from the latest status).
+    pub transport: Option<&'static str>,
+    /// Configuration state.
+    pub config: ConfigView,
+    /// Newest readings.
+    pub readings: Option<Readings>,
+    /// Facts from the latest status report.
+    pub status: Option<StatusView>,
+}
+
+/// Configuration versions and what the UI shows for them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConfigView {
+    /// Newest version saved (0: factory configuration).
+    pub desired: u32,
+    /// Newest version the device confirmed.
+    pub applied: u32,
+    /// A version the device rolled back, if any.
+    pub rolled_back: Option<u32>,
+    /// `factory`, `pending` (spinner), `synced` (green), `rolled_back` (error).
+    pub state: &'static str,
+}
+
+/// The newest telemetry record.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Readings {
+    /// When it was logged (Unix seconds).
+    pub time: i64,
+    /// Electric power, W.
+    pub power_w: Option<i32>,
+    /// Energy meter, Wh.
+    pub energy_wh: Option<i32>,
+    /// Water temperature, °C.
+    pub water_c: Option<f64>,
+    /// Air temperature, °C.
+    pub air_c: Option<f64>,
+    /// Relay bits (bit 0 pump, bit 1 heater).
+    pub relays: Option<i32>,
+}
+
+/// Facts from the latest status report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusView {
+    /// When it arrived.
+    pub received_at: i64,
+    /// The device's IPv4 address.
+    pub ip: String,
+    /// Whether the address came from DHCP.
+    pub dhcp: bool,
+    /// HALT input held at power-up.
+    pub halt: bool,
+    /// The device rolled back a network change.
+    pub rolled_back: bool,
+    /// Seconds since boot.
+    pub uptime_s: u32,
+    /// Firmware version.
+    pub firmware: String,
+    /// Configuration version it runs.
+    pub config_version: u32,
+    /// GSM signal (0..=31, 99 unknown).
+    pub gsm_signal: u8,
+    /// Modem state.
+    pub radio: &'static str,
+    /// Log records dropped because the buffer was full.
+    pub log_drops: u32,
+}
+
+fn ip(a: [u8; 4]) -> String {
+    std::net::Ipv4Addr::from(a).to_string()
+}
+
+/// The UI state of a device's configuration.
+pub fn config_view(s: &DeviceState) -> ConfigView {
+    let d = &s.device;
+    let state = if d.config_rolled_back.is_some() && d.config_rolled_back == Some(d.config_desired)
+    {
+        "rolled_back"
+    } else if s.config_pending() {
+        "pending"
+    } else if d.config_desired == 0 {
+        "factory"
+    } else {
+        "synced"
+    };
+    ConfigView {
+        desired: d.config_desired,
+        applied: d.config_applied,
+        rolled_back: d.config_rolled_back,
+        state,
+    }
+}
+
+/// The readings of a record.
+pub fn readings(r: &TelemetryRow) -> Readings {
+    Readings {
+        time: r.time,
+        power_w: r.get(channel::POWER_W),
+        energy_wh: r.get(channel::ENERGY_WH),
+        water_c: r.get(channel::WATER_TEMP_CC).map(|v| f64::from(v) / 100.0),
+        air_c: r.get(channel::AIR_TEMP_CC).map(|v| f64::from(v) / 100.0),
+        relays: r.get(channel::RELAYS),
+    }
+}
+
+/// Builds the view.
+pub fn build(s: &DeviceState, site_id: Option<i64>, latest: Option<&TelemetryRow>) -> DeviceView {
+    let status = s.status.as_ref().map(|r| {
+        let st = &r.status;
+        StatusView {
+            received_at: r.received_at,
+            ip: ip(st.ip),
+            dhcp: st.flags & flag::DHCP != 0,
+            halt: st.flags & flag::HALT != 0,
+            rolled_back: st.flags & flag::ROLLED_BACK != 0,
+            uptime_s: st.uptime_s,
+            firmware: format!("{}.{}.{}", st.firmware[0], st.firmware[1], st.firmware[2]),
+            config_version: st.config_version,
+            gsm_signal: st.gsm_signal,
+            radio: match st.radio {
+                Radio::Off => "off",
+                Radio::Searching => "searching",
+                Radio::Registered => "registered",
+                Radio::Data => "data",
+                Radio::NoSim => "no SIM",
+            },
+            log_drops: st.log_drops,
+        }
+    });
+    DeviceView {
+        id: s.device.id,
+        name: s.device.name.clone(),
+        site_id,
+        online: s.online,
+        last_seen: s.last_seen,
+        transport: s.status.as_ref().map(|r| match r.status.transport {
+            Transport::Ethernet => "ethernet",
+            Transport::Gsm => "gsm",
+        }),
+        config: config_view(s),
+        readings: latest.map(readings),
+        status,
+    }
+}
+
+impl Web {
+    /// Views of `states`, with their sites and newest readings.
+    pub async fn views(&self, states: Vec<DeviceState>) -> Result<Vec<DeviceView>, WebError> {
+        let ids: Vec<u32> = states.iter().map(|s| s.device.id).collect();
+        let extra = self
+            .db_call(move |db| {
+                ids.iter()
+                    .map(|&id| Ok((db.device_site(id)?, db.latest_telemetry(id)?)))
+                    .collect::<crate::storage::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(states
+            .iter()
+            .zip(extra)
+            .map(|(s, (site, latest))| build(s, site, latest.as_ref()))
+            .collect())
+    }
+
+    /// The view of one device (already authorized).
+    pub async fn view(&self, state: DeviceState) -> Result<DeviceView, WebError> {
+        Ok(self.views(vec![state]).await?.remove(0))
+    }
+}
