@@ -28,7 +28,8 @@ done
 
 elf=firmware/target/thumbv7m-none-eabi/release/tek-firmware
 if [ -n "$build" ]; then
-    (cd firmware && cargo build --release --quiet)
+    # The firmware has its own target directory (firmware/target), whatever the workspace uses.
+    (cd firmware && env -u CARGO_TARGET_DIR cargo build --release --quiet)
 fi
 [ -f "$elf" ] || { echo "firmware-size: $elf not built" >&2; exit 1; }
 command -v readelf >/dev/null || { echo "firmware-size: readelf (binutils) missing" >&2; exit 1; }
@@ -95,10 +96,16 @@ if [ -z "$stack" ]; then
 fi
 
 # No TCP: the dependency resolution must not enable it, and the image must not contain it.
-if (cd firmware && cargo tree -e features -i smoltcp --target thumbv7m-none-eabi 2>/dev/null) \
-    | grep -q 'feature "socket-tcp"'; then
-    echo "  smoltcp built with socket-tcp                                           FAIL"
-    fail=1
+if ! features=$(cd firmware && env -u CARGO_TARGET_DIR cargo tree -e features -i smoltcp \
+    --target thumbv7m-none-eabi 2>&1); then
+    echo "  cargo tree failed: $features"; fail=1
+elif ! grep -q 'feature "socket-udp"' <<<"$features"; then
+    echo "  cargo tree shows no smoltcp features, cannot check for socket-tcp: FAIL"; fail=1
+elif grep -q 'feature "socket-tcp"' <<<"$features"; then
+    echo "  smoltcp is built with socket-tcp: FAIL"; fail=1
+else
+    printf '  %-44s %s\n' "smoltcp features" "$(grep -o 'feature "[a-z0-9-]*"' <<<"$features" \
+        | sort -u | sed 's/feature //; s/"//g' | grep -v default | tr '\n' ' ')ok"
 fi
 tcp_syms=$(readelf -s -W "$elf" | awk '{ print $8 }' | grep -iP '(?<!smol)tcp' || true)
 udp_syms=$(readelf -s -W "$elf" | awk '{ print $8 }' | grep -c 'smoltcp.*udp' || true)

@@ -43,8 +43,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
 fi
 
-# QEMU for the firmware end-to-end tests.
+# QEMU for the firmware end-to-end tests, and what scripts/qemu-e2e.sh and
+# scripts/firmware-size.sh use around it (namespace, loopback, metrics, ELF sections).
 need_deb qemu-system-arm qemu-system-arm
+need_deb unshare util-linux
+need_deb ip iproute2
+need_deb curl curl
+need_deb readelf binutils
 
 # Python with the `cryptography` package for scripts/check_vectors.py, the independent check of the
 # test vectors in docs/PROTOCOL.md.

@@ -25,3 +25,7 @@ python3 scripts/check_vectors.py docs/PROTOCOL.md
 
 step "workspace tests"
 cargo test --workspace
+
+step "firmware: build, size, QEMU end-to-end"
+(cd firmware && cargo fmt --check && cargo clippy --release --quiet -- -D warnings)
+scripts/qemu-e2e.sh   # ends with scripts/firmware-size.sh on the measured stack

@@ -26,8 +26,9 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
-/// Largest Ethernet frame (without FCS) the driver sends or accepts.
-pub const FRAME_MAX: usize = 1152;
+/// Largest Ethernet frame (without FCS) the driver sends or accepts: the largest TEK datagram
+/// (1024) + UDP (8) + IPv4 (20) + Ethernet (14) = 1066, rounded up to whole FIFO words.
+pub const FRAME_MAX: usize = 1068;
 const HEADER: usize = 14;
 
 const BASE: usize = 0x4004_8000;

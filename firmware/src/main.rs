@@ -54,7 +54,7 @@ use storage::{Flash, HostFileFlash};
 
 /// Telemetry log capacity in records: as large as the RAM budget allows (see README.md, "Size
 /// budget"); 2880 = 48 h of 1-minute records is the floor.
-const LOG_RECORDS: usize = 256;
+const LOG_RECORDS: usize = 360;
 
 /// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.
 #[no_mangle]
@@ -229,8 +229,11 @@ struct Shown {
     ignored: u32,
 }
 
+// The loop's steps stay out of line: inlined into `main` their locals would add up in one
+// frame that lives forever, instead of taking turns on the stack.
 impl App {
     /// Moves frames, and turns what happened on the link into controller events.
+    #[inline(never)]
     fn network(&mut self, now: u64, rx: &mut [u8; tek_proto::MAX_DATAGRAM]) {
         let Some(link) = self.eth.as_mut() else {
             return;
@@ -287,6 +290,7 @@ impl App {
         eth::Mac::arm_rx_interrupt();
     }
 
+    #[inline(never)]
     fn sample(&mut self, now: u64) {
         if now < self.next_sample {
             return;
@@ -297,6 +301,7 @@ impl App {
     }
 
     /// Carries out the controller's actions, in order.
+    #[inline(never)]
     fn act(&mut self, now: u64) {
         while let Some(action) = self.ctl.poll(now, &mut self.rng) {
             match action {
@@ -369,6 +374,7 @@ impl App {
         }
     }
 
+    #[inline(never)]
     fn configure_ethernet(&mut self, now: u64, setup: EthernetSetup) {
         let addressing = match setup {
             EthernetSetup::Dhcp => Addressing::Dhcp,
@@ -404,6 +410,7 @@ impl App {
     }
 
     /// LEDs, progress lines, the stack report and the end of a bench run.
+    #[inline(never)]
     fn housekeeping(&mut self, now: u64) {
         self.leds.poll(now);
         let st = *self.ctl.stats();
@@ -468,6 +475,7 @@ impl App {
         }
     }
 
+    #[inline(never)]
     fn report_stack(&mut self, always: bool) {
         let run = stack::peak();
         if always || run > self.reported_stack {
@@ -501,6 +509,7 @@ impl App {
 
     /// Sleeps until the earliest deadline of anything in the loop, or until a frame arrives
     /// (the MAC's interrupt wakes the core; SysTick wakes it every 10 ms in any case).
+    #[inline(never)]
     fn sleep(&mut self) {
         let mut until = self
             .ctl

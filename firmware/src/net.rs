@@ -49,11 +49,11 @@ pub enum LinkEvent {
 
 /// Sizes of the socket buffers: one datagram in flight each way is all the protocol needs
 /// (stop-and-wait), plus room for a second reply the server may push meanwhile.
-/// The receive side holds one largest datagram or several small ones (an Ack and a Config
-/// arriving together); the loop drains it after every poll. The transmit side holds one largest
+/// The receive side holds one largest datagram plus a small one, or several small ones (an Ack
+/// and a Config arriving together); the loop drains it after every poll. The transmit side holds one largest
 /// datagram: the loop flushes the link after every send.
 const UDP_RX_PACKETS: usize = 4;
-const UDP_RX_BYTES: usize = tek_proto::MAX_DATAGRAM + 256;
+const UDP_RX_BYTES: usize = tek_proto::MAX_DATAGRAM + 128;
 const UDP_TX_PACKETS: usize = 2;
 const UDP_TX_BYTES: usize = tek_proto::MAX_DATAGRAM + 64;
 
@@ -206,6 +206,7 @@ impl<D: Device + 'static> Link<D> {
     }
 
     /// Moves frames between the device and the sockets; returns a change of the link's state.
+    #[inline(never)]
     pub fn poll(&mut self, now: Instant) -> Option<LinkEvent> {
         self.iface.poll(now, self.device, &mut self.sockets);
         if let Some(h) = self.dhcp {
@@ -226,6 +227,7 @@ impl<D: Device + 'static> Link<D> {
     }
 
     /// Moves frames only (the DHCP socket keeps any news for the next [`Link::poll`]).
+    #[inline(never)]
     pub fn flush(&mut self, now: Instant) {
         self.iface.poll(now, self.device, &mut self.sockets);
     }
