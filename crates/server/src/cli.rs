@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::device_config;
 use crate::fleet::Fleet;
 use crate::storage::sqlite::Sqlite;
-use crate::storage::{ConfigStore, DeviceStore, Storage};
+use crate::storage::Storage;
 use anyhow::{bail, Context};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Data directory (the SQLite database tek.db lives there) [default: ./tek-data].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// PostgreSQL shared by several servers, instead of SQLite in --data:
+    /// postgres://USER:PASSWORD@HOST:PORT/DB (the password is better kept in --config's `db`).
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub db: Option<String>,
 }
 
 impl ServeArgs {
@@ -45,6 +49,9 @@ impl ServeArgs {
         }
         if let Some(d) = &self.data {
             cfg.data = d.clone();
+        }
+        if let Some(url) = &self.db {
+            cfg.db = Some(crate::storage::postgres::DbUrl(url.clone()));
         }
         cfg.validate()?;
         Ok(cfg)
@@ -73,16 +80,32 @@ pub enum DeviceCommand {
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
     /// Data directory of the server.
-    #[arg(long, value_name = "DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "db",
+        default_value = ""
+    )]
     pub data: PathBuf,
+    /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub db: Option<String>,
 }
 
 /// Arguments of `tek device add`.
 #[derive(clap::Args, Debug)]
 pub struct AddArgs {
     /// Data directory of the server (created if missing).
-    #[arg(long, value_name = "DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "db",
+        default_value = ""
+    )]
     pub data: PathBuf,
+    /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub db: Option<String>,
     /// Id of the one device to create.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["count", "first_id"], required_unless_present = "count")]
     pub id: Option<u32>,
@@ -104,8 +127,16 @@ pub struct AddArgs {
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {
     /// Data directory of the server.
-    #[arg(long, value_name = "DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "db",
+        default_value = ""
+    )]
     pub data: PathBuf,
+    /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub db: Option<String>,
     /// Device id.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub id: u32,
@@ -120,8 +151,16 @@ pub struct ConfigArgs {
 #[derive(clap::Args, Debug)]
 pub struct CommandArgs {
     /// Data directory of the server.
-    #[arg(long, value_name = "DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "db",
+        default_value = ""
+    )]
     pub data: PathBuf,
+    /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub db: Option<String>,
     /// Device id.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub id: u32,
@@ -189,14 +228,33 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
 pub fn device_to(cmd: DeviceCommand, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Add(a) => add(a, out),
-        DeviceCommand::List(a) => list(&a.data, out),
+        DeviceCommand::List(a) => list(&a.data, a.db.as_deref(), out),
         DeviceCommand::Config(a) => config(a, out),
         DeviceCommand::Command(a) => command(a, out),
     }
 }
 
-fn open_existing(dir: &Path) -> anyhow::Result<Sqlite> {
-    Ok(Sqlite::open_existing_dir(dir)?)
+/// The database a command names: PostgreSQL with `--db`, else the SQLite file in `--data`
+/// (created only when `create`).
+fn open_existing(dir: &Path, db: Option<&str>) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    open_target(dir, db, false)
+}
+
+/// Opens the storage a command names: PostgreSQL when `db` is given, else SQLite in `data`
+/// (created if missing when `create`, else it must exist).
+pub fn open_target(
+    data: &Path,
+    db: Option<&str>,
+    create: bool,
+) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    if db.is_none() && data.as_os_str().is_empty() {
+        bail!("give --data DIR (SQLite) or --db URL (PostgreSQL)");
+    }
+    Ok(match db {
+        Some(url) => crate::storage::postgres::Postgres::connect(url)?.into_arc(),
+        None if create => Sqlite::open_dir(data)?.into_arc(),
+        None => Sqlite::open_existing_dir(data)?.into_arc(),
+    })
 }
 
 fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
@@ -208,7 +266,7 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
             );
         }
     }
-    let db = Sqlite::open_dir(&a.data)?;
+    let db = open_target(&a.data, a.db.as_deref(), true)?;
     let fleet = match (a.id, a.count) {
         (Some(id), _) => {
             let key = crate::keys::generate()?;
@@ -225,7 +283,7 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 device: vec![crate::fleet::FleetDevice::new(id, &key, &name)],
             }
         }
-        (None, Some(count)) => crate::provision::provision(&db, a.first_id, count, "pool", now())?,
+        (None, Some(count)) => crate::provision::provision(&*db, a.first_id, count, "pool", now())?,
         (None, None) => bail!("give --id ID or --count N --out FILE"),
     };
     if let Some(path) = &a.out {
@@ -246,8 +304,8 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(data: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let db = open_existing(data)?;
+fn list(data: &Path, db: Option<&str>, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let db = open_existing(data, db)?;
     writeln!(
         out,
         "{:>10}  {:<20}  {:>8}  {:>8}  last seen",
@@ -267,7 +325,7 @@ fn list(data: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 }
 
 fn config(a: ConfigArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let db = open_existing(&a.data)?;
+    let db = open_existing(&a.data, a.db.as_deref())?;
     let dev = db.device(a.id)?;
     let latest = db.latest_config(a.id)?;
     let mut cfg = latest
@@ -312,8 +370,8 @@ fn command(a: CommandArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         (None, None, false, true) => Command::SendStatus,
         _ => bail!("give exactly one of --relay N --mode MODE, --reboot, --send-status"),
     };
-    let db = open_existing(&a.data)?;
-    let id = crate::storage::CommandStore::queue_command(&db, a.id, &cmd, now())?;
+    let db = open_existing(&a.data, a.db.as_deref())?;
+    let id = db.queue_command(a.id, &cmd, now())?;
     writeln!(out, "device {}: queued command {id}", a.id)?;
     Ok(())
 }
@@ -467,6 +525,7 @@ mod tests {
             udp: Some("127.0.0.1:3".parse().unwrap()),
             http: None,
             data: Some(dir.path().into()),
+            db: None,
         };
         let c = args.resolve().unwrap();
         assert_eq!(c.udp.port(), 3);

@@ -8,6 +8,9 @@
 //! udp = "0.0.0.0:8844"        # where controllers send their datagrams
 //! http = "127.0.0.1:8080"     # /healthz, /metrics (and later the web UI)
 //! data = "./tek-data"         # directory holding tek.db (SQLite, WAL mode)
+//! # db = "postgres://tek:secret@db.example:5432/tek"  # PostgreSQL shared by many servers
+//! #                           # instead of SQLite in `data` (see docs/ARCHITECTURE.md)
+//! retention_days = 0          # PostgreSQL: drop telemetry older than this (0 = keep all)
 //! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
 //! [ingest]
@@ -72,6 +75,12 @@ pub struct Config {
     pub http: SocketAddr,
     /// Data directory; the SQLite database is `tek.db` inside.
     pub data: PathBuf,
+    /// PostgreSQL connection URL (`postgres://user:password@host:port/db`); when set, the
+    /// database is shared with every other server using it, and `data` holds no database.
+    pub db: Option<crate::storage::postgres::DbUrl>,
+    /// Telemetry older than this many days is dropped (whole daily partitions, PostgreSQL only;
+    /// 0 = keep everything).
+    pub retention_days: u32,
     /// Size asked for the UDP socket's kernel receive and send buffers, bytes.
     pub udp_buffer_bytes: usize,
     /// Telemetry writer.
@@ -144,6 +153,8 @@ impl Default for Config {
             udp: SocketAddr::from(([0, 0, 0, 0], tek_proto::SERVER_PORT)),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("tek-data"),
+            db: None,
+            retention_days: 0,
             udp_buffer_bytes: 4 << 20,
             ingest: Ingest::default(),
             sessions: Sessions::default(),

@@ -104,6 +104,10 @@ pub struct Gauges {
     pub sessions: u64,
     /// Devices whose newest configuration is neither confirmed nor rolled back.
     pub config_pending: u64,
+    /// Whether the database answered this scrape's ping.
+    pub db_up: bool,
+    /// Times the database connection was lost and restored.
+    pub db_reconnects: u64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -241,6 +245,11 @@ impl Metrics {
             "Failed storage operations.",
             load(&self.storage_errors),
         );
+        counter(
+            "tek_db_reconnects_total",
+            "Times the database connection was lost and restored.",
+            g.db_reconnects,
+        );
         let _ = writeln!(
             out,
             "# HELP tek_datagrams_dropped_total Datagrams dropped silently, by reason.\n\
@@ -271,6 +280,11 @@ impl Metrics {
             "tek_config_pending",
             "Devices whose newest configuration is not yet confirmed.",
             g.config_pending,
+        );
+        gauge(
+            "tek_db_up",
+            "1 when the database answers, 0 while it is unreachable (nothing is acknowledged).",
+            u64::from(g.db_up),
         );
         out
     }
@@ -305,6 +319,7 @@ mod tests {
             devices_online: 3,
             sessions: 4,
             config_pending: 1,
+            ..Gauges::default()
         });
         assert_eq!(sample(&page, "tek_datagrams_received_total"), Some(2.0));
         assert_eq!(
@@ -329,6 +344,8 @@ mod tests {
         assert_eq!(sample(&page, "tek_devices_online"), Some(3.0));
         assert_eq!(sample(&page, "tek_config_pending"), Some(1.0));
         assert_eq!(sample(&page, "tek_config_synced_total"), Some(0.0));
+        assert_eq!(sample(&page, "tek_db_up"), Some(0.0));
+        assert_eq!(sample(&page, "tek_db_reconnects_total"), Some(0.0));
         for r in DropReason::ALL {
             assert!(page.contains(&format!("reason=\"{}\"", r.label())));
         }

@@ -298,10 +298,14 @@ impl Api {
                 0
             }
         };
+        let s = self.storage();
+        let db_up = blocking(move || s.ping()).await.is_ok();
         self.ingest.metrics.render(Gauges {
             devices_online: online,
             sessions: self.ingest.links.live_count() as u64,
             config_pending: pending,
+            db_up,
+            db_reconnects: self.ingest.storage.reconnects_total(),
         })
     }
 }
@@ -323,11 +327,11 @@ impl Server {
         let storage: Arc<dyn Storage> = match storage {
             Some(s) => s,
             None => {
-                let dir = config.data.clone();
-                tokio::task::spawn_blocking(move || Sqlite::open_dir(&dir))
+                // PostgreSQL when `db` is set, else SQLite in the data directory.
+                let (db, dir) = (config.db.clone(), config.data.clone());
+                tokio::task::spawn_blocking(move || storage::open(db.as_ref(), &dir))
                     .await
                     .map_err(|e| storage::Error::Backend(e.to_string()))??
-                    .into_arc()
             }
         };
         let st = storage.clone();
@@ -384,7 +388,15 @@ impl Server {
         };
         let (stop_ingest, stop_rx) = watch::channel(false);
         let (stop_writer, writer_rx) = watch::channel(false);
+        // A change saved through another server wakes the poller at once (PostgreSQL NOTIFY).
+        let weak = Arc::downgrade(&ingest);
+        ingest.storage.watch_changes(Arc::new(move || {
+            if let Some(ingest) = weak.upgrade() {
+                ingest.poll_now.notify_one();
+            }
+        }));
         let ingest_tasks = vec![
+            tokio::spawn(maintain(ingest.clone(), stop_rx.clone())),
             tokio::spawn(ingest.clone().run(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
             tokio::spawn(
@@ -447,6 +459,27 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<tokio::net::UdpS
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// How often the storage's upkeep runs (telemetry partitions ahead, retention).
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs [`Storage::maintain`] at start and then hourly until `stop`. A failure (database away)
+/// is logged and retried at the next round; partitions are also created on demand.
+async fn maintain(ingest: Arc<Ingest>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = crate::udp::stopped(&mut stop) => break,
+        }
+        let (s, days) = (ingest.storage.clone(), ingest.cfg.retention_days);
+        if let Err(e) = blocking(move || s.maintain(unix_now(), days)).await {
+            ingest.metrics.storage_error();
+            tracing::warn!(%e, "storage maintenance failed");
+        }
+    }
 }
 
 impl ServerHandle {

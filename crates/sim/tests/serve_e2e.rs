@@ -22,6 +22,7 @@ async fn first_server_down_all_fail_over_to_tek_serve() {
     tek_server::cli::device_to(
         DeviceCommand::Add(AddArgs {
             data: data.clone(),
+            db: None,
             id: None,
             name: None,
             count: Some(N),

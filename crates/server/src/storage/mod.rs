@@ -1,5 +1,6 @@
 //! Durable storage behind one interface, [`Storage`], so the SQLite backend (the embedded
-//! default, [`sqlite`]) and the PostgreSQL backend (issue 6) are interchangeable.
+//! default, [`sqlite`]) and the PostgreSQL backend (many servers on one database, [`postgres`])
+//! are interchangeable; [`open`] picks one.
 //!
 //! The interface is split by entity, one trait and one file each: [`devices`] (registry, keys,
 //! hello counters), [`telemetry`], [`configs`] (versioned device configurations), [`commands`],
@@ -16,10 +17,13 @@ pub mod audit;
 pub mod commands;
 pub mod configs;
 pub mod devices;
+pub mod postgres;
 pub mod series;
 pub mod sites;
 pub mod sqlite;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod suite;
 pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
@@ -67,6 +71,9 @@ pub enum Error {
     /// The backend failed (I/O, lock, constraint ...).
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot be reached (connection lost, server down); the backend reconnects.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result of storage operations.
@@ -90,6 +97,39 @@ pub trait Storage:
 {
     /// Checks that the database answers (for /healthz).
     fn ping(&self) -> Result<()>;
+
+    /// Periodic upkeep, called by the server at start and hourly: the PostgreSQL backend creates
+    /// telemetry partitions ahead and drops those older than `retention_days` (0 = keep
+    /// everything). The SQLite backend keeps everything and has nothing to do.
+    fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
+        let _ = (now, retention_days);
+        Ok(())
+    }
+
+    /// Calls `wake` whenever another process may have saved a configuration or queued a command
+    /// (PostgreSQL: `LISTEN`/`NOTIFY`), so the server reads the change feeds at once instead of
+    /// at its next poll. Backends without notifications do nothing: the poll still runs.
+    fn watch_changes(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
+
+    /// Times the connection to the database was lost and restored (for /metrics).
+    fn reconnects_total(&self) -> u64 {
+        0
+    }
+}
+
+/// Opens the storage a server or command names: PostgreSQL when `db` is a
+/// `postgres://`/`postgresql://` URL (or a `host=...` connection string), else SQLite in the data
+/// directory `data` (created if missing).
+pub fn open(
+    db: Option<&postgres::DbUrl>,
+    data: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Storage>> {
+    match db {
+        Some(url) => Ok(postgres::Postgres::connect(url.expose())?.into_arc()),
+        None => Ok(std::sync::Arc::new(sqlite::Sqlite::open_dir(data)?)),
+    }
 }
 
 /// Hello counters are `u64` but SQL integers are signed 64-bit: flipping the top bit maps the

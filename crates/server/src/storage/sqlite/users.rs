@@ -113,38 +113,4 @@ impl UserStore for Sqlite {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::storage::sqlite::tests::prepare;
-    use crate::storage::*;
-
-    #[test]
-    fn users_crud_and_hash_only_in_credentials() {
-        let (_d, db) = prepare();
-        let a = db
-            .create_user("A@example.com", "$argon2id$x", true, 5)
-            .unwrap();
-        assert!(matches!(
-            db.create_user("a@EXAMPLE.com", "h", false, 6),
-            Err(Error::Duplicate(_))
-        ));
-        let u = db.user_by_email("a@example.com").unwrap().unwrap();
-        assert_eq!((u.id, u.is_admin, u.created_at), (a, true, 5));
-        assert!(!format!("{u:?}").contains("argon2"));
-        let (u2, h) = db.user_credentials("A@EXAMPLE.COM").unwrap().unwrap();
-        assert_eq!((u2, h.as_str()), (u, "$argon2id$x"));
-        db.set_password(a, "$argon2id$y").unwrap();
-        db.set_admin(a, false).unwrap();
-        assert!(!db.user(a).unwrap().unwrap().is_admin);
-        assert_eq!(
-            db.user_credentials("a@example.com").unwrap().unwrap().1,
-            "$argon2id$y"
-        );
-        assert!(matches!(db.set_admin(99, true), Err(Error::Missing(_))));
-        let b = db.create_user("b@example.com", "h", false, 6).unwrap();
-        assert_eq!(db.list_users().unwrap().len(), 2);
-        db.delete_user(b).unwrap();
-        assert!(db.user(b).unwrap().is_none());
-        assert!(matches!(db.delete_user(b), Err(Error::Missing(_))));
-    }
-}
+// Tested through `storage::suite` (every backend runs the same checks).

@@ -114,36 +114,4 @@ impl WebSessionStore for Sqlite {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::storage::sqlite::tests::prepare;
-    use crate::storage::*;
-
-    #[test]
-    fn sessions_expire_and_tokens_belong_to_owner() {
-        let (_d, db) = prepare();
-        let u = db.create_user("u@x", "h", false, 0).unwrap();
-        let v = db.create_user("v@x", "h", false, 0).unwrap();
-        db.create_web_session(&[1; 32], u, 100, 200).unwrap();
-        assert_eq!(db.web_session(&[1; 32], 150).unwrap().unwrap().user_id, u);
-        assert!(db.web_session(&[1; 32], 200).unwrap().is_none(), "expired");
-        assert!(db.web_session(&[2; 32], 150).unwrap().is_none());
-        assert_eq!(db.purge_web_sessions(250).unwrap(), 1);
-        db.create_web_session(&[3; 32], u, 100, 900).unwrap();
-        db.delete_user_web_sessions(u).unwrap();
-        assert!(db.web_session(&[3; 32], 150).unwrap().is_none());
-
-        let t = db.create_token(u, "script", &[9; 32], 10).unwrap();
-        assert_eq!(db.token_user(&[9; 32], 500).unwrap(), Some(u));
-        assert_eq!(db.list_tokens(u).unwrap()[0].last_used, Some(500));
-        assert!(!db.delete_token(v, t).unwrap(), "not the owner");
-        assert!(db.delete_token(u, t).unwrap());
-        assert_eq!(db.token_user(&[9; 32], 600).unwrap(), None);
-        // Deleting a user ends everything they held.
-        db.create_web_session(&[4; 32], v, 100, 900).unwrap();
-        db.create_token(v, "x", &[8; 32], 10).unwrap();
-        db.delete_user(v).unwrap();
-        assert!(db.web_session(&[4; 32], 150).unwrap().is_none());
-        assert_eq!(db.token_user(&[8; 32], 600).unwrap(), None);
-    }
-}
+// Tested through `storage::suite` (every backend runs the same checks).

@@ -1,0 +1,178 @@
+//! Commands in PostgreSQL. Queuing takes the command-feed lock (ids appear in commit order) and
+//! notifies every listening server in the same transaction.
+
+use super::{limit, locks, u32_col, Postgres, CHANNEL};
+use crate::storage::commands::{CommandRecord, CommandState, CommandStore};
+use crate::storage::{Error, Result};
+use tek_proto::message::{Command, CommandResult, RelayMode};
+use tokio_postgres::Row;
+
+const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at";
+
+/// `(kind, arg1, arg2)`, the same encoding as the SQLite backend's.
+fn encode(c: &Command) -> (i64, i64, i64) {
+    match c {
+        Command::SetRelay { relay, mode } => (
+            1,
+            i64::from(*relay),
+            match mode {
+                RelayMode::Off => 0,
+                RelayMode::On => 1,
+                RelayMode::Auto => 2,
+            },
+        ),
+        Command::Reboot => (2, 0, 0),
+        Command::SendStatus => (3, 0, 0),
+    }
+}
+
+fn decode(kind: i64, a: i64, b: i64) -> Option<Command> {
+    Some(match kind {
+        1 => Command::SetRelay {
+            relay: u8::try_from(a).ok().filter(|r| *r <= 7)?,
+            mode: match b {
+                0 => RelayMode::Off,
+                1 => RelayMode::On,
+                2 => RelayMode::Auto,
+                _ => return None,
+            },
+        },
+        2 => Command::Reboot,
+        3 => Command::SendStatus,
+        _ => return None,
+    })
+}
+
+fn convert(r: &Row) -> Result<CommandRecord> {
+    let id: i64 = r.get(0);
+    let (kind, a, b): (i64, i64, i64) = (r.get(2), r.get(3), r.get(4));
+    let state: &str = r.get(6);
+    Ok(CommandRecord {
+        id: u32_col(id, "command id")?,
+        device_id: u32_col(r.get(1), "device id")?,
+        command: decode(kind, a, b)
+            .ok_or_else(|| Error::Corrupt(format!("command {id}: kind {kind} ({a}, {b})")))?,
+        queued_at: r.get(5),
+        state: CommandState::parse(state)
+            .ok_or_else(|| Error::Corrupt(format!("command state {state:?}")))?,
+        acked_at: r.get(7),
+    })
+}
+
+impl CommandStore for Postgres {
+    fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32> {
+        let (kind, a, b) = encode(command);
+        if let Command::SetRelay { relay, .. } = command {
+            if *relay > 7 {
+                return Err(Error::Backend(format!("relay {relay} out of range 0..=7")));
+            }
+        }
+        self.run(move |s| async move {
+            let mut c = s.conn().await?;
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&locks::COMMAND_FEED])
+                .await?;
+            let d = i64::from(device_id);
+            if tx
+                .query_opt("SELECT 1 FROM devices WHERE id = $1", &[&d])
+                .await?
+                .is_none()
+            {
+                return Err(Error::NotFound(device_id));
+            }
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO commands (device_id, kind, arg1, arg2, queued_at)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    &[&d, &kind, &a, &b, &now],
+                )
+                .await?
+                .get(0);
+            tx.execute("SELECT pg_notify($1, 'command')", &[&CHANNEL])
+                .await?;
+            tx.commit().await?;
+            u32_col(id, "command id")
+        })
+    }
+
+    fn pending_commands(&self, device_id: u32) -> Result<Vec<CommandRecord>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM commands
+                         WHERE device_id = $1 AND state = 'queued' ORDER BY id"
+                    ),
+                    &[&i64::from(device_id)],
+                )
+                .await?;
+            rows.iter().map(convert).collect()
+        })
+    }
+
+    fn commands_since(&self, after: u32, n: usize) -> Result<Vec<CommandRecord>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    &format!("SELECT {COLUMNS} FROM commands WHERE id > $1 ORDER BY id LIMIT $2"),
+                    &[&i64::from(after), &limit(n)],
+                )
+                .await?;
+            rows.iter().map(convert).collect()
+        })
+    }
+
+    fn command_cursor(&self) -> Result<u32> {
+        self.run(|s| async move {
+            let c = s.conn().await?;
+            let v: Option<i64> = c
+                .query_one("SELECT MAX(id) FROM commands", &[])
+                .await?
+                .get(0);
+            v.map_or(Ok(0), |v| u32_col(v, "command id"))
+        })
+    }
+
+    fn command_acked(
+        &self,
+        device_id: u32,
+        id: u32,
+        result: CommandResult,
+        now: i64,
+    ) -> Result<bool> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n = c
+                .execute(
+                    "UPDATE commands SET state = $3, acked_at = $4
+                     WHERE id = $1 AND device_id = $2 AND state = 'queued'",
+                    &[
+                        &i64::from(id),
+                        &i64::from(device_id),
+                        &CommandState::from_result(result).as_str(),
+                        &now,
+                    ],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn commands(&self, device_id: u32, n: usize) -> Result<Vec<CommandRecord>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM commands WHERE device_id = $1
+                         ORDER BY id DESC LIMIT $2"
+                    ),
+                    &[&i64::from(device_id), &limit(n)],
+                )
+                .await?;
+            rows.iter().map(convert).collect()
+        })
+    }
+}

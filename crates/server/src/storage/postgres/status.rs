@@ -1,0 +1,115 @@
+//! Device status and monthly traffic in PostgreSQL, kept in the status' 55-byte wire form as in
+//! the SQLite backend. The device row's lock (taken by the `last_seen` update) serialises two
+//! servers storing statuses of the same device, so no traffic delta is counted twice.
+
+use super::Postgres;
+use crate::storage::status::{month_of, traffic_delta, StatusRecord, StatusStore, TrafficMonth};
+use crate::storage::{Error, Result};
+use tek_proto::message::status::LEN;
+use tek_proto::message::Status;
+
+impl StatusStore for Postgres {
+    fn store_status(&self, device_id: u32, status: &Status, now: i64) -> Result<()> {
+        let mut body = [0u8; LEN];
+        status
+            .emit(&mut body)
+            .ok_or_else(|| Error::Backend("status encoding failed".into()))?;
+        let (uptime, traffic) = (status.uptime_s, status.traffic);
+        self.run(move |s| async move {
+            let d = i64::from(device_id);
+            let mut c = s.conn().await?;
+            let tx = c.transaction().await?;
+            let touched = tx
+                .execute(
+                    "UPDATE devices SET last_seen = GREATEST(COALESCE(last_seen, 0), $2)
+                     WHERE id = $1",
+                    &[&d, &now],
+                )
+                .await?;
+            if touched == 0 {
+                return Err(Error::NotFound(device_id));
+            }
+            let prev = tx
+                .query_opt("SELECT body FROM device_status WHERE device_id = $1", &[&d])
+                .await?;
+            // A damaged previous status only loses one delta; it must not block new ones.
+            let prev = prev
+                .and_then(|r| Status::parse(r.get::<_, &[u8]>(0)).ok())
+                .map(|s| (s.uptime_s, s.traffic));
+            let delta =
+                traffic_delta(prev, uptime, traffic).map(|x| i64::try_from(x).unwrap_or(i64::MAX));
+            tx.execute(
+                "INSERT INTO traffic (device_id, month, eth_tx, eth_rx, gsm_tx, gsm_rx)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (device_id, month) DO UPDATE SET
+                   eth_tx = traffic.eth_tx + excluded.eth_tx,
+                   eth_rx = traffic.eth_rx + excluded.eth_rx,
+                   gsm_tx = traffic.gsm_tx + excluded.gsm_tx,
+                   gsm_rx = traffic.gsm_rx + excluded.gsm_rx",
+                &[
+                    &d,
+                    &month_of(now),
+                    &delta[0],
+                    &delta[1],
+                    &delta[2],
+                    &delta[3],
+                ],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO device_status (device_id, received_at, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (device_id) DO UPDATE SET
+                   received_at = excluded.received_at, body = excluded.body",
+                &[&d, &now, &&body[..]],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn latest_status(&self, device_id: u32) -> Result<Option<StatusRecord>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let Some(row) = c
+                .query_opt(
+                    "SELECT received_at, body FROM device_status WHERE device_id = $1",
+                    &[&i64::from(device_id)],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let status = Status::parse(row.get::<_, &[u8]>(1))
+                .map_err(|e| Error::Corrupt(format!("status of device {device_id}: {e}")))?;
+            Ok(Some(StatusRecord {
+                device_id,
+                received_at: row.get(0),
+                status,
+            }))
+        })
+    }
+
+    fn traffic(&self, device_id: u32) -> Result<Vec<TrafficMonth>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    "SELECT month, eth_tx, eth_rx, gsm_tx, gsm_rx FROM traffic
+                     WHERE device_id = $1 ORDER BY month DESC",
+                    &[&i64::from(device_id)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| TrafficMonth {
+                    month: r.get(0),
+                    eth_tx: r.get::<_, i64>(1).max(0) as u64,
+                    eth_rx: r.get::<_, i64>(2).max(0) as u64,
+                    gsm_tx: r.get::<_, i64>(3).max(0) as u64,
+                    gsm_rx: r.get::<_, i64>(4).max(0) as u64,
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! Telemetry in PostgreSQL: idempotent on (device, boot, seq) across every server, one statement
+//! per writer batch.
+//!
+//! The table is partitioned by `time`, and PostgreSQL's unique constraints on a partitioned table
+//! must contain the partition key, so a plain `ON CONFLICT` on (device, boot, seq) is not
+//! possible. A record's `time` is computed by the server that receives it (arrival - age), so a
+//! retransmission to another server may be stamped a second or two apart. The insert therefore:
+//!
+//! 1. takes a transaction-scoped advisory lock per device of the batch (in id order, so two
+//!    servers never deadlock), which serialises concurrent inserts of the same device's records;
+//! 2. inserts every row of the batch in one `INSERT ... SELECT FROM unnest(...)` that skips a row
+//!    when a row with the same (device, boot, seq) exists within [`WINDOW_S`] of its time (a probe
+//!    of the primary key's prefix, pruned to the one to three partitions around it), with
+//!    `ON CONFLICT DO NOTHING` on the full primary key as a second guard.
+//!
+//! Under the lock the check and the insert cannot interleave with another server's, so a record
+//! retransmitted to a second server after the first died (or while it was slow) is stored once.
+//! A record stamped more than [`WINDOW_S`] apart would need a device clock that jumps by a day
+//! within one boot, which the protocol's uptime-based ages rule out.
+
+use super::{locks, u32_col, Postgres};
+use crate::storage::telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+use crate::storage::{Error, Result};
+use std::collections::HashSet;
+use tokio_postgres::Row;
+
+/// How far apart two stampings of the same record may be (seconds).
+pub const WINDOW_S: i64 = 86_400;
+
+const INSERT: &str = "
+INSERT INTO telemetry (device_id, boot, seq, time, channels,
+                       power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7)
+SELECT r.* FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int2[],
+                       $6::int4[], $7::int4[], $8::int4[], $9::int4[], $10::int4[],
+                       $11::int4[], $12::int4[], $13::int4[])
+       AS r(device_id, boot, seq, time, channels,
+            power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7)
+WHERE NOT EXISTS (
+    SELECT 1 FROM telemetry t
+    WHERE t.device_id = r.device_id AND t.boot = r.boot AND t.seq = r.seq
+      AND t.time BETWEEN r.time - $14 AND r.time + $14)
+ON CONFLICT DO NOTHING";
+
+pub(super) const SELECT: &str = "device_id, boot, seq, time, channels,
+    power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7";
+
+/// Decodes a row selected with [`SELECT`].
+pub(super) fn convert(r: &Row) -> Result<TelemetryRow> {
+    let channels: i16 = r.get(4);
+    let channels =
+        u8::try_from(channels).map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?;
+    let mut values = [0i32; 8];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = r.get::<_, Option<i32>>(5 + i).unwrap_or(0);
+    }
+    Ok(TelemetryRow {
+        device_id: u32_col(r.get(0), "device id")?,
+        boot: u32_col(r.get(1), "boot")?,
+        seq: u32_col(r.get(2), "seq")?,
+        time: r.get(3),
+        channels,
+        values,
+    })
+}
+
+/// The batch as column arrays, without rows repeated inside it (a retransmission queued twice
+/// before one commit) and without rows older than the retention horizon `keep_from`.
+struct Columns {
+    device_id: Vec<i64>,
+    boot: Vec<i64>,
+    seq: Vec<i64>,
+    time: Vec<i64>,
+    channels: Vec<i16>,
+    values: [Vec<Option<i32>>; 8],
+    devices: Vec<i64>,
+}
+
+fn columns(rows: &[TelemetryRow], keep_from: Option<i64>) -> Columns {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut c = Columns {
+        device_id: Vec::with_capacity(rows.len()),
+        boot: Vec::with_capacity(rows.len()),
+        seq: Vec::with_capacity(rows.len()),
+        time: Vec::with_capacity(rows.len()),
+        channels: Vec::with_capacity(rows.len()),
+        values: Default::default(),
+        devices: Vec::new(),
+    };
+    for r in rows {
+        if keep_from.is_some_and(|k| r.time < k) || !seen.insert((r.device_id, r.boot, r.seq)) {
+            continue;
+        }
+        c.device_id.push(i64::from(r.device_id));
+        c.boot.push(i64::from(r.boot));
+        c.seq.push(i64::from(r.seq));
+        c.time.push(r.time);
+        c.channels.push(i16::from(r.channels));
+        for (ch, col) in c.values.iter_mut().enumerate() {
+            col.push(r.get(ch as u8));
+        }
+    }
+    let mut devices: Vec<i64> = c.device_id.clone();
+    devices.sort_unstable();
+    devices.dedup();
+    c.devices = devices;
+    c
+}
+
+impl TelemetryStore for Postgres {
+    fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let keep_from = self.shared.partitions.keep_from();
+        let cols = columns(rows, keep_from);
+        let days: Vec<i64> = cols.time.iter().map(|t| t.div_euclid(86_400)).collect();
+        self.run(move |s| async move {
+            if cols.device_id.is_empty() {
+                return Ok(0);
+            }
+            super::partitions::ensure(&s, &days).await?;
+            let mut c = s.conn().await?;
+            let tx = c.transaction().await?;
+            let lock_keys: Vec<i64> = cols
+                .devices
+                .iter()
+                .map(|d| locks::telemetry(*d as u32))
+                .collect();
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k ORDER BY k",
+                &[&lock_keys],
+            )
+            .await?;
+            let v = &cols.values;
+            let new = tx
+                .execute(
+                    INSERT,
+                    &[
+                        &cols.device_id,
+                        &cols.boot,
+                        &cols.seq,
+                        &cols.time,
+                        &cols.channels,
+                        &v[0],
+                        &v[1],
+                        &v[2],
+                        &v[3],
+                        &v[4],
+                        &v[5],
+                        &v[6],
+                        &v[7],
+                        &WINDOW_S,
+                    ],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(new)
+        })
+    }
+
+    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>> {
+        let q = *q;
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {SELECT} FROM telemetry
+                         WHERE device_id = $1 AND time >= $2 AND time < $3
+                         ORDER BY time, boot, seq LIMIT $4"
+                    ),
+                    &[
+                        &i64::from(q.device_id),
+                        &q.from,
+                        &q.to,
+                        &super::limit(q.limit),
+                    ],
+                )
+                .await?;
+            rows.iter().map(convert).collect()
+        })
+    }
+
+    fn telemetry_count(&self, device_id: u32) -> Result<u64> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM telemetry WHERE device_id = $1",
+                    &[&i64::from(device_id)],
+                )
+                .await?
+                .get(0);
+            Ok(n.max(0) as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(device_id: u32, seq: u32, time: i64) -> TelemetryRow {
+        TelemetryRow {
+            device_id,
+            boot: 1,
+            seq,
+            time,
+            channels: 0b101,
+            values: [7, 0, 9, 0, 0, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn batch_columns_skip_repeats_and_expired_rows() {
+        let rows = [row(2, 1, 100), row(1, 1, 100), row(2, 1, 101), row(1, 2, 5)];
+        let c = columns(&rows, Some(50));
+        assert_eq!(c.device_id, vec![2, 1]);
+        assert_eq!(c.devices, vec![1, 2]);
+        assert_eq!(c.values[0], vec![Some(7), Some(7)]);
+        assert_eq!(c.values[1], vec![None, None]);
+        assert_eq!(columns(&rows, None).device_id.len(), 3);
+    }
+}

@@ -1,0 +1,616 @@
+//! The storage test suite, run against every backend: each check takes a fresh `&dyn Storage`
+//! (the two-handle checks take two handles on the same database, as two servers would have).
+//!
+//! [`suite_tests!`] expands to one `#[test]` per check for a backend, given an expression that
+//! makes a fresh database (an `Option` of something that derefs to the backend: `None` skips,
+//! see `postgres::testing` for when that is allowed) and one that opens a second handle on it.
+
+use super::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tek_proto::crypto::Key;
+use tek_proto::message::{Command, CommandResult, Config, ConfigResult, RelayMode, Status};
+
+fn dev(id: u32) -> NewDevice {
+    NewDevice {
+        id,
+        name: format!("d{id}"),
+        key: Key([id as u8; 16]),
+    }
+}
+
+/// Registry, keys, and the hello-counter compare-and-set.
+pub(crate) fn devices_and_hello_counter_cas(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 100).unwrap();
+    assert!(matches!(
+        db.add_devices(&[dev(3), dev(2)], 100),
+        Err(Error::Exists(2))
+    ));
+    // All or none: device 3 was not created.
+    assert!(db.load_device(3).unwrap().is_none());
+    assert_eq!(db.list_devices().unwrap().len(), 2);
+    assert_eq!(db.max_device_id().unwrap(), 2);
+    let d = db.load_device(1).unwrap().unwrap();
+    assert_eq!(d.key, Key([1; 16]));
+    assert_eq!(d.hello_counter, None);
+    assert!(db.accept_hello(1, 1 << 32, 5).unwrap());
+    assert!(
+        !db.accept_hello(1, 1 << 32, 5).unwrap(),
+        "same counter twice"
+    );
+    assert!(!db.accept_hello(1, 5, 5).unwrap(), "lower counter");
+    assert!(db.accept_hello(1, u64::MAX, 6).unwrap(), "top half of u64");
+    assert!(!db.accept_hello(1, u64::MAX - 1, 6).unwrap());
+    assert!(!db.accept_hello(9, 1, 6).unwrap(), "unknown device");
+    assert_eq!(
+        db.load_device(1).unwrap().unwrap().hello_counter,
+        Some(u64::MAX)
+    );
+    assert_eq!(db.device(1).unwrap().last_seen, Some(6));
+    assert!(matches!(db.device(7), Err(Error::NotFound(7))));
+    // The record type has no key to leak.
+    assert!(!format!("{:?}", db.device(1).unwrap()).contains("0101"));
+    // Ids use the whole u32 range.
+    db.add_devices(&[dev(u32::MAX)], 0).unwrap();
+    assert_eq!(db.max_device_id().unwrap(), u32::MAX);
+    assert_eq!(db.device(u32::MAX).unwrap().id, u32::MAX);
+}
+
+/// Idempotent on (device, boot, seq), also when a retransmission is stamped a little apart.
+pub(crate) fn telemetry_is_idempotent(db: &dyn Storage) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let row = |seq, time| TelemetryRow {
+        device_id: 1,
+        boot: 2,
+        seq,
+        time,
+        channels: 0b1_0101,
+        values: [1500, 0, -250, 0, 3, 0, 0, 0],
+    };
+    assert_eq!(db.insert_telemetry(&[row(0, 10), row(1, 20)]).unwrap(), 2);
+    assert_eq!(db.insert_telemetry(&[row(1, 20), row(2, 30)]).unwrap(), 1);
+    // Retransmitted to another server, which stamps arrival - age one second later.
+    assert_eq!(db.insert_telemetry(&[row(2, 31), row(1, 19)]).unwrap(), 0);
+    // The same record twice in one batch.
+    assert_eq!(db.insert_telemetry(&[row(3, 40), row(3, 41)]).unwrap(), 1);
+    assert_eq!(db.insert_telemetry(&[]).unwrap(), 0);
+    assert_eq!(db.telemetry_count(1).unwrap(), 4);
+    let got = db
+        .telemetry(&TelemetryQuery {
+            device_id: 1,
+            from: 15,
+            to: 100,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(got, vec![row(1, 20), row(2, 30), row(3, 40)]);
+    assert_eq!(got[0].get(2), Some(-250));
+    assert_eq!(got[0].get(1), None);
+    let two = db
+        .telemetry(&TelemetryQuery {
+            device_id: 1,
+            from: 0,
+            to: 100,
+            limit: 2,
+        })
+        .unwrap();
+    assert_eq!(two, vec![row(0, 10), row(1, 20)]);
+    // Extreme values survive the round trip; a new boot starts its sequence again.
+    let big = TelemetryRow {
+        device_id: 1,
+        boot: u32::MAX,
+        seq: u32::MAX,
+        time: 1_767_225_600,
+        channels: 0xFF,
+        values: [i32::MIN, i32::MAX, -1, 0, 1, 2, 3, 4],
+    };
+    let next_boot = TelemetryRow {
+        boot: 3,
+        ..row(0, 50)
+    };
+    assert_eq!(db.insert_telemetry(&[big, next_boot]).unwrap(), 2);
+    let q = |from, to| TelemetryQuery {
+        device_id: 1,
+        from,
+        to,
+        limit: 10,
+    };
+    assert_eq!(
+        db.telemetry(&q(1_767_225_600, 1_767_225_601)).unwrap(),
+        vec![big]
+    );
+    assert_eq!(db.telemetry(&q(50, 51)).unwrap(), vec![next_boot]);
+}
+
+/// Versions, the change feed, acknowledgements.
+pub(crate) fn configs_versions_and_acks(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let mut c = Config {
+        log_interval_s: 30,
+        ..Config::default()
+    };
+    assert_eq!(db.save_config(1, &c, 10).unwrap(), 1);
+    c.log_interval_s = 40;
+    assert_eq!(db.save_config(1, &c, 11).unwrap(), 2);
+    assert_eq!(db.save_config(2, &c, 11).unwrap(), 1);
+    c.log_interval_s = 1;
+    assert!(matches!(
+        db.save_config(1, &c, 12),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        db.save_config(9, &Config::default(), 12),
+        Err(Error::NotFound(9))
+    ));
+    let latest = db.latest_config(1).unwrap().unwrap();
+    assert_eq!((latest.version, latest.config.log_interval_s), (2, 40));
+    assert_eq!(latest.state, ConfigState::Pending);
+    assert_eq!(db.pending_config_count().unwrap(), 2);
+    let feed = db.configs_since(0, 10).unwrap();
+    assert_eq!(feed.len(), 3);
+    assert_eq!(db.configs_since(feed[1].seq, 10).unwrap().len(), 1);
+    assert_eq!(db.config_cursor().unwrap(), feed[2].seq);
+
+    assert!(db.config_acked(1, 2, ConfigResult::Applied, 20).unwrap());
+    assert!(
+        !db.config_acked(1, 2, ConfigResult::Applied, 21).unwrap(),
+        "repeat"
+    );
+    let d = db.device(1).unwrap();
+    assert_eq!((d.config_desired, d.config_applied), (2, 2));
+    assert_eq!(db.pending_config_count().unwrap(), 1);
+    assert!(db.config_acked(2, 1, ConfigResult::RolledBack, 22).unwrap());
+    assert_eq!(db.device(2).unwrap().config_rolled_back, Some(1));
+    assert_eq!(db.pending_config_count().unwrap(), 0);
+    assert!(
+        !db.config_acked(2, 7, ConfigResult::Applied, 22).unwrap(),
+        "unknown version"
+    );
+    c.log_interval_s = 50;
+    assert_eq!(db.save_config(2, &c, 30).unwrap(), 2);
+    assert!(db.config_running(2, 2, 31).unwrap());
+    assert!(!db.config_running(2, 2, 31).unwrap());
+    assert_eq!(
+        db.latest_config(2).unwrap().unwrap().state,
+        ConfigState::Applied
+    );
+    assert!(db.latest_config(3).unwrap().is_none());
+}
+
+/// Queue, feed, acknowledgement of commands.
+pub(crate) fn commands_queue_and_ack(db: &dyn Storage) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let on = Command::SetRelay {
+        relay: 1,
+        mode: RelayMode::On,
+    };
+    let a = db.queue_command(1, &on, 5).unwrap();
+    let b = db.queue_command(1, &Command::Reboot, 6).unwrap();
+    assert!(b > a);
+    assert!(matches!(
+        db.queue_command(3, &on, 5),
+        Err(Error::NotFound(3))
+    ));
+    assert_eq!(db.pending_commands(1).unwrap().len(), 2);
+    assert_eq!(
+        db.commands_since(a, 10).unwrap()[0].command,
+        Command::Reboot
+    );
+    assert_eq!(db.command_cursor().unwrap(), b);
+    assert!(db.command_acked(1, a, CommandResult::Done, 7).unwrap());
+    assert!(!db.command_acked(1, a, CommandResult::Done, 7).unwrap());
+    assert!(
+        !db.command_acked(2, b, CommandResult::Done, 7).unwrap(),
+        "other device"
+    );
+    let p = db.pending_commands(1).unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].command, Command::Reboot);
+    let all = db.commands(1, 10).unwrap();
+    assert_eq!(all[1].state, CommandState::Done);
+    assert_eq!(all[1].command, on);
+    assert_eq!(all[1].acked_at, Some(7));
+}
+
+/// Latest status and traffic per month across reboots.
+pub(crate) fn status_and_traffic(db: &dyn Storage) {
+    use tek_proto::message::status::{Radio, Traffic, Transport};
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let mut s = Status {
+        transport: Transport::Ethernet,
+        flags: 0,
+        ip: [10, 0, 0, 2],
+        netmask: [255, 0, 0, 0],
+        gateway: [10, 0, 0, 1],
+        dns: [10, 0, 0, 1],
+        uptime_s: 100,
+        firmware: [1, 0, 0],
+        config_version: 0,
+        log_drops: 0,
+        log_backlog: 0,
+        traffic: Traffic {
+            eth_tx: 1000,
+            eth_rx: 500,
+            gsm_tx: 0,
+            gsm_rx: 0,
+        },
+        gsm_signal: 99,
+        radio: Radio::Off,
+        relays: 1,
+        server_index: 0,
+    };
+    let jan = 1_767_225_600; // 2026-01-01
+    db.store_status(1, &s, jan).unwrap();
+    s.uptime_s = 200;
+    s.traffic.eth_tx = 1500;
+    db.store_status(1, &s, jan + 10).unwrap();
+    s.uptime_s = 5; // rebooted
+    s.traffic.eth_tx = 40;
+    s.traffic.eth_rx = 0;
+    db.store_status(1, &s, jan + 20).unwrap();
+    let latest = db.latest_status(1).unwrap().unwrap();
+    assert_eq!(latest.status, s);
+    assert_eq!(latest.received_at, jan + 20);
+    let t = db.traffic(1).unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].month, "2026-01");
+    assert_eq!((t[0].eth_tx, t[0].eth_rx), (1540, 500));
+    assert!(matches!(
+        db.store_status(5, &s, jan),
+        Err(Error::NotFound(5))
+    ));
+    assert!(db.latest_status(2).unwrap().is_none());
+    assert_eq!(db.device(1).unwrap().last_seen, Some(jan + 20));
+}
+
+/// Chart buckets, energy per day, latest record.
+pub(crate) fn buckets_energy_and_latest(db: &dyn Storage) {
+    db.add_devices(
+        &[NewDevice {
+            id: 1,
+            name: String::new(),
+            key: Key([0; 16]),
+        }],
+        0,
+    )
+    .unwrap();
+    let row = |seq: u32, time: i64, power: i32, energy: i32| TelemetryRow {
+        device_id: 1,
+        boot: 1,
+        seq,
+        time,
+        channels: 0b1111,
+        values: [power, energy, 2500, 1800, 0, 0, 0, 0],
+    };
+    let day = 86_400 * 20_000;
+    db.insert_telemetry(&[
+        row(0, day - 60, 100, 1000),
+        row(1, day + 10, 200, 1100),
+        row(2, day + 70, 400, 1300),
+        row(3, day + 130, 600, 50), // meter reset
+        row(4, day + 86_400 + 5, 0, 80),
+    ])
+    .unwrap();
+    let b = db.telemetry_buckets(1, day, day + 200, 60).unwrap();
+    assert_eq!(b.len(), 3);
+    assert_eq!(
+        (b[0].start, b[0].count, b[0].power_w),
+        (day, 1, Some(200.0))
+    );
+    assert_eq!(b[1].energy_wh, Some(1300));
+    assert_eq!(b[2].water_cc, Some(2500.0));
+    let one = db.telemetry_buckets(1, day - 100, day + 200, 3600).unwrap();
+    assert_eq!(one.iter().map(|b| b.count).sum::<u32>(), 4);
+    let e = db.energy_per_day(1, day - 100, day + 2 * 86_400).unwrap();
+    assert_eq!(
+        e,
+        vec![
+            DayEnergy { day, wh: 300 },
+            DayEnergy {
+                day: day + 86_400,
+                wh: 30
+            },
+        ]
+    );
+    assert_eq!(db.latest_telemetry(1).unwrap().unwrap().seq, 4);
+    assert!(db.latest_telemetry(2).unwrap().is_none());
+    assert!(db.telemetry_buckets(1, 0, 1, 0).is_err());
+}
+
+/// Users: case-insensitive unique e-mail, the hash only through `user_credentials`.
+pub(crate) fn users_crud_and_hash_only_in_credentials(db: &dyn Storage) {
+    let a = db
+        .create_user("A@example.com", "$argon2id$x", true, 5)
+        .unwrap();
+    assert!(matches!(
+        db.create_user("a@EXAMPLE.com", "h", false, 6),
+        Err(Error::Duplicate(_))
+    ));
+    let u = db.user_by_email("a@example.com").unwrap().unwrap();
+    assert_eq!((u.id, u.is_admin, u.created_at), (a, true, 5));
+    assert!(!format!("{u:?}").contains("argon2"));
+    let (u2, h) = db.user_credentials("A@EXAMPLE.COM").unwrap().unwrap();
+    assert_eq!((u2, h.as_str()), (u, "$argon2id$x"));
+    db.set_password(a, "$argon2id$y").unwrap();
+    db.set_admin(a, false).unwrap();
+    assert!(!db.user(a).unwrap().unwrap().is_admin);
+    assert_eq!(
+        db.user_credentials("a@example.com").unwrap().unwrap().1,
+        "$argon2id$y"
+    );
+    assert!(matches!(db.set_admin(99, true), Err(Error::Missing(_))));
+    let b = db.create_user("b@example.com", "h", false, 6).unwrap();
+    assert_eq!(db.list_users().unwrap().len(), 2);
+    db.delete_user(b).unwrap();
+    assert!(db.user(b).unwrap().is_none());
+    assert!(matches!(db.delete_user(b), Err(Error::Missing(_))));
+}
+
+/// Membership decides which devices a user sees.
+pub(crate) fn membership_decides_visible_devices(db: &dyn Storage) {
+    let devs: Vec<NewDevice> = (1..=4)
+        .map(|id| NewDevice {
+            id,
+            name: String::new(),
+            key: Key([0; 16]),
+        })
+        .collect();
+    db.add_devices(&devs, 0).unwrap();
+    let u = db.create_user("u@x", "h", false, 0).unwrap();
+    let v = db.create_user("v@x", "h", false, 0).unwrap();
+    let s1 = db.create_site("Pool A", 0).unwrap();
+    let s2 = db.create_site("Pool B", 0).unwrap();
+    assert!(matches!(
+        db.create_site("Pool A", 0),
+        Err(Error::Duplicate(_))
+    ));
+    db.assign_devices(&[1, 2], Some(s1)).unwrap();
+    db.assign_devices(&[3], Some(s2)).unwrap();
+    assert!(matches!(
+        db.assign_devices(&[4, 9], Some(s1)),
+        Err(Error::Missing(_))
+    ));
+    assert_eq!(db.device_site(4).unwrap(), None, "all or none");
+    db.grant_site(u, s1).unwrap();
+    db.grant_site(u, s1).unwrap();
+    db.grant_site(v, s2).unwrap();
+    assert!(matches!(db.grant_site(v, 77), Err(Error::Missing(_))));
+    assert_eq!(db.user_device_ids(u).unwrap(), vec![1, 2]);
+    assert_eq!(db.user_device_ids(v).unwrap(), vec![3]);
+    db.assign_devices(&[2], Some(s2)).unwrap();
+    assert_eq!(db.user_device_ids(u).unwrap(), vec![1]);
+    assert_eq!(db.site_device_ids(s2).unwrap(), vec![2, 3]);
+    assert_eq!(db.site_members(s2).unwrap(), vec![v]);
+    assert_eq!(db.user_sites(u).unwrap()[0].name, "Pool A");
+    db.revoke_site(u, s1).unwrap();
+    assert!(db.user_device_ids(u).unwrap().is_empty());
+    db.delete_site(s2).unwrap();
+    assert_eq!(db.device_site(3).unwrap(), None);
+    assert!(db.user_device_ids(v).unwrap().is_empty());
+    db.assign_devices(&[1], None).unwrap();
+    assert_eq!(db.device_site(1).unwrap(), None);
+    assert_eq!(db.site_by_name("Pool A").unwrap().unwrap().id, s1);
+    assert_eq!(db.site(s1).unwrap().unwrap().name, "Pool A");
+    assert_eq!(db.list_sites().unwrap().len(), 1);
+    assert!(matches!(db.delete_site(s2), Err(Error::Missing(_))));
+}
+
+/// Web sessions expire; tokens belong to their owner; deleting a user ends both.
+pub(crate) fn sessions_expire_and_tokens_belong_to_owner(db: &dyn Storage) {
+    let u = db.create_user("u@x", "h", false, 0).unwrap();
+    let v = db.create_user("v@x", "h", false, 0).unwrap();
+    db.create_web_session(&[1; 32], u, 100, 200).unwrap();
+    assert_eq!(db.web_session(&[1; 32], 150).unwrap().unwrap().user_id, u);
+    assert!(db.web_session(&[1; 32], 200).unwrap().is_none(), "expired");
+    assert!(db.web_session(&[2; 32], 150).unwrap().is_none());
+    assert_eq!(db.purge_web_sessions(250).unwrap(), 1);
+    db.create_web_session(&[3; 32], u, 100, 900).unwrap();
+    db.delete_web_session(&[3; 32]).unwrap();
+    assert!(db.web_session(&[3; 32], 150).unwrap().is_none());
+    db.create_web_session(&[3; 32], u, 100, 900).unwrap();
+    db.delete_user_web_sessions(u).unwrap();
+    assert!(db.web_session(&[3; 32], 150).unwrap().is_none());
+
+    let t = db.create_token(u, "script", &[9; 32], 10).unwrap();
+    assert_eq!(db.token_user(&[9; 32], 500).unwrap(), Some(u));
+    assert_eq!(db.list_tokens(u).unwrap()[0].last_used, Some(500));
+    assert!(!db.delete_token(v, t).unwrap(), "not the owner");
+    assert!(db.delete_token(u, t).unwrap());
+    assert_eq!(db.token_user(&[9; 32], 600).unwrap(), None);
+    // Deleting a user ends everything they held.
+    db.create_web_session(&[4; 32], v, 100, 900).unwrap();
+    db.create_token(v, "x", &[8; 32], 10).unwrap();
+    db.delete_user(v).unwrap();
+    assert!(db.web_session(&[4; 32], 150).unwrap().is_none());
+    assert_eq!(db.token_user(&[8; 32], 600).unwrap(), None);
+}
+
+/// The audit log filters by site, device, and pages backwards.
+pub(crate) fn audit_filters_by_site_device_and_pages(db: &dyn Storage) {
+    fn entry(site: Option<i64>, device: Option<u32>, action: &str) -> NewAuditEntry {
+        NewAuditEntry {
+            user_id: Some(1),
+            actor: "a@x".into(),
+            action: action.into(),
+            device_id: device,
+            site_id: site,
+            detail: "d".into(),
+        }
+    }
+    let a = db
+        .append_audit(&entry(Some(1), Some(5), "config.save"), 10)
+        .unwrap();
+    let b = db
+        .append_audit(&entry(Some(2), Some(u32::MAX), "command.queue"), 11)
+        .unwrap();
+    let c = db
+        .append_audit(&entry(None, None, "user.create"), 12)
+        .unwrap();
+    let f = |sites: Option<Vec<i64>>, device_id, before, limit| AuditFilter {
+        sites,
+        device_id,
+        before,
+        limit,
+    };
+    let all = db.audit(&f(None, None, None, 10)).unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), vec![c, b, a]);
+    assert_eq!(all[2].at, 10);
+    assert_eq!(all[2].entry, entry(Some(1), Some(5), "config.save"));
+    assert_eq!(
+        db.audit(&f(Some(vec![1]), None, None, 10)).unwrap().len(),
+        1
+    );
+    assert!(db
+        .audit(&f(Some(vec![]), None, None, 10))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        db.audit(&f(None, Some(u32::MAX), None, 10)).unwrap()[0].id,
+        b
+    );
+    assert_eq!(db.audit(&f(None, None, Some(c), 1)).unwrap()[0].id, b);
+    assert_eq!(
+        db.audit(&f(Some(vec![1, 2]), None, Some(b), 10)).unwrap()[0].id,
+        a
+    );
+}
+
+/// Two handles on one database, as two servers: the hello counter is claimed once across both,
+/// even when they race; telemetry sent to both (stamped a second apart) is stored once; a
+/// configuration saved through one is in the other's feed.
+pub(crate) fn shared_between_servers(a: &dyn Storage, b: &dyn Storage) {
+    a.add_devices(&[dev(1)], 0).unwrap();
+    assert!(b.accept_hello(1, 10, 1).unwrap());
+    assert!(
+        !a.accept_hello(1, 10, 1).unwrap(),
+        "replay on the other server"
+    );
+    assert!(a.accept_hello(1, 11, 1).unwrap());
+
+    // Race: both servers try every counter at once; each must be accepted at most once, and the
+    // accepted ones only ever increase.
+    let accepted = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for db in [a, b, a, b] {
+            let accepted = &accepted;
+            s.spawn(move || {
+                for c in 100..160u64 {
+                    if db.accept_hello(1, c, 2).unwrap() {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let n = accepted.load(Ordering::Relaxed);
+    assert!((1..=60).contains(&n), "{n} counters accepted");
+    assert_eq!(a.load_device(1).unwrap().unwrap().hello_counter, Some(159));
+
+    // The same 200 records through both servers at once, stamped a second apart.
+    let rows = |shift: i64| -> Vec<TelemetryRow> {
+        (0..200)
+            .map(|seq| TelemetryRow {
+                device_id: 1,
+                boot: 7,
+                seq,
+                time: 1_767_225_600 + i64::from(seq) * 60 + shift,
+                channels: 1,
+                values: [seq as i32, 0, 0, 0, 0, 0, 0, 0],
+            })
+            .collect()
+    };
+    let (ra, rb) = (rows(0), rows(1));
+    let new = std::thread::scope(|s| {
+        let x = s.spawn(|| {
+            ra.chunks(20)
+                .map(|c| a.insert_telemetry(c).unwrap())
+                .sum::<u64>()
+        });
+        let y = s.spawn(|| {
+            rb.chunks(20)
+                .map(|c| b.insert_telemetry(c).unwrap())
+                .sum::<u64>()
+        });
+        x.join().unwrap() + y.join().unwrap()
+    });
+    assert_eq!(new, 200);
+    assert_eq!(a.telemetry_count(1).unwrap(), 200);
+
+    let v = a.save_config(1, &Config::default(), 3).unwrap();
+    let seen = b.configs_since(0, 10).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].device_id, seen[0].version), (1, v));
+    assert!(b.config_acked(1, v, ConfigResult::Applied, 4).unwrap());
+    assert_eq!(a.device(1).unwrap().config_applied, v);
+    let id = b.queue_command(1, &Command::SendStatus, 5).unwrap();
+    assert_eq!(a.commands_since(0, 10).unwrap()[0].id, id);
+}
+
+/// One `#[test]` per suite check for a backend. `$fresh` makes a fresh database (an `Option`
+/// of a value that derefs to the backend; `None` skips), `$second(&db)` a second handle on it.
+macro_rules! suite_tests {
+    ($fresh:expr, $second:expr) => {
+        suite_tests!(@one $fresh;
+            devices_and_hello_counter_cas,
+            telemetry_is_idempotent,
+            configs_versions_and_acks,
+            commands_queue_and_ack,
+            status_and_traffic,
+            buckets_energy_and_latest,
+            users_crud_and_hash_only_in_credentials,
+            membership_decides_visible_devices,
+            sessions_expire_and_tokens_belong_to_owner,
+            audit_filters_by_site_device_and_pages);
+        #[test]
+        fn shared_between_servers() {
+            let Some(db) = $fresh else { return };
+            let other = $second(&db);
+            $crate::storage::suite::shared_between_servers(&*db, &other);
+        }
+    };
+    (@one $fresh:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                let Some(db) = $fresh else { return };
+                $crate::storage::suite::$name(&*db);
+            }
+        )*
+    };
+}
+pub(crate) use suite_tests;
+
+mod sqlite_backend {
+    use crate::storage::sqlite::Sqlite;
+
+    struct Fresh(#[allow(dead_code)] tempfile::TempDir, Sqlite);
+
+    impl std::ops::Deref for Fresh {
+        type Target = Sqlite;
+        fn deref(&self) -> &Sqlite {
+            &self.1
+        }
+    }
+
+    fn fresh() -> Option<Fresh> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        Some(Fresh(dir, db))
+    }
+
+    fn second(db: &Fresh) -> Sqlite {
+        Sqlite::open(db.path()).unwrap()
+    }
+
+    super::suite_tests!(fresh(), second);
+}
+
+mod postgres_backend {
+    use crate::storage::postgres::testing::{database, TestDb};
+    use crate::storage::postgres::Postgres;
+
+    fn second(db: &TestDb) -> Postgres {
+        Postgres::connect(&db.url).unwrap()
+    }
+
+    super::suite_tests!(database(), second);
+}
