@@ -62,3 +62,10 @@ if ! python3 -c "import cryptography" >/dev/null 2>&1; then
             && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
                 --no-install-recommends python3-cryptography >/dev/null; }
 fi
+
+# PostgreSQL server binaries (initdb, postgres; Debian keeps them off the PATH in
+# /usr/lib/postgresql/*/bin) for the tests of the shared-database backend. The tests start their
+# own throwaway server on a loopback port, so no service is configured here.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need_deb initdb postgresql
+fi
