@@ -523,6 +523,28 @@ async fn hello_rate_limit_per_device() {
 }
 
 #[tokio::test]
+async fn forged_hellos_do_not_use_up_a_devices_allowance() {
+    let h = start(|c| {
+        c.limits.hello_device_burst = 2;
+        c.limits.hello_device_interval_ms = 60_000;
+    })
+    .await;
+    let mut d = h.device(8).await;
+    for _ in 0..5 {
+        let (_, mut hello) = d.hello();
+        hello[45] ^= 1; // a spoofer knows the device id, not the key
+        d.send_raw(&hello).await;
+        assert_eq!(d.recv_raw(QUIET).await, None);
+    }
+    assert_eq!(h.drops("auth").await, 5.0);
+    assert_eq!(h.drops("rate_limit").await, 0.0);
+    // The genuine device still gets its full allowance.
+    d.handshake().await;
+    d.handshake().await;
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn restart_loses_no_acknowledged_record_and_keeps_hello_counters() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tek_server::Config::for_tests(dir.path());

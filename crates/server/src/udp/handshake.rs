@@ -67,14 +67,17 @@ impl Ingest {
         datagram: &[u8],
         now: Instant,
     ) -> Result<HelloRepr, DropReason> {
+        let h = verify_hello(&link.keys, datagram).map_err(|_| DropReason::Auth)?;
+        if link.last_hello.is_some_and(|last| h.counter <= last) {
+            return Err(DropReason::Replay);
+        }
+        // The device's bucket is charged only for authentic, fresh Hellos, so a spoofer who
+        // knows a device id cannot use up that device's handshake allowance (PROTOCOL.md);
+        // the per-address bucket in `on_hello` already bounds the CMACs a flood costs.
         let l = &self.cfg.limits;
         let per_s = 1000.0 / l.hello_device_interval_ms as f64;
         if !link.hello_bucket.take(now, l.hello_device_burst, per_s) {
             return Err(DropReason::RateLimit);
-        }
-        let h = verify_hello(&link.keys, datagram).map_err(|_| DropReason::Auth)?;
-        if link.last_hello.is_some_and(|last| h.counter <= last) {
-            return Err(DropReason::Replay);
         }
         if link.live.is_none() && self.links.live_count() >= self.cfg.sessions.max {
             return Err(DropReason::RateLimit);
