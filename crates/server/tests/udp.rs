@@ -263,6 +263,44 @@ async fn config_pushed_confirmed_and_synced() {
 }
 
 #[tokio::test]
+async fn config_resends_stop_after_ten_per_session_and_resume_in_the_next() {
+    let h = start(|c| {
+        c.push.retry_initial_ms = 20;
+        c.push.retry_max_ms = 20;
+        c.push.tick_ms = 5;
+    })
+    .await;
+    let api = h.server.api().clone();
+    let mut d = h.device(6).await;
+    d.handshake().await;
+    d.send(&Message::Status(common::TestDevice::status(0, 10)))
+        .await;
+    api.save_config(6, Config::default()).await.unwrap();
+    let mut configs = 0;
+    while let Some(got) = d.recv(Duration::from_millis(500)).await {
+        if matches!(got, Got::Config { version: 1, .. }) {
+            configs += 1;
+        }
+    }
+    assert_eq!(
+        configs, 10,
+        "a silent device costs at most 10 sends per session"
+    );
+    // A device reporting a *higher* version than the server's still gets the server's one.
+    d.handshake().await;
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 7,
+    })
+    .await;
+    assert!(matches!(
+        d.recv(WAIT).await,
+        Some(Got::Config { version: 1, .. })
+    ));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn config_saved_while_offline_or_by_another_process_is_delivered() {
     let h = start(|_| {}).await;
     let api = h.server.api().clone();

@@ -140,9 +140,9 @@ impl Ingest {
         }
     }
 
-    /// The device told us which configuration it runs: send the newest one if it runs an older
-    /// version (and that version was not rolled back), or mark it synced if it already runs it
-    /// (its ConfigAck was lost).
+    /// The device told us which configuration it runs: mark the newest one synced if it runs it
+    /// (its ConfigAck was lost), else send it — whenever the versions differ, even if the device
+    /// reports a higher one (a database restored from a backup), as PROTOCOL.md 11.3 says.
     fn config_on_contact(&self, id: u32, link: &mut Link, now: Instant, jobs: &mut Vec<WriteJob>) {
         let (Some(d), Some(running)) = (link.desired.as_mut(), link.reported_version) else {
             return;
@@ -150,7 +150,7 @@ impl Ingest {
         if d.state != ConfigState::Pending {
             return;
         }
-        if running >= d.version {
+        if running == d.version {
             d.state = ConfigState::Applied;
             link.config_retry = None;
             jobs.push(WriteJob::ConfigRunning {

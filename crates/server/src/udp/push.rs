@@ -1,5 +1,7 @@
 //! Delivery of configurations and commands: the first send, the re-send timer (5 s, then
-//! doubling to 30 s by default, while the device is online), the idle-session sweep, and the
+//! doubling to 30 s by default, while the device is online, at most
+//! [`MAX_SENDS_PER_SESSION`](super::sessions::MAX_SENDS_PER_SESSION) times per session), the
+//! idle-session sweep, and the
 //! poll of the database's change feed for changes saved by other processes.
 
 use super::sessions::{Desired, Link, PendingCommand, Retry};
@@ -24,16 +26,14 @@ impl Ingest {
         Retry {
             next_at: now + interval,
             interval,
+            sends: prev.map_or(1, |r| r.sends + 1),
         }
     }
 
     /// Sends the desired configuration now and starts its re-send schedule.
     pub(super) fn push_config_now(&self, link: &mut Link, now: Instant) {
         if self.send_config(link) {
-            link.config_retry = Some(Retry {
-                next_at: now + self.retry_initial(),
-                interval: self.retry_initial(),
-            });
+            link.config_retry = Some(self.next_retry(None, now));
         }
     }
 
@@ -118,7 +118,7 @@ impl Ingest {
                 return; // resumes on the device's next contact
             }
             if let Some(r) = link.config_retry {
-                if r.next_at <= now
+                if r.due(now)
                     && link
                         .desired
                         .as_ref()
@@ -129,7 +129,7 @@ impl Ingest {
                 }
             }
             for i in 0..link.commands.len() {
-                if link.commands[i].retry.is_none_or(|r| r.next_at <= now) {
+                if link.commands[i].retry.is_none_or(|r| r.due(now)) {
                     self.send_command(link, i, now);
                 }
             }

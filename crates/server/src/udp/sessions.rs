@@ -25,11 +25,24 @@ pub(crate) struct Live {
     pub last_auth: Instant,
 }
 
-/// A re-send schedule: next time, and the interval after that.
+/// A re-send schedule: next time, the interval after that, and how often it was sent in this
+/// session.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Retry {
     pub next_at: Instant,
     pub interval: Duration,
+    pub sends: u32,
+}
+
+/// A configuration or command is sent at most this often per session (PROTOCOL.md 11.3): a device
+/// that never answers must not cost its owner more than a few kilobytes of cellular data.
+pub(crate) const MAX_SENDS_PER_SESSION: u32 = 10;
+
+impl Retry {
+    /// Whether another send is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.next_at <= now && self.sends < MAX_SENDS_PER_SESSION
+    }
 }
 
 /// The newest configuration saved for a device.
