@@ -15,11 +15,13 @@
 #   1. provision device 7 (tek device add), config v1: servers, 10 s logging and batching
 #   2. boot the firmware (identity on the semihosting command line, flash = a host file):
 #      DHCP lease, DNS of both names, 3 unanswered Hellos to dead.tek.test, session with
-#      live.tek.test; config v1 applied; telemetry stored by the server and acknowledged
+#      live.tek.test; config v1 applied; the server's stored status says DHCP, 10.0.2.15;
+#      telemetry stored by the server and acknowledged
 #   3. setpoint change (config v2): applied on the device, synced on the server
 #   4. fixed IP (config v3): saved by the device for the next reset (applied_at_reset)
 #   5. restart with the HALT input held: the stored fixed IP is ignored, DHCP is used, and the
-#      device reaches the server again (new boot, new session, more telemetry)
+#      device reaches the server again (new boot, new session, status flags DHCP + HALT, more
+#      telemetry); the 45 s run matches the host clock (SysTick calibration)
 #   6. stack high-water mark of the runs -> scripts/firmware-size.sh --stack-log
 #
 # Usage: scripts/qemu-e2e.sh [--keep]   (--keep leaves the work directory for inspection)
@@ -89,6 +91,22 @@ metric() { # metric NAME -> value (0 if absent)
 metric_ge() { [ "$(metric "$1")" -ge "$2" ]; }
 config_state() { "$tek" device config --data "$work/data" --id 7 | head -1; }
 config_is() { config_state | grep -q "version $1 ($2), applied $3"; }
+# status_is FLAGS IP: the device's latest status in the server's database has exactly these flags
+# (bit 0 DHCP, bit 1 HALT, bit 2 rolled back; bit 3, clock synchronised, is ignored) and this
+# address. The body is tek-proto's 55-byte status (flags at byte 1, address at bytes 2..6).
+status_is() {
+    python3 - "$work/data/tek.db" "$1" "$2" <<'PY'
+import sqlite3, sys
+db, flags, ip = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+row = sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
+    "SELECT body FROM device_status WHERE device_id = 7").fetchone()
+if row is None or len(row[0]) != 55:
+    sys.exit(1)
+body = row[0]
+seen = ".".join(str(b) for b in body[2:6])
+sys.exit(0 if (body[1] & 0x07) == flags and seen == ip else 1)
+PY
+}
 
 # --- the namespace's network: loopback, resolver, DNS stub ---------------------------------------
 ip link set lo up
@@ -138,6 +156,7 @@ console 'stats: hellos 3 sessions 0' || fail "expected three Hellos before the f
 wait_for 10 "session with live.tek.test (server #1)" console 'session: up with server #1'
 wait_for 10 "config v1 applied on the device" console 'config: version 1 running'
 wait_for 10 "config v1 synced on the server" config_is 1 applied 1
+wait_for 10 "server shows status: DHCP, 10.0.2.15, no HALT" status_is 1 10.0.2.15
 # The first record is logged one logging interval after power-up (60 s: the first boot runs the
 # factory defaults until config v1 arrives), and batched at once in the session.
 wait_for 80 "telemetry stored by the server" metric_ge tek_telemetry_records_stored_total 1
@@ -171,6 +190,7 @@ console 'eth: configure fixed IP' && fail "the fixed IP was used although HALT w
 wait_for 10 "DHCP lease after HALT" console 'eth: DHCP lease 10\.0\.2\.15/24'
 wait_for 25 "session after HALT" console 'session: up with server'
 wait_for 10 "server saw the new session" metric_ge tek_sessions_established_total $((sessions_before + 1))
+wait_for 10 "server shows status: DHCP and HALT, 10.0.2.15" status_is 3 10.0.2.15
 wait_for 40 "telemetry of the second boot stored" metric_ge tek_telemetry_records_stored_total $((stored_before + 1))
 
 # --- step 6: the end of the run reports the stack high-water mark ---------------------------------------

@@ -478,6 +478,10 @@ impl App {
     #[inline(never)]
     fn report_stack(&mut self, always: bool) {
         let run = stack::peak();
+        if run >= stack::available() {
+            // Every painted word was overwritten: the stack ran into the statics.
+            fatal("stack overflow");
+        }
         if always || run > self.reported_stack {
             self.reported_stack = run;
             log!(
