@@ -69,3 +69,7 @@ fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need_deb initdb postgresql
 fi
+
+# Headless Chromium and its WebDriver for the web UI's browser test (crates/tek/tests/browser.rs).
+need_deb chromium chromium
+need_deb chromedriver chromium-driver

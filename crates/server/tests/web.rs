@@ -479,7 +479,7 @@ async fn security_headers_everywhere() {
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(a.header("x-content-type-options"), "nosniff");
         assert_eq!(a.header("x-frame-options"), "DENY");
-        assert_eq!(a.header("referrer-policy"), "no-referrer");
+        assert_eq!(a.header("referrer-policy"), "same-origin");
     }
     assert_eq!(
         answers[1].header("content-type"),

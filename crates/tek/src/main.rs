@@ -3,6 +3,8 @@
 //! This file only parses the command line, sets up logging and dispatches; each subcommand's
 //! arguments and behaviour live in the crate that owns them.
 
+mod demo;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -25,6 +27,14 @@ enum Command {
     Device(tek_server::cli::DeviceCommand),
     /// Run a fleet of simulated controllers against one or more servers.
     Sim(tek_sim::cli::SimArgs),
+    /// Run the whole system in one process: server, web UI, 25 simulated controllers.
+    Demo(demo::DemoArgs),
+    /// Manage web UI users (and their API tokens).
+    #[command(subcommand)]
+    User(tek_server::web::cli::UserCommand),
+    /// Manage sites: who may see which controllers.
+    #[command(subcommand)]
+    Site(tek_server::web::cli::SiteCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +50,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => tek_server::cli::serve(args),
         Command::Device(cmd) => tek_server::cli::device(cmd),
         Command::Sim(args) => tek_sim::cli::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::User(cmd) => tek_server::web::cli::user(cmd),
+        Command::Site(cmd) => tek_server::web::cli::site(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,292 @@
+//! `tek demo`: the whole system in one process — a server (SQLite in `--data`, web UI), a site
+//! with 25 simulated controllers provisioned with their keys, and an admin account whose
+//! credentials are printed. Running it again reuses the data directory: same account, same
+//! controllers, their history kept.
+//!
+//! The controllers get a first configuration with a 10 s logging and batching interval, and
+//! simulated time runs 6x faster (`--speed`), so the dashboard fills within seconds instead of
+//! the field defaults of one record a minute sent every five minutes. (Record times are
+//! stamped by the server as arrival minus age, so at 6x they are a few seconds off.)
+
+use anyhow::{bail, Context};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tek_proto::message::Config as DeviceConfig;
+use tek_server::storage::sqlite::Sqlite;
+use tek_server::storage::Storage;
+use tek_server::web::{self, WebOptions};
+
+/// The demo account.
+pub const EMAIL: &str = "demo@tek.local";
+/// Name of the demo site.
+pub const SITE: &str = "Demo pool";
+/// File in the data directory keeping the demo password (mode 0600), so a second run can print
+/// it again; the database only has its hash.
+pub const CREDENTIALS_FILE: &str = "demo-credentials.txt";
+
+/// Arguments of `tek demo` (the same `--data`, `--udp`, `--http` as `tek serve`).
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Data directory (created if missing; reused if present).
+    #[arg(long, default_value = "tek-demo")]
+    pub data: PathBuf,
+    /// UDP address the server listens on for the controllers.
+    #[arg(long, default_value = "127.0.0.1:8844")]
+    pub udp: SocketAddr,
+    /// HTTP address of the web UI.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Simulated time runs this many times faster than real time. The controllers start with
+    /// the factory logging interval (60 s) until their first configuration arrives; at 6x the
+    /// first readings show within about 10 s.
+    #[arg(long, default_value_t = 6.0)]
+    pub speed: f64,
+    /// Number of simulated controllers created on the first run.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub devices: u32,
+}
+
+/// What the demo set up.
+struct Setup {
+    password: Option<String>,
+    devices: Vec<tek_sim::fleet::Device>,
+    created: bool,
+}
+
+fn random_password() -> anyhow::Result<String> {
+    let mut b = [0u8; 9];
+    tek_server::keys::fill_random(&mut b)?;
+    // 12 characters from an unambiguous alphabet (72 bits).
+    const ABC: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut n = u128::from_le_bytes({
+        let mut x = [0u8; 16];
+        x[..9].copy_from_slice(&b);
+        x
+    });
+    let mut s = String::new();
+    for _ in 0..12 {
+        s.push(ABC[(n % ABC.len() as u128) as usize] as char);
+        n /= ABC.len() as u128;
+    }
+    Ok(s)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Creates what is missing: the account, the site, the controllers and their first
+/// configuration. Returns the controllers with their keys for the simulator.
+fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
+    let now = web::now();
+    let cred_path = data.join(CREDENTIALS_FILE);
+    let password = match db.user_by_email(EMAIL)? {
+        Some(_) => std::fs::read_to_string(&cred_path).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("password: ").map(str::to_owned))
+        }),
+        None => {
+            let pw = random_password()?;
+            let (id, _) = web::cli::ensure_user(db, EMAIL, &pw, true)?;
+            write_private(&cred_path, &format!("user: {EMAIL}\npassword: {pw}\n"))?;
+            tracing::info!(user = id, "demo account created");
+            Some(pw)
+        }
+    };
+    let site = match db.site_by_name(SITE)? {
+        Some(s) => s.id,
+        None => db.create_site(SITE, now)?,
+    };
+    if let Some(u) = db.user_by_email(EMAIL)? {
+        db.grant_site(u.id, site)?;
+    }
+    let mut ids = db.site_device_ids(site)?;
+    let created = ids.is_empty();
+    if created {
+        let fleet = tek_server::provision::provision(db, None, count, "pool", now)?;
+        ids = fleet.device.iter().map(|d| d.id).collect();
+        db.assign_devices(&ids, Some(site))?;
+    }
+    // The simulated controllers start from a blank flash on every run (factory settings), so
+    // the demo configuration is saved as a new version each time: pending until each
+    // controller confirms it, which it does within a second of connecting. The newest
+    // configuration is re-sent as it is, so changes made in the UI are kept.
+    for &id in &ids {
+        let cfg = db.latest_config(id)?.map_or_else(
+            || DeviceConfig {
+                log_interval_s: 10,
+                batch_s: 10,
+                ..DeviceConfig::default()
+            },
+            |r| r.config,
+        );
+        db.save_config(id, &cfg, now)?;
+    }
+    let mut devices = Vec::with_capacity(ids.len());
+    for id in ids {
+        let d = db
+            .load_device(id)?
+            .with_context(|| format!("device {id} vanished"))?;
+        devices.push(tek_sim::fleet::Device {
+            id,
+            key: d.key.0,
+            name: Some(format!("pool-{id}")),
+        });
+    }
+    Ok(Setup {
+        password,
+        devices,
+        created,
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `tek demo` until Ctrl-C or SIGTERM.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(run_until(args, shutdown_signal()))
+}
+
+/// Runs the demo until `shutdown` resolves.
+pub async fn run_until(
+    args: DemoArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let data = args.data.clone();
+    let count = args.devices;
+    let (db, setup) = tokio::task::spawn_blocking(move || {
+        let db: Arc<dyn Storage> = Arc::new(Sqlite::open_dir(&data)?);
+        let setup = prepare(db.as_ref(), &data, count)?;
+        anyhow::Ok((db, setup))
+    })
+    .await??;
+    if setup.devices.is_empty() {
+        bail!("the demo site has no controllers");
+    }
+    let cfg = tek_server::Config {
+        udp: args.udp,
+        http: args.http,
+        data: args.data.clone(),
+        ..tek_server::Config::default()
+    };
+    let opts = WebOptions::for_listener(args.http);
+    let server = tek_server::Server::start_with(cfg, Some(db), move |api| web::router(api, opts))
+        .await
+        .context("cannot start the server")?;
+    let udp = server.udp_addr();
+    // The controllers reach the server over loopback even if it listens on every address.
+    let target = if udp.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], udp.port()))
+    } else {
+        udp
+    };
+    let n = setup.devices.len();
+    let mut sim = tek_sim::Options::new(setup.devices, vec![target.to_string()]);
+    sim.speed = args.speed;
+    let fleet = tek_sim::Fleet::start(sim)
+        .await
+        .context("cannot start the simulated controllers")?;
+    let http = server.http_addr();
+    let host = if http.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], http.port()))
+    } else {
+        http
+    };
+    println!(
+        "tek demo: {n} simulated controllers ({}) on udp {udp}",
+        if setup.created { "created" } else { "reused" }
+    );
+    println!("open http://{host}/");
+    println!("user: {EMAIL}");
+    match &setup.password {
+        Some(pw) => println!("password: {pw}"),
+        None => println!(
+            "password: as printed on the first run (set a new one with `tek user passwd --data {} --email {EMAIL}`)",
+            args.data.display()
+        ),
+    }
+    println!("press Ctrl-C to stop");
+    let _ = std::io::stdout().flush();
+    shutdown.await;
+    println!("stopping…");
+    let snap = fleet.stop().await;
+    server.shutdown().await;
+    println!(
+        "stopped: {} records acknowledged by the server this run",
+        snap.records_acked
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tek_server::storage::{ConfigStore, DeviceStore, UserStore};
+
+    #[test]
+    fn second_prepare_reuses_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        let a = prepare(&db, dir.path(), 3).unwrap();
+        assert!(a.created);
+        let pw = a.password.clone().unwrap();
+        assert_eq!(pw.len(), 12);
+        let b = prepare(&db, dir.path(), 3).unwrap();
+        assert!(!b.created);
+        assert_eq!(
+            b.password.as_deref(),
+            Some(pw.as_str()),
+            "read back from the file"
+        );
+        assert_eq!(a.devices, b.devices, "same ids and keys");
+        assert_eq!(db.list_devices().unwrap().len(), 3);
+        assert_eq!(db.list_users().unwrap().len(), 1);
+        let (_, hash) = db.user_credentials(EMAIL).unwrap().unwrap();
+        assert!(web::auth::verify_password(&pw, &hash));
+        let latest = db.latest_config(a.devices[0].id).unwrap().unwrap();
+        assert_eq!((latest.version, latest.config.log_interval_s), (2, 10));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "credentials readable by others");
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The web UI in a real browser: headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! installed by scripts/setup.sh) driven over WebDriver with fantoccini, against an in-process
+//! server and simulated controllers on loopback.
+//!
+//! The walk-through: log in; see the fleet online on the dashboard; open a controller and see
+//! its live values change (Server-Sent Events); change the thermostat setpoint and see it
+//! confirmed; change the logging interval of a controller that is offline and see the spinner,
+//! then the green dot once the controller comes up and confirms; export CSV.
+//!
+//! Set `TEK_SCREENSHOTS=DIR` to keep screenshots of each step.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tek_proto::message::Config as DeviceConfig;
+use tek_server::storage::sqlite::Sqlite;
+use tek_server::storage::{ConfigStore, SiteStore, Storage, UserStore};
+use tek_server::web::{self, WebOptions};
+
+const EMAIL: &str = "walker@example.com";
+const PASSWORD: &str = "browser test password";
+const FLEET: u32 = 12;
+
+/// chromedriver, killed when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_driver() -> (Driver, u16) {
+    for bin in ["/usr/bin/chromedriver", "/usr/bin/chromium"] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run scripts/setup.sh (installs Debian's chromium and chromium-driver)"
+        );
+    }
+    let port = free_port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver(child);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (driver, port)
+}
+
+async fn browser(port: u16, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session")
+}
+
+/// Polls `check` every 100 ms until it gives `Some`, or fails after `limit` with `what`.
+async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            t.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text(c: &Client, css: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
+    c.find(Locator::Css(css))
+        .await
+        .ok()?
+        .attr(name)
+        .await
+        .ok()?
+}
+
+async fn shot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("TEK_SCREENSHOTS") {
+        if let Ok(png) = c.screenshot().await {
+            let _ = std::fs::write(Path::new(&dir).join(format!("{name}.png")), png);
+        }
+    }
+}
+
+fn sim_devices(
+    db: &dyn Storage,
+    ids: std::ops::RangeInclusive<u32>,
+) -> Vec<tek_sim::fleet::Device> {
+    ids.map(|id| tek_sim::fleet::Device {
+        id,
+        key: db.load_device(id).unwrap().unwrap().key.0,
+        name: None,
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_walkthrough() {
+    let started = Instant::now();
+    let (_driver, driver_port) = start_driver();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+
+    // A site with FLEET controllers (fast logging as in `tek demo`) and a user of that site.
+    let db = Sqlite::open_dir(dir.path()).unwrap();
+    let fleet = tek_server::provision::provision(&db, Some(1), FLEET, "pool", 0).unwrap();
+    assert_eq!(fleet.device.len(), FLEET as usize);
+    let site = db.create_site("Browser pool", 0).unwrap();
+    let ids: Vec<u32> = (1..=FLEET).collect();
+    db.assign_devices(&ids, Some(site)).unwrap();
+    let hash = web::auth::hash_password(PASSWORD).unwrap();
+    let user = db.create_user(EMAIL, &hash, false, 0).unwrap();
+    db.grant_site(user, site).unwrap();
+    let fast = DeviceConfig {
+        log_interval_s: 10,
+        batch_s: 10,
+        ..DeviceConfig::default()
+    };
+    for &id in &ids {
+        db.save_config(id, &fast, 0).unwrap();
+    }
+    let db: Arc<dyn Storage> = Arc::new(db);
+    let cfg = tek_server::Config {
+        udp: "127.0.0.1:0".parse().unwrap(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().to_owned(),
+        ..tek_server::Config::default()
+    };
+    let server = tek_server::Server::start_with(cfg, Some(db.clone()), |api| {
+        web::router(api, WebOptions::default())
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.http_addr());
+    let servers = vec![server.udp_addr().to_string()];
+    // Every controller but the last runs; the last stays offline until later.
+    let mut opts = tek_sim::Options::new(sim_devices(db.as_ref(), 1..=FLEET - 1), servers.clone());
+    opts.speed = 6.0;
+    let running = tek_sim::Fleet::start(opts).await.unwrap();
+
+    let c = browser(driver_port, profile.path()).await;
+
+    // Log in.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys(EMAIL)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if std::env::var("TEK_DEBUG").is_ok() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        eprintln!(
+            "url {:?}\n{}",
+            c.current_url().await,
+            c.source().await.unwrap_or_default()
+        );
+    }
+    wait_for(Duration::from_secs(5), "the dashboard", || async {
+        c.current_url()
+            .await
+            .ok()
+            .filter(|u| u.path() == "/dashboard")
+    })
+    .await;
+
+    // The fleet online: green dots (the dashboard refreshes itself every 3 s).
+    let online = FLEET as usize - 1;
+    wait_for(
+        Duration::from_secs(15),
+        "the fleet online on the dashboard",
+        || async {
+            let dots = c
+                .find_all(Locator::Css("#devices span.dot.online"))
+                .await
+                .ok()?;
+            let count = text(&c, "#online-count").await?;
+            (dots.len() == online && count == online.to_string()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        attr(&c, &format!("span[data-dot=\"{FLEET}\"]"), "class")
+            .await
+            .as_deref(),
+        Some("dot pending"),
+        "the offline controller's configuration is still waiting for it"
+    );
+    shot(&c, "1-dashboard").await;
+
+    // A controller's page: live values arrive and change without a reload.
+    c.find(Locator::Css("a[href=\"/devices/1\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let first = wait_for(Duration::from_secs(20), "the first readings", || async {
+        let t = attr(&c, "#readings [data-field=time]", "data-time").await?;
+        let p = text(&c, "#readings [data-field=power]").await?;
+        (!p.starts_with('–')).then_some(t)
+    })
+    .await;
+    let url_before = c.current_url().await.unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "a newer reading over the live stream",
+        || async {
+            let t = attr(&c, "#readings [data-field=time]", "data-time").await?;
+            (t != first).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        c.current_url().await.unwrap(),
+        url_before,
+        "updated without navigation"
+    );
+    shot(&c, "2-device").await;
+
+    // Thermostat setpoint: saved, pushed, confirmed (green dot).
+    let sp = c.find(Locator::Css("#setpoint")).await.unwrap();
+    sp.clear().await.unwrap();
+    sp.send_keys("29.5").await.unwrap();
+    c.find(Locator::Css("form[action=\"/devices/1/setpoint\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the saved message", || async {
+        c.current_url()
+            .await
+            .ok()
+            .filter(|u| u.query().is_some_and(|q| q.starts_with("saved=")))
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the setpoint confirmed (green dot)",
+        || async {
+            let dot = attr(&c, "span[data-dot=\"1\"]", "class").await?;
+            let cfg = text(&c, "#device-meta [data-field=config]").await?;
+            (dot == "dot online" && cfg.ends_with("confirmed")).then_some(())
+        },
+    )
+    .await;
+    let cfg1 = server.api().latest_config(1).await.unwrap().unwrap();
+    assert_eq!(cfg1.config.thermostat.setpoint_cc, 2950);
+    assert!(cfg1.state.is_synced());
+
+    // Logging interval of the offline controller: the spinner until it comes up and confirms.
+    c.goto(&format!("{base}/devices/{FLEET}/configure"))
+        .await
+        .unwrap();
+    let li = c.find(Locator::Css("#log_interval")).await.unwrap();
+    li.clear().await.unwrap();
+    li.send_keys("20").await.unwrap();
+    c.find(Locator::Css("#save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the saved page", || async {
+        c.find(Locator::Css("#save-state")).await.ok()
+    })
+    .await;
+    assert_eq!(
+        attr(&c, &format!("h1 span[data-dot=\"{FLEET}\"]"), "class")
+            .await
+            .as_deref(),
+        Some("dot pending"),
+        "spinner while the change waits for the controller"
+    );
+    shot(&c, "3-pending").await;
+    let mut late = tek_sim::Options::new(sim_devices(db.as_ref(), FLEET..=FLEET), servers);
+    late.speed = 6.0;
+    let late = tek_sim::Fleet::start(late).await.unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the green dot after the controller confirms",
+        || async {
+            let dot = attr(&c, &format!("h1 span[data-dot=\"{FLEET}\"]"), "class").await?;
+            let msg = text(&c, "[data-field=config-wait]").await?;
+            (dot == "dot online" && msg.contains("Confirmed")).then_some(())
+        },
+    )
+    .await;
+    shot(&c, "4-confirmed").await;
+    let cfg = server.api().latest_config(FLEET).await.unwrap().unwrap();
+    assert_eq!(cfg.config.log_interval_s, 20);
+    assert!(cfg.state.is_synced());
+
+    // Invalid input is refused with a message, nothing saved.
+    let li = c.find(Locator::Css("#log_interval")).await.unwrap();
+    li.clear().await.unwrap();
+    li.send_keys("5").await.unwrap();
+    c.execute(
+        "document.getElementById('log_interval').removeAttribute('min')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the error message", || async {
+        text(&c, "#errors").await
+    })
+    .await;
+    assert!(err.contains("Logging interval must be"), "{err}");
+    assert_eq!(
+        server
+            .api()
+            .latest_config(FLEET)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        cfg.version
+    );
+
+    // CSV export of device 1, through the page's own form and session cookie.
+    c.goto(&format!("{base}/devices/1")).await.unwrap();
+    let csv = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const f = document.querySelector('section.export form');
+             const q = new URLSearchParams(new FormData(f)).toString();
+             fetch(f.action + '?' + q, {credentials: 'same-origin'})
+               .then(r => r.text().then(t => done([r.status, r.headers.get('content-type'), t])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let arr = csv.as_array().unwrap();
+    assert_eq!(arr[0], 200);
+    assert_eq!(arr[1], "text/csv; charset=utf-8");
+    let body = arr[2].as_str().unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time_utc,unix_s,power_w,energy_wh,water_c,air_c,relays"
+    );
+    assert!(lines.len() >= 3, "records exported: {body}");
+
+    c.close().await.unwrap();
+    late.stop().await;
+    running.stop().await;
+    server.shutdown().await;
+    eprintln!("browser walk-through took {:?}", started.elapsed());
+}
