@@ -187,7 +187,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs a server with `cfg` until `shutdown` resolves (for embedding and tests).
 pub async fn serve_until(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    crate::Server::run(cfg, shutdown).await?;
+    // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback).
+    let web = crate::web::WebOptions::for_listener(cfg.http);
+    let handle = crate::Server::start_with(cfg, None, move |api| crate::web::router(api, web)).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
     Ok(())
 }
 
