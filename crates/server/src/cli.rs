@@ -189,7 +189,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve_until(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback).
     let web = crate::web::WebOptions::for_listener(cfg.http);
-    let handle = crate::Server::start_with(cfg, None, move |api| crate::web::router(api, web)).await?;
+    let handle =
+        crate::Server::start_with(cfg, None, move |api| crate::web::router(api, web)).await?;
     shutdown.await;
     tracing::info!("shutting down");
     handle.shutdown().await;
