@@ -80,12 +80,7 @@ pub enum DeviceCommand {
 #[derive(clap::Args, Debug)]
 pub struct DataArgs {
     /// Data directory of the server.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "db",
-        default_value = ""
-    )]
+    #[arg(long, value_name = "DIR", default_value = "tek-data")]
     pub data: PathBuf,
     /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
@@ -96,12 +91,7 @@ pub struct DataArgs {
 #[derive(clap::Args, Debug)]
 pub struct AddArgs {
     /// Data directory of the server (created if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "db",
-        default_value = ""
-    )]
+    #[arg(long, value_name = "DIR", default_value = "tek-data")]
     pub data: PathBuf,
     /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
@@ -127,12 +117,7 @@ pub struct AddArgs {
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {
     /// Data directory of the server.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "db",
-        default_value = ""
-    )]
+    #[arg(long, value_name = "DIR", default_value = "tek-data")]
     pub data: PathBuf,
     /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
@@ -151,12 +136,7 @@ pub struct ConfigArgs {
 #[derive(clap::Args, Debug)]
 pub struct CommandArgs {
     /// Data directory of the server.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "db",
-        default_value = ""
-    )]
+    #[arg(long, value_name = "DIR", default_value = "tek-data")]
     pub data: PathBuf,
     /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
@@ -513,6 +493,22 @@ mod tests {
             vec!["serve", "--udp", "nonsense"],
             vec!["serve", "--config", bad_cfg.to_str().unwrap()],
             vec!["serve", "--config", "/nonexistent.toml"],
+            vec!["serve", "--data", d, "--db", "postgres://127.0.0.1:1/tek"],
+            vec![
+                "device",
+                "list",
+                "--data",
+                d,
+                "--db",
+                "postgres://127.0.0.1:1/tek",
+            ],
+            vec![
+                "device",
+                "list",
+                "--db",
+                "postgres://tek:pw@127.0.0.1:1/tek",
+            ],
+            vec!["device", "add", "--db", "not a url", "--id", "3"],
         ];
         for args in cases {
             let e = run(&args).expect_err(&format!("{args:?} should fail"));

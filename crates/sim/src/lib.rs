@@ -18,4 +18,4 @@ pub mod plant;
 pub mod reference;
 pub mod runner;
 
-pub use runner::{Counters, Fleet, Options, Snapshot};
+pub use runner::{AckLedger, AckedBoot, Counters, Fleet, Options, Snapshot};

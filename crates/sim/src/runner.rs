@@ -197,10 +197,38 @@ impl Counters {
     }
 }
 
+/// What one boot of a controller saw acknowledged: every record of this boot with a sequence
+/// number below `first_unacked_seq` was either acknowledged by a server (an Ack freed it) or,
+/// when `dropped > 0`, dropped from the full log; with `dropped == 0` the acknowledged set is
+/// exactly `0..first_unacked_seq`. Test hook for checking a server's storage against what the
+/// devices were told (e.g. "every acknowledged record is stored exactly once").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckedBoot {
+    /// The boot counter (the hello counter's high half, the `boot` of stored records).
+    pub boot: u32,
+    /// The oldest sequence number not acknowledged yet (records start at 0 in each boot).
+    pub first_unacked_seq: u32,
+    /// Records dropped because the log was full, in this boot.
+    pub dropped: u32,
+}
+
+/// The acknowledgement ledger of one controller: one entry per boot, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckLedger {
+    /// Device id.
+    pub device_id: u32,
+    /// Index in the server list of the server holding its session now (`None`: no session).
+    pub server_index: Option<u8>,
+    /// Boots since the fleet started.
+    pub boots: Vec<AckedBoot>,
+}
+
 struct Shared {
     start: Instant,
     speed: f64,
     counters: Arc<Counters>,
+    /// Per controller (by index): its acknowledgement ledger.
+    ledgers: Vec<std::sync::Mutex<AckLedger>>,
     servers: Vec<String>,
     /// Names of the server list, resolved once at start (the simulator's DNS).
     dns: Vec<(String, Ipv4Addr)>,
@@ -289,10 +317,22 @@ impl Fleet {
             .devices
             .store(opts.devices.len() as u64, Ordering::Relaxed);
         let sim = |s: f64| (s * 1000.0) as u64;
+        let ledgers = opts
+            .devices
+            .iter()
+            .map(|d| {
+                std::sync::Mutex::new(AckLedger {
+                    device_id: d.id,
+                    server_index: None,
+                    boots: Vec::new(),
+                })
+            })
+            .collect();
         let shared = Arc::new(Shared {
             start: Instant::now(),
             speed: opts.speed,
             counters,
+            ledgers,
             servers: opts.servers.clone(),
             dns,
             eth_fail_ms: opts.eth_fail_after_s.map(sim),
@@ -324,6 +364,15 @@ impl Fleet {
     /// A copy of the counters now.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.counters.snapshot()
+    }
+
+    /// What each controller saw acknowledged so far, in fleet order (see [`AckedBoot`]).
+    pub fn ack_ledgers(&self) -> Vec<AckLedger> {
+        self.shared
+            .ledgers
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
     }
 
     /// Simulated time since start.
@@ -527,6 +576,24 @@ impl Host {
     }
 }
 
+/// Updates controller `index`'s acknowledgement ledger from its log.
+fn record_acked(shared: &Shared, index: usize, ctl: &Controller<SIM_LOG>) {
+    let Some(ledger) = shared.ledgers.get(index) else {
+        return;
+    };
+    let now = AckedBoot {
+        boot: ctl.boot_counter(),
+        first_unacked_seq: ctl.log().first_seq(),
+        dropped: ctl.log().drops(),
+    };
+    let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
+    l.server_index = ctl.server_index();
+    match l.boots.last_mut() {
+        Some(last) if last.boot == now.boot => *last = now,
+        _ => l.boots.push(now),
+    }
+}
+
 async fn run_device(
     index: usize,
     dev: Device,
@@ -626,6 +693,7 @@ async fn run_device(
         });
         c.add_stats(ctl.stats(), &host.last);
         host.last = *ctl.stats();
+        record_acked(&shared, index, &ctl);
         Host::gauge(&c.connected, &mut host.connected, ctl.is_connected());
         Host::gauge(&c.on_gsm, &mut host.on_gsm, ctl.transport() == Iface::Gsm);
         if ctl.is_connected() && !host.ever {
@@ -673,6 +741,9 @@ async fn run_device(
         );
     }
     c.add_stats(ctl.stats(), &host.last);
+    if let Some(l) = shared.ledgers.get(index) {
+        l.lock().unwrap_or_else(|p| p.into_inner()).server_index = None;
+    }
     Host::gauge(&c.connected, &mut host.connected, false);
     Host::gauge(&c.on_gsm, &mut host.on_gsm, false);
 }
