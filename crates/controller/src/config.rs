@@ -48,7 +48,9 @@ pub struct ConfigState {
 
 impl ConfigState {
     /// The state at power-up from what flash held. A trial found in flash is in effect now (its
-    /// Ethernet part took effect with this boot), so its clock starts.
+    /// Ethernet part took effect with this boot), so its clock starts. (The controller powers
+    /// up in place with [`start`](Self::start); this builds a value for tests.)
+    #[cfg(test)]
     pub fn boot(
         version: u32,
         running: Config,
@@ -57,17 +59,27 @@ impl ConfigState {
         halt: bool,
         now: u64,
     ) -> ConfigState {
-        let trial_deadline = previous
-            .as_ref()
-            .map(|_| now + u64::from(running.rollback_s) * 1000);
-        ConfigState {
+        let mut s = ConfigState {
             version,
-            eth_boot: if halt { None } else { running.ethernet },
             running,
             previous,
-            trial_deadline,
+            trial_deadline: None,
             rolled_back,
-        }
+            eth_boot: None,
+        };
+        s.start(halt, now);
+        s
+    }
+
+    /// Power-up in place: `version`, `running`, `previous` and `rolled_back` hold what flash
+    /// held; sets what follows from them at boot (the trial clock, the Ethernet settings in
+    /// effect). [`boot`](Self::boot) is this on a new value.
+    pub fn start(&mut self, halt: bool, now: u64) {
+        self.trial_deadline = self
+            .previous
+            .as_ref()
+            .map(|_| now + u64::from(self.running.rollback_s) * 1000);
+        self.eth_boot = if halt { None } else { self.running.ethernet };
     }
 
     fn result(&self) -> ConfigResult {

@@ -2,7 +2,7 @@
 //!
 //! ## Driving it
 //! ```text
-//! let mut ctl = Controller::<LOG>::new(setup, now);
+//! let mut ctl = Controller::<LOG>::new(setup, now);   // or, in place: blank() + boot(..)
 //! loop {
 //!     // feed whatever happened: ctl.receive(..), ctl.dns_answer(..), ctl.sensor(..), ...
 //!     while let Some(action) = ctl.poll(now, &mut rng) { carry it out, in order }
@@ -14,6 +14,15 @@
 //! a DNS query without answer) is covered by the protocol's timeouts. Datagrams that fail any
 //! check are dropped silently: nothing is sent in reply and nothing changes but the traffic
 //! counters and [`Stats::ignored`].
+//!
+//! ## Building it in place
+//! With its telemetry log the controller is most of a small device's RAM (48 kB of 64 kB on the
+//! LM3S6965), so it must never pass through the stack. [`Controller::blank`] is a `const`
+//! placeholder whose bytes are all zero — a `static` of it sits in `.bss` and costs no flash —
+//! and [`Controller::boot`] (or [`Controller::boot_from_flash`], which also reads the flash slots
+//! itself, one at a time, into the controller's own buffer) powers it up in place, field by field;
+//! the log is cleared by resetting its indices. [`Controller::new`] is `blank` + `boot` on a
+//! value, so there is one power-up path, and booting again in place is a clean reset.
 
 use crate::config::ConfigState;
 use crate::connect::{self, Attempt, Next, Walk};
@@ -27,7 +36,7 @@ use crate::{Action, Endpoint, Entropy, EthernetSetup, Iface, IpInfo, Led, Radio,
 use heapless::{Deque, String, Vec};
 use tek_proto::crypto::{DeviceKeys, Key};
 use tek_proto::handshake::hello_counter;
-use tek_proto::message::config::{server_ok, Config, MAX_SERVERS, MAX_TEXT};
+use tek_proto::message::config::{server_ok, Config, Gsm, Thermostat, MAX_SERVERS, MAX_TEXT};
 use tek_proto::message::status::{Status, Traffic};
 use tek_proto::message::{Command, CommandResult, ConfigResult, Message};
 use tek_proto::session::Session;
@@ -36,6 +45,35 @@ use tek_proto::wire::Kind;
 
 /// A sensor reading older than this no longer drives the heater (it is switched off).
 pub const SENSOR_STALE_MS: u64 = 300_000;
+
+/// The controller's one datagram/record buffer: a datagram to send, a flash record to write, or
+/// (at power-up) a flash slot being read. An action borrows it until the next `poll`, so one
+/// buffer serves all three.
+const SCRATCH_LEN: usize = if persist::MAX_LEN > tek_proto::MAX_DATAGRAM {
+    persist::MAX_LEN
+} else {
+    tek_proto::MAX_DATAGRAM
+};
+
+/// A configuration of zeros (not a valid one): the placeholder in [`Controller::blank`].
+const ZERO_CONFIG: Config = Config {
+    log_interval_s: 0,
+    ethernet: None,
+    gsm: Gsm {
+        apn: String::new(),
+        login: String::new(),
+        password: String::new(),
+    },
+    servers: Vec::new(),
+    thermostat: Thermostat {
+        setpoint_cc: 0,
+        hysteresis_cc: 0,
+    },
+    keepalive_s: 0,
+    batch_s: 0,
+    gsm_failover_s: 0,
+    rollback_s: 0,
+};
 
 /// What the host knows at power-up.
 #[derive(Debug, Clone)]
@@ -180,8 +218,8 @@ pub struct Controller<const LOG: usize> {
     net_restart: bool,
     reset_pending: bool,
     stats: Stats,
-    tx: [u8; tek_proto::MAX_DATAGRAM],
-    flash: [u8; persist::MAX_LEN],
+    /// See [`SCRATCH_LEN`].
+    scratch: [u8; SCRATCH_LEN],
 }
 
 impl<const LOG: usize> core::fmt::Debug for Controller<LOG> {
@@ -203,12 +241,261 @@ fn seal(session: &mut Session, msg: &Message<'_>, tx: &mut [u8]) -> Option<usize
 }
 
 impl<const LOG: usize> Controller<LOG> {
-    /// Powers up. The first actions [`poll`](Self::poll) returns persist the incremented boot
-    /// counter and configure Ethernet (DHCP unless fixed settings are stored and HALT is not
-    /// held).
+    /// Powers up: [`blank`](Self::blank) + [`boot`](Self::boot) on a value. The first actions
+    /// [`poll`](Self::poll) returns persist the incremented boot counter and configure Ethernet
+    /// (DHCP unless fixed settings are stored and HALT is not held).
     pub fn new(setup: Setup<'_>, now: u64) -> Self {
-        let stored = setup.stored.unwrap_or_default();
-        let mut factory = Vec::new();
+        let mut ctl = Self::blank();
+        ctl.boot(setup, now);
+        ctl
+    }
+
+    /// A controller that has not booted, for a `static` initialiser: every byte of it is zero,
+    /// so the static lands in `.bss` and costs no flash (the firmware's size check verifies
+    /// that its controller static is in `.bss`). Its field values are placeholders chosen for
+    /// that — no key, no server, no configuration — and mean nothing: call
+    /// [`boot`](Self::boot) or [`boot_from_flash`](Self::boot_from_flash) before anything else.
+    pub const fn blank() -> Self {
+        Controller {
+            device_id: 0,
+            keys: DeviceKeys::PLACEHOLDER,
+            firmware: [0; 3],
+            halt: false,
+            has_gsm: false,
+            factory: Vec::new(),
+            boot: 0,
+            persist_seq: 0,
+            attempts: 0,
+            // `Some`, not `None`, in the placeholders below: their `None` is a non-zero niche
+            // value (2 in a bool or an `Option` tag, 4 after `Led`'s variants), which would move
+            // the whole static into `.data`, i.e. into flash.
+            cfg: ConfigState {
+                version: 0,
+                running: ZERO_CONFIG,
+                previous: Some((0, ZERO_CONFIG)),
+                trial_deadline: None,
+                rolled_back: None,
+                eth_boot: None,
+            },
+            eth_in_use: None,
+            rolled_back_since_boot: false,
+            net: [NetState {
+                link: false,
+                ip: Some(IpInfo {
+                    ip: [0; 4],
+                    netmask: [0; 4],
+                    gateway: [0; 4],
+                    dns: [0; 4],
+                    dhcp: false,
+                }),
+            }; 2],
+            active: Iface::Ethernet,
+            modem_on: false,
+            radio: Radio::Off,
+            signal: 0,
+            conn: Conn::Offline,
+            walk: Walk {
+                index: 0,
+                tried: 0,
+                pass: 0,
+            },
+            probe: Probe::Off,
+            eth_ok_at: 0,
+            dns_token: 0,
+            log: Log::new(),
+            next_log_at: 0,
+            reading: Some(Reading {
+                power_w: 0,
+                energy_wh: 0,
+                water_cc: None,
+                air_cc: None,
+            }),
+            reading_at: 0,
+            power_sum: 0,
+            power_n: 0,
+            relays: Relays::BLANK,
+            relays_applied: 0,
+            time_offset: None,
+            traffic: Traffic {
+                eth_tx: 0,
+                eth_rx: 0,
+                gsm_tx: 0,
+                gsm_rx: 0,
+            },
+            effects: Deque::new(),
+            persist_queued: false,
+            led: Some(Led::Halt),
+            config_ack: Some((0, ConfigResult::Applied)),
+            rollback_report: None,
+            command_acks: Deque::new(),
+            last_command: Some((0, CommandResult::Done)),
+            status_due: false,
+            next_status_at: 0,
+            net_restart: false,
+            reset_pending: false,
+            stats: Stats {
+                hellos: 0,
+                sessions: 0,
+                dead_servers: 0,
+                failed_passes: 0,
+                failovers: 0,
+                returns: 0,
+                records_logged: 0,
+                records_sent: 0,
+                records_acked: 0,
+                batches: 0,
+                batch_retries: 0,
+                configs_applied: 0,
+                rollbacks: 0,
+                commands: 0,
+                ignored: 0,
+            },
+            scratch: [0; SCRATCH_LEN],
+        }
+    }
+
+    /// Powers up in place, with the flash record in `setup.stored`: every field is set anew
+    /// (whatever the controller held before — a blank or a running controller alike, so this is
+    /// also a reset) and the log is emptied by resetting its indices. Nothing of the size of the
+    /// controller or its log passes through the stack.
+    pub fn boot(&mut self, mut setup: Setup<'_>, now: u64) {
+        let found = setup.stored.take().map(|s| {
+            self.cfg.version = s.version;
+            self.cfg.running = s.config;
+            self.cfg.previous = s.previous;
+            self.cfg.rolled_back = s.rolled_back;
+            (s.seq, s.boot)
+        });
+        self.start(&setup, found, now);
+    }
+
+    /// Powers up in place like [`boot`](Self::boot), reading the flash record itself:
+    /// `read(slot, buf)` must fill `buf` with the start of flash slot `slot` (0 or 1; erased
+    /// bytes read as 0xFF) and return whether it could. The slots are read one at a time into the
+    /// controller's own buffer, the newer valid one is picked by header and CRC
+    /// ([`persist::check`]), and only that one is decoded, straight into place (the older one
+    /// if the newer does not decode) — the same choice as [`persist::load`], without a decoded
+    /// copy on the stack. `setup.stored` is not used. Returns the header of the record found
+    /// (`None`: blank flash).
+    pub fn boot_from_flash(
+        &mut self,
+        setup: Setup<'_>,
+        read: &mut dyn FnMut(u8, &mut [u8]) -> bool,
+        now: u64,
+    ) -> Option<persist::Header> {
+        let header = self.restore(read);
+        if let Some(h) = header {
+            self.cfg.version = h.version;
+            self.cfg.rolled_back = h.rolled_back;
+        }
+        self.start(&setup, header.map(|h| (h.seq, h.boot)), now);
+        header
+    }
+
+    /// Reads both slots and decodes the newest valid record into `self.cfg`.
+    fn restore(&mut self, read: &mut dyn FnMut(u8, &mut [u8]) -> bool) -> Option<persist::Header> {
+        let buf = &mut self.scratch[..persist::MAX_LEN];
+        let mut headers = [None, None];
+        for (slot, h) in headers.iter_mut().enumerate() {
+            if read(slot as u8, buf) {
+                *h = persist::check(buf);
+            }
+        }
+        // Slot 1 is in the buffer now. Newer first; on equal sequence numbers slot 0, as `load`.
+        let mut in_buf = 1;
+        let order = match headers {
+            [Some(a), Some(b)] if !b.newer_than(&a) => [0, 1],
+            _ => [1, 0],
+        };
+        for slot in order {
+            if headers[slot].is_none() {
+                continue;
+            }
+            if slot != in_buf {
+                if !read(slot as u8, buf) {
+                    continue;
+                }
+                in_buf = slot;
+            }
+            let h = persist::decode_into(buf, &mut self.cfg.running, &mut self.cfg.previous);
+            if h.is_some() {
+                return h;
+            }
+        }
+        None
+    }
+
+    /// The one power-up path. `self.cfg` holds the version, configurations and rolled-back
+    /// version of the flash record when `found` (its sequence number and boot counter) is
+    /// `Some`; without a record the factory configuration is used.
+    fn start(&mut self, setup: &Setup<'_>, found: Option<(u32, u32)>, now: u64) {
+        let (seq, boot_before) = match found {
+            Some(f) => f,
+            None => {
+                self.cfg.version = 0;
+                self.cfg.running = Config::DEFAULT;
+                self.cfg.previous = None;
+                self.cfg.rolled_back = None;
+                (0, 0)
+            }
+        };
+        self.cfg.start(setup.halt, now);
+        let log_ms = u64::from(self.cfg.running.log_interval_s) * 1000;
+        let eth_boot = self.cfg.eth_boot;
+        // Every field by name, without `..`: a field added later cannot be forgotten here.
+        let Controller {
+            device_id,
+            keys,
+            firmware,
+            halt,
+            has_gsm,
+            factory,
+            boot,
+            persist_seq,
+            attempts,
+            cfg: _, // restored above
+            eth_in_use,
+            rolled_back_since_boot,
+            net,
+            active,
+            modem_on,
+            radio,
+            signal,
+            conn,
+            walk,
+            probe,
+            eth_ok_at,
+            dns_token,
+            log,
+            next_log_at,
+            reading,
+            reading_at,
+            power_sum,
+            power_n,
+            relays,
+            relays_applied,
+            time_offset,
+            traffic,
+            effects,
+            persist_queued,
+            led,
+            config_ack,
+            rollback_report,
+            command_acks,
+            last_command,
+            status_due,
+            next_status_at,
+            net_restart,
+            reset_pending,
+            stats,
+            scratch: _, // written before every use (an action's bytes, a slot read)
+        } = self;
+        *device_id = setup.device_id;
+        *keys = DeviceKeys::new(Key(setup.key));
+        *firmware = setup.firmware;
+        *halt = setup.halt;
+        *has_gsm = setup.has_gsm;
+        factory.clear();
         for s in setup.factory_servers {
             if server_ok(s) {
                 if let Ok(s) = String::try_from(*s) {
@@ -216,72 +503,50 @@ impl<const LOG: usize> Controller<LOG> {
                 }
             }
         }
-        let cfg = ConfigState::boot(
-            stored.version,
-            stored.config,
-            stored.previous,
-            stored.rolled_back,
-            setup.halt,
-            now,
-        );
-        let eth_in_use = cfg.eth_boot;
-        let log_ms = u64::from(cfg.running.log_interval_s) * 1000;
-        let mut ctl = Controller {
-            device_id: setup.device_id,
-            keys: DeviceKeys::new(Key(setup.key)),
-            firmware: setup.firmware,
-            halt: setup.halt,
-            has_gsm: setup.has_gsm,
-            factory,
-            boot: stored.boot.saturating_add(1),
-            persist_seq: stored.seq,
-            attempts: 0,
-            cfg,
-            eth_in_use,
-            rolled_back_since_boot: false,
-            net: [NetState::default(); 2],
-            active: Iface::Ethernet,
-            modem_on: false,
-            radio: Radio::Off,
-            signal: 99,
-            conn: Conn::Offline,
-            walk: Walk::default(),
-            probe: Probe::Off,
-            eth_ok_at: now,
-            dns_token: 0,
-            log: Log::new(),
-            next_log_at: now + log_ms,
-            reading: None,
-            reading_at: now,
-            power_sum: 0,
-            power_n: 0,
-            relays: Relays::new(),
-            relays_applied: 0,
-            time_offset: None,
-            traffic: Traffic::default(),
-            effects: Deque::new(),
-            persist_queued: false,
-            led: None,
-            config_ack: None,
-            rollback_report: None,
-            command_acks: Deque::new(),
-            last_command: None,
-            status_due: true,
-            next_status_at: now,
-            net_restart: false,
-            reset_pending: false,
-            stats: Stats::default(),
-            tx: [0; tek_proto::MAX_DATAGRAM],
-            flash: [0; persist::MAX_LEN],
-        };
+        *boot = boot_before.saturating_add(1);
+        *persist_seq = seq;
+        *attempts = 0;
+        *eth_in_use = eth_boot;
+        *rolled_back_since_boot = false;
+        *net = [NetState::default(); 2];
+        *active = Iface::Ethernet;
+        *modem_on = false;
+        *radio = Radio::Off;
+        *signal = 99;
+        *conn = Conn::Offline;
+        *walk = Walk::default();
+        *probe = Probe::Off;
+        *eth_ok_at = now;
+        *dns_token = 0;
+        log.clear();
+        *next_log_at = now + log_ms;
+        *reading = None;
+        *reading_at = now;
+        *power_sum = 0;
+        *power_n = 0;
+        *relays = Relays::new();
+        *relays_applied = 0;
+        *time_offset = None;
+        *traffic = Traffic::default();
+        effects.clear();
+        *persist_queued = false;
+        *led = None;
+        *config_ack = None;
+        *rollback_report = None;
+        command_acks.clear();
+        *last_command = None;
+        *status_due = true;
+        *next_status_at = now;
+        *net_restart = false;
+        *reset_pending = false;
+        *stats = Stats::default();
         // The boot counter is written before anything is sent.
-        ctl.queue_persist();
-        ctl.push(Effect::ConfigureEthernet(match eth_in_use {
+        self.queue_persist();
+        self.push(Effect::ConfigureEthernet(match eth_boot {
             Some(s) => EthernetSetup::Static(s),
             None => EthernetSetup::Dhcp,
         }));
-        ctl.relays.evaluate(&ctl.cfg.running.thermostat, None);
-        ctl
+        self.relays.evaluate(&self.cfg.running.thermostat, None);
     }
 
     // ----- events -------------------------------------------------------------------------
@@ -532,6 +797,7 @@ impl<const LOG: usize> Controller<LOG> {
     }
 
     fn apply_config(&mut self, now: u64, version: u32, new: Config) {
+        let log_s = self.cfg.running.log_interval_s;
         let Some(a) = self.cfg.apply(version, new, now) else {
             return;
         };
@@ -540,6 +806,7 @@ impl<const LOG: usize> Controller<LOG> {
             return;
         }
         self.stats.configs_applied += 1;
+        self.log_interval_changed(log_s, now);
         self.queue_persist();
         self.status_due = true;
         let water = self.fresh_water(now);
@@ -611,7 +878,7 @@ impl<const LOG: usize> Controller<LOG> {
                 iface,
                 from_port,
                 to,
-                bytes: &self.tx[..n],
+                bytes: &self.scratch[..n],
             });
         }
         if self.net_restart {
@@ -748,7 +1015,7 @@ impl<const LOG: usize> Controller<LOG> {
                 self.persist_seq = self.persist_seq.wrapping_add(1);
                 let cfg = &self.cfg;
                 let n = persist::encode(
-                    &mut self.flash,
+                    &mut self.scratch,
                     self.persist_seq,
                     self.boot,
                     cfg.version,
@@ -759,7 +1026,7 @@ impl<const LOG: usize> Controller<LOG> {
                 .unwrap_or(0);
                 Action::Persist {
                     slot: (self.persist_seq % 2) as u8,
-                    record: &self.flash[..n],
+                    record: &self.scratch[..n],
                 }
             }
         }
@@ -827,8 +1094,10 @@ impl<const LOG: usize> Controller<LOG> {
             self.relays_applied = relays;
             self.status_due = true;
         }
+        let log_s = self.cfg.running.log_interval_s;
         if let Some(failed) = self.cfg.check_rollback(now) {
             self.rollback(failed);
+            self.log_interval_changed(log_s, now);
         }
         if let Some(t) = self.failover_at() {
             if now >= t {
@@ -855,6 +1124,18 @@ impl<const LOG: usize> Controller<LOG> {
             self.led = Some(led);
             self.push(Effect::Led(led));
         }
+    }
+
+    /// The running configuration changed from one logging every `old_s`: the next record is due
+    /// one new interval after the last record (or power-up) — at once if that is past — rather
+    /// than at the time the old interval set.
+    fn log_interval_changed(&mut self, old_s: u16, now: u64) {
+        let new_s = self.cfg.running.log_interval_s;
+        if new_s == old_s {
+            return;
+        }
+        let last = self.next_log_at.saturating_sub(u64::from(old_s) * 1000);
+        self.next_log_at = (last + u64::from(new_s) * 1000).max(now);
     }
 
     fn sample(&mut self, now: u64) {
@@ -1108,7 +1389,7 @@ impl<const LOG: usize> Controller<LOG> {
     }
 
     /// Produces the next datagram, if one is due: (interface, source port, destination, length
-    /// in `self.tx`).
+    /// in `self.scratch`).
     fn next_send(
         &mut self,
         now: u64,
@@ -1118,7 +1399,14 @@ impl<const LOG: usize> Controller<LOG> {
         if matches!(&self.conn, Conn::Hello(a) if a.hello_due(now)) {
             let counter = self.next_counter();
             if let Conn::Hello(a) = &mut self.conn {
-                let n = a.hello(&self.keys, self.device_id, counter, now, rng, &mut self.tx)?;
+                let n = a.hello(
+                    &self.keys,
+                    self.device_id,
+                    counter,
+                    now,
+                    rng,
+                    &mut self.scratch[..tek_proto::MAX_DATAGRAM],
+                )?;
                 self.stats.hellos += 1;
                 return Some((a.iface, a.port, a.to, n));
             }
@@ -1128,7 +1416,14 @@ impl<const LOG: usize> Controller<LOG> {
         {
             let counter = self.next_counter();
             if let Probe::Hello(a) = &mut self.probe {
-                let n = a.hello(&self.keys, self.device_id, counter, now, rng, &mut self.tx)?;
+                let n = a.hello(
+                    &self.keys,
+                    self.device_id,
+                    counter,
+                    now,
+                    rng,
+                    &mut self.scratch[..tek_proto::MAX_DATAGRAM],
+                )?;
                 self.stats.hellos += 1;
                 return Some((a.iface, a.port, a.to, n));
             }
@@ -1151,7 +1446,7 @@ impl<const LOG: usize> Controller<LOG> {
             seal(
                 &mut up.session,
                 &Message::ConfigAck { version: v, result },
-                &mut self.tx,
+                &mut self.scratch[..tek_proto::MAX_DATAGRAM],
             )
         } else if let Some(v) = self.rollback_report.take() {
             seal(
@@ -1160,21 +1455,30 @@ impl<const LOG: usize> Controller<LOG> {
                     version: v,
                     result: ConfigResult::RolledBack,
                 },
-                &mut self.tx,
+                &mut self.scratch[..tek_proto::MAX_DATAGRAM],
             )
         } else if let Some((id, result)) = self.command_acks.pop_front() {
             seal(
                 &mut up.session,
                 &Message::CommandAck { id, result },
-                &mut self.tx,
+                &mut self.scratch[..tek_proto::MAX_DATAGRAM],
             )
         } else if let Some(s) = status {
             self.status_due = false;
             self.next_status_at = now + session::STATUS_EVERY_MS;
-            seal(&mut up.session, &Message::Status(s), &mut self.tx)
-        } else if let Some(n) =
-            Self::batch(up, &self.log, &mut self.stats, now, batch_ms, &mut self.tx)
-        {
+            seal(
+                &mut up.session,
+                &Message::Status(s),
+                &mut self.scratch[..tek_proto::MAX_DATAGRAM],
+            )
+        } else if let Some(n) = Self::batch(
+            up,
+            &self.log,
+            &mut self.stats,
+            now,
+            batch_ms,
+            &mut self.scratch[..tek_proto::MAX_DATAGRAM],
+        ) {
             Some(n)
         } else if let Some(p) = up
             .probing
@@ -1190,7 +1494,7 @@ impl<const LOG: usize> Controller<LOG> {
                     reply_wanted: true,
                     config_version: version,
                 },
-                &mut self.tx,
+                &mut self.scratch[..tek_proto::MAX_DATAGRAM],
             )
         } else if up.probing.is_none() && now >= up.last_tx + ka_ms {
             let reply_wanted =
@@ -1207,7 +1511,7 @@ impl<const LOG: usize> Controller<LOG> {
                     reply_wanted,
                     config_version: version,
                 },
-                &mut self.tx,
+                &mut self.scratch[..tek_proto::MAX_DATAGRAM],
             )
         } else {
             None

@@ -89,6 +89,16 @@ impl<const N: usize> Log<N> {
         }
     }
 
+    /// Empties the log in place, as [`Log::new`] would (the next record gets sequence number 0,
+    /// the drop count restarts): only the indices are reset — the records left in the buffer
+    /// are unreachable — so a 48 kB log is cleared without a 48 kB temporary.
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+        self.head_seq = 0;
+        self.drops = 0;
+    }
+
     /// Capacity in records.
     pub const fn capacity(&self) -> usize {
         N
@@ -184,6 +194,24 @@ mod tests {
         assert_eq!(core::mem::size_of::<LogRecord>(), 16);
         // 48 h at one record a minute (2880) in 48 kB.
         assert!(core::mem::size_of::<Log<3072>>() <= 48 * 1024 + 32);
+    }
+
+    #[test]
+    fn clear_is_a_new_log() {
+        let mut log = Log::<4>::new();
+        for t in 0..6 {
+            log.push(rec(t));
+        }
+        log.ack_through(3);
+        log.clear();
+        assert!(log.is_empty());
+        assert_eq!((log.first_seq(), log.next_seq(), log.drops()), (0, 0, 0));
+        assert!(
+            log.get(0).is_none() && log.get(5).is_none(),
+            "old records unreachable"
+        );
+        assert_eq!(log.push(rec(9)), 0);
+        assert_eq!(log.get(0).unwrap().time_s, 9);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! The controller keeps one record and writes it alternately into two flash slots, so a power
 //! cut in the middle of a write leaves the previous record readable. At power-up the host reads
-//! both slots and [`load`] takes the valid one with the higher sequence number.
+//! both slots and [`load`] takes the valid one with the higher sequence number — or, on a device
+//! short of RAM, the controller reads them itself, one at a time into its own buffer, picks the
+//! newer by [`check`]ing headers and CRCs, and decodes only that one into place
+//! ([`Controller::boot_from_flash`](crate::Controller::boot_from_flash)).
 //!
 //! ```text
 //! 0   magic            "TK"
@@ -117,9 +120,38 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Reads one slot (its bytes, possibly followed by erased flash). `None` if it holds no valid
-/// record.
-pub fn decode(slot: &[u8]) -> Option<Stored> {
+/// The numbers of a record whose header and CRC check out, read without decoding its
+/// configurations (so a host can pick the newer of two slots with no decoded copy at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Sequence number of the write.
+    pub seq: u32,
+    /// Boot counter of the boot that wrote it.
+    pub boot: u32,
+    /// Version of the running configuration.
+    pub version: u32,
+    /// The version a trial would roll back to, if a trial runs.
+    pub previous_version: Option<u32>,
+    /// The last version that was rolled back.
+    pub rolled_back: Option<u32>,
+    /// Length of the running configuration's items.
+    items_len: usize,
+    /// Length of the previous configuration's items (0 without a trial).
+    prev_len: usize,
+}
+
+impl Header {
+    /// Whether this record is newer than `other` (sequence numbers compared with wrap-around,
+    /// so the sequence may run past `u32::MAX`).
+    pub fn newer_than(&self, other: &Header) -> bool {
+        (self.seq.wrapping_sub(other.seq) as i32) > 0
+    }
+}
+
+/// Checks one slot's header, lengths and CRC (its bytes, possibly followed by erased flash).
+/// `None` if it holds no record. The configuration items are not looked at: [`decode_into`]
+/// (or [`decode`]) still refuses a record whose items do not decode or validate.
+pub fn check(slot: &[u8]) -> Option<Header> {
     let h = slot.get(..HEADER)?;
     if h[0..2] != MAGIC || h[2] != FORMAT || h[3] & !(FLAG_TRIAL | FLAG_ROLLED_BACK) != 0 {
         return None;
@@ -134,22 +166,56 @@ pub fn decode(slot: &[u8]) -> Option<Stored> {
     if crc32(&slot[..end]) != be32(crc) {
         return None;
     }
-    let config = Config::parse_items(&slot[HEADER..HEADER + items_len]).ok()?;
-    config.validate().ok()?;
-    let previous = if h[3] & FLAG_TRIAL != 0 {
-        let prev = Config::parse_items(&slot[HEADER + items_len..end]).ok()?;
-        prev.validate().ok()?;
-        Some((be32(&h[18..22]), prev))
-    } else {
-        None
-    };
-    Some(Stored {
+    let trial = h[3] & FLAG_TRIAL != 0;
+    Some(Header {
         seq: be32(&h[4..8]),
         boot: be32(&h[8..12]),
         version: be32(&h[12..16]),
+        previous_version: trial.then(|| be32(&h[18..22])),
+        rolled_back: (h[3] & FLAG_ROLLED_BACK != 0).then(|| be32(&h[24..28])),
+        items_len,
+        prev_len,
+    })
+}
+
+/// Decodes one slot straight into a controller's configuration fields: the running
+/// configuration into `config`, the one a trial would roll back to into `previous`. Returns the
+/// header, or `None` if the slot holds no valid record — then `config` and `previous` hold
+/// leftovers of the attempt and must be reset by the caller.
+pub fn decode_into(
+    slot: &[u8],
+    config: &mut Config,
+    previous: &mut Option<(u32, Config)>,
+) -> Option<Header> {
+    let h = check(slot)?;
+    let items = &slot[HEADER..HEADER + h.items_len];
+    config.parse_items_into(items).ok()?;
+    config.validate().ok()?;
+    match h.previous_version {
+        Some(v) => {
+            let at = HEADER + h.items_len;
+            let prev = previous.insert((v, Config::DEFAULT));
+            prev.1.parse_items_into(&slot[at..at + h.prev_len]).ok()?;
+            prev.1.validate().ok()?;
+        }
+        None => *previous = None,
+    }
+    Some(h)
+}
+
+/// Reads one slot (its bytes, possibly followed by erased flash). `None` if it holds no valid
+/// record.
+pub fn decode(slot: &[u8]) -> Option<Stored> {
+    let mut config = Config::DEFAULT;
+    let mut previous = None;
+    let h = decode_into(slot, &mut config, &mut previous)?;
+    Some(Stored {
+        seq: h.seq,
+        boot: h.boot,
+        version: h.version,
         config,
         previous,
-        rolled_back: (h[3] & FLAG_ROLLED_BACK != 0).then(|| be32(&h[24..28])),
+        rolled_back: h.rolled_back,
     })
 }
 

@@ -271,12 +271,29 @@ impl<const N: usize> Net<N> {
         )
     }
 
-    /// Power-cycles the controller (RAM lost, flash kept). Time restarts at 0.
+    /// Power-cycles the controller (RAM lost, flash kept). Time restarts at 0. The first
+    /// controller of a test is built by `Controller::new` from `persist::load`; every reboot
+    /// re-boots that one in place, reading the flash slots like the firmware does
+    /// (`boot_from_flash`), so both power-up paths run through every test that reboots.
     pub fn reboot(&mut self, halt: bool) {
         self.halt = halt;
         self.now = 0;
         self.next_reading = 0;
-        self.ctl = Self::boot_ctl(&self.factory, &self.flash, halt, self.has_gsm, 0);
+        let list: Vec<&str> = self.factory.iter().map(|s| s.as_str()).collect();
+        let flash = &self.flash;
+        self.ctl.boot_from_flash(
+            Setup {
+                device_id: ID,
+                key: KEY,
+                factory_servers: &list,
+                firmware: [0, 1, 0],
+                halt,
+                has_gsm: self.has_gsm,
+                stored: None,
+            },
+            &mut |slot, buf| read_slot(flash, slot, buf),
+            0,
+        );
     }
 
     pub fn server_index(&self, to: Endpoint) -> Option<usize> {
@@ -499,6 +516,18 @@ impl<const N: usize> Net<N> {
             })
             .collect()
     }
+}
+
+/// Reads a slot of the harness's flash into `buf` as the firmware's flash driver does (erased
+/// bytes past the end read as 0xFF).
+pub fn read_slot(flash: &[Vec<u8>; 2], slot: u8, buf: &mut [u8]) -> bool {
+    let Some(src) = flash.get(usize::from(slot)) else {
+        return false;
+    };
+    buf.fill(0xFF);
+    let n = buf.len().min(src.len());
+    buf[..n].copy_from_slice(&src[..n]);
+    true
 }
 
 /// A config with `servers` as its list.

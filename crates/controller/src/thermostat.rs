@@ -34,6 +34,14 @@ impl Default for Relays {
 }
 
 impl Relays {
+    /// Every relay forced off, all bytes zero: the placeholder in a controller that has not
+    /// booted (`Controller::blank`; `RelayMode::Auto` is not zero). Booting sets
+    /// [`Relays::new`].
+    pub(crate) const BLANK: Relays = Relays {
+        modes: [RelayMode::Off; RELAYS],
+        state: 0,
+    };
+
     /// All relays automatic; state as at power-up (all off until the first evaluation).
     pub const fn new() -> Self {
         Relays {

@@ -89,6 +89,14 @@ pub struct DeviceKeys {
 }
 
 impl DeviceKeys {
+    /// All-zero keys, not derived from anything: a placeholder for a device's state that is
+    /// allocated statically (a `const` cannot run the key derivation) and gets its real keys from
+    /// [`DeviceKeys::new`] at boot. Never use it to seal or check anything.
+    pub const PLACEHOLDER: DeviceKeys = DeviceKeys {
+        master: Key([0; KEY_LEN]),
+        handshake: Key([0; KEY_LEN]),
+    };
+
     /// Derives the handshake key from the device's 128-bit key.
     pub fn new(master: Key) -> DeviceKeys {
         let handshake = kdf(&master, LABEL_HANDSHAKE, &[]);

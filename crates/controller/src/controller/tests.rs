@@ -602,3 +602,256 @@ fn controller_fits_the_firmware_budget() {
         size - log
     );
 }
+
+/// Everything a host can see of a controller at `now`, then the actions it takes: at once, and
+/// after its Ethernet port got an address (handshake datagrams included, so the keys count).
+fn observe<const L: usize>(ctl: &mut crate::Controller<L>, now: u64) -> std::string::String {
+    use std::fmt::Write;
+    let mut out = std::format!(
+        "{} | boot {} | cfg {:?} | eth {:?} trial {} | relays {} | log {} {} {} {} | {:?} | \
+         {:?} | {:?} | at {} | {:?} | {} {:?} {:?}",
+        ctl.fingerprint(),
+        ctl.boot_counter(),
+        ctl.config(),
+        ctl.ethernet_in_use(),
+        ctl.on_trial(),
+        ctl.relays(),
+        ctl.log().len(),
+        ctl.log().first_seq(),
+        ctl.log().next_seq(),
+        ctl.log().drops(),
+        ctl.stats(),
+        ctl.traffic(),
+        ctl.status(now),
+        ctl.poll_at(),
+        ctl.ports(),
+        ctl.is_connected(),
+        ctl.transport(),
+        ctl.unix_time(now),
+    );
+    let mut rng = crate::XorShift::new(7);
+    while let Some(a) = ctl.poll(now, &mut rng) {
+        write!(out, " | {a:?}").unwrap();
+    }
+    ctl.ip_configured(
+        now,
+        Iface::Ethernet,
+        crate::IpInfo {
+            ip: ETH_IP,
+            netmask: [255, 255, 255, 0],
+            gateway: [10, 0, 2, 2],
+            dns: [10, 0, 2, 3],
+            dhcp: true,
+        },
+    );
+    for _ in 0..8 {
+        match ctl.poll(now + 1, &mut rng) {
+            Some(a) => write!(out, " | {a:?}").unwrap(),
+            None => break,
+        }
+    }
+    out
+}
+
+fn setup<'a>(list: &'a [&'a str], flash: &[Vec<u8>; 2], halt: bool) -> crate::Setup<'a> {
+    crate::Setup {
+        device_id: ID,
+        key: KEY,
+        factory_servers: list,
+        firmware: [0, 1, 0],
+        halt,
+        has_gsm: true,
+        stored: crate::persist::load(&flash[0], &flash[1]),
+    }
+}
+
+/// A controller with a history: session, records, a relay override, a fixed IP waiting for the
+/// next reset (a network change on trial), time synced, traffic counted. Deterministic, so two
+/// calls give two equal controllers.
+fn used() -> N {
+    let mut n = N::new(2);
+    n.run_for(600 * S);
+    n.push_command(
+        0,
+        7,
+        Command::SetRelay {
+            relay: 3,
+            mode: RelayMode::On,
+        },
+    );
+    let mut cfg = config_with_servers(&["192.0.2.1:8844", "192.0.2.2:8844"]);
+    cfg.log_interval_s = 30;
+    cfg.ethernet = Some(fixed_ip());
+    n.push_config(0, 5, &cfg);
+    n.run_for(30 * S);
+    assert!(n.ctl.on_trial() && n.ctl.log().next_seq() > 0 && n.ctl.relays() & 8 != 0);
+    n
+}
+
+#[test]
+fn boot_in_place_equals_new() {
+    let list = ["192.0.2.1:8844", "192.0.2.2:8844"];
+    for halt in [false, true] {
+        let now = 1234;
+        let flash = used().flash;
+        let mut fresh = crate::Controller::<512>::new(setup(&list, &flash, halt), now);
+        let want = observe(&mut fresh, now);
+        assert!(
+            want.contains("Persist") && want.contains("trial true"),
+            "{want}"
+        );
+        // blank + boot on a value.
+        let mut blank = crate::Controller::<512>::blank();
+        blank.boot(setup(&list, &flash, halt), now);
+        assert_eq!(observe(&mut blank, now), want);
+        // Re-booting a used controller in place leaves nothing of its past behind.
+        let mut n = used();
+        assert_ne!(observe(&mut used().ctl, now), want);
+        n.ctl.boot(setup(&list, &flash, halt), now);
+        assert_eq!(observe(&mut n.ctl, now), want);
+        // Reading flash itself, slot by slot.
+        let mut n = used();
+        let mut s = setup(&list, &flash, halt);
+        s.stored = None;
+        let h = n
+            .ctl
+            .boot_from_flash(s, &mut |slot, buf| read_slot(&flash, slot, buf), now);
+        let stored = crate::persist::load(&flash[0], &flash[1]).unwrap();
+        assert_eq!(h.map(|h| (h.seq, h.boot)), Some((stored.seq, stored.boot)));
+        assert_eq!(observe(&mut n.ctl, now), want);
+    }
+}
+
+#[test]
+fn boot_from_flash_picks_the_record_load_picks() {
+    use crate::persist::{encode, MAX_LEN};
+    use tek_proto::message::config::Config;
+    let rec = |seq: u32, boot: u32, cfg: &Config| {
+        let mut b = std::vec![0xFFu8; MAX_LEN];
+        encode(
+            &mut b,
+            seq,
+            boot,
+            seq.wrapping_add(100),
+            cfg,
+            None,
+            Some(seq),
+        )
+        .unwrap();
+        b
+    };
+    let blank = std::vec![0xFFu8; MAX_LEN];
+    let mut other = Config::default();
+    other.thermostat.setpoint_cc = 3100;
+    let mut torn = rec(9, 9, &other);
+    torn[40..].fill(0xFF);
+    // CRC-valid, but the configuration does not decode (logging interval out of range).
+    let invalid = Config {
+        log_interval_s: 5,
+        ..Config::default()
+    };
+    let invalid = rec(9, 9, &invalid);
+    type Case = (&'static str, [Vec<u8>; 2], Option<u32>);
+    let cases: [Case; 8] = [
+        ("blank", [blank.clone(), blank.clone()], None),
+        (
+            "1 newer",
+            [rec(4, 4, &other), rec(5, 5, &Config::default())],
+            Some(5),
+        ),
+        (
+            "0 newer",
+            [rec(6, 6, &other), rec(5, 5, &Config::default())],
+            Some(6),
+        ),
+        (
+            "wrap",
+            [rec(u32::MAX, 1, &other), rec(0, 2, &Config::default())],
+            Some(0),
+        ),
+        (
+            "equal",
+            [rec(3, 1, &other), rec(3, 2, &Config::default())],
+            Some(3),
+        ),
+        ("torn newer", [rec(8, 8, &other), torn], Some(8)),
+        (
+            "invalid newer",
+            [rec(8, 8, &other), invalid.clone()],
+            Some(8),
+        ),
+        ("only 1", [blank.clone(), rec(2, 2, &other)], Some(2)),
+    ];
+    let list = ["192.0.2.1:8844"];
+    for (what, flash, seq) in cases {
+        let mut want = crate::Controller::<16>::new(setup(&list, &flash, false), 0);
+        let mut got = crate::Controller::<16>::blank();
+        let mut s = setup(&list, &flash, false);
+        s.stored = None;
+        let mut reads = 0;
+        let h = got.boot_from_flash(
+            s,
+            &mut |slot, buf| {
+                reads += 1;
+                read_slot(&flash, slot, buf)
+            },
+            0,
+        );
+        assert_eq!(h.map(|h| h.seq), seq, "{what}");
+        assert!(reads <= 3, "{what}: {reads} reads");
+        assert_eq!(observe(&mut got, 0), observe(&mut want, 0), "{what}");
+    }
+    // An unreadable slot counts as blank.
+    let flash = [rec(1, 1, &other), rec(2, 2, &Config::default())];
+    let mut got = crate::Controller::<16>::blank();
+    let mut s = setup(&list, &flash, false);
+    s.stored = None;
+    let h = got.boot_from_flash(
+        s,
+        &mut |slot, buf| slot == 0 && read_slot(&flash, 0, buf),
+        0,
+    );
+    assert_eq!(h.map(|h| h.seq), Some(1));
+    assert_eq!(got.config().1.thermostat.setpoint_cc, 3100);
+    assert_eq!(got.boot_counter(), 2);
+}
+
+#[test]
+fn new_log_interval_reschedules_the_next_record() {
+    // Factory interval 60 s; a configuration with 10 s arrives 5 s after power-up: the first
+    // record is due 10 s after power-up, not at 60 s.
+    let mut n = N::new(1);
+    n.run_for(5 * S);
+    assert!(n.ctl.is_connected());
+    let mut cfg = tek_proto::message::config::Config {
+        log_interval_s: 10,
+        ..Default::default()
+    };
+    n.push_config(0, 1, &cfg);
+    n.run_until(10 * S - 1);
+    assert_eq!(n.ctl.stats().records_logged, 0);
+    n.run_until(10 * S);
+    assert_eq!(n.ctl.stats().records_logged, 1);
+    n.run_until(35 * S);
+    assert_eq!(n.ctl.stats().records_logged, 3, "at 10, 20 and 30 s");
+    // Longer: one new interval after the last record (30 s + 120 s).
+    cfg.log_interval_s = 120;
+    n.push_config(0, 2, &cfg);
+    n.run_until(150 * S - 1);
+    assert_eq!(n.ctl.stats().records_logged, 3);
+    n.run_until(150 * S);
+    assert_eq!(n.ctl.stats().records_logged, 4);
+    // Shorter, with the new interval already past since the last record: at once.
+    n.run_until(200 * S);
+    cfg.log_interval_s = 30;
+    n.push_config(0, 3, &cfg);
+    assert_eq!(n.ctl.stats().records_logged, 5);
+    n.run_until(230 * S);
+    assert_eq!(n.ctl.stats().records_logged, 6);
+    // The first record went out at once (a session's first batch is due at its start), the
+    // others wait in the log for the next batch, 300 s later.
+    assert_eq!(n.ctl.stats().records_acked, 1);
+    let log = n.ctl.log();
+    let times: Vec<u32> = (1..6).map(|q| log.get(q).unwrap().time_s).collect();
+    assert_eq!(times, [20, 30, 150, 200, 230]);
+}

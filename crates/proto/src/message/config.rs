@@ -162,22 +162,33 @@ impl core::fmt::Debug for Config {
     }
 }
 
+impl Config {
+    /// The factory configuration (version 0), as a constant so that a device can build its
+    /// state in place — in a `static`, or field by field — instead of through a ~800-byte
+    /// temporary. [`Default`] returns this.
+    pub const DEFAULT: Config = Config {
+        log_interval_s: 60,
+        ethernet: None,
+        gsm: Gsm {
+            apn: String::new(),
+            login: String::new(),
+            password: String::new(),
+        },
+        servers: Vec::new(),
+        thermostat: Thermostat {
+            setpoint_cc: 2700,
+            hysteresis_cc: 50,
+        },
+        keepalive_s: 60,
+        batch_s: 300,
+        gsm_failover_s: 300,
+        rollback_s: 900,
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            log_interval_s: 60,
-            ethernet: None,
-            gsm: Gsm::default(),
-            servers: Vec::new(),
-            thermostat: Thermostat {
-                setpoint_cc: 2700,
-                hysteresis_cc: 50,
-            },
-            keepalive_s: 60,
-            batch_s: 300,
-            gsm_failover_s: 300,
-            rollback_s: 900,
-        }
+        Config::DEFAULT
     }
 }
 
@@ -286,8 +297,19 @@ impl Config {
     }
 
     /// Decodes the item list (the message body after the version).
-    pub fn parse_items(mut items: &[u8]) -> Result<Config, MessageError> {
-        let mut cfg = Config::default();
+    pub fn parse_items(items: &[u8]) -> Result<Config, MessageError> {
+        let mut cfg = Config::DEFAULT;
+        cfg.parse_items_into(items)?;
+        Ok(cfg)
+    }
+
+    /// Decodes the item list into `self`, which it first resets to [`Config::DEFAULT`]: the same
+    /// as [`parse_items`](Self::parse_items) without a `Config` temporary (for a device decoding
+    /// into its state in place). On an error `self` holds the items decoded before it, so it
+    /// must not be used as a configuration.
+    pub fn parse_items_into(&mut self, mut items: &[u8]) -> Result<(), MessageError> {
+        *self = Config::DEFAULT;
+        let cfg = self;
         let mut seen: u16 = 0;
         while !items.is_empty() {
             if items.len() < 2 {
@@ -356,7 +378,7 @@ impl Config {
                 _ => {} // unknown: skipped for forward compatibility
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// Bytes [`emit_items`](Self::emit_items) writes.
@@ -440,6 +462,48 @@ mod tests {
             .push(String::try_from("127.0.0.1:9000").unwrap())
             .unwrap();
         c
+    }
+
+    #[test]
+    fn default_const_is_the_factory_configuration() {
+        // `Default` and the constant agree, field by field, with the documented factory values.
+        let d = Config::default();
+        assert_eq!(d, Config::DEFAULT);
+        assert_eq!(d.log_interval_s, 60);
+        assert_eq!(d.ethernet, None);
+        assert_eq!(d.gsm, Gsm::default());
+        assert!(d.servers.is_empty());
+        assert_eq!(
+            d.thermostat,
+            Thermostat {
+                setpoint_cc: 2700,
+                hysteresis_cc: 50
+            }
+        );
+        assert_eq!(
+            (d.keepalive_s, d.batch_s, d.gsm_failover_s, d.rollback_s),
+            (60, 300, 300, 900)
+        );
+        d.validate().unwrap();
+        // Every item missing from a list takes the default.
+        assert_eq!(Config::parse_items(&[]).unwrap(), Config::DEFAULT);
+    }
+
+    #[test]
+    fn parse_into_replaces_everything() {
+        // Decoding in place leaves nothing of the previous value behind.
+        let mut into = sample();
+        let mut buf = [0u8; 1024];
+        let n = Config::DEFAULT.emit_items(&mut buf).unwrap();
+        into.parse_items_into(&buf[..n]).unwrap();
+        assert_eq!(into, Config::DEFAULT);
+        let n = sample().emit_items(&mut buf).unwrap();
+        into.parse_items_into(&buf[..n]).unwrap();
+        assert_eq!(into, sample());
+        assert_eq!(
+            into.parse_items_into(&buf[..n - 1]),
+            Err(MessageError::Truncated)
+        );
     }
 
     #[test]
