@@ -3,6 +3,7 @@
 //! This file only parses the command line, sets up logging and dispatches; each subcommand's
 //! arguments and behaviour live in the crate that owns them.
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     /// Manage sites: who may see which controllers.
     #[command(subcommand)]
     Site(tek_server::web::cli::SiteCommand),
+    /// Benchmarks: ingest, fleet, push, traffic (one JSON summary line on stdout).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::User(cmd) => tek_server::web::cli::user(cmd),
         Command::Site(cmd) => tek_server::web::cli::site(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
