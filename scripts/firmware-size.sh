@@ -4,11 +4,13 @@
 #   RAM   = .data + .bss + .uninit, plus the peak stack        chip: 64 kB
 #           of which everything but the telemetry log buffer   goal <= 16 kB
 #   log buffer                                                 goal >= 48 h of 1-minute records
+#   the controller static (log included) is .bss: all-zero initialiser, no copy in flash
 #   no TCP: smoltcp built without socket-tcp, and no tcp symbol in the image
 #
 # Usage: scripts/firmware-size.sh [--no-build] [--stack-log FILE]
 #   --stack-log FILE  a QEMU console log of a firmware run (scripts/qemu-e2e.sh writes one); its
-#                     largest "stack: peak N bytes" line is the measured stack high-water mark.
+#                     largest "stack: peak N bytes (boot B, loop L)" line is the measured stack
+#                     high-water mark (boot and loop are shown apart).
 #                     Without it the stack is not measured and the RAM goal is checked on the
 #                     statics only (and says so).
 # Exit status 1 when a goal is missed.
@@ -67,12 +69,28 @@ log_records=$(read_u32 TEK_LOG_RECORDS)
 log_hours=$((log_records / 60))
 
 stack=
+stack_parts=
 if [ -n "$stack_log" ]; then
     stack=$(grep -o 'stack: peak [0-9]* bytes' "$stack_log" | awk '{ print $3 }' | sort -n | tail -1)
     [ -n "$stack" ] || { echo "firmware-size: no 'stack: peak' line in $stack_log" >&2; exit 1; }
+    boot_stack=$(grep -o '(boot [0-9]*' "$stack_log" | awk '{ print $2 }' | sort -n | tail -1)
+    loop_stack=$(grep -o ', loop [0-9]*' "$stack_log" | awk '{ print $3 }' | sort -n | tail -1)
+    stack_parts=" (boot ${boot_stack:-?}, loop ${loop_stack:-?})"
 fi
 ram=$((statics + ${stack:-0}))
 ram_other=$((ram - log_bytes))
+
+# The largest statics, by symbol (RAM addresses are 0x2000_0000 and up), for the report.
+big_statics=$(readelf -s -W -C "$elf" | awk '$4 == "OBJECT" && $2 ~ /^2/ && $3 + 0 >= 256 {
+    name = $8; for (i = 9; i <= NF; i++) name = name " " $i
+    sub(/::h[0-9a-f]+$/, "", name); printf "%s %s\n", $3, name }' | sort -rn)
+# The controller's static must be .bss: a non-zero byte in its initialiser would put all of it
+# (log included) into .data, i.e. a copy of ~54 kB in flash.
+bss_index=$(readelf -S -W "$elf" | awk '{ for (i = 1; i <= NF; i++) if ($i == ".bss") {
+    s = $(i - 1); gsub(/[][]/, "", s); print s; exit } }')
+ctl_line=$(readelf -s -W "$elf" | awk '$4 == "OBJECT" && $8 ~ /tek_firmware10CONTROLLER/ { print $7, $3; exit }')
+[ -n "$ctl_line" ] || { echo "firmware-size: symbol CONTROLLER missing" >&2; exit 1; }
+read -r ctl_index ctl_size <<<"$ctl_line"
 
 fail=0
 check() { # check LABEL VALUE OP LIMIT UNIT
@@ -82,15 +100,31 @@ check() { # check LABEL VALUE OP LIMIT UNIT
     printf '  %-44s %8s %-2s %6s %-8s %s\n' "$1" "$2" "$([ "$3" = le ] && echo '<=' || echo '>=')" "$4" "$5" "$ok"
 }
 echo "firmware size ($elf)"
-printf '  flash: vectors %d + text %d + rodata %d + data %d\n' "$vectors" "$text" "$rodata" "$data"
-printf '  RAM:   data %d + bss %d + uninit %d = %d static, stack peak %s\n' \
-    "$data" "$bss" "$uninit" "$statics" "${stack:-not measured}"
+printf '  flash: vectors %d + text %d + rodata %d + data %d = %d bytes\n' \
+    "$vectors" "$text" "$rodata" "$data" "$flash"
+printf '  RAM:   data %d + bss %d + uninit %d = %d static, stack peak %s%s\n' \
+    "$data" "$bss" "$uninit" "$statics" "${stack:-not measured}" "$stack_parts"
 printf '  log buffer: %d records (%d h at 1 min), %d bytes\n' "$log_records" "$log_hours" "$log_bytes"
+printf '  controller static: %d bytes, %d without the log\n' "$ctl_size" $((ctl_size - log_bytes))
+printf '  RAM other than the log: statics %d + stack %s = %d bytes\n' \
+    $((statics - log_bytes)) "${stack:-not measured}" "$ram_other"
+if [ -n "$stack" ]; then
+    printf '  stack headroom: %d bytes free above the peak (64 kB - statics - peak)\n' \
+        $((64 * 1024 - ram))
+fi
+echo "  largest statics (bytes):"
+echo "$big_statics" | sed 's/^/    /'
 check "flash (bytes)" "$flash" le $((96 * 1024)) "(96 kB)"
 check "flash, chip (bytes)" "$flash" le $((256 * 1024)) "(256 kB)"
 check "RAM incl. stack, chip (bytes)" "$ram" le $((64 * 1024)) "(64 kB)"
 check "RAM other than the log buffer (bytes)" "$ram_other" le $((16 * 1024)) "(16 kB)"
 check "log buffer at 1 record/min (minutes)" "$log_records" ge $((48 * 60)) "(48 h)"
+if [ "$ctl_index" = "$bss_index" ]; then
+    printf '  %-44s %s\n' "controller static in .bss" "ok"
+else
+    echo "  controller static not in .bss (section $ctl_index): its initialiser is not all zero: FAIL"
+    fail=1
+fi
 if [ -z "$stack" ]; then
     echo "  (stack not measured: pass --stack-log with a QEMU run's console log)"
 fi

@@ -13,8 +13,12 @@
 //! The command line is read once at power-up, which is exactly when a jumper is sampled: it is a
 //! deterministic replacement for a button QEMU 7.2 cannot hold down before the guest starts.
 //! A bad argument stops the boot with a message — a device with a broken identity must not run.
+//!
+//! The parsed values borrow from the command-line buffer (no copies of the names): boot reads
+//! the line into one small buffer, hands the names to the controller, which copies what it keeps,
+//! and the buffer is gone before the loop starts.
 
-use heapless::{String, Vec};
+use heapless::Vec;
 use tek_proto::crypto::Key;
 use tek_proto::message::config::{MAX_SERVERS, MAX_TEXT};
 
@@ -25,28 +29,31 @@ pub trait HaltInput {
 }
 
 /// What a device is given at the factory.
-pub struct Identity {
+pub struct Identity<'a> {
     /// Device id (non-zero).
     pub device_id: u32,
     /// Device key.
     pub key: Key,
     /// The factory server list, used until a configuration sets one.
-    pub servers: Vec<String<MAX_TEXT>, MAX_SERVERS>,
+    pub servers: Vec<&'a str, MAX_SERVERS>,
 }
 
 /// Everything the command line sets.
-pub struct Bench {
+pub struct Bench<'a> {
     /// Identity and factory server list.
-    pub identity: Identity,
+    pub identity: Identity<'a>,
     /// Host path of the flash file.
-    pub flash_path: String<80>,
+    pub flash_path: &'a str,
     /// The HALT jumper.
     pub halt: bool,
     /// Seconds after which the run ends (0 = never).
     pub run_s: u32,
 }
 
-impl HaltInput for Bench {
+/// Longest flash path (the flash driver keeps a NUL-terminated copy).
+pub const MAX_PATH: usize = 79;
+
+impl HaltInput for Bench<'_> {
     fn held_at_power_up(&self) -> bool {
         self.halt
     }
@@ -82,15 +89,14 @@ impl core::fmt::Display for BenchError {
     }
 }
 
-impl Bench {
+impl<'a> Bench<'a> {
     /// Parses the command line (its first word is the kernel's path and is skipped).
-    pub fn parse(cmdline: &str) -> Result<Bench, BenchError> {
+    pub fn parse(cmdline: &'a str) -> Result<Bench<'a>, BenchError> {
         let mut id = None;
         let mut key = None;
         let mut servers = Vec::new();
-        let mut flash_path = String::new();
         // Default: a file next to where QEMU runs.
-        let _ = flash_path.push_str("tek-flash.bin");
+        let mut flash_path = "tek-flash.bin";
         let mut halt = false;
         let mut run_s = 0;
         for arg in cmdline.split_ascii_whitespace().skip(1) {
@@ -107,14 +113,16 @@ impl Bench {
                 }
                 "key" => key = Some(Key::from_hex(value).ok_or(BenchError::Key)?),
                 "server" => {
-                    if value.is_empty() {
+                    if value.is_empty() || value.len() > MAX_TEXT {
                         return Err(BenchError::Server);
                     }
-                    let s = String::try_from(value).map_err(|_| BenchError::Server)?;
-                    servers.push(s).map_err(|_| BenchError::Server)?;
+                    servers.push(value).map_err(|_| BenchError::Server)?;
                 }
                 "flash" => {
-                    flash_path = String::try_from(value).map_err(|_| BenchError::Flash)?;
+                    if value.len() > MAX_PATH {
+                        return Err(BenchError::Flash);
+                    }
+                    flash_path = value;
                 }
                 "halt" if value.is_empty() => halt = true,
                 "run" => run_s = value.parse().map_err(|_| BenchError::Run)?,

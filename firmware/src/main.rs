@@ -20,7 +20,11 @@
 //! bench), [`sensors`] (simulated pool), [`leds`], [`relays`], [`rng`], [`stack`] (stack
 //! painting), [`semihosting`] (the QEMU host channel), [`console`].
 //!
-//! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment).
+//! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment). The
+//! large state — the controller with its telemetry log, the MAC's frame buffers, the sockets'
+//! buffers — lives in `static`s with `const` initialisers that are all zero (`.bss`: no flash,
+//! no stack temporaries), each handed out once as a `&'static mut` by
+//! [`static_cell::ConstStaticCell`].
 #![no_std]
 #![no_main]
 
@@ -43,18 +47,23 @@ use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpEndpoint, Ipv4Address};
+use static_cell::ConstStaticCell;
 use tek_controller::log::Log;
-use tek_controller::persist::{self, Stored};
 use tek_controller::{Action, Controller, Endpoint, EthernetSetup, Iface, IpInfo, Setup};
 
 use bench::{Bench, HaltInput};
-use net::{Addressing, IpSettings, Link, LinkBuffers, LinkEvent};
+use net::{Addressing, IpSettings, Link, LinkBuffers, LinkEvent, UdpPayload};
 use sensors::Sensors;
 use storage::{Flash, HostFileFlash};
 
 /// Telemetry log capacity in records: as large as the RAM budget allows (see README.md, "Size
-/// budget"); 2880 = 48 h of 1-minute records is the floor.
-const LOG_RECORDS: usize = 360;
+/// budget"): everything but the 16 kB the rest of the firmware may use (statics and stack) goes
+/// to the log — 48 kB, 3071 records of 16 bytes plus the ring's indices, 51 h of 1-minute
+/// records; 2880 (48 h) is the floor.
+const LOG_RECORDS: usize = 3071;
+const _: () = assert!(size_of::<Log<LOG_RECORDS>>() <= 64 * 1024 - 16 * 1024);
+const _: () = assert!(size_of::<Log<{ LOG_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024);
+const _: () = assert!(LOG_RECORDS >= 48 * 60);
 
 /// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.
 #[no_mangle]
@@ -82,9 +91,7 @@ fn main() -> ! {
     // use, and says nothing about the loop.
     app.boot_stack = stack::peak();
     stack::paint();
-    let rx: &'static mut [u8; tek_proto::MAX_DATAGRAM] =
-        cortex_m::singleton!(: [u8; tek_proto::MAX_DATAGRAM] = [0; tek_proto::MAX_DATAGRAM])
-            .unwrap_or_else(|| fatal("rx buffer"));
+    let rx = RX.take();
     loop {
         let now = clock::now_ms();
         app.network(now, rx);
@@ -111,46 +118,53 @@ fn boot() -> App {
         sysctl::SYSCLK_HZ / 1_000_000
     );
 
-    let mut cmdline = [0u8; 512];
+    // The command line, parsed in place: the names borrow from this buffer, which is gone
+    // (with everything else of this frame) before the loop starts.
+    let mut cmdline = [0u8; 320];
     let bench = match semihosting::cmdline(&mut cmdline).map(Bench::parse) {
         Some(Ok(b)) => b,
         Some(Err(e)) => fatal_args(e),
-        None => fatal("no semihosting command line (identity missing)"),
+        None => fatal("no semihosting command line (identity missing, or longer than 320 bytes)"),
     };
-    let mut flash = HostFileFlash::new(&bench.flash_path)
+    let mut flash = HostFileFlash::new(bench.flash_path)
         .unwrap_or_else(|_| fatal("cannot open the flash file"));
-    let stored = load_stored(&mut flash);
     let halt = bench.held_at_power_up();
-    match &stored {
-        Some(s) => log!(
-            "flash: record seq {} boot {} config version {}{}",
-            s.seq,
-            s.boot,
-            s.version,
-            match s.config.ethernet {
-                Some(ip) => fmt_static(ip),
-                None => FmtStatic(None),
-            }
-        ),
-        None => log!("flash: blank"),
-    }
     if halt {
         log!("halt: HALT held at power-up");
     }
 
-    let mut servers: heapless::Vec<&str, 8> = heapless::Vec::new();
-    for s in &bench.identity.servers {
-        let _ = servers.push(s.as_str());
+    // Power-up in place in the static: the controller reads both flash slots into its own buffer
+    // and decodes only the newer valid record, straight into its fields.
+    let ctl: &'static mut Ctl = CONTROLLER.take();
+    let found = ctl.boot_from_flash(
+        Setup {
+            device_id: bench.identity.device_id,
+            key: bench.identity.key.0,
+            factory_servers: &bench.identity.servers,
+            firmware: FIRMWARE,
+            halt,
+            has_gsm: false,
+            stored: None,
+        },
+        &mut |slot, buf| match flash.read(slot, buf) {
+            Ok(()) => true,
+            Err(e) => {
+                log!("flash: slot {} unreadable ({:?})", slot, e);
+                false
+            }
+        },
+        clock::now_ms(),
+    );
+    match found {
+        Some(h) => log!(
+            "flash: record seq {} boot {} config version {}{}",
+            h.seq,
+            h.boot,
+            h.version,
+            FmtStatic(ctl.config().1.ethernet)
+        ),
+        None => log!("flash: blank"),
     }
-    let ctl: &'static mut Ctl = CONTROLLER.init(Setup {
-        device_id: bench.identity.device_id,
-        key: bench.identity.key.0,
-        factory_servers: &servers,
-        firmware: FIRMWARE,
-        halt,
-        has_gsm: false,
-        stored,
-    });
     log!(
         "controller: device {} boot {} log {} records ({} bytes)",
         bench.identity.device_id,
@@ -159,8 +173,7 @@ fn boot() -> App {
         TEK_LOG_BYTES
     );
 
-    let mac: &'static mut eth::Mac =
-        cortex_m::singleton!(: eth::Mac = eth::Mac::new()).unwrap_or_else(|| fatal("mac"));
+    let mac: &'static mut eth::Mac = MAC.take();
     let mac_addr = eth::Mac::address();
     mac.init(mac_addr);
     // SAFETY: the MAC's handler (`DefaultHandler` below) only masks the MAC's own interrupt;
@@ -177,7 +190,7 @@ fn boot() -> App {
         flash,
         mac: Some(mac),
         eth: None,
-        eth_buffers: cortex_m::singleton!(: LinkBuffers = LinkBuffers::new()),
+        eth_buffers: Some((ETH_BUFFERS.take(), ETH_PAYLOAD.take())),
         leds: leds::StatusLed::new(),
         relays: relays::Relays::new(),
         sensors: sensors::PoolModel::new(),
@@ -198,7 +211,7 @@ struct App {
     flash: HostFileFlash,
     mac: Option<&'static mut eth::Mac>,
     eth: Option<EthLink>,
-    eth_buffers: Option<&'static mut LinkBuffers>,
+    eth_buffers: Option<(&'static mut LinkBuffers, &'static mut UdpPayload)>,
     leds: leds::StatusLed,
     relays: relays::Relays,
     sensors: sensors::PoolModel,
@@ -395,7 +408,7 @@ impl App {
             link.set_addressing(addressing);
             return;
         }
-        if let (Some(mac), Some(buffers)) = (self.mac.take(), self.eth_buffers.take()) {
+        if let (Some(mac), Some((buffers, payload))) = (self.mac.take(), self.eth_buffers.take()) {
             let hw = HardwareAddress::Ethernet(eth::Mac::address());
             let seed = self.rng.next_u64();
             self.eth = Some(Link::new(
@@ -404,6 +417,7 @@ impl App {
                 addressing,
                 seed,
                 buffers,
+                payload,
                 Instant::from_millis(now as i64),
             ));
         }
@@ -443,10 +457,7 @@ impl App {
                     Centi(i32::from(c.thermostat.setpoint_cc)),
                     Centi(i32::from(c.thermostat.hysteresis_cc)),
                     c.log_interval_s,
-                    match c.ethernet {
-                        Some(ip) => fmt_static(ip),
-                        None => FmtStatic(None),
-                    }
+                    FmtStatic(c.ethernet)
                 );
             }
             log!(
@@ -553,74 +564,18 @@ impl App {
     }
 }
 
-/// The controller lives in a static: with its log buffer it is most of the RAM, and it is built
-/// in place there rather than on the stack.
-static CONTROLLER: CtlCell = CtlCell::new();
-
-struct CtlCell(
-    core::cell::UnsafeCell<core::mem::MaybeUninit<Ctl>>,
-    core::sync::atomic::AtomicBool,
-);
-
-// SAFETY: the cell is initialised once (guarded by the flag) and the only reference is handed to
-// `main`; there are no threads and no interrupt handler touches it.
-unsafe impl Sync for CtlCell {}
-
-impl CtlCell {
-    const fn new() -> CtlCell {
-        CtlCell(
-            core::cell::UnsafeCell::new(core::mem::MaybeUninit::uninit()),
-            core::sync::atomic::AtomicBool::new(false),
-        )
-    }
-
-    // A `&'static mut` from `&'static self` is sound here: the flag hands it out at most once.
-    #[allow(clippy::mut_from_ref)]
-    fn init(&'static self, setup: Setup<'_>) -> &'static mut Ctl {
-        if self.1.swap(true, core::sync::atomic::Ordering::AcqRel) {
-            fatal("controller initialised twice");
-        }
-        let now = clock::now_ms();
-        // SAFETY: the flag guarantees this runs once, so the `&mut` to the cell's contents is
-        // unique; `build` initialises the value before the reference is handed out.
-        unsafe {
-            let slot = &mut *self.0.get();
-            build(slot, setup, now);
-            slot.assume_init_mut()
-        }
-    }
-}
-
-/// Builds the controller straight into its static: kept out of line so the compiler passes the
-/// static's address as the place `Controller::new` returns into, instead of returning ~60 kB
-/// through the stack (the stack painting report shows if that ever regresses).
-#[inline(never)]
-fn build(slot: &mut core::mem::MaybeUninit<Ctl>, setup: Setup<'_>, now: u64) {
-    slot.write(Controller::new(setup, now));
-}
-
-/// Reads both flash slots and returns the newest valid record (out of line: the slot buffer is
-/// only needed here).
-#[inline(never)]
-fn load_stored(flash: &mut impl Flash) -> Option<Stored> {
-    let mut buf = [0u8; persist::MAX_LEN];
-    let mut newest: Option<Stored> = None;
-    for slot in 0..2 {
-        if flash.read(slot, &mut buf).is_err() {
-            log!("flash: slot {} unreadable", slot);
-            continue;
-        }
-        // One slot at a time, so only one slot-sized buffer is on the stack; the newer record
-        // wins by the same serial-number rule as `persist::load`.
-        if let Some(rec) = persist::decode(&buf) {
-            newest = match newest {
-                Some(prev) if (rec.seq.wrapping_sub(prev.seq) as i32) <= 0 => Some(prev),
-                _ => Some(rec),
-            };
-        }
-    }
-    newest
-}
+/// The controller: with its log buffer most of the RAM. `Controller::blank()` is all zero bytes,
+/// so this sits in `.bss` (`scripts/firmware-size.sh` checks that) and costs no flash; `boot`
+/// powers it up in place.
+static CONTROLLER: ConstStaticCell<Ctl> = ConstStaticCell::new(Controller::blank());
+/// The MAC's two frame buffers.
+static MAC: ConstStaticCell<eth::Mac> = ConstStaticCell::new(eth::Mac::new());
+/// The Ethernet link's socket bookkeeping and UDP payload buffers.
+static ETH_BUFFERS: ConstStaticCell<LinkBuffers> = ConstStaticCell::new(LinkBuffers::new());
+static ETH_PAYLOAD: ConstStaticCell<UdpPayload> = ConstStaticCell::new(UdpPayload::new());
+/// The loop's receive buffer: one datagram, decrypted in place by the controller.
+static RX: ConstStaticCell<[u8; tek_proto::MAX_DATAGRAM]> =
+    ConstStaticCell::new([0; tek_proto::MAX_DATAGRAM]);
 
 fn ip_info(s: IpSettings, dhcp: bool) -> IpInfo {
     let mask = if s.address.prefix_len() == 0 {
@@ -657,10 +612,8 @@ impl core::fmt::Display for Centi {
     }
 }
 
+/// `, fixed IP A/P stored`, or nothing for DHCP.
 struct FmtStatic(Option<tek_controller::StaticIp>);
-fn fmt_static(ip: tek_controller::StaticIp) -> FmtStatic {
-    FmtStatic(Some(ip))
-}
 impl core::fmt::Display for FmtStatic {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match &self.0 {

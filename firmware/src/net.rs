@@ -47,24 +47,26 @@ pub enum LinkEvent {
     Down,
 }
 
-/// Sizes of the socket buffers: one datagram in flight each way is all the protocol needs
-/// (stop-and-wait), plus room for a second reply the server may push meanwhile.
-/// The receive side holds one largest datagram plus a small one, or several small ones (an Ack
-/// and a Config arriving together); the loop drains it after every poll. The transmit side holds one largest
-/// datagram: the loop flushes the link after every send.
+/// Sizes of the UDP socket's buffers. The protocol is stop-and-wait with datagrams of at most
+/// [`tek_proto::MAX_DATAGRAM`] (1024) bytes, so one largest datagram each way is all it needs:
+/// the loop drains the receive side after every poll and flushes the link after every send (a
+/// ring that is empty starts over at its beginning, so a 1024-byte datagram always fits then).
+/// Several small datagrams (an Ack and a Config arriving together; a ConfigAck and a Status
+/// queued while the gateway's address is being resolved) share the bytes: hence more than one
+/// metadata slot. A datagram that finds no room is lost like any UDP datagram, and the
+/// protocol's retransmissions cover it.
 const UDP_RX_PACKETS: usize = 4;
-const UDP_RX_BYTES: usize = tek_proto::MAX_DATAGRAM + 128;
+const UDP_RX_BYTES: usize = tek_proto::MAX_DATAGRAM;
 const UDP_TX_PACKETS: usize = 2;
-const UDP_TX_BYTES: usize = tek_proto::MAX_DATAGRAM + 64;
+const UDP_TX_BYTES: usize = tek_proto::MAX_DATAGRAM;
 
-/// The statically allocated buffers of one link's sockets.
+/// The statically allocated bookkeeping of one link's sockets (smoltcp's `EMPTY` values are not
+/// all zero bytes, so this is `.data`: kept apart from the payload bytes, which are `.bss`).
 pub struct LinkBuffers {
     sockets: [SocketStorage<'static>; 3],
     dns_queries: [Option<DnsQuery>; 1],
     udp_rx_meta: [udp::PacketMetadata; UDP_RX_PACKETS],
-    udp_rx: [u8; UDP_RX_BYTES],
     udp_tx_meta: [udp::PacketMetadata; UDP_TX_PACKETS],
-    udp_tx: [u8; UDP_TX_BYTES],
 }
 
 impl LinkBuffers {
@@ -74,9 +76,23 @@ impl LinkBuffers {
             sockets: [SocketStorage::EMPTY; 3],
             dns_queries: [const { None }; 1],
             udp_rx_meta: [udp::PacketMetadata::EMPTY; UDP_RX_PACKETS],
-            udp_rx: [0; UDP_RX_BYTES],
             udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_TX_PACKETS],
-            udp_tx: [0; UDP_TX_BYTES],
+        }
+    }
+}
+
+/// The statically allocated payload bytes of one link's UDP socket (all zero: `.bss`).
+pub struct UdpPayload {
+    rx: [u8; UDP_RX_BYTES],
+    tx: [u8; UDP_TX_BYTES],
+}
+
+impl UdpPayload {
+    /// Zeroed buffers (const, so they can live in a `static`).
+    pub const fn new() -> UdpPayload {
+        UdpPayload {
+            rx: [0; UDP_RX_BYTES],
+            tx: [0; UDP_TX_BYTES],
         }
     }
 }
@@ -122,6 +138,7 @@ impl<D: Device + 'static> Link<D> {
         addressing: Addressing,
         random_seed: u64,
         buffers: &'static mut LinkBuffers,
+        payload: &'static mut UdpPayload,
         now: Instant,
     ) -> Link<D> {
         let mut config = Config::new(hw);
@@ -131,10 +148,12 @@ impl<D: Device + 'static> Link<D> {
             sockets,
             dns_queries,
             udp_rx_meta,
-            udp_rx,
             udp_tx_meta,
-            udp_tx,
         } = buffers;
+        let UdpPayload {
+            rx: udp_rx,
+            tx: udp_tx,
+        } = payload;
         let mut set = SocketSet::new(&mut sockets[..]);
         let dns = set.add(dns::Socket::new(&[], &mut dns_queries[..]));
         let udp = set.add(udp::Socket::new(

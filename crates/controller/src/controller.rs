@@ -130,7 +130,10 @@ pub struct Stats {
     pub ignored: u32,
 }
 
+/// `repr(u8)`: an explicit tag, 0 for `Offline`, so a blank controller is all zero bytes (without
+/// it the compiler stores `Offline` as a niche value, 2, in `Attempt`'s interface field).
 #[derive(Debug, Clone)]
+#[repr(u8)]
 enum Conn {
     /// Waiting for the interface in use to be ready.
     Offline,

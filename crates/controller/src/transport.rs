@@ -35,8 +35,10 @@ impl NetState {
     }
 }
 
-/// The Ethernet probe while on GSM.
+/// The Ethernet probe while on GSM. `repr(u8)`: an explicit tag, 0 for `Off`, so a blank
+/// controller is all zero bytes (see `Controller::blank`).
 #[derive(Debug, Clone)]
+#[repr(u8)]
 pub enum Probe {
     /// Not on GSM.
     Off,
