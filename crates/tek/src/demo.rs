@@ -4,9 +4,9 @@
 //! controllers, their history kept.
 //!
 //! The controllers get a first configuration with a 10 s logging and batching interval, and
-//! simulated time runs 6x faster (`--speed`), so the dashboard fills within seconds instead of
+//! simulated time runs 8x faster (`--speed`), so the dashboard fills within seconds instead of
 //! the field defaults of one record a minute sent every five minutes. (Record times are
-//! stamped by the server as arrival minus age, so at 6x they are a few seconds off.)
+//! stamped by the server as arrival minus age, so at 8x they are a few seconds off.)
 
 use anyhow::{bail, Context};
 use std::io::Write as _;
@@ -39,9 +39,9 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
     /// Simulated time runs this many times faster than real time. The controllers start with
-    /// the factory logging interval (60 s) until their first configuration arrives; at 6x the
-    /// first readings show within about 10 s.
-    #[arg(long, default_value_t = 6.0)]
+    /// the factory logging interval (60 s) until their first configuration arrives; at 8x the
+    /// first readings show within about 8 s.
+    #[arg(long, default_value_t = 8.0)]
     pub speed: f64,
     /// Number of simulated controllers created on the first run.
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
