@@ -148,7 +148,8 @@ pub fn line_chart(
                 }
                 @for i in 0..=4 {
                     @let t = from + span * i / 4;
-                    text.axis x=(format!("{:.1}", x(t))) y=(H - 8.0) text-anchor="middle" { (time_label(t, span)) }
+                    @let anchor = match i { 0 => "start", 4 => "end", _ => "middle" };
+                    text.axis x=(format!("{:.1}", x(t))) y=(H - 8.0) text-anchor=(anchor) { (time_label(t, span)) }
                 }
                 text.axis x="4" y="12" { (unit) }
                 @if empty {

@@ -2,11 +2,13 @@
 //! readings. The script refreshes the rows from `GET /api/devices` every few seconds.
 
 use super::auth::PageUser;
+use super::device::bytes;
 use super::error::HtmlError;
 use super::layout::{self, Nav};
 use super::timefmt;
 use super::view::DeviceView;
 use super::Web;
+use crate::storage::TrafficMonth;
 use axum::extract::State;
 use axum::response::Html;
 use maud::{html, Markup};
@@ -17,7 +19,7 @@ pub fn num(v: Option<f64>, decimals: usize, unit: &str) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$} {unit}"))
 }
 
-fn row(d: &DeviceView, site: &str, now: i64) -> Markup {
+fn row(d: &DeviceView, site: &str, usage: Option<&TrafficMonth>, now: i64) -> Markup {
     let r = d.readings.as_ref();
     html! {
         tr data-device=(d.id) {
@@ -29,6 +31,8 @@ fn row(d: &DeviceView, site: &str, now: i64) -> Markup {
             td.num data-field="power" { (num(r.and_then(|r| r.power_w).map(f64::from), 0, "W")) }
             td.num data-field="water" { (num(r.and_then(|r| r.water_c), 2, "°C")) }
             td.num data-field="air" { (num(r.and_then(|r| r.air_c), 2, "°C")) }
+            td.num { (usage.map_or("–".to_owned(), |u| bytes(u.eth_tx + u.eth_rx))) }
+            td.num { (usage.map_or("–".to_owned(), |u| bytes(u.gsm_tx + u.gsm_rx))) }
         }
     }
 }
@@ -47,6 +51,20 @@ pub async fn page(
         .map(|s| (s.id, s.name))
         .collect();
     let now = super::now();
+    // Data use this month per device (cellular plans are small): one indexed read per device.
+    let month = crate::storage::status::month_of(now);
+    let ids: Vec<u32> = views.iter().map(|v| v.id).collect();
+    let usage: HashMap<u32, TrafficMonth> = web
+        .db_call(move |db| {
+            let mut m = HashMap::new();
+            for id in ids {
+                if let Some(t) = db.traffic(id)?.into_iter().find(|t| t.month == month) {
+                    m.insert(id, t);
+                }
+            }
+            Ok(m)
+        })
+        .await?;
     let online = views.iter().filter(|v| v.online).count();
     let body = html! {
         h1 { "Dashboard" }
@@ -55,10 +73,10 @@ pub async fn page(
             p { "No controllers are assigned to your sites yet. An administrator assigns them on the Admin page." }
         } @else {
             table.devices #devices {
-                thead { tr { th { "" } th { "Controller" } th { "Site" } th { "Last seen" } th { "Transport" } th { "Power" } th { "Water" } th { "Air" } } }
+                thead { tr { th { "" } th { "Controller" } th { "Site" } th { "Last seen" } th { "Transport" } th { "Power" } th { "Water" } th { "Air" } th { "Ethernet this month" } th { "GSM this month" } } }
                 tbody {
                     @for v in &views {
-                        (row(v, v.site_id.and_then(|s| sites.get(&s)).map_or("–", String::as_str), now))
+                        (row(v, v.site_id.and_then(|s| sites.get(&s)).map_or("–", String::as_str), usage.get(&v.id), now))
                     }
                 }
             }
