@@ -558,6 +558,39 @@ pub(crate) mod tests {
         assert_eq!(db.device(1).unwrap().id, 1);
     }
 
+    /// Throughput of the batched, idempotent insert (run by hand:
+    /// `cargo test -p tek-server --release -- --ignored ingest_throughput --nocapture`).
+    #[test]
+    #[ignore]
+    fn ingest_throughput() {
+        let Some(db) = prepare() else { return };
+        use crate::storage::{DeviceStore, TelemetryStore};
+        let devices: Vec<_> = (1..=1000).map(dev).collect();
+        db.add_devices(&devices, 0).unwrap();
+        let now = 20_454 * partitions::DAY;
+        db.maintain(now, 0).unwrap();
+        // 1000 devices x 200 records, in writer batches of 500 rows (50 datagrams of 10).
+        let rows: Vec<_> = (0..200u32)
+            .flat_map(|seq| (1..=1000).map(move |d| row(d, seq, now + i64::from(seq) * 60)))
+            .collect();
+        let t = std::time::Instant::now();
+        for batch in rows.chunks(500) {
+            db.insert_telemetry(batch).unwrap();
+        }
+        let fresh = t.elapsed();
+        let t = std::time::Instant::now();
+        for batch in rows.chunks(500) {
+            assert_eq!(db.insert_telemetry(batch).unwrap(), 0);
+        }
+        let again = t.elapsed();
+        eprintln!(
+            "{} rows: {:.0} rows/s new, {:.0} rows/s retransmitted (all duplicates)",
+            rows.len(),
+            rows.len() as f64 / fresh.as_secs_f64(),
+            rows.len() as f64 / again.as_secs_f64()
+        );
+    }
+
     #[test]
     fn connection_errors_are_unavailable_and_the_password_is_not_shown() {
         let e = Postgres::connect("postgres://tek:s3cret@127.0.0.1:1/tek").unwrap_err();
