@@ -286,6 +286,18 @@ impl App {
                 self.query = None;
             }
         }
+        self.receive(now, rx);
+        eth::Mac::arm_rx_interrupt();
+    }
+
+    /// Hands the received datagrams to the controller. Out of line, apart from the link's poll:
+    /// the controller's decryption and smoltcp's frame processing are the two deepest uses of
+    /// the loop's stack, and must take turns rather than add up in one frame.
+    #[inline(never)]
+    fn receive(&mut self, now: u64, rx: &mut [u8; tek_proto::MAX_DATAGRAM]) {
+        let Some(link) = self.eth.as_mut() else {
+            return;
+        };
         while let Some((n, from)) = link.recv(rx) {
             let IpAddress::Ipv4(addr) = from.addr;
             let port = link.port();
@@ -300,7 +312,6 @@ impl App {
                 &mut rx[..n],
             );
         }
-        eth::Mac::arm_rx_interrupt();
     }
 
     #[inline(never)]

@@ -256,7 +256,10 @@ impl<D: Device + 'static> Link<D> {
         self.iface.poll_at(now, &self.sockets)
     }
 
-    /// Starts resolving `name` to an IPv4 address.
+    /// Starts resolving `name` to an IPv4 address. Out of line (like [`Link::send`]): smoltcp
+    /// builds the query (a 128-byte name buffer) on the stack, which would otherwise sit in the
+    /// caller's frame under everything else it calls.
+    #[inline(never)]
     pub fn resolve(&mut self, name: &str) -> Result<(), ResolveError> {
         if self.query.is_some() {
             return Err(ResolveError::Busy);
@@ -322,7 +325,8 @@ impl<D: Device + 'static> Link<D> {
             .port
     }
 
-    /// Queues a datagram to `to` from the bound port.
+    /// Queues a datagram to `to` from the bound port. Out of line, see [`Link::resolve`].
+    #[inline(never)]
     pub fn send(&mut self, to: IpEndpoint, bytes: &[u8]) -> Result<(), SendError> {
         if self.settings.is_none() {
             return Err(SendError::NoAddress);

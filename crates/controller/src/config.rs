@@ -91,7 +91,9 @@ impl ConfigState {
     }
 
     /// Applies configuration `version`. `None`: refused (a rolled-back version, or invalid).
-    pub fn apply(&mut self, version: u32, new: Config, now: u64) -> Option<Applied> {
+    /// `new` is swapped into place, not copied (no configuration-sized temporary on a device's
+    /// stack): afterwards it holds the replaced configuration, to be dropped.
+    pub fn apply(&mut self, version: u32, new: &mut Config, now: u64) -> Option<Applied> {
         if new.validate().is_err() {
             return None;
         }
@@ -115,11 +117,14 @@ impl ConfigState {
         let gsm_changed = self.running.gsm != new.gsm;
         let immediate = servers_changed || gsm_changed;
         match &self.previous {
-            None if self.running.network_differs(&new) => {
-                self.previous = Some((self.version, self.running.clone()));
+            None if self.running.network_differs(new) => {
+                // The running configuration becomes the previous one by a swap, not a clone: no
+                // configuration-sized temporary on a device's stack (`running` is set below).
+                let prev = self.previous.insert((self.version, Config::DEFAULT));
+                core::mem::swap(&mut prev.1, &mut self.running);
                 self.trial_deadline = immediate.then(|| now + u64::from(new.rollback_s) * 1000);
             }
-            Some((_, prev)) if !prev.network_differs(&new) => {
+            Some((_, prev)) if !prev.network_differs(new) => {
                 // Back to the known-good network settings: nothing left on trial.
                 self.previous = None;
                 self.trial_deadline = None;
@@ -130,7 +135,7 @@ impl ConfigState {
             _ => {}
         }
         self.version = version;
-        self.running = new;
+        core::mem::swap(&mut self.running, new);
         Some(Applied {
             result: self.result(),
             changed: true,
@@ -161,10 +166,12 @@ impl ConfigState {
         if self.trial_deadline.is_none_or(|d| now < d) {
             return None;
         }
-        let (version, prev) = self.previous.take()?;
+        let (version, prev) = self.previous.as_mut()?;
+        // Swapped back in place (no configuration-sized temporary), then dropped.
+        core::mem::swap(&mut self.running, prev);
         let failed = self.version;
-        self.version = version;
-        self.running = prev;
+        self.version = *version;
+        self.previous = None;
         self.trial_deadline = None;
         self.rolled_back = Some(failed);
         Some(failed)
@@ -196,11 +203,11 @@ mod tests {
         let mut s = ConfigState::boot(1, Config::default(), None, None, false, 0);
         let mut c = Config::default();
         c.thermostat.setpoint_cc = 2900;
-        let a = s.apply(2, c.clone(), 10).unwrap();
+        let a = s.apply(2, &mut c.clone(), 10).unwrap();
         assert_eq!(a.result, ConfigResult::Applied);
         assert!(a.changed && !a.servers_changed);
         assert!(s.previous.is_none());
-        assert!(!s.apply(2, c, 20).unwrap().changed);
+        assert!(!s.apply(2, &mut c, 20).unwrap().changed);
     }
 
     #[test]
@@ -210,7 +217,7 @@ mod tests {
             ethernet: Some(fixed()),
             ..Config::default()
         };
-        let a = s.apply(2, c.clone(), 10).unwrap();
+        let a = s.apply(2, &mut c.clone(), 10).unwrap();
         assert_eq!(a.result, ConfigResult::AppliedAtReset);
         assert_eq!(s.previous.as_ref().unwrap().0, 1);
         assert_eq!(s.trial_deadline, None, "waits for the reset");
@@ -230,23 +237,27 @@ mod tests {
     #[test]
     fn server_change_rolls_back() {
         let mut s = ConfigState::boot(3, with_server("good.example"), None, None, false, 0);
-        let a = s.apply(4, with_server("bad.example"), 1_000).unwrap();
+        let a = s.apply(4, &mut with_server("bad.example"), 1_000).unwrap();
         assert!(a.servers_changed);
         assert_eq!(s.check_rollback(900_999), None);
         assert_eq!(s.check_rollback(901_000), Some(4));
         assert_eq!(s.version, 3);
         assert_eq!(s.running, with_server("good.example"));
         assert_eq!(
-            s.apply(4, with_server("bad.example"), 2_000_000)
+            s.apply(4, &mut with_server("bad.example"), 2_000_000)
                 .unwrap()
                 .result,
             ConfigResult::RolledBack
         );
         assert_eq!(s.version, 3, "a rolled-back version is not applied again");
         // A new version is.
-        assert!(s.apply(5, with_server("other.example"), 0).unwrap().changed);
+        assert!(
+            s.apply(5, &mut with_server("other.example"), 0)
+                .unwrap()
+                .changed
+        );
         // Changing back to the good settings ends the trial.
-        s.apply(6, with_server("good.example"), 0).unwrap();
+        s.apply(6, &mut with_server("good.example"), 0).unwrap();
         assert!(s.previous.is_none());
     }
 }

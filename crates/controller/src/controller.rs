@@ -38,7 +38,7 @@ use tek_proto::crypto::{DeviceKeys, Key};
 use tek_proto::handshake::hello_counter;
 use tek_proto::message::config::{server_ok, Config, Gsm, Thermostat, MAX_SERVERS, MAX_TEXT};
 use tek_proto::message::status::{Status, Traffic};
-use tek_proto::message::{Command, CommandResult, ConfigResult, Message};
+use tek_proto::message::{Command, CommandResult, ConfigItems, ConfigResult, Message};
 use tek_proto::session::Session;
 use tek_proto::wire::data::{HEADER_LEN, MAX_MESSAGE};
 use tek_proto::wire::Kind;
@@ -237,6 +237,14 @@ impl<const LOG: usize> core::fmt::Debug for Controller<LOG> {
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
+}
+
+/// Checks and decrypts a session datagram in place. Out of line: the cipher's working state
+/// is on the stack only while this runs, not while the message is handled (a configuration
+/// decoded then would add to it; a device's stack is the budget).
+#[inline(never)]
+fn open<'d>(session: &mut Session, datagram: &'d mut [u8]) -> Option<Message<'d>> {
+    session.open_message(datagram).ok()
 }
 
 fn seal(session: &mut Session, msg: &Message<'_>, tx: &mut [u8]) -> Option<usize> {
@@ -692,6 +700,9 @@ impl<const LOG: usize> Controller<LOG> {
         }
     }
 
+    /// Out of line, like [`open`]: a handshake's working state (an attempt's copy, the new
+    /// session) is on the stack only while a Welcome is checked, not under every datagram.
+    #[inline(never)]
     fn on_welcome(
         &mut self,
         now: u64,
@@ -755,7 +766,7 @@ impl<const LOG: usize> Controller<LOG> {
         if up.iface != iface || up.port != port || up.to != from {
             return false;
         }
-        let Ok(msg) = up.session.open_message(datagram) else {
+        let Some(msg) = open(&mut up.session, datagram) else {
             return false;
         };
         up.heard(now);
@@ -785,21 +796,27 @@ impl<const LOG: usize> Controller<LOG> {
                 }
             }
             Message::Pong { server_time } => self.sync_time(now, server_time),
-            Message::Config { version, config } => {
-                let new = config.to_config();
-                self.apply_config(now, version, new);
-            }
+            Message::Config { version, config } => self.config_message(now, version, config),
             Message::Command { id, command } => self.command(id, command),
             // Device -> server messages and unknown codes: authentic, but nothing to do.
             _ => {}
         }
     }
 
+    /// Out of line: the decoded configuration (~800 bytes) then lives in a frame of its own, on
+    /// the stack only after the datagram's decryption has returned, instead of in the frame of
+    /// `receive`, where it would add to the decryption's (a device's stack is the budget).
+    #[inline(never)]
+    fn config_message(&mut self, now: u64, version: u32, items: ConfigItems<'_>) {
+        let mut new = items.to_config();
+        self.apply_config(now, version, &mut new);
+    }
+
     fn sync_time(&mut self, now: u64, server_time: u32) {
         self.time_offset = Some(i64::from(server_time) - (now / 1000) as i64);
     }
 
-    fn apply_config(&mut self, now: u64, version: u32, new: Config) {
+    fn apply_config(&mut self, now: u64, version: u32, new: &mut Config) {
         let log_s = self.cfg.running.log_interval_s;
         let Some(a) = self.cfg.apply(version, new, now) else {
             return;

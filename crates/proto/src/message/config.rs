@@ -303,12 +303,19 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Decodes the item list into `self`, which it first resets to [`Config::DEFAULT`]: the same
-    /// as [`parse_items`](Self::parse_items) without a `Config` temporary (for a device decoding
-    /// into its state in place). On an error `self` holds the items decoded before it, so it
-    /// must not be used as a configuration.
-    pub fn parse_items_into(&mut self, mut items: &[u8]) -> Result<(), MessageError> {
+    /// Decodes the item list into `self`: the same as [`parse_items`](Self::parse_items)
+    /// without a `Config` temporary (for a device decoding into its state in place). On an error
+    /// `self` is [`Config::DEFAULT`].
+    pub fn parse_items_into(&mut self, items: &[u8]) -> Result<(), MessageError> {
         *self = Config::DEFAULT;
+        let r = self.parse_items_over_default(items);
+        if r.is_err() {
+            *self = Config::DEFAULT;
+        }
+        r
+    }
+
+    fn parse_items_over_default(&mut self, mut items: &[u8]) -> Result<(), MessageError> {
         let cfg = self;
         let mut seen: u16 = 0;
         while !items.is_empty() {
@@ -503,6 +510,11 @@ mod tests {
         assert_eq!(
             into.parse_items_into(&buf[..n - 1]),
             Err(MessageError::Truncated)
+        );
+        assert_eq!(
+            into,
+            Config::DEFAULT,
+            "nothing half-decoded is left on an error"
         );
     }
 

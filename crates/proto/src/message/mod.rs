@@ -210,8 +210,12 @@ impl<'a> ConfigItems<'a> {
 
     /// The decoded configuration.
     pub fn to_config(&self) -> Config {
-        // Validated at construction.
-        Config::parse_items(self.bytes).unwrap_or_default()
+        // Decoded into the value returned, without a `Result<Config>` or a second copy of the
+        // default in between: a device takes this on its loop's stack. Validated at
+        // construction, so it cannot fail; if it did, the result would be the default.
+        let mut config = Config::DEFAULT;
+        let _ = config.parse_items_into(self.bytes);
+        config
     }
 
     /// The encoded items.
