@@ -781,3 +781,55 @@ async fn api_and_pages_work_for_a_member() {
         assert!(audit.body.contains(action), "{action}");
     }
 }
+
+#[tokio::test]
+async fn password_change_ends_other_sessions() {
+    let w = start().await;
+    let a = w.login("alice@example.com").await;
+    let b = w.login("alice@example.com").await;
+    let wrong = w
+        .post_form(
+            "/account/password",
+            &a,
+            "current=nope+nope+nope&new=a+brand+new+password",
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.body.contains("current password is wrong"));
+    let short = w
+        .post_form(
+            "/account/password",
+            &a,
+            "current=correct+horse+battery&new=short",
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = w
+        .post_form(
+            "/account/password",
+            &a,
+            "current=correct+horse+battery&new=a+brand+new+password",
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(
+        w.get("/dashboard", Some(&a)).await.status,
+        StatusCode::OK,
+        "this session stays"
+    );
+    assert_eq!(
+        w.get("/dashboard", Some(&b)).await.status,
+        StatusCode::SEE_OTHER,
+        "the other ends"
+    );
+    assert_eq!(
+        w.try_login("alice@example.com", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = w
+        .try_login("alice@example.com", "a brand new password")
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let audit = w.get("/audit", Some(&a)).await;
+    assert!(!audit.body.contains("brand new"));
+}

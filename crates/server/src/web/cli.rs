@@ -324,3 +324,85 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tek_proto::crypto::Key;
+
+    #[test]
+    fn sites_tokens_and_demo_users_from_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        let db = Sqlite::open_dir(&data).unwrap();
+        let devs: Vec<crate::storage::NewDevice> = (1..=3)
+            .map(|id| crate::storage::NewDevice {
+                id,
+                name: String::new(),
+                key: Key([0; 16]),
+            })
+            .collect();
+        db.add_devices(&devs, 0).unwrap();
+        let (uid, created) = ensure_user(&db, "a@example.com", "long enough pw", false).unwrap();
+        assert!(created);
+        assert_eq!(
+            ensure_user(&db, "a@example.com", "other pw 123", false).unwrap(),
+            (uid, false)
+        );
+        site(SiteCommand::Add {
+            data: data.clone(),
+            name: "North".into(),
+        })
+        .unwrap();
+        site(SiteCommand::Grant {
+            data: data.clone(),
+            site: "North".into(),
+            email: "a@example.com".into(),
+        })
+        .unwrap();
+        site(SiteCommand::Assign {
+            data: data.clone(),
+            site: "North".into(),
+            devices: "1-2".into(),
+        })
+        .unwrap();
+        assert_eq!(db.user_device_ids(uid).unwrap(), vec![1, 2]);
+        assert!(site(SiteCommand::Assign {
+            data: data.clone(),
+            site: "North".into(),
+            devices: "9".into()
+        })
+        .is_err());
+        assert!(site(SiteCommand::Grant {
+            data: data.clone(),
+            site: "South".into(),
+            email: "a@example.com".into()
+        })
+        .is_err());
+        user(UserCommand::Token {
+            data: data.clone(),
+            email: "a@example.com".into(),
+            name: "t".into(),
+        })
+        .unwrap();
+        assert_eq!(db.list_tokens(uid).unwrap().len(), 1);
+        let audit = db
+            .audit(&crate::storage::AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(audit.iter().all(|e| e.entry.actor == "cli"));
+        assert_eq!(
+            audit.len(),
+            4,
+            "site.create, site.grant, device.assign, token.create"
+        );
+        user(UserCommand::Delete {
+            data: data.clone(),
+            email: "a@example.com".into(),
+        })
+        .unwrap();
+        assert!(db.user_by_email("a@example.com").unwrap().is_none());
+    }
+}
