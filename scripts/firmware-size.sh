@@ -57,7 +57,8 @@ statics=$((data + bss + uninit))
 # firmware/src/main.rs): read them from the image.
 read_u32() { # read_u32 SYMBOL
     local addr sec_addr sec_off off
-    addr=$(readelf -s -W "$elf" | awk -v s="$1" '$8 == s { print $2; exit }')
+    # awk reads to the end: exiting early could SIGPIPE readelf, fatal under pipefail.
+    addr=$(readelf -s -W "$elf" | awk -v s="$1" '$8 == s && !n++ { print $2 }')
     [ -n "$addr" ] || { echo "firmware-size: symbol $1 missing" >&2; exit 1; }
     read -r sec_addr sec_off < <(readelf -S -W "$elf" | awk '
         { for (i = 1; i <= NF; i++) if ($i == ".rodata") { print $(i + 2), $(i + 3); exit } }')
@@ -88,7 +89,8 @@ big_statics=$(readelf -s -W -C "$elf" | awk '$4 == "OBJECT" && $2 ~ /^2/ && $3 +
 # (log included) into .data, i.e. a copy of ~54 kB in flash.
 bss_index=$(readelf -S -W "$elf" | awk '{ for (i = 1; i <= NF; i++) if ($i == ".bss") {
     s = $(i - 1); gsub(/[][]/, "", s); print s; exit } }')
-ctl_line=$(readelf -s -W "$elf" | awk '$4 == "OBJECT" && $8 ~ /tek_firmware10CONTROLLER/ { print $7, $3; exit }')
+# (awk reads to the end: exiting early would SIGPIPE readelf, fatal under pipefail.)
+ctl_line=$(readelf -s -W "$elf" | awk '$4 == "OBJECT" && $8 ~ /tek_firmware10CONTROLLER/ && !n++ { print $7, $3 }')
 [ -n "$ctl_line" ] || { echo "firmware-size: symbol CONTROLLER missing" >&2; exit 1; }
 read -r ctl_index ctl_size <<<"$ctl_line"
 
