@@ -9,7 +9,9 @@
 //!   [`ip_configured`](Controller::ip_configured), [`dns_answer`](Controller::dns_answer),
 //!   [`receive`](Controller::receive), [`sensor`](Controller::sensor),
 //!   [`modem_state`](Controller::modem_state); the HALT input and the flash contents are part of
-//!   the [`Setup`] given to [`Controller::new`];
+//!   the [`Setup`] given to [`Controller::new`] — or, on a device that cannot afford the
+//!   controller on its stack, to [`Controller::boot`] / [`Controller::boot_from_flash`] on a
+//!   `static` initialised with the all-zero [`Controller::blank`] (see [`controller`]);
 //! * actions come out of [`Controller::poll`], one at a time, until it returns `None`; then
 //!   [`Controller::poll_at`] says when to call again (sooner if an event arrives), and
 //!   [`Controller::ports`] which local UDP ports must be open to receive.

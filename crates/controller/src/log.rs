@@ -6,8 +6,8 @@
 //! arrives, the oldest is dropped and counted ([`Log::drops`]) — the newest data is the most
 //! useful after a long outage, and the drop count tells the server exactly how much is missing.
 //!
-//! A record is 16 bytes, so the firmware's 48 kB for the log hold 3072 records: more than two
-//! days at the default one-minute interval.
+//! A record is 16 bytes, so the firmware's 48 kB for the log hold 3071 records and the ring's
+//! indices (16 bytes on the Cortex-M3): more than two days at the default one-minute interval.
 
 use tek_proto::message::telemetry::channel;
 
