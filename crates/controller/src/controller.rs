@@ -91,7 +91,8 @@ pub struct Setup<'a> {
     pub halt: bool,
     /// Whether a GSM modem is fitted.
     pub has_gsm: bool,
-    /// The flash record, from [`persist::load`] (`None` on a blank device).
+    /// The flash record, from [`persist::load`] (`None` on a blank device). Not used by
+    /// [`Controller::boot_from_flash`], which reads flash itself.
     pub stored: Option<Stored>,
 }
 
