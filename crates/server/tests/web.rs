@@ -280,6 +280,21 @@ async fn tokens_authenticate_scripts_and_need_no_csrf() {
     assert!(!tokens.body.contains(&token));
     let tokens: serde_json::Value = serde_json::from_str(&tokens.body).unwrap();
     let id = tokens[0]["id"].as_i64().unwrap();
+    // Another user can neither list nor delete it.
+    let bob = w.login("bob@example.com").await;
+    assert_eq!(w.api(Method::GET, "/api/tokens", &bob, "").await.body, "[]");
+    let r = w
+        .api(Method::DELETE, &format!("/api/tokens/{id}"), &bob, "")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = w
+        .post_form(&format!("/account/tokens/{id}/delete"), &bob, "")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        w.send(Method::GET, "/api/devices", &h, "").await.status,
+        StatusCode::OK
+    );
     let del = w
         .send(Method::DELETE, &format!("/api/tokens/{id}"), &h, "")
         .await;
