@@ -1,6 +1,8 @@
 //! The writer task: every durable write of the ingest path goes through one queue and is
 //! committed in batches — one telemetry transaction per batch of many datagrams (a batch closes
-//! after `ingest.flush_interval_ms` or `ingest.batch_records` records). Acks are sent only after
+//! after `ingest.flush_interval_ms` or `ingest.batch_records` records; with the default
+//! interval of 0 this is group commit: a batch is whatever queued while the previous commit
+//! ran). Acks are sent only after
 //! the commit returned, so an acknowledged record is on disk. On shutdown the queue is drained
 //! and committed before the task ends.
 

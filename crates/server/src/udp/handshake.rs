@@ -124,10 +124,12 @@ impl Ingest {
             last_hello: dev.hello_counter,
             hello_bucket: TokenBucket::new(self.cfg.limits.hello_device_burst, now),
             live: None,
-            desired: config.map(|c| Desired {
-                version: c.version,
-                config: c.config,
-                state: c.state,
+            desired: config.map(|c| {
+                Box::new(Desired {
+                    version: c.version,
+                    config: c.config,
+                    state: c.state,
+                })
             }),
             reported_version: None,
             config_retry: None,

@@ -63,11 +63,11 @@ impl Ingest {
             {
                 return;
             }
-            link.desired = Some(Desired {
+            link.desired = Some(Box::new(Desired {
                 version: rec.version,
                 config: rec.config.clone(),
                 state: rec.state,
-            });
+            }));
             link.config_retry = None;
             if rec.state == ConfigState::Pending && link.online(now) {
                 self.push_config_now(link, now);

@@ -67,7 +67,9 @@ pub(crate) struct Link {
     pub last_hello: Option<u64>,
     pub hello_bucket: TokenBucket,
     pub live: Option<Live>,
-    pub desired: Option<Desired>,
+    /// Boxed: a configuration is ~750 bytes inline (heapless strings), most devices have none
+    /// loaded or never change it, and the table holds 100,000 links (`tek bench fleet`).
+    pub desired: Option<Box<Desired>>,
     /// Configuration version the device last reported running (this session).
     pub reported_version: Option<u32>,
     pub config_retry: Option<Retry>,
@@ -163,5 +165,19 @@ impl LinkTable {
     /// Sessions held.
     pub fn live_count(&self) -> usize {
         self.live.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every device with a session costs one `Link` (plus the hash table's slack): keep it small
+    /// so that 100,000 devices fit in well under 1 KiB each (`tek bench fleet`).
+    #[test]
+    fn a_link_stays_small() {
+        let size = std::mem::size_of::<Link>();
+        eprintln!("Link: {size} bytes");
+        assert!(size <= 400, "Link is {size} bytes");
     }
 }
