@@ -73,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             keepalive: Some(keepalive),
             // Bounded so that the handshakes queued at the server stay below the devices'
             // 3-second retry (each costs the server a database load and a committed counter).
+            handshake_timeout: Duration::from_secs(30),
             handshake_window: if n > 10_000 { 1 } else { 4 },
             until_established: true,
             measure_from: far,

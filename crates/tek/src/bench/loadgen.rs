@@ -74,6 +74,9 @@ pub struct Plan {
     pub keepalive: Option<Duration>,
     /// Handshakes in flight per socket.
     pub handshake_window: usize,
+    /// A Hello unanswered this long is replaced by a new one (new counter). Real devices wait
+    /// 2 s; a bench that queues thousands of Hellos at once gives the server longer.
+    pub handshake_timeout: Duration,
     /// End as soon as every device of the socket has a session (the handshake phase).
     pub until_established: bool,
     /// Counting starts here (after the warm-up).
@@ -330,9 +333,9 @@ impl Task {
             .iter()
             .filter(|d| {
                 d.session.is_none()
-                    && d.handshake
-                        .as_ref()
-                        .is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(3))
+                    && d.handshake.as_ref().is_some_and(|(_, at)| {
+                        now.duration_since(*at) < self.plan.handshake_timeout
+                    })
             })
             .count();
         for d in devices.iter_mut() {
@@ -342,7 +345,7 @@ impl Task {
             if d.session.is_some()
                 || d.handshake
                     .as_ref()
-                    .is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(3))
+                    .is_some_and(|(_, at)| now.duration_since(*at) < self.plan.handshake_timeout)
             {
                 continue;
             }

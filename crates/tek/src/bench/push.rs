@@ -111,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             mode: Mode::Sealed,
             telemetry: None,
             keepalive: Some(Duration::from_secs(60)),
+            handshake_timeout: Duration::from_secs(5),
             handshake_window: 4,
             until_established: false,
             measure_from: far,

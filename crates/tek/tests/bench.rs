@@ -1,0 +1,81 @@
+//! Smoke test of `tek bench`: small runs of the benchmarks whose summary line must parse and
+//! hold sane figures. Not a timed test — the figures themselves are recorded in BENCHMARKS.md.
+
+use std::process::Command;
+
+/// Runs `tek bench ARGS` and returns its one JSON summary line.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tek"))
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run tek bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tek bench {args:?} failed: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one summary line on stdout, got {stdout:?}");
+    assert!(stderr.contains("bench:"), "progress lines on stderr");
+    serde_json::from_str(lines[0]).expect("the summary line is JSON")
+}
+
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn traffic_one_day() {
+    let v = bench(&["traffic", "--days", "1"]);
+    assert_eq!(v["bench"], "traffic");
+    let mb = num(&v, "mb_per_month");
+    // PROTOCOL.md 14 computes 3.3 MB; anything far off means a broken loop or counting.
+    assert!((2.5..=4.5).contains(&mb), "{mb} MB per month");
+    // One record a minute for a day, nearly all acknowledged.
+    assert!(num(&v, "records_logged") >= 1430.0, "{v}");
+    assert!(num(&v, "records_acked") >= 1400.0, "{v}");
+    assert!(num(&v, "sessions") >= 1.0, "{v}");
+}
+
+#[test]
+fn ingest_small() {
+    let v = bench(&[
+        "ingest",
+        "--seconds",
+        "2",
+        "--devices",
+        "10",
+        "--sockets",
+        "2",
+    ]);
+    assert_eq!(v["bench"], "ingest");
+    let pps = num(&v, "pps");
+    let base = num(&v, "baseline_pps");
+    assert!(pps > 0.0 && base > 0.0, "{v}");
+    let ratio = num(&v, "ratio");
+    assert!((ratio - pps / base).abs() < 1e-6 * ratio.max(1.0), "{v}");
+    // Durability: what was acknowledged is in the database.
+    assert!(num(&v, "records_stored") >= num(&v, "records_acked"), "{v}");
+    assert!(num(&v, "records_acked") > 0.0, "{v}");
+    let p50 = num(&v, "ack_p50_ms");
+    let p99 = num(&v, "ack_p99_ms");
+    assert!(p50 > 0.0 && p99 >= p50, "{v}");
+    assert!(num(&v, "server_cpu_cores") > 0.0, "{v}");
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tek"))
+        .args(["bench", "ingest", "--db", "postgres://x"])
+        .output()
+        .expect("run tek bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only `sqlite`"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tek"))
+        .args(["bench", "fleet", "--devices", "0"])
+        .output()
+        .expect("run tek bench");
+    assert!(!out.status.success());
+}
