@@ -17,8 +17,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "no_std crates build for the Cortex-M3 (thumbv7m-none-eabi)"
 cargo build --release -p tek-proto -p tek-controller --target thumbv7m-none-eabi
 
-step "fuzz targets build"
-(cd fuzz && cargo +nightly fuzz build --dev >/dev/null)
+step "fuzzing: every cargo-fuzz target for 30 s (docs/SECURITY.md)"
+scripts/fuzz.sh 30
 
 step "test vectors of docs/PROTOCOL.md, recomputed independently (Python)"
 python3 scripts/check_vectors.py docs/PROTOCOL.md
