@@ -43,6 +43,18 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
 fi
 
+# Supply chain: cargo-deny checks licences, banned and duplicate crates, sources (deny.toml).
+if ! cargo deny --version >/dev/null 2>&1; then
+    log "cargo install cargo-deny"
+    cargo install cargo-deny --locked --quiet
+fi
+
+# The NAT test (crates/tek/tests/nat.rs): netfilter masquerade in network namespaces, conntrack
+# to flush its mappings.
+need_deb nft nftables
+need_deb conntrack conntrack
+need_deb sysctl procps
+
 # QEMU for the firmware end-to-end tests, and what scripts/qemu-e2e.sh and
 # scripts/firmware-size.sh use around it (namespace, loopback, metrics, ELF sections).
 need_deb qemu-system-arm qemu-system-arm

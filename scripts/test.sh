@@ -20,6 +20,17 @@ cargo build --release -p tek-proto -p tek-controller --target thumbv7m-none-eabi
 step "fuzzing: every cargo-fuzz target for 30 s (docs/SECURITY.md)"
 scripts/fuzz.sh 30
 
+step "supply chain: cargo deny (deny.toml)"
+cargo deny --log-level error check licenses bans sources
+# The RustSec advisory database is fetched from github.com, which this project's machines and CI
+# cannot reach (docs/SECURITY.md, "Supply chain"), and the tests send nothing off this machine:
+# advisories are checked only when asked for, where the database can be fetched.
+if [ "${TEK_DENY_ADVISORIES:-0}" = 1 ]; then
+    cargo deny --log-level error check advisories
+else
+    echo "cargo deny advisories: not checked here (set TEK_DENY_ADVISORIES=1 where github.com is reachable)" >&2
+fi
+
 step "test vectors of docs/PROTOCOL.md, recomputed independently (Python)"
 python3 scripts/check_vectors.py docs/PROTOCOL.md
 
