@@ -35,6 +35,19 @@ impl Ingest {
                 // Unknown codes and server-to-device messages: authentic, but nothing to do.
                 _ => return Err(DropReason::UnknownMessage),
             }
+            if live.endpoint != src {
+                // The device's address changed (a NAT forgot its mapping, a failover): what was
+                // sent since its last datagram went to the old address, so re-send now rather
+                // than after the back-off (PROTOCOL.md 2: replies go to the source).
+                if let Some(r) = link.config_retry.as_mut() {
+                    r.next_at = now;
+                }
+                for c in &mut link.commands {
+                    if let Some(r) = c.retry.as_mut() {
+                        r.next_at = now;
+                    }
+                }
+            }
             live.endpoint = src;
             live.last_auth = now;
             self.dispatch(id, link, msg, now, &mut jobs);

@@ -1,0 +1,62 @@
+//! Security and reliability properties of the UDP server that docs/SECURITY.md relies on and
+//! that no other suite covers: rebinding (a device whose NAT mapping changed is reached again at
+//! once on its next datagram).
+
+mod common;
+
+use common::{start, Got, WAIT};
+use std::time::Duration;
+use tek_proto::message::{Config, Message};
+
+/// A device behind a NAT that forgot its mapping reappears from a new address. Whatever the
+/// server sent in between went to the old address; it must re-send to the new one as soon as
+/// the device is heard from there, not after its back-off (here a minute): that is what makes a
+/// configuration arrive within one keepalive interval after a NAT rebinding (tests/nat.rs of
+/// the `tek` crate shows it through two real netfilter NATs).
+#[tokio::test]
+async fn rebinding_resends_at_once_to_the_new_address() {
+    let h = start(|c| {
+        c.push.retry_initial_ms = 60_000;
+        c.push.retry_max_ms = 60_000;
+    })
+    .await;
+    let api = h.server.api().clone();
+    let mut d = h.device(5).await;
+    d.handshake().await;
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 0,
+    })
+    .await;
+    let cfg = Config {
+        log_interval_s: 30,
+        ..Config::default()
+    };
+    assert_eq!(api.save_config(5, cfg).await.unwrap(), 1);
+    // The first send reaches the old address (the NAT mapping is still there) ...
+    assert!(matches!(
+        d.recv(WAIT).await,
+        Some(Got::Config { version: 1, .. })
+    ));
+    // ... then the mapping is gone: the device's next keepalive comes from another port.
+    let old = d.local_addr();
+    d.new_port().await;
+    assert_ne!(old, d.local_addr());
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 0,
+    })
+    .await;
+    assert!(matches!(
+        d.recv(Duration::from_secs(1)).await,
+        Some(Got::Config { version: 1, .. })
+    ));
+    // A datagram from the same address again does not re-send (the back-off holds).
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 0,
+    })
+    .await;
+    assert_eq!(d.recv(Duration::from_millis(500)).await, None);
+    h.server.shutdown().await;
+}
