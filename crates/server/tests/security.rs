@@ -60,3 +60,57 @@ async fn rebinding_resends_at_once_to_the_new_address() {
     assert_eq!(d.recv(Duration::from_millis(500)).await, None);
     h.server.shutdown().await;
 }
+
+/// The per-source-address Hello limit (`limits.hello_ip_burst`, `limits.hello_ip_per_s`) runs
+/// before any cryptography: one address cannot make the server compute more CMACs than the
+/// limit, whichever device ids it names.
+#[tokio::test]
+async fn hello_rate_limit_per_source_address() {
+    let h = start(|c| {
+        c.limits.hello_ip_burst = 3;
+        c.limits.hello_ip_per_s = 1;
+    })
+    .await;
+    let mut devices = Vec::new();
+    for id in 1..=5 {
+        devices.push(h.device(id).await);
+    }
+    // Five devices behind one address (127.0.0.1), each sending one genuine Hello at once.
+    let mut welcomed = 0;
+    for d in &mut devices {
+        let (_, hello) = d.hello();
+        d.send_raw(&hello).await;
+        if d.recv_raw(Duration::from_millis(500)).await.is_some() {
+            welcomed += 1;
+        }
+    }
+    assert_eq!(welcomed, 3);
+    assert_eq!(h.drops("rate_limit").await, 2.0);
+    h.server.shutdown().await;
+}
+
+/// The session table is bounded (`sessions.max`): a Hello from a device without a session
+/// is refused (`rate_limit`; the device goes on to its next server) when the table is full,
+/// while devices holding a session keep it and may even rekey.
+#[tokio::test]
+async fn session_table_is_bounded() {
+    let h = start(|c| c.sessions.max = 2).await;
+    let mut a = h.device(1).await;
+    let mut b = h.device(2).await;
+    let mut c = h.device(3).await;
+    a.handshake().await;
+    b.handshake().await;
+    let (_, hello) = c.hello();
+    c.send_raw(&hello).await;
+    assert_eq!(c.recv_raw(Duration::from_millis(500)).await, None);
+    assert_eq!(h.drops("rate_limit").await, 1.0);
+    // A device that has a session may replace it (a rekey) while the table is full.
+    a.handshake().await;
+    a.send(&Message::Keepalive {
+        reply_wanted: true,
+        config_version: 0,
+    })
+    .await;
+    assert_eq!(a.recv(WAIT).await, Some(Got::Pong));
+    h.server.shutdown().await;
+}
