@@ -35,6 +35,7 @@ pub mod provision;
 pub mod server;
 pub mod storage;
 pub mod udp;
+pub mod vault;
 pub mod web;
 mod writer;
 

@@ -1,11 +1,10 @@
-//! Devices in SQLite. The only place device keys are written and read: encryption at rest
-//! (issue 11) wraps `add_devices` and `load_device` here.
+//! Devices in SQLite. The only place device keys are written and read: they are stored wrapped
+//! under the master key ([`crate::vault`]), never in the clear.
 
 use super::{u32_col, Sqlite};
 use crate::storage::devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
 use crate::storage::{counter_from_sql, counter_to_sql, Error, Result};
 use rusqlite::{params, OptionalExtension};
-use tek_proto::crypto::{Key, KEY_LEN};
 
 const COLUMNS: &str =
     "id, name, created_at, last_seen, config_desired, config_applied, config_rolled_back";
@@ -39,6 +38,63 @@ fn convert(raw: Raw) -> Result<DeviceRecord> {
     })
 }
 
+fn vault_error(e: crate::vault::Error) -> Error {
+    Error::Corrupt(e.to_string())
+}
+
+impl Sqlite {
+    /// Wraps every key still stored in the clear (written by a version before keys at rest);
+    /// returns how many. One transaction: all or none.
+    pub(super) fn wrap_clear_keys(&self) -> Result<usize> {
+        self.rewrap_keys(&self.vault, |stored| !crate::vault::is_wrapped(stored))
+    }
+
+    /// Re-seals the stored keys that `select` picks, opened under this database's master key
+    /// and sealed under `to`, in one transaction. Returns how many rows changed.
+    fn rewrap_keys(
+        &self,
+        to: &crate::vault::Vault,
+        select: impl Fn(&[u8]) -> bool,
+    ) -> Result<usize> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        {
+            let rows: Vec<(i64, Vec<u8>)> = tx
+                .prepare("SELECT id, key FROM devices")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut update = tx.prepare("UPDATE devices SET key = ?2 WHERE id = ?1")?;
+            for (id, stored) in rows {
+                if !select(&stored) {
+                    continue;
+                }
+                let id = u32_col(id, "device id")?;
+                let wrapped = self.vault.rewrap(to, id, &stored).map_err(vault_error)?;
+                update.execute(params![id, wrapped])?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Master key rotation (`docs/SECURITY.md`): creates a new master key at `new_key` (which
+    /// must not exist), re-seals every device key under it in one transaction, and returns the
+    /// number of keys. The caller then replaces `master.key` with `new_key`; until it does, the
+    /// database only opens with the new key file, so the server must be stopped meanwhile.
+    pub fn rotate_master(&self, new_key: &std::path::Path) -> Result<usize> {
+        if new_key.exists() {
+            return Err(Error::Backend(format!(
+                "{} exists already",
+                new_key.display()
+            )));
+        }
+        let to = crate::vault::Vault::load_or_create(new_key).map_err(vault_error)?;
+        self.rewrap_keys(&to, |_| true)
+    }
+}
+
 impl DeviceStore for Sqlite {
     fn add_devices(&self, devices: &[NewDevice], now: i64) -> Result<()> {
         let mut conn = self.writer()?;
@@ -55,7 +111,8 @@ impl DeviceStore for Sqlite {
                 if exists.exists(params![d.id])? {
                     return Err(Error::Exists(d.id));
                 }
-                insert.execute(params![d.id, d.name, &d.key.0[..], now])?;
+                let wrapped = self.vault.wrap(d.id, &d.key).map_err(vault_error)?;
+                insert.execute(params![d.id, d.name, wrapped, now])?;
             }
         }
         tx.commit()?;
@@ -95,12 +152,10 @@ impl DeviceStore for Sqlite {
         let Some((key, counter)) = row else {
             return Ok(None);
         };
-        let key: [u8; KEY_LEN] = key
-            .try_into()
-            .map_err(|_| Error::Corrupt(format!("device {id}: key is not {KEY_LEN} bytes")))?;
+        let key = self.vault.open(id, &key).map_err(vault_error)?;
         Ok(Some(StoredDevice {
             id,
-            key: Key(key),
+            key,
             hello_counter: counter.map(counter_from_sql),
         }))
     }
@@ -120,5 +175,84 @@ impl DeviceStore for Sqlite {
         let conn = self.reader()?;
         let v: Option<i64> = conn.query_row("SELECT MAX(id) FROM devices", [], |r| r.get(0))?;
         v.map_or(Ok(0), |v| u32_col(v, "device id"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::prepare;
+    use super::*;
+    use tek_proto::crypto::Key;
+
+    /// Every file of the data directory but the master key.
+    fn database_bytes(dir: &std::path::Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() != crate::vault::FILE_NAME {
+                all.extend(std::fs::read(&p).unwrap());
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn a_database_dump_reveals_no_device_key() {
+        let (dir, db) = prepare();
+        let fleet = crate::provision::provision(&db, None, 20, "pool", 0).unwrap();
+        let keys: Vec<Key> = fleet.device.iter().map(|d| d.key().unwrap()).collect();
+        // The server still gets every key back ...
+        for (d, k) in fleet.device.iter().zip(&keys) {
+            assert_eq!(db.load_device(d.id).unwrap().unwrap().key, *k);
+        }
+        drop(db);
+        // ... but neither the database file nor its WAL holds any of them.
+        let bytes = database_bytes(dir.path());
+        assert!(bytes.len() > 4096);
+        for k in &keys {
+            assert!(
+                !bytes.windows(16).any(|w| w == k.0),
+                "a key is in the clear"
+            );
+        }
+        // Without the master key the database does not give them up: a new master key (the
+        // database copied elsewhere) opens none of them.
+        std::fs::remove_file(crate::vault::path_in(dir.path())).unwrap();
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        assert!(matches!(db.load_device(1), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn clear_keys_of_an_older_version_are_wrapped_at_open_and_rotation_moves_them() {
+        let (dir, db) = prepare();
+        let fleet = crate::provision::provision(&db, None, 3, "pool", 0).unwrap();
+        let key = fleet.device[1].key().unwrap();
+        // As an older version stored it: the key itself in the column.
+        db.writer()
+            .unwrap()
+            .execute(
+                "UPDATE devices SET key = ?1 WHERE id = 2",
+                params![&key.0[..]],
+            )
+            .unwrap();
+        drop(db);
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        let stored: Vec<u8> = db
+            .reader()
+            .unwrap()
+            .query_row("SELECT key FROM devices WHERE id = 2", [], |r| r.get(0))
+            .unwrap();
+        assert!(crate::vault::is_wrapped(&stored));
+        assert_eq!(db.load_device(2).unwrap().unwrap().key, key);
+        assert_eq!(db.wrap_clear_keys().unwrap(), 0);
+
+        // Rotation: every key re-sealed under a new master key, which then replaces the old.
+        let new_key = dir.path().join("master.key.new");
+        assert_eq!(db.rotate_master(&new_key).unwrap(), 3);
+        assert!(db.rotate_master(&new_key).is_err());
+        drop(db);
+        std::fs::rename(&new_key, crate::vault::path_in(dir.path())).unwrap();
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        assert_eq!(db.load_device(2).unwrap().unwrap().key, key);
     }
 }

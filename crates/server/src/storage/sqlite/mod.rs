@@ -42,6 +42,8 @@ pub struct Sqlite {
     path: PathBuf,
     write: Mutex<Connection>,
     read: Mutex<Connection>,
+    /// Wraps device keys at rest (`master.key` beside the database file).
+    vault: crate::vault::Vault,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -77,16 +79,27 @@ impl Sqlite {
         Sqlite::open(&dir.join(FILE_NAME))
     }
 
-    /// Opens (creating if needed) the database file `path` and migrates it.
+    /// Opens (creating if needed) the database file `path` and migrates it. The master key
+    /// for device keys at rest is `master.key` in the same directory (created if missing, see
+    /// [`crate::vault`]); keys stored in the clear by an older version are wrapped now.
     pub fn open(path: &Path) -> Result<Sqlite> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let vault = crate::vault::Vault::load_or_create(&crate::vault::path_in(dir))
+            .map_err(|e| Error::Backend(e.to_string()))?;
         let mut write = connect(path)?;
         migrations::migrate(&mut write)?;
         let read = connect(path)?;
-        Ok(Sqlite {
+        let db = Sqlite {
             path: path.to_owned(),
             write: Mutex::new(write),
             read: Mutex::new(read),
-        })
+            vault,
+        };
+        let n = db.wrap_clear_keys()?;
+        if n > 0 {
+            tracing::info!(devices = n, "clear device keys wrapped");
+        }
+        Ok(db)
     }
 
     /// Opens an existing database without creating it (for the CLI's read-only commands).
