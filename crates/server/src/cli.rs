@@ -74,6 +74,18 @@ pub enum DeviceCommand {
     Config(ConfigArgs),
     /// Queue a command for a device; a running server sends it within a second.
     Command(CommandArgs),
+    /// Rotate the master key that seals the device keys at rest (SQLite; stop the server
+    /// first): every key is re-sealed under a new `master.key`, the old one is kept as
+    /// `master.key.old` for you to destroy (docs/SECURITY.md).
+    RotateMasterKey(RotateArgs),
+}
+
+/// Arguments of `tek device rotate-master-key`.
+#[derive(clap::Args, Debug)]
+pub struct RotateArgs {
+    /// Data directory of the server.
+    #[arg(long, value_name = "DIR", default_value = "tek-data")]
+    pub data: PathBuf,
 }
 
 /// The data directory argument.
@@ -217,7 +229,37 @@ pub fn device_to(cmd: DeviceCommand, out: &mut dyn std::io::Write) -> anyhow::Re
         DeviceCommand::List(a) => list(&a.data, a.db.as_deref(), out),
         DeviceCommand::Config(a) => config(a, out),
         DeviceCommand::Command(a) => command(a, out),
+        DeviceCommand::RotateMasterKey(a) => rotate_master_key(&a.data, out),
     }
+}
+
+/// Re-seals every device key under a new master key: the new key file is written and every key
+/// re-sealed in one transaction first, then the files are swapped (`master.key` ->
+/// `master.key.old`, `master.key.new` -> `master.key`).
+fn rotate_master_key(data: &Path, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let current = crate::vault::path_in(data);
+    let new = data.join("master.key.new");
+    let old = data.join("master.key.old");
+    if new.exists() || old.exists() {
+        bail!(
+            "{} or {} exists: a rotation was interrupted or its old key not yet destroyed; \
+             see docs/SECURITY.md",
+            new.display(),
+            old.display()
+        );
+    }
+    let db = Sqlite::open_existing_dir(data)?;
+    let n = db.rotate_master(&new)?;
+    drop(db);
+    std::fs::rename(&current, &old)?;
+    std::fs::rename(&new, &current)?;
+    writeln!(
+        out,
+        "re-sealed {n} device key(s) under a new {}; destroy {} once backups are renewed",
+        current.display(),
+        old.display()
+    )?;
+    Ok(())
 }
 
 /// The database a command names: PostgreSQL with `--db`, else the SQLite file in `--data`
@@ -547,5 +589,39 @@ mod tests {
         cfg.udp = taken.local_addr().unwrap();
         let e = serve_until(cfg, async {}).await.unwrap_err().to_string();
         assert!(e.contains("cannot bind UDP"), "{e}");
+    }
+
+    #[test]
+    fn device_rotate_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let d = data.to_str().unwrap();
+        let fleet = dir.path().join("fleet.toml");
+        run(&[
+            "device",
+            "add",
+            "--data",
+            d,
+            "--count",
+            "2",
+            "--out",
+            fleet.to_str().unwrap(),
+        ])
+        .unwrap();
+        let before = std::fs::read(data.join("master.key")).unwrap();
+        let said = run(&["device", "rotate-master-key", "--data", d]).unwrap();
+        assert!(said.contains("re-sealed 2 device key(s)"), "{said}");
+        assert_ne!(std::fs::read(data.join("master.key")).unwrap(), before);
+        assert_eq!(std::fs::read(data.join("master.key.old")).unwrap(), before);
+        // The keys open under the new master key.
+        let db = Sqlite::open_existing_dir(&data).unwrap();
+        for dev in Fleet::load(&fleet).unwrap().device {
+            let stored = crate::storage::DeviceStore::load_device(&db, dev.id).unwrap();
+            assert_eq!(stored.unwrap().key, dev.key().unwrap());
+        }
+        drop(db);
+        // A second rotation refuses while the old key has not been destroyed.
+        let err = run(&["device", "rotate-master-key", "--data", d]).unwrap_err();
+        assert!(err.to_string().contains("master.key.old"), "{err}");
     }
 }
