@@ -301,6 +301,47 @@ async fn config_resends_stop_after_ten_per_session_and_resume_in_the_next() {
 }
 
 #[tokio::test]
+async fn synced_config_is_sent_again_to_a_device_that_lost_it() {
+    let h = start(|_| {}).await;
+    let api = h.server.api().clone();
+    let mut d = h.device(12).await;
+    d.handshake().await;
+    d.send(&Message::Status(common::TestDevice::status(0, 10)))
+        .await;
+    api.save_config(12, Config::default()).await.unwrap();
+    assert!(matches!(
+        d.recv(WAIT).await,
+        Some(Got::Config { version: 1, .. })
+    ));
+    d.send(&Message::ConfigAck {
+        version: 1,
+        result: ConfigResult::Applied,
+    })
+    .await;
+    assert!(
+        eventually(WAIT, async || !api
+            .device_state(12)
+            .await
+            .unwrap()
+            .config_pending())
+        .await
+    );
+    let _ = d.recv(Duration::from_millis(100)).await;
+    // Its flash was wiped: after a reboot it runs the factory configuration (version 0).
+    d.handshake().await;
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 0,
+    })
+    .await;
+    assert!(matches!(
+        d.recv(WAIT).await,
+        Some(Got::Config { version: 1, .. })
+    ));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn config_saved_while_offline_or_by_another_process_is_delivered() {
     let h = start(|_| {}).await;
     let api = h.server.api().clone();

@@ -160,7 +160,15 @@ impl Ingest {
         let (Some(d), Some(running)) = (link.desired.as_mut(), link.reported_version) else {
             return;
         };
+        if d.state == ConfigState::RolledBack {
+            return; // never sent again (PROTOCOL.md 11.3)
+        }
         if d.state != ConfigState::Pending {
+            // Synced before, but the device now runs another version (it lost its flash, or
+            // was replaced): send the newest one again.
+            if running != d.version && link.config_retry.is_none() {
+                self.push_config_now(link, now);
+            }
             return;
         }
         if running == d.version {
