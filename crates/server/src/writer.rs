@@ -188,10 +188,10 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     let done = tokio::task::spawn_blocking(move || {
         let telemetry = storage.insert_telemetry(&rows);
         let outcomes: Vec<Outcome> = others.iter().map(|j| apply(&*storage, j)).collect();
-        (telemetry, outcomes)
+        (telemetry, others, outcomes)
     })
     .await;
-    let (telemetry, outcomes) = match done {
+    let (telemetry, others, outcomes) = match done {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(%e, "write task failed");
@@ -214,7 +214,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             tracing::warn!(%e, batches = acks.len(), "telemetry commit failed");
         }
     }
-    for o in outcomes {
+    for (job, o) in others.iter().zip(outcomes) {
         match o {
             Outcome::Synced => ingest.metrics.config_synced(),
             Outcome::RolledBack => ingest.metrics.config_rolled_back(),
@@ -222,9 +222,36 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             Outcome::Failed(e) => {
                 ingest.metrics.storage_error();
                 tracing::warn!(%e, "write failed");
+                forget_confirmation(ingest, job);
             }
         }
     }
+}
+
+/// A confirmation that could not be stored must not count as stored: the session table goes
+/// back to *pending* for that version, so the device's next Keepalive or Status (which reports
+/// the version it runs) writes the confirmation again. A failed rolled-back report stays as it
+/// is in memory: going back to pending would push the bad network settings once more.
+fn forget_confirmation(ingest: &Ingest, job: &WriteJob) {
+    let (device_id, version) = match job {
+        WriteJob::ConfigAck {
+            device_id,
+            version,
+            result,
+            ..
+        } if *result != ConfigResult::RolledBack => (*device_id, *version),
+        WriteJob::ConfigRunning {
+            device_id, version, ..
+        } => (*device_id, *version),
+        _ => return,
+    };
+    ingest.links.with(device_id, |link| {
+        if let Some(d) = link.and_then(|l| l.desired.as_mut()) {
+            if d.version == version {
+                d.state = crate::storage::ConfigState::Pending;
+            }
+        }
+    });
 }
 
 fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32) {

@@ -342,6 +342,58 @@ async fn synced_config_is_sent_again_to_a_device_that_lost_it() {
 }
 
 #[tokio::test]
+async fn a_confirmation_that_cannot_be_stored_is_written_again_on_next_contact() {
+    let h = start(|_| {}).await;
+    let api = h.server.api().clone();
+    let mut d = h.device(13).await;
+    d.handshake().await;
+    d.send(&Message::Status(common::TestDevice::status(0, 10)))
+        .await;
+    api.save_config(13, Config::default()).await.unwrap();
+    assert!(matches!(
+        d.recv(WAIT).await,
+        Some(Got::Config { version: 1, .. })
+    ));
+    // The confirmation's write fails (as a full disk would).
+    let db = rusqlite::Connection::open(h.dir.path().join("tek.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER fail BEFORE UPDATE ON configs BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    d.send(&Message::ConfigAck {
+        version: 1,
+        result: ConfigResult::Applied,
+    })
+    .await;
+    assert!(
+        eventually(WAIT, async || h.metric("tek_storage_errors_total").await
+            >= 1.0)
+        .await
+    );
+    assert!(api.device_state(13).await.unwrap().config_pending());
+    // Storage works again; the device's next keepalive reports version 1 and it is recorded.
+    db.execute_batch("DROP TRIGGER fail").unwrap();
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 1,
+    })
+    .await;
+    assert!(
+        eventually(WAIT, async || !api
+            .device_state(13)
+            .await
+            .unwrap()
+            .config_pending())
+        .await
+    );
+    assert_eq!(
+        api.latest_config(13).await.unwrap().unwrap().state,
+        ConfigState::Applied
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn config_saved_while_offline_or_by_another_process_is_delivered() {
     let h = start(|_| {}).await;
     let api = h.server.api().clone();
