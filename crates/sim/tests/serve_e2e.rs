@@ -56,7 +56,18 @@ async fn first_server_down_all_fail_over_to_tek_serve() {
     let mut ok = false;
     while t.elapsed() < Duration::from_secs(20) {
         let s = fleet.snapshot();
-        if s.connected == u64::from(N) && s.records_acked >= u64::from(N) {
+        // The fleet's counters are totals: also wait until the server holds a status from every
+        // controller (a busy machine may commit one device's status after another's records).
+        if s.connected == u64::from(N)
+            && s.records_acked >= u64::from(N)
+            && server
+                .api()
+                .devices()
+                .await
+                .unwrap()
+                .iter()
+                .all(|st| st.status.is_some())
+        {
             ok = true;
             break;
         }
