@@ -1,7 +1,7 @@
 //! Commands queued for devices (relay on/off/auto, reboot, send status), with their outcome.
 
 use super::Result;
-use tek_proto::message::{Command, CommandResult};
+use tek_proto::message::{Command, CommandResult, RelayMode};
 
 /// What became of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,4 +80,40 @@ pub trait CommandStore {
     ) -> Result<bool>;
     /// The newest commands of a device, newest first.
     fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>>;
+}
+
+/// The storage encoding of a command, `(kind, arg1, arg2)`, shared by every backend: kind 1 =
+/// SetRelay (relay, mode 0 off / 1 on / 2 auto), 2 = Reboot, 3 = SendStatus.
+pub fn encode(c: &Command) -> (i64, i64, i64) {
+    match c {
+        Command::SetRelay { relay, mode } => (
+            1,
+            i64::from(*relay),
+            match mode {
+                RelayMode::Off => 0,
+                RelayMode::On => 1,
+                RelayMode::Auto => 2,
+            },
+        ),
+        Command::Reboot => (2, 0, 0),
+        Command::SendStatus => (3, 0, 0),
+    }
+}
+
+/// Inverse of [`encode`]; `None` for a row no version of tek wrote.
+pub fn decode(kind: i64, a: i64, b: i64) -> Option<Command> {
+    Some(match kind {
+        1 => Command::SetRelay {
+            relay: u8::try_from(a).ok().filter(|r| *r <= 7)?,
+            mode: match b {
+                0 => RelayMode::Off,
+                1 => RelayMode::On,
+                2 => RelayMode::Auto,
+                _ => return None,
+            },
+        },
+        2 => Command::Reboot,
+        3 => Command::SendStatus,
+        _ => return None,
+    })
 }

@@ -2,46 +2,12 @@
 //! notifies every listening server in the same transaction.
 
 use super::{limit, locks, u32_col, Postgres, CHANNEL};
-use crate::storage::commands::{CommandRecord, CommandState, CommandStore};
+use crate::storage::commands::{self, CommandRecord, CommandState, CommandStore};
 use crate::storage::{Error, Result};
-use tek_proto::message::{Command, CommandResult, RelayMode};
+use tek_proto::message::{Command, CommandResult};
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at";
-
-/// `(kind, arg1, arg2)`, the same encoding as the SQLite backend's.
-fn encode(c: &Command) -> (i64, i64, i64) {
-    match c {
-        Command::SetRelay { relay, mode } => (
-            1,
-            i64::from(*relay),
-            match mode {
-                RelayMode::Off => 0,
-                RelayMode::On => 1,
-                RelayMode::Auto => 2,
-            },
-        ),
-        Command::Reboot => (2, 0, 0),
-        Command::SendStatus => (3, 0, 0),
-    }
-}
-
-fn decode(kind: i64, a: i64, b: i64) -> Option<Command> {
-    Some(match kind {
-        1 => Command::SetRelay {
-            relay: u8::try_from(a).ok().filter(|r| *r <= 7)?,
-            mode: match b {
-                0 => RelayMode::Off,
-                1 => RelayMode::On,
-                2 => RelayMode::Auto,
-                _ => return None,
-            },
-        },
-        2 => Command::Reboot,
-        3 => Command::SendStatus,
-        _ => return None,
-    })
-}
 
 fn convert(r: &Row) -> Result<CommandRecord> {
     let id: i64 = r.get(0);
@@ -50,7 +16,7 @@ fn convert(r: &Row) -> Result<CommandRecord> {
     Ok(CommandRecord {
         id: u32_col(id, "command id")?,
         device_id: u32_col(r.get(1), "device id")?,
-        command: decode(kind, a, b)
+        command: commands::decode(kind, a, b)
             .ok_or_else(|| Error::Corrupt(format!("command {id}: kind {kind} ({a}, {b})")))?,
         queued_at: r.get(5),
         state: CommandState::parse(state)
@@ -61,7 +27,7 @@ fn convert(r: &Row) -> Result<CommandRecord> {
 
 impl CommandStore for Postgres {
     fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32> {
-        let (kind, a, b) = encode(command);
+        let (kind, a, b) = commands::encode(command);
         if let Command::SetRelay { relay, .. } = command {
             if *relay > 7 {
                 return Err(Error::Backend(format!("relay {relay} out of range 0..=7")));
