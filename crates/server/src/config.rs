@@ -35,6 +35,8 @@
 //! hello_device_interval_ms = 2000 # ... then one per this interval
 //! hello_ip_burst = 40         # Hellos one source address may send at once ...
 //! hello_ip_per_s = 20         # ... then this many per second
+//!
+//! [alarms]                    # flood suppression, delivery, SMTP relay: see alarms::config
 //! ```
 
 use serde::Deserialize;
@@ -92,6 +94,8 @@ pub struct Config {
     pub push: Push,
     /// Handshake rate limits.
     pub limits: Limits,
+    /// Alarm evaluation and notification delivery (SMTP relay, flood suppression, retries).
+    pub alarms: crate::alarms::AlarmsConfig,
 }
 
 /// Telemetry writer settings.
@@ -161,6 +165,7 @@ impl Default for Config {
             sessions: Sessions::default(),
             push: Push::default(),
             limits: Limits::default(),
+            alarms: crate::alarms::AlarmsConfig::default(),
         }
     }
 }
@@ -235,6 +240,7 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::Invalid(m.to_owned()));
+        self.alarms.validate().map_err(Error::Invalid)?;
         if self.ingest.batch_records == 0 {
             return bad("ingest.batch_records must be at least 1");
         }

@@ -13,6 +13,8 @@
 //! * [`server`] — [`Server::start`] / [`Server::run`] and the in-process [`Api`] the web UI,
 //!   the CLI and tests call.
 //! * [`config`] — one serde tree (TOML file + flags), [`cli`] — `tek serve` and `tek device`.
+//! * [`alarms`] — alarm rules, the evaluation engine (fed by the writer after each commit),
+//!   escalation and notification delivery (SMTP, signed webhooks).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
 //!
 //! ## Guarantees
@@ -24,6 +26,7 @@
 //!   or returned by [`Api`].
 #![warn(missing_docs)]
 
+pub mod alarms;
 pub mod api;
 pub mod cli;
 pub mod config;
