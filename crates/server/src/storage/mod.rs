@@ -6,13 +6,15 @@
 //! hello counters), [`telemetry`], [`configs`] (versioned device configurations), [`commands`],
 //! [`status`] (latest status, monthly traffic), [`series`] (aggregated telemetry for charts),
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
-//! [`web_sessions`] (login sessions, API tokens), [`audit`]. [`Storage`] is the sum of them.
+//! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
+//! destinations, the notification log). [`Storage`] is the sum of them.
 //!
 //! The methods are synchronous: the async server calls them from blocking threads (the writer
 //! task batches telemetry; everything else is rare). A backend must make every method atomic,
 //! and [`devices::DeviceStore::accept_hello`] a compare-and-set that is atomic across every
 //! server sharing the database. Times are Unix seconds.
 
+pub mod alarms;
 pub mod audit;
 pub mod commands;
 pub mod configs;
@@ -28,6 +30,7 @@ pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
 
+pub use alarms::{AlarmFilter, AlarmRecord, AlarmStore, DeliveryState, Destination, DestinationKind, DestinationList, NewAlarm, NewDestination, NewNotification, NotificationRecord};
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
@@ -68,6 +71,9 @@ pub enum Error {
     /// A user, site or other record referred to does not exist (e.g. `site 7`).
     #[error("{0} not found")]
     Missing(String),
+    /// A per-device limit would be exceeded (e.g. alarm rules per device).
+    #[error("{0}")]
+    Limit(String),
     /// The backend failed (I/O, lock, constraint ...).
     #[error("database error: {0}")]
     Backend(String),
@@ -91,6 +97,7 @@ pub trait Storage:
     + SiteStore
     + WebSessionStore
     + AuditStore
+    + AlarmStore
     + Send
     + Sync
     + 'static

@@ -76,6 +76,7 @@ impl From<storage::Error> for WebError {
             storage::Error::Duplicate(what) => WebError::Conflict(format!("{what} already exists")),
             storage::Error::Missing(what) => WebError::Invalid(format!("{what} does not exist")),
             storage::Error::Exists(id) => WebError::Conflict(format!("device {id} already exists")),
+            storage::Error::Limit(why) => WebError::Invalid(why),
             storage::Error::InvalidConfig(e) => {
                 WebError::Invalid(format!("the configuration is not valid: {e}"))
             }

@@ -29,6 +29,7 @@
 //! The schema is versioned ([`migrations`]) and upgraded at connect; a newer schema is refused.
 
 mod accounts;
+mod alarms;
 mod audit;
 mod commands;
 mod configs;
