@@ -126,6 +126,12 @@ impl Api {
         self.storage()
     }
 
+    /// Tells the alarm engine about a change made through the API (rules, acknowledgement,
+    /// shelving). Never blocks.
+    pub fn alarm_event(&self, e: crate::alarms::task::Event) {
+        self.ingest.alarms.offer(e);
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.ingest.metrics
@@ -151,6 +157,9 @@ impl Api {
         let now = unix_now();
         let c = config.clone();
         let version = blocking(move || s.save_config(device_id, &c, now)).await?;
+        self.ingest
+            .alarms
+            .offer(crate::alarms::task::Event::ConfigSaved { device_id, at: now });
         self.ingest.apply_config(&ConfigRecord {
             device_id,
             version,
@@ -366,6 +375,7 @@ impl Server {
         })?;
 
         let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
+        let (alarms, alarm_rx) = crate::alarms::task::channel(&config.alarms);
         let cfg = Arc::new(config);
         let ingest = Arc::new(Ingest {
             socket: Arc::new(udp),
@@ -382,6 +392,7 @@ impl Server {
             unknown: Mutex::new(HashMap::new()),
             udp_up: AtomicBool::new(false),
             poll_now: Notify::new(),
+            alarms: Arc::new(alarms),
         });
         let api = Api {
             ingest: ingest.clone(),
@@ -404,6 +415,12 @@ impl Server {
                     .clone()
                     .run_poller(config_seq, command_id, stop_rx.clone()),
             ),
+            tokio::spawn(crate::alarms::task::run(
+                ingest.storage.clone(),
+                ingest.cfg.alarms.clone(),
+                alarm_rx,
+                stop_rx.clone(),
+            )),
         ];
         // The socket loop must be receiving before start returns (health, tests).
         ingest.udp_up.store(true, Ordering::Relaxed);

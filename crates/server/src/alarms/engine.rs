@@ -104,6 +104,8 @@ pub enum Action {
         rule_id: i64,
         /// Device.
         device_id: u32,
+        /// The rule's name.
+        rule_name: String,
         /// Severity.
         severity: Severity,
         /// What was seen.
@@ -226,6 +228,11 @@ impl Engine {
             floods: HashMap::new(),
             out: Vec::new(),
         }
+    }
+
+    /// A loaded rule.
+    pub fn rule(&self, id: i64) -> Option<&Rule> {
+        self.rules.get(&id).map(|s| &s.rule)
     }
 
     /// Number of rules loaded.
@@ -622,6 +629,7 @@ impl Engine {
         self.out.push(Action::Raise {
             rule_id: id,
             device_id: st.rule.device_id,
+            rule_name: spec.name.clone(),
             severity: spec.severity,
             message: message.clone(),
             at,

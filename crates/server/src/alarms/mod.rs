@@ -15,9 +15,9 @@
 //! * [`config`] — the `[alarms]` section of the server's configuration.
 
 pub mod config;
-//TMP pub mod deliver;
+pub mod deliver;
 pub mod engine;
 pub mod rules;
-//TMP pub mod task;
+pub mod task;
 
 pub use config::AlarmsConfig;

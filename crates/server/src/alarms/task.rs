@@ -1,0 +1,431 @@
+//! The alarm task: owns the [`Engine`], is fed through a bounded queue ([`Alarms`]) by the writer
+//! after each commit (telemetry, status, configuration confirmations), by the socket loop
+//! (keepalives) and by the API (rules changed, acknowledged, shelved, configuration saved), and
+//! carries the engine's actions out: alarms into the database, notifications into the notification
+//! log and onto the delivery queue.
+//!
+//! Nothing here can block ingest: feeding is `try_send` (a full queue drops the event and counts
+//! it in `dropped`), and the task sleeps until the engine's next deadline or the next event.
+
+use super::deliver::{self, Job};
+use super::engine::{Action, Engine, EngineOptions, Notice, NoticeKind, OpenAlarm};
+use super::AlarmsConfig;
+use crate::storage::{AlarmFilter, NewAlarm, NewNotification, Storage, TelemetryRow};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tek_proto::message::status::Transport;
+use tokio::sync::{mpsc, watch};
+
+/// Something the engine must hear about.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Telemetry committed by the writer.
+    Telemetry(Vec<TelemetryRow>),
+    /// A status report committed by the writer.
+    Status {
+        /// Device.
+        device_id: u32,
+        /// Transport in use.
+        transport: Transport,
+        /// The log's drop counter.
+        log_drops: u32,
+        /// When.
+        at: i64,
+    },
+    /// An authenticated datagram without data (keepalive).
+    Contact {
+        /// Device.
+        device_id: u32,
+        /// When.
+        at: i64,
+    },
+    /// A configuration was saved for the device.
+    ConfigSaved {
+        /// Device.
+        device_id: u32,
+        /// When.
+        at: i64,
+    },
+    /// The device confirmed (or rolled back) its configuration.
+    ConfigSettled {
+        /// Device.
+        device_id: u32,
+        /// When.
+        at: i64,
+    },
+    /// A device's rules changed in the database: reload them.
+    RulesChanged {
+        /// Device.
+        device_id: u32,
+    },
+    /// An alarm of this rule was acknowledged.
+    Acked {
+        /// Rule.
+        rule_id: i64,
+    },
+    /// A rule was shelved (or unshelved).
+    Shelved {
+        /// Rule.
+        rule_id: i64,
+        /// Until (None: unshelved).
+        until: Option<i64>,
+    },
+}
+
+/// The feeding end, shared by the writer, the socket loop and the API.
+#[derive(Debug)]
+pub struct Alarms {
+    tx: mpsc::Sender<Event>,
+    /// Events dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Rules loaded (telemetry is not copied to the task while there are none).
+    rules: Arc<AtomicUsize>,
+}
+
+impl Alarms {
+    /// Offers an event; never blocks (a full queue drops it and counts it).
+    pub fn offer(&self, e: Event) {
+        if self.tx.try_send(e).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Offers committed telemetry, if any rule could look at it.
+    pub fn telemetry(&self, rows: &[TelemetryRow]) {
+        if !rows.is_empty() && self.rules.load(Ordering::Relaxed) > 0 {
+            self.offer(Event::Telemetry(rows.to_vec()));
+        }
+    }
+
+    /// Whether any rule is loaded (cheap; lets the socket loop skip keepalive events).
+    pub fn active(&self) -> bool {
+        self.rules.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Creates the feeding end and the task's receiving end.
+pub(crate) fn channel(cfg: &AlarmsConfig) -> (Alarms, Receiver) {
+    let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+    let rules = Arc::new(AtomicUsize::new(0));
+    (
+        Alarms {
+            tx,
+            dropped: AtomicU64::new(0),
+            rules: rules.clone(),
+        },
+        Receiver { rx, rules },
+    )
+}
+
+/// The task's end of the queue.
+pub(crate) struct Receiver {
+    rx: mpsc::Receiver<Event>,
+    rules: Arc<AtomicUsize>,
+}
+
+/// Unix seconds now.
+fn now() -> i64 {
+    crate::udp::unix_now()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::storage::Result<T> + Send + 'static,
+) -> crate::storage::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::storage::Error::Backend(e.to_string()))?
+}
+
+/// Loads every rule and open alarm into the engine. Retries until the database answers or
+/// `stop` (a server must not run without its alarms because the database was slow at start).
+async fn load(
+    storage: &Arc<dyn Storage>,
+    engine: &mut Engine,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let s = storage.clone();
+        let got = blocking(move || {
+            let rules = s.all_rules()?;
+            let open = s.alarms(&AlarmFilter {
+                devices: None,
+                open_only: true,
+                limit: usize::MAX,
+            })?;
+            Ok((rules, open))
+        })
+        .await;
+        match got {
+            Ok((rules, open)) => {
+                let mut by_device: HashMap<u32, Vec<_>> = HashMap::new();
+                for r in rules {
+                    by_device.entry(r.device_id).or_default().push(r);
+                }
+                let open: Vec<OpenAlarm> = open.iter().map(open_alarm).collect();
+                let t = now();
+                for (device, rules) in by_device {
+                    // Actions now can only be due deadlines; the first poll carries them out.
+                    let _ = engine.set_device_rules(device, rules, &open, t);
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(%e, "cannot load alarm rules; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = crate::udp::stopped(stop) => return false,
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn open_alarm(a: &crate::storage::AlarmRecord) -> OpenAlarm {
+    OpenAlarm {
+        rule_id: a.rule_id,
+        raised_at: a.raised_at,
+        acked: a.acked_at.is_some(),
+        level: a.level,
+    }
+}
+
+/// Runs the engine until `stop`.
+pub(crate) async fn run(
+    storage: Arc<dyn Storage>,
+    cfg: AlarmsConfig,
+    mut rx: Receiver,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut engine = Engine::new(EngineOptions {
+        flood_max: cfg.flood_max,
+        flood_window_s: i64::from(cfg.flood_window_s),
+    });
+    let delivery = deliver::start(storage.clone(), cfg.clone(), stop.clone());
+    if !load(&storage, &mut engine, &mut stop).await {
+        return;
+    }
+    rx.rules.store(engine.rule_count(), Ordering::Relaxed);
+    loop {
+        let sleep = match engine.poll_at() {
+            Some(t) => Duration::from_secs(u64::try_from(t - now()).unwrap_or(0)),
+            None => Duration::from_secs(3600),
+        };
+        let mut events = Vec::new();
+        tokio::select! {
+            e = rx.rx.recv() => match e {
+                Some(e) => events.push(e),
+                None => break,
+            },
+            _ = tokio::time::sleep(sleep) => {}
+            _ = crate::udp::stopped(&mut stop) => break,
+        }
+        while events.len() < 1000 {
+            match rx.rx.try_recv() {
+                Ok(e) => events.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut actions = Vec::new();
+        for e in events {
+            actions.extend(apply(&storage, &mut engine, e).await);
+        }
+        rx.rules.store(engine.rule_count(), Ordering::Relaxed);
+        actions.extend(engine.poll(now()));
+        if !actions.is_empty() {
+            execute(&storage, &delivery, actions).await;
+        }
+    }
+    tracing::debug!("alarm task stopped");
+}
+
+/// Feeds one event to the engine.
+async fn apply(storage: &Arc<dyn Storage>, engine: &mut Engine, e: Event) -> Vec<Action> {
+    let t = now();
+    match e {
+        Event::Telemetry(rows) => engine.telemetry(&rows, t),
+        Event::Status {
+            device_id,
+            transport,
+            log_drops,
+            at,
+        } => engine.status(device_id, transport, log_drops, at),
+        Event::Contact { device_id, at } => {
+            engine.contact(device_id, at);
+            Vec::new()
+        }
+        Event::ConfigSaved { device_id, at } => engine.config_saved(device_id, at),
+        Event::ConfigSettled { device_id, at } => engine.config_settled(device_id, at),
+        Event::RulesChanged { device_id } => {
+            let s = storage.clone();
+            let got = blocking(move || {
+                let rules = s.device_rules(device_id)?;
+                let open = s.alarms(&AlarmFilter {
+                    devices: Some(vec![device_id]),
+                    open_only: true,
+                    limit: usize::MAX,
+                })?;
+                Ok((rules, open))
+            })
+            .await;
+            match got {
+                Ok((rules, open)) => {
+                    let open: Vec<OpenAlarm> = open.iter().map(open_alarm).collect();
+                    engine.set_device_rules(device_id, rules, &open, t)
+                }
+                Err(e) => {
+                    tracing::warn!(%e, device_id, "cannot reload alarm rules");
+                    Vec::new()
+                }
+            }
+        }
+        Event::Acked { rule_id } => {
+            engine.acknowledge(rule_id);
+            Vec::new()
+        }
+        Event::Shelved { rule_id, until } => engine.shelve(rule_id, until, t),
+    }
+}
+
+/// Carries actions out in order: alarms into the database, then each notification into the log
+/// (one row per destination) and onto the delivery queue.
+async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions: Vec<Action>) {
+    let s = storage.clone();
+    let jobs = blocking(move || {
+        let mut open: HashMap<i64, i64> = HashMap::new();
+        let mut jobs = Vec::new();
+        for a in actions {
+            match a {
+                Action::Raise {
+                    rule_id,
+                    device_id,
+                    rule_name,
+                    severity,
+                    message,
+                    at,
+                } => {
+                    let id = s.raise_alarm(&NewAlarm {
+                        rule_id,
+                        device_id,
+                        rule_name,
+                        severity,
+                        message,
+                        raised_at: at,
+                    })?;
+                    open.insert(rule_id, id);
+                }
+                Action::Clear { rule_id, at } => {
+                    if let Some(id) = s.clear_alarm(rule_id, at)? {
+                        open.insert(rule_id, id);
+                    }
+                }
+                Action::Escalate { rule_id, level } => s.set_alarm_level(rule_id, level)?,
+                Action::Notify(n) => {
+                    let alarm_id = match n.rule_id {
+                        None => None,
+                        Some(r) => match open.get(&r) {
+                            Some(&id) => Some(id),
+                            None => s
+                                .alarms(&AlarmFilter {
+                                    devices: Some(vec![n.device_id]),
+                                    open_only: true,
+                                    limit: usize::MAX,
+                                })?
+                                .into_iter()
+                                .find(|a| a.rule_id == r)
+                                .map(|a| a.id),
+                        },
+                    };
+                    let (subject, text, body) = render(&n, alarm_id);
+                    for d in s.list_destinations(n.list_id)? {
+                        let note = s.log_notification(
+                            &NewNotification {
+                                alarm_id,
+                                device_id: n.device_id,
+                                list_id: n.list_id,
+                                destination_id: d.id,
+                                destination: d.name.clone(),
+                                event: n.kind.label().to_owned(),
+                                subject: subject.clone(),
+                            },
+                            n.at,
+                        )?;
+                        jobs.push(Job {
+                            note_id: note,
+                            destination: d,
+                            subject: subject.clone(),
+                            text: text.clone(),
+                            body: body.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(jobs)
+    })
+    .await;
+    match jobs {
+        Ok(jobs) => {
+            for j in jobs {
+                delivery.push(j);
+            }
+        }
+        Err(e) => tracing::warn!(%e, "alarm actions failed"),
+    }
+}
+
+/// Subject, plain text and JSON body of a notification.
+fn render(n: &Notice, alarm_id: Option<i64>) -> (String, String, String) {
+    let what = match &n.kind {
+        NoticeKind::Raised => "raised".to_owned(),
+        NoticeKind::Escalated(l) => format!("escalated (level {l})"),
+        NoticeKind::Cleared => "cleared".to_owned(),
+        NoticeKind::Summary { .. } => "suppressed notifications".to_owned(),
+    };
+    let subject = format!(
+        "[tek] {} {what}: device {} — {}",
+        n.severity.as_str().to_uppercase(),
+        n.device_id,
+        n.text
+    );
+    let subject: String = subject.chars().take(200).collect();
+    let mut text = format!(
+        "{}\n\nDevice: {}\nSeverity: {}\nEvent: {what}\nTime: {} (Unix {})\n",
+        n.text,
+        n.device_id,
+        n.severity.as_str(),
+        crate::web::timefmt::datetime(n.at),
+        n.at
+    );
+    if let Some(a) = alarm_id {
+        text.push_str(&format!("Alarm: {a}\n"));
+    }
+    let lines = match &n.kind {
+        NoticeKind::Summary { count, lines } => {
+            text.push_str(&format!("\n{count} notifications held back:\n"));
+            for l in lines {
+                text.push_str(&format!("  {l}\n"));
+            }
+            lines.clone()
+        }
+        _ => Vec::new(),
+    };
+    let body = serde_json::json!({
+        "event": n.kind.label(),
+        "level": match n.kind { NoticeKind::Escalated(l) => l, _ => 0 },
+        "device_id": n.device_id,
+        "rule_id": n.rule_id,
+        "alarm_id": alarm_id,
+        "list_id": n.list_id,
+        "severity": n.severity.as_str(),
+        "text": n.text,
+        "at": n.at,
+        "suppressed": match &n.kind { NoticeKind::Summary { count, .. } => *count, _ => 0 },
+        "lines": lines,
+    })
+    .to_string();
+    (subject, text, body)
+}
