@@ -138,6 +138,40 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The alarm routes under `/api` (see [`crate::api::alarms`]).
+fn alarm_api_routes() -> Router<Web> {
+    use crate::api::alarms as al;
+    Router::new()
+        .route(
+            "/devices/{id}/alarm-rules",
+            get(al::list_rules).post(al::post_rule),
+        )
+        .route(
+            "/devices/{id}/alarm-rules/{rule}",
+            put(al::put_rule).delete(al::del_rule),
+        )
+        .route(
+            "/devices/{id}/alarm-rules/{rule}/shelve",
+            post(al::post_shelve),
+        )
+        .route("/devices/{id}/alarms", get(al::device_alarms))
+        .route("/devices/{id}/notifications", get(al::device_notifications))
+        .route("/alarms", get(al::list_alarms))
+        .route("/alarms/{id}/ack", post(al::post_ack))
+        .route("/alarms/{id}/notifications", get(al::alarm_notifications))
+        .route("/alarm-templates", get(al::list_templates))
+        .route(
+            "/alarm-destinations",
+            get(al::list_destinations).post(al::post_destination),
+        )
+        .route("/alarm-destinations/{id}", delete(al::del_destination))
+        .route("/alarm-lists", get(al::list_lists).post(al::post_list))
+        .route(
+            "/alarm-lists/{id}",
+            put(al::put_list).delete(al::del_list),
+        )
+}
+
 /// Every page and API route, with the security layers.
 pub fn router(api: Api, opts: WebOptions) -> Router {
     let limit = opts.max_body_bytes;
@@ -170,6 +204,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             put(a::sites::grant).delete(a::sites::revoke),
         )
         .route("/sites/{id}/devices", put(a::sites::assign))
+        .merge(alarm_api_routes())
         .fallback(a::me::not_found);
     Router::new()
         .route("/", get(login::index))
