@@ -10,10 +10,12 @@
 //!
 //! Pages, by file: [`login`] (`/`, `/login`, `/logout`), [`dashboard`], [`device`] (readings,
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
-//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens).
+//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens),
+//! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins).
 
 pub mod access;
 pub mod account;
+pub mod alarms_page;
 pub mod admin;
 pub mod assets;
 pub mod audit_page;
@@ -138,6 +140,33 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The alarm pages (see [`alarms_page`]).
+fn alarm_page_routes() -> Router<Web> {
+    use alarms_page as ap;
+    Router::new()
+        .route("/alarms", get(ap::overview))
+        .route("/alarms/{id}/ack", post(ap::ack))
+        .route("/devices/{id}/alarms", get(ap::device_page))
+        .route("/devices/{id}/alarms/rules", post(ap::add_rule))
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/delete",
+            post(ap::delete_rule),
+        )
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/shelve",
+            post(ap::shelve_rule),
+        )
+        .route("/admin/alarms", get(ap::admin_page))
+        .route("/admin/alarms/destinations", post(ap::add_destination))
+        .route(
+            "/admin/alarms/destinations/{id}/delete",
+            post(ap::delete_destination),
+        )
+        .route("/admin/alarms/lists", post(ap::add_list))
+        .route("/admin/alarms/lists/{id}/members", post(ap::set_members))
+        .route("/admin/alarms/lists/{id}/delete", post(ap::delete_list))
+}
+
 /// The alarm routes under `/api` (see [`crate::api::alarms`]).
 fn alarm_api_routes() -> Router<Web> {
     use crate::api::alarms as al;
@@ -232,6 +261,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/admin/sites/{id}/delete", post(admin::delete_site_form))
         .route("/admin/members", post(admin::membership))
         .route("/admin/assign", post(admin::assign_form))
+        .merge(alarm_page_routes())
         .route("/static/{file}", get(assets::serve))
         .nest("/api", api_routes)
         .layer(DefaultBodyLimit::max(limit))
