@@ -256,7 +256,8 @@ fn alarm_event(ingest: &Ingest, job: &WriteJob, o: &Outcome) {
             at: *at,
         }),
         (
-            WriteJob::ConfigAck { device_id, at, .. } | WriteJob::ConfigRunning { device_id, at, .. },
+            WriteJob::ConfigAck { device_id, at, .. }
+            | WriteJob::ConfigRunning { device_id, at, .. },
             Outcome::Synced | Outcome::RolledBack,
         ) => ingest.alarms.offer(Event::ConfigSettled {
             device_id: *device_id,

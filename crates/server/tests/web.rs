@@ -925,7 +925,14 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {p}: {}", r.body);
         assert!(!r.body.contains("Secret rule"), "{m} {p}");
     }
-    let r = w.api(Method::PUT, &format!("/api/devices/3/alarm-rules/{rule}"), &bob, ALARM_RULE).await;
+    let r = w
+        .api(
+            Method::PUT,
+            &format!("/api/devices/3/alarm-rules/{rule}"),
+            &bob,
+            ALARM_RULE,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     for p in ["/api/alarms", "/api/alarms?open=true", "/alarms"] {
         let r = call(&w, &bob, "GET", p, "").await;
@@ -947,7 +954,11 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
     assert!(r.body.contains("Acknowledge") && r.body.contains("Water temperature out of range"));
     let r = call(&w, &alice, "POST", &format!("/api/alarms/{alarm}/ack"), "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.body.contains(r#""acked_by":"alice@example.com""#), "{}", r.body);
+    assert!(
+        r.body.contains(r#""acked_by":"alice@example.com""#),
+        "{}",
+        r.body
+    );
     // A second acknowledgement keeps the first.
     let admin = w.login("admin@example.com").await;
     let r = call(&w, &admin, "POST", &format!("/alarms/{alarm}/ack"), "").await;
@@ -963,8 +974,15 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
         r#"{"name":"x","severity":"loud","condition":{"kind":"on_gsm"}}"#,
         r#"{"name":"x","severity":"info","condition":{"kind":"on_gsm"},"lists":[999]}"#,
     ] {
-        let r = w.api(Method::POST, "/api/devices/1/alarm-rules", &alice, body).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", r.body);
+        let r = w
+            .api(Method::POST, "/api/devices/1/alarm-rules", &alice, body)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.body
+        );
     }
     assert_eq!(db.device_rules(1).unwrap().len(), 1);
     // Admin: a webhook needs an http:// URL and a secret, which is never shown again.
@@ -985,7 +1003,9 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = w.post_form("/admin/alarms/lists", &admin, "name=Night&member=1").await;
+    let r = w
+        .post_form("/admin/alarms/lists", &admin, "name=Night&member=1")
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = w.get("/admin/alarms", Some(&admin)).await;
     assert!(page.body.contains("Night") && !page.body.contains("0123456789abcdef-secret"));

@@ -127,7 +127,9 @@ async fn webhook_server() -> (SocketAddr, Arc<Mutex<Vec<Value>>>, Arc<Mutex<u32>
                     head.lines()
                         .find_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                            k.trim()
+                                .eq_ignore_ascii_case(name)
+                                .then(|| v.trim().to_owned())
                         })
                         .unwrap_or_default()
                 };
@@ -166,8 +168,10 @@ async fn webhook_server() -> (SocketAddr, Arc<Mutex<Vec<Value>>>, Arc<Mutex<u32>
                 };
                 let _ = sock
                     .write_all(
-                        format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                            .as_bytes(),
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
                     )
                     .await;
             });
@@ -302,7 +306,10 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
     let (_, v) = http
         .call(Method::GET, "/api/alarm-destinations", Value::Null)
         .await;
-    assert!(!v.to_string().contains(SECRET) && v[1]["has_secret"] == true, "{v}");
+    assert!(
+        !v.to_string().contains(SECRET) && v[1]["has_secret"] == true,
+        "{v}"
+    );
 
     // The controller.
     let mut opts = Options::new(
@@ -318,7 +325,10 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
 
     // Raised: an e-mail and (after one refused attempt) a signed webhook.
     let limit = Duration::from_secs(60);
-    let mail = wait_until("the e-mail", limit, async || mails.lock().unwrap().first().cloned()).await;
+    let mail = wait_until("the e-mail", limit, async || {
+        mails.lock().unwrap().first().cloned()
+    })
+    .await;
     assert!(mail.from.contains("tek@pool.example"), "{mail:?}");
     assert!(mail.to[0].contains("ops@example.com"), "{mail:?}");
     assert!(
@@ -326,7 +336,10 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
         "{}",
         mail.data
     );
-    let raised = wait_until("the webhook", limit, async || hooks.lock().unwrap().first().cloned()).await;
+    let raised = wait_until("the webhook", limit, async || {
+        hooks.lock().unwrap().first().cloned()
+    })
+    .await;
     assert_eq!(raised["event"], "raised");
     assert_eq!(raised["device_id"], 1);
     assert_eq!(raised["rule_id"], rule_id);
@@ -334,14 +347,23 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
     assert!(raised["text"].as_str().unwrap().contains("°C"), "{raised}");
     let alarm_id = raised["alarm_id"].as_i64().unwrap();
 
-    let (s, v) = http.call(Method::GET, "/api/alarms?open=true", Value::Null).await;
+    let (s, v) = http
+        .call(Method::GET, "/api/alarms?open=true", Value::Null)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    assert_eq!((v[0]["id"].as_i64(), v[0]["state"].as_str()), (Some(alarm_id), Some("active")));
+    assert_eq!(
+        (v[0]["id"].as_i64(), v[0]["state"].as_str()),
+        (Some(alarm_id), Some("active"))
+    );
 
     // Acknowledged through the API.
     let (s, v) = http
-        .call(Method::POST, &format!("/api/alarms/{alarm_id}/ack"), Value::Null)
+        .call(
+            Method::POST,
+            &format!("/api/alarms/{alarm_id}/ack"),
+            Value::Null,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "acknowledged");
@@ -351,7 +373,11 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
     rule["condition"] =
         json!({"kind": "above", "channel": "water_temp_cc", "limit": 9000, "restore": 8000});
     let (s, v) = http
-        .call(Method::PUT, &format!("/api/devices/1/alarm-rules/{rule_id}"), rule)
+        .call(
+            Method::PUT,
+            &format!("/api/devices/1/alarm-rules/{rule_id}"),
+            rule,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let cleared = wait_until("the cleared webhook", limit, async || {
@@ -365,13 +391,17 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
     })
     .await;
     assert!(mails.lock().unwrap()[1].data.contains("cleared"));
-    let (_, v) = http.call(Method::GET, "/api/devices/1/alarms", Value::Null).await;
+    let (_, v) = http
+        .call(Method::GET, "/api/devices/1/alarms", Value::Null)
+        .await;
     assert_eq!(v[0]["state"], "cleared", "{v}");
     assert!(v[0]["cleared_at"].as_i64().unwrap() >= v[0]["acked_at"].as_i64().unwrap());
 
     // The log: four deliveries, all sent; the webhook's first one took two attempts.
     let log = wait_until("every delivery logged", limit, async || {
-        let (_, v) = http.call(Method::GET, "/api/devices/1/notifications", Value::Null).await;
+        let (_, v) = http
+            .call(Method::GET, "/api/devices/1/notifications", Value::Null)
+            .await;
         let all = v.as_array()?.clone();
         (all.len() == 4 && all.iter().all(|n| n["state"] == "sent")).then_some(all)
     })
@@ -383,7 +413,11 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
     assert_eq!(hook_raised["attempts"], 2, "{log:?}");
     assert_eq!(*bad_sigs.lock().unwrap(), 0);
     let (_, v) = http
-        .call(Method::GET, &format!("/api/alarms/{alarm_id}/notifications"), Value::Null)
+        .call(
+            Method::GET,
+            &format!("/api/alarms/{alarm_id}/notifications"),
+            Value::Null,
+        )
         .await;
     assert_eq!(v.as_array().unwrap().len(), 4);
 

@@ -117,7 +117,10 @@ impl AlarmsConfig {
             return Err("alarms.timeout_ms must be at least 1".into());
         }
         if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(format!("alarms.smtp.from: {:?} is not an e-mail address", self.smtp.from));
+            return Err(format!(
+                "alarms.smtp.from: {:?} is not an e-mail address",
+                self.smtp.from
+            ));
         }
         if self.smtp.username.is_some() != self.smtp.password.is_some() {
             return Err("alarms.smtp: username and password go together".into());

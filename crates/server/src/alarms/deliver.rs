@@ -210,7 +210,10 @@ async fn webhook(job: &Job) -> Result<(), String> {
         .authority()
         .map(|a| a.as_str().to_owned())
         .ok_or("url has no host")?;
-    let sig = signature(d.secret.as_deref().unwrap_or("").as_bytes(), job.body.as_bytes());
+    let sig = signature(
+        d.secret.as_deref().unwrap_or("").as_bytes(),
+        job.body.as_bytes(),
+    );
     let req = hyper::Request::post(uri)
         .header(hyper::header::HOST, host)
         .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -218,10 +221,8 @@ async fn webhook(job: &Job) -> Result<(), String> {
         .header(SIGNATURE_HEADER, sig)
         .body(Full::new(Bytes::from(job.body.clone())))
         .map_err(|e| format!("request: {e}"))?;
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http::<Full<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
     let res = client
         .request(req)
         .await
@@ -240,7 +241,11 @@ async fn webhook(job: &Job) -> Result<(), String> {
 
 /// Checks a destination before it is saved: an e-mail address, or an `http://` URL with a
 /// secret of at least 16 characters.
-pub fn validate_destination(kind: DestinationKind, target: &str, secret: Option<&str>) -> Result<(), String> {
+pub fn validate_destination(
+    kind: DestinationKind,
+    target: &str,
+    secret: Option<&str>,
+) -> Result<(), String> {
     match kind {
         DestinationKind::Email => {
             target
@@ -255,9 +260,11 @@ pub fn validate_destination(kind: DestinationKind, target: &str, secret: Option<
                 .parse()
                 .map_err(|_| format!("{target:?} is not a URL"))?;
             if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err("a webhook URL must start with http:// (no TLS client in tek; put a \
+                return Err(
+                    "a webhook URL must start with http:// (no TLS client in tek; put a \
                      TLS-terminating proxy in front of an https receiver)"
-                    .into());
+                        .into(),
+                );
             }
             if secret.is_none_or(|s| s.len() < 16 || s.len() > 256) {
                 return Err("a webhook needs a secret of 16 to 256 characters".into());
@@ -287,7 +294,9 @@ mod tests {
         assert!(validate_destination(DestinationKind::Email, "nope", None).is_err());
         validate_destination(DestinationKind::Webhook, "http://127.0.0.1:8/x", secret).unwrap();
         assert!(validate_destination(DestinationKind::Webhook, "https://a/x", secret).is_err());
-        assert!(validate_destination(DestinationKind::Webhook, "http://a/x", Some("short")).is_err());
+        assert!(
+            validate_destination(DestinationKind::Webhook, "http://a/x", Some("short")).is_err()
+        );
         assert!(validate_destination(DestinationKind::Webhook, "/x", secret).is_err());
     }
 }

@@ -434,7 +434,10 @@ impl Engine {
 
     /// The device confirmed (or rolled back) its newest configuration.
     pub fn config_settled(&mut self, device_id: u32, at: i64) -> Vec<Action> {
-        self.devices.entry(device_id).or_default().config_pending_since = None;
+        self.devices
+            .entry(device_id)
+            .or_default()
+            .config_pending_since = None;
         for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
             if let Some(st) = self.rules.get_mut(&id) {
                 if let Condition::ConfigPending { .. } = st.rule.spec.condition {
@@ -599,9 +602,7 @@ impl Engine {
                 }
             }
             (Phase::Restoring { .. }, true) => st.phase = Phase::Active,
-            (Phase::Restoring { since }, false) if since + clear <= at => {
-                self.enter_normal(id, at)
-            }
+            (Phase::Restoring { since }, false) if since + clear <= at => self.enter_normal(id, at),
             _ => {}
         }
         self.reschedule(id);
@@ -1058,7 +1059,10 @@ mod tests {
         let mut e2 = engine(vec![water_high(3)]);
         e2.telemetry(&[water(T0, 3100)], T0);
         e2.shelve(3, Some(T0 + 100), T0);
-        assert_eq!(kinds(&e2.telemetry(&[water(T0 + 5, 2000)], T0 + 5)), ["clear 3"]);
+        assert_eq!(
+            kinds(&e2.telemetry(&[water(T0 + 5, 2000)], T0 + 5)),
+            ["clear 3"]
+        );
         // Unshelving an inactive rule: nothing.
         assert!(e2.shelve(3, None, T0 + 6).is_empty());
     }
@@ -1073,7 +1077,12 @@ mod tests {
         e.set_device_rules(7, rules, &[], T0);
         // Five rules raise at once: two notifications go out, three are held.
         let a = e.telemetry(&[water(T0, 3100)], T0);
-        assert_eq!(a.iter().filter(|a| matches!(a, Action::Raise { .. })).count(), 5);
+        assert_eq!(
+            a.iter()
+                .filter(|a| matches!(a, Action::Raise { .. }))
+                .count(),
+            5
+        );
         let sent: Vec<_> = a
             .iter()
             .filter(|a| matches!(a, Action::Notify(_)))
@@ -1097,14 +1106,21 @@ mod tests {
         // The summary counts in the new window: one more goes out, the next is held.
         let a = e.telemetry(&[water(T0 + 110, 2000)], T0 + 110);
         assert_eq!(
-            a.iter()
-                .filter(|a| matches!(a, Action::Notify(_)))
-                .count(),
+            a.iter().filter(|a| matches!(a, Action::Notify(_))).count(),
             1
         );
         // A new window after that one: the limit applies afresh.
         let a = e.poll(T0 + 200);
-        assert!(matches!(&a[..], [Action::Notify(Notice { kind: NoticeKind::Summary { count: 4, .. }, .. })]), "{a:?}");
+        assert!(
+            matches!(
+                &a[..],
+                [Action::Notify(Notice {
+                    kind: NoticeKind::Summary { count: 4, .. },
+                    ..
+                })]
+            ),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -1112,7 +1128,11 @@ mod tests {
         let mut r = rule(1, Condition::Offline { after_s: 300 });
         r.spec.clear_after_s = 0;
         let mut e = engine(vec![r]);
-        assert_eq!(e.poll_at(), Some(T0 + 300), "counts from load without contact");
+        assert_eq!(
+            e.poll_at(),
+            Some(T0 + 300),
+            "counts from load without contact"
+        );
         e.contact(7, T0 + 100);
         assert_eq!(e.poll_at(), Some(T0 + 400));
         assert!(e.poll(T0 + 399).is_empty());
@@ -1186,7 +1206,9 @@ mod tests {
         ]);
         let heat = PUMP_BIT | HEATER_BIT;
         // Heater on, water rising 0.5 °C per half hour: fine.
-        assert!(e.telemetry(&[row(T0, 2500, 1500, 3000, heat)], T0).is_empty());
+        assert!(e
+            .telemetry(&[row(T0, 2500, 1500, 3000, heat)], T0)
+            .is_empty());
         let a = e.telemetry(&[row(T0 + 1800, 2550, 1500, 3000, heat)], T0 + 1800);
         assert!(a.is_empty(), "{a:?}");
         // The next half hour only 0.1 °C: raised.
@@ -1206,7 +1228,15 @@ mod tests {
         assert_eq!(kinds(&a)[0], "raise 2");
         // Freezing air with the pump off; restored by the pump running (power fits too).
         let a = e.telemetry(&[row(T0 + 4100, 2560, 250, 10, 0)], T0 + 4100);
-        assert_eq!(kinds(&a), ["clear 2", "notify 100 cleared", "raise 3", "notify 100 raised"]);
+        assert_eq!(
+            kinds(&a),
+            [
+                "clear 2",
+                "notify 100 cleared",
+                "raise 3",
+                "notify 100 raised"
+            ]
+        );
         // Warmer but inside the deadband: still active.
         assert!(e
             .telemetry(&[row(T0 + 4200, 2560, 350, 10, 0)], T0 + 4200)

@@ -250,7 +250,10 @@ impl Condition {
                 max_off_w,
             } => format!("pump on below {min_on_w} W, or off above {max_off_w} W"),
             Condition::FreezeRisk { air_below_cc, .. } => {
-                format!("freeze risk: air below {} with the pump off", show_cc(*air_below_cc))
+                format!(
+                    "freeze risk: air below {} with the pump off",
+                    show_cc(*air_below_cc)
+                )
             }
         }
     }
@@ -498,13 +501,7 @@ pub fn templates() -> Vec<(&'static str, &'static str, RuleSpec)> {
         (
             "on_gsm",
             "Running on the GSM backup link",
-            spec(
-                "On GSM backup",
-                Severity::Info,
-                Condition::OnGsm,
-                300,
-                0,
-            ),
+            spec("On GSM backup", Severity::Info, Condition::OnGsm, 300, 0),
         ),
     ]
 }
@@ -517,13 +514,15 @@ mod tests {
     fn json_round_trip_and_names() {
         let r = &templates()[2].2;
         let j = serde_json::to_string(r).unwrap();
-        assert!(j.contains(r#""kind":"outside""#) && j.contains("water_temp_cc"), "{j}");
+        assert!(
+            j.contains(r#""kind":"outside""#) && j.contains("water_temp_cc"),
+            "{j}"
+        );
         let back: RuleSpec = serde_json::from_str(&j).unwrap();
         assert_eq!(&back, r);
-        let min: RuleSpec = serde_json::from_str(
-            r#"{"name":"x","severity":"info","condition":{"kind":"on_gsm"}}"#,
-        )
-        .unwrap();
+        let min: RuleSpec =
+            serde_json::from_str(r#"{"name":"x","severity":"info","condition":{"kind":"on_gsm"}}"#)
+                .unwrap();
         assert!(min.enabled && min.lists.is_empty() && min.raise_after_s == 0);
         assert!(serde_json::from_str::<RuleSpec>(
             r#"{"name":"x","severity":"info","condition":{"kind":"nope"}}"#

@@ -91,7 +91,8 @@ pub async fn rule_for(
 ) -> Result<Rule, WebError> {
     web.check_device(&user.user, device).await?;
     let r = web.db_call(move |db| db.rule(rule)).await?;
-    r.filter(|r| r.device_id == device).ok_or(WebError::NotFound)
+    r.filter(|r| r.device_id == device)
+        .ok_or(WebError::NotFound)
 }
 
 /// Creates a rule on a device the user may change.
@@ -107,7 +108,8 @@ pub async fn create_rule(
     let id = web
         .db_call(move |db| db.create_rule(device, &s, crate::web::now()))
         .await?;
-    web.api.alarm_event(Event::RulesChanged { device_id: device });
+    web.api
+        .alarm_event(Event::RulesChanged { device_id: device });
     web.audit(
         p,
         "alarm.rule.create",
@@ -124,7 +126,8 @@ pub async fn delete_rule(web: &Web, p: &Principal, device: u32, rule: i64) -> Re
     let r = rule_for(web, p, device, rule).await?;
     web.db_call(move |db| db.delete_rule(rule, crate::web::now()))
         .await?;
-    web.api.alarm_event(Event::RulesChanged { device_id: device });
+    web.api
+        .alarm_event(Event::RulesChanged { device_id: device });
     web.audit(
         p,
         "alarm.rule.delete",
@@ -408,7 +411,9 @@ pub async fn create_destination(web: &Web, p: &Principal, d: NewDest) -> Result<
         .ok_or_else(|| WebError::Invalid("kind: email or webhook".into()))?;
     let name = d.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(WebError::Invalid("name: 1 to 100 printable characters".into()));
+        return Err(WebError::Invalid(
+            "name: 1 to 100 printable characters".into(),
+        ));
     }
     let secret = d.secret.filter(|s| !s.is_empty());
     crate::alarms::deliver::validate_destination(kind, d.target.trim(), secret.as_deref())
@@ -466,8 +471,14 @@ pub async fn delete_destination(web: &Web, p: &Principal, id: i64) -> Result<(),
     web.db_call(move |db| db.delete_destination(id))
         .await
         .map_err(not_found)?;
-    web.audit(p, "alarm.destination.delete", None, None, format!("destination {id}"))
-        .await
+    web.audit(
+        p,
+        "alarm.destination.delete",
+        None,
+        None,
+        format!("destination {id}"),
+    )
+    .await
 }
 
 fn not_found(e: WebError) -> WebError {
@@ -503,7 +514,9 @@ pub async fn create_list(web: &Web, p: &Principal, l: NewList) -> Result<i64, We
     Web::require_admin(&p.user)?;
     let name = l.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(WebError::Invalid("name: 1 to 100 printable characters".into()));
+        return Err(WebError::Invalid(
+            "name: 1 to 100 printable characters".into(),
+        ));
     }
     if l.members.len() > 100 {
         return Err(WebError::Invalid("members: at most 100".into()));

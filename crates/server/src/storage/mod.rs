@@ -30,7 +30,10 @@ pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
 
-pub use alarms::{AlarmFilter, AlarmRecord, AlarmStore, DeliveryState, Destination, DestinationKind, DestinationList, NewAlarm, NewDestination, NewNotification, NotificationRecord};
+pub use alarms::{
+    AlarmFilter, AlarmRecord, AlarmStore, DeliveryState, Destination, DestinationKind,
+    DestinationList, NewAlarm, NewDestination, NewNotification, NotificationRecord,
+};
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};

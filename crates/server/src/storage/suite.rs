@@ -551,7 +551,10 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     use crate::alarms::rules::{templates, MAX_RULES_PER_DEVICE};
     db.add_devices(&[dev(1), dev(2)], 0).unwrap();
     let spec = templates()[2].2.clone();
-    assert!(matches!(db.create_rule(9, &spec, 1), Err(Error::NotFound(9))));
+    assert!(matches!(
+        db.create_rule(9, &spec, 1),
+        Err(Error::NotFound(9))
+    ));
     let r1 = db.create_rule(1, &spec, 10).unwrap();
     let mut other = templates()[0].2.clone();
     other.lists = vec![5, 6];
@@ -563,7 +566,10 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     other.name = "renamed".into();
     db.update_rule(r2, &other).unwrap();
     assert_eq!(db.rule(r2).unwrap().unwrap().spec.name, "renamed");
-    assert!(matches!(db.update_rule(999, &other), Err(Error::Missing(_))));
+    assert!(matches!(
+        db.update_rule(999, &other),
+        Err(Error::Missing(_))
+    ));
     db.shelve_rule(r1, Some(500)).unwrap();
     assert_eq!(db.rule(r1).unwrap().unwrap().shelved_until, Some(500));
     db.shelve_rule(r1, None).unwrap();
@@ -585,12 +591,22 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
         raised_at: at,
     };
     let a1 = db.raise_alarm(&new(r1, 100)).unwrap();
-    assert_eq!(db.raise_alarm(&new(r1, 101)).unwrap(), a1, "still open: same alarm");
+    assert_eq!(
+        db.raise_alarm(&new(r1, 101)).unwrap(),
+        a1,
+        "still open: same alarm"
+    );
     let got = db.alarm(a1).unwrap().unwrap();
-    assert_eq!((got.raised_at, got.acked_at, got.cleared_at, got.level), (100, None, None, 0));
+    assert_eq!(
+        (got.raised_at, got.acked_at, got.cleared_at, got.level),
+        (100, None, None, 0)
+    );
     db.set_alarm_level(r1, 2).unwrap();
     assert!(db.ack_alarm(a1, "alice@example.com", 110).unwrap());
-    assert!(!db.ack_alarm(a1, "bob@example.com", 111).unwrap(), "first ack stays");
+    assert!(
+        !db.ack_alarm(a1, "bob@example.com", 111).unwrap(),
+        "first ack stays"
+    );
     assert!(matches!(db.ack_alarm(999, "x", 1), Err(Error::Missing(_))));
     let got = db.alarm(a1).unwrap().unwrap();
     assert_eq!(got.acked_by.as_deref(), Some("alice@example.com"));
@@ -602,14 +618,27 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     let mut a3n = new(r2, 140);
     a3n.device_id = 2;
     let a3 = db.raise_alarm(&a3n).unwrap();
-    let all = db.alarms(&AlarmFilter { limit: 10, ..Default::default() }).unwrap();
+    let all = db
+        .alarms(&AlarmFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [a3, a2, a1]);
     let open1 = db
-        .alarms(&AlarmFilter { devices: Some(vec![1]), open_only: true, limit: 10 })
+        .alarms(&AlarmFilter {
+            devices: Some(vec![1]),
+            open_only: true,
+            limit: 10,
+        })
         .unwrap();
     assert_eq!(open1.iter().map(|a| a.id).collect::<Vec<_>>(), [a2]);
     assert!(db
-        .alarms(&AlarmFilter { devices: Some(vec![]), open_only: false, limit: 10 })
+        .alarms(&AlarmFilter {
+            devices: Some(vec![]),
+            open_only: false,
+            limit: 10
+        })
         .unwrap()
         .is_empty());
     // Deleting a rule clears its open alarm.
@@ -636,17 +665,32 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
         secret: Some("s3cret".into()),
     };
     let hook_id = db.create_destination(&hook, 2).unwrap();
-    assert!(matches!(db.create_destination(&hook, 3), Err(Error::Duplicate(_))));
+    assert!(matches!(
+        db.create_destination(&hook, 3),
+        Err(Error::Duplicate(_))
+    ));
     let l1 = db.create_list("day shift", 4).unwrap();
     let l2 = db.create_list("managers", 5).unwrap();
-    assert!(matches!(db.create_list("managers", 6), Err(Error::Duplicate(_))));
+    assert!(matches!(
+        db.create_list("managers", 6),
+        Err(Error::Duplicate(_))
+    ));
     db.set_list_members(l1, &[hook_id, mail]).unwrap();
-    assert!(matches!(db.set_list_members(l2, &[mail, 999]), Err(Error::Missing(_))));
-    assert!(matches!(db.set_list_members(998, &[mail]), Err(Error::Missing(_))));
+    assert!(matches!(
+        db.set_list_members(l2, &[mail, 999]),
+        Err(Error::Missing(_))
+    ));
+    assert!(matches!(
+        db.set_list_members(998, &[mail]),
+        Err(Error::Missing(_))
+    ));
     let lists = db.lists().unwrap();
     assert_eq!(lists.len(), 2);
     assert_eq!(lists[0].members, vec![mail, hook_id]);
-    assert!(lists[1].members.is_empty(), "the failed change left nothing");
+    assert!(
+        lists[1].members.is_empty(),
+        "the failed change left nothing"
+    );
     let ds = db.list_destinations(l1).unwrap();
     assert_eq!(ds.len(), 2);
     assert_eq!(ds[1].secret.as_deref(), Some("s3cret"));
@@ -670,14 +714,26 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     };
     let n1 = db.log_notification(&note(Some(a2), 1), 200).unwrap();
     let n2 = db.log_notification(&note(None, 2), 201).unwrap();
-    db.notification_done(n1, DeliveryState::Failed, 4, Some("connection refused"), 260)
-        .unwrap();
+    db.notification_done(
+        n1,
+        DeliveryState::Failed,
+        4,
+        Some("connection refused"),
+        260,
+    )
+    .unwrap();
     let log = db.notifications(None, None, 10).unwrap();
     assert_eq!(log.iter().map(|n| n.id).collect::<Vec<_>>(), [n2, n1]);
     let f = &log[1];
-    assert_eq!((f.state, f.attempts, f.done_at), (DeliveryState::Failed, 4, Some(260)));
+    assert_eq!(
+        (f.state, f.attempts, f.done_at),
+        (DeliveryState::Failed, 4, Some(260))
+    );
     assert_eq!(f.error.as_deref(), Some("connection refused"));
-    assert_eq!((log[0].state, log[0].done_at), (DeliveryState::Queued, None));
+    assert_eq!(
+        (log[0].state, log[0].done_at),
+        (DeliveryState::Queued, None)
+    );
     assert_eq!(db.notifications(Some(&[1]), None, 10).unwrap().len(), 1);
     assert_eq!(db.notifications(None, Some(a2), 10).unwrap()[0].id, n1);
     assert!(db.notifications(Some(&[]), None, 10).unwrap().is_empty());

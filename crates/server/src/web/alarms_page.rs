@@ -368,7 +368,10 @@ pub async fn shelve_rule(
 ) -> Result<Response, HtmlError> {
     let minutes: u32 = num(&Some(form.minutes), "minutes", 0)?;
     al::shelve_rule(&web, &user, id, rule, minutes).await?;
-    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+shelving+saved")).into_response())
+    Ok(Redirect::to(&format!(
+        "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"
+    ))
+    .into_response())
 }
 
 /// `POST /alarms/{id}/ack`.
@@ -525,7 +528,11 @@ pub async fn add_list(
     State(web): State<Web>,
     raw: RawForm<ListForm>,
 ) -> Result<Response, HtmlError> {
-    let RawForm { user, form, members } = raw;
+    let RawForm {
+        user,
+        form,
+        members,
+    } = raw;
     Web::require_admin(&user.user)?;
     let id = al::create_list(
         &web,

@@ -15,8 +15,8 @@
 
 pub mod access;
 pub mod account;
-pub mod alarms_page;
 pub mod admin;
+pub mod alarms_page;
 pub mod assets;
 pub mod audit_page;
 pub mod auth;
@@ -195,10 +195,7 @@ fn alarm_api_routes() -> Router<Web> {
         )
         .route("/alarm-destinations/{id}", delete(al::del_destination))
         .route("/alarm-lists", get(al::list_lists).post(al::post_list))
-        .route(
-            "/alarm-lists/{id}",
-            put(al::put_list).delete(al::del_list),
-        )
+        .route("/alarm-lists/{id}", put(al::put_list).delete(al::del_list))
 }
 
 /// Every page and API route, with the security layers.

@@ -242,7 +242,9 @@ impl AlarmStore for Postgres {
             let c = s.conn().await?;
             let rows = c
                 .query(
-                    &format!("SELECT {RULE_COLS} FROM alarm_rules WHERE device_id = $1 ORDER BY id"),
+                    &format!(
+                        "SELECT {RULE_COLS} FROM alarm_rules WHERE device_id = $1 ORDER BY id"
+                    ),
                     &[&i64::from(device_id)],
                 )
                 .await?;
@@ -254,7 +256,10 @@ impl AlarmStore for Postgres {
         self.run(move |s| async move {
             let c = s.conn().await?;
             let rows = c
-                .query(&format!("SELECT {RULE_COLS} FROM alarm_rules ORDER BY id"), &[])
+                .query(
+                    &format!("SELECT {RULE_COLS} FROM alarm_rules ORDER BY id"),
+                    &[],
+                )
                 .await?;
             rows.iter().map(rule).collect()
         })
