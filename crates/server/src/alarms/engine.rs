@@ -414,6 +414,23 @@ impl Engine {
         }
     }
 
+    /// The driver found that the device of an *offline* rule that just raised was heard from at
+    /// `seen` by another server (the database has newer records): the raise is withdrawn (the
+    /// driver drops its `Raise` and `Notify` actions) and the deadline moves to `seen + X`.
+    pub fn withdraw_offline(&mut self, rule_id: i64, seen: i64) {
+        let Some(st) = self.rules.get_mut(&rule_id) else {
+            return;
+        };
+        if !matches!(st.rule.spec.condition, Condition::Offline { .. }) {
+            return;
+        }
+        st.open = None;
+        st.phase = Phase::Normal;
+        let device = st.rule.device_id;
+        self.reschedule(rule_id);
+        self.contact(device, seen);
+    }
+
     /// A configuration was saved for the device (pending until it confirms).
     pub fn config_saved(&mut self, device_id: u32, at: i64) -> Vec<Action> {
         let dev = self.devices.entry(device_id).or_default();
@@ -1141,6 +1158,21 @@ mod tests {
         e.contact(7, T0 + 500);
         assert_eq!(kinds(&e.poll(T0 + 500)), ["clear 1", "notify 100 cleared"]);
         assert_eq!(e.poll_at(), Some(T0 + 800));
+    }
+
+    #[test]
+    fn offline_raise_withdrawn_when_seen_elsewhere() {
+        let mut e = engine(vec![rule(1, Condition::Offline { after_s: 300 })]);
+        e.contact(7, T0);
+        assert_eq!(kinds(&e.poll(T0 + 300)), ["raise 1", "notify 100 raised"]);
+        // Another server stored a record at T0 + 250: not offline after all.
+        e.withdraw_offline(1, T0 + 250);
+        assert_eq!(e.poll_at(), Some(T0 + 550));
+        assert!(
+            e.poll(T0 + 549).is_empty(),
+            "no clear for a withdrawn raise"
+        );
+        assert_eq!(kinds(&e.poll(T0 + 550))[0], "raise 1");
     }
 
     #[test]

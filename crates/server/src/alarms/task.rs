@@ -235,11 +235,85 @@ pub(crate) async fn run(
         }
         rx.rules.store(engine.rule_count(), Ordering::Relaxed);
         actions.extend(engine.poll(now()));
+        let actions = seen_elsewhere(&storage, &mut engine, actions).await;
         if !actions.is_empty() {
             execute(&storage, &delivery, actions).await;
         }
     }
     tracing::debug!("alarm task stopped");
+}
+
+/// An *offline* raise is checked against the database first: with several servers sharing it,
+/// the device may be talking to another one. If the database has a record or a contact within
+/// the rule's `after_s`, the raise is withdrawn (and re-armed from that time).
+async fn seen_elsewhere(
+    storage: &Arc<dyn Storage>,
+    engine: &mut Engine,
+    mut actions: Vec<Action>,
+) -> Vec<Action> {
+    let checks: Vec<(i64, u32, i64)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Raise {
+                rule_id,
+                device_id,
+                at,
+                ..
+            } => match engine.rule(*rule_id)?.spec.condition {
+                super::rules::Condition::Offline { after_s } => {
+                    Some((*rule_id, *device_id, at - i64::from(after_s)))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if checks.is_empty() {
+        return actions;
+    }
+    let s = storage.clone();
+    let seen = blocking(move || {
+        let mut seen = Vec::new();
+        for (rule, device, since) in checks {
+            let last = s.device(device)?.last_seen.filter(|t| *t > since);
+            let record = s
+                .telemetry(&crate::storage::TelemetryQuery {
+                    device_id: device,
+                    from: since + 1,
+                    to: i64::MAX,
+                    limit: 1,
+                })?
+                .first()
+                .map(|r| r.time);
+            if let Some(t) = last.max(record) {
+                seen.push((rule, t));
+            }
+        }
+        Ok(seen)
+    })
+    .await;
+    let seen = match seen {
+        Ok(s) => s,
+        Err(e) => {
+            // Cannot tell: raise (a false alarm beats a missed one).
+            tracing::warn!(%e, "cannot check an offline alarm against the database");
+            return actions;
+        }
+    };
+    for (rule, t) in seen {
+        engine.withdraw_offline(rule, t);
+        actions.retain(|a| match a {
+            Action::Raise { rule_id, .. } => *rule_id != rule,
+            Action::Notify(n) => !(n.rule_id == Some(rule) && n.kind == NoticeKind::Raised),
+            _ => true,
+        });
+        tracing::debug!(
+            rule,
+            seen = t,
+            "offline alarm withdrawn: seen by another server"
+        );
+    }
+    actions
 }
 
 /// Feeds one event to the engine.
