@@ -309,13 +309,15 @@ impl Api {
         };
         let s = self.storage();
         let db_up = blocking(move || s.ping()).await.is_ok();
-        self.ingest.metrics.render(Gauges {
+        let mut text = self.ingest.metrics.render(Gauges {
             devices_online: online,
             sessions: self.ingest.links.live_count() as u64,
             config_pending: pending,
             db_up,
             db_reconnects: self.ingest.storage.reconnects_total(),
-        })
+        });
+        text.push_str(&self.ingest.alarms.counters.render());
+        text
     }
 }
 

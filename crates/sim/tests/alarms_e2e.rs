@@ -420,6 +420,15 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
         )
         .await;
     assert_eq!(v.as_array().unwrap().len(), 4);
+    let metrics = server.api().metrics_text().await;
+    for line in [
+        "tek_alarms_raised_total 1",
+        "tek_alarm_notifications_sent_total 4",
+        "tek_alarm_notifications_failed_total 0",
+        "tek_alarm_events_dropped_total 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 
     fleet.stop().await;
     server.shutdown().await;

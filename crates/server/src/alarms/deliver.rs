@@ -69,6 +69,7 @@ impl Queue {
 pub(crate) fn start(
     storage: Arc<dyn Storage>,
     cfg: AlarmsConfig,
+    counters: Arc<super::task::Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> Queue {
     let (tx, mut rx) = mpsc::channel::<Job>(cfg.delivery_queue);
@@ -90,9 +91,11 @@ pub(crate) fn start(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let (storage, cfg) = (storage.clone(), cfg.clone());
+            let (storage, cfg, counters) = (storage.clone(), cfg.clone(), counters.clone());
             tokio::spawn(async move {
-                deliver(&storage, &cfg, job).await;
+                let ok = deliver(&storage, &cfg, job).await;
+                let c = if ok { &counters.sent } else { &counters.failed };
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 drop(permit);
             });
         }
@@ -100,8 +103,8 @@ pub(crate) fn start(
     queue
 }
 
-/// Delivers one job with retries and logs the result.
-async fn deliver(storage: &Arc<dyn Storage>, cfg: &AlarmsConfig, job: Job) {
+/// Delivers one job with retries and logs the result; returns whether it was delivered.
+async fn deliver(storage: &Arc<dyn Storage>, cfg: &AlarmsConfig, job: Job) -> bool {
     let mut wait = Duration::from_millis(cfg.retry_initial_ms);
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let mut attempts = 0u32;
@@ -143,6 +146,7 @@ async fn deliver(storage: &Arc<dyn Storage>, cfg: &AlarmsConfig, job: Job) {
     if !matches!(logged, Ok(Ok(()))) {
         tracing::warn!(note, "cannot log a notification result");
     }
+    result.is_ok()
 }
 
 async fn attempt(cfg: &AlarmsConfig, job: &Job) -> Result<(), String> {

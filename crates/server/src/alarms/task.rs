@@ -74,12 +74,56 @@ pub enum Event {
     },
 }
 
+/// Counters of the alarm subsystem, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events dropped because the engine's queue was full.
+    pub events_dropped: AtomicU64,
+    /// Alarms raised.
+    pub raised: AtomicU64,
+    /// Notifications delivered.
+    pub sent: AtomicU64,
+    /// Notifications given up on.
+    pub failed: AtomicU64,
+}
+
+impl Counters {
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, c) in [
+            (
+                "tek_alarm_events_dropped_total",
+                "Events for the alarm engine dropped because its queue was full.",
+                &self.events_dropped,
+            ),
+            ("tek_alarms_raised_total", "Alarms raised.", &self.raised),
+            (
+                "tek_alarm_notifications_sent_total",
+                "Alarm notifications delivered (e-mail accepted by the relay, webhook 2xx).",
+                &self.sent,
+            ),
+            (
+                "tek_alarm_notifications_failed_total",
+                "Alarm notifications given up on after every retry.",
+                &self.failed,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
 /// The feeding end, shared by the writer, the socket loop and the API.
 #[derive(Debug)]
 pub struct Alarms {
     tx: mpsc::Sender<Event>,
-    /// Events dropped because the queue was full.
-    pub dropped: AtomicU64,
+    /// Counters (shared with the task and the delivery workers).
+    pub counters: Arc<Counters>,
     /// Rules loaded (telemetry is not copied to the task while there are none).
     rules: Arc<AtomicUsize>,
 }
@@ -88,7 +132,7 @@ impl Alarms {
     /// Offers an event; never blocks (a full queue drops it and counts it).
     pub fn offer(&self, e: Event) {
         if self.tx.try_send(e).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -109,13 +153,18 @@ impl Alarms {
 pub(crate) fn channel(cfg: &AlarmsConfig) -> (Alarms, Receiver) {
     let (tx, rx) = mpsc::channel(cfg.queue_capacity);
     let rules = Arc::new(AtomicUsize::new(0));
+    let counters = Arc::new(Counters::default());
     (
         Alarms {
             tx,
-            dropped: AtomicU64::new(0),
+            counters: counters.clone(),
             rules: rules.clone(),
         },
-        Receiver { rx, rules },
+        Receiver {
+            rx,
+            rules,
+            counters,
+        },
     )
 }
 
@@ -123,6 +172,7 @@ pub(crate) fn channel(cfg: &AlarmsConfig) -> (Alarms, Receiver) {
 pub(crate) struct Receiver {
     rx: mpsc::Receiver<Event>,
     rules: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
 }
 
 /// Unix seconds now.
@@ -204,7 +254,12 @@ pub(crate) async fn run(
         flood_max: cfg.flood_max,
         flood_window_s: i64::from(cfg.flood_window_s),
     });
-    let delivery = deliver::start(storage.clone(), cfg.clone(), stop.clone());
+    let delivery = deliver::start(
+        storage.clone(),
+        cfg.clone(),
+        rx.counters.clone(),
+        stop.clone(),
+    );
     if !load(&storage, &mut engine, &mut stop).await {
         return;
     }
@@ -237,6 +292,13 @@ pub(crate) async fn run(
         actions.extend(engine.poll(now()));
         let actions = seen_elsewhere(&storage, &mut engine, actions).await;
         if !actions.is_empty() {
+            let raised = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Raise { .. }))
+                .count();
+            rx.counters
+                .raised
+                .fetch_add(raised as u64, Ordering::Relaxed);
             execute(&storage, &delivery, actions).await;
         }
     }
