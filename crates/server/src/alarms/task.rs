@@ -131,6 +131,11 @@ pub struct Alarms {
 impl Alarms {
     /// Offers an event; never blocks (a full queue drops it and counts it).
     pub fn offer(&self, e: Event) {
+        if matches!(e, Event::RulesChanged { .. }) {
+            // Records committed before the task has loaded the new rules must reach it too; the
+            // task stores the exact count after the reload.
+            self.rules.fetch_add(1, Ordering::Relaxed);
+        }
         if self.tx.try_send(e).is_err() {
             self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
