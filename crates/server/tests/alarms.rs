@@ -248,3 +248,43 @@ async fn escalation_flood_suppression_shelving_and_offline() {
     );
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_configuration_alarm_counts_from_the_save_across_a_restart() {
+    let h = start(|_| {}).await;
+    let db = h.storage();
+    provision(&*db, 7);
+    h.server
+        .api()
+        .save_config(7, tek_proto::message::Config::default())
+        .await
+        .unwrap();
+    let mut rule = water_above(0, Vec::new());
+    rule.condition = Condition::ConfigPending { after_s: 2 };
+    let saved = tek_server::web::now();
+    let r = db.create_rule(7, &rule, 0).unwrap();
+    drop(db);
+    let Harness { dir, server } = h;
+    server.shutdown().await;
+
+    // A new server on the same database: the rule and the pending configuration are loaded.
+    let cfg = tek_server::Config::for_tests(dir.path());
+    let server = tek_server::Server::start(cfg).await.unwrap();
+    let db = server.api().storage_handle();
+    let open = || {
+        db.alarms(&AlarmFilter {
+            devices: Some(vec![7]),
+            open_only: true,
+            limit: 10,
+        })
+        .unwrap()
+    };
+    assert!(eventually(ALARM_WAIT, async || !open().is_empty()).await);
+    let a = &open()[0];
+    assert_eq!(a.rule_id, r);
+    assert!(
+        a.raised_at >= saved + 2 && a.raised_at <= saved + 10,
+        "{a:?}"
+    );
+    server.shutdown().await;
+}

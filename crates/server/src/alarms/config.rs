@@ -149,4 +149,20 @@ mod tests {
         assert_eq!(parsed.smtp.port, 2525);
         assert!(toml::from_str::<AlarmsConfig>("nope = 1").is_err());
     }
+
+    #[test]
+    fn part_of_the_server_config_file() {
+        let p = std::path::Path::new("tek.toml");
+        let c = crate::Config::from_toml(
+            "[alarms]\nflood_window_s = 60\n[alarms.smtp]\nhost = \"mail.lan\"\nfrom = \"tek@pool.example\"\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.alarms.flood_window_s, 60);
+        assert_eq!(c.alarms.smtp.host, "mail.lan");
+        assert_eq!(c.alarms.smtp.port, 25);
+        let bad = crate::Config::from_toml("[alarms.smtp]\nfrom = \"nobody\"\n", p).unwrap_err();
+        assert!(bad.to_string().contains("alarms.smtp.from"), "{bad}");
+        assert!(crate::Config::from_toml("[alarms]\nflood_max = 0\n", p).is_err());
+    }
 }

@@ -210,11 +210,33 @@ async fn load(
                 open_only: true,
                 limit: usize::MAX,
             })?;
-            Ok((rules, open))
+            // Configurations already pending when the server started count from their save.
+            let mut pending = Vec::new();
+            let mut asked = std::collections::HashSet::new();
+            for r in &rules {
+                if matches!(
+                    r.spec.condition,
+                    super::rules::Condition::ConfigPending { .. }
+                ) && asked.insert(r.device_id)
+                {
+                    let d = s.device(r.device_id)?;
+                    let waiting = d.config_desired > d.config_applied
+                        && d.config_rolled_back != Some(d.config_desired);
+                    if waiting {
+                        if let Some(c) = s.latest_config(r.device_id)? {
+                            pending.push((r.device_id, c.saved_at));
+                        }
+                    }
+                }
+            }
+            Ok((rules, open, pending))
         })
         .await;
         match got {
-            Ok((rules, open)) => {
+            Ok((rules, open, pending)) => {
+                for (device, saved_at) in pending {
+                    let _ = engine.config_saved(device, saved_at);
+                }
                 let mut by_device: HashMap<u32, Vec<_>> = HashMap::new();
                 for r in rules {
                     by_device.entry(r.device_id).or_default().push(r);
