@@ -407,6 +407,49 @@ async fn browser_walkthrough() {
     );
     assert!(lines.len() >= 3, "records exported: {body}");
 
+    // Alarms: a threshold rule through the form, its alarm raised by the live readings, and
+    // acknowledged with the page's button.
+    c.goto(&format!("{base}/devices/1/alarms")).await.unwrap();
+    for (field, value) in [("name", "Warm water"), ("limit", "10"), ("restore", "9.5")] {
+        c.find(Locator::Css(&format!(
+            "form input[name=kind][value=threshold] ~ label input[name={field}]"
+        )))
+        .await
+        .unwrap()
+        .send_keys(value)
+        .await
+        .unwrap();
+    }
+    c.find(Locator::Css(
+        "form input[name=kind][value=threshold] ~ button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(5), "the rule added", || async {
+        text(&c, "table.rules tbody").await.filter(|t| t.contains("Warm water"))
+    })
+    .await;
+    wait_for(Duration::from_secs(20), "the alarm raised", || async {
+        c.refresh().await.ok()?;
+        text(&c, "table.alarms tr.st-active").await.filter(|t| t.contains("Warm water"))
+    })
+    .await;
+    shot(&c, "5-alarm").await;
+    c.find(Locator::Css("table.alarms tr.st-active form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let acked = wait_for(Duration::from_secs(5), "the acknowledgement", || async {
+        text(&c, "table.alarms tr.st-acknowledged").await
+    })
+    .await;
+    assert!(acked.contains(EMAIL), "{acked}");
+
     c.close().await.unwrap();
     late.stop().await;
     running.stop().await;
