@@ -155,8 +155,9 @@ pub async fn device_page(
             td { @match r.shelved_until { Some(u) if u > now => { "until " (timefmt::datetime(u)) }, _ => { "no" } } }
             td { form.inline method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/shelve" } {
                 (csrf)
-                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em";
-                button type="submit" { "Shelve (min; 0 = unshelve)" }
+                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
+                " min "
+                button type="submit" title="No alarms and no notifications for this many minutes (0: unshelve)" { "Shelve" }
             } }
             td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
                 (csrf) button type="submit" { "Delete" }
