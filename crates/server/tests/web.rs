@@ -911,7 +911,8 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
             message: "water 40.00 °C".into(),
             raised_at: 2,
         })
-        .unwrap();
+        .unwrap()
+        .0;
     let bob = w.login("bob@example.com").await;
     for (m, p) in [
         ("POST", format!("/api/alarms/{alarm}/ack")),

@@ -429,12 +429,16 @@ async fn browser_walkthrough() {
     .await
     .unwrap();
     wait_for(Duration::from_secs(5), "the rule added", || async {
-        text(&c, "table.rules tbody").await.filter(|t| t.contains("Warm water"))
+        text(&c, "table.rules tbody")
+            .await
+            .filter(|t| t.contains("Warm water"))
     })
     .await;
     wait_for(Duration::from_secs(20), "the alarm raised", || async {
         c.refresh().await.ok()?;
-        text(&c, "table.alarms tr.st-active").await.filter(|t| t.contains("Warm water"))
+        text(&c, "table.alarms tr.st-active")
+            .await
+            .filter(|t| t.contains("Warm water"))
     })
     .await;
     shot(&c, "5-alarm").await;

@@ -431,6 +431,30 @@ impl Engine {
         self.contact(device, seen);
     }
 
+    /// The driver found that the configuration a *configuration pending* rule just raised for
+    /// was confirmed through another server: the raise is withdrawn (the driver drops its
+    /// actions) and the device counts as settled.
+    pub fn withdraw_config_pending(&mut self, rule_id: i64) {
+        let Some(st) = self.rules.get_mut(&rule_id) else {
+            return;
+        };
+        if !matches!(st.rule.spec.condition, Condition::ConfigPending { .. }) {
+            return;
+        }
+        st.open = None;
+        st.phase = Phase::Normal;
+        let device = st.rule.device_id;
+        self.devices.entry(device).or_default().config_pending_since = None;
+        for id in self.by_device.get(&device).cloned().unwrap_or_default() {
+            if let Some(st) = self.rules.get_mut(&id) {
+                if let Condition::ConfigPending { .. } = st.rule.spec.condition {
+                    st.memo.becomes_true_at = None;
+                }
+            }
+            self.reschedule(id);
+        }
+    }
+
     /// A configuration was saved for the device (pending until it confirms).
     pub fn config_saved(&mut self, device_id: u32, at: i64) -> Vec<Action> {
         let dev = self.devices.entry(device_id).or_default();
@@ -1173,6 +1197,18 @@ mod tests {
             "no clear for a withdrawn raise"
         );
         assert_eq!(kinds(&e.poll(T0 + 550))[0], "raise 1");
+    }
+
+    #[test]
+    fn config_pending_withdrawn_when_confirmed_elsewhere() {
+        let mut e = engine(vec![rule(1, Condition::ConfigPending { after_s: 60 })]);
+        e.config_saved(7, T0);
+        assert_eq!(kinds(&e.poll(T0 + 60))[0], "raise 1");
+        e.withdraw_config_pending(1);
+        assert_eq!(e.poll_at(), None);
+        assert!(e.config_settled(7, T0 + 70).is_empty(), "nothing to clear");
+        e.config_saved(7, T0 + 100);
+        assert_eq!(kinds(&e.poll(T0 + 160))[0], "raise 1");
     }
 
     #[test]

@@ -332,15 +332,18 @@ pub(crate) async fn run(
     tracing::debug!("alarm task stopped");
 }
 
-/// An *offline* raise is checked against the database first: with several servers sharing it,
-/// the device may be talking to another one. If the database has a record or a contact within
-/// the rule's `after_s`, the raise is withdrawn (and re-armed from that time).
+/// A raise from a time-based state condition is checked against the database first: with
+/// several servers sharing it, the device may be talking to another one. *Offline*: if the
+/// database has a record or a contact within the rule's `after_s`, the raise is withdrawn (and
+/// re-armed from that time). *Configuration pending*: if the device confirmed it (through any
+/// server), the raise is withdrawn.
 async fn seen_elsewhere(
     storage: &Arc<dyn Storage>,
     engine: &mut Engine,
     mut actions: Vec<Action>,
 ) -> Vec<Action> {
-    let checks: Vec<(i64, u32, i64)> = actions
+    use super::rules::Condition;
+    let checks: Vec<(i64, u32, Option<i64>)> = actions
         .iter()
         .filter_map(|a| match a {
             Action::Raise {
@@ -349,9 +352,10 @@ async fn seen_elsewhere(
                 at,
                 ..
             } => match engine.rule(*rule_id)?.spec.condition {
-                super::rules::Condition::Offline { after_s } => {
-                    Some((*rule_id, *device_id, at - i64::from(after_s)))
+                Condition::Offline { after_s } => {
+                    Some((*rule_id, *device_id, Some(at - i64::from(after_s))))
                 }
+                Condition::ConfigPending { .. } => Some((*rule_id, *device_id, None)),
                 _ => None,
             },
             _ => None,
@@ -364,7 +368,16 @@ async fn seen_elsewhere(
     let seen = blocking(move || {
         let mut seen = Vec::new();
         for (rule, device, since) in checks {
-            let last = s.device(device)?.last_seen.filter(|t| *t > since);
+            let d = s.device(device)?;
+            let Some(since) = since else {
+                let pending = d.config_desired > d.config_applied
+                    && d.config_rolled_back != Some(d.config_desired);
+                if !pending {
+                    seen.push((rule, None));
+                }
+                continue;
+            };
+            let last = d.last_seen.filter(|t| *t > since);
             let record = s
                 .telemetry(&crate::storage::TelemetryQuery {
                     device_id: device,
@@ -375,7 +388,7 @@ async fn seen_elsewhere(
                 .first()
                 .map(|r| r.time);
             if let Some(t) = last.max(record) {
-                seen.push((rule, t));
+                seen.push((rule, Some(t)));
             }
         }
         Ok(seen)
@@ -390,7 +403,10 @@ async fn seen_elsewhere(
         }
     };
     for (rule, t) in seen {
-        engine.withdraw_offline(rule, t);
+        match t {
+            Some(t) => engine.withdraw_offline(rule, t),
+            None => engine.withdraw_config_pending(rule),
+        }
         actions.retain(|a| match a {
             Action::Raise { rule_id, .. } => *rule_id != rule,
             Action::Notify(n) => !(n.rule_id == Some(rule) && n.kind == NoticeKind::Raised),
@@ -399,7 +415,7 @@ async fn seen_elsewhere(
         tracing::debug!(
             rule,
             seen = t,
-            "offline alarm withdrawn: seen by another server"
+            "alarm withdrawn: the database shows another server's contact or confirmation"
         );
     }
     actions
@@ -459,6 +475,9 @@ async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions:
     let s = storage.clone();
     let jobs = blocking(move || {
         let mut open: HashMap<i64, i64> = HashMap::new();
+        // Notifications another server sends (it recorded the raise, escalation or clear
+        // first): (rule, event).
+        let mut theirs: std::collections::HashSet<(i64, &'static str)> = Default::default();
         let mut jobs = Vec::new();
         for a in actions {
             match a {
@@ -470,7 +489,7 @@ async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions:
                     message,
                     at,
                 } => {
-                    let id = s.raise_alarm(&NewAlarm {
+                    let (id, fresh) = s.raise_alarm(&NewAlarm {
                         rule_id,
                         device_id,
                         rule_name,
@@ -479,14 +498,29 @@ async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions:
                         raised_at: at,
                     })?;
                     open.insert(rule_id, id);
-                }
-                Action::Clear { rule_id, at } => {
-                    if let Some(id) = s.clear_alarm(rule_id, at)? {
-                        open.insert(rule_id, id);
+                    if !fresh {
+                        theirs.insert((rule_id, "raised"));
                     }
                 }
-                Action::Escalate { rule_id, level } => s.set_alarm_level(rule_id, level)?,
+                Action::Clear { rule_id, at } => match s.clear_alarm(rule_id, at)? {
+                    Some(id) => {
+                        open.insert(rule_id, id);
+                    }
+                    None => {
+                        theirs.insert((rule_id, "cleared"));
+                    }
+                },
+                Action::Escalate { rule_id, level } => {
+                    if !s.set_alarm_level(rule_id, level)? {
+                        theirs.insert((rule_id, "escalated"));
+                    }
+                }
                 Action::Notify(n) => {
+                    if n.rule_id
+                        .is_some_and(|r| theirs.contains(&(r, n.kind.label())))
+                    {
+                        continue;
+                    }
                     let alarm_id = match n.rule_id {
                         None => None,
                         Some(r) => match open.get(&r) {

@@ -246,16 +246,18 @@ pub trait AlarmStore {
     /// Shelves a rule until `until` (`None`: unshelve). `Missing` if absent.
     fn shelve_rule(&self, id: i64, until: Option<i64>) -> Result<()>;
 
-    /// Records a raised alarm; if the rule has an open alarm already (raised by another server),
-    /// returns that one's id and changes nothing.
-    fn raise_alarm(&self, alarm: &NewAlarm) -> Result<i64>;
+    /// Records a raised alarm and returns `(id, true)`; if the rule has an open alarm already
+    /// (raised by another server), returns `(its id, false)` and changes nothing — only the
+    /// server that recorded it notifies.
+    fn raise_alarm(&self, alarm: &NewAlarm) -> Result<(i64, bool)>;
     /// Clears the rule's open alarm, if any; returns its id.
     fn clear_alarm(&self, rule_id: i64, at: i64) -> Result<Option<i64>>;
     /// Acknowledges an alarm. `Ok(false)` if it was acknowledged already (the first
     /// acknowledgement stays); `Missing` if there is no such alarm.
     fn ack_alarm(&self, id: i64, by: &str, at: i64) -> Result<bool>;
-    /// Records the escalation level of the rule's open alarm.
-    fn set_alarm_level(&self, rule_id: i64, level: u32) -> Result<()>;
+    /// Raises the escalation level of the rule's open alarm to `level`; `false` if it was there
+    /// already (another server escalated it) or there is no open alarm.
+    fn set_alarm_level(&self, rule_id: i64, level: u32) -> Result<bool>;
     /// One alarm.
     fn alarm(&self, id: i64) -> Result<Option<AlarmRecord>>;
     /// Alarms, newest first.

@@ -590,18 +590,21 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
         message: "water 33.00 °C".into(),
         raised_at: at,
     };
-    let a1 = db.raise_alarm(&new(r1, 100)).unwrap();
+    let (a1, fresh) = db.raise_alarm(&new(r1, 100)).unwrap();
+    assert!(fresh);
     assert_eq!(
         db.raise_alarm(&new(r1, 101)).unwrap(),
-        a1,
-        "still open: same alarm"
+        (a1, false),
+        "still open: same alarm, raised by someone else"
     );
     let got = db.alarm(a1).unwrap().unwrap();
     assert_eq!(
         (got.raised_at, got.acked_at, got.cleared_at, got.level),
         (100, None, None, 0)
     );
-    db.set_alarm_level(r1, 2).unwrap();
+    assert!(db.set_alarm_level(r1, 2).unwrap());
+    assert!(!db.set_alarm_level(r1, 2).unwrap(), "escalated once");
+    assert!(!db.set_alarm_level(r1, 1).unwrap());
     assert!(db.ack_alarm(a1, "alice@example.com", 110).unwrap());
     assert!(
         !db.ack_alarm(a1, "bob@example.com", 111).unwrap(),
@@ -613,11 +616,11 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     assert_eq!((got.acked_at, got.level), (Some(110), 2));
     assert_eq!(db.clear_alarm(r1, 120).unwrap(), Some(a1));
     assert_eq!(db.clear_alarm(r1, 121).unwrap(), None);
-    let a2 = db.raise_alarm(&new(r1, 130)).unwrap();
+    let (a2, _) = db.raise_alarm(&new(r1, 130)).unwrap();
     assert_ne!(a1, a2, "a new alarm after the clear");
     let mut a3n = new(r2, 140);
     a3n.device_id = 2;
-    let a3 = db.raise_alarm(&a3n).unwrap();
+    let (a3, _) = db.raise_alarm(&a3n).unwrap();
     let all = db
         .alarms(&AlarmFilter {
             limit: 10,

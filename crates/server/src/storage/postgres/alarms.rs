@@ -278,7 +278,7 @@ impl AlarmStore for Postgres {
         })
     }
 
-    fn raise_alarm(&self, a: &NewAlarm) -> Result<i64> {
+    fn raise_alarm(&self, a: &NewAlarm) -> Result<(i64, bool)> {
         let a = a.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
@@ -298,7 +298,7 @@ impl AlarmStore for Postgres {
                 )
                 .await?;
             if let Some(r) = row {
-                return Ok(r.get(0));
+                return Ok((r.get(0), true));
             }
             let r = c
                 .query_one(
@@ -306,7 +306,7 @@ impl AlarmStore for Postgres {
                     &[&a.rule_id],
                 )
                 .await?;
-            Ok(r.get(0))
+            Ok((r.get(0), false))
         })
     }
 
@@ -349,15 +349,17 @@ impl AlarmStore for Postgres {
         })
     }
 
-    fn set_alarm_level(&self, rule_id: i64, level: u32) -> Result<()> {
+    fn set_alarm_level(&self, rule_id: i64, level: u32) -> Result<bool> {
         self.run(move |s| async move {
             let c = s.conn().await?;
-            c.execute(
-                "UPDATE alarms SET level = $2 WHERE rule_id = $1 AND cleared_at IS NULL",
-                &[&rule_id, &i64::from(level)],
-            )
-            .await?;
-            Ok(())
+            let n = c
+                .execute(
+                    "UPDATE alarms SET level = $2 \
+                     WHERE rule_id = $1 AND cleared_at IS NULL AND level < $2",
+                    &[&rule_id, &i64::from(level)],
+                )
+                .await?;
+            Ok(n > 0)
         })
     }
 

@@ -311,7 +311,7 @@ impl AlarmStore for Sqlite {
         missing(n, || format!("alarm rule {id}"))
     }
 
-    fn raise_alarm(&self, a: &NewAlarm) -> Result<i64> {
+    fn raise_alarm(&self, a: &NewAlarm) -> Result<(i64, bool)> {
         let mut conn = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let open: Option<i64> = tx
@@ -322,7 +322,7 @@ impl AlarmStore for Sqlite {
             )
             .optional()?;
         if let Some(id) = open {
-            return Ok(id);
+            return Ok((id, false));
         }
         tx.execute(
             "INSERT INTO alarms (rule_id, device_id, rule_name, severity, message, raised_at) \
@@ -338,7 +338,7 @@ impl AlarmStore for Sqlite {
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
-        Ok(id)
+        Ok((id, true))
     }
 
     fn clear_alarm(&self, rule_id: i64, at: i64) -> Result<Option<i64>> {
@@ -374,12 +374,12 @@ impl AlarmStore for Sqlite {
         }
     }
 
-    fn set_alarm_level(&self, rule_id: i64, level: u32) -> Result<()> {
-        self.writer()?.execute(
-            "UPDATE alarms SET level = ?2 WHERE rule_id = ?1 AND cleared_at IS NULL",
+    fn set_alarm_level(&self, rule_id: i64, level: u32) -> Result<bool> {
+        let n = self.writer()?.execute(
+            "UPDATE alarms SET level = ?2 WHERE rule_id = ?1 AND cleared_at IS NULL AND level < ?2",
             params![rule_id, level],
         )?;
-        Ok(())
+        Ok(n > 0)
     }
 
     fn alarm(&self, id: i64) -> Result<Option<AlarmRecord>> {
