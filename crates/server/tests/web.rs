@@ -40,6 +40,11 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "kind=template&template=freeze_risk",
     ),
     ("POST", "/devices/{id}/alarms/rules/1/shelve", "minutes=30"),
+    (
+        "POST",
+        "/devices/{id}/alarms/rules/1/enabled",
+        "enabled=off",
+    ),
     ("POST", "/devices/{id}/alarms/rules/1/delete", ""),
 ];
 
@@ -968,6 +973,15 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
     assert_eq!(a.acked_by.as_deref(), Some("alice@example.com"));
     let audit = w.api(Method::GET, "/api/audit", &alice, "").await;
     assert!(audit.body.contains("alarm.ack"), "{}", audit.body);
+    // Disable and enable again from the page.
+    let path = format!("/devices/1/alarms/rules/{rule}/enabled");
+    let r = w.post_form(&path, &alice, "enabled=off").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(!db.rule(rule).unwrap().unwrap().spec.enabled);
+    let r = w.post_form(&path, &alice, "enabled=maybe").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    w.post_form(&path, &alice, "enabled=on").await;
+    assert!(db.rule(rule).unwrap().unwrap().spec.enabled);
 
     // Bad rules are refused with a message, nothing saved.
     for body in [

@@ -138,6 +138,36 @@ pub async fn delete_rule(web: &Web, p: &Principal, device: u32, rule: i64) -> Re
     .await
 }
 
+/// Replaces a rule's spec (validated, audited, the engine told).
+pub async fn update_rule(
+    web: &Web,
+    p: &Principal,
+    device: u32,
+    rule: i64,
+    spec: RuleSpec,
+) -> Result<Rule, WebError> {
+    rule_for(web, p, device, rule).await?;
+    checked(web, &spec).await?;
+    let s = spec.clone();
+    web.db_call(move |db| db.update_rule(rule, &s)).await?;
+    web.api
+        .alarm_event(Event::RulesChanged { device_id: device });
+    web.audit(
+        p,
+        "alarm.rule.update",
+        Some(device),
+        None,
+        format!(
+            "rule {rule} {:?}{}: {}",
+            spec.name,
+            if spec.enabled { "" } else { " (disabled)" },
+            spec.condition.describe()
+        ),
+    )
+    .await?;
+    rule_for(web, p, device, rule).await
+}
+
 /// Longest shelving: 30 days.
 pub const MAX_SHELVE_MINUTES: u32 = 30 * 24 * 60;
 
@@ -236,19 +266,7 @@ pub async fn put_rule(
 ) -> Result<Json<Value>, JsonError> {
     rule_for(&web, &p, id, rule).await?;
     let spec = body(b)?;
-    checked(&web, &spec).await?;
-    let s = spec.clone();
-    web.db_call(move |db| db.update_rule(rule, &s)).await?;
-    web.api.alarm_event(Event::RulesChanged { device_id: id });
-    web.audit(
-        &p,
-        "alarm.rule.update",
-        Some(id),
-        None,
-        format!("rule {rule} {:?}: {}", spec.name, spec.condition.describe()),
-    )
-    .await?;
-    let r = rule_for(&web, &p, id, rule).await?;
+    let r = update_rule(&web, &p, id, rule, spec).await?;
     Ok(Json(rule_json(&r)))
 }
 

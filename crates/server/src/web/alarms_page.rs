@@ -138,7 +138,7 @@ pub async fn device_page(
         h2 { "Rules (" (rules.len()) " of " (crate::alarms::rules::MAX_RULES_PER_DEVICE) ")" }
         table.rules { thead { tr {
             th { "Id" } th { "Name" } th { "Severity" } th { "Condition" } th { "Hold-off" }
-            th { "Lists" } th { "Shelved" } th {} th {}
+            th { "Lists" } th { "Shelved" } th {} th {} th {}
         } }
         tbody { @for r in &rules { tr {
             td { (r.id) }
@@ -158,6 +158,11 @@ pub async fn device_page(
                 input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
                 " min "
                 button type="submit" title="No alarms and no notifications for this many minutes (0: unshelve)" { "Shelve" }
+            } }
+            td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/enabled" } {
+                (csrf)
+                input type="hidden" name="enabled" value=(if r.spec.enabled { "off" } else { "on" });
+                button type="submit" { (if r.spec.enabled { "Disable" } else { "Enable" }) }
             } }
             td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
                 (csrf) button type="submit" { "Delete" }
@@ -346,6 +351,37 @@ pub async fn delete_rule(
 ) -> Result<Response, HtmlError> {
     al::delete_rule(&web, &user, id, rule).await?;
     Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+deleted")).into_response())
+}
+
+/// The enable/disable form.
+#[derive(Debug, Deserialize)]
+pub struct EnabledForm {
+    csrf: String,
+    enabled: String,
+}
+
+impl CsrfForm for EnabledForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/alarms/rules/{rule}/enabled` (`enabled=on|off`).
+pub async fn set_enabled(
+    State(web): State<Web>,
+    Path((id, rule)): Path<(u32, i64)>,
+    Posted { user, form }: Posted<EnabledForm>,
+) -> Result<Response, HtmlError> {
+    let on = match form.enabled.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return Err(WebError::Invalid("enabled: on or off".into()).into()),
+    };
+    let mut spec = al::rule_for(&web, &user, id, rule).await?.spec;
+    spec.enabled = on;
+    al::update_rule(&web, &user, id, rule, spec).await?;
+    let what = if on { "enabled" } else { "disabled" };
+    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+{what}")).into_response())
 }
 
 /// The shelve form.

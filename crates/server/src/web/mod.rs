@@ -156,6 +156,10 @@ fn alarm_page_routes() -> Router<Web> {
             "/devices/{id}/alarms/rules/{rule}/shelve",
             post(ap::shelve_rule),
         )
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/enabled",
+            post(ap::set_enabled),
+        )
         .route("/admin/alarms", get(ap::admin_page))
         .route("/admin/alarms/destinations", post(ap::add_destination))
         .route(
