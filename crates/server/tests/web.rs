@@ -45,6 +45,11 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "/devices/{id}/alarms/rules/1/enabled",
         "enabled=off",
     ),
+    (
+        "POST",
+        "/devices/{id}/alarms/rules/1/edit",
+        "json=%7B%22name%22%3A%22x%22%2C%22severity%22%3A%22info%22%2C%22condition%22%3A%7B%22kind%22%3A%22on_gsm%22%7D%7D",
+    ),
     ("POST", "/devices/{id}/alarms/rules/1/delete", ""),
 ];
 

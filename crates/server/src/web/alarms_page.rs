@@ -206,6 +206,30 @@ pub async fn device_page(
             label { "after (min)" input type="number" name="escalate_min" min="0" value="0" style="width:5em"; }
             button type="submit" { "Add" }
         }
+        h3 { "Add or edit a rule as JSON" }
+        p { small { "Every condition and field (docs/API.md, \"Alarms\"): e.g. another offline time, a template with other limits, several lists for escalation." } }
+        form method="post" action={ "/devices/" (id) "/alarms/rules" } {
+            (csrf)
+            input type="hidden" name="kind" value="json";
+            textarea name="json" rows="6" cols="80" required {
+                (serde_json::to_string_pretty(&templates()[4].2).unwrap_or_default())
+            }
+            br;
+            button type="submit" { "Add" }
+        }
+        @for r in &rules {
+            details {
+                summary { "Edit rule " (r.id) ": " (r.spec.name) }
+                form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/edit" } {
+                    (csrf)
+                    textarea name="json" rows="10" cols="80" required {
+                        (serde_json::to_string_pretty(&r.spec).unwrap_or_default())
+                    }
+                    br;
+                    button type="submit" { "Save" }
+                }
+            }
+        }
         h2 { "Notification log" }
         (note_rows(&notes))
     };
@@ -229,6 +253,7 @@ pub struct RuleForm {
     list1: Option<String>,
     list2: Option<String>,
     escalate_min: Option<String>,
+    json: Option<String>,
 }
 
 impl CsrfForm for RuleForm {
@@ -262,7 +287,15 @@ fn channel_value(channel: Channel, v: &Option<String>, what: &str) -> Result<i32
     Ok(scaled as i32)
 }
 
+/// A rule typed as JSON (the API's form).
+fn spec_from_json(json: &str) -> Result<RuleSpec, WebError> {
+    serde_json::from_str(json).map_err(|e| WebError::Invalid(format!("the rule is not valid: {e}")))
+}
+
 fn spec_from(form: &RuleForm) -> Result<RuleSpec, WebError> {
+    if form.kind == "json" {
+        return spec_from_json(form.json.as_deref().unwrap_or(""));
+    }
     let mut spec = match form.kind.as_str() {
         "template" => {
             let t = form.template.as_deref().unwrap_or("");
@@ -351,6 +384,31 @@ pub async fn delete_rule(
 ) -> Result<Response, HtmlError> {
     al::delete_rule(&web, &user, id, rule).await?;
     Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+deleted")).into_response())
+}
+
+/// The JSON edit form.
+#[derive(Debug, Deserialize)]
+pub struct JsonForm {
+    csrf: String,
+    json: String,
+}
+
+impl CsrfForm for JsonForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/alarms/rules/{rule}/edit` (`json`: the whole rule).
+pub async fn edit_rule(
+    State(web): State<Web>,
+    Path((id, rule)): Path<(u32, i64)>,
+    Posted { user, form }: Posted<JsonForm>,
+) -> Result<Response, HtmlError> {
+    al::rule_for(&web, &user, id, rule).await?;
+    let spec = spec_from_json(&form.json)?;
+    al::update_rule(&web, &user, id, rule, spec).await?;
+    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+saved")).into_response())
 }
 
 /// The enable/disable form.
@@ -667,6 +725,7 @@ mod tests {
             list1: Some("3".into()),
             list2: Some("4".into()),
             escalate_min: Some("15".into()),
+            json: Some(r#"{"name":"Off","severity":"critical","condition":{"kind":"offline","after_s":120}}"#.into()),
         }
     }
 
@@ -690,6 +749,11 @@ mod tests {
         bad.limit = Some("warm".into());
         assert!(spec_from(&bad).is_err());
         assert!(spec_from(&form("nope")).is_err());
+        let j = spec_from(&form("json")).unwrap();
+        assert_eq!(j.condition, Condition::Offline { after_s: 120 });
+        let mut bad = form("json");
+        bad.json = Some("{".into());
+        assert!(spec_from(&bad).is_err());
     }
 
     #[test]

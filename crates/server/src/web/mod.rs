@@ -160,6 +160,10 @@ fn alarm_page_routes() -> Router<Web> {
             "/devices/{id}/alarms/rules/{rule}/enabled",
             post(ap::set_enabled),
         )
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/edit",
+            post(ap::edit_rule),
+        )
         .route("/admin/alarms", get(ap::admin_page))
         .route("/admin/alarms/destinations", post(ap::add_destination))
         .route(
