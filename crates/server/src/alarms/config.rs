@@ -4,7 +4,8 @@
 //! [alarms]
 //! flood_max = 10              # notifications per device and destination list per window ...
 //! flood_window_s = 600        # ... the rest are summarised when the window ends
-//! queue_capacity = 10000      # events waiting for the alarm engine (full: dropped, counted)
+//! queue_capacity = 1000       # events waiting for the alarm engine (full: dropped, counted;
+//!                             # one event is a committed batch, up to ingest.batch_records)
 //! delivery_queue = 1000       # notifications waiting for delivery (full: logged as failed)
 //! delivery_workers = 4        # deliveries in flight at once
 //! retries = 3                 # attempts after the first failed one ...
@@ -78,7 +79,7 @@ impl Default for AlarmsConfig {
         AlarmsConfig {
             flood_max: 10,
             flood_window_s: 600,
-            queue_capacity: 10_000,
+            queue_capacity: 1000,
             delivery_queue: 1000,
             delivery_workers: 4,
             retries: 3,
