@@ -42,6 +42,12 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
+    /// A queue whose jobs go to `tx` (tests take them from the other end).
+    #[cfg(test)]
+    pub(crate) fn to(tx: mpsc::Sender<Job>, storage: Arc<dyn Storage>) -> Queue {
+        Queue { tx, storage }
+    }
+
     /// Queues a job; a full queue fails it at once (logged), so nothing upstream ever waits.
     pub fn push(&self, job: Job) {
         if let Err(e) = self.tx.try_send(job) {
