@@ -171,21 +171,46 @@ pub async fn update_rule(
 /// Longest shelving: 30 days.
 pub const MAX_SHELVE_MINUTES: u32 = 30 * 24 * 60;
 
-/// Shelves a rule for `minutes` (0: unshelve).
+/// When a shelving ends: `minutes` from now, or at `until` (Unix seconds or `YYYY-MM-DD HH:MM`,
+/// UTC); `None` unshelves (minutes 0, or neither given).
+pub fn shelf_end(
+    minutes: Option<u32>,
+    until: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>, WebError> {
+    let max = now + i64::from(MAX_SHELVE_MINUTES) * 60;
+    match (minutes, until.map(str::trim).filter(|u| !u.is_empty())) {
+        (Some(_), Some(_)) => Err(WebError::Invalid("give minutes or until, not both".into())),
+        (Some(m), None) if m > MAX_SHELVE_MINUTES => Err(WebError::Invalid(format!(
+            "minutes: 0 to {MAX_SHELVE_MINUTES}"
+        ))),
+        (Some(0), None) | (None, None) => Ok(None),
+        (Some(m), None) => Ok(Some(now + i64::from(m) * 60)),
+        (None, Some(u)) => {
+            let t = crate::web::timefmt::parse(u).ok_or_else(|| {
+                WebError::Invalid(format!(
+                    "until: {u:?} is not a time (YYYY-MM-DD HH:MM, UTC)"
+                ))
+            })?;
+            if t <= now || t > max {
+                return Err(WebError::Invalid(
+                    "until: a time in the next 30 days".into(),
+                ));
+            }
+            Ok(Some(t))
+        }
+    }
+}
+
+/// Shelves a rule until `until` (`None`: unshelve); see [`shelf_end`].
 pub async fn shelve_rule(
     web: &Web,
     p: &Principal,
     device: u32,
     rule: i64,
-    minutes: u32,
+    until: Option<i64>,
 ) -> Result<Option<i64>, WebError> {
-    if minutes > MAX_SHELVE_MINUTES {
-        return Err(WebError::Invalid(format!(
-            "minutes: 0 to {MAX_SHELVE_MINUTES}"
-        )));
-    }
     let r = rule_for(web, p, device, rule).await?;
-    let until = (minutes > 0).then(|| crate::web::now() + i64::from(minutes) * 60);
     web.db_call(move |db| db.shelve_rule(rule, until)).await?;
     web.api.alarm_event(Event::Shelved {
         rule_id: rule,
@@ -284,10 +309,14 @@ pub async fn del_rule(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shelve {
-    minutes: u32,
+    #[serde(default)]
+    minutes: Option<u32>,
+    #[serde(default)]
+    until: Option<Value>,
 }
 
-/// `POST /api/devices/{id}/alarm-rules/{rule}/shelve` with `{"minutes": n}` (0: unshelve).
+/// `POST /api/devices/{id}/alarm-rules/{rule}/shelve` with `{"minutes": n}` (0: unshelve) or
+/// `{"until": unix seconds | "YYYY-MM-DD HH:MM"}` (UTC).
 pub async fn post_shelve(
     State(web): State<Web>,
     ApiUser(p): ApiUser,
@@ -296,7 +325,14 @@ pub async fn post_shelve(
 ) -> Result<Json<Value>, JsonError> {
     rule_for(&web, &p, id, rule).await?;
     let s = body(b)?;
-    let until = shelve_rule(&web, &p, id, rule, s.minutes).await?;
+    let until_text = match &s.until {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(WebError::Invalid("until: a number or a string".into()).into()),
+    };
+    let end = shelf_end(s.minutes, until_text.as_deref(), crate::web::now())?;
+    let until = shelve_rule(&web, &p, id, rule, end).await?;
     Ok(Json(json!({ "shelved_until": until })))
 }
 

@@ -156,7 +156,9 @@ pub async fn device_page(
             td { form.inline method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/shelve" } {
                 (csrf)
                 input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
-                " min "
+                " min, or until "
+                input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title="UTC";
+                " "
                 button type="submit" title="No alarms and no notifications for this many minutes (0: unshelve)" { "Shelve" }
             } }
             td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/enabled" } {
@@ -446,7 +448,8 @@ pub async fn set_enabled(
 #[derive(Debug, Deserialize)]
 pub struct ShelveForm {
     csrf: String,
-    minutes: String,
+    minutes: Option<String>,
+    until: Option<String>,
 }
 
 impl CsrfForm for ShelveForm {
@@ -461,8 +464,17 @@ pub async fn shelve_rule(
     Path((id, rule)): Path<(u32, i64)>,
     Posted { user, form }: Posted<ShelveForm>,
 ) -> Result<Response, HtmlError> {
-    let minutes: u32 = num(&Some(form.minutes), "minutes", 0)?;
-    al::shelve_rule(&web, &user, id, rule, minutes).await?;
+    let until = form
+        .until
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let minutes: Option<u32> = match until {
+        Some(_) => None,
+        None => Some(num(&form.minutes, "minutes", 0)?),
+    };
+    let end = al::shelf_end(minutes, until, super::now())?;
+    al::shelve_rule(&web, &user, id, rule, end).await?;
     Ok(Redirect::to(&format!(
         "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"
     ))
@@ -754,6 +766,31 @@ mod tests {
         let mut bad = form("json");
         bad.json = Some("{".into());
         assert!(spec_from(&bad).is_err());
+    }
+
+    #[test]
+    fn shelf_ends() {
+        let now = 1_780_000_000;
+        assert_eq!(al::shelf_end(Some(0), None, now).unwrap(), None);
+        assert_eq!(al::shelf_end(None, None, now).unwrap(), None);
+        assert_eq!(
+            al::shelf_end(Some(30), None, now).unwrap(),
+            Some(now + 1800)
+        );
+        assert!(al::shelf_end(Some(al::MAX_SHELVE_MINUTES + 1), None, now).is_err());
+        let t = now + 7200;
+        assert_eq!(
+            al::shelf_end(None, Some(&t.to_string()), now).unwrap(),
+            Some(t)
+        );
+        let text = timefmt::datetime(t);
+        assert_eq!(al::shelf_end(None, Some(&text), now).unwrap(), Some(t));
+        assert!(
+            al::shelf_end(None, Some("2001-01-01 00:00"), now).is_err(),
+            "past"
+        );
+        assert!(al::shelf_end(None, Some("soon"), now).is_err());
+        assert!(al::shelf_end(Some(5), Some(&text), now).is_err(), "both");
     }
 
     #[test]
