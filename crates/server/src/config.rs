@@ -10,6 +10,8 @@
 //! data = "./tek-data"         # directory holding tek.db (SQLite, WAL mode)
 //! # db = "postgres://tek:secret@db.example:5432/tek"  # PostgreSQL shared by many servers
 //! #                           # instead of SQLite in `data` (see docs/ARCHITECTURE.md)
+//! # master_key = "/etc/tek/master.key"  # PostgreSQL: the file sealing device keys at rest,
+//! #                           # the same for every server of the cluster [data/master.key]
 //! retention_days = 0          # PostgreSQL: drop telemetry older than this (0 = keep all)
 //! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
@@ -79,6 +81,10 @@ pub struct Config {
     /// PostgreSQL connection URL (`postgres://user:password@host:port/db`); when set, the
     /// database is shared with every other server using it, and `data` holds no database.
     pub db: Option<crate::storage::postgres::DbUrl>,
+    /// PostgreSQL: the master key file that seals the device keys at rest (created, 0600, if
+    /// missing); every server of a cluster must use the same file (a copy of it). Default
+    /// `data/master.key`. SQLite keeps its master key beside the database, in `data`.
+    pub master_key: Option<PathBuf>,
     /// Telemetry older than this many days is dropped (whole daily partitions, PostgreSQL only;
     /// 0 = keep everything).
     pub retention_days: u32,
@@ -155,6 +161,7 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("tek-data"),
             db: None,
+            master_key: None,
             retention_days: 0,
             udp_buffer_bytes: 4 << 20,
             ingest: Ingest::default(),
@@ -258,6 +265,14 @@ impl Config {
         }
         if self.limits.hello_device_interval_ms == 0 || self.limits.hello_ip_per_s == 0 {
             return bad("limits: rates must be > 0");
+        }
+        if self.db.is_none()
+            && self
+                .master_key
+                .as_ref()
+                .is_some_and(|k| *k != crate::vault::path_in(&self.data))
+        {
+            return bad("master_key is for PostgreSQL (`db`); with SQLite the master key is always master.key in `data`");
         }
         Ok(())
     }

@@ -329,9 +329,12 @@ impl Server {
             None => {
                 // PostgreSQL when `db` is set, else SQLite in the data directory.
                 let (db, dir) = (config.db.clone(), config.data.clone());
-                tokio::task::spawn_blocking(move || storage::open(db.as_ref(), &dir))
-                    .await
-                    .map_err(|e| storage::Error::Backend(e.to_string()))??
+                let key = config.master_key.clone();
+                tokio::task::spawn_blocking(move || {
+                    storage::open(db.as_ref(), &dir, key.as_deref())
+                })
+                .await
+                .map_err(|e| storage::Error::Backend(e.to_string()))??
             }
         };
         let st = storage.clone();

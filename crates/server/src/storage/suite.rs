@@ -609,7 +609,7 @@ mod postgres_backend {
     use crate::storage::postgres::Postgres;
 
     fn second(db: &TestDb) -> Postgres {
-        Postgres::connect(&db.url).unwrap()
+        Postgres::connect_sealed(&db.url, &db.master_key).unwrap()
     }
 
     super::suite_tests!(database(), second);
