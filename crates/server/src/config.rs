@@ -37,6 +37,10 @@
 //! hello_device_interval_ms = 2000 # ... then one per this interval
 //! hello_ip_burst = 40         # Hellos one source address may send at once ...
 //! hello_ip_per_s = 20         # ... then this many per second
+//!
+//! [http_connections]
+//! max = 1024                  # HTTP connections at once; one more is answered 503, closed
+//! idle_timeout_s = 60         # a connection silent both ways this long is closed
 //! ```
 
 use serde::Deserialize;
@@ -98,6 +102,27 @@ pub struct Config {
     pub push: Push,
     /// Handshake rate limits.
     pub limits: Limits,
+    /// Bounds on the HTTP connections.
+    pub http_connections: HttpConnections,
+}
+
+/// Bounds on the HTTP connections (docs/SECURITY.md, resource bounds).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConnections {
+    /// Connections held at once; one more is answered 503 and closed.
+    pub max: usize,
+    /// A connection with no byte read or written for this long is closed, seconds.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for HttpConnections {
+    fn default() -> Self {
+        HttpConnections {
+            max: 1024,
+            idle_timeout_s: 60,
+        }
+    }
 }
 
 /// Telemetry writer settings.
@@ -168,6 +193,7 @@ impl Default for Config {
             sessions: Sessions::default(),
             push: Push::default(),
             limits: Limits::default(),
+            http_connections: HttpConnections::default(),
         }
     }
 }
@@ -265,6 +291,9 @@ impl Config {
         }
         if self.limits.hello_device_interval_ms == 0 || self.limits.hello_ip_per_s == 0 {
             return bad("limits: rates must be > 0");
+        }
+        if self.http_connections.max == 0 || self.http_connections.idle_timeout_s == 0 {
+            return bad("http_connections: max and idle_timeout_s must be at least 1");
         }
         if self.db.is_none()
             && self

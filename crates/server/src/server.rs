@@ -413,6 +413,12 @@ impl Server {
         let writer_task = tokio::spawn(crate::writer::run(ingest.clone(), rx, writer_rx));
         let app = crate::api::router(api.clone()).merge(extra(api.clone()));
         let mut http_stop = stop_rx;
+        let http = crate::http_limit::LimitedListener::new(
+            http,
+            ingest.cfg.http_connections.max,
+            std::time::Duration::from_secs(ingest.cfg.http_connections.idle_timeout_s),
+            ingest.metrics.clone(),
+        );
         let http_task = tokio::spawn(async move {
             let served = axum::serve(http, app)
                 .with_graceful_shutdown(async move {
