@@ -402,6 +402,7 @@ impl Server {
             tokio::spawn(maintain(ingest.clone(), stop_rx.clone())),
             tokio::spawn(ingest.clone().run(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
+            tokio::spawn(ingest.clone().run_expiry(stop_rx.clone())),
             tokio::spawn(
                 ingest
                     .clone()

@@ -193,3 +193,44 @@ async fn http_connections_are_bounded_and_idle_ones_closed() {
         .unwrap();
     assert!(refused >= 1, "{refused}");
 }
+
+/// A command that could not be delivered within 10 minutes expires (PROTOCOL.md 11.3): one
+/// queued 601 s ago (by another server, say, while the device was away) is never sent; a fresh
+/// one is. The database side (the bound, the *expired* state) is in `storage::suite`.
+#[tokio::test]
+async fn commands_older_than_ten_minutes_are_never_sent() {
+    use tek_proto::message::Command;
+    let h = start(|c| c.push.poll_interval_ms = 100).await;
+    let api = h.server.api().clone();
+    let mut d = h.device(5).await;
+    d.handshake().await;
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 0,
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let storage = api.storage_handle();
+    let old =
+        tokio::task::spawn_blocking(move || storage.queue_command(5, &Command::Reboot, now - 601))
+            .await
+            .unwrap()
+            .unwrap();
+    // The change feed brings it to the server within 100 ms; it is not sent.
+    loop {
+        match d.recv(Duration::from_secs(2)).await {
+            None => break,
+            Some(Got::Command { id, .. }) => panic!("command {id} sent (the old one is {old})"),
+            Some(_) => {}
+        }
+    }
+    let id = api.queue_command(5, Command::SendStatus).await.unwrap();
+    let got = d.recv(WAIT).await;
+    assert!(
+        matches!(got, Some(Got::Command { id: x, command: Command::SendStatus }) if x == id),
+        "{got:?}"
+    );
+}

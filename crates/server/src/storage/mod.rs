@@ -71,6 +71,9 @@ pub enum Error {
     /// The backend failed (I/O, lock, constraint ...).
     #[error("database error: {0}")]
     Backend(String),
+    /// Too many commands wait for a device already (see `commands::MAX_PENDING`).
+    #[error("{0}")]
+    QueueFull(String),
     /// The database cannot be reached (connection lost, server down); the backend reconnects.
     #[error("database unavailable: {0}")]
     Unavailable(String),
