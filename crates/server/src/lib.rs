@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod device_config;
 pub mod fleet;
+pub mod http_limit;
 pub mod keys;
 pub mod metrics;
 pub mod provision;

@@ -340,9 +340,12 @@ impl Server {
             None => {
                 // PostgreSQL when `db` is set, else SQLite in the data directory.
                 let (db, dir) = (config.db.clone(), config.data.clone());
-                tokio::task::spawn_blocking(move || storage::open(db.as_ref(), &dir))
-                    .await
-                    .map_err(|e| storage::Error::Backend(e.to_string()))??
+                let key = config.master_key.clone();
+                tokio::task::spawn_blocking(move || {
+                    storage::open(db.as_ref(), &dir, key.as_deref())
+                })
+                .await
+                .map_err(|e| storage::Error::Backend(e.to_string()))??
             }
         };
         let st = storage.clone();
@@ -412,6 +415,7 @@ impl Server {
             tokio::spawn(maintain(ingest.clone(), stop_rx.clone())),
             tokio::spawn(ingest.clone().run(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
+            tokio::spawn(ingest.clone().run_expiry(stop_rx.clone())),
             tokio::spawn(
                 ingest
                     .clone()
@@ -429,6 +433,12 @@ impl Server {
         let writer_task = tokio::spawn(crate::writer::run(ingest.clone(), rx, writer_rx));
         let app = crate::api::router(api.clone()).merge(extra(api.clone()));
         let mut http_stop = stop_rx;
+        let http = crate::http_limit::LimitedListener::new(
+            http,
+            ingest.cfg.http_connections.max,
+            std::time::Duration::from_secs(ingest.cfg.http_connections.idle_timeout_s),
+            ingest.metrics.clone(),
+        );
         let http_task = tokio::spawn(async move {
             let served = axum::serve(http, app)
                 .with_graceful_shutdown(async move {

@@ -80,6 +80,9 @@ pub enum Error {
     /// The backend failed (I/O, lock, constraint ...).
     #[error("database error: {0}")]
     Backend(String),
+    /// Too many commands wait for a device already (see `commands::MAX_PENDING`).
+    #[error("{0}")]
+    QueueFull(String),
     /// The database cannot be reached (connection lost, server down); the backend reconnects.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -131,13 +134,18 @@ pub trait Storage:
 
 /// Opens the storage a server or command names: PostgreSQL when `db` is a
 /// `postgres://`/`postgresql://` URL (or a `host=...` connection string), else SQLite in the data
-/// directory `data` (created if missing).
+/// directory `data` (created if missing). Device keys are sealed under the master key file
+/// `master_key` (PostgreSQL; default `data/master.key`) or `data/master.key` (SQLite).
 pub fn open(
     db: Option<&postgres::DbUrl>,
     data: &std::path::Path,
+    master_key: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<dyn Storage>> {
     match db {
-        Some(url) => Ok(postgres::Postgres::connect(url.expose())?.into_arc()),
+        Some(url) => {
+            let key = master_key.map_or_else(|| crate::vault::path_in(data), |p| p.to_owned());
+            Ok(postgres::Postgres::connect_sealed(url.expose(), &key)?.into_arc())
+        }
         None => Ok(std::sync::Arc::new(sqlite::Sqlite::open_dir(data)?)),
     }
 }

@@ -211,6 +211,63 @@ pub(crate) fn commands_queue_and_ack(db: &dyn Storage) {
     assert_eq!(all[1].acked_at, Some(7));
 }
 
+/// The pending-command bound and the 10-minute expiry (PROTOCOL.md 11.3, docs/SECURITY.md).
+pub(crate) fn commands_expire_and_the_queue_is_bounded(db: &dyn Storage) {
+    use crate::storage::commands::{EXPIRE_AFTER_S, MAX_PENDING};
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let t0 = 1_000_000;
+    let ids: Vec<u32> = (0..MAX_PENDING)
+        .map(|i| {
+            db.queue_command(1, &Command::SendStatus, t0 + i64::from(i))
+                .unwrap()
+        })
+        .collect();
+    // One more is refused with a clear error; another device is not affected.
+    let err = db.queue_command(1, &Command::Reboot, t0 + 20).unwrap_err();
+    assert!(matches!(err, Error::QueueFull(_)), "{err}");
+    assert!(err.to_string().contains("16 commands waiting"), "{err}");
+    db.queue_command(2, &Command::Reboot, t0 + 20).unwrap();
+    // A confirmed one frees a place.
+    assert!(db
+        .command_acked(1, ids[0], CommandResult::Done, t0 + 30)
+        .unwrap());
+    db.queue_command(1, &Command::Reboot, t0 + 31).unwrap();
+    assert!(db.queue_command(1, &Command::Reboot, t0 + 32).is_err());
+    // Ten minutes after they were queued, the waiting ones expire: queueing works again ...
+    let later = t0 + EXPIRE_AFTER_S + 15;
+    db.queue_command(1, &Command::SendStatus, later).unwrap();
+    let all = db.commands(1, 100).unwrap();
+    let expired = all
+        .iter()
+        .filter(|c| c.state == CommandState::Expired)
+        .count();
+    assert_eq!(expired, MAX_PENDING as usize - 1, "queued at t0+1..=t0+15");
+    assert!(all
+        .iter()
+        .filter(|c| c.state == CommandState::Expired)
+        .all(|c| c.acked_at == Some(later)));
+    // ... and they are no longer pending; the one queued at t0+31 and the new one are.
+    assert_eq!(db.pending_commands(1).unwrap().len(), 2);
+    // The sweep expires the rest of the fleet's old commands.
+    assert_eq!(db.expire_commands(t0 + 19 + EXPIRE_AFTER_S).unwrap(), 0);
+    assert_eq!(
+        db.expire_commands(t0 + 20 + EXPIRE_AFTER_S).unwrap(),
+        1,
+        "device 2"
+    );
+    assert_eq!(db.commands(2, 10).unwrap()[0].state, CommandState::Expired);
+    // A late CommandAck of an expired command still records what the device did.
+    assert!(db
+        .command_acked(
+            2,
+            db.commands(2, 10).unwrap()[0].id,
+            CommandResult::Done,
+            later
+        )
+        .unwrap());
+    assert_eq!(db.commands(2, 10).unwrap()[0].state, CommandState::Done);
+}
+
 /// Latest status and traffic per month across reboots.
 pub(crate) fn status_and_traffic(db: &dyn Storage) {
     use tek_proto::message::status::{Radio, Traffic, Transport};
@@ -751,6 +808,7 @@ macro_rules! suite_tests {
             telemetry_is_idempotent,
             configs_versions_and_acks,
             commands_queue_and_ack,
+            commands_expire_and_the_queue_is_bounded,
             status_and_traffic,
             buckets_energy_and_latest,
             users_crud_and_hash_only_in_credentials,
@@ -807,7 +865,7 @@ mod postgres_backend {
     use crate::storage::postgres::Postgres;
 
     fn second(db: &TestDb) -> Postgres {
-        Postgres::connect(&db.url).unwrap()
+        Postgres::connect_sealed(&db.url, &db.master_key).unwrap()
     }
 
     super::suite_tests!(database(), second);

@@ -136,7 +136,7 @@ fn commands(list: &[CommandRecord]) -> Markup {
         @if !list.is_empty() {
             table.commands { thead { tr { th { "Queued" } th { "Command" } th { "State" } } }
                 tbody { @for c in list { tr { td { (timefmt::datetime(c.queued_at)) } td { (command_text(&c.command)) }
-                    td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused" }) } } } } }
+                    td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired: not delivered within 10 minutes" }) } } } } }
         }
     }
 }
