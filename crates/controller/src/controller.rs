@@ -36,7 +36,9 @@ use crate::{Action, Endpoint, Entropy, EthernetSetup, Iface, IpInfo, Led, Radio,
 use heapless::{Deque, String, Vec};
 use tek_proto::crypto::{DeviceKeys, Key};
 use tek_proto::handshake::hello_counter;
-use tek_proto::message::config::{server_ok, Config, Gsm, Thermostat, MAX_SERVERS, MAX_TEXT};
+use tek_proto::message::config::{
+    server_ok, Config, Freeze, Gsm, Thermostat, MAX_SERVERS, MAX_TEXT,
+};
 use tek_proto::message::status::{Status, Traffic};
 use tek_proto::message::{Command, CommandResult, ConfigItems, ConfigResult, Message};
 use tek_proto::session::Session;
@@ -73,6 +75,13 @@ const ZERO_CONFIG: Config = Config {
     batch_s: 0,
     gsm_failover_s: 0,
     rollback_s: 0,
+    schedule: None,
+    holidays: Vec::new(),
+    time_zone: String::new(),
+    freeze: Freeze {
+        limit_cc: 0,
+        hysteresis_cc: 0,
+    },
 };
 
 /// What the host knows at power-up.

@@ -27,7 +27,7 @@
 //! All integers are big-endian. A record whose magic, format, lengths, CRC or configuration
 //! items do not check out is ignored as if the slot were erased.
 
-use tek_proto::message::config::{Config, MAX_SERVERS, MAX_TEXT};
+use tek_proto::message::config::Config;
 
 const MAGIC: [u8; 2] = *b"TK";
 const FORMAT: u8 = 1;
@@ -36,7 +36,7 @@ const FLAG_TRIAL: u8 = 1;
 const FLAG_ROLLED_BACK: u8 = 2;
 
 /// The longest item list a valid configuration encodes to.
-pub const MAX_ITEMS: usize = 5 * 4 + 6 + 18 + 3 * (2 + MAX_TEXT) + MAX_SERVERS * (2 + MAX_TEXT);
+pub const MAX_ITEMS: usize = tek_proto::message::config::MAX_ITEMS_LEN;
 
 /// The longest record; a flash slot must hold at least this many bytes.
 pub const MAX_LEN: usize = HEADER + 2 * MAX_ITEMS + 4;
