@@ -821,7 +821,7 @@ mod tests {
         let n = c.emit_items(&mut buf).unwrap();
         assert_eq!(n, MAX_ITEMS_LEN);
         assert_eq!(Config::parse_items(&buf[..n]).unwrap(), c);
-        assert!(1 + 4 + MAX_ITEMS_LEN + 50 <= crate::wire::data::MAX_MESSAGE);
+        const { assert!(1 + 4 + MAX_ITEMS_LEN + 50 <= crate::wire::data::MAX_MESSAGE) };
     }
 
     fn scheduled() -> Config {
@@ -872,11 +872,13 @@ mod tests {
         let n = d.emit_items(&mut buf).unwrap();
         assert_eq!(n, 26);
         // An empty schedule is a schedule: the pump never runs (but for freeze protection).
-        let mut e = Config::default();
-        e.schedule = Some(Schedule {
-            unoccupied_cc: 2000,
-            points: Vec::new(),
-        });
+        let e = Config {
+            schedule: Some(Schedule {
+                unoccupied_cc: 2000,
+                points: Vec::new(),
+            }),
+            ..Config::default()
+        };
         let n = e.emit_items(&mut buf).unwrap();
         assert_eq!(&buf[n - 4..n], &[tag::SCHEDULE, 2, 0x07, 0xD0]);
         assert_eq!(Config::parse_items(&buf[..n]).unwrap(), e);
