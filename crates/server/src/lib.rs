@@ -14,6 +14,7 @@
 //!   the CLI and tests call.
 //! * [`config`] — one serde tree (TOML file + flags), [`cli`] — `tek serve` and `tek device`.
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
+//! * [`tzdb`] — IANA zone names to the POSIX TZ rules schedules send to controllers.
 //!
 //! ## Guarantees
 //! * A bad datagram is dropped silently and counted (`tek_datagrams_dropped_total{reason}`);
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod provision;
 pub mod server;
 pub mod storage;
+pub mod tzdb;
 pub mod udp;
 pub mod vault;
 pub mod web;

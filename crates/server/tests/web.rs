@@ -13,6 +13,7 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
     ("GET", "/devices/{id}", ""),
     ("GET", "/devices/{id}?range=30d", ""),
     ("GET", "/devices/{id}/configure", ""),
+    ("GET", "/devices/{id}/schedules", ""),
     ("GET", "/devices/{id}/events", ""),
     (
         "GET",
@@ -31,6 +32,11 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "/devices/{id}/configure",
         "log_interval=30&servers=",
     ),
+    (
+        "POST",
+        "/devices/{id}/schedules",
+        "enabled=on&time_zone=UTC&occupied=27&unoccupied=24&freeze_limit=3&freeze_hysteresis=1",
+    ),
 ];
 
 const DEVICE_API: &[(&str, &str, &str)] = &[
@@ -44,6 +50,8 @@ const DEVICE_API: &[(&str, &str, &str)] = &[
         "/api/devices/{id}/config",
         r#"{"log_interval_s": 30}"#,
     ),
+    ("GET", "/api/devices/{id}/schedule", ""),
+    ("PUT", "/api/devices/{id}/schedule", r#"{"enabled": true}"#),
     ("GET", "/api/devices/{id}/commands", ""),
     (
         "POST",

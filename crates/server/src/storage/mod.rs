@@ -18,6 +18,7 @@ pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod postgres;
+pub mod schedules;
 pub mod series;
 pub mod sites;
 pub mod sqlite;
@@ -32,6 +33,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+pub use schedules::ScheduleStore;
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
 pub use status::{StatusRecord, StatusStore, TrafficMonth};
@@ -91,6 +93,7 @@ pub trait Storage:
     + SiteStore
     + WebSessionStore
     + AuditStore
+    + ScheduleStore
     + Send
     + Sync
     + 'static

@@ -545,6 +545,27 @@ pub(crate) fn shared_between_servers(a: &dyn Storage, b: &dyn Storage) {
     assert_eq!(a.commands_since(0, 10).unwrap()[0].id, id);
 }
 
+pub(crate) fn schedule_zone_per_device(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 100).unwrap();
+    assert_eq!(db.schedule_zone(1).unwrap(), None);
+    db.set_schedule_zone(1, "Europe/Paris").unwrap();
+    assert_eq!(
+        db.schedule_zone(1).unwrap().as_deref(),
+        Some("Europe/Paris")
+    );
+    assert_eq!(db.schedule_zone(2).unwrap(), None);
+    db.set_schedule_zone(1, "America/New_York").unwrap();
+    assert_eq!(
+        db.schedule_zone(1).unwrap().as_deref(),
+        Some("America/New_York")
+    );
+    assert!(matches!(
+        db.set_schedule_zone(99, "UTC"),
+        Err(crate::storage::Error::NotFound(99))
+    ));
+    assert_eq!(db.schedule_zone(99).unwrap(), None);
+}
+
 /// One `#[test]` per suite check for a backend. `$fresh` makes a fresh database (an `Option`
 /// of a value that derefs to the backend; `None` skips), `$second(&db)` a second handle on it.
 macro_rules! suite_tests {
@@ -559,7 +580,8 @@ macro_rules! suite_tests {
             users_crud_and_hash_only_in_credentials,
             membership_decides_visible_devices,
             sessions_expire_and_tokens_belong_to_owner,
-            audit_filters_by_site_device_and_pages);
+            audit_filters_by_site_device_and_pages,
+            schedule_zone_per_device);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };

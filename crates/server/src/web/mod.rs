@@ -10,6 +10,7 @@
 //!
 //! Pages, by file: [`login`] (`/`, `/login`, `/logout`), [`dashboard`], [`device`] (readings,
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
+//! [`schedules`] (Configure → Schedules),
 //! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens).
 
 pub mod access;
@@ -30,6 +31,7 @@ pub mod headers;
 pub mod layout;
 pub mod login;
 pub mod ratelimit;
+pub mod schedules;
 pub mod timefmt;
 pub mod view;
 
@@ -154,6 +156,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             get(a::config::get).put(a::config::put),
         )
         .route(
+            "/devices/{id}/schedule",
+            get(a::schedules::get).put(a::schedules::put),
+        )
+        .route(
             "/devices/{id}/commands",
             get(a::commands::list).post(a::commands::queue_cmd),
         )
@@ -184,6 +190,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route(
             "/devices/{id}/configure",
             get(configure::page).post(configure::save),
+        )
+        .route(
+            "/devices/{id}/schedules",
+            get(schedules::page).post(schedules::save),
         )
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))
