@@ -1021,6 +1021,40 @@ mod tests {
         assert!(!bad.is_valid(), "no DNS");
     }
 
+    proptest::proptest! {
+        /// The fuzz target's properties on schedule-shaped input: tags 12..=15 with arbitrary
+        /// values, mixed with the rest. Whatever decodes passes `validate` and re-encodes to a
+        /// fixed point that fits a datagram.
+        #[test]
+        fn schedule_items_decode_validate_reencode(
+            items in proptest::collection::vec(
+                (12u8..=16, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..90)),
+                0..6,
+            ),
+            tz in "[A-Z]{3}[-+]?[0-9]{1,2}([A-Z]{3,4}(,M[0-9]{1,2}\\.[0-9]\\.[0-9](/[0-9]{1,3})?){2})?",
+        ) {
+            let mut bytes = std::vec::Vec::new();
+            for (t, v) in &items {
+                // Mostly plausible values: even lengths, small minutes, sorted holidays.
+                let mut v = v.clone();
+                if *t == tag::TIME_ZONE {
+                    v = tz.as_bytes().to_vec();
+                }
+                bytes.push(*t);
+                bytes.push(v.len() as u8);
+                bytes.extend_from_slice(&v);
+            }
+            if let Ok(cfg) = Config::parse_items(&bytes) {
+                proptest::prop_assert!(cfg.validate().is_ok());
+                let mut buf = [0u8; 1100];
+                let n = cfg.emit_items(&mut buf).unwrap();
+                proptest::prop_assert_eq!(n, cfg.items_len());
+                proptest::prop_assert!(n <= MAX_ITEMS_LEN);
+                proptest::prop_assert_eq!(Config::parse_items(&buf[..n]).unwrap(), cfg);
+            }
+        }
+    }
+
     #[test]
     fn debug_hides_password() {
         let shown = std::format!("{:?}", sample());
