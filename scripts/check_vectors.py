@@ -11,6 +11,8 @@ Exits 0 when every vector matches, 1 (after listing every mismatch) otherwise. A
 it also corrupts each vector in turn and makes sure the check notices, so it cannot pass vacuously.
 """
 
+import datetime
+import re
 import struct
 import sys
 
@@ -35,6 +37,10 @@ EXPECTED = [
     "config.gsm_login", "config.gsm_password", "config.server.0", "config.server.1",
     "config.thermostat", "config.keepalive_s", "config.batch_s", "config.gsm_failover_s",
     "config.rollback_s", "config.items", "config.items_future",
+    "schedule.unoccupied",
+] + [f"schedule.point.{i}" for i in range(6)] + [
+    "schedule.holiday.0", "schedule.holiday.1", "schedule.time_zone", "schedule.freeze",
+    "schedule.items",
     "message.status", "message.config_ack", "message.command_set_relay", "message.command_ack",
     "message.pong",
 ]
@@ -212,14 +218,38 @@ def encode_config(cfg):
     for tag, key in ((8, "keepalive_s"), (9, "batch_s"), (10, "gsm_failover_s"),
                      (11, "rollback_s")):
         out += item(tag, struct.pack(">H", cfg[key]))
+    # Tags 12..=15 only when they differ from their defaults (section 7.6.1).
+    if cfg["schedule"] is not None:
+        unoccupied, points = cfg["schedule"]
+        value = struct.pack(">h", unoccupied)
+        for day, minute, pump, occupied in points:
+            value += struct.pack(">H", day << 13 | minute << 2 | occupied << 1 | pump)
+        out += item(12, value)
+    if cfg["holidays"]:
+        out += item(13, b"".join(struct.pack(">H", d) for d in cfg["holidays"]))
+    if cfg["time_zone"]:
+        out += item(14, cfg["time_zone"].encode("ascii"))
+    if cfg["freeze"] != (300, 100):
+        out += item(15, struct.pack(">hH", *cfg["freeze"]))
     return out
+
+
+# A POSIX TZ rule as section 7.6.1 allows it (both DST dates required with a DST name).
+_NAME = r"(?:[A-Za-z]{3,}|<[A-Za-z0-9+-]{3,}>)"
+_OFFSET = r"[+-]?(?:[01]?[0-9]|2[0-4])(?::[0-5][0-9](?::[0-5][0-9])?)?"
+_TIME = r"[+-]?(?:1[0-6][0-9]|[0-9]{1,2})(?::[0-5][0-9](?::[0-5][0-9])?)?"
+_DATE = (r"(?:M(?:[1-9]|1[0-2])\.[1-5]\.[0-6]|J(?:[1-9][0-9]?|[12][0-9]{2}|3[0-5][0-9]|36[0-5])"
+         r"|(?:[0-9]{1,2}|[12][0-9]{2}|3[0-5][0-9]|36[0-5]))")
+TZ_RULE = re.compile(rf"{_NAME}{_OFFSET}(?:{_NAME}(?:{_OFFSET})?,{_DATE}(?:/{_TIME})?,"
+                     rf"{_DATE}(?:/{_TIME})?)?")
 
 
 def decode_config(items):
     """Decodes an item list, skipping unknown tags, refusing repeated known ones."""
     cfg = {"log_interval_s": 60, "ethernet": b"", "gsm_apn": "", "gsm_login": "",
            "gsm_password": "", "servers": [], "thermostat": (2700, 50), "keepalive_s": 60,
-           "batch_s": 300, "gsm_failover_s": 300, "rollback_s": 900}
+           "batch_s": 300, "gsm_failover_s": 300, "rollback_s": 900, "schedule": None,
+           "holidays": [], "time_zone": "", "freeze": (300, 100)}
     u16_items = {1: ("log_interval_s", 10, 3600), 8: ("keepalive_s", 15, 600),
                  9: ("batch_s", 10, 3600), 10: ("gsm_failover_s", 30, 3600),
                  11: ("rollback_s", 60, 7200)}
@@ -230,7 +260,7 @@ def decode_config(items):
         if len(value) != length:
             raise ValueError("truncated item")
         at += 2 + length
-        if 1 <= tag <= 11 and tag != 6:
+        if 1 <= tag <= 15 and tag != 6:
             if tag in seen:
                 raise ValueError(f"tag {tag} twice")
             seen.add(tag)
@@ -250,6 +280,38 @@ def decode_config(items):
             cfg["servers"].append(value.decode("ascii"))
         elif tag == 7:
             cfg["thermostat"] = struct.unpack(">hH", value)
+        elif tag == 12:
+            if length < 2 or length % 2 or length > 2 + 2 * 40:
+                raise ValueError("schedule length")
+            (unoccupied,) = struct.unpack(">h", value[:2])
+            if not 0 <= unoccupied <= 4000:
+                raise ValueError("unoccupied setpoint out of range")
+            points = []
+            for (p,) in struct.iter_unpack(">H", value[2:]):
+                day, minute, occupied, pump = p >> 13, (p >> 2) & 0x7FF, (p >> 1) & 1, p & 1
+                if minute >= 1440:
+                    raise ValueError("minute out of range")
+                if points and (day, minute) <= points[-1][:2]:
+                    raise ValueError("points not in order")
+                points.append((day, minute, pump, occupied))
+            cfg["schedule"] = (unoccupied, points)
+        elif tag == 13:
+            if length % 2 or length > 2 * 16:
+                raise ValueError("holidays length")
+            days = [d for (d,) in struct.iter_unpack(">H", value)]
+            if any(a >= b for a, b in zip(days, days[1:])):
+                raise ValueError("holidays not increasing")
+            cfg["holidays"] = days
+        elif tag == 14:
+            tz = value.decode("ascii")
+            if not 1 <= length <= 48 or not TZ_RULE.fullmatch(tz):
+                raise ValueError("time zone")
+            cfg["time_zone"] = tz
+        elif tag == 15:
+            limit, hysteresis = struct.unpack(">hH", value)
+            if not (-1000 <= limit <= 1000 and 10 <= hysteresis <= 1000):
+                raise ValueError("freeze protection out of range")
+            cfg["freeze"] = (limit, hysteresis)
     return cfg
 
 
@@ -318,6 +380,7 @@ def compute(v, fail):
         "batch_s": struct.unpack(">H", v["config.batch_s"])[0],
         "gsm_failover_s": struct.unpack(">H", v["config.gsm_failover_s"])[0],
         "rollback_s": struct.unpack(">H", v["config.rollback_s"])[0],
+        "schedule": None, "holidays": [], "time_zone": "", "freeze": (300, 100),
     }
     items = encode_config(cfg)
     out["config.items"] = items
@@ -331,6 +394,31 @@ def compute(v, fail):
             fail.append(f"{name}: does not decode: {e}")
     if v.get("config.items_future") == v.get("config.items"):
         fail.append("config.items_future: must carry unknown items")
+
+    # Schedule items: the factory configuration plus tags 12..=15 from the stated fields.
+    points = []
+    while f"schedule.point.{len(points)}" in v:
+        day, minute, flags = struct.unpack(">BHB", v[f"schedule.point.{len(points)}"])
+        points.append((day, minute, flags & 1, flags >> 1 & 1))
+    holidays = []
+    while f"schedule.holiday.{len(holidays)}" in v:
+        date = datetime.date.fromisoformat(v[f"schedule.holiday.{len(holidays)}"])
+        holidays.append((date - datetime.date(1970, 1, 1)).days)
+    scheduled = {
+        "log_interval_s": 60, "ethernet": b"", "gsm_apn": "", "gsm_login": "",
+        "gsm_password": "", "servers": [], "thermostat": (2700, 50), "keepalive_s": 60,
+        "batch_s": 300, "gsm_failover_s": 300, "rollback_s": 900,
+        "schedule": (struct.unpack(">h", v["schedule.unoccupied"])[0], points),
+        "holidays": holidays, "time_zone": v["schedule.time_zone"],
+        "freeze": struct.unpack(">hH", v["schedule.freeze"]),
+    }
+    out["schedule.items"] = encode_config(scheduled)
+    try:
+        got = decode_config(v.get("schedule.items", b""))
+        if got != scheduled:
+            fail.append(f"schedule.items: decodes to {got}")
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
+        fail.append(f"schedule.items: does not decode: {e}")
 
     # Session datagrams: counters 0, 1 in each direction, in the order they were sealed.
     for d, direction in (("d2s", 0), ("s2d", 1)):

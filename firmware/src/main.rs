@@ -57,12 +57,17 @@ use sensors::Sensors;
 use storage::{Flash, HostFileFlash};
 
 /// Telemetry log capacity in records: as large as the RAM budget allows (see README.md, "Size
-/// budget"): everything but the 16 kB the rest of the firmware may use (statics and stack) goes
-/// to the log — 48 kB, 3071 records of 16 bytes plus the ring's indices, 51 h of 1-minute
-/// records; 2880 (48 h) is the floor.
-const LOG_RECORDS: usize = 3071;
-const _: () = assert!(size_of::<Log<LOG_RECORDS>>() <= 64 * 1024 - 16 * 1024);
-const _: () = assert!(size_of::<Log<{ LOG_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024);
+/// budget"): everything but the 16 kB the rest of the firmware may use (statics and stack) and
+/// [`SCHEDULE_RAM`] goes to the log — 47 kB, 3007 records of 16 bytes plus the ring's indices,
+/// 50 h of 1-minute records; 2880 (48 h) is the floor.
+const LOG_RECORDS: usize = 3007;
+/// RAM the schedule configuration items (PROTOCOL.md 7.6.1) added: two configurations and a
+/// longer flash record in the controller (728 B) and a configuration decoded on the stack
+/// (184 B), taken from the log's margin above 48 h so the stack keeps its headroom.
+const SCHEDULE_RAM: usize = 1024;
+const _: () = assert!(size_of::<Log<LOG_RECORDS>>() <= 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
+const _: () =
+    assert!(size_of::<Log<{ LOG_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
 const _: () = assert!(LOG_RECORDS >= 48 * 60);
 
 /// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.

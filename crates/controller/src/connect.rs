@@ -116,8 +116,11 @@ impl Walk {
 
 /// The back-off after `pass` failed passes: 30 s doubling to 600 s, ±25 % jitter.
 pub fn backoff_ms(pass: u8, rng: &mut dyn Entropy) -> u64 {
+    // `checked_shl` only checks the shift amount, not the value: from pass 59 on the bits of
+    // 30 000 shift out and the back-off became 0 (a Hello storm after ~10 hours offline).
+    // Past pass 5 the maximum applies anyway.
     let base = BACKOFF_BASE_MS
-        .checked_shl(u32::from(pass))
+        .checked_shl(u32::from(pass.min(16)))
         .unwrap_or(BACKOFF_MAX_MS)
         .min(BACKOFF_MAX_MS);
     let quarter = base / 4;
@@ -273,6 +276,9 @@ mod tests {
             (4, 480_000),
             (5, 600_000),
             (40, 600_000),
+            (59, 600_000),
+            (61, 600_000),
+            (255, 600_000),
         ] {
             let mut lo = u64::MAX;
             let mut hi = 0;

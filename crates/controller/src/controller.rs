@@ -36,7 +36,9 @@ use crate::{Action, Endpoint, Entropy, EthernetSetup, Iface, IpInfo, Led, Radio,
 use heapless::{Deque, String, Vec};
 use tek_proto::crypto::{DeviceKeys, Key};
 use tek_proto::handshake::hello_counter;
-use tek_proto::message::config::{server_ok, Config, Gsm, Thermostat, MAX_SERVERS, MAX_TEXT};
+use tek_proto::message::config::{
+    server_ok, Config, Freeze, Gsm, Thermostat, MAX_SERVERS, MAX_TEXT,
+};
 use tek_proto::message::status::{Status, Traffic};
 use tek_proto::message::{Command, CommandResult, ConfigItems, ConfigResult, Message};
 use tek_proto::session::Session;
@@ -73,6 +75,13 @@ const ZERO_CONFIG: Config = Config {
     batch_s: 0,
     gsm_failover_s: 0,
     rollback_s: 0,
+    schedule: None,
+    holidays: Vec::new(),
+    time_zone: String::new(),
+    freeze: Freeze {
+        limit_cc: 0,
+        hysteresis_cc: 0,
+    },
 };
 
 /// What the host knows at power-up.
@@ -208,6 +217,8 @@ pub struct Controller<const LOG: usize> {
     power_n: u32,
     relays: Relays,
     relays_applied: u8,
+    /// When the schedule is evaluated next (every minute while one is configured).
+    next_schedule_at: u64,
     time_offset: Option<i64>,
     traffic: Traffic,
     effects: Deque<Effect, 24>,
@@ -327,6 +338,7 @@ impl<const LOG: usize> Controller<LOG> {
             power_n: 0,
             relays: Relays::BLANK,
             relays_applied: 0,
+            next_schedule_at: 0,
             time_offset: None,
             traffic: Traffic {
                 eth_tx: 0,
@@ -486,6 +498,7 @@ impl<const LOG: usize> Controller<LOG> {
             power_n,
             relays,
             relays_applied,
+            next_schedule_at,
             time_offset,
             traffic,
             effects,
@@ -538,6 +551,7 @@ impl<const LOG: usize> Controller<LOG> {
         *power_n = 0;
         *relays = Relays::new();
         *relays_applied = 0;
+        *next_schedule_at = 0;
         *time_offset = None;
         *traffic = Traffic::default();
         effects.clear();
@@ -558,7 +572,7 @@ impl<const LOG: usize> Controller<LOG> {
             Some(s) => EthernetSetup::Static(s),
             None => EthernetSetup::Dhcp,
         }));
-        self.relays.evaluate(&self.cfg.running.thermostat, None);
+        self.update_relays(now, None, None);
     }
 
     // ----- events -------------------------------------------------------------------------
@@ -672,8 +686,7 @@ impl<const LOG: usize> Controller<LOG> {
         self.reading_at = now;
         self.power_sum += u64::from(reading.power_w);
         self.power_n = self.power_n.saturating_add(1);
-        self.relays
-            .evaluate(&self.cfg.running.thermostat, reading.water_cc);
+        self.update_relays(now, reading.water_cc, reading.air_cc);
     }
 
     /// A datagram arrived on `iface`, from `from`, to local port `local_port`. The buffer is
@@ -798,7 +811,7 @@ impl<const LOG: usize> Controller<LOG> {
             }
             Message::Pong { server_time } => self.sync_time(now, server_time),
             Message::Config { version, config } => self.config_message(now, version, config),
-            Message::Command { id, command } => self.command(id, command),
+            Message::Command { id, command } => self.command(now, id, command),
             // Device -> server messages and unknown codes: authentic, but nothing to do.
             _ => {}
         }
@@ -815,6 +828,47 @@ impl<const LOG: usize> Controller<LOG> {
 
     fn sync_time(&mut self, now: u64, server_time: u32) {
         self.time_offset = Some(i64::from(server_time) - (now / 1000) as i64);
+        // The schedule may say something else now that the time is known (or corrected).
+        self.next_schedule_at = now;
+    }
+
+    /// Evaluates the relays: the schedule's demand at `now`, the thermostat with the setpoint it
+    /// selects, manual overrides, then the interlocks ([`crate::thermostat`]).
+    fn update_relays(&mut self, now: u64, water_cc: Option<i16>, air_cc: Option<i16>) {
+        let cfg = &self.cfg.running;
+        let demand = crate::schedule::demand(cfg, self.unix_time(now));
+        let mut thermostat = cfg.thermostat;
+        if let (false, Some(s)) = (demand.occupied, &cfg.schedule) {
+            thermostat.setpoint_cc = s.unoccupied_cc;
+        }
+        self.relays.evaluate(&crate::thermostat::Inputs {
+            thermostat,
+            water_cc,
+            air_cc,
+            pump_scheduled: demand.pump,
+            freeze: cfg.freeze,
+        });
+    }
+
+    /// [`update_relays`](Self::update_relays) with the latest reading, if it is fresh.
+    fn update_relays_fresh(&mut self, now: u64) {
+        let fresh = now.saturating_sub(self.reading_at) < SENSOR_STALE_MS;
+        let r = self.reading.filter(|_| fresh);
+        self.update_relays(now, r.and_then(|r| r.water_cc), r.and_then(|r| r.air_cc));
+    }
+
+    /// Re-evaluates the schedule once a minute (on the minute of the UTC clock, which is also
+    /// the minute of every local time whose offset is whole minutes).
+    fn schedule_tick(&mut self, now: u64) {
+        if self.cfg.running.schedule.is_none() || now < self.next_schedule_at {
+            return;
+        }
+        let Some(t) = self.unix_time(now) else {
+            return;
+        };
+        self.update_relays_fresh(now);
+        let to_minute = 60 - t.rem_euclid(60) as u64;
+        self.next_schedule_at = (now / 1000 + to_minute) * 1000;
     }
 
     fn apply_config(&mut self, now: u64, version: u32, new: &mut Config) {
@@ -830,8 +884,7 @@ impl<const LOG: usize> Controller<LOG> {
         self.log_interval_changed(log_s, now);
         self.queue_persist();
         self.status_due = true;
-        let water = self.fresh_water(now);
-        self.relays.evaluate(&self.cfg.running.thermostat, water);
+        self.update_relays_fresh(now);
         if a.gsm_changed && self.modem_on {
             self.redial();
         }
@@ -850,15 +903,14 @@ impl<const LOG: usize> Controller<LOG> {
         }
     }
 
-    fn command(&mut self, id: u32, command: Command) {
+    fn command(&mut self, now: u64, id: u32, command: Command) {
         let result = match self.last_command {
             Some((last, result)) if last == id => result,
             _ => {
                 let result = match command {
                     Command::SetRelay { relay, mode } => {
                         if self.relays.set_mode(relay, mode) {
-                            let water = self.reading.and_then(|r| r.water_cc);
-                            self.relays.evaluate(&self.cfg.running.thermostat, water);
+                            self.update_relays_fresh(now);
                             CommandResult::Done
                         } else {
                             CommandResult::Refused
@@ -930,6 +982,9 @@ impl<const LOG: usize> Controller<LOG> {
         }
         if let Some(d) = self.cfg.trial_deadline {
             upd(d);
+        }
+        if self.cfg.running.schedule.is_some() && self.time_offset.is_some() {
+            upd(self.next_schedule_at);
         }
         if let Some(t) = self.failover_at() {
             upd(t);
@@ -1081,19 +1136,12 @@ impl<const LOG: usize> Controller<LOG> {
             .map_or(tek_proto::SERVER_PORT, |s| connect::parse_server(s).port)
     }
 
-    fn fresh_water(&self, now: u64) -> Option<i16> {
-        if now.saturating_sub(self.reading_at) >= SENSOR_STALE_MS {
-            None
-        } else {
-            self.reading.and_then(|r| r.water_cc)
-        }
-    }
-
     fn advance(&mut self, now: u64, rng: &mut dyn Entropy) {
         self.sample(now);
+        self.schedule_tick(now);
         if self.reading.is_some() && now.saturating_sub(self.reading_at) >= SENSOR_STALE_MS {
             // No fresh reading: the heater must not run blind.
-            self.relays.evaluate(&self.cfg.running.thermostat, None);
+            self.update_relays(now, None, None);
             self.reading_at = now;
             self.reading = self.reading.map(|r| Reading {
                 water_cc: None,
@@ -1103,13 +1151,16 @@ impl<const LOG: usize> Controller<LOG> {
         }
         let relays = self.relays.state();
         if relays != self.relays_applied {
-            for i in 0..8u8 {
-                let bit = 1 << i;
-                if (relays ^ self.relays_applied) & bit != 0 {
-                    self.push(Effect::SetRelay {
-                        relay: i,
-                        on: relays & bit != 0,
-                    });
+            // Everything that switches off (highest relay first) before anything that switches
+            // on (lowest first), so the interlock holds between two actions too: the heater
+            // (1) stops before the pump (0), and the pump starts before the heater.
+            for on in [false, true] {
+                for n in 0..8u8 {
+                    let i = if on { n } else { 7 - n };
+                    let bit = 1 << i;
+                    if (relays ^ self.relays_applied) & bit != 0 && (relays & bit != 0) == on {
+                        self.push(Effect::SetRelay { relay: i, on });
+                    }
                 }
             }
             self.relays_applied = relays;
@@ -1714,3 +1765,6 @@ impl<const LOG: usize> Controller<LOG> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod schedule_tests;

@@ -23,6 +23,9 @@
 //! * [`persist`] — the flash record: two slots with sequence number and CRC.
 //! * [`log`] — the telemetry ring buffer (compile-time capacity, 16-byte records).
 //! * [`thermostat`] — heater control with setpoint and hysteresis, relay overrides.
+//! * [`schedule`] — the weekly schedule with holidays: pump and occupied/unoccupied setpoint.
+//! * [`local_time`] — UTC to local time by the configuration's POSIX TZ rule.
+//! * [`interlock`] — freeze protection and heater-only-with-pump, which nothing overrides.
 //! * `connect` — the server list walk: DNS, handshake retries, back-off.
 //! * `session` — traffic in an established session: batches, keepalives, status, acks.
 //! * `transport` — Ethernet/GSM failover, the Ethernet probe, byte counters.
@@ -39,8 +42,11 @@ extern crate std;
 mod config;
 mod connect;
 pub mod controller;
+pub mod interlock;
+pub mod local_time;
 pub mod log;
 pub mod persist;
+pub mod schedule;
 mod session;
 mod status;
 pub mod thermostat;

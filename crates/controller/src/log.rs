@@ -6,7 +6,7 @@
 //! arrives, the oldest is dropped and counted ([`Log::drops`]) — the newest data is the most
 //! useful after a long outage, and the drop count tells the server exactly how much is missing.
 //!
-//! A record is 16 bytes, so the firmware's 48 kB for the log hold 3071 records and the ring's
+//! A record is 16 bytes, so the firmware's 47 kB for the log hold 3007 records and the ring's
 //! indices (16 bytes on the Cortex-M3): more than two days at the default one-minute interval.
 
 use tek_proto::message::telemetry::channel;

@@ -27,7 +27,7 @@
 //! All integers are big-endian. A record whose magic, format, lengths, CRC or configuration
 //! items do not check out is ignored as if the slot were erased.
 
-use tek_proto::message::config::{Config, MAX_SERVERS, MAX_TEXT};
+use tek_proto::message::config::Config;
 
 const MAGIC: [u8; 2] = *b"TK";
 const FORMAT: u8 = 1;
@@ -36,7 +36,7 @@ const FLAG_TRIAL: u8 = 1;
 const FLAG_ROLLED_BACK: u8 = 2;
 
 /// The longest item list a valid configuration encodes to.
-pub const MAX_ITEMS: usize = 5 * 4 + 6 + 18 + 3 * (2 + MAX_TEXT) + MAX_SERVERS * (2 + MAX_TEXT);
+pub const MAX_ITEMS: usize = tek_proto::message::config::MAX_ITEMS_LEN;
 
 /// The longest record; a flash slot must hold at least this many bytes.
 pub const MAX_LEN: usize = HEADER + 2 * MAX_ITEMS + 4;
@@ -273,6 +273,9 @@ mod tests {
     #[test]
     fn largest_record_fits() {
         let mut c = Config::default();
+        use tek_proto::message::config::{
+            Freeze, Schedule, SwitchPoint, MAX_HOLIDAYS, MAX_POINTS, MAX_SERVERS, MAX_TEXT, MAX_TZ,
+        };
         let long: std::string::String = "x".repeat(MAX_TEXT);
         c.gsm.apn = String::try_from(long.as_str()).unwrap();
         c.gsm.login = c.gsm.apn.clone();
@@ -288,6 +291,26 @@ mod tests {
                 .push(String::try_from(long.as_str()).unwrap())
                 .unwrap();
         }
+        let mut points = heapless::Vec::new();
+        for i in 0..MAX_POINTS as u16 {
+            points
+                .push(SwitchPoint::new((i / 8) as u8, i * 7, true, false).unwrap())
+                .unwrap();
+        }
+        c.schedule = Some(Schedule {
+            unoccupied_cc: 2000,
+            points,
+        });
+        for d in 0..MAX_HOLIDAYS as u16 {
+            c.holidays.push(20_000 + 2 * d).unwrap();
+        }
+        c.time_zone = String::try_from("<+1245>-12:45<+1345>,M9.5.0/2:45,M4.1.0/03:45:00").unwrap();
+        assert_eq!(c.time_zone.len(), MAX_TZ);
+        c.freeze = Freeze {
+            limit_cc: 100,
+            hysteresis_cc: 100,
+        };
+        c.validate().unwrap();
         assert_eq!(c.items_len(), MAX_ITEMS);
         let mut buf = [0u8; MAX_LEN];
         assert_eq!(

@@ -199,6 +199,8 @@ pub struct Net<const N: usize> {
     pub factory: Vec<String>,
     pub halt: bool,
     pub energy_wh: u32,
+    /// Air temperature of the readings, 0.01 °C.
+    pub air_cc: i16,
 }
 
 pub fn ep(last: u8, port: u16) -> Endpoint {
@@ -245,6 +247,7 @@ impl<const N: usize> Net<N> {
             factory,
             halt: false,
             energy_wh: 1000,
+            air_cc: 1800,
         }
     }
 
@@ -485,7 +488,7 @@ impl<const N: usize> Net<N> {
                         power_w: 1500,
                         energy_wh: self.energy_wh,
                         water_cc: Some(self.water_cc),
-                        air_cc: Some(1800),
+                        air_cc: Some(self.air_cc),
                     },
                 );
                 self.next_reading = self.now + 10_000;

@@ -10,6 +10,7 @@
 //! * [`crypto`] — the per-device key, the AES-CMAC key derivation and AES-128-CCM sealing.
 //! * [`handshake`] — the two-message handshake that starts every session, for both roles.
 //! * [`session`] — an established session: per-direction counters and the [`replay`] window.
+//! * [`tz`] — POSIX TZ rules (the local-time rule a configuration carries for schedules).
 //!
 //! ## Guarantees
 //! * Parsing untrusted bytes never panics; every failure is a small `Copy` error that the caller
@@ -30,6 +31,7 @@ pub mod handshake;
 pub mod message;
 pub mod replay;
 pub mod session;
+pub mod tz;
 pub mod wire;
 
 /// Protocol version carried in the first byte of every datagram.

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use tek_proto::crypto::{self, DeviceKeys, Key};
 use tek_proto::handshake::{self, Initiator};
-use tek_proto::message::config::{Config, StaticIp, Thermostat};
+use tek_proto::message::config::{Config, Freeze, Schedule, StaticIp, SwitchPoint, Thermostat};
 use tek_proto::message::status::{self, Radio, Status, Traffic, Transport};
 use tek_proto::message::telemetry::channel;
 use tek_proto::message::{
@@ -92,6 +92,19 @@ const EXPECTED: &[&str] = &[
     "config.rollback_s",
     "config.items",
     "config.items_future",
+    // schedule items (tags 12..=15)
+    "schedule.unoccupied",
+    "schedule.point.0",
+    "schedule.point.1",
+    "schedule.point.2",
+    "schedule.point.3",
+    "schedule.point.4",
+    "schedule.point.5",
+    "schedule.holiday.0",
+    "schedule.holiday.1",
+    "schedule.time_zone",
+    "schedule.freeze",
+    "schedule.items",
     // other messages
     "message.status",
     "message.config_ack",
@@ -357,6 +370,73 @@ fn config_input(v: &Vectors) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// The schedule configuration of the document (the factory configuration plus the schedule
+/// items), from its stated fields.
+fn schedule_input(v: &Vectors) -> Result<Config, String> {
+    let mut cfg = Config::default();
+    let unoccupied: [u8; 2] = v.array("schedule.unoccupied")?;
+    let mut schedule = Schedule {
+        unoccupied_cc: i16::from_be_bytes(unoccupied),
+        points: heapless::Vec::new(),
+    };
+    for i in 0.. {
+        let name = format!("schedule.point.{i}");
+        if !v.values.contains_key(&name) {
+            break;
+        }
+        let [day, m0, m1, flags]: [u8; 4] = v.array(&name)?;
+        if flags > 3 {
+            return Err(format!("{name}: flags {flags}"));
+        }
+        let p = SwitchPoint::new(
+            day,
+            u16::from_be_bytes([m0, m1]),
+            flags & 1 != 0,
+            flags & 2 != 0,
+        )
+        .ok_or(format!("{name}: out of range"))?;
+        schedule
+            .points
+            .push(p)
+            .map_err(|_| format!("{name}: too many"))?;
+    }
+    cfg.schedule = Some(schedule);
+    for i in 0.. {
+        let name = format!("schedule.holiday.{i}");
+        if !v.values.contains_key(&name) {
+            break;
+        }
+        let text = v.text(&name)?;
+        let parts: Vec<&str> = text.split('-').collect();
+        let bad = || format!("{name}: not a YYYY-MM-DD date");
+        let [y, m, d] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let (y, m, d): (i32, u32, u32) = (
+            y.parse().map_err(|_| bad())?,
+            m.parse().map_err(|_| bad())?,
+            d.parse().map_err(|_| bad())?,
+        );
+        let day = tek_proto::tz::days_from_civil(y, m, d);
+        if tek_proto::tz::civil_from_days(day) != (y, m, d) {
+            return Err(bad());
+        }
+        cfg.holidays
+            .push(u16::try_from(day).map_err(|_| bad())?)
+            .map_err(|_| format!("{name}: too many"))?;
+    }
+    cfg.time_zone = heapless::String::try_from(v.text("schedule.time_zone")?.as_str())
+        .map_err(|_| "schedule.time_zone: too long".to_string())?;
+    let freeze: [u8; 4] = v.array("schedule.freeze")?;
+    cfg.freeze = Freeze {
+        limit_cc: i16::from_be_bytes([freeze[0], freeze[1]]),
+        hysteresis_cc: u16::from_be_bytes([freeze[2], freeze[3]]),
+    };
+    cfg.validate()
+        .map_err(|e| format!("schedule: the stated fields are invalid: {e}"))?;
+    Ok(cfg)
+}
+
 /// The example messages of the document and the values they encode.
 fn example_messages() -> Vec<(&'static str, Message<'static>)> {
     vec![
@@ -534,6 +614,16 @@ fn compute(v: &Vectors) -> Result<(Outputs, Vec<String>), String> {
     }
     if v.bytes("config.items_future").ok() == v.bytes("config.items").ok() {
         fail.push("config.items_future: must differ from config.items (unknown items)".into());
+    }
+
+    let scheduled = schedule_input(v)?;
+    let n = scheduled
+        .emit_items(&mut items)
+        .ok_or("schedule: emit failed")?;
+    out.put("schedule.items", &items[..n]);
+    match Config::parse_items(&given(v, "schedule.items", &mut fail)) {
+        Ok(parsed) if parsed == scheduled => {}
+        other => fail.push(format!("schedule.items: decodes to {other:?}")),
     }
 
     // Session datagrams, in the order each side seals them (counters 0, 1 per direction).

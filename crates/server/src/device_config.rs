@@ -50,7 +50,7 @@ fn seconds(key: &str, v: &str, range: std::ops::RangeInclusive<u16>) -> Result<u
 }
 
 /// Parses degrees Celsius with at most two decimals into hundredths.
-fn centi(key: &str, v: &str) -> Result<i32, SettingError> {
+pub(crate) fn centi(key: &str, v: &str) -> Result<i32, SettingError> {
     let bad = || err(key, format!("{v:?} is not a temperature like 27.5"));
     let (int, frac) = v.split_once('.').unwrap_or((v, ""));
     if frac.len() > 2 || int.is_empty() && frac.is_empty() {

@@ -16,6 +16,7 @@
 //! * [`alarms`] — alarm rules, the evaluation engine (fed by the writer after each commit),
 //!   escalation and notification delivery (SMTP, signed webhooks).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
+//! * [`tzdb`] — IANA zone names to the POSIX TZ rules schedules send to controllers.
 //!
 //! ## Guarantees
 //! * A bad datagram is dropped silently and counted (`tek_datagrams_dropped_total{reason}`);
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod provision;
 pub mod server;
 pub mod storage;
+pub mod tzdb;
 pub mod udp;
 pub mod vault;
 pub mod web;

@@ -13,6 +13,7 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
     ("GET", "/devices/{id}", ""),
     ("GET", "/devices/{id}?range=30d", ""),
     ("GET", "/devices/{id}/configure", ""),
+    ("GET", "/devices/{id}/schedules", ""),
     ("GET", "/devices/{id}/events", ""),
     (
         "GET",
@@ -51,6 +52,11 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "json=%7B%22name%22%3A%22x%22%2C%22severity%22%3A%22info%22%2C%22condition%22%3A%7B%22kind%22%3A%22on_gsm%22%7D%7D",
     ),
     ("POST", "/devices/{id}/alarms/rules/1/delete", ""),
+    (
+        "POST",
+        "/devices/{id}/schedules",
+        "enabled=on&time_zone=UTC&occupied=27&unoccupied=24&freeze_limit=3&freeze_hysteresis=1",
+    ),
 ];
 
 const DEVICE_API: &[(&str, &str, &str)] = &[
@@ -64,6 +70,8 @@ const DEVICE_API: &[(&str, &str, &str)] = &[
         "/api/devices/{id}/config",
         r#"{"log_interval_s": 30}"#,
     ),
+    ("GET", "/api/devices/{id}/schedule", ""),
+    ("PUT", "/api/devices/{id}/schedule", r#"{"enabled": true}"#),
     ("GET", "/api/devices/{id}/commands", ""),
     (
         "POST",

@@ -1,7 +1,8 @@
 //! The pool equipment behind each simulated controller.
 //!
-//! * Pump: runs from 08:00 to 20:00 on the plant's own time clock (a mechanical timer in series
-//!   with the controller's pump relay, as many sites have), 1.1 kW.
+//! * Pump: 1.1 kW, runs whenever the controller's pump relay is on — so it follows the
+//!   controller's weekly schedule (Configure → Schedules) and its freeze protection; without a
+//!   schedule the controller keeps it on around the clock.
 //! * Heater: 12 kW, switched by the controller's thermostat relay, and only heats while the pump
 //!   runs (the flow switch every pool heater has).
 //! * Water: 20 m³ (23.2 kWh per kelvin), warmed by the heater, losing heat to the air in
@@ -75,10 +76,10 @@ impl Plant {
         18.0 + self.air_offset_c + 6.0 * ((h - 9.0) / 24.0 * std::f64::consts::TAU).sin()
     }
 
-    /// Whether the pump runs at `t_ms`.
-    pub fn pump_on(&self, t_ms: u64) -> bool {
-        let h = self.hour(t_ms);
-        self.relays & 1 != 0 && (8.0..20.0).contains(&h)
+    /// Whether the pump runs at `t_ms` (the relay alone decides; the time is kept for models
+    /// that add a mechanical timer or a flow fault).
+    pub fn pump_on(&self, _t_ms: u64) -> bool {
+        self.relays & 1 != 0
     }
 
     /// Whether the heater heats at `t_ms`.
@@ -141,10 +142,12 @@ mod tests {
         p.advance(10 * 3_600_000);
         assert!(p.reading().water_cc.unwrap() < w1);
         assert_eq!(p.reading().power_w, 1140);
-        // Night: the time clock stops the pump, and the heater with it.
-        p.set_relays(0b11);
-        p.advance(18 * 3_600_000); // 00:00
+        // The controller's schedule stops the pump: the heater stops with it (flow switch),
+        // even if its relay were on.
+        p.set_relays(0b10);
+        p.advance(18 * 3_600_000);
         assert!(!p.pump_on(18 * 3_600_000));
+        assert!(!p.heater_on(18 * 3_600_000));
         assert_eq!(p.reading().power_w, 40);
     }
 

@@ -129,6 +129,7 @@ fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
             || DeviceConfig {
                 log_interval_s: 10,
                 batch_s: 10,
+                schedule: Some(demo_schedule()),
                 ..DeviceConfig::default()
             },
             |r| r.config,
@@ -151,6 +152,29 @@ fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
         devices,
         created,
     })
+}
+
+/// The demo's schedule (UTC): the pump runs 08:00-20:00 every day, occupied 09:00-19:00 at the
+/// thermostat's setpoint, 24 °C otherwise — so the simulated pumps visibly follow it.
+fn demo_schedule() -> tek_proto::message::config::Schedule {
+    use tek_proto::message::config::{Schedule, SwitchPoint};
+    let mut s = Schedule {
+        unoccupied_cc: 2400,
+        points: Default::default(),
+    };
+    for day in 0..7 {
+        for (minute, pump, occupied) in [
+            (480, true, false),
+            (540, true, true),
+            (1140, true, false),
+            (1200, false, false),
+        ] {
+            if let Some(p) = SwitchPoint::new(day, minute, pump, occupied) {
+                let _ = s.points.push(p);
+            }
+        }
+    }
+    s
 }
 
 async fn shutdown_signal() {

@@ -351,6 +351,54 @@ async fn browser_walkthrough() {
     assert_eq!(cfg.config.log_interval_s, 20);
     assert!(cfg.state.is_synced());
 
+    // Configure → Schedules: a weekly schedule in a time zone, confirmed by the same controller
+    // with the same spinner and green dot.
+    c.goto(&format!("{base}/devices/{FLEET}/schedules"))
+        .await
+        .unwrap();
+    let enabled = c.find(Locator::Css("#enabled")).await.unwrap();
+    if !enabled.is_selected().await.unwrap() {
+        enabled.click().await.unwrap();
+    }
+    for (field, value) in [
+        ("#time_zone", "Europe/Paris"),
+        ("#pump_mon", "06:00-22:00"),
+        ("#occ_mon", "07:00-21:00"),
+        ("#holidays", "2026-12-25"),
+    ] {
+        let e = c.find(Locator::Css(field)).await.unwrap();
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Css("#save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the schedule confirmed (green dot)",
+        || async {
+            let dot = attr(&c, &format!("h1 span[data-dot=\"{FLEET}\"]"), "class").await?;
+            let msg = text(&c, "[data-field=config-wait]").await?;
+            (dot == "dot online" && msg.contains("Confirmed")).then_some(())
+        },
+    )
+    .await;
+    shot(&c, "4b-schedule").await;
+    let cfg = server.api().latest_config(FLEET).await.unwrap().unwrap();
+    assert!(cfg.state.is_synced());
+    assert_eq!(cfg.config.time_zone.as_str(), "CET-1CEST,M3.5.0,M10.5.0/3");
+    assert_eq!(cfg.config.schedule.as_ref().unwrap().points.len(), 4);
+    assert_eq!(
+        cfg.config.log_interval_s, 20,
+        "the System settings are kept"
+    );
+    c.goto(&format!("{base}/devices/{FLEET}/configure"))
+        .await
+        .unwrap();
+
     // Invalid input is refused with a message, nothing saved.
     let li = c.find(Locator::Css("#log_interval")).await.unwrap();
     li.clear().await.unwrap();

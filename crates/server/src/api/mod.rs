@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod devices;
 pub mod me;
+pub mod schedules;
 pub mod sites;
 pub mod telemetry;
 pub mod tokens;

@@ -20,6 +20,7 @@ pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod postgres;
+pub mod schedules;
 pub mod series;
 pub mod sites;
 pub mod sqlite;
@@ -38,6 +39,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+pub use schedules::ScheduleStore;
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
 pub use status::{StatusRecord, StatusStore, TrafficMonth};
@@ -104,6 +106,7 @@ pub trait Storage:
     + WebSessionStore
     + AuditStore
     + AlarmStore
+    + ScheduleStore
     + Send
     + Sync
     + 'static

@@ -799,6 +799,27 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     assert!(db.notifications(Some(&[]), None, 10).unwrap().is_empty());
 }
 
+pub(crate) fn schedule_zone_per_device(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 100).unwrap();
+    assert_eq!(db.schedule_zone(1).unwrap(), None);
+    db.set_schedule_zone(1, "Europe/Paris").unwrap();
+    assert_eq!(
+        db.schedule_zone(1).unwrap().as_deref(),
+        Some("Europe/Paris")
+    );
+    assert_eq!(db.schedule_zone(2).unwrap(), None);
+    db.set_schedule_zone(1, "America/New_York").unwrap();
+    assert_eq!(
+        db.schedule_zone(1).unwrap().as_deref(),
+        Some("America/New_York")
+    );
+    assert!(matches!(
+        db.set_schedule_zone(99, "UTC"),
+        Err(crate::storage::Error::NotFound(99))
+    ));
+    assert_eq!(db.schedule_zone(99).unwrap(), None);
+}
+
 /// One `#[test]` per suite check for a backend. `$fresh` makes a fresh database (an `Option`
 /// of a value that derefs to the backend; `None` skips), `$second(&db)` a second handle on it.
 macro_rules! suite_tests {
@@ -815,7 +836,8 @@ macro_rules! suite_tests {
             membership_decides_visible_devices,
             sessions_expire_and_tokens_belong_to_owner,
             audit_filters_by_site_device_and_pages,
-            alarms_rules_lifecycle_and_log);
+            alarms_rules_lifecycle_and_log,
+            schedule_zone_per_device);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };

@@ -294,7 +294,8 @@ pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>>
 /// Query of the page.
 #[derive(Debug, Deserialize, Default)]
 pub struct ConfigureQuery {
-    saved: Option<u32>,
+    /// The version just saved (shows the confirmation line).
+    pub saved: Option<u32>,
 }
 
 async fn render(

@@ -70,6 +70,7 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
             a href={ "/devices/" (v.id) } { "Readings" }
             a href={ "/devices/" (v.id) "/configure" } { "Configure → System" }
             a href={ "/devices/" (v.id) "/alarms" } { "Alarms" }
+            a href={ "/devices/" (v.id) "/schedules" } { "Configure → Schedules" }
         }
     }
 }

@@ -11,7 +11,8 @@
 //! Pages, by file: [`login`] (`/`, `/login`, `/logout`), [`dashboard`], [`device`] (readings,
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
 //! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens),
-//! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins).
+//! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins),
+//! [`schedules`] (Configure → Schedules).
 
 pub mod access;
 pub mod account;
@@ -32,6 +33,7 @@ pub mod headers;
 pub mod layout;
 pub mod login;
 pub mod ratelimit;
+pub mod schedules;
 pub mod timefmt;
 pub mod view;
 
@@ -222,6 +224,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             get(a::config::get).put(a::config::put),
         )
         .route(
+            "/devices/{id}/schedule",
+            get(a::schedules::get).put(a::schedules::put),
+        )
+        .route(
             "/devices/{id}/commands",
             get(a::commands::list).post(a::commands::queue_cmd),
         )
@@ -253,6 +259,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route(
             "/devices/{id}/configure",
             get(configure::page).post(configure::save),
+        )
+        .route(
+            "/devices/{id}/schedules",
+            get(schedules::page).post(schedules::save),
         )
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))

@@ -97,6 +97,7 @@ CREATE TABLE traffic (
     ),
     (2, super::accounts::SCHEMA_V2),
     (3, super::alarms::SCHEMA_V3),
+    (4, super::schedules::SCHEMA_V4),
 ];
 
 /// The newest schema version this program knows.

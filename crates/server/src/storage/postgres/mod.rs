@@ -38,6 +38,7 @@ pub mod health;
 mod listen;
 pub mod migrations;
 pub mod partitions;
+mod schedules;
 mod series;
 mod sites;
 mod status;

@@ -16,6 +16,7 @@ mod commands;
 mod configs;
 mod devices;
 pub mod migrations;
+mod schedules;
 mod series;
 mod sites;
 mod status;

@@ -1,0 +1,764 @@
+//! Configure → Schedules: the weekly schedule the controller follows on its own (pump and
+//! occupied/unoccupied setpoint), holidays, the schedule's time zone and freeze protection.
+//!
+//! The page edits periods ("06:00-22:00, 23:00-24:00") per day type — Monday to Sunday and
+//! Holiday — for the pump and for occupancy; they are turned into the switching points of
+//! configuration item 12 (docs/PROTOCOL.md section 7.6.1) and back. The time zone is an IANA
+//! name (default `UTC`), kept by the server ([`crate::storage::ScheduleStore`]); the controller
+//! gets its POSIX TZ rule ([`crate::tzdb`]). "Save Changes" checks every field with a message
+//! each, then [`Config::validate`] — the controller's own rules — and saves a new configuration
+//! version exactly like Configure → System, so the spinner and the green dot follow it.
+
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::configure::ConfigureQuery;
+use super::device::{heading, save_edited};
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::Web;
+use crate::storage::schedules::DEFAULT_ZONE;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use tek_proto::message::config::{
+    self as pc, Freeze, Schedule, SwitchPoint, MAX_HOLIDAYS, MAX_POINTS,
+};
+use tek_proto::message::Config;
+use tek_proto::tz::{civil_from_days, days_from_civil};
+
+/// Day types in schedule order: key (form field and JSON), label.
+pub const DAYS: [(&str, &str); 8] = [
+    ("mon", "Monday"),
+    ("tue", "Tuesday"),
+    ("wed", "Wednesday"),
+    ("thu", "Thursday"),
+    ("fri", "Friday"),
+    ("sat", "Saturday"),
+    ("sun", "Sunday"),
+    ("holiday", "Holiday"),
+];
+
+/// The Schedules form (also what the page shows when it opens). Periods are
+/// `HH:MM-HH:MM` separated by commas or new lines; `24:00` may end a period.
+#[derive(Debug, Deserialize, Default, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ScheduleForm {
+    #[serde(default)]
+    csrf: String,
+    /// `on`: the controller follows the schedule; absent: pump always on, occupied setpoint.
+    #[serde(default)]
+    pub enabled: Option<String>,
+    /// IANA zone name; blank = UTC.
+    #[serde(default)]
+    pub time_zone: String,
+    /// °C.
+    #[serde(default)]
+    pub occupied: String,
+    /// °C.
+    #[serde(default)]
+    pub unoccupied: String,
+    /// °C.
+    #[serde(default)]
+    pub freeze_limit: String,
+    /// °C.
+    #[serde(default)]
+    pub freeze_hysteresis: String,
+    /// Dates `YYYY-MM-DD`, one per line or comma-separated.
+    #[serde(default)]
+    pub holidays: String,
+    #[serde(default)]
+    pub pump_mon: String,
+    #[serde(default)]
+    pub pump_tue: String,
+    #[serde(default)]
+    pub pump_wed: String,
+    #[serde(default)]
+    pub pump_thu: String,
+    #[serde(default)]
+    pub pump_fri: String,
+    #[serde(default)]
+    pub pump_sat: String,
+    #[serde(default)]
+    pub pump_sun: String,
+    #[serde(default)]
+    pub pump_holiday: String,
+    #[serde(default)]
+    pub occ_mon: String,
+    #[serde(default)]
+    pub occ_tue: String,
+    #[serde(default)]
+    pub occ_wed: String,
+    #[serde(default)]
+    pub occ_thu: String,
+    #[serde(default)]
+    pub occ_fri: String,
+    #[serde(default)]
+    pub occ_sat: String,
+    #[serde(default)]
+    pub occ_sun: String,
+    #[serde(default)]
+    pub occ_holiday: String,
+}
+
+impl CsrfForm for ScheduleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn celsius(cc: i32) -> String {
+    let sign = if cc < 0 { "-" } else { "" };
+    let a = cc.unsigned_abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
+fn hhmm(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// A date of the local calendar as days since 1970-01-01, from `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Option<u16> {
+    let mut it = s.splitn(3, '-');
+    let (y, m, d) = (it.next()?, it.next()?, it.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let day = days_from_civil(y, m, d);
+    (civil_from_days(day) == (y, m, d))
+        .then(|| u16::try_from(day).ok())
+        .flatten()
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn format_date(day: u16) -> String {
+    let (y, m, d) = civil_from_days(i32::from(day));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Periods of one day from text: `HH:MM-HH:MM`, separated by commas, spaces or new lines.
+pub fn parse_periods(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let time = |t: &str, end: bool| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        let v = h.checked_mul(60)? + m;
+        (m < 60 && (v < 1440 || end && v == 1440)).then_some(v)
+    };
+    let mut out = Vec::new();
+    for p in s
+        .split([',', '\n', '\r', ' ', ';'])
+        .filter(|p| !p.trim().is_empty())
+    {
+        let bad = || format!("{p:?} is not a period like 06:00-22:00");
+        let (a, b) = p.split_once('-').ok_or_else(bad)?;
+        let (a, b) = (
+            time(a, false).ok_or_else(bad)?,
+            time(b, true).ok_or_else(bad)?,
+        );
+        if a >= b {
+            return Err(format!("{p:?} ends before it starts"));
+        }
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+/// The switching points of one day type from its pump and occupancy periods: a point wherever
+/// the state changes, the day starting off and unoccupied.
+pub fn day_points(day: u8, pump: &[(u16, u16)], occupied: &[(u16, u16)]) -> Vec<SwitchPoint> {
+    let covered = |ps: &[(u16, u16)], m: u16| ps.iter().any(|&(a, b)| a <= m && m < b);
+    let bounds: BTreeSet<u16> = pump
+        .iter()
+        .chain(occupied)
+        .flat_map(|&(a, b)| [a, b])
+        .filter(|&m| m < 1440)
+        .collect();
+    let mut out = Vec::new();
+    let mut prev = (false, false);
+    for m in bounds {
+        let state = (covered(pump, m), covered(occupied, m));
+        if state != prev {
+            out.extend(SwitchPoint::new(day, m, state.0, state.1));
+            prev = state;
+        }
+    }
+    out
+}
+
+/// The periods of one day type in which `on` holds, as text.
+pub fn periods_text(points: &[SwitchPoint], day: u8, on: fn(SwitchPoint) -> bool) -> String {
+    let mut out = Vec::new();
+    let mut start = None;
+    for p in points.iter().filter(|p| p.day() == day) {
+        match (on(*p), start) {
+            (true, None) => start = Some(p.minute()),
+            (false, Some(s)) => {
+                out.push(format!("{}-{}", hhmm(s), hhmm(p.minute())));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(format!("{}-24:00", hhmm(s)));
+    }
+    out.join(", ")
+}
+
+impl ScheduleForm {
+    /// The pump and occupancy fields of day type `i` (0 Monday ..= 7 holiday).
+    pub fn day(&self, i: usize) -> (&str, &str) {
+        let f = self;
+        match i {
+            0 => (&f.pump_mon, &f.occ_mon),
+            1 => (&f.pump_tue, &f.occ_tue),
+            2 => (&f.pump_wed, &f.occ_wed),
+            3 => (&f.pump_thu, &f.occ_thu),
+            4 => (&f.pump_fri, &f.occ_fri),
+            5 => (&f.pump_sat, &f.occ_sat),
+            6 => (&f.pump_sun, &f.occ_sun),
+            _ => (&f.pump_holiday, &f.occ_holiday),
+        }
+    }
+
+    /// Mutable [`day`](Self::day).
+    pub fn day_mut(&mut self, i: usize) -> (&mut String, &mut String) {
+        let f = self;
+        match i {
+            0 => (&mut f.pump_mon, &mut f.occ_mon),
+            1 => (&mut f.pump_tue, &mut f.occ_tue),
+            2 => (&mut f.pump_wed, &mut f.occ_wed),
+            3 => (&mut f.pump_thu, &mut f.occ_thu),
+            4 => (&mut f.pump_fri, &mut f.occ_fri),
+            5 => (&mut f.pump_sat, &mut f.occ_sat),
+            6 => (&mut f.pump_sun, &mut f.occ_sun),
+            _ => (&mut f.pump_holiday, &mut f.occ_holiday),
+        }
+    }
+
+    /// The form filled from a configuration and the stored zone name.
+    pub fn from_config(c: &Config, zone: &str) -> ScheduleForm {
+        let mut f = ScheduleForm {
+            enabled: c.schedule.as_ref().map(|_| "on".to_owned()),
+            time_zone: zone.to_owned(),
+            occupied: celsius(i32::from(c.thermostat.setpoint_cc)),
+            unoccupied: celsius(i32::from(
+                c.schedule
+                    .as_ref()
+                    .map_or(c.thermostat.setpoint_cc, |s| s.unoccupied_cc),
+            )),
+            freeze_limit: celsius(i32::from(c.freeze.limit_cc)),
+            freeze_hysteresis: celsius(i32::from(c.freeze.hysteresis_cc)),
+            holidays: c
+                .holidays
+                .iter()
+                .map(|&d| format_date(d))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ..ScheduleForm::default()
+        };
+        if let Some(s) = &c.schedule {
+            for i in 0..DAYS.len() {
+                let pump = periods_text(&s.points, i as u8, SwitchPoint::pump);
+                let occ = periods_text(&s.points, i as u8, SwitchPoint::occupied);
+                let (p, o) = f.day_mut(i);
+                *p = pump;
+                *o = occ;
+            }
+        }
+        f
+    }
+}
+
+/// Applies the form to `c` (the POSIX rule of the zone comes from [`crate::tzdb`]); every
+/// problem is reported, and `c` is only meaningful if there is none. Returns the audit detail.
+pub fn apply_form(c: &mut Config, f: &ScheduleForm) -> Result<String, Vec<String>> {
+    let mut errors = Vec::new();
+    let temp = |errors: &mut Vec<String>, label: &str, v: &str, lo: i32, hi: i32| -> i32 {
+        match crate::device_config::centi(label, v.trim()) {
+            Ok(x) if (lo..=hi).contains(&x) => x,
+            _ => {
+                errors.push(format!(
+                    "{label} must be a temperature from {} to {} °C, like 27.5.",
+                    celsius(lo),
+                    celsius(hi)
+                ));
+                0
+            }
+        }
+    };
+    let sp = pc::range::SETPOINT_CC;
+    let (lo, hi) = (i32::from(*sp.start()), i32::from(*sp.end()));
+    let occupied = temp(&mut errors, "Occupied setpoint", &f.occupied, lo, hi);
+    let unoccupied = temp(&mut errors, "Unoccupied setpoint", &f.unoccupied, lo, hi);
+    let fl = pc::range::FREEZE_LIMIT_CC;
+    let limit = temp(
+        &mut errors,
+        "Freeze protection limit",
+        &f.freeze_limit,
+        i32::from(*fl.start()),
+        i32::from(*fl.end()),
+    );
+    let fh = pc::range::FREEZE_HYSTERESIS_CC;
+    let hysteresis = temp(
+        &mut errors,
+        "Freeze protection hysteresis",
+        &f.freeze_hysteresis,
+        i32::from(*fh.start()),
+        i32::from(*fh.end()),
+    );
+
+    let zone = if f.time_zone.trim().is_empty() {
+        DEFAULT_ZONE
+    } else {
+        f.time_zone.trim()
+    };
+    let rule = match crate::tzdb::posix_rule(zone) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            errors.push(format!("Time zone: {e}."));
+            None
+        }
+    };
+
+    let mut points = Vec::new();
+    for (i, (_, label)) in DAYS.iter().enumerate() {
+        let (pump, occ) = f.day(i);
+        match (parse_periods(pump), parse_periods(occ)) {
+            (Ok(p), Ok(o)) => points.extend(day_points(i as u8, &p, &o)),
+            (Err(e), _) => errors.push(format!("{label}, pump: {e}.")),
+            (_, Err(e)) => errors.push(format!("{label}, occupied: {e}.")),
+        }
+    }
+    if points.len() > MAX_POINTS {
+        errors.push(format!(
+            "The week has {} switching points; a controller holds at most {MAX_POINTS}. \
+             Use fewer periods (a point is wherever the pump or occupancy changes).",
+            points.len()
+        ));
+    }
+
+    let mut holidays = BTreeSet::new();
+    for d in f
+        .holidays
+        .split([',', '\n', '\r', ' ', ';'])
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        match parse_date(d) {
+            Some(day) => {
+                holidays.insert(day);
+            }
+            None => errors.push(format!("Holiday {d:?} is not a date like 2026-12-25.")),
+        }
+    }
+    if holidays.len() > MAX_HOLIDAYS {
+        errors.push(format!(
+            "{} holidays listed; a controller holds at most {MAX_HOLIDAYS}.",
+            holidays.len()
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let before = c.clone();
+    c.thermostat.setpoint_cc = occupied as i16;
+    c.schedule = f.enabled.is_some().then(|| Schedule {
+        unoccupied_cc: unoccupied as i16,
+        points: heapless::Vec::from_slice(&points).unwrap_or_default(),
+    });
+    c.holidays = holidays.iter().copied().collect();
+    c.time_zone = match rule.as_deref() {
+        // UTC is the default; leaving it out keeps the configuration as small as before.
+        Some("UTC0") | None => heapless::String::new(),
+        Some(r) => heapless::String::try_from(r).unwrap_or_default(),
+    };
+    c.freeze = Freeze {
+        limit_cc: limit as i16,
+        hysteresis_cc: hysteresis as u16,
+    };
+    if let Err(e) = c.validate() {
+        return Err(vec![format!("The configuration is not valid: {e}.")]);
+    }
+    let mut changes = Vec::new();
+    if before.schedule != c.schedule {
+        changes.push(match &c.schedule {
+            Some(s) => format!(
+                "schedule: {} switching points, unoccupied {} °C",
+                s.points.len(),
+                celsius(i32::from(s.unoccupied_cc))
+            ),
+            None => "schedule off".to_owned(),
+        });
+    }
+    if before.thermostat.setpoint_cc != c.thermostat.setpoint_cc {
+        changes.push(format!(
+            "occupied setpoint {} °C",
+            celsius(i32::from(c.thermostat.setpoint_cc))
+        ));
+    }
+    if before.holidays != c.holidays {
+        changes.push(format!("{} holidays", c.holidays.len()));
+    }
+    if before.time_zone != c.time_zone {
+        changes.push(format!("time zone {zone}"));
+    }
+    if before.freeze != c.freeze {
+        changes.push(format!(
+            "freeze protection below {} °C",
+            celsius(i32::from(c.freeze.limit_cc))
+        ));
+    }
+    Ok(if changes.is_empty() {
+        "no change".into()
+    } else {
+        changes.join("; ")
+    })
+}
+
+/// The stored zone of a device's schedule (default `UTC`).
+pub async fn zone_of(web: &Web, id: u32) -> Result<String, WebError> {
+    Ok(web
+        .db_call(move |db| db.schedule_zone(id))
+        .await?
+        .unwrap_or_else(|| DEFAULT_ZONE.to_owned()))
+}
+
+/// Saves the form as a new configuration version and the zone name; returns the version.
+pub async fn save_form(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    form: &ScheduleForm,
+) -> Result<u32, (WebError, Vec<String>)> {
+    let mut errors = Vec::new();
+    let saved = save_edited(web, p, id, |c| {
+        apply_form(c, form).map_err(|e| {
+            errors = e;
+            WebError::Invalid("invalid input".into())
+        })
+    })
+    .await;
+    let version = saved.map_err(|e| (e, std::mem::take(&mut errors)))?;
+    let zone = match form.time_zone.trim() {
+        "" => DEFAULT_ZONE.to_owned(),
+        z => z.to_owned(),
+    };
+    web.db_call(move |db| db.set_schedule_zone(id, &zone))
+        .await
+        .map_err(|e| (e, Vec::new()))?;
+    Ok(version)
+}
+
+async fn render(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    form: Option<&ScheduleForm>,
+    errors: &[String],
+    saved: Option<u32>,
+) -> Result<axum::response::Html<String>, WebError> {
+    let state = web.device_for(&p.user, id).await?;
+    let v = web.view(state).await?;
+    let (latest, site, zone) = web
+        .db_call(move |db| {
+            let site = match db.device_site(id)? {
+                Some(s) => db.site(s)?.map(|s| s.name),
+                None => None,
+            };
+            Ok((db.latest_config(id)?, site, db.schedule_zone(id)?))
+        })
+        .await?;
+    let cfg = latest.map_or_else(Config::default, |r| r.config);
+    let zone = zone.unwrap_or_else(|| DEFAULT_ZONE.to_owned());
+    let f = form
+        .cloned()
+        .unwrap_or_else(|| ScheduleForm::from_config(&cfg, &zone));
+    let now = super::now();
+    let body = html! {
+        (heading(&v, site.as_deref(), now))
+        h2 { "Configure → Schedules" }
+        @if let Some(ver) = saved {
+            p.flash.ok #save-state data-version=(ver) role="status" {
+                "Saved as configuration v" (ver) ". "
+                span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
+            }
+        }
+        @if !errors.is_empty() {
+            div.flash.error #errors role="alert" {
+                p { "Nothing was saved:" }
+                ul { @for e in errors { li { (e) } } }
+            }
+        }
+        form.schedules #schedules method="post" action={ "/devices/" (id) "/schedules" } {
+            (layout::csrf_field(p))
+            fieldset {
+                legend { "Schedule" }
+                label.check { input #enabled type="checkbox" name="enabled" value="on" checked[f.enabled.is_some()]; "The controller follows this schedule (otherwise the pump runs all the time at the occupied setpoint)" }
+                label { "Time zone (IANA name)" input #time_zone name="time_zone" value=(f.time_zone) placeholder="UTC" maxlength="64"; }
+                label { "Occupied setpoint (°C)" input #occupied name="occupied" value=(f.occupied) inputmode="decimal" required; }
+                label { "Unoccupied setpoint (°C)" input #unoccupied name="unoccupied" value=(f.unoccupied) inputmode="decimal" required; }
+            }
+            fieldset {
+                legend { "Week" }
+                p.hint { "Periods like 06:00-22:00, separated by commas; 24:00 ends a day. Outside its pump periods the pump is off; outside its occupied periods the unoccupied setpoint applies. Holidays use the Holiday row." }
+                table.week {
+                    thead { tr { th { "Day" } th { "Pump on" } th { "Occupied" } } }
+                    tbody {
+                        @for (i, (key, label)) in DAYS.iter().enumerate() {
+                            @let (pump, occ) = f.day(i);
+                            tr {
+                                th scope="row" { (label) }
+                                td { input id={ "pump_" (key) } name={ "pump_" (key) } value=(pump) aria-label={ (label) " pump periods" }; }
+                                td { input id={ "occ_" (key) } name={ "occ_" (key) } value=(occ) aria-label={ (label) " occupied periods" }; }
+                            }
+                        }
+                    }
+                }
+            }
+            fieldset {
+                legend { "Holidays" }
+                p.hint { "Dates (YYYY-MM-DD), one per line, at most 16." }
+                textarea #holidays name="holidays" rows="4" { (f.holidays) }
+            }
+            fieldset {
+                legend { "Freeze protection" }
+                p.hint { "Below this air temperature the pump runs, whatever the schedule or a manual command says, until the air is warmer than the limit plus the hysteresis. The heater never runs without the pump." }
+                label { "Air below (°C)" input #freeze_limit name="freeze_limit" value=(f.freeze_limit) inputmode="decimal" required; }
+                label { "Hysteresis (°C)" input #freeze_hysteresis name="freeze_hysteresis" value=(f.freeze_hysteresis) inputmode="decimal" required; }
+            }
+            button #save type="submit" { "Save Changes" }
+        }
+    };
+    Ok(layout::page(
+        p,
+        Nav::None,
+        &format!("{} — Schedules", v.name),
+        body,
+    ))
+}
+
+/// `GET /devices/{id}/schedules`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Path(id): Path<u32>,
+    Query(q): Query<ConfigureQuery>,
+) -> Result<Response, HtmlError> {
+    Ok(render(&web, &p, id, None, &[], q.saved)
+        .await?
+        .into_response())
+}
+
+/// `POST /devices/{id}/schedules`.
+pub async fn save(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<ScheduleForm>,
+) -> Result<Response, HtmlError> {
+    web.check_device(&user.user, id).await?;
+    match save_form(&web, &user, id, &form).await {
+        Ok(v) => Ok(Redirect::to(&format!("/devices/{id}/schedules?saved={v}")).into_response()),
+        Err((WebError::Invalid(m), mut errors)) => {
+            if errors.is_empty() {
+                errors.push(m);
+            }
+            let page = render(&web, &user, id, Some(&form), &errors, None).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err((e, _)) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn have_tzdata() -> bool {
+        std::path::Path::new("/usr/share/zoneinfo/Europe/Paris").is_file()
+    }
+
+    #[test]
+    fn periods_and_points() {
+        assert_eq!(
+            parse_periods("06:00-22:00, 23:30-24:00").unwrap(),
+            [(360, 1320), (1410, 1440)]
+        );
+        for bad in [
+            "6-22",
+            "06:00",
+            "22:00-06:00",
+            "06:00-24:01",
+            "24:00-24:00",
+            "06:60-07:00",
+        ] {
+            assert!(parse_periods(bad).is_err(), "{bad}");
+        }
+        // Pump 06:00-22:00, occupied 07:00-12:00 and 14:00-21:00.
+        let p = day_points(
+            0,
+            &[(360, 1320)],
+            &parse_periods("07:00-12:00,14:00-21:00").unwrap(),
+        );
+        let got: Vec<_> = p
+            .iter()
+            .map(|p| (p.minute(), p.pump(), p.occupied()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (360, true, false),
+                (420, true, true),
+                (720, true, false),
+                (840, true, true),
+                (1260, true, false),
+                (1320, false, false),
+            ]
+        );
+        assert_eq!(periods_text(&p, 0, SwitchPoint::pump), "06:00-22:00");
+        assert_eq!(
+            periods_text(&p, 0, SwitchPoint::occupied),
+            "07:00-12:00, 14:00-21:00"
+        );
+        // Overlapping and touching periods merge; a run to midnight needs no end point.
+        let p = day_points(3, &[(0, 120), (60, 180), (1380, 1440)], &[]);
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            periods_text(&p, 3, SwitchPoint::pump),
+            "00:00-03:00, 23:00-24:00"
+        );
+        assert_eq!(parse_date("2026-12-25"), Some(20_812));
+        assert_eq!(format_date(20_812), "2026-12-25");
+        for bad in ["2026-02-30", "26-12-25", "2026-1-5", "1969-12-31", "x"] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn form_round_trip() {
+        if !have_tzdata() {
+            return;
+        }
+        let mut f = ScheduleForm::from_config(&Config::default(), "UTC");
+        assert_eq!(f.enabled, None);
+        f.enabled = Some("on".into());
+        f.time_zone = "Europe/Paris".into();
+        f.occupied = "28".into();
+        f.unoccupied = "24.5".into();
+        f.pump_mon = "06:00-22:00".into();
+        f.occ_mon = "07:00-21:00".into();
+        f.pump_holiday = "10:00-18:00".into();
+        f.holidays = "2026-12-25\n2026-12-24".into();
+        f.freeze_limit = "2".into();
+        f.freeze_hysteresis = "1.5".into();
+        let mut c = Config::default();
+        let detail = apply_form(&mut c, &f).unwrap();
+        assert!(detail.contains("schedule: 6 switching points"), "{detail}");
+        c.validate().unwrap();
+        assert_eq!(c.time_zone.as_str(), "CET-1CEST,M3.5.0,M10.5.0/3");
+        assert_eq!(c.thermostat.setpoint_cc, 2800);
+        assert_eq!(c.schedule.as_ref().unwrap().unoccupied_cc, 2450);
+        assert_eq!(c.holidays.as_slice(), [20_811, 20_812]);
+        assert_eq!(c.freeze.limit_cc, 200);
+        let back = ScheduleForm::from_config(&c, "Europe/Paris");
+        assert_eq!(back.pump_mon, "06:00-22:00");
+        assert_eq!(back.occ_mon, "07:00-21:00");
+        assert_eq!(back.pump_holiday, "10:00-18:00");
+        assert_eq!(back.holidays, "2026-12-24\n2026-12-25");
+        assert_eq!(
+            (back.occupied.as_str(), back.unoccupied.as_str()),
+            ("28.00", "24.50")
+        );
+        // Saving the shown form again changes nothing.
+        let mut again = c.clone();
+        assert_eq!(apply_form(&mut again, &back).unwrap(), "no change");
+        assert_eq!(again, c);
+        // UTC leaves the item out; turning the schedule off keeps the rest.
+        let mut off = back.clone();
+        off.enabled = None;
+        off.time_zone = "UTC".into();
+        apply_form(&mut again, &off).unwrap();
+        assert_eq!(again.schedule, None);
+        assert!(again.time_zone.is_empty());
+        assert_eq!(again.holidays.len(), 2);
+    }
+
+    #[test]
+    fn invalid_input_is_explained() {
+        if !have_tzdata() {
+            return;
+        }
+        type Edit<'a> = &'a dyn Fn(&mut ScheduleForm);
+        let cases: &[(&str, Edit<'_>, &str)] = &[
+            (
+                "zone",
+                &|f| f.time_zone = "Mars/Olympus".into(),
+                "unknown time zone",
+            ),
+            (
+                "zone path",
+                &|f| f.time_zone = "../../etc/passwd".into(),
+                "not a time zone name",
+            ),
+            (
+                "period",
+                &|f| f.pump_tue = "22:00-06:00".into(),
+                "Tuesday, pump",
+            ),
+            (
+                "occ",
+                &|f| f.occ_holiday = "noon".into(),
+                "Holiday, occupied",
+            ),
+            (
+                "setpoint",
+                &|f| f.unoccupied = "45".into(),
+                "Unoccupied setpoint",
+            ),
+            (
+                "freeze",
+                &|f| f.freeze_limit = "12".into(),
+                "Freeze protection limit",
+            ),
+            ("hyst", &|f| f.freeze_hysteresis = "0".into(), "hysteresis"),
+            (
+                "date",
+                &|f| f.holidays = "2026-13-01".into(),
+                "Holiday \"2026-13-01\"",
+            ),
+            (
+                "too many holidays",
+                &|f| {
+                    f.holidays = (1..=17)
+                        .map(|d| format!("2027-01-{d:02}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                "at most 16",
+            ),
+            (
+                "too many points",
+                &|f| {
+                    for i in 0..8 {
+                        *f.day_mut(i).0 = "01:00-02:00,03:00-04:00,05:00-06:00".into();
+                    }
+                },
+                "48 switching points",
+            ),
+        ];
+        for (name, edit, want) in cases {
+            let mut f = ScheduleForm::from_config(&Config::default(), "UTC");
+            f.enabled = Some("on".into());
+            edit(&mut f);
+            let mut c = Config::default();
+            let errs = apply_form(&mut c, &f).expect_err(name);
+            assert!(errs.iter().any(|e| e.contains(want)), "{name}: {errs:?}");
+        }
+    }
+}
