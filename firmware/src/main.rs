@@ -274,6 +274,8 @@ struct GsmQuery {
 #[derive(Default, PartialEq, Eq, Clone, Copy)]
 struct Shown {
     connected: Option<u8>,
+    /// The interface the controller uses (`true`: GSM).
+    gsm: bool,
     config_version: u32,
     sessions: u32,
     hellos: u32,
@@ -648,6 +650,7 @@ impl App {
                 .ctl
                 .is_connected()
                 .then(|| self.ctl.server_index().unwrap_or(0)),
+            gsm: self.ctl.transport() == Iface::Gsm,
             config_version: self.ctl.config().0,
             sessions: st.sessions,
             hellos: st.hellos,
@@ -671,6 +674,15 @@ impl App {
                     ),
                     None => log!("session: none"),
                 }
+            }
+            if shown.gsm != self.shown.gsm {
+                let st = self.ctl.stats();
+                log!(
+                    "transport: {} (failovers {} returns {})",
+                    if shown.gsm { "GSM" } else { "Ethernet" },
+                    st.failovers,
+                    st.returns
+                );
             }
             if shown.config_version != self.shown.config_version {
                 let (v, c) = self.ctl.config();

@@ -30,6 +30,8 @@ pub const AT_TIMEOUT_MS: u64 = 2_000;
 pub const DIAL_TIMEOUT_MS: u64 = 30_000;
 /// How long PPP may take to bring IP up after CONNECT.
 pub const PPP_TIMEOUT_MS: u64 = 30_000;
+/// `ppproto` has no restart timer: negotiation is started over this often until IP is up.
+pub const PPP_RESTART_MS: u64 = 5_000;
 /// Pause after a power-cycle.
 pub const POWER_CYCLE_MS: u64 = 5_000;
 
@@ -82,11 +84,16 @@ pub struct Modem {
     /// Progress through "NO CARRIER" in data mode.
     carrier_match: u8,
     sim_ready: bool,
+    /// The information line of the running command (+CPIN/+CSQ/+CREG) arrived: an `OK` without
+    /// it is a late answer to an earlier command, and is ignored.
+    info_seen: bool,
     registered: bool,
     signal: u8,
     radio: Radio,
     reported: Option<(Radio, u8)>,
     ip_reported: bool,
+    /// When PPP negotiation is started over if IP is not up by then.
+    ppp_restart_at: u64,
 }
 
 const NO_CARRIER: &[u8] = b"NO CARRIER";
@@ -103,11 +110,13 @@ impl Modem {
             line: Vec::new(),
             carrier_match: 0,
             sim_ready: false,
+            info_seen: false,
             registered: false,
             signal: 99,
             radio: Radio::Off,
             reported: None,
             ip_reported: false,
+            ppp_restart_at: u64::MAX,
         }
     }
 
@@ -128,8 +137,13 @@ impl Modem {
             self.ppp.terminate(&mut self.uart);
             self.step = Step::Hangup;
             self.deadline = now + AT_TIMEOUT_MS;
-        } else if self.step != Step::Off {
+        } else if self.step == Step::Dial {
             self.command(now, Step::Ath, "ATH");
+        } else {
+            // No call: nothing to hang up (an ATH now would leave a stray OK for the next
+            // power-up's sequence).
+            self.step = Step::Off;
+            self.deadline = u64::MAX;
         }
         self.ppp.close();
         self.ip_reported = false;
@@ -164,6 +178,7 @@ impl Modem {
         self.uart.write(cmd.as_bytes());
         self.uart.write(b"\r");
         self.step = step;
+        self.info_seen = false;
         self.line.clear();
         self.deadline = now
             + if step == Step::Dial {
@@ -194,6 +209,13 @@ impl Modem {
         password: &str,
     ) -> Option<ModemEvent> {
         if self.step == Step::Data {
+            if !self.ip_reported && now >= self.ppp_restart_at && !self.ppp.mid_frame() {
+                // A lost negotiation frame is never sent again by ppproto: start over (the
+                // network side answers a new Configure-Request in any state).
+                crate::log!("gsm: PPP negotiation restarted");
+                self.ppp.open(login, password);
+                self.ppp_restart_at = now + PPP_RESTART_MS;
+            }
             if let Some(e) = self.data_step(now, rx) {
                 return Some(e);
             }
@@ -211,8 +233,15 @@ impl Modem {
                         return Some(e);
                     }
                 }
-            } else if let Some(e) = self.at_byte(now, b, apn, login, password) {
-                return Some(e);
+            } else {
+                self.at_byte(now, b, apn, login, password);
+                if self.step == Step::Data {
+                    // Just connected: send our Configure-Request before the network's is read
+                    // (a ppproto still in its Closed state answers it with a Terminate-Ack).
+                    if let Some(e) = self.data_step(now, rx) {
+                        return Some(e);
+                    }
+                }
             }
         }
         self.uart.rearm();
@@ -282,22 +311,21 @@ impl Modem {
         apn: &str,
         login: &str,
         password: &str,
-    ) -> Option<ModemEvent> {
+    ) {
         if b != b'\n' {
             if b != b'\r' {
                 // A longer line is cut: every line we act on is short.
                 let _ = self.line.push(b);
             }
-            return None;
+            return;
         }
         let mut line: Vec<u8, 48> = Vec::new();
         core::mem::swap(&mut line, &mut self.line);
         let line = core::str::from_utf8(&line).unwrap_or("").trim();
         if line.is_empty() || line.starts_with("AT") {
-            return None; // blank, or our command echoed
+            return; // blank, or our command echoed
         }
         self.response(now, line, apn, login, password);
-        None
     }
 
     fn response(&mut self, now: u64, line: &str, apn: &str, login: &str, password: &str) {
@@ -319,6 +347,9 @@ impl Modem {
             Step::Pin => {
                 if line.starts_with("+CPIN:") {
                     self.sim_ready = line.ends_with("READY");
+                    self.info_seen = true;
+                } else if ok && !self.info_seen {
+                    // A late OK of an earlier command.
                 } else if ok && self.sim_ready {
                     self.command(now, Step::Csq, "AT+CSQ");
                 } else if ok || failed {
@@ -336,7 +367,8 @@ impl Modem {
                         .next()
                         .and_then(|s| s.trim().parse().ok())
                         .unwrap_or(99);
-                } else if ok {
+                    self.info_seen = true;
+                } else if ok && self.info_seen {
                     self.command(now, Step::Creg, "AT+CREG?");
                 } else if failed {
                     self.pause(now, 2_000, Next::Csq);
@@ -346,6 +378,9 @@ impl Modem {
                 if let Some(v) = line.strip_prefix("+CREG:") {
                     let stat = v.split(',').nth(1).map(str::trim);
                     self.registered = matches!(stat, Some("1") | Some("5"));
+                    self.info_seen = true;
+                } else if ok && !self.info_seen {
+                    // A late OK of an earlier command.
                 } else if ok && self.registered {
                     if self.radio != Radio::Registered {
                         crate::log!("gsm: registered, signal {}", self.signal);
@@ -372,17 +407,26 @@ impl Modem {
                 self.step = Step::Data;
                 self.carrier_match = 0;
                 self.deadline = now + PPP_TIMEOUT_MS;
+                self.ppp_restart_at = now + PPP_RESTART_MS;
             }
             Step::Dial if failed => {
                 crate::log!("gsm: dial failed ({}), APN \"{}\"", line, apn);
                 self.pause(now, 5_000, Next::Csq);
             }
             Step::Hangup if line == "NO CARRIER" => self.command(now, Step::Ath, "ATH"),
-            Step::Ath if ok || failed => {
-                self.step = Step::Off;
-                self.deadline = u64::MAX;
-            }
+            Step::Ath if ok || failed => self.hung_up(now),
             _ => {}
+        }
+    }
+
+    /// The call is over: off if the controller asked for that, else dial again (a call that
+    /// did not come up is retried, the modem stays in use).
+    fn hung_up(&mut self, now: u64) {
+        if self.radio == Radio::Off {
+            self.step = Step::Off;
+            self.deadline = u64::MAX;
+        } else {
+            self.pause(now, 2_000, Next::Csq);
         }
     }
 
@@ -396,10 +440,7 @@ impl Modem {
                 Next::Csq => self.command(now, Step::Csq, "AT+CSQ"),
             },
             Step::Hangup => self.command(now, Step::Ath, "ATH"),
-            Step::Ath => {
-                self.step = Step::Off;
-                self.deadline = u64::MAX;
-            }
+            Step::Ath => self.hung_up(now),
             _ => {
                 self.timeouts += 1;
                 if self.timeouts >= 3 {

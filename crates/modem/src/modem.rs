@@ -310,6 +310,7 @@ impl Modem {
         let Mode::Data { server, .. } = &mut self.mode else {
             return;
         };
+        tracing::debug!(len = packet.len(), head = ?&packet[..packet.len().min(8)], "PPP in");
         let (packets, events) = server.input(packet);
         for p in &packets {
             out.push(Output::Serial(frame(server, p)));
