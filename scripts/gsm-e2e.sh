@@ -22,6 +22,8 @@
 #      the server's status says GSM with the signal and radio "data"; telemetry keeps arriving
 #   4. a wrong APN (v2, refused by the network) is rolled back by the device: the server shows
 #      v2 rolled back, the device is back on GSM with APN "internet"
+#   4b. the signal is lost (call dropped, radio searching), then the modem stops answering AT
+#      commands (the driver power-cycles it) until it answers again: GSM session again
 #   5. Ethernet back: the probe finds it, the controller returns, the modem hangs up; the
 #      server's status says Ethernet again
 #   6. nothing lost: every record the device logged was acknowledged, and stored by the server
@@ -196,6 +198,18 @@ wait_for 30 "wrong APN applied, dial refused" console 'gsm: dial failed \(NO CAR
 wait_for 150 "device rolled back to the working APN" bash -c "[ \$(grep -cE 'gsm: CONNECT \\(APN \"internet\"\\)' '$work/fw.log') -ge 2 ]"
 wait_for 60 "server shows v2 rolled back" bash -c "'$tek' device config --data '$work/data' --id 7 | head -1 | grep -q 'version 2 (rolled'"
 wait_for 60 "session over GSM again" bash -c "[ \$(grep -cE 'session: up with server #0 .* over GSM' '$work/fw.log') -ge 2 ]"
+
+# --- step 4b: lost signal, then a modem that stops answering ----------------------------------------
+say "signal lost (tek modem: signal 0)"
+modem_ctl "signal 0" >/dev/null
+wait_for 20 "call dropped, radio searching" console 'radio: Searching signal 0'
+say "modem hangs (mute), signal back"
+modem_ctl mute >/dev/null
+modem_ctl "signal 20" >/dev/null
+wait_for 30 "unanswered AT commands: modem power-cycled" console 'gsm: modem not answering, power-cycling it'
+modem_ctl unmute >/dev/null
+wait_for 60 "data call again after the modem answered" bash -c "[ \$(grep -c 'gsm: PPP up' '$work/fw.log') -ge 3 ]"
+wait_for 30 "session over GSM again" bash -c "[ \$(grep -cE 'session: up with server #0 .* over GSM' '$work/fw.log') -ge 3 ]"
 
 # --- step 5: Ethernet back -----------------------------------------------------------------------
 say "restoring the Ethernet path"
