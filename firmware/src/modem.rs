@@ -304,14 +304,7 @@ impl Modem {
     }
 
     /// One byte of an AT response.
-    fn at_byte(
-        &mut self,
-        now: u64,
-        b: u8,
-        apn: &str,
-        login: &str,
-        password: &str,
-    ) {
+    fn at_byte(&mut self, now: u64, b: u8, apn: &str, login: &str, password: &str) {
         if b != b'\n' {
             if b != b'\r' {
                 // A longer line is cut: every line we act on is short.
