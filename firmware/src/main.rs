@@ -18,7 +18,8 @@
 //! driver, smoltcp `phy::Device`), [`net`] (one IP link: interface + DHCP/DNS/UDP sockets),
 //! [`storage`] (two flash slots behind a trait), [`bench`] (identity and HALT from the test
 //! bench), [`sensors`] (simulated pool), [`leds`], [`relays`], [`rng`], [`stack`] (stack
-//! painting), [`semihosting`] (the QEMU host channel), [`console`].
+//! painting), [`semihosting`] (the QEMU host channel), [`console`]; the GSM path: [`uart`]
+//! (UART1), [`modem`] (AT commands), [`ppp`] (PPP, IPv4/UDP and DNS over it), [`radioled`].
 //!
 //! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment). The
 //! large state — the controller with its telemetry log, the MAC's frame buffers, the sockets'
