@@ -40,3 +40,4 @@ cargo test --workspace
 step "firmware: build, size, QEMU end-to-end"
 (cd firmware && cargo fmt --check && cargo clippy --release --quiet -- -D warnings)
 scripts/qemu-e2e.sh   # ends with scripts/firmware-size.sh on the measured stack
+scripts/gsm-e2e.sh    # GSM failover through `tek modem` and back; ends with the size budget too

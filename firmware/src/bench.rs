@@ -8,6 +8,9 @@
 //! flash=<host path>   file backing the two flash slots (see storage.rs)
 //! halt                the HALT jumper is held at power-up
 //! run=<seconds>       end the QEMU run after that long with the final report (0 = never)
+//! gsm                 a GSM modem is fitted, on UART1 (the board option; QEMU: 2nd -serial)
+//! probe=<seconds>     while on GSM, probe Ethernet this often (default 600; the GSM test
+//!                     shortens it so the way back is seen within minutes)
 //! ```
 //!
 //! The command line is read once at power-up, which is exactly when a jumper is sampled: it is a
@@ -48,6 +51,10 @@ pub struct Bench<'a> {
     pub halt: bool,
     /// Seconds after which the run ends (0 = never).
     pub run_s: u32,
+    /// A GSM modem is fitted.
+    pub gsm: bool,
+    /// Ethernet probe interval while on GSM, seconds (0 = the controller's default).
+    pub probe_s: u32,
 }
 
 /// Longest flash path (the flash driver keeps a NUL-terminated copy).
@@ -83,7 +90,7 @@ impl core::fmt::Display for BenchError {
             BenchError::Key => "key=<32 hex digits> missing or malformed",
             BenchError::Server => "server=<name> empty, longer than 63 bytes, or more than 8",
             BenchError::Flash => "flash=<path> longer than 79 bytes",
-            BenchError::Run => "run=<seconds> is not a number",
+            BenchError::Run => "run=<seconds> or probe=<seconds> is not a (non-zero) number",
             BenchError::Unknown => "unknown argument",
         })
     }
@@ -99,6 +106,8 @@ impl<'a> Bench<'a> {
         let mut flash_path = "tek-flash.bin";
         let mut halt = false;
         let mut run_s = 0;
+        let mut gsm = false;
+        let mut probe_s = 0;
         for arg in cmdline.split_ascii_whitespace().skip(1) {
             let (name, value) = arg.split_once('=').unwrap_or((arg, ""));
             match name {
@@ -126,6 +135,14 @@ impl<'a> Bench<'a> {
                 }
                 "halt" if value.is_empty() => halt = true,
                 "run" => run_s = value.parse().map_err(|_| BenchError::Run)?,
+                "gsm" if value.is_empty() => gsm = true,
+                "probe" => {
+                    probe_s = value
+                        .parse()
+                        .ok()
+                        .filter(|&s| s > 0)
+                        .ok_or(BenchError::Run)?
+                }
                 _ => return Err(BenchError::Unknown),
             }
         }
@@ -138,6 +155,8 @@ impl<'a> Bench<'a> {
             flash_path,
             halt,
             run_s,
+            gsm,
+            probe_s,
         })
     }
 }

@@ -18,7 +18,8 @@
 //! driver, smoltcp `phy::Device`), [`net`] (one IP link: interface + DHCP/DNS/UDP sockets),
 //! [`storage`] (two flash slots behind a trait), [`bench`] (identity and HALT from the test
 //! bench), [`sensors`] (simulated pool), [`leds`], [`relays`], [`rng`], [`stack`] (stack
-//! painting), [`semihosting`] (the QEMU host channel), [`console`].
+//! painting), [`semihosting`] (the QEMU host channel), [`console`]; the GSM path: [`uart`]
+//! (UART1), [`modem`] (AT commands), [`ppp`] (PPP, IPv4/UDP and DNS over it), [`radioled`].
 //!
 //! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment). The
 //! large state — the controller with its telemetry log, the MAC's frame buffers, the sockets'
@@ -33,7 +34,10 @@ mod clock;
 mod console;
 mod eth;
 mod leds;
+mod modem;
 mod net;
+mod ppp;
+mod radioled;
 mod relays;
 mod rng;
 mod semihosting;
@@ -41,6 +45,7 @@ mod sensors;
 mod stack;
 mod storage;
 mod sysctl;
+mod uart;
 
 use core::mem::size_of;
 use cortex_m::peripheral::NVIC;
@@ -52,6 +57,7 @@ use tek_controller::log::Log;
 use tek_controller::{Action, Controller, Endpoint, EthernetSetup, Iface, IpInfo, Setup};
 
 use bench::{Bench, HaltInput};
+use modem::{Modem, ModemEvent};
 use net::{Addressing, IpSettings, Link, LinkBuffers, LinkEvent, UdpPayload};
 use sensors::Sensors;
 use storage::{Flash, HostFileFlash};
@@ -113,7 +119,9 @@ fn main() -> ! {
 fn boot() -> App {
     let cp = cortex_m::Peripherals::take().unwrap_or_else(|| fatal("core peripherals taken"));
     sysctl::init_clocks();
-    sysctl::enable(sysctl::gate::EMAC0 | sysctl::gate::EPHY0 | sysctl::gate::GPIOF);
+    sysctl::enable(
+        sysctl::gate::EMAC0 | sysctl::gate::EPHY0 | sysctl::gate::GPIOF | sysctl::gate::GPIOG,
+    );
     clock::start(cp.SYST);
     log!(
         "tek firmware {}.{}.{} on LM3S6965, {} MHz",
@@ -148,7 +156,7 @@ fn boot() -> App {
             factory_servers: &bench.identity.servers,
             firmware: FIRMWARE,
             halt,
-            has_gsm: false,
+            has_gsm: bench.gsm,
             stored: None,
         },
         &mut |slot, buf| match flash.read(slot, buf) {
@@ -178,6 +186,20 @@ fn boot() -> App {
         TEK_LOG_BYTES
     );
 
+    if bench.probe_s > 0 {
+        ctl.set_probe_interval(bench.probe_s.saturating_mul(1000));
+    }
+    // The modem on UART1, when the board has one (`gsm` on the command line).
+    let modem = bench.gsm.then(|| {
+        sysctl::enable_uart1();
+        let uart = uart::Uart::new(sysctl::SYSCLK_HZ);
+        // SAFETY: UART1's handler (`DefaultHandler`) only moves bytes into the ring inside a
+        // critical section; unmasking its line cannot break a critical section elsewhere.
+        unsafe { NVIC::unmask(uart::Irq) };
+        log!("gsm: modem on UART1, {} baud", uart::BAUD);
+        Modem::new(uart, ppp::Ppp::take().unwrap_or_else(|| fatal("PPP taken")))
+    });
+
     let mac: &'static mut eth::Mac = MAC.take();
     let mac_addr = eth::Mac::address();
     mac.init(mac_addr);
@@ -197,6 +219,9 @@ fn boot() -> App {
         eth: None,
         eth_buffers: Some((ETH_BUFFERS.take(), ETH_PAYLOAD.take())),
         leds: leds::StatusLed::new(),
+        radio_led: radioled::RadioLed::new(),
+        modem,
+        gsm_query: None,
         relays: relays::Relays::new(),
         sensors: sensors::PoolModel::new(),
         rng,
@@ -218,6 +243,11 @@ struct App {
     eth: Option<EthLink>,
     eth_buffers: Option<(&'static mut LinkBuffers, &'static mut UdpPayload)>,
     leds: leds::StatusLed,
+    radio_led: radioled::RadioLed,
+    /// The GSM modem, if fitted.
+    modem: Option<Modem>,
+    /// The running DNS query over GSM: token, DNS id, our port, give-up time.
+    gsm_query: Option<GsmQuery>,
     relays: relays::Relays,
     sensors: sensors::PoolModel,
     rng: rng::Rng,
@@ -233,10 +263,25 @@ struct App {
     run_until: Option<u64>,
 }
 
+/// A DNS query over GSM in flight.
+#[derive(Clone, Copy)]
+struct GsmQuery {
+    /// The controller's token.
+    token: u16,
+    /// DNS message id.
+    id: u16,
+    /// Our UDP port.
+    port: u16,
+    /// Give up at.
+    deadline: u64,
+}
+
 /// What the console last showed of the controller, to log changes only.
 #[derive(Default, PartialEq, Eq, Clone, Copy)]
 struct Shown {
     connected: Option<u8>,
+    /// The interface the controller uses (`true`: GSM).
+    gsm: bool,
     config_version: u32,
     sessions: u32,
     hellos: u32,
@@ -252,7 +297,8 @@ struct Shown {
 impl App {
     /// Moves frames, and turns what happened on the link into controller events.
     #[inline(never)]
-    fn network(&mut self, now: u64, rx: &mut [u8; tek_proto::MAX_DATAGRAM]) {
+    fn network(&mut self, now: u64, rx: &mut [u8; ppp::FRAME_BUF]) {
+        self.gsm(now, rx);
         let Some(link) = self.eth.as_mut() else {
             return;
         };
@@ -299,11 +345,21 @@ impl App {
     /// the controller's decryption and smoltcp's frame processing are the two deepest uses of
     /// the loop's stack, and must take turns rather than add up in one frame.
     #[inline(never)]
-    fn receive(&mut self, now: u64, rx: &mut [u8; tek_proto::MAX_DATAGRAM]) {
+    fn receive(&mut self, now: u64, rx: &mut [u8; ppp::FRAME_BUF]) {
         let Some(link) = self.eth.as_mut() else {
             return;
         };
-        while let Some((n, from)) = link.recv(rx) {
+        while link.can_recv() {
+            if let Some(m) = self.modem.as_mut() {
+                // The buffer holds part of a PPP frame: give it up (a lost frame, like a line
+                // error; PPP and the protocol retransmit) rather than stall Ethernet.
+                if m.ppp().mid_frame() {
+                    m.ppp().abort_frame(rx);
+                }
+            }
+            let Some((n, from)) = link.recv(rx) else {
+                break;
+            };
             let IpAddress::Ipv4(addr) = from.addr;
             let port = link.port();
             self.ctl.receive(
@@ -319,6 +375,118 @@ impl App {
         }
     }
 
+    /// The modem: AT progress, PPP, radio state, datagrams and DNS answers over GSM.
+    #[inline(never)]
+    fn gsm(&mut self, now: u64, rx: &mut [u8; ppp::FRAME_BUF]) {
+        let Some(m) = self.modem.as_mut() else {
+            return;
+        };
+        loop {
+            let gsm = &self.ctl.config().1.gsm;
+            let Some(event) = m.poll(now, rx, &gsm.apn, &gsm.login, &gsm.password) else {
+                break;
+            };
+            match event {
+                ModemEvent::IpUp(ip) => self.ctl.ip_configured(
+                    now,
+                    Iface::Gsm,
+                    IpInfo {
+                        ip: ip.address.octets(),
+                        netmask: [255; 4],
+                        gateway: [0; 4],
+                        dns: ip.dns.map_or([0; 4], |d| d.octets()),
+                        dhcp: false,
+                    },
+                ),
+                ModemEvent::IpDown => {
+                    self.gsm_query = None;
+                    self.ctl.ip_lost(now, Iface::Gsm);
+                }
+                ModemEvent::Datagram(d) => {
+                    let payload = &mut rx[d.payload.clone()];
+                    match self.gsm_query {
+                        Some(q) if d.from.1 == 53 && d.to_port == q.port => {
+                            match ppp::dns_answer(payload, q.id) {
+                                Ok(None) => {}
+                                answer => {
+                                    let addr = answer.ok().flatten();
+                                    match addr {
+                                        Some(a) => log!("dns: {} -> {} (GSM)", q.token, a),
+                                        None => log!("dns: query {} failed (GSM)", q.token),
+                                    }
+                                    self.gsm_query = None;
+                                    self.ctl.dns_answer(now, q.token, addr.map(|a| a.octets()));
+                                }
+                            }
+                        }
+                        _ => self.ctl.receive(
+                            now,
+                            Iface::Gsm,
+                            Endpoint {
+                                addr: d.from.0.octets(),
+                                port: d.from.1,
+                            },
+                            d.to_port,
+                            payload,
+                        ),
+                    }
+                }
+            }
+        }
+        if let Some((radio, signal)) = m.radio_changed() {
+            self.radio_led.set(radio, signal, now);
+            self.ctl.modem_state(now, radio, signal);
+        }
+        if let Some(q) = self.gsm_query {
+            if now >= q.deadline {
+                log!("dns: query {} timed out (GSM)", q.token);
+                self.gsm_query = None;
+                self.ctl.dns_answer(now, q.token, None);
+            }
+        }
+    }
+}
+
+/// Sends a DNS query for `name` over GSM; `false` if it cannot be sent. A free function: it runs
+/// while the controller's action (and the name in it) is borrowed.
+#[inline(never)]
+fn gsm_resolve(
+    modem: &mut Option<Modem>,
+    rng: &mut rng::Rng,
+    query: &mut Option<GsmQuery>,
+    now: u64,
+    token: u16,
+    name: &str,
+) -> bool {
+    {
+        let Some(m) = modem.as_mut() else {
+            return false;
+        };
+        let Some(dns) = m.ppp().ip().and_then(|i| i.dns) else {
+            return false;
+        };
+        let mut q = [0u8; 96];
+        let id = rng.next_u64() as u16;
+        let port = 49_152 + (rng.next_u64() % 16_384) as u16;
+        let Some(n) = ppp::dns_query(&mut q, id, name) else {
+            return false;
+        };
+        let (ppp, uart) = m.link();
+        if !ppp.send(uart, port, (dns, 53), &q[..n]) {
+            return false;
+        }
+        log!("dns: asking for {} over GSM (query {})", name, token);
+        *query = Some(GsmQuery {
+            token,
+            id,
+            port,
+            deadline: now + 5_000,
+        });
+        true
+    }
+}
+
+impl App {
     #[inline(never)]
     fn sample(&mut self, now: u64) {
         if now < self.next_sample {
@@ -383,16 +551,54 @@ impl App {
                     log!("reset: requested by the controller");
                     cortex_m::peripheral::SCB::sys_reset();
                 }
-                // No modem is fitted in this build (`has_gsm: false`): the controller never asks
-                // for GSM. Issue 10 adds the modem and PPP as a second `Link`.
                 Action::Send {
-                    iface: Iface::Gsm, ..
+                    iface: Iface::Gsm,
+                    from_port,
+                    to,
+                    bytes,
+                } => {
+                    let sent = self.modem.as_mut().is_some_and(|m| {
+                        let (ppp, uart) = m.link();
+                        ppp.send(
+                            uart,
+                            from_port,
+                            (Ipv4Address::from(to.addr), to.port),
+                            bytes,
+                        )
+                    });
+                    if !sent {
+                        log!("gsm: datagram not sent (no data connection)");
+                    }
                 }
-                | Action::Resolve {
-                    iface: Iface::Gsm, ..
+                Action::Resolve {
+                    iface: Iface::Gsm,
+                    token,
+                    name,
+                } => {
+                    if !gsm_resolve(
+                        &mut self.modem,
+                        &mut self.rng,
+                        &mut self.gsm_query,
+                        now,
+                        token,
+                        name,
+                    ) {
+                        log!("dns: cannot ask for {} over GSM", name);
+                        self.ctl.dns_answer(now, token, None);
+                    }
                 }
-                | Action::ModemUp { .. }
-                | Action::ModemDown => log!("gsm: no modem fitted, action ignored"),
+                Action::ModemUp { .. } => match self.modem.as_mut() {
+                    // The APN and credentials are read from the running configuration when the
+                    // modem needs them (the action's borrow ends here).
+                    Some(m) => m.up(now),
+                    None => log!("gsm: no modem fitted, action ignored"),
+                },
+                Action::ModemDown => {
+                    if let Some(m) = self.modem.as_mut() {
+                        m.down(now);
+                    }
+                    self.gsm_query = None;
+                }
             }
         }
         // Receive on the port the controller expects replies on.
@@ -443,12 +649,14 @@ impl App {
     #[inline(never)]
     fn housekeeping(&mut self, now: u64) {
         self.leds.poll(now);
+        self.radio_led.poll(now);
         let st = *self.ctl.stats();
         let shown = Shown {
             connected: self
                 .ctl
                 .is_connected()
                 .then(|| self.ctl.server_index().unwrap_or(0)),
+            gsm: self.ctl.transport() == Iface::Gsm,
             config_version: self.ctl.config().0,
             sessions: st.sessions,
             hellos: st.hellos,
@@ -461,9 +669,26 @@ impl App {
         if shown != self.shown {
             if shown.connected != self.shown.connected {
                 match shown.connected {
-                    Some(i) => log!("session: up with server #{} ({})", i, self.server_name(i)),
+                    Some(i) => log!(
+                        "session: up with server #{} ({}) over {}",
+                        i,
+                        self.server_name(i),
+                        match self.ctl.transport() {
+                            Iface::Ethernet => "Ethernet",
+                            Iface::Gsm => "GSM",
+                        }
+                    ),
                     None => log!("session: none"),
                 }
+            }
+            if shown.gsm != self.shown.gsm {
+                let st = self.ctl.stats();
+                log!(
+                    "transport: {} (failovers {} returns {})",
+                    if shown.gsm { "GSM" } else { "Ethernet" },
+                    st.failovers,
+                    st.returns
+                );
             }
             if shown.config_version != self.shown.config_version {
                 let (v, c) = self.ctl.config();
@@ -560,6 +785,15 @@ impl App {
         if let Some(t) = self.leds.poll_at() {
             until = until.min(t);
         }
+        if let Some(t) = self.radio_led.poll_at() {
+            until = until.min(t);
+        }
+        if let Some(t) = self.modem.as_ref().and_then(|m| m.poll_at()) {
+            until = until.min(t);
+        }
+        if let Some(q) = &self.gsm_query {
+            until = until.min(q.deadline);
+        }
         if let Some(t) = self.run_until {
             until = until.min(t);
         }
@@ -567,7 +801,7 @@ impl App {
             // Check and sleep with interrupts masked: a frame arriving between the check and
             // WFI leaves its interrupt pending, and WFI returns at once.
             let woke = cortex_m::interrupt::free(|_| {
-                if eth::Mac::rx_pending() {
+                if eth::Mac::rx_pending() || uart::Uart::rx_pending() {
                     return true;
                 }
                 cortex_m::asm::wfi();
@@ -590,8 +824,9 @@ static MAC: ConstStaticCell<eth::Mac> = ConstStaticCell::new(eth::Mac::new());
 static ETH_BUFFERS: ConstStaticCell<LinkBuffers> = ConstStaticCell::new(LinkBuffers::new());
 static ETH_PAYLOAD: ConstStaticCell<UdpPayload> = ConstStaticCell::new(UdpPayload::new());
 /// The loop's receive buffer: one datagram, decrypted in place by the controller.
-static RX: ConstStaticCell<[u8; tek_proto::MAX_DATAGRAM]> =
-    ConstStaticCell::new([0; tek_proto::MAX_DATAGRAM]);
+/// Also the PPP frame buffer (a datagram + IPv4/UDP + PPP header and FCS): a GSM datagram is
+/// decrypted where its frame landed; the Ethernet path uses the buffer between PPP frames.
+static RX: ConstStaticCell<[u8; ppp::FRAME_BUF]> = ConstStaticCell::new([0; ppp::FRAME_BUF]);
 
 fn ip_info(s: IpSettings, dhcp: bool) -> IpInfo {
     let mask = if s.address.prefix_len() == 0 {
@@ -654,11 +889,13 @@ fn fatal_args(e: bench::BenchError) -> ! {
     semihosting::exit(false)
 }
 
-/// Interrupts without a handler of their own. Only the MAC's is enabled.
+/// Interrupts without a handler of their own. Only the MAC's and the modem UART's are enabled.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
     if irqn == eth::IRQ as i16 {
         eth::on_interrupt();
+    } else if irqn == uart::IRQ as i16 {
+        uart::on_interrupt();
     } else {
         fatal("unexpected interrupt");
     }

@@ -337,6 +337,11 @@ impl<D: Device + 'static> Link<D> {
             .map_err(|_| SendError::Full)
     }
 
+    /// Whether a received datagram is waiting.
+    pub fn can_recv(&mut self) -> bool {
+        self.sockets.get_mut::<udp::Socket>(self.udp).can_recv()
+    }
+
     /// Takes the next received datagram into `buf`: its length and sender.
     pub fn recv(&mut self, buf: &mut [u8]) -> Option<(usize, IpEndpoint)> {
         let socket = self.sockets.get_mut::<udp::Socket>(self.udp);

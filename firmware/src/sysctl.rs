@@ -16,7 +16,10 @@ pub const SYSCLK_HZ: u32 = 50_000_000;
 const SYSCTL: usize = 0x400F_E000;
 const RIS: usize = SYSCTL + 0x050;
 const RCC: usize = SYSCTL + 0x060;
+const RCGC1: usize = SYSCTL + 0x104;
 const RCGC2: usize = SYSCTL + 0x108;
+/// UART1's clock gate in RCGC1.
+const RCGC1_UART1: u32 = 1 << 1;
 
 const RCC_MOSCDIS: u32 = 1 << 0;
 const RCC_OSCSRC_MASK: u32 = 0b11 << 4;
@@ -34,6 +37,8 @@ const RIS_PLLLRIS: u32 = 1 << 6;
 pub mod gate {
     /// GPIO port F (the status LED).
     pub const GPIOF: u32 = 1 << 5;
+    /// GPIO port G (the Radio LED).
+    pub const GPIOG: u32 = 1 << 6;
     /// Ethernet MAC.
     pub const EMAC0: u32 = 1 << 28;
     /// Ethernet PHY.
@@ -74,6 +79,17 @@ pub fn enable(bits: u32) {
         let v = read_volatile(RCGC2 as *const u32);
         write_volatile(RCGC2 as *mut u32, v | bits);
         let _ = read_volatile(RCGC2 as *const u32);
+    }
+    cortex_m::asm::delay(16);
+}
+
+/// Opens UART1's clock gate (RCGC1; the modem line), as [`enable`] does for RCGC2.
+pub fn enable_uart1() {
+    // SAFETY: read-modify-write of RCGC1 at boot, single-threaded; only sets UART1's gate bit.
+    unsafe {
+        let v = read_volatile(RCGC1 as *const u32);
+        write_volatile(RCGC1 as *mut u32, v | RCGC1_UART1);
+        let _ = read_volatile(RCGC1 as *const u32);
     }
     cortex_m::asm::delay(16);
 }

@@ -207,6 +207,9 @@ pub struct Controller<const LOG: usize> {
     conn: Conn,
     walk: Walk,
     probe: Probe,
+    /// Ethernet probe interval while on GSM; 0: [`PROBE_EVERY_MS`] (see
+    /// [`Controller::set_probe_interval`]).
+    probe_every_ms: u32,
     eth_ok_at: u64,
     dns_token: u16,
     log: Log<LOG>,
@@ -323,6 +326,7 @@ impl<const LOG: usize> Controller<LOG> {
                 pass: 0,
             },
             probe: Probe::Off,
+            probe_every_ms: 0,
             eth_ok_at: 0,
             dns_token: 0,
             log: Log::new(),
@@ -488,6 +492,8 @@ impl<const LOG: usize> Controller<LOG> {
             conn,
             walk,
             probe,
+            // Kept across a restart: the host sets it once (a property of the board).
+            probe_every_ms: _,
             eth_ok_at,
             dns_token,
             log,
@@ -621,8 +627,22 @@ impl<const LOG: usize> Controller<LOG> {
         }
         if iface == Iface::Ethernet && !matches!(self.probe, Probe::Off) {
             self.probe = Probe::Idle {
-                next_at: self.eth_ok_at.saturating_add(PROBE_EVERY_MS),
+                next_at: self.eth_ok_at.saturating_add(self.probe_every()),
             };
+        }
+    }
+
+    /// How often Ethernet is probed while on GSM (default [`PROBE_EVERY_MS`], 10 minutes); a
+    /// test bench shortens it to see the way back within minutes. 0 restores the default.
+    pub fn set_probe_interval(&mut self, ms: u32) {
+        self.probe_every_ms = ms;
+    }
+
+    fn probe_every(&self) -> u64 {
+        if self.probe_every_ms == 0 {
+            PROBE_EVERY_MS
+        } else {
+            u64::from(self.probe_every_ms)
         }
     }
 
@@ -672,7 +692,7 @@ impl<const LOG: usize> Controller<LOG> {
                         now,
                     )),
                     None => Probe::Idle {
-                        next_at: now + PROBE_EVERY_MS,
+                        next_at: now + self.probe_every(),
                     },
                 };
             }
@@ -1277,7 +1297,7 @@ impl<const LOG: usize> Controller<LOG> {
         self.walk = Walk::from(0);
         self.conn = Conn::Offline;
         self.probe = Probe::Idle {
-            next_at: now + PROBE_EVERY_MS,
+            next_at: now + self.probe_every(),
         };
         self.status_due = true;
     }
@@ -1325,18 +1345,18 @@ impl<const LOG: usize> Controller<LOG> {
                         }
                     },
                     _ => Probe::Idle {
-                        next_at: now + PROBE_EVERY_MS,
+                        next_at: now + self.probe_every(),
                     },
                 };
             }
             Probe::Resolving { deadline, .. } if now >= *deadline => {
                 self.probe = Probe::Idle {
-                    next_at: now + PROBE_EVERY_MS,
+                    next_at: now + self.probe_every(),
                 };
             }
             Probe::Hello(a) if a.failed(now) => {
                 self.probe = Probe::Idle {
-                    next_at: now + PROBE_EVERY_MS,
+                    next_at: now + self.probe_every(),
                 };
             }
             _ => {}

@@ -39,6 +39,8 @@ enum Command {
     /// Benchmarks: ingest, fleet, push, traffic (one JSON summary line on stdout).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Emulate a GSM/3G modem for the firmware in QEMU: AT commands, PPP, UDP relay to loopback.
+    Modem(tek_modem::cli::ModemArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::User(cmd) => tek_server::web::cli::user(cmd),
         Command::Site(cmd) => tek_server::web::cli::site(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Modem(args) => tek_modem::cli::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -855,3 +855,30 @@ fn new_log_interval_reschedules_the_next_record() {
     let times: Vec<u32> = (1..6).map(|q| log.get(q).unwrap().time_s).collect();
     assert_eq!(times, [20, 30, 150, 200, 230]);
 }
+
+#[test]
+fn probe_interval_can_be_shortened() {
+    // The GSM test bench (scripts/gsm-e2e.sh) probes Ethernet every 40 s instead of 10 minutes.
+    let mut n = N::new(1);
+    n.ctl.set_probe_interval(40_000);
+    n.run_for(10 * S);
+    let cfg = config_with_servers(&["192.0.2.1:8844"]);
+    n.push_config(0, 1, &cfg);
+    n.eth_path = false;
+    n.run_for(400 * S);
+    assert_eq!(n.ctl.transport(), Iface::Gsm);
+    n.eth_path = true;
+    let back = n.now;
+    n.run_for(60 * S);
+    assert_eq!(n.ctl.transport(), Iface::Ethernet);
+    let down = n.did.iter().find(|d| d.1 == Did::ModemDown).unwrap().0;
+    assert!(down - back <= 40 * S + 10 * S, "{}", down - back);
+    // 0 restores the default: no return within a minute of the next cut-and-restore.
+    n.ctl.set_probe_interval(0);
+    n.eth_path = false;
+    n.run_for(400 * S);
+    assert_eq!(n.ctl.transport(), Iface::Gsm);
+    n.eth_path = true;
+    n.run_for(60 * S);
+    assert_eq!(n.ctl.transport(), Iface::Gsm);
+}

@@ -55,6 +55,15 @@ fn readings(v: &DeviceView) -> Markup {
     }
 }
 
+/// The modem's state and signal as the header shows them ("data, signal 20/31").
+pub fn radio_text(radio: &str, signal: u8) -> String {
+    if signal <= 31 {
+        format!("{radio}, signal {signal}/31")
+    } else {
+        format!("{radio}, signal unknown")
+    }
+}
+
 /// The header line of a device page (shared with Configure).
 pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
     html! {
@@ -63,6 +72,7 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
             span data-field="online" { (if v.online { "online" } else { "offline" }) }
             " · last seen " span data-field="last_seen" { (v.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
             " · " span data-field="transport" { (match v.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "transport unknown" }) }
+            @if let Some(st) = &v.status { " · radio " span data-field="radio" { (radio_text(st.radio, st.gsm_signal)) } }
             @if let Some(s) = site { " · site " (s) }
             " · configuration " span data-field="config" data-state=(v.config.state) { (config_text(v)) }
         }
@@ -379,4 +389,15 @@ pub async fn command(
     let c = parse_command(&form.action)?;
     let cid = queue(&web, &user, id, c).await?;
     Ok(Redirect::to(&format!("/devices/{id}?queued={cid}")).into_response())
+}
+
+#[cfg(test)]
+mod radio_tests {
+    use super::radio_text;
+
+    #[test]
+    fn radio_and_signal_as_shown() {
+        assert_eq!(radio_text("data", 20), "data, signal 20/31");
+        assert_eq!(radio_text("off", 99), "off, signal unknown");
+    }
 }

@@ -83,6 +83,7 @@
       set(meta, "online", v.online ? "online" : "offline");
       set(meta, "last_seen", ago(v.last_seen));
       set(meta, "transport", v.transport ? transport(v.transport) : "transport unknown");
+      if (v.status) set(meta, "radio", v.status.radio + ", signal " + (v.status.gsm_signal <= 31 ? v.status.gsm_signal + "/31" : "unknown"));
       var c = set(meta, "config", configText(v));
       if (c) c.setAttribute("data-state", v.config.state);
     }
