@@ -13,6 +13,7 @@
 //! * [`server`] — [`Server::start`] / [`Server::run`] and the in-process [`Api`] the web UI,
 //!   the CLI and tests call.
 //! * [`config`] — one serde tree (TOML file + flags), [`cli`] — `tek serve` and `tek device`.
+//! * [`energy`] — kWh per local day/month, peak 15-minute demand and tariff cost (pure).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
 //!
 //! ## Guarantees
@@ -28,6 +29,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod device_config;
+pub mod energy;
 pub mod fleet;
 pub mod keys;
 pub mod metrics;

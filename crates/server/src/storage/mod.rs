@@ -6,7 +6,8 @@
 //! hello counters), [`telemetry`], [`configs`] (versioned device configurations), [`commands`],
 //! [`status`] (latest status, monthly traffic), [`series`] (aggregated telemetry for charts),
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
-//! [`web_sessions`] (login sessions, API tokens), [`audit`]. [`Storage`] is the sum of them.
+//! [`web_sessions`] (login sessions, API tokens), [`audit`], [`energy`] (meter intervals,
+//! tariffs). [`Storage`] is the sum of them.
 //!
 //! The methods are synchronous: the async server calls them from blocking threads (the writer
 //! task batches telemetry; everything else is rare). A backend must make every method atomic,
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod commands;
 pub mod configs;
 pub mod devices;
+pub mod energy;
 pub mod postgres;
 pub mod series;
 pub mod sites;
@@ -32,6 +34,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+pub use energy::{EnergyStore, MeterData, MeterInterval, MeterSpan};
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
 pub use status::{StatusRecord, StatusStore, TrafficMonth};
@@ -91,6 +94,7 @@ pub trait Storage:
     + SiteStore
     + WebSessionStore
     + AuditStore
+    + EnergyStore
     + Send
     + Sync
     + 'static

@@ -96,6 +96,7 @@ CREATE TABLE traffic (
 "#,
     ),
     (2, super::accounts::SCHEMA_V2),
+    (3, super::energy::SCHEMA_V3),
 ];
 
 /// The newest schema version this program knows.

@@ -33,6 +33,7 @@ mod audit;
 mod commands;
 mod configs;
 mod devices;
+pub mod energy;
 pub mod health;
 mod listen;
 pub mod migrations;

@@ -83,6 +83,7 @@ CREATE TABLE traffic (
 "#,
     ),
     (2, super::accounts::SCHEMA_V2),
+    (3, super::energy::SCHEMA_V3),
 ];
 
 /// The newest schema version this program knows.

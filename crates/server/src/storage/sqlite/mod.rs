@@ -14,6 +14,7 @@ mod audit;
 mod commands;
 mod configs;
 mod devices;
+pub mod energy;
 pub mod migrations;
 mod series;
 mod sites;
