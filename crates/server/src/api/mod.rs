@@ -9,6 +9,7 @@ pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod devices;
+pub mod energy;
 pub mod me;
 pub mod sites;
 pub mod telemetry;

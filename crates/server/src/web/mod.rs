@@ -10,7 +10,8 @@
 //!
 //! Pages, by file: [`login`] (`/`, `/login`, `/logout`), [`dashboard`], [`device`] (readings,
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
-//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens).
+//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens), [`site`]
+//! (energy and cost, time zone, tariff).
 
 pub mod access;
 pub mod account;
@@ -30,6 +31,7 @@ pub mod headers;
 pub mod layout;
 pub mod login;
 pub mod ratelimit;
+pub mod site;
 pub mod timefmt;
 pub mod view;
 
@@ -170,6 +172,15 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             put(a::sites::grant).delete(a::sites::revoke),
         )
         .route("/sites/{id}/devices", put(a::sites::assign))
+        .route("/sites/{id}/energy", get(a::energy::get_energy))
+        .route("/sites/{id}/energy.csv", get(a::energy::get_energy_csv))
+        .route(
+            "/sites/{id}/tariff",
+            get(a::energy::get_tariff)
+                .put(a::energy::put_tariff)
+                .delete(a::energy::delete_tariff),
+        )
+        .route("/sites/{id}/time_zone", put(a::energy::put_time_zone))
         .fallback(a::me::not_found);
     Router::new()
         .route("/", get(login::index))
@@ -185,6 +196,11 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             "/devices/{id}/configure",
             get(configure::page).post(configure::save),
         )
+        .route("/sites/{id}", get(site::page))
+        .route("/sites/{id}/time_zone", post(site::time_zone))
+        .route("/sites/{id}/tariff", post(site::tariff))
+        .route("/sites/{id}/tariff/delete", post(site::delete_tariff))
+        .route("/sites/{id}/energy.csv", get(site::energy_csv))
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))
