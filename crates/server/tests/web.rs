@@ -54,6 +54,21 @@ const DEVICE_API: &[(&str, &str, &str)] = &[
     ("GET", "/api/audit?device={id}", ""),
 ];
 
+/// Every route of one site that its members may use, as (method, path template, body);
+/// `{site}` is replaced.
+const SITE_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/sites/{site}", ""),
+    ("GET", "/sites/{site}/energy.csv?by=month", ""),
+    ("GET", "/api/sites/{site}/energy", ""),
+    (
+        "GET",
+        "/api/sites/{site}/energy?by=month&from=2026-01&to=2026-03",
+        "",
+    ),
+    ("GET", "/api/sites/{site}/energy.csv", ""),
+    ("GET", "/api/sites/{site}/tariff", ""),
+];
+
 /// Admin-only routes (the ids exist).
 const ADMIN_PAGES: &[(&str, &str, &str)] = &[
     ("GET", "/admin", ""),
@@ -67,6 +82,9 @@ const ADMIN_PAGES: &[(&str, &str, &str)] = &[
     ("POST", "/admin/sites/1/delete", ""),
     ("POST", "/admin/members", "user=3&site=1&op=grant"),
     ("POST", "/admin/assign", "devices=1-4&site=2"),
+    ("POST", "/sites/1/time_zone", "time_zone=Asia%2FTokyo"),
+    ("POST", "/sites/1/tariff", "currency=EUR&energy_price=9"),
+    ("POST", "/sites/1/tariff/delete", ""),
 ];
 
 const ADMIN_API: &[(&str, &str, &str)] = &[
@@ -82,6 +100,13 @@ const ADMIN_API: &[(&str, &str, &str)] = &[
     ("PUT", "/api/sites/1/members/3", ""),
     ("DELETE", "/api/sites/2/members/3", ""),
     ("PUT", "/api/sites/2/devices", r#"{"devices":[1,2]}"#),
+    ("PUT", "/api/sites/1/tariff", r#"{"energy_price":9}"#),
+    ("DELETE", "/api/sites/1/tariff", ""),
+    (
+        "PUT",
+        "/api/sites/1/time_zone",
+        r#"{"time_zone":"Asia/Tokyo"}"#,
+    ),
 ];
 
 fn method(m: &str) -> Method {
@@ -118,6 +143,15 @@ async fn every_route_refuses_a_user_without_access() {
         let r = call(&w, &bob, m, p, body).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {p}: {}", r.body);
         assert!(!r.body.contains("alice@example.com"), "{m} {p}");
+    }
+    // Sites bob is no member of (or that do not exist) answer 404 and show nothing.
+    for site in [w.site_a, 999] {
+        for (m, p, body) in SITE_ROUTES {
+            let path = p.replace("{site}", &site.to_string());
+            let r = call(&w, &bob, m, &path, body).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {path}: {}", r.body);
+            assert!(!r.body.contains("Site A"), "{m} {path} leaked the name");
+        }
     }
     // Nothing changed: no config saved, no command queued, no user or site created.
     let api = w.server.api();
@@ -167,6 +201,25 @@ async fn every_route_refuses_a_user_without_access() {
             r.body
         );
     }
+    for (m, p, body) in SITE_ROUTES {
+        let path = p.replace("{site}", &w.site_a.to_string());
+        let r = call(&w, &alice, m, &path, body).await;
+        assert!(r.status.is_success(), "{m} {path}: {} {}", r.status, r.body);
+    }
+    // The site admin routes bob tried changed nothing.
+    let a = w
+        .api(Method::GET, &format!("/api/sites/{}", w.site_a), &alice, "")
+        .await;
+    assert!(a.body.contains("\"time_zone\":\"UTC\""), "{}", a.body);
+    let t = w
+        .api(
+            Method::GET,
+            &format!("/api/sites/{}/tariff", w.site_a),
+            &alice,
+            "",
+        )
+        .await;
+    assert_eq!(t.body, "null");
     // Bob's audit log does not show alice's changes.
     let audit = w.api(Method::GET, "/api/audit", &bob, "").await;
     assert_eq!(audit.body, "[]");
@@ -189,6 +242,15 @@ async fn credentials_are_required() {
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {path}");
         assert!(r.header("www-authenticate").starts_with("Bearer"));
+    }
+    for (m, p, _) in SITE_ROUTES {
+        let path = p.replace("{site}", "1");
+        let r = w.send(method(m), &path, &[], "").await;
+        if path.starts_with("/api/") {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {path}");
+        } else {
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{m} {path}");
+        }
     }
     for p in ["/api/devices", "/api/me", "/api/tokens"] {
         assert_eq!(w.get(p, None).await.status, StatusCode::UNAUTHORIZED, "{p}");
