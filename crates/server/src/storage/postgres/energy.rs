@@ -1,15 +1,15 @@
-//! Energy in PostgreSQL: meter steps per 15-minute interval with window functions over the
-//! per-partition `(device_id, time)` index (rules in [`crate::storage::energy`]; the same query
-//! as the SQLite backend's), and site tariffs as JSON text.
+//! Energy in PostgreSQL: one aggregate row per 15-minute interval over the per-partition
+//! `(device_id, time)` index, touching only the partitions of the range (rules in
+//! [`crate::storage::energy`]; the same query as the SQLite backend's), and site tariffs as JSON
+//! text.
 
 use super::{fk, Postgres};
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{
-    decode_tariff, encode_tariff, EnergyStore, MeterData, MeterInterval, MeterSpan, INTERVAL_S,
-    MAX_GAP_S,
+    assemble, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg, MeterData,
+    INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
 };
 use crate::storage::{Error, Result};
-use std::collections::BTreeMap;
 
 /// Migration 3: the site's time zone and tariff.
 pub const SCHEMA_V3: &str = r#"
@@ -22,81 +22,70 @@ CREATE TABLE site_tariffs (
 );
 "#;
 
-/// See the SQLite backend's `STEPS`: `$1` device, `$2` from, `$3` to, `$4` the longest gap,
-/// `$5` the interval. The reading before and after the range are single-row index probes.
-const STEPS: &str = "
-WITH r AS (
-    (SELECT time, boot, seq, energy_wh::int8 AS e FROM telemetry
-        WHERE device_id = $1::int8 AND time >= $2::int8 - $4::int8 AND time < $2::int8 AND energy_wh IS NOT NULL
-        ORDER BY time DESC, boot DESC, seq DESC LIMIT 1)
-    UNION ALL
-    (SELECT time, boot, seq, energy_wh::int8 FROM telemetry
-        WHERE device_id = $1::int8 AND time >= $2::int8 AND time < $3::int8 AND energy_wh IS NOT NULL)
-    UNION ALL
-    (SELECT time, boot, seq, energy_wh::int8 FROM telemetry
-        WHERE device_id = $1::int8 AND time >= $3::int8 AND time < $3::int8 + $4::int8 AND energy_wh IS NOT NULL
-        ORDER BY time, boot, seq LIMIT 1)
-), s AS (
-    SELECT time AS t, e - LAG(e) OVER w AS d, time - LAG(time) OVER w AS g
-    FROM r WINDOW w AS (ORDER BY time, boot, seq)
-)
-SELECT 0::int4 AS kind, t - mod(mod(t, $5::int8) + $5::int8, $5::int8) AS b, SUM(GREATEST(d, 0))::int8 AS wh,
-       0::int8 AS t2
-    FROM s WHERE d IS NOT NULL AND g <= $5::int8 AND t >= $2::int8 AND t < $3::int8 GROUP BY b
-UNION ALL
-SELECT 1, t - g, d, t FROM s WHERE d > 0 AND g > $5::int8 AND g <= $4::int8 AND t > $2::int8 AND t - g < $3::int8
-ORDER BY 1, 2";
+/// One row per interval, as the SQLite backend's: `$1` device, `$2` from, `$3` to, `$4` the
+/// interval, `$5`/`$6` the packing of [`crate::storage::energy::PACK_SHIFT`].
+const INTERVALS: &str = "
+SELECT time - mod(mod(time, $4::int8) + $4::int8, $4::int8) AS b, COUNT(energy_wh),
+       MIN(energy_wh)::int8, MAX(energy_wh)::int8,
+       MIN((time - $2::int8) * $5::int8 + energy_wh + $6::int8),
+       MAX((time - $2::int8) * $5::int8 + energy_wh + $6::int8),
+       AVG(power_w)::float8
+FROM telemetry WHERE device_id = $1 AND time >= $2::int8 AND time < $3::int8
+GROUP BY b ORDER BY b";
 
 impl EnergyStore for Postgres {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
+        if to - from >= PACK_BIAS {
+            return Err(Error::Backend(format!(
+                "range of {} s is too long",
+                to - from
+            )));
+        }
         self.run(move |s| async move {
             let c = s.conn().await?;
             let dev = i64::from(device);
-            let steps = c
-                .query(STEPS, &[&dev, &from, &to, &MAX_GAP_S, &INTERVAL_S])
-                .await?;
-            let power = c
+            let rows = c
                 .query(
-                    "SELECT time - mod(mod(time, $4) + $4, $4) AS b, AVG(power_w)::float8
-                     FROM telemetry
-                     WHERE device_id = $1 AND time >= $2 AND time < $3 AND power_w IS NOT NULL
-                     GROUP BY b",
-                    &[&dev, &from, &to, &INTERVAL_S],
+                    INTERVALS,
+                    &[&dev, &from, &to, &INTERVAL_S, &PACK_SHIFT, &PACK_BIAS],
                 )
                 .await?;
-            let mut by_start: BTreeMap<i64, MeterInterval> = BTreeMap::new();
-            let mut spans = Vec::new();
-            for r in &steps {
-                let (kind, a, wh, b): (i32, i64, i64, i64) =
-                    (r.get(0), r.get(1), r.get(2), r.get(3));
-                if kind == 0 {
-                    by_start.insert(
-                        a,
-                        MeterInterval {
-                            start: a,
-                            wh: Some(wh),
-                            power_w: None,
-                        },
-                    );
-                } else {
-                    spans.push(MeterSpan { from: a, to: b, wh });
-                }
-            }
-            for r in &power {
-                let (b, p): (i64, f64) = (r.get(0), r.get(1));
-                by_start
-                    .entry(b)
-                    .or_insert(MeterInterval {
-                        start: b,
-                        wh: None,
-                        power_w: None,
-                    })
-                    .power_w = Some(p);
-            }
-            Ok(MeterData {
-                intervals: by_start.into_values().collect(),
-                spans,
-            })
+            let aggs: Vec<IntervalAgg> = rows
+                .iter()
+                .map(|r| {
+                    let min: Option<i64> = r.get(2);
+                    let max: Option<i64> = r.get(3);
+                    IntervalAgg {
+                        start: r.get(0),
+                        count: r.get(1),
+                        min_max: min.zip(max),
+                        first: r.get::<_, Option<i64>>(4).map(|k| unpack(from, k)),
+                        last: r.get::<_, Option<i64>>(5).map(|k| unpack(from, k)),
+                        power_w: r.get(6),
+                    }
+                })
+                .collect();
+            let before = c
+                .query_opt(
+                    "SELECT time, energy_wh::int8 FROM telemetry
+                     WHERE device_id = $1 AND time >= $2::int8 - $3::int8 AND time < $2::int8
+                       AND energy_wh IS NOT NULL
+                     ORDER BY time DESC, boot DESC, seq DESC LIMIT 1",
+                    &[&dev, &from, &MAX_GAP_S],
+                )
+                .await?
+                .map(|r| (r.get(0), r.get(1)));
+            let after = c
+                .query_opt(
+                    "SELECT time, energy_wh::int8 FROM telemetry
+                     WHERE device_id = $1 AND time >= $2::int8 AND time < $2::int8 + $3::int8
+                       AND energy_wh IS NOT NULL
+                     ORDER BY time, boot, seq LIMIT 1",
+                    &[&dev, &to, &MAX_GAP_S],
+                )
+                .await?
+                .map(|r| (r.get(0), r.get(1)));
+            Ok(assemble(&aggs, before, after, from, to))
         })
     }
 
