@@ -225,6 +225,19 @@ async fn bad_time_zones_and_tariffs_are_refused_and_nothing_is_saved() {
     let admin = w.login("admin@example.com").await;
     let alice = w.login("alice@example.com").await;
     let site = w.site_a;
+    // The device page's energy per day uses the same computation: 500 Wh in the last minutes.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
+    db.insert_telemetry(&[
+        row(1, 0, now - 660, 100, 1000),
+        row(1, 1, now - 60, 100, 1500),
+    ])
+    .unwrap();
+    let page = w.get("/devices/1", Some(&alice)).await;
+    assert!(page.body.contains(": 500 Wh"), "{}", page.body);
     for (body, word) in [
         (r#"{"time_zone":"Europe/Atlantis"}"#, "unknown time zone"),
         (r#"{"time_zone":"/etc/localtime"}"#, "IANA"),

@@ -84,6 +84,27 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
     })
 }
 
+/// Energy per local day of one device for the last `days` days up to `now`, in the zone
+/// `time_zone` (its site's; UTC for a device without a site): the device page's chart.
+pub fn device_days(
+    db: &dyn Storage,
+    device: u32,
+    time_zone: &str,
+    days: usize,
+    now: i64,
+) -> storage::Result<Vec<Figures>> {
+    let tz = zone::load(time_zone);
+    let today = zone::local_date(&tz, now);
+    let first = today
+        .checked_sub(jiff::Span::new().days(days.saturating_sub(1) as i64))
+        .unwrap_or(today);
+    let periods = zone::periods(&tz, By::Day, first, days);
+    let (from, to) = (periods[0].start, periods[periods.len() - 1].end);
+    let data = db.meter_data(device, energy::floor(from), energy::ceil(to))?;
+    let i = energy::device_intervals(&data, energy::floor(from), energy::ceil(to));
+    Ok(energy::summarize(&i, &tz, By::Day, &periods, None))
+}
+
 /// The range of an energy request.
 #[derive(Debug, Default, Deserialize)]
 pub struct EnergyQuery {
