@@ -194,7 +194,7 @@ pub fn periods(q: &EnergyQuery, tz: &TimeZone, now: i64) -> Result<(By, Vec<Peri
     Ok((by, zone::periods(tz, by, first, n)))
 }
 
-/// Rounds for output: money to cents' hundredths, energy to Wh.
+/// Rounds for output (kWh and kW to 3 decimals, money to 4).
 fn r(v: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (v * f).round() / f
