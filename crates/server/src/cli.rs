@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// postgres://USER:PASSWORD@HOST:PORT/DB (the password is better kept in --config's `db`).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
     pub db: Option<String>,
+    /// With --db: the master key file sealing device keys at rest, the same for every server of
+    /// the cluster (created 0600 if missing) [default: DATA/master.key].
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub master_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -52,6 +56,9 @@ impl ServeArgs {
         }
         if let Some(url) = &self.db {
             cfg.db = Some(crate::storage::postgres::DbUrl(url.clone()));
+        }
+        if let Some(k) = &self.master_key {
+            cfg.master_key = Some(k.clone());
         }
         cfg.validate()?;
         Ok(cfg)
@@ -74,9 +81,10 @@ pub enum DeviceCommand {
     Config(ConfigArgs),
     /// Queue a command for a device; a running server sends it within a second.
     Command(CommandArgs),
-    /// Rotate the master key that seals the device keys at rest (SQLite; stop the server
-    /// first): every key is re-sealed under a new `master.key`, the old one is kept as
-    /// `master.key.old` for you to destroy (docs/SECURITY.md).
+    /// Rotate the master key that seals the device keys at rest (stop the servers first): every
+    /// key is re-sealed under a new master key file, the old one is kept as `FILE.old` for you
+    /// to destroy (docs/SECURITY.md). SQLite: `--data DIR`; PostgreSQL: `--db URL
+    /// --master-key FILE`, then give every server the new FILE.
     RotateMasterKey(RotateArgs),
 }
 
@@ -86,6 +94,17 @@ pub struct RotateArgs {
     /// Data directory of the server.
     #[arg(long, value_name = "DIR", default_value = "tek-data")]
     pub data: PathBuf,
+    /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "data",
+        requires = "master_key"
+    )]
+    pub db: Option<String>,
+    /// With --db: the servers' master key file (`master_key` of their configuration).
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub master_key: Option<PathBuf>,
 }
 
 /// The data directory argument.
@@ -106,8 +125,17 @@ pub struct AddArgs {
     #[arg(long, value_name = "DIR", default_value = "tek-data")]
     pub data: PathBuf,
     /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
-    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "data",
+        requires = "master_key"
+    )]
     pub db: Option<String>,
+    /// With --db: the servers' master key file (`master_key` of their configuration), which
+    /// seals the new keys (created 0600 if missing).
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub master_key: Option<PathBuf>,
     /// Id of the one device to create.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["count", "first_id"], required_unless_present = "count")]
     pub id: Option<u32>,
@@ -229,7 +257,10 @@ pub fn device_to(cmd: DeviceCommand, out: &mut dyn std::io::Write) -> anyhow::Re
         DeviceCommand::List(a) => list(&a.data, a.db.as_deref(), out),
         DeviceCommand::Config(a) => config(a, out),
         DeviceCommand::Command(a) => command(a, out),
-        DeviceCommand::RotateMasterKey(a) => rotate_master_key(&a.data, out),
+        DeviceCommand::RotateMasterKey(a) => match (&a.db, &a.master_key) {
+            (Some(url), Some(key)) => rotate_master_key_pg(url, key, out),
+            _ => rotate_master_key(&a.data, out),
+        },
     }
 }
 
@@ -257,6 +288,45 @@ fn rotate_master_key(data: &Path, out: &mut dyn std::io::Write) -> anyhow::Resul
         out,
         "re-sealed {n} device key(s) under a new {}; destroy {} once backups are renewed",
         current.display(),
+        old.display()
+    )?;
+    Ok(())
+}
+
+/// `rotate_master_key` for PostgreSQL: the key file is `master_key` (shared by the servers), the
+/// new one `FILE.new` until the swap, the old one kept as `FILE.old`.
+fn rotate_master_key_pg(
+    url: &str,
+    master_key: &Path,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let with = |suffix: &str| {
+        let mut p = master_key.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let (new, old) = (with(".new"), with(".old"));
+    if new.exists() || old.exists() {
+        bail!(
+            "{} or {} exists: a rotation was interrupted or its old key not yet destroyed; \
+             see docs/SECURITY.md",
+            new.display(),
+            old.display()
+        );
+    }
+    if !master_key.exists() {
+        bail!("no master key at {}", master_key.display());
+    }
+    let db = crate::storage::postgres::Postgres::connect_sealed(url, master_key)?;
+    let n = db.rotate_master(&new)?;
+    drop(db);
+    std::fs::rename(master_key, &old)?;
+    std::fs::rename(&new, master_key)?;
+    writeln!(
+        out,
+        "re-sealed {n} device key(s) under a new {}; copy it to every server of the cluster, \
+         restart them, and destroy {} once backups are renewed",
+        master_key.display(),
         old.display()
     )?;
     Ok(())
@@ -294,7 +364,12 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
             );
         }
     }
-    let db = open_target(&a.data, a.db.as_deref(), true)?;
+    let db = match (&a.db, &a.master_key) {
+        (Some(url), Some(key)) => {
+            crate::storage::postgres::Postgres::connect_sealed(url, key)?.into_arc()
+        }
+        _ => open_target(&a.data, a.db.as_deref(), true)?,
+    };
     let fleet = match (a.id, a.count) {
         (Some(id), _) => {
             let key = crate::keys::generate()?;
@@ -570,6 +645,7 @@ mod tests {
             http: None,
             data: Some(dir.path().into()),
             db: None,
+            master_key: None,
         };
         let c = args.resolve().unwrap();
         assert_eq!(c.udp.port(), 3);
@@ -589,6 +665,60 @@ mod tests {
         cfg.udp = taken.local_addr().unwrap();
         let e = serve_until(cfg, async {}).await.unwrap_err().to_string();
         assert!(e.contains("cannot bind UDP"), "{e}");
+    }
+
+    #[test]
+    fn device_add_and_rotate_master_key_on_postgres() {
+        let Some(db) = crate::storage::postgres::testing::database() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = dir.path().join("fleet.toml");
+        let (url, key) = (db.url.as_str(), db.master_key.to_str().unwrap());
+        let f = fleet.to_str().unwrap();
+        // Keys need the master key file: without it, a clear error.
+        assert!(run(&["device", "add", "--db", url, "--id", "9"]).is_err());
+        run(&[
+            "device",
+            "add",
+            "--db",
+            url,
+            "--master-key",
+            key,
+            "--count",
+            "2",
+            "--out",
+            f,
+        ])
+        .unwrap();
+        let before = std::fs::read(&db.master_key).unwrap();
+        let said = run(&[
+            "device",
+            "rotate-master-key",
+            "--db",
+            url,
+            "--master-key",
+            key,
+        ])
+        .unwrap();
+        assert!(said.contains("re-sealed 2 device key(s)"), "{said}");
+        assert_ne!(std::fs::read(&db.master_key).unwrap(), before);
+        let old = format!("{key}.old");
+        assert_eq!(std::fs::read(&old).unwrap(), before);
+        let pg = crate::storage::postgres::Postgres::connect_sealed(url, &db.master_key).unwrap();
+        for dev in Fleet::load(&fleet).unwrap().device {
+            let stored = crate::storage::DeviceStore::load_device(&pg, dev.id).unwrap();
+            assert_eq!(stored.unwrap().key, dev.key().unwrap());
+        }
+        let err = run(&[
+            "device",
+            "rotate-master-key",
+            "--db",
+            url,
+            "--master-key",
+            key,
+        ]);
+        assert!(err.unwrap_err().to_string().contains(".old"));
     }
 
     #[test]

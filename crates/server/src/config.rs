@@ -10,6 +10,8 @@
 //! data = "./tek-data"         # directory holding tek.db (SQLite, WAL mode)
 //! # db = "postgres://tek:secret@db.example:5432/tek"  # PostgreSQL shared by many servers
 //! #                           # instead of SQLite in `data` (see docs/ARCHITECTURE.md)
+//! # master_key = "/etc/tek/master.key"  # PostgreSQL: the file sealing device keys at rest,
+//! #                           # the same for every server of the cluster [data/master.key]
 //! retention_days = 0          # PostgreSQL: drop telemetry older than this (0 = keep all)
 //! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
@@ -35,6 +37,11 @@
 //! hello_device_interval_ms = 2000 # ... then one per this interval
 //! hello_ip_burst = 40         # Hellos one source address may send at once ...
 //! hello_ip_per_s = 20         # ... then this many per second
+//!
+//! [alarms]                    # flood suppression, delivery, SMTP relay: see alarms::config
+//! [http_connections]
+//! max = 1024                  # HTTP connections at once; one more is answered 503, closed
+//! idle_timeout_s = 60         # a connection silent both ways this long is closed
 //! ```
 
 use serde::Deserialize;
@@ -79,6 +86,10 @@ pub struct Config {
     /// PostgreSQL connection URL (`postgres://user:password@host:port/db`); when set, the
     /// database is shared with every other server using it, and `data` holds no database.
     pub db: Option<crate::storage::postgres::DbUrl>,
+    /// PostgreSQL: the master key file that seals the device keys at rest (created, 0600, if
+    /// missing); every server of a cluster must use the same file (a copy of it). Default
+    /// `data/master.key`. SQLite keeps its master key beside the database, in `data`.
+    pub master_key: Option<PathBuf>,
     /// Telemetry older than this many days is dropped (whole daily partitions, PostgreSQL only;
     /// 0 = keep everything).
     pub retention_days: u32,
@@ -92,6 +103,29 @@ pub struct Config {
     pub push: Push,
     /// Handshake rate limits.
     pub limits: Limits,
+    /// Alarm evaluation and notification delivery (SMTP relay, flood suppression, retries).
+    pub alarms: crate::alarms::AlarmsConfig,
+    /// Bounds on the HTTP connections.
+    pub http_connections: HttpConnections,
+}
+
+/// Bounds on the HTTP connections (docs/SECURITY.md, resource bounds).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConnections {
+    /// Connections held at once; one more is answered 503 and closed.
+    pub max: usize,
+    /// A connection with no byte read or written for this long is closed, seconds.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for HttpConnections {
+    fn default() -> Self {
+        HttpConnections {
+            max: 1024,
+            idle_timeout_s: 60,
+        }
+    }
 }
 
 /// Telemetry writer settings.
@@ -155,12 +189,15 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("tek-data"),
             db: None,
+            master_key: None,
             retention_days: 0,
             udp_buffer_bytes: 4 << 20,
             ingest: Ingest::default(),
             sessions: Sessions::default(),
             push: Push::default(),
             limits: Limits::default(),
+            alarms: crate::alarms::AlarmsConfig::default(),
+            http_connections: HttpConnections::default(),
         }
     }
 }
@@ -235,6 +272,7 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::Invalid(m.to_owned()));
+        self.alarms.validate().map_err(Error::Invalid)?;
         if self.ingest.batch_records == 0 {
             return bad("ingest.batch_records must be at least 1");
         }
@@ -258,6 +296,17 @@ impl Config {
         }
         if self.limits.hello_device_interval_ms == 0 || self.limits.hello_ip_per_s == 0 {
             return bad("limits: rates must be > 0");
+        }
+        if self.http_connections.max == 0 || self.http_connections.idle_timeout_s == 0 {
+            return bad("http_connections: max and idle_timeout_s must be at least 1");
+        }
+        if self.db.is_none()
+            && self
+                .master_key
+                .as_ref()
+                .is_some_and(|k| *k != crate::vault::path_in(&self.data))
+        {
+            return bad("master_key is for PostgreSQL (`db`); with SQLite the master key is always master.key in `data`");
         }
         Ok(())
     }

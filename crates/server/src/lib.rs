@@ -13,6 +13,8 @@
 //! * [`server`] — [`Server::start`] / [`Server::run`] and the in-process [`Api`] the web UI,
 //!   the CLI and tests call.
 //! * [`config`] — one serde tree (TOML file + flags), [`cli`] — `tek serve` and `tek device`.
+//! * [`alarms`] — alarm rules, the evaluation engine (fed by the writer after each commit),
+//!   escalation and notification delivery (SMTP, signed webhooks).
 //! * [`energy`] — kWh per local day/month, peak 15-minute demand and tariff cost (pure).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
 //!
@@ -25,12 +27,14 @@
 //!   or returned by [`Api`].
 #![warn(missing_docs)]
 
+pub mod alarms;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod device_config;
 pub mod energy;
 pub mod fleet;
+pub mod http_limit;
 pub mod keys;
 pub mod metrics;
 pub mod provision;

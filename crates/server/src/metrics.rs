@@ -93,6 +93,7 @@ pub struct Metrics {
     commands_sent: AtomicU64,
     write_batches: AtomicU64,
     storage_errors: AtomicU64,
+    http_refused: AtomicU64,
 }
 
 /// Gauges computed at render time.
@@ -179,6 +180,10 @@ impl Metrics {
     pub fn storage_error(&self) {
         inc(&self.storage_errors);
     }
+    /// An HTTP connection was refused: the connection bound was reached.
+    pub fn http_refused(&self) {
+        inc(&self.http_refused);
+    }
 
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, g: Gauges) -> String {
@@ -190,6 +195,11 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         };
+        counter(
+            "tek_http_connections_refused_total",
+            "HTTP connections answered 503 and closed at once: the connection bound was reached.",
+            load(&self.http_refused),
+        );
         counter(
             "tek_datagrams_received_total",
             "UDP datagrams received.",

@@ -126,6 +126,12 @@ impl Api {
         self.storage()
     }
 
+    /// Tells the alarm engine about a change made through the API (rules, acknowledgement,
+    /// shelving). Never blocks.
+    pub fn alarm_event(&self, e: crate::alarms::task::Event) {
+        self.ingest.alarms.offer(e);
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.ingest.metrics
@@ -151,6 +157,9 @@ impl Api {
         let now = unix_now();
         let c = config.clone();
         let version = blocking(move || s.save_config(device_id, &c, now)).await?;
+        self.ingest
+            .alarms
+            .offer(crate::alarms::task::Event::ConfigSaved { device_id, at: now });
         self.ingest.apply_config(&ConfigRecord {
             device_id,
             version,
@@ -300,13 +309,15 @@ impl Api {
         };
         let s = self.storage();
         let db_up = blocking(move || s.ping()).await.is_ok();
-        self.ingest.metrics.render(Gauges {
+        let mut text = self.ingest.metrics.render(Gauges {
             devices_online: online,
             sessions: self.ingest.links.live_count() as u64,
             config_pending: pending,
             db_up,
             db_reconnects: self.ingest.storage.reconnects_total(),
-        })
+        });
+        text.push_str(&self.ingest.alarms.counters.render());
+        text
     }
 }
 
@@ -329,9 +340,12 @@ impl Server {
             None => {
                 // PostgreSQL when `db` is set, else SQLite in the data directory.
                 let (db, dir) = (config.db.clone(), config.data.clone());
-                tokio::task::spawn_blocking(move || storage::open(db.as_ref(), &dir))
-                    .await
-                    .map_err(|e| storage::Error::Backend(e.to_string()))??
+                let key = config.master_key.clone();
+                tokio::task::spawn_blocking(move || {
+                    storage::open(db.as_ref(), &dir, key.as_deref())
+                })
+                .await
+                .map_err(|e| storage::Error::Backend(e.to_string()))??
             }
         };
         let st = storage.clone();
@@ -366,6 +380,7 @@ impl Server {
         })?;
 
         let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
+        let (alarms, alarm_rx) = crate::alarms::task::channel(&config.alarms);
         let cfg = Arc::new(config);
         let ingest = Arc::new(Ingest {
             socket: Arc::new(udp),
@@ -382,6 +397,7 @@ impl Server {
             unknown: Mutex::new(HashMap::new()),
             udp_up: AtomicBool::new(false),
             poll_now: Notify::new(),
+            alarms: Arc::new(alarms),
         });
         let api = Api {
             ingest: ingest.clone(),
@@ -399,17 +415,30 @@ impl Server {
             tokio::spawn(maintain(ingest.clone(), stop_rx.clone())),
             tokio::spawn(ingest.clone().run(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
+            tokio::spawn(ingest.clone().run_expiry(stop_rx.clone())),
             tokio::spawn(
                 ingest
                     .clone()
                     .run_poller(config_seq, command_id, stop_rx.clone()),
             ),
+            tokio::spawn(crate::alarms::task::run(
+                ingest.storage.clone(),
+                ingest.cfg.alarms.clone(),
+                alarm_rx,
+                stop_rx.clone(),
+            )),
         ];
         // The socket loop must be receiving before start returns (health, tests).
         ingest.udp_up.store(true, Ordering::Relaxed);
         let writer_task = tokio::spawn(crate::writer::run(ingest.clone(), rx, writer_rx));
         let app = crate::api::router(api.clone()).merge(extra(api.clone()));
         let mut http_stop = stop_rx;
+        let http = crate::http_limit::LimitedListener::new(
+            http,
+            ingest.cfg.http_connections.max,
+            std::time::Duration::from_secs(ingest.cfg.http_connections.idle_timeout_s),
+            ingest.metrics.clone(),
+        );
         let http_task = tokio::spawn(async move {
             let served = axum::serve(http, app)
                 .with_graceful_shutdown(async move {

@@ -184,6 +184,12 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             other => others.push(other),
         }
     }
+    // The alarm engine sees records only once they are committed.
+    let alarm_rows = if ingest.alarms.active() {
+        rows.clone()
+    } else {
+        Vec::new()
+    };
     let storage = ingest.storage.clone();
     let done = tokio::task::spawn_blocking(move || {
         let telemetry = storage.insert_telemetry(&rows);
@@ -207,6 +213,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             for (device_id, session_id, through_seq) in acks {
                 send_ack(ingest, device_id, session_id, through_seq);
             }
+            ingest.alarms.telemetry(&alarm_rows);
         }
         Err(e) => {
             // No Ack: the devices keep the records and retransmit them.
@@ -215,6 +222,9 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
         }
     }
     for (job, o) in others.iter().zip(outcomes) {
+        if !matches!(o, Outcome::Failed(_)) {
+            alarm_event(ingest, job, &o);
+        }
         match o {
             Outcome::Synced => ingest.metrics.config_synced(),
             Outcome::RolledBack => ingest.metrics.config_rolled_back(),
@@ -225,6 +235,35 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
                 forget_confirmation(ingest, job);
             }
         }
+    }
+}
+
+/// Hands a committed status or configuration confirmation to the alarm engine.
+fn alarm_event(ingest: &Ingest, job: &WriteJob, o: &Outcome) {
+    use crate::alarms::task::Event;
+    match (job, o) {
+        (
+            WriteJob::Status {
+                device_id,
+                status,
+                at,
+            },
+            _,
+        ) => ingest.alarms.offer(Event::Status {
+            device_id: *device_id,
+            transport: status.transport,
+            log_drops: status.log_drops,
+            at: *at,
+        }),
+        (
+            WriteJob::ConfigAck { device_id, at, .. }
+            | WriteJob::ConfigRunning { device_id, at, .. },
+            Outcome::Synced | Outcome::RolledBack,
+        ) => ingest.alarms.offer(Event::ConfigSettled {
+            device_id: *device_id,
+            at: *at,
+        }),
+        _ => {}
     }
 }
 

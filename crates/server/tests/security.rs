@@ -114,3 +114,123 @@ async fn session_table_is_bounded() {
     assert_eq!(a.recv(WAIT).await, Some(Got::Pong));
     h.server.shutdown().await;
 }
+
+/// Reads whatever the server sends until it closes the connection (or `limit` passes).
+async fn read_to_close(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let r = tokio::time::timeout(limit, s.read_to_end(&mut all)).await;
+    r.ok().map(|_| String::from_utf8_lossy(&all).into_owned())
+}
+
+async fn healthz(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    read_to_close(&mut s, Duration::from_secs(10)).await
+}
+
+/// The HTTP connection bound (`http_connections.max`): connections beyond it are answered 503
+/// and closed at once; a connection that closes frees its place; silent connections are closed
+/// after `http_connections.idle_timeout_s`, so they cannot hold the places forever.
+#[tokio::test]
+async fn http_connections_are_bounded_and_idle_ones_closed() {
+    let h = start(|c| {
+        c.http_connections.max = 4;
+        c.http_connections.idle_timeout_s = 2;
+    })
+    .await;
+    let addr = h.server.http_addr();
+    assert!(healthz(addr).await.unwrap().starts_with("HTTP/1.1 200"));
+    // Four silent connections take every place ...
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // ... (the server accepts them asynchronously: wait until a fifth one is refused) ...
+    let start = std::time::Instant::now();
+    let refused = loop {
+        let got = healthz(addr).await.unwrap_or_default();
+        if got.starts_with("HTTP/1.1 503") {
+            break got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not refused: {got}"
+        );
+    };
+    assert!(refused.contains("too many HTTP connections"), "{refused}");
+    // ... one closes: its place is free again.
+    drop(held.pop());
+    let start = std::time::Instant::now();
+    loop {
+        if healthz(addr)
+            .await
+            .unwrap_or_default()
+            .starts_with("HTTP/1.1 200")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The silent ones are closed by the server after the idle timeout (2 s).
+    for s in &mut held {
+        let got = read_to_close(s, Duration::from_secs(20)).await;
+        assert_eq!(got.as_deref(), Some(""), "closed without an answer");
+    }
+    assert!(healthz(addr).await.unwrap().starts_with("HTTP/1.1 200"));
+    let (_, metrics) = common::http_get(addr, "/metrics").await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tek_http_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(refused >= 1, "{refused}");
+}
+
+/// A command that could not be delivered within 10 minutes expires (PROTOCOL.md 11.3): one
+/// queued 601 s ago (by another server, say, while the device was away) is never sent; a fresh
+/// one is. The database side (the bound, the *expired* state) is in `storage::suite`.
+#[tokio::test]
+async fn commands_older_than_ten_minutes_are_never_sent() {
+    use tek_proto::message::Command;
+    let h = start(|c| c.push.poll_interval_ms = 100).await;
+    let api = h.server.api().clone();
+    let mut d = h.device(5).await;
+    d.handshake().await;
+    d.send(&Message::Keepalive {
+        reply_wanted: false,
+        config_version: 0,
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let storage = api.storage_handle();
+    let old =
+        tokio::task::spawn_blocking(move || storage.queue_command(5, &Command::Reboot, now - 601))
+            .await
+            .unwrap()
+            .unwrap();
+    // The change feed brings it to the server within 100 ms; it is not sent.
+    loop {
+        match d.recv(Duration::from_secs(2)).await {
+            None => break,
+            Some(Got::Command { id, .. }) => panic!("command {id} sent (the old one is {old})"),
+            Some(_) => {}
+        }
+    }
+    let id = api.queue_command(5, Command::SendStatus).await.unwrap();
+    let got = d.recv(WAIT).await;
+    assert!(
+        matches!(got, Some(Got::Command { id: x, command: Command::SendStatus }) if x == id),
+        "{got:?}"
+    );
+}

@@ -31,6 +31,26 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "/devices/{id}/configure",
         "log_interval=30&servers=",
     ),
+    // Alarms. For the member run (device 1) this creates rule 1, shelves and deletes it; the
+    // API routes below then create, change and delete rule 2.
+    ("GET", "/devices/{id}/alarms", ""),
+    (
+        "POST",
+        "/devices/{id}/alarms/rules",
+        "kind=template&template=freeze_risk",
+    ),
+    ("POST", "/devices/{id}/alarms/rules/1/shelve", "minutes=30"),
+    (
+        "POST",
+        "/devices/{id}/alarms/rules/1/enabled",
+        "enabled=off",
+    ),
+    (
+        "POST",
+        "/devices/{id}/alarms/rules/1/edit",
+        "json=%7B%22name%22%3A%22x%22%2C%22severity%22%3A%22info%22%2C%22condition%22%3A%7B%22kind%22%3A%22on_gsm%22%7D%7D",
+    ),
+    ("POST", "/devices/{id}/alarms/rules/1/delete", ""),
 ];
 
 const DEVICE_API: &[(&str, &str, &str)] = &[
@@ -52,8 +72,22 @@ const DEVICE_API: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/api/devices/{id}/usage", ""),
     ("GET", "/api/audit?device={id}", ""),
+    ("GET", "/api/devices/{id}/alarm-rules", ""),
+    ("POST", "/api/devices/{id}/alarm-rules", ALARM_RULE),
+    ("PUT", "/api/devices/{id}/alarm-rules/2", ALARM_RULE),
+    (
+        "POST",
+        "/api/devices/{id}/alarm-rules/2/shelve",
+        r#"{"minutes": 10}"#,
+    ),
+    ("DELETE", "/api/devices/{id}/alarm-rules/2", ""),
+    ("GET", "/api/devices/{id}/alarms", ""),
+    ("GET", "/api/devices/{id}/alarms?open=true", ""),
+    ("GET", "/api/devices/{id}/notifications", ""),
 ];
 
+const ALARM_RULE: &str = r#"{"name": "Hot", "severity": "warning",
+    "condition": {"kind": "above", "channel": "water_temp_cc", "limit": 3200, "restore": 3100}}"#;
 /// Every route of one site that its members may use, as (method, path template, body);
 /// `{site}` is replaced.
 const SITE_ROUTES: &[(&str, &str, &str)] = &[
@@ -82,6 +116,16 @@ const ADMIN_PAGES: &[(&str, &str, &str)] = &[
     ("POST", "/admin/sites/1/delete", ""),
     ("POST", "/admin/members", "user=3&site=1&op=grant"),
     ("POST", "/admin/assign", "devices=1-4&site=2"),
+    ("GET", "/admin/alarms", ""),
+    (
+        "POST",
+        "/admin/alarms/destinations",
+        "name=Evil&kind=email&target=x%40example.com",
+    ),
+    ("POST", "/admin/alarms/destinations/1/delete", ""),
+    ("POST", "/admin/alarms/lists", "name=Evil&member=1"),
+    ("POST", "/admin/alarms/lists/1/members", "member=1"),
+    ("POST", "/admin/alarms/lists/1/delete", ""),
     ("POST", "/sites/1/time_zone", "time_zone=Asia%2FTokyo"),
     ("POST", "/sites/1/tariff", "currency=EUR&energy_price=9"),
     ("POST", "/sites/1/tariff/delete", ""),
@@ -100,6 +144,16 @@ const ADMIN_API: &[(&str, &str, &str)] = &[
     ("PUT", "/api/sites/1/members/3", ""),
     ("DELETE", "/api/sites/2/members/3", ""),
     ("PUT", "/api/sites/2/devices", r#"{"devices":[1,2]}"#),
+    ("GET", "/api/alarm-destinations", ""),
+    (
+        "POST",
+        "/api/alarm-destinations",
+        r#"{"name":"Evil","kind":"email","target":"x@example.com"}"#,
+    ),
+    ("DELETE", "/api/alarm-destinations/1", ""),
+    ("POST", "/api/alarm-lists", r#"{"name":"Evil"}"#),
+    ("PUT", "/api/alarm-lists/1", r#"{"members":[]}"#),
+    ("DELETE", "/api/alarm-lists/1", ""),
     ("PUT", "/api/sites/1/tariff", r#"{"energy_price":9}"#),
     ("DELETE", "/api/sites/1/tariff", ""),
     (
@@ -909,4 +963,133 @@ async fn password_change_ends_other_sessions() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let audit = w.get("/audit", Some(&a)).await;
     assert!(!audit.body.contains("brand new"));
+}
+
+#[tokio::test]
+async fn alarms_are_seen_and_acknowledged_only_with_access() {
+    use tek_server::alarms::rules::templates;
+    use tek_server::storage::NewAlarm;
+    let w = start().await;
+    let db = w.server.api().storage_handle();
+    let spec = templates()[2].2.clone();
+    let rule = db.create_rule(1, &spec, 1).unwrap();
+    let alarm = db
+        .raise_alarm(&NewAlarm {
+            rule_id: rule,
+            device_id: 1,
+            rule_name: "Secret rule of Pool 1".into(),
+            severity: spec.severity,
+            message: "water 40.00 °C".into(),
+            raised_at: 2,
+        })
+        .unwrap()
+        .0;
+    let bob = w.login("bob@example.com").await;
+    for (m, p) in [
+        ("POST", format!("/api/alarms/{alarm}/ack")),
+        ("GET", format!("/api/alarms/{alarm}/notifications")),
+        ("POST", format!("/alarms/{alarm}/ack")),
+        // A rule of device 1 through bob's own device 3.
+        ("DELETE", format!("/api/devices/3/alarm-rules/{rule}")),
+        ("POST", format!("/devices/3/alarms/rules/{rule}/delete")),
+    ] {
+        let r = call(&w, &bob, m, &p, "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {p}: {}", r.body);
+        assert!(!r.body.contains("Secret rule"), "{m} {p}");
+    }
+    let r = w
+        .api(
+            Method::PUT,
+            &format!("/api/devices/3/alarm-rules/{rule}"),
+            &bob,
+            ALARM_RULE,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    for p in ["/api/alarms", "/api/alarms?open=true", "/alarms"] {
+        let r = call(&w, &bob, "GET", p, "").await;
+        assert_eq!(r.status, StatusCode::OK, "{p}");
+        assert!(!r.body.contains("Secret rule"), "{p}: {}", r.body);
+    }
+    assert!(db.alarm(alarm).unwrap().unwrap().acked_at.is_none());
+    // Bob may read the list names (to pick them), not the destinations.
+    let r = call(&w, &bob, "GET", "/api/alarm-lists", "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(&w, &bob, "GET", "/api/alarm-templates", "").await;
+    assert!(r.body.contains("freeze_risk"));
+
+    // Alice, a member of device 1's site, sees and acknowledges it.
+    let alice = w.login("alice@example.com").await;
+    let r = call(&w, &alice, "GET", "/alarms", "").await;
+    assert!(r.body.contains("Secret rule of Pool 1"), "{}", r.body);
+    let r = call(&w, &alice, "GET", "/devices/1/alarms", "").await;
+    assert!(r.body.contains("Acknowledge") && r.body.contains("Water temperature out of range"));
+    let r = call(&w, &alice, "POST", &format!("/api/alarms/{alarm}/ack"), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains(r#""acked_by":"alice@example.com""#),
+        "{}",
+        r.body
+    );
+    // A second acknowledgement keeps the first.
+    let admin = w.login("admin@example.com").await;
+    let r = call(&w, &admin, "POST", &format!("/alarms/{alarm}/ack"), "").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let a = db.alarm(alarm).unwrap().unwrap();
+    assert_eq!(a.acked_by.as_deref(), Some("alice@example.com"));
+    let audit = w.api(Method::GET, "/api/audit", &alice, "").await;
+    assert!(audit.body.contains("alarm.ack"), "{}", audit.body);
+    // Disable and enable again from the page.
+    let path = format!("/devices/1/alarms/rules/{rule}/enabled");
+    let r = w.post_form(&path, &alice, "enabled=off").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(!db.rule(rule).unwrap().unwrap().spec.enabled);
+    let r = w.post_form(&path, &alice, "enabled=maybe").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    w.post_form(&path, &alice, "enabled=on").await;
+    assert!(db.rule(rule).unwrap().unwrap().spec.enabled);
+
+    // Bad rules are refused with a message, nothing saved.
+    for body in [
+        r#"{"name":"x","severity":"warning","condition":{"kind":"above","channel":"water_temp_cc","limit":10,"restore":20}}"#,
+        r#"{"name":"x","severity":"loud","condition":{"kind":"on_gsm"}}"#,
+        r#"{"name":"x","severity":"info","condition":{"kind":"on_gsm"},"lists":[999]}"#,
+    ] {
+        let r = w
+            .api(Method::POST, "/api/devices/1/alarm-rules", &alice, body)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.body
+        );
+    }
+    assert_eq!(db.device_rules(1).unwrap().len(), 1);
+    // Admin: a webhook needs an http:// URL and a secret, which is never shown again.
+    let r = w
+        .api(
+            Method::POST,
+            "/api/alarm-destinations",
+            &admin,
+            r#"{"name":"h","kind":"webhook","target":"https://x.example/h","secret":"0123456789abcdef"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = w
+        .post_form(
+            "/admin/alarms/destinations",
+            &admin,
+            "name=h&kind=webhook&target=http%3A%2F%2F127.0.0.1%3A9%2Fh&secret=0123456789abcdef-secret",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = w
+        .post_form("/admin/alarms/lists", &admin, "name=Night&member=1")
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = w.get("/admin/alarms", Some(&admin)).await;
+    assert!(page.body.contains("Night") && !page.body.contains("0123456789abcdef-secret"));
+    let r = w.api(Method::GET, "/api/alarm-lists", &admin, "").await;
+    assert!(r.body.contains(r#""members":[1]"#), "{}", r.body);
 }

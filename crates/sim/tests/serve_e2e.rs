@@ -23,6 +23,7 @@ async fn first_server_down_all_fail_over_to_tek_serve() {
         DeviceCommand::Add(AddArgs {
             data: data.clone(),
             db: None,
+            master_key: None,
             id: None,
             name: None,
             count: Some(N),

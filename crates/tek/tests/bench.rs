@@ -66,6 +66,51 @@ fn ingest_small() {
 }
 
 #[test]
+fn flood_small() {
+    let v = bench(&[
+        "flood",
+        "--seconds",
+        "2",
+        "--devices",
+        "50",
+        "--interval-ms",
+        "200",
+        "--attack-sockets",
+        "4",
+        // What an unoptimised (test profile) server keeps up with on a loaded machine; the
+        // release benchmark floods as fast as one thread can.
+        "--attack-pps",
+        "3000",
+    ]);
+    assert_eq!(v["bench"], "flood");
+    // Every kind of attack datagram was sent, and nothing came back to an attacking socket.
+    for kind in ["garbage", "wrong_tag", "unknown_id", "replay"] {
+        assert!(num(&v["attack_by_kind"], kind) > 0.0, "{kind}: {v}");
+    }
+    assert_eq!(num(&v, "bytes_to_attackers"), 0.0, "{v}");
+    // The server dropped them for the reasons they were built to hit.
+    for reason in [
+        "auth",
+        "replay",
+        "unknown_device",
+        "stale_session",
+        "version",
+    ] {
+        assert!(num(&v["server_drops"], reason) > 0.0, "{reason}: {v}");
+    }
+    // The controllers kept working, and nothing they saw acknowledged is missing.
+    assert!(num(&v, "ack_samples_calm") > 0.0, "{v}");
+    assert!(num(&v, "ack_samples_flood") > 0.0, "{v}");
+    assert!(num(&v, "ack_p99_ms_flood") > 0.0, "{v}");
+    assert!(num(&v, "records_acked") > 0.0, "{v}");
+    assert_eq!(num(&v, "records_lost"), 0.0, "{v}");
+    assert!(
+        num(&v, "rss_before") > 0.0 && num(&v, "rss_after") > 0.0,
+        "{v}"
+    );
+}
+
+#[test]
 fn bad_arguments_are_clear_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_tek"))
         .args(["bench", "ingest", "--db", "postgres://x"])

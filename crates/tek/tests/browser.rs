@@ -407,6 +407,52 @@ async fn browser_walkthrough() {
     );
     assert!(lines.len() >= 3, "records exported: {body}");
 
+    // Alarms: a threshold rule through the form, its alarm raised by the live readings, and
+    // acknowledged with the page's button.
+    c.goto(&format!("{base}/devices/1/alarms")).await.unwrap();
+    for (field, value) in [("name", "Warm water"), ("limit", "10"), ("restore", "9.5")] {
+        c.find(Locator::Css(&format!(
+            "form input[name=kind][value=threshold] ~ label input[name={field}]"
+        )))
+        .await
+        .unwrap()
+        .send_keys(value)
+        .await
+        .unwrap();
+    }
+    c.find(Locator::Css(
+        "form input[name=kind][value=threshold] ~ button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(5), "the rule added", || async {
+        text(&c, "table.rules tbody")
+            .await
+            .filter(|t| t.contains("Warm water"))
+    })
+    .await;
+    wait_for(Duration::from_secs(20), "the alarm raised", || async {
+        c.refresh().await.ok()?;
+        text(&c, "table.alarms tr.st-active")
+            .await
+            .filter(|t| t.contains("Warm water"))
+    })
+    .await;
+    shot(&c, "5-alarm").await;
+    c.find(Locator::Css("table.alarms tr.st-active form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let acked = wait_for(Duration::from_secs(5), "the acknowledgement", || async {
+        text(&c, "table.alarms tr.st-acknowledged").await
+    })
+    .await;
+    assert!(acked.contains(EMAIL), "{acked}");
     // The site page: every controller, the charts, and the energy CSV through the page's own
     // form; the simulated plants' meters count, so the site has used some energy.
     c.goto(&format!("{base}/sites/{site}")).await.unwrap();
@@ -424,7 +470,7 @@ async fn browser_walkthrough() {
         .await
         .unwrap();
     assert_eq!(charts.len(), 3);
-    shot(&c, "5-site").await;
+    shot(&c, "6-site").await;
     let csv = c
         .execute_async(
             "const done = arguments[arguments.length - 1];

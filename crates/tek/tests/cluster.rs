@@ -114,7 +114,8 @@ struct Serve {
 }
 
 impl Serve {
-    async fn start(dir: &Path, name: &str, url: &str) -> Serve {
+    async fn start(dir: &Path, name: &str, db: &TestDb) -> Serve {
+        let url = db.url.as_str();
         let config = dir.join("tek.toml");
         if !config.exists() {
             std::fs::write(&config, SERVER_TOML).unwrap();
@@ -126,6 +127,9 @@ impl Serve {
             .arg("--config")
             .arg(&config)
             .args(["--db", url])
+            // Every server of the cluster seals device keys under the same master key.
+            .arg("--master-key")
+            .arg(&db.master_key)
             .args(["--udp", &udp.to_string(), "--http", &http.to_string()])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -233,6 +237,8 @@ async fn failover_of_200_controllers_loses_nothing() {
     let out = Command::new(env!("CARGO_BIN_EXE_tek"))
         .args(["device", "add", "--db", &db.url, "--count", "200", "--out"])
         .arg(&fleet_file)
+        .arg("--master-key")
+        .arg(&db.master_key)
         .output()
         .unwrap();
     assert!(
@@ -255,9 +261,9 @@ async fn failover_of_200_controllers_loses_nothing() {
     for d in &devices {
         db.save_config(d.id, &fast, 0).unwrap();
     }
-    let mut a = Serve::start(dir.path(), "a", &db.url).await;
-    let b = Serve::start(dir.path(), "b", &db.url).await;
-    let c = Serve::start(dir.path(), "c", &db.url).await;
+    let mut a = Serve::start(dir.path(), "a", &db).await;
+    let b = Serve::start(dir.path(), "b", &db).await;
+    let c = Serve::start(dir.path(), "c", &db).await;
     let mut opts = Options::new(
         devices,
         vec![a.udp.to_string(), b.udp.to_string(), c.udp.to_string()],
@@ -333,6 +339,7 @@ async fn config_saved_on_a_is_confirmed_by_a_device_on_b() {
     let start = |name: &str| {
         let mut cfg = tek_server::Config::for_tests(&dir.path().join(name));
         cfg.db = Some(DbUrl(db.url.clone()));
+        cfg.master_key = Some(db.master_key.clone());
         // Only NOTIFY can bring the change to B within the limit below.
         cfg.push.poll_interval_ms = 60_000;
         tek_server::Server::start(cfg)
@@ -397,6 +404,7 @@ async fn lost_database_stops_acks_then_recovers_without_loss() {
     let devices = tek_sim::fleet::load(&fleet_file).unwrap();
     let mut cfg = tek_server::Config::for_tests(&dir.path().join("data"));
     cfg.db = Some(DbUrl(db.url.clone()));
+    cfg.master_key = Some(db.master_key.clone());
     let server = tek_server::Server::start(cfg).await.unwrap();
     let http = server.http_addr();
     let mut opts = Options::new(devices, vec![server.udp_addr().to_string()]);

@@ -24,7 +24,7 @@ pub async fn list(
         .map(|c| {
             json!({
                 "id": c.id, "command": format!("{:?}", c.command), "queued_at": c.queued_at,
-                "state": match c.state { CommandState::Queued => "queued", CommandState::Done => "done", CommandState::Refused => "refused" },
+                "state": match c.state { CommandState::Queued => "queued", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired" },
                 "acked_at": c.acked_at,
             })
         })

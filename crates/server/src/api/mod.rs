@@ -5,6 +5,7 @@ mod health;
 mod metrics;
 
 // The JSON API of the web UI (issue 5), one file per resource; routed in `crate::web::router`.
+pub mod alarms;
 pub mod audit;
 pub mod commands;
 pub mod config;

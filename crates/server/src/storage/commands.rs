@@ -12,6 +12,25 @@ pub enum CommandState {
     Done,
     /// Refused by the device.
     Refused,
+    /// Not delivered within [`EXPIRE_AFTER_S`] of being queued: never sent again (PROTOCOL.md
+    /// 11.3: switching a relay hours after it was asked for surprises people).
+    Expired,
+}
+
+/// A command not confirmed this many seconds after it was queued expires (PROTOCOL.md 11.3).
+pub const EXPIRE_AFTER_S: i64 = 600;
+
+/// Commands waiting for one device at most; queueing one more is refused
+/// ([`Error::QueueFull`](super::Error::QueueFull)) until some are confirmed or expire.
+pub const MAX_PENDING: u32 = 16;
+
+/// The message of a refused queueing.
+pub(crate) fn queue_full(device_id: u32) -> super::Error {
+    super::Error::QueueFull(format!(
+        "device {device_id} has {MAX_PENDING} commands waiting already; try again once it \
+         confirmed some (unconfirmed commands expire {} minutes after they were queued)",
+        EXPIRE_AFTER_S / 60
+    ))
 }
 
 impl CommandState {
@@ -21,6 +40,7 @@ impl CommandState {
             CommandState::Queued => "queued",
             CommandState::Done => "done",
             CommandState::Refused => "refused",
+            CommandState::Expired => "expired",
         }
     }
 
@@ -30,6 +50,7 @@ impl CommandState {
             "queued" => CommandState::Queued,
             "done" => CommandState::Done,
             "refused" => CommandState::Refused,
+            "expired" => CommandState::Expired,
             _ => return None,
         })
     }
@@ -62,7 +83,9 @@ pub struct CommandRecord {
 
 /// Command operations.
 pub trait CommandStore {
-    /// Queues a command for a device; returns its id.
+    /// Queues a command for a device; returns its id. First expires the device's commands queued
+    /// [`EXPIRE_AFTER_S`] or more before `now`; refuses with
+    /// [`Error::QueueFull`](super::Error::QueueFull) if [`MAX_PENDING`] are still waiting.
     fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32>;
     /// Commands of a device still waiting for their CommandAck, oldest first.
     fn pending_commands(&self, device_id: u32) -> Result<Vec<CommandRecord>>;
@@ -80,6 +103,9 @@ pub trait CommandStore {
     ) -> Result<bool>;
     /// The newest commands of a device, newest first.
     fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>>;
+    /// Marks every command still queued [`EXPIRE_AFTER_S`] or more before `now` expired (the
+    /// server's sweep, every minute); returns how many.
+    fn expire_commands(&self, now: i64) -> Result<u64>;
 }
 
 /// The storage encoding of a command, `(kind, arg1, arg2)`, shared by every backend: kind 1 =

@@ -6,14 +6,16 @@
 //! hello counters), [`telemetry`], [`configs`] (versioned device configurations), [`commands`],
 //! [`status`] (latest status, monthly traffic), [`series`] (aggregated telemetry for charts),
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
-//! [`web_sessions`] (login sessions, API tokens), [`audit`], [`energy`] (meter intervals,
-//! tariffs). [`Storage`] is the sum of them.
+//! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
+//! destinations, the notification log), [`energy`] (meter intervals, tariffs). [`Storage`] is
+//! the sum of them.
 //!
 //! The methods are synchronous: the async server calls them from blocking threads (the writer
 //! task batches telemetry; everything else is rare). A backend must make every method atomic,
 //! and [`devices::DeviceStore::accept_hello`] a compare-and-set that is atomic across every
 //! server sharing the database. Times are Unix seconds.
 
+pub mod alarms;
 pub mod audit;
 pub mod commands;
 pub mod configs;
@@ -30,6 +32,10 @@ pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
 
+pub use alarms::{
+    AlarmFilter, AlarmRecord, AlarmStore, DeliveryState, Destination, DestinationKind,
+    DestinationList, NewAlarm, NewDestination, NewNotification, NotificationRecord,
+};
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
@@ -71,9 +77,15 @@ pub enum Error {
     /// A user, site or other record referred to does not exist (e.g. `site 7`).
     #[error("{0} not found")]
     Missing(String),
+    /// A per-device limit would be exceeded (e.g. alarm rules per device).
+    #[error("{0}")]
+    Limit(String),
     /// The backend failed (I/O, lock, constraint ...).
     #[error("database error: {0}")]
     Backend(String),
+    /// Too many commands wait for a device already (see `commands::MAX_PENDING`).
+    #[error("{0}")]
+    QueueFull(String),
     /// The database cannot be reached (connection lost, server down); the backend reconnects.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -94,6 +106,7 @@ pub trait Storage:
     + SiteStore
     + WebSessionStore
     + AuditStore
+    + AlarmStore
     + EnergyStore
     + Send
     + Sync
@@ -125,13 +138,18 @@ pub trait Storage:
 
 /// Opens the storage a server or command names: PostgreSQL when `db` is a
 /// `postgres://`/`postgresql://` URL (or a `host=...` connection string), else SQLite in the data
-/// directory `data` (created if missing).
+/// directory `data` (created if missing). Device keys are sealed under the master key file
+/// `master_key` (PostgreSQL; default `data/master.key`) or `data/master.key` (SQLite).
 pub fn open(
     db: Option<&postgres::DbUrl>,
     data: &std::path::Path,
+    master_key: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<dyn Storage>> {
     match db {
-        Some(url) => Ok(postgres::Postgres::connect(url.expose())?.into_arc()),
+        Some(url) => {
+            let key = master_key.map_or_else(|| crate::vault::path_in(data), |p| p.to_owned());
+            Ok(postgres::Postgres::connect_sealed(url.expose(), &key)?.into_arc())
+        }
         None => Ok(std::sync::Arc::new(sqlite::Sqlite::open_dir(data)?)),
     }
 }

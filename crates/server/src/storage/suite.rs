@@ -211,6 +211,63 @@ pub(crate) fn commands_queue_and_ack(db: &dyn Storage) {
     assert_eq!(all[1].acked_at, Some(7));
 }
 
+/// The pending-command bound and the 10-minute expiry (PROTOCOL.md 11.3, docs/SECURITY.md).
+pub(crate) fn commands_expire_and_the_queue_is_bounded(db: &dyn Storage) {
+    use crate::storage::commands::{EXPIRE_AFTER_S, MAX_PENDING};
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let t0 = 1_000_000;
+    let ids: Vec<u32> = (0..MAX_PENDING)
+        .map(|i| {
+            db.queue_command(1, &Command::SendStatus, t0 + i64::from(i))
+                .unwrap()
+        })
+        .collect();
+    // One more is refused with a clear error; another device is not affected.
+    let err = db.queue_command(1, &Command::Reboot, t0 + 20).unwrap_err();
+    assert!(matches!(err, Error::QueueFull(_)), "{err}");
+    assert!(err.to_string().contains("16 commands waiting"), "{err}");
+    db.queue_command(2, &Command::Reboot, t0 + 20).unwrap();
+    // A confirmed one frees a place.
+    assert!(db
+        .command_acked(1, ids[0], CommandResult::Done, t0 + 30)
+        .unwrap());
+    db.queue_command(1, &Command::Reboot, t0 + 31).unwrap();
+    assert!(db.queue_command(1, &Command::Reboot, t0 + 32).is_err());
+    // Ten minutes after they were queued, the waiting ones expire: queueing works again ...
+    let later = t0 + EXPIRE_AFTER_S + 15;
+    db.queue_command(1, &Command::SendStatus, later).unwrap();
+    let all = db.commands(1, 100).unwrap();
+    let expired = all
+        .iter()
+        .filter(|c| c.state == CommandState::Expired)
+        .count();
+    assert_eq!(expired, MAX_PENDING as usize - 1, "queued at t0+1..=t0+15");
+    assert!(all
+        .iter()
+        .filter(|c| c.state == CommandState::Expired)
+        .all(|c| c.acked_at == Some(later)));
+    // ... and they are no longer pending; the one queued at t0+31 and the new one are.
+    assert_eq!(db.pending_commands(1).unwrap().len(), 2);
+    // The sweep expires the rest of the fleet's old commands.
+    assert_eq!(db.expire_commands(t0 + 19 + EXPIRE_AFTER_S).unwrap(), 0);
+    assert_eq!(
+        db.expire_commands(t0 + 20 + EXPIRE_AFTER_S).unwrap(),
+        1,
+        "device 2"
+    );
+    assert_eq!(db.commands(2, 10).unwrap()[0].state, CommandState::Expired);
+    // A late CommandAck of an expired command still records what the device did.
+    assert!(db
+        .command_acked(
+            2,
+            db.commands(2, 10).unwrap()[0].id,
+            CommandResult::Done,
+            later
+        )
+        .unwrap());
+    assert_eq!(db.commands(2, 10).unwrap()[0].state, CommandState::Done);
+}
+
 /// Latest status and traffic per month across reboots.
 pub(crate) fn status_and_traffic(db: &dyn Storage) {
     use tek_proto::message::status::{Radio, Traffic, Transport};
@@ -545,6 +602,203 @@ pub(crate) fn shared_between_servers(a: &dyn Storage, b: &dyn Storage) {
     assert_eq!(a.commands_since(0, 10).unwrap()[0].id, id);
 }
 
+/// Alarm rules (limit per device, shelving), one open alarm per rule, acknowledgement,
+/// destinations and lists, and the notification log.
+pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
+    use crate::alarms::rules::{templates, MAX_RULES_PER_DEVICE};
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let spec = templates()[2].2.clone();
+    assert!(matches!(
+        db.create_rule(9, &spec, 1),
+        Err(Error::NotFound(9))
+    ));
+    let r1 = db.create_rule(1, &spec, 10).unwrap();
+    let mut other = templates()[0].2.clone();
+    other.lists = vec![5, 6];
+    let r2 = db.create_rule(2, &other, 11).unwrap();
+    let got = db.rule(r1).unwrap().unwrap();
+    assert_eq!((got.device_id, &got.spec, got.created_at), (1, &spec, 10));
+    assert_eq!(db.device_rules(2).unwrap()[0].spec.lists, vec![5, 6]);
+    assert_eq!(db.all_rules().unwrap().len(), 2);
+    other.name = "renamed".into();
+    db.update_rule(r2, &other).unwrap();
+    assert_eq!(db.rule(r2).unwrap().unwrap().spec.name, "renamed");
+    assert!(matches!(
+        db.update_rule(999, &other),
+        Err(Error::Missing(_))
+    ));
+    db.shelve_rule(r1, Some(500)).unwrap();
+    assert_eq!(db.rule(r1).unwrap().unwrap().shelved_until, Some(500));
+    db.shelve_rule(r1, None).unwrap();
+    assert_eq!(db.rule(r1).unwrap().unwrap().shelved_until, None);
+    // At most MAX_RULES_PER_DEVICE per device.
+    for _ in 1..MAX_RULES_PER_DEVICE {
+        db.create_rule(1, &spec, 12).unwrap();
+    }
+    assert!(matches!(db.create_rule(1, &spec, 13), Err(Error::Limit(_))));
+    assert_eq!(db.device_rules(1).unwrap().len(), MAX_RULES_PER_DEVICE);
+
+    // One open alarm per rule.
+    let new = |rule_id, at| NewAlarm {
+        rule_id,
+        device_id: 1,
+        rule_name: "Water".into(),
+        severity: crate::alarms::rules::Severity::Warning,
+        message: "water 33.00 °C".into(),
+        raised_at: at,
+    };
+    let (a1, fresh) = db.raise_alarm(&new(r1, 100)).unwrap();
+    assert!(fresh);
+    assert_eq!(
+        db.raise_alarm(&new(r1, 101)).unwrap(),
+        (a1, false),
+        "still open: same alarm, raised by someone else"
+    );
+    let got = db.alarm(a1).unwrap().unwrap();
+    assert_eq!(
+        (got.raised_at, got.acked_at, got.cleared_at, got.level),
+        (100, None, None, 0)
+    );
+    assert!(db.set_alarm_level(r1, 2).unwrap());
+    assert!(!db.set_alarm_level(r1, 2).unwrap(), "escalated once");
+    assert!(!db.set_alarm_level(r1, 1).unwrap());
+    assert!(db.ack_alarm(a1, "alice@example.com", 110).unwrap());
+    assert!(
+        !db.ack_alarm(a1, "bob@example.com", 111).unwrap(),
+        "first ack stays"
+    );
+    assert!(matches!(db.ack_alarm(999, "x", 1), Err(Error::Missing(_))));
+    let got = db.alarm(a1).unwrap().unwrap();
+    assert_eq!(got.acked_by.as_deref(), Some("alice@example.com"));
+    assert_eq!((got.acked_at, got.level), (Some(110), 2));
+    assert_eq!(db.clear_alarm(r1, 120).unwrap(), Some(a1));
+    assert_eq!(db.clear_alarm(r1, 121).unwrap(), None);
+    let (a2, _) = db.raise_alarm(&new(r1, 130)).unwrap();
+    assert_ne!(a1, a2, "a new alarm after the clear");
+    let mut a3n = new(r2, 140);
+    a3n.device_id = 2;
+    let (a3, _) = db.raise_alarm(&a3n).unwrap();
+    let all = db
+        .alarms(&AlarmFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [a3, a2, a1]);
+    let open1 = db
+        .alarms(&AlarmFilter {
+            devices: Some(vec![1]),
+            open_only: true,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(open1.iter().map(|a| a.id).collect::<Vec<_>>(), [a2]);
+    assert!(db
+        .alarms(&AlarmFilter {
+            devices: Some(vec![]),
+            open_only: false,
+            limit: 10
+        })
+        .unwrap()
+        .is_empty());
+    // Deleting a rule clears its open alarm.
+    db.delete_rule(r2, 150).unwrap();
+    assert_eq!(db.alarm(a3).unwrap().unwrap().cleared_at, Some(150));
+    assert!(matches!(db.delete_rule(r2, 151), Err(Error::Missing(_))));
+
+    // Destinations and lists.
+    let mail = db
+        .create_destination(
+            &NewDestination {
+                name: "ops mail".into(),
+                kind: DestinationKind::Email,
+                target: "ops@example.com".into(),
+                secret: None,
+            },
+            1,
+        )
+        .unwrap();
+    let hook = NewDestination {
+        name: "hook".into(),
+        kind: DestinationKind::Webhook,
+        target: "http://127.0.0.1:9/x".into(),
+        secret: Some("s3cret".into()),
+    };
+    let hook_id = db.create_destination(&hook, 2).unwrap();
+    assert!(matches!(
+        db.create_destination(&hook, 3),
+        Err(Error::Duplicate(_))
+    ));
+    let l1 = db.create_list("day shift", 4).unwrap();
+    let l2 = db.create_list("managers", 5).unwrap();
+    assert!(matches!(
+        db.create_list("managers", 6),
+        Err(Error::Duplicate(_))
+    ));
+    db.set_list_members(l1, &[hook_id, mail]).unwrap();
+    assert!(matches!(
+        db.set_list_members(l2, &[mail, 999]),
+        Err(Error::Missing(_))
+    ));
+    assert!(matches!(
+        db.set_list_members(998, &[mail]),
+        Err(Error::Missing(_))
+    ));
+    let lists = db.lists().unwrap();
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].members, vec![mail, hook_id]);
+    assert!(
+        lists[1].members.is_empty(),
+        "the failed change left nothing"
+    );
+    let ds = db.list_destinations(l1).unwrap();
+    assert_eq!(ds.len(), 2);
+    assert_eq!(ds[1].secret.as_deref(), Some("s3cret"));
+    assert!(!format!("{:?}", ds[1]).contains("s3cret"));
+    db.delete_destination(mail).unwrap();
+    assert_eq!(db.lists().unwrap()[0].members, vec![hook_id]);
+    assert_eq!(db.destinations().unwrap().len(), 1);
+    db.delete_list(l2).unwrap();
+    assert!(matches!(db.delete_list(l2), Err(Error::Missing(_))));
+    assert!(db.list_destinations(l2).unwrap().is_empty());
+
+    // The notification log.
+    let note = |alarm_id, device_id| NewNotification {
+        alarm_id,
+        device_id,
+        list_id: l1,
+        destination_id: hook_id,
+        destination: "hook".into(),
+        event: "raised".into(),
+        subject: "[tek] Water".into(),
+    };
+    let n1 = db.log_notification(&note(Some(a2), 1), 200).unwrap();
+    let n2 = db.log_notification(&note(None, 2), 201).unwrap();
+    db.notification_done(
+        n1,
+        DeliveryState::Failed,
+        4,
+        Some("connection refused"),
+        260,
+    )
+    .unwrap();
+    let log = db.notifications(None, None, 10).unwrap();
+    assert_eq!(log.iter().map(|n| n.id).collect::<Vec<_>>(), [n2, n1]);
+    let f = &log[1];
+    assert_eq!(
+        (f.state, f.attempts, f.done_at),
+        (DeliveryState::Failed, 4, Some(260))
+    );
+    assert_eq!(f.error.as_deref(), Some("connection refused"));
+    assert_eq!(
+        (log[0].state, log[0].done_at),
+        (DeliveryState::Queued, None)
+    );
+    assert_eq!(db.notifications(Some(&[1]), None, 10).unwrap().len(), 1);
+    assert_eq!(db.notifications(None, Some(a2), 10).unwrap()[0].id, n1);
+    assert!(db.notifications(Some(&[]), None, 10).unwrap().is_empty());
+}
+
 /// Energy: meter steps per 15-minute interval (a step across a reboot counts, a reset counts
 /// zero, a gap becomes a span, a gap over a week is dropped, the reading before the range takes
 /// part), mean power per interval; site time zones and tariffs.
@@ -644,12 +898,14 @@ macro_rules! suite_tests {
             telemetry_is_idempotent,
             configs_versions_and_acks,
             commands_queue_and_ack,
+            commands_expire_and_the_queue_is_bounded,
             status_and_traffic,
             buckets_energy_and_latest,
             users_crud_and_hash_only_in_credentials,
             membership_decides_visible_devices,
             sessions_expire_and_tokens_belong_to_owner,
             audit_filters_by_site_device_and_pages,
+            alarms_rules_lifecycle_and_log,
             energy_meter_data_and_tariffs);
         #[test]
         fn shared_between_servers() {
@@ -700,7 +956,7 @@ mod postgres_backend {
     use crate::storage::postgres::Postgres;
 
     fn second(db: &TestDb) -> Postgres {
-        Postgres::connect(&db.url).unwrap()
+        Postgres::connect_sealed(&db.url, &db.master_key).unwrap()
     }
 
     super::suite_tests!(database(), second);

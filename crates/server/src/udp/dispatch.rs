@@ -118,6 +118,10 @@ impl Ingest {
                 }
                 link.reported_version = Some(config_version);
                 self.config_on_contact(id, link, now, jobs);
+                if self.alarms.active() {
+                    self.alarms
+                        .offer(crate::alarms::task::Event::Contact { device_id: id, at });
+                }
             }
             Message::ConfigAck { version, result } => {
                 if let Some(d) = link.desired.as_mut() {

@@ -138,6 +138,7 @@ impl Ingest {
                 .map(|c| PendingCommand {
                     id: c.id,
                     command: c.command,
+                    queued_at: c.queued_at,
                     retry: None,
                 })
                 .collect(),

@@ -91,6 +91,8 @@ pub(crate) struct Ingest {
     pub udp_up: AtomicBool,
     /// Wakes the change poller at once (after a save through the API).
     pub poll_now: Notify,
+    /// Feeds the alarm engine (never blocks).
+    pub alarms: Arc<crate::alarms::task::Alarms>,
 }
 
 impl Ingest {

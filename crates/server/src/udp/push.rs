@@ -77,7 +77,7 @@ impl Ingest {
 
     /// A command was queued: remember it and send it at once if the device is online.
     pub(crate) fn apply_command(&self, rec: &CommandRecord) {
-        if rec.state != CommandState::Queued {
+        if rec.state != CommandState::Queued || expired(rec.queued_at, super::unix_now()) {
             return;
         }
         let now = Instant::now();
@@ -92,6 +92,7 @@ impl Ingest {
             link.commands.push(PendingCommand {
                 id: rec.id,
                 command: rec.command,
+                queued_at: rec.queued_at,
                 retry: None,
             });
             if link.online(now) {
@@ -128,12 +129,39 @@ impl Ingest {
                     link.config_retry = Some(self.next_retry(Some(r), now));
                 }
             }
+            // Expired commands are never sent again; the sweep (`run_expiry`) records it.
+            let unix = super::unix_now();
+            link.commands.retain(|c| !expired(c.queued_at, unix));
             for i in 0..link.commands.len() {
                 if link.commands[i].retry.is_none_or(|r| r.due(now)) {
                     self.send_command(link, i, now);
                 }
             }
         });
+    }
+
+    /// Marks expired commands in the database once a minute (the timer already stopped sending
+    /// them), so the UI and API show them as *expired*.
+    pub(crate) async fn run_expiry(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = crate::udp::stopped(&mut stop) => break,
+            }
+            let storage = self.storage.clone();
+            let now = super::unix_now();
+            match tokio::task::spawn_blocking(move || storage.expire_commands(now)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(commands = n, "undelivered commands expired"),
+                Ok(Err(e)) => {
+                    self.metrics.storage_error();
+                    tracing::warn!(%e, "command expiry failed");
+                }
+                Err(e) => tracing::error!(%e, "command expiry task failed"),
+            }
+        }
     }
 
     /// The re-send timer task.
@@ -193,4 +221,9 @@ impl Ingest {
             }
         }
     }
+}
+
+/// Whether a command queued at `queued_at` has expired at `now` (Unix seconds).
+fn expired(queued_at: i64, now: i64) -> bool {
+    now - queued_at >= crate::storage::commands::EXPIRE_AFTER_S
 }

@@ -56,6 +56,9 @@ pub(crate) struct Desired {
 pub(crate) struct PendingCommand {
     pub id: u32,
     pub command: Command,
+    /// When it was queued (Unix seconds): it is dropped, never sent again, once
+    /// `storage::commands::EXPIRE_AFTER_S` old.
+    pub queued_at: i64,
     /// `None` until first sent in the current session.
     pub retry: Option<Retry>,
 }

@@ -232,6 +232,7 @@ async fn render(
     let csrf = layout::csrf_field(p);
     let body = html! {
         h1 { "Admin" }
+        p { a href="/admin/alarms" { "Alarm destinations and lists →" } }
         @if let Some((ok, m)) = &message { (layout::flash(*ok, m)) }
         h2 { "Users" }
         table { thead { tr { th { "Id" } th { "E-mail" } th { "Role" } th {} } }

@@ -2,24 +2,20 @@
 //! admin has to come from somewhere). Passwords are read from standard input when it is not a
 //! terminal (one line), else prompted for twice without echo.
 
-use crate::storage::sqlite::Sqlite;
-use crate::storage::{
-    AuditStore, DeviceStore, EnergyStore, NewAuditEntry, SiteStore, Storage, UserStore,
-    WebSessionStore,
-};
+use crate::cli::{open_target, DataArgs};
+use crate::storage::{NewAuditEntry, Storage};
 use crate::web::{admin, auth};
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 /// `tek user ...`
 #[derive(clap::Subcommand, Debug)]
 pub enum UserCommand {
     /// Create a user (password from stdin, or prompted).
     Add {
-        /// Data directory of the server.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// E-mail address (the login name).
         #[arg(long)]
         email: String,
@@ -32,33 +28,33 @@ pub enum UserCommand {
     },
     /// Set a user's password (from stdin, or prompted); signs them out everywhere.
     Passwd {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// E-mail address.
         #[arg(long)]
         email: String,
     },
     /// List users.
     List {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
     },
     /// Delete a user.
     Delete {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// E-mail address.
         #[arg(long)]
         email: String,
     },
     /// Create an API token for a user and print it (shown once; only its hash is stored).
     Token {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// E-mail address.
         #[arg(long)]
         email: String,
@@ -73,9 +69,9 @@ pub enum UserCommand {
 pub enum SiteCommand {
     /// Create a site.
     Add {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// Name.
         #[arg(long)]
         name: String,
@@ -85,9 +81,9 @@ pub enum SiteCommand {
     },
     /// Set a site's time zone.
     TimeZone {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// Site name.
         #[arg(long)]
         site: String,
@@ -97,9 +93,9 @@ pub enum SiteCommand {
     },
     /// Set a site's tariff (JSON as in `PUT /api/sites/{id}/tariff`), or remove it.
     Tariff {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// Site name.
         #[arg(long)]
         site: String,
@@ -112,15 +108,15 @@ pub enum SiteCommand {
     },
     /// List sites with their members and device counts.
     List {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
     },
     /// Give a user access to a site.
     Grant {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// Site name.
         #[arg(long)]
         site: String,
@@ -130,9 +126,9 @@ pub enum SiteCommand {
     },
     /// Assign devices to a site (ids and ranges, e.g. `1-25,30`).
     Assign {
-        /// Data directory.
-        #[arg(long)]
-        data: PathBuf,
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
         /// Site name.
         #[arg(long)]
         site: String,
@@ -162,7 +158,12 @@ fn read_password() -> anyhow::Result<String> {
     Ok(pw)
 }
 
-fn cli_audit(db: &Sqlite, action: &str, site: Option<i64>, detail: String) -> anyhow::Result<()> {
+fn cli_audit(
+    db: &dyn Storage,
+    action: &str,
+    site: Option<i64>,
+    detail: String,
+) -> anyhow::Result<()> {
     db.append_audit(
         &NewAuditEntry {
             user_id: None,
@@ -177,18 +178,23 @@ fn cli_audit(db: &Sqlite, action: &str, site: Option<i64>, detail: String) -> an
     Ok(())
 }
 
-fn site_id(db: &Sqlite, name: &str) -> anyhow::Result<i64> {
+fn site_id(db: &dyn Storage, name: &str) -> anyhow::Result<i64> {
     Ok(db
         .site_by_name(name)?
         .with_context(|| format!("no site named {name:?} (create it with `tek site add`)"))?
         .id)
 }
 
-fn user_id(db: &Sqlite, email: &str) -> anyhow::Result<i64> {
+fn user_id(db: &dyn Storage, email: &str) -> anyhow::Result<i64> {
     Ok(db
         .user_by_email(email)?
         .with_context(|| format!("no user {email}"))?
         .id)
+}
+
+/// The storage a command names: `--db` (PostgreSQL) or the SQLite file in `--data`.
+fn open(target: &DataArgs, create: bool) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    open_target(&target.data, target.db.as_deref(), create)
 }
 
 /// Creates (or finds) a user with a given password; returns `(id, created)`. For `tek demo`.
@@ -212,17 +218,17 @@ pub fn ensure_user(
 pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Add {
-            data,
+            target,
             email,
             admin,
             sites,
         } => {
             let email = email.trim().to_owned();
             auth::email_acceptable(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let db = Sqlite::open_dir(&data)?;
+            let db = open(&target, true)?;
             let site_ids = sites
                 .iter()
-                .map(|s| site_id(&db, s))
+                .map(|s| site_id(&*db, s))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let pw = read_password()?;
             let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -231,7 +237,7 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 db.grant_site(id, *s)?;
             }
             cli_audit(
-                &db,
+                &*db,
                 "user.create",
                 None,
                 format!("user {id} {email}{}", if admin { " (admin)" } else { "" }),
@@ -241,23 +247,23 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 if admin { " (admin)" } else { "" }
             );
         }
-        UserCommand::Passwd { data, email } => {
-            let db = Sqlite::open_existing_dir(&data)?;
-            let id = user_id(&db, &email)?;
+        UserCommand::Passwd { target, email } => {
+            let db = open(&target, false)?;
+            let id = user_id(&*db, &email)?;
             let pw = read_password()?;
             let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             db.set_password(id, &hash)?;
             db.delete_user_web_sessions(id)?;
             cli_audit(
-                &db,
+                &*db,
                 "user.password",
                 None,
                 format!("password of {email} set"),
             )?;
             println!("password of {email} set");
         }
-        UserCommand::List { data } => {
-            let db = Sqlite::open_existing_dir(&data)?;
+        UserCommand::List { target } => {
+            let db = open(&target, false)?;
             for u in db.list_users()? {
                 let sites: Vec<String> = db.user_sites(u.id)?.into_iter().map(|s| s.name).collect();
                 println!(
@@ -269,20 +275,24 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        UserCommand::Delete { data, email } => {
-            let db = Sqlite::open_existing_dir(&data)?;
-            let id = user_id(&db, &email)?;
+        UserCommand::Delete { target, email } => {
+            let db = open(&target, false)?;
+            let id = user_id(&*db, &email)?;
             db.delete_user(id)?;
-            cli_audit(&db, "user.delete", None, format!("user {id} {email}"))?;
+            cli_audit(&*db, "user.delete", None, format!("user {id} {email}"))?;
             println!("user {email} deleted");
         }
-        UserCommand::Token { data, email, name } => {
-            let db = Sqlite::open_existing_dir(&data)?;
-            let id = user_id(&db, &email)?;
+        UserCommand::Token {
+            target,
+            email,
+            name,
+        } => {
+            let db = open(&target, false)?;
+            let id = user_id(&*db, &email)?;
             let token = auth::new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
             let tid = db.create_token(id, &name, &auth::secret_hash(&token), crate::web::now())?;
             cli_audit(
-                &db,
+                &*db,
                 "token.create",
                 None,
                 format!("API token {tid} ({name}) for {email}"),
@@ -297,17 +307,17 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
 pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
     match cmd {
         SiteCommand::Add {
-            data,
+            target,
             name,
             time_zone,
         } => {
             // Checked before anything is created.
             let (_, tz) = crate::energy::zone::parse(&time_zone).map_err(anyhow::Error::msg)?;
-            let db = Sqlite::open_dir(&data)?;
+            let db = open(&target, true)?;
             let id = db.create_site(name.trim(), crate::web::now())?;
             db.set_site_time_zone(id, &tz)?;
             cli_audit(
-                &db,
+                &*db,
                 "site.create",
                 Some(id),
                 format!("site {id} {name} ({tz})"),
@@ -315,16 +325,16 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
             println!("site {id} {name} created (time zone {tz})");
         }
         SiteCommand::TimeZone {
-            data,
+            target,
             site,
             time_zone,
         } => {
             let (_, tz) = crate::energy::zone::parse(&time_zone).map_err(anyhow::Error::msg)?;
-            let db = Sqlite::open_existing_dir(&data)?;
-            let s = site_id(&db, &site)?;
+            let db = open(&target, false)?;
+            let s = site_id(&*db, &site)?;
             db.set_site_time_zone(s, &tz)?;
             cli_audit(
-                &db,
+                &*db,
                 "site.time_zone",
                 Some(s),
                 format!("site {s} time zone {tz}"),
@@ -332,7 +342,7 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
             println!("site {site}: time zone {tz}");
         }
         SiteCommand::Tariff {
-            data,
+            target,
             site,
             json,
             clear,
@@ -346,20 +356,20 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
-            let db = Sqlite::open_existing_dir(&data)?;
-            let s = site_id(&db, &site)?;
+            let db = open(&target, false)?;
+            let s = site_id(&*db, &site)?;
             db.set_site_tariff(s, tariff.as_ref(), crate::web::now())?;
             let what = if tariff.is_some() { "set" } else { "removed" };
             cli_audit(
-                &db,
+                &*db,
                 "site.tariff",
                 Some(s),
                 format!("site {s} tariff {what}"),
             )?;
             println!("site {site}: tariff {what}");
         }
-        SiteCommand::List { data } => {
-            let db = Sqlite::open_existing_dir(&data)?;
+        SiteCommand::List { target } => {
+            let db = open(&target, false)?;
             for s in db.list_sites()? {
                 let members = db.site_members(s.id)?;
                 let emails: Vec<String> = members
@@ -376,13 +386,17 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        SiteCommand::Grant { data, site, email } => {
-            let db = Sqlite::open_existing_dir(&data)?;
-            let s = site_id(&db, &site)?;
-            let u = user_id(&db, &email)?;
+        SiteCommand::Grant {
+            target,
+            site,
+            email,
+        } => {
+            let db = open(&target, false)?;
+            let s = site_id(&*db, &site)?;
+            let u = user_id(&*db, &email)?;
             db.grant_site(u, s)?;
             cli_audit(
-                &db,
+                &*db,
                 "site.grant",
                 Some(s),
                 format!("{email} granted access to {site}"),
@@ -390,19 +404,19 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
             println!("{email} may now see site {site}");
         }
         SiteCommand::Assign {
-            data,
+            target,
             site,
             devices,
         } => {
-            let db = Sqlite::open_existing_dir(&data)?;
-            let s = site_id(&db, &site)?;
+            let db = open(&target, false)?;
+            let s = site_id(&*db, &site)?;
             let ids = admin::parse_ids(&devices).map_err(|e| anyhow::anyhow!("{e}"))?;
             for d in &ids {
                 db.device(*d).with_context(|| format!("device {d}"))?;
             }
             db.assign_devices(&ids, Some(s))?;
             cli_audit(
-                &db,
+                &*db,
                 "device.assign",
                 Some(s),
                 format!("{} device(s) assigned to site {site}", ids.len()),
@@ -416,13 +430,16 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::sqlite::Sqlite;
     use tek_proto::crypto::Key;
 
-    #[test]
-    fn sites_tokens_and_demo_users_from_the_command_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_owned();
-        let db = Sqlite::open_dir(&data).unwrap();
+    /// The whole command sequence against the storage that `target` names; `db` is a second
+    /// handle on the same database for checking.
+    fn sites_tokens_and_demo_users(target: &DataArgs, db: &dyn Storage) {
+        let t = || DataArgs {
+            data: target.data.clone(),
+            db: target.db.clone(),
+        };
         let devs: Vec<crate::storage::NewDevice> = (1..=3)
             .map(|id| crate::storage::NewDevice {
                 id,
@@ -431,20 +448,20 @@ mod tests {
             })
             .collect();
         db.add_devices(&devs, 0).unwrap();
-        let (uid, created) = ensure_user(&db, "a@example.com", "long enough pw", false).unwrap();
+        let (uid, created) = ensure_user(db, "a@example.com", "long enough pw", false).unwrap();
         assert!(created);
         assert_eq!(
-            ensure_user(&db, "a@example.com", "other pw 123", false).unwrap(),
+            ensure_user(db, "a@example.com", "other pw 123", false).unwrap(),
             (uid, false)
         );
         site(SiteCommand::Add {
-            data: data.clone(),
+            target: t(),
             name: "North".into(),
             time_zone: "Europe/Berlin".into(),
         })
         .unwrap();
         let bad_zone = site(SiteCommand::Add {
-            data: data.clone(),
+            target: t(),
             name: "South".into(),
             time_zone: "Europe/Atlantis".into(),
         });
@@ -459,7 +476,7 @@ mod tests {
         let north = db.site_by_name("North").unwrap().unwrap();
         assert_eq!(north.time_zone, "Europe/Berlin");
         site(SiteCommand::TimeZone {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             time_zone: "america/new_york".into(),
         })
@@ -469,7 +486,7 @@ mod tests {
             "America/New_York"
         );
         site(SiteCommand::Tariff {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             json: Some(r#"{"currency":"USD","energy_price":0.2,"demand_price":15}"#.into()),
             clear: false,
@@ -480,14 +497,14 @@ mod tests {
             15.0
         );
         assert!(site(SiteCommand::Tariff {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             json: Some(r#"{"energy_price":-1}"#.into()),
             clear: false,
         })
         .is_err());
         site(SiteCommand::Tariff {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             json: None,
             clear: true,
@@ -495,32 +512,32 @@ mod tests {
         .unwrap();
         assert_eq!(db.site_tariff(north.id).unwrap(), None);
         site(SiteCommand::Grant {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             email: "a@example.com".into(),
         })
         .unwrap();
         site(SiteCommand::Assign {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             devices: "1-2".into(),
         })
         .unwrap();
         assert_eq!(db.user_device_ids(uid).unwrap(), vec![1, 2]);
         assert!(site(SiteCommand::Assign {
-            data: data.clone(),
+            target: t(),
             site: "North".into(),
             devices: "9".into()
         })
         .is_err());
         assert!(site(SiteCommand::Grant {
-            data: data.clone(),
+            target: t(),
             site: "South".into(),
             email: "a@example.com".into()
         })
         .is_err());
         user(UserCommand::Token {
-            data: data.clone(),
+            target: t(),
             email: "a@example.com".into(),
             name: "t".into(),
         })
@@ -540,10 +557,43 @@ mod tests {
              token.create"
         );
         user(UserCommand::Delete {
-            data: data.clone(),
+            target: t(),
             email: "a@example.com".into(),
         })
         .unwrap();
         assert!(db.user_by_email("a@example.com").unwrap().is_none());
+    }
+
+    #[test]
+    fn sites_tokens_and_demo_users_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        let db = Sqlite::open_dir(&data).unwrap();
+        sites_tokens_and_demo_users(&DataArgs { data, db: None }, &db);
+    }
+
+    #[test]
+    fn sites_tokens_and_demo_users_on_postgres() {
+        let Some(test_db) = crate::storage::postgres::testing::database() else {
+            return; // no PostgreSQL here and not CI: `testing` has said so
+        };
+        let target = DataArgs {
+            data: std::path::PathBuf::new(),
+            db: Some(test_db.url.clone()),
+        };
+        sites_tokens_and_demo_users(&target, &test_db.db);
+    }
+
+    #[test]
+    fn a_command_on_a_missing_data_directory_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = site(SiteCommand::List {
+            target: DataArgs {
+                data: dir.path().join("nothing-here"),
+                db: None,
+            },
+        })
+        .unwrap_err();
+        assert!(!format!("{err:#}").is_empty());
     }
 }

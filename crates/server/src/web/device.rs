@@ -69,6 +69,7 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
         nav.sub {
             a href={ "/devices/" (v.id) } { "Readings" }
             a href={ "/devices/" (v.id) "/configure" } { "Configure → System" }
+            a href={ "/devices/" (v.id) "/alarms" } { "Alarms" }
         }
     }
 }
@@ -135,7 +136,7 @@ fn commands(list: &[CommandRecord]) -> Markup {
         @if !list.is_empty() {
             table.commands { thead { tr { th { "Queued" } th { "Command" } th { "State" } } }
                 tbody { @for c in list { tr { td { (timefmt::datetime(c.queued_at)) } td { (command_text(&c.command)) }
-                    td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused" }) } } } } }
+                    td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired: not delivered within 10 minutes" }) } } } } }
         }
     }
 }

@@ -75,7 +75,9 @@ impl From<storage::Error> for WebError {
             storage::Error::NotFound(_) => WebError::NotFound,
             storage::Error::Duplicate(what) => WebError::Conflict(format!("{what} already exists")),
             storage::Error::Missing(what) => WebError::Invalid(format!("{what} does not exist")),
+            storage::Error::QueueFull(why) => WebError::Conflict(why),
             storage::Error::Exists(id) => WebError::Conflict(format!("device {id} already exists")),
+            storage::Error::Limit(why) => WebError::Invalid(why),
             storage::Error::InvalidConfig(e) => {
                 WebError::Invalid(format!("the configuration is not valid: {e}"))
             }

@@ -12,6 +12,8 @@ pub enum Nav {
     Dashboard,
     /// The audit log.
     Audit,
+    /// Open alarms.
+    Alarms,
     /// Users, sites, assignment.
     Admin,
     /// The user's own account.
@@ -47,6 +49,7 @@ pub fn page(user: &Principal, nav: Nav, title: &str, body: Markup) -> Html<Strin
                         a.brand href="/dashboard" { "tek" }
                         nav {
                             (item(Nav::Dashboard, "/dashboard", "Dashboard"))
+                            (item(Nav::Alarms, "/alarms", "Alarms"))
                             (item(Nav::Audit, "/audit", "Audit log"))
                             @if user.user.is_admin { (item(Nav::Admin, "/admin", "Admin")) }
                             (item(Nav::Account, "/account", "Account"))

@@ -10,12 +10,14 @@
 //!
 //! Pages, by file: [`login`] (`/`, `/login`, `/logout`), [`dashboard`], [`device`] (readings,
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
-//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens), [`site`]
-//! (energy and cost, time zone, tariff).
+//! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens),
+//! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins),
+//! [`site`] (energy and cost, time zone, tariff).
 
 pub mod access;
 pub mod account;
 pub mod admin;
+pub mod alarms_page;
 pub mod assets;
 pub mod audit_page;
 pub mod auth;
@@ -140,6 +142,72 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The alarm pages (see [`alarms_page`]).
+fn alarm_page_routes() -> Router<Web> {
+    use alarms_page as ap;
+    Router::new()
+        .route("/alarms", get(ap::overview))
+        .route("/alarms/{id}/ack", post(ap::ack))
+        .route("/devices/{id}/alarms", get(ap::device_page))
+        .route("/devices/{id}/alarms/rules", post(ap::add_rule))
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/delete",
+            post(ap::delete_rule),
+        )
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/shelve",
+            post(ap::shelve_rule),
+        )
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/enabled",
+            post(ap::set_enabled),
+        )
+        .route(
+            "/devices/{id}/alarms/rules/{rule}/edit",
+            post(ap::edit_rule),
+        )
+        .route("/admin/alarms", get(ap::admin_page))
+        .route("/admin/alarms/destinations", post(ap::add_destination))
+        .route(
+            "/admin/alarms/destinations/{id}/delete",
+            post(ap::delete_destination),
+        )
+        .route("/admin/alarms/lists", post(ap::add_list))
+        .route("/admin/alarms/lists/{id}/members", post(ap::set_members))
+        .route("/admin/alarms/lists/{id}/delete", post(ap::delete_list))
+}
+
+/// The alarm routes under `/api` (see [`crate::api::alarms`]).
+fn alarm_api_routes() -> Router<Web> {
+    use crate::api::alarms as al;
+    Router::new()
+        .route(
+            "/devices/{id}/alarm-rules",
+            get(al::list_rules).post(al::post_rule),
+        )
+        .route(
+            "/devices/{id}/alarm-rules/{rule}",
+            put(al::put_rule).delete(al::del_rule),
+        )
+        .route(
+            "/devices/{id}/alarm-rules/{rule}/shelve",
+            post(al::post_shelve),
+        )
+        .route("/devices/{id}/alarms", get(al::device_alarms))
+        .route("/devices/{id}/notifications", get(al::device_notifications))
+        .route("/alarms", get(al::list_alarms))
+        .route("/alarms/{id}/ack", post(al::post_ack))
+        .route("/alarms/{id}/notifications", get(al::alarm_notifications))
+        .route("/alarm-templates", get(al::list_templates))
+        .route(
+            "/alarm-destinations",
+            get(al::list_destinations).post(al::post_destination),
+        )
+        .route("/alarm-destinations/{id}", delete(al::del_destination))
+        .route("/alarm-lists", get(al::list_lists).post(al::post_list))
+        .route("/alarm-lists/{id}", put(al::put_list).delete(al::del_list))
+}
+
 /// Every page and API route, with the security layers.
 pub fn router(api: Api, opts: WebOptions) -> Router {
     let limit = opts.max_body_bytes;
@@ -172,6 +240,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             put(a::sites::grant).delete(a::sites::revoke),
         )
         .route("/sites/{id}/devices", put(a::sites::assign))
+        .merge(alarm_api_routes())
         .route("/sites/{id}/energy", get(a::energy::get_energy))
         .route("/sites/{id}/energy.csv", get(a::energy::get_energy_csv))
         .route(
@@ -213,6 +282,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/admin/sites/{id}/delete", post(admin::delete_site_form))
         .route("/admin/members", post(admin::membership))
         .route("/admin/assign", post(admin::assign_form))
+        .merge(alarm_page_routes())
         .route("/static/{file}", get(assets::serve))
         .nest("/api", api_routes)
         .layer(DefaultBodyLimit::max(limit))

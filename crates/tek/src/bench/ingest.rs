@@ -83,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         window: args.window as usize,
         records: args.records,
         retry: Duration::from_secs(2),
+        interval: None,
     };
     let measure = Duration::from_secs(args.seconds);
 

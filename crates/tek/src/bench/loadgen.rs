@@ -61,6 +61,10 @@ pub struct Telemetry {
     pub records: u8,
     /// A batch unanswered this long is sent again (new counter, same records).
     pub retry: Duration,
+    /// `None`: a new batch as soon as one is acknowledged (as fast as the server goes).
+    /// `Some(t)`: a new batch every `t` per device (as a controller does, only faster), at most
+    /// `window` in flight.
+    pub interval: Option<Duration>,
 }
 
 /// What the devices of a run do.
@@ -112,6 +116,39 @@ pub struct Counters {
     pub tx: AtomicU64,
     /// Datagrams received.
     pub rx: AtomicU64,
+    /// Copies of sent datagrams, if capturing (`tek bench flood` replays them).
+    pub capture: Capture,
+}
+
+/// Copies of the datagrams the devices send, up to a limit (0, the default: off).
+#[derive(Debug, Default)]
+pub struct Capture {
+    limit: std::sync::atomic::AtomicUsize,
+    taken: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Capture {
+    /// Keeps copies of sent datagrams from now on, up to `limit` in all.
+    pub fn start(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Stops capturing and hands over what was captured.
+    pub fn take(&self) -> Vec<Vec<u8>> {
+        self.limit.store(0, Ordering::Relaxed);
+        std::mem::take(&mut *self.taken.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn keep(&self, bytes: &[u8]) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit == 0 {
+            return;
+        }
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if taken.len() < limit {
+            taken.push(bytes.to_vec());
+        }
+    }
 }
 
 struct InFlight {
@@ -134,9 +171,20 @@ pub struct Device {
     plain_counter: u32,
     config_version: u32,
     next_keepalive: Option<Instant>,
+    next_batch: Option<Instant>,
 }
 
 impl Device {
+    /// Its id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Highest sequence number the server acknowledged (every record up to it, from 0).
+    pub fn acked_through(&self) -> Option<u32> {
+        self.acked_through
+    }
+
     /// A device that has not shaken hands yet.
     pub fn new(d: &DeviceIdentity) -> Device {
         Device {
@@ -151,6 +199,7 @@ impl Device {
             plain_counter: 0,
             config_version: 0,
             next_keepalive: None,
+            next_batch: None,
         }
     }
 }
@@ -235,6 +284,9 @@ pub async fn run_socket(
                 {
                     telemetry_started = true;
                     task.start_telemetry(&mut devices, now);
+                }
+                if telemetry_started {
+                    task.paced(&mut devices, now);
                 }
                 task.retransmit(&mut devices, now);
                 task.keepalives(&mut devices, now);
@@ -321,6 +373,7 @@ impl Task {
     fn send(&self, len: usize) {
         if self.sock.try_send_to(&self.out[..len], self.server).is_ok() {
             self.counters.tx.fetch_add(1, Ordering::Relaxed);
+            self.counters.capture.keep(&self.out[..len]);
         }
     }
 
@@ -370,10 +423,43 @@ impl Task {
         let Some(t) = self.plan.telemetry else {
             return;
         };
+        if t.interval.is_some() {
+            return; // paced: see `paced`
+        }
         for d in devices.iter_mut() {
             for _ in 0..t.window {
                 self.send_batch(d, None, now);
             }
+        }
+    }
+
+    /// Paced telemetry: a new batch per device every `interval` (the first ones spread over the
+    /// interval), while fewer than `window` are in flight.
+    fn paced(&mut self, devices: &mut [Device], now: Instant) {
+        let Some(Telemetry {
+            interval: Some(every),
+            window,
+            ..
+        }) = self.plan.telemetry
+        else {
+            return;
+        };
+        for d in devices.iter_mut() {
+            if d.session.is_none() && self.plan.mode == Mode::Sealed {
+                continue;
+            }
+            let due = *d.next_batch.get_or_insert_with(|| {
+                let phase =
+                    u64::from(d.id.wrapping_mul(2_654_435_761)) % (every.as_millis() as u64).max(1);
+                now + Duration::from_millis(phase)
+            });
+            if now < due {
+                continue;
+            }
+            if d.inflight.len() < window {
+                self.send_batch(d, None, now);
+            }
+            d.next_batch = Some(due + every).filter(|t| *t > now).or(Some(now + every));
         }
     }
 
@@ -593,8 +679,10 @@ impl Task {
                 .batches_acked
                 .fetch_add(freed, Ordering::Relaxed);
         }
-        for _ in 0..freed {
-            self.send_batch(d, None, now);
+        if self.plan.telemetry.is_some_and(|t| t.interval.is_none()) {
+            for _ in 0..freed {
+                self.send_batch(d, None, now);
+            }
         }
     }
 }

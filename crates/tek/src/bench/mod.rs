@@ -10,6 +10,7 @@
 //! * [`fleet`] — server memory per device with many live sessions, CPU at idle.
 //! * [`push`] — configuration save to stored confirmation, p50/p99.
 //! * [`traffic`] — bytes per controller per month at the default configuration.
+//! * [`flood`] — 1,000 controllers' ack latency while other sockets flood the server.
 //!
 //! Shared pieces: [`server`] (the child server and its provisioning), [`loadgen`] (bench devices
 //! speaking the protocol with `tek-proto`), [`echo`] (the baseline echo server), [`procfs`]
@@ -17,6 +18,7 @@
 
 pub mod echo;
 pub mod fleet;
+pub mod flood;
 pub mod ingest;
 pub mod loadgen;
 pub mod procfs;
@@ -37,6 +39,9 @@ pub enum BenchCommand {
     Push(push::Args),
     /// Traffic of one controller at the default configuration, scaled to a 30-day month.
     Traffic(traffic::Args),
+    /// Flood: ack latency of N controllers while attackers send garbage, forged, unknown and
+    /// replayed datagrams as fast as they can; nothing may reach the attackers, nothing be lost.
+    Flood(flood::Args),
     /// The baseline of `bench ingest`: a plain UDP echo server (run as a child process).
     #[command(hide = true)]
     Echo(echo::Args),
@@ -49,6 +54,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fleet(a) => fleet::run(a)?,
         BenchCommand::Push(a) => push::run(a)?,
         BenchCommand::Traffic(a) => traffic::run(a)?,
+        BenchCommand::Flood(a) => flood::run(a)?,
         BenchCommand::Echo(a) => {
             echo::run(a)?;
             return Ok(());

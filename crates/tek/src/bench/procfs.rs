@@ -37,6 +37,20 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("{path}: no VmRSS line"))
 }
 
+/// Datagrams the kernel dropped for the IPv4 UDP socket bound to `addr` because its receive
+/// buffer was full (the `drops` column of `/proc/net/udp`).
+pub fn udp_drops(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/net/udp").context("cannot read /proc/net/udp")?;
+    let port = format!(":{:04X}", addr.port());
+    text.lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1)?.ends_with(&port)).then(|| f.last()?.parse().ok())?
+        })
+        .with_context(|| format!("no UDP socket on port {} in /proc/net/udp", addr.port()))
+}
+
 /// CPU use of a process over an interval, as a fraction of one core.
 pub struct CpuMeter {
     pid: u32,

@@ -215,3 +215,29 @@ pub fn metric(http: SocketAddr, name: &str) -> anyhow::Result<f64> {
         })
         .with_context(|| format!("/metrics has no {name}"))
 }
+
+/// Every sample of a labelled counter family of `/metrics` (e.g. `tek_datagrams_dropped_total`),
+/// as a JSON object from the label set to the value.
+pub fn metric_family(
+    http: SocketAddr,
+    name: &str,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let (code, body) = http_request(http, "GET", "/metrics", None, None)?;
+    if code != 200 {
+        bail!("/metrics answered {code}");
+    }
+    let prefix = format!("{name}{{");
+    Ok(body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (labels, v) = rest.rsplit_once("} ")?;
+            let v: f64 = v.trim().parse().ok()?;
+            let key = labels
+                .split_once('=')
+                .map_or(labels, |(_, v)| v)
+                .trim_matches('"');
+            Some((key.to_owned(), serde_json::json!(v)))
+        })
+        .collect())
+}

@@ -46,6 +46,22 @@ impl CommandStore for Postgres {
             {
                 return Err(Error::NotFound(device_id));
             }
+            tx.execute(
+                "UPDATE commands SET state = 'expired', acked_at = $2
+                 WHERE device_id = $1 AND state = 'queued' AND queued_at <= $3",
+                &[&d, &now, &(now - commands::EXPIRE_AFTER_S)],
+            )
+            .await?;
+            let waiting: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM commands WHERE device_id = $1 AND state = 'queued'",
+                    &[&d],
+                )
+                .await?
+                .get(0);
+            if waiting >= i64::from(commands::MAX_PENDING) {
+                return Err(commands::queue_full(device_id));
+            }
             let id: i64 = tx
                 .query_one(
                     "INSERT INTO commands (device_id, kind, arg1, arg2, queued_at)
@@ -113,7 +129,7 @@ impl CommandStore for Postgres {
             let n = c
                 .execute(
                     "UPDATE commands SET state = $3, acked_at = $4
-                     WHERE id = $1 AND device_id = $2 AND state = 'queued'",
+                     WHERE id = $1 AND device_id = $2 AND state IN ('queued', 'expired')",
                     &[
                         &i64::from(id),
                         &i64::from(device_id),
@@ -139,6 +155,18 @@ impl CommandStore for Postgres {
                 )
                 .await?;
             rows.iter().map(convert).collect()
+        })
+    }
+
+    fn expire_commands(&self, now: i64) -> Result<u64> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            Ok(c.execute(
+                "UPDATE commands SET state = 'expired', acked_at = $1
+                 WHERE state = 'queued' AND queued_at <= $2",
+                &[&now, &(now - commands::EXPIRE_AFTER_S)],
+            )
+            .await?)
         })
     }
 }

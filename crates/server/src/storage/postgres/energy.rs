@@ -11,8 +11,8 @@ use crate::storage::energy::{
 };
 use crate::storage::{Error, Result};
 
-/// Migration 3: the site's time zone and tariff.
-pub const SCHEMA_V3: &str = r#"
+/// Migration 4: the site's time zone and tariff.
+pub const SCHEMA_V4: &str = r#"
 ALTER TABLE sites ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC';
 
 CREATE TABLE site_tariffs (

@@ -96,7 +96,8 @@ CREATE TABLE traffic (
 "#,
     ),
     (2, super::accounts::SCHEMA_V2),
-    (3, super::energy::SCHEMA_V3),
+    (3, super::alarms::SCHEMA_V3),
+    (4, super::energy::SCHEMA_V4),
 ];
 
 /// The newest schema version this program knows.

@@ -29,6 +29,7 @@
 //! The schema is versioned ([`migrations`]) and upgraded at connect; a newer schema is refused.
 
 mod accounts;
+mod alarms;
 mod audit;
 mod commands;
 mod configs;
@@ -200,6 +201,9 @@ pub struct Postgres {
     rt: Option<tokio::runtime::Runtime>,
     /// Where to connect, without the password (for `Debug` and messages).
     target: String,
+    /// The master key that seals device keys at rest ([`crate::vault`]); `None` for commands
+    /// that never read or write a device key (they fail clearly if they try).
+    vault: Option<Arc<crate::vault::Vault>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -284,6 +288,7 @@ impl Postgres {
             }),
             rt: Some(rt),
             target,
+            vault: None,
         };
         pg.run(|s| async move {
             let mut c = s.conn().await?;
@@ -297,6 +302,34 @@ impl Postgres {
         })?;
         let shared = pg.shared.clone();
         pg.runtime().spawn(health::reconnect_task(shared));
+        Ok(pg)
+    }
+
+    /// Connects like [`connect`](Self::connect), with the master key file `master_key` for the
+    /// device keys (created, 32 random bytes, mode 0600, if missing; its directory too). Every
+    /// server of a cluster and `tek device add --db` must use the same file. Refuses to start if
+    /// the database holds keys sealed under another master key; wraps keys stored in the clear
+    /// by an older version (see [`devices`]).
+    pub fn connect_sealed(url: &str, master_key: &std::path::Path) -> Result<Postgres> {
+        if let Some(dir) = master_key.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Backend(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let vault = crate::vault::Vault::load_or_create(master_key)
+            .map_err(|e| Error::Backend(e.to_string()))?;
+        Postgres::connect_with_vault(url, vault)
+    }
+
+    /// Connects with an already loaded master key (tests, and [`connect_sealed`](Self::connect_sealed)).
+    pub fn connect_with_vault(url: &str, vault: crate::vault::Vault) -> Result<Postgres> {
+        let mut pg = Postgres::connect(url)?;
+        pg.vault = Some(Arc::new(vault));
+        pg.check_master_key()?;
+        let n = pg.wrap_clear_keys()?;
+        if n > 0 {
+            tracing::info!(devices = n, "clear device keys wrapped");
+        }
         Ok(pg)
     }
 

@@ -43,6 +43,9 @@ pub struct TestDb {
     pub url: String,
     /// The database name.
     pub name: String,
+    /// The master key file its device keys are sealed under (in the cluster's directory, 0600):
+    /// give it to every server and `tek device` command that uses this database.
+    pub master_key: PathBuf,
 }
 
 impl std::ops::Deref for TestDb {
@@ -115,8 +118,15 @@ pub fn database() -> Option<TestDb> {
     let (url, name) = cluster
         .create_database()
         .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
-    let db = Postgres::connect(&url).unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
-    Some(TestDb { db, url, name })
+    let master_key = cluster.dir.join(format!("{name}.master.key"));
+    let db = Postgres::connect_sealed(&url, &master_key)
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    Some(TestDb {
+        db,
+        url,
+        name,
+        master_key,
+    })
 }
 
 /// One statement batch on a fresh connection, on a thread of its own so it works from sync

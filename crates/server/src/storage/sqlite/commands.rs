@@ -54,6 +54,19 @@ impl CommandStore for Sqlite {
             return Err(Error::NotFound(device_id));
         }
         tx.execute(
+            "UPDATE commands SET state = 'expired', acked_at = ?2
+             WHERE device_id = ?1 AND state = 'queued' AND queued_at <= ?3",
+            params![device_id, now, now - commands::EXPIRE_AFTER_S],
+        )?;
+        let waiting: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM commands WHERE device_id = ?1 AND state = 'queued'",
+            params![device_id],
+            |r| r.get(0),
+        )?;
+        if waiting >= i64::from(commands::MAX_PENDING) {
+            return Err(commands::queue_full(device_id));
+        }
+        tx.execute(
             "INSERT INTO commands (device_id, kind, arg1, arg2, queued_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![device_id, kind, a, b, now],
@@ -98,7 +111,7 @@ impl CommandStore for Sqlite {
         let conn = self.writer()?;
         let n = conn.execute(
             "UPDATE commands SET state = ?3, acked_at = ?4
-             WHERE id = ?1 AND device_id = ?2 AND state = 'queued'",
+             WHERE id = ?1 AND device_id = ?2 AND state IN ('queued', 'expired')",
             params![
                 id,
                 device_id,
@@ -117,5 +130,15 @@ impl CommandStore for Sqlite {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![device_id, limit], raw)?;
         rows.map(|r| convert(r?)).collect()
+    }
+
+    fn expire_commands(&self, now: i64) -> Result<u64> {
+        let conn = self.writer()?;
+        let n = conn.execute(
+            "UPDATE commands SET state = 'expired', acked_at = ?1
+             WHERE state = 'queued' AND queued_at <= ?2",
+            params![now, now - commands::EXPIRE_AFTER_S],
+        )?;
+        Ok(n as u64)
     }
 }

@@ -11,13 +11,13 @@ use crate::storage::energy::{
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
-/// Migration 3: the site's time zone and tariff.
+/// Migration 4: the site's time zone and tariff.
 ///
 /// The telemetry index stays `(device_id, time)`: widening it to carry `energy_wh` and `power_w`
 /// made the energy query of a device-year 1.7× faster (0.24 s instead of 0.41 s, release build)
 /// but bulk inserts about 20% slower (median 0.94 s instead of 0.76 s for 525,600 records), and ingest is the
 /// hot path (`tests/energy_scale.rs`, BENCHMARKS.md).
-pub const SCHEMA_V3: &str = r#"
+pub const SCHEMA_V4: &str = r#"
 ALTER TABLE sites ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC';
 
 CREATE TABLE site_tariffs (

@@ -10,6 +10,7 @@
 //! program is refused.
 
 pub mod accounts;
+mod alarms;
 mod audit;
 mod commands;
 mod configs;

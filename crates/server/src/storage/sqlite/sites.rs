@@ -23,7 +23,7 @@ fn ids(stmt: &mut rusqlite::CachedStatement<'_>, arg: i64) -> Result<Vec<u32>> {
 }
 
 /// Maps a foreign-key violation to `Missing(what)`.
-fn fk(e: rusqlite::Error, what: impl FnOnce() -> String) -> Error {
+pub(super) fn fk(e: rusqlite::Error, what: impl FnOnce() -> String) -> Error {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>

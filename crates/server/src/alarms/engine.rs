@@ -1,0 +1,1344 @@
+//! The alarm engine: logic without I/O. Time comes in as an argument (Unix seconds), the
+//! engine returns what to do ([`Action`]: raise, clear, escalate, notify) and when to be called
+//! next ([`Engine::poll_at`]). The alarm task (`super::task`) feeds it committed telemetry and
+//! status and carries the actions out; the tests below drive it with a fake clock.
+//!
+//! Per rule the engine keeps a phase:
+//!
+//! ```text
+//!            condition                 raise_after_s elapsed
+//!  Normal ──────────────► Pending ─────────────────────────► Active ──► (alarm raised)
+//!    ▲   ◄─── restored ──┘                                   │   ▲
+//!    │                                                restore │   │ condition again
+//!    │          clear_after_s elapsed                         ▼   │
+//!    └─────────────────────────────────────────────────── Restoring  ──► (alarm cleared)
+//! ```
+//!
+//! Time-based conditions (offline for X, configuration pending for X) and every hold-off,
+//! escalation, shelving expiry and flood-window end are per-rule deadlines in one ordered set
+//! (a timer wheel in effect): [`Engine::poll`] pops only what is due, never scans the devices.
+//!
+//! Notifications pass flood suppression: at most `flood_max` per (device, list) per
+//! `flood_window_s`; the rest are counted and summarised in one notification when the window
+//! ends.
+
+use super::rules::{Condition, Rule, Severity, HEATER_BIT, PUMP_BIT};
+use crate::storage::TelemetryRow;
+use std::collections::{BTreeSet, HashMap};
+use tek_proto::message::status::Transport;
+use tek_proto::message::telemetry::channel;
+
+/// Flood suppression settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Most notifications per (device, destination list) per window.
+    pub flood_max: u32,
+    /// Length of a flood window, seconds.
+    pub flood_window_s: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            flood_max: 10,
+            flood_window_s: 600,
+        }
+    }
+}
+
+/// Why a notification is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// An alarm was raised (to the first list).
+    Raised,
+    /// Nobody acknowledged in time: sent to the list at this escalation level (1 = second list).
+    Escalated(u32),
+    /// The alarm cleared (to every list notified before).
+    Cleared,
+    /// Flood suppression held back notifications in the window that just ended.
+    Summary {
+        /// How many were held back.
+        count: u32,
+        /// What they were (the first few), one line each.
+        lines: Vec<String>,
+    },
+}
+
+impl NoticeKind {
+    /// The name in the notification log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NoticeKind::Raised => "raised",
+            NoticeKind::Escalated(_) => "escalated",
+            NoticeKind::Cleared => "cleared",
+            NoticeKind::Summary { .. } => "summary",
+        }
+    }
+}
+
+/// A notification to every destination of one list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Device.
+    pub device_id: u32,
+    /// Destination list.
+    pub list_id: i64,
+    /// The rule (none for a summary).
+    pub rule_id: Option<i64>,
+    /// Why.
+    pub kind: NoticeKind,
+    /// Severity of the alarm (summary: the highest held back).
+    pub severity: Severity,
+    /// One line for people: the rule's name and what happened.
+    pub text: String,
+    /// When.
+    pub at: i64,
+}
+
+/// What the engine asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Record a new alarm of `rule_id` (at most one open alarm per rule).
+    Raise {
+        /// Rule.
+        rule_id: i64,
+        /// Device.
+        device_id: u32,
+        /// The rule's name.
+        rule_name: String,
+        /// Severity.
+        severity: Severity,
+        /// What was seen.
+        message: String,
+        /// When.
+        at: i64,
+    },
+    /// Clear the open alarm of `rule_id`.
+    Clear {
+        /// Rule.
+        rule_id: i64,
+        /// When.
+        at: i64,
+    },
+    /// The open alarm of `rule_id` escalated to `level`.
+    Escalate {
+        /// Rule.
+        rule_id: i64,
+        /// New level (index into the rule's lists).
+        level: u32,
+    },
+    /// Notify a destination list.
+    Notify(Notice),
+}
+
+/// An alarm open at start (from the database), so a restart neither raises it again nor
+/// forgets to escalate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenAlarm {
+    /// Rule.
+    pub rule_id: i64,
+    /// When it was raised.
+    pub raised_at: i64,
+    /// Acknowledged already.
+    pub acked: bool,
+    /// Escalation level reached.
+    pub level: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Normal,
+    Pending { since: i64 },
+    Active,
+    Restoring { since: i64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    raised_at: i64,
+    acked: bool,
+    level: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Memo {
+    /// Offline / configuration pending: when the condition turns true.
+    becomes_true_at: Option<i64>,
+    /// Heater window start: time and water temperature.
+    window: Option<(i64, i32)>,
+}
+
+struct RuleState {
+    rule: Rule,
+    phase: Phase,
+    open: Option<Open>,
+    memo: Memo,
+    scheduled: Option<i64>,
+    /// The last value seen, for the alarm message.
+    last_seen: String,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct DeviceMemo {
+    log_drops: Option<u32>,
+    /// Newest record or report time seen: older ones (retransmissions) are not evaluated.
+    newest: i64,
+    last_contact: Option<i64>,
+    config_pending_since: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Rule(i64),
+    Flood(u32, i64),
+}
+
+#[derive(Debug, Default)]
+struct Flood {
+    window_end: i64,
+    sent: u32,
+    held: u32,
+    lines: Vec<String>,
+    worst: Option<Severity>,
+}
+
+/// Lines of held-back notifications a summary lists (the count covers all of them).
+const SUMMARY_LINES: usize = 20;
+
+/// The alarm engine of one server.
+pub struct Engine {
+    opts: EngineOptions,
+    rules: HashMap<i64, RuleState>,
+    by_device: HashMap<u32, Vec<i64>>,
+    devices: HashMap<u32, DeviceMemo>,
+    timers: BTreeSet<(i64, Timer)>,
+    floods: HashMap<(u32, i64), Flood>,
+    out: Vec<Action>,
+}
+
+impl Engine {
+    /// An engine without rules.
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine {
+            opts,
+            rules: HashMap::new(),
+            by_device: HashMap::new(),
+            devices: HashMap::new(),
+            timers: BTreeSet::new(),
+            floods: HashMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// A loaded rule.
+    pub fn rule(&self, id: i64) -> Option<&Rule> {
+        self.rules.get(&id).map(|s| &s.rule)
+    }
+
+    /// Number of rules loaded.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Replaces the rules of `device_id` (after a change through the API), keeping the state of
+    /// rules that still exist. `open` lists the device's open alarms as stored. Returns actions
+    /// (a rule loaded shelved-out may raise at once only through later input, never here).
+    pub fn set_device_rules(
+        &mut self,
+        device_id: u32,
+        rules: Vec<Rule>,
+        open: &[OpenAlarm],
+        now: i64,
+    ) -> Vec<Action> {
+        let old: Vec<i64> = self.by_device.remove(&device_id).unwrap_or_default();
+        let mut keep: HashMap<i64, RuleState> = HashMap::new();
+        for id in old {
+            if let Some(st) = self.rules.remove(&id) {
+                self.unschedule(id, st.scheduled);
+                keep.insert(id, st);
+            }
+        }
+        let mut ids = Vec::with_capacity(rules.len());
+        for rule in rules.into_iter().filter(|r| r.device_id == device_id) {
+            let id = rule.id;
+            let stored = open.iter().find(|o| o.rule_id == id);
+            let st = match keep.remove(&id) {
+                Some(mut st) => {
+                    let changed = st.rule.spec.condition != rule.spec.condition;
+                    st.rule = rule;
+                    if changed {
+                        st.memo = Memo::default();
+                    }
+                    // The database is the truth about the alarm itself.
+                    st.open = stored.map(|o| Open {
+                        raised_at: o.raised_at,
+                        acked: o.acked,
+                        level: o.level,
+                    });
+                    if st.open.is_none() && matches!(st.phase, Phase::Active) {
+                        // Cleared by hand (rule edited): watch from scratch.
+                        st.phase = Phase::Normal;
+                    }
+                    st
+                }
+                None => RuleState {
+                    phase: if stored.is_some() {
+                        Phase::Active
+                    } else {
+                        Phase::Normal
+                    },
+                    open: stored.map(|o| Open {
+                        raised_at: o.raised_at,
+                        acked: o.acked,
+                        level: o.level,
+                    }),
+                    memo: Memo::default(),
+                    scheduled: None,
+                    last_seen: String::new(),
+                    rule,
+                },
+            };
+            ids.push(id);
+            self.rules.insert(id, st);
+        }
+        self.by_device.insert(device_id, ids.clone());
+        let dev = *self.devices.entry(device_id).or_default();
+        for id in ids {
+            if let Some(st) = self.rules.get_mut(&id) {
+                // Time-based conditions start counting from what is known (or from now).
+                match st.rule.spec.condition {
+                    Condition::Offline { after_s } => {
+                        let from = dev.last_contact.unwrap_or(now);
+                        st.memo.becomes_true_at = Some(from + i64::from(after_s));
+                    }
+                    Condition::ConfigPending { after_s } => {
+                        st.memo.becomes_true_at =
+                            dev.config_pending_since.map(|s| s + i64::from(after_s));
+                    }
+                    _ => {}
+                }
+            }
+            self.reschedule(id);
+        }
+        self.poll(now)
+    }
+
+    /// Committed telemetry records (any devices, any order).
+    pub fn telemetry(&mut self, rows: &[TelemetryRow], now: i64) -> Vec<Action> {
+        for row in rows {
+            self.contact(row.device_id, row.time.min(now));
+            let dev = self.devices.entry(row.device_id).or_default();
+            if row.time < dev.newest {
+                continue; // a retransmission of something already evaluated
+            }
+            dev.newest = row.time;
+            let Some(ids) = self.by_device.get(&row.device_id).cloned() else {
+                continue;
+            };
+            for id in ids {
+                let Some(st) = self.rules.get_mut(&id) else {
+                    continue;
+                };
+                if !st.rule.spec.enabled || !st.rule.spec.condition.on_telemetry() {
+                    continue;
+                }
+                let seen = eval_row(st, row);
+                self.observe(id, seen, row.time);
+            }
+        }
+        self.poll(now)
+    }
+
+    /// A committed status report.
+    pub fn status(
+        &mut self,
+        device_id: u32,
+        transport: Transport,
+        log_drops: u32,
+        at: i64,
+    ) -> Vec<Action> {
+        self.contact(device_id, at);
+        let dev = self.devices.entry(device_id).or_default();
+        let prev = dev.log_drops.replace(log_drops);
+        // A smaller counter is a reboot: whatever it counts now is new.
+        let new_drops = match prev {
+            Some(p) if log_drops >= p => log_drops - p,
+            Some(_) => log_drops,
+            None => 0,
+        };
+        for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
+            let Some(st) = self.rules.get_mut(&id) else {
+                continue;
+            };
+            if !st.rule.spec.enabled {
+                continue;
+            }
+            let seen = match st.rule.spec.condition {
+                Condition::LogDrops => {
+                    st.last_seen = format!("{new_drops} records dropped");
+                    Some(new_drops > 0)
+                }
+                Condition::OnGsm => {
+                    st.last_seen = format!("transport {transport:?}");
+                    Some(transport == Transport::Gsm)
+                }
+                _ => None,
+            };
+            if seen.is_some() {
+                self.observe(id, seen, at);
+            }
+        }
+        self.poll(at)
+    }
+
+    /// Any authenticated contact with the device (keepalive, telemetry, status): restores
+    /// offline rules and moves their deadline.
+    pub fn contact(&mut self, device_id: u32, at: i64) {
+        let dev = self.devices.entry(device_id).or_default();
+        if dev.last_contact.is_some_and(|c| c >= at) {
+            return;
+        }
+        dev.last_contact = Some(at);
+        for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
+            let Some(st) = self.rules.get_mut(&id) else {
+                continue;
+            };
+            if let Condition::Offline { after_s } = st.rule.spec.condition {
+                st.memo.becomes_true_at = Some(at + i64::from(after_s));
+                st.last_seen = String::new();
+                if st.rule.spec.enabled {
+                    self.observe(id, Some(false), at);
+                }
+                self.reschedule(id);
+            }
+        }
+    }
+
+    /// The driver found that the device of an *offline* rule that just raised was heard from at
+    /// `seen` by another server (the database has newer records): the raise is withdrawn (the
+    /// driver drops its `Raise` and `Notify` actions) and the deadline moves to `seen + X`.
+    pub fn withdraw_offline(&mut self, rule_id: i64, seen: i64) {
+        let Some(st) = self.rules.get_mut(&rule_id) else {
+            return;
+        };
+        if !matches!(st.rule.spec.condition, Condition::Offline { .. }) {
+            return;
+        }
+        st.open = None;
+        st.phase = Phase::Normal;
+        let device = st.rule.device_id;
+        self.reschedule(rule_id);
+        self.contact(device, seen);
+    }
+
+    /// The driver found that the configuration a *configuration pending* rule just raised for
+    /// was confirmed through another server: the raise is withdrawn (the driver drops its
+    /// actions) and the device counts as settled.
+    pub fn withdraw_config_pending(&mut self, rule_id: i64) {
+        let Some(st) = self.rules.get_mut(&rule_id) else {
+            return;
+        };
+        if !matches!(st.rule.spec.condition, Condition::ConfigPending { .. }) {
+            return;
+        }
+        st.open = None;
+        st.phase = Phase::Normal;
+        let device = st.rule.device_id;
+        self.devices.entry(device).or_default().config_pending_since = None;
+        for id in self.by_device.get(&device).cloned().unwrap_or_default() {
+            if let Some(st) = self.rules.get_mut(&id) {
+                if let Condition::ConfigPending { .. } = st.rule.spec.condition {
+                    st.memo.becomes_true_at = None;
+                }
+            }
+            self.reschedule(id);
+        }
+    }
+
+    /// A configuration was saved for the device (pending until it confirms).
+    pub fn config_saved(&mut self, device_id: u32, at: i64) -> Vec<Action> {
+        let dev = self.devices.entry(device_id).or_default();
+        if dev.config_pending_since.is_none() {
+            dev.config_pending_since = Some(at);
+        }
+        let since = dev.config_pending_since.unwrap_or(at);
+        for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
+            if let Some(st) = self.rules.get_mut(&id) {
+                if let Condition::ConfigPending { after_s } = st.rule.spec.condition {
+                    st.memo.becomes_true_at = Some(since + i64::from(after_s));
+                    self.reschedule(id);
+                }
+            }
+        }
+        self.poll(at)
+    }
+
+    /// The device confirmed (or rolled back) its newest configuration.
+    pub fn config_settled(&mut self, device_id: u32, at: i64) -> Vec<Action> {
+        self.devices
+            .entry(device_id)
+            .or_default()
+            .config_pending_since = None;
+        for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
+            if let Some(st) = self.rules.get_mut(&id) {
+                if let Condition::ConfigPending { .. } = st.rule.spec.condition {
+                    st.memo.becomes_true_at = None;
+                    if st.rule.spec.enabled {
+                        self.observe(id, Some(false), at);
+                    }
+                    self.reschedule(id);
+                }
+            }
+        }
+        self.poll(at)
+    }
+
+    /// Someone acknowledged the open alarm of `rule_id`: escalation stops.
+    pub fn acknowledge(&mut self, rule_id: i64) {
+        if let Some(open) = self.rules.get_mut(&rule_id).and_then(|s| s.open.as_mut()) {
+            open.acked = true;
+        }
+        self.reschedule(rule_id);
+    }
+
+    /// Shelves `rule_id` until `until` (None: unshelve). While shelved the rule raises nothing,
+    /// sends nothing and does not escalate; at expiry a condition still active raises.
+    pub fn shelve(&mut self, rule_id: i64, until: Option<i64>, now: i64) -> Vec<Action> {
+        if let Some(st) = self.rules.get_mut(&rule_id) {
+            st.rule.shelved_until = until.filter(|u| *u > now);
+            if st.phase == Phase::Active && st.open.is_none() && !st.rule.shelved(now) {
+                // Unshelved early with the condition still active.
+                self.enter_active(rule_id, now);
+            }
+        }
+        self.reschedule(rule_id);
+        self.poll(now)
+    }
+
+    /// When [`Engine::poll`] must be called next.
+    pub fn poll_at(&self) -> Option<i64> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Fires every deadline due at `now` and returns all actions since the last call.
+    pub fn poll(&mut self, now: i64) -> Vec<Action> {
+        while let Some((at, timer)) = self.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::Rule(id) => {
+                    if let Some(st) = self.rules.get_mut(&id) {
+                        st.scheduled = None;
+                    }
+                    self.rule_due(id, at);
+                    self.reschedule(id);
+                }
+                Timer::Flood(device, list) => self.flood_due(device, list, at),
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn rule_due(&mut self, id: i64, at: i64) {
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        if st.rule.shelved_until.is_some_and(|u| u <= at) {
+            st.rule.shelved_until = None; // expired: its deadline must not come back
+        }
+        if !st.rule.spec.enabled {
+            return;
+        }
+        // A time-based condition turning true.
+        if st.memo.becomes_true_at.is_some_and(|t| t <= at) {
+            st.memo.becomes_true_at = None;
+            st.last_seen = match st.rule.spec.condition {
+                Condition::Offline { .. } => "no contact".into(),
+                _ => "not confirmed".into(),
+            };
+            self.observe(id, Some(true), at);
+        }
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        let spec = &st.rule.spec;
+        match st.phase {
+            Phase::Pending { since } if since + i64::from(spec.raise_after_s) <= at => {
+                self.enter_active(id, at)
+            }
+            Phase::Restoring { since } if since + i64::from(spec.clear_after_s) <= at => {
+                self.enter_normal(id, at)
+            }
+            Phase::Active if st.open.is_none() && !st.rule.shelved(at) => {
+                // Shelving ended with the condition still active.
+                self.enter_active(id, at)
+            }
+            _ => {}
+        }
+        self.escalate_due(id, at);
+    }
+
+    fn escalate_due(&mut self, id: i64, at: i64) {
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        let Some(due) = escalation_at(st) else {
+            return;
+        };
+        if due > at || st.rule.shelved(at) {
+            return;
+        }
+        let Some(open) = st.open.as_mut() else {
+            return;
+        };
+        open.level += 1;
+        let level = open.level;
+        let Some(&list) = st.rule.spec.lists.get(level as usize) else {
+            return;
+        };
+        let n = Notice {
+            device_id: st.rule.device_id,
+            list_id: list,
+            rule_id: Some(id),
+            kind: NoticeKind::Escalated(level),
+            severity: st.rule.spec.severity,
+            text: format!(
+                "{} — not acknowledged, escalated (level {level})",
+                st.rule.spec.name
+            ),
+            at,
+        };
+        self.out.push(Action::Escalate { rule_id: id, level });
+        self.notify(n);
+    }
+
+    /// One observation: `Some(true)` condition, `Some(false)` restore condition, `None` neither
+    /// (in the hysteresis band, or not enough data yet).
+    fn observe(&mut self, id: i64, seen: Option<bool>, at: i64) {
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        let Some(active) = seen else {
+            return;
+        };
+        let (raise, clear) = (
+            i64::from(st.rule.spec.raise_after_s),
+            i64::from(st.rule.spec.clear_after_s),
+        );
+        match (st.phase, active) {
+            (Phase::Normal, true) => {
+                st.phase = Phase::Pending { since: at };
+                if raise == 0 {
+                    self.enter_active(id, at);
+                }
+            }
+            (Phase::Pending { .. }, false) => st.phase = Phase::Normal,
+            (Phase::Pending { since }, true) if since + raise <= at => self.enter_active(id, at),
+            (Phase::Active, false) => {
+                st.phase = Phase::Restoring { since: at };
+                if clear == 0 {
+                    self.enter_normal(id, at);
+                }
+            }
+            (Phase::Restoring { .. }, true) => st.phase = Phase::Active,
+            (Phase::Restoring { since }, false) if since + clear <= at => self.enter_normal(id, at),
+            _ => {}
+        }
+        self.reschedule(id);
+    }
+
+    fn enter_active(&mut self, id: i64, at: i64) {
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        st.phase = Phase::Active;
+        if st.open.is_some() || st.rule.shelved(at) {
+            return;
+        }
+        st.open = Some(Open {
+            raised_at: at,
+            acked: false,
+            level: 0,
+        });
+        let spec = &st.rule.spec;
+        let message = if st.last_seen.is_empty() {
+            spec.condition.describe()
+        } else {
+            format!("{} ({})", spec.condition.describe(), st.last_seen)
+        };
+        self.out.push(Action::Raise {
+            rule_id: id,
+            device_id: st.rule.device_id,
+            rule_name: spec.name.clone(),
+            severity: spec.severity,
+            message: message.clone(),
+            at,
+        });
+        if let Some(&list) = spec.lists.first() {
+            let n = Notice {
+                device_id: st.rule.device_id,
+                list_id: list,
+                rule_id: Some(id),
+                kind: NoticeKind::Raised,
+                severity: spec.severity,
+                text: format!("{} — {message}", spec.name),
+                at,
+            };
+            self.notify(n);
+        }
+    }
+
+    fn enter_normal(&mut self, id: i64, at: i64) {
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        st.phase = Phase::Normal;
+        st.memo.window = None;
+        let Some(open) = st.open.take() else {
+            return;
+        };
+        self.out.push(Action::Clear { rule_id: id, at });
+        if st.rule.shelved(at) {
+            return;
+        }
+        let spec = st.rule.spec.clone();
+        let device_id = st.rule.device_id;
+        for &list in spec.lists.iter().take(open.level as usize + 1) {
+            self.notify(Notice {
+                device_id,
+                list_id: list,
+                rule_id: Some(id),
+                kind: NoticeKind::Cleared,
+                severity: spec.severity,
+                text: format!("{} — cleared", spec.name),
+                at,
+            });
+        }
+    }
+
+    fn notify(&mut self, n: Notice) {
+        let key = (n.device_id, n.list_id);
+        let window = self.opts.flood_window_s.max(1);
+        let f = self.floods.entry(key).or_default();
+        if n.at >= f.window_end && f.held == 0 {
+            f.window_end = n.at + window;
+            f.sent = 0;
+        }
+        if f.sent < self.opts.flood_max {
+            f.sent += 1;
+            self.out.push(Action::Notify(n));
+            return;
+        }
+        if f.held == 0 {
+            self.timers
+                .insert((f.window_end, Timer::Flood(n.device_id, n.list_id)));
+        }
+        f.held += 1;
+        f.worst = f.worst.max(Some(n.severity));
+        if f.lines.len() < SUMMARY_LINES {
+            f.lines.push(format!("{}: {}", n.kind.label(), n.text));
+        }
+    }
+
+    fn flood_due(&mut self, device_id: u32, list_id: i64, at: i64) {
+        let Some(f) = self.floods.get_mut(&(device_id, list_id)) else {
+            return;
+        };
+        if f.held == 0 {
+            return;
+        }
+        let n = Notice {
+            device_id,
+            list_id,
+            rule_id: None,
+            kind: NoticeKind::Summary {
+                count: f.held,
+                lines: std::mem::take(&mut f.lines),
+            },
+            severity: f.worst.take().unwrap_or(Severity::Info),
+            text: format!(
+                "{} notifications held back by flood suppression in the last {} s",
+                f.held, self.opts.flood_window_s
+            ),
+            at,
+        };
+        // The summary opens the next window and counts in it.
+        f.held = 0;
+        f.window_end = at + self.opts.flood_window_s.max(1);
+        f.sent = 1;
+        self.out.push(Action::Notify(n));
+    }
+
+    fn unschedule(&mut self, id: i64, at: Option<i64>) {
+        if let Some(t) = at {
+            self.timers.remove(&(t, Timer::Rule(id)));
+        }
+    }
+
+    /// Puts the rule's earliest deadline in the timer set (and removes the old one).
+    fn reschedule(&mut self, id: i64) {
+        let Some(st) = self.rules.get_mut(&id) else {
+            return;
+        };
+        let spec = &st.rule.spec;
+        let mut next: Option<i64> = None;
+        let mut at = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+        if spec.enabled {
+            if let Some(t) = st.memo.becomes_true_at {
+                at(t);
+            }
+            match st.phase {
+                Phase::Pending { since } => at(since + i64::from(spec.raise_after_s)),
+                Phase::Restoring { since } => at(since + i64::from(spec.clear_after_s)),
+                _ => {}
+            }
+            if let Some(u) = st.rule.shelved_until {
+                if matches!(st.phase, Phase::Active | Phase::Restoring { .. })
+                    || st.open.is_some_and(|o| !o.acked)
+                {
+                    at(u);
+                }
+            }
+            if let Some(e) = escalation_at(st) {
+                at(e.max(st.rule.shelved_until.unwrap_or(e)));
+            }
+        }
+        if next == st.scheduled {
+            return;
+        }
+        let old = std::mem::replace(&mut st.scheduled, next);
+        if let Some(t) = old {
+            self.timers.remove(&(t, Timer::Rule(id)));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, Timer::Rule(id)));
+        }
+    }
+}
+
+/// When the open alarm escalates next, if it does.
+fn escalation_at(st: &RuleState) -> Option<i64> {
+    let spec = &st.rule.spec;
+    let open = st.open?;
+    if open.acked || spec.escalate_after_s == 0 || open.level as usize + 1 >= spec.lists.len() {
+        return None;
+    }
+    Some(open.raised_at + i64::from(spec.escalate_after_s) * (i64::from(open.level) + 1))
+}
+
+/// Evaluates a telemetry condition on one record.
+fn eval_row(st: &mut RuleState, row: &TelemetryRow) -> Option<bool> {
+    let relays = || row.get(channel::RELAYS);
+    match st.rule.spec.condition {
+        Condition::Above {
+            channel,
+            limit,
+            restore,
+        } => {
+            let v = row.get(channel.number())?;
+            st.last_seen = channel.show(v);
+            hysteresis(v > limit, v <= restore)
+        }
+        Condition::Below {
+            channel,
+            limit,
+            restore,
+        } => {
+            let v = row.get(channel.number())?;
+            st.last_seen = channel.show(v);
+            hysteresis(v < limit, v >= restore)
+        }
+        Condition::Outside {
+            channel,
+            min,
+            max,
+            deadband,
+        } => {
+            let v = row.get(channel.number())?;
+            st.last_seen = channel.show(v);
+            hysteresis(
+                v < min || v > max,
+                v >= min.saturating_add(deadband) && v <= max.saturating_sub(deadband),
+            )
+        }
+        Condition::HeaterNoRise {
+            window_s,
+            min_rise_cc,
+        } => {
+            let (r, temp) = (relays()?, row.get(channel::WATER_TEMP_CC)?);
+            if r & HEATER_BIT == 0 {
+                st.memo.window = None;
+                return Some(false);
+            }
+            match st.memo.window {
+                None => {
+                    st.memo.window = Some((row.time, temp));
+                    None
+                }
+                Some((t0, temp0)) if row.time - t0 >= i64::from(window_s) => {
+                    let rise = temp.saturating_sub(temp0);
+                    st.last_seen = format!(
+                        "rose {} in {} min",
+                        super::rules::show_cc(rise),
+                        (row.time - t0) / 60
+                    );
+                    st.memo.window = Some((row.time, temp));
+                    Some(rise < min_rise_cc)
+                }
+                Some(_) => None,
+            }
+        }
+        Condition::PumpPower {
+            min_on_w,
+            max_off_w,
+        } => {
+            let (r, p) = (relays()?, row.get(channel::POWER_W)?);
+            let on = r & PUMP_BIT != 0;
+            st.last_seen = format!("pump {}, {p} W", if on { "on" } else { "off" });
+            Some(if on { p < min_on_w } else { p > max_off_w })
+        }
+        Condition::FreezeRisk {
+            air_below_cc,
+            deadband_cc,
+        } => {
+            let (r, air) = (relays()?, row.get(channel::AIR_TEMP_CC)?);
+            st.last_seen = format!("air {}", super::rules::show_cc(air));
+            if r & PUMP_BIT != 0 {
+                return Some(false);
+            }
+            hysteresis(
+                air < air_below_cc,
+                air >= air_below_cc.saturating_add(deadband_cc),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn hysteresis(raise: bool, restore: bool) -> Option<bool> {
+    if raise {
+        Some(true)
+    } else if restore {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::{Channel, RuleSpec};
+    use super::*;
+
+    const T0: i64 = 1_000_000;
+
+    fn rule(id: i64, condition: Condition) -> Rule {
+        Rule {
+            id,
+            device_id: 7,
+            spec: RuleSpec {
+                name: format!("r{id}"),
+                severity: Severity::Warning,
+                condition,
+                raise_after_s: 0,
+                clear_after_s: 0,
+                lists: vec![100],
+                escalate_after_s: 0,
+                enabled: true,
+            },
+            shelved_until: None,
+            created_at: 0,
+        }
+    }
+
+    fn water_high(id: i64) -> Rule {
+        rule(
+            id,
+            Condition::Above {
+                channel: Channel::WaterTempCc,
+                limit: 3000,
+                restore: 2900,
+            },
+        )
+    }
+
+    fn row(time: i64, water: i32, air: i32, power: i32, relays: i32) -> TelemetryRow {
+        TelemetryRow {
+            device_id: 7,
+            boot: 1,
+            seq: time as u32,
+            time,
+            channels: 0b1_1101,
+            values: [power, 0, water, air, relays, 0, 0, 0],
+        }
+    }
+
+    fn water(time: i64, w: i32) -> TelemetryRow {
+        row(time, w, 1500, 1000, PUMP_BIT)
+    }
+
+    fn engine(rules: Vec<Rule>) -> Engine {
+        let mut e = Engine::new(EngineOptions::default());
+        assert!(e.set_device_rules(7, rules, &[], T0).is_empty());
+        e
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Raise { rule_id, .. } => format!("raise {rule_id}"),
+                Action::Clear { rule_id, .. } => format!("clear {rule_id}"),
+                Action::Escalate { rule_id, level } => format!("escalate {rule_id} {level}"),
+                Action::Notify(n) => format!("notify {} {}", n.list_id, n.kind.label()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn threshold_with_hysteresis_raises_and_clears() {
+        let mut e = engine(vec![water_high(1)]);
+        assert!(e.telemetry(&[water(T0, 2950)], T0).is_empty());
+        let a = e.telemetry(&[water(T0 + 10, 3050)], T0 + 10);
+        assert_eq!(kinds(&a), ["raise 1", "notify 100 raised"]);
+        match &a[0] {
+            Action::Raise { message, at, .. } => {
+                assert!(message.contains("30.50 °C"), "{message}");
+                assert_eq!(*at, T0 + 10);
+            }
+            _ => unreachable!(),
+        }
+        // Still active, and inside the band: nothing.
+        assert!(e.telemetry(&[water(T0 + 20, 3100)], T0 + 20).is_empty());
+        assert!(e.telemetry(&[water(T0 + 30, 2950)], T0 + 30).is_empty());
+        let a = e.telemetry(&[water(T0 + 40, 2900)], T0 + 40);
+        assert_eq!(kinds(&a), ["clear 1", "notify 100 cleared"]);
+        assert_eq!(e.poll_at(), None, "nothing left to time");
+    }
+
+    #[test]
+    fn hold_offs_for_raise_and_clear() {
+        let mut r = water_high(1);
+        r.spec.raise_after_s = 60;
+        r.spec.clear_after_s = 120;
+        let mut e = engine(vec![r]);
+        assert!(e.telemetry(&[water(T0, 3100)], T0).is_empty());
+        assert_eq!(e.poll_at(), Some(T0 + 60));
+        // A dip below the restore threshold within the hold-off cancels it.
+        assert!(e.telemetry(&[water(T0 + 30, 2800)], T0 + 30).is_empty());
+        assert_eq!(e.poll_at(), None);
+        assert!(e.poll(T0 + 100).is_empty());
+        // Held long enough: raised by the deadline, without a new record.
+        assert!(e.telemetry(&[water(T0 + 200, 3100)], T0 + 200).is_empty());
+        assert!(e.poll(T0 + 259).is_empty());
+        assert_eq!(kinds(&e.poll(T0 + 260)), ["raise 1", "notify 100 raised"]);
+        // Restore must hold 120 s; coming back resets it.
+        assert!(e.telemetry(&[water(T0 + 300, 2800)], T0 + 300).is_empty());
+        assert!(e.telemetry(&[water(T0 + 350, 3100)], T0 + 350).is_empty());
+        assert!(e.poll(T0 + 500).is_empty());
+        assert!(e.telemetry(&[water(T0 + 510, 2800)], T0 + 510).is_empty());
+        assert_eq!(e.poll_at(), Some(T0 + 630));
+        assert_eq!(kinds(&e.poll(T0 + 630)), ["clear 1", "notify 100 cleared"]);
+    }
+
+    #[test]
+    fn escalation_until_acknowledged() {
+        let mut r = water_high(1);
+        r.spec.lists = vec![100, 200, 300];
+        r.spec.escalate_after_s = 600;
+        let mut e = engine(vec![r.clone()]);
+        e.telemetry(&[water(T0, 3100)], T0);
+        assert_eq!(e.poll_at(), Some(T0 + 600));
+        assert!(e.poll(T0 + 599).is_empty());
+        assert_eq!(
+            kinds(&e.poll(T0 + 600)),
+            ["escalate 1 1", "notify 200 escalated"]
+        );
+        e.acknowledge(1);
+        assert_eq!(e.poll_at(), None, "acknowledged: no more escalation");
+        assert!(e.poll(T0 + 5000).is_empty());
+        // Cleared: every list notified so far hears of it.
+        let a = e.telemetry(&[water(T0 + 6000, 2000)], T0 + 6000);
+        assert_eq!(
+            kinds(&a),
+            ["clear 1", "notify 100 cleared", "notify 200 cleared"]
+        );
+
+        // Unacknowledged all the way: stops at the last list.
+        let mut e = engine(vec![r]);
+        e.telemetry(&[water(T0, 3100)], T0);
+        assert_eq!(kinds(&e.poll(T0 + 600))[0], "escalate 1 1");
+        assert_eq!(
+            kinds(&e.poll(T0 + 1200)),
+            ["escalate 1 2", "notify 300 escalated"]
+        );
+        assert_eq!(e.poll_at(), None);
+    }
+
+    #[test]
+    fn shelving_suppresses_then_raises_at_expiry() {
+        let mut r = water_high(1);
+        r.shelved_until = Some(T0 + 3600);
+        let mut e = engine(vec![r]);
+        assert!(e.telemetry(&[water(T0, 3100)], T0).is_empty());
+        assert_eq!(e.poll_at(), Some(T0 + 3600));
+        // Still active at expiry: raised then.
+        assert_eq!(kinds(&e.poll(T0 + 3600)), ["raise 1", "notify 100 raised"]);
+
+        // Shelved while active and unacknowledged: escalation waits for the shelf to end.
+        let mut r = water_high(2);
+        r.spec.lists = vec![100, 200];
+        r.spec.escalate_after_s = 60;
+        let mut e = engine(vec![r]);
+        e.telemetry(&[water(T0, 3100)], T0);
+        assert!(e.shelve(2, Some(T0 + 1000), T0 + 10).is_empty());
+        assert!(e.poll(T0 + 999).is_empty());
+        assert_eq!(kinds(&e.poll(T0 + 1000))[0], "escalate 2 1");
+        // A clear while shelved is recorded but sends nothing.
+        let mut e2 = engine(vec![water_high(3)]);
+        e2.telemetry(&[water(T0, 3100)], T0);
+        e2.shelve(3, Some(T0 + 100), T0);
+        assert_eq!(
+            kinds(&e2.telemetry(&[water(T0 + 5, 2000)], T0 + 5)),
+            ["clear 3"]
+        );
+        // Unshelving an inactive rule: nothing.
+        assert!(e2.shelve(3, None, T0 + 6).is_empty());
+    }
+
+    #[test]
+    fn flood_suppression_with_summary() {
+        let mut e = Engine::new(EngineOptions {
+            flood_max: 2,
+            flood_window_s: 100,
+        });
+        let rules: Vec<Rule> = (1..=5).map(water_high).collect();
+        e.set_device_rules(7, rules, &[], T0);
+        // Five rules raise at once: two notifications go out, three are held.
+        let a = e.telemetry(&[water(T0, 3100)], T0);
+        assert_eq!(
+            a.iter()
+                .filter(|a| matches!(a, Action::Raise { .. }))
+                .count(),
+            5
+        );
+        let sent: Vec<_> = a
+            .iter()
+            .filter(|a| matches!(a, Action::Notify(_)))
+            .collect();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(e.poll_at(), Some(T0 + 100));
+        let a = e.poll(T0 + 100);
+        assert_eq!(a.len(), 1);
+        match &a[0] {
+            Action::Notify(n) => match &n.kind {
+                NoticeKind::Summary { count, lines } => {
+                    assert_eq!(*count, 3);
+                    assert_eq!(lines.len(), 3);
+                    assert!(lines[0].starts_with("raised: r"), "{lines:?}");
+                    assert_eq!(n.rule_id, None);
+                }
+                k => panic!("{k:?}"),
+            },
+            a => panic!("{a:?}"),
+        }
+        // The summary counts in the new window: one more goes out, the next is held.
+        let a = e.telemetry(&[water(T0 + 110, 2000)], T0 + 110);
+        assert_eq!(
+            a.iter().filter(|a| matches!(a, Action::Notify(_))).count(),
+            1
+        );
+        // A new window after that one: the limit applies afresh.
+        let a = e.poll(T0 + 200);
+        assert!(
+            matches!(
+                &a[..],
+                [Action::Notify(Notice {
+                    kind: NoticeKind::Summary { count: 4, .. },
+                    ..
+                })]
+            ),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn offline_by_deadline_and_restored_by_contact() {
+        let mut r = rule(1, Condition::Offline { after_s: 300 });
+        r.spec.clear_after_s = 0;
+        let mut e = engine(vec![r]);
+        assert_eq!(
+            e.poll_at(),
+            Some(T0 + 300),
+            "counts from load without contact"
+        );
+        e.contact(7, T0 + 100);
+        assert_eq!(e.poll_at(), Some(T0 + 400));
+        assert!(e.poll(T0 + 399).is_empty());
+        let a = e.poll(T0 + 400);
+        assert_eq!(kinds(&a), ["raise 1", "notify 100 raised"]);
+        e.contact(7, T0 + 500);
+        assert_eq!(kinds(&e.poll(T0 + 500)), ["clear 1", "notify 100 cleared"]);
+        assert_eq!(e.poll_at(), Some(T0 + 800));
+    }
+
+    #[test]
+    fn offline_raise_withdrawn_when_seen_elsewhere() {
+        let mut e = engine(vec![rule(1, Condition::Offline { after_s: 300 })]);
+        e.contact(7, T0);
+        assert_eq!(kinds(&e.poll(T0 + 300)), ["raise 1", "notify 100 raised"]);
+        // Another server stored a record at T0 + 250: not offline after all.
+        e.withdraw_offline(1, T0 + 250);
+        assert_eq!(e.poll_at(), Some(T0 + 550));
+        assert!(
+            e.poll(T0 + 549).is_empty(),
+            "no clear for a withdrawn raise"
+        );
+        assert_eq!(kinds(&e.poll(T0 + 550))[0], "raise 1");
+    }
+
+    #[test]
+    fn config_pending_withdrawn_when_confirmed_elsewhere() {
+        let mut e = engine(vec![rule(1, Condition::ConfigPending { after_s: 60 })]);
+        e.config_saved(7, T0);
+        assert_eq!(kinds(&e.poll(T0 + 60))[0], "raise 1");
+        e.withdraw_config_pending(1);
+        assert_eq!(e.poll_at(), None);
+        assert!(e.config_settled(7, T0 + 70).is_empty(), "nothing to clear");
+        e.config_saved(7, T0 + 100);
+        assert_eq!(kinds(&e.poll(T0 + 160))[0], "raise 1");
+    }
+
+    #[test]
+    fn config_pending_gsm_and_log_drops() {
+        let mut e = engine(vec![
+            rule(1, Condition::ConfigPending { after_s: 60 }),
+            rule(2, Condition::OnGsm),
+            rule(3, Condition::LogDrops),
+        ]);
+        assert!(e.config_saved(7, T0).is_empty());
+        // A second save does not restart the clock.
+        assert!(e.config_saved(7, T0 + 30).is_empty());
+        assert_eq!(kinds(&e.poll(T0 + 60))[0], "raise 1");
+        assert_eq!(kinds(&e.config_settled(7, T0 + 70))[0], "clear 1");
+
+        assert!(e.status(7, Transport::Ethernet, 5, T0 + 80).is_empty());
+        let a = e.status(7, Transport::Gsm, 9, T0 + 90);
+        assert_eq!(
+            kinds(&a),
+            [
+                "raise 2",
+                "notify 100 raised",
+                "raise 3",
+                "notify 100 raised"
+            ]
+        );
+        let a = e.status(7, Transport::Ethernet, 9, T0 + 100);
+        assert_eq!(
+            kinds(&a),
+            [
+                "clear 2",
+                "notify 100 cleared",
+                "clear 3",
+                "notify 100 cleared"
+            ]
+        );
+    }
+
+    #[test]
+    fn pool_templates() {
+        let mut e = engine(vec![
+            rule(
+                1,
+                Condition::HeaterNoRise {
+                    window_s: 1800,
+                    min_rise_cc: 20,
+                },
+            ),
+            rule(
+                2,
+                Condition::PumpPower {
+                    min_on_w: 100,
+                    max_off_w: 50,
+                },
+            ),
+            rule(
+                3,
+                Condition::FreezeRisk {
+                    air_below_cc: 300,
+                    deadband_cc: 100,
+                },
+            ),
+        ]);
+        let heat = PUMP_BIT | HEATER_BIT;
+        // Heater on, water rising 0.5 °C per half hour: fine.
+        assert!(e
+            .telemetry(&[row(T0, 2500, 1500, 3000, heat)], T0)
+            .is_empty());
+        let a = e.telemetry(&[row(T0 + 1800, 2550, 1500, 3000, heat)], T0 + 1800);
+        assert!(a.is_empty(), "{a:?}");
+        // The next half hour only 0.1 °C: raised.
+        let a = e.telemetry(&[row(T0 + 3600, 2560, 1500, 3000, heat)], T0 + 3600);
+        assert_eq!(kinds(&a)[0], "raise 1");
+        // Heater off restores.
+        let a = e.telemetry(&[row(T0 + 3700, 2560, 1500, 1000, PUMP_BIT)], T0 + 3700);
+        assert_eq!(kinds(&a)[0], "clear 1");
+        // Pump on without power.
+        let a = e.telemetry(&[row(T0 + 3800, 2560, 1500, 20, PUMP_BIT)], T0 + 3800);
+        assert_eq!(kinds(&a)[0], "raise 2");
+        // Pump off and no power: agree again.
+        let a = e.telemetry(&[row(T0 + 3900, 2560, 1500, 20, 0)], T0 + 3900);
+        assert_eq!(kinds(&a)[0], "clear 2");
+        // Power with the pump off.
+        let a = e.telemetry(&[row(T0 + 4000, 2560, 1500, 900, 0)], T0 + 4000);
+        assert_eq!(kinds(&a)[0], "raise 2");
+        // Freezing air with the pump off; restored by the pump running (power fits too).
+        let a = e.telemetry(&[row(T0 + 4100, 2560, 250, 10, 0)], T0 + 4100);
+        assert_eq!(
+            kinds(&a),
+            [
+                "clear 2",
+                "notify 100 cleared",
+                "raise 3",
+                "notify 100 raised"
+            ]
+        );
+        // Warmer but inside the deadband: still active.
+        assert!(e
+            .telemetry(&[row(T0 + 4200, 2560, 350, 10, 0)], T0 + 4200)
+            .is_empty());
+        let a = e.telemetry(&[row(T0 + 4300, 2560, 350, 900, PUMP_BIT)], T0 + 4300);
+        assert_eq!(kinds(&a), ["clear 3", "notify 100 cleared"]);
+    }
+
+    #[test]
+    fn restart_keeps_open_alarms_and_old_records_are_ignored() {
+        let mut r = water_high(1);
+        r.spec.lists = vec![100, 200];
+        r.spec.escalate_after_s = 60;
+        let mut e = Engine::new(EngineOptions::default());
+        let open = [OpenAlarm {
+            rule_id: 1,
+            raised_at: T0 - 30,
+            acked: false,
+            level: 0,
+        }];
+        assert!(e.set_device_rules(7, vec![r], &open, T0).is_empty());
+        // Still active: no second raise; escalation continues from the stored raise time.
+        assert!(e.telemetry(&[water(T0 + 1, 3100)], T0 + 1).is_empty());
+        assert_eq!(e.poll_at(), Some(T0 + 30));
+        assert_eq!(kinds(&e.poll(T0 + 30))[0], "escalate 1 1");
+        // A retransmitted older record changes nothing.
+        assert!(e.telemetry(&[water(T0 - 100, 2000)], T0 + 40).is_empty());
+        // Disabled rules do nothing; rules of other devices are not taken.
+        let mut d = water_high(2);
+        d.spec.enabled = false;
+        let mut other = water_high(3);
+        other.device_id = 8;
+        let mut e = engine(vec![d, other]);
+        assert_eq!(e.rule_count(), 1);
+        assert!(e.telemetry(&[water(T0, 3100)], T0).is_empty());
+    }
+}

@@ -1,0 +1,811 @@
+//! The alarm task: owns the [`Engine`], is fed through a bounded queue ([`Alarms`]) by the writer
+//! after each commit (telemetry, status, configuration confirmations), by the socket loop
+//! (keepalives) and by the API (rules changed, acknowledged, shelved, configuration saved), and
+//! carries the engine's actions out: alarms into the database, notifications into the notification
+//! log and onto the delivery queue.
+//!
+//! Nothing here can block ingest: feeding is `try_send` (a full queue drops the event and counts
+//! it in `dropped`), and the task sleeps until the engine's next deadline or the next event.
+
+use super::deliver::{self, Job};
+use super::engine::{Action, Engine, EngineOptions, Notice, NoticeKind, OpenAlarm};
+use super::AlarmsConfig;
+use crate::storage::{AlarmFilter, NewAlarm, NewNotification, Storage, TelemetryRow};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tek_proto::message::status::Transport;
+use tokio::sync::{mpsc, watch};
+
+/// Something the engine must hear about.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Telemetry committed by the writer.
+    Telemetry(Vec<TelemetryRow>),
+    /// A status report committed by the writer.
+    Status {
+        /// Device.
+        device_id: u32,
+        /// Transport in use.
+        transport: Transport,
+        /// The log's drop counter.
+        log_drops: u32,
+        /// When.
+        at: i64,
+    },
+    /// An authenticated datagram without data (keepalive).
+    Contact {
+        /// Device.
+        device_id: u32,
+        /// When.
+        at: i64,
+    },
+    /// A configuration was saved for the device.
+    ConfigSaved {
+        /// Device.
+        device_id: u32,
+        /// When.
+        at: i64,
+    },
+    /// The device confirmed (or rolled back) its configuration.
+    ConfigSettled {
+        /// Device.
+        device_id: u32,
+        /// When.
+        at: i64,
+    },
+    /// A device's rules changed in the database: reload them.
+    RulesChanged {
+        /// Device.
+        device_id: u32,
+    },
+    /// An alarm of this rule was acknowledged.
+    Acked {
+        /// Rule.
+        rule_id: i64,
+    },
+    /// A rule was shelved (or unshelved).
+    Shelved {
+        /// Rule.
+        rule_id: i64,
+        /// Until (None: unshelved).
+        until: Option<i64>,
+    },
+}
+
+/// Counters of the alarm subsystem, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events dropped because the engine's queue was full.
+    pub events_dropped: AtomicU64,
+    /// Alarms raised.
+    pub raised: AtomicU64,
+    /// Notifications delivered.
+    pub sent: AtomicU64,
+    /// Notifications given up on.
+    pub failed: AtomicU64,
+}
+
+impl Counters {
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, c) in [
+            (
+                "tek_alarm_events_dropped_total",
+                "Events for the alarm engine dropped because its queue was full.",
+                &self.events_dropped,
+            ),
+            ("tek_alarms_raised_total", "Alarms raised.", &self.raised),
+            (
+                "tek_alarm_notifications_sent_total",
+                "Alarm notifications delivered (e-mail accepted by the relay, webhook 2xx).",
+                &self.sent,
+            ),
+            (
+                "tek_alarm_notifications_failed_total",
+                "Alarm notifications given up on after every retry.",
+                &self.failed,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// The feeding end, shared by the writer, the socket loop and the API.
+#[derive(Debug)]
+pub struct Alarms {
+    tx: mpsc::Sender<Event>,
+    /// Counters (shared with the task and the delivery workers).
+    pub counters: Arc<Counters>,
+    /// Rules loaded (telemetry is not copied to the task while there are none).
+    rules: Arc<AtomicUsize>,
+}
+
+impl Alarms {
+    /// Offers an event; never blocks (a full queue drops it and counts it).
+    pub fn offer(&self, e: Event) {
+        if matches!(e, Event::RulesChanged { .. }) {
+            // Records committed before the task has loaded the new rules must reach it too; the
+            // task stores the exact count after the reload.
+            self.rules.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.tx.try_send(e).is_err() {
+            self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Offers committed telemetry, if any rule could look at it.
+    pub fn telemetry(&self, rows: &[TelemetryRow]) {
+        if !rows.is_empty() && self.rules.load(Ordering::Relaxed) > 0 {
+            self.offer(Event::Telemetry(rows.to_vec()));
+        }
+    }
+
+    /// Whether any rule is loaded (cheap; lets the socket loop skip keepalive events).
+    pub fn active(&self) -> bool {
+        self.rules.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Creates the feeding end and the task's receiving end.
+pub(crate) fn channel(cfg: &AlarmsConfig) -> (Alarms, Receiver) {
+    let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+    let rules = Arc::new(AtomicUsize::new(0));
+    let counters = Arc::new(Counters::default());
+    (
+        Alarms {
+            tx,
+            counters: counters.clone(),
+            rules: rules.clone(),
+        },
+        Receiver {
+            rx,
+            rules,
+            counters,
+        },
+    )
+}
+
+/// The task's end of the queue.
+pub(crate) struct Receiver {
+    rx: mpsc::Receiver<Event>,
+    rules: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
+}
+
+/// Unix seconds now.
+fn now() -> i64 {
+    crate::udp::unix_now()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::storage::Result<T> + Send + 'static,
+) -> crate::storage::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::storage::Error::Backend(e.to_string()))?
+}
+
+/// Loads every rule and open alarm into the engine. Retries until the database answers or
+/// `stop` (a server must not run without its alarms because the database was slow at start).
+async fn load(
+    storage: &Arc<dyn Storage>,
+    engine: &mut Engine,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let s = storage.clone();
+        let got = blocking(move || {
+            let rules = s.all_rules()?;
+            let open = s.alarms(&AlarmFilter {
+                devices: None,
+                open_only: true,
+                limit: usize::MAX,
+            })?;
+            // Configurations already pending when the server started count from their save.
+            let mut pending = Vec::new();
+            let mut asked = std::collections::HashSet::new();
+            for r in &rules {
+                if matches!(
+                    r.spec.condition,
+                    super::rules::Condition::ConfigPending { .. }
+                ) && asked.insert(r.device_id)
+                {
+                    let d = s.device(r.device_id)?;
+                    let waiting = d.config_desired > d.config_applied
+                        && d.config_rolled_back != Some(d.config_desired);
+                    if waiting {
+                        if let Some(c) = s.latest_config(r.device_id)? {
+                            pending.push((r.device_id, c.saved_at));
+                        }
+                    }
+                }
+            }
+            Ok((rules, open, pending))
+        })
+        .await;
+        match got {
+            Ok((rules, open, pending)) => {
+                for (device, saved_at) in pending {
+                    let _ = engine.config_saved(device, saved_at);
+                }
+                let mut by_device: HashMap<u32, Vec<_>> = HashMap::new();
+                for r in rules {
+                    by_device.entry(r.device_id).or_default().push(r);
+                }
+                let open: Vec<OpenAlarm> = open.iter().map(open_alarm).collect();
+                let t = now();
+                for (device, rules) in by_device {
+                    // Actions now can only be due deadlines; the first poll carries them out.
+                    let _ = engine.set_device_rules(device, rules, &open, t);
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(%e, "cannot load alarm rules; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = crate::udp::stopped(stop) => return false,
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn open_alarm(a: &crate::storage::AlarmRecord) -> OpenAlarm {
+    OpenAlarm {
+        rule_id: a.rule_id,
+        raised_at: a.raised_at,
+        acked: a.acked_at.is_some(),
+        level: a.level,
+    }
+}
+
+/// Runs the engine until `stop`.
+pub(crate) async fn run(
+    storage: Arc<dyn Storage>,
+    cfg: AlarmsConfig,
+    mut rx: Receiver,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut engine = Engine::new(EngineOptions {
+        flood_max: cfg.flood_max,
+        flood_window_s: i64::from(cfg.flood_window_s),
+    });
+    let delivery = deliver::start(
+        storage.clone(),
+        cfg.clone(),
+        rx.counters.clone(),
+        stop.clone(),
+    );
+    if !load(&storage, &mut engine, &mut stop).await {
+        return;
+    }
+    rx.rules.store(engine.rule_count(), Ordering::Relaxed);
+    loop {
+        let sleep = match engine.poll_at() {
+            Some(t) => Duration::from_secs(u64::try_from(t - now()).unwrap_or(0)),
+            None => Duration::from_secs(3600),
+        };
+        let mut events = Vec::new();
+        tokio::select! {
+            e = rx.rx.recv() => match e {
+                Some(e) => events.push(e),
+                None => break,
+            },
+            _ = tokio::time::sleep(sleep) => {}
+            _ = crate::udp::stopped(&mut stop) => break,
+        }
+        while events.len() < 1000 {
+            match rx.rx.try_recv() {
+                Ok(e) => events.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut actions = Vec::new();
+        for e in events {
+            actions.extend(apply(&storage, &mut engine, e).await);
+        }
+        rx.rules.store(engine.rule_count(), Ordering::Relaxed);
+        actions.extend(engine.poll(now()));
+        let actions = seen_elsewhere(&storage, &mut engine, actions).await;
+        if !actions.is_empty() {
+            let raised = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Raise { .. }))
+                .count();
+            rx.counters
+                .raised
+                .fetch_add(raised as u64, Ordering::Relaxed);
+            execute(&storage, &delivery, actions).await;
+        }
+    }
+    tracing::debug!("alarm task stopped");
+}
+
+/// A raise from a time-based state condition is checked against the database first: with
+/// several servers sharing it, the device may be talking to another one. *Offline*: if the
+/// database has a record or a contact within the rule's `after_s`, the raise is withdrawn (and
+/// re-armed from that time). *Configuration pending*: if the device confirmed it (through any
+/// server), the raise is withdrawn.
+async fn seen_elsewhere(
+    storage: &Arc<dyn Storage>,
+    engine: &mut Engine,
+    mut actions: Vec<Action>,
+) -> Vec<Action> {
+    use super::rules::Condition;
+    let checks: Vec<(i64, u32, Option<i64>)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Raise {
+                rule_id,
+                device_id,
+                at,
+                ..
+            } => match engine.rule(*rule_id)?.spec.condition {
+                Condition::Offline { after_s } => {
+                    Some((*rule_id, *device_id, Some(at - i64::from(after_s))))
+                }
+                Condition::ConfigPending { .. } => Some((*rule_id, *device_id, None)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if checks.is_empty() {
+        return actions;
+    }
+    let s = storage.clone();
+    let seen = blocking(move || {
+        let mut seen = Vec::new();
+        for (rule, device, since) in checks {
+            let d = s.device(device)?;
+            let Some(since) = since else {
+                let pending = d.config_desired > d.config_applied
+                    && d.config_rolled_back != Some(d.config_desired);
+                if !pending {
+                    seen.push((rule, None));
+                }
+                continue;
+            };
+            let last = d.last_seen.filter(|t| *t > since);
+            let record = s
+                .telemetry(&crate::storage::TelemetryQuery {
+                    device_id: device,
+                    from: since + 1,
+                    to: i64::MAX,
+                    limit: 1,
+                })?
+                .first()
+                .map(|r| r.time);
+            if let Some(t) = last.max(record) {
+                seen.push((rule, Some(t)));
+            }
+        }
+        Ok(seen)
+    })
+    .await;
+    let seen = match seen {
+        Ok(s) => s,
+        Err(e) => {
+            // Cannot tell: raise (a false alarm beats a missed one).
+            tracing::warn!(%e, "cannot check an offline alarm against the database");
+            return actions;
+        }
+    };
+    for (rule, t) in seen {
+        match t {
+            Some(t) => engine.withdraw_offline(rule, t),
+            None => engine.withdraw_config_pending(rule),
+        }
+        actions.retain(|a| match a {
+            Action::Raise { rule_id, .. } => *rule_id != rule,
+            Action::Notify(n) => !(n.rule_id == Some(rule) && n.kind == NoticeKind::Raised),
+            _ => true,
+        });
+        tracing::debug!(
+            rule,
+            seen = t,
+            "alarm withdrawn: the database shows another server's contact or confirmation"
+        );
+    }
+    actions
+}
+
+/// Feeds one event to the engine.
+async fn apply(storage: &Arc<dyn Storage>, engine: &mut Engine, e: Event) -> Vec<Action> {
+    let t = now();
+    match e {
+        Event::Telemetry(rows) => engine.telemetry(&rows, t),
+        Event::Status {
+            device_id,
+            transport,
+            log_drops,
+            at,
+        } => engine.status(device_id, transport, log_drops, at),
+        Event::Contact { device_id, at } => {
+            engine.contact(device_id, at);
+            Vec::new()
+        }
+        Event::ConfigSaved { device_id, at } => engine.config_saved(device_id, at),
+        Event::ConfigSettled { device_id, at } => engine.config_settled(device_id, at),
+        Event::RulesChanged { device_id } => {
+            let s = storage.clone();
+            let got = blocking(move || {
+                let rules = s.device_rules(device_id)?;
+                let open = s.alarms(&AlarmFilter {
+                    devices: Some(vec![device_id]),
+                    open_only: true,
+                    limit: usize::MAX,
+                })?;
+                Ok((rules, open))
+            })
+            .await;
+            match got {
+                Ok((rules, open)) => {
+                    let open: Vec<OpenAlarm> = open.iter().map(open_alarm).collect();
+                    engine.set_device_rules(device_id, rules, &open, t)
+                }
+                Err(e) => {
+                    tracing::warn!(%e, device_id, "cannot reload alarm rules");
+                    Vec::new()
+                }
+            }
+        }
+        Event::Acked { rule_id } => {
+            engine.acknowledge(rule_id);
+            Vec::new()
+        }
+        Event::Shelved { rule_id, until } => engine.shelve(rule_id, until, t),
+    }
+}
+
+/// Carries actions out in order: alarms into the database, then each notification into the log
+/// (one row per destination) and onto the delivery queue.
+async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions: Vec<Action>) {
+    let s = storage.clone();
+    let jobs = blocking(move || {
+        let mut open: HashMap<i64, i64> = HashMap::new();
+        // Notifications another server sends (it recorded the raise, escalation or clear
+        // first): (rule, event).
+        let mut theirs: std::collections::HashSet<(i64, &'static str)> = Default::default();
+        let mut jobs = Vec::new();
+        for a in actions {
+            match a {
+                Action::Raise {
+                    rule_id,
+                    device_id,
+                    rule_name,
+                    severity,
+                    message,
+                    at,
+                } => {
+                    let (id, fresh) = s.raise_alarm(&NewAlarm {
+                        rule_id,
+                        device_id,
+                        rule_name,
+                        severity,
+                        message,
+                        raised_at: at,
+                    })?;
+                    open.insert(rule_id, id);
+                    if !fresh {
+                        theirs.insert((rule_id, "raised"));
+                    }
+                }
+                Action::Clear { rule_id, at } => match s.clear_alarm(rule_id, at)? {
+                    Some(id) => {
+                        open.insert(rule_id, id);
+                    }
+                    None => {
+                        theirs.insert((rule_id, "cleared"));
+                    }
+                },
+                Action::Escalate { rule_id, level } => {
+                    if !s.set_alarm_level(rule_id, level)? {
+                        theirs.insert((rule_id, "escalated"));
+                    }
+                }
+                Action::Notify(n) => {
+                    if n.rule_id
+                        .is_some_and(|r| theirs.contains(&(r, n.kind.label())))
+                    {
+                        continue;
+                    }
+                    let alarm_id = match n.rule_id {
+                        None => None,
+                        Some(r) => match open.get(&r) {
+                            Some(&id) => Some(id),
+                            None => s
+                                .alarms(&AlarmFilter {
+                                    devices: Some(vec![n.device_id]),
+                                    open_only: true,
+                                    limit: usize::MAX,
+                                })?
+                                .into_iter()
+                                .find(|a| a.rule_id == r)
+                                .map(|a| a.id),
+                        },
+                    };
+                    let (subject, text, body) = render(&n, alarm_id);
+                    for d in s.list_destinations(n.list_id)? {
+                        let note = s.log_notification(
+                            &NewNotification {
+                                alarm_id,
+                                device_id: n.device_id,
+                                list_id: n.list_id,
+                                destination_id: d.id,
+                                destination: d.name.clone(),
+                                event: n.kind.label().to_owned(),
+                                subject: subject.clone(),
+                            },
+                            n.at,
+                        )?;
+                        jobs.push(Job {
+                            note_id: note,
+                            destination: d,
+                            subject: subject.clone(),
+                            text: text.clone(),
+                            body: body.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(jobs)
+    })
+    .await;
+    match jobs {
+        Ok(jobs) => {
+            for j in jobs {
+                delivery.push(j);
+            }
+        }
+        Err(e) => tracing::warn!(%e, "alarm actions failed"),
+    }
+}
+
+/// Subject, plain text and JSON body of a notification.
+fn render(n: &Notice, alarm_id: Option<i64>) -> (String, String, String) {
+    let what = match &n.kind {
+        NoticeKind::Raised => "raised".to_owned(),
+        NoticeKind::Escalated(l) => format!("escalated (level {l})"),
+        NoticeKind::Cleared => "cleared".to_owned(),
+        NoticeKind::Summary { .. } => "suppressed notifications".to_owned(),
+    };
+    let subject = format!(
+        "[tek] {} {what}: device {} — {}",
+        n.severity.as_str().to_uppercase(),
+        n.device_id,
+        n.text
+    );
+    let subject: String = subject.chars().take(200).collect();
+    let mut text = format!(
+        "{}\n\nDevice: {}\nSeverity: {}\nEvent: {what}\nTime: {} (Unix {})\n",
+        n.text,
+        n.device_id,
+        n.severity.as_str(),
+        crate::web::timefmt::datetime(n.at),
+        n.at
+    );
+    if let Some(a) = alarm_id {
+        text.push_str(&format!("Alarm: {a}\n"));
+    }
+    let lines = match &n.kind {
+        NoticeKind::Summary { count, lines } => {
+            text.push_str(&format!("\n{count} notifications held back:\n"));
+            for l in lines {
+                text.push_str(&format!("  {l}\n"));
+            }
+            lines.clone()
+        }
+        _ => Vec::new(),
+    };
+    let body = serde_json::json!({
+        "event": n.kind.label(),
+        "level": match n.kind { NoticeKind::Escalated(l) => l, _ => 0 },
+        "device_id": n.device_id,
+        "rule_id": n.rule_id,
+        "alarm_id": alarm_id,
+        "list_id": n.list_id,
+        "severity": n.severity.as_str(),
+        "text": n.text,
+        "at": n.at,
+        "suppressed": match &n.kind { NoticeKind::Summary { count, .. } => *count, _ => 0 },
+        "lines": lines,
+    })
+    .to_string();
+    (subject, text, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::engine::NoticeKind;
+    use super::super::rules::{Condition, RuleSpec, Severity};
+    use super::*;
+    use crate::storage::sqlite::Sqlite;
+    use crate::storage::{AlarmStore, DestinationKind, DeviceStore, NewDestination, NewDevice};
+
+    fn offline(after_s: u32, lists: Vec<i64>) -> RuleSpec {
+        RuleSpec {
+            name: "offline".into(),
+            severity: Severity::Critical,
+            condition: Condition::Offline { after_s },
+            raise_after_s: 0,
+            clear_after_s: 0,
+            lists,
+            escalate_after_s: 0,
+            enabled: true,
+        }
+    }
+
+    /// Two servers on one database: A gets the device's records, B does not.
+    fn shared() -> (
+        tempfile::TempDir,
+        Arc<dyn Storage>,
+        Arc<dyn Storage>,
+        i64,
+        i64,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Sqlite::open_dir(dir.path()).unwrap();
+        a.add_devices(
+            &[NewDevice {
+                id: 9,
+                name: "p".into(),
+                key: tek_proto::crypto::Key([9; 16]),
+            }],
+            0,
+        )
+        .unwrap();
+        let d = a
+            .create_destination(
+                &NewDestination {
+                    name: "ops".into(),
+                    kind: DestinationKind::Email,
+                    target: "ops@example.com".into(),
+                    secret: None,
+                },
+                0,
+            )
+            .unwrap();
+        let l = a.create_list("ops", 0).unwrap();
+        a.set_list_members(l, &[d]).unwrap();
+        let rule = a.create_rule(9, &offline(60, vec![l]), 0).unwrap();
+        let b = Sqlite::open(a.path()).unwrap();
+        (dir, Arc::new(a), Arc::new(b), rule, l)
+    }
+
+    fn engine_with(db: &dyn Storage, now: i64) -> Engine {
+        let mut e = Engine::new(EngineOptions::default());
+        e.set_device_rules(9, db.device_rules(9).unwrap(), &[], now);
+        e
+    }
+
+    #[tokio::test]
+    async fn offline_raise_is_withdrawn_when_the_database_has_newer_records() {
+        let (_dir, a, b, rule, _) = shared();
+        let t0 = 1_000_000;
+        // Server B never heard from device 9; its deadline fires at t0 + 60.
+        let mut eng = engine_with(&*b, t0);
+        let actions = eng.poll(t0 + 60);
+        assert!(matches!(actions[0], Action::Raise { .. }), "{actions:?}");
+        // Meanwhile server A stored a record of it at t0 + 50.
+        a.insert_telemetry(&[TelemetryRow {
+            device_id: 9,
+            boot: 1,
+            seq: 0,
+            time: t0 + 50,
+            channels: 1,
+            values: [1; 8],
+        }])
+        .unwrap();
+        let left = seen_elsewhere(&b, &mut eng, actions).await;
+        assert!(left.is_empty(), "withdrawn: {left:?}");
+        assert_eq!(eng.poll_at(), Some(t0 + 110), "re-armed from the record");
+        // Nothing newer by then: raised for real.
+        let actions = eng.poll(t0 + 110);
+        let left = seen_elsewhere(&b, &mut eng, actions).await;
+        assert!(
+            left.iter()
+                .any(|a| matches!(a, Action::Raise { rule_id, .. } if *rule_id == rule)),
+            "{left:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_server_that_records_an_event_notifies() {
+        let (_dir, a, b, rule, list) = shared();
+        let notice = |kind: NoticeKind| {
+            Action::Notify(Notice {
+                device_id: 9,
+                list_id: list,
+                rule_id: Some(rule),
+                kind,
+                severity: Severity::Critical,
+                text: "offline".into(),
+                at: 5,
+            })
+        };
+        let raise = || {
+            vec![
+                Action::Raise {
+                    rule_id: rule,
+                    device_id: 9,
+                    rule_name: "offline".into(),
+                    severity: Severity::Critical,
+                    message: "no contact".into(),
+                    at: 5,
+                },
+                notice(NoticeKind::Raised),
+            ]
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let qa = deliver::Queue::to(tx.clone(), a.clone());
+        let qb = deliver::Queue::to(tx, b.clone());
+        // Both servers raise the same rule (neither heard from the device): one alarm, one
+        // notification.
+        execute(&a, &qa, raise()).await;
+        execute(&b, &qb, raise()).await;
+        let job = rx.try_recv().unwrap();
+        assert_eq!(job.destination.target, "ops@example.com");
+        assert!(rx.try_recv().is_err(), "B sent nothing");
+        // Both escalate and clear: each notified once.
+        for q in [(&a, &qa), (&b, &qb)] {
+            execute(
+                q.0,
+                q.1,
+                vec![
+                    Action::Escalate {
+                        rule_id: rule,
+                        level: 1,
+                    },
+                    notice(NoticeKind::Escalated(1)),
+                ],
+            )
+            .await;
+        }
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+        for q in [(&a, &qa), (&b, &qb)] {
+            execute(
+                q.0,
+                q.1,
+                vec![
+                    Action::Clear {
+                        rule_id: rule,
+                        at: 9,
+                    },
+                    notice(NoticeKind::Cleared),
+                ],
+            )
+            .await;
+        }
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+        let log = a.notifications(None, None, 10).unwrap();
+        assert_eq!(
+            log.iter().map(|n| n.event.as_str()).collect::<Vec<_>>(),
+            ["cleared", "escalated", "raised"]
+        );
+        assert_eq!(
+            a.alarms(&AlarmFilter {
+                devices: None,
+                open_only: false,
+                limit: 10
+            })
+            .unwrap()
+            .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,804 @@
+//! Alarm pages: `/alarms` (open and recent alarms of every visible device, with Acknowledge),
+//! `/devices/{id}/alarms` (the device's alarms, rules — add from a pool template or as a
+//! threshold, shelve, delete — and its notification log), and `/admin/alarms` (destinations and
+//! destination lists, administrators only). Every change goes through the same functions as the
+//! JSON API (`crate::api::alarms`): access check, validation, audit entry, engine update.
+
+use super::auth::{CsrfForm, PageUser, Posted, Principal};
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::timefmt;
+use super::Web;
+use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
+use crate::api::alarms as al;
+use crate::storage::{AlarmRecord, NotificationRecord};
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool) -> Markup {
+    let csrf = layout::csrf_field(p);
+    html! {
+        table.alarms { thead { tr {
+            th { "Id" } @if show_device { th { "Controller" } } th { "Severity" } th { "Rule" }
+            th { "What" } th { "Raised" } th { "State" } th {}
+        } }
+        tbody { @for a in alarms { tr class=(format!("sev-{} st-{}", a.severity.as_str(), al::state(a))) {
+            td { (a.id) }
+            @if show_device { td { a href={ "/devices/" (a.device_id) "/alarms" } { (a.device_id) } } }
+            td { (a.severity.as_str()) }
+            td { (a.rule_name) }
+            td { (a.message) }
+            td { (timefmt::datetime(a.raised_at)) " UTC" }
+            td {
+                (al::state(a))
+                @if let (Some(at), Some(by)) = (a.acked_at, &a.acked_by) {
+                    br; small { "ack " (by) ", " (timefmt::datetime(at)) }
+                }
+                @if let Some(c) = a.cleared_at { br; small { "cleared " (timefmt::datetime(c)) } }
+                @if a.level > 0 { br; small { "escalated to level " (a.level) } }
+            }
+            td { @if a.acked_at.is_none() {
+                form method="post" action={ "/alarms/" (a.id) "/ack" } {
+                    (csrf) button type="submit" { "Acknowledge" }
+                }
+            } }
+        } } } }
+    }
+}
+
+fn note_rows(notes: &[NotificationRecord]) -> Markup {
+    html! {
+        table.notifications { thead { tr {
+            th { "Time" } th { "Alarm" } th { "Event" } th { "Destination" } th { "Subject" }
+            th { "Result" } th { "Attempts" }
+        } }
+        tbody { @for n in notes { tr {
+            td { (timefmt::datetime(n.created_at)) }
+            td { @if let Some(a) = n.alarm_id { (a) } @else { "—" } }
+            td { (n.event) }
+            td { (n.destination) }
+            td { (n.subject) }
+            td { (n.state.as_str()) @if let Some(e) = &n.error { br; small { (e) } } }
+            td { (n.attempts) }
+        } } } }
+    }
+}
+
+/// `GET /alarms`: open and recent alarms on every device the user may see.
+pub async fn overview(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+) -> Result<Html<String>, HtmlError> {
+    let open = al::visible_alarms(&web, &p, true, 500).await?;
+    let recent = al::visible_alarms(&web, &p, false, 100).await?;
+    let body = html! {
+        h1 { "Alarms" }
+        h2 { "Open (" (open.len()) ")" }
+        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, true)) }
+        h2 { "Recent" }
+        (alarm_rows(&p, &recent, true))
+        p { small { "Rules are set per controller: open a controller, then Alarms." } }
+    };
+    Ok(layout::page(&p, Nav::Alarms, "Alarms", body))
+}
+
+/// Query of the device alarm page.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    ok: Option<String>,
+}
+
+/// `GET /devices/{id}/alarms`.
+pub async fn device_page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Path(id): Path<u32>,
+    Query(q): Query<PageQuery>,
+) -> Result<Html<String>, HtmlError> {
+    let dev = web.device_for(&p.user, id).await?;
+    let (rules, alarms, notes, lists) = web
+        .db_call(move |db| {
+            Ok((
+                db.device_rules(id)?,
+                db.alarms(&crate::storage::AlarmFilter {
+                    devices: Some(vec![id]),
+                    open_only: false,
+                    limit: 100,
+                })?,
+                db.notifications(Some(&[id]), None, 100)?,
+                db.lists()?,
+            ))
+        })
+        .await?;
+    let list_name = |l: i64| {
+        lists
+            .iter()
+            .find(|x| x.id == l)
+            .map_or_else(|| format!("list {l} (deleted)"), |x| x.name.clone())
+    };
+    let now = super::now();
+    let csrf = layout::csrf_field(&p);
+    let list_select = |name: &str| {
+        html! {
+            select name=(name) {
+                option value="" { "— none —" }
+                @for l in &lists { option value=(l.id) { (l.name) } }
+            }
+        }
+    };
+    let title = format!("Alarms · {}", dev.device.name);
+    let body = html! {
+        p { a href={ "/devices/" (id) } { "← " (dev.device.name) } }
+        h1 { "Alarms of " (dev.device.name) " (" (id) ")" }
+        @if let Some(m) = &q.ok { (layout::flash(true, m)) }
+        h2 { "Alarms" }
+        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, false)) }
+        h2 { "Rules (" (rules.len()) " of " (crate::alarms::rules::MAX_RULES_PER_DEVICE) ")" }
+        table.rules { thead { tr {
+            th { "Id" } th { "Name" } th { "Severity" } th { "Condition" } th { "Hold-off" }
+            th { "Lists" } th { "Shelved" } th {} th {} th {}
+        } }
+        tbody { @for r in &rules { tr {
+            td { (r.id) }
+            td { (r.spec.name) @if !r.spec.enabled { " (disabled)" } }
+            td { (r.spec.severity.as_str()) }
+            td { (r.spec.condition.describe()) }
+            td { "raise " (r.spec.raise_after_s) " s, clear " (r.spec.clear_after_s) " s" }
+            td {
+                @for (i, l) in r.spec.lists.iter().enumerate() { @if i > 0 { " → " } (list_name(*l)) }
+                @if r.spec.escalate_after_s > 0 && r.spec.lists.len() > 1 {
+                    br; small { "escalate every " (r.spec.escalate_after_s / 60) " min" }
+                }
+            }
+            td { @match r.shelved_until { Some(u) if u > now => { "until " (timefmt::datetime(u)) }, _ => { "no" } } }
+            td { form.inline method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/shelve" } {
+                (csrf)
+                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
+                " min, or until "
+                input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title="UTC";
+                " "
+                button type="submit" title="No alarms and no notifications for this many minutes (0: unshelve)" { "Shelve" }
+            } }
+            td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/enabled" } {
+                (csrf)
+                input type="hidden" name="enabled" value=(if r.spec.enabled { "off" } else { "on" });
+                button type="submit" { (if r.spec.enabled { "Disable" } else { "Enable" }) }
+            } }
+            td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
+                (csrf) button type="submit" { "Delete" }
+            } }
+        } } } }
+        h3 { "Add a rule from a template" }
+        form.inline method="post" action={ "/devices/" (id) "/alarms/rules" } {
+            (csrf)
+            input type="hidden" name="kind" value="template";
+            label { "Template" select name="template" {
+                @for (name, what, _) in templates() { option value=(name) { (what) } }
+            } }
+            label { "First list" (list_select("list1")) }
+            label { "Escalate to" (list_select("list2")) }
+            label { "after (min)" input type="number" name="escalate_min" min="0" value="0" style="width:5em"; }
+            button type="submit" { "Add" }
+        }
+        h3 { "Add a threshold rule" }
+        form.inline method="post" action={ "/devices/" (id) "/alarms/rules" } {
+            (csrf)
+            input type="hidden" name="kind" value="threshold";
+            label { "Name" input name="name" required maxlength="100"; }
+            label { "Channel" select name="channel" {
+                option value="water_temp_cc" { "water temperature (°C)" }
+                option value="air_temp_cc" { "air temperature (°C)" }
+                option value="power_w" { "power (W)" }
+            } }
+            label { "Raise when" select name="op" {
+                option value="above" { "above" } option value="below" { "below" }
+            } }
+            label { "limit" input name="limit" required style="width:5em"; }
+            label { "restore at" input name="restore" required style="width:5em"; }
+            label { "Severity" select name="severity" {
+                option value="info" { "info" } option value="warning" selected { "warning" }
+                option value="critical" { "critical" }
+            } }
+            label { "raise after (s)" input type="number" name="raise_after_s" min="0" value="0" style="width:5em"; }
+            label { "clear after (s)" input type="number" name="clear_after_s" min="0" value="0" style="width:5em"; }
+            label { "First list" (list_select("list1")) }
+            label { "Escalate to" (list_select("list2")) }
+            label { "after (min)" input type="number" name="escalate_min" min="0" value="0" style="width:5em"; }
+            button type="submit" { "Add" }
+        }
+        h3 { "Add or edit a rule as JSON" }
+        p { small { "Every condition and field (docs/API.md, \"Alarms\"): e.g. another offline time, a template with other limits, several lists for escalation." } }
+        form method="post" action={ "/devices/" (id) "/alarms/rules" } {
+            (csrf)
+            input type="hidden" name="kind" value="json";
+            textarea name="json" rows="6" cols="80" required {
+                (serde_json::to_string_pretty(&templates()[4].2).unwrap_or_default())
+            }
+            br;
+            button type="submit" { "Add" }
+        }
+        @for r in &rules {
+            details {
+                summary { "Edit rule " (r.id) ": " (r.spec.name) }
+                form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/edit" } {
+                    (csrf)
+                    textarea name="json" rows="10" cols="80" required {
+                        (serde_json::to_string_pretty(&r.spec).unwrap_or_default())
+                    }
+                    br;
+                    button type="submit" { "Save" }
+                }
+            }
+        }
+        h2 { "Notification log" }
+        (note_rows(&notes))
+    };
+    Ok(layout::page(&p, Nav::None, &title, body))
+}
+
+/// The add-rule form (template or threshold).
+#[derive(Debug, Deserialize)]
+pub struct RuleForm {
+    csrf: String,
+    kind: String,
+    template: Option<String>,
+    name: Option<String>,
+    channel: Option<String>,
+    op: Option<String>,
+    limit: Option<String>,
+    restore: Option<String>,
+    severity: Option<String>,
+    raise_after_s: Option<String>,
+    clear_after_s: Option<String>,
+    list1: Option<String>,
+    list2: Option<String>,
+    escalate_min: Option<String>,
+    json: Option<String>,
+}
+
+impl CsrfForm for RuleForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn num<T: std::str::FromStr>(v: &Option<String>, what: &str, default: T) -> Result<T, WebError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|_| WebError::Invalid(format!("{what}: {s:?} is not a valid number"))),
+    }
+}
+
+/// A value as the form shows it (°C with decimals for temperatures) in the channel's unit.
+fn channel_value(channel: Channel, v: &Option<String>, what: &str) -> Result<i32, WebError> {
+    let f: f64 = num(v, what, f64::NAN)?;
+    if !f.is_finite() {
+        return Err(WebError::Invalid(format!("{what} is required")));
+    }
+    let scaled = match channel {
+        Channel::WaterTempCc | Channel::AirTempCc => (f * 100.0).round(),
+        _ => f.round(),
+    };
+    if scaled.abs() > 1e9 {
+        return Err(WebError::Invalid(format!("{what} is out of range")));
+    }
+    Ok(scaled as i32)
+}
+
+/// A rule typed as JSON (the API's form).
+fn spec_from_json(json: &str) -> Result<RuleSpec, WebError> {
+    serde_json::from_str(json).map_err(|e| WebError::Invalid(format!("the rule is not valid: {e}")))
+}
+
+fn spec_from(form: &RuleForm) -> Result<RuleSpec, WebError> {
+    if form.kind == "json" {
+        return spec_from_json(form.json.as_deref().unwrap_or(""));
+    }
+    let mut spec = match form.kind.as_str() {
+        "template" => {
+            let t = form.template.as_deref().unwrap_or("");
+            templates()
+                .into_iter()
+                .find(|(n, _, _)| *n == t)
+                .map(|(_, _, s)| s)
+                .ok_or_else(|| WebError::Invalid(format!("no template {t:?}")))?
+        }
+        "threshold" => {
+            let channel = match form.channel.as_deref() {
+                Some("water_temp_cc") => Channel::WaterTempCc,
+                Some("air_temp_cc") => Channel::AirTempCc,
+                Some("power_w") => Channel::PowerW,
+                _ => return Err(WebError::Invalid("choose a channel".into())),
+            };
+            let limit = channel_value(channel, &form.limit, "limit")?;
+            let restore = channel_value(channel, &form.restore, "restore")?;
+            let condition = match form.op.as_deref() {
+                Some("above") => Condition::Above {
+                    channel,
+                    limit,
+                    restore,
+                },
+                Some("below") => Condition::Below {
+                    channel,
+                    limit,
+                    restore,
+                },
+                _ => return Err(WebError::Invalid("choose above or below".into())),
+            };
+            RuleSpec {
+                name: form.name.clone().unwrap_or_default().trim().to_owned(),
+                severity: Severity::parse(form.severity.as_deref().unwrap_or(""))
+                    .ok_or_else(|| WebError::Invalid("choose a severity".into()))?,
+                condition,
+                raise_after_s: num(&form.raise_after_s, "raise after", 0)?,
+                clear_after_s: num(&form.clear_after_s, "clear after", 0)?,
+                lists: Vec::new(),
+                escalate_after_s: 0,
+                enabled: true,
+            }
+        }
+        _ => return Err(WebError::Invalid("unknown rule form".into())),
+    };
+    for l in [&form.list1, &form.list2] {
+        let id: i64 = num(l, "list", 0)?;
+        if id > 0 && !spec.lists.contains(&id) {
+            spec.lists.push(id);
+        }
+    }
+    let minutes: u32 = num(&form.escalate_min, "escalate after", 0)?;
+    spec.escalate_after_s = minutes.saturating_mul(60);
+    Ok(spec)
+}
+
+/// `POST /devices/{id}/alarms/rules`.
+pub async fn add_rule(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<RuleForm>,
+) -> Result<Response, HtmlError> {
+    web.check_device(&user.user, id).await?;
+    let spec = spec_from(&form)?;
+    let rid = al::create_rule(&web, &user, id, spec).await?;
+    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rid}+added")).into_response())
+}
+
+/// A form with only the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct Plain {
+    csrf: String,
+}
+
+impl CsrfForm for Plain {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/alarms/rules/{rule}/delete`.
+pub async fn delete_rule(
+    State(web): State<Web>,
+    Path((id, rule)): Path<(u32, i64)>,
+    Posted { user, .. }: Posted<Plain>,
+) -> Result<Response, HtmlError> {
+    al::delete_rule(&web, &user, id, rule).await?;
+    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+deleted")).into_response())
+}
+
+/// The JSON edit form.
+#[derive(Debug, Deserialize)]
+pub struct JsonForm {
+    csrf: String,
+    json: String,
+}
+
+impl CsrfForm for JsonForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/alarms/rules/{rule}/edit` (`json`: the whole rule).
+pub async fn edit_rule(
+    State(web): State<Web>,
+    Path((id, rule)): Path<(u32, i64)>,
+    Posted { user, form }: Posted<JsonForm>,
+) -> Result<Response, HtmlError> {
+    al::rule_for(&web, &user, id, rule).await?;
+    let spec = spec_from_json(&form.json)?;
+    al::update_rule(&web, &user, id, rule, spec).await?;
+    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+saved")).into_response())
+}
+
+/// The enable/disable form.
+#[derive(Debug, Deserialize)]
+pub struct EnabledForm {
+    csrf: String,
+    enabled: String,
+}
+
+impl CsrfForm for EnabledForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/alarms/rules/{rule}/enabled` (`enabled=on|off`).
+pub async fn set_enabled(
+    State(web): State<Web>,
+    Path((id, rule)): Path<(u32, i64)>,
+    Posted { user, form }: Posted<EnabledForm>,
+) -> Result<Response, HtmlError> {
+    let on = match form.enabled.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return Err(WebError::Invalid("enabled: on or off".into()).into()),
+    };
+    let mut spec = al::rule_for(&web, &user, id, rule).await?.spec;
+    spec.enabled = on;
+    al::update_rule(&web, &user, id, rule, spec).await?;
+    let what = if on { "enabled" } else { "disabled" };
+    Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rule}+{what}")).into_response())
+}
+
+/// The shelve form.
+#[derive(Debug, Deserialize)]
+pub struct ShelveForm {
+    csrf: String,
+    minutes: Option<String>,
+    until: Option<String>,
+}
+
+impl CsrfForm for ShelveForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/alarms/rules/{rule}/shelve`.
+pub async fn shelve_rule(
+    State(web): State<Web>,
+    Path((id, rule)): Path<(u32, i64)>,
+    Posted { user, form }: Posted<ShelveForm>,
+) -> Result<Response, HtmlError> {
+    let until = form
+        .until
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let minutes: Option<u32> = match until {
+        Some(_) => None,
+        None => Some(num(&form.minutes, "minutes", 0)?),
+    };
+    let end = al::shelf_end(minutes, until, super::now())?;
+    al::shelve_rule(&web, &user, id, rule, end).await?;
+    Ok(Redirect::to(&format!(
+        "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"
+    ))
+    .into_response())
+}
+
+/// `POST /alarms/{id}/ack`.
+pub async fn ack(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<Plain>,
+) -> Result<Response, HtmlError> {
+    let a = al::acknowledge(&web, &user, id).await?;
+    Ok(Redirect::to(&format!(
+        "/devices/{}/alarms?ok=alarm+{id}+acknowledged",
+        a.device_id
+    ))
+    .into_response())
+}
+
+/// `GET /admin/alarms`: destinations and lists.
+pub async fn admin_page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Query(q): Query<PageQuery>,
+) -> Result<Html<String>, HtmlError> {
+    Web::require_admin(&p.user)?;
+    let (dests, lists) = web
+        .db_call(|db| Ok((db.destinations()?, db.lists()?)))
+        .await?;
+    let name = |id: i64| {
+        dests
+            .iter()
+            .find(|d| d.id == id)
+            .map_or("?", |d| d.name.as_str())
+    };
+    let csrf = layout::csrf_field(&p);
+    let body = html! {
+        h1 { "Alarm destinations" }
+        @if let Some(m) = &q.ok { (layout::flash(true, m)) }
+        table { thead { tr { th { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
+            tbody { @for d in &dests { tr {
+                td { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td { (d.target) }
+                td { form method="post" action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+            } } } }
+        form.inline method="post" action="/admin/alarms/destinations" {
+            (csrf)
+            label { "Name" input name="name" required maxlength="100"; }
+            label { "Kind" select name="kind" { option value="email" { "e-mail" } option value="webhook" { "webhook" } } }
+            label { "Address or http:// URL" input name="target" required; }
+            label { "Webhook secret (16+ characters)" input type="password" name="secret" autocomplete="off"; }
+            button type="submit" { "Add destination" }
+        }
+        h2 { "Destination lists" }
+        table { thead { tr { th { "Id" } th { "Name" } th { "Members" } th {} th {} } }
+            tbody { @for l in &lists { tr {
+                td { (l.id) } td { (l.name) }
+                td { @for (i, m) in l.members.iter().enumerate() { @if i > 0 { ", " } (name(*m)) } }
+                td { form.inline method="post" action={ "/admin/alarms/lists/" (l.id) "/members" } {
+                    (csrf)
+                    @for d in &dests {
+                        label.check { input type="checkbox" name="member" value=(d.id) checked[l.members.contains(&d.id)]; (d.name) }
+                    }
+                    button type="submit" { "Set members" }
+                } }
+                td { form method="post" action={ "/admin/alarms/lists/" (l.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+            } } } }
+        form.inline method="post" action="/admin/alarms/lists" {
+            (csrf)
+            label { "Name" input name="name" required maxlength="100"; }
+            @for d in &dests {
+                label.check { input type="checkbox" name="member" value=(d.id); (d.name) }
+            }
+            button type="submit" { "Add list" }
+        }
+    };
+    Ok(layout::page(&p, Nav::Admin, "Alarm destinations", body))
+}
+
+/// The new-destination form.
+#[derive(Debug, Deserialize)]
+pub struct DestForm {
+    csrf: String,
+    name: String,
+    kind: String,
+    target: String,
+    secret: Option<String>,
+}
+
+impl CsrfForm for DestForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /admin/alarms/destinations`.
+pub async fn add_destination(
+    State(web): State<Web>,
+    Posted { user, form }: Posted<DestForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let id = al::create_destination(
+        &web,
+        &user,
+        al::NewDest {
+            name: form.name,
+            kind: form.kind,
+            target: form.target,
+            secret: form.secret,
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/admin/alarms?ok=destination+{id}+added")).into_response())
+}
+
+/// `POST /admin/alarms/destinations/{id}/delete`.
+pub async fn delete_destination(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<Plain>,
+) -> Result<Response, HtmlError> {
+    al::delete_destination(&web, &user, id).await?;
+    Ok(Redirect::to("/admin/alarms?ok=destination+deleted").into_response())
+}
+
+/// A list form: a name (new lists) and checked members. Repeated `member` fields are read by
+/// hand (serde_urlencoded has no sequences).
+fn members_of(body: &[u8]) -> Result<Vec<i64>, WebError> {
+    form_urlencoded_pairs(body)
+        .into_iter()
+        .filter(|(k, _)| k == "member")
+        .map(|(_, v)| {
+            v.parse()
+                .map_err(|_| WebError::Invalid(format!("member {v:?} is not an id")))
+        })
+        .collect()
+}
+
+fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default()
+}
+
+/// The list forms: CSRF and a name; members are read from the raw body.
+#[derive(Debug, Deserialize)]
+pub struct ListForm {
+    csrf: String,
+    name: Option<String>,
+}
+
+impl CsrfForm for ListForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /admin/alarms/lists`.
+pub async fn add_list(
+    State(web): State<Web>,
+    raw: RawForm<ListForm>,
+) -> Result<Response, HtmlError> {
+    let RawForm {
+        user,
+        form,
+        members,
+    } = raw;
+    Web::require_admin(&user.user)?;
+    let id = al::create_list(
+        &web,
+        &user,
+        al::NewList {
+            name: form.name.unwrap_or_default(),
+            members,
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/admin/alarms?ok=list+{id}+added")).into_response())
+}
+
+/// `POST /admin/alarms/lists/{id}/members`.
+pub async fn set_members(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    raw: RawForm<ListForm>,
+) -> Result<Response, HtmlError> {
+    let RawForm { user, members, .. } = raw;
+    al::set_members(&web, &user, id, members).await?;
+    Ok(Redirect::to("/admin/alarms?ok=members+saved").into_response())
+}
+
+/// `POST /admin/alarms/lists/{id}/delete`.
+pub async fn delete_list(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<Plain>,
+) -> Result<Response, HtmlError> {
+    al::delete_list(&web, &user, id).await?;
+    Ok(Redirect::to("/admin/alarms?ok=list+deleted").into_response())
+}
+
+/// A CSRF-checked form post with repeated `member` fields.
+#[derive(Debug)]
+pub struct RawForm<T> {
+    /// Who.
+    pub user: Principal,
+    /// The single-valued fields.
+    pub form: T,
+    /// The `member` values.
+    pub members: Vec<i64>,
+}
+
+impl<T> axum::extract::FromRequest<Web> for RawForm<T>
+where
+    T: serde::de::DeserializeOwned + CsrfForm + Send,
+{
+    type Rejection = HtmlError;
+
+    async fn from_request(req: axum::extract::Request, web: &Web) -> Result<Self, HtmlError> {
+        let (mut parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, web.opts.max_body_bytes)
+            .await
+            .map_err(|_| WebError::TooLarge)?;
+        // Read now, reported only after authentication and the CSRF check.
+        let members = members_of(&bytes);
+        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+        // The token and the single-valued fields: the same checks as every other form, on a
+        // body without the repeated fields.
+        let rest: Vec<(String, String)> = form_urlencoded_pairs(&bytes)
+            .into_iter()
+            .filter(|(k, _)| k != "member")
+            .collect();
+        let rest = serde_urlencoded::to_string(&rest)
+            .map_err(|e| WebError::Invalid(format!("the form could not be read: {e}")))?;
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(rest));
+        let Posted { user, form } = Posted::<T>::from_request(req, web).await?;
+        Ok(RawForm {
+            user,
+            form,
+            members: members?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(kind: &str) -> RuleForm {
+        RuleForm {
+            csrf: String::new(),
+            kind: kind.into(),
+            template: Some("freeze_risk".into()),
+            name: Some("Hot".into()),
+            channel: Some("water_temp_cc".into()),
+            op: Some("above".into()),
+            limit: Some("31.5".into()),
+            restore: Some("31".into()),
+            severity: Some("critical".into()),
+            raise_after_s: Some("60".into()),
+            clear_after_s: None,
+            list1: Some("3".into()),
+            list2: Some("4".into()),
+            escalate_min: Some("15".into()),
+            json: Some(r#"{"name":"Off","severity":"critical","condition":{"kind":"offline","after_s":120}}"#.into()),
+        }
+    }
+
+    #[test]
+    fn rule_forms() {
+        let s = spec_from(&form("threshold")).unwrap();
+        assert_eq!(
+            s.condition,
+            Condition::Above {
+                channel: Channel::WaterTempCc,
+                limit: 3150,
+                restore: 3100
+            }
+        );
+        assert_eq!((s.raise_after_s, s.escalate_after_s), (60, 900));
+        assert_eq!(s.lists, vec![3, 4]);
+        s.validate().unwrap();
+        let t = spec_from(&form("template")).unwrap();
+        assert!(matches!(t.condition, Condition::FreezeRisk { .. }));
+        let mut bad = form("threshold");
+        bad.limit = Some("warm".into());
+        assert!(spec_from(&bad).is_err());
+        assert!(spec_from(&form("nope")).is_err());
+        let j = spec_from(&form("json")).unwrap();
+        assert_eq!(j.condition, Condition::Offline { after_s: 120 });
+        let mut bad = form("json");
+        bad.json = Some("{".into());
+        assert!(spec_from(&bad).is_err());
+    }
+
+    #[test]
+    fn shelf_ends() {
+        let now = 1_780_000_000;
+        assert_eq!(al::shelf_end(Some(0), None, now).unwrap(), None);
+        assert_eq!(al::shelf_end(None, None, now).unwrap(), None);
+        assert_eq!(
+            al::shelf_end(Some(30), None, now).unwrap(),
+            Some(now + 1800)
+        );
+        assert!(al::shelf_end(Some(al::MAX_SHELVE_MINUTES + 1), None, now).is_err());
+        let t = now + 7200;
+        assert_eq!(
+            al::shelf_end(None, Some(&t.to_string()), now).unwrap(),
+            Some(t)
+        );
+        let text = timefmt::datetime(t);
+        assert_eq!(al::shelf_end(None, Some(&text), now).unwrap(), Some(t));
+        assert!(
+            al::shelf_end(None, Some("2001-01-01 00:00"), now).is_err(),
+            "past"
+        );
+        assert!(al::shelf_end(None, Some("soon"), now).is_err());
+        assert!(al::shelf_end(Some(5), Some(&text), now).is_err(), "both");
+    }
+
+    #[test]
+    fn members_are_read_from_repeated_fields() {
+        assert_eq!(
+            members_of(b"csrf=x&name=a&member=3&member=5").unwrap(),
+            vec![3, 5]
+        );
+        assert!(members_of(b"member=x").is_err());
+    }
+}
