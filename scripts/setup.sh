@@ -55,6 +55,13 @@ need_deb nft nftables
 need_deb conntrack conntrack
 need_deb sysctl procps
 
+# The time-zone database: the schedules' POSIX TZ rules come from its files (server/src/tzdb.rs).
+if [ ! -f /usr/share/zoneinfo/Europe/Paris ]; then
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    log "installing tzdata"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tzdata >/dev/null
+fi
+
 # QEMU for the firmware end-to-end tests, and what scripts/qemu-e2e.sh and
 # scripts/firmware-size.sh use around it (namespace, loopback, metrics, ELF sections).
 need_deb qemu-system-arm qemu-system-arm

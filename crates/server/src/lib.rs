@@ -15,6 +15,7 @@
 //! * [`config`] — one serde tree (TOML file + flags), [`cli`] — `tek serve` and `tek device`.
 //! * [`alarms`] — alarm rules, the evaluation engine (fed by the writer after each commit),
 //!   escalation and notification delivery (SMTP, signed webhooks).
+//! * [`energy`] — kWh per local day/month, peak 15-minute demand and tariff cost (pure).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
 //! * [`tzdb`] — IANA zone names to the POSIX TZ rules schedules send to controllers.
 //!
@@ -32,6 +33,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod device_config;
+pub mod energy;
 pub mod fleet;
 pub mod http_limit;
 pub mod keys;

@@ -96,6 +96,20 @@ const DEVICE_API: &[(&str, &str, &str)] = &[
 
 const ALARM_RULE: &str = r#"{"name": "Hot", "severity": "warning",
     "condition": {"kind": "above", "channel": "water_temp_cc", "limit": 3200, "restore": 3100}}"#;
+/// Every route of one site that its members may use, as (method, path template, body);
+/// `{site}` is replaced.
+const SITE_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/sites/{site}", ""),
+    ("GET", "/sites/{site}/energy.csv?by=month", ""),
+    ("GET", "/api/sites/{site}/energy", ""),
+    (
+        "GET",
+        "/api/sites/{site}/energy?by=month&from=2026-01&to=2026-03",
+        "",
+    ),
+    ("GET", "/api/sites/{site}/energy.csv", ""),
+    ("GET", "/api/sites/{site}/tariff", ""),
+];
 
 /// Admin-only routes (the ids exist).
 const ADMIN_PAGES: &[(&str, &str, &str)] = &[
@@ -120,6 +134,9 @@ const ADMIN_PAGES: &[(&str, &str, &str)] = &[
     ("POST", "/admin/alarms/lists", "name=Evil&member=1"),
     ("POST", "/admin/alarms/lists/1/members", "member=1"),
     ("POST", "/admin/alarms/lists/1/delete", ""),
+    ("POST", "/sites/1/time_zone", "time_zone=Asia%2FTokyo"),
+    ("POST", "/sites/1/tariff", "currency=EUR&energy_price=9"),
+    ("POST", "/sites/1/tariff/delete", ""),
 ];
 
 const ADMIN_API: &[(&str, &str, &str)] = &[
@@ -145,6 +162,13 @@ const ADMIN_API: &[(&str, &str, &str)] = &[
     ("POST", "/api/alarm-lists", r#"{"name":"Evil"}"#),
     ("PUT", "/api/alarm-lists/1", r#"{"members":[]}"#),
     ("DELETE", "/api/alarm-lists/1", ""),
+    ("PUT", "/api/sites/1/tariff", r#"{"energy_price":9}"#),
+    ("DELETE", "/api/sites/1/tariff", ""),
+    (
+        "PUT",
+        "/api/sites/1/time_zone",
+        r#"{"time_zone":"Asia/Tokyo"}"#,
+    ),
 ];
 
 fn method(m: &str) -> Method {
@@ -181,6 +205,15 @@ async fn every_route_refuses_a_user_without_access() {
         let r = call(&w, &bob, m, p, body).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{m} {p}: {}", r.body);
         assert!(!r.body.contains("alice@example.com"), "{m} {p}");
+    }
+    // Sites bob is no member of (or that do not exist) answer 404 and show nothing.
+    for site in [w.site_a, 999] {
+        for (m, p, body) in SITE_ROUTES {
+            let path = p.replace("{site}", &site.to_string());
+            let r = call(&w, &bob, m, &path, body).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {path}: {}", r.body);
+            assert!(!r.body.contains("Site A"), "{m} {path} leaked the name");
+        }
     }
     // Nothing changed: no config saved, no command queued, no user or site created.
     let api = w.server.api();
@@ -230,6 +263,25 @@ async fn every_route_refuses_a_user_without_access() {
             r.body
         );
     }
+    for (m, p, body) in SITE_ROUTES {
+        let path = p.replace("{site}", &w.site_a.to_string());
+        let r = call(&w, &alice, m, &path, body).await;
+        assert!(r.status.is_success(), "{m} {path}: {} {}", r.status, r.body);
+    }
+    // The site admin routes bob tried changed nothing.
+    let a = w
+        .api(Method::GET, &format!("/api/sites/{}", w.site_a), &alice, "")
+        .await;
+    assert!(a.body.contains("\"time_zone\":\"UTC\""), "{}", a.body);
+    let t = w
+        .api(
+            Method::GET,
+            &format!("/api/sites/{}/tariff", w.site_a),
+            &alice,
+            "",
+        )
+        .await;
+    assert_eq!(t.body, "null");
     // Bob's audit log does not show alice's changes.
     let audit = w.api(Method::GET, "/api/audit", &bob, "").await;
     assert_eq!(audit.body, "[]");
@@ -252,6 +304,15 @@ async fn credentials_are_required() {
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {path}");
         assert!(r.header("www-authenticate").starts_with("Bearer"));
+    }
+    for (m, p, _) in SITE_ROUTES {
+        let path = p.replace("{site}", "1");
+        let r = w.send(method(m), &path, &[], "").await;
+        if path.starts_with("/api/") {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{m} {path}");
+        } else {
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{m} {path}");
+        }
     }
     for p in ["/api/devices", "/api/me", "/api/tokens"] {
         assert_eq!(w.get(p, None).await.status, StatusCode::UNAUTHORIZED, "{p}");

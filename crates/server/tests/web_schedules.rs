@@ -156,3 +156,50 @@ async fn invalid_schedules_are_refused_with_a_message() {
         "nothing saved"
     );
 }
+
+/// A schedule with no zone of its own takes its site's time zone: shown on the page and in the
+/// API, and turned into the controller's rule when saved with the zone left blank.
+#[tokio::test]
+async fn a_schedule_defaults_to_its_sites_time_zone() {
+    if !have_tzdata() {
+        return;
+    }
+    let w = start().await;
+    let admin = w.login("admin@example.com").await;
+    let alice = w.login("alice@example.com").await;
+    let r = w
+        .api(
+            Method::PUT,
+            &format!("/api/sites/{}/time_zone", w.site_a),
+            &admin,
+            r#"{"time_zone":"Europe/Berlin"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let page = w.get("/devices/1/schedules", Some(&alice)).await;
+    assert!(
+        page.body.contains("value=\"Europe/Berlin\""),
+        "{}",
+        page.body
+    );
+    let r = w
+        .api(Method::GET, "/api/devices/1/schedule", &alice, "")
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["schedule"]["time_zone"], "Europe/Berlin", "{}", r.body);
+    // Device 4 has no site: UTC.
+    let r = w
+        .api(Method::GET, "/api/devices/4/schedule", &admin, "")
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["schedule"]["time_zone"], "UTC", "{}", r.body);
+
+    let blank_zone = FORM.replace("time_zone=Europe%2FParis", "time_zone=");
+    let r = w
+        .post_form("/devices/1/schedules", &alice, &blank_zone)
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let c = w.server.api().latest_config(1).await.unwrap().unwrap();
+    assert_eq!(c.config.time_zone.as_str(), "CET-1CEST,M3.5.0,M10.5.0/3");
+}

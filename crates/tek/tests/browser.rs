@@ -501,6 +501,50 @@ async fn browser_walkthrough() {
     })
     .await;
     assert!(acked.contains(EMAIL), "{acked}");
+    // The site page: every controller, the charts, and the energy CSV through the page's own
+    // form; the simulated plants' meters count, so the site has used some energy.
+    c.goto(&format!("{base}/sites/{site}")).await.unwrap();
+    let rows = wait_for(Duration::from_secs(5), "the site page", || async {
+        let rows = c
+            .find_all(Locator::Css("#site-devices tbody tr"))
+            .await
+            .ok()?;
+        (!rows.is_empty()).then_some(rows.len())
+    })
+    .await;
+    assert_eq!(rows, FLEET as usize);
+    let charts = c
+        .find_all(Locator::Css("section.charts svg"))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 3);
+    shot(&c, "6-site").await;
+    let csv = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const f = document.querySelector('section.export form');
+             const q = new URLSearchParams(new FormData(f)).toString();
+             fetch(f.action + '?' + q, {credentials: 'same-origin'})
+               .then(r => r.text().then(t => done([r.status, t])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let arr = csv.as_array().unwrap();
+    assert_eq!(arr[0], 200);
+    let body = arr[1].as_str().unwrap();
+    assert!(
+        body.starts_with("period,start_utc,end_utc,device,kwh,"),
+        "{body}"
+    );
+    let site_kwh: f64 = body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[3].is_empty())
+        .map(|f| f[4].parse::<f64>().unwrap())
+        .sum();
+    assert!(site_kwh > 0.0, "{body}");
 
     c.close().await.unwrap();
     late.stop().await;

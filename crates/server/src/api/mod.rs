@@ -10,6 +10,7 @@ pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod devices;
+pub mod energy;
 pub mod me;
 pub mod schedules;
 pub mod sites;

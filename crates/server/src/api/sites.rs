@@ -26,7 +26,7 @@ pub async fn list(State(web): State<Web>, ApiUser(p): ApiUser) -> Result<Json<Va
         .await?;
     Ok(Json(json!(sites
         .iter()
-        .map(|s| json!({ "id": s.id, "name": s.name }))
+        .map(|s| json!({ "id": s.id, "name": s.name, "time_zone": s.time_zone }))
         .collect::<Vec<_>>())))
 }
 
@@ -50,7 +50,7 @@ pub async fn get(
         })
         .await?;
     let (site, devices, members) = found.ok_or(WebError::NotFound)?;
-    let mut v = json!({ "id": site.id, "name": site.name, "devices": devices });
+    let mut v = json!({ "id": site.id, "name": site.name, "time_zone": site.time_zone, "devices": devices });
     if admin {
         v["members"] = json!(members);
     }
@@ -62,6 +62,9 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct NewSite {
     name: String,
+    /// IANA time zone (default UTC).
+    #[serde(default)]
+    time_zone: Option<String>,
 }
 
 fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, WebError> {
@@ -77,7 +80,15 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), JsonError> {
     Web::require_admin(&p.user)?;
     let b = body(b)?;
+    // The zone is checked before the site is created, so a bad one creates nothing.
+    let tz = match &b.time_zone {
+        Some(t) => Some(crate::energy::zone::parse(t).map_err(WebError::Invalid)?.1),
+        None => None,
+    };
     let id = admin::create_site(&web, &p, &b.name).await?;
+    if let Some(tz) = tz {
+        crate::api::energy::set_time_zone(&web, &p, id, &tz).await?;
+    }
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 

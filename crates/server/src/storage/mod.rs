@@ -7,7 +7,8 @@
 //! [`status`] (latest status, monthly traffic), [`series`] (aggregated telemetry for charts),
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
 //! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
-//! destinations, the notification log). [`Storage`] is the sum of them.
+//! destinations, the notification log), [`energy`] (meter intervals, tariffs). [`Storage`] is
+//! the sum of them.
 //!
 //! The methods are synchronous: the async server calls them from blocking threads (the writer
 //! task batches telemetry; everything else is rare). A backend must make every method atomic,
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod commands;
 pub mod configs;
 pub mod devices;
+pub mod energy;
 pub mod postgres;
 pub mod schedules;
 pub mod series;
@@ -39,6 +41,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+pub use energy::{EnergyStore, MeterData, MeterInterval, MeterSpan};
 pub use schedules::ScheduleStore;
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
@@ -107,6 +110,7 @@ pub trait Storage:
     + AuditStore
     + AlarmStore
     + ScheduleStore
+    + EnergyStore
     + Send
     + Sync
     + 'static

@@ -14,12 +14,19 @@ pub struct SiteRecord {
     pub name: String,
     /// When it was created.
     pub created_at: i64,
+    /// IANA time zone name (`Europe/Berlin`; `UTC` unless set): local days and months of the
+    /// site's energy figures and schedules are in this zone. Checked by
+    /// [`crate::energy::zone::parse`] before it is saved.
+    pub time_zone: String,
 }
 
 /// Site, membership and assignment operations.
 pub trait SiteStore {
     /// Creates a site; `Duplicate` if the name is taken. Returns the id.
     fn create_site(&self, name: &str, now: i64) -> Result<i64>;
+    /// Sets a site's time zone (a name [`crate::energy::zone::parse`] accepted); `Missing` if
+    /// the site does not exist.
+    fn set_site_time_zone(&self, id: i64, time_zone: &str) -> Result<()>;
     /// One site.
     fn site(&self, id: i64) -> Result<Option<SiteRecord>>;
     /// One site by name.

@@ -820,6 +820,96 @@ pub(crate) fn schedule_zone_per_device(db: &dyn Storage) {
     assert_eq!(db.schedule_zone(99).unwrap(), None);
 }
 
+/// Energy: meter steps per 15-minute interval (a step across a reboot counts, a reset counts
+/// zero, a gap becomes a span, a gap over a week is dropped, the reading before the range takes
+/// part), mean power per interval; site time zones and tariffs.
+pub(crate) fn energy_meter_data_and_tariffs(db: &dyn Storage) {
+    use crate::energy::tariff::Tariff;
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let base = 900 * 2_000_000; // a UTC midnight
+    let row = |boot, seq, time, power: Option<i32>, energy: i32| TelemetryRow {
+        device_id: 1,
+        boot,
+        seq,
+        time,
+        channels: if power.is_some() { 0b11 } else { 0b10 },
+        values: [power.unwrap_or(0), energy, 0, 0, 0, 0, 0, 0],
+    };
+    db.insert_telemetry(&[
+        row(1, 0, base - 600, Some(1000), 5000),
+        row(1, 1, base + 300, Some(2000), 5200),
+        row(1, 2, base + 600, Some(3000), 5300),
+        row(2, 0, base + 1000, Some(500), 5350), // rebooted: the meter kept counting
+        row(2, 1, base + 1100, Some(500), 20),   // meter reset
+        row(2, 2, base + 4700, None, 420),       // after an hour's gap
+        row(2, 3, base + 8 * 86_400, None, 9999), // after more than a week
+    ])
+    .unwrap();
+    let iv = |start, wh, power_w| MeterInterval { start, wh, power_w };
+    let span = MeterSpan {
+        from: base + 1100,
+        to: base + 4700,
+        wh: 400,
+    };
+    let expected = MeterData {
+        intervals: vec![
+            iv(base, Some(300), Some(2500.0)),
+            iv(base + 900, Some(50), Some(500.0)),
+        ],
+        spans: vec![span],
+    };
+    assert_eq!(db.meter_data(1, base, base + 7200).unwrap(), expected);
+    assert_eq!(
+        db.meter_data(1, base, base + 9 * 86_400).unwrap(),
+        expected,
+        "a step over more than a week is not counted"
+    );
+    // A range inside the gap still sees the gap's span.
+    assert_eq!(
+        db.meter_data(1, base + 1800, base + 3600).unwrap(),
+        MeterData {
+            intervals: vec![],
+            spans: vec![span]
+        }
+    );
+    assert_eq!(
+        db.meter_data(2, base, base + 7200).unwrap(),
+        MeterData::default()
+    );
+
+    // Time zones and tariffs.
+    let s = db.create_site("Energy", 0).unwrap();
+    assert_eq!(db.site(s).unwrap().unwrap().time_zone, "UTC");
+    db.set_site_time_zone(s, "Europe/Berlin").unwrap();
+    assert_eq!(db.site(s).unwrap().unwrap().time_zone, "Europe/Berlin");
+    assert_eq!(db.list_sites().unwrap()[0].time_zone, "Europe/Berlin");
+    assert!(matches!(
+        db.set_site_time_zone(999, "UTC"),
+        Err(Error::Missing(_))
+    ));
+    assert_eq!(db.site_tariff(s).unwrap(), None);
+    let mut t = Tariff::flat("EUR", 0.25);
+    db.set_site_tariff(s, Some(&t), 1).unwrap();
+    assert_eq!(db.site_tariff(s).unwrap(), Some(t.clone()));
+    t.demand_price = 12.5;
+    t.periods = Tariff::parse_periods("night all 22:00-06:00 0.12").unwrap();
+    db.set_site_tariff(s, Some(&t), 2).unwrap();
+    assert_eq!(db.site_tariff(s).unwrap(), Some(t.clone()));
+    assert!(matches!(
+        db.set_site_tariff(999, Some(&t), 3),
+        Err(Error::Missing(_))
+    ));
+    assert!(matches!(
+        db.set_site_tariff(999, None, 3),
+        Err(Error::Missing(_))
+    ));
+    db.set_site_tariff(s, None, 4).unwrap();
+    assert_eq!(db.site_tariff(s).unwrap(), None);
+    db.set_site_tariff(s, Some(&t), 5).unwrap();
+    db.delete_site(s).unwrap();
+    assert_eq!(db.site_tariff(s).unwrap(), None, "deleted with its site");
+}
+
 /// One `#[test]` per suite check for a backend. `$fresh` makes a fresh database (an `Option`
 /// of a value that derefs to the backend; `None` skips), `$second(&db)` a second handle on it.
 macro_rules! suite_tests {
@@ -837,7 +927,8 @@ macro_rules! suite_tests {
             sessions_expire_and_tokens_belong_to_owner,
             audit_filters_by_site_device_and_pages,
             alarms_rules_lifecycle_and_log,
-            schedule_zone_per_device);
+            schedule_zone_per_device,
+            energy_meter_data_and_tariffs);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };

@@ -248,9 +248,9 @@ async fn render(
             button type="submit" { "Add user" }
         }
         h2 { "Sites" }
-        table { thead { tr { th { "Id" } th { "Name" } th { "Members" } th { "Controllers" } th {} } }
+        table { thead { tr { th { "Id" } th { "Name" } th { "Time zone" } th { "Members" } th { "Controllers" } th {} } }
             tbody { @for (s, (members, devices)) in sites.iter().zip(&details) { tr {
-                td { (s.id) } td { (s.name) }
+                td { (s.id) } td { a href={ "/sites/" (s.id) } { (s.name) } } td { (s.time_zone) }
                 td { @for (i, m) in members.iter().enumerate() { @if i > 0 { ", " } (email(*m)) } }
                 td { (devices.len()) }
                 td { form method="post" action={ "/admin/sites/" (s.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
@@ -258,6 +258,7 @@ async fn render(
         form.inline method="post" action="/admin/sites" {
             (csrf)
             label { "Name" input name="name" required maxlength="100"; }
+            label { "Time zone" input name="time_zone" maxlength="64" value="UTC" placeholder="Europe/Berlin"; }
             button type="submit" { "Add site" }
         }
         h2 { "Site access" }
@@ -304,7 +305,10 @@ macro_rules! csrf_form {
 }
 
 csrf_form!(UserForm { email: String, password: String, admin: Option<String> });
-csrf_form!(SiteForm { name: String });
+csrf_form!(SiteForm {
+    name: String,
+    time_zone: String
+});
 csrf_form!(MemberForm {
     user: i64,
     site: i64,
@@ -349,9 +353,18 @@ pub async fn create_site_form(
     Posted { user, form }: Posted<SiteForm>,
 ) -> Result<Response, HtmlError> {
     Web::require_admin(&user.user)?;
-    let r = create_site(&web, &user, &form.name)
-        .await
-        .map(|_| String::new());
+    let r = async {
+        let tz = match form.time_zone.trim() {
+            "" => None,
+            t => Some(crate::energy::zone::parse(t).map_err(WebError::Invalid)?.1),
+        };
+        let id = create_site(&web, &user, &form.name).await?;
+        if let Some(tz) = tz {
+            crate::api::energy::set_time_zone(&web, &user, id, &tz).await?;
+        }
+        Ok(String::new())
+    }
+    .await;
     after(&web, &user, r).await
 }
 

@@ -167,7 +167,10 @@ pub fn line_chart(
 
 /// A bar chart, one bar per `(label, value)`.
 pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)]) -> Markup {
-    let hi = bars.iter().map(|b| b.1).fold(0.0f64, f64::max).max(1.0) * 1.1;
+    let top = bars.iter().map(|b| b.1).fold(0.0f64, f64::max);
+    // Small values (a few kWh) keep their decimals.
+    let dp = if top < 10.0 { 2 } else { 0 };
+    let hi = if top < 10.0 { top.max(0.01) } else { top } * 1.1;
     let n = bars.len().max(1) as f64;
     let slot = (W - LEFT - RIGHT) / n;
     let y = |v: f64| TOP + (hi - v) / hi * (H - TOP - BOTTOM);
@@ -179,7 +182,7 @@ pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)]) -> Markup {
                 @for i in 0..=4 {
                     @let v = hi * f64::from(i) / 4.0;
                     line.grid x1=(LEFT) x2=(W - RIGHT) y1=(format!("{:.1}", y(v))) y2=(format!("{:.1}", y(v))) {}
-                    text.axis x=(LEFT - 4.0) y=(format!("{:.1}", y(v) + 4.0)) text-anchor="end" { (format!("{v:.0}")) }
+                    text.axis x=(LEFT - 4.0) y=(format!("{:.1}", y(v) + 4.0)) text-anchor="end" { (format!("{v:.dp$}")) }
                 }
                 text.axis x="4" y="12" { (unit) }
                 @if bars.is_empty() {
@@ -188,7 +191,7 @@ pub fn bar_chart(title: &str, unit: &str, bars: &[(String, f64)]) -> Markup {
                 @for (i, (label, v)) in bars.iter().enumerate() {
                     @let x0 = LEFT + slot * i as f64;
                     rect.bar x=(format!("{:.1}", x0 + slot * 0.15)) y=(format!("{:.1}", y(*v))) width=(format!("{:.1}", slot * 0.7)) height=(format!("{:.1}", (H - BOTTOM - y(*v)).max(0.0))) {
-                        title { (label) ": " (format!("{v:.0}")) " " (unit) }
+                        title { (label) ": " (format!("{v:.dp$}")) " " (unit) }
                     }
                     @if i % every == 0 {
                         text.axis x=(format!("{:.1}", x0 + slot / 2.0)) y=(H - 8.0) text-anchor="middle" { (label) }

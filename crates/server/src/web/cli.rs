@@ -75,6 +75,36 @@ pub enum SiteCommand {
         /// Name.
         #[arg(long)]
         name: String,
+        /// IANA time zone of the site (local days and months of its energy figures).
+        #[arg(long, default_value = crate::energy::zone::DEFAULT)]
+        time_zone: String,
+    },
+    /// Set a site's time zone.
+    TimeZone {
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
+        /// Site name.
+        #[arg(long)]
+        site: String,
+        /// IANA time zone name, e.g. Europe/Berlin.
+        #[arg(long)]
+        time_zone: String,
+    },
+    /// Set a site's tariff (JSON as in `PUT /api/sites/{id}/tariff`), or remove it.
+    Tariff {
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
+        /// Site name.
+        #[arg(long)]
+        site: String,
+        /// The tariff, e.g. '{"currency":"EUR","energy_price":0.3}'.
+        #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+        json: Option<String>,
+        /// Remove the tariff.
+        #[arg(long)]
+        clear: bool,
     },
     /// List sites with their members and device counts.
     List {
@@ -276,11 +306,67 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
 /// Runs `tek site ...`.
 pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
     match cmd {
-        SiteCommand::Add { target, name } => {
+        SiteCommand::Add {
+            target,
+            name,
+            time_zone,
+        } => {
+            // Checked before anything is created.
+            let (_, tz) = crate::energy::zone::parse(&time_zone).map_err(anyhow::Error::msg)?;
             let db = open(&target, true)?;
             let id = db.create_site(name.trim(), crate::web::now())?;
-            cli_audit(&*db, "site.create", Some(id), format!("site {id} {name}"))?;
-            println!("site {id} {name} created");
+            db.set_site_time_zone(id, &tz)?;
+            cli_audit(
+                &*db,
+                "site.create",
+                Some(id),
+                format!("site {id} {name} ({tz})"),
+            )?;
+            println!("site {id} {name} created (time zone {tz})");
+        }
+        SiteCommand::TimeZone {
+            target,
+            site,
+            time_zone,
+        } => {
+            let (_, tz) = crate::energy::zone::parse(&time_zone).map_err(anyhow::Error::msg)?;
+            let db = open(&target, false)?;
+            let s = site_id(&*db, &site)?;
+            db.set_site_time_zone(s, &tz)?;
+            cli_audit(
+                &*db,
+                "site.time_zone",
+                Some(s),
+                format!("site {s} time zone {tz}"),
+            )?;
+            println!("site {site}: time zone {tz}");
+        }
+        SiteCommand::Tariff {
+            target,
+            site,
+            json,
+            clear,
+        } => {
+            let tariff = match (json, clear) {
+                (Some(j), false) => {
+                    let t: crate::energy::tariff::Tariff =
+                        serde_json::from_str(&j).context("reading the tariff JSON")?;
+                    t.validate().map_err(anyhow::Error::msg)?;
+                    Some(t)
+                }
+                _ => None,
+            };
+            let db = open(&target, false)?;
+            let s = site_id(&*db, &site)?;
+            db.set_site_tariff(s, tariff.as_ref(), crate::web::now())?;
+            let what = if tariff.is_some() { "set" } else { "removed" };
+            cli_audit(
+                &*db,
+                "site.tariff",
+                Some(s),
+                format!("site {s} tariff {what}"),
+            )?;
+            println!("site {site}: tariff {what}");
         }
         SiteCommand::List { target } => {
             let db = open(&target, false)?;
@@ -291,11 +377,12 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
                     .filter_map(|m| db.user(*m).ok().flatten().map(|u| u.email))
                     .collect();
                 println!(
-                    "{}\t{}\t{} devices\t{}",
+                    "{}\t{}\t{} devices\t{}\t{}",
                     s.id,
                     s.name,
                     db.site_device_ids(s.id)?.len(),
-                    emails.join(",")
+                    emails.join(","),
+                    s.time_zone
                 );
             }
         }
@@ -370,8 +457,60 @@ mod tests {
         site(SiteCommand::Add {
             target: t(),
             name: "North".into(),
+            time_zone: "Europe/Berlin".into(),
         })
         .unwrap();
+        let bad_zone = site(SiteCommand::Add {
+            target: t(),
+            name: "South".into(),
+            time_zone: "Europe/Atlantis".into(),
+        });
+        assert!(bad_zone
+            .unwrap_err()
+            .to_string()
+            .contains("unknown time zone"));
+        assert!(
+            db.site_by_name("South").unwrap().is_none(),
+            "nothing created"
+        );
+        let north = db.site_by_name("North").unwrap().unwrap();
+        assert_eq!(north.time_zone, "Europe/Berlin");
+        site(SiteCommand::TimeZone {
+            target: t(),
+            site: "North".into(),
+            time_zone: "america/new_york".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            db.site(north.id).unwrap().unwrap().time_zone,
+            "America/New_York"
+        );
+        site(SiteCommand::Tariff {
+            target: t(),
+            site: "North".into(),
+            json: Some(r#"{"currency":"USD","energy_price":0.2,"demand_price":15}"#.into()),
+            clear: false,
+        })
+        .unwrap();
+        assert_eq!(
+            db.site_tariff(north.id).unwrap().unwrap().demand_price,
+            15.0
+        );
+        assert!(site(SiteCommand::Tariff {
+            target: t(),
+            site: "North".into(),
+            json: Some(r#"{"energy_price":-1}"#.into()),
+            clear: false,
+        })
+        .is_err());
+        site(SiteCommand::Tariff {
+            target: t(),
+            site: "North".into(),
+            json: None,
+            clear: true,
+        })
+        .unwrap();
+        assert_eq!(db.site_tariff(north.id).unwrap(), None);
         site(SiteCommand::Grant {
             target: t(),
             site: "North".into(),
@@ -413,8 +552,9 @@ mod tests {
         assert!(audit.iter().all(|e| e.entry.actor == "cli"));
         assert_eq!(
             audit.len(),
-            4,
-            "site.create, site.grant, device.assign, token.create"
+            7,
+            "site.create, site.time_zone, site.tariff (set, removed), site.grant, device.assign, \
+             token.create"
         );
         user(UserCommand::Delete {
             target: t(),

@@ -25,7 +25,7 @@ fn row(d: &DeviceView, site: &str, usage: Option<&TrafficMonth>, now: i64) -> Ma
         tr data-device=(d.id) {
             td { (layout::dot(d.id, d.online, d.config.state)) }
             td { a href={ "/devices/" (d.id) } { (d.id) " " (d.name) } }
-            td { (site) }
+            td { @if let Some(s) = d.site_id { a href={ "/sites/" (s) } { (site) } } @else { (site) } }
             td data-field="last_seen" { (d.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
             td data-field="transport" { (match d.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "–" }) }
             td.num data-field="power" { (num(r.and_then(|r| r.power_w).map(f64::from), 0, "W")) }

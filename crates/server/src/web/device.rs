@@ -170,16 +170,20 @@ pub async fn page(
     let to = now + 1;
     let from = to - range.span();
     let step = range.step();
-    let day_from = (to - range.span().max(7 * 86_400)).div_euclid(86_400) * 86_400;
+    let n_days = (range.span().max(7 * 86_400) / 86_400) as usize;
     let (buckets, days, months, cmds, latest, site) = web
         .db_call(move |db| {
             let site = match db.device_site(id)? {
-                Some(s) => db.site(s)?.map(|s| s.name),
+                Some(s) => db.site(s)?,
                 None => None,
             };
+            // Days of the site's time zone, as on the site page.
+            let tz = site.as_ref().map_or("UTC", |s| s.time_zone.as_str());
+            let days = crate::api::energy::device_days(db, id, tz, n_days, now)?;
+            let site = site.map(|s| s.name);
             Ok((
                 db.telemetry_buckets(id, from, to, step)?,
-                db.energy_per_day(id, day_from, to)?,
+                days,
                 db.traffic(id)?,
                 db.commands(id, 10)?,
                 db.latest_config(id)?,
@@ -199,7 +203,7 @@ pub async fn page(
     let air = pts(&|b| b.air_cc.map(|v| v / 100.0));
     let energy: Vec<(String, f64)> = days
         .iter()
-        .map(|d| (timefmt::date(d.day)[5..].to_owned(), d.wh as f64))
+        .map(|d| (d.period.label[5..].to_owned(), d.kwh * 1000.0))
         .collect();
     let sp = f64::from(cfg.thermostat.setpoint_cc) / 100.0;
     let hy = f64::from(cfg.thermostat.hysteresis_cc) / 100.0;

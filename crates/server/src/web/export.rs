@@ -118,6 +118,76 @@ pub async fn page_csv(
     Ok(csv_response(&web, id, from, to).await?)
 }
 
+/// The energy and cost CSV of a site (`/sites/{id}/energy.csv`, `/api/sites/{id}/energy.csv`):
+/// one line per local day or month for the site (`device` empty) and then for each device.
+/// Peak demand in kW with the start of its 15-minute interval; costs in the tariff's currency
+/// (empty without a tariff).
+pub fn energy_csv(
+    l: &crate::api::energy::Loaded,
+    by: crate::energy::zone::By,
+    periods: &[crate::energy::zone::Period],
+) -> String {
+    let mut out = String::from(
+        "period,start_utc,end_utc,device,kwh,peak_kw,peak_at_utc,energy_cost,demand_cost,fixed_cost,total_cost,currency\r\n",
+    );
+    let currency = l.tariff.as_ref().map_or("", |t| t.currency.as_str());
+    let mut lines = |device: Option<u32>, list: &[crate::energy::Figures]| {
+        for f in list {
+            let _ = write!(
+                out,
+                "{},{},{},{},{:.3},{:.3},{}",
+                f.period.label,
+                timefmt::datetime(f.period.start),
+                timefmt::datetime(f.period.end),
+                device.map_or(String::new(), |d| d.to_string()),
+                f.kwh,
+                f.peak_kw,
+                f.peak_at.map_or(String::new(), timefmt::datetime),
+            );
+            match f.cost {
+                Some(c) => {
+                    let _ = write!(
+                        out,
+                        ",{:.4},{:.4},{:.4},{:.4},{currency}",
+                        c.energy, c.demand, c.fixed, c.total
+                    );
+                }
+                None => out.push_str(",,,,,"),
+            }
+            out.push_str("\r\n");
+        }
+    };
+    lines(None, &l.site_figures(by, periods));
+    for i in 0..l.devices.len() {
+        lines(Some(l.devices[i].0), &l.device_figures(i, by, periods));
+    }
+    out
+}
+
+/// [`energy_csv`] as a download.
+pub fn energy_csv_response(
+    l: &crate::api::energy::Loaded,
+    by: crate::energy::zone::By,
+    periods: &[crate::energy::zone::Period],
+) -> Response {
+    let name = format!(
+        "attachment; filename=\"site-{}-energy-{}-{}.csv\"",
+        l.site.id,
+        periods.first().map_or("", |p| p.label.as_str()),
+        periods.last().map_or("", |p| p.label.as_str()),
+    );
+    let mut r = energy_csv(l, by, periods).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
 //! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens),
 //! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins),
-//! [`schedules`] (Configure → Schedules).
+//! [`schedules`] (Configure → Schedules), [`site`] (energy and cost, time zone, tariff).
 
 pub mod access;
 pub mod account;
@@ -34,6 +34,7 @@ pub mod layout;
 pub mod login;
 pub mod ratelimit;
 pub mod schedules;
+pub mod site;
 pub mod timefmt;
 pub mod view;
 
@@ -245,6 +246,15 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         )
         .route("/sites/{id}/devices", put(a::sites::assign))
         .merge(alarm_api_routes())
+        .route("/sites/{id}/energy", get(a::energy::get_energy))
+        .route("/sites/{id}/energy.csv", get(a::energy::get_energy_csv))
+        .route(
+            "/sites/{id}/tariff",
+            get(a::energy::get_tariff)
+                .put(a::energy::put_tariff)
+                .delete(a::energy::delete_tariff),
+        )
+        .route("/sites/{id}/time_zone", put(a::energy::put_time_zone))
         .fallback(a::me::not_found);
     Router::new()
         .route("/", get(login::index))
@@ -264,6 +274,11 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             "/devices/{id}/schedules",
             get(schedules::page).post(schedules::save),
         )
+        .route("/sites/{id}", get(site::page))
+        .route("/sites/{id}/time_zone", post(site::time_zone))
+        .route("/sites/{id}/tariff", post(site::tariff))
+        .route("/sites/{id}/tariff/delete", post(site::delete_tariff))
+        .route("/sites/{id}/energy.csv", get(site::energy_csv))
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))

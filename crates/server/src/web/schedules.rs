@@ -422,12 +422,21 @@ pub fn apply_form(c: &mut Config, f: &ScheduleForm) -> Result<String, Vec<String
     })
 }
 
-/// The stored zone of a device's schedule (default `UTC`).
+/// The zone of a device's schedule: the one stored with it, else its site's time zone, else
+/// `UTC`.
 pub async fn zone_of(web: &Web, id: u32) -> Result<String, WebError> {
-    Ok(web
-        .db_call(move |db| db.schedule_zone(id))
-        .await?
-        .unwrap_or_else(|| DEFAULT_ZONE.to_owned()))
+    web.db_call(move |db| effective_zone(db, id)).await
+}
+
+fn effective_zone(db: &dyn crate::storage::Storage, id: u32) -> crate::storage::Result<String> {
+    if let Some(zone) = db.schedule_zone(id)? {
+        return Ok(zone);
+    }
+    Ok(match db.device_site(id)? {
+        Some(site) => db.site(site)?.map(|s| s.time_zone),
+        None => None,
+    }
+    .unwrap_or_else(|| DEFAULT_ZONE.to_owned()))
 }
 
 /// Saves the form as a new configuration version and the zone name; returns the version.
@@ -437,19 +446,22 @@ pub async fn save_form(
     id: u32,
     form: &ScheduleForm,
 ) -> Result<u32, (WebError, Vec<String>)> {
+    // A blank zone means the site's time zone (or UTC): the controller's rule and the stored
+    // name are both taken from it.
+    let mut form = form.clone();
+    if form.time_zone.trim().is_empty() {
+        form.time_zone = zone_of(web, id).await.map_err(|e| (e, Vec::new()))?;
+    }
     let mut errors = Vec::new();
     let saved = save_edited(web, p, id, |c| {
-        apply_form(c, form).map_err(|e| {
+        apply_form(c, &form).map_err(|e| {
             errors = e;
             WebError::Invalid("invalid input".into())
         })
     })
     .await;
     let version = saved.map_err(|e| (e, std::mem::take(&mut errors)))?;
-    let zone = match form.time_zone.trim() {
-        "" => DEFAULT_ZONE.to_owned(),
-        z => z.to_owned(),
-    };
+    let zone = form.time_zone.trim().to_owned();
     web.db_call(move |db| db.set_schedule_zone(id, &zone))
         .await
         .map_err(|e| (e, Vec::new()))?;
@@ -472,11 +484,10 @@ async fn render(
                 Some(s) => db.site(s)?.map(|s| s.name),
                 None => None,
             };
-            Ok((db.latest_config(id)?, site, db.schedule_zone(id)?))
+            Ok((db.latest_config(id)?, site, effective_zone(db, id)?))
         })
         .await?;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
-    let zone = zone.unwrap_or_else(|| DEFAULT_ZONE.to_owned());
     let f = form
         .cloned()
         .unwrap_or_else(|| ScheduleForm::from_config(&cfg, &zone));

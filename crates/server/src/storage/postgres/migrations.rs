@@ -97,7 +97,8 @@ CREATE TABLE traffic (
     ),
     (2, super::accounts::SCHEMA_V2),
     (3, super::alarms::SCHEMA_V3),
-    (4, super::schedules::SCHEMA_V4),
+    (4, super::energy::SCHEMA_V4),
+    (5, super::schedules::SCHEMA_V5),
 ];
 
 /// The newest schema version this program knows.

@@ -34,6 +34,7 @@ mod audit;
 mod commands;
 mod configs;
 mod devices;
+pub mod energy;
 pub mod health;
 mod listen;
 pub mod migrations;

@@ -5,7 +5,7 @@ use crate::storage::schedules::ScheduleStore;
 use crate::storage::{Error, Result};
 
 /// Migration 3: the schedule's IANA time zone per device.
-pub const SCHEMA_V4: &str = r#"
+pub const SCHEMA_V5: &str = r#"
 CREATE TABLE schedule_zones (
     device_id BIGINT PRIMARY KEY REFERENCES devices (id),
     time_zone TEXT   NOT NULL                     -- IANA name, e.g. Europe/Paris

@@ -10,6 +10,7 @@ fn record(r: &Row) -> SiteRecord {
         id: r.get(0),
         name: r.get(1),
         created_at: r.get(2),
+        time_zone: r.get(3),
     }
 }
 
@@ -40,7 +41,7 @@ impl SiteStore for Postgres {
             let c = s.conn().await?;
             let row = c
                 .query_opt(
-                    "SELECT id, name, created_at FROM sites WHERE id = $1",
+                    "SELECT id, name, created_at, time_zone FROM sites WHERE id = $1",
                     &[&id],
                 )
                 .await?;
@@ -54,7 +55,7 @@ impl SiteStore for Postgres {
             let c = s.conn().await?;
             let row = c
                 .query_opt(
-                    "SELECT id, name, created_at FROM sites WHERE name = $1",
+                    "SELECT id, name, created_at, time_zone FROM sites WHERE name = $1",
                     &[&name],
                 )
                 .await?;
@@ -66,7 +67,10 @@ impl SiteStore for Postgres {
         self.run(|s| async move {
             let c = s.conn().await?;
             let rows = c
-                .query("SELECT id, name, created_at FROM sites ORDER BY id", &[])
+                .query(
+                    "SELECT id, name, created_at, time_zone FROM sites ORDER BY id",
+                    &[],
+                )
                 .await?;
             Ok(rows.iter().map(record).collect())
         })
@@ -76,6 +80,20 @@ impl SiteStore for Postgres {
         self.run(move |s| async move {
             let c = s.conn().await?;
             let n = c.execute("DELETE FROM sites WHERE id = $1", &[&id]).await?;
+            if n == 0 {
+                return Err(Error::Missing(format!("site {id}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn set_site_time_zone(&self, id: i64, time_zone: &str) -> Result<()> {
+        let tz = time_zone.to_owned();
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n = c
+                .execute("UPDATE sites SET time_zone = $2 WHERE id = $1", &[&id, &tz])
+                .await?;
             if n == 0 {
                 return Err(Error::Missing(format!("site {id}")));
             }
@@ -114,7 +132,7 @@ impl SiteStore for Postgres {
             let c = s.conn().await?;
             let rows = c
                 .query(
-                    "SELECT s.id, s.name, s.created_at FROM sites s
+                    "SELECT s.id, s.name, s.created_at, s.time_zone FROM sites s
                      JOIN site_members m ON m.site_id = s.id WHERE m.user_id = $1 ORDER BY s.id",
                     &[&user_id],
                 )

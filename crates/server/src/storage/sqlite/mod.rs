@@ -15,6 +15,7 @@ mod audit;
 mod commands;
 mod configs;
 mod devices;
+pub mod energy;
 pub mod migrations;
 mod schedules;
 mod series;

@@ -11,6 +11,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteRecord> {
         id: r.get(0)?,
         name: r.get(1)?,
         created_at: r.get(2)?,
+        time_zone: r.get(3)?,
     })
 }
 
@@ -48,7 +49,7 @@ impl SiteStore for Sqlite {
         let conn = self.reader()?;
         Ok(conn
             .query_row(
-                "SELECT id, name, created_at FROM sites WHERE id = ?1",
+                "SELECT id, name, created_at, time_zone FROM sites WHERE id = ?1",
                 params![id],
                 record,
             )
@@ -59,7 +60,7 @@ impl SiteStore for Sqlite {
         let conn = self.reader()?;
         Ok(conn
             .query_row(
-                "SELECT id, name, created_at FROM sites WHERE name = ?1",
+                "SELECT id, name, created_at, time_zone FROM sites WHERE name = ?1",
                 params![name],
                 record,
             )
@@ -68,7 +69,8 @@ impl SiteStore for Sqlite {
 
     fn list_sites(&self) -> Result<Vec<SiteRecord>> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached("SELECT id, name, created_at FROM sites ORDER BY id")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, name, created_at, time_zone FROM sites ORDER BY id")?;
         let rows = stmt.query_map([], record)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -77,6 +79,17 @@ impl SiteStore for Sqlite {
         let n = self
             .writer()?
             .execute("DELETE FROM sites WHERE id = ?1", params![id])?;
+        if n == 0 {
+            return Err(Error::Missing(format!("site {id}")));
+        }
+        Ok(())
+    }
+
+    fn set_site_time_zone(&self, id: i64, time_zone: &str) -> Result<()> {
+        let n = self.writer()?.execute(
+            "UPDATE sites SET time_zone = ?2 WHERE id = ?1",
+            params![id, time_zone],
+        )?;
         if n == 0 {
             return Err(Error::Missing(format!("site {id}")));
         }
@@ -104,7 +117,7 @@ impl SiteStore for Sqlite {
     fn user_sites(&self, user_id: i64) -> Result<Vec<SiteRecord>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT s.id, s.name, s.created_at FROM sites s
+            "SELECT s.id, s.name, s.created_at, s.time_zone FROM sites s
              JOIN site_members m ON m.site_id = s.id WHERE m.user_id = ?1 ORDER BY s.id",
         )?;
         let rows = stmt.query_map(params![user_id], record)?;

@@ -1,0 +1,378 @@
+//! Energy and cost: kWh per local day and month, peak 15-minute demand, and cost from a tariff,
+//! for one device or a whole site. Pure functions over what [`crate::storage::energy`] returns
+//! (readings already reduced to 15-minute intervals by the database); no I/O, no clock.
+//!
+//! The pipeline, per request:
+//! 1. per device, [`device_intervals`]: energy and demand of every clock-aligned 15-minute
+//!    interval (meter steps as the storage attributed them, gaps spread evenly);
+//! 2. per site, [`add`]: the devices' intervals summed (demand is the site's, at the same time);
+//! 3. [`summarize`]: the intervals grouped into local days or months of the site's time zone
+//!    ([`zone::periods`]: a day is 23 or 25 hours long when the clocks change), each with its
+//!    kWh, peak demand and, with a [`tariff::Tariff`], its cost.
+//!
+//! Definitions:
+//! * **Energy** comes from the meter counter (the `energy_wh` channel); a device that never
+//!   reports a counter has its energy estimated from its mean power (`power_w` × 15 min).
+//! * **Demand** of an interval is its mean power: the mean of the `power_w` records in it (each
+//!   is the mean over one logging interval), or, without a power channel, the interval's energy
+//!   over 15 minutes — the utility definition. A site's demand is the sum of its devices'.
+//! * **Peak demand** of a day or month is the highest interval demand in it.
+//! * **Cost** of a day is its energy at the price of each interval's local time (time-of-use, else
+//!   flat). A month adds the demand charge (price per kW × the month's peak) and the fixed
+//!   monthly charge. An interval belongs to the local period its start lies in.
+
+pub mod tariff;
+pub mod zone;
+
+use crate::storage::energy::{MeterData, INTERVAL_S};
+use jiff::tz::TimeZone;
+use std::collections::BTreeMap;
+use tariff::Tariff;
+use zone::{By, Period};
+
+/// Energy and demand of one 15-minute interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Interval {
+    /// Energy, Wh.
+    pub wh: f64,
+    /// Mean power, W.
+    pub demand_w: f64,
+}
+
+/// Intervals by start (Unix seconds, multiples of [`INTERVAL_S`]).
+pub type Intervals = BTreeMap<i64, Interval>;
+
+/// Start of the interval holding `t`.
+pub fn floor(t: i64) -> i64 {
+    t.div_euclid(INTERVAL_S) * INTERVAL_S
+}
+
+/// First interval start at or after `t`.
+pub fn ceil(t: i64) -> i64 {
+    floor(t + INTERVAL_S - 1)
+}
+
+/// One device's intervals in `[from, to)` from its meter data (see the module documentation).
+pub fn device_intervals(data: &MeterData, from: i64, to: i64) -> Intervals {
+    let has_counter = !data.spans.is_empty() || data.intervals.iter().any(|i| i.wh.is_some());
+    let mut out = Intervals::new();
+    for i in data
+        .intervals
+        .iter()
+        .filter(|i| i.start >= from && i.start < to)
+    {
+        let e = out.entry(i.start).or_default();
+        e.wh += match (has_counter, i.wh, i.power_w) {
+            (true, Some(wh), _) => wh as f64,
+            (false, _, Some(p)) => p * INTERVAL_S as f64 / 3600.0,
+            _ => 0.0,
+        };
+    }
+    for s in &data.spans {
+        let (a, b) = (s.from.max(from), s.to.min(to));
+        if a >= b || s.to <= s.from {
+            continue;
+        }
+        let per_s = s.wh as f64 / (s.to - s.from) as f64;
+        let mut k = floor(a);
+        while k < b {
+            let overlap = (k + INTERVAL_S).min(b) - k.max(a);
+            out.entry(k).or_default().wh += per_s * overlap as f64;
+            k += INTERVAL_S;
+        }
+    }
+    let power: BTreeMap<i64, f64> = data
+        .intervals
+        .iter()
+        .filter_map(|i| i.power_w.map(|p| (i.start, p)))
+        .collect();
+    for (start, i) in out.iter_mut() {
+        i.demand_w = power
+            .get(start)
+            .copied()
+            .unwrap_or(i.wh * 3600.0 / INTERVAL_S as f64);
+    }
+    out
+}
+
+/// Adds `device`'s intervals into `site`'s.
+pub fn add(site: &mut Intervals, device: &Intervals) {
+    for (k, i) in device {
+        let s = site.entry(*k).or_default();
+        s.wh += i.wh;
+        s.demand_w += i.demand_w;
+    }
+}
+
+/// The cost of a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    /// Energy at the price of each interval.
+    pub energy: f64,
+    /// Demand charge (months only).
+    pub demand: f64,
+    /// Fixed charge (months only).
+    pub fixed: f64,
+    /// The sum.
+    pub total: f64,
+}
+
+/// Figures of one local day or month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// The period.
+    pub period: Period,
+    /// Energy, kWh.
+    pub kwh: f64,
+    /// Highest 15-minute demand, kW (0 without data).
+    pub peak_kw: f64,
+    /// Start of the interval with that demand.
+    pub peak_at: Option<i64>,
+    /// Intervals with data.
+    pub intervals: usize,
+    /// With a tariff.
+    pub cost: Option<Cost>,
+}
+
+/// Groups `intervals` into `periods` (from [`zone::periods`]) and prices them with `tariff`.
+pub fn summarize(
+    intervals: &Intervals,
+    tz: &TimeZone,
+    by: By,
+    periods: &[Period],
+    tariff: Option<&Tariff>,
+) -> Vec<Figures> {
+    let prices = tariff.map(Tariff::week_table);
+    periods
+        .iter()
+        .map(|p| {
+            let mut wh = 0.0;
+            let mut energy_cost = 0.0;
+            let mut peak: Option<(i64, f64)> = None;
+            let mut n = 0;
+            for (&start, i) in intervals.range(p.start..p.end) {
+                n += 1;
+                wh += i.wh;
+                if peak.is_none_or(|(_, d)| i.demand_w > d) {
+                    peak = Some((start, i.demand_w));
+                }
+                if let Some(table) = &prices {
+                    let (wd, minute) = zone::local_week_minute(tz, start);
+                    let q = usize::from(wd) * 96 + usize::from(minute / 15);
+                    energy_cost += i.wh / 1000.0 * table.get(q).copied().unwrap_or(0.0);
+                }
+            }
+            let peak_kw = peak.map_or(0.0, |p| p.1 / 1000.0);
+            let cost = tariff.map(|t| {
+                let (demand, fixed) = match by {
+                    By::Day => (0.0, 0.0),
+                    By::Month => (t.demand_price * peak_kw, t.monthly_fixed),
+                };
+                Cost {
+                    energy: energy_cost,
+                    demand,
+                    fixed,
+                    total: energy_cost + demand + fixed,
+                }
+            });
+            Figures {
+                period: p.clone(),
+                kwh: wh / 1000.0,
+                peak_kw,
+                peak_at: peak.map(|p| p.0),
+                intervals: n,
+                cost,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::energy::{MeterInterval, MeterSpan};
+    use jiff::civil::date;
+    use tariff::TouPeriod;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    fn iv(start: i64, wh: Option<i64>, power_w: Option<f64>) -> MeterInterval {
+        MeterInterval { start, wh, power_w }
+    }
+
+    /// 1 kWh in every hour of the local day (250 Wh per interval, 1 kW demand): 23 kWh on the
+    /// spring-forward day, 25 kWh on the fall-back day, 24 otherwise.
+    #[test]
+    fn days_across_daylight_saving_changes() {
+        let tz = zone::load("Europe/Berlin");
+        let days = zone::periods(&tz, By::Day, date(2026, 3, 28), 3);
+        let fall = zone::periods(&tz, By::Day, date(2026, 10, 25), 1);
+        let mut data = MeterData::default();
+        for p in days.iter().chain(&fall) {
+            let mut t = p.start;
+            while t < p.end {
+                data.intervals.push(iv(t, Some(250), None));
+                t += INTERVAL_S;
+            }
+        }
+        let all = device_intervals(&data, days[0].start, fall[0].end);
+        let f = summarize(&all, &tz, By::Day, &days, None);
+        let kwh: Vec<f64> = f.iter().map(|f| f.kwh).collect();
+        assert_eq!(kwh, vec![24.0, 23.0, 24.0]);
+        assert_eq!(f[1].period.label, "2026-03-29");
+        assert!(close(f[1].peak_kw, 1.0));
+        let f = summarize(&all, &tz, By::Day, &fall, None);
+        assert_eq!(f[0].kwh, 25.0);
+        assert_eq!(f[0].intervals, 100);
+        // The month of March: 31 days, the one 23-hour day included, only 3 days with data.
+        let march = zone::periods(&tz, By::Month, date(2026, 3, 1), 1);
+        assert_eq!(summarize(&all, &tz, By::Month, &march, None)[0].kwh, 71.0);
+    }
+
+    /// Counter resets and gaps, as storage reports them, and the power fallback.
+    #[test]
+    fn gaps_are_spread_and_power_estimates_without_a_counter() {
+        let t0 = 1_800_000_000 - 1_800_000_000 % 86_400; // a UTC midnight
+                                                         // 600 Wh over a 1.5 h gap starting 30 minutes into the day: 100 Wh per 15 minutes.
+        let data = MeterData {
+            intervals: vec![iv(t0, Some(40), Some(200.0))],
+            spans: vec![MeterSpan {
+                from: t0 + 1800,
+                to: t0 + 1800 + 5400,
+                wh: 600,
+            }],
+        };
+        let i = device_intervals(&data, t0, t0 + 86_400);
+        assert_eq!(i.len(), 7);
+        assert!(close(i[&t0].wh, 40.0) && close(i[&t0].demand_w, 200.0));
+        assert!(close(i[&(t0 + 1800)].wh, 100.0));
+        assert!(
+            close(i[&(t0 + 1800)].demand_w, 400.0),
+            "energy / 15 min without power"
+        );
+        // Asked for a range that cuts the gap: only the part inside counts.
+        let cut = device_intervals(&data, t0 + 3600, t0 + 86_400);
+        assert!(close(cut.values().map(|i| i.wh).sum::<f64>(), 400.0));
+        // A span not aligned to the grid splits by seconds.
+        let odd = MeterData {
+            intervals: vec![],
+            spans: vec![MeterSpan {
+                from: t0 + 600,
+                to: t0 + 1500,
+                wh: 90,
+            }],
+        };
+        let i = device_intervals(&odd, t0, t0 + 3600);
+        assert!(close(i[&t0].wh, 30.0) && close(i[&(t0 + 900)].wh, 60.0));
+        // No counter at all: 2 kW for an interval is 0.5 kWh.
+        let power_only = MeterData {
+            intervals: vec![iv(t0, None, Some(2000.0)), iv(t0 + 900, None, Some(1000.0))],
+            spans: vec![],
+        };
+        let i = device_intervals(&power_only, t0, t0 + 3600);
+        assert!(close(i[&t0].wh, 500.0) && close(i[&(t0 + 900)].wh, 250.0));
+    }
+
+    /// Two devices: the site's peak is the highest sum at one time, not the sum of the devices'
+    /// peaks. Flat + time-of-use (a night rate spanning midnight) + demand + fixed charges,
+    /// all hand-computed.
+    #[test]
+    fn site_peak_and_costs() {
+        let tz = zone::load("UTC");
+        // 2026-06-01 is a Monday.
+        let day1 = zone::day_start(&tz, date(2026, 6, 1));
+        let h = 3600;
+        // Device A: 1 kWh in the interval at 23:00 Monday (4 kW), 0.5 kWh at 01:00 Tuesday.
+        // Device B: 2 kW mean power at 23:00 Monday and 3 kW at 12:00 Tuesday, 0.75 kWh each.
+        let a = MeterData {
+            intervals: vec![
+                iv(day1 + 23 * h, Some(1000), None),
+                iv(day1 + 25 * h, Some(500), None),
+            ],
+            spans: vec![],
+        };
+        let b = MeterData {
+            intervals: vec![
+                iv(day1 + 23 * h, Some(750), Some(2000.0)),
+                iv(day1 + 36 * h, Some(750), Some(3000.0)),
+            ],
+            spans: vec![],
+        };
+        let (from, to) = (day1, day1 + 3 * 86_400);
+        let mut site = Intervals::new();
+        add(&mut site, &device_intervals(&a, from, to));
+        add(&mut site, &device_intervals(&b, from, to));
+        let tariff = Tariff {
+            currency: "EUR".into(),
+            energy_price: 0.30,
+            periods: vec![TouPeriod {
+                name: "night".into(),
+                days: "mon-fri".into(),
+                start: "22:00".into(),
+                end: "06:00".into(),
+                price: 0.10,
+            }],
+            demand_price: 10.0,
+            monthly_fixed: 5.0,
+        };
+        let days = zone::periods(&tz, By::Day, date(2026, 6, 1), 2);
+        let f = summarize(&site, &tz, By::Day, &days, Some(&tariff));
+        // Monday: 1.75 kWh at 23:00 (night, 0.10) = 0.175; peak 4 + 2 = 6 kW at 23:00.
+        assert!(close(f[0].kwh, 1.75) && close(f[0].peak_kw, 6.0));
+        assert_eq!(f[0].peak_at, Some(day1 + 23 * h));
+        assert!(close(f[0].cost.unwrap().total, 0.175));
+        // Tuesday: 0.5 kWh at 01:00 (night after Monday, 0.10) + 0.75 kWh at 12:00 (0.30)
+        // = 0.05 + 0.225 = 0.275; peak 3 kW at 12:00 (device A's 01:00 was 2 kW).
+        assert!(close(f[1].kwh, 1.25) && close(f[1].peak_kw, 3.0));
+        assert!(close(f[1].cost.unwrap().total, 0.275));
+        assert_eq!(
+            f[1].cost.unwrap().demand,
+            0.0,
+            "demand is charged per month"
+        );
+        // June: 3 kWh, energy 0.45, demand 10 × 6 kW = 60, fixed 5: 65.45.
+        let june = zone::periods(&tz, By::Month, date(2026, 6, 1), 1);
+        let m = summarize(&site, &tz, By::Month, &june, Some(&tariff))[0].clone();
+        let c = m.cost.unwrap();
+        assert!(close(m.kwh, 3.0) && close(m.peak_kw, 6.0));
+        assert!(close(c.energy, 0.45) && close(c.demand, 60.0) && close(c.fixed, 5.0));
+        assert!(close(c.total, 65.45));
+        // No data: zero energy, no peak, still the fixed charge.
+        let july = zone::periods(&tz, By::Month, date(2026, 7, 1), 1);
+        let m = summarize(&site, &tz, By::Month, &july, Some(&tariff))[0].clone();
+        assert_eq!((m.kwh, m.peak_at, m.cost.unwrap().total), (0.0, None, 5.0));
+    }
+
+    /// Time-of-use prices follow local wall time across the spring-forward night: in
+    /// Europe/Berlin on Sunday 2026-03-29 the hour 02:00-03:00 does not exist.
+    #[test]
+    fn time_of_use_in_local_time_across_dst() {
+        let tz = zone::load("Europe/Berlin");
+        let day = zone::periods(&tz, By::Day, date(2026, 3, 29), 1).remove(0);
+        // 100 Wh in every interval of the 23-hour day: 92 intervals, 9.2 kWh.
+        let data = MeterData {
+            intervals: (0..92)
+                .map(|k| iv(day.start + k * INTERVAL_S, Some(100), None))
+                .collect(),
+            spans: vec![],
+        };
+        let i = device_intervals(&data, day.start, day.end);
+        // "Cheap" Sunday 00:00-06:00 local: 00:00-02:00 and 03:00-06:00 = 5 real hours =
+        // 20 intervals = 2 kWh at 0.1; the other 18 hours = 7.2 kWh at 0.3. 0.2 + 2.16 = 2.36.
+        let t = Tariff {
+            periods: vec![TouPeriod {
+                name: "cheap".into(),
+                days: "sun".into(),
+                start: "00:00".into(),
+                end: "06:00".into(),
+                price: 0.1,
+            }],
+            ..Tariff::flat("EUR", 0.3)
+        };
+        let f = summarize(&i, &tz, By::Day, std::slice::from_ref(&day), Some(&t));
+        assert!(close(f[0].kwh, 9.2));
+        assert!(close(f[0].cost.unwrap().total, 2.36), "{:?}", f[0].cost);
+    }
+}

@@ -1,0 +1,373 @@
+//! `GET /sites/{id}`: a site's controllers and its energy and cost — kWh per local day for the
+//! last 30 days and per month for the last 12 (charts), peak 15-minute demand, cost from the
+//! tariff, energy CSV export — and, for admins, the forms for the site's time zone and tariff.
+//! Posts: `/sites/{id}/time_zone`, `/sites/{id}/tariff`, `/sites/{id}/tariff/delete`.
+//! Members of the site and admins see it; anyone else gets 404.
+
+use super::auth::{CsrfForm, PageUser, Posted, Principal};
+use super::charts;
+use super::error::{HtmlError, WebError};
+use super::layout::{self, Nav};
+use super::Web;
+use crate::api::energy::{self as energy_api, EnergyQuery};
+use crate::energy::tariff::Tariff;
+use crate::energy::zone::By;
+use crate::energy::Figures;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use jiff::tz::TimeZone;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+/// Query of the site page.
+#[derive(Debug, Deserialize, Default)]
+pub struct PageQuery {
+    saved: Option<String>,
+}
+
+/// `YYYY-MM-DD HH:MM` local in `tz`.
+fn local(tz: &TimeZone, t: i64) -> String {
+    jiff::Timestamp::from_second(t)
+        .map(|ts| {
+            ts.to_zoned_datetime(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn money(v: Option<f64>, currency: &str) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2} {currency}"))
+}
+
+fn tariff_text(t: &Tariff) -> String {
+    let mut s = format!("{:.4} {}/kWh", t.energy_price, t.currency);
+    for p in &t.periods {
+        s.push_str(&format!(
+            "; {} {} {}–{} {:.4}/kWh",
+            p.name, p.days, p.start, p.end, p.price
+        ));
+    }
+    if t.demand_price > 0.0 {
+        s.push_str(&format!(
+            "; demand {:.2}/kW of the month's peak",
+            t.demand_price
+        ));
+    }
+    if t.monthly_fixed > 0.0 {
+        s.push_str(&format!("; fixed {:.2}/month", t.monthly_fixed));
+    }
+    s
+}
+
+fn months_table(list: &[Figures], tz: &TimeZone, currency: &str) -> Markup {
+    html! {
+        table.energy #energy-months {
+            thead { tr { th { "Month" } th { "Energy" } th { "Peak demand" } th { "at" } th { "Energy cost" } th { "Demand charge" } th { "Fixed" } th { "Total" } } }
+            tbody { @for f in list.iter().rev() { tr data-period=(f.period.label) {
+                td { (f.period.label) }
+                td.num data-field="kwh" { (format!("{:.1} kWh", f.kwh)) }
+                td.num data-field="peak" { (format!("{:.2} kW", f.peak_kw)) }
+                td { (f.peak_at.map_or("–".to_owned(), |t| local(tz, t))) }
+                td.num { (money(f.cost.map(|c| c.energy), currency)) }
+                td.num { (money(f.cost.map(|c| c.demand), currency)) }
+                td.num { (money(f.cost.map(|c| c.fixed), currency)) }
+                td.num data-field="cost" { (money(f.cost.map(|c| c.total), currency)) }
+            } } }
+        }
+    }
+}
+
+/// `GET /sites/{id}`.
+pub async fn page(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Path(id): Path<i64>,
+    Query(q): Query<PageQuery>,
+) -> Result<Html<String>, HtmlError> {
+    Ok(render(
+        &web,
+        &p,
+        id,
+        q.saved.map(|s| (true, format!("Saved: {s}."))),
+    )
+    .await?)
+}
+
+async fn render(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+    message: Option<(bool, String)>,
+) -> Result<Html<String>, WebError> {
+    let site = web.site_for(&p.user, id).await?;
+    let tz = crate::energy::zone::load(&site.time_zone);
+    let now = super::now();
+    let by = |b: &str| EnergyQuery {
+        by: Some(b.into()),
+        ..EnergyQuery::default()
+    };
+    let (_, days) = energy_api::periods(&by("day"), &tz, now)?;
+    let (_, months) = energy_api::periods(&by("month"), &tz, now)?;
+    let (from, to) = (
+        months[0].start.min(days[0].start),
+        months[months.len() - 1].end.max(days[days.len() - 1].end),
+    );
+    let site_id = site.id;
+    let (loaded, names) = web
+        .db_call(move |db| {
+            let l = energy_api::load(db, site, from, to)?;
+            let names = l
+                .devices
+                .iter()
+                .map(|(d, _)| Ok(db.device(*d)?.name))
+                .collect::<crate::storage::Result<Vec<_>>>()?;
+            Ok((l, names))
+        })
+        .await?;
+    let day_figs = loaded.site_figures(By::Day, &days);
+    let month_figs = loaded.site_figures(By::Month, &months);
+    let this_month = std::slice::from_ref(&months[months.len() - 1]);
+    let today = std::slice::from_ref(&days[days.len() - 1]);
+    let currency = loaded.tariff.as_ref().map_or("", |t| t.currency.as_str());
+    let bars = |list: &[Figures], f: &dyn Fn(&Figures) -> f64, short: bool| -> Vec<(String, f64)> {
+        list.iter()
+            .map(|x| {
+                let l = &x.period.label;
+                (if short { l[5..].to_owned() } else { l.clone() }, f(x))
+            })
+            .collect()
+    };
+    let csrf = layout::csrf_field(p);
+    let t = loaded.tariff.clone();
+    let site = &loaded.site;
+    let body = html! {
+        h1 { (site.name) " " small { "site #" (site.id) } }
+        p.meta { "Time zone " strong #time-zone { (site.time_zone) } " · " (loaded.devices.len()) " controller(s) · "
+            "tariff: " span #tariff { (t.as_ref().map_or("none set".to_owned(), tariff_text)) } }
+        @if let Some((ok, m)) = &message { (layout::flash(*ok, m)) }
+        section {
+            h2 { "Controllers" }
+            @if loaded.devices.is_empty() {
+                p { "No controllers are assigned to this site." }
+            } @else {
+                table.devices #site-devices {
+                    thead { tr { th { "Controller" } th { "Today" } th { "This month" } th { "Peak this month" } th { "Cost this month" } } }
+                    tbody { @for (i, (d, _)) in loaded.devices.iter().enumerate() {
+                        @let m = loaded.device_figures(i, By::Month, this_month);
+                        @let td_ = loaded.device_figures(i, By::Day, today);
+                        tr data-device=(d) {
+                            td { a href={ "/devices/" (d) } { (d) " " (names[i]) } }
+                            td.num { (format!("{:.2} kWh", td_[0].kwh)) }
+                            td.num { (format!("{:.2} kWh", m[0].kwh)) }
+                            td.num { (format!("{:.2} kW", m[0].peak_kw)) }
+                            td.num { (money(m[0].cost.map(|c| c.total), currency)) }
+                        }
+                    } }
+                }
+            }
+        }
+        section.charts {
+            h2 { "Energy" }
+            p.meta { "Days and months in " (site.time_zone) " local time. Peak demand: the highest mean power over a clock-aligned 15 minutes." }
+            (charts::bar_chart("Energy per day, last 30 days", "kWh", &bars(&day_figs, &|f| f.kwh, true)))
+            (charts::bar_chart("Peak 15-minute demand per day", "kW", &bars(&day_figs, &|f| f.peak_kw, true)))
+            (charts::bar_chart("Energy per month, last 12 months", "kWh", &bars(&month_figs, &|f| f.kwh, false)))
+            h2 { "Months" }
+            (months_table(&month_figs, &loaded.tz, currency))
+        }
+        section.export {
+            h2 { "Export" }
+            form.inline method="get" action={ "/sites/" (site_id) "/energy.csv" } {
+                label { "From" input type="date" name="from" value=(days[0].label); }
+                label { "To (exclusive)" input type="date" name="to"; }
+                select name="by" { option value="day" { "per day" } option value="month" { "per month" } }
+                button #energy-export type="submit" { "Download energy CSV" }
+            }
+        }
+        @if p.user.is_admin {
+            section.admin {
+                h2 { "Time zone" }
+                form.inline method="post" action={ "/sites/" (site_id) "/time_zone" } {
+                    (csrf)
+                    label { "IANA name" input name="time_zone" required maxlength="64" value=(site.time_zone) placeholder="Europe/Berlin"; }
+                    button type="submit" { "Save time zone" }
+                }
+                h2 { "Tariff" }
+                form method="post" action={ "/sites/" (site_id) "/tariff" } {
+                    (csrf)
+                    label { "Currency" input name="currency" required maxlength="3" value=(t.as_ref().map_or("EUR", |t| t.currency.as_str())); }
+                    label { "Price per kWh (flat, outside the periods)" input type="number" name="energy_price" min="0" step="any" required value=[t.as_ref().map(|t| t.energy_price)]; }
+                    label { "Time-of-use periods, one a line: name days HH:MM-HH:MM price"
+                        textarea name="periods" rows="4" placeholder="peak mon-fri 08:00-20:00 0.32\nnight all 22:00-06:00 0.18" { (t.as_ref().map_or(String::new(), Tariff::periods_text)) } }
+                    label { "Demand charge per kW of the month's peak" input type="number" name="demand_price" min="0" step="any" value=(t.as_ref().map_or(0.0, |t| t.demand_price)); }
+                    label { "Fixed charge per month" input type="number" name="monthly_fixed" min="0" step="any" value=(t.as_ref().map_or(0.0, |t| t.monthly_fixed)); }
+                    button type="submit" { "Save tariff" }
+                }
+                @if t.is_some() {
+                    form.inline method="post" action={ "/sites/" (site_id) "/tariff/delete" } {
+                        (csrf) button type="submit" { "Remove tariff" }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page(p, Nav::None, &loaded.site.name, body))
+}
+
+async fn after(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+    r: Result<String, WebError>,
+) -> Result<Response, HtmlError> {
+    match r {
+        Ok(what) => Ok(Redirect::to(&format!("/sites/{id}?saved={what}")).into_response()),
+        Err(e @ WebError::Invalid(_)) => {
+            let status = e.status();
+            Ok((
+                status,
+                render(web, p, id, Some((false, e.to_string()))).await?,
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The time zone form.
+#[derive(Debug, Deserialize)]
+pub struct TimeZoneForm {
+    csrf: String,
+    time_zone: String,
+}
+
+impl CsrfForm for TimeZoneForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /sites/{id}/time_zone` (admins).
+pub async fn time_zone(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, form }: Posted<TimeZoneForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let r = energy_api::set_time_zone(&web, &user, id, &form.time_zone)
+        .await
+        .map(|_| "time+zone".to_owned());
+    after(&web, &user, id, r).await
+}
+
+/// The tariff form.
+#[derive(Debug, Deserialize)]
+pub struct TariffForm {
+    csrf: String,
+    currency: String,
+    energy_price: String,
+    #[serde(default)]
+    periods: String,
+    #[serde(default)]
+    demand_price: String,
+    #[serde(default)]
+    monthly_fixed: String,
+}
+
+impl CsrfForm for TariffForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+fn number(s: &str, what: &str) -> Result<f64, WebError> {
+    match s.trim() {
+        "" => Ok(0.0),
+        t => t
+            .parse()
+            .map_err(|_| WebError::Invalid(format!("{what}: {t:?} is not a number"))),
+    }
+}
+
+impl TariffForm {
+    fn tariff(&self) -> Result<Tariff, WebError> {
+        Ok(Tariff {
+            currency: self.currency.trim().to_ascii_uppercase(),
+            energy_price: number(&self.energy_price, "price per kWh")?,
+            periods: Tariff::parse_periods(&self.periods).map_err(WebError::Invalid)?,
+            demand_price: number(&self.demand_price, "demand charge")?,
+            monthly_fixed: number(&self.monthly_fixed, "fixed charge")?,
+        })
+    }
+}
+
+/// `POST /sites/{id}/tariff` (admins).
+pub async fn tariff(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, form }: Posted<TariffForm>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let r = async {
+        let t = form.tariff()?;
+        energy_api::set_tariff(&web, &user, id, Some(t)).await?;
+        Ok("tariff".to_owned())
+    }
+    .await;
+    after(&web, &user, id, r).await
+}
+
+/// `POST /sites/{id}/tariff/delete` (admins).
+pub async fn delete_tariff(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<super::login::CsrfOnly>,
+) -> Result<Response, HtmlError> {
+    Web::require_admin(&user.user)?;
+    let r = energy_api::set_tariff(&web, &user, id, None)
+        .await
+        .map(|_| "tariff+removed".to_owned());
+    after(&web, &user, id, r).await
+}
+
+/// `GET /sites/{id}/energy.csv?from=&to=&by=`.
+pub async fn energy_csv(
+    State(web): State<Web>,
+    PageUser(p): PageUser,
+    Path(id): Path<i64>,
+    Query(q): Query<EnergyQuery>,
+) -> Result<Response, HtmlError> {
+    let (l, by, periods) = web.site_energy(&p.user, id, &q).await?;
+    Ok(super::export::energy_csv_response(&l, by, &periods))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tariff_form_is_parsed_with_messages() {
+        let f = |price: &str, periods: &str| TariffForm {
+            csrf: String::new(),
+            currency: " eur ".into(),
+            energy_price: price.into(),
+            periods: periods.into(),
+            demand_price: String::new(),
+            monthly_fixed: "9.5".into(),
+        };
+        let t = f("0.3", "peak mon-fri 08:00-20:00 0.4\n\n")
+            .tariff()
+            .unwrap();
+        assert_eq!(
+            (t.currency.as_str(), t.periods.len(), t.monthly_fixed),
+            ("EUR", 1, 9.5)
+        );
+        assert!(f("x", "").tariff().is_err());
+        assert!(f("0.3", "peak mon-fri").tariff().is_err());
+        assert_eq!(
+            local(&crate::energy::zone::load("Europe/Berlin"), 1_774_738_800),
+            "2026-03-29 00:00"
+        );
+    }
+}
