@@ -14,6 +14,10 @@
 //!    * unknown device ids: Hellos and session datagrams with ids never provisioned;
 //!    * every captured datagram of the calm phase (Hellos and session datagrams), replayed.
 //!
+//!    The attacker threads run under SCHED_IDLE by default (`--attacker-sched`), so they use
+//!    only CPU time the server and the devices leave idle, as an attacker on another machine
+//!    would; the summary reports the attack rate they achieved and the legitimate rate.
+//!
 //!    `ack_p99_ms_flood` is the devices' ack latency p99 during the flood.
 //! 4. `bytes_to_attackers`: everything that arrived on any attacking socket (must be 0: the
 //!    server never answers what it cannot authenticate). `records_lost`: after the server
