@@ -83,7 +83,8 @@ const NOTE_COLS: &str = "id, alarm_id, device_id, list_id, destination_id, desti
 type RawRule = (i64, i64, String, Option<i64>, i64);
 
 fn raw_rule(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRule> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    // rusqlite maps a row to a tuple of its columns, in order.
+    r.try_into()
 }
 
 fn rule((id, device, spec, shelved_until, created_at): RawRule) -> Result<Rule> {
@@ -111,19 +112,8 @@ type RawAlarm = (
 );
 
 fn raw_alarm(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAlarm> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-    ))
+    // rusqlite maps a row to a tuple of its columns, in order.
+    r.try_into()
 }
 
 fn alarm(a: RawAlarm) -> Result<AlarmRecord> {
@@ -145,14 +135,8 @@ fn alarm(a: RawAlarm) -> Result<AlarmRecord> {
 type RawDest = (i64, String, String, String, Option<String>, i64);
 
 fn raw_dest(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawDest> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    // rusqlite maps a row to a tuple of its columns, in order.
+    r.try_into()
 }
 
 fn dest(d: RawDest) -> Result<Destination> {

@@ -11,16 +11,8 @@ const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_
 type Raw = (i64, i64, i64, i64, i64, i64, String, Option<i64>);
 
 fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+    // rusqlite maps a row to a tuple of its columns, in order.
+    r.try_into()
 }
 
 fn convert(raw: Raw) -> Result<CommandRecord> {

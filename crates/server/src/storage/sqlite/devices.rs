@@ -10,15 +10,8 @@ const COLUMNS: &str =
     "id, name, created_at, last_seen, config_desired, config_applied, config_rolled_back";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+    // rusqlite maps a row to a tuple of its columns, in order.
+    r.try_into()
 }
 
 type Raw = (i64, String, i64, Option<i64>, i64, i64, Option<i64>);
