@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every run here builds from scratch (CI clones afresh): incremental caches would only take disk.
+export CARGO_INCREMENTAL=0
+
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "setup"
