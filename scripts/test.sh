@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # Every run here builds from scratch (CI clones afresh): incremental caches would only take disk.
 export CARGO_INCREMENTAL=0
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 step "setup"
 scripts/setup.sh

@@ -72,8 +72,7 @@ const LOG_RECORDS: usize = 3007;
 /// (184 B), taken from the log's margin above 48 h so the stack keeps its headroom.
 const SCHEDULE_RAM: usize = 1024;
 const _: () = assert!(size_of::<Log<LOG_RECORDS>>() <= 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
-const _: () =
-    assert!(size_of::<Log<{ LOG_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
+const _: () = assert!(size_of::<Log<{ LOG_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
 const _: () = assert!(LOG_RECORDS >= 48 * 60);
 
 /// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.
