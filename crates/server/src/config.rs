@@ -42,6 +42,7 @@
 //! [http_connections]
 //! max = 1024                  # HTTP connections at once; one more is answered 503, closed
 //! idle_timeout_s = 60         # a connection silent both ways this long is closed
+//! request_timeout_s = 60      # a request not answered this long after its first byte: closed
 //! ```
 
 use serde::Deserialize;
@@ -117,6 +118,9 @@ pub struct HttpConnections {
     pub max: usize,
     /// A connection with no byte read or written for this long is closed, seconds.
     pub idle_timeout_s: u64,
+    /// A request whose answer has not begun this long after its first byte closes its
+    /// connection, seconds (headers or a body trickled a byte at a time).
+    pub request_timeout_s: u64,
 }
 
 impl Default for HttpConnections {
@@ -124,6 +128,7 @@ impl Default for HttpConnections {
         HttpConnections {
             max: 1024,
             idle_timeout_s: 60,
+            request_timeout_s: 60,
         }
     }
 }
@@ -297,8 +302,11 @@ impl Config {
         if self.limits.hello_device_interval_ms == 0 || self.limits.hello_ip_per_s == 0 {
             return bad("limits: rates must be > 0");
         }
-        if self.http_connections.max == 0 || self.http_connections.idle_timeout_s == 0 {
-            return bad("http_connections: max and idle_timeout_s must be at least 1");
+        let h = &self.http_connections;
+        if h.max == 0 || h.idle_timeout_s == 0 || h.request_timeout_s == 0 {
+            return bad(
+                "http_connections: max, idle_timeout_s and request_timeout_s must be at least 1",
+            );
         }
         if self.db.is_none()
             && self

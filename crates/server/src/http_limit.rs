@@ -6,7 +6,10 @@
 //! request read) and closed at once, so a flood of connections costs the server almost nothing
 //! and never grows its memory. Each held connection also has an idle timeout: no byte read or
 //! written for `idle` closes it, so connections opened and left silent (slowloris) cannot keep
-//! the permits forever. Event streams send a keep-alive every 15 s and are not idle.
+//! the permits forever. Event streams send a keep-alive every 15 s and are not idle. A request
+//! must also be answered within a deadline from its first byte: the server's first byte of the
+//! answer must follow within `request`, so headers or a body trickled a byte at a time (which
+//! the idle timeout alone never catches) cannot hold a place for longer than that either.
 
 use crate::metrics::Metrics;
 use std::io;
@@ -28,17 +31,26 @@ Content-Type: text/plain\r\nRetry-After: 5\r\nContent-Length: 25\r\n\r\ntoo many
 pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
-    idle: Duration,
+    timeouts: Timeouts,
     metrics: Arc<Metrics>,
 }
 
+/// The two clocks of a held connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No byte read or written for this long closes the connection.
+    pub idle: Duration,
+    /// From a request's first byte to the first byte of its answer, at most this long.
+    pub request: Duration,
+}
+
 impl LimitedListener {
-    /// At most `max` connections at once, each closed after `idle` without traffic.
-    pub fn new(inner: TcpListener, max: usize, idle: Duration, metrics: Arc<Metrics>) -> Self {
+    /// At most `max` connections at once, each closed when one of its `timeouts` runs out.
+    pub fn new(inner: TcpListener, max: usize, timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
-            idle,
+            timeouts,
             metrics,
         }
     }
@@ -62,7 +74,7 @@ impl axum::serve::Listener for LimitedListener {
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let _ = stream.set_nodelay(true);
-                    return (LimitedStream::new(stream, permit, self.idle), addr);
+                    return (LimitedStream::new(stream, permit, self.timeouts), addr);
                 }
                 Err(_) => {
                     self.metrics.http_refused();
@@ -82,30 +94,55 @@ impl axum::serve::Listener for LimitedListener {
 pub struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
-    idle: Duration,
+    timeouts: Timeouts,
+    /// When the request being received must have been answered; `None` between requests.
+    answer_by: Option<Instant>,
+    /// The earlier of the idle deadline and `answer_by`.
     deadline: Pin<Box<Sleep>>,
 }
 
 impl LimitedStream {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle: Duration) -> Self {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, timeouts: Timeouts) -> Self {
         LimitedStream {
             stream,
             _permit: permit,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            timeouts,
+            answer_by: None,
+            deadline: Box::pin(tokio::time::sleep(timeouts.idle)),
         }
     }
 
-    fn progress(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.idle);
+    /// Bytes came in: the first of a request starts its clock.
+    fn read_progress(&mut self) {
+        let now = Instant::now();
+        if self.answer_by.is_none() {
+            self.answer_by = Some(now + self.timeouts.request);
+        }
+        self.rearm(now);
     }
 
-    /// A pending operation: fails with `TimedOut` once the connection has been idle too long.
-    fn check_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    /// Bytes went out: the request being received has its answer.
+    fn write_progress(&mut self) {
+        self.answer_by = None;
+        self.rearm(Instant::now());
+    }
+
+    fn rearm(&mut self, now: Instant) {
+        let idle = now + self.timeouts.idle;
+        let at = self.answer_by.map_or(idle, |by| by.min(idle));
+        self.deadline.as_mut().reset(at);
+    }
+
+    /// A pending operation: fails with `TimedOut` once a deadline has passed.
+    fn check_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "HTTP connection idle",
+                if self.answer_by.is_some_and(|by| by <= Instant::now()) {
+                    "HTTP request not complete in time"
+                } else {
+                    "HTTP connection idle"
+                },
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -124,11 +161,11 @@ impl AsyncRead for LimitedStream {
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    self.progress();
+                    self.read_progress();
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending => self.check_idle(cx),
+            Poll::Pending => self.check_deadline(cx),
         }
     }
 }
@@ -142,11 +179,11 @@ impl AsyncWrite for LimitedStream {
         match Pin::new(&mut self.stream).poll_write(cx, buf) {
             Poll::Ready(r) => {
                 if r.as_ref().is_ok_and(|n| *n > 0) {
-                    self.progress();
+                    self.write_progress();
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending => self.check_idle(cx),
+            Poll::Pending => self.check_deadline(cx),
         }
     }
 
@@ -158,11 +195,11 @@ impl AsyncWrite for LimitedStream {
         match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
             Poll::Ready(r) => {
                 if r.as_ref().is_ok_and(|n| *n > 0) {
-                    self.progress();
+                    self.write_progress();
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending => self.check_idle(cx),
+            Poll::Pending => self.check_deadline(cx),
         }
     }
 

@@ -436,7 +436,12 @@ impl Server {
         let http = crate::http_limit::LimitedListener::new(
             http,
             ingest.cfg.http_connections.max,
-            std::time::Duration::from_secs(ingest.cfg.http_connections.idle_timeout_s),
+            crate::http_limit::Timeouts {
+                idle: std::time::Duration::from_secs(ingest.cfg.http_connections.idle_timeout_s),
+                request: std::time::Duration::from_secs(
+                    ingest.cfg.http_connections.request_timeout_s,
+                ),
+            },
             ingest.metrics.clone(),
         );
         let http_task = tokio::spawn(async move {

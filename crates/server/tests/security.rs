@@ -194,6 +194,50 @@ async fn http_connections_are_bounded_and_idle_ones_closed() {
     assert!(refused >= 1, "{refused}");
 }
 
+/// A request trickled a byte at a time never goes idle, so the idle timeout alone would let it
+/// hold its place forever: `http_connections.request_timeout_s` closes it when its answer has
+/// not begun that long after its first byte. A request sent at once is answered as before.
+#[tokio::test]
+async fn trickled_requests_are_closed_after_the_request_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let h = start(|c| {
+        c.http_connections.idle_timeout_s = 5;
+        c.http_connections.request_timeout_s = 2;
+    })
+    .await;
+    let addr = h.server.http_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    // One header byte every 200 ms: never idle for 5 s, and never a complete request.
+    let trickle =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for b in trickle.iter().cycle().take(100) {
+        if s.write_all(&[*b]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The server closing shows as a read of 0 bytes (or a reset) without an answer.
+        let mut probe = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(1), s.peek(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!("answered: {:?}", String::from_utf8_lossy(&probe[..n])),
+            Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("the trickling connection was never closed");
+    assert!(
+        closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}, expected about 2 s (the request timeout, not the idle one)"
+    );
+    // A normal request on a new connection is unaffected.
+    assert!(healthz(addr).await.unwrap().starts_with("HTTP/1.1 200"));
+}
+
 /// A command that could not be delivered within 10 minutes expires (PROTOCOL.md 11.3): one
 /// queued 601 s ago (by another server, say, while the device was away) is never sent; a fresh
 /// one is. The database side (the bound, the *expired* state) is in `storage::suite`.
