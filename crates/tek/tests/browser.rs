@@ -129,6 +129,28 @@ async fn shot(c: &Client, name: &str) {
     }
 }
 
+/// Submits the page's export form with the browser's own session (a `fetch` of the form's
+/// action and fields): status, content type and body of the download.
+async fn fetch_export_form(c: &Client) -> (u64, String, String) {
+    let got = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const f = document.querySelector('section.export form');
+             const q = new URLSearchParams(new FormData(f)).toString();
+             fetch(f.action + '?' + q, {credentials: 'same-origin'})
+               .then(r => r.text().then(t => done([r.status, r.headers.get('content-type'), t])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let arr = got.as_array().unwrap();
+    (
+        arr[0].as_u64().unwrap(),
+        arr[1].as_str().unwrap_or_default().to_string(),
+        arr[2].as_str().unwrap().to_string(),
+    )
+}
+
 fn sim_devices(
     db: &dyn Storage,
     ids: std::ops::RangeInclusive<u32>,
@@ -433,21 +455,10 @@ async fn browser_walkthrough() {
 
     // CSV export of device 1, through the page's own form and session cookie.
     c.goto(&format!("{base}/devices/1")).await.unwrap();
-    let csv = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             const f = document.querySelector('section.export form');
-             const q = new URLSearchParams(new FormData(f)).toString();
-             fetch(f.action + '?' + q, {credentials: 'same-origin'})
-               .then(r => r.text().then(t => done([r.status, r.headers.get('content-type'), t])));",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let arr = csv.as_array().unwrap();
-    assert_eq!(arr[0], 200);
-    assert_eq!(arr[1], "text/csv; charset=utf-8");
-    let body = arr[2].as_str().unwrap();
+    let (status, content_type, body) = fetch_export_form(&c).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "text/csv; charset=utf-8");
+    let body = body.as_str();
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(
         lines[0],
@@ -519,20 +530,9 @@ async fn browser_walkthrough() {
         .unwrap();
     assert_eq!(charts.len(), 3);
     shot(&c, "6-site").await;
-    let csv = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             const f = document.querySelector('section.export form');
-             const q = new URLSearchParams(new FormData(f)).toString();
-             fetch(f.action + '?' + q, {credentials: 'same-origin'})
-               .then(r => r.text().then(t => done([r.status, t])));",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let arr = csv.as_array().unwrap();
-    assert_eq!(arr[0], 200);
-    let body = arr[1].as_str().unwrap();
+    let (status, _, body) = fetch_export_form(&c).await;
+    assert_eq!(status, 200);
+    let body = body.as_str();
     assert!(
         body.starts_with("period,start_utc,end_utc,device,kwh,"),
         "{body}"

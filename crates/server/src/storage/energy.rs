@@ -20,7 +20,7 @@
 //! readings only rose (first is the lowest, last the highest), else (a reset inside the interval)
 //! `(highest - first) + (last - lowest)`, exact for one reset per 15 minutes.
 
-use super::Result;
+use super::{Error, Result};
 use crate::energy::tariff::Tariff;
 
 /// Length of an interval (demand is measured over clock-aligned 15 minutes).
@@ -92,6 +92,18 @@ pub fn unpack(from: i64, key: i64) -> (i64, i64) {
     )
 }
 
+/// Refuses a range too long for the packed key ([`PACK_SHIFT`]); both backends check it before
+/// they query.
+pub fn check_range(from: i64, to: i64) -> Result<()> {
+    if to - from >= PACK_BIAS {
+        return Err(Error::Backend(format!(
+            "range of {} s is too long",
+            to - from
+        )));
+    }
+    Ok(())
+}
+
 /// Turns the database's per-interval aggregates (oldest first) and the readings just before
 /// `from` and at or after `to` into [`MeterData`] (rules in the module documentation).
 pub fn assemble(
@@ -160,7 +172,7 @@ pub trait EnergyStore {
 
 /// Decodes a stored tariff.
 pub fn decode_tariff(json: &str) -> Result<Tariff> {
-    serde_json::from_str(json).map_err(|e| super::Error::Corrupt(format!("tariff: {e}")))
+    serde_json::from_str(json).map_err(|e| Error::Corrupt(format!("tariff: {e}")))
 }
 
 /// Encodes a tariff for storage.

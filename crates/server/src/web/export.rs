@@ -88,22 +88,26 @@ pub async fn csv_response(web: &Web, id: u32, from: i64, to: i64) -> Result<Resp
             "the range holds more than {MAX_ROWS} records; export a shorter range"
         )));
     }
-    let body = to_csv(&rows);
     let name = format!(
-        "attachment; filename=\"device-{id}-{}-{}.csv\"",
+        "device-{id}-{}-{}.csv",
         timefmt::date(from),
         timefmt::date(to)
     );
+    Ok(csv_download(to_csv(&rows), &name))
+}
+
+/// `body` as a CSV file download named `file_name`.
+fn csv_download(body: String, file_name: &str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&name) {
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(r)
+    r
 }
 
 /// `GET /devices/{id}/export.csv?from=&to=`.
@@ -171,21 +175,12 @@ pub fn energy_csv_response(
     periods: &[crate::energy::zone::Period],
 ) -> Response {
     let name = format!(
-        "attachment; filename=\"site-{}-energy-{}-{}.csv\"",
+        "site-{}-energy-{}-{}.csv",
         l.site.id,
         periods.first().map_or("", |p| p.label.as_str()),
         periods.last().map_or("", |p| p.label.as_str()),
     );
-    let mut r = energy_csv(l, by, periods).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&name) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
+    csv_download(energy_csv(l, by, periods), &name)
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use super::{fk, Postgres};
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{
-    assemble, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg, MeterData,
-    INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
+    assemble, check_range, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg,
+    MeterData, INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
 };
 use crate::storage::{Error, Result};
 
@@ -35,12 +35,7 @@ GROUP BY b ORDER BY b";
 
 impl EnergyStore for Postgres {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
-        if to - from >= PACK_BIAS {
-            return Err(Error::Backend(format!(
-                "range of {} s is too long",
-                to - from
-            )));
-        }
+        check_range(from, to)?;
         self.run(move |s| async move {
             let c = s.conn().await?;
             let dev = i64::from(device);

@@ -5,8 +5,8 @@
 use super::Sqlite;
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{
-    assemble, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg, MeterData,
-    INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
+    assemble, check_range, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg,
+    MeterData, INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
 };
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
@@ -38,12 +38,7 @@ GROUP BY b ORDER BY b";
 
 impl EnergyStore for Sqlite {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
-        if to - from >= PACK_BIAS {
-            return Err(Error::Backend(format!(
-                "range of {} s is too long",
-                to - from
-            )));
-        }
+        check_range(from, to)?;
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(INTERVALS)?;
         let rows = stmt
