@@ -39,16 +39,30 @@ pub enum Error {
     Config(String),
 }
 
+/// The largest `alarms.ca_file` read, bytes.
+pub const MAX_CA_FILE: u64 = 4 << 20;
+
 /// Reads the certificates of a PEM file (at least one; each must be usable as a trust anchor).
 pub fn ca_file_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
     let invalid = |message: String| Error::Invalid {
         path: path.to_owned(),
         message,
     };
-    let pem = std::fs::read(path).map_err(|source| Error::Read {
+    let read = |source| Error::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // Bounded: a CA bundle is a few hundred KiB; a wrong path (a device, a huge file) must not
+    // take the server's memory at start.
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(read)?, MAX_CA_FILE + 1),
+        &mut pem,
+    )
+    .map_err(read)?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(invalid(format!("larger than {MAX_CA_FILE} bytes")));
+    }
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("not a PEM certificate file: {e}")))?;
@@ -215,6 +229,16 @@ mod tests {
         .unwrap();
         let e = ca_file_certs(&garbage).unwrap_err().to_string();
         assert!(e.contains("certificate 1"), "{e}");
+
+        let huge = dir.path().join("huge.pem");
+        std::fs::write(&huge, vec![b'\n'; MAX_CA_FILE as usize + 1]).unwrap();
+        let e = ca_file_certs(&huge).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+        // A device never ends; the bound still does.
+        let e = ca_file_certs(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than"), "{e}");
 
         let ca = super::super::tls_tests::Ca::new("tek test CA");
         let good = dir.path().join("ca.pem");
