@@ -1074,13 +1074,14 @@ async fn alarms_are_seen_and_acknowledged_only_with_access() {
         );
     }
     assert_eq!(db.device_rules(1).unwrap().len(), 1);
-    // Admin: a webhook needs an http:// URL and a secret, which is never shown again.
+    // Admin: a webhook needs an https:// (or http://) URL and a secret, which is never shown
+    // again.
     let r = w
         .api(
             Method::POST,
             "/api/alarm-destinations",
             &admin,
-            r#"{"name":"h","kind":"webhook","target":"https://x.example/h","secret":"0123456789abcdef"}"#,
+            r#"{"name":"h","kind":"webhook","target":"ftp://x.example/h","secret":"0123456789abcdef"}"#,
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);

@@ -248,7 +248,10 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
 
     let mut cfg = tek_server::Config::for_tests(&dir);
     cfg.alarms.smtp.host = smtp.ip().to_string();
-    cfg.alarms.smtp.port = smtp.port();
+    cfg.alarms.smtp.port = Some(smtp.port());
+    // The responder above is a plain SMTP relay on this machine (TLS: tek-server's
+    // alarms::tls_tests).
+    cfg.alarms.smtp.tls = tek_server::alarms::config::SmtpTls::None;
     cfg.alarms.smtp.from = "tek@pool.example".into();
     cfg.alarms.retry_initial_ms = 100;
     let server = tek_server::Server::start_with(cfg, None, |api| {

@@ -2,16 +2,25 @@
 //! each retried `retries` times with a doubling delay; every result goes into the notification
 //! log (`storage::AlarmStore::notification_done`).
 //!
-//! * E-mail: SMTP through the relay in `[alarms.smtp]` (lettre, plain SMTP with optional AUTH;
-//!   no TLS client, see README "Alarms").
-//! * Webhook: `POST` of the JSON body to the destination's `http://` URL with
+//! * E-mail: SMTP through the relay in `[alarms.smtp]` (lettre): STARTTLS (required) or
+//!   implicit TLS, or plain SMTP for a relay on this machine; AUTH PLAIN/LOGIN when a user name
+//!   is set.
+//! * Webhook: `POST` of the JSON body to the destination's `https://` (or `http://`) URL with
 //!   `Content-Type: application/json` and `X-Tek-Signature: sha256=<hex>`, the HMAC-SHA256 of the
 //!   exact body bytes under the destination's secret (RustCrypto `hmac` + `sha2`). Any 2xx
 //!   answer is success.
+//!
+//! TLS ([`super::tls`]): rustls, trusting the system's roots plus `alarms.ca_file`. A
+//! certificate that does not verify fails the attempt like a refused connection: retried, then
+//! logged as failed with rustls' reason.
 
+use super::config::SmtpTls;
+use super::tls::{reason, Trust};
 use super::AlarmsConfig;
 use crate::storage::{DeliveryState, Destination, DestinationKind, Storage};
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http_body_util::Full;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +80,39 @@ impl Queue {
     }
 }
 
+/// What every delivery needs: the settings, the trusted certificates, the webhook client.
+struct Context {
+    cfg: AlarmsConfig,
+    /// The trusted certificates, or why they could not be loaded (every TLS delivery then
+    /// fails with that reason; the configuration check at start makes this rare).
+    trust: Result<Trust, String>,
+    /// The webhook client (connection pool), over `trust`.
+    webhooks: Result<WebhookClient, String>,
+}
+
+type WebhookClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+impl Context {
+    fn new(cfg: AlarmsConfig) -> Context {
+        let trust = Trust::load(cfg.ca_file.as_deref()).map_err(|e| e.to_string());
+        if let Err(e) = &trust {
+            tracing::error!(error = %e, "alarm delivery over TLS will fail");
+        }
+        let webhooks = trust.as_ref().map_err(Clone::clone).map(|t| {
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(t.https())
+        });
+        Context {
+            cfg,
+            trust,
+            webhooks,
+        }
+    }
+}
+
 /// Starts the delivery dispatcher; it stops taking jobs at `stop`.
 pub(crate) fn start(
     storage: Arc<dyn Storage>,
@@ -83,8 +125,8 @@ pub(crate) fn start(
         tx,
         storage: storage.clone(),
     };
-    let cfg = Arc::new(cfg);
     let permits = Arc::new(Semaphore::new(cfg.delivery_workers));
+    let cfg = Arc::new(Context::new(cfg));
     tokio::spawn(async move {
         loop {
             let job = tokio::select! {
@@ -110,13 +152,14 @@ pub(crate) fn start(
 }
 
 /// Delivers one job with retries and logs the result; returns whether it was delivered.
-async fn deliver(storage: &Arc<dyn Storage>, cfg: &AlarmsConfig, job: Job) -> bool {
+async fn deliver(storage: &Arc<dyn Storage>, ctx: &Context, job: Job) -> bool {
+    let cfg = &ctx.cfg;
     let mut wait = Duration::from_millis(cfg.retry_initial_ms);
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let mut attempts = 0u32;
     let result = loop {
         attempts += 1;
-        let r = match tokio::time::timeout(timeout, attempt(cfg, &job)).await {
+        let r = match tokio::time::timeout(timeout, attempt(ctx, &job)).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {} ms", cfg.timeout_ms)),
         };
@@ -155,18 +198,19 @@ async fn deliver(storage: &Arc<dyn Storage>, cfg: &AlarmsConfig, job: Job) -> bo
     result.is_ok()
 }
 
-async fn attempt(cfg: &AlarmsConfig, job: &Job) -> Result<(), String> {
+async fn attempt(ctx: &Context, job: &Job) -> Result<(), String> {
     match job.destination.kind {
-        DestinationKind::Email => email(cfg, job).await,
-        DestinationKind::Webhook => webhook(job).await,
+        DestinationKind::Email => email(ctx, job).await,
+        DestinationKind::Webhook => webhook(ctx, job).await,
     }
 }
 
-async fn email(cfg: &AlarmsConfig, job: &Job) -> Result<(), String> {
+async fn email(ctx: &Context, job: &Job) -> Result<(), String> {
     use lettre::message::header::ContentType;
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::Tls;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let smtp = &cfg.smtp;
+    let smtp = &ctx.cfg.smtp;
     let msg = Message::builder()
         .from(smtp.from.parse().map_err(|e| format!("sender: {e}"))?)
         .to(job
@@ -178,11 +222,24 @@ async fn email(cfg: &AlarmsConfig, job: &Job) -> Result<(), String> {
         .header(ContentType::TEXT_PLAIN)
         .body(job.text.clone())
         .map_err(|e| format!("message: {e}"))?;
-    // Plain SMTP to the configured relay (`builder_dangerous` = without TLS: there is no TLS
-    // backend in this build; the relay is expected on a trusted network).
+    let tls = match smtp.tls {
+        SmtpTls::None => Tls::None,
+        mode => {
+            let trust = ctx.trust.as_ref().map_err(Clone::clone)?;
+            let params = trust.smtp(&smtp.host)?;
+            if mode == SmtpTls::Tls {
+                Tls::Wrapper(params)
+            } else {
+                // Required: no STARTTLS offered, or a failed handshake, fails the attempt.
+                Tls::Required(params)
+            }
+        }
+    };
+    // `builder_dangerous` only means "TLS as set with `.tls()`", not "no verification".
     let mut t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-        .port(smtp.port)
-        .timeout(Some(Duration::from_millis(cfg.timeout_ms)));
+        .port(smtp.port())
+        .tls(tls)
+        .timeout(Some(Duration::from_millis(ctx.cfg.timeout_ms)));
     if let (Some(u), Some(p)) = (&smtp.username, &smtp.password) {
         t = t.credentials(Credentials::new(u.clone(), p.clone()));
     }
@@ -190,7 +247,7 @@ async fn email(cfg: &AlarmsConfig, job: &Job) -> Result<(), String> {
         .send(msg)
         .await
         .map(|_| ())
-        .map_err(|e| format!("smtp: {e}"))
+        .map_err(|e| format!("smtp: {}", reason(&e)))
 }
 
 /// The signature header's value for `body` under `secret`: `sha256=<lowercase hex>`.
@@ -208,13 +265,12 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     hex
 }
 
-async fn webhook(job: &Job) -> Result<(), String> {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+async fn webhook(ctx: &Context, job: &Job) -> Result<(), String> {
+    use http_body_util::BodyExt;
     let d = &job.destination;
     let uri: hyper::Uri = d.target.parse().map_err(|e| format!("url: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// webhooks are supported".into());
+    if !matches!(uri.scheme_str(), Some("https" | "http")) {
+        return Err("a webhook URL starts with https:// or http://".into());
     }
     let host = uri
         .authority()
@@ -231,12 +287,11 @@ async fn webhook(job: &Job) -> Result<(), String> {
         .header(SIGNATURE_HEADER, sig)
         .body(Full::new(Bytes::from(job.body.clone())))
         .map_err(|e| format!("request: {e}"))?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
+    let client = ctx.webhooks.as_ref().map_err(Clone::clone)?;
     let res = client
         .request(req)
         .await
-        .map_err(|e| format!("webhook: {e}"))?;
+        .map_err(|e| format!("webhook: {}", reason(&e)))?;
     let status = res.status();
     // Read (a bounded part of) the answer so the connection closes cleanly.
     let _ = http_body_util::Limited::new(res.into_body(), 64 * 1024)
@@ -249,8 +304,8 @@ async fn webhook(job: &Job) -> Result<(), String> {
     }
 }
 
-/// Checks a destination before it is saved: an e-mail address, or an `http://` URL with a
-/// secret of at least 16 characters.
+/// Checks a destination before it is saved: an e-mail address, or an `https://` (or `http://`)
+/// URL with a secret of at least 16 characters.
 pub fn validate_destination(
     kind: DestinationKind,
     target: &str,
@@ -269,12 +324,8 @@ pub fn validate_destination(
             let uri: hyper::Uri = target
                 .parse()
                 .map_err(|_| format!("{target:?} is not a URL"))?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(
-                    "a webhook URL must start with http:// (no TLS client in tek; put a \
-                     TLS-terminating proxy in front of an https receiver)"
-                        .into(),
-                );
+            if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.authority().is_none() {
+                return Err("a webhook URL must start with https:// (or http://)".into());
             }
             if secret.is_none_or(|s| s.len() < 16 || s.len() > 256) {
                 return Err("a webhook needs a secret of 16 to 256 characters".into());
@@ -303,7 +354,9 @@ mod tests {
         validate_destination(DestinationKind::Email, "ops@example.com", None).unwrap();
         assert!(validate_destination(DestinationKind::Email, "nope", None).is_err());
         validate_destination(DestinationKind::Webhook, "http://127.0.0.1:8/x", secret).unwrap();
-        assert!(validate_destination(DestinationKind::Webhook, "https://a/x", secret).is_err());
+        validate_destination(DestinationKind::Webhook, "https://a/x", secret).unwrap();
+        assert!(validate_destination(DestinationKind::Webhook, "ftp://a/x", secret).is_err());
+        assert!(validate_destination(DestinationKind::Webhook, "https:///x", secret).is_err());
         assert!(
             validate_destination(DestinationKind::Webhook, "http://a/x", Some("short")).is_err()
         );

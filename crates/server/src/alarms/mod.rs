@@ -1,7 +1,7 @@
 //! Alarms: per-device rules on telemetry channels and device state, evaluated as committed
 //! telemetry and status arrive, with hold-offs, acknowledgement, shelving, escalation through
-//! destination lists, flood suppression, and notification by e-mail (SMTP) and webhook
-//! (HTTP POST signed with HMAC-SHA256).
+//! destination lists, flood suppression, and notification by e-mail (SMTP over TLS) and webhook
+//! (HTTPS POST signed with HMAC-SHA256).
 //!
 //! Layers, by data flow:
 //! * [`rules`] — what users write (conditions, restore conditions, hold-offs, severity, lists)
@@ -10,8 +10,11 @@
 //!   deadlines in one ordered set (no scan over devices). Unit-tested with a fake clock.
 //! * [`task`] — the alarm task: a bounded queue fed by the writer after each commit (never
 //!   blocking ingest), the engine, and the storage writes of its actions.
-//! * [`deliver`] — the delivery queue (bounded) and its workers: SMTP and webhooks, with
-//!   retries; every attempt's result lands in the notification log.
+//! * [`deliver`] — the delivery queue (bounded) and its workers: SMTP (STARTTLS or implicit
+//!   TLS) and webhooks (HTTPS), with retries; every attempt's result lands in the notification
+//!   log.
+//! * [`tls`] — the certificates trusted for delivery (system roots plus `alarms.ca_file`) and
+//!   the rustls client configurations built on them.
 //! * [`config`] — the `[alarms]` section of the server's configuration.
 
 pub mod config;
@@ -19,5 +22,8 @@ pub mod deliver;
 pub mod engine;
 pub mod rules;
 pub mod task;
+pub mod tls;
+#[cfg(test)]
+mod tls_tests;
 
 pub use config::AlarmsConfig;

@@ -524,7 +524,7 @@ pub async fn admin_page(
             (csrf)
             label { "Name" input name="name" required maxlength="100"; }
             label { "Kind" select name="kind" { option value="email" { "e-mail" } option value="webhook" { "webhook" } } }
-            label { "Address or http:// URL" input name="target" required; }
+            label { "Address or https:// URL" input name="target" required; }
             label { "Webhook secret (16+ characters)" input type="password" name="secret" autocomplete="off"; }
             button type="submit" { "Add destination" }
         }
