@@ -6,11 +6,13 @@ use super::sessions::{Desired, Link, Live, PendingCommand};
 use super::{server_time, unix_now, Ingest};
 use crate::keys;
 use crate::metrics::DropReason;
+use crate::writer::WriteJob;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tek_proto::crypto::DeviceKeys;
 use tek_proto::handshake::{respond, verify_hello};
+use tek_proto::message::{Command, CommandResult};
 use tek_proto::wire::{Hello, HelloRepr};
 
 /// How long a device id found unknown is not looked up again.
@@ -140,6 +142,7 @@ impl Ingest {
                     command: c.command,
                     queued_at: c.queued_at,
                     retry: None,
+                    sent_boot: None,
                 })
                 .collect(),
             done_commands: Default::default(),
@@ -200,32 +203,67 @@ impl Ingest {
             }
             let mut out = [0u8; 46];
             let (session, _) = respond(&link.keys, &h, session_id, nonce, server_time(), &mut out)?;
+            let boot = (h.counter >> 32) as u32;
             link.last_hello = Some(h.counter);
             link.live = Some(Live {
                 session,
-                boot: (h.counter >> 32) as u32,
+                boot,
                 endpoint: src,
                 last_auth: now,
             });
             // What the device runs is learnt again from its first Status or Keepalive.
             link.reported_version = None;
             link.config_retry = None;
+            let rebooted = reboots_done(link, boot);
             // Pending commands go out on the next timer tick, after the Welcome.
             for c in &mut link.commands {
                 c.retry = None;
             }
-            Some(Ok(out))
+            Some(Ok((out, rebooted)))
         });
         match outcome {
-            Some(Ok(welcome)) => {
+            Some(Ok((welcome, rebooted))) => {
                 self.send_raw(&welcome, src);
                 self.metrics.session_established();
                 tracing::debug!(device = h.device_id, %src, "session established");
+                for id in rebooted {
+                    tracing::debug!(device = h.device_id, command = id, "reboot done: new boot");
+                    let job = WriteJob::CommandAck {
+                        device_id: h.device_id,
+                        id,
+                        result: CommandResult::Done,
+                        at: unix_now(),
+                    };
+                    if self.writer.try_send(job).is_err() {
+                        // Not sent again either way (it left the link); the database keeps it
+                        // queued until it expires.
+                        tracing::warn!(device = h.device_id, command = id, "writer queue full");
+                    }
+                }
             }
             Some(Err(reason)) => self.drop_datagram(reason),
             None => {}
         }
     }
+}
+
+/// A *reboot* command sent in a session of an earlier boot than `boot` (the boot of the Hello
+/// just accepted) has been carried out, even if its CommandAck never arrived (PROTOCOL.md 11.3):
+/// it leaves the link, so it is not sent again into the new boot, whose device no longer
+/// remembers its id (10.10) and would reboot a second time. Returns the ids.
+fn reboots_done(link: &mut Link, boot: u32) -> Vec<u32> {
+    let mut done = Vec::new();
+    link.commands.retain(|c| {
+        let rebooted = c.command == Command::Reboot && c.sent_boot.is_some_and(|b| boot > b);
+        if rebooted {
+            done.push(c.id);
+        }
+        !rebooted
+    });
+    for &id in &done {
+        link.remember_done(id);
+    }
+    done
 }
 
 fn random_nonce() -> Result<[u8; 16], keys::RandomError> {

@@ -44,12 +44,16 @@ impl Ingest {
         };
         if self.send(link, &Message::Command { id, command }) {
             self.metrics.command_sent();
+            link.commands[i].sent_boot = link.live.as_ref().map(|l| l.boot);
         }
         link.commands[i].retry = Some(self.next_retry(prev, now));
     }
 
     /// A configuration version was saved (here or by another process): make it the device's
-    /// desired one and push it at once if the device is online.
+    /// desired one and push it at once if the device is online and has reported, in this
+    /// session, a version other than this one. A session just opened waits for the device's
+    /// first Status or Keepalive ([`config_on_contact`](Self::config_on_contact)), as
+    /// PROTOCOL.md 11.3 says: only then does the server know what the device runs.
     pub(crate) fn apply_config(&self, rec: &ConfigRecord) {
         let now = Instant::now();
         self.links.with(rec.device_id, |link| {
@@ -69,7 +73,10 @@ impl Ingest {
                 state: rec.state,
             }));
             link.config_retry = None;
-            if rec.state == ConfigState::Pending && link.online(now) {
+            if rec.state == ConfigState::Pending
+                && link.online(now)
+                && link.reported_version.is_some_and(|v| v != rec.version)
+            {
                 self.push_config_now(link, now);
             }
         });
@@ -94,6 +101,7 @@ impl Ingest {
                 command: rec.command,
                 queued_at: rec.queued_at,
                 retry: None,
+                sent_boot: None,
             });
             if link.online(now) {
                 let i = link.commands.len() - 1;
