@@ -86,6 +86,98 @@ async fn reboot_is_done_when_a_higher_boot_says_hello_postgres() {
     reboot_is_done_when_a_higher_boot_says_hello(h).await;
 }
 
+/// The reboot rule holds when the server that sees the new boot is not the one that sent the
+/// reboot (another server of a fleet, or the same one restarted): the send is recorded in the
+/// database. First half: `api`'s server sends the reboot to `d` (twice, so the first send's
+/// record has long been committed); returns its id.
+async fn reboot_sent_by(api: &tek_server::Api, d: &mut TestDevice) -> u32 {
+    d.new_port().await;
+    d.handshake().await;
+    let id = api.queue_command(d.id, Command::Reboot).await.unwrap();
+    let reboot = Some(Got::Command {
+        id,
+        command: Command::Reboot,
+    });
+    for _ in 0..2 {
+        let got = d
+            .recv_until(WAIT, |g| matches!(g, Got::Command { .. }))
+            .await;
+        assert_eq!(got, reboot);
+    }
+    id
+}
+
+/// Second half: the rebooted device says Hello to the server at `to` (whose API is `api`),
+/// which must not send the reboot again, and shows it done.
+async fn rebooted_device_is_not_rebooted_again(
+    api: &tek_server::Api,
+    to: std::net::SocketAddr,
+    d: &mut TestDevice,
+    id: u32,
+) {
+    d.boot += 1;
+    d.attempt = 0;
+    d.server = to;
+    d.new_port().await;
+    d.handshake().await;
+    d.send(&Message::Status(TestDevice::status(0, 5))).await;
+    assert_eq!(
+        d.recv_until(Duration::from_millis(1500), |g| matches!(
+            g,
+            Got::Command { .. }
+        ))
+        .await,
+        None,
+        "a server that did not send the reboot sent it again into the new boot"
+    );
+    let done = async || {
+        let c = api.commands(d.id, 10).await.unwrap();
+        c.iter()
+            .any(|c| c.id == id && c.state == CommandState::Done)
+    };
+    assert!(eventually(WAIT, done).await, "reboot {id} not done");
+}
+
+#[tokio::test]
+async fn reboot_sent_before_a_restart_is_not_sent_again_sqlite() {
+    let h = start(|_| {}).await;
+    let mut d = h.device(26).await;
+    let id = reboot_sent_by(h.server.api(), &mut d).await;
+    h.server.shutdown().await;
+    // The same database, a new process: nothing about the send is in its memory.
+    let cfg = tek_server::Config::for_tests(h.dir.path());
+    let server = tek_server::Server::start(cfg).await.unwrap();
+    rebooted_device_is_not_rebooted_again(server.api(), server.udp_addr(), &mut d, id).await;
+    server.shutdown().await;
+}
+
+/// Two servers on one PostgreSQL. The device was on B (which keeps its link, with no session
+/// after the idle expiry), moves to A, which sends the reboot; B learns of the queued reboot
+/// through the change feed but never sent it. The rebooted device says Hello to B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_sent_by_another_server_is_not_sent_again_postgres() {
+    let Some(db) = testing::database() else {
+        return;
+    };
+    let connect = || {
+        tek_server::storage::postgres::Postgres::connect_sealed(&db.url, &db.master_key)
+            .unwrap()
+            .into_arc()
+    };
+    let a = start_with_storage(|_| {}, connect()).await;
+    let b = start_with_storage(|_| {}, connect()).await;
+    let mut d = b.device(27).await;
+    d.handshake().await;
+    b.server.api().run_timers_ahead(Duration::from_secs(601));
+    d.server = a.server.udp_addr();
+    let id = reboot_sent_by(a.server.api(), &mut d).await;
+    // B has the reboot queued in memory by now (the feed is polled every 100 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rebooted_device_is_not_rebooted_again(b.server.api(), b.server.udp_addr(), &mut d, id).await;
+    a.server.shutdown().await;
+    b.server.shutdown().await;
+}
+
 /// Counters 2^32 - 2 and 2^32 - 1 are never used by a sender; an authentic datagram carrying one
 /// is dropped as `replay` and the session goes on (PROTOCOL.md 6.3, 6.4).
 #[tokio::test]
