@@ -53,6 +53,8 @@ pub mod thermostat;
 mod transport;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod testkit;
 
 pub use controller::{Controller, Setup, Stats};

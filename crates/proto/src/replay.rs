@@ -2,7 +2,9 @@
 //! blocks, so advancing the window clears whole words instead of shifting bits.
 //!
 //! It accepts any counter above the highest seen so far, and counters up to [`WINDOW`] below it
-//! that have not been seen yet (UDP may reorder). Everything else is a replay.
+//! that have not been seen yet (UDP may reorder). Everything else is a replay, and so are the two
+//! counters no sender may use ([`FIRST_UNUSABLE`] and above, PROTOCOL.md 6.3): accepting one
+//! would leave every later counter below the window's top, so the session would be dead.
 //!
 //! Use it as boringtun does: [`ReplayWindow::check`] before the AEAD is opened (cheap rejection
 //! of replays), [`ReplayWindow::update`] only after the AEAD accepted the datagram (so a forged
@@ -14,7 +16,11 @@ const BLOCKS: usize = 4;
 /// How far below the highest counter seen a late datagram is still accepted.
 pub const WINDOW: u64 = (BLOCKS as u64 - 1) * BLOCK_BITS;
 
-/// A counter was already seen, or is too far behind to tell.
+/// The first counter a sender must never seal with (2^32 - 2, PROTOCOL.md 6.3). A receiver
+/// treats it and 2^32 - 1 as replays, whatever the window holds.
+pub const FIRST_UNUSABLE: u32 = u32::MAX - 1;
+
+/// A counter was already seen, is too far behind to tell, or is one no sender may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replayed;
 
@@ -43,6 +49,9 @@ impl ReplayWindow {
 
     /// Whether `counter` would be accepted. Changes nothing.
     pub fn check(&self, counter: u32) -> Result<(), Replayed> {
+        if counter >= FIRST_UNUSABLE {
+            return Err(Replayed);
+        }
         let c = u64::from(counter);
         if c >= self.next {
             return Ok(());
@@ -130,10 +139,29 @@ mod tests {
         w.update(3 + 64 * 4).unwrap();
         // Same slot as 3, new block: must not be seen as a replay.
         assert_eq!(w.check(3 + 64 * 4 - 64 * 4 + 64 * 4 - 1), Ok(()));
-        w.update(u32::MAX).unwrap();
-        assert_eq!(w.update(u32::MAX), Err(Replayed));
-        assert_eq!(w.check(u32::MAX - 1), Ok(()));
+        // The highest usable counter (2^32 - 3), then the one below it.
+        w.update(u32::MAX - 2).unwrap();
+        assert_eq!(w.update(u32::MAX - 2), Err(Replayed));
+        assert_eq!(w.check(u32::MAX - 3), Ok(()));
         assert_eq!(w.check(3), Err(Replayed));
+    }
+
+    /// 2^32 - 2 and 2^32 - 1 are refused whatever the window holds (PROTOCOL.md 6.3, 6.4), so
+    /// an authentic datagram carrying one cannot push the window to the top and kill the session.
+    #[test]
+    fn unusable_counters_are_replays() {
+        for first in [None, Some(0), Some(1000), Some(u32::MAX - 2)] {
+            let mut w = ReplayWindow::new();
+            if let Some(c) = first {
+                w.update(c).unwrap();
+            }
+            let before = w.clone();
+            for c in [u32::MAX - 1, u32::MAX] {
+                assert_eq!(w.check(c), Err(Replayed), "counter {c}");
+                assert_eq!(w.update(c), Err(Replayed), "counter {c}");
+            }
+            assert_eq!(w, before, "a refused counter changed the window");
+        }
     }
 
     proptest! {

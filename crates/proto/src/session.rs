@@ -58,8 +58,9 @@ pub enum SealError {
 }
 
 /// Send counters stop here, well before they could wrap; the device starts a new session long
-/// before (PROTOCOL.md: rekey after 24 h or 2^31 datagrams).
-pub const COUNTER_LIMIT: u32 = u32::MAX - 1;
+/// before (PROTOCOL.md: rekey after 24 h or 2^31 datagrams). The receiver refuses the same
+/// counters ([`crate::replay::FIRST_UNUSABLE`]).
+pub const COUNTER_LIMIT: u32 = crate::replay::FIRST_UNUSABLE;
 
 /// One side of an established session.
 #[derive(Clone)]

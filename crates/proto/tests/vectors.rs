@@ -918,3 +918,41 @@ fn group(name: &str, b: &[u8]) -> String {
     }
     s
 }
+
+/// Tags of a configuration item encoding (`tag u8 | length u8 | value`).
+fn item_tags(items: &[u8]) -> Vec<u8> {
+    let mut tags = Vec::new();
+    let mut i = 0;
+    while i + 2 <= items.len() {
+        tags.push(items[i]);
+        i += 2 + usize::from(items[i + 1]);
+    }
+    assert_eq!(i, items.len(), "item encoding ends inside an item");
+    tags
+}
+
+/// The prose of section 16.7 counts the factory configuration's items in `schedule.items`; the
+/// count must be the one of the encoding (it once said "eleven", the item count of the other
+/// configuration vector, section 16.4).
+#[test]
+fn the_schedule_section_counts_the_factory_items_right() {
+    let (text, v) = load();
+    let tags = item_tags(&v.bytes("schedule.items").unwrap());
+    let before_schedule = tags.iter().take_while(|&&t| t < 12).count();
+    let mut buf = [0u8; 1002];
+    let factory = tek_proto::message::ConfigItems::encode(&Config::default(), &mut buf).unwrap();
+    assert_eq!(item_tags(factory.as_bytes()).len(), before_schedule);
+    let words = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
+    let said = text
+        .split("tags 12..=15 after the ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("section 16.7 names the count of factory items");
+    assert_eq!(
+        said, words[before_schedule],
+        "section 16.7 says {said:?} factory items; the encoding has {before_schedule}"
+    );
+}

@@ -70,9 +70,10 @@ impl ServeArgs {
 pub enum DeviceCommand {
     /// Create devices with fresh keys from the OS random source.
     ///
-    /// One device: `--id ID [--name NAME] [--out FILE]`. Many: `--count N --out FLEET.toml
+    /// One device: `--id ID [--name NAME] --out FILE`. Many: `--count N --out FLEET.toml
     /// [--first-id ID]` (ids follow the highest in use unless --first-id). The keys are written
-    /// only to the --out file (a fleet file, mode 0600), never printed.
+    /// only to the --out file (a fleet file, mode 0600), never printed, and no command reads
+    /// them out of the database later: that file is what the firmware team flashes from.
     Add(AddArgs),
     /// List the devices (never their keys).
     List(DataArgs),
@@ -148,8 +149,9 @@ pub struct AddArgs {
     /// First id of --count devices.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), requires = "count")]
     pub first_id: Option<u32>,
-    /// Fleet file to write the ids and keys to (must not exist).
-    #[arg(long, value_name = "FILE")]
+    /// Fleet file to write the ids and keys to (must not exist). Required: it is the only place
+    /// a new key is ever shown, and a device whose key nobody has can never connect.
+    #[arg(long, value_name = "FILE", required = true)]
     pub out: Option<PathBuf>,
 }
 
@@ -356,13 +358,15 @@ pub fn open_target(
 }
 
 fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    if let Some(path) = &a.out {
-        if path.exists() {
-            bail!(
-                "{} exists already; refusing to overwrite a fleet file",
-                path.display()
-            );
-        }
+    // Checked before anything is created (the struct is also built without clap).
+    let Some(path) = a.out.clone() else {
+        bail!("give --out FILE: the new keys are written only there");
+    };
+    if path.exists() {
+        bail!(
+            "{} exists already; refusing to overwrite a fleet file",
+            path.display()
+        );
     }
     let db = match (&a.db, &a.master_key) {
         (Some(url), Some(key)) => {
@@ -389,21 +393,13 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         (None, Some(count)) => crate::provision::provision(&*db, a.first_id, count, "pool", now())?,
         (None, None) => bail!("give --id ID or --count N --out FILE"),
     };
-    if let Some(path) = &a.out {
-        fleet.save_new(path)?;
-        writeln!(
-            out,
-            "created {} device(s); ids and keys written to {}",
-            fleet.device.len(),
-            path.display()
-        )?;
-    } else {
-        writeln!(
-            out,
-            "created device {} (its key stays in the database; use --out FILE to export it)",
-            fleet.device[0].id
-        )?;
-    }
+    fleet.save_new(&path)?;
+    writeln!(
+        out,
+        "created {} device(s); ids and keys written to {}",
+        fleet.device.len(),
+        path.display()
+    )?;
     Ok(())
 }
 
@@ -521,8 +517,18 @@ mod tests {
         let d = data.to_str().unwrap();
         let fleet = dir.path().join("fleet.toml");
         let f = fleet.to_str().unwrap();
+        let one = dir.path().join("one.toml");
         run(&[
-            "device", "add", "--data", d, "--id", "7", "--name", "pool-a",
+            "device",
+            "add",
+            "--data",
+            d,
+            "--id",
+            "7",
+            "--name",
+            "pool-a",
+            "--out",
+            one.to_str().unwrap(),
         ])
         .unwrap();
         run(&["device", "add", "--data", d, "--count", "3", "--out", f]).unwrap();
@@ -559,6 +565,70 @@ mod tests {
         run(&["device", "command", "--data", d, "--id", "8", "--reboot"]).unwrap();
     }
 
+    /// One device gets its key the way a fleet does: in the --out file (mode 0600), which is
+    /// what a firmware team flashes from (README); without --out nothing is created, since a
+    /// key nobody was given could never be used (issue 14).
+    #[test]
+    fn one_device_key_is_written_to_out_and_out_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let d = data.to_str().unwrap();
+        let file = dir.path().join("pool-1.toml");
+        let said = run(&[
+            "device",
+            "add",
+            "--data",
+            d,
+            "--id",
+            "1",
+            "--name",
+            "Main pool",
+            "--out",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(said.contains("pool-1.toml"), "{said}");
+        let fleet = Fleet::load(&file).unwrap();
+        assert_eq!(fleet.device.len(), 1);
+        assert_eq!(
+            (fleet.device[0].id, fleet.device[0].name.as_str()),
+            (1, "Main pool")
+        );
+        let db = Sqlite::open_existing_dir(&data).unwrap();
+        let stored = crate::storage::DeviceStore::load_device(&db, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(Some(stored.key), fleet.device[0].key());
+        assert!(!said.contains(&fleet.device[0].key), "the key was printed");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let e = run(&["device", "add", "--data", d, "--id", "2"]).unwrap_err();
+        assert!(e.to_string().contains("required"), "{e}");
+        // The same when the arguments are built without clap (as tests and tools do).
+        let e = device_to(
+            DeviceCommand::Add(AddArgs {
+                data: data.clone(),
+                db: None,
+                master_key: None,
+                id: Some(2),
+                name: None,
+                count: None,
+                first_id: None,
+                out: None,
+            }),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--out"), "{e}");
+        assert!(crate::storage::DeviceStore::load_device(&db, 2)
+            .unwrap()
+            .is_none());
+    }
+
     #[test]
     fn bad_arguments_are_one_line_errors() {
         let dir = tempfile::tempdir().unwrap();
@@ -567,11 +637,15 @@ mod tests {
         std::fs::write(&fleet, "").unwrap();
         let bad_cfg = dir.path().join("bad.toml");
         std::fs::write(&bad_cfg, "udp = 5").unwrap();
-        run(&["device", "add", "--data", d, "--id", "1"]).unwrap();
+        let one = dir.path().join("one.toml");
+        let fresh = dir.path().join("fresh.toml");
+        let (one, fresh) = (one.to_str().unwrap(), fresh.to_str().unwrap());
+        run(&["device", "add", "--data", d, "--id", "1", "--out", one]).unwrap();
         let cases: Vec<Vec<&str>> = vec![
-            vec!["device", "add", "--data", d, "--id", "0"],
-            vec!["device", "add", "--data", d, "--id", "1"],
-            vec!["device", "add", "--data", d, "--id", "x"],
+            vec!["device", "add", "--data", d, "--id", "0", "--out", fresh],
+            vec!["device", "add", "--data", d, "--id", "1", "--out", fresh],
+            vec!["device", "add", "--data", d, "--id", "2"],
+            vec!["device", "add", "--data", d, "--id", "x", "--out", fresh],
             vec!["device", "add", "--data", d],
             vec!["device", "add", "--data", d, "--count", "2"],
             vec![
@@ -625,7 +699,16 @@ mod tests {
                 "--db",
                 "postgres://tek:pw@127.0.0.1:1/tek",
             ],
-            vec!["device", "add", "--db", "not a url", "--id", "3"],
+            vec![
+                "device",
+                "add",
+                "--db",
+                "not a url",
+                "--id",
+                "3",
+                "--out",
+                fresh,
+            ],
         ];
         for args in cases {
             let e = run(&args).expect_err(&format!("{args:?} should fail"));
@@ -677,7 +760,8 @@ mod tests {
         let (url, key) = (db.url.as_str(), db.master_key.to_str().unwrap());
         let f = fleet.to_str().unwrap();
         // Keys need the master key file: without it, a clear error.
-        assert!(run(&["device", "add", "--db", url, "--id", "9"]).is_err());
+        assert!(run(&["device", "add", "--db", url, "--id", "9", "--out", f]).is_err());
+        assert!(!fleet.exists());
         run(&[
             "device",
             "add",

@@ -398,4 +398,31 @@ mod tests {
         let err = Config::load(Path::new("/nonexistent/tek.toml")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/tek.toml"));
     }
+
+    /// The defaults of the Hello limits are the ones docs/PROTOCOL.md states (8.1, 11.1, 12), so
+    /// an implementation built from the document meets this server's limits exactly.
+    #[test]
+    fn the_protocol_states_the_default_hello_limits() {
+        let doc = include_str!("../../../docs/PROTOCOL.md").replace('\n', " ");
+        let l = Limits::default();
+        let per_address = format!(
+            "per source IPv4 address, a token bucket of {} Hellos refilled at {} per second",
+            l.hello_ip_burst, l.hello_ip_per_s
+        );
+        let per_device = format!(
+            "token bucket of {} with one token every {} s",
+            l.hello_device_burst,
+            l.hello_device_interval_ms / 1000
+        );
+        let timers = format!(
+            "{} burst + {}/s per address; {} burst + 1 per {} s per device",
+            l.hello_ip_burst,
+            l.hello_ip_per_s,
+            l.hello_device_burst,
+            l.hello_device_interval_ms / 1000
+        );
+        for s in [per_address, per_device, timers] {
+            assert!(doc.contains(&s), "PROTOCOL.md does not say {s:?}");
+        }
+    }
 }

@@ -316,6 +316,32 @@ pub fn sample(page: &str, series: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// Every reason the server counts is in the server's drop table of docs/PROTOCOL.md (8.1),
+    /// so an implementer reading the metric knows what it means (`overload` once was not).
+    #[test]
+    fn every_reason_is_in_the_protocol_drop_table() {
+        let doc = include_str!("../../../docs/PROTOCOL.md");
+        let section = doc
+            .split("### 8.1 On the server")
+            .nth(1)
+            .and_then(|s| s.split("### 8.2").next())
+            .expect("section 8.1");
+        // The last cell of each table row is the reason.
+        let reasons: Vec<&str> = section
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .filter_map(|l| l.trim_end().trim_end_matches('|').rsplit('|').next())
+            .map(str::trim)
+            .collect();
+        for r in DropReason::ALL {
+            let cell = format!("`{}`", r.label());
+            assert!(
+                reasons.contains(&cell.as_str()),
+                "reason {cell} is not in the table of PROTOCOL.md 8.1"
+            );
+        }
+    }
+
     #[test]
     fn renders_every_reason_and_gauge() {
         let m = Metrics::default();

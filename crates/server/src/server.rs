@@ -184,6 +184,7 @@ impl Api {
             queued_at: now,
             state: storage::CommandState::Queued,
             acked_at: None,
+            sent_boot: None,
         });
         Ok(id)
     }

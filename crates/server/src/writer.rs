@@ -49,6 +49,8 @@ pub(crate) enum WriteJob {
         result: CommandResult,
         at: i64,
     },
+    /// A reboot command was sent in a session of boot `boot` (PROTOCOL.md 11.3).
+    CommandSent { device_id: u32, id: u32, boot: u32 },
 }
 
 impl WriteJob {
@@ -148,6 +150,11 @@ fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
         } => storage
             .command_acked(*device_id, *id, *result, *at)
             .map(|_| false),
+        WriteJob::CommandSent {
+            device_id,
+            id,
+            boot,
+        } => storage.command_sent(*device_id, *id, *boot).map(|_| false),
     };
     match (r, job) {
         (Err(e), _) => Outcome::Failed(e),

@@ -293,6 +293,11 @@ impl<'a> Message<'a> {
                 if body.len() < 4 {
                     return Err(MessageError::Truncated);
                 }
+                // Version 0 is the factory configuration, never sent (PROTOCOL.md 7.5): a
+                // device must not store a configuration under it.
+                if be32(body) == 0 {
+                    return Err(MessageError::Range);
+                }
                 Message::Config {
                     version: be32(body),
                     config: ConfigItems::parse(&body[4..])?,
@@ -542,6 +547,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Version 0 is the factory configuration and never sent (PROTOCOL.md 7.5): `range`.
+        out[1..5].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(Message::parse(&out[..n]), Err(MessageError::Range));
         let mut bad = cfg.clone();
         bad.log_interval_s = 1;
         assert_eq!(

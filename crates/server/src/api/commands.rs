@@ -3,7 +3,7 @@
 
 use crate::storage::CommandState;
 use crate::web::auth::ApiUser;
-use crate::web::device::{parse_command, queue};
+use crate::web::device::{command_name, parse_command, queue};
 use crate::web::error::JsonError;
 use crate::web::Web;
 use axum::extract::{Path, State};
@@ -23,7 +23,7 @@ pub async fn list(
         .iter()
         .map(|c| {
             json!({
-                "id": c.id, "command": format!("{:?}", c.command), "queued_at": c.queued_at,
+                "id": c.id, "command": command_name(&c.command), "queued_at": c.queued_at,
                 "state": match c.state { CommandState::Queued => "queued", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired" },
                 "acked_at": c.acked_at,
             })

@@ -96,6 +96,21 @@ mod double_option {
     }
 }
 
+/// Problems with the entries of a `servers` list, one message per bad entry.
+fn server_list_errors(servers: &[String]) -> Vec<String> {
+    servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !tek_proto::message::config::server_ok(s))
+        .map(|(i, s)| {
+            format!(
+                "servers[{i}] {s:?} is not a host name or IPv4 address, optionally with :port \
+                 (send \"servers\": [] for the controller's factory list)"
+            )
+        })
+        .collect()
+}
+
 /// Applies a change to `c`: every problem is listed.
 pub fn apply_change(c: &mut Config, ch: &ConfigChange) -> Result<String, Vec<String>> {
     let mut form = SystemForm::from_config(c);
@@ -123,11 +138,23 @@ pub fn apply_change(c: &mut Config, ch: &ConfigChange) -> Result<String, Vec<Str
         Some(v) => form.gsm_password = v.to_owned(),
         None => {}
     }
-    if let Some(s) = &ch.servers {
+    // Each entry is checked as given: the form splits its text at commas and line breaks and
+    // skips empty lines, so `[""]` or `["a,b"]` would otherwise be saved as something else
+    // than was sent (`[]`: the factory list; two servers).
+    let mut errors = server_list_errors(ch.servers.as_deref().unwrap_or_default());
+    if let (Some(s), true) = (&ch.servers, errors.is_empty()) {
         form.servers = s.join("\n");
     }
-    let mut detail = apply_form(c, &form)?;
-    let mut errors = Vec::new();
+    let mut detail = match apply_form(c, &form) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.extend(e);
+            return Err(errors);
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let mut set = |key: &str, v: String| {
         if let Err(e) = crate::device_config::apply(c, &format!("{key}={v}")) {
             errors.push(e.to_string());

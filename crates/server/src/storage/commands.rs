@@ -79,6 +79,9 @@ pub struct CommandRecord {
     pub state: CommandState,
     /// When the device answered.
     pub acked_at: Option<i64>,
+    /// Boot number of the session a *reboot* was last sent in, by any server
+    /// ([`CommandStore::command_sent`]); `None` for other commands and unsent reboots.
+    pub sent_boot: Option<u32>,
 }
 
 /// Command operations.
@@ -106,6 +109,13 @@ pub trait CommandStore {
     /// Marks every command still queued [`EXPIRE_AFTER_S`] or more before `now` expired (the
     /// server's sweep, every minute); returns how many.
     fn expire_commands(&self, now: i64) -> Result<u64>;
+    /// Records that queued command `id` was sent in a session of boot `boot` (kept only for
+    /// *reboot* commands, and only ever raised): any server can then tell, when the device says
+    /// Hello with a higher boot, that the reboot was carried out.
+    fn command_sent(&self, device_id: u32, id: u32, boot: u32) -> Result<()>;
+    /// The device says Hello with boot number `boot`: every *reboot* still queued that was sent
+    /// in an earlier boot is done (PROTOCOL.md 11.3), at `now`. Returns their ids.
+    fn reboots_done(&self, device_id: u32, boot: u32, now: i64) -> Result<Vec<u32>>;
 }
 
 /// The storage encoding of a command, `(kind, arg1, arg2)`, shared by every backend: kind 1 =

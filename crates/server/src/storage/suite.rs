@@ -211,6 +211,46 @@ pub(crate) fn commands_queue_and_ack(db: &dyn Storage) {
     assert_eq!(all[1].acked_at, Some(7));
 }
 
+/// A reboot sent in an earlier boot is done when the device says Hello with a later boot,
+/// whichever server sent it (PROTOCOL.md 11.3); other commands, and reboots never sent or sent
+/// in the same boot, stay queued.
+pub(crate) fn reboots_sent_in_an_earlier_boot_are_done(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let sent = db.queue_command(1, &Command::Reboot, 5).unwrap();
+    let unsent = db.queue_command(1, &Command::Reboot, 6).unwrap();
+    let status = db.queue_command(1, &Command::SendStatus, 7).unwrap();
+    let other = db.queue_command(2, &Command::Reboot, 8).unwrap();
+    db.command_sent(1, sent, 3).unwrap();
+    db.command_sent(1, sent, 2).unwrap(); // never lowered
+    db.command_sent(1, status, 3).unwrap();
+    db.command_sent(2, other, 3).unwrap();
+    assert_eq!(
+        db.reboots_done(1, 3, 9).unwrap(),
+        Vec::<u32>::new(),
+        "same boot"
+    );
+    assert_eq!(db.reboots_done(1, 4, 10).unwrap(), [sent]);
+    assert_eq!(
+        db.reboots_done(1, 5, 11).unwrap(),
+        Vec::<u32>::new(),
+        "only once"
+    );
+    let all = db.commands(1, 10).unwrap();
+    let state = |id: u32| all.iter().find(|c| c.id == id).unwrap().state;
+    assert_eq!(state(sent), CommandState::Done);
+    assert_eq!(
+        all.iter().find(|c| c.id == sent).unwrap().acked_at,
+        Some(10)
+    );
+    assert_eq!(state(unsent), CommandState::Queued);
+    assert_eq!(state(status), CommandState::Queued);
+    assert_eq!(
+        db.commands(2, 10).unwrap()[0].state,
+        CommandState::Queued,
+        "other device"
+    );
+}
+
 /// The pending-command bound and the 10-minute expiry (PROTOCOL.md 11.3, docs/SECURITY.md).
 pub(crate) fn commands_expire_and_the_queue_is_bounded(db: &dyn Storage) {
     use crate::storage::commands::{EXPIRE_AFTER_S, MAX_PENDING};
@@ -920,6 +960,7 @@ macro_rules! suite_tests {
             configs_versions_and_acks,
             commands_queue_and_ack,
             commands_expire_and_the_queue_is_bounded,
+            reboots_sent_in_an_earlier_boot_are_done,
             status_and_traffic,
             buckets_energy_and_latest,
             users_crud_and_hash_only_in_credentials,

@@ -142,10 +142,7 @@ impl Ingest {
             }
             Message::CommandAck { id: cmd, result } => {
                 link.commands.retain(|c| c.id != cmd);
-                if link.done_commands.len() >= super::sessions::DONE_COMMANDS {
-                    link.done_commands.pop_front();
-                }
-                link.done_commands.push_back(cmd);
+                link.remember_done(cmd);
                 jobs.push(WriteJob::CommandAck {
                     device_id: id,
                     id: cmd,

@@ -6,11 +6,13 @@ use super::sessions::{Desired, Link, Live, PendingCommand};
 use super::{server_time, unix_now, Ingest};
 use crate::keys;
 use crate::metrics::DropReason;
+use crate::writer::WriteJob;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tek_proto::crypto::DeviceKeys;
 use tek_proto::handshake::{respond, verify_hello};
+use tek_proto::message::{Command, CommandResult};
 use tek_proto::wire::{Hello, HelloRepr};
 
 /// How long a device id found unknown is not looked up again.
@@ -140,6 +142,7 @@ impl Ingest {
                     command: c.command,
                     queued_at: c.queued_at,
                     retry: None,
+                    sent_boot: c.sent_boot,
                 })
                 .collect(),
             done_commands: Default::default(),
@@ -184,6 +187,8 @@ impl Ingest {
                 return;
             }
         }
+        let boot = (h.counter >> 32) as u32;
+        let done_in_db = self.reboots_done_in_db(h.device_id, boot).await;
         let (session_id, nonce) = match (keys::random_nonzero_u32(), random_nonce()) {
             (Ok(s), Ok(n)) => (s, n),
             (Err(e), _) | (_, Err(e)) => {
@@ -203,29 +208,100 @@ impl Ingest {
             link.last_hello = Some(h.counter);
             link.live = Some(Live {
                 session,
-                boot: (h.counter >> 32) as u32,
+                boot,
                 endpoint: src,
                 last_auth: now,
             });
             // What the device runs is learnt again from its first Status or Keepalive.
             link.reported_version = None;
             link.config_retry = None;
+            let rebooted = reboots_done(link, boot, &done_in_db);
             // Pending commands go out on the next timer tick, after the Welcome.
             for c in &mut link.commands {
                 c.retry = None;
             }
-            Some(Ok(out))
+            Some(Ok((out, rebooted)))
         });
         match outcome {
-            Some(Ok(welcome)) => {
+            Some(Ok((welcome, rebooted))) => {
                 self.send_raw(&welcome, src);
                 self.metrics.session_established();
                 tracing::debug!(device = h.device_id, %src, "session established");
+                for id in rebooted {
+                    // Known only here (the database had not recorded its send yet).
+                    tracing::debug!(device = h.device_id, command = id, "reboot done: new boot");
+                    let job = WriteJob::CommandAck {
+                        device_id: h.device_id,
+                        id,
+                        result: CommandResult::Done,
+                        at: unix_now(),
+                    };
+                    if self.writer.try_send(job).is_err() {
+                        // Not sent again either way (it left the link); the database keeps it
+                        // queued until it expires.
+                        tracing::warn!(device = h.device_id, command = id, "writer queue full");
+                    }
+                }
             }
             Some(Err(reason)) => self.drop_datagram(reason),
             None => {}
         }
     }
+}
+
+impl Ingest {
+    /// A Hello with boot number `boot` was accepted: if the device has a reboot waiting, mark
+    /// done in the database every reboot sent in an earlier boot, by any server (PROTOCOL.md
+    /// 11.3). One query, and only for a device with a reboot queued. Returns their ids.
+    async fn reboots_done_in_db(&self, device_id: u32, boot: u32) -> Vec<u32> {
+        let waiting = self.links.with(device_id, |l| {
+            l.is_some_and(|l| l.commands.iter().any(|c| c.command == Command::Reboot))
+        });
+        if !waiting {
+            return Vec::new();
+        }
+        let storage = self.storage.clone();
+        let now = unix_now();
+        match tokio::task::spawn_blocking(move || storage.reboots_done(device_id, boot, now)).await
+        {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(e)) => {
+                self.metrics.storage_error();
+                tracing::warn!(device = device_id, %e, "reboot check failed");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(%e, "reboot check task failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A *reboot* command sent in a session of an earlier boot than `boot` (the boot of the Hello
+/// just accepted) has been carried out, even if its CommandAck never arrived (PROTOCOL.md 11.3):
+/// it leaves the link, so it is not sent again into the new boot, whose device no longer
+/// remembers its id (10.10) and would reboot a second time. `in_db` are the ones the database
+/// already marked done (sent by this or another server); the others, sent by this server in a
+/// session whose send the database had not recorded yet, are returned for the caller to record.
+fn reboots_done(link: &mut Link, boot: u32, in_db: &[u32]) -> Vec<u32> {
+    let mut done = Vec::new();
+    let mut to_record = Vec::new();
+    link.commands.retain(|c| {
+        let by_db = in_db.contains(&c.id);
+        let here = c.command == Command::Reboot && c.sent_boot.is_some_and(|b| boot > b);
+        if by_db || here {
+            done.push(c.id);
+            if !by_db {
+                to_record.push(c.id);
+            }
+        }
+        !(by_db || here)
+    });
+    for &id in &done {
+        link.remember_done(id);
+    }
+    to_record
 }
 
 fn random_nonce() -> Result<[u8; 16], keys::RandomError> {

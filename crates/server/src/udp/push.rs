@@ -7,9 +7,10 @@
 use super::sessions::{Desired, Link, PendingCommand, Retry};
 use super::Ingest;
 use crate::storage::{CommandRecord, CommandState, ConfigRecord, ConfigState};
+use crate::writer::WriteJob;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tek_proto::message::Message;
+use tek_proto::message::{Command, Message};
 use tokio::sync::watch;
 
 /// Changes read from the feed per poll.
@@ -44,12 +45,32 @@ impl Ingest {
         };
         if self.send(link, &Message::Command { id, command }) {
             self.metrics.command_sent();
+            if let Some((device_id, boot)) =
+                link.live.as_ref().map(|l| (l.session.device_id(), l.boot))
+            {
+                if command == Command::Reboot && link.commands[i].sent_boot != Some(boot) {
+                    // Shared through the database, so that whichever server the rebooted device
+                    // says Hello to next knows the reboot was carried out (PROTOCOL.md 11.3).
+                    let job = WriteJob::CommandSent {
+                        device_id,
+                        id,
+                        boot,
+                    };
+                    if self.writer.try_send(job).is_err() {
+                        tracing::warn!(device_id, command = id, "writer queue full");
+                    }
+                }
+                link.commands[i].sent_boot = Some(boot);
+            }
         }
         link.commands[i].retry = Some(self.next_retry(prev, now));
     }
 
     /// A configuration version was saved (here or by another process): make it the device's
-    /// desired one and push it at once if the device is online.
+    /// desired one and push it at once if the device is online and has reported, in this
+    /// session, a version other than this one. A session just opened waits for the device's
+    /// first Status or Keepalive ([`config_on_contact`](Self::config_on_contact)), as
+    /// PROTOCOL.md 11.3 says: only then does the server know what the device runs.
     pub(crate) fn apply_config(&self, rec: &ConfigRecord) {
         let now = Instant::now();
         self.links.with(rec.device_id, |link| {
@@ -69,7 +90,10 @@ impl Ingest {
                 state: rec.state,
             }));
             link.config_retry = None;
-            if rec.state == ConfigState::Pending && link.online(now) {
+            if rec.state == ConfigState::Pending
+                && link.online(now)
+                && link.reported_version.is_some_and(|v| v != rec.version)
+            {
                 self.push_config_now(link, now);
             }
         });
@@ -89,11 +113,37 @@ impl Ingest {
             {
                 return;
             }
+            // A reboot another server sent in an earlier boot of a device that is now on this
+            // server in a later one was carried out (PROTOCOL.md 11.3): record it, never send it.
+            let boot = link.live.as_ref().map(|l| l.boot);
+            if rec.command == Command::Reboot
+                && rec
+                    .sent_boot
+                    .zip(boot)
+                    .is_some_and(|(sent, now)| now > sent)
+            {
+                link.remember_done(rec.id);
+                let job = WriteJob::CommandAck {
+                    device_id: rec.device_id,
+                    id: rec.id,
+                    result: tek_proto::message::CommandResult::Done,
+                    at: super::unix_now(),
+                };
+                if self.writer.try_send(job).is_err() {
+                    tracing::warn!(
+                        device = rec.device_id,
+                        command = rec.id,
+                        "writer queue full"
+                    );
+                }
+                return;
+            }
             link.commands.push(PendingCommand {
                 id: rec.id,
                 command: rec.command,
                 queued_at: rec.queued_at,
                 retry: None,
+                sent_boot: rec.sent_boot,
             });
             if link.online(now) {
                 let i = link.commands.len() - 1;

@@ -61,6 +61,9 @@ pub(crate) struct PendingCommand {
     pub queued_at: i64,
     /// `None` until first sent in the current session.
     pub retry: Option<Retry>,
+    /// Boot number of the session it was last sent in: a *reboot* counts as done once a Hello
+    /// with a higher boot number arrives (PROTOCOL.md 11.3), so it is not sent again.
+    pub sent_boot: Option<u32>,
 }
 
 /// Everything about one device on this server.
@@ -93,6 +96,14 @@ impl Link {
             .as_ref()
             .map_or(Config::default().keepalive_s, |d| d.config.keepalive_s);
         Duration::from_secs(u64::from(s))
+    }
+
+    /// Remembers that command `id` is finished, so the change feed does not queue it again.
+    pub fn remember_done(&mut self, id: u32) {
+        if self.done_commands.len() >= DONE_COMMANDS {
+            self.done_commands.pop_front();
+        }
+        self.done_commands.push_back(id);
     }
 
     /// Online: an authenticated datagram within 3 keepalive intervals.

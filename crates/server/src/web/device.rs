@@ -348,6 +348,21 @@ impl CsrfForm for CommandForm {
 /// Parses a command name as the form and the API use it.
 pub fn parse_command(action: &str) -> Result<Command, WebError> {
     let relay = |relay, mode| Ok(Command::SetRelay { relay, mode });
+    // Auxiliary relays 2..=7 (which `tek device command --relay N` can queue): `relay2_on` ...
+    if let Some((n, mode)) = action
+        .strip_prefix("relay")
+        .and_then(|rest| rest.split_once('_'))
+    {
+        let mode = match mode {
+            "on" => Some(RelayMode::On),
+            "off" => Some(RelayMode::Off),
+            "auto" => Some(RelayMode::Auto),
+            _ => None,
+        };
+        if let (Ok(n @ 2..=7), Some(mode)) = (n.parse::<u8>(), mode) {
+            return relay(n, mode);
+        }
+    }
     match action {
         "pump_on" => relay(0, RelayMode::On),
         "pump_off" => relay(0, RelayMode::Off),
@@ -358,8 +373,30 @@ pub fn parse_command(action: &str) -> Result<Command, WebError> {
         "status" => Ok(Command::SendStatus),
         "reboot" => Ok(Command::Reboot),
         other => Err(WebError::Invalid(format!(
-            "unknown command {other:?} (pump_on, pump_off, pump_auto, heater_on, heater_off, heater_auto, status, reboot)"
+            "unknown command {other:?} (pump_on, pump_off, pump_auto, heater_on, heater_off, heater_auto, status, reboot, relayN_on|off|auto for N 2..7)"
         ))),
+    }
+}
+
+/// The name [`parse_command`] takes for `c`: what the API lists, so a script can send back what
+/// it read.
+pub fn command_name(c: &Command) -> String {
+    match c {
+        Command::SetRelay { relay, mode } => {
+            let relay = match relay {
+                0 => "pump".to_owned(),
+                1 => "heater".to_owned(),
+                n => format!("relay{n}"),
+            };
+            let mode = match mode {
+                RelayMode::On => "on",
+                RelayMode::Off => "off",
+                RelayMode::Auto => "auto",
+            };
+            format!("{relay}_{mode}")
+        }
+        Command::Reboot => "reboot".into(),
+        Command::SendStatus => "status".into(),
     }
 }
 
@@ -403,5 +440,37 @@ mod radio_tests {
     fn radio_and_signal_as_shown() {
         assert_eq!(radio_text("data", 20), "data, signal 20/31");
         assert_eq!(radio_text("off", 99), "off, signal unknown");
+    }
+}
+
+#[cfg(test)]
+mod command_name_tests {
+    use super::{command_name, parse_command};
+    use tek_proto::message::{Command, RelayMode};
+
+    /// Every command the device understands has one name, and that name parses back to it: the
+    /// API lists what one POSTs (it once listed Rust debug text such as `Reboot`).
+    #[test]
+    fn every_command_name_parses_back() {
+        let mut all = vec![Command::Reboot, Command::SendStatus];
+        for relay in 0..=7 {
+            for mode in [RelayMode::On, RelayMode::Off, RelayMode::Auto] {
+                all.push(Command::SetRelay { relay, mode });
+            }
+        }
+        for c in all {
+            let name = command_name(&c);
+            assert_eq!(parse_command(&name).ok(), Some(c), "{name}");
+        }
+        assert_eq!(
+            command_name(&Command::SetRelay {
+                relay: 0,
+                mode: RelayMode::On
+            }),
+            "pump_on"
+        );
+        for bad in ["relay8_on", "relay1_on", "relay2_up", "relay_on", "relay2"] {
+            assert!(parse_command(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -91,6 +91,11 @@ pub struct TestDevice {
     pub boot: u32,
     pub attempt: u32,
     pub session: Option<Session>,
+    /// Counter and device nonce of the latest Hello.
+    pub last_hello: (u64, [u8; 16]),
+    /// `K_d2s` and session id of the current session, to seal with any counter
+    /// ([`seal_with_counter`](Self::seal_with_counter)).
+    pub d2s: Option<(Key, u32)>,
 }
 
 impl TestDevice {
@@ -103,6 +108,8 @@ impl TestDevice {
             boot: 1,
             attempt: 0,
             session: None,
+            last_hello: (0, [0; 16]),
+            d2s: None,
         }
     }
 
@@ -122,14 +129,9 @@ impl TestDevice {
         nonce[..4].copy_from_slice(&self.attempt.to_be_bytes());
         nonce[4..8].copy_from_slice(&self.boot.to_be_bytes());
         let mut buf = [0u8; 46];
-        let (init, n) = Initiator::start(
-            &self.keys,
-            self.id,
-            hello_counter(self.boot, self.attempt),
-            nonce,
-            &mut buf,
-        )
-        .unwrap();
+        let counter = hello_counter(self.boot, self.attempt);
+        self.last_hello = (counter, nonce);
+        let (init, n) = Initiator::start(&self.keys, self.id, counter, nonce, &mut buf).unwrap();
         (init, buf[..n].to_vec())
     }
 
@@ -145,8 +147,37 @@ impl TestDevice {
             }
         };
         let (session, time) = init.finish(&self.keys, &bytes).expect("bad Welcome");
+        let session_id = session.session_id();
+        let server_nonce: [u8; 16] = bytes[10..26].try_into().unwrap();
+        let ctx = tek_proto::session::key_context(
+            self.id,
+            session_id,
+            self.last_hello.0,
+            &self.last_hello.1,
+            &server_nonce,
+        );
+        let d2s = tek_proto::crypto::kdf(self.keys.master(), tek_proto::crypto::LABEL_D2S, &ctx);
+        self.d2s = Some((d2s, session_id));
         self.session = Some(session);
         time
+    }
+
+    /// Seals `msg` in the current session with `counter`, which a real device would never
+    /// choose (the session's own counter does not move): for testing the receiver's counter
+    /// rules.
+    pub fn seal_with_counter(&self, msg: &Message<'_>, counter: u32) -> Vec<u8> {
+        use tek_proto::wire::data::{self, Direction};
+        let (key, session_id) = self.d2s.clone().expect("no session");
+        let mut body = [0u8; 1002];
+        let len = msg.emit(&mut body).unwrap();
+        let mut out = vec![0u8; 14 + len + 8];
+        data::emit_header(&mut out, self.id, session_id, counter);
+        out[14..14 + len].copy_from_slice(&body[..len]);
+        let nonce = data::nonce(self.id, session_id, Direction::DeviceToServer, counter);
+        let (header, rest) = out.split_at_mut(14);
+        let tag = tek_proto::crypto::seal(&key, &nonce, header, &mut rest[..len]).unwrap();
+        rest[len..].copy_from_slice(&tag);
+        out
     }
 
     pub async fn send_raw(&self, bytes: &[u8]) {

@@ -7,7 +7,14 @@ use crate::storage::{Error, Result};
 use tek_proto::message::{Command, CommandResult};
 use tokio_postgres::Row;
 
-const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at";
+/// Schema version 6: the boot number of the session a command was last sent in (PROTOCOL.md
+/// 11.3: a reboot sent in an earlier boot is done once the device says Hello with a later one,
+/// whichever server of the fleet sent it).
+pub const SCHEMA_V6: &str = r#"
+ALTER TABLE commands ADD COLUMN sent_boot BIGINT;
+"#;
+
+const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at, sent_boot";
 
 fn convert(r: &Row) -> Result<CommandRecord> {
     let id: i64 = r.get(0);
@@ -22,6 +29,10 @@ fn convert(r: &Row) -> Result<CommandRecord> {
         state: CommandState::parse(state)
             .ok_or_else(|| Error::Corrupt(format!("command state {state:?}")))?,
         acked_at: r.get(7),
+        sent_boot: r
+            .get::<_, Option<i64>>(8)
+            .map(|b| u32_col(b, "boot"))
+            .transpose()?,
     })
 }
 
@@ -167,6 +178,38 @@ impl CommandStore for Postgres {
                 &[&now, &(now - commands::EXPIRE_AFTER_S)],
             )
             .await?)
+        })
+    }
+
+    fn command_sent(&self, device_id: u32, id: u32, boot: u32) -> Result<()> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            c.execute(
+                "UPDATE commands SET sent_boot = $3
+                 WHERE id = $1 AND device_id = $2 AND state = 'queued'
+                   AND (sent_boot IS NULL OR sent_boot < $3)",
+                &[&i64::from(id), &i64::from(device_id), &i64::from(boot)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn reboots_done(&self, device_id: u32, boot: u32, now: i64) -> Result<Vec<u32>> {
+        let (kind, _, _) = commands::encode(&Command::Reboot);
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    "UPDATE commands SET state = 'done', acked_at = $3
+                     WHERE device_id = $1 AND state = 'queued' AND kind = $4 AND sent_boot < $2
+                     RETURNING id",
+                    &[&i64::from(device_id), &i64::from(boot), &now, &kind],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| u32_col(r.get::<_, i64>(0), "command id"))
+                .collect()
         })
     }
 }

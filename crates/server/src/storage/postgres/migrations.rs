@@ -99,6 +99,7 @@ CREATE TABLE traffic (
     (3, super::alarms::SCHEMA_V3),
     (4, super::energy::SCHEMA_V4),
     (5, super::schedules::SCHEMA_V5),
+    (6, super::commands::SCHEMA_V6),
 ];
 
 /// The newest schema version this program knows.

@@ -6,9 +6,25 @@ use crate::storage::{Error, Result};
 use rusqlite::params;
 use tek_proto::message::{Command, CommandResult};
 
-const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at";
+/// Schema version 6: the boot number of the session a command was last sent in (PROTOCOL.md
+/// 11.3: a reboot sent in an earlier boot is done once the device says Hello with a later one).
+pub const SCHEMA_V6: &str = r#"
+ALTER TABLE commands ADD COLUMN sent_boot INTEGER;
+"#;
 
-type Raw = (i64, i64, i64, i64, i64, i64, String, Option<i64>);
+const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at, sent_boot";
+
+type Raw = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
 
 fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
     // rusqlite maps a row to a tuple of its columns, in order.
@@ -16,7 +32,7 @@ fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
 }
 
 fn convert(raw: Raw) -> Result<CommandRecord> {
-    let (id, device_id, kind, a, b, queued_at, state, acked_at) = raw;
+    let (id, device_id, kind, a, b, queued_at, state, acked_at, sent_boot) = raw;
     Ok(CommandRecord {
         id: u32_col(id, "command id")?,
         device_id: u32_col(device_id, "device id")?,
@@ -26,6 +42,7 @@ fn convert(raw: Raw) -> Result<CommandRecord> {
         state: CommandState::parse(&state)
             .ok_or_else(|| Error::Corrupt(format!("command state {state:?}")))?,
         acked_at,
+        sent_boot: sent_boot.map(|b| u32_col(b, "boot")).transpose()?,
     })
 }
 
@@ -132,5 +149,28 @@ impl CommandStore for Sqlite {
             params![now, now - commands::EXPIRE_AFTER_S],
         )?;
         Ok(n as u64)
+    }
+
+    fn command_sent(&self, device_id: u32, id: u32, boot: u32) -> Result<()> {
+        let conn = self.writer()?;
+        conn.execute(
+            "UPDATE commands SET sent_boot = ?3
+             WHERE id = ?1 AND device_id = ?2 AND state = 'queued'
+               AND (sent_boot IS NULL OR sent_boot < ?3)",
+            params![id, device_id, boot],
+        )?;
+        Ok(())
+    }
+
+    fn reboots_done(&self, device_id: u32, boot: u32, now: i64) -> Result<Vec<u32>> {
+        let (kind, _, _) = commands::encode(&Command::Reboot);
+        let conn = self.writer()?;
+        let mut stmt = conn.prepare_cached(
+            "UPDATE commands SET state = 'done', acked_at = ?3
+             WHERE device_id = ?1 AND state = 'queued' AND kind = ?4 AND sent_boot < ?2
+             RETURNING id",
+        )?;
+        let ids = stmt.query_map(params![device_id, boot, now, kind], |r| r.get::<_, i64>(0))?;
+        ids.map(|id| u32_col(id?, "command id")).collect()
     }
 }
