@@ -55,7 +55,8 @@ async fn first_server_down_all_fail_over_to_tek_serve() {
 
     let t = Instant::now();
     let mut ok = false;
-    while t.elapsed() < Duration::from_secs(20) {
+    // 60 s: on a loaded machine (CI beside other builds) a lost status waits for its next period.
+    while t.elapsed() < Duration::from_secs(60) {
         let s = fleet.snapshot();
         // The fleet's counters are totals: also wait until the server holds a status from every
         // controller (a busy machine may commit one device's status after another's records).
