@@ -165,6 +165,9 @@ pub struct Connection {
     pub conn: Conn,
     /// Position in the list.
     pub walk: Walk,
+    /// The server list changed: walk the new one from the top once the ConfigAck went out on
+    /// the old session.
+    pub restart_pending: bool,
 }
 
 impl Connection {
@@ -176,13 +179,19 @@ impl Connection {
             tried: 0,
             pass: 0,
         },
+        restart_pending: false,
     };
 
     /// Power-up: offline, at the top of the list.
     pub fn start(&mut self) {
-        let Connection { conn, walk } = self;
+        let Connection {
+            conn,
+            walk,
+            restart_pending,
+        } = self;
         *conn = Conn::Offline;
         *walk = Walk::default();
+        *restart_pending = false;
     }
 
     /// The session, if one is up.

@@ -66,7 +66,6 @@ const SCRATCH_LEN: usize = if persist::MAX_LEN > tek_proto::MAX_DATAGRAM {
 /// The controller, with a telemetry log of `LOG` records (16 bytes each).
 pub struct Controller<const LOG: usize> {
     firmware: [u8; 3],
-    has_gsm: bool,
     factory: Vec<String<MAX_TEXT>, MAX_SERVERS>,
     hellos: Hellos,
     cfg: ConfigState,
@@ -77,7 +76,6 @@ pub struct Controller<const LOG: usize> {
     plant: Plant,
     effects: Effects,
     led: Option<Led>,
-    net_restart: bool,
     reset_pending: bool,
     stats: Stats,
     /// See [`SCRATCH_LEN`].
@@ -124,7 +122,6 @@ impl<const LOG: usize> Controller<LOG> {
     pub const fn blank() -> Self {
         Controller {
             firmware: [0; 3],
-            has_gsm: false,
             factory: Vec::new(),
             hellos: Hellos::BLANK,
             cfg: ConfigState::BLANK,
@@ -137,7 +134,6 @@ impl<const LOG: usize> Controller<LOG> {
             // `Some`: `None` is a non-zero niche value (4, after `Led`'s variants), which would
             // move the whole static into `.data`, i.e. into flash.
             led: Some(Led::Halt),
-            net_restart: false,
             reset_pending: false,
             stats: Stats::BLANK,
             scratch: [0; SCRATCH_LEN],
@@ -181,7 +177,6 @@ impl<const LOG: usize> Controller<LOG> {
         // Every field by name, without `..`: a field added later cannot be forgotten here.
         let Controller {
             firmware,
-            has_gsm,
             factory,
             hellos,
             cfg,
@@ -192,7 +187,6 @@ impl<const LOG: usize> Controller<LOG> {
             plant,
             effects,
             led,
-            net_restart,
             reset_pending,
             stats,
             scratch: _, // written before every use (an action's bytes, a slot read)
@@ -201,7 +195,6 @@ impl<const LOG: usize> Controller<LOG> {
         let boot = found.map_or(0, |f| f.1).saturating_add(1);
         hellos.start(setup.device_id, setup.key, boot);
         *firmware = setup.firmware;
-        *has_gsm = setup.has_gsm;
         factory.clear();
         for s in setup.factory_servers {
             if server_ok(s) {
@@ -213,12 +206,11 @@ impl<const LOG: usize> Controller<LOG> {
         effects.start();
         // The boot counter is written before anything is sent.
         effects.persist();
-        transport.start(now, cfg.eth_boot, effects);
+        transport.start(now, cfg.eth_boot, setup.has_gsm, effects);
         link.start();
         outbox.start(now);
         logging.start(now, cfg.running.log_interval_s);
         *led = None;
-        *net_restart = false;
         *reset_pending = false;
         *stats = Stats::default();
         plant.start(now, &cfg.running);
@@ -457,7 +449,7 @@ impl<const LOG: usize> Controller<LOG> {
         }
         if a.servers_changed {
             // After the ConfigAck went out on the old session.
-            self.net_restart = true;
+            self.link.restart_pending = true;
         }
     }
 
@@ -521,8 +513,8 @@ impl<const LOG: usize> Controller<LOG> {
                 bytes: &self.scratch[..n],
             });
         }
-        if self.net_restart {
-            self.net_restart = false;
+        if self.link.restart_pending {
+            self.link.restart_pending = false;
             self.link.restart_at(0);
             return self.poll(now, rng);
         }
@@ -537,7 +529,7 @@ impl<const LOG: usize> Controller<LOG> {
     /// power-up); it may be now or in the past. Events (datagrams, DNS answers, link changes)
     /// call for a poll as well.
     pub fn poll_at(&self) -> u64 {
-        if !self.effects.is_empty() || self.net_restart || self.reset_pending {
+        if !self.effects.is_empty() || self.link.restart_pending || self.reset_pending {
             return 0;
         }
         let mut at = self
@@ -571,11 +563,8 @@ impl<const LOG: usize> Controller<LOG> {
     }
 
     fn failover_at(&self) -> Option<u64> {
-        self.transport.failover_at(
-            self.has_gsm,
-            self.link.is_up(),
-            self.cfg.running.gsm_failover_s,
-        )
+        self.transport
+            .failover_at(self.link.is_up(), self.cfg.running.gsm_failover_s)
     }
 
     fn effect_action(&mut self, e: Effect) -> Action<'_> {
@@ -623,8 +612,9 @@ impl<const LOG: usize> Controller<LOG> {
         if self.plant.switch(&mut self.effects) {
             self.outbox.status_due = true;
         }
+        let eth_before = self.cfg.eth_boot;
         if let Some(failed) = self.cfg.poll(now) {
-            self.rolled_back(failed);
+            self.rolled_back(failed, eth_before);
             self.log_interval_changed(log_s, now);
         }
         let failover_at = self.failover_at();
@@ -670,15 +660,17 @@ impl<const LOG: usize> Controller<LOG> {
     }
 
     /// A trial failed ([`ConfigState::poll`]): report it, persist the restored configuration,
-    /// use its Ethernet settings ([`Transport::use_ethernet`]) and GSM settings, and walk its
-    /// server list from the top.
-    fn rolled_back(&mut self, failed: u32) {
+    /// use its Ethernet settings at once if they differ from `eth_before` (those in effect),
+    /// and its GSM settings, and walk its server list from the top.
+    fn rolled_back(&mut self, failed: u32, eth_before: Option<crate::StaticIp>) {
         self.stats.rollbacks += 1;
         self.outbox.rollback_report = Some(failed);
         self.effects.persist();
         self.outbox.status_due = true;
-        self.transport
-            .use_ethernet(self.cfg.eth_boot, &mut self.effects);
+        if self.cfg.eth_boot != eth_before {
+            self.transport
+                .reconfigure_ethernet(self.cfg.eth_boot, &mut self.effects);
+        }
         if self.transport.modem_on {
             self.redial();
         }
@@ -725,10 +717,11 @@ impl<const LOG: usize> Controller<LOG> {
         rng: &mut dyn Entropy,
     ) -> Option<(Iface, u16, Endpoint, usize)> {
         let tx = &mut self.scratch[..tek_proto::MAX_DATAGRAM];
-        if let Some(a) = self.link.hello_due(now) {
-            return self.hellos.send(a, now, rng, &mut self.stats, tx);
-        }
-        if let Some(a) = self.transport.probe_hello_due(now) {
+        let hello = match self.link.hello_due(now) {
+            Some(a) => Some(a),
+            None => self.transport.probe_hello_due(now),
+        };
+        if let Some(a) = hello {
             return self.hellos.send(a, now, rng, &mut self.stats, tx);
         }
         if !self.link.is_up() {

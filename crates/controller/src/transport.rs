@@ -83,10 +83,10 @@ pub(crate) struct Transport {
     pub probe_every_ms: u32,
     /// Power-up, or the last authenticated datagram over Ethernet: the failover clock.
     pub eth_ok_at: u64,
-    /// The Ethernet fixed settings in effect (`None`: DHCP).
-    pub eth_in_use: Option<StaticIp>,
     /// Bytes per transport since power-up.
     pub traffic: Traffic,
+    /// A GSM modem is fitted.
+    pub has_gsm: bool,
 }
 
 impl Transport {
@@ -109,18 +109,19 @@ impl Transport {
         probe: Probe::Off,
         probe_every_ms: 0,
         eth_ok_at: 0,
-        eth_in_use: None,
         traffic: Traffic {
             eth_tx: 0,
             eth_rx: 0,
             gsm_tx: 0,
             gsm_rx: 0,
         },
+        has_gsm: false,
     };
 
-    /// Power-up in place: Ethernet in use with `eth` (fixed settings, `None`: DHCP), which is
-    /// queued to be configured; the modem off.
-    pub fn start(&mut self, now: u64, eth: Option<StaticIp>, effects: &mut Effects) {
+    /// Power-up in place: Ethernet in use with `eth` (fixed settings, `None`: DHCP: the
+    /// configuration's settings in effect, `ConfigState::eth_boot`), which is queued to be
+    /// configured; the modem (if `has_gsm`) off.
+    pub fn start(&mut self, now: u64, eth: Option<StaticIp>, has_gsm: bool, effects: &mut Effects) {
         // Every field by name, without `..`: a field added later cannot be forgotten here.
         let Transport {
             net,
@@ -132,8 +133,8 @@ impl Transport {
             // Kept across a restart: the host sets it once (a property of the board).
             probe_every_ms: _,
             eth_ok_at,
-            eth_in_use,
             traffic,
+            has_gsm: gsm,
         } = self;
         *net = [NetState::default(); 2];
         *active = Iface::Ethernet;
@@ -142,8 +143,8 @@ impl Transport {
         *signal = 99;
         *probe = Probe::Off;
         *eth_ok_at = now;
-        *eth_in_use = eth;
         *traffic = Traffic::default();
+        *gsm = has_gsm;
         effects.configure_ethernet(eth);
     }
 
@@ -206,8 +207,8 @@ impl Transport {
 
     /// When the controller fails over to GSM, if it may: a modem is fitted, Ethernet is in use
     /// and no session is up; `gsm_failover_s` after Ethernet last worked.
-    pub fn failover_at(&self, has_gsm: bool, connected: bool, failover_s: u16) -> Option<u64> {
-        (has_gsm && self.active == Iface::Ethernet && !connected)
+    pub fn failover_at(&self, connected: bool, failover_s: u16) -> Option<u64> {
+        (self.has_gsm && self.active == Iface::Ethernet && !connected)
             .then(|| self.eth_ok_at + u64::from(failover_s) * 1000)
     }
 
@@ -312,14 +313,11 @@ impl Transport {
         self.active == Iface::Gsm
     }
 
-    /// Ethernet must use `eth` now (fixed settings, `None`: DHCP): reconfigured if that is not
-    /// what it uses.
-    pub fn use_ethernet(&mut self, eth: Option<StaticIp>, effects: &mut Effects) {
-        if eth != self.eth_in_use {
-            self.eth_in_use = eth;
-            self.net[Iface::Ethernet.index()].ip = None;
-            effects.configure_ethernet(eth);
-        }
+    /// Ethernet must use other settings now (`eth`: fixed settings, `None`: DHCP): its IP
+    /// settings are gone until it is configured again.
+    pub fn reconfigure_ethernet(&mut self, eth: Option<StaticIp>, effects: &mut Effects) {
+        self.net[Iface::Ethernet.index()].ip = None;
+        effects.configure_ethernet(eth);
     }
 
     /// When [`poll`](Self::poll) has something to do for the probe.

@@ -47,7 +47,7 @@ impl<const LOG: usize> Controller<LOG> {
 
     /// The Ethernet fixed settings in effect (`None`: DHCP).
     pub fn ethernet_in_use(&self) -> Option<crate::StaticIp> {
-        self.transport.eth_in_use
+        self.cfg.eth_boot
     }
 
     /// The relay bitmap.
