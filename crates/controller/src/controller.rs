@@ -96,6 +96,29 @@ impl<const LOG: usize> core::fmt::Debug for Controller<LOG> {
     }
 }
 
+/// What power-up takes from a [`Setup`] besides the flash record.
+struct PowerUp<'a> {
+    device_id: u32,
+    key: [u8; 16],
+    factory_servers: &'a [&'a str],
+    firmware: [u8; 3],
+    halt: bool,
+    has_gsm: bool,
+}
+
+impl<'a> PowerUp<'a> {
+    fn of(s: &Setup<'a>) -> Self {
+        PowerUp {
+            device_id: s.device_id,
+            key: s.key,
+            factory_servers: s.factory_servers,
+            firmware: s.firmware,
+            halt: s.halt,
+            has_gsm: s.has_gsm,
+        }
+    }
+}
+
 /// Checks and decrypts a session datagram in place. Out of line: the cipher's working state
 /// is on the stack only while this runs, not while the message is handled (a configuration
 /// decoded then would add to it; a device's stack is the budget).
@@ -146,7 +169,7 @@ impl<const LOG: usize> Controller<LOG> {
     /// controller or its log passes through the stack.
     pub fn boot(&mut self, mut setup: Setup<'_>, now: u64) {
         let found = setup.stored.take().map(|s| self.cfg.load(s));
-        self.start(&setup, found, now);
+        self.start(PowerUp::of(&setup), found, now);
     }
 
     /// Powers up in place like [`boot`](Self::boot), reading the flash record itself:
@@ -163,17 +186,21 @@ impl<const LOG: usize> Controller<LOG> {
         read: &mut dyn FnMut(u8, &mut [u8]) -> bool,
         now: u64,
     ) -> Option<persist::Header> {
+        // Only what power-up needs, so the setup (with room for a decoded record) is not kept
+        // on a device's stack while flash is read.
+        let power_up = PowerUp::of(&setup);
+        drop(setup);
         let header = self
             .cfg
             .restore(read, &mut self.scratch[..persist::MAX_LEN]);
-        self.start(&setup, header.map(|h| (h.seq, h.boot)), now);
+        self.start(power_up, header.map(|h| (h.seq, h.boot)), now);
         header
     }
 
     /// The one power-up path. `self.cfg` holds the version, configurations and rolled-back
     /// version of the flash record when `found` (its sequence number and boot counter) is
     /// `Some`; without a record the factory configuration is used.
-    fn start(&mut self, setup: &Setup<'_>, found: Option<(u32, u32)>, now: u64) {
+    fn start(&mut self, setup: PowerUp<'_>, found: Option<(u32, u32)>, now: u64) {
         // Every field by name, without `..`: a field added later cannot be forgotten here.
         let Controller {
             firmware,

@@ -26,12 +26,19 @@
 //! * [`schedule`] — the weekly schedule with holidays: pump and occupied/unoccupied setpoint.
 //! * [`local_time`] — UTC to local time by the configuration's POSIX TZ rule.
 //! * [`interlock`] — freeze protection and heater-only-with-pump, which nothing overrides.
-//! * `connect` — the server list walk: DNS, handshake retries, back-off.
+//!
+//! The parts of the controller, each owning its state with a small poll of its own (time in,
+//! effects out):
+//! * `connect` — the connection: the server list walk (DNS, handshake retries, back-off) and
+//!   the Hellos.
 //! * `session` — traffic in an established session: batches, keepalives, status, acks.
-//! * `transport` — Ethernet/GSM failover, the Ethernet probe, byte counters.
-//! * `config` — applying, persisting and rolling back configurations.
+//! * `transport` — Ethernet/GSM failover, the Ethernet probe and the way back, byte counters.
+//! * `config` — applying configurations, the trial and the rollback, HALT, the flash record.
+//! * `logging` — readings into the telemetry log.
+//! * `plant` — the relays (thermostat, schedule, interlocks) and the server's clock.
+//! * `effects` — the queue of actions other than datagrams.
 //! * `status` — the status report.
-//! * [`controller`] — the [`Controller`] that ties them together.
+//! * [`controller`] — the thin [`Controller`] that composes them.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
