@@ -1,4 +1,4 @@
-//! The [`Controller`]: every concern of the crate tied into one poll-driven state machine.
+//! The [`Controller`]: the parts of the crate composed into one poll-driven state machine.
 //!
 //! ## Driving it
 //! ```text
@@ -26,13 +26,18 @@
 //!
 //! ## Its parts
 //! Each part owns its state and has a small poll of its own (time in, effects out); the
-//! controller hands each the few facts it needs from the others and carries the results across:
-//! * [`crate::connect::Connection`] — the server walk and the session it found;
-//! * `crate::session::Up` and `Outbox` — the session's traffic and what waits to be said;
-//! * [`crate::transport::Transport`] — the interfaces, Ethernet→GSM failover and the way back;
-//! * [`crate::config::ConfigState`] — the configuration, its trial and rollback, HALT, flash;
-//! * `crate::logging::Logging` — readings into the telemetry log;
-//! * the relays (thermostat, schedule, interlocks) and the LED stay here: they read every part.
+//! controller hands each the few facts it needs from the others and carries the results across
+//! (docs/ARCHITECTURE.md, "The controller's parts", names where each behaviour is done):
+//! * `connect::Connection` and `Hellos` — the server walk, the session it found, the Hellos;
+//! * `session::Up` and `Outbox` — the session's traffic and what waits to be said;
+//! * `transport::Transport` — the interfaces, Ethernet→GSM failover and the way back;
+//! * `config::ConfigState` — the configuration, its trial and rollback, HALT, the flash record;
+//! * `logging::Logging` — readings into the telemetry log;
+//! * `plant::Plant` — the relays (thermostat, schedule, interlocks) and the server's clock;
+//! * `effects::Effects` — the actions they ask for, handed out by [`Controller::poll`].
+//!
+//! What stays here reads several parts at once: the LED, the status report, a received
+//! message's dispatch, the order of the polls.
 
 use crate::config::ConfigState;
 use crate::connect::{Conn, Connection, Hellos, Servers};
