@@ -11,9 +11,16 @@
 //!   failed version is reported as rolled back.
 //! * A re-sent copy of the running version is only confirmed again; a re-sent copy of a version
 //!   that was rolled back is refused again.
+//! * HALT held at power-up: the fixed Ethernet settings are ignored for this boot, DHCP is used
+//!   (the one rule, [`ConfigState::ethernet_wanted`]).
+//!
+//! [`ConfigState`] is this part of the controller, with its small poll
+//! ([`ConfigState::poll`]: the trial's end) and its flash record ([`ConfigState::restore`],
+//! [`ConfigState::record`]).
 
+use crate::persist::{self, Header, Stored};
 use crate::StaticIp;
-use tek_proto::message::config::Config;
+use tek_proto::message::config::{Config, Freeze, Gsm, Thermostat};
 use tek_proto::message::ConfigResult;
 
 /// What applying a configuration changed, for the controller to act on.
@@ -44,9 +51,135 @@ pub struct ConfigState {
     pub rolled_back: Option<u32>,
     /// The Ethernet settings in effect since power-up (`None` = DHCP, also under HALT).
     pub eth_boot: Option<StaticIp>,
+    /// The HALT input was held at power-up.
+    pub halt: bool,
+    /// A trial was rolled back since power-up (a status flag).
+    pub rolled_back_since_boot: bool,
+    /// Sequence number of the last flash record written (or found at power-up).
+    pub persist_seq: u32,
 }
 
+/// A configuration of zeros (not a valid one): the placeholder in [`ConfigState::BLANK`].
+const ZERO_CONFIG: Config = Config {
+    log_interval_s: 0,
+    ethernet: None,
+    gsm: Gsm {
+        apn: heapless::String::new(),
+        login: heapless::String::new(),
+        password: heapless::String::new(),
+    },
+    servers: heapless::Vec::new(),
+    thermostat: Thermostat {
+        setpoint_cc: 0,
+        hysteresis_cc: 0,
+    },
+    keepalive_s: 0,
+    batch_s: 0,
+    gsm_failover_s: 0,
+    rollback_s: 0,
+    schedule: None,
+    holidays: heapless::Vec::new(),
+    time_zone: heapless::String::new(),
+    freeze: Freeze {
+        limit_cc: 0,
+        hysteresis_cc: 0,
+    },
+};
+
 impl ConfigState {
+    /// The all-zero placeholder of `Controller::blank`: `Some`, not `None`, where `None` is a
+    /// non-zero niche value (2 in a bool or an `Option` tag), which would move the controller's
+    /// static into `.data`, i.e. into flash.
+    pub const BLANK: ConfigState = ConfigState {
+        version: 0,
+        running: ZERO_CONFIG,
+        previous: Some((0, ZERO_CONFIG)),
+        trial_deadline: None,
+        rolled_back: None,
+        eth_boot: None,
+        halt: false,
+        rolled_back_since_boot: false,
+        persist_seq: 0,
+    };
+
+    /// Takes the flash record `s` (decoded by `persist::load`); returns its sequence number and
+    /// boot counter, for [`start`](Self::start).
+    pub fn load(&mut self, s: Stored) -> (u32, u32) {
+        self.version = s.version;
+        self.running = s.config;
+        self.previous = s.previous;
+        self.rolled_back = s.rolled_back;
+        (s.seq, s.boot)
+    }
+
+    /// Reads both flash slots into `buf` with `read` and decodes the newest valid record into
+    /// place (the older one if the newer does not decode): the same choice as `persist::load`,
+    /// without a decoded copy on the stack. Returns its header (`None`: blank flash).
+    pub fn restore(
+        &mut self,
+        read: &mut dyn FnMut(u8, &mut [u8]) -> bool,
+        buf: &mut [u8],
+    ) -> Option<Header> {
+        let mut headers = [None, None];
+        for (slot, h) in headers.iter_mut().enumerate() {
+            if read(slot as u8, buf) {
+                *h = persist::check(buf);
+            }
+        }
+        // Slot 1 is in the buffer now. Newer first; on equal sequence numbers slot 0, as `load`.
+        let mut in_buf = 1;
+        let order = match headers {
+            [Some(a), Some(b)] if !b.newer_than(&a) => [0, 1],
+            _ => [1, 0],
+        };
+        for slot in order {
+            if headers[slot].is_none() {
+                continue;
+            }
+            if slot != in_buf {
+                if !read(slot as u8, buf) {
+                    continue;
+                }
+                in_buf = slot;
+            }
+            if let Some(h) = persist::decode_into(buf, &mut self.running, &mut self.previous) {
+                self.version = h.version;
+                self.rolled_back = h.rolled_back;
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    /// Power-up in place. With `found` (the flash record's sequence number: `version`,
+    /// `running`, `previous` and `rolled_back` hold what flash held) sets what follows from them
+    /// at boot; without, the factory configuration.
+    pub fn power_up(&mut self, found: Option<u32>, halt: bool, now: u64) {
+        match found {
+            Some(seq) => self.persist_seq = seq,
+            None => {
+                self.version = 0;
+                self.running = Config::DEFAULT;
+                self.previous = None;
+                self.rolled_back = None;
+                self.persist_seq = 0;
+            }
+        }
+        self.rolled_back_since_boot = false;
+        self.halt = halt;
+        self.start(now);
+    }
+
+    /// The HALT rule: the Ethernet settings to use — the running configuration's, or DHCP
+    /// (`None`) while HALT was held at power-up, whatever the configuration says.
+    pub fn ethernet_wanted(&self) -> Option<StaticIp> {
+        if self.halt {
+            None
+        } else {
+            self.running.ethernet
+        }
+    }
+
     /// The state at power-up from what flash held. A trial found in flash is in effect now (its
     /// Ethernet part took effect with this boot), so its clock starts. (The controller powers
     /// up in place with [`start`](Self::start); this builds a value for tests.)
@@ -66,20 +199,54 @@ impl ConfigState {
             trial_deadline: None,
             rolled_back,
             eth_boot: None,
+            halt,
+            rolled_back_since_boot: false,
+            persist_seq: 0,
         };
-        s.start(halt, now);
+        s.start(now);
         s
     }
 
-    /// Power-up in place: `version`, `running`, `previous` and `rolled_back` hold what flash
-    /// held; sets what follows from them at boot (the trial clock, the Ethernet settings in
-    /// effect). [`boot`](Self::boot) is this on a new value.
-    pub fn start(&mut self, halt: bool, now: u64) {
+    /// What follows at boot from what flash held: the trial clock, the Ethernet settings in
+    /// effect. [`boot`](Self::boot) is this on a new value.
+    fn start(&mut self, now: u64) {
         self.trial_deadline = self
             .previous
             .as_ref()
             .map(|_| now + u64::from(self.running.rollback_s) * 1000);
-        self.eth_boot = if halt { None } else { self.running.ethernet };
+        self.eth_boot = self.ethernet_wanted();
+    }
+
+    /// Writes the next flash record into `buf` (the boot counter is `boot`); returns the slot
+    /// to write it to and its length.
+    pub fn record(&mut self, boot: u32, buf: &mut [u8]) -> (u8, usize) {
+        self.persist_seq = self.persist_seq.wrapping_add(1);
+        let n = persist::encode(
+            buf,
+            self.persist_seq,
+            boot,
+            self.version,
+            &self.running,
+            self.previous.as_ref().map(|(v, c)| (*v, c)),
+            self.rolled_back,
+        )
+        .unwrap_or(0);
+        ((self.persist_seq % 2) as u8, n)
+    }
+
+    /// Advances to `now`: ends a failed trial ([`check_rollback`](Self::check_rollback)); the
+    /// restored Ethernet settings take effect at once (the failed ones did not work). Returns
+    /// the failed version.
+    pub fn poll(&mut self, now: u64) -> Option<u32> {
+        let failed = self.check_rollback(now)?;
+        self.rolled_back_since_boot = true;
+        self.eth_boot = self.ethernet_wanted();
+        Some(failed)
+    }
+
+    /// When [`poll`](Self::poll) has something to do.
+    pub fn poll_at(&self) -> u64 {
+        self.trial_deadline.unwrap_or(u64::MAX)
     }
 
     fn result(&self) -> ConfigResult {

@@ -26,12 +26,19 @@
 //! * [`schedule`] — the weekly schedule with holidays: pump and occupied/unoccupied setpoint.
 //! * [`local_time`] — UTC to local time by the configuration's POSIX TZ rule.
 //! * [`interlock`] — freeze protection and heater-only-with-pump, which nothing overrides.
-//! * `connect` — the server list walk: DNS, handshake retries, back-off.
+//!
+//! The parts of the controller, each owning its state with a small poll of its own (time in,
+//! effects out):
+//! * `connect` — the connection: the server list walk (DNS, handshake retries, back-off) and
+//!   the Hellos.
 //! * `session` — traffic in an established session: batches, keepalives, status, acks.
-//! * `transport` — Ethernet/GSM failover, the Ethernet probe, byte counters.
-//! * `config` — applying, persisting and rolling back configurations.
+//! * `transport` — Ethernet/GSM failover, the Ethernet probe and the way back, byte counters.
+//! * `config` — applying configurations, the trial and the rollback, HALT, the flash record.
+//! * `logging` — readings into the telemetry log.
+//! * `plant` — the relays (thermostat, schedule, interlocks) and the server's clock.
+//! * `effects` — the queue of actions other than datagrams.
 //! * `status` — the status report.
-//! * [`controller`] — the [`Controller`] that ties them together.
+//! * [`controller`] — the thin [`Controller`] that composes them.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -42,10 +49,13 @@ extern crate std;
 mod config;
 mod connect;
 pub mod controller;
+mod effects;
 pub mod interlock;
 pub mod local_time;
 pub mod log;
+mod logging;
 pub mod persist;
+mod plant;
 pub mod schedule;
 mod session;
 mod status;
@@ -57,9 +67,87 @@ mod conformance_tests;
 #[cfg(test)]
 mod testkit;
 
-pub use controller::{Controller, Setup, Stats};
+pub use controller::Controller;
+use persist::Stored;
 pub use tek_proto::message::config::StaticIp;
 pub use tek_proto::message::status::Radio;
+
+/// What the host knows at power-up.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// The device id (non-zero).
+    pub device_id: u32,
+    /// The device's 128-bit key.
+    pub key: [u8; 16],
+    /// The server list the controller uses while its configuration names none (`host` or
+    /// `host:port`; invalid entries and entries past the eighth are ignored).
+    pub factory_servers: &'a [&'a str],
+    /// Firmware version, reported in status.
+    pub firmware: [u8; 3],
+    /// Whether the HALT input was held at power-up.
+    pub halt: bool,
+    /// Whether a GSM modem is fitted.
+    pub has_gsm: bool,
+    /// The flash record, from [`persist::load`] (`None` on a blank device). Not used by
+    /// [`Controller::boot_from_flash`], which reads flash itself.
+    pub stored: Option<Stored>,
+}
+
+/// Counters for the host (simulator progress lines, firmware diagnostics). All since power-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Hellos sent.
+    pub hellos: u32,
+    /// Sessions established.
+    pub sessions: u32,
+    /// Servers that stopped answering in a session.
+    pub dead_servers: u32,
+    /// Full passes over the server list without success.
+    pub failed_passes: u32,
+    /// Switches from Ethernet to GSM.
+    pub failovers: u32,
+    /// Switches back from GSM to Ethernet.
+    pub returns: u32,
+    /// Records logged.
+    pub records_logged: u32,
+    /// Records sent (first transmission of each batch).
+    pub records_sent: u32,
+    /// Records acknowledged.
+    pub records_acked: u32,
+    /// Batches sent (first transmissions).
+    pub batches: u32,
+    /// Batch retransmissions.
+    pub batch_retries: u32,
+    /// Configurations applied.
+    pub configs_applied: u32,
+    /// Network changes rolled back.
+    pub rollbacks: u32,
+    /// Commands carried out.
+    pub commands: u32,
+    /// Datagrams dropped because they failed a check or were not expected.
+    pub ignored: u32,
+}
+
+impl Stats {
+    /// All zero, for `const` contexts (`Controller::blank`).
+    pub(crate) const BLANK: Stats = Stats {
+        hellos: 0,
+        sessions: 0,
+        dead_servers: 0,
+        failed_passes: 0,
+        failovers: 0,
+        returns: 0,
+        records_logged: 0,
+        records_sent: 0,
+        records_acked: 0,
+        batches: 0,
+        batch_retries: 0,
+        configs_applied: 0,
+        rollbacks: 0,
+        commands: 0,
+        ignored: 0,
+    };
+}
 
 /// A network interface of the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,12 +12,22 @@
 //! * Status at session start, whenever something in it changes, and every hour.
 //! * Rekey: after 24 h in one session, or past 2^31 datagrams sent, a new attempt with the same
 //!   server.
+//! * Acknowledgements first: a configuration's ConfigAck (sent after the configuration was
+//!   applied and queued for flash), a rollback report, the CommandAcks; then status, telemetry,
+//!   keepalives ([`Up::send`]).
+//!
+//! [`Up`] is the session and its small poll; [`Outbox`] holds what waits to be said in it.
 
 use crate::connect::Attempt;
+use crate::controller::Stats;
 use crate::log::{Log, LogRecord};
 use crate::{Endpoint, Iface};
-use tek_proto::message::TelemetryWriter;
+use heapless::Deque;
+use tek_proto::message::config::Config;
+use tek_proto::message::status::Status;
+use tek_proto::message::{CommandResult, ConfigResult, Message, TelemetryWriter};
 use tek_proto::session::Session;
+use tek_proto::wire::data::{HEADER_LEN, MAX_MESSAGE};
 
 /// Tries of a batch or reply-wanted keepalive before the server is dead.
 pub const TRIES: u8 = 4;
@@ -139,6 +149,263 @@ impl Up {
     pub fn heard(&mut self, now: u64) {
         self.last_rx = now;
         self.probing = None;
+    }
+}
+
+/// What waits to be said to the server, kept across sessions: acknowledgements and status.
+#[derive(Debug)]
+pub struct Outbox {
+    /// The answer to the last configuration received.
+    pub config_ack: Option<(u32, ConfigResult)>,
+    /// A version rolled back, to report.
+    pub rollback_report: Option<u32>,
+    /// Answers to commands.
+    pub command_acks: Deque<(u32, CommandResult), 4>,
+    /// The last command carried out and its result (a repeated id is answered, not redone).
+    pub last_command: Option<(u32, CommandResult)>,
+    /// Status changed (or was asked for): send it.
+    pub status_due: bool,
+    /// When status is sent again anyway.
+    pub next_status_at: u64,
+}
+
+impl Outbox {
+    /// The all-zero placeholder of `Controller::blank` (`Some`: `None` is a non-zero niche).
+    pub const BLANK: Outbox = Outbox {
+        config_ack: Some((0, ConfigResult::Applied)),
+        rollback_report: None,
+        command_acks: Deque::new(),
+        last_command: Some((0, CommandResult::Done)),
+        status_due: false,
+        next_status_at: 0,
+    };
+
+    /// Power-up: nothing to say but status.
+    pub fn start(&mut self, now: u64) {
+        let Outbox {
+            config_ack,
+            rollback_report,
+            command_acks,
+            last_command,
+            status_due,
+            next_status_at,
+        } = self;
+        *config_ack = None;
+        *rollback_report = None;
+        command_acks.clear();
+        *last_command = None;
+        *status_due = true;
+        *next_status_at = now;
+    }
+
+    /// Whether an acknowledgement or status is waiting.
+    pub fn pending(&self) -> bool {
+        self.config_ack.is_some()
+            || self.rollback_report.is_some()
+            || !self.command_acks.is_empty()
+            || self.status_due
+    }
+
+    /// Command `id`'s result, if it was the last one carried out (a repeat).
+    pub fn repeated(&self, id: u32) -> Option<CommandResult> {
+        match self.last_command {
+            Some((last, result)) if last == id => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Queues command `id`'s acknowledgement (the oldest one waiting makes room).
+    pub fn command_done(&mut self, id: u32, result: CommandResult) {
+        if self.command_acks.is_full() {
+            self.command_acks.pop_front();
+        }
+        let _ = self.command_acks.push_back((id, result));
+    }
+
+    /// The next message to send, acknowledgements first, then `status` (the report, if due).
+    fn next(&mut self, now: u64, status: Option<Status>) -> Option<Message<'static>> {
+        if let Some((version, result)) = self.config_ack.take() {
+            return Some(Message::ConfigAck { version, result });
+        }
+        if let Some(version) = self.rollback_report.take() {
+            return Some(Message::ConfigAck {
+                version,
+                result: ConfigResult::RolledBack,
+            });
+        }
+        if let Some((id, result)) = self.command_acks.pop_front() {
+            return Some(Message::CommandAck { id, result });
+        }
+        let s = status?;
+        self.status_due = false;
+        self.next_status_at = now + STATUS_EVERY_MS;
+        Some(Message::Status(s))
+    }
+}
+
+/// What the session's poll needs from the rest of the controller.
+pub struct Context<'a, const LOG: usize> {
+    /// The telemetry log.
+    pub log: &'a Log<LOG>,
+    /// The running configuration's version (in keepalives).
+    pub config_version: u32,
+    /// Keepalive interval.
+    pub keepalive_ms: u64,
+    /// Batch interval.
+    pub batch_ms: u64,
+}
+
+impl<'a, const LOG: usize> Context<'a, LOG> {
+    /// The context of configuration `version`, `running`.
+    pub fn new(log: &'a Log<LOG>, config_version: u32, running: &Config) -> Self {
+        Context {
+            log,
+            config_version,
+            keepalive_ms: u64::from(running.keepalive_s) * 1000,
+            batch_ms: u64::from(running.batch_s) * 1000,
+        }
+    }
+}
+
+fn seal(session: &mut Session, msg: &Message<'_>, tx: &mut [u8]) -> Option<usize> {
+    session.seal_message(msg, tx).ok()
+}
+
+impl Up {
+    /// The next datagram of the session, if one is due, into `tx`: an acknowledgement or
+    /// status from `outbox` (`status`: the report, if it is due), else a telemetry batch, else a
+    /// keepalive. Returns (interface, source port, destination, length).
+    pub fn send<const LOG: usize>(
+        &mut self,
+        now: u64,
+        outbox: &mut Outbox,
+        status: Option<Status>,
+        cx: &Context<'_, LOG>,
+        stats: &mut Stats,
+        tx: &mut [u8],
+    ) -> Option<(Iface, u16, Endpoint, usize)> {
+        let n = match outbox.next(now, status) {
+            Some(msg) => seal(&mut self.session, &msg, tx),
+            None => self
+                .batch(now, cx, stats, tx)
+                .or_else(|| self.keepalive(now, cx, tx)),
+        }?;
+        self.last_tx = now;
+        Some((self.iface, self.port, self.to, n))
+    }
+
+    /// A telemetry batch: the one in flight again when its retry is due, or a new one.
+    fn batch<const LOG: usize>(
+        &mut self,
+        now: u64,
+        cx: &Context<'_, LOG>,
+        stats: &mut Stats,
+        tx: &mut [u8],
+    ) -> Option<usize> {
+        let log = cx.log;
+        let now_s = (now / 1000) as u32;
+        let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+        match self.batch {
+            Some(b) if now >= b.next_at && b.tries < TRIES => {
+                match write_batch(log, b.first, b.last, now_s, body) {
+                    Some((len, first, _)) => {
+                        stats.batch_retries += 1;
+                        self.batch = Some(InFlight {
+                            first,
+                            last: b.last,
+                            tries: b.tries + 1,
+                            next_at: now + retry_timeout(b.tries + 1),
+                        });
+                        self.session.seal_in_place(tx, len).ok()
+                    }
+                    None => {
+                        // Every record of the batch was dropped from a full log meanwhile.
+                        self.batch = None;
+                        None
+                    }
+                }
+            }
+            None if !log.is_empty() && (now >= self.next_batch_at || log.len() >= FULL_BATCH) => {
+                let (len, first, last) = write_batch(log, log.first_seq(), u32::MAX, now_s, body)?;
+                stats.batches += 1;
+                stats.records_sent += last.wrapping_sub(first) + 1;
+                self.batch = Some(InFlight {
+                    first,
+                    last,
+                    tries: 1,
+                    next_at: now + retry_timeout(1),
+                });
+                self.next_batch_at = now + cx.batch_ms;
+                self.session.seal_in_place(tx, len).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// A keepalive: the retry of one that wants a reply, or a new one when nothing was sent for
+    /// a keepalive interval (wanting a reply after a long silence from the server).
+    fn keepalive<const LOG: usize>(
+        &mut self,
+        now: u64,
+        cx: &Context<'_, LOG>,
+        tx: &mut [u8],
+    ) -> Option<usize> {
+        let reply_wanted =
+            if let Some(p) = self.probing.filter(|p| now >= p.next_at && p.tries < TRIES) {
+                self.probing = Some(Probing {
+                    tries: p.tries + 1,
+                    next_at: now + retry_timeout(p.tries + 1),
+                });
+                true
+            } else if self.probing.is_none() && now >= self.last_tx + cx.keepalive_ms {
+                let reply_wanted =
+                    now.saturating_sub(self.last_rx) > reply_after_ms(cx.keepalive_ms, cx.batch_ms);
+                if reply_wanted {
+                    self.probing = Some(Probing {
+                        tries: 1,
+                        next_at: now + retry_timeout(1),
+                    });
+                }
+                reply_wanted
+            } else {
+                return None;
+            };
+        seal(
+            &mut self.session,
+            &Message::Keepalive {
+                reply_wanted,
+                config_version: cx.config_version,
+            },
+            tx,
+        )
+    }
+
+    /// An Ack for records through `through_seq`: the batch in flight is done if it covers it.
+    pub fn acked(&mut self, through_seq: u32) {
+        if let Some(b) = self.batch {
+            if (through_seq.wrapping_sub(b.last) as i32) >= 0 {
+                self.batch = None;
+            }
+        }
+    }
+
+    /// When [`send`](Self::send) has something to do (0: now, with `outbox_pending`: an
+    /// acknowledgement or status waits).
+    pub fn poll_at<const LOG: usize>(&self, outbox_pending: bool, cx: &Context<'_, LOG>) -> u64 {
+        if outbox_pending {
+            return 0;
+        }
+        let mut at = (self.started + REKEY_AFTER_MS).min(self.last_tx + cx.keepalive_ms);
+        match self.batch {
+            Some(b) => at = at.min(b.next_at),
+            None if cx.log.len() >= FULL_BATCH => return 0,
+            None if !cx.log.is_empty() => at = at.min(self.next_batch_at),
+            None => {}
+        }
+        if let Some(p) = self.probing {
+            at = at.min(p.next_at);
+        }
+        at
     }
 }
 

@@ -1,6 +1,7 @@
 //! Behaviour tests: one controller, a fake clock, a fake network and in-process servers
 //! (see `testkit`).
 
+use super::{Conn, Controller, Stats};
 use crate::testkit::*;
 use crate::{EthernetSetup, Iface, Led, StaticIp};
 use std::string::ToString;
@@ -881,4 +882,56 @@ fn probe_interval_can_be_shortened() {
     n.eth_path = true;
     n.run_for(60 * S);
     assert_eq!(n.ctl.transport(), Iface::Gsm);
+}
+
+impl<const LOG: usize> Controller<LOG> {
+    /// Everything observable except traffic counters and `Stats::ignored`, for tests that
+    /// check that a datagram changed nothing.
+    pub(crate) fn fingerprint(&self) -> std::string::String {
+        let conn = match &self.link.conn {
+            Conn::Up(up) => std::format!(
+                "up {} {} {:?} {:?} {} {} {:?} {} {:?} {}",
+                up.server,
+                up.port,
+                up.session.send_counter(),
+                up.session.highest_received(),
+                up.session.session_id(),
+                up.counter,
+                up.batch,
+                up.last_rx,
+                up.probing,
+                up.next_batch_at
+            ),
+            other => std::format!("{other:?}"),
+        };
+        let stats = Stats {
+            ignored: 0,
+            ..self.stats
+        };
+        let (log, cfg, o) = (&self.logging.log, &self.cfg, &self.outbox);
+        std::format!(
+            "{conn} | {:?} {:?} | log {} {} {} | cfg {} {:?} {:?} | relays {} | t {:?} | {:?} | \
+             {:?} {:?} {:?} {} {} {} | {:?} {:?} {:?}",
+            self.link.walk,
+            self.transport.probe,
+            log.first_seq(),
+            log.len(),
+            log.drops(),
+            cfg.version,
+            cfg.previous.as_ref().map(|p| p.0),
+            cfg.rolled_back,
+            self.plant.relays.state(),
+            self.plant.time_offset,
+            stats,
+            o.config_ack,
+            o.rollback_report,
+            o.command_acks,
+            o.status_due,
+            self.effects.len(),
+            self.hellos.attempts,
+            self.transport.active,
+            self.transport.net,
+            o.last_command
+        )
+    }
 }
