@@ -151,3 +151,26 @@ impl WideModel {
         self.pending.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_replace_measured_ones_and_retransmissions_cost_the_same() {
+        let plant = Plant::new(1, 0);
+        let mut m = WideModel::new(16);
+        for i in 0..5u64 {
+            m.log(i * 60_000, &plant, 1);
+        }
+        m.batch_sent(300_000, 96, 28);
+        assert_eq!((m.batches, m.records, m.replaced_bytes), (1, 5, 96));
+        let first = m.wide_bytes;
+        // Header, five records of 16 channels, session overhead and IP/UDP: well under a
+        // datagram, and more than the 4-channel batch it replaces.
+        assert!(first > 96 && first < 400, "{first}");
+        m.batch_sent(303_000, 96, 28);
+        assert_eq!(m.wide_bytes, 2 * first);
+        assert_eq!(m.batches, 1);
+    }
+}
