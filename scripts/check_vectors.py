@@ -43,6 +43,14 @@ EXPECTED = [
     "schedule.items",
     "message.status", "message.config_ack", "message.command_set_relay", "message.command_ack",
     "message.pong",
+] + [
+    # Section 17: channels.
+    "caps.message", "expr.program",
+] + [f"expr.{k}.{i}" for k in ("env", "result") for i in range(3)] + [
+    "chmap.bytes", "split.version", "split.k_cfg", "split.assembled", "split.chunk.0.header",
+    "split.chunk.1.header", "wide.first_seq", "wide.channels", "wide.now",
+] + [f"wide.record.{i}" for i in range(3)] + [
+    "wide.body",
 ]
 
 
@@ -315,6 +323,150 @@ def decode_config(items):
     return cfg
 
 
+# --- channels (section 17) ---------------------------------------------------------------------
+
+def tdiv(a, b):
+    """Division truncated toward zero (17.3)."""
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+def eval_program(code, values):
+    """Evaluates an expression program (17.3) over channel values (None = no value); no interval
+    functions. Returns the value or None."""
+    stack, at = [], 0
+    binary = {0x10: lambda a, b: a + b, 0x11: lambda a, b: a - b, 0x12: lambda a, b: a * b,
+              0x13: lambda a, b: None if b == 0 else tdiv(a, b), 0x14: min, 0x15: max,
+              0x20: lambda a, b: int(a == b), 0x21: lambda a, b: int(a != b),
+              0x22: lambda a, b: int(a < b), 0x23: lambda a, b: int(a <= b),
+              0x24: lambda a, b: int(a > b), 0x25: lambda a, b: int(a >= b),
+              0x26: lambda a, b: int(a != 0 and b != 0), 0x27: lambda a, b: int(a != 0 or b != 0)}
+    while at < len(code):
+        op = code[at]
+        if op == 0x01:
+            stack.append(struct.unpack(">b", code[at + 1:at + 2])[0]); at += 2
+        elif op == 0x02:
+            stack.append(struct.unpack(">i", code[at + 1:at + 5])[0]); at += 5
+        elif op == 0x03:
+            c = code[at + 1]
+            stack.append(values[c] if c < len(values) else None); at += 2
+        elif op == 0x04:
+            stack.append(None); at += 1
+        elif op in binary:
+            b, a = stack.pop(), stack.pop()
+            stack.append(None if a is None or b is None else binary[op](a, b)); at += 1
+        elif op in (0x16, 0x17, 0x28):
+            a = stack.pop()
+            stack.append(None if a is None else {0x16: abs, 0x17: lambda x: -x,
+                                                 0x28: lambda x: int(x == 0)}[op](a)); at += 1
+        elif op == 0x30:
+            e, t, c = stack.pop(), stack.pop(), stack.pop()
+            stack.append(None if c is None else (t if c != 0 else e)); at += 1
+        elif op == 0x31:
+            b, a = stack.pop(), stack.pop()
+            stack.append(a if a is not None else b); at += 1
+        else:
+            raise ValueError(f"opcode {op:#x} not supported here")
+        if stack and stack[-1] is not None and not -(1 << 63) <= stack[-1] < (1 << 63):
+            stack[-1] = None
+    if len(stack) != 1:
+        raise ValueError("program must leave one value")
+    v = stack[0]
+    return v if v is not None and -(1 << 31) <= v < (1 << 31) else None
+
+
+def encode_map(buses, channels):
+    """buses: [(baud code, parity code, timeout ms)]; channels: [(kind, body, mul, div, offset,
+    unit, exponent)] (17.2)."""
+    out = bytearray([1, len(buses), len(channels)])
+    for baud, parity, timeout in buses:
+        out += struct.pack(">BBH", baud, parity, timeout)
+    for kind, body, mul, div, offset, unit, exponent in channels:
+        out += bytes([kind, len(body)]) + body + struct.pack(">iHiBb", mul, div, offset, unit,
+                                                             exponent)
+    return bytes(out)
+
+
+def section17_map(extra):
+    """The channel map of 17.7, with `extra` board channels."""
+    modbus = struct.pack(">BBBHBB", 0, 1, 4, 12, 4, 0)
+    channels = [(1, modbus, 1, 1, 0, 1, 0), (2, bytes([2]), 1, 1, 0, 3, -2),
+                (3, bytes([0x42, 0x00]), 1, 1000, 0, 1, 3)]
+    channels += [(2, bytes([i % 32]), 1, 1, 0, 0, 0) for i in range(extra)]
+    return encode_map([(1, 1, 200)], channels)
+
+
+def encode_wide(first_seq, channels, now, records):
+    """channels: sorted channel numbers; records: [(time, {channel: value or None})] (17.5)."""
+    mask = sum(1 << c for c in channels)
+    mask_len = (mask.bit_length() + 7) // 8
+    out = bytearray(struct.pack(">IBB", first_seq, len(records), mask_len))
+    out += mask.to_bytes(mask_len, "little")
+    last, prev_time = {}, None
+    for time, values in records:
+        step = now - time if prev_time is None else time - prev_time
+        present = [values[c] is not None for c in channels]
+        gaps = not all(present)
+        out += varint(step << 1 | gaps)
+        if gaps:
+            bits = sum(1 << k for k, p in enumerate(present) if p)
+            out += bits.to_bytes((len(channels) + 7) // 8, "little")
+        for c in channels:
+            v = values[c]
+            if v is None:
+                continue
+            out += varint(zigzag(wrap32(v - last[c]) if c in last else v))
+            last[c] = v
+        prev_time = time
+    return bytes(out)
+
+
+def compute_channels(v, out, fail):
+    key = v["device_key"]
+    out["caps.message"] = struct.pack(">BIBBHB", 0x06, 0x0F, 128, 2, 8192, 128)
+
+    out["expr.program"] = bytes([0x03, 2, 0x02]) + struct.pack(">i", 2800) + bytes(
+        [0x24, 0x03, 0, 0x01, 10, 0x12, 0x03, 3, 0x13, 0x03, 1, 0x03, 3, 0x16, 0x15, 0x30])
+    for i in range(3):
+        env = list(struct.unpack(">4i", v[f"expr.env.{i}"]))
+        r = eval_program(out["expr.program"], env)
+        out[f"expr.result.{i}"] = struct.pack(">Bi", r is not None, r or 0)
+
+    out["chmap.bytes"] = section17_map(0)
+
+    version = u32(v["split.version"])
+    k_cfg = kdf(key, b"tek cfg", b"")
+    out["split.k_cfg"] = k_cfg
+    assembled = struct.pack(">H", 4) + bytes.fromhex("01020078") + section17_map(64)
+    out["split.assembled"] = assembled
+    total = len(assembled)
+    count = -(-total // 960)
+    digest = cmac(k_cfg, struct.pack(">I", version) + assembled)[:8]
+    for i in range(count):
+        out[f"split.chunk.{i}.header"] = struct.pack(">IHBB", version, total, i, count) + digest
+    # The document's chunks reassemble to the document's configuration with a matching digest.
+    doc = v["split.assembled"]
+    if cmac(k_cfg, v["split.version"] + doc)[:8] != v.get("split.chunk.0.header", b"")[8:16]:
+        fail.append("split.chunk.0.header: digest does not match split.assembled")
+
+    mask = int.from_bytes(v["wide.channels"], "little")
+    channels = [c for c in range(128) if mask >> c & 1]
+    records = []
+    for i in range(3):
+        r = v[f"wide.record.{i}"]
+        if len(r) != 4 + 5 * len(channels):
+            raise ValueError(f"wide.record.{i}: wrong length")
+        values = {}
+        for k, c in enumerate(channels):
+            flag, value = struct.unpack(">Bi", r[4 + 5 * k:9 + 5 * k])
+            if flag not in (0, 1) or (flag == 0 and value != 0):
+                raise ValueError(f"wide.record.{i}: bad value of channel {c}")
+            values[c] = value if flag else None
+        records.append((u32(r[:4]), values))
+    out["wide.body"] = encode_wide(u32(v["wide.first_seq"]), channels, u32(v["wide.now"]),
+                                   records)
+
+
 # --- the check --------------------------------------------------------------------------------
 
 def compute(v, fail):
@@ -448,6 +600,7 @@ def compute(v, fail):
     out["message.command_set_relay"] = struct.pack(">BIBBB", 0x83, 42, 1, 1, 1)
     out["message.command_ack"] = struct.pack(">BIB", 0x04, 42, 0)
     out["message.pong"] = struct.pack(">BI", 0x84, 1764000350)
+    compute_channels(v, out, fail)
     return out
 
 

@@ -11,6 +11,8 @@
 //! * [`handshake`] — the two-message handshake that starts every session, for both roles.
 //! * [`session`] — an established session: per-direction counters and the [`replay`] window.
 //! * [`tz`] — POSIX TZ rules (the local-time rule a configuration carries for schedules).
+//! * [`channel`] — configurable channels: channel maps, expression programs, configurations
+//!   split over several datagrams, wide telemetry and the capabilities a device states.
 //!
 //! ## Guarantees
 //! * Parsing untrusted bytes never panics; every failure is a small `Copy` error that the caller
@@ -26,6 +28,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod channel;
 pub mod crypto;
 pub mod handshake;
 pub mod message;

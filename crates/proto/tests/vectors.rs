@@ -111,6 +111,28 @@ const EXPECTED: &[&str] = &[
     "message.command_set_relay",
     "message.command_ack",
     "message.pong",
+    // channels (section 17)
+    "caps.message",
+    "expr.program",
+    "expr.env.0",
+    "expr.env.1",
+    "expr.env.2",
+    "expr.result.0",
+    "expr.result.1",
+    "expr.result.2",
+    "chmap.bytes",
+    "split.version",
+    "split.k_cfg",
+    "split.assembled",
+    "split.chunk.0.header",
+    "split.chunk.1.header",
+    "wide.first_seq",
+    "wide.channels",
+    "wide.now",
+    "wide.record.0",
+    "wide.record.1",
+    "wide.record.2",
+    "wide.body",
 ];
 
 /// A value in a vector block: hex bytes (spaces allowed between digits) or a quoted ASCII string.
@@ -709,6 +731,8 @@ fn compute(v: &Vectors) -> Result<(Outputs, Vec<String>), String> {
         }
     }
 
+    channel_vectors(v, &hs, &mut out, &mut fail)?;
+
     // The example messages decode to the values they stand for and encode back.
     for (name, msg) in example_messages() {
         let mut buf = vec![0u8; msg.buffer_len()];
@@ -955,4 +979,264 @@ fn the_schedule_section_counts_the_factory_items_right() {
         said, words[before_schedule],
         "section 16.7 says {said:?} factory items; the encoding has {before_schedule}"
     );
+}
+
+/// The channel map of section 17.7 (`chmap.bytes`), plus `extra` board channels.
+fn chmap(extra: usize) -> Vec<u8> {
+    use tek_proto::channel::map::*;
+    const MEAN0: [u8; 2] = [0x42, 0x00];
+    let buses = [Bus {
+        baud: Baud::B19200,
+        parity: Parity::Even,
+        timeout_ms: 200,
+    }];
+    let mut channels = vec![
+        Channel {
+            source: Source::Modbus(ModbusRead {
+                bus: 0,
+                slave: 1,
+                function: Function::Input,
+                register: 12,
+                data_type: DataType::F32,
+                word_order: WordOrder::HighFirst,
+            }),
+            conversion: Conversion::IDENTITY,
+            resolution: Resolution {
+                unit: Unit::Watt,
+                exponent: 0,
+            },
+        },
+        Channel {
+            source: Source::Board(2),
+            conversion: Conversion::IDENTITY,
+            resolution: Resolution {
+                unit: Unit::Celsius,
+                exponent: -2,
+            },
+        },
+        Channel {
+            source: Source::Computed(&MEAN0),
+            conversion: Conversion {
+                mul: 1,
+                div: 1000,
+                offset: 0,
+            },
+            resolution: Resolution {
+                unit: Unit::Watt,
+                exponent: 3,
+            },
+        },
+    ];
+    for i in 0..extra {
+        channels.push(Channel {
+            source: Source::Board((i % 32) as u8),
+            conversion: Conversion::IDENTITY,
+            resolution: Resolution {
+                unit: Unit::None,
+                exponent: 0,
+            },
+        });
+    }
+    let mut buf = vec![0u8; buffer_len(&buses, &channels)];
+    let n = emit(&buses, &channels, &mut buf).expect("chmap emits");
+    buf.truncate(n);
+    let map = ChannelMap::new_checked(&buf).expect("chmap frames");
+    map.validate().expect("chmap validates");
+    buf
+}
+
+/// Section 17.7: capabilities, expression program, channel map, split configuration, wide
+/// telemetry.
+fn channel_vectors(
+    v: &Vectors,
+    hs: &Handshake,
+    out: &mut Outputs,
+    fail: &mut Vec<String>,
+) -> Result<(), String> {
+    use tek_proto::channel::expr::{self, op, Env, Func, Scope};
+    use tek_proto::channel::split::{self, feature, Assembled, Capabilities, ConfigChunk};
+    use tek_proto::channel::wide::{ChannelSet, WideTelemetry, WideWriter};
+    use tek_proto::channel::ChannelMessage;
+
+    // Capabilities.
+    let caps = Capabilities {
+        features: feature::SPLIT_CONFIG
+            | feature::WIDE_TELEMETRY
+            | feature::MODBUS
+            | feature::EXPRESSIONS,
+        max_channels: 128,
+        max_buses: 2,
+        max_config: 8192,
+        max_program: 128,
+    };
+    let mut buf = [0u8; 16];
+    let n = ChannelMessage::Capabilities(caps)
+        .emit(&mut buf)
+        .map_err(|e| e.to_string())?;
+    out.put("caps.message", &buf[..n]);
+    match ChannelMessage::parse(&given(v, "caps.message", fail)) {
+        Ok(Some(ChannelMessage::Capabilities(c))) if c == caps => {}
+        other => fail.push(format!("caps.message: decodes to {other:?}")),
+    }
+
+    // Expression program: the stated instructions, verified, evaluated on each environment.
+    let program = [
+        op::CHAN,
+        2,
+        op::CONST32,
+        0,
+        0,
+        0x0a,
+        0xf0,
+        op::GT,
+        op::CHAN,
+        0,
+        op::CONST8,
+        10,
+        op::MUL,
+        op::CHAN,
+        3,
+        op::DIV,
+        op::CHAN,
+        1,
+        op::CHAN,
+        3,
+        op::ABS,
+        op::MAX,
+        op::SELECT,
+    ];
+    out.put("expr.program", program);
+    let doc_program = given(v, "expr.program", fail);
+    let scope = Scope {
+        index: 4,
+        count: 5,
+        is_computed: |c| c == 4,
+    };
+    if let Err(e) = expr::verify(&doc_program, &scope) {
+        fail.push(format!("expr.program: does not verify: {e}"));
+    }
+    struct Four([i32; 4]);
+    impl Env for Four {
+        fn value(&self, ch: u8) -> Option<i32> {
+            self.0.get(usize::from(ch)).copied()
+        }
+        fn interval(&self, _: Func, _: u8) -> Option<i32> {
+            None
+        }
+    }
+    for i in 0..3 {
+        let env = v.bytes(&format!("expr.env.{i}"))?;
+        if env.len() != 16 {
+            return Err(format!("expr.env.{i}: expected 16 bytes"));
+        }
+        let mut vals = [0i32; 4];
+        for (k, val) in vals.iter_mut().enumerate() {
+            *val = i32::from_be_bytes(env[4 * k..4 * k + 4].try_into().unwrap());
+        }
+        let result = expr::eval(&program, &Four(vals));
+        let mut r = vec![u8::from(result.is_some())];
+        r.extend_from_slice(&result.unwrap_or(0).to_be_bytes());
+        out.put(&format!("expr.result.{i}"), r);
+    }
+
+    // Channel map.
+    let map = chmap(0);
+    out.put("chmap.bytes", map.clone());
+    let doc_map = given(v, "chmap.bytes", fail);
+    match tek_proto::channel::map::ChannelMap::new_checked(&doc_map) {
+        Ok(m) if m.validate().is_ok() && m.channel_count() == 3 => {}
+        other => fail.push(format!(
+            "chmap.bytes: does not decode and validate: {other:?}"
+        )),
+    }
+
+    // Split configuration.
+    let version = v.u32("split.version")?;
+    let k_cfg = split::digest_key(hs.keys.master());
+    out.put("split.k_cfg", k_cfg.0);
+    let mut assembled = vec![0, 4, 0x01, 0x02, 0x00, 0x78];
+    assembled.extend_from_slice(&chmap(64));
+    out.put("split.assembled", assembled.clone());
+    let doc_assembled = given(v, "split.assembled", fail);
+    if Assembled::parse(&doc_assembled).is_err() {
+        fail.push("split.assembled: not a valid assembled configuration".into());
+    }
+    let mut reassembler = split::Reassembler::<2048>::new();
+    let mut complete = None;
+    for i in 0..2 {
+        let chunk = ConfigChunk::split(&k_cfg, version, &assembled, i)
+            .ok_or(format!("split.chunk.{i}: no such chunk"))?;
+        let mut body = vec![0u8; chunk.buffer_len()];
+        chunk.emit(&mut body).ok_or("split: emit")?;
+        let name = format!("split.chunk.{i}.header");
+        out.put(&name, &body[..16]);
+        // The device reassembles from the document's headers and the document's bytes.
+        let mut doc_body = given(v, &name, fail);
+        if let Some(data) = doc_assembled.get(960 * i..(960 * (i + 1)).min(doc_assembled.len())) {
+            doc_body.extend_from_slice(data);
+        }
+        match ConfigChunk::parse(&doc_body) {
+            Ok(c) => match reassembler.push(&k_cfg, &c) {
+                split::Progress::Complete(ver, bytes) => complete = Some((ver, bytes.to_vec())),
+                split::Progress::Partial(_) => {}
+                other => fail.push(format!("{name}: {other:?}")),
+            },
+            Err(e) => fail.push(format!("{name}: does not decode: {e}")),
+        }
+    }
+    if complete != Some((version, doc_assembled.clone())) {
+        fail.push("split.chunk.*.header: the device does not reassemble split.assembled".into());
+    }
+
+    // Wide telemetry.
+    let mask = v.bytes("wide.channels")?;
+    let mut m = [0u8; 16];
+    if mask.is_empty() || mask.len() > 16 {
+        return Err("wide.channels: 1..=16 bytes".into());
+    }
+    m[..mask.len()].copy_from_slice(&mask);
+    let set = ChannelSet(u128::from_le_bytes(m));
+    let now = v.u32("wide.now")?;
+    let mut records = Vec::new();
+    for i in 0..3 {
+        let b = v.bytes(&format!("wide.record.{i}"))?;
+        if b.len() != 4 + 5 * set.len() {
+            return Err(format!("wide.record.{i}: wrong length"));
+        }
+        let time = u32::from_be_bytes(b[..4].try_into().unwrap());
+        let mut values = vec![None; 128];
+        for (k, ch) in set.iter().enumerate() {
+            let at = 4 + 5 * k;
+            match (b[at], &b[at + 1..at + 5]) {
+                (1, x) => values[ch] = Some(i32::from_be_bytes(x.try_into().unwrap())),
+                (0, [0, 0, 0, 0]) => {}
+                _ => return Err(format!("wide.record.{i}: bad value of channel {ch}")),
+            }
+        }
+        records.push((time, values));
+    }
+    let mut buf = [0u8; 256];
+    let mut w = WideWriter::new(&mut buf, v.u32("wide.first_seq")?, set, now)
+        .ok_or("wide: writer refused the header")?;
+    for (time, values) in &records {
+        if !w.push(*time, values) {
+            return Err("wide: writer refused a record".into());
+        }
+    }
+    let n = w.len();
+    out.put("wide.body", &buf[..n]);
+    match WideTelemetry::parse(&given(v, "wide.body", fail)) {
+        Ok(t) => {
+            let got: Vec<Vec<Option<i32>>> = t
+                .records()
+                .map(|r| (0..128).map(|c| r.get(c)).collect())
+                .collect();
+            let want: Vec<Vec<Option<i32>>> = records.iter().map(|r| r.1.clone()).collect();
+            if got != want {
+                fail.push(format!("wide.body: decodes to other values: {got:?}"));
+            }
+        }
+        Err(e) => fail.push(format!("wide.body: does not decode: {e}")),
+    }
+    Ok(())
 }

@@ -26,6 +26,7 @@ pub mod push;
 pub mod server;
 pub mod stats;
 pub mod traffic;
+pub mod wide_model;
 
 /// `tek bench ...`
 #[derive(clap::Subcommand, Debug)]

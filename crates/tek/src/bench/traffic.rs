@@ -13,6 +13,7 @@
 
 use super::progress;
 use super::server::{self, ServerProcess};
+use super::wide_model::WideModel;
 use anyhow::{bail, Context};
 use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -26,6 +27,10 @@ pub struct Args {
     /// Simulated days (the result is scaled to 30 days).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
     pub days: u64,
+    /// Also report the month with wide telemetry of this many channels (PROTOCOL.md 17.5) in
+    /// place of today's four-channel batches (see `wide_model`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub channels: Option<u16>,
 }
 
 /// IPv4 (20) + UDP (8) header bytes per datagram.
@@ -99,6 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let started = Instant::now();
     let real_limit = Duration::from_secs(60 + 30 * args.days);
     let mut buf = [0u8; 2048];
+    let mut wide = args.channels.map(|n| WideModel::new(usize::from(n)));
+    let mut relays = 0u8;
+    // The model logs on the controller's default log interval (PROTOCOL.md 7.6).
+    let log_every_ms = 60_000;
+    let mut next_log = log_every_ms;
     while t < end {
         if started.elapsed() > real_limit {
             bail!(
@@ -119,6 +129,13 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                     dhcp: true,
                 },
             );
+        }
+        if t >= next_log {
+            if let Some(w) = wide.as_mut() {
+                plant.advance(t);
+                w.log(t, &plant, relays);
+            }
+            next_log += log_every_ms;
         }
         if t >= next_sensor {
             plant.advance(t);
@@ -148,6 +165,11 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                         tally.tx += 1;
                         tally.tx_bytes += bytes.len() as u64 + IP_UDP;
                         expect_reply |= answered(bytes);
+                        if bytes.get(1) == Some(&3) && answered(bytes) {
+                            if let Some(w) = wide.as_mut() {
+                                w.batch_sent(t, bytes.len() as u64 + IP_UDP, IP_UDP);
+                            }
+                        }
                     }
                 }
                 Action::Resolve { token, .. } => {
@@ -158,6 +180,13 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 Action::SetRelay { relay, on } => {
                     plant.advance(t);
                     plant.set_relay(relay, on);
+                    if relay < 8 {
+                        relays = if on {
+                            relays | 1 << relay
+                        } else {
+                            relays & !(1 << relay)
+                        };
+                    }
                 }
                 Action::ModemUp { .. }
                 | Action::ModemDown
@@ -206,6 +235,9 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             continue;
         }
         let mut wake = ctl.poll_at().min(next_sensor);
+        if wide.is_some() {
+            wake = wake.min(next_log);
+        }
         if let Some(at) = eth_ip_at {
             wake = wake.min(at);
         }
@@ -239,7 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         stats.batch_retries,
         stats.sessions
     );
-    Ok(json!({
+    let mut summary = json!({
         "bench": "traffic",
         "days": args.days,
         "mb_per_month": mb(udp_bytes + dns_bytes),
@@ -255,6 +287,28 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "batch_retries": stats.batch_retries,
         "sessions": stats.sessions,
         "hellos": stats.hellos,
-    })
-    .to_string())
+    });
+    if let Some(w) = wide {
+        let total = udp_bytes - w.replaced_bytes + w.wide_bytes;
+        progress!(
+            "wide telemetry, {} channels: {} records ({} with a missing value) in {} batches, \
+             {} bytes instead of {}",
+            args.channels.unwrap_or(0),
+            w.records,
+            w.records_with_gaps,
+            w.batches,
+            w.wide_bytes,
+            w.replaced_bytes
+        );
+        summary["channels"] = json!(args.channels);
+        summary["mb_per_month_4ch"] = summary["mb_per_month"].clone();
+        summary["mb_per_month"] = json!(mb(total + dns_bytes));
+        summary["mb_per_month_udp"] = json!(mb(total));
+        summary["wide_records"] = json!(w.records);
+        summary["wide_records_with_gaps"] = json!(w.records_with_gaps);
+        summary["wide_batches"] = json!(w.batches);
+        summary["wide_telemetry_bytes"] = json!(w.wide_bytes);
+        summary["replaced_telemetry_bytes"] = json!(w.replaced_bytes);
+    }
+    Ok(summary.to_string())
 }
