@@ -847,7 +847,7 @@ async fn api_and_pages_work_for_a_member() {
         )
         .await;
     assert_eq!(csv.status, StatusCode::OK);
-    assert!(csv.body.starts_with("time_utc,unix_s,power_w"));
+    assert!(csv.body.starts_with("time,unix_s,power_w"));
     assert!(csv
         .header("content-disposition")
         .contains("device-2-2020-01-01-2030-01-01.csv"));

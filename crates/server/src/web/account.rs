@@ -4,7 +4,7 @@
 use super::auth::{self, CsrfForm, PageUser, Posted, Principal};
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
-use super::timefmt;
+use super::zones::Zone;
 use super::Web;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -40,8 +40,8 @@ async fn render(
         @if !tokens.is_empty() {
             table { thead { tr { th { "Name" } th { "Created" } th { "Last used" } th {} } }
                 tbody { @for t in &tokens { tr {
-                    td { (t.name) } td { (timefmt::datetime(t.created_at)) }
-                    td { (t.last_used.map_or("never".into(), timefmt::datetime)) }
+                    td { (t.name) } td { (Zone::utc().time_abbr(t.created_at)) }
+                    td { @if let Some(u) = t.last_used { (Zone::utc().time_abbr(u)) } @else { "never" } }
                     td { form method="post" action={ "/account/tokens/" (t.id) "/delete" } { (layout::csrf_field(p)) button type="submit" { "Delete" } } }
                 } } } }
         }

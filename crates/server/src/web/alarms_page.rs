@@ -8,6 +8,7 @@ use super::auth::{CsrfForm, PageUser, Posted, Principal};
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::timefmt;
+use super::zones::Zones;
 use super::Web;
 use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
 use crate::api::alarms as al;
@@ -17,26 +18,26 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool) -> Markup {
+fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool, zones: &Zones) -> Markup {
     let csrf = layout::csrf_field(p);
     html! {
         table.alarms { thead { tr {
             th { "Id" } @if show_device { th { "Controller" } } th { "Severity" } th { "Rule" }
             th { "What" } th { "Raised" } th { "State" } th {}
         } }
-        tbody { @for a in alarms { tr class=(format!("sev-{} st-{}", a.severity.as_str(), al::state(a))) {
+        tbody { @for a in alarms { @let z = zones.of(Some(a.device_id), None); tr class=(format!("sev-{} st-{}", a.severity.as_str(), al::state(a))) {
             td { (a.id) }
             @if show_device { td { a href={ "/devices/" (a.device_id) "/alarms" } { (a.device_id) } } }
             td { (a.severity.as_str()) }
             td { (a.rule_name) }
             td { (a.message) }
-            td { (timefmt::datetime(a.raised_at)) " UTC" }
+            td { (z.time_abbr(a.raised_at)) }
             td {
                 (al::state(a))
                 @if let (Some(at), Some(by)) = (a.acked_at, &a.acked_by) {
-                    br; small { "ack " (by) ", " (timefmt::datetime(at)) }
+                    br; small { "ack " (by) ", " (z.time_abbr(at)) }
                 }
-                @if let Some(c) = a.cleared_at { br; small { "cleared " (timefmt::datetime(c)) } }
+                @if let Some(c) = a.cleared_at { br; small { "cleared " (z.time_abbr(c)) } }
                 @if a.level > 0 { br; small { "escalated to level " (a.level) } }
             }
             td { @if a.acked_at.is_none() {
@@ -48,14 +49,14 @@ fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool) -> Marku
     }
 }
 
-fn note_rows(notes: &[NotificationRecord]) -> Markup {
+fn note_rows(notes: &[NotificationRecord], zones: &Zones) -> Markup {
     html! {
         table.notifications { thead { tr {
             th { "Time" } th { "Alarm" } th { "Event" } th { "Destination" } th { "Subject" }
             th { "Result" } th { "Attempts" }
         } }
         tbody { @for n in notes { tr {
-            td { (timefmt::datetime(n.created_at)) }
+            td { (zones.of(Some(n.device_id), None).time_abbr(n.created_at)) }
             td { @if let Some(a) = n.alarm_id { (a) } @else { "—" } }
             td { (n.event) }
             td { (n.destination) }
@@ -73,12 +74,15 @@ pub async fn overview(
 ) -> Result<Html<String>, HtmlError> {
     let open = al::visible_alarms(&web, &p, true, 500).await?;
     let recent = al::visible_alarms(&web, &p, false, 100).await?;
+    let zones = web
+        .zones(open.iter().chain(&recent).map(|a| a.device_id).collect())
+        .await?;
     let body = html! {
         h1 { "Alarms" }
         h2 { "Open (" (open.len()) ")" }
-        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, true)) }
+        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, true, &zones)) }
         h2 { "Recent" }
-        (alarm_rows(&p, &recent, true))
+        (alarm_rows(&p, &recent, true, &zones))
         p { small { "Rules are set per controller: open a controller, then Alarms." } }
     };
     Ok(layout::page(&p, Nav::Alarms, "Alarms", body))
@@ -98,8 +102,14 @@ pub async fn device_page(
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let dev = web.device_for(&p.user, id).await?;
-    let (rules, alarms, notes, lists) = web
+    let name = dev.device.name.clone();
+    let view = web.view(dev).await?;
+    let (rules, alarms, notes, lists, site) = web
         .db_call(move |db| {
+            let site = match db.device_site(id)? {
+                Some(s) => db.site(s)?.map(|s| s.name),
+                None => None,
+            };
             Ok((
                 db.device_rules(id)?,
                 db.alarms(&crate::storage::AlarmFilter {
@@ -109,6 +119,7 @@ pub async fn device_page(
                 })?,
                 db.notifications(Some(&[id]), None, 100)?,
                 db.lists()?,
+                site,
             ))
         })
         .await?;
@@ -119,6 +130,8 @@ pub async fn device_page(
             .map_or_else(|| format!("list {l} (deleted)"), |x| x.name.clone())
     };
     let now = super::now();
+    let zones = web.zones(vec![id]).await?;
+    let z = zones.of(Some(id), None);
     let csrf = layout::csrf_field(&p);
     let list_select = |name: &str| {
         html! {
@@ -128,13 +141,13 @@ pub async fn device_page(
             }
         }
     };
-    let title = format!("Alarms · {}", dev.device.name);
+    let title = format!("Alarms · {name}");
     let body = html! {
-        p { a href={ "/devices/" (id) } { "← " (dev.device.name) } }
-        h1 { "Alarms of " (dev.device.name) " (" (id) ")" }
+        (super::device::heading(&view, site.as_deref(), now))
         @if let Some(m) = &q.ok { (layout::flash(true, m)) }
+        p.meta { (z.note()) }
         h2 { "Alarms" }
-        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, false)) }
+        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, false, &zones)) }
         h2 { "Rules (" (rules.len()) " of " (crate::alarms::rules::MAX_RULES_PER_DEVICE) ")" }
         table.rules { thead { tr {
             th { "Id" } th { "Name" } th { "Severity" } th { "Condition" } th { "Hold-off" }
@@ -152,12 +165,12 @@ pub async fn device_page(
                     br; small { "escalate every " (r.spec.escalate_after_s / 60) " min" }
                 }
             }
-            td { @match r.shelved_until { Some(u) if u > now => { "until " (timefmt::datetime(u)) }, _ => { "no" } } }
+            td { @match r.shelved_until { Some(u) if u > now => { "until " (z.time(u)) }, _ => { "no" } } }
             td { form.inline method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/shelve" } {
                 (csrf)
                 input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
                 " min, or until "
-                input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title="UTC";
+                input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title=(z.name) aria-label={ "until, local time in " (z.name) };
                 " "
                 button type="submit" title="No alarms and no notifications for this many minutes (0: unshelve)" { "Shelve" }
             } }
@@ -233,7 +246,7 @@ pub async fn device_page(
             }
         }
         h2 { "Notification log" }
-        (note_rows(&notes))
+        (note_rows(&notes, &zones))
     };
     Ok(layout::page(&p, Nav::None, &title, body))
 }
@@ -473,7 +486,11 @@ pub async fn shelve_rule(
         Some(_) => None,
         None => Some(num(&form.minutes, "minutes", 0)?),
     };
-    let end = al::shelf_end(minutes, until, super::now())?;
+    // The page's "until" is local in the device's zone (named next to the field).
+    let z = web.device_zone(id).await?;
+    let until = until
+        .map(|u| timefmt::parse_local(&z.tz, u).map_or_else(|| u.to_owned(), |t| t.to_string()));
+    let end = al::shelf_end(minutes, until.as_deref(), super::now())?;
     al::shelve_rule(&web, &user, id, rule, end).await?;
     Ok(Redirect::to(&format!(
         "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"

@@ -25,14 +25,14 @@ fn row(d: &DeviceView, site: &str, usage: Option<&TrafficMonth>, now: i64) -> Ma
         tr data-device=(d.id) {
             td { (layout::dot(d.id, d.online, d.config.state)) }
             td { a href={ "/devices/" (d.id) } { (d.id) " " (d.name) } }
-            td { @if let Some(s) = d.site_id { a href={ "/sites/" (s) } { (site) } } @else { (site) } }
+            td.wide { @if let Some(s) = d.site_id { a href={ "/sites/" (s) } { (site) } } @else { (site) } }
             td data-field="last_seen" { (d.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
-            td data-field="transport" { (match d.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "–" }) }
+            td.wide data-field="transport" { (match d.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "–" }) }
             td.num data-field="power" { (num(r.and_then(|r| r.power_w).map(f64::from), 0, "W")) }
             td.num data-field="water" { (num(r.and_then(|r| r.water_c), 2, "°C")) }
             td.num data-field="air" { (num(r.and_then(|r| r.air_c), 2, "°C")) }
-            td.num { (usage.map_or("–".to_owned(), |u| bytes(u.eth_tx + u.eth_rx))) }
-            td.num { (usage.map_or("–".to_owned(), |u| bytes(u.gsm_tx + u.gsm_rx))) }
+            td.num.wide { (usage.map_or("–".to_owned(), |u| bytes(u.eth_tx + u.eth_rx))) }
+            td.num.wide { (usage.map_or("–".to_owned(), |u| bytes(u.gsm_tx + u.gsm_rx))) }
         }
     }
 }
@@ -73,7 +73,7 @@ pub async fn page(
             p { "No controllers are assigned to your sites yet. An administrator assigns them on the Admin page." }
         } @else {
             table.devices #devices {
-                thead { tr { th { "" } th { "Controller" } th { "Site" } th { "Last seen" } th { "Transport" } th { "Power" } th { "Water" } th { "Air" } th { "Ethernet this month" } th { "GSM this month" } } }
+                thead { tr { th { span.visually-hidden { "Status" } } th { "Controller" } th.wide { "Site" } th { "Last seen" } th.wide { "Transport" } th { "Power" } th { "Water" } th { "Air" } th.wide { "Ethernet this month" } th.wide { "GSM this month" } } }
                 tbody {
                     @for v in &views {
                         (row(v, v.site_id.and_then(|s| sites.get(&s)).map_or("–", String::as_str), usage.get(&v.id), now))

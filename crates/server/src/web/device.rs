@@ -9,6 +9,7 @@ use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::timefmt;
 use super::view::DeviceView;
+use super::zones::Zone;
 use super::Web;
 use crate::storage::{CommandRecord, CommandState, TrafficMonth};
 use axum::extract::{Path, Query, State};
@@ -34,7 +35,7 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn readings(v: &DeviceView) -> Markup {
+fn readings(v: &DeviceView, z: &Zone) -> Markup {
     let r = v.readings.as_ref();
     let relays = r.and_then(|r| r.relays);
     let relay = |bit: i32| match relays {
@@ -50,7 +51,7 @@ fn readings(v: &DeviceView) -> Markup {
             div { dt { "Air" } dd data-field="air" { (num(r.and_then(|r| r.air_c), 2, "°C")) } }
             div { dt { "Pump" } dd data-field="pump" { (relay(0)) } }
             div { dt { "Heater" } dd data-field="heater" { (relay(1)) } }
-            div { dt { "Logged" } dd data-field="time" data-time=[r.map(|r| r.time)] { (r.map_or("–".to_owned(), |r| timefmt::datetime(r.time))) } }
+            div { dt { "Logged (" (z.name) ")" } dd data-field="time" data-tz=(z.name) data-time=[r.map(|r| r.time)] { (r.map_or("–".to_owned(), |r| timefmt::local(&z.tz, r.time))) } }
         }
     }
 }
@@ -142,11 +143,11 @@ fn command_text(c: &Command) -> String {
     }
 }
 
-fn commands(list: &[CommandRecord]) -> Markup {
+fn commands(list: &[CommandRecord], z: &Zone) -> Markup {
     html! {
         @if !list.is_empty() {
             table.commands { thead { tr { th { "Queued" } th { "Command" } th { "State" } } }
-                tbody { @for c in list { tr { td { (timefmt::datetime(c.queued_at)) } td { (command_text(&c.command)) }
+                tbody { @for c in list { tr { td { (z.time(c.queued_at)) } td { (command_text(&c.command)) }
                     td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired: not delivered within 10 minutes" }) } } } } }
         }
     }
@@ -180,6 +181,9 @@ pub async fn page(
             // Days of the site's time zone, as on the site page.
             let tz = site.as_ref().map_or("UTC", |s| s.time_zone.as_str());
             let days = crate::api::energy::device_days(db, id, tz, n_days, now)?;
+            let zone = site
+                .as_ref()
+                .map_or_else(Zone::utc, |s| Zone::named(&s.time_zone));
             let site = site.map(|s| s.name);
             Ok((
                 db.telemetry_buckets(id, from, to, step)?,
@@ -187,10 +191,11 @@ pub async fn page(
                 db.traffic(id)?,
                 db.commands(id, 10)?,
                 db.latest_config(id)?,
-                site,
+                (site, zone),
             ))
         })
         .await?;
+    let (site, z) = site;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let pts = |f: &dyn Fn(&crate::storage::Bucket) -> Option<f64>| -> Vec<(i64, f64)> {
         buckets
@@ -210,17 +215,18 @@ pub async fn page(
     let csrf = layout::csrf_field(&p);
     let body = html! {
         (heading(&v, site.as_deref(), now))
+        p.meta { (z.note()) }
         @if let Some(ver) = q.saved { (layout::flash(true, &format!("Saved as configuration v{ver}; it is sent to the controller now."))) }
         @if let Some(c) = q.queued { (layout::flash(true, &format!("Command {c} queued."))) }
-        section { h2 { "Now" } (readings(&v)) }
+        section { h2 { "Now" } (readings(&v, &z)) }
         section.charts {
             h2 { "History" }
             nav.ranges { @for r in Range::ALL {
                 a href={ "/devices/" (id) "?range=" (r.key()) } class=[(r == range).then_some("active")] { (r.key()) }
             } }
-            (charts::line_chart("Power", "W", from, to, step, &[Series { label: "power", class: "power", points: power }]))
+            (charts::line_chart("Power", "W", &z.tz, from, to, step, &[Series { label: "power", class: "power", points: power }]))
             (charts::bar_chart("Energy per day", "Wh", &energy))
-            (charts::line_chart("Temperatures", "°C", from, to, step, &[
+            (charts::line_chart("Temperatures", "°C", &z.tz, from, to, step, &[
                 Series { label: "water", class: "water", points: water },
                 Series { label: "air", class: "air", points: air },
             ]))
@@ -248,14 +254,14 @@ pub async fn page(
                 }
                 button type="submit" { "Send" }
             }
-            (commands(&cmds))
+            (commands(&cmds, &z))
         }
         (usage(&months, now))
         section.export {
             h2 { "Export" }
             form.inline method="get" action={ "/devices/" (id) "/export.csv" } {
-                label { "From (UTC)" input type="datetime-local" name="from" value=(timefmt::datetime(now - 86_400)[..16].replace(' ', "T")) required; }
-                label { "To (UTC)" input type="datetime-local" name="to" value=(timefmt::datetime(now + 60)[..16].replace(' ', "T")) required; }
+                label { "From (" (z.name) ")" input type="datetime-local" name="from" value=(timefmt::local_input(&z.tz, now - 86_400)) required; }
+                label { "To (" (z.name) ")" input type="datetime-local" name="to" value=(timefmt::local_input(&z.tz, now + 60)) required; }
                 button #export type="submit" { "Download CSV" }
             }
         }

@@ -29,6 +29,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod fields;
 pub mod headers;
 pub mod layout;
 pub mod login;
@@ -37,6 +38,7 @@ pub mod schedules;
 pub mod site;
 pub mod timefmt;
 pub mod view;
+pub mod zones;
 
 use crate::server::Api;
 use crate::storage::{self, Storage};

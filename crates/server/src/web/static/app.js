@@ -17,8 +17,17 @@
     return Math.floor(d / 86400) + " d ago";
   }
 
-  function utc(t) {
-    return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
+  // "YYYY-MM-DD HH:MM:SS" local in the IANA zone `tz` (the site's, named on the page), as
+  // the server writes it (timefmt::local).
+  function local(t, tz) {
+    try {
+      return new Intl.DateTimeFormat("sv-SE", {
+        timeZone: tz || "UTC", year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
+      }).format(new Date(t * 1000));
+    } catch (e) {
+      return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    }
   }
 
   function transport(t) {
@@ -75,7 +84,8 @@
       set(box, "air", num(r.air_c, 2, "\u00b0C"));
       set(box, "pump", relay(r.relays, 0));
       set(box, "heater", relay(r.relays, 1));
-      var t = set(box, "time", r.time ? utc(r.time) : "\u2013");
+      var tf = box.querySelector('[data-field="time"]');
+      var t = set(box, "time", r.time ? local(r.time, tf && tf.getAttribute("data-tz")) : "\u2013");
       if (t && r.time) t.setAttribute("data-time", String(r.time));
     }
     var meta = document.getElementById("device-meta");
@@ -95,13 +105,35 @@
     }
   }
 
+  // The live stream is open only while the page is shown. Chromium keeps at most 6 HTTP/1.1
+  // connections per host, and a page kept in the back/forward cache would otherwise keep its
+  // stream open: after a few clicks between tabs every new page waited for a free connection.
+  // So the stream is closed when the page is hidden or left (pagehide, visibilitychange) and
+  // opened again when it is shown (pageshow, also after a return from the cache).
+  var live = null;
+
   function followDevice(id) {
     if (!window.EventSource) return;
-    var es = new EventSource("/devices/" + id + "/events");
-    es.addEventListener("device", function (e) {
-      try { updateDevice(JSON.parse(e.data)); } catch (err) { /* ignore a bad event */ }
+    function open() {
+      if (live || document.visibilityState === "hidden") return;
+      live = new EventSource("/devices/" + id + "/events");
+      live.addEventListener("device", function (e) {
+        try { updateDevice(JSON.parse(e.data)); } catch (err) { /* ignore a bad event */ }
+      });
+    }
+    function close() {
+      if (live) { live.close(); live = null; }
+    }
+    window.addEventListener("pagehide", close);
+    window.addEventListener("pageshow", open);
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") close(); else open();
     });
+    open();
   }
+
+  // For the browser test: whether the live stream is open.
+  window.tekLive = function () { return live !== null && live.readyState !== 2; };
 
   function refreshDashboard() {
     fetch("/api/devices", { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -129,7 +161,9 @@
   document.addEventListener("DOMContentLoaded", function () {
     if (document.getElementById("devices")) {
       refreshDashboard();
-      setInterval(refreshDashboard, 3000);
+      setInterval(function () {
+        if (document.visibilityState !== "hidden") refreshDashboard();
+      }, 3000);
     }
     var meta = document.getElementById("device-meta");
     if (meta) followDevice(meta.getAttribute("data-device"));
