@@ -869,3 +869,239 @@ async fn every_page_fits_phones_and_desktops() {
     assert!(bad.is_empty(), "horizontal overflow:\n{}", bad.join("\n"));
     ui.stop().await;
 }
+
+/// The text of the error shown next to `field` of the form matching `form` (issue 19 point 5).
+async fn field_error(c: &Client, form: &str, field: &str) -> Option<String> {
+    let v = c
+        .execute(
+            "const f = document.querySelector(arguments[0]);
+             const el = f && f.querySelector('[name=\"' + arguments[1] + '\"]');
+             if (!el || el.getAttribute('aria-invalid') !== 'true') return null;
+             const note = document.getElementById(el.getAttribute('aria-describedby'));
+             return note ? note.textContent : null;",
+            vec![form.into(), field.into()],
+        )
+        .await
+        .ok()?;
+    v.as_str().map(str::to_owned)
+}
+
+/// Issue 19 points 5 and 8: bad input in the alarm rule, setpoint, token and assignment forms
+/// is refused with the message next to its field and what was typed kept (no bare error page);
+/// deletes and reboot ask first; successful adds say so; "1-999" names the missing controllers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_keep_input_ask_first_and_say_what_happened() {
+    let ui = Ui::start(2, true).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    let value = |css: &'static str| async move {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    };
+
+    // A threshold rule with a limit that is not a number.
+    c.goto(&format!("{base}/devices/1/alarms")).await.unwrap();
+    let threshold = "form:has(input[name=kind][value=threshold])";
+    for (field, v) in [("name", "Too warm"), ("limit", "warm"), ("restore", "9")] {
+        c.find(Locator::Css(&format!("{threshold} input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(v)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css(&format!("{threshold} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let msg = wait_for(Duration::from_secs(5), "the limit's error", || async {
+        field_error(c, threshold, "limit").await
+    })
+    .await;
+    assert!(msg.contains("limit"), "{msg}");
+    assert_eq!(c.current_url().await.unwrap().path(), "/devices/1/alarms");
+    assert_eq!(
+        value("form:has(input[name=kind][value=threshold]) input[name=name]").await,
+        "Too warm",
+        "the input is kept"
+    );
+    assert_eq!(
+        value("form:has(input[name=kind][value=threshold]) input[name=limit]").await,
+        "warm"
+    );
+    // Fixed, it is added and the page says so.
+    let limit = c
+        .find(Locator::Css(&format!("{threshold} input[name=limit]")))
+        .await
+        .unwrap();
+    limit.clear().await.unwrap();
+    limit.send_keys("10").await.unwrap();
+    c.find(Locator::Css(&format!("{threshold} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ok = wait_for(Duration::from_secs(5), "the confirmation", || async {
+        text(c, ".flash.ok").await
+    })
+    .await;
+    assert!(ok.contains("added"), "{ok}");
+    shot(c, "forms-rule-added").await;
+
+    // Deleting the rule asks first: dismissed, nothing happens; accepted, it is gone.
+    let delete = "table.rules form[data-confirm] button";
+    c.find(Locator::Css(delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ask = c.get_alert_text().await.unwrap();
+    assert!(ask.contains("Delete the rule Too warm"), "{ask}");
+    c.dismiss_alert().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(text(c, "table.rules tbody")
+        .await
+        .unwrap()
+        .contains("Too warm"));
+    c.find(Locator::Css(delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    wait_for(Duration::from_secs(5), "the rule deleted", || async {
+        let t = text(c, "table.rules tbody").await?;
+        (!t.contains("Too warm")).then_some(())
+    })
+    .await;
+
+    // The setpoint: out of range (the browser's own check removed), refused next to the form
+    // with the typed value kept.
+    c.goto(&format!("{base}/devices/1")).await.unwrap();
+    c.execute(
+        "document.getElementById('setpoint').removeAttribute('max')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let sp = c.find(Locator::Css("#setpoint")).await.unwrap();
+    sp.clear().await.unwrap();
+    sp.send_keys("95").await.unwrap();
+    c.find(Locator::Css("form[action=\"/devices/1/setpoint\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the setpoint error", || async {
+        text(c, "form[action=\"/devices/1/setpoint\"] .field-error").await
+    })
+    .await;
+    assert!(!err.is_empty());
+    assert_eq!(value("#setpoint").await, "95");
+    assert_eq!(c.current_url().await.unwrap().path(), "/devices/1");
+    // Reboot asks first.
+    c.find(Locator::Css("select[name=action] option[value=reboot]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action=\"/devices/1/command\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(c.get_alert_text().await.unwrap().contains("Reboot"));
+    c.dismiss_alert().await.unwrap();
+
+    // A token name that is too long: the error under the field, the name kept.
+    c.goto(&format!("{base}/account")).await.unwrap();
+    c.execute(
+        "document.getElementById('token-name').removeAttribute('maxlength')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let long = "t".repeat(70);
+    c.find(Locator::Css("#token-name"))
+        .await
+        .unwrap()
+        .send_keys(&long)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action=\"/account/tokens\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the token name error", || async {
+        field_error(c, "form[action=\"/account/tokens\"]", "name").await
+    })
+    .await;
+    assert!(err.contains("64"), "{err}");
+    assert_eq!(value("#token-name").await, long);
+
+    // Admin: assigning 1-999 names the missing controllers next to the field; adding a site
+    // says so.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    c.find(Locator::Css(
+        "form[action=\"/admin/assign\"] input[name=devices]",
+    ))
+    .await
+    .unwrap()
+    .send_keys("1-999")
+    .await
+    .unwrap();
+    c.find(Locator::Css("form[action=\"/admin/assign\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the assignment error", || async {
+        field_error(c, "form[action=\"/admin/assign\"]", "devices").await
+    })
+    .await;
+    assert!(
+        err.contains("997 of the 999") && err.contains("3-999"),
+        "{err}"
+    );
+    assert!(!err.to_lowercase().contains("not found"), "{err}");
+    assert_eq!(
+        value("form[action=\"/admin/assign\"] input[name=devices]").await,
+        "1-999"
+    );
+    shot(c, "forms-assign-error").await;
+    c.find(Locator::Css(
+        "form[action=\"/admin/sites\"] input[name=name]",
+    ))
+    .await
+    .unwrap()
+    .send_keys("Second pool")
+    .await
+    .unwrap();
+    c.find(Locator::Css("form[action=\"/admin/sites\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ok = wait_for(Duration::from_secs(5), "the site added", || async {
+        text(c, ".flash.ok").await
+    })
+    .await;
+    assert_eq!(ok, "Site Second pool added.");
+    ui.stop().await;
+}

@@ -179,7 +179,7 @@ pub async fn device_page(
                 input type="hidden" name="enabled" value=(if r.spec.enabled { "off" } else { "on" });
                 button type="submit" { (if r.spec.enabled { "Disable" } else { "Enable" }) }
             } }
-            td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
+            td { form method="post" data-confirm={ "Delete the rule " (r.spec.name) "?" } action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
                 (csrf) button type="submit" { "Delete" }
             } }
         } } } }
@@ -535,7 +535,7 @@ pub async fn admin_page(
         table { thead { tr { th { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
             tbody { @for d in &dests { tr {
                 td { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td { (d.target) }
-                td { form method="post" action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+                td { form method="post" data-confirm={ "Delete the destination " (d.name) "?" } action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
             } } } }
         form.inline method="post" action="/admin/alarms/destinations" {
             (csrf)
@@ -557,7 +557,7 @@ pub async fn admin_page(
                     }
                     button type="submit" { "Set members" }
                 } }
-                td { form method="post" action={ "/admin/alarms/lists/" (l.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+                td { form method="post" data-confirm={ "Delete the list " (l.name) "?" } action={ "/admin/alarms/lists/" (l.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
             } } } }
         form.inline method="post" action="/admin/alarms/lists" {
             (csrf)

@@ -338,7 +338,7 @@ async fn render(
                 ul { @for e in errors { li { (e) } } }
             }
         }
-        form.system #system method="post" action={ "/devices/" (id) "/configure" } {
+        form.system #system method="post" data-plain action={ "/devices/" (id) "/configure" } {
             (layout::csrf_field(p))
             fieldset {
                 legend { "Logging" }

@@ -54,7 +54,7 @@ pub fn page(user: &Principal, nav: Nav, title: &str, body: Markup) -> Html<Strin
                             @if user.user.is_admin { (item(Nav::Admin, "/admin", "Admin")) }
                             (item(Nav::Account, "/account", "Account"))
                         }
-                        form.logout method="post" action="/logout" {
+                        form.logout method="post" action="/logout" data-plain {
                             input type="hidden" name="csrf" value=(user.csrf());
                             span.who { (user.user.email) }
                             button type="submit" { "Sign out" }

@@ -507,7 +507,7 @@ async fn render(
                 ul { @for e in errors { li { (e) } } }
             }
         }
-        form.schedules #schedules method="post" action={ "/devices/" (id) "/schedules" } {
+        form.schedules #schedules method="post" data-plain action={ "/devices/" (id) "/schedules" } {
             (layout::csrf_field(p))
             fieldset {
                 legend { "Schedule" }

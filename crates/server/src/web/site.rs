@@ -207,7 +207,7 @@ async fn render(
         @if p.user.is_admin {
             section.admin {
                 h2 { "Time zone" }
-                form.inline method="post" action={ "/sites/" (site_id) "/time_zone" } {
+                form.inline method="post" data-plain action={ "/sites/" (site_id) "/time_zone" } {
                     (csrf)
                     label { "IANA name" input #time_zone name="time_zone" required maxlength="64" value=(tz_typed) placeholder="Europe/Berlin"
                         aria-invalid=[errs.invalid("time_zone")] aria-describedby=[errs.described_by("time_zone")];
@@ -215,7 +215,7 @@ async fn render(
                     button type="submit" { "Save time zone" }
                 }
                 h2 { "Tariff" }
-                form #tariff-form method="post" action={ "/sites/" (site_id) "/tariff" } {
+                form #tariff-form method="post" data-plain action={ "/sites/" (site_id) "/tariff" } {
                     (csrf)
                     (errs.note("tariff"))
                     label { "Currency" input #currency name="currency" required maxlength="3" value=(typed.currency)
@@ -237,7 +237,7 @@ async fn render(
                     button type="submit" { "Save tariff" }
                 }
                 @if t.is_some() {
-                    form.inline method="post" action={ "/sites/" (site_id) "/tariff/delete" } {
+                    form.inline method="post" data-confirm="Remove the tariff of this site? Costs are no longer shown." action={ "/sites/" (site_id) "/tariff/delete" } {
                         (csrf) button type="submit" { "Remove tariff" }
                     }
                 }

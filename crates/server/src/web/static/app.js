@@ -158,7 +158,96 @@
       .catch(function () { /* signed out or server restarting: try again later */ });
   }
 
+  // Forms. Every post form asks first when it has data-confirm (deletes, reboot), and is sent
+  // in the background: on success the browser goes where the server redirects; on a refusal the
+  // page stays as it is, with what was typed, and the server's message is shown next to the
+  // field it names (else at the top of the form). Forms marked data-plain (those whose answer is
+  // a page of their own: login, configuration, a new token) are posted normally.
+  function fieldFor(form, msg) {
+    var m = msg.toLowerCase();
+    var best = null;
+    form.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(function (el) {
+      if (best) return;
+      var label = el.closest("label");
+      var names = [el.name.replace(/_/g, " "), el.name];
+      if (label) names.push(label.textContent.trim().split("\n")[0].trim().toLowerCase());
+      names.forEach(function (n) {
+        if (!best && n && (m.indexOf(n + ":") === 0 || m.indexOf(n + " ") === 0)) best = el;
+      });
+    });
+    return best;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll(".field-error.js").forEach(function (e) { e.remove(); });
+    form.querySelectorAll("[aria-invalid]").forEach(function (e) {
+      e.removeAttribute("aria-invalid");
+      e.removeAttribute("aria-describedby");
+    });
+  }
+
+  var errorIds = 0;
+  function showError(form, msg) {
+    clearErrors(form);
+    var el = fieldFor(form, msg);
+    var note = document.createElement("span");
+    note.className = "field-error js";
+    note.setAttribute("role", "alert");
+    note.id = "form-error-" + (++errorIds);
+    note.textContent = msg;
+    if (el) {
+      el.setAttribute("aria-invalid", "true");
+      el.setAttribute("aria-describedby", note.id);
+      (el.closest("label") || el).insertAdjacentElement("afterend", note);
+      el.focus();
+    } else {
+      form.insertAdjacentElement("afterbegin", note);
+    }
+  }
+
+  function confirmText(form, submitter) {
+    var t = form.getAttribute("data-confirm");
+    if (t) return t;
+    var action = form.querySelector("select[name=action]");
+    if (action && action.value === "reboot") return "Reboot the controller now?";
+    return null;
+  }
+
+  function enhanceForm(form) {
+    form.addEventListener("submit", function (ev) {
+      var ask = confirmText(form, ev.submitter);
+      if (ask && !window.confirm(ask)) { ev.preventDefault(); return; }
+      if (form.hasAttribute("data-plain") || !window.fetch || !window.URLSearchParams) return;
+      ev.preventDefault();
+      var data;
+      try { data = new FormData(form, ev.submitter); } catch (e) { data = new FormData(form); }
+      var button = ev.submitter;
+      if (button) button.disabled = true;
+      fetch(form.action, {
+        method: "POST", credentials: "same-origin", body: new URLSearchParams(data),
+        headers: { "Content-Type": "application/x-www-form-urlencoded" }
+      }).then(function (r) {
+        return r.text().then(function (t) {
+          if (button) button.disabled = false;
+          var doc = new DOMParser().parseFromString(t, "text/html");
+          var bare = !doc.querySelector("header.top");
+          var err = bare ? doc.querySelector("main.narrow p.error") : doc.querySelector(".flash.error");
+          if (r.ok && r.redirected) { window.location.assign(r.url); return; }
+          if (!r.ok && err) { showError(form, err.textContent.trim()); return; }
+          // Anything else (a page of its own): post it the ordinary way.
+          form.setAttribute("data-plain", "");
+          form.removeAttribute("data-confirm");
+          if (form.requestSubmit) form.requestSubmit(button || undefined); else form.submit();
+        });
+      }).catch(function () {
+        if (button) button.disabled = false;
+        showError(form, "The server could not be reached; nothing was changed. Try again.");
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[method=post]").forEach(enhanceForm);
     if (document.getElementById("devices")) {
       refreshDashboard();
       setInterval(function () {
