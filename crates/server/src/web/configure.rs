@@ -8,7 +8,7 @@
 //! empty keeps the stored one ("clear" removes it).
 
 use super::auth::{CsrfForm, PageUser, Posted};
-use super::device::{heading, save_edited};
+use super::device::{heading, save_if_changed};
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
@@ -296,6 +296,8 @@ pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>>
 pub struct ConfigureQuery {
     /// The version just saved (shows the confirmation line).
     pub saved: Option<u32>,
+    /// The form was saved unchanged: no version was made, this one stays.
+    pub unchanged: Option<u32>,
 }
 
 async fn render(
@@ -305,6 +307,7 @@ async fn render(
     form: Option<&SystemForm>,
     errors: &[String],
     saved: Option<u32>,
+    unchanged: Option<u32>,
 ) -> Result<axum::response::Html<String>, WebError> {
     let state = web.device_for(&p.user, id).await?;
     let v = web.view(state).await?;
@@ -331,6 +334,9 @@ async fn render(
                 "Saved as configuration v" (ver) ". "
                 span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
             }
+        }
+        @if let Some(ver) = unchanged {
+            p.flash.ok #save-state data-unchanged=(ver) role="status" { "Nothing changed: the configuration stays v" (ver) "; no new version was made." }
         }
         @if !errors.is_empty() {
             div.flash.error #errors role="alert" {
@@ -385,7 +391,7 @@ pub async fn page(
     Path(id): Path<u32>,
     Query(q): Query<ConfigureQuery>,
 ) -> Result<Response, HtmlError> {
-    Ok(render(&web, &p, id, None, &[], q.saved)
+    Ok(render(&web, &p, id, None, &[], q.saved, q.unchanged)
         .await?
         .into_response())
 }
@@ -399,7 +405,7 @@ pub async fn save(
     web.check_device(&user.user, id).await?;
     let mut errors = Vec::new();
     let f = form.clone();
-    let saved = save_edited(&web, &user, id, |c| {
+    let saved = save_if_changed(&web, &user, id, |c| {
         apply_form(c, &f).map_err(|e| {
             errors = e;
             WebError::Invalid("invalid input".into())
@@ -407,14 +413,20 @@ pub async fn save(
     })
     .await;
     match saved {
-        Ok(v) => Ok(Redirect::to(&format!("/devices/{id}/configure?saved={v}")).into_response()),
+        Ok(s) => {
+            let key = if s.changed { "saved" } else { "unchanged" };
+            Ok(
+                Redirect::to(&format!("/devices/{id}/configure?{key}={}", s.version))
+                    .into_response(),
+            )
+        }
         Err(WebError::Invalid(m)) => {
             if errors.is_empty() {
                 errors.push(m);
             }
             let mut shown = form;
             shown.gsm_password.clear();
-            let page = render(&web, &user, id, Some(&shown), &errors, None).await?;
+            let page = render(&web, &user, id, Some(&shown), &errors, None, None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),

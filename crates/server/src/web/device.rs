@@ -23,6 +23,7 @@ use tek_proto::message::{Command, Config, RelayMode};
 pub struct PageQuery {
     range: Option<String>,
     saved: Option<u32>,
+    unchanged: Option<u32>,
     queued: Option<u32>,
 }
 
@@ -92,9 +93,11 @@ pub fn config_text(v: &DeviceView) -> String {
     match c.state {
         "factory" => "factory defaults".into(),
         "pending" => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
+        // The controller went back to the configuration it ran before this version; which one
+        // that was is not recorded, so no number is claimed.
         "rolled_back" => format!(
-            "v{} rolled back by the controller (running v{})",
-            c.desired, c.applied
+            "v{} rolled back: the controller could not reach a server with it and runs its previous configuration again",
+            c.desired
         ),
         _ => format!("v{} confirmed", c.desired),
     }
@@ -217,6 +220,7 @@ pub async fn page(
         (heading(&v, site.as_deref(), now))
         p.meta { (z.note()) }
         @if let Some(ver) = q.saved { (layout::flash(true, &format!("Saved as configuration v{ver}; it is sent to the controller now."))) }
+        @if let Some(ver) = q.unchanged { (layout::flash(true, &format!("Nothing changed: the configuration stays v{ver}; no new version was made."))) }
         @if let Some(c) = q.queued { (layout::flash(true, &format!("Command {c} queued."))) }
         section { h2 { "Now" } (readings(&v, &z)) }
         section.charts {
@@ -291,15 +295,44 @@ pub async fn save_edited(
     id: u32,
     edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
 ) -> Result<u32, WebError> {
+    Ok(save_if_changed(web, p, id, edit).await?.version)
+}
+
+/// What [`save_if_changed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// The new version, or the newest one when nothing changed.
+    pub version: u32,
+    /// False when the edit left the configuration as it was: no version was made.
+    pub changed: bool,
+}
+
+/// [`save_edited`], telling whether a version was made. An edit that changes nothing makes no
+/// new version and no audit entry (saving an untouched form is not a change) — unless the newest
+/// version was rolled back by the controller: saving it again is a deliberate new attempt.
+pub async fn save_if_changed(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
+) -> Result<Saved, WebError> {
     web.check_device(&p.user, id).await?;
-    let current = web
-        .db_call(move |db| db.latest_config(id))
-        .await?
-        .map_or_else(Config::default, |r| r.config);
+    let latest = web.db_call(move |db| db.latest_config(id)).await?;
+    let current = latest
+        .as_ref()
+        .map_or_else(Config::default, |r| r.config.clone());
     let mut next = current.clone();
     let detail = edit(&mut next)?;
     next.validate()
         .map_err(|e| WebError::Invalid(format!("the configuration is not valid: {e}")))?;
+    if let Some(r) = &latest {
+        if next == current && r.state != crate::storage::ConfigState::RolledBack {
+            return Ok(Saved {
+                version: r.version,
+                changed: false,
+            });
+        }
+    }
     let version = web.api.save_config(id, next).await?;
     web.audit(
         p,
@@ -309,7 +342,10 @@ pub async fn save_edited(
         format!("v{version}: {detail}"),
     )
     .await?;
-    Ok(version)
+    Ok(Saved {
+        version,
+        changed: true,
+    })
 }
 
 /// `POST /devices/{id}/setpoint`.
@@ -318,7 +354,7 @@ pub async fn setpoint(
     Path(id): Path<u32>,
     Posted { user, form }: Posted<SetpointForm>,
 ) -> Result<Response, HtmlError> {
-    let version = save_edited(&web, &user, id, |c| {
+    let saved = save_if_changed(&web, &user, id, |c| {
         let before = c.thermostat;
         for s in [
             format!("setpoint={}", form.setpoint),
@@ -335,7 +371,8 @@ pub async fn setpoint(
         ))
     })
     .await?;
-    Ok(Redirect::to(&format!("/devices/{id}?saved={version}")).into_response())
+    let key = if saved.changed { "saved" } else { "unchanged" };
+    Ok(Redirect::to(&format!("/devices/{id}?{key}={}", saved.version)).into_response())
 }
 
 /// The command form.

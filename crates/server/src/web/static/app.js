@@ -50,7 +50,7 @@
     var c = v.config;
     if (c.state === "factory") return "factory defaults";
     if (c.state === "pending") return "v" + c.desired + " pending (confirmed: v" + c.applied + ")";
-    if (c.state === "rolled_back") return "v" + c.desired + " rolled back by the controller (running v" + c.applied + ")";
+    if (c.state === "rolled_back") return "v" + c.desired + " rolled back: the controller could not reach a server with it and runs its previous configuration again";
     return "v" + c.desired + " confirmed";
   }
 
