@@ -50,3 +50,63 @@ async fn an_unchanged_form_makes_no_version() {
         audit.body
     );
 }
+
+/// Issue 19 point 9: the overview's "Recent" does not repeat the open alarms, names the
+/// controller, and acknowledging there stays on the overview; the device page says when no
+/// destination list exists.
+#[tokio::test]
+async fn the_alarm_overview_shows_each_alarm_once_and_stays_put() {
+    use tek_server::alarms::rules::Severity;
+    use tek_server::storage::{AlarmStore, NewAlarm};
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    for t in ["freeze_risk", "offline"] {
+        let r = w
+            .post_form(
+                "/devices/1/alarms/rules",
+                &alice,
+                &format!("kind=template&template={t}"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
+    let rules = db.device_rules(1).unwrap();
+    assert_eq!(rules.len(), 2);
+    let now = 1_790_000_000;
+    let raise = |rule: usize, at: i64| NewAlarm {
+        rule_id: rules[rule].id,
+        device_id: 1,
+        rule_name: rules[rule].spec.name.clone(),
+        severity: Severity::Warning,
+        message: format!("seen at {at}"),
+        raised_at: at,
+    };
+    db.raise_alarm(&raise(0, now)).unwrap();
+    db.clear_alarm(rules[0].id, now + 60).unwrap();
+    let (open_id, _) = db.raise_alarm(&raise(1, now + 120)).unwrap();
+    let page = w.get("/alarms", Some(&alice)).await;
+    let (open, recent) = page.body.split_once("<h2>Recent</h2>").unwrap();
+    assert!(open.contains(&format!("seen at {}", now + 120)));
+    assert!(
+        !recent.contains(&format!("seen at {}", now + 120)),
+        "the open alarm is not repeated"
+    );
+    assert!(recent.contains(&format!("seen at {now}")));
+    assert!(open.contains("Pool 1 #1"), "the controller by name");
+    // Acknowledging from the overview comes back to the overview.
+    let r = w
+        .post_form(&format!("/alarms/{open_id}/ack"), &alice, "back=overview")
+        .await;
+    assert_eq!(
+        r.header("location"),
+        format!("/alarms?ok=alarm+{open_id}+acknowledged")
+    );
+    let r = w
+        .post_form(&format!("/alarms/{open_id}/ack"), &alice, "")
+        .await;
+    assert!(r.header("location").starts_with("/devices/1/alarms"));
+    // No destination list yet: the device page says nobody is notified.
+    let dev = w.get("/devices/1/alarms", Some(&alice)).await;
+    assert!(dev.body.contains("id=\"no-lists\""), "{}", dev.body);
+}

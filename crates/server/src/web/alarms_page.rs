@@ -17,8 +17,16 @@ use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
+use std::collections::HashMap;
 
-fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool, zones: &Zones) -> Markup {
+/// The alarms table; with `names` (the overview), a column with each alarm's controller.
+fn alarm_rows(
+    p: &Principal,
+    alarms: &[AlarmRecord],
+    names: Option<&HashMap<u32, String>>,
+    zones: &Zones,
+) -> Markup {
+    let show_device = names.is_some();
     let csrf = layout::csrf_field(p);
     html! {
         table.alarms { thead { tr {
@@ -27,7 +35,8 @@ fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool, zones: &
         } }
         tbody { @for a in alarms { @let z = zones.of(Some(a.device_id), None); tr class=(format!("sev-{} st-{}", a.severity.as_str(), al::state(a))) {
             td { (a.id) }
-            @if show_device { td { a href={ "/devices/" (a.device_id) "/alarms" } { (a.device_id) } } }
+            @if let Some(names) = names { td { a href={ "/devices/" (a.device_id) "/alarms" } {
+                (names.get(&a.device_id).map_or("", String::as_str)) " #" (a.device_id) } } }
             td { (a.severity.as_str()) }
             td { (a.rule_name) }
             td { (a.message) }
@@ -42,7 +51,9 @@ fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool, zones: &
             }
             td { @if a.acked_at.is_none() {
                 form method="post" action={ "/alarms/" (a.id) "/ack" } {
-                    (csrf) button type="submit" { "Acknowledge" }
+                    (csrf)
+                    @if show_device { input type="hidden" name="back" value="overview"; }
+                    button type="submit" { "Acknowledge" }
                 }
             } }
         } } } }
@@ -71,18 +82,32 @@ fn note_rows(notes: &[NotificationRecord], zones: &Zones) -> Markup {
 pub async fn overview(
     State(web): State<Web>,
     PageUser(p): PageUser,
+    Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let open = al::visible_alarms(&web, &p, true, 500).await?;
-    let recent = al::visible_alarms(&web, &p, false, 100).await?;
-    let zones = web
-        .zones(open.iter().chain(&recent).map(|a| a.device_id).collect())
+    // "Recent" lists what is over: the open ones are above already.
+    let mut recent = al::visible_alarms(&web, &p, false, 100).await?;
+    recent.retain(|a| !open.iter().any(|o| o.id == a.id));
+    let ids: Vec<u32> = open.iter().chain(&recent).map(|a| a.device_id).collect();
+    let zones = web.zones(ids.clone()).await?;
+    let names: HashMap<u32, String> = web
+        .db_call(move |db| {
+            let mut m = HashMap::new();
+            for id in ids {
+                if let std::collections::hash_map::Entry::Vacant(e) = m.entry(id) {
+                    e.insert(db.device(id)?.name);
+                }
+            }
+            Ok(m)
+        })
         .await?;
     let body = html! {
         h1 { "Alarms" }
+        @if let Some(m) = &q.ok { (layout::flash(true, m)) }
         h2 { "Open (" (open.len()) ")" }
-        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, true, &zones)) }
+        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, Some(&names), &zones)) }
         h2 { "Recent" }
-        (alarm_rows(&p, &recent, true, &zones))
+        @if recent.is_empty() { p { "No closed alarms yet." } } @else { (alarm_rows(&p, &recent, Some(&names), &zones)) }
         p { small { "Rules are set per controller: open a controller, then Alarms." } }
     };
     Ok(layout::page(&p, Nav::Alarms, "Alarms", body))
@@ -147,7 +172,7 @@ pub async fn device_page(
         @if let Some(m) = &q.ok { (layout::flash(true, m)) }
         p.meta { (z.note()) }
         h2 { "Alarms" }
-        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, false, &zones)) }
+        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, None, &zones)) }
         h2 { "Rules (" (rules.len()) " of " (crate::alarms::rules::MAX_RULES_PER_DEVICE) ")" }
         table.rules { thead { tr {
             th { "Id" } th { "Name" } th { "Severity" } th { "Condition" } th { "Hold-off" }
@@ -183,6 +208,11 @@ pub async fn device_page(
                 (csrf) button type="submit" { "Delete" }
             } }
         } } } }
+        @if lists.is_empty() {
+            p.hint #no-lists { "No destination lists exist yet, so alarms are shown here and on the Alarms page but nobody is notified. "
+                @if p.user.is_admin { a href="/admin/alarms" { "Add a destination and a list" } "." }
+                @else { "An administrator adds destinations and lists under Admin → Alarm destinations." } }
+        }
         h3 { "Add a rule from a template" }
         form.inline method="post" action={ "/devices/" (id) "/alarms/rules" } {
             (csrf)
@@ -383,6 +413,9 @@ pub async fn add_rule(
 #[derive(Debug, Deserialize)]
 pub struct Plain {
     csrf: String,
+    /// `overview`: go back to `/alarms` afterwards (else to the device's alarm page).
+    #[serde(default)]
+    back: Option<String>,
 }
 
 impl CsrfForm for Plain {
@@ -502,9 +535,12 @@ pub async fn shelve_rule(
 pub async fn ack(
     State(web): State<Web>,
     Path(id): Path<i64>,
-    Posted { user, .. }: Posted<Plain>,
+    Posted { user, form }: Posted<Plain>,
 ) -> Result<Response, HtmlError> {
     let a = al::acknowledge(&web, &user, id).await?;
+    if form.back.as_deref() == Some("overview") {
+        return Ok(Redirect::to(&format!("/alarms?ok=alarm+{id}+acknowledged")).into_response());
+    }
     Ok(Redirect::to(&format!(
         "/devices/{}/alarms?ok=alarm+{id}+acknowledged",
         a.device_id
