@@ -836,21 +836,10 @@ async fn every_page_fits_phones_and_desktops() {
         (!p.starts_with('–')).then_some(())
     })
     .await;
-    let pages = [
-        ("dashboard", "/dashboard".to_owned()),
-        ("device", "/devices/1".to_owned()),
-        ("configure", "/devices/1/configure".to_owned()),
-        ("schedules", "/devices/1/schedules".to_owned()),
-        ("device-alarms", "/devices/1/alarms".to_owned()),
-        ("alarms", "/alarms".to_owned()),
-        ("audit", "/audit".to_owned()),
-        ("admin", "/admin".to_owned()),
-        ("admin-alarms", "/admin/alarms".to_owned()),
-        ("account", "/account".to_owned()),
-        ("site", format!("/sites/{site}")),
-    ];
+    let pages = ui_pages(site);
     let dir = screenshot_dir();
     let mut bad = Vec::new();
+    let mut a11y = Vec::new();
     for (w, h) in [(1400u32, 1000u32), (390, 844)] {
         viewport(c, w, h).await;
         for (name, path) in &pages {
@@ -862,12 +851,65 @@ async fn every_page_fits_phones_and_desktops() {
                     "{path} at {w}px: scrollWidth {scroll} > {inner}: {out}"
                 ));
             }
+            if w == 1400 {
+                for v in axe_serious(c).await {
+                    a11y.push(format!("{path}: {v}"));
+                }
+            }
             full_page_shot(c, &dir, &format!("{name}-{w}"), w, h).await;
         }
     }
     eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
     assert!(bad.is_empty(), "horizontal overflow:\n{}", bad.join("\n"));
+    assert!(
+        a11y.is_empty(),
+        "serious or critical accessibility violations (axe-core):\n{}",
+        a11y.join("\n")
+    );
     ui.stop().await;
+}
+
+/// Every signed-in page of the UI, by screenshot name (an admin sees them all).
+fn ui_pages(site: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("dashboard", "/dashboard".to_owned()),
+        ("device", "/devices/1".to_owned()),
+        ("configure", "/devices/1/configure".to_owned()),
+        ("schedules", "/devices/1/schedules".to_owned()),
+        ("device-alarms", "/devices/1/alarms".to_owned()),
+        ("alarms", "/alarms".to_owned()),
+        ("audit", "/audit".to_owned()),
+        ("admin", "/admin".to_owned()),
+        ("admin-alarms", "/admin/alarms".to_owned()),
+        ("account", "/account".to_owned()),
+        ("site", format!("/sites/{site}")),
+    ]
+}
+
+/// axe-core (vendored in `tests/axe/`, test only) run in the page: its serious and critical
+/// violations, one line each with up to three offending elements.
+async fn axe_serious(c: &Client) -> Vec<String> {
+    const AXE: &str = include_str!("axe/axe.min.js");
+    c.execute(&format!("{AXE}\n;return true;"), vec![])
+        .await
+        .unwrap();
+    let v = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']}).then(r => done(
+               r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' - ' +
+                      v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))),
+               e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// The text of the error shown next to `field` of the form matching `form` (issue 19 point 5).

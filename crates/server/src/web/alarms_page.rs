@@ -193,7 +193,7 @@ pub async fn device_page(
             td { @match r.shelved_until { Some(u) if u > now => { "until " (z.time(u)) }, _ => { "no" } } }
             td { form.inline method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/shelve" } {
                 (csrf)
-                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
+                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves" aria-label="Shelve for minutes (0 unshelves)";
                 " min, or until "
                 input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title=(z.name) aria-label={ "until, local time in " (z.name) };
                 " "
@@ -256,7 +256,7 @@ pub async fn device_page(
         form method="post" action={ "/devices/" (id) "/alarms/rules" } {
             (csrf)
             input type="hidden" name="kind" value="json";
-            textarea name="json" rows="6" cols="80" required {
+            textarea name="json" rows="6" cols="80" required aria-label="Rule as JSON" {
                 (serde_json::to_string_pretty(&templates()[4].2).unwrap_or_default())
             }
             br;
@@ -267,7 +267,7 @@ pub async fn device_page(
                 summary { "Edit rule " (r.id) ": " (r.spec.name) }
                 form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/edit" } {
                     (csrf)
-                    textarea name="json" rows="10" cols="80" required {
+                    textarea name="json" rows="10" cols="80" required aria-label={ "Rule " (r.id) " as JSON" } {
                         (serde_json::to_string_pretty(&r.spec).unwrap_or_default())
                     }
                     br;

@@ -371,7 +371,7 @@ async fn render(
             fieldset {
                 legend { "Servers" }
                 p.hint { "One per line, host or host:port, tried in order (at most 8). Empty: the controller's factory list." }
-                textarea #servers name="servers" rows="4" { (f.servers) }
+                textarea #servers name="servers" rows="4" aria-label="Servers, one per line" { (f.servers) }
             }
             button #save type="submit" { "Save Changes" }
         }

@@ -246,7 +246,7 @@ pub async fn page(
             h2 { "Relays and commands" }
             form.inline method="post" action={ "/devices/" (id) "/command" } {
                 (layout::csrf_field(&p))
-                select name="action" {
+                select name="action" aria-label="Command" {
                     option value="pump_auto" { "Pump: automatic" }
                     option value="pump_on" { "Pump: on" }
                     option value="pump_off" { "Pump: off" }

@@ -536,7 +536,7 @@ async fn render(
             fieldset {
                 legend { "Holidays" }
                 p.hint { "Dates (YYYY-MM-DD), one per line, at most 16." }
-                textarea #holidays name="holidays" rows="4" { (f.holidays) }
+                textarea #holidays name="holidays" rows="4" aria-label="Holidays, one date per line" { (f.holidays) }
             }
             fieldset {
                 legend { "Freeze protection" }

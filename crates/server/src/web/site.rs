@@ -200,7 +200,7 @@ async fn render(
             form.inline method="get" action={ "/sites/" (site_id) "/energy.csv" } {
                 label { "From" input type="date" name="from" value=(days[0].label); }
                 label { "To (exclusive)" input type="date" name="to"; }
-                select name="by" { option value="day" { "per day" } option value="month" { "per month" } }
+                select name="by" aria-label="Per day or per month" { option value="day" { "per day" } option value="month" { "per month" } }
                 button #energy-export type="submit" { "Download energy CSV" }
             }
         }
