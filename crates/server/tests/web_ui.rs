@@ -110,3 +110,73 @@ async fn the_alarm_overview_shows_each_alarm_once_and_stays_put() {
     let dev = w.get("/devices/1/alarms", Some(&alice)).await;
     assert!(dev.body.contains("id=\"no-lists\""), "{}", dev.body);
 }
+
+/// Issue 19 point 2: the charts' endpoint reduces any range to about `points` buckets and keeps
+/// each bucket's lowest and highest value, so a one-minute peak survives a 2-bucket hour.
+/// Hand-computed: 60 records a minute apart at 1000 W but one at 9000 W in the first half hour
+/// (bucket 1: mean (29 × 1000 + 9000) / 30 = 1266.67, range 1000..9000), pump on in 10 of the
+/// second half hour's 30 records (1/3), heater never.
+#[tokio::test]
+async fn chart_buckets_keep_peaks_and_relay_shares() {
+    use tek_server::storage::{TelemetryRow, TelemetryStore};
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let t0: i64 = 1_780_308_000; // a whole hour
+    let rows: Vec<TelemetryRow> = (0..60u32)
+        .map(|k| TelemetryRow {
+            device_id: 1,
+            boot: 1,
+            seq: k,
+            time: t0 + i64::from(k) * 60,
+            channels: 0b1_0001,
+            values: [
+                if k == 7 { 9000 } else { 1000 },
+                0,
+                0,
+                0,
+                i32::from((30..40).contains(&k)),
+                0,
+                0,
+                0,
+            ],
+        })
+        .collect();
+    let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
+    db.insert_telemetry(&rows).unwrap();
+    let r = w
+        .api(
+            hyper::Method::GET,
+            &format!(
+                "/api/devices/1/telemetry?from={t0}&to={}&points=2",
+                t0 + 3600
+            ),
+            &alice,
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["step"], 1800);
+    let b = v["buckets"].as_array().unwrap();
+    assert_eq!(b.len(), 2);
+    assert!((b[0]["power_w"].as_f64().unwrap() - 38_000.0 / 30.0).abs() < 1e-6);
+    assert_eq!(
+        (b[0]["power_min"].as_f64(), b[0]["power_max"].as_f64()),
+        (Some(1000.0), Some(9000.0))
+    );
+    assert_eq!(b[0]["pump_on"].as_f64(), Some(0.0));
+    assert!((b[1]["pump_on"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(b[1]["heater_on"].as_f64(), Some(0.0));
+    assert_eq!(b[1]["power_max"].as_f64(), Some(1000.0));
+    for bad in ["points=0", "points=2001", "points=5&step=60"] {
+        let r = w
+            .api(
+                hyper::Method::GET,
+                &format!("/api/devices/1/telemetry?from={t0}&to={}&{bad}", t0 + 3600),
+                &alice,
+                "",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}

@@ -1147,3 +1147,102 @@ async fn forms_keep_input_ask_first_and_say_what_happened() {
     assert_eq!(ok, "Site Second pool added.");
     ui.stop().await;
 }
+
+/// Issue 19 point 2: the device page's charts are drawn by the vendored uPlot from the JSON
+/// endpoint (the server-drawn pictures hidden), show values on hover, zoom on drag, and add the
+/// previous period on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_charts_are_interactive() {
+    let ui = Ui::start(1, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    // Readings on record.
+    wait_for(Duration::from_secs(20), "readings", || async {
+        c.goto(&format!("{base}/devices/1")).await.ok()?;
+        let p = text(c, "#readings [data-field=power]").await?;
+        (!p.starts_with('–')).then_some(())
+    })
+    .await;
+    c.goto(&format!("{base}/devices/1?range=1h")).await.ok();
+    let state = || async {
+        c.execute(
+            "const p = document.getElementById('chart-power').tekPlot;
+             return p ? [document.querySelectorAll('.uchart canvas').length,
+                         p.series.length, p.data[0].length,
+                         getComputedStyle(document.querySelector('.static-charts')).display] : null;",
+            vec![],
+        )
+        .await
+        .ok()
+        .filter(|v| !v.is_null())
+    };
+    let v = wait_for(
+        Duration::from_secs(10),
+        "the interactive charts",
+        || async { state().await },
+    )
+    .await;
+    let a = v.as_array().unwrap();
+    assert_eq!(a[0].as_u64(), Some(2), "two canvases: {v}");
+    assert_eq!(a[1].as_u64(), Some(4), "time, mean, lowest, highest: {v}");
+    assert!(a[2].as_u64().unwrap() >= 1, "points drawn: {v}");
+    assert_eq!(
+        a[3].as_str(),
+        Some("none"),
+        "the static pictures are hidden"
+    );
+    // Hover: the legend shows the value under the cursor.
+    let legend = c
+        .execute(
+            "const p = document.getElementById('chart-power').tekPlot;
+             const i = p.data[1].map((v, k) => v == null ? -1 : k).filter(k => k >= 0).pop();
+             p.setCursor({left: p.valToPos(p.data[0][i], 'x'), top: 10});
+             return document.querySelector('#chart-power .u-legend .u-series:nth-child(2) .u-value').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shown = legend.as_str().unwrap();
+    assert!(
+        shown.parse::<f64>().is_ok(),
+        "a power value on hover: {shown:?}"
+    );
+    // Zoom: a selection narrows the x scale (uPlot applies it in a microtask).
+    let zoomed = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const p = document.getElementById('chart-power').tekPlot;
+             const a = p.data[0][0], b = p.data[0][p.data[0].length - 1];
+             const lo = a + (b - a) / 2, hi = a + 3 * (b - a) / 4;
+             p.setSelect({left: p.valToPos(lo, 'x'), width: p.valToPos(hi, 'x') - p.valToPos(lo, 'x'),
+                          top: 0, height: p.bbox.height / devicePixelRatio});
+             p.setScale('x', {min: lo, max: hi});
+             setTimeout(() => done([Math.abs(p.scales.x.min - lo) < 1 && Math.abs(p.scales.x.max - hi) < 1,
+                                    p.scales.x.min, p.scales.x.max, lo, hi]), 50);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(zoomed[0].as_bool(), Some(true), "{zoomed}");
+    shot(c, "chart-device").await;
+    // Compare: the previous period as a fifth series.
+    c.find(Locator::Css("#compare"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the previous period", || async {
+        let v = state().await?;
+        (v.as_array()?[1].as_u64()? == 5).then_some(())
+    })
+    .await;
+    let dir = screenshot_dir();
+    for w in [1400u32, 390] {
+        viewport(c, w, 1000).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        full_page_shot(c, &dir, &format!("chart-device-{w}"), w, 1000).await;
+        let (scroll, inner, out) = overflow(c).await;
+        assert!(scroll <= inner, "{scroll} > {inner}: {out}");
+    }
+    ui.stop().await;
+}

@@ -228,12 +228,24 @@ pub async fn page(
             nav.ranges { @for r in Range::ALL {
                 a href={ "/devices/" (id) "?range=" (r.key()) } class=[(r == range).then_some("active")] { (r.key()) }
             } }
-            (charts::line_chart("Power", "W", &z.tz, from, to, step, &[Series { label: "power", class: "power", points: power }]))
+            // Interactive charts (app.js with uPlot); the server-drawn ones below are shown
+            // until they are drawn, and stay without script.
+            div.live-charts {
+                label.check { input #compare type="checkbox"; "Compare with the previous period" }
+                p.hint { "Hover for values, drag to zoom, double-click for the whole range. Shaded: lowest to highest in each interval. Strips under the power line: pump (green) and heater (red) on." }
+                figure.chart { figcaption { "Power" }
+                    div.uchart #chart-power data-kind="power" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+                figure.chart { figcaption { "Temperatures" }
+                    div.uchart #chart-temp data-kind="temp" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+            }
+            div.static-charts {
+                (charts::line_chart("Power", "W", &z.tz, from, to, step, &[Series { label: "power", class: "power", points: power }]))
+                (charts::line_chart("Temperatures", "°C", &z.tz, from, to, step, &[
+                    Series { label: "water", class: "water", points: water },
+                    Series { label: "air", class: "air", points: air },
+                ]))
+            }
             (charts::bar_chart("Energy per day", "Wh", &energy))
-            (charts::line_chart("Temperatures", "°C", &z.tz, from, to, step, &[
-                Series { label: "water", class: "water", points: water },
-                Series { label: "air", class: "air", points: air },
-            ]))
         }
         section.controls {
             h2 { "Thermostat" }

@@ -28,7 +28,9 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · tek" }
+            link rel="stylesheet" href=(super::assets::UPLOT_CSS_PATH);
             link rel="stylesheet" href=(super::assets::CSS_PATH);
+            script src=(super::assets::UPLOT_JS_PATH) defer {}
             script src=(super::assets::JS_PATH) defer {}
         }
     }

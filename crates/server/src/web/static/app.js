@@ -246,7 +246,123 @@
     });
   }
 
+  // Interactive charts (device page): uPlot (vendored, /static/uplot.min.js) over
+  // GET /api/devices/{id}/telemetry?points=600, which the server reduces to buckets with the
+  // mean, lowest and highest value each (peaks survive any range) and the share of records with
+  // each relay on. The band around a line is the bucket's min..max; the strips under the power
+  // line are the pump and heater relays. Hover: values in the legend; drag: zoom; double-click:
+  // whole range. "Compare" adds the previous period of the same length, dashed.
+  function chartData(res, key) {
+    // Empty ends at the range's start and end, so the axis spans the whole requested range
+    // whatever the data covers (one reading is a point, not a collapsed axis).
+    var b = res.buckets, step = res.step, xs = [res.from], mean = [null], lo = [null], hi = [null];
+    b.forEach(function (k) {
+      var x = Math.min(k.start + step / 2, res.to);
+      if (x <= xs[xs.length - 1]) return;
+      xs.push(x);
+      mean.push(k[key + (key === "power" ? "_w" : "_c")]);
+      lo.push(k[key + "_min"]);
+      hi.push(k[key + "_max"]);
+    });
+    if (xs[xs.length - 1] < res.to) { xs.push(res.to); mean.push(null); lo.push(null); hi.push(null); }
+    return [xs, mean, lo, hi];
+  }
+
+  function relayHook(res) {
+    var step = res.step, b = res.buckets;
+    return function (u) {
+      var ctx = u.ctx, top = u.bbox.top + u.bbox.height, h = 6 * devicePixelRatio;
+      [["pump_on", "rgba(31,157,85,", 0], ["heater_on", "rgba(214,69,69,", 1]].forEach(function (r) {
+        b.forEach(function (k) {
+          var on = k[r[0]];
+          if (!on) return;
+          var x0 = u.valToPos(k.start, "x", true), x1 = u.valToPos(k.start + step, "x", true);
+          ctx.fillStyle = r[1] + (0.25 + 0.75 * on) + ")";
+          ctx.fillRect(x0, top - (r[2] + 1) * (h + 2), Math.max(1, x1 - x0), h);
+        });
+      });
+    };
+  }
+
+  function colour(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#555";
+  }
+
+  function buildChart(box, cur, prev, span, tz) {
+    var kind = box.getAttribute("data-kind");
+    var keys = kind === "power" ? ["power"] : ["water", "air"];
+    var unit = kind === "power" ? "W" : "\u00b0C";
+    var tables = [];
+    keys.forEach(function (k) { tables.push(chartData(cur, k)); });
+    if (prev) {
+      keys.forEach(function (k) {
+        var d = chartData(prev, k);
+        tables.push([d[0].map(function (x) { return x + span; }), d[1]]);
+      });
+    }
+    var data = tables.length > 1 ? uPlot.join(tables) : tables[0];
+    var series = [{ label: "Time (" + (tz || "UTC") + ")" }];
+    var bands = [];
+    keys.forEach(function (k) {
+      var c = colour("--" + k), n = series.length;
+      series.push({ label: k + " (" + unit + ")", stroke: c, width: 2, spanGaps: false,
+        value: function (u, v) { return v == null ? "\u2013" : v.toFixed(kind === "power" ? 0 : 2); } });
+      series.push({ label: k + " lowest", stroke: c, width: 0, alpha: 0.3 });
+      series.push({ label: k + " highest", stroke: c, width: 0, alpha: 0.3 });
+      bands.push({ series: [n + 2, n + 1], fill: c + "33" });
+    });
+    if (prev) {
+      keys.forEach(function (k) {
+        series.push({ label: k + ", previous period", stroke: colour("--" + k), width: 1.5, dash: [6, 4] });
+      });
+    }
+    var opts = {
+      width: Math.max(280, box.clientWidth), height: 260,
+      tzDate: function (ts) { return tz ? uPlot.tzDate(new Date(ts * 1e3), tz) : new Date(ts * 1e3); },
+      series: series, bands: bands,
+      axes: [{}, { label: unit, size: 60 }],
+      scales: { x: { time: true } },
+      cursor: { drag: { x: true, y: false } },
+      hooks: kind === "power" ? { draw: [relayHook(cur)] } : {}
+    };
+    box.textContent = "";
+    var plot = new uPlot(opts, data, box);
+    box.tekPlot = plot;
+    window.addEventListener("resize", function () {
+      plot.setSize({ width: Math.max(280, box.clientWidth), height: 260 });
+    });
+  }
+
+  function charts() {
+    var boxes = document.querySelectorAll(".uchart[data-device]");
+    if (!boxes.length || !window.uPlot || !window.fetch) return;
+    var first = boxes[0];
+    var id = first.getAttribute("data-device"), tz = first.getAttribute("data-tz");
+    var from = Number(first.getAttribute("data-from")), to = Number(first.getAttribute("data-to"));
+    var compare = document.getElementById("compare");
+    function load(f, t) {
+      return fetch("/api/devices/" + id + "/telemetry?from=" + f + "&to=" + t + "&points=600",
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
+    }
+    function draw() {
+      var span = to - from, want = [load(from, to)];
+      if (compare && compare.checked) want.push(load(from - span, from));
+      Promise.all(want).then(function (res) {
+        document.body.classList.add("has-uplot");
+        boxes.forEach(function (box) {
+          if (box.tekPlot) box.tekPlot.destroy();
+          box.tekPlot = null;
+          buildChart(box, res[0], res[1], span, tz);
+        });
+      }).catch(function () { /* the static charts stay */ });
+    }
+    if (compare) compare.addEventListener("change", draw);
+    draw();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    charts();
     document.querySelectorAll("form[method=post]").forEach(enhanceForm);
     if (document.getElementById("devices")) {
       refreshDashboard();
