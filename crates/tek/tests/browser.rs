@@ -69,18 +69,32 @@ fn start_driver() -> (Driver, u16) {
 }
 
 async fn browser(port: u16, profile: &Path) -> Client {
+    browser_with(port, profile, &[]).await
+}
+
+/// [`browser`] with extra Chromium switches (e.g. `--force-dark-mode`).
+async fn browser_with(port: u16, profile: &Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(extra.iter().map(|s| s.to_string()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -567,6 +581,10 @@ struct Ui {
 
 impl Ui {
     async fn start(n: u32, admin: bool) -> Ui {
+        Ui::start_with(n, admin, &[]).await
+    }
+
+    async fn start_with(n: u32, admin: bool, chromium: &[&str]) -> Ui {
         let (driver, driver_port) = start_driver();
         let dir = tempfile::tempdir().unwrap();
         let profile = tempfile::tempdir().unwrap();
@@ -605,7 +623,7 @@ impl Ui {
         );
         opts.speed = 6.0;
         let fleet = tek_sim::Fleet::start(opts).await.unwrap();
-        let c = browser(driver_port, profile.path()).await;
+        let c = browser_with(driver_port, profile.path(), chromium).await;
         c.goto(&format!("{base}/")).await.unwrap();
         for (field, value) in [("email", EMAIL), ("password", PASSWORD)] {
             c.find(Locator::Css(&format!("input[name={field}]")))
@@ -1244,5 +1262,133 @@ async fn device_charts_are_interactive() {
         let (scroll, inner, out) = overflow(c).await;
         assert!(scroll <= inner, "{scroll} > {inner}: {out}");
     }
+    ui.stop().await;
+}
+
+/// Issue 19 point 10: the dashboard's search, filters and sorting, an alarm badge and today's
+/// energy per controller, a total row per site; and dark mode following the system setting
+/// (Chromium told the system is dark), with no serious contrast problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_tools_and_dark_mode() {
+    let ui = Ui::start_with(3, false, &["--force-dark-mode"]).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    // An alarm on controller 2: water above 10 °C, raised at once.
+    c.goto(&format!("{base}/devices/2/alarms")).await.unwrap();
+    let threshold = "form:has(input[name=kind][value=threshold])";
+    for (field, v) in [("name", "Warm"), ("limit", "10"), ("restore", "9")] {
+        c.find(Locator::Css(&format!("{threshold} input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(v)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css(&format!("{threshold} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the badge on controller 2",
+        || async {
+            c.goto(&format!("{base}/dashboard")).await.ok()?;
+            let badge = text(c, "tr[data-device=\"2\"] a.badge").await?;
+            let today = text(c, "tr[data-device=\"2\"] [data-field=today]").await?;
+            (badge.starts_with('1') && today.ends_with("kWh")).then_some(())
+        },
+    )
+    .await;
+    let visible = || async {
+        c.execute(
+            "return [...document.querySelectorAll('#devices tbody tr')]
+               .filter(r => !r.hidden).map(r => Number(r.dataset.device));",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(visible().await, vec![1, 2, 3]);
+    // Search.
+    let q = c.find(Locator::Css("#q")).await.unwrap();
+    q.send_keys("pool-3").await.unwrap();
+    assert_eq!(visible().await, vec![3]);
+    q.clear().await.unwrap();
+    c.execute(
+        "document.getElementById('q').dispatchEvent(new Event('input'))",
+        vec![],
+    )
+    .await
+    .unwrap();
+    // Filter: with open alarms.
+    c.find(Locator::Css("#f-state option[value=alarm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(visible().await, vec![2]);
+    c.find(Locator::Css("#f-state option[value='']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Sort by controller, twice: descending.
+    let sort = c
+        .find(Locator::Css("#devices button.sort[data-col='1']"))
+        .await
+        .unwrap();
+    sort.click().await.unwrap();
+    sort.click().await.unwrap();
+    assert_eq!(visible().await, vec![3, 2, 1]);
+    assert_eq!(
+        attr(c, "#devices th:nth-child(2)", "aria-sort")
+            .await
+            .as_deref(),
+        Some("descending")
+    );
+    // The site's total row: 3 controllers, and today's energy the sum of theirs.
+    let total = text(c, "#site-totals tbody tr").await.unwrap();
+    assert!(
+        total.contains("Browser pool") && total.contains(" 3 "),
+        "{total}"
+    );
+    // Dark: the page follows the system setting.
+    let bg = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bg.as_str(), Some("rgb(13, 17, 23)"));
+    let dir = screenshot_dir();
+    let mut a11y = Vec::new();
+    for (name, path) in [
+        ("dashboard-dark", "/dashboard"),
+        ("device-dark", "/devices/2"),
+        ("device-alarms-dark", "/devices/2/alarms"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a11y.extend(
+            axe_serious(c)
+                .await
+                .into_iter()
+                .map(|v| format!("{path}: {v}")),
+        );
+        for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+            viewport(c, w, h).await;
+            full_page_shot(c, &dir, &format!("{name}-{w}"), w, h).await;
+        }
+    }
+    assert!(a11y.is_empty(), "dark mode:\n{}", a11y.join("\n"));
     ui.stop().await;
 }

@@ -154,6 +154,7 @@
         });
         var n = document.getElementById("online-count");
         if (n) n.textContent = String(online);
+        filterRows();
       })
       .catch(function () { /* signed out or server restarting: try again later */ });
   }
@@ -320,7 +321,10 @@
       width: Math.max(280, box.clientWidth), height: 260,
       tzDate: function (ts) { return tz ? uPlot.tzDate(new Date(ts * 1e3), tz) : new Date(ts * 1e3); },
       series: series, bands: bands,
-      axes: [{}, { label: unit, size: 60 }],
+      axes: [
+        { stroke: colour("--fg"), grid: { stroke: colour("--line") }, ticks: { stroke: colour("--line") } },
+        { label: unit, size: 60, stroke: colour("--fg"), grid: { stroke: colour("--line") }, ticks: { stroke: colour("--line") } }
+      ],
       scales: { x: { time: true } },
       cursor: { drag: { x: true, y: false } },
       hooks: kind === "power" ? { draw: [relayHook(cur)] } : {}
@@ -361,8 +365,81 @@
     draw();
   }
 
+  // Dashboard: search, filters (state, open alarms, site) and sorting by a column header.
+  function cellKey(row, col) {
+    var td = row.children[col];
+    if (!td) return "";
+    var s = td.getAttribute("data-sort");
+    if (s !== null) return Number(s);
+    var t = td.textContent.trim();
+    var n = parseFloat(t.replace(/[^0-9.\-]/g, ""));
+    return /^-?[0-9]/.test(t) && !isNaN(n) && col !== 1 ? n : t.toLowerCase();
+  }
+
+  function filterRows() {
+    var table = document.getElementById("devices");
+    if (!table) return;
+    var q = (document.getElementById("q") || {}).value || "";
+    var state = (document.getElementById("f-state") || {}).value || "";
+    var site = (document.getElementById("f-site") || {}).value || "";
+    q = q.trim().toLowerCase();
+    var shown = 0, rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i], ok = true;
+      if (q && r.children[1].textContent.toLowerCase().indexOf(q) < 0) ok = false;
+      var dot = r.querySelector(".dot");
+      var on = dot && /online/.test(dot.className);
+      if (state === "online" && !on) ok = false;
+      if (state === "offline" && on) ok = false;
+      if (state === "alarm" && r.getAttribute("data-alarms") === "0") ok = false;
+      if (site && r.getAttribute("data-site") !== site) ok = false;
+      r.hidden = !ok;
+      if (ok) shown++;
+    }
+    var n = document.getElementById("shown-count");
+    if (n) n.textContent = shown + " of " + rows.length + " shown";
+  }
+
+  function sortBy(button) {
+    var table = document.getElementById("devices");
+    var th = button.closest("th"), col = Number(button.getAttribute("data-col"));
+    var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+    table.querySelectorAll("th[aria-sort]").forEach(function (h) { h.setAttribute("aria-sort", "none"); });
+    th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellKey(a, col), y = cellKey(b, col);
+      if (typeof x !== typeof y) { x = String(x); y = String(y); }
+      return (x < y ? -1 : x > y ? 1 : 0) * dir;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+
+  function dashboardTools() {
+    if (!document.getElementById("device-tools")) return;
+    ["q", "f-state", "f-site"].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) el.addEventListener("input", filterRows);
+      if (el) el.addEventListener("change", filterRows);
+    });
+    document.querySelectorAll("#devices button.sort").forEach(function (b) {
+      b.addEventListener("click", function () { sortBy(b); });
+    });
+    filterRows();
+  }
+
+  // A table wider than the screen scrolls in its own box: keyboard users reach it too.
+  function scrollableTables() {
+    document.querySelectorAll("table").forEach(function (t) {
+      if (t.scrollWidth > t.clientWidth + 1) t.tabIndex = 0; else t.removeAttribute("tabindex");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    scrollableTables();
+    window.addEventListener("resize", scrollableTables);
     charts();
+    dashboardTools();
     document.querySelectorAll("form[method=post]").forEach(enhanceForm);
     if (document.getElementById("devices")) {
       refreshDashboard();
