@@ -27,6 +27,7 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "setpoint=30&hysteresis=0.5",
     ),
     ("POST", "/devices/{id}/command", "action=pump_on"),
+    ("POST", "/devices/{id}/rename", "name=Renamed+pool"),
     (
         "POST",
         "/devices/{id}/configure",

@@ -180,3 +180,64 @@ async fn chart_buckets_keep_peaks_and_relay_shares() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
 }
+
+/// Issue 19 point 10: renaming a controller through its Configure page and the API, audited;
+/// a bad name is refused; someone outside its site cannot.
+#[tokio::test]
+async fn controllers_are_renamed_from_the_page_and_the_api() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let bob = w.login("bob@example.com").await;
+    let r = w
+        .post_form("/devices/1/rename", &alice, "name=+Lap+pool+")
+        .await;
+    assert_eq!(r.header("location"), "/devices/1/configure?renamed=1");
+    let page = w.get("/devices/1/configure?renamed=1", Some(&alice)).await;
+    assert!(page.body.contains("Renamed.") && page.body.contains("value=\"Lap pool\""));
+    let r = w
+        .api(
+            hyper::Method::PATCH,
+            "/api/devices/1",
+            &alice,
+            r#"{"name":"Kids' pool"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Kids' pool"));
+    let dash = w.get("/dashboard", Some(&alice)).await;
+    assert!(dash.body.contains("1 Kids&#39; pool") || dash.body.contains("1 Kids' pool"));
+    for bad in [r#"{"name":""}"#, r#"{"name":"   "}"#, r#"{"nom":"x"}"#] {
+        let r = w
+            .api(hyper::Method::PATCH, "/api/devices/1", &alice, bad)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            r.body
+        );
+    }
+    let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(65));
+    let r = w
+        .api(hyper::Method::PATCH, "/api/devices/1", &alice, &long)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Bob's site does not have device 1.
+    let r = w
+        .api(
+            hyper::Method::PATCH,
+            "/api/devices/1",
+            &bob,
+            r#"{"name":"mine"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let admin = w.login("admin@example.com").await;
+    let audit = w.get("/audit?device=1", Some(&admin)).await;
+    assert_eq!(
+        audit.body.matches("device.rename").count(),
+        2,
+        "{}",
+        audit.body
+    );
+}

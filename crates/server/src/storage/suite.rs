@@ -53,6 +53,10 @@ pub(crate) fn devices_and_hello_counter_cas(db: &dyn Storage) {
     db.add_devices(&[dev(u32::MAX)], 0).unwrap();
     assert_eq!(db.max_device_id().unwrap(), u32::MAX);
     assert_eq!(db.device(u32::MAX).unwrap().id, u32::MAX);
+    // Renaming.
+    db.rename_device(2, "Kids' pool").unwrap();
+    assert_eq!(db.device(2).unwrap().name, "Kids' pool");
+    assert!(matches!(db.rename_device(7, "x"), Err(Error::NotFound(7))));
 }
 
 /// Idempotent on (device, boot, seq), also when a retransmission is stamped a little apart.

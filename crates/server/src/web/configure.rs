@@ -298,6 +298,8 @@ pub struct ConfigureQuery {
     pub saved: Option<u32>,
     /// The form was saved unchanged: no version was made, this one stays.
     pub unchanged: Option<u32>,
+    /// The device was just renamed.
+    pub renamed: Option<u8>,
 }
 
 async fn render(
@@ -306,9 +308,9 @@ async fn render(
     id: u32,
     form: Option<&SystemForm>,
     errors: &[String],
-    saved: Option<u32>,
-    unchanged: Option<u32>,
+    q: &ConfigureQuery,
 ) -> Result<axum::response::Html<String>, WebError> {
+    let (saved, unchanged, renamed) = (q.saved, q.unchanged, q.renamed.is_some());
     let state = web.device_for(&p.user, id).await?;
     let v = web.view(state).await?;
     let (latest, site) = web
@@ -329,6 +331,12 @@ async fn render(
     let body = html! {
         (heading(&v, site.as_deref(), now))
         h2 { "Configure → System" }
+        form.inline #rename method="post" action={ "/devices/" (id) "/rename" } {
+            (layout::csrf_field(p))
+            label { "Name" input #device-name name="name" required maxlength=(crate::api::devices::MAX_NAME) value=(v.name); }
+            button type="submit" { "Rename" }
+        }
+        @if renamed { (layout::flash(true, "Renamed.")) }
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
                 "Saved as configuration v" (ver) ". "
@@ -391,9 +399,7 @@ pub async fn page(
     Path(id): Path<u32>,
     Query(q): Query<ConfigureQuery>,
 ) -> Result<Response, HtmlError> {
-    Ok(render(&web, &p, id, None, &[], q.saved, q.unchanged)
-        .await?
-        .into_response())
+    Ok(render(&web, &p, id, None, &[], &q).await?.into_response())
 }
 
 /// `POST /devices/{id}/configure`.
@@ -426,7 +432,15 @@ pub async fn save(
             }
             let mut shown = form;
             shown.gsm_password.clear();
-            let page = render(&web, &user, id, Some(&shown), &errors, None, None).await?;
+            let page = render(
+                &web,
+                &user,
+                id,
+                Some(&shown),
+                &errors,
+                &ConfigureQuery::default(),
+            )
+            .await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),

@@ -460,3 +460,26 @@ mod radio_tests {
         assert_eq!(radio_text("off", 99), "off, signal unknown");
     }
 }
+
+/// The rename form (Configure page).
+#[derive(Debug, Deserialize)]
+pub struct RenameForm {
+    csrf: String,
+    name: String,
+}
+
+impl CsrfForm for RenameForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/rename`.
+pub async fn rename_form(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<RenameForm>,
+) -> Result<Response, HtmlError> {
+    crate::api::devices::rename(&web, &user, id, &form.name).await?;
+    Ok(Redirect::to(&format!("/devices/{id}/configure?renamed=1")).into_response())
+}

@@ -219,7 +219,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
     let api_routes = Router::new()
         .route("/me", get(a::me::me))
         .route("/devices", get(a::devices::list))
-        .route("/devices/{id}", get(a::devices::get))
+        .route(
+            "/devices/{id}",
+            get(a::devices::get).patch(a::devices::patch),
+        )
         .route("/devices/{id}/telemetry", get(a::telemetry::series))
         .route("/devices/{id}/telemetry.csv", get(a::telemetry::csv))
         .route(
@@ -266,6 +269,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/devices/{id}", get(device::page))
         .route("/devices/{id}/events", get(events::device_events))
         .route("/devices/{id}/setpoint", post(device::setpoint))
+        .route("/devices/{id}/rename", post(device::rename_form))
         .route("/devices/{id}/command", post(device::command))
         .route("/devices/{id}/export.csv", get(export::page_csv))
         .route(
