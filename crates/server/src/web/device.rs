@@ -74,7 +74,10 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
             span data-field="online" { (if v.online { "online" } else { "offline" }) }
             " · last seen " span data-field="last_seen" { (v.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
             " · " span data-field="transport" { (match v.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "transport unknown" }) }
-            @if let Some(st) = &v.status { " · radio " span data-field="radio" { (radio_text(st.radio, st.gsm_signal)) } }
+            @if let Some(st) = &v.status {
+                " · address " span data-field="address" { (address_text(&st.ip, st.dhcp)) }
+                " · radio " span data-field="radio" { (radio_text(st.radio, st.gsm_signal)) }
+            }
             @if let Some(s) = site { " · site " (s) }
             " · configuration " span data-field="config" data-state=(v.config.state) { (config_text(v)) }
         }
@@ -87,17 +90,25 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
     }
 }
 
+/// The address the controller reported and how it got it: "192.168.1.20 (DHCP)".
+pub fn address_text(ip: &str, dhcp: bool) -> String {
+    format!("{ip} ({})", if dhcp { "DHCP" } else { "fixed" })
+}
+
 /// "v3 synced", "v4 pending (controller runs v3)", ...
 pub fn config_text(v: &DeviceView) -> String {
     let c = &v.config;
     match c.state {
         "factory" => "factory defaults".into(),
         "pending" => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
-        // The controller went back to the configuration it ran before this version; which one
-        // that was is not recorded, so no number is claimed.
+        // What it runs comes from its latest status report; without one, no number is claimed.
         "rolled_back" => format!(
-            "v{} rolled back: the controller could not reach a server with it and runs its previous configuration again",
-            c.desired
+            "v{} rolled back: the controller could not reach a server with it and {}",
+            c.desired,
+            match &v.status {
+                Some(st) => format!("runs v{} again", st.config_version),
+                None => "runs its previous configuration again".to_owned(),
+            }
         ),
         _ => format!("v{} confirmed", c.desired),
     }
@@ -482,4 +493,55 @@ pub async fn rename_form(
 ) -> Result<Response, HtmlError> {
     crate::api::devices::rename(&web, &user, id, &form.name).await?;
     Ok(Redirect::to(&format!("/devices/{id}/configure?renamed=1")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::view::{ConfigView, StatusView};
+
+    /// Issue 19 point 7: after a rollback the header says what the controller runs (from its
+    /// status report), not the rolled-back version; and it shows the address and how it was got.
+    #[test]
+    fn rollback_header_names_the_running_version_and_the_address() {
+        let mut v = DeviceView {
+            id: 7,
+            name: "Pool".into(),
+            site_id: None,
+            online: true,
+            last_seen: Some(100),
+            transport: Some("ethernet"),
+            config: ConfigView {
+                desired: 3,
+                applied: 3,
+                rolled_back: Some(3),
+                state: "rolled_back",
+            },
+            readings: None,
+            status: None,
+        };
+        assert_eq!(
+            config_text(&v),
+            "v3 rolled back: the controller could not reach a server with it and runs its previous configuration again"
+        );
+        v.status = Some(StatusView {
+            received_at: 100,
+            ip: "192.168.1.20".into(),
+            dhcp: false,
+            halt: false,
+            rolled_back: true,
+            uptime_s: 5,
+            firmware: "1.0".into(),
+            config_version: 2,
+            gsm_signal: 99,
+            radio: "off",
+            log_drops: 0,
+        });
+        let text = config_text(&v);
+        assert!(text.ends_with("runs v2 again"), "{text}");
+        assert!(!text.contains("running v3"));
+        let head = heading(&v, None, 100).into_string();
+        assert!(head.contains("192.168.1.20 (fixed)"), "{head}");
+        assert_eq!(address_text("10.0.0.5", true), "10.0.0.5 (DHCP)");
+    }
 }

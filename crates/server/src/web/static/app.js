@@ -50,7 +50,8 @@
     var c = v.config;
     if (c.state === "factory") return "factory defaults";
     if (c.state === "pending") return "v" + c.desired + " pending (confirmed: v" + c.applied + ")";
-    if (c.state === "rolled_back") return "v" + c.desired + " rolled back: the controller could not reach a server with it and runs its previous configuration again";
+    if (c.state === "rolled_back") return "v" + c.desired + " rolled back: the controller could not reach a server with it and " +
+      (v.status ? "runs v" + v.status.config_version + " again" : "runs its previous configuration again");
     return "v" + c.desired + " confirmed";
   }
 
@@ -93,6 +94,7 @@
       set(meta, "online", v.online ? "online" : "offline");
       set(meta, "last_seen", ago(v.last_seen));
       set(meta, "transport", v.transport ? transport(v.transport) : "transport unknown");
+      if (v.status) set(meta, "address", v.status.ip + " (" + (v.status.dhcp ? "DHCP" : "fixed") + ")");
       if (v.status) set(meta, "radio", v.status.radio + ", signal " + (v.status.gsm_signal <= 31 ? v.status.gsm_signal + "/31" : "unknown"));
       var c = set(meta, "config", configText(v));
       if (c) c.setAttribute("data-state", v.config.state);
