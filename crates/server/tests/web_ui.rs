@@ -241,3 +241,50 @@ async fn controllers_are_renamed_from_the_page_and_the_api() {
         audit.body
     );
 }
+
+/// Issue 19 point 9: disabling a rule clears its open alarm (as deleting does).
+#[tokio::test]
+async fn disabling_a_rule_clears_its_alarm() {
+    use tek_server::alarms::rules::Severity;
+    use tek_server::storage::{AlarmFilter, AlarmStore, NewAlarm};
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let r = w
+        .post_form(
+            "/devices/1/alarms/rules",
+            &alice,
+            "kind=template&template=freeze_risk",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
+    let rule = db.device_rules(1).unwrap().remove(0);
+    db.raise_alarm(&NewAlarm {
+        rule_id: rule.id,
+        device_id: 1,
+        rule_name: rule.spec.name.clone(),
+        severity: Severity::Warning,
+        message: "cold".into(),
+        raised_at: 1_790_000_000,
+    })
+    .unwrap();
+    let open = |db: &tek_server::storage::sqlite::Sqlite| {
+        db.alarms(&AlarmFilter {
+            devices: Some(vec![1]),
+            open_only: true,
+            limit: 10,
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(open(&db), 1);
+    let r = w
+        .post_form(
+            &format!("/devices/1/alarms/rules/{}/enabled", rule.id),
+            &alice,
+            "enabled=off",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(open(&db), 0, "the disabled rule's alarm is cleared");
+}
