@@ -288,3 +288,52 @@ async fn disabling_a_rule_clears_its_alarm() {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(open(&db), 0, "the disabled rule's alarm is cleared");
 }
+
+/// Issue 19 point 10: a configuration change applied to the controllers selected on the
+/// dashboard; each gets its own version; none is saved when one selected controller is not the
+/// user's.
+#[tokio::test]
+async fn bulk_change_of_selected_controllers() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let dash = w.get("/dashboard", Some(&alice)).await;
+    assert!(dash.body.contains("name=\"sel_1\"") && dash.body.contains("action=\"/devices/bulk\""));
+    // Device 3 is Bob's: refused (404 as for any device not visible), nothing saved.
+    let r = w
+        .post_form("/devices/bulk", &alice, "sel_1=on&sel_3=on&setpoint=30")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(w.server.api().latest_config(1).await.unwrap().is_none());
+    let r = w
+        .post_form(
+            "/devices/bulk",
+            &alice,
+            "sel_1=on&sel_2=on&setpoint=30&log_interval=",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    for id in [1, 2] {
+        let c = w.server.api().latest_config(id).await.unwrap().unwrap();
+        assert_eq!((c.version, c.config.thermostat.setpoint_cc), (1, 3000));
+    }
+    let page = w.get(r.header("location"), Some(&alice)).await;
+    assert!(
+        page.body
+            .contains("applied to 2 controller(s); 0 already had it"),
+        "{}",
+        page.body
+    );
+    // Again: nothing new.
+    let r = w
+        .post_form("/devices/bulk", &alice, "sel_1=on&sel_2=on&setpoint=30")
+        .await;
+    let page = w.get(r.header("location"), Some(&alice)).await;
+    assert!(page
+        .body
+        .contains("applied to 0 controller(s); 2 already had it"));
+    // Bad input: nothing selected, or an invalid value.
+    for bad in ["setpoint=30", "sel_1=on&log_interval=5", "sel_1=on"] {
+        let r = w.post_form("/devices/bulk", &alice, bad).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}

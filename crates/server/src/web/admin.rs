@@ -251,6 +251,13 @@ pub struct OkQuery {
     ok: Option<String>,
 }
 
+impl OkQuery {
+    /// The confirmation, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.ok.as_deref()
+    }
+}
+
 async fn render(
     web: &Web,
     p: &Principal,

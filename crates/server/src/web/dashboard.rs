@@ -34,7 +34,7 @@ fn row(d: &DeviceView, site: &str, x: &Extra, now: i64) -> Markup {
     let usage = x.usage.as_ref();
     html! {
         tr data-device=(d.id) data-site=(d.site_id.unwrap_or(0)) data-alarms=(x.alarms) {
-            td { (layout::dot(d.id, d.online, d.config.state)) }
+            td { input type="checkbox" form="bulk" name={ "sel_" (d.id) } aria-label={ "Select " (d.name) }; " " (layout::dot(d.id, d.online, d.config.state)) }
             td { a href={ "/devices/" (d.id) } { (d.id) " " (d.name) }
                 @if x.alarms > 0 {
                     " " a.badge href={ "/devices/" (d.id) "/alarms" } title={ (x.alarms) " open alarm(s)" } { (x.alarms) span.visually-hidden { " open alarm(s)" } }
@@ -56,6 +56,7 @@ fn row(d: &DeviceView, site: &str, x: &Extra, now: i64) -> Markup {
 pub async fn page(
     State(web): State<Web>,
     PageUser(p): PageUser,
+    axum::extract::Query(q): axum::extract::Query<super::admin::OkQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let states = web.devices_for(&p.user).await?;
     let views = web.views(states).await?;
@@ -130,6 +131,7 @@ pub async fn page(
     let site_name = |s: i64| sites.get(&s).map_or("–", |s| s.name.as_str());
     let body = html! {
         h1 { "Dashboard" }
+        @if let Some(m) = q.message() { (layout::flash(true, m)) }
         p.summary { span #online-count { (online) } " of " (views.len()) " controllers online" }
         @if views.is_empty() {
             p { "No controllers are assigned to your sites yet. An administrator assigns them on the Admin page." }
@@ -164,6 +166,16 @@ pub async fn page(
                         (row(v, v.site_id.and_then(|s| sites.get(&s)).map_or("–", |s| s.name.as_str()), extra.get(&v.id).unwrap_or(&none), now))
                     }
                 }
+            }
+            section.bulk {
+                h2 { "Change the selected controllers" }
+                form.inline #bulk method="post" action="/devices/bulk" data-confirm="Apply this change to every selected controller?" {
+                    (layout::csrf_field(&p))
+                    label { "Logging interval (s)" input name="log_interval" type="number" min="10" max="3600" placeholder="unchanged"; }
+                    label { "Thermostat setpoint (°C)" input name="setpoint" type="number" min="0" max="40" step="0.1" placeholder="unchanged"; }
+                    button type="submit" { "Apply to selected" }
+                }
+                p.hint { "Tick controllers in the first column. Each gets its own configuration version, sent to it at once." }
             }
             @if !totals.is_empty() {
                 h2 { "Sites" }

@@ -21,6 +21,7 @@ pub mod alarms_page;
 pub mod assets;
 pub mod audit_page;
 pub mod auth;
+pub mod bulk;
 pub mod charts;
 pub mod cli;
 pub mod configure;
@@ -270,6 +271,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/devices/{id}/events", get(events::device_events))
         .route("/devices/{id}/setpoint", post(device::setpoint))
         .route("/devices/{id}/rename", post(device::rename_form))
+        .route("/devices/bulk", post(bulk::apply))
         .route("/devices/{id}/command", post(device::command))
         .route("/devices/{id}/export.csv", get(export::page_csv))
         .route(
