@@ -236,6 +236,21 @@ async fn figures_match_hand_computed_values_across_fall_back() {
         assert!(page.body.contains(s), "{s} missing");
     }
     assert_eq!(page.body.matches("<svg").count(), 3);
+    // This month (after the October data): each controller's cost is its energy only (none
+    // yet: 0.00 EUR), the site total row carries the month's fixed charge (5.00 EUR).
+    assert!(
+        page.body.contains("data-field=\"site-cost\">5.00 EUR"),
+        "{}",
+        page.body
+    );
+    let devices = page.body.split("id=\"site-devices\"").nth(1).unwrap();
+    let devices = devices.split("</table>").next().unwrap();
+    assert_eq!(
+        devices.matches("<td class=\"num\">0.00 EUR</td>").count(),
+        2,
+        "one per controller: {devices}"
+    );
+    assert!(page.body.contains("id=\"energy-view\""));
     assert!(!page.body.contains("Save tariff"));
     let page = w.get(&format!("/sites/{site}"), Some(&admin)).await;
     assert!(page.body.contains("Save tariff") && page.body.contains("night all 22:00-06:00 0.1"));

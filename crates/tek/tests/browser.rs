@@ -1392,3 +1392,76 @@ async fn dashboard_tools_and_dark_mode() {
     assert!(a11y.is_empty(), "dark mode:\n{}", a11y.join("\n"));
     ui.stop().await;
 }
+
+/// Issue 19 point 6: the site's energy view — bars per day of a week or month and per month of
+/// a year, the previous period beside them, totals and cost — from the site energy API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_energy_view_by_week_month_year() {
+    let ui = Ui::start(2, false).await;
+    let (c, base, site) = (&ui.c, ui.base.as_str(), ui.site);
+    c.goto(&format!("{base}/sites/{site}")).await.unwrap();
+    let bars = || async {
+        c.execute(
+            "const b = document.getElementById('energy-view');
+             return b && b.tekPlot ? [b.tekPlot.data[0].length, b.tekPlot.series.length,
+               document.getElementById('ev-label').textContent,
+               document.getElementById('ev-summary').textContent] : null;",
+            vec![],
+        )
+        .await
+        .ok()
+        .filter(|v| !v.is_null())
+    };
+    let month = wait_for(Duration::from_secs(10), "the energy view", || async {
+        bars().await
+    })
+    .await;
+    let m = month.as_array().unwrap();
+    let days = m[0].as_u64().unwrap();
+    assert!(
+        (28..=31).contains(&days),
+        "a bar per day of the month: {month}"
+    );
+    assert_eq!(m[1].as_u64(), Some(3), "this period and the previous one");
+    let summary = m[3].as_str().unwrap();
+    assert!(
+        summary.contains("kWh") && summary.contains("previous"),
+        "{summary}"
+    );
+    for (mode, n) in [("year", 12u64), ("week", 7)] {
+        c.find(Locator::Css(&format!(
+            "#energy-view button[data-mode={mode}]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        wait_for(Duration::from_secs(10), mode, || async {
+            let v = bars().await?;
+            (v.as_array()?[0].as_u64()? == n).then_some(())
+        })
+        .await;
+    }
+    let week = bars().await.unwrap()[2].as_str().unwrap().to_owned();
+    c.find(Locator::Css("#ev-prev"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the previous week", || async {
+        let v = bars().await?;
+        (v.as_array()?[2].as_str()? != week).then_some(())
+    })
+    .await;
+    let dir = screenshot_dir();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        full_page_shot(c, &dir, &format!("site-energy-{w}"), w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        assert!(scroll <= inner, "{scroll} > {inner}: {out}");
+    }
+    assert!(axe_serious(c).await.is_empty());
+    ui.stop().await;
+}

@@ -183,12 +183,39 @@ async fn render(
                             td.num { (money(m[0].cost.map(|c| c.total), currency)) }
                         }
                     } }
+                    // The site's figures: its peak is at one time for all controllers together,
+                    // and its cost includes the demand and fixed charges (not split per device).
+                    @let sm = loaded.site_figures(By::Month, this_month);
+                    @let sd = loaded.site_figures(By::Day, today);
+                    tfoot { tr #site-total {
+                        th scope="row" { "Site total" }
+                        td.num { (format!("{:.2} kWh", sd[0].kwh)) }
+                        td.num { (format!("{:.2} kWh", sm[0].kwh)) }
+                        td.num { (format!("{:.2} kW", sm[0].peak_kw)) }
+                        td.num data-field="site-cost" { (money(sm[0].cost.map(|c| c.total), currency)) }
+                    } }
                 }
             }
         }
         section.charts {
             h2 { "Energy" }
             p.meta { "Days and months in " (site.time_zone) " local time. Peak demand: the highest mean power over a clock-aligned 15 minutes." }
+            // Week / month / year bars with the previous period and cost (app.js `energyView`,
+            // from /api/sites/{id}/energy); shown once the script has drawn it.
+            div #energy-view hidden data-site=(site_id) data-today=(days[days.len() - 1].label) {
+                div.toolbar {
+                    div.periods role="group" aria-label="Period" {
+                        button.period type="button" data-mode="week" aria-pressed="false" { "Week" }
+                        button.period type="button" data-mode="month" aria-pressed="true" { "Month" }
+                        button.period type="button" data-mode="year" aria-pressed="false" { "Year" }
+                    }
+                    button #ev-prev type="button" aria-label="Previous period" { "‹" }
+                    strong #ev-label {}
+                    button #ev-next type="button" aria-label="Next period" { "›" }
+                }
+                p #ev-summary role="status" {}
+                div #ev-chart {}
+            }
             (charts::bar_chart("Energy per day, last 30 days", "kWh", &bars(&day_figs, &|f| f.kwh, true)))
             (charts::bar_chart("Peak 15-minute demand per day", "kW", &bars(&day_figs, &|f| f.peak_kw, true)))
             (charts::bar_chart("Energy per month, last 12 months", "kWh", &bars(&month_figs, &|f| f.kwh, false)))

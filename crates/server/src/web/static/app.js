@@ -437,7 +437,93 @@
     });
   }
 
+  // Site energy view (as operators know it from Home Assistant): bars per day of a week or a
+  // month, or per month of a year, the previous period beside them, totals and cost.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function ymd(d) { return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()); }
+  function dayOf(s) { var p = s.split("-"); return new Date(Date.UTC(+p[0], +p[1] - 1, +p[2])); }
+
+  function energyPeriod(mode, a) {
+    var y = a.getUTCFullYear(), m = a.getUTCMonth(), from, to, label;
+    if (mode === "week") {
+      from = new Date(Date.UTC(y, m, a.getUTCDate() - (a.getUTCDay() + 6) % 7));
+      to = new Date(from.getTime() + 7 * 864e5);
+      label = "Week of " + ymd(from);
+      return { by: "day", from: ymd(from), to: ymd(to), label: label, shift: function (k) { return new Date(a.getTime() + k * 7 * 864e5); } };
+    }
+    if (mode === "month") {
+      from = new Date(Date.UTC(y, m, 1)); to = new Date(Date.UTC(y, m + 1, 1));
+      return { by: "day", from: ymd(from), to: ymd(to), label: ymd(from).slice(0, 7), shift: function (k) { return new Date(Date.UTC(y, m + k, 1)); } };
+    }
+    return { by: "month", from: y + "-01", to: (y + 1) + "-01", label: String(y), shift: function (k) { return new Date(Date.UTC(y + k, 0, 1)); } };
+  }
+
+  function energyView() {
+    var box = document.getElementById("energy-view");
+    if (!box || !window.uPlot || !window.fetch) return;
+    var site = box.getAttribute("data-site"), today = dayOf(box.getAttribute("data-today"));
+    var mode = "month", anchor = today, plot = null;
+    function load(p) {
+      return fetch("/api/sites/" + site + "/energy?by=" + p.by + "&from=" + p.from + "&to=" + p.to,
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
+    }
+    function money(v, cur) { return v === null || v === undefined ? "" : ", " + v.toFixed(2) + " " + cur; }
+    function draw() {
+      var p = energyPeriod(mode, anchor), q = energyPeriod(mode, p.shift(-1));
+      Promise.all([load(p), load(q)]).then(function (res) {
+        var cur = res[0], prev = res[1], n = cur.periods.length, cu = cur.currency || "";
+        var xs = [], a = [], b = [], labels = [];
+        for (var i = 0; i < n; i++) {
+          xs.push(i);
+          a.push(cur.periods[i].kwh);
+          b.push(i < prev.periods.length ? prev.periods[i].kwh : null);
+          var l = cur.periods[i].period;
+          labels.push(p.by === "month" ? l.slice(5) : (mode === "week" ? l.slice(5) : l.slice(8)));
+        }
+        box.hidden = false;
+        document.getElementById("ev-label").textContent = p.label;
+        document.getElementById("ev-summary").textContent = p.label + ": " + cur.total.kwh.toFixed(2) + " kWh" +
+          money(cur.total.cost, cu) + " \u00b7 previous " + q.label + ": " + prev.total.kwh.toFixed(2) + " kWh" + money(prev.total.cost, cu);
+        box.querySelectorAll("button.period").forEach(function (btn) {
+          btn.setAttribute("aria-pressed", String(btn.getAttribute("data-mode") === mode));
+        });
+        var el = document.getElementById("ev-chart");
+        if (plot) plot.destroy();
+        var bars = uPlot.paths && uPlot.paths.bars;
+        plot = new uPlot({
+          width: Math.max(280, el.clientWidth), height: 260,
+          scales: { x: { time: false, range: [-0.5, n - 0.5] } },
+          axes: [
+            { stroke: colour("--fg"), grid: { show: false }, ticks: { stroke: colour("--line") },
+              splits: function () { return xs; }, values: function (u, sp) { return sp.map(function (i) { return labels[i] || ""; }); } },
+            { label: "kWh", size: 60, stroke: colour("--fg"), grid: { stroke: colour("--line") } }
+          ],
+          series: [
+            { label: "Period", value: function (u, i) { return i == null ? "\u2013" : labels[i]; } },
+            { label: p.label + " (kWh)", stroke: colour("--power"), fill: colour("--power") + "cc",
+              paths: bars ? bars({ size: [0.4, 40], align: 1 }) : undefined, points: { show: false } },
+            { label: q.label + " (kWh)", stroke: colour("--grey"), fill: colour("--grey") + "99",
+              paths: bars ? bars({ size: [0.4, 40], align: -1 }) : undefined, points: { show: false } }
+          ]
+        }, [xs, a, b], el);
+        box.tekPlot = plot;
+      }).catch(function () { /* the static charts stay */ });
+    }
+    box.querySelectorAll("button.period").forEach(function (btn) {
+      btn.addEventListener("click", function () { mode = btn.getAttribute("data-mode"); anchor = today; draw(); });
+    });
+    document.getElementById("ev-prev").addEventListener("click", function () { anchor = energyPeriod(mode, anchor).shift(-1); draw(); });
+    document.getElementById("ev-next").addEventListener("click", function () { anchor = energyPeriod(mode, anchor).shift(1); draw(); });
+    window.addEventListener("resize", function () {
+      var el = document.getElementById("ev-chart");
+      if (plot) plot.setSize({ width: Math.max(280, el.clientWidth), height: 260 });
+    });
+    draw();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    energyView();
     scrollableTables();
     window.addEventListener("resize", scrollableTables);
     charts();
