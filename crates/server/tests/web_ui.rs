@@ -337,3 +337,77 @@ async fn bulk_change_of_selected_controllers() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
 }
+
+/// Issue 19 point 7: after the controller rolled v2 back and reports running v1, the Configure
+/// page says so and offers to reset the form to v1; the reset form shows v1's values, and saving
+/// it makes v3 with them.
+#[tokio::test]
+async fn after_a_rollback_the_form_resets_to_what_runs() {
+    use tek_proto::message::status::{Radio, Traffic, Transport};
+    use tek_proto::message::{ConfigResult, Status};
+    use tek_server::storage::{ConfigStore, StatusStore};
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    for li in [30, 40] {
+        let r = w
+            .post_form(
+                "/devices/1/configure",
+                &alice,
+                &format!("log_interval={li}&eth_ip=&gsm_apn=internet&servers=a.example"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
+    db.config_acked(1, 1, ConfigResult::Applied, 100).unwrap();
+    db.config_acked(1, 2, ConfigResult::RolledBack, 200)
+        .unwrap();
+    let status = Status {
+        transport: Transport::Ethernet,
+        flags: 0,
+        ip: [192, 168, 1, 20],
+        netmask: [255, 255, 255, 0],
+        gateway: [192, 168, 1, 1],
+        dns: [192, 168, 1, 1],
+        uptime_s: 100,
+        firmware: [1, 0, 0],
+        config_version: 1,
+        log_drops: 0,
+        log_backlog: 0,
+        traffic: Traffic {
+            eth_tx: 0,
+            eth_rx: 0,
+            gsm_tx: 0,
+            gsm_rx: 0,
+        },
+        gsm_signal: 99,
+        radio: Radio::Off,
+        relays: 0,
+        server_index: 0,
+    };
+    db.store_status(1, &status, 210).unwrap();
+    let page = w.get("/devices/1/configure", Some(&alice)).await;
+    assert!(page.body.contains("runs v1 again"), "{}", page.body);
+    assert!(page
+        .body
+        .contains("href=\"/devices/1/configure?from_version=1\""));
+    let reset = w
+        .get("/devices/1/configure?from_version=1", Some(&alice))
+        .await;
+    assert!(reset.body.contains("The form shows v1"));
+    assert!(
+        reset.body.contains("name=\"log_interval\" value=\"30\""),
+        "{}",
+        reset.body
+    );
+    let r = w
+        .post_form(
+            "/devices/1/configure",
+            &alice,
+            "log_interval=30&eth_ip=&gsm_apn=internet&servers=a.example",
+        )
+        .await;
+    assert_eq!(r.header("location"), "/devices/1/configure?saved=3");
+    let c = w.server.api().latest_config(1).await.unwrap().unwrap();
+    assert_eq!((c.version, c.config.log_interval_s), (3, 30));
+}

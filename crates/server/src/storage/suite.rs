@@ -178,6 +178,12 @@ pub(crate) fn configs_versions_and_acks(db: &dyn Storage) {
         ConfigState::Applied
     );
     assert!(db.latest_config(3).unwrap().is_none());
+    // One version by number.
+    let latest = db.latest_config(1).unwrap().unwrap();
+    let same = db.config_version(1, latest.version).unwrap().unwrap();
+    assert_eq!((same.version, same.config), (latest.version, latest.config));
+    assert!(db.config_version(1, latest.version + 1).unwrap().is_none());
+    assert!(db.config_version(999, 1).unwrap().is_none());
 }
 
 /// Queue, feed, acknowledgement of commands.

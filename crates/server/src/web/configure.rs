@@ -300,6 +300,8 @@ pub struct ConfigureQuery {
     pub unchanged: Option<u32>,
     /// The device was just renamed.
     pub renamed: Option<u8>,
+    /// Fill the form from this version (the one the controller runs after a rollback).
+    pub from_version: Option<u32>,
 }
 
 async fn render(
@@ -313,20 +315,30 @@ async fn render(
     let (saved, unchanged, renamed) = (q.saved, q.unchanged, q.renamed.is_some());
     let state = web.device_for(&p.user, id).await?;
     let v = web.view(state).await?;
-    let (latest, site) = web
+    let from_version = q.from_version;
+    let (latest, site, older) = web
         .db_call(move |db| {
             let site = match db.device_site(id)? {
                 Some(s) => db.site(s)?.map(|s| s.name),
                 None => None,
             };
-            Ok((db.latest_config(id)?, site))
+            let older = match from_version {
+                Some(n) => db.config_version(id, n)?,
+                None => None,
+            };
+            Ok((db.latest_config(id)?, site, older))
         })
         .await?;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let has_password = !cfg.gsm.password.is_empty();
+    // After a rollback: what the controller runs, to offer a form reset to it.
+    let running = (v.config.state == "rolled_back")
+        .then(|| v.status.as_ref().map(|s| s.config_version))
+        .flatten()
+        .filter(|&n| n > 0 && n != v.config.desired);
     let f = form
         .cloned()
-        .unwrap_or_else(|| SystemForm::from_config(&cfg));
+        .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
     let now = super::now();
     let body = html! {
         (heading(&v, site.as_deref(), now))
@@ -337,6 +349,14 @@ async fn render(
             button type="submit" { "Rename" }
         }
         @if renamed { (layout::flash(true, "Renamed.")) }
+        @if let Some(r) = &older {
+            p.flash.ok #reset-state role="status" { "The form shows v" (r.version) ", what the controller runs. Save to make it the newest version." }
+        } @else if let Some(n) = running {
+            p.flash.error #rolled-back role="alert" {
+                "The controller rolled v" (v.config.desired) " back and runs v" (n) " again. "
+                a #reset-form href={ "/devices/" (id) "/configure?from_version=" (n) } { "Reset the form to v" (n) }
+            }
+        }
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
                 "Saved as configuration v" (ver) ". "
