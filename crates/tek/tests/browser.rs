@@ -1462,6 +1462,7 @@ async fn site_energy_view_by_week_month_year() {
         let (scroll, inner, out) = overflow(c).await;
         assert!(scroll <= inner, "{scroll} > {inner}: {out}");
     }
-    assert!(axe_serious(c).await.is_empty());
+    let a11y = axe_serious(c).await;
+    assert!(a11y.is_empty(), "{}", a11y.join("\n"));
     ui.stop().await;
 }

@@ -430,9 +430,9 @@
     filterRows();
   }
 
-  // A table wider than the screen scrolls in its own box: keyboard users reach it too.
+  // A table or chart wider than the screen scrolls in its own box: keyboard users reach it too.
   function scrollableTables() {
-    document.querySelectorAll("table").forEach(function (t) {
+    document.querySelectorAll("table, figure.chart").forEach(function (t) {
       if (t.scrollWidth > t.clientWidth + 1) t.tabIndex = 0; else t.removeAttribute("tabindex");
     });
   }
