@@ -411,3 +411,49 @@ async fn after_a_rollback_the_form_resets_to_what_runs() {
     let c = w.server.api().latest_config(1).await.unwrap().unwrap();
     assert_eq!((c.version, c.config.log_interval_s), (3, 30));
 }
+
+/// Issue 19 point 5: the Configure page marks each wrong field and shows its message under it,
+/// with what was typed kept (the list at the top stays as a summary).
+#[tokio::test]
+async fn configure_errors_sit_next_to_their_fields() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let r = w
+        .post_form(
+            "/devices/1/configure",
+            &alice,
+            "log_interval=5&eth_ip=10.0.0&eth_netmask=255.255.255.0&eth_gateway=&gsm_apn=internet&servers=bad%20host",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let b = &r.body;
+    assert!(b.contains("id=\"errors\""), "the summary stays");
+    for (field, words) in [
+        ("log_interval", "Logging interval must be"),
+        ("eth_ip", "is not an IPv4 address"),
+        ("eth_gateway", "Gateway is required"),
+        ("servers", "is not a host name"),
+    ] {
+        let input = b
+            .split(&format!("id=\"{field}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{field} missing"));
+        let tag = &input[..input.find('>').unwrap()];
+        assert!(tag.contains("aria-invalid=\"true\""), "{field}: {tag}");
+        assert!(tag.contains(&format!("aria-describedby=\"{field}-error\"")));
+        let note = b
+            .split(&format!("id=\"{field}-error\">"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{field}: no note"));
+        let note = &note[..note.find("</span>").unwrap()];
+        assert!(note.contains(words), "{field}: {note}");
+    }
+    assert!(
+        b.contains("value=\"5\"") && b.contains("value=\"10.0.0\""),
+        "typed input kept"
+    );
+    assert!(
+        !b.contains("id=\"eth_netmask-error\""),
+        "a right field is not marked"
+    );
+}

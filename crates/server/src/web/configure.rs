@@ -156,6 +156,27 @@ fn explain_static(s: &StaticIp) -> String {
     )
 }
 
+/// The form field a message of [`apply_form`] is about (by the words it starts with), so the
+/// page can show it under that field.
+pub fn field_of(message: &str) -> Option<&'static str> {
+    [
+        ("Logging interval", "log_interval"),
+        ("IP address", "eth_ip"),
+        ("Netmask", "eth_netmask"),
+        ("Gateway", "eth_gateway"),
+        ("The gateway", "eth_gateway"),
+        ("DNS server", "eth_dns"),
+        ("GSM APN", "gsm_apn"),
+        ("GSM login", "gsm_login"),
+        ("GSM password", "gsm_password"),
+        ("Server", "servers"),
+        ("At most", "servers"),
+    ]
+    .iter()
+    .find(|(p, _)| message.starts_with(p))
+    .map(|(_, f)| *f)
+}
+
 /// Applies the form to `c`; every problem is reported, and `c` is only meaningful if none.
 pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>> {
     let mut errors = Vec::new();
@@ -340,6 +361,15 @@ async fn render(
         .cloned()
         .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
     let now = super::now();
+    let mut errs = super::fields::FieldErrors::default();
+    for e in errors {
+        if let Some(f) = field_of(e) {
+            if errs.get(f).is_none() {
+                errs.push(f, e.clone());
+            }
+        }
+    }
+    let errs = &errs;
     let body = html! {
         (heading(&v, site.as_deref(), now))
         h2 { "Configure → System" }
@@ -376,30 +406,48 @@ async fn render(
             (layout::csrf_field(p))
             fieldset {
                 legend { "Logging" }
-                label { "Logging interval (s)" input #log_interval type="number" name="log_interval" value=(f.log_interval) min="10" max="3600" required; }
+                label { "Logging interval (s)" input #log_interval type="number" name="log_interval" value=(f.log_interval) min="10" max="3600" required
+                    aria-invalid=[errs.invalid("log_interval")] aria-describedby=[errs.described_by("log_interval")];
+                    (errs.note("log_interval")) }
             }
             fieldset {
                 legend { "Ethernet" }
                 p.hint { "Leave the IP address blank to use DHCP." }
-                label { "IP address" input #eth_ip name="eth_ip" value=(f.eth_ip) placeholder="DHCP" inputmode="decimal"; }
-                label { "Netmask" input #eth_netmask name="eth_netmask" value=(f.eth_netmask) placeholder="255.255.255.0" inputmode="decimal"; }
-                label { "Gateway" input #eth_gateway name="eth_gateway" value=(f.eth_gateway) inputmode="decimal"; }
-                label { "DNS server" input #eth_dns name="eth_dns" value=(f.eth_dns) inputmode="decimal"; }
+                label { "IP address" input #eth_ip name="eth_ip" value=(f.eth_ip) placeholder="DHCP" inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_ip")] aria-describedby=[errs.described_by("eth_ip")];
+                    (errs.note("eth_ip")) }
+                label { "Netmask" input #eth_netmask name="eth_netmask" value=(f.eth_netmask) placeholder="255.255.255.0" inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_netmask")] aria-describedby=[errs.described_by("eth_netmask")];
+                    (errs.note("eth_netmask")) }
+                label { "Gateway" input #eth_gateway name="eth_gateway" value=(f.eth_gateway) inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_gateway")] aria-describedby=[errs.described_by("eth_gateway")];
+                    (errs.note("eth_gateway")) }
+                label { "DNS server" input #eth_dns name="eth_dns" value=(f.eth_dns) inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_dns")] aria-describedby=[errs.described_by("eth_dns")];
+                    (errs.note("eth_dns")) }
             }
             fieldset {
                 legend { "GSM" }
-                label { "APN" input #gsm_apn name="gsm_apn" value=(f.gsm_apn) maxlength="63"; }
-                label { "Login" input #gsm_login name="gsm_login" value=(f.gsm_login) maxlength="63" autocomplete="off"; }
+                label { "APN" input #gsm_apn name="gsm_apn" value=(f.gsm_apn) maxlength="63"
+                    aria-invalid=[errs.invalid("gsm_apn")] aria-describedby=[errs.described_by("gsm_apn")];
+                    (errs.note("gsm_apn")) }
+                label { "Login" input #gsm_login name="gsm_login" value=(f.gsm_login) maxlength="63" autocomplete="off"
+                    aria-invalid=[errs.invalid("gsm_login")] aria-describedby=[errs.described_by("gsm_login")];
+                    (errs.note("gsm_login")) }
                 label { "Password"
                     input #gsm_password type="password" name="gsm_password" value="" maxlength="63" autocomplete="new-password"
-                        placeholder=(if has_password { "stored — leave blank to keep" } else { "none stored" });
+                        placeholder=(if has_password { "stored — leave blank to keep" } else { "none stored" })
+                        aria-invalid=[errs.invalid("gsm_password")] aria-describedby=[errs.described_by("gsm_password")];
+                    (errs.note("gsm_password"))
                 }
                 @if has_password { label.check { input type="checkbox" name="gsm_password_clear" value="on"; "Remove the stored password" } }
             }
             fieldset {
                 legend { "Servers" }
                 p.hint { "One per line, host or host:port, tried in order (at most 8). Empty: the controller's factory list." }
-                textarea #servers name="servers" rows="4" aria-label="Servers, one per line" { (f.servers) }
+                textarea #servers name="servers" rows="4" aria-label="Servers, one per line"
+                    aria-invalid=[errs.invalid("servers")] aria-describedby=[errs.described_by("servers")] { (f.servers) }
+                (errs.note("servers"))
             }
             button #save type="submit" { "Save Changes" }
         }
