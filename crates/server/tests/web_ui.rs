@@ -457,3 +457,27 @@ async fn configure_errors_sit_next_to_their_fields() {
         "a right field is not marked"
     );
 }
+
+/// Issue 19 point 5 on Configure → Schedules: the wrong day and setpoint are marked with their
+/// messages, the typed input kept.
+#[tokio::test]
+async fn schedule_errors_sit_next_to_their_fields() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let r = w
+        .post_form(
+            "/devices/1/schedules",
+            &alice,
+            "enabled=on&time_zone=UTC&occupied=99&unoccupied=20&freeze_limit=3&freeze_hysteresis=1&pump_tue=25%3A00-26%3A00&holidays=",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    for field in ["occupied", "pump_tue"] {
+        let input = r.body.split(&format!("id=\"{field}\"")).nth(1).unwrap();
+        let tag = &input[..input.find('>').unwrap()];
+        assert!(tag.contains("aria-invalid=\"true\""), "{field}: {tag}");
+        assert!(r.body.contains(&format!("id=\"{field}-error\"")), "{field}");
+    }
+    assert!(r.body.contains("value=\"25:00-26:00\""), "typed input kept");
+    assert!(!r.body.contains("id=\"unoccupied-error\""));
+}
