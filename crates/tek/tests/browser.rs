@@ -823,7 +823,7 @@ async fn every_page_fits_phones_and_desktops() {
     assert_eq!(long.len(), 100);
     // A rule with a long name, through the page's own form.
     c.goto(&format!("{base}/devices/1/alarms")).await.unwrap();
-    for (field, value) in [("name", long.as_str()), ("limit", "99"), ("restore", "98")] {
+    for (field, value) in [("name", long.as_str()), ("limit", "10"), ("restore", "9")] {
         c.find(Locator::Css(&format!(
             "form input[name=kind][value=threshold] ~ label input[name={field}]"
         )))
@@ -854,6 +854,14 @@ async fn every_page_fits_phones_and_desktops() {
         (!p.starts_with('–')).then_some(())
     })
     .await;
+    // Its alarm on the overview (the long name in a table on a phone).
+    wait_for(Duration::from_secs(20), "the alarm raised", || async {
+        c.goto(&format!("{base}/alarms")).await.ok()?;
+        text(c, "table.alarms tr.st-active")
+            .await
+            .filter(|t| t.contains("Very long rule"))
+    })
+    .await;
     let pages = ui_pages(site);
     let dir = screenshot_dir();
     let mut bad = Vec::new();
@@ -877,6 +885,26 @@ async fn every_page_fits_phones_and_desktops() {
             full_page_shot(c, &dir, &format!("{name}-{w}"), w, h).await;
         }
     }
+    // Signed out: the login page too.
+    c.find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the login page", || async {
+        c.find(Locator::Css("form.login")).await.ok()
+    })
+    .await;
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        if scroll > inner {
+            bad.push(format!("/ at {w}px: scrollWidth {scroll} > {inner}: {out}"));
+        }
+        full_page_shot(c, &dir, &format!("login-{w}"), w, h).await;
+    }
+    a11y.extend(axe_serious(c).await.into_iter().map(|v| format!("/: {v}")));
     eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
     assert!(bad.is_empty(), "horizontal overflow:\n{}", bad.join("\n"));
     assert!(
