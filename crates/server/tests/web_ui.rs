@@ -481,3 +481,33 @@ async fn schedule_errors_sit_next_to_their_fields() {
     assert!(r.body.contains("value=\"25:00-26:00\""), "typed input kept");
     assert!(!r.body.contains("id=\"unoccupied-error\""));
 }
+
+/// Issue 19 point 2: the device page offers ranges from an hour to three years, and the
+/// interactive chart's endpoint answers any of them in about 600 buckets.
+#[tokio::test]
+async fn ranges_from_an_hour_to_years() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let page = w.get("/devices/1?range=3y", Some(&alice)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for r in ["1h", "24h", "7d", "30d", "1y", "3y"] {
+        assert!(page.body.contains(&format!("?range={r}\"")), "{r}");
+    }
+    let attr = |name: &str| -> i64 {
+        let rest = page.body.split(&format!("{name}=\"")).nth(1).unwrap();
+        rest[..rest.find('"').unwrap()].parse().unwrap()
+    };
+    let (from, to) = (attr("data-from"), attr("data-to"));
+    assert_eq!(to - from, 3 * 365 * 86_400);
+    let r = w
+        .api(
+            hyper::Method::GET,
+            &format!("/api/devices/1/telemetry?from={from}&to={to}&points=600"),
+            &alice,
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["step"], (3 * 365 * 86_400 + 599) / 600);
+}

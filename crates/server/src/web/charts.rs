@@ -16,19 +16,32 @@ pub enum Range {
     Week,
     /// Last 30 days, one point per 2 hours.
     Month,
+    /// Last 365 days, one point a day (the interactive chart: about 600 buckets with min/max).
+    Year,
+    /// Last 3 years, one point per 3 days.
+    ThreeYears,
 }
 
 impl Range {
     /// Every range, in menu order.
-    pub const ALL: [Range; 4] = [Range::Hour, Range::Day, Range::Week, Range::Month];
+    pub const ALL: [Range; 6] = [
+        Range::Hour,
+        Range::Day,
+        Range::Week,
+        Range::Month,
+        Range::Year,
+        Range::ThreeYears,
+    ];
 
-    /// Parses `1h`, `24h`, `7d`, `30d`.
+    /// Parses `1h`, `24h`, `7d`, `30d`, `1y`, `3y`.
     pub fn parse(s: &str) -> Option<Range> {
         Some(match s {
             "1h" => Range::Hour,
             "24h" => Range::Day,
             "7d" => Range::Week,
             "30d" => Range::Month,
+            "1y" => Range::Year,
+            "3y" => Range::ThreeYears,
             _ => return None,
         })
     }
@@ -40,6 +53,8 @@ impl Range {
             Range::Day => "24h",
             Range::Week => "7d",
             Range::Month => "30d",
+            Range::Year => "1y",
+            Range::ThreeYears => "3y",
         }
     }
 
@@ -50,6 +65,8 @@ impl Range {
             Range::Day => 86_400,
             Range::Week => 7 * 86_400,
             Range::Month => 30 * 86_400,
+            Range::Year => 365 * 86_400,
+            Range::ThreeYears => 3 * 365 * 86_400,
         }
     }
 
@@ -60,6 +77,8 @@ impl Range {
             Range::Day => 300,
             Range::Week => 1800,
             Range::Month => 7200,
+            Range::Year => 86_400,
+            Range::ThreeYears => 3 * 86_400,
         }
     }
 }

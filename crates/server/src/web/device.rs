@@ -185,7 +185,8 @@ pub async fn page(
     let to = now + 1;
     let from = to - range.span();
     let step = range.step();
-    let n_days = (range.span().max(7 * 86_400) / 86_400) as usize;
+    // Energy bars: at least a week, at most 90 days (longer ranges are on the site's view).
+    let n_days = (range.span().clamp(7 * 86_400, 90 * 86_400) / 86_400) as usize;
     let (buckets, days, months, cmds, latest, site) = web
         .db_call(move |db| {
             let site = match db.device_site(id)? {
