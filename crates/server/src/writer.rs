@@ -161,12 +161,37 @@ fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
         (
             Ok(true),
             WriteJob::ConfigAck {
+                device_id,
+                version,
                 result: ConfigResult::RolledBack,
-                ..
+                at,
             },
-        ) => Outcome::RolledBack,
+        ) => {
+            audit_rollback(storage, *device_id, *version, *at);
+            Outcome::RolledBack
+        }
         (Ok(true), _) => Outcome::Synced,
         (Ok(false), _) => Outcome::Nothing,
+    }
+}
+
+/// A rollback is a change the controller made on its own: it goes into the audit log with the
+/// controller as the actor, so operators see it next to the change it undid. A failure to write
+/// the entry is logged, not fatal (the state change is already stored).
+fn audit_rollback(storage: &dyn Storage, device_id: u32, version: u32, at: i64) {
+    let site_id = storage.device_site(device_id).ok().flatten();
+    let entry = crate::storage::NewAuditEntry {
+        user_id: None,
+        actor: "controller".into(),
+        action: "config.rollback".into(),
+        device_id: Some(device_id),
+        site_id,
+        detail: format!(
+            "v{version} rolled back by the controller: it could not reach a server with it and restored its previous configuration"
+        ),
+    };
+    if let Err(e) = storage.append_audit(&entry, at) {
+        tracing::warn!(device_id, version, error = %e, "rollback not written to the audit log");
     }
 }
 
@@ -322,4 +347,59 @@ fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32) 
             ingest.metrics.ack_sent();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{AuditFilter, AuditStore, ConfigStore, DeviceStore, NewDevice};
+    use tek_proto::crypto::Key;
+    use tek_proto::message::Config;
+
+    /// Issue 19 point 7: a rollback reported by the controller is in the audit log.
+    #[test]
+    fn a_rollback_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::storage::sqlite::Sqlite::open_dir(dir.path()).unwrap();
+        db.add_devices(
+            &[NewDevice {
+                id: 4,
+                name: "Pool".into(),
+                key: Key([0; 16]),
+            }],
+            0,
+        )
+        .unwrap();
+        let v = db.save_config(4, &Config::default(), 10).unwrap();
+        let job = WriteJob::ConfigAck {
+            device_id: 4,
+            version: v,
+            result: ConfigResult::RolledBack,
+            at: 20,
+        };
+        assert!(matches!(apply(&db, &job), Outcome::RolledBack));
+        let log = db
+            .audit(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .unwrap();
+        assert_eq!(log.len(), 1);
+        let e = &log[0];
+        assert_eq!((e.at, e.entry.actor.as_str()), (20, "controller"));
+        assert_eq!(e.entry.action, "config.rollback");
+        assert_eq!(e.entry.device_id, Some(4));
+        assert!(e.entry.detail.starts_with(&format!("v{v} rolled back")));
+        // A repeated ConfigAck changes nothing and adds nothing.
+        assert!(matches!(apply(&db, &job), Outcome::Nothing));
+        assert_eq!(
+            db.audit(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .unwrap()
+            .len(),
+            1
+        );
+    }
 }

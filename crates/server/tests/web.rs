@@ -27,6 +27,7 @@ const DEVICE_PAGES: &[(&str, &str, &str)] = &[
         "setpoint=30&hysteresis=0.5",
     ),
     ("POST", "/devices/{id}/command", "action=pump_on"),
+    ("POST", "/devices/{id}/rename", "name=Renamed+pool"),
     (
         "POST",
         "/devices/{id}/configure",
@@ -847,7 +848,7 @@ async fn api_and_pages_work_for_a_member() {
         )
         .await;
     assert_eq!(csv.status, StatusCode::OK);
-    assert!(csv.body.starts_with("time_utc,unix_s,power_w"));
+    assert!(csv.body.starts_with("time,unix_s,power_w"));
     assert!(csv
         .header("content-disposition")
         .contains("device-2-2020-01-01-2030-01-01.csv"));

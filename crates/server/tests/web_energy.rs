@@ -170,6 +170,31 @@ async fn figures_match_hand_computed_values_across_fall_back() {
         close(&nov["cost"]["total"], 5.0),
         "only the fixed charge: {nov}"
     );
+    // Each device's month is its energy alone, at the site's prices: device 1 has 25.25 kWh,
+    // 5.70 on the 25th + 0.025 on the 26th = 5.725; device 2 3.5 kWh at 0.30 = 1.05 (together
+    // the site's 6.775). The site's demand (30) and fixed (5) charges are not put on each
+    // device: before, device 1 showed 5.725 + 10 × 1 kW + 5 = 20.725.
+    let devs = v["devices"].as_array().unwrap();
+    let oct = |i: usize| &devs[i]["periods"][0]["cost"];
+    assert!(close(&oct(0)["total"], 5.725), "{}", oct(0));
+    assert!(close(&oct(0)["fixed"], 0.0) && close(&oct(0)["demand"], 0.0));
+    assert!(close(&oct(1)["total"], 1.05), "{}", oct(1));
+    // September, before the site's first record: no fixed charge, nothing to pay.
+    let r = w
+        .api(
+            Method::GET,
+            &format!("/api/sites/{site}/energy?by=month&from=2026-09&to=2026-11"),
+            &alice,
+            "",
+        )
+        .await;
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    let (sep, oct) = (&v["periods"][0], &v["periods"][1]);
+    assert_eq!(sep["period"], "2026-09");
+    assert!(close(&sep["cost"]["fixed"], 0.0), "{sep}");
+    assert!(close(&sep["cost"]["total"], 0.0), "{sep}");
+    assert!(close(&oct["cost"]["total"], 41.775), "{oct}");
+    assert!(close(&v["total"]["cost"], 41.775), "{v}");
 
     // The CSV: the site's lines, then each device's.
     let csv = w
@@ -184,8 +209,8 @@ async fn figures_match_hand_computed_values_across_fall_back() {
     assert_eq!(lines.len(), 1 + 2 + 2 * 2, "{}", csv.body);
     assert_eq!(
         lines[1],
-        "2026-10-25,2026-10-24 22:00:00,2026-10-25 23:00:00,,28.500,3.000,2026-10-25 11:00:00,\
-         6.7500,0.0000,0.0000,6.7500,EUR"
+        "2026-10-25,2026-10-25T00:00:00+02:00,2026-10-26T00:00:00+01:00,,28.500,3.000,\
+         2026-10-25T12:00:00+01:00,6.7500,0.0000,0.0000,6.7500,EUR"
     );
     assert!(lines[5].starts_with("2026-10-25,") && lines[5].contains(",2,3.500,2.000,"));
     let api_csv = w
@@ -211,6 +236,21 @@ async fn figures_match_hand_computed_values_across_fall_back() {
         assert!(page.body.contains(s), "{s} missing");
     }
     assert_eq!(page.body.matches("<svg").count(), 3);
+    // This month (after the October data): each controller's cost is its energy only (none
+    // yet: 0.00 EUR), the site total row carries the month's fixed charge (5.00 EUR).
+    assert!(
+        page.body.contains("data-field=\"site-cost\">5.00 EUR"),
+        "{}",
+        page.body
+    );
+    let devices = page.body.split("id=\"site-devices\"").nth(1).unwrap();
+    let devices = devices.split("</table>").next().unwrap();
+    assert_eq!(
+        devices.matches("<td class=\"num\">0.00 EUR</td>").count(),
+        2,
+        "one per controller: {devices}"
+    );
+    assert!(page.body.contains("id=\"energy-view\""));
     assert!(!page.body.contains("Save tariff"));
     let page = w.get(&format!("/sites/{site}"), Some(&admin)).await;
     assert!(page.body.contains("Save tariff") && page.body.contains("night all 22:00-06:00 0.1"));
@@ -292,6 +332,20 @@ async fn bad_time_zones_and_tariffs_are_refused_and_nothing_is_saved() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A blank flat price (also what a browser sends for a number field it cannot read) or
+    // one that is not a number is refused, not saved as 0.
+    for price in ["", "+", "0%2C3", "abc"] {
+        let r = w
+            .post_form(
+                &format!("/sites/{site}/tariff"),
+                &admin,
+                &format!("currency=EUR&energy_price={price}&periods=&demand_price=&monthly_fixed="),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{price:?}");
+        assert!(r.body.contains("Price per kWh"), "{}", r.body);
+        assert!(!r.body.contains("Saved"), "{}", r.body);
+    }
     // Nothing was saved.
     let t = w
         .api(

@@ -69,18 +69,32 @@ fn start_driver() -> (Driver, u16) {
 }
 
 async fn browser(port: u16, profile: &Path) -> Client {
+    browser_with(port, profile, &[]).await
+}
+
+/// [`browser`] with extra Chromium switches (e.g. `--force-dark-mode`).
+async fn browser_with(port: u16, profile: &Path, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(extra.iter().map(|s| s.to_string()));
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -462,7 +476,7 @@ async fn browser_walkthrough() {
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(
         lines[0],
-        "time_utc,unix_s,power_w,energy_wh,water_c,air_c,relays"
+        "time,unix_s,power_w,energy_wh,water_c,air_c,relays"
     );
     assert!(lines.len() >= 3, "records exported: {body}");
 
@@ -533,10 +547,7 @@ async fn browser_walkthrough() {
     let (status, _, body) = fetch_export_form(&c).await;
     assert_eq!(status, 200);
     let body = body.as_str();
-    assert!(
-        body.starts_with("period,start_utc,end_utc,device,kwh,"),
-        "{body}"
-    );
+    assert!(body.starts_with("period,start,end,device,kwh,"), "{body}");
     let site_kwh: f64 = body
         .lines()
         .skip(1)
@@ -551,4 +562,935 @@ async fn browser_walkthrough() {
     running.stop().await;
     server.shutdown().await;
     eprintln!("browser walk-through took {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 19: the web UI as operators use it. A smaller site than the walk-through, started by
+// one helper, so each concern is its own test.
+
+/// A running server with a site of `n` controllers (all but none running) and a signed-in browser.
+struct Ui {
+    c: Client,
+    base: String,
+    site: i64,
+    server: tek_server::ServerHandle,
+    fleet: tek_sim::Fleet,
+    _driver: Driver,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Ui {
+    async fn start(n: u32, admin: bool) -> Ui {
+        Ui::start_with(n, admin, &[]).await
+    }
+
+    async fn start_with(n: u32, admin: bool, chromium: &[&str]) -> Ui {
+        let (driver, driver_port) = start_driver();
+        let dir = tempfile::tempdir().unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        tek_server::provision::provision(&db, Some(1), n, "pool", 0).unwrap();
+        let site = db.create_site("Browser pool", 0).unwrap();
+        let ids: Vec<u32> = (1..=n).collect();
+        db.assign_devices(&ids, Some(site)).unwrap();
+        let hash = web::auth::hash_password(PASSWORD).unwrap();
+        let user = db.create_user(EMAIL, &hash, admin, 0).unwrap();
+        db.grant_site(user, site).unwrap();
+        let fast = DeviceConfig {
+            log_interval_s: 10,
+            batch_s: 10,
+            ..DeviceConfig::default()
+        };
+        for &id in &ids {
+            db.save_config(id, &fast, 0).unwrap();
+        }
+        let db: Arc<dyn Storage> = Arc::new(db);
+        let cfg = tek_server::Config {
+            udp: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            data: dir.path().to_owned(),
+            ..tek_server::Config::default()
+        };
+        let server = tek_server::Server::start_with(cfg, Some(db.clone()), |api| {
+            web::router(api, WebOptions::default())
+        })
+        .await
+        .unwrap();
+        let base = format!("http://{}", server.http_addr());
+        let mut opts = tek_sim::Options::new(
+            sim_devices(db.as_ref(), 1..=n),
+            vec![server.udp_addr().to_string()],
+        );
+        opts.speed = 6.0;
+        let fleet = tek_sim::Fleet::start(opts).await.unwrap();
+        let c = browser_with(driver_port, profile.path(), chromium).await;
+        c.goto(&format!("{base}/")).await.unwrap();
+        for (field, value) in [("email", EMAIL), ("password", PASSWORD)] {
+            c.find(Locator::Css(&format!("input[name={field}]")))
+                .await
+                .unwrap()
+                .send_keys(value)
+                .await
+                .unwrap();
+        }
+        c.find(Locator::Css("form.login button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(Duration::from_secs(5), "the dashboard", || async {
+            c.current_url()
+                .await
+                .ok()
+                .filter(|u| u.path() == "/dashboard")
+        })
+        .await;
+        Ui {
+            c,
+            base,
+            site,
+            server,
+            fleet,
+            _driver: driver,
+            _dirs: (dir, profile),
+        }
+    }
+
+    async fn stop(self) {
+        self.c.close().await.unwrap();
+        self.fleet.stop().await;
+        self.server.shutdown().await;
+    }
+}
+
+/// Issue 19 point 1: 30 navigations between a controller's tabs (clicks and Back), each loaded
+/// in under 2 s, with Chromium's back/forward cache on. Before app.js closed the live stream
+/// on `pagehide`, every page kept in the cache held one of the 6 connections Chromium allows
+/// per host, and the ~6th click waited about a minute for a free one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tab_navigation_does_not_hang() {
+    let ui = Ui::start(2, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    c.goto(&format!("{base}/devices/1")).await.unwrap();
+    let tabs = [
+        "/devices/1/configure",
+        "/devices/1/schedules",
+        "/devices/1/alarms",
+        "/devices/1",
+    ];
+    let mut restored = 0;
+    for i in 0..30usize {
+        let mark = format!("window.tekNav = {i};");
+        c.execute(&mark, vec![]).await.unwrap();
+        let back = i % 5 == 4;
+        let started = Instant::now();
+        let want = if back {
+            c.back().await.unwrap();
+            None
+        } else {
+            let to = tabs[i % tabs.len()];
+            c.find(Locator::Css(&format!("nav.sub a[href=\"{to}\"]")))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            Some(to)
+        };
+        let prev = wait_for(Duration::from_secs(70), "the next page", || async {
+            let got = c
+                .execute(
+                    "return [document.readyState, location.pathname, \
+                     window.tekNav === undefined ? -1 : window.tekNav];",
+                    vec![],
+                )
+                .await
+                .ok()?;
+            let a = got.as_array()?;
+            let (state, path, nav) = (a[0].as_str()?, a[1].as_str()?, a[2].as_i64()?);
+            let fresh = nav != i as i64;
+            let at = want.is_none_or(|w| w == path);
+            (state == "complete" && fresh && at).then_some(nav)
+        })
+        .await;
+        let took = started.elapsed();
+        if prev >= 0 {
+            restored += 1;
+        }
+        assert!(
+            took < Duration::from_secs(2),
+            "navigation {i} ({}) took {took:?}",
+            want.unwrap_or("back")
+        );
+        // The shown page follows the live stream again (also when it came from the cache).
+        wait_for(Duration::from_secs(2), "the live stream", || async {
+            c.execute("return window.tekLive && window.tekLive();", vec![])
+                .await
+                .ok()?
+                .as_bool()
+                .filter(|b| *b)
+        })
+        .await;
+    }
+    assert!(
+        restored > 0,
+        "no page came back from the back/forward cache: is it off?"
+    );
+    eprintln!("{restored} of 30 navigations restored from the back/forward cache");
+    ui.stop().await;
+}
+
+/// Where the issue-19 tests keep their screenshots: `target/screenshots/` of the workspace
+/// (or `TEK_SCREENSHOTS`), printed so a reviewer can open them.
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("TEK_SCREENSHOTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots"),
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Saves a screenshot of the whole page (the window grown to the page's height, at most
+/// 5,000 px) as `dir/name.png`, then sets the window back to `w` × `h`.
+async fn full_page_shot(c: &Client, dir: &Path, name: &str, w: u32, h: u32) {
+    let height = c
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(u64::from(h))
+        .clamp(u64::from(h), 5000) as u32;
+    viewport(c, w, height).await;
+    if let Ok(png) = c.screenshot().await {
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+    viewport(c, w, h).await;
+}
+
+/// Sets the viewport to `w` × `h` CSS pixels and checks the page sees exactly that width.
+async fn viewport(c: &Client, w: u32, h: u32) {
+    c.set_window_size(w, h).await.unwrap();
+    let inner = c
+        .execute("return window.innerWidth;", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    if inner != u64::from(w) {
+        // Chromium's window includes its frame in some modes: grow it by the difference.
+        c.set_window_size(w + (w - inner as u32), h).await.unwrap();
+    }
+}
+
+/// The page's widest content against the viewport: `(scrollWidth, innerWidth)`, and the
+/// elements sticking out of it (for the message).
+async fn overflow(c: &Client) -> (u64, u64, String) {
+    let v = c
+        .execute(
+            "const w = window.innerWidth;
+             const out = [...document.querySelectorAll('body *')]
+               .filter(e => e.getBoundingClientRect().right > w + 0.5)
+               .filter(e => { for (let a = e.parentElement; a; a = a.parentElement) {
+                   if (getComputedStyle(a).overflowX === 'auto') return false; } return true; })
+               .slice(0, 5)
+               .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                    (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '') +
+                    ' ' + Math.round(e.getBoundingClientRect().right));
+             return [document.documentElement.scrollWidth, w, out.join(', ')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let a = v.as_array().unwrap();
+    (
+        a[0].as_u64().unwrap(),
+        a[1].as_u64().unwrap(),
+        a[2].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Issue 19 point 4: every page fits a phone (390 × 844) and a desktop (1400 × 1000) without
+/// horizontal scrolling — also with a 100-character rule name and site name — and a screenshot
+/// of each page at both widths is saved for review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_phones_and_desktops() {
+    let ui = Ui::start(3, true).await;
+    let (c, base, site) = (&ui.c, ui.base.as_str(), ui.site);
+    let long = "Very long rule name that somebody typed without any thought for narrow phone screens at all ok";
+    let long = format!("{long}{}", "x".repeat(100 - long.len()));
+    assert_eq!(long.len(), 100);
+    // A rule with a long name, through the page's own form.
+    c.goto(&format!("{base}/devices/1/alarms")).await.unwrap();
+    for (field, value) in [("name", long.as_str()), ("limit", "10"), ("restore", "9")] {
+        c.find(Locator::Css(&format!(
+            "form input[name=kind][value=threshold] ~ label input[name={field}]"
+        )))
+        .await
+        .unwrap()
+        .send_keys(value)
+        .await
+        .unwrap();
+    }
+    c.find(Locator::Css(
+        "form input[name=kind][value=threshold] ~ button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(5), "the rule added", || async {
+        text(c, "table.rules tbody")
+            .await
+            .filter(|t| t.contains("Very long rule"))
+    })
+    .await;
+    // Readings on record, so charts and tables have content.
+    wait_for(Duration::from_secs(20), "readings", || async {
+        c.goto(&format!("{base}/devices/1")).await.ok()?;
+        let p = text(c, "#readings [data-field=power]").await?;
+        (!p.starts_with('–')).then_some(())
+    })
+    .await;
+    // Its alarm on the overview (the long name in a table on a phone).
+    wait_for(Duration::from_secs(20), "the alarm raised", || async {
+        c.goto(&format!("{base}/alarms")).await.ok()?;
+        text(c, "table.alarms tr.st-active")
+            .await
+            .filter(|t| t.contains("Very long rule"))
+    })
+    .await;
+    let pages = ui_pages(site);
+    let dir = screenshot_dir();
+    let mut bad = Vec::new();
+    let mut a11y = Vec::new();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        for (name, path) in &pages {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            let (scroll, inner, out) = overflow(c).await;
+            assert_eq!(inner, u64::from(w), "viewport width");
+            if scroll > inner {
+                bad.push(format!(
+                    "{path} at {w}px: scrollWidth {scroll} > {inner}: {out}"
+                ));
+            }
+            if w == 1400 {
+                for v in axe_serious(c).await {
+                    a11y.push(format!("{path}: {v}"));
+                }
+            }
+            full_page_shot(c, &dir, &format!("{name}-{w}"), w, h).await;
+        }
+    }
+    // Signed out: the login page too.
+    c.find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the login page", || async {
+        c.find(Locator::Css("form.login")).await.ok()
+    })
+    .await;
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        if scroll > inner {
+            bad.push(format!("/ at {w}px: scrollWidth {scroll} > {inner}: {out}"));
+        }
+        full_page_shot(c, &dir, &format!("login-{w}"), w, h).await;
+    }
+    a11y.extend(axe_serious(c).await.into_iter().map(|v| format!("/: {v}")));
+    eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
+    assert!(bad.is_empty(), "horizontal overflow:\n{}", bad.join("\n"));
+    assert!(
+        a11y.is_empty(),
+        "serious or critical accessibility violations (axe-core):\n{}",
+        a11y.join("\n")
+    );
+    ui.stop().await;
+}
+
+/// Every signed-in page of the UI, by screenshot name (an admin sees them all).
+fn ui_pages(site: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("dashboard", "/dashboard".to_owned()),
+        ("device", "/devices/1".to_owned()),
+        ("configure", "/devices/1/configure".to_owned()),
+        ("schedules", "/devices/1/schedules".to_owned()),
+        ("device-alarms", "/devices/1/alarms".to_owned()),
+        ("alarms", "/alarms".to_owned()),
+        ("audit", "/audit".to_owned()),
+        ("admin", "/admin".to_owned()),
+        ("admin-alarms", "/admin/alarms".to_owned()),
+        ("account", "/account".to_owned()),
+        ("site", format!("/sites/{site}")),
+    ]
+}
+
+/// axe-core (vendored in `tests/axe/`, test only) run in the page: its serious and critical
+/// violations, one line each with up to three offending elements.
+async fn axe_serious(c: &Client) -> Vec<String> {
+    const AXE: &str = include_str!("axe/axe.min.js");
+    c.execute(&format!("{AXE}\n;return true;"), vec![])
+        .await
+        .unwrap();
+    let v = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']}).then(r => done(
+               r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' - ' +
+                      v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))),
+               e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The text of the error shown next to `field` of the form matching `form` (issue 19 point 5).
+async fn field_error(c: &Client, form: &str, field: &str) -> Option<String> {
+    let v = c
+        .execute(
+            "const f = document.querySelector(arguments[0]);
+             const el = f && f.querySelector('[name=\"' + arguments[1] + '\"]');
+             if (!el || el.getAttribute('aria-invalid') !== 'true') return null;
+             const note = document.getElementById(el.getAttribute('aria-describedby'));
+             return note ? note.textContent : null;",
+            vec![form.into(), field.into()],
+        )
+        .await
+        .ok()?;
+    v.as_str().map(str::to_owned)
+}
+
+/// Issue 19 points 5 and 8: bad input in the alarm rule, setpoint, token and assignment forms
+/// is refused with the message next to its field and what was typed kept (no bare error page);
+/// deletes and reboot ask first; successful adds say so; "1-999" names the missing controllers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_keep_input_ask_first_and_say_what_happened() {
+    let ui = Ui::start(2, true).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    let value = |css: &'static str| async move {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    };
+
+    // A threshold rule with a limit that is not a number.
+    c.goto(&format!("{base}/devices/1/alarms")).await.unwrap();
+    let threshold = "form:has(input[name=kind][value=threshold])";
+    for (field, v) in [("name", "Too warm"), ("limit", "warm"), ("restore", "9")] {
+        c.find(Locator::Css(&format!("{threshold} input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(v)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css(&format!("{threshold} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let msg = wait_for(Duration::from_secs(5), "the limit's error", || async {
+        field_error(c, threshold, "limit").await
+    })
+    .await;
+    assert!(msg.contains("limit"), "{msg}");
+    assert_eq!(c.current_url().await.unwrap().path(), "/devices/1/alarms");
+    assert_eq!(
+        value("form:has(input[name=kind][value=threshold]) input[name=name]").await,
+        "Too warm",
+        "the input is kept"
+    );
+    assert_eq!(
+        value("form:has(input[name=kind][value=threshold]) input[name=limit]").await,
+        "warm"
+    );
+    // Fixed, it is added and the page says so.
+    let limit = c
+        .find(Locator::Css(&format!("{threshold} input[name=limit]")))
+        .await
+        .unwrap();
+    limit.clear().await.unwrap();
+    limit.send_keys("10").await.unwrap();
+    c.find(Locator::Css(&format!("{threshold} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ok = wait_for(Duration::from_secs(5), "the confirmation", || async {
+        text(c, ".flash.ok").await
+    })
+    .await;
+    assert!(ok.contains("added"), "{ok}");
+    shot(c, "forms-rule-added").await;
+
+    // Deleting the rule asks first: dismissed, nothing happens; accepted, it is gone.
+    let delete = "table.rules form[data-confirm] button";
+    c.find(Locator::Css(delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ask = c.get_alert_text().await.unwrap();
+    assert!(ask.contains("Delete the rule Too warm"), "{ask}");
+    c.dismiss_alert().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(text(c, "table.rules tbody")
+        .await
+        .unwrap()
+        .contains("Too warm"));
+    c.find(Locator::Css(delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    wait_for(Duration::from_secs(5), "the rule deleted", || async {
+        let t = text(c, "table.rules tbody").await?;
+        (!t.contains("Too warm")).then_some(())
+    })
+    .await;
+
+    // The setpoint: out of range (the browser's own check removed), refused next to the form
+    // with the typed value kept.
+    c.goto(&format!("{base}/devices/1")).await.unwrap();
+    c.execute(
+        "document.getElementById('setpoint').removeAttribute('max')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let sp = c.find(Locator::Css("#setpoint")).await.unwrap();
+    sp.clear().await.unwrap();
+    sp.send_keys("95").await.unwrap();
+    c.find(Locator::Css("form[action=\"/devices/1/setpoint\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the setpoint error", || async {
+        text(c, "form[action=\"/devices/1/setpoint\"] .field-error").await
+    })
+    .await;
+    assert!(!err.is_empty());
+    assert_eq!(value("#setpoint").await, "95");
+    assert_eq!(c.current_url().await.unwrap().path(), "/devices/1");
+    // Reboot asks first.
+    c.find(Locator::Css("select[name=action] option[value=reboot]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action=\"/devices/1/command\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(c.get_alert_text().await.unwrap().contains("Reboot"));
+    c.dismiss_alert().await.unwrap();
+
+    // A token name that is too long: the error under the field, the name kept.
+    c.goto(&format!("{base}/account")).await.unwrap();
+    c.execute(
+        "document.getElementById('token-name').removeAttribute('maxlength')",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let long = "t".repeat(70);
+    c.find(Locator::Css("#token-name"))
+        .await
+        .unwrap()
+        .send_keys(&long)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action=\"/account/tokens\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the token name error", || async {
+        field_error(c, "form[action=\"/account/tokens\"]", "name").await
+    })
+    .await;
+    assert!(err.contains("64"), "{err}");
+    assert_eq!(value("#token-name").await, long);
+
+    // Admin: assigning 1-999 names the missing controllers next to the field; adding a site
+    // says so.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    c.find(Locator::Css(
+        "form[action=\"/admin/assign\"] input[name=devices]",
+    ))
+    .await
+    .unwrap()
+    .send_keys("1-999")
+    .await
+    .unwrap();
+    c.find(Locator::Css("form[action=\"/admin/assign\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = wait_for(Duration::from_secs(5), "the assignment error", || async {
+        field_error(c, "form[action=\"/admin/assign\"]", "devices").await
+    })
+    .await;
+    assert!(
+        err.contains("997 of the 999") && err.contains("3-999"),
+        "{err}"
+    );
+    assert!(!err.to_lowercase().contains("not found"), "{err}");
+    assert_eq!(
+        value("form[action=\"/admin/assign\"] input[name=devices]").await,
+        "1-999"
+    );
+    shot(c, "forms-assign-error").await;
+    c.find(Locator::Css(
+        "form[action=\"/admin/sites\"] input[name=name]",
+    ))
+    .await
+    .unwrap()
+    .send_keys("Second pool")
+    .await
+    .unwrap();
+    c.find(Locator::Css("form[action=\"/admin/sites\"] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ok = wait_for(Duration::from_secs(5), "the site added", || async {
+        text(c, ".flash.ok").await
+    })
+    .await;
+    assert_eq!(ok, "Site Second pool added.");
+    ui.stop().await;
+}
+
+/// Issue 19 point 2: the device page's charts are drawn by the vendored uPlot from the JSON
+/// endpoint (the server-drawn pictures hidden), show values on hover, zoom on drag, and add the
+/// previous period on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_charts_are_interactive() {
+    let ui = Ui::start(1, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    // Readings on record.
+    wait_for(Duration::from_secs(20), "readings", || async {
+        c.goto(&format!("{base}/devices/1")).await.ok()?;
+        let p = text(c, "#readings [data-field=power]").await?;
+        (!p.starts_with('–')).then_some(())
+    })
+    .await;
+    c.goto(&format!("{base}/devices/1?range=1h")).await.ok();
+    let state = || async {
+        c.execute(
+            "const p = document.getElementById('chart-power').tekPlot;
+             return p ? [document.querySelectorAll('.uchart canvas').length,
+                         p.series.length, p.data[0].length,
+                         getComputedStyle(document.querySelector('.static-charts')).display] : null;",
+            vec![],
+        )
+        .await
+        .ok()
+        .filter(|v| !v.is_null())
+    };
+    let v = wait_for(
+        Duration::from_secs(10),
+        "the interactive charts",
+        || async { state().await },
+    )
+    .await;
+    let a = v.as_array().unwrap();
+    assert_eq!(a[0].as_u64(), Some(2), "two canvases: {v}");
+    assert_eq!(a[1].as_u64(), Some(4), "time, mean, lowest, highest: {v}");
+    assert!(a[2].as_u64().unwrap() >= 1, "points drawn: {v}");
+    assert_eq!(
+        a[3].as_str(),
+        Some("none"),
+        "the static pictures are hidden"
+    );
+    // Hover: the legend shows the value under the cursor.
+    let legend = c
+        .execute(
+            "const p = document.getElementById('chart-power').tekPlot;
+             const i = p.data[1].map((v, k) => v == null ? -1 : k).filter(k => k >= 0).pop();
+             p.setCursor({left: p.valToPos(p.data[0][i], 'x'), top: 10});
+             return document.querySelector('#chart-power .u-legend .u-series:nth-child(2) .u-value').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shown = legend.as_str().unwrap();
+    assert!(
+        shown.parse::<f64>().is_ok(),
+        "a power value on hover: {shown:?}"
+    );
+    // Zoom: a selection narrows the x scale (uPlot applies it in a microtask).
+    let zoomed = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const p = document.getElementById('chart-power').tekPlot;
+             const a = p.data[0][0], b = p.data[0][p.data[0].length - 1];
+             const lo = a + (b - a) / 2, hi = a + 3 * (b - a) / 4;
+             p.setSelect({left: p.valToPos(lo, 'x'), width: p.valToPos(hi, 'x') - p.valToPos(lo, 'x'),
+                          top: 0, height: p.bbox.height / devicePixelRatio});
+             p.setScale('x', {min: lo, max: hi});
+             setTimeout(() => done([Math.abs(p.scales.x.min - lo) < 1 && Math.abs(p.scales.x.max - hi) < 1,
+                                    p.scales.x.min, p.scales.x.max, lo, hi]), 50);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(zoomed[0].as_bool(), Some(true), "{zoomed}");
+    shot(c, "chart-device").await;
+    // Compare: the previous period as a fifth series.
+    c.find(Locator::Css("#compare"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the previous period", || async {
+        let v = state().await?;
+        (v.as_array()?[1].as_u64()? == 5).then_some(())
+    })
+    .await;
+    let dir = screenshot_dir();
+    for w in [1400u32, 390] {
+        viewport(c, w, 1000).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        full_page_shot(c, &dir, &format!("chart-device-{w}"), w, 1000).await;
+        let (scroll, inner, out) = overflow(c).await;
+        assert!(scroll <= inner, "{scroll} > {inner}: {out}");
+    }
+    ui.stop().await;
+}
+
+/// Issue 19 point 10: the dashboard's search, filters and sorting, an alarm badge and today's
+/// energy per controller, a total row per site; and dark mode following the system setting
+/// (Chromium told the system is dark), with no serious contrast problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_tools_and_dark_mode() {
+    let ui = Ui::start_with(3, false, &["--force-dark-mode"]).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    // An alarm on controller 2: water above 10 °C, raised at once.
+    c.goto(&format!("{base}/devices/2/alarms")).await.unwrap();
+    let threshold = "form:has(input[name=kind][value=threshold])";
+    for (field, v) in [("name", "Warm"), ("limit", "10"), ("restore", "9")] {
+        c.find(Locator::Css(&format!("{threshold} input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(v)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css(&format!("{threshold} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the badge on controller 2",
+        || async {
+            c.goto(&format!("{base}/dashboard")).await.ok()?;
+            let badge = text(c, "tr[data-device=\"2\"] a.badge").await?;
+            let today = text(c, "tr[data-device=\"2\"] [data-field=today]").await?;
+            (badge.starts_with('1') && today.ends_with("kWh")).then_some(())
+        },
+    )
+    .await;
+    let visible = || async {
+        c.execute(
+            "return [...document.querySelectorAll('#devices tbody tr')]
+               .filter(r => !r.hidden).map(r => Number(r.dataset.device));",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(visible().await, vec![1, 2, 3]);
+    // Search.
+    let q = c.find(Locator::Css("#q")).await.unwrap();
+    q.send_keys("pool-3").await.unwrap();
+    assert_eq!(visible().await, vec![3]);
+    q.clear().await.unwrap();
+    c.execute(
+        "document.getElementById('q').dispatchEvent(new Event('input'))",
+        vec![],
+    )
+    .await
+    .unwrap();
+    // Filter: with open alarms.
+    c.find(Locator::Css("#f-state option[value=alarm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(visible().await, vec![2]);
+    c.find(Locator::Css("#f-state option[value='']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Sort by controller, twice: descending.
+    let sort = c
+        .find(Locator::Css("#devices button.sort[data-col='1']"))
+        .await
+        .unwrap();
+    sort.click().await.unwrap();
+    sort.click().await.unwrap();
+    assert_eq!(visible().await, vec![3, 2, 1]);
+    assert_eq!(
+        attr(c, "#devices th:nth-child(2)", "aria-sort")
+            .await
+            .as_deref(),
+        Some("descending")
+    );
+    // The site's total row: 3 controllers, and today's energy the sum of theirs.
+    let total = text(c, "#site-totals tbody tr").await.unwrap();
+    assert!(
+        total.contains("Browser pool") && total.contains(" 3 "),
+        "{total}"
+    );
+    // Dark: the page follows the system setting.
+    let bg = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bg.as_str(), Some("rgb(13, 17, 23)"));
+    let dir = screenshot_dir();
+    let mut a11y = Vec::new();
+    for (name, path) in [
+        ("dashboard-dark", "/dashboard"),
+        ("device-dark", "/devices/2"),
+        ("device-alarms-dark", "/devices/2/alarms"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a11y.extend(
+            axe_serious(c)
+                .await
+                .into_iter()
+                .map(|v| format!("{path}: {v}")),
+        );
+        for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+            viewport(c, w, h).await;
+            full_page_shot(c, &dir, &format!("{name}-{w}"), w, h).await;
+        }
+    }
+    assert!(a11y.is_empty(), "dark mode:\n{}", a11y.join("\n"));
+    ui.stop().await;
+}
+
+/// Issue 19 point 6: the site's energy view — bars per day of a week or month and per month of
+/// a year, the previous period beside them, totals and cost — from the site energy API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_energy_view_by_week_month_year() {
+    let ui = Ui::start(2, false).await;
+    let (c, base, site) = (&ui.c, ui.base.as_str(), ui.site);
+    c.goto(&format!("{base}/sites/{site}")).await.unwrap();
+    let bars = || async {
+        c.execute(
+            "const b = document.getElementById('energy-view');
+             return b && b.tekPlot ? [b.tekPlot.data[0].length, b.tekPlot.series.length,
+               document.getElementById('ev-label').textContent,
+               document.getElementById('ev-summary').textContent] : null;",
+            vec![],
+        )
+        .await
+        .ok()
+        .filter(|v| !v.is_null())
+    };
+    let month = wait_for(Duration::from_secs(10), "the energy view", || async {
+        bars().await
+    })
+    .await;
+    let m = month.as_array().unwrap();
+    let days = m[0].as_u64().unwrap();
+    assert!(
+        (28..=31).contains(&days),
+        "a bar per day of the month: {month}"
+    );
+    assert_eq!(m[1].as_u64(), Some(3), "this period and the previous one");
+    let summary = m[3].as_str().unwrap();
+    assert!(
+        summary.contains("kWh") && summary.contains("previous"),
+        "{summary}"
+    );
+    for (mode, n) in [("year", 12u64), ("week", 7)] {
+        c.find(Locator::Css(&format!(
+            "#energy-view button[data-mode={mode}]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        wait_for(Duration::from_secs(10), mode, || async {
+            let v = bars().await?;
+            (v.as_array()?[0].as_u64()? == n).then_some(())
+        })
+        .await;
+    }
+    let week = bars().await.unwrap()[2].as_str().unwrap().to_owned();
+    c.find(Locator::Css("#ev-prev"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the previous week", || async {
+        let v = bars().await?;
+        (v.as_array()?[2].as_str()? != week).then_some(())
+    })
+    .await;
+    let dir = screenshot_dir();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        full_page_shot(c, &dir, &format!("site-energy-{w}"), w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        assert!(scroll <= inner, "{scroll} > {inner}: {out}");
+    }
+    let a11y = axe_serious(c).await;
+    assert!(a11y.is_empty(), "{}", a11y.join("\n"));
+    ui.stop().await;
 }

@@ -138,7 +138,8 @@ pub async fn delete_rule(web: &Web, p: &Principal, device: u32, rule: i64) -> Re
     .await
 }
 
-/// Replaces a rule's spec (validated, audited, the engine told).
+/// Replaces a rule's spec (validated, audited, the engine told). Disabling a rule clears its
+/// open alarm, as deleting does: a rule that no longer watches cannot keep an alarm raised.
 pub async fn update_rule(
     web: &Web,
     p: &Principal,
@@ -149,7 +150,14 @@ pub async fn update_rule(
     rule_for(web, p, device, rule).await?;
     checked(web, &spec).await?;
     let s = spec.clone();
-    web.db_call(move |db| db.update_rule(rule, &s)).await?;
+    web.db_call(move |db| {
+        db.update_rule(rule, &s)?;
+        if !s.enabled {
+            db.clear_alarm(rule, crate::web::now())?;
+        }
+        Ok(())
+    })
+    .await?;
     web.api
         .alarm_event(Event::RulesChanged { device_id: device });
     web.audit(

@@ -42,23 +42,31 @@ pub struct Loaded {
     pub devices: Vec<(u32, Intervals)>,
     /// The site's (the devices' summed).
     pub total: Intervals,
+    /// Time of the site's first record (any device, ever), if any: the fixed monthly charge
+    /// starts with its month.
+    pub first_data: Option<i64>,
 }
 
 impl Loaded {
     /// Figures of the site per period.
     pub fn site_figures(&self, by: By, periods: &[Period]) -> Vec<Figures> {
-        energy::summarize(&self.total, &self.tz, by, periods, self.tariff.as_ref())
+        let mut f = energy::summarize(&self.total, &self.tz, by, periods, self.tariff.as_ref());
+        energy::fixed_from(&mut f, self.first_data);
+        f
     }
 
-    /// Figures of one device per period (cost at the site's tariff, as if metered alone).
+    /// Figures of one device per period: its energy at the site's prices; the demand and fixed
+    /// charges are the site's and are not split ([`energy::energy_cost_only`]).
     pub fn device_figures(&self, i: usize, by: By, periods: &[Period]) -> Vec<Figures> {
-        energy::summarize(
+        let mut f = energy::summarize(
             &self.devices[i].1,
             &self.tz,
             by,
             periods,
             self.tariff.as_ref(),
-        )
+        );
+        energy::energy_cost_only(&mut f);
+        f
     }
 }
 
@@ -69,7 +77,17 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
     let (from, to) = (energy::floor(from), energy::ceil(to));
     let mut devices = Vec::new();
     let mut total = Intervals::new();
+    let mut first_data: Option<i64> = None;
     for id in db.site_device_ids(site.id)? {
+        let first = db.telemetry(&storage::TelemetryQuery {
+            device_id: id,
+            from: i64::MIN,
+            to: i64::MAX,
+            limit: 1,
+        })?;
+        if let Some(r) = first.first() {
+            first_data = Some(first_data.map_or(r.time, |t| t.min(r.time)));
+        }
         let data = db.meter_data(id, from, to)?;
         let i = energy::device_intervals(&data, from, to);
         energy::add(&mut total, &i);
@@ -81,6 +99,7 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
         tariff,
         devices,
         total,
+        first_data,
     })
 }
 

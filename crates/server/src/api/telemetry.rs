@@ -1,5 +1,8 @@
-//! `GET /api/devices/{id}/telemetry?from=&to=&step=`: records, or with `step` (seconds) time
-//! buckets aggregated by the database; `GET /api/devices/{id}/telemetry.csv?from=&to=`.
+//! `GET /api/devices/{id}/telemetry?from=&to=&step=`: records, or with `step` (seconds) or
+//! `points` (about that many buckets over the range: one hour to years) time buckets aggregated
+//! by the database — the mean and the lowest and highest value of each bucket, so peaks survive
+//! any downsampling, and the share of records with each relay on; the device page's charts draw
+//! from it. `GET /api/devices/{id}/telemetry.csv?from=&to=`.
 
 use crate::storage::TelemetryQuery;
 use crate::web::auth::ApiUser;
@@ -22,6 +25,8 @@ pub struct SeriesQuery {
     from: Option<String>,
     to: Option<String>,
     step: Option<i64>,
+    /// About this many buckets (1..=2000) instead of a `step`.
+    points: Option<i64>,
 }
 
 /// `GET /api/devices/{id}/telemetry`.
@@ -39,7 +44,17 @@ pub async fn series(
         },
         crate::web::now(),
     )?;
-    if let Some(step) = q.step {
+    let step = match (q.step, q.points) {
+        (Some(_), Some(_)) => {
+            return Err(WebError::Invalid("give step or points, not both".into()).into())
+        }
+        (None, Some(n)) if !(1..=2000).contains(&n) => {
+            return Err(WebError::Invalid("points must be 1 to 2000".into()).into())
+        }
+        (None, Some(n)) => Some(((to - from) + n - 1) / n).map(|s| s.max(1)),
+        (s, None) => s,
+    };
+    if let Some(step) = step {
         if step < 1 || (to - from) / step > MAX_POINTS as i64 {
             return Err(WebError::Invalid(format!(
                 "step must be at least 1 s and give at most {MAX_POINTS} buckets"
@@ -56,6 +71,12 @@ pub async fn series(
                     "start": b.start, "count": b.count, "power_w": b.power_w,
                     "energy_wh": b.energy_wh,
                     "water_c": b.water_cc.map(|v| v / 100.0), "air_c": b.air_cc.map(|v| v / 100.0),
+                    "power_min": b.power_range.map(|r| r.0), "power_max": b.power_range.map(|r| r.1),
+                    "water_min": b.water_range_cc.map(|r| r.0 / 100.0),
+                    "water_max": b.water_range_cc.map(|r| r.1 / 100.0),
+                    "air_min": b.air_range_cc.map(|r| r.0 / 100.0),
+                    "air_max": b.air_range_cc.map(|r| r.1 / 100.0),
+                    "pump_on": b.pump_on, "heater_on": b.heater_on,
                 })
             })
             .collect();

@@ -19,7 +19,11 @@
 //! * **Peak demand** of a day or month is the highest interval demand in it.
 //! * **Cost** of a day is its energy at the price of each interval's local time (time-of-use, else
 //!   flat). A month adds the demand charge (price per kW × the month's peak) and the fixed
-//!   monthly charge. An interval belongs to the local period its start lies in.
+//!   monthly charge — the latter only from the month of the site's first record on
+//!   ([`fixed_from`]): a site is not billed for months before it was metered. An interval
+//!   belongs to the local period its start lies in.
+//! * A **device's cost** is its energy cost alone ([`energy_cost_only`]): the demand and fixed
+//!   charges are the site's (one meter, one bill) and are not split between its devices.
 
 pub mod tariff;
 pub mod zone;
@@ -185,6 +189,34 @@ pub fn summarize(
             }
         })
         .collect()
+}
+
+/// Drops the fixed monthly charge from every period that ended at or before `first_data` (the
+/// site's first record), or from all of them when the site has no data: no bill for months
+/// before the site was metered.
+pub fn fixed_from(list: &mut [Figures], first_data: Option<i64>) {
+    for f in list {
+        if first_data.is_none_or(|t| f.period.end <= t) {
+            if let Some(c) = &mut f.cost {
+                c.total -= c.fixed;
+                c.fixed = 0.0;
+            }
+        }
+    }
+}
+
+/// Keeps only the energy part of each period's cost: a device's share of the site's bill
+/// without the site's demand and fixed charges.
+pub fn energy_cost_only(list: &mut [Figures]) {
+    for f in list {
+        if let Some(c) = &mut f.cost {
+            *c = Cost {
+                energy: c.energy,
+                total: c.energy,
+                ..Cost::default()
+            };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -374,5 +406,49 @@ mod tests {
         let f = summarize(&i, &tz, By::Day, std::slice::from_ref(&day), Some(&t));
         assert!(close(f[0].kwh, 9.2));
         assert!(close(f[0].cost.unwrap().total, 2.36), "{:?}", f[0].cost);
+    }
+
+    /// Issue 19: the fixed charge starts with the month of the site's first record, and a
+    /// device's cost is its energy alone. Hand-computed: 4 kWh at 0.25 = 1.00 energy; demand
+    /// 10/kW × 4 kW peak = 40.00; fixed 14.50; the site's June total 55.50, the device's 1.00.
+    #[test]
+    fn fixed_charge_from_the_first_data_and_device_cost_is_energy_only() {
+        let tz = zone::load("UTC");
+        let june1 = zone::day_start(&tz, date(2026, 6, 1));
+        // 4 kWh on 10 June from 12:00: 1 kWh in each of four intervals, 4 kW demand each.
+        let noon = june1 + 9 * 86_400 + 12 * 3600;
+        let data = MeterData {
+            intervals: (0..4)
+                .map(|k| iv(noon + k * INTERVAL_S, Some(1000), None))
+                .collect(),
+            spans: vec![],
+        };
+        let months = zone::periods(&tz, By::Month, date(2026, 4, 1), 4); // April to July
+        let i = device_intervals(&data, months[0].start, months[3].end);
+        let tariff = Tariff {
+            demand_price: 10.0,
+            monthly_fixed: 14.5,
+            ..Tariff::flat("EUR", 0.25)
+        };
+        let mut f = summarize(&i, &tz, By::Month, &months, Some(&tariff));
+        fixed_from(&mut f, Some(noon));
+        let totals: Vec<f64> = f.iter().map(|f| f.cost.unwrap().total).collect();
+        let fixed: Vec<f64> = f.iter().map(|f| f.cost.unwrap().fixed).collect();
+        // April and May: before the first record, nothing. June: 1 + 40 + 14.5. July: no
+        // energy yet but metered, so the fixed charge.
+        assert_eq!(fixed, vec![0.0, 0.0, 14.5, 14.5]);
+        assert!(close(totals[0], 0.0) && close(totals[1], 0.0));
+        assert!(close(totals[2], 55.5), "{totals:?}");
+        assert!(close(totals[3], 14.5));
+        // No data at all: no fixed charge anywhere.
+        let mut none = summarize(&Intervals::new(), &tz, By::Month, &months, Some(&tariff));
+        fixed_from(&mut none, None);
+        assert!(none.iter().all(|f| f.cost.unwrap().total == 0.0));
+        // The device's share in June: its energy only, 4 kWh × 0.25.
+        let mut d = summarize(&i, &tz, By::Month, &months[2..3], Some(&tariff));
+        energy_cost_only(&mut d);
+        let c = d[0].cost.unwrap();
+        assert!(close(c.total, 1.0) && c.demand == 0.0 && c.fixed == 0.0);
+        assert!(close(d[0].kwh, 4.0));
     }
 }

@@ -79,6 +79,8 @@ pub trait ConfigStore {
     fn save_config(&self, device_id: u32, config: &Config, now: i64) -> Result<u32>;
     /// The newest version of a device, if any was saved.
     fn latest_config(&self, device_id: u32) -> Result<Option<ConfigRecord>>;
+    /// One version of a device's configuration, if it exists.
+    fn config_version(&self, device_id: u32, version: u32) -> Result<Option<ConfigRecord>>;
     /// Versions saved after feed position `seq`, oldest first, at most `limit`.
     fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>>;
     /// The current end of the change feed.

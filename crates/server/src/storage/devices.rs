@@ -59,4 +59,6 @@ pub trait DeviceStore {
     fn accept_hello(&self, id: u32, counter: u64, now: i64) -> Result<bool>;
     /// The largest device id in use (0 if none), for allocating ids.
     fn max_device_id(&self) -> Result<u32>;
+    /// Renames a device; `NotFound` if there is none.
+    fn rename_device(&self, id: u32, name: &str) -> Result<()>;
 }

@@ -19,6 +19,21 @@ pub struct Bucket {
     pub water_cc: Option<f64>,
     /// Mean air temperature, 0.01 °C.
     pub air_cc: Option<f64>,
+    /// Lowest and highest power in the bucket, W: a chart drawn from buckets keeps the peaks.
+    pub power_range: Option<(f64, f64)>,
+    /// Lowest and highest water temperature, 0.01 °C.
+    pub water_range_cc: Option<(f64, f64)>,
+    /// Lowest and highest air temperature, 0.01 °C.
+    pub air_range_cc: Option<(f64, f64)>,
+    /// Share of the bucket's records with the pump relay (bit 0) on, 0..=1.
+    pub pump_on: Option<f64>,
+    /// Share of the bucket's records with the heater relay (bit 1) on, 0..=1.
+    pub heater_on: Option<f64>,
+}
+
+/// `(min, max)` when both are present.
+pub fn range(min: Option<f64>, max: Option<f64>) -> Option<(f64, f64)> {
+    min.zip(max)
 }
 
 /// Energy used in one UTC day.

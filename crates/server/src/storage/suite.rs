@@ -53,6 +53,10 @@ pub(crate) fn devices_and_hello_counter_cas(db: &dyn Storage) {
     db.add_devices(&[dev(u32::MAX)], 0).unwrap();
     assert_eq!(db.max_device_id().unwrap(), u32::MAX);
     assert_eq!(db.device(u32::MAX).unwrap().id, u32::MAX);
+    // Renaming.
+    db.rename_device(2, "Kids' pool").unwrap();
+    assert_eq!(db.device(2).unwrap().name, "Kids' pool");
+    assert!(matches!(db.rename_device(7, "x"), Err(Error::NotFound(7))));
 }
 
 /// Idempotent on (device, boot, seq), also when a retransmission is stamped a little apart.
@@ -174,6 +178,12 @@ pub(crate) fn configs_versions_and_acks(db: &dyn Storage) {
         ConfigState::Applied
     );
     assert!(db.latest_config(3).unwrap().is_none());
+    // One version by number.
+    let latest = db.latest_config(1).unwrap().unwrap();
+    let same = db.config_version(1, latest.version).unwrap().unwrap();
+    assert_eq!((same.version, same.config), (latest.version, latest.config));
+    assert!(db.config_version(1, latest.version + 1).unwrap().is_none());
+    assert!(db.config_version(999, 1).unwrap().is_none());
 }
 
 /// Queue, feed, acknowledgement of commands.
@@ -411,6 +421,33 @@ pub(crate) fn buckets_energy_and_latest(db: &dyn Storage) {
     assert_eq!(db.latest_telemetry(1).unwrap().unwrap().seq, 4);
     assert!(db.latest_telemetry(2).unwrap().is_none());
     assert!(db.telemetry_buckets(1, 0, 1, 0).is_err());
+    // Peaks kept: one 200 s bucket over 200, 400, 600 W has the mean 400 and the range.
+    let wide = db.telemetry_buckets(1, day, day + 200, 200).unwrap();
+    assert_eq!(wide.len(), 1);
+    assert_eq!(wide[0].power_w, Some(400.0));
+    assert_eq!(wide[0].power_range, Some((200.0, 600.0)));
+    assert_eq!(wide[0].water_range_cc, Some((2500.0, 2500.0)));
+    assert_eq!(wide[0].pump_on, None, "no relay channel");
+    // Relay states: pump on in 2 of 4 records, heater in 1 of 4 (relays 1, 3, 0, 0).
+    let t = day + 3 * 86_400;
+    let relays = |seq: u32, time: i64, r: i32| TelemetryRow {
+        device_id: 1,
+        boot: 2,
+        seq,
+        time,
+        channels: 0b1_0001,
+        values: [100, 0, 0, 0, r, 0, 0, 0],
+    };
+    db.insert_telemetry(&[
+        relays(0, t, 1),
+        relays(1, t + 10, 3),
+        relays(2, t + 20, 0),
+        relays(3, t + 30, 0),
+    ])
+    .unwrap();
+    let b = db.telemetry_buckets(1, t, t + 60, 60).unwrap();
+    assert_eq!((b[0].pump_on, b[0].heater_on), (Some(0.5), Some(0.25)));
+    assert_eq!(b[0].air_range_cc, None, "no air channel");
 }
 
 /// Users: case-insensitive unique e-mail, the hash only through `user_credentials`.

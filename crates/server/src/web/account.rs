@@ -3,8 +3,9 @@
 
 use super::auth::{self, CsrfForm, PageUser, Posted, Principal};
 use super::error::{HtmlError, WebError};
+use super::fields::FieldErrors;
 use super::layout::{self, Nav};
-use super::timefmt;
+use super::zones::Zone;
 use super::Web;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -17,6 +18,18 @@ async fn render(
     new_token: Option<&str>,
     message: Option<(bool, &str)>,
 ) -> Result<Html<String>, WebError> {
+    render_kept(web, p, new_token, message, "", &FieldErrors::default()).await
+}
+
+/// The page with the token form's typed `name` and its errors kept.
+async fn render_kept(
+    web: &Web,
+    p: &Principal,
+    new_token: Option<&str>,
+    message: Option<(bool, &str)>,
+    name: &str,
+    errs: &FieldErrors,
+) -> Result<Html<String>, WebError> {
     let uid = p.user.id;
     let tokens = web.db_call(move |db| db.list_tokens(uid)).await?;
     let sites = web.db_call(move |db| db.user_sites(uid)).await?;
@@ -26,7 +39,7 @@ async fn render(
         p { "Signed in as " strong { (p.user.email) } @if p.user.is_admin { " (administrator)" } "." }
         @if !sites.is_empty() { p { "Sites: " @for (i, s) in sites.iter().enumerate() { @if i > 0 { ", " } (s.name) } } }
         h2 { "Change password" }
-        form.stack method="post" action="/account/password" {
+        form.stack method="post" data-plain action="/account/password" {
             (layout::csrf_field(p))
             label { "Current password" input type="password" name="current" required autocomplete="current-password"; }
             label { "New password (at least 10 characters)" input type="password" name="new" required minlength="10" autocomplete="new-password"; }
@@ -40,14 +53,16 @@ async fn render(
         @if !tokens.is_empty() {
             table { thead { tr { th { "Name" } th { "Created" } th { "Last used" } th {} } }
                 tbody { @for t in &tokens { tr {
-                    td { (t.name) } td { (timefmt::datetime(t.created_at)) }
-                    td { (t.last_used.map_or("never".into(), timefmt::datetime)) }
-                    td { form method="post" action={ "/account/tokens/" (t.id) "/delete" } { (layout::csrf_field(p)) button type="submit" { "Delete" } } }
+                    td { (t.name) } td { (Zone::utc().time_abbr(t.created_at)) }
+                    td { @if let Some(u) = t.last_used { (Zone::utc().time_abbr(u)) } @else { "never" } }
+                    td { form method="post" data-confirm={ "Delete the API token " (t.name) "? Scripts using it stop working." } action={ "/account/tokens/" (t.id) "/delete" } { (layout::csrf_field(p)) button type="submit" { "Delete" } } }
                 } } } }
         }
-        form.inline method="post" action="/account/tokens" {
+        form.inline method="post" data-plain action="/account/tokens" {
             (layout::csrf_field(p))
-            label { "Name" input name="name" required maxlength="64" placeholder="e.g. reporting script"; }
+            label { "Name" input #token-name name="name" required maxlength="64" placeholder="e.g. reporting script" value=(name)
+                aria-invalid=[errs.invalid("name")] aria-describedby=[errs.described_by("name")];
+                (errs.note("name")) }
             button type="submit" { "Create token" }
         }
     };
@@ -193,10 +208,17 @@ pub async fn create_token(
     State(web): State<Web>,
     Posted { user, form }: Posted<TokenForm>,
 ) -> Result<Response, HtmlError> {
-    let (_, token) = new_token(&web, &user, &form.name).await?;
-    Ok(render(&web, &user, Some(&token), None)
-        .await?
-        .into_response())
+    match new_token(&web, &user, &form.name).await {
+        Ok((_, token)) => Ok(render(&web, &user, Some(&token), None)
+            .await?
+            .into_response()),
+        Err(WebError::Invalid(m)) => {
+            let errs = FieldErrors::one("name", m);
+            let page = render_kept(&web, &user, None, None, &form.name, &errs).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /account/tokens/{id}/delete`.

@@ -39,6 +39,29 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>, WebError> {
     Ok(out)
 }
 
+/// Sorted ids as ranges, e.g. `13-999` or `4, 7-9`; at most 10 ranges, then `…`.
+fn id_ranges(ids: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        if out.len() == 10 {
+            out.push("…".into());
+            break;
+        }
+        out.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
 /// Creates a user.
 pub async fn create_user(
     web: &Web,
@@ -183,13 +206,29 @@ pub async fn assign(
     let first = ids[0];
     let last = ids[n - 1];
     let check = ids.clone();
-    web.db_call(move |db| {
-        for &d in &check {
-            db.device(d)?;
-        }
-        db.assign_devices(&ids, site_id)
-    })
-    .await?;
+    let missing = web
+        .db_call(move |db| {
+            let mut missing = Vec::new();
+            for &d in &check {
+                match db.device(d) {
+                    Ok(_) => {}
+                    Err(crate::storage::Error::NotFound(_)) => missing.push(d),
+                    Err(e) => return Err(e),
+                }
+            }
+            if missing.is_empty() {
+                db.assign_devices(&ids, site_id)?;
+            }
+            Ok(missing)
+        })
+        .await?;
+    if !missing.is_empty() {
+        return Err(WebError::Invalid(format!(
+            "devices: {} of the {n} controller(s) do not exist ({}); nothing was assigned",
+            missing.len(),
+            id_ranges(&missing)
+        )));
+    }
     let detail = match site_id {
         Some(s) => format!("{n} device(s) {first}..{last} assigned to site {s}"),
         None => format!("{n} device(s) {first}..{last} unassigned"),
@@ -201,8 +240,22 @@ pub async fn assign(
 pub async fn page(
     State(web): State<Web>,
     PageUser(p): PageUser,
+    axum::extract::Query(q): axum::extract::Query<OkQuery>,
 ) -> Result<Html<String>, HtmlError> {
-    Ok(render(&web, &p, None).await?)
+    Ok(render(&web, &p, q.ok.map(|m| (true, m))).await?)
+}
+
+/// The confirmation line after a change (`?ok=`).
+#[derive(Debug, Deserialize, Default)]
+pub struct OkQuery {
+    ok: Option<String>,
+}
+
+impl OkQuery {
+    /// The confirmation, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.ok.as_deref()
+    }
 }
 
 async fn render(
@@ -238,7 +291,7 @@ async fn render(
         table { thead { tr { th { "Id" } th { "E-mail" } th { "Role" } th {} } }
             tbody { @for u in &users { tr {
                 td { (u.id) } td { (u.email) } td { (if u.is_admin { "admin" } else { "user" }) }
-                td { @if u.id != p.user.id { form method="post" action={ "/admin/users/" (u.id) "/delete" } { (csrf) button type="submit" { "Delete" } } } }
+                td { @if u.id != p.user.id { form method="post" data-confirm={ "Delete the user " (u.email) "?" } action={ "/admin/users/" (u.id) "/delete" } { (csrf) button type="submit" { "Delete" } } } }
             } } } }
         form.inline method="post" action="/admin/users" {
             (csrf)
@@ -253,7 +306,7 @@ async fn render(
                 td { (s.id) } td { a href={ "/sites/" (s.id) } { (s.name) } } td { (s.time_zone) }
                 td { @for (i, m) in members.iter().enumerate() { @if i > 0 { ", " } (email(*m)) } }
                 td { (devices.len()) }
-                td { form method="post" action={ "/admin/sites/" (s.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+                td { form method="post" data-confirm={ "Delete the site " (s.name) "? Its controllers become unassigned." } action={ "/admin/sites/" (s.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
             } } } }
         form.inline method="post" action="/admin/sites" {
             (csrf)
@@ -264,16 +317,16 @@ async fn render(
         h2 { "Site access" }
         form.inline method="post" action="/admin/members" {
             (csrf)
-            select name="user" { @for u in &users { option value=(u.id) { (u.email) } } }
-            select name="site" { @for s in &sites { option value=(s.id) { (s.name) } } }
-            select name="op" { option value="grant" { "grant" } option value="revoke" { "revoke" } }
+            select name="user" aria-label="User" { @for u in &users { option value=(u.id) { (u.email) } } }
+            select name="site" aria-label="Site" { @for s in &sites { option value=(s.id) { (s.name) } } }
+            select name="op" aria-label="Grant or revoke" { option value="grant" { "grant" } option value="revoke" { "revoke" } }
             button type="submit" { "Apply" }
         }
         h2 { "Assign controllers" }
         form.inline method="post" action="/admin/assign" {
             (csrf)
             label { "Controllers" input name="devices" required placeholder="1-25, 30"; }
-            select name="site" { option value="" { "(no site)" } @for s in &sites { option value=(s.id) { (s.name) } } }
+            select name="site" aria-label="Site" { option value="" { "(no site)" } @for s in &sites { option value=(s.id) { (s.name) } } }
             button type="submit" { "Assign" }
         }
     };
@@ -286,7 +339,10 @@ async fn after(
     r: Result<String, WebError>,
 ) -> Result<Response, HtmlError> {
     match r {
-        Ok(_) => Ok(Redirect::to("/admin").into_response()),
+        Ok(done) => {
+            let q = serde_urlencoded::to_string([("ok", done)]).unwrap_or_default();
+            Ok(Redirect::to(&format!("/admin?{q}")).into_response())
+        }
         Err(e @ (WebError::Invalid(_) | WebError::Conflict(_))) => {
             let status = e.status();
             Ok((status, render(web, p, Some((false, e.to_string()))).await?).into_response())
@@ -333,7 +389,7 @@ pub async fn create_user_form(
         form.admin.is_some(),
     )
     .await
-    .map(|_| String::new());
+    .map(|_| format!("User {} added.", form.email.trim()));
     after(&web, &user, r).await
 }
 
@@ -343,7 +399,9 @@ pub async fn delete_user_form(
     Path(id): Path<i64>,
     Posted { user, .. }: Posted<super::login::CsrfOnly>,
 ) -> Result<Response, HtmlError> {
-    let r = delete_user(&web, &user, id).await.map(|_| String::new());
+    let r = delete_user(&web, &user, id)
+        .await
+        .map(|_| format!("User {id} deleted."));
     after(&web, &user, r).await
 }
 
@@ -362,7 +420,7 @@ pub async fn create_site_form(
         if let Some(tz) = tz {
             crate::api::energy::set_time_zone(&web, &user, id, &tz).await?;
         }
-        Ok(String::new())
+        Ok(format!("Site {} added.", form.name.trim()))
     }
     .await;
     after(&web, &user, r).await
@@ -374,7 +432,9 @@ pub async fn delete_site_form(
     Path(id): Path<i64>,
     Posted { user, .. }: Posted<super::login::CsrfOnly>,
 ) -> Result<Response, HtmlError> {
-    let r = delete_site(&web, &user, id).await.map(|_| String::new());
+    let r = delete_site(&web, &user, id)
+        .await
+        .map(|_| format!("Site {id} deleted."));
     after(&web, &user, r).await
 }
 
@@ -391,7 +451,13 @@ pub async fn membership(
     };
     let r = set_member(&web, &user, form.user, form.site, grant)
         .await
-        .map(|_| String::new());
+        .map(|_| {
+            if grant {
+                "Access granted.".to_owned()
+            } else {
+                "Access revoked.".to_owned()
+            }
+        });
     after(&web, &user, r).await
 }
 
@@ -410,7 +476,12 @@ pub async fn assign_form(
                     .map_err(|_| WebError::Invalid("bad site".into()))?,
             ),
         };
-        assign(&web, &user, ids, site).await.map(|_| String::new())
+        let n = ids.len();
+        assign(&web, &user, ids, site).await?;
+        Ok(match site {
+            Some(s) => format!("{n} controller(s) assigned to site {s}."),
+            None => format!("{n} controller(s) unassigned."),
+        })
     }
     .await;
     after(&web, &user, r).await
@@ -426,5 +497,7 @@ mod tests {
         for bad in ["", "0", "3-1", "a", "1-200000", "-5"] {
             assert!(parse_ids(bad).is_err(), "{bad}");
         }
+        assert_eq!(id_ranges(&[4, 7, 8, 9, 13]), "4, 7-9, 13");
+        assert_eq!(id_ranges(&(13..=999).collect::<Vec<_>>()), "13-999");
     }
 }

@@ -8,6 +8,7 @@ use super::auth::{CsrfForm, PageUser, Posted, Principal};
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::timefmt;
+use super::zones::Zones;
 use super::Web;
 use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
 use crate::api::alarms as al;
@@ -16,46 +17,57 @@ use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
+use std::collections::HashMap;
 
-fn alarm_rows(p: &Principal, alarms: &[AlarmRecord], show_device: bool) -> Markup {
+/// The alarms table; with `names` (the overview), a column with each alarm's controller.
+fn alarm_rows(
+    p: &Principal,
+    alarms: &[AlarmRecord],
+    names: Option<&HashMap<u32, String>>,
+    zones: &Zones,
+) -> Markup {
+    let show_device = names.is_some();
     let csrf = layout::csrf_field(p);
     html! {
         table.alarms { thead { tr {
             th { "Id" } @if show_device { th { "Controller" } } th { "Severity" } th { "Rule" }
             th { "What" } th { "Raised" } th { "State" } th {}
         } }
-        tbody { @for a in alarms { tr class=(format!("sev-{} st-{}", a.severity.as_str(), al::state(a))) {
+        tbody { @for a in alarms { @let z = zones.of(Some(a.device_id), None); tr class=(format!("sev-{} st-{}", a.severity.as_str(), al::state(a))) {
             td { (a.id) }
-            @if show_device { td { a href={ "/devices/" (a.device_id) "/alarms" } { (a.device_id) } } }
+            @if let Some(names) = names { td { a href={ "/devices/" (a.device_id) "/alarms" } {
+                (names.get(&a.device_id).map_or("", String::as_str)) " #" (a.device_id) } } }
             td { (a.severity.as_str()) }
             td { (a.rule_name) }
             td { (a.message) }
-            td { (timefmt::datetime(a.raised_at)) " UTC" }
+            td { (z.time_abbr(a.raised_at)) }
             td {
                 (al::state(a))
                 @if let (Some(at), Some(by)) = (a.acked_at, &a.acked_by) {
-                    br; small { "ack " (by) ", " (timefmt::datetime(at)) }
+                    br; small { "ack " (by) ", " (z.time_abbr(at)) }
                 }
-                @if let Some(c) = a.cleared_at { br; small { "cleared " (timefmt::datetime(c)) } }
+                @if let Some(c) = a.cleared_at { br; small { "cleared " (z.time_abbr(c)) } }
                 @if a.level > 0 { br; small { "escalated to level " (a.level) } }
             }
             td { @if a.acked_at.is_none() {
                 form method="post" action={ "/alarms/" (a.id) "/ack" } {
-                    (csrf) button type="submit" { "Acknowledge" }
+                    (csrf)
+                    @if show_device { input type="hidden" name="back" value="overview"; }
+                    button type="submit" { "Acknowledge" }
                 }
             } }
         } } } }
     }
 }
 
-fn note_rows(notes: &[NotificationRecord]) -> Markup {
+fn note_rows(notes: &[NotificationRecord], zones: &Zones) -> Markup {
     html! {
         table.notifications { thead { tr {
             th { "Time" } th { "Alarm" } th { "Event" } th { "Destination" } th { "Subject" }
             th { "Result" } th { "Attempts" }
         } }
         tbody { @for n in notes { tr {
-            td { (timefmt::datetime(n.created_at)) }
+            td { (zones.of(Some(n.device_id), None).time_abbr(n.created_at)) }
             td { @if let Some(a) = n.alarm_id { (a) } @else { "—" } }
             td { (n.event) }
             td { (n.destination) }
@@ -70,15 +82,32 @@ fn note_rows(notes: &[NotificationRecord]) -> Markup {
 pub async fn overview(
     State(web): State<Web>,
     PageUser(p): PageUser,
+    Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let open = al::visible_alarms(&web, &p, true, 500).await?;
-    let recent = al::visible_alarms(&web, &p, false, 100).await?;
+    // "Recent" lists what is over: the open ones are above already.
+    let mut recent = al::visible_alarms(&web, &p, false, 100).await?;
+    recent.retain(|a| !open.iter().any(|o| o.id == a.id));
+    let ids: Vec<u32> = open.iter().chain(&recent).map(|a| a.device_id).collect();
+    let zones = web.zones(ids.clone()).await?;
+    let names: HashMap<u32, String> = web
+        .db_call(move |db| {
+            let mut m = HashMap::new();
+            for id in ids {
+                if let std::collections::hash_map::Entry::Vacant(e) = m.entry(id) {
+                    e.insert(db.device(id)?.name);
+                }
+            }
+            Ok(m)
+        })
+        .await?;
     let body = html! {
         h1 { "Alarms" }
+        @if let Some(m) = &q.ok { (layout::flash(true, m)) }
         h2 { "Open (" (open.len()) ")" }
-        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, true)) }
+        @if open.is_empty() { p { "No open alarms." } } @else { (alarm_rows(&p, &open, Some(&names), &zones)) }
         h2 { "Recent" }
-        (alarm_rows(&p, &recent, true))
+        @if recent.is_empty() { p { "No closed alarms yet." } } @else { (alarm_rows(&p, &recent, Some(&names), &zones)) }
         p { small { "Rules are set per controller: open a controller, then Alarms." } }
     };
     Ok(layout::page(&p, Nav::Alarms, "Alarms", body))
@@ -98,8 +127,14 @@ pub async fn device_page(
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let dev = web.device_for(&p.user, id).await?;
-    let (rules, alarms, notes, lists) = web
+    let name = dev.device.name.clone();
+    let view = web.view(dev).await?;
+    let (rules, alarms, notes, lists, site) = web
         .db_call(move |db| {
+            let site = match db.device_site(id)? {
+                Some(s) => db.site(s)?.map(|s| s.name),
+                None => None,
+            };
             Ok((
                 db.device_rules(id)?,
                 db.alarms(&crate::storage::AlarmFilter {
@@ -109,6 +144,7 @@ pub async fn device_page(
                 })?,
                 db.notifications(Some(&[id]), None, 100)?,
                 db.lists()?,
+                site,
             ))
         })
         .await?;
@@ -119,6 +155,8 @@ pub async fn device_page(
             .map_or_else(|| format!("list {l} (deleted)"), |x| x.name.clone())
     };
     let now = super::now();
+    let zones = web.zones(vec![id]).await?;
+    let z = zones.of(Some(id), None);
     let csrf = layout::csrf_field(&p);
     let list_select = |name: &str| {
         html! {
@@ -128,13 +166,13 @@ pub async fn device_page(
             }
         }
     };
-    let title = format!("Alarms · {}", dev.device.name);
+    let title = format!("Alarms · {name}");
     let body = html! {
-        p { a href={ "/devices/" (id) } { "← " (dev.device.name) } }
-        h1 { "Alarms of " (dev.device.name) " (" (id) ")" }
+        (super::device::heading(&view, site.as_deref(), now))
         @if let Some(m) = &q.ok { (layout::flash(true, m)) }
+        p.meta { (z.note()) }
         h2 { "Alarms" }
-        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, false)) }
+        @if alarms.is_empty() { p { "None yet." } } @else { (alarm_rows(&p, &alarms, None, &zones)) }
         h2 { "Rules (" (rules.len()) " of " (crate::alarms::rules::MAX_RULES_PER_DEVICE) ")" }
         table.rules { thead { tr {
             th { "Id" } th { "Name" } th { "Severity" } th { "Condition" } th { "Hold-off" }
@@ -152,12 +190,12 @@ pub async fn device_page(
                     br; small { "escalate every " (r.spec.escalate_after_s / 60) " min" }
                 }
             }
-            td { @match r.shelved_until { Some(u) if u > now => { "until " (timefmt::datetime(u)) }, _ => { "no" } } }
+            td { @match r.shelved_until { Some(u) if u > now => { "until " (z.time(u)) }, _ => { "no" } } }
             td { form.inline method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/shelve" } {
                 (csrf)
-                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves";
+                input type="number" name="minutes" min="0" max=(al::MAX_SHELVE_MINUTES) value="60" style="width:5em" title="minutes; 0 unshelves" aria-label="Shelve for minutes (0 unshelves)";
                 " min, or until "
-                input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title="UTC";
+                input name="until" placeholder="YYYY-MM-DD HH:MM" style="width:9em" title=(z.name) aria-label={ "until, local time in " (z.name) };
                 " "
                 button type="submit" title="No alarms and no notifications for this many minutes (0: unshelve)" { "Shelve" }
             } }
@@ -166,10 +204,15 @@ pub async fn device_page(
                 input type="hidden" name="enabled" value=(if r.spec.enabled { "off" } else { "on" });
                 button type="submit" { (if r.spec.enabled { "Disable" } else { "Enable" }) }
             } }
-            td { form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
+            td { form method="post" data-confirm={ "Delete the rule " (r.spec.name) "?" } action={ "/devices/" (id) "/alarms/rules/" (r.id) "/delete" } {
                 (csrf) button type="submit" { "Delete" }
             } }
         } } } }
+        @if lists.is_empty() {
+            p.hint #no-lists { "No destination lists exist yet, so alarms are shown here and on the Alarms page but nobody is notified. "
+                @if p.user.is_admin { a href="/admin/alarms" { "Add a destination and a list" } "." }
+                @else { "An administrator adds destinations and lists under Admin → Alarm destinations." } }
+        }
         h3 { "Add a rule from a template" }
         form.inline method="post" action={ "/devices/" (id) "/alarms/rules" } {
             (csrf)
@@ -213,7 +256,7 @@ pub async fn device_page(
         form method="post" action={ "/devices/" (id) "/alarms/rules" } {
             (csrf)
             input type="hidden" name="kind" value="json";
-            textarea name="json" rows="6" cols="80" required {
+            textarea name="json" rows="6" cols="80" required aria-label="Rule as JSON" {
                 (serde_json::to_string_pretty(&templates()[4].2).unwrap_or_default())
             }
             br;
@@ -224,7 +267,7 @@ pub async fn device_page(
                 summary { "Edit rule " (r.id) ": " (r.spec.name) }
                 form method="post" action={ "/devices/" (id) "/alarms/rules/" (r.id) "/edit" } {
                     (csrf)
-                    textarea name="json" rows="10" cols="80" required {
+                    textarea name="json" rows="10" cols="80" required aria-label={ "Rule " (r.id) " as JSON" } {
                         (serde_json::to_string_pretty(&r.spec).unwrap_or_default())
                     }
                     br;
@@ -233,7 +276,7 @@ pub async fn device_page(
             }
         }
         h2 { "Notification log" }
-        (note_rows(&notes))
+        (note_rows(&notes, &zones))
     };
     Ok(layout::page(&p, Nav::None, &title, body))
 }
@@ -370,6 +413,9 @@ pub async fn add_rule(
 #[derive(Debug, Deserialize)]
 pub struct Plain {
     csrf: String,
+    /// `overview`: go back to `/alarms` afterwards (else to the device's alarm page).
+    #[serde(default)]
+    back: Option<String>,
 }
 
 impl CsrfForm for Plain {
@@ -473,7 +519,11 @@ pub async fn shelve_rule(
         Some(_) => None,
         None => Some(num(&form.minutes, "minutes", 0)?),
     };
-    let end = al::shelf_end(minutes, until, super::now())?;
+    // The page's "until" is local in the device's zone (named next to the field).
+    let z = web.device_zone(id).await?;
+    let until = until
+        .map(|u| timefmt::parse_local(&z.tz, u).map_or_else(|| u.to_owned(), |t| t.to_string()));
+    let end = al::shelf_end(minutes, until.as_deref(), super::now())?;
     al::shelve_rule(&web, &user, id, rule, end).await?;
     Ok(Redirect::to(&format!(
         "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"
@@ -485,9 +535,12 @@ pub async fn shelve_rule(
 pub async fn ack(
     State(web): State<Web>,
     Path(id): Path<i64>,
-    Posted { user, .. }: Posted<Plain>,
+    Posted { user, form }: Posted<Plain>,
 ) -> Result<Response, HtmlError> {
     let a = al::acknowledge(&web, &user, id).await?;
+    if form.back.as_deref() == Some("overview") {
+        return Ok(Redirect::to(&format!("/alarms?ok=alarm+{id}+acknowledged")).into_response());
+    }
     Ok(Redirect::to(&format!(
         "/devices/{}/alarms?ok=alarm+{id}+acknowledged",
         a.device_id
@@ -518,7 +571,7 @@ pub async fn admin_page(
         table { thead { tr { th { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
             tbody { @for d in &dests { tr {
                 td { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td { (d.target) }
-                td { form method="post" action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+                td { form method="post" data-confirm={ "Delete the destination " (d.name) "?" } action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
             } } } }
         form.inline method="post" action="/admin/alarms/destinations" {
             (csrf)
@@ -540,7 +593,7 @@ pub async fn admin_page(
                     }
                     button type="submit" { "Set members" }
                 } }
-                td { form method="post" action={ "/admin/alarms/lists/" (l.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+                td { form method="post" data-confirm={ "Delete the list " (l.name) "?" } action={ "/admin/alarms/lists/" (l.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
             } } } }
         form.inline method="post" action="/admin/alarms/lists" {
             (csrf)

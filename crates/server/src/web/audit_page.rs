@@ -4,7 +4,6 @@
 use super::auth::PageUser;
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
-use super::timefmt;
 use super::Web;
 use crate::storage::{AuditEntry, AuditFilter, UserRecord};
 use axum::extract::{Query, State};
@@ -62,13 +61,17 @@ pub async fn page(
     Query(q): Query<AuditQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let entries = web.audit_for(&p.user, &q).await?;
+    let zones = web
+        .zones(entries.iter().filter_map(|e| e.entry.device_id).collect())
+        .await?;
     let body = html! {
         h1 { "Audit log" }
+        p.meta { "Each time is in its controller's site's zone (the abbreviation; the name on hover), else UTC." }
         @if entries.is_empty() { p { "No changes recorded yet." } } @else {
             table.audit #audit {
-                thead { tr { th { "When (UTC)" } th { "Who" } th { "What" } th { "Controller" } th { "Details" } } }
+                thead { tr { th { "When" } th { "Who" } th { "What" } th { "Controller" } th { "Details" } } }
                 tbody { @for e in &entries { tr {
-                    td { (timefmt::datetime(e.at)) }
+                    td { (zones.of(e.entry.device_id, e.entry.site_id).time_abbr(e.at)) }
                     td { (e.entry.actor) }
                     td { (e.entry.action) }
                     td { @if let Some(d) = e.entry.device_id { a href={ "/devices/" (d) } { (d) } } }

@@ -16,19 +16,32 @@ pub enum Range {
     Week,
     /// Last 30 days, one point per 2 hours.
     Month,
+    /// Last 365 days, one point a day (the interactive chart: about 600 buckets with min/max).
+    Year,
+    /// Last 3 years, one point per 3 days.
+    ThreeYears,
 }
 
 impl Range {
     /// Every range, in menu order.
-    pub const ALL: [Range; 4] = [Range::Hour, Range::Day, Range::Week, Range::Month];
+    pub const ALL: [Range; 6] = [
+        Range::Hour,
+        Range::Day,
+        Range::Week,
+        Range::Month,
+        Range::Year,
+        Range::ThreeYears,
+    ];
 
-    /// Parses `1h`, `24h`, `7d`, `30d`.
+    /// Parses `1h`, `24h`, `7d`, `30d`, `1y`, `3y`.
     pub fn parse(s: &str) -> Option<Range> {
         Some(match s {
             "1h" => Range::Hour,
             "24h" => Range::Day,
             "7d" => Range::Week,
             "30d" => Range::Month,
+            "1y" => Range::Year,
+            "3y" => Range::ThreeYears,
             _ => return None,
         })
     }
@@ -40,6 +53,8 @@ impl Range {
             Range::Day => "24h",
             Range::Week => "7d",
             Range::Month => "30d",
+            Range::Year => "1y",
+            Range::ThreeYears => "3y",
         }
     }
 
@@ -50,6 +65,8 @@ impl Range {
             Range::Day => 86_400,
             Range::Week => 7 * 86_400,
             Range::Month => 30 * 86_400,
+            Range::Year => 365 * 86_400,
+            Range::ThreeYears => 3 * 365 * 86_400,
         }
     }
 
@@ -60,6 +77,8 @@ impl Range {
             Range::Day => 300,
             Range::Week => 1800,
             Range::Month => 7200,
+            Range::Year => 86_400,
+            Range::ThreeYears => 3 * 86_400,
         }
     }
 }
@@ -92,11 +111,13 @@ fn nice_bounds(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn time_label(t: i64, span: i64) -> String {
+/// An axis label local in `tz`: `HH:MM` over two days or less, else `MM-DD`.
+fn time_label(tz: &jiff::tz::TimeZone, t: i64, span: i64) -> String {
+    let s = timefmt::local(tz, t);
     if span <= 2 * 86_400 {
-        timefmt::hour_minute(t)
+        s[11..16].to_owned()
     } else {
-        timefmt::date(t)[5..].to_owned()
+        s[5..10].to_owned()
     }
 }
 
@@ -104,6 +125,7 @@ fn time_label(t: i64, span: i64) -> String {
 pub fn line_chart(
     title: &str,
     unit: &str,
+    tz: &jiff::tz::TimeZone,
     from: i64,
     to: i64,
     step: i64,
@@ -149,7 +171,7 @@ pub fn line_chart(
                 @for i in 0..=4 {
                     @let t = from + span * i / 4;
                     @let anchor = match i { 0 => "start", 4 => "end", _ => "middle" };
-                    text.axis x=(format!("{:.1}", x(t))) y=(H - 8.0) text-anchor=(anchor) { (time_label(t, span)) }
+                    text.axis x=(format!("{:.1}", x(t))) y=(H - 8.0) text-anchor=(anchor) { (time_label(tz, t, span)) }
                 }
                 text.axis x="4" y="12" { (unit) }
                 @if empty {
@@ -213,10 +235,10 @@ mod tests {
             class: "power",
             points: vec![(0, 1.0), (60, 2.0), (600, 3.0), (660, 2.5)],
         };
-        let svg = line_chart("P", "W", 0, 3600, 60, &[s]).into_string();
+        let svg = line_chart("P", "W", &jiff::tz::TimeZone::UTC, 0, 3600, 60, &[s]).into_string();
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
-        let empty = line_chart("P", "W", 0, 3600, 60, &[]).into_string();
+        let empty = line_chart("P", "W", &jiff::tz::TimeZone::UTC, 0, 3600, 60, &[]).into_string();
         assert!(empty.contains("no data"));
         let bars =
             bar_chart("E", "Wh", &[("01-01".into(), 5.0), ("01-02".into(), 0.0)]).into_string();

@@ -8,7 +8,7 @@
 //! empty keeps the stored one ("clear" removes it).
 
 use super::auth::{CsrfForm, PageUser, Posted};
-use super::device::{heading, save_edited};
+use super::device::{heading, save_if_changed};
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
@@ -156,6 +156,27 @@ fn explain_static(s: &StaticIp) -> String {
     )
 }
 
+/// The form field a message of [`apply_form`] is about (by the words it starts with), so the
+/// page can show it under that field.
+pub fn field_of(message: &str) -> Option<&'static str> {
+    [
+        ("Logging interval", "log_interval"),
+        ("IP address", "eth_ip"),
+        ("Netmask", "eth_netmask"),
+        ("Gateway", "eth_gateway"),
+        ("The gateway", "eth_gateway"),
+        ("DNS server", "eth_dns"),
+        ("GSM APN", "gsm_apn"),
+        ("GSM login", "gsm_login"),
+        ("GSM password", "gsm_password"),
+        ("Server", "servers"),
+        ("At most", "servers"),
+    ]
+    .iter()
+    .find(|(p, _)| message.starts_with(p))
+    .map(|(_, f)| *f)
+}
+
 /// Applies the form to `c`; every problem is reported, and `c` is only meaningful if none.
 pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>> {
     let mut errors = Vec::new();
@@ -296,6 +317,12 @@ pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>>
 pub struct ConfigureQuery {
     /// The version just saved (shows the confirmation line).
     pub saved: Option<u32>,
+    /// The form was saved unchanged: no version was made, this one stays.
+    pub unchanged: Option<u32>,
+    /// The device was just renamed.
+    pub renamed: Option<u8>,
+    /// Fill the form from this version (the one the controller runs after a rollback).
+    pub from_version: Option<u32>,
 }
 
 async fn render(
@@ -304,33 +331,70 @@ async fn render(
     id: u32,
     form: Option<&SystemForm>,
     errors: &[String],
-    saved: Option<u32>,
+    q: &ConfigureQuery,
 ) -> Result<axum::response::Html<String>, WebError> {
+    let (saved, unchanged, renamed) = (q.saved, q.unchanged, q.renamed.is_some());
     let state = web.device_for(&p.user, id).await?;
     let v = web.view(state).await?;
-    let (latest, site) = web
+    let from_version = q.from_version;
+    let (latest, site, older) = web
         .db_call(move |db| {
             let site = match db.device_site(id)? {
                 Some(s) => db.site(s)?.map(|s| s.name),
                 None => None,
             };
-            Ok((db.latest_config(id)?, site))
+            let older = match from_version {
+                Some(n) => db.config_version(id, n)?,
+                None => None,
+            };
+            Ok((db.latest_config(id)?, site, older))
         })
         .await?;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let has_password = !cfg.gsm.password.is_empty();
+    // After a rollback: what the controller runs, to offer a form reset to it.
+    let running = (v.config.state == "rolled_back")
+        .then(|| v.status.as_ref().map(|s| s.config_version))
+        .flatten()
+        .filter(|&n| n > 0 && n != v.config.desired);
     let f = form
         .cloned()
-        .unwrap_or_else(|| SystemForm::from_config(&cfg));
+        .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
     let now = super::now();
+    let mut errs = super::fields::FieldErrors::default();
+    for e in errors {
+        if let Some(f) = field_of(e) {
+            if errs.get(f).is_none() {
+                errs.push(f, e.clone());
+            }
+        }
+    }
+    let errs = &errs;
     let body = html! {
         (heading(&v, site.as_deref(), now))
         h2 { "Configure → System" }
+        form.inline #rename method="post" action={ "/devices/" (id) "/rename" } {
+            (layout::csrf_field(p))
+            label { "Name" input #device-name name="name" required maxlength=(crate::api::devices::MAX_NAME) value=(v.name); }
+            button type="submit" { "Rename" }
+        }
+        @if renamed { (layout::flash(true, "Renamed.")) }
+        @if let Some(r) = &older {
+            p.flash.ok #reset-state role="status" { "The form shows v" (r.version) ", what the controller runs. Save to make it the newest version." }
+        } @else if let Some(n) = running {
+            p.flash.error #rolled-back role="alert" {
+                "The controller rolled v" (v.config.desired) " back and runs v" (n) " again. "
+                a #reset-form href={ "/devices/" (id) "/configure?from_version=" (n) } { "Reset the form to v" (n) }
+            }
+        }
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
                 "Saved as configuration v" (ver) ". "
                 span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
             }
+        }
+        @if let Some(ver) = unchanged {
+            p.flash.ok #save-state data-unchanged=(ver) role="status" { "Nothing changed: the configuration stays v" (ver) "; no new version was made." }
         }
         @if !errors.is_empty() {
             div.flash.error #errors role="alert" {
@@ -338,34 +402,52 @@ async fn render(
                 ul { @for e in errors { li { (e) } } }
             }
         }
-        form.system #system method="post" action={ "/devices/" (id) "/configure" } {
+        form.system #system method="post" data-plain action={ "/devices/" (id) "/configure" } {
             (layout::csrf_field(p))
             fieldset {
                 legend { "Logging" }
-                label { "Logging interval (s)" input #log_interval type="number" name="log_interval" value=(f.log_interval) min="10" max="3600" required; }
+                label { "Logging interval (s)" input #log_interval type="number" name="log_interval" value=(f.log_interval) min="10" max="3600" required
+                    aria-invalid=[errs.invalid("log_interval")] aria-describedby=[errs.described_by("log_interval")];
+                    (errs.note("log_interval")) }
             }
             fieldset {
                 legend { "Ethernet" }
                 p.hint { "Leave the IP address blank to use DHCP." }
-                label { "IP address" input #eth_ip name="eth_ip" value=(f.eth_ip) placeholder="DHCP" inputmode="decimal"; }
-                label { "Netmask" input #eth_netmask name="eth_netmask" value=(f.eth_netmask) placeholder="255.255.255.0" inputmode="decimal"; }
-                label { "Gateway" input #eth_gateway name="eth_gateway" value=(f.eth_gateway) inputmode="decimal"; }
-                label { "DNS server" input #eth_dns name="eth_dns" value=(f.eth_dns) inputmode="decimal"; }
+                label { "IP address" input #eth_ip name="eth_ip" value=(f.eth_ip) placeholder="DHCP" inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_ip")] aria-describedby=[errs.described_by("eth_ip")];
+                    (errs.note("eth_ip")) }
+                label { "Netmask" input #eth_netmask name="eth_netmask" value=(f.eth_netmask) placeholder="255.255.255.0" inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_netmask")] aria-describedby=[errs.described_by("eth_netmask")];
+                    (errs.note("eth_netmask")) }
+                label { "Gateway" input #eth_gateway name="eth_gateway" value=(f.eth_gateway) inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_gateway")] aria-describedby=[errs.described_by("eth_gateway")];
+                    (errs.note("eth_gateway")) }
+                label { "DNS server" input #eth_dns name="eth_dns" value=(f.eth_dns) inputmode="decimal"
+                    aria-invalid=[errs.invalid("eth_dns")] aria-describedby=[errs.described_by("eth_dns")];
+                    (errs.note("eth_dns")) }
             }
             fieldset {
                 legend { "GSM" }
-                label { "APN" input #gsm_apn name="gsm_apn" value=(f.gsm_apn) maxlength="63"; }
-                label { "Login" input #gsm_login name="gsm_login" value=(f.gsm_login) maxlength="63" autocomplete="off"; }
+                label { "APN" input #gsm_apn name="gsm_apn" value=(f.gsm_apn) maxlength="63"
+                    aria-invalid=[errs.invalid("gsm_apn")] aria-describedby=[errs.described_by("gsm_apn")];
+                    (errs.note("gsm_apn")) }
+                label { "Login" input #gsm_login name="gsm_login" value=(f.gsm_login) maxlength="63" autocomplete="off"
+                    aria-invalid=[errs.invalid("gsm_login")] aria-describedby=[errs.described_by("gsm_login")];
+                    (errs.note("gsm_login")) }
                 label { "Password"
                     input #gsm_password type="password" name="gsm_password" value="" maxlength="63" autocomplete="new-password"
-                        placeholder=(if has_password { "stored — leave blank to keep" } else { "none stored" });
+                        placeholder=(if has_password { "stored — leave blank to keep" } else { "none stored" })
+                        aria-invalid=[errs.invalid("gsm_password")] aria-describedby=[errs.described_by("gsm_password")];
+                    (errs.note("gsm_password"))
                 }
                 @if has_password { label.check { input type="checkbox" name="gsm_password_clear" value="on"; "Remove the stored password" } }
             }
             fieldset {
                 legend { "Servers" }
                 p.hint { "One per line, host or host:port, tried in order (at most 8). Empty: the controller's factory list." }
-                textarea #servers name="servers" rows="4" { (f.servers) }
+                textarea #servers name="servers" rows="4" aria-label="Servers, one per line"
+                    aria-invalid=[errs.invalid("servers")] aria-describedby=[errs.described_by("servers")] { (f.servers) }
+                (errs.note("servers"))
             }
             button #save type="submit" { "Save Changes" }
         }
@@ -385,9 +467,7 @@ pub async fn page(
     Path(id): Path<u32>,
     Query(q): Query<ConfigureQuery>,
 ) -> Result<Response, HtmlError> {
-    Ok(render(&web, &p, id, None, &[], q.saved)
-        .await?
-        .into_response())
+    Ok(render(&web, &p, id, None, &[], &q).await?.into_response())
 }
 
 /// `POST /devices/{id}/configure`.
@@ -399,7 +479,7 @@ pub async fn save(
     web.check_device(&user.user, id).await?;
     let mut errors = Vec::new();
     let f = form.clone();
-    let saved = save_edited(&web, &user, id, |c| {
+    let saved = save_if_changed(&web, &user, id, |c| {
         apply_form(c, &f).map_err(|e| {
             errors = e;
             WebError::Invalid("invalid input".into())
@@ -407,14 +487,28 @@ pub async fn save(
     })
     .await;
     match saved {
-        Ok(v) => Ok(Redirect::to(&format!("/devices/{id}/configure?saved={v}")).into_response()),
+        Ok(s) => {
+            let key = if s.changed { "saved" } else { "unchanged" };
+            Ok(
+                Redirect::to(&format!("/devices/{id}/configure?{key}={}", s.version))
+                    .into_response(),
+            )
+        }
         Err(WebError::Invalid(m)) => {
             if errors.is_empty() {
                 errors.push(m);
             }
             let mut shown = form;
             shown.gsm_password.clear();
-            let page = render(&web, &user, id, Some(&shown), &errors, None).await?;
+            let page = render(
+                &web,
+                &user,
+                id,
+                Some(&shown),
+                &errors,
+                &ConfigureQuery::default(),
+            )
+            .await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),

@@ -9,6 +9,7 @@ use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::timefmt;
 use super::view::DeviceView;
+use super::zones::Zone;
 use super::Web;
 use crate::storage::{CommandRecord, CommandState, TrafficMonth};
 use axum::extract::{Path, Query, State};
@@ -22,6 +23,7 @@ use tek_proto::message::{Command, Config, RelayMode};
 pub struct PageQuery {
     range: Option<String>,
     saved: Option<u32>,
+    unchanged: Option<u32>,
     queued: Option<u32>,
 }
 
@@ -34,7 +36,7 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn readings(v: &DeviceView) -> Markup {
+fn readings(v: &DeviceView, z: &Zone) -> Markup {
     let r = v.readings.as_ref();
     let relays = r.and_then(|r| r.relays);
     let relay = |bit: i32| match relays {
@@ -50,7 +52,7 @@ fn readings(v: &DeviceView) -> Markup {
             div { dt { "Air" } dd data-field="air" { (num(r.and_then(|r| r.air_c), 2, "°C")) } }
             div { dt { "Pump" } dd data-field="pump" { (relay(0)) } }
             div { dt { "Heater" } dd data-field="heater" { (relay(1)) } }
-            div { dt { "Logged" } dd data-field="time" data-time=[r.map(|r| r.time)] { (r.map_or("–".to_owned(), |r| timefmt::datetime(r.time))) } }
+            div { dt { "Logged (" (z.name) ")" } dd data-field="time" data-tz=(z.name) data-time=[r.map(|r| r.time)] { (r.map_or("–".to_owned(), |r| timefmt::local(&z.tz, r.time))) } }
         }
     }
 }
@@ -72,7 +74,10 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
             span data-field="online" { (if v.online { "online" } else { "offline" }) }
             " · last seen " span data-field="last_seen" { (v.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
             " · " span data-field="transport" { (match v.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "transport unknown" }) }
-            @if let Some(st) = &v.status { " · radio " span data-field="radio" { (radio_text(st.radio, st.gsm_signal)) } }
+            @if let Some(st) = &v.status {
+                " · address " span data-field="address" { (address_text(&st.ip, st.dhcp)) }
+                " · radio " span data-field="radio" { (radio_text(st.radio, st.gsm_signal)) }
+            }
             @if let Some(s) = site { " · site " (s) }
             " · configuration " span data-field="config" data-state=(v.config.state) { (config_text(v)) }
         }
@@ -85,15 +90,25 @@ pub fn heading(v: &DeviceView, site: Option<&str>, now: i64) -> Markup {
     }
 }
 
+/// The address the controller reported and how it got it: "192.168.1.20 (DHCP)".
+pub fn address_text(ip: &str, dhcp: bool) -> String {
+    format!("{ip} ({})", if dhcp { "DHCP" } else { "fixed" })
+}
+
 /// "v3 synced", "v4 pending (controller runs v3)", ...
 pub fn config_text(v: &DeviceView) -> String {
     let c = &v.config;
     match c.state {
         "factory" => "factory defaults".into(),
         "pending" => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
+        // What it runs comes from its latest status report; without one, no number is claimed.
         "rolled_back" => format!(
-            "v{} rolled back by the controller (running v{})",
-            c.desired, c.applied
+            "v{} rolled back: the controller could not reach a server with it and {}",
+            c.desired,
+            match &v.status {
+                Some(st) => format!("runs v{} again", st.config_version),
+                None => "runs its previous configuration again".to_owned(),
+            }
         ),
         _ => format!("v{} confirmed", c.desired),
     }
@@ -142,11 +157,11 @@ fn command_text(c: &Command) -> String {
     }
 }
 
-fn commands(list: &[CommandRecord]) -> Markup {
+fn commands(list: &[CommandRecord], z: &Zone) -> Markup {
     html! {
         @if !list.is_empty() {
             table.commands { thead { tr { th { "Queued" } th { "Command" } th { "State" } } }
-                tbody { @for c in list { tr { td { (timefmt::datetime(c.queued_at)) } td { (command_text(&c.command)) }
+                tbody { @for c in list { tr { td { (z.time(c.queued_at)) } td { (command_text(&c.command)) }
                     td { (match c.state { CommandState::Queued => "waiting for the controller", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired: not delivered within 10 minutes" }) } } } } }
         }
     }
@@ -170,7 +185,8 @@ pub async fn page(
     let to = now + 1;
     let from = to - range.span();
     let step = range.step();
-    let n_days = (range.span().max(7 * 86_400) / 86_400) as usize;
+    // Energy bars: at least a week, at most 90 days (longer ranges are on the site's view).
+    let n_days = (range.span().clamp(7 * 86_400, 90 * 86_400) / 86_400) as usize;
     let (buckets, days, months, cmds, latest, site) = web
         .db_call(move |db| {
             let site = match db.device_site(id)? {
@@ -180,6 +196,9 @@ pub async fn page(
             // Days of the site's time zone, as on the site page.
             let tz = site.as_ref().map_or("UTC", |s| s.time_zone.as_str());
             let days = crate::api::energy::device_days(db, id, tz, n_days, now)?;
+            let zone = site
+                .as_ref()
+                .map_or_else(Zone::utc, |s| Zone::named(&s.time_zone));
             let site = site.map(|s| s.name);
             Ok((
                 db.telemetry_buckets(id, from, to, step)?,
@@ -187,10 +206,11 @@ pub async fn page(
                 db.traffic(id)?,
                 db.commands(id, 10)?,
                 db.latest_config(id)?,
-                site,
+                (site, zone),
             ))
         })
         .await?;
+    let (site, z) = site;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let pts = |f: &dyn Fn(&crate::storage::Bucket) -> Option<f64>| -> Vec<(i64, f64)> {
         buckets
@@ -210,20 +230,34 @@ pub async fn page(
     let csrf = layout::csrf_field(&p);
     let body = html! {
         (heading(&v, site.as_deref(), now))
+        p.meta { (z.note()) }
         @if let Some(ver) = q.saved { (layout::flash(true, &format!("Saved as configuration v{ver}; it is sent to the controller now."))) }
+        @if let Some(ver) = q.unchanged { (layout::flash(true, &format!("Nothing changed: the configuration stays v{ver}; no new version was made."))) }
         @if let Some(c) = q.queued { (layout::flash(true, &format!("Command {c} queued."))) }
-        section { h2 { "Now" } (readings(&v)) }
+        section { h2 { "Now" } (readings(&v, &z)) }
         section.charts {
             h2 { "History" }
             nav.ranges { @for r in Range::ALL {
                 a href={ "/devices/" (id) "?range=" (r.key()) } class=[(r == range).then_some("active")] { (r.key()) }
             } }
-            (charts::line_chart("Power", "W", from, to, step, &[Series { label: "power", class: "power", points: power }]))
+            // Interactive charts (app.js with uPlot); the server-drawn ones below are shown
+            // until they are drawn, and stay without script.
+            div.live-charts {
+                label.check { input #compare type="checkbox"; "Compare with the previous period" }
+                p.hint { "Hover for values, drag to zoom, double-click for the whole range. Shaded: lowest to highest in each interval. Strips under the power line: pump (green) and heater (red) on." }
+                figure.chart { figcaption { "Power" }
+                    div.uchart #chart-power data-kind="power" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+                figure.chart { figcaption { "Temperatures" }
+                    div.uchart #chart-temp data-kind="temp" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+            }
+            div.static-charts {
+                (charts::line_chart("Power", "W", &z.tz, from, to, step, &[Series { label: "power", class: "power", points: power }]))
+                (charts::line_chart("Temperatures", "°C", &z.tz, from, to, step, &[
+                    Series { label: "water", class: "water", points: water },
+                    Series { label: "air", class: "air", points: air },
+                ]))
+            }
             (charts::bar_chart("Energy per day", "Wh", &energy))
-            (charts::line_chart("Temperatures", "°C", from, to, step, &[
-                Series { label: "water", class: "water", points: water },
-                Series { label: "air", class: "air", points: air },
-            ]))
         }
         section.controls {
             h2 { "Thermostat" }
@@ -236,7 +270,7 @@ pub async fn page(
             h2 { "Relays and commands" }
             form.inline method="post" action={ "/devices/" (id) "/command" } {
                 (layout::csrf_field(&p))
-                select name="action" {
+                select name="action" aria-label="Command" {
                     option value="pump_auto" { "Pump: automatic" }
                     option value="pump_on" { "Pump: on" }
                     option value="pump_off" { "Pump: off" }
@@ -248,14 +282,14 @@ pub async fn page(
                 }
                 button type="submit" { "Send" }
             }
-            (commands(&cmds))
+            (commands(&cmds, &z))
         }
         (usage(&months, now))
         section.export {
             h2 { "Export" }
             form.inline method="get" action={ "/devices/" (id) "/export.csv" } {
-                label { "From (UTC)" input type="datetime-local" name="from" value=(timefmt::datetime(now - 86_400)[..16].replace(' ', "T")) required; }
-                label { "To (UTC)" input type="datetime-local" name="to" value=(timefmt::datetime(now + 60)[..16].replace(' ', "T")) required; }
+                label { "From (" (z.name) ")" input type="datetime-local" name="from" value=(timefmt::local_input(&z.tz, now - 86_400)) required; }
+                label { "To (" (z.name) ")" input type="datetime-local" name="to" value=(timefmt::local_input(&z.tz, now + 60)) required; }
                 button #export type="submit" { "Download CSV" }
             }
         }
@@ -285,15 +319,44 @@ pub async fn save_edited(
     id: u32,
     edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
 ) -> Result<u32, WebError> {
+    Ok(save_if_changed(web, p, id, edit).await?.version)
+}
+
+/// What [`save_if_changed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// The new version, or the newest one when nothing changed.
+    pub version: u32,
+    /// False when the edit left the configuration as it was: no version was made.
+    pub changed: bool,
+}
+
+/// [`save_edited`], telling whether a version was made. An edit that changes nothing makes no
+/// new version and no audit entry (saving an untouched form is not a change) — unless the newest
+/// version was rolled back by the controller: saving it again is a deliberate new attempt.
+pub async fn save_if_changed(
+    web: &Web,
+    p: &super::auth::Principal,
+    id: u32,
+    edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
+) -> Result<Saved, WebError> {
     web.check_device(&p.user, id).await?;
-    let current = web
-        .db_call(move |db| db.latest_config(id))
-        .await?
-        .map_or_else(Config::default, |r| r.config);
+    let latest = web.db_call(move |db| db.latest_config(id)).await?;
+    let current = latest
+        .as_ref()
+        .map_or_else(Config::default, |r| r.config.clone());
     let mut next = current.clone();
     let detail = edit(&mut next)?;
     next.validate()
         .map_err(|e| WebError::Invalid(format!("the configuration is not valid: {e}")))?;
+    if let Some(r) = &latest {
+        if next == current && r.state != crate::storage::ConfigState::RolledBack {
+            return Ok(Saved {
+                version: r.version,
+                changed: false,
+            });
+        }
+    }
     let version = web.api.save_config(id, next).await?;
     web.audit(
         p,
@@ -303,7 +366,10 @@ pub async fn save_edited(
         format!("v{version}: {detail}"),
     )
     .await?;
-    Ok(version)
+    Ok(Saved {
+        version,
+        changed: true,
+    })
 }
 
 /// `POST /devices/{id}/setpoint`.
@@ -312,7 +378,7 @@ pub async fn setpoint(
     Path(id): Path<u32>,
     Posted { user, form }: Posted<SetpointForm>,
 ) -> Result<Response, HtmlError> {
-    let version = save_edited(&web, &user, id, |c| {
+    let saved = save_if_changed(&web, &user, id, |c| {
         let before = c.thermostat;
         for s in [
             format!("setpoint={}", form.setpoint),
@@ -329,7 +395,8 @@ pub async fn setpoint(
         ))
     })
     .await?;
-    Ok(Redirect::to(&format!("/devices/{id}?saved={version}")).into_response())
+    let key = if saved.changed { "saved" } else { "unchanged" };
+    Ok(Redirect::to(&format!("/devices/{id}?{key}={}", saved.version)).into_response())
 }
 
 /// The command form.
@@ -472,5 +539,79 @@ mod command_name_tests {
         for bad in ["relay8_on", "relay1_on", "relay2_up", "relay_on", "relay2"] {
             assert!(parse_command(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// The rename form (Configure page).
+#[derive(Debug, Deserialize)]
+pub struct RenameForm {
+    csrf: String,
+    name: String,
+}
+
+impl CsrfForm for RenameForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{id}/rename`.
+pub async fn rename_form(
+    State(web): State<Web>,
+    Path(id): Path<u32>,
+    Posted { user, form }: Posted<RenameForm>,
+) -> Result<Response, HtmlError> {
+    crate::api::devices::rename(&web, &user, id, &form.name).await?;
+    Ok(Redirect::to(&format!("/devices/{id}/configure?renamed=1")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::view::{ConfigView, StatusView};
+
+    /// Issue 19 point 7: after a rollback the header says what the controller runs (from its
+    /// status report), not the rolled-back version; and it shows the address and how it was got.
+    #[test]
+    fn rollback_header_names_the_running_version_and_the_address() {
+        let mut v = DeviceView {
+            id: 7,
+            name: "Pool".into(),
+            site_id: None,
+            online: true,
+            last_seen: Some(100),
+            transport: Some("ethernet"),
+            config: ConfigView {
+                desired: 3,
+                applied: 3,
+                rolled_back: Some(3),
+                state: "rolled_back",
+            },
+            readings: None,
+            status: None,
+        };
+        assert_eq!(
+            config_text(&v),
+            "v3 rolled back: the controller could not reach a server with it and runs its previous configuration again"
+        );
+        v.status = Some(StatusView {
+            received_at: 100,
+            ip: "192.168.1.20".into(),
+            dhcp: false,
+            halt: false,
+            rolled_back: true,
+            uptime_s: 5,
+            firmware: "1.0".into(),
+            config_version: 2,
+            gsm_signal: 99,
+            radio: "off",
+            log_drops: 0,
+        });
+        let text = config_text(&v);
+        assert!(text.ends_with("runs v2 again"), "{text}");
+        assert!(!text.contains("running v3"));
+        let head = heading(&v, None, 100).into_string();
+        assert!(head.contains("192.168.1.20 (fixed)"), "{head}");
+        assert_eq!(address_text("10.0.0.5", true), "10.0.0.5 (DHCP)");
     }
 }

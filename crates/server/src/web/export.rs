@@ -1,15 +1,18 @@
 //! CSV export of a device's records over any range: one line per record, oldest first, in the
-//! units people use (W, Wh, °C). At most [`MAX_ROWS`] lines per export (about two years at one
+//! units people use (W, Wh, °C), each time in ISO 8601 with the offset of the device's site's
+//! zone (`2026-10-25T02:30:00+01:00`) next to its Unix seconds. At most [`MAX_ROWS`] lines per export (about two years at one
 //! record a minute); a longer range is refused with a message rather than cut silently.
 
 use super::auth::PageUser;
 use super::error::{HtmlError, WebError};
 use super::timefmt;
+use super::zones::Zone;
 use super::Web;
 use crate::storage::{TelemetryQuery, TelemetryRow};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use tek_proto::message::telemetry::channel;
@@ -26,13 +29,19 @@ pub struct RangeQuery {
     pub to: Option<String>,
 }
 
-/// Parses a range (default: the last 24 hours); `to` must be after `from`.
+/// Parses a range (default: the last 24 hours); `to` must be after `from`. Times are UTC.
 pub fn parse_range(q: &RangeQuery, now: i64) -> Result<(i64, i64), WebError> {
+    parse_range_in(q, now, &Zone::utc())
+}
+
+/// [`parse_range`] with dates and times local in `z` (the page's form, labelled with the zone).
+pub fn parse_range_in(q: &RangeQuery, now: i64, z: &Zone) -> Result<(i64, i64), WebError> {
     let t = |v: &Option<String>, name: &str, default: i64| match v.as_deref().map(str::trim) {
         None | Some("") => Ok(default),
-        Some(s) => timefmt::parse(s).ok_or_else(|| {
+        Some(s) => timefmt::parse_local(&z.tz, s).ok_or_else(|| {
             WebError::Invalid(format!(
-                "{name} {s:?} is not a time (Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)"
+                "{name} {s:?} is not a time (Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM, {})",
+                z.name
             ))
         }),
     };
@@ -55,12 +64,12 @@ fn cell(out: &mut String, v: Option<i32>, scale: f64) {
     }
 }
 
-/// The CSV text of `rows`.
-pub fn to_csv(rows: &[TelemetryRow]) -> String {
+/// The CSV text of `rows`, times in `tz`.
+pub fn to_csv(rows: &[TelemetryRow], tz: &TimeZone) -> String {
     let mut out = String::with_capacity(64 + rows.len() * 64);
-    out.push_str("time_utc,unix_s,power_w,energy_wh,water_c,air_c,relays\r\n");
+    out.push_str("time,unix_s,power_w,energy_wh,water_c,air_c,relays\r\n");
     for r in rows {
-        let _ = write!(out, "{},{}", timefmt::datetime(r.time), r.time);
+        let _ = write!(out, "{},{}", timefmt::iso(tz, r.time), r.time);
         cell(&mut out, r.get(channel::POWER_W), 1.0);
         cell(&mut out, r.get(channel::ENERGY_WH), 1.0);
         cell(&mut out, r.get(channel::WATER_TEMP_CC), 100.0);
@@ -73,6 +82,7 @@ pub fn to_csv(rows: &[TelemetryRow]) -> String {
 
 /// Builds the CSV response for a device the caller may see.
 pub async fn csv_response(web: &Web, id: u32, from: i64, to: i64) -> Result<Response, WebError> {
+    let z = web.device_zone(id).await?;
     let rows = web
         .db_call(move |db| {
             db.telemetry(&TelemetryQuery {
@@ -90,10 +100,10 @@ pub async fn csv_response(web: &Web, id: u32, from: i64, to: i64) -> Result<Resp
     }
     let name = format!(
         "device-{id}-{}-{}.csv",
-        timefmt::date(from),
-        timefmt::date(to)
+        &timefmt::local(&z.tz, from)[..10],
+        &timefmt::local(&z.tz, to)[..10]
     );
-    Ok(csv_download(to_csv(&rows), &name))
+    Ok(csv_download(to_csv(&rows, &z.tz), &name))
 }
 
 /// `body` as a CSV file download named `file_name`.
@@ -118,7 +128,8 @@ pub async fn page_csv(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, HtmlError> {
     web.check_device(&p.user, id).await?;
-    let (from, to) = parse_range(&q, super::now())?;
+    let z = web.device_zone(id).await?;
+    let (from, to) = parse_range_in(&q, super::now(), &z)?;
     Ok(csv_response(&web, id, from, to).await?)
 }
 
@@ -132,7 +143,7 @@ pub fn energy_csv(
     periods: &[crate::energy::zone::Period],
 ) -> String {
     let mut out = String::from(
-        "period,start_utc,end_utc,device,kwh,peak_kw,peak_at_utc,energy_cost,demand_cost,fixed_cost,total_cost,currency\r\n",
+        "period,start,end,device,kwh,peak_kw,peak_at,energy_cost,demand_cost,fixed_cost,total_cost,currency\r\n",
     );
     let currency = l.tariff.as_ref().map_or("", |t| t.currency.as_str());
     let mut lines = |device: Option<u32>, list: &[crate::energy::Figures]| {
@@ -141,12 +152,12 @@ pub fn energy_csv(
                 out,
                 "{},{},{},{},{:.3},{:.3},{}",
                 f.period.label,
-                timefmt::datetime(f.period.start),
-                timefmt::datetime(f.period.end),
+                timefmt::iso(&l.tz, f.period.start),
+                timefmt::iso(&l.tz, f.period.end),
                 device.map_or(String::new(), |d| d.to_string()),
                 f.kwh,
                 f.peak_kw,
-                f.peak_at.map_or(String::new(), timefmt::datetime),
+                f.peak_at.map_or(String::new(), |t| timefmt::iso(&l.tz, t)),
             );
             match f.cost {
                 Some(c) => {
@@ -198,8 +209,21 @@ mod tests {
             values: [1500, 0, 2755, 0, 3, 0, 0, 0],
         };
         assert_eq!(
-            to_csv(&[r]),
-            "time_utc,unix_s,power_w,energy_wh,water_c,air_c,relays\r\n1970-01-02 00:00:00,86400,1500,0,27.55,,3\r\n"
+            to_csv(&[r], &TimeZone::UTC),
+            "time,unix_s,power_w,energy_wh,water_c,air_c,relays\r\n1970-01-02T00:00:00+00:00,86400,1500,0,27.55,,3\r\n"
+        );
+        let tokyo = crate::energy::zone::load("Asia/Tokyo");
+        assert!(to_csv(&[r], &tokyo)
+            .ends_with("\r\n1970-01-02T09:00:00+09:00,86400,1500,0,27.55,,3\r\n"));
+        // The page's form is local: midnight in Tokyo is 15:00 UTC the day before.
+        let z = Zone::named("Asia/Tokyo");
+        let local = RangeQuery {
+            from: Some("1970-01-02".into()),
+            to: Some("1970-01-03".into()),
+        };
+        assert_eq!(
+            parse_range_in(&local, 0, &z).unwrap(),
+            (86_400 - 9 * 3600, 172_800 - 9 * 3600)
         );
         let q = |f: &str, t: &str| RangeQuery {
             from: Some(f.into()),

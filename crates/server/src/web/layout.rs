@@ -28,7 +28,9 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · tek" }
+            link rel="stylesheet" href=(super::assets::UPLOT_CSS_PATH);
             link rel="stylesheet" href=(super::assets::CSS_PATH);
+            script src=(super::assets::UPLOT_JS_PATH) defer {}
             script src=(super::assets::JS_PATH) defer {}
         }
     }
@@ -54,7 +56,7 @@ pub fn page(user: &Principal, nav: Nav, title: &str, body: Markup) -> Html<Strin
                             @if user.user.is_admin { (item(Nav::Admin, "/admin", "Admin")) }
                             (item(Nav::Account, "/account", "Account"))
                         }
-                        form.logout method="post" action="/logout" {
+                        form.logout method="post" action="/logout" data-plain {
                             input type="hidden" name="csrf" value=(user.csrf());
                             span.who { (user.user.email) }
                             button type="submit" { "Sign out" }

@@ -22,7 +22,7 @@ fn form(message: Option<&str>, email: &str) -> axum::response::Html<String> {
         html! {
             h1 { "tek — sign in" }
             @if let Some(m) = message { (layout::flash(false, m)) }
-            form.login method="post" action="/login" {
+            form.login method="post" action="/login" data-plain {
                 label { "E-mail" input type="email" name="email" value=(email) required autofocus autocomplete="username"; }
                 label { "Password" input type="password" name="password" required autocomplete="current-password"; }
                 button type="submit" { "Sign in" }

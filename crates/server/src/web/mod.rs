@@ -21,6 +21,7 @@ pub mod alarms_page;
 pub mod assets;
 pub mod audit_page;
 pub mod auth;
+pub mod bulk;
 pub mod charts;
 pub mod cli;
 pub mod configure;
@@ -29,6 +30,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod fields;
 pub mod headers;
 pub mod layout;
 pub mod login;
@@ -37,6 +39,7 @@ pub mod schedules;
 pub mod site;
 pub mod timefmt;
 pub mod view;
+pub mod zones;
 
 use crate::server::Api;
 use crate::storage::{self, Storage};
@@ -217,7 +220,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
     let api_routes = Router::new()
         .route("/me", get(a::me::me))
         .route("/devices", get(a::devices::list))
-        .route("/devices/{id}", get(a::devices::get))
+        .route(
+            "/devices/{id}",
+            get(a::devices::get).patch(a::devices::patch),
+        )
         .route("/devices/{id}/telemetry", get(a::telemetry::series))
         .route("/devices/{id}/telemetry.csv", get(a::telemetry::csv))
         .route(
@@ -264,6 +270,8 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/devices/{id}", get(device::page))
         .route("/devices/{id}/events", get(events::device_events))
         .route("/devices/{id}/setpoint", post(device::setpoint))
+        .route("/devices/{id}/rename", post(device::rename_form))
+        .route("/devices/bulk", post(bulk::apply))
         .route("/devices/{id}/command", post(device::command))
         .route("/devices/{id}/export.csv", get(export::page_csv))
         .route(

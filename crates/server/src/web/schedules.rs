@@ -275,6 +275,29 @@ impl ScheduleForm {
     }
 }
 
+/// The form field a message of [`apply_form`] is about, so the page shows it under that field.
+pub fn field_of(message: &str) -> Option<String> {
+    for (key, label) in DAYS {
+        if message.starts_with(&format!("{label}, pump")) {
+            return Some(format!("pump_{key}"));
+        }
+        if message.starts_with(&format!("{label}, occupied")) {
+            return Some(format!("occ_{key}"));
+        }
+    }
+    [
+        ("Occupied setpoint", "occupied"),
+        ("Unoccupied setpoint", "unoccupied"),
+        ("Freeze protection limit", "freeze_limit"),
+        ("Freeze protection hysteresis", "freeze_hysteresis"),
+        ("Time zone", "time_zone"),
+        ("Holiday", "holidays"),
+    ]
+    .iter()
+    .find(|(p, _)| message.starts_with(p))
+    .map(|(_, f)| (*f).to_owned())
+}
+
 /// Applies the form to `c` (the POSIX rule of the zone comes from [`crate::tzdb`]); every
 /// problem is reported, and `c` is only meaningful if there is none. Returns the audit detail.
 pub fn apply_form(c: &mut Config, f: &ScheduleForm) -> Result<String, Vec<String>> {
@@ -492,6 +515,15 @@ async fn render(
         .cloned()
         .unwrap_or_else(|| ScheduleForm::from_config(&cfg, &zone));
     let now = super::now();
+    let mut errs = super::fields::FieldErrors::default();
+    for e in errors {
+        if let Some(f) = field_of(e) {
+            if errs.get(&f).is_none() {
+                errs.push(&f, e.clone());
+            }
+        }
+    }
+    let errs = &errs;
     let body = html! {
         (heading(&v, site.as_deref(), now))
         h2 { "Configure → Schedules" }
@@ -507,14 +539,20 @@ async fn render(
                 ul { @for e in errors { li { (e) } } }
             }
         }
-        form.schedules #schedules method="post" action={ "/devices/" (id) "/schedules" } {
+        form.schedules #schedules method="post" data-plain action={ "/devices/" (id) "/schedules" } {
             (layout::csrf_field(p))
             fieldset {
                 legend { "Schedule" }
                 label.check { input #enabled type="checkbox" name="enabled" value="on" checked[f.enabled.is_some()]; "The controller follows this schedule (otherwise the pump runs all the time at the occupied setpoint)" }
-                label { "Time zone (IANA name)" input #time_zone name="time_zone" value=(f.time_zone) placeholder="UTC" maxlength="64"; }
-                label { "Occupied setpoint (°C)" input #occupied name="occupied" value=(f.occupied) inputmode="decimal" required; }
-                label { "Unoccupied setpoint (°C)" input #unoccupied name="unoccupied" value=(f.unoccupied) inputmode="decimal" required; }
+                label { "Time zone (IANA name)" input #time_zone name="time_zone" value=(f.time_zone) placeholder="UTC" maxlength="64"
+                    aria-invalid=[errs.invalid("time_zone")] aria-describedby=[errs.described_by("time_zone")];
+                    (errs.note("time_zone")) }
+                label { "Occupied setpoint (°C)" input #occupied name="occupied" value=(f.occupied) inputmode="decimal" required
+                    aria-invalid=[errs.invalid("occupied")] aria-describedby=[errs.described_by("occupied")];
+                    (errs.note("occupied")) }
+                label { "Unoccupied setpoint (°C)" input #unoccupied name="unoccupied" value=(f.unoccupied) inputmode="decimal" required
+                    aria-invalid=[errs.invalid("unoccupied")] aria-describedby=[errs.described_by("unoccupied")];
+                    (errs.note("unoccupied")) }
             }
             fieldset {
                 legend { "Week" }
@@ -526,8 +564,13 @@ async fn render(
                             @let (pump, occ) = f.day(i);
                             tr {
                                 th scope="row" { (label) }
-                                td { input id={ "pump_" (key) } name={ "pump_" (key) } value=(pump) aria-label={ (label) " pump periods" }; }
-                                td { input id={ "occ_" (key) } name={ "occ_" (key) } value=(occ) aria-label={ (label) " occupied periods" }; }
+                                @let (pf, of) = (format!("pump_{key}"), format!("occ_{key}"));
+                                td { input id=(pf) name=(pf) value=(pump) aria-label={ (label) " pump periods" }
+                                        aria-invalid=[errs.invalid(&pf)] aria-describedby=[errs.described_by(&pf)];
+                                    (errs.note(&pf)) }
+                                td { input id=(of) name=(of) value=(occ) aria-label={ (label) " occupied periods" }
+                                        aria-invalid=[errs.invalid(&of)] aria-describedby=[errs.described_by(&of)];
+                                    (errs.note(&of)) }
                             }
                         }
                     }
@@ -536,13 +579,19 @@ async fn render(
             fieldset {
                 legend { "Holidays" }
                 p.hint { "Dates (YYYY-MM-DD), one per line, at most 16." }
-                textarea #holidays name="holidays" rows="4" { (f.holidays) }
+                textarea #holidays name="holidays" rows="4" aria-label="Holidays, one date per line"
+                    aria-invalid=[errs.invalid("holidays")] aria-describedby=[errs.described_by("holidays")] { (f.holidays) }
+                (errs.note("holidays"))
             }
             fieldset {
                 legend { "Freeze protection" }
                 p.hint { "Below this air temperature the pump runs, whatever the schedule or a manual command says, until the air is warmer than the limit plus the hysteresis. The heater never runs without the pump." }
-                label { "Air below (°C)" input #freeze_limit name="freeze_limit" value=(f.freeze_limit) inputmode="decimal" required; }
-                label { "Hysteresis (°C)" input #freeze_hysteresis name="freeze_hysteresis" value=(f.freeze_hysteresis) inputmode="decimal" required; }
+                label { "Air below (°C)" input #freeze_limit name="freeze_limit" value=(f.freeze_limit) inputmode="decimal" required
+                    aria-invalid=[errs.invalid("freeze_limit")] aria-describedby=[errs.described_by("freeze_limit")];
+                    (errs.note("freeze_limit")) }
+                label { "Hysteresis (°C)" input #freeze_hysteresis name="freeze_hysteresis" value=(f.freeze_hysteresis) inputmode="decimal" required
+                    aria-invalid=[errs.invalid("freeze_hysteresis")] aria-describedby=[errs.described_by("freeze_hysteresis")];
+                    (errs.note("freeze_hysteresis")) }
             }
             button #save type="submit" { "Save Changes" }
         }

@@ -7,6 +7,7 @@
 use super::auth::{CsrfForm, PageUser, Posted, Principal};
 use super::charts;
 use super::error::{HtmlError, WebError};
+use super::fields::FieldErrors;
 use super::layout::{self, Nav};
 use super::Web;
 use crate::api::energy::{self as energy_api, EnergyQuery};
@@ -14,6 +15,7 @@ use crate::energy::tariff::Tariff;
 use crate::energy::zone::By;
 use crate::energy::Figures;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use jiff::tz::TimeZone;
 use maud::{html, Markup};
@@ -90,8 +92,17 @@ pub async fn page(
         &p,
         id,
         q.saved.map(|s| (true, format!("Saved: {s}."))),
+        &Kept::default(),
     )
     .await?)
+}
+
+/// What the user typed into a refused form, and what was wrong with it.
+#[derive(Default)]
+struct Kept<'a> {
+    time_zone: Option<&'a str>,
+    tariff: Option<&'a TariffForm>,
+    errors: FieldErrors,
 }
 
 async fn render(
@@ -99,6 +110,7 @@ async fn render(
     p: &Principal,
     id: i64,
     message: Option<(bool, String)>,
+    kept: &Kept<'_>,
 ) -> Result<Html<String>, WebError> {
     let site = web.site_for(&p.user, id).await?;
     let tz = crate::energy::zone::load(&site.time_zone);
@@ -141,6 +153,13 @@ async fn render(
     let csrf = layout::csrf_field(p);
     let t = loaded.tariff.clone();
     let site = &loaded.site;
+    let errs = &kept.errors;
+    // The tariff form shows what was typed when it was refused, else the stored tariff.
+    let typed = kept
+        .tariff
+        .cloned()
+        .unwrap_or_else(|| TariffForm::shown(t.as_ref()));
+    let tz_typed = kept.time_zone.unwrap_or(&site.time_zone);
     let body = html! {
         h1 { (site.name) " " small { "site #" (site.id) } }
         p.meta { "Time zone " strong #time-zone { (site.time_zone) } " · " (loaded.devices.len()) " controller(s) · "
@@ -164,12 +183,39 @@ async fn render(
                             td.num { (money(m[0].cost.map(|c| c.total), currency)) }
                         }
                     } }
+                    // The site's figures: its peak is at one time for all controllers together,
+                    // and its cost includes the demand and fixed charges (not split per device).
+                    @let sm = loaded.site_figures(By::Month, this_month);
+                    @let sd = loaded.site_figures(By::Day, today);
+                    tfoot { tr #site-total {
+                        th scope="row" { "Site total" }
+                        td.num { (format!("{:.2} kWh", sd[0].kwh)) }
+                        td.num { (format!("{:.2} kWh", sm[0].kwh)) }
+                        td.num { (format!("{:.2} kW", sm[0].peak_kw)) }
+                        td.num data-field="site-cost" { (money(sm[0].cost.map(|c| c.total), currency)) }
+                    } }
                 }
             }
         }
         section.charts {
             h2 { "Energy" }
             p.meta { "Days and months in " (site.time_zone) " local time. Peak demand: the highest mean power over a clock-aligned 15 minutes." }
+            // Week / month / year bars with the previous period and cost (app.js `energyView`,
+            // from /api/sites/{id}/energy); shown once the script has drawn it.
+            div #energy-view hidden data-site=(site_id) data-today=(days[days.len() - 1].label) {
+                div.toolbar {
+                    div.periods role="group" aria-label="Period" {
+                        button.period type="button" data-mode="week" aria-pressed="false" { "Week" }
+                        button.period type="button" data-mode="month" aria-pressed="true" { "Month" }
+                        button.period type="button" data-mode="year" aria-pressed="false" { "Year" }
+                    }
+                    button #ev-prev type="button" aria-label="Previous period" { "‹" }
+                    strong #ev-label {}
+                    button #ev-next type="button" aria-label="Next period" { "›" }
+                }
+                p #ev-summary role="status" {}
+                div #ev-chart {}
+            }
             (charts::bar_chart("Energy per day, last 30 days", "kWh", &bars(&day_figs, &|f| f.kwh, true)))
             (charts::bar_chart("Peak 15-minute demand per day", "kW", &bars(&day_figs, &|f| f.peak_kw, true)))
             (charts::bar_chart("Energy per month, last 12 months", "kWh", &bars(&month_figs, &|f| f.kwh, false)))
@@ -181,31 +227,44 @@ async fn render(
             form.inline method="get" action={ "/sites/" (site_id) "/energy.csv" } {
                 label { "From" input type="date" name="from" value=(days[0].label); }
                 label { "To (exclusive)" input type="date" name="to"; }
-                select name="by" { option value="day" { "per day" } option value="month" { "per month" } }
+                select name="by" aria-label="Per day or per month" { option value="day" { "per day" } option value="month" { "per month" } }
                 button #energy-export type="submit" { "Download energy CSV" }
             }
         }
         @if p.user.is_admin {
             section.admin {
                 h2 { "Time zone" }
-                form.inline method="post" action={ "/sites/" (site_id) "/time_zone" } {
+                form.inline method="post" data-plain action={ "/sites/" (site_id) "/time_zone" } {
                     (csrf)
-                    label { "IANA name" input name="time_zone" required maxlength="64" value=(site.time_zone) placeholder="Europe/Berlin"; }
+                    label { "IANA name" input #time_zone name="time_zone" required maxlength="64" value=(tz_typed) placeholder="Europe/Berlin"
+                        aria-invalid=[errs.invalid("time_zone")] aria-describedby=[errs.described_by("time_zone")];
+                        (errs.note("time_zone")) }
                     button type="submit" { "Save time zone" }
                 }
                 h2 { "Tariff" }
-                form method="post" action={ "/sites/" (site_id) "/tariff" } {
+                form #tariff-form method="post" data-plain action={ "/sites/" (site_id) "/tariff" } {
                     (csrf)
-                    label { "Currency" input name="currency" required maxlength="3" value=(t.as_ref().map_or("EUR", |t| t.currency.as_str())); }
-                    label { "Price per kWh (flat, outside the periods)" input type="number" name="energy_price" min="0" step="any" required value=[t.as_ref().map(|t| t.energy_price)]; }
+                    (errs.note("tariff"))
+                    label { "Currency" input #currency name="currency" required maxlength="3" value=(typed.currency)
+                        aria-invalid=[errs.invalid("currency")] aria-describedby=[errs.described_by("currency")];
+                        (errs.note("currency")) }
+                    label { "Price per kWh (flat, outside the periods)" input #energy_price name="energy_price" inputmode="decimal" required value=(typed.energy_price)
+                        aria-invalid=[errs.invalid("energy_price")] aria-describedby=[errs.described_by("energy_price")];
+                        (errs.note("energy_price")) }
                     label { "Time-of-use periods, one a line: name days HH:MM-HH:MM price"
-                        textarea name="periods" rows="4" placeholder="peak mon-fri 08:00-20:00 0.32\nnight all 22:00-06:00 0.18" { (t.as_ref().map_or(String::new(), Tariff::periods_text)) } }
-                    label { "Demand charge per kW of the month's peak" input type="number" name="demand_price" min="0" step="any" value=(t.as_ref().map_or(0.0, |t| t.demand_price)); }
-                    label { "Fixed charge per month" input type="number" name="monthly_fixed" min="0" step="any" value=(t.as_ref().map_or(0.0, |t| t.monthly_fixed)); }
+                        textarea #periods name="periods" rows="4" placeholder="peak mon-fri 08:00-20:00 0.32\nnight all 22:00-06:00 0.18"
+                            aria-invalid=[errs.invalid("periods")] aria-describedby=[errs.described_by("periods")] { (typed.periods) }
+                        (errs.note("periods")) }
+                    label { "Demand charge per kW of the month's peak" input #demand_price name="demand_price" inputmode="decimal" value=(typed.demand_price)
+                        aria-invalid=[errs.invalid("demand_price")] aria-describedby=[errs.described_by("demand_price")];
+                        (errs.note("demand_price")) }
+                    label { "Fixed charge per month" input #monthly_fixed name="monthly_fixed" inputmode="decimal" value=(typed.monthly_fixed)
+                        aria-invalid=[errs.invalid("monthly_fixed")] aria-describedby=[errs.described_by("monthly_fixed")];
+                        (errs.note("monthly_fixed")) }
                     button type="submit" { "Save tariff" }
                 }
                 @if t.is_some() {
-                    form.inline method="post" action={ "/sites/" (site_id) "/tariff/delete" } {
+                    form.inline method="post" data-confirm="Remove the tariff of this site? Costs are no longer shown." action={ "/sites/" (site_id) "/tariff/delete" } {
                         (csrf) button type="submit" { "Remove tariff" }
                     }
                 }
@@ -223,16 +282,21 @@ async fn after(
 ) -> Result<Response, HtmlError> {
     match r {
         Ok(what) => Ok(Redirect::to(&format!("/sites/{id}?saved={what}")).into_response()),
-        Err(e @ WebError::Invalid(_)) => {
-            let status = e.status();
-            Ok((
-                status,
-                render(web, p, id, Some((false, e.to_string()))).await?,
-            )
-                .into_response())
-        }
+        Err(e @ WebError::Invalid(_)) => refused(web, p, id, e.to_string(), &Kept::default()).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// The page again, 422, with the refused form's input and its errors.
+async fn refused(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+    message: String,
+    kept: &Kept<'_>,
+) -> Result<Response, HtmlError> {
+    let page = render(web, p, id, Some((false, message)), kept).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 /// The time zone form.
@@ -255,14 +319,29 @@ pub async fn time_zone(
     Posted { user, form }: Posted<TimeZoneForm>,
 ) -> Result<Response, HtmlError> {
     Web::require_admin(&user.user)?;
-    let r = energy_api::set_time_zone(&web, &user, id, &form.time_zone)
-        .await
-        .map(|_| "time+zone".to_owned());
-    after(&web, &user, id, r).await
+    match energy_api::set_time_zone(&web, &user, id, &form.time_zone).await {
+        Ok(_) => Ok(Redirect::to(&format!("/sites/{id}?saved=time+zone")).into_response()),
+        Err(WebError::Invalid(m)) => {
+            let kept = Kept {
+                time_zone: Some(&form.time_zone),
+                errors: FieldErrors::one("time_zone", m.clone()),
+                ..Kept::default()
+            };
+            refused(
+                &web,
+                &user,
+                id,
+                format!("The time zone was not saved: {m}"),
+                &kept,
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The tariff form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct TariffForm {
     csrf: String,
     currency: String,
@@ -281,24 +360,80 @@ impl CsrfForm for TariffForm {
     }
 }
 
-fn number(s: &str, what: &str) -> Result<f64, WebError> {
+/// A price field: a number (`.` as the decimal point); blank is 0 unless `required`.
+fn number(s: &str, what: &str, required: bool) -> Result<f64, String> {
     match s.trim() {
+        "" if required => Err(format!("{what} is required (0 for free)")),
         "" => Ok(0.0),
         t => t
-            .parse()
-            .map_err(|_| WebError::Invalid(format!("{what}: {t:?} is not a number"))),
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("{what}: {t:?} is not a number like 0.25")),
     }
 }
 
 impl TariffForm {
-    fn tariff(&self) -> Result<Tariff, WebError> {
-        Ok(Tariff {
+    /// The form as shown for `t` (the stored tariff), or empty with EUR.
+    fn shown(t: Option<&Tariff>) -> TariffForm {
+        TariffForm {
+            csrf: String::new(),
+            currency: t.map_or("EUR".into(), |t| t.currency.clone()),
+            energy_price: t.map_or(String::new(), |t| t.energy_price.to_string()),
+            periods: t.map_or(String::new(), Tariff::periods_text),
+            demand_price: t.map_or("0".into(), |t| t.demand_price.to_string()),
+            monthly_fixed: t.map_or("0".into(), |t| t.monthly_fixed.to_string()),
+        }
+    }
+
+    /// The tariff, or every field's error.
+    fn tariff(&self) -> Result<Tariff, FieldErrors> {
+        let mut errs = FieldErrors::default();
+        let mut field = |name: &str, r: Result<f64, String>| {
+            r.unwrap_or_else(|m| {
+                errs.push(name, m);
+                0.0
+            })
+        };
+        let energy_price = field(
+            "energy_price",
+            number(&self.energy_price, "Price per kWh", true),
+        );
+        let demand_price = field(
+            "demand_price",
+            number(&self.demand_price, "Demand charge", false),
+        );
+        let monthly_fixed = field(
+            "monthly_fixed",
+            number(&self.monthly_fixed, "Fixed charge", false),
+        );
+        let periods = Tariff::parse_periods(&self.periods).unwrap_or_else(|m| {
+            errs.push("periods", m);
+            Vec::new()
+        });
+        let t = Tariff {
             currency: self.currency.trim().to_ascii_uppercase(),
-            energy_price: number(&self.energy_price, "price per kWh")?,
-            periods: Tariff::parse_periods(&self.periods).map_err(WebError::Invalid)?,
-            demand_price: number(&self.demand_price, "demand charge")?,
-            monthly_fixed: number(&self.monthly_fixed, "fixed charge")?,
-        })
+            energy_price,
+            periods,
+            demand_price,
+            monthly_fixed,
+        };
+        if errs.is_empty() {
+            // The remaining rules (currency code, price ranges), said next to the form.
+            if let Err(m) = t.validate() {
+                let f = if m.contains("currency") {
+                    "currency"
+                } else {
+                    "tariff"
+                };
+                errs.push(f, m);
+            }
+        }
+        if errs.is_empty() {
+            Ok(t)
+        } else {
+            Err(errs)
+        }
     }
 }
 
@@ -309,13 +444,24 @@ pub async fn tariff(
     Posted { user, form }: Posted<TariffForm>,
 ) -> Result<Response, HtmlError> {
     Web::require_admin(&user.user)?;
-    let r = async {
-        let t = form.tariff()?;
-        energy_api::set_tariff(&web, &user, id, Some(t)).await?;
-        Ok("tariff".to_owned())
-    }
-    .await;
-    after(&web, &user, id, r).await
+    let errors = match form.tariff() {
+        Ok(t) => match energy_api::set_tariff(&web, &user, id, Some(t)).await {
+            Ok(()) => return Ok(Redirect::to(&format!("/sites/{id}?saved=tariff")).into_response()),
+            Err(WebError::Invalid(m)) => FieldErrors::one("tariff", m),
+            Err(e) => return Err(e.into()),
+        },
+        Err(errors) => errors,
+    };
+    let message = format!(
+        "The tariff was not saved: {}",
+        errors.messages().collect::<Vec<_>>().join("; ")
+    );
+    let kept = Kept {
+        tariff: Some(&form),
+        errors,
+        ..Kept::default()
+    };
+    refused(&web, &user, id, message, &kept).await
 }
 
 /// `POST /sites/{id}/tariff/delete` (admins).
@@ -363,8 +509,18 @@ mod tests {
             (t.currency.as_str(), t.periods.len(), t.monthly_fixed),
             ("EUR", 1, 9.5)
         );
-        assert!(f("x", "").tariff().is_err());
-        assert!(f("0.3", "peak mon-fri").tariff().is_err());
+        let e = f("x", "").tariff().unwrap_err();
+        assert!(e.get("energy_price").unwrap().contains("not a number"));
+        let e = f("", "").tariff().unwrap_err();
+        assert!(e.get("energy_price").unwrap().contains("required"));
+        assert!(f(" ", "").tariff().is_err());
+        assert!(f("NaN", "").tariff().is_err());
+        assert!(f("0", "").tariff().is_ok(), "0 is a price");
+        assert!(f("0.3", "peak mon-fri")
+            .tariff()
+            .unwrap_err()
+            .get("periods")
+            .is_some());
         assert_eq!(
             local(&crate::energy::zone::load("Europe/Berlin"), 1_774_738_800),
             "2026-03-29 00:00"

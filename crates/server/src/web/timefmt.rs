@@ -1,4 +1,9 @@
-//! Times as people read them (UTC) and as forms send them.
+//! Times as people read them and as forms send them: in UTC ([`datetime`], [`parse`]: the API
+//! and the protocol) and local in a site's zone ([`local`], [`local_abbr`], [`iso`],
+//! [`parse_local`]: the pages and CSV files). Pages name the zone their times are in.
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time.
 pub fn datetime(unix_s: i64) -> String {
@@ -22,6 +27,55 @@ pub fn date(unix_s: i64) -> String {
 pub fn hour_minute(unix_s: i64) -> String {
     let s = unix_s.rem_euclid(86_400);
     format!("{:02}:{:02}", s / 3600, s / 60 % 60)
+}
+
+fn zoned(tz: &TimeZone, unix_s: i64) -> jiff::ZonedDateTime {
+    Timestamp::from_second(unix_s)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(tz.clone())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` local in `tz`.
+pub fn local(tz: &TimeZone, unix_s: i64) -> String {
+    zoned(tz, unix_s).strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `YYYY-MM-DD HH:MM:SS CET`: local in `tz` with the zone's abbreviation, for pages whose rows
+/// are in different sites' zones.
+pub fn local_abbr(tz: &TimeZone, unix_s: i64) -> String {
+    zoned(tz, unix_s)
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// ISO 8601 with the offset of `tz` at that time: `2026-10-25T02:30:00+01:00`.
+pub fn iso(tz: &TimeZone, unix_s: i64) -> String {
+    zoned(tz, unix_s)
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// `YYYY-MM-DDTHH:MM` local in `tz`, the value of a `datetime-local` field.
+pub fn local_input(tz: &TimeZone, unix_s: i64) -> String {
+    zoned(tz, unix_s).strftime("%Y-%m-%dT%H:%M").to_string()
+}
+
+/// Parses what [`parse`] accepts, dates and times being local in `tz` (Unix seconds are
+/// absolute). A repeated local time takes the earlier offset, a skipped one moves forward.
+pub fn parse_local(tz: &TimeZone, s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.parse::<i64>().is_ok() {
+        return parse(s);
+    }
+    let wall = parse(s)?;
+    let civil = Timestamp::from_second(wall)
+        .ok()?
+        .to_zoned_datetime(TimeZone::UTC)
+        .datetime();
+    civil
+        .to_zoned_datetime(tz.clone())
+        .ok()
+        .map(|z| z.timestamp().as_second())
 }
 
 /// "12 s ago", "5 min ago", "3 h ago", "2 d ago".
@@ -136,5 +190,25 @@ mod tests {
         assert_eq!(ago(0, 7200), "2 h ago");
         assert_eq!(hour_minute(3660), "01:01");
         assert_eq!(date(86_400), "1970-01-02");
+    }
+
+    #[test]
+    fn local_times_name_their_offset() {
+        let berlin = crate::energy::zone::load("Europe/Berlin");
+        // 2026-10-25T00:30:00Z: 02:30 CEST; one hour later 02:30 again, CET.
+        let t = 1_792_888_200;
+        assert_eq!(local(&berlin, t), "2026-10-25 02:30:00");
+        assert_eq!(iso(&berlin, t), "2026-10-25T02:30:00+02:00");
+        assert_eq!(iso(&berlin, t + 3600), "2026-10-25T02:30:00+01:00");
+        assert_eq!(local_abbr(&berlin, t + 3600), "2026-10-25 02:30:00 CET");
+        assert_eq!(iso(&TimeZone::UTC, 0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(local_input(&berlin, t), "2026-10-25T02:30");
+        // Form input is local: 2026-06-01 12:00 in Berlin is 10:00 UTC.
+        assert_eq!(
+            parse_local(&berlin, "2026-06-01T12:00"),
+            parse("2026-06-01T10:00")
+        );
+        assert_eq!(parse_local(&berlin, "1767225600"), Some(1_767_225_600));
+        assert_eq!(parse_local(&berlin, "2026-02-30"), None);
     }
 }

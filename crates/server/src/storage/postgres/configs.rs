@@ -82,6 +82,20 @@ impl ConfigStore for Postgres {
         })
     }
 
+    fn config_version(&self, device_id: u32, version: u32) -> Result<Option<ConfigRecord>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            c.query_opt(
+                &format!("SELECT {COLUMNS} FROM configs WHERE device_id = $1 AND version = $2"),
+                &[&i64::from(device_id), &i64::from(version)],
+            )
+            .await?
+            .as_ref()
+            .map(convert)
+            .transpose()
+        })
+    }
+
     fn configs_since(&self, seq: i64, n: usize) -> Result<Vec<ConfigRecord>> {
         self.run(move |s| async move {
             let c = s.conn().await?;

@@ -229,6 +229,23 @@ impl DeviceStore for Postgres {
             v.map_or(Ok(0), |v| u32_col(v, "device id"))
         })
     }
+
+    fn rename_device(&self, id: u32, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n = c
+                .execute(
+                    "UPDATE devices SET name = $2 WHERE id = $1",
+                    &[&i64::from(id), &name],
+                )
+                .await?;
+            if n == 0 {
+                return Err(Error::NotFound(id));
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::telemetry::{convert, SELECT};
 use super::Postgres;
-use crate::storage::series::{Bucket, DayEnergy, SeriesStore};
+use crate::storage::series::{range, Bucket, DayEnergy, SeriesStore};
 use crate::storage::telemetry::TelemetryRow;
 use crate::storage::{Error, Result};
 
@@ -21,7 +21,11 @@ impl SeriesStore for Postgres {
                 .query(
                     "SELECT time - mod(mod(time, $4) + $4, $4) AS b, COUNT(*),
                             AVG(power_w)::float8, MAX(energy_wh)::int8,
-                            AVG(water_cc)::float8, AVG(air_cc)::float8
+                            AVG(water_cc)::float8, AVG(air_cc)::float8,
+                            MIN(power_w)::float8, MAX(power_w)::float8,
+                            MIN(water_cc)::float8, MAX(water_cc)::float8,
+                            MIN(air_cc)::float8, MAX(air_cc)::float8,
+                            AVG(relays & 1)::float8, AVG((relays >> 1) & 1)::float8
                      FROM telemetry WHERE device_id = $1 AND time >= $2 AND time < $3
                      GROUP BY b ORDER BY b",
                     &[&i64::from(device), &from, &to, &step],
@@ -36,6 +40,11 @@ impl SeriesStore for Postgres {
                     energy_wh: r.get(3),
                     water_cc: r.get(4),
                     air_cc: r.get(5),
+                    power_range: range(r.get(6), r.get(7)),
+                    water_range_cc: range(r.get(8), r.get(9)),
+                    air_range_cc: range(r.get(10), r.get(11)),
+                    pump_on: r.get(12),
+                    heater_on: r.get(13),
                 })
                 .collect())
         })

@@ -75,6 +75,18 @@ impl ConfigStore for Sqlite {
         .transpose()
     }
 
+    fn config_version(&self, device_id: u32, version: u32) -> Result<Option<ConfigRecord>> {
+        let conn = self.reader()?;
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM configs WHERE device_id = ?1 AND version = ?2"),
+            params![device_id, version],
+            raw,
+        )
+        .optional()?
+        .map(convert)
+        .transpose()
+    }
+
     fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(

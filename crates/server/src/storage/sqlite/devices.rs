@@ -169,6 +169,18 @@ impl DeviceStore for Sqlite {
         let v: Option<i64> = conn.query_row("SELECT MAX(id) FROM devices", [], |r| r.get(0))?;
         v.map_or(Ok(0), |v| u32_col(v, "device id"))
     }
+
+    fn rename_device(&self, id: u32, name: &str) -> Result<()> {
+        let conn = self.writer()?;
+        let n = conn.execute(
+            "UPDATE devices SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(id));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

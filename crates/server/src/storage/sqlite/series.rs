@@ -1,7 +1,7 @@
 //! Aggregated telemetry in SQLite: `GROUP BY time / step` over the `(device_id, time)` index.
 
 use super::{u32_col, Sqlite};
-use crate::storage::series::{Bucket, DayEnergy, SeriesStore};
+use crate::storage::series::{range, Bucket, DayEnergy, SeriesStore};
 use crate::storage::telemetry::TelemetryRow;
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
@@ -17,7 +17,10 @@ impl SeriesStore for Sqlite {
         // Floor division that is also right for negative times.
         let mut stmt = conn.prepare_cached(
             "SELECT (time - ((time % ?4) + ?4) % ?4) AS b, COUNT(*),
-                    AVG(power_w), MAX(energy_wh), AVG(water_cc), AVG(air_cc)
+                    AVG(power_w), MAX(energy_wh), AVG(water_cc), AVG(air_cc),
+                    MIN(power_w), MAX(power_w), MIN(water_cc), MAX(water_cc),
+                    MIN(air_cc), MAX(air_cc),
+                    AVG(relays & 1), AVG((relays >> 1) & 1)
              FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3
              GROUP BY b ORDER BY b",
         )?;
@@ -29,6 +32,11 @@ impl SeriesStore for Sqlite {
                 energy_wh: r.get(3)?,
                 water_cc: r.get(4)?,
                 air_cc: r.get(5)?,
+                power_range: range(r.get(6)?, r.get(7)?),
+                water_range_cc: range(r.get(8)?, r.get(9)?),
+                air_range_cc: range(r.get(10)?, r.get(11)?),
+                pump_on: r.get(12)?,
+                heater_on: r.get(13)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

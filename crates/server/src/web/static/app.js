@@ -17,8 +17,17 @@
     return Math.floor(d / 86400) + " d ago";
   }
 
-  function utc(t) {
-    return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
+  // "YYYY-MM-DD HH:MM:SS" local in the IANA zone `tz` (the site's, named on the page), as
+  // the server writes it (timefmt::local).
+  function local(t, tz) {
+    try {
+      return new Intl.DateTimeFormat("sv-SE", {
+        timeZone: tz || "UTC", year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false
+      }).format(new Date(t * 1000));
+    } catch (e) {
+      return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    }
   }
 
   function transport(t) {
@@ -41,7 +50,8 @@
     var c = v.config;
     if (c.state === "factory") return "factory defaults";
     if (c.state === "pending") return "v" + c.desired + " pending (confirmed: v" + c.applied + ")";
-    if (c.state === "rolled_back") return "v" + c.desired + " rolled back by the controller (running v" + c.applied + ")";
+    if (c.state === "rolled_back") return "v" + c.desired + " rolled back: the controller could not reach a server with it and " +
+      (v.status ? "runs v" + v.status.config_version + " again" : "runs its previous configuration again");
     return "v" + c.desired + " confirmed";
   }
 
@@ -75,7 +85,8 @@
       set(box, "air", num(r.air_c, 2, "\u00b0C"));
       set(box, "pump", relay(r.relays, 0));
       set(box, "heater", relay(r.relays, 1));
-      var t = set(box, "time", r.time ? utc(r.time) : "\u2013");
+      var tf = box.querySelector('[data-field="time"]');
+      var t = set(box, "time", r.time ? local(r.time, tf && tf.getAttribute("data-tz")) : "\u2013");
       if (t && r.time) t.setAttribute("data-time", String(r.time));
     }
     var meta = document.getElementById("device-meta");
@@ -83,6 +94,7 @@
       set(meta, "online", v.online ? "online" : "offline");
       set(meta, "last_seen", ago(v.last_seen));
       set(meta, "transport", v.transport ? transport(v.transport) : "transport unknown");
+      if (v.status) set(meta, "address", v.status.ip + " (" + (v.status.dhcp ? "DHCP" : "fixed") + ")");
       if (v.status) set(meta, "radio", v.status.radio + ", signal " + (v.status.gsm_signal <= 31 ? v.status.gsm_signal + "/31" : "unknown"));
       var c = set(meta, "config", configText(v));
       if (c) c.setAttribute("data-state", v.config.state);
@@ -95,13 +107,35 @@
     }
   }
 
+  // The live stream is open only while the page is shown. Chromium keeps at most 6 HTTP/1.1
+  // connections per host, and a page kept in the back/forward cache would otherwise keep its
+  // stream open: after a few clicks between tabs every new page waited for a free connection.
+  // So the stream is closed when the page is hidden or left (pagehide, visibilitychange) and
+  // opened again when it is shown (pageshow, also after a return from the cache).
+  var live = null;
+
   function followDevice(id) {
     if (!window.EventSource) return;
-    var es = new EventSource("/devices/" + id + "/events");
-    es.addEventListener("device", function (e) {
-      try { updateDevice(JSON.parse(e.data)); } catch (err) { /* ignore a bad event */ }
+    function open() {
+      if (live || document.visibilityState === "hidden") return;
+      live = new EventSource("/devices/" + id + "/events");
+      live.addEventListener("device", function (e) {
+        try { updateDevice(JSON.parse(e.data)); } catch (err) { /* ignore a bad event */ }
+      });
+    }
+    function close() {
+      if (live) { live.close(); live = null; }
+    }
+    window.addEventListener("pagehide", close);
+    window.addEventListener("pageshow", open);
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") close(); else open();
     });
+    open();
   }
+
+  // For the browser test: whether the live stream is open.
+  window.tekLive = function () { return live !== null && live.readyState !== 2; };
 
   function refreshDashboard() {
     fetch("/api/devices", { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -122,14 +156,384 @@
         });
         var n = document.getElementById("online-count");
         if (n) n.textContent = String(online);
+        filterRows();
       })
       .catch(function () { /* signed out or server restarting: try again later */ });
   }
 
+  // Forms. Every post form asks first when it has data-confirm (deletes, reboot), and is sent
+  // in the background: on success the browser goes where the server redirects; on a refusal the
+  // page stays as it is, with what was typed, and the server's message is shown next to the
+  // field it names (else at the top of the form). Forms marked data-plain (those whose answer is
+  // a page of their own: login, configuration, a new token) are posted normally.
+  function fieldFor(form, msg) {
+    var m = msg.toLowerCase();
+    var best = null;
+    form.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(function (el) {
+      if (best) return;
+      var label = el.closest("label");
+      var names = [el.name.replace(/_/g, " "), el.name];
+      if (label) names.push(label.textContent.trim().split("\n")[0].trim().toLowerCase());
+      names.forEach(function (n) {
+        if (!best && n && (m.indexOf(n + ":") === 0 || m.indexOf(n + " ") === 0)) best = el;
+      });
+    });
+    return best;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll(".field-error.js").forEach(function (e) { e.remove(); });
+    form.querySelectorAll("[aria-invalid]").forEach(function (e) {
+      e.removeAttribute("aria-invalid");
+      e.removeAttribute("aria-describedby");
+    });
+  }
+
+  var errorIds = 0;
+  function showError(form, msg) {
+    clearErrors(form);
+    var el = fieldFor(form, msg);
+    var note = document.createElement("span");
+    note.className = "field-error js";
+    note.setAttribute("role", "alert");
+    note.id = "form-error-" + (++errorIds);
+    note.textContent = msg;
+    if (el) {
+      el.setAttribute("aria-invalid", "true");
+      el.setAttribute("aria-describedby", note.id);
+      (el.closest("label") || el).insertAdjacentElement("afterend", note);
+      el.focus();
+    } else {
+      form.insertAdjacentElement("afterbegin", note);
+    }
+  }
+
+  function confirmText(form, submitter) {
+    var t = form.getAttribute("data-confirm");
+    if (t) return t;
+    var action = form.querySelector("select[name=action]");
+    if (action && action.value === "reboot") return "Reboot the controller now?";
+    return null;
+  }
+
+  function enhanceForm(form) {
+    form.addEventListener("submit", function (ev) {
+      var ask = confirmText(form, ev.submitter);
+      if (ask && !window.confirm(ask)) { ev.preventDefault(); return; }
+      if (form.hasAttribute("data-plain") || !window.fetch || !window.URLSearchParams) return;
+      ev.preventDefault();
+      var data;
+      try { data = new FormData(form, ev.submitter); } catch (e) { data = new FormData(form); }
+      var button = ev.submitter;
+      if (button) button.disabled = true;
+      fetch(form.action, {
+        method: "POST", credentials: "same-origin", body: new URLSearchParams(data),
+        headers: { "Content-Type": "application/x-www-form-urlencoded" }
+      }).then(function (r) {
+        return r.text().then(function (t) {
+          if (button) button.disabled = false;
+          var doc = new DOMParser().parseFromString(t, "text/html");
+          var bare = !doc.querySelector("header.top");
+          var err = bare ? doc.querySelector("main.narrow p.error") : doc.querySelector(".flash.error");
+          if (r.ok && r.redirected) { window.location.assign(r.url); return; }
+          if (!r.ok && err) { showError(form, err.textContent.trim()); return; }
+          // Anything else (a page of its own): post it the ordinary way.
+          form.setAttribute("data-plain", "");
+          form.removeAttribute("data-confirm");
+          if (form.requestSubmit) form.requestSubmit(button || undefined); else form.submit();
+        });
+      }).catch(function () {
+        if (button) button.disabled = false;
+        showError(form, "The server could not be reached; nothing was changed. Try again.");
+      });
+    });
+  }
+
+  // Interactive charts (device page): uPlot (vendored, /static/uplot.min.js) over
+  // GET /api/devices/{id}/telemetry?points=600, which the server reduces to buckets with the
+  // mean, lowest and highest value each (peaks survive any range) and the share of records with
+  // each relay on. The band around a line is the bucket's min..max; the strips under the power
+  // line are the pump and heater relays. Hover: values in the legend; drag: zoom; double-click:
+  // whole range. "Compare" adds the previous period of the same length, dashed.
+  function chartData(res, key) {
+    // Empty ends at the range's start and end, so the axis spans the whole requested range
+    // whatever the data covers (one reading is a point, not a collapsed axis).
+    var b = res.buckets, step = res.step, xs = [res.from], mean = [null], lo = [null], hi = [null];
+    b.forEach(function (k) {
+      var x = Math.min(k.start + step / 2, res.to);
+      if (x <= xs[xs.length - 1]) return;
+      xs.push(x);
+      mean.push(k[key + (key === "power" ? "_w" : "_c")]);
+      lo.push(k[key + "_min"]);
+      hi.push(k[key + "_max"]);
+    });
+    if (xs[xs.length - 1] < res.to) { xs.push(res.to); mean.push(null); lo.push(null); hi.push(null); }
+    return [xs, mean, lo, hi];
+  }
+
+  function relayHook(res) {
+    var step = res.step, b = res.buckets;
+    return function (u) {
+      var ctx = u.ctx, top = u.bbox.top + u.bbox.height, h = 6 * devicePixelRatio;
+      [["pump_on", "rgba(31,157,85,", 0], ["heater_on", "rgba(214,69,69,", 1]].forEach(function (r) {
+        b.forEach(function (k) {
+          var on = k[r[0]];
+          if (!on) return;
+          var x0 = u.valToPos(k.start, "x", true), x1 = u.valToPos(k.start + step, "x", true);
+          ctx.fillStyle = r[1] + (0.25 + 0.75 * on) + ")";
+          ctx.fillRect(x0, top - (r[2] + 1) * (h + 2), Math.max(1, x1 - x0), h);
+        });
+      });
+    };
+  }
+
+  function colour(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#555";
+  }
+
+  function buildChart(box, cur, prev, span, tz) {
+    var kind = box.getAttribute("data-kind");
+    var keys = kind === "power" ? ["power"] : ["water", "air"];
+    var unit = kind === "power" ? "W" : "\u00b0C";
+    var tables = [];
+    keys.forEach(function (k) { tables.push(chartData(cur, k)); });
+    if (prev) {
+      keys.forEach(function (k) {
+        var d = chartData(prev, k);
+        tables.push([d[0].map(function (x) { return x + span; }), d[1]]);
+      });
+    }
+    var data = tables.length > 1 ? uPlot.join(tables) : tables[0];
+    var series = [{ label: "Time (" + (tz || "UTC") + ")" }];
+    var bands = [];
+    keys.forEach(function (k) {
+      var c = colour("--" + k), n = series.length;
+      series.push({ label: k + " (" + unit + ")", stroke: c, width: 2, spanGaps: false,
+        value: function (u, v) { return v == null ? "\u2013" : v.toFixed(kind === "power" ? 0 : 2); } });
+      series.push({ label: k + " lowest", stroke: c, width: 0, alpha: 0.3 });
+      series.push({ label: k + " highest", stroke: c, width: 0, alpha: 0.3 });
+      bands.push({ series: [n + 2, n + 1], fill: c + "33" });
+    });
+    if (prev) {
+      keys.forEach(function (k) {
+        series.push({ label: k + ", previous period", stroke: colour("--" + k), width: 1.5, dash: [6, 4] });
+      });
+    }
+    var opts = {
+      width: Math.max(280, box.clientWidth), height: 260,
+      tzDate: function (ts) { return tz ? uPlot.tzDate(new Date(ts * 1e3), tz) : new Date(ts * 1e3); },
+      series: series, bands: bands,
+      axes: [
+        { stroke: colour("--fg"), grid: { stroke: colour("--line") }, ticks: { stroke: colour("--line") } },
+        { label: unit, size: 60, stroke: colour("--fg"), grid: { stroke: colour("--line") }, ticks: { stroke: colour("--line") } }
+      ],
+      scales: { x: { time: true } },
+      cursor: { drag: { x: true, y: false } },
+      hooks: kind === "power" ? { draw: [relayHook(cur)] } : {}
+    };
+    box.textContent = "";
+    var plot = new uPlot(opts, data, box);
+    box.tekPlot = plot;
+    window.addEventListener("resize", function () {
+      plot.setSize({ width: Math.max(280, box.clientWidth), height: 260 });
+    });
+  }
+
+  function charts() {
+    var boxes = document.querySelectorAll(".uchart[data-device]");
+    if (!boxes.length || !window.uPlot || !window.fetch) return;
+    var first = boxes[0];
+    var id = first.getAttribute("data-device"), tz = first.getAttribute("data-tz");
+    var from = Number(first.getAttribute("data-from")), to = Number(first.getAttribute("data-to"));
+    var compare = document.getElementById("compare");
+    function load(f, t) {
+      return fetch("/api/devices/" + id + "/telemetry?from=" + f + "&to=" + t + "&points=600",
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
+    }
+    function draw() {
+      var span = to - from, want = [load(from, to)];
+      if (compare && compare.checked) want.push(load(from - span, from));
+      Promise.all(want).then(function (res) {
+        document.body.classList.add("has-uplot");
+        boxes.forEach(function (box) {
+          if (box.tekPlot) box.tekPlot.destroy();
+          box.tekPlot = null;
+          buildChart(box, res[0], res[1], span, tz);
+        });
+      }).catch(function () { /* the static charts stay */ });
+    }
+    if (compare) compare.addEventListener("change", draw);
+    draw();
+  }
+
+  // Dashboard: search, filters (state, open alarms, site) and sorting by a column header.
+  function cellKey(row, col) {
+    var td = row.children[col];
+    if (!td) return "";
+    var s = td.getAttribute("data-sort");
+    if (s !== null) return Number(s);
+    var t = td.textContent.trim();
+    var n = parseFloat(t.replace(/[^0-9.\-]/g, ""));
+    return /^-?[0-9]/.test(t) && !isNaN(n) && col !== 1 ? n : t.toLowerCase();
+  }
+
+  function filterRows() {
+    var table = document.getElementById("devices");
+    if (!table) return;
+    var q = (document.getElementById("q") || {}).value || "";
+    var state = (document.getElementById("f-state") || {}).value || "";
+    var site = (document.getElementById("f-site") || {}).value || "";
+    q = q.trim().toLowerCase();
+    var shown = 0, rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i], ok = true;
+      if (q && r.children[1].textContent.toLowerCase().indexOf(q) < 0) ok = false;
+      var dot = r.querySelector(".dot");
+      var on = dot && /online/.test(dot.className);
+      if (state === "online" && !on) ok = false;
+      if (state === "offline" && on) ok = false;
+      if (state === "alarm" && r.getAttribute("data-alarms") === "0") ok = false;
+      if (site && r.getAttribute("data-site") !== site) ok = false;
+      r.hidden = !ok;
+      if (ok) shown++;
+    }
+    var n = document.getElementById("shown-count");
+    if (n) n.textContent = shown + " of " + rows.length + " shown";
+  }
+
+  function sortBy(button) {
+    var table = document.getElementById("devices");
+    var th = button.closest("th"), col = Number(button.getAttribute("data-col"));
+    var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+    table.querySelectorAll("th[aria-sort]").forEach(function (h) { h.setAttribute("aria-sort", "none"); });
+    th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellKey(a, col), y = cellKey(b, col);
+      if (typeof x !== typeof y) { x = String(x); y = String(y); }
+      return (x < y ? -1 : x > y ? 1 : 0) * dir;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+
+  function dashboardTools() {
+    if (!document.getElementById("device-tools")) return;
+    ["q", "f-state", "f-site"].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el) el.addEventListener("input", filterRows);
+      if (el) el.addEventListener("change", filterRows);
+    });
+    document.querySelectorAll("#devices button.sort").forEach(function (b) {
+      b.addEventListener("click", function () { sortBy(b); });
+    });
+    filterRows();
+  }
+
+  // A table or chart wider than the screen scrolls in its own box: keyboard users reach it too.
+  function scrollableTables() {
+    document.querySelectorAll("table, figure.chart").forEach(function (t) {
+      if (t.scrollWidth > t.clientWidth + 1) t.tabIndex = 0; else t.removeAttribute("tabindex");
+    });
+  }
+
+  // Site energy view (as operators know it from Home Assistant): bars per day of a week or a
+  // month, or per month of a year, the previous period beside them, totals and cost.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function ymd(d) { return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()); }
+  function dayOf(s) { var p = s.split("-"); return new Date(Date.UTC(+p[0], +p[1] - 1, +p[2])); }
+
+  function energyPeriod(mode, a) {
+    var y = a.getUTCFullYear(), m = a.getUTCMonth(), from, to, label;
+    if (mode === "week") {
+      from = new Date(Date.UTC(y, m, a.getUTCDate() - (a.getUTCDay() + 6) % 7));
+      to = new Date(from.getTime() + 7 * 864e5);
+      label = "Week of " + ymd(from);
+      return { by: "day", from: ymd(from), to: ymd(to), label: label, shift: function (k) { return new Date(a.getTime() + k * 7 * 864e5); } };
+    }
+    if (mode === "month") {
+      from = new Date(Date.UTC(y, m, 1)); to = new Date(Date.UTC(y, m + 1, 1));
+      return { by: "day", from: ymd(from), to: ymd(to), label: ymd(from).slice(0, 7), shift: function (k) { return new Date(Date.UTC(y, m + k, 1)); } };
+    }
+    return { by: "month", from: y + "-01", to: (y + 1) + "-01", label: String(y), shift: function (k) { return new Date(Date.UTC(y + k, 0, 1)); } };
+  }
+
+  function energyView() {
+    var box = document.getElementById("energy-view");
+    if (!box || !window.uPlot || !window.fetch) return;
+    var site = box.getAttribute("data-site"), today = dayOf(box.getAttribute("data-today"));
+    var mode = "month", anchor = today, plot = null;
+    function load(p) {
+      return fetch("/api/sites/" + site + "/energy?by=" + p.by + "&from=" + p.from + "&to=" + p.to,
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
+    }
+    function money(v, cur) { return v === null || v === undefined ? "" : ", " + v.toFixed(2) + " " + cur; }
+    function draw() {
+      var p = energyPeriod(mode, anchor), q = energyPeriod(mode, p.shift(-1));
+      Promise.all([load(p), load(q)]).then(function (res) {
+        var cur = res[0], prev = res[1], n = cur.periods.length, cu = cur.currency || "";
+        var xs = [], a = [], b = [], labels = [];
+        for (var i = 0; i < n; i++) {
+          xs.push(i);
+          a.push(cur.periods[i].kwh);
+          b.push(i < prev.periods.length ? prev.periods[i].kwh : null);
+          var l = cur.periods[i].period;
+          labels.push(p.by === "month" ? l.slice(5) : (mode === "week" ? l.slice(5) : l.slice(8)));
+        }
+        box.hidden = false;
+        document.getElementById("ev-label").textContent = p.label;
+        document.getElementById("ev-summary").textContent = p.label + ": " + cur.total.kwh.toFixed(2) + " kWh" +
+          money(cur.total.cost, cu) + " \u00b7 previous " + q.label + ": " + prev.total.kwh.toFixed(2) + " kWh" + money(prev.total.cost, cu);
+        box.querySelectorAll("button.period").forEach(function (btn) {
+          btn.setAttribute("aria-pressed", String(btn.getAttribute("data-mode") === mode));
+        });
+        var el = document.getElementById("ev-chart");
+        if (plot) plot.destroy();
+        var bars = uPlot.paths && uPlot.paths.bars;
+        plot = new uPlot({
+          width: Math.max(280, el.clientWidth), height: 260,
+          scales: { x: { time: false, range: [-0.5, n - 0.5] } },
+          axes: [
+            { stroke: colour("--fg"), grid: { show: false }, ticks: { stroke: colour("--line") },
+              splits: function () { return xs; }, values: function (u, sp) { return sp.map(function (i) { return labels[i] || ""; }); } },
+            { label: "kWh", size: 60, stroke: colour("--fg"), grid: { stroke: colour("--line") } }
+          ],
+          series: [
+            { label: "Period", value: function (u, i) { return i == null ? "\u2013" : labels[i]; } },
+            { label: p.label + " (kWh)", stroke: colour("--power"), fill: colour("--power") + "cc",
+              paths: bars ? bars({ size: [0.4, 40], align: 1 }) : undefined, points: { show: false } },
+            { label: q.label + " (kWh)", stroke: colour("--grey"), fill: colour("--grey") + "99",
+              paths: bars ? bars({ size: [0.4, 40], align: -1 }) : undefined, points: { show: false } }
+          ]
+        }, [xs, a, b], el);
+        box.tekPlot = plot;
+      }).catch(function () { /* the static charts stay */ });
+    }
+    box.querySelectorAll("button.period").forEach(function (btn) {
+      btn.addEventListener("click", function () { mode = btn.getAttribute("data-mode"); anchor = today; draw(); });
+    });
+    document.getElementById("ev-prev").addEventListener("click", function () { anchor = energyPeriod(mode, anchor).shift(-1); draw(); });
+    document.getElementById("ev-next").addEventListener("click", function () { anchor = energyPeriod(mode, anchor).shift(1); draw(); });
+    window.addEventListener("resize", function () {
+      var el = document.getElementById("ev-chart");
+      if (plot) plot.setSize({ width: Math.max(280, el.clientWidth), height: 260 });
+    });
+    draw();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    energyView();
+    scrollableTables();
+    window.addEventListener("resize", scrollableTables);
+    charts();
+    dashboardTools();
+    document.querySelectorAll("form[method=post]").forEach(enhanceForm);
     if (document.getElementById("devices")) {
       refreshDashboard();
-      setInterval(refreshDashboard, 3000);
+      setInterval(function () {
+        if (document.visibilityState !== "hidden") refreshDashboard();
+      }, 3000);
     }
     var meta = document.getElementById("device-meta");
     if (meta) followDevice(meta.getAttribute("data-device"));
