@@ -400,7 +400,11 @@ impl Publishing {
     async fn announce_all(&mut self) {
         self.announced.clear();
         let ids = blocking(&self.ingest.storage, |db| {
-            Ok(db.list_devices()?.into_iter().map(|d| d.id).collect::<Vec<_>>())
+            Ok(db
+                .list_devices()?
+                .into_iter()
+                .map(|d| d.id)
+                .collect::<Vec<_>>())
         })
         .await
         .unwrap_or_default();

@@ -124,7 +124,12 @@ fn shown(e: WebError) -> String {
 }
 
 /// Checks and carries out one command; returns the correlation id and the answer.
-async fn handle(web: &Web, site: &str, device: u32, payload: &[u8]) -> (Value, Result<Value, String>) {
+async fn handle(
+    web: &Web,
+    site: &str,
+    device: u32,
+    payload: &[u8],
+) -> (Value, Result<Value, String>) {
     let body: Body = match serde_json::from_slice(payload) {
         Ok(b) => b,
         Err(e) => return (Value::Null, Err(format!("bad command message: {e}"))),
@@ -196,7 +201,13 @@ mod tests {
     fn command_topics() {
         assert_eq!(parse_topic("tek", "tek/3/17/set"), Some(("3", 17)));
         assert_eq!(parse_topic("a/b", "a/b/none/1/set"), Some(("none", 1)));
-        for bad in ["tek/3/17/set/result", "tek/3/x/set", "tek/3/17", "tekx/3/17/set", "other/3/1/set"] {
+        for bad in [
+            "tek/3/17/set/result",
+            "tek/3/x/set",
+            "tek/3/17",
+            "tekx/3/17/set",
+            "other/3/1/set",
+        ] {
             assert_eq!(parse_topic("tek", bad), None, "{bad}");
         }
     }

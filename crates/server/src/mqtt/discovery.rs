@@ -129,7 +129,10 @@ mod tests {
             .iter()
             .find(|d| d.topic == "homeassistant/climate/tek_7/thermostat/config")
             .unwrap();
-        assert_eq!(climate.payload["current_temperature_topic"], "tek/2/7/record");
+        assert_eq!(
+            climate.payload["current_temperature_topic"],
+            "tek/2/7/record"
+        );
         for d in &docs {
             assert_eq!(d.payload["availability_topic"], "tek/2/7/availability");
             assert_eq!(d.payload["device"]["identifiers"][0], "tek_7");

@@ -155,7 +155,10 @@ impl MqttConfig {
             return Err("mqtt.password needs mqtt.username".into());
         }
         let topic_ok = |s: &str| {
-            !s.is_empty() && !s.contains(['+', '#', '\0']) && !s.starts_with('/') && !s.ends_with('/')
+            !s.is_empty()
+                && !s.contains(['+', '#', '\0'])
+                && !s.starts_with('/')
+                && !s.ends_with('/')
         };
         if !topic_ok(&self.prefix) || !topic_ok(&self.discovery_prefix) {
             return Err(
@@ -394,7 +397,10 @@ mod tests {
         let u = BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap();
         assert_eq!((u.host.as_str(), u.port, u.tls), ("127.0.0.1", 1884, false));
         let u = BrokerUrl::parse("mqtts://broker.example").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.tls), ("broker.example", 8883, true));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.tls),
+            ("broker.example", 8883, true)
+        );
         let u = BrokerUrl::parse("mqtt://[::1]:9/").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
         assert_eq!(BrokerUrl::parse("mqtt://h").unwrap().port, 1883);

@@ -218,10 +218,7 @@ mod tests {
                 }
             })
         );
-        let only_power = TelemetryRow {
-            channels: 1,
-            ..r
-        };
+        let only_power = TelemetryRow { channels: 1, ..r };
         assert_eq!(
             record(&only_power, None)["values"],
             json!({"power_w": {"value": 1500, "unit": "W"}})
