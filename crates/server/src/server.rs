@@ -402,7 +402,7 @@ impl Server {
         let (mqtt, mqtt_rx) = match config.mqtt.url {
             Some(_) => {
                 // Checked before anything runs: a bad URL or CA file is a start error.
-                crate::mqtt::client::options(&config.mqtt)?;
+                crate::mqtt::client::settings(&config.mqtt)?;
                 let (p, rx) = crate::mqtt::Publisher::channel(config.mqtt.queue_capacity);
                 (p, Some(rx))
             }

@@ -9,7 +9,7 @@
 //!   acknowledges it) and is audited; one with another site's token, a bad token, or the wrong
 //!   site in the topic is refused with a published error and never queued;
 //! * the broker killed under load: ingest goes on, nothing is missing from storage, and
-//!   publishing resumes once the broker is back.
+//!   publishing resumes once the broker is back (this one over MQTT 5, the others 3.1.1).
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tek_server::storage::{
     AuditFilter, CommandState, DeviceStore, NewDevice, SiteStore, Storage, TelemetryQuery,
-    TelemetryRow, TelemetryStore, UserStore, WebSessionStore,
+    TelemetryRow, UserStore, WebSessionStore,
 };
 use tek_sim::fleet::Device;
 use tek_sim::{Fleet, Options};
@@ -554,6 +554,8 @@ async fn broker_outage_loses_nothing_and_publishing_resumes() {
     let sub = Client::connect(broker.port, "test-sub", &["tek/+/+/record"]).await;
     let mut cfg = server_config(&dir, broker.port);
     cfg.mqtt.queue_capacity = 8;
+    // This test speaks MQTT 5; the other one 3.1.1.
+    cfg.mqtt.protocol = tek_server::mqtt::Protocol::V5;
     let server = tek_server::Server::start(cfg).await.unwrap();
     let db = server.api().storage_handle();
     let fleet = Fleet::start(fleet_options(n, server.udp_addr()))

@@ -12,11 +12,12 @@
 //!   state on this server with what it last published, and publishes the changes.
 
 use super::commands::{self, Incoming};
+use super::link::{self, Client, Connection, Polled, Settings};
 use super::payload::{self, topic};
 use super::{discovery, BrokerUrl, ConfigEvent, Counters, Event, MqttConfig};
 use crate::storage::Storage;
 use crate::udp::Ingest;
-use rumqttc::{AsyncClient, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{TlsConfiguration, Transport};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -117,24 +118,28 @@ fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The client options for `cfg` (which must have a URL).
-pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, Error> {
+/// The connection settings for `cfg` (which must have a URL); reads the CA file for `mqtts://`.
+pub(crate) fn settings(cfg: &MqttConfig) -> Result<Settings, Error> {
     let url = cfg
         .url
         .as_deref()
         .ok_or_else(|| Error::Url("mqtt.url is not set".into()))?;
     let url = BrokerUrl::parse(url).map_err(Error::Url)?;
-    let mut o = MqttOptions::new(client_id(cfg), url.host, url.port);
-    o.set_keep_alive(Duration::from_secs(cfg.keepalive_s));
-    o.set_clean_session(true);
-    o.set_max_packet_size(256 * 1024, 256 * 1024);
-    if let Some(user) = &cfg.username {
-        o.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
-    }
-    if url.tls {
-        o.set_transport(Transport::tls_with_config(tls_config(cfg)?));
-    }
-    Ok(o)
+    Ok(Settings {
+        client_id: client_id(cfg),
+        host: url.host,
+        port: url.port,
+        keepalive: Duration::from_secs(cfg.keepalive_s),
+        credentials: cfg
+            .username
+            .clone()
+            .map(|u| (u, cfg.password.clone().unwrap_or_default())),
+        transport: if url.tls {
+            Transport::tls_with_config(tls_config(cfg)?)
+        } else {
+            Transport::tcp()
+        },
+    })
 }
 
 /// Starts both tasks (and the command task when commands are on). `rx` is the receiving end of
@@ -146,8 +151,7 @@ pub(crate) fn start(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     let cfg = ingest.cfg.mqtt.clone();
-    let opts = options(&cfg)?;
-    let (client, eventloop) = AsyncClient::new(opts, 256);
+    let (client, eventloop) = link::new(cfg.protocol, settings(&cfg)?);
     let counters = ingest.mqtt.counters.clone();
     let (connected_tx, connected_rx) = watch::channel(0u64);
     let mut tasks = Vec::new();
@@ -191,8 +195,8 @@ pub(crate) fn start(
 }
 
 async fn connection(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
+    mut eventloop: Connection,
+    client: Client,
     cfg: MqttConfig,
     counters: Arc<Counters>,
     commands: Option<mpsc::Sender<Incoming>>,
@@ -209,33 +213,29 @@ async fn connection(
             _ = crate::udp::stopped(&mut stop) => break,
         };
         match polled {
-            Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
+            Polled::Connected => {
                 backoff = initial;
                 counters.connects.fetch_add(1, Ordering::Relaxed);
                 counters.connected.store(1, Ordering::Relaxed);
                 tracing::info!("connected to the MQTT broker");
                 if commands.is_some() {
                     // try_: the event loop must keep running for the request to be sent.
-                    if let Err(e) = client.try_subscribe(set_topic.clone(), QoS::AtLeastOnce) {
+                    if let Err(e) = client.try_subscribe(set_topic.clone()) {
                         tracing::warn!(%e, "cannot subscribe to the command topic");
                     }
                 }
                 connected.send_modify(|n| *n += 1);
             }
-            Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
+            Polled::Message { topic, payload } => {
                 if let Some(tx) = &commands {
-                    let msg = Incoming {
-                        topic: p.topic.clone(),
-                        payload: p.payload.to_vec(),
-                    };
-                    if tx.try_send(msg).is_err() {
+                    if tx.try_send(Incoming { topic, payload }).is_err() {
                         counters.commands_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(topic = %p.topic, "MQTT command dropped: too many waiting");
+                        tracing::warn!("MQTT command dropped: too many waiting");
                     }
                 }
             }
-            Ok(_) => {}
-            Err(e) => {
+            Polled::Other => {}
+            Polled::Failed(e) => {
                 counters.connected.store(0, Ordering::Relaxed);
                 counters.connection_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
@@ -249,14 +249,14 @@ async fn connection(
     }
     counters.connected.store(0, Ordering::Relaxed);
     // Best effort: a clean DISCONNECT lets the broker forget the session at once.
-    let _ = client.try_disconnect();
+    client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
     tracing::debug!("MQTT connection task stopped");
 }
 
 struct Publishing {
     ingest: Arc<Ingest>,
-    client: AsyncClient,
+    client: Client,
     cfg: MqttConfig,
     counters: Arc<Counters>,
     /// Site of each device, with when it was read.
@@ -318,11 +318,7 @@ impl Publishing {
     async fn send(&self, topic: String, retain: bool, payload: Vec<u8>) {
         // Waits while the client's queue is full (broker away); the queue in front of this task
         // absorbs that, never the ingest.
-        match self
-            .client
-            .publish(topic, QoS::AtLeastOnce, retain, payload)
-            .await
-        {
+        match self.client.publish(topic, retain, payload).await {
             Ok(()) => {
                 self.counters.published.fetch_add(1, Ordering::Relaxed);
             }

@@ -29,7 +29,6 @@ use super::{Counters, MqttConfig};
 use crate::web::auth::{self, Principal, Via};
 use crate::web::error::WebError;
 use crate::web::Web;
-use rumqttc::{AsyncClient, QoS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -71,7 +70,7 @@ fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, u32)> {
 /// Handles command messages until `stop`.
 pub(crate) async fn run(
     web: Web,
-    client: AsyncClient,
+    client: super::link::Client,
     cfg: MqttConfig,
     counters: Arc<Counters>,
     mut rx: mpsc::Receiver<Incoming>,
@@ -104,7 +103,7 @@ pub(crate) async fn run(
         };
         let topic = format!("{}/{site}/{device}/set/result", cfg.prefix);
         if let Err(e) = client
-            .publish(topic, QoS::AtLeastOnce, false, reply.to_string())
+            .publish(topic, false, reply.to_string().into_bytes())
             .await
         {
             tracing::warn!(%e, "cannot publish a command result");

@@ -18,7 +18,10 @@
 pub mod client;
 pub mod commands;
 pub mod discovery;
+pub mod link;
 pub mod payload;
+
+pub use link::Protocol;
 
 use crate::storage::TelemetryRow;
 use serde::Deserialize;
@@ -34,6 +37,8 @@ use tokio::sync::mpsc;
 pub struct MqttConfig {
     /// `mqtt://HOST:PORT` (TCP, default port 1883) or `mqtts://HOST:PORT` (TLS, default 8883).
     pub url: Option<String>,
+    /// `"3.1.1"` (default) or `"5"`.
+    pub protocol: Protocol,
     /// User name for the broker.
     pub username: Option<String>,
     /// Password for the broker.
@@ -65,6 +70,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             url: None,
+            protocol: Protocol::V311,
             username: None,
             password: None,
             ca_file: None,
@@ -413,6 +419,30 @@ mod tests {
             "mqtt://h:1/topic",
         ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_from_toml() {
+        let path = std::path::Path::new("tek.toml");
+        let c = crate::config::Config::from_toml(
+            "[mqtt]\nurl = \"mqtts://b:8883\"\nprotocol = \"5\"\nusername = \"u\"\npassword = \"p\"\ncommands = true\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.protocol, Protocol::V5);
+        assert!(c.mqtt.commands);
+        let c = crate::config::Config::from_toml("", path).unwrap();
+        assert_eq!((c.mqtt.protocol, c.mqtt.url), (Protocol::V311, None));
+        for bad in [
+            "[mqtt]\nprotocol = \"4\"\n",
+            "[mqtt]\nurl = \"ftp://x\"\n",
+            "[mqtt]\nbogus = 1\n",
+        ] {
+            assert!(
+                crate::config::Config::from_toml(bad, path).is_err(),
+                "{bad}"
+            );
         }
     }
 
