@@ -788,8 +788,18 @@ mod tests {
         let qb = deliver::Queue::to(tx, b.clone());
         // Both servers raise the same rule (neither heard from the device): one alarm, one
         // notification.
-        execute(&a, &qa, raise()).await;
-        execute(&b, &qb, raise()).await;
+        // ... and one MQTT event, from the server that recorded the raise.
+        let from_a = execute(&a, &qa, raise()).await;
+        let from_b = execute(&b, &qb, raise()).await;
+        assert!(
+            matches!(
+                from_a.as_slice(),
+                [crate::mqtt::Event::Alarm { device_id: 9, rule_id, event: crate::mqtt::AlarmEvent::Raised, severity, .. }]
+                    if *rule_id == rule && severity == "critical"
+            ),
+            "{from_a:?}"
+        );
+        assert!(from_b.is_empty(), "{from_b:?}");
         let job = rx.try_recv().unwrap();
         assert_eq!(job.destination.target, "ops@example.com");
         assert!(rx.try_recv().is_err(), "B sent nothing");
@@ -810,20 +820,36 @@ mod tests {
         }
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
+        let mut cleared = Vec::new();
         for q in [(&a, &qa), (&b, &qb)] {
-            execute(
-                q.0,
-                q.1,
-                vec![
-                    Action::Clear {
-                        rule_id: rule,
-                        at: 9,
-                    },
-                    notice(NoticeKind::Cleared),
-                ],
-            )
-            .await;
+            cleared.push(
+                execute(
+                    q.0,
+                    q.1,
+                    vec![
+                        Action::Clear {
+                            rule_id: rule,
+                            at: 9,
+                        },
+                        notice(NoticeKind::Cleared),
+                    ],
+                )
+                .await,
+            );
         }
+        assert!(
+            matches!(
+                cleared[0].as_slice(),
+                [crate::mqtt::Event::Alarm {
+                    device_id: 9,
+                    event: crate::mqtt::AlarmEvent::Cleared,
+                    at: 9,
+                    ..
+                }]
+            ),
+            "{cleared:?}"
+        );
+        assert!(cleared[1].is_empty(), "{cleared:?}");
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
         let log = a.notifications(None, None, 10).unwrap();
