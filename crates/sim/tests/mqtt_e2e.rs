@@ -455,6 +455,23 @@ async fn records_once_discovery_and_commands_with_access_control() {
         },
     )
     .await;
+    // A status report asked for over MQTT comes back on the status topic.
+    let r = sub
+        .command(
+            &topic,
+            json!({"token": ALICE, "command": "status", "id": "a6"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let status_topic = format!("tek/{site_a}/1/status");
+    wait_until("a status report", Duration::from_secs(30), async || {
+        sub.messages("/status")
+            .iter()
+            .map(|m| (m.topic.clone(), m.json()))
+            .any(|(t, v)| t == status_topic && v["device"] == 1 && v["transport"] == "ethernet")
+            .then_some(())
+    })
+    .await;
     // Audited as the web UI audits, under alice's name and this path.
     let audit = db
         .audit(&AuditFilter {
@@ -472,7 +489,7 @@ async fn records_once_discovery_and_commands_with_access_control() {
             "{action} in {audit:?}"
         );
     }
-    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit.len(), 3, "{audit:?}");
 
     // Records: a few from every controller, stop them, then every stored record arrives once,
     // with its values.
@@ -535,7 +552,7 @@ async fn records_once_discovery_and_commands_with_access_control() {
     for line in [
         "tek_mqtt_dropped_total 0",
         "tek_mqtt_connected 1",
-        "tek_mqtt_commands_accepted_total 2",
+        "tek_mqtt_commands_accepted_total 3",
         "tek_mqtt_commands_refused_total 5",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
