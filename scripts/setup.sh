@@ -62,6 +62,10 @@ if [ ! -f /usr/share/zoneinfo/Europe/Paris ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tzdata >/dev/null
 fi
 
+# A real MQTT broker for the MQTT tests (crates/sim/tests/mqtt_e2e.rs starts its own on a free
+# loopback port; the packaged service is not used).
+need_deb mosquitto mosquitto
+
 # QEMU for the firmware end-to-end tests, and what scripts/qemu-e2e.sh and
 # scripts/firmware-size.sh use around it (namespace, loopback, metrics, ELF sections).
 need_deb qemu-system-arm qemu-system-arm

@@ -43,6 +43,11 @@
 //! max = 1024                  # HTTP connections at once; one more is answered 503, closed
 //! idle_timeout_s = 60         # a connection silent both ways this long is closed
 //! request_timeout_s = 60      # a request not answered this long after its first byte: closed
+//!
+//! [mqtt]                      # off unless url is set; see docs/MQTT.md and crate::mqtt
+//! # url = "mqtts://broker.example:8883"  # or mqtt://HOST:PORT
+//! # username = "tek"           # password = "..."; ca_file = "/etc/tek/broker-ca.pem"
+//! # commands = false           # accept commands on {prefix}/{site}/{device}/set
 //! ```
 
 use serde::Deserialize;
@@ -108,6 +113,8 @@ pub struct Config {
     pub alarms: crate::alarms::AlarmsConfig,
     /// Bounds on the HTTP connections.
     pub http_connections: HttpConnections,
+    /// Publishing to an MQTT broker, Home Assistant discovery, commands in (src/mqtt/).
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 /// Bounds on the HTTP connections (docs/SECURITY.md, resource bounds).
@@ -203,6 +210,7 @@ impl Default for Config {
             limits: Limits::default(),
             alarms: crate::alarms::AlarmsConfig::default(),
             http_connections: HttpConnections::default(),
+            mqtt: crate::mqtt::MqttConfig::default(),
         }
     }
 }
@@ -278,6 +286,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::Invalid(m.to_owned()));
         self.alarms.validate().map_err(Error::Invalid)?;
+        self.mqtt.validate().map_err(Error::Invalid)?;
         if self.ingest.batch_records == 0 {
             return bad("ingest.batch_records must be at least 1");
         }

@@ -38,6 +38,7 @@ pub mod fleet;
 pub mod http_limit;
 pub mod keys;
 pub mod metrics;
+pub mod mqtt;
 pub mod provision;
 pub mod server;
 pub mod storage;

@@ -35,6 +35,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error("{0}")]
     Storage(#[from] storage::Error),
+    /// The MQTT client could not be set up (URL, TLS roots).
+    #[error("mqtt: {0}")]
+    Mqtt(#[from] crate::mqtt::client::Error),
     /// A socket could not be bound.
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
@@ -70,6 +73,7 @@ pub struct ServerHandle {
     stop_writer: watch::Sender<bool>,
     ingest_tasks: Vec<JoinHandle<()>>,
     writer_task: JoinHandle<()>,
+    mqtt_tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
 }
 
@@ -132,6 +136,11 @@ impl Api {
         self.ingest.alarms.offer(e);
     }
 
+    /// The MQTT publisher (a no-op without `[mqtt] url`).
+    pub fn mqtt(&self) -> &crate::mqtt::Publisher {
+        &self.ingest.mqtt
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.ingest.metrics
@@ -160,6 +169,12 @@ impl Api {
         self.ingest
             .alarms
             .offer(crate::alarms::task::Event::ConfigSaved { device_id, at: now });
+        self.ingest.mqtt.offer(crate::mqtt::Event::Config {
+            device_id,
+            version,
+            state: crate::mqtt::ConfigEvent::Pending,
+            at: now,
+        });
         self.ingest.apply_config(&ConfigRecord {
             device_id,
             version,
@@ -318,6 +333,9 @@ impl Api {
             db_reconnects: self.ingest.storage.reconnects_total(),
         });
         text.push_str(&self.ingest.alarms.counters.render());
+        if self.ingest.mqtt.active() {
+            text.push_str(&self.ingest.mqtt.counters.render());
+        }
         text
     }
 }
@@ -382,6 +400,15 @@ impl Server {
 
         let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
         let (alarms, alarm_rx) = crate::alarms::task::channel(&config.alarms);
+        let (mqtt, mqtt_rx) = match config.mqtt.url {
+            Some(_) => {
+                // Checked before anything runs: a bad URL or CA file is a start error.
+                crate::mqtt::client::settings(&config.mqtt)?;
+                let (p, rx) = crate::mqtt::Publisher::channel(config.mqtt.queue_capacity);
+                (p, Some(rx))
+            }
+            None => (crate::mqtt::Publisher::disabled(), None),
+        };
         let cfg = Arc::new(config);
         let ingest = Arc::new(Ingest {
             socket: Arc::new(udp),
@@ -399,6 +426,7 @@ impl Server {
             udp_up: AtomicBool::new(false),
             poll_now: Notify::new(),
             alarms: Arc::new(alarms),
+            mqtt,
         });
         let api = Api {
             ingest: ingest.clone(),
@@ -426,11 +454,21 @@ impl Server {
                 ingest.storage.clone(),
                 ingest.cfg.alarms.clone(),
                 alarm_rx,
+                ingest.mqtt.clone(),
                 stop_rx.clone(),
             )),
         ];
         // The socket loop must be receiving before start returns (health, tests).
         ingest.udp_up.store(true, Ordering::Relaxed);
+        // The MQTT tasks stop with the writer: what the writer commits while draining is still
+        // handed to them.
+        let mqtt_tasks = match mqtt_rx {
+            Some(rx) => {
+                let web = crate::web::Web::new(api.clone(), crate::web::WebOptions::default());
+                crate::mqtt::client::start(ingest.clone(), Some(web), rx, writer_rx.clone())?
+            }
+            None => Vec::new(),
+        };
         let writer_task = tokio::spawn(crate::writer::run(ingest.clone(), rx, writer_rx));
         let app = crate::api::router(api.clone()).merge(extra(api.clone()));
         let mut http_stop = stop_rx;
@@ -464,6 +502,7 @@ impl Server {
             stop_writer,
             ingest_tasks,
             writer_task,
+            mqtt_tasks,
             http_task,
         })
     }
@@ -541,6 +580,9 @@ impl ServerHandle {
         }
         let _ = self.stop_writer.send(true);
         let _ = self.writer_task.await;
+        for t in self.mqtt_tasks {
+            let _ = t.await;
+        }
         let _ = self.http_task.await;
         tracing::info!("server stopped");
     }

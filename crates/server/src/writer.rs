@@ -224,7 +224,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     };
     let storage = ingest.storage.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let telemetry = storage.insert_telemetry(&rows);
+        let telemetry = storage.insert_telemetry_new(&rows);
         let outcomes: Vec<Outcome> = others.iter().map(|j| apply(&*storage, j)).collect();
         (telemetry, others, outcomes)
     })
@@ -239,13 +239,16 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     };
     match telemetry {
         Ok(new) => {
-            ingest.metrics.records_stored(new);
+            ingest.metrics.records_stored(new.len() as u64);
             ingest.metrics.write_batch();
             // Committed: now, and only now, acknowledge.
             for (device_id, session_id, through_seq) in acks {
                 send_ack(ingest, device_id, session_id, through_seq);
             }
             ingest.alarms.telemetry(&alarm_rows);
+            // Only what this commit stored: a retransmission stored before (here or by another
+            // server of the fleet) was published then.
+            ingest.mqtt.offer(crate::mqtt::Event::Records(new));
         }
         Err(e) => {
             // No Ack: the devices keep the records and retransmit them.
@@ -256,6 +259,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     for (job, o) in others.iter().zip(outcomes) {
         if !matches!(o, Outcome::Failed(_)) {
             alarm_event(ingest, job, &o);
+            mqtt_event(ingest, job, &o);
         }
         match o {
             Outcome::Synced => ingest.metrics.config_synced(),
@@ -297,6 +301,50 @@ fn alarm_event(ingest: &Ingest, job: &WriteJob, o: &Outcome) {
         }),
         _ => {}
     }
+}
+
+/// Hands a committed status report or configuration outcome to the MQTT publisher.
+fn mqtt_event(ingest: &Ingest, job: &WriteJob, o: &Outcome) {
+    use crate::mqtt::{ConfigEvent, Event};
+    let e = match (job, o) {
+        (
+            WriteJob::Status {
+                device_id,
+                status,
+                at,
+            },
+            _,
+        ) => Event::Status {
+            device_id: *device_id,
+            status: *status,
+            at: *at,
+        },
+        (
+            WriteJob::ConfigAck {
+                device_id,
+                version,
+                at,
+                ..
+            }
+            | WriteJob::ConfigRunning {
+                device_id,
+                version,
+                at,
+            },
+            Outcome::Synced | Outcome::RolledBack,
+        ) => Event::Config {
+            device_id: *device_id,
+            version: *version,
+            state: if matches!(o, Outcome::RolledBack) {
+                ConfigEvent::RolledBack
+            } else {
+                ConfigEvent::Applied
+            },
+            at: *at,
+        },
+        _ => return,
+    };
+    ingest.mqtt.offer(e);
 }
 
 /// A confirmation that could not be stored must not count as stored: the session table goes

@@ -46,6 +46,27 @@ pub struct DemoArgs {
     /// Number of simulated controllers created on the first run.
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub devices: u32,
+    /// A `tek serve` configuration file (e.g. its `[mqtt]` section, to see the demo's data in
+    /// Home Assistant); `--data`, `--udp` and `--http` still come from the flags above.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// The server's configuration: the file's (or the defaults), with the demo's addresses and
+    /// data directory.
+    pub fn server_config(&self) -> anyhow::Result<tek_server::Config> {
+        let base = match &self.config {
+            Some(path) => tek_server::Config::load(path)?,
+            None => tek_server::Config::default(),
+        };
+        Ok(tek_server::Config {
+            udp: self.udp,
+            http: self.http,
+            data: self.data.clone(),
+            ..base
+        })
+    }
 }
 
 /// What the demo set up.
@@ -210,6 +231,7 @@ pub async fn run_until(
     args: DemoArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let cfg = args.server_config()?;
     let data = args.data.clone();
     let count = args.devices;
     let (db, setup) = tokio::task::spawn_blocking(move || {
@@ -221,12 +243,6 @@ pub async fn run_until(
     if setup.devices.is_empty() {
         bail!("the demo site has no controllers");
     }
-    let cfg = tek_server::Config {
-        udp: args.udp,
-        http: args.http,
-        data: args.data.clone(),
-        ..tek_server::Config::default()
-    };
     let opts = WebOptions::for_listener(args.http);
     let server = tek_server::Server::start_with(cfg, Some(db), move |api| web::router(api, opts))
         .await
@@ -280,6 +296,34 @@ pub async fn run_until(
 mod tests {
     use super::*;
     use tek_server::storage::{ConfigStore, DeviceStore, UserStore};
+
+    #[test]
+    fn config_file_gives_mqtt_and_flags_give_addresses() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            demo: DemoArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tek.toml");
+        std::fs::write(
+            &file,
+            "udp = \"0.0.0.0:9999\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"tek\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["demo", "--config", file.to_str().unwrap(), "--data", "d"]);
+        let cfg = cli.demo.server_config().unwrap();
+        assert_eq!(cfg.mqtt.url.as_deref(), Some("mqtt://127.0.0.1:1883"));
+        assert_eq!(cfg.mqtt.username.as_deref(), Some("tek"));
+        assert_eq!(cfg.udp, "127.0.0.1:8844".parse().unwrap());
+        assert_eq!(cfg.data, PathBuf::from("d"));
+        let none = Cli::parse_from(["demo"]).demo.server_config().unwrap();
+        assert_eq!(none.mqtt.url, None);
+        std::fs::write(&file, "[mqtt]\nurl = \"http://x\"\n").unwrap();
+        let bad = Cli::parse_from(["demo", "--config", file.to_str().unwrap()]);
+        assert!(bad.demo.server_config().is_err());
+    }
 
     #[test]
     fn second_prepare_reuses_everything() {

@@ -275,6 +275,7 @@ pub(crate) async fn run(
     storage: Arc<dyn Storage>,
     cfg: AlarmsConfig,
     mut rx: Receiver,
+    mqtt: crate::mqtt::Publisher,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut engine = Engine::new(EngineOptions {
@@ -326,7 +327,9 @@ pub(crate) async fn run(
             rx.counters
                 .raised
                 .fetch_add(raised as u64, Ordering::Relaxed);
-            execute(&storage, &delivery, actions).await;
+            for e in execute(&storage, &delivery, actions).await {
+                mqtt.offer(e);
+            }
         }
     }
     tracing::debug!("alarm task stopped");
@@ -471,9 +474,15 @@ async fn apply(storage: &Arc<dyn Storage>, engine: &mut Engine, e: Event) -> Vec
 
 /// Carries actions out in order: alarms into the database, then each notification into the log
 /// (one row per destination) and onto the delivery queue.
-async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions: Vec<Action>) {
+/// Returns the raises and clears this server recorded, for the MQTT publisher.
+async fn execute(
+    storage: &Arc<dyn Storage>,
+    delivery: &deliver::Queue,
+    actions: Vec<Action>,
+) -> Vec<crate::mqtt::Event> {
     let s = storage.clone();
     let jobs = blocking(move || {
+        let mut published = Vec::new();
         let mut open: HashMap<i64, i64> = HashMap::new();
         // Notifications another server sends (it recorded the raise, escalation or clear
         // first): (rule, event).
@@ -494,17 +503,38 @@ async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions:
                         device_id,
                         rule_name,
                         severity,
-                        message,
+                        message: message.clone(),
                         raised_at: at,
                     })?;
                     open.insert(rule_id, id);
                     if !fresh {
                         theirs.insert((rule_id, "raised"));
+                    } else {
+                        published.push(crate::mqtt::Event::Alarm {
+                            device_id,
+                            alarm_id: id,
+                            rule_id,
+                            event: crate::mqtt::AlarmEvent::Raised,
+                            severity: severity.as_str().to_owned(),
+                            message,
+                            at,
+                        });
                     }
                 }
                 Action::Clear { rule_id, at } => match s.clear_alarm(rule_id, at)? {
                     Some(id) => {
                         open.insert(rule_id, id);
+                        if let Some(a) = s.alarm(id)? {
+                            published.push(crate::mqtt::Event::Alarm {
+                                device_id: a.device_id,
+                                alarm_id: id,
+                                rule_id,
+                                event: crate::mqtt::AlarmEvent::Cleared,
+                                severity: a.severity.as_str().to_owned(),
+                                message: a.message,
+                                at,
+                            });
+                        }
                     }
                     None => {
                         theirs.insert((rule_id, "cleared"));
@@ -561,16 +591,20 @@ async fn execute(storage: &Arc<dyn Storage>, delivery: &deliver::Queue, actions:
                 }
             }
         }
-        Ok(jobs)
+        Ok((jobs, published))
     })
     .await;
     match jobs {
-        Ok(jobs) => {
+        Ok((jobs, published)) => {
             for j in jobs {
                 delivery.push(j);
             }
+            published
         }
-        Err(e) => tracing::warn!(%e, "alarm actions failed"),
+        Err(e) => {
+            tracing::warn!(%e, "alarm actions failed");
+            Vec::new()
+        }
     }
 }
 
@@ -754,8 +788,18 @@ mod tests {
         let qb = deliver::Queue::to(tx, b.clone());
         // Both servers raise the same rule (neither heard from the device): one alarm, one
         // notification.
-        execute(&a, &qa, raise()).await;
-        execute(&b, &qb, raise()).await;
+        // ... and one MQTT event, from the server that recorded the raise.
+        let from_a = execute(&a, &qa, raise()).await;
+        let from_b = execute(&b, &qb, raise()).await;
+        assert!(
+            matches!(
+                from_a.as_slice(),
+                [crate::mqtt::Event::Alarm { device_id: 9, rule_id, event: crate::mqtt::AlarmEvent::Raised, severity, .. }]
+                    if *rule_id == rule && severity == "critical"
+            ),
+            "{from_a:?}"
+        );
+        assert!(from_b.is_empty(), "{from_b:?}");
         let job = rx.try_recv().unwrap();
         assert_eq!(job.destination.target, "ops@example.com");
         assert!(rx.try_recv().is_err(), "B sent nothing");
@@ -776,20 +820,36 @@ mod tests {
         }
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
+        let mut cleared = Vec::new();
         for q in [(&a, &qa), (&b, &qb)] {
-            execute(
-                q.0,
-                q.1,
-                vec![
-                    Action::Clear {
-                        rule_id: rule,
-                        at: 9,
-                    },
-                    notice(NoticeKind::Cleared),
-                ],
-            )
-            .await;
+            cleared.push(
+                execute(
+                    q.0,
+                    q.1,
+                    vec![
+                        Action::Clear {
+                            rule_id: rule,
+                            at: 9,
+                        },
+                        notice(NoticeKind::Cleared),
+                    ],
+                )
+                .await,
+            );
         }
+        assert!(
+            matches!(
+                cleared[0].as_slice(),
+                [crate::mqtt::Event::Alarm {
+                    device_id: 9,
+                    event: crate::mqtt::AlarmEvent::Cleared,
+                    at: 9,
+                    ..
+                }]
+            ),
+            "{cleared:?}"
+        );
+        assert!(cleared[1].is_empty(), "{cleared:?}");
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
         let log = a.notifications(None, None, 10).unwrap();

@@ -252,6 +252,15 @@ pub async fn acknowledge(web: &Web, p: &Principal, alarm: i64) -> Result<AlarmRe
         .await?;
     if fresh {
         web.api.alarm_event(Event::Acked { rule_id: a.rule_id });
+        web.api.mqtt().offer(crate::mqtt::Event::Alarm {
+            device_id: a.device_id,
+            alarm_id: a.id,
+            rule_id: a.rule_id,
+            event: crate::mqtt::AlarmEvent::Acknowledged,
+            severity: a.severity.as_str().to_owned(),
+            message: a.message.clone(),
+            at: crate::web::now(),
+        });
         web.audit(
             p,
             "alarm.ack",

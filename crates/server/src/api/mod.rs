@@ -12,6 +12,7 @@ pub mod config;
 pub mod devices;
 pub mod energy;
 pub mod me;
+pub mod openapi;
 pub mod schedules;
 pub mod sites;
 pub mod telemetry;

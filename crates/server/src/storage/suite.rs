@@ -123,6 +123,16 @@ pub(crate) fn telemetry_is_idempotent(db: &dyn Storage) {
         vec![big]
     );
     assert_eq!(db.telemetry(&q(50, 51)).unwrap(), vec![next_boot]);
+    // Which rows a commit stored (what MQTT publishes), in input order: not those stored before
+    // (also when stamped a second apart), and a row repeated in the batch once.
+    let (a, b) = (row(10, 70), row(11, 80));
+    assert_eq!(
+        db.insert_telemetry_new(&[row(3, 41), a, next_boot, b, a])
+            .unwrap(),
+        vec![a, b]
+    );
+    assert_eq!(db.insert_telemetry_new(&[a, b]).unwrap(), vec![]);
+    assert_eq!(db.insert_telemetry_new(&[]).unwrap(), vec![]);
 }
 
 /// Versions, the change feed, acknowledgements.

@@ -93,6 +93,8 @@ pub(crate) struct Ingest {
     pub poll_now: Notify,
     /// Feeds the alarm engine (never blocks).
     pub alarms: Arc<crate::alarms::task::Alarms>,
+    /// Feeds the MQTT publisher (never blocks; a no-op without `[mqtt] url`).
+    pub mqtt: crate::mqtt::Publisher,
 }
 
 impl Ingest {

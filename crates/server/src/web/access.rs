@@ -106,6 +106,7 @@ impl Web {
         let via = match who.via {
             super::auth::Via::Cookie { .. } => "web",
             super::auth::Via::Token => "api",
+            super::auth::Via::Mqtt => "mqtt",
         };
         let mut entry = NewAuditEntry {
             user_id: Some(who.user.id),

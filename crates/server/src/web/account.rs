@@ -117,7 +117,7 @@ pub async fn change_password(
     let uid = p.user.id;
     let keep = match p.via {
         auth::Via::Cookie { hash, .. } => Some(hash),
-        auth::Via::Token => None,
+        auth::Via::Token | auth::Via::Mqtt => None,
     };
     let now = super::now();
     let ttl = web.opts.session_ttl_s;

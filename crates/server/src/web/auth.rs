@@ -168,6 +168,8 @@ pub enum Via {
     },
     /// An API token.
     Token,
+    /// An API token carried in an MQTT command message (`crate::mqtt::commands`).
+    Mqtt,
 }
 
 /// An authenticated user.
@@ -184,7 +186,7 @@ impl Principal {
     pub fn csrf(&self) -> &str {
         match &self.via {
             Via::Cookie { csrf, .. } => csrf,
-            Via::Token => "",
+            Via::Token | Via::Mqtt => "",
         }
     }
 }
@@ -237,7 +239,8 @@ async fn from_cookie(parts: &Parts, web: &Web) -> Result<Principal, WebError> {
     })
 }
 
-async fn from_token(token: &str, web: &Web) -> Result<Principal, WebError> {
+/// The user an API token belongs to (`Unauthenticated` if unknown or expired).
+pub async fn from_token(token: &str, web: &Web) -> Result<Principal, WebError> {
     let hash = secret_hash(token);
     let now = crate::web::now();
     let user = web

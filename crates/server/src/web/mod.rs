@@ -261,6 +261,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
                 .delete(a::energy::delete_tariff),
         )
         .route("/sites/{id}/time_zone", put(a::energy::put_time_zone))
+        .route("/openapi.json", get(a::openapi::document))
         .fallback(a::me::not_found);
     Router::new()
         .route("/", get(login::index))

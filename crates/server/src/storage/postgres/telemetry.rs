@@ -39,7 +39,8 @@ WHERE NOT EXISTS (
     SELECT 1 FROM telemetry t
     WHERE t.device_id = r.device_id AND t.boot = r.boot AND t.seq = r.seq
       AND t.time BETWEEN r.time - $14 AND r.time + $14)
-ON CONFLICT DO NOTHING";
+ON CONFLICT DO NOTHING
+RETURNING device_id, boot, seq";
 
 pub(super) const SELECT: &str = "device_id, boot, seq, time, channels,
     power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7";
@@ -108,15 +109,20 @@ fn columns(rows: &[TelemetryRow], keep_from: Option<i64>) -> Columns {
 
 impl TelemetryStore for Postgres {
     fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
+        Ok(self.insert_telemetry_new(rows)?.len() as u64)
+    }
+
+    fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
+        let input = rows.to_vec();
         let keep_from = self.shared.partitions.keep_from();
         let cols = columns(rows, keep_from);
         let days: Vec<i64> = cols.time.iter().map(|t| t.div_euclid(86_400)).collect();
         self.run(move |s| async move {
             if cols.device_id.is_empty() {
-                return Ok(0);
+                return Ok(Vec::new());
             }
             super::partitions::ensure(&s, &days).await?;
             let mut c = s.conn().await?;
@@ -132,8 +138,8 @@ impl TelemetryStore for Postgres {
             )
             .await?;
             let v = &cols.values;
-            let new = tx
-                .execute(
+            let stored = tx
+                .query(
                     INSERT,
                     &[
                         &cols.device_id,
@@ -154,7 +160,17 @@ impl TelemetryStore for Postgres {
                 )
                 .await?;
             tx.commit().await?;
-            Ok(new)
+            let mut keys: HashSet<(i64, i64, i64)> = stored
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            // In input order; a row repeated in the batch counts once.
+            Ok(input
+                .into_iter()
+                .filter(|r| {
+                    keys.remove(&(i64::from(r.device_id), i64::from(r.boot), i64::from(r.seq)))
+                })
+                .collect())
         })
     }
 

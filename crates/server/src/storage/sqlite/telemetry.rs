@@ -9,12 +9,16 @@ use rusqlite::types::Value;
 
 impl TelemetryStore for Sqlite {
     fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
+        Ok(self.insert_telemetry_new(rows)?.len() as u64)
+    }
+
+    fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
-        let mut new = 0u64;
+        let mut new = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO telemetry
@@ -24,7 +28,7 @@ impl TelemetryStore for Sqlite {
             )?;
             for r in rows {
                 let v = |ch: u8| r.get(ch).map_or(Value::Null, |x| Value::Integer(x.into()));
-                new += stmt.execute(params![
+                let stored = stmt.execute(params![
                     r.device_id,
                     r.boot,
                     r.seq,
@@ -38,7 +42,10 @@ impl TelemetryStore for Sqlite {
                     v(5),
                     v(6),
                     v(7)
-                ])? as u64;
+                ])?;
+                if stored > 0 {
+                    new.push(*r);
+                }
             }
         }
         tx.commit()?;
