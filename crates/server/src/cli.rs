@@ -207,8 +207,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs a server with `cfg` until `shutdown` resolves (for embedding and tests).
 pub async fn serve_until(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback).
-    let web = crate::web::WebOptions::for_listener(cfg.http);
+    // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback or
+    // as `web.public_url` says).
+    let web = crate::web::WebOptions::from_config(&cfg);
     let handle =
         crate::Server::start_with(cfg, None, move |api| crate::web::router(api, web)).await?;
     shutdown.await;

@@ -43,6 +43,9 @@
 //! max = 1024                  # HTTP connections at once; one more is answered 503, closed
 //! idle_timeout_s = 60         # a connection silent both ways this long is closed
 //! request_timeout_s = 60      # a request not answered this long after its first byte: closed
+//!
+//! [web]                       # public_url, trusted_proxies, login_hashes, streams_per_user,
+//!                             # metrics_token: see web::settings
 //! ```
 
 use serde::Deserialize;
@@ -108,6 +111,8 @@ pub struct Config {
     pub alarms: crate::alarms::AlarmsConfig,
     /// Bounds on the HTTP connections.
     pub http_connections: HttpConnections,
+    /// The web UI: public URL, trusted proxies, login and stream bounds, /metrics token.
+    pub web: crate::web::settings::WebConfig,
 }
 
 /// Bounds on the HTTP connections (docs/SECURITY.md, resource bounds).
@@ -203,6 +208,7 @@ impl Default for Config {
             limits: Limits::default(),
             alarms: crate::alarms::AlarmsConfig::default(),
             http_connections: HttpConnections::default(),
+            web: crate::web::settings::WebConfig::default(),
         }
     }
 }
@@ -278,6 +284,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::Invalid(m.to_owned()));
         self.alarms.validate().map_err(Error::Invalid)?;
+        self.web.validate().map_err(Error::Invalid)?;
         if self.ingest.batch_records == 0 {
             return bad("ingest.batch_records must be at least 1");
         }

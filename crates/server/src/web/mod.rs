@@ -34,6 +34,7 @@ pub mod layout;
 pub mod login;
 pub mod ratelimit;
 pub mod schedules;
+pub mod settings;
 pub mod site;
 pub mod timefmt;
 pub mod view;
@@ -61,6 +62,14 @@ pub struct WebOptions {
     pub max_event_streams: usize,
     /// How often an event stream looks for changes, milliseconds.
     pub event_interval_ms: u64,
+    /// Send `Strict-Transport-Security` (users reach the server over HTTPS).
+    pub hsts: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (login limits).
+    pub trusted_proxies: Vec<settings::Cidr>,
+    /// Password checks running at once (at least 1).
+    pub login_hashes: usize,
+    /// Live event streams one user may hold at once.
+    pub streams_per_user: usize,
 }
 
 impl Default for WebOptions {
@@ -71,6 +80,10 @@ impl Default for WebOptions {
             max_body_bytes: 64 * 1024,
             max_event_streams: 256,
             event_interval_ms: 1000,
+            hsts: false,
+            trusted_proxies: Vec::new(),
+            login_hashes: 1,
+            streams_per_user: 8,
         }
     }
 }
@@ -82,6 +95,26 @@ impl WebOptions {
         WebOptions {
             secure_cookies: !http.ip().is_loopback(),
             ..WebOptions::default()
+        }
+    }
+
+    /// The options of a server configuration: [`WebOptions::for_listener`], then its `[web]`
+    /// section (`public_url` decides `Secure` cookies and HSTS when set).
+    pub fn from_config(cfg: &crate::Config) -> WebOptions {
+        let w = &cfg.web;
+        let base = WebOptions::for_listener(cfg.http);
+        let https = w.https();
+        WebOptions {
+            secure_cookies: https.unwrap_or(base.secure_cookies),
+            hsts: https == Some(true),
+            trusted_proxies: w.trusted_proxies.clone(),
+            login_hashes: w.hashes_at_once(),
+            streams_per_user: if w.streams_per_user == 0 {
+                base.streams_per_user
+            } else {
+                w.streams_per_user
+            },
+            ..base
         }
     }
 }
@@ -100,6 +133,8 @@ pub struct Inner {
     pub opts: WebOptions,
     /// Login attempts.
     pub limiter: Mutex<ratelimit::LoginLimiter>,
+    /// Password checks running at once.
+    pub hashes: ratelimit::HashGate,
     /// Permits for live event streams.
     pub streams: Arc<Semaphore>,
 }
@@ -117,6 +152,7 @@ impl Web {
         Web(Arc::new(Inner {
             db: api.storage_handle(),
             streams: Arc::new(Semaphore::new(opts.max_event_streams)),
+            hashes: ratelimit::HashGate::new(opts.login_hashes),
             api,
             opts,
             limiter: Mutex::new(ratelimit::LoginLimiter::default()),
