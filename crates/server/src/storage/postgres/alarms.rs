@@ -403,13 +403,15 @@ impl AlarmStore for Postgres {
 
     fn create_destination(&self, d: &NewDestination, now: i64) -> Result<i64> {
         let d = d.clone();
+        let secret =
+            crate::storage::sealed::seal_secret(self.vault.as_deref(), d.secret.as_deref())?;
         self.run(move |s| async move {
             let c = s.conn().await?;
             let row = c
                 .query_one(
                     "INSERT INTO alarm_destinations (name, kind, target, secret, created_at) \
                      VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    &[&d.name, &d.kind.as_str(), &d.target, &d.secret, &now],
+                    &[&d.name, &d.kind.as_str(), &d.target, &secret, &now],
                 )
                 .await
                 .map_err(|e| unique(e, || format!("destination {}", d.name)))?;
@@ -418,6 +420,7 @@ impl AlarmStore for Postgres {
     }
 
     fn destinations(&self) -> Result<Vec<Destination>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             let rows = c
@@ -426,7 +429,9 @@ impl AlarmStore for Postgres {
                     &[],
                 )
                 .await?;
-            rows.iter().map(dest).collect()
+            rows.iter()
+                .map(|r| dest(r)?.opened(vault.as_deref()))
+                .collect()
         })
     }
 
@@ -519,6 +524,7 @@ impl AlarmStore for Postgres {
     }
 
     fn list_destinations(&self, list_id: i64) -> Result<Vec<Destination>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             let rows = c
@@ -530,7 +536,9 @@ impl AlarmStore for Postgres {
                     &[&list_id],
                 )
                 .await?;
-            rows.iter().map(dest).collect()
+            rows.iter()
+                .map(|r| dest(r)?.opened(vault.as_deref()))
+                .collect()
         })
     }
 

@@ -99,6 +99,12 @@ CREATE TABLE traffic (
     (3, super::alarms::SCHEMA_V3),
     (4, super::energy::SCHEMA_V4),
     (5, super::schedules::SCHEMA_V5),
+    (
+        6,
+        // Configuration items sealed under the master key (storage::sealed); rows written
+        // before are sealed by the backend when a server connects with the master key.
+        "ALTER TABLE configs ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE;",
+    ),
 ];
 
 /// The newest schema version this program knows.

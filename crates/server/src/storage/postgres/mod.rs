@@ -40,6 +40,7 @@ mod listen;
 pub mod migrations;
 pub mod partitions;
 mod schedules;
+mod sealed_rows;
 mod series;
 mod sites;
 mod status;

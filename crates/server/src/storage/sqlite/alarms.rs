@@ -406,7 +406,13 @@ impl AlarmStore for Sqlite {
         conn.execute(
             "INSERT INTO alarm_destinations (name, kind, target, secret, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![d.name, d.kind.as_str(), d.target, d.secret, now],
+            params![
+                d.name,
+                d.kind.as_str(),
+                d.target,
+                crate::storage::sealed::seal_secret(Some(&self.vault), d.secret.as_deref())?,
+                now
+            ],
         )
         .map_err(|e| unique(e, format!("destination {}", d.name)))?;
         Ok(conn.last_insert_rowid())
@@ -420,7 +426,9 @@ impl AlarmStore for Sqlite {
         let raw = stmt
             .query_map([], raw_dest)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raw.into_iter().map(dest).collect()
+        raw.into_iter()
+            .map(|d| dest(d)?.opened(Some(&self.vault)))
+            .collect()
     }
 
     fn delete_destination(&self, id: i64) -> Result<()> {
@@ -512,7 +520,9 @@ impl AlarmStore for Sqlite {
         let raw = stmt
             .query_map(params![list_id], raw_dest)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raw.into_iter().map(dest).collect()
+        raw.into_iter()
+            .map(|d| dest(d)?.opened(Some(&self.vault)))
+            .collect()
     }
 
     fn log_notification(&self, n: &NewNotification, now: i64) -> Result<i64> {

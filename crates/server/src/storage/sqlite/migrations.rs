@@ -86,6 +86,12 @@ CREATE TABLE traffic (
     (3, super::alarms::SCHEMA_V3),
     (4, super::energy::SCHEMA_V4),
     (5, super::schedules::SCHEMA_V5),
+    (
+        6,
+        // Configuration items sealed under the master key (storage::sealed); rows written
+        // before are sealed by the backend when it opens the database.
+        "ALTER TABLE configs ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// The newest schema version this program knows.

@@ -19,6 +19,7 @@ pub mod energy;
 pub mod files;
 pub mod migrations;
 mod schedules;
+mod sealed_rows;
 mod series;
 mod sites;
 mod status;
