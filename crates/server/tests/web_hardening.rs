@@ -212,3 +212,45 @@ async fn wrong_attempts_from_elsewhere_do_not_lock_the_owner_out() {
     let r = login_from(&w, "127.0.0.22", "alice@example.com", PASSWORD, &[]).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
 }
+
+/// `web.public_url`: https gives `__Host-` + `Secure` cookies and HSTS, whatever the listener;
+/// http gives plain cookies and no HSTS even on a public listener.
+#[tokio::test]
+async fn public_url_decides_cookies_and_hsts() {
+    let mut cfg = tek_server::Config::default();
+    cfg.web.public_url = Some("https://ems.example.com".into());
+    let opts = tek_server::web::WebOptions::from_config(&cfg);
+    assert!(opts.secure_cookies && opts.hsts);
+    let w = start_with(opts).await;
+    let r = w.try_login("alice@example.com", PASSWORD).await;
+    let c = r.header("set-cookie");
+    assert!(
+        c.starts_with("__Host-tek_session=") && c.contains("; Secure"),
+        "{c}"
+    );
+    assert_eq!(r.header("strict-transport-security"), "max-age=31536000");
+    assert_eq!(
+        w.get("/", None).await.header("strict-transport-security"),
+        "max-age=31536000"
+    );
+    let mut cfg = tek_server::Config {
+        http: "0.0.0.0:8080".parse().unwrap(),
+        ..Default::default()
+    };
+    cfg.web.public_url = Some("http://ems.lan".into());
+    let opts = tek_server::web::WebOptions::from_config(&cfg);
+    assert!(!opts.secure_cookies && !opts.hsts);
+    let w = start_with(opts).await;
+    let r = w.try_login("alice@example.com", PASSWORD).await;
+    assert!(r.header("set-cookie").starts_with("tek_session="));
+    assert_eq!(r.header("strict-transport-security"), "");
+    // Unset: as before, Secure unless the listener is loopback; no HSTS.
+    let opts = tek_server::web::WebOptions::from_config(&tek_server::Config::default());
+    assert!(!opts.secure_cookies && !opts.hsts);
+    // A public_url that is not a URL is refused at start.
+    assert!(tek_server::Config::from_toml(
+        "[web]\npublic_url = \"ems.example.com\"\n",
+        "x".as_ref()
+    )
+    .is_err());
+}

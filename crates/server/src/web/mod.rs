@@ -248,6 +248,7 @@ fn alarm_api_routes() -> Router<Web> {
 /// Every page and API route, with the security layers.
 pub fn router(api: Api, opts: WebOptions) -> Router {
     let limit = opts.max_body_bytes;
+    let hsts = opts.hsts;
     let web = Web::new(api, opts);
     use crate::api as a;
     let api_routes = Router::new()
@@ -292,7 +293,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         )
         .route("/sites/{id}/time_zone", put(a::energy::put_time_zone))
         .fallback(a::me::not_found);
-    Router::new()
+    let router = Router::new()
         .route("/", get(login::index))
         .route("/login", post(login::login))
         .route("/logout", post(login::logout))
@@ -332,5 +333,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .nest("/api", api_routes)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(headers::security_headers))
-        .with_state(web)
+        .with_state(web);
+    if hsts {
+        router.layer(axum::middleware::from_fn(headers::hsts))
+    } else {
+        router
+    }
 }
