@@ -254,3 +254,222 @@ async fn public_url_decides_cookies_and_hsts() {
     )
     .is_err());
 }
+
+/// An open event stream: the response body, read frame by frame.
+struct Stream(hyper::body::Incoming);
+
+impl Stream {
+    async fn open(w: &Web, device: u32, s: &Session) -> Result<Stream, StatusCode> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{}/devices/{device}/events", w.addr))
+            .header("host", w.addr.to_string())
+            .header("cookie", &s.cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = w.client.request(req).await.unwrap();
+        if r.status() != StatusCode::OK {
+            return Err(r.status());
+        }
+        let mut st = Stream(r.into_body());
+        let first = st.next(std::time::Duration::from_secs(5)).await;
+        assert!(
+            first
+                .as_deref()
+                .is_some_and(|t| t.contains("event: device")),
+            "{first:?}"
+        );
+        Ok(st)
+    }
+
+    /// The next data frame as text; `None` when the stream ended (or nothing came in `wait`).
+    async fn next(&mut self, wait: std::time::Duration) -> Option<String> {
+        loop {
+            match tokio::time::timeout(wait, self.0.frame()).await {
+                Ok(Some(Ok(f))) => {
+                    if let Ok(d) = f.into_data() {
+                        return Some(String::from_utf8_lossy(&d).into_owned());
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether the stream ends within `wait` (no frame but its end).
+    async fn ends_within(&mut self, wait: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(until, self.0.frame()).await {
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn fast_streams() -> tek_server::web::WebOptions {
+    tek_server::web::WebOptions {
+        event_interval_ms: 100,
+        streams_per_user: 2,
+        ..Default::default()
+    }
+}
+
+/// Live streams end with their session: on logout, when the user is deleted, and (for the
+/// other sessions) when the password is changed.
+#[tokio::test]
+async fn event_streams_end_with_their_session() {
+    let w = start_with(fast_streams()).await;
+    let long = std::time::Duration::from_secs(3);
+    // Logout.
+    let alice = w.login("alice@example.com").await;
+    let mut s = Stream::open(&w, 1, &alice).await.unwrap();
+    assert!(!s.ends_within(std::time::Duration::from_millis(400)).await);
+    assert_eq!(
+        w.post_form("/logout", &alice, "").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(s.ends_within(long).await, "stream outlived its logout");
+    // Password change: the other session's stream ends, and so does the session.
+    let a1 = w.login("alice@example.com").await;
+    let a2 = w.login("alice@example.com").await;
+    let mut s2 = Stream::open(&w, 1, &a2).await.unwrap();
+    let r = w
+        .post_form(
+            "/account/password",
+            &a1,
+            &format!(
+                "current={}&new=a+new+long+password",
+                PASSWORD.replace(' ', "+")
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        s2.ends_within(long).await,
+        "stream outlived the password change"
+    );
+    // Deletion of the user: an administrator (who sees every device without a membership,
+    // so only the session check can end the stream).
+    let admin2 = {
+        use tek_server::storage::UserStore;
+        let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
+        let hash = tek_server::web::auth::hash_password(PASSWORD).unwrap();
+        db.create_user("admin2@example.com", &hash, true, 0)
+            .unwrap()
+    };
+    let admin = w.login("admin@example.com").await;
+    let other = w.login("admin2@example.com").await;
+    let mut sb = Stream::open(&w, 3, &other).await.unwrap();
+    let r = w
+        .post_form(&format!("/admin/users/{admin2}/delete"), &admin, "")
+        .await;
+    assert!(
+        r.status.is_redirection() || r.status.is_success(),
+        "{}",
+        r.status
+    );
+    assert!(
+        sb.ends_within(long).await,
+        "a deleted user's stream went on"
+    );
+}
+
+/// One user holds at most `streams_per_user` streams; others are not affected, and a stream
+/// that ended gives its place back.
+#[tokio::test]
+async fn event_streams_per_user_are_capped() {
+    let w = start_with(fast_streams()).await;
+    let a1 = w.login("alice@example.com").await;
+    let a2 = w.login("alice@example.com").await;
+    let _x = Stream::open(&w, 1, &a1).await.unwrap();
+    let mut y = Stream::open(&w, 2, &a2).await.unwrap();
+    assert_eq!(
+        Stream::open(&w, 1, &a1).await.err(),
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    let bob = w.login("bob@example.com").await;
+    let _b = Stream::open(&w, 3, &bob).await.unwrap();
+    // a2 signs out: its stream ends and alice may open another.
+    w.post_form("/logout", &a2, "").await;
+    assert!(y.ends_within(std::time::Duration::from_secs(3)).await);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let _z = Stream::open(&w, 1, &a1).await.unwrap();
+}
+
+/// A password change revokes the user's API tokens (as `tek user passwd` says: signed out
+/// everywhere); one token can also be revoked alone.
+#[tokio::test]
+async fn password_change_revokes_api_tokens() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let mut tokens = Vec::new();
+    for name in ["one", "two"] {
+        let r = w
+            .api(
+                Method::POST,
+                "/api/tokens",
+                &alice,
+                &format!("{{\"name\":\"{name}\"}}"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        tokens.push((
+            v["id"].as_i64().unwrap(),
+            v["token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let use_token = |t: String| {
+        let w = &w;
+        async move {
+            w.send(
+                Method::GET,
+                "/api/me",
+                &[("authorization", &format!("Bearer {t}"))],
+                "",
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(use_token(tokens[0].1.clone()).await, StatusCode::OK);
+    // Revoking one leaves the other.
+    let r = w
+        .api(
+            Method::DELETE,
+            &format!("/api/tokens/{}", tokens[0].0),
+            &alice,
+            "",
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(
+        use_token(tokens[0].1.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(use_token(tokens[1].1.clone()).await, StatusCode::OK);
+    // A password change revokes the rest.
+    let r = w
+        .post_form(
+            "/account/password",
+            &alice,
+            &format!(
+                "current={}&new=a+new+long+password",
+                PASSWORD.replace(' ', "+")
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        use_token(tokens[1].1.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The session that made the change stays signed in.
+    assert_eq!(
+        w.get("/dashboard", Some(&alice)).await.status,
+        StatusCode::OK
+    );
+}

@@ -137,6 +137,8 @@ pub struct Inner {
     pub hashes: ratelimit::HashGate,
     /// Permits for live event streams.
     pub streams: Arc<Semaphore>,
+    /// Live event streams open per user.
+    pub user_streams: Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 impl std::ops::Deref for Web {
@@ -153,6 +155,7 @@ impl Web {
             db: api.storage_handle(),
             streams: Arc::new(Semaphore::new(opts.max_event_streams)),
             hashes: ratelimit::HashGate::new(opts.login_hashes),
+            user_streams: Mutex::new(std::collections::HashMap::new()),
             api,
             opts,
             limiter: Mutex::new(ratelimit::LoginLimiter::default()),
