@@ -473,3 +473,83 @@ async fn password_change_revokes_api_tokens() {
         StatusCode::OK
     );
 }
+
+/// A site user's rule may name only the destination lists given to the device's site: not an
+/// administrators' list, not another site's (they answer as lists that do not exist), and the
+/// user sees only those lists.
+#[tokio::test]
+async fn site_users_pick_only_their_sites_lists() {
+    let w = start().await;
+    let admin = w.login("admin@example.com").await;
+    let alice = w.login("alice@example.com").await;
+    let mut ids = Vec::new();
+    for body in [
+        r#"{"name":"Admins only"}"#.to_owned(),
+        format!(r#"{{"name":"Site A on call","site_id":{}}}"#, w.site_a),
+        format!(r#"{{"name":"Site B on call","site_id":{}}}"#, w.site_b),
+    ] {
+        let r = w.api(Method::POST, "/api/alarm-lists", &admin, &body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    let rule = |list: i64| {
+        format!(
+            r#"{{"name": "Hot", "severity": "warning", "lists": [{list}],
+            "condition": {{"kind": "above", "channel": "water_temp_cc", "limit": 3200,
+            "restore": 3100}}}}"#
+        )
+    };
+    for refused in [ids[0], ids[2]] {
+        let r = w
+            .api(
+                Method::POST,
+                "/api/devices/1/alarm-rules",
+                &alice,
+                &rule(refused),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("does not exist"), "{}", r.body);
+    }
+    let r = w
+        .api(
+            Method::POST,
+            "/api/devices/1/alarm-rules",
+            &alice,
+            &rule(ids[1]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Administrators may use any list.
+    let r = w
+        .api(
+            Method::POST,
+            "/api/devices/1/alarm-rules",
+            &admin,
+            &rule(ids[0]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // What alice sees: her site's list only, in the API and on the rule form.
+    let r = w.api(Method::GET, "/api/alarm-lists", &alice, "").await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Site A on call"]);
+    let page = w.get("/devices/1/alarms", Some(&alice)).await;
+    assert!(page.body.contains("Site A on call"));
+    assert!(!page.body.contains("Site B on call"));
+    // (The administrator's rule on this device still names its list; only the choice is
+    // restricted.)
+    assert!(!page
+        .body
+        .contains(&format!("<option value=\"{}\">Admins only<", ids[0])));
+    assert!(page
+        .body
+        .contains(&format!("<option value=\"{}\">Site A on call<", ids[1])));
+}

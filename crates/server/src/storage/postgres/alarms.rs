@@ -488,6 +488,20 @@ impl AlarmStore for Postgres {
         })
     }
 
+    fn set_list_site(&self, list_id: i64, site_id: Option<i64>) -> Result<()> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n = c
+                .execute(
+                    "UPDATE alarm_lists SET site_id = $2 WHERE id = $1",
+                    &[&list_id, &site_id],
+                )
+                .await
+                .map_err(|e| fk(e, || format!("site {site_id:?}")))?;
+            missing(n, || format!("list {list_id}"))
+        })
+    }
+
     fn lists(&self) -> Result<Vec<DestinationList>> {
         self.run(move |s| async move {
             let c = s.conn().await?;
@@ -495,7 +509,7 @@ impl AlarmStore for Postgres {
                 .query(
                     "SELECT l.id, l.name, l.created_at, \
                      COALESCE(array_agg(m.destination_id ORDER BY m.destination_id) \
-                       FILTER (WHERE m.destination_id IS NOT NULL), '{}') \
+                       FILTER (WHERE m.destination_id IS NOT NULL), '{}'), l.site_id \
                      FROM alarm_lists l LEFT JOIN alarm_list_members m ON m.list_id = l.id \
                      GROUP BY l.id ORDER BY l.id",
                     &[],
@@ -508,6 +522,7 @@ impl AlarmStore for Postgres {
                     name: r.get(1),
                     created_at: r.get(2),
                     members: r.get(3),
+                    site_id: r.get(4),
                 })
                 .collect())
         })

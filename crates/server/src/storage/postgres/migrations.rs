@@ -103,7 +103,10 @@ CREATE TABLE traffic (
         6,
         // Configuration items sealed under the master key (storage::sealed); rows written
         // before are sealed by the backend when a server connects with the master key.
-        "ALTER TABLE configs ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE;",
+        // The site whose users may pick a destination list (NULL: administrators only).
+        "ALTER TABLE configs ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE;
+         ALTER TABLE alarm_lists ADD COLUMN site_id BIGINT
+             REFERENCES sites(id) ON DELETE SET NULL;",
     ),
 ];
 

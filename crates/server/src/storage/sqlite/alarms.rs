@@ -475,10 +475,21 @@ impl AlarmStore for Sqlite {
         Ok(())
     }
 
+    fn set_list_site(&self, list_id: i64, site_id: Option<i64>) -> Result<()> {
+        let n = self
+            .writer()?
+            .execute(
+                "UPDATE alarm_lists SET site_id = ?2 WHERE id = ?1",
+                params![list_id, site_id],
+            )
+            .map_err(|e| super::sites::fk(e, || format!("site {site_id:?}")))?;
+        missing(n, || format!("list {list_id}"))
+    }
+
     fn lists(&self) -> Result<Vec<DestinationList>> {
         let conn = self.reader()?;
-        let mut stmt =
-            conn.prepare_cached("SELECT id, name, created_at FROM alarm_lists ORDER BY id")?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id, name, created_at, site_id FROM alarm_lists ORDER BY id")?;
         let mut lists = stmt
             .query_map([], |r| {
                 Ok(DestinationList {
@@ -486,6 +497,7 @@ impl AlarmStore for Sqlite {
                     name: r.get(1)?,
                     members: Vec::new(),
                     created_at: r.get(2)?,
+                    site_id: r.get(3)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

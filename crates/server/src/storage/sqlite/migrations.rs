@@ -90,7 +90,10 @@ CREATE TABLE traffic (
         6,
         // Configuration items sealed under the master key (storage::sealed); rows written
         // before are sealed by the backend when it opens the database.
-        "ALTER TABLE configs ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;",
+        // The site whose users may pick a destination list (NULL: administrators only).
+        "ALTER TABLE configs ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE alarm_lists ADD COLUMN site_id INTEGER
+             REFERENCES sites(id) ON DELETE SET NULL;",
     ),
 ];
 
