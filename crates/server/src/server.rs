@@ -132,6 +132,11 @@ impl Api {
         self.ingest.alarms.offer(e);
     }
 
+    /// The token `/metrics` requires (`web.metrics_token`), if any.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.ingest.cfg.web.metrics_token.as_deref()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.ingest.metrics

@@ -553,3 +553,61 @@ async fn site_users_pick_only_their_sites_lists() {
         .body
         .contains(&format!("<option value=\"{}\">Site A on call<", ids[1])));
 }
+
+/// Unknown `/api/` routes answer 401 without credentials, like every API route (docs/API.md),
+/// and 404 with them.
+#[tokio::test]
+async fn unknown_api_routes_need_credentials() {
+    let w = start().await;
+    let r = w.get("/api/nope", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let alice = w.login("alice@example.com").await;
+    assert_eq!(
+        w.get("/api/nope", Some(&alice)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// `/metrics` is open by default; with `web.metrics_token` it needs that bearer token.
+#[tokio::test]
+async fn metrics_token_is_required_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tek_server::Config::for_tests(dir.path());
+    let h = tek_server::Server::start(cfg.clone()).await.unwrap();
+    let open = get_metrics(h.http_addr(), None).await;
+    assert_eq!(open.0, StatusCode::OK);
+    h.shutdown().await;
+    cfg.web.metrics_token = Some("0123456789abcdef-metrics".into());
+    let h = tek_server::Server::start(cfg).await.unwrap();
+    assert_eq!(
+        get_metrics(h.http_addr(), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get_metrics(h.http_addr(), Some("wrong-token-0000000"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = get_metrics(h.http_addr(), Some("0123456789abcdef-metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("tek_"), "{body}");
+    h.shutdown().await;
+}
+
+async fn get_metrics(addr: std::net::SocketAddr, token: Option<&str>) -> (StatusCode, String) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = Request::builder()
+        .uri(format!("http://{addr}/metrics"))
+        .header("host", addr.to_string());
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let r = client
+        .request(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
