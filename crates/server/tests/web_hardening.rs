@@ -136,8 +136,8 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 }
 
 /// Password checks beyond `login_hashes` are answered 503 at once instead of queueing (each
-/// check holds 19 MiB and a core). The flooding address has used its fresh allowance, so it
-/// does not get the permit kept for fresh addresses either.
+/// check holds 19 MiB and a core). The flooding address is not fresh (it tried within the last
+/// seconds), so it does not get the permit kept for fresh addresses either.
 #[tokio::test]
 async fn password_checks_are_bounded() {
     let w = start_with(tek_server::web::WebOptions {

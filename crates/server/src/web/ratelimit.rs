@@ -103,13 +103,16 @@ pub const KNOWN_PER_ACCOUNT: usize = 8;
 /// An attempt the limiter let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
-    /// The client address had used at most [`FRESH_SPENT`] attempts of its allowance: it is not
-    /// the one flooding, and may wait for the password-check slot kept for such addresses.
+    /// The client address's allowance was (almost) full: it made no attempt in the last few
+    /// seconds, so it is not one of those flooding, and may wait for the password-check slot
+    /// kept for such addresses.
     pub fresh: bool,
 }
 
-/// Attempts an address may have used recently and still count as fresh.
-pub const FRESH_SPENT: f64 = 3.0;
+/// How much of its allowance an address may lack and still count as fresh: half an attempt, i.e.
+/// its last attempt was at least 1.5 s ago (refill 1 per 3 s) and there were no others before.
+/// A flooding address never is; a user who retries after a refusal is again within seconds.
+pub const FRESH_SPENT: f64 = 0.5;
 
 impl Default for LoginLimiter {
     fn default() -> Self {
@@ -323,7 +326,10 @@ mod tests {
                     .fresh
             })
             .collect();
-        assert_eq!(fresh, [true, true, true, true, false, false]);
+        assert_eq!(fresh, [true, false, false, false, false, false]);
+        // After a pause it is fresh again.
+        let later = t0 + Duration::from_secs(30);
+        assert!(l.admit("y@x.y", Some("1.1.1.1"), later).unwrap().fresh);
         assert!(!l.admit("z@x.y", None, t0).unwrap().fresh);
     }
 
