@@ -105,9 +105,9 @@ pub async fn login(
     let lookup = email.clone();
     let creds = web.db_call(move |db| db.user_credentials(&lookup)).await?;
     let password = f.password;
-    // The permit moves into the blocking task: a client that hangs up does not free the slot
-    // before the computation ends.
-    let user = tokio::task::spawn_blocking(move || {
+    // The permit moves into the job: a client that hangs up does not free the slot before the
+    // computation ends. The job runs on the low-priority password-check threads.
+    let check = move || {
         let _permit = permit;
         match creds {
             Some((user, phc)) => auth::verify_password(&password, &phc).then_some(user),
@@ -116,9 +116,16 @@ pub async fn login(
                 None
             }
         }
-    })
-    .await
-    .map_err(|e| WebError::Internal(e.to_string()))?;
+    };
+    let user = match &web.hasher {
+        Some(h) => h
+            .run(check)
+            .await
+            .ok_or_else(|| WebError::Internal("password check not run".into()))?,
+        None => tokio::task::spawn_blocking(check)
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?,
+    };
     let Some(user) = user else {
         tracing::info!(client = ?addr, "login failed");
         return Ok((

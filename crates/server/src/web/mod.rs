@@ -29,6 +29,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod hasher;
 pub mod headers;
 pub mod layout;
 pub mod login;
@@ -135,6 +136,9 @@ pub struct Inner {
     pub limiter: Mutex<ratelimit::LoginLimiter>,
     /// Password checks running at once.
     pub hashes: ratelimit::HashGate,
+    /// The threads that run them (`None` if they could not be started: checks then run on
+    /// the blocking pool).
+    pub hasher: Option<hasher::Hasher>,
     /// Permits for live event streams.
     pub streams: Arc<Semaphore>,
     /// Live event streams open per user.
@@ -155,6 +159,11 @@ impl Web {
             db: api.storage_handle(),
             streams: Arc::new(Semaphore::new(opts.max_event_streams)),
             hashes: ratelimit::HashGate::new(opts.login_hashes),
+            // One thread per permit of the gate (the general ones and the one kept for fresh
+            // addresses).
+            hasher: hasher::Hasher::new(opts.login_hashes.max(1) + 1)
+                .map_err(|e| tracing::warn!(%e, "no password-check threads"))
+                .ok(),
             user_streams: Mutex::new(std::collections::HashMap::new()),
             api,
             opts,
