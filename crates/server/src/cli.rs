@@ -164,6 +164,11 @@ pub struct ConfigArgs {
     /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
     #[arg(long, value_name = "URL", conflicts_with = "data")]
     pub db: Option<String>,
+    /// With --db: the servers' master key file, which seals configurations at rest (without
+    /// it a configuration sealed by a server cannot be read, and a new one is stored in the
+    /// clear until a server next starts).
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub master_key: Option<PathBuf>,
     /// Device id.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub id: u32,
@@ -209,8 +214,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs a server with `cfg` until `shutdown` resolves (for embedding and tests).
 pub async fn serve_until(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback).
-    let web = crate::web::WebOptions::for_listener(cfg.http);
+    // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback or
+    // as `web.public_url` says).
+    let web = crate::web::WebOptions::from_config(&cfg);
     let handle =
         crate::Server::start_with(cfg, None, move |api| crate::web::router(api, web)).await?;
     shutdown.await;
@@ -424,7 +430,12 @@ fn list(data: &Path, db: Option<&str>, out: &mut dyn std::io::Write) -> anyhow::
 }
 
 fn config(a: ConfigArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let db = open_existing(&a.data, a.db.as_deref())?;
+    let db = match (&a.db, &a.master_key) {
+        (Some(url), Some(key)) => {
+            crate::storage::postgres::Postgres::connect_sealed(url, key)?.into_arc()
+        }
+        _ => open_existing(&a.data, a.db.as_deref())?,
+    };
     let dev = db.device(a.id)?;
     let latest = db.latest_config(a.id)?;
     let mut cfg = latest
@@ -775,6 +786,21 @@ mod tests {
             f,
         ])
         .unwrap();
+        // A configuration with a GSM password, sealed with the master key; read back with it,
+        // and also after the rotation below.
+        run(&[
+            "device",
+            "config",
+            "--db",
+            url,
+            "--master-key",
+            key,
+            "--id",
+            "1",
+            "--set",
+            "gsm_password=Sealed-Gsm-1",
+        ])
+        .unwrap();
         let before = std::fs::read(&db.master_key).unwrap();
         let said = run(&[
             "device",
@@ -790,6 +816,13 @@ mod tests {
         let old = format!("{key}.old");
         assert_eq!(std::fs::read(&old).unwrap(), before);
         let pg = crate::storage::postgres::Postgres::connect_sealed(url, &db.master_key).unwrap();
+        let c = crate::storage::ConfigStore::latest_config(&pg, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.config.gsm.password, "Sealed-Gsm-1");
+        // Without the master key the sealed configuration cannot be read: a clear error.
+        let err = run(&["device", "config", "--db", url, "--id", "1"]).unwrap_err();
+        assert!(err.to_string().contains("master key"), "{err}");
         for dev in Fleet::load(&fleet).unwrap().device {
             let stored = crate::storage::DeviceStore::load_device(&pg, dev.id).unwrap();
             assert_eq!(stored.unwrap().key, dev.key().unwrap());

@@ -48,6 +48,8 @@
 //! # url = "mqtts://broker.example:8883"  # or mqtt://HOST:PORT
 //! # username = "tek"           # password = "..."; ca_file = "/etc/tek/broker-ca.pem"
 //! # commands = false           # accept commands on {prefix}/{site}/{device}/set
+//! [web]                       # public_url, trusted_proxies, login_hashes, streams_per_user,
+//!                             # metrics_token: see web::settings
 //! ```
 
 use serde::Deserialize;
@@ -115,6 +117,8 @@ pub struct Config {
     pub http_connections: HttpConnections,
     /// Publishing to an MQTT broker, Home Assistant discovery, commands in (src/mqtt/).
     pub mqtt: crate::mqtt::MqttConfig,
+    /// The web UI: public URL, trusted proxies, login and stream bounds, /metrics token.
+    pub web: crate::web::settings::WebConfig,
 }
 
 /// Bounds on the HTTP connections (docs/SECURITY.md, resource bounds).
@@ -211,6 +215,7 @@ impl Default for Config {
             alarms: crate::alarms::AlarmsConfig::default(),
             http_connections: HttpConnections::default(),
             mqtt: crate::mqtt::MqttConfig::default(),
+            web: crate::web::settings::WebConfig::default(),
         }
     }
 }
@@ -287,6 +292,7 @@ impl Config {
         let bad = |m: &str| Err(Error::Invalid(m.to_owned()));
         self.alarms.validate().map_err(Error::Invalid)?;
         self.mqtt.validate().map_err(Error::Invalid)?;
+        self.web.validate().map_err(Error::Invalid)?;
         if self.ingest.batch_records == 0 {
             return bad("ingest.batch_records must be at least 1");
         }

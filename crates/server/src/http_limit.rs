@@ -90,6 +90,19 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
+/// The peer address of a connection, for `ConnectInfo<PeerAddr>` (axum implements its own
+/// `Connected` for `SocketAddr` only over a plain `TcpListener`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// An accepted connection holding its permit until dropped.
 pub struct LimitedStream {
     stream: TcpStream,

@@ -141,6 +141,11 @@ impl Api {
         &self.ingest.mqtt
     }
 
+    /// The token `/metrics` requires (`web.metrics_token`), if any.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.ingest.cfg.web.metrics_token.as_deref()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.ingest.metrics
@@ -484,11 +489,15 @@ impl Server {
             ingest.metrics.clone(),
         );
         let http_task = tokio::spawn(async move {
-            let served = axum::serve(http, app)
-                .with_graceful_shutdown(async move {
-                    crate::udp::stopped(&mut http_stop).await;
-                })
-                .await;
+            // With the peer address: the login limits count per client address.
+            let served = axum::serve(
+                http,
+                app.into_make_service_with_connect_info::<crate::http_limit::PeerAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                crate::udp::stopped(&mut http_stop).await;
+            })
+            .await;
             if let Err(e) = served {
                 tracing::error!(%e, "http server failed");
             }

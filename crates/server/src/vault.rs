@@ -57,6 +57,10 @@ pub enum Error {
     /// A stored key has a length or version this program does not know.
     #[error("device {0}: stored key has an unknown format")]
     Format(u32),
+    /// A sealed value (configuration items, a webhook secret) does not open under this master
+    /// key, or is malformed.
+    #[error("{0}: sealed value does not open under this master key")]
+    Sealed(String),
     /// The OS random source failed.
     #[error(transparent)]
     Random(#[from] crate::keys::RandomError),
@@ -162,6 +166,39 @@ impl Vault {
             .map_err(|_| Error::Unwrap(device_id))?;
         let k: [u8; KEY_LEN] = plain.try_into().map_err(|_| Error::Format(device_id))?;
         Ok(Key(k))
+    }
+
+    /// Seals any bytes (a configuration's items, a webhook secret) bound to `aad`, in the same
+    /// form as a device key: `0x01 | nonce (12) | ciphertext | tag (16)`.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::keys::fill_random(&mut nonce)?;
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+            .map_err(|_| Error::Sealed(String::from_utf8_lossy(aad).into_owned()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(WRAPPED_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens what [`Vault::seal`] sealed with the same `aad`.
+    pub fn unseal(&self, aad: &[u8], stored: &[u8]) -> Result<Vec<u8>, Error> {
+        let bad = || Error::Sealed(String::from_utf8_lossy(aad).into_owned());
+        if stored.len() < 1 + NONCE_LEN + 16 || stored[0] != WRAPPED_V1 {
+            return Err(bad());
+        }
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(&stored[1..1 + NONCE_LEN]),
+                Payload {
+                    msg: &stored[1 + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map_err(|_| bad())
     }
 
     /// Opens a stored key under this vault and seals it under `to` (master key rotation, and the

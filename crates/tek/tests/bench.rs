@@ -111,6 +111,34 @@ fn flood_small() {
 }
 
 #[test]
+fn login_flood_small() {
+    let v = bench(&[
+        "login-flood",
+        "--seconds",
+        "1",
+        "--devices",
+        "10",
+        "--attackers",
+        "2",
+        "--attack-rps",
+        "60",
+    ]);
+    assert_eq!(v["bench"], "login-flood");
+    assert!(num(&v, "ack_samples_calm") > 0.0, "{v}");
+    let floods = v["floods"].as_array().expect("floods");
+    assert_eq!(floods.len(), 2, "{v}");
+    for f in floods {
+        // Bounded memory (the goal is 300 MB; a small run stays far below).
+        assert!(num(f, "rss_max_kib") < 300.0 * 1024.0, "{f}");
+        assert!(num(f, "ack_samples") > 0.0, "{f}");
+    }
+    // From one address, the address limit answers before any password check.
+    assert_eq!(floods[0]["addresses"], 1);
+    assert!(num(&floods[0]["attack_logins"], "429") > 0.0, "{v}");
+    assert_eq!(floods[1]["addresses"], 256);
+}
+
+#[test]
 fn bad_arguments_are_clear_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_tek"))
         .args(["bench", "ingest", "--db", "postgres://x"])

@@ -67,18 +67,47 @@ pub fn note_json(n: &NotificationRecord) -> Value {
     })
 }
 
-/// Validates a rule and checks that its lists exist.
-async fn checked(web: &Web, spec: &RuleSpec) -> Result<(), WebError> {
+/// Validates a rule and checks that its lists exist and that the user may pick them: an
+/// administrator any list, anyone else only lists given to the site of the rule's device (so a
+/// rule's free-text name never reaches another tenant's or the administrators' inboxes). A
+/// list the user may not pick answers as one that does not exist.
+async fn checked(web: &Web, p: &Principal, device: u32, spec: &RuleSpec) -> Result<(), WebError> {
     spec.validate().map_err(WebError::Invalid)?;
     if !spec.lists.is_empty() {
-        let lists = web.db_call(|db| db.lists()).await?;
+        let (lists, site) = web
+            .db_call(move |db| Ok((db.lists()?, db.device_site(device)?)))
+            .await?;
         for l in &spec.lists {
-            if !lists.iter().any(|x| x.id == *l) {
+            let ok = lists
+                .iter()
+                .any(|x| x.id == *l && (p.user.is_admin || (site.is_some() && x.site_id == site)));
+            if !ok {
                 return Err(WebError::Invalid(format!("list {l} does not exist")));
             }
         }
     }
     Ok(())
+}
+
+/// The lists `p` may pick in rules: every list for administrators, else the lists given to
+/// the user's sites.
+pub async fn pickable_lists(
+    web: &Web,
+    p: &Principal,
+) -> Result<Vec<crate::storage::alarms::DestinationList>, WebError> {
+    let (admin, uid) = (p.user.is_admin, p.user.id);
+    web.db_call(move |db| {
+        let lists = db.lists()?;
+        if admin {
+            return Ok(lists);
+        }
+        let sites: Vec<i64> = db.user_sites(uid)?.into_iter().map(|s| s.id).collect();
+        Ok(lists
+            .into_iter()
+            .filter(|l| l.site_id.is_some_and(|s| sites.contains(&s)))
+            .collect())
+    })
+    .await
 }
 
 /// The rule `rule` of device `device` (404 unless `user` may see the device and the rule is
@@ -103,7 +132,7 @@ pub async fn create_rule(
     spec: RuleSpec,
 ) -> Result<i64, WebError> {
     web.check_device(&p.user, device).await?;
-    checked(web, &spec).await?;
+    checked(web, p, device, &spec).await?;
     let s = spec.clone();
     let id = web
         .db_call(move |db| db.create_rule(device, &s, crate::web::now()))
@@ -148,7 +177,7 @@ pub async fn update_rule(
     spec: RuleSpec,
 ) -> Result<Rule, WebError> {
     rule_for(web, p, device, rule).await?;
-    checked(web, &spec).await?;
+    checked(web, p, device, &spec).await?;
     let s = spec.clone();
     web.db_call(move |db| {
         db.update_rule(rule, &s)?;
@@ -578,6 +607,9 @@ pub struct NewList {
     /// Destination ids.
     #[serde(default)]
     pub members: Vec<i64>,
+    /// The site whose users may pick the list (absent: administrators only).
+    #[serde(default)]
+    pub site_id: Option<i64>,
 }
 
 /// Creates a list with members (administrators).
@@ -594,6 +626,7 @@ pub async fn create_list(web: &Web, p: &Principal, l: NewList) -> Result<i64, We
     }
     let n = name.clone();
     let members = l.members.clone();
+    let site = l.site_id;
     let id = web
         .db_call(move |db| {
             // Check members first, so a bad id leaves no empty list behind.
@@ -603,8 +636,15 @@ pub async fn create_list(web: &Web, p: &Principal, l: NewList) -> Result<i64, We
                     return Err(crate::storage::Error::Missing(format!("destination {m}")));
                 }
             }
+            if let Some(site) = site {
+                db.site(site)?
+                    .ok_or_else(|| crate::storage::Error::Missing(format!("site {site}")))?;
+            }
             let id = db.create_list(&n, crate::web::now())?;
             db.set_list_members(id, &members)?;
+            if site.is_some() {
+                db.set_list_site(id, site)?;
+            }
             Ok(id)
         })
         .await?;
@@ -613,23 +653,27 @@ pub async fn create_list(web: &Web, p: &Principal, l: NewList) -> Result<i64, We
         "alarm.list.create",
         None,
         None,
-        format!("list {id} {name:?} members {:?}", l.members),
+        format!(
+            "list {id} {name:?} members {:?} site {:?}",
+            l.members, l.site_id
+        ),
     )
     .await?;
     Ok(id)
 }
 
-/// `GET /api/alarm-lists` (every user: names, to pick them in rules; members for admins).
+/// `GET /api/alarm-lists` (every user: the lists they may pick in rules, with names; members
+/// for admins).
 pub async fn list_lists(
     State(web): State<Web>,
     ApiUser(p): ApiUser,
 ) -> Result<Json<Value>, JsonError> {
     let admin = p.user.is_admin;
-    let list = web.db_call(|db| db.lists()).await?;
+    let list = pickable_lists(&web, &p).await?;
     Ok(Json(json!(list
         .iter()
         .map(|l| {
-            let mut v = json!({ "id": l.id, "name": l.name });
+            let mut v = json!({ "id": l.id, "name": l.name, "site_id": l.site_id });
             if admin {
                 v["members"] = json!(l.members);
             }

@@ -16,7 +16,8 @@ pub async fn me(ApiUser(p): ApiUser) -> Json<Value> {
     }))
 }
 
-/// Unknown API path.
-pub async fn not_found() -> JsonError {
+/// Unknown API path: 401 without valid credentials (as every `/api/` route, so a stranger
+/// cannot tell which routes exist), else 404.
+pub async fn not_found(ApiUser(_): ApiUser) -> JsonError {
     JsonError(WebError::NotFound)
 }

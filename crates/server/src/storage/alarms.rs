@@ -144,6 +144,8 @@ pub struct DestinationList {
     pub members: Vec<i64>,
     /// Created, Unix seconds.
     pub created_at: i64,
+    /// The site whose users may pick the list in their rules; `None`: administrators only.
+    pub site_id: Option<i64>,
 }
 
 /// Delivery state of a notification.
@@ -275,6 +277,8 @@ pub trait AlarmStore {
     fn set_list_members(&self, id: i64, members: &[i64]) -> Result<()>;
     /// Every list, by id.
     fn lists(&self) -> Result<Vec<DestinationList>>;
+    /// Gives a list to a site (its users may pick it) or back to administrators only (`None`).
+    fn set_list_site(&self, list_id: i64, site_id: Option<i64>) -> Result<()>;
     /// Deletes a list. `Missing` if absent.
     fn delete_list(&self, id: i64) -> Result<()>;
     /// The destinations of a list, by id (empty if the list is gone).

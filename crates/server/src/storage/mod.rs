@@ -23,6 +23,7 @@ pub mod devices;
 pub mod energy;
 pub mod postgres;
 pub mod schedules;
+pub mod sealed;
 pub mod series;
 pub mod sites;
 pub mod sqlite;

@@ -848,6 +848,18 @@ pub(crate) fn alarms_rules_lifecycle_and_log(db: &dyn Storage) {
     db.delete_list(l2).unwrap();
     assert!(matches!(db.delete_list(l2), Err(Error::Missing(_))));
     assert!(db.list_destinations(l2).unwrap().is_empty());
+    // A list given to a site; back to administrators only when the site goes.
+    assert_eq!(db.lists().unwrap()[0].site_id, None);
+    let site = db.create_site("list site", 1).unwrap();
+    db.set_list_site(l1, Some(site)).unwrap();
+    assert_eq!(db.lists().unwrap()[0].site_id, Some(site));
+    assert!(db.set_list_site(l1, Some(site + 1000)).is_err());
+    assert!(matches!(
+        db.set_list_site(l2, Some(site)),
+        Err(Error::Missing(_))
+    ));
+    db.delete_site(site).unwrap();
+    assert_eq!(db.lists().unwrap()[0].site_id, None);
 
     // The notification log.
     let note = |alarm_id, device_id| NewNotification {

@@ -92,6 +92,23 @@ impl CsrfForm for PasswordForm {
 }
 
 /// Changes the password of `user`, ending their other sessions.
+/// Signs a user out everywhere: ends every login session and revokes every API token (a
+/// password change: whoever held the old password may have made either). Returns how many
+/// tokens were revoked.
+pub fn sign_out_everywhere(
+    db: &dyn crate::storage::Storage,
+    uid: i64,
+) -> crate::storage::Result<usize> {
+    db.delete_user_web_sessions(uid)?;
+    let tokens = db.list_tokens(uid)?;
+    for t in &tokens {
+        db.delete_token(uid, t.id)?;
+    }
+    Ok(tokens.len())
+}
+
+/// Checks the current password and sets a new one; every other session ends and every API
+/// token is revoked (the session making the change stays signed in).
 pub async fn change_password(
     web: &Web,
     p: &Principal,
@@ -123,7 +140,7 @@ pub async fn change_password(
     let ttl = web.opts.session_ttl_s;
     web.db_call(move |db| {
         db.set_password(uid, &hash)?;
-        db.delete_user_web_sessions(uid)?;
+        sign_out_everywhere(db, uid)?;
         // The session that made the change stays signed in.
         if let Some(h) = keep {
             db.create_web_session(&h, uid, now, now + ttl)?;
@@ -151,7 +168,10 @@ pub async fn password(
             &web,
             &user,
             None,
-            Some((true, "Password changed; other sessions were signed out.")),
+            Some((
+                true,
+                "Password changed; other sessions were signed out and API tokens revoked.",
+            )),
         )
         .await?
         .into_response()),

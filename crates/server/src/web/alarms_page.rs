@@ -129,9 +129,10 @@ pub async fn device_page(
     let dev = web.device_for(&p.user, id).await?;
     let name = dev.device.name.clone();
     let view = web.view(dev).await?;
-    let (rules, alarms, notes, lists, site) = web
+    let (rules, alarms, notes, lists, site, site_name) = web
         .db_call(move |db| {
-            let site = match db.device_site(id)? {
+            let site = db.device_site(id)?;
+            let site_name = match site {
                 Some(s) => db.site(s)?.map(|s| s.name),
                 None => None,
             };
@@ -145,9 +146,16 @@ pub async fn device_page(
                 db.notifications(Some(&[id]), None, 100)?,
                 db.lists()?,
                 site,
+                site_name,
             ))
         })
         .await?;
+    // A site user picks only the lists given to the device's site (api::alarms::checked).
+    let admin = p.user.is_admin;
+    let pickable: Vec<_> = lists
+        .iter()
+        .filter(|l| admin || (site.is_some() && l.site_id == site))
+        .collect();
     let list_name = |l: i64| {
         lists
             .iter()
@@ -162,13 +170,13 @@ pub async fn device_page(
         html! {
             select name=(name) {
                 option value="" { "— none —" }
-                @for l in &lists { option value=(l.id) { (l.name) } }
+                @for l in &pickable { option value=(l.id) { (l.name) } }
             }
         }
     };
     let title = format!("Alarms · {name}");
     let body = html! {
-        (super::device::heading(&view, site.as_deref(), now))
+        (super::device::heading(&view, site_name.as_deref(), now))
         @if let Some(m) = &q.ok { (layout::flash(true, m)) }
         p.meta { (z.note()) }
         h2 { "Alarms" }
@@ -555,9 +563,13 @@ pub async fn admin_page(
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     Web::require_admin(&p.user)?;
-    let (dests, lists) = web
-        .db_call(|db| Ok((db.destinations()?, db.lists()?)))
+    let (dests, lists, sites) = web
+        .db_call(|db| Ok((db.destinations()?, db.lists()?, db.list_sites()?)))
         .await?;
+    let site_name = |id: Option<i64>| {
+        id.and_then(|id| sites.iter().find(|s| s.id == id))
+            .map_or("administrators only".to_owned(), |s| s.name.clone())
+    };
     let name = |id: i64| {
         dests
             .iter()
@@ -582,9 +594,9 @@ pub async fn admin_page(
             button type="submit" { "Add destination" }
         }
         h2 { "Destination lists" }
-        table { thead { tr { th { "Id" } th { "Name" } th { "Members" } th {} th {} } }
+        table { thead { tr { th { "Id" } th { "Name" } th { "Site" } th { "Members" } th {} th {} } }
             tbody { @for l in &lists { tr {
-                td { (l.id) } td { (l.name) }
+                td { (l.id) } td { (l.name) } td { (site_name(l.site_id)) }
                 td { @for (i, m) in l.members.iter().enumerate() { @if i > 0 { ", " } (name(*m)) } }
                 td { form.inline method="post" action={ "/admin/alarms/lists/" (l.id) "/members" } {
                     (csrf)
@@ -598,6 +610,10 @@ pub async fn admin_page(
         form.inline method="post" action="/admin/alarms/lists" {
             (csrf)
             label { "Name" input name="name" required maxlength="100"; }
+            label { "Picked by users of" select name="site" {
+                option value="" { "administrators only" }
+                @for s in &sites { option value=(s.id) { (s.name) } }
+            } }
             @for d in &dests {
                 label.check { input type="checkbox" name="member" value=(d.id); (d.name) }
             }
@@ -675,6 +691,8 @@ fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
 pub struct ListForm {
     csrf: String,
     name: Option<String>,
+    /// The site whose users may pick the list (empty: administrators only).
+    site: Option<String>,
 }
 
 impl CsrfForm for ListForm {
@@ -700,6 +718,14 @@ pub async fn add_list(
         al::NewList {
             name: form.name.unwrap_or_default(),
             members,
+            site_id: form
+                .site
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse()
+                        .map_err(|_| WebError::Invalid(format!("site {s:?} is not an id")))
+                })
+                .transpose()?,
         },
     )
     .await?;

@@ -62,6 +62,27 @@ pub enum UserCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// List a user's API tokens (id, name, created, last used).
+    Tokens {
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke one API token of a user (its id from `tek user tokens`).
+    RevokeToken {
+        /// Where the data is: --data DIR (SQLite) or --db URL (PostgreSQL).
+        #[command(flatten)]
+        target: DataArgs,
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// Token id.
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 /// `tek site ...`
@@ -253,14 +274,16 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let pw = read_password()?;
             let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             db.set_password(id, &hash)?;
-            db.delete_user_web_sessions(id)?;
+            let revoked = crate::web::account::sign_out_everywhere(&*db, id)?;
             cli_audit(
                 &*db,
                 "user.password",
                 None,
                 format!("password of {email} set"),
             )?;
-            println!("password of {email} set");
+            println!(
+                "password of {email} set; signed out everywhere, {revoked} API token(s) revoked"
+            );
         }
         UserCommand::List { target } => {
             let db = open(&target, false)?;
@@ -298,6 +321,33 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 format!("API token {tid} ({name}) for {email}"),
             )?;
             println!("{token}");
+        }
+        UserCommand::Tokens { target, email } => {
+            let db = open(&target, false)?;
+            let id = user_id(&*db, &email)?;
+            for t in db.list_tokens(id)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.created_at,
+                    t.last_used.map_or("-".to_owned(), |u| u.to_string())
+                );
+            }
+        }
+        UserCommand::RevokeToken { target, email, id } => {
+            let db = open(&target, false)?;
+            let uid = user_id(&*db, &email)?;
+            if !db.delete_token(uid, id)? {
+                anyhow::bail!("{email} has no API token {id}");
+            }
+            cli_audit(
+                &*db,
+                "token.delete",
+                None,
+                format!("API token {id} of {email} revoked"),
+            )?;
+            println!("API token {id} of {email} revoked");
         }
     }
     Ok(())
@@ -543,6 +593,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(db.list_tokens(uid).unwrap().len(), 1);
+        let tid = db.list_tokens(uid).unwrap()[0].id;
+        assert!(user(UserCommand::RevokeToken {
+            target: t(),
+            email: "a@example.com".into(),
+            id: tid + 100,
+        })
+        .is_err());
+        user(UserCommand::Tokens {
+            target: t(),
+            email: "a@example.com".into(),
+        })
+        .unwrap();
+        user(UserCommand::RevokeToken {
+            target: t(),
+            email: "a@example.com".into(),
+            id: tid,
+        })
+        .unwrap();
+        assert!(db.list_tokens(uid).unwrap().is_empty());
         let audit = db
             .audit(&crate::storage::AuditFilter {
                 limit: 10,
@@ -552,9 +621,9 @@ mod tests {
         assert!(audit.iter().all(|e| e.entry.actor == "cli"));
         assert_eq!(
             audit.len(),
-            7,
+            8,
             "site.create, site.time_zone, site.tariff (set, removed), site.grant, device.assign, \
-             token.create"
+             token.create, token.delete"
         );
         user(UserCommand::Delete {
             target: t(),

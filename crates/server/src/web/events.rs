@@ -1,10 +1,16 @@
 //! `GET /devices/{id}/events`: a Server-Sent Events stream of the device's view (readings,
 //! online, configuration state), sent whenever it changes. The stream polls the database once
 //! per interval, so changes saved by any server sharing the database show up; at most
-//! [`super::WebOptions::max_event_streams`] streams are open at once (503 beyond), and a comment
+//! [`super::WebOptions::max_event_streams`] streams are open at once, at most
+//! [`super::WebOptions::streams_per_user`] of them for one user (503 beyond), and a comment
 //! line every 15 s keeps proxies from closing an idle stream.
+//!
+//! A stream lives only as long as what opened it: each round (every `event_interval_ms`) it
+//! checks that its login session still exists, so logging out, a password change (which ends
+//! the other sessions) and the deletion of the user (which ends all of them) end the stream
+//! within one interval; a lost device membership ends it too.
 
-use super::auth::PageUser;
+use super::auth::{PageUser, Via};
 use super::error::{HtmlError, WebError};
 use super::Web;
 use axum::extract::{Path, State};
@@ -20,11 +26,17 @@ pub async fn device_events(
     Path(id): Path<u32>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HtmlError> {
     web.check_device(&p.user, id).await?;
+    let session = match p.via {
+        Via::Cookie { hash, .. } => hash,
+        Via::Token | Via::Mqtt => return Err(WebError::Unauthenticated.into()),
+    };
+    let mine = UserStream::open(&web, p.user.id).ok_or(WebError::Busy)?;
     let permit = web
         .streams
         .clone()
         .try_acquire_owned()
         .map_err(|_| WebError::Busy)?;
+    let permit = (permit, mine);
     let interval = Duration::from_millis(web.opts.event_interval_ms.max(100));
     let user = p.user;
     let s = stream::unfold(
@@ -34,6 +46,13 @@ pub async fn device_events(
             loop {
                 if !first || last.is_some() {
                     tokio::time::sleep(interval).await;
+                }
+                // The session is re-checked each round: logout, a password change or the
+                // user's deletion ends the stream.
+                let now = super::now();
+                match web.db_call(move |db| db.web_session(&session, now)).await {
+                    Ok(Some(s)) if s.user_id == user.id => {}
+                    _ => return None,
                 }
                 // Access is re-checked each round: a revoked membership ends the stream.
                 let state = match web.device_for(&user, id).await {
@@ -57,4 +76,39 @@ pub async fn device_events(
         },
     );
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// One of a user's open streams; counted in [`super::Inner::user_streams`] until dropped.
+pub struct UserStream {
+    web: Web,
+    user: i64,
+}
+
+impl UserStream {
+    /// Counts a new stream of `user`, or `None` if they hold `streams_per_user` already.
+    pub fn open(web: &Web, user: i64) -> Option<UserStream> {
+        let mut m = web.user_streams.lock().ok()?;
+        let n = m.entry(user).or_insert(0);
+        if *n >= web.opts.streams_per_user.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(UserStream {
+            web: web.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for UserStream {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.web.user_streams.lock() {
+            if let Some(n) = m.get_mut(&self.user) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.user);
+                }
+            }
+        }
+    }
 }

@@ -42,3 +42,17 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     }
     r
 }
+
+/// `Strict-Transport-Security` for a server reached over HTTPS (`web.public_url` is https):
+/// browsers then never use plain HTTP for it again for a year.
+pub const HSTS: &str = "max-age=31536000";
+
+/// Adds [`HSTS`] to every answer.
+pub async fn hsts(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    r.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    r
+}

@@ -1,11 +1,15 @@
 //! Signing in and out. `GET /` shows the login form to a stranger and sends a signed-in user to
-//! the dashboard. A login is rate limited per e-mail and per client address before the password
-//! is checked; a failed one says only "wrong e-mail or password" (unknown addresses take as long
-//! as known ones).
+//! the dashboard. A login is rate limited per client address, per account and address, and per
+//! account ([`super::ratelimit::LoginLimiter`]) before the password is checked; the client
+//! address is the TCP peer, or what a trusted proxy says ([`settings::client_addr`]). At most
+//! `login_hashes` password checks run at once ([`super::ratelimit::HashGate`]); one more is
+//! answered 503 at once. A failed login says only "wrong e-mail or password" (unknown addresses
+//! take as long as known ones).
 
 use super::auth::{self, CsrfForm, Posted};
 use super::error::{HtmlError, WebError};
 use super::layout;
+use super::settings;
 use super::Web;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
@@ -13,7 +17,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::html;
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 fn form(message: Option<&str>, email: &str) -> axum::response::Html<String> {
@@ -67,39 +70,62 @@ pub async fn login(
         }
     }
     let email = f.email.trim().to_owned();
-    let addr = ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let peer = ext
+        .get::<ConnectInfo<crate::http_limit::PeerAddr>>()
+        .map(|c| c.0 .0.ip());
+    let addr =
+        settings::client_addr(peer, &headers, &web.opts.trusted_proxies).map(|a| a.to_string());
     let admitted = web
         .limiter
         .lock()
         .map_err(|_| WebError::Internal("login limiter poisoned".into()))?
         .admit(&email, addr.as_deref(), Instant::now());
-    if let Err(wait) = admitted {
-        tracing::warn!(client = ?addr, "login rate limited");
-        let mut r = (
-            StatusCode::TOO_MANY_REQUESTS,
-            form(
-                Some(&format!("Too many login attempts; try again in {wait} s.")),
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(wait) => {
+            tracing::warn!(client = ?addr, "login rate limited");
+            return Ok(refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many login attempts; try again in {wait} s."),
                 &email,
-            ),
-        )
-            .into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, wait.into());
-        return Ok(r);
-    }
+                wait,
+            ));
+        }
+    };
+    // At most `login_hashes` password checks at once: one more is answered now, not queued.
+    let Some(permit) = web.hashes.enter(admitted).await else {
+        tracing::warn!(client = ?addr, "login refused: password checks all busy");
+        return Ok(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is busy; try again in a moment.",
+            &email,
+            1,
+        ));
+    };
     let lookup = email.clone();
     let creds = web.db_call(move |db| db.user_credentials(&lookup)).await?;
     let password = f.password;
-    let user = tokio::task::spawn_blocking(move || match creds {
-        Some((user, phc)) => auth::verify_password(&password, &phc).then_some(user),
-        None => {
-            auth::verify_password(&password, auth::dummy_hash());
-            None
+    // The permit moves into the job: a client that hangs up does not free the slot before the
+    // computation ends. The job runs on the low-priority password-check threads.
+    let check = move || {
+        let _permit = permit;
+        match creds {
+            Some((user, phc)) => auth::verify_password(&password, &phc).then_some(user),
+            None => {
+                auth::verify_password(&password, auth::dummy_hash());
+                None
+            }
         }
-    })
-    .await
-    .map_err(|e| WebError::Internal(e.to_string()))?;
+    };
+    let user = match &web.hasher {
+        Some(h) => h
+            .run(check)
+            .await
+            .ok_or_else(|| WebError::Internal("password check not run".into()))?,
+        None => tokio::task::spawn_blocking(check)
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?,
+    };
     let Some(user) = user else {
         tracing::info!(client = ?addr, "login failed");
         return Ok((
@@ -108,6 +134,9 @@ pub async fn login(
         )
             .into_response());
     };
+    if let Ok(mut l) = web.limiter.lock() {
+        l.signed_in(&email, addr.as_deref());
+    }
     let secret = auth::new_secret()?;
     let hash = auth::secret_hash(&secret);
     let now = super::now();
@@ -127,6 +156,14 @@ pub async fn login(
             .map_err(|_| WebError::Internal("cookie header".into()))?,
     );
     Ok(r)
+}
+
+/// The login form again with a refusal and `Retry-After`.
+fn refusal(status: StatusCode, message: &str, email: &str, retry_after_s: u64) -> Response {
+    let mut r = (status, form(Some(message), email)).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, retry_after_s.into());
+    r
 }
 
 /// A form carrying only its CSRF token.

@@ -31,11 +31,13 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod fields;
+pub mod hasher;
 pub mod headers;
 pub mod layout;
 pub mod login;
 pub mod ratelimit;
 pub mod schedules;
+pub mod settings;
 pub mod site;
 pub mod timefmt;
 pub mod view;
@@ -64,6 +66,14 @@ pub struct WebOptions {
     pub max_event_streams: usize,
     /// How often an event stream looks for changes, milliseconds.
     pub event_interval_ms: u64,
+    /// Send `Strict-Transport-Security` (users reach the server over HTTPS).
+    pub hsts: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (login limits).
+    pub trusted_proxies: Vec<settings::Cidr>,
+    /// Password checks running at once (at least 1).
+    pub login_hashes: usize,
+    /// Live event streams one user may hold at once.
+    pub streams_per_user: usize,
 }
 
 impl Default for WebOptions {
@@ -74,6 +84,10 @@ impl Default for WebOptions {
             max_body_bytes: 64 * 1024,
             max_event_streams: 256,
             event_interval_ms: 1000,
+            hsts: false,
+            trusted_proxies: Vec::new(),
+            login_hashes: 1,
+            streams_per_user: 8,
         }
     }
 }
@@ -85,6 +99,26 @@ impl WebOptions {
         WebOptions {
             secure_cookies: !http.ip().is_loopback(),
             ..WebOptions::default()
+        }
+    }
+
+    /// The options of a server configuration: [`WebOptions::for_listener`], then its `[web]`
+    /// section (`public_url` decides `Secure` cookies and HSTS when set).
+    pub fn from_config(cfg: &crate::Config) -> WebOptions {
+        let w = &cfg.web;
+        let base = WebOptions::for_listener(cfg.http);
+        let https = w.https();
+        WebOptions {
+            secure_cookies: https.unwrap_or(base.secure_cookies),
+            hsts: https == Some(true),
+            trusted_proxies: w.trusted_proxies.clone(),
+            login_hashes: w.hashes_at_once(),
+            streams_per_user: if w.streams_per_user == 0 {
+                base.streams_per_user
+            } else {
+                w.streams_per_user
+            },
+            ..base
         }
     }
 }
@@ -103,8 +137,15 @@ pub struct Inner {
     pub opts: WebOptions,
     /// Login attempts.
     pub limiter: Mutex<ratelimit::LoginLimiter>,
+    /// Password checks running at once.
+    pub hashes: ratelimit::HashGate,
+    /// The threads that run them (`None` if they could not be started: checks then run on
+    /// the blocking pool).
+    pub hasher: Option<hasher::Hasher>,
     /// Permits for live event streams.
     pub streams: Arc<Semaphore>,
+    /// Live event streams open per user.
+    pub user_streams: Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 impl std::ops::Deref for Web {
@@ -120,6 +161,13 @@ impl Web {
         Web(Arc::new(Inner {
             db: api.storage_handle(),
             streams: Arc::new(Semaphore::new(opts.max_event_streams)),
+            hashes: ratelimit::HashGate::new(opts.login_hashes),
+            // One thread per permit of the gate (the general ones and the one kept for fresh
+            // addresses).
+            hasher: hasher::Hasher::new(opts.login_hashes.max(1) + 1)
+                .map_err(|e| tracing::warn!(%e, "no password-check threads"))
+                .ok(),
+            user_streams: Mutex::new(std::collections::HashMap::new()),
             api,
             opts,
             limiter: Mutex::new(ratelimit::LoginLimiter::default()),
@@ -215,6 +263,7 @@ fn alarm_api_routes() -> Router<Web> {
 /// Every page and API route, with the security layers.
 pub fn router(api: Api, opts: WebOptions) -> Router {
     let limit = opts.max_body_bytes;
+    let hsts = opts.hsts;
     let web = Web::new(api, opts);
     use crate::api as a;
     let api_routes = Router::new()
@@ -263,7 +312,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/sites/{id}/time_zone", put(a::energy::put_time_zone))
         .route("/openapi.json", get(a::openapi::document))
         .fallback(a::me::not_found);
-    Router::new()
+    let router = Router::new()
         .route("/", get(login::index))
         .route("/login", post(login::login))
         .route("/logout", post(login::logout))
@@ -305,5 +354,10 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .nest("/api", api_routes)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(headers::security_headers))
-        .with_state(web)
+        .with_state(web);
+    if hsts {
+        router.layer(axum::middleware::from_fn(headers::hsts))
+    } else {
+        router
+    }
 }

@@ -88,7 +88,7 @@ pub enum AttackerSched {
 }
 
 impl AttackerSched {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AttackerSched::Idle => "SCHED_IDLE",
             AttackerSched::Normal => "SCHED_OTHER",
@@ -100,7 +100,7 @@ impl AttackerSched {
 /// server nor the controllers want: a flooder on the internet does not run on the server's
 /// cores, while on a 2-core test machine an unrestricted attacker mostly measures CPU
 /// contention instead of the server's defences.
-fn sched_idle_this_thread() -> anyhow::Result<()> {
+pub(crate) fn sched_idle_this_thread() -> anyhow::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain system call on the calling thread (pid 0) with a valid parameter struct.
     let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
@@ -329,18 +329,18 @@ fn attacker(a: Attacker) -> anyhow::Result<()> {
 }
 
 /// Result of one phase of the devices.
-struct Phase {
-    p50: Option<f64>,
-    p99: Option<f64>,
-    samples: usize,
-    batches: u64,
-    retransmits: u64,
-    server_cpu: f64,
+pub(crate) struct Phase {
+    pub(crate) p50: Option<f64>,
+    pub(crate) p99: Option<f64>,
+    pub(crate) samples: usize,
+    pub(crate) batches: u64,
+    pub(crate) retransmits: u64,
+    pub(crate) server_cpu: f64,
 }
 
 /// Runs the devices for one phase (`seconds` measured after a one-second warm-up, then four
 /// seconds to collect the last Acks).
-async fn phase(
+pub(crate) async fn phase(
     groups: Vec<loadgen::Group>,
     udp: SocketAddr,
     telemetry: Telemetry,

@@ -11,6 +11,7 @@
 //! * [`push`] — configuration save to stored confirmation, p50/p99.
 //! * [`traffic`] — bytes per controller per month at the default configuration.
 //! * [`flood`] — 1,000 controllers' ack latency while other sockets flood the server.
+//! * [`login_flood`] — memory, a user's login and ack latency while the login form is flooded.
 //!
 //! Shared pieces: [`server`] (the child server and its provisioning), [`loadgen`] (bench devices
 //! speaking the protocol with `tek-proto`), [`echo`] (the baseline echo server), [`procfs`]
@@ -21,6 +22,7 @@ pub mod fleet;
 pub mod flood;
 pub mod ingest;
 pub mod loadgen;
+pub mod login_flood;
 pub mod procfs;
 pub mod push;
 pub mod server;
@@ -43,6 +45,9 @@ pub enum BenchCommand {
     /// Flood: ack latency of N controllers while attackers send garbage, forged, unknown and
     /// replayed datagrams as fast as they can; nothing may reach the attackers, nothing be lost.
     Flood(flood::Args),
+    /// Login flood: server memory, a legitimate user's login and telemetry ack latency while
+    /// attackers flood `/login` from 1 and from 256 addresses.
+    LoginFlood(login_flood::Args),
     /// The baseline of `bench ingest`: a plain UDP echo server (run as a child process).
     #[command(hide = true)]
     Echo(echo::Args),
@@ -56,6 +61,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Push(a) => push::run(a)?,
         BenchCommand::Traffic(a) => traffic::run(a)?,
         BenchCommand::Flood(a) => flood::run(a)?,
+        BenchCommand::LoginFlood(a) => login_flood::run(a)?,
         BenchCommand::Echo(a) => {
             echo::run(a)?;
             return Ok(());

@@ -403,13 +403,15 @@ impl AlarmStore for Postgres {
 
     fn create_destination(&self, d: &NewDestination, now: i64) -> Result<i64> {
         let d = d.clone();
+        let secret =
+            crate::storage::sealed::seal_secret(self.vault.as_deref(), d.secret.as_deref())?;
         self.run(move |s| async move {
             let c = s.conn().await?;
             let row = c
                 .query_one(
                     "INSERT INTO alarm_destinations (name, kind, target, secret, created_at) \
                      VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    &[&d.name, &d.kind.as_str(), &d.target, &d.secret, &now],
+                    &[&d.name, &d.kind.as_str(), &d.target, &secret, &now],
                 )
                 .await
                 .map_err(|e| unique(e, || format!("destination {}", d.name)))?;
@@ -418,6 +420,7 @@ impl AlarmStore for Postgres {
     }
 
     fn destinations(&self) -> Result<Vec<Destination>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             let rows = c
@@ -426,7 +429,9 @@ impl AlarmStore for Postgres {
                     &[],
                 )
                 .await?;
-            rows.iter().map(dest).collect()
+            rows.iter()
+                .map(|r| dest(r)?.opened(vault.as_deref()))
+                .collect()
         })
     }
 
@@ -483,6 +488,20 @@ impl AlarmStore for Postgres {
         })
     }
 
+    fn set_list_site(&self, list_id: i64, site_id: Option<i64>) -> Result<()> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n = c
+                .execute(
+                    "UPDATE alarm_lists SET site_id = $2 WHERE id = $1",
+                    &[&list_id, &site_id],
+                )
+                .await
+                .map_err(|e| fk(e, || format!("site {site_id:?}")))?;
+            missing(n, || format!("list {list_id}"))
+        })
+    }
+
     fn lists(&self) -> Result<Vec<DestinationList>> {
         self.run(move |s| async move {
             let c = s.conn().await?;
@@ -490,7 +509,7 @@ impl AlarmStore for Postgres {
                 .query(
                     "SELECT l.id, l.name, l.created_at, \
                      COALESCE(array_agg(m.destination_id ORDER BY m.destination_id) \
-                       FILTER (WHERE m.destination_id IS NOT NULL), '{}') \
+                       FILTER (WHERE m.destination_id IS NOT NULL), '{}'), l.site_id \
                      FROM alarm_lists l LEFT JOIN alarm_list_members m ON m.list_id = l.id \
                      GROUP BY l.id ORDER BY l.id",
                     &[],
@@ -503,6 +522,7 @@ impl AlarmStore for Postgres {
                     name: r.get(1),
                     created_at: r.get(2),
                     members: r.get(3),
+                    site_id: r.get(4),
                 })
                 .collect())
         })
@@ -519,6 +539,7 @@ impl AlarmStore for Postgres {
     }
 
     fn list_destinations(&self, list_id: i64) -> Result<Vec<Destination>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             let rows = c
@@ -530,7 +551,9 @@ impl AlarmStore for Postgres {
                     &[&list_id],
                 )
                 .await?;
-            rows.iter().map(dest).collect()
+            rows.iter()
+                .map(|r| dest(r)?.opened(vault.as_deref()))
+                .collect()
         })
     }
 

@@ -8,16 +8,20 @@ use crate::storage::{Error, Result};
 use tek_proto::message::{Config, ConfigResult};
 use tokio_postgres::Row;
 
-const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at";
+const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at, sealed";
 
-fn convert(r: &Row) -> Result<ConfigRecord> {
+fn convert(vault: Option<&crate::vault::Vault>, r: &Row) -> Result<ConfigRecord> {
     let device_id: i64 = r.get(1);
-    let items: &[u8] = r.get(3);
     let state: &str = r.get(5);
+    let (id, version) = (
+        u32_col(device_id, "device id")?,
+        u32_col(r.get(2), "config version")?,
+    );
+    let items = crate::storage::sealed::open_items(vault, id, version, r.get(7), r.get(3))?;
     Ok(ConfigRecord {
-        device_id: u32_col(device_id, "device id")?,
-        version: u32_col(r.get(2), "config version")?,
-        config: Config::parse_items(items)
+        device_id: id,
+        version,
+        config: Config::parse_items(&items)
             .map_err(|e| Error::Corrupt(format!("config items of device {device_id}: {e}")))?,
         saved_at: r.get(4),
         state: ConfigState::parse(state)
@@ -34,6 +38,9 @@ impl ConfigStore for Postgres {
         config
             .emit_items(&mut items)
             .ok_or_else(|| Error::Backend("config encoding failed".into()))?;
+        // Without the master key (a command run without --master-key) the items are stored in
+        // the clear, and sealed when a server next connects (storage::sealed).
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let mut c = s.conn().await?;
             let tx = c.transaction().await?;
@@ -48,9 +55,23 @@ impl ConfigStore for Postgres {
                 .ok_or(Error::NotFound(device_id))?
                 .get(0);
             let version = u32_col(desired + 1, "config version")?;
+            let (items, sealed) = match &vault {
+                Some(v) => (
+                    crate::storage::sealed::seal_items(v, device_id, version, &items)?,
+                    true,
+                ),
+                None => (items, false),
+            };
             tx.execute(
-                "INSERT INTO configs (device_id, version, items, saved_at) VALUES ($1, $2, $3, $4)",
-                &[&i64::from(device_id), &i64::from(version), &items, &now],
+                "INSERT INTO configs (device_id, version, items, saved_at, sealed) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &i64::from(device_id),
+                    &i64::from(version),
+                    &items,
+                    &now,
+                    &sealed,
+                ],
             )
             .await?;
             tx.execute(
@@ -66,6 +87,7 @@ impl ConfigStore for Postgres {
     }
 
     fn latest_config(&self, device_id: u32) -> Result<Option<ConfigRecord>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             c.query_opt(
@@ -77,12 +99,13 @@ impl ConfigStore for Postgres {
             )
             .await?
             .as_ref()
-            .map(convert)
+            .map(|r| convert(vault.as_deref(), r))
             .transpose()
         })
     }
 
     fn config_version(&self, device_id: u32, version: u32) -> Result<Option<ConfigRecord>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             c.query_opt(
@@ -91,12 +114,13 @@ impl ConfigStore for Postgres {
             )
             .await?
             .as_ref()
-            .map(convert)
+            .map(|r| convert(vault.as_deref(), r))
             .transpose()
         })
     }
 
     fn configs_since(&self, seq: i64, n: usize) -> Result<Vec<ConfigRecord>> {
+        let vault = self.vault.clone();
         self.run(move |s| async move {
             let c = s.conn().await?;
             let rows = c
@@ -105,7 +129,7 @@ impl ConfigStore for Postgres {
                     &[&seq, &limit(n)],
                 )
                 .await?;
-            rows.iter().map(convert).collect()
+            rows.iter().map(|r| convert(vault.as_deref(), r)).collect()
         })
     }
 

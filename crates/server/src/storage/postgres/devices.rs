@@ -73,13 +73,20 @@ impl Postgres {
     /// returns how many. One transaction: all or none.
     pub(super) fn wrap_clear_keys(&self) -> Result<usize> {
         let vault = self.vault()?.clone();
-        self.rewrap_keys(vault, |stored| !crate::vault::is_wrapped(stored))
+        self.rewrap_keys(vault, |stored| !crate::vault::is_wrapped(stored), false)
     }
 
     /// Re-seals the stored keys that `select` picks, opened under this storage's master key and
     /// sealed under `to`, in one transaction (rows locked, so two servers starting at once
     /// cannot both rewrap). Returns how many rows changed.
-    fn rewrap_keys(&self, to: Arc<Vault>, select: fn(&[u8]) -> bool) -> Result<usize> {
+    /// In the same transaction, configuration items and destination secrets still in the clear
+    /// are sealed (with `all_secrets`, every one is re-sealed: rotation); the count is of keys.
+    fn rewrap_keys(
+        &self,
+        to: Arc<Vault>,
+        select: fn(&[u8]) -> bool,
+        all_secrets: bool,
+    ) -> Result<usize> {
         let from = self.vault()?.clone();
         self.run(move |s| async move {
             let mut c = s.conn().await?;
@@ -102,7 +109,14 @@ impl Postgres {
                 tx.execute(&update, &[&id, &wrapped]).await?;
                 n += 1;
             }
+            let secrets = super::sealed_rows::reseal(&tx, &from, &to, all_secrets).await?;
             tx.commit().await?;
+            if secrets > 0 {
+                tracing::info!(
+                    rows = secrets,
+                    "configurations and destination secrets sealed"
+                );
+            }
             Ok(n)
         })
     }
@@ -119,7 +133,7 @@ impl Postgres {
             )));
         }
         let to = Vault::load_or_create(new_key).map_err(vault_error)?;
-        self.rewrap_keys(Arc::new(to), |_| true)
+        self.rewrap_keys(Arc::new(to), |_| true, true)
     }
 }
 

@@ -100,6 +100,15 @@ CREATE TABLE traffic (
     (4, super::energy::SCHEMA_V4),
     (5, super::schedules::SCHEMA_V5),
     (6, super::commands::SCHEMA_V6),
+    (
+        7,
+        // Configuration items sealed under the master key (storage::sealed); rows written
+        // before are sealed by the backend when a server connects with the master key.
+        // The site whose users may pick a destination list (NULL: administrators only).
+        "ALTER TABLE configs ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT FALSE;
+         ALTER TABLE alarm_lists ADD COLUMN site_id BIGINT
+             REFERENCES sites(id) ON DELETE SET NULL;",
+    ),
 ];
 
 /// The newest schema version this program knows.

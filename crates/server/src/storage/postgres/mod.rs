@@ -40,6 +40,7 @@ mod listen;
 pub mod migrations;
 pub mod partitions;
 mod schedules;
+mod sealed_rows;
 mod series;
 mod sites;
 mod status;
@@ -313,7 +314,7 @@ impl Postgres {
     /// by an older version (see [`devices`]).
     pub fn connect_sealed(url: &str, master_key: &std::path::Path) -> Result<Postgres> {
         if let Some(dir) = master_key.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::storage::sqlite::files::create_private_dir(dir).map_err(|e| {
                 Error::Backend(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }

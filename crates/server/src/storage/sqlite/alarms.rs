@@ -406,7 +406,13 @@ impl AlarmStore for Sqlite {
         conn.execute(
             "INSERT INTO alarm_destinations (name, kind, target, secret, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![d.name, d.kind.as_str(), d.target, d.secret, now],
+            params![
+                d.name,
+                d.kind.as_str(),
+                d.target,
+                crate::storage::sealed::seal_secret(Some(&self.vault), d.secret.as_deref())?,
+                now
+            ],
         )
         .map_err(|e| unique(e, format!("destination {}", d.name)))?;
         Ok(conn.last_insert_rowid())
@@ -420,7 +426,9 @@ impl AlarmStore for Sqlite {
         let raw = stmt
             .query_map([], raw_dest)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raw.into_iter().map(dest).collect()
+        raw.into_iter()
+            .map(|d| dest(d)?.opened(Some(&self.vault)))
+            .collect()
     }
 
     fn delete_destination(&self, id: i64) -> Result<()> {
@@ -467,10 +475,21 @@ impl AlarmStore for Sqlite {
         Ok(())
     }
 
+    fn set_list_site(&self, list_id: i64, site_id: Option<i64>) -> Result<()> {
+        let n = self
+            .writer()?
+            .execute(
+                "UPDATE alarm_lists SET site_id = ?2 WHERE id = ?1",
+                params![list_id, site_id],
+            )
+            .map_err(|e| super::sites::fk(e, || format!("site {site_id:?}")))?;
+        missing(n, || format!("list {list_id}"))
+    }
+
     fn lists(&self) -> Result<Vec<DestinationList>> {
         let conn = self.reader()?;
-        let mut stmt =
-            conn.prepare_cached("SELECT id, name, created_at FROM alarm_lists ORDER BY id")?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id, name, created_at, site_id FROM alarm_lists ORDER BY id")?;
         let mut lists = stmt
             .query_map([], |r| {
                 Ok(DestinationList {
@@ -478,6 +497,7 @@ impl AlarmStore for Sqlite {
                     name: r.get(1)?,
                     members: Vec::new(),
                     created_at: r.get(2)?,
+                    site_id: r.get(3)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -512,7 +532,9 @@ impl AlarmStore for Sqlite {
         let raw = stmt
             .query_map(params![list_id], raw_dest)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raw.into_iter().map(dest).collect()
+        raw.into_iter()
+            .map(|d| dest(d)?.opened(Some(&self.vault)))
+            .collect()
     }
 
     fn log_notification(&self, n: &NewNotification, now: i64) -> Result<i64> {

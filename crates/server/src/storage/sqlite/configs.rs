@@ -7,20 +7,25 @@ use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 use tek_proto::message::{Config, ConfigResult};
 
-const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at";
+const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at, sealed";
 
-type Raw = (i64, i64, i64, Vec<u8>, i64, String, Option<i64>);
+type Raw = (i64, i64, i64, Vec<u8>, i64, String, Option<i64>, bool);
 
 fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
     // rusqlite maps a row to a tuple of its columns, in order.
     r.try_into()
 }
 
-fn convert(raw: Raw) -> Result<ConfigRecord> {
-    let (seq, device_id, version, items, saved_at, state, acked_at) = raw;
+fn convert(vault: &crate::vault::Vault, raw: Raw) -> Result<ConfigRecord> {
+    let (seq, device_id, version, items, saved_at, state, acked_at, sealed) = raw;
+    let (id, v) = (
+        u32_col(device_id, "device id")?,
+        u32_col(version, "config version")?,
+    );
+    let items = crate::storage::sealed::open_items(Some(vault), id, v, sealed, items)?;
     Ok(ConfigRecord {
-        device_id: u32_col(device_id, "device id")?,
-        version: u32_col(version, "config version")?,
+        device_id: id,
+        version: v,
         config: Config::parse_items(&items)
             .map_err(|e| Error::Corrupt(format!("config items of device {device_id}: {e}")))?,
         saved_at,
@@ -49,8 +54,10 @@ impl ConfigStore for Sqlite {
             .optional()?
             .ok_or(Error::NotFound(device_id))?;
         let version = u32_col(desired + 1, "config version")?;
+        let items = crate::storage::sealed::seal_items(&self.vault, device_id, version, &items)?;
         tx.execute(
-            "INSERT INTO configs (device_id, version, items, saved_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO configs (device_id, version, items, saved_at, sealed) \
+             VALUES (?1, ?2, ?3, ?4, 1)",
             params![device_id, version, items, now],
         )?;
         tx.execute(
@@ -71,7 +78,7 @@ impl ConfigStore for Sqlite {
             raw,
         )
         .optional()?
-        .map(convert)
+        .map(|r| convert(&self.vault, r))
         .transpose()
     }
 
@@ -83,7 +90,7 @@ impl ConfigStore for Sqlite {
             raw,
         )
         .optional()?
-        .map(convert)
+        .map(|r| convert(&self.vault, r))
         .transpose()
     }
 
@@ -94,7 +101,7 @@ impl ConfigStore for Sqlite {
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![seq, limit], raw)?;
-        rows.map(|r| convert(r?)).collect()
+        rows.map(|r| convert(&self.vault, r?)).collect()
     }
 
     fn config_cursor(&self) -> Result<i64> {

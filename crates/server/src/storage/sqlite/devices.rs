@@ -39,15 +39,22 @@ impl Sqlite {
     /// Wraps every key still stored in the clear (written by a version before keys at rest);
     /// returns how many. One transaction: all or none.
     pub(super) fn wrap_clear_keys(&self) -> Result<usize> {
-        self.rewrap_keys(&self.vault, |stored| !crate::vault::is_wrapped(stored))
+        self.rewrap_keys(
+            &self.vault,
+            |stored| !crate::vault::is_wrapped(stored),
+            false,
+        )
     }
 
     /// Re-seals the stored keys that `select` picks, opened under this database's master key
-    /// and sealed under `to`, in one transaction. Returns how many rows changed.
+    /// and sealed under `to`, in one transaction; in the same transaction configuration items
+    /// and destination secrets still in the clear are sealed (with `all_secrets`, every one is
+    /// re-sealed: rotation). Returns how many device keys changed.
     fn rewrap_keys(
         &self,
         to: &crate::vault::Vault,
         select: impl Fn(&[u8]) -> bool,
+        all_secrets: bool,
     ) -> Result<usize> {
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
@@ -68,7 +75,14 @@ impl Sqlite {
                 n += 1;
             }
         }
+        let secrets = super::sealed_rows::reseal(&tx, &self.vault, to, all_secrets)?;
         tx.commit()?;
+        if secrets > 0 {
+            tracing::info!(
+                rows = secrets,
+                "configurations and destination secrets sealed"
+            );
+        }
         Ok(n)
     }
 
@@ -84,7 +98,7 @@ impl Sqlite {
             )));
         }
         let to = crate::vault::Vault::load_or_create(new_key).map_err(vault_error)?;
-        self.rewrap_keys(&to, |_| true)
+        self.rewrap_keys(&to, |_| true, true)
     }
 }
 

@@ -87,6 +87,15 @@ CREATE TABLE traffic (
     (4, super::energy::SCHEMA_V4),
     (5, super::schedules::SCHEMA_V5),
     (6, super::commands::SCHEMA_V6),
+    (
+        7,
+        // Configuration items sealed under the master key (storage::sealed); rows written
+        // before are sealed by the backend when it opens the database.
+        // The site whose users may pick a destination list (NULL: administrators only).
+        "ALTER TABLE configs ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE alarm_lists ADD COLUMN site_id INTEGER
+             REFERENCES sites(id) ON DELETE SET NULL;",
+    ),
 ];
 
 /// The newest schema version this program knows.

@@ -16,8 +16,10 @@ mod commands;
 mod configs;
 mod devices;
 pub mod energy;
+pub mod files;
 pub mod migrations;
 mod schedules;
+mod sealed_rows;
 mod series;
 mod sites;
 mod status;
@@ -73,7 +75,7 @@ fn connect(path: &Path) -> Result<Connection> {
 impl Sqlite {
     /// Opens (creating if needed) the database in data directory `dir` and migrates it.
     pub fn open_dir(dir: &Path) -> Result<Sqlite> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        files::create_private_dir(dir).map_err(|e| {
             Error::Backend(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()
@@ -89,6 +91,10 @@ impl Sqlite {
         let dir = path.parent().unwrap_or(Path::new("."));
         let vault = crate::vault::Vault::load_or_create(&crate::vault::path_in(dir))
             .map_err(|e| Error::Backend(e.to_string()))?;
+        // 0600 before SQLite creates it (its -wal and -shm files take the same mode).
+        files::create_private_file(path)
+            .map_err(|e| Error::Backend(format!("cannot create {}: {e}", path.display())))?;
+        files::warn_if_open(dir, path);
         let mut write = connect(path)?;
         migrations::migrate(&mut write)?;
         let read = connect(path)?;

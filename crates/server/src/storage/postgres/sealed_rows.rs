@@ -1,0 +1,144 @@
+//! Sealing the configuration items and destination secrets already stored (see
+//! [`crate::storage::sealed`]), inside the transaction that wraps or re-seals device keys.
+
+use super::u32_col;
+use crate::storage::sealed;
+use crate::storage::Result;
+use crate::vault::Vault;
+use tokio_postgres::Transaction;
+
+/// Seals the rows still in the clear under `to`; with `all`, also re-seals the sealed ones
+/// (opened under `from`: master key rotation). Rows are locked. Returns how many changed.
+pub(super) async fn reseal(
+    tx: &Transaction<'_>,
+    from: &Vault,
+    to: &Vault,
+    all: bool,
+) -> Result<usize> {
+    let mut n = 0;
+    let rows = tx
+        .query(
+            "SELECT seq, device_id, version, items, sealed FROM configs \
+             WHERE NOT sealed OR $1 FOR UPDATE",
+            &[&all],
+        )
+        .await?;
+    let update = tx
+        .prepare("UPDATE configs SET items = $2, sealed = TRUE WHERE seq = $1")
+        .await?;
+    for r in rows {
+        let (seq, device, version): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        let (device, version) = (
+            u32_col(device, "device id")?,
+            u32_col(version, "config version")?,
+        );
+        let items = sealed::reseal_items(from, to, device, version, r.get(4), r.get(3))?;
+        tx.execute(&update, &[&seq, &items]).await?;
+        n += 1;
+    }
+    let rows = tx
+        .query(
+            "SELECT id, secret FROM alarm_destinations WHERE secret IS NOT NULL FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let update = tx
+        .prepare("UPDATE alarm_destinations SET secret = $2 WHERE id = $1")
+        .await?;
+    for r in rows {
+        let (id, secret): (i64, String) = (r.get(0), r.get(1));
+        if sealed::is_sealed_secret(&secret) && !all {
+            continue;
+        }
+        let s = sealed::reseal_secret(from, to, &secret)?;
+        tx.execute(&update, &[&id, &s]).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{testing, Postgres};
+    use crate::storage::alarms::{DestinationKind, NewDestination};
+    use crate::storage::{AlarmStore, ConfigStore, DeviceStore, NewDevice};
+    use tek_proto::message::Config;
+
+    const GSM: &str = "GsmPassw0rd-77";
+    const HOOK: &str = "webhook-key-31337";
+
+    /// Rows as the version before stored them (items and secret in the clear, `sealed` false
+    /// as migration 7 leaves them) are sealed when a server connects with the master key, and
+    /// read back the same; new rows are sealed at once.
+    #[test]
+    fn clear_rows_are_sealed_at_connect() {
+        let Some(db) = testing::database() else {
+            return;
+        };
+        db.add_devices(
+            &[NewDevice {
+                id: 1,
+                name: "d".into(),
+                key: tek_proto::crypto::Key([3; 16]),
+            }],
+            0,
+        )
+        .unwrap();
+        let mut c = Config::default();
+        c.gsm.password = GSM.try_into().unwrap();
+        db.save_config(1, &c, 1).unwrap();
+        db.create_destination(
+            &NewDestination {
+                name: "hook".into(),
+                kind: DestinationKind::Webhook,
+                target: "http://127.0.0.1:9/x".into(),
+                secret: Some(HOOK.into()),
+            },
+            1,
+        )
+        .unwrap();
+        let raw = |db: &Postgres| {
+            db.run(|s| async move {
+                let c = s.conn().await?;
+                let r = c
+                    .query_one(
+                        "SELECT c.items, c.sealed, d.secret FROM configs c, alarm_destinations d",
+                        &[],
+                    )
+                    .await?;
+                Ok((
+                    r.get::<_, Vec<u8>>(0),
+                    r.get::<_, bool>(1),
+                    r.get::<_, String>(2),
+                ))
+            })
+            .unwrap()
+        };
+        let (items, sealed, secret) = raw(&db);
+        let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(sealed && !has(&items, GSM) && !secret.contains(HOOK));
+        // Back to the clear, as an older version wrote them.
+        let mut clear = vec![0u8; c.items_len()];
+        c.emit_items(&mut clear).unwrap();
+        db.run(move |s| async move {
+            let c = s.conn().await?;
+            c.execute("UPDATE configs SET items = $1, sealed = FALSE", &[&clear])
+                .await?;
+            c.execute("UPDATE alarm_destinations SET secret = $1", &[&HOOK])
+                .await?;
+            Ok(())
+        })
+        .unwrap();
+        let again = Postgres::connect_sealed(&db.url, &db.master_key).unwrap();
+        let (items, sealed, secret) = raw(&again);
+        assert!(sealed && !has(&items, GSM) && !secret.contains(HOOK));
+        assert_eq!(
+            again.latest_config(1).unwrap().unwrap().config.gsm.password,
+            GSM
+        );
+        assert_eq!(
+            again.destinations().unwrap()[0].secret.as_deref(),
+            Some(HOOK)
+        );
+    }
+}

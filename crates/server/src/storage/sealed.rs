@@ -1,0 +1,170 @@
+//! Secrets other than device keys, sealed at rest under the same master key ([`crate::vault`]):
+//! the item list of every configuration version (it carries the GSM password) and the secrets of
+//! alarm destinations (webhook signing keys), so a copy of the database alone reveals neither.
+//!
+//! * Configuration items: sealed bytes in the `items` column with `sealed` set (schema version 7
+//!   added the flag), bound to the device id and version (a sealed row copied onto another
+//!   configuration does not open).
+//! * Destination secrets: the text `sealed:v1:` followed by the sealed bytes in hex, in the same
+//!   `secret` column.
+//!
+//! Rows written in the clear by an older version (or by a PostgreSQL command run without the
+//! master key) are sealed when a server opens the database with its master key, in the same
+//! transaction that wraps clear device keys; a master key rotation re-seals them with the keys.
+
+use super::{Error, Result};
+use crate::vault::Vault;
+
+/// Prefix of a sealed destination secret.
+pub const SECRET_PREFIX: &str = "sealed:v1:";
+const SECRET_AAD: &[u8] = b"tek destination secret";
+
+fn items_aad(device_id: u32, version: u32) -> Vec<u8> {
+    let mut a = b"tek config items".to_vec();
+    a.extend_from_slice(&device_id.to_be_bytes());
+    a.extend_from_slice(&version.to_be_bytes());
+    a
+}
+
+fn vault_error(e: crate::vault::Error) -> Error {
+    Error::Corrupt(e.to_string())
+}
+
+/// Seals a configuration's items.
+pub fn seal_items(v: &Vault, device_id: u32, version: u32, items: &[u8]) -> Result<Vec<u8>> {
+    v.seal(&items_aad(device_id, version), items)
+        .map_err(vault_error)
+}
+
+/// A configuration's items as stored (`sealed` or not) in the clear.
+pub fn open_items(
+    v: Option<&Vault>,
+    device_id: u32,
+    version: u32,
+    sealed: bool,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>> {
+    if !sealed {
+        return Ok(stored);
+    }
+    let v = v.ok_or_else(|| {
+        Error::Backend("sealed configurations need the master key (--master-key FILE)".into())
+    })?;
+    v.unseal(&items_aad(device_id, version), &stored)
+        .map_err(|_| {
+            Error::Corrupt(format!(
+                "configuration {version} of device {device_id} does not open under this master key"
+            ))
+        })
+}
+
+/// Whether a stored destination secret is sealed.
+pub fn is_sealed_secret(stored: &str) -> bool {
+    stored.starts_with(SECRET_PREFIX)
+}
+
+/// A destination secret for storage: sealed when there is a master key.
+pub fn seal_secret(v: Option<&Vault>, secret: Option<&str>) -> Result<Option<String>> {
+    match (v, secret) {
+        (Some(v), Some(s)) => {
+            let sealed = v.seal(SECRET_AAD, s.as_bytes()).map_err(vault_error)?;
+            Ok(Some(format!(
+                "{SECRET_PREFIX}{}",
+                crate::web::auth::hex(&sealed)
+            )))
+        }
+        (None, s) => Ok(s.map(str::to_owned)),
+        (_, None) => Ok(None),
+    }
+}
+
+/// A stored destination secret in the clear.
+pub fn open_secret(v: Option<&Vault>, stored: Option<String>) -> Result<Option<String>> {
+    let Some(s) = stored else { return Ok(None) };
+    let Some(hex) = s.strip_prefix(SECRET_PREFIX) else {
+        return Ok(Some(s));
+    };
+    let v = v.ok_or_else(|| {
+        Error::Backend("sealed destination secrets need the master key (--master-key FILE)".into())
+    })?;
+    let bytes = unhex(hex).ok_or_else(|| Error::Corrupt("sealed secret is not hex".into()))?;
+    let plain = v.unseal(SECRET_AAD, &bytes).map_err(vault_error)?;
+    String::from_utf8(plain)
+        .map(Some)
+        .map_err(|_| Error::Corrupt("sealed secret is not UTF-8".into()))
+}
+
+impl super::alarms::Destination {
+    /// The destination as read from storage with its secret opened.
+    pub fn opened(mut self, v: Option<&Vault>) -> Result<Self> {
+        self.secret = open_secret(v, self.secret.take())?;
+        Ok(self)
+    }
+}
+
+/// Re-seals a stored secret under `to` (opened under `from`; a clear one is sealed).
+pub fn reseal_secret(from: &Vault, to: &Vault, stored: &str) -> Result<String> {
+    let plain = open_secret(Some(from), Some(stored.to_owned()))?.unwrap_or_default();
+    Ok(seal_secret(Some(to), Some(&plain))?.unwrap_or_default())
+}
+
+/// Re-seals stored items under `to` (opened under `from` when `sealed`).
+pub fn reseal_items(
+    from: &Vault,
+    to: &Vault,
+    device_id: u32,
+    version: u32,
+    sealed: bool,
+    stored: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let plain = open_items(Some(from), device_id, version, sealed, stored)?;
+    seal_items(to, device_id, version, &plain)
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_and_secrets_round_trip_and_bind() {
+        let v = Vault::from_bytes(&[7; 32]);
+        let items = b"\x01\x05hunter2 gsm password".to_vec();
+        let s = seal_items(&v, 3, 2, &items).unwrap();
+        assert!(!s.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(open_items(Some(&v), 3, 2, true, s.clone()).unwrap(), items);
+        assert!(open_items(Some(&v), 3, 1, true, s.clone()).is_err());
+        assert!(open_items(Some(&v), 4, 2, true, s.clone()).is_err());
+        assert!(open_items(None, 3, 2, true, s).is_err());
+        assert_eq!(open_items(None, 3, 2, false, items.clone()).unwrap(), items);
+        let sec = seal_secret(Some(&v), Some("webhook key")).unwrap().unwrap();
+        assert!(is_sealed_secret(&sec) && !sec.contains("webhook"));
+        assert_eq!(
+            open_secret(Some(&v), Some(sec.clone())).unwrap().as_deref(),
+            Some("webhook key")
+        );
+        let other = Vault::from_bytes(&[8; 32]);
+        assert!(open_secret(Some(&other), Some(sec.clone())).is_err());
+        let moved = reseal_secret(&v, &other, &sec).unwrap();
+        assert_eq!(
+            open_secret(Some(&other), Some(moved)).unwrap().as_deref(),
+            Some("webhook key")
+        );
+        assert_eq!(
+            open_secret(Some(&v), Some("clear".into()))
+                .unwrap()
+                .as_deref(),
+            Some("clear")
+        );
+        assert_eq!(seal_secret(None, Some("x")).unwrap().as_deref(), Some("x"));
+    }
+}
