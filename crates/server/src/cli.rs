@@ -87,6 +87,36 @@ pub enum DeviceCommand {
     /// to destroy (docs/SECURITY.md). SQLite: `--data DIR`; PostgreSQL: `--db URL
     /// --master-key FILE`, then give every server the new FILE.
     RotateMasterKey(RotateArgs),
+    /// Give one device a fresh key, for a key that was stolen or lost (docs/SECURITY.md 6): the
+    /// new key is written only to the --out file, for flashing; the device's Hello counter
+    /// starts again. Restart the servers afterwards: each holds a device's key from its first
+    /// Hello, and the old key is refused only once they no longer do.
+    Rekey(RekeyArgs),
+}
+
+/// Arguments of `tek device rekey`.
+#[derive(clap::Args, Debug)]
+pub struct RekeyArgs {
+    /// Data directory of the server.
+    #[arg(long, value_name = "DIR", default_value = "tek-data")]
+    pub data: PathBuf,
+    /// The servers' PostgreSQL database instead of --data (postgres://USER:PASSWORD@HOST/DB).
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "data",
+        requires = "master_key"
+    )]
+    pub db: Option<String>,
+    /// With --db: the servers' master key file (`master_key` of their configuration).
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub master_key: Option<PathBuf>,
+    /// The device.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub id: u32,
+    /// Fleet file to write the new key to (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `tek device rotate-master-key`.
@@ -262,6 +292,7 @@ pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {
 pub fn device_to(cmd: DeviceCommand, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     match cmd {
         DeviceCommand::Add(a) => add(a, out),
+        DeviceCommand::Rekey(a) => rekey(a, out),
         DeviceCommand::List(a) => list(&a.data, a.db.as_deref(), out),
         DeviceCommand::Config(a) => config(a, out),
         DeviceCommand::Command(a) => command(a, out),
@@ -405,6 +436,44 @@ fn add(a: AddArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         "created {} device(s); ids and keys written to {}",
         fleet.device.len(),
         path.display()
+    )?;
+    Ok(())
+}
+
+fn rekey(a: RekeyArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    if a.out.exists() {
+        bail!(
+            "{} exists already; refusing to overwrite a fleet file",
+            a.out.display()
+        );
+    }
+    let db = match (&a.db, &a.master_key) {
+        (Some(url), Some(key)) => {
+            crate::storage::postgres::Postgres::connect_sealed(url, key)?.into_arc()
+        }
+        _ => open_existing(&a.data, a.db.as_deref())?,
+    };
+    let device = match db.device(a.id) {
+        Err(crate::storage::Error::NotFound(_)) => bail!("no device {}", a.id),
+        other => other?,
+    };
+    let key = crate::keys::generate()?;
+    // The file first: a key stored but never written anywhere would lock the device out.
+    Fleet {
+        device: vec![crate::fleet::FleetDevice::new(a.id, &key, &device.name)],
+    }
+    .save_new(&a.out)?;
+    if let Err(e) = db.replace_key(a.id, &key) {
+        // Nothing changed: the file holds a key nobody uses.
+        let _ = std::fs::remove_file(&a.out);
+        return Err(e.into());
+    }
+    writeln!(
+        out,
+        "device {} has a new key, written to {}; flash it, then restart the servers so the old \
+         key is refused",
+        a.id,
+        a.out.display()
     )?;
     Ok(())
 }
@@ -638,6 +707,74 @@ mod tests {
         assert!(crate::storage::DeviceStore::load_device(&db, 2)
             .unwrap()
             .is_none());
+    }
+
+    /// A stolen key is replaced (docs/SECURITY.md 6): the new key is in the --out file and in
+    /// the database, the old one is gone, the counter starts again; bad input changes nothing.
+    #[test]
+    fn rekey_replaces_a_device_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let d = data.to_str().unwrap();
+        let first = dir.path().join("pool-1.toml");
+        run(&[
+            "device",
+            "add",
+            "--data",
+            d,
+            "--id",
+            "1",
+            "--name",
+            "Main pool",
+            "--out",
+            first.to_str().unwrap(),
+        ])
+        .unwrap();
+        let old = Fleet::load(&first).unwrap().device[0].key().unwrap();
+        {
+            let db = Sqlite::open_existing_dir(&data).unwrap();
+            assert!(crate::storage::DeviceStore::accept_hello(&db, 1, 500, 1).unwrap());
+        }
+        let second = dir.path().join("pool-1-new.toml");
+        let s = second.to_str().unwrap();
+        let said = run(&["device", "rekey", "--data", d, "--id", "1", "--out", s]).unwrap();
+        assert!(said.contains("restart the servers"), "{said}");
+        let fleet = Fleet::load(&second).unwrap();
+        let new = fleet.device[0].key().unwrap();
+        assert_ne!(new, old);
+        assert_eq!(
+            (fleet.device[0].id, fleet.device[0].name.as_str()),
+            (1, "Main pool")
+        );
+        assert!(!said.contains(&fleet.device[0].key), "the key was printed");
+        let db = Sqlite::open_existing_dir(&data).unwrap();
+        let stored = crate::storage::DeviceStore::load_device(&db, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.key, stored.hello_counter), (new.clone(), None));
+        // The file is never overwritten, an unknown device is a clear error and writes no file.
+        let e = run(&["device", "rekey", "--data", d, "--id", "1", "--out", s]).unwrap_err();
+        assert!(e.to_string().contains("exists already"), "{e}");
+        let third = dir.path().join("pool-9.toml");
+        let e = run(&[
+            "device",
+            "rekey",
+            "--data",
+            d,
+            "--id",
+            "9",
+            "--out",
+            third.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("no device 9"), "{e}");
+        assert!(!third.exists());
+        let e = run(&["device", "rekey", "--data", d, "--id", "1"]).unwrap_err();
+        assert!(e.to_string().contains("required"), "{e}");
+        let stored = crate::storage::DeviceStore::load_device(&db, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.key, new);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! cookie-authenticated changes). Also the JSON 404 of unknown `/api/` paths.
 
 use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -16,8 +16,16 @@ pub async fn me(ApiUser(p): ApiUser) -> Json<Value> {
     }))
 }
 
+/// What an unknown API path answers to a signed-in caller: a 404 whose text differs from a
+/// handler's "not found" (a thing that does not exist or is not visible), so the caller can tell
+/// a mistyped path from a missing device.
+pub const NO_SUCH_ROUTE: &str = "no such API route";
+
 /// Unknown API path: 401 without valid credentials (as every `/api/` route, so a stranger
-/// cannot tell which routes exist), else 404.
-pub async fn not_found(ApiUser(_): ApiUser) -> JsonError {
-    JsonError(WebError::NotFound)
+/// cannot tell which routes exist), else 404 with [`NO_SUCH_ROUTE`].
+pub async fn not_found(ApiUser(_): ApiUser) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": NO_SUCH_ROUTE })),
+    )
 }

@@ -61,4 +61,7 @@ pub trait DeviceStore {
     fn max_device_id(&self) -> Result<u32>;
     /// Renames a device; `NotFound` if there is none.
     fn rename_device(&self, id: u32, name: &str) -> Result<()>;
+    /// Gives a device a new key (sealed like every key) and forgets its Hello counter, which
+    /// belonged to the old key; `NotFound` if there is none. For a stolen key (SECURITY.md 6).
+    fn replace_key(&self, id: u32, key: &tek_proto::crypto::Key) -> Result<()>;
 }

@@ -57,6 +57,20 @@ pub(crate) fn devices_and_hello_counter_cas(db: &dyn Storage) {
     db.rename_device(2, "Kids' pool").unwrap();
     assert_eq!(db.device(2).unwrap().name, "Kids' pool");
     assert!(matches!(db.rename_device(7, "x"), Err(Error::NotFound(7))));
+    // A new key (a stolen one replaced): the old key is gone, the counter starts again, the
+    // rest of the device stays.
+    db.replace_key(1, &Key([9; 16])).unwrap();
+    let d = db.load_device(1).unwrap().unwrap();
+    assert_eq!((d.key, d.hello_counter), (Key([9; 16]), None));
+    assert!(
+        db.accept_hello(1, 1, 7).unwrap(),
+        "a low counter after the new key"
+    );
+    assert_eq!(db.device(1).unwrap().name, dev(1).name);
+    assert!(matches!(
+        db.replace_key(7, &Key([9; 16])),
+        Err(Error::NotFound(7))
+    ));
 }
 
 /// Idempotent on (device, boot, seq), also when a retransmission is stamped a little apart.

@@ -260,6 +260,23 @@ impl DeviceStore for Postgres {
             Ok(())
         })
     }
+
+    fn replace_key(&self, id: u32, key: &tek_proto::crypto::Key) -> Result<()> {
+        let wrapped = self.vault()?.wrap(id, key).map_err(vault_error)?;
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n = c
+                .execute(
+                    "UPDATE devices SET key = $2, hello_counter = NULL WHERE id = $1",
+                    &[&i64::from(id), &wrapped],
+                )
+                .await?;
+            if n == 0 {
+                return Err(Error::NotFound(id));
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

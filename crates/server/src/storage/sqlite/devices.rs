@@ -195,6 +195,19 @@ impl DeviceStore for Sqlite {
         }
         Ok(())
     }
+
+    fn replace_key(&self, id: u32, key: &tek_proto::crypto::Key) -> Result<()> {
+        let wrapped = self.vault.wrap(id, key).map_err(vault_error)?;
+        let conn = self.writer()?;
+        let n = conn.execute(
+            "UPDATE devices SET key = ?2, hello_counter = NULL WHERE id = ?1",
+            params![id, wrapped],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(id));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
