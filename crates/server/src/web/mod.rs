@@ -36,6 +36,7 @@ pub mod headers;
 pub mod layout;
 pub mod login;
 pub mod ratelimit;
+pub mod rollback;
 pub mod schedules;
 pub mod settings;
 pub mod site;
