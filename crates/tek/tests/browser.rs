@@ -813,7 +813,8 @@ async fn overflow(c: &Client) -> (u64, u64, String) {
 
 /// Issue 19 point 4: every page fits a phone (390 × 844) and a desktop (1400 × 1000) without
 /// horizontal scrolling — also with a 100-character rule name and site name — and a screenshot
-/// of each page at both widths is saved for review.
+/// of each page at both widths is saved for review. On the way, point 9's *Send test* of an
+/// alarm destination (so the alarm admin page is shown with its button and test log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_phones_and_desktops() {
     let ui = Ui::start(3, true).await;
@@ -862,6 +863,7 @@ async fn every_page_fits_phones_and_desktops() {
             .filter(|t| t.contains("Very long rule"))
     })
     .await;
+    send_test_notification(c, base).await;
     let pages = ui_pages(site);
     let dir = screenshot_dir();
     let mut bad = Vec::new();
@@ -913,6 +915,85 @@ async fn every_page_fits_phones_and_desktops() {
         a11y.join("\n")
     );
     ui.stop().await;
+}
+
+/// Issue 19 point 9: a webhook destination added on `/admin/alarms`, then its *Send test*
+/// button: the test notification reaches a receiver on 127.0.0.1 and the page's log shows it
+/// sent (so the screenshots show the button and the log).
+async fn send_test_notification(c: &Client, base: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = l.local_addr().unwrap();
+    let got = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n = got.clone();
+    let receiver = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let mut seen = Vec::new();
+            // Until the end of the headers and a JSON body with the test event.
+            while let Ok(k) = s.read(&mut buf).await {
+                if k == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..k]);
+                if String::from_utf8_lossy(&seen).contains("\"event\":\"test\"") {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    break;
+                }
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    c.goto(&format!("{base}/admin/alarms")).await.unwrap();
+    let form = "form[action='/admin/alarms/destinations']";
+    for (field, value) in [
+        ("name", "Pool house webhook".to_owned()),
+        ("target", format!("http://{hook}/tek")),
+        ("secret", "browser-test-secret-0123".to_owned()),
+    ] {
+        c.find(Locator::Css(&format!("{form} input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(&value)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css(&format!(
+        "{form} select[name=kind] option[value=webhook]"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the destination added", || async {
+        c.find(Locator::Css("button.test-send")).await.ok()
+    })
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the test notification sent",
+        || async {
+            c.goto(&format!("{base}/admin/alarms")).await.ok()?;
+            let log = text(c, "table.notifications tbody").await?;
+            (log.contains("Test notification to Pool house webhook") && log.contains("sent"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(got.load(std::sync::atomic::Ordering::SeqCst), 1);
+    receiver.abort();
 }
 
 /// Every signed-in page of the UI, by screenshot name (an admin sees them all).

@@ -589,19 +589,14 @@ pub async fn admin_page(
     let body = html! {
         h1 { "Alarm destinations" }
         @if let Some(m) = &q.ok { (layout::flash(true, m)) }
-        table { thead { tr { th { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
+        table.destinations { thead { tr { th.wide { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
             tbody { @for d in &dests { tr {
-                td { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td { (d.target) }
+                td.wide { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td.target { (d.target) }
                 td.actions {
                     form.inline method="post" action={ "/admin/alarms/destinations/" (d.id) "/test" } { (csrf) button.test-send type="submit" title={ "Send a test notification to " (d.name) } { "Send test" } }
                     form.inline method="post" data-confirm={ "Delete the destination " (d.name) "?" } action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } }
                 }
             } } } }
-        @if !tests.is_empty() {
-            h2 #tests { "Test notifications" }
-            p.hint { "Sent like alarm notifications (same queue, retries and log). Reload to see the result of one still queued." }
-            (note_rows(&tests, &zones))
-        }
         form.inline method="post" action="/admin/alarms/destinations" {
             (csrf)
             label { "Name" input name="name" required maxlength="100"; }
@@ -609,6 +604,11 @@ pub async fn admin_page(
             label { "Address or https:// URL" input name="target" required; }
             label { "Webhook secret (16+ characters)" input type="password" name="secret" autocomplete="off"; }
             button type="submit" { "Add destination" }
+        }
+        @if !tests.is_empty() {
+            h2 #tests { "Test notifications" }
+            p.hint { "Sent like alarm notifications (same queue, retries and log). Reload to see the result of one still queued." }
+            (note_rows(&tests, &zones))
         }
         h2 { "Destination lists" }
         table { thead { tr { th { "Id" } th { "Name" } th { "Site" } th { "Members" } th {} th {} } }
