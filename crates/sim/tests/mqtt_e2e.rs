@@ -12,8 +12,8 @@
 //!   publishing resumes once the broker is back (this one over MQTT 5, the others 3.1.1);
 //! * an alarm raised by a rule, then acknowledged through the JSON API, is published as
 //!   `raised` then `acknowledged` on the device's alarm topic with the documented payload; a
-//!   rename (`PATCH /api/devices/{id}`) publishes the Home Assistant discovery documents again
-//!   with the new name.
+//!   rename (`PATCH /api/devices/{id}`, then the Configure page's form) publishes the Home
+//!   Assistant discovery documents again with the new name.
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -809,6 +809,78 @@ async fn alarm_acknowledgement_and_rename_are_published() {
         "discovery with the new name",
         Duration::from_secs(20),
         async || (docs("Kids' pool") >= 5).then_some(()),
+    )
+    .await;
+    // The Configure page's rename form (the same function) too.
+    let form = |path: &str, cookie: Option<&str>, body: String| {
+        let (path, cookie) = (path.to_owned(), cookie.map(str::to_owned));
+        async move {
+            use http_body_util::BodyExt;
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let mut req = hyper::Request::builder()
+                .method(Method::POST)
+                .uri(format!("http://{http}{path}"))
+                .header("host", http.to_string())
+                .header("content-type", "application/x-www-form-urlencoded");
+            if let Some(c) = &cookie {
+                req = req.header("cookie", c.as_str());
+            }
+            let r = client
+                .request(req.body(http_body_util::Full::new(body.into())).unwrap())
+                .await
+                .unwrap();
+            let (status, headers) = (r.status(), r.headers().clone());
+            let _ = r.into_body().collect().await;
+            (status, headers)
+        }
+    };
+    let (s, h) = form(
+        "/login",
+        None,
+        "email=alice%40example.com&password=correct+horse+battery".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let cookie = h["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let req = hyper::Request::builder()
+            .uri(format!("http://{http}/devices/1/configure"))
+            .header("host", http.to_string())
+            .header("cookie", cookie.as_str())
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let r = client.request(req).await.unwrap();
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    let csrf = page
+        .split("data-csrf=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+    let (s, h) = form(
+        "/devices/1/rename",
+        Some(&cookie),
+        format!("csrf={csrf}&name=Pool+one"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{h:?}");
+    wait_until(
+        "discovery with the name from the form",
+        Duration::from_secs(20),
+        async || (docs("Pool one") >= 5).then_some(()),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
