@@ -1477,6 +1477,17 @@ async fn charts_pan(c: &Client) {
     chart_shows(c, f0 - 1800, t0 - 1800).await;
 
     // Shift+drag 200 px to the right: earlier by 200 px worth of time.
+    let fetches = || async {
+        c.execute(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/telemetry?')).length;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap()
+    };
+    let before = fetches().await;
     let over = c.find(Locator::Css("#chart-power .u-over")).await.unwrap();
     let width = c
         .execute(
@@ -1532,6 +1543,10 @@ async fn charts_pan(c: &Client) {
     );
     assert_eq!(t1 - f1, 3600, "panning keeps the span");
     chart_shows(c, f1, t1).await;
+    // One redraw (the span and, with Compare on, the period before it): the drag was not also
+    // taken as a zoom selection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fetches().await, before + 2, "fetches for one pan");
     // Not a zoom: the drag selected nothing.
     click("#pan-now").await;
     wait_for(Duration::from_secs(10), "back to now", || async {
