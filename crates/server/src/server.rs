@@ -136,6 +136,12 @@ impl Api {
         self.ingest.alarms.offer(e);
     }
 
+    /// Hands a logged test notification to the alarm task for delivery; `false` if its queue
+    /// is full. Never blocks.
+    pub fn alarm_test(&self, job: crate::alarms::deliver::Job) -> bool {
+        self.ingest.alarms.offer_test(job)
+    }
+
     /// The MQTT publisher (a no-op without `[mqtt] url`).
     pub fn mqtt(&self) -> &crate::mqtt::Publisher {
         &self.ingest.mqtt

@@ -9,7 +9,11 @@
 //!   acknowledges it) and is audited; one with another site's token, a bad token, or the wrong
 //!   site in the topic is refused with a published error and never queued;
 //! * the broker killed under load: ingest goes on, nothing is missing from storage, and
-//!   publishing resumes once the broker is back (this one over MQTT 5, the others 3.1.1).
+//!   publishing resumes once the broker is back (this one over MQTT 5, the others 3.1.1);
+//! * an alarm raised by a rule, then acknowledged through the JSON API, is published as
+//!   `raised` then `acknowledged` on the device's alarm topic with the documented payload; a
+//!   rename (`PATCH /api/devices/{id}`, then the Configure page's form) publishes the Home
+//!   Assistant discovery documents again with the new name.
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
@@ -648,6 +652,245 @@ async fn broker_outage_loses_nothing_and_publishing_resumes() {
     assert!(value("tek_mqtt_connects_total") >= 2, "{metrics}");
     assert!(value("tek_mqtt_connection_errors_total") >= 1, "{metrics}");
     assert_eq!(value("tek_mqtt_connected"), 1, "{metrics}");
+    server.shutdown().await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A JSON API call with a bearer token to the in-process server.
+async fn api_call(
+    addr: std::net::SocketAddr,
+    token: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Value,
+) -> (hyper::StatusCode, Value) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let r = client.request(req).await.unwrap();
+    let status = r.status();
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Issue 22: alarm events on MQTT — an acknowledgement through the API is published on the
+/// device's alarm topic (`api::alarms::acknowledge`) — and a rename republishes discovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarm_acknowledgement_and_rename_are_published() {
+    use hyper::{Method, StatusCode};
+    let dir = temp_dir("ack");
+    let (site_a, _) = prepare(&dir, 2);
+    let broker = Broker::start(&dir);
+    let sub = Client::connect(
+        broker.port,
+        "test-sub-ack",
+        &["tek/+/+/alarm", "homeassistant/#"],
+    )
+    .await;
+    let server = tek_server::Server::start_with(server_config(&dir, broker.port), None, |api| {
+        tek_server::web::router(api, tek_server::web::WebOptions::default())
+    })
+    .await
+    .unwrap();
+    let http = server.http_addr();
+    // Alice (a member of site A) sets a rule every pool breaks: water warmer than 10 °C.
+    let (s, v) = api_call(
+        http,
+        ALICE,
+        Method::POST,
+        "/api/devices/1/alarm-rules",
+        json!({"name": "Water warm", "severity": "critical",
+               "condition": {"kind": "above", "channel": "water_temp_cc", "limit": 1000, "restore": 900}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let rule_id = v["id"].as_i64().unwrap();
+    let fleet = Fleet::start(fleet_options(1, server.udp_addr()))
+        .await
+        .unwrap();
+
+    let topic = format!("tek/{site_a}/1/alarm");
+    let raised = wait_until("the raised event", Duration::from_secs(60), async || {
+        sub.messages("/alarm")
+            .into_iter()
+            .find(|m| m.topic == topic && m.json()["event"] == "raised")
+            .map(|m| m.json())
+    })
+    .await;
+    let alarm_id = raised["alarm"].as_i64().unwrap();
+    assert_eq!(raised["rule"], rule_id, "{raised}");
+
+    let (s, v) = api_call(
+        http,
+        ALICE,
+        Method::POST,
+        &format!("/api/alarms/{alarm_id}/ack"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "acknowledged", "{v}");
+    let acked = wait_until(
+        "the acknowledged event",
+        Duration::from_secs(20),
+        async || {
+            sub.messages("/alarm")
+                .into_iter()
+                .find(|m| m.json()["event"] == "acknowledged")
+        },
+    )
+    .await;
+    assert_eq!(acked.topic, topic);
+    let a = acked.json();
+    let keys: std::collections::BTreeSet<&str> =
+        a.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["alarm", "device", "event", "message", "rule", "severity", "site", "time"]
+            .into_iter()
+            .collect(),
+        "{a}"
+    );
+    assert_eq!(a["device"], 1);
+    assert_eq!(a["site"], site_a);
+    assert_eq!(a["alarm"], alarm_id);
+    assert_eq!(a["rule"], rule_id);
+    assert_eq!(a["severity"], "critical");
+    assert_eq!(a["message"], raised["message"]);
+    assert!(a["message"].as_str().unwrap().contains("°C"), "{a}");
+    assert!(a["time"].as_i64().unwrap() >= raised["time"].as_i64().unwrap());
+    // A second acknowledgement changes nothing and publishes nothing.
+    let (s, _) = api_call(
+        http,
+        ALICE,
+        Method::POST,
+        &format!("/api/alarms/{alarm_id}/ack"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Rename: Home Assistant's device name is in every discovery document.
+    let docs = |name: &str| {
+        sub.messages("/config")
+            .into_iter()
+            .filter(|m| m.topic.starts_with("homeassistant/") && m.topic.contains("/tek_1/"))
+            .filter(|m| m.json()["device"]["name"] == name)
+            .count()
+    };
+    assert!(docs("Pool 1") >= 5, "announced under its first name");
+    let (s, v) = api_call(
+        http,
+        ALICE,
+        Method::PATCH,
+        "/api/devices/1",
+        json!({"name": "Kids' pool"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_until(
+        "discovery with the new name",
+        Duration::from_secs(20),
+        async || (docs("Kids' pool") >= 5).then_some(()),
+    )
+    .await;
+    // The Configure page's rename form (the same function) too.
+    let form = |path: &str, cookie: Option<&str>, body: String| {
+        let (path, cookie) = (path.to_owned(), cookie.map(str::to_owned));
+        async move {
+            use http_body_util::BodyExt;
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let mut req = hyper::Request::builder()
+                .method(Method::POST)
+                .uri(format!("http://{http}{path}"))
+                .header("host", http.to_string())
+                .header("content-type", "application/x-www-form-urlencoded");
+            if let Some(c) = &cookie {
+                req = req.header("cookie", c.as_str());
+            }
+            let r = client
+                .request(req.body(http_body_util::Full::new(body.into())).unwrap())
+                .await
+                .unwrap();
+            let (status, headers) = (r.status(), r.headers().clone());
+            let _ = r.into_body().collect().await;
+            (status, headers)
+        }
+    };
+    let (s, h) = form(
+        "/login",
+        None,
+        "email=alice%40example.com&password=correct+horse+battery".into(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let cookie = h["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let req = hyper::Request::builder()
+            .uri(format!("http://{http}/devices/1/configure"))
+            .header("host", http.to_string())
+            .header("cookie", cookie.as_str())
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let r = client.request(req).await.unwrap();
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    };
+    let csrf = page
+        .split("data-csrf=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+    let (s, h) = form(
+        "/devices/1/rename",
+        Some(&cookie),
+        format!("csrf={csrf}&name=Pool+one"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{h:?}");
+    wait_until(
+        "discovery with the name from the form",
+        Duration::from_secs(20),
+        async || (docs("Pool one") >= 5).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acks = sub
+        .messages("/alarm")
+        .into_iter()
+        .filter(|m| m.json()["event"] == "acknowledged")
+        .count();
+    assert_eq!(acks, 1, "one acknowledgement, one event");
+    fleet.stop().await;
     server.shutdown().await;
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);

@@ -72,6 +72,9 @@ pub enum Event {
         /// Until (None: unshelved).
         until: Option<i64>,
     },
+    /// A test notification an administrator asked for, already in the notification log: onto
+    /// the delivery queue like any other (`api::alarms::test_destination`).
+    Test(Job),
 }
 
 /// Counters of the alarm subsystem, for `/metrics`.
@@ -146,6 +149,15 @@ impl Alarms {
         if !rows.is_empty() && self.rules.load(Ordering::Relaxed) > 0 {
             self.offer(Event::Telemetry(rows.to_vec()));
         }
+    }
+
+    /// Offers a test notification; `false` if the queue is full (the caller logs it failed).
+    pub fn offer_test(&self, job: Job) -> bool {
+        let ok = self.tx.try_send(Event::Test(job)).is_ok();
+        if !ok {
+            self.counters.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
     }
 
     /// Whether any rule is loaded (cheap; lets the socket loop skip keepalive events).
@@ -314,6 +326,11 @@ pub(crate) async fn run(
         }
         let mut actions = Vec::new();
         for e in events {
+            if let Event::Test(job) = e {
+                // Not the engine's business: the same queue, retries and log as the others.
+                delivery.push(job);
+                continue;
+            }
             actions.extend(apply(&storage, &mut engine, e).await);
         }
         rx.rules.store(engine.rule_count(), Ordering::Relaxed);
@@ -468,6 +485,8 @@ async fn apply(storage: &Arc<dyn Storage>, engine: &mut Engine, e: Event) -> Vec
             engine.acknowledge(rule_id);
             Vec::new()
         }
+        // Carried out by `run` before the engine sees anything.
+        Event::Test(_) => Vec::new(),
         Event::Shelved { rule_id, until } => engine.shelve(rule_id, until, t),
     }
 }
@@ -606,6 +625,39 @@ async fn execute(
             Vec::new()
         }
     }
+}
+
+/// The `event` of a test notification in the log and in its webhook body.
+pub const TEST_EVENT: &str = "test";
+
+/// Subject, plain text and JSON body of a test notification to `destination`, asked for by
+/// `by` at `at`. The body has the fields of every webhook body (docs/API.md), with `event`
+/// `test` and no device, rule, alarm or list.
+pub fn render_test(destination: &str, by: &str, at: i64) -> (String, String, String) {
+    let subject: String = format!("[tek] Test notification to {destination}")
+        .chars()
+        .take(200)
+        .collect();
+    let text = format!(
+        "This is a test notification from tek to the destination {destination:?}, sent by {by}.\n\
+         Alarm notifications to this destination arrive the same way.\n\nTime: {} (Unix {at})\n",
+        crate::web::timefmt::datetime(at)
+    );
+    let body = serde_json::json!({
+        "event": TEST_EVENT,
+        "level": 0,
+        "device_id": null,
+        "rule_id": null,
+        "alarm_id": null,
+        "list_id": null,
+        "severity": "info",
+        "text": format!("Test notification to {destination}, sent by {by}"),
+        "at": at,
+        "suppressed": 0,
+        "lines": [],
+    })
+    .to_string();
+    (subject, text, body)
 }
 
 /// Subject, plain text and JSON body of a notification.

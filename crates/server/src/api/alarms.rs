@@ -57,10 +57,13 @@ pub fn state(a: &AlarmRecord) -> &'static str {
     }
 }
 
-/// A logged notification as JSON.
+/// A logged notification as JSON. A test notification (no device, no list: both stored as 0,
+/// which no device or list has) shows `null` for them.
 pub fn note_json(n: &NotificationRecord) -> Value {
     json!({
-        "id": n.id, "alarm_id": n.alarm_id, "device_id": n.device_id, "list_id": n.list_id,
+        "id": n.id, "alarm_id": n.alarm_id,
+        "device_id": (n.device_id != TEST_DEVICE).then_some(n.device_id),
+        "list_id": (n.list_id != 0).then_some(n.list_id),
         "destination_id": n.destination_id, "destination": n.destination, "event": n.event,
         "subject": n.subject, "state": n.state.as_str(), "attempts": n.attempts,
         "error": n.error, "created_at": n.created_at, "done_at": n.done_at,
@@ -579,6 +582,125 @@ pub async fn delete_destination(web: &Web, p: &Principal, id: i64) -> Result<(),
         format!("destination {id}"),
     )
     .await
+}
+
+/// The device id test notifications are logged under: none (device ids start at 1), so they
+/// appear in no device's log, only in the destinations' test logs.
+pub const TEST_DEVICE: u32 = 0;
+
+/// Most test notifications kept in view per destination.
+const TEST_LOG: usize = 1000;
+
+/// Sends a test notification to a destination (administrators): logged in the notification
+/// log as `queued` with event `test`, then through the delivery queue, its retries and the log
+/// like every alarm notification. Returns the logged notification.
+pub async fn test_destination(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+) -> Result<NotificationRecord, WebError> {
+    use crate::alarms::task::{render_test, TEST_EVENT};
+    use crate::storage::{DeliveryState, NewNotification};
+    Web::require_admin(&p.user)?;
+    let dest = web
+        .db_call(move |db| Ok(db.destinations()?.into_iter().find(|d| d.id == id)))
+        .await?
+        .ok_or(WebError::NotFound)?;
+    let at = crate::web::now();
+    let (subject, text, body) = render_test(&dest.name, &p.user.email, at);
+    let new = NewNotification {
+        alarm_id: None,
+        device_id: TEST_DEVICE,
+        list_id: 0,
+        destination_id: dest.id,
+        destination: dest.name.clone(),
+        event: TEST_EVENT.to_owned(),
+        subject: subject.clone(),
+    };
+    let note_id = web.db_call(move |db| db.log_notification(&new, at)).await?;
+    web.audit(
+        p,
+        "alarm.destination.test",
+        None,
+        None,
+        format!("destination {id} {:?}", dest.name),
+    )
+    .await?;
+    let job = crate::alarms::deliver::Job {
+        note_id,
+        destination: dest,
+        subject,
+        text,
+        body,
+    };
+    if !web.api.alarm_test(job) {
+        web.db_call(move |db| {
+            db.notification_done(
+                note_id,
+                DeliveryState::Failed,
+                0,
+                Some("alarm queue full"),
+                at,
+            )
+        })
+        .await?;
+    }
+    web.db_call(move |db| {
+        Ok(db
+            .notifications(Some(&[TEST_DEVICE]), None, TEST_LOG)?
+            .into_iter()
+            .find(|n| n.id == note_id))
+    })
+    .await?
+    .ok_or(WebError::NotFound)
+}
+
+/// The test notifications sent to a destination, newest first (administrators; at most
+/// `limit`). An absent destination answers `NotFound`.
+pub async fn destination_tests(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+    limit: usize,
+) -> Result<Vec<NotificationRecord>, WebError> {
+    Web::require_admin(&p.user)?;
+    web.db_call(move |db| {
+        if !db.destinations()?.iter().any(|d| d.id == id) {
+            return Err(crate::storage::Error::Missing(format!("destination {id}")));
+        }
+        Ok(db
+            .notifications(Some(&[TEST_DEVICE]), None, TEST_LOG)?
+            .into_iter()
+            .filter(|n| n.destination_id == id)
+            .take(limit)
+            .collect())
+    })
+    .await
+    .map_err(not_found)
+}
+
+/// `POST /api/alarm-destinations/{id}/test`: sends a test notification; 202 with the logged
+/// notification (`state` `queued` until delivered or given up).
+pub async fn post_test(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<Value>), JsonError> {
+    let n = test_destination(&web, &p, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(note_json(&n))))
+}
+
+/// `GET /api/alarm-destinations/{id}/test?limit=N`: the destination's test notifications and
+/// their results, newest first.
+pub async fn get_tests(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+    Query(q): Query<AlarmQuery>,
+) -> Result<Json<Value>, JsonError> {
+    let n = q.limit.unwrap_or(100).min(TEST_LOG);
+    let list = destination_tests(&web, &p, id, n).await?;
+    Ok(Json(json!(list.iter().map(note_json).collect::<Vec<_>>())))
 }
 
 fn not_found(e: WebError) -> WebError {

@@ -42,6 +42,10 @@ pub async fn rename(web: &Web, p: &Principal, id: u32, name: &str) -> Result<Str
     let old = web.device_for(&p.user, id).await?.device.name;
     let n = name.clone();
     web.db_call(move |db| db.rename_device(id, &n)).await?;
+    // Home Assistant shows the name: its discovery documents go out again.
+    web.api
+        .mqtt()
+        .offer(crate::mqtt::Event::Renamed { device_id: id });
     web.audit(
         p,
         "device.rename",

@@ -503,6 +503,13 @@ impl Publishing {
                 self.send_json(self.topic(site, device_id, "config"), true, &v)
                     .await;
             }
+            Event::Renamed { device_id } => {
+                let site = self.site(device_id).await;
+                if self.cfg.discovery {
+                    // Reads the new name from the database (the rename is committed).
+                    self.announce(device_id, site).await;
+                }
+            }
             Event::Alarm {
                 device_id,
                 alarm_id,

@@ -3,8 +3,8 @@
 //! a thermostat (`climate`), all available while tek sees the controller online.
 //!
 //! The documents are retained on `{discovery_prefix}/{component}/tek_{device}/{object}/config`
-//! and published again at every connection to the broker and when a device changes site (its
-//! state topics change with it).
+//! and published again at every connection to the broker, when a device changes site (its
+//! state topics change with it) and when it is renamed (the device's name is in them).
 
 use super::payload::topic;
 use serde_json::{json, Value};

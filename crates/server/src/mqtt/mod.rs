@@ -2,8 +2,8 @@
 //! Home Assistant discovery; optionally, commands in (docs/MQTT.md has the topic tree and the
 //! payloads).
 //!
-//! Layers: the producers (the writer after each commit, the API after a configuration is saved or
-//! an alarm acknowledged, the alarm task after it recorded a raise or clear, the availability
+//! Layers: the producers (the writer after each commit, the API after a configuration is saved,
+//! an alarm acknowledged or a device renamed, the alarm task after it recorded a raise or clear, the availability
 //! watcher here) call [`Publisher::offer`], which never blocks: a bounded queue in front of the
 //! connection task, and what does not fit is dropped and counted (`tek_mqtt_dropped_total`). The
 //! connection task ([`client`]) turns events into topics and JSON ([`payload`]), keeps the
@@ -257,6 +257,12 @@ pub enum Event {
         message: String,
         /// When, Unix seconds.
         at: i64,
+    },
+    /// A device was renamed: its Home Assistant discovery documents carry the name, so they
+    /// are published again.
+    Renamed {
+        /// Device.
+        device_id: u32,
     },
 }
 

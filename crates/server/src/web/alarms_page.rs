@@ -1,7 +1,8 @@
 //! Alarm pages: `/alarms` (open and recent alarms of every visible device, with Acknowledge),
 //! `/devices/{id}/alarms` (the device's alarms, rules — add from a pool template or as a
-//! threshold, shelve, delete — and its notification log), and `/admin/alarms` (destinations and
-//! destination lists, administrators only). Every change goes through the same functions as the
+//! threshold, shelve, delete — and its notification log), and `/admin/alarms` (destinations —
+//! with a test notification each and the log of those — and destination lists, administrators
+//! only). Every change goes through the same functions as the
 //! JSON API (`crate::api::alarms`): access check, validation, audit entry, engine update.
 
 use super::auth::{CsrfForm, PageUser, Posted, Principal};
@@ -563,9 +564,17 @@ pub async fn admin_page(
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     Web::require_admin(&p.user)?;
-    let (dests, lists, sites) = web
-        .db_call(|db| Ok((db.destinations()?, db.lists()?, db.list_sites()?)))
+    let (dests, lists, sites, tests) = web
+        .db_call(|db| {
+            Ok((
+                db.destinations()?,
+                db.lists()?,
+                db.list_sites()?,
+                db.notifications(Some(&[al::TEST_DEVICE]), None, 20)?,
+            ))
+        })
         .await?;
+    let zones = web.zones(Vec::new()).await?;
     let site_name = |id: Option<i64>| {
         id.and_then(|id| sites.iter().find(|s| s.id == id))
             .map_or("administrators only".to_owned(), |s| s.name.clone())
@@ -580,10 +589,13 @@ pub async fn admin_page(
     let body = html! {
         h1 { "Alarm destinations" }
         @if let Some(m) = &q.ok { (layout::flash(true, m)) }
-        table { thead { tr { th { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
+        table.destinations { thead { tr { th.wide { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
             tbody { @for d in &dests { tr {
-                td { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td { (d.target) }
-                td { form method="post" data-confirm={ "Delete the destination " (d.name) "?" } action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
+                td.wide { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td.target { (d.target) }
+                td.actions {
+                    form.inline method="post" action={ "/admin/alarms/destinations/" (d.id) "/test" } { (csrf) button.test-send type="submit" title={ "Send a test notification to " (d.name) } { "Send test" } }
+                    form.inline method="post" data-confirm={ "Delete the destination " (d.name) "?" } action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } }
+                }
             } } } }
         form.inline method="post" action="/admin/alarms/destinations" {
             (csrf)
@@ -592,6 +604,11 @@ pub async fn admin_page(
             label { "Address or https:// URL" input name="target" required; }
             label { "Webhook secret (16+ characters)" input type="password" name="secret" autocomplete="off"; }
             button type="submit" { "Add destination" }
+        }
+        @if !tests.is_empty() {
+            h2 #tests { "Test notifications" }
+            p.hint { "Sent like alarm notifications (same queue, retries and log). Reload to see the result of one still queued." }
+            (note_rows(&tests, &zones))
         }
         h2 { "Destination lists" }
         table { thead { tr { th { "Id" } th { "Name" } th { "Site" } th { "Members" } th {} th {} } }
@@ -621,6 +638,21 @@ pub async fn admin_page(
         }
     };
     Ok(layout::page(&p, Nav::Admin, "Alarm destinations", body))
+}
+
+/// `POST /admin/alarms/destinations/{id}/test`: a test notification, then back to the page,
+/// whose "Test notifications" log shows its result.
+pub async fn test_destination(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, .. }: Posted<Plain>,
+) -> Result<Response, HtmlError> {
+    let n = al::test_destination(&web, &user, id).await?;
+    Ok(Redirect::to(&format!(
+        "/admin/alarms?ok=test+notification+{}+queued#tests",
+        n.id
+    ))
+    .into_response())
 }
 
 /// The new-destination form.

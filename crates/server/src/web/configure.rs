@@ -357,6 +357,16 @@ async fn render(
         .then(|| v.status.as_ref().map(|s| s.config_version))
         .flatten()
         .filter(|&n| n > 0 && n != v.config.desired);
+    // ... and why: the network settings the rolled-back version changed (web/rollback.rs).
+    let why = match running {
+        Some(n) => {
+            let tried = cfg.clone();
+            web.db_call(move |db| db.config_version(id, n))
+                .await?
+                .map(|r| super::rollback::network_changes(&r.config, &tried))
+        }
+        None => None,
+    };
     let f = form
         .cloned()
         .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
@@ -382,9 +392,15 @@ async fn render(
         @if let Some(r) = &older {
             p.flash.ok #reset-state role="status" { "The form shows v" (r.version) ", what the controller runs. Save to make it the newest version." }
         } @else if let Some(n) = running {
-            p.flash.error #rolled-back role="alert" {
-                "The controller rolled v" (v.config.desired) " back and runs v" (n) " again. "
-                a #reset-form href={ "/devices/" (id) "/configure?from_version=" (n) } { "Reset the form to v" (n) }
+            div.flash.error #rolled-back role="alert" {
+                p {
+                    "The controller rolled v" (v.config.desired) " back and runs v" (n) " again. "
+                    a #reset-form href={ "/devices/" (id) "/configure?from_version=" (n) } { "Reset the form to v" (n) }
+                }
+                @if let Some(changes) = why.as_ref().filter(|c| !c.is_empty()) {
+                    p #rollback-why { "Why: " (super::rollback::reason(v.config.desired, &cfg)) }
+                    ul { @for c in changes { li { (c) } } }
+                }
             }
         }
         @if let Some(ver) = saved {

@@ -243,8 +243,14 @@ pub async fn page(
             // Interactive charts (app.js with uPlot); the server-drawn ones below are shown
             // until they are drawn, and stay without script.
             div.live-charts {
+                div.pan role="group" aria-label="Move the charts in time" {
+                    button type="button" #pan-earlier title="Half the shown span earlier" { "← Earlier" }
+                    button type="button" #pan-later title="Half the shown span later" { "Later →" }
+                    button type="button" #pan-now title="Back to the chosen range, up to now" { "Now" }
+                    span #chart-range aria-live="polite" {}
+                }
                 label.check { input #compare type="checkbox"; "Compare with the previous period" }
-                p.hint { "Hover for values, drag to zoom, double-click for the whole range. Shaded: lowest to highest in each interval. Strips under the power line: pump (green) and heater (red) on." }
+                p.hint { "Hover for values; drag to zoom; shift+drag, or Earlier and Later, to move in time; double-click for the chosen range again. Shaded: lowest to highest in each interval. Strips under the power line: pump (green) and heater (red) on." }
                 figure.chart { figcaption { "Power" }
                     div.uchart #chart-power data-kind="power" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
                 figure.chart { figcaption { "Temperatures" }

@@ -36,6 +36,7 @@ pub mod headers;
 pub mod layout;
 pub mod login;
 pub mod ratelimit;
+pub mod rollback;
 pub mod schedules;
 pub mod settings;
 pub mod site;
@@ -224,6 +225,10 @@ fn alarm_page_routes() -> Router<Web> {
             "/admin/alarms/destinations/{id}/delete",
             post(ap::delete_destination),
         )
+        .route(
+            "/admin/alarms/destinations/{id}/test",
+            post(ap::test_destination),
+        )
         .route("/admin/alarms/lists", post(ap::add_list))
         .route("/admin/alarms/lists/{id}/members", post(ap::set_members))
         .route("/admin/alarms/lists/{id}/delete", post(ap::delete_list))
@@ -256,6 +261,10 @@ fn alarm_api_routes() -> Router<Web> {
             get(al::list_destinations).post(al::post_destination),
         )
         .route("/alarm-destinations/{id}", delete(al::del_destination))
+        .route(
+            "/alarm-destinations/{id}/test",
+            get(al::get_tests).post(al::post_test),
+        )
         .route("/alarm-lists", get(al::list_lists).post(al::post_list))
         .route("/alarm-lists/{id}", put(al::put_list).delete(al::del_list))
 }

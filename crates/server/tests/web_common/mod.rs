@@ -51,6 +51,11 @@ impl Answer {
 
 /// Starts a server with `opts`.
 pub async fn start_with(opts: WebOptions) -> Web {
+    start_configured(opts, |_| {}).await
+}
+
+/// Starts a server with `opts` and the test configuration as `configure` changes it.
+pub async fn start_configured(opts: WebOptions, configure: impl FnOnce(&mut Config)) -> Web {
     let dir = tempfile::tempdir().unwrap();
     let db = tek_server::storage::sqlite::Sqlite::open_dir(dir.path()).unwrap();
     let devices: Vec<NewDevice> = (1..=4)
@@ -74,7 +79,8 @@ pub async fn start_with(opts: WebOptions) -> Web {
     db.grant_site(alice, site_a).unwrap();
     db.grant_site(bob, site_b).unwrap();
     drop(db);
-    let cfg = Config::for_tests(dir.path());
+    let mut cfg = Config::for_tests(dir.path());
+    configure(&mut cfg);
     let server = Server::start_with(cfg, None, move |api| web::router(api, opts))
         .await
         .unwrap();

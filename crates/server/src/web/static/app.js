@@ -253,8 +253,10 @@
   // GET /api/devices/{id}/telemetry?points=600, which the server reduces to buckets with the
   // mean, lowest and highest value each (peaks survive any range) and the share of records with
   // each relay on. The band around a line is the bucket's min..max; the strips under the power
-  // line are the pump and heater relays. Hover: values in the legend; drag: zoom; double-click:
-  // whole range. "Compare" adds the previous period of the same length, dashed.
+  // line are the pump and heater relays. Hover: values in the legend; drag: zoom (then the
+  // zoomed span is fetched again, so it gets its own 600 buckets); shift+drag or the Earlier /
+  // Later buttons: pan (the new span is fetched); double-click or Now: the range chosen in the
+  // menu, ending now. "Compare" adds the previous period of the same length, dashed.
   function chartData(res, key) {
     // Empty ends at the range's start and end, so the axis spans the whole requested range
     // whatever the data covers (one reading is a point, not a collapsed axis).
@@ -291,7 +293,7 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#555";
   }
 
-  function buildChart(box, cur, prev, span, tz) {
+  function buildChart(box, cur, prev, span, tz, nav) {
     var kind = box.getAttribute("data-kind");
     var keys = kind === "power" ? ["power"] : ["water", "air"];
     var unit = kind === "power" ? "W" : "\u00b0C";
@@ -328,15 +330,52 @@
         { label: unit, size: 60, stroke: colour("--fg"), grid: { stroke: colour("--line") }, ticks: { stroke: colour("--line") } }
       ],
       scales: { x: { time: true } },
-      cursor: { drag: { x: true, y: false } },
-      hooks: kind === "power" ? { draw: [relayHook(cur)] } : {}
+      cursor: {
+        // The zoom is done in the setSelect hook, which also fetches the span again.
+        drag: { x: true, y: false, setScale: false },
+        // Shift+drag pans (below) instead of selecting; double-click goes back to the chosen
+        // range (uPlot's own would only show the whole of what is loaded).
+        bind: {
+          mousedown: function (u, targ, handler) {
+            return function (e) { if (!e.shiftKey) handler(e); return null; };
+          },
+          dblclick: function () {
+            return function () { nav.home(); return null; };
+          }
+        }
+      },
+      hooks: {
+        draw: kind === "power" ? [relayHook(cur)] : [],
+        // A zoom by drag: fetch that span again at full detail.
+        setSelect: [function (u) {
+          if (u.select.width < 2) return;
+          var a = u.posToVal(u.select.left, "x"), b = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          nav.zoom(a, b);
+        }]
+      }
     };
     box.textContent = "";
     var plot = new uPlot(opts, data, box);
     box.tekPlot = plot;
+    plot.over.addEventListener("mousedown", function (e) {
+      if (!e.shiftKey || e.button !== 0) return;
+      e.preventDefault();
+      nav.pan(plot, e.clientX);
+    });
     window.addEventListener("resize", function () {
       plot.setSize({ width: Math.max(280, box.clientWidth), height: 260 });
     });
+  }
+
+  // "2026-12-05 14:30" in the chart's zone (the site's).
+  function stamp(t, tz) {
+    try {
+      return new Date(t * 1e3).toLocaleString("sv-SE", { timeZone: tz || "UTC", year: "numeric",
+        month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+    } catch (e) {
+      return new Date(t * 1e3).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+    }
   }
 
   function charts() {
@@ -345,24 +384,81 @@
     var first = boxes[0];
     var id = first.getAttribute("data-device"), tz = first.getAttribute("data-tz");
     var from = Number(first.getAttribute("data-from")), to = Number(first.getAttribute("data-to"));
+    // The span chosen in the range menu; Now and double-click come back to it.
+    var chosen = to - from;
     var compare = document.getElementById("compare");
+    var label = document.getElementById("chart-range");
+    var later = document.getElementById("pan-later");
+    var shown = document.querySelector(".live-charts");
+    var drawn = 0;
+    function now() { return Math.floor(Date.now() / 1e3) + 1; }
     function load(f, t) {
       return fetch("/api/devices/" + id + "/telemetry?from=" + f + "&to=" + t + "&points=600",
         { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
     }
+    function show() {
+      if (label) label.textContent = stamp(from, tz) + " \u2013 " + stamp(to, tz);
+      if (later) later.disabled = to >= now();
+      if (shown) { shown.setAttribute("data-shown-from", from); shown.setAttribute("data-shown-to", to); }
+    }
     function draw() {
-      var span = to - from, want = [load(from, to)];
+      var span = to - from, want = [load(from, to)], mine = ++drawn;
+      show();
       if (compare && compare.checked) want.push(load(from - span, from));
       Promise.all(want).then(function (res) {
+        // An answer overtaken by a newer request is not drawn.
+        if (mine !== drawn) return;
         document.body.classList.add("has-uplot");
         boxes.forEach(function (box) {
           if (box.tekPlot) box.tekPlot.destroy();
           box.tekPlot = null;
-          buildChart(box, res[0], res[1], span, tz);
+          buildChart(box, res[0], res[1], span, tz, nav);
         });
       }).catch(function () { /* the static charts stay */ });
     }
+    var nav = {
+      // Shows [f, t]: never past now, never shorter than a minute.
+      go: function (f, t) {
+        var n = now();
+        if (t - f < 60) { var mid = (f + t) / 2; f = Math.floor(mid - 30); t = f + 60; }
+        if (t > n) { f -= t - n; t = n; }
+        if (f === from && t === to) return;
+        from = f; to = t;
+        draw();
+      },
+      by: function (fraction) {
+        var d = Math.round((to - from) * fraction);
+        nav.go(from + d, to + d);
+      },
+      home: function () { var n = now(); nav.go(n - chosen, n); },
+      // At once on every chart from what is loaded, then fetched again for that span.
+      zoom: function (a, b) {
+        boxes.forEach(function (x) { if (x.tekPlot) x.tekPlot.setScale("x", { min: a, max: b }); });
+        nav.go(Math.floor(a), Math.ceil(b));
+      },
+      // Shift+drag: every chart follows the pointer; on release, the new span is fetched.
+      pan: function (plot, x0) {
+        var f0 = from, t0 = to, perPx = (t0 - f0) / Math.max(1, plot.over.clientWidth), dt = 0;
+        function move(e) {
+          dt = Math.round((x0 - e.clientX) * perPx);
+          boxes.forEach(function (b) { if (b.tekPlot) b.tekPlot.setScale("x", { min: f0 + dt, max: t0 + dt }); });
+        }
+        function up() {
+          window.removeEventListener("mousemove", move);
+          window.removeEventListener("mouseup", up);
+          if (dt !== 0) nav.go(f0 + dt, t0 + dt);
+        }
+        window.addEventListener("mousemove", move);
+        window.addEventListener("mouseup", up);
+      }
+    };
+    [["pan-earlier", -0.5], ["pan-later", 0.5]].forEach(function (b) {
+      var el = document.getElementById(b[0]);
+      if (el) el.addEventListener("click", function () { nav.by(b[1]); });
+    });
+    var home = document.getElementById("pan-now");
+    if (home) home.addEventListener("click", nav.home);
     if (compare) compare.addEventListener("change", draw);
     draw();
   }
