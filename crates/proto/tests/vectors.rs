@@ -133,6 +133,7 @@ const EXPECTED: &[&str] = &[
     "wide.record.1",
     "wide.record.2",
     "wide.body",
+    "wide.short.header",
 ];
 
 /// A value in a vector block: hex bytes (spaces allowed between digits) or a quoted ASCII string.
@@ -1237,6 +1238,18 @@ fn channel_vectors(
             }
         }
         Err(e) => fail.push(format!("wide.body: does not decode: {e}")),
+    }
+    // The short form of channels 0..=15: first seq 300, one record without values.
+    let first16 = (0..16).fold(ChannelSet(0), |s, c| s.with(c));
+    let mut w = WideWriter::new(&mut buf, 300, first16, 60).ok_or("wide: short header")?;
+    if !w.push(60, &[None; 16]) {
+        return Err("wide: writer refused the short form's record".into());
+    }
+    let n = w.len();
+    out.put("wide.short.header", &buf[..4]);
+    match WideTelemetry::parse(&buf[..n]) {
+        Ok(t) if t.channels() == first16 && t.first_seq() == 300 => {}
+        other => fail.push(format!("wide.short.header: decodes to {other:?}")),
     }
     Ok(())
 }
