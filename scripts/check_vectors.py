@@ -50,7 +50,7 @@ EXPECTED = [
     "chmap.bytes", "split.version", "split.k_cfg", "split.assembled", "split.chunk.0.header",
     "split.chunk.1.header", "wide.first_seq", "wide.channels", "wide.now",
 ] + [f"wide.record.{i}" for i in range(3)] + [
-    "wide.body", "wide.short.header",
+    "wide.body", "wide.short.header", "faults.message",
 ]
 
 
@@ -469,6 +469,9 @@ def compute_channels(v, out, fail):
         records.append((u32(r[:4]), values))
     out["wide.body"] = encode_wide(u32(v["wide.first_seq"]), channels, u32(v["wide.now"]),
                                    records)
+    # 17.8: (channel, errors, last failure code, exception code).
+    out["faults.message"] = bytes([0x09, 3]) + b"".join(
+        struct.pack(">BHBB", *e) for e in [(0, 3, 1, 0), (5, 1, 3, 2), (9, 65535, 5, 0)])
     # Channels 0..=15, first seq 300, one record: the header's short form, then the record.
     out["wide.short.header"] = encode_wide(300, list(range(16)), 60,
                                            [(60, {c: None for c in range(16)})])[:4]
