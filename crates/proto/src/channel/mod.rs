@@ -12,6 +12,8 @@
 //!   assembled layout, a fixed-buffer reassembler, and the Capabilities message by which a device
 //!   states what it can run.
 //! * [`wide`] — telemetry of any subset of up to 128 channels with a per-record "no value".
+//! * [`roles`] — configuration item 16: which channel is the water temperature, which relay the
+//!   pump and the heater.
 //! * [`faults`] — per-channel fault counters and the last fault, sent next to Status.
 //!
 //! The new messages use type codes that version 1 receivers drop as unknown
@@ -26,6 +28,7 @@
 pub mod expr;
 pub mod faults;
 pub mod map;
+pub mod roles;
 pub mod split;
 pub mod wide;
 
