@@ -902,4 +902,75 @@ mod tests {
             "10 Wh in a minute: 600 Wh per hour"
         );
     }
+    /// A controller fed through the pool map behaves exactly as one fed the readings directly:
+    /// same relay actions, same log records, through cold and warm water, a failed probe and a
+    /// failed air sensor.
+    #[test]
+    fn the_pool_map_is_the_pool_controller() {
+        fn ctl() -> crate::Controller<64> {
+            crate::Controller::new(
+                crate::Setup {
+                    device_id: 7,
+                    key: [7; 16],
+                    factory_servers: &[],
+                    firmware: [0, 1, 0],
+                    halt: false,
+                    has_gsm: false,
+                    stored: None,
+                },
+                0,
+            )
+        }
+        fn actions(c: &mut crate::Controller<64>, now: u64) -> Vec<std::string::String> {
+            let mut rng = crate::XorShift::new(1);
+            let mut out = Vec::new();
+            while let Some(a) = c.poll(now, &mut rng) {
+                out.push(std::format!("{a:?}"));
+            }
+            out
+        }
+        let (mut direct, mut mapped) = (ctl(), ctl());
+        let mut ch = Channels::<128, 8>::new(0);
+        let mut bus = FakeBus::default();
+        let water = [2500, 2600, 2690, 2740, 2760, 2700, 2650, 2600];
+        for (k, now) in (0..48u64).map(|k| (k, k * SAMPLE_EVERY_MS)) {
+            let reading = Reading {
+                power_w: 1000 + 7 * k as u32,
+                energy_wh: 50_000 + 3 * k as u32,
+                water_cc: (k % 11 != 5).then_some(water[k as usize % 8]),
+                air_cc: (k % 13 != 7).then_some(1500 - 10 * k as i16),
+            };
+            for (i, v) in [
+                Some(reading.power_w as i32),
+                Some(reading.energy_wh as i32),
+                reading.water_cc.map(i32::from),
+                reading.air_cc.map(i32::from),
+                Some(i32::from(mapped.relays())),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                match v {
+                    Some(v) => bus.board.insert(i as u8, v),
+                    None => bus.board.remove(&(i as u8)),
+                };
+            }
+            assert!(ch.poll(now, &mut bus));
+            assert_eq!(ch.reading(), reading);
+            direct.sensor(now, reading);
+            mapped.sensor(now, ch.reading());
+            assert_eq!(
+                actions(&mut direct, now),
+                actions(&mut mapped, now),
+                "at {now}"
+            );
+            assert_eq!(direct.relays(), mapped.relays());
+        }
+        let (a, b) = (direct.log(), mapped.log());
+        assert!(a.len() > 0);
+        assert_eq!(a.len(), b.len());
+        for seq in 0..a.len() as u32 {
+            assert_eq!(a.get(seq), b.get(seq));
+        }
+    }
 }
