@@ -967,7 +967,7 @@ mod tests {
             assert_eq!(direct.relays(), mapped.relays());
         }
         let (a, b) = (direct.log(), mapped.log());
-        assert!(a.len() > 0);
+        assert!(!a.is_empty());
         assert_eq!(a.len(), b.len());
         for seq in 0..a.len() as u32 {
             assert_eq!(a.get(seq), b.get(seq));

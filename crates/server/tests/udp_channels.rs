@@ -8,9 +8,9 @@ mod common;
 use common::*;
 use tek_proto::channel::faults::{ChannelFaults, Fault, FaultEntry};
 use tek_proto::channel::split::{feature, Capabilities, ConfigChunk};
-use tek_proto::crypto::Key;
 use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::channel::{code, ChannelMessage};
+use tek_proto::crypto::Key;
 use tek_proto::message::Message;
 
 const CAPS: Capabilities = Capabilities {
