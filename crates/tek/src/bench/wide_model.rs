@@ -1,8 +1,8 @@
 //! `tek bench traffic --channels N`: the month's traffic if the controller logged `N` channels
 //! with wide telemetry (PROTOCOL.md 17.5) instead of today's four-channel batches.
 //!
-//! The controller of the run still sends its own telemetry (it has no channel map yet); this
-//! model logs an `N`-channel record every log interval alongside it, and each time the controller
+//! The controller of the run still sends its own telemetry (its session does not send wide
+//! telemetry yet); this model logs an `N`-channel record every log interval alongside it, and each time the controller
 //! sends a telemetry batch, encodes the records logged since the previous batch with
 //! [`tek_proto::channel::wide::WideWriter`] and seals it (session overhead + IP/UDP) in place of
 //! the measured batch. Everything else (Acks, Keepalives, Status, handshakes) is as measured, so
