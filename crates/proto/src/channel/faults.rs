@@ -4,7 +4,8 @@
 //! ```text
 //! count       u8       entries, 0..=128
 //! entries     count ×  channel  u8   0..=127, strictly increasing
-//!                      errors   u16  failed samples of the channel since boot (saturating)
+//!                      errors   u16  failed samples of the channel since boot or since the
+//!                                     map changed (saturating)
 //!                      last     u8   the last failure (Fault codes below)
 //!                      detail   u8   the Modbus exception code for `exception`, else 0
 //! ```
@@ -91,7 +92,7 @@ impl core::fmt::Display for Fault {
 pub struct FaultEntry {
     /// Channel index.
     pub channel: u8,
-    /// Failed samples since boot (saturating at 65535).
+    /// Failed samples since boot or since the map changed (saturating at 65535).
     pub errors: u16,
     /// The last failure.
     pub last: Fault,
