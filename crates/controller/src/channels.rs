@@ -973,4 +973,49 @@ mod tests {
             assert_eq!(a.get(seq), b.get(seq));
         }
     }
+    /// A failed source is logged as "no value" in wide telemetry: a gap, never 0 or the
+    /// previous value.
+    #[test]
+    fn failed_sources_are_gaps_in_wide_telemetry() {
+        use crate::wide_log::WideLog;
+        use tek_proto::channel::ChannelMessage;
+        let mut c = Channels::<512, 16>::new(0);
+        c.set_map(&plant_room(), &[], 0).unwrap();
+        let mut bus = bus_with(1000.0, 2650);
+        let mut log = WideLog::<8, 16>::new();
+        let mut rec = [None; 16];
+        for minute in 0..3u32 {
+            // Slave 2 (the water probe) times out in the second minute.
+            if minute == 1 {
+                bus.behaviour.insert(2, Behaviour::Silent);
+            } else {
+                bus.behaviour.clear();
+            }
+            let at = u64::from(minute) * 60_000;
+            c.sample_every_ms = 60_000;
+            let from = at.max(c.poll_at());
+            let done = sample(&mut c, &mut bus, from, 5);
+            c.record(&mut rec);
+            log.push((done / 1000) as u32, &rec);
+            c.close_interval();
+        }
+        let mut buf = [0u8; 256];
+        let (first, last, n) = log.batch(c.count(), 200, &mut buf).unwrap();
+        assert_eq!((first, last), (0, 2));
+        let Ok(Some(ChannelMessage::WideTelemetry(t))) = ChannelMessage::parse(&buf[..n]) else {
+            panic!("not wide telemetry");
+        };
+        let r: Vec<_> = t.records().collect();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            (r[0].get(1), r[1].get(1), r[2].get(1)),
+            (Some(2650), None, Some(2650))
+        );
+        assert_eq!(
+            r[1].get(3),
+            None,
+            "the expression reading it has no value either"
+        );
+        assert_eq!(r[1].get(0), Some(10_000));
+    }
 }
