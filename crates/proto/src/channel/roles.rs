@@ -150,6 +150,19 @@ impl Roles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_what_parses_re_emits(
+            items in proptest::collection::vec(any::<u8>(), 0..64),
+            channels in 0usize..130,
+        ) {
+            if let Ok(r) = Roles::from_items(&items, channels) {
+                prop_assert_eq!(Roles::parse(&r.emit()[2..], channels), Ok(r));
+            }
+        }
+    }
 
     #[test]
     fn item_round_trip_and_checks() {
