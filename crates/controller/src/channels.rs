@@ -322,6 +322,9 @@ impl<const MAP: usize, const CH: usize> Channels<MAP, CH> {
     /// have its values). Never blocks.
     pub fn poll(&mut self, now: u64, bus: &mut dyn ChannelBus) -> bool {
         let Ok(map) = ChannelMap::new_checked(&self.map) else {
+            // No map (a buffer too small for even the pool's): nothing to sample, but the
+            // schedule moves on, so `poll_at` never asks for a busy loop.
+            self.next_sample_at = now.saturating_add(self.sample_every_ms.max(1));
             return false;
         };
         let (mut next, mut txn) = match self.phase {
@@ -863,6 +866,8 @@ mod tests {
         );
         let mut small = Channels::<64, 16>::new(0);
         assert_eq!(small.count(), 0, "the pool map needs 78 bytes");
+        assert!(!small.poll(0, &mut FakeBus::default()));
+        assert_eq!(small.poll_at(), SAMPLE_EVERY_MS, "no busy loop without a map");
         assert_eq!(
             small.set_map(&plant_room(), &[], 0),
             Err(SetError::TooLarge(plant_room().len()))
