@@ -867,7 +867,11 @@ mod tests {
         let mut small = Channels::<64, 16>::new(0);
         assert_eq!(small.count(), 0, "the pool map needs 78 bytes");
         assert!(!small.poll(0, &mut FakeBus::default()));
-        assert_eq!(small.poll_at(), SAMPLE_EVERY_MS, "no busy loop without a map");
+        assert_eq!(
+            small.poll_at(),
+            SAMPLE_EVERY_MS,
+            "no busy loop without a map"
+        );
         assert_eq!(
             small.set_map(&plant_room(), &[], 0),
             Err(SetError::TooLarge(plant_room().len()))
