@@ -50,7 +50,7 @@ EXPECTED = [
     "chmap.bytes", "split.version", "split.k_cfg", "split.assembled", "split.chunk.0.header",
     "split.chunk.1.header", "wide.first_seq", "wide.channels", "wide.now",
 ] + [f"wide.record.{i}" for i in range(3)] + [
-    "wide.body",
+    "wide.body", "wide.short.header", "faults.message",
 ]
 
 
@@ -399,9 +399,13 @@ def section17_map(extra):
 def encode_wide(first_seq, channels, now, records):
     """channels: sorted channel numbers; records: [(time, {channel: value or None})] (17.5)."""
     mask = sum(1 << c for c in channels)
-    mask_len = (mask.bit_length() + 7) // 8
-    out = bytearray(struct.pack(">IBB", first_seq, len(records), mask_len))
-    out += mask.to_bytes(mask_len, "little")
+    out = bytearray(varint(first_seq) + bytes([len(records)]))
+    if channels == list(range(len(channels))):
+        out.append(0x80 + len(channels) - 1)  # the short form of channels 0..=k
+    else:
+        mask_len = (mask.bit_length() + 7) // 8
+        out.append(mask_len)
+        out += mask.to_bytes(mask_len, "little")
     last, prev_time = {}, None
     for time, values in records:
         step = now - time if prev_time is None else time - prev_time
@@ -465,6 +469,12 @@ def compute_channels(v, out, fail):
         records.append((u32(r[:4]), values))
     out["wide.body"] = encode_wide(u32(v["wide.first_seq"]), channels, u32(v["wide.now"]),
                                    records)
+    # 17.8: (channel, errors, last failure code, exception code).
+    out["faults.message"] = bytes([0x09, 3]) + b"".join(
+        struct.pack(">BHBB", *e) for e in [(0, 3, 1, 0), (5, 1, 3, 2), (9, 65535, 5, 0)])
+    # Channels 0..=15, first seq 300, one record: the header's short form, then the record.
+    out["wide.short.header"] = encode_wide(300, list(range(16)), 60,
+                                           [(60, {c: None for c in range(16)})])[:4]
 
 
 # --- the check --------------------------------------------------------------------------------

@@ -287,6 +287,15 @@ impl<const LOG: usize> Controller<LOG> {
         self.transport.probe_every_ms = ms;
     }
 
+    /// What the device states it can run (PROTOCOL.md 17.1), sent as Capabilities at the start
+    /// of every session before its first Status; `None` (the default after power-up): nothing
+    /// is stated and the device is a version 1 device to every server, which then only ever
+    /// sends it Config 0x82. The host states only what it carries out: bit 0 (split
+    /// configurations) only once it takes ConfigChunks.
+    pub fn set_capabilities(&mut self, caps: Option<tek_proto::channel::split::Capabilities>) {
+        self.outbox.capabilities = caps;
+    }
+
     /// The modem's radio state and signal quality (0..=31, 99 unknown), for status and LEDs.
     pub fn modem_state(&mut self, _now: u64, radio: Radio, signal: u8) {
         self.transport.radio = radio;
@@ -714,6 +723,7 @@ impl<const LOG: usize> Controller<LOG> {
         self.link.established(now, a, s, c, &mut self.stats);
         self.sync_time(now, time);
         self.outbox.status_due = true;
+        self.outbox.capabilities_due = self.outbox.capabilities.is_some();
         if self.cfg.session_accepted() {
             self.effects.persist();
         }
@@ -778,3 +788,6 @@ mod tests;
 
 #[cfg(test)]
 mod schedule_tests;
+
+#[cfg(test)]
+mod capabilities_tests;

@@ -26,6 +26,10 @@
 //! * [`schedule`] — the weekly schedule with holidays: pump and occupied/unoccupied setpoint.
 //! * [`local_time`] — UTC to local time by the configuration's POSIX TZ rule.
 //! * [`interlock`] — freeze protection and heater-only-with-pump, which nothing overrides.
+//! * [`channels`] — the channel map run every sample through the [`channels::ChannelBus`]
+//!   trait: board inputs, Modbus RTU reads one transaction at a time ([`modbus`]), computed
+//!   channels; faults as "no value" with per-channel counters; the roles that feed the
+//!   thermostat. [`wide_log`] keeps its records for wide telemetry.
 //!
 //! The parts of the controller, each owning its state with a small poll of its own (time in,
 //! effects out):
@@ -46,6 +50,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod channels;
 mod config;
 mod connect;
 pub mod controller;
@@ -54,6 +59,7 @@ pub mod interlock;
 pub mod local_time;
 pub mod log;
 mod logging;
+pub mod modbus;
 pub mod persist;
 mod plant;
 pub mod schedule;
@@ -61,6 +67,7 @@ mod session;
 mod status;
 pub mod thermostat;
 mod transport;
+pub mod wide_log;
 
 #[cfg(test)]
 mod conformance_tests;

@@ -23,6 +23,8 @@ use crate::controller::Stats;
 use crate::log::{Log, LogRecord};
 use crate::{Endpoint, Iface};
 use heapless::Deque;
+use tek_proto::channel::split::Capabilities;
+use tek_proto::channel::ChannelMessage;
 use tek_proto::message::config::Config;
 use tek_proto::message::status::Status;
 use tek_proto::message::{CommandResult, ConfigResult, Message, TelemetryWriter};
@@ -167,6 +169,11 @@ pub struct Outbox {
     pub status_due: bool,
     /// When status is sent again anyway.
     pub next_status_at: u64,
+    /// What the device states it can run (PROTOCOL.md 17.1); `None`: it states nothing, as a
+    /// version 1 device.
+    pub capabilities: Option<Capabilities>,
+    /// A session began: state the capabilities before its first Status.
+    pub capabilities_due: bool,
 }
 
 impl Outbox {
@@ -178,6 +185,9 @@ impl Outbox {
         last_command: Some((0, CommandResult::Done)),
         status_due: false,
         next_status_at: 0,
+        // `Capabilities` has no niche, so `None` is the all-zero tag.
+        capabilities: None,
+        capabilities_due: false,
     };
 
     /// Power-up: nothing to say but status.
@@ -189,6 +199,8 @@ impl Outbox {
             last_command,
             status_due,
             next_status_at,
+            capabilities,
+            capabilities_due,
         } = self;
         *config_ack = None;
         *rollback_report = None;
@@ -196,11 +208,14 @@ impl Outbox {
         *last_command = None;
         *status_due = true;
         *next_status_at = now;
+        *capabilities = None;
+        *capabilities_due = false;
     }
 
     /// Whether an acknowledgement or status is waiting.
     pub fn pending(&self) -> bool {
         self.config_ack.is_some()
+            || self.capabilities_due
             || self.rollback_report.is_some()
             || !self.command_acks.is_empty()
             || self.status_due
@@ -284,11 +299,27 @@ impl Up {
         stats: &mut Stats,
         tx: &mut [u8],
     ) -> Option<(Iface, u16, Endpoint, usize)> {
-        let n = match outbox.next(now, status) {
-            Some(msg) => seal(&mut self.session, &msg, tx),
-            None => self
-                .batch(now, cx, stats, tx)
-                .or_else(|| self.keepalive(now, cx, tx)),
+        let n = match outbox
+            .capabilities_due
+            .then_some(outbox.capabilities)
+            .flatten()
+        {
+            // Right after the handshake, before the first Status (PROTOCOL.md 17.1).
+            Some(caps) => {
+                outbox.capabilities_due = false;
+                let body = tx.get_mut(HEADER_LEN..)?;
+                let len = ChannelMessage::Capabilities(caps).emit(body).ok()?;
+                self.session.seal_in_place(tx, len).ok()
+            }
+            None => {
+                outbox.capabilities_due = false;
+                match outbox.next(now, status) {
+                    Some(msg) => seal(&mut self.session, &msg, tx),
+                    None => self
+                        .batch(now, cx, stats, tx)
+                        .or_else(|| self.keepalive(now, cx, tx)),
+                }
+            }
         }?;
         self.last_tx = now;
         Some((self.iface, self.port, self.to, n))

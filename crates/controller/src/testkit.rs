@@ -44,6 +44,10 @@ pub struct Server {
     pub statuses: Vec<Status>,
     pub keepalives: Vec<bool>,
     pub batches: u32,
+    /// The type code of every message of a session, in arrival order.
+    pub kinds: Vec<u8>,
+    /// Messages of types version 1 does not know (the channel extension), whole.
+    pub extension: Vec<Vec<u8>>,
     boot: u32,
     pub time: u32,
 }
@@ -66,6 +70,8 @@ impl Server {
             statuses: Vec::new(),
             keepalives: Vec::new(),
             batches: 0,
+            kinds: Vec::new(),
+            extension: Vec::new(),
             boot: 0,
             time: 1_750_000_000,
         }
@@ -108,9 +114,16 @@ impl Server {
             return out;
         };
         let mut copy = dg.to_vec();
-        let Ok(msg) = s.open_message(&mut copy) else {
+        let Ok(bytes) = s.open(&mut copy) else {
             return out;
         };
+        self.kinds.push(bytes.first().copied().unwrap_or(0));
+        let Ok(msg) = Message::parse(bytes) else {
+            return out;
+        };
+        if let Message::Unknown(_) = msg {
+            self.extension.push(bytes.to_vec());
+        }
         self.device_ep = Some(from);
         let reply = match msg {
             Message::Telemetry(t) => {

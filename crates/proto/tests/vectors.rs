@@ -133,6 +133,8 @@ const EXPECTED: &[&str] = &[
     "wide.record.1",
     "wide.record.2",
     "wide.body",
+    "wide.short.header",
+    "faults.message",
 ];
 
 /// A value in a vector block: hex bytes (spaces allowed between digits) or a quoted ASCII string.
@@ -1237,6 +1239,44 @@ fn channel_vectors(
             }
         }
         Err(e) => fail.push(format!("wide.body: does not decode: {e}")),
+    }
+    // Channel faults (17.8).
+    {
+        use tek_proto::channel::faults::{ChannelFaults, Fault, FaultEntry};
+        let e = |channel, errors, last| FaultEntry {
+            channel,
+            errors,
+            last,
+        };
+        let entries = [
+            e(0, 3, Fault::Timeout),
+            e(5, 1, Fault::Exception(2)),
+            e(9, 65535, Fault::NoValue),
+        ];
+        let mut body = [0u8; 16];
+        let n = ChannelFaults::emit(&entries, &mut body).ok_or("faults: emit refused")?;
+        let msg = ChannelMessage::ChannelFaults(
+            ChannelFaults::parse(&body[..n]).map_err(|e| format!("faults: {e}"))?,
+        );
+        let mut m = [0u8; 17];
+        let n = msg.emit(&mut m).map_err(|e| format!("faults: {e}"))?;
+        out.put("faults.message", &m[..n]);
+        match ChannelMessage::parse(&given(v, "faults.message", fail)) {
+            Ok(Some(ChannelMessage::ChannelFaults(f))) if f.entries().eq(entries) => {}
+            other => fail.push(format!("faults.message: decodes to {other:?}")),
+        }
+    }
+    // The short form of channels 0..=15: first seq 300, one record without values.
+    let first16 = (0..16).fold(ChannelSet(0), |s, c| s.with(c));
+    let mut w = WideWriter::new(&mut buf, 300, first16, 60).ok_or("wide: short header")?;
+    if !w.push(60, &[None; 16]) {
+        return Err("wide: writer refused the short form's record".into());
+    }
+    let n = w.len();
+    out.put("wide.short.header", &buf[..4]);
+    match WideTelemetry::parse(&buf[..n]) {
+        Ok(t) if t.channels() == first16 && t.first_seq() == 300 => {}
+        other => fail.push(format!("wide.short.header: decodes to {other:?}")),
     }
     Ok(())
 }

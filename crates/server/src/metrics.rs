@@ -94,6 +94,13 @@ pub struct Metrics {
     write_batches: AtomicU64,
     storage_errors: AtomicU64,
     http_refused: AtomicU64,
+    /// The channel extension (PROTOCOL.md 17, `udp/channels.rs`).
+    channel_capabilities: AtomicU64,
+    wide_batches: AtomicU64,
+    wide_records: AtomicU64,
+    fault_reports: AtomicU64,
+    fault_entries: AtomicU64,
+    chunk_acks: AtomicU64,
 }
 
 /// Gauges computed at render time.
@@ -185,6 +192,28 @@ impl Metrics {
         inc(&self.http_refused);
     }
 
+    /// A device stated its Capabilities.
+    pub fn channel_capabilities(&self) {
+        inc(&self.channel_capabilities);
+    }
+
+    /// A WideTelemetry batch of `records` records arrived (counted, not stored).
+    pub fn wide_telemetry(&self, records: u64) {
+        inc(&self.wide_batches);
+        self.wide_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// A ChannelFaults report of `entries` channels arrived.
+    pub fn channel_faults(&self, entries: u64) {
+        inc(&self.fault_reports);
+        self.fault_entries.fetch_add(entries, Ordering::Relaxed);
+    }
+
+    /// A ChunkAck arrived.
+    pub fn chunk_ack(&self) {
+        inc(&self.chunk_acks);
+    }
+
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, g: Gauges) -> String {
         let mut out = String::with_capacity(4096);
@@ -254,6 +283,36 @@ impl Metrics {
             "tek_storage_errors_total",
             "Failed storage operations.",
             load(&self.storage_errors),
+        );
+        counter(
+            "tek_channel_capabilities_total",
+            "Capabilities messages received (PROTOCOL.md 17.1).",
+            load(&self.channel_capabilities),
+        );
+        counter(
+            "tek_wide_telemetry_batches_total",
+            "WideTelemetry batches received; counted, not stored or acknowledged (PROTOCOL.md 17.5).",
+            load(&self.wide_batches),
+        );
+        counter(
+            "tek_wide_telemetry_records_total",
+            "Records in the WideTelemetry batches received.",
+            load(&self.wide_records),
+        );
+        counter(
+            "tek_channel_fault_reports_total",
+            "ChannelFaults messages received (PROTOCOL.md 17.8).",
+            load(&self.fault_reports),
+        );
+        counter(
+            "tek_channel_fault_entries_total",
+            "Channel entries in the ChannelFaults messages received.",
+            load(&self.fault_entries),
+        );
+        counter(
+            "tek_chunk_acks_total",
+            "ChunkAck messages received (PROTOCOL.md 17.4).",
+            load(&self.chunk_acks),
         );
         counter(
             "tek_db_reconnects_total",

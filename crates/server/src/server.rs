@@ -231,6 +231,22 @@ impl Api {
         blocking(move || s.commands(device_id, limit)).await
     }
 
+    /// What the device stated it can run in its live session (PROTOCOL.md 17.1), if it did.
+    pub fn capabilities(&self, device_id: u32) -> Option<tek_proto::channel::split::Capabilities> {
+        self.ingest
+            .links
+            .with(device_id, |l| l?.live.as_ref()?.capabilities)
+    }
+
+    /// Whether the device's live session may be sent `assembled` as a split configuration
+    /// (ConfigChunk): only if it stated Capabilities that cover it (`udp::channels`).
+    pub fn may_send_split(&self, device_id: u32, assembled: &[u8]) -> bool {
+        self.ingest.links.with(device_id, |l| {
+            l.and_then(|l| l.live.as_ref())
+                .is_some_and(|live| live.may_send_split(assembled))
+        })
+    }
+
     /// A device's state: registry entry, live session facts, latest status.
     pub async fn device_state(&self, device_id: u32) -> Result<DeviceState, ApiError> {
         let s = self.storage();

@@ -12,6 +12,9 @@
 //!   assembled layout, a fixed-buffer reassembler, and the Capabilities message by which a device
 //!   states what it can run.
 //! * [`wide`] — telemetry of any subset of up to 128 channels with a per-record "no value".
+//! * [`roles`] — configuration item 16: which channel is the water temperature, which relay the
+//!   pump and the heater.
+//! * [`faults`] — per-channel fault counters and the last fault, sent next to Status.
 //!
 //! The new messages use type codes that version 1 receivers drop as unknown
 //! ([`crate::message::Message::Unknown`]); [`ChannelMessage::parse`] decodes them.
@@ -23,7 +26,9 @@
 //! * No heap: every buffer is the caller's or a fixed-size array.
 
 pub mod expr;
+pub mod faults;
 pub mod map;
+pub mod roles;
 pub mod split;
 pub mod wide;
 
@@ -37,6 +42,8 @@ pub mod code {
     pub const WIDE_TELEMETRY: u8 = 0x07;
     /// Chunk acknowledgement (device -> server).
     pub const CHUNK_ACK: u8 = 0x08;
+    /// Channel faults (device -> server).
+    pub const CHANNEL_FAULTS: u8 = 0x09;
     /// Configuration chunk (server -> device).
     pub const CONFIG_CHUNK: u8 = 0x85;
 }
@@ -52,6 +59,8 @@ pub enum ChannelMessage<'a> {
     ChunkAck(split::ChunkAck),
     /// A chunk of a configuration.
     ConfigChunk(split::ConfigChunk<'a>),
+    /// Per-channel fault counters.
+    ChannelFaults(faults::ChannelFaults<'a>),
 }
 
 impl<'a> ChannelMessage<'a> {
@@ -65,6 +74,9 @@ impl<'a> ChannelMessage<'a> {
             }
             code::CHUNK_ACK => ChannelMessage::ChunkAck(split::ChunkAck::parse(body)?),
             code::CONFIG_CHUNK => ChannelMessage::ConfigChunk(split::ConfigChunk::parse(body)?),
+            code::CHANNEL_FAULTS => {
+                ChannelMessage::ChannelFaults(faults::ChannelFaults::parse(body)?)
+            }
             _ => return Ok(None),
         }))
     }
@@ -76,6 +88,7 @@ impl<'a> ChannelMessage<'a> {
             ChannelMessage::WideTelemetry(t) => t.as_bytes().len(),
             ChannelMessage::ChunkAck(_) => split::ChunkAck::LEN,
             ChannelMessage::ConfigChunk(c) => c.buffer_len(),
+            ChannelMessage::ChannelFaults(f) => f.as_bytes().len(),
         }
     }
 
@@ -101,6 +114,10 @@ impl<'a> ChannelMessage<'a> {
                 c.emit(body);
                 code::CONFIG_CHUNK
             }
+            ChannelMessage::ChannelFaults(f) => {
+                body.copy_from_slice(f.as_bytes());
+                code::CHANNEL_FAULTS
+            }
         };
         Ok(len)
     }
@@ -121,7 +138,12 @@ mod tests {
             ChannelMessage::parse(&caps),
             Ok(Some(ChannelMessage::Capabilities(_)))
         ));
-        for c in [code::WIDE_TELEMETRY, code::CHUNK_ACK, code::CONFIG_CHUNK] {
+        for c in [
+            code::WIDE_TELEMETRY,
+            code::CHUNK_ACK,
+            code::CONFIG_CHUNK,
+            code::CHANNEL_FAULTS,
+        ] {
             assert_eq!(Message::parse(&[c]), Ok(Message::Unknown(c)));
         }
         assert_eq!(ChannelMessage::parse(&[0x01, 0]), Ok(None));

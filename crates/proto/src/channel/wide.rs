@@ -2,11 +2,13 @@
 //! of up to 128 channels, with an explicit "no value" per channel and record.
 //!
 //! ```text
-//! first seq   u32      sequence number of the first record; records are consecutive
+//! first seq   varint   sequence number of the first record; records are consecutive
 //! count       u8       records, 1..=255
-//! mask len    u8       1..=16
-//! mask        [mask len]  bit j of byte i (least significant first) = channel 8i+j present;
-//!                      the last byte is not 0
+//! channels    u8       0x80 + k (k 0..=127): the channels 0..=k, no mask follows;
+//!                      1..=16: the length of the mask that follows; other values: range
+//! mask        [len]    only after 1..=16: bit j of byte i (least significant first) = channel
+//!                      8i+j present; the last byte is not 0, and the set is not 0..=k
+//!                      (that set has the short form)
 //! records     count ×  head   varint  time << 1 | gaps  (time: record 0 its age in seconds,
 //!                                      record k>0 seconds after record k-1)
 //!                      gaps bitmap   only if gaps = 1: ceil(n/8) bytes, bit k (LSB first) of
@@ -67,7 +69,25 @@ impl ChannelSet {
     }
 }
 
-const HEADER_LEN: usize = 6;
+/// The `channels` byte of the short form: `PREFIX + k` is the channels 0..=k.
+const PREFIX: u8 = 0x80;
+
+impl ChannelSet {
+    /// `Some(k)` if the set is exactly the channels 0..=k (it then has the short form).
+    fn prefix(self) -> Option<u8> {
+        let n = self.len();
+        (n > 0 && (n == MAX_CHANNELS || self.0 == (1u128 << n) - 1)).then(|| (n - 1) as u8)
+    }
+
+    /// Bytes the set takes in a batch header: the `channels` byte and the mask, if any.
+    pub fn header_len(self) -> usize {
+        if self.prefix().is_some() {
+            1
+        } else {
+            1 + self.mask_len()
+        }
+    }
+}
 
 fn gaps_len(n: usize) -> usize {
     n.div_ceil(8)
@@ -97,32 +117,57 @@ impl WideRecord {
 pub struct WideTelemetry<'a> {
     bytes: &'a [u8],
     channels: ChannelSet,
+    first_seq: u32,
+    count: u8,
+    /// Offset of the first record (after the header: at most 5 + 2 + 16 bytes).
+    records_at: u8,
 }
 
 impl<'a> WideTelemetry<'a> {
     /// Validates a whole batch, so that iterating it cannot fail.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, MessageError> {
-        let head = bytes.get(..HEADER_LEN).ok_or(MessageError::Truncated)?;
-        let count = head[4];
-        let mask_len = usize::from(head[5]);
-        if count == 0 || !(1..=16).contains(&mask_len) {
-            return Err(MessageError::Range);
-        }
-        let first_seq = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        if first_seq.checked_add(u32::from(count) - 1).is_none() {
-            return Err(MessageError::Range);
-        }
-        let mask = bytes
-            .get(HEADER_LEN..HEADER_LEN + mask_len)
+        let mut at = 0;
+        let first_seq = varint::read(bytes, &mut at)?;
+        let (&count, rest) = bytes
+            .get(at..)
+            .and_then(<[u8]>::split_first)
             .ok_or(MessageError::Truncated)?;
-        if mask[mask_len - 1] == 0 {
+        let &form = rest.first().ok_or(MessageError::Truncated)?;
+        at += 2;
+        if count == 0 || first_seq.checked_add(u32::from(count) - 1).is_none() {
             return Err(MessageError::Range);
         }
-        let mut m = [0u8; 16];
-        m[..mask_len].copy_from_slice(mask);
+        let channels = if form >= PREFIX {
+            let k = u32::from(form - PREFIX) + 1;
+            ChannelSet(if k == 128 {
+                u128::MAX
+            } else {
+                (1u128 << k) - 1
+            })
+        } else {
+            let mask_len = usize::from(form);
+            if !(1..=16).contains(&mask_len) {
+                return Err(MessageError::Range);
+            }
+            let mask = bytes
+                .get(at..at + mask_len)
+                .ok_or(MessageError::Truncated)?;
+            at += mask_len;
+            let mut m = [0u8; 16];
+            m[..mask_len].copy_from_slice(mask);
+            let set = ChannelSet(u128::from_le_bytes(m));
+            // One encoding per set: no trailing zero byte, no long form of a prefix.
+            if mask[mask_len - 1] == 0 || set.prefix().is_some() {
+                return Err(MessageError::Range);
+            }
+            set
+        };
         let t = WideTelemetry {
             bytes,
-            channels: ChannelSet(u128::from_le_bytes(m)),
+            channels,
+            first_seq,
+            count,
+            records_at: at as u8,
         };
         let mut r = t.raw_records();
         for _ in 0..count {
@@ -136,18 +181,18 @@ impl<'a> WideTelemetry<'a> {
 
     /// Sequence number of the first record.
     pub fn first_seq(&self) -> u32 {
-        u32::from_be_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]])
+        self.first_seq
     }
 
     /// Number of records.
     pub fn count(&self) -> u8 {
-        self.bytes[4]
+        self.count
     }
 
     /// Sequence number of the last record.
     pub fn last_seq(&self) -> u32 {
-        self.first_seq()
-            .wrapping_add(u32::from(self.count()).saturating_sub(1))
+        self.first_seq
+            .wrapping_add(u32::from(self.count).saturating_sub(1))
     }
 
     /// The channels of the batch.
@@ -163,7 +208,7 @@ impl<'a> WideTelemetry<'a> {
     fn raw_records(&self) -> WideRecords<'a> {
         WideRecords {
             bytes: self.bytes,
-            at: HEADER_LEN + usize::from(self.bytes[5]),
+            at: usize::from(self.records_at),
             index: 0,
             count: self.count(),
             channels: self.channels,
@@ -269,6 +314,8 @@ impl Iterator for WideRecords<'_> {
 pub struct WideWriter<'b> {
     buf: &'b mut [u8],
     at: usize,
+    /// Offset of the count byte (after the first sequence number's varint).
+    count_at: usize,
     channels: ChannelSet,
     count: u8,
     now_s: u32,
@@ -286,18 +333,29 @@ impl<'b> WideWriter<'b> {
         channels: ChannelSet,
         now_s: u32,
     ) -> Option<Self> {
-        let mask_len = channels.mask_len();
-        if channels.is_empty() || buf.len() < HEADER_LEN + mask_len {
+        if channels.is_empty() {
             return None;
         }
-        buf[0..4].copy_from_slice(&first_seq.to_be_bytes());
-        buf[4] = 0;
-        buf[5] = mask_len as u8;
-        buf[HEADER_LEN..HEADER_LEN + mask_len]
-            .copy_from_slice(&channels.0.to_le_bytes()[..mask_len]);
+        let mut at = 0;
+        if !varint::write(buf, &mut at, first_seq) {
+            return None;
+        }
+        let count_at = at;
+        let header = buf.get_mut(at..at + 1 + channels.header_len())?;
+        header[0] = 0;
+        match channels.prefix() {
+            Some(k) => header[1] = PREFIX + k,
+            None => {
+                let mask_len = channels.mask_len();
+                header[1] = mask_len as u8;
+                header[2..].copy_from_slice(&channels.0.to_le_bytes()[..mask_len]);
+            }
+        }
+        at += header.len();
         Some(WideWriter {
             buf,
-            at: HEADER_LEN + mask_len,
+            at,
+            count_at,
             channels,
             count: 0,
             now_s,
@@ -366,7 +424,7 @@ impl<'b> WideWriter<'b> {
         self.seen = ChannelSet(self.seen.0 | has_value.0);
         self.at = at;
         self.count += 1;
-        self.buf[4] = self.count;
+        self.buf[self.count_at] = self.count;
         self.prev_time_s = time_s;
         true
     }
@@ -411,14 +469,11 @@ mod tests {
         assert!(w.push(1000, &v));
         let n = w.len();
         let expected: &[u8] = &[
-            0,
-            0,
-            0,
             5,
             3,
             2,
             0b0000_0101,
-            0b0000_0010, // header, mask 0x0205
+            0b0000_0010, // header: first seq 5, 3 records, mask 0x0205
             0xF0,
             0x01,
             0xB8,
@@ -461,29 +516,54 @@ mod tests {
     #[test]
     fn malformed() {
         let p = WideTelemetry::parse;
-        assert_eq!(p(&[0, 0, 0, 0, 1]), Err(MessageError::Truncated));
-        assert_eq!(p(&[0, 0, 0, 0, 0, 1, 1, 0, 0]), Err(MessageError::Range));
-        assert_eq!(p(&[0, 0, 0, 0, 1, 0, 0]), Err(MessageError::Range));
-        assert_eq!(p(&[0, 0, 0, 0, 1, 17]), Err(MessageError::Range));
-        assert_eq!(p(&[0, 0, 0, 0, 1, 1, 0, 0, 0]), Err(MessageError::Range));
+        assert_eq!(p(&[0, 1]), Err(MessageError::Truncated));
+        assert_eq!(p(&[0x80]), Err(MessageError::Truncated));
+        // Count 0.
+        assert_eq!(p(&[0, 0, 1, 1, 0, 0]), Err(MessageError::Range));
+        // Channel forms 0 and 17..=0x7F.
+        assert_eq!(p(&[0, 1, 0, 0]), Err(MessageError::Range));
+        assert_eq!(p(&[0, 1, 17]), Err(MessageError::Range));
+        assert_eq!(p(&[0, 1, 0x7F]), Err(MessageError::Range));
+        // A mask ending in a zero byte, and the long form of a prefix set.
+        assert_eq!(p(&[0, 1, 2, 2, 0, 0, 0]), Err(MessageError::Range));
+        assert_eq!(p(&[0, 1, 1, 1, 0, 0]), Err(MessageError::Range));
+        assert_eq!(p(&[0, 1, 1, 3, 0, 0, 0]), Err(MessageError::Range));
+        // Sequence numbers past 2^32 - 1.
         assert_eq!(
-            p(&[0xFF, 0xFF, 0xFF, 0xFF, 2, 1, 1, 0, 0, 0, 0]),
+            p(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 2, 0x80, 0, 0, 0, 0]),
             Err(MessageError::Range)
         );
-        assert_eq!(p(&[0, 0, 0, 0, 1, 1, 1, 0]), Err(MessageError::Truncated));
-        assert_eq!(
-            p(&[0, 0, 0, 0, 1, 1, 1, 0, 0, 0]),
-            Err(MessageError::Trailing)
-        );
+        assert_eq!(p(&[0, 1, 1, 2, 0]), Err(MessageError::Truncated));
+        assert_eq!(p(&[0, 1, 0x80, 0, 0, 0]), Err(MessageError::Trailing));
         // Gap bits past the channel count.
-        assert_eq!(p(&[0, 0, 0, 0, 1, 1, 1, 1, 0b10]), Err(MessageError::Range));
+        assert_eq!(p(&[0, 1, 0x80, 1, 0b10]), Err(MessageError::Range));
         // All gaps: no values at all is fine.
-        assert!(p(&[0, 0, 0, 0, 1, 1, 1, 1, 0]).is_ok());
+        assert!(p(&[0, 1, 0x80, 1, 0]).is_ok());
         // A later record older than the first.
-        assert_eq!(
-            p(&[0, 0, 0, 0, 2, 1, 1, 6, 0, 10, 0]),
-            Err(MessageError::Range)
-        );
+        assert_eq!(p(&[0, 2, 0x80, 6, 0, 10, 0]), Err(MessageError::Range));
+    }
+
+    #[test]
+    fn short_form_of_the_first_channels() {
+        // Channels 0..=15, as a 16-channel map logs them: one byte instead of three.
+        let set = (0..16).fold(ChannelSet(0), |s, c| s.with(c));
+        assert_eq!(set.header_len(), 1);
+        let mut buf = [0u8; 64];
+        let mut w = WideWriter::new(&mut buf, 300, set, 60).unwrap();
+        assert!(w.push(60, &[Some(1); 16]));
+        let n = w.len();
+        assert_eq!(&buf[..4], &[0xAC, 0x02, 1, 0x8F]);
+        let t = WideTelemetry::parse(&buf[..n]).unwrap();
+        assert_eq!((t.first_seq(), t.count(), t.channels()), (300, 1, set));
+        // All 128 channels.
+        let all = ChannelSet(u128::MAX);
+        let mut w = WideWriter::new(&mut buf, 0, all, 0).unwrap();
+        assert!(w.push(0, &[None; 128]));
+        let n = w.len();
+        assert_eq!(&buf[..3], &[0, 1, 0xFF]);
+        assert_eq!(WideTelemetry::parse(&buf[..n]).unwrap().channels(), all);
+        // A set that is not a prefix keeps its mask.
+        assert_eq!(ChannelSet(0b110).header_len(), 2);
     }
 
     proptest! {

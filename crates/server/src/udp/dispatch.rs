@@ -8,7 +8,9 @@ use crate::writer::WriteJob;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tek_proto::channel::ChannelMessage;
 use tek_proto::message::{ConfigResult, Message};
+use tek_proto::session::ReceiveError;
 use tek_proto::wire::data::DataPacket;
 
 impl Ingest {
@@ -22,19 +24,27 @@ impl Ingest {
         let result = self.links.with(id, |link| {
             let link = link.ok_or(DropReason::StaleSession)?;
             let live = link.live.as_mut().ok_or(DropReason::StaleSession)?;
-            let msg = live
+            let bytes = live
                 .session
-                .open_message(datagram)
-                .map_err(super::receive_reason)?;
-            match msg {
+                .open(datagram)
+                .map_err(|e| super::receive_reason(ReceiveError::Open(e)))?;
+            let msg = Message::parse(bytes)
+                .map_err(|e| super::receive_reason(ReceiveError::Message(e)))?;
+            let channel = match msg {
                 Message::Telemetry(_)
                 | Message::Status(_)
                 | Message::ConfigAck { .. }
                 | Message::CommandAck { .. }
-                | Message::Keepalive { .. } => {}
-                // Unknown codes and server-to-device messages: authentic, but nothing to do.
+                | Message::Keepalive { .. } => None,
+                // The channel extension's codes (PROTOCOL.md 17), unknown to version 1.
+                Message::Unknown(_) => match ChannelMessage::parse(bytes) {
+                    Ok(Some(m)) => Some(m),
+                    Ok(None) => return Err(DropReason::UnknownMessage),
+                    Err(e) => return Err(super::receive_reason(ReceiveError::Message(e))),
+                },
+                // Server-to-device messages: authentic, but nothing to do.
                 _ => return Err(DropReason::UnknownMessage),
-            }
+            };
             if live.endpoint != src {
                 // The device's address changed (a NAT forgot its mapping, a failover): what was
                 // sent since its last datagram went to the old address, so re-send now rather
@@ -50,7 +60,10 @@ impl Ingest {
             }
             live.endpoint = src;
             live.last_auth = now;
-            self.dispatch(id, link, msg, now, &mut jobs);
+            match channel {
+                Some(m) => self.on_channel_message(link, m)?,
+                None => self.dispatch(id, link, msg, now, &mut jobs),
+            }
             Ok(())
         });
         if let Err(reason) = result {

@@ -211,6 +211,8 @@ impl Ingest {
                 boot,
                 endpoint: src,
                 last_auth: now,
+                // Stated again by the device in every session (PROTOCOL.md 17.1).
+                capabilities: None,
             });
             // What the device runs is learnt again from its first Status or Keepalive.
             link.reported_version = None;

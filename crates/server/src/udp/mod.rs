@@ -15,6 +15,7 @@
 //! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket (a full socket
 //! buffer loses the datagram, which the protocol's re-sends cover).
 
+pub mod channels;
 mod dispatch;
 mod handshake;
 pub(crate) mod push;

@@ -23,6 +23,8 @@ pub(crate) struct Live {
     pub endpoint: SocketAddr,
     /// When the last authenticated datagram arrived.
     pub last_auth: Instant,
+    /// What the device stated it can run in this session (PROTOCOL.md 17.1; `udp/channels.rs`).
+    pub capabilities: Option<tek_proto::channel::split::Capabilities>,
 }
 
 /// A re-send schedule: next time, the interval after that, and how often it was sent in this

@@ -1,8 +1,8 @@
 //! `tek bench traffic --channels N`: the month's traffic if the controller logged `N` channels
 //! with wide telemetry (PROTOCOL.md 17.5) instead of today's four-channel batches.
 //!
-//! The controller of the run still sends its own telemetry (it has no channel map yet); this
-//! model logs an `N`-channel record every log interval alongside it, and each time the controller
+//! The controller of the run still sends its own telemetry (its session does not send wide
+//! telemetry yet); this model logs an `N`-channel record every log interval alongside it, and each time the controller
 //! sends a telemetry batch, encodes the records logged since the previous batch with
 //! [`tek_proto::channel::wide::WideWriter`] and seals it (session overhead + IP/UDP) in place of
 //! the measured batch. Everything else (Acks, Keepalives, Status, handshakes) is as measured, so
@@ -20,6 +20,8 @@ use tek_sim::plant::Plant;
 
 /// One log record of the model.
 struct Record {
+    /// Sequence number: records are numbered from 0 at boot, and the run has one boot.
+    seq: u32,
     time_s: u32,
     values: [Option<i32>; MAX_CHANNELS],
 }
@@ -107,12 +109,13 @@ impl WideModel {
             gaps |= value.is_none();
             *slot = value;
         }
-        self.records += 1;
-        self.records_with_gaps += u64::from(gaps);
         self.pending.push(Record {
+            seq: self.records as u32,
             time_s: (t_ms / 1000) as u32,
             values: v,
         });
+        self.records += 1;
+        self.records_with_gaps += u64::from(gaps);
     }
 
     /// The controller sent a telemetry batch of `measured` bytes (datagram + IP/UDP) at `t_ms`:
@@ -129,7 +132,9 @@ impl WideModel {
         let mut at = 0;
         let mut first_batch_len = 0;
         while at < self.pending.len() {
-            let Some(mut w) = WideWriter::new(&mut buf, 0, self.channels, now) else {
+            // The real first sequence number: it is a varint on the wire (PROTOCOL.md 17.5).
+            let first = self.pending[at].seq;
+            let Some(mut w) = WideWriter::new(&mut buf, first, self.channels, now) else {
                 break;
             };
             while at < self.pending.len()

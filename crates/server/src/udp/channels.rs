@@ -1,0 +1,118 @@
+//! The channel extension (PROTOCOL.md 17) as this server speaks it so far: it listens, it does
+//! not yet send.
+//!
+//! * **Capabilities (0x06)** are recorded in the live session ([`Live::capabilities`]); a new
+//!   session starts without them until the device states them again (a device that implements
+//!   17.1 does so in every session, before its first Status). [`may_send_split`] is the one rule
+//!   for sending a split configuration (ConfigChunk 0x85): only to a session whose Capabilities
+//!   say it can run that configuration. This server has no ConfigChunk sender yet (the server
+//!   side of channel maps is issue 18), so every device — with or without Capabilities — gets
+//!   Config 0x82 exactly as a version 1 device does.
+//! * **WideTelemetry (0x07)** is decoded (a malformed batch is dropped and counted like any
+//!   malformed message), counted (`tek_wide_telemetry_*` metrics) and **not acknowledged**: an
+//!   Ack says the records are durably stored (7.1), and this server has nowhere to store more
+//!   than the five pool channels. The session is kept (the datagram is authentic and refreshes
+//!   the device's endpoint). A conforming device never sends it to this server anyway: it sends
+//!   wide telemetry only while running a configuration that arrived as ConfigChunks (17.1).
+//! * **ChannelFaults (0x09)** and **ChunkAck (0x08)** are decoded and counted.
+//! * **ConfigChunk (0x85)** is of the other direction: dropped as `unknown_message`.
+
+use super::sessions::{Link, Live};
+use super::Ingest;
+use crate::metrics::DropReason;
+use tek_proto::channel::split::{feature, Assembled, Capabilities};
+use tek_proto::channel::ChannelMessage;
+
+/// Whether a session whose device stated `caps` (or nothing) may be sent the assembled
+/// configuration `assembled` as ConfigChunks (PROTOCOL.md 17.1): only with Capabilities, bit 0
+/// set, and a configuration within every limit they state. Bytes that are not a valid assembled
+/// configuration are never sent.
+pub fn may_send_split(caps: Option<&Capabilities>, assembled: &[u8]) -> bool {
+    let Some(caps) = caps else {
+        return false;
+    };
+    if caps.features & feature::SPLIT_CONFIG == 0 {
+        return false;
+    }
+    match Assembled::parse(assembled) {
+        Ok(a) => caps.can_run(&a),
+        Err(_) => false,
+    }
+}
+
+impl Live {
+    /// Whether this session may be sent `assembled` as ConfigChunks ([`may_send_split`]).
+    pub fn may_send_split(&self, assembled: &[u8]) -> bool {
+        may_send_split(self.capabilities.as_ref(), assembled)
+    }
+}
+
+impl Ingest {
+    /// A message of the channel extension in an open session of `link`.
+    pub(super) fn on_channel_message(
+        &self,
+        link: &mut Link,
+        msg: ChannelMessage<'_>,
+    ) -> Result<(), DropReason> {
+        match msg {
+            ChannelMessage::Capabilities(c) => {
+                if let Some(live) = link.live.as_mut() {
+                    live.capabilities = Some(c);
+                }
+                self.metrics.channel_capabilities();
+            }
+            ChannelMessage::WideTelemetry(t) => {
+                self.metrics.wide_telemetry(u64::from(t.count()));
+            }
+            ChannelMessage::ChannelFaults(f) => {
+                self.metrics.channel_faults(f.entries().count() as u64);
+            }
+            ChannelMessage::ChunkAck(_) => self.metrics.chunk_ack(),
+            ChannelMessage::ConfigChunk(_) => return Err(DropReason::UnknownMessage),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tek_proto::channel::split::feature;
+
+    fn assembled(channels: u8) -> Vec<u8> {
+        // Items: log interval 120 s; a map of `channels` board channels.
+        let mut a = vec![0, 4, 1, 2, 0, 120, 1, 0, channels];
+        for i in 0..channels {
+            a.extend_from_slice(&[2, 1, i % 32, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+        }
+        a
+    }
+
+    #[test]
+    fn split_configurations_only_to_devices_that_can_run_them() {
+        let caps = Capabilities {
+            features: feature::SPLIT_CONFIG | feature::WIDE_TELEMETRY,
+            max_channels: 16,
+            max_buses: 0,
+            max_config: 1024,
+            max_program: 0,
+        };
+        assert!(may_send_split(Some(&caps), &assembled(16)));
+        // No Capabilities (every device of today): never.
+        assert!(!may_send_split(None, &assembled(16)));
+        // Capabilities without split configurations, or a map beyond the stated limits.
+        let no_split = Capabilities {
+            features: feature::WIDE_TELEMETRY,
+            ..caps
+        };
+        assert!(!may_send_split(Some(&no_split), &assembled(16)));
+        assert!(!may_send_split(Some(&caps), &assembled(17)));
+        let small = Capabilities {
+            max_config: 64,
+            ..caps
+        };
+        assert!(!may_send_split(Some(&small), &assembled(16)));
+        // Bytes that are no valid configuration.
+        assert!(!may_send_split(Some(&caps), &[0, 9, 1]));
+    }
+}
