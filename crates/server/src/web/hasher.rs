@@ -85,28 +85,39 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_refuses_beyond_its_threads() {
-        let h = Hasher::new(1).unwrap();
+        let h = Arc::new(Hasher::new(1).unwrap());
         assert_eq!(h.run(|| 6 * 7).await, Some(42));
-        // One job running and one queued fill it; a third is refused at once.
+        // One job running and one queued fill it; a third is refused at once. Each step waits
+        // for the one before (the check thread runs at a lower priority and may start late on
+        // a loaded machine), so the outcome does not depend on timing.
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
         let gate_rx = Arc::new(Mutex::new(gate_rx));
-        let h = Arc::new(h);
-        let mut running = Vec::new();
-        for _ in 0..2 {
-            let (h, g) = (h.clone(), gate_rx.clone());
-            running.push(tokio::spawn(async move {
+        let blocked_job = || {
+            let (h, g, started) = (h.clone(), gate_rx.clone(), started_tx.clone());
+            tokio::spawn(async move {
                 h.run(move || {
+                    let _ = started.send(());
                     let _ = g.lock().unwrap().recv();
                 })
                 .await
-            }));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            })
+        };
+        let first = blocked_job();
+        let started_rx = tokio::task::spawn_blocking(move || {
+            started_rx.recv().unwrap();
+            started_rx
+        })
+        .await
+        .unwrap();
+        let second = blocked_job();
+        // On this single-threaded runtime, yielding runs `second` up to its queued job.
+        tokio::task::yield_now().await;
+        assert!(started_rx.try_recv().is_err(), "the second job ran early");
         assert_eq!(h.run(|| ()).await, None);
         gate_tx.send(()).unwrap();
         gate_tx.send(()).unwrap();
-        for r in running {
-            assert_eq!(r.await.unwrap(), Some(()));
-        }
+        assert_eq!(first.await.unwrap(), Some(()));
+        assert_eq!(second.await.unwrap(), Some(()));
     }
 }
