@@ -126,7 +126,7 @@ fn login_flood_small() {
     assert_eq!(v["bench"], "login-flood");
     assert!(num(&v, "ack_samples_calm") > 0.0, "{v}");
     let floods = v["floods"].as_array().expect("floods");
-    assert_eq!(floods.len(), 2, "{v}");
+    assert_eq!(floods.len(), 3, "{v}");
     for f in floods {
         // Bounded memory (the goal is 300 MB; a small run stays far below).
         assert!(num(f, "rss_max_kib") < 300.0 * 1024.0, "{f}");
@@ -136,6 +136,8 @@ fn login_flood_small() {
     assert_eq!(floods[0]["addresses"], 1);
     assert!(num(&floods[0]["attack_logins"], "429") > 0.0, "{v}");
     assert_eq!(floods[1]["addresses"], 256);
+    assert_eq!(floods[1]["networks"], 1);
+    assert_eq!(floods[2]["networks"], 256);
 }
 
 #[test]

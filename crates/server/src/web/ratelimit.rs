@@ -87,11 +87,16 @@ impl Buckets {
 ///   6 s — a bound on guessing spread over many addresses. Addresses the account signed in from
 ///   (the last [`KNOWN_PER_ACCOUNT`]) are exempt, so the owner still gets in from them.
 ///
+/// * per client network (IPv4 /24, IPv6 /64): 60 at once, then 1 per second — many addresses
+///   of one network (a rented block, one host's IPv6 /64) count together, so they cannot
+///   multiply the per-address allowance into a steady stream of password checks.
+///
 /// Without a client address (a server embedded without connect info) only the account bucket
 /// counts.
 #[derive(Debug)]
 pub struct LoginLimiter {
     by_addr: Buckets,
+    by_network: Buckets,
     by_account_addr: Buckets,
     by_account: Buckets,
     known: HashMap<String, Vec<String>>,
@@ -118,6 +123,7 @@ impl Default for LoginLimiter {
     fn default() -> Self {
         LoginLimiter {
             by_addr: Buckets::new(20, Duration::from_secs(3)),
+            by_network: Buckets::new(60, Duration::from_secs(1)),
             by_account_addr: Buckets::new(5, Duration::from_secs(12)),
             by_account: Buckets::new(20, Duration::from_secs(6)),
             known: HashMap::new(),
@@ -140,6 +146,7 @@ impl LoginLimiter {
         };
         let fresh = self.by_addr.available(a, now) >= self.by_addr.burst - FRESH_SPENT;
         self.by_addr.take(a, now)?;
+        self.by_network.take(&network_of(a), now)?;
         self.by_account_addr.take(&format!("{account}\0{a}"), now)?;
         let known = self
             .known
@@ -167,6 +174,27 @@ impl LoginLimiter {
             v.remove(0);
         }
     }
+}
+
+/// The network an address belongs to for [`LoginLimiter`]: its IPv4 /24 or IPv6 /64 (an
+/// IPv4-mapped IPv6 address counts as IPv4); an address that does not parse is its own network.
+pub fn network_of(addr: &str) -> String {
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => network_v4(v4),
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => network_v4(v4),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => addr.to_owned(),
+    }
+}
+
+fn network_v4(a: std::net::Ipv4Addr) -> String {
+    let [x, y, z, _] = a.octets();
+    format!("{x}.{y}.{z}.0/24")
 }
 
 /// The bound on password checks running at once (each is an argon2id computation holding
@@ -215,12 +243,11 @@ impl HashGate {
         if let Ok(p) = self.fresh.clone().try_acquire_owned() {
             return Some(HashPermit(p));
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= FRESH_WAITERS {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
+        // The count is given back by a guard: a client that hangs up while waiting drops this
+        // future mid-await, and a decrement after the await would then never run (the count
+        // would creep up to FRESH_WAITERS and refuse every fresh address from then on).
+        let _waiter = Waiter::enter(&self.waiting)?;
         let got = tokio::time::timeout(FRESH_WAIT, self.fresh.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
         match got {
             Ok(Ok(p)) => Some(HashPermit(p)),
             _ => None,
@@ -230,6 +257,25 @@ impl HashGate {
     /// Permits free now (general ones; for tests).
     pub fn available(&self) -> usize {
         self.general.available_permits()
+    }
+}
+
+/// One place among the [`FRESH_WAITERS`]; given back when dropped, however the wait ends.
+struct Waiter<'a>(&'a AtomicUsize);
+
+impl<'a> Waiter<'a> {
+    fn enter(count: &'a AtomicUsize) -> Option<Waiter<'a>> {
+        if count.fetch_add(1, Ordering::AcqRel) >= FRESH_WAITERS {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Waiter(count))
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -331,6 +377,50 @@ mod tests {
         let later = t0 + Duration::from_secs(30);
         assert!(l.admit("y@x.y", Some("1.1.1.1"), later).unwrap().fresh);
         assert!(!l.admit("z@x.y", None, t0).unwrap().fresh);
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(network_of("10.1.2.3"), "10.1.2.0/24");
+        assert_eq!(network_of("::ffff:10.1.2.3"), "10.1.2.0/24");
+        assert_eq!(network_of("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(network_of("not an address"), "not an address");
+    }
+
+    #[test]
+    fn many_addresses_of_one_network_share_its_allowance() {
+        let t0 = Instant::now();
+        let mut l = LoginLimiter::default();
+        // 256 addresses of one /24, one attempt each (each within its own allowance): the
+        // network's 60 pass, the rest wait for its refill.
+        let admitted = (0..=255)
+            .filter(|i| {
+                l.admit(&format!("u{i}@x.y"), Some(&format!("192.0.2.{i}")), t0)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(admitted, 60);
+        let later = t0 + Duration::from_secs(2);
+        assert!(l.admit("v@x.y", Some("192.0.2.9"), later).is_ok());
+        // Another network is not affected.
+        assert!(l.admit("w@x.y", Some("198.51.100.1"), t0).unwrap().fresh);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_waiter_that_hangs_up_gives_its_place_back() {
+        let g = Arc::new(HashGate::new(1));
+        let fresh = Admitted { fresh: true };
+        let _general = g.enter(fresh).await.unwrap();
+        let _kept = g.enter(fresh).await.unwrap();
+        // Waiters whose clients hang up: their futures are dropped while they wait.
+        for _ in 0..FRESH_WAITERS * 2 {
+            let g = g.clone();
+            let w = tokio::spawn(async move { g.enter(fresh).await.is_some() });
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            w.abort();
+            let _ = w.await;
+        }
+        assert_eq!(g.waiting.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

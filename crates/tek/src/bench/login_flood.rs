@@ -3,8 +3,9 @@
 //! 1. `tek serve` as a child process on a fresh SQLite database with N bench devices sending
 //!    paced telemetry (as `bench flood` does) and eight web users.
 //! 2. **Calm**: `--seconds` of telemetry alone: `ack_p99_ms_calm`.
-//! 3. **Flood from one address** (127.0.1.1), then **from 256 addresses** (127.0.2.0 to
-//!    127.0.2.255, by binding each client socket to its source address before connecting):
+//! 3. **Flood from one address** (127.0.1.1), then **from 256 addresses of one network**
+//!    (127.0.2.0 to 127.0.2.255), then **from 256 networks** (127.3.0.1 to 127.3.255.1, one
+//!    address in each /24), each client socket bound to its source address before connecting:
 //!    attacker threads POST `/login` with made-up e-mails and passwords at `--attack-rps`
 //!    requests per second in all; every other request is send-and-close (the request is
 //!    written and the socket closed without reading the answer, as the pentest did), the others
@@ -36,7 +37,8 @@ use tokio::time::Instant;
 /// Arguments of `tek bench login-flood`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Measured seconds of each phase (calm, flood from 1 address, flood from 256).
+    /// Measured seconds of each phase (calm, then floods from 1 address, 256 addresses of one
+    /// network, 256 networks).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
     /// Controllers sending telemetry throughout.
@@ -154,7 +156,7 @@ fn login_once(
 struct Attacker {
     t: u64,
     threads: u64,
-    addresses: u32,
+    spread: Spread,
     server: SocketAddr,
     rps: u64,
     counters: Arc<AttackCounters>,
@@ -162,12 +164,50 @@ struct Attacker {
     sched: AttackerSched,
 }
 
-/// Source address `i` of a flood from `n` addresses.
-fn attacker_addr(n: u32, i: u64) -> Ipv4Addr {
-    if n == 1 {
-        Ipv4Addr::new(127, 0, 1, 1)
-    } else {
-        Ipv4Addr::new(127, 0, 2, (i % u64::from(n)) as u8)
+/// Where a flood comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spread {
+    /// 127.0.1.1.
+    OneAddress,
+    /// 127.0.2.0-255: many addresses of one /24.
+    OneNetwork,
+    /// 127.3.0-255.1: one address in each of 256 /24s.
+    Networks,
+}
+
+impl Spread {
+    const ALL: [Spread; 3] = [Spread::OneAddress, Spread::OneNetwork, Spread::Networks];
+
+    fn addresses(self) -> u32 {
+        match self {
+            Spread::OneAddress => 1,
+            _ => 256,
+        }
+    }
+
+    fn networks(self) -> u32 {
+        match self {
+            Spread::Networks => 256,
+            _ => 1,
+        }
+    }
+
+    fn label(self) -> String {
+        format!(
+            "flood from {} addresses in {} networks",
+            self.addresses(),
+            self.networks()
+        )
+    }
+}
+
+/// Source address `i` of a flood spread as `spread` says.
+fn attacker_addr(spread: Spread, i: u64) -> Ipv4Addr {
+    let low = (i % 256) as u8;
+    match spread {
+        Spread::OneAddress => Ipv4Addr::new(127, 0, 1, 1),
+        Spread::OneNetwork => Ipv4Addr::new(127, 0, 2, low),
+        Spread::Networks => Ipv4Addr::new(127, 3, low, 1),
     }
 }
 
@@ -187,7 +227,7 @@ fn attacker(a: Attacker) -> anyhow::Result<()> {
             }
         }
         let n = i * a.threads + a.t;
-        let from = attacker_addr(a.addresses, n);
+        let from = attacker_addr(a.spread, n);
         let read = n % 2 == 0;
         let email = format!("n{n}@x.yz");
         a.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +280,7 @@ fn legit_logins(server: SocketAddr, stop: Arc<AtomicBool>) -> Legit {
 
 /// What one flood phase measured.
 struct FloodResult {
-    addresses: u32,
+    spread: Spread,
     devices: Phase,
     attack: Arc<AttackCounters>,
     attack_secs: f64,
@@ -253,7 +293,7 @@ struct FloodResult {
 #[allow(clippy::too_many_arguments)]
 async fn flood_phase(
     args: &Args,
-    addresses: u32,
+    spread: Spread,
     groups: Vec<loadgen::Group>,
     srv: (u32, SocketAddr, SocketAddr),
     telemetry: Telemetry,
@@ -268,7 +308,7 @@ async fn flood_phase(
         let a = Attacker {
             t,
             threads: args.attackers,
-            addresses,
+            spread,
             server: http,
             rps: args.attack_rps,
             counters: attack.clone(),
@@ -305,7 +345,7 @@ async fn flood_phase(
         stop_at.store(true, Ordering::Relaxed);
         started.elapsed().as_secs_f64()
     });
-    let label = format!("flood from {addresses}");
+    let label = spread.label();
     let (devices, groups) =
         flood::phase(groups, udp, telemetry, args.seconds, pid, counters, &label).await?;
     let attack_secs = stopper
@@ -325,7 +365,7 @@ async fn flood_phase(
     let rss_after = procfs::rss_kib(pid)?;
     Ok((
         FloodResult {
-            addresses,
+            spread,
             devices,
             attack,
             attack_secs,
@@ -408,10 +448,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         progress!("calm: ack p99 {:?} ms, rss {rss_calm} KiB", calm.p99);
         let mut floods = Vec::new();
         let mut groups = groups;
-        for addresses in [1u32, 256] {
+        for spread in Spread::ALL {
             let (r, g) = flood_phase(
                 &args,
-                addresses,
+                spread,
                 groups,
                 (pid, udp, http),
                 telemetry,
@@ -420,8 +460,9 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             .await?;
             groups = g;
             progress!(
-                "flood from {addresses}: {} logins sent, ack p99 {:?} ms, rss max {} KiB, \
+                "{}: {} logins sent, ack p99 {:?} ms, rss max {} KiB, \
                  after {} KiB; legitimate logins {} ok, {} failed, slowest {:.0} ms",
+                spread.label(),
                 r.attack.sent.load(Ordering::Relaxed),
                 r.devices.p99,
                 r.rss_max,
@@ -444,7 +485,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             let sent = f.attack.sent.load(Ordering::Relaxed);
             let legit_n = f.legit.ok + f.legit.failed.len() as u64;
             json!({
-                "addresses": f.addresses,
+                "addresses": f.spread.addresses(),
+                "networks": f.spread.networks(),
                 "attack_logins": f.attack.json(),
                 "attack_logins_per_s": sent as f64 / f.attack_secs.max(1e-9),
                 "legit_logins_ok": f.legit.ok,
@@ -494,11 +536,21 @@ mod tests {
 
     #[test]
     fn attacker_addresses() {
-        assert_eq!(attacker_addr(1, 7), Ipv4Addr::new(127, 0, 1, 1));
-        let all: std::collections::HashSet<Ipv4Addr> =
-            (0..1000).map(|i| attacker_addr(256, i)).collect();
-        assert_eq!(all.len(), 256);
-        assert!(!all.contains(&LEGIT_FROM));
+        assert_eq!(
+            attacker_addr(Spread::OneAddress, 7),
+            Ipv4Addr::new(127, 0, 1, 1)
+        );
+        for spread in [Spread::OneNetwork, Spread::Networks] {
+            let all: std::collections::HashSet<Ipv4Addr> =
+                (0..1000).map(|i| attacker_addr(spread, i)).collect();
+            assert_eq!(all.len(), 256);
+            assert!(!all.contains(&LEGIT_FROM));
+            let nets: std::collections::HashSet<[u8; 3]> = all
+                .iter()
+                .map(|a| [a.octets()[0], a.octets()[1], a.octets()[2]])
+                .collect();
+            assert_eq!(nets.len() as u32, spread.networks());
+        }
         let r = login_request("127.0.0.1:80".parse().unwrap(), "a@b.c", PASSWORD);
         let body = r.split("\r\n\r\n").nth(1).unwrap();
         assert!(r.contains(&format!("Content-Length: {}\r\n", body.len())));
