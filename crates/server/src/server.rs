@@ -551,8 +551,9 @@ impl Server {
 
 /// Binds the UDP socket with large kernel buffers: a burst of datagrams (a fleet reconnecting
 /// after an outage) must not overflow the default ~200 kB receive buffer, in which each small
-/// datagram costs about 2 kB. The kernel caps the size at `net.core.rmem_max`.
-fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<tokio::net::UdpSocket> {
+/// datagram costs about 2 kB. The kernel caps the size at `net.core.rmem_max`. Public so that
+/// `tek bench ingest`'s echo baseline binds exactly the same socket.
+pub fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if let Err(e) = socket.set_recv_buffer_size(buffer) {

@@ -154,3 +154,40 @@ fn bad_arguments_are_clear_errors() {
         .expect("run tek bench");
     assert!(!out.status.success());
 }
+
+#[test]
+fn history_small() {
+    let v = bench(&[
+        "history",
+        "--devices",
+        "2",
+        "--days",
+        "2",
+        "--batch",
+        "1000",
+    ]);
+    assert_eq!(v["bench"], "history");
+    assert_eq!(num(&v, "devices"), 2.0, "{v}");
+    assert_eq!(num(&v, "days"), 2.0, "{v}");
+    // Every minute of both days of both devices, written through the ingest writer's call.
+    assert_eq!(num(&v, "records"), 2.0 * 2.0 * 1440.0, "{v}");
+    for key in [
+        "bytes_per_record",
+        "chart_year_ms",
+        "device_csv_ms",
+        "site_energy_ms",
+        "healthz_during_ms",
+        "write_seconds",
+    ] {
+        let x = num(&v, key);
+        assert!(x > 0.0 && x.is_finite(), "{key} = {x}: {v}");
+    }
+    // A record of five channels, its indexes and a small database's fixed pages: more than the
+    // 20 bytes of its values, far less than a kilobyte.
+    let b = num(&v, "bytes_per_record");
+    assert!((20.0..1000.0).contains(&b), "{b} bytes per record: {v}");
+    assert!(
+        num(&v, "loadavg_start") >= 0.0 && num(&v, "loadavg_end") >= 0.0,
+        "{v}"
+    );
+}

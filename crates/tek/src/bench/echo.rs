@@ -4,6 +4,13 @@
 //! batch it carried, and zeros — so the load generator runs exactly the same windowed loop
 //! against it as against the server. Runs as a child process (`tek bench echo`) so that it
 //! competes for the cores exactly like the server does.
+//!
+//! Fair by construction: the socket is bound by the server's own
+//! [`tek_server::server::bind_udp`] with the server's buffer size (`udp_buffer_bytes`, 4 MiB by
+//! default — the kernel's default of ~208 KiB dropped tens of thousands of datagrams per run and
+//! under-stated the baseline), and the system calls are the server's: one `recvfrom` per
+//! datagram through the async runtime into a buffer twice the protocol maximum, and one
+//! non-blocking `sendto` per answer (the server's writer sends each Ack the same way).
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -17,6 +24,9 @@ pub struct Args {
     /// Stop after this many seconds (every load loop is bounded).
     #[arg(long, default_value_t = 600)]
     pub max_seconds: u64,
+    /// Kernel receive and send buffer of the socket: the server's `udp_buffer_bytes`.
+    #[arg(long, default_value_t = tek_server::Config::default().udp_buffer_bytes)]
+    pub buffer_bytes: usize,
 }
 
 /// Length of the answer: a session datagram carrying an Ack.
@@ -46,8 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let sock = tokio::net::UdpSocket::bind(args.udp)
-            .await
+        let sock = tek_server::server::bind_udp(args.udp, args.buffer_bytes)
             .with_context(|| format!("cannot bind {}", args.udp))?;
         let deadline =
             tokio::time::Instant::now() + std::time::Duration::from_secs(args.max_seconds);

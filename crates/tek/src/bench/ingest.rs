@@ -1,8 +1,9 @@
 //! `tek bench ingest`: telemetry records durably stored and acknowledged per second.
 //!
 //! 1. Baseline: the echo server ([`super::echo`]) as a child process and the load generator in
-//!    [`Mode::Plain`]: same devices, same sockets, same datagram sizes, same window, no crypto,
-//!    no storage. Gives echoes per second.
+//!    [`Mode::Plain`]: same devices, same sockets, same datagram sizes, same window, the
+//!    server's socket buffers and system calls, no crypto, no storage. Gives echoes per second;
+//!    the datagrams the echo's socket dropped are reported (`baseline_udp_drops`).
 //! 2. The server: `tek serve` as a child process on a fresh SQLite database. Every device shakes
 //!    hands first (real Hellos), then keeps `window` telemetry batches in flight, a new one per
 //!    Ack. Only Acks count, and an Ack means committed (PROTOCOL.md 11.2). Ack latency is taken
@@ -86,6 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         interval: None,
     };
     let measure = Duration::from_secs(args.seconds);
+    // The echo's socket gets the buffers the server will have (its configuration file included).
+    let buffer_bytes = match args.server_config.as_deref() {
+        Some(text) => {
+            tek_server::Config::from_toml(text, std::path::Path::new("bench-server.toml"))?
+                .udp_buffer_bytes
+        }
+        None => tek_server::Config::default().udp_buffer_bytes,
+    };
 
     // 1. Baseline.
     let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
@@ -95,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let mut echo = Command::new(std::env::current_exe()?)
         .args(["bench", "echo", "--udp", &echo_addr.to_string()])
         .args(["--max-seconds", &(args.seconds + 60).to_string()])
+        .args(["--buffer-bytes", &buffer_bytes.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -129,9 +139,14 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         let cpu = cpu.await??;
         Ok::<_, anyhow::Error>((rate, cpu, lat.percentile_ms(50.0)))
     })?;
+    let baseline_drops = procfs::udp_drops(echo_addr).ok();
     let _ = echo.kill();
     let _ = echo.wait();
-    progress!("baseline: {baseline_rate:.0} echoes/s");
+    progress!(
+        "baseline: {baseline_rate:.0} echoes/s ({buffer_bytes} B socket buffers, {} datagrams \
+         dropped by its socket)",
+        baseline_drops.map_or("?".into(), |d| d.to_string())
+    );
 
     // 2. The server.
     let srv = ServerProcess::start(dir.path(), args.server_config.as_deref())?;
@@ -200,6 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         ))
     });
     let rss_after = procfs::rss_kib(pid).unwrap_or(0);
+    let server_drops = procfs::udp_drops(udp).ok();
     srv.stop()?;
     let (records_s, batches_s, p50, p99, samples, (cpu, gen_cpu), acked_total, retransmits) =
         result?;
@@ -241,6 +257,9 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "records_acked": acked_total,
         "records_stored": stored,
         "retransmits": retransmits,
+        "udp_buffer_bytes": buffer_bytes,
+        "baseline_udp_drops": baseline_drops,
+        "server_udp_drops": server_drops,
         "loadavg": procfs::loadavg(),
     })
     .to_string())

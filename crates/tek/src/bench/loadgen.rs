@@ -649,13 +649,22 @@ impl Task {
         }
     }
 
+    /// An Ack answers one batch, the one whose last record is `through` (PROTOCOL.md 7): only
+    /// that batch's records count as stored. With a window of batches in flight an earlier batch
+    /// may have been lost (a full socket buffer); it stays in flight and is sent again, instead of
+    /// being taken as acknowledged too, so `records_acked` never counts a record the server did
+    /// not confirm. A repeated Ack (for a batch sent twice) finds no batch and counts nothing.
     fn on_ack(&mut self, d: &mut Device, through: u32, now: Instant) {
-        if d.acked_through.is_some_and(|a| through <= a) {
+        let Some(i) = d.inflight.iter().position(|b| b.last_seq == through) else {
             return;
-        }
-        let from = d.acked_through.map_or(0, |a| a + 1);
-        let new_records = u64::from(through + 1 - from.min(through + 1));
-        d.acked_through = Some(through);
+        };
+        let Some(b) = d.inflight.remove(i) else {
+            return;
+        };
+        let new_records = u64::from(b.last_seq - b.first_seq + 1);
+        // Every record before the oldest batch still in flight is acknowledged.
+        let next = d.inflight.front().map_or(d.next_seq, |f| f.first_seq);
+        d.acked_through = next.checked_sub(1);
         let in_window = now >= self.plan.measure_from && now < self.plan.measure_to;
         self.counters
             .records_acked_total
@@ -664,25 +673,13 @@ impl Task {
             self.counters
                 .records_acked
                 .fetch_add(new_records, Ordering::Relaxed);
-        }
-        let mut freed = 0;
-        while d.inflight.front().is_some_and(|b| b.last_seq <= through) {
-            if let Some(b) = d.inflight.pop_front() {
-                freed += 1;
-                if in_window && b.first_sent >= self.plan.measure_from {
-                    self.latency.push(now.duration_since(b.first_sent));
-                }
+            self.counters.batches_acked.fetch_add(1, Ordering::Relaxed);
+            if b.first_sent >= self.plan.measure_from {
+                self.latency.push(now.duration_since(b.first_sent));
             }
-        }
-        if in_window {
-            self.counters
-                .batches_acked
-                .fetch_add(freed, Ordering::Relaxed);
         }
         if self.plan.telemetry.is_some_and(|t| t.interval.is_none()) {
-            for _ in 0..freed {
-                self.send_batch(d, None, now);
-            }
+            self.send_batch(d, None, now);
         }
     }
 }

@@ -12,6 +12,8 @@
 //! * [`traffic`] — bytes per controller per month at the default configuration.
 //! * [`flood`] — 1,000 controllers' ack latency while other sockets flood the server.
 //! * [`login_flood`] — memory, a user's login and ack latency while the login form is flooded.
+//! * [`history`] — bytes per record and the long-range reads (year chart, CSV, site energy) over
+//!   days of simulated 1-minute history.
 //!
 //! Shared pieces: [`server`] (the child server and its provisioning), [`loadgen`] (bench devices
 //! speaking the protocol with `tek-proto`), [`echo`] (the baseline echo server), [`procfs`]
@@ -20,6 +22,7 @@
 pub mod echo;
 pub mod fleet;
 pub mod flood;
+pub mod history;
 pub mod ingest;
 pub mod loadgen;
 pub mod login_flood;
@@ -48,6 +51,10 @@ pub enum BenchCommand {
     /// Login flood: server memory, a legitimate user's login and telemetry ack latency while
     /// attackers flood `/login` from 1 and from 256 addresses.
     LoginFlood(login_flood::Args),
+    /// History: N devices x D days of simulated 1-minute records written through the ingest
+    /// writer's storage call, then bytes per record, the year chart, the device CSV, the site
+    /// energy and `/healthz` during it, over HTTP.
+    History(history::Args),
     /// The baseline of `bench ingest`: a plain UDP echo server (run as a child process).
     #[command(hide = true)]
     Echo(echo::Args),
@@ -62,6 +69,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Traffic(a) => traffic::run(a)?,
         BenchCommand::Flood(a) => flood::run(a)?,
         BenchCommand::LoginFlood(a) => login_flood::run(a)?,
+        BenchCommand::History(a) => history::run(a)?,
         BenchCommand::Echo(a) => {
             echo::run(a)?;
             return Ok(());

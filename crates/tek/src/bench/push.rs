@@ -41,7 +41,7 @@ pub struct Args {
 const EMAIL: &str = "bench@example.com";
 
 /// Creates an admin user and an API token with the `tek user` commands; returns the token.
-fn api_token(data: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn api_token(data: &std::path::Path) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
     let mut add = Command::new(&exe)
         .args(["user", "add", "--admin", "--email", EMAIL, "--data"])
