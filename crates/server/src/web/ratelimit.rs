@@ -87,7 +87,7 @@ impl Buckets {
 ///   6 s — a bound on guessing spread over many addresses. Addresses the account signed in from
 ///   (the last [`KNOWN_PER_ACCOUNT`]) are exempt, so the owner still gets in from them.
 ///
-/// * per client network (IPv4 /24, IPv6 /64): 60 at once, then 1 per second — many addresses
+/// * per client network (IPv4 /24, IPv6 /64): 20 at once, then 1 per second — many addresses
 ///   of one network (a rented block, one host's IPv6 /64) count together, so they cannot
 ///   multiply the per-address allowance into a steady stream of password checks.
 ///
@@ -123,7 +123,7 @@ impl Default for LoginLimiter {
     fn default() -> Self {
         LoginLimiter {
             by_addr: Buckets::new(20, Duration::from_secs(3)),
-            by_network: Buckets::new(60, Duration::from_secs(1)),
+            by_network: Buckets::new(20, Duration::from_secs(1)),
             by_account_addr: Buckets::new(5, Duration::from_secs(12)),
             by_account: Buckets::new(20, Duration::from_secs(6)),
             known: HashMap::new(),
@@ -392,14 +392,14 @@ mod tests {
         let t0 = Instant::now();
         let mut l = LoginLimiter::default();
         // 256 addresses of one /24, one attempt each (each within its own allowance): the
-        // network's 60 pass, the rest wait for its refill.
+        // network's 20 pass, the rest wait for its refill.
         let admitted = (0..=255)
             .filter(|i| {
                 l.admit(&format!("u{i}@x.y"), Some(&format!("192.0.2.{i}")), t0)
                     .is_ok()
             })
             .count();
-        assert_eq!(admitted, 60);
+        assert_eq!(admitted, 20);
         let later = t0 + Duration::from_secs(2);
         assert!(l.admit("v@x.y", Some("192.0.2.9"), later).is_ok());
         // Another network is not affected.

@@ -12,6 +12,8 @@
 //!    read the status code, which is counted (401, 429, 503). Meanwhile a legitimate user signs
 //!    in from 127.0.0.2 every 3 s (the eight users in turn) and the time to its `303` is taken,
 //!    and the devices' ack latency is measured as in the calm phase.
+//!    Before the second and third flood, another calm window: each flood's ack p99 is compared
+//!    with the calm window just before it.
 //! 4. Per flood phase: the server's resident set, largest sample (every 250 ms) and after the
 //!    phase (memory given back), the legitimate logins (successes, failures, slowest), the ack
 //!    p99 and its ratio to calm.
@@ -281,10 +283,15 @@ fn legit_logins(server: SocketAddr, stop: Arc<AtomicBool>) -> Legit {
 /// What one flood phase measured.
 struct FloodResult {
     spread: Spread,
+    /// The ack p99 of the calm window just before this flood.
+    calm_p99: Option<f64>,
     devices: Phase,
     attack: Arc<AttackCounters>,
     attack_secs: f64,
     legit: Legit,
+    bench_cpu: f64,
+    machine_user: f64,
+    machine_kernel: f64,
     rss_before: u64,
     rss_max: u64,
     rss_after: u64,
@@ -301,6 +308,11 @@ async fn flood_phase(
 ) -> anyhow::Result<(FloodResult, Vec<loadgen::Group>)> {
     let (pid, udp, http) = srv;
     let rss_before = procfs::rss_kib(pid)?;
+    // The load generator's and the attackers' own cost (this process) and the machine's kernel
+    // time: on one machine the attack traffic's system calls and loopback packet handling share
+    // the cores with the server, which a flood from other machines would not.
+    let bench_cpu = procfs::CpuMeter::start(std::process::id())?;
+    let machine_before = procfs::MachineCpu::now()?;
     let attack = Arc::new(AttackCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -351,6 +363,10 @@ async fn flood_phase(
     let attack_secs = stopper
         .await
         .unwrap_or_else(|_| started.elapsed().as_secs_f64());
+    let bench_cpu = bench_cpu.cores()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (machine_user, machine_kernel) =
+        machine_before.cores_until(&procfs::MachineCpu::now()?, cores);
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join()
@@ -366,10 +382,14 @@ async fn flood_phase(
     Ok((
         FloodResult {
             spread,
+            calm_p99: None,
             devices,
             attack,
             attack_secs,
             legit,
+            bench_cpu,
+            machine_user,
+            machine_kernel,
             rss_before,
             rss_max: rss_max.load(Ordering::Relaxed),
             rss_after,
@@ -435,21 +455,33 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             bail!("only {established} of {n} devices got a session");
         }
         let rss_calm = procfs::rss_kib(pid)?;
-        let (calm, groups) = flood::phase(
-            groups,
-            udp,
-            telemetry,
-            args.seconds,
-            pid,
-            counters.clone(),
-            "calm",
-        )
-        .await?;
-        progress!("calm: ack p99 {:?} ms, rss {rss_calm} KiB", calm.p99);
+        let mut first_calm = None;
         let mut floods = Vec::new();
         let mut groups = groups;
         for spread in Spread::ALL {
-            let (r, g) = flood_phase(
+            // Each flood is compared with the calm window just before it: how the ack latency
+            // of a calm server drifts over a run (it does, by several times in some windows)
+            // must not be charged to the flood that happens to follow.
+            let label = if first_calm.is_none() {
+                "calm"
+            } else {
+                "calm again"
+            };
+            let (c, g) = flood::phase(
+                groups,
+                udp,
+                telemetry,
+                args.seconds,
+                pid,
+                counters.clone(),
+                label,
+            )
+            .await?;
+            groups = g;
+            progress!("{label}: ack p99 {:?} ms, rss {rss_calm} KiB", c.p99);
+            let calm_before = c.p99;
+            first_calm.get_or_insert(c);
+            let (mut r, g) = flood_phase(
                 &args,
                 spread,
                 groups,
@@ -458,6 +490,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 counters.clone(),
             )
             .await?;
+            r.calm_p99 = calm_before;
             groups = g;
             progress!(
                 "{}: {} logins sent, ack p99 {:?} ms, rss max {} KiB, \
@@ -474,6 +507,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             floods.push(r);
         }
         drop(groups);
+        let calm = first_calm.context("no calm window was measured")?;
         Ok::<_, anyhow::Error>((calm, rss_calm, floods))
     });
     let log = srv.log_tail();
@@ -495,13 +529,17 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 "legit_login_ms_max": f.legit.slowest_ms,
                 "ack_p50_ms": f.devices.p50,
                 "ack_p99_ms": f.devices.p99,
-                "ack_p99_ratio": match (calm.p99, f.devices.p99) {
+                "ack_p99_ms_calm_before": f.calm_p99,
+                "ack_p99_ratio": match (f.calm_p99, f.devices.p99) {
                     (Some(c), Some(x)) => Some(x / c.max(1e-9)),
                     _ => None,
                 },
                 "ack_samples": f.devices.samples,
                 "retransmits": f.devices.retransmits,
                 "server_cpu_cores": f.devices.server_cpu,
+                "bench_cpu_cores": f.bench_cpu,
+                "machine_user_cores": f.machine_user,
+                "machine_kernel_cores": f.machine_kernel,
                 "rss_before_kib": f.rss_before,
                 "rss_max_kib": f.rss_max,
                 "rss_after_kib": f.rss_after,

@@ -76,6 +76,51 @@ impl CpuMeter {
     }
 }
 
+/// The machine's CPU time by kind, from the `cpu` line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    /// User time, niced or not.
+    pub user: u64,
+    /// Kernel time: system calls, interrupts and softirqs (where loopback packets are handled).
+    pub kernel: u64,
+    /// Everything, idle included.
+    pub total: u64,
+}
+
+impl MachineCpu {
+    /// Reads `/proc/stat` now.
+    pub fn now() -> anyhow::Result<MachineCpu> {
+        let text = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .context("/proc/stat: no cpu line")?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().context("/proc/stat: a cpu field is not a number"))
+            .collect::<anyhow::Result<_>>()?;
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal ...
+        Ok(MachineCpu {
+            user: at(0) + at(1),
+            kernel: at(2) + at(5) + at(6),
+            total: f.iter().take(8).sum(),
+        })
+    }
+
+    /// Cores busy in user and in kernel code between `self` and `later`, on a machine of
+    /// `cores` cores.
+    pub fn cores_until(&self, later: &MachineCpu, cores: usize) -> (f64, f64) {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        let share = |a: u64, b: u64| b.saturating_sub(a) as f64 / total * cores as f64;
+        (
+            share(self.user, later.user),
+            share(self.kernel, later.kernel),
+        )
+    }
+}
+
 /// The machine's load average over the last minute (other work sharing the cores).
 pub fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -101,5 +146,9 @@ mod tests {
         assert!(x != 1);
         assert!(cpu_time(me).unwrap() >= t0);
         assert!(rss_kib(u32::MAX).is_err());
+        let a = MachineCpu::now().unwrap();
+        let b = MachineCpu::now().unwrap();
+        let (user, kernel) = a.cores_until(&b, 2);
+        assert!(b.total >= a.total && (0.0..=2.0).contains(&user) && (0.0..=2.0).contains(&kernel));
     }
 }
