@@ -280,11 +280,42 @@ fn legit_logins(server: SocketAddr, stop: Arc<AtomicBool>) -> Legit {
     l
 }
 
+/// The server's writes over a window (why calm ack latency drifts: commits grow).
+struct Written {
+    pid: u32,
+    at: std::time::Instant,
+    start: (u64, u64),
+}
+
+impl Written {
+    fn start(pid: u32) -> anyhow::Result<Written> {
+        Ok(Written {
+            pid,
+            at: std::time::Instant::now(),
+            start: procfs::written(pid)?,
+        })
+    }
+
+    /// Bytes per second since the start: (write calls, to storage).
+    fn per_second(&self) -> anyhow::Result<(f64, f64)> {
+        let now = procfs::written(self.pid)?;
+        let secs = self.at.elapsed().as_secs_f64().max(1e-6);
+        Ok((
+            now.0.saturating_sub(self.start.0) as f64 / secs,
+            now.1.saturating_sub(self.start.1) as f64 / secs,
+        ))
+    }
+}
+
 /// What one flood phase measured.
 struct FloodResult {
     spread: Spread,
     /// The ack p99 of the calm window just before this flood.
     calm_p99: Option<f64>,
+    /// The server's writes per second (write calls, to storage) in that calm window.
+    calm_written: (f64, f64),
+    /// The same during the flood.
+    written: (f64, f64),
     devices: Phase,
     attack: Arc<AttackCounters>,
     attack_secs: f64,
@@ -312,6 +343,7 @@ async fn flood_phase(
     // time: on one machine the attack traffic's system calls and loopback packet handling share
     // the cores with the server, which a flood from other machines would not.
     let bench_cpu = procfs::CpuMeter::start(std::process::id())?;
+    let io = Written::start(pid)?;
     let machine_before = procfs::MachineCpu::now()?;
     let attack = Arc::new(AttackCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -364,6 +396,7 @@ async fn flood_phase(
         .await
         .unwrap_or_else(|_| started.elapsed().as_secs_f64());
     let bench_cpu = bench_cpu.cores()?;
+    let written = io.per_second()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (machine_user, machine_kernel) =
         machine_before.cores_until(&procfs::MachineCpu::now()?, cores);
@@ -383,6 +416,8 @@ async fn flood_phase(
         FloodResult {
             spread,
             calm_p99: None,
+            calm_written: (0.0, 0.0),
+            written,
             devices,
             attack,
             attack_secs,
@@ -467,6 +502,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             } else {
                 "calm again"
             };
+            let io = Written::start(pid)?;
             let (c, g) = flood::phase(
                 groups,
                 udp,
@@ -477,8 +513,13 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 label,
             )
             .await?;
+            let calm_written = io.per_second()?;
             groups = g;
-            progress!("{label}: ack p99 {:?} ms, rss {rss_calm} KiB", c.p99);
+            progress!(
+                "{label}: ack p99 {:?} ms, rss {rss_calm} KiB, server writes {:.0} KiB/s",
+                c.p99,
+                calm_written.0 / 1024.0
+            );
             let calm_before = c.p99;
             first_calm.get_or_insert(c);
             let (mut r, g) = flood_phase(
@@ -491,6 +532,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             )
             .await?;
             r.calm_p99 = calm_before;
+            r.calm_written = calm_written;
             groups = g;
             progress!(
                 "{}: {} logins sent, ack p99 {:?} ms, rss max {} KiB, \
@@ -530,6 +572,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 "ack_p50_ms": f.devices.p50,
                 "ack_p99_ms": f.devices.p99,
                 "ack_p99_ms_calm_before": f.calm_p99,
+                "server_write_call_bytes_per_s_calm_before": f.calm_written.0,
+                "server_storage_write_bytes_per_s_calm_before": f.calm_written.1,
+                "server_write_call_bytes_per_s": f.written.0,
+                "server_storage_write_bytes_per_s": f.written.1,
                 "ack_p99_ratio": match (f.calm_p99, f.devices.p99) {
                     (Some(c), Some(x)) => Some(x / c.max(1e-9)),
                     _ => None,

@@ -37,6 +37,20 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("{path}: no VmRSS line"))
 }
 
+/// Bytes `pid` has written so far: through write system calls (`wchar`: the database's log
+/// and pages, a little HTTP) and to storage (`write_bytes`), from `/proc/<pid>/io`.
+pub fn written(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("{path}: no {name} line"))
+    };
+    Ok((field("wchar:")?, field("write_bytes:")?))
+}
+
 /// Datagrams the kernel dropped for the IPv4 UDP socket bound to `addr` because its receive
 /// buffer was full (the `drops` column of `/proc/net/udp`).
 pub fn udp_drops(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
@@ -146,6 +160,8 @@ mod tests {
         assert!(x != 1);
         assert!(cpu_time(me).unwrap() >= t0);
         assert!(rss_kib(u32::MAX).is_err());
+        let (wchar, _) = written(me).unwrap();
+        assert!(written(me).unwrap().0 >= wchar);
         let a = MachineCpu::now().unwrap();
         let b = MachineCpu::now().unwrap();
         let (user, kernel) = a.cores_until(&b, 2);
