@@ -63,6 +63,9 @@ fn ingest_small() {
     let p99 = num(&v, "ack_p99_ms");
     assert!(p50 > 0.0 && p99 >= p50, "{v}");
     assert!(num(&v, "server_cpu_cores") > 0.0, "{v}");
+    // Every acknowledged batch was committed to the database's log: a few hundred bytes at
+    // least, through write calls, per batch.
+    assert!(num(&v, "server_write_call_bytes_per_batch") > 100.0, "{v}");
 }
 
 #[test]

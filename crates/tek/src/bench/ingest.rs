@@ -197,8 +197,11 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             tokio::time::sleep_until(plan.measure_from).await;
             let m = CpuMeter::start(pid)?;
             let g = CpuMeter::start(std::process::id())?;
+            let w = procfs::written(pid)?;
             tokio::time::sleep_until(plan.measure_to).await;
-            Ok::<_, anyhow::Error>((m.cores()?, g.cores()?))
+            let w2 = procfs::written(pid)?;
+            let written = (w2.0.saturating_sub(w.0), w2.1.saturating_sub(w.1));
+            Ok::<_, anyhow::Error>((m.cores()?, g.cores()?, written))
         });
         let (mut lat, _) = loadgen::run_all(groups, udp, plan, counters.clone(), "server").await;
         let cpu = cpu.await??;
@@ -217,8 +220,21 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let rss_after = procfs::rss_kib(pid).unwrap_or(0);
     let server_drops = procfs::udp_drops(udp).ok();
     srv.stop()?;
-    let (records_s, batches_s, p50, p99, samples, (cpu, gen_cpu), acked_total, retransmits) =
-        result?;
+    let (
+        records_s,
+        batches_s,
+        p50,
+        p99,
+        samples,
+        (cpu, gen_cpu, written),
+        acked_total,
+        retransmits,
+    ) = result?;
+    // What the server wrote per acknowledged datagram in the measured window: through write
+    // calls (the database's log and pages) and what reached storage (issue 21's "disk written
+    // per 1-record datagram").
+    let batches = (batches_s * measure.as_secs_f64()).max(1.0);
+    let per_batch = (written.0 as f64 / batches, written.1 as f64 / batches);
 
     // 3. Every acknowledged record must be in the database.
     let db = tek_server::storage::sqlite::Sqlite::open_existing_dir(dir.path())?;
@@ -232,7 +248,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let ratio = records_s / baseline_rate.max(1e-9);
     progress!(
         "server: {records_s:.0} records/s ({batches_s:.0} batches/s), p50 {p50:?} ms, p99 {p99:?} ms, \
-         cpu {cpu:.2} cores; ratio {ratio:.2}; {stored} records stored, {acked_total} acknowledged"
+         cpu {cpu:.2} cores; ratio {ratio:.2}; {stored} records stored, {acked_total} acknowledged; \
+         server writes {:.0} B per batch ({:.0} B to storage)",
+        per_batch.0,
+        per_batch.1
     );
     Ok(json!({
         "bench": "ingest",
@@ -250,6 +269,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "ack_samples": samples,
         "baseline_p50_ms": base_lat,
         "server_cpu_cores": cpu,
+        "server_write_call_bytes_per_batch": per_batch.0,
+        "server_storage_write_bytes_per_batch": per_batch.1,
         "baseline_cpu_cores": baseline_cpu,
         "generator_cpu_cores": gen_cpu,
         "baseline_generator_cpu_cores": baseline_gen_cpu,
