@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tek_controller::thermostat::{Inputs, Relays};
 use tek_proto::message::config::{Config, DEFAULT_FREEZE};
 use tek_server::storage::sqlite::Sqlite;
+use tek_server::storage::status::month_of;
 use tek_server::storage::{SiteStore, TelemetryRow, TelemetryStore};
 use tek_sim::plant::Plant;
 
@@ -257,7 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
 
     let energy_path = format!(
         "/api/sites/{site}/energy?by=month&from={}&to={}",
-        month(start),
+        month_of(start),
         month_after(end - 1)
     );
     let first = get(http, &energy_path, &token)?;
@@ -361,28 +362,10 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// The civil date (year, month, day) of Unix day `days` (H. Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// `YYYY-MM` of the UTC month holding `t`.
-fn month(t: i64) -> String {
-    let (y, m, _) = civil(t.div_euclid(86_400));
-    format!("{y:04}-{m:02}")
-}
-
 /// `YYYY-MM` of the UTC month after the one holding `t`.
 fn month_after(t: i64) -> String {
-    let (y, m, _) = civil(t.div_euclid(86_400));
+    let day = i32::try_from(t.div_euclid(86_400)).unwrap_or(i32::MAX);
+    let (y, m, _) = tek_proto::tz::civil_from_days(day);
     let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
     format!("{y:04}-{m:02}")
 }
@@ -481,12 +464,12 @@ mod tests {
 
     #[test]
     fn civil_dates_and_months() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(20_454), (2026, 1, 1));
+        assert_eq!(tek_proto::tz::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(tek_proto::tz::civil_from_days(20_454), (2026, 1, 1));
         let y2027 = 20_819 * 86_400;
-        assert_eq!(month(y2027 - 1), "2026-12");
+        assert_eq!(month_of(y2027 - 1), "2026-12");
         assert_eq!(month_after(y2027 - 1), "2027-01");
-        assert_eq!(month(y2027), "2027-01");
+        assert_eq!(month_of(y2027), "2027-01");
     }
 
     #[test]
