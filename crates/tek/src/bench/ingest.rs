@@ -197,11 +197,9 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             tokio::time::sleep_until(plan.measure_from).await;
             let m = CpuMeter::start(pid)?;
             let g = CpuMeter::start(std::process::id())?;
-            let w = procfs::written(pid)?;
+            let w = procfs::WriteMeter::start(pid)?;
             tokio::time::sleep_until(plan.measure_to).await;
-            let w2 = procfs::written(pid)?;
-            let written = (w2.0.saturating_sub(w.0), w2.1.saturating_sub(w.1));
-            Ok::<_, anyhow::Error>((m.cores()?, g.cores()?, written))
+            Ok::<_, anyhow::Error>((m.cores()?, g.cores()?, w.bytes()?))
         });
         let (mut lat, _) = loadgen::run_all(groups, udp, plan, counters.clone(), "server").await;
         let cpu = cpu.await??;

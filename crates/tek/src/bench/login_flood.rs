@@ -280,33 +280,6 @@ fn legit_logins(server: SocketAddr, stop: Arc<AtomicBool>) -> Legit {
     l
 }
 
-/// The server's writes over a window (why calm ack latency drifts: commits grow).
-struct Written {
-    pid: u32,
-    at: std::time::Instant,
-    start: (u64, u64),
-}
-
-impl Written {
-    fn start(pid: u32) -> anyhow::Result<Written> {
-        Ok(Written {
-            pid,
-            at: std::time::Instant::now(),
-            start: procfs::written(pid)?,
-        })
-    }
-
-    /// Bytes per second since the start: (write calls, to storage).
-    fn per_second(&self) -> anyhow::Result<(f64, f64)> {
-        let now = procfs::written(self.pid)?;
-        let secs = self.at.elapsed().as_secs_f64().max(1e-6);
-        Ok((
-            now.0.saturating_sub(self.start.0) as f64 / secs,
-            now.1.saturating_sub(self.start.1) as f64 / secs,
-        ))
-    }
-}
-
 /// What one flood phase measured.
 struct FloodResult {
     spread: Spread,
@@ -343,7 +316,7 @@ async fn flood_phase(
     // time: on one machine the attack traffic's system calls and loopback packet handling share
     // the cores with the server, which a flood from other machines would not.
     let bench_cpu = procfs::CpuMeter::start(std::process::id())?;
-    let io = Written::start(pid)?;
+    let io = procfs::WriteMeter::start(pid)?;
     let machine_before = procfs::MachineCpu::now()?;
     let attack = Arc::new(AttackCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -502,7 +475,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             } else {
                 "calm again"
             };
-            let io = Written::start(pid)?;
+            let io = procfs::WriteMeter::start(pid)?;
             let (c, g) = flood::phase(
                 groups,
                 udp,
@@ -516,8 +489,9 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             let calm_written = io.per_second()?;
             groups = g;
             progress!(
-                "{label}: ack p99 {:?} ms, rss {rss_calm} KiB, server writes {:.0} KiB/s",
+                "{label}: ack p99 {:?} ms, rss {} KiB, server writes {:.0} KiB/s",
                 c.p99,
+                procfs::rss_kib(pid)?,
                 calm_written.0 / 1024.0
             );
             let calm_before = c.p99;

@@ -51,6 +51,40 @@ pub fn written(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("wchar:")?, field("write_bytes:")?))
 }
 
+/// What a process writes over an interval ([`written`]), as [`CpuMeter`] measures its CPU.
+pub struct WriteMeter {
+    pid: u32,
+    start: (u64, u64),
+    at: Instant,
+}
+
+impl WriteMeter {
+    /// Starts measuring now.
+    pub fn start(pid: u32) -> anyhow::Result<WriteMeter> {
+        Ok(WriteMeter {
+            pid,
+            start: written(pid)?,
+            at: Instant::now(),
+        })
+    }
+
+    /// Bytes written since [`start`](Self::start): (through write calls, to storage).
+    pub fn bytes(&self) -> anyhow::Result<(u64, u64)> {
+        let now = written(self.pid)?;
+        Ok((
+            now.0.saturating_sub(self.start.0),
+            now.1.saturating_sub(self.start.1),
+        ))
+    }
+
+    /// [`bytes`](Self::bytes) per wall second.
+    pub fn per_second(&self) -> anyhow::Result<(f64, f64)> {
+        let (calls, storage) = self.bytes()?;
+        let secs = self.at.elapsed().as_secs_f64().max(1e-6);
+        Ok((calls as f64 / secs, storage as f64 / secs))
+    }
+}
+
 /// Datagrams the kernel dropped for the IPv4 UDP socket bound to `addr` because its receive
 /// buffer was full (the `drops` column of `/proc/net/udp`).
 pub fn udp_drops(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
@@ -162,6 +196,14 @@ mod tests {
         assert!(rss_kib(u32::MAX).is_err());
         let (wchar, _) = written(me).unwrap();
         assert!(written(me).unwrap().0 >= wchar);
+        let w = WriteMeter::start(me).unwrap();
+        std::fs::write(
+            std::env::temp_dir().join(format!("tek-procfs-{me}")),
+            [0u8; 4096],
+        )
+        .unwrap();
+        assert!(w.bytes().unwrap().0 >= 4096);
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("tek-procfs-{me}")));
         let a = MachineCpu::now().unwrap();
         let b = MachineCpu::now().unwrap();
         let (user, kernel) = a.cores_until(&b, 2);
