@@ -544,6 +544,9 @@ impl App {
                     Ok(()) => log!("flash: slot {} written ({} bytes)", slot, record.len()),
                     Err(e) => log!("flash: slot {} write failed ({:?})", slot, e),
                 },
+                // Only a controller with a channel part asks; this one has none (the RAM for
+                // split configurations comes with the flash log).
+                Action::PersistChannels { .. } => {}
                 Action::Led(pattern) => self.leds.set(pattern, now),
                 Action::SetRelay { relay, on } => self.relays.set(relay, on),
                 Action::Reset => {

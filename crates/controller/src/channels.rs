@@ -452,7 +452,7 @@ impl<const MAP: usize, const CH: usize> Channels<MAP, CH> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::modbus::crc;
     use std::collections::HashMap;
@@ -464,7 +464,7 @@ mod tests {
 
     /// How a fake slave answers.
     #[derive(Clone, Copy, PartialEq, Debug)]
-    enum Behaviour {
+    pub(crate) enum Behaviour {
         Answer,
         Silent,
         BadCrc,
@@ -474,16 +474,16 @@ mod tests {
     /// Board inputs and slaves on serial buses; answers come back a few bytes per receive, so
     /// a read spans several polls.
     #[derive(Default)]
-    struct FakeBus {
-        board: HashMap<u8, i32>,
-        regs: HashMap<(u8, u16), u16>,
-        behaviour: HashMap<u8, Behaviour>,
+    pub(crate) struct FakeBus {
+        pub(crate) board: HashMap<u8, i32>,
+        pub(crate) regs: HashMap<(u8, u16), u16>,
+        pub(crate) behaviour: HashMap<u8, Behaviour>,
         pending: Vec<u8>,
         /// Every request: (bus, frame).
-        sent: Vec<(u8, Vec<u8>)>,
+        pub(crate) sent: Vec<(u8, Vec<u8>)>,
         /// A send while the previous answer was still being delivered (two transactions at once).
         overlapped: bool,
-        bytes_per_receive: usize,
+        pub(crate) bytes_per_receive: usize,
     }
 
     impl ChannelBus for FakeBus {
@@ -537,7 +537,7 @@ mod tests {
         }
     }
 
-    fn board(input: u8, unit: Unit, exponent: i8) -> Channel<'static> {
+    pub(crate) fn board(input: u8, unit: Unit, exponent: i8) -> Channel<'static> {
         Channel {
             source: Source::Board(input),
             conversion: Conversion::IDENTITY,
@@ -545,7 +545,12 @@ mod tests {
         }
     }
 
-    fn modbus(slave: u8, register: u16, data_type: DataType, f: Function) -> Channel<'static> {
+    pub(crate) fn modbus(
+        slave: u8,
+        register: u16,
+        data_type: DataType,
+        f: Function,
+    ) -> Channel<'static> {
         Channel {
             source: Source::Modbus(ModbusRead {
                 bus: 0,
@@ -574,14 +579,14 @@ mod tests {
         }
     }
 
-    fn encode(buses: &[Bus], channels: &[Channel<'_>]) -> Vec<u8> {
+    pub(crate) fn encode(buses: &[Bus], channels: &[Channel<'_>]) -> Vec<u8> {
         let mut buf = std::vec![0u8; m::buffer_len(buses, channels)];
         let n = m::emit(buses, channels, &mut buf).unwrap();
         buf.truncate(n);
         buf
     }
 
-    const BUS: Bus = Bus {
+    pub(crate) const BUS: Bus = Bus {
         baud: Baud::B19200,
         parity: Parity::Even,
         timeout_ms: 200,

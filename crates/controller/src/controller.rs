@@ -39,6 +39,8 @@
 //! What stays here reads several parts at once: the LED, the status report, a received
 //! message's dispatch, the order of the polls.
 
+use crate::channel_part::{Backlog, ChannelSupport, Chunked, NoChannels};
+use crate::channels::ChannelBus;
 use crate::config::ConfigState;
 use crate::connect::{Conn, Connection, Hellos, Servers};
 use crate::effects::{Effect, Effects};
@@ -50,10 +52,12 @@ use crate::status;
 use crate::transport::{self, Probe, Transport};
 use crate::{Action, Endpoint, Entropy, Iface, IpInfo, Led, Radio, Reading};
 use heapless::{String, Vec};
+use tek_proto::channel::split::{ChunkAck, ChunkState};
 use tek_proto::message::config::{server_ok, Config, MAX_SERVERS, MAX_TEXT};
 use tek_proto::message::status::Status;
 use tek_proto::message::{Command, CommandResult, ConfigItems, Message};
 use tek_proto::session::Session;
+use tek_proto::wire::data::{HEADER_LEN, MAX_MESSAGE};
 use tek_proto::wire::Kind;
 
 pub use crate::logging::SENSOR_STALE_MS;
@@ -68,8 +72,9 @@ const SCRATCH_LEN: usize = if persist::MAX_LEN > tek_proto::MAX_DATAGRAM {
     tek_proto::MAX_DATAGRAM
 };
 
-/// The controller, with a telemetry log of `LOG` records (16 bytes each).
-pub struct Controller<const LOG: usize> {
+/// The controller, with a telemetry log of `LOG` records (16 bytes each) and the channel part
+/// `X` ([`NoChannels`]: a version 1 device; see [`crate::channel_part`]).
+pub struct Controller<const LOG: usize, X: ChannelSupport = NoChannels> {
     firmware: [u8; 3],
     factory: Vec<String<MAX_TEXT>, MAX_SERVERS>,
     hellos: Hellos,
@@ -83,11 +88,13 @@ pub struct Controller<const LOG: usize> {
     led: Option<Led>,
     reset_pending: bool,
     stats: Stats,
+    /// The channel part.
+    channels: X,
     /// See [`SCRATCH_LEN`].
     scratch: [u8; SCRATCH_LEN],
 }
 
-impl<const LOG: usize> core::fmt::Debug for Controller<LOG> {
+impl<const LOG: usize, X: ChannelSupport> core::fmt::Debug for Controller<LOG, X> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Controller")
             .field("device_id", &self.hellos.device_id)
@@ -124,20 +131,30 @@ impl<'a> PowerUp<'a> {
     }
 }
 
-/// Checks and decrypts a session datagram in place. Out of line: the cipher's working state
-/// is on the stack only while this runs, not while the message is handled (a configuration
-/// decoded then would add to it; a device's stack is the budget).
+/// Checks and decrypts a session datagram in place; returns the message's bytes (type and
+/// body). Out of line: the cipher's working state is on the stack only while this runs, not
+/// while the message is handled (a configuration decoded then would add to it; a device's stack
+/// is the budget).
 #[inline(never)]
-fn open<'d>(session: &mut Session, datagram: &'d mut [u8]) -> Option<Message<'d>> {
-    session.open_message(datagram).ok()
+fn open<'d>(session: &mut Session, datagram: &'d mut [u8]) -> Option<&'d [u8]> {
+    session.open(datagram).ok()
 }
 
-impl<const LOG: usize> Controller<LOG> {
+impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
     /// Powers up: [`blank`](Self::blank) + [`boot`](Self::boot) on a value. The first actions
     /// [`poll`](Self::poll) returns persist the incremented boot counter and configure Ethernet
     /// (DHCP unless fixed settings are stored and HALT is not held).
     pub fn new(setup: Setup<'_>, now: u64) -> Self {
         let mut ctl = Self::blank();
+        ctl.boot(setup, now);
+        ctl
+    }
+
+    /// As [`new`](Self::new), with the channel part `channels` (e.g.
+    /// `Some(ChannelPart::new(caps))`; a device builds it in place instead, like the rest).
+    pub fn new_with_channels(setup: Setup<'_>, channels: X, now: u64) -> Self {
+        let mut ctl = Self::blank();
+        ctl.channels = channels;
         ctl.boot(setup, now);
         ctl
     }
@@ -164,6 +181,7 @@ impl<const LOG: usize> Controller<LOG> {
             led: Some(Led::Halt),
             reset_pending: false,
             stats: Stats::BLANK,
+            channels: X::BLANK,
             scratch: [0; SCRATCH_LEN],
         }
     }
@@ -221,6 +239,7 @@ impl<const LOG: usize> Controller<LOG> {
             led,
             reset_pending,
             stats,
+            channels,
             scratch: _, // written before every use (an action's bytes, a slot read)
         } = self;
         cfg.power_up(found.map(|f| f.0), setup.halt, now);
@@ -246,6 +265,12 @@ impl<const LOG: usize> Controller<LOG> {
         *reset_pending = false;
         *stats = Stats::default();
         plant.start(now, &cfg.running);
+        if let Some(part) = channels.runtime() {
+            part.start(now, &setup.key);
+            part.set_log_interval(u32::from(cfg.running.log_interval_s));
+            // A device with a channel part takes ConfigChunks itself: it states so.
+            outbox.capabilities = Some(part.capabilities());
+        }
     }
 
     fn servers(&self) -> Servers<'_> {
@@ -294,6 +319,43 @@ impl<const LOG: usize> Controller<LOG> {
     /// configurations) only once it takes ConfigChunks.
     pub fn set_capabilities(&mut self, caps: Option<tek_proto::channel::split::Capabilities>) {
         self.outbox.capabilities = caps;
+    }
+
+    /// Advances the channel part's sample through `bus` (a device with a channel part calls
+    /// this instead of [`sensor`](Self::sensor), whenever [`sample_at`](Self::sample_at) passes
+    /// or a bus received bytes, then polls): a completed sample is the reading the thermostat, the schedule
+    /// and the interlocks act on, from the channels the roles name. Without a channel part it
+    /// does nothing.
+    pub fn sample(&mut self, now: u64, bus: &mut dyn ChannelBus) {
+        let reading = self.channels.runtime().and_then(|p| p.sample(now, bus));
+        if let Some(r) = reading {
+            self.sensor(now, r);
+        }
+    }
+
+    /// When [`sample`](Self::sample) must run next (`u64::MAX` without a channel part); a
+    /// host waits for the earlier of this and [`poll_at`](Self::poll_at).
+    pub fn sample_at(&self) -> u64 {
+        self.channels
+            .runtime_ref()
+            .map_or(u64::MAX, |p| p.sample_at())
+    }
+
+    /// Restores the channel part from its two flash slots ([`Action::PersistChannels`]; erased
+    /// bytes read as 0xFF), right after [`boot`](Self::boot) or
+    /// [`boot_from_flash`](Self::boot_from_flash): the split configuration the controller's
+    /// record says runs (and a trial's fallback) is running again. Returns whether a split
+    /// configuration runs.
+    pub fn restore_channels(&mut self, slot0: &[u8], slot1: &[u8], now: u64) -> bool {
+        let version = self.cfg.version;
+        self.channels
+            .runtime()
+            .is_some_and(|p| p.restore([slot0, slot1], version, now))
+    }
+
+    /// The channel part (values, faults, the split configuration running), if there is one.
+    pub fn channel_part(&self) -> Option<&dyn crate::channel_part::ChannelRuntime> {
+        self.channels.runtime_ref()
     }
 
     /// The modem's radio state and signal quality (0..=31, 99 unknown), for status and LEDs.
@@ -419,13 +481,61 @@ impl<const LOG: usize> Controller<LOG> {
         if up.iface != iface || up.port != port || up.to != from {
             return false;
         }
-        let Some(msg) = open(&mut up.session, datagram) else {
+        let Some(bytes) = open(&mut up.session, datagram) else {
             return false;
         };
         up.heard(now);
         self.transport.heard(now, iface);
-        self.handle(now, msg);
+        match Message::parse(bytes) {
+            Ok(Message::Unknown(tek_proto::channel::code::CONFIG_CHUNK)) => {
+                self.config_chunk(now, bytes)
+            }
+            Ok(msg) => self.handle(now, msg),
+            // Authentic but malformed: nothing to do (the session was still heard).
+            Err(_) => {}
+        }
         true
+    }
+
+    /// A chunk of a split configuration (PROTOCOL.md 17.4). A version 1 controller (no channel
+    /// part) drops it unread, as an unknown message. Out of line, like `config_message`.
+    #[inline(never)]
+    fn config_chunk(&mut self, now: u64, message: &[u8]) {
+        let running = self.cfg.version;
+        let Some(part) = self.channels.runtime() else {
+            return;
+        };
+        let (version, received) = match part.chunk(message, running) {
+            // Malformed or out of range: dropped (PROTOCOL.md 17.4).
+            None => return,
+            Some(Chunked::Ack(ack)) => {
+                self.outbox.chunk_ack = Some(ack);
+                return;
+            }
+            Some(Chunked::Ready { version, received }) => (version, received),
+        };
+        let ack = |state| ChunkAck {
+            version,
+            state,
+            received,
+        };
+        let Some(mut new) = part.ready_config() else {
+            self.outbox.chunk_ack = Some(ack(ChunkState::Invalid));
+            return;
+        };
+        let log_s = self.cfg.running.log_interval_s;
+        let Some(a) = self.cfg.apply(version, &mut new, now) else {
+            part.discard_ready();
+            self.outbox.chunk_ack = Some(ack(ChunkState::Invalid));
+            return;
+        };
+        self.outbox.chunk_ack = Some(ack(ChunkState::Accepted));
+        if a.changed {
+            part.commit_ready(version, now);
+        } else {
+            part.discard_ready();
+        }
+        self.applied(now, version, a, log_s);
     }
 
     fn handle(&mut self, now: u64, msg: Message<'_>) {
@@ -435,7 +545,16 @@ impl<const LOG: usize> Controller<LOG> {
                 server_time,
             } => {
                 self.sync_time(now, server_time);
-                if let Some(n) = self.logging.log.ack_through(through_seq) {
+                // The log of the batch in flight (or, with none, of the mode running).
+                let wide = match self.link.up().and_then(|up| up.batch) {
+                    Some(b) => b.wide,
+                    None => self.split(),
+                };
+                let acked = match (wide, self.channels.runtime()) {
+                    (true, Some(part)) => Some(part.wide_ack(through_seq)).filter(|&n| n > 0),
+                    _ => self.logging.log.ack_through(through_seq),
+                };
+                if let Some(n) = acked {
                     self.stats.records_acked += n as u32;
                     if let Some(up) = self.link.up() {
                         up.acked(through_seq);
@@ -476,11 +595,22 @@ impl<const LOG: usize> Controller<LOG> {
         let Some(a) = self.cfg.apply(version, new, now) else {
             return;
         };
+        self.applied(now, version, a, log_s);
+    }
+
+    /// After [`ConfigState::apply`] (of a Config or an assembled split configuration): the
+    /// ConfigAck, and for a change, what follows from it. `log_s`: the logging interval before.
+    fn applied(&mut self, now: u64, version: u32, a: crate::config::Applied, log_s: u16) {
         self.outbox.config_ack = Some((version, a.result));
         if !a.changed {
             return;
         }
         self.stats.configs_applied += 1;
+        self.sync_channels(now);
+        if self.channels.runtime_ref().is_some() {
+            // A new map, or none: the channel part's record follows the configuration's.
+            self.effects.persist_channels();
+        }
         self.log_interval_changed(log_s, now);
         self.effects.persist();
         self.outbox.status_due = true;
@@ -534,6 +664,27 @@ impl<const LOG: usize> Controller<LOG> {
     fn log_interval_changed(&mut self, old_s: u16, now: u64) {
         let new_s = self.cfg.running.log_interval_s;
         self.logging.interval_changed(old_s, new_s, now);
+        if let Some(part) = self.channels.runtime() {
+            part.set_log_interval(u32::from(new_s));
+        }
+    }
+
+    /// Whether a split configuration runs (records are wide).
+    fn split(&self) -> bool {
+        self.channels
+            .runtime_ref()
+            .is_some_and(|p| p.split_version().is_some())
+    }
+
+    /// The channel part follows the configuration state (a change, a rollback, a trial's end);
+    /// its record is written when that changed it.
+    fn sync_channels(&mut self, now: u64) {
+        let version = self.cfg.version;
+        if let Some(part) = self.channels.runtime() {
+            if part.sync(version, now) {
+                self.effects.persist_channels();
+            }
+        }
     }
 
     // ----- poll ---------------------------------------------------------------------------
@@ -584,12 +735,21 @@ impl<const LOG: usize> Controller<LOG> {
             at = at.min(t);
         }
         if let Conn::Up(up) = &self.link.conn {
-            let cx = Context::new(&self.logging.log, self.cfg.version, &self.cfg.running);
+            let cx = Context::new(self.backlog(), self.cfg.version, &self.cfg.running);
             at = at
                 .min(up.poll_at(self.outbox.pending(), &cx))
                 .min(self.outbox.next_status_at);
         }
         at
+    }
+
+    /// The records the session sends: the telemetry log while it holds any (records of
+    /// before a split configuration), else, while one runs, the channel part's wide log.
+    fn backlog(&self) -> &dyn Backlog {
+        match self.channels.runtime_ref() {
+            Some(p) if p.split_version().is_some() && self.logging.log.is_empty() => p.wide_log(),
+            _ => &self.logging.log,
+        }
     }
 
     /// The local UDP ports the controller expects datagrams on (at most two: the session or
@@ -635,6 +795,14 @@ impl<const LOG: usize> Controller<LOG> {
                     record: &self.scratch[..n],
                 }
             }
+            Effect::PersistChannels => match self.channels.runtime() {
+                Some(part) => {
+                    let (slot, record) = part.record();
+                    Action::PersistChannels { slot, record }
+                }
+                // Queued only with a channel part.
+                None => Action::Led(self.led.unwrap_or(Led::Connecting)),
+            },
         }
     }
 
@@ -643,7 +811,18 @@ impl<const LOG: usize> Controller<LOG> {
     fn advance(&mut self, now: u64, rng: &mut dyn Entropy) {
         let log_s = self.cfg.running.log_interval_s;
         let relays = self.plant.relays.state();
-        self.logging.poll(now, log_s, relays, &mut self.stats);
+        let split = self.split();
+        if self
+            .logging
+            .poll(now, log_s, relays, !split, &mut self.stats)
+            && split
+        {
+            if let Some(part) = self.channels.runtime() {
+                if part.log_record((now / 1000) as u32) {
+                    self.stats.records_logged += 1;
+                }
+            }
+        }
         let fresh = self.logging.fresh(now);
         self.plant.poll(now, &self.cfg.running, fresh);
         if self.logging.went_stale(now) {
@@ -656,6 +835,7 @@ impl<const LOG: usize> Controller<LOG> {
         let eth_before = self.cfg.eth_boot;
         if let Some(failed) = self.cfg.poll(now) {
             self.rolled_back(failed, eth_before);
+            self.sync_channels(now);
             self.log_interval_changed(log_s, now);
         }
         let failover_at = self.failover_at();
@@ -726,6 +906,7 @@ impl<const LOG: usize> Controller<LOG> {
         self.outbox.capabilities_due = self.outbox.capabilities.is_some();
         if self.cfg.session_accepted() {
             self.effects.persist();
+            self.sync_channels(now);
         }
     }
 
@@ -740,8 +921,16 @@ impl<const LOG: usize> Controller<LOG> {
             uptime_s: (now / 1000) as u32,
             firmware: self.firmware,
             config_version: self.cfg.version,
-            log_drops: self.logging.log.drops(),
-            log_backlog: self.logging.log.len(),
+            log_drops: self
+                .logging
+                .log
+                .drops()
+                .saturating_add(self.channels.runtime_ref().map_or(0, |p| p.wide_drops())),
+            log_backlog: self.logging.log.len()
+                + self
+                    .channels
+                    .runtime_ref()
+                    .map_or(0, |p| p.wide_log().len()),
             traffic: t.traffic,
             gsm_signal: t.signal,
             radio: t.radio,
@@ -769,15 +958,49 @@ impl<const LOG: usize> Controller<LOG> {
         if !self.link.is_up() {
             return None;
         }
+        if self.outbox.faults_due {
+            // Right after the Status they follow (PROTOCOL.md 17.8).
+            self.outbox.faults_due = false;
+            let tx = &mut self.scratch[..tek_proto::MAX_DATAGRAM];
+            let part = self.channels.runtime()?;
+            let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+            if let Some(len) = part.faults_message(body) {
+                return self.link.up()?.send_written(now, tx, len);
+            }
+        }
         let status = if self.outbox.status_due {
             Some(self.status_report(now))
         } else {
             None
         };
-        let cx = Context::new(&self.logging.log, self.cfg.version, &self.cfg.running);
-        let up = self.link.up()?;
+        let faults = self
+            .channels
+            .runtime_ref()
+            .filter(|p| p.split_version().is_some())
+            .map(|p| p.faults_pending());
+        let cx = Context::new(
+            match self.channels.runtime_ref() {
+                Some(p) if p.split_version().is_some() && self.logging.log.is_empty() => {
+                    p.wide_log()
+                }
+                _ => &self.logging.log,
+            },
+            self.cfg.version,
+            &self.cfg.running,
+        );
+        let Conn::Up(up) = &mut self.link.conn else {
+            return None;
+        };
         let tx = &mut self.scratch[..tek_proto::MAX_DATAGRAM];
-        up.send(now, &mut self.outbox, status, &cx, &mut self.stats, tx)
+        up.send(
+            now,
+            &mut self.outbox,
+            status,
+            &cx,
+            faults,
+            &mut self.stats,
+            tx,
+        )
     }
 }
 
@@ -791,3 +1014,6 @@ mod schedule_tests;
 
 #[cfg(test)]
 mod capabilities_tests;
+
+#[cfg(test)]
+mod split_tests;

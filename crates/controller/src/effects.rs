@@ -24,6 +24,8 @@ pub(crate) enum Effect {
     },
     /// Write the flash record.
     Persist,
+    /// Write the channel part's flash record.
+    PersistChannels,
     Led(Led),
 }
 
@@ -33,6 +35,8 @@ pub(crate) struct Effects {
     queue: Deque<Effect, 24>,
     /// A Persist is queued (they coalesce: the record is encoded when handed out).
     persist_queued: bool,
+    /// A PersistChannels is queued (they coalesce too).
+    channels_queued: bool,
     dns_token: u16,
 }
 
@@ -41,6 +45,7 @@ impl Effects {
     pub const BLANK: Effects = Effects {
         queue: Deque::new(),
         persist_queued: false,
+        channels_queued: false,
         dns_token: 0,
     };
 
@@ -49,10 +54,12 @@ impl Effects {
         let Effects {
             queue,
             persist_queued,
+            channels_queued,
             dns_token,
         } = self;
         queue.clear();
         *persist_queued = false;
+        *channels_queued = false;
         *dns_token = 0;
     }
 
@@ -69,6 +76,14 @@ impl Effects {
         if !self.persist_queued {
             self.persist_queued = true;
             self.push(Effect::Persist);
+        }
+    }
+
+    /// Queues a write of the channel part's record, unless one is queued already.
+    pub fn persist_channels(&mut self) {
+        if !self.channels_queued {
+            self.channels_queued = true;
+            self.push(Effect::PersistChannels);
         }
     }
 
@@ -96,8 +111,10 @@ impl Effects {
     /// The next effect to hand out.
     pub fn pop(&mut self) -> Option<Effect> {
         let e = self.queue.pop_front();
-        if matches!(e, Some(Effect::Persist)) {
-            self.persist_queued = false;
+        match e {
+            Some(Effect::Persist) => self.persist_queued = false,
+            Some(Effect::PersistChannels) => self.channels_queued = false,
+            _ => {}
         }
         e
     }

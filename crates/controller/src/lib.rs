@@ -50,6 +50,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod channel_part;
 pub mod channels;
 mod config;
 mod connect;
@@ -289,6 +290,17 @@ pub enum Action<'a> {
         slot: u8,
         /// The whole record.
         record: &'a [u8],
+    },
+    /// Write the channel part's record into its own flash slot `slot` (0 or 1, two slots
+    /// besides those of [`Action::Persist`]), replacing what was there: the concatenation of
+    /// `record`'s pieces. See [`channel_part::record`] for the format; at power-up hand both
+    /// slots to [`Controller::restore_channels`]. Only a controller with a channel part asks
+    /// for it.
+    PersistChannels {
+        /// Slot 0 or 1.
+        slot: u8,
+        /// The record, in pieces to be written one after the other.
+        record: [&'a [u8]; 4],
     },
     /// Show this pattern on the status LED.
     Led(Led),

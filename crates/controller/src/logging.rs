@@ -94,18 +94,28 @@ impl<const LOG: usize> Logging<LOG> {
         false
     }
 
-    /// Advances to `now`: takes a record if one is due (with `relays` as they are).
-    pub fn poll(&mut self, now: u64, interval_s: u16, relays: u8, stats: &mut Stats) {
+    /// Advances to `now`: takes a record if one is due (with `relays` as they are), into the
+    /// telemetry log when `legacy` (else the channel part logs it: returns whether a record was
+    /// due).
+    pub fn poll(
+        &mut self,
+        now: u64,
+        interval_s: u16,
+        relays: u8,
+        legacy: bool,
+        stats: &mut Stats,
+    ) -> bool {
         if now < self.next_log_at {
-            return;
+            return false;
         }
         let interval = u64::from(interval_s) * 1000;
         self.next_log_at += interval;
         if self.next_log_at <= now {
             self.next_log_at = now + interval;
         }
-        let Some(r) = self.reading else {
-            return; // nothing measured yet: no record rather than a made-up one
+        let Some(r) = self.reading.filter(|_| legacy) else {
+            // Nothing measured yet: no record rather than a made-up one.
+            return true;
         };
         let power = if self.power_n > 0 {
             self.power_sum / u64::from(self.power_n)
@@ -123,6 +133,7 @@ impl<const LOG: usize> Logging<LOG> {
             relays,
         });
         stats.records_logged += 1;
+        true
     }
 
     /// The interval changed from `old_s` to `new_s`: the next record is due one new interval

@@ -61,8 +61,13 @@ pub struct Stored {
 /// IEEE 802.3 CRC-32 (reflected, polynomial 0xEDB88320), bitwise: small code, and records are
 /// written once per boot or configuration change.
 pub fn crc32(bytes: &[u8]) -> u32 {
+    crc32_parts(&[bytes])
+}
+
+/// [`crc32`] of the concatenation of `parts` (a record handed out in pieces).
+pub fn crc32_parts(parts: &[&[u8]]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
+    for &b in parts.iter().flat_map(|p| p.iter()) {
         crc ^= u32::from(b);
         for _ in 0..8 {
             let mask = (crc & 1).wrapping_neg();

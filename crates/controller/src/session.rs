@@ -18,12 +18,13 @@
 //!
 //! [`Up`] is the session and its small poll; [`Outbox`] holds what waits to be said in it.
 
+use crate::channel_part::Backlog;
 use crate::connect::Attempt;
 use crate::controller::Stats;
 use crate::log::{Log, LogRecord};
 use crate::{Endpoint, Iface};
 use heapless::Deque;
-use tek_proto::channel::split::Capabilities;
+use tek_proto::channel::split::{Capabilities, ChunkAck};
 use tek_proto::channel::ChannelMessage;
 use tek_proto::message::config::Config;
 use tek_proto::message::status::Status;
@@ -71,6 +72,8 @@ pub struct InFlight {
     pub tries: u8,
     /// When to retransmit (or declare the server dead).
     pub next_at: u64,
+    /// Wide records (WideTelemetry), not the five-channel log.
+    pub wide: bool,
 }
 
 /// A reply-wanted keepalive waiting for any answer.
@@ -111,6 +114,9 @@ pub struct Up {
     pub next_batch_at: u64,
     /// Keepalive waiting for a reply.
     pub probing: Option<Probing>,
+    /// A Status went out in this session (ChannelFaults follow the first one if any counter
+    /// is above 0).
+    pub status_sent: bool,
 }
 
 impl Up {
@@ -131,6 +137,7 @@ impl Up {
             // A backlog from before the session goes out at once.
             next_batch_at: now,
             probing: None,
+            status_sent: false,
         }
     }
 
@@ -174,6 +181,10 @@ pub struct Outbox {
     pub capabilities: Option<Capabilities>,
     /// A session began: state the capabilities before its first Status.
     pub capabilities_due: bool,
+    /// The answer to the last configuration chunk.
+    pub chunk_ack: Option<ChunkAck>,
+    /// ChannelFaults follow the Status just sent (PROTOCOL.md 17.8).
+    pub faults_due: bool,
 }
 
 impl Outbox {
@@ -188,6 +199,13 @@ impl Outbox {
         // `Capabilities` has no niche, so `None` is the all-zero tag.
         capabilities: None,
         capabilities_due: false,
+        // `Some`: `ChunkAck`'s state has a niche, so `None` is a non-zero tag.
+        chunk_ack: Some(ChunkAck {
+            version: 0,
+            state: tek_proto::channel::split::ChunkState::Receiving,
+            received: 0,
+        }),
+        faults_due: false,
     };
 
     /// Power-up: nothing to say but status.
@@ -201,6 +219,8 @@ impl Outbox {
             next_status_at,
             capabilities,
             capabilities_due,
+            chunk_ack,
+            faults_due,
         } = self;
         *config_ack = None;
         *rollback_report = None;
@@ -210,12 +230,16 @@ impl Outbox {
         *next_status_at = now;
         *capabilities = None;
         *capabilities_due = false;
+        *chunk_ack = None;
+        *faults_due = false;
     }
 
     /// Whether an acknowledgement or status is waiting.
     pub fn pending(&self) -> bool {
         self.config_ack.is_some()
             || self.capabilities_due
+            || self.chunk_ack.is_some()
+            || self.faults_due
             || self.rollback_report.is_some()
             || !self.command_acks.is_empty()
             || self.status_due
@@ -259,9 +283,9 @@ impl Outbox {
 }
 
 /// What the session's poll needs from the rest of the controller.
-pub struct Context<'a, const LOG: usize> {
-    /// The telemetry log.
-    pub log: &'a Log<LOG>,
+pub struct Context<'a> {
+    /// The records to send: the telemetry log, or the channel part's wide log.
+    pub log: &'a dyn Backlog,
     /// The running configuration's version (in keepalives).
     pub config_version: u32,
     /// Keepalive interval.
@@ -270,9 +294,9 @@ pub struct Context<'a, const LOG: usize> {
     pub batch_ms: u64,
 }
 
-impl<'a, const LOG: usize> Context<'a, LOG> {
+impl<'a> Context<'a> {
     /// The context of configuration `version`, `running`.
-    pub fn new(log: &'a Log<LOG>, config_version: u32, running: &Config) -> Self {
+    pub fn new(log: &'a dyn Backlog, config_version: u32, running: &Config) -> Self {
         Context {
             log,
             config_version,
@@ -290,55 +314,92 @@ impl Up {
     /// The next datagram of the session, if one is due, into `tx`: an acknowledgement or
     /// status from `outbox` (`status`: the report, if it is due), else a telemetry batch, else a
     /// keepalive. Returns (interface, source port, destination, length).
-    pub fn send<const LOG: usize>(
+    /// `faults`: while a split configuration runs, whether a channel's fault counter changed
+    /// since the last ChannelFaults and whether any is above 0 (the ChannelFaults that follow a
+    /// Status are then due: [`Outbox::faults_due`]; the controller writes them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
         &mut self,
         now: u64,
         outbox: &mut Outbox,
         status: Option<Status>,
-        cx: &Context<'_, LOG>,
+        cx: &Context<'_>,
+        faults: Option<(bool, bool)>,
         stats: &mut Stats,
         tx: &mut [u8],
     ) -> Option<(Iface, u16, Endpoint, usize)> {
-        let n = match outbox
+        let caps = outbox
             .capabilities_due
             .then_some(outbox.capabilities)
-            .flatten()
-        {
+            .flatten();
+        outbox.capabilities_due = false;
+        let extension = |tx: &mut [u8], msg: ChannelMessage<'_>| {
+            let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+            msg.emit(body).ok()
+        };
+        let n = if let Some(caps) = caps {
             // Right after the handshake, before the first Status (PROTOCOL.md 17.1).
-            Some(caps) => {
-                outbox.capabilities_due = false;
-                let body = tx.get_mut(HEADER_LEN..)?;
-                let len = ChannelMessage::Capabilities(caps).emit(body).ok()?;
-                self.session.seal_in_place(tx, len).ok()
-            }
-            None => {
-                outbox.capabilities_due = false;
-                match outbox.next(now, status) {
-                    Some(msg) => seal(&mut self.session, &msg, tx),
-                    None => self
-                        .batch(now, cx, stats, tx)
-                        .or_else(|| self.keepalive(now, cx, tx)),
+            let len = extension(tx, ChannelMessage::Capabilities(caps))?;
+            self.session.seal_in_place(tx, len).ok()
+        } else if let Some(ack) = outbox.chunk_ack.take() {
+            // Written directly, not through `ChannelMessage::emit`: a device without a channel
+            // part then carries no encoder of the other extension messages.
+            let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+            let (head, rest) = body.split_first_mut()?;
+            *head = tek_proto::channel::code::CHUNK_ACK;
+            let len = 1 + ack.emit(rest)?;
+            self.session.seal_in_place(tx, len).ok()
+        } else if let Some(msg) = outbox.next(now, status) {
+            if matches!(msg, Message::Status(_)) {
+                // ChannelFaults follow the Status when a counter changed since the last ones,
+                // or with the session's first Status when any is above 0 (17.8), and only
+                // while a split configuration runs (17.1).
+                if let Some((changed, any)) = faults {
+                    outbox.faults_due = changed || (any && !self.status_sent);
                 }
+                self.status_sent = true;
             }
+            seal(&mut self.session, &msg, tx)
+        } else {
+            self.batch(now, cx, stats, tx)
+                .or_else(|| self.keepalive(now, cx, tx))
         }?;
         self.last_tx = now;
         Some((self.iface, self.port, self.to, n))
     }
 
-    /// A telemetry batch: the one in flight again when its retry is due, or a new one.
-    fn batch<const LOG: usize>(
+    /// Seals the message of `len` bytes written after the header of `tx` (one the controller
+    /// wrote itself, e.g. ChannelFaults).
+    pub fn send_written(
         &mut self,
         now: u64,
-        cx: &Context<'_, LOG>,
+        tx: &mut [u8],
+        len: usize,
+    ) -> Option<(Iface, u16, Endpoint, usize)> {
+        let n = self.session.seal_in_place(tx, len).ok()?;
+        self.last_tx = now;
+        Some((self.iface, self.port, self.to, n))
+    }
+
+    /// A telemetry batch: the one in flight again when its retry is due, or a new one.
+    fn batch(
+        &mut self,
+        now: u64,
+        cx: &Context<'_>,
         stats: &mut Stats,
         tx: &mut [u8],
     ) -> Option<usize> {
         let log = cx.log;
         let now_s = (now / 1000) as u32;
         let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+        if self.batch.is_some_and(|b| b.wide != log.wide()) {
+            // The controller changed mode (a split configuration came or went): the records of
+            // that batch are gone with the mode (counted as drops); start with this log.
+            self.batch = None;
+        }
         match self.batch {
             Some(b) if now >= b.next_at && b.tries < TRIES => {
-                match write_batch(log, b.first, b.last, now_s, body) {
+                match log.write(b.first, b.last, now_s, body) {
                     Some((len, first, _)) => {
                         stats.batch_retries += 1;
                         self.batch = Some(InFlight {
@@ -346,6 +407,7 @@ impl Up {
                             last: b.last,
                             tries: b.tries + 1,
                             next_at: now + retry_timeout(b.tries + 1),
+                            wide: b.wide,
                         });
                         self.session.seal_in_place(tx, len).ok()
                     }
@@ -357,7 +419,7 @@ impl Up {
                 }
             }
             None if !log.is_empty() && (now >= self.next_batch_at || log.len() >= FULL_BATCH) => {
-                let (len, first, last) = write_batch(log, log.first_seq(), u32::MAX, now_s, body)?;
+                let (len, first, last) = log.write(log.oldest(), u32::MAX, now_s, body)?;
                 stats.batches += 1;
                 stats.records_sent += last.wrapping_sub(first) + 1;
                 self.batch = Some(InFlight {
@@ -365,6 +427,7 @@ impl Up {
                     last,
                     tries: 1,
                     next_at: now + retry_timeout(1),
+                    wide: log.wide(),
                 });
                 self.next_batch_at = now + cx.batch_ms;
                 self.session.seal_in_place(tx, len).ok()
@@ -375,12 +438,7 @@ impl Up {
 
     /// A keepalive: the retry of one that wants a reply, or a new one when nothing was sent for
     /// a keepalive interval (wanting a reply after a long silence from the server).
-    fn keepalive<const LOG: usize>(
-        &mut self,
-        now: u64,
-        cx: &Context<'_, LOG>,
-        tx: &mut [u8],
-    ) -> Option<usize> {
+    fn keepalive(&mut self, now: u64, cx: &Context<'_>, tx: &mut [u8]) -> Option<usize> {
         let reply_wanted =
             if let Some(p) = self.probing.filter(|p| now >= p.next_at && p.tries < TRIES) {
                 self.probing = Some(Probing {
@@ -422,7 +480,7 @@ impl Up {
 
     /// When [`send`](Self::send) has something to do (0: now, with `outbox_pending`: an
     /// acknowledgement or status waits).
-    pub fn poll_at<const LOG: usize>(&self, outbox_pending: bool, cx: &Context<'_, LOG>) -> u64 {
+    pub fn poll_at(&self, outbox_pending: bool, cx: &Context<'_>) -> u64 {
         if outbox_pending {
             return 0;
         }

@@ -5,6 +5,8 @@
 //! next sensor reading), delivers datagrams with zero latency, and checks the poll contract on
 //! the way: after `poll` returned `None`, `poll_at()` must lie in the future.
 
+use crate::channel_part::{ChannelSupport, NoChannels};
+use crate::channels::ChannelBus;
 use crate::persist::{self, Stored};
 use crate::{
     Action, Controller, Endpoint, EthernetSetup, Iface, IpInfo, Led, Reading, Setup, XorShift,
@@ -14,6 +16,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::string::{String, ToString};
 use std::vec::Vec;
+use tek_proto::channel::faults::FaultEntry;
+use tek_proto::channel::split::ChunkAck;
+use tek_proto::channel::ChannelMessage;
 use tek_proto::crypto::DeviceKeys;
 use tek_proto::handshake;
 use tek_proto::message::config::Config;
@@ -48,6 +53,12 @@ pub struct Server {
     pub kinds: Vec<u8>,
     /// Messages of types version 1 does not know (the channel extension), whole.
     pub extension: Vec<Vec<u8>>,
+    /// Wide records stored: (boot, seq) -> the value of every channel of the batch.
+    pub wide: BTreeMap<(u32, u32), Vec<Option<i32>>>,
+    /// ChunkAcks received.
+    pub chunk_acks: Vec<ChunkAck>,
+    /// ChannelFaults received.
+    pub faults: Vec<Vec<FaultEntry>>,
     boot: u32,
     pub time: u32,
 }
@@ -72,6 +83,9 @@ impl Server {
             batches: 0,
             kinds: Vec::new(),
             extension: Vec::new(),
+            wide: BTreeMap::new(),
+            chunk_acks: Vec::new(),
+            faults: Vec::new(),
             boot: 0,
             time: 1_750_000_000,
         }
@@ -121,11 +135,32 @@ impl Server {
         let Ok(msg) = Message::parse(bytes) else {
             return out;
         };
+        self.device_ep = Some(from);
+        let mut reply = None;
         if let Message::Unknown(_) = msg {
             self.extension.push(bytes.to_vec());
+            match ChannelMessage::parse(bytes) {
+                Ok(Some(ChannelMessage::WideTelemetry(t))) => {
+                    self.batches += 1;
+                    let mut last = t.first_seq();
+                    for r in t.records() {
+                        let values = (0..t.channels().len()).map(|c| r.get(c)).collect();
+                        self.wide.insert((self.boot, r.seq), values);
+                        last = r.seq;
+                    }
+                    reply = (!self.withhold_acks).then_some(Message::Ack {
+                        through_seq: last,
+                        server_time: self.time,
+                    });
+                }
+                Ok(Some(ChannelMessage::ChunkAck(a))) => self.chunk_acks.push(a),
+                Ok(Some(ChannelMessage::ChannelFaults(f))) => {
+                    self.faults.push(f.entries().collect())
+                }
+                _ => {}
+            }
         }
-        self.device_ep = Some(from);
-        let reply = match msg {
+        let reply = reply.or(match msg {
             Message::Telemetry(t) => {
                 self.batches += 1;
                 for r in t.records() {
@@ -155,13 +190,22 @@ impl Server {
                 None
             }
             _ => None,
-        };
+        });
         if let Some(m) = reply {
             let mut buf = [0u8; 1024];
             let n = s.seal_message(&m, &mut buf).unwrap();
             out.push(buf[..n].to_vec());
         }
         out
+    }
+
+    /// Seals a server-initiated message given as bytes (type and body) for the device.
+    pub fn seal_bytes(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        let s = self.session.as_mut()?;
+        let mut buf = [0u8; 1024];
+        buf[tek_proto::wire::data::HEADER_LEN..][..msg.len()].copy_from_slice(msg);
+        let n = s.seal_in_place(&mut buf, msg.len()).ok()?;
+        Some(buf[..n].to_vec())
     }
 
     /// Seals a server-initiated message for the device.
@@ -189,12 +233,18 @@ pub enum Did {
     ModemDown,
     Relay(u8, bool),
     Persist(u8),
+    PersistChannels(u8),
     Led(Led),
     Reset,
 }
 
-pub struct Net<const N: usize> {
-    pub ctl: Controller<N>,
+pub struct Net<const N: usize, X: ChannelSupport = NoChannels> {
+    pub ctl: Controller<N, X>,
+    /// The channel part's two flash slots.
+    pub channel_flash: [Vec<u8>; 2],
+    /// The channel sources: with one, the harness samples through it instead of feeding
+    /// readings.
+    pub bus: Option<std::boxed::Box<dyn ChannelBus>>,
     pub now: u64,
     pub rng: XorShift,
     pub servers: Vec<Server>,
@@ -226,13 +276,24 @@ pub fn ep(last: u8, port: u16) -> Endpoint {
 impl<const N: usize> Net<N> {
     /// A controller with servers at 192.0.2.1.., listed by IP (`"192.0.2.1:8844"`), blank flash.
     pub fn new(servers: usize) -> Net<N> {
-        let list: Vec<String> = (1..=servers)
-            .map(|i| std::format!("192.0.2.{i}:8844"))
-            .collect();
-        Self::with_list(list, servers)
+        Self::with_channels(servers, NoChannels)
     }
 
     pub fn with_list(factory: Vec<String>, servers: usize) -> Net<N> {
+        Self::with_list_and_channels(factory, servers, NoChannels)
+    }
+}
+
+impl<const N: usize, X: ChannelSupport> Net<N, X> {
+    /// As [`Net::new`], with the channel part `channels`.
+    pub fn with_channels(servers: usize, channels: X) -> Net<N, X> {
+        let list: Vec<String> = (1..=servers)
+            .map(|i| std::format!("192.0.2.{i}:8844"))
+            .collect();
+        Self::with_list_and_channels(list, servers, channels)
+    }
+
+    pub fn with_list_and_channels(factory: Vec<String>, servers: usize, channels: X) -> Net<N, X> {
         let accepted = Rc::new(Cell::new(0));
         let srv = (1..=servers)
             .map(|i| Server::new(ep(i as u8, 8844), accepted.clone()))
@@ -241,9 +302,11 @@ impl<const N: usize> Net<N> {
             std::vec![0xFF; persist::MAX_LEN],
             std::vec![0xFF; persist::MAX_LEN],
         ];
-        let ctl = Self::boot_ctl(&factory, &flash, false, true, 0);
+        let ctl = Self::boot_ctl(&factory, &flash, false, true, channels, 0);
         Net {
             ctl,
+            channel_flash: [std::vec![0xFF; 8192], std::vec![0xFF; 8192]],
+            bus: None,
             now: 0,
             rng: XorShift::new(99),
             servers: srv,
@@ -269,11 +332,12 @@ impl<const N: usize> Net<N> {
         flash: &[Vec<u8>; 2],
         halt: bool,
         gsm: bool,
+        channels: X,
         now: u64,
-    ) -> Controller<N> {
+    ) -> Controller<N, X> {
         let list: Vec<&str> = factory.iter().map(|s| s.as_str()).collect();
         let stored: Option<Stored> = persist::load(&flash[0], &flash[1]);
-        Controller::new(
+        Controller::new_with_channels(
             Setup {
                 device_id: ID,
                 key: KEY,
@@ -283,6 +347,7 @@ impl<const N: usize> Net<N> {
                 has_gsm: gsm,
                 stored,
             },
+            channels,
             now,
         )
     }
@@ -310,6 +375,8 @@ impl<const N: usize> Net<N> {
             &mut |slot, buf| read_slot(flash, slot, buf),
             0,
         );
+        let [a, b] = &self.channel_flash;
+        self.ctl.restore_channels(a, b, 0);
     }
 
     pub fn server_index(&self, to: Endpoint) -> Option<usize> {
@@ -416,6 +483,13 @@ impl<const N: usize> Net<N> {
                     s[..r.len()].copy_from_slice(&r);
                     Did::Persist(slot)
                 }
+                Action::PersistChannels { slot, record } => {
+                    let r: Vec<u8> = record.concat();
+                    let s = &mut self.channel_flash[usize::from(slot)];
+                    s.fill(0xFF);
+                    s[..r.len()].copy_from_slice(&r);
+                    Did::PersistChannels(slot)
+                }
                 Action::Led(l) => Did::Led(l),
                 Action::Reset => Did::Reset,
             };
@@ -489,11 +563,21 @@ impl<const N: usize> Net<N> {
             let next = self
                 .ctl
                 .poll_at()
-                .min(self.next_reading)
+                .min(if self.bus.is_some() {
+                    self.ctl.sample_at()
+                } else {
+                    self.next_reading
+                })
                 .min(until)
                 .max(self.now + 1);
             self.now = next;
-            if self.now >= self.next_reading {
+            if let Some(bus) = self.bus.as_mut() {
+                // A Modbus answer arrives a few bytes per receive, at once: a device's UART
+                // interrupt would call for a poll after each.
+                for _ in 0..64 {
+                    self.ctl.sample(self.now, bus.as_mut());
+                }
+            } else if self.now >= self.next_reading {
                 self.energy_wh += 25;
                 self.ctl.sensor(
                     self.now,

@@ -62,6 +62,14 @@ impl<const N: usize, const CH: usize> WideLog<N, CH> {
         self.len == 0
     }
 
+    /// The sequence number of the oldest record held (the next one's if none is).
+    pub fn first_seq(&self) -> u32 {
+        match self.len {
+            0 => self.next_seq,
+            _ => self.records[self.head].seq,
+        }
+    }
+
     /// Records dropped from a full log.
     pub fn drops(&self) -> u32 {
         self.drops
@@ -109,6 +117,18 @@ impl<const N: usize, const CH: usize> WideLog<N, CH> {
     /// into `buf`, for the first `channels` channels, sealed at device time `now_s`. Returns
     /// (first seq, last seq, length), or `None` if the log is empty or not even one record fits.
     pub fn batch(&self, channels: usize, now_s: u32, buf: &mut [u8]) -> Option<(u32, u32, usize)> {
+        self.batch_through(channels, u32::MAX, now_s, buf)
+    }
+
+    /// As [`batch`](Self::batch), with no record after number `last` (a batch in flight sent
+    /// again holds no more records than the first time, so one Ack covers it exactly).
+    pub fn batch_through(
+        &self,
+        channels: usize,
+        last: u32,
+        now_s: u32,
+        buf: &mut [u8],
+    ) -> Option<(u32, u32, usize)> {
         let channels = channels.min(CH);
         if self.len == 0 || channels == 0 || buf.is_empty() {
             return None;
@@ -118,15 +138,17 @@ impl<const N: usize, const CH: usize> WideLog<N, CH> {
         let (head, body) = buf.split_first_mut()?;
         *head = code::WIDE_TELEMETRY;
         let mut w = WideWriter::new(body, first, set, now_s)?;
-        let mut last = None;
-        for i in 0..self.len {
+        let mut through = None;
+        for i in 0..self.len.min(usize::from(u8::MAX)) {
             let r = &self.records[(self.head + i) % N];
-            if !w.push(r.time_s.min(now_s), &r.values[..channels]) {
+            if r.seq.wrapping_sub(first) > last.wrapping_sub(first)
+                || !w.push(r.time_s.min(now_s), &r.values[..channels])
+            {
                 break;
             }
-            last = Some(r.seq);
+            through = Some(r.seq);
         }
-        Some((first, last?, 1 + w.len()))
+        Some((first, through?, 1 + w.len()))
     }
 }
 

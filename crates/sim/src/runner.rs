@@ -556,6 +556,8 @@ impl Host {
                 f[..record.len()].copy_from_slice(record);
                 None
             }
+            // The simulator's controllers have no channel part: never asked.
+            Action::PersistChannels { .. } => None,
             Action::Led(_) => None,
             Action::Reset => {
                 self.reset = true;

@@ -6,7 +6,7 @@ use crate::{Iface, Stats};
 use tek_proto::message::config::Config;
 use tek_proto::message::status::{Status, Traffic};
 
-impl<const LOG: usize> Controller<LOG> {
+impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X> {
     /// Counters since power-up.
     pub fn stats(&self) -> &Stats {
         &self.stats

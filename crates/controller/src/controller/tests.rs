@@ -884,7 +884,7 @@ fn probe_interval_can_be_shortened() {
     assert_eq!(n.ctl.transport(), Iface::Gsm);
 }
 
-impl<const LOG: usize> Controller<LOG> {
+impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X> {
     /// Everything observable except traffic counters and `Stats::ignored`, for tests that
     /// check that a datagram changed nothing.
     pub(crate) fn fingerprint(&self) -> std::string::String {

@@ -191,6 +191,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 Action::ModemUp { .. }
                 | Action::ModemDown
                 | Action::Persist { .. }
+                // No channel part in this controller: never asked.
+                | Action::PersistChannels { .. }
                 | Action::Led(_)
                 | Action::Reset => {}
             }
