@@ -197,6 +197,11 @@ impl Metrics {
         inc(&self.channel_capabilities);
     }
 
+    /// Capabilities messages received.
+    pub fn channel_capabilities_total(&self) -> u64 {
+        self.channel_capabilities.load(Ordering::Relaxed)
+    }
+
     /// A WideTelemetry batch of `records` records arrived (counted, not stored).
     pub fn wide_telemetry(&self, records: u64) {
         inc(&self.wide_batches);

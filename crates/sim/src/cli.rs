@@ -53,6 +53,11 @@ pub struct SimArgs {
     /// Real seconds over which the controllers power up (default: 1 s per 2000 devices).
     #[arg(long)]
     pub ramp: Option<f64>,
+    /// Controllers with a channel part: they state Capabilities (PROTOCOL.md 17.1), sample the
+    /// plant through their channel map (the factory pool map: board inputs) and take split
+    /// configurations.
+    #[arg(long)]
+    pub channels: bool,
 }
 
 /// One progress line.
@@ -120,6 +125,7 @@ pub fn options(args: &SimArgs) -> anyhow::Result<Options> {
     o.drop_percent = args.drop_percent;
     o.restart_every_s = args.restart_every;
     o.gsm = !args.no_gsm;
+    o.channels = args.channels;
     if let Some(r) = args.ramp {
         o.ramp_s = r;
     }

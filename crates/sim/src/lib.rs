@@ -12,6 +12,7 @@
 //! * [`reference`] — a minimal responder for tests and load measurements without a database.
 //! * [`cli`] — `tek sim`.
 
+pub mod channels;
 pub mod cli;
 pub mod fleet;
 pub mod plant;

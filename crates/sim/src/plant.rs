@@ -55,6 +55,11 @@ impl Plant {
         self.relays = relays;
     }
 
+    /// The relay bitmap as the controller last switched it.
+    pub fn relays(&self) -> u8 {
+        self.relays
+    }
+
     /// Sets one relay.
     pub fn set_relay(&mut self, relay: u8, on: bool) {
         if relay < 8 {

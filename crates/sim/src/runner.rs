@@ -13,6 +13,7 @@
 //! come back later; a percentage of datagrams is dropped both ways; controllers are power-cycled
 //! at an interval (flash kept, RAM lost).
 
+use crate::channels::{PlantBus, SimChannels};
 use crate::fleet::Device;
 use crate::plant::Plant;
 use anyhow::{bail, Context};
@@ -56,6 +57,9 @@ pub struct Options {
     pub gsm: bool,
     /// Real seconds over which the controllers power up (spreads the first handshakes).
     pub ramp_s: f64,
+    /// The controllers have a channel part (`crate::channels`): they state Capabilities, sample
+    /// the plant through their channel map and take split configurations.
+    pub channels: bool,
 }
 
 impl Options {
@@ -72,6 +76,7 @@ impl Options {
             restart_every_s: None,
             gsm: true,
             ramp_s,
+            channels: false,
         }
     }
 }
@@ -237,6 +242,7 @@ struct Shared {
     drop_per_million: u32,
     restart_every_ms: Option<u64>,
     gsm: bool,
+    channels: bool,
     ramp_ms: u64,
 }
 
@@ -340,6 +346,7 @@ impl Fleet {
             drop_per_million: (opts.drop_percent * 10_000.0) as u32,
             restart_every_ms: opts.restart_every_s.map(sim).filter(|&r| r > 0),
             gsm: opts.gsm,
+            channels: opts.channels,
             ramp_ms: sim(opts.ramp_s * opts.speed),
         });
         let (stop, stopped) = watch::channel(false);
@@ -428,6 +435,8 @@ struct Host {
     eth_addr: Ipv4Addr,
     gsm_addr: Ipv4Addr,
     flash: [Vec<u8>; 2],
+    /// The channel part's two flash slots (what was last written to each).
+    channel_flash: [Vec<u8>; 2],
     plant: Plant,
     socks: Vec<Sock>,
     boot_at: u64,
@@ -443,9 +452,9 @@ struct Host {
 }
 
 impl Host {
-    fn new_controller(&self, shared: &Shared) -> Controller<SIM_LOG> {
+    fn new_controller(&self, shared: &Shared) -> Controller<SIM_LOG, SimChannels> {
         let list: Vec<&str> = shared.servers.iter().map(|s| s.as_str()).collect();
-        Controller::new(
+        let mut ctl = Controller::new_with_channels(
             Setup {
                 device_id: self.dev.id,
                 key: self.dev.key,
@@ -455,8 +464,15 @@ impl Host {
                 has_gsm: shared.gsm,
                 stored: persist::load(&self.flash[0], &self.flash[1]),
             },
+            if shared.channels {
+                SimChannels::part()
+            } else {
+                SimChannels::default()
+            },
             0,
-        )
+        );
+        ctl.restore_channels(&self.channel_flash[0], &self.channel_flash[1], 0);
+        ctl
     }
 
     fn drop_it(&mut self, shared: &Shared) -> bool {
@@ -556,8 +572,14 @@ impl Host {
                 f[..record.len()].copy_from_slice(record);
                 None
             }
-            // The simulator's controllers have no channel part: never asked.
-            Action::PersistChannels { .. } => None,
+            Action::PersistChannels { slot, record } => {
+                let f = &mut self.channel_flash[usize::from(slot & 1)];
+                f.clear();
+                for piece in record {
+                    f.extend_from_slice(piece);
+                }
+                None
+            }
             Action::Led(_) => None,
             Action::Reset => {
                 self.reset = true;
@@ -579,7 +601,7 @@ impl Host {
 }
 
 /// Updates controller `index`'s acknowledgement ledger from its log.
-fn record_acked(shared: &Shared, index: usize, ctl: &Controller<SIM_LOG>) {
+fn record_acked(shared: &Shared, index: usize, ctl: &Controller<SIM_LOG, SimChannels>) {
     let Some(ledger) = shared.ledgers.get(index) else {
         return;
     };
@@ -609,6 +631,7 @@ async fn run_device(
         eth_addr,
         gsm_addr,
         flash: [vec![0xFF; persist::MAX_LEN], vec![0xFF; persist::MAX_LEN]],
+        channel_flash: [Vec::new(), Vec::new()],
         plant: Plant::new(dev.id, 0),
         dev,
         socks: Vec::new(),
@@ -666,7 +689,14 @@ async fn run_device(
             host.gsm_ip_at = None;
             ctl.ip_configured(now, Iface::Gsm, Host::info(host.gsm_addr, false));
         }
-        if t >= host.next_sensor {
+        if shared.channels {
+            // The controller samples its channel map when it is due.
+            if now >= ctl.sample_at() {
+                host.plant.advance(t);
+                ctl.sample(now, &mut PlantBus(&host.plant));
+            }
+            host.next_sensor = host.boot_at + ctl.sample_at();
+        } else if t >= host.next_sensor {
             host.plant.advance(t);
             ctl.sensor(now, host.plant.reading());
             host.next_sensor = t + SENSOR_EVERY_MS;

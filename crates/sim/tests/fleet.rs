@@ -144,6 +144,7 @@ fn cli_fails_when_a_controller_never_connects() {
     std::fs::write(&path, fleet::to_toml(&devices(5))).unwrap();
     let (_dead, dead_addr) = silent();
     let args = tek_sim::cli::SimArgs {
+        channels: false,
         fleet: path.clone(),
         servers: vec![dead_addr.to_string()],
         devices: Some(3),

@@ -97,3 +97,94 @@ async fn first_server_down_all_fail_over_to_tek_serve() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Controllers with a channel part (`tek sim --channels`) sample the plant through their
+/// factory channel map and state Capabilities; to tek serve, which sends no split
+/// configuration, they are version 1 devices: Telemetry 0x01, every record stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_with_a_channel_part_are_version_1_devices_to_tek_serve() {
+    const N: u32 = 5;
+    let dir = std::env::temp_dir().join(format!("tek-sim-e2e-ch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let fleet_file = dir.join("fleet.toml");
+    tek_server::cli::device_to(
+        DeviceCommand::Add(AddArgs {
+            data: data.clone(),
+            db: None,
+            master_key: None,
+            id: None,
+            name: None,
+            count: Some(N),
+            first_id: None,
+            out: Some(fleet_file.clone()),
+        }),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    let devices = tek_sim::fleet::load(&fleet_file).unwrap();
+    let cfg = tek_server::Config {
+        udp: "127.0.0.1:0".parse().unwrap(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        data: data.clone(),
+        ..tek_server::Config::default()
+    };
+    let server = tek_server::Server::start(cfg).await.unwrap();
+    let mut opts = Options::new(devices, vec![server.udp_addr().to_string()]);
+    opts.speed = 60.0;
+    opts.channels = true;
+    let fleet = Fleet::start(opts).await.unwrap();
+    let t = Instant::now();
+    let mut ok = false;
+    while t.elapsed() < Duration::from_secs(60) {
+        let s = fleet.snapshot();
+        if s.records_acked >= 3 * u64::from(N)
+            && server.api().metrics().channel_capabilities_total() >= u64::from(N)
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snap = fleet.snapshot();
+    assert!(
+        ok,
+        "{snap:?} capabilities {}",
+        server.api().metrics().channel_capabilities_total()
+    );
+    // The records are the plant's, read through the board inputs: real temperatures, never 0.
+    for d in fleet_ids(&fleet_file) {
+        assert_eq!(
+            server.api().capabilities(d),
+            Some(tek_sim::channels::CAPS),
+            "device {d}"
+        );
+        let rows = server
+            .api()
+            .telemetry(tek_server::storage::telemetry::TelemetryQuery {
+                device_id: d,
+                from: 0,
+                to: i64::MAX,
+                limit: 100,
+            })
+            .await
+            .unwrap();
+        assert!(!rows.is_empty(), "device {d}: no record");
+        for r in rows {
+            let water = r.values[tek_proto::message::telemetry::channel::WATER_TEMP_CC as usize];
+            assert!((500..4000).contains(&water), "water {water} (0.01 degC)");
+        }
+    }
+    fleet.stop().await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fleet_ids(fleet_file: &std::path::Path) -> Vec<u32> {
+    tek_sim::fleet::load(fleet_file)
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect()
+}
