@@ -246,6 +246,44 @@ async fn control_loop(listener: TcpListener, tx: mpsc::Sender<ControlMsg>) {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        meter: MeterArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<MeterArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from([&["tek-meter"], args].concat()).map(|c| c.meter)
+    }
+
+    #[test]
+    fn command_line() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let a = parse(&[
+            "--slave", "1=sdm630", "--slave", "3=tb260", "--parity", "even",
+        ])
+        .unwrap();
+        assert_eq!(a.slaves, vec![(1, Model::Sdm630), (3, Model::Tb260)]);
+        assert_eq!((a.baud, a.parity), (9600, Parity::Even));
+        let c = Config::from_args(&a).unwrap();
+        assert_eq!(c.line.silence(), Duration::from_micros(4010));
+        // No slave, a bad baud rate, the same address twice, a missing script.
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--slave", "1=sdm630", "--baud", "4800"]).is_err());
+        let twice = parse(&["--slave", "1=sdm630", "--slave", "1=sdm120"]).unwrap();
+        assert_eq!(
+            Config::from_args(&twice).unwrap_err().to_string(),
+            "--slave 1 given twice"
+        );
+        let missing = parse(&["--slave", "1=sdm630", "--script", "/nonexistent/x"]).unwrap();
+        assert!(Config::from_args(&missing)
+            .unwrap_err()
+            .to_string()
+            .starts_with("reading the script /nonexistent/x"));
+    }
+
     #[test]
     fn slave_and_baud_arguments() {
         assert_eq!(parse_slave("1=sdm630"), Ok((1, Model::Sdm630)));
