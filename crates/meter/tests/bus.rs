@@ -203,6 +203,22 @@ async fn exceptions_and_silence_for_bad_requests() {
     b.serial.write_all(&request[..5]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(b.read(&voltage()).await, Ok(Raw::Float(230.5)));
+    // Function 7 (read exception status) is 4 bytes, a length the framer cannot guess: only
+    // the silence after it ends the frame, and it gets exception 1 (illegal function).
+    let short = [
+        1,
+        7,
+        tek_meter::frame::crc(&[1, 7])[0],
+        tek_meter::frame::crc(&[1, 7])[1],
+    ];
+    b.serial.write_all(&short).await.unwrap();
+    let mut got = [0u8; 5];
+    tokio::time::timeout(T, b.serial.read_exact(&mut got))
+        .await
+        .expect("exception in time")
+        .unwrap();
+    let crc = tek_meter::frame::crc(&[1, 0x87, 1]);
+    assert_eq!(got, [1, 0x87, 1, crc[0], crc[1]]);
 }
 
 #[tokio::test]
