@@ -2,10 +2,12 @@
 //! [`Bus::answer`] takes one framed request and the time, and returns the answer to send, if
 //! any; [`Bus::control`] takes one command line and returns the one reply line.
 //!
-//! Requests are parsed and answered by rmodbus' slave side (`server::ModbusFrame`); the
-//! registers come from [`crate::device`] and [`crate::values`]. Only configured addresses
-//! answer; broadcasts (address 0) never do (a read cannot be broadcast). Functions other than 3
-//! and 4 get exception 1; a count outside 1..=125, exception 3.
+//! Reads (functions 3 and 4, 8-byte requests) are parsed and answered by rmodbus' slave side
+//! (`server::ModbusFrame`); the registers come from [`crate::device`] and [`crate::values`].
+//! Only configured addresses answer; broadcasts (address 0) never do (a read cannot be
+//! broadcast), nor do function codes 128 and above (exception answers, not requests). Other
+//! functions get exception 1 from here (rmodbus' parsers of writes overflow on some frames);
+//! a count outside 1..=125, exception 3.
 //!
 //! # Control commands (one per line, one reply line each)
 //!
@@ -105,19 +107,21 @@ impl Bus {
         let (&address, &function) = (request.first()?, request.get(1)?);
         let slave = self.slaves.get_mut(&address)?;
         slave.requests += 1;
-        if self.unplugged || slave.muted {
+        // Codes 128..=255 are exception answers, never requests: no answer (rmodbus' exception
+        // path would add 0x80 to the code and overflow).
+        if self.unplugged || slave.muted || function >= 0x80 {
             return None;
         }
-        let mut answer = match slave.exception {
-            Some(code) => {
-                let mut a = vec![address, function | 0x80, code];
-                a.extend_from_slice(&crc(&a));
-                a
-            }
-            None => {
+        let mut answer = match (slave.exception, function) {
+            (Some(code), _) => exception(address, function, code),
+            (None, 3 | 4) => {
                 slave.values.advance(now);
                 respond(address, request, slave, now)?
             }
+            // Coils, discrete inputs, writes, diagnostics: nothing these devices offer that is
+            // emulated. Answered here rather than by rmodbus, whose parsers of the other
+            // functions overflow on some frames (a write's byte count of 249 and up).
+            (None, _) => exception(address, function, 1),
         };
         match slave.corrupt {
             Corrupt::Off => {}
@@ -275,8 +279,19 @@ impl Bus {
     }
 }
 
-/// rmodbus' slave side answers a read of `slave`; `None` when it sends nothing.
+/// An exception answer, CRC included.
+fn exception(address: u8, function: u8, code: u8) -> Vec<u8> {
+    let mut a = vec![address, function | 0x80, code];
+    a.extend_from_slice(&crc(&a));
+    a
+}
+
+/// rmodbus' slave side answers a read (function 3 or 4) of `slave`; `None` when it sends
+/// nothing (a read request is exactly 8 bytes; anything else is not one).
 fn respond(address: u8, request: &[u8], slave: &Slave, now: Duration) -> Option<Vec<u8>> {
+    if request.len() != 8 {
+        return None;
+    }
     let mut response: heapless::Vec<u8, MAX_FRAME> = heapless::Vec::new();
     let mut frame = ModbusFrame::new(address, request, ModbusProto::Rtu, &mut response);
     // Broadcast reads are never answered; a broadcast write is not for these devices either.
@@ -305,7 +320,6 @@ fn respond(address: u8, request: &[u8], slave: &Slave, now: Duration) -> Option<
                 }
                 _ => Err(ErrorKind::IllegalFunction),
             },
-            // Coils, discrete inputs, writes: these devices have none that we emulate.
             None => Err(ErrorKind::IllegalFunction),
         };
         match result {
@@ -383,6 +397,17 @@ mod tests {
         assert_eq!(b.answer(&framed(&[0, 6, 0, 0, 0, 1]), T), None);
         assert_eq!(b.answer(&[], T), None);
         assert_eq!(b.answer(&[1], T), None);
+        // A function code of an exception answer (found by the proptest below: rmodbus
+        // overflowed adding 0x80 to it).
+        assert_eq!(b.answer(&framed(&[1, 0x84, 0, 0, 0, 2]), T), None);
+        assert_eq!(b.answer(&framed(&[1, 0xFF]), T), None);
+        // A write with a byte count of 249 (found by the proptest: rmodbus' parser overflows
+        // on it) gets exception 1 like every write; a read of the wrong length, nothing.
+        assert_eq!(
+            b.answer(&framed(&[1, 15, 0, 0, 0, 0, 249]), T),
+            Some(framed(&[1, 0x8F, 1]))
+        );
+        assert_eq!(b.answer(&framed(&[1, 4, 0, 0, 0, 2, 0]), T), None);
     }
 
     #[test]
@@ -478,11 +503,14 @@ mod tests {
     proptest! {
         #[test]
         fn random_requests_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                                       address in 0u8..5,
                                        body in proptest::collection::vec(any::<u8>(), 0..20)) {
             let mut b = bus();
             let mut framer = Framer::new(Line { baud: 9600, parity: Parity::None });
             // Random bytes through the framer, and random bodies with a right CRC straight in.
             let mut frames = framer.push(&bytes, T);
+            // Mostly addressed to the configured slaves 1..=3, so their paths run.
+            frames.push(framed(&[&[address][..], &body].concat()));
             frames.push(framed(&body));
             for f in frames {
                 if let Some(answer) = b.answer(&f, T) {
