@@ -502,6 +502,25 @@ mod tests {
 
     proptest! {
         #[test]
+        fn any_read_gets_data_or_an_exception(address in 1u8..4, function in 3u8..5,
+                                               register in prop_oneof![0u16..0x60, any::<u16>()],
+                                               count in 0u16..130) {
+            let mut b = bus();
+            let [r0, r1] = register.to_be_bytes();
+            let [c0, c1] = count.to_be_bytes();
+            let request = framed(&[address, function, r0, r1, c0, c1]);
+            let answer = b.answer(&request, T).unwrap();
+            prop_assert!(crc_ok(&answer));
+            if answer[1] == function {
+                prop_assert_eq!(usize::from(answer[2]), 2 * usize::from(count));
+                prop_assert_eq!(answer.len(), 5 + 2 * usize::from(count));
+            } else {
+                prop_assert_eq!(answer[1], function | 0x80);
+                prop_assert!(matches!(answer[2], 1..=3));
+            }
+        }
+
+        #[test]
         fn random_requests_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300),
                                        address in 0u8..5,
                                        body in proptest::collection::vec(any::<u8>(), 0..20)) {
