@@ -41,6 +41,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Emulate a GSM/3G modem for the firmware in QEMU: AT commands, PPP, UDP relay to loopback.
     Modem(tek_modem::cli::ModemArgs),
+    /// Emulate Modbus RTU meters and a temperature transmitter on one bus for the firmware in QEMU.
+    Meter(tek_meter::cli::MeterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Site(cmd) => tek_server::web::cli::site(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Modem(args) => tek_modem::cli::run(args),
+        Command::Meter(args) => tek_meter::cli::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
