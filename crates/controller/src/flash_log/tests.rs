@@ -484,14 +484,21 @@ impl Workload {
 }
 
 /// Records of `channels` channels at one a minute from empty until the first drop, in the
-/// firmware's log region: the offline days.
-fn offline_days(channels: usize) -> f64 {
+/// firmware's log region: the offline days. `worst`: every value a random 32-bit number, so
+/// every delta takes 5 bytes.
+fn offline_days(channels: usize, worst: bool) -> f64 {
     let pages = (layout::LOG_LEN / layout::PAGE_LEN) as usize;
     let mut log = FlashLog::recover(SimFlash::new(pages)).unwrap();
     let mut pool = Workload::new(channels, 1);
+    let mut rng = XorShift::new(5);
     let mut records = 0u32;
     loop {
-        let (t, v) = pool.next();
+        let (t, mut v) = pool.next();
+        if worst {
+            for value in &mut v {
+                *value = Some(rng.next_u32() as i32 | 0x4000_0000);
+            }
+        }
         log.push(t, &v).unwrap();
         if log.drops() > 0 {
             break;
@@ -505,8 +512,8 @@ fn offline_days(channels: usize) -> f64 {
 /// goals.
 #[test]
 fn offline_days_in_the_firmware_region() {
-    let at5 = offline_days(5);
-    let at16 = offline_days(16);
+    let at5 = offline_days(5, false);
+    let at16 = offline_days(16, false);
     std::println!(
         "offline log region: {} pages of {} bytes",
         layout::LOG_LEN / layout::PAGE_LEN,
@@ -514,6 +521,24 @@ fn offline_days_in_the_firmware_region() {
     );
     std::println!("offline log: {at5:.1} days at 5 channels");
     std::println!("offline log: {at16:.1} days at 16 channels");
+    // The floor, whatever the values: entries of kind, time step (same: 0 bytes), changed
+    // bitmap, 5 bytes a value, CRC, rounded to words, in the pages after their headers (the
+    // last page of the ring is the one the next record erases).
+    let pages = (layout::LOG_LEN / layout::PAGE_LEN) as usize;
+    for channels in [5usize, 16] {
+        let entry = round_up(1 + channels.div_ceil(8) + 5 * channels + 2);
+        let floor = ((pages - 1) * ((layout::PAGE_LEN as usize - HEADER_LEN) / entry)) as f64;
+        let worst = offline_days(channels, true);
+        std::println!("offline log, worst case (random 32-bit values): {worst:.1} days at {channels} channels");
+        assert!(
+            worst * 1440.0 >= floor - 2.0,
+            "{worst} days, floor {floor} records"
+        );
+        assert!(
+            worst * 1440.0 <= floor + 1.0 + (layout::PAGE_LEN as f64 / 4.0),
+            "{worst} days, floor {floor} records"
+        );
+    }
     assert!(at5 >= 7.0, "{at5:.2} days at 5 channels, goal 7");
     assert!(at16 >= 3.0, "{at16:.2} days at 16 channels, goal 72 h");
 }
