@@ -104,6 +104,35 @@ fn acknowledgements_survive_a_restart() {
 }
 
 #[test]
+fn a_torn_tail_closes_the_page_and_a_new_page_header_carries_the_ack() {
+    // The operations of two records (page erase, header, entries), counted on a dry run; the
+    // third record's first word is left half programmed.
+    let mut dry = FlashLog::recover(SimFlash::new(4)).unwrap();
+    dry.push(60, &[Some(1), Some(2)]).unwrap();
+    dry.push(120, &[Some(3), Some(4)]).unwrap();
+    let mut flash = SimFlash::new(4);
+    flash.cut_after(dry.flash().ops(), false);
+    let mut log = FlashLog::recover(flash).unwrap();
+    log.push(60, &[Some(1), Some(2)]).unwrap();
+    log.push(120, &[Some(3), Some(4)]).unwrap();
+    assert_eq!(
+        log.push(180, &[Some(5), Some(6)]),
+        Err(Error::Flash(SimError::PowerCut))
+    );
+    let mut log = reopen(log);
+    assert_eq!(log.len(), 2);
+    assert_eq!(log.next_seq(), 2, "the torn record is not counted");
+    // The page's tail is not blank: the acknowledgement goes into a new page's header.
+    let erases = log.flash().erases().iter().sum::<u32>();
+    assert_eq!(log.ack_through(0), Ok(1));
+    assert_eq!(log.flash().erases().iter().sum::<u32>(), erases + 1);
+    let mut log = reopen(log);
+    assert_eq!(contents(&mut log).keys().copied().collect::<Vec<_>>(), [1]);
+    assert_eq!(log.push(240, &[Some(7)]), Ok(2));
+    assert_eq!(contents(&mut reopen(log)).len(), 2);
+}
+
+#[test]
 fn the_full_backlog_survives_a_restart() {
     // The whole ring, minus the page the next record would need: no record dropped yet.
     let pages = 8;
