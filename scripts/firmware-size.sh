@@ -4,6 +4,8 @@
 #   RAM   = .data + .bss + .uninit, plus the peak stack        chip: 64 kB
 #           of which everything but the telemetry log buffer   goal <= 16 kB
 #   log buffer                                                 goal >= 48 h of 1-minute records
+#   offline log in flash (tek-controller's FlashLog over the region after the 144 kB image
+#   budget)                                    goal >= 7 days at 5 channels, >= 72 h at 16
 #   the controller static (log included) is .bss: all-zero initialiser, no copy in flash
 #   no TCP: smoltcp built without socket-tcp, and no tcp symbol in the image
 #
@@ -110,6 +112,20 @@ printf '  log buffer: %d records (%d h at 1 min), %d bytes\n' "$log_records" "$l
 printf '  controller static: %d bytes, %d without the log\n' "$ctl_size" $((ctl_size - log_bytes))
 printf '  RAM other than the log: statics %d + stack %s = %d bytes\n' \
     $((statics - log_bytes)) "${stack:-not measured}" "$ram_other"
+# The offline log in flash (issue 17): the days of 1-minute records the log region holds,
+# measured by running tek-controller's FlashLog (crates/controller/src/flash_log.rs) over a
+# simulated NOR part the size of the region (flash_log::layout) until its first drop.
+offline=$(cargo test --quiet -p tek-controller --lib \
+    flash_log::tests::offline_days_in_the_firmware_region -- --exact --nocapture 2>&1 || true)
+offline_5=$(grep -o 'offline log: [0-9.]* days at 5 channels' <<<"$offline" | awk '{ print $3 }')
+offline_16=$(grep -o 'offline log: [0-9.]* days at 16 channels' <<<"$offline" | awk '{ print $3 }')
+if [ -z "$offline_5" ] || [ -z "$offline_16" ]; then
+    echo "firmware-size: the offline log measurement failed:" >&2
+    tail -20 <<<"$offline" >&2
+    exit 1
+fi
+echo "  offline log: $offline_5 days at 5 channels"
+echo "  offline log: $offline_16 days at 16 channels"
 if [ -n "$stack" ]; then
     printf '  stack headroom: %d bytes free above the peak (64 kB - statics - peak)\n' \
         $((64 * 1024 - ram))
@@ -118,9 +134,14 @@ echo "  largest statics (bytes):"
 echo "$big_statics" | sed 's/^/    /'
 check "flash (bytes)" "$flash" le $((96 * 1024)) "(96 kB)"
 check "flash, chip (bytes)" "$flash" le $((256 * 1024)) "(256 kB)"
+# The log region starts at 144 kB (tek-controller's flash_log::layout::LOG_START).
+check "flash, below the log region (bytes)" "$flash" le $((144 * 1024)) "(144 kB)"
 check "RAM incl. stack, chip (bytes)" "$ram" le $((64 * 1024)) "(64 kB)"
 check "RAM other than the log buffer (bytes)" "$ram_other" le $((16 * 1024)) "(16 kB)"
 check "log buffer at 1 record/min (minutes)" "$log_records" ge $((48 * 60)) "(48 h)"
+# In tenths of a day: 7 days at 5 channels, 72 h at 16.
+check "offline log at 5 channels (0.1 days)" "${offline_5/./}" ge 70 "(7 days)"
+check "offline log at 16 channels (0.1 days)" "${offline_16/./}" ge 30 "(72 h)"
 if [ "$ctl_index" = "$bss_index" ]; then
     printf '  %-44s %s\n' "controller static in .bss" "ok"
 else

@@ -29,7 +29,8 @@
 //! * [`channels`] — the channel map run every sample through the [`channels::ChannelBus`]
 //!   trait: board inputs, Modbus RTU reads one transaction at a time ([`modbus`]), computed
 //!   channels; faults as "no value" with per-channel counters; the roles that feed the
-//!   thermostat. [`wide_log`] keeps its records for wide telemetry.
+//!   thermostat. [`wide_log`] keeps its records for wide telemetry in RAM, [`flash_log`] in
+//!   NOR flash (a ring of erase pages, safe against power cuts).
 //!
 //! The parts of the controller, each owning its state with a small poll of its own (time in,
 //! effects out):
@@ -56,6 +57,7 @@ mod config;
 mod connect;
 pub mod controller;
 mod effects;
+pub mod flash_log;
 pub mod interlock;
 pub mod local_time;
 pub mod log;
@@ -72,6 +74,8 @@ pub mod wide_log;
 
 #[cfg(test)]
 mod conformance_tests;
+#[cfg(test)]
+mod nor_sim;
 #[cfg(test)]
 mod testkit;
 

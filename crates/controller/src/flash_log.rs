@@ -1,0 +1,839 @@
+//! The telemetry log in NOR flash (issue 17, point 1): wide records (time, sequence number, up to
+//! [`MAX_CHANNELS`] channel values, each a value or "no value") in a ring over the erase pages of
+//! a flash region, safe against a power cut at any instant. no_std, no heap, generic over
+//! `embedded_storage::nor_flash::NorFlash`; the API follows [`crate::wide_log::WideLog`]
+//! ([`FlashLog::push`], [`FlashLog::len`], [`FlashLog::drops`], [`FlashLog::ack_through`],
+//! [`FlashLog::batch`]), plus [`FlashLog::visit`] to read the oldest records one by one.
+//!
+//! ## Why not `sequential-storage`'s queue
+//! It was the first candidate (no_std, built for NOR flash). Three things rule it out here:
+//! * popping an item marks it in place, which needs `MultiwriteNorFlash` (programming a word a
+//!   second time); the LM3S6965 rules this log follows forbid programming a word twice;
+//! * its item header and alignment cost ~8 bytes per item on top of the record, and a record of
+//!   the five pool channels is 8 bytes here: the offline days at 5 channels would fall from the
+//!   goal of 7 to under 5 in the 108 kB the firmware can give the log;
+//! * its API is async only (the firmware has no executor), and acknowledgements by sequence
+//!   number across pages would still have to be written around it.
+//!
+//! ## Layout (all integers little-endian)
+//! Every erase page starts with a 20-byte header, programmed right after the page's erase:
+//!
+//! ```text
+//! magic "TLG1" | page_no u32 | first_seq u32 | acked_below u32 | crc32 of the 16 bytes before
+//! ```
+//!
+//! `page_no` grows by one at every page opened (the newest page is the head); `first_seq` is the
+//! sequence number of the page's first record; `acked_below` the acknowledgement point when the
+//! page was opened (records with a lower sequence number are acknowledged). Entries follow, each
+//! a whole number of 4-byte words (a word is programmed once), in order:
+//!
+//! ```text
+//! record: kind byte 0b00SR_00TC (C: same channel set as the previous record of the page,
+//!         T: same time step, S: salt, R: reserved 0)
+//!         [count u8, presence bitmap ceil(count/8)]        unless C
+//!         [time step: zigzag varint of time - previous time] unless T
+//!         changed bitmap, one bit per present channel, ceil(present/8) bytes
+//!         per present channel whose bit is set: zigzag varint of value - previous value
+//!         zero padding | crc16 (CCITT) of the entry before it, in the last 2 bytes of the entry
+//! ack:    0x40 | acked_below u32 | 0x00 | crc16
+//! ```
+//!
+//! "Previous" means earlier in the same page (a channel's previous value starts at 0, the
+//! previous time at 0), so a page decodes on its own and a record's sequence number is the page's
+//! `first_seq` plus its index. The salt bit is set when the CRC would be 0xFFFF: a CRC still
+//! erased (0xFFFF) is never valid.
+//!
+//! ## Power cuts
+//! * Programming is in address order and the CRC sits in the entry's last word: an entry cut
+//!   short has erased (0xFF) bytes where its CRC belongs, or a half-programmed last word, and
+//!   fails the check; a torn entry is never decoded. After one, the page takes no more entries
+//!   (its tail is not blank): the next entry opens a new page.
+//! * An acknowledgement is an ack entry in the head page, or the `acked_below` of a new page's
+//!   header; the head page always carries the newest one, so an acknowledged record never
+//!   comes back. Records are only lost to a full ring (counted in [`FlashLog::drops`]) or the one
+//!   whose programming was cut.
+//! * A page is erased, then its header programmed; a cut between the two leaves a page without a
+//!   valid header, which holds no records and is erased again when the ring reaches it.
+//!
+//! ## Recovery ([`FlashLog::recover`])
+//! Reads every page's header; the valid header with the highest `page_no` is the head, the first
+//! valid page after it in ring order the oldest. Only the head page is read through: its records
+//! give the next sequence number, its ack entries the acknowledgement point.
+//!
+//! ## Wear
+//! Pages are used in ring order, each erased once per turn of the ring: erases per page per day =
+//! bytes written per day / region size (see the wear tests: well under one at 1-minute logging).
+//!
+//! Sequence numbers continue across restarts (the server sees one sequence per device); they are
+//! `u32` and do not wrap in practice (8,000 years at one record a minute). Times are the caller's
+//! `u32` seconds: to keep the ages of a backlog right across a restart the caller gives a clock
+//! that survives it (UTC from the server's clock, say), not seconds since power-up.
+
+use crate::persist::crc32;
+use embedded_storage::nor_flash::NorFlash;
+use tek_proto::channel::code;
+use tek_proto::channel::wide::{ChannelSet, WideWriter};
+
+/// Channels per record at most (the protocol's wide telemetry maximum).
+pub const MAX_CHANNELS: usize = 128;
+const SET_BYTES: usize = MAX_CHANNELS / 8;
+const WORD: usize = 4;
+/// Bytes of a page header.
+pub const HEADER_LEN: usize = 20;
+const MAGIC: u32 = u32::from_le_bytes(*b"TLG1");
+/// The largest entry: kind, count, presence bitmap, time step, changed bitmap, every value in 5
+/// bytes, CRC, rounded up to a word.
+pub const MAX_ENTRY_LEN: usize = round_up(1 + 1 + SET_BYTES + 5 + SET_BYTES + MAX_CHANNELS * 5 + 2);
+/// The largest erase page this log reads whole (the LM3S6965's is 1 kB).
+pub const MAX_PAGE_LEN: usize = 1024;
+
+const KIND_MASK: u8 = 0xC0;
+const KIND_RECORD: u8 = 0x00;
+const KIND_ACK: u8 = 0x40;
+const SAME_SET: u8 = 0x01;
+const SAME_STEP: u8 = 0x02;
+const SALT: u8 = 0x20;
+const RECORD_FLAGS: u8 = SAME_SET | SAME_STEP | SALT;
+const ACK_LEN: usize = 8;
+
+const fn round_up(n: usize) -> usize {
+    n.div_ceil(WORD) * WORD
+}
+
+/// The flash region of the LM3S6965 firmware (256 kB flash, 1 kB pages): the image gets the
+/// first 144 kB (its budget), the two configuration slots of 2 kB the top 4 kB, the log the
+/// rest.
+pub mod layout {
+    /// The chip's flash.
+    pub const FLASH_LEN: u32 = 256 * 1024;
+    /// Erase page.
+    pub const PAGE_LEN: u32 = 1024;
+    /// The image's budget (issue 17: vectors + text + rodata + data).
+    pub const IMAGE_BUDGET: u32 = 144 * 1024;
+    /// The two configuration slots at the top of flash.
+    pub const CONFIG_SLOTS_LEN: u32 = 2 * 2048;
+    /// Where the log starts.
+    pub const LOG_START: u32 = IMAGE_BUDGET;
+    /// The log's length: 108 pages.
+    pub const LOG_LEN: u32 = FLASH_LEN - CONFIG_SLOTS_LEN - LOG_START;
+    const _: () = assert!(LOG_START % PAGE_LEN == 0 && LOG_LEN % PAGE_LEN == 0);
+}
+
+/// A flash log operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error<E> {
+    /// The flash reported an error; the log stays consistent (a page whose programming failed
+    /// takes no more entries).
+    Flash(E),
+    /// The flash's geometry does not suit the log: pages of 704..=1024 bytes (a multiple of 4),
+    /// at least two of them, writes and reads of at most a word.
+    Geometry,
+}
+
+/// A batch written by [`FlashLog::batch`]: (first seq, last seq, length in bytes).
+pub type Batch = (u32, u32, usize);
+
+/// One record, as [`FlashLog::visit`] hands it out.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// Sequence number.
+    pub seq: u32,
+    /// The time given to [`FlashLog::push`].
+    pub time_s: u32,
+    chain: &'a Chain,
+}
+
+impl Record<'_> {
+    /// Channels in the record (the length of the slice given to [`FlashLog::push`], at most
+    /// [`MAX_CHANNELS`]).
+    pub fn channels(&self) -> usize {
+        usize::from(self.chain.count)
+    }
+
+    /// Channel `ch`'s value; `None` for "no value" and past [`Record::channels`].
+    pub fn get(&self, ch: usize) -> Option<i32> {
+        (ch < self.channels() && present(&self.chain.set, ch)).then(|| self.chain.values[ch])
+    }
+}
+
+fn present(set: &[u8; SET_BYTES], ch: usize) -> bool {
+    set[ch / 8] & (1 << (ch % 8)) != 0
+}
+
+/// What decoding needs from the records before in the page (and encoding keeps up to date).
+#[derive(Debug, Clone)]
+struct Chain {
+    has_prev: bool,
+    count: u8,
+    set: [u8; SET_BYTES],
+    time: u32,
+    step: u32,
+    values: [i32; MAX_CHANNELS],
+}
+
+impl Chain {
+    const START: Chain = Chain {
+        has_prev: false,
+        count: 0,
+        set: [0; SET_BYTES],
+        time: 0,
+        step: 0,
+        values: [0; MAX_CHANNELS],
+    };
+}
+
+fn zigzag(v: i32) -> u32 {
+    ((v << 1) ^ (v >> 31)) as u32
+}
+
+fn unzigzag(v: u32) -> i32 {
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+fn put_varint(out: &mut [u8], mut pos: usize, mut v: u32) -> usize {
+    while v >= 0x80 {
+        out[pos] = (v as u8) | 0x80;
+        v >>= 7;
+        pos += 1;
+    }
+    out[pos] = v as u8;
+    pos + 1
+}
+
+/// CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), bitwise: small code, entries are short.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc = 0xFFFFu16;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Puts the padding and the CRC after `body` bytes of `out` (kind byte first); returns the
+/// entry's length.
+fn seal(out: &mut [u8], body: usize) -> usize {
+    let end = round_up(body + 2);
+    out[body..end - 2].fill(0);
+    let mut crc = crc16(&out[..end - 2]);
+    if crc == 0xFFFF {
+        // One flipped bit always changes a CRC: the salted CRC is not 0xFFFF.
+        out[0] |= SALT;
+        crc = crc16(&out[..end - 2]);
+    }
+    out[end - 2..end].copy_from_slice(&crc.to_le_bytes());
+    end
+}
+
+/// Encodes a record after `chain` into `out`; returns its length.
+fn encode(chain: &Chain, time_s: u32, values: &[Option<i32>], out: &mut [u8]) -> usize {
+    let n = values.len().min(MAX_CHANNELS);
+    let values = &values[..n];
+    let mut set = [0u8; SET_BYTES];
+    for (ch, v) in values.iter().enumerate() {
+        if v.is_some() {
+            set[ch / 8] |= 1 << (ch % 8);
+        }
+    }
+    let mut kind = KIND_RECORD;
+    let mut pos = 1;
+    if chain.has_prev && usize::from(chain.count) == n && chain.set == set {
+        kind |= SAME_SET;
+    } else {
+        out[pos] = n as u8;
+        let len = n.div_ceil(8);
+        out[pos + 1..pos + 1 + len].copy_from_slice(&set[..len]);
+        pos += 1 + len;
+    }
+    let step = time_s.wrapping_sub(chain.time);
+    if chain.has_prev && step == chain.step {
+        kind |= SAME_STEP;
+    } else {
+        pos = put_varint(out, pos, zigzag(step as i32));
+    }
+    let present = values.iter().filter(|v| v.is_some()).count();
+    let changed_at = pos;
+    pos += present.div_ceil(8);
+    out[changed_at..pos].fill(0);
+    for (k, (ch, v)) in values
+        .iter()
+        .enumerate()
+        .filter_map(|(ch, v)| v.map(|v| (ch, v)))
+        .enumerate()
+    {
+        if v != chain.values[ch] {
+            out[changed_at + k / 8] |= 1 << (k % 8);
+            pos = put_varint(out, pos, zigzag(v.wrapping_sub(chain.values[ch])));
+        }
+    }
+    out[0] = kind;
+    seal(out, pos)
+}
+
+/// The chain after a record that [`encode`] wrote.
+fn apply(chain: &mut Chain, time_s: u32, values: &[Option<i32>]) {
+    let n = values.len().min(MAX_CHANNELS);
+    chain.set = [0; SET_BYTES];
+    for (ch, v) in values[..n].iter().enumerate() {
+        if let Some(v) = v {
+            chain.set[ch / 8] |= 1 << (ch % 8);
+            chain.values[ch] = *v;
+        }
+    }
+    chain.count = n as u8;
+    chain.step = time_s.wrapping_sub(chain.time);
+    chain.time = time_s;
+    chain.has_prev = true;
+}
+
+/// What lies at an offset of a page.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    /// Erased flash from here to the end of the page, or the end of the page.
+    Blank,
+    /// Not a valid entry: a torn one, or a page whose tail is not blank after the last entry.
+    Torn,
+    /// A record (decoded into the chain); the next entry's offset.
+    Record(usize),
+    /// An acknowledgement point; the next entry's offset.
+    Ack(usize, u32),
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u32> {
+        let mut v = 0u32;
+        for i in 0..5 {
+            let b = self.byte()?;
+            v |= u32::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+/// Reads a record's body after its kind byte; with `commit`, into `chain` (call first without,
+/// to find the end and check the CRC, so a torn record changes nothing). Returns the offset
+/// after the body.
+fn walk_record(chain: &mut Chain, page: &[u8], at: usize, commit: bool) -> Option<usize> {
+    let kind = page[at];
+    let mut r = Reader {
+        bytes: page,
+        pos: at + 1,
+    };
+    let mut set = chain.set;
+    let mut count = chain.count;
+    if kind & SAME_SET != 0 {
+        if !chain.has_prev {
+            return None;
+        }
+    } else {
+        count = r.byte()?;
+        if usize::from(count) > MAX_CHANNELS {
+            return None;
+        }
+        let len = usize::from(count).div_ceil(8);
+        set = [0; SET_BYTES];
+        set[..len].copy_from_slice(page.get(r.pos..r.pos + len)?);
+        r.pos += len;
+        if (usize::from(count)..len * 8).any(|ch| present(&set, ch)) {
+            return None;
+        }
+    }
+    let step = if kind & SAME_STEP != 0 {
+        if !chain.has_prev {
+            return None;
+        }
+        chain.step
+    } else {
+        unzigzag(r.varint()?) as u32
+    };
+    let present_count = (0..usize::from(count))
+        .filter(|&ch| present(&set, ch))
+        .count();
+    let changed_at = r.pos;
+    r.pos += present_count.div_ceil(8);
+    if r.pos > page.len() {
+        return None;
+    }
+    let mut k = 0;
+    for ch in 0..usize::from(count) {
+        if !present(&set, ch) {
+            continue;
+        }
+        if page[changed_at + k / 8] & (1 << (k % 8)) != 0 {
+            let delta = unzigzag(r.varint()?);
+            if commit {
+                chain.values[ch] = chain.values[ch].wrapping_add(delta);
+            }
+        }
+        k += 1;
+    }
+    if commit {
+        chain.has_prev = true;
+        chain.count = count;
+        chain.set = set;
+        chain.step = step;
+        chain.time = chain.time.wrapping_add(step);
+    }
+    Some(r.pos)
+}
+
+/// Reads the entry at `at` of `page` (a whole page; the header ends at [`HEADER_LEN`]).
+fn read_entry(chain: &mut Chain, page: &[u8], at: usize) -> Entry {
+    // Programming goes in address order: an entry whose first word is erased was never begun
+    // (recovery checks that the rest of the page is erased too).
+    if at + WORD > page.len() || page[at..at + WORD].iter().all(|&b| b == 0xFF) {
+        return Entry::Blank;
+    }
+    let kind = page[at];
+    let body_end = match kind & KIND_MASK {
+        KIND_RECORD if kind & !RECORD_FLAGS == 0 => walk_record(chain, page, at, false),
+        KIND_ACK if kind == KIND_ACK => Some(at + 5),
+        _ => None,
+    };
+    let Some(body_end) = body_end else {
+        return Entry::Torn;
+    };
+    let end = at + round_up(body_end - at + 2);
+    let Some(entry) = page.get(at..end) else {
+        return Entry::Torn;
+    };
+    let (data, crc) = entry.split_at(entry.len() - 2);
+    let crc = u16::from_le_bytes([crc[0], crc[1]]);
+    if crc == 0xFFFF || crc != crc16(data) || data[body_end - at..].iter().any(|&b| b != 0) {
+        return Entry::Torn;
+    }
+    if kind == KIND_ACK {
+        let acked = u32::from_le_bytes([page[at + 1], page[at + 2], page[at + 3], page[at + 4]]);
+        return Entry::Ack(end, acked);
+    }
+    // Checked above: cannot fail the second time.
+    match walk_record(chain, page, at, true) {
+        Some(_) => Entry::Record(end),
+        None => Entry::Torn,
+    }
+}
+
+/// A page header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    page_no: u32,
+    first_seq: u32,
+    acked_below: u32,
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..8].copy_from_slice(&self.page_no.to_le_bytes());
+        b[8..12].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[12..16].copy_from_slice(&self.acked_below.to_le_bytes());
+        let crc = crc32(&b[..16]);
+        b[16..20].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Header> {
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        if b.len() < HEADER_LEN || word(0) != MAGIC || word(16) != crc32(&b[..16]) {
+            return None;
+        }
+        Some(Header {
+            page_no: word(4),
+            first_seq: word(8),
+            acked_below: word(12),
+        })
+    }
+}
+
+/// The telemetry log in a NOR flash region (the whole of `F`).
+pub struct FlashLog<F> {
+    flash: F,
+    pages: u32,
+    page_len: u32,
+    /// Whether a page has been opened (false on a blank region).
+    has_head: bool,
+    head_page: u32,
+    head_no: u32,
+    /// Where the next entry goes in the head page; `page_len` when the page takes no more.
+    write_off: u32,
+    oldest_page: u32,
+    oldest_seq: u32,
+    next_seq: u32,
+    acked_below: u32,
+    drops: u32,
+    chain: Chain,
+}
+
+impl<F: NorFlash> FlashLog<F> {
+    /// Opens the log kept in `flash`, recovering what a previous run (or a power cut) left: see
+    /// the module documentation. A blank region is an empty log.
+    pub fn recover(flash: F) -> Result<Self, Error<F::Error>> {
+        let page_len = F::ERASE_SIZE;
+        let pages = flash.capacity() / page_len.max(1);
+        if !(MAX_ENTRY_LEN + HEADER_LEN..=MAX_PAGE_LEN).contains(&page_len)
+            || page_len % WORD != 0
+            || pages < 2
+            || WORD % F::WRITE_SIZE != 0
+            || WORD % F::READ_SIZE != 0
+        {
+            return Err(Error::Geometry);
+        }
+        let mut log = FlashLog {
+            flash,
+            pages: pages as u32,
+            page_len: page_len as u32,
+            has_head: false,
+            head_page: pages as u32 - 1,
+            head_no: 0,
+            write_off: page_len as u32,
+            oldest_page: 0,
+            oldest_seq: 0,
+            next_seq: 0,
+            acked_below: 0,
+            drops: 0,
+            chain: Chain::START,
+        };
+        let mut head: Option<(u32, Header)> = None;
+        for p in 0..log.pages {
+            if let Some(h) = log.header(p)? {
+                if head.is_none_or(|(_, best)| h.page_no > best.page_no) {
+                    head = Some((p, h));
+                }
+            }
+        }
+        let Some((head_page, head)) = head else {
+            return Ok(log);
+        };
+        log.has_head = true;
+        log.head_page = head_page;
+        log.head_no = head.page_no;
+        log.next_seq = head.first_seq;
+        log.acked_below = head.acked_below;
+        (log.oldest_page, log.oldest_seq) = (head_page, head.first_seq);
+        for i in 1..log.pages {
+            let p = (head_page + i) % log.pages;
+            if let Some(h) = log.header(p)? {
+                (log.oldest_page, log.oldest_seq) = (p, h.first_seq);
+                break;
+            }
+        }
+        let mut page = [0u8; MAX_PAGE_LEN];
+        let page = &mut page[..page_len];
+        log.read(head_page * log.page_len, page)?;
+        let mut at = HEADER_LEN;
+        loop {
+            match read_entry(&mut log.chain, page, at) {
+                Entry::Record(end) => {
+                    log.next_seq = log.next_seq.wrapping_add(1);
+                    at = end;
+                }
+                Entry::Ack(end, acked) => {
+                    log.acked_below = log.acked_below.max(acked);
+                    at = end;
+                }
+                Entry::Blank => {
+                    // Anything programmed past the last entry (a torn entry whose first word
+                    // reads erased) closes the page: no word is programmed twice.
+                    let tail_blank = page.get(at..).is_some_and(|t| t.iter().all(|&b| b == 0xFF));
+                    log.write_off = if tail_blank { at as u32 } else { log.page_len };
+                    break;
+                }
+                Entry::Torn => {
+                    log.write_off = log.page_len;
+                    break;
+                }
+            }
+        }
+        log.acked_below = log.acked_below.min(log.next_seq);
+        Ok(log)
+    }
+
+    /// Records waiting for an acknowledgement.
+    pub fn len(&self) -> usize {
+        self.next_seq.saturating_sub(self.live_from()) as usize
+    }
+
+    /// Whether no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records dropped from a full ring since [`FlashLog::recover`].
+    pub fn drops(&self) -> u32 {
+        self.drops
+    }
+
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// The flash, e.g. to count its erases in tests.
+    pub fn flash(&self) -> &F {
+        &self.flash
+    }
+
+    /// Gives the flash back.
+    pub fn into_flash(self) -> F {
+        self.flash
+    }
+
+    /// The first sequence number still waiting (acknowledged or dropped below it).
+    fn live_from(&self) -> u32 {
+        self.acked_below.max(self.oldest_seq)
+    }
+
+    /// Adds a record taken at time `time_s`; `values[ch]` is channel `ch`'s value (past the
+    /// slice and past [`MAX_CHANNELS`]: no value). Returns its sequence number. A full ring drops
+    /// its oldest page (counted in [`FlashLog::drops`]). On a flash error the record is not
+    /// logged (and not counted).
+    pub fn push(&mut self, time_s: u32, values: &[Option<i32>]) -> Result<u32, Error<F::Error>> {
+        let mut entry = [0u8; MAX_ENTRY_LEN];
+        let mut len = encode(&self.chain, time_s, values, &mut entry);
+        if self.write_off as usize + len > self.page_len as usize {
+            self.open_page(self.acked_below)?;
+            len = encode(&self.chain, time_s, values, &mut entry);
+        }
+        self.program(&entry[..len])?;
+        apply(&mut self.chain, time_s, values);
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        Ok(seq)
+    }
+
+    /// Acknowledges every record up to `through_seq`, durably (an acknowledged record never
+    /// comes back after a restart); returns how many were waiting.
+    pub fn ack_through(&mut self, through_seq: u32) -> Result<usize, Error<F::Error>> {
+        let acked_below = through_seq.saturating_add(1).min(self.next_seq);
+        let live_from = self.live_from();
+        if acked_below <= live_from {
+            return Ok(0);
+        }
+        if self.write_off as usize + ACK_LEN > self.page_len as usize {
+            // The new page's header carries the acknowledgement.
+            self.open_page(acked_below)?;
+        } else {
+            let mut entry = [0u8; ACK_LEN];
+            entry[0] = KIND_ACK;
+            entry[1..5].copy_from_slice(&acked_below.to_le_bytes());
+            let len = seal(&mut entry, 5);
+            self.program(&entry[..len])?;
+        }
+        self.acked_below = acked_below;
+        Ok((acked_below - live_from) as usize)
+    }
+
+    /// Hands the waiting records from sequence number `from_seq` on to `f`, oldest first, until
+    /// `f` returns false.
+    pub fn visit(
+        &mut self,
+        from_seq: u32,
+        mut f: impl FnMut(&Record<'_>) -> bool,
+    ) -> Result<(), Error<F::Error>> {
+        let start = from_seq.max(self.live_from());
+        if !self.has_head || start >= self.next_seq {
+            return Ok(());
+        }
+        // The last page, from the oldest on, whose first record is at or before `start`.
+        let mut first_page = self.oldest_page;
+        for i in 0..self.pages {
+            let p = (self.oldest_page + i) % self.pages;
+            if let Some(h) = self.header(p)? {
+                if h.first_seq <= start {
+                    first_page = p;
+                }
+            }
+            if p == self.head_page {
+                break;
+            }
+        }
+        let mut page = [0u8; MAX_PAGE_LEN];
+        let page = &mut page[..self.page_len as usize];
+        let mut chain = Chain::START;
+        for i in 0..self.pages {
+            let p = (first_page + i) % self.pages;
+            self.read(p * self.page_len, page)?;
+            if let Some(h) = Header::decode(page) {
+                chain.clone_from(&Chain::START);
+                let mut seq = h.first_seq;
+                let mut at = HEADER_LEN;
+                while seq < self.next_seq {
+                    match read_entry(&mut chain, page, at) {
+                        Entry::Record(end) => {
+                            if seq >= start {
+                                let record = Record {
+                                    seq,
+                                    time_s: chain.time,
+                                    chain: &chain,
+                                };
+                                if !f(&record) {
+                                    return Ok(());
+                                }
+                            }
+                            seq += 1;
+                            at = end;
+                        }
+                        Entry::Ack(end, _) => at = end,
+                        Entry::Blank | Entry::Torn => break,
+                    }
+                }
+            }
+            if p == self.head_page {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a WideTelemetry message (type byte 0x07 and body) of the oldest waiting records
+    /// that fit into `buf`, for the first `channels` channels, sealed at time `now_s` (in the
+    /// clock of the records' times). Returns (first seq, last seq, length), or `None` if the log
+    /// is empty or not even one record fits — like [`crate::wide_log::WideLog::batch`].
+    pub fn batch(
+        &mut self,
+        channels: usize,
+        now_s: u32,
+        buf: &mut [u8],
+    ) -> Result<Option<Batch>, Error<F::Error>> {
+        let channels = channels.min(MAX_CHANNELS);
+        if self.is_empty() || channels == 0 || buf.is_empty() {
+            return Ok(None);
+        }
+        let first = self.live_from();
+        let set = (0..channels).fold(ChannelSet(0), |s, c| s.with(c));
+        let Some((head, body)) = buf.split_first_mut() else {
+            return Ok(None);
+        };
+        *head = code::WIDE_TELEMETRY;
+        let Some(mut w) = WideWriter::new(body, first, set, now_s) else {
+            return Ok(None);
+        };
+        let mut last = None;
+        let mut values = [None; MAX_CHANNELS];
+        self.visit(first, |r| {
+            for (ch, v) in values[..channels].iter_mut().enumerate() {
+                *v = r.get(ch);
+            }
+            if !w.push(r.time_s.min(now_s), &values[..channels]) {
+                return false;
+            }
+            last = Some(r.seq);
+            true
+        })?;
+        Ok(last.map(|last| (first, last, 1 + w.len())))
+    }
+
+    /// Erases the next page of the ring and makes it the head, its header carrying
+    /// `acked_below`. If it held the oldest records, they go (the unacknowledged ones counted
+    /// as drops).
+    fn open_page(&mut self, acked_below: u32) -> Result<(), Error<F::Error>> {
+        let p = if self.has_head {
+            (self.head_page + 1) % self.pages
+        } else {
+            0
+        };
+        let mut oldest = (self.oldest_page, self.oldest_seq);
+        if self.has_head && p == self.oldest_page && p != self.head_page {
+            oldest = (self.head_page, self.next_seq);
+            for i in 1..self.pages {
+                let q = (p + i) % self.pages;
+                if let Some(h) = self.header(q)? {
+                    oldest = (q, h.first_seq);
+                    break;
+                }
+            }
+        }
+        let page_no = if self.has_head {
+            self.head_no.wrapping_add(1)
+        } else {
+            0
+        };
+        let header = Header {
+            page_no,
+            first_seq: self.next_seq,
+            acked_below,
+        };
+        let base = p * self.page_len;
+        // From here on the head page takes no more entries, whatever fails.
+        self.write_off = self.page_len;
+        self.flash
+            .erase(base, base + self.page_len)
+            .map_err(Error::Flash)?;
+        if !self.has_head {
+            oldest = (p, self.next_seq);
+        }
+        self.drops = self
+            .drops
+            .saturating_add(oldest.1.saturating_sub(acked_below.max(self.oldest_seq)));
+        (self.oldest_page, self.oldest_seq) = oldest;
+        self.has_head = true;
+        self.head_page = p;
+        self.head_no = page_no;
+        self.chain.clone_from(&Chain::START);
+        self.flash
+            .write(base, &header.encode())
+            .map_err(Error::Flash)?;
+        self.write_off = HEADER_LEN as u32;
+        Ok(())
+    }
+
+    /// Programs `entry` at the head page's write offset.
+    fn program(&mut self, entry: &[u8]) -> Result<(), Error<F::Error>> {
+        let at = self.head_page * self.page_len + self.write_off;
+        if let Err(e) = self.flash.write(at, entry) {
+            // Part of it may be programmed: the page takes no more entries.
+            self.write_off = self.page_len;
+            return Err(Error::Flash(e));
+        }
+        self.write_off += entry.len() as u32;
+        Ok(())
+    }
+
+    fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Error<F::Error>> {
+        self.flash.read(offset, buf).map_err(Error::Flash)
+    }
+
+    fn header(&mut self, page: u32) -> Result<Option<Header>, Error<F::Error>> {
+        let mut b = [0u8; HEADER_LEN];
+        self.read(page * self.page_len, &mut b)?;
+        Ok(Header::decode(&b))
+    }
+}
+
+impl<F> core::fmt::Debug for FlashLog<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FlashLog")
+            .field("pages", &self.pages)
+            .field("head_page", &self.head_page)
+            .field("write_off", &self.write_off)
+            .field("oldest_seq", &self.oldest_seq)
+            .field("acked_below", &self.acked_below)
+            .field("next_seq", &self.next_seq)
+            .field("drops", &self.drops)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
