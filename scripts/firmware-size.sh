@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Size budget of the controller firmware (issue 7), printed and checked:
-#   flash = .vector_table + .text + .rodata + .data          goal <= 96 kB   (chip: 256 kB)
+# Size budget of the controller firmware (issues 7 and 17), printed and checked:
+#   flash = .vector_table + .text + .rodata + .data          goal <= 144 kB  (chip: 256 kB; the
+#           rest holds the flash log and the configuration slots. Issue 7's 96 kB goal held
+#           until the channel part and the flash log came: 97,644 bytes before them)
 #   RAM   = .data + .bss + .uninit, plus the peak stack        chip: 64 kB
 #           of which everything but the telemetry log buffer   goal <= 16 kB
 #   log buffer                                                 goal >= 48 h of 1-minute records
@@ -132,7 +134,6 @@ if [ -n "$stack" ]; then
 fi
 echo "  largest statics (bytes):"
 echo "$big_statics" | sed 's/^/    /'
-check "flash (bytes)" "$flash" le $((96 * 1024)) "(96 kB)"
 check "flash, chip (bytes)" "$flash" le $((256 * 1024)) "(256 kB)"
 # The log region starts at 144 kB (tek-controller's flash_log::layout::LOG_START).
 check "flash, below the log region (bytes)" "$flash" le $((144 * 1024)) "(144 kB)"
