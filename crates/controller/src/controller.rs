@@ -131,13 +131,19 @@ impl<'a> PowerUp<'a> {
     }
 }
 
-/// Checks and decrypts a session datagram in place; returns the message's bytes (type and
-/// body). Out of line: the cipher's working state is on the stack only while this runs, not
-/// while the message is handled (a configuration decoded then would add to it; a device's stack
-/// is the budget).
+/// Checks and decrypts a session datagram in place and decodes its message; returns the
+/// message's bytes (type and body) with it (a message of the channel extension decodes as
+/// `Message::Unknown`). `None`: it fails authentication, or it is authentic but malformed. Out of
+/// line: the cipher's and the decoder's working state is on the stack only while this runs,
+/// not while the message is handled (a configuration decoded then would add to it; a device's
+/// stack is the budget).
 #[inline(never)]
-fn open<'d>(session: &mut Session, datagram: &'d mut [u8]) -> Option<&'d [u8]> {
-    session.open(datagram).ok()
+fn open<'d>(
+    session: &mut Session,
+    datagram: &'d mut [u8],
+) -> Option<(&'d [u8], Option<Message<'d>>)> {
+    let bytes: &'d [u8] = session.open(datagram).ok()?;
+    Some((bytes, Message::parse(bytes).ok()))
 }
 
 impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
@@ -481,18 +487,18 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
         if up.iface != iface || up.port != port || up.to != from {
             return false;
         }
-        let Some(bytes) = open(&mut up.session, datagram) else {
+        let Some((bytes, msg)) = open(&mut up.session, datagram) else {
             return false;
         };
         up.heard(now);
         self.transport.heard(now, iface);
-        match Message::parse(bytes) {
-            Ok(Message::Unknown(tek_proto::channel::code::CONFIG_CHUNK)) => {
+        match msg {
+            Some(Message::Unknown(tek_proto::channel::code::CONFIG_CHUNK)) => {
                 self.config_chunk(now, bytes)
             }
-            Ok(msg) => self.handle(now, msg),
+            Some(msg) => self.handle(now, msg),
             // Authentic but malformed: nothing to do (the session was still heard).
-            Err(_) => {}
+            None => {}
         }
         true
     }
