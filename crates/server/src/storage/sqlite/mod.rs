@@ -1,10 +1,12 @@
 //! The SQLite backend: one file (`tek.db`) in the data directory, WAL mode, `synchronous=FULL`
 //! (a commit is on disk before the server acknowledges anything it contains).
 //!
-//! Two connections: one for writes (serialised by a mutex; the server's writer task batches
-//! telemetry so this is one transaction per batch) and one for reads, which WAL lets run while a
-//! write is in progress. Other processes (`tek device ...`) may use the same file at the same
-//! time; a busy timeout makes them wait for each other instead of failing.
+//! One connection for writes (serialised by a mutex; the server's writer task batches telemetry
+//! so this is one transaction per batch) and a pool of up to [`READERS`] for reads
+//! ([`ReadPool`]), which WAL lets run while a write is in progress and beside each other: a long
+//! query (a year of a site's energy) no longer makes `/healthz` or a device list wait for it
+//! (issue 21). Other processes (`tek device ...`) may use the same file at the same time; a busy
+//! timeout makes them wait for each other instead of failing.
 //!
 //! The schema is versioned ([`migrations`]) and upgraded at open; a database written by a newer
 //! program is refused.
@@ -30,7 +32,7 @@ mod web_sessions;
 use super::{Error, Result, Storage};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Name of the database file inside the data directory.
@@ -42,11 +44,111 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// Most read connections open at once: reads beyond that wait for one to come back. The
+/// server's blocking pool runs each request's database work on a thread of its own, so this is
+/// how many reads run side by side.
+pub const READERS: usize = 4;
+
+/// How long a read waits for a connection before it fails (every connection is busy with a
+/// query longer than this).
+const READER_WAIT: Duration = Duration::from_secs(30);
+
+/// Read connections, opened on demand up to [`READERS`], handed out one per read and given
+/// back when the read is done ([`Reader`]).
+struct ReadPool {
+    path: PathBuf,
+    /// Idle connections, and how many are open in all (idle or lent).
+    state: Mutex<(Vec<Connection>, usize)>,
+    returned: Condvar,
+}
+
+/// A read connection lent by the pool; back in the pool when dropped.
+pub(crate) struct Reader<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Present from lending until drop.
+        self.conn.as_ref().expect("a lent connection")
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("a lent connection")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut st = self.pool.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.0.push(c);
+            drop(st);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl ReadPool {
+    fn new(path: &Path, first: Connection) -> ReadPool {
+        ReadPool {
+            path: path.to_owned(),
+            state: Mutex::new((vec![first], 1)),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// An idle connection, a new one while fewer than [`READERS`] are open, or the first to
+    /// come back (at most [`READER_WAIT`]).
+    fn get(&self) -> Result<Reader<'_>> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + READER_WAIT;
+        loop {
+            if let Some(c) = st.0.pop() {
+                return Ok(Reader {
+                    pool: self,
+                    conn: Some(c),
+                });
+            }
+            if st.1 < READERS {
+                st.1 += 1;
+                drop(st);
+                return match connect(&self.path) {
+                    Ok(c) => Ok(Reader {
+                        pool: self,
+                        conn: Some(c),
+                    }),
+                    Err(e) => {
+                        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Backend(format!(
+                    "all {READERS} read connections busy for {} s",
+                    READER_WAIT.as_secs()
+                )));
+            }
+            st = self
+                .returned
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
 /// The SQLite storage.
 pub struct Sqlite {
     path: PathBuf,
     write: Mutex<Connection>,
-    read: Mutex<Connection>,
+    read: ReadPool,
     /// Wraps device keys at rest (`master.key` beside the database file).
     vault: crate::vault::Vault,
 }
@@ -101,7 +203,7 @@ impl Sqlite {
         let db = Sqlite {
             path: path.to_owned(),
             write: Mutex::new(write),
-            read: Mutex::new(read),
+            read: ReadPool::new(path, read),
             vault,
         };
         let n = db.wrap_clear_keys()?;
@@ -134,10 +236,8 @@ impl Sqlite {
             .map_err(|_| Error::Backend("writer connection poisoned".into()))
     }
 
-    fn reader(&self) -> Result<MutexGuard<'_, Connection>> {
-        self.read
-            .lock()
-            .map_err(|_| Error::Backend("reader connection poisoned".into()))
+    fn reader(&self) -> Result<Reader<'_>> {
+        self.read.get()
     }
 }
 
@@ -177,6 +277,34 @@ pub(crate) mod tests {
             name: format!("d{id}"),
             key: Key([id as u8; 16]),
         }
+    }
+
+    /// Reads run side by side: with one read in progress (a long query holds its connection),
+    /// another gets a connection of its own at once; past the pool's size a read waits for one
+    /// to come back, and gets it.
+    #[test]
+    fn reads_never_wait_behind_another_read() {
+        let (_dir, db) = prepare();
+        let held: Vec<_> = (0..READERS - 1).map(|_| db.reader().unwrap()).collect();
+        let t = std::time::Instant::now();
+        db.ping().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // Every connection lent: the next read waits until one is given back.
+        let last = db.reader().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let t = std::time::Instant::now();
+                db.ping().unwrap();
+                t.elapsed()
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            drop(last);
+            let waited = waiter.join().unwrap();
+            assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        });
+        drop(held);
+        // Connections are reused, not opened anew: never more than READERS.
+        assert!(db.read.state.lock().unwrap().1 <= READERS);
     }
 
     #[test]
