@@ -12,37 +12,9 @@ use tek_sim::{Fleet, Options};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_server_down_all_fail_over_to_tek_serve() {
     const N: u32 = 50;
-    let dir = std::env::temp_dir().join(format!("tek-sim-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.join("data");
-    let fleet_file = dir.join("fleet.toml");
-    // `tek device add --data DIR --count N --out FLEET.toml`
-    let mut out = Vec::new();
-    tek_server::cli::device_to(
-        DeviceCommand::Add(AddArgs {
-            data: data.clone(),
-            db: None,
-            master_key: None,
-            id: None,
-            name: None,
-            count: Some(N),
-            first_id: None,
-            out: Some(fleet_file.clone()),
-        }),
-        &mut out,
-    )
-    .unwrap();
+    let (dir, fleet_file, server) = provision_and_serve("tek-sim-e2e", N).await;
     let devices = tek_sim::fleet::load(&fleet_file).unwrap();
     assert_eq!(devices.len(), N as usize);
-
-    let cfg = tek_server::Config {
-        udp: "127.0.0.1:0".parse().unwrap(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        data: data.clone(),
-        ..tek_server::Config::default()
-    };
-    let server = tek_server::Server::start(cfg).await.unwrap();
     // The first listed server: bound, silent.
     let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
     let servers = vec![
@@ -104,33 +76,8 @@ async fn first_server_down_all_fail_over_to_tek_serve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_with_a_channel_part_are_version_1_devices_to_tek_serve() {
     const N: u32 = 5;
-    let dir = std::env::temp_dir().join(format!("tek-sim-e2e-ch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = dir.join("data");
-    let fleet_file = dir.join("fleet.toml");
-    tek_server::cli::device_to(
-        DeviceCommand::Add(AddArgs {
-            data: data.clone(),
-            db: None,
-            master_key: None,
-            id: None,
-            name: None,
-            count: Some(N),
-            first_id: None,
-            out: Some(fleet_file.clone()),
-        }),
-        &mut Vec::new(),
-    )
-    .unwrap();
+    let (dir, fleet_file, server) = provision_and_serve("tek-sim-e2e-ch", N).await;
     let devices = tek_sim::fleet::load(&fleet_file).unwrap();
-    let cfg = tek_server::Config {
-        udp: "127.0.0.1:0".parse().unwrap(),
-        http: "127.0.0.1:0".parse().unwrap(),
-        data: data.clone(),
-        ..tek_server::Config::default()
-    };
-    let server = tek_server::Server::start(cfg).await.unwrap();
     let mut opts = Options::new(devices, vec![server.udp_addr().to_string()]);
     opts.speed = 60.0;
     opts.channels = true;
@@ -187,4 +134,43 @@ fn fleet_ids(fleet_file: &std::path::Path) -> Vec<u32> {
         .iter()
         .map(|d| d.id)
         .collect()
+}
+
+/// `tek device add --data DIR --count N --out FLEET.toml` in a fresh directory named after
+/// `name`, and `tek serve` on that data on loopback: (directory, fleet file, server).
+async fn provision_and_serve(
+    name: &str,
+    n: u32,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    tek_server::ServerHandle,
+) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let fleet_file = dir.join("fleet.toml");
+    tek_server::cli::device_to(
+        DeviceCommand::Add(AddArgs {
+            data: data.clone(),
+            db: None,
+            master_key: None,
+            id: None,
+            name: None,
+            count: Some(n),
+            first_id: None,
+            out: Some(fleet_file.clone()),
+        }),
+        &mut Vec::new(),
+    )
+    .unwrap();
+    let cfg = tek_server::Config {
+        udp: "127.0.0.1:0".parse().unwrap(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        data,
+        ..tek_server::Config::default()
+    };
+    let server = tek_server::Server::start(cfg).await.unwrap();
+    (dir, fleet_file, server)
 }
