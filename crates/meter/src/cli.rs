@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tek_modem::control::{control_loop, ControlMsg};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -132,9 +133,6 @@ pub fn run(args: MeterArgs) -> anyhow::Result<()> {
     })
 }
 
-/// A control command and where its reply goes.
-type ControlMsg = (String, tokio::sync::oneshot::Sender<String>);
-
 /// How often the energy counters integrate when nobody reads them.
 const INTEGRATE_EVERY: Duration = Duration::from_millis(200);
 
@@ -146,7 +144,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let start = Instant::now();
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(16);
-    tokio::spawn(control_loop(control, ctl_tx));
+    tokio::spawn(control_loop(control, ctl_tx, "meter"));
     let mut bus = Bus::new(&config.slaves, &config.script);
     let mut framer = Framer::new(config.line);
     let mut conn: Option<TcpStream> = None;
@@ -206,39 +204,6 @@ pub async fn serve(
                 }
             }
         }
-    }
-}
-
-/// Longest control line accepted; a longer one closes that control connection.
-const MAX_CONTROL_LINE: u64 = 1024;
-
-async fn control_loop(listener: TcpListener, tx: mpsc::Sender<ControlMsg>) {
-    while let Ok((s, _)) = listener.accept().await {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = s.into_split();
-            let mut reader = BufReader::new(r);
-            loop {
-                let mut line = String::new();
-                let mut limited = (&mut reader).take(MAX_CONTROL_LINE);
-                match limited.read_line(&mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) if n as u64 >= MAX_CONTROL_LINE && !line.ends_with('\n') => {
-                        let _ = w.write_all(b"error: line too long\n").await;
-                        break;
-                    }
-                    Ok(_) => {}
-                }
-                let (rtx, rrx) = tokio::sync::oneshot::channel();
-                if tx.send((line, rtx)).await.is_err() {
-                    break;
-                }
-                let reply = rrx.await.unwrap_or_else(|_| "error: meter stopped".into());
-                if w.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-        });
     }
 }
 

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::control::{control_loop, ControlMsg};
 use crate::ip::Udp;
 use crate::modem::{Modem, Options, Output};
 
@@ -84,9 +85,6 @@ pub fn run(args: ModemArgs) -> anyhow::Result<()> {
     })
 }
 
-/// A control command and where its reply goes.
-type ControlMsg = (String, tokio::sync::oneshot::Sender<String>);
-
 /// Serves the modem on bound listeners (tests bind port 0).
 pub async fn serve(
     serial: TcpListener,
@@ -95,7 +93,7 @@ pub async fn serve(
     relay_to: Ipv4Addr,
 ) -> anyhow::Result<()> {
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(16);
-    tokio::spawn(control_loop(control, ctl_tx));
+    tokio::spawn(control_loop(control, ctl_tx, "modem"));
     let mut modem = Modem::new(opts);
     let (relay_tx, mut relay_rx) = mpsc::channel::<Udp>(256);
     let mut nat: HashMap<(u16, SocketAddrV4), Arc<UdpSocket>> = HashMap::new();
@@ -197,25 +195,5 @@ async fn relay(
     let to = SocketAddrV4::new(relay_to, udp.dst.port());
     if let Err(e) = sock.send_to(&udp.payload, to).await {
         tracing::debug!(%e, %to, "relay: send failed");
-    }
-}
-
-async fn control_loop(listener: TcpListener, tx: mpsc::Sender<ControlMsg>) {
-    while let Ok((s, _)) = listener.accept().await {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = s.into_split();
-            let mut lines = BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let (rtx, rrx) = tokio::sync::oneshot::channel();
-                if tx.send((line, rtx)).await.is_err() {
-                    break;
-                }
-                let reply = rrx.await.unwrap_or_else(|_| "error: modem stopped".into());
-                if w.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-        });
     }
 }

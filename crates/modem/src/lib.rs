@@ -11,6 +11,7 @@
 
 pub mod at;
 pub mod cli;
+pub mod control;
 pub mod hdlc;
 pub mod ip;
 pub mod modem;
