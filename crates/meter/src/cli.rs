@@ -13,9 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tek_modem::control::{control_loop, ControlMsg};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tek_modem::control::{control_loop, ControlMsg, SerialEvent, SerialPort};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -147,36 +146,25 @@ pub async fn serve(
     tokio::spawn(control_loop(control, ctl_tx, "meter"));
     let mut bus = Bus::new(&config.slaves, &config.script);
     let mut framer = Framer::new(config.line);
-    let mut conn: Option<TcpStream> = None;
+    let mut serial = SerialPort::new(serial);
     let mut buf = vec![0u8; 1024];
     let mut tick = tokio::time::interval(INTEGRATE_EVERY);
     loop {
         let silence_end = framer.deadline().map(|d| start + d);
         let frames = tokio::select! {
-            accepted = serial.accept() => {
-                let (s, peer) = accepted?;
-                tracing::info!(%peer, "device connected");
-                s.set_nodelay(true)?;
-                conn = Some(s);
-                framer.reset();
-                Vec::new()
-            }
-            n = async {
-                match conn.as_mut() {
-                    Some(c) => c.read(&mut buf).await,
-                    None => std::future::pending().await,
+            event = serial.next(&mut buf) => match event? {
+                SerialEvent::Connected(peer) => {
+                    tracing::info!(%peer, "device connected");
+                    framer.reset();
+                    Vec::new()
                 }
-            } => {
-                match n {
-                    Ok(0) | Err(_) => {
-                        tracing::info!("device disconnected");
-                        conn = None;
-                        framer.reset();
-                        Vec::new()
-                    }
-                    Ok(n) => framer.push(&buf[..n], start.elapsed()),
+                SerialEvent::Disconnected => {
+                    tracing::info!("device disconnected");
+                    framer.reset();
+                    Vec::new()
                 }
-            }
+                SerialEvent::Bytes(n) => framer.push(&buf[..n], start.elapsed()),
+            },
             () = async {
                 match silence_end {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -198,11 +186,7 @@ pub async fn serve(
             let Some(answer) = bus.answer(&request, start.elapsed()) else {
                 continue;
             };
-            if let Some(c) = conn.as_mut() {
-                if c.write_all(&answer).await.is_err() {
-                    conn = None;
-                }
-            }
+            serial.write(&answer).await;
         }
     }
 }

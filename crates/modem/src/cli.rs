@@ -16,11 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::control::{control_loop, ControlMsg};
+use crate::control::{control_loop, ControlMsg, SerialEvent, SerialPort};
 use crate::ip::Udp;
 use crate::modem::{Modem, Options, Output};
 
@@ -97,35 +96,24 @@ pub async fn serve(
     let mut modem = Modem::new(opts);
     let (relay_tx, mut relay_rx) = mpsc::channel::<Udp>(256);
     let mut nat: HashMap<(u16, SocketAddrV4), Arc<UdpSocket>> = HashMap::new();
-    let mut conn: Option<TcpStream> = None;
+    let mut serial = SerialPort::new(serial);
     let mut buf = vec![0u8; 4096];
     let mut tick = tokio::time::interval(Duration::from_secs(3));
     loop {
         let out = tokio::select! {
-            accepted = serial.accept() => {
-                let (s, peer) = accepted?;
-                tracing::info!(%peer, "device connected (modem powered on)");
-                s.set_nodelay(true)?;
-                conn = Some(s);
-                nat.clear();
-                modem = Modem::new(modem_opts(&modem));
-                Vec::new()
-            }
-            n = async {
-                match conn.as_mut() {
-                    Some(c) => c.read(&mut buf).await,
-                    None => std::future::pending().await,
+            event = serial.next(&mut buf) => match event? {
+                SerialEvent::Connected(peer) => {
+                    tracing::info!(%peer, "device connected (modem powered on)");
+                    nat.clear();
+                    modem = Modem::new(modem_opts(&modem));
+                    Vec::new()
                 }
-            } => {
-                match n {
-                    Ok(0) | Err(_) => {
-                        tracing::info!("device disconnected");
-                        conn = None;
-                        Vec::new()
-                    }
-                    Ok(n) => modem.serial_in(&buf[..n]),
+                SerialEvent::Disconnected => {
+                    tracing::info!("device disconnected");
+                    Vec::new()
                 }
-            }
+                SerialEvent::Bytes(n) => modem.serial_in(&buf[..n]),
+            },
             Some(udp) = relay_rx.recv() => modem.deliver(&udp),
             Some((line, reply)) = ctl_rx.recv() => {
                 let (text, out) = modem.control(&line);
@@ -137,13 +125,7 @@ pub async fn serve(
         };
         for o in out {
             match o {
-                Output::Serial(bytes) => {
-                    if let Some(c) = conn.as_mut() {
-                        if c.write_all(&bytes).await.is_err() {
-                            conn = None;
-                        }
-                    }
-                }
+                Output::Serial(bytes) => serial.write(&bytes).await,
                 Output::Datagram(udp) => relay(&mut nat, &relay_tx, udp, relay_to).await,
                 Output::CallEnded => nat.clear(),
             }

@@ -1,7 +1,10 @@
-//! The test bench's control socket, shared by `tek modem` and `tek meter`: a TCP listener taking
-//! one command per line and answering one line each. Every connection's lines go to the
-//! emulator's loop as [`ControlMsg`]s; a line longer than [`MAX_LINE`] bytes closes that
-//! connection (a test tool still bounds what it buffers).
+//! The sockets of a test-bench device, shared by `tek modem` and `tek meter`:
+//!
+//! * the control socket ([`control_loop`]): a TCP listener taking one command per line and
+//!   answering one line each. Every connection's lines go to the emulator's loop as
+//!   [`ControlMsg`]s; a line longer than [`MAX_LINE`] bytes closes that connection (a test tool
+//!   still bounds what it buffers);
+//! * the serial line ([`SerialPort`]): the TCP listener QEMU's UART connects to.
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -44,5 +47,69 @@ pub async fn control_loop(listener: TcpListener, tx: mpsc::Sender<ControlMsg>, w
                 }
             }
         });
+    }
+}
+
+/// What happened on a [`SerialPort`].
+#[derive(Debug)]
+pub enum SerialEvent {
+    /// A device connected (QEMU started, or restarted): it replaced the one before.
+    Connected(std::net::SocketAddr),
+    /// This many bytes arrived, at the start of the read buffer.
+    Bytes(usize),
+    /// The device went away.
+    Disconnected,
+}
+
+/// The serial line of a test-bench device: a TCP listener QEMU's UART connects to
+/// (`-serial tcp:HOST:PORT`), one device at a time; a new connection replaces the old one.
+pub struct SerialPort {
+    listener: TcpListener,
+    conn: Option<tokio::net::TcpStream>,
+}
+
+impl SerialPort {
+    /// A port listening on `listener`, with no device yet.
+    pub fn new(listener: TcpListener) -> SerialPort {
+        SerialPort {
+            listener,
+            conn: None,
+        }
+    }
+
+    /// The next event, reading into `buf`. Cancel-safe (a connection or bytes not yet taken
+    /// stay for the next call), so it can be one branch of a `select!`.
+    pub async fn next(&mut self, buf: &mut [u8]) -> std::io::Result<SerialEvent> {
+        let read = async {
+            match self.conn.as_mut() {
+                Some(c) => c.read(buf).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            accepted = self.listener.accept() => {
+                let (s, peer) = accepted?;
+                s.set_nodelay(true)?;
+                self.conn = Some(s);
+                SerialEvent::Connected(peer)
+            }
+            n = read => match n {
+                Ok(0) | Err(_) => {
+                    self.conn = None;
+                    SerialEvent::Disconnected
+                }
+                Ok(n) => SerialEvent::Bytes(n),
+            },
+        };
+        Ok(event)
+    }
+
+    /// Sends `bytes` to the device, if one is connected (a failed write drops it).
+    pub async fn write(&mut self, bytes: &[u8]) {
+        if let Some(c) = self.conn.as_mut() {
+            if c.write_all(bytes).await.is_err() {
+                self.conn = None;
+            }
+        }
     }
 }
