@@ -278,9 +278,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn now() -> i64 {
-    crate::udp::unix_now()
-}
+use crate::clock::unix_now as now;
 
 /// Runs `tek device ...`, printing to stdout.
 pub fn device(cmd: DeviceCommand) -> anyhow::Result<()> {

@@ -17,6 +17,8 @@
 //!   escalation and notification delivery (SMTP, signed webhooks).
 //! * [`energy`] — kWh per local day/month, peak 15-minute demand and tariff cost (pure).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
+//! * [`clock`], [`runtime`] — the bottom: Unix time, the shutdown signal, blocking work off
+//!   the async threads; they import nothing of the server, everything else may import them.
 //! * [`tzdb`] — IANA zone names to the POSIX TZ rules schedules send to controllers.
 //!
 //! ## Guarantees
@@ -31,6 +33,7 @@
 pub mod alarms;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod device_config;
 pub mod energy;
@@ -40,6 +43,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mqtt;
 pub mod provision;
+pub mod runtime;
 pub mod server;
 pub mod storage;
 pub mod tzdb;

@@ -6,6 +6,7 @@
 //! CLI and tests call: save a configuration, queue a command, read a device's state, query
 //! telemetry. It never exposes a device key.
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
 use crate::storage::sqlite::Sqlite;
@@ -15,7 +16,7 @@ use crate::storage::{
 };
 use crate::udp::ratelimit::IpLimiter;
 use crate::udp::sessions::LinkTable;
-use crate::udp::{unix_now, Ingest};
+use crate::udp::Ingest;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -113,10 +114,7 @@ pub struct Api {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> storage::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)
+    crate::runtime::blocking(f).await.map_err(ApiError::from)
 }
 
 impl Api {
@@ -387,19 +385,15 @@ impl Server {
                 // PostgreSQL when `db` is set, else SQLite in the data directory.
                 let (db, dir) = (config.db.clone(), config.data.clone());
                 let key = config.master_key.clone();
-                tokio::task::spawn_blocking(move || {
-                    storage::open(db.as_ref(), &dir, key.as_deref())
-                })
-                .await
-                .map_err(|e| storage::Error::Backend(e.to_string()))??
+                crate::runtime::blocking(move || storage::open(db.as_ref(), &dir, key.as_deref()))
+                    .await?
             }
         };
         let st = storage.clone();
-        let (config_seq, command_id) = tokio::task::spawn_blocking(move || {
+        let (config_seq, command_id) = crate::runtime::blocking(move || {
             Ok::<_, storage::Error>((st.config_cursor()?, st.command_cursor()?))
         })
-        .await
-        .map_err(|e| storage::Error::Backend(e.to_string()))??;
+        .await?;
 
         let udp =
             bind_udp(config.udp, config.udp_buffer_bytes).map_err(|source| StartError::Bind {
@@ -517,7 +511,7 @@ impl Server {
                 app.into_make_service_with_connect_info::<crate::http_limit::PeerAddr>(),
             )
             .with_graceful_shutdown(async move {
-                crate::udp::stopped(&mut http_stop).await;
+                crate::runtime::stopped(&mut http_stop).await;
             })
             .await;
             if let Err(e) = served {
@@ -578,7 +572,7 @@ async fn maintain(ingest: Arc<Ingest>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = crate::udp::stopped(&mut stop) => break,
+            _ = crate::runtime::stopped(&mut stop) => break,
         }
         let (s, days) = (ingest.storage.clone(), ingest.cfg.retention_days);
         if let Err(e) = blocking(move || s.maintain(unix_now(), days)).await {

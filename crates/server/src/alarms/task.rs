@@ -192,17 +192,13 @@ pub(crate) struct Receiver {
     counters: Arc<Counters>,
 }
 
-/// Unix seconds now.
-fn now() -> i64 {
-    crate::udp::unix_now()
-}
+use crate::clock::unix_now as now;
 
+/// [`crate::runtime::blocking`] with the error pinned to the storage's (closures here use `?`).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::storage::Result<T> + Send + 'static,
 ) -> crate::storage::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| crate::storage::Error::Backend(e.to_string()))?
+    crate::runtime::blocking(f).await
 }
 
 /// Loads every rule and open alarm into the engine. Retries until the database answers or
@@ -265,7 +261,7 @@ async fn load(
                 tracing::warn!(%e, "cannot load alarm rules; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = crate::udp::stopped(stop) => return false,
+                    _ = crate::runtime::stopped(stop) => return false,
                 }
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
@@ -316,7 +312,7 @@ pub(crate) async fn run(
                 None => break,
             },
             _ = tokio::time::sleep(sleep) => {}
-            _ = crate::udp::stopped(&mut stop) => break,
+            _ = crate::runtime::stopped(&mut stop) => break,
         }
         while events.len() < 1000 {
             match rx.rx.try_recv() {

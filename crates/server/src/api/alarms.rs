@@ -138,7 +138,7 @@ pub async fn create_rule(
     checked(web, p, device, &spec).await?;
     let s = spec.clone();
     let id = web
-        .db_call(move |db| db.create_rule(device, &s, crate::web::now()))
+        .db_call(move |db| db.create_rule(device, &s, crate::clock::unix_now()))
         .await?;
     web.api
         .alarm_event(Event::RulesChanged { device_id: device });
@@ -156,7 +156,7 @@ pub async fn create_rule(
 /// Deletes a rule (its open alarm is cleared).
 pub async fn delete_rule(web: &Web, p: &Principal, device: u32, rule: i64) -> Result<(), WebError> {
     let r = rule_for(web, p, device, rule).await?;
-    web.db_call(move |db| db.delete_rule(rule, crate::web::now()))
+    web.db_call(move |db| db.delete_rule(rule, crate::clock::unix_now()))
         .await?;
     web.api
         .alarm_event(Event::RulesChanged { device_id: device });
@@ -185,7 +185,7 @@ pub async fn update_rule(
     web.db_call(move |db| {
         db.update_rule(rule, &s)?;
         if !s.enabled {
-            db.clear_alarm(rule, crate::web::now())?;
+            db.clear_alarm(rule, crate::clock::unix_now())?;
         }
         Ok(())
     })
@@ -280,7 +280,7 @@ pub async fn acknowledge(web: &Web, p: &Principal, alarm: i64) -> Result<AlarmRe
     web.check_device(&p.user, a.device_id).await?;
     let by = p.user.email.clone();
     let fresh = web
-        .db_call(move |db| db.ack_alarm(alarm, &by, crate::web::now()))
+        .db_call(move |db| db.ack_alarm(alarm, &by, crate::clock::unix_now()))
         .await?;
     if fresh {
         web.api.alarm_event(Event::Acked { rule_id: a.rule_id });
@@ -291,7 +291,7 @@ pub async fn acknowledge(web: &Web, p: &Principal, alarm: i64) -> Result<AlarmRe
             event: crate::mqtt::AlarmEvent::Acknowledged,
             severity: a.severity.as_str().to_owned(),
             message: a.message.clone(),
-            at: crate::web::now(),
+            at: crate::clock::unix_now(),
         });
         web.audit(
             p,
@@ -380,7 +380,7 @@ pub async fn post_shelve(
         Some(Value::String(t)) => Some(t.clone()),
         Some(_) => return Err(WebError::Invalid("until: a number or a string".into()).into()),
     };
-    let end = shelf_end(s.minutes, until_text.as_deref(), crate::web::now())?;
+    let end = shelf_end(s.minutes, until_text.as_deref(), crate::clock::unix_now())?;
     let until = shelve_rule(&web, &p, id, rule, end).await?;
     Ok(Json(json!({ "shelved_until": until })))
 }
@@ -528,7 +528,7 @@ pub async fn create_destination(web: &Web, p: &Principal, d: NewDest) -> Result<
         secret,
     };
     let id = web
-        .db_call(move |db| db.create_destination(&nd, crate::web::now()))
+        .db_call(move |db| db.create_destination(&nd, crate::clock::unix_now()))
         .await?;
     web.audit(
         p,
@@ -606,7 +606,7 @@ pub async fn test_destination(
         .db_call(move |db| Ok(db.destinations()?.into_iter().find(|d| d.id == id)))
         .await?
         .ok_or(WebError::NotFound)?;
-    let at = crate::web::now();
+    let at = crate::clock::unix_now();
     let (subject, text, body) = render_test(&dest.name, &p.user.email, at);
     let new = NewNotification {
         alarm_id: None,
@@ -762,7 +762,7 @@ pub async fn create_list(web: &Web, p: &Principal, l: NewList) -> Result<i64, We
                 db.site(site)?
                     .ok_or_else(|| crate::storage::Error::Missing(format!("site {site}")))?;
             }
-            let id = db.create_list(&n, crate::web::now())?;
+            let id = db.create_list(&n, crate::clock::unix_now())?;
             db.set_list_members(id, &members)?;
             if site.is_some() {
                 db.set_list_site(id, site)?;

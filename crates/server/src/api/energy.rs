@@ -286,7 +286,7 @@ impl Web {
     ) -> Result<(Loaded, By, Vec<Period>), WebError> {
         let site = self.site_for(user, id).await?;
         let tz = zone::load(&site.time_zone);
-        let (by, periods) = periods(q, &tz, crate::web::now())?;
+        let (by, periods) = periods(q, &tz, crate::clock::unix_now())?;
         let (from, to) = (periods[0].start, periods[periods.len() - 1].end);
         let loaded = self.db_call(move |db| load(db, site, from, to)).await?;
         Ok((loaded, by, periods))
@@ -381,7 +381,7 @@ pub async fn set_tariff(
         ),
         None => format!("site {id} tariff removed"),
     };
-    let now = crate::web::now();
+    let now = crate::clock::unix_now();
     web.db_call(move |db| db.set_site_tariff(id, tariff.as_ref(), now))
         .await?;
     web.audit(p, "site.tariff", None, Some(id), detail).await

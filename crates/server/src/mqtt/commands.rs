@@ -82,7 +82,7 @@ pub(crate) async fn run(
                 Some(m) => m,
                 None => break,
             },
-            _ = crate::udp::stopped(&mut stop) => break,
+            _ = crate::runtime::stopped(&mut stop) => break,
         };
         let Some((site, device)) = parse_topic(&cfg.prefix, &msg.topic) else {
             continue;

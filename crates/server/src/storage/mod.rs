@@ -94,6 +94,12 @@ pub enum Error {
     Unavailable(String),
 }
 
+impl From<crate::runtime::TaskFailed> for Error {
+    fn from(e: crate::runtime::TaskFailed) -> Self {
+        Error::Backend(e.to_string())
+    }
+}
+
 /// Result of storage operations.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -116,7 +116,7 @@ impl Web {
             site_id: site,
             detail,
         };
-        let now = super::now();
+        let now = crate::clock::unix_now();
         self.db_call(move |db| {
             if entry.site_id.is_none() {
                 if let Some(d) = entry.device_id {

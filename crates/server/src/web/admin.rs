@@ -77,7 +77,7 @@ pub async fn create_user(
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))??;
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let e = email.clone();
     let id = web
         .db_call(move |db| db.create_user(&e, &hash, is_admin, now))
@@ -128,7 +128,7 @@ pub async fn create_site(web: &Web, p: &Principal, name: &str) -> Result<i64, We
             "a site name has 1 to 100 printable characters".into(),
         ));
     }
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let n = name.clone();
     let id = web.db_call(move |db| db.create_site(&n, now)).await?;
     web.audit(

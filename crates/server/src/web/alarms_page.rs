@@ -163,7 +163,7 @@ pub async fn device_page(
             .find(|x| x.id == l)
             .map_or_else(|| format!("list {l} (deleted)"), |x| x.name.clone())
     };
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let zones = web.zones(vec![id]).await?;
     let z = zones.of(Some(id), None);
     let csrf = layout::csrf_field(&p);
@@ -532,7 +532,7 @@ pub async fn shelve_rule(
     let z = web.device_zone(id).await?;
     let until = until
         .map(|u| timefmt::parse_local(&z.tz, u).map_or_else(|| u.to_owned(), |t| t.to_string()));
-    let end = al::shelf_end(minutes, until.as_deref(), super::now())?;
+    let end = al::shelf_end(minutes, until.as_deref(), crate::clock::unix_now())?;
     al::shelve_rule(&web, &user, id, rule, end).await?;
     Ok(Redirect::to(&format!(
         "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"

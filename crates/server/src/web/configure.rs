@@ -370,7 +370,7 @@ async fn render(
     let f = form
         .cloned()
         .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let mut errs = super::fields::FieldErrors::default();
     for e in errors {
         if let Some(f) = field_of(e) {

@@ -181,7 +181,7 @@ pub async fn page(
         .as_deref()
         .and_then(Range::parse)
         .unwrap_or(Range::Day);
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let to = now + 1;
     let from = to - range.span();
     let step = range.step();

@@ -129,7 +129,7 @@ pub async fn page_csv(
 ) -> Result<Response, HtmlError> {
     web.check_device(&p.user, id).await?;
     let z = web.device_zone(id).await?;
-    let (from, to) = parse_range_in(&q, super::now(), &z)?;
+    let (from, to) = parse_range_in(&q, crate::clock::unix_now(), &z)?;
     Ok(csv_response(&web, id, from, to).await?)
 }
 

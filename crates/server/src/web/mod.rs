@@ -181,19 +181,15 @@ impl Web {
         f: impl FnOnce(&dyn Storage) -> storage::Result<T> + Send + 'static,
     ) -> Result<T, WebError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(db.as_ref()))
+        crate::runtime::blocking(move || f(db.as_ref()))
             .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
             .map_err(WebError::from)
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+/// Unix seconds now: the server's one clock (`clock::unix_now`), named here too for the
+/// command-line crate and the simulator's tests that call `web::now`.
+pub use crate::clock::unix_now as now;
 
 /// The alarm pages (see [`alarms_page`]).
 fn alarm_page_routes() -> Router<Web> {

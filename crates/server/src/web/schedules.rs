@@ -514,7 +514,7 @@ async fn render(
     let f = form
         .cloned()
         .unwrap_or_else(|| ScheduleForm::from_config(&cfg, &zone));
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let mut errs = super::fields::FieldErrors::default();
     for e in errors {
         if let Some(f) = field_of(e) {

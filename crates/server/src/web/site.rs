@@ -114,7 +114,7 @@ async fn render(
 ) -> Result<Html<String>, WebError> {
     let site = web.site_for(&p.user, id).await?;
     let tz = crate::energy::zone::load(&site.time_zone);
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let by = |b: &str| EnergyQuery {
         by: Some(b.into()),
         ..EnergyQuery::default()
