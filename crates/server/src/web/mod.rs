@@ -23,7 +23,6 @@ pub mod audit_page;
 pub mod auth;
 pub mod bulk;
 pub mod charts;
-pub mod cli;
 pub mod configure;
 pub mod dashboard;
 pub mod device;

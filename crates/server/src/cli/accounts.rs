@@ -2,7 +2,7 @@
 //! admin has to come from somewhere). Passwords are read from standard input when it is not a
 //! terminal (one line), else prompted for twice without echo.
 
-use crate::cli::{open_target, DataArgs};
+use super::{open_target, DataArgs};
 use crate::storage::{NewAuditEntry, Storage};
 use crate::web::{admin, auth};
 use anyhow::{bail, Context};
