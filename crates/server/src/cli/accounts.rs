@@ -3,8 +3,9 @@
 //! terminal (one line), else prompted for twice without echo.
 
 use super::{open_target, DataArgs};
+use crate::service::accounts;
 use crate::storage::{NewAuditEntry, Storage};
-use crate::web::{admin, auth};
+use crate::web::auth;
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
 
@@ -465,7 +466,7 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
         } => {
             let db = open(&target, false)?;
             let s = site_id(&*db, &site)?;
-            let ids = admin::parse_ids(&devices).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ids = accounts::parse_ids(&devices).map_err(|e| anyhow::anyhow!("{e}"))?;
             for d in &ids {
                 db.device(*d).with_context(|| format!("device {d}"))?;
             }

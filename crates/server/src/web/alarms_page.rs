@@ -12,7 +12,7 @@ use super::timefmt;
 use super::zones::Zones;
 use super::Web;
 use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
-use crate::api::alarms as al;
+use crate::service::alarms as al;
 use crate::storage::{AlarmRecord, NotificationRecord};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};

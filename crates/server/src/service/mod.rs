@@ -1,0 +1,7 @@
+//! The operations behind every face of the server, one module per domain, with their
+//! validation, access checks and audit entries. The HTML pages (`web`), the JSON API (`api`)
+//! and the command line (`cli`) parse their own input, call these, and render the result; a
+//! rule lives here once, whichever face asks.
+
+pub mod accounts;
+pub mod alarms;
