@@ -87,7 +87,7 @@ pub async fn create(
     };
     let id = accounts::create_site(&web, &p, &b.name).await?;
     if let Some(tz) = tz {
-        crate::api::energy::set_time_zone(&web, &p, id, &tz).await?;
+        crate::service::energy::set_time_zone(&web, &p, id, &tz).await?;
     }
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }

@@ -5,3 +5,7 @@
 
 pub mod accounts;
 pub mod alarms;
+pub mod commands;
+pub mod devices;
+pub mod energy;
+pub mod export;

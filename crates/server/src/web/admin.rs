@@ -195,7 +195,7 @@ pub async fn create_site_form(
         };
         let id = create_site(&web, &user, &form.name).await?;
         if let Some(tz) = tz {
-            crate::api::energy::set_time_zone(&web, &user, id, &tz).await?;
+            crate::service::energy::set_time_zone(&web, &user, id, &tz).await?;
         }
         Ok(format!("Site {} added.", form.name.trim()))
     }

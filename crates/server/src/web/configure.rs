@@ -8,10 +8,11 @@
 //! empty keeps the stored one ("clear" removes it).
 
 use super::auth::{CsrfForm, PageUser, Posted};
-use super::device::{heading, save_if_changed};
+use super::device::heading;
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
+use crate::service::devices::save_if_changed;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -385,7 +386,7 @@ async fn render(
         h2 { "Configure → System" }
         form.inline #rename method="post" action={ "/devices/" (id) "/rename" } {
             (layout::csrf_field(p))
-            label { "Name" input #device-name name="name" required maxlength=(crate::api::devices::MAX_NAME) value=(v.name); }
+            label { "Name" input #device-name name="name" required maxlength=(crate::service::devices::MAX_NAME) value=(v.name); }
             button type="submit" { "Rename" }
         }
         @if renamed { (layout::flash(true, "Renamed.")) }

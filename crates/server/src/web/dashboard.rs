@@ -89,7 +89,7 @@ pub async fn page(
             })?;
             let mut m = HashMap::new();
             for (id, tz) in ids {
-                let today = crate::api::energy::device_days(db, id, &tz, 1, now)?;
+                let today = crate::service::energy::device_days(db, id, &tz, 1, now)?;
                 m.insert(
                     id,
                     Extra {

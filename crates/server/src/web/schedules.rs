@@ -11,10 +11,11 @@
 
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::configure::ConfigureQuery;
-use super::device::{heading, save_edited};
+use super::device::heading;
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
+use crate::service::devices::save_edited;
 use crate::storage::schedules::DEFAULT_ZONE;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
