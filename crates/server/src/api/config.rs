@@ -200,5 +200,7 @@ pub async fn put(
         apply_change(c, &change).map_err(|errs| WebError::Invalid(errs.join(" ")))
     })
     .await?;
-    Ok(Json(json!({ "version": version, "state": "pending" })))
+    Ok(Json(
+        json!({ "version": version, "state": crate::service::devices::ConfigStatus::Pending }),
+    ))
 }

@@ -12,7 +12,7 @@ use super::device::heading;
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
-use crate::service::devices::save_if_changed;
+use crate::service::devices::{save_if_changed, ConfigStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -354,7 +354,7 @@ async fn render(
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let has_password = !cfg.gsm.password.is_empty();
     // After a rollback: what the controller runs, to offer a form reset to it.
-    let running = (v.config.state == "rolled_back")
+    let running = (v.config.state == ConfigStatus::RolledBack)
         .then(|| v.status.as_ref().map(|s| s.config_version))
         .flatten()
         .filter(|&n| n > 0 && n != v.config.desired);
@@ -407,7 +407,7 @@ async fn render(
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
                 "Saved as configuration v" (ver) ". "
-                span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
+                span data-field="config-wait" { (if v.config.state == ConfigStatus::Pending { "Waiting for the controller to confirm…" } else { "" }) }
             }
         }
         @if let Some(ver) = unchanged {

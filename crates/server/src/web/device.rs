@@ -12,7 +12,7 @@ use super::view::DeviceView;
 use super::zones::Zone;
 use super::Web;
 use crate::service::commands::{command_text, parse_command, queue};
-use crate::service::devices::save_if_changed;
+use crate::service::devices::{save_if_changed, ConfigStatus};
 use crate::storage::{CommandRecord, CommandState, TrafficMonth};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -101,10 +101,10 @@ pub fn address_text(ip: &str, dhcp: bool) -> String {
 pub fn config_text(v: &DeviceView) -> String {
     let c = &v.config;
     match c.state {
-        "factory" => "factory defaults".into(),
-        "pending" => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
+        ConfigStatus::Factory => "factory defaults".into(),
+        ConfigStatus::Pending => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
         // What it runs comes from its latest status report; without one, no number is claimed.
-        "rolled_back" => format!(
+        ConfigStatus::RolledBack => format!(
             "v{} rolled back: the controller could not reach a server with it and {}",
             c.desired,
             match &v.status {
@@ -112,7 +112,7 @@ pub fn config_text(v: &DeviceView) -> String {
                 None => "runs its previous configuration again".to_owned(),
             }
         ),
-        _ => format!("v{} confirmed", c.desired),
+        ConfigStatus::Synced => format!("v{} confirmed", c.desired),
     }
 }
 
@@ -405,7 +405,7 @@ mod tests {
                 desired: 3,
                 applied: 3,
                 rolled_back: Some(3),
-                state: "rolled_back",
+                state: ConfigStatus::RolledBack,
             },
             readings: None,
             status: None,

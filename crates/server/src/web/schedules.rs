@@ -15,7 +15,7 @@ use super::device::heading;
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
-use crate::service::devices::save_edited;
+use crate::service::devices::{save_edited, ConfigStatus};
 use crate::storage::schedules::DEFAULT_ZONE;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -531,7 +531,7 @@ async fn render(
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
                 "Saved as configuration v" (ver) ". "
-                span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
+                span data-field="config-wait" { (if v.config.state == ConfigStatus::Pending { "Waiting for the controller to confirm…" } else { "" }) }
             }
         }
         @if !errors.is_empty() {
