@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(named, ours);
         for quoted in ["factory", "pending", "synced", "rolled_back"] {
             let literal = format!("state === \"{quoted}\"");
-            assert!(!js.contains(&literal), "app.js compares {literal} instead of CONFIG");
+            assert!(
+                !js.contains(&literal),
+                "app.js compares {literal} instead of CONFIG"
+            );
         }
     }
 }

@@ -40,7 +40,7 @@ pub use alarms::{
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
-pub use configs::{ConfigRecord, ConfigState, ConfigStore};
+pub use configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
 pub use energy::{EnergyStore, MeterData, MeterInterval, MeterSpan};
 pub use schedules::ScheduleStore;
