@@ -41,6 +41,7 @@ pub mod device_config;
 pub mod energy;
 pub mod fleet;
 pub mod http_limit;
+pub mod inproc;
 pub mod keys;
 pub mod metrics;
 pub mod mqtt;

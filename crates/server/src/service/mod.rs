@@ -9,3 +9,4 @@ pub mod commands;
 pub mod devices;
 pub mod energy;
 pub mod export;
+pub mod states;

@@ -2,7 +2,7 @@
 //! maud escapes every interpolated string, so user data (names, e-mails, messages) is inert.
 
 use super::auth::Principal;
-use crate::service::devices::ConfigStatus;
+use crate::service::states::ConfigStatus;
 use axum::response::Html;
 use maud::{html, Markup, DOCTYPE};
 

@@ -43,7 +43,7 @@ pub mod timefmt;
 pub mod view;
 pub mod zones;
 
-use crate::server::Api;
+use crate::inproc::Api;
 use crate::storage::{self, Storage};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};

@@ -4,8 +4,8 @@
 
 use super::error::WebError;
 use super::Web;
-use crate::server::DeviceState;
-use crate::service::devices::ConfigStatus;
+use crate::inproc::DeviceState;
+use crate::service::states::ConfigStatus;
 use crate::storage::TelemetryRow;
 use serde::Serialize;
 use tek_proto::message::status::{flag, Radio, Transport};
