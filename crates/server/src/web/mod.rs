@@ -17,6 +17,7 @@
 pub mod access;
 pub mod account;
 pub mod admin;
+pub mod alarms_admin;
 pub mod alarms_page;
 pub mod assets;
 pub mod audit_page;
@@ -192,6 +193,7 @@ pub use crate::clock::unix_now as now;
 
 /// The alarm pages (see [`alarms_page`]).
 fn alarm_page_routes() -> Router<Web> {
+    use alarms_admin as aa;
     use alarms_page as ap;
     Router::new()
         .route("/alarms", get(ap::overview))
@@ -214,19 +216,19 @@ fn alarm_page_routes() -> Router<Web> {
             "/devices/{id}/alarms/rules/{rule}/edit",
             post(ap::edit_rule),
         )
-        .route("/admin/alarms", get(ap::admin_page))
-        .route("/admin/alarms/destinations", post(ap::add_destination))
+        .route("/admin/alarms", get(aa::admin_page))
+        .route("/admin/alarms/destinations", post(aa::add_destination))
         .route(
             "/admin/alarms/destinations/{id}/delete",
-            post(ap::delete_destination),
+            post(aa::delete_destination),
         )
         .route(
             "/admin/alarms/destinations/{id}/test",
-            post(ap::test_destination),
+            post(aa::test_destination),
         )
-        .route("/admin/alarms/lists", post(ap::add_list))
-        .route("/admin/alarms/lists/{id}/members", post(ap::set_members))
-        .route("/admin/alarms/lists/{id}/delete", post(ap::delete_list))
+        .route("/admin/alarms/lists", post(aa::add_list))
+        .route("/admin/alarms/lists/{id}/members", post(aa::set_members))
+        .route("/admin/alarms/lists/{id}/delete", post(aa::delete_list))
 }
 
 /// The alarm routes under `/api` (see [`crate::api::alarms`]).

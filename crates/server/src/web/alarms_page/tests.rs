@@ -1,6 +1,7 @@
 //! Tests of `alarms_page`.
 
 use super::*;
+use crate::web::alarms_admin::members_of;
 
 fn form(kind: &str) -> RuleForm {
     RuleForm {
