@@ -17,6 +17,10 @@
 //!   escalation and notification delivery (SMTP, signed webhooks).
 //! * [`energy`] — kWh per local day/month, peak 15-minute demand and tariff cost (pure).
 //! * [`fleet`] — the fleet file format `tek device add --count` writes and `tek sim` reads.
+//! * [`service`] — the operations behind the faces (`web` pages, `api` JSON, `cli`), one
+//!   module per domain, with their validation, access checks and audit entries.
+//! * [`clock`], [`runtime`] — the bottom: Unix time, the shutdown signal, blocking work off
+//!   the async threads; they import nothing of the server, everything else may import them.
 //! * [`tzdb`] — IANA zone names to the POSIX TZ rules schedules send to controllers.
 //!
 //! ## Guarantees
@@ -31,16 +35,20 @@
 pub mod alarms;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod device_config;
 pub mod energy;
 pub mod fleet;
 pub mod http_limit;
+pub mod inproc;
 pub mod keys;
 pub mod metrics;
 pub mod mqtt;
 pub mod provision;
+pub mod runtime;
 pub mod server;
+pub mod service;
 pub mod storage;
 pub mod tzdb;
 pub mod udp;

@@ -78,7 +78,7 @@ pub(crate) async fn run(
                 Some(j) => j,
                 None => break,
             },
-            _ = crate::udp::stopped(&mut stop) => {
+            _ = crate::runtime::stopped(&mut stop) => {
                 let mut batch = Vec::new();
                 while let Ok(j) = rx.try_recv() {
                     batch.push(j);
@@ -101,7 +101,7 @@ pub(crate) async fn run(
                     None => break,
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = crate::udp::stopped(&mut stop) => {
+                _ = crate::runtime::stopped(&mut stop) => {
                     stopping = true;
                     while let Ok(j) = rx.try_recv() {
                         batch.push(j);
@@ -389,7 +389,7 @@ fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32) 
         }
         let ack = Message::Ack {
             through_seq,
-            server_time: crate::udp::server_time(),
+            server_time: crate::clock::server_time(),
         };
         if ingest.send(link, &ack) {
             ingest.metrics.ack_sent();

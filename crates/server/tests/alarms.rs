@@ -148,7 +148,7 @@ async fn escalation_flood_suppression_shelving_and_offline() {
     for id in 1..=4 {
         api.alarm_event(Event::RulesChanged { device_id: id });
     }
-    let shelf_end = tek_server::web::now() + 3;
+    let shelf_end = tek_server::clock::unix_now() + 3;
     db.shelve_rule(r_shelf, Some(shelf_end)).unwrap();
     api.alarm_event(Event::Shelved {
         rule_id: r_shelf,
@@ -261,7 +261,7 @@ async fn pending_configuration_alarm_counts_from_the_save_across_a_restart() {
         .unwrap();
     let mut rule = water_above(0, Vec::new());
     rule.condition = Condition::ConfigPending { after_s: 2 };
-    let saved = tek_server::web::now();
+    let saved = tek_server::clock::unix_now();
     let r = db.create_rule(7, &rule, 0).unwrap();
     drop(db);
     let Harness { dir, server } = h;

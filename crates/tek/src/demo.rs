@@ -121,7 +121,7 @@ fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
         }),
         None => {
             let pw = random_password()?;
-            let (id, _) = web::cli::ensure_user(db, EMAIL, &pw, true)?;
+            let (id, _) = tek_server::cli::accounts::ensure_user(db, EMAIL, &pw, true)?;
             write_private(&cred_path, &format!("user: {EMAIL}\npassword: {pw}\n"))?;
             tracing::info!(user = id, "demo account created");
             Some(pw)

@@ -32,10 +32,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Manage web UI users (and their API tokens).
     #[command(subcommand)]
-    User(tek_server::web::cli::UserCommand),
+    User(tek_server::cli::accounts::UserCommand),
     /// Manage sites: who may see which controllers.
     #[command(subcommand)]
-    Site(tek_server::web::cli::SiteCommand),
+    Site(tek_server::cli::accounts::SiteCommand),
     /// Benchmarks: ingest, fleet, push, traffic (one JSON summary line on stdout).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -59,8 +59,8 @@ fn main() -> std::process::ExitCode {
         Command::Device(cmd) => tek_server::cli::device(cmd),
         Command::Sim(args) => tek_sim::cli::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::User(cmd) => tek_server::web::cli::user(cmd),
-        Command::Site(cmd) => tek_server::web::cli::site(cmd),
+        Command::User(cmd) => tek_server::cli::accounts::user(cmd),
+        Command::Site(cmd) => tek_server::cli::accounts::site(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Modem(args) => tek_modem::cli::run(args),
         Command::Meter(args) => tek_meter::cli::run(args),

@@ -64,7 +64,7 @@ impl Queue {
                 mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
             };
             let s = self.storage.clone();
-            let at = crate::udp::unix_now();
+            let at = crate::clock::unix_now();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = s.notification_done(
                     job.note_id,
@@ -134,7 +134,7 @@ pub(crate) fn start(
                     Some(j) => j,
                     None => break,
                 },
-                _ = crate::udp::stopped(&mut stop) => break,
+                _ = crate::runtime::stopped(&mut stop) => break,
             };
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
@@ -186,13 +186,13 @@ async fn deliver(storage: &Arc<dyn Storage>, ctx: &Context, job: Job) -> bool {
         }
     };
     let s = storage.clone();
-    let at = crate::udp::unix_now();
+    let at = crate::clock::unix_now();
     let note = job.note_id;
-    let logged = tokio::task::spawn_blocking(move || {
+    let logged = crate::runtime::blocking(move || {
         s.notification_done(note, state, attempts, error.as_deref(), at)
     })
     .await;
-    if !matches!(logged, Ok(Ok(()))) {
+    if logged.is_err() {
         tracing::warn!(note, "cannot log a notification result");
     }
     result.is_ok()

@@ -1,9 +1,9 @@
 //! `GET /api/devices/{id}/commands` (the newest 50) and `POST /api/devices/{id}/commands`
 //! (`{"command": "pump_on"}`; names as on the device page).
 
+use crate::service::commands::{command_name, parse_command, queue};
 use crate::storage::CommandState;
 use crate::web::auth::ApiUser;
-use crate::web::device::{command_name, parse_command, queue};
 use crate::web::error::JsonError;
 use crate::web::Web;
 use axum::extract::{Path, State};

@@ -3,9 +3,9 @@
 //! fields given replace those of the newest configuration; validated like the form; nothing is
 //! saved if anything is wrong).
 
+use crate::service::devices::save_edited;
 use crate::web::auth::ApiUser;
 use crate::web::configure::{apply_form, SystemForm};
-use crate::web::device::save_edited;
 use crate::web::error::{JsonError, WebError};
 use crate::web::Web;
 use axum::extract::{Path, State};
@@ -200,5 +200,7 @@ pub async fn put(
         apply_change(c, &change).map_err(|errs| WebError::Invalid(errs.join(" ")))
     })
     .await?;
-    Ok(Json(json!({ "version": version, "state": "pending" })))
+    Ok(Json(
+        json!({ "version": version, "state": crate::service::devices::ConfigStatus::Pending }),
+    ))
 }

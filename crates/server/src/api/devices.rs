@@ -1,8 +1,9 @@
 //! `GET /api/devices` (the caller's devices), `GET /api/devices/{id}`, and
 //! `PATCH /api/devices/{id}` `{"name": "..."}` (rename; anyone who may configure the device).
 
-use crate::web::auth::{ApiUser, Principal};
-use crate::web::error::{JsonError, WebError};
+use crate::service::devices::rename;
+use crate::web::auth::ApiUser;
+use crate::web::error::JsonError;
 use crate::web::view::DeviceView;
 use crate::web::Web;
 use axum::extract::{Path, State};
@@ -25,36 +26,6 @@ pub async fn get(
 ) -> Result<Json<DeviceView>, JsonError> {
     let state = web.device_for(&p.user, id).await?;
     Ok(Json(web.view(state).await?))
-}
-
-/// Longest device name, characters.
-pub const MAX_NAME: usize = 64;
-
-/// Renames a device `p` may change (as for its configuration), with an audit entry; the page
-/// form and the API both call this. Returns the name as stored (trimmed).
-pub async fn rename(web: &Web, p: &Principal, id: u32, name: &str) -> Result<String, WebError> {
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(WebError::Invalid(format!(
-            "name: 1 to {MAX_NAME} printable characters"
-        )));
-    }
-    let old = web.device_for(&p.user, id).await?.device.name;
-    let n = name.clone();
-    web.db_call(move |db| db.rename_device(id, &n)).await?;
-    // Home Assistant shows the name: its discovery documents go out again.
-    web.api
-        .mqtt()
-        .offer(crate::mqtt::Event::Renamed { device_id: id });
-    web.audit(
-        p,
-        "device.rename",
-        Some(id),
-        None,
-        format!("{old:?} -> {name:?}"),
-    )
-    .await?;
-    Ok(name)
 }
 
 /// The body of `PATCH /api/devices/{id}`.

@@ -1,6 +1,6 @@
 //! `GET /healthz`: 200 when the UDP socket loop runs and the database answers, else 503.
 
-use crate::server::Api;
+use crate::inproc::Api;
 use axum::extract::State;
 use axum::http::StatusCode;
 

@@ -2,7 +2,7 @@
 //! only the monitoring can reach, or put it behind the proxy); with `web.metrics_token` set it
 //! answers only `Authorization: Bearer <token>` (401 otherwise).
 
-use crate::server::Api;
+use crate::inproc::Api;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -20,7 +20,7 @@ pub mod tokens;
 pub mod usage;
 pub mod users;
 
-use crate::server::Api;
+use crate::inproc::Api;
 use axum::routing::get;
 use axum::Router;
 

@@ -164,5 +164,7 @@ pub async fn put(
             WebError::Invalid(_) => WebError::Invalid(errors.join(" ")),
             other => other,
         })?;
-    Ok(Json(json!({ "version": version, "state": "pending" })))
+    Ok(Json(
+        json!({ "version": version, "state": crate::service::devices::ConfigStatus::Pending }),
+    ))
 }

@@ -1,7 +1,7 @@
 //! Sites over the API. Reading: a user sees the sites they are a member of (an admin, all).
 //! Changing (create, delete, membership, device assignment): administrators only.
 
-use crate::web::admin;
+use crate::service::accounts;
 use crate::web::auth::ApiUser;
 use crate::web::error::{JsonError, WebError};
 use crate::web::Web;
@@ -85,9 +85,9 @@ pub async fn create(
         Some(t) => Some(crate::energy::zone::parse(t).map_err(WebError::Invalid)?.1),
         None => None,
     };
-    let id = admin::create_site(&web, &p, &b.name).await?;
+    let id = accounts::create_site(&web, &p, &b.name).await?;
     if let Some(tz) = tz {
-        crate::api::energy::set_time_zone(&web, &p, id, &tz).await?;
+        crate::service::energy::set_time_zone(&web, &p, id, &tz).await?;
     }
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
@@ -98,7 +98,7 @@ pub async fn delete(
     ApiUser(p): ApiUser,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, JsonError> {
-    admin::delete_site(&web, &p, id).await?;
+    accounts::delete_site(&web, &p, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -108,7 +108,7 @@ pub async fn grant(
     ApiUser(p): ApiUser,
     Path((id, user)): Path<(i64, i64)>,
 ) -> Result<StatusCode, JsonError> {
-    admin::set_member(&web, &p, user, id, true).await?;
+    accounts::set_member(&web, &p, user, id, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -118,7 +118,7 @@ pub async fn revoke(
     ApiUser(p): ApiUser,
     Path((id, user)): Path<(i64, i64)>,
 ) -> Result<StatusCode, JsonError> {
-    admin::set_member(&web, &p, user, id, false).await?;
+    accounts::set_member(&web, &p, user, id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,6 +146,6 @@ pub async fn assign(
     web.db_call(move |db| db.site(id))
         .await?
         .ok_or(WebError::NotFound)?;
-    admin::assign(&web, &p, b.devices, Some(id)).await?;
+    accounts::assign(&web, &p, b.devices, Some(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

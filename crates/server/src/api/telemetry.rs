@@ -4,10 +4,10 @@
 //! any downsampling, and the share of records with each relay on; the device page's charts draw
 //! from it. `GET /api/devices/{id}/telemetry.csv?from=&to=`.
 
+use crate::service::export::{csv_response, parse_range, RangeQuery};
 use crate::storage::TelemetryQuery;
 use crate::web::auth::ApiUser;
 use crate::web::error::{JsonError, WebError};
-use crate::web::export::{csv_response, parse_range, RangeQuery};
 use crate::web::view::readings;
 use crate::web::Web;
 use axum::extract::{Path, Query, State};
@@ -42,7 +42,7 @@ pub async fn series(
             from: q.from,
             to: q.to,
         },
-        crate::web::now(),
+        crate::clock::unix_now(),
     )?;
     let step = match (q.step, q.points) {
         (Some(_), Some(_)) => {
@@ -109,6 +109,6 @@ pub async fn csv(
     Query(q): Query<RangeQuery>,
 ) -> Result<Response, JsonError> {
     web.check_device(&p.user, id).await?;
-    let (from, to) = parse_range(&q, crate::web::now())?;
+    let (from, to) = parse_range(&q, crate::clock::unix_now())?;
     Ok(csv_response(&web, id, from, to).await?)
 }

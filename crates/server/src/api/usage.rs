@@ -16,7 +16,7 @@ pub async fn usage(
 ) -> Result<Json<Value>, JsonError> {
     web.check_device(&p.user, id).await?;
     let months = web.api.traffic(id).await?;
-    let this = crate::storage::status::month_of(crate::web::now());
+    let this = crate::storage::status::month_of(crate::clock::unix_now());
     let cur = months.iter().find(|m| m.month == this);
     let list: Vec<Value> = months
         .iter()

@@ -1,6 +1,6 @@
 //! `GET/POST /api/users`, `DELETE /api/users/{id}` (administrators only).
 
-use crate::web::admin;
+use crate::service::accounts;
 use crate::web::auth::ApiUser;
 use crate::web::error::JsonError;
 use crate::web::Web;
@@ -44,7 +44,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), JsonError> {
     Web::require_admin(&p.user)?;
     let Json(b) = body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
-    let id = admin::create_user(&web, &p, &b.email, b.password, b.admin).await?;
+    let id = accounts::create_user(&web, &p, &b.email, b.password, b.admin).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
@@ -54,6 +54,6 @@ pub async fn delete(
     ApiUser(p): ApiUser,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, JsonError> {
-    admin::delete_user(&web, &p, id).await?;
+    accounts::delete_user(&web, &p, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -210,7 +210,7 @@ async fn connection(
     loop {
         let polled = tokio::select! {
             p = eventloop.poll() => p,
-            _ = crate::udp::stopped(&mut stop) => break,
+            _ = crate::runtime::stopped(&mut stop) => break,
         };
         match polled {
             Polled::Connected => {
@@ -241,7 +241,7 @@ async fn connection(
                 tracing::warn!(%e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = crate::udp::stopped(&mut stop) => break,
+                    _ = crate::runtime::stopped(&mut stop) => break,
                 }
                 backoff = (backoff * 2).min(max);
             }
@@ -273,14 +273,10 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&dyn Storage) -> crate::storage::Result<T> + Send + 'static,
 ) -> Option<T> {
     let s = storage.clone();
-    match tokio::task::spawn_blocking(move || f(&*s)).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::warn!(%e, "MQTT: database read failed");
-            None
-        }
+    match crate::runtime::blocking(move || f(&*s)).await {
+        Ok(v) => Some(v),
         Err(e) => {
-            tracing::warn!(%e, "MQTT: database task failed");
+            tracing::warn!(%e, "MQTT: database read failed");
             None
         }
     }
@@ -298,7 +294,7 @@ impl Publishing {
         loop {
             tokio::select! {
                 biased;
-                _ = crate::udp::stopped(&mut stop) => break,
+                _ = crate::runtime::stopped(&mut stop) => break,
                 changed = connected.changed() => {
                     if changed.is_err() {
                         break;

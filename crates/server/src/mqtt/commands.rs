@@ -20,8 +20,8 @@
 //! must let only tek read the `set` topics (docs/MQTT.md shows the mosquitto ACL), and the
 //! connection must use TLS wherever it leaves the host.
 //!
-//! From there the command takes the web UI's path: [`crate::web::device::parse_command`] and
-//! [`crate::web::device::queue`] for a relay or status command, [`crate::web::device::save_edited`]
+//! From there the command takes the web UI's path: [`crate::service::commands::parse_command`] and
+//! [`crate::service::commands::queue`] for a relay or status command, [`crate::service::devices::save_edited`]
 //! with [`crate::device_config::apply`] for the thermostat — validated, audited and pushed by the
 //! same code.
 
@@ -82,7 +82,7 @@ pub(crate) async fn run(
                 Some(m) => m,
                 None => break,
             },
-            _ = crate::udp::stopped(&mut stop) => break,
+            _ = crate::runtime::stopped(&mut stop) => break,
         };
         let Some((site, device)) = parse_topic(&cfg.prefix, &msg.topic) else {
             continue;
@@ -157,14 +157,14 @@ async fn execute(web: &Web, site: &str, device: u32, body: Body) -> Result<Value
     }
     match (body.command, body.setpoint, body.hysteresis) {
         (Some(c), None, None) => {
-            let c = crate::web::device::parse_command(&c).map_err(shown)?;
-            let cid = crate::web::device::queue(web, &p, device, c)
+            let c = crate::service::commands::parse_command(&c).map_err(shown)?;
+            let cid = crate::service::commands::queue(web, &p, device, c)
                 .await
                 .map_err(shown)?;
             Ok(json!({ "command_id": cid }))
         }
         (None, setpoint, hysteresis) if setpoint.is_some() || hysteresis.is_some() => {
-            let version = crate::web::device::save_edited(web, &p, device, |c| {
+            let version = crate::service::devices::save_edited(web, &p, device, |c| {
                 let before = c.thermostat;
                 for s in setpoint
                     .map(|v| format!("setpoint={v}"))

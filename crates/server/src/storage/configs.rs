@@ -73,6 +73,46 @@ pub struct ConfigRecord {
     pub seq: i64,
 }
 
+/// A version's move to another state: the rule both backends apply under their SQL. The move
+/// happens only if the version is not in `to` already (a repeated ConfigAck changes nothing)
+/// and, when `from` is given, only from that state; the device's summary column
+/// ([`summary_column`](Self::summary_column)) then rises to the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigTransition {
+    /// The state the version moves to.
+    pub to: ConfigState,
+    /// The only state it may move from (`None`: any other).
+    pub from: Option<ConfigState>,
+}
+
+impl ConfigTransition {
+    /// The device answered the version with `result`.
+    pub fn acked(result: ConfigResult) -> Self {
+        ConfigTransition {
+            to: ConfigState::from_result(result),
+            from: None,
+        }
+    }
+
+    /// The device reports running a pending version (its ConfigAck was lost): synced.
+    pub fn running() -> Self {
+        ConfigTransition {
+            to: ConfigState::Applied,
+            from: Some(ConfigState::Pending),
+        }
+    }
+
+    /// The `devices` column that records the newest version in the new state: the confirmed
+    /// one, or the rolled-back one.
+    pub fn summary_column(self) -> &'static str {
+        if self.to.is_synced() {
+            "config_applied"
+        } else {
+            "config_rolled_back"
+        }
+    }
+}
+
 /// Configuration operations.
 pub trait ConfigStore {
     /// Validates `config` and saves it as the device's next version; returns the version.
@@ -85,6 +125,15 @@ pub trait ConfigStore {
     fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>>;
     /// The current end of the change feed.
     fn config_cursor(&self) -> Result<i64>;
+    /// Applies `change` to a version and its device's summary in one transaction (the SQL of
+    /// the rule [`ConfigTransition`] states). Returns whether the state changed.
+    fn set_config_state(
+        &self,
+        device_id: u32,
+        version: u32,
+        change: ConfigTransition,
+        now: i64,
+    ) -> Result<bool>;
     /// Records the device's answer for a version. Returns whether the state changed (a repeated
     /// ConfigAck changes nothing).
     fn config_acked(
@@ -93,10 +142,35 @@ pub trait ConfigStore {
         version: u32,
         result: ConfigResult,
         now: i64,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        self.set_config_state(device_id, version, ConfigTransition::acked(result), now)
+    }
     /// Marks a pending version synced because the device reports running it (its ConfigAck was
     /// lost). Returns whether the state changed.
-    fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool>;
+    fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool> {
+        self.set_config_state(device_id, version, ConfigTransition::running(), now)
+    }
     /// Devices whose newest version is still pending.
     fn pending_config_count(&self) -> Result<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_name_their_state_and_summary_column() {
+        let applied = ConfigTransition::acked(ConfigResult::Applied);
+        assert_eq!((applied.to, applied.from), (ConfigState::Applied, None));
+        assert_eq!(applied.summary_column(), "config_applied");
+        let at_reset = ConfigTransition::acked(ConfigResult::AppliedAtReset);
+        assert_eq!(at_reset.summary_column(), "config_applied");
+        let rolled = ConfigTransition::acked(ConfigResult::RolledBack);
+        assert_eq!(rolled.summary_column(), "config_rolled_back");
+        let running = ConfigTransition::running();
+        assert_eq!(
+            (running.to, running.from),
+            (ConfigState::Applied, Some(ConfigState::Pending))
+        );
+    }
 }

@@ -40,7 +40,7 @@ pub use alarms::{
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandState, CommandStore};
-pub use configs::{ConfigRecord, ConfigState, ConfigStore};
+pub use configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
 pub use energy::{EnergyStore, MeterData, MeterInterval, MeterSpan};
 pub use schedules::ScheduleStore;
@@ -92,6 +92,12 @@ pub enum Error {
     /// The database cannot be reached (connection lost, server down); the backend reconnects.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<crate::runtime::TaskFailed> for Error {
+    fn from(e: crate::runtime::TaskFailed) -> Self {
+        Error::Backend(e.to_string())
+    }
 }
 
 /// Result of storage operations.

@@ -8,7 +8,7 @@
 use super::auth::Principal;
 use super::error::WebError;
 use super::Web;
-use crate::server::DeviceState;
+use crate::inproc::DeviceState;
 use crate::storage::NewAuditEntry;
 use crate::storage::UserRecord;
 use std::collections::BTreeSet;
@@ -73,7 +73,7 @@ impl Web {
                     match self.api.device_state(id).await {
                         Ok(s) => out.push(s),
                         // Deleted between the two reads: not visible any more.
-                        Err(crate::server::ApiError::Storage(crate::storage::Error::NotFound(
+                        Err(crate::inproc::ApiError::Storage(crate::storage::Error::NotFound(
                             _,
                         ))) => {}
                         Err(e) => return Err(e.into()),
@@ -116,7 +116,7 @@ impl Web {
             site_id: site,
             detail,
         };
-        let now = super::now();
+        let now = crate::clock::unix_now();
         self.db_call(move |db| {
             if entry.site_id.is_none() {
                 if let Some(d) = entry.device_id {

@@ -136,7 +136,7 @@ pub async fn change_password(
         auth::Via::Cookie { hash, .. } => Some(hash),
         auth::Via::Token | auth::Via::Mqtt => None,
     };
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let ttl = web.opts.session_ttl_s;
     web.db_call(move |db| {
         db.set_password(uid, &hash)?;
@@ -207,7 +207,7 @@ pub async fn new_token(web: &Web, p: &Principal, name: &str) -> Result<(i64, Str
     let token = auth::new_secret()?;
     let hash = auth::secret_hash(&token);
     let uid = p.user.id;
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let n = name.clone();
     let id = web
         .db_call(move |db| db.create_token(uid, &n, &hash, now))

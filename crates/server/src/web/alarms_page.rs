@@ -1,9 +1,8 @@
 //! Alarm pages: `/alarms` (open and recent alarms of every visible device, with Acknowledge),
 //! `/devices/{id}/alarms` (the device's alarms, rules — add from a pool template or as a
-//! threshold, shelve, delete — and its notification log), and `/admin/alarms` (destinations —
-//! with a test notification each and the log of those — and destination lists, administrators
-//! only). Every change goes through the same functions as the
-//! JSON API (`crate::api::alarms`): access check, validation, audit entry, engine update.
+//! threshold, shelve, delete — and its notification log); `/admin/alarms` is `alarms_admin`.
+//! Every change goes through `service::alarms`, as the JSON API's does: access check,
+//! validation, audit entry, engine update.
 
 use super::auth::{CsrfForm, PageUser, Posted, Principal};
 use super::error::{HtmlError, WebError};
@@ -12,7 +11,7 @@ use super::timefmt;
 use super::zones::Zones;
 use super::Web;
 use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
-use crate::api::alarms as al;
+use crate::service::alarms as al;
 use crate::storage::{AlarmRecord, NotificationRecord};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -61,7 +60,7 @@ fn alarm_rows(
     }
 }
 
-fn note_rows(notes: &[NotificationRecord], zones: &Zones) -> Markup {
+pub(crate) fn note_rows(notes: &[NotificationRecord], zones: &Zones) -> Markup {
     html! {
         table.notifications { thead { tr {
             th { "Time" } th { "Alarm" } th { "Event" } th { "Destination" } th { "Subject" }
@@ -114,10 +113,11 @@ pub async fn overview(
     Ok(layout::page(&p, Nav::Alarms, "Alarms", body))
 }
 
-/// Query of the device alarm page.
+/// Query of the device alarm page (and of `/admin/alarms`).
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
-    ok: Option<String>,
+    /// What was just done, shown as a confirmation.
+    pub(crate) ok: Option<String>,
 }
 
 /// `GET /devices/{id}/alarms`.
@@ -163,7 +163,7 @@ pub async fn device_page(
             .find(|x| x.id == l)
             .map_or_else(|| format!("list {l} (deleted)"), |x| x.name.clone())
     };
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let zones = web.zones(vec![id]).await?;
     let z = zones.of(Some(id), None);
     let csrf = layout::csrf_field(&p);
@@ -532,7 +532,7 @@ pub async fn shelve_rule(
     let z = web.device_zone(id).await?;
     let until = until
         .map(|u| timefmt::parse_local(&z.tz, u).map_or_else(|| u.to_owned(), |t| t.to_string()));
-    let end = al::shelf_end(minutes, until.as_deref(), super::now())?;
+    let end = al::shelf_end(minutes, until.as_deref(), crate::clock::unix_now())?;
     al::shelve_rule(&web, &user, id, rule, end).await?;
     Ok(Redirect::to(&format!(
         "/devices/{id}/alarms?ok=rule+{rule}+shelving+saved"
@@ -557,359 +557,5 @@ pub async fn ack(
     .into_response())
 }
 
-/// `GET /admin/alarms`: destinations and lists.
-pub async fn admin_page(
-    State(web): State<Web>,
-    PageUser(p): PageUser,
-    Query(q): Query<PageQuery>,
-) -> Result<Html<String>, HtmlError> {
-    Web::require_admin(&p.user)?;
-    let (dests, lists, sites, tests) = web
-        .db_call(|db| {
-            Ok((
-                db.destinations()?,
-                db.lists()?,
-                db.list_sites()?,
-                db.notifications(Some(&[al::TEST_DEVICE]), None, 20)?,
-            ))
-        })
-        .await?;
-    let zones = web.zones(Vec::new()).await?;
-    let site_name = |id: Option<i64>| {
-        id.and_then(|id| sites.iter().find(|s| s.id == id))
-            .map_or("administrators only".to_owned(), |s| s.name.clone())
-    };
-    let name = |id: i64| {
-        dests
-            .iter()
-            .find(|d| d.id == id)
-            .map_or("?", |d| d.name.as_str())
-    };
-    let csrf = layout::csrf_field(&p);
-    let body = html! {
-        h1 { "Alarm destinations" }
-        @if let Some(m) = &q.ok { (layout::flash(true, m)) }
-        table.destinations { thead { tr { th.wide { "Id" } th { "Name" } th { "Kind" } th { "Target" } th {} } }
-            tbody { @for d in &dests { tr {
-                td.wide { (d.id) } td { (d.name) } td { (d.kind.as_str()) } td.target { (d.target) }
-                td.actions {
-                    form.inline method="post" action={ "/admin/alarms/destinations/" (d.id) "/test" } { (csrf) button.test-send type="submit" title={ "Send a test notification to " (d.name) } { "Send test" } }
-                    form.inline method="post" data-confirm={ "Delete the destination " (d.name) "?" } action={ "/admin/alarms/destinations/" (d.id) "/delete" } { (csrf) button type="submit" { "Delete" } }
-                }
-            } } } }
-        form.inline method="post" action="/admin/alarms/destinations" {
-            (csrf)
-            label { "Name" input name="name" required maxlength="100"; }
-            label { "Kind" select name="kind" { option value="email" { "e-mail" } option value="webhook" { "webhook" } } }
-            label { "Address or https:// URL" input name="target" required; }
-            label { "Webhook secret (16+ characters)" input type="password" name="secret" autocomplete="off"; }
-            button type="submit" { "Add destination" }
-        }
-        @if !tests.is_empty() {
-            h2 #tests { "Test notifications" }
-            p.hint { "Sent like alarm notifications (same queue, retries and log). Reload to see the result of one still queued." }
-            (note_rows(&tests, &zones))
-        }
-        h2 { "Destination lists" }
-        table { thead { tr { th { "Id" } th { "Name" } th { "Site" } th { "Members" } th {} th {} } }
-            tbody { @for l in &lists { tr {
-                td { (l.id) } td { (l.name) } td { (site_name(l.site_id)) }
-                td { @for (i, m) in l.members.iter().enumerate() { @if i > 0 { ", " } (name(*m)) } }
-                td { form.inline method="post" action={ "/admin/alarms/lists/" (l.id) "/members" } {
-                    (csrf)
-                    @for d in &dests {
-                        label.check { input type="checkbox" name="member" value=(d.id) checked[l.members.contains(&d.id)]; (d.name) }
-                    }
-                    button type="submit" { "Set members" }
-                } }
-                td { form method="post" data-confirm={ "Delete the list " (l.name) "?" } action={ "/admin/alarms/lists/" (l.id) "/delete" } { (csrf) button type="submit" { "Delete" } } }
-            } } } }
-        form.inline method="post" action="/admin/alarms/lists" {
-            (csrf)
-            label { "Name" input name="name" required maxlength="100"; }
-            label { "Picked by users of" select name="site" {
-                option value="" { "administrators only" }
-                @for s in &sites { option value=(s.id) { (s.name) } }
-            } }
-            @for d in &dests {
-                label.check { input type="checkbox" name="member" value=(d.id); (d.name) }
-            }
-            button type="submit" { "Add list" }
-        }
-    };
-    Ok(layout::page(&p, Nav::Admin, "Alarm destinations", body))
-}
-
-/// `POST /admin/alarms/destinations/{id}/test`: a test notification, then back to the page,
-/// whose "Test notifications" log shows its result.
-pub async fn test_destination(
-    State(web): State<Web>,
-    Path(id): Path<i64>,
-    Posted { user, .. }: Posted<Plain>,
-) -> Result<Response, HtmlError> {
-    let n = al::test_destination(&web, &user, id).await?;
-    Ok(Redirect::to(&format!(
-        "/admin/alarms?ok=test+notification+{}+queued#tests",
-        n.id
-    ))
-    .into_response())
-}
-
-/// The new-destination form.
-#[derive(Debug, Deserialize)]
-pub struct DestForm {
-    csrf: String,
-    name: String,
-    kind: String,
-    target: String,
-    secret: Option<String>,
-}
-
-impl CsrfForm for DestForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// `POST /admin/alarms/destinations`.
-pub async fn add_destination(
-    State(web): State<Web>,
-    Posted { user, form }: Posted<DestForm>,
-) -> Result<Response, HtmlError> {
-    Web::require_admin(&user.user)?;
-    let id = al::create_destination(
-        &web,
-        &user,
-        al::NewDest {
-            name: form.name,
-            kind: form.kind,
-            target: form.target,
-            secret: form.secret,
-        },
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/admin/alarms?ok=destination+{id}+added")).into_response())
-}
-
-/// `POST /admin/alarms/destinations/{id}/delete`.
-pub async fn delete_destination(
-    State(web): State<Web>,
-    Path(id): Path<i64>,
-    Posted { user, .. }: Posted<Plain>,
-) -> Result<Response, HtmlError> {
-    al::delete_destination(&web, &user, id).await?;
-    Ok(Redirect::to("/admin/alarms?ok=destination+deleted").into_response())
-}
-
-/// A list form: a name (new lists) and checked members. Repeated `member` fields are read by
-/// hand (serde_urlencoded has no sequences).
-fn members_of(body: &[u8]) -> Result<Vec<i64>, WebError> {
-    form_urlencoded_pairs(body)
-        .into_iter()
-        .filter(|(k, _)| k == "member")
-        .map(|(_, v)| {
-            v.parse()
-                .map_err(|_| WebError::Invalid(format!("member {v:?} is not an id")))
-        })
-        .collect()
-}
-
-fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default()
-}
-
-/// The list forms: CSRF and a name; members are read from the raw body.
-#[derive(Debug, Deserialize)]
-pub struct ListForm {
-    csrf: String,
-    name: Option<String>,
-    /// The site whose users may pick the list (empty: administrators only).
-    site: Option<String>,
-}
-
-impl CsrfForm for ListForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// `POST /admin/alarms/lists`.
-pub async fn add_list(
-    State(web): State<Web>,
-    raw: RawForm<ListForm>,
-) -> Result<Response, HtmlError> {
-    let RawForm {
-        user,
-        form,
-        members,
-    } = raw;
-    Web::require_admin(&user.user)?;
-    let id = al::create_list(
-        &web,
-        &user,
-        al::NewList {
-            name: form.name.unwrap_or_default(),
-            members,
-            site_id: form
-                .site
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse()
-                        .map_err(|_| WebError::Invalid(format!("site {s:?} is not an id")))
-                })
-                .transpose()?,
-        },
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/admin/alarms?ok=list+{id}+added")).into_response())
-}
-
-/// `POST /admin/alarms/lists/{id}/members`.
-pub async fn set_members(
-    State(web): State<Web>,
-    Path(id): Path<i64>,
-    raw: RawForm<ListForm>,
-) -> Result<Response, HtmlError> {
-    let RawForm { user, members, .. } = raw;
-    al::set_members(&web, &user, id, members).await?;
-    Ok(Redirect::to("/admin/alarms?ok=members+saved").into_response())
-}
-
-/// `POST /admin/alarms/lists/{id}/delete`.
-pub async fn delete_list(
-    State(web): State<Web>,
-    Path(id): Path<i64>,
-    Posted { user, .. }: Posted<Plain>,
-) -> Result<Response, HtmlError> {
-    al::delete_list(&web, &user, id).await?;
-    Ok(Redirect::to("/admin/alarms?ok=list+deleted").into_response())
-}
-
-/// A CSRF-checked form post with repeated `member` fields.
-#[derive(Debug)]
-pub struct RawForm<T> {
-    /// Who.
-    pub user: Principal,
-    /// The single-valued fields.
-    pub form: T,
-    /// The `member` values.
-    pub members: Vec<i64>,
-}
-
-impl<T> axum::extract::FromRequest<Web> for RawForm<T>
-where
-    T: serde::de::DeserializeOwned + CsrfForm + Send,
-{
-    type Rejection = HtmlError;
-
-    async fn from_request(req: axum::extract::Request, web: &Web) -> Result<Self, HtmlError> {
-        let (mut parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, web.opts.max_body_bytes)
-            .await
-            .map_err(|_| WebError::TooLarge)?;
-        // Read now, reported only after authentication and the CSRF check.
-        let members = members_of(&bytes);
-        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-        // The token and the single-valued fields: the same checks as every other form, on a
-        // body without the repeated fields.
-        let rest: Vec<(String, String)> = form_urlencoded_pairs(&bytes)
-            .into_iter()
-            .filter(|(k, _)| k != "member")
-            .collect();
-        let rest = serde_urlencoded::to_string(&rest)
-            .map_err(|e| WebError::Invalid(format!("the form could not be read: {e}")))?;
-        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(rest));
-        let Posted { user, form } = Posted::<T>::from_request(req, web).await?;
-        Ok(RawForm {
-            user,
-            form,
-            members: members?,
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn form(kind: &str) -> RuleForm {
-        RuleForm {
-            csrf: String::new(),
-            kind: kind.into(),
-            template: Some("freeze_risk".into()),
-            name: Some("Hot".into()),
-            channel: Some("water_temp_cc".into()),
-            op: Some("above".into()),
-            limit: Some("31.5".into()),
-            restore: Some("31".into()),
-            severity: Some("critical".into()),
-            raise_after_s: Some("60".into()),
-            clear_after_s: None,
-            list1: Some("3".into()),
-            list2: Some("4".into()),
-            escalate_min: Some("15".into()),
-            json: Some(r#"{"name":"Off","severity":"critical","condition":{"kind":"offline","after_s":120}}"#.into()),
-        }
-    }
-
-    #[test]
-    fn rule_forms() {
-        let s = spec_from(&form("threshold")).unwrap();
-        assert_eq!(
-            s.condition,
-            Condition::Above {
-                channel: Channel::WaterTempCc,
-                limit: 3150,
-                restore: 3100
-            }
-        );
-        assert_eq!((s.raise_after_s, s.escalate_after_s), (60, 900));
-        assert_eq!(s.lists, vec![3, 4]);
-        s.validate().unwrap();
-        let t = spec_from(&form("template")).unwrap();
-        assert!(matches!(t.condition, Condition::FreezeRisk { .. }));
-        let mut bad = form("threshold");
-        bad.limit = Some("warm".into());
-        assert!(spec_from(&bad).is_err());
-        assert!(spec_from(&form("nope")).is_err());
-        let j = spec_from(&form("json")).unwrap();
-        assert_eq!(j.condition, Condition::Offline { after_s: 120 });
-        let mut bad = form("json");
-        bad.json = Some("{".into());
-        assert!(spec_from(&bad).is_err());
-    }
-
-    #[test]
-    fn shelf_ends() {
-        let now = 1_780_000_000;
-        assert_eq!(al::shelf_end(Some(0), None, now).unwrap(), None);
-        assert_eq!(al::shelf_end(None, None, now).unwrap(), None);
-        assert_eq!(
-            al::shelf_end(Some(30), None, now).unwrap(),
-            Some(now + 1800)
-        );
-        assert!(al::shelf_end(Some(al::MAX_SHELVE_MINUTES + 1), None, now).is_err());
-        let t = now + 7200;
-        assert_eq!(
-            al::shelf_end(None, Some(&t.to_string()), now).unwrap(),
-            Some(t)
-        );
-        let text = timefmt::datetime(t);
-        assert_eq!(al::shelf_end(None, Some(&text), now).unwrap(), Some(t));
-        assert!(
-            al::shelf_end(None, Some("2001-01-01 00:00"), now).is_err(),
-            "past"
-        );
-        assert!(al::shelf_end(None, Some("soon"), now).is_err());
-        assert!(al::shelf_end(Some(5), Some(&text), now).is_err(), "both");
-    }
-
-    #[test]
-    fn members_are_read_from_repeated_fields() {
-        assert_eq!(
-            members_of(b"csrf=x&name=a&member=3&member=5").unwrap(),
-            vec![3, 5]
-        );
-        assert!(members_of(b"member=x").is_err());
-    }
-}
+mod tests;

@@ -220,7 +220,7 @@ fn check_origin(parts: &Parts) -> Result<(), WebError> {
 async fn from_cookie(parts: &Parts, web: &Web) -> Result<Principal, WebError> {
     let secret = session_cookie(&parts.headers).ok_or(WebError::Unauthenticated)?;
     let hash = secret_hash(&secret);
-    let now = crate::web::now();
+    let now = crate::clock::unix_now();
     let user = web
         .db_call(move |db| {
             let Some(s) = db.web_session(&hash, now)? else {
@@ -242,7 +242,7 @@ async fn from_cookie(parts: &Parts, web: &Web) -> Result<Principal, WebError> {
 /// The user an API token belongs to (`Unauthenticated` if unknown or expired).
 pub async fn from_token(token: &str, web: &Web) -> Result<Principal, WebError> {
     let hash = secret_hash(token);
-    let now = crate::web::now();
+    let now = crate::clock::unix_now();
     let user = web
         .db_call(move |db| {
             let Some(uid) = db.token_user(&hash, now)? else {

@@ -4,9 +4,9 @@
 //! its own new version (none where nothing changes), audited like a change on its own page.
 
 use super::auth::{CsrfForm, Posted};
-use super::device::save_if_changed;
 use super::error::{HtmlError, WebError};
 use super::Web;
+use crate::service::devices::save_if_changed;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;

@@ -8,10 +8,11 @@
 //! empty keeps the stored one ("clear" removes it).
 
 use super::auth::{CsrfForm, PageUser, Posted};
-use super::device::{heading, save_if_changed};
+use super::device::heading;
 use super::error::{HtmlError, WebError};
 use super::layout::{self, Nav};
 use super::Web;
+use crate::service::devices::{save_if_changed, ConfigStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -353,7 +354,7 @@ async fn render(
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let has_password = !cfg.gsm.password.is_empty();
     // After a rollback: what the controller runs, to offer a form reset to it.
-    let running = (v.config.state == "rolled_back")
+    let running = (v.config.state == ConfigStatus::RolledBack)
         .then(|| v.status.as_ref().map(|s| s.config_version))
         .flatten()
         .filter(|&n| n > 0 && n != v.config.desired);
@@ -370,7 +371,7 @@ async fn render(
     let f = form
         .cloned()
         .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let mut errs = super::fields::FieldErrors::default();
     for e in errors {
         if let Some(f) = field_of(e) {
@@ -385,7 +386,7 @@ async fn render(
         h2 { "Configure → System" }
         form.inline #rename method="post" action={ "/devices/" (id) "/rename" } {
             (layout::csrf_field(p))
-            label { "Name" input #device-name name="name" required maxlength=(crate::api::devices::MAX_NAME) value=(v.name); }
+            label { "Name" input #device-name name="name" required maxlength=(crate::service::devices::MAX_NAME) value=(v.name); }
             button type="submit" { "Rename" }
         }
         @if renamed { (layout::flash(true, "Renamed.")) }
@@ -406,7 +407,7 @@ async fn render(
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
                 "Saved as configuration v" (ver) ". "
-                span data-field="config-wait" { (if v.config.state == "pending" { "Waiting for the controller to confirm…" } else { "" }) }
+                span data-field="config-wait" { (if v.config.state == ConfigStatus::Pending { "Waiting for the controller to confirm…" } else { "" }) }
             }
         }
         @if let Some(ver) = unchanged {

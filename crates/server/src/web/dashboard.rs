@@ -66,7 +66,7 @@ pub async fn page(
         .into_iter()
         .map(|s| (s.id, s))
         .collect();
-    let now = super::now();
+    let now = crate::clock::unix_now();
     // Per device: data use this month (cellular plans are small), today's energy in its site's
     // zone, open alarms. A few indexed reads per device.
     let month = crate::storage::status::month_of(now);
@@ -89,7 +89,7 @@ pub async fn page(
             })?;
             let mut m = HashMap::new();
             for (id, tz) in ids {
-                let today = crate::api::energy::device_days(db, id, &tz, 1, now)?;
+                let today = crate::service::energy::device_days(db, id, &tz, 1, now)?;
                 m.insert(
                     id,
                     Extra {

@@ -11,12 +11,14 @@ use super::timefmt;
 use super::view::DeviceView;
 use super::zones::Zone;
 use super::Web;
+use crate::service::commands::{command_text, parse_command, queue};
+use crate::service::devices::{save_if_changed, ConfigStatus};
 use crate::storage::{CommandRecord, CommandState, TrafficMonth};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
-use tek_proto::message::{Command, Config, RelayMode};
+use tek_proto::message::Config;
 
 /// Query of the device page.
 #[derive(Debug, Deserialize, Default)]
@@ -99,10 +101,10 @@ pub fn address_text(ip: &str, dhcp: bool) -> String {
 pub fn config_text(v: &DeviceView) -> String {
     let c = &v.config;
     match c.state {
-        "factory" => "factory defaults".into(),
-        "pending" => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
+        ConfigStatus::Factory => "factory defaults".into(),
+        ConfigStatus::Pending => format!("v{} pending (confirmed: v{})", c.desired, c.applied),
         // What it runs comes from its latest status report; without one, no number is claimed.
-        "rolled_back" => format!(
+        ConfigStatus::RolledBack => format!(
             "v{} rolled back: the controller could not reach a server with it and {}",
             c.desired,
             match &v.status {
@@ -110,7 +112,7 @@ pub fn config_text(v: &DeviceView) -> String {
                 None => "runs its previous configuration again".to_owned(),
             }
         ),
-        _ => format!("v{} confirmed", c.desired),
+        ConfigStatus::Synced => format!("v{} confirmed", c.desired),
     }
 }
 
@@ -134,26 +136,6 @@ fn usage(months: &[TrafficMonth], now: i64) -> Markup {
                     tbody { @for m in months.iter().take(12) { tr { td { (m.month) } td.num { (bytes(m.eth_tx + m.eth_rx)) } td.num { (bytes(m.gsm_tx + m.gsm_rx)) } } } } }
             }
         }
-    }
-}
-
-fn command_text(c: &Command) -> String {
-    match c {
-        Command::SetRelay { relay, mode } => {
-            let name = match relay {
-                0 => "pump".to_owned(),
-                1 => "heater".to_owned(),
-                n => format!("relay {n}"),
-            };
-            let m = match mode {
-                RelayMode::On => "on",
-                RelayMode::Off => "off",
-                RelayMode::Auto => "automatic",
-            };
-            format!("{name} {m}")
-        }
-        Command::Reboot => "reboot".into(),
-        Command::SendStatus => "send status".into(),
     }
 }
 
@@ -181,7 +163,7 @@ pub async fn page(
         .as_deref()
         .and_then(Range::parse)
         .unwrap_or(Range::Day);
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let to = now + 1;
     let from = to - range.span();
     let step = range.step();
@@ -195,7 +177,7 @@ pub async fn page(
             };
             // Days of the site's time zone, as on the site page.
             let tz = site.as_ref().map_or("UTC", |s| s.time_zone.as_str());
-            let days = crate::api::energy::device_days(db, id, tz, n_days, now)?;
+            let days = crate::service::energy::device_days(db, id, tz, n_days, now)?;
             let zone = site
                 .as_ref()
                 .map_or_else(Zone::utc, |s| Zone::named(&s.time_zone));
@@ -317,67 +299,6 @@ impl CsrfForm for SetpointForm {
     }
 }
 
-/// Saves `edit` applied to the device's newest configuration as a new version, with an audit
-/// entry; returns the version.
-pub async fn save_edited(
-    web: &Web,
-    p: &super::auth::Principal,
-    id: u32,
-    edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
-) -> Result<u32, WebError> {
-    Ok(save_if_changed(web, p, id, edit).await?.version)
-}
-
-/// What [`save_if_changed`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Saved {
-    /// The new version, or the newest one when nothing changed.
-    pub version: u32,
-    /// False when the edit left the configuration as it was: no version was made.
-    pub changed: bool,
-}
-
-/// [`save_edited`], telling whether a version was made. An edit that changes nothing makes no
-/// new version and no audit entry (saving an untouched form is not a change) — unless the newest
-/// version was rolled back by the controller: saving it again is a deliberate new attempt.
-pub async fn save_if_changed(
-    web: &Web,
-    p: &super::auth::Principal,
-    id: u32,
-    edit: impl FnOnce(&mut Config) -> Result<String, WebError>,
-) -> Result<Saved, WebError> {
-    web.check_device(&p.user, id).await?;
-    let latest = web.db_call(move |db| db.latest_config(id)).await?;
-    let current = latest
-        .as_ref()
-        .map_or_else(Config::default, |r| r.config.clone());
-    let mut next = current.clone();
-    let detail = edit(&mut next)?;
-    next.validate()
-        .map_err(|e| WebError::Invalid(format!("the configuration is not valid: {e}")))?;
-    if let Some(r) = &latest {
-        if next == current && r.state != crate::storage::ConfigState::RolledBack {
-            return Ok(Saved {
-                version: r.version,
-                changed: false,
-            });
-        }
-    }
-    let version = web.api.save_config(id, next).await?;
-    web.audit(
-        p,
-        "config.save",
-        Some(id),
-        None,
-        format!("v{version}: {detail}"),
-    )
-    .await?;
-    Ok(Saved {
-        version,
-        changed: true,
-    })
-}
-
 /// `POST /devices/{id}/setpoint`.
 pub async fn setpoint(
     State(web): State<Web>,
@@ -418,81 +339,6 @@ impl CsrfForm for CommandForm {
     }
 }
 
-/// Parses a command name as the form and the API use it.
-pub fn parse_command(action: &str) -> Result<Command, WebError> {
-    let relay = |relay, mode| Ok(Command::SetRelay { relay, mode });
-    // Auxiliary relays 2..=7 (which `tek device command --relay N` can queue): `relay2_on` ...
-    if let Some((n, mode)) = action
-        .strip_prefix("relay")
-        .and_then(|rest| rest.split_once('_'))
-    {
-        let mode = match mode {
-            "on" => Some(RelayMode::On),
-            "off" => Some(RelayMode::Off),
-            "auto" => Some(RelayMode::Auto),
-            _ => None,
-        };
-        if let (Ok(n @ 2..=7), Some(mode)) = (n.parse::<u8>(), mode) {
-            return relay(n, mode);
-        }
-    }
-    match action {
-        "pump_on" => relay(0, RelayMode::On),
-        "pump_off" => relay(0, RelayMode::Off),
-        "pump_auto" => relay(0, RelayMode::Auto),
-        "heater_on" => relay(1, RelayMode::On),
-        "heater_off" => relay(1, RelayMode::Off),
-        "heater_auto" => relay(1, RelayMode::Auto),
-        "status" => Ok(Command::SendStatus),
-        "reboot" => Ok(Command::Reboot),
-        other => Err(WebError::Invalid(format!(
-            "unknown command {other:?} (pump_on, pump_off, pump_auto, heater_on, heater_off, heater_auto, status, reboot, relayN_on|off|auto for N 2..7)"
-        ))),
-    }
-}
-
-/// The name [`parse_command`] takes for `c`: what the API lists, so a script can send back what
-/// it read.
-pub fn command_name(c: &Command) -> String {
-    match c {
-        Command::SetRelay { relay, mode } => {
-            let relay = match relay {
-                0 => "pump".to_owned(),
-                1 => "heater".to_owned(),
-                n => format!("relay{n}"),
-            };
-            let mode = match mode {
-                RelayMode::On => "on",
-                RelayMode::Off => "off",
-                RelayMode::Auto => "auto",
-            };
-            format!("{relay}_{mode}")
-        }
-        Command::Reboot => "reboot".into(),
-        Command::SendStatus => "status".into(),
-    }
-}
-
-/// Queues a command for a device the user may change, with an audit entry.
-pub async fn queue(
-    web: &Web,
-    p: &super::auth::Principal,
-    id: u32,
-    command: Command,
-) -> Result<u32, WebError> {
-    web.check_device(&p.user, id).await?;
-    let cid = web.api.queue_command(id, command).await?;
-    web.audit(
-        p,
-        "command.queue",
-        Some(id),
-        None,
-        format!("command {cid}: {}", command_text(&command)),
-    )
-    .await?;
-    Ok(cid)
-}
-
 /// `POST /devices/{id}/command`.
 pub async fn command(
     State(web): State<Web>,
@@ -516,38 +362,6 @@ mod radio_tests {
     }
 }
 
-#[cfg(test)]
-mod command_name_tests {
-    use super::{command_name, parse_command};
-    use tek_proto::message::{Command, RelayMode};
-
-    /// Every command the device understands has one name, and that name parses back to it: the
-    /// API lists what one POSTs (it once listed Rust debug text such as `Reboot`).
-    #[test]
-    fn every_command_name_parses_back() {
-        let mut all = vec![Command::Reboot, Command::SendStatus];
-        for relay in 0..=7 {
-            for mode in [RelayMode::On, RelayMode::Off, RelayMode::Auto] {
-                all.push(Command::SetRelay { relay, mode });
-            }
-        }
-        for c in all {
-            let name = command_name(&c);
-            assert_eq!(parse_command(&name).ok(), Some(c), "{name}");
-        }
-        assert_eq!(
-            command_name(&Command::SetRelay {
-                relay: 0,
-                mode: RelayMode::On
-            }),
-            "pump_on"
-        );
-        for bad in ["relay8_on", "relay1_on", "relay2_up", "relay_on", "relay2"] {
-            assert!(parse_command(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// The rename form (Configure page).
 #[derive(Debug, Deserialize)]
 pub struct RenameForm {
@@ -567,7 +381,7 @@ pub async fn rename_form(
     Path(id): Path<u32>,
     Posted { user, form }: Posted<RenameForm>,
 ) -> Result<Response, HtmlError> {
-    crate::api::devices::rename(&web, &user, id, &form.name).await?;
+    crate::service::devices::rename(&web, &user, id, &form.name).await?;
     Ok(Redirect::to(&format!("/devices/{id}/configure?renamed=1")).into_response())
 }
 
@@ -591,7 +405,7 @@ mod tests {
                 desired: 3,
                 applied: 3,
                 rolled_back: Some(3),
-                state: "rolled_back",
+                state: ConfigStatus::RolledBack,
             },
             readings: None,
             status: None,

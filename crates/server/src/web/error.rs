@@ -2,7 +2,7 @@
 //! the login form) for pages, `{"error": "..."}` for the API. Internal details are logged, never
 //! shown.
 
-use crate::server::ApiError;
+use crate::inproc::ApiError;
 use crate::storage;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};

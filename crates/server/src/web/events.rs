@@ -49,7 +49,7 @@ pub async fn device_events(
                 }
                 // The session is re-checked each round: logout, a password change or the
                 // user's deletion ends the stream.
-                let now = super::now();
+                let now = crate::clock::unix_now();
                 match web.db_call(move |db| db.web_session(&session, now)).await {
                     Ok(Some(s)) if s.user_id == user.id => {}
                     _ => return None,

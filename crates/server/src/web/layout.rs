@@ -2,6 +2,7 @@
 //! maud escapes every interpolated string, so user data (names, e-mails, messages) is inert.
 
 use super::auth::Principal;
+use crate::service::states::ConfigStatus;
 use axum::response::Html;
 use maud::{html, Markup, DOCTYPE};
 
@@ -106,10 +107,10 @@ pub fn standalone(title: &str, body: Markup) -> Html<String> {
 
 /// The status dot of a device: green online, grey offline, a spinner while a configuration
 /// change is pending, red when the device rolled one back. `data-dot` lets the script update it.
-pub fn dot(id: u32, online: bool, config_state: &str) -> Markup {
+pub fn dot(id: u32, online: bool, config_state: ConfigStatus) -> Markup {
     let (class, label) = match (config_state, online) {
-        ("pending", _) => ("dot pending", "configuration change pending"),
-        ("rolled_back", _) => ("dot failed", "configuration rolled back"),
+        (ConfigStatus::Pending, _) => ("dot pending", "configuration change pending"),
+        (ConfigStatus::RolledBack, _) => ("dot failed", "configuration rolled back"),
         (_, true) => ("dot online", "online"),
         (_, false) => ("dot offline", "offline"),
     };

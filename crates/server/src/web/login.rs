@@ -38,7 +38,7 @@ fn form(message: Option<&str>, email: &str) -> axum::response::Html<String> {
 pub async fn index(State(web): State<Web>, headers: HeaderMap) -> Response {
     if let Some(secret) = auth::session_cookie(&headers) {
         let h = auth::secret_hash(&secret);
-        let now = super::now();
+        let now = crate::clock::unix_now();
         if let Ok(Some(_)) = web.db_call(move |db| db.web_session(&h, now)).await {
             return Redirect::to("/dashboard").into_response();
         }
@@ -139,7 +139,7 @@ pub async fn login(
     }
     let secret = auth::new_secret()?;
     let hash = auth::secret_hash(&secret);
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let ttl = web.opts.session_ttl_s;
     let uid = user.id;
     web.db_call(move |db| {

@@ -17,13 +17,13 @@
 pub mod access;
 pub mod account;
 pub mod admin;
+pub mod alarms_admin;
 pub mod alarms_page;
 pub mod assets;
 pub mod audit_page;
 pub mod auth;
 pub mod bulk;
 pub mod charts;
-pub mod cli;
 pub mod configure;
 pub mod dashboard;
 pub mod device;
@@ -44,7 +44,7 @@ pub mod timefmt;
 pub mod view;
 pub mod zones;
 
-use crate::server::Api;
+use crate::inproc::Api;
 use crate::storage::{self, Storage};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -181,22 +181,19 @@ impl Web {
         f: impl FnOnce(&dyn Storage) -> storage::Result<T> + Send + 'static,
     ) -> Result<T, WebError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(db.as_ref()))
+        crate::runtime::blocking(move || f(db.as_ref()))
             .await
-            .map_err(|e| WebError::Internal(e.to_string()))?
             .map_err(WebError::from)
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+/// Unix seconds now: the server's one clock (`clock::unix_now`), named here too for the
+/// command-line crate and the simulator's tests that call `web::now`.
+pub use crate::clock::unix_now as now;
 
 /// The alarm pages (see [`alarms_page`]).
 fn alarm_page_routes() -> Router<Web> {
+    use alarms_admin as aa;
     use alarms_page as ap;
     Router::new()
         .route("/alarms", get(ap::overview))
@@ -219,19 +216,19 @@ fn alarm_page_routes() -> Router<Web> {
             "/devices/{id}/alarms/rules/{rule}/edit",
             post(ap::edit_rule),
         )
-        .route("/admin/alarms", get(ap::admin_page))
-        .route("/admin/alarms/destinations", post(ap::add_destination))
+        .route("/admin/alarms", get(aa::admin_page))
+        .route("/admin/alarms/destinations", post(aa::add_destination))
         .route(
             "/admin/alarms/destinations/{id}/delete",
-            post(ap::delete_destination),
+            post(aa::delete_destination),
         )
         .route(
             "/admin/alarms/destinations/{id}/test",
-            post(ap::test_destination),
+            post(aa::test_destination),
         )
-        .route("/admin/alarms/lists", post(ap::add_list))
-        .route("/admin/alarms/lists/{id}/members", post(ap::set_members))
-        .route("/admin/alarms/lists/{id}/delete", post(ap::delete_list))
+        .route("/admin/alarms/lists", post(aa::add_list))
+        .route("/admin/alarms/lists/{id}/members", post(aa::set_members))
+        .route("/admin/alarms/lists/{id}/delete", post(aa::delete_list))
 }
 
 /// The alarm routes under `/api` (see [`crate::api::alarms`]).

@@ -10,10 +10,10 @@ use super::error::{HtmlError, WebError};
 use super::fields::FieldErrors;
 use super::layout::{self, Nav};
 use super::Web;
-use crate::api::energy::{self as energy_api, EnergyQuery};
 use crate::energy::tariff::Tariff;
 use crate::energy::zone::By;
 use crate::energy::Figures;
+use crate::service::energy::{self, EnergyQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -114,13 +114,13 @@ async fn render(
 ) -> Result<Html<String>, WebError> {
     let site = web.site_for(&p.user, id).await?;
     let tz = crate::energy::zone::load(&site.time_zone);
-    let now = super::now();
+    let now = crate::clock::unix_now();
     let by = |b: &str| EnergyQuery {
         by: Some(b.into()),
         ..EnergyQuery::default()
     };
-    let (_, days) = energy_api::periods(&by("day"), &tz, now)?;
-    let (_, months) = energy_api::periods(&by("month"), &tz, now)?;
+    let (_, days) = energy::periods(&by("day"), &tz, now)?;
+    let (_, months) = energy::periods(&by("month"), &tz, now)?;
     let (from, to) = (
         months[0].start.min(days[0].start),
         months[months.len() - 1].end.max(days[days.len() - 1].end),
@@ -128,7 +128,7 @@ async fn render(
     let site_id = site.id;
     let (loaded, names) = web
         .db_call(move |db| {
-            let l = energy_api::load(db, site, from, to)?;
+            let l = energy::load(db, site, from, to)?;
             let names = l
                 .devices
                 .iter()
@@ -319,7 +319,7 @@ pub async fn time_zone(
     Posted { user, form }: Posted<TimeZoneForm>,
 ) -> Result<Response, HtmlError> {
     Web::require_admin(&user.user)?;
-    match energy_api::set_time_zone(&web, &user, id, &form.time_zone).await {
+    match energy::set_time_zone(&web, &user, id, &form.time_zone).await {
         Ok(_) => Ok(Redirect::to(&format!("/sites/{id}?saved=time+zone")).into_response()),
         Err(WebError::Invalid(m)) => {
             let kept = Kept {
@@ -445,7 +445,7 @@ pub async fn tariff(
 ) -> Result<Response, HtmlError> {
     Web::require_admin(&user.user)?;
     let errors = match form.tariff() {
-        Ok(t) => match energy_api::set_tariff(&web, &user, id, Some(t)).await {
+        Ok(t) => match energy::set_tariff(&web, &user, id, Some(t)).await {
             Ok(()) => return Ok(Redirect::to(&format!("/sites/{id}?saved=tariff")).into_response()),
             Err(WebError::Invalid(m)) => FieldErrors::one("tariff", m),
             Err(e) => return Err(e.into()),
@@ -471,7 +471,7 @@ pub async fn delete_tariff(
     Posted { user, .. }: Posted<super::login::CsrfOnly>,
 ) -> Result<Response, HtmlError> {
     Web::require_admin(&user.user)?;
-    let r = energy_api::set_tariff(&web, &user, id, None)
+    let r = energy::set_tariff(&web, &user, id, None)
         .await
         .map(|_| "tariff+removed".to_owned());
     after(&web, &user, id, r).await
@@ -485,7 +485,9 @@ pub async fn energy_csv(
     Query(q): Query<EnergyQuery>,
 ) -> Result<Response, HtmlError> {
     let (l, by, periods) = web.site_energy(&p.user, id, &q).await?;
-    Ok(super::export::energy_csv_response(&l, by, &periods))
+    Ok(crate::service::export::energy_csv_response(
+        &l, by, &periods,
+    ))
 }
 
 #[cfg(test)]

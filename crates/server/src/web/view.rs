@@ -4,7 +4,8 @@
 
 use super::error::WebError;
 use super::Web;
-use crate::server::DeviceState;
+use crate::inproc::DeviceState;
+use crate::service::states::ConfigStatus;
 use crate::storage::TelemetryRow;
 use serde::Serialize;
 use tek_proto::message::status::{flag, Radio, Transport};
@@ -43,7 +44,7 @@ pub struct ConfigView {
     /// A version the device rolled back, if any.
     pub rolled_back: Option<u32>,
     /// `factory`, `pending` (spinner), `synced` (green), `rolled_back` (error).
-    pub state: &'static str,
+    pub state: ConfigStatus,
 }
 
 /// The newest telemetry record.
@@ -99,13 +100,13 @@ pub fn config_view(s: &DeviceState) -> ConfigView {
     let d = &s.device;
     let state = if d.config_rolled_back.is_some() && d.config_rolled_back == Some(d.config_desired)
     {
-        "rolled_back"
+        ConfigStatus::RolledBack
     } else if s.config_pending() {
-        "pending"
+        ConfigStatus::Pending
     } else if d.config_desired == 0 {
-        "factory"
+        ConfigStatus::Factory
     } else {
-        "synced"
+        ConfigStatus::Synced
     };
     ConfigView {
         desired: d.config_desired,

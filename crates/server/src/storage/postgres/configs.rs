@@ -3,9 +3,9 @@
 //! order) and notifies every listening server in the same transaction.
 
 use super::{limit, locks, u32_col, Postgres, CHANNEL};
-use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore};
+use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 use crate::storage::{Error, Result};
-use tek_proto::message::{Config, ConfigResult};
+use tek_proto::message::Config;
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at, sealed";
@@ -144,30 +144,45 @@ impl ConfigStore for Postgres {
         })
     }
 
-    fn config_acked(
+    fn set_config_state(
         &self,
         device_id: u32,
         version: u32,
-        result: ConfigResult,
+        change: ConfigTransition,
         now: i64,
     ) -> Result<bool> {
-        self.set_state(
-            device_id,
-            version,
-            ConfigState::from_result(result),
-            None,
-            now,
-        )
-    }
-
-    fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool> {
-        self.set_state(
-            device_id,
-            version,
-            ConfigState::Applied,
-            Some(ConfigState::Pending),
-            now,
-        )
+        self.run(move |s| async move {
+            let mut c = s.conn().await?;
+            let tx = c.transaction().await?;
+            let (d, v) = (i64::from(device_id), i64::from(version));
+            let changed = tx
+                .execute(
+                    "UPDATE configs SET state = $3, acked_at = $4
+                     WHERE device_id = $1 AND version = $2 AND state <> $3
+                       AND ($5::text IS NULL OR state = $5)",
+                    &[
+                        &d,
+                        &v,
+                        &change.to.as_str(),
+                        &now,
+                        &change.from.map(|s| s.as_str()),
+                    ],
+                )
+                .await?;
+            if changed == 1 {
+                let column = change.summary_column();
+                tx.execute(
+                    &format!(
+                        "UPDATE devices SET {column} = GREATEST(COALESCE({column}, 0), $2)
+                         WHERE id = $1"
+                    ),
+                    &[&d, &v],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(changed == 1)
+        })
     }
 
     fn pending_config_count(&self) -> Result<u64> {
@@ -182,49 +197,6 @@ impl ConfigStore for Postgres {
                 .await?
                 .get(0);
             Ok(n.max(0) as u64)
-        })
-    }
-}
-
-impl Postgres {
-    /// Moves a version to `state` (only from `from`, if given); keeps the device summary.
-    fn set_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        state: ConfigState,
-        from: Option<ConfigState>,
-        now: i64,
-    ) -> Result<bool> {
-        self.run(move |s| async move {
-            let mut c = s.conn().await?;
-            let tx = c.transaction().await?;
-            let (d, v) = (i64::from(device_id), i64::from(version));
-            let changed = tx
-                .execute(
-                    "UPDATE configs SET state = $3, acked_at = $4
-                     WHERE device_id = $1 AND version = $2 AND state <> $3
-                       AND ($5::text IS NULL OR state = $5)",
-                    &[&d, &v, &state.as_str(), &now, &from.map(|s| s.as_str())],
-                )
-                .await?;
-            if changed == 1 {
-                let column = if state.is_synced() {
-                    "config_applied"
-                } else {
-                    "config_rolled_back"
-                };
-                tx.execute(
-                    &format!(
-                        "UPDATE devices SET {column} = GREATEST(COALESCE({column}, 0), $2)
-                         WHERE id = $1"
-                    ),
-                    &[&d, &v],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(changed == 1)
         })
     }
 }

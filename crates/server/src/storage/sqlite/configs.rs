@@ -2,10 +2,10 @@
 //! rolled back) so that state queries and the pending gauge are one cheap read.
 
 use super::{u32_col, Sqlite};
-use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore};
+use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
-use tek_proto::message::{Config, ConfigResult};
+use tek_proto::message::Config;
 
 const COLUMNS: &str = "seq, device_id, version, items, saved_at, state, acked_at, sealed";
 
@@ -110,25 +110,37 @@ impl ConfigStore for Sqlite {
         Ok(v.unwrap_or(0))
     }
 
-    fn config_acked(
+    fn set_config_state(
         &self,
         device_id: u32,
         version: u32,
-        result: ConfigResult,
+        change: ConfigTransition,
         now: i64,
     ) -> Result<bool> {
-        let state = ConfigState::from_result(result);
-        self.set_state(device_id, version, state, None, now)
-    }
-
-    fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool> {
-        self.set_state(
-            device_id,
-            version,
-            ConfigState::Applied,
-            Some(ConfigState::Pending),
-            now,
-        )
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE configs SET state = ?3, acked_at = ?4
+             WHERE device_id = ?1 AND version = ?2 AND state != ?3 AND (?5 IS NULL OR state = ?5)",
+            params![
+                device_id,
+                version,
+                change.to.as_str(),
+                now,
+                change.from.map(|s| s.as_str())
+            ],
+        )?;
+        if changed == 1 {
+            let column = change.summary_column();
+            tx.execute(
+                &format!(
+                    "UPDATE devices SET {column} = MAX(COALESCE({column}, 0), ?2) WHERE id = ?1"
+                ),
+                params![device_id, version],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
     }
 
     fn pending_config_count(&self) -> Result<u64> {
@@ -140,46 +152,5 @@ impl ConfigStore for Sqlite {
             |r| r.get(0),
         )?;
         Ok(n.max(0) as u64)
-    }
-}
-
-impl Sqlite {
-    /// Moves a version to `state` (only from `from`, if given); keeps the device summary.
-    fn set_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        state: ConfigState,
-        from: Option<ConfigState>,
-        now: i64,
-    ) -> Result<bool> {
-        let mut conn = self.writer()?;
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE configs SET state = ?3, acked_at = ?4
-             WHERE device_id = ?1 AND version = ?2 AND state != ?3 AND (?5 IS NULL OR state = ?5)",
-            params![
-                device_id,
-                version,
-                state.as_str(),
-                now,
-                from.map(|s| s.as_str())
-            ],
-        )?;
-        if changed == 1 {
-            let column = if state.is_synced() {
-                "config_applied"
-            } else {
-                "config_rolled_back"
-            };
-            tx.execute(
-                &format!(
-                    "UPDATE devices SET {column} = MAX(COALESCE({column}, 0), ?2) WHERE id = ?1"
-                ),
-                params![device_id, version],
-            )?;
-        }
-        tx.commit()?;
-        Ok(changed == 1)
     }
 }

@@ -4,6 +4,10 @@
 "use strict";
 
 (function () {
+  // A device's configuration state as the server names it (`config.state`, `data-state`):
+  // service::devices::ConfigStatus, held to these names by its tests.
+  const CONFIG = { FACTORY: "factory", PENDING: "pending", SYNCED: "synced", ROLLED_BACK: "rolled_back" };
+
   function num(v, decimals, unit) {
     return v === null || v === undefined ? "\u2013" : v.toFixed(decimals) + " " + unit;
   }
@@ -35,22 +39,22 @@
   }
 
   function dotClass(v) {
-    if (v.config.state === "pending") return "dot pending";
-    if (v.config.state === "rolled_back") return "dot failed";
+    if (v.config.state === CONFIG.PENDING) return "dot pending";
+    if (v.config.state === CONFIG.ROLLED_BACK) return "dot failed";
     return v.online ? "dot online" : "dot offline";
   }
 
   function dotLabel(v) {
-    if (v.config.state === "pending") return "configuration change pending";
-    if (v.config.state === "rolled_back") return "configuration rolled back";
+    if (v.config.state === CONFIG.PENDING) return "configuration change pending";
+    if (v.config.state === CONFIG.ROLLED_BACK) return "configuration rolled back";
     return v.online ? "online" : "offline";
   }
 
   function configText(v) {
     var c = v.config;
-    if (c.state === "factory") return "factory defaults";
-    if (c.state === "pending") return "v" + c.desired + " pending (confirmed: v" + c.applied + ")";
-    if (c.state === "rolled_back") return "v" + c.desired + " rolled back: the controller could not reach a server with it and " +
+    if (c.state === CONFIG.FACTORY) return "factory defaults";
+    if (c.state === CONFIG.PENDING) return "v" + c.desired + " pending (confirmed: v" + c.applied + ")";
+    if (c.state === CONFIG.ROLLED_BACK) return "v" + c.desired + " rolled back: the controller could not reach a server with it and " +
       (v.status ? "runs v" + v.status.config_version + " again" : "runs its previous configuration again");
     return "v" + c.desired + " confirmed";
   }
@@ -101,9 +105,9 @@
     }
     var wait = document.querySelector('[data-field="config-wait"]');
     if (wait) {
-      wait.textContent = v.config.state === "pending" ? "Waiting for the controller to confirm\u2026"
-        : v.config.state === "synced" ? "Confirmed by the controller."
-        : v.config.state === "rolled_back" ? "The controller rolled this change back." : "";
+      wait.textContent = v.config.state === CONFIG.PENDING ? "Waiting for the controller to confirm\u2026"
+        : v.config.state === CONFIG.SYNCED ? "Confirmed by the controller."
+        : v.config.state === CONFIG.ROLLED_BACK ? "The controller rolled this change back." : "";
     }
   }
 

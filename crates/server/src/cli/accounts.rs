@@ -2,9 +2,10 @@
 //! admin has to come from somewhere). Passwords are read from standard input when it is not a
 //! terminal (one line), else prompted for twice without echo.
 
-use crate::cli::{open_target, DataArgs};
+use super::{open_target, DataArgs};
+use crate::service::accounts;
 use crate::storage::{NewAuditEntry, Storage};
-use crate::web::{admin, auth};
+use crate::web::auth;
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
 
@@ -194,7 +195,7 @@ fn cli_audit(
             site_id: site,
             detail,
         },
-        crate::web::now(),
+        crate::clock::unix_now(),
     )?;
     Ok(())
 }
@@ -230,7 +231,7 @@ pub fn ensure_user(
     }
     let hash = auth::hash_password(password).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((
-        db.create_user(email, &hash, is_admin, crate::web::now())?,
+        db.create_user(email, &hash, is_admin, crate::clock::unix_now())?,
         true,
     ))
 }
@@ -253,7 +254,7 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let pw = read_password()?;
             let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let id = db.create_user(&email, &hash, admin, crate::web::now())?;
+            let id = db.create_user(&email, &hash, admin, crate::clock::unix_now())?;
             for s in &site_ids {
                 db.grant_site(id, *s)?;
             }
@@ -313,7 +314,12 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let db = open(&target, false)?;
             let id = user_id(&*db, &email)?;
             let token = auth::new_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let tid = db.create_token(id, &name, &auth::secret_hash(&token), crate::web::now())?;
+            let tid = db.create_token(
+                id,
+                &name,
+                &auth::secret_hash(&token),
+                crate::clock::unix_now(),
+            )?;
             cli_audit(
                 &*db,
                 "token.create",
@@ -364,7 +370,7 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
             // Checked before anything is created.
             let (_, tz) = crate::energy::zone::parse(&time_zone).map_err(anyhow::Error::msg)?;
             let db = open(&target, true)?;
-            let id = db.create_site(name.trim(), crate::web::now())?;
+            let id = db.create_site(name.trim(), crate::clock::unix_now())?;
             db.set_site_time_zone(id, &tz)?;
             cli_audit(
                 &*db,
@@ -408,7 +414,7 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
             };
             let db = open(&target, false)?;
             let s = site_id(&*db, &site)?;
-            db.set_site_tariff(s, tariff.as_ref(), crate::web::now())?;
+            db.set_site_tariff(s, tariff.as_ref(), crate::clock::unix_now())?;
             let what = if tariff.is_some() { "set" } else { "removed" };
             cli_audit(
                 &*db,
@@ -460,7 +466,7 @@ pub fn site(cmd: SiteCommand) -> anyhow::Result<()> {
         } => {
             let db = open(&target, false)?;
             let s = site_id(&*db, &site)?;
-            let ids = admin::parse_ids(&devices).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ids = accounts::parse_ids(&devices).map_err(|e| anyhow::anyhow!("{e}"))?;
             for d in &ids {
                 db.device(*d).with_context(|| format!("device {d}"))?;
             }

@@ -1,0 +1,12 @@
+//! The operations behind every face of the server, one module per domain, with their
+//! validation, access checks and audit entries. The HTML pages (`web`), the JSON API (`api`)
+//! and the command line (`cli`) parse their own input, call these, and render the result; a
+//! rule lives here once, whichever face asks.
+
+pub mod accounts;
+pub mod alarms;
+pub mod commands;
+pub mod devices;
+pub mod energy;
+pub mod export;
+pub mod states;
