@@ -22,11 +22,10 @@
 //! `flood_window_s`; the rest are counted and summarised in one notification when the window
 //! ends.
 
-use super::rules::{Condition, Rule, Severity, HEATER_BIT, PUMP_BIT};
+use super::rules::{Condition, Rule, Severity};
 use crate::storage::TelemetryRow;
 use std::collections::{BTreeSet, HashMap};
 use tek_proto::message::status::Transport;
-use tek_proto::message::telemetry::channel;
 
 /// Flood suppression settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,105 +43,6 @@ impl Default for EngineOptions {
             flood_window_s: 600,
         }
     }
-}
-
-/// Why a notification is sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoticeKind {
-    /// An alarm was raised (to the first list).
-    Raised,
-    /// Nobody acknowledged in time: sent to the list at this escalation level (1 = second list).
-    Escalated(u32),
-    /// The alarm cleared (to every list notified before).
-    Cleared,
-    /// Flood suppression held back notifications in the window that just ended.
-    Summary {
-        /// How many were held back.
-        count: u32,
-        /// What they were (the first few), one line each.
-        lines: Vec<String>,
-    },
-}
-
-impl NoticeKind {
-    /// The name in the notification log.
-    pub fn label(&self) -> &'static str {
-        match self {
-            NoticeKind::Raised => "raised",
-            NoticeKind::Escalated(_) => "escalated",
-            NoticeKind::Cleared => "cleared",
-            NoticeKind::Summary { .. } => "summary",
-        }
-    }
-}
-
-/// A notification to every destination of one list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    /// Device.
-    pub device_id: u32,
-    /// Destination list.
-    pub list_id: i64,
-    /// The rule (none for a summary).
-    pub rule_id: Option<i64>,
-    /// Why.
-    pub kind: NoticeKind,
-    /// Severity of the alarm (summary: the highest held back).
-    pub severity: Severity,
-    /// One line for people: the rule's name and what happened.
-    pub text: String,
-    /// When.
-    pub at: i64,
-}
-
-/// What the engine asks its driver to do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Record a new alarm of `rule_id` (at most one open alarm per rule).
-    Raise {
-        /// Rule.
-        rule_id: i64,
-        /// Device.
-        device_id: u32,
-        /// The rule's name.
-        rule_name: String,
-        /// Severity.
-        severity: Severity,
-        /// What was seen.
-        message: String,
-        /// When.
-        at: i64,
-    },
-    /// Clear the open alarm of `rule_id`.
-    Clear {
-        /// Rule.
-        rule_id: i64,
-        /// When.
-        at: i64,
-    },
-    /// The open alarm of `rule_id` escalated to `level`.
-    Escalate {
-        /// Rule.
-        rule_id: i64,
-        /// New level (index into the rule's lists).
-        level: u32,
-    },
-    /// Notify a destination list.
-    Notify(Notice),
-}
-
-/// An alarm open at start (from the database), so a restart neither raises it again nor
-/// forgets to escalate it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenAlarm {
-    /// Rule.
-    pub rule_id: i64,
-    /// When it was raised.
-    pub raised_at: i64,
-    /// Acknowledged already.
-    pub acked: bool,
-    /// Escalation level reached.
-    pub level: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -818,114 +718,11 @@ impl Engine {
     }
 }
 
-/// When the open alarm escalates next, if it does.
-fn escalation_at(st: &RuleState) -> Option<i64> {
-    let spec = &st.rule.spec;
-    let open = st.open?;
-    if open.acked || spec.escalate_after_s == 0 || open.level as usize + 1 >= spec.lists.len() {
-        return None;
-    }
-    Some(open.raised_at + i64::from(spec.escalate_after_s) * (i64::from(open.level) + 1))
-}
+mod actions;
+mod conditions;
 
-/// Evaluates a telemetry condition on one record.
-fn eval_row(st: &mut RuleState, row: &TelemetryRow) -> Option<bool> {
-    let relays = || row.get(channel::RELAYS);
-    match st.rule.spec.condition {
-        Condition::Above {
-            channel,
-            limit,
-            restore,
-        } => {
-            let v = row.get(channel.number())?;
-            st.last_seen = channel.show(v);
-            hysteresis(v > limit, v <= restore)
-        }
-        Condition::Below {
-            channel,
-            limit,
-            restore,
-        } => {
-            let v = row.get(channel.number())?;
-            st.last_seen = channel.show(v);
-            hysteresis(v < limit, v >= restore)
-        }
-        Condition::Outside {
-            channel,
-            min,
-            max,
-            deadband,
-        } => {
-            let v = row.get(channel.number())?;
-            st.last_seen = channel.show(v);
-            hysteresis(
-                v < min || v > max,
-                v >= min.saturating_add(deadband) && v <= max.saturating_sub(deadband),
-            )
-        }
-        Condition::HeaterNoRise {
-            window_s,
-            min_rise_cc,
-        } => {
-            let (r, temp) = (relays()?, row.get(channel::WATER_TEMP_CC)?);
-            if r & HEATER_BIT == 0 {
-                st.memo.window = None;
-                return Some(false);
-            }
-            match st.memo.window {
-                None => {
-                    st.memo.window = Some((row.time, temp));
-                    None
-                }
-                Some((t0, temp0)) if row.time - t0 >= i64::from(window_s) => {
-                    let rise = temp.saturating_sub(temp0);
-                    st.last_seen = format!(
-                        "rose {} in {} min",
-                        super::rules::show_cc(rise),
-                        (row.time - t0) / 60
-                    );
-                    st.memo.window = Some((row.time, temp));
-                    Some(rise < min_rise_cc)
-                }
-                Some(_) => None,
-            }
-        }
-        Condition::PumpPower {
-            min_on_w,
-            max_off_w,
-        } => {
-            let (r, p) = (relays()?, row.get(channel::POWER_W)?);
-            let on = r & PUMP_BIT != 0;
-            st.last_seen = format!("pump {}, {p} W", if on { "on" } else { "off" });
-            Some(if on { p < min_on_w } else { p > max_off_w })
-        }
-        Condition::FreezeRisk {
-            air_below_cc,
-            deadband_cc,
-        } => {
-            let (r, air) = (relays()?, row.get(channel::AIR_TEMP_CC)?);
-            st.last_seen = format!("air {}", super::rules::show_cc(air));
-            if r & PUMP_BIT != 0 {
-                return Some(false);
-            }
-            hysteresis(
-                air < air_below_cc,
-                air >= air_below_cc.saturating_add(deadband_cc),
-            )
-        }
-        _ => None,
-    }
-}
-
-fn hysteresis(raise: bool, restore: bool) -> Option<bool> {
-    if raise {
-        Some(true)
-    } else if restore {
-        Some(false)
-    } else {
-        None
-    }
-}
+pub use actions::{Action, Notice, NoticeKind, OpenAlarm};
+use conditions::{escalation_at, eval_row};
 
 #[cfg(test)]
 mod tests;

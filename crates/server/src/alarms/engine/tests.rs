@@ -1,6 +1,6 @@
 //! Tests of `engine`.
 
-use super::super::rules::{Channel, RuleSpec};
+use super::super::rules::{Channel, RuleSpec, HEATER_BIT, PUMP_BIT};
 use super::*;
 
 const T0: i64 = 1_000_000;
