@@ -24,7 +24,7 @@ pub async fn list(
         .map(|c| {
             json!({
                 "id": c.id, "command": command_name(&c.command), "queued_at": c.queued_at,
-                "state": match c.state { CommandState::Queued => "queued", CommandState::Done => "done", CommandState::Refused => "refused", CommandState::Expired => "expired" },
+                "state": c.state.as_str(),
                 "acked_at": c.acked_at,
             })
         })
@@ -50,5 +50,7 @@ pub async fn queue_cmd(
     let Json(b) = body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
     let c = parse_command(&b.command)?;
     let cid = queue(&web, &p, id, c).await?;
-    Ok(Json(json!({ "id": cid, "state": "queued" })))
+    Ok(Json(
+        json!({ "id": cid, "state": CommandState::Queued.as_str() }),
+    ))
 }

@@ -5,6 +5,7 @@
 
 use crate::alarms::rules::{Rule, RuleSpec};
 use crate::alarms::task::Event;
+use crate::service::states::AlarmStatus;
 use crate::storage::{
     AlarmFilter, AlarmRecord, DestinationKind, NewDestination, NotificationRecord,
 };
@@ -13,13 +14,9 @@ use crate::web::error::WebError;
 use crate::web::Web;
 use serde::Deserialize;
 
-/// `active`, `acknowledged` or `cleared`.
-pub fn state(a: &AlarmRecord) -> &'static str {
-    match (a.cleared_at, a.acked_at) {
-        (Some(_), _) => "cleared",
-        (None, Some(_)) => "acknowledged",
-        (None, None) => "active",
-    }
+/// Where alarm `a` stands.
+pub fn state(a: &AlarmRecord) -> AlarmStatus {
+    AlarmStatus::of(a.cleared_at, a.acked_at)
 }
 
 /// Validates a rule and checks that its lists exist and that the user may pick them: an

@@ -47,9 +47,68 @@ impl std::fmt::Display for ConfigStatus {
     }
 }
 
+/// Where an alarm stands, as the alarms page (`st-…` classes, the state column), the JSON API
+/// (`state`) and MQTT carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmStatus {
+    /// Raised, nobody acknowledged it yet.
+    Active,
+    /// Someone acknowledged it; the condition still holds.
+    Acknowledged,
+    /// The condition went away.
+    Cleared,
+}
+
+impl AlarmStatus {
+    /// Every state.
+    pub const ALL: [AlarmStatus; 3] = [
+        AlarmStatus::Active,
+        AlarmStatus::Acknowledged,
+        AlarmStatus::Cleared,
+    ];
+
+    /// The state of an alarm cleared at `cleared_at` (if it was) and acknowledged at
+    /// `acked_at`: cleared wins over acknowledged.
+    pub fn of(cleared_at: Option<i64>, acked_at: Option<i64>) -> AlarmStatus {
+        match (cleared_at, acked_at) {
+            (Some(_), _) => AlarmStatus::Cleared,
+            (None, Some(_)) => AlarmStatus::Acknowledged,
+            (None, None) => AlarmStatus::Active,
+        }
+    }
+
+    /// The name (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmStatus::Active => "active",
+            AlarmStatus::Acknowledged => "acknowledged",
+            AlarmStatus::Cleared => "cleared",
+        }
+    }
+}
+
+impl std::fmt::Display for AlarmStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ConfigStatus;
+    use super::{AlarmStatus, ConfigStatus};
+
+    #[test]
+    fn alarm_status_names_are_the_serde_names_and_cleared_wins() {
+        for s in AlarmStatus::ALL {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(AlarmStatus::of(None, None), AlarmStatus::Active);
+        assert_eq!(AlarmStatus::of(None, Some(5)), AlarmStatus::Acknowledged);
+        assert_eq!(AlarmStatus::of(Some(9), Some(5)), AlarmStatus::Cleared);
+        assert_eq!(AlarmStatus::of(Some(9), None), AlarmStatus::Cleared);
+    }
 
     #[test]
     fn config_status_names_are_the_serde_names() {
