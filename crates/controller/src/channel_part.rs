@@ -502,10 +502,9 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize> Cha
         if self.pending.take() != Some(version) {
             return;
         }
-        // What ran so far is kept for a trial's fallback; `sync` forgets it when none runs.
-        self.previous_bytes.clear();
-        let _ = self.previous_bytes.extend_from_slice(&self.running_bytes);
-        self.previous = Some((self.running.unwrap_or(0), self.running.is_some()));
+        // What ran so far is the configuration before (a trial's fallback; see `sync`).
+        core::mem::swap(&mut self.previous_bytes, &mut self.running_bytes);
+        self.previous = self.running.map(|v| (v, true));
         core::mem::swap(&mut self.running_bytes, &mut self.pending_bytes);
         self.pending_bytes.clear();
         // Records of the old map would be read as the new map's channels: they go.
@@ -520,41 +519,31 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize> Cha
     }
 
     fn sync(&mut self, version: u32, now: u64) -> bool {
-        let mut changed = false;
-        if self.running.is_some() && self.running != Some(version) {
-            // A rollback to the previous configuration, or a single Config replaced the split
-            // one.
-            self.leave_split();
-            match self.previous {
-                Some((v, true)) if v == version => {
-                    core::mem::swap(&mut self.running_bytes, &mut self.previous_bytes);
-                    self.run_running(v, now);
-                }
-                _ => {
-                    if self.running.is_some() {
-                        // Keep it as the fallback of a trial this single Config may start.
-                        self.previous_bytes.clear();
-                        let _ = self.previous_bytes.extend_from_slice(&self.running_bytes);
-                        self.previous = self.running.map(|v| (v, true));
-                    }
-                    self.running = None;
-                    self.running_bytes.clear();
-                    let _ = Self::run(&mut self.channels, None, now);
-                }
-            }
-            changed = true;
-        } else if self.running.is_none() {
-            if let Some((v, true)) = self.previous.filter(|p| p.0 == version) {
-                // Rolled back from a single Config to the split one before it.
-                core::mem::swap(&mut self.running_bytes, &mut self.previous_bytes);
-                self.run_running(v, now);
-                changed = true;
-            }
+        if self.running == Some(version) {
+            return false;
         }
-        // The configuration before is kept even when no trial runs: the channel record is
-        // written before the controller's record, so after a power cut between the two the
-        // controller's record may still name the version before (`restore` finds it here).
-        changed
+        // A rollback to the split configuration before, a single Config replacing the split
+        // one, or a rollback from a single Config to the split one before it.
+        let back = matches!(self.previous, Some((v, true)) if v == version);
+        if !back && self.running.is_none() {
+            return false;
+        }
+        self.leave_split();
+        // What ran becomes the configuration before (its bytes, if it was split), kept even
+        // when no trial runs: the channel record is written before the controller's record, so
+        // after a power cut between the two the controller's record may still name it
+        // (`restore` finds it here).
+        let before = self.running;
+        core::mem::swap(&mut self.running_bytes, &mut self.previous_bytes);
+        self.previous = before.map(|v| (v, true));
+        if back {
+            self.run_running(version, now);
+        } else {
+            self.running = None;
+            self.running_bytes.clear();
+            let _ = Self::run(&mut self.channels, None, now);
+        }
+        true
     }
 
     fn log_record(&mut self, time_s: u32) -> bool {
@@ -728,6 +717,45 @@ mod tests {
             }
             prop_assert!(p.split_version().is_none() || runs);
         }
+    }
+
+    /// Applies the pool map (no items) as split configuration `version`.
+    fn apply(p: &mut Part, version: u32) {
+        let mut assembled = std::vec![0u8, 0];
+        assembled.extend_from_slice(&crate::channels::POOL_MAP);
+        let k = digest_key(&Key([7; 16]));
+        let c = ConfigChunk::split(&k, version, &assembled, 0).unwrap();
+        let m = tek_proto::channel::ChannelMessage::ConfigChunk(c);
+        let mut b = std::vec![0u8; m.buffer_len()];
+        m.emit(&mut b).unwrap();
+        assert!(matches!(p.chunk(&b, 0), Some(Chunked::Ready { .. })));
+        assert!(p.ready_config().is_some());
+        p.commit_ready(version, 0);
+        assert_eq!(p.split_version(), Some(version));
+    }
+
+    /// After a rollback the configuration before is the one that failed, under its own
+    /// version: the record never names the restored version for the failed bytes.
+    #[test]
+    fn a_rollback_keeps_the_failed_configuration_under_its_own_version() {
+        let mut p = std::boxed::Box::new(Part::new(caps()));
+        p.start(0, &[7; 16]);
+        apply(&mut p, 7);
+        apply(&mut p, 8);
+        assert_eq!(p.previous.map(|x| x.0), Some(7));
+        assert!(p.sync(7, 0), "rolled back to 7");
+        assert_eq!(p.split_version(), Some(7));
+        assert_eq!(p.previous, Some((8, true)));
+        let (_, pieces) = p.record();
+        let h = record::check(&pieces.concat()).unwrap();
+        assert_eq!((h.running, h.previous), (7, 8));
+        // A single Config then replaces it: 7 is kept as the configuration before.
+        assert!(p.sync(20, 0));
+        assert_eq!((p.split_version(), p.previous), (None, Some((7, true))));
+        assert!(!p.sync(21, 0), "single to single changes nothing");
+        // ... and a rollback to 7 runs it again.
+        assert!(p.sync(7, 0));
+        assert_eq!((p.split_version(), p.previous), (Some(7), None));
     }
 
     #[test]

@@ -146,6 +146,18 @@ fn open<'d>(
     Some((bytes, Message::parse(bytes).ok()))
 }
 
+/// The records the session sends: the telemetry log while it holds any (records of before a
+/// split configuration), else, while one runs, the channel part's wide log.
+fn backlog<'a, const LOG: usize, X: ChannelSupport>(
+    log: &'a crate::log::Log<LOG>,
+    channels: &'a X,
+) -> &'a dyn Backlog {
+    match channels.runtime_ref() {
+        Some(p) if p.split_version().is_some() && log.is_empty() => p.wide_log(),
+        _ => log,
+    }
+}
+
 impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
     /// Powers up: [`blank`](Self::blank) + [`boot`](Self::boot) on a value. The first actions
     /// [`poll`](Self::poll) returns persist the incremented boot counter and configure Ethernet
@@ -682,8 +694,8 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
             .is_some_and(|p| p.split_version().is_some())
     }
 
-    /// The channel part follows the configuration state (a change, a rollback, a trial's end);
-    /// its record is written when that changed it.
+    /// The channel part follows the configuration state (a change, a rollback); its record is
+    /// written when that changed it.
     fn sync_channels(&mut self, now: u64) {
         let version = self.cfg.version;
         if let Some(part) = self.channels.runtime() {
@@ -749,13 +761,9 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
         at
     }
 
-    /// The records the session sends: the telemetry log while it holds any (records of
-    /// before a split configuration), else, while one runs, the channel part's wide log.
+    /// See [`backlog`].
     fn backlog(&self) -> &dyn Backlog {
-        match self.channels.runtime_ref() {
-            Some(p) if p.split_version().is_some() && self.logging.log.is_empty() => p.wide_log(),
-            _ => &self.logging.log,
-        }
+        backlog(&self.logging.log, &self.channels)
     }
 
     /// The local UDP ports the controller expects datagrams on (at most two: the session or
@@ -912,7 +920,6 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
         self.outbox.capabilities_due = self.outbox.capabilities.is_some();
         if self.cfg.session_accepted() {
             self.effects.persist();
-            self.sync_channels(now);
         }
     }
 
@@ -984,13 +991,9 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
             .runtime_ref()
             .filter(|p| p.split_version().is_some())
             .map(|p| p.faults_pending());
+        // The fields, not `self.backlog()`: the session and the outbox are borrowed beside it.
         let cx = Context::new(
-            match self.channels.runtime_ref() {
-                Some(p) if p.split_version().is_some() && self.logging.log.is_empty() => {
-                    p.wide_log()
-                }
-                _ => &self.logging.log,
-            },
+            backlog(&self.logging.log, &self.channels),
             self.cfg.version,
             &self.cfg.running,
         );

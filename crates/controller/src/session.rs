@@ -333,13 +333,10 @@ impl Up {
             .then_some(outbox.capabilities)
             .flatten();
         outbox.capabilities_due = false;
-        let extension = |tx: &mut [u8], msg: ChannelMessage<'_>| {
-            let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
-            msg.emit(body).ok()
-        };
         let n = if let Some(caps) = caps {
             // Right after the handshake, before the first Status (PROTOCOL.md 17.1).
-            let len = extension(tx, ChannelMessage::Capabilities(caps))?;
+            let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
+            let len = ChannelMessage::Capabilities(caps).emit(body).ok()?;
             self.session.seal_in_place(tx, len).ok()
         } else if let Some(ack) = outbox.chunk_ack.take() {
             // Written directly, not through `ChannelMessage::emit`: a device without a channel
