@@ -120,12 +120,7 @@ pub fn run(args: MeterArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let serial = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding the serial listener {}", args.listen))?;
-        let control = TcpListener::bind(args.control)
-            .await
-            .with_context(|| format!("binding the control listener {}", args.control))?;
+        let (serial, control) = tek_modem::control::bind(args.listen, args.control).await?;
         tracing::info!(serial = %serial.local_addr()?, control = %control.local_addr()?,
             slaves = ?config.slaves, "tek meter listening");
         serve(serial, control, config).await

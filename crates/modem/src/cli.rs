@@ -66,12 +66,7 @@ pub fn run(args: ModemArgs) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let serial = TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding the serial listener {}", args.listen))?;
-        let control = TcpListener::bind(args.control)
-            .await
-            .with_context(|| format!("binding the control listener {}", args.control))?;
+        let (serial, control) = crate::control::bind(args.listen, args.control).await?;
         tracing::info!(serial = %serial.local_addr()?, control = %control.local_addr()?, "tek modem listening");
         let opts = Options {
             local: args.gateway,

@@ -113,3 +113,19 @@ impl SerialPort {
         }
     }
 }
+
+/// Binds a test-bench device's two listeners: the serial line at `serial` and the control
+/// socket at `control`.
+pub async fn bind(
+    serial: std::net::SocketAddr,
+    control: std::net::SocketAddr,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
+    use anyhow::Context;
+    let s = TcpListener::bind(serial)
+        .await
+        .with_context(|| format!("binding the serial listener {serial}"))?;
+    let c = TcpListener::bind(control)
+        .await
+        .with_context(|| format!("binding the control listener {control}"))?;
+    Ok((s, c))
+}
