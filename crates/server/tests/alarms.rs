@@ -160,9 +160,14 @@ async fn escalation_flood_suppression_shelving_and_offline() {
         d.send_telemetry(0, 2).await;
     }
 
-    // Escalation: raised to l1, then escalated to l2; the alarm records level 1.
+    // Escalation: raised to l1, then escalated to l2; the alarm records level 1. The two
+    // deliveries run on separate workers, so the escalation may be received before the raise:
+    // wait for both.
     assert!(
-        eventually(ALARM_WAIT, async || !events(&got, "/l2").is_empty()).await,
+        eventually(ALARM_WAIT, async || {
+            !events(&got, "/l2").is_empty() && !events(&got, "/l1").is_empty()
+        })
+        .await,
         "{:?}",
         got.lock().unwrap()
     );
