@@ -4,8 +4,10 @@
 //! The first input byte picks the case, the rest is the data:
 //! * 0 — the two flash slots of the channel record (split in the middle): restored whatever they
 //!   hold (erased, torn, corrupt);
-//! * 1 — ConfigChunk messages cut at 0xFF: any sequence of chunks, which can never complete
-//!   (their digests are not the device's);
+//! * 1 — ConfigChunk messages cut at 0xFF: any sequence of chunks; one completes only if the
+//!   last chunk's digest is the device's digest of the assembled bytes (a fuzzer that sees the
+//!   comparison can learn those 8 bytes, so completing is allowed; completing with a wrong
+//!   digest is not);
 //! * 2 — an assembled configuration, split into chunks with the device's digest: authentic, so
 //!   validation is all that stands between the bytes and the running map. Once accepted it is
 //!   sampled through a bus whose answers are the fuzzer's bytes, logged, batched as
@@ -19,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use tek_controller::channel_part::{ChannelPart, ChannelRuntime, Chunked};
 use tek_controller::channels::ChannelBus;
 use tek_proto::channel::map::Bus;
-use tek_proto::channel::split::{digest_key, Capabilities, ConfigChunk, CHUNK_DATA};
+use tek_proto::channel::split::{digest_key, digest_ok, Capabilities, ConfigChunk, CHUNK_DATA};
 use tek_proto::channel::ChannelMessage;
 use tek_proto::crypto::Key;
 
@@ -77,9 +79,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(runs, p.split_version() == Some(version));
         }
         1 => {
+            let k = digest_key(&Key(KEY));
             for m in rest.split(|&b| b == 0xFF) {
-                if let Some(Chunked::Ready { .. }) = p.chunk(m, 0) {
-                    panic!("a chunk without the device's digest completed");
+                if let Some(Chunked::Ready { version, .. }) = p.chunk(m, 0) {
+                    let last = ConfigChunk::parse(&m[1..]).expect("a chunk that completed parses");
+                    let (ready, bytes) = p.ready_bytes().expect("a ready transfer has its bytes");
+                    assert_eq!(ready, version);
+                    assert!(
+                        digest_ok(&k, version, bytes, &last.digest),
+                        "a transfer completed without the device's digest"
+                    );
+                    p.discard_ready();
                 }
             }
             assert_eq!(p.split_version(), None);

@@ -316,6 +316,12 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize>
         &self.channels
     }
 
+    /// The version and assembled bytes of a [`Chunked::Ready`] transfer not yet committed or
+    /// discarded (for checks from outside: tests, the fuzzer).
+    pub fn ready_bytes(&self) -> Option<(u32, &[u8])> {
+        Some((self.pending?, &self.pending_bytes))
+    }
+
     /// Runs assembled configuration `bytes` (validated before), or the pool map for `None`.
     fn run(
         channels: &mut Channels<MAP, CH>,

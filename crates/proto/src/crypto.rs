@@ -139,6 +139,16 @@ pub fn handshake_tag_ok(key: &Key, parts: &[&[u8]], tag: &[u8]) -> bool {
     mac.verify_slice(tag).is_ok()
 }
 
+/// Checks the first `prefix.len()` bytes of a handshake tag in constant time (a truncated
+/// tag, such as a configuration digest).
+pub fn handshake_tag_prefix_ok(key: &Key, parts: &[&[u8]], prefix: &[u8]) -> bool {
+    let mut mac = cmac(key);
+    for part in parts {
+        mac.update(part);
+    }
+    mac.verify_truncated_left(prefix).is_ok()
+}
+
 /// The AEAD failed to authenticate a datagram (or was asked to seal more than it can).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AeadError;

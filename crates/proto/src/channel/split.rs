@@ -17,7 +17,7 @@
 //! only when every chunk arrived **and** the digest matches. Parsing never panics.
 
 use super::map::{ChannelMap, MapError};
-use crate::crypto::{handshake_tag, kdf, Key};
+use crate::crypto::{handshake_tag, handshake_tag_prefix_ok, kdf, Key};
 use crate::message::config::Config;
 use crate::message::MessageError;
 
@@ -46,6 +46,13 @@ pub fn digest(k_cfg: &Key, version: u32, assembled: &[u8]) -> [u8; DIGEST_LEN] {
     let mut d = [0u8; DIGEST_LEN];
     d.copy_from_slice(&tag[..DIGEST_LEN]);
     d
+}
+
+/// Whether `claimed` is the digest of `assembled`, compared in constant time: the digest is a
+/// truncated MAC, and an early exit at the first wrong byte would tell whoever can time the
+/// answers how much of a guess was right.
+pub fn digest_ok(k_cfg: &Key, version: u32, assembled: &[u8], claimed: &[u8; DIGEST_LEN]) -> bool {
+    handshake_tag_prefix_ok(k_cfg, &[&version.to_be_bytes(), assembled], claimed)
 }
 
 /// Chunks a configuration of `total` bytes is split into (0 if it is empty or too large).
@@ -373,7 +380,7 @@ impl<const N: usize> Reassembler<N> {
         let received = self.received;
         self.reset();
         let assembled = &self.buf[..total];
-        if digest(k_cfg, chunk.version, assembled) != chunk.digest {
+        if !digest_ok(k_cfg, chunk.version, assembled, &chunk.digest) {
             return Progress::DigestMismatch(ack(ChunkState::DigestMismatch, received));
         }
         Progress::Complete(chunk.version, assembled)
@@ -514,6 +521,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(r.version(), None);
+    }
+
+    #[test]
+    fn digest_ok_accepts_only_the_exact_digest() {
+        let k = digest_key(&K);
+        let a = config(300);
+        let d = digest(&k, 4, &a);
+        assert!(digest_ok(&k, 4, &a, &d));
+        assert!(!digest_ok(&k, 5, &a, &d));
+        assert!(!digest_ok(&k, 4, &a[1..], &d));
+        for bit in 0..DIGEST_LEN * 8 {
+            let mut wrong = d;
+            wrong[bit / 8] ^= 1 << (bit % 8);
+            assert!(!digest_ok(&k, 4, &a, &wrong), "bit {bit}");
+        }
     }
 
     #[test]
