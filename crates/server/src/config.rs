@@ -118,7 +118,7 @@ pub struct Config {
     /// Publishing to an MQTT broker, Home Assistant discovery, commands in (src/mqtt/).
     pub mqtt: crate::mqtt::MqttConfig,
     /// The web UI: public URL, trusted proxies, login and stream bounds, /metrics token.
-    pub web: crate::web::settings::WebConfig,
+    pub web: crate::http::settings::WebConfig,
 }
 
 /// Bounds on the HTTP connections (docs/SECURITY.md, resource bounds).
@@ -215,7 +215,7 @@ impl Default for Config {
             alarms: crate::alarms::AlarmsConfig::default(),
             http_connections: HttpConnections::default(),
             mqtt: crate::mqtt::MqttConfig::default(),
-            web: crate::web::settings::WebConfig::default(),
+            web: crate::http::settings::WebConfig::default(),
         }
     }
 }

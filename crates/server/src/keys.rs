@@ -35,6 +35,11 @@ pub fn random_nonzero_u32() -> Result<u32, RandomError> {
     }
 }
 
+/// Lowercase hex: how random secrets and identifiers are written out.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,7 +184,7 @@ impl Server {
         // handed to them.
         let mqtt_tasks = match mqtt_rx {
             Some(rx) => {
-                let web = crate::web::Web::new(api.clone(), crate::web::WebOptions::default());
+                let web = crate::http::Web::new(api.clone(), crate::http::WebOptions::default());
                 crate::mqtt::client::start(ingest.clone(), Some(web), rx, writer_rx.clone())?
             }
             None => Vec::new(),

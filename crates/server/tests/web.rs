@@ -536,7 +536,7 @@ async fn session_cookie_flags() {
         assert!(c.contains(flag), "{flag} missing: {c}");
     }
     // Behind HTTPS: Secure, and the __Host- prefix that browsers enforce.
-    let w = start_with(tek_server::web::WebOptions {
+    let w = start_with(tek_server::http::WebOptions {
         secure_cookies: true,
         ..Default::default()
     })
@@ -555,11 +555,11 @@ async fn session_cookie_flags() {
     assert_eq!(w.get("/dashboard", Some(&s)).await.status, StatusCode::OK);
     // Only a loopback listener gets non-Secure cookies by default.
     assert!(
-        !tek_server::web::WebOptions::for_listener("127.0.0.1:8080".parse().unwrap())
+        !tek_server::http::WebOptions::for_listener("127.0.0.1:8080".parse().unwrap())
             .secure_cookies
     );
     assert!(
-        tek_server::web::WebOptions::for_listener("0.0.0.0:8080".parse().unwrap()).secure_cookies
+        tek_server::http::WebOptions::for_listener("0.0.0.0:8080".parse().unwrap()).secure_cookies
     );
 }
 

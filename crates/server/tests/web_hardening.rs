@@ -104,7 +104,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(limited, 5);
     // Behind a trusted proxy (127.0.0.9), each forwarded client has its own allowance, and the
     // proxy itself is not limited as one client.
-    let w = start_with(tek_server::web::WebOptions {
+    let w = start_with(tek_server::http::WebOptions {
         trusted_proxies: vec!["127.0.0.9".parse().unwrap()],
         ..Default::default()
     })
@@ -143,7 +143,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 /// seconds), so it does not get the permit kept for fresh addresses either.
 #[tokio::test]
 async fn password_checks_are_bounded() {
-    let w = start_with(tek_server::web::WebOptions {
+    let w = start_with(tek_server::http::WebOptions {
         login_hashes: 1,
         ..Default::default()
     })
@@ -223,7 +223,7 @@ async fn wrong_attempts_from_elsewhere_do_not_lock_the_owner_out() {
 async fn public_url_decides_cookies_and_hsts() {
     let mut cfg = tek_server::Config::default();
     cfg.web.public_url = Some("https://ems.example.com".into());
-    let opts = tek_server::web::WebOptions::from_config(&cfg);
+    let opts = tek_server::http::WebOptions::from_config(&cfg);
     assert!(opts.secure_cookies && opts.hsts);
     let w = start_with(opts).await;
     let r = w.try_login("alice@example.com", PASSWORD).await;
@@ -242,14 +242,14 @@ async fn public_url_decides_cookies_and_hsts() {
         ..Default::default()
     };
     cfg.web.public_url = Some("http://ems.lan".into());
-    let opts = tek_server::web::WebOptions::from_config(&cfg);
+    let opts = tek_server::http::WebOptions::from_config(&cfg);
     assert!(!opts.secure_cookies && !opts.hsts);
     let w = start_with(opts).await;
     let r = w.try_login("alice@example.com", PASSWORD).await;
     assert!(r.header("set-cookie").starts_with("tek_session="));
     assert_eq!(r.header("strict-transport-security"), "");
     // Unset: as before, Secure unless the listener is loopback; no HSTS.
-    let opts = tek_server::web::WebOptions::from_config(&tek_server::Config::default());
+    let opts = tek_server::http::WebOptions::from_config(&tek_server::Config::default());
     assert!(!opts.secure_cookies && !opts.hsts);
     // A public_url that is not a URL is refused at start.
     assert!(tek_server::Config::from_toml(
@@ -313,8 +313,8 @@ impl Stream {
     }
 }
 
-fn fast_streams() -> tek_server::web::WebOptions {
-    tek_server::web::WebOptions {
+fn fast_streams() -> tek_server::http::WebOptions {
+    tek_server::http::WebOptions {
         event_interval_ms: 100,
         streams_per_user: 2,
         ..Default::default()
@@ -360,7 +360,7 @@ async fn event_streams_end_with_their_session() {
     let admin2 = {
         use tek_server::storage::UserStore;
         let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
-        let hash = tek_server::web::auth::hash_password(PASSWORD).unwrap();
+        let hash = tek_server::http::auth::hash_password(PASSWORD).unwrap();
         db.create_user("admin2@example.com", &hash, true, 0)
             .unwrap()
     };

@@ -238,9 +238,9 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
             0,
         )
         .unwrap();
-        let hash = tek_server::web::auth::hash_password("correct horse battery").unwrap();
+        let hash = tek_server::http::auth::hash_password("correct horse battery").unwrap();
         let admin = db.create_user("ops@example.com", &hash, true, 0).unwrap();
-        db.create_token(admin, "e2e", &tek_server::web::auth::secret_hash(TOKEN), 0)
+        db.create_token(admin, "e2e", &tek_server::http::auth::secret_hash(TOKEN), 0)
             .unwrap();
     }
     let (smtp, mails) = smtp_server().await;
@@ -255,7 +255,7 @@ async fn alarm_raised_notified_acknowledged_and_cleared() {
     cfg.alarms.smtp.from = "tek@pool.example".into();
     cfg.alarms.retry_initial_ms = 100;
     let server = tek_server::Server::start_with(cfg, None, |api| {
-        tek_server::web::router(api, tek_server::web::WebOptions::default())
+        tek_server::router::router(api, tek_server::http::WebOptions::default())
     })
     .await
     .unwrap();

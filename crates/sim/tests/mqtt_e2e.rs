@@ -253,11 +253,11 @@ fn prepare(dir: &Path, n: u32) -> (i64, i64) {
     let a = db.create_site("Site A", 0).unwrap();
     let b = db.create_site("Site B", 0).unwrap();
     db.assign_devices(&[1, 2], Some(a)).unwrap();
-    let hash = tek_server::web::auth::hash_password("correct horse battery").unwrap();
+    let hash = tek_server::http::auth::hash_password("correct horse battery").unwrap();
     for (email, site, token) in [("alice@example.com", a, ALICE), ("bob@example.com", b, BOB)] {
         let u = db.create_user(email, &hash, false, 0).unwrap();
         db.grant_site(u, site).unwrap();
-        db.create_token(u, "mqtt", &tek_server::web::auth::secret_hash(token), 0)
+        db.create_token(u, "mqtt", &tek_server::http::auth::secret_hash(token), 0)
             .unwrap();
     }
     (a, b)
@@ -705,7 +705,7 @@ async fn alarm_acknowledgement_and_rename_are_published() {
     )
     .await;
     let server = tek_server::Server::start_with(server_config(&dir, broker.port), None, |api| {
-        tek_server::web::router(api, tek_server::web::WebOptions::default())
+        tek_server::router::router(api, tek_server::http::WebOptions::default())
     })
     .await
     .unwrap();

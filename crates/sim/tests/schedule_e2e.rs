@@ -102,7 +102,7 @@ async fn pumps_follow_the_schedule_from_the_server() {
     .await;
 
     for (pump, version) in [(false, 1), (true, 2)] {
-        let since = tek_server::web::now();
+        let since = tek_server::clock::unix_now();
         for id in [1, 2] {
             let v = server.api().save_config(id, config(pump)).await.unwrap();
             assert_eq!(v, version);

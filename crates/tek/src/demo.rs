@@ -14,9 +14,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tek_proto::message::Config as DeviceConfig;
+use tek_server::http::WebOptions;
+use tek_server::router;
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::Storage;
-use tek_server::web::{self, WebOptions};
 
 /// The demo account.
 pub const EMAIL: &str = "demo@tek.local";
@@ -112,7 +113,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Creates what is missing: the account, the site, the controllers and their first
 /// configuration. Returns the controllers with their keys for the simulator.
 fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
-    let now = web::now();
+    let now = tek_server::clock::unix_now();
     let cred_path = data.join(CREDENTIALS_FILE);
     let password = match db.user_by_email(EMAIL)? {
         Some(_) => std::fs::read_to_string(&cred_path).ok().and_then(|t| {
@@ -244,9 +245,10 @@ pub async fn run_until(
         bail!("the demo site has no controllers");
     }
     let opts = WebOptions::for_listener(args.http);
-    let server = tek_server::Server::start_with(cfg, Some(db), move |api| web::router(api, opts))
-        .await
-        .context("cannot start the server")?;
+    let server =
+        tek_server::Server::start_with(cfg, Some(db), move |api| router::router(api, opts))
+            .await
+            .context("cannot start the server")?;
     let udp = server.udp_addr();
     // The controllers reach the server over loopback even if it listens on every address.
     let target = if udp.ip().is_unspecified() {
@@ -344,7 +346,7 @@ mod tests {
         assert_eq!(db.list_devices().unwrap().len(), 3);
         assert_eq!(db.list_users().unwrap().len(), 1);
         let (_, hash) = db.user_credentials(EMAIL).unwrap().unwrap();
-        assert!(web::auth::verify_password(&pw, &hash));
+        assert!(tek_server::http::auth::verify_password(&pw, &hash));
         let latest = db.latest_config(a.devices[0].id).unwrap().unwrap();
         assert_eq!((latest.version, latest.config.log_interval_s), (2, 10));
         #[cfg(unix)]

@@ -16,9 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tek_proto::message::Config as DeviceConfig;
+use tek_server::http::WebOptions;
+use tek_server::router;
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::{ConfigStore, SiteStore, Storage, UserStore};
-use tek_server::web::{self, WebOptions};
 
 const EMAIL: &str = "walker@example.com";
 const PASSWORD: &str = "browser test password";
@@ -191,7 +192,7 @@ async fn browser_walkthrough() {
     let site = db.create_site("Browser pool", 0).unwrap();
     let ids: Vec<u32> = (1..=FLEET).collect();
     db.assign_devices(&ids, Some(site)).unwrap();
-    let hash = web::auth::hash_password(PASSWORD).unwrap();
+    let hash = tek_server::http::auth::hash_password(PASSWORD).unwrap();
     let user = db.create_user(EMAIL, &hash, false, 0).unwrap();
     db.grant_site(user, site).unwrap();
     let fast = DeviceConfig {
@@ -210,7 +211,7 @@ async fn browser_walkthrough() {
         ..tek_server::Config::default()
     };
     let server = tek_server::Server::start_with(cfg, Some(db.clone()), |api| {
-        web::router(api, WebOptions::default())
+        router::router(api, WebOptions::default())
     })
     .await
     .unwrap();
@@ -593,7 +594,7 @@ impl Ui {
         let site = db.create_site("Browser pool", 0).unwrap();
         let ids: Vec<u32> = (1..=n).collect();
         db.assign_devices(&ids, Some(site)).unwrap();
-        let hash = web::auth::hash_password(PASSWORD).unwrap();
+        let hash = tek_server::http::auth::hash_password(PASSWORD).unwrap();
         let user = db.create_user(EMAIL, &hash, admin, 0).unwrap();
         db.grant_site(user, site).unwrap();
         let fast = DeviceConfig {
@@ -612,7 +613,7 @@ impl Ui {
             ..tek_server::Config::default()
         };
         let server = tek_server::Server::start_with(cfg, Some(db.clone()), |api| {
-            web::router(api, WebOptions::default())
+            router::router(api, WebOptions::default())
         })
         .await
         .unwrap();

@@ -637,7 +637,7 @@ pub fn render_test(destination: &str, by: &str, at: i64) -> (String, String, Str
     let text = format!(
         "This is a test notification from tek to the destination {destination:?}, sent by {by}.\n\
          Alarm notifications to this destination arrive the same way.\n\nTime: {} (Unix {at})\n",
-        crate::web::timefmt::datetime(at)
+        crate::timefmt::datetime(at)
     );
     let body = serde_json::json!({
         "event": TEST_EVENT,
@@ -676,7 +676,7 @@ fn render(n: &Notice, alarm_id: Option<i64>) -> (String, String, String) {
         n.text,
         n.device_id,
         n.severity.as_str(),
-        crate::web::timefmt::datetime(n.at),
+        crate::timefmt::datetime(n.at),
         n.at
     );
     if let Some(a) = alarm_id {

@@ -6,15 +6,15 @@
 //! handlers here parse the JSON and render the answer.
 
 use crate::alarms::rules::{templates, Rule, RuleSpec};
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::service::alarms::{
     acknowledge, create_destination, create_list, create_rule, delete_destination, delete_list,
     delete_rule, destination_tests, pickable_lists, rule_for, set_members, shelf_end, shelve_rule,
     state, test_destination, update_rule, visible_alarms, NewDest, NewList, TEST_DEVICE, TEST_LOG,
 };
 use crate::storage::{AlarmFilter, AlarmRecord, NotificationRecord};
-use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
-use crate::web::Web;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -25,7 +25,7 @@ type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 fn body<T>(b: Body<T>) -> Result<T, WebError> {
     b.map(|Json(t)| t)
-        .map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))
 }
 
 /// A rule as JSON.

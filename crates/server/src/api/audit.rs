@@ -1,9 +1,9 @@
 //! `GET /api/audit?device=&before=&limit=`: the audit entries the caller may read.
 
+use crate::http::auth::ApiUser;
+use crate::http::error::JsonError;
+use crate::http::Web;
 use crate::web::audit_page::AuditQuery;
-use crate::web::auth::ApiUser;
-use crate::web::error::JsonError;
-use crate::web::Web;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde_json::{json, Value};

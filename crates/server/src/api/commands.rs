@@ -1,11 +1,11 @@
 //! `GET /api/devices/{id}/commands` (the newest 50) and `POST /api/devices/{id}/commands`
 //! (`{"command": "pump_on"}`; names as on the device page).
 
+use crate::http::auth::ApiUser;
+use crate::http::error::JsonError;
+use crate::http::Web;
 use crate::service::commands::{command_name, parse_command, queue};
 use crate::storage::CommandState;
-use crate::web::auth::ApiUser;
-use crate::web::error::JsonError;
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -47,7 +47,7 @@ pub async fn queue_cmd(
     body: Result<Json<NewCommand>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, JsonError> {
     web.check_device(&p.user, id).await?;
-    let Json(b) = body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
+    let Json(b) = body.map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let c = parse_command(&b.command)?;
     let cid = queue(&web, &p, id, c).await?;
     Ok(Json(

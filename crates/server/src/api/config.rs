@@ -3,11 +3,11 @@
 //! fields given replace those of the newest configuration; validated like the form; nothing is
 //! saved if anything is wrong).
 
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::service::devices::save_edited;
-use crate::web::auth::ApiUser;
 use crate::web::configure::{apply_form, SystemForm};
-use crate::web::error::{JsonError, WebError};
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -195,7 +195,7 @@ pub async fn put(
 ) -> Result<Json<Value>, JsonError> {
     web.check_device(&p.user, id).await?;
     let Json(change) =
-        body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
+        body.map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let version = save_edited(&web, &p, id, |c| {
         apply_change(c, &change).map_err(|errs| WebError::Invalid(errs.join(" ")))
     })

@@ -1,11 +1,11 @@
 //! `GET /api/devices` (the caller's devices), `GET /api/devices/{id}`, and
 //! `PATCH /api/devices/{id}` `{"name": "..."}` (rename; anyone who may configure the device).
 
+use crate::http::auth::ApiUser;
+use crate::http::error::JsonError;
+use crate::http::Web;
 use crate::service::devices::rename;
-use crate::web::auth::ApiUser;
-use crate::web::error::JsonError;
 use crate::web::view::DeviceView;
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::Json;
 
@@ -44,7 +44,7 @@ pub async fn patch(
     body: Result<Json<DevicePatch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DeviceView>, JsonError> {
     web.check_device(&p.user, id).await?;
-    let Json(b) = body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
+    let Json(b) = body.map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     rename(&web, &p, id, &b.name).await?;
     let state = web.device_for(&p.user, id).await?;
     Ok(Json(web.view(state).await?))

@@ -12,10 +12,10 @@
 use crate::energy::tariff::Tariff;
 use crate::energy::zone::{By, Period};
 use crate::energy::Figures;
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::service::energy::{set_tariff, set_time_zone, EnergyQuery, Loaded};
-use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
-use crate::web::Web;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -130,7 +130,7 @@ pub async fn get_tariff(
 
 fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, WebError> {
     b.map(|Json(t)| t)
-        .map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))
 }
 
 /// `PUT /api/sites/{id}/tariff` (admins).

@@ -1,7 +1,7 @@
 //! `GET /api/me`: who the credentials belong to (and the CSRF token a browser script needs for
 //! cookie-authenticated changes). Also the JSON 404 of unknown `/api/` paths.
 
-use crate::web::auth::ApiUser;
+use crate::http::auth::ApiUser;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};

@@ -14,7 +14,7 @@ pub(super) async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Respo
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !crate::web::auth::constant_time_eq(sent.trim().as_bytes(), want.as_bytes()) {
+        if !crate::http::auth::constant_time_eq(sent.trim().as_bytes(), want.as_bytes()) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -4,7 +4,7 @@
 mod health;
 mod metrics;
 
-// The JSON API of the web UI (issue 5), one file per resource; routed in `crate::web::router`.
+// The JSON API of the web UI (issue 5), one file per resource; routed in `crate::router::router`.
 pub mod alarms;
 pub mod audit;
 pub mod commands;

@@ -1,7 +1,7 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 document of the JSON API (`openapi.json` beside this
 //! file, served as it is; no credentials needed — it holds no data).
 //!
-//! The tests below keep it true: every route the router declares (`crate::web::router`'s `/api`
+//! The tests below keep it true: every route the router declares (`crate::router::router`'s `/api`
 //! routes and `crate::api::router`'s) is documented with the same methods, and every documented
 //! operation is a declared route; `tests/openapi.rs` asks a running server for each documented
 //! operation and checks that it is routed.
@@ -84,7 +84,7 @@ mod tests {
     }
 
     fn routes() -> BTreeSet<(String, String)> {
-        let web = include_str!("../web/mod.rs");
+        let web = include_str!("../router.rs");
         let api = include_str!("mod.rs");
         let mut all = declared(web, "fn alarm_api_routes()", "\n}\n", "/api");
         all.extend(declared(

@@ -4,10 +4,10 @@
 //! `days` day by day; validated exactly like Configure → Schedules; nothing is saved if anything
 //! is wrong; a new configuration version like `PUT /api/devices/{id}/config`).
 
-use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::web::schedules::{save_form, zone_of, ScheduleForm, DAYS};
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -151,7 +151,7 @@ pub async fn put(
 ) -> Result<Json<Value>, JsonError> {
     web.check_device(&p.user, id).await?;
     let Json(change) =
-        body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
+        body.map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let latest = web.db_call(move |db| db.latest_config(id)).await?;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let zone = zone_of(&web, id).await?;

@@ -1,10 +1,10 @@
 //! Sites over the API. Reading: a user sees the sites they are a member of (an admin, all).
 //! Changing (create, delete, membership, device assignment): administrators only.
 
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::service::accounts;
-use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -69,7 +69,7 @@ pub struct NewSite {
 
 fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, WebError> {
     b.map(|Json(t)| t)
-        .map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))
 }
 
 /// `POST /api/sites`.

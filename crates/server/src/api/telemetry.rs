@@ -4,12 +4,12 @@
 //! any downsampling, and the share of records with each relay on; the device page's charts draw
 //! from it. `GET /api/devices/{id}/telemetry.csv?from=&to=`.
 
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::service::export::{csv_response, parse_range, RangeQuery};
 use crate::storage::TelemetryQuery;
-use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
 use crate::web::view::readings;
-use crate::web::Web;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Json;

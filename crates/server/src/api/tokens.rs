@@ -1,10 +1,10 @@
 //! `GET/POST /api/tokens`, `DELETE /api/tokens/{id}`: the caller's own API tokens. A new token
 //! is returned once, in the answer to its creation.
 
+use crate::http::auth::ApiUser;
+use crate::http::error::{JsonError, WebError};
+use crate::http::Web;
 use crate::web::account::new_token;
-use crate::web::auth::ApiUser;
-use crate::web::error::{JsonError, WebError};
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -34,7 +34,7 @@ pub async fn create(
     ApiUser(p): ApiUser,
     body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), JsonError> {
-    let Json(b) = body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
+    let Json(b) = body.map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let (id, token) = new_token(&web, &p, &b.name).await?;
     Ok((
         StatusCode::CREATED,

@@ -1,9 +1,9 @@
 //! `GET /api/devices/{id}/usage`: IP bytes per month per transport (Ethernet, GSM), newest
 //! first, with this month's totals.
 
-use crate::web::auth::ApiUser;
-use crate::web::error::JsonError;
-use crate::web::Web;
+use crate::http::auth::ApiUser;
+use crate::http::error::JsonError;
+use crate::http::Web;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};

@@ -1,9 +1,9 @@
 //! `GET/POST /api/users`, `DELETE /api/users/{id}` (administrators only).
 
+use crate::http::auth::ApiUser;
+use crate::http::error::JsonError;
+use crate::http::Web;
 use crate::service::accounts;
-use crate::web::auth::ApiUser;
-use crate::web::error::JsonError;
-use crate::web::Web;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -43,7 +43,7 @@ pub async fn create(
     body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), JsonError> {
     Web::require_admin(&p.user)?;
-    let Json(b) = body.map_err(|e| crate::web::auth::body_error(e.status(), &e.body_text()))?;
+    let Json(b) = body.map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let id = accounts::create_user(&web, &p, &b.email, b.password, b.admin).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }

@@ -3,9 +3,9 @@
 //! terminal (one line), else prompted for twice without echo.
 
 use super::{open_target, DataArgs};
+use crate::http::auth;
 use crate::service::accounts;
 use crate::storage::{NewAuditEntry, Storage};
-use crate::web::auth;
 use anyhow::{bail, Context};
 use std::io::IsTerminal;
 

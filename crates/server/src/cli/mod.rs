@@ -248,9 +248,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn serve_until(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // The web UI and JSON API share the HTTP listener (cookies `Secure` unless on loopback or
     // as `web.public_url` says).
-    let web = crate::web::WebOptions::from_config(&cfg);
+    let web = crate::http::WebOptions::from_config(&cfg);
     let handle =
-        crate::Server::start_with(cfg, None, move |api| crate::web::router(api, web)).await?;
+        crate::Server::start_with(cfg, None, move |api| crate::router::router(api, web)).await?;
     shutdown.await;
     tracing::info!("shutting down");
     handle.shutdown().await;

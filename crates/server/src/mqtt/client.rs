@@ -60,7 +60,7 @@ fn client_id(cfg: &MqttConfig) -> String {
     let mut b = [0u8; 4];
     // Uniqueness, not secrecy: a fixed fallback still works for a single server.
     let _ = getrandom::fill(&mut b);
-    format!("tek-{}", crate::web::auth::hex(&b))
+    format!("tek-{}", crate::keys::hex(&b))
 }
 
 fn tls_config(cfg: &MqttConfig) -> Result<TlsConfiguration, Error> {
@@ -146,7 +146,7 @@ pub(crate) fn settings(cfg: &MqttConfig) -> Result<Settings, Error> {
 /// the ingest's [`super::Publisher`].
 pub(crate) fn start(
     ingest: Arc<Ingest>,
-    web: Option<crate::web::Web>,
+    web: Option<crate::http::Web>,
     rx: mpsc::Receiver<Event>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, Error> {

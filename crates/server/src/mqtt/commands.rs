@@ -26,9 +26,9 @@
 //! same code.
 
 use super::{Counters, MqttConfig};
-use crate::web::auth::{self, Principal, Via};
-use crate::web::error::WebError;
-use crate::web::Web;
+use crate::http::auth::{self, Principal, Via};
+use crate::http::error::WebError;
+use crate::http::Web;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;

@@ -2,9 +2,9 @@
 //! belongs to. Each operation checks admin rights itself and appends an audit entry; the pages
 //! (`web::admin`), the JSON API (`api::users`, `api::sites`) and the command line call them.
 
-use crate::web::auth::{self, Principal};
-use crate::web::error::WebError;
-use crate::web::Web;
+use crate::http::auth::{self, Principal};
+use crate::http::error::WebError;
+use crate::http::Web;
 
 /// Parses a device list like `1-25, 30` (at most 100,000 ids).
 pub fn parse_ids(s: &str) -> Result<Vec<u32>, WebError> {

@@ -5,13 +5,13 @@
 
 use crate::alarms::rules::{Rule, RuleSpec};
 use crate::alarms::task::Event;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::states::AlarmStatus;
 use crate::storage::{
     AlarmFilter, AlarmRecord, DestinationKind, NewDestination, NotificationRecord,
 };
-use crate::web::auth::Principal;
-use crate::web::error::WebError;
-use crate::web::Web;
 use serde::Deserialize;
 
 /// Where alarm `a` stands.
@@ -176,7 +176,7 @@ pub fn shelf_end(
         (Some(0), None) | (None, None) => Ok(None),
         (Some(m), None) => Ok(Some(now + i64::from(m) * 60)),
         (None, Some(u)) => {
-            let t = crate::web::timefmt::parse(u).ok_or_else(|| {
+            let t = crate::timefmt::parse(u).ok_or_else(|| {
                 WebError::Invalid(format!(
                     "until: {u:?} is not a time (YYYY-MM-DD HH:MM, UTC)"
                 ))
@@ -206,7 +206,7 @@ pub async fn shelve_rule(
         until,
     });
     let what = match until {
-        Some(u) => format!("until {}", crate::web::timefmt::datetime(u)),
+        Some(u) => format!("until {}", crate::timefmt::datetime(u)),
         None => "unshelved".into(),
     };
     web.audit(
@@ -264,8 +264,8 @@ pub async fn visible_alarms(
     limit: usize,
 ) -> Result<Vec<AlarmRecord>, WebError> {
     let devices = match web.visible(&p.user).await? {
-        crate::web::access::Visible::All => None,
-        crate::web::access::Visible::Some(ids) => Some(ids.into_iter().collect()),
+        crate::http::access::Visible::All => None,
+        crate::http::access::Visible::Some(ids) => Some(ids.into_iter().collect()),
     };
     let f = AlarmFilter {
         devices,

@@ -2,9 +2,9 @@
 //! API use them, their text in the audit log and on the device page, and queueing one with its
 //! access check and audit entry.
 
-use crate::web::auth::Principal;
-use crate::web::error::WebError;
-use crate::web::Web;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use tek_proto::message::{Command, RelayMode};
 
 /// A command as the audit log and the device page say it (`pump on`, `send status`).

@@ -3,9 +3,9 @@
 //! `web::configure`, `web::schedules`) and the JSON API (`api::devices`, `api::config`,
 //! `api::schedules`) call them.
 
-use crate::web::auth::Principal;
-use crate::web::error::WebError;
-use crate::web::Web;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use tek_proto::message::Config;
 
 pub use super::states::ConfigStatus;

@@ -6,10 +6,10 @@
 use crate::energy::tariff::Tariff;
 use crate::energy::zone::{self, By, Period};
 use crate::energy::{self, Figures, Intervals};
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::storage::{self, SiteRecord, Storage};
-use crate::web::auth::Principal;
-use crate::web::error::WebError;
-use crate::web::Web;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Deserialize;

@@ -3,11 +3,11 @@
 //! zone (`2026-10-25T02:30:00+01:00`) next to its Unix seconds. At most [`MAX_ROWS`] lines per export (about two years at one
 //! record a minute); a longer range is refused with a message rather than cut silently.
 
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::storage::{TelemetryQuery, TelemetryRow};
-use crate::web::error::WebError;
-use crate::web::timefmt;
+use crate::timefmt;
 use crate::web::zones::Zone;
-use crate::web::Web;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;

@@ -70,7 +70,7 @@ pub fn seal_secret(v: Option<&Vault>, secret: Option<&str>) -> Result<Option<Str
             let sealed = v.seal(SECRET_AAD, s.as_bytes()).map_err(vault_error)?;
             Ok(Some(format!(
                 "{SECRET_PREFIX}{}",
-                crate::web::auth::hex(&sealed)
+                crate::keys::hex(&sealed)
             )))
         }
         (None, s) => Ok(s.map(str::to_owned)),

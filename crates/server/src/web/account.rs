@@ -1,12 +1,14 @@
 //! `GET /account`: change one's password; create and delete API tokens for scripts. A new
 //! token is shown once, right after it is created; only its hash is stored.
 
-use super::auth::{self, CsrfForm, PageUser, Posted, Principal};
-use super::error::{HtmlError, WebError};
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::error::HtmlError;
 use super::fields::FieldErrors;
 use super::layout::{self, Nav};
 use super::zones::Zone;
-use super::Web;
+use crate::http::auth::{self, Principal};
+use crate::http::error::WebError;
+use crate::http::Web;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::html;

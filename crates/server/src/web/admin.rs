@@ -1,10 +1,12 @@
 //! `GET /admin` (administrators only): users, sites, who may see which site, and which site each
 //! controller belongs to. The operations are in `service::accounts`.
 
-use super::auth::{CsrfForm, PageUser, Posted, Principal};
-use super::error::{HtmlError, WebError};
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::Web;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::accounts::{
     assign, create_site, create_user, delete_site, delete_user, parse_ids, set_member,
 };

@@ -3,10 +3,12 @@
 //! JSON API's does: access check, validation, audit entry, engine update.
 
 use super::alarms_page::{note_rows, PageQuery, Plain};
-use super::auth::{CsrfForm, PageUser, Posted, Principal};
-use super::error::{HtmlError, WebError};
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::Web;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::alarms as al;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};

@@ -4,15 +4,17 @@
 //! Every change goes through `service::alarms`, as the JSON API's does: access check,
 //! validation, audit entry, engine update.
 
-use super::auth::{CsrfForm, PageUser, Posted, Principal};
-use super::error::{HtmlError, WebError};
+use super::auth::{CsrfForm, PageUser, Posted};
+use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::timefmt;
 use super::zones::Zones;
-use super::Web;
 use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::alarms as al;
 use crate::storage::{AlarmRecord, NotificationRecord};
+use crate::timefmt;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};

@@ -2,9 +2,10 @@
 //! admin), newest first, 100 a page.
 
 use super::auth::PageUser;
-use super::error::{HtmlError, WebError};
+use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::Web;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::storage::{AuditEntry, AuditFilter, UserRecord};
 use axum::extract::{Query, State};
 use axum::response::Html;

@@ -4,8 +4,9 @@
 //! its own new version (none where nothing changes), audited like a change on its own page.
 
 use super::auth::{CsrfForm, Posted};
-use super::error::{HtmlError, WebError};
-use super::Web;
+use super::error::HtmlError;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::devices::save_if_changed;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};

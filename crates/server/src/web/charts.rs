@@ -2,7 +2,7 @@
 //! library, no script, nothing fetched from elsewhere. A gap in the data (more than two buckets
 //! without a record) breaks the line instead of bridging it.
 
-use super::timefmt;
+use crate::timefmt;
 use maud::{html, Markup};
 
 /// The time ranges the device page offers.

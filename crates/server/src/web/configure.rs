@@ -9,9 +9,10 @@
 
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::device::heading;
-use super::error::{HtmlError, WebError};
+use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::Web;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::devices::{save_if_changed, ConfigStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -328,7 +329,7 @@ pub struct ConfigureQuery {
 
 async fn render(
     web: &Web,
-    p: &super::auth::Principal,
+    p: &crate::http::auth::Principal,
     id: u32,
     form: Option<&SystemForm>,
     errors: &[String],

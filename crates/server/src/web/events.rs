@@ -1,8 +1,8 @@
 //! `GET /devices/{id}/events`: a Server-Sent Events stream of the device's view (readings,
 //! online, configuration state), sent whenever it changes. The stream polls the database once
 //! per interval, so changes saved by any server sharing the database show up; at most
-//! [`super::WebOptions::max_event_streams`] streams are open at once, at most
-//! [`super::WebOptions::streams_per_user`] of them for one user (503 beyond), and a comment
+//! [`crate::http::WebOptions::max_event_streams`] streams are open at once, at most
+//! [`crate::http::WebOptions::streams_per_user`] of them for one user (503 beyond), and a comment
 //! line every 15 s keeps proxies from closing an idle stream.
 //!
 //! A stream lives only as long as what opened it: each round (every `event_interval_ms`) it
@@ -10,9 +10,11 @@
 //! the other sessions) and the deletion of the user (which ends all of them) end the stream
 //! within one interval; a lost device membership ends it too.
 
-use super::auth::{PageUser, Via};
-use super::error::{HtmlError, WebError};
-use super::Web;
+use super::auth::PageUser;
+use super::error::HtmlError;
+use crate::http::auth::Via;
+use crate::http::error::WebError;
+use crate::http::Web;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};

@@ -2,7 +2,7 @@
 
 use super::auth::PageUser;
 use super::error::HtmlError;
-use super::Web;
+use crate::http::Web;
 use crate::service::export::{csv_response, parse_range_in, RangeQuery};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;

@@ -1,7 +1,7 @@
 //! The page frame: head with the embedded stylesheet and script, navigation, flash messages.
 //! maud escapes every interpolated string, so user data (names, e-mails, messages) is inert.
 
-use super::auth::Principal;
+use crate::http::auth::Principal;
 use crate::service::states::ConfigStatus;
 use axum::response::Html;
 use maud::{html, Markup, DOCTYPE};

@@ -1,16 +1,18 @@
 //! Signing in and out. `GET /` shows the login form to a stranger and sends a signed-in user to
 //! the dashboard. A login is rate limited per client address, per account and address, and per
-//! account ([`super::ratelimit::LoginLimiter`]) before the password is checked; the client
+//! account ([`crate::http::ratelimit::LoginLimiter`]) before the password is checked; the client
 //! address is the TCP peer, or what a trusted proxy says ([`settings::client_addr`]). At most
-//! `login_hashes` password checks run at once ([`super::ratelimit::HashGate`]); one more is
+//! `login_hashes` password checks run at once ([`crate::http::ratelimit::HashGate`]); one more is
 //! answered 503 at once. A failed login says only "wrong e-mail or password" (unknown addresses
 //! take as long as known ones).
 
-use super::auth::{self, CsrfForm, Posted};
-use super::error::{HtmlError, WebError};
+use super::auth::{CsrfForm, Posted};
+use super::error::HtmlError;
 use super::layout;
-use super::settings;
-use super::Web;
+use crate::http::auth;
+use crate::http::error::WebError;
+use crate::http::settings;
+use crate::http::Web;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};

@@ -12,9 +12,10 @@
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::configure::ConfigureQuery;
 use super::device::heading;
-use super::error::{HtmlError, WebError};
+use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::Web;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::devices::{save_edited, ConfigStatus};
 use crate::storage::schedules::DEFAULT_ZONE;
 use axum::extract::{Path, Query, State};
@@ -466,7 +467,7 @@ fn effective_zone(db: &dyn crate::storage::Storage, id: u32) -> crate::storage::
 /// Saves the form as a new configuration version and the zone name; returns the version.
 pub async fn save_form(
     web: &Web,
-    p: &super::auth::Principal,
+    p: &crate::http::auth::Principal,
     id: u32,
     form: &ScheduleForm,
 ) -> Result<u32, (WebError, Vec<String>)> {
@@ -494,7 +495,7 @@ pub async fn save_form(
 
 async fn render(
     web: &Web,
-    p: &super::auth::Principal,
+    p: &crate::http::auth::Principal,
     id: u32,
     form: Option<&ScheduleForm>,
     errors: &[String],

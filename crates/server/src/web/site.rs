@@ -4,15 +4,17 @@
 //! Posts: `/sites/{id}/time_zone`, `/sites/{id}/tariff`, `/sites/{id}/tariff/delete`.
 //! Members of the site and admins see it; anyone else gets 404.
 
-use super::auth::{CsrfForm, PageUser, Posted, Principal};
+use super::auth::{CsrfForm, PageUser, Posted};
 use super::charts;
-use super::error::{HtmlError, WebError};
+use super::error::HtmlError;
 use super::fields::FieldErrors;
 use super::layout::{self, Nav};
-use super::Web;
 use crate::energy::tariff::Tariff;
 use crate::energy::zone::By;
 use crate::energy::Figures;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::service::energy::{self, EnergyQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -2,8 +2,8 @@
 //! the server's [`DeviceState`], the newest telemetry record and the newest configuration, so the
 //! three never disagree. No key, no GSM password.
 
-use super::error::WebError;
-use super::Web;
+use crate::http::error::WebError;
+use crate::http::Web;
 use crate::inproc::DeviceState;
 use crate::service::states::ConfigStatus;
 use crate::storage::TelemetryRow;

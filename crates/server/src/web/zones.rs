@@ -3,10 +3,10 @@
 //! ("Times in Europe/Berlin"); pages mixing sites (alarms, audit log) give each time its zone's
 //! abbreviation and the zone's name as a tooltip.
 
-use super::error::WebError;
-use super::timefmt;
-use super::Web;
 use crate::energy::zone;
+use crate::http::error::WebError;
+use crate::http::Web;
+use crate::timefmt;
 use jiff::tz::TimeZone;
 use maud::{html, Markup};
 use std::collections::HashMap;

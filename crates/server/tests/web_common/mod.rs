@@ -11,8 +11,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use tek_proto::crypto::Key;
+use tek_server::http::WebOptions;
+use tek_server::router;
 use tek_server::storage::{DeviceStore, NewDevice, SiteStore, UserStore};
-use tek_server::web::{self, WebOptions};
 use tek_server::{Config, Server, ServerHandle};
 
 /// Password of every seeded user.
@@ -66,7 +67,7 @@ pub async fn start_configured(opts: WebOptions, configure: impl FnOnce(&mut Conf
         })
         .collect();
     db.add_devices(&devices, 0).unwrap();
-    let hash = web::auth::hash_password(PASSWORD).unwrap();
+    let hash = tek_server::http::auth::hash_password(PASSWORD).unwrap();
     let admin = db.create_user("admin@example.com", &hash, true, 0).unwrap();
     let alice = db
         .create_user("alice@example.com", &hash, false, 0)
@@ -81,7 +82,7 @@ pub async fn start_configured(opts: WebOptions, configure: impl FnOnce(&mut Conf
     drop(db);
     let mut cfg = Config::for_tests(dir.path());
     configure(&mut cfg);
-    let server = Server::start_with(cfg, None, move |api| web::router(api, opts))
+    let server = Server::start_with(cfg, None, move |api| router::router(api, opts))
         .await
         .unwrap();
     let addr = server.http_addr();

@@ -420,7 +420,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     {
         let db = tek_server::storage::sqlite::Sqlite::open_dir(dir.path())?;
         let hash =
-            tek_server::web::auth::hash_password(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
+            tek_server::http::auth::hash_password(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
         for i in 0..USERS {
             db.create_user(&user_email(i), &hash, false, 0)?;
         }

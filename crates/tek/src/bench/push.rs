@@ -89,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             ..tek_server::Config::default()
         };
         let handle = tek_server::Server::start_with(cfg, None, |api| {
-            tek_server::web::router(api, tek_server::web::WebOptions::default())
+            tek_server::router::router(api, tek_server::http::WebOptions::default())
         })
         .await?;
         let (udp, http) = (handle.udp_addr(), handle.http_addr());

@@ -5,9 +5,9 @@
 //! sees exactly the devices assigned to sites they are a member of. A device outside that set is
 //! answered as "not found", the same as a device that does not exist, so ids cannot be probed.
 
-use super::auth::Principal;
-use super::error::WebError;
 use super::Web;
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
 use crate::inproc::DeviceState;
 use crate::storage::NewAuditEntry;
 use crate::storage::UserRecord;
