@@ -1,6 +1,7 @@
 //! Editing a device configuration by `key=value` settings, as `tek device config --set` takes
-//! them (and as a form handler may). Every value is checked here and again by
-//! [`tek_proto::message::Config::validate`] before anything is saved.
+//! them (and the MQTT command topic, the bulk edit and the setpoint form). This face only reads
+//! the text into a [`ConfigChange`]; the rules about the values are
+//! [`ConfigChange::apply`]'s, as for every other face.
 //!
 //! | key              | value                                         |
 //! |------------------|-----------------------------------------------|
@@ -15,8 +16,9 @@
 //! | `gsm_apn`, `gsm_login`, `gsm_password` | printable ASCII, ≤ 63 bytes |
 //! | `servers`        | comma-separated `host[:port]`, ≤ 8 (empty = factory list) |
 
+use crate::service::config_change::{ConfigChange, GsmPassword};
 use std::net::Ipv4Addr;
-use tek_proto::message::config::{self as pc, StaticIp};
+use tek_proto::message::config::StaticIp;
 use tek_proto::message::Config;
 
 /// A setting that cannot be applied.
@@ -36,17 +38,9 @@ fn err(key: &str, message: impl Into<String>) -> SettingError {
     }
 }
 
-fn seconds(key: &str, v: &str, range: std::ops::RangeInclusive<u16>) -> Result<u16, SettingError> {
-    let n: u16 = v
-        .parse()
-        .map_err(|_| err(key, format!("{v:?} is not a whole number of seconds")))?;
-    if !range.contains(&n) {
-        return Err(err(
-            key,
-            format!("{n} s is outside {}..={} s", range.start(), range.end()),
-        ));
-    }
-    Ok(n)
+fn seconds(key: &str, v: &str) -> Result<u16, SettingError> {
+    v.parse()
+        .map_err(|_| err(key, format!("{v:?} is not a whole number of seconds")))
 }
 
 /// Parses degrees Celsius with at most two decimals into hundredths.
@@ -77,13 +71,6 @@ pub(crate) fn centi(key: &str, v: &str) -> Result<i32, SettingError> {
     Ok(if neg { i * 100 - f } else { i * 100 + f })
 }
 
-fn text(key: &str, v: &str) -> Result<heapless::String<{ pc::MAX_TEXT }>, SettingError> {
-    if !pc::text_ok(v) {
-        return Err(err(key, "must be printable ASCII of at most 63 bytes"));
-    }
-    heapless::String::try_from(v).map_err(|_| err(key, "too long"))
-}
-
 fn ethernet(key: &str, v: &str) -> Result<Option<StaticIp>, SettingError> {
     if v.eq_ignore_ascii_case("dhcp") || v.is_empty() {
         return Ok(None);
@@ -102,64 +89,66 @@ fn ethernet(key: &str, v: &str) -> Result<Option<StaticIp>, SettingError> {
     let mask = u32::MAX << (32 - prefix);
     let gw: Ipv4Addr = gw.parse().map_err(|_| bad("bad gateway"))?;
     let dns: Ipv4Addr = dns.parse().map_err(|_| bad("bad DNS server"))?;
-    let s = StaticIp {
+    Ok(Some(StaticIp {
         ip: ip.octets(),
         netmask: mask.to_be_bytes(),
         gateway: gw.octets(),
         dns: dns.octets(),
-    };
-    if !s.is_valid() {
-        return Err(bad("not a usable address/gateway/DNS combination"));
-    }
-    Ok(Some(s))
+    }))
 }
 
-/// Applies one `key=value` setting to `config`.
-pub fn apply(config: &mut Config, setting: &str) -> Result<(), SettingError> {
+/// Reads one `key=value` setting into `change` (a later setting of the same key replaces an
+/// earlier one).
+pub fn parse_into(change: &mut ConfigChange, setting: &str) -> Result<(), SettingError> {
     let (key, value) = setting
         .split_once('=')
         .ok_or_else(|| err(setting, "expected key=value"))?;
     let (key, value) = (key.trim(), value.trim());
     match key {
-        "log_interval" => config.log_interval_s = seconds(key, value, pc::range::LOG_INTERVAL_S)?,
-        "keepalive" => config.keepalive_s = seconds(key, value, pc::range::KEEPALIVE_S)?,
-        "batch" => config.batch_s = seconds(key, value, pc::range::BATCH_S)?,
-        "gsm_failover" => config.gsm_failover_s = seconds(key, value, pc::range::GSM_FAILOVER_S)?,
-        "rollback" => config.rollback_s = seconds(key, value, pc::range::ROLLBACK_S)?,
-        "setpoint" => {
-            let c = centi(key, value)?;
-            let r = pc::range::SETPOINT_CC;
-            if c < i32::from(*r.start()) || c > i32::from(*r.end()) {
-                return Err(err(key, "must be within 0..=40 °C"));
-            }
-            config.thermostat.setpoint_cc = c as i16;
-        }
-        "hysteresis" => {
-            let c = centi(key, value)?;
-            let r = pc::range::HYSTERESIS_CC;
-            if c < i32::from(*r.start()) || c > i32::from(*r.end()) {
-                return Err(err(key, "must be within 0.1..=10 °C"));
-            }
-            config.thermostat.hysteresis_cc = c as u16;
-        }
-        "ethernet" => config.ethernet = ethernet(key, value)?,
-        "gsm_apn" => config.gsm.apn = text(key, value)?,
-        "gsm_login" => config.gsm.login = text(key, value)?,
-        "gsm_password" => config.gsm.password = text(key, value)?,
+        "log_interval" => change.log_interval_s = Some(seconds(key, value)?),
+        "keepalive" => change.keepalive_s = Some(seconds(key, value)?),
+        "batch" => change.batch_s = Some(seconds(key, value)?),
+        "gsm_failover" => change.gsm_failover_s = Some(seconds(key, value)?),
+        "rollback" => change.rollback_s = Some(seconds(key, value)?),
+        "setpoint" => change.setpoint_cc = Some(centi(key, value)?),
+        "hysteresis" => change.hysteresis_cc = Some(centi(key, value)?),
+        "ethernet" => change.ethernet = Some(ethernet(key, value)?),
+        "gsm_apn" => change.gsm_apn = Some(value.to_owned()),
+        "gsm_login" => change.gsm_login = Some(value.to_owned()),
+        "gsm_password" if value.is_empty() => change.gsm_password = Some(GsmPassword::Clear),
+        "gsm_password" => change.gsm_password = Some(GsmPassword::Set(value.to_owned())),
         "servers" => {
-            let mut list = heapless::Vec::new();
-            for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                if !pc::server_ok(s) {
-                    return Err(err(key, format!("{s:?} is not host or host:port")));
-                }
-                list.push(text(key, s)?)
-                    .map_err(|_| err(key, "at most 8 servers"))?;
-            }
-            config.servers = list;
+            let list = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+            change.servers = Some(list.map(str::to_owned).collect());
         }
         other => return Err(err(other, "unknown setting")),
     }
     Ok(())
+}
+
+/// Reads `key=value` settings into one change.
+pub fn parse(settings: &[impl AsRef<str>]) -> Result<ConfigChange, SettingError> {
+    let mut change = ConfigChange::default();
+    for s in settings {
+        parse_into(&mut change, s.as_ref())?;
+    }
+    Ok(change)
+}
+
+/// Applies `key=value` settings to `config`, all or nothing; returns the audit detail.
+pub fn apply(config: &mut Config, settings: &[impl AsRef<str>]) -> Result<String, SettingError> {
+    let change = parse(settings)?;
+    let mut edited = config.clone();
+    let detail = change.apply(&mut edited).map_err(|errors| SettingError {
+        key: settings
+            .iter()
+            .map(|s| s.as_ref().split('=').next().unwrap_or("").trim())
+            .collect::<Vec<_>>()
+            .join(","),
+        message: errors.join(" "),
+    })?;
+    *config = edited;
+    Ok(detail)
 }
 
 #[cfg(test)]
@@ -178,7 +167,7 @@ mod tests {
             "gsm_apn=internet",
             "servers=a.example:8844, b.example",
         ] {
-            apply(&mut c, s).unwrap();
+            apply(&mut c, &[s]).unwrap();
         }
         assert_eq!(c.log_interval_s, 30);
         assert_eq!(c.keepalive_s, 120);
@@ -188,7 +177,7 @@ mod tests {
         assert_eq!(c.servers.len(), 2);
         assert_eq!(c.gsm.apn.as_str(), "internet");
         c.validate().unwrap();
-        apply(&mut c, "ethernet=dhcp").unwrap();
+        apply(&mut c, &["ethernet=dhcp"]).unwrap();
         assert!(c.ethernet.is_none());
     }
 
@@ -211,7 +200,7 @@ mod tests {
             "noequals",
         ] {
             let mut c = Config::default();
-            let e = apply(&mut c, s);
+            let e = apply(&mut c, &[s]);
             assert!(e.is_err(), "{s}");
             assert_eq!(c, Config::default(), "{s} changed the config");
         }

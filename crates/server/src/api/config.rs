@@ -6,13 +6,14 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
+use crate::service::config_change::{parse_addr, ConfigChange, GsmPassword};
 use crate::service::devices::save_edited;
-use crate::web::configure::{apply_form, SystemForm};
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
+use tek_proto::message::config::StaticIp;
 use tek_proto::message::Config;
 
 /// The JSON form of a configuration (without the GSM password).
@@ -66,10 +67,10 @@ pub struct EthernetJson {
     dns: String,
 }
 
-/// A change; every field optional.
+/// A change as JSON; every field optional.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigChange {
+pub struct ConfigChangeJson {
     log_interval_s: Option<u16>,
     /// `null` = DHCP.
     #[serde(default, with = "double_option")]
@@ -111,79 +112,73 @@ fn server_list_errors(servers: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Applies a change to `c`: every problem is listed.
-pub fn apply_change(c: &mut Config, ch: &ConfigChange) -> Result<String, Vec<String>> {
-    let mut form = SystemForm::from_config(c);
-    if let Some(v) = ch.log_interval_s {
-        form.log_interval = v.to_string();
-    }
-    match &ch.ethernet {
-        None => {}
-        Some(None) => form.eth_ip.clear(),
-        Some(Some(e)) => {
-            form.eth_ip = e.ip.clone();
-            form.eth_netmask = e.netmask.clone();
-            form.eth_gateway = e.gateway.clone();
-            form.eth_dns = e.dns.clone();
-        }
-    }
-    if let Some(v) = &ch.gsm_apn {
-        form.gsm_apn = v.clone();
-    }
-    if let Some(v) = &ch.gsm_login {
-        form.gsm_login = v.clone();
-    }
-    match ch.gsm_password.as_deref() {
-        Some("") => form.gsm_password_clear = Some("on".into()),
-        Some(v) => form.gsm_password = v.to_owned(),
-        None => {}
-    }
-    // Each entry is checked as given: the form splits its text at commas and line breaks and
-    // skips empty lines, so `[""]` or `["a,b"]` would otherwise be saved as something else
-    // than was sent (`[]`: the factory list; two servers).
-    let mut errors = server_list_errors(ch.servers.as_deref().unwrap_or_default());
-    if let (Some(s), true) = (&ch.servers, errors.is_empty()) {
-        form.servers = s.join("\n");
-    }
-    let mut detail = match apply_form(c, &form) {
-        Ok(d) => d,
-        Err(e) => {
-            errors.extend(e);
-            return Err(errors);
-        }
-    };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let mut set = |key: &str, v: String| {
-        if let Err(e) = crate::device_config::apply(c, &format!("{key}={v}")) {
-            errors.push(e.to_string());
+impl ConfigChangeJson {
+    /// The typed change (the rules about the values are [`ConfigChange::apply`]'s). Problems
+    /// reading a field are pushed onto `errors` and leave that field out, so the rest is still
+    /// checked.
+    pub fn change(&self, errors: &mut Vec<String>) -> ConfigChange {
+        let ethernet = match &self.ethernet {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(e)) => {
+                let ip = parse_addr(errors, "IP address", &e.ip);
+                let mask = parse_addr(errors, "Netmask", &e.netmask);
+                let gw = parse_addr(errors, "Gateway", &e.gateway);
+                let dns = parse_addr(errors, "DNS server", &e.dns);
+                match (ip, mask, gw, dns) {
+                    (Some(ip), Some(netmask), Some(gateway), Some(dns)) => Some(Some(StaticIp {
+                        ip,
+                        netmask,
+                        gateway,
+                        dns,
+                    })),
+                    _ => None,
+                }
+            }
+        };
+        // Each entry is checked as given: `[""]` or `["a,b"]` are not a list the API would
+        // silently turn into something else (`[]` is the factory list).
+        let bad_servers = server_list_errors(self.servers.as_deref().unwrap_or_default());
+        let servers = if bad_servers.is_empty() {
+            self.servers.clone()
         } else {
-            detail.push_str(&format!("; {key} {v}"));
+            errors.extend(bad_servers);
+            None
+        };
+        let centi = |label: &str, x: Option<f64>, errors: &mut Vec<String>| {
+            let x = x?;
+            let cc = (x * 100.0).round();
+            if cc.abs() > 100_000.0 {
+                errors.push(format!("{label} {x} is not a temperature in °C."));
+                return None;
+            }
+            Some(cc as i32)
+        };
+        ConfigChange {
+            log_interval_s: self.log_interval_s,
+            ethernet,
+            gsm_apn: self.gsm_apn.clone(),
+            gsm_login: self.gsm_login.clone(),
+            gsm_password: self.gsm_password.as_deref().map(|p| match p {
+                "" => GsmPassword::Clear,
+                p => GsmPassword::Set(p.to_owned()),
+            }),
+            servers,
+            setpoint_cc: centi("Setpoint", self.setpoint_c, errors),
+            hysteresis_cc: centi("Hysteresis", self.hysteresis_c, errors),
+            keepalive_s: self.keepalive_s,
+            batch_s: self.batch_s,
+            gsm_failover_s: self.gsm_failover_s,
+            rollback_s: self.rollback_s,
         }
-    };
-    let centi = |x: f64| format!("{:.2}", x);
-    if let Some(x) = ch.setpoint_c {
-        set("setpoint", centi(x));
     }
-    if let Some(x) = ch.hysteresis_c {
-        set("hysteresis", centi(x));
-    }
-    for (key, v) in [
-        ("keepalive", ch.keepalive_s),
-        ("batch", ch.batch_s),
-        ("gsm_failover", ch.gsm_failover_s),
-        ("rollback", ch.rollback_s),
-    ] {
-        if let Some(v) = v {
-            set(key, v.to_string());
-        }
-    }
-    if errors.is_empty() {
-        Ok(detail)
-    } else {
-        Err(errors)
-    }
+}
+
+/// Applies a JSON change to `c`: every problem is listed.
+pub fn apply_change(c: &mut Config, ch: &ConfigChangeJson) -> Result<String, Vec<String>> {
+    let mut errors = Vec::new();
+    let change = ch.change(&mut errors);
+    change.apply_after(c, errors)
 }
 
 /// `PUT /api/devices/{id}/config`.
@@ -191,7 +186,7 @@ pub async fn put(
     State(web): State<Web>,
     ApiUser(p): ApiUser,
     Path(id): Path<u32>,
-    body: Result<Json<ConfigChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ConfigChangeJson>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, JsonError> {
     web.check_device(&p.user, id).await?;
     let Json(change) =

@@ -523,9 +523,7 @@ fn config(a: ConfigArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         writeln!(out, "{cfg:#?}")?;
         return Ok(());
     }
-    for s in &a.set {
-        device_config::apply(&mut cfg, s)?;
-    }
+    device_config::apply(&mut cfg, &a.set)?;
     let version = db.save_config(a.id, &cfg, now())?;
     writeln!(
         out,

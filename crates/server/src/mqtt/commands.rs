@@ -165,22 +165,13 @@ async fn execute(web: &Web, site: &str, device: u32, body: Body) -> Result<Value
         }
         (None, setpoint, hysteresis) if setpoint.is_some() || hysteresis.is_some() => {
             let version = crate::service::devices::save_edited(web, &p, device, |c| {
-                let before = c.thermostat;
-                for s in setpoint
+                let settings: Vec<String> = setpoint
                     .map(|v| format!("setpoint={v}"))
                     .into_iter()
                     .chain(hysteresis.map(|v| format!("hysteresis={v}")))
-                {
-                    crate::device_config::apply(c, &s)
-                        .map_err(|e| WebError::Invalid(e.to_string()))?;
-                }
-                Ok(format!(
-                    "thermostat setpoint {:.2} -> {:.2} °C, hysteresis {:.2} -> {:.2} °C",
-                    f64::from(before.setpoint_cc) / 100.0,
-                    f64::from(c.thermostat.setpoint_cc) / 100.0,
-                    f64::from(before.hysteresis_cc) / 100.0,
-                    f64::from(c.thermostat.hysteresis_cc) / 100.0
-                ))
+                    .collect();
+                crate::device_config::apply(c, &settings)
+                    .map_err(|e| WebError::Invalid(e.to_string()))
             })
             .await
             .map_err(shown)?;

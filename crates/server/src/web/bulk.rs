@@ -79,11 +79,8 @@ impl BulkForm {
                 "log_interval: give a logging interval or a setpoint to apply".into(),
             ));
         }
-        let mut probe = Config::default();
-        for s in &out {
-            crate::device_config::apply(&mut probe, s)
-                .map_err(|e| WebError::Invalid(e.to_string()))?;
-        }
+        crate::device_config::apply(&mut Config::default(), &out)
+            .map_err(|e| WebError::Invalid(e.to_string()))?;
         Ok(out)
     }
 }
@@ -102,9 +99,7 @@ pub async fn apply(
     for &id in &ids {
         let ch = changes.clone();
         let saved = save_if_changed(&web, &user, id, move |c| {
-            for s in &ch {
-                crate::device_config::apply(c, s).map_err(|e| WebError::Invalid(e.to_string()))?;
-            }
+            crate::device_config::apply(c, &ch).map_err(|e| WebError::Invalid(e.to_string()))?;
             Ok(format!("bulk change: {}", ch.join(", ")))
         })
         .await?;

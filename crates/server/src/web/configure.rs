@@ -1,7 +1,7 @@
 //! Configure → System: logging interval, Ethernet (blank IP = DHCP), GSM APN/login/password,
-//! server list. "Save Changes" validates everything (field by field with a message each, then
-//! [`Config::validate`] and [`StaticIp::is_valid`] — the device's own rules), saves a new
-//! version and pushes it; nothing is saved if anything is wrong. The page then shows the
+//! server list. "Save Changes" reads the form into a [`ConfigChange`] and applies it
+//! ([`ConfigChange::apply`]: field by field with a message each, then the device's own rules),
+//! saves a new version and pushes it; nothing is saved if anything is wrong. The page then shows the
 //! spinner until the controller confirms the version, and the green dot after.
 //!
 //! The stored GSM password is never sent to the browser: the field is empty, and leaving it
@@ -13,6 +13,7 @@ use super::error::HtmlError;
 use super::layout::{self, Nav};
 use crate::http::error::WebError;
 use crate::http::Web;
+use crate::service::config_change::{parse_addr, seconds_message, ConfigChange, GsmPassword};
 use crate::service::devices::{save_if_changed, ConfigStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -91,73 +92,6 @@ impl SystemForm {
     }
 }
 
-fn addr(errors: &mut Vec<String>, what: &str, v: &str) -> Option<[u8; 4]> {
-    let v = v.trim();
-    if v.is_empty() {
-        errors.push(format!(
-            "{what} is required for a fixed IP address (or blank the IP address to use DHCP)."
-        ));
-        return None;
-    }
-    match v.parse::<Ipv4Addr>() {
-        Ok(a) => Some(a.octets()),
-        Err(_) => {
-            errors.push(format!(
-                "{what} {v:?} is not an IPv4 address like 192.168.1.20."
-            ));
-            None
-        }
-    }
-}
-
-/// Why fixed IP settings are not usable, in words.
-fn explain_static(s: &StaticIp) -> String {
-    let ip = u32::from_be_bytes(s.ip);
-    let mask = u32::from_be_bytes(s.netmask);
-    let gw = u32::from_be_bytes(s.gateway);
-    let prefix = mask.leading_ones();
-    let unicast = |a: u32| a != 0 && (a >> 24) != 127 && (a >> 28) < 14 && (a >> 24) != 0;
-    if mask.checked_shl(prefix).unwrap_or(0) != 0 || !(1..=30).contains(&prefix) {
-        return format!(
-            "Netmask {} is not valid: it must be contiguous ones, /1 to /30 (e.g. 255.255.255.0).",
-            Ipv4Addr::from(s.netmask)
-        );
-    }
-    if !unicast(ip) {
-        return format!(
-            "IP address {} is not a usable host address.",
-            Ipv4Addr::from(s.ip)
-        );
-    }
-    let host = ip & !mask;
-    if host == 0 || host == !mask {
-        return format!(
-            "IP address {} is the network or broadcast address of its subnet.",
-            Ipv4Addr::from(s.ip)
-        );
-    }
-    if gw & mask != ip & mask {
-        return format!(
-            "Gateway {} is not in the subnet of {}/{prefix}.",
-            Ipv4Addr::from(s.gateway),
-            Ipv4Addr::from(s.ip)
-        );
-    }
-    if gw == ip {
-        return "The gateway must differ from the IP address.".into();
-    }
-    if !unicast(gw) || (gw & !mask) == 0 || (gw & !mask) == !mask {
-        return format!(
-            "Gateway {} is not a usable host address.",
-            Ipv4Addr::from(s.gateway)
-        );
-    }
-    format!(
-        "DNS server {} is not a usable address.",
-        Ipv4Addr::from(s.dns)
-    )
-}
-
 /// The form field a message of [`apply_form`] is about (by the words it starts with), so the
 /// page can show it under that field.
 pub fn field_of(message: &str) -> Option<&'static str> {
@@ -179,139 +113,63 @@ pub fn field_of(message: &str) -> Option<&'static str> {
     .map(|(_, f)| *f)
 }
 
+impl SystemForm {
+    /// The change this form asks for: every field, as the page shows them all. Problems reading
+    /// a field are pushed onto `errors` and leave that field out, so the rest is still checked.
+    pub fn change(&self, errors: &mut Vec<String>) -> ConfigChange {
+        let range = pc::range::LOG_INTERVAL_S;
+        let log_interval_s = self.log_interval.trim().parse::<u16>().ok();
+        if log_interval_s.is_none() {
+            errors.push(seconds_message("Logging interval", &range));
+        }
+        let ethernet = if self.eth_ip.trim().is_empty() {
+            Some(None)
+        } else {
+            let ip = parse_addr(errors, "IP address", &self.eth_ip);
+            let mask = parse_addr(errors, "Netmask", &self.eth_netmask);
+            let gw = parse_addr(errors, "Gateway", &self.eth_gateway);
+            let dns = parse_addr(errors, "DNS server", &self.eth_dns);
+            match (ip, mask, gw, dns) {
+                (Some(ip), Some(netmask), Some(gateway), Some(dns)) => Some(Some(StaticIp {
+                    ip,
+                    netmask,
+                    gateway,
+                    dns,
+                })),
+                _ => None,
+            }
+        };
+        let gsm_password = if self.gsm_password_clear.is_some() {
+            Some(GsmPassword::Clear)
+        } else if self.gsm_password.is_empty() {
+            None
+        } else {
+            Some(GsmPassword::Set(self.gsm_password.clone()))
+        };
+        let servers = self
+            .servers
+            .split(['\n', ',', '\r'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        ConfigChange {
+            log_interval_s,
+            ethernet,
+            gsm_apn: Some(self.gsm_apn.clone()),
+            gsm_login: Some(self.gsm_login.clone()),
+            gsm_password,
+            servers: Some(servers),
+            ..ConfigChange::default()
+        }
+    }
+}
+
 /// Applies the form to `c`; every problem is reported, and `c` is only meaningful if none.
 pub fn apply_form(c: &mut Config, f: &SystemForm) -> Result<String, Vec<String>> {
     let mut errors = Vec::new();
-    let mut changes = Vec::new();
-    let r = pc::range::LOG_INTERVAL_S;
-    match f.log_interval.trim().parse::<u16>() {
-        Ok(n) if r.contains(&n) => {
-            if n != c.log_interval_s {
-                changes.push(format!("logging interval {} -> {n} s", c.log_interval_s));
-            }
-            c.log_interval_s = n;
-        }
-        _ => errors.push(format!(
-            "Logging interval must be a whole number of seconds from {} to {}.",
-            r.start(),
-            r.end()
-        )),
-    }
-    if f.eth_ip.trim().is_empty() {
-        if c.ethernet.is_some() {
-            changes.push("Ethernet: DHCP".into());
-        }
-        c.ethernet = None;
-    } else {
-        let before = errors.len();
-        let ip = addr(&mut errors, "IP address", &f.eth_ip);
-        let mask = addr(&mut errors, "Netmask", &f.eth_netmask);
-        let gw = addr(&mut errors, "Gateway", &f.eth_gateway);
-        let dns = addr(&mut errors, "DNS server", &f.eth_dns);
-        if let (Some(ip), Some(netmask), Some(gateway), Some(dns)) = (ip, mask, gw, dns) {
-            let s = StaticIp {
-                ip,
-                netmask,
-                gateway,
-                dns,
-            };
-            if s.is_valid() {
-                if c.ethernet != Some(s) {
-                    changes.push(format!("Ethernet: fixed IP {}", Ipv4Addr::from(ip)));
-                }
-                c.ethernet = Some(s);
-            } else {
-                errors.push(explain_static(&s));
-            }
-        } else {
-            debug_assert!(errors.len() > before);
-        }
-    }
-    let text = |c: &mut Config, errors: &mut Vec<String>, key: &str, label: &str, v: &str| {
-        if crate::device_config::apply(c, &format!("{key}={v}")).is_err() {
-            errors.push(format!(
-                "{label} must be printable ASCII of at most 63 characters."
-            ));
-            false
-        } else {
-            true
-        }
-    };
-    if f.gsm_apn != c.gsm.apn.as_str() && text(c, &mut errors, "gsm_apn", "GSM APN", &f.gsm_apn) {
-        changes.push(format!("GSM APN {:?}", f.gsm_apn));
-    }
-    if f.gsm_login != c.gsm.login.as_str()
-        && text(c, &mut errors, "gsm_login", "GSM login", &f.gsm_login)
-    {
-        changes.push(format!("GSM login {:?}", f.gsm_login));
-    }
-    if f.gsm_password_clear.is_some() {
-        c.gsm.password.clear();
-        changes.push("GSM password cleared".into());
-    } else if !f.gsm_password.is_empty()
-        && text(
-            c,
-            &mut errors,
-            "gsm_password",
-            "GSM password",
-            &f.gsm_password,
-        )
-    {
-        // The password itself never goes into the audit log.
-        changes.push("GSM password changed".into());
-    }
-    let list: Vec<&str> = f
-        .servers
-        .split(['\n', ',', '\r'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut bad = false;
-    for s in &list {
-        if !pc::server_ok(s) {
-            errors.push(format!(
-                "Server {s:?} is not a host name or IPv4 address, optionally with :port."
-            ));
-            bad = true;
-        }
-    }
-    if list.len() > pc::MAX_SERVERS {
-        errors.push(format!(
-            "At most {} servers can be listed.",
-            pc::MAX_SERVERS
-        ));
-        bad = true;
-    }
-    if !bad {
-        let before: Vec<&str> = c.servers.iter().map(|s| s.as_str()).collect();
-        if before != list {
-            changes.push(format!(
-                "servers: {}",
-                if list.is_empty() {
-                    "factory list".to_owned()
-                } else {
-                    list.join(", ")
-                }
-            ));
-        }
-        if let Err(e) = crate::device_config::apply(c, &format!("servers={}", list.join(","))) {
-            errors.push(e.to_string());
-        }
-    }
-    if errors.is_empty() {
-        if let Err(e) = c.validate() {
-            errors.push(format!("The configuration is not valid: {e}."));
-        }
-    }
-    if errors.is_empty() {
-        Ok(if changes.is_empty() {
-            "no change".into()
-        } else {
-            changes.join("; ")
-        })
-    } else {
-        Err(errors)
-    }
+    let change = f.change(&mut errors);
+    change.apply_after(c, errors)
 }
 
 /// Query of the page.

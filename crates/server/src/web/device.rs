@@ -307,20 +307,11 @@ pub async fn setpoint(
     Posted { user, form }: Posted<SetpointForm>,
 ) -> Result<Response, HtmlError> {
     let saved = save_if_changed(&web, &user, id, |c| {
-        let before = c.thermostat;
-        for s in [
+        let settings = [
             format!("setpoint={}", form.setpoint),
             format!("hysteresis={}", form.hysteresis),
-        ] {
-            crate::device_config::apply(c, &s).map_err(|e| WebError::Invalid(e.to_string()))?;
-        }
-        Ok(format!(
-            "thermostat setpoint {:.2} -> {:.2} °C, hysteresis {:.2} -> {:.2} °C",
-            f64::from(before.setpoint_cc) / 100.0,
-            f64::from(c.thermostat.setpoint_cc) / 100.0,
-            f64::from(before.hysteresis_cc) / 100.0,
-            f64::from(c.thermostat.hysteresis_cc) / 100.0
-        ))
+        ];
+        crate::device_config::apply(c, &settings).map_err(|e| WebError::Invalid(e.to_string()))
     })
     .await?;
     let key = if saved.changed { "saved" } else { "unchanged" };
