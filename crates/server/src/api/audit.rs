@@ -3,7 +3,7 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::JsonError;
 use crate::http::Web;
-use crate::web::audit_page::AuditQuery;
+use crate::service::audit::AuditQuery;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde_json::{json, Value};

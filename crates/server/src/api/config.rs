@@ -45,7 +45,7 @@ pub async fn get(
 ) -> Result<Json<Value>, JsonError> {
     let state = web.device_for(&p.user, id).await?;
     let latest = web.db_call(move |db| db.latest_config(id)).await?;
-    let view = crate::web::view::config_view(&state);
+    let view = crate::service::view::config_view(&state);
     Ok(Json(match latest {
         Some(r) => json!({
             "version": r.version, "state": view.state, "saved_at": r.saved_at,

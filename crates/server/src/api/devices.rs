@@ -5,7 +5,7 @@ use crate::http::auth::ApiUser;
 use crate::http::error::JsonError;
 use crate::http::Web;
 use crate::service::devices::rename;
-use crate::web::view::DeviceView;
+use crate::service::view::DeviceView;
 use axum::extract::{Path, State};
 use axum::Json;
 

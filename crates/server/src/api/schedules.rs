@@ -7,7 +7,10 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
-use crate::web::schedules::{save_form, zone_of, ScheduleForm, DAYS};
+use crate::service::schedules::{
+    self, format_date, parse_date, parse_periods, period_text, temperature_message,
+    temperature_ranges, zone_of, DayPeriods, ScheduleEdit, DAYS,
+};
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
@@ -15,37 +18,28 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use tek_proto::message::Config;
 
-fn periods(s: &str) -> Vec<String> {
-    s.split(", ")
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn number(s: &str) -> Value {
-    s.parse::<f64>().map_or(Value::Null, Value::from)
-}
-
 /// The JSON form of the schedule part of a configuration.
 pub fn schedule_json(c: &Config, zone: &str) -> Value {
-    let f = ScheduleForm::from_config(c, zone);
+    let e = ScheduleEdit::from_config(c, zone);
+    let number = |cc: Option<i32>| cc.map_or(Value::Null, |cc| Value::from(f64::from(cc) / 100.0));
+    let texts = |ps: &[(u16, u16)]| ps.iter().copied().map(period_text).collect::<Vec<_>>();
     let mut days = Map::new();
-    for (i, (key, _)) in DAYS.iter().enumerate() {
-        let (pump, occ) = f.day(i);
+    for ((key, _), day) in DAYS.iter().zip(&e.days) {
+        let day = day.clone().unwrap_or_default();
         days.insert(
             (*key).to_owned(),
-            json!({ "pump": periods(pump), "occupied": periods(occ) }),
+            json!({ "pump": texts(&day.pump), "occupied": texts(&day.occupied) }),
         );
     }
     json!({
-        "enabled": c.schedule.is_some(),
+        "enabled": e.enabled,
         "time_zone": zone,
         "posix_tz": if c.time_zone.is_empty() { "UTC0" } else { c.time_zone.as_str() },
-        "occupied_setpoint_c": number(&f.occupied),
-        "unoccupied_setpoint_c": number(&f.unoccupied),
+        "occupied_setpoint_c": number(e.occupied_cc),
+        "unoccupied_setpoint_c": number(e.unoccupied_cc),
         "days": days,
-        "holidays": f.holidays.lines().collect::<Vec<_>>(),
-        "freeze": { "limit_c": number(&f.freeze_limit), "hysteresis_c": number(&f.freeze_hysteresis) },
+        "holidays": e.holidays.iter().flatten().map(|&d| format_date(d)).collect::<Vec<_>>(),
+        "freeze": { "limit_c": number(e.freeze_limit_cc), "hysteresis_c": number(e.freeze_hysteresis_cc) },
         "switching_points": c.schedule.as_ref().map_or(0, |s| s.points.len()),
     })
 }
@@ -59,7 +53,7 @@ pub async fn get(
     let state = web.device_for(&p.user, id).await?;
     let latest = web.db_call(move |db| db.latest_config(id)).await?;
     let zone = zone_of(&web, id).await?;
-    let view = crate::web::view::config_view(&state);
+    let view = crate::service::view::config_view(&state);
     let (version, cfg) = latest.map_or((0, Config::default()), |r| (r.version, r.config));
     Ok(Json(json!({
         "version": version,
@@ -102,44 +96,69 @@ pub struct ScheduleChange {
     freeze: Option<FreezeJson>,
 }
 
-/// The form a change makes of the current one; unknown day keys are errors.
-pub fn change_form(mut f: ScheduleForm, ch: &ScheduleChange) -> Result<ScheduleForm, String> {
-    let c2 = |x: f64| format!("{x:.2}");
-    if let Some(e) = ch.enabled {
-        f.enabled = e.then(|| "on".to_owned());
-    }
-    if let Some(z) = &ch.time_zone {
-        f.time_zone = z.clone();
-    }
-    if let Some(x) = ch.occupied_setpoint_c {
-        f.occupied = c2(x);
-    }
-    if let Some(x) = ch.unoccupied_setpoint_c {
-        f.unoccupied = c2(x);
-    }
-    if let Some(days) = &ch.days {
-        for (key, d) in days {
-            let i = DAYS
-                .iter()
-                .position(|(k, _)| k == key)
-                .ok_or_else(|| format!("unknown day {key:?} (mon..sun, holiday)"))?;
-            let (pump, occ) = f.day_mut(i);
-            *pump = d.pump.join(",");
-            *occ = d.occupied.join(",");
+impl ScheduleChange {
+    /// The schedule this change makes of `current`: the fields given replace its own. Unknown
+    /// day keys are refused at once; other problems reading a field are pushed onto `errors`
+    /// and leave that field as it was, so the rest is still checked.
+    pub fn edit(
+        &self,
+        mut e: ScheduleEdit,
+        errors: &mut Vec<String>,
+    ) -> Result<ScheduleEdit, WebError> {
+        let ranges = temperature_ranges();
+        let mut temp = |i: usize, x: Option<f64>, slot: &mut Option<i32>| {
+            let Some(x) = x else { return };
+            let (label, lo, hi) = ranges[i];
+            let cc = (x * 100.0).round();
+            if cc.abs() > 100_000.0 {
+                errors.push(temperature_message(label, lo, hi));
+            } else {
+                *slot = Some(cc as i32);
+            }
+        };
+        temp(0, self.occupied_setpoint_c, &mut e.occupied_cc);
+        temp(1, self.unoccupied_setpoint_c, &mut e.unoccupied_cc);
+        if let Some(fr) = &self.freeze {
+            temp(2, fr.limit_c, &mut e.freeze_limit_cc);
+            temp(3, fr.hysteresis_c, &mut e.freeze_hysteresis_cc);
         }
-    }
-    if let Some(h) = &ch.holidays {
-        f.holidays = h.join(",");
-    }
-    if let Some(fr) = &ch.freeze {
-        if let Some(x) = fr.limit_c {
-            f.freeze_limit = c2(x);
+        if let Some(on) = self.enabled {
+            e.enabled = on;
         }
-        if let Some(x) = fr.hysteresis_c {
-            f.freeze_hysteresis = c2(x);
+        if let Some(z) = &self.time_zone {
+            e.time_zone = z.clone();
         }
+        for (key, d) in self.days.iter().flatten() {
+            let i = DAYS.iter().position(|(k, _)| k == key).ok_or_else(|| {
+                WebError::Invalid(format!("unknown day {key:?} (mon..sun, holiday)"))
+            })?;
+            let label = DAYS[i].1;
+            let read = |what: &str, list: &[String], errors: &mut Vec<String>| {
+                let mut out = Vec::new();
+                for p in list {
+                    match parse_periods(p) {
+                        Ok(ps) => out.extend(ps),
+                        Err(err) => errors.push(format!("{label}, {what}: {err}.")),
+                    }
+                }
+                out
+            };
+            let pump = read("pump", &d.pump, errors);
+            let occupied = read("occupied", &d.occupied, errors);
+            e.days[i] = Some(DayPeriods { pump, occupied });
+        }
+        if let Some(list) = &self.holidays {
+            let mut days = Vec::new();
+            for d in list {
+                match parse_date(d.trim()) {
+                    Some(day) => days.push(day),
+                    None => errors.push(format!("Holiday {d:?} is not a date like 2026-12-25.")),
+                }
+            }
+            e.holidays = Some(days);
+        }
+        Ok(e)
     }
-    Ok(f)
 }
 
 /// `PUT /api/devices/{id}/schedule`.
@@ -155,9 +174,9 @@ pub async fn put(
     let latest = web.db_call(move |db| db.latest_config(id)).await?;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
     let zone = zone_of(&web, id).await?;
-    let form =
-        change_form(ScheduleForm::from_config(&cfg, &zone), &change).map_err(WebError::Invalid)?;
-    let version = save_form(&web, &p, id, &form)
+    let mut reading = Vec::new();
+    let edit = change.edit(ScheduleEdit::from_config(&cfg, &zone), &mut reading)?;
+    let version = schedules::save(&web, &p, id, &edit, reading)
         .await
         .map_err(|(e, errors)| match e {
             WebError::Invalid(m) if errors.is_empty() => WebError::Invalid(m),

@@ -4,7 +4,7 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
-use crate::web::account::new_token;
+use crate::service::accounts::new_token;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;

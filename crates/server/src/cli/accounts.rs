@@ -275,7 +275,7 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let pw = read_password()?;
             let hash = auth::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             db.set_password(id, &hash)?;
-            let revoked = crate::web::account::sign_out_everywhere(&*db, id)?;
+            let revoked = crate::service::accounts::sign_out_everywhere(&*db, id)?;
             cli_audit(
                 &*db,
                 "user.password",

@@ -5,9 +5,9 @@
 
 use crate::http::error::WebError;
 use crate::http::Web;
+use crate::service::zones::Zone;
 use crate::storage::{TelemetryQuery, TelemetryRow};
 use crate::timefmt;
-use crate::web::zones::Zone;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;

@@ -5,9 +5,13 @@
 
 pub mod accounts;
 pub mod alarms;
+pub mod audit;
 pub mod commands;
 pub mod config_change;
 pub mod devices;
 pub mod energy;
 pub mod export;
+pub mod schedules;
 pub mod states;
+pub mod view;
+pub mod zones;

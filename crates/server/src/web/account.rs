@@ -5,10 +5,12 @@ use super::auth::{CsrfForm, PageUser, Posted};
 use super::error::HtmlError;
 use super::fields::FieldErrors;
 use super::layout::{self, Nav};
-use super::zones::Zone;
-use crate::http::auth::{self, Principal};
+use super::zoned::ZoneHtml;
+use crate::http::auth::Principal;
 use crate::http::error::WebError;
 use crate::http::Web;
+use crate::service::accounts::{change_password, new_token};
+use crate::service::zones::Zone;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::html;
@@ -93,73 +95,6 @@ impl CsrfForm for PasswordForm {
     }
 }
 
-/// Changes the password of `user`, ending their other sessions.
-/// Signs a user out everywhere: ends every login session and revokes every API token (a
-/// password change: whoever held the old password may have made either). Returns how many
-/// tokens were revoked.
-pub fn sign_out_everywhere(
-    db: &dyn crate::storage::Storage,
-    uid: i64,
-) -> crate::storage::Result<usize> {
-    db.delete_user_web_sessions(uid)?;
-    let tokens = db.list_tokens(uid)?;
-    for t in &tokens {
-        db.delete_token(uid, t.id)?;
-    }
-    Ok(tokens.len())
-}
-
-/// Checks the current password and sets a new one; every other session ends and every API
-/// token is revoked (the session making the change stays signed in).
-pub async fn change_password(
-    web: &Web,
-    p: &Principal,
-    current: String,
-    new: String,
-) -> Result<(), WebError> {
-    auth::password_acceptable(&new)?;
-    let email = p.user.email.clone();
-    let creds = web.db_call(move |db| db.user_credentials(&email)).await?;
-    let Some((_, phc)) = creds else {
-        return Err(WebError::Unauthenticated);
-    };
-    let hash = tokio::task::spawn_blocking(move || {
-        if auth::verify_password(&current, &phc) {
-            auth::hash_password(&new).map(Some)
-        } else {
-            Ok(None)
-        }
-    })
-    .await
-    .map_err(|e| WebError::Internal(e.to_string()))??
-    .ok_or_else(|| WebError::Invalid("the current password is wrong".into()))?;
-    let uid = p.user.id;
-    let keep = match p.via {
-        auth::Via::Cookie { hash, .. } => Some(hash),
-        auth::Via::Token | auth::Via::Mqtt => None,
-    };
-    let now = crate::clock::unix_now();
-    let ttl = web.opts.session_ttl_s;
-    web.db_call(move |db| {
-        db.set_password(uid, &hash)?;
-        sign_out_everywhere(db, uid)?;
-        // The session that made the change stays signed in.
-        if let Some(h) = keep {
-            db.create_web_session(&h, uid, now, now + ttl)?;
-        }
-        Ok(())
-    })
-    .await?;
-    web.audit(
-        p,
-        "user.password",
-        None,
-        None,
-        format!("password of {} changed", p.user.email),
-    )
-    .await
-}
-
 /// `POST /account/password`.
 pub async fn password(
     State(web): State<Web>,
@@ -196,33 +131,6 @@ impl CsrfForm for TokenForm {
     fn csrf(&self) -> &str {
         &self.csrf
     }
-}
-
-/// Creates a token for `p`'s user; returns `(id, token)`.
-pub async fn new_token(web: &Web, p: &Principal, name: &str) -> Result<(i64, String), WebError> {
-    let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(WebError::Invalid(
-            "a token name has 1 to 64 printable characters".into(),
-        ));
-    }
-    let token = auth::new_secret()?;
-    let hash = auth::secret_hash(&token);
-    let uid = p.user.id;
-    let now = crate::clock::unix_now();
-    let n = name.clone();
-    let id = web
-        .db_call(move |db| db.create_token(uid, &n, &hash, now))
-        .await?;
-    web.audit(
-        p,
-        "token.create",
-        None,
-        None,
-        format!("API token {id} ({name})"),
-    )
-    .await?;
-    Ok((id, token))
 }
 
 /// `POST /account/tokens`.

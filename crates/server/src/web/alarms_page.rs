@@ -7,12 +7,13 @@
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::zones::Zones;
+use super::zoned::ZoneHtml;
 use crate::alarms::rules::{templates, Channel, Condition, RuleSpec, Severity};
 use crate::http::auth::Principal;
 use crate::http::error::WebError;
 use crate::http::Web;
 use crate::service::alarms as al;
+use crate::service::zones::Zones;
 use crate::storage::{AlarmRecord, NotificationRecord};
 use crate::timefmt;
 use axum::extract::{Path, Query, State};

@@ -7,12 +7,13 @@ use super::charts::{self, Range, Series};
 use super::dashboard::num;
 use super::error::HtmlError;
 use super::layout::{self, Nav};
-use super::view::DeviceView;
-use super::zones::Zone;
+use super::zoned::ZoneHtml;
 use crate::http::error::WebError;
 use crate::http::Web;
 use crate::service::commands::{command_text, parse_command, queue};
 use crate::service::devices::{save_if_changed, ConfigStatus};
+use crate::service::view::DeviceView;
+use crate::service::zones::Zone;
 use crate::storage::{CommandRecord, CommandState, TrafficMonth};
 use crate::timefmt;
 use axum::extract::{Path, Query, State};
@@ -380,7 +381,7 @@ pub async fn rename_form(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::view::{ConfigView, StatusView};
+    use crate::service::view::{ConfigView, StatusView};
 
     /// Issue 19 point 7: after a rollback the header says what the controller runs (from its
     /// status report), not the rolled-back version; and it shows the address and how it was got.

@@ -35,5 +35,4 @@ pub mod login;
 pub mod rollback;
 pub mod schedules;
 pub mod site;
-pub mod view;
-pub mod zones;
+pub mod zoned;

@@ -2,12 +2,11 @@
 //! occupied/unoccupied setpoint), holidays, the schedule's time zone and freeze protection.
 //!
 //! The page edits periods ("06:00-22:00, 23:00-24:00") per day type — Monday to Sunday and
-//! Holiday — for the pump and for occupancy; they are turned into the switching points of
-//! configuration item 12 (docs/PROTOCOL.md section 7.6.1) and back. The time zone is an IANA
-//! name (default `UTC`), kept by the server ([`crate::storage::ScheduleStore`]); the controller
-//! gets its POSIX TZ rule ([`crate::tzdb`]). "Save Changes" checks every field with a message
-//! each, then [`Config::validate`] — the controller's own rules — and saves a new configuration
-//! version exactly like Configure → System, so the spinner and the green dot follow it.
+//! Holiday — for the pump and for occupancy. "Save Changes" reads the form into a
+//! [`ScheduleEdit`] ([`ScheduleForm::edit`]) and [`schedules::save`] applies and saves it: every
+//! field checked with a message each, the switching points of configuration item 12, the zone's
+//! POSIX rule, the controller's own rules, a new configuration version exactly like Configure →
+//! System, so the spinner and the green dot follow it.
 
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::configure::ConfigureQuery;
@@ -16,31 +15,17 @@ use super::error::HtmlError;
 use super::layout::{self, Nav};
 use crate::http::error::WebError;
 use crate::http::Web;
-use crate::service::devices::{save_edited, ConfigStatus};
-use crate::storage::schedules::DEFAULT_ZONE;
+use crate::service::devices::ConfigStatus;
+use crate::service::schedules::{
+    self, celsius, format_date, parse_date, parse_periods, period_text, temperature_message,
+    temperature_ranges, DayPeriods, ScheduleEdit, DAYS,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
-use std::collections::BTreeSet;
-use tek_proto::message::config::{
-    self as pc, Freeze, Schedule, SwitchPoint, MAX_HOLIDAYS, MAX_POINTS,
-};
 use tek_proto::message::Config;
-use tek_proto::tz::{civil_from_days, days_from_civil};
-
-/// Day types in schedule order: key (form field and JSON), label.
-pub const DAYS: [(&str, &str); 8] = [
-    ("mon", "Monday"),
-    ("tue", "Tuesday"),
-    ("wed", "Wednesday"),
-    ("thu", "Thursday"),
-    ("fri", "Friday"),
-    ("sat", "Saturday"),
-    ("sun", "Sunday"),
-    ("holiday", "Holiday"),
-];
 
 /// The Schedules form (also what the page shows when it opens). Periods are
 /// `HH:MM-HH:MM` separated by commas or new lines; `24:00` may end a period.
@@ -110,108 +95,6 @@ impl CsrfForm for ScheduleForm {
     }
 }
 
-fn celsius(cc: i32) -> String {
-    let sign = if cc < 0 { "-" } else { "" };
-    let a = cc.unsigned_abs();
-    format!("{sign}{}.{:02}", a / 100, a % 100)
-}
-
-fn hhmm(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
-
-/// A date of the local calendar as days since 1970-01-01, from `YYYY-MM-DD`.
-pub fn parse_date(s: &str) -> Option<u16> {
-    let mut it = s.splitn(3, '-');
-    let (y, m, d) = (it.next()?, it.next()?, it.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let (y, m, d): (i32, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    let day = days_from_civil(y, m, d);
-    (civil_from_days(day) == (y, m, d))
-        .then(|| u16::try_from(day).ok())
-        .flatten()
-}
-
-/// `YYYY-MM-DD` of a day number.
-pub fn format_date(day: u16) -> String {
-    let (y, m, d) = civil_from_days(i32::from(day));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Periods of one day from text: `HH:MM-HH:MM`, separated by commas, spaces or new lines.
-pub fn parse_periods(s: &str) -> Result<Vec<(u16, u16)>, String> {
-    let time = |t: &str, end: bool| -> Option<u16> {
-        let (h, m) = t.trim().split_once(':')?;
-        if h.is_empty() || h.len() > 2 || m.len() != 2 {
-            return None;
-        }
-        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        let v = h.checked_mul(60)? + m;
-        (m < 60 && (v < 1440 || end && v == 1440)).then_some(v)
-    };
-    let mut out = Vec::new();
-    for p in s
-        .split([',', '\n', '\r', ' ', ';'])
-        .filter(|p| !p.trim().is_empty())
-    {
-        let bad = || format!("{p:?} is not a period like 06:00-22:00");
-        let (a, b) = p.split_once('-').ok_or_else(bad)?;
-        let (a, b) = (
-            time(a, false).ok_or_else(bad)?,
-            time(b, true).ok_or_else(bad)?,
-        );
-        if a >= b {
-            return Err(format!("{p:?} ends before it starts"));
-        }
-        out.push((a, b));
-    }
-    Ok(out)
-}
-
-/// The switching points of one day type from its pump and occupancy periods: a point wherever
-/// the state changes, the day starting off and unoccupied.
-pub fn day_points(day: u8, pump: &[(u16, u16)], occupied: &[(u16, u16)]) -> Vec<SwitchPoint> {
-    let covered = |ps: &[(u16, u16)], m: u16| ps.iter().any(|&(a, b)| a <= m && m < b);
-    let bounds: BTreeSet<u16> = pump
-        .iter()
-        .chain(occupied)
-        .flat_map(|&(a, b)| [a, b])
-        .filter(|&m| m < 1440)
-        .collect();
-    let mut out = Vec::new();
-    let mut prev = (false, false);
-    for m in bounds {
-        let state = (covered(pump, m), covered(occupied, m));
-        if state != prev {
-            out.extend(SwitchPoint::new(day, m, state.0, state.1));
-            prev = state;
-        }
-    }
-    out
-}
-
-/// The periods of one day type in which `on` holds, as text.
-pub fn periods_text(points: &[SwitchPoint], day: u8, on: fn(SwitchPoint) -> bool) -> String {
-    let mut out = Vec::new();
-    let mut start = None;
-    for p in points.iter().filter(|p| p.day() == day) {
-        match (on(*p), start) {
-            (true, None) => start = Some(p.minute()),
-            (false, Some(s)) => {
-                out.push(format!("{}-{}", hhmm(s), hhmm(p.minute())));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        out.push(format!("{}-24:00", hhmm(s)));
-    }
-    out.join(", ")
-}
-
 impl ScheduleForm {
     /// The pump and occupancy fields of day type `i` (0 Monday ..= 7 holiday).
     pub fn day(&self, i: usize) -> (&str, &str) {
@@ -245,35 +128,83 @@ impl ScheduleForm {
 
     /// The form filled from a configuration and the stored zone name.
     pub fn from_config(c: &Config, zone: &str) -> ScheduleForm {
+        let e = ScheduleEdit::from_config(c, zone);
+        let temp = |cc: Option<i32>| cc.map(celsius).unwrap_or_default();
         let mut f = ScheduleForm {
-            enabled: c.schedule.as_ref().map(|_| "on".to_owned()),
-            time_zone: zone.to_owned(),
-            occupied: celsius(i32::from(c.thermostat.setpoint_cc)),
-            unoccupied: celsius(i32::from(
-                c.schedule
-                    .as_ref()
-                    .map_or(c.thermostat.setpoint_cc, |s| s.unoccupied_cc),
-            )),
-            freeze_limit: celsius(i32::from(c.freeze.limit_cc)),
-            freeze_hysteresis: celsius(i32::from(c.freeze.hysteresis_cc)),
-            holidays: c
-                .holidays
-                .iter()
+            enabled: e.enabled.then(|| "on".to_owned()),
+            time_zone: e.time_zone,
+            occupied: temp(e.occupied_cc),
+            unoccupied: temp(e.unoccupied_cc),
+            freeze_limit: temp(e.freeze_limit_cc),
+            freeze_hysteresis: temp(e.freeze_hysteresis_cc),
+            holidays: (e.holidays.iter().flatten())
                 .map(|&d| format_date(d))
                 .collect::<Vec<_>>()
                 .join("\n"),
             ..ScheduleForm::default()
         };
-        if let Some(s) = &c.schedule {
-            for i in 0..DAYS.len() {
-                let pump = periods_text(&s.points, i as u8, SwitchPoint::pump);
-                let occ = periods_text(&s.points, i as u8, SwitchPoint::occupied);
-                let (p, o) = f.day_mut(i);
-                *p = pump;
-                *o = occ;
-            }
+        for (i, day) in e.days.iter().enumerate() {
+            let Some(day) = day else { continue };
+            let text = |ps: &[(u16, u16)]| {
+                let t: Vec<String> = ps.iter().copied().map(period_text).collect();
+                t.join(", ")
+            };
+            let (p, o) = f.day_mut(i);
+            *p = text(&day.pump);
+            *o = text(&day.occupied);
         }
         f
+    }
+
+    /// The schedule this form asks for. Problems reading a field are pushed onto `errors` and
+    /// leave that field out, so the rest is still checked.
+    pub fn edit(&self, errors: &mut Vec<String>) -> ScheduleEdit {
+        let texts = [
+            &self.occupied,
+            &self.unoccupied,
+            &self.freeze_limit,
+            &self.freeze_hysteresis,
+        ];
+        let mut temps = [None; 4];
+        for ((slot, text), (label, lo, hi)) in temps.iter_mut().zip(texts).zip(temperature_ranges())
+        {
+            match crate::device_config::centi(label, text.trim()) {
+                Ok(cc) => *slot = Some(cc),
+                Err(_) => errors.push(temperature_message(label, lo, hi)),
+            }
+        }
+        let mut days: [Option<DayPeriods>; 8] = Default::default();
+        for (i, (_, label)) in DAYS.iter().enumerate() {
+            let (pump, occ) = self.day(i);
+            match (parse_periods(pump), parse_periods(occ)) {
+                (Ok(pump), Ok(occupied)) => days[i] = Some(DayPeriods { pump, occupied }),
+                (Err(e), _) => errors.push(format!("{label}, pump: {e}.")),
+                (_, Err(e)) => errors.push(format!("{label}, occupied: {e}.")),
+            }
+        }
+        let mut holidays = Vec::new();
+        for d in self
+            .holidays
+            .split([',', '\n', '\r', ' ', ';'])
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            match parse_date(d) {
+                Some(day) => holidays.push(day),
+                None => errors.push(format!("Holiday {d:?} is not a date like 2026-12-25.")),
+            }
+        }
+        let [occupied_cc, unoccupied_cc, freeze_limit_cc, freeze_hysteresis_cc] = temps;
+        ScheduleEdit {
+            enabled: self.enabled.is_some(),
+            time_zone: self.time_zone.clone(),
+            occupied_cc,
+            unoccupied_cc,
+            freeze_limit_cc,
+            freeze_hysteresis_cc,
+            days,
+            holidays: Some(holidays),
+        }
     }
 }
 
@@ -300,197 +231,12 @@ pub fn field_of(message: &str) -> Option<String> {
     .map(|(_, f)| (*f).to_owned())
 }
 
-/// Applies the form to `c` (the POSIX rule of the zone comes from [`crate::tzdb`]); every
-/// problem is reported, and `c` is only meaningful if there is none. Returns the audit detail.
+/// Applies the form to `c` (see [`ScheduleEdit::apply`]); every problem is reported, and `c`
+/// is only meaningful if there is none. Returns the audit detail.
 pub fn apply_form(c: &mut Config, f: &ScheduleForm) -> Result<String, Vec<String>> {
     let mut errors = Vec::new();
-    let temp = |errors: &mut Vec<String>, label: &str, v: &str, lo: i32, hi: i32| -> i32 {
-        match crate::device_config::centi(label, v.trim()) {
-            Ok(x) if (lo..=hi).contains(&x) => x,
-            _ => {
-                errors.push(format!(
-                    "{label} must be a temperature from {} to {} °C, like 27.5.",
-                    celsius(lo),
-                    celsius(hi)
-                ));
-                0
-            }
-        }
-    };
-    let sp = pc::range::SETPOINT_CC;
-    let (lo, hi) = (i32::from(*sp.start()), i32::from(*sp.end()));
-    let occupied = temp(&mut errors, "Occupied setpoint", &f.occupied, lo, hi);
-    let unoccupied = temp(&mut errors, "Unoccupied setpoint", &f.unoccupied, lo, hi);
-    let fl = pc::range::FREEZE_LIMIT_CC;
-    let limit = temp(
-        &mut errors,
-        "Freeze protection limit",
-        &f.freeze_limit,
-        i32::from(*fl.start()),
-        i32::from(*fl.end()),
-    );
-    let fh = pc::range::FREEZE_HYSTERESIS_CC;
-    let hysteresis = temp(
-        &mut errors,
-        "Freeze protection hysteresis",
-        &f.freeze_hysteresis,
-        i32::from(*fh.start()),
-        i32::from(*fh.end()),
-    );
-
-    let zone = if f.time_zone.trim().is_empty() {
-        DEFAULT_ZONE
-    } else {
-        f.time_zone.trim()
-    };
-    let rule = match crate::tzdb::posix_rule(zone) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            errors.push(format!("Time zone: {e}."));
-            None
-        }
-    };
-
-    let mut points = Vec::new();
-    for (i, (_, label)) in DAYS.iter().enumerate() {
-        let (pump, occ) = f.day(i);
-        match (parse_periods(pump), parse_periods(occ)) {
-            (Ok(p), Ok(o)) => points.extend(day_points(i as u8, &p, &o)),
-            (Err(e), _) => errors.push(format!("{label}, pump: {e}.")),
-            (_, Err(e)) => errors.push(format!("{label}, occupied: {e}.")),
-        }
-    }
-    if points.len() > MAX_POINTS {
-        errors.push(format!(
-            "The week has {} switching points; a controller holds at most {MAX_POINTS}. \
-             Use fewer periods (a point is wherever the pump or occupancy changes).",
-            points.len()
-        ));
-    }
-
-    let mut holidays = BTreeSet::new();
-    for d in f
-        .holidays
-        .split([',', '\n', '\r', ' ', ';'])
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
-        match parse_date(d) {
-            Some(day) => {
-                holidays.insert(day);
-            }
-            None => errors.push(format!("Holiday {d:?} is not a date like 2026-12-25.")),
-        }
-    }
-    if holidays.len() > MAX_HOLIDAYS {
-        errors.push(format!(
-            "{} holidays listed; a controller holds at most {MAX_HOLIDAYS}.",
-            holidays.len()
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let before = c.clone();
-    c.thermostat.setpoint_cc = occupied as i16;
-    c.schedule = f.enabled.is_some().then(|| Schedule {
-        unoccupied_cc: unoccupied as i16,
-        points: heapless::Vec::from_slice(&points).unwrap_or_default(),
-    });
-    c.holidays = holidays.iter().copied().collect();
-    c.time_zone = match rule.as_deref() {
-        // UTC is the default; leaving it out keeps the configuration as small as before.
-        Some("UTC0") | None => heapless::String::new(),
-        Some(r) => heapless::String::try_from(r).unwrap_or_default(),
-    };
-    c.freeze = Freeze {
-        limit_cc: limit as i16,
-        hysteresis_cc: hysteresis as u16,
-    };
-    if let Err(e) = c.validate() {
-        return Err(vec![format!("The configuration is not valid: {e}.")]);
-    }
-    let mut changes = Vec::new();
-    if before.schedule != c.schedule {
-        changes.push(match &c.schedule {
-            Some(s) => format!(
-                "schedule: {} switching points, unoccupied {} °C",
-                s.points.len(),
-                celsius(i32::from(s.unoccupied_cc))
-            ),
-            None => "schedule off".to_owned(),
-        });
-    }
-    if before.thermostat.setpoint_cc != c.thermostat.setpoint_cc {
-        changes.push(format!(
-            "occupied setpoint {} °C",
-            celsius(i32::from(c.thermostat.setpoint_cc))
-        ));
-    }
-    if before.holidays != c.holidays {
-        changes.push(format!("{} holidays", c.holidays.len()));
-    }
-    if before.time_zone != c.time_zone {
-        changes.push(format!("time zone {zone}"));
-    }
-    if before.freeze != c.freeze {
-        changes.push(format!(
-            "freeze protection below {} °C",
-            celsius(i32::from(c.freeze.limit_cc))
-        ));
-    }
-    Ok(if changes.is_empty() {
-        "no change".into()
-    } else {
-        changes.join("; ")
-    })
-}
-
-/// The zone of a device's schedule: the one stored with it, else its site's time zone, else
-/// `UTC`.
-pub async fn zone_of(web: &Web, id: u32) -> Result<String, WebError> {
-    web.db_call(move |db| effective_zone(db, id)).await
-}
-
-fn effective_zone(db: &dyn crate::storage::Storage, id: u32) -> crate::storage::Result<String> {
-    if let Some(zone) = db.schedule_zone(id)? {
-        return Ok(zone);
-    }
-    Ok(match db.device_site(id)? {
-        Some(site) => db.site(site)?.map(|s| s.time_zone),
-        None => None,
-    }
-    .unwrap_or_else(|| DEFAULT_ZONE.to_owned()))
-}
-
-/// Saves the form as a new configuration version and the zone name; returns the version.
-pub async fn save_form(
-    web: &Web,
-    p: &crate::http::auth::Principal,
-    id: u32,
-    form: &ScheduleForm,
-) -> Result<u32, (WebError, Vec<String>)> {
-    // A blank zone means the site's time zone (or UTC): the controller's rule and the stored
-    // name are both taken from it.
-    let mut form = form.clone();
-    if form.time_zone.trim().is_empty() {
-        form.time_zone = zone_of(web, id).await.map_err(|e| (e, Vec::new()))?;
-    }
-    let mut errors = Vec::new();
-    let saved = save_edited(web, p, id, |c| {
-        apply_form(c, &form).map_err(|e| {
-            errors = e;
-            WebError::Invalid("invalid input".into())
-        })
-    })
-    .await;
-    let version = saved.map_err(|e| (e, std::mem::take(&mut errors)))?;
-    let zone = form.time_zone.trim().to_owned();
-    web.db_call(move |db| db.set_schedule_zone(id, &zone))
-        .await
-        .map_err(|e| (e, Vec::new()))?;
-    Ok(version)
+    let edit = f.edit(&mut errors);
+    edit.apply_after(c, errors)
 }
 
 async fn render(
@@ -509,7 +255,11 @@ async fn render(
                 Some(s) => db.site(s)?.map(|s| s.name),
                 None => None,
             };
-            Ok((db.latest_config(id)?, site, effective_zone(db, id)?))
+            Ok((
+                db.latest_config(id)?,
+                site,
+                schedules::effective_zone(db, id)?,
+            ))
         })
         .await?;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
@@ -625,7 +375,9 @@ pub async fn save(
     Posted { user, form }: Posted<ScheduleForm>,
 ) -> Result<Response, HtmlError> {
     web.check_device(&user.user, id).await?;
-    match save_form(&web, &user, id, &form).await {
+    let mut reading = Vec::new();
+    let edit = form.edit(&mut reading);
+    match schedules::save(&web, &user, id, &edit, reading).await {
         Ok(v) => Ok(Redirect::to(&format!("/devices/{id}/schedules?saved={v}")).into_response()),
         Err((WebError::Invalid(m), mut errors)) => {
             if errors.is_empty() {

@@ -7,62 +7,6 @@ fn have_tzdata() -> bool {
 }
 
 #[test]
-fn periods_and_points() {
-    assert_eq!(
-        parse_periods("06:00-22:00, 23:30-24:00").unwrap(),
-        [(360, 1320), (1410, 1440)]
-    );
-    for bad in [
-        "6-22",
-        "06:00",
-        "22:00-06:00",
-        "06:00-24:01",
-        "24:00-24:00",
-        "06:60-07:00",
-    ] {
-        assert!(parse_periods(bad).is_err(), "{bad}");
-    }
-    // Pump 06:00-22:00, occupied 07:00-12:00 and 14:00-21:00.
-    let p = day_points(
-        0,
-        &[(360, 1320)],
-        &parse_periods("07:00-12:00,14:00-21:00").unwrap(),
-    );
-    let got: Vec<_> = p
-        .iter()
-        .map(|p| (p.minute(), p.pump(), p.occupied()))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (360, true, false),
-            (420, true, true),
-            (720, true, false),
-            (840, true, true),
-            (1260, true, false),
-            (1320, false, false),
-        ]
-    );
-    assert_eq!(periods_text(&p, 0, SwitchPoint::pump), "06:00-22:00");
-    assert_eq!(
-        periods_text(&p, 0, SwitchPoint::occupied),
-        "07:00-12:00, 14:00-21:00"
-    );
-    // Overlapping and touching periods merge; a run to midnight needs no end point.
-    let p = day_points(3, &[(0, 120), (60, 180), (1380, 1440)], &[]);
-    assert_eq!(p.len(), 3);
-    assert_eq!(
-        periods_text(&p, 3, SwitchPoint::pump),
-        "00:00-03:00, 23:00-24:00"
-    );
-    assert_eq!(parse_date("2026-12-25"), Some(20_812));
-    assert_eq!(format_date(20_812), "2026-12-25");
-    for bad in ["2026-02-30", "26-12-25", "2026-1-5", "1969-12-31", "x"] {
-        assert_eq!(parse_date(bad), None, "{bad}");
-    }
-}
-
-#[test]
 fn form_round_trip() {
     if !have_tzdata() {
         return;

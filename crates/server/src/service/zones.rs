@@ -6,9 +6,7 @@
 use crate::energy::zone;
 use crate::http::error::WebError;
 use crate::http::Web;
-use crate::timefmt;
 use jiff::tz::TimeZone;
-use maud::{html, Markup};
 use std::collections::HashMap;
 
 /// A zone and its IANA name.
@@ -35,21 +33,6 @@ impl Zone {
             tz: zone::load(name),
             name: name.to_owned(),
         }
-    }
-
-    /// `t` local in this zone as a `<time>` element (machine-readable with its offset).
-    pub fn time(&self, t: i64) -> Markup {
-        html! { time datetime=(timefmt::iso(&self.tz, t)) { (timefmt::local(&self.tz, t)) } }
-    }
-
-    /// `t` with the zone's abbreviation, the zone's name as a tooltip.
-    pub fn time_abbr(&self, t: i64) -> Markup {
-        html! { time datetime=(timefmt::iso(&self.tz, t)) title=(self.name) { (timefmt::local_abbr(&self.tz, t)) } }
-    }
-
-    /// "Times in Europe/Berlin."
-    pub fn note(&self) -> Markup {
-        html! { span.zone-note { "Times in " strong data-zone=(self.name) { (self.name) } "." } }
     }
 }
 
