@@ -1,8 +1,19 @@
 //! Versioned device configurations: every save is a new version (previous + 1), kept with what
 //! the device did with it.
 
-use super::Result;
+use super::{Error, Result};
 use tek_proto::message::{Config, ConfigResult};
+
+/// The item list both backends store for `config` (sealed), once it passed validation: an
+/// invalid configuration is refused before any SQL runs.
+pub fn valid_items(config: &Config) -> Result<Vec<u8>> {
+    config.validate().map_err(Error::InvalidConfig)?;
+    let mut items = vec![0u8; config.items_len()];
+    config
+        .emit_items(&mut items)
+        .ok_or_else(|| Error::Backend("config encoding failed".into()))?;
+    Ok(items)
+}
 
 /// What became of a configuration version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

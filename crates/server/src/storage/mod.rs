@@ -23,6 +23,7 @@ pub mod devices;
 pub mod energy;
 pub mod postgres;
 pub mod schedules;
+pub mod schema;
 pub mod sealed;
 pub mod series;
 pub mod sites;
@@ -162,6 +163,18 @@ pub fn open(
         }
         None => Ok(std::sync::Arc::new(sqlite::Sqlite::open_dir(data)?)),
     }
+}
+
+/// An id or number stored in a 64-bit SQL integer that must fit `u32`; anything else is a
+/// damaged row.
+pub(crate) fn u32_col(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Corrupt(format!("{what} {v} out of range")))
+}
+
+/// A row count as an SQL `LIMIT` (both backends bind it as a signed 64-bit integer; a count
+/// beyond that is no limit).
+pub fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Hello counters are `u64` but SQL integers are signed 64-bit: flipping the top bit maps the

@@ -26,7 +26,9 @@ fn items_aad(device_id: u32, version: u32) -> Vec<u8> {
     a
 }
 
-fn vault_error(e: crate::vault::Error) -> Error {
+/// A key that does not open or seal means the stored bytes (or the key file) are not what
+/// they should be.
+pub(crate) fn vault_error(e: crate::vault::Error) -> Error {
     Error::Corrupt(e.to_string())
 }
 
@@ -119,6 +121,88 @@ pub fn reseal_items(
 ) -> Result<Vec<u8>> {
     let plain = open_items(Some(from), device_id, version, sealed, stored)?;
     seal_items(to, device_id, version, &plain)
+}
+
+/// A configuration row as a re-seal reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItems {
+    /// Feed position, the row's key.
+    pub seq: i64,
+    /// Device.
+    pub device_id: i64,
+    /// Version.
+    pub version: i64,
+    /// The items as stored.
+    pub items: Vec<u8>,
+    /// Whether `items` are sealed.
+    pub sealed: bool,
+}
+
+/// The configuration rows to rewrite as `(seq, items)`: those in the clear sealed under `to`;
+/// with `all` (master key rotation) the sealed ones too, opened under `from`.
+pub fn resealed_items(
+    from: &Vault,
+    to: &Vault,
+    all: bool,
+    rows: Vec<StoredItems>,
+) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for r in rows.into_iter().filter(|r| all || !r.sealed) {
+        let (device, version) = (
+            super::u32_col(r.device_id, "device id")?,
+            super::u32_col(r.version, "config version")?,
+        );
+        let items = reseal_items(from, to, device, version, r.sealed, r.items)?;
+        out.push((r.seq, items));
+    }
+    Ok(out)
+}
+
+/// The destination secrets to rewrite as `(id, secret)`, from `(id, stored secret)` rows: those
+/// in the clear sealed under `to`; with `all` (rotation) the sealed ones too.
+pub fn resealed_secrets(
+    from: &Vault,
+    to: &Vault,
+    all: bool,
+    rows: Vec<(i64, String)>,
+) -> Result<Vec<(i64, String)>> {
+    rows.into_iter()
+        .filter(|(_, secret)| all || !is_sealed_secret(secret))
+        .map(|(id, secret)| Ok((id, reseal_secret(from, to, &secret)?)))
+        .collect()
+}
+
+/// The device keys to rewrite as `(id, key)`, from `(id, stored key)` rows: those `select`
+/// picks, opened under `from` and sealed under `to`.
+pub fn rewrapped_keys(
+    from: &Vault,
+    to: &Vault,
+    select: impl Fn(&[u8]) -> bool,
+    rows: Vec<(i64, Vec<u8>)>,
+) -> Result<Vec<(i64, Vec<u8>)>> {
+    rows.into_iter()
+        .filter(|(_, stored)| select(stored))
+        .map(|(id, stored)| {
+            let device = super::u32_col(id, "device id")?;
+            Ok((id, from.rewrap(to, device, &stored).map_err(vault_error)?))
+        })
+        .collect()
+}
+
+/// Logs the configuration and destination rows a key rewrap sealed along with the keys.
+pub fn log_resealed(rows: usize) {
+    if rows > 0 {
+        tracing::info!(rows, "configurations and destination secrets sealed");
+    }
+}
+
+/// The key of a master key rotation, created at `path`; a file there already is refused, so
+/// no key is ever overwritten.
+pub fn new_master_key(path: &std::path::Path) -> Result<Vault> {
+    if path.exists() {
+        return Err(Error::Backend(format!("{} exists already", path.display())));
+    }
+    Vault::load_or_create(path).map_err(vault_error)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

@@ -1,18 +1,11 @@
 //! Commands in PostgreSQL. Queuing takes the command-feed lock (ids appear in commit order) and
 //! notifies every listening server in the same transaction.
 
-use super::{limit, locks, u32_col, Postgres, CHANNEL};
+use super::{locks, u32_col, Postgres, CHANNEL};
 use crate::storage::commands::{self, CommandRecord, CommandState, CommandStore};
-use crate::storage::{Error, Result};
+use crate::storage::{sql_limit, Error, Result};
 use tek_proto::message::{Command, CommandResult};
 use tokio_postgres::Row;
-
-/// Schema version 6: the boot number of the session a command was last sent in (PROTOCOL.md
-/// 11.3: a reboot sent in an earlier boot is done once the device says Hello with a later one,
-/// whichever server of the fleet sent it).
-pub const SCHEMA_V6: &str = r#"
-ALTER TABLE commands ADD COLUMN sent_boot BIGINT;
-"#;
 
 const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at, sent_boot";
 
@@ -110,7 +103,7 @@ impl CommandStore for Postgres {
             let rows = c
                 .query(
                     &format!("SELECT {COLUMNS} FROM commands WHERE id > $1 ORDER BY id LIMIT $2"),
-                    &[&i64::from(after), &limit(n)],
+                    &[&i64::from(after), &sql_limit(n)],
                 )
                 .await?;
             rows.iter().map(convert).collect()
@@ -162,7 +155,7 @@ impl CommandStore for Postgres {
                         "SELECT {COLUMNS} FROM commands WHERE device_id = $1
                          ORDER BY id DESC LIMIT $2"
                     ),
-                    &[&i64::from(device_id), &limit(n)],
+                    &[&i64::from(device_id), &sql_limit(n)],
                 )
                 .await?;
             rows.iter().map(convert).collect()

@@ -1,8 +1,7 @@
 //! Sealing the configuration items and destination secrets already stored (see
 //! [`crate::storage::sealed`]), inside the transaction that wraps or re-seals device keys.
 
-use super::u32_col;
-use crate::storage::sealed;
+use crate::storage::sealed::{self, StoredItems};
 use crate::storage::Result;
 use crate::vault::Vault;
 use tokio_postgres::Transaction;
@@ -15,46 +14,46 @@ pub(super) async fn reseal(
     to: &Vault,
     all: bool,
 ) -> Result<usize> {
-    let mut n = 0;
-    let rows = tx
+    let configs = tx
         .query(
             "SELECT seq, device_id, version, items, sealed FROM configs \
              WHERE NOT sealed OR $1 FOR UPDATE",
             &[&all],
         )
-        .await?;
+        .await?
+        .iter()
+        .map(|r| StoredItems {
+            seq: r.get(0),
+            device_id: r.get(1),
+            version: r.get(2),
+            items: r.get(3),
+            sealed: r.get(4),
+        })
+        .collect();
+    let configs = sealed::resealed_items(from, to, all, configs)?;
     let update = tx
         .prepare("UPDATE configs SET items = $2, sealed = TRUE WHERE seq = $1")
         .await?;
-    for r in rows {
-        let (seq, device, version): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        let (device, version) = (
-            u32_col(device, "device id")?,
-            u32_col(version, "config version")?,
-        );
-        let items = sealed::reseal_items(from, to, device, version, r.get(4), r.get(3))?;
-        tx.execute(&update, &[&seq, &items]).await?;
-        n += 1;
+    for (seq, items) in &configs {
+        tx.execute(&update, &[seq, items]).await?;
     }
-    let rows = tx
+    let secrets = tx
         .query(
             "SELECT id, secret FROM alarm_destinations WHERE secret IS NOT NULL FOR UPDATE",
             &[],
         )
-        .await?;
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let secrets = sealed::resealed_secrets(from, to, all, secrets)?;
     let update = tx
         .prepare("UPDATE alarm_destinations SET secret = $2 WHERE id = $1")
         .await?;
-    for r in rows {
-        let (id, secret): (i64, String) = (r.get(0), r.get(1));
-        if sealed::is_sealed_secret(&secret) && !all {
-            continue;
-        }
-        let s = sealed::reseal_secret(from, to, &secret)?;
-        tx.execute(&update, &[&id, &s]).await?;
-        n += 1;
+    for (id, secret) in &secrets {
+        tx.execute(&update, &[id, secret]).await?;
     }
-    Ok(n)
+    Ok(configs.len() + secrets.len())
 }
 
 #[cfg(test)]

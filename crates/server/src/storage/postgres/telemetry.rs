@@ -189,7 +189,7 @@ impl TelemetryStore for Postgres {
                         &i64::from(q.device_id),
                         &q.from,
                         &q.to,
-                        &super::limit(q.limit),
+                        &crate::storage::sql_limit(q.limit),
                     ],
                 )
                 .await?;

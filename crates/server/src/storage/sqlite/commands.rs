@@ -6,12 +6,6 @@ use crate::storage::{Error, Result};
 use rusqlite::params;
 use tek_proto::message::{Command, CommandResult};
 
-/// Schema version 6: the boot number of the session a command was last sent in (PROTOCOL.md
-/// 11.3: a reboot sent in an earlier boot is done once the device says Hello with a later one).
-pub const SCHEMA_V6: &str = r#"
-ALTER TABLE commands ADD COLUMN sent_boot INTEGER;
-"#;
-
 const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at, sent_boot";
 
 type Raw = (
