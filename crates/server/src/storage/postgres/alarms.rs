@@ -7,7 +7,7 @@
 use super::{fk, u32_col, unique, Postgres};
 use crate::alarms::rules::{Rule, RuleSpec, MAX_RULES_PER_DEVICE};
 use crate::storage::alarms::*;
-use crate::storage::{sql_limit, Error, Result};
+use crate::storage::{missing_if_none, sql_limit, Error, Result};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -70,14 +70,6 @@ fn note(r: &Row) -> Result<NotificationRecord> {
     })
 }
 
-fn missing(n: u64, what: impl FnOnce() -> String) -> Result<()> {
-    if n == 0 {
-        Err(Error::Missing(what()))
-    } else {
-        Ok(())
-    }
-}
-
 impl AlarmStore for Postgres {
     fn create_rule(&self, device_id: u32, spec: &RuleSpec, now: i64) -> Result<i64> {
         let spec = encode_spec(spec);
@@ -128,7 +120,7 @@ impl AlarmStore for Postgres {
                     &[&id, &spec],
                 )
                 .await?;
-            missing(n, || format!("alarm rule {id}"))
+            missing_if_none(n, || format!("alarm rule {id}"))
         })
     }
 
@@ -139,7 +131,7 @@ impl AlarmStore for Postgres {
             let n = tx
                 .execute("DELETE FROM alarm_rules WHERE id = $1", &[&id])
                 .await?;
-            missing(n, || format!("alarm rule {id}"))?;
+            missing_if_none(n, || format!("alarm rule {id}"))?;
             tx.execute(
                 "UPDATE alarms SET cleared_at = $2 WHERE rule_id = $1 AND cleared_at IS NULL",
                 &[&id, &now],
@@ -200,7 +192,7 @@ impl AlarmStore for Postgres {
                     &[&id, &until],
                 )
                 .await?;
-            missing(n, || format!("alarm rule {id}"))
+            missing_if_none(n, || format!("alarm rule {id}"))
         })
     }
 
@@ -367,7 +359,7 @@ impl AlarmStore for Postgres {
             let n = c
                 .execute("DELETE FROM alarm_destinations WHERE id = $1", &[&id])
                 .await?;
-            missing(n, || format!("destination {id}"))
+            missing_if_none(n, || format!("destination {id}"))
         })
     }
 
@@ -424,7 +416,7 @@ impl AlarmStore for Postgres {
                 )
                 .await
                 .map_err(|e| fk(e, || format!("site {site_id:?}")))?;
-            missing(n, || format!("list {list_id}"))
+            missing_if_none(n, || format!("list {list_id}"))
         })
     }
 
@@ -460,7 +452,7 @@ impl AlarmStore for Postgres {
             let n = c
                 .execute("DELETE FROM alarm_lists WHERE id = $1", &[&id])
                 .await?;
-            missing(n, || format!("list {id}"))
+            missing_if_none(n, || format!("list {id}"))
         })
     }
 

@@ -142,17 +142,12 @@ impl ConfigStore for Postgres {
         })
     }
 
-    fn set_config_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        change: ConfigTransition,
-        now: i64,
-    ) -> Result<bool> {
+    fn set_config_state(&self, change: &ConfigTransition) -> Result<bool> {
+        let change = *change;
         self.run(move |s| async move {
             let mut c = s.conn().await?;
             let tx = c.transaction().await?;
-            let (d, v) = (i64::from(device_id), i64::from(version));
+            let (d, v) = (i64::from(change.device_id), i64::from(change.version));
             let changed = tx
                 .execute(
                     "UPDATE configs SET state = $3, acked_at = $4
@@ -162,7 +157,7 @@ impl ConfigStore for Postgres {
                         &d,
                         &v,
                         &change.to.as_str(),
-                        &now,
+                        &change.at,
                         &change.from.map(|s| s.as_str()),
                     ],
                 )

@@ -59,12 +59,8 @@ pub(super) async fn reseal(
 #[cfg(test)]
 mod tests {
     use super::super::{testing, Postgres};
-    use crate::storage::alarms::{DestinationKind, NewDestination};
-    use crate::storage::{AlarmStore, ConfigStore, DeviceStore, NewDevice};
-    use tek_proto::message::Config;
-
-    const GSM: &str = "GsmPassw0rd-77";
-    const HOOK: &str = "webhook-key-31337";
+    use crate::storage::sealed::fixture::{config, contains, store_secrets, GSM, HOOK};
+    use crate::storage::{AlarmStore, ConfigStore};
 
     /// Rows as the version before stored them (items and secret in the clear, `sealed` false
     /// as migration 7 leaves them) are sealed when a server connects with the master key, and
@@ -74,28 +70,7 @@ mod tests {
         let Some(db) = testing::database() else {
             return;
         };
-        db.add_devices(
-            &[NewDevice {
-                id: 1,
-                name: "d".into(),
-                key: tek_proto::crypto::Key([3; 16]),
-            }],
-            0,
-        )
-        .unwrap();
-        let mut c = Config::default();
-        c.gsm.password = GSM.try_into().unwrap();
-        db.save_config(1, &c, 1).unwrap();
-        db.create_destination(
-            &NewDestination {
-                name: "hook".into(),
-                kind: DestinationKind::Webhook,
-                target: "http://127.0.0.1:9/x".into(),
-                secret: Some(HOOK.into()),
-            },
-            1,
-        )
-        .unwrap();
+        store_secrets(&*db);
         let raw = |db: &Postgres| {
             db.run(|s| async move {
                 let c = s.conn().await?;
@@ -114,9 +89,9 @@ mod tests {
             .unwrap()
         };
         let (items, sealed, secret) = raw(&db);
-        let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
-        assert!(sealed && !has(&items, GSM) && !secret.contains(HOOK));
+        assert!(sealed && !contains(&items, GSM) && !secret.contains(HOOK));
         // Back to the clear, as an older version wrote them.
+        let c = config();
         let mut clear = vec![0u8; c.items_len()];
         c.emit_items(&mut clear).unwrap();
         db.run(move |s| async move {
@@ -130,7 +105,7 @@ mod tests {
         .unwrap();
         let again = Postgres::connect_sealed(&db.url, &db.master_key).unwrap();
         let (items, sealed, secret) = raw(&again);
-        assert!(sealed && !has(&items, GSM) && !secret.contains(HOOK));
+        assert!(sealed && !contains(&items, GSM) && !secret.contains(HOOK));
         assert_eq!(
             again.latest_config(1).unwrap().unwrap().config.gsm.password,
             GSM

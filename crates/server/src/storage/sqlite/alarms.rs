@@ -3,7 +3,7 @@
 use super::{u32_col, Sqlite};
 use crate::alarms::rules::{Rule, RuleSpec, MAX_RULES_PER_DEVICE};
 use crate::storage::alarms::*;
-use crate::storage::{Error, Result};
+use crate::storage::{missing_if_none, Error, Result};
 use rusqlite::{params, OptionalExtension};
 
 type RawRule = (i64, i64, String, Option<i64>, i64);
@@ -115,14 +115,6 @@ fn unique(e: rusqlite::Error, what: String) -> Error {
     super::users::unique(e, what)
 }
 
-fn missing(n: usize, what: impl FnOnce() -> String) -> Result<()> {
-    if n == 0 {
-        Err(Error::Missing(what()))
-    } else {
-        Ok(())
-    }
-}
-
 /// `?,?,?` for an `IN` list of `n` items.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
@@ -164,14 +156,14 @@ impl AlarmStore for Sqlite {
             "UPDATE alarm_rules SET spec = ?2 WHERE id = ?1",
             params![id, encode_spec(spec)],
         )?;
-        missing(n, || format!("alarm rule {id}"))
+        missing_if_none(n, || format!("alarm rule {id}"))
     }
 
     fn delete_rule(&self, id: i64, now: i64) -> Result<()> {
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM alarm_rules WHERE id = ?1", params![id])?;
-        missing(n, || format!("alarm rule {id}"))?;
+        missing_if_none(n, || format!("alarm rule {id}"))?;
         tx.execute(
             "UPDATE alarms SET cleared_at = ?2 WHERE rule_id = ?1 AND cleared_at IS NULL",
             params![id, now],
@@ -218,7 +210,7 @@ impl AlarmStore for Sqlite {
             "UPDATE alarm_rules SET shelved_until = ?2 WHERE id = ?1",
             params![id, until],
         )?;
-        missing(n, || format!("alarm rule {id}"))
+        missing_if_none(n, || format!("alarm rule {id}"))
     }
 
     fn raise_alarm(&self, a: &NewAlarm) -> Result<(i64, bool)> {
@@ -361,7 +353,7 @@ impl AlarmStore for Sqlite {
         let n = self
             .writer()?
             .execute("DELETE FROM alarm_destinations WHERE id = ?1", params![id])?;
-        missing(n, || format!("destination {id}"))
+        missing_if_none(n, || format!("destination {id}"))
     }
 
     fn create_list(&self, name: &str, now: i64) -> Result<i64> {
@@ -409,7 +401,7 @@ impl AlarmStore for Sqlite {
                 params![list_id, site_id],
             )
             .map_err(|e| super::sites::fk(e, || format!("site {site_id:?}")))?;
-        missing(n, || format!("list {list_id}"))
+        missing_if_none(n, || format!("list {list_id}"))
     }
 
     fn lists(&self) -> Result<Vec<DestinationList>> {
@@ -445,7 +437,7 @@ impl AlarmStore for Sqlite {
         let n = self
             .writer()?
             .execute("DELETE FROM alarm_lists WHERE id = ?1", params![id])?;
-        missing(n, || format!("list {id}"))
+        missing_if_none(n, || format!("list {id}"))
     }
 
     fn list_destinations(&self, list_id: i64) -> Result<Vec<Destination>> {

@@ -108,13 +108,8 @@ impl ConfigStore for Sqlite {
         Ok(v.unwrap_or(0))
     }
 
-    fn set_config_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        change: ConfigTransition,
-        now: i64,
-    ) -> Result<bool> {
+    fn set_config_state(&self, change: &ConfigTransition) -> Result<bool> {
+        let (device_id, version) = (change.device_id, change.version);
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let changed = tx.execute(
@@ -124,7 +119,7 @@ impl ConfigStore for Sqlite {
                 device_id,
                 version,
                 change.to.as_str(),
-                now,
+                change.at,
                 change.from.map(|s| s.as_str())
             ],
         )?;

@@ -43,24 +43,10 @@ pub(super) fn reseal(tx: &Transaction<'_>, from: &Vault, to: &Vault, all: bool) 
 #[cfg(test)]
 mod tests {
     use super::super::{Sqlite, FILE_NAME};
-    use crate::storage::alarms::{DestinationKind, NewDestination};
     use crate::storage::schema::{self, Dialect};
-    use crate::storage::{AlarmStore, ConfigStore, DeviceStore, NewDevice};
+    use crate::storage::sealed::fixture::{config, contains, store_secrets, GSM, HOOK};
+    use crate::storage::{AlarmStore, ConfigStore};
     use rusqlite::{params, Connection};
-    use tek_proto::message::Config;
-
-    const GSM: &str = "GsmPassw0rd-77";
-    const HOOK: &str = "webhook-key-31337";
-
-    fn config() -> Config {
-        let mut c = Config::default();
-        c.gsm.password = GSM.try_into().unwrap();
-        c
-    }
-
-    fn contains(hay: &[u8], needle: &str) -> bool {
-        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-    }
 
     /// Every byte of the database files (the WAL too).
     fn file_bytes(dir: &std::path::Path) -> Vec<u8> {
@@ -75,26 +61,7 @@ mod tests {
     fn new_rows_are_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open_dir(dir.path()).unwrap();
-        db.add_devices(
-            &[NewDevice {
-                id: 1,
-                name: "d".into(),
-                key: tek_proto::crypto::Key([3; 16]),
-            }],
-            0,
-        )
-        .unwrap();
-        db.save_config(1, &config(), 1).unwrap();
-        db.create_destination(
-            &NewDestination {
-                name: "hook".into(),
-                kind: DestinationKind::Webhook,
-                target: "http://127.0.0.1:9/x".into(),
-                secret: Some(HOOK.into()),
-            },
-            1,
-        )
-        .unwrap();
+        store_secrets(&db);
         assert_eq!(
             db.latest_config(1).unwrap().unwrap().config.gsm.password,
             GSM
