@@ -72,7 +72,7 @@ const DEVICES_AND_INGEST: &str = r#"
 CREATE TABLE devices (
     id                 {int} PRIMARY KEY{pg: CHECK (id BETWEEN 1 AND 4294967295)},
     name               TEXT NOT NULL DEFAULT '',
-    key                {bytes} NOT NULL,       -- 16 bytes, sealed (storage::sealed)
+    key                {bytes} NOT NULL,       -- wrapped under the master key (crate::vault)
     hello_counter      {int},                  -- storage::counter_to_sql of the last accepted
     created_at         {int} NOT NULL,
     last_seen          {int},
