@@ -5,8 +5,19 @@
 //! At most one alarm per rule is open (not cleared) at a time; the database enforces it with a
 //! partial unique index, so two servers cannot raise the same rule twice.
 
-use super::Result;
+use super::{sql_limit, Result};
 use crate::alarms::rules::{Rule, RuleSpec, Severity};
+
+/// Columns of `alarm_rules` in the order both backends' row conversions read them.
+pub const RULE_COLS: &str = "id, device_id, spec, shelved_until, created_at";
+/// Columns of `alarms`, in the order of [`AlarmRecord`].
+pub const ALARM_COLS: &str = "id, rule_id, device_id, rule_name, severity, message, raised_at, \
+                              acked_at, acked_by, cleared_at, level";
+/// Columns of `alarm_destinations`, in the order of [`Destination`].
+pub const DEST_COLS: &str = "id, name, kind, target, secret, created_at";
+/// Columns of `alarm_notifications`, in the order of [`NotificationRecord`].
+pub const NOTE_COLS: &str = "id, alarm_id, device_id, list_id, destination_id, destination, \
+                             event, subject, state, attempts, error, created_at, done_at";
 
 /// A raised alarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +222,30 @@ pub struct NotificationRecord {
     pub done_at: Option<i64>,
 }
 
+/// A delivery result as the notification log stores it ([`AlarmStore::write_delivery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryRecord<'a> {
+    /// Delivery state.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Last error.
+    pub error: Option<&'a str>,
+    /// When the delivery ended (`None` while it waits for another attempt).
+    pub done_at: Option<i64>,
+}
+
+/// A read of the notification log ([`AlarmStore::query_notifications`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationQuery<'a> {
+    /// Devices (`None`: all; never empty: [`AlarmStore::notifications`] answers that itself).
+    pub devices: Option<&'a [u32]>,
+    /// One alarm's notifications.
+    pub alarm_id: Option<i64>,
+    /// At most this many rows, newest first.
+    pub limit: i64,
+}
+
 /// A notification to log before delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification {
@@ -286,7 +321,8 @@ pub trait AlarmStore {
 
     /// Logs a notification as queued; returns its id.
     fn log_notification(&self, n: &NewNotification, now: i64) -> Result<i64>;
-    /// Records a delivery result.
+    /// Records a delivery result. A notification queued again (to retry) is not done; any
+    /// other state ends it at `at`.
     fn notification_done(
         &self,
         id: i64,
@@ -294,14 +330,41 @@ pub trait AlarmStore {
         attempts: u32,
         error: Option<&str>,
         at: i64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let done_at = (state != DeliveryState::Queued).then_some(at);
+        self.write_delivery(
+            id,
+            &DeliveryRecord {
+                state,
+                attempts,
+                error,
+                done_at,
+            },
+        )
+    }
+    /// Stores a delivery result as [`notification_done`](Self::notification_done) decided it
+    /// (the backends' half; callers use `notification_done`).
+    fn write_delivery(&self, id: i64, record: &DeliveryRecord<'_>) -> Result<()>;
     /// Logged notifications of some devices (`None`: all) or of one alarm, newest first.
     fn notifications(
         &self,
         devices: Option<&[u32]>,
         alarm_id: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<NotificationRecord>>;
+    ) -> Result<Vec<NotificationRecord>> {
+        // An empty choice of devices has no notifications: no query runs.
+        if devices.is_some_and(<[u32]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        self.query_notifications(&NotificationQuery {
+            devices,
+            alarm_id,
+            limit: sql_limit(limit),
+        })
+    }
+    /// Reads the notification log as [`notifications`](Self::notifications) asked (the
+    /// backends' half).
+    fn query_notifications(&self, q: &NotificationQuery<'_>) -> Result<Vec<NotificationRecord>>;
 }
 
 /// Decodes a stored rule spec.

@@ -64,6 +64,24 @@ impl CommandState {
     }
 }
 
+/// A CommandAck as the store applies it: the command moves to the result's state, and only
+/// from [`ACKABLE`] (an ack after the expiry still records what the device did; a repeated ack
+/// changes nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandAck {
+    /// Device.
+    pub device_id: u32,
+    /// Command id.
+    pub id: u32,
+    /// The state the command moves to.
+    pub to: CommandState,
+    /// When the device answered.
+    pub at: i64,
+}
+
+/// The states an acknowledgement may move a command from, as an SQL list (both dialects).
+pub const ACKABLE: &str = "('queued', 'expired')";
+
 /// One queued command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -103,7 +121,17 @@ pub trait CommandStore {
         id: u32,
         result: CommandResult,
         now: i64,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        self.apply_ack(&CommandAck {
+            device_id,
+            id,
+            to: CommandState::from_result(result),
+            at: now,
+        })
+    }
+    /// Applies an acknowledgement as [`command_acked`](Self::command_acked) decided it (the
+    /// backends' half). Returns whether the state changed.
+    fn apply_ack(&self, ack: &CommandAck) -> Result<bool>;
     /// The newest commands of a device, newest first.
     fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>>;
     /// Marks every command still queued [`EXPIRE_AFTER_S`] or more before `now` expired (the
@@ -136,6 +164,19 @@ pub fn encode(c: &Command) -> (i64, i64, i64) {
     }
 }
 
+/// [`encode`] of a command a device can carry out: a relay beyond 0..=7 is refused before any
+/// SQL runs.
+pub fn encode_valid(c: &Command) -> Result<(i64, i64, i64)> {
+    if let Command::SetRelay { relay, .. } = c {
+        if *relay > 7 {
+            return Err(super::Error::Backend(format!(
+                "relay {relay} out of range 0..=7"
+            )));
+        }
+    }
+    Ok(encode(c))
+}
+
 /// Inverse of [`encode`]; `None` for a row no version of tek wrote.
 pub fn decode(kind: i64, a: i64, b: i64) -> Option<Command> {
     Some(match kind {
@@ -152,4 +193,26 @@ pub fn decode(kind: i64, a: i64, b: i64) -> Option<Command> {
         3 => Command::SendStatus,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_relays_a_device_has_are_encoded() {
+        let on = |relay| Command::SetRelay {
+            relay,
+            mode: RelayMode::On,
+        };
+        assert_eq!(encode_valid(&on(7)).unwrap(), (1, 7, 1));
+        assert!(matches!(
+            encode_valid(&on(8)),
+            Err(super::super::Error::Backend(m)) if m.contains("relay 8")
+        ));
+        for c in [on(0), Command::Reboot, Command::SendStatus] {
+            let (kind, a, b) = encode_valid(&c).unwrap();
+            assert_eq!(decode(kind, a, b), Some(c));
+        }
+    }
 }

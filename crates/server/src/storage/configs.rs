@@ -1,8 +1,19 @@
 //! Versioned device configurations: every save is a new version (previous + 1), kept with what
 //! the device did with it.
 
-use super::Result;
+use super::{Error, Result};
 use tek_proto::message::{Config, ConfigResult};
+
+/// The item list both backends store for `config` (sealed), once it passed validation: an
+/// invalid configuration is refused before any SQL runs.
+pub fn valid_items(config: &Config) -> Result<Vec<u8>> {
+    config.validate().map_err(Error::InvalidConfig)?;
+    let mut items = vec![0u8; config.items_len()];
+    config
+        .emit_items(&mut items)
+        .ok_or_else(|| Error::Backend("config encoding failed".into()))?;
+    Ok(items)
+}
 
 /// What became of a configuration version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,26 +90,38 @@ pub struct ConfigRecord {
 /// ([`summary_column`](Self::summary_column)) then rises to the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigTransition {
+    /// Device.
+    pub device_id: u32,
+    /// The version that moves.
+    pub version: u32,
     /// The state the version moves to.
     pub to: ConfigState,
     /// The only state it may move from (`None`: any other).
     pub from: Option<ConfigState>,
+    /// When (the version's `acked_at`).
+    pub at: i64,
 }
 
 impl ConfigTransition {
-    /// The device answered the version with `result`.
-    pub fn acked(result: ConfigResult) -> Self {
+    /// The device answered `version` with `result` at `at`.
+    pub fn acked(device_id: u32, version: u32, result: ConfigResult, at: i64) -> Self {
         ConfigTransition {
+            device_id,
+            version,
             to: ConfigState::from_result(result),
             from: None,
+            at,
         }
     }
 
-    /// The device reports running a pending version (its ConfigAck was lost): synced.
-    pub fn running() -> Self {
+    /// The device reports running a pending `version` (its ConfigAck was lost): synced.
+    pub fn running(device_id: u32, version: u32, at: i64) -> Self {
         ConfigTransition {
+            device_id,
+            version,
             to: ConfigState::Applied,
             from: Some(ConfigState::Pending),
+            at,
         }
     }
 
@@ -125,15 +148,9 @@ pub trait ConfigStore {
     fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>>;
     /// The current end of the change feed.
     fn config_cursor(&self) -> Result<i64>;
-    /// Applies `change` to a version and its device's summary in one transaction (the SQL of
-    /// the rule [`ConfigTransition`] states). Returns whether the state changed.
-    fn set_config_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        change: ConfigTransition,
-        now: i64,
-    ) -> Result<bool>;
+    /// Applies `change` to its version and the device's summary in one transaction (the SQL
+    /// of the rule [`ConfigTransition`] states). Returns whether the state changed.
+    fn set_config_state(&self, change: &ConfigTransition) -> Result<bool>;
     /// Records the device's answer for a version. Returns whether the state changed (a repeated
     /// ConfigAck changes nothing).
     fn config_acked(
@@ -143,12 +160,12 @@ pub trait ConfigStore {
         result: ConfigResult,
         now: i64,
     ) -> Result<bool> {
-        self.set_config_state(device_id, version, ConfigTransition::acked(result), now)
+        self.set_config_state(&ConfigTransition::acked(device_id, version, result, now))
     }
     /// Marks a pending version synced because the device reports running it (its ConfigAck was
     /// lost). Returns whether the state changed.
     fn config_running(&self, device_id: u32, version: u32, now: i64) -> Result<bool> {
-        self.set_config_state(device_id, version, ConfigTransition::running(), now)
+        self.set_config_state(&ConfigTransition::running(device_id, version, now))
     }
     /// Devices whose newest version is still pending.
     fn pending_config_count(&self) -> Result<u64>;
@@ -160,14 +177,15 @@ mod tests {
 
     #[test]
     fn transitions_name_their_state_and_summary_column() {
-        let applied = ConfigTransition::acked(ConfigResult::Applied);
+        let applied = ConfigTransition::acked(3, 2, ConfigResult::Applied, 70);
         assert_eq!((applied.to, applied.from), (ConfigState::Applied, None));
+        assert_eq!((applied.device_id, applied.version, applied.at), (3, 2, 70));
         assert_eq!(applied.summary_column(), "config_applied");
-        let at_reset = ConfigTransition::acked(ConfigResult::AppliedAtReset);
+        let at_reset = ConfigTransition::acked(3, 2, ConfigResult::AppliedAtReset, 70);
         assert_eq!(at_reset.summary_column(), "config_applied");
-        let rolled = ConfigTransition::acked(ConfigResult::RolledBack);
+        let rolled = ConfigTransition::acked(3, 2, ConfigResult::RolledBack, 70);
         assert_eq!(rolled.summary_column(), "config_rolled_back");
-        let running = ConfigTransition::running();
+        let running = ConfigTransition::running(3, 2, 70);
         assert_eq!(
             (running.to, running.from),
             (ConfigState::Applied, Some(ConfigState::Pending))

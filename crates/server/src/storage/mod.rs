@@ -10,6 +10,10 @@
 //! destinations, the notification log), [`energy`] (meter intervals, tariffs). [`Storage`] is
 //! the sum of them.
 //!
+//! The rules both backends need (state transitions, validation, row decoding, the schema in
+//! [`schema`]) live in these files, above the SQL, once; `sqlite/` and `postgres/` hold only
+//! their SQL and transactions.
+//!
 //! The methods are synchronous: the async server calls them from blocking threads (the writer
 //! task batches telemetry; everything else is rare). A backend must make every method atomic,
 //! and [`devices::DeviceStore::accept_hello`] a compare-and-set that is atomic across every
@@ -23,6 +27,7 @@ pub mod devices;
 pub mod energy;
 pub mod postgres;
 pub mod schedules;
+pub mod schema;
 pub mod sealed;
 pub mod series;
 pub mod sites;
@@ -164,6 +169,30 @@ pub fn open(
     }
 }
 
+/// An id or number stored in a 64-bit SQL integer that must fit `u32`; anything else is a
+/// damaged row.
+pub(crate) fn u32_col(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Corrupt(format!("{what} {v} out of range")))
+}
+
+/// `Missing(what)` when a statement that must touch a row changed none (`n` rows changed).
+pub(crate) fn missing_if_none<N: PartialEq + Default>(
+    n: N,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    if n == N::default() {
+        Err(Error::Missing(what()))
+    } else {
+        Ok(())
+    }
+}
+
+/// A row count as an SQL `LIMIT` (both backends bind it as a signed 64-bit integer; a count
+/// beyond that is no limit).
+pub fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Hello counters are `u64` but SQL integers are signed 64-bit: flipping the top bit maps the
 /// unsigned order onto the signed order, so `hello_counter < $c` compares correctly in SQL.
 pub fn counter_to_sql(c: u64) -> i64 {
@@ -194,5 +223,21 @@ mod tests {
             assert!(counter_to_sql(w[0]) < counter_to_sql(w[1]));
             assert_eq!(counter_from_sql(counter_to_sql(w[0])), w[0]);
         }
+    }
+
+    #[test]
+    fn row_helpers() {
+        assert!(missing_if_none(1u64, || "x".into()).is_ok());
+        assert!(
+            matches!(missing_if_none(0usize, || "site 7".into()), Err(Error::Missing(m)) if m == "site 7")
+        );
+        assert_eq!(sql_limit(5), 5);
+        assert_eq!(sql_limit(usize::MAX), i64::MAX);
+        assert_eq!(u32_col(7, "id").unwrap(), 7);
+        assert!(matches!(u32_col(-1, "device id"), Err(Error::Corrupt(_))));
+        assert!(matches!(
+            u32_col(1 << 32, "device id"),
+            Err(Error::Corrupt(_))
+        ));
     }
 }

@@ -1,7 +1,7 @@
 //! The latest status of each device and its IP traffic per transport per calendar month.
 
-use super::Result;
-use tek_proto::message::status::Traffic;
+use super::{Error, Result};
+use tek_proto::message::status::{Traffic, LEN};
 use tek_proto::message::Status;
 
 /// A device's latest status.
@@ -59,6 +59,30 @@ pub fn traffic_delta(prev: Option<(u32, Traffic)>, uptime_s: u32, now: Traffic) 
     }
 }
 
+/// A status in its wire encoding, as both backends store it.
+pub fn encode(status: &Status) -> Result<[u8; LEN]> {
+    let mut body = [0u8; LEN];
+    status
+        .emit(&mut body)
+        .ok_or_else(|| Error::Backend("status encoding failed".into()))?;
+    Ok(body)
+}
+
+/// A stored status; a body that does not parse is a damaged row.
+pub fn decode(device_id: u32, body: &[u8]) -> Result<Status> {
+    Status::parse(body).map_err(|e| Error::Corrupt(format!("status of device {device_id}: {e}")))
+}
+
+/// The [`traffic_delta`] of `status` after the stored body of the device's previous status, as
+/// SQL integers. A damaged previous status only loses one delta; it must not block new ones.
+pub fn traffic_since(prev_body: Option<&[u8]>, status: &Status) -> [i64; 4] {
+    let prev = prev_body
+        .and_then(|b| Status::parse(b).ok())
+        .map(|s| (s.uptime_s, s.traffic));
+    traffic_delta(prev, status.uptime_s, status.traffic)
+        .map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+}
+
 /// `YYYY-MM` of a Unix time (UTC), by the civil-from-days algorithm (H. Hinnant).
 pub fn month_of(unix_s: i64) -> String {
     let days = unix_s.div_euclid(86_400);
@@ -113,5 +137,27 @@ mod tests {
         assert_eq!(month_of(951_868_800), "2000-03");
         assert_eq!(month_of(1_767_225_599), "2025-12");
         assert_eq!(month_of(1_767_225_600), "2026-01");
+    }
+
+    #[test]
+    fn stored_bodies_round_trip_and_a_damaged_one_loses_only_its_delta() {
+        let status = Status {
+            uptime_s: 20,
+            traffic: t(11, 2, 5, 4),
+            ..crate::storage::suite::sample_status()
+        };
+        let body = encode(&status).unwrap();
+        assert_eq!(decode(9, &body).unwrap(), status);
+        assert!(matches!(decode(9, &body[1..]), Err(Error::Corrupt(m)) if m.contains("device 9")));
+        let earlier = encode(&Status {
+            uptime_s: 10,
+            traffic: t(1, 2, 3, 4),
+            ..status
+        })
+        .unwrap();
+        assert_eq!(traffic_since(Some(&earlier), &status), [10, 0, 2, 0]);
+        // A previous body that does not parse counts as no previous status.
+        assert_eq!(traffic_since(Some(b"junk"), &status), [11, 2, 5, 4]);
+        assert_eq!(traffic_since(None, &status), [11, 2, 5, 4]);
     }
 }

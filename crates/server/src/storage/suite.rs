@@ -342,11 +342,10 @@ pub(crate) fn commands_expire_and_the_queue_is_bounded(db: &dyn Storage) {
     assert_eq!(db.commands(2, 10).unwrap()[0].state, CommandState::Done);
 }
 
-/// Latest status and traffic per month across reboots.
-pub(crate) fn status_and_traffic(db: &dyn Storage) {
+/// A status as an Ethernet device reports it, 100 s after boot.
+pub(crate) fn sample_status() -> Status {
     use tek_proto::message::status::{Radio, Traffic, Transport};
-    db.add_devices(&[dev(1)], 0).unwrap();
-    let mut s = Status {
+    Status {
         transport: Transport::Ethernet,
         flags: 0,
         ip: [10, 0, 0, 2],
@@ -368,7 +367,13 @@ pub(crate) fn status_and_traffic(db: &dyn Storage) {
         radio: Radio::Off,
         relays: 1,
         server_index: 0,
-    };
+    }
+}
+
+/// Latest status and traffic per month across reboots.
+pub(crate) fn status_and_traffic(db: &dyn Storage) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let mut s = sample_status();
     let jan = 1_767_225_600; // 2026-01-01
     db.store_status(1, &s, jan).unwrap();
     s.uptime_s = 200;

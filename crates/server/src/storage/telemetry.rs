@@ -45,7 +45,9 @@ pub struct TelemetryQuery {
 pub trait TelemetryStore {
     /// Inserts rows in one transaction; rows already stored are skipped. Returns how many were
     /// new. When this returns `Ok`, every row is durable.
-    fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64>;
+    fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
+        Ok(self.insert_telemetry_new(rows)?.len() as u64)
+    }
     /// As [`TelemetryStore::insert_telemetry`], returning the rows that were new (stored by this
     /// call, in their order in `rows`): what the MQTT publisher publishes, so that a record
     /// stored once is published once, whichever server of a fleet received it first.

@@ -4,86 +4,12 @@
 //! raised with `ON CONFLICT DO NOTHING` on the open-alarm-per-rule index, so two servers that
 //! evaluate the same rule record one alarm.
 
-use super::{fk, limit, u32_col, unique, Postgres};
+use super::{fk, u32_col, unique, Postgres};
 use crate::alarms::rules::{Rule, RuleSpec, MAX_RULES_PER_DEVICE};
 use crate::storage::alarms::*;
-use crate::storage::{Error, Result};
+use crate::storage::{missing_if_none, sql_limit, Error, Result};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-
-/// Migration 3: alarms (the same tables as the SQLite backend's).
-pub const SCHEMA_V3: &str = r#"
-CREATE TABLE alarm_rules (
-    id            BIGSERIAL PRIMARY KEY,
-    device_id     BIGINT NOT NULL REFERENCES devices (id),
-    spec          TEXT   NOT NULL,                  -- JSON of alarms::rules::RuleSpec
-    shelved_until BIGINT,
-    created_at    BIGINT NOT NULL
-);
-CREATE INDEX alarm_rules_by_device ON alarm_rules (device_id, id);
-
-CREATE TABLE alarms (
-    id         BIGSERIAL PRIMARY KEY,
-    rule_id    BIGINT NOT NULL,                     -- no foreign key: alarms outlive rules
-    device_id  BIGINT NOT NULL,
-    rule_name  TEXT   NOT NULL,
-    severity   TEXT   NOT NULL,
-    message    TEXT   NOT NULL,
-    raised_at  BIGINT NOT NULL,
-    acked_at   BIGINT,
-    acked_by   TEXT,
-    cleared_at BIGINT,
-    level      BIGINT NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX alarms_open_per_rule ON alarms (rule_id) WHERE cleared_at IS NULL;
-CREATE INDEX alarms_by_device ON alarms (device_id, id);
-
-CREATE TABLE alarm_destinations (
-    id         BIGSERIAL PRIMARY KEY,
-    name       TEXT   NOT NULL UNIQUE,
-    kind       TEXT   NOT NULL,                     -- email | webhook
-    target     TEXT   NOT NULL,
-    secret     TEXT,
-    created_at BIGINT NOT NULL
-);
-
-CREATE TABLE alarm_lists (
-    id         BIGSERIAL PRIMARY KEY,
-    name       TEXT   NOT NULL UNIQUE,
-    created_at BIGINT NOT NULL
-);
-
-CREATE TABLE alarm_list_members (
-    list_id        BIGINT NOT NULL REFERENCES alarm_lists (id) ON DELETE CASCADE,
-    destination_id BIGINT NOT NULL REFERENCES alarm_destinations (id) ON DELETE CASCADE,
-    PRIMARY KEY (list_id, destination_id)
-);
-
-CREATE TABLE alarm_notifications (
-    id             BIGSERIAL PRIMARY KEY,
-    alarm_id       BIGINT,
-    device_id      BIGINT NOT NULL,
-    list_id        BIGINT NOT NULL,
-    destination_id BIGINT NOT NULL,
-    destination    TEXT   NOT NULL,
-    event          TEXT   NOT NULL,
-    subject        TEXT   NOT NULL,
-    state          TEXT   NOT NULL DEFAULT 'queued',
-    attempts       BIGINT NOT NULL DEFAULT 0,
-    error          TEXT,
-    created_at     BIGINT NOT NULL,
-    done_at        BIGINT
-);
-CREATE INDEX alarm_notifications_by_device ON alarm_notifications (device_id, id);
-CREATE INDEX alarm_notifications_by_alarm ON alarm_notifications (alarm_id);
-"#;
-
-const RULE_COLS: &str = "id, device_id, spec, shelved_until, created_at";
-const ALARM_COLS: &str = "id, rule_id, device_id, rule_name, severity, message, raised_at, \
-                          acked_at, acked_by, cleared_at, level";
-const DEST_COLS: &str = "id, name, kind, target, secret, created_at";
-const NOTE_COLS: &str = "id, alarm_id, device_id, list_id, destination_id, destination, event, \
-                         subject, state, attempts, error, created_at, done_at";
 
 fn rule(r: &Row) -> Result<Rule> {
     Ok(Rule {
@@ -144,14 +70,6 @@ fn note(r: &Row) -> Result<NotificationRecord> {
     })
 }
 
-fn missing(n: u64, what: impl FnOnce() -> String) -> Result<()> {
-    if n == 0 {
-        Err(Error::Missing(what()))
-    } else {
-        Ok(())
-    }
-}
-
 impl AlarmStore for Postgres {
     fn create_rule(&self, device_id: u32, spec: &RuleSpec, now: i64) -> Result<i64> {
         let spec = encode_spec(spec);
@@ -202,7 +120,7 @@ impl AlarmStore for Postgres {
                     &[&id, &spec],
                 )
                 .await?;
-            missing(n, || format!("alarm rule {id}"))
+            missing_if_none(n, || format!("alarm rule {id}"))
         })
     }
 
@@ -213,7 +131,7 @@ impl AlarmStore for Postgres {
             let n = tx
                 .execute("DELETE FROM alarm_rules WHERE id = $1", &[&id])
                 .await?;
-            missing(n, || format!("alarm rule {id}"))?;
+            missing_if_none(n, || format!("alarm rule {id}"))?;
             tx.execute(
                 "UPDATE alarms SET cleared_at = $2 WHERE rule_id = $1 AND cleared_at IS NULL",
                 &[&id, &now],
@@ -274,7 +192,7 @@ impl AlarmStore for Postgres {
                     &[&id, &until],
                 )
                 .await?;
-            missing(n, || format!("alarm rule {id}"))
+            missing_if_none(n, || format!("alarm rule {id}"))
         })
     }
 
@@ -383,7 +301,7 @@ impl AlarmStore for Postgres {
                 .devices
                 .as_ref()
                 .map(|d| d.iter().map(|&x| i64::from(x)).collect());
-            let n = limit(f.limit);
+            let n = sql_limit(f.limit);
             let mut sql = format!("SELECT {ALARM_COLS} FROM alarms WHERE TRUE");
             let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
             if let Some(d) = &devices {
@@ -441,7 +359,7 @@ impl AlarmStore for Postgres {
             let n = c
                 .execute("DELETE FROM alarm_destinations WHERE id = $1", &[&id])
                 .await?;
-            missing(n, || format!("destination {id}"))
+            missing_if_none(n, || format!("destination {id}"))
         })
     }
 
@@ -498,7 +416,7 @@ impl AlarmStore for Postgres {
                 )
                 .await
                 .map_err(|e| fk(e, || format!("site {site_id:?}")))?;
-            missing(n, || format!("list {list_id}"))
+            missing_if_none(n, || format!("list {list_id}"))
         })
     }
 
@@ -534,7 +452,7 @@ impl AlarmStore for Postgres {
             let n = c
                 .execute("DELETE FROM alarm_lists WHERE id = $1", &[&id])
                 .await?;
-            missing(n, || format!("list {id}"))
+            missing_if_none(n, || format!("list {id}"))
         })
     }
 
@@ -582,37 +500,26 @@ impl AlarmStore for Postgres {
         })
     }
 
-    fn notification_done(
-        &self,
-        id: i64,
-        state: DeliveryState,
-        attempts: u32,
-        error: Option<&str>,
-        at: i64,
-    ) -> Result<()> {
-        let error = error.map(str::to_owned);
-        let done = (state != DeliveryState::Queued).then_some(at);
+    fn write_delivery(&self, id: i64, record: &DeliveryRecord<'_>) -> Result<()> {
+        let (state, attempts, done_at) = (record.state, record.attempts, record.done_at);
+        let error = record.error.map(str::to_owned);
         self.run(move |s| async move {
             let c = s.conn().await?;
             c.execute(
                 "UPDATE alarm_notifications SET state = $2, attempts = $3, error = $4, \
                  done_at = $5 WHERE id = $1",
-                &[&id, &state.as_str(), &i64::from(attempts), &error, &done],
+                &[&id, &state.as_str(), &i64::from(attempts), &error, &done_at],
             )
             .await?;
             Ok(())
         })
     }
 
-    fn notifications(
-        &self,
-        devices: Option<&[u32]>,
-        alarm_id: Option<i64>,
-        max: usize,
-    ) -> Result<Vec<NotificationRecord>> {
-        let devices: Option<Vec<i64>> = devices.map(|d| d.iter().map(|&x| i64::from(x)).collect());
+    fn query_notifications(&self, q: &NotificationQuery<'_>) -> Result<Vec<NotificationRecord>> {
+        let devices: Option<Vec<i64>> =
+            q.devices.map(|d| d.iter().map(|&x| i64::from(x)).collect());
+        let (alarm_id, n) = (q.alarm_id, q.limit);
         self.run(move |s| async move {
-            let n = limit(max);
             let mut sql = format!("SELECT {NOTE_COLS} FROM alarm_notifications WHERE TRUE");
             let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
             if let Some(d) = &devices {

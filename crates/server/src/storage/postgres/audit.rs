@@ -1,8 +1,8 @@
 //! The audit log in PostgreSQL.
 
-use super::{limit, u32_col, Postgres};
+use super::{u32_col, Postgres};
 use crate::storage::audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
-use crate::storage::Result;
+use crate::storage::{sql_limit, Result};
 use tokio_postgres::types::ToSql;
 
 impl AuditStore for Postgres {
@@ -38,7 +38,7 @@ impl AuditStore for Postgres {
                  FROM audit_log WHERE TRUE",
             );
             let device = f.device_id.map(i64::from);
-            let n = limit(f.limit);
+            let n = sql_limit(f.limit);
             let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
             if let Some(sites) = &f.sites {
                 args.push(sites);

@@ -1,18 +1,13 @@
 //! Commands in PostgreSQL. Queuing takes the command-feed lock (ids appear in commit order) and
 //! notifies every listening server in the same transaction.
 
-use super::{limit, locks, u32_col, Postgres, CHANNEL};
-use crate::storage::commands::{self, CommandRecord, CommandState, CommandStore};
-use crate::storage::{Error, Result};
-use tek_proto::message::{Command, CommandResult};
+use super::{locks, u32_col, Postgres, CHANNEL};
+use crate::storage::commands::{
+    self, CommandAck, CommandRecord, CommandState, CommandStore, ACKABLE,
+};
+use crate::storage::{sql_limit, Error, Result};
+use tek_proto::message::Command;
 use tokio_postgres::Row;
-
-/// Schema version 6: the boot number of the session a command was last sent in (PROTOCOL.md
-/// 11.3: a reboot sent in an earlier boot is done once the device says Hello with a later one,
-/// whichever server of the fleet sent it).
-pub const SCHEMA_V6: &str = r#"
-ALTER TABLE commands ADD COLUMN sent_boot BIGINT;
-"#;
 
 const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at, sent_boot";
 
@@ -38,12 +33,7 @@ fn convert(r: &Row) -> Result<CommandRecord> {
 
 impl CommandStore for Postgres {
     fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32> {
-        let (kind, a, b) = commands::encode(command);
-        if let Command::SetRelay { relay, .. } = command {
-            if *relay > 7 {
-                return Err(Error::Backend(format!("relay {relay} out of range 0..=7")));
-            }
-        }
+        let (kind, a, b) = commands::encode_valid(command)?;
         self.run(move |s| async move {
             let mut c = s.conn().await?;
             let tx = c.transaction().await?;
@@ -110,7 +100,7 @@ impl CommandStore for Postgres {
             let rows = c
                 .query(
                     &format!("SELECT {COLUMNS} FROM commands WHERE id > $1 ORDER BY id LIMIT $2"),
-                    &[&i64::from(after), &limit(n)],
+                    &[&i64::from(after), &sql_limit(n)],
                 )
                 .await?;
             rows.iter().map(convert).collect()
@@ -128,24 +118,21 @@ impl CommandStore for Postgres {
         })
     }
 
-    fn command_acked(
-        &self,
-        device_id: u32,
-        id: u32,
-        result: CommandResult,
-        now: i64,
-    ) -> Result<bool> {
+    fn apply_ack(&self, ack: &CommandAck) -> Result<bool> {
+        let ack = *ack;
         self.run(move |s| async move {
             let c = s.conn().await?;
             let n = c
                 .execute(
-                    "UPDATE commands SET state = $3, acked_at = $4
-                     WHERE id = $1 AND device_id = $2 AND state IN ('queued', 'expired')",
+                    &format!(
+                        "UPDATE commands SET state = $3, acked_at = $4
+                         WHERE id = $1 AND device_id = $2 AND state IN {ACKABLE}"
+                    ),
                     &[
-                        &i64::from(id),
-                        &i64::from(device_id),
-                        &CommandState::from_result(result).as_str(),
-                        &now,
+                        &i64::from(ack.id),
+                        &i64::from(ack.device_id),
+                        &ack.to.as_str(),
+                        &ack.at,
                     ],
                 )
                 .await?;
@@ -162,7 +149,7 @@ impl CommandStore for Postgres {
                         "SELECT {COLUMNS} FROM commands WHERE device_id = $1
                          ORDER BY id DESC LIMIT $2"
                     ),
-                    &[&i64::from(device_id), &limit(n)],
+                    &[&i64::from(device_id), &sql_limit(n)],
                 )
                 .await?;
             rows.iter().map(convert).collect()

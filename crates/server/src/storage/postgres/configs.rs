@@ -2,9 +2,11 @@
 //! rolled back), as in the SQLite backend. A save takes the feed lock (gap-free `seq` in commit
 //! order) and notifies every listening server in the same transaction.
 
-use super::{limit, locks, u32_col, Postgres, CHANNEL};
-use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
-use crate::storage::{Error, Result};
+use super::{locks, u32_col, Postgres, CHANNEL};
+use crate::storage::configs::{
+    valid_items, ConfigRecord, ConfigState, ConfigStore, ConfigTransition,
+};
+use crate::storage::{sql_limit, Error, Result};
 use tek_proto::message::Config;
 use tokio_postgres::Row;
 
@@ -33,11 +35,7 @@ fn convert(vault: Option<&crate::vault::Vault>, r: &Row) -> Result<ConfigRecord>
 
 impl ConfigStore for Postgres {
     fn save_config(&self, device_id: u32, config: &Config, now: i64) -> Result<u32> {
-        config.validate().map_err(Error::InvalidConfig)?;
-        let mut items = vec![0u8; config.items_len()];
-        config
-            .emit_items(&mut items)
-            .ok_or_else(|| Error::Backend("config encoding failed".into()))?;
+        let items = valid_items(config)?;
         // Without the master key (a command run without --master-key) the items are stored in
         // the clear, and sealed when a server next connects (storage::sealed).
         let vault = self.vault.clone();
@@ -126,7 +124,7 @@ impl ConfigStore for Postgres {
             let rows = c
                 .query(
                     &format!("SELECT {COLUMNS} FROM configs WHERE seq > $1 ORDER BY seq LIMIT $2"),
-                    &[&seq, &limit(n)],
+                    &[&seq, &sql_limit(n)],
                 )
                 .await?;
             rows.iter().map(|r| convert(vault.as_deref(), r)).collect()
@@ -144,17 +142,12 @@ impl ConfigStore for Postgres {
         })
     }
 
-    fn set_config_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        change: ConfigTransition,
-        now: i64,
-    ) -> Result<bool> {
+    fn set_config_state(&self, change: &ConfigTransition) -> Result<bool> {
+        let change = *change;
         self.run(move |s| async move {
             let mut c = s.conn().await?;
             let tx = c.transaction().await?;
-            let (d, v) = (i64::from(device_id), i64::from(version));
+            let (d, v) = (i64::from(change.device_id), i64::from(change.version));
             let changed = tx
                 .execute(
                     "UPDATE configs SET state = $3, acked_at = $4
@@ -164,7 +157,7 @@ impl ConfigStore for Postgres {
                         &d,
                         &v,
                         &change.to.as_str(),
-                        &now,
+                        &change.at,
                         &change.from.map(|s| s.as_str()),
                     ],
                 )

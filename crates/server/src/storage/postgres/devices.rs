@@ -4,6 +4,7 @@
 
 use super::{u32_col, Postgres};
 use crate::storage::devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+use crate::storage::sealed::{self, vault_error};
 use crate::storage::{counter_from_sql, counter_to_sql, Error, Result};
 use crate::vault::Vault;
 use std::sync::Arc;
@@ -25,10 +26,6 @@ fn convert(r: &Row) -> Result<DeviceRecord> {
             .map(|v| u32_col(v, "config version"))
             .transpose()?,
     })
-}
-
-fn vault_error(e: crate::vault::Error) -> Error {
-    Error::Corrupt(e.to_string())
 }
 
 impl Postgres {
@@ -93,31 +90,21 @@ impl Postgres {
             let tx = c.transaction().await?;
             let rows = tx
                 .query("SELECT id, key FROM devices ORDER BY id FOR UPDATE", &[])
-                .await?;
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let keys = sealed::rewrapped_keys(&from, &to, select, rows)?;
             let update = tx
                 .prepare("UPDATE devices SET key = $2 WHERE id = $1")
                 .await?;
-            let mut n = 0;
-            for r in rows {
-                let (id, stored): (i64, Vec<u8>) = (r.get(0), r.get(1));
-                if !select(&stored) {
-                    continue;
-                }
-                let wrapped = from
-                    .rewrap(&to, u32_col(id, "device id")?, &stored)
-                    .map_err(vault_error)?;
-                tx.execute(&update, &[&id, &wrapped]).await?;
-                n += 1;
+            for (id, key) in &keys {
+                tx.execute(&update, &[id, key]).await?;
             }
             let secrets = super::sealed_rows::reseal(&tx, &from, &to, all_secrets).await?;
             tx.commit().await?;
-            if secrets > 0 {
-                tracing::info!(
-                    rows = secrets,
-                    "configurations and destination secrets sealed"
-                );
-            }
-            Ok(n)
+            sealed::log_resealed(secrets);
+            Ok(keys.len())
         })
     }
 
@@ -126,13 +113,7 @@ impl Postgres {
     /// of keys. The caller then replaces the key file with `new_key`, and every server of the
     /// cluster must be restarted with the new file.
     pub fn rotate_master(&self, new_key: &std::path::Path) -> Result<usize> {
-        if new_key.exists() {
-            return Err(Error::Backend(format!(
-                "{} exists already",
-                new_key.display()
-            )));
-        }
-        let to = Vault::load_or_create(new_key).map_err(vault_error)?;
+        let to = sealed::new_master_key(new_key)?;
         self.rewrap_keys(Arc::new(to), |_| true, true)
     }
 }

@@ -11,17 +11,6 @@ use crate::storage::energy::{
 };
 use crate::storage::{Error, Result};
 
-/// Migration 4: the site's time zone and tariff.
-pub const SCHEMA_V4: &str = r#"
-ALTER TABLE sites ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC';
-
-CREATE TABLE site_tariffs (
-    site_id    BIGINT PRIMARY KEY REFERENCES sites (id) ON DELETE CASCADE,
-    tariff     TEXT   NOT NULL,                    -- JSON of energy::tariff::Tariff
-    updated_at BIGINT NOT NULL
-);
-"#;
-
 /// One row per interval, as the SQLite backend's: `$1` device, `$2` from, `$3` to, `$4` the
 /// interval, `$5`/`$6` the packing of [`crate::storage::energy::PACK_SHIFT`].
 const INTERVALS: &str = "

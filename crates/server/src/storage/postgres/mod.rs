@@ -28,7 +28,6 @@
 //!
 //! The schema is versioned ([`migrations`]) and upgraded at connect; a newer schema is refused.
 
-mod accounts;
 mod alarms;
 mod audit;
 mod commands;
@@ -50,7 +49,7 @@ pub mod testing;
 mod users;
 mod web_sessions;
 
-use super::{Error, Result, Storage};
+use super::{u32_col, Error, Result, Storage};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use health::Health;
 use std::future::Future;
@@ -170,14 +169,6 @@ impl std::fmt::Debug for DbUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "DbUrl({self})")
     }
-}
-
-fn u32_col(v: i64, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Corrupt(format!("{what} {v} out of range")))
-}
-
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// State shared by the calls and the background tasks.
@@ -463,7 +454,7 @@ pub(crate) mod tests {
         assert_eq!(again.list_devices().unwrap().len(), 1);
         assert_eq!(
             query_strings(&db, "SELECT version::text FROM tek_schema"),
-            vec![migrations::latest().to_string()]
+            vec![crate::storage::schema::latest().to_string()]
         );
         query_strings(&db, "UPDATE tek_schema SET version = 999");
         let err = Postgres::connect(&db.url).unwrap_err();

@@ -4,14 +4,6 @@ use super::Postgres;
 use crate::storage::schedules::ScheduleStore;
 use crate::storage::{Error, Result};
 
-/// Migration 3: the schedule's IANA time zone per device.
-pub const SCHEMA_V5: &str = r#"
-CREATE TABLE schedule_zones (
-    device_id BIGINT PRIMARY KEY REFERENCES devices (id),
-    time_zone TEXT   NOT NULL                     -- IANA name, e.g. Europe/Paris
-);
-"#;
-
 impl ScheduleStore for Postgres {
     fn schedule_zone(&self, device_id: u32) -> Result<Option<String>> {
         self.run(move |s| async move {

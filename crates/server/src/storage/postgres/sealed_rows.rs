@@ -1,8 +1,7 @@
 //! Sealing the configuration items and destination secrets already stored (see
 //! [`crate::storage::sealed`]), inside the transaction that wraps or re-seals device keys.
 
-use super::u32_col;
-use crate::storage::sealed;
+use crate::storage::sealed::{self, StoredItems};
 use crate::storage::Result;
 use crate::vault::Vault;
 use tokio_postgres::Transaction;
@@ -15,57 +14,53 @@ pub(super) async fn reseal(
     to: &Vault,
     all: bool,
 ) -> Result<usize> {
-    let mut n = 0;
-    let rows = tx
+    let configs = tx
         .query(
             "SELECT seq, device_id, version, items, sealed FROM configs \
              WHERE NOT sealed OR $1 FOR UPDATE",
             &[&all],
         )
-        .await?;
+        .await?
+        .iter()
+        .map(|r| StoredItems {
+            seq: r.get(0),
+            device_id: r.get(1),
+            version: r.get(2),
+            items: r.get(3),
+            sealed: r.get(4),
+        })
+        .collect();
+    let configs = sealed::resealed_items(from, to, all, configs)?;
     let update = tx
         .prepare("UPDATE configs SET items = $2, sealed = TRUE WHERE seq = $1")
         .await?;
-    for r in rows {
-        let (seq, device, version): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        let (device, version) = (
-            u32_col(device, "device id")?,
-            u32_col(version, "config version")?,
-        );
-        let items = sealed::reseal_items(from, to, device, version, r.get(4), r.get(3))?;
-        tx.execute(&update, &[&seq, &items]).await?;
-        n += 1;
+    for (seq, items) in &configs {
+        tx.execute(&update, &[seq, items]).await?;
     }
-    let rows = tx
+    let secrets = tx
         .query(
             "SELECT id, secret FROM alarm_destinations WHERE secret IS NOT NULL FOR UPDATE",
             &[],
         )
-        .await?;
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let secrets = sealed::resealed_secrets(from, to, all, secrets)?;
     let update = tx
         .prepare("UPDATE alarm_destinations SET secret = $2 WHERE id = $1")
         .await?;
-    for r in rows {
-        let (id, secret): (i64, String) = (r.get(0), r.get(1));
-        if sealed::is_sealed_secret(&secret) && !all {
-            continue;
-        }
-        let s = sealed::reseal_secret(from, to, &secret)?;
-        tx.execute(&update, &[&id, &s]).await?;
-        n += 1;
+    for (id, secret) in &secrets {
+        tx.execute(&update, &[id, secret]).await?;
     }
-    Ok(n)
+    Ok(configs.len() + secrets.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::{testing, Postgres};
-    use crate::storage::alarms::{DestinationKind, NewDestination};
-    use crate::storage::{AlarmStore, ConfigStore, DeviceStore, NewDevice};
-    use tek_proto::message::Config;
-
-    const GSM: &str = "GsmPassw0rd-77";
-    const HOOK: &str = "webhook-key-31337";
+    use crate::storage::sealed::fixture::{config, contains, store_secrets, GSM, HOOK};
+    use crate::storage::{AlarmStore, ConfigStore};
 
     /// Rows as the version before stored them (items and secret in the clear, `sealed` false
     /// as migration 7 leaves them) are sealed when a server connects with the master key, and
@@ -75,28 +70,7 @@ mod tests {
         let Some(db) = testing::database() else {
             return;
         };
-        db.add_devices(
-            &[NewDevice {
-                id: 1,
-                name: "d".into(),
-                key: tek_proto::crypto::Key([3; 16]),
-            }],
-            0,
-        )
-        .unwrap();
-        let mut c = Config::default();
-        c.gsm.password = GSM.try_into().unwrap();
-        db.save_config(1, &c, 1).unwrap();
-        db.create_destination(
-            &NewDestination {
-                name: "hook".into(),
-                kind: DestinationKind::Webhook,
-                target: "http://127.0.0.1:9/x".into(),
-                secret: Some(HOOK.into()),
-            },
-            1,
-        )
-        .unwrap();
+        store_secrets(&*db);
         let raw = |db: &Postgres| {
             db.run(|s| async move {
                 let c = s.conn().await?;
@@ -115,9 +89,9 @@ mod tests {
             .unwrap()
         };
         let (items, sealed, secret) = raw(&db);
-        let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
-        assert!(sealed && !has(&items, GSM) && !secret.contains(HOOK));
+        assert!(sealed && !contains(&items, GSM) && !secret.contains(HOOK));
         // Back to the clear, as an older version wrote them.
+        let c = config();
         let mut clear = vec![0u8; c.items_len()];
         c.emit_items(&mut clear).unwrap();
         db.run(move |s| async move {
@@ -131,7 +105,7 @@ mod tests {
         .unwrap();
         let again = Postgres::connect_sealed(&db.url, &db.master_key).unwrap();
         let (items, sealed, secret) = raw(&again);
-        assert!(sealed && !has(&items, GSM) && !secret.contains(HOOK));
+        assert!(sealed && !contains(&items, GSM) && !secret.contains(HOOK));
         assert_eq!(
             again.latest_config(1).unwrap().unwrap().config.gsm.password,
             GSM

@@ -3,18 +3,16 @@
 //! servers storing statuses of the same device, so no traffic delta is counted twice.
 
 use super::Postgres;
-use crate::storage::status::{month_of, traffic_delta, StatusRecord, StatusStore, TrafficMonth};
+use crate::storage::status::{
+    decode, encode, month_of, traffic_since, StatusRecord, StatusStore, TrafficMonth,
+};
 use crate::storage::{Error, Result};
-use tek_proto::message::status::LEN;
 use tek_proto::message::Status;
 
 impl StatusStore for Postgres {
     fn store_status(&self, device_id: u32, status: &Status, now: i64) -> Result<()> {
-        let mut body = [0u8; LEN];
-        status
-            .emit(&mut body)
-            .ok_or_else(|| Error::Backend("status encoding failed".into()))?;
-        let (uptime, traffic) = (status.uptime_s, status.traffic);
+        let body = encode(status)?;
+        let status = *status;
         self.run(move |s| async move {
             let d = i64::from(device_id);
             let mut c = s.conn().await?;
@@ -32,12 +30,7 @@ impl StatusStore for Postgres {
             let prev = tx
                 .query_opt("SELECT body FROM device_status WHERE device_id = $1", &[&d])
                 .await?;
-            // A damaged previous status only loses one delta; it must not block new ones.
-            let prev = prev
-                .and_then(|r| Status::parse(r.get::<_, &[u8]>(0)).ok())
-                .map(|s| (s.uptime_s, s.traffic));
-            let delta =
-                traffic_delta(prev, uptime, traffic).map(|x| i64::try_from(x).unwrap_or(i64::MAX));
+            let delta = traffic_since(prev.as_ref().map(|r| r.get::<_, &[u8]>(0)), &status);
             tx.execute(
                 "INSERT INTO traffic (device_id, month, eth_tx, eth_rx, gsm_tx, gsm_rx)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -80,8 +73,7 @@ impl StatusStore for Postgres {
             else {
                 return Ok(None);
             };
-            let status = Status::parse(row.get::<_, &[u8]>(1))
-                .map_err(|e| Error::Corrupt(format!("status of device {device_id}: {e}")))?;
+            let status = decode(device_id, row.get::<_, &[u8]>(1))?;
             Ok(Some(StatusRecord {
                 device_id,
                 received_at: row.get(0),

@@ -108,10 +108,6 @@ fn columns(rows: &[TelemetryRow], keep_from: Option<i64>) -> Columns {
 }
 
 impl TelemetryStore for Postgres {
-    fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
-        Ok(self.insert_telemetry_new(rows)?.len() as u64)
-    }
-
     fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -189,7 +185,7 @@ impl TelemetryStore for Postgres {
                         &i64::from(q.device_id),
                         &q.from,
                         &q.to,
-                        &super::limit(q.limit),
+                        &crate::storage::sql_limit(q.limit),
                     ],
                 )
                 .await?;

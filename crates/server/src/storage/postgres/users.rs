@@ -2,7 +2,7 @@
 
 use super::{unique, Postgres};
 use crate::storage::users::{UserRecord, UserStore};
-use crate::storage::{Error, Result};
+use crate::storage::{missing_if_none, Result};
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "id, email, is_admin, created_at";
@@ -13,14 +13,6 @@ fn record(r: &Row) -> UserRecord {
         email: r.get(1),
         is_admin: r.get(2),
         created_at: r.get(3),
-    }
-}
-
-fn changed(n: u64, what: impl FnOnce() -> String) -> Result<()> {
-    if n == 0 {
-        Err(Error::Missing(what()))
-    } else {
-        Ok(())
     }
 }
 
@@ -104,7 +96,7 @@ impl UserStore for Postgres {
                     &[&id, &hash],
                 )
                 .await?;
-            changed(n, || format!("user {id}"))
+            missing_if_none(n, || format!("user {id}"))
         })
     }
 
@@ -117,7 +109,7 @@ impl UserStore for Postgres {
                     &[&id, &is_admin],
                 )
                 .await?;
-            changed(n, || format!("user {id}"))
+            missing_if_none(n, || format!("user {id}"))
         })
     }
 
@@ -126,7 +118,7 @@ impl UserStore for Postgres {
             let c = s.conn().await?;
             // ON DELETE CASCADE removes memberships, sessions and tokens in the same statement.
             let n = c.execute("DELETE FROM users WHERE id = $1", &[&id]).await?;
-            changed(n, || format!("user {id}"))
+            missing_if_none(n, || format!("user {id}"))
         })
     }
 }

@@ -3,82 +3,8 @@
 use super::{u32_col, Sqlite};
 use crate::alarms::rules::{Rule, RuleSpec, MAX_RULES_PER_DEVICE};
 use crate::storage::alarms::*;
-use crate::storage::{Error, Result};
+use crate::storage::{missing_if_none, Error, Result};
 use rusqlite::{params, OptionalExtension};
-
-/// Migration 3: alarms (the same tables as the PostgreSQL backend's).
-pub const SCHEMA_V3: &str = r#"
-CREATE TABLE alarm_rules (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id     INTEGER NOT NULL REFERENCES devices (id),
-    spec          TEXT    NOT NULL,                 -- JSON of alarms::rules::RuleSpec
-    shelved_until INTEGER,
-    created_at    INTEGER NOT NULL
-);
-CREATE INDEX alarm_rules_by_device ON alarm_rules (device_id, id);
-
-CREATE TABLE alarms (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    rule_id    INTEGER NOT NULL,                    -- no foreign key: alarms outlive rules
-    device_id  INTEGER NOT NULL,
-    rule_name  TEXT    NOT NULL,
-    severity   TEXT    NOT NULL,
-    message    TEXT    NOT NULL,
-    raised_at  INTEGER NOT NULL,
-    acked_at   INTEGER,
-    acked_by   TEXT,
-    cleared_at INTEGER,
-    level      INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX alarms_open_per_rule ON alarms (rule_id) WHERE cleared_at IS NULL;
-CREATE INDEX alarms_by_device ON alarms (device_id, id);
-
-CREATE TABLE alarm_destinations (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    name       TEXT    NOT NULL UNIQUE,
-    kind       TEXT    NOT NULL,                    -- email | webhook
-    target     TEXT    NOT NULL,
-    secret     TEXT,
-    created_at INTEGER NOT NULL
-);
-
-CREATE TABLE alarm_lists (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    name       TEXT    NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
-);
-
-CREATE TABLE alarm_list_members (
-    list_id        INTEGER NOT NULL REFERENCES alarm_lists (id) ON DELETE CASCADE,
-    destination_id INTEGER NOT NULL REFERENCES alarm_destinations (id) ON DELETE CASCADE,
-    PRIMARY KEY (list_id, destination_id)
-) WITHOUT ROWID;
-
-CREATE TABLE alarm_notifications (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    alarm_id       INTEGER,
-    device_id      INTEGER NOT NULL,
-    list_id        INTEGER NOT NULL,
-    destination_id INTEGER NOT NULL,
-    destination    TEXT    NOT NULL,
-    event          TEXT    NOT NULL,
-    subject        TEXT    NOT NULL,
-    state          TEXT    NOT NULL DEFAULT 'queued',
-    attempts       INTEGER NOT NULL DEFAULT 0,
-    error          TEXT,
-    created_at     INTEGER NOT NULL,
-    done_at        INTEGER
-);
-CREATE INDEX alarm_notifications_by_device ON alarm_notifications (device_id, id);
-CREATE INDEX alarm_notifications_by_alarm ON alarm_notifications (alarm_id);
-"#;
-
-const RULE_COLS: &str = "id, device_id, spec, shelved_until, created_at";
-const ALARM_COLS: &str = "id, rule_id, device_id, rule_name, severity, message, raised_at, \
-                          acked_at, acked_by, cleared_at, level";
-const DEST_COLS: &str = "id, name, kind, target, secret, created_at";
-const NOTE_COLS: &str = "id, alarm_id, device_id, list_id, destination_id, destination, event, \
-                         subject, state, attempts, error, created_at, done_at";
 
 type RawRule = (i64, i64, String, Option<i64>, i64);
 
@@ -189,14 +115,6 @@ fn unique(e: rusqlite::Error, what: String) -> Error {
     super::users::unique(e, what)
 }
 
-fn missing(n: usize, what: impl FnOnce() -> String) -> Result<()> {
-    if n == 0 {
-        Err(Error::Missing(what()))
-    } else {
-        Ok(())
-    }
-}
-
 /// `?,?,?` for an `IN` list of `n` items.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
@@ -238,14 +156,14 @@ impl AlarmStore for Sqlite {
             "UPDATE alarm_rules SET spec = ?2 WHERE id = ?1",
             params![id, encode_spec(spec)],
         )?;
-        missing(n, || format!("alarm rule {id}"))
+        missing_if_none(n, || format!("alarm rule {id}"))
     }
 
     fn delete_rule(&self, id: i64, now: i64) -> Result<()> {
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let n = tx.execute("DELETE FROM alarm_rules WHERE id = ?1", params![id])?;
-        missing(n, || format!("alarm rule {id}"))?;
+        missing_if_none(n, || format!("alarm rule {id}"))?;
         tx.execute(
             "UPDATE alarms SET cleared_at = ?2 WHERE rule_id = ?1 AND cleared_at IS NULL",
             params![id, now],
@@ -292,7 +210,7 @@ impl AlarmStore for Sqlite {
             "UPDATE alarm_rules SET shelved_until = ?2 WHERE id = ?1",
             params![id, until],
         )?;
-        missing(n, || format!("alarm rule {id}"))
+        missing_if_none(n, || format!("alarm rule {id}"))
     }
 
     fn raise_alarm(&self, a: &NewAlarm) -> Result<(i64, bool)> {
@@ -435,7 +353,7 @@ impl AlarmStore for Sqlite {
         let n = self
             .writer()?
             .execute("DELETE FROM alarm_destinations WHERE id = ?1", params![id])?;
-        missing(n, || format!("destination {id}"))
+        missing_if_none(n, || format!("destination {id}"))
     }
 
     fn create_list(&self, name: &str, now: i64) -> Result<i64> {
@@ -483,7 +401,7 @@ impl AlarmStore for Sqlite {
                 params![list_id, site_id],
             )
             .map_err(|e| super::sites::fk(e, || format!("site {site_id:?}")))?;
-        missing(n, || format!("list {list_id}"))
+        missing_if_none(n, || format!("list {list_id}"))
     }
 
     fn lists(&self) -> Result<Vec<DestinationList>> {
@@ -519,7 +437,7 @@ impl AlarmStore for Sqlite {
         let n = self
             .writer()?
             .execute("DELETE FROM alarm_lists WHERE id = ?1", params![id])?;
-        missing(n, || format!("list {id}"))
+        missing_if_none(n, || format!("list {id}"))
     }
 
     fn list_destinations(&self, list_id: i64) -> Result<Vec<Destination>> {
@@ -556,44 +474,34 @@ impl AlarmStore for Sqlite {
         Ok(conn.last_insert_rowid())
     }
 
-    fn notification_done(
-        &self,
-        id: i64,
-        state: DeliveryState,
-        attempts: u32,
-        error: Option<&str>,
-        at: i64,
-    ) -> Result<()> {
-        let done = (state != DeliveryState::Queued).then_some(at);
+    fn write_delivery(&self, id: i64, record: &DeliveryRecord<'_>) -> Result<()> {
         self.writer()?.execute(
             "UPDATE alarm_notifications SET state = ?2, attempts = ?3, error = ?4, done_at = ?5 \
              WHERE id = ?1",
-            params![id, state.as_str(), attempts, error, done],
+            params![
+                id,
+                record.state.as_str(),
+                record.attempts,
+                record.error,
+                record.done_at
+            ],
         )?;
         Ok(())
     }
 
-    fn notifications(
-        &self,
-        devices: Option<&[u32]>,
-        alarm_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<NotificationRecord>> {
+    fn query_notifications(&self, q: &NotificationQuery<'_>) -> Result<Vec<NotificationRecord>> {
         let mut sql = format!("SELECT {NOTE_COLS} FROM alarm_notifications WHERE 1 = 1");
         let mut args: Vec<i64> = Vec::new();
-        if let Some(d) = devices {
-            if d.is_empty() {
-                return Ok(Vec::new());
-            }
+        if let Some(d) = q.devices {
             sql.push_str(&format!(" AND device_id IN ({})", placeholders(d.len())));
             args.extend(d.iter().map(|&x| i64::from(x)));
         }
-        if let Some(a) = alarm_id {
+        if let Some(a) = q.alarm_id {
             sql.push_str(" AND alarm_id = ?");
             args.push(a);
         }
         sql.push_str(" ORDER BY id DESC LIMIT ?");
-        args.push(i64::try_from(limit).unwrap_or(i64::MAX));
+        args.push(q.limit);
         let conn = self.reader()?;
         let mut stmt = conn.prepare(&sql)?;
         let raw = stmt

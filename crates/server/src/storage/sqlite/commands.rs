@@ -1,16 +1,12 @@
 //! Commands in SQLite. The AUTOINCREMENT id is both the wire id and the change-feed position.
 
 use super::{u32_col, Sqlite};
-use crate::storage::commands::{self, CommandRecord, CommandState, CommandStore};
+use crate::storage::commands::{
+    self, CommandAck, CommandRecord, CommandState, CommandStore, ACKABLE,
+};
 use crate::storage::{Error, Result};
 use rusqlite::params;
-use tek_proto::message::{Command, CommandResult};
-
-/// Schema version 6: the boot number of the session a command was last sent in (PROTOCOL.md
-/// 11.3: a reboot sent in an earlier boot is done once the device says Hello with a later one).
-pub const SCHEMA_V6: &str = r#"
-ALTER TABLE commands ADD COLUMN sent_boot INTEGER;
-"#;
+use tek_proto::message::Command;
 
 const COLUMNS: &str = "id, device_id, kind, arg1, arg2, queued_at, state, acked_at, sent_boot";
 
@@ -48,12 +44,7 @@ fn convert(raw: Raw) -> Result<CommandRecord> {
 
 impl CommandStore for Sqlite {
     fn queue_command(&self, device_id: u32, command: &Command, now: i64) -> Result<u32> {
-        let (kind, a, b) = commands::encode(command);
-        if let Command::SetRelay { relay, .. } = command {
-            if *relay > 7 {
-                return Err(Error::Backend(format!("relay {relay} out of range 0..=7")));
-            }
-        }
+        let (kind, a, b) = commands::encode_valid(command)?;
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let exists = tx
@@ -110,23 +101,13 @@ impl CommandStore for Sqlite {
         v.map_or(Ok(0), |v| u32_col(v, "command id"))
     }
 
-    fn command_acked(
-        &self,
-        device_id: u32,
-        id: u32,
-        result: CommandResult,
-        now: i64,
-    ) -> Result<bool> {
-        let conn = self.writer()?;
-        let n = conn.execute(
-            "UPDATE commands SET state = ?3, acked_at = ?4
-             WHERE id = ?1 AND device_id = ?2 AND state IN ('queued', 'expired')",
-            params![
-                id,
-                device_id,
-                CommandState::from_result(result).as_str(),
-                now
-            ],
+    fn apply_ack(&self, ack: &CommandAck) -> Result<bool> {
+        let n = self.writer()?.execute(
+            &format!(
+                "UPDATE commands SET state = ?3, acked_at = ?4
+                 WHERE id = ?1 AND device_id = ?2 AND state IN {ACKABLE}"
+            ),
+            params![ack.id, ack.device_id, ack.to.as_str(), ack.at],
         )?;
         Ok(n == 1)
     }

@@ -2,7 +2,9 @@
 //! rolled back) so that state queries and the pending gauge are one cheap read.
 
 use super::{u32_col, Sqlite};
-use crate::storage::configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
+use crate::storage::configs::{
+    valid_items, ConfigRecord, ConfigState, ConfigStore, ConfigTransition,
+};
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 use tek_proto::message::Config;
@@ -38,11 +40,7 @@ fn convert(vault: &crate::vault::Vault, raw: Raw) -> Result<ConfigRecord> {
 
 impl ConfigStore for Sqlite {
     fn save_config(&self, device_id: u32, config: &Config, now: i64) -> Result<u32> {
-        config.validate().map_err(Error::InvalidConfig)?;
-        let mut items = vec![0u8; config.items_len()];
-        config
-            .emit_items(&mut items)
-            .ok_or_else(|| Error::Backend("config encoding failed".into()))?;
+        let items = valid_items(config)?;
         let mut conn = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let desired: i64 = tx
@@ -110,13 +108,8 @@ impl ConfigStore for Sqlite {
         Ok(v.unwrap_or(0))
     }
 
-    fn set_config_state(
-        &self,
-        device_id: u32,
-        version: u32,
-        change: ConfigTransition,
-        now: i64,
-    ) -> Result<bool> {
+    fn set_config_state(&self, change: &ConfigTransition) -> Result<bool> {
+        let (device_id, version) = (change.device_id, change.version);
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let changed = tx.execute(
@@ -126,7 +119,7 @@ impl ConfigStore for Sqlite {
                 device_id,
                 version,
                 change.to.as_str(),
-                now,
+                change.at,
                 change.from.map(|s| s.as_str())
             ],
         )?;

@@ -3,6 +3,7 @@
 
 use super::{u32_col, Sqlite};
 use crate::storage::devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
+use crate::storage::sealed::{self, vault_error};
 use crate::storage::{counter_from_sql, counter_to_sql, Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -31,10 +32,6 @@ fn convert(raw: Raw) -> Result<DeviceRecord> {
     })
 }
 
-fn vault_error(e: crate::vault::Error) -> Error {
-    Error::Corrupt(e.to_string())
-}
-
 impl Sqlite {
     /// Wraps every key still stored in the clear (written by a version before keys at rest);
     /// returns how many. One transaction: all or none.
@@ -58,32 +55,21 @@ impl Sqlite {
     ) -> Result<usize> {
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
-        let mut n = 0;
+        let rows: Vec<(i64, Vec<u8>)> = tx
+            .prepare("SELECT id, key FROM devices")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let keys = sealed::rewrapped_keys(&self.vault, to, select, rows)?;
         {
-            let rows: Vec<(i64, Vec<u8>)> = tx
-                .prepare("SELECT id, key FROM devices")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
             let mut update = tx.prepare("UPDATE devices SET key = ?2 WHERE id = ?1")?;
-            for (id, stored) in rows {
-                if !select(&stored) {
-                    continue;
-                }
-                let id = u32_col(id, "device id")?;
-                let wrapped = self.vault.rewrap(to, id, &stored).map_err(vault_error)?;
-                update.execute(params![id, wrapped])?;
-                n += 1;
+            for (id, key) in &keys {
+                update.execute(params![id, key])?;
             }
         }
         let secrets = super::sealed_rows::reseal(&tx, &self.vault, to, all_secrets)?;
         tx.commit()?;
-        if secrets > 0 {
-            tracing::info!(
-                rows = secrets,
-                "configurations and destination secrets sealed"
-            );
-        }
-        Ok(n)
+        sealed::log_resealed(secrets);
+        Ok(keys.len())
     }
 
     /// Master key rotation (`docs/SECURITY.md`): creates a new master key at `new_key` (which
@@ -91,13 +77,7 @@ impl Sqlite {
     /// number of keys. The caller then replaces `master.key` with `new_key`; until it does, the
     /// database only opens with the new key file, so the server must be stopped meanwhile.
     pub fn rotate_master(&self, new_key: &std::path::Path) -> Result<usize> {
-        if new_key.exists() {
-            return Err(Error::Backend(format!(
-                "{} exists already",
-                new_key.display()
-            )));
-        }
-        let to = crate::vault::Vault::load_or_create(new_key).map_err(vault_error)?;
+        let to = sealed::new_master_key(new_key)?;
         self.rewrap_keys(&to, |_| true, true)
     }
 }

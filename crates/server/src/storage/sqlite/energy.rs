@@ -11,22 +11,6 @@ use crate::storage::energy::{
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
-/// Migration 4: the site's time zone and tariff.
-///
-/// The telemetry index stays `(device_id, time)`: widening it to carry `energy_wh` and `power_w`
-/// made the energy query of a device-year 1.7× faster (0.24 s instead of 0.41 s, release build)
-/// but bulk inserts about 20% slower (median 0.94 s instead of 0.76 s for 525,600 records), and ingest is the
-/// hot path (`tests/energy_scale.rs`, BENCHMARKS.md).
-pub const SCHEMA_V4: &str = r#"
-ALTER TABLE sites ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC';
-
-CREATE TABLE site_tariffs (
-    site_id    INTEGER PRIMARY KEY REFERENCES sites (id) ON DELETE CASCADE,
-    tariff     TEXT    NOT NULL,                   -- JSON of energy::tariff::Tariff
-    updated_at INTEGER NOT NULL
-);
-"#;
-
 /// One row per interval: `?1` device, `?2` from, `?3` to, `?4` the interval, `?5`/`?6` the
 /// packing of [`crate::storage::energy::PACK_SHIFT`]. A single pass over the index range.
 const INTERVALS: &str = "

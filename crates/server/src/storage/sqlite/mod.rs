@@ -11,7 +11,6 @@
 //! The schema is versioned ([`migrations`]) and upgraded at open; a database written by a newer
 //! program is refused.
 
-pub mod accounts;
 mod alarms;
 mod audit;
 mod commands;
@@ -29,7 +28,7 @@ mod telemetry;
 mod users;
 mod web_sessions;
 
-use super::{Error, Result, Storage};
+use super::{u32_col, Error, Result, Storage};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -250,10 +249,6 @@ impl Storage for Sqlite {
             Err(Error::Backend("SELECT 1 answered wrong".into()))
         }
     }
-}
-
-fn u32_col(v: i64, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Corrupt(format!("{what} {v} out of range")))
 }
 
 #[cfg(test)]

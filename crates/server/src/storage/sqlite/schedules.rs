@@ -5,14 +5,6 @@ use crate::storage::schedules::ScheduleStore;
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
-/// Migration 3: the schedule's IANA time zone per device.
-pub const SCHEMA_V5: &str = r#"
-CREATE TABLE schedule_zones (
-    device_id INTEGER PRIMARY KEY REFERENCES devices (id),
-    time_zone TEXT    NOT NULL                    -- IANA name, e.g. Europe/Paris
-);
-"#;
-
 impl ScheduleStore for Sqlite {
     fn schedule_zone(&self, device_id: u32) -> Result<Option<String>> {
         let conn = self.reader()?;

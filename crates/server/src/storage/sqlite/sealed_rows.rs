@@ -1,8 +1,7 @@
 //! Sealing the configuration items and destination secrets already stored (see
 //! [`crate::storage::sealed`]), inside the transaction that wraps or re-seals device keys.
 
-use super::u32_col;
-use crate::storage::sealed;
+use crate::storage::sealed::{self, StoredItems};
 use crate::storage::Result;
 use crate::vault::Vault;
 use rusqlite::{params, Transaction};
@@ -10,65 +9,44 @@ use rusqlite::{params, Transaction};
 /// Seals the rows still in the clear under `to`; with `all`, also re-seals the sealed ones
 /// (opened under `from`: master key rotation). Returns how many rows changed.
 pub(super) fn reseal(tx: &Transaction<'_>, from: &Vault, to: &Vault, all: bool) -> Result<usize> {
-    let mut n = 0;
-    let configs: Vec<(i64, i64, i64, Vec<u8>, bool)> = tx
+    let configs: Vec<StoredItems> = tx
         .prepare(
             "SELECT seq, device_id, version, items, sealed FROM configs WHERE sealed = 0 OR ?1",
         )?
         .query_map([all], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok(StoredItems {
+                seq: r.get(0)?,
+                device_id: r.get(1)?,
+                version: r.get(2)?,
+                items: r.get(3)?,
+                sealed: r.get(4)?,
+            })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    {
-        let mut update = tx.prepare("UPDATE configs SET items = ?2, sealed = 1 WHERE seq = ?1")?;
-        for (seq, device, version, items, was_sealed) in configs {
-            if was_sealed && !all {
-                continue;
-            }
-            let (device, version) = (
-                u32_col(device, "device id")?,
-                u32_col(version, "config version")?,
-            );
-            let items = sealed::reseal_items(from, to, device, version, was_sealed, items)?;
-            update.execute(params![seq, items])?;
-            n += 1;
-        }
+    let configs = sealed::resealed_items(from, to, all, configs)?;
+    let mut update = tx.prepare("UPDATE configs SET items = ?2, sealed = 1 WHERE seq = ?1")?;
+    for (seq, items) in &configs {
+        update.execute(params![seq, items])?;
     }
     let secrets: Vec<(i64, String)> = tx
         .prepare("SELECT id, secret FROM alarm_destinations WHERE secret IS NOT NULL")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let secrets = sealed::resealed_secrets(from, to, all, secrets)?;
     let mut update = tx.prepare("UPDATE alarm_destinations SET secret = ?2 WHERE id = ?1")?;
-    for (id, secret) in secrets {
-        if sealed::is_sealed_secret(&secret) && !all {
-            continue;
-        }
-        update.execute(params![id, sealed::reseal_secret(from, to, &secret)?])?;
-        n += 1;
+    for (id, secret) in &secrets {
+        update.execute(params![id, secret])?;
     }
-    Ok(n)
+    Ok(configs.len() + secrets.len())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{migrations, Sqlite, FILE_NAME};
-    use crate::storage::alarms::{DestinationKind, NewDestination};
-    use crate::storage::{AlarmStore, ConfigStore, DeviceStore, NewDevice};
+    use super::super::{Sqlite, FILE_NAME};
+    use crate::storage::schema::{self, Dialect};
+    use crate::storage::sealed::fixture::{config, contains, store_secrets, GSM, HOOK};
+    use crate::storage::{AlarmStore, ConfigStore};
     use rusqlite::{params, Connection};
-    use tek_proto::message::Config;
-
-    const GSM: &str = "GsmPassw0rd-77";
-    const HOOK: &str = "webhook-key-31337";
-
-    fn config() -> Config {
-        let mut c = Config::default();
-        c.gsm.password = GSM.try_into().unwrap();
-        c
-    }
-
-    fn contains(hay: &[u8], needle: &str) -> bool {
-        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-    }
 
     /// Every byte of the database files (the WAL too).
     fn file_bytes(dir: &std::path::Path) -> Vec<u8> {
@@ -83,26 +61,7 @@ mod tests {
     fn new_rows_are_sealed() {
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open_dir(dir.path()).unwrap();
-        db.add_devices(
-            &[NewDevice {
-                id: 1,
-                name: "d".into(),
-                key: tek_proto::crypto::Key([3; 16]),
-            }],
-            0,
-        )
-        .unwrap();
-        db.save_config(1, &config(), 1).unwrap();
-        db.create_destination(
-            &NewDestination {
-                name: "hook".into(),
-                kind: DestinationKind::Webhook,
-                target: "http://127.0.0.1:9/x".into(),
-                secret: Some(HOOK.into()),
-            },
-            1,
-        )
-        .unwrap();
+        store_secrets(&db);
         assert_eq!(
             db.latest_config(1).unwrap().unwrap().config.gsm.password,
             GSM
@@ -125,7 +84,8 @@ mod tests {
         {
             let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
             let tx = conn.transaction().unwrap();
-            for (_, sql) in migrations::MIGRATIONS.iter().filter(|m| m.0 <= 6) {
+            let migrations = schema::pending(0, Dialect::Sqlite).unwrap();
+            for (_, sql) in migrations.iter().filter(|m| m.0 <= 6) {
                 tx.execute_batch(sql).unwrap();
             }
             tx.execute_batch("PRAGMA user_version = 6").unwrap();

@@ -2,22 +2,16 @@
 //! a new field never needs a migration here.
 
 use super::Sqlite;
-use crate::storage::status::{month_of, traffic_delta, StatusRecord, StatusStore, TrafficMonth};
+use crate::storage::status::{
+    decode, encode, month_of, traffic_since, StatusRecord, StatusStore, TrafficMonth,
+};
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
-use tek_proto::message::status::LEN;
 use tek_proto::message::Status;
-
-fn decode(device_id: u32, body: &[u8]) -> Result<Status> {
-    Status::parse(body).map_err(|e| Error::Corrupt(format!("status of device {device_id}: {e}")))
-}
 
 impl StatusStore for Sqlite {
     fn store_status(&self, device_id: u32, status: &Status, now: i64) -> Result<()> {
-        let mut body = [0u8; LEN];
-        status
-            .emit(&mut body)
-            .ok_or_else(|| Error::Backend("status encoding failed".into()))?;
+        let body = encode(status)?;
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let touched = tx.execute(
@@ -34,12 +28,7 @@ impl StatusStore for Sqlite {
                 |r| r.get(0),
             )
             .optional()?;
-        // A damaged previous status only loses one delta; it must not block new ones.
-        let prev = prev
-            .and_then(|b| Status::parse(&b).ok())
-            .map(|s| (s.uptime_s, s.traffic));
-        let d = traffic_delta(prev, status.uptime_s, status.traffic);
-        let d = d.map(|x| i64::try_from(x).unwrap_or(i64::MAX));
+        let d = traffic_since(prev.as_deref(), status);
         tx.execute(
             "INSERT INTO traffic (device_id, month, eth_tx, eth_rx, gsm_tx, gsm_rx)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)

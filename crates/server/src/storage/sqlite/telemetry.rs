@@ -8,10 +8,6 @@ use rusqlite::params;
 use rusqlite::types::Value;
 
 impl TelemetryStore for Sqlite {
-    fn insert_telemetry(&self, rows: &[TelemetryRow]) -> Result<u64> {
-        Ok(self.insert_telemetry_new(rows)?.len() as u64)
-    }
-
     fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
         if rows.is_empty() {
             return Ok(Vec::new());

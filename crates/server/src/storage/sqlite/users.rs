@@ -2,7 +2,7 @@
 
 use super::Sqlite;
 use crate::storage::users::{UserRecord, UserStore};
-use crate::storage::{Error, Result};
+use crate::storage::{missing_if_none, Error, Result};
 use rusqlite::{params, OptionalExtension};
 
 const COLUMNS: &str = "id, email, is_admin, created_at";
@@ -26,14 +26,6 @@ pub(super) fn unique(e: rusqlite::Error, what: String) -> Error {
             Error::Duplicate(what)
         }
         e => e.into(),
-    }
-}
-
-fn changed(n: usize, what: impl FnOnce() -> String) -> Result<()> {
-    if n == 0 {
-        Err(Error::Missing(what()))
-    } else {
-        Ok(())
     }
 }
 
@@ -93,7 +85,7 @@ impl UserStore for Sqlite {
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",
             params![id, hash],
         )?;
-        changed(n, || format!("user {id}"))
+        missing_if_none(n, || format!("user {id}"))
     }
 
     fn set_admin(&self, id: i64, is_admin: bool) -> Result<()> {
@@ -101,7 +93,7 @@ impl UserStore for Sqlite {
             "UPDATE users SET is_admin = ?2 WHERE id = ?1",
             params![id, i64::from(is_admin)],
         )?;
-        changed(n, || format!("user {id}"))
+        missing_if_none(n, || format!("user {id}"))
     }
 
     fn delete_user(&self, id: i64) -> Result<()> {
@@ -109,7 +101,7 @@ impl UserStore for Sqlite {
         let n = self
             .writer()?
             .execute("DELETE FROM users WHERE id = ?1", params![id])?;
-        changed(n, || format!("user {id}"))
+        missing_if_none(n, || format!("user {id}"))
     }
 }
 
