@@ -28,7 +28,6 @@
 //! the other mode: wide records may only go to a server that read the device's Capabilities.
 
 use crate::channels::{ChannelBus, Channels, SetError};
-use crate::log::Log;
 use crate::wide_log::WideLog;
 use crate::Reading;
 use heapless::Vec;
@@ -41,7 +40,7 @@ use tek_proto::channel::split::{
 use tek_proto::crypto::Key;
 use tek_proto::message::config::Config;
 
-/// Records waiting to be sent, as the session's batches see them: the five-channel [`Log`]
+/// Records waiting to be sent, as the session's batches see them: the five-channel [`crate::log::Log`]
 /// (Telemetry 0x01) or a [`WideLog`] (WideTelemetry 0x07).
 pub trait Backlog {
     /// Whether this backlog sends WideTelemetry.
@@ -59,27 +58,6 @@ pub trait Backlog {
     /// length and the sequence numbers included.
     fn write(&self, first: u32, last: u32, now_s: u32, out: &mut [u8])
         -> Option<(usize, u32, u32)>;
-}
-
-impl<const N: usize> Backlog for Log<N> {
-    fn wide(&self) -> bool {
-        false
-    }
-    fn len(&self) -> usize {
-        Log::len(self)
-    }
-    fn oldest(&self) -> u32 {
-        self.first_seq()
-    }
-    fn write(
-        &self,
-        first: u32,
-        last: u32,
-        now_s: u32,
-        out: &mut [u8],
-    ) -> Option<(usize, u32, u32)> {
-        crate::session::write_batch(self, first, last, now_s, out)
-    }
 }
 
 /// What the controller needs of its channel part (see the module docs).

@@ -51,6 +51,7 @@
 #[cfg(test)]
 extern crate std;
 
+mod attempt;
 pub mod channel_part;
 pub mod channels;
 mod config;

@@ -8,9 +8,9 @@
 //!   blind ([`Logging::went_stale`] says when, the controller switches the heater off).
 //! * When the interval changes, the next record is due one new interval after the last one.
 
-use crate::controller::Stats;
 use crate::log::{Log, LogRecord, MISSING_TEMP};
 use crate::Reading;
+use crate::Stats;
 
 /// A sensor reading older than this no longer drives the heater (it is switched off).
 pub const SENSOR_STALE_MS: u64 = 300_000;

@@ -18,10 +18,10 @@
 //!
 //! [`Up`] is the session and its small poll; [`Outbox`] holds what waits to be said in it.
 
+use crate::attempt::Attempt;
 use crate::channel_part::Backlog;
-use crate::connect::Attempt;
-use crate::controller::Stats;
 use crate::log::{Log, LogRecord};
+use crate::Stats;
 use crate::{Endpoint, Iface};
 use heapless::Deque;
 use tek_proto::channel::split::{Capabilities, ChunkAck};
@@ -526,6 +526,28 @@ pub fn write_batch<const N: usize>(
     }
     let through = included?;
     Some((1 + w.len(), start, through))
+}
+
+/// The five-channel log sends Telemetry (0x01) batches.
+impl<const N: usize> Backlog for Log<N> {
+    fn wide(&self) -> bool {
+        false
+    }
+    fn len(&self) -> usize {
+        Log::len(self)
+    }
+    fn oldest(&self) -> u32 {
+        self.first_seq()
+    }
+    fn write(
+        &self,
+        first: u32,
+        last: u32,
+        now_s: u32,
+        out: &mut [u8],
+    ) -> Option<(usize, u32, u32)> {
+        write_batch(self, first, last, now_s, out)
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@
 //! the modem, the probe and the Ethernet settings in effect. [`Transport::poll`] fails over,
 //! [`Transport::return_to_ethernet`] comes back, [`Transport::redial`] restarts the modem.
 
-use crate::connect::{self, Attempt, Servers};
-use crate::controller::Stats;
+use crate::attempt::Attempt;
+use crate::connect::{self, Servers};
 use crate::effects::{Effect, Effects};
+use crate::Stats;
 use crate::{Endpoint, Iface, IpInfo, Radio, StaticIp};
 use tek_proto::message::status::Traffic;
 
