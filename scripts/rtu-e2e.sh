@@ -15,9 +15,11 @@
 #   2. the script's second set of values (at 20 s) arrives, converted
 #   3. one corrupted answer (bad CRC) is retried: no gap, no fault (tek meter's counters show the
 #      extra request)
-#   4. the bus unplugged (tek meter's control socket): the meter channels have no value ("none",
+#   4. the TB260 answers with exception 2: its channel has no value, counted as exception 2, and
+#      the read is not repeated (an exception is the slave's answer); cleared: its value is back
+#   5. the bus unplugged (tek meter's control socket): the meter channels have no value ("none",
 #      never 0) and count timeouts; the board input keeps its value
-#   5. plugged back: the values are back, and the fault counters stop growing
+#   6. plugged back: the values are back, and the fault counters stop growing
 #
 # Usage: scripts/rtu-e2e.sh [--keep]
 set -euo pipefail
@@ -170,7 +172,25 @@ samples | awk -v n="$n" '{ k = $3; sub(":", "", k); if (k + 0 > n + 0) print }' 
 grep -q 'rtu: faults' "$work/fw.log" && fail "a fault counted for a retried read: $(grep 'rtu: faults' "$work/fw.log" | tail -1)"
 say "ok: one bad CRC retried ($((after - before)) requests to slave 2 in $((m - n)) samples), no gap, no fault"
 
-# --- step 4: the bus unplugged -----------------------------------------------------------------------
+# --- step 4: an exception answer -------------------------------------------------------------------
+after_a_sample "a sample completed (before the exception)"
+n=$(sample_no)
+before=$(requests 2)
+reply=$(meter_ctl "exception 2 2")
+[[ $reply == ok:* ]] || fail "tek meter refused 'exception 2 2': $reply"
+wait_for 10 "an exception is no value for the TB260's channel" sample_after "$n" '^2298 -750 12346750 none -?[0-9]+$'
+wait_for 5 "counted as exception 2" grep -qE 'rtu: faults ch3 x1 Exception\(2\)$' "$work/fw.log"
+after_a_sample "a sample completed (after the exception)"
+m=$(sample_no)
+after=$(requests 2)
+[ $((after - before)) = $((m - n)) ] \
+    || fail "slave 2 got $((after - before)) requests in $((m - n)) samples: an exception must not be repeated"
+reply=$(meter_ctl "clear 2")
+[[ $reply == ok:* ]] || fail "tek meter refused 'clear 2': $reply"
+n=$(sample_no)
+wait_for 10 "cleared: the TB260's value is back" sample_after "$n" "$second"
+
+# --- step 5: the bus unplugged -----------------------------------------------------------------------
 reply=$(meter_ctl unplug)
 [[ $reply == ok:* ]] || fail "tek meter refused 'unplug': $reply"
 n=$(sample_no)
@@ -181,7 +201,7 @@ samples | awk -v n="$n" '{ k = $3; sub(":", "", k); if (k + 0 > n + 0) print }' 
 m=$(sample_no)
 wait_for 15 "still no value two samples later" sample_after $((m + 1)) '^none none none none -?[0-9]+$'
 
-# --- step 5: plugged back ------------------------------------------------------------------------------
+# --- step 6: plugged back ------------------------------------------------------------------------------
 reply=$(meter_ctl plug)
 [[ $reply == ok:* ]] || fail "tek meter refused 'plug': $reply"
 n=$(sample_no)
