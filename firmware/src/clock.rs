@@ -48,6 +48,28 @@ pub fn now_ms() -> u64 {
     })
 }
 
+/// Microseconds since [`start`], from the tick count and the counter (not clamped like
+/// [`now_ms`]: the Modbus line timing measures short intervals with it and treats a step back
+/// as no time passed). Also called from the UART2 interrupt, where a SysTick may be pending
+/// behind it: a pending tick is counted, so the time is never early (if the counter wrapped
+/// just after it was read, it is one tick late: a silence looks shorter, and a request waits
+/// longer, never less).
+#[cfg(feature = "rtu-test")]
+pub fn now_us() -> u64 {
+    loop {
+        let before = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());
+        let current = SYST::get_current();
+        let pending = cortex_m::peripheral::SCB::is_pendst_pending();
+        compiler_fence(Ordering::SeqCst);
+        let after = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());
+        if before == after {
+            let ticks = before + u64::from(pending);
+            let into_tick = (RELOAD - current.min(RELOAD)) / (CYCLES_PER_MS / 1000);
+            return ticks * u64::from(TICK_MS) * 1000 + u64::from(into_tick);
+        }
+    }
+}
+
 fn raw_ms() -> u64 {
     loop {
         let before = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());

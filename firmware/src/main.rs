@@ -40,6 +40,8 @@ mod ppp;
 mod radioled;
 mod relays;
 mod rng;
+#[cfg(feature = "rtu-test")]
+mod rtu;
 mod semihosting;
 mod sensors;
 mod stack;
@@ -66,13 +68,18 @@ use storage::{Flash, HostFileFlash};
 /// budget"): everything but the 16 kB the rest of the firmware may use (statics and stack) and
 /// [`SCHEDULE_RAM`] goes to the log — 47 kB, 3007 records of 16 bytes plus the ring's indices,
 /// 50 h of 1-minute records; 2880 (48 h) is the floor.
-const LOG_RECORDS: usize = 3007;
+const LOG_RECORDS: usize = 3007 - RTU_TEST_RECORDS;
+/// Records the `rtu-test` bench build gives up (1 kB) for its channel map, the bus driver and
+/// their stack; the normal build gives none.
+const RTU_TEST_RECORDS: usize = if cfg!(feature = "rtu-test") { 64 } else { 0 };
 /// RAM the schedule configuration items (PROTOCOL.md 7.6.1) added: two configurations and a
 /// longer flash record in the controller (728 B) and a configuration decoded on the stack
 /// (184 B), taken from the log's margin above 48 h so the stack keeps its headroom.
 const SCHEDULE_RAM: usize = 1024;
 const _: () = assert!(size_of::<Log<LOG_RECORDS>>() <= 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
-const _: () = assert!(size_of::<Log<{ LOG_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
+const _: () = assert!(
+    size_of::<Log<{ LOG_RECORDS + RTU_TEST_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024 - SCHEDULE_RAM
+);
 const _: () = assert!(LOG_RECORDS >= 48 * 60);
 
 /// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.
@@ -106,6 +113,8 @@ fn main() -> ! {
         let now = clock::now_ms();
         app.network(now, rx);
         app.sample(now);
+        #[cfg(feature = "rtu-test")]
+        app.rtu.poll(now);
         app.act(now);
         app.housekeeping(now);
         app.sleep();
@@ -190,14 +199,17 @@ fn boot() -> App {
     }
     // The modem on UART1, when the board has one (`gsm` on the command line).
     let modem = bench.gsm.then(|| {
-        sysctl::enable_uart1();
-        let uart = uart::Uart::new(sysctl::SYSCLK_HZ);
+        sysctl::enable_uart(sysctl::uart_gate::UART1);
+        let uart = uart::Uart::new(uart::UART1, sysctl::SYSCLK_HZ, uart::Format::MODEM);
         // SAFETY: UART1's handler (`DefaultHandler`) only moves bytes into the ring inside a
         // critical section; unmasking its line cannot break a critical section elsewhere.
-        unsafe { NVIC::unmask(uart::Irq) };
-        log!("gsm: modem on UART1, {} baud", uart::BAUD);
+        unsafe { NVIC::unmask(uart::UART1.irq()) };
+        log!("gsm: modem on UART1, {} baud", uart::Format::MODEM.baud);
         Modem::new(uart, ppp::Ppp::take().unwrap_or_else(|| fatal("PPP taken")))
     });
+
+    #[cfg(feature = "rtu-test")]
+    let rtu = RtuTest::boot();
 
     let mac: &'static mut eth::Mac = MAC.take();
     let mac_addr = eth::Mac::address();
@@ -231,6 +243,8 @@ fn boot() -> App {
         reported_stack: 0,
         shown: Shown::default(),
         run_until: (bench.run_s > 0).then(|| u64::from(bench.run_s) * 1000),
+        #[cfg(feature = "rtu-test")]
+        rtu,
     }
 }
 
@@ -260,6 +274,9 @@ struct App {
     reported_stack: usize,
     shown: Shown,
     run_until: Option<u64>,
+    /// The test bench's channel map on the Modbus RTU bus.
+    #[cfg(feature = "rtu-test")]
+    rtu: RtuTest,
 }
 
 /// A DNS query over GSM in flight.
@@ -493,6 +510,8 @@ impl App {
         }
         self.next_sample = now + SAMPLE_MS;
         let reading = self.sensors.sample(now, self.relays.bits());
+        #[cfg(feature = "rtu-test")]
+        self.rtu.bus.set_inputs(reading, self.relays.bits());
         self.ctl.sensor(now, reading);
     }
 
@@ -799,11 +818,22 @@ impl App {
         if let Some(t) = self.run_until {
             until = until.min(t);
         }
+        #[cfg(feature = "rtu-test")]
+        {
+            until = until.min(self.rtu.channels.poll_at());
+            if let Some(t) = self.rtu.bus.poll_at_ms() {
+                until = until.min(t);
+            }
+        }
         while clock::now_ms() < until {
             // Check and sleep with interrupts masked: a frame arriving between the check and
             // WFI leaves its interrupt pending, and WFI returns at once.
             let woke = cortex_m::interrupt::free(|_| {
-                if eth::Mac::rx_pending() || uart::Uart::rx_pending() {
+                if eth::Mac::rx_pending() || uart::UART1.rx_pending() {
+                    return true;
+                }
+                #[cfg(feature = "rtu-test")]
+                if rtu::heard() {
                     return true;
                 }
                 cortex_m::asm::wfi();
@@ -881,6 +911,110 @@ impl core::fmt::Display for FmtStatic {
     }
 }
 
+/// The test bench's channel map (`rtu-test`): one bus, 19200 baud 8E1, 200 ms timeout; an
+/// Eastron SDM630 at address 1 (input registers, f32 high word first) and a ControlBox TB260
+/// at 2 (holding register 0, i16 in 0.1 degC), and a board input:
+/// 0 voltage L1 (30001) x10 -> 0.1 V, 1 total power (30053) -> W, 2 total energy (30343)
+/// x1000 -> Wh, 3 temperature x10 -> 0.01 degC, 4 board input 2 (water, 0.01 degC).
+#[cfg(feature = "rtu-test")]
+#[rustfmt::skip]
+const RTU_TEST_MAP: [u8; 106] = [
+    1, 1, 5,
+    1, 1, 0, 200, // 19200 baud, even parity, 200 ms
+    1, 7, 0, 1, 4, 0x00, 0x00, 4, 0,  0, 0, 0, 10,  0, 1,  0, 0, 0, 0,  5, 0xFF,
+    1, 7, 0, 1, 4, 0x00, 0x34, 4, 0,  0, 0, 0, 1,   0, 1,  0, 0, 0, 0,  1, 0,
+    1, 7, 0, 1, 4, 0x01, 0x56, 4, 0,  0, 0, 0x03, 0xE8,  0, 1,  0, 0, 0, 0,  2, 0,
+    1, 7, 0, 2, 3, 0x00, 0x00, 1, 0,  0, 0, 0, 10,  0, 1,  0, 0, 0, 0,  3, 0xFE,
+    2, 1, 2,                          0, 0, 0, 1,   0, 1,  0, 0, 0, 0,  3, 0xFE,
+];
+/// Bytes and channels the test map may have.
+#[cfg(feature = "rtu-test")]
+type RtuChannels = tek_controller::channels::Channels<{ RTU_TEST_MAP.len() }, 5>;
+
+/// The `rtu-test` bench: [`RTU_TEST_MAP`] sampled every 2 s over [`rtu::BoardBus`], one retry
+/// per read, every sample and every change of the fault counters on the console.
+#[cfg(feature = "rtu-test")]
+struct RtuTest {
+    channels: RtuChannels,
+    bus: rtu::BoardBus,
+}
+
+#[cfg(feature = "rtu-test")]
+impl RtuTest {
+    fn boot() -> RtuTest {
+        sysctl::enable_uart(sysctl::uart_gate::UART2);
+        let bus = rtu::BoardBus::new(sysctl::SYSCLK_HZ);
+        // SAFETY: UART2's handler (`DefaultHandler`) only moves bytes into its ring and notes
+        // the time inside a critical section; unmasking its line cannot break one elsewhere.
+        unsafe { NVIC::unmask(uart::UART2.irq()) };
+        let now = clock::now_ms();
+        let mut channels = RtuChannels::new(now);
+        if let Err(e) = channels.set_map(&RTU_TEST_MAP, &[], now) {
+            log!("fatal: rtu test map: {}", e);
+            semihosting::exit(false);
+        }
+        channels.sample_every_ms = 2_000;
+        channels.modbus_retries = 1;
+        log!(
+            "rtu: Modbus RTU master on UART2, {} channels, sample every {} ms, {} retry",
+            channels.count(),
+            channels.sample_every_ms,
+            channels.modbus_retries
+        );
+        RtuTest { channels, bus }
+    }
+
+    /// Sends a queued request when the line is quiet, advances the sample, logs what it gave.
+    #[inline(never)]
+    fn poll(&mut self, now: u64) {
+        self.bus.poll();
+        if self.channels.poll(now, &mut self.bus) {
+            log!(
+                "rtu: sample {}:{} (requests {})",
+                self.channels.samples(),
+                RtuValues(&self.channels),
+                self.bus.sent
+            );
+        }
+        if self.channels.faults_changed() {
+            self.channels.faults_reported();
+            log!("rtu: faults{}", RtuFaults(&self.channels));
+        }
+    }
+}
+
+/// ` v0 v1 ...`, `none` for a channel without value.
+#[cfg(feature = "rtu-test")]
+struct RtuValues<'a>(&'a RtuChannels);
+#[cfg(feature = "rtu-test")]
+impl core::fmt::Display for RtuValues<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for ch in 0..self.0.count() {
+            write!(f, " {}", Opt(self.0.value(ch)))?;
+        }
+        Ok(())
+    }
+}
+
+/// ` chN xCOUNT LAST` per channel with failures.
+#[cfg(feature = "rtu-test")]
+struct RtuFaults<'a>(&'a RtuChannels);
+#[cfg(feature = "rtu-test")]
+impl core::fmt::Display for RtuFaults<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut entries = [tek_proto::channel::faults::FaultEntry {
+            channel: 0,
+            errors: 0,
+            last: tek_proto::channel::faults::Fault::Timeout,
+        }; 5];
+        let n = self.0.faults(&mut entries);
+        for e in &entries[..n] {
+            write!(f, " ch{} x{} {:?}", e.channel, e.errors, e.last)?;
+        }
+        Ok(())
+    }
+}
+
 fn fatal(why: &str) -> ! {
     log!("fatal: {}", why);
     semihosting::exit(false)
@@ -891,16 +1025,24 @@ fn fatal_args(e: bench::BenchError) -> ! {
     semihosting::exit(false)
 }
 
-/// Interrupts without a handler of their own. Only the MAC's and the modem UART's are enabled.
+/// Interrupts without a handler of their own. Only the MAC's, the modem UART's and (in the
+/// `rtu-test` build) the Modbus UART's are enabled.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
     if irqn == eth::IRQ as i16 {
         eth::on_interrupt();
-    } else if irqn == uart::IRQ as i16 {
-        uart::on_interrupt();
-    } else {
-        fatal("unexpected interrupt");
+        return;
     }
+    if uart::UART1.is_irq(irqn) {
+        uart::UART1.on_interrupt();
+        return;
+    }
+    #[cfg(feature = "rtu-test")]
+    if uart::UART2.is_irq(irqn) {
+        rtu::on_interrupt();
+        return;
+    }
+    fatal("unexpected interrupt");
 }
 
 #[exception]

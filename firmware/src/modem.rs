@@ -22,7 +22,7 @@ use heapless::Vec;
 use tek_controller::Radio;
 
 use crate::ppp::{Datagram, Ppp, PppIp};
-use crate::uart::Uart;
+use crate::uart::ModemUart;
 
 /// How long an AT command may take.
 pub const AT_TIMEOUT_MS: u64 = 2_000;
@@ -75,7 +75,7 @@ pub enum ModemEvent {
 
 /// The modem.
 pub struct Modem {
-    uart: Uart,
+    uart: ModemUart,
     ppp: Ppp,
     step: Step,
     deadline: u64,
@@ -100,7 +100,7 @@ const NO_CARRIER: &[u8] = b"NO CARRIER";
 
 impl Modem {
     /// The driver on `uart`, modem off.
-    pub fn new(uart: Uart, ppp: Ppp) -> Modem {
+    pub fn new(uart: ModemUart, ppp: Ppp) -> Modem {
         Modem {
             uart,
             ppp,
@@ -165,7 +165,7 @@ impl Modem {
     }
 
     /// The UART (for sending on the PPP side).
-    pub fn link(&mut self) -> (&mut Ppp, &mut Uart) {
+    pub fn link(&mut self) -> (&mut Ppp, &mut ModemUart) {
         (&mut self.ppp, &mut self.uart)
     }
 

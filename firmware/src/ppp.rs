@@ -22,7 +22,7 @@ use ppproto::pppos::{PPPoS, PPPoSAction};
 use ppproto::{Config, Phase};
 use smoltcp::wire::{IpProtocol, Ipv4Address, Ipv4Packet, UdpPacket};
 
-use crate::uart::Uart;
+use crate::uart::ModemUart;
 
 /// The largest PPP frame kept (unescaped, control byte to FCS): 1024 + 28 + 2 + 1 + 2.
 pub const FRAME_BUF: usize = tek_proto::MAX_DATAGRAM + 28 + 5;
@@ -159,7 +159,7 @@ impl Ppp {
     /// datagram addressed to us. Out of line: `ppproto` puts a 128-byte packet on the stack and
     /// we a 300-byte frame buffer.
     #[inline(never)]
-    pub fn poll(&mut self, uart: &mut Uart, rx: &mut [u8]) -> Option<Datagram> {
+    pub fn poll(&mut self, uart: &mut ModemUart, rx: &mut [u8]) -> Option<Datagram> {
         let link = self.link.as_mut()?;
         let mut tx = [0u8; 300];
         let mut got = None;
@@ -189,7 +189,7 @@ impl Ppp {
     #[inline(never)]
     pub fn send(
         &mut self,
-        uart: &mut Uart,
+        uart: &mut ModemUart,
         from_port: u16,
         to: (Ipv4Address, u16),
         payload: &[u8],
@@ -231,7 +231,7 @@ impl Ppp {
     }
 
     /// Hangs up from our side: an LCP Terminate-Request (the modem answers `NO CARRIER`).
-    pub fn terminate(&mut self, uart: &mut Uart) {
+    pub fn terminate(&mut self, uart: &mut ModemUart) {
         if self.link.is_some() {
             let mut w = FrameOut::start(uart);
             w.put(&[0xC0, 0x21, 5, 0x54, 0, 4]);
@@ -242,12 +242,12 @@ impl Ppp {
 
 /// A frame being escaped into the UART (every control character escaped, FCS-16 appended).
 struct FrameOut<'a> {
-    uart: &'a mut Uart,
+    uart: &'a mut ModemUart,
     fcs: u16,
 }
 
 impl<'a> FrameOut<'a> {
-    fn start(uart: &'a mut Uart) -> FrameOut<'a> {
+    fn start(uart: &'a mut ModemUart) -> FrameOut<'a> {
         uart.write(&[0x7E]);
         let mut w = FrameOut { uart, fcs: 0xFFFF };
         w.put(&[0xFF, 0x03]);

@@ -18,8 +18,14 @@ const RIS: usize = SYSCTL + 0x050;
 const RCC: usize = SYSCTL + 0x060;
 const RCGC1: usize = SYSCTL + 0x104;
 const RCGC2: usize = SYSCTL + 0x108;
-/// UART1's clock gate in RCGC1.
-const RCGC1_UART1: u32 = 1 << 1;
+/// Clock gate bits of the UARTs in RCGC1 (UART0 bit 0, UART1 bit 1, UART2 bit 2).
+pub mod uart_gate {
+    /// UART1, the modem line.
+    pub const UART1: u32 = 1 << 1;
+    /// UART2, the Modbus RTU bus.
+    #[cfg(feature = "rtu-test")]
+    pub const UART2: u32 = 1 << 2;
+}
 
 const RCC_MOSCDIS: u32 = 1 << 0;
 const RCC_OSCSRC_MASK: u32 = 0b11 << 4;
@@ -83,12 +89,12 @@ pub fn enable(bits: u32) {
     cortex_m::asm::delay(16);
 }
 
-/// Opens UART1's clock gate (RCGC1; the modem line), as [`enable`] does for RCGC2.
-pub fn enable_uart1() {
-    // SAFETY: read-modify-write of RCGC1 at boot, single-threaded; only sets UART1's gate bit.
+/// Opens UART clock gates in RCGC1 (see [`uart_gate`]), as [`enable`] does for RCGC2.
+pub fn enable_uart(bits: u32) {
+    // SAFETY: read-modify-write of RCGC1 at boot, single-threaded; only sets gate bits.
     unsafe {
         let v = read_volatile(RCGC1 as *const u32);
-        write_volatile(RCGC1 as *mut u32, v | RCGC1_UART1);
+        write_volatile(RCGC1 as *mut u32, v | bits);
         let _ = read_volatile(RCGC1 as *const u32);
     }
     cortex_m::asm::delay(16);

@@ -10,6 +10,10 @@
 //!   ([`Channels::poll_at`] says when it expires). Then the computed channels are evaluated in
 //!   index order with `tek_proto::channel::expr`, over this sample's values and the interval
 //!   statistics of the log interval so far.
+//! * A read that timed out or came back with a bad CRC (line noise, a collision) is sent again
+//!   up to [`Channels::modbus_retries`] times within the sample (0 by default: one try) before it
+//!   counts as a failure; exceptions and malformed answers are the slave's word and are not
+//!   repeated.
 //! * A source that fails — Modbus timeout, CRC error, exception, malformed answer, a missing or
 //!   out-of-range input, an expression without value (division by zero) — gives **no value**
 //!   for that sample, never 0 and never the previous value, and counts against the channel
@@ -118,6 +122,8 @@ impl Slot {
 #[derive(Debug, Clone, Copy)]
 struct Txn {
     deadline: u64,
+    /// Retries sent so far.
+    tries: u8,
     got: u8,
     rx: [u8; MAX_ANSWER],
 }
@@ -141,6 +147,9 @@ pub struct Channels<const MAP: usize, const CH: usize> {
     phase: Phase,
     /// Sample period, ms.
     pub sample_every_ms: u64,
+    /// How many times a Modbus read that timed out or failed its CRC is sent again within the
+    /// sample before the channel has no value (0: once only).
+    pub modbus_retries: u8,
     next_sample_at: u64,
     log_interval_s: u32,
     /// The fault counters changed since [`faults_reported`](Self::faults_reported).
@@ -178,6 +187,7 @@ impl<const MAP: usize, const CH: usize> Channels<MAP, CH> {
             slots: [Slot::BLANK; CH],
             phase: Phase::Idle,
             sample_every_ms: SAMPLE_EVERY_MS,
+            modbus_retries: 0,
             next_sample_at: now,
             log_interval_s: 60,
             faults_changed: false,
@@ -338,6 +348,7 @@ impl<const MAP: usize, const CH: usize> Channels<MAP, CH> {
             Phase::Reading { next, txn } => (next, txn),
         };
         let mut changed = false;
+        let retries = self.modbus_retries;
         while usize::from(next) < self.count {
             let Some(ch) = map.channel(usize::from(next)) else {
                 break;
@@ -368,36 +379,48 @@ impl<const MAP: usize, const CH: usize> Channels<MAP, CH> {
                             bus.serial_send(read.bus, &settings, &frame);
                             txn = Some(Txn {
                                 deadline: now + u64::from(settings.timeout_ms),
+                                tries: 0,
                                 got: 0,
                                 rx: [0; MAX_ANSWER],
                             });
                             // The answer comes later: on a later poll.
                             break;
                         }
-                        (Some(t), Some(_)) => {
+                        (Some(t), Some(settings)) => {
                             let got = usize::from(t.got);
                             let n = bus.serial_receive(read.bus, &mut t.rx[got..]);
                             t.got = (got + n).min(MAX_ANSWER) as u8;
                             let have = &t.rx[..usize::from(t.got)];
-                            match modbus::answer_len(&read, have) {
+                            let result = match modbus::answer_len(&read, have) {
                                 Some(len) if have.len() >= len => {
-                                    match modbus::decode(&read, &have[..len]) {
-                                        Ok(raw) => {
-                                            slot.current = ch.conversion.apply(raw);
-                                            if slot.current.is_none() {
-                                                changed |= Self::fail(slot, Fault::OutOfRange);
-                                            }
-                                        }
-                                        Err(f) => changed |= Self::fail(slot, f),
-                                    }
-                                    txn = None;
+                                    modbus::decode(&read, &have[..len])
                                 }
-                                _ if now >= t.deadline => {
-                                    changed |= Self::fail(slot, Fault::Timeout);
-                                    txn = None;
-                                }
+                                _ if now >= t.deadline => Err(Fault::Timeout),
                                 _ => break, // still waiting
+                            };
+                            let again = matches!(result, Err(Fault::Timeout | Fault::Crc))
+                                && t.tries < retries;
+                            if let (true, Some(frame)) = (again, modbus::request(&read)) {
+                                // The same request again, a fresh timeout; the sample waits.
+                                bus.serial_send(read.bus, &settings, &frame);
+                                *t = Txn {
+                                    deadline: now + u64::from(settings.timeout_ms),
+                                    tries: t.tries + 1,
+                                    got: 0,
+                                    rx: [0; MAX_ANSWER],
+                                };
+                                break;
                             }
+                            match result {
+                                Ok(raw) => {
+                                    slot.current = ch.conversion.apply(raw);
+                                    if slot.current.is_none() {
+                                        changed |= Self::fail(slot, Fault::OutOfRange);
+                                    }
+                                }
+                                Err(f) => changed |= Self::fail(slot, f),
+                            }
+                            txn = None;
                         }
                     }
                 }
@@ -484,6 +507,8 @@ pub(crate) mod tests {
         /// A send while the previous answer was still being delivered (two transactions at once).
         overlapped: bool,
         pub(crate) bytes_per_receive: usize,
+        /// A slave whose next answer is lost on the line (then it answers again).
+        pub(crate) lose_once: Option<u8>,
     }
 
     impl ChannelBus for FakeBus {
@@ -498,6 +523,10 @@ pub(crate) mod tests {
             self.pending.clear();
             assert_eq!(&frame[6..], &crc(&frame[..6]), "request CRC");
             let (slave, function) = (frame[0], frame[1]);
+            if self.lose_once == Some(slave) {
+                self.lose_once = None;
+                return;
+            }
             let reg = u16::from_be_bytes([frame[2], frame[3]]);
             let count = u16::from_be_bytes([frame[4], frame[5]]);
             let mut answer = match self
@@ -807,6 +836,64 @@ pub(crate) mod tests {
         let mut rec = [Some(-1); 5];
         c.record(&mut rec);
         assert_eq!(rec, [Some(10_000), Some(0), Some(1850), None, Some(10_000)]);
+    }
+
+    /// With retries, a read that timed out or failed its CRC is sent again within the sample
+    /// and a good second answer is a value, not a fault; an exception is not repeated; with the
+    /// retries used up the channel has no value, counted once per sample.
+    #[test]
+    fn modbus_retries_cover_one_lost_answer() {
+        let mut c = Channels::<512, 16>::new(0);
+        c.set_map(&plant_room(), &[], 0).unwrap();
+        c.modbus_retries = 1;
+        let mut bus = bus_with(1000.0, 2650);
+        // Slave 2 (channel 1) misses its first answer: the retry gets one.
+        bus.lose_once = Some(2);
+        let now = sample(&mut c, &mut bus, 0, 5);
+        assert!(
+            (200..400).contains(&now),
+            "one timeout (200 ms) in the sample: {now}"
+        );
+        let to_slave_2: Vec<_> = bus.sent.iter().filter(|(_, f)| f[0] == 2).collect();
+        assert_eq!(to_slave_2.len(), 2);
+        assert_eq!(to_slave_2[0], to_slave_2[1], "the same request");
+        assert_eq!((c.value(0), c.value(1)), (Some(10_000), Some(2650)));
+        let mut f = [FaultEntry {
+            channel: 0,
+            errors: 0,
+            last: Fault::Timeout,
+        }; 4];
+        assert_eq!(c.faults(&mut f), 0, "a retried read is no fault");
+        // A bad CRC every time: two requests, then no value and one fault.
+        bus.behaviour.insert(1, Behaviour::BadCrc);
+        let before = bus.sent.len();
+        let at = now.max(c.poll_at());
+        let _ = sample(&mut c, &mut bus, at, 5);
+        assert_eq!(c.value(0), None);
+        let to_slave_1 = bus.sent[before..].iter().filter(|(_, f)| f[0] == 1).count();
+        assert_eq!(to_slave_1, 2);
+        assert_eq!(
+            c.faults(&mut f),
+            2,
+            "channel 0, and channel 3 that reads it"
+        );
+        assert_eq!((f[0].channel, f[0].errors, f[0].last), (0, 1, Fault::Crc));
+        // An exception is the slave's answer: asked once.
+        bus.behaviour.insert(1, Behaviour::Exception(2));
+        let before = bus.sent.len();
+        let _ = next_sample(&mut c, &mut bus);
+        let to_slave_1 = bus.sent[before..].iter().filter(|(_, f)| f[0] == 1).count();
+        assert_eq!(to_slave_1, 1);
+        assert_eq!(c.value(0), None);
+        // Without retries (the default) one timeout is a fault at once.
+        let mut c = Channels::<512, 16>::new(0);
+        c.set_map(&plant_room(), &[], 0).unwrap();
+        bus.behaviour.clear();
+        bus.behaviour.insert(2, Behaviour::Silent);
+        let before = bus.sent.len();
+        let _ = sample(&mut c, &mut bus, 0, 5);
+        assert_eq!(bus.sent.len() - before, 2);
+        assert_eq!(c.value(1), None);
     }
 
     #[test]
