@@ -35,10 +35,10 @@ if [ "${TEK_E2E_NS:-}" != 1 ]; then
     # scripts/firmware-size.sh measures.
     (cd firmware && env -u CARGO_TARGET_DIR cargo build --release --quiet --features rtu-test \
         --target-dir target/rtu-test)
-    cargo build --release --quiet -p tek
+    cargo build --quiet -p tek
     target_dir=$(cargo metadata --format-version 1 --no-deps \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    export TEK_BIN="$target_dir/release/tek"
+    export TEK_BIN="$target_dir/debug/tek"
     exec unshare --net --map-root-user env TEK_E2E_NS=1 "$0" "$@"
 fi
 

@@ -41,6 +41,8 @@ step "workspace tests"
 cargo test --workspace
 
 step "firmware: build, size, QEMU end-to-end"
-(cd firmware && cargo fmt --check && cargo clippy --release --quiet -- -D warnings)
+(cd firmware && cargo fmt --check && cargo clippy --release --quiet -- -D warnings \
+    && cargo clippy --release --quiet --features rtu-test --target-dir target/rtu-test -- -D warnings)
 scripts/qemu-e2e.sh   # ends with scripts/firmware-size.sh on the measured stack
 scripts/gsm-e2e.sh    # GSM failover through `tek modem` and back; ends with the size budget too
+scripts/rtu-e2e.sh    # the Modbus RTU master on UART2 against `tek meter` (a test build of the firmware)
