@@ -1765,3 +1765,111 @@ async fn site_energy_view_by_week_month_year() {
     assert!(a11y.is_empty(), "{}", a11y.join("\n"));
     ui.stop().await;
 }
+
+/// Configure → System and Configure → Schedules with bad input (issue 15: both forms read their
+/// fields into one typed change the service applies): every problem is shown next to its field,
+/// what was typed is kept, nothing is saved; screenshots at 1400 and 390 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_and_schedules_show_every_bad_field() {
+    let ui = Ui::start(1, true).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    let dir = screenshot_dir();
+    let fill = |form: &'static str, field: &'static str, v: &'static str| async move {
+        let el = c
+            .find(Locator::Css(&format!("{form} [name={field}]")))
+            .await
+            .unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(v).await.unwrap();
+    };
+    // The browser's own checks (min, max, required) would stop some of these before the
+    // server sees them; the server's are what is tested, as a script or an old browser meets them.
+    let save = |form: &'static str| async move {
+        c.execute(
+            "document.querySelector(arguments[0]).noValidate = true;",
+            vec![form.into()],
+        )
+        .await
+        .unwrap();
+        c.find(Locator::Css(&format!("{form} button[type=submit]")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+
+    c.goto(&format!("{base}/devices/1/configure"))
+        .await
+        .unwrap();
+    for (field, v) in [
+        ("log_interval", "5"),
+        ("eth_ip", "10.0.0.5"),
+        ("eth_netmask", "255.0.255.0"),
+        ("eth_gateway", "10.0.0.1"),
+        ("eth_dns", "not-an-address"),
+        ("servers", "bad host!"),
+    ] {
+        fill("form#system", field, v).await;
+    }
+    save("form#system").await;
+    for (field, want) in [
+        ("log_interval", "Logging interval must be a whole number"),
+        ("eth_dns", "is not an IPv4 address"),
+        ("servers", "is not a host name"),
+    ] {
+        let msg = wait_for(Duration::from_secs(5), field, || async {
+            field_error(c, "form#system", field).await
+        })
+        .await;
+        assert!(msg.contains(want), "{field}: {msg}");
+    }
+    let kept = c
+        .find(Locator::Css("form#system [name=eth_dns]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("not-an-address"), "the input is kept");
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        full_page_shot(c, &dir, &format!("configure-errors-{w}"), w, h).await;
+    }
+    // Nothing was saved: the device still has version 1 only.
+    let latest = ui
+        .server
+        .api()
+        .storage_handle()
+        .latest_config(1)
+        .unwrap()
+        .map(|r| r.version);
+    assert!(latest.unwrap_or(0) <= 1, "{latest:?}");
+
+    c.goto(&format!("{base}/devices/1/schedules"))
+        .await
+        .unwrap();
+    for (field, v) in [
+        ("occupied", "41"),
+        ("pump_mon", "22:00-06:00"),
+        ("holidays", "2026-02-30"),
+        ("time_zone", "Mars/Olympus"),
+    ] {
+        fill("form#schedules", field, v).await;
+    }
+    save("form#schedules").await;
+    for (field, want) in [
+        ("occupied", "Occupied setpoint must be a temperature"),
+        ("pump_mon", "ends before it starts"),
+        ("holidays", "is not a date"),
+        ("time_zone", "Time zone"),
+    ] {
+        let msg = wait_for(Duration::from_secs(5), field, || async {
+            field_error(c, "form#schedules", field).await
+        })
+        .await;
+        assert!(msg.contains(want), "{field}: {msg}");
+    }
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        full_page_shot(c, &dir, &format!("schedules-errors-{w}"), w, h).await;
+    }
+}
