@@ -2,6 +2,7 @@
 //! samples, the controller's actions, housekeeping and the sleep until the next event. `main`
 //! builds it at boot and calls the steps in turn.
 
+use crate::console::Opt;
 use crate::modem::{Modem, ModemEvent};
 use crate::net::{Addressing, IpSettings, Link, LinkBuffers, LinkEvent, UdpPayload};
 #[cfg(feature = "rtu-test")]
@@ -626,16 +627,6 @@ fn ip_info(s: IpSettings, dhcp: bool) -> IpInfo {
         gateway: s.gateway.map_or([0; 4], |g| g.octets()),
         dns: s.dns.map_or([0; 4], |d| d.octets()),
         dhcp,
-    }
-}
-
-pub(crate) struct Opt<T>(pub(crate) Option<T>);
-impl<T: core::fmt::Display> core::fmt::Display for Opt<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("none"),
-        }
     }
 }
 

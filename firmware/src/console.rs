@@ -16,3 +16,14 @@ macro_rules! log {
         );
     }};
 }
+
+/// An optional value on the console: the value, or `none`.
+pub(crate) struct Opt<T>(pub(crate) Option<T>);
+impl<T: core::fmt::Display> core::fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The test bench's fixed channel map on the Modbus RTU bus (feature `rtu-test`, run by
 //! scripts/rtu-e2e.sh): polled by `Channels` every loop turn, samples and fault changes logged.
 
-use crate::app::Opt;
+use crate::console::Opt;
 use crate::{clock, log, rtu, semihosting, sysctl, uart};
 use cortex_m::peripheral::NVIC;
 

@@ -7,7 +7,7 @@
 //!   fault neither starts nor stops the pump;
 //! * the heater runs only with the pump: a heater without flow overheats.
 
-use crate::thermostat::{HEATER, PUMP};
+use crate::relay::{HEATER, PUMP};
 use tek_proto::message::config::Freeze;
 
 /// Whether freeze protection runs the pump, given the air temperature and whether it ran so far.

@@ -16,15 +16,9 @@
 //! whenever the pump is.
 
 use crate::interlock;
+use crate::relay::{HEATER, PUMP, RELAYS};
 use tek_proto::message::config::{Freeze, Thermostat as Settings};
 pub use tek_proto::message::RelayMode;
-
-/// Number of relays (bits of the relay bitmap).
-pub const RELAYS: usize = 8;
-/// The pump relay.
-pub const PUMP: u8 = 0;
-/// The heater relay.
-pub const HEATER: u8 = 1;
 
 /// Relay states and modes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,6 +57,7 @@ pub mod tzdb;
 pub mod udp;
 pub mod vault;
 pub mod web;
+mod write_job;
 mod writer;
 
 pub use config::Config;

@@ -6,61 +6,13 @@
 //! the commit returned, so an acknowledged record is on disk. On shutdown the queue is drained
 //! and committed before the task ends.
 
-use crate::storage::{Storage, TelemetryRow};
+use crate::storage::Storage;
 use crate::udp::Ingest;
+use crate::write_job::WriteJob;
 use std::sync::Arc;
-use tek_proto::message::{CommandResult, ConfigResult, Message, Status};
+use tek_proto::message::{ConfigResult, Message};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-
-/// A write waiting for the writer.
-#[derive(Debug)]
-pub(crate) enum WriteJob {
-    /// A telemetry batch; acknowledged with `through_seq` in session `session_id` once stored.
-    Telemetry {
-        device_id: u32,
-        session_id: u32,
-        through_seq: u32,
-        rows: Vec<TelemetryRow>,
-    },
-    /// A status report.
-    Status {
-        device_id: u32,
-        status: Status,
-        at: i64,
-    },
-    /// A ConfigAck.
-    ConfigAck {
-        device_id: u32,
-        version: u32,
-        result: ConfigResult,
-        at: i64,
-    },
-    /// The device reports running the pending version (its ConfigAck was lost).
-    ConfigRunning {
-        device_id: u32,
-        version: u32,
-        at: i64,
-    },
-    /// A CommandAck.
-    CommandAck {
-        device_id: u32,
-        id: u32,
-        result: CommandResult,
-        at: i64,
-    },
-    /// A reboot command was sent in a session of boot `boot` (PROTOCOL.md 11.3).
-    CommandSent { device_id: u32, id: u32, boot: u32 },
-}
-
-impl WriteJob {
-    fn records(&self) -> usize {
-        match self {
-            WriteJob::Telemetry { rows, .. } => rows.len(),
-            _ => 1,
-        }
-    }
-}
 
 /// Runs until `stop` turns true, then drains the queue, commits, and returns.
 pub(crate) async fn run(

@@ -17,7 +17,7 @@ use tek_proto::channel::split::{feature, Capabilities};
 
 /// The part's sizes: a 2 kB map of up to 32 channels, 512 wide records (8.5 h at 1 min, as
 /// the five-channel log), configurations up to 4 kB.
-pub type Part = ChannelPart<2048, 32, { crate::runner::SIM_LOG }, 4096>;
+pub type Part = ChannelPart<2048, 32, { crate::SIM_LOG }, 4096>;
 
 /// What a simulated controller states in Capabilities: computed channels, no serial bus.
 pub const CAPS: Capabilities = Capabilities {

@@ -20,3 +20,7 @@ pub mod reference;
 pub mod runner;
 
 pub use runner::{AckLedger, AckedBoot, Counters, Fleet, Options, Snapshot};
+
+/// Log capacity of each simulated controller (records). Smaller than the firmware's so 10,000
+/// controllers fit comfortably; still 8.5 hours at one record a minute.
+pub const SIM_LOG: usize = 512;

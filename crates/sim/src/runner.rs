@@ -16,6 +16,7 @@
 use crate::channels::{PlantBus, SimChannels};
 use crate::fleet::Device;
 use crate::plant::Plant;
+use crate::SIM_LOG;
 use anyhow::{bail, Context};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +29,6 @@ use tek_controller::{
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-
-/// Log capacity of each simulated controller (records). Smaller than the firmware's so 10,000
-/// controllers fit comfortably; still 8.5 hours at one record a minute.
-pub const SIM_LOG: usize = 512;
 
 /// How often each controller takes a sensor reading, simulated milliseconds.
 const SENSOR_EVERY_MS: u64 = 10_000;

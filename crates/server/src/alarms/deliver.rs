@@ -117,7 +117,7 @@ impl Context {
 pub(crate) fn start(
     storage: Arc<dyn Storage>,
     cfg: AlarmsConfig,
-    counters: Arc<super::task::Counters>,
+    counters: Arc<super::counters::Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> Queue {
     let (tx, mut rx) = mpsc::channel::<Job>(cfg.delivery_queue);

@@ -18,6 +18,7 @@
 //! * [`config`] — the `[alarms]` section of the server's configuration.
 
 pub mod config;
+pub mod counters;
 pub mod deliver;
 pub mod engine;
 pub mod rules;

@@ -7,12 +7,13 @@
 //! Nothing here can block ingest: feeding is `try_send` (a full queue drops the event and counts
 //! it in `dropped`), and the task sleeps until the engine's next deadline or the next event.
 
+use super::counters::Counters;
 use super::deliver::{self, Job};
 use super::engine::{Action, Engine, EngineOptions, Notice, NoticeKind, OpenAlarm};
 use super::AlarmsConfig;
 use crate::storage::{AlarmFilter, NewAlarm, NewNotification, Storage, TelemetryRow};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tek_proto::message::status::Transport;
@@ -75,50 +76,6 @@ pub enum Event {
     /// A test notification an administrator asked for, already in the notification log: onto
     /// the delivery queue like any other (`api::alarms::test_destination`).
     Test(Job),
-}
-
-/// Counters of the alarm subsystem, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Events dropped because the engine's queue was full.
-    pub events_dropped: AtomicU64,
-    /// Alarms raised.
-    pub raised: AtomicU64,
-    /// Notifications delivered.
-    pub sent: AtomicU64,
-    /// Notifications given up on.
-    pub failed: AtomicU64,
-}
-
-impl Counters {
-    /// The counters in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, help, c) in [
-            (
-                "tek_alarm_events_dropped_total",
-                "Events for the alarm engine dropped because its queue was full.",
-                &self.events_dropped,
-            ),
-            ("tek_alarms_raised_total", "Alarms raised.", &self.raised),
-            (
-                "tek_alarm_notifications_sent_total",
-                "Alarm notifications delivered (e-mail accepted by the relay, webhook 2xx).",
-                &self.sent,
-            ),
-            (
-                "tek_alarm_notifications_failed_total",
-                "Alarm notifications given up on after every retry.",
-                &self.failed,
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                c.load(Ordering::Relaxed)
-            ));
-        }
-        out
-    }
 }
 
 /// The feeding end, shared by the writer, the socket loop and the API.

@@ -306,7 +306,7 @@ async fn deliver_one(
         )
         .unwrap();
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let counters = Arc::new(super::task::Counters::default());
+    let counters = Arc::new(super::counters::Counters::default());
     let queue = deliver::start(db.clone(), cfg, counters, stop);
     queue.push(Job {
         note_id,

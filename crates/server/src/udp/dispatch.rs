@@ -4,7 +4,7 @@ use super::sessions::Link;
 use super::{unix_now, Ingest};
 use crate::metrics::DropReason;
 use crate::storage::{ConfigState, TelemetryRow};
-use crate::writer::WriteJob;
+use crate::write_job::WriteJob;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

@@ -6,7 +6,7 @@ use super::sessions::{Desired, Link, Live, PendingCommand};
 use super::{server_time, unix_now, Ingest};
 use crate::keys;
 use crate::metrics::DropReason;
-use crate::writer::WriteJob;
+use crate::write_job::WriteJob;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

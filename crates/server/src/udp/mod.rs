@@ -25,7 +25,7 @@ pub(crate) mod sessions;
 use crate::config::Config;
 use crate::metrics::{DropReason, Metrics};
 use crate::storage::Storage;
-use crate::writer::WriteJob;
+use crate::write_job::WriteJob;
 use ratelimit::IpLimiter;
 use sessions::{Link, LinkTable};
 use std::collections::HashMap;

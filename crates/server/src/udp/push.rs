@@ -7,7 +7,7 @@
 use super::sessions::{Desired, Link, PendingCommand, Retry};
 use super::Ingest;
 use crate::storage::{CommandRecord, CommandState, ConfigRecord, ConfigState};
-use crate::writer::WriteJob;
+use crate::write_job::WriteJob;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tek_proto::message::{Command, Message};

@@ -2,9 +2,9 @@
 //! readings. The script refreshes the rows from `GET /api/devices` every few seconds.
 
 use super::auth::PageUser;
-use super::device::bytes;
 use super::error::HtmlError;
 use super::layout::{self, Nav};
+use super::units::{bytes, num};
 use crate::http::Web;
 use crate::service::view::DeviceView;
 use crate::storage::TrafficMonth;
@@ -13,11 +13,6 @@ use axum::extract::State;
 use axum::response::Html;
 use maud::{html, Markup};
 use std::collections::HashMap;
-
-/// A reading with its unit, or a dash.
-pub fn num(v: Option<f64>, decimals: usize, unit: &str) -> String {
-    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$} {unit}"))
-}
 
 /// What the dashboard shows per device besides its view.
 #[derive(Debug, Default, Clone)]

@@ -4,9 +4,9 @@
 
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::charts::{self, Range, Series};
-use super::dashboard::num;
 use super::error::HtmlError;
 use super::layout::{self, Nav};
+use super::units::{bytes, num};
 use super::zoned::ZoneHtml;
 use crate::http::error::WebError;
 use crate::http::Web;
@@ -29,15 +29,6 @@ pub struct PageQuery {
     saved: Option<u32>,
     unchanged: Option<u32>,
     queued: Option<u32>,
-}
-
-/// Bytes as KB/MB.
-pub fn bytes(n: u64) -> String {
-    if n >= 1_000_000 {
-        format!("{:.2} MB", n as f64 / 1e6)
-    } else {
-        format!("{:.1} kB", n as f64 / 1e3)
-    }
 }
 
 fn readings(v: &DeviceView, z: &Zone) -> Markup {

@@ -35,4 +35,5 @@ pub mod login;
 pub mod rollback;
 pub mod schedules;
 pub mod site;
+pub mod units;
 pub mod zoned;

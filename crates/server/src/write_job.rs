@@ -1,0 +1,54 @@
+//! What the ingest path (`udp/`) hands the writer task (`writer.rs`) to store durably: one
+//! [`WriteJob`] per datagram's worth of writes.
+
+use crate::storage::TelemetryRow;
+use tek_proto::message::{CommandResult, ConfigResult, Status};
+
+/// A write waiting for the writer.
+#[derive(Debug)]
+pub(crate) enum WriteJob {
+    /// A telemetry batch; acknowledged with `through_seq` in session `session_id` once stored.
+    Telemetry {
+        device_id: u32,
+        session_id: u32,
+        through_seq: u32,
+        rows: Vec<TelemetryRow>,
+    },
+    /// A status report.
+    Status {
+        device_id: u32,
+        status: Status,
+        at: i64,
+    },
+    /// A ConfigAck.
+    ConfigAck {
+        device_id: u32,
+        version: u32,
+        result: ConfigResult,
+        at: i64,
+    },
+    /// The device reports running the pending version (its ConfigAck was lost).
+    ConfigRunning {
+        device_id: u32,
+        version: u32,
+        at: i64,
+    },
+    /// A CommandAck.
+    CommandAck {
+        device_id: u32,
+        id: u32,
+        result: CommandResult,
+        at: i64,
+    },
+    /// A reboot command was sent in a session of boot `boot` (PROTOCOL.md 11.3).
+    CommandSent { device_id: u32, id: u32, boot: u32 },
+}
+
+impl WriteJob {
+    pub(crate) fn records(&self) -> usize {
+        match self {
+            WriteJob::Telemetry { rows, .. } => rows.len(),
+            _ => 1,
+        }
+    }
+}
