@@ -47,49 +47,11 @@ if [ "${TEK_E2E_NS:-}" != 1 ]; then
     exec unshare --net --mount --map-root-user env TEK_E2E_NS=1 "$0" "$@"
 fi
 
-keep=
-[ "${1:-}" = --keep ] && keep=1
+. "$root/scripts/e2e-lib.sh"
+e2e_logs=("firmware console|fw.log|80" "tek modem|modem.log|30" "tek serve|serve.log|20")
+e2e_start gsm-e2e "$@"
 tek=${TEK_BIN:?}
 fw="$root/firmware/target/thumbv7m-none-eabi/release/tek-firmware"
-work=$(mktemp -d /tmp/tek-gsm-e2e.XXXXXX)
-pids=()
-cleanup() {
-    local rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ $rc -ne 0 ]; then
-        echo "---- firmware console ----" >&2; tail -n 80 "$work/fw.log" 2>/dev/null >&2 || true
-        echo "---- tek modem ----" >&2; tail -n 30 "$work/modem.log" 2>/dev/null >&2 || true
-        echo "---- tek serve ----" >&2; tail -n 20 "$work/serve.log" 2>/dev/null >&2 || true
-        echo "gsm-e2e: FAILED (work directory $work)" >&2
-    elif [ -z "$keep" ]; then
-        rm -rf "$work"
-    else
-        echo "gsm-e2e: work directory kept: $work" >&2
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-
-t0=$(date +%s.%N)
-elapsed() { python3 -c "import time; print(f'{time.time() - $t0:6.1f}')"; }
-say() { printf '[%s s] %s\n' "$(elapsed)" "$*" >&2; }
-fail() { say "FAIL: $*"; exit 1; }
-wait_for() {
-    local limit=$1 what=$2; shift 2
-    local deadline=$(( $(date +%s) + limit ))
-    until "$@" >/dev/null 2>&1; do
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not within ${limit} s"
-        sleep 0.2
-    done
-    say "ok: $what"
-}
-console() { grep -qE "$1" "$work/fw.log"; }
-console_count() { grep -cE "$1" "$work/fw.log" || true; }
-metric() {
-    curl -s "http://127.0.0.1:8080/metrics" | awk -v n="$1" '$1 == n { print int($2); f = 1 } END { if (!f) print 0 }'
-}
-metric_ge() { [ "$(metric "$1")" -ge "$2" ]; }
 config_state() { "$tek" device config --data "$work/data" --id 7 | head -1; }
 config_is() { config_state | grep -q "version $1 ($2), applied $3"; }
 # transport_is ethernet|gsm: the device's latest status in the server's database (tek-proto's

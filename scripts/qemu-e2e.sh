@@ -44,51 +44,11 @@ if [ "${TEK_E2E_NS:-}" != 1 ]; then
     exec unshare --net --mount --map-root-user env TEK_E2E_NS=1 "$0" "$@"
 fi
 
-keep=
-[ "${1:-}" = --keep ] && keep=1
+. "$root/scripts/e2e-lib.sh"
+e2e_logs=("firmware console (last run)|fw.log|60" "tek serve|serve.log|30" "dns|dns.log|20")
+e2e_start qemu-e2e "$@"
 tek=${TEK_BIN:?}
 fw="$root/firmware/target/thumbv7m-none-eabi/release/tek-firmware"
-work=$(mktemp -d /tmp/tek-qemu-e2e.XXXXXX)
-pids=()
-cleanup() {
-    local rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ $rc -ne 0 ]; then
-        echo "---- firmware console (last run) ----" >&2; tail -n 60 "$work/fw.log" 2>/dev/null >&2 || true
-        echo "---- tek serve ----" >&2; tail -n 30 "$work/serve.log" 2>/dev/null >&2 || true
-        echo "---- dns ----" >&2; tail -n 20 "$work/dns.log" 2>/dev/null >&2 || true
-        echo "qemu-e2e: FAILED (work directory $work)" >&2
-    elif [ -z "$keep" ]; then
-        rm -rf "$work"
-    else
-        echo "qemu-e2e: work directory kept: $work" >&2
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-
-t0=$(date +%s.%N)
-elapsed() { python3 -c "import time; print(f'{time.time() - $t0:6.1f}')"; }
-say() { printf '[%s s] %s\n' "$(elapsed)" "$*" >&2; }
-fail() { say "FAIL: $*"; exit 1; }
-
-# wait_for LIMIT_S DESCRIPTION COMMAND...: runs COMMAND every 0.2 s until it succeeds.
-wait_for() {
-    local limit=$1 what=$2; shift 2
-    local deadline=$(( $(date +%s) + limit ))
-    until "$@" >/dev/null 2>&1; do
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not within ${limit} s"
-        sleep 0.2
-    done
-    say "ok: $what"
-}
-console() { grep -qE "$1" "$work/fw.log"; }
-console_count() { grep -cE "$1" "$work/fw.log" || true; }
-metric() { # metric NAME -> value (0 if absent)
-    curl -s "http://127.0.0.1:8080/metrics" | awk -v n="$1" '$1 == n { print int($2); f = 1 } END { if (!f) print 0 }'
-}
-metric_ge() { [ "$(metric "$1")" -ge "$2" ]; }
 config_state() { "$tek" device config --data "$work/data" --id 7 | head -1; }
 config_is() { config_state | grep -q "version $1 ($2), applied $3"; }
 # status_is FLAGS IP: the device's latest status in the server's database has exactly these flags

@@ -42,42 +42,11 @@ if [ "${TEK_E2E_NS:-}" != 1 ]; then
     exec unshare --net --map-root-user env TEK_E2E_NS=1 "$0" "$@"
 fi
 
-keep=
-[ "${1:-}" = --keep ] && keep=1
+. "$root/scripts/e2e-lib.sh"
+e2e_logs=("firmware console|fw.log|40" "tek meter|meter.log|20")
+e2e_start rtu-e2e "$@"
 tek=${TEK_BIN:?}
 fw="$root/firmware/target/rtu-test/thumbv7m-none-eabi/release/tek-firmware"
-work=$(mktemp -d /tmp/tek-rtu-e2e.XXXXXX)
-pids=()
-cleanup() {
-    local rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ $rc -ne 0 ]; then
-        echo "---- firmware console ----" >&2; tail -n 40 "$work/fw.log" 2>/dev/null >&2 || true
-        echo "---- tek meter ----" >&2; tail -n 20 "$work/meter.log" 2>/dev/null >&2 || true
-        echo "rtu-e2e: FAILED (work directory $work)" >&2
-    elif [ -z "$keep" ]; then
-        rm -rf "$work"
-    else
-        echo "rtu-e2e: work directory kept: $work" >&2
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-
-t0=$(date +%s.%N)
-elapsed() { python3 -c "import time; print(f'{time.time() - $t0:6.1f}')"; }
-say() { printf '[%s s] %s\n' "$(elapsed)" "$*" >&2; }
-fail() { say "FAIL: $*"; exit 1; }
-wait_for() {
-    local limit=$1 what=$2; shift 2
-    local deadline=$(( $(date +%s) + limit ))
-    until "$@" >/dev/null 2>&1; do
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$what: not within ${limit} s"
-        sleep 0.2
-    done
-    say "ok: $what"
-}
 # The firmware's sample lines: "rtu: sample N: V0 V1 V2 V3 V4 (requests R)".
 samples() { grep -oE 'rtu: sample [0-9]+: [^(]*' "$work/fw.log" || true; }
 last_sample() { samples | tail -1 | sed 's/.*: //; s/ *$//'; }

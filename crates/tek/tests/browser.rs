@@ -1766,6 +1766,17 @@ async fn site_energy_view_by_week_month_year() {
     ui.stop().await;
 }
 
+/// Waits until each `(field, text)` of `form` shows an error containing `text` next to it.
+async fn expect_field_errors(c: &Client, form: &str, want: &[(&str, &str)]) {
+    for (field, text) in want {
+        let msg = wait_for(Duration::from_secs(5), field, || async {
+            field_error(c, form, field).await
+        })
+        .await;
+        assert!(msg.contains(text), "{field}: {msg}");
+    }
+}
+
 /// Configure → System and Configure → Schedules with bad input (issue 15: both forms read their
 /// fields into one typed change the service applies): every problem is shown next to its field,
 /// what was typed is kept, nothing is saved; screenshots at 1400 and 390 px.
@@ -1813,17 +1824,16 @@ async fn configure_and_schedules_show_every_bad_field() {
         fill("form#system", field, v).await;
     }
     save("form#system").await;
-    for (field, want) in [
-        ("log_interval", "Logging interval must be a whole number"),
-        ("eth_dns", "is not an IPv4 address"),
-        ("servers", "is not a host name"),
-    ] {
-        let msg = wait_for(Duration::from_secs(5), field, || async {
-            field_error(c, "form#system", field).await
-        })
-        .await;
-        assert!(msg.contains(want), "{field}: {msg}");
-    }
+    expect_field_errors(
+        c,
+        "form#system",
+        &[
+            ("log_interval", "Logging interval must be a whole number"),
+            ("eth_dns", "is not an IPv4 address"),
+            ("servers", "is not a host name"),
+        ],
+    )
+    .await;
     let kept = c
         .find(Locator::Css("form#system [name=eth_dns]"))
         .await
@@ -1857,18 +1867,17 @@ async fn configure_and_schedules_show_every_bad_field() {
         fill("form#schedules", field, v).await;
     }
     save("form#schedules").await;
-    for (field, want) in [
-        ("occupied", "Occupied setpoint must be a temperature"),
-        ("pump_mon", "ends before it starts"),
-        ("holidays", "is not a date"),
-        ("time_zone", "Time zone"),
-    ] {
-        let msg = wait_for(Duration::from_secs(5), field, || async {
-            field_error(c, "form#schedules", field).await
-        })
-        .await;
-        assert!(msg.contains(want), "{field}: {msg}");
-    }
+    expect_field_errors(
+        c,
+        "form#schedules",
+        &[
+            ("occupied", "Occupied setpoint must be a temperature"),
+            ("pump_mon", "ends before it starts"),
+            ("holidays", "is not a date"),
+            ("time_zone", "Time zone"),
+        ],
+    )
+    .await;
     for (w, h) in [(1400u32, 1000u32), (390, 844)] {
         full_page_shot(c, &dir, &format!("schedules-errors-{w}"), w, h).await;
     }

@@ -6,14 +6,13 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
-use crate::service::config_change::{parse_addr, ConfigChange, GsmPassword};
+use crate::service::config_change::{parse_static, ConfigChange, GsmPassword};
 use crate::service::devices::save_edited;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
-use tek_proto::message::config::StaticIp;
 use tek_proto::message::Config;
 
 /// The JSON form of a configuration (without the GSM password).
@@ -120,21 +119,7 @@ impl ConfigChangeJson {
         let ethernet = match &self.ethernet {
             None => None,
             Some(None) => Some(None),
-            Some(Some(e)) => {
-                let ip = parse_addr(errors, "IP address", &e.ip);
-                let mask = parse_addr(errors, "Netmask", &e.netmask);
-                let gw = parse_addr(errors, "Gateway", &e.gateway);
-                let dns = parse_addr(errors, "DNS server", &e.dns);
-                match (ip, mask, gw, dns) {
-                    (Some(ip), Some(netmask), Some(gateway), Some(dns)) => Some(Some(StaticIp {
-                        ip,
-                        netmask,
-                        gateway,
-                        dns,
-                    })),
-                    _ => None,
-                }
-            }
+            Some(Some(e)) => parse_static(errors, &e.ip, &e.netmask, &e.gateway, &e.dns).map(Some),
         };
         // Each entry is checked as given: `[""]` or `["a,b"]` are not a list the API would
         // silently turn into something else (`[]` is the factory list).

@@ -199,15 +199,7 @@ impl ConfigChange {
     /// [`apply`](Self::apply), after a face found `reading` problems in its input (the fields
     /// it could not read are left out of the change): every problem is reported together.
     pub fn apply_after(&self, c: &mut Config, reading: Vec<String>) -> Result<String, Vec<String>> {
-        let mut errors = reading;
-        match self.apply(c) {
-            Ok(detail) if errors.is_empty() => Ok(detail),
-            Ok(_) => Err(errors),
-            Err(more) => {
-                errors.extend(more);
-                Err(errors)
-            }
-        }
+        after_reading(reading, self.apply(c))
     }
 
     fn apply_thermostat(
@@ -321,6 +313,44 @@ pub fn parse_addr(errors: &mut Vec<String>, label: &str, v: &str) -> Option<[u8;
                 "{label} {v:?} is not an IPv4 address like 192.168.1.20."
             ));
             None
+        }
+    }
+}
+
+/// Parses the four addresses of a fixed IP setting (labelled as [`parse_addr`] does); `None`
+/// if any of them could not be read (each problem pushed onto `errors`).
+pub fn parse_static(
+    errors: &mut Vec<String>,
+    ip: &str,
+    netmask: &str,
+    gateway: &str,
+    dns: &str,
+) -> Option<StaticIp> {
+    let ip = parse_addr(errors, "IP address", ip);
+    let netmask = parse_addr(errors, "Netmask", netmask);
+    let gateway = parse_addr(errors, "Gateway", gateway);
+    let dns = parse_addr(errors, "DNS server", dns);
+    Some(StaticIp {
+        ip: ip?,
+        netmask: netmask?,
+        gateway: gateway?,
+        dns: dns?,
+    })
+}
+
+/// The outcome of applying a change after a face found `reading` problems in its input: every
+/// problem together, the reading ones first; the audit detail only if there is none.
+pub fn after_reading(
+    reading: Vec<String>,
+    applied: Result<String, Vec<String>>,
+) -> Result<String, Vec<String>> {
+    let mut errors = reading;
+    match applied {
+        Ok(detail) if errors.is_empty() => Ok(detail),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
         }
     }
 }

@@ -261,15 +261,7 @@ impl ScheduleEdit {
     /// [`apply`](Self::apply), after a face found `reading` problems in its input: every
     /// problem is reported together.
     pub fn apply_after(&self, c: &mut Config, reading: Vec<String>) -> Result<String, Vec<String>> {
-        let mut errors = reading;
-        match self.apply(c) {
-            Ok(detail) if errors.is_empty() => Ok(detail),
-            Ok(_) => Err(errors),
-            Err(more) => {
-                errors.extend(more);
-                Err(errors)
-            }
-        }
+        crate::service::config_change::after_reading(reading, self.apply(c))
     }
 
     /// Applies the schedule to `c`; every problem is reported, and `c` is only meaningful if

@@ -13,7 +13,7 @@ use super::error::HtmlError;
 use super::layout::{self, Nav};
 use crate::http::error::WebError;
 use crate::http::Web;
-use crate::service::config_change::{parse_addr, seconds_message, ConfigChange, GsmPassword};
+use crate::service::config_change::{parse_static, seconds_message, ConfigChange, GsmPassword};
 use crate::service::devices::{save_if_changed, ConfigStatus};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
-use tek_proto::message::config::{self as pc, StaticIp};
+use tek_proto::message::config as pc;
 use tek_proto::message::Config;
 
 /// The System form (also what the page shows when it opens).
@@ -125,19 +125,14 @@ impl SystemForm {
         let ethernet = if self.eth_ip.trim().is_empty() {
             Some(None)
         } else {
-            let ip = parse_addr(errors, "IP address", &self.eth_ip);
-            let mask = parse_addr(errors, "Netmask", &self.eth_netmask);
-            let gw = parse_addr(errors, "Gateway", &self.eth_gateway);
-            let dns = parse_addr(errors, "DNS server", &self.eth_dns);
-            match (ip, mask, gw, dns) {
-                (Some(ip), Some(netmask), Some(gateway), Some(dns)) => Some(Some(StaticIp {
-                    ip,
-                    netmask,
-                    gateway,
-                    dns,
-                })),
-                _ => None,
-            }
+            parse_static(
+                errors,
+                &self.eth_ip,
+                &self.eth_netmask,
+                &self.eth_gateway,
+                &self.eth_dns,
+            )
+            .map(Some)
         };
         let gsm_password = if self.gsm_password_clear.is_some() {
             Some(GsmPassword::Clear)
