@@ -287,11 +287,9 @@ mod tests {
         out
     }
 
-    /// The streamed export is today's `to_csv` of the whole range byte for byte, whatever the
-    /// page size, one chunk per page; an empty range is the header line alone.
-    #[tokio::test]
-    async fn streamed_pages_are_to_csv_byte_for_byte() {
-        let (_dir, db) = crate::storage::sqlite::tests::prepare();
+    /// A database with 25 records of device 1 from 1_780_000_000 on, in two boots.
+    fn history() -> (tempfile::TempDir, crate::storage::sqlite::Sqlite) {
+        let (dir, db) = crate::storage::sqlite::tests::prepare();
         db.add_devices(
             &[NewDevice {
                 id: 1,
@@ -314,14 +312,25 @@ mod tests {
             });
         }
         assert_eq!(db.insert_telemetry(&rows).unwrap(), 25);
-        let db: Arc<dyn Storage> = Arc::new(db);
-        let tz = crate::energy::zone::load("Europe/Berlin");
-        let query = |limit| TelemetryQuery {
+        (dir, db)
+    }
+
+    fn query(limit: usize) -> TelemetryQuery {
+        TelemetryQuery {
             device_id: 1,
             from: 1_780_000_000,
             to: 1_780_000_400,
             limit,
-        };
+        }
+    }
+
+    /// The streamed export is today's `to_csv` of the whole range byte for byte, whatever the
+    /// page size, one chunk per page; an empty range is the header line alone.
+    #[tokio::test]
+    async fn streamed_pages_are_to_csv_byte_for_byte() {
+        let (_dir, db) = history();
+        let db: Arc<dyn Storage> = Arc::new(db);
+        let tz = crate::energy::zone::load("Europe/Berlin");
         let all = db.telemetry(&query(100)).unwrap();
         assert_eq!(all.len(), 25);
         let whole = to_csv(&all, &tz);
@@ -386,5 +395,44 @@ mod tests {
         );
         assert!(parse_range(&q("1970-01-03", "1970-01-02"), 0).is_err());
         assert!(parse_range(&q("yesterday", ""), 0).is_err());
+    }
+
+    /// A storage error after the first chunk ends the body with an error (hyper then closes the
+    /// connection without the last chunk): the chunks sent before it are whole pages, never a
+    /// short file that ends cleanly.
+    #[tokio::test]
+    async fn an_error_after_the_first_byte_ends_the_body_unfinished() {
+        let (dir, db) = history();
+        let db: Arc<dyn Storage> = Arc::new(db);
+        let mut body = CsvPages {
+            db,
+            query: query(4),
+            tz: TimeZone::UTC,
+        }
+        .body()
+        .await
+        .unwrap();
+        // The first page is read; the task reads at most one more before the client reads.
+        let raw =
+            rusqlite::Connection::open(dir.path().join(crate::storage::sqlite::FILE_NAME)).unwrap();
+        raw.execute_batch("DROP TABLE telemetry").unwrap();
+        let mut pages = Vec::new();
+        let mut failed = false;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => pages.push(f.into_data().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "the body must end with an error");
+        assert!((1..=2).contains(&pages.len()), "{} pages", pages.len());
+        assert!(pages[0].starts_with(HEADER.as_bytes()));
+        assert_eq!(
+            pages.concat().split(|b| *b == b'\n').count() - 2,
+            pages.len() * 4
+        );
     }
 }
