@@ -25,8 +25,9 @@ use tek_proto::message::telemetry::channel;
 
 /// Records per page of the streamed device CSV. The first page is read and written before the
 /// first byte, so its size sets the time to the first byte (about 1.5 µs a record: ~15 ms); every
-/// further page costs one index seek and one trip to the blocking pool (tens of µs), under 1 % of
-/// the total at this size (53 pages for a device-year). A page's text is about 650 KB, and at
+/// further page costs one index seek and a trip through the blocking pool and the queue: 53 pages
+/// for a device-year, and pages of 50,000 (11) saved only 2–7 % of the total while they made the
+/// first byte five times later (BENCHMARKS.md). A page's text is about 650 KB, and at
 /// most three are in memory per export (one being sent, one queued, one being read).
 pub const PAGE_ROWS: usize = 10_000;
 
