@@ -1,13 +1,21 @@
 //! CSV export of a device's records over any range: one line per record, oldest first, in the
 //! units people use (W, Wh, °C), each time in ISO 8601 with the offset of the device's site's
-//! zone (`2026-10-25T02:30:00+01:00`) next to its Unix seconds. At most [`MAX_ROWS`] lines per export (about two years at one
-//! record a minute); a longer range is refused with a message rather than cut silently.
+//! zone (`2026-10-25T02:30:00+01:00`) next to its Unix seconds.
+//!
+//! The device CSV is streamed: [`csv_response`] reads the records in pages of [`PAGE_ROWS`] by
+//! keyset pagination (`TelemetryStore::telemetry_page`), each page on the blocking pool, and
+//! sends each page's lines as one chunk of the body while the next page is read. The first page
+//! is read before the answer starts, so a storage error there is the usual error answer; an
+//! error after the first byte is logged and ends the body unfinished (the client sees a broken
+//! download, never a short file that looks whole). A slow client holds the reader back through
+//! a one-page queue, so memory stays at a few pages whatever the range.
 
 use crate::http::error::WebError;
 use crate::http::Web;
 use crate::service::zones::Zone;
-use crate::storage::{TelemetryQuery, TelemetryRow};
+use crate::storage::{self, Storage, TelemetryKey, TelemetryQuery, TelemetryRow};
 use crate::timefmt;
+use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;
@@ -15,8 +23,16 @@ use serde::Deserialize;
 use std::fmt::Write as _;
 use tek_proto::message::telemetry::channel;
 
-/// Most records in one export.
-pub const MAX_ROWS: usize = 1_000_000;
+/// Records per page of the streamed device CSV. The first page is read and written before the
+/// first byte, so its size sets the time to the first byte (about 1.5 µs a record: ~15 ms); every
+/// further page costs one index seek and a trip through the blocking pool and the queue: 53 pages
+/// for a device-year, and pages of 50,000 (11) saved only 2–7 % of the total while they made the
+/// first byte five times later (BENCHMARKS.md). A page's text is about 650 KB, and at
+/// most three are in memory per export (one being sent, one queued, one being read).
+pub const PAGE_ROWS: usize = 10_000;
+
+/// The CSV's first line.
+const HEADER: &str = "time,unix_s,power_w,energy_wh,water_c,air_c,relays\r\n";
 
 /// The range of an export.
 #[derive(Debug, Deserialize)]
@@ -65,47 +81,123 @@ fn cell(out: &mut String, v: Option<i32>, scale: f64) {
 /// The CSV text of `rows`, times in `tz`.
 pub fn to_csv(rows: &[TelemetryRow], tz: &TimeZone) -> String {
     let mut out = String::with_capacity(64 + rows.len() * 64);
-    out.push_str("time,unix_s,power_w,energy_wh,water_c,air_c,relays\r\n");
-    for r in rows {
-        let _ = write!(out, "{},{}", timefmt::iso(tz, r.time), r.time);
-        cell(&mut out, r.get(channel::POWER_W), 1.0);
-        cell(&mut out, r.get(channel::ENERGY_WH), 1.0);
-        cell(&mut out, r.get(channel::WATER_TEMP_CC), 100.0);
-        cell(&mut out, r.get(channel::AIR_TEMP_CC), 100.0);
-        cell(&mut out, r.get(channel::RELAYS), 1.0);
-        out.push_str("\r\n");
-    }
+    out.push_str(HEADER);
+    write_lines(&mut out, rows, tz);
     out
 }
 
-/// Builds the CSV response for a device the caller may see.
+/// Appends the CSV lines of `rows` (no header).
+fn write_lines(out: &mut String, rows: &[TelemetryRow], tz: &TimeZone) {
+    for r in rows {
+        let _ = write!(out, "{},{}", timefmt::iso(tz, r.time), r.time);
+        cell(out, r.get(channel::POWER_W), 1.0);
+        cell(out, r.get(channel::ENERGY_WH), 1.0);
+        cell(out, r.get(channel::WATER_TEMP_CC), 100.0);
+        cell(out, r.get(channel::AIR_TEMP_CC), 100.0);
+        cell(out, r.get(channel::RELAYS), 1.0);
+        out.push_str("\r\n");
+    }
+}
+
+/// Builds the streamed CSV response for a device the caller may see.
 pub async fn csv_response(web: &Web, id: u32, from: i64, to: i64) -> Result<Response, WebError> {
     let z = web.device_zone(id).await?;
-    let rows = web
-        .db_call(move |db| {
-            db.telemetry(&TelemetryQuery {
-                device_id: id,
-                from,
-                to,
-                limit: MAX_ROWS + 1,
-            })
-        })
-        .await?;
-    if rows.len() > MAX_ROWS {
-        return Err(WebError::Invalid(format!(
-            "the range holds more than {MAX_ROWS} records; export a shorter range"
-        )));
-    }
     let name = format!(
         "device-{id}-{}-{}.csv",
         &timefmt::local(&z.tz, from)[..10],
         &timefmt::local(&z.tz, to)[..10]
     );
-    Ok(csv_download(to_csv(&rows, &z.tz), &name))
+    let pages = CsvPages {
+        db: web.db.clone(),
+        query: TelemetryQuery {
+            device_id: id,
+            from,
+            to,
+            limit: PAGE_ROWS,
+        },
+        tz: z.tz,
+    };
+    Ok(csv_download(pages.body().await?, &name))
+}
+
+/// The pages of one device CSV.
+#[derive(Clone)]
+struct CsvPages {
+    db: std::sync::Arc<dyn Storage>,
+    /// The device and range; `limit` is the page size.
+    query: TelemetryQuery,
+    tz: TimeZone,
+}
+
+/// One page as CSV lines, and where the next one starts (`None`: this was the last).
+struct CsvPage {
+    text: String,
+    next: Option<TelemetryKey>,
+}
+
+impl CsvPages {
+    /// Reads and writes the page after `after` on the blocking pool; the first page (`None`)
+    /// starts with the header line.
+    async fn page(&self, after: Option<TelemetryKey>) -> Result<CsvPage, WebError> {
+        let pages = self.clone();
+        crate::runtime::blocking(move || -> storage::Result<CsvPage> {
+            let rows = pages.db.telemetry_page(&pages.query, after)?;
+            let mut text = String::with_capacity(HEADER.len() + rows.len() * 64);
+            if after.is_none() {
+                text.push_str(HEADER);
+            }
+            write_lines(&mut text, &rows, &pages.tz);
+            // A short page is the last; a full one may be followed by an empty one.
+            let next = rows
+                .last()
+                .filter(|_| rows.len() >= pages.query.limit)
+                .map(TelemetryKey::of);
+            Ok(CsvPage { text, next })
+        })
+        .await
+        .map_err(WebError::from)
+    }
+
+    /// The body: the first page is read here (its error is the caller's answer), the rest by a
+    /// task that reads each next page while the previous one is being sent.
+    async fn body(self) -> Result<Body, WebError> {
+        let first = self.page(None).await?;
+        // One page queued: the task reads ahead by one page and then waits for the client.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, WebError>>(1);
+        tokio::spawn(async move {
+            let mut next = first.next;
+            if tx.send(Ok(first.text.into())).await.is_err() {
+                return;
+            }
+            while let Some(after) = next {
+                let page = match self.page(Some(after)).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(
+                            device = self.query.device_id,
+                            %e,
+                            "CSV export ended early"
+                        );
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                next = page.next;
+                // Nothing to send after a full last page; a closed queue: the client went away.
+                if !page.text.is_empty() && tx.send(Ok(page.text.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Body::from_stream(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) },
+        )))
+    }
 }
 
 /// `body` as a CSV file download named `file_name`.
-fn csv_download(body: String, file_name: &str) -> Response {
+fn csv_download(body: impl IntoResponse, file_name: &str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(
@@ -182,6 +274,90 @@ pub fn energy_csv_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{DeviceStore, NewDevice, TelemetryStore};
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+
+    /// The streamed body's chunks, in order.
+    async fn chunks(pages: CsvPages) -> Vec<Bytes> {
+        let mut body = pages.body().await.unwrap();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            out.push(frame.unwrap().into_data().unwrap());
+        }
+        out
+    }
+
+    /// A database with 25 records of device 1 from 1_780_000_000 on, in two boots.
+    fn history() -> (tempfile::TempDir, crate::storage::sqlite::Sqlite) {
+        let (dir, db) = crate::storage::sqlite::tests::prepare();
+        db.add_devices(
+            &[NewDevice {
+                id: 1,
+                name: "d1".into(),
+                key: tek_proto::crypto::Key([1; 16]),
+            }],
+            0,
+        )
+        .unwrap();
+        let mut rows = Vec::new();
+        for seq in 0..25u32 {
+            rows.push(TelemetryRow {
+                device_id: 1,
+                // A reboot half way, its clock set back: boots interleave in time.
+                boot: 1 + seq / 13,
+                seq,
+                time: 1_780_000_000 + i64::from(seq % 13) * 30 + i64::from(seq % 2),
+                channels: if seq % 3 == 0 { 0b10111 } else { 0b01101 },
+                values: [1500 + seq as i32, 7, 2755 - seq as i32, -120, 3, 0, 0, 0],
+            });
+        }
+        assert_eq!(db.insert_telemetry(&rows).unwrap(), 25);
+        (dir, db)
+    }
+
+    fn query(limit: usize) -> TelemetryQuery {
+        TelemetryQuery {
+            device_id: 1,
+            from: 1_780_000_000,
+            to: 1_780_000_400,
+            limit,
+        }
+    }
+
+    /// The streamed export is today's `to_csv` of the whole range byte for byte, whatever the
+    /// page size, one chunk per page; an empty range is the header line alone.
+    #[tokio::test]
+    async fn streamed_pages_are_to_csv_byte_for_byte() {
+        let (_dir, db) = history();
+        let db: Arc<dyn Storage> = Arc::new(db);
+        let tz = crate::energy::zone::load("Europe/Berlin");
+        let all = db.telemetry(&query(100)).unwrap();
+        assert_eq!(all.len(), 25);
+        let whole = to_csv(&all, &tz);
+        for (page, chunk_count) in [(1, 25), (4, 7), (7, 4), (25, 1), (26, 1), (PAGE_ROWS, 1)] {
+            let got = chunks(CsvPages {
+                db: db.clone(),
+                query: query(page),
+                tz: tz.clone(),
+            })
+            .await;
+            assert_eq!(got.len(), chunk_count, "pages of {page}");
+            assert_eq!(got.concat(), whole.as_bytes(), "pages of {page}");
+        }
+        let empty = chunks(CsvPages {
+            db,
+            query: TelemetryQuery {
+                from: 1_790_000_000,
+                to: 1_790_086_400,
+                ..query(4)
+            },
+            tz,
+        })
+        .await;
+        assert_eq!(empty.concat(), HEADER.as_bytes());
+        assert_eq!(to_csv(&[], &TimeZone::UTC), HEADER);
+    }
 
     #[test]
     fn csv_lines() {
@@ -220,5 +396,44 @@ mod tests {
         );
         assert!(parse_range(&q("1970-01-03", "1970-01-02"), 0).is_err());
         assert!(parse_range(&q("yesterday", ""), 0).is_err());
+    }
+
+    /// A storage error after the first chunk ends the body with an error (hyper then closes the
+    /// connection without the last chunk): the chunks sent before it are whole pages, never a
+    /// short file that ends cleanly.
+    #[tokio::test]
+    async fn an_error_after_the_first_byte_ends_the_body_unfinished() {
+        let (dir, db) = history();
+        let db: Arc<dyn Storage> = Arc::new(db);
+        let mut body = CsvPages {
+            db,
+            query: query(4),
+            tz: TimeZone::UTC,
+        }
+        .body()
+        .await
+        .unwrap();
+        // The first page is read; the task reads at most one more before the client reads.
+        let raw =
+            rusqlite::Connection::open(dir.path().join(crate::storage::sqlite::FILE_NAME)).unwrap();
+        raw.execute_batch("DROP TABLE telemetry").unwrap();
+        let mut pages = Vec::new();
+        let mut failed = false;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => pages.push(f.into_data().unwrap()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "the body must end with an error");
+        assert!((1..=2).contains(&pages.len()), "{} pages", pages.len());
+        assert!(pages[0].starts_with(HEADER.as_bytes()));
+        assert_eq!(
+            pages.concat().split(|b| *b == b'\n').count() - 2,
+            pages.len() * 4
+        );
     }
 }

@@ -52,7 +52,7 @@ pub use schedules::ScheduleStore;
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
 pub use status::{StatusRecord, StatusStore, TrafficMonth};
-pub use telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+pub use telemetry::{TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore};
 pub use users::{UserRecord, UserStore};
 pub use web_sessions::{TokenRecord, WebSession, WebSessionStore};
 

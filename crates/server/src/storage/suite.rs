@@ -73,6 +73,87 @@ pub(crate) fn devices_and_hello_counter_cas(db: &dyn Storage) {
     ));
 }
 
+/// Keyset pagination: pages of any size, walked by the last key of each, give every record of
+/// the range exactly once and in (time, boot, seq) order, across boots, records of the same
+/// second and a clock that went back at a reboot; other devices and times outside stay out.
+pub(crate) fn telemetry_pages_cover_the_range_once(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let row = |device_id, boot, seq, time| TelemetryRow {
+        device_id,
+        boot,
+        seq,
+        time,
+        channels: 0b1,
+        values: [i32::try_from(seq).unwrap(), 0, 0, 0, 0, 0, 0, 0],
+    };
+    let mut rows = Vec::new();
+    for seq in 0..12 {
+        // Three records a second in boot 5, and boot 4 (an earlier session) in the same seconds.
+        rows.push(row(1, 5, seq, 1_000 + i64::from(seq / 3)));
+        rows.push(row(1, 4, 100 + seq, 1_000 + i64::from(seq / 4)));
+    }
+    rows.push(row(1, 6, 0, 999)); // before the range
+    rows.push(row(1, 6, 1, 1_004)); // at `to`: excluded
+    rows.push(row(2, 5, 0, 1_001)); // another device
+    rows.reverse(); // stored order must not matter
+    assert_eq!(db.insert_telemetry(&rows).unwrap(), rows.len() as u64);
+    let q = |limit| TelemetryQuery {
+        device_id: 1,
+        from: 1_000,
+        to: 1_004,
+        limit,
+    };
+    let mut expected: Vec<TelemetryRow> = rows
+        .iter()
+        .filter(|r| r.device_id == 1 && (1_000..1_004).contains(&r.time))
+        .copied()
+        .collect();
+    expected.sort_by_key(TelemetryKey::of);
+    assert_eq!(expected.len(), 24);
+    assert_eq!(db.telemetry(&q(100)).unwrap(), expected);
+    for limit in [1, 2, 5, 7, 24, 25] {
+        let mut walked = Vec::new();
+        let mut after = None;
+        for _ in 0..=expected.len() {
+            let page = db.telemetry_page(&q(limit), after).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last() else { break };
+            after = Some(TelemetryKey::of(last));
+            walked.extend(page);
+        }
+        assert_eq!(walked, expected, "pages of {limit}");
+    }
+    // A key before the range starts at `from`; after the last record there is nothing.
+    let before = TelemetryKey {
+        time: 999,
+        boot: 6,
+        seq: 0,
+    };
+    assert_eq!(
+        db.telemetry_page(&q(3), Some(before)).unwrap(),
+        expected[..3]
+    );
+    let last = TelemetryKey::of(expected.last().unwrap());
+    assert!(db.telemetry_page(&q(3), Some(last)).unwrap().is_empty());
+    // An empty range, and a device without records.
+    let empty = TelemetryQuery {
+        from: 2_000,
+        to: 3_000,
+        ..q(10)
+    };
+    assert!(db.telemetry_page(&empty, None).unwrap().is_empty());
+    assert!(db
+        .telemetry_page(
+            &TelemetryQuery {
+                device_id: 3,
+                ..q(10)
+            },
+            None
+        )
+        .unwrap()
+        .is_empty());
+}
+
 /// Idempotent on (device, boot, seq), also when a retransmission is stamped a little apart.
 pub(crate) fn telemetry_is_idempotent(db: &dyn Storage) {
     db.add_devices(&[dev(1)], 0).unwrap();
@@ -1035,6 +1116,7 @@ macro_rules! suite_tests {
         suite_tests!(@one $fresh;
             devices_and_hello_counter_cas,
             telemetry_is_idempotent,
+            telemetry_pages_cover_the_range_once,
             configs_versions_and_acks,
             commands_queue_and_ack,
             commands_expire_and_the_queue_is_bounded,

@@ -41,6 +41,57 @@ pub struct TelemetryQuery {
     pub limit: usize,
 }
 
+/// A record's place in the order every read returns: (time, boot, seq), which both backends'
+/// `telemetry_by_time` index on (device, time) delivers (SQLite's carries the primary key's boot
+/// and seq, PostgreSQL sorts the few records of one second). Unique per device, so a page that
+/// starts after the last key of the previous one neither skips nor repeats a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TelemetryKey {
+    /// Time, Unix seconds.
+    pub time: i64,
+    /// Boot number.
+    pub boot: u32,
+    /// Sequence number within the boot.
+    pub seq: u32,
+}
+
+impl TelemetryKey {
+    /// The key of `r`.
+    pub fn of(r: &TelemetryRow) -> Self {
+        Self {
+            time: r.time,
+            boot: r.boot,
+            seq: r.seq,
+        }
+    }
+}
+
+/// The statement of [`TelemetryStore::telemetry_page`], the same for both backends: `select`
+/// names the columns, `param` is the placeholder prefix (`?` SQLite, `$` PostgreSQL). Parameters:
+/// device, the start key's time, boot and seq (from [`page_start`]), the end time, the limit.
+/// `time >= start` bounds the index range; the rest skips the records of that second up to and
+/// including the start key (boot and seq are never negative, so a start of `(from, -1, -1)`
+/// takes the whole second).
+pub(super) fn page_sql(select: &str, param: &str) -> String {
+    let p = |n: u8| format!("{param}{n}");
+    let (device, time, boot, seq, to, limit) = (p(1), p(2), p(3), p(4), p(5), p(6));
+    format!(
+        "SELECT {select} FROM telemetry
+         WHERE device_id = {device} AND time >= {time} AND time < {to}
+           AND (time > {time} OR boot > {boot} OR (boot = {boot} AND seq > {seq}))
+         ORDER BY time, boot, seq LIMIT {limit}"
+    )
+}
+
+/// The start of a page as the SQL values (time, boot, seq) of [`page_sql`]: records strictly
+/// after `after`, never before `q.from`.
+pub(super) fn page_start(q: &TelemetryQuery, after: Option<TelemetryKey>) -> (i64, i64, i64) {
+    match after {
+        Some(k) if k.time >= q.from => (k.time, i64::from(k.boot), i64::from(k.seq)),
+        _ => (q.from, -1, -1),
+    }
+}
+
 /// Telemetry operations.
 pub trait TelemetryStore {
     /// Inserts rows in one transaction; rows already stored are skipped. Returns how many were
@@ -53,7 +104,18 @@ pub trait TelemetryStore {
     /// stored once is published once, whichever server of a fleet received it first.
     fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>>;
     /// Rows of a device in a time range, oldest first.
-    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>>;
+    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>> {
+        self.telemetry_page(q, None)
+    }
+    /// One page of a long read by keyset pagination: at most `q.limit` rows of the range in
+    /// [`TelemetryKey`] order, those after `after` (the key of the previous page's last row;
+    /// `None` for the first page). Each page is an index seek, however far into the range, so
+    /// a device-year is read in pages without holding it in memory (the CSV export).
+    fn telemetry_page(
+        &self,
+        q: &TelemetryQuery,
+        after: Option<TelemetryKey>,
+    ) -> Result<Vec<TelemetryRow>>;
     /// Number of rows of a device.
     fn telemetry_count(&self, device_id: u32) -> Result<u64>;
 }

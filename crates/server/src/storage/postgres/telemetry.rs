@@ -19,7 +19,9 @@
 //! within one boot, which the protocol's uptime-based ages rule out.
 
 use super::{locks, u32_col, Postgres};
-use crate::storage::telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+use crate::storage::telemetry::{
+    page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
+};
 use crate::storage::{Error, Result};
 use std::collections::HashSet;
 use tokio_postgres::Row;
@@ -170,20 +172,24 @@ impl TelemetryStore for Postgres {
         })
     }
 
-    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>> {
+    fn telemetry_page(
+        &self,
+        q: &TelemetryQuery,
+        after: Option<TelemetryKey>,
+    ) -> Result<Vec<TelemetryRow>> {
         let q = *q;
+        let (time, boot, seq) = page_start(&q, after);
         self.run(move |s| async move {
             let c = s.conn().await?;
+            let statement = c.prepare_cached(&page_sql(SELECT, "$")).await?;
             let rows = c
                 .query(
-                    &format!(
-                        "SELECT {SELECT} FROM telemetry
-                         WHERE device_id = $1 AND time >= $2 AND time < $3
-                         ORDER BY time, boot, seq LIMIT $4"
-                    ),
+                    &statement,
                     &[
                         &i64::from(q.device_id),
-                        &q.from,
+                        &time,
+                        &boot,
+                        &seq,
                         &q.to,
                         &crate::storage::sql_limit(q.limit),
                     ],

@@ -2,7 +2,9 @@
 //! retransmitted record a no-op.
 
 use super::{u32_col, Sqlite};
-use crate::storage::telemetry::{TelemetryQuery, TelemetryRow, TelemetryStore};
+use crate::storage::telemetry::{
+    page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
+};
 use crate::storage::{Error, Result};
 use rusqlite::params;
 use rusqlite::types::Value;
@@ -48,16 +50,20 @@ impl TelemetryStore for Sqlite {
         Ok(new)
     }
 
-    fn telemetry(&self, q: &TelemetryQuery) -> Result<Vec<TelemetryRow>> {
+    fn telemetry_page(
+        &self,
+        q: &TelemetryQuery,
+        after: Option<TelemetryKey>,
+    ) -> Result<Vec<TelemetryRow>> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT device_id, boot, seq, time, channels,
-                    power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7
-             FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3
-             ORDER BY time, boot, seq LIMIT ?4",
-        )?;
-        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![q.device_id, q.from, q.to, limit])?;
+        let mut stmt = conn.prepare_cached(&page_sql(
+            "device_id, boot, seq, time, channels,
+             power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7",
+            "?",
+        ))?;
+        let (time, boot, seq) = page_start(q, after);
+        let limit = crate::storage::sql_limit(q.limit);
+        let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let channels: i64 = r.get(4)?;
