@@ -72,6 +72,17 @@ fn history() -> Vec<TelemetryRow> {
     rows
 }
 
+/// Every stored record of device 1, oldest first.
+fn all_records(db: &dyn Storage) -> Vec<TelemetryRow> {
+    db.telemetry(&TelemetryQuery {
+        device_id: 1,
+        from: i64::MIN,
+        to: i64::MAX,
+        limit: usize::MAX,
+    })
+    .unwrap()
+}
+
 /// Stores `rows` shuffled, in batches of varying size, then retransmits a third of them (some
 /// stamped a second later, as another server would stamp them) and a batch holding one record
 /// twice; returns the records as stored.
@@ -103,14 +114,7 @@ fn store_shuffled_with_retransmissions(
     }
     assert_eq!(db.insert_telemetry(&again).unwrap(), 0, "retransmissions");
     assert_eq!(db.insert_telemetry(&[rows[5], rows[5]]).unwrap(), 0);
-    let stored = db
-        .telemetry(&TelemetryQuery {
-            device_id: 1,
-            from: i64::MIN,
-            to: i64::MAX,
-            limit: usize::MAX,
-        })
-        .unwrap();
+    let stored = all_records(db);
     assert_eq!(stored.len(), rows.len());
     stored
 }
@@ -233,13 +237,5 @@ pub(crate) fn energy_rollups_backfilled_by_migration(
     }
     check_against_records(&*migrated, &stored);
     assert_eq!(migrated.insert_telemetry(new).unwrap(), new.len() as u64);
-    let all = migrated
-        .telemetry(&TelemetryQuery {
-            device_id: 1,
-            from: i64::MIN,
-            to: i64::MAX,
-            limit: usize::MAX,
-        })
-        .unwrap();
-    check_against_records(&*migrated, &all);
+    check_against_records(&*migrated, &all_records(&*migrated));
 }
