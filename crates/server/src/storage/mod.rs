@@ -26,6 +26,7 @@ pub mod configs;
 pub mod devices;
 pub mod energy;
 pub mod postgres;
+pub mod rollup;
 pub mod schedules;
 pub mod schema;
 pub mod sealed;

@@ -14,6 +14,8 @@
 //! | `{bytes}` | `BLOB` | `BYTEA` |
 //! | `{bool}` | `INTEGER` | `BOOLEAN` |
 //! | `{false}` | `0` | `FALSE` |
+//! | `{least}` | `min` | `LEAST` |
+//! | `{greatest}` | `max` | `GREATEST` |
 //! | `{sqlite:text}` | `text` | nothing |
 //! | `{pg:text}` | nothing | `text` |
 
@@ -40,6 +42,9 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("bytes", "BLOB", "BYTEA"),
     ("bool", "INTEGER", "BOOLEAN"),
     ("false", "0", "FALSE"),
+    // Scalar smallest / largest of two values (SQLite's two-argument `min`/`max`).
+    ("least", "min", "LEAST"),
+    ("greatest", "max", "GREATEST"),
 ];
 
 /// `(version, SQL in the notation above)` in order. Version numbers are consecutive from 1.
@@ -65,6 +70,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
          ALTER TABLE alarm_lists ADD COLUMN site_id {int}
              REFERENCES sites(id) ON DELETE SET NULL;",
     ),
+    (8, ROLLUPS),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -298,6 +304,38 @@ CREATE TABLE schedule_zones (
 );
 "#;
 
+/// Migration 8: the 15-minute rollups of each device's energy and power readings, the figures
+/// the energy queries read ([`super::rollup`]), kept up to date in the transaction that stores
+/// the records; existing records are rolled up here, in the migration's transaction.
+///
+/// The numbers are [`super::energy::INTERVAL_S`] (900), [`super::energy::PACK_SHIFT`] (2^32)
+/// and [`super::energy::PACK_BIAS`] (2^31) (a test checks them). A channel a record does not
+/// have is NULL, and `COUNT`/`MIN`/`MAX`/`SUM` skip it: "no value" never becomes a zero.
+const ROLLUPS: &str = r#"
+CREATE TABLE telemetry_rollup (
+    device_id    {int} NOT NULL,
+    start        {int} NOT NULL,   -- the interval's start, a multiple of 900
+    energy_count {int} NOT NULL,   -- readings of the energy counter
+    energy_min   {int},
+    energy_max   {int},
+    energy_first {int},            -- earliest reading, packed: (time - start) * 2^32 + Wh + 2^31
+    energy_last  {int},            -- latest reading, packed the same way
+    power_sum    {int} NOT NULL,   -- sum and number of power readings (the mean is sum / count)
+    power_count  {int} NOT NULL,
+    PRIMARY KEY (device_id, start)
+){sqlite: WITHOUT ROWID};
+
+INSERT INTO telemetry_rollup (device_id, start, energy_count, energy_min, energy_max,
+                              energy_first, energy_last, power_sum, power_count)
+SELECT device_id, start, COUNT(energy_wh), MIN(energy_wh), MAX(energy_wh),
+       MIN((time - start) * 4294967296 + energy_wh + 2147483648),
+       MAX((time - start) * 4294967296 + energy_wh + 2147483648),
+       COALESCE(SUM(power_w), 0), COUNT(power_w)
+FROM (SELECT device_id, time - ((time % 900) + 900) % 900 AS start, time, energy_wh, power_w
+      FROM telemetry WHERE energy_wh IS NOT NULL OR power_w IS NOT NULL) AS r
+GROUP BY device_id, start;
+"#;
+
 /// `template` in `dialect`: every `{word}` of the notation replaced. A word the notation does
 /// not know is left in braces, which no database accepts (and the tests reject).
 pub fn render(template: &str, dialect: Dialect) -> String {
@@ -368,6 +406,14 @@ mod tests {
                     "{dialect:?} migration {version}: {sql}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_rollup_backfill_uses_the_energy_constants() {
+        use crate::storage::energy::{INTERVAL_S, PACK_BIAS, PACK_SHIFT};
+        for n in [INTERVAL_S, PACK_SHIFT, PACK_BIAS] {
+            assert!(ROLLUPS.contains(&n.to_string()), "{n}");
         }
     }
 

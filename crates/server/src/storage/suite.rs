@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tek_proto::crypto::Key;
 use tek_proto::message::{Command, CommandResult, Config, ConfigResult, RelayMode, Status};
 
+mod rollups;
+pub(crate) use rollups::{
+    energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records,
+};
+
 fn dev(id: u32) -> NewDevice {
     NewDevice {
         id,
@@ -1129,7 +1134,8 @@ macro_rules! suite_tests {
             audit_filters_by_site_device_and_pages,
             alarms_rules_lifecycle_and_log,
             schedule_zone_per_device,
-            energy_meter_data_and_tariffs);
+            energy_meter_data_and_tariffs,
+            energy_rollups_follow_raw_records);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };
@@ -1172,6 +1178,19 @@ mod sqlite_backend {
     }
 
     super::suite_tests!(fresh(), second);
+
+    /// Schema version 7 had no rollups: drop them, go back to it, reopen (which migrates).
+    #[test]
+    fn energy_rollups_backfilled_by_migration() {
+        let db = fresh().unwrap();
+        super::energy_rollups_backfilled_by_migration(&*db, || {
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            c.execute_batch("DROP TABLE telemetry_rollup; PRAGMA user_version = 7;")
+                .unwrap();
+            drop(c);
+            Box::new(Sqlite::open(db.path()).unwrap())
+        });
+    }
 }
 
 mod postgres_backend {
@@ -1183,4 +1202,19 @@ mod postgres_backend {
     }
 
     super::suite_tests!(database(), second);
+
+    /// Schema version 7 had no rollups: drop them, go back to it, reconnect (which migrates).
+    #[test]
+    fn energy_rollups_backfilled_by_migration() {
+        let Some(db) = database() else { return };
+        super::energy_rollups_backfilled_by_migration(&*db, || {
+            crate::storage::postgres::testing::execute(
+                &db.url,
+                "DROP TABLE telemetry_rollup;
+                 DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
+            )
+            .unwrap();
+            Box::new(second(&db))
+        });
+    }
 }

@@ -1,75 +1,54 @@
-//! Energy in PostgreSQL: one aggregate row per 15-minute interval over the per-partition
-//! `(device_id, time)` index, touching only the partitions of the range (rules in
-//! [`crate::storage::energy`]; the same query as the SQLite backend's), and site tariffs as JSON
-//! text.
+//! Energy in PostgreSQL: a device's 15-minute rollups ([`crate::storage::rollup`], the same
+//! queries as the SQLite backend's) turned into meter data by the rules of
+//! [`crate::storage::energy`], and site tariffs as JSON text.
 
 use super::{fk, Postgres};
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{
-    assemble, check_range, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg,
-    MeterData, INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
+    assemble, check_range, decode_tariff, encode_tariff, EnergyStore, MeterData, MAX_GAP_S,
 };
+use crate::storage::rollup::{self, Rollup};
 use crate::storage::{Error, Result};
-
-/// One row per interval, as the SQLite backend's: `$1` device, `$2` from, `$3` to, `$4` the
-/// interval, `$5`/`$6` the packing of [`crate::storage::energy::PACK_SHIFT`].
-const INTERVALS: &str = "
-SELECT time - mod(mod(time, $4::int8) + $4::int8, $4::int8) AS b, COUNT(energy_wh),
-       MIN(energy_wh)::int8, MAX(energy_wh)::int8,
-       MIN((time - $2::int8) * $5::int8 + energy_wh + $6::int8),
-       MAX((time - $2::int8) * $5::int8 + energy_wh + $6::int8),
-       AVG(power_w)::float8
-FROM telemetry WHERE device_id = $1 AND time >= $2::int8 AND time < $3::int8
-GROUP BY b ORDER BY b";
 
 impl EnergyStore for Postgres {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
         check_range(from, to)?;
+        rollup::check_aligned(from, to)?;
         self.run(move |s| async move {
             let c = s.conn().await?;
             let dev = i64::from(device);
-            let rows = c
-                .query(
-                    INTERVALS,
-                    &[&dev, &from, &to, &INTERVAL_S, &PACK_SHIFT, &PACK_BIAS],
-                )
-                .await?;
-            let aggs: Vec<IntervalAgg> = rows
+            let rows: Vec<_> = c
+                .query(rollup::INTERVALS, &[&dev, &from, &to])
+                .await?
                 .iter()
                 .map(|r| {
-                    let min: Option<i64> = r.get(2);
-                    let max: Option<i64> = r.get(3);
-                    IntervalAgg {
-                        start: r.get(0),
-                        count: r.get(1),
-                        min_max: min.zip(max),
-                        first: r.get::<_, Option<i64>>(4).map(|k| unpack(from, k)),
-                        last: r.get::<_, Option<i64>>(5).map(|k| unpack(from, k)),
-                        power_w: r.get(6),
+                    Rollup {
+                        device_id: device,
+                        start: r.get(1),
+                        energy_count: r.get(2),
+                        energy_min: r.get(3),
+                        energy_max: r.get(4),
+                        energy_first: r.get(5),
+                        energy_last: r.get(6),
+                        power_sum: r.get(7),
+                        power_count: r.get(8),
                     }
+                    .agg()
                 })
                 .collect();
-            let before = c
-                .query_opt(
-                    "SELECT time, energy_wh::int8 FROM telemetry
-                     WHERE device_id = $1 AND time >= $2::int8 - $3::int8 AND time < $2::int8
-                       AND energy_wh IS NOT NULL
-                     ORDER BY time DESC, boot DESC, seq DESC LIMIT 1",
-                    &[&dev, &from, &MAX_GAP_S],
-                )
-                .await?
-                .map(|r| (r.get(0), r.get(1)));
-            let after = c
-                .query_opt(
-                    "SELECT time, energy_wh::int8 FROM telemetry
-                     WHERE device_id = $1 AND time >= $2::int8 AND time < $2::int8 + $3::int8
-                       AND energy_wh IS NOT NULL
-                     ORDER BY time, boot, seq LIMIT 1",
-                    &[&dev, &to, &MAX_GAP_S],
-                )
-                .await?
-                .map(|r| (r.get(0), r.get(1)));
-            Ok(assemble(&aggs, before, after, from, to))
+            let probe = |sql: &'static str, at: i64| {
+                let c = &c;
+                async move {
+                    Ok::<_, Error>(
+                        c.query_opt(sql, &[&dev, &at, &MAX_GAP_S])
+                            .await?
+                            .map(|r| (r.get(0), r.get(1))),
+                    )
+                }
+            };
+            let before = rollup::reading_before(from, probe(rollup::BEFORE, from).await?);
+            let after = rollup::reading_after(to, probe(rollup::AFTER, to).await?);
+            Ok(assemble(&rows, before, after, from, to))
         })
     }
 

@@ -15,10 +15,14 @@
 //!
 //! Under the lock the check and the insert cannot interleave with another server's, so a record
 //! retransmitted to a second server after the first died (or while it was slow) is stored once.
+//! The rows the insert returns (those it stored) are rolled up ([`crate::storage::rollup`]) by a
+//! second statement in the same transaction.
 //! A record stamped more than [`WINDOW_S`] apart would need a device clock that jumps by a day
 //! within one boot, which the protocol's uptime-based ages rule out.
 
 use super::{locks, u32_col, Postgres};
+use crate::storage::rollup::{rollups_of, upsert_sql};
+use crate::storage::schema::Dialect;
 use crate::storage::telemetry::{
     page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
 };
@@ -109,6 +113,38 @@ fn columns(rows: &[TelemetryRow], keep_from: Option<i64>) -> Columns {
     c
 }
 
+/// Merges the rollups of the rows just stored, in the transaction `tx` that stored them.
+async fn merge_rollups(tx: &tokio_postgres::Transaction<'_>, new: &[TelemetryRow]) -> Result<()> {
+    let rollups = rollups_of(new);
+    if rollups.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&crate::storage::rollup::Rollup) -> Option<i64>| -> Vec<Option<i64>> {
+        rollups.iter().map(f).collect()
+    };
+    let sql = upsert_sql(
+        Dialect::Postgres,
+        "SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                             $6::int8[], $7::int8[], $8::int8[], $9::int8[])",
+    );
+    tx.execute(
+        &sql,
+        &[
+            &column(|u| Some(i64::from(u.device_id))),
+            &column(|u| Some(u.start)),
+            &column(|u| Some(u.energy_count)),
+            &column(|u| u.energy_min),
+            &column(|u| u.energy_max),
+            &column(|u| u.energy_first),
+            &column(|u| u.energy_last),
+            &column(|u| Some(u.power_sum)),
+            &column(|u| Some(u.power_count)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 impl TelemetryStore for Postgres {
     fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
         if rows.is_empty() {
@@ -157,18 +193,20 @@ impl TelemetryStore for Postgres {
                     ],
                 )
                 .await?;
-            tx.commit().await?;
             let mut keys: HashSet<(i64, i64, i64)> = stored
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
             // In input order; a row repeated in the batch counts once.
-            Ok(input
+            let new: Vec<TelemetryRow> = input
                 .into_iter()
                 .filter(|r| {
                     keys.remove(&(i64::from(r.device_id), i64::from(r.boot), i64::from(r.seq)))
                 })
-                .collect())
+                .collect();
+            merge_rollups(&tx, &new).await?;
+            tx.commit().await?;
+            Ok(new)
         })
     }
 

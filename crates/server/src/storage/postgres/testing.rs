@@ -129,6 +129,12 @@ pub fn database() -> Option<TestDb> {
     })
 }
 
+/// Runs `sql` on the database at `url` (tests that reshape a database, e.g. back to an older
+/// schema version).
+pub fn execute(url: &str, sql: &str) -> Result<(), String> {
+    admin(url, sql)
+}
+
 /// One statement batch on a fresh connection, on a thread of its own so it works from sync
 /// tests and from inside an async runtime alike.
 fn admin(url: &str, sql: &str) -> Result<(), String> {

@@ -1,51 +1,38 @@
-//! Energy in SQLite: one aggregate row per 15-minute interval in a single pass over the
-//! `(device_id, time)` index (rules in [`crate::storage::energy`]), and
-//! site tariffs as JSON.
+//! Energy in SQLite: a device's 15-minute rollups ([`crate::storage::rollup`]) turned into
+//! meter data by the rules of [`crate::storage::energy`], and site tariffs as JSON.
 
 use super::Sqlite;
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{
-    assemble, check_range, decode_tariff, encode_tariff, unpack, EnergyStore, IntervalAgg,
-    MeterData, INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT,
+    assemble, check_range, decode_tariff, encode_tariff, EnergyStore, MeterData, MAX_GAP_S,
 };
+use crate::storage::rollup::{self, Rollup};
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
-
-/// One row per interval: `?1` device, `?2` from, `?3` to, `?4` the interval, `?5`/`?6` the
-/// packing of [`crate::storage::energy::PACK_SHIFT`]. A single pass over the index range.
-const INTERVALS: &str = "
-SELECT time - ((time % ?4) + ?4) % ?4 AS b, COUNT(energy_wh), MIN(energy_wh), MAX(energy_wh),
-       MIN((time - ?2) * ?5 + energy_wh + ?6), MAX((time - ?2) * ?5 + energy_wh + ?6),
-       AVG(power_w)
-FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3
-GROUP BY b ORDER BY b";
 
 impl EnergyStore for Sqlite {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
         check_range(from, to)?;
+        rollup::check_aligned(from, to)?;
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(INTERVALS)?;
+        let mut stmt = conn.prepare_cached(rollup::INTERVALS)?;
         let rows = stmt
-            .query_map(
-                params![device, from, to, INTERVAL_S, PACK_SHIFT, PACK_BIAS],
-                |r| {
-                    let unpack_opt = |k: Option<i64>| k.map(|k| unpack(from, k));
-                    Ok(IntervalAgg {
-                        start: r.get(0)?,
-                        count: r.get(1)?,
-                        min_max: match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?) {
-                            (Some(a), Some(b)) => Some((a, b)),
-                            _ => None,
-                        },
-                        first: unpack_opt(r.get(4)?),
-                        last: unpack_opt(r.get(5)?),
-                        power_w: r.get(6)?,
-                    })
-                },
-            )?
+            .query_map(params![device, from, to], |r| {
+                Ok(Rollup {
+                    device_id: device,
+                    start: r.get(1)?,
+                    energy_count: r.get(2)?,
+                    energy_min: r.get(3)?,
+                    energy_max: r.get(4)?,
+                    energy_first: r.get(5)?,
+                    energy_last: r.get(6)?,
+                    power_sum: r.get(7)?,
+                    power_count: r.get(8)?,
+                })
+            })?
+            .map(|r| r.map(|r| r.agg()))
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        // `?2` is `from` for the reading before the range, `to` for the one after it.
-        let probe = |sql: &str, at: i64| -> Result<Option<(i64, i64)>> {
+        let probe = |sql: &str, at: i64| -> Result<Option<(i64, Option<i64>)>> {
             Ok(conn
                 .prepare_cached(sql)?
                 .query_row(params![device, at, MAX_GAP_S], |r| {
@@ -53,18 +40,8 @@ impl EnergyStore for Sqlite {
                 })
                 .optional()?)
         };
-        let before = probe(
-            "SELECT time, energy_wh FROM telemetry
-             WHERE device_id = ?1 AND time >= ?2 - ?3 AND time < ?2 AND energy_wh IS NOT NULL
-             ORDER BY time DESC, boot DESC, seq DESC LIMIT 1",
-            from,
-        )?;
-        let after = probe(
-            "SELECT time, energy_wh FROM telemetry
-             WHERE device_id = ?1 AND time >= ?2 AND time < ?2 + ?3 AND energy_wh IS NOT NULL
-             ORDER BY time, boot, seq LIMIT 1",
-            to,
-        )?;
+        let before = rollup::reading_before(from, probe(rollup::BEFORE, from)?);
+        let after = rollup::reading_after(to, probe(rollup::AFTER, to)?);
         Ok(assemble(&rows, before, after, from, to))
     }
 

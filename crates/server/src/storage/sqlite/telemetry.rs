@@ -1,7 +1,10 @@
 //! Telemetry in SQLite: `INSERT OR IGNORE` on the (device, boot, seq) primary key makes a
-//! retransmitted record a no-op.
+//! retransmitted record a no-op; the records it stored are rolled up
+//! ([`crate::storage::rollup`]) in the same transaction.
 
 use super::{u32_col, Sqlite};
+use crate::storage::rollup::{rollups_of, upsert_sql};
+use crate::storage::schema::Dialect;
 use crate::storage::telemetry::{
     page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
 };
@@ -44,6 +47,23 @@ impl TelemetryStore for Sqlite {
                 if stored > 0 {
                     new.push(*r);
                 }
+            }
+            let mut merge = tx.prepare_cached(&upsert_sql(
+                Dialect::Sqlite,
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            ))?;
+            for u in rollups_of(&new) {
+                merge.execute(params![
+                    u.device_id,
+                    u.start,
+                    u.energy_count,
+                    u.energy_min,
+                    u.energy_max,
+                    u.energy_first,
+                    u.energy_last,
+                    u.power_sum,
+                    u.power_count
+                ])?;
             }
         }
         tx.commit()?;
