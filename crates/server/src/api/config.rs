@@ -6,7 +6,7 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
-use crate::service::config_change::{parse_static, ConfigChange, GsmPassword};
+use crate::service::config_change::{hundredths, parse_static, ConfigChange, GsmPassword};
 use crate::service::devices::save_edited;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -132,12 +132,11 @@ impl ConfigChangeJson {
         };
         let centi = |label: &str, x: Option<f64>, errors: &mut Vec<String>| {
             let x = x?;
-            let cc = (x * 100.0).round();
-            if cc.abs() > 100_000.0 {
+            let cc = hundredths(x);
+            if cc.is_none() {
                 errors.push(format!("{label} {x} is not a temperature in °C."));
-                return None;
             }
-            Some(cc as i32)
+            cc
         };
         ConfigChange {
             log_interval_s: self.log_interval_s,

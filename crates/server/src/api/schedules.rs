@@ -7,6 +7,7 @@
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
+use crate::service::config_change::hundredths;
 use crate::service::schedules::{
     self, format_date, parse_date, parse_periods, period_text, temperature_message,
     temperature_ranges, zone_of, DayPeriods, ScheduleEdit, DAYS,
@@ -109,11 +110,9 @@ impl ScheduleChange {
         let mut temp = |i: usize, x: Option<f64>, slot: &mut Option<i32>| {
             let Some(x) = x else { return };
             let (label, lo, hi) = ranges[i];
-            let cc = (x * 100.0).round();
-            if cc.abs() > 100_000.0 {
-                errors.push(temperature_message(label, lo, hi));
-            } else {
-                *slot = Some(cc as i32);
+            match hundredths(x) {
+                Some(cc) => *slot = Some(cc),
+                None => errors.push(temperature_message(label, lo, hi)),
             }
         };
         temp(0, self.occupied_setpoint_c, &mut e.occupied_cc);

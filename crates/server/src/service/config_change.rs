@@ -296,6 +296,14 @@ fn text(label: &str, v: &str) -> Result<Text, String> {
     Text::try_from(v).map_err(|_| message())
 }
 
+/// Degrees Celsius as a JSON number into hundredths, rounded; `None` beyond ±1,000 °C, where
+/// no setting lies (and the `i32` would not hold every `f64`). The range rules are
+/// [`ConfigChange::apply`]'s and `ScheduleEdit::apply`'s.
+pub fn hundredths(celsius: f64) -> Option<i32> {
+    let cc = (celsius * 100.0).round();
+    (cc.abs() <= 100_000.0).then_some(cc as i32)
+}
+
 /// Parses one address of a fixed IP setting, `label` naming it ("IP address", "Netmask",
 /// "Gateway", "DNS server"); a problem is pushed onto `errors`.
 pub fn parse_addr(errors: &mut Vec<String>, label: &str, v: &str) -> Option<[u8; 4]> {

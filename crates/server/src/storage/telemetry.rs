@@ -66,17 +66,21 @@ impl TelemetryKey {
     }
 }
 
-/// The statement of [`TelemetryStore::telemetry_page`], the same for both backends: `select`
-/// names the columns, `param` is the placeholder prefix (`?` SQLite, `$` PostgreSQL). Parameters:
+/// The columns of a telemetry record, in the order both backends decode a [`TelemetryRow`].
+pub(super) const COLUMNS: &str = "device_id, boot, seq, time, channels,
+    power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7";
+
+/// The statement of [`TelemetryStore::telemetry_page`], the same for both backends: the
+/// [`COLUMNS`] of the records, `param` is the placeholder prefix (`?` SQLite, `$` PostgreSQL). Parameters:
 /// device, the start key's time, boot and seq (from [`page_start`]), the end time, the limit.
 /// `time >= start` bounds the index range; the rest skips the records of that second up to and
 /// including the start key (boot and seq are never negative, so a start of `(from, -1, -1)`
 /// takes the whole second).
-pub(super) fn page_sql(select: &str, param: &str) -> String {
+pub(super) fn page_sql(param: &str) -> String {
     let p = |n: u8| format!("{param}{n}");
     let (device, time, boot, seq, to, limit) = (p(1), p(2), p(3), p(4), p(5), p(6));
     format!(
-        "SELECT {select} FROM telemetry
+        "SELECT {COLUMNS} FROM telemetry
          WHERE device_id = {device} AND time >= {time} AND time < {to}
            AND (time > {time} OR boot > {boot} OR (boot = {boot} AND seq > {seq}))
          ORDER BY time, boot, seq LIMIT {limit}"

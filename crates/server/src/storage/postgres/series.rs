@@ -1,10 +1,11 @@
 //! Aggregated telemetry in PostgreSQL: `GROUP BY` buckets over the per-partition
 //! `(device_id, time)` index; partition pruning keeps a 30-day chart to about 30 small indexes.
 
-use super::telemetry::{convert, SELECT};
+use super::telemetry::convert;
 use super::Postgres;
 use crate::storage::series::{range, Bucket, DayEnergy, SeriesStore};
 use crate::storage::telemetry::TelemetryRow;
+use crate::storage::telemetry::COLUMNS;
 use crate::storage::{Error, Result};
 
 impl SeriesStore for Postgres {
@@ -83,7 +84,7 @@ impl SeriesStore for Postgres {
             let c = s.conn().await?;
             c.query_opt(
                 &format!(
-                    "SELECT {SELECT} FROM telemetry WHERE device_id = $1
+                    "SELECT {COLUMNS} FROM telemetry WHERE device_id = $1
                      ORDER BY time DESC, boot DESC, seq DESC LIMIT 1"
                 ),
                 &[&i64::from(device)],

@@ -48,10 +48,7 @@ WHERE NOT EXISTS (
 ON CONFLICT DO NOTHING
 RETURNING device_id, boot, seq";
 
-pub(super) const SELECT: &str = "device_id, boot, seq, time, channels,
-    power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7";
-
-/// Decodes a row selected with [`SELECT`].
+/// Decodes a row selected with [`COLUMNS`](crate::storage::telemetry::COLUMNS).
 pub(super) fn convert(r: &Row) -> Result<TelemetryRow> {
     let channels: i16 = r.get(4);
     let channels =
@@ -219,7 +216,7 @@ impl TelemetryStore for Postgres {
         let (time, boot, seq) = page_start(&q, after);
         self.run(move |s| async move {
             let c = s.conn().await?;
-            let statement = c.prepare_cached(&page_sql(SELECT, "$")).await?;
+            let statement = c.prepare_cached(&page_sql("$")).await?;
             let rows = c
                 .query(
                     &statement,

@@ -76,11 +76,7 @@ impl TelemetryStore for Sqlite {
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&page_sql(
-            "device_id, boot, seq, time, channels,
-             power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7",
-            "?",
-        ))?;
+        let mut stmt = conn.prepare_cached(&page_sql("?"))?;
         let (time, boot, seq) = page_start(q, after);
         let limit = crate::storage::sql_limit(q.limit);
         let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
