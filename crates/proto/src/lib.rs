@@ -13,6 +13,8 @@
 //! * [`tz`] — POSIX TZ rules (the local-time rule a configuration carries for schedules).
 //! * [`channel`] — configurable channels: channel maps, expression programs, configurations
 //!   split over several datagrams, wide telemetry and the capabilities a device states.
+//! * [`backlog`] — records logged before a restart, delivered and acknowledged under the boot
+//!   they were logged in.
 //!
 //! ## Guarantees
 //! * Parsing untrusted bytes never panics; every failure is a small `Copy` error that the caller
@@ -28,6 +30,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod backlog;
 pub mod channel;
 pub mod crypto;
 pub mod handshake;

@@ -397,6 +397,9 @@ pub mod feature {
     pub const MODBUS: u32 = 1 << 2;
     /// Runs computed channels (expression programs of PROTOCOL.md 17.3).
     pub const EXPRESSIONS: u32 = 1 << 3;
+    /// Keeps its log across restarts and delivers earlier boots' records as Backlog
+    /// ([`crate::backlog`]) once the server states it takes them.
+    pub const BACKLOG: u32 = 1 << 4;
 }
 
 /// What a device can run (message 0x06 body, device -> server, at least 9 bytes).
