@@ -130,7 +130,7 @@ impl<'a> Backlog<'a> {
     /// The flags byte.
     pub fn flags(&self) -> u8 {
         let wide = matches!(self.records, Records::Wide(_));
-        u8::from(self.estimated) * ESTIMATED | u8::from(wide) * WIDE
+        (u8::from(self.estimated) * ESTIMATED) | (u8::from(wide) * WIDE)
     }
 }
 
