@@ -16,16 +16,21 @@
 //!   number across pages would still have to be written around it.
 //!
 //! ## Layout (all integers little-endian)
-//! Every erase page starts with a 20-byte header, programmed right after the page's erase:
+//! Every erase page starts with a 32-byte header, programmed right after the page's erase:
 //!
 //! ```text
-//! magic "TLG1" | page_no u32 | first_seq u32 | acked_below u32 | crc32 of the 16 bytes before
+//! magic "TLG2" | page_no u32 | first_seq u32 | acked_below u32 | boot u32 | boot_seq u32
+//!              | anchor u32 | crc32 of the 28 bytes before
 //! ```
 //!
 //! `page_no` grows by one at every page opened (the newest page is the head); `first_seq` is the
-//! sequence number of the page's first record; `acked_below` the acknowledgement point when the
-//! page was opened (records with a lower sequence number are acknowledged). Entries follow, each
-//! a whole number of 4-byte words (a word is programmed once), in order:
+//! log's own sequence number of the page's first record; `acked_below` the acknowledgement point
+//! when the page was opened (records with a lower sequence number are acknowledged). A page holds
+//! the records of one boot (PROTOCOL.md 18): `boot` is that boot, `boot_seq` the page's first
+//! record's sequence number in that boot (the name the server knows it by), `anchor` the boot's
+//! clock anchor (server time - uptime) if it was known when the page was opened, else
+//! 0xFFFF_FFFF. Entries follow, each a whole number of 4-byte words (a word is programmed once),
+//! in order:
 //!
 //! ```text
 //! record: kind byte 0b00SR_00TC (C: same channel set as the previous record of the page,
@@ -36,6 +41,7 @@
 //!         per present channel whose bit is set: zigzag varint of value - previous value
 //!         zero padding | crc16 (CCITT) of the entry before it, in the last 2 bytes of the entry
 //! ack:    0x40 | acked_below u32 | 0x00 | crc16
+//! anchor: 0x80 | anchor u32 | 0x00 | crc16   (the page's boot learnt its anchor)
 //! ```
 //!
 //! "Previous" means earlier in the same page (a channel's previous value starts at 0, the
@@ -64,10 +70,12 @@
 //! Pages are used in ring order, each erased once per turn of the ring: erases per page per day =
 //! bytes written per day / region size (see the wear tests: well under one at 1-minute logging).
 //!
-//! Sequence numbers continue across restarts (the server sees one sequence per device); they are
-//! `u32` and do not wrap in practice (8,000 years at one record a minute). Times are the caller's
-//! `u32` seconds: to keep the ages of a backlog right across a restart the caller gives a clock
-//! that survives it (UTC from the server's clock, say), not seconds since power-up.
+//! The log's own sequence numbers continue across restarts (they order the whole log and carry
+//! its acknowledgement point); they are `u32` and do not wrap in practice (8,000 years at one
+//! record a minute). A record's protocol name is (boot, sequence number in the boot), from the
+//! page header ([`Record::boot`], [`Record::boot_seq`]). Times are the caller's `u32` seconds
+//! since the boot began (uptime); a boot's anchor turns them into the server's clock
+//! ([`FlashLog::boot_clock`]).
 
 use crate::persist::crc32;
 use embedded_storage::nor_flash::NorFlash;
@@ -79,8 +87,10 @@ pub const MAX_CHANNELS: usize = 128;
 const SET_BYTES: usize = MAX_CHANNELS / 8;
 const WORD: usize = 4;
 /// Bytes of a page header.
-pub const HEADER_LEN: usize = 20;
-const MAGIC: u32 = u32::from_le_bytes(*b"TLG1");
+pub const HEADER_LEN: usize = 32;
+const MAGIC: u32 = u32::from_le_bytes(*b"TLG2");
+/// An anchor not known.
+pub const NO_ANCHOR: u32 = u32::MAX;
 /// The largest entry: kind, count, presence bitmap, time step, changed bitmap, every value in 5
 /// bytes, CRC, rounded up to a word.
 pub const MAX_ENTRY_LEN: usize = round_up(1 + 1 + SET_BYTES + 5 + SET_BYTES + MAX_CHANNELS * 5 + 2);
@@ -90,6 +100,7 @@ pub const MAX_PAGE_LEN: usize = 1024;
 const KIND_MASK: u8 = 0xC0;
 const KIND_RECORD: u8 = 0x00;
 const KIND_ACK: u8 = 0x40;
+const KIND_ANCHOR: u8 = 0x80;
 const SAME_SET: u8 = 0x01;
 const SAME_STEP: u8 = 0x02;
 const SALT: u8 = 0x20;
@@ -136,8 +147,12 @@ pub type Batch = (u32, u32, usize);
 /// One record, as [`FlashLog::visit`] hands it out.
 #[derive(Debug)]
 pub struct Record<'a> {
-    /// Sequence number.
+    /// The log's sequence number.
     pub seq: u32,
+    /// The boot it was logged in.
+    pub boot: u32,
+    /// Its sequence number in that boot.
+    pub boot_seq: u32,
     /// The time given to [`FlashLog::push`].
     pub time_s: u32,
     chain: &'a Chain,
@@ -162,31 +177,68 @@ struct Header {
     page_no: u32,
     first_seq: u32,
     acked_below: u32,
+    boot: u32,
+    boot_seq: u32,
+    anchor: u32,
 }
 
 impl Header {
     fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        b[4..8].copy_from_slice(&self.page_no.to_le_bytes());
-        b[8..12].copy_from_slice(&self.first_seq.to_le_bytes());
-        b[12..16].copy_from_slice(&self.acked_below.to_le_bytes());
-        let crc = crc32(&b[..16]);
-        b[16..20].copy_from_slice(&crc.to_le_bytes());
+        let fields = [
+            MAGIC,
+            self.page_no,
+            self.first_seq,
+            self.acked_below,
+            self.boot,
+            self.boot_seq,
+            self.anchor,
+        ];
+        for (i, f) in fields.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&f.to_le_bytes());
+        }
+        let crc = crc32(&b[..HEADER_LEN - 4]);
+        b[HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<Header> {
+        if b.len() < HEADER_LEN {
+            return None;
+        }
         let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        if b.len() < HEADER_LEN || word(0) != MAGIC || word(16) != crc32(&b[..16]) {
+        if word(0) != MAGIC || word(HEADER_LEN - 4) != crc32(&b[..HEADER_LEN - 4]) {
             return None;
         }
         Some(Header {
             page_no: word(4),
             first_seq: word(8),
             acked_below: word(12),
+            boot: word(16),
+            boot_seq: word(20),
+            anchor: word(24),
         })
     }
+}
+
+/// What [`FlashLog::visit_entries`] hands out.
+enum Visited<'a> {
+    Record(Record<'a>),
+    Anchor { boot: u32, anchor: u32 },
+}
+
+/// What the log knows of one boot's clock ([`FlashLog::boot_clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootClock {
+    /// The boot.
+    pub boot: u32,
+    /// Its anchor (server time - uptime), if it learnt one.
+    pub anchor: Option<u32>,
+    /// The uptime of its last record in the log.
+    pub last_time: u32,
+    /// The log's sequence number of its record with boot sequence number 0 (wrapping: the
+    /// record itself may be gone).
+    pub base_seq: u32,
 }
 
 /// The telemetry log in a NOR flash region (the whole of `F`).
@@ -206,6 +258,14 @@ pub struct FlashLog<F> {
     acked_below: u32,
     drops: u32,
     chain: Chain,
+    /// The head page's boot.
+    head_boot: u32,
+    /// The boot records are pushed in ([`FlashLog::start_boot`]).
+    boot: u32,
+    /// The log's sequence number of this boot's record 0.
+    boot_base: u32,
+    /// This boot's anchor, or [`NO_ANCHOR`].
+    anchor: u32,
 }
 
 impl<F: NorFlash> FlashLog<F> {
@@ -236,6 +296,10 @@ impl<F: NorFlash> FlashLog<F> {
             acked_below: 0,
             drops: 0,
             chain: Chain::START,
+            head_boot: 0,
+            boot: 0,
+            boot_base: 0,
+            anchor: NO_ANCHOR,
         };
         let mut head: Option<(u32, Header)> = None;
         for p in 0..log.pages {
@@ -251,6 +315,8 @@ impl<F: NorFlash> FlashLog<F> {
         log.has_head = true;
         log.head_page = head_page;
         log.head_no = head.page_no;
+        log.head_boot = head.boot;
+        (log.boot, log.boot_base) = (head.boot, head.first_seq.wrapping_sub(head.boot_seq));
         log.next_seq = head.first_seq;
         log.acked_below = head.acked_below;
         (log.oldest_page, log.oldest_seq) = (head_page, head.first_seq);
@@ -275,6 +341,7 @@ impl<F: NorFlash> FlashLog<F> {
                     log.acked_below = log.acked_below.max(acked);
                     at = end;
                 }
+                Entry::Anchor(end, _) => at = end,
                 Entry::Blank => {
                     // Anything programmed past the last entry (a torn entry whose first word
                     // reads erased) closes the page: no word is programmed twice.
@@ -290,6 +357,103 @@ impl<F: NorFlash> FlashLog<F> {
         }
         log.acked_below = log.acked_below.min(log.next_seq);
         Ok(log)
+    }
+
+    /// A new boot begins: records pushed from now on belong to `boot` (above every boot in the
+    /// log), numbered from 0 in it, and start a new page. Its anchor is not known yet.
+    pub fn start_boot(&mut self, boot: u32) {
+        self.boot = boot;
+        self.boot_base = self.next_seq;
+        self.anchor = NO_ANCHOR;
+    }
+
+    /// The boot records are pushed in.
+    pub fn boot(&self) -> u32 {
+        self.boot
+    }
+
+    /// The log's sequence number of the current boot's record 0: records below it are of
+    /// earlier boots.
+    pub fn boot_base(&self) -> u32 {
+        self.boot_base
+    }
+
+    /// The current boot learnt its anchor (server time - uptime); the first one counts. Written
+    /// into the log when the boot has records in it (else the boot's first page carries it).
+    pub fn set_anchor(&mut self, anchor: u32) -> Result<(), Error<F::Error>> {
+        if self.anchor != NO_ANCHOR || anchor == NO_ANCHOR {
+            return Ok(());
+        }
+        self.anchor = anchor;
+        if !self.has_head || self.head_boot != self.boot || self.next_seq == self.boot_base {
+            return Ok(());
+        }
+        if self.write_off as usize + ACK_LEN > self.page_len as usize {
+            // The new page's header carries it.
+            return self.open_page(self.acked_below);
+        }
+        let mut entry = [0u8; ACK_LEN];
+        entry[0] = KIND_ANCHOR;
+        entry[1..5].copy_from_slice(&anchor.to_le_bytes());
+        let len = seal(&mut entry, 5);
+        self.program(&entry[..len])
+    }
+
+    /// This boot's anchor, if known.
+    pub fn anchor(&self) -> Option<u32> {
+        (self.anchor != NO_ANCHOR).then_some(self.anchor)
+    }
+
+    /// The clocks of the boots whose records are waiting, oldest first, handed to `f` (at most
+    /// one call per boot; the current boot's anchor is this run's). Reads every page once.
+    pub fn boot_clocks(
+        &mut self,
+        mut f: impl FnMut(&BootClock) -> bool,
+    ) -> Result<(), Error<F::Error>> {
+        let mut clock: Option<BootClock> = None;
+        let mut pending: Option<(u32, Option<u32>)> = None;
+        let mut go_on = true;
+        let live_from = self.live_from();
+        let (boot, anchor) = (self.boot, self.anchor());
+        self.visit_entries(live_from, |e| {
+            let (b, base, time, a) = match *e {
+                Visited::Record(ref r) => {
+                    (r.boot, r.seq.wrapping_sub(r.boot_seq), Some(r.time_s), None)
+                }
+                Visited::Anchor { boot, anchor } => (boot, 0, None, Some(anchor)),
+            };
+            match &mut clock {
+                Some(c) if c.boot == b => {
+                    c.last_time = time.unwrap_or(c.last_time);
+                    c.anchor = c.anchor.or(a);
+                }
+                _ => {
+                    let Some(t) = time else {
+                        // A page header's anchor comes before the page's records.
+                        pending = Some((b, a));
+                        return true;
+                    };
+                    if let Some(c) = clock.take() {
+                        go_on = f(&c);
+                        if !go_on {
+                            return false;
+                        }
+                    }
+                    let from_page = pending.take().filter(|p| p.0 == b).and_then(|p| p.1);
+                    clock = Some(BootClock {
+                        boot: b,
+                        anchor: if b == boot { anchor } else { from_page },
+                        last_time: t,
+                        base_seq: base,
+                    });
+                }
+            }
+            true
+        })?;
+        if let (true, Some(c)) = (go_on, clock) {
+            f(&c);
+        }
+        Ok(())
     }
 
     /// Records waiting for an acknowledgement.
@@ -334,7 +498,7 @@ impl<F: NorFlash> FlashLog<F> {
     pub fn push(&mut self, time_s: u32, values: &[Option<i32>]) -> Result<u32, Error<F::Error>> {
         let mut entry = [0u8; MAX_ENTRY_LEN];
         let mut len = encode(&self.chain, time_s, values, &mut entry);
-        if self.write_off as usize + len > self.page_len as usize {
+        if self.write_off as usize + len > self.page_len as usize || self.head_boot != self.boot {
             self.open_page(self.acked_below)?;
             len = encode(&self.chain, time_s, values, &mut entry);
         }
@@ -374,6 +538,19 @@ impl<F: NorFlash> FlashLog<F> {
         from_seq: u32,
         mut f: impl FnMut(&Record<'_>) -> bool,
     ) -> Result<(), Error<F::Error>> {
+        self.visit_entries(from_seq, |e| match e {
+            Visited::Record(r) => f(r),
+            Visited::Anchor { .. } => true,
+        })
+    }
+
+    /// As [`visit`](Self::visit), with the anchors met on the way (a page header's before the
+    /// page's records).
+    fn visit_entries(
+        &mut self,
+        from_seq: u32,
+        mut f: impl FnMut(&Visited<'_>) -> bool,
+    ) -> Result<(), Error<F::Error>> {
         let start = from_seq.max(self.live_from());
         if !self.has_head || start >= self.next_seq {
             return Ok(());
@@ -401,20 +578,37 @@ impl<F: NorFlash> FlashLog<F> {
                 chain.clone_from(&Chain::START);
                 let mut seq = h.first_seq;
                 let mut at = HEADER_LEN;
+                let boot = h.boot;
+                if h.anchor != NO_ANCHOR
+                    && !f(&Visited::Anchor {
+                        boot,
+                        anchor: h.anchor,
+                    })
+                {
+                    return Ok(());
+                }
                 while seq < self.next_seq {
                     match read_entry(&mut chain, page, at) {
                         Entry::Record(end) => {
                             if seq >= start {
                                 let record = Record {
                                     seq,
+                                    boot,
+                                    boot_seq: h.boot_seq.wrapping_add(seq - h.first_seq),
                                     time_s: chain.time,
                                     chain: &chain,
                                 };
-                                if !f(&record) {
+                                if !f(&Visited::Record(record)) {
                                     return Ok(());
                                 }
                             }
                             seq += 1;
+                            at = end;
+                        }
+                        Entry::Anchor(end, anchor) => {
+                            if !f(&Visited::Anchor { boot, anchor }) {
+                                return Ok(());
+                            }
                             at = end;
                         }
                         Entry::Ack(end, _) => at = end,
@@ -496,6 +690,9 @@ impl<F: NorFlash> FlashLog<F> {
             page_no,
             first_seq: self.next_seq,
             acked_below,
+            boot: self.boot,
+            boot_seq: self.next_seq.wrapping_sub(self.boot_base),
+            anchor: self.anchor,
         };
         let base = p * self.page_len;
         // From here on the head page takes no more entries, whatever fails.
@@ -513,6 +710,7 @@ impl<F: NorFlash> FlashLog<F> {
         self.has_head = true;
         self.head_page = p;
         self.head_no = page_no;
+        self.head_boot = self.boot;
         self.chain.clone_from(&Chain::START);
         self.flash
             .write(base, &header.encode())

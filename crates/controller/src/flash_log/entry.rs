@@ -151,6 +151,8 @@ pub(super) enum Entry {
     Record(usize),
     /// An acknowledgement point; the next entry's offset.
     Ack(usize, u32),
+    /// The page's boot learnt its anchor; the next entry's offset.
+    Anchor(usize, u32),
 }
 
 pub(super) struct Reader<'a> {
@@ -261,6 +263,7 @@ pub(super) fn read_entry(chain: &mut Chain, page: &[u8], at: usize) -> Entry {
     let body_end = match kind & KIND_MASK {
         KIND_RECORD if kind & !RECORD_FLAGS == 0 => walk_record(chain, page, at, false),
         KIND_ACK if kind == KIND_ACK => Some(at + 5),
+        KIND_ANCHOR if kind == KIND_ANCHOR => Some(at + 5),
         _ => None,
     };
     let Some(body_end) = body_end else {
@@ -275,9 +278,14 @@ pub(super) fn read_entry(chain: &mut Chain, page: &[u8], at: usize) -> Entry {
     if crc == 0xFFFF || crc != crc16(data) || data[body_end - at..].iter().any(|&b| b != 0) {
         return Entry::Torn;
     }
-    if kind == KIND_ACK {
-        let acked = u32::from_le_bytes([page[at + 1], page[at + 2], page[at + 3], page[at + 4]]);
-        return Entry::Ack(end, acked);
+    if kind == KIND_ACK || kind == KIND_ANCHOR {
+        // Both are 8 bytes long (checked above): a kind byte and a word.
+        let word = u32::from_le_bytes([entry[1], entry[2], entry[3], entry[4]]);
+        return if kind == KIND_ACK {
+            Entry::Ack(end, word)
+        } else {
+            Entry::Anchor(end, word)
+        };
     }
     // Checked above: cannot fail the second time.
     match walk_record(chain, page, at, true) {

@@ -24,6 +24,17 @@ fn contents(log: &mut FlashLog<SimFlash>) -> Contents {
     out
 }
 
+/// seq -> (boot, boot_seq): the names the records are sent under.
+fn names(log: &mut FlashLog<SimFlash>) -> BTreeMap<u32, (u32, u32)> {
+    let mut out = BTreeMap::new();
+    log.visit(0, |r| {
+        out.insert(r.seq, (r.boot, r.boot_seq));
+        true
+    })
+    .unwrap();
+    out
+}
+
 fn reopen(log: FlashLog<SimFlash>) -> FlashLog<SimFlash> {
     let mut flash = log.into_flash();
     flash.restart();
@@ -229,6 +240,9 @@ fn garbage_in_flash_is_never_decoded_and_never_panics() {
                 page_no: 1,
                 first_seq: 5,
                 acked_below: 0,
+                boot: 2,
+                boot_seq: 1,
+                anchor: if round % 4 == 0 { 1_000 } else { NO_ANCHOR },
             }
             .encode();
             bytes[..HEADER_LEN].copy_from_slice(&h);
@@ -238,6 +252,8 @@ fn garbage_in_flash_is_never_decoded_and_never_panics() {
         // Random bytes pass a CRC-16 once in 65,536: a few decoded records are possible, but
         // nothing panics, and the log still takes new records.
         let _ = contents(&mut log);
+        let _ = log.boot_clocks(|_| true);
+        log.start_boot(3);
         let seq = log.push(1, &[Some(2)]).unwrap();
         let c = contents(&mut log);
         assert_eq!(c[&seq], (1, vec![Some(2)]));
@@ -291,11 +307,20 @@ enum Op {
     Push(u32, Values),
     /// Acknowledge through the oldest waiting record + n.
     Ack(u32),
+    /// A restart without a power cut: the next boot begins.
+    Boot,
+    /// The current boot learns its anchor.
+    Anchor(u32),
 }
 
 fn run(log: &mut FlashLog<SimFlash>, op: &Op) -> Result<(), Error<SimError>> {
     match op {
         Op::Push(t, v) => log.push(*t, v).map(|_| ()),
+        Op::Boot => {
+            log.start_boot(log.boot() + 1);
+            Ok(())
+        }
+        Op::Anchor(a) => log.set_anchor(*a),
         Op::Ack(n) => {
             let mut first = None;
             log.visit(0, |r| {
@@ -318,11 +343,13 @@ fn check_every_cut(pages: usize, ops: &[Op]) {
     // The run without a cut: the contents before and after each step.
     let mut log = FlashLog::recover(SimFlash::new(pages)).unwrap();
     let mut states = vec![Contents::new()];
+    let mut all_names = BTreeMap::new();
     let mut seqs = vec![];
     for op in ops {
         seqs.push(log.next_seq());
         run(&mut log, op).unwrap();
         states.push(contents(&mut log));
+        all_names.extend(names(&mut log));
     }
     let total = log.flash().ops();
     for cut in 0..=2 * total + 1 {
@@ -362,7 +389,15 @@ fn check_every_cut(pages: usize, ops: &[Op]) {
                 "cut {cut} at step {step}: record {seq} lost"
             );
         }
+        for (seq, name) in names(&mut log) {
+            assert_eq!(
+                all_names.get(&seq),
+                Some(&name),
+                "cut {cut} at step {step}: record {seq} under another name"
+            );
+        }
         // The log goes on after the restart, without programming a word twice.
+        log.start_boot(log.boot() + 1);
         let seq = log.push(7, &[Some(7)]).unwrap();
         if let Some(before) = seq.checked_sub(1) {
             log.ack_through(before).unwrap();
@@ -384,6 +419,12 @@ fn every_power_cut_keeps_the_guarantees_scripted() {
         if i % 7 == 6 {
             ops.push(Op::Ack(i % 4));
         }
+        if i % 90 == 40 {
+            ops.push(Op::Boot);
+        }
+        if i % 90 == 60 {
+            ops.push(Op::Anchor(1_000_000 + i));
+        }
     }
     check_every_cut(3, &ops);
 }
@@ -393,6 +434,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         4 => (0u32..100_000, prop::collection::vec(prop::option::weighted(0.8, any::<i32>()), 0..20))
             .prop_map(|(t, v)| Op::Push(t, v)),
         1 => (0u32..5).prop_map(Op::Ack),
+        1 => Just(Op::Boot),
+        1 => (0u32..10).prop_map(Op::Anchor),
     ]
 }
 
@@ -602,4 +645,66 @@ fn wear_at_most_one_erase_per_page_per_day() {
             "{rate} erases per page per day at {channels} channels"
         );
     }
+}
+
+#[test]
+fn records_keep_their_boot_names_and_clocks_across_restarts() {
+    let mut log = FlashLog::recover(SimFlash::new(6)).unwrap();
+    // Boot 1: anchored before its first record (the page header carries it).
+    log.start_boot(1);
+    log.set_anchor(1_000).unwrap();
+    log.push(60, &[Some(1)]).unwrap();
+    log.push(120, &[Some(2)]).unwrap();
+    // Boot 2: never anchored.
+    log.start_boot(2);
+    log.push(60, &[Some(3)]).unwrap();
+    log.push(90, &[Some(4)]).unwrap();
+    // Boot 3: anchored after its first record (an anchor entry).
+    log.start_boot(3);
+    log.push(30, &[Some(5)]).unwrap();
+    log.set_anchor(5_000).unwrap();
+    log.set_anchor(6_000).unwrap(); // the first anchor of a boot counts
+    log.push(40, &[Some(6)]).unwrap();
+    let mut log = reopen(log);
+    let expect_names = [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)];
+    assert_eq!(
+        names(&mut log).into_values().collect::<Vec<_>>(),
+        expect_names
+    );
+    log.start_boot(4);
+    log.set_anchor(9_000).unwrap();
+    let mut clocks = vec![];
+    log.boot_clocks(|c| {
+        clocks.push(*c);
+        true
+    })
+    .unwrap();
+    let got: Vec<_> = clocks
+        .iter()
+        .map(|c| (c.boot, c.anchor, c.last_time, c.base_seq))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, Some(1_000), 120, 0),
+            (2, None, 90, 2),
+            (3, Some(5_000), 40, 4)
+        ]
+    );
+    // Boot 4's records follow, named from 0; acknowledging boot 1 leaves boots 2.. waiting.
+    assert_eq!(log.boot_base(), 6);
+    log.push(10, &[Some(7)]).unwrap();
+    log.ack_through(1).unwrap();
+    let mut log = reopen(log);
+    assert_eq!(
+        names(&mut log).into_values().collect::<Vec<_>>(),
+        [(2, 0), (2, 1), (3, 0), (3, 1), (4, 0)]
+    );
+    let mut boots = vec![];
+    log.boot_clocks(|c| {
+        boots.push((c.boot, c.anchor));
+        c.boot < 3
+    })
+    .unwrap();
+    assert_eq!(boots, [(2, None), (3, Some(5_000))], "stops when told");
 }
