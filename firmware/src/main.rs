@@ -100,7 +100,7 @@ const SAMPLE_MS: u64 = 10_000;
 /// How often the stack high-water mark is reported when it grew.
 const REPORT_MS: u64 = 10_000;
 
-type Ctl = Controller<LOG_RECORDS>;
+type Ctl = Controller<tek_controller::log::Log<LOG_RECORDS>>;
 type EthLink = Link<eth::Mac>;
 
 #[entry]

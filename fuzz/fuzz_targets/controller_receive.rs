@@ -36,7 +36,7 @@ const STRANGER: Endpoint = Endpoint {
     port: 8844,
 };
 
-type Ctl = Controller<64>;
+type Ctl = Controller<tek_controller::log::Log<64>>;
 
 /// What the host sees of the controller: everything but the traffic counters and the
 /// `ignored` statistic, which a dropped datagram is allowed (required) to move.

@@ -53,11 +53,23 @@ pub trait Backlog {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Writes a telemetry message (type byte and body) of the records from `first` (or the
-    /// oldest still held) up to `last` into `out`, sealed at device time `now_s`. Returns the
-    /// length and the sequence numbers included.
-    fn write(&self, first: u32, last: u32, now_s: u32, out: &mut [u8])
-        -> Option<(usize, u32, u32)>;
+    /// The boot of the oldest waiting record when it is an earlier boot's (a log that survives
+    /// restarts, PROTOCOL.md 18): such records go first, as Backlog.
+    fn earlier_boot(&self) -> Option<u32> {
+        None
+    }
+    /// Writes a telemetry message (type byte and body) of the records of `boot` (`None`: the
+    /// current boot; `Some`: an earlier boot's, as a Backlog) from `first` (or the oldest still
+    /// held) up to `last` into `out`, sealed at device time `now_s`. Returns the length and the
+    /// sequence numbers included.
+    fn write(
+        &self,
+        boot: Option<u32>,
+        first: u32,
+        last: u32,
+        now_s: u32,
+        out: &mut [u8],
+    ) -> Option<(usize, u32, u32)>;
 }
 
 /// What the controller needs of its channel part (see the module docs).
@@ -393,6 +405,7 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize> Bac
     }
     fn write(
         &self,
+        _boot: Option<u32>,
         _first: u32,
         last: u32,
         now_s: u32,

@@ -923,7 +923,7 @@ pub(crate) mod tests {
             }
         );
         // The controller's thermostat runs on it: cold water, heater on (with the pump) ...
-        let mut ctl = crate::Controller::<8>::new(
+        let mut ctl = crate::Controller::<crate::log::Log<8>>::new(
             crate::Setup {
                 device_id: 7,
                 key: [7; 16],
@@ -1008,7 +1008,7 @@ pub(crate) mod tests {
     /// failed air sensor.
     #[test]
     fn the_pool_map_is_the_pool_controller() {
-        fn ctl() -> crate::Controller<64> {
+        fn ctl() -> crate::Controller<crate::log::Log<64>> {
             crate::Controller::new(
                 crate::Setup {
                     device_id: 7,
@@ -1022,7 +1022,10 @@ pub(crate) mod tests {
                 0,
             )
         }
-        fn actions(c: &mut crate::Controller<64>, now: u64) -> Vec<std::string::String> {
+        fn actions(
+            c: &mut crate::Controller<crate::log::Log<64>>,
+            now: u64,
+        ) -> Vec<std::string::String> {
             let mut rng = crate::XorShift::new(1);
             let mut out = Vec::new();
             while let Some(a) = c.poll(now, &mut rng) {

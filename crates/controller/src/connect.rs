@@ -129,9 +129,11 @@ pub fn first_step(
 
 /// Where the walk stands. `repr(u8)`: an explicit tag, 0 for `Offline`, so a blank controller
 /// is all zero bytes (without it the compiler stores `Offline` as a niche value, 2, in
-/// `Attempt`'s interface field).
+/// `Attempt`'s interface field). The session is held in place, not boxed: a device has no heap,
+/// and only one `Conn` exists.
 #[derive(Debug, Clone)]
 #[repr(u8)]
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     /// Waiting for the interface in use to be ready.
     Offline,

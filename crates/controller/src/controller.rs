@@ -2,7 +2,7 @@
 //!
 //! ## Driving it
 //! ```text
-//! let mut ctl = Controller::<LOG>::new(setup, now);   // or, in place: blank() + boot(..)
+//! let mut ctl = Controller::<crate::log::Log<LOG>>::new(setup, now);   // or, in place: blank() + boot(..)
 //! loop {
 //!     // feed whatever happened: ctl.receive(..), ctl.dns_answer(..), ctl.sensor(..), ...
 //!     while let Some(action) = ctl.poll(now, &mut rng) { carry it out, in order }
@@ -47,11 +47,13 @@ use crate::effects::{Effect, Effects};
 use crate::logging::Logging;
 use crate::persist;
 use crate::plant::Plant;
+use crate::record_log::RecordLog;
 use crate::session::{Context, Outbox};
 use crate::status;
 use crate::transport::{self, Probe, Transport};
 use crate::{Action, Endpoint, Entropy, Iface, IpInfo, Led, Radio, Reading};
 use heapless::{String, Vec};
+use tek_proto::channel::split::Capabilities;
 use tek_proto::message::config::{server_ok, MAX_SERVERS, MAX_TEXT};
 use tek_proto::message::status::Status;
 use tek_proto::session::Session;
@@ -71,7 +73,7 @@ const SCRATCH_LEN: usize = if persist::MAX_LEN > tek_proto::MAX_DATAGRAM {
 
 /// The controller, with a telemetry log of `LOG` records (16 bytes each) and the channel part
 /// `X` ([`NoChannels`]: a version 1 device; see [`crate::channel_part`]).
-pub struct Controller<const LOG: usize, X: ChannelSupport = NoChannels> {
+pub struct Controller<L: RecordLog, X: ChannelSupport = NoChannels> {
     firmware: [u8; 3],
     factory: Vec<String<MAX_TEXT>, MAX_SERVERS>,
     hellos: Hellos,
@@ -79,7 +81,7 @@ pub struct Controller<const LOG: usize, X: ChannelSupport = NoChannels> {
     transport: Transport,
     link: Connection,
     outbox: Outbox,
-    logging: Logging<LOG>,
+    logging: Logging<L>,
     plant: Plant,
     effects: Effects,
     led: Option<Led>,
@@ -91,7 +93,7 @@ pub struct Controller<const LOG: usize, X: ChannelSupport = NoChannels> {
     scratch: [u8; SCRATCH_LEN],
 }
 
-impl<const LOG: usize, X: ChannelSupport> core::fmt::Debug for Controller<LOG, X> {
+impl<L: RecordLog, X: ChannelSupport> core::fmt::Debug for Controller<L, X> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Controller")
             .field("device_id", &self.hellos.device_id)
@@ -130,17 +132,14 @@ impl<'a> PowerUp<'a> {
 
 /// The records the session sends: the telemetry log while it holds any (records of before a
 /// split configuration), else, while one runs, the channel part's wide log.
-fn backlog<'a, const LOG: usize, X: ChannelSupport>(
-    log: &'a crate::log::Log<LOG>,
-    channels: &'a X,
-) -> &'a dyn Backlog {
+fn backlog<'a, L: RecordLog, X: ChannelSupport>(log: &'a L, channels: &'a X) -> &'a dyn Backlog {
     match channels.runtime_ref() {
         Some(p) if p.split_version().is_some() && log.is_empty() => p.wide_log(),
         _ => log,
     }
 }
 
-impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
+impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
     /// Powers up: [`blank`](Self::blank) + [`boot`](Self::boot) on a value. The first actions
     /// [`poll`](Self::poll) returns persist the incremented boot counter and configure Ethernet
     /// (DHCP unless fixed settings are stored and HALT is not held).
@@ -157,6 +156,29 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
         ctl.channels = channels;
         ctl.boot(setup, now);
         ctl
+    }
+
+    /// As [`new_with_channels`](Self::new_with_channels), with the telemetry log `log` (e.g. a
+    /// flash log recovered from flash; a device puts it in place with
+    /// [`set_log`](Self::set_log) before [`boot`](Self::boot) instead).
+    pub fn new_with_log(setup: Setup<'_>, channels: X, log: L, now: u64) -> Self {
+        let mut ctl = Self::blank();
+        ctl.channels = channels;
+        ctl.logging.log = log;
+        ctl.boot(setup, now);
+        ctl
+    }
+
+    /// Takes the telemetry log out, leaving `log` in its place (a test's power cut: the flash
+    /// outlives the controller).
+    pub fn replace_log(&mut self, log: L) -> L {
+        core::mem::replace(&mut self.logging.log, log)
+    }
+
+    /// Puts the telemetry log in place (before [`boot`](Self::boot): a log that survives
+    /// restarts, recovered from flash, whose earlier boots' records then drain first).
+    pub fn set_log(&mut self, log: L) {
+        self.logging.log = log;
     }
 
     /// A controller that has not booted, for a `static` initialiser: every byte of it is zero,
@@ -260,7 +282,7 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
         transport.start(now, cfg.eth_boot, setup.has_gsm, effects);
         link.start();
         outbox.start(now);
-        logging.start(now, cfg.running.log_interval_s);
+        logging.start(now, cfg.running.log_interval_s, boot);
         *led = None;
         *reset_pending = false;
         *stats = Stats::default();
@@ -270,6 +292,20 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
             part.set_log_interval(u32::from(cfg.running.log_interval_s));
             // A device with a channel part takes ConfigChunks itself: it states so.
             outbox.capabilities = Some(part.capabilities());
+        }
+        // A log that survives restarts states so too, to have earlier boots' records taken
+        // (PROTOCOL.md 18.1); without a channel part, with a map of the five pool channels.
+        let features = logging.log.features();
+        if features != 0 {
+            let mut caps = outbox.capabilities.unwrap_or(Capabilities {
+                features: 0,
+                max_channels: 5,
+                max_buses: 0,
+                max_config: 0,
+                max_program: 0,
+            });
+            caps.features |= features;
+            outbox.capabilities = Some(caps);
         }
     }
 
@@ -657,6 +693,15 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
             if let Some(len) = part.faults_message(body) {
                 return self.link.up()?.send_written(now, tx, len);
             }
+        }
+        let refused = self
+            .link
+            .up()
+            .is_some_and(|up| up.backlog_gate == crate::session::BacklogGate::Refused);
+        if refused && self.logging.log.earlier_boot().is_some() {
+            // The server does not take earlier boots' records (PROTOCOL.md 18.1).
+            self.logging.log.drop_earlier_boots();
+            self.outbox.status_due = true;
         }
         let status = if self.outbox.status_due {
             Some(self.status_report(now))

@@ -66,6 +66,7 @@ mod logging;
 pub mod modbus;
 pub mod persist;
 mod plant;
+pub mod record_log;
 pub mod relay;
 pub mod schedule;
 mod session;

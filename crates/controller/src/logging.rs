@@ -8,18 +8,19 @@
 //!   blind ([`Logging::went_stale`] says when, the controller switches the heater off).
 //! * When the interval changes, the next record is due one new interval after the last one.
 
-use crate::log::{Log, LogRecord, MISSING_TEMP};
+use crate::log::{LogRecord, MISSING_TEMP};
+use crate::record_log::RecordLog;
 use crate::Reading;
 use crate::Stats;
 
 /// A sensor reading older than this no longer drives the heater (it is switched off).
 pub const SENSOR_STALE_MS: u64 = 300_000;
 
-/// The logging part of the controller, with a log of `LOG` records.
+/// The logging part of the controller, with its telemetry log `L`.
 #[derive(Debug)]
-pub(crate) struct Logging<const LOG: usize> {
+pub(crate) struct Logging<L> {
     /// The telemetry log.
-    pub log: Log<LOG>,
+    pub log: L,
     /// When the next record is due.
     next_log_at: u64,
     /// The latest reading.
@@ -30,10 +31,10 @@ pub(crate) struct Logging<const LOG: usize> {
     power_n: u32,
 }
 
-impl<const LOG: usize> Logging<LOG> {
+impl<L: RecordLog> Logging<L> {
     /// The all-zero placeholder of `Controller::blank` (`Some`: `None` is a non-zero niche).
     pub const BLANK: Self = Logging {
-        log: Log::new(),
+        log: L::BLANK,
         next_log_at: 0,
         reading: Some(Reading {
             power_w: 0,
@@ -46,8 +47,9 @@ impl<const LOG: usize> Logging<LOG> {
         power_n: 0,
     };
 
-    /// Power-up in place: the log emptied, the first record one interval from `now`.
-    pub fn start(&mut self, now: u64, interval_s: u16) {
+    /// Power-up of boot `boot` in place: the log started (a RAM log emptied), the first record
+    /// one interval from `now`.
+    pub fn start(&mut self, now: u64, interval_s: u16, boot: u32) {
         // Every field by name, without `..`: a field added later cannot be forgotten here.
         let Logging {
             log,
@@ -57,7 +59,7 @@ impl<const LOG: usize> Logging<LOG> {
             power_sum,
             power_n,
         } = self;
-        log.clear();
+        log.start(boot);
         *next_log_at = now + u64::from(interval_s) * 1000;
         *reading = None;
         *reading_at = now;
@@ -124,7 +126,7 @@ impl<const LOG: usize> Logging<LOG> {
         };
         self.power_sum = 0;
         self.power_n = 0;
-        self.log.push(LogRecord {
+        self.log.push(&LogRecord {
             time_s: (now / 1000) as u32,
             energy_wh: r.energy_wh,
             power_w: power.min(u64::from(u16::MAX)) as u16,

@@ -74,6 +74,25 @@ pub struct InFlight {
     pub next_at: u64,
     /// Wide records (WideTelemetry), not the five-channel log.
     pub wide: bool,
+    /// An earlier boot's records (a Backlog), not the current boot's.
+    pub boot: Option<u32>,
+}
+
+/// Whether this session's server takes earlier boots' records (PROTOCOL.md 18.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BacklogGate {
+    /// Capabilities sent `tries` times, no Accepts yet; the next send (or the verdict) at
+    /// `next_at`.
+    Asking {
+        /// Capabilities sent so far.
+        tries: u8,
+        /// When to send again, or give up.
+        next_at: u64,
+    },
+    /// Accepts arrived: Backlog may go.
+    Open,
+    /// No Accepts after every try: earlier boots' records are dropped.
+    Refused,
 }
 
 /// A reply-wanted keepalive waiting for any answer.
@@ -117,6 +136,8 @@ pub struct Up {
     /// A Status went out in this session (ChannelFaults follow the first one if any counter
     /// is above 0).
     pub status_sent: bool,
+    /// Whether the server takes earlier boots' records.
+    pub backlog_gate: BacklogGate,
 }
 
 impl Up {
@@ -138,6 +159,10 @@ impl Up {
             next_batch_at: now,
             probing: None,
             status_sent: false,
+            backlog_gate: BacklogGate::Asking {
+                tries: 0,
+                next_at: now,
+            },
         }
     }
 
@@ -328,11 +353,29 @@ impl Up {
         stats: &mut Stats,
         tx: &mut [u8],
     ) -> Option<(Iface, u16, Endpoint, usize)> {
-        let caps = outbox
-            .capabilities_due
+        // Earlier boots' records wait for the server's Accepts (PROTOCOL.md 18.1): the
+        // Capabilities are stated again until it comes, or the server is taken not to have it.
+        let earlier = cx.log.earlier_boot().is_some();
+        let mut ask = false;
+        if let (true, BacklogGate::Asking { tries, next_at }) = (earlier, self.backlog_gate) {
+            if tries >= TRIES && now >= next_at {
+                self.backlog_gate = BacklogGate::Refused;
+            } else {
+                ask = now >= next_at && tries < TRIES;
+            }
+        }
+        let caps = (outbox.capabilities_due || ask)
             .then_some(outbox.capabilities)
             .flatten();
         outbox.capabilities_due = false;
+        if let (true, Some(_), BacklogGate::Asking { tries, .. }) =
+            (earlier, caps, self.backlog_gate)
+        {
+            self.backlog_gate = BacklogGate::Asking {
+                tries: tries + 1,
+                next_at: now + retry_timeout(tries + 1),
+            };
+        }
         let n = if let Some(caps) = caps {
             // Right after the handshake, before the first Status (PROTOCOL.md 17.1).
             let body = tx.get_mut(HEADER_LEN..HEADER_LEN + MAX_MESSAGE)?;
@@ -396,7 +439,7 @@ impl Up {
         }
         match self.batch {
             Some(b) if now >= b.next_at && b.tries < TRIES => {
-                match log.write(b.first, b.last, now_s, body) {
+                match log.write(b.boot, b.first, b.last, now_s, body) {
                     Some((len, first, _)) => {
                         stats.batch_retries += 1;
                         self.batch = Some(InFlight {
@@ -405,6 +448,7 @@ impl Up {
                             tries: b.tries + 1,
                             next_at: now + retry_timeout(b.tries + 1),
                             wide: b.wide,
+                            boot: b.boot,
                         });
                         self.session.seal_in_place(tx, len).ok()
                     }
@@ -416,7 +460,11 @@ impl Up {
                 }
             }
             None if !log.is_empty() && (now >= self.next_batch_at || log.len() >= FULL_BATCH) => {
-                let (len, first, last) = log.write(log.oldest(), u32::MAX, now_s, body)?;
+                let boot = log.earlier_boot();
+                if boot.is_some() && self.backlog_gate != BacklogGate::Open {
+                    return None;
+                }
+                let (len, first, last) = log.write(boot, log.oldest(), u32::MAX, now_s, body)?;
                 stats.batches += 1;
                 stats.records_sent += last.wrapping_sub(first) + 1;
                 self.batch = Some(InFlight {
@@ -425,6 +473,7 @@ impl Up {
                     tries: 1,
                     next_at: now + retry_timeout(1),
                     wide: log.wide(),
+                    boot,
                 });
                 self.next_batch_at = now + cx.batch_ms;
                 self.session.seal_in_place(tx, len).ok()
@@ -466,10 +515,11 @@ impl Up {
         )
     }
 
-    /// An Ack for records through `through_seq`: the batch in flight is done if it covers it.
-    pub fn acked(&mut self, through_seq: u32) {
+    /// An Ack (`boot` `None`) or a BacklogAck (`Some`) for records through `through_seq`: the
+    /// batch in flight is done if it is of that boot and the ack covers it.
+    pub fn acked(&mut self, boot: Option<u32>, through_seq: u32) {
         if let Some(b) = self.batch {
-            if (through_seq.wrapping_sub(b.last) as i32) >= 0 {
+            if b.boot == boot && (through_seq.wrapping_sub(b.last) as i32) >= 0 {
                 self.batch = None;
             }
         }
@@ -482,8 +532,15 @@ impl Up {
             return 0;
         }
         let mut at = (self.started + REKEY_AFTER_MS).min(self.last_tx + cx.keepalive_ms);
+        let earlier = cx.log.earlier_boot().is_some();
+        if let (true, BacklogGate::Asking { next_at, .. }) = (earlier, self.backlog_gate) {
+            at = at.min(next_at);
+        }
+        // No batch before the verdict (or, after a refusal, until the records are dropped).
+        let gated = earlier && self.backlog_gate != BacklogGate::Open;
         match self.batch {
             Some(b) => at = at.min(b.next_at),
+            None if gated => {}
             None if cx.log.len() >= FULL_BATCH => return 0,
             None if !cx.log.is_empty() => at = at.min(self.next_batch_at),
             None => {}
@@ -541,6 +598,7 @@ impl<const N: usize> Backlog for Log<N> {
     }
     fn write(
         &self,
+        _boot: Option<u32>,
         first: u32,
         last: u32,
         now_s: u32,

@@ -8,6 +8,7 @@
 use crate::channel_part::{ChannelSupport, NoChannels};
 use crate::channels::ChannelBus;
 use crate::persist::{self, Stored};
+use crate::record_log::RecordLog;
 use crate::{
     Action, Controller, Endpoint, EthernetSetup, Iface, IpInfo, Led, Reading, Setup, XorShift,
 };
@@ -16,8 +17,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::string::{String, ToString};
 use std::vec::Vec;
+use tek_proto::backlog::{accepts, BacklogMessage, Records};
 use tek_proto::channel::faults::FaultEntry;
-use tek_proto::channel::split::ChunkAck;
+use tek_proto::channel::split::{feature, ChunkAck};
 use tek_proto::channel::ChannelMessage;
 use tek_proto::crypto::DeviceKeys;
 use tek_proto::handshake;
@@ -59,6 +61,14 @@ pub struct Server {
     pub chunk_acks: Vec<ChunkAck>,
     /// ChannelFaults received.
     pub faults: Vec<Vec<FaultEntry>>,
+    /// A server from before PROTOCOL.md 18: never answers Capabilities, drops Backlog.
+    pub old: bool,
+    /// The server time of every five-channel record stored: (boot, seq) -> time.
+    pub times: BTreeMap<(u32, u32), u32>,
+    /// Backlogs received: (boot, first seq, last seq, estimated).
+    pub backlogs: Vec<(u32, u32, u32, bool)>,
+    /// Accepts sent.
+    pub accepts_sent: u32,
     boot: u32,
     pub time: u32,
 }
@@ -86,6 +96,10 @@ impl Server {
             wide: BTreeMap::new(),
             chunk_acks: Vec::new(),
             faults: Vec::new(),
+            old: false,
+            times: BTreeMap::new(),
+            backlogs: Vec::new(),
+            accepts_sent: 0,
             boot: 0,
             time: 1_750_000_000,
         }
@@ -137,9 +151,45 @@ impl Server {
         };
         self.device_ep = Some(from);
         let mut reply = None;
+        let mut raw_reply: Option<Vec<u8>> = None;
         if let Message::Unknown(_) = msg {
             self.extension.push(bytes.to_vec());
+            if let (false, Ok(Some(BacklogMessage::Backlog(b)))) =
+                (self.old, BacklogMessage::parse(bytes))
+            {
+                if b.boot < self.boot {
+                    let Records::Telemetry(t) = b.records else {
+                        panic!("a five-channel device sent a wide backlog")
+                    };
+                    self.batches += 1;
+                    self.backlogs
+                        .push((b.boot, t.first_seq(), t.last_seq(), b.estimated));
+                    for r in t.records() {
+                        self.records.insert((b.boot, r.seq), r);
+                        self.times.insert((b.boot, r.seq), self.time - r.age_s);
+                    }
+                    if !self.withhold_acks {
+                        let ack = BacklogMessage::BacklogAck {
+                            boot: b.boot,
+                            through_seq: t.last_seq(),
+                        };
+                        let mut m = [0u8; 9];
+                        let n = ack.emit(&mut m).unwrap();
+                        raw_reply = Some(m[..n].to_vec());
+                    }
+                }
+            }
             match ChannelMessage::parse(bytes) {
+                Ok(Some(ChannelMessage::Capabilities(c)))
+                    if !self.old && c.features & feature::BACKLOG != 0 =>
+                {
+                    self.accepts_sent += 1;
+                    let mut m = [0u8; 5];
+                    let n = BacklogMessage::Accepts(accepts::BACKLOG)
+                        .emit(&mut m)
+                        .unwrap();
+                    raw_reply = Some(m[..n].to_vec());
+                }
                 Ok(Some(ChannelMessage::WideTelemetry(t))) => {
                     self.batches += 1;
                     let mut last = t.first_seq();
@@ -165,6 +215,7 @@ impl Server {
                 self.batches += 1;
                 for r in t.records() {
                     self.records.insert((self.boot, r.seq), r);
+                    self.times.insert((self.boot, r.seq), self.time - r.age_s);
                 }
                 (!self.withhold_acks).then_some(Message::Ack {
                     through_seq: t.last_seq(),
@@ -194,6 +245,12 @@ impl Server {
         if let Some(m) = reply {
             let mut buf = [0u8; 1024];
             let n = s.seal_message(&m, &mut buf).unwrap();
+            out.push(buf[..n].to_vec());
+        }
+        if let Some(m) = raw_reply {
+            let mut buf = [0u8; 1024];
+            buf[tek_proto::wire::data::HEADER_LEN..][..m.len()].copy_from_slice(&m);
+            let n = s.seal_in_place(&mut buf, m.len()).unwrap();
             out.push(buf[..n].to_vec());
         }
         out
@@ -238,8 +295,8 @@ pub enum Did {
     Reset,
 }
 
-pub struct Net<const N: usize, X: ChannelSupport = NoChannels> {
-    pub ctl: Controller<N, X>,
+pub struct Net<const N: usize, X: ChannelSupport = NoChannels, L: RecordLog = crate::log::Log<N>> {
+    pub ctl: Controller<L, X>,
     /// The channel part's two flash slots.
     pub channel_flash: [Vec<u8>; 2],
     /// The channel sources: with one, the harness samples through it instead of feeding
@@ -264,6 +321,11 @@ pub struct Net<const N: usize, X: ChannelSupport = NoChannels> {
     pub energy_wh: u32,
     /// Air temperature of the readings, 0.01 °C.
     pub air_cc: i16,
+    /// With `Some(epoch)`, the servers' clocks run: epoch + wall time in seconds (else they
+    /// stand still).
+    pub server_clock: Option<u32>,
+    /// Wall time before the current boot, ms (`now` restarts at every reboot).
+    pub wall_ms: u64,
 }
 
 pub fn ep(last: u8, port: u16) -> Endpoint {
@@ -294,6 +356,13 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
     }
 
     pub fn with_list_and_channels(factory: Vec<String>, servers: usize, channels: X) -> Net<N, X> {
+        Net::with_log(factory, servers, channels, crate::log::Log::new())
+    }
+}
+
+impl<const N: usize, X: ChannelSupport, L: RecordLog> Net<N, X, L> {
+    /// As [`Net::with_list_and_channels`], with the telemetry log `log`.
+    pub fn with_log(factory: Vec<String>, servers: usize, channels: X, log: L) -> Net<N, X, L> {
         let accepted = Rc::new(Cell::new(0));
         let srv = (1..=servers)
             .map(|i| Server::new(ep(i as u8, 8844), accepted.clone()))
@@ -302,7 +371,7 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
             std::vec![0xFF; persist::MAX_LEN],
             std::vec![0xFF; persist::MAX_LEN],
         ];
-        let ctl = Self::boot_ctl(&factory, &flash, false, true, channels, 0);
+        let ctl = Self::boot_ctl(&factory, &flash, false, true, channels, log, 0);
         Net {
             ctl,
             channel_flash: [std::vec![0xFF; 8192], std::vec![0xFF; 8192]],
@@ -324,6 +393,8 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
             halt: false,
             energy_wh: 1000,
             air_cc: 1800,
+            server_clock: None,
+            wall_ms: 0,
         }
     }
 
@@ -333,11 +404,12 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
         halt: bool,
         gsm: bool,
         channels: X,
+        log: L,
         now: u64,
-    ) -> Controller<N, X> {
+    ) -> Controller<L, X> {
         let list: Vec<&str> = factory.iter().map(|s| s.as_str()).collect();
         let stored: Option<Stored> = persist::load(&flash[0], &flash[1]);
-        Controller::new_with_channels(
+        Controller::new_with_log(
             Setup {
                 device_id: ID,
                 key: KEY,
@@ -348,6 +420,7 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
                 stored,
             },
             channels,
+            log,
             now,
         )
     }
@@ -358,6 +431,7 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
     /// (`boot_from_flash`), so both power-up paths run through every test that reboots.
     pub fn reboot(&mut self, halt: bool) {
         self.halt = halt;
+        self.wall_ms += self.now;
         self.now = 0;
         self.next_reading = 0;
         let list: Vec<&str> = self.factory.iter().map(|s| s.as_str()).collect();
@@ -506,6 +580,9 @@ impl<const N: usize, X: ChannelSupport> Net<N, X> {
                 let Some(i) = self.server_index(to) else {
                     continue;
                 };
+                if let Some(epoch) = self.server_clock {
+                    self.servers[i].time = epoch + ((self.wall_ms + self.now) / 1000) as u32;
+                }
                 let replies = self.servers[i].handle(from, &bytes);
                 for r in replies {
                     self.deliver(iface, to, port, r);

@@ -40,7 +40,7 @@ fn record(seq: u32, version: u32, cfg: &Config, previous: Option<(u32, &Config)>
 /// What the controller runs after booting from these two slots.
 fn boot(slots: &[Vec<u8>; 2]) -> (u32, Config, bool) {
     let stored: Option<Stored> = persist::load(&slots[0], &slots[1]);
-    let ctl = Controller::<16>::new(
+    let ctl = Controller::<tek_controller::log::Log<16>>::new(
         Setup {
             device_id: 9,
             key: [7; 16],

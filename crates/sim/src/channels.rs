@@ -80,19 +80,20 @@ mod tests {
         let mut plant = Plant::new(7, 0);
         plant.set_relays(0b11);
         plant.advance(3 * 3_600_000);
-        let mut ctl: Box<Controller<64, SimChannels>> = Box::new(Controller::new_with_channels(
-            Setup {
-                device_id: 1,
-                key: [1; 16],
-                factory_servers: &["127.0.0.1:8844"],
-                firmware: [0, 1, 0],
-                halt: false,
-                has_gsm: false,
-                stored: None,
-            },
-            SimChannels::part(),
-            0,
-        ));
+        let mut ctl: Box<Controller<tek_controller::log::Log<64>, SimChannels>> =
+            Box::new(Controller::new_with_channels(
+                Setup {
+                    device_id: 1,
+                    key: [1; 16],
+                    factory_servers: &["127.0.0.1:8844"],
+                    firmware: [0, 1, 0],
+                    halt: false,
+                    has_gsm: false,
+                    stored: None,
+                },
+                SimChannels::part(),
+                0,
+            ));
         assert_eq!(ctl.sample_at(), 0);
         ctl.sample(0, &mut PlantBus(&plant));
         let part = ctl.channel_part().unwrap();

@@ -449,7 +449,10 @@ struct Host {
 }
 
 impl Host {
-    fn new_controller(&self, shared: &Shared) -> Controller<SIM_LOG, SimChannels> {
+    fn new_controller(
+        &self,
+        shared: &Shared,
+    ) -> Controller<tek_controller::log::Log<SIM_LOG>, SimChannels> {
         let list: Vec<&str> = shared.servers.iter().map(|s| s.as_str()).collect();
         let mut ctl = Controller::new_with_channels(
             Setup {
@@ -598,7 +601,11 @@ impl Host {
 }
 
 /// Updates controller `index`'s acknowledgement ledger from its log.
-fn record_acked(shared: &Shared, index: usize, ctl: &Controller<SIM_LOG, SimChannels>) {
+fn record_acked(
+    shared: &Shared,
+    index: usize,
+    ctl: &Controller<tek_controller::log::Log<SIM_LOG>, SimChannels>,
+) {
     let Some(ledger) = shared.ledgers.get(index) else {
         return;
     };

@@ -62,7 +62,7 @@ enum Todo {
 
 fn run_device(id: u32, key: [u8; 16], server: &str, limit: Duration) {
     let servers = [server];
-    let mut ctl = Controller::<512>::new(
+    let mut ctl = Controller::<tek_controller::log::Log<512>>::new(
         Setup {
             device_id: id,
             key,

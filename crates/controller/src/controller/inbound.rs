@@ -6,8 +6,11 @@
 use super::Controller;
 use crate::channel_part::{ChannelSupport, Chunked};
 use crate::connect::Conn;
+use crate::record_log::RecordLog;
+use crate::session::BacklogGate;
 use crate::transport::{self, Probe};
 use crate::{Endpoint, Iface};
+use tek_proto::backlog::{self, accepts, BacklogMessage};
 use tek_proto::channel::split::{ChunkAck, ChunkState};
 use tek_proto::message::config::Config;
 use tek_proto::message::{Command, CommandResult, ConfigItems, Message};
@@ -29,7 +32,7 @@ fn open<'d>(
     Some((bytes, Message::parse(bytes).ok()))
 }
 
-impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
+impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
     /// A datagram arrived on `iface`, from `from`, to local port `local_port`. The buffer is
     /// decrypted in place. Anything unexpected or failing a check is dropped silently.
     pub fn receive(
@@ -138,6 +141,9 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
             Some(Message::Unknown(tek_proto::channel::code::CONFIG_CHUNK)) => {
                 self.config_chunk(now, bytes)
             }
+            Some(Message::Unknown(backlog::code::ACCEPTS | backlog::code::BACKLOG_ACK)) => {
+                self.backlog_answer(bytes)
+            }
             Some(msg) => self.handle(now, msg),
             // Authentic but malformed: nothing to do (the session was still heard).
             None => {}
@@ -200,12 +206,12 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
                 };
                 let acked = match (wide, self.channels.runtime()) {
                     (true, Some(part)) => Some(part.wide_ack(through_seq)).filter(|&n| n > 0),
-                    _ => self.logging.log.ack_through(through_seq),
+                    _ => self.logging.log.ack(None, through_seq),
                 };
                 if let Some(n) = acked {
                     self.stats.records_acked += n as u32;
                     if let Some(up) = self.link.up() {
-                        up.acked(through_seq);
+                        up.acked(None, through_seq);
                     }
                 }
             }
@@ -228,6 +234,39 @@ impl<const LOG: usize, X: ChannelSupport> Controller<LOG, X> {
 
     pub(super) fn sync_time(&mut self, now: u64, server_time: u32) {
         self.plant.sync_time(now, server_time);
+        // The boot's anchor, for its records read after a restart (PROTOCOL.md 18.3).
+        self.logging
+            .log
+            .set_anchor(server_time.wrapping_sub((now / 1000) as u32));
+    }
+
+    /// Accepts or BacklogAck (PROTOCOL.md 18): the server takes earlier boots' records, or
+    /// stored some. Dropped, like any unknown message, by a log that holds none.
+    fn backlog_answer(&mut self, message: &[u8]) {
+        match BacklogMessage::parse(message) {
+            Ok(Some(BacklogMessage::Accepts(features))) if features & accepts::BACKLOG != 0 => {
+                if let Some(up) = self.link.up() {
+                    up.backlog_gate = BacklogGate::Open;
+                }
+            }
+            Ok(Some(BacklogMessage::BacklogAck { boot, through_seq })) => {
+                let in_flight = self
+                    .link
+                    .up()
+                    .and_then(|up| up.batch)
+                    .is_some_and(|b| b.boot == Some(boot));
+                if !in_flight {
+                    return;
+                }
+                if let Some(n) = self.logging.log.ack(Some(boot), through_seq) {
+                    self.stats.records_acked += n as u32;
+                }
+                if let Some(up) = self.link.up() {
+                    up.acked(Some(boot), through_seq);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Re-evaluates the relays with the latest reading, if it is fresh.

@@ -6,7 +6,7 @@ use crate::{Iface, Stats};
 use tek_proto::message::config::Config;
 use tek_proto::message::status::{Status, Traffic};
 
-impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X> {
+impl<L: crate::record_log::RecordLog, X: crate::channel_part::ChannelSupport> Controller<L, X> {
     /// Counters since power-up.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -56,7 +56,7 @@ impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X
     }
 
     /// The telemetry log.
-    pub fn log(&self) -> &crate::log::Log<LOG> {
+    pub fn log(&self) -> &L {
         &self.logging.log
     }
 

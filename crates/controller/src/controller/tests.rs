@@ -594,9 +594,9 @@ fn garbage_is_ignored_silently() {
 
 #[test]
 fn controller_fits_the_firmware_budget() {
-    let size = core::mem::size_of::<crate::Controller<3072>>();
+    let size = core::mem::size_of::<crate::Controller<crate::log::Log<3072>>>();
     let log = core::mem::size_of::<crate::log::Log<3072>>();
-    std::eprintln!("Controller<3072>: {size} bytes, of which the log {log}");
+    std::eprintln!("Controller<crate::log::Log<3072>>: {size} bytes, of which the log {log}");
     assert!(
         size - log <= 8 * 1024,
         "controller without log: {} bytes",
@@ -606,7 +606,10 @@ fn controller_fits_the_firmware_budget() {
 
 /// Everything a host can see of a controller at `now`, then the actions it takes: at once, and
 /// after its Ethernet port got an address (handshake datagrams included, so the keys count).
-fn observe<const L: usize>(ctl: &mut crate::Controller<L>, now: u64) -> std::string::String {
+fn observe<const L: usize>(
+    ctl: &mut crate::Controller<crate::log::Log<L>>,
+    now: u64,
+) -> std::string::String {
     use std::fmt::Write;
     let mut out = std::format!(
         "{} | boot {} | cfg {:?} | eth {:?} trial {} | relays {} | log {} {} {} {} | {:?} | \
@@ -695,14 +698,15 @@ fn boot_in_place_equals_new() {
     for halt in [false, true] {
         let now = 1234;
         let flash = used().flash;
-        let mut fresh = crate::Controller::<512>::new(setup(&list, &flash, halt), now);
+        let mut fresh =
+            crate::Controller::<crate::log::Log<512>>::new(setup(&list, &flash, halt), now);
         let want = observe(&mut fresh, now);
         assert!(
             want.contains("Persist") && want.contains("trial true"),
             "{want}"
         );
         // blank + boot on a value.
-        let mut blank = crate::Controller::<512>::blank();
+        let mut blank = crate::Controller::<crate::log::Log<512>>::blank();
         blank.boot(setup(&list, &flash, halt), now);
         assert_eq!(observe(&mut blank, now), want);
         // Re-booting a used controller in place leaves nothing of its past behind.
@@ -785,8 +789,9 @@ fn boot_from_flash_picks_the_record_load_picks() {
     ];
     let list = ["192.0.2.1:8844"];
     for (what, flash, seq) in cases {
-        let mut want = crate::Controller::<16>::new(setup(&list, &flash, false), 0);
-        let mut got = crate::Controller::<16>::blank();
+        let mut want =
+            crate::Controller::<crate::log::Log<16>>::new(setup(&list, &flash, false), 0);
+        let mut got = crate::Controller::<crate::log::Log<16>>::blank();
         let mut s = setup(&list, &flash, false);
         s.stored = None;
         let mut reads = 0;
@@ -804,7 +809,7 @@ fn boot_from_flash_picks_the_record_load_picks() {
     }
     // An unreadable slot counts as blank.
     let flash = [rec(1, 1, &other), rec(2, 2, &Config::default())];
-    let mut got = crate::Controller::<16>::blank();
+    let mut got = crate::Controller::<crate::log::Log<16>>::blank();
     let mut s = setup(&list, &flash, false);
     s.stored = None;
     let h = got.boot_from_flash(
@@ -884,13 +889,13 @@ fn probe_interval_can_be_shortened() {
     assert_eq!(n.ctl.transport(), Iface::Gsm);
 }
 
-impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X> {
+impl<L: crate::record_log::RecordLog, X: crate::channel_part::ChannelSupport> Controller<L, X> {
     /// Everything observable except traffic counters and `Stats::ignored`, for tests that
     /// check that a datagram changed nothing.
     pub(crate) fn fingerprint(&self) -> std::string::String {
         let conn = match &self.link.conn {
             Conn::Up(up) => std::format!(
-                "up {} {} {:?} {:?} {} {} {:?} {} {:?} {}",
+                "up {} {} {:?} {:?} {} {} {:?} {} {:?} {} {:?}",
                 up.server,
                 up.port,
                 up.session.send_counter(),
@@ -900,7 +905,8 @@ impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X
                 up.batch,
                 up.last_rx,
                 up.probing,
-                up.next_batch_at
+                up.next_batch_at,
+                up.backlog_gate
             ),
             other => std::format!("{other:?}"),
         };
@@ -914,7 +920,7 @@ impl<const LOG: usize, X: crate::channel_part::ChannelSupport> Controller<LOG, X
              {:?} {:?} {:?} {} {} {} | {:?} {:?} {:?}",
             self.link.walk,
             self.transport.probe,
-            log.first_seq(),
+            log.oldest(),
             log.len(),
             log.drops(),
             cfg.version,

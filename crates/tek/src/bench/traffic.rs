@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let srv = ServerProcess::start(dir.path(), None)?;
     let server_entry = srv.udp.to_string();
     let list = [server_entry.as_str()];
-    let mut ctl: Box<Controller<{ tek_sim::SIM_LOG }>> = Box::new(Controller::new(
+    let mut ctl: Box<Controller<tek_controller::log::Log<{ tek_sim::SIM_LOG }>>> = Box::new(Controller::new(
         Setup {
             device_id: dev.id,
             key: dev.key,
