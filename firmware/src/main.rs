@@ -52,11 +52,11 @@ mod storage;
 mod sysctl;
 mod uart;
 
-use core::mem::size_of;
 use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use static_cell::ConstStaticCell;
-use tek_controller::log::Log;
+use tek_controller::flash_log::FlashLog;
+use tek_controller::record_log::FlashStore;
 use tek_controller::{Controller, Iface, Setup};
 
 use app::{App, FmtStatic, Shown};
@@ -65,33 +65,7 @@ use modem::Modem;
 use net::{Link, LinkBuffers, UdpPayload};
 #[cfg(feature = "rtu-test")]
 use rtu_test::RtuTest;
-use storage::{Flash, HostFileFlash};
-
-/// Telemetry log capacity in records: as large as the RAM budget allows (see README.md, "Size
-/// budget"): everything but the 16 kB the rest of the firmware may use (statics and stack) and
-/// [`SCHEDULE_RAM`] goes to the log — 47 kB, 3007 records of 16 bytes plus the ring's indices,
-/// 50 h of 1-minute records; 2880 (48 h) is the floor.
-const LOG_RECORDS: usize = 3007 - RTU_TEST_RECORDS;
-/// Records the `rtu-test` bench build gives up (1 kB) for its channel map, the bus driver and
-/// their stack; the normal build gives none.
-const RTU_TEST_RECORDS: usize = if cfg!(feature = "rtu-test") { 64 } else { 0 };
-/// RAM the schedule configuration items (PROTOCOL.md 7.6.1) added: two configurations and a
-/// longer flash record in the controller (728 B) and a configuration decoded on the stack
-/// (184 B), taken from the log's margin above 48 h so the stack keeps its headroom.
-const SCHEDULE_RAM: usize = 1024;
-const _: () = assert!(size_of::<Log<LOG_RECORDS>>() <= 64 * 1024 - 16 * 1024 - SCHEDULE_RAM);
-const _: () = assert!(
-    size_of::<Log<{ LOG_RECORDS + RTU_TEST_RECORDS + 1 }>>() > 64 * 1024 - 16 * 1024 - SCHEDULE_RAM
-);
-const _: () = assert!(LOG_RECORDS >= 48 * 60);
-
-/// The log buffer's capacity and size, read from the image by `scripts/firmware-size.sh`.
-#[no_mangle]
-#[used]
-static TEK_LOG_RECORDS: u32 = LOG_RECORDS as u32;
-#[no_mangle]
-#[used]
-static TEK_LOG_BYTES: u32 = size_of::<Log<LOG_RECORDS>>() as u32;
+use storage::{Flash, HostFileFlash, HostNor};
 
 /// Firmware version reported in status.
 const FIRMWARE: [u8; 3] = [0, 1, 0];
@@ -100,7 +74,7 @@ const SAMPLE_MS: u64 = 10_000;
 /// How often the stack high-water mark is reported when it grew.
 const REPORT_MS: u64 = 10_000;
 
-type Ctl = Controller<tek_controller::log::Log<LOG_RECORDS>>;
+type Ctl = Controller<FlashStore<HostNor>>;
 type EthLink = Link<eth::Mac>;
 
 #[entry]
@@ -157,9 +131,18 @@ fn boot() -> App {
         log!("halt: HALT held at power-up");
     }
 
+    // The telemetry log in flash (PROTOCOL.md 18): what earlier boots left waits in it.
+    let ctl: &'static mut Ctl = CONTROLLER.take();
+    match storage::log_region(bench.flash_path).map(FlashLog::recover) {
+        Ok(Ok(log)) => {
+            log!("log: {} records waiting in flash", log.len());
+            ctl.set_log(FlashStore::new(log));
+        }
+        Ok(Err(e)) => fatal_log(e),
+        Err(_) => fatal("cannot open the log's flash file"),
+    }
     // Power-up in place in the static: the controller reads both flash slots into its own buffer
     // and decodes only the newer valid record, straight into its fields.
-    let ctl: &'static mut Ctl = CONTROLLER.take();
     let found = ctl.boot_from_flash(
         Setup {
             device_id: bench.identity.device_id,
@@ -190,11 +173,9 @@ fn boot() -> App {
         None => log!("flash: blank"),
     }
     log!(
-        "controller: device {} boot {} log {} records ({} bytes)",
+        "controller: device {} boot {} log in flash",
         bench.identity.device_id,
-        ctl.boot_counter(),
-        LOG_RECORDS,
-        TEK_LOG_BYTES
+        ctl.boot_counter()
     );
 
     if bench.probe_s > 0 {
@@ -251,7 +232,7 @@ fn boot() -> App {
     }
 }
 
-/// The controller: with its log buffer most of the RAM. `Controller::blank()` is all zero bytes,
+/// The controller (its telemetry log is in flash). `Controller::blank()` is all zero bytes,
 /// so this sits in `.bss` (`scripts/firmware-size.sh` checks that) and costs no flash; `boot`
 /// powers it up in place.
 static CONTROLLER: ConstStaticCell<Ctl> = ConstStaticCell::new(Controller::blank());
@@ -267,6 +248,11 @@ static RX: ConstStaticCell<[u8; ppp::FRAME_BUF]> = ConstStaticCell::new([0; ppp:
 
 fn fatal(why: &str) -> ! {
     log!("fatal: {}", why);
+    semihosting::exit(false)
+}
+
+fn fatal_log(e: tek_controller::flash_log::Error<storage::FlashError>) -> ! {
+    log!("fatal: the log's flash: {:?}", e);
     semihosting::exit(false)
 }
 

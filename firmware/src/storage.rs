@@ -204,9 +204,6 @@ impl Flash for HostFileFlash {
 
 /// The telemetry log's region (tek-controller's `flash_log::layout::LOG_LEN`, 108 pages) in the
 /// host file `<flash path>.log`, for a `tek_controller::flash_log::FlashLog`.
-// Not used yet: the controller's log is still the RAM ring (`Log`), and the stack has no room
-// for a second log until that one goes (see the flash_log branch's notes for the wiring).
-#[allow(dead_code)]
 pub fn log_region(flash_path: &str) -> Result<HostNor, FlashError> {
     HostNor::open(
         flash_path,

@@ -109,6 +109,24 @@ fn wire_values(r: &crate::flash_log::Record<'_>) -> [i32; channel::COUNT] {
     v
 }
 
+/// A log or none. `repr(u8)`: an explicit tag, 0 for `Empty`, so a blank controller is all
+/// zero bytes (as `Option` the empty value would be a niche, e.g. 2 in a `bool` of the log,
+/// and the whole controller static would move into `.data`, i.e. into flash).
+#[repr(u8)]
+enum Slot<T> {
+    Empty,
+    Ready(T),
+}
+
+impl<T> Slot<T> {
+    fn as_mut(&mut self) -> Option<&mut T> {
+        match self {
+            Slot::Ready(t) => Some(t),
+            Slot::Empty => None,
+        }
+    }
+}
+
 /// How many boots' clocks an estimate looks at (more boots without an anchor in a row than
 /// this: the estimate counts only these; the flag still says "estimated").
 const CLOCKS: usize = 16;
@@ -116,7 +134,7 @@ const CLOCKS: usize = 16;
 /// The telemetry log in flash: a [`FlashLog`] behind a `RefCell`, because reading flash needs
 /// `&mut` while the session reads its backlog through `&self` ([`Backlog::write`]).
 pub struct FlashStore<F> {
-    log: RefCell<Option<FlashLog<F>>>,
+    log: RefCell<Slot<FlashLog<F>>>,
     /// The oldest waiting record's name, read once per change of the log (the session asks on
     /// every poll): (known, some, boot, boot seq) — all zero, unknown, in a blank controller.
     oldest: Cell<(bool, bool, u32, u32)>,
@@ -130,7 +148,7 @@ impl<F: NorFlash> FlashStore<F> {
     /// A store over a recovered log.
     pub fn new(log: FlashLog<F>) -> Self {
         FlashStore {
-            log: RefCell::new(Some(log)),
+            log: RefCell::new(Slot::Ready(log)),
             oldest: Cell::new((false, false, 0, 0)),
             lost: 0,
             flash_errors: 0,
@@ -139,7 +157,10 @@ impl<F: NorFlash> FlashStore<F> {
 
     /// The log, taken back (e.g. its flash, after a test's power cut).
     pub fn into_inner(self) -> Option<FlashLog<F>> {
-        self.log.into_inner()
+        match self.log.into_inner() {
+            Slot::Ready(l) => Some(l),
+            Slot::Empty => None,
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut FlashLog<F>) -> T) -> Option<T> {
@@ -308,7 +329,7 @@ impl<F: NorFlash> Backlog for FlashStore<F> {
 
 impl<F: NorFlash> RecordLog for FlashStore<F> {
     const BLANK: Self = FlashStore {
-        log: RefCell::new(None),
+        log: RefCell::new(Slot::Empty),
         oldest: Cell::new((false, false, 0, 0)),
         lost: 0,
         flash_errors: 0,
