@@ -42,6 +42,8 @@ pub(crate) struct App {
     /// Peak stack use of the loop last reported.
     pub(crate) reported_stack: usize,
     pub(crate) shown: Shown,
+    /// Records logged when the last one was shown.
+    pub(crate) logged: u32,
     pub(crate) run_until: Option<u64>,
     /// The test bench's channel map on the Modbus RTU bus.
     #[cfg(feature = "rtu-test")]
@@ -456,6 +458,23 @@ impl App {
             failed_passes: st.failed_passes,
             ignored: st.ignored,
         };
+        if st.records_logged != self.logged {
+            self.logged = st.records_logged;
+            // Every record, for the bench's power-cut test (scripts/flashlog-e2e.sh), which
+            // compares them with what the server stores.
+            if let Some(r) = self.ctl.last_record() {
+                log!(
+                    "log: record {}/{} power {} energy {} water {} air {} relays {}",
+                    self.ctl.boot_counter(),
+                    st.records_logged - 1,
+                    r.power_w,
+                    r.energy_wh,
+                    r.water_cc,
+                    r.air_cc,
+                    r.relays
+                );
+            }
+        }
         if shown != self.shown {
             if shown.connected != self.shown.connected {
                 match shown.connected {

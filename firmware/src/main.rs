@@ -226,6 +226,7 @@ fn boot() -> App {
         boot_stack: 0,
         reported_stack: 0,
         shown: Shown::default(),
+        logged: 0,
         run_until: (bench.run_s > 0).then(|| u64::from(bench.run_s) * 1000),
         #[cfg(feature = "rtu-test")]
         rtu,

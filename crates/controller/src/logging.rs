@@ -29,6 +29,8 @@ pub(crate) struct Logging<L> {
     pub reading_at: u64,
     power_sum: u64,
     power_n: u32,
+    /// The last record taken (a bench shows it).
+    pub last: Option<LogRecord>,
 }
 
 impl<L: RecordLog> Logging<L> {
@@ -45,6 +47,7 @@ impl<L: RecordLog> Logging<L> {
         reading_at: 0,
         power_sum: 0,
         power_n: 0,
+        last: None,
     };
 
     /// Power-up of boot `boot` in place: the log started (a RAM log emptied), the first record
@@ -58,6 +61,7 @@ impl<L: RecordLog> Logging<L> {
             reading_at,
             power_sum,
             power_n,
+            last,
         } = self;
         log.start(boot);
         *next_log_at = now + u64::from(interval_s) * 1000;
@@ -65,6 +69,7 @@ impl<L: RecordLog> Logging<L> {
         *reading_at = now;
         *power_sum = 0;
         *power_n = 0;
+        *last = None;
     }
 
     /// A sensor reading.
@@ -126,14 +131,16 @@ impl<L: RecordLog> Logging<L> {
         };
         self.power_sum = 0;
         self.power_n = 0;
-        self.log.push(&LogRecord {
+        let record = LogRecord {
             time_s: (now / 1000) as u32,
             energy_wh: r.energy_wh,
             power_w: power.min(u64::from(u16::MAX)) as u16,
             water_cc: r.water_cc.unwrap_or(MISSING_TEMP),
             air_cc: r.air_cc.unwrap_or(MISSING_TEMP),
             relays,
-        });
+        };
+        self.log.push(&record);
+        self.last = Some(record);
         stats.records_logged += 1;
         true
     }

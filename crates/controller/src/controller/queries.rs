@@ -55,6 +55,11 @@ impl<L: crate::record_log::RecordLog, X: crate::channel_part::ChannelSupport> Co
         self.plant.relays.state()
     }
 
+    /// The last five-channel record taken in this boot (the `records_logged`-th).
+    pub fn last_record(&self) -> Option<&crate::log::LogRecord> {
+        self.logging.last.as_ref()
+    }
+
     /// The telemetry log.
     pub fn log(&self) -> &L {
         &self.logging.log

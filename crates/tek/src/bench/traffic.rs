@@ -80,18 +80,19 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let srv = ServerProcess::start(dir.path(), None)?;
     let server_entry = srv.udp.to_string();
     let list = [server_entry.as_str()];
-    let mut ctl: Box<Controller<tek_controller::log::Log<{ tek_sim::SIM_LOG }>>> = Box::new(Controller::new(
-        Setup {
-            device_id: dev.id,
-            key: dev.key,
-            factory_servers: &list,
-            firmware: [0, 1, 0],
-            halt: false,
-            has_gsm: false,
-            stored: None,
-        },
-        0,
-    ));
+    let mut ctl: Box<Controller<tek_controller::log::Log<{ tek_sim::SIM_LOG }>>> =
+        Box::new(Controller::new(
+            Setup {
+                device_id: dev.id,
+                key: dev.key,
+                factory_servers: &list,
+                firmware: [0, 1, 0],
+                halt: false,
+                has_gsm: false,
+                stored: None,
+            },
+            0,
+        ));
     let mut rng = Rng(XorShift::new(0x7e6b_0001));
     let mut plant = Plant::new(dev.id, 0);
     let mut sockets: Vec<(u16, UdpSocket)> = Vec::new();
