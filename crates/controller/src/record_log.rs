@@ -338,6 +338,12 @@ impl<F: NorFlash> RecordLog for FlashStore<F> {
     fn start(&mut self, boot: u32) {
         self.change(|l| l.start_boot(boot));
         self.lost = 0;
+        // Records of a boot not below this one cannot be sent (a server refuses them, 18.4):
+        // the device's boot counter went back (a re-provisioned device, or its configuration
+        // slots erased). They go, counted, rather than block the log for ever.
+        if self.earlier_boot().is_some_and(|b| b >= boot) {
+            self.drop_earlier_boots();
+        }
     }
 
     fn push(&mut self, record: &LogRecord) {

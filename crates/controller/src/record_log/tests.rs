@@ -154,3 +154,29 @@ fn the_anchor_estimate_chains_over_boots_without_one() {
         (9_000 - 120, true)
     );
 }
+
+#[test]
+fn records_of_a_boot_not_below_the_current_one_are_dropped_at_power_up() {
+    // A log whose records name boot 5 meets a device whose boot counter restarted (its
+    // configuration slots erased): they could never be sent.
+    let mut log = FlashLog::recover(SimFlash::new(4)).unwrap();
+    log.start_boot(5);
+    for t in 1..=3 {
+        log.push(t * 60, &[Some(1), Some(2), None, None, Some(0)])
+            .unwrap();
+    }
+    let mut store = FlashStore::new(log);
+    store.start(1);
+    assert_eq!(store.earlier_boot(), None);
+    assert_eq!(store.len(), 0);
+    assert_eq!(RecordLog::drops(&store), 3);
+    // A log of earlier boots is kept.
+    let mut log = store.into_inner().unwrap();
+    log.start_boot(1);
+    log.push(60, &[Some(1), Some(2), None, None, Some(0)])
+        .unwrap();
+    let mut store = FlashStore::new(log);
+    store.start(2);
+    assert_eq!(store.earlier_boot(), Some(1));
+    assert_eq!(store.len(), 1);
+}
