@@ -1,12 +1,38 @@
-# The harness the QEMU end-to-end scripts share (qemu-e2e.sh, gsm-e2e.sh, rtu-e2e.sh), sourced
-# once they run inside their own network namespace.
+# The harness the QEMU end-to-end scripts share (qemu-e2e.sh, gsm-e2e.sh, rtu-e2e.sh,
+# flashlog-e2e.sh), sourced at their start.
 #
+#   e2e_enter NAME "TOOLS" "UNSHARE FLAGS" "FIRMWARE BUILD ARGS" "$@"
+#                            outside the namespace: checks the tools, builds the firmware and tek,
+#                            and runs the script again inside its own namespaces (never returns)
 #   e2e_logs=("title|file in the work directory|lines" ...)   what a failure shows
 #   e2e_start NAME "$@"      work directory ($work), background pids ($pids), the cleanup trap
 #                            (--keep keeps the work directory)
+#   e2e_dns NAME=ADDR...     loopback up, the namespace's resolver at 127.0.0.1, the DNS stub
+#                            (firmware/tests/dns_stub.py) answering for NAMEs
+#   e2e_device NAME          device 7 provisioned in $work/data as NAME; its key in $key
 #   say, fail, wait_for LIMIT_S DESCRIPTION COMMAND...   progress lines stamped with the run time
 #   console REGEX, console_count REGEX                   the firmware's console ($work/fw.log)
 #   metric NAME, metric_ge NAME N                        tek serve's /metrics on 127.0.0.1:8080
+
+e2e_enter() {
+    local name=$1 tools=$2 unshare_flags=$3 build_args=$4 tool
+    shift 4
+    for tool in $tools; do
+        command -v "$tool" >/dev/null || { echo "$name: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
+    done
+    echo "==> building the firmware${build_args:+ ($build_args)} and tek" >&2
+    # The firmware has its own target directory (firmware/target), whatever the workspace uses.
+    # shellcheck disable=SC2086 # the build arguments are words
+    (cd firmware && env -u CARGO_TARGET_DIR cargo build --release --quiet $build_args)
+    cargo build --quiet -p tek
+    local target_dir
+    target_dir=$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    export TEK_BIN="$target_dir/debug/tek"
+    # Root inside, mapped to the caller.
+    # shellcheck disable=SC2086 # the flags are words
+    exec unshare $unshare_flags --map-root-user env TEK_E2E_NS=1 "$0" "$@"
+}
 
 e2e_start() {
     e2e_name=$1
@@ -60,3 +86,18 @@ metric() { # metric NAME -> value (0 if absent)
     curl -s "http://127.0.0.1:8080/metrics" | awk -v n="$1" '$1 == n { print int($2); f = 1 } END { if (!f) print 0 }'
 }
 metric_ge() { [ "$(metric "$1")" -ge "$2" ]; }
+
+e2e_dns() {
+    ip link set lo up
+    echo "nameserver 127.0.0.1" > "$work/resolv.conf"
+    mount --bind "$work/resolv.conf" /etc/resolv.conf
+    python3 "$root/firmware/tests/dns_stub.py" --listen 127.0.0.1:53 "$@" > "$work/dns.log" 2>&1 &
+    pids+=($!)
+    wait_for 5 "DNS stub listening" grep -q listening "$work/dns.log"
+}
+
+e2e_device() {
+    "$tek" device add --data "$work/data" --id 7 --name "$1" --out "$work/fleet.toml" >/dev/null
+    key=$(sed -n 's/^key = "\([0-9a-f]\{32\}\)".*/\1/p' "$work/fleet.toml")
+    [ ${#key} = 32 ] || fail "no key in the fleet file"
+}

@@ -34,20 +34,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-if [ "${TEK_E2E_NS:-}" != 1 ]; then
-    for tool in qemu-system-arm python3 unshare ip nft curl; do
-        command -v "$tool" >/dev/null || { echo "gsm-e2e: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
-    done
-    echo "==> building the firmware and tek" >&2
-    (cd firmware && env -u CARGO_TARGET_DIR cargo build --release --quiet)
-    cargo build --quiet -p tek
-    target_dir=$(cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    export TEK_BIN="$target_dir/debug/tek"
-    exec unshare --net --mount --map-root-user env TEK_E2E_NS=1 "$0" "$@"
-fi
-
 . "$root/scripts/e2e-lib.sh"
+if [ "${TEK_E2E_NS:-}" != 1 ]; then
+    e2e_enter gsm-e2e "qemu-system-arm python3 unshare ip nft curl" "--net --mount" "" "$@"
+fi
 e2e_logs=("firmware console|fw.log|80" "tek modem|modem.log|30" "tek serve|serve.log|20")
 e2e_start gsm-e2e "$@"
 tek=${TEK_BIN:?}
@@ -87,21 +77,14 @@ cut_ethernet() {
 restore_ethernet() { nft delete table inet cut; }
 
 # --- the namespace's network --------------------------------------------------------------------
-ip link set lo up
-echo "nameserver 127.0.0.1" > "$work/resolv.conf"
-mount --bind "$work/resolv.conf" /etc/resolv.conf
-python3 "$root/firmware/tests/dns_stub.py" --listen 127.0.0.1:53 live.tek.test=10.0.2.2 \
-    > "$work/dns.log" 2>&1 &
-pids+=($!)
+e2e_dns live.tek.test=10.0.2.2
 python3 "$root/firmware/tests/dns_stub.py" --listen 127.0.0.2:53 live.tek.test=10.0.2.2 \
     > "$work/dns-gsm.log" 2>&1 &
 pids+=($!)
 wait_for 5 "DNS stubs listening" grep -q listening "$work/dns-gsm.log"
 
 # --- step 1: server, device, modem --------------------------------------------------------------
-"$tek" device add --data "$work/data" --id 7 --name gsm-pool --out "$work/fleet.toml" >/dev/null
-key=$(sed -n 's/^key = "\([0-9a-f]\{32\}\)".*/\1/p' "$work/fleet.toml")
-[ ${#key} = 32 ] || fail "no key in the fleet file"
+e2e_device gsm-pool
 "$tek" device config --data "$work/data" --id 7 \
     --set servers=live.tek.test --set log_interval=10 --set batch=10 --set keepalive=15 \
     --set gsm_failover=30 --set rollback=60 --set gsm_apn=internet >/dev/null

@@ -29,22 +29,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-if [ "${TEK_E2E_NS:-}" != 1 ]; then
-    for tool in qemu-system-arm python3 unshare ip; do
-        command -v "$tool" >/dev/null || { echo "qemu-e2e: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
-    done
-    echo "==> building the firmware and tek" >&2
-    # The firmware has its own target directory (firmware/target), whatever the workspace uses.
-    (cd firmware && env -u CARGO_TARGET_DIR cargo build --release --quiet)
-    cargo build --quiet -p tek
-    target_dir=$(cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    export TEK_BIN="$target_dir/debug/tek"
-    # Re-run inside a private network and mount namespace (root inside, mapped to the caller).
-    exec unshare --net --mount --map-root-user env TEK_E2E_NS=1 "$0" "$@"
-fi
-
 . "$root/scripts/e2e-lib.sh"
+if [ "${TEK_E2E_NS:-}" != 1 ]; then
+    e2e_enter qemu-e2e "qemu-system-arm python3 unshare ip" "--net --mount" "" "$@"
+fi
 e2e_logs=("firmware console (last run)|fw.log|60" "tek serve|serve.log|30" "dns|dns.log|20")
 e2e_start qemu-e2e "$@"
 tek=${TEK_BIN:?}
@@ -69,18 +57,10 @@ PY
 }
 
 # --- the namespace's network: loopback, resolver, DNS stub ---------------------------------------
-ip link set lo up
-echo "nameserver 127.0.0.1" > "$work/resolv.conf"
-mount --bind "$work/resolv.conf" /etc/resolv.conf
-python3 "$root/firmware/tests/dns_stub.py" --listen 127.0.0.1:53 \
-    dead.tek.test=10.0.2.2 live.tek.test=10.0.2.2 > "$work/dns.log" 2>&1 &
-pids+=($!)
-wait_for 5 "DNS stub listening" grep -q listening "$work/dns.log"
+e2e_dns dead.tek.test=10.0.2.2 live.tek.test=10.0.2.2
 
 # --- step 1: server and device ------------------------------------------------------------------
-"$tek" device add --data "$work/data" --id 7 --name qemu-pool --out "$work/fleet.toml" >/dev/null
-key=$(sed -n 's/^key = "\([0-9a-f]\{32\}\)".*/\1/p' "$work/fleet.toml")
-[ ${#key} = 32 ] || fail "no key in the fleet file"
+e2e_device qemu-pool
 "$tek" device config --data "$work/data" --id 7 \
     --set servers=dead.tek.test:8845,live.tek.test \
     --set log_interval=10 --set batch=10 --set keepalive=15 >/dev/null

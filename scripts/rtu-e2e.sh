@@ -26,23 +26,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+. "$root/scripts/e2e-lib.sh"
 if [ "${TEK_E2E_NS:-}" != 1 ]; then
-    for tool in qemu-system-arm python3 unshare ip; do
-        command -v "$tool" >/dev/null || { echo "rtu-e2e: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
-    done
-    echo "==> building the firmware (rtu-test) and tek" >&2
     # A target directory of its own: the feature build must not replace the normal image that
     # scripts/firmware-size.sh measures.
-    (cd firmware && env -u CARGO_TARGET_DIR cargo build --release --quiet --features rtu-test \
-        --target-dir target/rtu-test)
-    cargo build --quiet -p tek
-    target_dir=$(cargo metadata --format-version 1 --no-deps \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    export TEK_BIN="$target_dir/debug/tek"
-    exec unshare --net --map-root-user env TEK_E2E_NS=1 "$0" "$@"
+    e2e_enter rtu-e2e "qemu-system-arm python3 unshare ip" "--net" \
+        "--features rtu-test --target-dir target/rtu-test" "$@"
 fi
-
-. "$root/scripts/e2e-lib.sh"
 e2e_logs=("firmware console|fw.log|40" "tek meter|meter.log|20")
 e2e_start rtu-e2e "$@"
 tek=${TEK_BIN:?}

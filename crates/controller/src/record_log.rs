@@ -213,27 +213,16 @@ impl<F: NorFlash> FlashStore<F> {
         let base = clocks[at].base_seq;
         let head = backlog::write_header(out, boot, flags)?;
         let server_now = current.wrapping_add(now_s);
-        let mut w = TelemetryWriter::new(&mut out[head..], 0, LogRecord::CHANNELS, server_now)?;
-        let mut range: Option<(u32, u32)> = None;
-        self.with(|l| {
-            l.visit(base.wrapping_add(first), |r| {
-                if r.boot != boot || r.boot_seq > last || usize::from(w.count()) >= MAX_BATCH {
-                    return false;
-                }
-                let time = anchor.wrapping_add(r.time_s).min(server_now);
-                if !w.push(time, &wire_values(r)) {
-                    return false;
-                }
-                range = Some((range.map_or(r.boot_seq, |x| x.0), r.boot_seq));
-                true
-            })
-        })?
-        .ok()?;
-        let (from, through) = range?;
-        let len = head + w.len();
-        // The writer started at seq 0: the batch's first seq is that of its first record.
-        out[head..head + 4].copy_from_slice(&from.to_be_bytes());
-        Some((len, from, through))
+        let body = out.get_mut(head..)?;
+        let (len, from, through) = self.fill(
+            boot,
+            base.wrapping_add(first),
+            last,
+            anchor,
+            server_now,
+            body,
+        )?;
+        Some((head + len, from, through))
     }
 
     /// Writes a Telemetry of the current boot's records.
@@ -244,18 +233,36 @@ impl<F: NorFlash> FlashStore<F> {
         now_s: u32,
         out: &mut [u8],
     ) -> Option<(usize, u32, u32)> {
-        let base = self.with(|l| l.boot_base())?;
+        let (boot, base) = self.with(|l| (l.boot(), l.boot_base()))?;
         let (head, body) = out.split_first_mut()?;
         *head = tek_proto::message::code::TELEMETRY;
-        let mut w = TelemetryWriter::new(body, 0, LogRecord::CHANNELS, now_s)?;
+        let (len, from, through) =
+            self.fill(boot, base.wrapping_add(first), last, 0, now_s, body)?;
+        Some((1 + len, from, through))
+    }
+
+    /// Writes a Telemetry body into `body`: the records of `boot` from the log's sequence number
+    /// `from` through boot sequence number `last`, each at `shift` + its uptime on the clock of
+    /// `now` (uptime for the current boot; the server's clock, through the boot's anchor, for an
+    /// earlier one). Returns the length and the boot sequence numbers included.
+    fn fill(
+        &self,
+        boot: u32,
+        from: u32,
+        last: u32,
+        shift: u32,
+        now: u32,
+        body: &mut [u8],
+    ) -> Option<(usize, u32, u32)> {
+        // The writer starts at seq 0: the batch's first seq is set once its first record is known.
+        let mut w = TelemetryWriter::new(body, 0, LogRecord::CHANNELS, now)?;
         let mut range: Option<(u32, u32)> = None;
         self.with(|l| {
-            let boot = l.boot();
-            l.visit(base.wrapping_add(first), |r| {
+            l.visit(from, |r| {
                 if r.boot != boot || r.boot_seq > last || usize::from(w.count()) >= MAX_BATCH {
                     return false;
                 }
-                if !w.push(r.time_s.min(now_s), &wire_values(r)) {
+                if !w.push(shift.wrapping_add(r.time_s).min(now), &wire_values(r)) {
                     return false;
                 }
                 range = Some((range.map_or(r.boot_seq, |x| x.0), r.boot_seq));
@@ -263,10 +270,10 @@ impl<F: NorFlash> FlashStore<F> {
             })
         })?
         .ok()?;
-        let (from, through) = range?;
-        let len = 1 + w.len();
-        body[..4].copy_from_slice(&from.to_be_bytes());
-        Some((len, from, through))
+        let (first, through) = range?;
+        let len = w.len();
+        body[..4].copy_from_slice(&first.to_be_bytes());
+        Some((len, first, through))
     }
 
     /// The oldest waiting record's (boot, boot seq).
