@@ -18,7 +18,8 @@
 #      which the console never printed), none corrupt, none duplicated; each boot's sequence
 #      numbers run from 0 without a gap; boots that never met a server are marked as estimated
 #
-# Usage: scripts/flashlog-e2e.sh [--keep] [--kills N]
+# Usage: scripts/flashlog-e2e.sh [--keep] [--kills N] [--seed S]   (the seed of the instants is
+# printed; give it back to repeat a run's instants)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -29,10 +30,12 @@ if [ "${TEK_E2E_NS:-}" != 1 ]; then
 fi
 e2e_logs=("firmware console (last run)|fw.log|40" "tek serve|serve.log|30" "dns|dns.log|10")
 kills=20
+seed=$RANDOM$RANDOM
 args=()
 while [ $# -gt 0 ]; do
     case $1 in
         --kills) kills=${2:?}; shift ;;
+        --seed) seed=${2:?}; shift ;;
         *) args+=("$1") ;;
     esac
     shift
@@ -87,8 +90,13 @@ wait_for 40 "two more records logged in boot 1" test "$(console_count 'log: reco
 power_cut
 
 # --- step 3: power cuts at random instants --------------------------------------------------
+say "power cuts at random instants (--seed $seed)"
+mapfile -t instants < <(python3 -c "
+import random
+r = random.Random($seed)
+for _ in range($kills): print(f'{r.uniform(2, 16):.2f}')")
 for i in $(seq 1 "$kills"); do
-    at=$(python3 -c "import random; print(f'{random.uniform(2, 16):.2f}')")
+    at=${instants[$((i - 1))]}
     log=$(printf '%s/fw-%02d.log' "$work" "$i")
     boot_firmware "$log"
     sleep "$at"
