@@ -1127,7 +1127,9 @@ pub(crate) fn estimated_boots_follow_the_stored_records(db: &dyn Storage) {
         channels: 0b1_0001,
         values: [700, 0, 0, 0, 1, 0, 0, 0],
     };
-    let boot3: Vec<_> = (0..5).map(|s| row(3, s, 1_000 + 60 * i64::from(s))).collect();
+    let boot3: Vec<_> = (0..5)
+        .map(|s| row(3, s, 1_000 + 60 * i64::from(s)))
+        .collect();
     db.insert_telemetry(&boot3).unwrap();
     db.insert_telemetry(&[row(4, 0, 5_000), row(4, 1, 5_060)])
         .unwrap();
@@ -1159,7 +1161,11 @@ pub(crate) fn estimated_boots_follow_the_stored_records(db: &dyn Storage) {
         last: 5_060,
     };
     assert_eq!(db.estimated_boots(1, 10).unwrap(), vec![four, three]);
-    assert_eq!(db.estimated_boots(1, 1).unwrap(), vec![four], "newest boot first");
+    assert_eq!(
+        db.estimated_boots(1, 1).unwrap(),
+        vec![four],
+        "newest boot first"
+    );
     // A boot without records has nothing to show; another device has none.
     db.note_estimated_boots(&[(1, 9), (2, 3)]).unwrap();
     assert_eq!(db.estimated_boots(1, 10).unwrap().len(), 2);
@@ -1239,8 +1245,10 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
-            c.execute_batch("DROP TABLE estimated_boots; DROP TABLE telemetry_rollup; PRAGMA user_version = 7;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TABLE estimated_boots; DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
+            )
+            .unwrap();
             drop(c);
             Box::new(Sqlite::open(db.path()).unwrap())
         });
