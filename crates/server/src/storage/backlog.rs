@@ -30,7 +30,7 @@ pub struct EstimatedBoot {
 /// boot. A boot without stored records gives no row (nothing to show).
 pub(super) fn note_sql(param: &str) -> String {
     format!(
-        "INSERT INTO estimated_boots (device_id, boot, records, first_time, last_time)
+        "INSERT INTO backlog_estimated_boots (device_id, boot, records, first_time, last_time)
          SELECT device_id, boot, COUNT(*), MIN(time), MAX(time) FROM telemetry
          WHERE device_id = {param}1 AND boot = {param}2
          GROUP BY device_id, boot
@@ -43,7 +43,7 @@ pub(super) fn note_sql(param: &str) -> String {
 /// The statement of [`BacklogStore::estimated_boots`]. Parameters: device, limit.
 pub(super) fn list_sql(param: &str) -> String {
     format!(
-        "SELECT boot, records, first_time, last_time FROM estimated_boots
+        "SELECT boot, records, first_time, last_time FROM backlog_estimated_boots
          WHERE device_id = {param}1 ORDER BY boot DESC LIMIT {param}2"
     )
 }

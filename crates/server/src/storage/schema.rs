@@ -341,7 +341,7 @@ GROUP BY device_id, start;
 /// a boot in which the device never reached a server), recomputed from the stored records by
 /// [`super::backlog`].
 const ESTIMATED_BOOTS: &str = r#"
-CREATE TABLE estimated_boots (
+CREATE TABLE backlog_estimated_boots (
     device_id  {int} NOT NULL REFERENCES devices (id),
     boot       {int} NOT NULL,
     records    {int} NOT NULL,   -- records of that boot stored

@@ -1246,7 +1246,7 @@ mod sqlite_backend {
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
             c.execute_batch(
-                "DROP TABLE estimated_boots; DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
+                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
             )
             .unwrap();
             drop(c);
@@ -1272,7 +1272,7 @@ mod postgres_backend {
         super::energy_rollups_backfilled_by_migration(&*db, || {
             crate::storage::postgres::testing::execute(
                 &db.url,
-                "DROP TABLE estimated_boots; DROP TABLE telemetry_rollup;
+                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup;
                  DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
             )
             .unwrap();
