@@ -101,6 +101,12 @@ pub struct Metrics {
     fault_reports: AtomicU64,
     fault_entries: AtomicU64,
     chunk_acks: AtomicU64,
+    /// Records of earlier boots (PROTOCOL.md 18, `udp/backlog.rs`).
+    accepts_sent: AtomicU64,
+    backlog_batches: AtomicU64,
+    backlog_records: AtomicU64,
+    backlog_wide_batches: AtomicU64,
+    backlog_acks: AtomicU64,
 }
 
 /// Gauges computed at render time.
@@ -219,6 +225,28 @@ impl Metrics {
         inc(&self.chunk_acks);
     }
 
+    /// An Accepts was sent (PROTOCOL.md 18.1).
+    pub fn accepts_sent(&self) {
+        inc(&self.accepts_sent);
+    }
+
+    /// A Backlog of `records` records in Telemetry's layout arrived (to be stored).
+    pub fn backlog(&self, records: u64) {
+        inc(&self.backlog_batches);
+        self.backlog_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// A Backlog in WideTelemetry's layout arrived (counted, not stored, like WideTelemetry).
+    pub fn backlog_wide(&self, records: u64) {
+        inc(&self.backlog_wide_batches);
+        self.backlog_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// A BacklogAck was sent.
+    pub fn backlog_ack_sent(&self) {
+        inc(&self.backlog_acks);
+    }
+
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, g: Gauges) -> String {
         let mut out = String::with_capacity(4096);
@@ -318,6 +346,31 @@ impl Metrics {
             "tek_chunk_acks_total",
             "ChunkAck messages received (PROTOCOL.md 17.4).",
             load(&self.chunk_acks),
+        );
+        counter(
+            "tek_accepts_sent_total",
+            "Accepts sent in answer to Capabilities with the backlog bit (PROTOCOL.md 18.1).",
+            load(&self.accepts_sent),
+        );
+        counter(
+            "tek_backlog_batches_total",
+            "Backlog batches received in Telemetry's layout: records of earlier boots (PROTOCOL.md 18.2).",
+            load(&self.backlog_batches),
+        );
+        counter(
+            "tek_backlog_wide_batches_total",
+            "Backlog batches received in WideTelemetry's layout; counted, not stored or acknowledged (PROTOCOL.md 17.5).",
+            load(&self.backlog_wide_batches),
+        );
+        counter(
+            "tek_backlog_records_total",
+            "Records in the Backlog batches received, of either layout.",
+            load(&self.backlog_records),
+        );
+        counter(
+            "tek_backlog_acks_sent_total",
+            "BacklogAcks sent after the records of a Backlog were committed (PROTOCOL.md 18.4).",
+            load(&self.backlog_acks),
         );
         counter(
             "tek_db_reconnects_total",

@@ -4,14 +4,27 @@
 use crate::storage::TelemetryRow;
 use tek_proto::message::{CommandResult, ConfigResult, Status};
 
+/// How a stored telemetry batch is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acknowledge {
+    /// Ack (0x81): records of the session's own boot (Telemetry 0x01).
+    Ack,
+    /// BacklogAck (0x87) naming `boot`: records of an earlier boot (Backlog 0x0A, PROTOCOL.md
+    /// 18). `estimated`: their times are estimated, so the boot is noted
+    /// ([`crate::storage::BacklogStore::note_estimated_boots`]) before the BacklogAck.
+    Backlog { boot: u32, estimated: bool },
+}
+
 /// A write waiting for the writer.
 #[derive(Debug)]
 pub(crate) enum WriteJob {
-    /// A telemetry batch; acknowledged with `through_seq` in session `session_id` once stored.
+    /// A telemetry batch; acknowledged (as `ack` says) with `through_seq` in session
+    /// `session_id` once stored.
     Telemetry {
         device_id: u32,
         session_id: u32,
         through_seq: u32,
+        ack: Acknowledge,
         rows: Vec<TelemetryRow>,
     },
     /// A status report.

@@ -3,13 +3,17 @@
 //! after `ingest.flush_interval_ms` or `ingest.batch_records` records; with the default
 //! interval of 0 this is group commit: a batch is whatever queued while the previous commit
 //! ran). Acks are sent only after
-//! the commit returned, so an acknowledged record is on disk. On shutdown the queue is drained
-//! and committed before the task ends.
+//! the commit returned, so an acknowledged record is on disk. Records of earlier boots (Backlog,
+//! PROTOCOL.md 18) share the transaction and are answered with BacklogAck instead; those with
+//! estimated times have their boot noted first (`BacklogStore::note_estimated_boots`), and are
+//! answered only once that is stored too. On shutdown the queue is drained and committed before
+//! the task ends.
 
 use crate::storage::Storage;
 use crate::udp::Ingest;
-use crate::write_job::WriteJob;
+use crate::write_job::{Acknowledge, WriteJob};
 use std::sync::Arc;
+use tek_proto::backlog::BacklogMessage;
 use tek_proto::message::{ConfigResult, Message};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -154,16 +158,25 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     let mut rows = Vec::new();
     let mut acks = Vec::new();
     let mut others = Vec::new();
+    let mut estimated = Vec::new();
     for job in batch {
         match job {
             WriteJob::Telemetry {
                 device_id,
                 session_id,
                 through_seq,
+                ack,
                 rows: r,
             } => {
+                if let Acknowledge::Backlog {
+                    boot,
+                    estimated: true,
+                } = ack
+                {
+                    estimated.push((device_id, boot));
+                }
                 rows.extend(r);
-                acks.push((device_id, session_id, through_seq));
+                acks.push((device_id, session_id, through_seq, ack));
             }
             other => others.push(other),
         }
@@ -177,11 +190,16 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     let storage = ingest.storage.clone();
     let done = tokio::task::spawn_blocking(move || {
         let telemetry = storage.insert_telemetry_new(&rows);
+        // Only over committed records: the note counts what is stored.
+        let noted = match &telemetry {
+            Ok(_) => storage.note_estimated_boots(&estimated),
+            Err(_) => Ok(()),
+        };
         let outcomes: Vec<Outcome> = others.iter().map(|j| apply(&*storage, j)).collect();
-        (telemetry, others, outcomes)
+        (telemetry, noted, others, outcomes)
     })
     .await;
-    let (telemetry, others, outcomes) = match done {
+    let (telemetry, noted, others, outcomes) = match done {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(%e, "write task failed");
@@ -193,9 +211,25 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
         Ok(new) => {
             ingest.metrics.records_stored(new.len() as u64);
             ingest.metrics.write_batch();
+            if let Err(e) = &noted {
+                // Stored, but not marked estimated: no BacklogAck for those batches, so the
+                // device sends them again and the note is made then (it is recomputed from
+                // the stored records, so nothing is counted twice).
+                ingest.metrics.storage_error();
+                tracing::warn!(%e, "estimated boots not noted");
+            }
             // Committed: now, and only now, acknowledge.
-            for (device_id, session_id, through_seq) in acks {
-                send_ack(ingest, device_id, session_id, through_seq);
+            for (device_id, session_id, through_seq, ack) in acks {
+                let estimated = matches!(
+                    ack,
+                    Acknowledge::Backlog {
+                        estimated: true,
+                        ..
+                    }
+                );
+                if !estimated || noted.is_ok() {
+                    send_ack(ingest, device_id, session_id, through_seq, ack);
+                }
             }
             ingest.alarms.telemetry(&alarm_rows);
             // Only what this commit stored: a retransmission stored before (here or by another
@@ -325,7 +359,8 @@ fn forget_confirmation(ingest: &Ingest, job: &WriteJob) {
     });
 }
 
-fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32) {
+/// Sends the answer `ack` says to a committed batch: Ack (0x81) or BacklogAck (0x87).
+fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32, ack: Acknowledge) {
     ingest.links.with(device_id, |link| {
         let Some(link) = link else {
             return;
@@ -339,12 +374,22 @@ fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32) 
         {
             return;
         }
-        let ack = Message::Ack {
-            through_seq,
-            server_time: crate::clock::server_time(),
-        };
-        if ingest.send(link, &ack) {
-            ingest.metrics.ack_sent();
+        match ack {
+            Acknowledge::Ack => {
+                let ack = Message::Ack {
+                    through_seq,
+                    server_time: crate::clock::server_time(),
+                };
+                if ingest.send(link, &ack) {
+                    ingest.metrics.ack_sent();
+                }
+            }
+            Acknowledge::Backlog { boot, .. } => {
+                let ack = BacklogMessage::BacklogAck { boot, through_seq };
+                if ingest.send_backlog_message(link, &ack) {
+                    ingest.metrics.backlog_ack_sent();
+                }
+            }
         }
     });
 }

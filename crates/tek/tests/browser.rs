@@ -19,7 +19,7 @@ use tek_proto::message::Config as DeviceConfig;
 use tek_server::http::WebOptions;
 use tek_server::router;
 use tek_server::storage::sqlite::Sqlite;
-use tek_server::storage::{ConfigStore, SiteStore, Storage, UserStore};
+use tek_server::storage::{ConfigStore, SiteStore, Storage, TelemetryRow, UserStore};
 
 const EMAIL: &str = "walker@example.com";
 const PASSWORD: &str = "browser test password";
@@ -1763,6 +1763,56 @@ async fn site_energy_view_by_week_month_year() {
     }
     let a11y = axe_serious(c).await;
     assert!(a11y.is_empty(), "{}", a11y.join("\n"));
+    ui.stop().await;
+}
+
+/// PROTOCOL.md 18.3: boots whose records arrived later with estimated times are named on the
+/// device page, above the charts, and the page still fits a phone and a desktop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimated_boots_on_the_device_page() {
+    let ui = Ui::start(1, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    let db = ui.server.api().storage_handle();
+    // Two earlier boots (numbers the simulated controller's own boot does not reach), logged a
+    // minute apart a day ago.
+    let day = now_s() - 86_400;
+    for (boot, n, from) in [(7u32, 240u32, day - 8 * 3600), (8, 95, day)] {
+        let rows: Vec<TelemetryRow> = (0..n)
+            .map(|seq| TelemetryRow {
+                device_id: 1,
+                boot,
+                seq,
+                time: from + 60 * i64::from(seq),
+                channels: 0b1_0001,
+                values: [1200, 0, 0, 0, 1, 0, 0, 0],
+            })
+            .collect();
+        db.insert_telemetry(&rows).unwrap();
+    }
+    db.note_estimated_boots(&[(1, 7), (1, 8)]).unwrap();
+    c.goto(&format!("{base}/devices/1")).await.unwrap();
+    let line = wait_for(Duration::from_secs(10), "the estimated boots", || async {
+        text(c, "#estimated-boots li[data-boot='8']").await
+    })
+    .await;
+    assert!(
+        line.starts_with(
+            "Records logged before a restart, boot 8: 95 records, times estimated (latest possible), from "
+        ),
+        "{line}"
+    );
+    let first = text(c, "#estimated-boots li").await.unwrap();
+    assert!(first.contains("boot 8"), "newest boot first: {first}");
+    let dir = screenshot_dir();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        full_page_shot(c, &dir, &format!("device-estimated-boots-{w}"), w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        assert!(scroll <= inner, "{scroll} > {inner}: {out}");
+    }
+    let a11y = axe_serious(c).await;
+    assert!(a11y.is_empty(), "{}", a11y.join("\n"));
+    eprintln!("screenshots in {}", dir.display());
     ui.stop().await;
 }
 

@@ -6,7 +6,7 @@ use crate::http::error::WebError;
 use crate::http::Web;
 use crate::inproc::DeviceState;
 use crate::service::states::ConfigStatus;
-use crate::storage::TelemetryRow;
+use crate::storage::{EstimatedBoot, TelemetryRow};
 use serde::Serialize;
 use tek_proto::message::status::{flag, Radio, Transport};
 use tek_proto::message::telemetry::channel;
@@ -32,7 +32,13 @@ pub struct DeviceView {
     pub readings: Option<Readings>,
     /// Facts from the latest status report.
     pub status: Option<StatusView>,
+    /// Boots whose records were delivered later with estimated times (PROTOCOL.md 18.3), newest
+    /// boot first, at most [`ESTIMATED_BOOTS_SHOWN`].
+    pub estimated_boots: Vec<EstimatedBoot>,
 }
+
+/// How many boots with estimated times a view lists.
+pub const ESTIMATED_BOOTS_SHOWN: usize = 10;
 
 /// Configuration versions and what the UI shows for them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -129,7 +135,12 @@ pub fn readings(r: &TelemetryRow) -> Readings {
 }
 
 /// Builds the view.
-pub fn build(s: &DeviceState, site_id: Option<i64>, latest: Option<&TelemetryRow>) -> DeviceView {
+pub fn build(
+    s: &DeviceState,
+    site_id: Option<i64>,
+    latest: Option<&TelemetryRow>,
+    estimated_boots: Vec<EstimatedBoot>,
+) -> DeviceView {
     let status = s.status.as_ref().map(|r| {
         let st = &r.status;
         StatusView {
@@ -165,24 +176,31 @@ pub fn build(s: &DeviceState, site_id: Option<i64>, latest: Option<&TelemetryRow
         config: config_view(s),
         readings: latest.map(readings),
         status,
+        estimated_boots,
     }
 }
 
 impl Web {
-    /// Views of `states`, with their sites and newest readings.
+    /// Views of `states`, with their sites, newest readings and boots with estimated times.
     pub async fn views(&self, states: Vec<DeviceState>) -> Result<Vec<DeviceView>, WebError> {
         let ids: Vec<u32> = states.iter().map(|s| s.device.id).collect();
         let extra = self
             .db_call(move |db| {
                 ids.iter()
-                    .map(|&id| Ok((db.device_site(id)?, db.latest_telemetry(id)?)))
+                    .map(|&id| {
+                        Ok((
+                            db.device_site(id)?,
+                            db.latest_telemetry(id)?,
+                            db.estimated_boots(id, ESTIMATED_BOOTS_SHOWN)?,
+                        ))
+                    })
                     .collect::<crate::storage::Result<Vec<_>>>()
             })
             .await?;
         Ok(states
             .iter()
             .zip(extra)
-            .map(|(s, (site, latest))| build(s, site, latest.as_ref()))
+            .map(|(s, (site, latest, boots))| build(s, site, latest.as_ref(), boots))
             .collect())
     }
 

@@ -7,7 +7,8 @@
 //! [`status`] (latest status, monthly traffic), [`series`] (aggregated telemetry for charts),
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
 //! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
-//! destinations, the notification log), [`energy`] (meter intervals, tariffs). [`Storage`] is
+//! destinations, the notification log), [`energy`] (meter intervals, tariffs), [`backlog`] (boots
+//! whose record times are estimated). [`Storage`] is
 //! the sum of them.
 //!
 //! The rules both backends need (state transitions, validation, row decoding, the schema in
@@ -21,6 +22,7 @@
 
 pub mod alarms;
 pub mod audit;
+pub mod backlog;
 pub mod commands;
 pub mod configs;
 pub mod devices;
@@ -45,6 +47,7 @@ pub use alarms::{
     DestinationList, NewAlarm, NewDestination, NewNotification, NotificationRecord,
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
+pub use backlog::{BacklogStore, EstimatedBoot};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
@@ -124,6 +127,7 @@ pub trait Storage:
     + AlarmStore
     + ScheduleStore
     + EnergyStore
+    + BacklogStore
     + Send
     + Sync
     + 'static

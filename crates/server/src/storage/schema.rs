@@ -71,6 +71,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
              REFERENCES sites(id) ON DELETE SET NULL;",
     ),
     (8, ROLLUPS),
+    (9, ESTIMATED_BOOTS),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -334,6 +335,20 @@ SELECT device_id, start, COUNT(energy_wh), MIN(energy_wh), MAX(energy_wh),
 FROM (SELECT device_id, time - ((time % 900) + 900) % 900 AS start, time, energy_wh, power_w
       FROM telemetry WHERE energy_wh IS NOT NULL OR power_w IS NOT NULL) AS r
 GROUP BY device_id, start;
+"#;
+
+/// Migration 9: per device and boot, the records whose times are estimated (PROTOCOL.md 18.3:
+/// a boot in which the device never reached a server), recomputed from the stored records by
+/// [`super::backlog`].
+const ESTIMATED_BOOTS: &str = r#"
+CREATE TABLE backlog_estimated_boots (
+    device_id  {int} NOT NULL REFERENCES devices (id),
+    boot       {int} NOT NULL,
+    records    {int} NOT NULL,   -- records of that boot stored
+    first_time {int} NOT NULL,   -- earliest and latest record time (estimated), Unix seconds
+    last_time  {int} NOT NULL,
+    PRIMARY KEY (device_id, boot)
+);
 "#;
 
 /// `template` in `dialect`: every `{word}` of the notation replaced. A word the notation does

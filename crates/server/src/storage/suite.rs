@@ -1114,6 +1114,65 @@ pub(crate) fn energy_meter_data_and_tariffs(db: &dyn Storage) {
     assert_eq!(db.site_tariff(s).unwrap(), None, "deleted with its site");
 }
 
+/// Boots with estimated times (PROTOCOL.md 18.4): one row per device and boot, computed from the
+/// records stored for that boot, so noting it again (a retransmitted Backlog) counts nothing
+/// twice, and more records of the boot update it.
+pub(crate) fn estimated_boots_follow_the_stored_records(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let row = |boot, seq, time| TelemetryRow {
+        device_id: 1,
+        boot,
+        seq,
+        time,
+        channels: 0b1_0001,
+        values: [700, 0, 0, 0, 1, 0, 0, 0],
+    };
+    let boot3: Vec<_> = (0..5)
+        .map(|s| row(3, s, 1_000 + 60 * i64::from(s)))
+        .collect();
+    db.insert_telemetry(&boot3).unwrap();
+    db.insert_telemetry(&[row(4, 0, 5_000), row(4, 1, 5_060)])
+        .unwrap();
+    assert_eq!(db.estimated_boots(1, 10).unwrap(), vec![], "none noted yet");
+    db.note_estimated_boots(&[(1, 3)]).unwrap();
+    let three = EstimatedBoot {
+        boot: 3,
+        records: 5,
+        first: 1_000,
+        last: 1_240,
+    };
+    assert_eq!(db.estimated_boots(1, 10).unwrap(), vec![three]);
+    // Noted again (a retransmission), in the same call too: the same row.
+    db.note_estimated_boots(&[(1, 3), (1, 3)]).unwrap();
+    assert_eq!(db.estimated_boots(1, 10).unwrap(), vec![three]);
+    // More records of the boot, one of them a retransmission: counted once each.
+    db.insert_telemetry(&[row(3, 4, 1_240), row(3, 5, 1_300), row(3, 6, 1_360)])
+        .unwrap();
+    db.note_estimated_boots(&[(1, 3), (1, 4)]).unwrap();
+    let three = EstimatedBoot {
+        records: 7,
+        last: 1_360,
+        ..three
+    };
+    let four = EstimatedBoot {
+        boot: 4,
+        records: 2,
+        first: 5_000,
+        last: 5_060,
+    };
+    assert_eq!(db.estimated_boots(1, 10).unwrap(), vec![four, three]);
+    assert_eq!(
+        db.estimated_boots(1, 1).unwrap(),
+        vec![four],
+        "newest boot first"
+    );
+    // A boot without records has nothing to show; another device has none.
+    db.note_estimated_boots(&[(1, 9), (2, 3)]).unwrap();
+    assert_eq!(db.estimated_boots(1, 10).unwrap().len(), 2);
+    assert_eq!(db.estimated_boots(2, 10).unwrap(), vec![]);
+    db.note_estimated_boots(&[]).unwrap();
+}
+
 /// One `#[test]` per suite check for a backend. `$fresh` makes a fresh database (an `Option`
 /// of a value that derefs to the backend; `None` skips), `$second(&db)` a second handle on it.
 macro_rules! suite_tests {
@@ -1135,7 +1194,8 @@ macro_rules! suite_tests {
             alarms_rules_lifecycle_and_log,
             schedule_zone_per_device,
             energy_meter_data_and_tariffs,
-            energy_rollups_follow_raw_records);
+            energy_rollups_follow_raw_records,
+            estimated_boots_follow_the_stored_records);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };
@@ -1179,14 +1239,16 @@ mod sqlite_backend {
 
     super::suite_tests!(fresh(), second);
 
-    /// Schema version 7 had no rollups: drop them, go back to it, reopen (which migrates).
+    /// Schema version 7 had no rollups (nor estimated boots, 9): drop them, go back to it, reopen (which migrates).
     #[test]
     fn energy_rollups_backfilled_by_migration() {
         let db = fresh().unwrap();
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
-            c.execute_batch("DROP TABLE telemetry_rollup; PRAGMA user_version = 7;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
+            )
+            .unwrap();
             drop(c);
             Box::new(Sqlite::open(db.path()).unwrap())
         });
@@ -1203,14 +1265,14 @@ mod postgres_backend {
 
     super::suite_tests!(database(), second);
 
-    /// Schema version 7 had no rollups: drop them, go back to it, reconnect (which migrates).
+    /// Schema version 7 had no rollups (nor estimated boots, 9): drop them, go back to it, reconnect (which migrates).
     #[test]
     fn energy_rollups_backfilled_by_migration() {
         let Some(db) = database() else { return };
         super::energy_rollups_backfilled_by_migration(&*db, || {
             crate::storage::postgres::testing::execute(
                 &db.url,
-                "DROP TABLE telemetry_rollup;
+                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup;
                  DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
             )
             .unwrap();

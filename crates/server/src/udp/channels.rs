@@ -15,6 +15,8 @@
 //!   the device's endpoint). A conforming device never sends it to this server anyway: it sends
 //!   wide telemetry only while running a configuration that arrived as ConfigChunks (17.1).
 //! * **ChannelFaults (0x09)** and **ChunkAck (0x08)** are decoded and counted.
+//! * A Capabilities with feature bit 4 (`backlog`, PROTOCOL.md 18) is answered with Accepts
+//!   (`udp/backlog.rs`).
 //! * **ConfigChunk (0x85)** is of the other direction: dropped as `unknown_message`.
 
 use super::sessions::{Link, Live};
@@ -60,6 +62,11 @@ impl Ingest {
                     live.capabilities = Some(c);
                 }
                 self.metrics.channel_capabilities();
+                // Every Capabilities with the backlog bit, also a repeated one: the device
+                // sends it again until an Accepts arrives (PROTOCOL.md 18.1).
+                if c.features & feature::BACKLOG != 0 {
+                    self.send_accepts(link);
+                }
             }
             ChannelMessage::WideTelemetry(t) => {
                 self.metrics.wide_telemetry(u64::from(t.count()));

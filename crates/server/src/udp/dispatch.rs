@@ -4,14 +4,53 @@ use super::sessions::Link;
 use super::{unix_now, Ingest};
 use crate::metrics::DropReason;
 use crate::storage::{ConfigState, TelemetryRow};
-use crate::write_job::WriteJob;
+use crate::write_job::{Acknowledge, WriteJob};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tek_proto::backlog::{self, Backlog};
 use tek_proto::channel::ChannelMessage;
-use tek_proto::message::{ConfigResult, Message};
+use tek_proto::message::{ConfigResult, Message, Telemetry};
 use tek_proto::session::ReceiveError;
 use tek_proto::wire::data::DataPacket;
+
+/// A message of an extension of version 1 (PROTOCOL.md 17, 18): a type version 1 calls unknown.
+enum Extension<'a> {
+    Channel(ChannelMessage<'a>),
+    Backlog(Backlog<'a>),
+}
+
+impl<'a> Extension<'a> {
+    /// Decodes the message `bytes` (type byte first) that version 1 parsed as unknown.
+    fn parse(bytes: &'a [u8]) -> Result<Self, DropReason> {
+        let bad = |e| super::receive_reason(ReceiveError::Message(e));
+        if let Some(m) = ChannelMessage::parse(bytes).map_err(bad)? {
+            return Ok(Extension::Channel(m));
+        }
+        match bytes.split_first() {
+            // Accepts and BacklogAck are of the other direction, like any unknown type.
+            Some((&backlog::code::BACKLOG, body)) => {
+                Ok(Extension::Backlog(Backlog::parse(body).map_err(bad)?))
+            }
+            _ => Err(DropReason::UnknownMessage),
+        }
+    }
+}
+
+/// The rows of a telemetry batch of device `id` logged in `boot`, stamped `at - age` (PROTOCOL.md
+/// 7.3): a Telemetry's (the session's boot) or a Backlog's (its boot, 18.4).
+pub(super) fn telemetry_rows(id: u32, boot: u32, t: &Telemetry<'_>, at: i64) -> Vec<TelemetryRow> {
+    t.records()
+        .map(|r| TelemetryRow {
+            device_id: id,
+            boot,
+            seq: r.seq,
+            time: at - i64::from(r.age_s),
+            channels: t.channels(),
+            values: r.values,
+        })
+        .collect()
+}
 
 impl Ingest {
     pub(super) fn on_data(self: &Arc<Self>, datagram: &mut [u8], src: SocketAddr) {
@@ -30,18 +69,14 @@ impl Ingest {
                 .map_err(|e| super::receive_reason(ReceiveError::Open(e)))?;
             let msg = Message::parse(bytes)
                 .map_err(|e| super::receive_reason(ReceiveError::Message(e)))?;
-            let channel = match msg {
+            let extension = match msg {
                 Message::Telemetry(_)
                 | Message::Status(_)
                 | Message::ConfigAck { .. }
                 | Message::CommandAck { .. }
                 | Message::Keepalive { .. } => None,
-                // The channel extension's codes (PROTOCOL.md 17), unknown to version 1.
-                Message::Unknown(_) => match ChannelMessage::parse(bytes) {
-                    Ok(Some(m)) => Some(m),
-                    Ok(None) => return Err(DropReason::UnknownMessage),
-                    Err(e) => return Err(super::receive_reason(ReceiveError::Message(e))),
-                },
+                // The extensions' codes (PROTOCOL.md 17, 18), unknown to version 1.
+                Message::Unknown(_) => Some(Extension::parse(bytes)?),
                 // Server-to-device messages: authentic, but nothing to do.
                 _ => return Err(DropReason::UnknownMessage),
             };
@@ -60,8 +95,11 @@ impl Ingest {
             }
             live.endpoint = src;
             live.last_auth = now;
-            match channel {
-                Some(m) => self.on_channel_message(link, m)?,
+            match extension {
+                Some(Extension::Channel(m)) => self.on_channel_message(link, m)?,
+                Some(Extension::Backlog(b)) => {
+                    self.on_backlog(id, link, b, unix_now(), &mut jobs)?
+                }
                 None => self.dispatch(id, link, msg, now, &mut jobs),
             }
             Ok(())
@@ -90,22 +128,12 @@ impl Ingest {
                 let Some(live) = link.live.as_ref() else {
                     return;
                 };
-                let rows = t
-                    .records()
-                    .map(|r| TelemetryRow {
-                        device_id: id,
-                        boot: live.boot,
-                        seq: r.seq,
-                        time: at - i64::from(r.age_s),
-                        channels: t.channels(),
-                        values: r.values,
-                    })
-                    .collect();
                 jobs.push(WriteJob::Telemetry {
                     device_id: id,
                     session_id: live.session.session_id(),
                     through_seq: t.last_seq(),
-                    rows,
+                    ack: Acknowledge::Ack,
+                    rows: telemetry_rows(id, live.boot, &t, at),
                 });
             }
             Message::Status(status) => {

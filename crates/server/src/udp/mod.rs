@@ -8,6 +8,7 @@
 //!                                                                  window ─► AEAD ─► dispatch
 //! dispatch: Telemetry ─► writer queue ─► (commit) ─► Ack     Keepalive ─► Pong, config check
 //!           Status ─► writer queue, config check            ConfigAck/CommandAck ─► writer queue
+//!           Backlog ─► writer queue ─► (commit) ─► BacklogAck  Capabilities (bit 4) ─► Accepts
 //! ```
 //!
 //! Every datagram that fails a check is dropped silently and counted under its reason; nothing
@@ -15,6 +16,7 @@
 //! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket (a full socket
 //! buffer loses the datagram, which the protocol's re-sends cover).
 
+mod backlog;
 pub mod channels;
 mod dispatch;
 mod handshake;

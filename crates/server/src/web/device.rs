@@ -1,6 +1,7 @@
 //! `GET /devices/{id}`: live readings (updated over SSE by the script), charts of power, energy
 //! per day and temperatures over a chosen range, the thermostat setpoint, relay commands, data use
-//! this month per transport, CSV export, recent commands. Posts: `/setpoint`, `/command`.
+//! this month per transport, CSV export, recent commands, and the boots whose records' times are
+//! estimated (PROTOCOL.md 18.3). Posts: `/setpoint`, `/command`.
 
 use super::auth::{CsrfForm, PageUser, Posted};
 use super::charts::{self, Range, Series};
@@ -14,7 +15,7 @@ use crate::service::commands::{command_text, parse_command, queue};
 use crate::service::devices::{save_if_changed, ConfigStatus};
 use crate::service::view::DeviceView;
 use crate::service::zones::Zone;
-use crate::storage::{CommandRecord, CommandState, TrafficMonth};
+use crate::storage::{CommandRecord, CommandState, EstimatedBoot, TrafficMonth};
 use crate::timefmt;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -142,6 +143,25 @@ fn commands(list: &[CommandRecord], z: &Zone) -> Markup {
     }
 }
 
+/// Boots whose records arrived with estimated times (PROTOCOL.md 18.3), one line each: where
+/// the history's times are the latest possible rather than measured.
+fn estimated_boots(boots: &[EstimatedBoot], z: &Zone) -> Markup {
+    html! {
+        @if !boots.is_empty() {
+            div.estimated #estimated-boots {
+                ul { @for b in boots {
+                    li data-boot=(b.boot) {
+                        "Records logged before a restart, boot " (b.boot) ": "
+                        strong { (b.records) (if b.records == 1 { " record" } else { " records" }) }
+                        ", times estimated (latest possible), from " (z.time(b.first)) " to " (z.time(b.last)) "."
+                    }
+                } }
+                p.hint { "The controller did not know the time during that boot: each record is placed at the latest time it can have been taken — exact after a plain restart, too late by as long as the controller was without power otherwise." }
+            }
+        }
+    }
+}
+
 /// `GET /devices/{id}`.
 pub async fn page(
     State(web): State<Web>,
@@ -212,6 +232,7 @@ pub async fn page(
         section { h2 { "Now" } (readings(&v, &z)) }
         section.charts {
             h2 { "History" }
+            (estimated_boots(&v.estimated_boots, &z))
             nav.ranges { @for r in Range::ALL {
                 a href={ "/devices/" (id) "?range=" (r.key()) } class=[(r == range).then_some("active")] { (r.key()) }
             } }
@@ -393,6 +414,7 @@ mod tests {
             },
             readings: None,
             status: None,
+            estimated_boots: Vec::new(),
         };
         assert_eq!(
             config_text(&v),

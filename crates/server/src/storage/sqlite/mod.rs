@@ -13,6 +13,7 @@
 
 mod alarms;
 mod audit;
+mod backlog;
 mod commands;
 mod configs;
 mod devices;

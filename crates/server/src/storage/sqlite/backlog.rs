@@ -1,0 +1,40 @@
+//! Boots with estimated times in SQLite ([`crate::storage::backlog`]).
+
+use super::{u32_col, Sqlite};
+use crate::storage::backlog::{list_sql, note_sql, BacklogStore, EstimatedBoot};
+use crate::storage::Result;
+use rusqlite::params;
+
+impl BacklogStore for Sqlite {
+    fn note_estimated_boots(&self, boots: &[(u32, u32)]) -> Result<()> {
+        if boots.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&note_sql("?"))?;
+            for (device, boot) in boots {
+                stmt.execute(params![device, boot])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn estimated_boots(&self, device_id: u32, limit: usize) -> Result<Vec<EstimatedBoot>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&list_sql("?"))?;
+        let mut rows = stmt.query(params![device_id, crate::storage::sql_limit(limit)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(EstimatedBoot {
+                boot: u32_col(r.get(0)?, "boot")?,
+                records: r.get::<_, i64>(1)?.max(0) as u64,
+                first: r.get(2)?,
+                last: r.get(3)?,
+            });
+        }
+        Ok(out)
+    }
+}

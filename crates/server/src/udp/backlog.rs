@@ -1,0 +1,88 @@
+//! Records of earlier boots (PROTOCOL.md 18) as this server speaks it.
+//!
+//! * **Accepts (0x86)** answers every Capabilities (0x06) with feature bit 4 (`backlog`), in the
+//!   session that carried it ([`Ingest::send_accepts`], called from `udp/channels.rs`): this
+//!   server stores Backlog and answers it with BacklogAck.
+//! * **Backlog (0x0A)** ([`Ingest::on_backlog`]): a boot of 0 (refused by the parser) or not
+//!   below the session's boot is `range` and dropped. Records in Telemetry's layout go the way
+//!   a Telemetry's go — [`super::dispatch::telemetry_rows`] stamps them `arrival - age`, under
+//!   the Backlog's boot, and the writer stores them idempotently on (device, boot, seq) in the
+//!   same transaction, rollups, alarms and MQTT included — and are answered with **BacklogAck**
+//!   (0x87) once committed (`writer.rs`, `send_ack`); with the *estimated* flag the writer also
+//!   notes the boot ([`crate::storage::BacklogStore`]) before that answer. Records in
+//!   WideTelemetry's layout are treated as WideTelemetry is (`udp/channels.rs`): counted, not
+//!   stored, not acknowledged — this server stores only the five pool channels, and a
+//!   BacklogAck says the records are stored (PROTOCOL.md 17.5, 7.1).
+//! * Accepts and BacklogAck from a device are of the other direction: `unknown_message`.
+
+use super::sessions::Link;
+use super::Ingest;
+use crate::metrics::DropReason;
+use crate::write_job::{Acknowledge, WriteJob};
+use tek_proto::backlog::{accepts, Backlog, BacklogMessage, Records};
+use tek_proto::wire::data::HEADER_LEN;
+
+impl Ingest {
+    /// Answers a Capabilities with the backlog bit: Accepts with bit 0 (PROTOCOL.md 18.1).
+    pub(super) fn send_accepts(&self, link: &mut Link) {
+        if self.send_backlog_message(link, &BacklogMessage::Accepts(accepts::BACKLOG)) {
+            self.metrics.accepts_sent();
+        }
+    }
+
+    /// A Backlog in an open session of device `id`; its records become a write job.
+    pub(super) fn on_backlog(
+        &self,
+        id: u32,
+        link: &Link,
+        b: Backlog<'_>,
+        at: i64,
+        jobs: &mut Vec<WriteJob>,
+    ) -> Result<(), DropReason> {
+        let live = link.live.as_ref().ok_or(DropReason::StaleSession)?;
+        // Only earlier boots: the session's own boot travels in Telemetry, acknowledged by Ack.
+        if b.boot >= live.boot {
+            return Err(DropReason::Range);
+        }
+        match b.records {
+            Records::Telemetry(t) => {
+                self.metrics.backlog(u64::from(t.count()));
+                jobs.push(WriteJob::Telemetry {
+                    device_id: id,
+                    session_id: live.session.session_id(),
+                    through_seq: t.last_seq(),
+                    ack: Acknowledge::Backlog {
+                        boot: b.boot,
+                        estimated: b.estimated,
+                    },
+                    rows: super::dispatch::telemetry_rows(id, b.boot, &t, at),
+                });
+            }
+            Records::Wide(w) => self.metrics.backlog_wide(u64::from(w.count())),
+        }
+        Ok(())
+    }
+
+    /// Seals a message of PROTOCOL.md 18 in the link's live session and sends it to the link's
+    /// endpoint (as [`Ingest::send`] does for version 1 messages). Returns whether it was handed
+    /// to the socket.
+    pub(crate) fn send_backlog_message(&self, link: &mut Link, msg: &BacklogMessage<'_>) -> bool {
+        let Some(live) = link.live.as_mut() else {
+            return false;
+        };
+        let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
+        let len = msg.buffer_len();
+        let sealed = buf
+            .get_mut(HEADER_LEN..HEADER_LEN + len)
+            .ok_or(())
+            .and_then(|body| msg.emit(body).map_err(|_| ()))
+            .and_then(|_| live.session.seal_in_place(&mut buf, len).map_err(|_| ()));
+        match sealed {
+            Ok(n) => self.send_raw(&buf[..n], live.endpoint),
+            Err(()) => {
+                tracing::warn!(device = live.session.device_id(), ?msg, "cannot seal");
+                false
+            }
+        }
+    }
+}
