@@ -86,7 +86,8 @@ wait_for 20 "config v1 running (10 s logging)" console 'config: version 1 runnin
 wait_for 40 "telemetry acknowledged" console 'records sent [1-9][0-9]* acked [1-9]'
 stop_serve
 say "server stopped; boot 1 logs on"
-wait_for 40 "two more records logged in boot 1" test "$(console_count 'log: record 1/')" -ge 4
+boot1_records() { [ "$(console_count 'log: record 1/')" -ge 4 ]; }
+wait_for 40 "two more records logged in boot 1" boot1_records
 power_cut
 
 # --- step 3: power cuts at random instants --------------------------------------------------
