@@ -51,7 +51,7 @@ pub async fn series(
         (None, Some(n)) if !(1..=2000).contains(&n) => {
             return Err(WebError::Invalid("points must be 1 to 2000".into()).into())
         }
-        (None, Some(n)) => Some(((to - from) + n - 1) / n).map(|s| s.max(1)),
+        (None, Some(n)) => Some(crate::storage::series::step_for_points(to - from, n)),
         (s, None) => s,
     };
     if let Some(step) = step {

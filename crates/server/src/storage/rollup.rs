@@ -1,16 +1,27 @@
-//! 15-minute rollups of each device's energy and power readings (table `telemetry_rollup`,
-//! schema version 8): per device and interval the figures the energy code needs
-//! ([`IntervalAgg`]: number of meter readings, lowest, highest, earliest and latest reading, and
-//! the sum and number of power readings), so a site's year reads 35,040 rows per device instead
-//! of 525,600 records.
+//! Rollups of each device's records at two resolutions, kept as records are committed: 15
+//! minutes (table `telemetry_rollup`, [`Resolution::Quarter`]) and one UTC day (table
+//! `telemetry_rollup_day`, [`Resolution::Day`]). A row holds, per device and interval, the
+//! figures the energy code needs ([`Rollup`]: number of meter readings, lowest, highest,
+//! earliest and latest reading, sum and number of power readings) and those a chart bucket
+//! needs ([`Agg`]: records, and per channel sum, count, lowest and highest; relay records and
+//! how many had the pump or heater on). A site's year reads 35,040 rows per device for its
+//! energy instead of 525,600 records, a one-year chart 365.
+//!
+//! One row layout for both channels' figures and both resolutions (schema version 10 widened
+//! the energy rollups of version 8 and added the daily table): a record is rolled up once per
+//! resolution in one row, not once per consumer, so the chart figures cost columns, not another
+//! key and index; the energy reads ([`INTERVALS`], [`BEFORE`], [`AFTER`]) name their columns
+//! and did not change. Days are UTC: the charts bucket by multiples of the step from the Unix
+//! epoch ([`super::series`]), so a local day would not fit their buckets anyway; the energy
+//! pages, which need the site's days, read the 15-minute rows.
 //!
 //! Both backends keep them in the transaction that stores the records: the rows the insert
 //! reports as new (a retransmitted record the insert skips is not among them) are reduced here
-//! ([`rollups_of`]) to one [`Rollup`] per device and interval, and merged into the table with
+//! ([`rollups_of`]) to one [`Interval`] per device and interval, and merged into each table with
 //! [`upsert_sql`] (counts and sums add, lowest/highest/earliest/latest keep the extreme), so the
-//! order records arrive in does not matter. Migration 8 rolls up the records of an older
-//! database the same way in SQL. The reads ([`INTERVALS`], [`BEFORE`], [`AFTER`]) are one text
-//! for both backends (SQLite numbers `$1`, `$2`, ... in order of appearance, as PostgreSQL does).
+//! order records arrive in does not matter. Migration 9 rolls up the records of an older
+//! database the same way in SQL (the days from the quarter hours). The reads are one text for
+//! both backends (SQLite numbers `$1`, `$2`, ... in order of appearance, as PostgreSQL does).
 //!
 //! Earliest and latest are packed as `(time - start) * 2^32 + Wh + 2^31`
 //! ([`super::energy::PACK_SHIFT`]): one `min`/`max` orders by time, and at the same second by
@@ -20,11 +31,83 @@
 
 use super::energy::{unpack, IntervalAgg, INTERVAL_S, MAX_GAP_S, PACK_BIAS, PACK_SHIFT};
 use super::schema::{render, Dialect};
+use super::series::Agg;
 use super::TelemetryRow;
 use std::collections::BTreeMap;
 use tek_proto::message::telemetry::channel;
 
-/// One interval of one device, as stored.
+/// The length of a rollup's interval, and its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resolution {
+    /// 15 minutes ([`INTERVAL_S`]), table `telemetry_rollup`.
+    Quarter,
+    /// One UTC day, table `telemetry_rollup_day`.
+    Day,
+}
+
+impl Resolution {
+    /// Both, finest first.
+    pub const ALL: [Resolution; 2] = [Resolution::Quarter, Resolution::Day];
+
+    /// Length of an interval, seconds.
+    pub fn seconds(self) -> i64 {
+        match self {
+            Resolution::Quarter => INTERVAL_S,
+            Resolution::Day => 86_400,
+        }
+    }
+
+    /// The table holding the rollups.
+    pub fn table(self) -> &'static str {
+        match self {
+            Resolution::Quarter => "telemetry_rollup",
+            Resolution::Day => "telemetry_rollup_day",
+        }
+    }
+}
+
+/// One interval of one device as stored: the energy figures and the chart figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    /// The energy figures (and the key).
+    pub rollup: Rollup,
+    /// The chart figures (its power sum and count are the rollup's).
+    pub chart: Agg,
+}
+
+impl Interval {
+    /// The values of [`columns`], in order.
+    pub fn values(&self) -> [Option<i64>; COLUMN_COUNT] {
+        let (u, c) = (&self.rollup, &self.chart);
+        [
+            Some(i64::from(u.device_id)),
+            Some(u.start),
+            Some(u.energy_count),
+            u.energy_min,
+            u.energy_max,
+            u.energy_first,
+            u.energy_last,
+            Some(u.power_sum),
+            Some(u.power_count),
+            Some(c.records),
+            c.power.min,
+            c.power.max,
+            Some(c.water.sum),
+            Some(c.water.count),
+            c.water.min,
+            c.water.max,
+            Some(c.air.sum),
+            Some(c.air.count),
+            c.air.min,
+            c.air.max,
+            Some(c.relays),
+            Some(c.pump_on),
+            Some(c.heater_on),
+        ]
+    }
+}
+
+/// One interval's energy figures, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rollup {
     /// Device.
@@ -47,7 +130,7 @@ pub struct Rollup {
     pub power_count: i64,
 }
 
-/// Start of the interval holding `time`.
+/// Start of the 15-minute interval holding `time`.
 pub fn interval_start(time: i64) -> i64 {
     time - time.rem_euclid(INTERVAL_S)
 }
@@ -109,54 +192,104 @@ impl Rollup {
     }
 }
 
-/// The rollups of newly stored records, one per device and interval (ordered by both), without
-/// intervals where no record had an energy or power reading.
-pub fn rollups_of(rows: &[TelemetryRow]) -> Vec<Rollup> {
-    let mut by_interval: BTreeMap<(u32, i64), Rollup> = BTreeMap::new();
+/// The intervals of `resolution` of newly stored records, one per device and interval (ordered
+/// by both); every record counts, with or without readings.
+pub fn rollups_of(rows: &[TelemetryRow], resolution: Resolution) -> Vec<Interval> {
+    let w = resolution.seconds();
+    let mut by_interval: BTreeMap<(u32, i64), Interval> = BTreeMap::new();
     for r in rows {
-        if r.get(channel::ENERGY_WH).is_none() && r.get(channel::POWER_W).is_none() {
-            continue;
-        }
-        let start = interval_start(r.time);
-        by_interval
+        let start = r.time - r.time.rem_euclid(w);
+        let i = by_interval
             .entry((r.device_id, start))
-            .or_insert_with(|| Rollup::empty(r.device_id, start))
-            .add(r);
+            .or_insert_with(|| Interval {
+                rollup: Rollup::empty(r.device_id, start),
+                chart: Agg::default(),
+            });
+        i.rollup.add(r);
+        i.chart.add(r);
     }
     by_interval.into_values().collect()
 }
 
-/// The stored columns, in [`Rollup`]'s field order.
-pub const COLUMNS: &str = "device_id, start, energy_count, energy_min, energy_max, \
-                           energy_first, energy_last, power_sum, power_count";
+/// How a column merges into the stored row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// Part of the key.
+    Key,
+    /// Counts and sums add.
+    Add,
+    /// Keeps the smaller (a side without readings, NULL, leaves the other's).
+    Least,
+    /// Keeps the larger.
+    Greatest,
+}
 
-/// How a rollup merges into the stored one (in the notation of [`super::schema`]): counts and
-/// sums add; a side without readings (NULL) leaves the other's extremes.
-const MERGE: &str = "
-ON CONFLICT (device_id, start) DO UPDATE SET
-    energy_count = telemetry_rollup.energy_count + excluded.energy_count,
-    energy_min = {least}(COALESCE(telemetry_rollup.energy_min, excluded.energy_min),
-                        COALESCE(excluded.energy_min, telemetry_rollup.energy_min)),
-    energy_max = {greatest}(COALESCE(telemetry_rollup.energy_max, excluded.energy_max),
-                            COALESCE(excluded.energy_max, telemetry_rollup.energy_max)),
-    energy_first = {least}(COALESCE(telemetry_rollup.energy_first, excluded.energy_first),
-                          COALESCE(excluded.energy_first, telemetry_rollup.energy_first)),
-    energy_last = {greatest}(COALESCE(telemetry_rollup.energy_last, excluded.energy_last),
-                             COALESCE(excluded.energy_last, telemetry_rollup.energy_last)),
-    power_sum = telemetry_rollup.power_sum + excluded.power_sum,
-    power_count = telemetry_rollup.power_count + excluded.power_count";
+/// Number of stored columns.
+pub const COLUMN_COUNT: usize = 23;
 
-/// The statement merging rollups into the table: `rows` supplies them in [`COLUMNS`] order
-/// (SQLite: `VALUES` of one rollup; PostgreSQL: a `SELECT` over arrays of a batch's rollups,
-/// each (device, interval) once, as [`rollups_of`] gives them).
-pub fn upsert_sql(dialect: Dialect, rows: &str) -> String {
+/// The stored columns ([`Interval::values`] order) and how each merges.
+const SPEC: [(&str, Merge); COLUMN_COUNT] = [
+    ("device_id", Merge::Key),
+    ("start", Merge::Key),
+    ("energy_count", Merge::Add),
+    ("energy_min", Merge::Least),
+    ("energy_max", Merge::Greatest),
+    ("energy_first", Merge::Least),
+    ("energy_last", Merge::Greatest),
+    ("power_sum", Merge::Add),
+    ("power_count", Merge::Add),
+    ("records", Merge::Add),
+    ("power_min", Merge::Least),
+    ("power_max", Merge::Greatest),
+    ("water_sum", Merge::Add),
+    ("water_count", Merge::Add),
+    ("water_min", Merge::Least),
+    ("water_max", Merge::Greatest),
+    ("air_sum", Merge::Add),
+    ("air_count", Merge::Add),
+    ("air_min", Merge::Least),
+    ("air_max", Merge::Greatest),
+    ("relays_count", Merge::Add),
+    ("pump_on", Merge::Add),
+    ("heater_on", Merge::Add),
+];
+
+/// The stored columns, comma-separated, in [`Interval::values`] order.
+pub fn columns() -> String {
+    SPEC.map(|c| c.0).join(", ")
+}
+
+/// The statement merging intervals into the table of `resolution`: `rows` supplies them in
+/// [`columns`] order (SQLite: `VALUES` of one interval; PostgreSQL: a `SELECT` over arrays of a
+/// batch's intervals, each (device, interval) once, as [`rollups_of`] gives them).
+pub fn upsert_sql(dialect: Dialect, resolution: Resolution, rows: &str) -> String {
+    let t = resolution.table();
+    let set: Vec<String> = SPEC
+        .iter()
+        .filter_map(|&(c, m)| {
+            let (old, new) = (format!("{t}.{c}"), format!("excluded.{c}"));
+            let keep =
+                |f: &str| format!("{c} = {{{f}}}(COALESCE({old}, {new}), COALESCE({new}, {old}))");
+            match m {
+                Merge::Key => None,
+                Merge::Add => Some(format!("{c} = {old} + {new}")),
+                Merge::Least => Some(keep("least")),
+                Merge::Greatest => Some(keep("greatest")),
+            }
+        })
+        .collect();
     render(
-        &format!("INSERT INTO telemetry_rollup ({COLUMNS}) {rows} {MERGE}"),
+        &format!(
+            "INSERT INTO {t} ({}) {rows} ON CONFLICT (device_id, start) DO UPDATE SET {}",
+            columns(),
+            set.join(", ")
+        ),
         dialect,
     )
 }
 
-/// The rollups of device `$1` with `$2 <= start < $3`, oldest first, in [`COLUMNS`] order.
+/// The 15-minute rollups of device `$1` with `$2 <= start < $3`, oldest first: the energy
+/// figures, the first nine of [`columns`].
 pub const INTERVALS: &str = "
 SELECT device_id, start, energy_count, energy_min, energy_max, energy_first, energy_last,
        power_sum, power_count
@@ -233,11 +366,12 @@ mod tests {
             rec(base + 10, Some(100), Some(100)),
             rec(base + 300, None, Some(20)), // a reset inside the interval
             rec(base + 400, Some(-50), None),
-            rec(base + 901, None, None), // no reading at all: no rollup
+            rec(base + 901, None, None), // no reading at all: counted, no figures
             rec(base - 1, None, Some(-5)),
         ];
-        let r = rollups_of(&rows);
-        assert_eq!(r.len(), 2);
+        let all = rollups_of(&rows, Resolution::Quarter);
+        let r: Vec<Rollup> = all.iter().map(|i| i.rollup).collect();
+        assert_eq!(r.len(), 3);
         assert_eq!(r[0].start, base - 900);
         let a = r[1].agg();
         assert_eq!(a.start, base);
@@ -246,13 +380,31 @@ mod tests {
         assert_eq!(a.last, Some((base + 600, 90)));
         assert_eq!(a.min_max, Some((20, 100)));
         assert_eq!(a.power_w, Some(350.0 / 3.0));
+        assert_eq!(all[1].chart.records, 4);
+        assert_eq!(all[1].chart.power.min, Some(-50));
+        let empty = r[2].agg();
+        assert_eq!((empty.count, empty.first, empty.power_w), (0, None, None));
+        assert_eq!(all[2].chart.records, 1);
         let mut reversed = rows;
         reversed.reverse();
-        assert_eq!(rollups_of(&reversed), r);
+        assert_eq!(rollups_of(&reversed, Resolution::Quarter), all);
         // Power only: no meter figures at all, not zeros.
-        let p = rollups_of(&[rec(base, Some(5), None)])[0].agg();
+        let p = rollups_of(&[rec(base, Some(5), None)], Resolution::Quarter)[0]
+            .rollup
+            .agg();
         assert_eq!((p.count, p.first, p.min_max), (0, None, None));
         assert_eq!(r[0].agg().last, Some((base - 1, -5)));
+        // One UTC day: one interval from midnight, readings packed from there (`base` is 08:00).
+        let midnight = base - base.rem_euclid(86_400);
+        let day = rollups_of(&rows[..5], Resolution::Day);
+        assert_eq!(day.len(), 1);
+        let d = day[0].rollup.agg();
+        assert_eq!(
+            (d.start, d.count, d.last),
+            (midnight, 3, Some((base + 600, 90)))
+        );
+        assert_eq!(day[0].chart.records, 5);
+        assert_eq!(day[0].values()[..2], [Some(7), Some(midnight)]);
     }
 
     #[test]
@@ -282,12 +434,22 @@ mod tests {
     }
 
     #[test]
-    fn the_upsert_renders_for_both_dialects() {
+    fn the_upsert_renders_for_both_dialects_and_tables() {
         for d in [Dialect::Sqlite, Dialect::Postgres] {
-            let sql = upsert_sql(d, "VALUES (1)");
-            assert!(!sql.contains('{') && !sql.contains('}'), "{sql}");
+            for r in Resolution::ALL {
+                let sql = upsert_sql(d, r, "VALUES (1)");
+                assert!(!sql.contains('{') && !sql.contains('}'), "{sql}");
+                assert!(sql.contains(&format!("INSERT INTO {} (", r.table())));
+                assert!(sql.contains(&format!(
+                    "records = {}.records + excluded.records",
+                    r.table()
+                )));
+            }
         }
-        assert!(upsert_sql(Dialect::Sqlite, "").contains("min(COALESCE"));
-        assert!(upsert_sql(Dialect::Postgres, "").contains("LEAST(COALESCE"));
+        let q = upsert_sql(Dialect::Sqlite, Resolution::Quarter, "");
+        assert!(q.contains("energy_min = min(COALESCE"), "{q}");
+        assert!(upsert_sql(Dialect::Postgres, Resolution::Day, "").contains("LEAST(COALESCE"));
+        assert_eq!(columns().split(", ").count(), COLUMN_COUNT);
+        assert_eq!(Resolution::Day.seconds() % Resolution::Quarter.seconds(), 0);
     }
 }

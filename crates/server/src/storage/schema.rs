@@ -72,6 +72,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (8, ROLLUPS),
     (9, ESTIMATED_BOOTS),
+    (10, CHART_ROLLUPS),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -351,6 +352,88 @@ CREATE TABLE backlog_estimated_boots (
 );
 "#;
 
+/// The columns of both rollup tables of migration 10 (between the braces of `CREATE TABLE`).
+macro_rules! rollup_columns {
+    () => {
+        "
+    device_id    {int} NOT NULL,
+    start        {int} NOT NULL,   -- the interval's start (900 s or a UTC day)
+    energy_count {int} NOT NULL,   -- readings of the energy counter
+    energy_min   {int},
+    energy_max   {int},
+    energy_first {int},            -- earliest reading, packed: (time - start) * 2^32 + Wh + 2^31
+    energy_last  {int},            -- latest reading, packed the same way
+    power_sum    {int} NOT NULL,   -- sum and number of power readings (the mean is sum / count)
+    power_count  {int} NOT NULL,
+    records      {int} NOT NULL,   -- records, whatever channels they have
+    power_min    {int},
+    power_max    {int},
+    water_sum    {int} NOT NULL,
+    water_count  {int} NOT NULL,
+    water_min    {int},
+    water_max    {int},
+    air_sum      {int} NOT NULL,
+    air_count    {int} NOT NULL,
+    air_min      {int},
+    air_max      {int},
+    relays_count {int} NOT NULL,   -- records with the relay channel
+    pump_on      {int} NOT NULL,   -- of those, with bit 0 (pump) set
+    heater_on    {int} NOT NULL,   -- of those, with bit 1 (heater) set
+    PRIMARY KEY (device_id, start)
+"
+    };
+}
+
+/// Migration 10: the rollups carry every channel a chart bucket needs, at 15 minutes (the table
+/// of migration 8, widened: dropped and rolled up again from the records, which also counts the
+/// records that have neither energy nor power) and per UTC day (a new table, rolled up from the
+/// 15-minute rows: sums and counts add, extremes keep the extreme, and the packed earliest and
+/// latest readings move to the day's start by adding `(start - day) * 2^32`) ([`super::rollup`],
+/// [`super::series`]). The numbers are [`super::energy::INTERVAL_S`] (900), 86,400,
+/// [`super::energy::PACK_SHIFT`] (2^32) and [`super::energy::PACK_BIAS`] (2^31) (a test checks
+/// them).
+const CHART_ROLLUPS: &str = concat!(
+    "DROP TABLE telemetry_rollup;
+CREATE TABLE telemetry_rollup (",
+    rollup_columns!(),
+    "){sqlite: WITHOUT ROWID};
+CREATE TABLE telemetry_rollup_day (",
+    rollup_columns!(),
+    r#"){sqlite: WITHOUT ROWID};
+
+INSERT INTO telemetry_rollup (device_id, start, energy_count, energy_min, energy_max,
+    energy_first, energy_last, power_sum, power_count, records, power_min, power_max,
+    water_sum, water_count, water_min, water_max, air_sum, air_count, air_min, air_max,
+    relays_count, pump_on, heater_on)
+SELECT device_id, start, COUNT(energy_wh), MIN(energy_wh), MAX(energy_wh),
+       MIN((time - start) * 4294967296 + energy_wh + 2147483648),
+       MAX((time - start) * 4294967296 + energy_wh + 2147483648),
+       COALESCE(SUM(power_w), 0), COUNT(power_w), COUNT(*), MIN(power_w), MAX(power_w),
+       COALESCE(SUM(water_cc), 0), COUNT(water_cc), MIN(water_cc), MAX(water_cc),
+       COALESCE(SUM(air_cc), 0), COUNT(air_cc), MIN(air_cc), MAX(air_cc),
+       COUNT(relays), COALESCE(SUM(relays & 1), 0), COALESCE(SUM((relays >> 1) & 1), 0)
+FROM (SELECT device_id, time - ((time % 900) + 900) % 900 AS start, time, power_w, energy_wh,
+             water_cc, air_cc, relays
+      FROM telemetry) AS r
+GROUP BY device_id, start;
+
+INSERT INTO telemetry_rollup_day (device_id, start, energy_count, energy_min, energy_max,
+    energy_first, energy_last, power_sum, power_count, records, power_min, power_max,
+    water_sum, water_count, water_min, water_max, air_sum, air_count, air_min, air_max,
+    relays_count, pump_on, heater_on)
+SELECT device_id, day, SUM(energy_count), MIN(energy_min), MAX(energy_max),
+       MIN(energy_first + (start - day) * 4294967296),
+       MAX(energy_last + (start - day) * 4294967296),
+       SUM(power_sum), SUM(power_count), SUM(records), MIN(power_min), MAX(power_max),
+       SUM(water_sum), SUM(water_count), MIN(water_min), MAX(water_max),
+       SUM(air_sum), SUM(air_count), MIN(air_min), MAX(air_max),
+       SUM(relays_count), SUM(pump_on), SUM(heater_on)
+FROM (SELECT q.*, start - ((start % 86400) + 86400) % 86400 AS day
+      FROM telemetry_rollup AS q) AS d
+GROUP BY device_id, day;
+"#
+);
+
 /// `template` in `dialect`: every `{word}` of the notation replaced. A word the notation does
 /// not know is left in braces, which no database accepts (and the tests reject).
 pub fn render(template: &str, dialect: Dialect) -> String {
@@ -427,9 +510,28 @@ mod tests {
     #[test]
     fn the_rollup_backfill_uses_the_energy_constants() {
         use crate::storage::energy::{INTERVAL_S, PACK_BIAS, PACK_SHIFT};
+        use crate::storage::rollup::{columns, Resolution};
         for n in [INTERVAL_S, PACK_SHIFT, PACK_BIAS] {
             assert!(ROLLUPS.contains(&n.to_string()), "{n}");
+            assert!(CHART_ROLLUPS.contains(&n.to_string()), "{n}");
         }
+        assert!(CHART_ROLLUPS.contains(&Resolution::Day.seconds().to_string()));
+        // Both tables and both backfills have the columns the insert writes, in its order.
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        let cols = squeeze(&columns());
+        assert_eq!(
+            squeeze(CHART_ROLLUPS).matches(&format!("({cols})")).count(),
+            2
+        );
+        for r in Resolution::ALL {
+            assert!(CHART_ROLLUPS.contains(&format!("CREATE TABLE {} (", r.table())));
+        }
+        let declared: Vec<&str> = rollup_columns!()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| *w != "PRIMARY")
+            .collect();
+        assert_eq!(declared.join(", "), columns());
     }
 
     #[test]

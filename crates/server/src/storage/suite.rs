@@ -12,7 +12,8 @@ use tek_proto::message::{Command, CommandResult, Config, ConfigResult, RelayMode
 
 mod rollups;
 pub(crate) use rollups::{
-    energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records,
+    chart_rollups_backfilled_by_migration, chart_rollups_follow_raw_records,
+    energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records, to_version_8,
 };
 
 fn dev(id: u32) -> NewDevice {
@@ -1195,7 +1196,8 @@ macro_rules! suite_tests {
             schedule_zone_per_device,
             energy_meter_data_and_tariffs,
             energy_rollups_follow_raw_records,
-            estimated_boots_follow_the_stored_records);
+            estimated_boots_follow_the_stored_records,
+            chart_rollups_follow_raw_records);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };
@@ -1246,9 +1248,24 @@ mod sqlite_backend {
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
             c.execute_batch(
-                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
+                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
+                 DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
             )
             .unwrap();
+            drop(c);
+            Box::new(Sqlite::open(db.path()).unwrap())
+        });
+    }
+
+    /// Schema version 8 had 15-minute energy rollups only: rebuild them, go back to it, reopen.
+    #[test]
+    fn chart_rollups_backfilled_by_migration() {
+        let db = fresh().unwrap();
+        super::chart_rollups_backfilled_by_migration(&*db, || {
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            let sql = super::to_version_8(crate::storage::schema::Dialect::Sqlite);
+            c.execute_batch(&format!("{sql}; PRAGMA user_version = 8;"))
+                .unwrap();
             drop(c);
             Box::new(Sqlite::open(db.path()).unwrap())
         });
@@ -1272,8 +1289,27 @@ mod postgres_backend {
         super::energy_rollups_backfilled_by_migration(&*db, || {
             crate::storage::postgres::testing::execute(
                 &db.url,
-                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup;
+                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
+                 DROP TABLE telemetry_rollup;
                  DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
+            )
+            .unwrap();
+            Box::new(second(&db))
+        });
+    }
+
+    /// Schema version 8 had 15-minute energy rollups only: rebuild them, go back to it,
+    /// reconnect.
+    #[test]
+    fn chart_rollups_backfilled_by_migration() {
+        let Some(db) = database() else { return };
+        super::chart_rollups_backfilled_by_migration(&*db, || {
+            let sql = super::to_version_8(crate::storage::schema::Dialect::Postgres);
+            crate::storage::postgres::testing::execute(
+                &db.url,
+                &format!(
+                    "{sql}; DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (8);"
+                ),
             )
             .unwrap();
             Box::new(second(&db))

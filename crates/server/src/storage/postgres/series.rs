@@ -1,53 +1,36 @@
-//! Aggregated telemetry in PostgreSQL: `GROUP BY` buckets over the per-partition
-//! `(device_id, time)` index; partition pruning keeps a 30-day chart to about 30 small indexes.
+//! Aggregated telemetry in PostgreSQL: each part of the chart's [`plan`] is one `GROUP BY`
+//! bucket query, over the rollups' primary key or the records' per-partition `(device_id, time)`
+//! index (partition pruning keeps a 30-day range of records to about 30 small indexes).
 
 use super::telemetry::convert;
 use super::Postgres;
-use crate::storage::series::{range, Bucket, DayEnergy, SeriesStore};
+use crate::storage::series::{
+    check_step, merge_parts, part_sql, plan, Agg, Bucket, DayEnergy, SeriesStore, BUCKET_COLUMNS,
+};
 use crate::storage::telemetry::TelemetryRow;
 use crate::storage::telemetry::COLUMNS;
-use crate::storage::{Error, Result};
+use crate::storage::Result;
 
 impl SeriesStore for Postgres {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
-        if step <= 0 {
-            return Err(Error::Backend(format!(
-                "bucket step {step} must be positive"
-            )));
-        }
+        check_step(step)?;
         self.run(move |s| async move {
             let c = s.conn().await?;
-            // Floor division that is also right for negative times.
-            let rows = c
-                .query(
-                    "SELECT time - mod(mod(time, $4) + $4, $4) AS b, COUNT(*),
-                            AVG(power_w)::float8, MAX(energy_wh)::int8,
-                            AVG(water_cc)::float8, AVG(air_cc)::float8,
-                            MIN(power_w)::float8, MAX(power_w)::float8,
-                            MIN(water_cc)::float8, MAX(water_cc)::float8,
-                            MIN(air_cc)::float8, MAX(air_cc)::float8,
-                            AVG(relays & 1)::float8, AVG((relays >> 1) & 1)::float8
-                     FROM telemetry WHERE device_id = $1 AND time >= $2 AND time < $3
-                     GROUP BY b ORDER BY b",
-                    &[&i64::from(device), &from, &to, &step],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| Bucket {
-                    start: r.get(0),
-                    count: r.get::<_, i64>(1).clamp(0, u32::MAX.into()) as u32,
-                    power_w: r.get(2),
-                    energy_wh: r.get(3),
-                    water_cc: r.get(4),
-                    air_cc: r.get(5),
-                    power_range: range(r.get(6), r.get(7)),
-                    water_range_cc: range(r.get(8), r.get(9)),
-                    air_range_cc: range(r.get(10), r.get(11)),
-                    pump_on: r.get(12),
-                    heater_on: r.get(13),
-                })
-                .collect())
+            let mut parts = Vec::new();
+            for (source, a, b) in plan(from, to, step) {
+                let statement = c.prepare_cached(&part_sql(source)).await?;
+                let rows = c
+                    .query(&statement, &[&i64::from(device), &a, &b, &step])
+                    .await?;
+                for r in &rows {
+                    let mut cols = [None; BUCKET_COLUMNS];
+                    for (i, x) in cols.iter_mut().enumerate() {
+                        *x = r.try_get(i + 1)?;
+                    }
+                    parts.push((r.try_get(0)?, Agg::from_columns(&cols)));
+                }
+            }
+            Ok(merge_parts(parts))
         })
     }
 

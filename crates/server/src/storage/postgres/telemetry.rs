@@ -15,13 +15,13 @@
 //!
 //! Under the lock the check and the insert cannot interleave with another server's, so a record
 //! retransmitted to a second server after the first died (or while it was slow) is stored once.
-//! The rows the insert returns (those it stored) are rolled up ([`crate::storage::rollup`]) by a
-//! second statement in the same transaction.
+//! The rows the insert returns (those it stored) are rolled up ([`crate::storage::rollup`], 15
+//! minutes and days) by one more statement per resolution in the same transaction.
 //! A record stamped more than [`WINDOW_S`] apart would need a device clock that jumps by a day
 //! within one boot, which the protocol's uptime-based ages rule out.
 
 use super::{locks, u32_col, Postgres};
-use crate::storage::rollup::{rollups_of, upsert_sql};
+use crate::storage::rollup::{rollups_of, upsert_sql, Resolution, COLUMN_COUNT};
 use crate::storage::schema::Dialect;
 use crate::storage::telemetry::{
     page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
@@ -110,35 +110,32 @@ fn columns(rows: &[TelemetryRow], keep_from: Option<i64>) -> Columns {
     c
 }
 
-/// Merges the rollups of the rows just stored, in the transaction `tx` that stored them.
+/// Merges the rollups of the rows just stored, in the transaction `tx` that stored them: per
+/// resolution one statement over column arrays.
 async fn merge_rollups(tx: &tokio_postgres::Transaction<'_>, new: &[TelemetryRow]) -> Result<()> {
-    let rollups = rollups_of(new);
-    if rollups.is_empty() {
-        return Ok(());
+    let arrays: Vec<String> = (1..=COLUMN_COUNT)
+        .map(|i| format!("${i}::int8[]"))
+        .collect();
+    let select = format!("SELECT * FROM unnest({})", arrays.join(", "));
+    for resolution in Resolution::ALL {
+        let rollups = rollups_of(new, resolution);
+        if rollups.is_empty() {
+            continue;
+        }
+        let mut columns: Vec<Vec<Option<i64>>> =
+            vec![Vec::with_capacity(rollups.len()); COLUMN_COUNT];
+        for u in &rollups {
+            for (col, v) in columns.iter_mut().zip(u.values()) {
+                col.push(v);
+            }
+        }
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = columns
+            .iter()
+            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let sql = upsert_sql(Dialect::Postgres, resolution, &select);
+        tx.execute(&sql, &params).await?;
     }
-    let column = |f: fn(&crate::storage::rollup::Rollup) -> Option<i64>| -> Vec<Option<i64>> {
-        rollups.iter().map(f).collect()
-    };
-    let sql = upsert_sql(
-        Dialect::Postgres,
-        "SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
-                             $6::int8[], $7::int8[], $8::int8[], $9::int8[])",
-    );
-    tx.execute(
-        &sql,
-        &[
-            &column(|u| Some(i64::from(u.device_id))),
-            &column(|u| Some(u.start)),
-            &column(|u| Some(u.energy_count)),
-            &column(|u| u.energy_min),
-            &column(|u| u.energy_max),
-            &column(|u| u.energy_first),
-            &column(|u| u.energy_last),
-            &column(|u| Some(u.power_sum)),
-            &column(|u| Some(u.power_count)),
-        ],
-    )
-    .await?;
     Ok(())
 }
 

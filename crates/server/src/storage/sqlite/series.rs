@@ -1,45 +1,34 @@
-//! Aggregated telemetry in SQLite: `GROUP BY time / step` over the `(device_id, time)` index.
+//! Aggregated telemetry in SQLite: each part of the chart's [`plan`] is one `GROUP BY` bucket
+//! query, over the rollups' primary key or the records' `(device_id, time)` index.
 
 use super::{u32_col, Sqlite};
-use crate::storage::series::{range, Bucket, DayEnergy, SeriesStore};
+use crate::storage::series::{
+    check_step, merge_parts, part_sql, plan, sqlite_params, Agg, Bucket, DayEnergy, SeriesStore,
+    BUCKET_COLUMNS,
+};
 use crate::storage::telemetry::TelemetryRow;
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
 impl SeriesStore for Sqlite {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
-        if step <= 0 {
-            return Err(Error::Backend(format!(
-                "bucket step {step} must be positive"
-            )));
-        }
+        check_step(step)?;
         let conn = self.reader()?;
-        // Floor division that is also right for negative times.
-        let mut stmt = conn.prepare_cached(
-            "SELECT (time - ((time % ?4) + ?4) % ?4) AS b, COUNT(*),
-                    AVG(power_w), MAX(energy_wh), AVG(water_cc), AVG(air_cc),
-                    MIN(power_w), MAX(power_w), MIN(water_cc), MAX(water_cc),
-                    MIN(air_cc), MAX(air_cc),
-                    AVG(relays & 1), AVG((relays >> 1) & 1)
-             FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3
-             GROUP BY b ORDER BY b",
-        )?;
-        let rows = stmt.query_map(params![device, from, to, step], |r| {
-            Ok(Bucket {
-                start: r.get(0)?,
-                count: r.get::<_, i64>(1)?.clamp(0, u32::MAX.into()) as u32,
-                power_w: r.get(2)?,
-                energy_wh: r.get(3)?,
-                water_cc: r.get(4)?,
-                air_cc: r.get(5)?,
-                power_range: range(r.get(6)?, r.get(7)?),
-                water_range_cc: range(r.get(8)?, r.get(9)?),
-                air_range_cc: range(r.get(10)?, r.get(11)?),
-                pump_on: r.get(12)?,
-                heater_on: r.get(13)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut parts = Vec::new();
+        for (source, a, b) in plan(from, to, step) {
+            let mut stmt = conn.prepare_cached(&sqlite_params(&part_sql(source)))?;
+            let rows = stmt.query_map(params![device, a, b, step], |r| {
+                let mut c = [None; BUCKET_COLUMNS];
+                for (i, x) in c.iter_mut().enumerate() {
+                    *x = r.get(i + 1)?;
+                }
+                Ok((r.get::<_, i64>(0)?, Agg::from_columns(&c)))
+            })?;
+            for row in rows {
+                parts.push(row?);
+            }
+        }
+        Ok(merge_parts(parts))
     }
 
     fn energy_per_day(&self, device: u32, from: i64, to: i64) -> Result<Vec<DayEnergy>> {

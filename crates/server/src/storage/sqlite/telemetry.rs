@@ -1,9 +1,9 @@
 //! Telemetry in SQLite: `INSERT OR IGNORE` on the (device, boot, seq) primary key makes a
 //! retransmitted record a no-op; the records it stored are rolled up
-//! ([`crate::storage::rollup`]) in the same transaction.
+//! ([`crate::storage::rollup`], 15 minutes and days) in the same transaction.
 
 use super::{u32_col, Sqlite};
-use crate::storage::rollup::{rollups_of, upsert_sql};
+use crate::storage::rollup::{rollups_of, upsert_sql, Resolution};
 use crate::storage::schema::Dialect;
 use crate::storage::telemetry::{
     page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
@@ -48,22 +48,16 @@ impl TelemetryStore for Sqlite {
                     new.push(*r);
                 }
             }
-            let mut merge = tx.prepare_cached(&upsert_sql(
-                Dialect::Sqlite,
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            ))?;
-            for u in rollups_of(&new) {
-                merge.execute(params![
-                    u.device_id,
-                    u.start,
-                    u.energy_count,
-                    u.energy_min,
-                    u.energy_max,
-                    u.energy_first,
-                    u.energy_last,
-                    u.power_sum,
-                    u.power_count
-                ])?;
+            for resolution in Resolution::ALL {
+                let mut merge = tx.prepare_cached(&upsert_sql(
+                    Dialect::Sqlite,
+                    resolution,
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                             $16, $17, $18, $19, $20, $21, $22, $23)",
+                ))?;
+                for u in rollups_of(&new, resolution) {
+                    merge.execute(rusqlite::params_from_iter(u.values()))?;
+                }
             }
         }
         tx.commit()?;

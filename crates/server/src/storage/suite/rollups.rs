@@ -1,11 +1,13 @@
-//! Suite checks of the 15-minute rollups ([`crate::storage::rollup`]) on every backend: the
-//! energy figures read from them equal those recomputed from the raw records the way the energy
-//! query computed them before the rollups existed, however the records arrived, and a database
-//! migrated from the schema before them gets the same figures.
+//! Suite checks of the rollups ([`crate::storage::rollup`]) on every backend: the energy
+//! figures read from them equal those recomputed from the raw records the way the energy query
+//! computed them before the rollups existed, the chart buckets equal those computed from the raw
+//! records, however the records arrived, and a database migrated from the schema before them
+//! (version 7) or before the chart rollups (version 8) gets the same figures.
 
 use super::dev;
 use crate::storage::energy::{assemble, IntervalAgg, MeterData, INTERVAL_S, MAX_GAP_S};
-use crate::storage::{Storage, TelemetryQuery, TelemetryRow};
+use crate::storage::series::step_for_points;
+use crate::storage::{Bucket, Storage, TelemetryQuery, TelemetryRow};
 use std::collections::BTreeMap;
 use tek_proto::message::telemetry::channel;
 
@@ -27,7 +29,8 @@ impl Lcg {
 
 /// Three days of device 1's records at irregular steps: a reboot (sequence numbers restart), a
 /// meter reset, a three-hour gap (a span), a gap of more than a week (not counted), records
-/// without an energy reading, without a power reading, and with neither ("no value", never 0).
+/// without an energy reading, without a power reading, and with neither ("no value", never 0);
+/// water temperature in every record, air temperature and relay states in most.
 fn history() -> Vec<TelemetryRow> {
     let mut rng = Lcg(21);
     let (mut t, mut wh, mut boot, mut seq) = (BASE - 3_600, 1_000_i64, 1, 0);
@@ -46,7 +49,17 @@ fn history() -> Vec<TelemetryRow> {
             values[usize::from(channel::POWER_W)] = rng.next(4_000) as i32 - 200;
         }
         channels |= 1 << channel::WATER_TEMP_CC;
-        values[usize::from(channel::WATER_TEMP_CC)] = 2_500;
+        values[usize::from(channel::WATER_TEMP_CC)] = 2_500 + (n % 11) as i32 * 7;
+        // Not from `rng`: the energy and power readings stay those the energy checks were
+        // written for.
+        if n % 7 != 0 {
+            channels |= 1 << channel::AIR_TEMP_CC;
+            values[usize::from(channel::AIR_TEMP_CC)] = -300 + (n * 37 % 2_000) as i32;
+        }
+        if n % 5 != 0 {
+            channels |= 1 << channel::RELAYS;
+            values[usize::from(channel::RELAYS)] = (n / 3 % 4) as i32;
+        }
         rows.push(TelemetryRow {
             device_id: 1,
             boot,
@@ -236,6 +249,188 @@ pub(crate) fn energy_rollups_backfilled_by_migration(
         assert_eq!(&migrated.meter_data(1, *f, *t).unwrap(), b, "{f}..{t}");
     }
     check_against_records(&*migrated, &stored);
+    check_charts_against_records(&*migrated, &stored);
     assert_eq!(migrated.insert_telemetry(new).unwrap(), new.len() as u64);
     check_against_records(&*migrated, &all_records(&*migrated));
+}
+
+/// The chart buckets of `[from, to)` by `step`, computed from raw records directly (each
+/// bucket's records gathered, then means as sum / count, extremes, shares), as the raw query
+/// computes them.
+fn buckets_from_records(rows: &[TelemetryRow], from: i64, to: i64, step: i64) -> Vec<Bucket> {
+    let mut by_bucket: BTreeMap<i64, Vec<&TelemetryRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.time >= from && r.time < to) {
+        by_bucket
+            .entry(r.time - r.time.rem_euclid(step))
+            .or_default()
+            .push(r);
+    }
+    by_bucket
+        .into_iter()
+        .map(|(start, rs)| {
+            let of = |ch: u8| -> Vec<i64> {
+                rs.iter().filter_map(|r| r.get(ch).map(i64::from)).collect()
+            };
+            let mean =
+                |v: &[i64]| (!v.is_empty()).then(|| v.iter().sum::<i64>() as f64 / v.len() as f64);
+            let range = |v: &[i64]| {
+                let lo = v.iter().min().map(|x| *x as f64);
+                lo.zip(v.iter().max().map(|x| *x as f64))
+            };
+            let (power, water, air, relays) = (
+                of(channel::POWER_W),
+                of(channel::WATER_TEMP_CC),
+                of(channel::AIR_TEMP_CC),
+                of(channel::RELAYS),
+            );
+            let share = |bit: i64| mean(&relays.iter().map(|r| (r >> bit) & 1).collect::<Vec<_>>());
+            Bucket {
+                start,
+                count: rs.len() as u32,
+                power_w: mean(&power),
+                energy_wh: of(channel::ENERGY_WH).into_iter().max(),
+                water_cc: mean(&water),
+                air_cc: mean(&air),
+                power_range: range(&power),
+                water_range_cc: range(&water),
+                air_range_cc: range(&air),
+                pump_on: share(0),
+                heater_on: share(1),
+            }
+        })
+        .collect()
+}
+
+/// The charts compared, `(from, to, step)`: whole days on day boundaries (daily rollups), the
+/// same with ends inside a quarter hour (records, quarter hours, days), hours (quarter hours),
+/// 45 minutes from an unaligned start, minutes and 7 minutes (records only), a week, and the
+/// step the API picks for 600 points over everything.
+fn charts() -> Vec<(i64, i64, i64)> {
+    let day0 = BASE - BASE.rem_euclid(86_400);
+    let (from, to) = (BASE - 3_600 + 17, BASE + 3 * 86_400 + 4_000);
+    let all = (day0 - 86_400, day0 + 20 * 86_400);
+    vec![
+        (all.0, all.1, 86_400),
+        (from, to, 86_400),
+        (from, to, 2 * 86_400),
+        (day0, day0 + 2 * 86_400, 3_600),
+        (from, to, 2_700),
+        (BASE, BASE + 86_400, 60),
+        (from, to, 420),
+        (from + 1_000, to, 7 * 86_400),
+        (all.0, all.1, step_for_points(all.1 - all.0, 600)),
+    ]
+}
+
+/// Two records on either side of a UTC midnight (every bucket boundary of the charts above),
+/// with every channel.
+fn at_midnight() -> [TelemetryRow; 2] {
+    let midnight = BASE - BASE.rem_euclid(86_400) + 86_400;
+    let row = |seq: u32, time: i64, v: i32| TelemetryRow {
+        device_id: 1,
+        boot: 9,
+        seq,
+        time,
+        channels: 0b1_1111,
+        values: [
+            v,
+            5_000_000 + v,
+            2_600 + v / 100,
+            1_900 - v / 100,
+            v.rem_euclid(4),
+            0,
+            0,
+            0,
+        ],
+    };
+    // Beyond every power reading of `history`, so each shows as its bucket's extreme.
+    [row(1, midnight - 1, 30_000), row(2, midnight, -30_000)]
+}
+
+fn check_charts_against_records(db: &dyn Storage, stored: &[TelemetryRow]) {
+    for (from, to, step) in charts() {
+        let expected = buckets_from_records(stored, from, to, step);
+        assert!(!expected.is_empty(), "{from}..{to} by {step}: no bucket");
+        assert_eq!(
+            db.telemetry_buckets(1, from, to, step).unwrap(),
+            expected,
+            "{from}..{to} by {step}"
+        );
+    }
+}
+
+/// Chart buckets read from the rollups (or partly from records) equal those computed from the
+/// raw records, after shuffled batches, retransmissions (one of them of a record at a bucket
+/// boundary) and records on both sides of that boundary.
+pub(crate) fn chart_rollups_follow_raw_records(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    store_shuffled_with_retransmissions(db, &history());
+    let [before, after] = at_midnight();
+    assert_eq!(db.insert_telemetry(&[after, before]).unwrap(), 2);
+    let again = TelemetryRow {
+        time: after.time - 1, // stamped by another server a second earlier: another bucket
+        ..after
+    };
+    assert_eq!(db.insert_telemetry(&[again]).unwrap(), 0, "retransmission");
+    let stored = all_records(db);
+    // The data exercises what it should: relay shares between 0 and 1, records without air.
+    let day = buckets_from_records(&stored, BASE, BASE + 86_400, 86_400);
+    assert!(day
+        .iter()
+        .any(|b| b.pump_on.is_some_and(|p| p > 0.0 && p < 1.0)));
+    assert!(day.iter().any(|b| b.air_cc.is_some()));
+    assert!(stored.iter().any(|r| r.get(channel::AIR_TEMP_CC).is_none()));
+    check_charts_against_records(db, &stored);
+    // A bucket boundary: the day after midnight starts with the record stamped at midnight.
+    let midnight = after.time;
+    let b = db
+        .telemetry_buckets(1, midnight - 86_400, midnight + 86_400, 86_400)
+        .unwrap();
+    let power = |start: i64| {
+        b.iter()
+            .find(|b| b.start == start)
+            .and_then(|b| b.power_range)
+    };
+    assert_eq!(power(midnight).map(|r| r.0), Some(-30_000.0));
+    assert_eq!(power(midnight - 86_400).map(|r| r.1), Some(30_000.0));
+    assert!(db
+        .telemetry_buckets(2, BASE, BASE + 86_400, 86_400)
+        .unwrap()
+        .is_empty());
+}
+
+/// A database of schema version 8 (15-minute energy rollups, no chart figures, no daily table)
+/// holding records: `downgrade` turns the database into that and reopens it, which migrates.
+/// The charts are those of the raw records, and the rollups keep following new records.
+pub(crate) fn chart_rollups_backfilled_by_migration(
+    db: &dyn Storage,
+    downgrade: impl FnOnce() -> Box<dyn Storage>,
+) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let rows = history();
+    let (old, new) = rows.split_at(2_000);
+    let mut stored = store_shuffled_with_retransmissions(db, old);
+    let midnight = at_midnight();
+    assert_eq!(db.insert_telemetry(&midnight).unwrap(), 2);
+    stored.extend(midnight);
+    stored.sort_by_key(|r| (r.time, r.boot, r.seq));
+    let migrated = downgrade();
+    check_charts_against_records(&*migrated, &stored);
+    check_against_records(&*migrated, &stored);
+    assert_eq!(migrated.insert_telemetry(new).unwrap(), new.len() as u64);
+    let all = all_records(&*migrated);
+    check_charts_against_records(&*migrated, &all);
+    check_against_records(&*migrated, &all);
+}
+
+/// The SQL turning a database of the current schema into one of version 8 (the rollups of that
+/// version rebuilt from the records by its own migration), in `dialect`, without the version
+/// bump (each backend records versions its own way).
+pub(crate) fn to_version_8(dialect: crate::storage::schema::Dialect) -> String {
+    use crate::storage::schema::{render, MIGRATIONS};
+    let v8 = MIGRATIONS.iter().find(|m| m.0 == 8).unwrap().1;
+    format!(
+        "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;\n         DROP TABLE telemetry_rollup; {}",
+        render(v8, dialect)
+    )
 }
