@@ -122,8 +122,9 @@ async fn merge_rollups(tx: &tokio_postgres::Transaction<'_>, new: &[TelemetryRow
         if rollups.is_empty() {
             continue;
         }
-        let mut columns: Vec<Vec<Option<i64>>> =
-            vec![Vec::with_capacity(rollups.len()); COLUMN_COUNT];
+        let mut columns: Vec<Vec<Option<i64>>> = (0..COLUMN_COUNT)
+            .map(|_| Vec::with_capacity(rollups.len()))
+            .collect();
         for u in &rollups {
             for (col, v) in columns.iter_mut().zip(u.values()) {
                 col.push(v);

@@ -49,16 +49,16 @@ fn history() -> Vec<TelemetryRow> {
             values[usize::from(channel::POWER_W)] = rng.next(4_000) as i32 - 200;
         }
         channels |= 1 << channel::WATER_TEMP_CC;
-        values[usize::from(channel::WATER_TEMP_CC)] = 2_500 + (n % 11) as i32 * 7;
+        values[usize::from(channel::WATER_TEMP_CC)] = 2_500 + (n % 11) * 7;
         // Not from `rng`: the energy and power readings stay those the energy checks were
         // written for.
         if n % 7 != 0 {
             channels |= 1 << channel::AIR_TEMP_CC;
-            values[usize::from(channel::AIR_TEMP_CC)] = -300 + (n * 37 % 2_000) as i32;
+            values[usize::from(channel::AIR_TEMP_CC)] = -300 + (n * 37 % 2_000);
         }
         if n % 5 != 0 {
             channels |= 1 << channel::RELAYS;
-            values[usize::from(channel::RELAYS)] = (n / 3 % 4) as i32;
+            values[usize::from(channel::RELAYS)] = n / 3 % 4;
         }
         rows.push(TelemetryRow {
             device_id: 1,
