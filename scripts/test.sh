@@ -13,6 +13,8 @@ scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check
+# The fuzz crate is a workspace of its own (cargo-fuzz), so it is checked by name.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings

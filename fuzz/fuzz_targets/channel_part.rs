@@ -127,7 +127,9 @@ fuzz_target!(|data: &[u8]| {
             }
             p.log_record((now / 1000) as u32);
             let mut out = [0u8; 1100];
-            if let Some((n, _, _)) = p.wide_log().write(0, u32::MAX, (now / 1000) as u32, &mut out)
+            if let Some((n, _, _)) =
+                p.wide_log()
+                    .write(None, 0, u32::MAX, (now / 1000) as u32, &mut out)
             {
                 assert!(matches!(
                     ChannelMessage::parse(&out[..n]),
@@ -144,7 +146,11 @@ fuzz_target!(|data: &[u8]| {
             let bytes = pieces.concat();
             let count = p.channel_count();
             let mut again = part();
-            let slots: [&[u8]; 2] = if slot == 0 { [&bytes, &[]] } else { [&[], &bytes] };
+            let slots: [&[u8]; 2] = if slot == 0 {
+                [&bytes, &[]]
+            } else {
+                [&[], &bytes]
+            };
             assert!(again.restore(slots, 5, 0));
             assert_eq!(again.channel_count(), count);
         }

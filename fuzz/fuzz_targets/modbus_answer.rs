@@ -41,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let read = ModbusRead {
         bus: 0,
         slave: 1,
-        function: if pick & 1 == 0 { Function::Holding } else { Function::Input },
+        function: if pick & 1 == 0 {
+            Function::Holding
+        } else {
+            Function::Input
+        },
         register: 100,
         data_type: DataType::from_code((pick >> 1) % 5),
         word_order: if (pick >> 1) % 5 >= 2 && pick & 0x80 != 0 {
@@ -83,5 +87,9 @@ fuzz_target!(|data: &[u8]| {
     let want = complete
         .and_then(|len| modbus::decode(&read, &answer[..len]).ok())
         .and_then(|raw| Conversion::IDENTITY.apply(raw));
-    assert_eq!(c.value(0), want, "a failed read is no value, a good one its value");
+    assert_eq!(
+        c.value(0),
+        want,
+        "a failed read is no value, a good one its value"
+    );
 });

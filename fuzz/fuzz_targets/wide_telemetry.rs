@@ -19,9 +19,15 @@ fuzz_target!(|data: &[u8]| {
     let mut w = WideWriter::new(&mut buf, t.first_seq(), t.channels(), now).expect("header");
     for r in &records {
         let values: Vec<Option<i32>> = (0..MAX_CHANNELS).map(|c| r.get(c)).collect();
-        assert!(w.push(now - r.age_s, &values), "a decoded record re-encodes");
+        assert!(
+            w.push(now - r.age_s, &values),
+            "a decoded record re-encodes"
+        );
     }
     let n = w.len();
-    let again: Vec<_> = WideTelemetry::parse(&buf[..n]).expect("re-encoded").records().collect();
+    let again: Vec<_> = WideTelemetry::parse(&buf[..n])
+        .expect("re-encoded")
+        .records()
+        .collect();
     assert_eq!(again, records);
 });
