@@ -49,6 +49,7 @@ mod telemetry;
 pub mod testing;
 mod users;
 mod web_sessions;
+mod wide;
 
 use super::{u32_col, Error, Result, Storage};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -382,6 +383,7 @@ impl Storage for Postgres {
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
         self.run(move |s| async move {
             partitions::maintain(&s, now, retention_days).await?;
+            wide::expire(&s).await?;
             Ok(())
         })
     }
