@@ -98,6 +98,7 @@ pub struct Metrics {
     channel_capabilities: AtomicU64,
     wide_batches: AtomicU64,
     wide_records: AtomicU64,
+    wide_records_stored: AtomicU64,
     fault_reports: AtomicU64,
     fault_entries: AtomicU64,
     chunk_acks: AtomicU64,
@@ -208,10 +209,15 @@ impl Metrics {
         self.channel_capabilities.load(Ordering::Relaxed)
     }
 
-    /// A WideTelemetry batch of `records` records arrived (counted, not stored).
+    /// A WideTelemetry batch of `records` records arrived (to be stored).
     pub fn wide_telemetry(&self, records: u64) {
         inc(&self.wide_batches);
         self.wide_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// `n` wide records were newly stored (retransmissions of stored ones not counted).
+    pub fn wide_records_stored(&self, n: u64) {
+        self.wide_records_stored.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A ChannelFaults report of `entries` channels arrived.
@@ -236,7 +242,7 @@ impl Metrics {
         self.backlog_records.fetch_add(records, Ordering::Relaxed);
     }
 
-    /// A Backlog in WideTelemetry's layout arrived (counted, not stored, like WideTelemetry).
+    /// A Backlog of `records` records in WideTelemetry's layout arrived (to be stored).
     pub fn backlog_wide(&self, records: u64) {
         inc(&self.backlog_wide_batches);
         self.backlog_records.fetch_add(records, Ordering::Relaxed);
@@ -324,13 +330,18 @@ impl Metrics {
         );
         counter(
             "tek_wide_telemetry_batches_total",
-            "WideTelemetry batches received; counted, not stored or acknowledged (PROTOCOL.md 17.5).",
+            "WideTelemetry batches received (PROTOCOL.md 17.5), stored and acknowledged.",
             load(&self.wide_batches),
         );
         counter(
             "tek_wide_telemetry_records_total",
             "Records in the WideTelemetry batches received.",
             load(&self.wide_records),
+        );
+        counter(
+            "tek_wide_telemetry_records_stored_total",
+            "Wide records newly stored, of WideTelemetry and of Backlogs in its layout (a retransmission counts once).",
+            load(&self.wide_records_stored),
         );
         counter(
             "tek_channel_fault_reports_total",
@@ -359,7 +370,7 @@ impl Metrics {
         );
         counter(
             "tek_backlog_wide_batches_total",
-            "Backlog batches received in WideTelemetry's layout; counted, not stored or acknowledged (PROTOCOL.md 17.5).",
+            "Backlog batches received in WideTelemetry's layout: records of earlier boots (PROTOCOL.md 18.2).",
             load(&self.backlog_wide_batches),
         );
         counter(

@@ -1,13 +1,13 @@
 //! What the ingest path (`udp/`) hands the writer task (`writer.rs`) to store durably: one
 //! [`WriteJob`] per datagram's worth of writes.
 
-use crate::storage::TelemetryRow;
+use crate::storage::{TelemetryRow, WideRow};
 use tek_proto::message::{CommandResult, ConfigResult, Status};
 
 /// How a stored telemetry batch is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Acknowledge {
-    /// Ack (0x81): records of the session's own boot (Telemetry 0x01).
+    /// Ack (0x81): records of the session's own boot (Telemetry 0x01, WideTelemetry 0x07).
     Ack,
     /// BacklogAck (0x87) naming `boot`: records of an earlier boot (Backlog 0x0A, PROTOCOL.md
     /// 18). `estimated`: their times are estimated, so the boot is noted
@@ -26,6 +26,15 @@ pub(crate) enum WriteJob {
         through_seq: u32,
         ack: Acknowledge,
         rows: Vec<TelemetryRow>,
+    },
+    /// A wide telemetry batch (WideTelemetry 0x07, or a Backlog in its layout, PROTOCOL.md
+    /// 17.5, 18), acknowledged like [`WriteJob::Telemetry`] once stored.
+    WideTelemetry {
+        device_id: u32,
+        session_id: u32,
+        through_seq: u32,
+        ack: Acknowledge,
+        rows: Vec<WideRow>,
     },
     /// A status report.
     Status {
@@ -61,6 +70,7 @@ impl WriteJob {
     pub(crate) fn records(&self) -> usize {
         match self {
             WriteJob::Telemetry { rows, .. } => rows.len(),
+            WriteJob::WideTelemetry { rows, .. } => rows.len(),
             _ => 1,
         }
     }

@@ -7,7 +7,9 @@
 //! PROTOCOL.md 18) share the transaction and are answered with BacklogAck instead; those with
 //! estimated times have their boot noted first (`BacklogStore::note_estimated_boots`), and are
 //! answered only once that is stored too. On shutdown the queue is drained and committed before
-//! the task ends.
+//! the task ends. Wide telemetry (PROTOCOL.md 17.5, and Backlogs in its layout) is committed by
+//! the same batch in a transaction of its own (`WideStore::insert_wide`) and acknowledged the
+//! same way once that commit returned.
 
 use crate::storage::Storage;
 use crate::udp::Ingest;
@@ -81,7 +83,7 @@ enum Outcome {
 
 fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
     let r = match job {
-        WriteJob::Telemetry { .. } => return Outcome::Nothing,
+        WriteJob::Telemetry { .. } | WriteJob::WideTelemetry { .. } => return Outcome::Nothing,
         WriteJob::Status {
             device_id,
             status,
@@ -151,14 +153,18 @@ fn audit_rollback(storage: &dyn Storage, device_id: u32, version: u32, at: i64) 
     }
 }
 
+/// An acknowledgement owed once a batch's records are stored: device, session, through seq, kind.
+type OwedAck = (u32, u32, u32, Acknowledge);
+
 async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     if batch.is_empty() {
         return;
     }
     let mut rows = Vec::new();
-    let mut acks = Vec::new();
+    let mut acks: Vec<OwedAck> = Vec::new();
+    let mut wide_rows = Vec::new();
+    let mut wide_acks: Vec<OwedAck> = Vec::new();
     let mut others = Vec::new();
-    let mut estimated = Vec::new();
     for job in batch {
         match job {
             WriteJob::Telemetry {
@@ -168,15 +174,18 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
                 ack,
                 rows: r,
             } => {
-                if let Acknowledge::Backlog {
-                    boot,
-                    estimated: true,
-                } = ack
-                {
-                    estimated.push((device_id, boot));
-                }
                 rows.extend(r);
                 acks.push((device_id, session_id, through_seq, ack));
+            }
+            WriteJob::WideTelemetry {
+                device_id,
+                session_id,
+                through_seq,
+                ack,
+                rows: r,
+            } => {
+                wide_rows.extend(r);
+                wide_acks.push((device_id, session_id, through_seq, ack));
             }
             other => others.push(other),
         }
@@ -187,19 +196,39 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     } else {
         Vec::new()
     };
+    // Boots to note as estimated: those of the batches whose records were committed.
+    let estimated = |acks: &[OwedAck]| -> Vec<(u32, u32)> {
+        acks.iter()
+            .filter_map(|&(device_id, _, _, ack)| match ack {
+                Acknowledge::Backlog {
+                    boot,
+                    estimated: true,
+                } => Some((device_id, boot)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut to_note = estimated(&acks);
+    let wide_estimated = estimated(&wide_acks);
     let storage = ingest.storage.clone();
     let done = tokio::task::spawn_blocking(move || {
         let telemetry = storage.insert_telemetry_new(&rows);
+        // Its own transaction: an Ack says the batch's records are durable, which each of the
+        // two commits establishes for its own batches.
+        let wide = storage.insert_wide(&wide_rows);
         // Only over committed records: the note counts what is stored.
-        let noted = match &telemetry {
-            Ok(_) => storage.note_estimated_boots(&estimated),
-            Err(_) => Ok(()),
-        };
+        if telemetry.is_err() {
+            to_note.clear();
+        }
+        if wide.is_ok() {
+            to_note.extend(wide_estimated);
+        }
+        let noted = storage.note_estimated_boots(&to_note);
         let outcomes: Vec<Outcome> = others.iter().map(|j| apply(&*storage, j)).collect();
-        (telemetry, noted, others, outcomes)
+        (telemetry, wide, noted, others, outcomes)
     })
     .await;
-    let (telemetry, noted, others, outcomes) = match done {
+    let (telemetry, wide, noted, others, outcomes) = match done {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(%e, "write task failed");
@@ -207,30 +236,33 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             return;
         }
     };
+    if let Err(e) = &noted {
+        // Stored, but not marked estimated: no BacklogAck for those batches, so the device
+        // sends them again and the note is made then (it is recomputed from the stored
+        // records, so nothing is counted twice).
+        ingest.metrics.storage_error();
+        tracing::warn!(%e, "estimated boots not noted");
+    }
+    // Committed: now, and only now, acknowledge.
+    let acknowledge = |acks: Vec<OwedAck>| {
+        for (device_id, session_id, through_seq, ack) in acks {
+            let estimated = matches!(
+                ack,
+                Acknowledge::Backlog {
+                    estimated: true,
+                    ..
+                }
+            );
+            if !estimated || noted.is_ok() {
+                send_ack(ingest, device_id, session_id, through_seq, ack);
+            }
+        }
+    };
     match telemetry {
         Ok(new) => {
             ingest.metrics.records_stored(new.len() as u64);
             ingest.metrics.write_batch();
-            if let Err(e) = &noted {
-                // Stored, but not marked estimated: no BacklogAck for those batches, so the
-                // device sends them again and the note is made then (it is recomputed from
-                // the stored records, so nothing is counted twice).
-                ingest.metrics.storage_error();
-                tracing::warn!(%e, "estimated boots not noted");
-            }
-            // Committed: now, and only now, acknowledge.
-            for (device_id, session_id, through_seq, ack) in acks {
-                let estimated = matches!(
-                    ack,
-                    Acknowledge::Backlog {
-                        estimated: true,
-                        ..
-                    }
-                );
-                if !estimated || noted.is_ok() {
-                    send_ack(ingest, device_id, session_id, through_seq, ack);
-                }
-            }
+            acknowledge(acks);
             ingest.alarms.telemetry(&alarm_rows);
             // Only what this commit stored: a retransmission stored before (here or by another
             // server of the fleet) was published then.
@@ -240,6 +272,16 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             // No Ack: the devices keep the records and retransmit them.
             ingest.metrics.storage_error();
             tracing::warn!(%e, batches = acks.len(), "telemetry commit failed");
+        }
+    }
+    match wide {
+        Ok(new) => {
+            ingest.metrics.wide_records_stored(new);
+            acknowledge(wide_acks);
+        }
+        Err(e) => {
+            ingest.metrics.storage_error();
+            tracing::warn!(%e, batches = wide_acks.len(), "wide telemetry commit failed");
         }
     }
     for (job, o) in others.iter().zip(outcomes) {

@@ -2,7 +2,8 @@
 //! that states the backlog bit in Capabilities is answered with Accepts; a Backlog of an earlier
 //! boot is stored under that boot, durably, once, and answered with BacklogAck (again for a
 //! retransmission); one of the session's own boot, a later one or boot 0 is dropped as `range`;
-//! estimated times are noted per boot; wide-layout records are treated as WideTelemetry is.
+//! estimated times are noted per boot; records in WideTelemetry's layout are stored the same way
+//! (under their boot, once, gaps kept) and answered with BacklogAck too.
 
 mod common;
 
@@ -14,7 +15,7 @@ use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::channel::ChannelMessage;
 use tek_proto::message::Message;
 use tek_server::storage::postgres::testing;
-use tek_server::storage::{EstimatedBoot, Storage, TelemetryQuery, TelemetryRow};
+use tek_server::storage::{EstimatedBoot, Storage, TelemetryQuery, TelemetryRow, WideRow};
 
 /// What a device on a plain pool board sends only to say it may hold earlier boots' records
 /// (PROTOCOL.md 18.1: no channel support).
@@ -68,14 +69,17 @@ fn backlog(d: &TestDevice, boot: u32, flags: u8, first: u32, n: u32) -> Vec<u8> 
     m
 }
 
-/// A Backlog of `boot` in WideTelemetry's layout: two records of 16 channels.
-fn wide_backlog(boot: u32) -> Vec<u8> {
+/// A Backlog of `boot` with `flags` in WideTelemetry's layout: two records of 16 channels (ages
+/// 120 and 60 s), channel 3 without a value in the second.
+fn wide_backlog(boot: u32, flags: u8) -> Vec<u8> {
     let set = (0..16).fold(ChannelSet(0), |s, c| s.with(c));
     let mut buf = vec![0u8; 512];
-    let at = backlog::write_header(&mut buf, boot, backlog::WIDE).unwrap();
+    let at = backlog::write_header(&mut buf, boot, backlog::WIDE | flags).unwrap();
     let mut w = WideWriter::new(&mut buf[at..], 0, set, 1000).unwrap();
     assert!(w.push(880, &[Some(2650); 16]));
-    assert!(w.push(940, &[Some(2651); 16]));
+    let mut second = [Some(2651); 16];
+    second[3] = None;
+    assert!(w.push(940, &second));
     let n = at + w.len();
     buf.truncate(n);
     buf
@@ -88,6 +92,16 @@ async fn send_bytes(d: &mut TestDevice, body: &[u8]) {
 
 fn records(db: &dyn Storage, id: u32) -> Vec<TelemetryRow> {
     db.telemetry(&TelemetryQuery {
+        device_id: id,
+        from: 0,
+        to: i64::MAX,
+        limit: 1000,
+    })
+    .unwrap()
+}
+
+fn wide_records(db: &dyn Storage, id: u32) -> Vec<WideRow> {
+    db.wide_records(&TelemetryQuery {
         device_id: id,
         from: 0,
         to: i64::MAX,
@@ -329,42 +343,106 @@ async fn estimated_times_are_noted_per_boot(h: Harness) {
 }
 
 #[tokio::test]
-async fn a_wide_backlog_is_treated_as_wide_telemetry_counted_not_stored() {
-    let h = start(|_| {}).await;
+async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged_sqlite() {
+    a_wide_backlog_is_stored_under_its_boot_and_acknowledged(start(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged_postgres() {
+    if let Some(h) = start_postgres().await {
+        a_wide_backlog_is_stored_under_its_boot_and_acknowledged(h).await;
+    }
+}
+
+async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged(h: Harness) {
     let db = h.storage();
     let mut d = h.device(5).await;
-    d.boot = 2;
+    d.boot = 3;
     d.handshake().await;
     send_bytes(&mut d, &caps(BACKLOG_ONLY)).await;
     assert!(recv_answer(&mut d, WAIT).await.is_some());
-    // Its layout parses (the flag selects it), and a BacklogAck would say it was stored,
-    // which this server cannot do for channels beyond the five pool ones (17.5).
-    send_bytes(&mut d, &wide_backlog(1)).await;
-    assert_eq!(recv_answer(&mut d, QUIET).await, None);
-    assert!(
-        eventually(WAIT, async || h
-            .metric("tek_backlog_wide_batches_total")
-            .await
-            == 1.0)
-        .await
+    let before = tek_server::clock::unix_now();
+    send_bytes(&mut d, &wide_backlog(1, 0)).await;
+    assert_eq!(
+        recv_answer(&mut d, WAIT).await,
+        Some(Answer::BacklogAck {
+            boot: 1,
+            through_seq: 1
+        })
     );
-    assert_eq!(h.metric("tek_backlog_records_total").await, 2.0);
+    let after = tek_server::clock::unix_now();
+    // Acknowledged means stored: under boot 1, stamped arrival - age, the gap kept.
+    let rows = wide_records(&*db, 5);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.boot == 1), "{rows:?}");
+    assert!(
+        (before - 60..=after - 60).contains(&rows[1].time),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].time, rows[1].time - 60);
+    assert_eq!(rows[0].values.get(3), Some(2650));
+    assert_eq!(rows[1].values.get(3), None);
+    assert_eq!(rows[1].values.get(4), Some(2651));
+    // Sent again (its BacklogAck was lost): stored once, acknowledged again.
+    send_bytes(&mut d, &wide_backlog(1, 0)).await;
+    assert_eq!(
+        recv_answer(&mut d, WAIT).await,
+        Some(Answer::BacklogAck {
+            boot: 1,
+            through_seq: 1
+        })
+    );
+    assert_eq!(db.wide_count(5).unwrap(), 2);
+    assert_eq!(
+        h.metric("tek_wide_telemetry_records_stored_total").await,
+        2.0
+    );
+    assert_eq!(h.metric("tek_backlog_wide_batches_total").await, 2.0);
+    assert_eq!(h.metric("tek_backlog_records_total").await, 4.0);
+    assert_eq!(h.metric("tek_backlog_acks_sent_total").await, 2.0);
     assert_eq!(db.telemetry_count(5).unwrap(), 0);
+    assert_eq!(db.estimated_boots(5, 10).unwrap(), vec![], "exact times");
+
+    // Estimated times: the boot is noted before the BacklogAck, its wide records counted.
+    send_bytes(&mut d, &wide_backlog(2, backlog::ESTIMATED)).await;
+    assert_eq!(
+        recv_answer(&mut d, WAIT).await,
+        Some(Answer::BacklogAck {
+            boot: 2,
+            through_seq: 1
+        })
+    );
+    let boot2: Vec<WideRow> = wide_records(&*db, 5)
+        .into_iter()
+        .filter(|r| r.boot == 2)
+        .collect();
+    assert_eq!(boot2.len(), 2);
+    assert_eq!(
+        db.estimated_boots(5, 10).unwrap(),
+        vec![EstimatedBoot {
+            boot: 2,
+            records: 2,
+            first: boot2[0].time,
+            last: boot2[1].time,
+        }]
+    );
+
     // A wide one of the session's boot is range like any other; a malformed one malformed.
-    send_bytes(&mut d, &wide_backlog(2)).await;
+    send_bytes(&mut d, &wide_backlog(3, 0)).await;
     assert!(eventually(WAIT, async || h.drops("range").await == 1.0).await);
-    let mut bad = wide_backlog(1);
+    let mut bad = wide_backlog(1, 0);
     bad.push(0);
     send_bytes(&mut d, &bad).await;
     assert!(eventually(WAIT, async || h.drops("malformed").await == 1.0).await);
+    assert_eq!(db.wide_count(5).unwrap(), 4);
     // The session stays, and the Telemetry layout is stored as before.
-    let b = backlog(&d, 1, 0, 0, 1);
+    let b = backlog(&d, 1, 0, 2, 1);
     send_bytes(&mut d, &b).await;
     assert_eq!(
         recv_answer(&mut d, WAIT).await,
         Some(Answer::BacklogAck {
             boot: 1,
-            through_seq: 0
+            through_seq: 2
         })
     );
     assert_eq!(db.telemetry_count(5).unwrap(), 1);

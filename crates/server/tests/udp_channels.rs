@@ -1,17 +1,21 @@
 //! The channel extension (PROTOCOL.md 17) at the server, over real UDP on 127.0.0.1: a device
-//! states its Capabilities and the server records them; wide telemetry and channel faults are
-//! accepted and counted without costing the session; a device of today (no Capabilities) is
-//! never cleared for a split configuration and keeps working as before.
+//! states its Capabilities and the server records them; wide telemetry is stored (once, whatever
+//! the retransmissions, a missing value kept as no value) and acknowledged with Ack; channel
+//! faults are counted without costing the session; a device of today (no Capabilities) is never
+//! cleared for a split configuration and keeps working as before.
 
 mod common;
 
 use common::*;
+use std::sync::Arc;
 use tek_proto::channel::faults::{ChannelFaults, Fault, FaultEntry};
 use tek_proto::channel::split::{feature, Capabilities, ConfigChunk};
 use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::channel::{code, ChannelMessage};
 use tek_proto::crypto::Key;
 use tek_proto::message::Message;
+use tek_server::storage::postgres::testing;
+use tek_server::storage::{Storage, TelemetryQuery, WideRow};
 
 const CAPS: Capabilities = Capabilities {
     features: feature::SPLIT_CONFIG | feature::WIDE_TELEMETRY | feature::EXPRESSIONS,
@@ -82,8 +86,143 @@ async fn capabilities_are_recorded_per_session_and_gate_split_configurations() {
     h.server.shutdown().await;
 }
 
+/// A WideTelemetry batch of records `first..first + n` of the channels `set`, 60 s apart, the
+/// newest 60 s old; channel `ch` of record `seq` has the value `seq * 1000 + ch`, except
+/// channel 11 of odd records, which has none.
+fn wide_batch(first_seq: u32, n: u32, set: ChannelSet) -> Vec<u8> {
+    let mut buf = vec![0u8; 1002];
+    buf[0] = code::WIDE_TELEMETRY;
+    let now = 100_000;
+    let mut w = WideWriter::new(&mut buf[1..], first_seq, set, now).unwrap();
+    for i in 0..n {
+        let seq = first_seq + i;
+        let values: Vec<Option<i32>> = (0..128)
+            .map(|ch| (ch != 11 || seq % 2 == 0).then_some(seq as i32 * 1000 + ch))
+            .collect();
+        assert!(w.push(now - 60 * (n - i), &values));
+    }
+    let n = 1 + w.len();
+    buf.truncate(n);
+    buf
+}
+
+fn wide_records(db: &dyn Storage, id: u32) -> Vec<WideRow> {
+    db.wide_records(&TelemetryQuery {
+        device_id: id,
+        from: 0,
+        to: i64::MAX,
+        limit: 1000,
+    })
+    .unwrap()
+}
+
+/// A harness on a fresh PostgreSQL database (storage::postgres::testing); `None` without
+/// PostgreSQL binaries, except in CI where that fails.
+async fn start_postgres() -> Option<Harness> {
+    let db = testing::database()?;
+    let storage: Arc<dyn Storage> = db.db.into_arc();
+    Some(start_with_storage(|_| {}, storage).await)
+}
+
 #[tokio::test]
-async fn wide_telemetry_and_faults_are_counted_and_the_session_stays() {
+async fn wide_telemetry_is_stored_once_and_acknowledged_sqlite() {
+    wide_telemetry_is_stored_once_and_acknowledged(start(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_telemetry_is_stored_once_and_acknowledged_postgres() {
+    if let Some(h) = start_postgres().await {
+        wide_telemetry_is_stored_once_and_acknowledged(h).await;
+    }
+}
+
+async fn wide_telemetry_is_stored_once_and_acknowledged(h: Harness) {
+    let db = h.storage();
+    let mut d = h.device(3).await;
+    d.boot = 4;
+    d.handshake().await;
+    // The device says which configuration it runs: kept with each record.
+    d.send(&Message::Keepalive {
+        reply_wanted: true,
+        config_version: 6,
+    })
+    .await;
+    assert_eq!(d.recv(WAIT).await, Some(Got::Pong));
+
+    let sixteen = (0..16).fold(ChannelSet(0), |s, c| s.with(c));
+    let before = tek_server::clock::unix_now();
+    let bytes = d.seal_bytes(&wide_batch(0, 3, sixteen));
+    d.send_raw(&bytes).await;
+    assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 2 }));
+    let after = tek_server::clock::unix_now();
+    // Acknowledged means stored: under the session's boot, stamped arrival - age.
+    let rows = wide_records(&*db, 3);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r.boot == 4 && r.config_version == Some(6)));
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(
+        (before - 60..=after - 60).contains(&rows[2].time),
+        "{rows:?}"
+    );
+    assert_eq!(rows[1].time, rows[2].time - 60);
+    // The missing value is no value, never 0; the others are all there.
+    assert_eq!(rows[1].values.get(11), None);
+    assert_eq!(rows[1].values.channels().len(), 15);
+    assert_eq!(rows[2].values.get(11), Some(2011));
+    assert_eq!(rows[0].values.get(15), Some(15));
+    let q = TelemetryQuery {
+        device_id: 3,
+        from: 0,
+        to: i64::MAX,
+        limit: 100,
+    };
+    let eleven: Vec<i32> = db
+        .wide_series(&q, 11)
+        .unwrap()
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(eleven, [11, 2011]);
+
+    // Sent again (its Ack was lost): stored once, acknowledged again.
+    let bytes = d.seal_bytes(&wide_batch(0, 3, sixteen));
+    d.send_raw(&bytes).await;
+    assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 2 }));
+    assert_eq!(db.wide_count(3).unwrap(), 3);
+    assert_eq!(
+        h.metric("tek_wide_telemetry_records_stored_total").await,
+        3.0
+    );
+    assert_eq!(h.metric("tek_wide_telemetry_batches_total").await, 2.0);
+    assert_eq!(h.metric("tek_acks_sent_total").await, 2.0);
+
+    // The next batch, of another channel set (a sparse one, up to channel 127).
+    let sparse = ChannelSet(0).with(0).with(11).with(64).with(127);
+    let bytes = d.seal_bytes(&wide_batch(3, 2, sparse));
+    d.send_raw(&bytes).await;
+    assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 4 }));
+    // (Read in time order, where the new batch's older record lies among the first batch's.)
+    let mut rows = wide_records(&*db, 3);
+    rows.sort_by_key(|r| r.seq);
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        rows[3].values.channels(),
+        ChannelSet(0).with(0).with(64).with(127)
+    );
+    assert_eq!(rows[4].values.get(127), Some(4127));
+    assert_eq!(rows[4].values.get(1), None);
+    assert_eq!(
+        db.telemetry_count(3).unwrap(),
+        0,
+        "nothing in the narrow table"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wide_telemetry_and_faults_are_taken_and_the_session_stays() {
     let h = start(|_| {}).await;
     let mut d = h.device(2).await;
     d.handshake().await;
@@ -92,15 +231,9 @@ async fn wide_telemetry_and_faults_are_counted_and_the_session_stays() {
 
     let bytes = d.seal_bytes(&wide_message(0));
     d.send_raw(&bytes).await;
-    // Counted, not acknowledged: nothing is stored, and an Ack would say it was (7.1).
-    assert_eq!(d.recv(QUIET).await, None);
-    assert!(
-        eventually(WAIT, async || h
-            .metric("tek_wide_telemetry_batches_total")
-            .await
-            == 1.0)
-        .await
-    );
+    // Stored, then acknowledged.
+    assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 1 }));
+    assert_eq!(h.metric("tek_wide_telemetry_batches_total").await, 1.0);
     assert_eq!(h.metric("tek_wide_telemetry_records_total").await, 2.0);
 
     let entries = [

@@ -27,12 +27,17 @@ pub struct EstimatedBoot {
 
 /// The statement of [`BacklogStore::note_estimated_boots`] for one boot, the same for both
 /// backends; `param` is the placeholder prefix (`?` SQLite, `$` PostgreSQL). Parameters: device,
-/// boot. A boot without stored records gives no row (nothing to show).
+/// boot. The records of both layouts count (`telemetry` and `telemetry_wide`, [`super::wide`]).
+/// A boot without stored records gives no row (nothing to show).
 pub(super) fn note_sql(param: &str) -> String {
     format!(
         "INSERT INTO backlog_estimated_boots (device_id, boot, records, first_time, last_time)
-         SELECT device_id, boot, COUNT(*), MIN(time), MAX(time) FROM telemetry
-         WHERE device_id = {param}1 AND boot = {param}2
+         SELECT device_id, boot, COUNT(*), MIN(time), MAX(time) FROM (
+             SELECT device_id, boot, time FROM telemetry
+             WHERE device_id = {param}1 AND boot = {param}2
+             UNION ALL
+             SELECT device_id, boot, time FROM telemetry_wide
+             WHERE device_id = {param}1 AND boot = {param}2) AS r
          GROUP BY device_id, boot
          ON CONFLICT (device_id, boot) DO UPDATE SET
            records = excluded.records, first_time = excluded.first_time,

@@ -8,7 +8,7 @@
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
 //! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
 //! destinations, the notification log), [`energy`] (meter intervals, tariffs), [`backlog`] (boots
-//! whose record times are estimated). [`Storage`] is
+//! whose record times are estimated), [`wide`] (records of up to 128 channels, PROTOCOL.md 17.5). [`Storage`] is
 //! the sum of them.
 //!
 //! The rules both backends need (state transitions, validation, row decoding, the schema in
@@ -41,6 +41,7 @@ pub(crate) mod suite;
 pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
+pub mod wide;
 
 pub use alarms::{
     AlarmFilter, AlarmRecord, AlarmStore, DeliveryState, Destination, DestinationKind,
@@ -59,6 +60,7 @@ pub use status::{StatusRecord, StatusStore, TrafficMonth};
 pub use telemetry::{TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore};
 pub use users::{UserRecord, UserStore};
 pub use web_sessions::{TokenRecord, WebSession, WebSessionStore};
+pub use wide::{WideRow, WideStore, WideValues};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,7 @@ pub trait Storage:
     + ScheduleStore
     + EnergyStore
     + BacklogStore
+    + WideStore
     + Send
     + Sync
     + 'static

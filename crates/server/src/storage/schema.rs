@@ -73,6 +73,12 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, ROLLUPS),
     (9, ESTIMATED_BOOTS),
     (10, CHART_ROLLUPS),
+    // PLACEHOLDER for the merger: number 11 belongs to another branch's migration. The runner
+    // itself would take a gap (`pending` applies every version above the database's), but a
+    // database migrated to 12 would then never get 11, and `versions_are_consecutive_from_one`
+    // guards against exactly that. Replace this entry with that branch's migration 11.
+    (11, "SELECT 1;"),
+    (12, WIDE_TELEMETRY),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -350,6 +356,26 @@ CREATE TABLE backlog_estimated_boots (
     last_time  {int} NOT NULL,
     PRIMARY KEY (device_id, boot)
 );
+"#;
+
+/// Migration 12: wide telemetry records (PROTOCOL.md 17.5, 18), one row per record, idempotent on
+/// (device, boot, seq) like `telemetry`, the values packed in two blobs ([`super::wide`]).
+/// PostgreSQL does not partition it, so the primary key alone makes it idempotent (a plain
+/// `ON CONFLICT`, no time window as `telemetry` needs); retention deletes old rows by `time`
+/// instead of dropping partitions (`storage::postgres::wide::expire`).
+const WIDE_TELEMETRY: &str = r#"
+CREATE TABLE telemetry_wide (
+    device_id      {int} NOT NULL,
+    boot           {int} NOT NULL,
+    seq            {int} NOT NULL,
+    time           {int} NOT NULL,
+    config_version {int},              -- the version the device ran per the server; NULL unknown
+    mask           {bytes} NOT NULL,   -- channels with a value: bit j of byte i = channel 8i+j
+    vals           {bytes} NOT NULL,   -- zigzag LEB128 varint per channel of mask, index order
+    PRIMARY KEY (device_id, boot, seq)
+){sqlite: WITHOUT ROWID};
+CREATE INDEX telemetry_wide_by_time ON telemetry_wide (device_id, time);
+{pg:CREATE INDEX telemetry_wide_time_brin ON telemetry_wide USING brin (time);}
 "#;
 
 /// The columns of both rollup tables of migration 10 (between the braces of `CREATE TABLE`).

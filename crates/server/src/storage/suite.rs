@@ -11,9 +11,14 @@ use tek_proto::crypto::Key;
 use tek_proto::message::{Command, CommandResult, Config, ConfigResult, RelayMode, Status};
 
 mod rollups;
+mod wide;
 pub(crate) use rollups::{
     chart_rollups_backfilled_by_migration, chart_rollups_follow_raw_records,
     energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records, to_version_8,
+};
+pub(crate) use wide::{
+    estimated_boots_count_wide_records, wide_records_keep_gaps_and_are_idempotent,
+    wide_series_span_pages,
 };
 
 fn dev(id: u32) -> NewDevice {
@@ -1197,7 +1202,10 @@ macro_rules! suite_tests {
             energy_meter_data_and_tariffs,
             energy_rollups_follow_raw_records,
             estimated_boots_follow_the_stored_records,
-            chart_rollups_follow_raw_records);
+            chart_rollups_follow_raw_records,
+            wide_records_keep_gaps_and_are_idempotent,
+            wide_series_span_pages,
+            estimated_boots_count_wide_records);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };
@@ -1241,14 +1249,15 @@ mod sqlite_backend {
 
     super::suite_tests!(fresh(), second);
 
-    /// Schema version 7 had no rollups (nor estimated boots, 9): drop them, go back to it, reopen (which migrates).
+    /// Schema version 7 had no rollups (nor estimated boots, 9, nor wide records, 12): drop them, go back to it, reopen (which migrates).
     #[test]
     fn energy_rollups_backfilled_by_migration() {
         let db = fresh().unwrap();
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
             c.execute_batch(
-                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
+                "DROP TABLE telemetry_wide; DROP TABLE backlog_estimated_boots;
+                 DROP TABLE telemetry_rollup_day;
                  DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
             )
             .unwrap();
@@ -1282,14 +1291,15 @@ mod postgres_backend {
 
     super::suite_tests!(database(), second);
 
-    /// Schema version 7 had no rollups (nor estimated boots, 9): drop them, go back to it, reconnect (which migrates).
+    /// Schema version 7 had no rollups (nor estimated boots, 9, nor wide records, 12): drop them, go back to it, reconnect (which migrates).
     #[test]
     fn energy_rollups_backfilled_by_migration() {
         let Some(db) = database() else { return };
         super::energy_rollups_backfilled_by_migration(&*db, || {
             crate::storage::postgres::testing::execute(
                 &db.url,
-                "DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
+                "DROP TABLE telemetry_wide; DROP TABLE backlog_estimated_boots;
+                 DROP TABLE telemetry_rollup_day;
                  DROP TABLE telemetry_rollup;
                  DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
             )

@@ -10,9 +10,11 @@
 //!   same transaction, rollups, alarms and MQTT included — and are answered with **BacklogAck**
 //!   (0x87) once committed (`writer.rs`, `send_ack`); with the *estimated* flag the writer also
 //!   notes the boot ([`crate::storage::BacklogStore`]) before that answer. Records in
-//!   WideTelemetry's layout are treated as WideTelemetry is (`udp/channels.rs`): counted, not
-//!   stored, not acknowledged — this server stores only the five pool channels, and a
-//!   BacklogAck says the records are stored (PROTOCOL.md 17.5, 7.1).
+//!   WideTelemetry's layout go the way a WideTelemetry's go (`udp/channels.rs`:
+//!   [`super::dispatch::wide_rows`], [`crate::storage::WideStore`]), under the Backlog's boot,
+//!   and are answered with BacklogAck the same way, the estimated flag included. The
+//!   configuration version kept with them is the one the device reported in the current
+//!   session: a Backlog does not say which one the earlier boot ran.
 //! * Accepts and BacklogAck from a device are of the other direction: `unknown_message`.
 
 use super::sessions::Link;
@@ -58,7 +60,19 @@ impl Ingest {
                     rows: super::dispatch::telemetry_rows(id, b.boot, &t, at),
                 });
             }
-            Records::Wide(w) => self.metrics.backlog_wide(u64::from(w.count())),
+            Records::Wide(w) => {
+                self.metrics.backlog_wide(u64::from(w.count()));
+                jobs.push(WriteJob::WideTelemetry {
+                    device_id: id,
+                    session_id: live.session.session_id(),
+                    through_seq: w.last_seq(),
+                    ack: Acknowledge::Backlog {
+                        boot: b.boot,
+                        estimated: b.estimated,
+                    },
+                    rows: super::dispatch::wide_rows(id, b.boot, link.reported_version, &w, at),
+                });
+            }
         }
         Ok(())
     }

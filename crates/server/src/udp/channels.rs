@@ -9,11 +9,14 @@
 //!   side of channel maps is issue 18), so every device — with or without Capabilities — gets
 //!   Config 0x82 exactly as a version 1 device does.
 //! * **WideTelemetry (0x07)** is decoded (a malformed batch is dropped and counted like any
-//!   malformed message), counted (`tek_wide_telemetry_*` metrics) and **not acknowledged**: an
-//!   Ack says the records are durably stored (7.1), and this server has nowhere to store more
-//!   than the five pool channels. The session is kept (the datagram is authentic and refreshes
-//!   the device's endpoint). A conforming device never sends it to this server anyway: it sends
-//!   wide telemetry only while running a configuration that arrived as ConfigChunks (17.1).
+//!   malformed message), counted (`tek_wide_telemetry_*` metrics) and **stored and
+//!   acknowledged** exactly like Telemetry (PROTOCOL.md 17.5, 10.4): its records become a
+//!   [`WriteJob::WideTelemetry`] ([`super::dispatch::wide_rows`]: stamped `arrival - age`, under
+//!   the session's boot, with the configuration version the device reported in this session, a
+//!   channel without a value left without one), the writer stores them idempotently on (device,
+//!   boot, seq) ([`crate::storage::WideStore`]), and Ack (0x81) follows the commit
+//!   (`writer.rs`). A conforming device sends it only while running a configuration that
+//!   arrived as ConfigChunks (17.1), which this server does not send yet.
 //! * **ChannelFaults (0x09)** and **ChunkAck (0x08)** are decoded and counted.
 //! * A Capabilities with feature bit 4 (`backlog`, PROTOCOL.md 18) is answered with Accepts
 //!   (`udp/backlog.rs`).
@@ -22,6 +25,7 @@
 use super::sessions::{Link, Live};
 use super::Ingest;
 use crate::metrics::DropReason;
+use crate::write_job::{Acknowledge, WriteJob};
 use tek_proto::channel::split::{feature, Assembled, Capabilities};
 use tek_proto::channel::ChannelMessage;
 
@@ -50,11 +54,15 @@ impl Live {
 }
 
 impl Ingest {
-    /// A message of the channel extension in an open session of `link`.
+    /// A message of the channel extension in an open session of device `id`'s `link`, arrived
+    /// at `at`; what is to be stored becomes a write job.
     pub(super) fn on_channel_message(
         &self,
+        id: u32,
         link: &mut Link,
         msg: ChannelMessage<'_>,
+        at: i64,
+        jobs: &mut Vec<WriteJob>,
     ) -> Result<(), DropReason> {
         match msg {
             ChannelMessage::Capabilities(c) => {
@@ -69,7 +77,15 @@ impl Ingest {
                 }
             }
             ChannelMessage::WideTelemetry(t) => {
+                let live = link.live.as_ref().ok_or(DropReason::StaleSession)?;
                 self.metrics.wide_telemetry(u64::from(t.count()));
+                jobs.push(WriteJob::WideTelemetry {
+                    device_id: id,
+                    session_id: live.session.session_id(),
+                    through_seq: t.last_seq(),
+                    ack: Acknowledge::Ack,
+                    rows: super::dispatch::wide_rows(id, live.boot, link.reported_version, &t, at),
+                });
             }
             ChannelMessage::ChannelFaults(f) => {
                 self.metrics.channel_faults(f.entries().count() as u64);

@@ -3,12 +3,13 @@
 use super::sessions::Link;
 use super::{unix_now, Ingest};
 use crate::metrics::DropReason;
-use crate::storage::{ConfigState, TelemetryRow};
+use crate::storage::{ConfigState, TelemetryRow, WideRow, WideValues};
 use crate::write_job::{Acknowledge, WriteJob};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tek_proto::backlog::{self, Backlog};
+use tek_proto::channel::wide::WideTelemetry;
 use tek_proto::channel::ChannelMessage;
 use tek_proto::message::{ConfigResult, Message, Telemetry};
 use tek_proto::session::ReceiveError;
@@ -48,6 +49,29 @@ pub(super) fn telemetry_rows(id: u32, boot: u32, t: &Telemetry<'_>, at: i64) -> 
             time: at - i64::from(r.age_s),
             channels: t.channels(),
             values: r.values,
+        })
+        .collect()
+}
+
+/// The rows of a wide telemetry batch of device `id` logged in `boot`, stamped `at - age` like
+/// [`telemetry_rows`]; `config_version` is the version the device reported running in this
+/// session (its channel map says what the channel numbers mean). A channel without a value in a
+/// record gets none in its row (a gap, PROTOCOL.md 17.5).
+pub(super) fn wide_rows(
+    id: u32,
+    boot: u32,
+    config_version: Option<u32>,
+    t: &WideTelemetry<'_>,
+    at: i64,
+) -> Vec<WideRow> {
+    t.records()
+        .map(|r| WideRow {
+            device_id: id,
+            boot,
+            seq: r.seq,
+            time: at - i64::from(r.age_s),
+            config_version,
+            values: WideValues::from_fn(r.has_value, |ch| r.get(ch)),
         })
         .collect()
 }
@@ -96,7 +120,9 @@ impl Ingest {
             live.endpoint = src;
             live.last_auth = now;
             match extension {
-                Some(Extension::Channel(m)) => self.on_channel_message(link, m)?,
+                Some(Extension::Channel(m)) => {
+                    self.on_channel_message(id, link, m, unix_now(), &mut jobs)?
+                }
                 Some(Extension::Backlog(b)) => {
                     self.on_backlog(id, link, b, unix_now(), &mut jobs)?
                 }

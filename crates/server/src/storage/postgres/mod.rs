@@ -49,6 +49,7 @@ mod telemetry;
 pub mod testing;
 mod users;
 mod web_sessions;
+mod wide;
 
 use super::{u32_col, Error, Result, Storage};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -382,6 +383,7 @@ impl Storage for Postgres {
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
         self.run(move |s| async move {
             partitions::maintain(&s, now, retention_days).await?;
+            wide::expire(&s).await?;
             Ok(())
         })
     }
@@ -521,6 +523,32 @@ pub(crate) mod tests {
         assert_eq!(db.insert_telemetry(&[row(1, 2, old + 1)]).unwrap(), 0);
         assert!(!names(&db).contains(&"telemetry_20251122".to_string()));
         assert_eq!(db.telemetry_count(1).unwrap(), 1);
+    }
+
+    /// Wide records follow the retention setting too: deleted past the horizon at `maintain`,
+    /// and not stored when already older (but counted as accepted, like telemetry).
+    #[test]
+    fn wide_records_follow_retention() {
+        let Some(db) = prepare() else { return };
+        use crate::storage::{DeviceStore, WideRow, WideStore, WideValues};
+        let day = partitions::DAY;
+        let now = 20_454 * day + 3_600;
+        db.add_devices(&[dev(1)], 0).unwrap();
+        let wide = |seq, time| WideRow {
+            device_id: 1,
+            boot: 1,
+            seq,
+            time,
+            config_version: None,
+            values: WideValues::from_options(&[Some(1), None, Some(3)]),
+        };
+        let old = now - 40 * day;
+        db.maintain(now, 0).unwrap();
+        assert_eq!(db.insert_wide(&[wide(0, old), wide(1, now)]).unwrap(), 2);
+        db.maintain(now, 30).unwrap();
+        assert_eq!(db.wide_count(1).unwrap(), 1);
+        assert_eq!(db.insert_wide(&[wide(2, old + 1)]).unwrap(), 0);
+        assert_eq!(db.wide_count(1).unwrap(), 1);
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod status;
 mod telemetry;
 mod users;
 mod web_sessions;
+mod wide;
 
 use super::{u32_col, Error, Result, Storage};
 use rusqlite::Connection;

@@ -1,0 +1,144 @@
+//! Wide telemetry records in PostgreSQL ([`crate::storage::wide`]). The table is not
+//! partitioned, so its primary key is (device, boot, seq) and a plain `ON CONFLICT DO NOTHING`
+//! makes a retransmission a no-op, whichever server of the fleet stores it (the unique index
+//! serialises concurrent inserts of the same key). One statement per writer batch over column
+//! arrays. Retention ([`expire`], from `maintain`) deletes the records older than the horizon
+//! the telemetry partitions are dropped at, and records already older are not stored (they
+//! still count as accepted, as for telemetry).
+
+use super::{u32_col, Postgres, Shared};
+use crate::storage::telemetry::{page_start, TelemetryKey, TelemetryQuery};
+use crate::storage::wide::{page_sql, WideRow, WideStore, WideValues};
+use crate::storage::Result;
+use std::collections::HashSet;
+use tokio_postgres::Row;
+
+const INSERT: &str = "
+INSERT INTO telemetry_wide (device_id, boot, seq, time, config_version, mask, vals)
+SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                     $6::bytea[], $7::bytea[])
+ON CONFLICT (device_id, boot, seq) DO NOTHING";
+
+fn convert(r: &Row) -> Result<WideRow> {
+    let version: Option<i64> = r.get(4);
+    Ok(WideRow {
+        device_id: u32_col(r.get(0), "device id")?,
+        boot: u32_col(r.get(1), "boot")?,
+        seq: u32_col(r.get(2), "seq")?,
+        time: r.get(3),
+        config_version: version
+            .map(|v| u32_col(v, "configuration version"))
+            .transpose()?,
+        values: WideValues::decode(r.get(5), r.get(6))?,
+    })
+}
+
+/// The batch as column arrays, without rows repeated inside it and without rows older than the
+/// retention horizon `keep_from`.
+#[derive(Default)]
+struct Columns {
+    device_id: Vec<i64>,
+    boot: Vec<i64>,
+    seq: Vec<i64>,
+    time: Vec<i64>,
+    version: Vec<Option<i64>>,
+    mask: Vec<Vec<u8>>,
+    vals: Vec<Vec<u8>>,
+}
+
+fn columns(rows: &[WideRow], keep_from: Option<i64>) -> Columns {
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut c = Columns::default();
+    for r in rows {
+        if keep_from.is_some_and(|k| r.time < k) || !seen.insert((r.device_id, r.boot, r.seq)) {
+            continue;
+        }
+        let (mask, vals) = r.values.encode();
+        c.device_id.push(i64::from(r.device_id));
+        c.boot.push(i64::from(r.boot));
+        c.seq.push(i64::from(r.seq));
+        c.time.push(r.time);
+        c.version.push(r.config_version.map(i64::from));
+        c.mask.push(mask);
+        c.vals.push(vals);
+    }
+    c
+}
+
+/// Deletes the wide records older than the retention horizon, if there is one.
+pub(super) async fn expire(s: &Shared) -> Result<u64> {
+    let Some(keep_from) = s.partitions.keep_from() else {
+        return Ok(0);
+    };
+    let c = s.conn().await?;
+    Ok(
+        c.execute("DELETE FROM telemetry_wide WHERE time < $1", &[&keep_from])
+            .await?,
+    )
+}
+
+impl WideStore for Postgres {
+    fn insert_wide(&self, rows: &[WideRow]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let c = columns(rows, self.shared.partitions.keep_from());
+        if c.device_id.is_empty() {
+            return Ok(0);
+        }
+        self.run(move |s| async move {
+            let conn = s.conn().await?;
+            Ok(conn
+                .execute(
+                    INSERT,
+                    &[
+                        &c.device_id,
+                        &c.boot,
+                        &c.seq,
+                        &c.time,
+                        &c.version,
+                        &c.mask,
+                        &c.vals,
+                    ],
+                )
+                .await?)
+        })
+    }
+
+    fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
+        let q = *q;
+        let (time, boot, seq) = page_start(&q, after);
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let statement = c.prepare_cached(&page_sql("$")).await?;
+            let rows = c
+                .query(
+                    &statement,
+                    &[
+                        &i64::from(q.device_id),
+                        &time,
+                        &boot,
+                        &seq,
+                        &q.to,
+                        &crate::storage::sql_limit(q.limit),
+                    ],
+                )
+                .await?;
+            rows.iter().map(convert).collect()
+        })
+    }
+
+    fn wide_count(&self, device_id: u32) -> Result<u64> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM telemetry_wide WHERE device_id = $1",
+                    &[&i64::from(device_id)],
+                )
+                .await?
+                .get(0);
+            Ok(n.max(0) as u64)
+        })
+    }
+}

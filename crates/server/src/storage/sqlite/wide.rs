@@ -1,0 +1,156 @@
+//! Wide telemetry records in SQLite ([`crate::storage::wide`]): `INSERT OR IGNORE` on the
+//! (device, boot, seq) primary key makes a retransmitted record a no-op, as for telemetry.
+
+use super::{u32_col, Sqlite};
+use crate::storage::telemetry::{page_start, TelemetryKey, TelemetryQuery};
+use crate::storage::wide::{page_sql, WideRow, WideStore, WideValues};
+use crate::storage::Result;
+use rusqlite::params;
+
+impl WideStore for Sqlite {
+    fn insert_wide(&self, rows: &[WideRow]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let mut new = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO telemetry_wide
+                 (device_id, boot, seq, time, config_version, mask, vals)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for r in rows {
+                let (mask, vals) = r.values.encode();
+                new += stmt.execute(params![
+                    r.device_id,
+                    r.boot,
+                    r.seq,
+                    r.time,
+                    r.config_version,
+                    mask,
+                    vals
+                ])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&page_sql("?"))?;
+        let (time, boot, seq) = page_start(q, after);
+        let limit = crate::storage::sql_limit(q.limit);
+        let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let version: Option<i64> = r.get(4)?;
+            let mask: Vec<u8> = r.get(5)?;
+            let vals: Vec<u8> = r.get(6)?;
+            out.push(WideRow {
+                device_id: u32_col(r.get(0)?, "device id")?,
+                boot: u32_col(r.get(1)?, "boot")?,
+                seq: u32_col(r.get(2)?, "seq")?,
+                time: r.get(3)?,
+                config_version: version
+                    .map(|v| u32_col(v, "configuration version"))
+                    .transpose()?,
+                values: WideValues::decode(&mask, &vals)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn wide_count(&self, device_id: u32) -> Result<u64> {
+        let conn = self.reader()?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM telemetry_wide WHERE device_id = ?1",
+            params![device_id],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::TelemetryRow;
+    use crate::storage::TelemetryStore;
+
+    /// Pool-like records: 16 channels (the pool's five, eleven plant-room meters with noise).
+    fn record(seq: u32) -> Vec<Option<i32>> {
+        let s = seq as i32;
+        let noise = |k: i32| (s.wrapping_mul(7919).wrapping_add(k * 31)).rem_euclid(9) - 4;
+        let mut v = vec![
+            Some(1450 + 10 * noise(0)), // power, W
+            Some(1_234_567 + 24 * s),   // energy meter, Wh
+            Some(2650 + noise(1)),      // water, 0.01 degC
+            Some(1830 + 3 * noise(2)),  // air, 0.01 degC
+            Some(3),                    // relays
+        ];
+        v.extend((0..11).map(|k| Some(2300 + 100 * k + noise(k + 3))));
+        v
+    }
+
+    /// Bytes on disk a table grows by per record, measured by the database's page count.
+    fn bytes_per_record(insert: impl Fn(&Sqlite, u32, u32)) -> f64 {
+        const N: u32 = 20_000;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        let pages = |db: &Sqlite| -> i64 {
+            let c = db.writer().unwrap();
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+            let n: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            let free: i64 = c
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .unwrap();
+            let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+            (n - free) * size
+        };
+        let before = pages(&db);
+        for start in (0..N).step_by(500) {
+            insert(&db, start, 500);
+        }
+        (pages(&db) - before) as f64 / f64::from(N)
+    }
+
+    /// Issue 21 wants few bytes per value: a 16-channel wide record, key, time, configuration
+    /// version and time index included, against a narrow record of the five pool channels.
+    #[test]
+    fn a_sixteen_channel_record_costs_few_bytes() {
+        let wide = bytes_per_record(|db, start, n| {
+            let rows: Vec<WideRow> = (start..start + n)
+                .map(|s| WideRow {
+                    device_id: 1,
+                    boot: 1,
+                    seq: s,
+                    time: 1_767_225_600 + 60 * i64::from(s),
+                    config_version: Some(3),
+                    values: WideValues::from_options(&record(s)),
+                })
+                .collect();
+            assert_eq!(db.insert_wide(&rows).unwrap(), u64::from(n));
+        });
+        let narrow = bytes_per_record(|db, start, n| {
+            let rows: Vec<TelemetryRow> = (start..start + n)
+                .map(|s| {
+                    let v = record(s);
+                    TelemetryRow {
+                        device_id: 1,
+                        boot: 1,
+                        seq: s,
+                        time: 1_767_225_600 + 60 * i64::from(s),
+                        channels: 0b1_1111,
+                        values: [0, 1, 2, 3, 4, 5, 6, 7].map(|i| v[i].unwrap_or(0)),
+                    }
+                })
+                .collect();
+            assert_eq!(db.insert_telemetry(&rows).unwrap(), u64::from(n));
+        });
+        eprintln!("bytes per record: wide 16 channels {wide:.1}, narrow 5 channels (+ rollups) {narrow:.1}");
+        assert!(wide < 90.0, "{wide} bytes per 16-channel record");
+    }
+}
