@@ -168,4 +168,25 @@ async fn templates_are_listed_with_their_channels_and_created() {
         assert!(r.body.contains(message), "{b}: {}", r.body);
     }
     assert_eq!(templates(&w, &alice).await.len(), 5);
+
+    // A cookie without its CSRF token changes nothing; the creation was audited.
+    let r = w
+        .send(
+            Method::POST,
+            "/api/templates",
+            &[
+                ("cookie", alice.cookie.as_str()),
+                ("content-type", "application/json"),
+            ],
+            &body("No CSRF", &map, "power", site_a.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(templates(&w, &alice).await.len(), 5);
+    let audit = w.api(Method::GET, "/api/audit", &alice, "").await;
+    assert!(
+        audit.body.contains("template.create") && audit.body.contains("Heat pump meter"),
+        "{}",
+        audit.body
+    );
 }
