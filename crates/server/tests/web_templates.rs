@@ -1,6 +1,7 @@
 //! Channel-map templates over the JSON API (issue 18, docs/API.md "Channel templates"):
 //! `GET /api/templates` lists the built-in templates and the caller's own, each with its
-//! channels; `POST /api/templates` creates one, and refuses a bad one naming the channel and
+//! channels; `GET /api/templates/{id}` shows one with the caller's devices that use it;
+//! `POST /api/templates` creates one, and refuses a bad one naming the channel and
 //! the field, saving nothing.
 
 mod web_common;
@@ -168,6 +169,50 @@ async fn templates_are_listed_with_their_channels_and_created() {
         assert!(r.body.contains(message), "{b}: {}", r.body);
     }
     assert_eq!(templates(&w, &alice).await.len(), 5);
+
+    // One template with the caller's devices that use it: every device starts with the pool
+    // controller's map; Alice sees her site's (1, 2), the admin all four.
+    let pool_id = pool["id"].as_i64().unwrap();
+    let r = w
+        .api(
+            Method::GET,
+            &format!("/api/templates/{pool_id}"),
+            &alice,
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let detail: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(detail["devices"], json!([1, 2]));
+    assert_eq!(detail["name"], "pool controller");
+    assert_eq!(detail["channels"], pool["channels"]);
+    let admin = w.login("admin@example.com").await;
+    let r = w
+        .api(
+            Method::GET,
+            &format!("/api/templates/{pool_id}"),
+            &admin,
+            "",
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap()["devices"],
+        json!([1, 2, 3, 4])
+    );
+    let mine = format!("/api/templates/{}", made["id"]);
+    let r = w.api(Method::GET, &mine, &alice, "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap()["devices"],
+        json!([])
+    );
+    // Another site's template is not found, like one that does not exist.
+    let bob = w.login("bob@example.com").await;
+    assert_eq!(
+        w.api(Method::GET, &mine, &bob, "").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = w.api(Method::GET, "/api/templates/999", &alice, "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // A cookie without its CSRF token changes nothing; the creation was audited.
     let r = w

@@ -1,4 +1,5 @@
-//! Channel-map templates (issue 18) behind every face: who sees which template, creating one
+//! Channel-map templates (issue 18) behind every face: who sees which template and which of
+//! their devices use it, creating one
 //! from user input (checked field by field, then by the protocol's validator in
 //! [`crate::storage::channels::validate`]; an error names the channel and the field, and
 //! nothing is saved), and each template's presentation (unit symbols, resolutions, roles).
@@ -278,6 +279,47 @@ pub async fn list_templates(web: &Web, p: &Principal) -> Result<Vec<TemplateView
         .filter(|t| may_see(t.site_id, admin, &sites))
         .map(TemplateView::of)
         .collect())
+}
+
+/// A template with the devices of the caller whose latest channel registry entry was made from
+/// it (the controllers an edit of it concerns).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateDetail {
+    /// The template.
+    #[serde(flatten)]
+    pub template: TemplateView,
+    /// Device ids, ascending.
+    pub devices: Vec<u32>,
+}
+
+/// Template `id` with its devices that `p` sees; 404 for a template `p` does not see.
+pub async fn template_detail(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+) -> Result<TemplateDetail, WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    let (found, sites, devices) = web
+        .db_call(move |db| {
+            let sites: Vec<i64> = if admin {
+                Vec::new()
+            } else {
+                db.user_sites(uid)?.iter().map(|s| s.id).collect()
+            };
+            Ok((db.template(id)?, sites, db.template_devices(id)?))
+        })
+        .await?;
+    let t = found
+        .filter(|t| may_see(t.site_id, admin, &sites))
+        .ok_or(WebError::NotFound)?;
+    let visible = web.visible(&p.user).await?;
+    Ok(TemplateDetail {
+        template: TemplateView::of(&t),
+        devices: devices
+            .into_iter()
+            .filter(|d| visible.contains(*d))
+            .collect(),
+    })
 }
 
 /// Creates a user template: an administrator for any site or every site, a site member for
