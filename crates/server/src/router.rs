@@ -121,6 +121,11 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/tokens/{id}", delete(a::tokens::delete))
         .route("/users", get(a::users::list).post(a::users::create))
         .route("/users/{id}", delete(a::users::delete))
+        .route(
+            "/templates",
+            get(a::templates::list).post(a::templates::create),
+        )
+        .route("/templates/{id}", get(a::templates::get))
         .route("/sites", get(a::sites::list).post(a::sites::create))
         .route("/sites/{id}", get(a::sites::get).delete(a::sites::delete))
         .route(

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod schedules;
 pub mod sites;
 pub mod telemetry;
+pub mod templates;
 pub mod tokens;
 pub mod usage;
 pub mod users;

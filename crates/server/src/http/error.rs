@@ -78,6 +78,7 @@ impl From<storage::Error> for WebError {
             storage::Error::QueueFull(why) => WebError::Conflict(why),
             storage::Error::Exists(id) => WebError::Conflict(format!("device {id} already exists")),
             storage::Error::Limit(why) => WebError::Invalid(why),
+            storage::Error::InvalidChannels(why) => WebError::Invalid(why),
             storage::Error::InvalidConfig(e) => {
                 WebError::Invalid(format!("the configuration is not valid: {e}"))
             }

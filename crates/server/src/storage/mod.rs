@@ -8,7 +8,8 @@
 //! and the accounts behind the web UI: [`users`], [`sites`] (membership, device assignment),
 //! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
 //! destinations, the notification log), [`energy`] (meter intervals, tariffs), [`backlog`] (boots
-//! whose record times are estimated), [`wide`] (records of up to 128 channels, PROTOCOL.md 17.5). [`Storage`] is
+//! whose record times are estimated), [`wide`] (records of up to 128 channels, PROTOCOL.md 17.5),
+//! [`channels`] (channel-map templates, each device's channel registry). [`Storage`] is
 //! the sum of them.
 //!
 //! The rules both backends need (state transitions, validation, row decoding, the schema in
@@ -23,6 +24,7 @@
 pub mod alarms;
 pub mod audit;
 pub mod backlog;
+pub mod channels;
 pub mod commands;
 pub mod configs;
 pub mod devices;
@@ -49,6 +51,10 @@ pub use alarms::{
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use backlog::{BacklogStore, EstimatedBoot};
+pub use channels::{
+    ChannelInfo, ChannelKind, ChannelLabel, ChannelSet, ChannelStore, DeviceChannels, NewTemplate,
+    TemplateRecord,
+};
 pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
@@ -82,6 +88,10 @@ pub enum Error {
     /// A configuration failed validation and was not saved.
     #[error("invalid configuration: {0}")]
     InvalidConfig(tek_proto::message::MessageError),
+    /// A channel map, template or its channels failed validation and were not saved; the
+    /// message names the channel and the field at fault.
+    #[error("{0}")]
+    InvalidChannels(String),
     /// A stored row cannot be decoded (the database was edited by hand or is damaged).
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
@@ -131,6 +141,7 @@ pub trait Storage:
     + EnergyStore
     + BacklogStore
     + WideStore
+    + ChannelStore
     + Send
     + Sync
     + 'static

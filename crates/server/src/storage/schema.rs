@@ -14,6 +14,9 @@
 //! | `{bytes}` | `BLOB` | `BYTEA` |
 //! | `{bool}` | `INTEGER` | `BOOLEAN` |
 //! | `{false}` | `0` | `FALSE` |
+//! | `{true}` | `1` | `TRUE` |
+//! | `{now}` | the current Unix time | the current Unix time |
+//! | `{hex:0a1b}` | `X'0a1b'` (a blob) | `decode('0a1b', 'hex')` (a `bytea`) |
 //! | `{least}` | `min` | `LEAST` |
 //! | `{greatest}` | `max` | `GREATEST` |
 //! | `{sqlite:text}` | `text` | nothing |
@@ -42,6 +45,13 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("bytes", "BLOB", "BYTEA"),
     ("bool", "INTEGER", "BOOLEAN"),
     ("false", "0", "FALSE"),
+    ("true", "1", "TRUE"),
+    // The transaction's time, whole Unix seconds (the time a migration seeds rows at).
+    (
+        "now",
+        "CAST(strftime('%s', 'now') AS INTEGER)",
+        "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+    ),
     // Scalar smallest / largest of two values (SQLite's two-argument `min`/`max`).
     ("least", "min", "LEAST"),
     ("greatest", "max", "GREATEST"),
@@ -73,11 +83,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, ROLLUPS),
     (9, ESTIMATED_BOOTS),
     (10, CHART_ROLLUPS),
-    // PLACEHOLDER for the merger: number 11 belongs to another branch's migration. The runner
-    // itself would take a gap (`pending` applies every version above the database's), but a
-    // database migrated to 12 would then never get 11, and `versions_are_consecutive_from_one`
-    // guards against exactly that. Replace this entry with that branch's migration 11.
-    (11, "SELECT 1;"),
+    (11, CHANNEL_REGISTRY),
     (12, WIDE_TELEMETRY),
 ];
 
@@ -460,6 +466,125 @@ GROUP BY device_id, day;
 "#
 );
 
+/// The seed of the built-in templates in migration 11, as [`super::channels::builtin`] defines
+/// them (the test `the_builtin_templates_are_seeded_as_defined` regenerates it and compares).
+macro_rules! builtin_templates {
+    () => {
+        r#"
+INSERT INTO channel_templates (name, builtin, map, roles, created_at, updated_at)
+VALUES ('pool controller', {true}, {hex:0100050201000000000100010000000001000201010000000100010000000002000201020000000100010000000003fe0201030000000100010000000003fe020104000000010001000000000000},
+        {hex:020300010001}, {now}, {now});
+INSERT INTO channel_template_channels (template_id, idx, name, unit, kind, decimals) VALUES
+((SELECT id FROM channel_templates WHERE name = 'pool controller'), 0, 'Power', 1, 'power', 0),
+((SELECT id FROM channel_templates WHERE name = 'pool controller'), 1, 'Energy', 2, 'energy', 0),
+((SELECT id FROM channel_templates WHERE name = 'pool controller'), 2, 'Water temperature', 3, 'temperature', 2),
+((SELECT id FROM channel_templates WHERE name = 'pool controller'), 3, 'Air temperature', 3, 'temperature', 2),
+((SELECT id FROM channel_templates WHERE name = 'pool controller'), 4, 'Relays', 0, 'state', 0);
+INSERT INTO channel_templates (name, builtin, map, roles, created_at, updated_at)
+VALUES ('three-phase energy meter (SDM630)', {true}, {hex:01010e000001f40107000104000004000000000a00010000000005ff0107000104000204000000000a00010000000005ff0107000104000404000000000a00010000000005ff010700010400060400000003e800010000000006fd010700010400080400000003e800010000000006fd0107000104000a0400000003e800010000000006fd0107000104000c04000000000100010000000001000107000104000e04000000000100010000000001000107000104001004000000000100010000000001000107000104003404000000000100010000000001000107000104004604000000006400010000000007fe010700010400480400000003e800010000000002000107000104004a0400000003e80001000000000200010700010401560400000003e80001000000000200},
+        {hex:ffff090b0001}, {now}, {now});
+INSERT INTO channel_template_channels (template_id, idx, name, unit, kind, decimals) VALUES
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 0, 'Voltage L1', 5, 'other', 1),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 1, 'Voltage L2', 5, 'other', 1),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 2, 'Voltage L3', 5, 'other', 1),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 3, 'Current L1', 6, 'other', 2),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 4, 'Current L2', 6, 'other', 2),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 5, 'Current L3', 6, 'other', 2),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 6, 'Power L1', 1, 'power', 0),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 7, 'Power L2', 1, 'power', 0),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 8, 'Power L3', 1, 'power', 0),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 9, 'Power', 1, 'power', 0),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 10, 'Frequency', 7, 'other', 2),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 11, 'Import energy', 2, 'energy', 0),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 12, 'Export energy', 2, 'energy', 0),
+((SELECT id FROM channel_templates WHERE name = 'three-phase energy meter (SDM630)'), 13, 'Total energy', 2, 'energy', 0);
+INSERT INTO channel_templates (name, builtin, map, roles, created_at, updated_at)
+VALUES ('single-phase meter', {true}, {hex:010107000001f40107000104000004000000000a00010000000005ff010700010400060400000003e800010000000006fd0107000104000c04000000000100010000000001000107000104004604000000006400010000000007fe010700010400480400000003e800010000000002000107000104004a0400000003e80001000000000200010700010401560400000003e80001000000000200},
+        {hex:ffff02040001}, {now}, {now});
+INSERT INTO channel_template_channels (template_id, idx, name, unit, kind, decimals) VALUES
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 0, 'Voltage', 5, 'other', 1),
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 1, 'Current', 6, 'other', 2),
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 2, 'Power', 1, 'power', 0),
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 3, 'Frequency', 7, 'other', 2),
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 4, 'Import energy', 2, 'energy', 0),
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 5, 'Export energy', 2, 'energy', 0),
+((SELECT id FROM channel_templates WHERE name = 'single-phase meter'), 6, 'Total energy', 2, 'energy', 0);
+INSERT INTO channel_templates (name, builtin, map, roles, created_at, updated_at)
+VALUES ('temperature transmitter', {true}, {hex:010102000001f40107000103000001000000000a00010000000003fe010700010300040000000000010001000000000000},
+        {hex:ffffffff0001}, {now}, {now});
+INSERT INTO channel_template_channels (template_id, idx, name, unit, kind, decimals) VALUES
+((SELECT id FROM channel_templates WHERE name = 'temperature transmitter'), 0, 'Temperature', 3, 'temperature', 1),
+((SELECT id FROM channel_templates WHERE name = 'temperature transmitter'), 1, 'Sensor state', 0, 'state', 0);
+"#
+    };
+}
+
+/// Migration 11: channels as data (issue 18; [`super::channels`]). Channel-map templates with
+/// their channels, the built-in ones seeded (the pool controller is exactly the factory map of
+/// PROTOCOL.md 17.2; [`super::channels::builtin`] defines them and a test checks this SQL
+/// against it), and each device's channel registry versioned with its configuration: every
+/// existing device gets the pool controller's map from version 0 on, so an existing
+/// installation is unchanged.
+const CHANNEL_REGISTRY: &str = concat!(
+    r#"
+CREATE TABLE channel_templates (
+    id         {serial},
+    name       TEXT NOT NULL UNIQUE,
+    builtin    {bool} NOT NULL DEFAULT {false},
+    site_id    {int} REFERENCES sites (id) ON DELETE CASCADE,  -- NULL: every site
+    map        {bytes} NOT NULL,        -- the channel map, PROTOCOL.md 17.2
+    roles      {bytes},                 -- configuration item 16's value (6 bytes), if any
+    created_at {int} NOT NULL,
+    updated_at {int} NOT NULL
+);
+
+CREATE TABLE channel_template_channels (
+    template_id {int} NOT NULL REFERENCES channel_templates (id) ON DELETE CASCADE,
+    idx         {int} NOT NULL,         -- the channel's index in the map
+    name        TEXT NOT NULL,
+    unit        {int} NOT NULL,         -- the map's unit code of the channel
+    kind        TEXT NOT NULL CHECK (kind IN ('power', 'energy', 'temperature', 'state', 'other')),
+    decimals    {int} NOT NULL,         -- display precision
+    PRIMARY KEY (template_id, idx)
+);
+
+-- The map a device runs from configuration `version` on (until a later row): the map of a
+-- version is the row with the greatest version not above it.
+CREATE TABLE device_channel_maps (
+    device_id   {int} NOT NULL REFERENCES devices (id),
+    version     {int} NOT NULL,
+    template_id {int} REFERENCES channel_templates (id) ON DELETE SET NULL,
+    map         {bytes} NOT NULL,
+    roles       {bytes},
+    saved_at    {int} NOT NULL,
+    PRIMARY KEY (device_id, version)
+);
+CREATE INDEX device_channel_maps_by_template ON device_channel_maps (template_id);
+
+CREATE TABLE device_channels (
+    device_id {int} NOT NULL,
+    version   {int} NOT NULL,
+    idx       {int} NOT NULL,
+    name      TEXT NOT NULL,
+    unit      {int} NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('power', 'energy', 'temperature', 'state', 'other')),
+    decimals  {int} NOT NULL,
+    PRIMARY KEY (device_id, version, idx),
+    FOREIGN KEY (device_id, version) REFERENCES device_channel_maps (device_id, version)
+        ON DELETE CASCADE
+);
+"#,
+    builtin_templates!(),
+    r#"
+INSERT INTO device_channel_maps (device_id, version, template_id, map, roles, saved_at)
+SELECT d.id, 0, t.id, t.map, t.roles, {now}
+FROM devices AS d, channel_templates AS t WHERE t.name = 'pool controller';
+INSERT INTO device_channels (device_id, version, idx, name, unit, kind, decimals)
+SELECT m.device_id, 0, c.idx, c.name, c.unit, c.kind, c.decimals
+FROM device_channel_maps AS m JOIN channel_template_channels AS c ON c.template_id = m.template_id;
+"#
+);
+
 /// `template` in `dialect`: every `{word}` of the notation replaced. A word the notation does
 /// not know is left in braces, which no database accepts (and the tests reject).
 pub fn render(template: &str, dialect: Dialect) -> String {
@@ -476,6 +601,11 @@ pub fn render(template: &str, dialect: Dialect) -> String {
                 out.push_str(text)
             }
             (Some(("sqlite" | "pg", _)), _) => {}
+            // Only hex digits pass, so a literal cannot end the string early.
+            (Some(("hex", h)), _) if h.bytes().all(|b| b.is_ascii_hexdigit()) => match dialect {
+                Dialect::Sqlite => out.push_str(&format!("X'{h}'")),
+                Dialect::Postgres => out.push_str(&format!("decode('{h}', 'hex')")),
+            },
             _ => match WORDS.iter().find(|w| w.0 == word) {
                 Some((_, sqlite, _)) if dialect == Dialect::Sqlite => out.push_str(sqlite),
                 Some((_, _, postgres)) => out.push_str(postgres),
@@ -558,6 +688,67 @@ mod tests {
             .filter(|w| *w != "PRIMARY")
             .collect();
         assert_eq!(declared.join(", "), columns());
+    }
+
+    /// The seed of migration 11, rendered from [`super::super::channels::builtin`].
+    fn builtin_seed() -> String {
+        use crate::storage::channels::builtin;
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let mut out = String::new();
+        for b in builtin::all() {
+            let roles = b
+                .roles_value()
+                .map_or("NULL".to_owned(), |r| format!("{{hex:{}}}", hex(&r)));
+            out.push_str(&format!(
+                "INSERT INTO channel_templates (name, builtin, map, roles, created_at, updated_at)\nVALUES ('{}', {{true}}, {{hex:{}}},\n        {roles}, {{now}}, {{now}});\nINSERT INTO channel_template_channels (template_id, idx, name, unit, kind, decimals) VALUES\n",
+                b.name,
+                hex(&b.map())
+            ));
+            let rows: Vec<String> = b
+                .channels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "((SELECT id FROM channel_templates WHERE name = '{}'), {i}, '{}', {}, '{}', {})",
+                        b.name,
+                        c.name,
+                        c.channel.resolution.unit.code(),
+                        c.kind.as_str(),
+                        c.decimals
+                    )
+                })
+                .collect();
+            out.push_str(&rows.join(",\n"));
+            out.push_str(";\n");
+        }
+        out
+    }
+
+    #[test]
+    fn the_builtin_templates_are_seeded_as_defined() {
+        let seed = builtin_seed();
+        assert_eq!(
+            builtin_templates!().trim(),
+            seed.trim(),
+            "migration 11's seed should read:\n{seed}"
+        );
+        assert!(CHANNEL_REGISTRY.contains(&seed));
+        assert!(CHANNEL_REGISTRY.contains(&format!(
+            "t.name = '{}'",
+            crate::storage::channels::POOL_TEMPLATE
+        )));
+    }
+
+    #[test]
+    fn hex_literals_render_per_dialect() {
+        assert_eq!(render("{hex:0aFF}", Dialect::Sqlite), "X'0aFF'");
+        assert_eq!(
+            render("{hex:0aFF}", Dialect::Postgres),
+            "decode('0aFF', 'hex')"
+        );
+        // Anything but hex digits is left alone (and refused by the database).
+        assert_eq!(render("{hex:0a'}", Dialect::Sqlite), "{hex:0a'}");
     }
 
     #[test]

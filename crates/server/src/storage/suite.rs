@@ -10,8 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tek_proto::crypto::Key;
 use tek_proto::message::{Command, CommandResult, Config, ConfigResult, RelayMode, Status};
 
+mod channels;
 mod rollups;
 mod wide;
+pub(crate) use channels::{
+    channel_registry_given_to_existing_devices_by_migration, channel_templates_lifecycle,
+    device_channel_registry_versions, TO_VERSION_10,
+};
 pub(crate) use rollups::{
     chart_rollups_backfilled_by_migration, chart_rollups_follow_raw_records,
     energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records, to_version_8,
@@ -1205,7 +1210,9 @@ macro_rules! suite_tests {
             chart_rollups_follow_raw_records,
             wide_records_keep_gaps_and_are_idempotent,
             wide_series_span_pages,
-            estimated_boots_count_wide_records);
+            estimated_boots_count_wide_records,
+            channel_templates_lifecycle,
+            device_channel_registry_versions);
         #[test]
         fn shared_between_servers() {
             let Some(db) = $fresh else { return };
@@ -1255,11 +1262,27 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
-            c.execute_batch(
-                "DROP TABLE telemetry_wide; DROP TABLE backlog_estimated_boots;
-                 DROP TABLE telemetry_rollup_day;
-                 DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
-            )
+            c.execute_batch(&format!(
+                "{}DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
+                     DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
+                super::TO_VERSION_10
+            ))
+            .unwrap();
+            drop(c);
+            Box::new(Sqlite::open(db.path()).unwrap())
+        });
+    }
+
+    /// Schema version 10 had no channel tables: drop them, go back to it, reopen.
+    #[test]
+    fn channel_registry_given_to_existing_devices_by_migration() {
+        let db = fresh().unwrap();
+        super::channel_registry_given_to_existing_devices_by_migration(&*db, || {
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            c.execute_batch(&format!(
+                "{}PRAGMA user_version = 10;",
+                super::TO_VERSION_10
+            ))
             .unwrap();
             drop(c);
             Box::new(Sqlite::open(db.path()).unwrap())
@@ -1298,10 +1321,29 @@ mod postgres_backend {
         super::energy_rollups_backfilled_by_migration(&*db, || {
             crate::storage::postgres::testing::execute(
                 &db.url,
-                "DROP TABLE telemetry_wide; DROP TABLE backlog_estimated_boots;
-                 DROP TABLE telemetry_rollup_day;
-                 DROP TABLE telemetry_rollup;
-                 DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
+                &format!(
+                    "{}DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
+                     DROP TABLE telemetry_rollup;
+                     DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (7);",
+                    super::TO_VERSION_10
+                ),
+            )
+            .unwrap();
+            Box::new(second(&db))
+        });
+    }
+
+    /// Schema version 10 had no channel tables: drop them, go back to it, reconnect.
+    #[test]
+    fn channel_registry_given_to_existing_devices_by_migration() {
+        let Some(db) = database() else { return };
+        super::channel_registry_given_to_existing_devices_by_migration(&*db, || {
+            crate::storage::postgres::testing::execute(
+                &db.url,
+                &format!(
+                    "{}DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (10);",
+                    super::TO_VERSION_10
+                ),
             )
             .unwrap();
             Box::new(second(&db))

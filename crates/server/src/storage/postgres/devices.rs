@@ -137,6 +137,10 @@ impl DeviceStore for Postgres {
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .await?;
+            // Its channel registry starts with the factory map (storage::channels).
+            let [map, channels] = crate::storage::channels::seed_device_sql("$");
+            let map = tx.prepare(&map).await?;
+            let channels = tx.prepare(&channels).await?;
             for (id, name, key) in &devices {
                 if *id == 0 {
                     return Err(Error::Backend("device id 0 is reserved".into()));
@@ -145,6 +149,8 @@ impl DeviceStore for Postgres {
                 if tx.execute(&insert, &[id, name, key, &now]).await? == 0 {
                     return Err(Error::Exists(*id as u32));
                 }
+                tx.execute(&map, &[id, &now]).await?;
+                tx.execute(&channels, &[id]).await?;
             }
             tx.commit().await?;
             Ok(())

@@ -31,6 +31,7 @@
 mod alarms;
 mod audit;
 mod backlog;
+mod channels;
 mod commands;
 mod configs;
 mod devices;

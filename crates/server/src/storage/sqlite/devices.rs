@@ -91,6 +91,10 @@ impl DeviceStore for Sqlite {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO devices (id, name, key, created_at) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            // Its channel registry starts with the factory map (storage::channels).
+            let [map, channels] = crate::storage::channels::seed_device_sql("?");
+            let mut map = tx.prepare_cached(&map)?;
+            let mut channels = tx.prepare_cached(&channels)?;
             for d in devices {
                 if d.id == 0 {
                     return Err(Error::Backend("device id 0 is reserved".into()));
@@ -100,6 +104,8 @@ impl DeviceStore for Sqlite {
                 }
                 let wrapped = self.vault.wrap(d.id, &d.key).map_err(vault_error)?;
                 insert.execute(params![d.id, d.name, wrapped, now])?;
+                map.execute(params![d.id, now])?;
+                channels.execute(params![d.id])?;
             }
         }
         tx.commit()?;

@@ -430,7 +430,8 @@ pub(crate) fn to_version_8(dialect: crate::storage::schema::Dialect) -> String {
     use crate::storage::schema::{render, MIGRATIONS};
     let v8 = MIGRATIONS.iter().find(|m| m.0 == 8).unwrap().1;
     format!(
-        "DROP TABLE telemetry_wide; DROP TABLE backlog_estimated_boots;\n         DROP TABLE telemetry_rollup_day; DROP TABLE telemetry_rollup; {}",
+        "{}DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;\n         DROP TABLE telemetry_rollup; {}",
+        super::TO_VERSION_10,
         render(v8, dialect)
     )
 }

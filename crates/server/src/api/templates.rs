@@ -1,0 +1,42 @@
+//! Channel-map templates over the API (issue 18): `GET /api/templates` lists the templates the
+//! caller sees, each with its channels; `GET /api/templates/{id}` one, with the caller's devices
+//! that use it; `POST /api/templates` creates one. The rules are in
+//! [`crate::service::channels`].
+
+use crate::http::auth::ApiUser;
+use crate::http::error::JsonError;
+use crate::http::Web;
+use crate::service::channels::{self, TemplateDetail, TemplateInput, TemplateView};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+/// `GET /api/templates`.
+pub async fn list(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+) -> Result<Json<Vec<TemplateView>>, JsonError> {
+    Ok(Json(channels::list_templates(&web, &p).await?))
+}
+
+/// `GET /api/templates/{id}`: the template and the caller's devices that use it.
+pub async fn get(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+) -> Result<Json<TemplateDetail>, JsonError> {
+    Ok(Json(channels::template_detail(&web, &p, id).await?))
+}
+
+/// `POST /api/templates`: 201 with the stored template.
+pub async fn create(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    b: Result<Json<TemplateInput>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<TemplateView>), JsonError> {
+    let b = b
+        .map(|Json(t)| t)
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
+    let t = channels::create_template(&web, &p, &b).await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}

@@ -1,0 +1,470 @@
+//! Channel-map templates (issue 18) behind every face: who sees which template and which of
+//! their devices use it, creating one
+//! from user input (checked field by field, then by the protocol's validator in
+//! [`crate::storage::channels::validate`]; an error names the channel and the field, and
+//! nothing is saved), and each template's presentation (unit symbols, resolutions, roles).
+//!
+//! Visibility: a template without a site is for every site (only administrators create or change
+//! those); a site's template is seen by that site's members. Administrators see all.
+
+use crate::http::auth::Principal;
+use crate::http::error::WebError;
+use crate::http::Web;
+use crate::storage::channels::{ChannelKind, ChannelLabel, ChannelSet, NewTemplate};
+use crate::storage::TemplateRecord;
+use serde::Serialize;
+use tek_proto::channel::map::ChannelMap;
+use tek_proto::channel::roles::{self, Roles};
+
+/// The symbol of a unit code (PROTOCOL.md 17.2); `None` for a code the table does not have.
+pub fn unit_symbol(code: u8) -> Option<&'static str> {
+    const SYMBOLS: [&str; 15] = [
+        "", "W", "Wh", "°C", "%", "V", "A", "Hz", "m³", "l", "l/min", "Pa", "VA", "var", "s",
+    ];
+    SYMBOLS.get(usize::from(code)).copied()
+}
+
+/// Roles as the faces show and take them: channel indices (`None`: no channel has the role)
+/// and relay outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesView {
+    /// Water temperature channel (0.01 degC).
+    pub water: Option<u8>,
+    /// Air temperature channel (0.01 degC).
+    pub air: Option<u8>,
+    /// Electric power channel (W).
+    pub power: Option<u8>,
+    /// Energy counter channel (Wh).
+    pub energy: Option<u8>,
+    /// Relay output of the pump, 0..=7.
+    pub pump: u8,
+    /// Relay output of the heater, 0..=7.
+    pub heater: u8,
+}
+
+impl From<Roles> for RolesView {
+    fn from(r: Roles) -> RolesView {
+        RolesView {
+            water: r.water,
+            air: r.air,
+            power: r.power,
+            energy: r.energy,
+            pump: r.pump,
+            heater: r.heater,
+        }
+    }
+}
+
+impl RolesView {
+    /// Configuration item 16's value. The "none" code itself is refused as a channel: it would
+    /// silently mean "no channel".
+    fn item_value(&self) -> Result<Vec<u8>, WebError> {
+        for (role, c) in [
+            ("water", self.water),
+            ("air", self.air),
+            ("power", self.power),
+            ("energy", self.energy),
+        ] {
+            if c == Some(roles::NONE) {
+                return Err(WebError::Invalid(format!(
+                    "roles: {role}: channel {} does not exist; null means none",
+                    roles::NONE
+                )));
+            }
+        }
+        let r = Roles {
+            water: self.water,
+            air: self.air,
+            power: self.power,
+            energy: self.energy,
+            pump: self.pump,
+            heater: self.heater,
+        };
+        Ok(r.emit()[2..].to_vec())
+    }
+}
+
+/// One channel of a template as the faces show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelView {
+    /// Index in the map.
+    pub index: u8,
+    /// Name.
+    pub name: String,
+    /// What it measures (`power`, `energy`, `temperature`, `state`, `other`).
+    pub kind: ChannelKind,
+    /// Unit code (PROTOCOL.md 17.2).
+    pub unit_code: u8,
+    /// Its symbol (`""` for none; `null` for a code the server does not know).
+    pub unit: Option<&'static str>,
+    /// The logged integer is `value × 10^exponent` of the unit.
+    pub exponent: i8,
+    /// Decimals it is shown with.
+    pub decimals: u8,
+}
+
+/// A template as the faces show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Shipped with tek (cannot be changed or deleted).
+    pub builtin: bool,
+    /// Owner site; `null`: every site.
+    pub site_id: Option<i64>,
+    /// The channel map bytes, hex.
+    pub map: String,
+    /// Channel roles (configuration item 16), if the template has them.
+    pub roles: Option<RolesView>,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Last changed, Unix seconds.
+    pub updated_at: i64,
+    /// Channels in index order.
+    pub channels: Vec<ChannelView>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `s` as bytes (hex digits, pairs; spaces allowed between), or what is wrong with it.
+fn unhex(s: &str, field: &str) -> Result<Vec<u8>, WebError> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 == 1 {
+        return Err(WebError::Invalid(format!(
+            "{field}: an odd number of hex digits"
+        )));
+    }
+    digits
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| WebError::Invalid(format!("{field}: byte {i} is not hex")))
+        })
+        .collect()
+}
+
+impl TemplateView {
+    /// The view of a stored (hence valid) template.
+    pub fn of(t: &TemplateRecord) -> TemplateView {
+        let map = ChannelMap::new_checked(&t.map).ok();
+        let channels = t
+            .channels
+            .iter()
+            .map(|c| ChannelView {
+                index: c.index,
+                name: c.name.clone(),
+                kind: c.kind,
+                unit_code: c.unit,
+                unit: unit_symbol(c.unit),
+                exponent: map
+                    .and_then(|m| m.channel(usize::from(c.index)))
+                    .map_or(0, |ch| ch.resolution.exponent),
+                decimals: c.decimals,
+            })
+            .collect();
+        TemplateView {
+            id: t.id,
+            name: t.name.clone(),
+            builtin: t.builtin,
+            site_id: t.site_id,
+            map: hex(&t.map),
+            roles: t
+                .roles
+                .as_deref()
+                .and_then(|r| Roles::parse(r, t.channels.len()).ok())
+                .map(RolesView::from),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            channels,
+        }
+    }
+}
+
+/// A channel of a new template, as a face received it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelInput {
+    /// Name.
+    pub name: String,
+    /// `power`, `energy`, `temperature`, `state` or `other`.
+    pub kind: String,
+    /// Decimals shown (default 0).
+    #[serde(default)]
+    pub decimals: u8,
+}
+
+/// A new template, as a face received it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInput {
+    /// Unique name.
+    pub name: String,
+    /// Owner site; absent: every site (administrators only).
+    #[serde(default)]
+    pub site_id: Option<i64>,
+    /// The channel map (PROTOCOL.md 17.2), hex.
+    pub map: String,
+    /// Channel roles, if any.
+    #[serde(default)]
+    pub roles: Option<RolesView>,
+    /// One per channel of the map, in order.
+    pub channels: Vec<ChannelInput>,
+}
+
+impl TemplateInput {
+    /// The template to store; the fields a face can get wrong are named (the map itself is
+    /// checked by the storage's validator).
+    pub fn parse(&self) -> Result<NewTemplate, WebError> {
+        let channels = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let kind = ChannelKind::parse(c.kind.trim()).ok_or_else(|| {
+                    let known: Vec<&str> = ChannelKind::ALL.iter().map(|k| k.as_str()).collect();
+                    WebError::Invalid(format!(
+                        "channel {i} ({:?}): kind: {:?} is none of {}",
+                        c.name,
+                        c.kind,
+                        known.join(", ")
+                    ))
+                })?;
+                Ok(ChannelLabel {
+                    name: c.name.clone(),
+                    kind,
+                    decimals: c.decimals,
+                })
+            })
+            .collect::<Result<Vec<_>, WebError>>()?;
+        Ok(NewTemplate {
+            name: self.name.clone(),
+            site_id: self.site_id,
+            set: ChannelSet {
+                map: unhex(&self.map, "map")?,
+                roles: self.roles.map(|r| r.item_value()).transpose()?,
+                channels,
+            },
+        })
+    }
+}
+
+/// Whether `p` may see a template of `site` (`None`: every site's).
+fn may_see(site: Option<i64>, admin: bool, sites: &[i64]) -> bool {
+    admin || site.is_none_or(|s| sites.contains(&s))
+}
+
+/// The templates `p` sees, by id.
+pub async fn list_templates(web: &Web, p: &Principal) -> Result<Vec<TemplateView>, WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    let (all, sites) = web
+        .db_call(move |db| {
+            let sites: Vec<i64> = if admin {
+                Vec::new()
+            } else {
+                db.user_sites(uid)?.iter().map(|s| s.id).collect()
+            };
+            Ok((db.templates()?, sites))
+        })
+        .await?;
+    Ok(all
+        .iter()
+        .filter(|t| may_see(t.site_id, admin, &sites))
+        .map(TemplateView::of)
+        .collect())
+}
+
+/// A template with the devices of the caller whose latest channel registry entry was made from
+/// it (the controllers an edit of it concerns).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateDetail {
+    /// The template.
+    #[serde(flatten)]
+    pub template: TemplateView,
+    /// Device ids, ascending.
+    pub devices: Vec<u32>,
+}
+
+/// Template `id` with its devices that `p` sees; 404 for a template `p` does not see.
+pub async fn template_detail(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+) -> Result<TemplateDetail, WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    let (found, sites, devices) = web
+        .db_call(move |db| {
+            let sites: Vec<i64> = if admin {
+                Vec::new()
+            } else {
+                db.user_sites(uid)?.iter().map(|s| s.id).collect()
+            };
+            Ok((db.template(id)?, sites, db.template_devices(id)?))
+        })
+        .await?;
+    let t = found
+        .filter(|t| may_see(t.site_id, admin, &sites))
+        .ok_or(WebError::NotFound)?;
+    let visible = web.visible(&p.user).await?;
+    Ok(TemplateDetail {
+        template: TemplateView::of(&t),
+        devices: devices
+            .into_iter()
+            .filter(|d| visible.contains(*d))
+            .collect(),
+    })
+}
+
+/// Creates a user template: an administrator for any site or every site, a site member for
+/// their site. Returns the stored template.
+pub async fn create_template(
+    web: &Web,
+    p: &Principal,
+    input: &TemplateInput,
+) -> Result<TemplateView, WebError> {
+    let new = input.parse()?;
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    let site = new.site_id;
+    match site {
+        None => Web::require_admin(&p.user)?,
+        Some(s) if !admin => {
+            let member = web
+                .db_call(move |db| Ok(db.user_sites(uid)?.iter().any(|x| x.id == s)))
+                .await?;
+            if !member {
+                return Err(WebError::Invalid(format!("site {s} does not exist")));
+            }
+        }
+        Some(_) => {}
+    }
+    let now = crate::clock::unix_now();
+    let stored = web
+        .db_call(move |db| {
+            let id = db.create_template(&new, now)?;
+            db.template(id)?
+                .ok_or_else(|| crate::storage::Error::Missing(format!("template {id}")))
+        })
+        .await?;
+    web.audit(
+        p,
+        "template.create",
+        None,
+        site,
+        format!(
+            "template {} {} ({} channels)",
+            stored.id,
+            stored.name,
+            stored.channels.len()
+        ),
+    )
+    .await?;
+    Ok(TemplateView::of(&stored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::channels::builtin;
+
+    fn input(map: &[u8]) -> TemplateInput {
+        TemplateInput {
+            name: "t".into(),
+            site_id: None,
+            map: hex(map),
+            roles: None,
+            channels: builtin::pool()
+                .labels()
+                .iter()
+                .map(|l| ChannelInput {
+                    name: l.name.clone(),
+                    kind: l.kind.as_str().into(),
+                    decimals: l.decimals,
+                })
+                .collect(),
+        }
+    }
+
+    fn invalid(r: Result<NewTemplate, WebError>) -> String {
+        match r {
+            Err(WebError::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn input_is_parsed_field_by_field() {
+        let map = builtin::pool().map();
+        let t = input(&map).parse().unwrap();
+        assert_eq!(t.set.map, map);
+        assert_eq!(t.set.channels, builtin::pool().labels());
+        let mut i = input(&map);
+        i.map = format!("01 {}", &i.map[2..]);
+        assert_eq!(i.parse().unwrap().set.map, map);
+        i.map.push('0');
+        assert_eq!(invalid(i.parse()), "map: an odd number of hex digits");
+        i.map = "01zz".into();
+        assert_eq!(invalid(i.parse()), "map: byte 1 is not hex");
+        let mut i = input(&map);
+        i.channels[3].kind = "heat".into();
+        assert_eq!(
+            invalid(i.parse()),
+            "channel 3 (\"Air temperature\"): kind: \"heat\" is none of power, energy, \
+             temperature, state, other"
+        );
+        let mut i = input(&map);
+        i.roles = Some(RolesView::from(Roles::POOL));
+        assert_eq!(i.parse().unwrap().set.roles, Some(vec![2, 3, 0, 1, 0, 1]));
+        i.roles = Some(RolesView {
+            air: Some(0xFF),
+            ..RolesView::from(Roles::POOL)
+        });
+        assert!(invalid(i.parse()).starts_with("roles: air: channel 255"));
+    }
+
+    #[test]
+    fn views_carry_units_resolutions_and_roles() {
+        let b = builtin::pool();
+        let t = TemplateRecord {
+            id: 1,
+            name: b.name.into(),
+            builtin: true,
+            site_id: None,
+            map: b.map(),
+            roles: b.roles_value(),
+            created_at: 5,
+            updated_at: 6,
+            channels: crate::storage::channels::validate(&ChannelSet {
+                map: b.map(),
+                roles: b.roles_value(),
+                channels: b.labels(),
+            })
+            .unwrap(),
+        };
+        let v = TemplateView::of(&t);
+        assert_eq!(v.map, hex(&b.map()));
+        assert_eq!(v.roles, Some(RolesView::from(Roles::POOL)));
+        let water = &v.channels[2];
+        assert_eq!(
+            (water.unit, water.unit_code, water.exponent),
+            (Some("°C"), 3, -2)
+        );
+        assert_eq!(v.channels[4].unit, Some(""));
+        assert_eq!(unit_symbol(14), Some("s"));
+        assert_eq!(unit_symbol(15), None);
+    }
+
+    #[test]
+    fn site_templates_are_for_their_members() {
+        assert!(may_see(None, false, &[]));
+        assert!(may_see(Some(2), false, &[1, 2]));
+        assert!(!may_see(Some(3), false, &[1, 2]));
+        assert!(may_see(Some(3), true, &[]));
+    }
+}

@@ -1,0 +1,235 @@
+//! Templates and device channel registries in SQLite ([`crate::storage::channels`]).
+
+use super::sites::fk;
+use super::users::unique;
+use super::Sqlite;
+use crate::storage::channels::{
+    check_not_builtin, clear_entry_channels_sql, entry_from_rows, entry_sql, group_templates,
+    insert_entry_channel_sql, insert_template_channel_sql, template_devices_sql, template_sql,
+    templates_sql, upsert_entry_sql, validate, validate_template, ChannelInfo, ChannelRow,
+    ChannelSet, ChannelStore, DeviceChannels, EntryRow, NewTemplate, TemplateRecord, TemplateRow,
+};
+use crate::storage::{u32_col, Error, Result};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+
+/// The channel columns starting at `at` (all NULL for a template or entry without channels).
+fn channel_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<ChannelRow>> {
+    let index: Option<i64> = r.get(at)?;
+    index
+        .map(|i| {
+            Ok((
+                i,
+                r.get(at + 1)?,
+                r.get(at + 2)?,
+                r.get(at + 3)?,
+                r.get(at + 4)?,
+            ))
+        })
+        .transpose()
+}
+
+fn template_row(r: &Row<'_>) -> rusqlite::Result<TemplateRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        channel_row(r, 8)?,
+    ))
+}
+
+fn query_templates(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<TemplateRecord>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(args, template_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    group_templates(rows)
+}
+
+fn insert_template_channels(tx: &Transaction<'_>, id: i64, channels: &[ChannelInfo]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(&insert_template_channel_sql("?"))?;
+    for c in channels {
+        stmt.execute(params![
+            id,
+            c.index,
+            c.name,
+            c.unit,
+            c.kind.as_str(),
+            c.decimals
+        ])?;
+    }
+    Ok(())
+}
+
+/// A unique name taken is `Duplicate`, an unknown site `Missing`.
+fn write_error(e: rusqlite::Error, name: &str, site: Option<i64>) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            fk(e, || format!("site {}", site.unwrap_or(0)))
+        }
+        e => unique(e, format!("template {name}")),
+    }
+}
+
+/// `builtin` of template `id`, `None` if there is none.
+fn builtin_flag(tx: &Transaction<'_>, id: i64) -> Result<Option<bool>> {
+    Ok(tx
+        .query_row(
+            "SELECT builtin FROM channel_templates WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+impl ChannelStore for Sqlite {
+    fn templates(&self) -> Result<Vec<TemplateRecord>> {
+        query_templates(&*self.reader()?, &templates_sql(), &[])
+    }
+
+    fn template(&self, id: i64) -> Result<Option<TemplateRecord>> {
+        Ok(
+            query_templates(&*self.reader()?, &template_sql("?"), &[&id])?
+                .into_iter()
+                .next(),
+        )
+    }
+
+    fn create_template(&self, t: &NewTemplate, now: i64) -> Result<i64> {
+        let (name, channels) = validate_template(t)?;
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO channel_templates (name, builtin, site_id, map, roles, created_at,
+                                            updated_at)
+             VALUES (?1, 0, ?2, ?3, ?4, ?5, ?5)",
+            params![name, t.site_id, t.set.map, t.set.roles, now],
+        )
+        .map_err(|e| write_error(e, &name, t.site_id))?;
+        let id = tx.last_insert_rowid();
+        insert_template_channels(&tx, id, &channels)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn update_template(&self, id: i64, t: &NewTemplate, now: i64) -> Result<()> {
+        let (name, channels) = validate_template(t)?;
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        check_not_builtin(id, builtin_flag(&tx, id)?)?;
+        tx.execute(
+            "UPDATE channel_templates SET name = ?2, site_id = ?3, map = ?4, roles = ?5,
+                                          updated_at = ?6
+             WHERE id = ?1",
+            params![id, name, t.site_id, t.set.map, t.set.roles, now],
+        )
+        .map_err(|e| write_error(e, &name, t.site_id))?;
+        tx.execute(
+            "DELETE FROM channel_template_channels WHERE template_id = ?1",
+            params![id],
+        )?;
+        insert_template_channels(&tx, id, &channels)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_template(&self, id: i64) -> Result<()> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        check_not_builtin(id, builtin_flag(&tx, id)?)?;
+        // The foreign keys cascade: the template's channels go, registry entries lose the link.
+        tx.execute("DELETE FROM channel_templates WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn template_devices(&self, id: i64) -> Result<Vec<u32>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&template_devices_sql("?"))?;
+        let raw = stmt
+            .query_map(params![id], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raw.into_iter().map(|v| u32_col(v, "device id")).collect()
+    }
+
+    fn save_device_channels(
+        &self,
+        device_id: u32,
+        version: u32,
+        template_id: Option<i64>,
+        set: &ChannelSet,
+        now: i64,
+    ) -> Result<()> {
+        let channels = validate(set)?;
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let known = tx
+            .query_row(
+                "SELECT 1 FROM devices WHERE id = ?1",
+                params![device_id],
+                |_| Ok(()),
+            )
+            .optional()?;
+        if known.is_none() {
+            return Err(Error::NotFound(device_id));
+        }
+        tx.execute(
+            &upsert_entry_sql("?"),
+            params![device_id, version, template_id, set.map, set.roles, now],
+        )
+        .map_err(|e| fk(e, || format!("template {}", template_id.unwrap_or(0))))?;
+        tx.execute(&clear_entry_channels_sql("?"), params![device_id, version])?;
+        {
+            let mut stmt = tx.prepare_cached(&insert_entry_channel_sql("?"))?;
+            for c in &channels {
+                stmt.execute(params![
+                    device_id,
+                    version,
+                    c.index,
+                    c.name,
+                    c.unit,
+                    c.kind.as_str(),
+                    c.decimals
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn device_channels(
+        &self,
+        device_id: u32,
+        version: Option<u32>,
+    ) -> Result<Option<DeviceChannels>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&entry_sql("?"))?;
+        let upto = version.map_or(i64::MAX, i64::from);
+        let rows = stmt
+            .query_map(
+                params![device_id, upto],
+                |r| -> rusqlite::Result<EntryRow> {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        channel_row(r, 5)?,
+                    ))
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        entry_from_rows(device_id, rows)
+    }
+}
