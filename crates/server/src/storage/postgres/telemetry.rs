@@ -210,40 +210,11 @@ impl TelemetryStore for Postgres {
         q: &TelemetryQuery,
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>> {
-        let q = *q;
-        let (time, boot, seq) = page_start(&q, after);
-        self.run(move |s| async move {
-            let c = s.conn().await?;
-            let statement = c.prepare_cached(&page_sql("$")).await?;
-            let rows = c
-                .query(
-                    &statement,
-                    &[
-                        &i64::from(q.device_id),
-                        &time,
-                        &boot,
-                        &seq,
-                        &q.to,
-                        &crate::storage::sql_limit(q.limit),
-                    ],
-                )
-                .await?;
-            rows.iter().map(convert).collect()
-        })
+        self.keyset_page(page_sql("$"), q, after, convert)
     }
 
     fn telemetry_count(&self, device_id: u32) -> Result<u64> {
-        self.run(move |s| async move {
-            let c = s.conn().await?;
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM telemetry WHERE device_id = $1",
-                    &[&i64::from(device_id)],
-                )
-                .await?
-                .get(0);
-            Ok(n.max(0) as u64)
-        })
+        self.rows_of_device("telemetry", device_id)
     }
 }
 
@@ -271,5 +242,53 @@ mod tests {
         assert_eq!(c.values[0], vec![Some(7), Some(7)]);
         assert_eq!(c.values[1], vec![None, None]);
         assert_eq!(columns(&rows, None).device_id.len(), 3);
+    }
+}
+
+impl Postgres {
+    /// One keyset page of a device's records (`statement`: a `page_sql` of telemetry or of wide
+    /// records, which take the same parameters), each row converted by `convert`.
+    pub(super) fn keyset_page<T: Send + 'static>(
+        &self,
+        statement: String,
+        q: &TelemetryQuery,
+        after: Option<TelemetryKey>,
+        convert: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let q = *q;
+        let (time, boot, seq) = page_start(&q, after);
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let statement = c.prepare_cached(&statement).await?;
+            let rows = c
+                .query(
+                    &statement,
+                    &[
+                        &i64::from(q.device_id),
+                        &time,
+                        &boot,
+                        &seq,
+                        &q.to,
+                        &crate::storage::sql_limit(q.limit),
+                    ],
+                )
+                .await?;
+            rows.iter().map(convert).collect()
+        })
+    }
+
+    /// How many rows of `table` (a table of records keyed by `device_id`) a device has.
+    pub(super) fn rows_of_device(&self, table: &'static str, device_id: u32) -> Result<u64> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n: i64 = c
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE device_id = $1"),
+                    &[&i64::from(device_id)],
+                )
+                .await?
+                .get(0);
+            Ok(n.max(0) as u64)
+        })
     }
 }

@@ -7,7 +7,7 @@
 //! still count as accepted, as for telemetry).
 
 use super::{u32_col, Postgres, Shared};
-use crate::storage::telemetry::{page_start, TelemetryKey, TelemetryQuery};
+use crate::storage::telemetry::{TelemetryKey, TelemetryQuery};
 use crate::storage::wide::{page_sql, WideRow, WideStore, WideValues};
 use crate::storage::Result;
 use std::collections::HashSet;
@@ -106,39 +106,10 @@ impl WideStore for Postgres {
     }
 
     fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
-        let q = *q;
-        let (time, boot, seq) = page_start(&q, after);
-        self.run(move |s| async move {
-            let c = s.conn().await?;
-            let statement = c.prepare_cached(&page_sql("$")).await?;
-            let rows = c
-                .query(
-                    &statement,
-                    &[
-                        &i64::from(q.device_id),
-                        &time,
-                        &boot,
-                        &seq,
-                        &q.to,
-                        &crate::storage::sql_limit(q.limit),
-                    ],
-                )
-                .await?;
-            rows.iter().map(convert).collect()
-        })
+        self.keyset_page(page_sql("$"), q, after, convert)
     }
 
     fn wide_count(&self, device_id: u32) -> Result<u64> {
-        self.run(move |s| async move {
-            let c = s.conn().await?;
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM telemetry_wide WHERE device_id = $1",
-                    &[&i64::from(device_id)],
-                )
-                .await?
-                .get(0);
-            Ok(n.max(0) as u64)
-        })
+        self.rows_of_device("telemetry_wide", device_id)
     }
 }

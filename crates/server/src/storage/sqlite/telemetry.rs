@@ -99,9 +99,16 @@ impl TelemetryStore for Sqlite {
     }
 
     fn telemetry_count(&self, device_id: u32) -> Result<u64> {
+        self.rows_of_device("telemetry", device_id)
+    }
+}
+
+impl Sqlite {
+    /// How many rows of `table` (a table of records keyed by `device_id`) a device has.
+    pub(super) fn rows_of_device(&self, table: &'static str, device_id: u32) -> Result<u64> {
         let conn = self.reader()?;
         let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM telemetry WHERE device_id = ?1",
+            &format!("SELECT COUNT(*) FROM {table} WHERE device_id = ?1"),
             params![device_id],
             |r| r.get(0),
         )?;

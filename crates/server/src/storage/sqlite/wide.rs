@@ -64,13 +64,7 @@ impl WideStore for Sqlite {
     }
 
     fn wide_count(&self, device_id: u32) -> Result<u64> {
-        let conn = self.reader()?;
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM telemetry_wide WHERE device_id = ?1",
-            params![device_id],
-            |r| r.get(0),
-        )?;
-        Ok(n.max(0) as u64)
+        self.rows_of_device("telemetry_wide", device_id)
     }
 }
 
