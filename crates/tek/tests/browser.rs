@@ -1803,6 +1803,27 @@ async fn estimated_boots_on_the_device_page() {
     );
     let first = text(c, "#estimated-boots li").await.unwrap();
     assert!(first.contains("boot 8"), "newest boot first: {first}");
+    // The power line breaks where there are no records (after boot 8's, until the simulated
+    // controller's of today) instead of being drawn across that day.
+    let (last_of_boot_8, today) = (day + 94 * 60, now_s() - 3600);
+    let gap = wait_for(Duration::from_secs(10), "the power chart", || async {
+        c.execute(
+            "const p = document.getElementById('chart-power').tekPlot;
+             if (!p) return null;
+             const [from, to] = arguments;
+             return p.data[0].some((x, i) => p.data[1][i] === null && x > from && x < to);",
+            vec![serde_json::json!(last_of_boot_8), serde_json::json!(today)],
+        )
+        .await
+        .ok()
+        .filter(|v| !v.is_null())
+    })
+    .await;
+    assert_eq!(
+        gap,
+        serde_json::json!(true),
+        "no break in the line over the day without records"
+    );
     let dir = screenshot_dir();
     for (w, h) in [(1400u32, 1000u32), (390, 844)] {
         viewport(c, w, h).await;

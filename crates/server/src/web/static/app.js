@@ -264,10 +264,17 @@
   function chartData(res, key) {
     // Empty ends at the range's start and end, so the axis spans the whole requested range
     // whatever the data covers (one reading is a point, not a collapsed axis).
+    // Only buckets with records come back: where one or more are missing (the controller was
+    // off or offline), an empty point breaks the line instead of drawing it across the gap.
     var b = res.buckets, step = res.step, xs = [res.from], mean = [null], lo = [null], hi = [null];
+    var previous = null;
     b.forEach(function (k) {
       var x = Math.min(k.start + step / 2, res.to);
       if (x <= xs[xs.length - 1]) return;
+      if (previous !== null && k.start - previous > step) {
+        xs.push(previous + step); mean.push(null); lo.push(null); hi.push(null);
+      }
+      previous = k.start;
       xs.push(x);
       mean.push(k[key + (key === "power" ? "_w" : "_c")]);
       lo.push(k[key + "_min"]);
