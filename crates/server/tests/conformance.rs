@@ -6,11 +6,10 @@
 mod common;
 
 use common::*;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tek_proto::message::{Command, Config, Message};
 use tek_server::storage::postgres::testing;
-use tek_server::storage::{CommandState, Storage, TelemetryQuery};
+use tek_server::storage::{CommandState, TelemetryQuery};
 
 /// A reboot is sent; the device carries it out and its CommandAck is lost. A new session of the
 /// same boot gets the reboot again (it may not have arrived); a Hello with a higher boot marks it
@@ -67,23 +66,6 @@ async fn reboot_is_done_when_a_higher_boot_says_hello(h: Harness) {
         })
     );
     h.server.shutdown().await;
-}
-
-#[tokio::test]
-async fn reboot_is_done_when_a_higher_boot_says_hello_sqlite() {
-    reboot_is_done_when_a_higher_boot_says_hello(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reboot_is_done_when_a_higher_boot_says_hello_postgres() {
-    // A throwaway cluster (storage::postgres::testing); without PostgreSQL binaries the test
-    // says so and returns, except in CI where it fails.
-    let Some(db) = testing::database() else {
-        return;
-    };
-    let storage: Arc<dyn Storage> = db.db.into_arc();
-    let h = start_with_storage(|_| {}, storage).await;
-    reboot_is_done_when_a_higher_boot_says_hello(h).await;
 }
 
 /// The reboot rule holds when the server that sees the new boot is not the one that sent the
@@ -322,3 +304,5 @@ async fn a_config_waits_for_the_first_report_of_a_session() {
     ));
     h.server.shutdown().await;
 }
+
+on_both_backends!(reboot_is_done_when_a_higher_boot_says_hello);

@@ -8,13 +8,11 @@
 mod common;
 
 use common::*;
-use std::sync::Arc;
 use tek_proto::backlog::{self, BacklogMessage};
 use tek_proto::channel::split::{feature, Capabilities};
 use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::channel::ChannelMessage;
 use tek_proto::message::Message;
-use tek_server::storage::postgres::testing;
 use tek_server::storage::{EstimatedBoot, Storage, TelemetryQuery, TelemetryRow, WideRow};
 
 /// What a device on a plain pool board sends only to say it may hold earlier boots' records
@@ -160,24 +158,6 @@ async fn capabilities_with_the_backlog_bit_and_only_those_are_answered_with_acce
 
 /// A harness on a fresh PostgreSQL database (storage::postgres::testing); `None` without
 /// PostgreSQL binaries, except in CI where that fails.
-async fn start_postgres() -> Option<Harness> {
-    let db = testing::database()?;
-    let storage: Arc<dyn Storage> = db.db.into_arc();
-    Some(start_with_storage(|_| {}, storage).await)
-}
-
-#[tokio::test]
-async fn a_backlog_is_stored_under_its_boot_once_and_acknowledged_each_time_sqlite() {
-    a_backlog_is_stored_under_its_boot_once_and_acknowledged_each_time(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_is_stored_under_its_boot_once_and_acknowledged_each_time_postgres() {
-    if let Some(h) = start_postgres().await {
-        a_backlog_is_stored_under_its_boot_once_and_acknowledged_each_time(h).await;
-    }
-}
-
 async fn a_backlog_is_stored_under_its_boot_once_and_acknowledged_each_time(h: Harness) {
     let db = h.storage();
     let mut d = h.device(2).await;
@@ -272,18 +252,6 @@ async fn backlogs_of_this_boot_a_later_one_or_boot_0_are_dropped_as_range() {
     h.server.shutdown().await;
 }
 
-#[tokio::test]
-async fn estimated_times_are_noted_per_boot_sqlite() {
-    estimated_times_are_noted_per_boot(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn estimated_times_are_noted_per_boot_postgres() {
-    if let Some(h) = start_postgres().await {
-        estimated_times_are_noted_per_boot(h).await;
-    }
-}
-
 async fn estimated_times_are_noted_per_boot(h: Harness) {
     let db = h.storage();
     let mut d = h.device(4).await;
@@ -340,18 +308,6 @@ async fn estimated_times_are_noted_per_boot(h: Harness) {
     assert_eq!(got[0].first, noted.first);
     assert!(got[0].last >= noted.last);
     h.server.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged_sqlite() {
-    a_wide_backlog_is_stored_under_its_boot_and_acknowledged(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged_postgres() {
-    if let Some(h) = start_postgres().await {
-        a_wide_backlog_is_stored_under_its_boot_and_acknowledged(h).await;
-    }
 }
 
 async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged(h: Harness) {
@@ -448,3 +404,9 @@ async fn a_wide_backlog_is_stored_under_its_boot_and_acknowledged(h: Harness) {
     assert_eq!(db.telemetry_count(5).unwrap(), 1);
     h.server.shutdown().await;
 }
+
+on_both_backends!(
+    a_backlog_is_stored_under_its_boot_once_and_acknowledged_each_time,
+    estimated_times_are_noted_per_boot,
+    a_wide_backlog_is_stored_under_its_boot_and_acknowledged,
+);

@@ -43,6 +43,38 @@ pub async fn start_with_storage(
     Harness { dir, server }
 }
 
+/// A server on a throwaway PostgreSQL cluster (`storage::postgres::testing`). `None` (and a
+/// loud message) where PostgreSQL cannot start, except in CI, where that fails the test.
+pub async fn start_postgres() -> Option<Harness> {
+    let db = tek_server::storage::postgres::testing::database()?;
+    let storage: Arc<dyn Storage> = db.db.into_arc();
+    Some(start_with_storage(|_| {}, storage).await)
+}
+
+/// `on_both_backends!(check, ...)`: for each `async fn check(h: Harness)`, a module `check`
+/// with the tests `check::sqlite` and `check::postgres`, running it on a server of that backend
+/// ([`start`], [`start_postgres`]).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$check(super::start(|_| {}).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(h) = super::start_postgres().await {
+                    super::$check(h).await;
+                }
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
+
 /// Creates device `id` in the server's database and returns its key.
 pub fn provision(storage: &dyn Storage, id: u32) -> Key {
     let fleet = tek_server::provision::provision(storage, Some(id), 1, "t", 0).unwrap();

@@ -218,33 +218,6 @@ impl TelemetryStore for Postgres {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(device_id: u32, seq: u32, time: i64) -> TelemetryRow {
-        TelemetryRow {
-            device_id,
-            boot: 1,
-            seq,
-            time,
-            channels: 0b101,
-            values: [7, 0, 9, 0, 0, 0, 0, 0],
-        }
-    }
-
-    #[test]
-    fn batch_columns_skip_repeats_and_expired_rows() {
-        let rows = [row(2, 1, 100), row(1, 1, 100), row(2, 1, 101), row(1, 2, 5)];
-        let c = columns(&rows, Some(50));
-        assert_eq!(c.device_id, vec![2, 1]);
-        assert_eq!(c.devices, vec![1, 2]);
-        assert_eq!(c.values[0], vec![Some(7), Some(7)]);
-        assert_eq!(c.values[1], vec![None, None]);
-        assert_eq!(columns(&rows, None).device_id.len(), 3);
-    }
-}
-
 impl Postgres {
     /// One keyset page of a device's records (`statement`: a `page_sql` of telemetry or of wide
     /// records, which take the same parameters), each row converted by `convert`.
@@ -290,5 +263,32 @@ impl Postgres {
                 .get(0);
             Ok(n.max(0) as u64)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(device_id: u32, seq: u32, time: i64) -> TelemetryRow {
+        TelemetryRow {
+            device_id,
+            boot: 1,
+            seq,
+            time,
+            channels: 0b101,
+            values: [7, 0, 9, 0, 0, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn batch_columns_skip_repeats_and_expired_rows() {
+        let rows = [row(2, 1, 100), row(1, 1, 100), row(2, 1, 101), row(1, 2, 5)];
+        let c = columns(&rows, Some(50));
+        assert_eq!(c.device_id, vec![2, 1]);
+        assert_eq!(c.devices, vec![1, 2]);
+        assert_eq!(c.values[0], vec![Some(7), Some(7)]);
+        assert_eq!(c.values[1], vec![None, None]);
+        assert_eq!(columns(&rows, None).device_id.len(), 3);
     }
 }
