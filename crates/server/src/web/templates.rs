@@ -36,11 +36,11 @@ pub async fn list(
         section {
             @if all.is_empty() { p { "No templates." } } @else {
                 table.templates #templates {
-                    thead { tr { th { "Template" } th { "Owner" } th.num { "Channels" } th { "Kinds" } th.num { "Your controllers" } } }
+                    thead { tr { th { "Template" } th { "Owner" } th.num.wide { "Channels" } th { "Kinds" } th.num { "In use" span.wide { " by your controllers" } } } }
                     tbody { @for s in &all { tr data-template=(s.template.id) {
                         td { a href={ "/templates/" (s.template.id) } { (s.template.name) } }
                         td { (owner(&s.template, s.site_name.as_deref())) }
-                        td.num { (s.template.channels.len()) }
+                        td.num.wide { (s.template.channels.len()) }
                         td { (s.kinds) }
                         td.num data-field="devices" { (s.devices) }
                     } } }
@@ -94,7 +94,7 @@ fn detail(page: &TemplatePage) -> Markup {
                     td { (c.name) }
                     td { (c.kind.as_str()) }
                     td { @match c.unit { Some("") => span.meta { "none" }, Some(u) => (u), None => { "code " (c.unit_code) } } }
-                    td.num { (c.decimals) }
+                    td.num.decimals data-label="Decimals" { (c.decimals) }
                     td.source { (page.sources.get(i).map_or("", String::as_str)) }
                 } } }
             }
