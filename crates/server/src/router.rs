@@ -7,7 +7,7 @@ use crate::http::{headers, Web, WebOptions};
 use crate::inproc::Api;
 use crate::web::{
     account, admin, alarms_admin, alarms_page, assets, audit_page, bulk, configure, dashboard,
-    device, events, export, login, schedules, site,
+    device, events, export, login, schedules, site, templates,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -170,6 +170,8 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/sites/{id}/tariff", post(site::tariff))
         .route("/sites/{id}/tariff/delete", post(site::delete_tariff))
         .route("/sites/{id}/energy.csv", get(site::energy_csv))
+        .route("/templates", get(templates::list))
+        .route("/templates/{id}", get(templates::page))
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))

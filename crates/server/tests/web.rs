@@ -765,6 +765,8 @@ async fn no_secret_in_any_answer() {
         "/devices/1",
         "/devices/1/configure",
         "/audit",
+        "/templates",
+        "/templates/1",
         "/admin",
         "/account",
         "/api/devices",

@@ -235,3 +235,109 @@ async fn templates_are_listed_with_their_channels_and_created() {
         audit.body
     );
 }
+
+/// The template pages (issue 18 point 3, viewing): `/templates` lists what the API lists with
+/// owner, kinds and the user's controllers; `/templates/{id}` shows each channel's source in
+/// words, the roles and the user's controllers; another site's template and an unknown id are
+/// the UI's 404 page.
+#[tokio::test]
+async fn template_pages_list_and_show_templates() {
+    let w = start().await;
+    let r = w.get("/templates", None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "signed out: to the login form"
+    );
+    let alice = w.login("alice@example.com").await;
+    let meter_map = named(&templates(&w, &alice).await, "single-phase meter")["map"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = json!({"name": "Alice <meter>", "site_id": w.site_a, "map": meter_map,
+        "channels": [
+            {"name": "Voltage", "kind": "other"}, {"name": "Current", "kind": "other"},
+            {"name": "Power", "kind": "power"}, {"name": "Frequency", "kind": "other"},
+            {"name": "Import", "kind": "energy"}, {"name": "Export", "kind": "energy"},
+            {"name": "Total", "kind": "energy"}]});
+    let r = w
+        .api(Method::POST, "/api/templates", &alice, &mine.to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let mine_id = serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    let list = w.get("/templates", Some(&alice)).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let b = &list.body;
+    assert!(
+        b.contains("href=\"/templates\" class=\"active\""),
+        "in the navigation"
+    );
+    let row = |id: i64| {
+        let r = b
+            .split(&format!("data-template=\"{id}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("template {id} missing: {b}"));
+        r[..r.find("</tr>").unwrap()].to_owned()
+    };
+    // The pool controller (id 1): built in, 5 channels, Alice's two controllers use it.
+    let pool = row(1);
+    assert!(pool.contains("built in") && pool.contains(">5<"), "{pool}");
+    assert!(
+        pool.contains("1 power, 1 energy, 2 temperature, 1 state"),
+        "{pool}"
+    );
+    assert!(pool.contains("data-field=\"devices\">2<"), "{pool}");
+    assert!(row(2).contains("4 power, 3 energy, 7 other"), "{}", row(2));
+    let own = row(mine_id);
+    assert!(
+        own.contains("Alice &lt;meter&gt;") && own.contains("Site A"),
+        "escaped, with its site: {own}"
+    );
+    assert!(own.contains("data-field=\"devices\">0<"), "{own}");
+
+    // A meter: every channel's source in words, its bus, its roles.
+    let meter = w.get("/templates/2", Some(&alice)).await;
+    assert_eq!(meter.status, StatusCode::OK, "{}", meter.body);
+    let m = &meter.body;
+    assert!(m.contains("three-phase energy meter (SDM630)"));
+    assert!(
+        m.contains(
+            "Modbus: bus 0 (9600 8N2, 500 ms), slave 1, input register 52, f32 high word first"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("input register 72, f32 high word first, × 1000"));
+    assert!(m.contains("bus 0: 9600 8N2, 500 ms"));
+    assert!(m.contains("channel 9 (Power)") && m.contains("channel 11 (Import energy)"));
+    assert!(
+        m.contains("id=\"no-devices\""),
+        "Alice's controllers run the pool map"
+    );
+    // The pool controller: board inputs, and Alice's controllers linked (not Bob's).
+    let p = w.get("/templates/1", Some(&alice)).await.body;
+    assert!(p.contains("board input 2") && p.contains("channel 2 (Water temperature)"));
+    assert!(p.contains("href=\"/devices/1\"") && p.contains("href=\"/devices/2\""));
+    assert!(!p.contains("href=\"/devices/3\""), "{p}");
+
+    // Bob: Alice's template is not found, as an id that does not exist; both are the UI's page.
+    let bob = w.login("bob@example.com").await;
+    for (path, s) in [
+        (format!("/templates/{mine_id}"), &bob),
+        ("/templates/999".to_owned(), &alice),
+    ] {
+        let r = w.get(&path, Some(s)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(r.body.contains("<h1>Not found</h1>"), "{path}: {}", r.body);
+    }
+    assert!(!w
+        .get("/templates", Some(&bob))
+        .await
+        .body
+        .contains(&format!("data-template=\"{mine_id}\"")));
+    let admin = w.login("admin@example.com").await;
+    let r = w.get(&format!("/templates/{mine_id}"), Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

@@ -1953,3 +1953,80 @@ async fn configure_and_schedules_show_every_bad_field() {
         full_page_shot(c, &dir, &format!("schedules-errors-{w}"), w, h).await;
     }
 }
+
+/// Issue 18 point 3 (viewing): the Templates pages reached from the navigation — the list and
+/// a meter template's channels — fit a phone and a desktop without horizontal scrolling, have
+/// no serious accessibility violations, and are saved as screenshots (`templates-*`,
+/// `template-meter-*`). Back from the meter to the list works with the back/forward cache on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_pages_fit_phones_and_desktops() {
+    let ui = Ui::start(2, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    c.find(Locator::Css("header.top nav a[href=\"/templates\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let devices = wait_for(Duration::from_secs(5), "the template list", || async {
+        text(c, "#templates tr[data-template=\"1\"] [data-field=devices]").await
+    })
+    .await;
+    assert_eq!(
+        devices, "2",
+        "both controllers run the pool controller's map"
+    );
+    c.find(Locator::LinkText("three-phase energy meter (SDM630)"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let power = wait_for(Duration::from_secs(5), "the meter's channels", || async {
+        text(c, "#channels tr[data-channel=\"9\"] td.source").await
+    })
+    .await;
+    assert_eq!(
+        power,
+        "Modbus: bus 0 (9600 8N2, 500 ms), slave 1, input register 52, f32 high word first"
+    );
+    let meter = c.current_url().await.unwrap().path().to_owned();
+    c.back().await.unwrap();
+    wait_for(Duration::from_secs(5), "back on the list", || async {
+        let u = c.current_url().await.ok()?;
+        let listed = text(c, "#templates").await?;
+        (u.path() == "/templates" && listed.contains("single-phase meter")).then_some(())
+    })
+    .await;
+    let dir = screenshot_dir();
+    let mut bad = Vec::new();
+    let mut a11y = Vec::new();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        for (name, path) in [
+            ("templates", "/templates"),
+            ("template-meter", meter.as_str()),
+        ] {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            let (scroll, inner, out) = overflow(c).await;
+            assert_eq!(inner, u64::from(w), "viewport width");
+            if scroll > inner {
+                bad.push(format!(
+                    "{path} at {w}px: scrollWidth {scroll} > {inner}: {out}"
+                ));
+            }
+            for v in axe_serious(c).await {
+                a11y.push(format!("{path} at {w}px: {v}"));
+            }
+            full_page_shot(c, &dir, &format!("{name}-{w}"), w, h).await;
+        }
+    }
+    eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
+    assert!(bad.is_empty(), "horizontal overflow:\n{}", bad.join("\n"));
+    assert!(
+        a11y.is_empty(),
+        "serious or critical accessibility violations (axe-core):\n{}",
+        a11y.join("\n")
+    );
+    ui.stop().await;
+}

@@ -322,6 +322,112 @@ pub async fn template_detail(
     })
 }
 
+/// A template in the list of the template pages: its view, who owns it, what it has and how
+/// many of the caller's devices use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateSummary {
+    /// The template.
+    pub template: TemplateView,
+    /// The owner site's name; `None`: built in or for every site.
+    pub site_name: Option<String>,
+    /// Its channels by kind, e.g. "3 power, 3 energy".
+    pub kinds: String,
+    /// How many of the caller's devices run a map made from it.
+    pub devices: usize,
+}
+
+/// The templates `p` sees (the rule of [`list_templates`]), each with what the list page shows.
+pub async fn template_summaries(
+    web: &Web,
+    p: &Principal,
+) -> Result<Vec<TemplateSummary>, WebError> {
+    let templates = list_templates(web, p).await?;
+    let ids: Vec<i64> = templates.iter().map(|t| t.id).collect();
+    let (sites, users) = web
+        .db_call(move |db| {
+            let users = ids
+                .iter()
+                .map(|id| db.template_devices(*id))
+                .collect::<crate::storage::Result<Vec<_>>>()?;
+            Ok((db.list_sites()?, users))
+        })
+        .await?;
+    let visible = web.visible(&p.user).await?;
+    Ok(templates
+        .into_iter()
+        .zip(users)
+        .map(|(t, devices)| {
+            let kinds: Vec<ChannelKind> = t.channels.iter().map(|c| c.kind).collect();
+            TemplateSummary {
+                site_name: t
+                    .site_id
+                    .and_then(|s| sites.iter().find(|x| x.id == s))
+                    .map(|s| s.name.clone()),
+                kinds: super::channel_text::kinds_text(&kinds),
+                devices: devices.into_iter().filter(|d| visible.contains(*d)).count(),
+                template: t,
+            }
+        })
+        .collect())
+}
+
+/// One template as its page shows it: the detail, each channel's source in words, the buses,
+/// the owner site's name and the names of the caller's devices that use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplatePage {
+    /// The template and the caller's devices using it.
+    pub detail: TemplateDetail,
+    /// The owner site's name; `None`: built in or for every site.
+    pub site_name: Option<String>,
+    /// Per channel, in index order: where its value comes from
+    /// ([`super::channel_text::describe_source`]).
+    pub sources: Vec<String>,
+    /// The serial buses of the map in words, in index order.
+    pub buses: Vec<String>,
+    /// `(id, name)` of each device in `detail.devices`.
+    pub devices: Vec<(u32, String)>,
+}
+
+/// Template `id` for its page; 404 for a template `p` does not see (as [`template_detail`]).
+pub async fn template_page(web: &Web, p: &Principal, id: i64) -> Result<TemplatePage, WebError> {
+    let detail = template_detail(web, p, id).await?;
+    let (site, ids) = (detail.template.site_id, detail.devices.clone());
+    let (site_name, devices, map) = web
+        .db_call(move |db| {
+            let site_name = match site {
+                Some(s) => db.site(s)?.map(|s| s.name),
+                None => None,
+            };
+            let devices = ids
+                .into_iter()
+                .map(|d| Ok((d, db.device(d)?.name)))
+                .collect::<crate::storage::Result<Vec<_>>>()?;
+            Ok((site_name, devices, db.template(id)?.map(|t| t.map)))
+        })
+        .await?;
+    let map = map.ok_or(WebError::NotFound)?;
+    // A stored map was validated; a map that does not parse shows no sources rather than fail.
+    let (sources, buses) = match ChannelMap::new_checked(&map) {
+        Ok(m) => (
+            m.channels()
+                .map(|c| super::channel_text::describe_source(&m, &c))
+                .collect(),
+            (0..m.bus_count())
+                .filter_map(|i| m.bus(i))
+                .map(|b| super::channel_text::describe_bus(&b))
+                .collect(),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    Ok(TemplatePage {
+        detail,
+        site_name,
+        sources,
+        buses,
+        devices,
+    })
+}
+
 /// Creates a user template: an administrator for any site or every site, a site member for
 /// their site. Returns the stored template.
 pub async fn create_template(

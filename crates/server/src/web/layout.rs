@@ -15,6 +15,8 @@ pub enum Nav {
     Audit,
     /// Open alarms.
     Alarms,
+    /// Channel templates.
+    Templates,
     /// Users, sites, assignment.
     Admin,
     /// The user's own account.
@@ -53,6 +55,7 @@ pub fn page(user: &Principal, nav: Nav, title: &str, body: Markup) -> Html<Strin
                         nav {
                             (item(Nav::Dashboard, "/dashboard", "Dashboard"))
                             (item(Nav::Alarms, "/alarms", "Alarms"))
+                            (item(Nav::Templates, "/templates", "Templates"))
                             (item(Nav::Audit, "/audit", "Audit log"))
                             @if user.user.is_admin { (item(Nav::Admin, "/admin", "Admin")) }
                             (item(Nav::Account, "/account", "Account"))

@@ -12,7 +12,8 @@
 //! charts, setpoint, commands, data use, CSV export), [`configure`] (Configure → System),
 //! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens),
 //! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins),
-//! [`schedules`] (Configure → Schedules), [`site`] (energy and cost, time zone, tariff).
+//! [`schedules`] (Configure → Schedules), [`site`] (energy and cost, time zone, tariff),
+//! [`templates`] (channel templates and their channels, viewing only).
 
 pub mod account;
 pub mod admin;
@@ -35,5 +36,6 @@ pub mod login;
 pub mod rollback;
 pub mod schedules;
 pub mod site;
+pub mod templates;
 pub mod units;
 pub mod zoned;
