@@ -39,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod device_config;
 pub mod energy;
+pub mod expr;
 pub mod fleet;
 pub mod http;
 pub mod http_limit;
