@@ -125,7 +125,12 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             "/templates",
             get(a::templates::list).post(a::templates::create),
         )
-        .route("/templates/{id}", get(a::templates::get))
+        .route(
+            "/templates/{id}",
+            get(a::templates::get)
+                .put(a::templates::update)
+                .delete(a::templates::delete),
+        )
         .route("/sites", get(a::sites::list).post(a::sites::create))
         .route("/sites/{id}", get(a::sites::get).delete(a::sites::delete))
         .route(

@@ -1,8 +1,9 @@
 //! Channel-map templates over the JSON API (issue 18, docs/API.md "Channel templates"):
 //! `GET /api/templates` lists the built-in templates and the caller's own, each with its
 //! channels; `GET /api/templates/{id}` shows one with the caller's devices that use it;
-//! `POST /api/templates` creates one, and refuses a bad one naming the channel and
-//! the field, saving nothing.
+//! `POST /api/templates` creates one (from a hex map or from structured channel sources with
+//! expressions as text), and refuses a bad one naming the channel and the field, saving
+//! nothing; `PUT` and `DELETE /api/templates/{id}` change and delete user templates.
 
 mod web_common;
 
@@ -50,7 +51,8 @@ async fn templates_are_listed_with_their_channels_and_created() {
     assert_eq!(
         pool["channels"][2],
         json!({"index": 2, "name": "Water temperature", "kind": "temperature", "unit_code": 3,
-               "unit": "°C", "exponent": -2, "decimals": 2})
+               "unit": "°C", "exponent": -2, "decimals": 2, "source": {"input": 2},
+               "mul": 1, "div": 1, "offset": 0})
     );
     let kinds: Vec<&str> = pool["channels"]
         .as_array()
@@ -231,6 +233,208 @@ async fn templates_are_listed_with_their_channels_and_created() {
     let audit = w.api(Method::GET, "/api/audit", &alice, "").await;
     assert!(
         audit.body.contains("template.create") && audit.body.contains("Heat pump meter"),
+        "{}",
+        audit.body
+    );
+}
+
+/// A structured template: two Modbus power channels on one bus, their sum as an expression by
+/// name, and an energy counter's rate.
+fn structured(name: &str, site: Value, sum: &str) -> Value {
+    let modbus = |register: i64| {
+        json!({"modbus": {"bus": 0, "slave": 1, "function": 4, "register": register,
+                          "type": "f32", "word_order": "high_first"}})
+    };
+    json!({
+        "name": name,
+        "site_id": site,
+        "buses": [{"baud": 9600, "parity": "none", "timeout_ms": 500}],
+        "channels": [
+            {"name": "Power L1", "kind": "power", "unit": "W", "source": modbus(12)},
+            {"name": "Power L2", "kind": "power", "unit": "W", "source": modbus(14)},
+            {"name": "Energy", "kind": "energy", "unit": "Wh", "source": modbus(342),
+             "mul": 1000, "div": 1},
+            {"name": "Power", "kind": "power", "unit": "W", "decimals": 0, "exponent": 0,
+             "source": {"expression": sum}, "mul": 1, "div": 1, "offset": 0},
+            {"name": "Hourly", "kind": "other", "unit": "Wh",
+             "source": {"expression": "rate(ch2)"}}
+        ],
+        "roles": {"water": null, "air": null, "power": "Power", "energy": "Energy",
+                  "pump": 0, "heater": 1}
+    })
+}
+
+#[tokio::test]
+async fn structured_templates_are_built_checked_changed_and_deleted() {
+    let w = start().await;
+    let alice = w.login("alice@example.com").await;
+    let site_a = json!(w.site_a);
+    let body = structured("Two phases", site_a.clone(), "\"Power L1\" + #1");
+    let r = w
+        .api(Method::POST, "/api/templates", &alice, &body.to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let made: Value = serde_json::from_str(&r.body).unwrap();
+    // The map is built per PROTOCOL.md 17.2: format 1, one bus, five channels; bus 9600 8N2.
+    assert!(
+        made["map"].as_str().unwrap().starts_with("0101050000"),
+        "{made}"
+    );
+    assert_eq!(
+        made["buses"],
+        json!([{"baud": 9600, "parity": "none", "timeout_ms": 500}])
+    );
+    assert_eq!(made["channels"][0]["source"], body["channels"][0]["source"]);
+    assert_eq!(made["channels"][2]["mul"], 1000);
+    // Expressions come back as decompiled text, channels by name.
+    assert_eq!(
+        made["channels"][3]["source"],
+        json!({"expression": "\"Power L1\" + \"Power L2\""})
+    );
+    assert_eq!(
+        made["channels"][4]["source"],
+        json!({"expression": "rate(\"Energy\")"})
+    );
+    assert_eq!(made["roles"]["power"], 3);
+    assert_eq!(made["roles"]["energy"], 2);
+    let id = made["id"].as_i64().unwrap();
+    let one = format!("/api/templates/{id}");
+    let r = w.api(Method::GET, &one, &alice, "").await;
+    let got: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(got["channels"], made["channels"]);
+    // The hex form of the same map makes the same template.
+    let hex = json!({"name": "Two phases (hex)", "site_id": site_a, "map": made["map"],
+                     "channels": [{"name": "Power L1", "kind": "power"},
+                                  {"name": "Power L2", "kind": "power"},
+                                  {"name": "Energy", "kind": "energy"},
+                                  {"name": "Power", "kind": "power"},
+                                  {"name": "Hourly", "kind": "other"}]});
+    let r = w
+        .api(Method::POST, "/api/templates", &alice, &hex.to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let twin: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(twin["channels"], made["channels"]);
+    let count = templates(&w, &alice).await.len();
+
+    // Refused, nothing saved: every error names the channel (index and name) and the field.
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = structured("Bad", site_a.clone(), "#0 + #1");
+        f(&mut b);
+        b.to_string()
+    };
+    let refusals = [
+        (
+            with(&|b| b["channels"][3]["source"] = json!({"expression": "min(#0, #1"})),
+            "channel 3 (\\\"Power\\\"): source.expression: expected ')', found the end at 10",
+        ),
+        (
+            with(&|b| b["channels"][3]["source"] = json!({"expression": "\"Power L3\" * 2"})),
+            "channel 3 (\\\"Power\\\"): source.expression: no channel is named \\\"Power L3\\\" at 0",
+        ),
+        (
+            with(&|b| b["channels"][3]["source"] = json!({"expression": "#0 + #3"})),
+            "channel 3 (\\\"Power\\\"): source.expression: #3 (channel 3) is this channel itself at 5",
+        ),
+        (
+            with(&|b| b["channels"][3]["source"] = json!({"expression": "#0 + #4"})),
+            "source.expression: #4 (channel 4) is a computed channel after this one",
+        ),
+        (
+            with(&|b| b["channels"][1]["source"]["modbus"]["slave"] = json!(0)),
+            "channel 1 (\\\"Power L2\\\"): source.modbus.slave: 0 outside 1..=247",
+        ),
+        (
+            with(&|b| b["channels"][1]["source"]["modbus"]["register"] = json!(65535)),
+            "channel 1 (\\\"Power L2\\\"): source.modbus.register: 65535 and the next register of f32 pass 65535",
+        ),
+        (
+            with(&|b| b["channels"][2]["div"] = json!(0)),
+            "channel 2 (\\\"Energy\\\"): div: 0 outside 1..=65535",
+        ),
+        (
+            with(&|b| b["channels"][0]["unit"] = json!("kW")),
+            "channel 0 (\\\"Power L1\\\"): unit: \\\"kW\\\" is none of",
+        ),
+        (
+            with(&|b| b["roles"]["power"] = json!("Power L9")),
+            "roles: power: no channel is named \\\"Power L9\\\"",
+        ),
+        (
+            with(&|b| b["channels"][0]["source"] = Value::Null),
+            "channel 0 (\\\"Power L1\\\"): source: required",
+        ),
+        (
+            with(&|b| b["buses"][0]["timeout_ms"] = json!(10)),
+            "bus 0: timeout_ms: 10 outside 50..=2000",
+        ),
+    ];
+    for (b, message) in refusals {
+        let r = w.api(Method::POST, "/api/templates", &alice, &b).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{b}: {}",
+            r.body
+        );
+        assert!(r.body.contains(message), "{b}: {}", r.body);
+    }
+    assert_eq!(templates(&w, &alice).await.len(), count);
+
+    // PUT replaces it (bad input changes nothing); the built-in ones are refused.
+    let r = w
+        .api(Method::PUT, &one, &alice, &with(&|b| b["div"] = json!(1)))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let changed = structured("Two phases", site_a.clone(), "max(#0, #1) * 2");
+    let r = w.api(Method::PUT, &one, &alice, &changed.to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let put: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        put["channels"][3]["source"],
+        json!({"expression": "max(\"Power L1\", \"Power L2\") * 2"})
+    );
+    let bad = with(&|b| b["channels"][3]["source"] = json!({"expression": "#0 +"}));
+    let r = w.api(Method::PUT, &one, &alice, &bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = w.api(Method::GET, &one, &alice, "").await;
+    let got: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(got["channels"], put["channels"]);
+    let all = templates(&w, &alice).await;
+    let pool = format!("/api/templates/{}", named(&all, "pool controller")["id"]);
+    let admin = w.login("admin@example.com").await;
+    let r = w
+        .api(Method::PUT, &pool, &admin, &changed.to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(
+        w.api(Method::DELETE, &pool, &admin, "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Bob (site B) cannot see, change or delete site A's template.
+    let bob = w.login("bob@example.com").await;
+    assert_eq!(
+        w.api(Method::PUT, &one, &bob, &changed.to_string())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.api(Method::DELETE, &one, &bob, "").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // DELETE removes it; both changes were audited.
+    let r = w.api(Method::DELETE, &one, &alice, "").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        w.api(Method::GET, &one, &alice, "").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(templates(&w, &alice).await.len(), count - 1);
+    let audit = w.api(Method::GET, "/api/audit", &alice, "").await;
+    assert!(
+        audit.body.contains("template.update") && audit.body.contains("template.delete"),
         "{}",
         audit.body
     );

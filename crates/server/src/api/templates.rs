@@ -1,6 +1,8 @@
 //! Channel-map templates over the API (issue 18): `GET /api/templates` lists the templates the
 //! caller sees, each with its channels; `GET /api/templates/{id}` one, with the caller's devices
-//! that use it; `POST /api/templates` creates one. The rules are in
+//! that use it; `POST /api/templates` creates one (from a hex map or from structured channel
+//! sources), `PUT /api/templates/{id}` replaces one and `DELETE /api/templates/{id}` deletes
+//! one. The rules are in
 //! [`crate::service::channels`].
 
 use crate::http::auth::ApiUser;
@@ -39,4 +41,27 @@ pub async fn create(
         .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let t = channels::create_template(&web, &p, &b).await?;
     Ok((StatusCode::CREATED, Json(t)))
+}
+
+/// `PUT /api/templates/{id}`: the replaced template.
+pub async fn update(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+    b: Result<Json<TemplateInput>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<TemplateView>, JsonError> {
+    let b = b
+        .map(|Json(t)| t)
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
+    Ok(Json(channels::update_template(&web, &p, id, &b).await?))
+}
+
+/// `DELETE /api/templates/{id}`: 204.
+pub async fn delete(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, JsonError> {
+    channels::delete_template(&web, &p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

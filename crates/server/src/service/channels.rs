@@ -7,6 +7,7 @@
 //! Visibility: a template without a site is for every site (only administrators create or change
 //! those); a site's template is seen by that site's members. Administrators see all.
 
+use super::channel_map::{self, BusSpec, ChannelRef, ChannelSource, ChannelSpec, SourceSpec};
 use crate::http::auth::Principal;
 use crate::http::error::WebError;
 use crate::http::Web;
@@ -14,15 +15,9 @@ use crate::storage::channels::{ChannelKind, ChannelLabel, ChannelSet, NewTemplat
 use crate::storage::TemplateRecord;
 use serde::Serialize;
 use tek_proto::channel::map::ChannelMap;
-use tek_proto::channel::roles::{self, Roles};
+use tek_proto::channel::roles::Roles;
 
-/// The symbol of a unit code (PROTOCOL.md 17.2); `None` for a code the table does not have.
-pub fn unit_symbol(code: u8) -> Option<&'static str> {
-    const SYMBOLS: [&str; 15] = [
-        "", "W", "Wh", "°C", "%", "V", "A", "Hz", "m³", "l", "l/min", "Pa", "VA", "var", "s",
-    ];
-    SYMBOLS.get(usize::from(code)).copied()
-}
+pub use super::channel_map::unit_symbol;
 
 /// Roles as the faces show and take them: channel indices (`None`: no channel has the role)
 /// and relay outputs.
@@ -56,28 +51,60 @@ impl From<Roles> for RolesView {
     }
 }
 
-impl RolesView {
-    /// Configuration item 16's value. The "none" code itself is refused as a channel: it would
-    /// silently mean "no channel".
-    fn item_value(&self) -> Result<Vec<u8>, WebError> {
-        for (role, c) in [
-            ("water", self.water),
-            ("air", self.air),
-            ("power", self.power),
-            ("energy", self.energy),
-        ] {
-            if c == Some(roles::NONE) {
-                return Err(WebError::Invalid(format!(
-                    "roles: {role}: channel {} does not exist; null means none",
-                    roles::NONE
-                )));
+/// Roles as a face sends them: each channel by index or by name, `null` for none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesInput {
+    /// Water temperature channel (0.01 degC).
+    pub water: Option<ChannelRef>,
+    /// Air temperature channel (0.01 degC).
+    pub air: Option<ChannelRef>,
+    /// Electric power channel (W).
+    pub power: Option<ChannelRef>,
+    /// Energy counter channel (Wh).
+    pub energy: Option<ChannelRef>,
+    /// Relay output of the pump, 0..=7.
+    pub pump: u8,
+    /// Relay output of the heater, 0..=7.
+    pub heater: u8,
+}
+
+impl From<RolesView> for RolesInput {
+    fn from(r: RolesView) -> RolesInput {
+        let c = |c: Option<u8>| c.map(|c| ChannelRef::Index(i64::from(c)));
+        RolesInput {
+            water: c(r.water),
+            air: c(r.air),
+            power: c(r.power),
+            energy: c(r.energy),
+            pump: r.pump,
+            heater: r.heater,
+        }
+    }
+}
+
+impl RolesInput {
+    /// Configuration item 16's value, channels resolved among `names` (the channels in
+    /// order). A channel past the map, the "none" code among them, is refused: `null` means
+    /// none.
+    fn item_value(&self, names: &[&str]) -> Result<Vec<u8>, WebError> {
+        let mut chans = [None; 4];
+        for (slot, (role, c)) in chans.iter_mut().zip([
+            ("water", &self.water),
+            ("air", &self.air),
+            ("power", &self.power),
+            ("energy", &self.energy),
+        ]) {
+            if let Some(c) = c {
+                *slot = Some(channel_map::resolve(c, names, &format!("roles: {role}"))?);
             }
         }
+        let [water, air, power, energy] = chans;
         let r = Roles {
-            water: self.water,
-            air: self.air,
-            power: self.power,
-            energy: self.energy,
+            water,
+            air,
+            power,
+            energy,
             pump: self.pump,
             heater: self.heater,
         };
@@ -102,6 +129,9 @@ pub struct ChannelView {
     pub exponent: i8,
     /// Decimals it is shown with.
     pub decimals: u8,
+    /// Its source (an expression as text) and conversion.
+    #[serde(flatten)]
+    pub map: Option<ChannelSource>,
 }
 
 /// A template as the faces show it.
@@ -117,6 +147,8 @@ pub struct TemplateView {
     pub site_id: Option<i64>,
     /// The channel map bytes, hex.
     pub map: String,
+    /// The map's serial buses.
+    pub buses: Vec<BusSpec>,
     /// Channel roles (configuration item 16), if the template has them.
     pub roles: Option<RolesView>,
     /// Created, Unix seconds.
@@ -155,10 +187,13 @@ impl TemplateView {
     /// The view of a stored (hence valid) template.
     pub fn of(t: &TemplateRecord) -> TemplateView {
         let map = ChannelMap::new_checked(&t.map).ok();
+        let names: Vec<String> = t.channels.iter().map(|c| c.name.clone()).collect();
+        let (buses, sources) = channel_map::describe(&t.map, &names).unwrap_or_default();
         let channels = t
             .channels
             .iter()
             .map(|c| ChannelView {
+                map: sources.get(usize::from(c.index)).cloned(),
                 index: c.index,
                 name: c.name.clone(),
                 kind: c.kind,
@@ -176,6 +211,7 @@ impl TemplateView {
             builtin: t.builtin,
             site_id: t.site_id,
             map: hex(&t.map),
+            buses,
             roles: t
                 .roles
                 .as_deref()
@@ -199,6 +235,47 @@ pub struct ChannelInput {
     /// Decimals shown (default 0).
     #[serde(default)]
     pub decimals: u8,
+    /// Structured form only: unit symbol (default none).
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Structured form only: decimal exponent (default 0).
+    #[serde(default)]
+    pub exponent: Option<i64>,
+    /// Structured form only: where the value comes from.
+    #[serde(default)]
+    pub source: Option<SourceSpec>,
+    /// Structured form only: multiplier (default 1).
+    #[serde(default)]
+    pub mul: Option<i64>,
+    /// Structured form only: divisor (default 1).
+    #[serde(default)]
+    pub div: Option<i64>,
+    /// Structured form only: offset (default 0).
+    #[serde(default)]
+    pub offset: Option<i64>,
+}
+
+impl ChannelInput {
+    fn spec(&self) -> ChannelSpec<'_> {
+        ChannelSpec {
+            name: &self.name,
+            unit: self.unit.as_deref(),
+            exponent: self.exponent,
+            source: self.source.as_ref(),
+            mul: self.mul,
+            div: self.div,
+            offset: self.offset,
+        }
+    }
+
+    fn has_map_fields(&self) -> bool {
+        self.unit.is_some()
+            || self.exponent.is_some()
+            || self.source.is_some()
+            || self.mul.is_some()
+            || self.div.is_some()
+            || self.offset.is_some()
+    }
 }
 
 /// A new template, as a face received it.
@@ -210,11 +287,16 @@ pub struct TemplateInput {
     /// Owner site; absent: every site (administrators only).
     #[serde(default)]
     pub site_id: Option<i64>,
-    /// The channel map (PROTOCOL.md 17.2), hex.
-    pub map: String,
+    /// The channel map (PROTOCOL.md 17.2), hex; absent: the structured form (`buses` and
+    /// each channel's source).
+    #[serde(default)]
+    pub map: Option<String>,
+    /// Structured form: the serial buses.
+    #[serde(default)]
+    pub buses: Option<Vec<BusSpec>>,
     /// Channel roles, if any.
     #[serde(default)]
-    pub roles: Option<RolesView>,
+    pub roles: Option<RolesInput>,
     /// One per channel of the map, in order.
     pub channels: Vec<ChannelInput>,
 }
@@ -244,12 +326,44 @@ impl TemplateInput {
                 })
             })
             .collect::<Result<Vec<_>, WebError>>()?;
+        let map = match &self.map {
+            Some(hex) => {
+                if self.buses.is_some() {
+                    return Err(WebError::Invalid(
+                        "buses: only with channel sources, not with a hex map".into(),
+                    ));
+                }
+                if let Some((i, c)) = self
+                    .channels
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| c.has_map_fields())
+                {
+                    return Err(WebError::Invalid(format!(
+                        "channel {i} ({:?}): source, unit, exponent, mul, div and offset come \
+                         from the hex map; give either the map or every channel's source",
+                        c.name
+                    )));
+                }
+                unhex(hex, "map")?
+            }
+            None => {
+                let specs: Vec<ChannelSpec<'_>> =
+                    self.channels.iter().map(ChannelInput::spec).collect();
+                channel_map::build(self.buses.as_deref().unwrap_or_default(), &specs)?
+            }
+        };
+        let names: Vec<&str> = self.channels.iter().map(|c| c.name.trim()).collect();
         Ok(NewTemplate {
             name: self.name.clone(),
             site_id: self.site_id,
             set: ChannelSet {
-                map: unhex(&self.map, "map")?,
-                roles: self.roles.map(|r| r.item_value()).transpose()?,
+                map,
+                roles: self
+                    .roles
+                    .as_ref()
+                    .map(|r| r.item_value(&names))
+                    .transpose()?,
                 channels,
             },
         })
@@ -428,6 +542,101 @@ pub async fn template_page(web: &Web, p: &Principal, id: i64) -> Result<Template
     })
 }
 
+/// Whether `p` may create, change or delete templates of `site`: an administrator any, a site
+/// member their site's; templates for every site (`None`) are the administrators'.
+async fn require_manager(web: &Web, p: &Principal, site: Option<i64>) -> Result<(), WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    match site {
+        None => Web::require_admin(&p.user),
+        Some(s) if !admin => {
+            let member = web
+                .db_call(move |db| Ok(db.user_sites(uid)?.iter().any(|x| x.id == s)))
+                .await?;
+            if member {
+                Ok(())
+            } else {
+                Err(WebError::Invalid(format!("site {s} does not exist")))
+            }
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Template `id` if `p` may change it: 404 if `p` does not see it, 403 for a built-in one or
+/// one `p` may not manage.
+async fn changeable(web: &Web, p: &Principal, id: i64) -> Result<TemplateRecord, WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    let (found, sites) = web
+        .db_call(move |db| {
+            let sites: Vec<i64> = if admin {
+                Vec::new()
+            } else {
+                db.user_sites(uid)?.iter().map(|s| s.id).collect()
+            };
+            Ok((db.template(id)?, sites))
+        })
+        .await?;
+    let t = found
+        .filter(|t| may_see(t.site_id, admin, &sites))
+        .ok_or(WebError::NotFound)?;
+    if t.builtin {
+        return Err(WebError::Forbidden("built-in templates cannot be changed"));
+    }
+    require_manager(web, p, t.site_id).await?;
+    Ok(t)
+}
+
+/// Replaces user template `id` (name, site, channels) after the checks of
+/// [`TemplateInput::parse`] and of storage; nothing is saved on an error. Returns it.
+pub async fn update_template(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+    input: &TemplateInput,
+) -> Result<TemplateView, WebError> {
+    let new = input.parse()?;
+    changeable(web, p, id).await?;
+    let site = new.site_id;
+    require_manager(web, p, site).await?;
+    let now = crate::clock::unix_now();
+    let stored = web
+        .db_call(move |db| {
+            db.update_template(id, &new, now)?;
+            db.template(id)?
+                .ok_or_else(|| crate::storage::Error::Missing(format!("template {id}")))
+        })
+        .await?;
+    web.audit(
+        p,
+        "template.update",
+        None,
+        site,
+        format!(
+            "template {} {} ({} channels)",
+            stored.id,
+            stored.name,
+            stored.channels.len()
+        ),
+    )
+    .await?;
+    Ok(TemplateView::of(&stored))
+}
+
+/// Deletes user template `id`; devices that use it keep their map.
+pub async fn delete_template(web: &Web, p: &Principal, id: i64) -> Result<(), WebError> {
+    let t = changeable(web, p, id).await?;
+    web.db_call(move |db| db.delete_template(id)).await?;
+    web.audit(
+        p,
+        "template.delete",
+        None,
+        t.site_id,
+        format!("template {} {}", t.id, t.name),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Creates a user template: an administrator for any site or every site, a site member for
 /// their site. Returns the stored template.
 pub async fn create_template(
@@ -436,20 +645,8 @@ pub async fn create_template(
     input: &TemplateInput,
 ) -> Result<TemplateView, WebError> {
     let new = input.parse()?;
-    let (uid, admin) = (p.user.id, p.user.is_admin);
     let site = new.site_id;
-    match site {
-        None => Web::require_admin(&p.user)?,
-        Some(s) if !admin => {
-            let member = web
-                .db_call(move |db| Ok(db.user_sites(uid)?.iter().any(|x| x.id == s)))
-                .await?;
-            if !member {
-                return Err(WebError::Invalid(format!("site {s} does not exist")));
-            }
-        }
-        Some(_) => {}
-    }
+    require_manager(web, p, site).await?;
     let now = crate::clock::unix_now();
     let stored = web
         .db_call(move |db| {
@@ -483,7 +680,8 @@ mod tests {
         TemplateInput {
             name: "t".into(),
             site_id: None,
-            map: hex(map),
+            map: Some(hex(map)),
+            buses: None,
             roles: None,
             channels: builtin::pool()
                 .labels()
@@ -492,6 +690,12 @@ mod tests {
                     name: l.name.clone(),
                     kind: l.kind.as_str().into(),
                     decimals: l.decimals,
+                    unit: None,
+                    exponent: None,
+                    source: None,
+                    mul: None,
+                    div: None,
+                    offset: None,
                 })
                 .collect(),
         }
@@ -511,11 +715,12 @@ mod tests {
         assert_eq!(t.set.map, map);
         assert_eq!(t.set.channels, builtin::pool().labels());
         let mut i = input(&map);
-        i.map = format!("01 {}", &i.map[2..]);
+        let hex_map = i.map.clone().unwrap();
+        i.map = Some(format!("01 {}", &hex_map[2..]));
         assert_eq!(i.parse().unwrap().set.map, map);
-        i.map.push('0');
+        i.map = Some(format!("{hex_map}0"));
         assert_eq!(invalid(i.parse()), "map: an odd number of hex digits");
-        i.map = "01zz".into();
+        i.map = Some("01zz".into());
         assert_eq!(invalid(i.parse()), "map: byte 1 is not hex");
         let mut i = input(&map);
         i.channels[3].kind = "heat".into();
@@ -525,13 +730,25 @@ mod tests {
              temperature, state, other"
         );
         let mut i = input(&map);
-        i.roles = Some(RolesView::from(Roles::POOL));
+        i.roles = Some(RolesView::from(Roles::POOL).into());
         assert_eq!(i.parse().unwrap().set.roles, Some(vec![2, 3, 0, 1, 0, 1]));
-        i.roles = Some(RolesView {
-            air: Some(0xFF),
-            ..RolesView::from(Roles::POOL)
+        i.roles = Some(RolesInput {
+            air: Some(ChannelRef::Index(0xFF)),
+            water: Some(ChannelRef::Name("Power".into())),
+            ..RolesView::from(Roles::POOL).into()
         });
-        assert!(invalid(i.parse()).starts_with("roles: air: channel 255"));
+        assert_eq!(
+            invalid(i.parse()),
+            "roles: air: channel 255 does not exist (there are 5 channels)"
+        );
+        i.roles.as_mut().unwrap().air = None;
+        assert_eq!(
+            i.parse().unwrap().set.roles,
+            Some(vec![0, 0xFF, 0, 1, 0, 1])
+        );
+        let mut i = input(&map);
+        i.channels[1].source = Some(SourceSpec::Input(1));
+        assert!(invalid(i.parse()).starts_with("channel 1 (\"Energy\"): source, unit"));
     }
 
     #[test]

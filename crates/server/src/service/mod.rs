@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod alarms;
 pub mod audit;
+pub mod channel_map;
 pub mod channel_text;
 pub mod channels;
 pub mod commands;
