@@ -125,6 +125,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             "/templates",
             get(a::templates::list).post(a::templates::create),
         )
+        .route("/templates/check", post(a::templates::check))
         .route(
             "/templates/{id}",
             get(a::templates::get)

@@ -381,6 +381,36 @@ async fn structured_templates_are_built_checked_changed_and_deleted() {
     }
     assert_eq!(templates(&w, &alice).await.len(), count);
 
+    // The check an editor calls before saving: the same answers, nothing saved.
+    let draft = structured("Draft", site_a.clone(), "#0 * 2");
+    let r = w
+        .api(
+            Method::POST,
+            "/api/templates/check",
+            &alice,
+            &draft.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let checked: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        checked["channels"][3]["source"],
+        json!({"expression": "\"Power L1\" * 2"})
+    );
+    assert!(checked["map"].as_str().unwrap().starts_with("010105"));
+    let bad = with(&|b| b["channels"][3]["source"] = json!({"expression": "#0 * (2"}));
+    let r = w
+        .api(Method::POST, "/api/templates/check", &alice, &bad)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(
+        r.body
+            .contains("source.expression: expected ')', found the end at 7"),
+        "{}",
+        r.body
+    );
+    assert_eq!(templates(&w, &alice).await.len(), count);
+
     // PUT replaces it (bad input changes nothing); the built-in ones are refused.
     let r = w
         .api(Method::PUT, &one, &alice, &with(&|b| b["div"] = json!(1)))

@@ -1,14 +1,15 @@
 //! Channel-map templates over the API (issue 18): `GET /api/templates` lists the templates the
 //! caller sees, each with its channels; `GET /api/templates/{id}` one, with the caller's devices
 //! that use it; `POST /api/templates` creates one (from a hex map or from structured channel
-//! sources), `PUT /api/templates/{id}` replaces one and `DELETE /api/templates/{id}` deletes
+//! sources), `POST /api/templates/check` checks one without saving it,
+//! `PUT /api/templates/{id}` replaces one and `DELETE /api/templates/{id}` deletes
 //! one. The rules are in
 //! [`crate::service::channels`].
 
 use crate::http::auth::ApiUser;
 use crate::http::error::JsonError;
 use crate::http::Web;
-use crate::service::channels::{self, TemplateDetail, TemplateInput, TemplateView};
+use crate::service::channels::{self, TemplateCheck, TemplateDetail, TemplateInput, TemplateView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -64,4 +65,16 @@ pub async fn delete(
 ) -> Result<StatusCode, JsonError> {
     channels::delete_template(&web, &p, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/templates/check`: the template as it would be stored, or the 422 a `POST` would
+/// answer; nothing is saved.
+pub async fn check(
+    ApiUser(_): ApiUser,
+    b: Result<Json<TemplateInput>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<TemplateCheck>, JsonError> {
+    let b = b
+        .map(|Json(t)| t)
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
+    Ok(Json(channels::check_template(&b)?))
 }

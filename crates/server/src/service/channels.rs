@@ -542,6 +542,44 @@ pub async fn template_page(web: &Web, p: &Principal, id: i64) -> Result<Template
     })
 }
 
+/// A template as it would be stored, from a check that saves nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateCheck {
+    /// The channel map bytes, hex.
+    pub map: String,
+    /// The map's serial buses.
+    pub buses: Vec<BusSpec>,
+    /// Channel roles, if any.
+    pub roles: Option<RolesView>,
+    /// Channels in index order, expressions in canonical text.
+    pub channels: Vec<ChannelView>,
+}
+
+/// Runs every check of [`create_template`] on the input except the rights and the name's
+/// uniqueness, and saves nothing: what an editor calls to show an error next to its field
+/// before anything is saved (issue 18 point 3).
+pub fn check_template(input: &TemplateInput) -> Result<TemplateCheck, WebError> {
+    let new = input.parse()?;
+    let (name, channels) = crate::storage::channels::validate_template(&new)?;
+    let v = TemplateView::of(&TemplateRecord {
+        id: 0,
+        name,
+        builtin: false,
+        site_id: new.site_id,
+        map: new.set.map,
+        roles: new.set.roles,
+        created_at: 0,
+        updated_at: 0,
+        channels,
+    });
+    Ok(TemplateCheck {
+        map: v.map,
+        buses: v.buses,
+        roles: v.roles,
+        channels: v.channels,
+    })
+}
+
 /// Whether `p` may create, change or delete templates of `site`: an administrator any, a site
 /// member their site's; templates for every site (`None`) are the administrators'.
 async fn require_manager(web: &Web, p: &Principal, site: Option<i64>) -> Result<(), WebError> {
