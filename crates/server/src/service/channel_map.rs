@@ -416,20 +416,20 @@ pub fn describe(bytes: &[u8], names: &[String]) -> Option<(Vec<BusSpec>, Vec<Cha
                     word_order: name_of(&ORDERS, r.word_order),
                 }),
                 Source::Board(n) => SourceSpec::Input(i64::from(n)),
-                Source::Computed(code) => SourceSpec::Expression(
-                    expr::decompile(code, &label).unwrap_or_else(|e| e.to_string()),
-                ),
-                // A validated map has no unknown source kind.
-                Source::Unknown(_) => SourceSpec::Input(-1),
+                Source::Computed(code) => {
+                    SourceSpec::Expression(expr::decompile(code, &label).ok()?)
+                }
+                // A validated map has none; the caller shows no sources rather than a guess.
+                Source::Unknown(_) => return None,
             };
-            ChannelSource {
+            Some(ChannelSource {
                 source,
                 mul: ch.conversion.mul,
                 div: ch.conversion.div,
                 offset: ch.conversion.offset,
-            }
+            })
         })
-        .collect();
+        .collect::<Option<Vec<_>>>()?;
     Some((buses, channels))
 }
 
@@ -508,6 +508,37 @@ mod tests {
             SourceSpec::Expression("\"Power L1\" + \"Power L2\"".into())
         );
         assert_eq!((sources[3].source.clone(), sources[3].div), (water, 10));
+    }
+
+    #[test]
+    fn every_builtin_template_describes_to_specs_that_build_it_again() {
+        assert_eq!(describe(&[], &[]), None);
+        for b in crate::storage::channels::builtin::all() {
+            let bytes = b.map();
+            let labels = b.labels();
+            let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
+            let (buses, sources) = describe(&bytes, &names).unwrap();
+            let map = ChannelMap::new_checked(&bytes).unwrap();
+            let units: Vec<String> = map
+                .channels()
+                .map(|c| unit_symbol(c.resolution.unit.code()).unwrap().to_owned())
+                .collect();
+            let specs: Vec<ChannelSpec<'_>> = map
+                .channels()
+                .zip(&sources)
+                .enumerate()
+                .map(|(i, (c, s))| ChannelSpec {
+                    name: &names[i],
+                    unit: Some(&units[i]),
+                    exponent: Some(i64::from(c.resolution.exponent)),
+                    source: Some(&s.source),
+                    mul: Some(i64::from(s.mul)),
+                    div: Some(i64::from(s.div)),
+                    offset: Some(i64::from(s.offset)),
+                })
+                .collect();
+            assert_eq!(build(&buses, &specs).unwrap(), bytes, "{}", b.name);
+        }
     }
 
     #[test]
