@@ -126,6 +126,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
             get(a::templates::list).post(a::templates::create),
         )
         .route("/templates/{id}", get(a::templates::get))
+        .route("/templates/{id}/apply", post(a::templates::apply))
         .route("/sites", get(a::sites::list).post(a::sites::create))
         .route("/sites/{id}", get(a::sites::get).delete(a::sites::delete))
         .route(

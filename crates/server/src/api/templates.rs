@@ -1,7 +1,7 @@
 //! Channel-map templates over the API (issue 18): `GET /api/templates` lists the templates the
 //! caller sees, each with its channels; `GET /api/templates/{id}` one, with the caller's devices
-//! that use it; `POST /api/templates` creates one. The rules are in
-//! [`crate::service::channels`].
+//! that use it; `POST /api/templates` creates one; `POST /api/templates/{id}/apply` applies it to
+//! devices. The rules are in [`crate::service::channels`] and [`crate::service::apply`].
 
 use crate::http::auth::ApiUser;
 use crate::http::error::JsonError;
@@ -39,4 +39,29 @@ pub async fn create(
         .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     let t = channels::create_template(&web, &p, &b).await?;
     Ok((StatusCode::CREATED, Json(t)))
+}
+
+/// The body of `POST /api/templates/{id}/apply`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    /// Device ids.
+    pub devices: Vec<u32>,
+}
+
+/// `POST /api/templates/{id}/apply`: a new configuration version with the template's channels
+/// for each device; 200 with each device's version.
+pub async fn apply(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+    b: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, JsonError> {
+    let b = b
+        .map(|Json(b)| b)
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
+    let applied = crate::service::apply::apply_template(&web, &p, id, &b.devices).await?;
+    Ok(Json(
+        serde_json::json!({ "template": id, "devices": applied }),
+    ))
 }

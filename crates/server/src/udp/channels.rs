@@ -90,7 +90,7 @@ impl Ingest {
             ChannelMessage::ChannelFaults(f) => {
                 self.metrics.channel_faults(f.entries().count() as u64);
             }
-            ChannelMessage::ChunkAck(_) => self.metrics.chunk_ack(),
+            ChannelMessage::ChunkAck(a) => self.on_chunk_ack(id, link, &a, at, jobs),
             ChannelMessage::ConfigChunk(_) => return Err(DropReason::UnknownMessage),
         }
         Ok(())
