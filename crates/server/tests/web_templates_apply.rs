@@ -95,6 +95,18 @@ async fn a_template_is_applied_as_a_new_version_per_device() {
         serde_json::from_str::<Value>(&r.body).unwrap()["devices"],
         json!([1, 2])
     );
+    // Refused by the controller (a ChunkAck *too large* is recorded as a rollback): the
+    // Configure page says the map was refused.
+    let page = w.get("/devices/1/configure", Some(&alice)).await;
+    assert!(!page.body.contains("channel-map-note"), "{}", page.body);
+    db.config_acked(1, 1, tek_proto::message::ConfigResult::RolledBack, 5)
+        .unwrap();
+    let page = w.get("/devices/1/configure", Some(&alice)).await;
+    assert!(
+        page.body.contains("channel-map-note") && page.body.contains("carries a channel map"),
+        "{}",
+        page.body
+    );
     let audit = w.api(Method::GET, "/api/audit", &alice, "").await;
     assert!(
         audit.body.contains("config.save") && audit.body.contains("temperature transmitter"),

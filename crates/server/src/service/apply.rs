@@ -104,3 +104,40 @@ pub async fn apply_template(
     }
     Ok(out)
 }
+
+/// What the device pages say about a configuration version `version` of device `id` in
+/// `state` that carries a channel map: while *pending*, why it is not being sent (the
+/// controller stated no Capabilities, or ones the map exceeds: `udp::split`); when *rolled
+/// back*, that the controller refused the map (a ChunkAck *invalid* or *too large*: the
+/// server records that as a rollback, PROTOCOL.md 17.4). `None` for a version with the
+/// factory map, or nothing to say.
+pub async fn channel_map_note(
+    web: &Web,
+    id: u32,
+    version: u32,
+    state: super::states::ConfigStatus,
+) -> Result<Option<String>, WebError> {
+    use super::states::ConfigStatus;
+    match state {
+        ConfigStatus::Pending => Ok(web.api.split_wait_reason(id).map(|r| {
+            let mut s = r.to_owned();
+            s[..1].make_ascii_uppercase();
+            format!("{s}.")
+        })),
+        ConfigStatus::RolledBack => {
+            let entry = web
+                .db_call(move |db| db.device_channels(id, Some(version)))
+                .await?;
+            Ok(entry
+                .filter(|e| e.version == version && !crate::udp::split::is_factory(e))
+                .map(|_| {
+                    format!(
+                        "v{version} carries a channel map; a controller that finds such a map \
+                         invalid or too large for it refuses it, and the server records that as \
+                         a rollback. It is not sent again: apply another template or save anew."
+                    )
+                }))
+        }
+        _ => Ok(None),
+    }
+}
