@@ -371,3 +371,77 @@ async fn refused(h: Harness) {
         .is_none());
     h.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn unanswered_chunks_are_sent_again_sqlite() {
+    resent(start(fast_retries).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_chunks_are_sent_again_postgres() {
+    let Some(db) = testing::database() else {
+        return;
+    };
+    resent(start_with_storage(fast_retries, db.db.into_arc()).await).await;
+}
+
+fn fast_retries(c: &mut tek_server::Config) {
+    c.push.retry_initial_ms = 200;
+    c.push.retry_max_ms = 400;
+    c.push.tick_ms = 20;
+}
+
+/// Re-sends follow Config's schedule and the latest ChunkAck: a version applied while the
+/// device was away is loaded with its map at the Hello; unanswered, the chunk goes out again;
+/// after a digest mismatch too; a ChunkAck of another version changes nothing; accepted and
+/// confirmed, nothing more is sent.
+async fn resent(h: Harness) {
+    let db = h.storage();
+    let mut d = h.device(75).await;
+    let v = apply(&h, 75, &builtin::tb260()).await;
+    d.handshake().await;
+    send_bytes(
+        &mut d,
+        &channel_message(&ChannelMessage::Capabilities(CAPS)),
+    )
+    .await;
+    d.send(&Message::Status(TestDevice::status(0, 5))).await;
+    let first = recv_chunk(&mut d, WAIT).await.expect("the chunk");
+    let again = recv_chunk(&mut d, WAIT).await.expect("sent again");
+    assert_eq!(first, again, "the same chunk");
+    assert!(h.metric("tek_config_chunks_resent_total").await >= 1.0);
+    let ack = |version, state| {
+        channel_message(&ChannelMessage::ChunkAck(ChunkAck {
+            version,
+            state,
+            received: 0,
+        }))
+    };
+    // Another version's refusal is not this transfer's.
+    send_bytes(&mut d, &ack(v + 7, ChunkState::Invalid)).await;
+    send_bytes(&mut d, &ack(v, ChunkState::DigestMismatch)).await;
+    assert!(recv_chunk(&mut d, WAIT).await.is_some(), "all again");
+    assert_eq!(state_of(&db, 75, v).await, ConfigState::Pending);
+    assert_eq!(
+        h.metric("tek_chunk_acks_by_state_total{state=\"digest_mismatch\"}")
+            .await,
+        1.0
+    );
+    send_bytes(&mut d, &ack(v, ChunkState::Accepted)).await;
+    d.send(&Message::ConfigAck {
+        version: v,
+        result: ConfigResult::Applied,
+    })
+    .await;
+    assert!(
+        eventually(WAIT, async || state_of(&db, 75, v).await
+            == ConfigState::Applied)
+        .await,
+        "applied"
+    );
+    while recv_chunk(&mut d, QUIET).await.is_some() {}
+    assert!(recv_chunk(&mut d, Duration::from_millis(1500))
+        .await
+        .is_none());
+    h.server.shutdown().await;
+}
