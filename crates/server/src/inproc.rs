@@ -133,7 +133,7 @@ impl Api {
             state: crate::mqtt::ConfigEvent::Pending,
             at: now,
         });
-        self.ingest.apply_config(&ConfigRecord {
+        let rec = ConfigRecord {
             device_id,
             version,
             config,
@@ -141,7 +141,12 @@ impl Api {
             state: storage::ConfigState::Pending,
             acked_at: None,
             seq: 0,
-        });
+        };
+        // A version with a channel map goes out as ConfigChunks (`udp/split.rs`): its registry
+        // entry was saved before the version (`service::apply`).
+        let (s, r) = (self.storage(), rec.clone());
+        let assembled = blocking(move || crate::udp::split::load(&*s, &r)).await?;
+        self.ingest.apply_config(&rec, assembled);
         Ok(version)
     }
 
@@ -183,6 +188,21 @@ impl Api {
         self.ingest
             .links
             .with(device_id, |l| l?.live.as_ref()?.capabilities)
+    }
+
+    /// Why the device's newest configuration, which carries a channel map, is not being sent
+    /// to it although it is online here (`udp::split::withheld_reason`): it stated no
+    /// Capabilities in its session, or ones the map exceeds. `None` otherwise.
+    pub fn split_wait_reason(&self, device_id: u32) -> Option<&'static str> {
+        self.ingest.links.with(device_id, |l| {
+            let l = l?;
+            let d = l.desired.as_ref()?;
+            if d.state != storage::ConfigState::Pending {
+                return None;
+            }
+            let live = l.live.as_ref()?;
+            crate::udp::split::withheld_reason(live.capabilities.as_ref(), d.assembled.as_ref()?)
+        })
     }
 
     /// Whether the device's live session may be sent `assembled` as a split configuration

@@ -78,6 +78,16 @@ impl DropReason {
     }
 }
 
+/// The ChunkAck states as the metrics name them (PROTOCOL.md 17.4; other codes: `unknown`).
+pub const CHUNK_STATES: [&str; 6] = [
+    "receiving",
+    "accepted",
+    "digest_mismatch",
+    "invalid",
+    "too_large",
+    "unknown",
+];
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -102,6 +112,11 @@ pub struct Metrics {
     fault_reports: AtomicU64,
     fault_entries: AtomicU64,
     chunk_acks: AtomicU64,
+    /// ChunkAcks by state (`CHUNK_STATES` order), split configurations sent (`udp/split.rs`).
+    chunk_ack_states: [AtomicU64; 6],
+    chunks_sent: AtomicU64,
+    chunks_resent: AtomicU64,
+    split_withheld: AtomicU64,
     /// Records of earlier boots (PROTOCOL.md 18, `udp/backlog.rs`).
     accepts_sent: AtomicU64,
     backlog_batches: AtomicU64,
@@ -229,6 +244,58 @@ impl Metrics {
     /// A ChunkAck arrived.
     pub fn chunk_ack(&self) {
         inc(&self.chunk_acks);
+    }
+
+    /// A ChunkAck in `state` arrived (PROTOCOL.md 17.4).
+    pub fn chunk_ack_state(&self, state: tek_proto::channel::split::ChunkState) {
+        use tek_proto::channel::split::ChunkState as S;
+        let i = match state {
+            S::Receiving => 0,
+            S::Accepted => 1,
+            S::DigestMismatch => 2,
+            S::Invalid => 3,
+            S::TooLarge => 4,
+            S::Unknown(_) => 5,
+        };
+        inc(&self.chunk_ack_states[i]);
+    }
+
+    /// ChunkAcks received in state `label` (one of [`CHUNK_STATES`]).
+    pub fn chunk_acks_in(&self, label: &str) -> u64 {
+        CHUNK_STATES
+            .iter()
+            .position(|s| *s == label)
+            .map_or(0, |i| self.chunk_ack_states[i].load(Ordering::Relaxed))
+    }
+
+    /// A ConfigChunk was sent; `again`: that chunk of this transfer was sent before.
+    pub fn chunk_sent(&self, again: bool) {
+        inc(if again {
+            &self.chunks_resent
+        } else {
+            &self.chunks_sent
+        });
+    }
+
+    /// ConfigChunks sent for the first time in a transfer.
+    pub fn chunks_sent_total(&self) -> u64 {
+        self.chunks_sent.load(Ordering::Relaxed)
+    }
+
+    /// ConfigChunks sent again.
+    pub fn chunks_resent_total(&self) -> u64 {
+        self.chunks_resent.load(Ordering::Relaxed)
+    }
+
+    /// A configuration with a channel map was due but not sent: the session's Capabilities do
+    /// not allow it (`udp/split.rs`).
+    pub fn split_withheld(&self) {
+        inc(&self.split_withheld);
+    }
+
+    /// Times a configuration with a channel map was withheld.
+    pub fn split_withheld_total(&self) -> u64 {
+        self.split_withheld.load(Ordering::Relaxed)
     }
 
     /// An Accepts was sent (PROTOCOL.md 18.1).
@@ -359,6 +426,21 @@ impl Metrics {
             load(&self.chunk_acks),
         );
         counter(
+            "tek_config_chunks_sent_total",
+            "ConfigChunks sent for the first time in a transfer (PROTOCOL.md 17.4).",
+            load(&self.chunks_sent),
+        );
+        counter(
+            "tek_config_chunks_resent_total",
+            "ConfigChunks sent again: missing from the latest ChunkAck, or after a digest mismatch.",
+            load(&self.chunks_resent),
+        );
+        counter(
+            "tek_config_split_withheld_total",
+            "Times a configuration with a channel map was due but withheld: the session's Capabilities do not allow it.",
+            load(&self.split_withheld),
+        );
+        counter(
             "tek_accepts_sent_total",
             "Accepts sent in answer to Capabilities with the backlog bit (PROTOCOL.md 18.1).",
             load(&self.accepts_sent),
@@ -399,6 +481,18 @@ impl Metrics {
                 "tek_datagrams_dropped_total{{reason=\"{}\"}} {}",
                 r.label(),
                 self.drops(r)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tek_chunk_acks_by_state_total ChunkAck messages received, by state (PROTOCOL.md 17.4).\n\
+             # TYPE tek_chunk_acks_by_state_total counter"
+        );
+        for (i, s) in CHUNK_STATES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "tek_chunk_acks_by_state_total{{state=\"{s}\"}} {}",
+                load(&self.chunk_ack_states[i])
             );
         }
         let mut gauge = |name: &str, help: &str, v: u64| {

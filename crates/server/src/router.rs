@@ -132,6 +132,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
                 .put(a::templates::update)
                 .delete(a::templates::delete),
         )
+        .route("/templates/{id}/apply", post(a::templates::apply))
         .route("/sites", get(a::sites::list).post(a::sites::create))
         .route("/sites/{id}", get(a::sites::get).delete(a::sites::delete))
         .route(

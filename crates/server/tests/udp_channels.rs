@@ -7,14 +7,12 @@
 mod common;
 
 use common::*;
-use std::sync::Arc;
 use tek_proto::channel::faults::{ChannelFaults, Fault, FaultEntry};
 use tek_proto::channel::split::{feature, Capabilities, ConfigChunk};
 use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::channel::{code, ChannelMessage};
 use tek_proto::crypto::Key;
 use tek_proto::message::Message;
-use tek_server::storage::postgres::testing;
 use tek_server::storage::{Storage, TelemetryQuery, WideRow};
 
 const CAPS: Capabilities = Capabilities {
@@ -118,24 +116,6 @@ fn wide_records(db: &dyn Storage, id: u32) -> Vec<WideRow> {
 
 /// A harness on a fresh PostgreSQL database (storage::postgres::testing); `None` without
 /// PostgreSQL binaries, except in CI where that fails.
-async fn start_postgres() -> Option<Harness> {
-    let db = testing::database()?;
-    let storage: Arc<dyn Storage> = db.db.into_arc();
-    Some(start_with_storage(|_| {}, storage).await)
-}
-
-#[tokio::test]
-async fn wide_telemetry_is_stored_once_and_acknowledged_sqlite() {
-    wide_telemetry_is_stored_once_and_acknowledged(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wide_telemetry_is_stored_once_and_acknowledged_postgres() {
-    if let Some(h) = start_postgres().await {
-        wide_telemetry_is_stored_once_and_acknowledged(h).await;
-    }
-}
-
 async fn wide_telemetry_is_stored_once_and_acknowledged(h: Harness) {
     let db = h.storage();
     let mut d = h.device(3).await;
@@ -289,3 +269,5 @@ async fn wide_telemetry_and_faults_are_taken_and_the_session_stays() {
     assert_eq!(h.metric("tek_sessions_established_total").await, 1.0);
     h.server.shutdown().await;
 }
+
+on_both_backends!(wide_telemetry_is_stored_once_and_acknowledged);

@@ -2,9 +2,9 @@
 //! caller sees, each with its channels; `GET /api/templates/{id}` one, with the caller's devices
 //! that use it; `POST /api/templates` creates one (from a hex map or from structured channel
 //! sources), `POST /api/templates/check` checks one without saving it,
-//! `PUT /api/templates/{id}` replaces one and `DELETE /api/templates/{id}` deletes
-//! one. The rules are in
-//! [`crate::service::channels`].
+//! `PUT /api/templates/{id}` replaces one, `DELETE /api/templates/{id}` deletes one and
+//! `POST /api/templates/{id}/apply` applies one to devices. The rules are in
+//! [`crate::service::channels`] and [`crate::service::apply`].
 
 use crate::http::auth::ApiUser;
 use crate::http::error::JsonError;
@@ -77,4 +77,29 @@ pub async fn check(
         .map(|Json(t)| t)
         .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
     Ok(Json(channels::check_template(&b)?))
+}
+
+/// The body of `POST /api/templates/{id}/apply`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    /// Device ids.
+    pub devices: Vec<u32>,
+}
+
+/// `POST /api/templates/{id}/apply`: a new configuration version with the template's channels
+/// for each device; 200 with each device's version.
+pub async fn apply(
+    State(web): State<Web>,
+    ApiUser(p): ApiUser,
+    Path(id): Path<i64>,
+    b: Result<Json<ApplyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, JsonError> {
+    let b = b
+        .map(|Json(b)| b)
+        .map_err(|e| crate::http::auth::body_error(e.status(), &e.body_text()))?;
+    let applied = crate::service::apply::apply_template(&web, &p, id, &b.devices).await?;
+    Ok(Json(
+        serde_json::json!({ "template": id, "devices": applied }),
+    ))
 }

@@ -90,15 +90,18 @@ fn conversion_words(c: &Conversion) -> String {
     s.trim_start().to_owned()
 }
 
-/// A computed channel's program. No decompiler exists yet (branch `expr` writes one): until it
-/// does, its size.
+/// A computed channel's program as the text it compiles from ([`crate::expr::decompile`],
+/// channels as `#n`); bytes that do not decode (only an unvalidated map has them) by their size.
 fn program_words(code: &[u8]) -> String {
-    format!("computed ({}-byte program)", code.len())
+    match crate::expr::decompile(code, &|_| None) {
+        Ok(text) => format!("computed: {text}"),
+        Err(_) => format!("computed ({} bytes that are no program)", code.len()),
+    }
 }
 
 /// Where channel `ch` of `map` gets its value, then its conversion when that is not the
 /// identity, after a comma: "Modbus: bus 0 (9600 8N2, 500 ms), slave 1, input register 52, f32 high word
-/// first, × 1000", "board input 3", "computed (7-byte program)".
+/// first, × 1000", "board input 3", "computed: #0 + #1".
 pub fn describe_source(map: &ChannelMap<'_>, ch: &Channel<'_>) -> String {
     let source = match ch.source {
         Source::Modbus(m) => modbus_words(map, &m),
@@ -219,7 +222,7 @@ mod tests {
                 },
                 resolution: res,
             },
-            // Framing is all `new_checked` looks at; only the program's length is shown.
+            // Framing is all `new_checked` looks at; the program is shown as its text.
             Channel {
                 source: Source::Computed(&[0x01, 0x00, 0x01, 0x01, 0x10]),
                 conversion: Conversion::IDENTITY,
@@ -236,7 +239,7 @@ mod tests {
                 "Modbus: bus 0 (19200 8E1, 200 ms), slave 7, holding register 100, i32 low \
                  word first, × -2 / 3 − 40",
                 "board input 3, + 5",
-                "computed (5-byte program)",
+                "computed: 0 + 1",
             ]
         );
         // A read naming a bus the map lacks (only an unvalidated map has one).

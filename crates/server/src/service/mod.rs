@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod alarms;
+pub mod apply;
 pub mod audit;
 pub mod channel_map;
 pub mod channel_text;

@@ -1,13 +1,15 @@
-//! The channel extension (PROTOCOL.md 17) as this server speaks it so far: it listens, it does
-//! not yet send.
+//! The channel extension (PROTOCOL.md 17) as this server speaks it: what arrives, and the rule
+//! for what may be sent.
 //!
 //! * **Capabilities (0x06)** are recorded in the live session ([`Live::capabilities`]); a new
 //!   session starts without them until the device states them again (a device that implements
 //!   17.1 does so in every session, before its first Status). [`may_send_split`] is the one rule
 //!   for sending a split configuration (ConfigChunk 0x85): only to a session whose Capabilities
-//!   say it can run that configuration. This server has no ConfigChunk sender yet (the server
-//!   side of channel maps is issue 18), so every device — with or without Capabilities — gets
-//!   Config 0x82 exactly as a version 1 device does.
+//!   say it can run that configuration. The sender is `udp/split.rs`: a configuration version
+//!   whose channel registry entry is not the factory pool map goes out only as ConfigChunks and
+//!   only where this rule allows; every other version — and every version to a device without
+//!   Capabilities — goes out as Config 0x82 exactly as to a version 1 device, or, if it carries
+//!   a map, waits (pending, with a reason the Configure page shows).
 //! * **WideTelemetry (0x07)** is decoded (a malformed batch is dropped and counted like any
 //!   malformed message), counted (`tek_wide_telemetry_*` metrics) and **stored and
 //!   acknowledged** exactly like Telemetry (PROTOCOL.md 17.5, 10.4): its records become a
@@ -16,8 +18,9 @@
 //!   channel without a value left without one), the writer stores them idempotently on (device,
 //!   boot, seq) ([`crate::storage::WideStore`]), and Ack (0x81) follows the commit
 //!   (`writer.rs`). A conforming device sends it only while running a configuration that
-//!   arrived as ConfigChunks (17.1), which this server does not send yet.
-//! * **ChannelFaults (0x09)** and **ChunkAck (0x08)** are decoded and counted.
+//!   arrived as ConfigChunks (17.1).
+//! * **ChunkAck (0x08)** goes to the transfer of the device's desired version
+//!   (`udp/split.rs` `Ingest::on_chunk_ack`); **ChannelFaults (0x09)** are decoded and counted.
 //! * A Capabilities with feature bit 4 (`backlog`, PROTOCOL.md 18) is answered with Accepts
 //!   (`udp/backlog.rs`).
 //! * **ConfigChunk (0x85)** is of the other direction: dropped as `unknown_message`.
@@ -90,7 +93,7 @@ impl Ingest {
             ChannelMessage::ChannelFaults(f) => {
                 self.metrics.channel_faults(f.entries().count() as u64);
             }
-            ChannelMessage::ChunkAck(_) => self.metrics.chunk_ack(),
+            ChannelMessage::ChunkAck(a) => self.on_chunk_ack(id, link, &a, at, jobs),
             ChannelMessage::ConfigChunk(_) => return Err(DropReason::UnknownMessage),
         }
         Ok(())

@@ -96,11 +96,15 @@ impl Ingest {
                 return Ok(None);
             };
             let config = storage.latest_config(id)?;
+            let assembled = match &config {
+                Some(c) => super::split::load(&*storage, c)?,
+                None => None,
+            };
             let commands = storage.pending_commands(id)?;
-            Ok::<_, crate::storage::Error>(Some((dev, config, commands)))
+            Ok::<_, crate::storage::Error>(Some((dev, config, assembled, commands)))
         })
         .await;
-        let (dev, config, commands) = match loaded {
+        let (dev, config, assembled, commands) = match loaded {
             Ok(Ok(Some(x))) => x,
             Ok(Ok(None)) => {
                 let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
@@ -131,6 +135,9 @@ impl Ingest {
                     version: c.version,
                     config: c.config,
                     state: c.state,
+                    assembled: assembled.map(Vec::into_boxed_slice),
+                    chunks_held: 0,
+                    chunks_sent: 0,
                 })
             }),
             reported_version: None,
@@ -217,6 +224,11 @@ impl Ingest {
             // What the device runs is learnt again from its first Status or Keepalive.
             link.reported_version = None;
             link.config_retry = None;
+            // A device keeps a partial transfer in RAM only (PROTOCOL.md 17.4): start over.
+            if let Some(d) = link.desired.as_mut() {
+                d.chunks_held = 0;
+                d.chunks_sent = 0;
+            }
             let rebooted = reboots_done(link, boot, &done_in_db);
             // Pending commands go out on the next timer tick, after the Welcome.
             for c in &mut link.commands {

@@ -23,6 +23,7 @@ mod handshake;
 pub(crate) mod push;
 pub mod ratelimit;
 pub(crate) mod sessions;
+pub mod split;
 
 use crate::config::Config;
 use crate::metrics::{DropReason, Metrics};
@@ -124,11 +125,15 @@ impl Ingest {
         }
     }
 
-    /// Sends the link's desired configuration.
+    /// Sends the link's desired configuration: as ConfigChunks if it has a channel map
+    /// (`udp/split.rs`), else as Config 0x82.
     pub(crate) fn send_config(&self, link: &mut Link) -> bool {
         let Some(d) = link.desired.as_ref() else {
             return false;
         };
+        if d.assembled.is_some() {
+            return self.send_split(link);
+        }
         let version = d.version;
         let mut items = [0u8; tek_proto::MAX_DATAGRAM];
         let Ok(config) = ConfigItems::encode(&d.config, &mut items) else {

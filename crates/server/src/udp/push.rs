@@ -71,7 +71,8 @@ impl Ingest {
     /// session, a version other than this one. A session just opened waits for the device's
     /// first Status or Keepalive ([`config_on_contact`](Self::config_on_contact)), as
     /// PROTOCOL.md 11.3 says: only then does the server know what the device runs.
-    pub(crate) fn apply_config(&self, rec: &ConfigRecord) {
+    /// `assembled`: its assembled form if it has a channel map ([`super::split::load`]).
+    pub(crate) fn apply_config(&self, rec: &ConfigRecord, assembled: Option<Vec<u8>>) {
         let now = Instant::now();
         self.links.with(rec.device_id, |link| {
             let Some(link) = link else {
@@ -88,6 +89,9 @@ impl Ingest {
                 version: rec.version,
                 config: rec.config.clone(),
                 state: rec.state,
+                assembled: assembled.map(Vec::into_boxed_slice),
+                chunks_held: 0,
+                chunks_sent: 0,
             }));
             link.config_retry = None;
             if rec.state == ConfigState::Pending
@@ -246,17 +250,34 @@ impl Ingest {
             }
             let storage = self.storage.clone();
             let read = tokio::task::spawn_blocking(move || {
+                let configs = storage.configs_since(config_seq, FEED_BATCH)?;
+                // Only the newest version of a device matters (`apply_config`); an older one
+                // is not worth a registry read.
+                let mut newest = std::collections::HashMap::new();
+                for r in &configs {
+                    let v = newest.entry(r.device_id).or_insert(r.version);
+                    *v = (*v).max(r.version);
+                }
+                let mut loaded = Vec::with_capacity(configs.len());
+                for r in configs {
+                    let a = if newest.get(&r.device_id) == Some(&r.version) {
+                        super::split::load(&*storage, &r)?
+                    } else {
+                        None
+                    };
+                    loaded.push((r, a));
+                }
                 Ok::<_, crate::storage::Error>((
-                    storage.configs_since(config_seq, FEED_BATCH)?,
+                    loaded,
                     storage.commands_since(command_id, FEED_BATCH)?,
                 ))
             })
             .await;
             match read {
                 Ok(Ok((configs, commands))) => {
-                    for rec in &configs {
+                    for (rec, assembled) in configs {
                         config_seq = config_seq.max(rec.seq);
-                        self.apply_config(rec);
+                        self.apply_config(&rec, assembled);
                     }
                     for rec in &commands {
                         command_id = command_id.max(rec.id);

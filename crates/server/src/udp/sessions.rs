@@ -52,6 +52,13 @@ pub(crate) struct Desired {
     pub version: u32,
     pub config: Config,
     pub state: ConfigState,
+    /// The assembled configuration (items and channel map) when the version has a channel map
+    /// other than the factory one: it goes out only as ConfigChunks (`udp/split.rs`).
+    pub assembled: Option<Box<[u8]>>,
+    /// Chunks the device holds, from its latest ChunkAck in this session (bit i: chunk i).
+    pub chunks_held: u32,
+    /// Chunks sent in this transfer (so re-sends are counted as such).
+    pub chunks_sent: u32,
 }
 
 /// A command waiting for its CommandAck.

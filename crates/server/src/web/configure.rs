@@ -222,6 +222,9 @@ async fn render(
         }
         None => None,
     };
+    // A version with a channel map: why it waits, or that it was refused (service::apply).
+    let map_note =
+        crate::service::apply::channel_map_note(web, id, v.config.desired, v.config.state).await?;
     let f = form
         .cloned()
         .unwrap_or_else(|| SystemForm::from_config(older.as_ref().map_or(&cfg, |r| &r.config)));
@@ -257,6 +260,9 @@ async fn render(
                     ul { @for c in changes { li { (c) } } }
                 }
             }
+        }
+        @if let Some(note) = &map_note {
+            p.flash.error #channel-map-note role="status" { (note) }
         }
         @if let Some(ver) = saved {
             p.flash.ok #save-state data-version=(ver) role="status" {
