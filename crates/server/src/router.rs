@@ -179,6 +179,7 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/sites/{id}/energy.csv", get(site::energy_csv))
         .route("/templates", get(templates::list))
         .route("/templates/{id}", get(templates::page))
+        .route("/templates/{id}/apply", post(templates::apply))
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))

@@ -1998,6 +1998,45 @@ async fn template_pages_fit_phones_and_desktops() {
         (u.path() == "/templates" && listed.contains("single-phase meter")).then_some(())
     })
     .await;
+    // Applying the meter's template: with nothing ticked it is refused, saying why; with
+    // controller 2 ticked, that controller gets a new version and the page says so.
+    let submit = || async {
+        c.find(Locator::Css("#apply button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+    c.goto(&format!("{base}{meter}")).await.unwrap();
+    submit().await;
+    wait_for(Duration::from_secs(5), "the refusal", || async {
+        let page = text(c, "body").await?;
+        page.contains("tick at least one controller").then_some(())
+    })
+    .await;
+    c.goto(&format!("{base}{meter}")).await.unwrap();
+    assert!(
+        text(c, "#no-devices").await.is_some(),
+        "nothing was applied"
+    );
+    c.find(Locator::Css("#apply input[name=sel_2]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    submit().await;
+    let done = wait_for(Duration::from_secs(5), "the confirmation", || async {
+        text(c, "#apply .flash").await
+    })
+    .await;
+    assert!(
+        done.starts_with("Applied to 1 controller(s): 2 (version "),
+        "{done}"
+    );
+    let using = text(c, "#template-devices").await.unwrap_or_default();
+    assert!(using.starts_with("2 "), "controller 2 uses it now: {using}");
     let dir = screenshot_dir();
     let mut bad = Vec::new();
     let mut a11y = Vec::new();

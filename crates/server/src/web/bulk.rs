@@ -39,27 +39,7 @@ impl CsrfForm for BulkForm {
 impl BulkForm {
     /// The selected ids, sorted.
     fn selected(&self) -> Result<Vec<u32>, WebError> {
-        let mut ids: Vec<u32> = self
-            .rest
-            .keys()
-            .filter_map(|k| k.strip_prefix("sel_"))
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| WebError::Invalid(format!("{v:?} is not a controller")))
-            })
-            .collect::<Result<_, _>>()?;
-        ids.sort_unstable();
-        if ids.is_empty() {
-            return Err(WebError::Invalid(
-                "select: tick at least one controller".into(),
-            ));
-        }
-        if ids.len() > MAX_SELECTED {
-            return Err(WebError::Invalid(format!(
-                "select: at most {MAX_SELECTED} controllers at once"
-            )));
-        }
-        Ok(ids)
+        selected_ids(&self.rest)
     }
 
     /// The changes as `key=value` settings (`crate::device_config`), checked on a default
@@ -83,6 +63,31 @@ impl BulkForm {
             .map_err(|e| WebError::Invalid(e.to_string()))?;
         Ok(out)
     }
+}
+
+/// The controllers ticked in a form as `sel_{id}=on` check boxes (the dashboard's selection,
+/// a template's "apply to"), sorted: at least one, at most [`MAX_SELECTED`].
+pub(super) fn selected_ids(fields: &HashMap<String, String>) -> Result<Vec<u32>, WebError> {
+    let mut ids: Vec<u32> = fields
+        .keys()
+        .filter_map(|k| k.strip_prefix("sel_"))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| WebError::Invalid(format!("{v:?} is not a controller")))
+        })
+        .collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    if ids.is_empty() {
+        return Err(WebError::Invalid(
+            "select: tick at least one controller".into(),
+        ));
+    }
+    if ids.len() > MAX_SELECTED {
+        return Err(WebError::Invalid(format!(
+            "select: at most {MAX_SELECTED} controllers at once"
+        )));
+    }
+    Ok(ids)
 }
 
 /// `POST /devices/bulk`.

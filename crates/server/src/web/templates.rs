@@ -1,18 +1,25 @@
-//! The channel templates (issue 18), viewing only: `GET /templates` lists the templates the user
-//! sees (built in, every site's, their sites' own) with what each has and how many of the
-//! user's controllers use it; `GET /templates/{id}` shows one: its channels with their sources
-//! in words, its buses, its roles and the user's controllers that use it. A face over
-//! [`crate::service::channels`] (`template_summaries`, `template_page`); a template the user
-//! does not see is 404, like one that does not exist.
+//! The channel templates (issue 18): `GET /templates` lists the templates the user sees (built
+//! in, every site's, their sites' own) with what each has and how many of the user's
+//! controllers use it; `GET /templates/{id}` shows one: its channels with their sources in
+//! words, its buses, its roles, the user's controllers that use it, and a form to apply it to
+//! the controllers the user picks (`POST /templates/{id}/apply`). A face over
+//! [`crate::service::channels`] (`template_summaries`, `template_page`) and
+//! [`crate::service::apply`]; a template the user does not see is 404, like one that does not
+//! exist.
 
-use super::auth::PageUser;
+use super::admin::OkQuery;
+use super::auth::{CsrfForm, PageUser, Posted};
 use super::error::HtmlError;
 use super::layout::{self, Nav};
+use crate::http::auth::Principal;
 use crate::http::Web;
+use crate::inproc::DeviceState;
 use crate::service::channels::{self, RolesView, TemplatePage, TemplateView};
-use axum::extract::{Path, State};
-use axum::response::Html;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
+use serde::Deserialize;
+use std::collections::HashMap;
 
 /// "built in", "every site" or the owner site's name.
 fn owner(t: &TemplateView, site_name: Option<&str>) -> Markup {
@@ -76,6 +83,43 @@ fn roles(r: &RolesView, t: &TemplateView) -> Markup {
     }
 }
 
+/// The form that applies the template to the controllers the user ticks: each visible
+/// controller, those already running a map made from it marked.
+fn apply_form(
+    p: &Principal,
+    page: &TemplatePage,
+    controllers: &[DeviceState],
+    ok: Option<&str>,
+) -> Markup {
+    let t = &page.detail.template;
+    html! {
+        section #apply {
+            h2 { "Apply to controllers" }
+            @if let Some(m) = ok { (layout::flash(true, m)) }
+            @if controllers.is_empty() {
+                p { "You have no controllers to apply it to." }
+            } @else {
+                p.meta { "Each ticked controller gets a new configuration version with this channel map. It shows as pending until the controller confirms it; a controller that cannot run channel maps says why on its Configure page." }
+                form method="post" action={ "/templates/" (t.id) "/apply" } {
+                    (layout::csrf_field(p))
+                    fieldset {
+                        legend { "Controllers" }
+                        ul.choices { @for d in controllers {
+                            @let id = d.device.id;
+                            li { label {
+                                input type="checkbox" name={ "sel_" (id) };
+                                " " (id) " " (d.device.name)
+                                @if page.detail.devices.contains(&id) { " " span.meta { "(uses it)" } }
+                            } }
+                        } }
+                    }
+                    button type="submit" { "Apply to the selected controllers" }
+                }
+            }
+        }
+    }
+}
+
 fn detail(page: &TemplatePage) -> Markup {
     let t = &page.detail.template;
     html! {
@@ -130,8 +174,49 @@ pub async fn page(
     State(web): State<Web>,
     PageUser(p): PageUser,
     Path(id): Path<i64>,
+    Query(q): Query<OkQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let page = channels::template_page(&web, &p, id).await?;
+    let controllers = web.devices_for(&p.user).await?;
     let title = page.detail.template.name.clone();
-    Ok(layout::page(&p, Nav::Templates, &title, detail(&page)))
+    let body = html! {
+        (detail(&page))
+        (apply_form(&p, &page, &controllers, q.message()))
+    };
+    Ok(layout::page(&p, Nav::Templates, &title, body))
+}
+
+/// The apply form: the CSRF token and the ticked controllers as `sel_{id}=on`.
+#[derive(Debug, Deserialize)]
+pub struct ApplyForm {
+    csrf: String,
+    #[serde(flatten)]
+    rest: HashMap<String, String>,
+}
+
+impl CsrfForm for ApplyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /templates/{id}/apply`: back to the template's page with what was done.
+pub async fn apply(
+    State(web): State<Web>,
+    Path(id): Path<i64>,
+    Posted { user, form }: Posted<ApplyForm>,
+) -> Result<Response, HtmlError> {
+    let ids = super::bulk::selected_ids(&form.rest)?;
+    let applied = crate::service::apply::apply_template(&web, &user, id, &ids).await?;
+    let msg = format!(
+        "Applied to {} controller(s): {}. Each shows as pending until it confirms.",
+        applied.len(),
+        applied
+            .iter()
+            .map(|a| format!("{} (version {})", a.device, a.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let q = serde_urlencoded::to_string([("ok", msg)]).unwrap_or_default();
+    Ok(Redirect::to(&format!("/templates/{id}?{q}#apply")).into_response())
 }
