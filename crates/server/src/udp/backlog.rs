@@ -22,7 +22,6 @@ use super::Ingest;
 use crate::metrics::DropReason;
 use crate::write_job::{Acknowledge, WriteJob};
 use tek_proto::backlog::{accepts, Backlog, BacklogMessage, Records};
-use tek_proto::wire::data::HEADER_LEN;
 
 impl Ingest {
     /// Answers a Capabilities with the backlog bit: Accepts with bit 0 (PROTOCOL.md 18.1).
@@ -81,22 +80,7 @@ impl Ingest {
     /// endpoint (as [`Ingest::send`] does for version 1 messages). Returns whether it was handed
     /// to the socket.
     pub(crate) fn send_backlog_message(&self, link: &mut Link, msg: &BacklogMessage<'_>) -> bool {
-        let Some(live) = link.live.as_mut() else {
-            return false;
-        };
-        let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
-        let len = msg.buffer_len();
-        let sealed = buf
-            .get_mut(HEADER_LEN..HEADER_LEN + len)
-            .ok_or(())
-            .and_then(|body| msg.emit(body).map_err(|_| ()))
-            .and_then(|_| live.session.seal_in_place(&mut buf, len).map_err(|_| ()));
-        match sealed {
-            Ok(n) => self.send_raw(&buf[..n], live.endpoint),
-            Err(()) => {
-                tracing::warn!(device = live.session.device_id(), ?msg, "cannot seal");
-                false
-            }
-        }
+        let emit = |body: &mut [u8]| msg.emit(body).is_ok();
+        self.send_extension(link, msg.buffer_len(), emit, msg)
     }
 }

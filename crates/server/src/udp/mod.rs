@@ -112,6 +112,31 @@ impl Ingest {
         self.send_raw(&buf[..n], live.endpoint)
     }
 
+    /// Seals a message of an extension (PROTOCOL.md 17, 18: its own enum, not [`Message`]) of
+    /// `len` bytes, written by `emit` (type byte and body), in the link's live session and sends
+    /// it to the link's endpoint. `what` names it in the log if it cannot be sealed.
+    pub(crate) fn send_extension(
+        &self,
+        link: &mut Link,
+        len: usize,
+        emit: impl FnOnce(&mut [u8]) -> bool,
+        what: &dyn std::fmt::Debug,
+    ) -> bool {
+        let Some(live) = link.live.as_mut() else {
+            return false;
+        };
+        let header = tek_proto::wire::data::HEADER_LEN;
+        let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
+        let emitted = buf.get_mut(header..header + len).is_some_and(emit);
+        match emitted.then(|| live.session.seal_in_place(&mut buf, len)) {
+            Some(Ok(n)) => self.send_raw(&buf[..n], live.endpoint),
+            _ => {
+                tracing::warn!(device = live.session.device_id(), ?what, "cannot seal");
+                false
+            }
+        }
+    }
+
     pub(crate) fn send_raw(&self, bytes: &[u8], to: SocketAddr) -> bool {
         match self.socket.try_send_to(bytes, to) {
             Ok(_) => {

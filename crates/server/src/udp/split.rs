@@ -34,7 +34,6 @@ use tek_proto::channel::split::{
 };
 use tek_proto::channel::ChannelMessage;
 use tek_proto::message::{Config, ConfigResult};
-use tek_proto::wire::data::HEADER_LEN;
 
 /// Whether a registry entry is the factory map: the built-in pool map with the pool's roles (or
 /// none, which the device reads as the pool's).
@@ -179,26 +178,8 @@ impl Ingest {
 
     /// Seals a message of the channel extension in the link's session and sends it.
     fn send_channel_message(&self, link: &mut Link, msg: &ChannelMessage<'_>) -> bool {
-        let Some(live) = link.live.as_mut() else {
-            return false;
-        };
-        let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
-        let len = msg.buffer_len();
-        let sealed = buf
-            .get_mut(HEADER_LEN..HEADER_LEN + len)
-            .ok_or(())
-            .and_then(|body| msg.emit(body).map_err(|_| ()))
-            .and_then(|_| live.session.seal_in_place(&mut buf, len).map_err(|_| ()));
-        match sealed {
-            Ok(n) => self.send_raw(&buf[..n], live.endpoint),
-            Err(()) => {
-                tracing::warn!(
-                    device = live.session.device_id(),
-                    "cannot seal a ConfigChunk"
-                );
-                false
-            }
-        }
+        let emit = |body: &mut [u8]| msg.emit(body).is_ok();
+        self.send_extension(link, msg.buffer_len(), emit, msg)
     }
 
     /// A ChunkAck from device `id`: applied to the transfer of its desired version (others are
