@@ -768,13 +768,16 @@ fn show(n: &Node, min: u8, name: &impl Fn(u8) -> Option<String>, out: &mut Strin
         }
         Expr::Unary(op::NEG, a) => {
             out.push('-');
-            // `-5` would read as the constant -5: a negated constant keeps its parentheses.
-            let min = if matches!(a.expr, Expr::Const(_)) {
-                PRIMARY_LEVEL + 1
-            } else {
-                NEG_LEVEL
-            };
-            show(a, min, name, out);
+            // `-5` would read as the constant -5, so a negated positive constant keeps its
+            // parentheses, `-(5)`, as any text for it must. A negated 0 or negative constant is
+            // written without them (`--0`, `--5`: the negation of -0, of -5), as it may be: the
+            // text then nests no deeper than any other text of the same program, so it compiles
+            // again within `MAX_NESTING` (found by the fuzz target `server_expr`).
+            match a.expr {
+                Expr::Const(0) => out.push_str("-0"),
+                Expr::Const(c) if c > 0 => show(a, PRIMARY_LEVEL + 1, name, out),
+                _ => show(a, NEG_LEVEL, name, out),
+            }
         }
         Expr::Unary(_, a) => call("abs", &[a], out),
         Expr::Binary(op::MIN, a, b) => call("min", &[a, b], out),
@@ -819,6 +822,37 @@ mod tests {
 
     fn c(text: &str) -> Result<Vec<u8>, String> {
         compile(text, &scope(5, 8), &names).map_err(|e| e.to_string())
+    }
+
+    /// Found by the fuzz target `server_expr`: 65 minus signs before a constant compile (64
+    /// negations at the nesting limit, the last one the constant's sign), and the decompiled
+    /// text must compile again, to the same bytes.
+    #[test]
+    fn negated_constants_decompile_within_the_nesting_limit() {
+        for (minus, digit) in [
+            (65, "0"),
+            (64, "0"),
+            (65, "7"),
+            (66, "7"),
+            (2, "5"),
+            (1, "5"),
+        ] {
+            let text = format!("3 - {}{digit}", "-".repeat(minus));
+            let Ok(program) = c(&text) else {
+                assert!(minus > 65, "{text} should compile");
+                continue;
+            };
+            let again = decompile(&program, &|_| None).unwrap();
+            assert_eq!(c(&again), Ok(program), "{text} -> {again}");
+        }
+        assert_eq!(
+            decompile(&[op::CONST8, 0xFB, op::NEG], &|_| None).unwrap(),
+            "--5"
+        );
+        assert_eq!(
+            decompile(&[op::CONST8, 5, op::NEG], &|_| None).unwrap(),
+            "-(5)"
+        );
     }
 
     #[test]
@@ -1024,7 +1058,9 @@ mod tests {
         };
         assert_eq!(show("(#0+ch1)*2"), "(#0 + #1) * 2");
         assert_eq!(show("#0 - (#1 - #2)"), "#0 - (#1 - #2)");
-        assert_eq!(show("- - 5"), "-(-5)");
+        assert_eq!(show("- - 5"), "--5");
+        assert_eq!(show("-(5)"), "-(5)");
+        assert_eq!(show("--0"), "--0");
         assert_eq!(show("not not (#0 < 1)"), "not not #0 < 1");
         assert_eq!(show("-(#0 + 1)"), "-(#0 + 1)");
         assert_eq!(show("(not #0) + 1"), "(not #0) + 1");
