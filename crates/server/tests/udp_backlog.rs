@@ -98,16 +98,6 @@ fn records(db: &dyn Storage, id: u32) -> Vec<TelemetryRow> {
     .unwrap()
 }
 
-fn wide_records(db: &dyn Storage, id: u32) -> Vec<WideRow> {
-    db.wide_records(&TelemetryQuery {
-        device_id: id,
-        from: 0,
-        to: i64::MAX,
-        limit: 1000,
-    })
-    .unwrap()
-}
-
 #[tokio::test]
 async fn capabilities_with_the_backlog_bit_and_only_those_are_answered_with_accepts() {
     let h = start(|_| {}).await;

@@ -13,7 +13,7 @@ use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::channel::{code, ChannelMessage};
 use tek_proto::crypto::Key;
 use tek_proto::message::Message;
-use tek_server::storage::{Storage, TelemetryQuery, WideRow};
+use tek_server::storage::TelemetryQuery;
 
 const CAPS: Capabilities = Capabilities {
     features: feature::SPLIT_CONFIG | feature::WIDE_TELEMETRY | feature::EXPRESSIONS,
@@ -104,18 +104,6 @@ fn wide_batch(first_seq: u32, n: u32, set: ChannelSet) -> Vec<u8> {
     buf
 }
 
-fn wide_records(db: &dyn Storage, id: u32) -> Vec<WideRow> {
-    db.wide_records(&TelemetryQuery {
-        device_id: id,
-        from: 0,
-        to: i64::MAX,
-        limit: 1000,
-    })
-    .unwrap()
-}
-
-/// A harness on a fresh PostgreSQL database (storage::postgres::testing); `None` without
-/// PostgreSQL binaries, except in CI where that fails.
 async fn wide_telemetry_is_stored_once_and_acknowledged(h: Harness) {
     let db = h.storage();
     let mut d = h.device(3).await;

@@ -121,25 +121,7 @@ async fn state_of(db: &Arc<dyn Storage>, id: u32, version: u32) -> ConfigState {
     db.config_version(id, version).unwrap().unwrap().state
 }
 
-async fn postgres() -> Option<Harness> {
-    let db = testing::database()?;
-    let storage: Arc<dyn Storage> = db.db.into_arc();
-    Some(start_with_storage(|_| {}, storage).await)
-}
-
-#[tokio::test]
-async fn a_template_goes_out_as_chunks_and_its_telemetry_is_stored_sqlite() {
-    template_goes_out_as_chunks(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_template_goes_out_as_chunks_and_its_telemetry_is_stored_postgres() {
-    if let Some(h) = postgres().await {
-        template_goes_out_as_chunks(h).await;
-    }
-}
-
-async fn template_goes_out_as_chunks(h: Harness) {
+async fn a_template_goes_out_as_chunks_and_its_telemetry_is_stored(h: Harness) {
     let db = h.storage();
     let mut d = h.device(71).await;
     let mut part = Part::new(CAPS);
@@ -266,19 +248,7 @@ async fn template_goes_out_as_chunks(h: Harness) {
     h.server.shutdown().await;
 }
 
-#[tokio::test]
-async fn no_chunks_without_capabilities_or_beyond_them_sqlite() {
-    withheld(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_chunks_without_capabilities_or_beyond_them_postgres() {
-    if let Some(h) = postgres().await {
-        withheld(h).await;
-    }
-}
-
-async fn withheld(h: Harness) {
+async fn no_chunks_without_capabilities_or_beyond_them(h: Harness) {
     let db = h.storage();
     // A device of today: no Capabilities.
     let mut d = h.device(72).await;
@@ -326,19 +296,7 @@ async fn withheld(h: Harness) {
     h.server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_refused_map_is_rolled_back_and_not_sent_again_sqlite() {
-    refused(start(|_| {}).await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_map_is_rolled_back_and_not_sent_again_postgres() {
-    if let Some(h) = postgres().await {
-        refused(h).await;
-    }
-}
-
-async fn refused(h: Harness) {
+async fn a_refused_map_is_rolled_back_and_not_sent_again(h: Harness) {
     let db = h.storage();
     let mut d = h.device(74).await;
     d.handshake().await;
@@ -445,3 +403,9 @@ async fn resent(h: Harness) {
         .is_none());
     h.server.shutdown().await;
 }
+
+on_both_backends!(
+    a_template_goes_out_as_chunks_and_its_telemetry_is_stored,
+    no_chunks_without_capabilities_or_beyond_them,
+    a_refused_map_is_rolled_back_and_not_sent_again,
+);

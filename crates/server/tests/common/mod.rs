@@ -75,6 +75,17 @@ macro_rules! on_both_backends {
 #[allow(unused_imports)]
 pub(crate) use on_both_backends;
 
+/// Every wide record (PROTOCOL.md 17.5) device `id` has stored, oldest first.
+pub fn wide_records(db: &dyn Storage, id: u32) -> Vec<tek_server::storage::WideRow> {
+    db.wide_records(&tek_server::storage::TelemetryQuery {
+        device_id: id,
+        from: 0,
+        to: i64::MAX,
+        limit: 1000,
+    })
+    .unwrap()
+}
+
 /// Creates device `id` in the server's database and returns its key.
 pub fn provision(storage: &dyn Storage, id: u32) -> Key {
     let fleet = tek_server::provision::provision(storage, Some(id), 1, "t", 0).unwrap();
