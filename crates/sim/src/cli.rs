@@ -363,7 +363,10 @@ mod tests {
             (&["--meters", "x=sdm630@1"], "\"x\" is not a device id"),
             (&["--meters", "0=sdm630@1"], "\"0\" is not a device id"),
             (&["--meters", "5-2=sdm630@1"], "the range 5-2 is empty"),
-            (&["--meters", "1=sdm630@300"], "the slave address must be 1..=247"),
+            (
+                &["--meters", "1=sdm630@300"],
+                "the slave address must be 1..=247",
+            ),
             (&["--meter-silent", "3@x+1"], "the start must be"),
         ] {
             let err = parse(args).unwrap_err();
