@@ -235,6 +235,16 @@ impl MeterBus {
         self.answer = answer;
     }
 
+    /// Forgets an answer that has arrived by now but was not read: the controller polled with it
+    /// there and waits for none (its read was abandoned: a new map, a restart). As a UART drops
+    /// bytes nobody reads — and so that the host does not keep waking for it.
+    pub fn drop_unread(&mut self) {
+        if self.ready_at.is_some_and(|at| self.now_ms >= at) {
+            self.answer.clear();
+            self.ready_at = None;
+        }
+    }
+
     /// Copies the answer into `buf` once it has arrived; returns how many bytes (0: nothing
     /// yet, or nothing coming).
     pub fn receive(&mut self, bus: u8, buf: &mut [u8]) -> usize {
@@ -411,6 +421,15 @@ mod tests {
         };
         bus.send(0, &odd, &read);
         assert_eq!(bus.answer_at(), None);
+        // An answer nobody reads is dropped once it has arrived, not before.
+        bus.at(700_000);
+        bus.send(0, &LINE, &framed(&[1, 4, 0, 0, 0, 2]));
+        bus.drop_unread();
+        assert!(bus.answer_at().is_some());
+        bus.at(700_100);
+        bus.drop_unread();
+        assert_eq!(bus.answer_at(), None);
+        assert_eq!(bus.receive(0, &mut [0u8; 64]), 0);
         // A new request forgets an answer not read yet.
         bus.at(800_000);
         bus.send(0, &LINE, &read);

@@ -724,6 +724,9 @@ async fn run_device(
                 };
                 ctl.sample(now, &mut board);
             }
+            if let Some(m) = host.meters.as_mut() {
+                m.drop_unread();
+            }
             host.next_sensor = host.boot_at.saturating_add(ctl.sample_at());
             if let Some(at) = host.meters.as_ref().and_then(MeterBus::answer_at) {
                 host.next_sensor = host.next_sensor.min(at);
