@@ -159,7 +159,7 @@ async fn meters_reach_the_server(server: ServerHandle) {
         .into_iter()
         .filter(|r| r.config_version == Some(v3))
         .collect();
-    let mut last_import = 0;
+    let (mut last_import, mut consistent) = (0, 0);
     for r in &rows {
         let v = |ch| {
             r.values
@@ -169,13 +169,20 @@ async fn meters_reach_the_server(server: ServerHandle) {
         for ch in 0..3 {
             assert!((2270..=2330).contains(&v(ch)), "voltage {} (0.1 V)", v(ch));
         }
-        // Total power (channel 9) = L1 + L2 + L3, each rounded to a watt.
+        // Total power (channel 9) = L1 + L2 + L3, each rounded to a watt; currents follow
+        // power / voltage (mA = W / V * 1000). The registers are read one after the other, a
+        // few ms apart — seconds of simulated time when a busy machine delays the simulator —
+        // so the heater (2 kW on L1) may switch between two reads of one sample: then they
+        // differ by about one step.
         let phases = v(6) + v(7) + v(8);
-        assert!((v(9) - phases).abs() <= 2, "{} vs {phases}", v(9));
-        assert!((100..20_000).contains(&v(9)), "power {} W", v(9));
-        // Currents follow power / voltage (mA = W / V * 1000).
         let amps = f64::from(v(6)) / (f64::from(v(0)) / 10.0);
-        assert!((f64::from(v(3)) / 1000.0 - amps).abs() < 0.01, "{r:?}");
+        let amps_off = (f64::from(v(3)) / 1000.0 - amps).abs();
+        if (v(9) - phases).abs() <= 2 && amps_off < 0.01 {
+            consistent += 1;
+        }
+        assert!((v(9) - phases).abs() <= 2100, "{} vs {phases}: {r:?}", v(9));
+        assert!(amps_off < 9.5, "{r:?}");
+        assert!((100..20_000).contains(&v(9)), "power {} W", v(9));
         assert!((4990..=5010).contains(&v(10)), "frequency {}", v(10));
         // Import (Wh) only grows; total = import + export.
         assert!(
@@ -187,6 +194,11 @@ async fn meters_reach_the_server(server: ServerHandle) {
         last_import = v(11);
         assert!((v(13) - v(11) - v(12)).abs() <= 1, "{r:?}");
     }
+    assert!(
+        consistent * 5 >= rows.len() * 4,
+        "{consistent} of {} records consistent",
+        rows.len()
+    );
     // The counter moved with the power: ~10 s of a few kW per record is some Wh each.
     let first = rows.first().unwrap().values.get(11).unwrap();
     assert!(last_import > first, "import {first} -> {last_import} Wh");
