@@ -190,7 +190,7 @@ impl Values {
     }
 
     /// Brings the energy counters to `now` (rectangle rule in steps of at most
-    /// [`INTEGRATION_STEP`], each at the power of its end; the caller calls this before every
+    /// `INTEGRATION_STEP` (1 s), each at the power of its end; the caller calls this before every
     /// read).
     pub fn advance(&mut self, now: Duration) {
         if self.model == Model::Tb260 {
