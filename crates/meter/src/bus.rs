@@ -32,7 +32,7 @@ use rmodbus::{ErrorKind, ModbusProto};
 
 use crate::device::{Model, ReadError, Space};
 use crate::frame::{crc, MAX_FRAME};
-use crate::values::{check_value, Entry, Values};
+use crate::values::{check_value, Entry, Profile, Values};
 
 /// When answers go out with a wrong CRC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +72,21 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// A bus with `slaves` (address → model) and their script entries.
+    /// A bus with `slaves` (address → model) and their script entries, on the bench profile
+    /// (`tek meter`).
     pub fn new(slaves: &BTreeMap<u8, Model>, script: &[Entry]) -> Bus {
+        Bus::with_profile(slaves, script, Profile::Bench)
+    }
+
+    /// A bus with `slaves` (address → model) and their script entries, whose plant model is
+    /// `profile` (the simulated controllers' buses: [`Profile::Day`]).
+    pub fn with_profile(slaves: &BTreeMap<u8, Model>, script: &[Entry], profile: Profile) -> Bus {
         let slaves = slaves
             .iter()
             .map(|(&address, &model)| {
                 let slave = Slave {
                     model,
-                    values: Values::new(model, address, script),
+                    values: Values::with_profile(model, address, script, profile),
                     muted: false,
                     corrupt: Corrupt::Off,
                     exception: None,
@@ -93,6 +100,17 @@ impl Bus {
             slaves,
             unplugged: false,
         }
+    }
+
+    /// The slave at `address`, if one is configured (faults and values set directly, without a
+    /// command line).
+    pub fn slave_mut(&mut self, address: u8) -> Option<&mut Slave> {
+        self.slaves.get_mut(&address)
+    }
+
+    /// The configured slaves, by address.
+    pub fn slaves(&self) -> impl Iterator<Item = (u8, &Slave)> {
+        self.slaves.iter().map(|(&a, s)| (a, s))
     }
 
     /// Integrates the energy counters up to `now` (call regularly).

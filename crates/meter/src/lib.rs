@@ -8,8 +8,12 @@
 //!
 //! Layers, one module each: [`frame`] (byte stream → request frames: length by function code,
 //! CRC-16, the 3.5-character silence, resync), [`device`] (register tables and encodings),
-//! [`values`] (plant model, script, overrides), [`bus`] (slaves, faults, answers through
+//! [`values`] (plant models, script, overrides), [`bus`] (slaves, faults, answers through
 //! rmodbus' slave side, control commands; no I/O), [`cli`] (sockets: serial, control).
+//!
+//! [`bus::Bus`] has no I/O and no clock, so it also runs in process: `tek sim --meters` gives
+//! each simulated controller such a bus (on the seeded [`values::Profile::Day`] plant model)
+//! behind its `ChannelBus`, with the same register tables and answers as on the bench.
 
 pub mod bus;
 pub mod cli;

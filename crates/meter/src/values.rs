@@ -2,11 +2,21 @@
 //! on the control socket above both.
 //!
 //! Per quantity, the first that has a value wins: a `set` override, then the script's latest
-//! entry at or before `now`, then the plant model. The plant model is deterministic in time:
-//! phase powers swing around a base load (a pump and a heater cycling), voltages and frequency
-//! wobble a little, currents follow power ÷ voltage, the total power is the sum of the phases,
-//! and the temperature drifts from 24 °C towards 27 °C. The energy counters integrate whatever
-//! total power the meter shows (scripted or set power included): positive power into
+//! entry at or before `now`, then the plant model. The plant model is deterministic in time, in
+//! one of two [`Profile`]s:
+//!
+//! * [`Profile::Bench`] (`tek meter`): phase powers swing around a base load within minutes (a
+//!   pump and a heater cycling), and the temperature drifts from 24 °C towards 27 °C — something
+//!   moves on every read of a bench test;
+//! * [`Profile::Day`] (the simulated controllers of `tek sim --meters`): a site over the day,
+//!   with quirks seeded per site and slave — the three-phase meter sees a base load, daytime
+//!   loads that peak in the afternoon and a cycling heater; the single-phase meter a circulation
+//!   pump that runs 07:00–21:00 and idles at a few watts at night; the temperature transmitter a
+//!   plant room that is warmest in the afternoon.
+//!
+//! In both, voltages and frequency wobble a little, currents follow power ÷ voltage, the total
+//! power is the sum of the phases. The energy counters integrate whatever total power the meter
+//! shows (scripted or set power included) in steps of at most a second: positive power into
 //! `import_kwh`, negative into `export_kwh`, `total_kwh` = both — monotonic unless a script or
 //! `set` writes them directly.
 //!
@@ -94,10 +104,36 @@ pub fn check_value(model: Model, quantity: &str, value: &str) -> Result<f64, Str
     Ok(v)
 }
 
+/// Which plant model gives the values nothing else sets (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Profile {
+    /// `tek meter`'s bench curves, moving within minutes.
+    Bench,
+    /// A site over the day; time 0 is `start_hour` o'clock (0.0..24.0), `seed` makes one site's
+    /// curves and counters differ from another's.
+    Day {
+        /// Per-site quirks (base loads, offsets, counter readings).
+        seed: u32,
+        /// Hour of the day at time 0.
+        start_hour: f64,
+    },
+}
+
+/// A number in 0.0..=1.0 from `seed`, different for each `salt` (Knuth's multiplicative hash).
+fn quirk(seed: u32, salt: u32) -> f64 {
+    let h = (seed ^ salt.wrapping_mul(0x9E37_79B9)).wrapping_mul(2_654_435_761);
+    f64::from(h >> 16) / f64::from(u16::MAX)
+}
+
+/// Longest step of the energy integration: short enough that a reader every 10 s or a caller
+/// that advances rarely still gets counters consistent with the power curve.
+const INTEGRATION_STEP: Duration = Duration::from_secs(1);
+
 /// The values of one slave.
 #[derive(Debug)]
 pub struct Values {
     model: Model,
+    profile: Profile,
     /// Shifts this slave's plant curves, so two meters do not show the same numbers.
     phase: f64,
     /// Sorted by time; this slave's entries only.
@@ -109,8 +145,24 @@ pub struct Values {
 }
 
 impl Values {
-    /// Values for slave `address` of `model`, with its script entries.
+    /// Values for slave `address` of `model`, with its script entries, on the bench profile.
     pub fn new(model: Model, address: u8, script: &[Entry]) -> Values {
+        Values::with_profile(model, address, script, Profile::Bench)
+    }
+
+    /// Values for slave `address` of `model`, with its script entries, on `profile`.
+    pub fn with_profile(model: Model, address: u8, script: &[Entry], profile: Profile) -> Values {
+        let (phase, import_kwh) = match profile {
+            // A meter that has been in service for a while.
+            Profile::Bench => (f64::from(address) * 0.7, 1000.0 + f64::from(address)),
+            Profile::Day { seed, .. } => {
+                let salt = u32::from(address);
+                (
+                    f64::from(address) * 0.7 + std::f64::consts::TAU * quirk(seed, salt),
+                    (1000.0 + 9000.0 * quirk(seed, salt + 100)).round(),
+                )
+            }
+        };
         let mut mine: Vec<Entry> = script
             .iter()
             .filter(|e| e.slave == address)
@@ -119,11 +171,11 @@ impl Values {
         mine.sort_by_key(|e| e.at);
         Values {
             model,
-            phase: f64::from(address) * 0.7,
+            profile,
+            phase,
             script: mine,
             overrides: BTreeMap::new(),
-            // A meter that has been in service for a while.
-            import_kwh: 1000.0 + f64::from(address),
+            import_kwh,
             export_kwh: 10.0,
             integrated_to: Duration::ZERO,
         }
@@ -137,22 +189,26 @@ impl Values {
         };
     }
 
-    /// Brings the energy counters to `now` (rectangle rule over the calls' spacing: the caller
-    /// calls this at least every few hundred milliseconds and before every read).
+    /// Brings the energy counters to `now` (rectangle rule in steps of at most
+    /// `INTEGRATION_STEP` (1 s), each at the power of its end; the caller calls this before every
+    /// read).
     pub fn advance(&mut self, now: Duration) {
-        if self.model == Model::Tb260 || now <= self.integrated_to {
+        if self.model == Model::Tb260 {
             return;
         }
-        let hours = (now - self.integrated_to).as_secs_f64() / 3600.0;
-        let watts = self.value("power", now);
-        if watts.is_finite() {
-            if watts >= 0.0 {
-                self.import_kwh += watts * hours / 1000.0;
-            } else {
-                self.export_kwh += -watts * hours / 1000.0;
+        while self.integrated_to < now {
+            let to = (self.integrated_to + INTEGRATION_STEP).min(now);
+            let hours = (to - self.integrated_to).as_secs_f64() / 3600.0;
+            let watts = self.value("power", to);
+            if watts.is_finite() {
+                if watts >= 0.0 {
+                    self.import_kwh += watts * hours / 1000.0;
+                } else {
+                    self.export_kwh += -watts * hours / 1000.0;
+                }
             }
+            self.integrated_to = to;
         }
-        self.integrated_to = now;
     }
 
     /// The value of `quantity` at `now`.
@@ -171,15 +227,67 @@ impl Values {
         self.plant(quantity, now)
     }
 
+    /// Phase `n`'s power (the single-phase meter: its only phase, `n` = 0) at `t` seconds.
+    fn phase_power(&self, n: f64, t: f64) -> f64 {
+        let wave = |period: f64, shift: f64| (TAU * t / period + self.phase + shift).sin();
+        match (self.profile, self.model) {
+            // A pump on each phase plus a heater cycling every 10 minutes.
+            (Profile::Bench, Model::Sdm630) => {
+                800.0 + 200.0 * n + 600.0 * wave(600.0 + 240.0 * n, n)
+            }
+            // A single circulation pump.
+            (Profile::Bench, _) => 450.0 + 150.0 * wave(300.0, 0.0),
+            (Profile::Day { seed, start_hour }, Model::Sdm630) => {
+                let h = hour_of_day(t, start_hour);
+                let salt = n as u32;
+                let base = 150.0 + 250.0 * quirk(seed, salt);
+                // Daytime loads (filtration, lights, a heat pump): 07:00-21:00, most at 14:00.
+                let day = (1200.0 + 400.0 * n) * (0.7 + 0.6 * quirk(seed, salt + 10));
+                let daytime = ((h - 7.0) / 14.0 * std::f64::consts::PI).sin().max(0.0);
+                // A heater cycling, on phase 1 only, period 20-30 minutes.
+                let heater = if n == 0.0 {
+                    let period = 1200.0 + 600.0 * quirk(seed, 20);
+                    if wave(period, 0.0) > 0.3 {
+                        2000.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    0.0
+                };
+                base + day * daytime + heater + 30.0 * (1.0 + wave(97.0, n))
+            }
+            (Profile::Day { seed, start_hour }, _) => {
+                // A circulation pump: on 07:00-21:00 (shifted up to half an hour per site).
+                let h = hour_of_day(t, start_hour) - 0.5 * quirk(seed, 30);
+                if (7.0..21.0).contains(&h) {
+                    380.0 + 80.0 * quirk(seed, 31) + 25.0 * wave(300.0, 0.0)
+                } else {
+                    3.0
+                }
+            }
+        }
+    }
+
+    /// The temperature at `t` seconds.
+    fn temperature(&self, t: f64) -> f64 {
+        let wave = |period: f64| (TAU * t / period + self.phase).sin();
+        match self.profile {
+            Profile::Bench => 24.0 + 3.0 * (1.0 - (-t / 1800.0).exp()) + 0.2 * wave(300.0),
+            Profile::Day { seed, start_hour } => {
+                // A plant room: warmest at 15:00, 4 K either side, a little noise.
+                let h = hour_of_day(t, start_hour);
+                19.0 + 3.0 * quirk(seed, 40) - 1.5
+                    + 4.0 * ((h - 9.0) / 24.0 * TAU).sin()
+                    + 0.3 * wave(600.0)
+            }
+        }
+    }
+
     fn plant(&self, quantity: &str, now: Duration) -> f64 {
         let t = now.as_secs_f64();
         let wave = |period: f64, shift: f64| (TAU * t / period + self.phase + shift).sin();
-        let phase_power = |n: f64| match self.model {
-            // A pump on each phase plus a heater cycling every 10 minutes.
-            Model::Sdm630 => 800.0 + 200.0 * n + 600.0 * wave(600.0 + 240.0 * n, n),
-            // A single circulation pump.
-            _ => 450.0 + 150.0 * wave(300.0, 0.0),
-        };
+        let phase_power = |n: f64| self.phase_power(n, t);
         let voltage = |n: f64| 230.0 + 2.0 * wave(47.0, n);
         let current = |phase: &str, volts: &str| {
             let v = self.value(volts, now);
@@ -209,10 +317,15 @@ impl Values {
             "import_kwh" => self.import_kwh,
             "export_kwh" => self.export_kwh,
             "total_kwh" => self.value("import_kwh", now) + self.value("export_kwh", now),
-            "temperature" => 24.0 + 3.0 * (1.0 - (-t / 1800.0).exp()) + 0.2 * wave(300.0, 0.0),
+            "temperature" => self.temperature(t),
             _ => f64::NAN,
         }
     }
+}
+
+/// The hour of the day (0.0..24.0) `t` seconds after `start_hour` o'clock.
+fn hour_of_day(t: f64, start_hour: f64) -> f64 {
+    (start_hour + t / 3600.0).rem_euclid(24.0)
 }
 
 #[cfg(test)]
@@ -314,5 +427,81 @@ mod tests {
         assert!(p.windows(2).any(|w| (w[0] - w[1]).abs() > 100.0));
         let f = m.value("frequency", 7 * S);
         assert!((49.9..50.1).contains(&f));
+    }
+
+    fn day(seed: u32) -> Profile {
+        Profile::Day {
+            seed,
+            start_hour: 6.0,
+        }
+    }
+
+    const H: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn day_profile_is_seeded_and_follows_the_hour() {
+        // Same seed, same numbers; another seed, other numbers.
+        let a = Values::with_profile(Model::Sdm630, 1, &[], day(7));
+        let b = Values::with_profile(Model::Sdm630, 1, &[], day(7));
+        let c = Values::with_profile(Model::Sdm630, 1, &[], day(8));
+        for t in [0, 1234, 40_000] {
+            let at = Duration::from_secs(t);
+            assert_eq!(a.value("power", at), b.value("power", at));
+            assert_eq!(a.value("import_kwh", at), b.value("import_kwh", at));
+        }
+        assert_ne!(a.value("power", H), c.value("power", H));
+        assert_ne!(
+            a.value("import_kwh", Duration::ZERO),
+            c.value("import_kwh", Duration::ZERO)
+        );
+        // Time 0 is 06:00: 14:00 is 8 h later, 02:00 20 h later. The site draws more by day.
+        let mean = |v: &Values, from: Duration| {
+            (0..60)
+                .map(|m| v.value("power", from + Duration::from_secs(60 * m)))
+                .sum::<f64>()
+                / 60.0
+        };
+        let (afternoon, night) = (mean(&a, 8 * H), mean(&a, 20 * H));
+        assert!(afternoon > night + 1000.0, "{afternoon} W vs {night} W");
+        assert!(night > 0.0);
+        // The circulation pump: running in the afternoon, idle at night.
+        let pump = Values::with_profile(Model::Sdm120, 3, &[], day(7));
+        assert!((300.0..600.0).contains(&pump.value("power", 8 * H)));
+        assert_eq!(pump.value("power", 20 * H), 3.0);
+        // The plant room: warmer at 15:00 than at 03:00, within a plant room's range.
+        let room = Values::with_profile(Model::Tb260, 2, &[], day(7));
+        let (warm, cold) = (
+            room.value("temperature", 9 * H),
+            room.value("temperature", 21 * H),
+        );
+        assert!(warm > cold + 5.0, "{warm} vs {cold}");
+        assert!((10.0..30.0).contains(&cold) && (10.0..30.0).contains(&warm));
+    }
+
+    #[test]
+    fn day_counters_grow_with_the_power() {
+        // Advanced every 10 s (a controller's sample period) over a whole day: the import
+        // counter only grows, and by the integral of the power shown (sampled every second).
+        let mut v = Values::with_profile(Model::Sdm630, 1, &[], day(3));
+        let start = v.value("import_kwh", Duration::ZERO);
+        let (mut last, mut wh) = (start, 0.0);
+        for s in 1..=86_400u64 {
+            let at = Duration::from_secs(s);
+            wh += v.value("power", at) / 3600.0;
+            if s % 10 == 0 {
+                v.advance(at);
+                let now = v.value("import_kwh", at);
+                assert!(now >= last);
+                last = now;
+            }
+        }
+        let counted = (last - start) * 1000.0;
+        assert!((counted - wh).abs() < 1e-6 * wh, "{counted} Wh vs {wh} Wh");
+        assert!((20_000.0..120_000.0).contains(&wh), "{wh} Wh a day");
+        assert_eq!(v.value("export_kwh", 24 * H), 10.0);
+        // A caller that advances rarely gets the same counter (steps of at most a second).
+        let mut rare = Values::with_profile(Model::Sdm630, 1, &[], day(3));
+        rare.advance(24 * H);
+        assert!((rare.value("import_kwh", 24 * H) - last).abs() < 1e-9);
     }
 }

@@ -8,6 +8,8 @@
 //!
 //! * [`fleet`] — the fleet file.
 //! * [`plant`] — pump, heater, water and air, energy meter.
+//! * [`channels`] — the channel part and the simulated board (`--channels`, `--meters`).
+//! * [`meters`] — Modbus meters and a temperature transmitter on a controller's bus.
 //! * [`runner`] — the controllers' host loops, fault injection, counters.
 //! * [`reference`] — a minimal responder for tests and load measurements without a database.
 //! * [`cli`] — `tek sim`.
@@ -15,6 +17,7 @@
 pub mod channels;
 pub mod cli;
 pub mod fleet;
+pub mod meters;
 pub mod plant;
 pub mod reference;
 pub mod runner;

@@ -13,11 +13,13 @@
 //! come back later; a percentage of datagrams is dropped both ways; controllers are power-cycled
 //! at an interval (flash kept, RAM lost).
 
-use crate::channels::{PlantBus, SimChannels};
+use crate::channels::{PlantBus, SimChannels, CAPS, CAPS_METERS};
 use crate::fleet::Device;
+use crate::meters::{MeterBus, MeterPlan};
 use crate::plant::Plant;
 use crate::SIM_LOG;
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +59,9 @@ pub struct Options {
     /// The controllers have a channel part (`crate::channels`): they state Capabilities, sample
     /// the plant through their channel map and take split configurations.
     pub channels: bool,
+    /// What is on the serial bus of some controllers, by device id (`crate::meters`): those
+    /// have a channel part whatever `channels` says, stating one Modbus bus.
+    pub meters: BTreeMap<u32, MeterPlan>,
 }
 
 impl Options {
@@ -74,6 +79,7 @@ impl Options {
             gsm: true,
             ramp_s,
             channels: false,
+            meters: BTreeMap::new(),
         }
     }
 }
@@ -348,10 +354,12 @@ impl Fleet {
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let mut plans = opts.meters;
         for (index, dev) in opts.devices.into_iter().enumerate() {
             let shared = shared.clone();
             let stopped = stopped.clone();
-            tasks.spawn(async move { run_device(index, dev, shared, stopped).await });
+            let meters = plans.remove(&dev.id).map(|p| MeterBus::new(&p, dev.id));
+            tasks.spawn(async move { run_device(index, dev, meters, shared, stopped).await });
         }
         Ok(Fleet {
             shared,
@@ -435,6 +443,8 @@ struct Host {
     /// The channel part's two flash slots (what was last written to each).
     channel_flash: [Vec<u8>; 2],
     plant: Plant,
+    /// The meters on its serial bus, if it has any.
+    meters: Option<MeterBus>,
     socks: Vec<Sock>,
     boot_at: u64,
     next_sensor: u64,
@@ -464,10 +474,10 @@ impl Host {
                 has_gsm: shared.gsm,
                 stored: persist::load(&self.flash[0], &self.flash[1]),
             },
-            if shared.channels {
-                SimChannels::part()
-            } else {
-                SimChannels::default()
+            match (&self.meters, shared.channels) {
+                (Some(_), _) => SimChannels::stating(CAPS_METERS),
+                (None, true) => SimChannels::stating(CAPS),
+                (None, false) => SimChannels::default(),
             },
             0,
         );
@@ -625,6 +635,7 @@ fn record_acked(
 async fn run_device(
     index: usize,
     dev: Device,
+    meters: Option<MeterBus>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -637,6 +648,7 @@ async fn run_device(
         flash: [vec![0xFF; persist::MAX_LEN], vec![0xFF; persist::MAX_LEN]],
         channel_flash: [Vec::new(), Vec::new()],
         plant: Plant::new(dev.id, 0),
+        meters,
         dev,
         socks: Vec::new(),
         boot_at: 0,
@@ -693,13 +705,32 @@ async fn run_device(
             host.gsm_ip_at = None;
             ctl.ip_configured(now, Iface::Gsm, Host::info(host.gsm_addr, false));
         }
-        if shared.channels {
-            // The controller samples its channel map when it is due.
-            if now >= ctl.sample_at() {
-                host.plant.advance(t);
-                ctl.sample(now, &mut PlantBus(&host.plant));
+        if shared.channels || host.meters.is_some() {
+            // The controller samples its channel map when it is due, or when a Modbus answer it
+            // waits for has arrived (as the firmware polls when bytes come in).
+            if let Some(m) = host.meters.as_mut() {
+                m.at(t);
             }
-            host.next_sensor = host.boot_at + ctl.sample_at();
+            let answered = host
+                .meters
+                .as_ref()
+                .and_then(MeterBus::answer_at)
+                .is_some_and(|at| t >= at);
+            if now >= ctl.sample_at() || answered {
+                host.plant.advance(t);
+                let mut board = PlantBus {
+                    plant: &host.plant,
+                    meters: host.meters.as_mut(),
+                };
+                ctl.sample(now, &mut board);
+            }
+            if let Some(m) = host.meters.as_mut() {
+                m.drop_unread();
+            }
+            host.next_sensor = host.boot_at.saturating_add(ctl.sample_at());
+            if let Some(at) = host.meters.as_ref().and_then(MeterBus::answer_at) {
+                host.next_sensor = host.next_sensor.min(at);
+            }
         } else if t >= host.next_sensor {
             host.plant.advance(t);
             ctl.sensor(now, host.plant.reading());

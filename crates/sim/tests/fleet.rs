@@ -145,6 +145,8 @@ fn cli_fails_when_a_controller_never_connects() {
     let (_dead, dead_addr) = silent();
     let args = tek_sim::cli::SimArgs {
         channels: false,
+        meters: Vec::new(),
+        meter_silent: Vec::new(),
         fleet: path.clone(),
         servers: vec![dead_addr.to_string()],
         devices: Some(3),

@@ -1,7 +1,15 @@
 //! `tek demo`: the whole system in one process — a server (SQLite in `--data`, web UI), a site
-//! with 25 simulated controllers provisioned with their keys, and an admin account whose
-//! credentials are printed. Running it again reuses the data directory: same account, same
-//! controllers, their history kept.
+//! with 25 simulated pool controllers and one plant-room controller provisioned with their keys,
+//! and an admin account whose credentials are printed. Running it again reuses the data
+//! directory: same account, same controllers, their history kept.
+//!
+//! The plant-room controller has two Eastron meters and a TB260 temperature transmitter on its
+//! Modbus bus (simulated in process: `tek_sim::meters`, [`PLANT_ROOM_METERS`]) and runs the
+//! "plant room (demo)" template ([`plant_room_template`]: the site's power and energy, the pool
+//! pump's, the room's temperature and one computed channel). The template is created and
+//! applied through the service layer, as the API would (`service::channels::create_template`,
+//! `service::apply::apply_template`), so its wide records reach the server like a real
+//! installation's.
 //!
 //! The controllers get a first configuration with a 10 s logging and batching interval, and
 //! simulated time runs 8x faster (`--speed`), so the dashboard fills within seconds instead of
@@ -14,7 +22,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tek_proto::message::Config as DeviceConfig;
-use tek_server::http::WebOptions;
+use tek_server::http::auth::{Principal, Via};
+use tek_server::http::{Web, WebOptions};
 use tek_server::router;
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::Storage;
@@ -23,6 +32,13 @@ use tek_server::storage::Storage;
 pub const EMAIL: &str = "demo@tek.local";
 /// Name of the demo site.
 pub const SITE: &str = "Demo pool";
+/// Name prefix of the plant-room controller (`plant-room-ID`), by which a second run finds it.
+pub const PLANT_ROOM_PREFIX: &str = "plant-room";
+/// Name of the template the plant-room controller runs.
+pub const PLANT_ROOM_TEMPLATE: &str = "plant room (demo)";
+/// What is on the plant-room controller's bus (`tek sim --meters` syntax): the site's
+/// three-phase meter at 1, the pool pump's single-phase meter at 2, the transmitter at 3.
+pub const PLANT_ROOM_METERS: &str = "sdm630@1,sdm120@2,tb260@3";
 /// File in the data directory keeping the demo password (mode 0600), so a second run can print
 /// it again; the database only has its hash.
 pub const CREDENTIALS_FILE: &str = "demo-credentials.txt";
@@ -44,7 +60,8 @@ pub struct DemoArgs {
     /// first readings show within about 8 s.
     #[arg(long, default_value_t = 8.0)]
     pub speed: f64,
-    /// Number of simulated controllers created on the first run.
+    /// Number of simulated pool controllers created on the first run (the plant-room
+    /// controller comes on top).
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub devices: u32,
     /// A `tek serve` configuration file (e.g. its `[mqtt]` section, to see the demo's data in
@@ -73,7 +90,11 @@ impl DemoArgs {
 /// What the demo set up.
 struct Setup {
     password: Option<String>,
+    /// The pool controllers, then the plant-room controller(s).
     devices: Vec<tek_sim::fleet::Device>,
+    /// The plant-room controllers' ids.
+    plant_rooms: Vec<u32>,
+    site: i64,
     created: bool,
 }
 
@@ -142,16 +163,34 @@ fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
         ids = fleet.device.iter().map(|d| d.id).collect();
         db.assign_devices(&ids, Some(site))?;
     }
+    // The plant-room controller, also in a data directory of a demo from before it existed.
+    let plant_room_name = format!("{PLANT_ROOM_PREFIX}-");
+    let mut plant_rooms: Vec<u32> = db
+        .list_devices()?
+        .into_iter()
+        .filter(|d| ids.contains(&d.id) && d.name.starts_with(&plant_room_name))
+        .map(|d| d.id)
+        .collect();
+    if plant_rooms.is_empty() {
+        let fleet = tek_server::provision::provision(db, None, 1, PLANT_ROOM_PREFIX, now)?;
+        plant_rooms = fleet.device.iter().map(|d| d.id).collect();
+        db.assign_devices(&plant_rooms, Some(site))?;
+        ids.extend(&plant_rooms);
+    }
+    // Pool controllers first, as the fleet's addresses were before.
+    ids.sort_by_key(|id| (plant_rooms.contains(id), *id));
     // The simulated controllers start from a blank flash on every run (factory settings), so
     // the demo configuration is saved as a new version each time: pending until each
     // controller confirms it, which it does within a second of connecting. The newest
     // configuration is re-sent as it is, so changes made in the UI are kept.
     for &id in &ids {
+        let pool = !plant_rooms.contains(&id);
         let cfg = db.latest_config(id)?.map_or_else(
             || DeviceConfig {
                 log_interval_s: 10,
                 batch_s: 10,
-                schedule: Some(demo_schedule()),
+                // The plant room switches nothing.
+                schedule: pool.then(demo_schedule),
                 ..DeviceConfig::default()
             },
             |r| r.config,
@@ -163,17 +202,109 @@ fn prepare(db: &dyn Storage, data: &Path, count: u32) -> anyhow::Result<Setup> {
         let d = db
             .load_device(id)?
             .with_context(|| format!("device {id} vanished"))?;
+        let prefix = if plant_rooms.contains(&id) {
+            PLANT_ROOM_PREFIX
+        } else {
+            "pool"
+        };
         devices.push(tek_sim::fleet::Device {
             id,
             key: d.key.0,
-            name: Some(format!("pool-{id}")),
+            name: Some(format!("{prefix}-{id}")),
         });
     }
     Ok(Setup {
         password,
         devices,
+        plant_rooms,
+        site,
         created,
     })
+}
+
+/// The plant-room template as the JSON API takes it (`POST /api/templates`, structured form):
+/// the SDM630 at 1 (the site's power and import energy, kWh on the meter, Wh in the log), the
+/// SDM120 at 2 (the pool pump's), the TB260 at 3 (0.1 °C, logged in 0.01 °C) and the power of
+/// everything but the pump, computed. The roles give the site's power and energy to the
+/// controller's legacy reading; it has no water or air temperature.
+pub fn plant_room_template(site: i64) -> serde_json::Value {
+    let read = |slave: u8, function: u8, register: u16, data_type: &str| {
+        serde_json::json!({ "modbus": {
+            "bus": 0, "slave": slave, "function": function, "register": register,
+            "type": data_type,
+        }})
+    };
+    serde_json::json!({
+        "name": PLANT_ROOM_TEMPLATE,
+        "site_id": site,
+        "buses": [{ "baud": 9600, "parity": "none", "timeout_ms": 300 }],
+        "roles": {
+            "water": null, "air": null, "power": "Site power", "energy": "Site energy",
+            "pump": 0, "heater": 1,
+        },
+        "channels": [
+            { "name": "Site power", "kind": "power", "unit": "W",
+              "source": read(1, 4, 0x0034, "f32") },
+            { "name": "Site energy", "kind": "energy", "unit": "Wh", "mul": 1000,
+              "source": read(1, 4, 0x0048, "f32") },
+            { "name": "Pool pump power", "kind": "power", "unit": "W",
+              "source": read(2, 4, 0x000C, "f32") },
+            { "name": "Pool pump energy", "kind": "energy", "unit": "Wh", "mul": 1000,
+              "source": read(2, 4, 0x0048, "f32") },
+            { "name": "Plant room temperature", "kind": "temperature", "decimals": 1,
+              "unit": "degC", "exponent": -2, "mul": 10,
+              "source": read(3, 3, 0x0000, "i16") },
+            { "name": "Other loads", "kind": "power", "unit": "W",
+              "source": { "expression": "\"Site power\" - \"Pool pump power\"" } },
+        ],
+    })
+}
+
+/// Creates the plant-room template if it is missing and applies it to the plant-room
+/// controllers that do not run it yet, through the service layer as the demo account.
+/// Returns the template's id.
+async fn plant_room(web: &Web, setup: &Setup) -> anyhow::Result<i64> {
+    use tek_server::service::{apply, channels};
+    let user = web
+        .db_call(|db| db.user_by_email(EMAIL))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("the demo account vanished")?;
+    let p = Principal {
+        user,
+        via: Via::Token,
+    };
+    let templates = web
+        .db_call(|db| db.templates())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = match templates.iter().find(|t| t.name == PLANT_ROOM_TEMPLATE) {
+        Some(t) => t.id,
+        None => {
+            let input: channels::TemplateInput =
+                serde_json::from_value(plant_room_template(setup.site))?;
+            channels::create_template(web, &p, &input)
+                .await
+                .map_err(|e| anyhow::anyhow!("the plant-room template: {e}"))?
+                .id
+        }
+    };
+    let mut todo = Vec::new();
+    for &device in &setup.plant_rooms {
+        let entry = web
+            .db_call(move |db| db.device_channels(device, None))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if entry.and_then(|e| e.template_id) != Some(id) {
+            todo.push(device);
+        }
+    }
+    if !todo.is_empty() {
+        apply::apply_template(web, &p, id, &todo)
+            .await
+            .map_err(|e| anyhow::anyhow!("applying the plant-room template: {e}"))?;
+    }
+    Ok(id)
 }
 
 /// The demo's schedule (UTC): the pump runs 08:00-20:00 every day, occupied 09:00-19:00 at the
@@ -245,10 +376,12 @@ pub async fn run_until(
         bail!("the demo site has no controllers");
     }
     let opts = WebOptions::for_listener(args.http);
+    let router_opts = opts.clone();
     let server =
-        tek_server::Server::start_with(cfg, Some(db), move |api| router::router(api, opts))
+        tek_server::Server::start_with(cfg, Some(db), move |api| router::router(api, router_opts))
             .await
             .context("cannot start the server")?;
+    plant_room(&Web::new(server.api().clone(), opts), &setup).await?;
     let udp = server.udp_addr();
     // The controllers reach the server over loopback even if it listens on every address.
     let target = if udp.ip().is_unspecified() {
@@ -257,8 +390,16 @@ pub async fn run_until(
         udp
     };
     let n = setup.devices.len();
+    let rooms = setup.plant_rooms.len();
+    let meters = tek_sim::meters::MeterPlan::parse(PLANT_ROOM_METERS)
+        .map_err(|e| anyhow::anyhow!("{PLANT_ROOM_METERS}: {e}"))?;
     let mut sim = tek_sim::Options::new(setup.devices, vec![target.to_string()]);
     sim.speed = args.speed;
+    sim.meters = setup
+        .plant_rooms
+        .iter()
+        .map(|&id| (id, meters.clone()))
+        .collect();
     let fleet = tek_sim::Fleet::start(sim)
         .await
         .context("cannot start the simulated controllers")?;
@@ -269,8 +410,10 @@ pub async fn run_until(
         http
     };
     println!(
-        "tek demo: {n} simulated controllers ({}) on udp {udp}",
-        if setup.created { "created" } else { "reused" }
+        "tek demo: {n} simulated controllers ({}) on udp {udp}: {} pool, {rooms} plant room \
+         (meters {PLANT_ROOM_METERS})",
+        if setup.created { "created" } else { "reused" },
+        n - rooms,
     );
     println!("open http://{host}/");
     println!("user: {EMAIL}");
@@ -343,7 +486,20 @@ mod tests {
             "read back from the file"
         );
         assert_eq!(a.devices, b.devices, "same ids and keys");
-        assert_eq!(db.list_devices().unwrap().len(), 3);
+        // Three pool controllers and the plant room, which comes last and switches nothing.
+        assert_eq!(db.list_devices().unwrap().len(), 4);
+        assert_eq!(a.plant_rooms, [4]);
+        assert_eq!(b.plant_rooms, [4]);
+        assert_eq!(a.devices[3].name.as_deref(), Some("plant-room-4"));
+        let room = db.latest_config(4).unwrap().unwrap().config;
+        assert_eq!((room.log_interval_s, room.schedule), (10, None));
+        assert!(db
+            .latest_config(1)
+            .unwrap()
+            .unwrap()
+            .config
+            .schedule
+            .is_some());
         assert_eq!(db.list_users().unwrap().len(), 1);
         let (_, hash) = db.user_credentials(EMAIL).unwrap().unwrap();
         assert!(tek_server::http::auth::verify_password(&pw, &hash));
@@ -358,5 +514,33 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "credentials readable by others");
         }
+    }
+
+    #[test]
+    fn the_plant_room_template_reads_the_simulated_meters() {
+        use tek_server::service::channels::TemplateInput;
+        use tek_server::storage::channels::validate;
+        let input: TemplateInput = serde_json::from_value(plant_room_template(1)).unwrap();
+        let new = input.parse().unwrap();
+        validate(&new.set).unwrap();
+        // Every Modbus channel reads a register a meter of PLANT_ROOM_METERS serves, with its
+        // encoding, at the slave's address.
+        let plan = tek_sim::meters::MeterPlan::parse(PLANT_ROOM_METERS).unwrap();
+        let map = tek_proto::channel::map::ChannelMap::new_checked(&new.set.map).unwrap();
+        let mut reads = 0;
+        for ch in map.channels() {
+            let tek_proto::channel::map::Source::Modbus(read) = ch.source else {
+                continue;
+            };
+            let model = plan.slaves[&read.slave];
+            let space = tek_meter::device::Space::of_function(read.function.code()).unwrap();
+            let mut regs = vec![0u16; usize::from(read.data_type.registers())];
+            model
+                .read(space, read.register, &mut regs, |_| 1.0)
+                .unwrap_or_else(|e| panic!("{model} {:#x}: {e:?}", read.register));
+            reads += 1;
+        }
+        assert_eq!(reads, 5);
+        assert_eq!(new.set.channels.len(), 6);
     }
 }

@@ -28,7 +28,8 @@ enum Command {
     Device(tek_server::cli::DeviceCommand),
     /// Run a fleet of simulated controllers against one or more servers.
     Sim(tek_sim::cli::SimArgs),
-    /// Run the whole system in one process: server, web UI, 25 simulated controllers.
+    /// Run the whole system in one process: server, web UI, 25 simulated pool controllers and a
+    /// plant-room controller reading two meters and a temperature transmitter.
     Demo(demo::DemoArgs),
     /// Manage web UI users (and their API tokens).
     #[command(subcommand)]
