@@ -31,6 +31,7 @@
 
 mod app;
 mod bench;
+mod channels;
 mod clock;
 mod console;
 mod eth;
@@ -41,7 +42,6 @@ mod ppp;
 mod radioled;
 mod relays;
 mod rng;
-#[cfg(feature = "rtu-test")]
 mod rtu;
 #[cfg(feature = "rtu-test")]
 mod rtu_test;
@@ -61,11 +61,12 @@ use tek_controller::{Controller, Iface, Setup};
 
 use app::{App, FmtStatic, Shown};
 use bench::{Bench, HaltInput};
+use channels::FwChannels;
 use modem::Modem;
 use net::{Link, LinkBuffers, UdpPayload};
 #[cfg(feature = "rtu-test")]
 use rtu_test::RtuTest;
-use storage::{Flash, HostFileFlash, HostNor};
+use storage::{ChannelSlots, Flash, HostFileFlash, HostNor};
 
 /// Firmware version reported in status.
 const FIRMWARE: [u8; 3] = [0, 1, 0];
@@ -74,7 +75,7 @@ const SAMPLE_MS: u64 = 10_000;
 /// How often the stack high-water mark is reported when it grew.
 const REPORT_MS: u64 = 10_000;
 
-type Ctl = Controller<FlashStore<HostNor>>;
+type Ctl = Controller<FlashStore<HostNor>, FwChannels>;
 type EthLink = Link<eth::Mac>;
 
 #[entry]
@@ -91,7 +92,7 @@ fn main() -> ! {
         app.network(now, rx);
         app.sample(now);
         #[cfg(feature = "rtu-test")]
-        app.rtu.poll(now);
+        app.rtu.poll(now, &mut app.bus);
         app.act(now);
         app.housekeeping(now);
         app.sleep();
@@ -141,6 +142,10 @@ fn boot() -> App {
         Ok(Err(e)) => fatal_log(e),
         Err(_) => fatal("cannot open the log's flash file"),
     }
+    // The channel part, in its own static; the controller's power-up starts it.
+    ctl.set_channels(channels::take().unwrap_or_else(|| fatal("channel part taken")));
+    let mut channel_slots = ChannelSlots::new(bench.flash_path)
+        .unwrap_or_else(|_| fatal("cannot open the channel slots' flash file"));
     // Power-up in place in the static: the controller reads both flash slots into its own buffer
     // and decodes only the newer valid record, straight into its fields.
     let found = ctl.boot_from_flash(
@@ -172,10 +177,14 @@ fn boot() -> App {
         ),
         None => log!("flash: blank"),
     }
+    // The split configuration the controller's record names runs again.
+    channels::restore(ctl, &mut channel_slots, clock::now_ms());
     log!(
-        "controller: device {} boot {} log in flash",
+        "controller: device {} boot {} log in flash, channel part: up to {} channels, {} bus",
         bench.identity.device_id,
-        ctl.boot_counter()
+        ctl.boot_counter(),
+        channels::CHANNELS,
+        channels::CAPS.max_buses
     );
 
     if bench.probe_s > 0 {
@@ -192,6 +201,7 @@ fn boot() -> App {
         Modem::new(uart, ppp::Ppp::take().unwrap_or_else(|| fatal("PPP taken")))
     });
 
+    let bus = rtu::BoardBus::boot();
     #[cfg(feature = "rtu-test")]
     let rtu = RtuTest::boot();
 
@@ -210,6 +220,9 @@ fn boot() -> App {
     App {
         ctl,
         flash,
+        channel_slots,
+        bus,
+        channels_shown: channels::Shown::default(),
         mac: Some(mac),
         eth: None,
         eth_buffers: Some((ETH_BUFFERS.take(), ETH_PAYLOAD.take())),
@@ -262,8 +275,8 @@ fn fatal_args(e: bench::BenchError) -> ! {
     semihosting::exit(false)
 }
 
-/// Interrupts without a handler of their own. Only the MAC's, the modem UART's and (in the
-/// `rtu-test` build) the Modbus UART's are enabled.
+/// Interrupts without a handler of their own. Only the MAC's, the modem UART's and the Modbus
+/// UART's are enabled.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
     if irqn == eth::IRQ as i16 {
@@ -274,7 +287,6 @@ unsafe fn DefaultHandler(irqn: i16) {
         uart::UART1.on_interrupt();
         return;
     }
-    #[cfg(feature = "rtu-test")]
     if uart::UART2.is_irq(irqn) {
         rtu::on_interrupt();
         return;
