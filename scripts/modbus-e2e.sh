@@ -25,6 +25,8 @@
 #   5. plugged back (`clear 3`): values again
 #   6. a power cut (QEMU killed) and a restart on the same flash: the channel map is restored
 #      from its flash slots, and the new boot's wide records carry the values again
+#   7. every wide record stored equals the one the firmware's console logged under its
+#      (boot, seq)
 #
 # Usage: scripts/modbus-e2e.sh [--keep]
 set -euo pipefail
@@ -247,5 +249,37 @@ boot_firmware "$work/fw-2.log"
 wait_for 20 "the channel record restored from flash" \
     console "channels: record seq [0-9]+ restored, split configuration $version runs \(8 channels\)"
 wait_for 40 "the new boot's wide records carry the values" record_after "$version" "$b" 999999 "$all"
+# Every wide record stored is the one the firmware logged under that (boot, seq), value for value.
+python3 - "$work/data/tek.db" "$work" <<'PY' || fail "stored wide records differ from the records the firmware logged"
+import glob, re, sqlite3, sys
+db, work = sys.argv[1], sys.argv[2]
+logged = {}
+for f in glob.glob(f"{work}/fw-*.log"):
+    for m in re.finditer(r"log: wide record (\d+)/(\d+): ([^\n]*)", open(f, errors="replace").read()):
+        logged[(int(m[1]), int(m[2]))] = m[3].split()
+def varints(b):
+    out, i = [], 0
+    while i < len(b):
+        v = sh = 0
+        while True:
+            x = b[i]; i += 1
+            v |= (x & 0x7F) << sh; sh += 7
+            if not x & 0x80:
+                break
+        out.append((v >> 1) ^ -(v & 1))
+    return out
+con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+n = 0
+for boot, seq, mask, vals in con.execute("SELECT boot, seq, mask, vals FROM telemetry_wide WHERE device_id = 7"):
+    chans = [8 * i + j for i, byte in enumerate(mask) for j in range(8) if byte >> j & 1]
+    got = dict(zip(chans, varints(vals)))
+    stored = [str(got.get(c, "none")) for c in range(8)]
+    if logged.get((boot, seq)) != stored:
+        print(f"record {boot}/{seq}: stored {stored}, logged {logged.get((boot, seq))}")
+        sys.exit(1)
+    n += 1
+print(f"{n} wide records stored, each as the firmware logged it")
+sys.exit(0 if n >= 5 else 1)
+PY
 grep -qE '^fatal|panic' "$work"/fw-*.log && fail "the firmware stopped: $(grep -hE '^fatal|panic' "$work"/fw-*.log | head -1)"
 say "modbus-e2e: PASSED ($(records "$version" | wc -l) wide records of version $version)"

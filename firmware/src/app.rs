@@ -481,10 +481,16 @@ impl App {
                 .channel_part()
                 .filter(|p| p.split_version().is_some())
             {
+                // Just pushed: the newest of the wide log (numbered per boot from 0).
+                let wide = part.wide_log();
+                let seq = wide
+                    .oldest()
+                    .wrapping_add(wide.len() as u32)
+                    .wrapping_sub(1);
                 log!(
-                    "log: wide record {} of boot {}: {}",
-                    st.records_logged - 1,
+                    "log: wide record {}/{}: {}",
                     self.ctl.boot_counter(),
+                    seq,
                     channels::Values(part)
                 );
             } else if let Some(r) = self.ctl.last_record() {

@@ -41,8 +41,9 @@ pub const MODBUS_RETRIES: u8 = 1;
 /// The part at this chip's sizes.
 pub type Part = ChannelPart<MAP_BYTES, CHANNELS, WIDE_RECORDS, CONFIG_BYTES>;
 
-// The flash record (header, the running and the previous configuration, CRC) fits a slot.
-const _: () = assert!(record::HEADER + 2 * CONFIG_BYTES + 4 <= CHANNEL_SLOT_LEN);
+/// The longest flash record: header, the running and the previous configuration, CRC.
+const RECORD_MAX: usize = record::HEADER + 2 * CONFIG_BYTES + 4;
+const _: () = assert!(RECORD_MAX <= CHANNEL_SLOT_LEN);
 
 /// What the device states in Capabilities: its real limits.
 pub const CAPS: Capabilities = Capabilities {
@@ -97,7 +98,9 @@ pub fn restore<L: RecordLog>(
     slots: &mut ChannelSlots,
     now: u64,
 ) {
-    let mut buf = [0u8; CHANNEL_SLOT_LEN];
+    // As much of a slot as a record of this part can fill (not the whole slot: this is the
+    // deepest frame of the boot).
+    let mut buf = [0u8; RECORD_MAX];
     let mut newest: Option<(u32, u8)> = None;
     for slot in 0..2u8 {
         if slots.read(slot, &mut buf).is_err() {
