@@ -7,7 +7,7 @@
 //! ```text
 //! loop {
 //!     poll the network link (frames <-> sockets; DHCP lease; DNS answers; datagrams in)
-//!     feed the controller its events, sample the sensors when due
+//!     feed the controller its events, advance its channel map (board inputs, Modbus RTU)
 //!     carry out the controller's actions, in order (send, resolve, configure, persist, ...)
 //!     open the UDP port the controller expects replies on
 //!     sleep in WFI until the earliest deadline, or until a frame arrives
@@ -16,13 +16,14 @@
 //!
 //! Modules by concern: [`sysctl`] (clock, clock gates), [`clock`] (SysTick time), [`eth`] (MAC
 //! driver, smoltcp `phy::Device`), [`net`] (one IP link: interface + DHCP/DNS/UDP sockets),
-//! [`storage`] (two flash slots behind a trait), [`bench`] (identity and HALT from the test
-//! bench), [`sensors`] (simulated pool), [`leds`], [`relays`], [`rng`], [`stack`] (stack
+//! [`storage`] (flash slots behind a trait, the log's region, the channel slots), [`bench`]
+//! (identity and HALT from the test bench), [`sensors`] (simulated pool), [`channels`] (the
+//! controller's channel part), [`rtu`] (the Modbus RTU line on UART2 and the board inputs), [`leds`], [`relays`], [`rng`], [`stack`] (stack
 //! painting), [`semihosting`] (the QEMU host channel), [`console`]; the GSM path: [`uart`]
 //! (UART1), [`modem`] (AT commands), [`ppp`] (PPP, IPv4/UDP and DNS over it), [`radioled`].
 //!
 //! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment). The
-//! large state — the controller with its telemetry log, the MAC's frame buffers, the sockets'
+//! large state — the controller, its channel part, the MAC's frame buffers, the sockets'
 //! buffers — lives in `static`s with `const` initialisers that are all zero (`.bss`: no flash,
 //! no stack temporaries), each handed out once as a `&'static mut` by
 //! [`static_cell::ConstStaticCell`].
