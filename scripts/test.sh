@@ -48,4 +48,5 @@ step "firmware: build, size, QEMU end-to-end"
 scripts/qemu-e2e.sh   # ends with scripts/firmware-size.sh on the measured stack
 scripts/gsm-e2e.sh    # GSM failover through `tek modem` and back; ends with the size budget too
 scripts/rtu-e2e.sh    # the Modbus RTU master on UART2 against `tek meter` (a test build of the firmware)
+scripts/modbus-e2e.sh # a channel map from `tek serve` run by the firmware against `tek meter` (1.5-2 min)
 scripts/flashlog-e2e.sh  # the log in flash: 20 power cuts at random instants, then the backlog drains

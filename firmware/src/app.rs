@@ -8,10 +8,10 @@ use crate::net::{Addressing, IpSettings, Link, LinkBuffers, LinkEvent, UdpPayloa
 #[cfg(feature = "rtu-test")]
 use crate::rtu_test::RtuTest;
 use crate::sensors::Sensors;
-use crate::storage::{Flash, HostFileFlash};
+use crate::storage::{ChannelSlots, Flash, HostFileFlash};
 use crate::{
-    clock, eth, fatal, leds, log, ppp, radioled, relays, rng, semihosting, sensors, stack, uart,
-    Ctl, EthLink, REPORT_MS, SAMPLE_MS,
+    channels, clock, eth, fatal, leds, log, ppp, radioled, relays, rng, rtu, semihosting, sensors,
+    stack, uart, Ctl, EthLink, REPORT_MS, SAMPLE_MS,
 };
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpEndpoint, Ipv4Address};
@@ -21,6 +21,12 @@ use tek_controller::{Action, Endpoint, EthernetSetup, Iface, IpInfo};
 pub(crate) struct App {
     pub(crate) ctl: &'static mut Ctl,
     pub(crate) flash: HostFileFlash,
+    /// The channel part's two record slots.
+    pub(crate) channel_slots: ChannelSlots,
+    /// The board's inputs and its Modbus RTU line (UART2), which the channel map reads.
+    pub(crate) bus: rtu::BoardBus,
+    /// What the console last showed of the channel part.
+    pub(crate) channels_shown: channels::Shown,
     pub(crate) mac: Option<&'static mut eth::Mac>,
     pub(crate) eth: Option<EthLink>,
     pub(crate) eth_buffers: Option<(&'static mut LinkBuffers, &'static mut UdpPayload)>,
@@ -45,7 +51,7 @@ pub(crate) struct App {
     /// Records logged when the last one was shown.
     pub(crate) logged: u32,
     pub(crate) run_until: Option<u64>,
-    /// The test bench's channel map on the Modbus RTU bus.
+    /// The test bench's fixed channel map on the Modbus RTU bus (beside the controller's).
     #[cfg(feature = "rtu-test")]
     pub(crate) rtu: RtuTest,
 }
@@ -274,16 +280,19 @@ fn gsm_resolve(
 }
 
 impl App {
+    /// The board's simulated pool every [`SAMPLE_MS`] (its inputs), a queued Modbus request
+    /// out when the line is quiet, and the controller's channel map advanced: a sample starts
+    /// when due, and a Modbus answer is taken as soon as its bytes arrive. Never waits.
     #[inline(never)]
     pub(crate) fn sample(&mut self, now: u64) {
-        if now < self.next_sample {
-            return;
+        if now >= self.next_sample {
+            self.next_sample = now + SAMPLE_MS;
+            let reading = self.sensors.sample(now, self.relays.bits());
+            self.bus.set_inputs(reading, self.relays.bits());
         }
-        self.next_sample = now + SAMPLE_MS;
-        let reading = self.sensors.sample(now, self.relays.bits());
-        #[cfg(feature = "rtu-test")]
-        self.rtu.bus.set_inputs(reading, self.relays.bits());
-        self.ctl.sensor(now, reading);
+        self.bus.poll();
+        self.ctl.sample(now, &mut self.bus);
+        self.bus.poll();
     }
 
     /// Carries out the controller's actions, in order.
@@ -334,9 +343,12 @@ impl App {
                     Ok(()) => log!("flash: slot {} written ({} bytes)", slot, record.len()),
                     Err(e) => log!("flash: slot {} write failed ({:?})", slot, e),
                 },
-                // Only a controller with a channel part asks; this one has none (the RAM for
-                // split configurations comes with the flash log).
-                Action::PersistChannels { .. } => {}
+                Action::PersistChannels { slot, record } => {
+                    match self.channel_slots.write(slot, &record) {
+                        Ok(n) => log!("flash: channel slot {} written ({} bytes)", slot, n),
+                        Err(e) => log!("flash: channel slot {} write failed ({:?})", slot, e),
+                    }
+                }
                 Action::Led(pattern) => self.leds.set(pattern, now),
                 Action::SetRelay { relay, on } => self.relays.set(relay, on),
                 Action::Reset => {
@@ -442,6 +454,7 @@ impl App {
     pub(crate) fn housekeeping(&mut self, now: u64) {
         self.leds.poll(now);
         self.radio_led.poll(now);
+        self.channels_shown.update(self.ctl);
         let st = *self.ctl.stats();
         let shown = Shown {
             connected: self
@@ -461,8 +474,26 @@ impl App {
         if st.records_logged != self.logged {
             self.logged = st.records_logged;
             // Every record, for the bench's power-cut test (scripts/flashlog-e2e.sh), which
-            // compares them with what the server stores.
-            if let Some(r) = self.ctl.last_record() {
+            // compares them with what the server stores. A wide record (a split configuration
+            // runs) holds the sample just completed, which the part still shows.
+            if let Some(part) = self
+                .ctl
+                .channel_part()
+                .filter(|p| p.split_version().is_some())
+            {
+                // Just pushed: the newest of the wide log (numbered per boot from 0).
+                let wide = part.wide_log();
+                let seq = wide
+                    .oldest()
+                    .wrapping_add(wide.len() as u32)
+                    .wrapping_sub(1);
+                log!(
+                    "log: wide record {}/{}: {}",
+                    self.ctl.boot_counter(),
+                    seq,
+                    channels::Values(part)
+                );
+            } else if let Some(r) = self.ctl.last_record() {
                 log!(
                     "log: record {}/{} power {} energy {} water {} air {} relays {}",
                     self.ctl.boot_counter(),
@@ -606,12 +637,13 @@ impl App {
         if let Some(t) = self.run_until {
             until = until.min(t);
         }
+        until = until.min(self.ctl.sample_at());
+        if let Some(t) = self.bus.poll_at_ms() {
+            until = until.min(t);
+        }
         #[cfg(feature = "rtu-test")]
         {
             until = until.min(self.rtu.channels.poll_at());
-            if let Some(t) = self.rtu.bus.poll_at_ms() {
-                until = until.min(t);
-            }
         }
         while clock::now_ms() < until {
             // Check and sleep with interrupts masked: a frame arriving between the check and
@@ -620,8 +652,7 @@ impl App {
                 if eth::Mac::rx_pending() || uart::UART1.rx_pending() {
                     return true;
                 }
-                #[cfg(feature = "rtu-test")]
-                if crate::rtu::heard() {
+                if rtu::heard() {
                     return true;
                 }
                 cortex_m::asm::wfi();

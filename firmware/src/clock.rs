@@ -54,7 +54,6 @@ pub fn now_ms() -> u64 {
 /// behind it: a pending tick is counted, so the time is never early (if the counter wrapped
 /// just after it was read, it is one tick late: a silence looks shorter, and a request waits
 /// longer, never less).
-#[cfg(feature = "rtu-test")]
 pub fn now_us() -> u64 {
     loop {
         let before = cortex_m::interrupt::free(|cs| TICKS.borrow(cs).get());

@@ -7,7 +7,7 @@
 //! ```text
 //! loop {
 //!     poll the network link (frames <-> sockets; DHCP lease; DNS answers; datagrams in)
-//!     feed the controller its events, sample the sensors when due
+//!     feed the controller its events, advance its channel map (board inputs, Modbus RTU)
 //!     carry out the controller's actions, in order (send, resolve, configure, persist, ...)
 //!     open the UDP port the controller expects replies on
 //!     sleep in WFI until the earliest deadline, or until a frame arrives
@@ -16,13 +16,14 @@
 //!
 //! Modules by concern: [`sysctl`] (clock, clock gates), [`clock`] (SysTick time), [`eth`] (MAC
 //! driver, smoltcp `phy::Device`), [`net`] (one IP link: interface + DHCP/DNS/UDP sockets),
-//! [`storage`] (two flash slots behind a trait), [`bench`] (identity and HALT from the test
-//! bench), [`sensors`] (simulated pool), [`leds`], [`relays`], [`rng`], [`stack`] (stack
+//! [`storage`] (flash slots behind a trait, the log's region, the channel slots), [`bench`]
+//! (identity and HALT from the test bench), [`sensors`] (simulated pool), [`channels`] (the
+//! controller's channel part), [`rtu`] (the Modbus RTU line on UART2 and the board inputs), [`leds`], [`relays`], [`rng`], [`stack`] (stack
 //! painting), [`semihosting`] (the QEMU host channel), [`console`]; the GSM path: [`uart`]
 //! (UART1), [`modem`] (AT commands), [`ppp`] (PPP, IPv4/UDP and DNS over it), [`radioled`].
 //!
 //! No heap, no TCP, `unsafe` only in the drivers (each block with a `SAFETY:` comment). The
-//! large state — the controller with its telemetry log, the MAC's frame buffers, the sockets'
+//! large state — the controller, its channel part, the MAC's frame buffers, the sockets'
 //! buffers — lives in `static`s with `const` initialisers that are all zero (`.bss`: no flash,
 //! no stack temporaries), each handed out once as a `&'static mut` by
 //! [`static_cell::ConstStaticCell`].
@@ -31,6 +32,7 @@
 
 mod app;
 mod bench;
+mod channels;
 mod clock;
 mod console;
 mod eth;
@@ -41,7 +43,6 @@ mod ppp;
 mod radioled;
 mod relays;
 mod rng;
-#[cfg(feature = "rtu-test")]
 mod rtu;
 #[cfg(feature = "rtu-test")]
 mod rtu_test;
@@ -61,11 +62,12 @@ use tek_controller::{Controller, Iface, Setup};
 
 use app::{App, FmtStatic, Shown};
 use bench::{Bench, HaltInput};
+use channels::FwChannels;
 use modem::Modem;
 use net::{Link, LinkBuffers, UdpPayload};
 #[cfg(feature = "rtu-test")]
 use rtu_test::RtuTest;
-use storage::{Flash, HostFileFlash, HostNor};
+use storage::{ChannelSlots, Flash, HostFileFlash, HostNor};
 
 /// Firmware version reported in status.
 const FIRMWARE: [u8; 3] = [0, 1, 0];
@@ -74,7 +76,7 @@ const SAMPLE_MS: u64 = 10_000;
 /// How often the stack high-water mark is reported when it grew.
 const REPORT_MS: u64 = 10_000;
 
-type Ctl = Controller<FlashStore<HostNor>>;
+type Ctl = Controller<FlashStore<HostNor>, FwChannels>;
 type EthLink = Link<eth::Mac>;
 
 #[entry]
@@ -91,7 +93,7 @@ fn main() -> ! {
         app.network(now, rx);
         app.sample(now);
         #[cfg(feature = "rtu-test")]
-        app.rtu.poll(now);
+        app.rtu.poll(now, &mut app.bus);
         app.act(now);
         app.housekeeping(now);
         app.sleep();
@@ -141,6 +143,10 @@ fn boot() -> App {
         Ok(Err(e)) => fatal_log(e),
         Err(_) => fatal("cannot open the log's flash file"),
     }
+    // The channel part, in its own static; the controller's power-up starts it.
+    ctl.set_channels(channels::take().unwrap_or_else(|| fatal("channel part taken")));
+    let mut channel_slots = ChannelSlots::new(bench.flash_path)
+        .unwrap_or_else(|_| fatal("cannot open the channel slots' flash file"));
     // Power-up in place in the static: the controller reads both flash slots into its own buffer
     // and decodes only the newer valid record, straight into its fields.
     let found = ctl.boot_from_flash(
@@ -172,10 +178,14 @@ fn boot() -> App {
         ),
         None => log!("flash: blank"),
     }
+    // The split configuration the controller's record names runs again.
+    channels::restore(ctl, &mut channel_slots, clock::now_ms());
     log!(
-        "controller: device {} boot {} log in flash",
+        "controller: device {} boot {} log in flash, channel part: up to {} channels, {} bus",
         bench.identity.device_id,
-        ctl.boot_counter()
+        ctl.boot_counter(),
+        channels::CHANNELS,
+        channels::CAPS.max_buses
     );
 
     if bench.probe_s > 0 {
@@ -192,6 +202,7 @@ fn boot() -> App {
         Modem::new(uart, ppp::Ppp::take().unwrap_or_else(|| fatal("PPP taken")))
     });
 
+    let bus = rtu::BoardBus::boot();
     #[cfg(feature = "rtu-test")]
     let rtu = RtuTest::boot();
 
@@ -210,6 +221,9 @@ fn boot() -> App {
     App {
         ctl,
         flash,
+        channel_slots,
+        bus,
+        channels_shown: channels::Shown::default(),
         mac: Some(mac),
         eth: None,
         eth_buffers: Some((ETH_BUFFERS.take(), ETH_PAYLOAD.take())),
@@ -262,8 +276,8 @@ fn fatal_args(e: bench::BenchError) -> ! {
     semihosting::exit(false)
 }
 
-/// Interrupts without a handler of their own. Only the MAC's, the modem UART's and (in the
-/// `rtu-test` build) the Modbus UART's are enabled.
+/// Interrupts without a handler of their own. Only the MAC's, the modem UART's and the Modbus
+/// UART's are enabled.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
     if irqn == eth::IRQ as i16 {
@@ -274,7 +288,6 @@ unsafe fn DefaultHandler(irqn: i16) {
         uart::UART1.on_interrupt();
         return;
     }
-    #[cfg(feature = "rtu-test")]
     if uart::UART2.is_irq(irqn) {
         rtu::on_interrupt();
         return;

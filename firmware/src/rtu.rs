@@ -25,8 +25,8 @@
 //! times out, and the channel counts the fault). Several slaves on the bus are the map's
 //! business: each channel names its slave.
 //!
-//! Compiled with the `rtu-test` feature: the firmware's controller has no channel part yet (its
-//! RAM comes with the flash log), so only the test bench's fixed map drives this bus.
+//! The controller's channel part (`crate::channels`) reads its map through this bus; in the
+//! `rtu-test` build the test bench's fixed map (`crate::rtu_test`) uses it too.
 
 use core::cell::Cell;
 use critical_section::Mutex;
@@ -35,8 +35,9 @@ use tek_controller::modbus::MAX_REQUEST;
 use tek_controller::Reading;
 use tek_proto::channel::map::{Bus, Parity};
 
-use crate::clock;
 use crate::uart::{self, Format, Uart, BUS_RING, UART2};
+use crate::{clock, log, sysctl};
+use cortex_m::peripheral::NVIC;
 
 /// The last byte UART2 received (µs), and whether bytes arrived since the loop last looked.
 static HEARD: Mutex<Cell<(u64, bool)>> = Mutex::new(Cell::new((0, false)));
@@ -113,6 +114,17 @@ impl BoardBus {
             relays: 0,
             sent: 0,
         }
+    }
+
+    /// UART2 powered up, its interrupt on: the board's Modbus RTU master.
+    pub fn boot() -> BoardBus {
+        sysctl::enable_uart(sysctl::uart_gate::UART2);
+        let bus = BoardBus::new(sysctl::SYSCLK_HZ);
+        // SAFETY: UART2's handler (`DefaultHandler`) only moves bytes into its ring and notes
+        // the time inside a critical section; unmasking its line cannot break one elsewhere.
+        unsafe { NVIC::unmask(UART2.irq()) };
+        log!("rtu: Modbus RTU master on UART2 (bus 0 of a channel map)");
+        bus
     }
 
     /// The board inputs from now on: the pool model's latest sample and the relay bitmap.

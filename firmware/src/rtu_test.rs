@@ -2,8 +2,7 @@
 //! scripts/rtu-e2e.sh): polled by `Channels` every loop turn, samples and fault changes logged.
 
 use crate::console::Opt;
-use crate::{clock, log, rtu, semihosting, sysctl, uart};
-use cortex_m::peripheral::NVIC;
+use crate::{clock, log, rtu, semihosting};
 
 /// The test bench's channel map (`rtu-test`): one bus, 19200 baud 8E1, 200 ms timeout; an
 /// Eastron SDM630 at address 1 (input registers, f32 high word first) and a ControlBox TB260
@@ -23,20 +22,16 @@ const RTU_TEST_MAP: [u8; 106] = [
 /// Bytes and channels the test map may have.
 pub(crate) type RtuChannels = tek_controller::channels::Channels<{ RTU_TEST_MAP.len() }, 5>;
 
-/// The `rtu-test` bench: [`RTU_TEST_MAP`] sampled every 2 s over [`rtu::BoardBus`], one retry
-/// per read, every sample and every change of the fault counters on the console.
+/// The `rtu-test` bench: [`RTU_TEST_MAP`] sampled every 2 s over the board's
+/// [`rtu::BoardBus`] (which the controller's pool map also reads: board inputs only, so the
+/// line is this map's), one retry per read, every sample and every change of the fault
+/// counters on the console.
 pub(crate) struct RtuTest {
     pub(crate) channels: RtuChannels,
-    pub(crate) bus: rtu::BoardBus,
 }
 
 impl RtuTest {
     pub(crate) fn boot() -> RtuTest {
-        sysctl::enable_uart(sysctl::uart_gate::UART2);
-        let bus = rtu::BoardBus::new(sysctl::SYSCLK_HZ);
-        // SAFETY: UART2's handler (`DefaultHandler`) only moves bytes into its ring and notes
-        // the time inside a critical section; unmasking its line cannot break one elsewhere.
-        unsafe { NVIC::unmask(uart::UART2.irq()) };
         let now = clock::now_ms();
         let mut channels = RtuChannels::new(now);
         if let Err(e) = channels.set_map(&RTU_TEST_MAP, &[], now) {
@@ -51,19 +46,19 @@ impl RtuTest {
             channels.sample_every_ms,
             channels.modbus_retries
         );
-        RtuTest { channels, bus }
+        RtuTest { channels }
     }
 
     /// Sends a queued request when the line is quiet, advances the sample, logs what it gave.
     #[inline(never)]
-    pub(crate) fn poll(&mut self, now: u64) {
-        self.bus.poll();
-        if self.channels.poll(now, &mut self.bus) {
+    pub(crate) fn poll(&mut self, now: u64, bus: &mut rtu::BoardBus) {
+        bus.poll();
+        if self.channels.poll(now, bus) {
             log!(
                 "rtu: sample {}:{} (requests {})",
                 self.channels.samples(),
                 RtuValues(&self.channels),
-                self.bus.sent
+                bus.sent
             );
         }
         if self.channels.faults_changed() {

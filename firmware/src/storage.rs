@@ -8,13 +8,15 @@
 //! is "erase the slot, program the record".
 //!
 //! The chip's flash map (tek-controller's `flash_log::layout`): the image in the first 144 kB
-//! (its budget), the telemetry log in the 108 pages after it (0x24000..0x3F000), the two slots
-//! in the top four pages (0x3F000..0x40000).
+//! (its budget), the telemetry log in the 100 pages after it (0x24000..0x3D000), the channel
+//! part's two record slots of four pages each ([`ChannelSlots`], 0x3D000..0x3F000), the two
+//! slots of the controller's record in the top four pages (0x3F000..0x40000).
 //!
 //! QEMU does not model the LM3S6965's flash controller (its flash is read-only ROM to the guest),
 //! so the test bench keeps flash in host files reached through semihosting: the slots in the
-//! `flash=` file, laid out like the top four pages, and the log in a second file (the same path
-//! with `.log` appended), laid out like the log region. [`HostNor`] enforces the NOR rules on
+//! `flash=` file, laid out like the top four pages, the log in a second file (the same path
+//! with `.log` appended), laid out like the log region, and the channel slots in a third
+//! (`.channels` appended). [`HostNor`] enforces the NOR rules on
 //! them: erase sets a 1 kB page to 0xFF, programming is by aligned 4-byte words and only onto
 //! erased words (a host file cannot remember which words were programmed, so a word that no
 //! longer reads 0xFFFF_FFFF counts as programmed: programming it again without an erase is
@@ -202,7 +204,69 @@ impl Flash for HostFileFlash {
     }
 }
 
-/// The telemetry log's region (tek-controller's `flash_log::layout::LOG_LEN`, 108 pages) in the
+/// Bytes per channel slot (tek-controller's `flash_log::layout::CHANNEL_SLOT_LEN`).
+pub const CHANNEL_SLOT_LEN: usize = tek_controller::flash_log::layout::CHANNEL_SLOT_LEN as usize;
+const _: () = assert!(CHANNEL_SLOT_LEN % PAGE_LEN == 0);
+
+/// The channel part's two record slots (`Action::PersistChannels`), in the host file
+/// `<flash path>.channels`, laid out like their region of the chip's flash.
+pub struct ChannelSlots {
+    nor: HostNor,
+}
+
+impl ChannelSlots {
+    /// The slots kept in `<flash_path>.channels` (created, erased, when it does not exist).
+    pub fn new(flash_path: &str) -> Result<ChannelSlots, FlashError> {
+        Ok(ChannelSlots {
+            nor: HostNor::open(
+                flash_path,
+                ".channels",
+                tek_controller::flash_log::layout::CHANNEL_SLOTS_LEN as usize,
+            )?,
+        })
+    }
+
+    /// Reads slot `slot` (0 or 1) into `buf` (at most [`CHANNEL_SLOT_LEN`] bytes).
+    pub fn read(&mut self, slot: u8, buf: &mut [u8]) -> Result<(), FlashError> {
+        if slot > 1 || buf.len() > CHANNEL_SLOT_LEN {
+            return Err(FlashError::Bounds);
+        }
+        self.nor
+            .read(u32::from(slot) * CHANNEL_SLOT_LEN as u32, buf)
+    }
+
+    /// Erases slot `slot` and programs the concatenation of `pieces` at its start, in whole
+    /// words (the last one padded with erased bytes). Returns the bytes written.
+    pub fn write(&mut self, slot: u8, pieces: &[&[u8]]) -> Result<usize, FlashError> {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        if slot > 1 || len > CHANNEL_SLOT_LEN {
+            return Err(FlashError::Bounds);
+        }
+        let base = u32::from(slot) * CHANNEL_SLOT_LEN as u32;
+        self.nor.erase(base, base + CHANNEL_SLOT_LEN as u32)?;
+        // The pieces are not word-aligned one by one: program through a buffer of whole words.
+        let mut chunk = [0xFFu8; 64];
+        let mut filled = 0;
+        let mut at = base;
+        for &b in pieces.iter().flat_map(|p| p.iter()) {
+            chunk[filled] = b;
+            filled += 1;
+            if filled == chunk.len() {
+                self.nor.write(at, &chunk)?;
+                at += chunk.len() as u32;
+                filled = 0;
+            }
+        }
+        if filled > 0 {
+            let whole = filled.div_ceil(WORD) * WORD;
+            chunk[filled..whole].fill(0xFF);
+            self.nor.write(at, &chunk[..whole])?;
+        }
+        Ok(len)
+    }
+}
+
+/// The telemetry log's region (tek-controller's `flash_log::layout::LOG_LEN`, 100 pages) in the
 /// host file `<flash path>.log`, for a `tek_controller::flash_log::FlashLog`.
 pub fn log_region(flash_path: &str) -> Result<HostNor, FlashError> {
     HostNor::open(

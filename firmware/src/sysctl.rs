@@ -23,7 +23,6 @@ pub mod uart_gate {
     /// UART1, the modem line.
     pub const UART1: u32 = 1 << 1;
     /// UART2, the Modbus RTU bus.
-    #[cfg(feature = "rtu-test")]
     pub const UART2: u32 = 1 << 2;
 }
 

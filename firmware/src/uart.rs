@@ -35,7 +35,6 @@ const ICR: usize = 0x044;
 
 const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
-#[cfg(feature = "rtu-test")]
 const FR_TXFE: u32 = 1 << 7;
 const LCRH_PEN: u32 = 1 << 1;
 const LCRH_EPS: u32 = 1 << 2;
@@ -48,7 +47,6 @@ const CTL_RXE: u32 = 1 << 9;
 /// Receive and receive-timeout interrupts.
 const INT_RX: u32 = (1 << 4) | (1 << 6);
 /// Depth of the transmit FIFO.
-#[cfg(feature = "rtu-test")]
 pub const TX_FIFO: usize = 16;
 
 /// A receive ring, filled by the interrupt, emptied by the loop.
@@ -76,12 +74,9 @@ pub type ModemUart = Uart<MODEM_RING>;
 
 /// Bytes UART2's ring holds: a Modbus answer this master asks for is at most 9 bytes; more
 /// is noise or a late answer, which the RTU driver throws away before its next request.
-#[cfg(feature = "rtu-test")]
 pub const BUS_RING: usize = 32;
-#[cfg(feature = "rtu-test")]
 static BUS_RX: Ring<BUS_RING> = Mutex::new(RefCell::new(Deque::new()));
 /// UART2, the Modbus RTU bus.
-#[cfg(feature = "rtu-test")]
 pub const UART2: Line<BUS_RING> = Line {
     base: 0x4000_E000,
     irq: 33,
@@ -91,7 +86,6 @@ pub const UART2: Line<BUS_RING> = Line {
 /// Parity of a character (8 data bits). (The modem line has none; the others are the Modbus
 /// bus's, compiled in with it.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "rtu-test"), allow(dead_code))]
 pub enum Parity {
     /// No parity bit.
     None,
@@ -121,7 +115,6 @@ impl Format {
     };
 
     /// Bits per character on the wire: start, 8 data, parity, stop(s).
-    #[cfg(feature = "rtu-test")]
     pub fn bits_per_char(&self) -> u32 {
         10 + u32::from(self.parity != Parity::None) + u32::from(self.two_stop_bits)
     }
@@ -227,7 +220,6 @@ impl<const RING: usize> Uart<RING> {
 
     /// Puts all of `bytes` into the transmit FIFO if it is empty and they fit; else nothing.
     /// Never waits. Returns whether they went.
-    #[cfg(feature = "rtu-test")]
     pub fn try_write(&mut self, bytes: &[u8]) -> bool {
         if bytes.len() > TX_FIFO || self.line.read(FR) & FR_TXFE == 0 {
             return false;
@@ -263,7 +255,6 @@ impl<const RING: usize> Uart<RING> {
     }
 
     /// Throws away everything received so far (ring and FIFO) and unmasks the interrupt.
-    #[cfg(feature = "rtu-test")]
     pub fn discard(&mut self) {
         critical_section::with(|cs| {
             let mut ring = self.line.rx.borrow_ref_mut(cs);

@@ -278,12 +278,8 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize>
     /// and the split-configuration and wide-telemetry bits are set), running the pool map.
     /// Boxed or in a `static` on a device: it holds four configuration buffers and the log.
     pub fn new(caps: Capabilities) -> Self {
-        let mut caps = caps;
-        caps.features |= feature::SPLIT_CONFIG | feature::WIDE_TELEMETRY;
-        caps.max_channels = caps.max_channels.min(CH.min(128) as u8).max(1);
-        caps.max_config = caps.max_config.min(ASM.min(usize::from(u16::MAX)) as u16);
         ChannelPart {
-            caps,
+            caps: Self::stated(caps),
             k_cfg: Key([0; 16]),
             reassembler: Reassembler::new(),
             pending: None,
@@ -299,6 +295,44 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize>
             crc: [0; 4],
             seq: 0,
         }
+    }
+
+    /// What [`new`](Self::new) gives, in place: every field set anew, whatever the part held
+    /// (a device's part lives in a `static` whose initial bytes are a placeholder, and is far
+    /// larger than its stack, so it is never built by value).
+    pub fn init(&mut self, caps: Capabilities) {
+        self.caps = Self::stated(caps);
+        self.k_cfg = Key([0; 16]);
+        self.reassembler.reset();
+        self.pending = None;
+        self.pending_bytes.clear();
+        self.running = None;
+        self.running_bytes.clear();
+        self.previous = None;
+        self.previous_bytes.clear();
+        self.channels.reset(0);
+        self.wide.clear();
+        self.abandoned = 0;
+        self.header = [0; record::HEADER];
+        self.crc = [0; 4];
+        self.seq = 0;
+    }
+
+    /// `caps` as the part states them: the split-configuration and wide-telemetry bits set,
+    /// `max_channels` and `max_config` capped at `CH` and `ASM`.
+    fn stated(caps: Capabilities) -> Capabilities {
+        let mut caps = caps;
+        caps.features |= feature::SPLIT_CONFIG | feature::WIDE_TELEMETRY;
+        caps.max_channels = caps.max_channels.min(CH.min(128) as u8).max(1);
+        caps.max_config = caps.max_config.min(ASM.min(usize::from(u16::MAX)) as u16);
+        caps
+    }
+
+    /// How many times a Modbus read that timed out or failed its CRC is sent again within the
+    /// sample (`Channels::modbus_retries`: the host's choice for its line), for every map
+    /// from now on.
+    pub fn set_modbus_retries(&mut self, retries: u8) {
+        self.channels.modbus_retries = retries;
     }
 
     /// The channels and their state.
@@ -447,7 +481,8 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize> Cha
         self.running_bytes.clear();
         self.previous = None;
         self.previous_bytes.clear();
-        self.wide = WideLog::new();
+        // In place: a device's log is larger than its stack.
+        self.wide.clear();
         self.abandoned = 0;
         let _ = Self::run(&mut self.channels, None, now);
     }
@@ -753,6 +788,35 @@ mod tests {
         // ... and a rollback to 7 runs it again.
         assert!(p.sync(7, 0));
         assert_eq!((p.split_version(), p.previous), (Some(7), None));
+    }
+
+    /// `init` over a part that ran a split configuration and logged gives what `new` gives
+    /// (a device sets its part up in place), and the part runs configurations again after it.
+    #[test]
+    fn init_in_place_is_a_new_part() {
+        let mut p = std::boxed::Box::new(Part::new(caps()));
+        p.start(0, &[7; 16]);
+        apply(&mut p, 7);
+        p.channels.sample_every_ms = 1;
+        assert!(p.log_record(60));
+        p.record();
+        p.init(caps());
+        let mut fresh = std::boxed::Box::new(Part::new(caps()));
+        assert_eq!(p.capabilities(), fresh.capabilities());
+        assert_eq!((p.split_version(), p.previous), (None, None));
+        assert_eq!((p.wide_log().len(), p.wide_drops()), (0, 0));
+        assert!(p.ready_bytes().is_none());
+        assert_eq!(p.channel_count(), 5, "the pool map");
+        assert_eq!(
+            p.channels().sample_every_ms,
+            crate::channels::SAMPLE_EVERY_MS
+        );
+        assert_eq!(p.channels().map(), fresh.channels().map());
+        assert_eq!(p.record().1.concat(), fresh.record().1.concat());
+        p.set_modbus_retries(2);
+        p.start(0, &[7; 16]);
+        apply(&mut p, 8);
+        assert_eq!(p.channels().modbus_retries, 2, "kept across maps");
     }
 
     #[test]

@@ -197,6 +197,18 @@ impl<const MAP: usize, const CH: usize> Channels<MAP, CH> {
         c
     }
 
+    /// What [`new`](Self::new) gives, in place (a device's channels live in a `static`, too
+    /// large to be built on its stack): the pool map, default sample period and retries, log
+    /// interval 60 s, counters at 0, first sample at `now`.
+    pub fn reset(&mut self, now: u64) {
+        self.sample_every_ms = SAMPLE_EVERY_MS;
+        self.modbus_retries = 0;
+        self.log_interval_s = 60;
+        self.samples = 0;
+        // The pool map is valid (a test checks it): this cannot fail.
+        let _ = self.set_map(&POOL_MAP, &[], now);
+    }
+
     /// Runs `map` with the roles of the configuration items `items` (section 7.6 framing; no
     /// roles item: the pool's) from the next sample on, at `now`: validated as a whole first —
     /// a refused map leaves the running one as it was. Counters and statistics start again; a

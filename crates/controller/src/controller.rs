@@ -181,6 +181,12 @@ impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
         self.logging.log = log;
     }
 
+    /// Puts the channel part in place (before [`boot`](Self::boot), which starts it): a device
+    /// builds its part in a `static` of its own and hands it over here.
+    pub fn set_channels(&mut self, channels: X) {
+        self.channels = channels;
+    }
+
     /// A controller that has not booted, for a `static` initialiser: every byte of it is zero,
     /// so the static lands in `.bss` and costs no flash (the firmware's size check verifies
     /// that its controller static is in `.bss`). Its field values are placeholders chosen for

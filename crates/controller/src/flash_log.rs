@@ -123,11 +123,22 @@ pub mod layout {
     pub const IMAGE_BUDGET: u32 = 144 * 1024;
     /// The two configuration slots at the top of flash.
     pub const CONFIG_SLOTS_LEN: u32 = 2 * 2048;
+    /// One slot of the channel part's record (`channel_part::record`: its header, two
+    /// assembled configurations of up to 2 kB and the CRC fit): four pages.
+    pub const CHANNEL_SLOT_LEN: u32 = 4 * PAGE_LEN;
+    /// The channel part's two slots, right below the configuration slots.
+    pub const CHANNEL_SLOTS_LEN: u32 = 2 * CHANNEL_SLOT_LEN;
+    /// Where the channel slots start.
+    pub const CHANNEL_SLOTS_START: u32 = FLASH_LEN - CONFIG_SLOTS_LEN - CHANNEL_SLOTS_LEN;
     /// Where the log starts.
     pub const LOG_START: u32 = IMAGE_BUDGET;
-    /// The log's length: 108 pages.
-    pub const LOG_LEN: u32 = FLASH_LEN - CONFIG_SLOTS_LEN - LOG_START;
+    /// The log's length: 100 pages, between the image budget and the channel slots.
+    pub const LOG_LEN: u32 = CHANNEL_SLOTS_START - LOG_START;
     const _: () = assert!(LOG_START % PAGE_LEN == 0 && LOG_LEN % PAGE_LEN == 0);
+    const _: () = assert!(CHANNEL_SLOTS_START % PAGE_LEN == 0);
+    // The regions follow each other without overlap: image, log, channel slots, config slots.
+    const _: () = assert!(LOG_START + LOG_LEN == CHANNEL_SLOTS_START);
+    const _: () = assert!(CHANNEL_SLOTS_START + CHANNEL_SLOTS_LEN + CONFIG_SLOTS_LEN == FLASH_LEN);
 }
 
 /// A flash log operation failed.

@@ -52,6 +52,15 @@ impl<const N: usize, const CH: usize> WideLog<N, CH> {
         }
     }
 
+    /// Empties the log in place (a device's log is too large to be replaced through the
+    /// stack); the next record is number 0 again and the drops count from 0.
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+        self.next_seq = 0;
+        self.drops = 0;
+    }
+
     /// Records waiting for an acknowledgement.
     pub fn len(&self) -> usize {
         self.len
@@ -182,5 +191,10 @@ mod tests {
         let (first, last, _) = log.batch(3, 300, &mut buf[..12]).unwrap();
         assert!(last >= first && last < first + 4);
         assert!(log.batch(3, 300, &mut buf[..3]).is_none());
+        // Cleared in place: empty, numbered from 0 again, no drops.
+        log.clear();
+        assert_eq!((log.len(), log.drops()), (0, 0));
+        assert!(log.batch(3, 300, &mut buf).is_none());
+        assert_eq!(log.push(400, &[None; 3]), 0);
     }
 }

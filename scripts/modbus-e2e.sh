@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# End-to-end test of server-defined channel maps on the firmware (issues 16/17): the normal
+# LM3S6965 image in QEMU is a channel-capable device; `tek serve` gives it a channel map made
+# the way a user makes one (an API token from `tek user token`, a template posted to
+# /api/templates and applied to the device), and the firmware reads it from `tek meter` over
+# UART2 (QEMU's third -serial): an Eastron SDM630 at address 1, a ControlBox TB260 at 2 and an
+# Eastron SDM120 at 3, 19200 baud 8E1.
+#
+# Network and harness as scripts/flashlog-e2e.sh (its own namespaces, slirp, the DNS stub).
+#
+# Steps (the test fails at the first one missed; every wait is bounded):
+#   1. device 7 (10 s logging) boots with the factory pool map: Telemetry 0x01 arrives, as
+#      from any device of before
+#   2. a template of 8 channels — three from the SDM630, two from the SDM120, one from the
+#      TB260, the relays (board input 4) and a computed channel (SDM630 power + SDM120 power) —
+#      with roles, applied to device 7 through the JSON API: the device takes it as
+#      ConfigChunks and confirms it (the server shows the version synced), and persists it
+#   3. wide records of that version arrive, equal to tek meter's scripted values after the
+#      map's conversions, exactly (the computed channel too)
+#   4. the SDM120 unplugged (`mute 3` on tek meter's control socket): records with "no value"
+#      for its two channels and the computed one (never 0), the other channels unchanged; the
+#      TB260 cooled, so the thermostat (on the map's water role) switches the heater and the
+#      Status that goes with it carries ChannelFaults to the server
+#      (tek_channel_fault_entries_total grows by the three failing channels)
+#   5. plugged back (`clear 3`): values again
+#   6. a power cut (QEMU killed) and a restart on the same flash: the channel map is restored
+#      from its flash slots, and the new boot's wide records carry the values again
+#   7. every wide record stored equals the one the firmware's console logged under its
+#      (boot, seq)
+#
+# Usage: scripts/modbus-e2e.sh [--keep]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+. "$root/scripts/e2e-lib.sh"
+if [ "${TEK_E2E_NS:-}" != 1 ]; then
+    e2e_enter modbus-e2e "qemu-system-arm python3 unshare ip curl" "--net --mount" "" "$@"
+fi
+e2e_logs=("firmware console|fw.log|40" "tek serve|serve.log|30" "tek meter|meter.log|10" "dns|dns.log|10")
+e2e_start modbus-e2e "$@"
+tek=${TEK_BIN:?}
+fw="$root/firmware/target/thumbv7m-none-eabi/release/tek-firmware"
+api=http://127.0.0.1:8080/api
+
+e2e_dns live.tek.test=10.0.2.2
+e2e_device modbus-pool
+"$tek" device config --data "$work/data" --id 7 \
+    --set servers=live.tek.test --set log_interval=10 --set batch=10 --set keepalive=15 >/dev/null
+# An administrator and an API token, as a user's script would get them.
+printf 'a long enough password\n' \
+    | "$tek" user add --data "$work/data" --email admin@tek.test --admin >/dev/null 2>"$work/cli.log"
+token=$("$tek" user token --data "$work/data" --email admin@tek.test --name modbus-e2e 2>>"$work/cli.log" \
+    | grep -oE '[0-9a-f]{64}' | head -1)
+[ ${#token} = 64 ] || fail "no API token from tek user token"
+call() { # call METHOD PATH [BODY] -> the answer's body; fails on an HTTP error
+    curl -sS --fail-with-body -X "$1" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' ${3:+--data "$3"} "$api$2"
+}
+
+# --- the bus: SDM630 at 1, TB260 at 2, SDM120 at 3, constant scripted values ------------------
+cat > "$work/script.txt" <<'EOF'
+# SECONDS SLAVE QUANTITY VALUE
+0 1 voltage_l1 231.4
+0 1 power 1500.5
+0 1 total_kwh 12345.5
+0 2 temperature 27.3
+0 3 power 230.25
+0 3 total_kwh 42.125
+EOF
+"$tek" meter --listen 127.0.0.1:7710 --control 127.0.0.1:7711 \
+    --slave 1=sdm630 --slave 2=tb260 --slave 3=sdm120 \
+    --baud 19200 --parity even --script "$work/script.txt" > "$work/meter.log" 2>&1 &
+pids+=($!)
+wait_for 10 "tek meter listening" grep -q "tek meter listening" "$work/meter.log"
+meter_ctl() { # meter_ctl COMMAND -> the reply line
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 7711), timeout=5)
+s.sendall(sys.argv[1].encode() + b"\n")
+print(s.makefile().readline().strip())
+PY
+}
+
+"$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 > "$work/serve.log" 2>&1 &
+pids+=($!)
+wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
+
+qemu_pid=
+boot_firmware() { # boot_firmware LOGFILE
+    : > "$1"
+    ln -sf "$1" "$work/fw.log"
+    # nodelay: see scripts/rtu-e2e.sh (Nagle would split a request into two frames).
+    (cd "$work" && exec qemu-system-arm -cpu cortex-m3 -M lm3s6965evb -nographic \
+        -semihosting-config enable=on,target=native \
+        -netdev user,id=n0,net=10.0.2.0/24 -net nic,netdev=n0,model=stellaris \
+        -serial null -serial null -serial tcp:127.0.0.1:7710,nodelay=on \
+        -kernel "$fw" -append "id=7 key=$key server=live.tek.test flash=$work/flash.bin" \
+        < /dev/null > "$1" 2>&1) &
+    qemu_pid=$!
+    pids+=($qemu_pid)
+}
+
+# records VERSION: the wide records stored for device 7 under configuration VERSION, one line
+# each: "BOOT SEQ: V0 V1 ..." ("none": the channel has no value in that record).
+records() {
+    python3 - "$work/data/tek.db" "$1" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+def varints(b):
+    out, i = [], 0
+    while i < len(b):
+        v = sh = 0
+        while True:
+            x = b[i]; i += 1
+            v |= (x & 0x7F) << sh; sh += 7
+            if not x & 0x80:
+                break
+        out.append((v >> 1) ^ -(v & 1))
+    return out
+for boot, seq, mask, vals in con.execute(
+        "SELECT boot, seq, mask, vals FROM telemetry_wide WHERE device_id = 7"
+        " AND config_version = ? ORDER BY boot, seq", (int(sys.argv[2]),)):
+    chans = [8 * i + j for i, byte in enumerate(mask) for j in range(8) if byte >> j & 1]
+    got = dict(zip(chans, varints(vals)))
+    print(f"{boot} {seq}:", " ".join(str(got.get(c, "none")) for c in range(8)))
+PY
+}
+# record_after VERSION BOOT SEQ REGEX: a record of VERSION after (BOOT, SEQ) whose values match.
+record_after() {
+    records "$1" | awk -v b="$2" -v s="$3" -v re="$4" '{ k = $2; sub(":", "", k)
+        v = $0; sub(/^[^:]*: /, "", v)
+        if (($1 + 0 > b + 0 || ($1 + 0 == b + 0 && k + 0 > s + 0)) && v ~ re) f = 1 } END { exit !f }'
+}
+# zeros VERSION: the records with a 0 in a channel other than the relays (a failed read or
+# expression must be no value, never 0; none of the scripted values is 0).
+zeros() {
+    records "$1" | awk '{ for (i = 3; i <= 10; i++) if (i != 9 && $i == "0") { print; f = 1; next } }
+        END { exit !f }'
+}
+last_key() { records "$1" | tail -1 | awk '{ k = $2; sub(":", "", k); print $1, k }'; }
+device_json() { call GET /devices | python3 -c '
+import json, sys
+print(json.dumps([d for d in json.load(sys.stdin) if d["id"] == 7][0]))'; }
+config_synced() { # config_synced VERSION
+    device_json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["config"]
+sys.exit(0 if c["state"] == "synced" and c["applied"] == int(sys.argv[1]) else 1)' "$1"
+}
+narrow_records() {
+    python3 - "$work/data/tek.db" <<'PY'
+import sqlite3, sys
+con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+n = con.execute("SELECT count(*) FROM telemetry WHERE device_id = 7").fetchone()[0]
+sys.exit(0 if n > 0 else 1)
+PY
+}
+
+# --- step 1: the factory pool map, Telemetry 0x01 ---------------------------------------------
+boot_firmware "$work/fw-1.log"
+wait_for 20 "session" console 'session: up with server'
+wait_for 20 "config v1 running (10 s logging)" console 'config: version 1 running .*log 10 s'
+console 'channels: factory pool map, 5 channels, telemetry 0x01' || fail "the part does not run the pool map"
+wait_for 40 "pool records (Telemetry 0x01) stored" narrow_records
+grep -qE '^fatal|panic' "$work/fw.log" && fail "the firmware stopped: $(grep -E '^fatal|panic' "$work/fw.log" | head -1)"
+
+# --- step 2: a template through the API, applied to the device ---------------------------------
+template=$(cat <<'EOF'
+{"name": "bench: two meters and a transmitter",
+ "buses": [{"baud": 19200, "parity": "even", "timeout_ms": 200}],
+ "channels": [
+  {"name": "Voltage L1", "kind": "other", "unit": "V", "exponent": -1, "decimals": 1,
+   "source": {"modbus": {"bus": 0, "slave": 1, "function": 4, "register": 0, "type": "f32"}},
+   "mul": 10},
+  {"name": "Power", "kind": "power", "unit": "W",
+   "source": {"modbus": {"bus": 0, "slave": 1, "function": 4, "register": 52, "type": "f32"}}},
+  {"name": "Energy", "kind": "energy", "unit": "Wh",
+   "source": {"modbus": {"bus": 0, "slave": 1, "function": 4, "register": 342, "type": "f32"}},
+   "mul": 1000},
+  {"name": "Heat pump power", "kind": "power", "unit": "W",
+   "source": {"modbus": {"bus": 0, "slave": 3, "function": 4, "register": 12, "type": "f32"}}},
+  {"name": "Heat pump energy", "kind": "energy", "unit": "Wh",
+   "source": {"modbus": {"bus": 0, "slave": 3, "function": 4, "register": 342, "type": "f32"}},
+   "mul": 1000},
+  {"name": "Water", "kind": "temperature", "unit": "°C", "exponent": -2, "decimals": 2,
+   "source": {"modbus": {"bus": 0, "slave": 2, "function": 3, "register": 0, "type": "i16"}},
+   "mul": 10},
+  {"name": "Relays", "kind": "state", "unit": "", "source": {"input": 4}},
+  {"name": "Total power", "kind": "power", "unit": "W",
+   "source": {"expression": "\"Power\" + \"Heat pump power\""}}],
+ "roles": {"water": "Water", "air": null, "power": "Total power", "energy": "Energy",
+           "pump": 0, "heater": 1}}
+EOF
+)
+tid=$(call POST /templates "$template" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])') \
+    || fail "the template was refused"
+version=$(call POST "/templates/$tid/apply" '{"devices": [7]}' \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["devices"][0]["version"])') \
+    || fail "applying the template failed"
+say "template $tid applied to device 7 as configuration version $version"
+wait_for 40 "the device runs version $version" console "channels: split configuration $version runs, 8 channels"
+wait_for 20 "the server shows version $version synced" config_synced "$version"
+console 'flash: channel slot [01] written' || fail "the channel record was not written to flash"
+
+# --- step 3: values exactly as scripted, after the conversions ---------------------------------
+# voltage 231.4 V x10 (0.1 V), power 1500.5 W (half away from zero), 12345.5 kWh x1000 (Wh),
+# SDM120 230.25 W and 42.125 kWh, TB260 27.3 degC (0.1 degC x10: 0.01 degC), the relays, and
+# the computed total 1501 + 230.
+all='^2314 1501 12345500 230 42125 2730 [0-9]+ 1731$'
+wait_for 40 "wide records equal the scripted values, converted" record_after "$version" 0 -1 "$all"
+zeros "$version" && fail "a 0 stored for a meter channel: $(zeros "$version" | head -1)"
+
+# --- step 4: the SDM120 unplugged -------------------------------------------------------------
+faults_before=$(metric tek_channel_fault_entries_total)
+read -r b s < <(last_key "$version")
+reply=$(meter_ctl "mute 3")
+[[ $reply == ok:* ]] || fail "tek meter refused 'mute 3': $reply"
+muted='^2314 1501 12345500 none none 2730 [0-9]+ none$'
+wait_for 40 "no value for the SDM120's channels and the computed one, the rest unchanged" \
+    record_after "$version" "$b" "$s" "$muted"
+# ChannelFaults go out with the next Status (PROTOCOL.md 17.8: at the latest the hourly one);
+# a relay switch sends one at once. The water role is the TB260's channel: cooled to 20 degC,
+# the thermostat (setpoint 27) switches the heater (relay 1) on, from the map's channel.
+heater_ons=$(console_count 'relay: heater on')
+reply=$(meter_ctl "set 2 temperature 20.0")
+[[ $reply == ok:* ]] || fail "tek meter refused 'set 2 temperature 20.0': $reply"
+heater_switched() { [ "$(console_count 'relay: heater on')" -gt "$heater_ons" ]; }
+wait_for 30 "the thermostat acts on the map's water channel (heater on)" heater_switched
+wait_for 20 "ChannelFaults at the server (3 channels: two timeouts, one expression)" \
+    metric_ge tek_channel_fault_entries_total $((faults_before + 3))
+wait_for 30 "the relay channel shows the heater" \
+    record_after "$version" "$b" "$s" '^2314 1501 12345500 none none 2000 [23] none$'
+reply=$(meter_ctl "set 2 temperature auto")
+[[ $reply == ok:* ]] || fail "tek meter refused 'set 2 temperature auto': $reply"
+zeros "$version" && fail "a 0 stored for an unplugged meter (must be no value): $(zeros "$version" | head -1)"
+
+# --- step 5: plugged back ------------------------------------------------------------------------
+read -r b s < <(last_key "$version")
+reply=$(meter_ctl "clear 3")
+[[ $reply == ok:* ]] || fail "tek meter refused 'clear 3': $reply"
+wait_for 40 "values again after the plug" record_after "$version" "$b" "$s" "$all"
+
+# --- step 6: a power cut; the map comes back from flash ----------------------------------------
+kill -KILL "$qemu_pid" 2>/dev/null || true
+wait "$qemu_pid" 2>/dev/null || true
+read -r b s < <(last_key "$version")
+boot_firmware "$work/fw-2.log"
+wait_for 20 "the channel record restored from flash" \
+    console "channels: record seq [0-9]+ restored, split configuration $version runs \(8 channels\)"
+wait_for 40 "the new boot's wide records carry the values" record_after "$version" "$b" 999999 "$all"
+# Every wide record stored is the one the firmware logged under that (boot, seq), value for value.
+python3 - "$work/data/tek.db" "$work" <<'PY' || fail "stored wide records differ from the records the firmware logged"
+import glob, re, sqlite3, sys
+db, work = sys.argv[1], sys.argv[2]
+logged = {}
+for f in glob.glob(f"{work}/fw-*.log"):
+    for m in re.finditer(r"log: wide record (\d+)/(\d+): ([^\n]*)", open(f, errors="replace").read()):
+        logged[(int(m[1]), int(m[2]))] = m[3].split()
+def varints(b):
+    out, i = [], 0
+    while i < len(b):
+        v = sh = 0
+        while True:
+            x = b[i]; i += 1
+            v |= (x & 0x7F) << sh; sh += 7
+            if not x & 0x80:
+                break
+        out.append((v >> 1) ^ -(v & 1))
+    return out
+con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+n = 0
+for boot, seq, mask, vals in con.execute("SELECT boot, seq, mask, vals FROM telemetry_wide WHERE device_id = 7"):
+    chans = [8 * i + j for i, byte in enumerate(mask) for j in range(8) if byte >> j & 1]
+    got = dict(zip(chans, varints(vals)))
+    stored = [str(got.get(c, "none")) for c in range(8)]
+    if logged.get((boot, seq)) != stored:
+        print(f"record {boot}/{seq}: stored {stored}, logged {logged.get((boot, seq))}")
+        sys.exit(1)
+    n += 1
+print(f"{n} wide records stored, each as the firmware logged it")
+sys.exit(0 if n >= 5 else 1)
+PY
+grep -qE '^fatal|panic' "$work"/fw-*.log && fail "the firmware stopped: $(grep -hE '^fatal|panic' "$work"/fw-*.log | head -1)"
+say "modbus-e2e: PASSED ($(records "$version" | wc -l) wide records of version $version)"
