@@ -89,6 +89,13 @@ fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
             status,
             at,
         } => storage.store_status(*device_id, status, *at).map(|_| false),
+        WriteJob::ChannelFaults {
+            device_id,
+            faults,
+            at,
+        } => storage
+            .store_channel_faults(*device_id, faults, *at)
+            .map(|_| false),
         WriteJob::ConfigAck {
             device_id,
             version,

@@ -1792,9 +1792,11 @@ async fn estimated_boots_on_the_device_page() {
     db.note_estimated_boots(&[(1, 7), (1, 8)]).unwrap();
     // The break is only there once the simulated controller's own records follow boot 8's; a
     // chart drawn before they arrive ends with boot 8 and has nothing to break before.
-    wait_for(Duration::from_secs(20), "the simulated controller's records", || async {
-        db.telemetry_count(1).ok().filter(|&n| n > 240 + 95)
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the simulated controller's records",
+        || async { db.telemetry_count(1).ok().filter(|&n| n > 240 + 95) },
+    )
     .await;
     c.goto(&format!("{base}/devices/1")).await.unwrap();
     let line = wait_for(Duration::from_secs(10), "the estimated boots", || async {
