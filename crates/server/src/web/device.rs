@@ -415,6 +415,7 @@ mod tests {
             readings: None,
             status: None,
             estimated_boots: Vec::new(),
+            channels: None,
         };
         assert_eq!(
             config_text(&v),
