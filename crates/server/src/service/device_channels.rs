@@ -42,6 +42,8 @@ pub struct ChannelNow {
 /// A channel's entry in the device's latest ChannelFaults report (PROTOCOL.md 17.8).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ChannelError {
+    /// As shown: "Modbus timeout (7 failed samples)".
+    pub text: String,
     /// Why its last failed sample failed ("Modbus timeout", "Modbus exception 2", ...).
     pub last: String,
     /// Failed samples since the device's boot or since the map changed.
@@ -148,6 +150,14 @@ pub fn scaled(row: &WideRow, index: u8, scales: &[f64]) -> Option<f64> {
         .map(|v| f64::from(v) * scale)
 }
 
+/// A channel's error as shown: "Modbus timeout (7 failed samples)".
+pub fn error_text(last: &str, errors: u16) -> String {
+    match errors {
+        1 => format!("{last} (1 failed sample)"),
+        n => format!("{last} ({n} failed samples)"),
+    }
+}
+
 /// The channels of `entry` with the values of `latest` (if it was logged under the entry's map)
 /// and the errors of `faults`.
 pub fn channels_now(
@@ -178,6 +188,7 @@ pub fn channels_now(
                     .iter()
                     .find(|f| f.channel == c.index)
                     .map(|f| ChannelError {
+                        text: error_text(&f.last.to_string(), f.errors),
                         last: f.last.to_string(),
                         errors: f.errors,
                         reported_at: f.received_at,
@@ -254,41 +265,102 @@ pub fn channel_buckets(
     if !entry.channels.iter().any(|c| c.index == index) {
         return Ok(None);
     }
+    Ok(buckets_of(db, entry, &[index], from, to, step)?.pop())
+}
+
+/// The buckets of every channel of the map, in the map's channel order, from one read of the
+/// records (the device page's charts).
+pub fn all_channel_buckets(
+    db: &dyn Storage,
+    entry: &DeviceChannels,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Vec<Vec<ChannelBucket>>> {
+    let indices: Vec<u8> = entry.channels.iter().map(|c| c.index).collect();
+    buckets_of(db, entry, &indices, from, to, step)
+}
+
+/// The buckets of channels `indices`, in that order.
+fn buckets_of(
+    db: &dyn Storage,
+    entry: &DeviceChannels,
+    indices: &[u8],
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Vec<Vec<ChannelBucket>>> {
     let step = step.max(1);
     let scales = scales(entry);
-    let mut out: Vec<(ChannelBucket, f64)> = Vec::new();
+    // Per channel: its buckets so far, each with the sum of its values.
+    let mut out: Vec<Vec<(ChannelBucket, f64)>> = vec![Vec::new(); indices.len()];
     for_each_record(db, entry, from, to, |r| {
-        let Some(v) = scaled(r, index, &scales) else {
-            return;
-        };
         let start = r.time.div_euclid(step) * step;
-        match out.last_mut() {
-            Some((b, sum)) if b.start == start => {
-                b.count += 1;
-                *sum += v;
-                b.min = b.min.min(v);
-                b.max = b.max.max(v);
+        for (i, &index) in indices.iter().enumerate() {
+            let Some(v) = scaled(r, index, &scales) else {
+                continue;
+            };
+            match out[i].last_mut() {
+                Some((b, sum)) if b.start == start => {
+                    b.count += 1;
+                    *sum += v;
+                    b.min = b.min.min(v);
+                    b.max = b.max.max(v);
+                }
+                _ => out[i].push((
+                    ChannelBucket {
+                        start,
+                        count: 1,
+                        mean: v,
+                        min: v,
+                        max: v,
+                    },
+                    v,
+                )),
             }
-            _ => out.push((
-                ChannelBucket {
-                    start,
-                    count: 1,
-                    mean: v,
-                    min: v,
-                    max: v,
-                },
-                v,
-            )),
         }
     })?;
-    Ok(Some(
-        out.into_iter()
-            .map(|(b, sum)| ChannelBucket {
-                mean: sum / b.count as f64,
-                ..b
-            })
-            .collect(),
-    ))
+    Ok(out
+        .into_iter()
+        .map(|buckets| {
+            buckets
+                .into_iter()
+                .map(|(b, sum)| ChannelBucket {
+                    mean: sum / b.count as f64,
+                    ..b
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Channel `index`'s values over `[from, to)` record by record, oldest first, skipping the
+/// records without one: at most `limit` `(time, value)` points and whether more were left out.
+/// `None` for a channel the map does not have.
+pub fn channel_points(
+    db: &dyn Storage,
+    entry: &DeviceChannels,
+    index: u8,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<Option<(Vec<(i64, f64)>, bool)>> {
+    if !entry.channels.iter().any(|c| c.index == index) {
+        return Ok(None);
+    }
+    let scales = scales(entry);
+    let mut out = Vec::new();
+    let mut more = false;
+    for_each_record(db, entry, from, to, |r| {
+        if let Some(v) = scaled(r, index, &scales) {
+            if out.len() < limit {
+                out.push((r.time, v));
+            } else {
+                more = true;
+            }
+        }
+    })?;
+    Ok(Some((out, more)))
 }
 
 #[cfg(test)]
@@ -404,6 +476,7 @@ mod tests {
         assert_eq!(
             second.error,
             Some(ChannelError {
+                text: "Modbus timeout (7 failed samples)".into(),
                 last: "Modbus timeout".into(),
                 errors: 7,
                 reported_at: 1_001
@@ -441,8 +514,17 @@ mod tests {
             [(0, 1), (120, 2), (360, 2), (480, 2)]
         );
         assert_eq!(b[1].mean, 25.0 * scale);
+        assert_eq!(all_channel_buckets(&db, &entry, 0, 600, 120).unwrap()[0], b);
         assert_eq!((b[1].min, b[1].max), (20.0 * scale, 30.0 * scale));
         // A channel the map does not have.
         assert_eq!(channel_buckets(&db, &entry, 120, 0, 600, 60).unwrap(), None);
+        assert_eq!(channel_points(&db, &entry, 120, 0, 600, 5).unwrap(), None);
+        // Record by record: 1, 2, 3, then 6 (4 and 5 have no value); more are left.
+        let (points, more) = channel_points(&db, &entry, 0, 0, 600, 4).unwrap().unwrap();
+        assert_eq!(
+            points,
+            [(60, 10.0 * scale), (120, 20.0 * scale), (180, 30.0 * scale), (360, 60.0 * scale)]
+        );
+        assert!(more);
     }
 }
