@@ -39,7 +39,9 @@ pub fn bucket_step(
     to: i64,
 ) -> Result<Option<i64>, WebError> {
     let step = match (step, points) {
-        (Some(_), Some(_)) => return Err(WebError::Invalid("give step or points, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(WebError::Invalid("give step or points, not both".into()))
+        }
         (None, Some(n)) if !(1..=2000).contains(&n) => {
             return Err(WebError::Invalid("points must be 1 to 2000".into()))
         }

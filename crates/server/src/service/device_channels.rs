@@ -523,7 +523,12 @@ mod tests {
         let (points, more) = channel_points(&db, &entry, 0, 0, 600, 4).unwrap().unwrap();
         assert_eq!(
             points,
-            [(60, 10.0 * scale), (120, 20.0 * scale), (180, 30.0 * scale), (360, 60.0 * scale)]
+            [
+                (60, 10.0 * scale),
+                (120, 20.0 * scale),
+                (180, 30.0 * scale),
+                (360, 60.0 * scale)
+            ]
         );
         assert!(more);
     }
