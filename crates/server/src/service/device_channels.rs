@@ -334,6 +334,9 @@ fn buckets_of(
         .collect())
 }
 
+/// A channel's values record by record: `(time, value)` points, and whether more were left out.
+pub type ChannelPoints = (Vec<(i64, f64)>, bool);
+
 /// Channel `index`'s values over `[from, to)` record by record, oldest first, skipping the
 /// records without one: at most `limit` `(time, value)` points and whether more were left out.
 /// `None` for a channel the map does not have.
@@ -344,7 +347,7 @@ pub fn channel_points(
     from: i64,
     to: i64,
     limit: usize,
-) -> Result<Option<(Vec<(i64, f64)>, bool)>> {
+) -> Result<Option<ChannelPoints>> {
     if !entry.channels.iter().any(|c| c.index == index) {
         return Ok(None);
     }
