@@ -130,6 +130,18 @@ async fn a_devices_own_channels_everywhere() {
     assert_eq!(ch[3]["error"]["errors"], 12);
     assert!(ch[0]["error"].is_null());
     assert_eq!(ch[5]["text"], "0 Wh", "a real 0 stays 0");
+    // The meter's roles name its power channel: the dashboard's power.
+    assert_eq!(v["power_w"], 1191.0);
+    assert!(v["water_c"].is_null());
+    let dash = w.get("/dashboard", Some(&alice)).await;
+    let row = dash
+        .body
+        .split("<tr data-device=\"1\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap()
+        .to_owned();
+    assert!(row.contains(">1191 W<"), "{row}");
 
     // The device JSON (what the live stream sends) carries the same.
     let a = w.api(Method::GET, "/api/devices/1", &alice, "").await;

@@ -2021,6 +2021,32 @@ async fn a_devices_own_channels_on_the_device_page() {
     }
     let a11y = axe_serious(c).await;
     assert!(a11y.is_empty(), "{}", a11y.join("\n"));
+    // The dashboard shows the meter's power channel (its roles') in the power column, also
+    // after the script's refresh.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let power = wait_for(Duration::from_secs(10), "the dashboard's row", || async {
+        text(c, "tr[data-device='2'] [data-field='power']").await
+    })
+    .await;
+    assert_eq!(power, "1250 W");
+    c.execute(
+        "document.querySelector(\"tr[data-device='2'] [data-field='power']\").textContent = '';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the dashboard's refresh",
+        || async {
+            (text(c, "tr[data-device='2'] [data-field='power']")
+                .await
+                .as_deref()
+                == Some("1250 W"))
+            .then_some(())
+        },
+    )
+    .await;
     eprintln!("screenshots in {}", dir.display());
     ui.stop().await;
 }

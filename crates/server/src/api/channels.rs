@@ -12,7 +12,7 @@ use super::telemetry::{bucket_step, MAX_POINTS};
 use crate::http::auth::ApiUser;
 use crate::http::error::{JsonError, WebError};
 use crate::http::Web;
-use crate::service::device_channels::{self, ChannelsNow};
+use crate::service::device_channels;
 use crate::service::export::{parse_range, RangeQuery};
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -30,14 +30,15 @@ pub async fn list(
     let now = web
         .db_call(move |db| device_channels::load_now(db, id, applied))
         .await?;
-    Ok(Json(match now {
-        Some(ChannelsNow {
-            version,
-            time,
-            channels,
-        }) => json!({ "device": id, "version": version, "time": time, "channels": channels }),
-        None => json!({ "device": id, "version": null, "time": null, "channels": [] }),
-    }))
+    let mut answer = match now {
+        Some(now) => serde_json::to_value(now).map_err(|e| WebError::Internal(e.to_string()))?,
+        None => json!({ "version": null, "time": null, "channels": [], "power_w": null,
+                        "water_c": null, "air_c": null }),
+    };
+    if let Some(o) = answer.as_object_mut() {
+        o.insert("device".into(), json!(id));
+    }
+    Ok(Json(answer))
 }
 
 /// Query of a channel's series.

@@ -14,6 +14,7 @@ use crate::storage::{
 };
 use serde::Serialize;
 use tek_proto::channel::map::ChannelMap;
+use tek_proto::channel::roles::Roles;
 
 /// What a channel without a value in the newest record shows.
 pub const NO_VALUE: &str = "no value";
@@ -61,6 +62,13 @@ pub struct ChannelsNow {
     pub time: Option<i64>,
     /// Every channel of the map, in index order.
     pub channels: Vec<ChannelNow>,
+    /// The latest value of the channel the map's roles name as the power, in W (`null`: no
+    /// such role, another unit, or no value): what the dashboard shows as the device's power.
+    pub power_w: Option<f64>,
+    /// The same for the water temperature role, in °C.
+    pub water_c: Option<f64>,
+    /// The same for the air temperature role, in °C.
+    pub air_c: Option<f64>,
 }
 
 /// One channel's chart bucket: the mean, lowest and highest value (in the unit) of the records
@@ -167,7 +175,7 @@ pub fn channels_now(
 ) -> ChannelsNow {
     let latest = latest.filter(|r| under(entry, r));
     let scales = scales(entry);
-    let channels = entry
+    let channels: Vec<ChannelNow> = entry
         .channels
         .iter()
         .map(|c| {
@@ -196,9 +204,21 @@ pub fn channels_now(
             }
         })
         .collect();
+    let roles = entry
+        .roles
+        .as_deref()
+        .and_then(|r| Roles::parse(r, entry.channels.len()).ok());
+    // A role's channel's value, if its unit is `unit`.
+    let role = |index: Option<u8>, unit: &str| {
+        let c = channels.iter().find(|c| Some(c.index) == index)?;
+        (c.unit == unit).then_some(c.value).flatten()
+    };
     ChannelsNow {
         version: entry.version,
         time: latest.map(|r| r.time),
+        power_w: role(roles.and_then(|r| r.power), "W"),
+        water_c: role(roles.and_then(|r| r.water), "°C"),
+        air_c: role(roles.and_then(|r| r.air), "°C"),
         channels,
     }
 }
@@ -466,6 +486,9 @@ mod tests {
         .unwrap();
         let now = load_now(&db, 1, 2).unwrap().unwrap();
         assert_eq!(now.time, Some(1_000));
+        // The single-phase meter's roles name channel 2 as the power.
+        assert_eq!(now.power_w, Some(2_314.0));
+        assert_eq!((now.water_c, now.air_c), (None, None));
         let scale = scales(&entry)[0];
         let first = &now.channels[0];
         assert_eq!(first.value, Some(2_314.0 * scale));

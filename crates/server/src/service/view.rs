@@ -43,6 +43,30 @@ pub struct DeviceView {
     pub channels: Option<ChannelsNow>,
 }
 
+impl DeviceView {
+    /// Power now, W: the pool reading, else the device's own power channel (its map's roles).
+    pub fn power_w(&self) -> Option<f64> {
+        let own = || self.channels.as_ref().and_then(|c| c.power_w);
+        self.readings
+            .as_ref()
+            .and_then(|r| r.power_w)
+            .map(f64::from)
+            .or_else(own)
+    }
+
+    /// Water temperature now, °C, as [`DeviceView::power_w`].
+    pub fn water_c(&self) -> Option<f64> {
+        let own = || self.channels.as_ref().and_then(|c| c.water_c);
+        self.readings.as_ref().and_then(|r| r.water_c).or_else(own)
+    }
+
+    /// Air temperature now, °C, as [`DeviceView::power_w`].
+    pub fn air_c(&self) -> Option<f64> {
+        let own = || self.channels.as_ref().and_then(|c| c.air_c);
+        self.readings.as_ref().and_then(|r| r.air_c).or_else(own)
+    }
+}
+
 /// How many boots with estimated times a view lists.
 pub const ESTIMATED_BOOTS_SHOWN: usize = 10;
 

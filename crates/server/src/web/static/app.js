@@ -170,12 +170,15 @@
           updateDots(v);
           var row = document.querySelector('tr[data-device="' + v.id + '"]');
           if (!row) return;
-          var r = v.readings || {};
+          // A device with its own channels: its roles' power and temperatures
+          // (service::view::DeviceView::power_w and the rest, as the server draws the row).
+          var r = v.readings || {}, own = v.channels || {};
+          var or = function (a, b) { return a === null || a === undefined ? b : a; };
           set(row, "last_seen", ago(v.last_seen));
           set(row, "transport", transport(v.transport));
-          set(row, "power", num(r.power_w, 0, "W"));
-          set(row, "water", num(r.water_c, 2, "\u00b0C"));
-          set(row, "air", num(r.air_c, 2, "\u00b0C"));
+          set(row, "power", num(or(r.power_w, own.power_w), 0, "W"));
+          set(row, "water", num(or(r.water_c, own.water_c), 2, "\u00b0C"));
+          set(row, "air", num(or(r.air_c, own.air_c), 2, "\u00b0C"));
         });
         var n = document.getElementById("online-count");
         if (n) n.textContent = String(online);
