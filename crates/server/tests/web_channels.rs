@@ -267,6 +267,39 @@ async fn a_devices_own_channels_everywhere() {
     );
     assert_eq!(lines.len(), 12, "{}", a.body);
 
+    // The alarm page's threshold form offers the device's own channels, limits in their unit.
+    let page = w.get("/devices/1/alarms", Some(&alice)).await;
+    assert!(
+        page.body
+            .contains("<option value=\"ch:0\">Voltage (V)</option>"),
+        "{}",
+        page.body
+    );
+    let r = w
+        .post_form(
+            "/devices/1/alarms/rules",
+            &alice,
+            "kind=threshold&name=Voltage+high&channel=ch%3A0&op=above&limit=253&restore=250&severity=warning",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let rules = db.device_rules(1).unwrap();
+    assert_eq!(
+        rules[0].spec.condition,
+        tek_server::alarms::rules::Condition::ChannelAbove {
+            index: 0,
+            limit: 2_530,
+            restore: 2_500
+        }
+    );
+    let page = w.get("/devices/1/alarms", Some(&alice)).await;
+    assert!(
+        page.body
+            .contains("Voltage above 253.0 V (restore at 250.0 V)"),
+        "{}",
+        page.body
+    );
+
     // Device 2 is still a pool controller.
     let page = w.get("/devices/2", Some(&alice)).await;
     assert!(!page.body.contains("channel-values"));
