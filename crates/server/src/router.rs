@@ -103,6 +103,11 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         )
         .route("/devices/{id}/telemetry", get(a::telemetry::series))
         .route("/devices/{id}/telemetry.csv", get(a::telemetry::csv))
+        .route("/devices/{id}/channels", get(a::channels::list))
+        .route(
+            "/devices/{id}/channels/{index}/series",
+            get(a::channels::series),
+        )
         .route(
             "/devices/{id}/config",
             get(a::config::get).put(a::config::put),

@@ -42,6 +42,12 @@ pub(crate) enum WriteJob {
         status: Status,
         at: i64,
     },
+    /// A ChannelFaults report (PROTOCOL.md 17.8), replacing the device's previous one.
+    ChannelFaults {
+        device_id: u32,
+        faults: Vec<tek_proto::channel::faults::FaultEntry>,
+        at: i64,
+    },
     /// A ConfigAck.
     ConfigAck {
         device_id: u32,

@@ -89,6 +89,13 @@ fn apply(storage: &dyn Storage, job: &WriteJob) -> Outcome {
             status,
             at,
         } => storage.store_status(*device_id, status, *at).map(|_| false),
+        WriteJob::ChannelFaults {
+            device_id,
+            faults,
+            at,
+        } => storage
+            .store_channel_faults(*device_id, faults, *at)
+            .map(|_| false),
         WriteJob::ConfigAck {
             device_id,
             version,
@@ -191,10 +198,10 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
         }
     }
     // The alarm engine sees records only once they are committed.
-    let alarm_rows = if ingest.alarms.active() {
-        rows.clone()
+    let (alarm_rows, alarm_wide) = if ingest.alarms.active() {
+        (rows.clone(), wide_rows.clone())
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     // Boots to note as estimated: those of the batches whose records were committed.
     let estimated = |acks: &[OwedAck]| -> Vec<(u32, u32)> {
@@ -278,6 +285,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
         Ok(new) => {
             ingest.metrics.wide_records_stored(new);
             acknowledge(wide_acks);
+            ingest.alarms.wide(&alarm_wide);
         }
         Err(e) => {
             ingest.metrics.storage_error();
@@ -317,6 +325,18 @@ fn alarm_event(ingest: &Ingest, job: &WriteJob, o: &Outcome) {
             device_id: *device_id,
             transport: status.transport,
             log_drops: status.log_drops,
+            at: *at,
+        }),
+        (
+            WriteJob::ChannelFaults {
+                device_id,
+                faults,
+                at,
+            },
+            _,
+        ) => ingest.alarms.offer(Event::ChannelFaults {
+            device_id: *device_id,
+            faults: faults.clone(),
             at: *at,
         }),
         (

@@ -293,3 +293,99 @@ async fn pending_configuration_alarm_counts_from_the_save_across_a_restart() {
     );
     server.shutdown().await;
 }
+
+/// Issue 18 point 4, through the running server: a threshold on a channel of a device's own map
+/// raised by its wide telemetry over UDP, and a sensor fault raised by the growth of a channel's
+/// failed-sample counter between two ChannelFaults reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_on_any_channel_and_sensor_faults() {
+    use tek_proto::channel::code;
+    use tek_proto::channel::faults::{ChannelFaults, Fault, FaultEntry};
+    use tek_proto::channel::wide::{ChannelSet, WideWriter};
+    let (addr, got) = receiver().await;
+    let h = start(|_| {}).await;
+    let db = h.storage();
+    let api = h.server.api();
+    let l = list(&*db, addr, "channels");
+    let mut d = h.device(1).await;
+    let mut above = water_above(0, vec![l]);
+    above.name = "voltage high".into();
+    above.condition = Condition::ChannelAbove {
+        index: 2,
+        limit: 2_530,
+        restore: 2_500,
+    };
+    let r_above = db.create_rule(1, &above, 0).unwrap();
+    let mut fault = water_above(0, vec![l]);
+    fault.name = "probe fault".into();
+    fault.condition = Condition::SensorFault { index: 3 };
+    let r_fault = db.create_rule(1, &fault, 0).unwrap();
+    api.alarm_event(Event::RulesChanged { device_id: 1 });
+    d.handshake().await;
+    // Two records of four channels: channel 2 at 231.4 V, then 254.0 V; channel 3 without value.
+    let set = (0..4).fold(ChannelSet(0), |s, c| s.with(c));
+    let mut buf = vec![0u8; 256];
+    buf[0] = code::WIDE_TELEMETRY;
+    let mut w = WideWriter::new(&mut buf[1..], 0, set, 1000).unwrap();
+    assert!(w.push(940, &[Some(1), Some(2), Some(2_314), None]));
+    assert!(w.push(1000, &[Some(1), Some(2), Some(2_540), None]));
+    let n = 1 + w.len();
+    buf.truncate(n);
+    let bytes = d.seal_bytes(&buf);
+    d.send_raw(&bytes).await;
+    let faults = |errors: u16| {
+        let entries = [FaultEntry {
+            channel: 3,
+            errors,
+            last: Fault::Timeout,
+        }];
+        let mut body = vec![code::CHANNEL_FAULTS; 1 + ChannelFaults::buffer_len(1)];
+        ChannelFaults::emit(&entries, &mut body[1..]).unwrap();
+        body
+    };
+    // The first report is a baseline; the second shows two more failed samples.
+    let bytes = d.seal_bytes(&faults(5));
+    d.send_raw(&bytes).await;
+    assert!(
+        eventually(ALARM_WAIT, async || db.channel_faults(1).unwrap().len()
+            == 1)
+        .await
+    );
+    let bytes = d.seal_bytes(&faults(7));
+    d.send_raw(&bytes).await;
+
+    assert!(
+        eventually(ALARM_WAIT, async || events(&got, "/channels").len() >= 2).await,
+        "{:?}",
+        got.lock().unwrap()
+    );
+    let open = db
+        .alarms(&AlarmFilter {
+            devices: Some(vec![1]),
+            open_only: true,
+            limit: 10,
+        })
+        .unwrap();
+    let mut rules: Vec<i64> = open.iter().map(|a| a.rule_id).collect();
+    rules.sort_unstable();
+    assert_eq!(rules, {
+        let mut want = vec![r_above, r_fault];
+        want.sort_unstable();
+        want
+    });
+    let messages: Vec<String> = events(&got, "/channels")
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("channel #2 at 2540")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("Modbus timeout: 2 failed samples")),
+        "{messages:?}"
+    );
+    h.server.shutdown().await;
+}

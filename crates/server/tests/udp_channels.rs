@@ -228,6 +228,24 @@ async fn wide_telemetry_and_faults_are_taken_and_the_session_stays() {
         .await
     );
     assert_eq!(h.metric("tek_channel_fault_entries_total").await, 2.0);
+    // Stored as the device's latest report (what the device page shows as each channel's last
+    // error); the next report replaces it.
+    let faults = h.storage();
+    assert!(eventually(WAIT, async || faults.channel_faults(2).unwrap().len() == 2).await);
+    let stored = faults.channel_faults(2).unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|f| (f.channel, f.errors, f.last))
+            .collect::<Vec<_>>(),
+        [(3, 2, Fault::Timeout), (11, 1, Fault::Exception(2))]
+    );
+    let mut body = vec![code::CHANNEL_FAULTS; 1 + ChannelFaults::buffer_len(1)];
+    ChannelFaults::emit(&entries[1..], &mut body[1..]).unwrap();
+    let bytes = d.seal_bytes(&body);
+    d.send_raw(&bytes).await;
+    assert!(eventually(WAIT, async || faults.channel_faults(2).unwrap().len() == 1).await);
+    assert_eq!(faults.channel_faults(2).unwrap()[0].channel, 11);
 
     // A malformed wide batch is dropped and counted like any malformed message.
     let mut bad = wide_message(5);

@@ -1845,6 +1845,212 @@ async fn estimated_boots_on_the_device_page() {
     ui.stop().await;
 }
 
+/// Issue 18 point 4: a device whose own channel map is in effect (the single-phase meter
+/// template, its wide records and a fault report put straight into the database) shows each
+/// channel's name, value with unit and precision, "no value" and last error, and a chart per
+/// channel whose line breaks over the records' gap; the live stream keeps the values and errors
+/// current; the page fits a phone and a desktop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_own_channels_on_the_device_page() {
+    use tek_proto::channel::faults::{Fault, FaultEntry};
+    use tek_server::storage::{ChannelSet, WideRow, WideValues};
+    let ui = Ui::start(1, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    let db = ui.server.api().storage_handle();
+    // Device 2: no simulated controller, in the user's site, running the meter template from
+    // version 1 (saved and confirmed).
+    tek_server::provision::provision(db.as_ref(), Some(2), 1, "meter", 0).unwrap();
+    let site = db.device_site(1).unwrap();
+    db.assign_devices(&[2], site).unwrap();
+    let version = db.save_config(2, &DeviceConfig::default(), 0).unwrap();
+    let meter = tek_server::storage::channels::builtin::sdm120();
+    let set = ChannelSet {
+        map: meter.map(),
+        roles: meter.roles_value(),
+        channels: meter.labels(),
+    };
+    db.save_device_channels(2, version, None, &set, 0).unwrap();
+    db.config_acked(2, version, tek_proto::message::ConfigResult::Applied, 0)
+        .unwrap();
+    // Two hours of records a minute apart, none in the 40 minutes between them; no frequency.
+    let now = now_s();
+    let values = |power: i32| {
+        WideValues::from_options(&[
+            Some(2_314),
+            Some(5_120),
+            Some(power),
+            None,
+            Some(123_456),
+            Some(0),
+            Some(123_456),
+        ])
+    };
+    let rows: Vec<WideRow> = (0..80u32)
+        .map(|seq| {
+            let minutes = i64::from(seq) + if seq >= 40 { 40 } else { 0 };
+            WideRow {
+                device_id: 2,
+                boot: 1,
+                seq,
+                time: now - 2 * 3600 + 60 * minutes,
+                config_version: Some(version),
+                values: values(1_100 + (seq as i32 % 7) * 20),
+            }
+        })
+        .collect();
+    db.insert_wide(&rows).unwrap();
+    db.store_channel_faults(
+        2,
+        &[FaultEntry {
+            channel: 3,
+            errors: 12,
+            last: Fault::Timeout,
+        }],
+        now - 60,
+    )
+    .unwrap();
+
+    c.goto(&format!("{base}/devices/2")).await.unwrap();
+    let cell = |index: u8, field: &'static str| async move {
+        text(
+            c,
+            &format!("#channel-values [data-channel='{index}'] [data-field='{field}']"),
+        )
+        .await
+    };
+    assert_eq!(
+        text(c, "#channel-values [data-channel='0'] dt")
+            .await
+            .as_deref(),
+        Some("Voltage")
+    );
+    assert_eq!(cell(0, "value").await.as_deref(), Some("231.4 V"));
+    assert_eq!(cell(1, "value").await.as_deref(), Some("5.12 A"));
+    assert_eq!(cell(3, "value").await.as_deref(), Some("no value"));
+    assert_eq!(
+        cell(3, "error").await.as_deref(),
+        Some("Modbus timeout (12 failed samples)")
+    );
+    assert_eq!(
+        cell(0, "error").await.as_deref(),
+        Some("no errors reported")
+    );
+    assert_eq!(cell(5, "value").await.as_deref(), Some("0 Wh"));
+    // The power chart is drawn, its line broken over the 40 minutes without records.
+    let (gap_from, gap_to) = (now - 2 * 3600 + 39 * 60, now - 2 * 3600 + 80 * 60);
+    let gap = wait_for(
+        Duration::from_secs(10),
+        "the power channel's chart",
+        || async {
+            c.execute(
+                "const p = document.getElementById('chart-channel-2').tekPlot;
+             if (!p) return null;
+             const [from, to] = arguments;
+             const values = p.data[1].filter(v => v !== null);
+             return [p.data[0].some((x, i) => p.data[1][i] === null && x > from && x < to),
+                     Math.min(...values), Math.max(...values), p.series[1].label];",
+                vec![serde_json::json!(gap_from), serde_json::json!(gap_to)],
+            )
+            .await
+            .ok()
+            .filter(|v| !v.is_null())
+        },
+    )
+    .await;
+    assert_eq!(gap[0], true, "the line breaks over the gap: {gap}");
+    assert!(
+        gap[1].as_f64().unwrap() >= 1_100.0 && gap[2].as_f64().unwrap() <= 1_220.0,
+        "{gap}"
+    );
+    assert_eq!(gap[3], "Power (W)");
+    // Frequency has no value anywhere: its chart is drawn, empty.
+    let empty = wait_for(Duration::from_secs(10), "the frequency chart", || async {
+        c.execute(
+            "const p = document.getElementById('chart-channel-3').tekPlot;
+             return p ? p.data[1].every(v => v === null) : null;",
+            vec![],
+        )
+        .await
+        .ok()
+        .filter(|v| !v.is_null())
+    })
+    .await;
+    assert_eq!(empty, serde_json::json!(true));
+
+    // A new record and a new fault report: the live stream brings them in.
+    db.insert_wide(&[WideRow {
+        device_id: 2,
+        boot: 1,
+        seq: 80,
+        time: now_s(),
+        config_version: Some(version),
+        values: WideValues::from_options(&[Some(2_299), None, Some(1_250), Some(5_001)]),
+    }])
+    .unwrap();
+    db.store_channel_faults(
+        2,
+        &[FaultEntry {
+            channel: 1,
+            errors: 1,
+            last: Fault::Exception(2),
+        }],
+        now_s(),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(10), "the live values", || async {
+        (cell(0, "value").await.as_deref() == Some("229.9 V")).then_some(())
+    })
+    .await;
+    assert_eq!(cell(3, "value").await.as_deref(), Some("50.01 Hz"));
+    assert_eq!(
+        cell(3, "error").await.as_deref(),
+        Some("no errors reported")
+    );
+    assert_eq!(cell(1, "value").await.as_deref(), Some("no value"));
+    assert_eq!(
+        cell(1, "error").await.as_deref(),
+        Some("Modbus exception 2 (1 failed sample)")
+    );
+
+    let dir = screenshot_dir();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        full_page_shot(c, &dir, &format!("device-channels-{w}"), w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        assert!(scroll <= inner, "{scroll} > {inner}: {out}");
+    }
+    let a11y = axe_serious(c).await;
+    assert!(a11y.is_empty(), "{}", a11y.join("\n"));
+    // The dashboard shows the meter's power channel (its roles') in the power column, also
+    // after the script's refresh.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let power = wait_for(Duration::from_secs(10), "the dashboard's row", || async {
+        text(c, "tr[data-device='2'] [data-field='power']").await
+    })
+    .await;
+    assert_eq!(power, "1250 W");
+    c.execute(
+        "document.querySelector(\"tr[data-device='2'] [data-field='power']\").textContent = '';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the dashboard's refresh",
+        || async {
+            (text(c, "tr[data-device='2'] [data-field='power']")
+                .await
+                .as_deref()
+                == Some("1250 W"))
+            .then_some(())
+        },
+    )
+    .await;
+    eprintln!("screenshots in {}", dir.display());
+    ui.stop().await;
+}
+
 /// Waits until each `(field, text)` of `form` shows an error containing `text` next to it.
 async fn expect_field_errors(c: &Client, form: &str, want: &[(&str, &str)]) {
     for (field, text) in want {

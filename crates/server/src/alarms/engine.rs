@@ -23,8 +23,9 @@
 //! ends.
 
 use super::rules::{Condition, Rule, Severity};
-use crate::storage::TelemetryRow;
+use crate::storage::{TelemetryRow, WideRow};
 use std::collections::{BTreeSet, HashMap};
+use tek_proto::channel::faults::FaultEntry;
 use tek_proto::message::status::Transport;
 
 /// Flood suppression settings.
@@ -83,6 +84,8 @@ struct DeviceMemo {
     log_drops: Option<u32>,
     /// Newest record or report time seen: older ones (retransmissions) are not evaluated.
     newest: i64,
+    /// The same for wide records (a device's own channels), which arrive apart from telemetry.
+    newest_wide: i64,
     last_contact: Option<i64>,
     config_pending_since: Option<i64>,
 }
@@ -111,6 +114,8 @@ pub struct Engine {
     rules: HashMap<i64, RuleState>,
     by_device: HashMap<u32, Vec<i64>>,
     devices: HashMap<u32, DeviceMemo>,
+    /// Each device's failed-sample counters by channel in its previous ChannelFaults report.
+    fault_counts: HashMap<u32, HashMap<u8, u16>>,
     timers: BTreeSet<(i64, Timer)>,
     floods: HashMap<(u32, i64), Flood>,
     out: Vec<Action>,
@@ -124,6 +129,7 @@ impl Engine {
             rules: HashMap::new(),
             by_device: HashMap::new(),
             devices: HashMap::new(),
+            fault_counts: HashMap::new(),
             timers: BTreeSet::new(),
             floods: HashMap::new(),
             out: Vec::new(),
@@ -247,6 +253,71 @@ impl Engine {
             }
         }
         self.poll(now)
+    }
+
+    /// Committed wide telemetry records (a device's own channels; any devices, any order):
+    /// the conditions on channels by index.
+    pub fn wide(&mut self, rows: &[WideRow], now: i64) -> Vec<Action> {
+        for row in rows {
+            self.contact(row.device_id, row.time.min(now));
+            let dev = self.devices.entry(row.device_id).or_default();
+            if row.time < dev.newest_wide {
+                continue; // a retransmission of something already evaluated
+            }
+            dev.newest_wide = row.time;
+            let Some(ids) = self.by_device.get(&row.device_id).cloned() else {
+                continue;
+            };
+            for id in ids {
+                let Some(st) = self.rules.get_mut(&id) else {
+                    continue;
+                };
+                if !st.rule.spec.enabled || !st.rule.spec.condition.on_wide() {
+                    continue;
+                }
+                let seen = eval_wide(st, row);
+                self.observe(id, seen, row.time);
+            }
+        }
+        self.poll(now)
+    }
+
+    /// A committed ChannelFaults report (PROTOCOL.md 17.8): sensor-fault conditions compare each
+    /// channel's failed-sample counter with the previous report's. The first report the engine
+    /// sees of a device is only a baseline (as the log-drop counter's first status is).
+    pub fn channel_faults(
+        &mut self,
+        device_id: u32,
+        faults: &[FaultEntry],
+        at: i64,
+    ) -> Vec<Action> {
+        self.contact(device_id, at);
+        let counts: HashMap<u8, u16> = faults.iter().map(|f| (f.channel, f.errors)).collect();
+        let prev = self.fault_counts.insert(device_id, counts.clone());
+        for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
+            let Some(st) = self.rules.get_mut(&id) else {
+                continue;
+            };
+            if !st.rule.spec.enabled {
+                continue;
+            }
+            let Condition::SensorFault { index } = st.rule.spec.condition else {
+                continue;
+            };
+            let Some(prev) = &prev else {
+                continue;
+            };
+            let now = counts.get(&index).copied().unwrap_or(0);
+            let before = prev.get(&index).copied().unwrap_or(0);
+            // A smaller counter is a restart or a new map: whatever it counts now is new.
+            let new = if now >= before { now - before } else { now };
+            st.last_seen = match faults.iter().find(|f| f.channel == index) {
+                Some(f) if new > 0 => format!("{}: {new} failed samples", f.last),
+                _ => "no new failed samples".to_owned(),
+            };
+            self.observe(id, Some(new > 0), at);
+        }
+        self.poll(at)
     }
 
     /// A committed status report.
@@ -722,7 +793,7 @@ mod actions;
 mod conditions;
 
 pub use actions::{Action, Notice, NoticeKind, OpenAlarm};
-use conditions::{escalation_at, eval_row};
+use conditions::{escalation_at, eval_row, eval_wide};
 
 #[cfg(test)]
 mod tests;

@@ -176,6 +176,35 @@ pub enum Condition {
         /// Most power with the pump off, W.
         max_off_w: i32,
     },
+    /// Active while channel `index` of the device's own channel map (its wide telemetry, issue
+    /// 18) logs above `limit`; restored once it logs at or below `restore` (`restore <= limit`).
+    /// Values are the logged integers (the value × 10^-exponent of the channel's unit, as the
+    /// pool conditions use 1/100 °C). A record without a value for the channel changes nothing.
+    ChannelAbove {
+        /// Channel index in the device's map, 0..=127.
+        index: u8,
+        /// Raise above this.
+        limit: i32,
+        /// Restore at or below this.
+        restore: i32,
+    },
+    /// Active while channel `index` logs below `limit`; restored once it logs at or above
+    /// `restore` (`restore >= limit`). As [`Condition::ChannelAbove`].
+    ChannelBelow {
+        /// Channel index in the device's map, 0..=127.
+        index: u8,
+        /// Raise below this.
+        limit: i32,
+        /// Restore at or above this.
+        restore: i32,
+    },
+    /// Sensor fault: channel `index`'s failed-sample counter in the device's ChannelFaults
+    /// reports (PROTOCOL.md 17.8) grew since the previous report (a smaller counter — a restart
+    /// or a new map — counts whole); restored by a report in which it did not grow.
+    SensorFault {
+        /// Channel index in the device's map, 0..=127.
+        index: u8,
+    },
     /// Template: air temperature below `air_below_cc` while the pump is off (pipes may freeze);
     /// restored when the pump runs or the air is `deadband_cc` above the limit.
     FreezeRisk {
@@ -197,6 +226,14 @@ impl Condition {
                 | Condition::HeaterNoRise { .. }
                 | Condition::PumpPower { .. }
                 | Condition::FreezeRisk { .. }
+        )
+    }
+
+    /// Whether the condition is evaluated on wide telemetry records (a device's own channels).
+    pub fn on_wide(&self) -> bool {
+        matches!(
+            self,
+            Condition::ChannelAbove { .. } | Condition::ChannelBelow { .. }
         )
     }
 
@@ -231,6 +268,17 @@ impl Condition {
                 channel.show(*min),
                 channel.show(*max)
             ),
+            Condition::ChannelAbove {
+                index,
+                limit,
+                restore,
+            } => format!("channel #{index} above {limit} (restore at {restore})"),
+            Condition::ChannelBelow {
+                index,
+                limit,
+                restore,
+            } => format!("channel #{index} below {limit} (restore at {restore})"),
+            Condition::SensorFault { index } => format!("sensor fault on channel #{index}"),
             Condition::Offline { after_s } => format!("offline for more than {after_s} s"),
             Condition::ConfigPending { after_s } => {
                 format!("configuration pending for more than {after_s} s")
@@ -266,7 +314,40 @@ impl Condition {
                 Ok(())
             }
         };
+        let channel = |index: u8| {
+            if usize::from(index) >= tek_proto::channel::wide::MAX_CHANNELS {
+                Err(format!(
+                    "index: a channel number 0 to {}",
+                    tek_proto::channel::wide::MAX_CHANNELS - 1
+                ))
+            } else {
+                Ok(())
+            }
+        };
         match *self {
+            Condition::ChannelAbove {
+                index,
+                limit,
+                restore,
+            } => {
+                channel(index)?;
+                if restore > limit {
+                    return Err("channel_above: restore must be at or below the limit".into());
+                }
+                Ok(())
+            }
+            Condition::ChannelBelow {
+                index,
+                limit,
+                restore,
+            } => {
+                channel(index)?;
+                if restore < limit {
+                    return Err("channel_below: restore must be at or above the limit".into());
+                }
+                Ok(())
+            }
+            Condition::SensorFault { index } => channel(index),
             Condition::Above { limit, restore, .. } if restore > limit => {
                 Err("above: restore must be at or below the limit".into())
             }

@@ -24,6 +24,17 @@ use tokio::sync::{mpsc, watch};
 pub enum Event {
     /// Telemetry committed by the writer.
     Telemetry(Vec<TelemetryRow>),
+    /// Wide telemetry (a device's own channels) committed by the writer.
+    Wide(Vec<crate::storage::WideRow>),
+    /// A ChannelFaults report committed by the writer.
+    ChannelFaults {
+        /// Device.
+        device_id: u32,
+        /// Its entries.
+        faults: Vec<tek_proto::channel::faults::FaultEntry>,
+        /// When it arrived.
+        at: i64,
+    },
     /// A status report committed by the writer.
     Status {
         /// Device.
@@ -105,6 +116,13 @@ impl Alarms {
     pub fn telemetry(&self, rows: &[TelemetryRow]) {
         if !rows.is_empty() && self.rules.load(Ordering::Relaxed) > 0 {
             self.offer(Event::Telemetry(rows.to_vec()));
+        }
+    }
+
+    /// Offers committed wide telemetry, if any rule could look at it.
+    pub fn wide(&self, rows: &[crate::storage::WideRow]) {
+        if !rows.is_empty() && self.rules.load(Ordering::Relaxed) > 0 {
+            self.offer(Event::Wide(rows.to_vec()));
         }
     }
 
@@ -399,6 +417,12 @@ async fn apply(storage: &Arc<dyn Storage>, engine: &mut Engine, e: Event) -> Vec
     let t = now();
     match e {
         Event::Telemetry(rows) => engine.telemetry(&rows, t),
+        Event::Wide(rows) => engine.wide(&rows, t),
+        Event::ChannelFaults {
+            device_id,
+            faults,
+            at,
+        } => engine.channel_faults(device_id, &faults, at),
         Event::Status {
             device_id,
             transport,

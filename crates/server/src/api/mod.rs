@@ -7,6 +7,7 @@ mod metrics;
 // The JSON API of the web UI (issue 5), one file per resource; routed in `crate::router::router`.
 pub mod alarms;
 pub mod audit;
+pub mod channels;
 pub mod commands;
 pub mod config;
 pub mod devices;

@@ -29,6 +29,35 @@ pub struct SeriesQuery {
     points: Option<i64>,
 }
 
+/// The bucket length a query asks for: `step` seconds, or about `points` buckets over
+/// `[from, to)` ([`crate::storage::series::step_for_points`]); `None` for neither (records).
+/// At most [`MAX_POINTS`] buckets.
+pub fn bucket_step(
+    step: Option<i64>,
+    points: Option<i64>,
+    from: i64,
+    to: i64,
+) -> Result<Option<i64>, WebError> {
+    let step = match (step, points) {
+        (Some(_), Some(_)) => {
+            return Err(WebError::Invalid("give step or points, not both".into()))
+        }
+        (None, Some(n)) if !(1..=2000).contains(&n) => {
+            return Err(WebError::Invalid("points must be 1 to 2000".into()))
+        }
+        (None, Some(n)) => Some(crate::storage::series::step_for_points(to - from, n)),
+        (s, None) => s,
+    };
+    if let Some(step) = step {
+        if step < 1 || (to - from) / step > MAX_POINTS as i64 {
+            return Err(WebError::Invalid(format!(
+                "step must be at least 1 s and give at most {MAX_POINTS} buckets"
+            )));
+        }
+    }
+    Ok(step)
+}
+
 /// `GET /api/devices/{id}/telemetry`.
 pub async fn series(
     State(web): State<Web>,
@@ -44,23 +73,8 @@ pub async fn series(
         },
         crate::clock::unix_now(),
     )?;
-    let step = match (q.step, q.points) {
-        (Some(_), Some(_)) => {
-            return Err(WebError::Invalid("give step or points, not both".into()).into())
-        }
-        (None, Some(n)) if !(1..=2000).contains(&n) => {
-            return Err(WebError::Invalid("points must be 1 to 2000".into()).into())
-        }
-        (None, Some(n)) => Some(crate::storage::series::step_for_points(to - from, n)),
-        (s, None) => s,
-    };
+    let step = bucket_step(q.step, q.points, from, to)?;
     if let Some(step) = step {
-        if step < 1 || (to - from) / step > MAX_POINTS as i64 {
-            return Err(WebError::Invalid(format!(
-                "step must be at least 1 s and give at most {MAX_POINTS} buckets"
-            ))
-            .into());
-        }
         let b = web
             .db_call(move |db| db.telemetry_buckets(id, from, to, step))
             .await?;

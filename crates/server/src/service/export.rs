@@ -2,6 +2,11 @@
 //! units people use (W, Wh, °C), each time in ISO 8601 with the offset of the device's site's
 //! zone (`2026-10-25T02:30:00+01:00`) next to its Unix seconds.
 //!
+//! A device whose own channel map is in effect ([`crate::service::device_channels::in_effect`])
+//! exports its wide records instead: a column per channel of the map, headed by its name and
+//! unit ("Voltage (V)"), each value in the unit with the channel's decimals, an empty cell where
+//! a record has no value. A pool controller's export is the five pool columns as always.
+//!
 //! The device CSV is streamed: [`csv_response`] reads the records in pages of [`PAGE_ROWS`] by
 //! keyset pagination (`TelemetryStore::telemetry_page`), each page on the blocking pool, and
 //! sends each page's lines as one chunk of the body while the next page is read. The first page
@@ -12,8 +17,9 @@
 
 use crate::http::error::WebError;
 use crate::http::Web;
+use crate::service::device_channels;
 use crate::service::zones::Zone;
-use crate::storage::{self, Storage, TelemetryKey, TelemetryQuery, TelemetryRow};
+use crate::storage::{self, DeviceChannels, Storage, TelemetryKey, TelemetryQuery, TelemetryRow};
 use crate::timefmt;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue};
@@ -99,9 +105,78 @@ fn write_lines(out: &mut String, rows: &[TelemetryRow], tz: &TimeZone) {
     }
 }
 
+/// A header cell: quoted (RFC 4180) when it holds a comma, a quote or a line break.
+fn header_cell(out: &mut String, text: &str) {
+    out.push(',');
+    if text.contains([',', '"', '\r', '\n']) {
+        let _ = write!(out, "\"{}\"", text.replace('"', "\"\""));
+    } else {
+        out.push_str(text);
+    }
+}
+
+/// The columns of a device's CSV.
+#[derive(Clone)]
+enum Columns {
+    /// The five pool channels of Telemetry 0x01.
+    Pool,
+    /// The channels of the device's own map, from its wide records.
+    Channels(std::sync::Arc<ChannelColumns>),
+}
+
+/// A channel map's columns: its channels and the scale of each.
+struct ChannelColumns {
+    entry: DeviceChannels,
+    scales: Vec<f64>,
+}
+
+impl ChannelColumns {
+    fn of(entry: DeviceChannels) -> Self {
+        ChannelColumns {
+            scales: device_channels::scales(&entry),
+            entry,
+        }
+    }
+
+    /// The first line: time, Unix seconds, "name (unit)" per channel.
+    fn header(&self) -> String {
+        let mut out = String::from("time,unix_s");
+        for c in &self.entry.channels {
+            let unit = device_channels::unit_of(c);
+            if unit.is_empty() {
+                header_cell(&mut out, &c.name);
+            } else {
+                header_cell(&mut out, &format!("{} ({unit})", c.name));
+            }
+        }
+        out.push_str("\r\n");
+        out
+    }
+
+    /// Appends the lines of the records of `rows` logged under the map.
+    fn write_lines(&self, out: &mut String, rows: &[storage::WideRow], tz: &TimeZone) {
+        for r in rows
+            .iter()
+            .filter(|r| device_channels::under(&self.entry, r))
+        {
+            let _ = write!(out, "{},{}", timefmt::iso(tz, r.time), r.time);
+            for c in &self.entry.channels {
+                out.push(',');
+                if let Some(v) = device_channels::scaled(r, c.index, &self.scales) {
+                    out.push_str(&device_channels::format_value(v, c.decimals, ""));
+                }
+            }
+            out.push_str("\r\n");
+        }
+    }
+}
+
 /// Builds the streamed CSV response for a device the caller may see.
 pub async fn csv_response(web: &Web, id: u32, from: i64, to: i64) -> Result<Response, WebError> {
     let z = web.device_zone(id).await?;
+    let entry = web
+        .db_call(move |db| device_channels::in_effect_now(db, id))
+        .await?;
     let name = format!(
         "device-{id}-{}-{}.csv",
         &timefmt::local(&z.tz, from)[..10],
@@ -116,6 +191,9 @@ pub async fn csv_response(web: &Web, id: u32, from: i64, to: i64) -> Result<Resp
             limit: PAGE_ROWS,
         },
         tz: z.tz,
+        columns: entry.map_or(Columns::Pool, |e| {
+            Columns::Channels(std::sync::Arc::new(ChannelColumns::of(e)))
+        }),
     };
     Ok(csv_download(pages.body().await?, &name))
 }
@@ -127,6 +205,7 @@ struct CsvPages {
     /// The device and range; `limit` is the page size.
     query: TelemetryQuery,
     tz: TimeZone,
+    columns: Columns,
 }
 
 /// One page as CSV lines, and where the next one starts (`None`: this was the last).
@@ -141,17 +220,29 @@ impl CsvPages {
     async fn page(&self, after: Option<TelemetryKey>) -> Result<CsvPage, WebError> {
         let pages = self.clone();
         crate::runtime::blocking(move || -> storage::Result<CsvPage> {
-            let rows = pages.db.telemetry_page(&pages.query, after)?;
-            let mut text = String::with_capacity(HEADER.len() + rows.len() * 64);
-            if after.is_none() {
-                text.push_str(HEADER);
-            }
-            write_lines(&mut text, &rows, &pages.tz);
+            let (text, read, last) = match &pages.columns {
+                Columns::Pool => {
+                    let rows = pages.db.telemetry_page(&pages.query, after)?;
+                    let mut text = String::with_capacity(HEADER.len() + rows.len() * 64);
+                    if after.is_none() {
+                        text.push_str(HEADER);
+                    }
+                    write_lines(&mut text, &rows, &pages.tz);
+                    (text, rows.len(), rows.last().map(TelemetryKey::of))
+                }
+                Columns::Channels(c) => {
+                    let rows = pages.db.wide_page(&pages.query, after)?;
+                    let mut text =
+                        String::with_capacity(64 + rows.len() * (32 + 10 * c.entry.channels.len()));
+                    if after.is_none() {
+                        text.push_str(&c.header());
+                    }
+                    c.write_lines(&mut text, &rows, &pages.tz);
+                    (text, rows.len(), rows.last().map(storage::WideRow::key))
+                }
+            };
             // A short page is the last; a full one may be followed by an empty one.
-            let next = rows
-                .last()
-                .filter(|_| rows.len() >= pages.query.limit)
-                .map(TelemetryKey::of);
+            let next = last.filter(|_| read >= pages.query.limit);
             Ok(CsvPage { text, next })
         })
         .await
@@ -340,6 +431,7 @@ mod tests {
                 db: db.clone(),
                 query: query(page),
                 tz: tz.clone(),
+                columns: Columns::Pool,
             })
             .await;
             assert_eq!(got.len(), chunk_count, "pages of {page}");
@@ -353,6 +445,7 @@ mod tests {
                 ..query(4)
             },
             tz,
+            columns: Columns::Pool,
         })
         .await;
         assert_eq!(empty.concat(), HEADER.as_bytes());
@@ -409,6 +502,7 @@ mod tests {
             db,
             query: query(4),
             tz: TimeZone::UTC,
+            columns: Columns::Pool,
         }
         .body()
         .await
@@ -435,5 +529,73 @@ mod tests {
             pages.concat().split(|b| *b == b'\n').count() - 2,
             pages.len() * 4
         );
+    }
+
+    /// A device with its own map exports a column per channel, headed by name and unit, values
+    /// with the channel's decimals, empty cells for no value; records of an earlier map are
+    /// left out, and a name with a comma is quoted.
+    #[tokio::test]
+    async fn channel_columns_with_empty_cells_for_no_value() {
+        use crate::storage::channels::builtin;
+        use crate::storage::{ChannelSet, ChannelStore, WideRow, WideStore, WideValues};
+        let (_dir, db) = history();
+        let t = builtin::sdm120();
+        let mut labels = t.labels();
+        labels[0].name = "Voltage, L1".into();
+        let set = ChannelSet {
+            map: t.map(),
+            roles: t.roles_value(),
+            channels: labels,
+        };
+        db.save_device_channels(1, 2, None, &set, 0).unwrap();
+        let entry = db.device_channels(1, Some(2)).unwrap().unwrap();
+        let n = entry.channels.len();
+        let row = |seq: u32, version: u32, values: Vec<Option<i32>>| WideRow {
+            device_id: 1,
+            boot: 1,
+            seq,
+            time: 1_780_000_000 + i64::from(seq) * 60,
+            config_version: Some(version),
+            values: WideValues::from_options(&values),
+        };
+        let mut gap = vec![Some(23_012); n];
+        gap[1] = None;
+        db.insert_wide(&[
+            row(0, 1, vec![Some(9); n]),
+            row(1, 2, vec![Some(23_012); n]),
+            row(2, 2, gap),
+        ])
+        .unwrap();
+        let columns = ChannelColumns::of(entry.clone());
+        let db: Arc<dyn Storage> = Arc::new(db);
+        let text = String::from_utf8(
+            chunks(CsvPages {
+                db,
+                query: query(2),
+                tz: TimeZone::UTC,
+                columns: Columns::Channels(Arc::new(columns)),
+            })
+            .await
+            .concat(),
+        )
+        .unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert!(
+            lines[0].starts_with("time,unix_s,\"Voltage, L1 (V)\",Current (A),Power (W)"),
+            "{}",
+            lines[0]
+        );
+        // The header, two records of version 2, and the empty rest after the last line end.
+        assert_eq!(lines.len(), 4, "{text}");
+        let scales = device_channels::scales(&entry);
+        let volts =
+            device_channels::format_value(23_012.0 * scales[0], entry.channels[0].decimals, "");
+        assert!(
+            lines[1].starts_with(&format!("2026-05-28T20:27:40+00:00,1780000060,{volts},")),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].starts_with(&format!("2026-05-28T20:28:40+00:00,1780000120,{volts},,")));
+        assert_eq!(lines[2].split(',').count(), 2 + n);
     }
 }

@@ -12,6 +12,7 @@ pub mod channel_text;
 pub mod channels;
 pub mod commands;
 pub mod config_change;
+pub mod device_channels;
 pub mod devices;
 pub mod energy;
 pub mod export;

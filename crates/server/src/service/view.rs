@@ -5,6 +5,7 @@
 use crate::http::error::WebError;
 use crate::http::Web;
 use crate::inproc::DeviceState;
+use crate::service::device_channels::{self, ChannelsNow};
 use crate::service::states::ConfigStatus;
 use crate::storage::{EstimatedBoot, TelemetryRow};
 use serde::Serialize;
@@ -35,6 +36,35 @@ pub struct DeviceView {
     /// Boots whose records were delivered later with estimated times (PROTOCOL.md 18.3), newest
     /// boot first, at most [`ESTIMATED_BOOTS_SHOWN`].
     pub estimated_boots: Vec<EstimatedBoot>,
+    /// The device's own channels, for a device whose channel map is in effect (not the factory
+    /// pool map: [`crate::service::device_channels`]); absent from the JSON otherwise, so a pool
+    /// controller's view is what it always was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<ChannelsNow>,
+}
+
+impl DeviceView {
+    /// Power now, W: the pool reading, else the device's own power channel (its map's roles).
+    pub fn power_w(&self) -> Option<f64> {
+        let own = || self.channels.as_ref().and_then(|c| c.power_w);
+        self.readings
+            .as_ref()
+            .and_then(|r| r.power_w)
+            .map(f64::from)
+            .or_else(own)
+    }
+
+    /// Water temperature now, °C, as [`DeviceView::power_w`].
+    pub fn water_c(&self) -> Option<f64> {
+        let own = || self.channels.as_ref().and_then(|c| c.water_c);
+        self.readings.as_ref().and_then(|r| r.water_c).or_else(own)
+    }
+
+    /// Air temperature now, °C, as [`DeviceView::power_w`].
+    pub fn air_c(&self) -> Option<f64> {
+        let own = || self.channels.as_ref().and_then(|c| c.air_c);
+        self.readings.as_ref().and_then(|r| r.air_c).or_else(own)
+    }
 }
 
 /// How many boots with estimated times a view lists.
@@ -140,6 +170,7 @@ pub fn build(
     site_id: Option<i64>,
     latest: Option<&TelemetryRow>,
     estimated_boots: Vec<EstimatedBoot>,
+    channels: Option<ChannelsNow>,
 ) -> DeviceView {
     let status = s.status.as_ref().map(|r| {
         let st = &r.status;
@@ -177,21 +208,27 @@ pub fn build(
         readings: latest.map(readings),
         status,
         estimated_boots,
+        channels,
     }
 }
 
 impl Web {
-    /// Views of `states`, with their sites, newest readings and boots with estimated times.
+    /// Views of `states`, with their sites, newest readings, boots with estimated times and
+    /// their own channels' values.
     pub async fn views(&self, states: Vec<DeviceState>) -> Result<Vec<DeviceView>, WebError> {
-        let ids: Vec<u32> = states.iter().map(|s| s.device.id).collect();
+        let ids: Vec<(u32, u32)> = states
+            .iter()
+            .map(|s| (s.device.id, s.device.config_applied))
+            .collect();
         let extra = self
             .db_call(move |db| {
                 ids.iter()
-                    .map(|&id| {
+                    .map(|&(id, applied)| {
                         Ok((
                             db.device_site(id)?,
                             db.latest_telemetry(id)?,
                             db.estimated_boots(id, ESTIMATED_BOOTS_SHOWN)?,
+                            device_channels::load_now(db, id, applied)?,
                         ))
                     })
                     .collect::<crate::storage::Result<Vec<_>>>()
@@ -200,7 +237,9 @@ impl Web {
         Ok(states
             .iter()
             .zip(extra)
-            .map(|(s, (site, latest, boots))| build(s, site, latest.as_ref(), boots))
+            .map(|(s, (site, latest, boots, channels))| {
+                build(s, site, latest.as_ref(), boots, channels)
+            })
             .collect())
     }
 

@@ -9,7 +9,8 @@
 //! [`web_sessions`] (login sessions, API tokens), [`audit`], [`alarms`] (rules, alarms,
 //! destinations, the notification log), [`energy`] (meter intervals, tariffs), [`backlog`] (boots
 //! whose record times are estimated), [`wide`] (records of up to 128 channels, PROTOCOL.md 17.5),
-//! [`channels`] (channel-map templates, each device's channel registry). [`Storage`] is
+//! [`channels`] (channel-map templates, each device's channel registry), [`faults`] (each
+//! device's latest per-channel fault report). [`Storage`] is
 //! the sum of them.
 //!
 //! The rules both backends need (state transitions, validation, row decoding, the schema in
@@ -29,6 +30,7 @@ pub mod commands;
 pub mod configs;
 pub mod devices;
 pub mod energy;
+pub mod faults;
 pub mod postgres;
 pub mod rollup;
 pub mod schedules;
@@ -59,6 +61,7 @@ pub use commands::{CommandRecord, CommandState, CommandStore};
 pub use configs::{ConfigRecord, ConfigState, ConfigStore, ConfigTransition};
 pub use devices::{DeviceRecord, DeviceStore, NewDevice, StoredDevice};
 pub use energy::{EnergyStore, MeterData, MeterInterval, MeterSpan};
+pub use faults::{ChannelFault, FaultStore};
 pub use schedules::ScheduleStore;
 pub use series::{Bucket, DayEnergy, SeriesStore};
 pub use sites::{SiteRecord, SiteStore};
@@ -142,6 +145,7 @@ pub trait Storage:
     + BacklogStore
     + WideStore
     + ChannelStore
+    + FaultStore
     + Send
     + Sync
     + 'static

@@ -85,6 +85,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (10, CHART_ROLLUPS),
     (11, CHANNEL_REGISTRY),
     (12, WIDE_TELEMETRY),
+    (13, CHANNEL_FAULTS),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -382,6 +383,22 @@ CREATE TABLE telemetry_wide (
 ){sqlite: WITHOUT ROWID};
 CREATE INDEX telemetry_wide_by_time ON telemetry_wide (device_id, time);
 {pg:CREATE INDEX telemetry_wide_time_brin ON telemetry_wide USING brin (time);}
+"#;
+
+/// Migration 13: each device's latest ChannelFaults report (PROTOCOL.md 17.8), one row per
+/// channel it named: what the device page and the API show as the channel's last error. A new
+/// report replaces the device's rows (a channel it no longer names has no fault since the map
+/// changed or the device restarted).
+const CHANNEL_FAULTS: &str = r#"
+CREATE TABLE channel_faults (
+    device_id   {int} NOT NULL,
+    channel     {int} NOT NULL,    -- channel index, 0..=127
+    errors      {int} NOT NULL,    -- failed samples since boot or since the map changed
+    code        {int} NOT NULL,    -- the last failure's code (tek_proto::channel::faults::Fault)
+    detail      {int} NOT NULL,    -- its detail byte (the Modbus exception code)
+    received_at {int} NOT NULL,    -- when the report arrived, Unix seconds
+    PRIMARY KEY (device_id, channel)
+);
 "#;
 
 /// The columns of both rollup tables of migration 10 (between the braces of `CREATE TABLE`).

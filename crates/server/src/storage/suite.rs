@@ -22,7 +22,8 @@ pub(crate) use rollups::{
     energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records, to_version_8,
 };
 pub(crate) use wide::{
-    estimated_boots_count_wide_records, wide_records_keep_gaps_and_are_idempotent,
+    channel_faults_replace_the_last_report, estimated_boots_count_wide_records,
+    latest_wide_is_the_newest_record, wide_records_keep_gaps_and_are_idempotent,
     wide_series_span_pages,
 };
 
@@ -1211,6 +1212,8 @@ macro_rules! suite_tests {
             wide_records_keep_gaps_and_are_idempotent,
             wide_series_span_pages,
             estimated_boots_count_wide_records,
+            latest_wide_is_the_newest_record,
+            channel_faults_replace_the_last_report,
             channel_templates_lifecycle,
             device_channel_registry_versions);
         #[test]

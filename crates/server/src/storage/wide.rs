@@ -160,6 +160,15 @@ pub(super) fn page_sql(param: &str) -> String {
     )
 }
 
+/// The statement of [`WideStore::latest_wide`], the same for both backends: the device's last
+/// record in read order (the time index serves it backwards).
+pub(super) fn latest_sql(param: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM telemetry_wide WHERE device_id = {param}1
+         ORDER BY time DESC, boot DESC, seq DESC LIMIT 1"
+    )
+}
+
 /// Records a read of [`WideStore::wide_series`] fetches per page.
 const SERIES_PAGE: usize = 1000;
 
@@ -207,6 +216,9 @@ pub trait WideStore {
         out.truncate(q.limit);
         Ok(out)
     }
+
+    /// The device's newest record (last in [`TelemetryKey`] order), `None` if it has none.
+    fn latest_wide(&self, device_id: u32) -> Result<Option<WideRow>>;
 
     /// Number of wide records of a device.
     fn wide_count(&self, device_id: u32) -> Result<u64>;

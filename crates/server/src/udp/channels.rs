@@ -20,7 +20,9 @@
 //!   (`writer.rs`). A conforming device sends it only while running a configuration that
 //!   arrived as ConfigChunks (17.1).
 //! * **ChunkAck (0x08)** goes to the transfer of the device's desired version
-//!   (`udp/split.rs` `Ingest::on_chunk_ack`); **ChannelFaults (0x09)** are decoded and counted.
+//!   (`udp/split.rs` `Ingest::on_chunk_ack`); **ChannelFaults (0x09)** are decoded, counted
+//!   and stored (a [`WriteJob::ChannelFaults`]: the report replaces the device's previous one,
+//!   [`crate::storage::FaultStore`]), what the device page shows as each channel's last error.
 //! * A Capabilities with feature bit 4 (`backlog`, PROTOCOL.md 18) is answered with Accepts
 //!   (`udp/backlog.rs`).
 //! * **ConfigChunk (0x85)** is of the other direction: dropped as `unknown_message`.
@@ -92,6 +94,11 @@ impl Ingest {
             }
             ChannelMessage::ChannelFaults(f) => {
                 self.metrics.channel_faults(f.entries().count() as u64);
+                jobs.push(WriteJob::ChannelFaults {
+                    device_id: id,
+                    faults: f.entries().collect(),
+                    at,
+                });
             }
             ChannelMessage::ChunkAck(a) => self.on_chunk_ack(id, link, &a, at, jobs),
             ChannelMessage::ConfigChunk(_) => return Err(DropReason::UnknownMessage),

@@ -14,7 +14,7 @@ use crate::http::error::WebError;
 use crate::http::Web;
 use crate::service::alarms as al;
 use crate::service::zones::Zones;
-use crate::storage::{AlarmRecord, NotificationRecord};
+use crate::storage::{AlarmRecord, DeviceChannels, NotificationRecord};
 use crate::timefmt;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -133,7 +133,8 @@ pub async fn device_page(
     let dev = web.device_for(&p.user, id).await?;
     let name = dev.device.name.clone();
     let view = web.view(dev).await?;
-    let (rules, alarms, notes, lists, site, site_name) = web
+    let applied = view.config.applied;
+    let (rules, alarms, notes, lists, site, site_name, own) = web
         .db_call(move |db| {
             let site = db.device_site(id)?;
             let site_name = match site {
@@ -151,6 +152,7 @@ pub async fn device_page(
                 db.lists()?,
                 site,
                 site_name,
+                crate::service::device_channels::in_effect(db, id, applied)?,
             ))
         })
         .await?;
@@ -194,7 +196,7 @@ pub async fn device_page(
             td { (r.id) }
             td { (r.spec.name) @if !r.spec.enabled { " (disabled)" } }
             td { (r.spec.severity.as_str()) }
-            td { (r.spec.condition.describe()) }
+            td { (describe(&r.spec.condition, own.as_ref())) }
             td { "raise " (r.spec.raise_after_s) " s, clear " (r.spec.clear_after_s) " s" }
             td {
                 @for (i, l) in r.spec.lists.iter().enumerate() { @if i > 0 { " → " } (list_name(*l)) }
@@ -243,9 +245,17 @@ pub async fn device_page(
             input type="hidden" name="kind" value="threshold";
             label { "Name" input name="name" required maxlength="100"; }
             label { "Channel" select name="channel" {
-                option value="water_temp_cc" { "water temperature (°C)" }
-                option value="air_temp_cc" { "air temperature (°C)" }
-                option value="power_w" { "power (W)" }
+                @if let Some(entry) = &own {
+                    // The device's own channels; limits in each one's unit.
+                    @for c in &entry.channels {
+                        @let unit = crate::service::device_channels::unit_of(c);
+                        option value={ "ch:" (c.index) } { (c.name) @if !unit.is_empty() { " (" (unit) ")" } }
+                    }
+                } @else {
+                    option value="water_temp_cc" { "water temperature (°C)" }
+                    option value="air_temp_cc" { "air temperature (°C)" }
+                    option value="power_w" { "power (W)" }
+                }
             } }
             label { "Raise when" select name="op" {
                 option value="above" { "above" } option value="below" { "below" }
@@ -344,12 +354,125 @@ fn channel_value(channel: Channel, v: &Option<String>, what: &str) -> Result<i32
     Ok(scaled as i32)
 }
 
+/// A rule's condition for people; a condition on a channel of the device's own map names the
+/// channel and shows its limits in the channel's unit ("Voltage above 253.0 V").
+fn describe(c: &Condition, own: Option<&DeviceChannels>) -> String {
+    use crate::service::device_channels::{format_value, scales, unit_of};
+    let (index, words, limit, restore) = match *c {
+        Condition::ChannelAbove {
+            index,
+            limit,
+            restore,
+        } => (index, "above", Some(limit), restore),
+        Condition::ChannelBelow {
+            index,
+            limit,
+            restore,
+        } => (index, "below", Some(limit), restore),
+        Condition::SensorFault { index } => (index, "sensor fault", None, 0),
+        _ => return c.describe(),
+    };
+    let Some((entry, ch)) =
+        own.and_then(|e| Some((e, e.channels.iter().find(|ch| ch.index == index)?)))
+    else {
+        return c.describe();
+    };
+    let Some(limit) = limit else {
+        return format!("sensor fault on {}", ch.name);
+    };
+    let scale = scales(entry)
+        .get(usize::from(index))
+        .copied()
+        .unwrap_or(1.0);
+    let show = |v: i32| format_value(f64::from(v) * scale, ch.decimals, &unit_of(ch));
+    format!(
+        "{} {words} {} (restore at {})",
+        ch.name,
+        show(limit),
+        show(restore)
+    )
+}
+
+/// A threshold on a pool channel.
+fn pool_threshold(form: &RuleForm) -> Result<Condition, WebError> {
+    let channel = match form.channel.as_deref() {
+        Some("water_temp_cc") => Channel::WaterTempCc,
+        Some("air_temp_cc") => Channel::AirTempCc,
+        Some("power_w") => Channel::PowerW,
+        _ => return Err(WebError::Invalid("choose a channel".into())),
+    };
+    let limit = channel_value(channel, &form.limit, "limit")?;
+    let restore = channel_value(channel, &form.restore, "restore")?;
+    match form.op.as_deref() {
+        Some("above") => Ok(Condition::Above {
+            channel,
+            limit,
+            restore,
+        }),
+        Some("below") => Ok(Condition::Below {
+            channel,
+            limit,
+            restore,
+        }),
+        _ => Err(WebError::Invalid("choose above or below".into())),
+    }
+}
+
+/// A threshold on channel `index` of the device's own map: limits typed in the channel's unit,
+/// stored as its logged integers (value × 10^-exponent).
+fn own_threshold(
+    form: &RuleForm,
+    own: Option<&DeviceChannels>,
+    index: &str,
+) -> Result<Condition, WebError> {
+    let entry = own.ok_or_else(|| WebError::Invalid("choose a channel".into()))?;
+    let index: u8 = index
+        .parse()
+        .ok()
+        .filter(|i| entry.channels.iter().any(|c| c.index == *i))
+        .ok_or_else(|| WebError::Invalid("choose a channel".into()))?;
+    let scale = crate::service::device_channels::scales(entry)
+        .get(usize::from(index))
+        .copied()
+        .unwrap_or(1.0);
+    let logged = |v: &Option<String>, what: &str| -> Result<i32, WebError> {
+        let f: f64 = num(v, what, f64::NAN)?;
+        if !f.is_finite() {
+            return Err(WebError::Invalid(format!("{what} is required")));
+        }
+        let x = (f / scale).round();
+        if x.abs() > 2e9 {
+            return Err(WebError::Invalid(format!("{what} is out of range")));
+        }
+        Ok(x as i32)
+    };
+    let (limit, restore) = (
+        logged(&form.limit, "limit")?,
+        logged(&form.restore, "restore")?,
+    );
+    match form.op.as_deref() {
+        Some("above") => Ok(Condition::ChannelAbove {
+            index,
+            limit,
+            restore,
+        }),
+        Some("below") => Ok(Condition::ChannelBelow {
+            index,
+            limit,
+            restore,
+        }),
+        _ => Err(WebError::Invalid("choose above or below".into())),
+    }
+}
+
 /// A rule typed as JSON (the API's form).
 fn spec_from_json(json: &str) -> Result<RuleSpec, WebError> {
     serde_json::from_str(json).map_err(|e| WebError::Invalid(format!("the rule is not valid: {e}")))
 }
 
-fn spec_from(form: &RuleForm) -> Result<RuleSpec, WebError> {
+/// A rule from the page's forms; `own`: the device's own channel map in effect, whose channels
+/// the threshold form offers (`ch:{index}`, limits in the channel's unit).
+fn spec_from(form: &RuleForm, own: Option<&DeviceChannels>) -> Result<RuleSpec, WebError> {
     if form.kind == "json" {
         return spec_from_json(form.json.as_deref().unwrap_or(""));
     }
@@ -363,26 +486,9 @@ fn spec_from(form: &RuleForm) -> Result<RuleSpec, WebError> {
                 .ok_or_else(|| WebError::Invalid(format!("no template {t:?}")))?
         }
         "threshold" => {
-            let channel = match form.channel.as_deref() {
-                Some("water_temp_cc") => Channel::WaterTempCc,
-                Some("air_temp_cc") => Channel::AirTempCc,
-                Some("power_w") => Channel::PowerW,
-                _ => return Err(WebError::Invalid("choose a channel".into())),
-            };
-            let limit = channel_value(channel, &form.limit, "limit")?;
-            let restore = channel_value(channel, &form.restore, "restore")?;
-            let condition = match form.op.as_deref() {
-                Some("above") => Condition::Above {
-                    channel,
-                    limit,
-                    restore,
-                },
-                Some("below") => Condition::Below {
-                    channel,
-                    limit,
-                    restore,
-                },
-                _ => return Err(WebError::Invalid("choose above or below".into())),
+            let condition = match form.channel.as_deref().and_then(|c| c.strip_prefix("ch:")) {
+                Some(index) => own_threshold(form, own, index)?,
+                None => pool_threshold(form)?,
             };
             RuleSpec {
                 name: form.name.clone().unwrap_or_default().trim().to_owned(),
@@ -416,7 +522,10 @@ pub async fn add_rule(
     Posted { user, form }: Posted<RuleForm>,
 ) -> Result<Response, HtmlError> {
     web.check_device(&user.user, id).await?;
-    let spec = spec_from(&form)?;
+    let own = web
+        .db_call(move |db| crate::service::device_channels::in_effect_now(db, id))
+        .await?;
+    let spec = spec_from(&form, own.as_ref())?;
     let rid = al::create_rule(&web, &user, id, spec).await?;
     Ok(Redirect::to(&format!("/devices/{id}/alarms?ok=rule+{rid}+added")).into_response())
 }

@@ -25,7 +25,6 @@ struct Extra {
 }
 
 fn row(d: &DeviceView, site: &str, x: &Extra, now: i64) -> Markup {
-    let r = d.readings.as_ref();
     let usage = x.usage.as_ref();
     html! {
         tr data-device=(d.id) data-site=(d.site_id.unwrap_or(0)) data-alarms=(x.alarms) {
@@ -37,10 +36,10 @@ fn row(d: &DeviceView, site: &str, x: &Extra, now: i64) -> Markup {
             td.wide { @if let Some(s) = d.site_id { a href={ "/sites/" (s) } { (site) } } @else { (site) } }
             td data-field="last_seen" data-sort=(d.last_seen.unwrap_or(0)) { (d.last_seen.map_or("never".to_owned(), |t| timefmt::ago(t, now))) }
             td.wide data-field="transport" { (match d.transport { Some("gsm") => "GSM", Some(_) => "Ethernet", None => "–" }) }
-            td.num data-field="power" { (num(r.and_then(|r| r.power_w).map(f64::from), 0, "W")) }
+            td.num data-field="power" { (num(d.power_w(), 0, "W")) }
             td.num data-field="today" { (num(x.today_kwh, 2, "kWh")) }
-            td.num data-field="water" { (num(r.and_then(|r| r.water_c), 2, "°C")) }
-            td.num data-field="air" { (num(r.and_then(|r| r.air_c), 2, "°C")) }
+            td.num data-field="water" { (num(d.water_c(), 2, "°C")) }
+            td.num data-field="air" { (num(d.air_c(), 2, "°C")) }
             td.num.wide { (usage.map_or("–".to_owned(), |u| bytes(u.eth_tx + u.eth_rx))) }
             td.num.wide { (usage.map_or("–".to_owned(), |u| bytes(u.gsm_tx + u.gsm_rx))) }
         }
@@ -114,11 +113,7 @@ pub async fn page(
         let t = &mut totals[i];
         t.1 += 1;
         t.2 += usize::from(v.online);
-        t.3 += v
-            .readings
-            .as_ref()
-            .and_then(|r| r.power_w)
-            .map_or(0.0, f64::from);
+        t.3 += v.power_w().unwrap_or(0.0);
         t.4 += x.today_kwh.unwrap_or(0.0);
         t.5 += x.alarms;
     }

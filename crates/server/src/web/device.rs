@@ -12,6 +12,7 @@ use super::zoned::ZoneHtml;
 use crate::http::error::WebError;
 use crate::http::Web;
 use crate::service::commands::{command_text, parse_command, queue};
+use crate::service::device_channels::{self, ChannelBucket, ChannelsNow};
 use crate::service::devices::{save_if_changed, ConfigStatus};
 use crate::service::view::DeviceView;
 use crate::service::zones::Zone;
@@ -22,6 +23,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 use tek_proto::message::Config;
+
+/// The chart buckets of the device page: the pool channels', or each of the device's own
+/// channels' (in the map's order).
+enum Buckets {
+    Pool(Vec<crate::storage::Bucket>),
+    Channels(Vec<Vec<ChannelBucket>>),
+}
 
 /// Query of the device page.
 #[derive(Debug, Deserialize, Default)]
@@ -49,6 +57,26 @@ fn readings(v: &DeviceView, z: &Zone) -> Markup {
             div { dt { "Pump" } dd data-field="pump" { (relay(0)) } }
             div { dt { "Heater" } dd data-field="heater" { (relay(1)) } }
             div { dt { "Logged (" (z.name) ")" } dd data-field="time" data-tz=(z.name) data-time=[r.map(|r| r.time)] { (r.map_or("–".to_owned(), |r| timefmt::local(&z.tz, r.time))) } }
+        }
+    }
+}
+
+/// A device's own channels now (issue 18): name, latest value with unit and precision or
+/// "no value", and the last error of its latest fault report; kept current by the live stream
+/// (`app.js` `updateDevice`).
+fn channel_values(id: u32, now: &ChannelsNow, z: &Zone) -> Markup {
+    html! {
+        dl.readings.channel-values #channel-values data-device=(id) {
+            @for c in &now.channels {
+                div data-channel=(c.index) {
+                    dt { (c.name) }
+                    dd data-field="value" class=[c.value.is_none().then_some("none")] { (c.text) }
+                    dd.channel-error data-field="error" class=[c.error.is_none().then_some("none")] {
+                        (c.error.as_ref().map_or("no errors reported", |e| e.text.as_str()))
+                    }
+                }
+            }
+            div { dt { "Logged (" (z.name) ")" } dd data-field="time" data-tz=(z.name) data-time=[now.time] { (now.time.map_or("–".to_owned(), |t| timefmt::local(&z.tz, t))) } }
         }
     }
 }
@@ -182,6 +210,7 @@ pub async fn page(
     let step = range.step();
     // Energy bars: at least a week, at most 90 days (longer ranges are on the site's view).
     let n_days = (range.span().clamp(7 * 86_400, 90 * 86_400) / 86_400) as usize;
+    let applied = v.config.applied;
     let (buckets, days, months, cmds, latest, site) = web
         .db_call(move |db| {
             let site = match db.device_site(id)? {
@@ -195,8 +224,15 @@ pub async fn page(
                 .as_ref()
                 .map_or_else(Zone::utc, |s| Zone::named(&s.time_zone));
             let site = site.map(|s| s.name);
+            // A device with its own channels charts those; a pool controller its pool channels.
+            let buckets = match device_channels::in_effect(db, id, applied)? {
+                Some(entry) => Buckets::Channels(device_channels::all_channel_buckets(
+                    db, &entry, from, to, step,
+                )?),
+                None => Buckets::Pool(db.telemetry_buckets(id, from, to, step)?),
+            };
             Ok((
-                db.telemetry_buckets(id, from, to, step)?,
+                buckets,
                 days,
                 db.traffic(id)?,
                 db.commands(id, 10)?,
@@ -207,8 +243,12 @@ pub async fn page(
         .await?;
     let (site, z) = site;
     let cfg = latest.map_or_else(Config::default, |r| r.config);
+    let (pool_buckets, channel_buckets) = match buckets {
+        Buckets::Pool(b) => (b, Vec::new()),
+        Buckets::Channels(c) => (Vec::new(), c),
+    };
     let pts = |f: &dyn Fn(&crate::storage::Bucket) -> Option<f64>| -> Vec<(i64, f64)> {
-        buckets
+        pool_buckets
             .iter()
             .filter_map(|b| f(b).map(|v| (b.start + step / 2, v)))
             .collect()
@@ -216,6 +256,9 @@ pub async fn page(
     let power = pts(&|b| b.power_w);
     let water = pts(&|b| b.water_cc.map(|v| v / 100.0));
     let air = pts(&|b| b.air_cc.map(|v| v / 100.0));
+    let channel_points = |b: &[ChannelBucket]| -> Vec<(i64, f64)> {
+        b.iter().map(|b| (b.start + step / 2, b.mean)).collect()
+    };
     let energy: Vec<(String, f64)> = days
         .iter()
         .map(|d| (d.period.label[5..].to_owned(), d.kwh * 1000.0))
@@ -229,7 +272,11 @@ pub async fn page(
         @if let Some(ver) = q.saved { (layout::flash(true, &format!("Saved as configuration v{ver}; it is sent to the controller now."))) }
         @if let Some(ver) = q.unchanged { (layout::flash(true, &format!("Nothing changed: the configuration stays v{ver}; no new version was made."))) }
         @if let Some(c) = q.queued { (layout::flash(true, &format!("Command {c} queued."))) }
-        section { h2 { "Now" } (readings(&v, &z)) }
+        @if let Some(now) = &v.channels {
+            section { h2 { "Now" } (channel_values(id, now, &z)) }
+        } @else {
+            section { h2 { "Now" } (readings(&v, &z)) }
+        }
         section.charts {
             h2 { "History" }
             (estimated_boots(&v.estimated_boots, &z))
@@ -246,20 +293,40 @@ pub async fn page(
                     span #chart-range aria-live="polite" {}
                 }
                 label.check { input #compare type="checkbox"; "Compare with the previous period" }
-                p.hint { "Hover for values; drag to zoom; shift+drag, or Earlier and Later, to move in time; double-click for the chosen range again. Shaded: lowest to highest in each interval. Strips under the power line: pump (green) and heater (red) on." }
-                figure.chart { figcaption { "Power" }
-                    div.uchart #chart-power data-kind="power" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
-                figure.chart { figcaption { "Temperatures" }
-                    div.uchart #chart-temp data-kind="temp" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+                @if let Some(now) = &v.channels {
+                    p.hint { "Hover for values; drag to zoom; shift+drag, or Earlier and Later, to move in time; double-click for the chosen range again. Shaded: lowest to highest in each interval; the line breaks where the channel had no value." }
+                    @for c in &now.channels {
+                        figure.chart { figcaption { (c.name) @if !c.unit.is_empty() { " (" (c.unit) ")" } }
+                            div.uchart #{ "chart-channel-" (c.index) } data-kind="channel" data-channel=(c.index)
+                                data-name=(c.name) data-unit=(c.unit) data-decimals=(c.decimals)
+                                data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+                    }
+                } @else {
+                    p.hint { "Hover for values; drag to zoom; shift+drag, or Earlier and Later, to move in time; double-click for the chosen range again. Shaded: lowest to highest in each interval. Strips under the power line: pump (green) and heater (red) on." }
+                    figure.chart { figcaption { "Power" }
+                        div.uchart #chart-power data-kind="power" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+                    figure.chart { figcaption { "Temperatures" }
+                        div.uchart #chart-temp data-kind="temp" data-device=(id) data-from=(from) data-to=(to) data-tz=(z.name) {} }
+                }
             }
             div.static-charts {
-                (charts::line_chart("Power", "W", &z.tz, from, to, step, &[Series { label: "power", class: "power", points: power }]))
-                (charts::line_chart("Temperatures", "°C", &z.tz, from, to, step, &[
-                    Series { label: "water", class: "water", points: water },
-                    Series { label: "air", class: "air", points: air },
-                ]))
+                @if let Some(now) = &v.channels {
+                    @for (c, b) in now.channels.iter().zip(&channel_buckets) {
+                        (charts::line_chart(&c.name, &c.unit, &z.tz, from, to, step, &[Series { label: &c.name, class: "power", points: channel_points(b) }]))
+                    }
+                } @else {
+                    (charts::line_chart("Power", "W", &z.tz, from, to, step, &[Series { label: "power", class: "power", points: power }]))
+                    (charts::line_chart("Temperatures", "°C", &z.tz, from, to, step, &[
+                        Series { label: "water", class: "water", points: water },
+                        Series { label: "air", class: "air", points: air },
+                    ]))
+                }
             }
-            (charts::bar_chart("Energy per day", "Wh", &energy))
+            // Energy per day is the pool's energy meter; a device's own energy channels are
+            // not summed per day yet.
+            @if v.channels.is_none() {
+                (charts::bar_chart("Energy per day", "Wh", &energy))
+            }
         }
         section.controls {
             h2 { "Thermostat" }
@@ -415,6 +482,7 @@ mod tests {
             readings: None,
             status: None,
             estimated_boots: Vec::new(),
+            channels: None,
         };
         assert_eq!(
             config_text(&v),

@@ -3,7 +3,7 @@
 
 use super::RuleState;
 use crate::alarms::rules::{Condition, HEATER_BIT, PUMP_BIT};
-use crate::storage::TelemetryRow;
+use crate::storage::{TelemetryRow, WideRow};
 use tek_proto::message::telemetry::channel;
 
 /// When the open alarm escalates next, if it does.
@@ -100,6 +100,31 @@ pub(super) fn eval_row(st: &mut RuleState, row: &TelemetryRow) -> Option<bool> {
                 air < air_below_cc,
                 air >= air_below_cc.saturating_add(deadband_cc),
             )
+        }
+        _ => None,
+    }
+}
+
+/// Evaluates a condition on a device's own channels on one wide record.
+pub(super) fn eval_wide(st: &mut RuleState, row: &WideRow) -> Option<bool> {
+    match st.rule.spec.condition {
+        Condition::ChannelAbove {
+            index,
+            limit,
+            restore,
+        } => {
+            let v = row.values.get(usize::from(index))?;
+            st.last_seen = format!("channel #{index} at {v}");
+            hysteresis(v > limit, v <= restore)
+        }
+        Condition::ChannelBelow {
+            index,
+            limit,
+            restore,
+        } => {
+            let v = row.values.get(usize::from(index))?;
+            st.last_seen = format!("channel #{index} at {v}");
+            hysteresis(v < limit, v >= restore)
         }
         _ => None,
     }

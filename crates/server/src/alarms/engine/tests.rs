@@ -412,3 +412,172 @@ fn restart_keeps_open_alarms_and_old_records_are_ignored() {
     assert_eq!(e.rule_count(), 1);
     assert!(e.telemetry(&[water(T0, 3100)], T0).is_empty());
 }
+
+fn wide(time: i64, values: &[Option<i32>]) -> WideRow {
+    WideRow {
+        device_id: 7,
+        boot: 1,
+        seq: time as u32,
+        time,
+        config_version: Some(2),
+        values: crate::storage::WideValues::from_options(values),
+    }
+}
+
+/// Thresholds on any channel of a device's own map: raised and cleared with hysteresis on wide
+/// records; a record without a value for the channel changes nothing (no value is not 0); a
+/// pool rule of the same device does not look at wide records.
+#[test]
+fn thresholds_on_any_channel() {
+    let mut e = engine(vec![
+        rule(
+            1,
+            Condition::ChannelAbove {
+                index: 9,
+                limit: 2_530,
+                restore: 2_500,
+            },
+        ),
+        rule(
+            2,
+            Condition::ChannelBelow {
+                index: 9,
+                limit: 2_000,
+                restore: 2_100,
+            },
+        ),
+        water_high(3),
+    ]);
+    let mut v = vec![None; 10];
+    v[9] = Some(2_314);
+    assert!(e.wide(&[wide(T0, &v)], T0).is_empty());
+    v[9] = Some(2_540);
+    let a = e.wide(&[wide(T0 + 10, &v)], T0 + 10);
+    assert_eq!(kinds(&a), ["raise 1", "notify 100 raised"]);
+    match &a[0] {
+        Action::Raise { message, .. } => {
+            assert!(message.contains("channel #9 at 2540"), "{message}")
+        }
+        _ => unreachable!(),
+    }
+    // No value: nothing changes (never read as 0, which would raise rule 2).
+    assert!(e.wide(&[wide(T0 + 20, &[Some(1)])], T0 + 20).is_empty());
+    // A retransmitted older record is not evaluated again.
+    v[9] = Some(100);
+    assert!(e.wide(&[wide(T0 + 5, &v)], T0 + 30).is_empty());
+    v[9] = Some(2_510);
+    assert!(
+        e.wide(&[wide(T0 + 40, &v)], T0 + 40).is_empty(),
+        "inside the band"
+    );
+    v[9] = Some(2_500);
+    assert_eq!(
+        kinds(&e.wide(&[wide(T0 + 50, &v)], T0 + 50)),
+        ["clear 1", "notify 100 cleared"]
+    );
+    v[9] = Some(1_999);
+    assert_eq!(
+        kinds(&e.wide(&[wide(T0 + 60, &v)], T0 + 60)),
+        ["raise 2", "notify 100 raised"]
+    );
+    // The pool rule reads only Telemetry 0x01 records, as before.
+    assert_eq!(
+        kinds(&e.telemetry(&[water(T0 + 70, 3050)], T0 + 70)),
+        ["raise 3", "notify 100 raised"]
+    );
+}
+
+/// A sensor fault: the channel's failed-sample counter grew since the previous ChannelFaults
+/// report; the first report is a baseline; a smaller counter (a restart) counts whole.
+#[test]
+fn sensor_fault_from_the_per_channel_errors() {
+    use tek_proto::channel::faults::Fault;
+    let mut e = engine(vec![rule(1, Condition::SensorFault { index: 3 })]);
+    let report = |errors: u16| {
+        vec![
+            FaultEntry {
+                channel: 1,
+                errors: 50,
+                last: Fault::Crc,
+            },
+            FaultEntry {
+                channel: 3,
+                errors,
+                last: Fault::Timeout,
+            },
+        ]
+    };
+    // The first report is a baseline, however many errors it names.
+    assert!(e.channel_faults(7, &report(4), T0).is_empty());
+    assert!(e.channel_faults(7, &report(4), T0 + 60).is_empty());
+    let a = e.channel_faults(7, &report(6), T0 + 120);
+    assert_eq!(kinds(&a), ["raise 1", "notify 100 raised"]);
+    match &a[0] {
+        Action::Raise { message, .. } => {
+            assert!(
+                message.contains("Modbus timeout: 2 failed samples"),
+                "{message}"
+            )
+        }
+        _ => unreachable!(),
+    }
+    assert!(
+        e.channel_faults(7, &report(9), T0 + 180).is_empty(),
+        "still failing"
+    );
+    assert_eq!(
+        kinds(&e.channel_faults(7, &report(9), T0 + 240)),
+        ["clear 1", "notify 100 cleared"]
+    );
+    // Channel 3 gone from the report (a restart cleared its counter): no new failures; then
+    // it fails again, counted from nothing.
+    assert!(e.channel_faults(7, &report(0)[..1], T0 + 300).is_empty());
+    assert_eq!(
+        kinds(&e.channel_faults(7, &report(1), T0 + 360)),
+        ["raise 1", "notify 100 raised"]
+    );
+}
+
+#[test]
+fn channel_conditions_are_validated() {
+    let spec = |condition| RuleSpec {
+        name: "c".into(),
+        severity: Severity::Info,
+        condition,
+        raise_after_s: 0,
+        clear_after_s: 0,
+        lists: vec![],
+        escalate_after_s: 0,
+        enabled: true,
+    };
+    assert!(spec(Condition::SensorFault { index: 127 })
+        .validate()
+        .is_ok());
+    assert!(spec(Condition::SensorFault { index: 128 })
+        .validate()
+        .unwrap_err()
+        .starts_with("index:"));
+    let above = Condition::ChannelAbove {
+        index: 0,
+        limit: 10,
+        restore: 11,
+    };
+    assert!(spec(above).validate().unwrap_err().contains("restore"));
+    let below = Condition::ChannelBelow {
+        index: 0,
+        limit: 10,
+        restore: 9,
+    };
+    assert!(spec(below).validate().unwrap_err().contains("restore"));
+    // The JSON form the API and the database use.
+    let json = serde_json::to_string(&Condition::ChannelAbove {
+        index: 4,
+        limit: 2_530,
+        restore: 2_500,
+    })
+    .unwrap();
+    assert_eq!(
+        json,
+        r#"{"kind":"channel_above","index":4,"limit":2530,"restore":2500}"#
+    );
+}

@@ -36,6 +36,7 @@ mod commands;
 mod configs;
 mod devices;
 pub mod energy;
+mod faults;
 pub mod health;
 mod listen;
 pub mod migrations;

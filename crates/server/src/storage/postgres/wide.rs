@@ -8,7 +8,7 @@
 
 use super::{u32_col, Postgres, Shared};
 use crate::storage::telemetry::{TelemetryKey, TelemetryQuery};
-use crate::storage::wide::{page_sql, WideRow, WideStore, WideValues};
+use crate::storage::wide::{latest_sql, page_sql, WideRow, WideStore, WideValues};
 use crate::storage::Result;
 use std::collections::HashSet;
 use tokio_postgres::Row;
@@ -107,6 +107,16 @@ impl WideStore for Postgres {
 
     fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
         self.keyset_page(page_sql("$"), q, after, convert)
+    }
+
+    fn latest_wide(&self, device_id: u32) -> Result<Option<WideRow>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let row = c
+                .query_opt(&latest_sql("$"), &[&i64::from(device_id)])
+                .await?;
+            row.as_ref().map(convert).transpose()
+        })
     }
 
     fn wide_count(&self, device_id: u32) -> Result<u64> {

@@ -19,6 +19,7 @@ mod commands;
 mod configs;
 mod devices;
 pub mod energy;
+mod faults;
 pub mod files;
 pub mod migrations;
 mod schedules;

@@ -3,9 +3,26 @@
 
 use super::{u32_col, Sqlite};
 use crate::storage::telemetry::{page_start, TelemetryKey, TelemetryQuery};
-use crate::storage::wide::{page_sql, WideRow, WideStore, WideValues};
+use crate::storage::wide::{latest_sql, page_sql, WideRow, WideStore, WideValues};
 use crate::storage::Result;
 use rusqlite::params;
+
+/// A row of [`crate::storage::wide::COLUMNS`].
+fn convert(r: &rusqlite::Row<'_>) -> Result<WideRow> {
+    let version: Option<i64> = r.get(4)?;
+    let mask: Vec<u8> = r.get(5)?;
+    let vals: Vec<u8> = r.get(6)?;
+    Ok(WideRow {
+        device_id: u32_col(r.get(0)?, "device id")?,
+        boot: u32_col(r.get(1)?, "boot")?,
+        seq: u32_col(r.get(2)?, "seq")?,
+        time: r.get(3)?,
+        config_version: version
+            .map(|v| u32_col(v, "configuration version"))
+            .transpose()?,
+        values: WideValues::decode(&mask, &vals)?,
+    })
+}
 
 impl WideStore for Sqlite {
     fn insert_wide(&self, rows: &[WideRow]) -> Result<u64> {
@@ -46,21 +63,16 @@ impl WideStore for Sqlite {
         let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let version: Option<i64> = r.get(4)?;
-            let mask: Vec<u8> = r.get(5)?;
-            let vals: Vec<u8> = r.get(6)?;
-            out.push(WideRow {
-                device_id: u32_col(r.get(0)?, "device id")?,
-                boot: u32_col(r.get(1)?, "boot")?,
-                seq: u32_col(r.get(2)?, "seq")?,
-                time: r.get(3)?,
-                config_version: version
-                    .map(|v| u32_col(v, "configuration version"))
-                    .transpose()?,
-                values: WideValues::decode(&mask, &vals)?,
-            });
+            out.push(convert(r)?);
         }
         Ok(out)
+    }
+
+    fn latest_wide(&self, device_id: u32) -> Result<Option<WideRow>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&latest_sql("?"))?;
+        let mut rows = stmt.query(params![device_id])?;
+        rows.next()?.map(convert).transpose()
     }
 
     fn wide_count(&self, device_id: u32) -> Result<u64> {

@@ -204,3 +204,68 @@ pub(crate) fn estimated_boots_count_wide_records(db: &dyn Storage) {
         }]
     );
 }
+
+/// The newest wide record is the last in read order (time, then boot, then seq), per device.
+pub(crate) fn latest_wide_is_the_newest_record(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    assert_eq!(db.latest_wide(1).unwrap(), None);
+    let rows = [
+        row(3, 1, 1_000, &[Some(1), None]),
+        row(3, 2, 1_060, &[None, Some(2)]),
+        row(2, 9, 1_060, &[Some(5)]),
+        row(3, 0, 900, &[Some(7)]),
+    ];
+    db.insert_wide(&rows).unwrap();
+    let latest = db.latest_wide(1).unwrap().unwrap();
+    assert_eq!((latest.boot, latest.seq, latest.time), (3, 2, 1_060));
+    assert_eq!(latest.values.get(0), None, "a gap stays a gap");
+    assert_eq!(latest.values.get(1), Some(2));
+    assert_eq!(latest.config_version, Some(7));
+    assert_eq!(db.latest_wide(2).unwrap(), None);
+}
+
+/// A ChannelFaults report replaces the device's previous one as a whole; other devices keep
+/// theirs; every fault code, the unknown ones too, reads back as stored.
+pub(crate) fn channel_faults_replace_the_last_report(db: &dyn Storage) {
+    use tek_proto::channel::faults::{Fault, FaultEntry};
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    assert_eq!(db.channel_faults(1).unwrap(), vec![]);
+    let entry = |channel, errors, last| FaultEntry {
+        channel,
+        errors,
+        last,
+    };
+    let first = [
+        entry(0, 3, Fault::Timeout),
+        entry(4, 65_535, Fault::Exception(2)),
+        entry(127, 1, Fault::Unknown(200)),
+    ];
+    db.store_channel_faults(1, &first, 500).unwrap();
+    db.store_channel_faults(2, &[entry(1, 1, Fault::Crc)], 400)
+        .unwrap();
+    let got = db.channel_faults(1).unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got.iter()
+            .map(|f| (f.channel, f.errors, f.last, f.received_at))
+            .collect::<Vec<_>>(),
+        [
+            (0, 3, Fault::Timeout, 500),
+            (4, 65_535, Fault::Exception(2), 500),
+            (127, 1, Fault::Unknown(200), 500)
+        ]
+    );
+    // The next report names only channel 4: channels 0 and 127 no longer fail.
+    db.store_channel_faults(1, &[entry(4, 4, Fault::Malformed)], 600)
+        .unwrap();
+    let got = db.channel_faults(1).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].channel, got[0].errors, got[0].last),
+        (4, 4, Fault::Malformed)
+    );
+    // An empty report: nothing fails.
+    db.store_channel_faults(1, &[], 700).unwrap();
+    assert_eq!(db.channel_faults(1).unwrap(), vec![]);
+    assert_eq!(db.channel_faults(2).unwrap().len(), 1);
+}

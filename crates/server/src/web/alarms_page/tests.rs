@@ -28,7 +28,7 @@ fn form(kind: &str) -> RuleForm {
 
 #[test]
 fn rule_forms() {
-    let s = spec_from(&form("threshold")).unwrap();
+    let s = spec_from(&form("threshold"), None).unwrap();
     assert_eq!(
         s.condition,
         Condition::Above {
@@ -40,17 +40,72 @@ fn rule_forms() {
     assert_eq!((s.raise_after_s, s.escalate_after_s), (60, 900));
     assert_eq!(s.lists, vec![3, 4]);
     s.validate().unwrap();
-    let t = spec_from(&form("template")).unwrap();
+    let t = spec_from(&form("template"), None).unwrap();
     assert!(matches!(t.condition, Condition::FreezeRisk { .. }));
     let mut bad = form("threshold");
     bad.limit = Some("warm".into());
-    assert!(spec_from(&bad).is_err());
-    assert!(spec_from(&form("nope")).is_err());
-    let j = spec_from(&form("json")).unwrap();
+    assert!(spec_from(&bad, None).is_err());
+    assert!(spec_from(&form("nope"), None).is_err());
+    let j = spec_from(&form("json"), None).unwrap();
     assert_eq!(j.condition, Condition::Offline { after_s: 120 });
     let mut bad = form("json");
     bad.json = Some("{".into());
-    assert!(spec_from(&bad).is_err());
+    assert!(spec_from(&bad, None).is_err());
+}
+
+/// A threshold on a device's own channel: limits in the channel's unit, stored as logged
+/// integers; a channel the map does not have, or no map, is refused.
+#[test]
+fn threshold_on_a_devices_own_channel() {
+    use crate::storage::channels::builtin;
+    let meter = builtin::sdm120();
+    let entry = DeviceChannels {
+        device_id: 1,
+        version: 1,
+        template_id: None,
+        map: meter.map(),
+        roles: meter.roles_value(),
+        saved_at: 0,
+        channels: crate::storage::channels::validate(&crate::storage::ChannelSet {
+            map: meter.map(),
+            roles: meter.roles_value(),
+            channels: meter.labels(),
+        })
+        .unwrap(),
+    };
+    let mut f = form("threshold");
+    f.channel = Some("ch:0".into());
+    f.limit = Some("253".into());
+    f.restore = Some("250.04".into());
+    // Voltage is logged in 0.1 V.
+    assert_eq!(
+        spec_from(&f, Some(&entry)).unwrap().condition,
+        Condition::ChannelAbove {
+            index: 0,
+            limit: 2530,
+            restore: 2500
+        }
+    );
+    f.op = Some("below".into());
+    f.restore = Some("255".into());
+    let s = spec_from(&f, Some(&entry)).unwrap();
+    assert!(matches!(
+        s.condition,
+        Condition::ChannelBelow {
+            index: 0,
+            limit: 2530,
+            restore: 2550
+        }
+    ));
+    s.validate().unwrap();
+    assert!(spec_from(&f, None).is_err(), "no map in effect");
+    f.channel = Some("ch:99".into());
+    assert!(
+        spec_from(&f, Some(&entry)).is_err(),
+        "not a channel of the map"
+    );
+    f.channel = Some("ch:x".into());
+    assert!(spec_from(&f, Some(&entry)).is_err());
 }
 
 #[test]

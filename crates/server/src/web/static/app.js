@@ -78,6 +78,24 @@
     return (r & (1 << bit)) ? "on" : "off";
   }
 
+  // A device's own channels (issue 18): the server formats each value ("231.4 V", "no value")
+  // and error (service::device_channels); the page only puts the texts in place.
+  function updateChannels(now) {
+    var box = document.getElementById("channel-values");
+    if (!box || !now) return;
+    now.channels.forEach(function (c) {
+      var row = box.querySelector('[data-channel="' + c.index + '"]');
+      if (!row) return;
+      var value = set(row, "value", c.text);
+      if (value) value.classList.toggle("none", c.value === null);
+      var error = set(row, "error", c.error ? c.error.text : "no errors reported");
+      if (error) error.classList.toggle("none", !c.error);
+    });
+    var tf = box.querySelector('[data-field="time"]');
+    var t = set(box, "time", now.time ? local(now.time, tf && tf.getAttribute("data-tz")) : "\u2013");
+    if (t && now.time) t.setAttribute("data-time", String(now.time));
+  }
+
   function updateDevice(v) {
     updateDots(v);
     var r = v.readings || {};
@@ -93,6 +111,7 @@
       var t = set(box, "time", r.time ? local(r.time, tf && tf.getAttribute("data-tz")) : "\u2013");
       if (t && r.time) t.setAttribute("data-time", String(r.time));
     }
+    updateChannels(v.channels);
     var meta = document.getElementById("device-meta");
     if (meta) {
       set(meta, "online", v.online ? "online" : "offline");
@@ -151,12 +170,15 @@
           updateDots(v);
           var row = document.querySelector('tr[data-device="' + v.id + '"]');
           if (!row) return;
-          var r = v.readings || {};
+          // A device with its own channels: its roles' power and temperatures
+          // (service::view::DeviceView::power_w and the rest, as the server draws the row).
+          var r = v.readings || {}, own = v.channels || {};
+          var or = function (a, b) { return a === null || a === undefined ? b : a; };
           set(row, "last_seen", ago(v.last_seen));
           set(row, "transport", transport(v.transport));
-          set(row, "power", num(r.power_w, 0, "W"));
-          set(row, "water", num(r.water_c, 2, "\u00b0C"));
-          set(row, "air", num(r.air_c, 2, "\u00b0C"));
+          set(row, "power", num(or(r.power_w, own.power_w), 0, "W"));
+          set(row, "water", num(or(r.water_c, own.water_c), 2, "\u00b0C"));
+          set(row, "air", num(or(r.air_c, own.air_c), 2, "\u00b0C"));
         });
         var n = document.getElementById("online-count");
         if (n) n.textContent = String(online);
@@ -254,18 +276,20 @@
   }
 
   // Interactive charts (device page): uPlot (vendored, /static/uplot.min.js) over
-  // GET /api/devices/{id}/telemetry?points=600, which the server reduces to buckets with the
+  // GET /api/devices/{id}/telemetry?points=600 (a device's own channels: one chart per channel
+  // over GET /api/devices/{id}/channels/{index}/series?points=600, chartSpec), which the server reduces to buckets with the
   // mean, lowest and highest value each (peaks survive any range) and the share of records with
   // each relay on. The band around a line is the bucket's min..max; the strips under the power
   // line are the pump and heater relays. Hover: values in the legend; drag: zoom (then the
   // zoomed span is fetched again, so it gets its own 600 buckets); shift+drag or the Earlier /
   // Later buttons: pan (the new span is fetched); double-click or Now: the range chosen in the
   // menu, ending now. "Compare" adds the previous period of the same length, dashed.
-  function chartData(res, key) {
+  function chartData(res, line) {
     // Empty ends at the range's start and end, so the axis spans the whole requested range
     // whatever the data covers (one reading is a point, not a collapsed axis).
     // Only buckets with records come back: where one or more are missing (the controller was
-    // off or offline), an empty point breaks the line instead of drawing it across the gap.
+    // off or offline, or the channel had no value), an empty point breaks the line instead of
+    // drawing it across the gap.
     var b = res.buckets, step = res.step, xs = [res.from], mean = [null], lo = [null], hi = [null];
     var previous = null;
     b.forEach(function (k) {
@@ -276,12 +300,33 @@
       }
       previous = k.start;
       xs.push(x);
-      mean.push(k[key + (key === "power" ? "_w" : "_c")]);
-      lo.push(k[key + "_min"]);
-      hi.push(k[key + "_max"]);
+      mean.push(k[line.mean]);
+      lo.push(k[line.min]);
+      hi.push(k[line.max]);
     });
     if (xs[xs.length - 1] < res.to) { xs.push(res.to); mean.push(null); lo.push(null); hi.push(null); }
     return [xs, mean, lo, hi];
+  }
+
+  // What a chart box draws, from its data attributes: where its series come from, its lines
+  // (the bucket fields of each line's mean, lowest and highest value), unit and decimals. The
+  // pool's power and temperature charts and any channel's chart are the same code.
+  function chartSpec(box, id) {
+    var kind = box.getAttribute("data-kind");
+    var telemetry = "/api/devices/" + id + "/telemetry";
+    if (kind === "power") {
+      return { url: telemetry, unit: "W", decimals: 0, relays: true,
+        lines: [{ label: "power", colour: "--power", mean: "power_w", min: "power_min", max: "power_max" }] };
+    }
+    if (kind === "channel") {
+      return { url: "/api/devices/" + id + "/channels/" + box.getAttribute("data-channel") + "/series",
+        unit: box.getAttribute("data-unit") || "", decimals: Number(box.getAttribute("data-decimals")) || 0,
+        relays: false,
+        lines: [{ label: box.getAttribute("data-name") || "value", colour: "--power", mean: "mean", min: "min", max: "max" }] };
+    }
+    return { url: telemetry, unit: "\u00b0C", decimals: 2, relays: false,
+      lines: [{ label: "water", colour: "--water", mean: "water_c", min: "water_min", max: "water_max" },
+              { label: "air", colour: "--air", mean: "air_c", min: "air_min", max: "air_max" }] };
   }
 
   function relayHook(res) {
@@ -304,32 +349,31 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#555";
   }
 
-  function buildChart(box, cur, prev, span, tz, nav) {
-    var kind = box.getAttribute("data-kind");
-    var keys = kind === "power" ? ["power"] : ["water", "air"];
-    var unit = kind === "power" ? "W" : "\u00b0C";
+  function buildChart(box, spec, cur, prev, span, tz, nav) {
+    var unit = spec.unit, lines = spec.lines;
+    var withUnit = function (label) { return unit ? label + " (" + unit + ")" : label; };
     var tables = [];
-    keys.forEach(function (k) { tables.push(chartData(cur, k)); });
+    lines.forEach(function (l) { tables.push(chartData(cur, l)); });
     if (prev) {
-      keys.forEach(function (k) {
-        var d = chartData(prev, k);
+      lines.forEach(function (l) {
+        var d = chartData(prev, l);
         tables.push([d[0].map(function (x) { return x + span; }), d[1]]);
       });
     }
     var data = tables.length > 1 ? uPlot.join(tables) : tables[0];
     var series = [{ label: "Time (" + (tz || "UTC") + ")" }];
     var bands = [];
-    keys.forEach(function (k) {
-      var c = colour("--" + k), n = series.length;
-      series.push({ label: k + " (" + unit + ")", stroke: c, width: 2, spanGaps: false,
-        value: function (u, v) { return v == null ? "\u2013" : v.toFixed(kind === "power" ? 0 : 2); } });
-      series.push({ label: k + " lowest", stroke: c, width: 0, alpha: 0.3 });
-      series.push({ label: k + " highest", stroke: c, width: 0, alpha: 0.3 });
+    lines.forEach(function (l) {
+      var c = colour(l.colour), n = series.length;
+      series.push({ label: withUnit(l.label), stroke: c, width: 2, spanGaps: false,
+        value: function (u, v) { return v == null ? "\u2013" : v.toFixed(spec.decimals); } });
+      series.push({ label: l.label + " lowest", stroke: c, width: 0, alpha: 0.3 });
+      series.push({ label: l.label + " highest", stroke: c, width: 0, alpha: 0.3 });
       bands.push({ series: [n + 2, n + 1], fill: c + "33" });
     });
     if (prev) {
-      keys.forEach(function (k) {
-        series.push({ label: k + ", previous period", stroke: colour("--" + k), width: 1.5, dash: [6, 4] });
+      lines.forEach(function (l) {
+        series.push({ label: l.label + ", previous period", stroke: colour(l.colour), width: 1.5, dash: [6, 4] });
       });
     }
     var opts = {
@@ -356,7 +400,7 @@
         }
       },
       hooks: {
-        draw: kind === "power" ? [relayHook(cur)] : [],
+        draw: spec.relays ? [relayHook(cur)] : [],
         // A zoom by drag: fetch that span again at full detail.
         setSelect: [function (u) {
           if (u.select.width < 2) return;
@@ -403,10 +447,18 @@
     var shown = document.querySelector(".live-charts");
     var drawn = 0;
     function now() { return Math.floor(Date.now() / 1e3) + 1; }
+    var specs = Array.prototype.map.call(boxes, function (box) { return chartSpec(box, id); });
+    // Each source is fetched once per span, whichever charts draw from it.
     function load(f, t) {
-      return fetch("/api/devices/" + id + "/telemetry?from=" + f + "&to=" + t + "&points=600",
-        { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
+      var answers = {};
+      specs.forEach(function (spec) {
+        if (!answers[spec.url]) {
+          answers[spec.url] = fetch(spec.url + "?from=" + f + "&to=" + t + "&points=600",
+            { credentials: "same-origin", headers: { Accept: "application/json" } })
+            .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
+        }
+      });
+      return Promise.all(specs.map(function (spec) { return answers[spec.url]; }));
     }
     function show() {
       if (label) label.textContent = stamp(from, tz) + " \u2013 " + stamp(to, tz);
@@ -421,10 +473,10 @@
         // An answer overtaken by a newer request is not drawn.
         if (mine !== drawn) return;
         document.body.classList.add("has-uplot");
-        boxes.forEach(function (box) {
+        boxes.forEach(function (box, i) {
           if (box.tekPlot) box.tekPlot.destroy();
           box.tekPlot = null;
-          buildChart(box, res[0], res[1], span, tz, nav);
+          buildChart(box, specs[i], res[0][i], res[1] && res[1][i], span, tz, nav);
         });
       }).catch(function () { /* the static charts stay */ });
     }
