@@ -21,7 +21,8 @@
 #      for its two channels and the computed one (never 0), the other channels unchanged; the
 #      TB260 cooled, so the thermostat (on the map's water role) switches the heater and the
 #      Status that goes with it carries ChannelFaults to the server
-#      (tek_channel_fault_entries_total grows by the three failing channels)
+#      (tek_channel_fault_entries_total grows by the three failing channels), and the device's
+#      channels in the API show those three with no value and their last error
 #   5. plugged back (`clear 3`): values again
 #   6. a power cut (QEMU killed) and a restart on the same flash: the channel map is restored
 #      from its flash slots, and the new boot's wide records carry the values again
@@ -229,6 +230,25 @@ heater_switched() { [ "$(console_count 'relay: heater on')" -gt "$heater_ons" ];
 wait_for 30 "the thermostat acts on the map's water channel (heater on)" heater_switched
 wait_for 20 "ChannelFaults at the server (3 channels: two timeouts, one expression)" \
     metric_ge tek_channel_fault_entries_total $((faults_before + 3))
+# What a user sees of it (GET /api/devices/7/channels, as the device page): the SDM120's two
+# channels and the computed one have no value and their last error; the others a value.
+channel_errors() {
+    call GET /devices/7/channels | python3 -c '
+import json, sys
+chs = {c["index"]: c for c in json.load(sys.stdin)["channels"]}
+failing = {3, 4, 7}
+ok = all(
+    (c["value"] is None and c["text"] == "no value" and c["error"] is not None
+     and c["error"]["errors"] > 0) if i in failing else
+    c["value"] is not None
+    for i, c in chs.items())
+shown = [str(i) + ": " + c["text"] + " / " + json.dumps(c["error"]) for i, c in chs.items()]
+print("; ".join(shown), file=sys.stderr)
+sys.exit(0 if ok and failing <= chs.keys() else 1)' 2>"$work/channels.txt"
+}
+wait_for 20 "the per-channel errors in the device's channels (API)" channel_errors
+grep -q "3: no value / {.*timeout" "$work/channels.txt" \
+    || fail "the SDM120's channel does not name its timeout: $(cat "$work/channels.txt")"
 wait_for 30 "the relay channel shows the heater" \
     record_after "$version" "$b" "$s" '^2314 1501 12345500 none none 2000 [23] none$'
 reply=$(meter_ctl "set 2 temperature auto")
