@@ -112,6 +112,29 @@ async fn bad_input_is_shown_per_channel_and_field_and_nothing_is_saved() {
         "{}",
         r.body
     );
+    // Several problems at once: each is shown next to its own row and field.
+    let r = w
+        .post_form(
+            "/templates/new",
+            &alice,
+            &form("", "0", "\"Pump power\" * (2", "save"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for id in ["name-error", "c0_slave-error", "c1_expression-error"] {
+        assert!(r.body.contains(&format!("id=\"{id}\"")), "{id}: {}", r.body);
+    }
+    assert!(r.body.contains("3 problem(s)"), "{}", r.body);
+    let r = w
+        .post_form(
+            "/templates/new",
+            &alice,
+            &form("Pump meter", "two", "(", "save"),
+        )
+        .await;
+    assert!(
+        r.body.contains("id=\"c0_slave-error\"") && r.body.contains("id=\"c1_expression-error\"")
+    );
     // Not a number at all.
     let r = w
         .post_form(

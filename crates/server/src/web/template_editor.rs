@@ -352,8 +352,9 @@ impl Editor {
         true
     }
 
-    /// The service's input, or the fields that are not even numbers (each named).
-    fn input(&self, presets: &[Preset]) -> Result<TemplateInput, FieldErrors> {
+    /// The service's input, and the fields that are not even numbers (each named; the input
+    /// has the field's default in their place, so the rest can still be checked).
+    fn input(&self, presets: &[Preset]) -> (TemplateInput, FieldErrors) {
         let mut errors = FieldErrors::default();
         // An empty field is its default; anything else must be a whole number.
         fn num(errors: &mut FieldErrors, key: String, text: &str, default: i64) -> i64 {
@@ -500,23 +501,22 @@ impl Editor {
             }
             r
         });
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(TemplateInput {
+        let input = TemplateInput {
             name: self.top.get("name").to_owned(),
             site_id: site,
             map: None,
             buses,
             roles,
             channels,
-        })
+        };
+        (input, errors)
     }
 
     /// The form field a message of the service is about, and the message without the words
     /// that name the channel (the field is shown next to its row). The service names a channel
     /// `channel {i} ("{name}")` or `channel {i}`, then the field as the JSON API spells it.
-    fn place(&self, message: &str) -> (String, String) {
+    /// `names` are the channel names the service was given.
+    fn place(&self, message: &str, names: &[&str]) -> (String, String) {
         let whole = || ("form".to_owned(), message.to_owned());
         if let Some(rest) = message.strip_prefix("template name: ") {
             return ("name".into(), rest.to_owned());
@@ -547,8 +547,7 @@ impl Editor {
                 None => whole(),
             };
         }
-        for (i, r) in self.rows.iter().enumerate() {
-            let name = r.get("name");
+        for (i, (r, name)) in self.rows.iter().zip(names).enumerate() {
             let prefixes = [
                 format!("channel {i} ({name:?}): "),
                 format!("channel {i} ({:?}): ", name.trim()),
@@ -584,28 +583,88 @@ impl Editor {
         whole()
     }
 
-    /// Every error of this input, by field: the fields that are not numbers, else the service's
-    /// check (the first problem it finds). Empty: the template would be saved as it is.
+    /// Every error of this input, by field; no errors: the input to save. The service stops at
+    /// the first problem, so each one found is put next to its field and then replaced in a
+    /// probe copy by a harmless value (a board input for a bad source, the default for a bad
+    /// number, a placeholder name), and the probe is checked again — every channel's problem is
+    /// shown at once, not one per save.
     fn check(&self, presets: &[Preset]) -> (Option<TemplateInput>, FieldErrors) {
-        match self.input(presets) {
-            Err(e) => (None, e),
-            Ok(input) => match channels::check_template(&input) {
-                Ok(_) => (Some(input), FieldErrors::default()),
-                Err(e) => (None, self.refusal(&e)),
-            },
+        let (input, mut errors) = self.input(presets);
+        let mut probe = input.clone();
+        // Each round neutralises one field; the bound only guards against a message that
+        // names a field neutralising does not change.
+        for _ in 0..(4 * probe.channels.len() + 8) {
+            let Err(e) = channels::check_template(&probe) else {
+                break;
+            };
+            let Some((field, text)) = self.refusal_of(&e, &probe) else {
+                break;
+            };
+            if errors.get(&field).is_none() {
+                errors.push(&field, text);
+            }
+            if !neutralise(&mut probe, &field) {
+                break;
+            }
+        }
+        if errors.is_empty() {
+            (Some(input), errors)
+        } else {
+            (None, errors)
         }
     }
 
-    /// A refusal of the service as a field error; `None` for one that is not about the input
-    /// (rights, a missing template, the database).
-    fn refusal(&self, e: &WebError) -> FieldErrors {
+    /// The field and message of a refusal of the service about `input`; `None` for one that is
+    /// not about the input (rights, a missing template, the database).
+    fn refusal_of(&self, e: &WebError, input: &TemplateInput) -> Option<(String, String)> {
         let message = match e {
             WebError::Invalid(m) | WebError::Conflict(m) => m.as_str(),
-            _ => return FieldErrors::default(),
+            _ => return None,
         };
-        let (field, text) = self.place(message);
-        FieldErrors::one(&field, text)
+        let names: Vec<&str> = input.channels.iter().map(|c| c.name.as_str()).collect();
+        Some(self.place(message, &names))
     }
+
+    /// [`Editor::refusal_of`] as the page's field errors (empty: not about the input).
+    fn refusal(&self, e: &WebError, input: &TemplateInput) -> FieldErrors {
+        self.refusal_of(e, input)
+            .map(|(f, m)| FieldErrors::one(&f, m))
+            .unwrap_or_default()
+    }
+}
+
+/// Replaces `field` of `probe` by a value the service accepts (see [`Editor::check`]); false
+/// for a field it cannot stand in for.
+fn neutralise(probe: &mut TemplateInput, field: &str) -> bool {
+    match field {
+        "name" => probe.name = "template".into(),
+        "bus_baud" | "bus_parity" | "bus_timeout" => probe.buses = Some(vec![default_bus()]),
+        f if f.starts_with("role_") => probe.roles = None,
+        f => {
+            let Some((i, f)) = f
+                .strip_prefix('c')
+                .and_then(|f| f.split_once('_'))
+                .and_then(|(i, f)| Some((i.parse::<usize>().ok()?, f)))
+            else {
+                return false;
+            };
+            let Some(c) = probe.channels.get_mut(i) else {
+                return false;
+            };
+            match f {
+                "name" => c.name = format!("(channel {i})"),
+                "kind" => c.kind = "other".into(),
+                "decimals" => c.decimals = 0,
+                "unit" => c.unit = Some(String::new()),
+                "exponent" => c.exponent = Some(0),
+                "mul" => c.mul = Some(1),
+                "div" => c.div = Some(1),
+                "offset" => c.offset = Some(0),
+                _ => c.source = Some(SourceSpec::Input(0)),
+            }
+        }
+    }
+    true
 }
 
 fn text_field(e: &FieldErrors, key: &str, label: &str, value: &str, class: &str) -> Markup {
@@ -885,8 +944,8 @@ async fn post(
             .into_response());
     }
     let presets = presets(web, p).await?;
-    let (input, errors) = ed.check(&presets);
-    let Some(input) = input else {
+    let (checked, errors) = ed.check(&presets);
+    let Some(input) = checked else {
         return refused(web, p, id, &ed, &errors).await;
     };
     let saved = match id {
@@ -911,7 +970,7 @@ async fn post(
             Ok(Redirect::to(&format!("/templates/{}?{q}{anchor}", t.id)).into_response())
         }
         Err(e) => {
-            let fields = ed.refusal(&e);
+            let fields = ed.refusal(&e, &input);
             if fields.is_empty() {
                 return Err(e);
             }
@@ -1072,7 +1131,7 @@ mod tests {
             ("c1_name", "Sum"),
             ("c1_source", "expression"),
         ]));
-        let at = |m: &str| ed.place(m);
+        let at = |m: &str| ed.place(m, &["P", "Sum"]);
         assert_eq!(
             at("channel 1 (\"Sum\"): source.expression: expected ')', found the end at 7"),
             (
