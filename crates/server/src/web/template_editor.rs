@@ -155,7 +155,6 @@ struct Preset {
     value: String,
     model: String,
     quantity: String,
-    kind: ChannelKind,
     unit: &'static str,
     exponent: i8,
     modbus: ModbusSpec,
@@ -181,7 +180,6 @@ async fn presets(web: &Web, p: &Principal) -> Result<Vec<Preset>, WebError> {
                     value: format!("{}/{}", t.name, c.name),
                     model: t.name.clone(),
                     quantity: c.name.clone(),
-                    kind: c.kind,
                     unit: c.unit.unwrap_or(""),
                     exponent: c.exponent,
                     modbus: modbus.clone(),
@@ -741,7 +739,8 @@ fn row(i: usize, count: usize, r: &Fields, e: &FieldErrors, presets: &[Preset]) 
                             optgroup label=(m) {
                                 @for p in presets.iter().filter(|p| p.model == *m) {
                                     option value=(p.value) selected[p.value == r.get("preset")] {
-                                        (p.quantity) " (" (p.unit) ", " (p.kind.as_str()) ")"
+                                        // The model too: the closed list shows only this.
+                                        (p.quantity) " (" (p.unit) ") · " (p.model)
                                     }
                                 }
                             }

@@ -2,7 +2,9 @@
 //! in, every site's, their sites' own) with what each has and how many of the user's
 //! controllers use it; `GET /templates/{id}` shows one: its channels with their sources in
 //! words, its buses, its roles, the user's controllers that use it, and a form to apply it to
-//! the controllers the user picks (`POST /templates/{id}/apply`). A face over
+//! the controllers the user picks (`POST /templates/{id}/apply`; after an edit, `?push=1`
+//! ticks those that use it). Creating, editing and deleting are in [`super::template_editor`],
+//! linked from here for the users the service lets change the template. A face over
 //! [`crate::service::channels`] (`template_summaries`, `template_page`) and
 //! [`crate::service::apply`]; a template the user does not see is 404, like one that does not
 //! exist.
