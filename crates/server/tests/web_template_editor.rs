@@ -240,6 +240,15 @@ async fn rows_are_added_removed_and_moved_without_saving() {
     assert!(
         r.body.contains("name=\"rows\" value=\"1\"") && !r.body.contains("value=\"Pump power\"")
     );
+    // A button the form does not have saves nothing.
+    let r = w
+        .post_form(
+            "/templates/new",
+            &alice,
+            &form("Rows", "2", "#0 * 2", "remove-x"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(!names(&w, &alice).await.contains(&"Rows".to_owned()));
 }
 

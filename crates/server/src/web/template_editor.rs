@@ -937,7 +937,15 @@ async fn post(
         channels::editable_template(web, p, id).await?;
     }
     let mut ed = Editor::from_form(&form.rest);
-    if ed.row_action(&form.action) {
+    // Enter in a field submits with the first button, *Save template*; no button at all
+    // (a script) is a save too.
+    if !matches!(form.action.as_str(), "save" | "") {
+        if !ed.row_action(&form.action) {
+            return Err(WebError::Invalid(format!(
+                "{:?} is no button of this form",
+                form.action
+            )));
+        }
         return Ok(render(web, p, id, &ed, &FieldErrors::default())
             .await?
             .into_response());
