@@ -366,6 +366,34 @@ async fn a_template_is_created_edited_pushed_and_deleted() {
         .await;
     assert_eq!(serde_json::from_str::<Value>(&again.body).unwrap(), t);
 
+    // A template made through the API with two buses is not shown in the one-bus form (a save
+    // would drop the second bus and its channels).
+    let bus = r#"{"baud":9600,"parity":"none","timeout_ms":500}"#;
+    let two = format!(
+        r#"{{"name":"Two buses","site_id":{},"buses":[{bus},{bus}],"channels":[{{"name":"a",
+        "kind":"power","unit":"W","source":{{"modbus":{{"bus":1,"slave":1,"function":4,
+        "register":0,"type":"u16"}}}}}}]}}"#,
+        w.site_a
+    );
+    let r = w.api(Method::POST, "/api/templates", &alice, &two).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let two_id = serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = w
+        .get(&format!("/templates/{two_id}/edit"), Some(&alice))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("has 2 serial buses"), "{}", r.body);
+    let r = w
+        .post_form(
+            &format!("/templates/{two_id}/edit"),
+            &alice,
+            &form("Two buses", "1", "#0", "save"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // Delete asks first, then deletes.
     let ask = w
         .get(&format!("/templates/{id}/delete"), Some(&alice))

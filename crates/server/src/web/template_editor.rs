@@ -875,6 +875,21 @@ async fn render(
     Ok(layout::page(p, Nav::Templates, &title, body))
 }
 
+/// `t` if the editor can show all of it: the form has one serial bus, and a template made
+/// through the API with more would lose the others (and its channels on them) when saved.
+fn one_bus(t: TemplateView) -> Result<TemplateView, WebError> {
+    if t.buses.len() > 1 {
+        return Err(WebError::Invalid(format!(
+            "{} has {} serial buses and the editor shows one: change it with \
+             PUT /api/templates/{}",
+            t.name,
+            t.buses.len(),
+            t.id
+        )));
+    }
+    Ok(t)
+}
+
 /// `GET /templates/new`: for a user who may create templates (an administrator or a site
 /// member).
 pub async fn new_page(
@@ -902,7 +917,7 @@ pub async fn edit_page(
     PageUser(p): PageUser,
     Path(id): Path<i64>,
 ) -> Result<Html<String>, HtmlError> {
-    let t = channels::editable_template(&web, &p, id).await?;
+    let t = one_bus(channels::editable_template(&web, &p, id).await?)?;
     let ed = Editor::of(&t, &presets(&web, &p).await?);
     Ok(render(&web, &p, Some(id), &ed, &FieldErrors::default()).await?)
 }
@@ -934,7 +949,7 @@ async fn post(
 ) -> Result<Response, WebError> {
     if let Some(id) = id {
         // Rights first: a template the user may not change shows no form at all.
-        channels::editable_template(web, p, id).await?;
+        one_bus(channels::editable_template(web, p, id).await?)?;
     }
     let mut ed = Editor::from_form(&form.rest);
     // Enter in a field submits with the first button, *Save template*; no button at all
