@@ -7,7 +7,7 @@ use crate::http::{headers, Web, WebOptions};
 use crate::inproc::Api;
 use crate::web::{
     account, admin, alarms_admin, alarms_page, assets, audit_page, bulk, configure, dashboard,
-    device, events, export, login, schedules, site, templates,
+    device, events, export, login, schedules, site, template_editor, templates,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -185,6 +185,19 @@ pub fn router(api: Api, opts: WebOptions) -> Router {
         .route("/templates", get(templates::list))
         .route("/templates/{id}", get(templates::page))
         .route("/templates/{id}/apply", post(templates::apply))
+        .route(
+            "/templates/new",
+            get(template_editor::new_page).post(template_editor::create),
+        )
+        .route("/templates/check", post(template_editor::check))
+        .route(
+            "/templates/{id}/edit",
+            get(template_editor::edit_page).post(template_editor::update),
+        )
+        .route(
+            "/templates/{id}/delete",
+            get(template_editor::delete_page).post(template_editor::delete),
+        )
         .route("/audit", get(audit_page::page))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))

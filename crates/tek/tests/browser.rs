@@ -2283,3 +2283,145 @@ async fn template_pages_fit_phones_and_desktops() {
     );
     ui.stop().await;
 }
+
+/// Issue 18 points 2, 3 and 6 in a browser: a template is made through the channel editor's
+/// form — a channel reading the SDM630's total power (a meter quantity) and a computed one; the
+/// bad expression's error shows next to its field as it is typed (template-editor.js) and again
+/// from the server when saved anyway, nothing saved; fixed, it saves and is applied to a
+/// controller. The editor fits 1400 and 390 px without horizontal overflow and passes axe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_editor_creates_and_applies_a_template() {
+    let ui = Ui::start(2, false).await;
+    let (c, base) = (&ui.c, ui.base.as_str());
+    let click = |css: String| async move {
+        c.find(Locator::Css(&css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    };
+    let type_in = |name: &'static str, value: &'static str| async move {
+        let el = c
+            .find(Locator::Css(&format!("#template-editor [name={name}]")))
+            .await
+            .unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(value).await.unwrap();
+    };
+    let on_page = |path: String| async move {
+        wait_for(Duration::from_secs(5), &path.clone(), || async {
+            let u = c.current_url().await.ok()?;
+            let form = c.find(Locator::Css("#template-editor")).await.ok();
+            (u.path() == path && form.is_some()).then_some(())
+        })
+        .await;
+    };
+    c.goto(&format!("{base}/templates")).await.unwrap();
+    click("#new-template".into()).await;
+    on_page("/templates/new".into()).await;
+    type_in("name", "Plant room meter").await;
+    type_in("c0_name", "Meter power").await;
+    click(
+        "select[name=c0_preset] option[value=\"three-phase energy meter (SDM630)/Power\"]".into(),
+    )
+    .await;
+    // With the script, a meter quantity's row hides the register and scaling fields.
+    let hidden = c
+        .execute(
+            "return getComputedStyle(document.querySelector('[name=c0_register]').closest('label')).display;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden, "none");
+    click("#template-editor button[value=add]".into()).await;
+    wait_for(Duration::from_secs(5), "the second row", || async {
+        c.find(Locator::Css("[name=c1_name]")).await.ok()
+    })
+    .await;
+    type_in("c1_name", "Meter power doubled").await;
+    click("select[name=c1_source] option[value=expression]".into()).await;
+    click("select[name=c1_unit] option[value=W]".into()).await;
+    type_in("c1_expression", "\"Meter power\" * (2").await;
+    let live = wait_for(Duration::from_secs(5), "the expression's error", || async {
+        field_error(c, "#template-editor", "c1_expression").await
+    })
+    .await;
+    assert!(live.contains("expected ')'"), "{live}");
+    // Saved anyway: the server refuses it with the same error by the same field, input kept.
+    click("#template-editor button[value=save]".into()).await;
+    let served = wait_for(Duration::from_secs(5), "the server's refusal", || async {
+        text(c, "#editor-errors").await?;
+        field_error(c, "#template-editor", "c1_expression").await
+    })
+    .await;
+    assert_eq!(served, live);
+    let kept = attr(c, "[name=c1_expression]", "value").await;
+    assert_eq!(kept.as_deref(), Some("\"Meter power\" * (2"));
+    let dir = screenshot_dir();
+    let mut problems = fit_and_axe(c, &dir, "template-editor-error").await;
+    type_in("c1_expression", "\"Meter power\" * 2").await;
+    wait_for(Duration::from_secs(5), "the error gone", || async {
+        field_error(c, "#template-editor", "c1_expression")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    click("#template-editor button[value=save]".into()).await;
+    let created = wait_for(Duration::from_secs(5), "the new template", || async {
+        text(c, "#apply .flash").await
+    })
+    .await;
+    assert_eq!(created, "Created Plant room meter.");
+    let sources = text(c, "#channels").await.unwrap();
+    assert!(
+        sources.contains("slave 1, input register 52, f32") && sources.contains("computed: #0 * 2"),
+        "{sources}"
+    );
+    let page = c.current_url().await.unwrap().path().to_owned();
+    click("#apply input[name=sel_1]".into()).await;
+    click("#apply button[type=submit]".into()).await;
+    let done = wait_for(Duration::from_secs(5), "the confirmation", || async {
+        text(c, "#apply .flash")
+            .await
+            .filter(|t| t.starts_with("Applied"))
+    })
+    .await;
+    assert!(
+        done.starts_with("Applied to 1 controller(s): 1 (version "),
+        "{done}"
+    );
+    c.goto(&format!("{base}{page}/edit")).await.unwrap();
+    on_page(format!("{page}/edit")).await;
+    problems.extend(fit_and_axe(c, &dir, "template-editor").await);
+    eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
+    assert!(
+        problems.is_empty(),
+        "horizontal overflow or serious accessibility violations (axe-core):\n{}",
+        problems.join("\n")
+    );
+    ui.stop().await;
+}
+
+/// The page at 1400 and 390 px: its horizontal overflow and serious axe violations, one line
+/// each, and a full-page screenshot `name-{width}.png` in `dir`; the window is left at 1400 px.
+async fn fit_and_axe(c: &Client, dir: &Path, name: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (w, h) in [(1400u32, 1000u32), (390, 844)] {
+        viewport(c, w, h).await;
+        let (scroll, inner, out) = overflow(c).await;
+        if scroll > inner {
+            problems.push(format!(
+                "{name} at {w}px: scrollWidth {scroll} > {inner}: {out}"
+            ));
+        }
+        for v in axe_serious(c).await {
+            problems.push(format!("{name} at {w}px: {v}"));
+        }
+        full_page_shot(c, dir, &format!("{name}-{w}"), w, h).await;
+    }
+    viewport(c, 1400, 1000).await;
+    problems
+}

@@ -624,6 +624,41 @@ async fn changeable(web: &Web, p: &Principal, id: i64) -> Result<TemplateRecord,
     Ok(t)
 }
 
+/// Template `id` as an editor shows it, if `p` may change it (the rule of
+/// [`update_template`]): 404 if `p` does not see it, 403 for a built-in one or one `p` may not
+/// manage.
+pub async fn editable_template(
+    web: &Web,
+    p: &Principal,
+    id: i64,
+) -> Result<TemplateView, WebError> {
+    Ok(TemplateView::of(&changeable(web, p, id).await?))
+}
+
+/// The owners `p` may give a template, `(site id, name)`: `None` ("every site") and every site
+/// for an administrator, their own sites for a site member (the rule of [`create_template`]).
+/// Empty: `p` may create none.
+pub async fn template_owners(
+    web: &Web,
+    p: &Principal,
+) -> Result<Vec<(Option<i64>, String)>, WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    let sites = web
+        .db_call(move |db| {
+            if admin {
+                db.list_sites()
+            } else {
+                db.user_sites(uid)
+            }
+        })
+        .await?;
+    let every = admin.then(|| (None, "every site".to_owned()));
+    Ok(every
+        .into_iter()
+        .chain(sites.into_iter().map(|s| (Some(s.id), s.name)))
+        .collect())
+}
+
 /// Replaces user template `id` (name, site, channels) after the checks of
 /// [`TemplateInput::parse`] and of storage; nothing is saved on an error. Returns it.
 pub async fn update_template(

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 const CSS: &str = include_str!("static/app.css");
 const JS: &str = include_str!("static/app.js");
+/// The channel editor's script (`web/template_editor.rs`), on its pages only.
+const EDITOR_JS: &str = include_str!("static/template-editor.js");
 /// uPlot 1.6.32 (MIT; `static/uplot/README.md`): the device page's interactive charts.
 const UPLOT_JS: &str = include_str!("static/uplot/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("static/uplot/uPlot.min.css");
@@ -25,6 +27,7 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "app.css" => (CSS, "text/css; charset=utf-8"),
         "app.js" => (JS, "text/javascript; charset=utf-8"),
+        "template-editor.js" => (EDITOR_JS, "text/javascript; charset=utf-8"),
         "uplot.min.js" => (UPLOT_JS, "text/javascript; charset=utf-8"),
         "uplot.min.css" => (UPLOT_CSS, "text/css; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),

@@ -13,7 +13,8 @@
 //! [`events`] (SSE), [`audit_page`], [`admin`], [`account`] (password, API tokens),
 //! [`alarms_page`] (alarms, rules, notification log; destinations and lists for admins),
 //! [`schedules`] (Configure → Schedules), [`site`] (energy and cost, time zone, tariff),
-//! [`templates`] (channel templates and their channels, viewing only).
+//! [`templates`] (channel templates and their channels) and [`template_editor`] (creating,
+//! editing and deleting them).
 
 pub mod account;
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod login;
 pub mod rollback;
 pub mod schedules;
 pub mod site;
+pub mod template_editor;
 pub mod templates;
 pub mod units;
 pub mod zoned;

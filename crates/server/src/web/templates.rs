@@ -2,7 +2,9 @@
 //! in, every site's, their sites' own) with what each has and how many of the user's
 //! controllers use it; `GET /templates/{id}` shows one: its channels with their sources in
 //! words, its buses, its roles, the user's controllers that use it, and a form to apply it to
-//! the controllers the user picks (`POST /templates/{id}/apply`). A face over
+//! the controllers the user picks (`POST /templates/{id}/apply`; after an edit, `?push=1`
+//! ticks those that use it). Creating, editing and deleting are in [`super::template_editor`],
+//! linked from here for the users the service lets change the template. A face over
 //! [`crate::service::channels`] (`template_summaries`, `template_page`) and
 //! [`crate::service::apply`]; a template the user does not see is 404, like one that does not
 //! exist.
@@ -12,6 +14,7 @@ use super::auth::{CsrfForm, PageUser, Posted};
 use super::error::HtmlError;
 use super::layout::{self, Nav};
 use crate::http::auth::Principal;
+use crate::http::error::WebError;
 use crate::http::Web;
 use crate::inproc::DeviceState;
 use crate::service::channels::{self, RolesView, TemplatePage, TemplateView};
@@ -35,10 +38,14 @@ fn owner(t: &TemplateView, site_name: Option<&str>) -> Markup {
 pub async fn list(
     State(web): State<Web>,
     PageUser(p): PageUser,
+    Query(q): Query<OkQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let all = channels::template_summaries(&web, &p).await?;
+    let may_create = !channels::template_owners(&web, &p).await?.is_empty();
     let body = html! {
         h1 { "Channel templates" }
+        @if let Some(m) = q.message() { (layout::flash(true, m)) }
+        @if may_create { p { a #new-template href="/templates/new" { "New template" } } }
         p.meta { "A template is a named channel map: where each channel's value comes from (a Modbus register, a board input or a computed expression), its unit and what it measures. A controller runs the map of the template it was given." }
         section {
             @if all.is_empty() { p { "No templates." } } @else {
@@ -89,13 +96,16 @@ fn apply_form(
     p: &Principal,
     page: &TemplatePage,
     controllers: &[DeviceState],
-    ok: Option<&str>,
+    q: &PageQuery,
 ) -> Markup {
+    // Just after an edit: the controllers that use the template are ticked, for the user to
+    // push the new map to those they pick (issue 18 point 2).
+    let preselect = q.push.is_some();
     let t = &page.detail.template;
     html! {
         section #apply {
             h2 { "Apply to controllers" }
-            @if let Some(m) = ok { (layout::flash(true, m)) }
+            @if let Some(m) = q.ok.as_deref() { (layout::flash(true, m)) }
             @if controllers.is_empty() {
                 p { "You have no controllers to apply it to." }
             } @else {
@@ -107,7 +117,8 @@ fn apply_form(
                         ul.choices { @for d in controllers {
                             @let id = d.device.id;
                             li { label {
-                                input type="checkbox" name={ "sel_" (id) };
+                                input type="checkbox" name={ "sel_" (id) }
+                                    checked[preselect && page.detail.devices.contains(&id)];
                                 " " (id) " " (d.device.name)
                                 @if page.detail.devices.contains(&id) { " " span.meta { "(uses it)" } }
                             } }
@@ -120,7 +131,7 @@ fn apply_form(
     }
 }
 
-fn detail(page: &TemplatePage) -> Markup {
+fn detail(page: &TemplatePage, editable: bool) -> Markup {
     let t = &page.detail.template;
     html! {
         h1 { (t.name) " " small { "template #" (t.id) } }
@@ -128,7 +139,13 @@ fn detail(page: &TemplatePage) -> Markup {
             (owner(t, page.site_name.as_deref())) " · " (t.channels.len()) " channel(s) · "
             (page.devices.len()) " of your controllers use it"
         }
-        p { a href="/templates" { "All templates" } }
+        p {
+            a href="/templates" { "All templates" }
+            @if editable {
+                " · " a #edit-template href={ "/templates/" (t.id) "/edit" } { "Edit" }
+                " · " a #delete-template href={ "/templates/" (t.id) "/delete" } { "Delete" }
+            }
+        }
         section {
             h2 { "Channels" }
             table.channels #channels {
@@ -169,19 +186,33 @@ fn detail(page: &TemplatePage) -> Markup {
     }
 }
 
+/// The query of a template's page: a confirmation, and after an edit `push` (tick the
+/// controllers that use it).
+#[derive(Debug, Deserialize, Default)]
+pub struct PageQuery {
+    ok: Option<String>,
+    push: Option<String>,
+}
+
 /// `GET /templates/{id}`.
 pub async fn page(
     State(web): State<Web>,
     PageUser(p): PageUser,
     Path(id): Path<i64>,
-    Query(q): Query<OkQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, HtmlError> {
     let page = channels::template_page(&web, &p, id).await?;
+    // The service's rule says whether the Edit and Delete links are offered.
+    let editable = match channels::editable_template(&web, &p, id).await {
+        Ok(_) => true,
+        Err(WebError::Forbidden(_) | WebError::NotFound | WebError::Invalid(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
     let controllers = web.devices_for(&p.user).await?;
     let title = page.detail.template.name.clone();
     let body = html! {
-        (detail(&page))
-        (apply_form(&p, &page, &controllers, q.message()))
+        (detail(&page, editable))
+        (apply_form(&p, &page, &controllers, &q))
     };
     Ok(layout::page(&p, Nav::Templates, &title, body))
 }
