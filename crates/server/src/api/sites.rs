@@ -13,17 +13,7 @@ use serde_json::{json, Value};
 
 /// `GET /api/sites`.
 pub async fn list(State(web): State<Web>, ApiUser(p): ApiUser) -> Result<Json<Value>, JsonError> {
-    let uid = p.user.id;
-    let admin = p.user.is_admin;
-    let sites = web
-        .db_call(move |db| {
-            if admin {
-                db.list_sites()
-            } else {
-                db.user_sites(uid)
-            }
-        })
-        .await?;
+    let sites = accounts::visible_sites(&web, &p).await?;
     Ok(Json(json!(sites
         .iter()
         .map(|s| json!({ "id": s.id, "name": s.name, "time_zone": s.time_zone }))

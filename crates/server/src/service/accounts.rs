@@ -5,6 +5,20 @@
 use crate::http::auth::{self, Principal};
 use crate::http::error::WebError;
 use crate::http::Web;
+use crate::storage::SiteRecord;
+
+/// The sites `p` sees: every site for an administrator, their own for a site member.
+pub async fn visible_sites(web: &Web, p: &Principal) -> Result<Vec<SiteRecord>, WebError> {
+    let (uid, admin) = (p.user.id, p.user.is_admin);
+    web.db_call(move |db| {
+        if admin {
+            db.list_sites()
+        } else {
+            db.user_sites(uid)
+        }
+    })
+    .await
+}
 
 /// Parses a device list like `1-25, 30` (at most 100,000 ids).
 pub fn parse_ids(s: &str) -> Result<Vec<u32>, WebError> {

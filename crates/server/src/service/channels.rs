@@ -642,17 +642,8 @@ pub async fn template_owners(
     web: &Web,
     p: &Principal,
 ) -> Result<Vec<(Option<i64>, String)>, WebError> {
-    let (uid, admin) = (p.user.id, p.user.is_admin);
-    let sites = web
-        .db_call(move |db| {
-            if admin {
-                db.list_sites()
-            } else {
-                db.user_sites(uid)
-            }
-        })
-        .await?;
-    let every = admin.then(|| (None, "every site".to_owned()));
+    let sites = crate::service::accounts::visible_sites(web, p).await?;
+    let every = p.user.is_admin.then(|| (None, "every site".to_owned()));
     Ok(every
         .into_iter()
         .chain(sites.into_iter().map(|s| (Some(s.id), s.name)))
