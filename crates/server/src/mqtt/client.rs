@@ -268,9 +268,10 @@ struct Publishing {
     announced: HashMap<u32, Option<i64>>,
     /// Online state last published per device.
     online: HashMap<u32, bool>,
-    /// Discovery topics of each device's channel sensors published in this connection (those
-    /// a new map no longer has are emptied).
-    channel_topics: HashMap<u32, Vec<String>>,
+    /// Per device, the version of the channel map whose sensors were announced in this
+    /// connection (`None`: none, the pool sensors) and their discovery topics (those a new map
+    /// no longer has are emptied).
+    channel_topics: HashMap<u32, (Option<u32>, Vec<String>)>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -415,7 +416,11 @@ impl Publishing {
                 e,
             )
         });
-        let mut gone: Vec<String> = self.channel_topics.remove(&device_id).unwrap_or_default();
+        let mut gone: Vec<String> = self
+            .channel_topics
+            .remove(&device_id)
+            .map(|(_, topics)| topics)
+            .unwrap_or_default();
         if entry.is_some() {
             gone.extend(discovery::pool_sensor_topics(
                 &self.cfg.discovery_prefix,
@@ -430,7 +435,8 @@ impl Publishing {
         for d in docs {
             self.send_json(d.topic, true, &d.payload).await;
         }
-        self.channel_topics.insert(device_id, topics);
+        self.channel_topics
+            .insert(device_id, (entry.map(|e| e.version), topics));
     }
 
     /// After a (re)connection: every device announced again, every known online state again.
@@ -602,6 +608,21 @@ impl Publishing {
             })
             .await
             .flatten();
+            // A map newer than the one announced: this server did not see the confirmation
+            // (another server of the fleet stored it, or it came before this connection's
+            // announcement), so the sensors follow the records.
+            let announced = self.channel_topics.get(&device_id).and_then(|(v, _)| *v);
+            if self.cfg.discovery
+                && entry
+                    .as_ref()
+                    .is_some_and(|e| announced.is_none_or(|a| e.version > a))
+            {
+                if let Some(dev) =
+                    blocking(&self.ingest.storage, move |db| db.device(device_id)).await
+                {
+                    self.announce_channels(device_id, &dev.name, site).await;
+                }
+            }
             for r in &rows[i..i + run] {
                 let v = payload::channels_record(r, entry.as_ref(), site);
                 self.send_json(self.topic(site, device_id, "channels"), false, &v)
