@@ -416,11 +416,22 @@ impl Publishing {
                 e,
             )
         });
-        let mut gone: Vec<String> = self
+        let (had_map, mut gone) = self
             .channel_topics
             .remove(&device_id)
-            .map(|(_, topics)| topics)
-            .unwrap_or_default();
+            .map_or((false, Vec::new()), |(v, topics)| (v.is_some(), topics));
+        if entry.is_none() && had_map {
+            // Back to the pool map: its sensors, emptied with the earlier map, come back.
+            for d in discovery::documents(
+                &self.cfg.discovery_prefix,
+                &self.cfg.prefix,
+                device_id,
+                name,
+                site,
+            ) {
+                self.send_json(d.topic, true, &d.payload).await;
+            }
+        }
         if entry.is_some() {
             gone.extend(discovery::pool_sensor_topics(
                 &self.cfg.discovery_prefix,
