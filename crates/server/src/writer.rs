@@ -203,6 +203,12 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     } else {
         (Vec::new(), Vec::new())
     };
+    // The wide records MQTT publishes once committed (the narrow ones come back from the insert).
+    let mqtt_wide = if ingest.mqtt.active() {
+        wide_rows.clone()
+    } else {
+        Vec::new()
+    };
     // Boots to note as estimated: those of the batches whose records were committed.
     let estimated = |acks: &[OwedAck]| -> Vec<(u32, u32)> {
         acks.iter()
@@ -286,6 +292,13 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             ingest.metrics.wide_records_stored(new);
             acknowledge(wide_acks);
             ingest.alarms.wide(&alarm_wide);
+            // A commit that stored nothing new held only retransmissions, published when they
+            // were stored. One that stored some of its records publishes them all: the wide
+            // insert counts what it stored without saying which, so a retransmitted record in a
+            // batch with new ones is published again (consumers tell it by device+boot+seq).
+            if new > 0 {
+                ingest.mqtt.offer(crate::mqtt::Event::Wide(mqtt_wide));
+            }
         }
         Err(e) => {
             ingest.metrics.storage_error();

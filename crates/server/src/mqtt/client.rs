@@ -15,7 +15,8 @@ use super::commands::{self, Incoming};
 use super::link::{self, Client, Connection, Polled, Settings};
 use super::payload::{self, topic};
 use super::{discovery, BrokerUrl, ConfigEvent, Counters, Event, MqttConfig};
-use crate::storage::Storage;
+use crate::service::device_channels;
+use crate::storage::{Storage, WideRow};
 use crate::udp::Ingest;
 use rumqttc::{TlsConfiguration, Transport};
 use serde_json::Value;
@@ -188,6 +189,7 @@ pub(crate) fn start(
             sites: HashMap::new(),
             announced: HashMap::new(),
             online: HashMap::new(),
+            channel_topics: HashMap::new(),
         }
         .run(rx, connected_rx, stop),
     ));
@@ -266,6 +268,10 @@ struct Publishing {
     announced: HashMap<u32, Option<i64>>,
     /// Online state last published per device.
     online: HashMap<u32, bool>,
+    /// Per device, the version of the channel map whose sensors were announced in this
+    /// connection (`None`: none, the pool sensors) and their discovery topics (those a new map
+    /// no longer has are emptied).
+    channel_topics: HashMap<u32, (Option<u32>, Vec<String>)>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -372,6 +378,7 @@ impl Publishing {
             ) {
                 self.send_json(d.topic, true, &d.payload).await;
             }
+            self.announce_channels(device_id, &dev.name, site).await;
         }
         if let Some(c) = latest {
             let state = if dev.config_rolled_back == Some(c.version) {
@@ -388,9 +395,65 @@ impl Publishing {
         }
     }
 
+    /// The discovery documents of the channels of the device's map in effect (after the pool
+    /// ones, which a device with its own map then has emptied), and empty documents for the
+    /// channels published before in this connection that the map no longer has.
+    async fn announce_channels(&mut self, device_id: u32, name: &str, site: Option<i64>) {
+        let Some(entry) = blocking(&self.ingest.storage, move |db| {
+            device_channels::in_effect_now(db, device_id)
+        })
+        .await
+        else {
+            return;
+        };
+        let docs = entry.as_ref().map_or_else(Vec::new, |e| {
+            discovery::channel_documents(
+                &self.cfg.discovery_prefix,
+                &self.cfg.prefix,
+                device_id,
+                name,
+                site,
+                e,
+            )
+        });
+        let (had_map, mut gone) = self
+            .channel_topics
+            .remove(&device_id)
+            .map_or((false, Vec::new()), |(v, topics)| (v.is_some(), topics));
+        if entry.is_none() && had_map {
+            // Back to the pool map: its sensors, emptied with the earlier map, come back.
+            for d in discovery::documents(
+                &self.cfg.discovery_prefix,
+                &self.cfg.prefix,
+                device_id,
+                name,
+                site,
+            ) {
+                self.send_json(d.topic, true, &d.payload).await;
+            }
+        }
+        if entry.is_some() {
+            gone.extend(discovery::pool_sensor_topics(
+                &self.cfg.discovery_prefix,
+                device_id,
+            ));
+        }
+        gone.retain(|t| !docs.iter().any(|d| &d.topic == t));
+        for t in gone {
+            self.send(t, true, Vec::new()).await;
+        }
+        let topics = docs.iter().map(|d| d.topic.clone()).collect();
+        for d in docs {
+            self.send_json(d.topic, true, &d.payload).await;
+        }
+        self.channel_topics
+            .insert(device_id, (entry.map(|e| e.version), topics));
+    }
+
     /// After a (re)connection: every device announced again, every known online state again.
     async fn announce_all(&mut self) {
         self.announced.clear();
+        self.channel_topics.clear();
         let ids = blocking(&self.ingest.storage, |db| {
             Ok(db
                 .list_devices()?
@@ -462,6 +525,7 @@ impl Publishing {
                         .await;
                 }
             }
+            Event::Wide(rows) => self.wide(rows).await,
             Event::Status {
                 device_id,
                 status,
@@ -498,6 +562,14 @@ impl Publishing {
                 }
                 self.send_json(self.topic(site, device_id, "config"), true, &v)
                     .await;
+                if self.cfg.discovery && state != ConfigEvent::Pending {
+                    // A confirmed version may come with another channel map.
+                    if let Some(dev) =
+                        blocking(&self.ingest.storage, move |db| db.device(device_id)).await
+                    {
+                        self.announce_channels(device_id, &dev.name, site).await;
+                    }
+                }
             }
             Event::Renamed { device_id } => {
                 let site = self.site(device_id).await;
@@ -522,6 +594,52 @@ impl Publishing {
                 self.send_json(self.topic(site, device_id, "alarm"), false, &v)
                     .await;
             }
+        }
+    }
+}
+
+impl Publishing {
+    /// Wide records on `channels`, each with the channel map it was logged under (one read per
+    /// run of records of the same device and version).
+    async fn wide(&mut self, rows: Vec<WideRow>) {
+        let mut i = 0;
+        while i < rows.len() {
+            let (device_id, version) = (rows[i].device_id, rows[i].config_version);
+            let run = rows[i..]
+                .iter()
+                .take_while(|r| r.device_id == device_id && r.config_version == version)
+                .count();
+            let site = self.site(device_id).await;
+            self.ensure_announced(device_id, site).await;
+            // A record whose version the server did not know is taken as the current map's,
+            // as the device pages do (`device_channels::under`).
+            let entry = blocking(&self.ingest.storage, move |db| match version {
+                Some(v) => device_channels::in_effect(db, device_id, v),
+                None => device_channels::in_effect_now(db, device_id),
+            })
+            .await
+            .flatten();
+            // A map newer than the one announced: this server did not see the confirmation
+            // (another server of the fleet stored it, or it came before this connection's
+            // announcement), so the sensors follow the records.
+            let announced = self.channel_topics.get(&device_id).and_then(|(v, _)| *v);
+            if self.cfg.discovery
+                && entry
+                    .as_ref()
+                    .is_some_and(|e| announced.is_none_or(|a| e.version > a))
+            {
+                if let Some(dev) =
+                    blocking(&self.ingest.storage, move |db| db.device(device_id)).await
+                {
+                    self.announce_channels(device_id, &dev.name, site).await;
+                }
+            }
+            for r in &rows[i..i + run] {
+                let v = payload::channels_record(r, entry.as_ref(), site);
+                self.send_json(self.topic(site, device_id, "channels"), false, &v)
+                    .await;
+            }
+            i += run;
         }
     }
 }

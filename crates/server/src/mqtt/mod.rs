@@ -23,7 +23,7 @@ pub mod payload;
 
 pub use link::Protocol;
 
-use crate::storage::TelemetryRow;
+use crate::storage::{TelemetryRow, WideRow};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,6 +212,8 @@ pub enum AlarmEvent {
 pub enum Event {
     /// Records newly committed by this server.
     Records(Vec<TelemetryRow>),
+    /// Wide records (a device's own channels) committed by this server.
+    Wide(Vec<WideRow>),
     /// A committed status report.
     Status {
         /// Device.
@@ -270,6 +272,7 @@ impl Event {
     fn weight(&self) -> u64 {
         match self {
             Event::Records(r) => r.len() as u64,
+            Event::Wide(r) => r.len() as u64,
             _ => 1,
         }
     }
