@@ -6,46 +6,17 @@
 
 mod common;
 
+use common::broker::{free_port, mosquitto, Broker};
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tek_proto::channel::code;
 use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::message::{Config, ConfigResult, Message};
 use tek_server::storage::channels::builtin;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mosquitto() -> PathBuf {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("mosquitto not found: install Debian's mosquitto (scripts/setup.sh does)")
-}
-
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// (topic, payload) of every message the subscriber got.
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;

@@ -3,41 +3,15 @@
 //! its Home Assistant discovery documents (read back by a subscriber on the broker's plain
 //! loopback listener); tek trusting another CA refuses the broker and publishes nothing.
 
+mod common;
+
+use common::broker::{free_port, mosquitto, Broker};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tek_server::storage::{DeviceStore, NewDevice};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mosquitto() -> PathBuf {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("mosquitto not found: install Debian's mosquitto (scripts/setup.sh does)")
-}
-
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A CA certificate (PEM) and a broker certificate for 127.0.0.1 signed by it.
 fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {

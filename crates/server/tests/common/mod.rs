@@ -1,6 +1,8 @@
 //! A small controller stand-in built on tek-proto, and helpers to run a server in-process.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
