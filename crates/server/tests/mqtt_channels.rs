@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::broker::{free_port, mosquitto, Broker};
+use common::broker::{free_port, Broker};
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tek_proto::channel::code;
@@ -50,31 +49,13 @@ async fn wait_for(what: &str, received: &Received, f: impl Fn(&str, &[u8]) -> bo
 async fn a_wide_record_reaches_the_broker_by_the_devices_channel_map() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = Broker::start(
+        dir.path(),
+        &format!(
             "allow_anonymous true\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n"
         ),
-    )
-    .unwrap();
-    let _broker = Broker(
-        Command::new(mosquitto())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("mosquitto.log")).unwrap())
-            .spawn()
-            .unwrap(),
+        &[port],
     );
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "mosquitto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let (client, mut el) = AsyncClient::new(MqttOptions::new("sub", "127.0.0.1", port), 100);
     let received: Received = Arc::default();

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::broker::{free_port, mosquitto, Broker};
+use common::broker::{free_port, Broker};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tek_server::storage::{DeviceStore, NewDevice};
@@ -63,37 +62,17 @@ async fn mqtts_with_the_brokers_ca_and_not_without() {
     let (ca, cert, key) = certificates(dir.path(), "broker");
     let (other_ca, _, _) = certificates(dir.path(), "other");
     let (plain, tls) = (free_port(), free_port());
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = Broker::start(
+        dir.path(),
+        &format!(
             "allow_anonymous true\npersistence false\nlog_dest stderr\n\
              listener {plain} 127.0.0.1\n\
              listener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
             cert.display(),
             key.display()
         ),
-    )
-    .unwrap();
-    let _broker = Broker(
-        Command::new(mosquitto())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("mosquitto.log")).unwrap())
-            .spawn()
-            .unwrap(),
+        &[tls, plain],
     );
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err()
-        || std::net::TcpStream::connect(("127.0.0.1", plain)).is_err()
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "mosquitto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     // A subscriber on the plain listener.
     let (client, mut el) = AsyncClient::new(MqttOptions::new("sub", "127.0.0.1", plain), 10);
