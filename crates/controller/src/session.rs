@@ -459,7 +459,7 @@ impl Up {
                     }
                 }
             }
-            None if !log.is_empty() && (now >= self.next_batch_at || log.len() >= FULL_BATCH) => {
+            None if !log.is_empty() && (now >= self.next_batch_at || backlog_ready(log)) => {
                 let boot = log.earlier_boot();
                 if boot.is_some() && self.backlog_gate != BacklogGate::Open {
                     return None;
@@ -541,7 +541,7 @@ impl Up {
         match self.batch {
             Some(b) => at = at.min(b.next_at),
             None if gated => {}
-            None if cx.log.len() >= FULL_BATCH => return 0,
+            None if backlog_ready(cx.log) => return 0,
             None if !cx.log.is_empty() => at = at.min(self.next_batch_at),
             None => {}
         }
@@ -550,6 +550,15 @@ impl Up {
         }
         at
     }
+}
+
+/// Whether the log's records go out without waiting for the batch interval: a full batch, or
+/// records of an earlier boot (PROTOCOL.md 18). The interval gathers new records into one
+/// message; an earlier boot's are all logged already and go one Backlog per boot, so each is
+/// sent as soon as the one before is acknowledged — a device back after many restarts drains
+/// them in as many round trips, not as many batch intervals, in the same messages.
+fn backlog_ready(log: &dyn Backlog) -> bool {
+    log.len() >= FULL_BATCH || log.earlier_boot().is_some()
 }
 
 /// Writes a Telemetry message (type byte and body) with the records from `first` (or the oldest

@@ -180,3 +180,26 @@ fn records_of_a_boot_not_below_the_current_one_are_dropped_at_power_up() {
     assert_eq!(store.earlier_boot(), Some(1));
     assert_eq!(store.len(), 1);
 }
+
+#[test]
+fn many_earlier_boots_drain_back_to_back_not_one_per_batch_interval() {
+    let mut n = net();
+    n.servers[0].alive = false;
+    // Six boots of two minutes each (two records each) while the server is away.
+    for _ in 0..6 {
+        n.run_for(2 * MIN + 5 * S);
+        power_cut(&mut n);
+    }
+    let waiting = n.ctl.log().len();
+    assert!(waiting >= 12, "{waiting}");
+    n.servers[0].alive = true;
+    // One Backlog per boot, each sent once the one before is acknowledged: the six boots are
+    // in within a minute, not six batch intervals (30 minutes).
+    n.run_for(MIN);
+    let boots: Vec<u32> = stored(&n).iter().map(|k| k.0).collect();
+    for boot in 1..=6 {
+        assert!(boots.contains(&boot), "boot {boot} not stored: {boots:?}");
+    }
+    assert_eq!(stored(&n).len(), waiting, "every record once");
+    assert_eq!(n.ctl.log().earlier_boot(), None);
+}
