@@ -303,6 +303,16 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize>
     pub fn init(&mut self, caps: Capabilities) {
         self.caps = Self::stated(caps);
         self.k_cfg = Key([0; 16]);
+        self.forget_configurations();
+        self.channels.reset(0);
+        self.header = [0; record::HEADER];
+        self.crc = [0; 4];
+        self.seq = 0;
+    }
+
+    /// No configuration half-received, pending, running or kept, no wide record, nothing
+    /// counted as abandoned: what both a new part and a power-up begin with.
+    fn forget_configurations(&mut self) {
         self.reassembler.reset();
         self.pending = None;
         self.pending_bytes.clear();
@@ -310,12 +320,9 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize>
         self.running_bytes.clear();
         self.previous = None;
         self.previous_bytes.clear();
-        self.channels.reset(0);
+        // In place: a device's log is larger than its stack.
         self.wide.clear();
         self.abandoned = 0;
-        self.header = [0; record::HEADER];
-        self.crc = [0; 4];
-        self.seq = 0;
     }
 
     /// `caps` as the part states them: the split-configuration and wide-telemetry bits set,
@@ -474,16 +481,7 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize> Cha
 {
     fn start(&mut self, now: u64, key: &[u8; 16]) {
         self.k_cfg = digest_key(&Key(*key));
-        self.reassembler.reset();
-        self.pending = None;
-        self.pending_bytes.clear();
-        self.running = None;
-        self.running_bytes.clear();
-        self.previous = None;
-        self.previous_bytes.clear();
-        // In place: a device's log is larger than its stack.
-        self.wide.clear();
-        self.abandoned = 0;
+        self.forget_configurations();
         let _ = Self::run(&mut self.channels, None, now);
     }
 
