@@ -101,3 +101,21 @@ e2e_device() {
     key=$(sed -n 's/^key = "\([0-9a-f]\{32\}\)".*/\1/p' "$work/fleet.toml")
     [ ${#key} = 32 ] || fail "no key in the fleet file"
 }
+
+# e2e_boot_firmware LOGFILE [QEMU ARG...]: boots "$fw" as device 7 (key from e2e_device) on the
+# flash files in "$work", console into LOGFILE (fw.log points at it), the QEMU arguments given
+# (e.g. serial ports) added; sets qemu_pid. A power cut is `kill -KILL "$qemu_pid"`.
+qemu_pid=
+e2e_boot_firmware() {
+    local log=$1
+    shift
+    : > "$log"
+    ln -sf "$log" "$work/fw.log"
+    (cd "$work" && exec qemu-system-arm -cpu cortex-m3 -M lm3s6965evb -nographic \
+        -semihosting-config enable=on,target=native \
+        -netdev user,id=n0,net=10.0.2.0/24 -net nic,netdev=n0,model=stellaris "$@" \
+        -kernel "$fw" -append "id=7 key=$key server=live.tek.test flash=$work/flash.bin" \
+        < /dev/null > "$log" 2>&1) &
+    qemu_pid=$!
+    pids+=($qemu_pid)
+}

@@ -60,18 +60,6 @@ stop_serve() {
     kill "$serve_pid" 2>/dev/null || true
     wait "$serve_pid" 2>/dev/null || true
 }
-qemu_pid=
-boot_firmware() { # boot_firmware LOGFILE
-    : > "$1"
-    ln -sf "$1" "$work/fw.log"
-    (cd "$work" && exec qemu-system-arm -cpu cortex-m3 -M lm3s6965evb -nographic \
-        -semihosting-config enable=on,target=native \
-        -netdev user,id=n0,net=10.0.2.0/24 -net nic,netdev=n0,model=stellaris \
-        -kernel "$fw" -append "id=7 key=$key server=live.tek.test flash=$work/flash.bin" \
-        < /dev/null > "$1" 2>&1) &
-    qemu_pid=$!
-    pids+=($qemu_pid)
-}
 power_cut() {
     kill -KILL "$qemu_pid" 2>/dev/null || true
     wait "$qemu_pid" 2>/dev/null || true
@@ -80,7 +68,7 @@ power_cut() {
 # --- steps 1 and 2: a boot with the server, then without ------------------------------------
 start_serve
 say "boot 1: with the server"
-boot_firmware "$work/fw-00.log"
+e2e_boot_firmware "$work/fw-00.log"
 wait_for 20 "session" console 'session: up with server'
 wait_for 20 "config v1 running (10 s logging)" console 'config: version 1 running .*log 10 s'
 wait_for 40 "telemetry acknowledged" console 'records sent [1-9][0-9]* acked [1-9]'
@@ -99,7 +87,7 @@ for _ in range($kills): print(f'{r.uniform(2, 16):.2f}')")
 for i in $(seq 1 "$kills"); do
     at=${instants[$((i - 1))]}
     log=$(printf '%s/fw-%02d.log' "$work" "$i")
-    boot_firmware "$log"
+    e2e_boot_firmware "$log"
     sleep "$at"
     power_cut
     say "boot $((i + 1)): power cut after ${at} s ($(grep -c 'log: record' "$log" || true) records shown)"
@@ -109,7 +97,7 @@ done
 # --- step 4: the server comes back; the backlog drains --------------------------------------
 start_serve
 say "boot $((kills + 2)): the server is back"
-boot_firmware "$work/fw-last.log"
+e2e_boot_firmware "$work/fw-last.log"
 wait_for 20 "session" console 'session: up with server'
 logged=$(cat "$work"/fw-*.log | grep -c 'log: record' || true)
 say "records shown on the consoles: $logged"

@@ -87,19 +87,9 @@ PY
 pids+=($!)
 wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
 
-qemu_pid=
 boot_firmware() { # boot_firmware LOGFILE
-    : > "$1"
-    ln -sf "$1" "$work/fw.log"
     # nodelay: see scripts/rtu-e2e.sh (Nagle would split a request into two frames).
-    (cd "$work" && exec qemu-system-arm -cpu cortex-m3 -M lm3s6965evb -nographic \
-        -semihosting-config enable=on,target=native \
-        -netdev user,id=n0,net=10.0.2.0/24 -net nic,netdev=n0,model=stellaris \
-        -serial null -serial null -serial tcp:127.0.0.1:7710,nodelay=on \
-        -kernel "$fw" -append "id=7 key=$key server=live.tek.test flash=$work/flash.bin" \
-        < /dev/null > "$1" 2>&1) &
-    qemu_pid=$!
-    pids+=($qemu_pid)
+    e2e_boot_firmware "$1" -serial null -serial null -serial tcp:127.0.0.1:7710,nodelay=on
 }
 
 # records VERSION: the wide records stored for device 7 under configuration VERSION ("all":
