@@ -159,6 +159,41 @@ pub fn assemble(
     out
 }
 
+/// One channel's readings `(time, value)` (oldest first) reduced per 15-minute interval as the
+/// database reduces the pool energy channel ([`IntervalAgg`]): first, last, lowest and highest
+/// reading, and the mean of the values as `power_w` — for a counter channel the steps become
+/// energy in [`assemble`], for a rate channel the mean is its average. Values stay in the
+/// channel's raw units; the caller scales them (a channel's unit and decimals are its map's).
+pub fn aggregate_readings(points: &[(i64, i32)]) -> Vec<IntervalAgg> {
+    let mut out: Vec<IntervalAgg> = Vec::new();
+    let mut sum = 0.0;
+    for &(t, v) in points {
+        let (start, v64) = (t.div_euclid(INTERVAL_S) * INTERVAL_S, i64::from(v));
+        match out.last_mut() {
+            Some(a) if a.start == start => {
+                let (lo, hi) = a.min_max.unwrap_or((v64, v64));
+                a.count += 1;
+                a.last = Some((t, v64));
+                a.min_max = Some((lo.min(v64), hi.max(v64)));
+                sum += f64::from(v);
+                a.power_w = Some(sum / a.count as f64);
+            }
+            _ => {
+                sum = f64::from(v);
+                out.push(IntervalAgg {
+                    start,
+                    count: 1,
+                    first: Some((t, v64)),
+                    last: Some((t, v64)),
+                    min_max: Some((v64, v64)),
+                    power_w: Some(sum),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Energy queries and tariffs.
 pub trait EnergyStore {
     /// The meter data of `device_id` for the intervals in `[from, to)` (both multiples of

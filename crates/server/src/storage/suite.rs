@@ -18,8 +18,9 @@ pub(crate) use channels::{
     device_channel_registry_versions, TO_VERSION_10,
 };
 pub(crate) use rollups::{
-    chart_rollups_backfilled_by_migration, chart_rollups_follow_raw_records,
-    energy_rollups_backfilled_by_migration, energy_rollups_follow_raw_records, to_version_8,
+    channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
+    chart_rollups_follow_raw_records, energy_rollups_backfilled_by_migration,
+    energy_rollups_follow_raw_records, to_version_8,
 };
 pub(crate) use wide::{
     channel_faults_replace_the_last_report, estimated_boots_count_wide_records,
@@ -1207,6 +1208,7 @@ macro_rules! suite_tests {
             schedule_zone_per_device,
             energy_meter_data_and_tariffs,
             energy_rollups_follow_raw_records,
+            channel_meter_data_matches_the_pool_meter,
             estimated_boots_follow_the_stored_records,
             chart_rollups_follow_raw_records,
             wide_records_keep_gaps_and_are_idempotent,

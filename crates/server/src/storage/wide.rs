@@ -24,6 +24,7 @@
 //! [`TelemetryKey`] order, like [`super::TelemetryStore::telemetry_page`]) or one channel's
 //! series ([`WideStore::wide_series`]), which skips the records where the channel has no value.
 
+use super::energy::{aggregate_readings, assemble, check_range, MeterData, MAX_GAP_S};
 use super::telemetry::{TelemetryKey, TelemetryQuery};
 use super::{Error, Result};
 use tek_proto::channel::wide::{ChannelSet, MAX_CHANNELS};
@@ -222,6 +223,48 @@ pub trait WideStore {
 
     /// Number of wide records of a device.
     fn wide_count(&self, device_id: u32) -> Result<u64>;
+
+    /// Channel `channel` of a device as a meter over the intervals in `[from, to)` (multiples
+    /// of [`INTERVAL_S`](super::energy::INTERVAL_S)): its readings reduced per interval and assembled exactly as
+    /// [`super::EnergyStore::meter_data`] does for the pool energy channel, with the reading
+    /// just before `from` and just after `to` within [`MAX_GAP_S`]. `wh` holds the steps of the
+    /// channel's values read as a counter and `power_w` their mean, both in the channel's raw
+    /// units: which of the two means something, and the scale, come from the channel's map.
+    ///
+    /// This default reads the raw records; a backend may answer from rollups instead, with the
+    /// same result.
+    fn channel_meter_data(
+        &self,
+        device_id: u32,
+        channel: usize,
+        from: i64,
+        to: i64,
+    ) -> Result<MeterData> {
+        check_range(from, to)?;
+        super::rollup::check_aligned(from, to)?;
+        let range = |from: i64, to: i64, limit: usize| TelemetryQuery {
+            device_id,
+            from,
+            to,
+            limit,
+        };
+        let before = self
+            .wide_series(&range(from - MAX_GAP_S, from, usize::MAX), channel)?
+            .last()
+            .map(|&(t, v)| (t, i64::from(v)));
+        let inside = self.wide_series(&range(from, to, usize::MAX), channel)?;
+        let after = self
+            .wide_series(&range(to, to + MAX_GAP_S, 1), channel)?
+            .first()
+            .map(|&(t, v)| (t, i64::from(v)));
+        Ok(assemble(
+            &aggregate_readings(&inside),
+            before,
+            after,
+            from,
+            to,
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -435,3 +435,67 @@ pub(crate) fn to_version_8(dialect: crate::storage::schema::Dialect) -> String {
         render(v8, dialect)
     )
 }
+
+/// A channel of wide records read as a meter ([`crate::storage::WideStore::channel_meter_data`])
+/// gives the pool meter's figures when it holds the same readings: the same history stored
+/// both as pool records and as wide records (channel 0 the power, channel 1 the energy
+/// counter, gaps where the pool record has no value), every range of [`ranges`] gives the same
+/// energy steps and spans from channel 1 and the same mean power from channel 0.
+pub(crate) fn channel_meter_data_matches_the_pool_meter(db: &dyn Storage) {
+    use crate::storage::{WideRow, WideValues};
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let stored = store_shuffled_with_retransmissions(db, &history());
+    let wide: Vec<WideRow> = stored
+        .iter()
+        .map(|r| WideRow {
+            device_id: 1,
+            boot: r.boot,
+            seq: r.seq,
+            time: r.time,
+            config_version: Some(2),
+            values: WideValues::from_options(&[r.get(channel::POWER_W), r.get(channel::ENERGY_WH)]),
+        })
+        .collect();
+    for batch in wide.chunks(500) {
+        db.insert_wide(batch).unwrap();
+    }
+    let energy_steps = |d: &MeterData| -> Vec<(i64, i64)> {
+        d.intervals
+            .iter()
+            .filter_map(|i| i.wh.map(|wh| (i.start, wh)))
+            .collect()
+    };
+    let mean_power = |d: &MeterData| -> Vec<(i64, f64)> {
+        d.intervals
+            .iter()
+            .filter_map(|i| i.power_w.map(|p| (i.start, p)))
+            .collect()
+    };
+    for (from, to) in ranges(&stored) {
+        let pool = db.meter_data(1, from, to).unwrap();
+        let counter = db.channel_meter_data(1, 1, from, to).unwrap();
+        let power = db.channel_meter_data(1, 0, from, to).unwrap();
+        assert_eq!(energy_steps(&counter), energy_steps(&pool), "{from}..{to}");
+        assert_eq!(counter.spans, pool.spans, "{from}..{to}");
+        let (a, b) = (mean_power(&power), mean_power(&pool));
+        assert_eq!(a.len(), b.len(), "{from}..{to}");
+        for ((ta, pa), (tb, pb)) in a.iter().zip(&b) {
+            assert_eq!(ta, tb);
+            assert!((pa - pb).abs() < 1e-9, "{ta}: {pa} != {pb}");
+        }
+    }
+    assert!(!energy_steps(&db.channel_meter_data(1, 1, BASE, BASE + 86_400).unwrap()).is_empty());
+    assert_eq!(
+        db.channel_meter_data(1, 5, BASE, BASE + 86_400).unwrap(),
+        MeterData::default(),
+        "a channel without values"
+    );
+    assert!(
+        db.channel_meter_data(1, 1, BASE + 1, BASE + 900).is_err(),
+        "unaligned"
+    );
+    assert!(
+        db.channel_meter_data(1, 200, BASE, BASE + 900).is_err(),
+        "no such channel"
+    );
+}
