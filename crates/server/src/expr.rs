@@ -566,6 +566,25 @@ pub fn parse(text: &str, resolve: &impl Fn(&str) -> Option<u8>) -> Result<Node, 
     }
 }
 
+/// `text` with every reference to a channel by number (`#n` or `chn`) replaced by
+/// `replace(n)`, everything else kept byte for byte: how an editor keeps an expression pointing
+/// at the same channels when rows move. `None` if `text` does not even split into tokens (the
+/// editor then leaves it as typed, and the check reports it).
+pub fn renumber(text: &str, replace: impl Fn(u64) -> String) -> Option<String> {
+    let toks = lex(text).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let mut kept = 0;
+    for (tok, at, len) in toks {
+        if let Tok::Index(n) = tok {
+            out.push_str(&text[kept..at]);
+            out.push_str(&replace(n));
+            kept = at + len;
+        }
+    }
+    out.push_str(&text[kept..]);
+    Some(out)
+}
+
 /// Compiles `text` for computed channel `scope.index` of a map: parses it, checks its size and
 /// depth, emits the program and verifies it with the protocol's verifier.
 pub fn compile<F: Fn(u8) -> bool>(
@@ -1148,5 +1167,16 @@ mod tests {
                 prop_assert!(parse(&text, &|_| None).is_ok(), "{}", text);
             }
         }
+    }
+
+    #[test]
+    fn renumbering_rewrites_references_only() {
+        let moved = |n: u64| format!("#{}", [2, 0, 1][n as usize]);
+        assert_eq!(
+            renumber("#0 + ch1*2 - \"#1 ch0\" + max(#2, 10)", moved).as_deref(),
+            Some("#2 + #0*2 - \"#1 ch0\" + max(#1, 10)")
+        );
+        assert_eq!(renumber("chx + 1", moved).as_deref(), Some("chx + 1"));
+        assert_eq!(renumber("#0 + \"open", moved), None);
     }
 }

@@ -340,14 +340,50 @@ impl Editor {
         }
         match what {
             "remove" => {
-                self.rows.remove(i);
+                let gone = self.rows.remove(i);
+                let name = gone.get("name").trim();
+                // A reference to the removed channel becomes its name, so the check says there is
+                // no such channel instead of the expression silently reading the next row.
+                let by_name = if name.is_empty() || name.contains('"') {
+                    format!("\"removed channel {i}\"")
+                } else {
+                    format!("\"{name}\"")
+                };
+                self.renumber(|n| match n {
+                    n if n == i as u64 => by_name.clone(),
+                    n if n > i as u64 => format!("#{}", n - 1),
+                    n => format!("#{n}"),
+                });
             }
-            "up" if i > 0 => self.rows.swap(i, i - 1),
-            "down" if i + 1 < self.rows.len() => self.rows.swap(i, i + 1),
+            "up" if i > 0 => self.swap(i - 1, i),
+            "down" if i + 1 < self.rows.len() => self.swap(i, i + 1),
             "up" | "down" => {}
             _ => return false,
         }
         true
+    }
+
+    /// Swaps rows `a` and `b`; expressions keep reading the channels they read.
+    fn swap(&mut self, a: usize, b: usize) {
+        self.rows.swap(a, b);
+        let (a, b) = (a as u64, b as u64);
+        self.renumber(|n| match n {
+            n if n == a => format!("#{b}"),
+            n if n == b => format!("#{a}"),
+            n => format!("#{n}"),
+        });
+    }
+
+    /// Rewrites every row's expression's channel numbers with `replace`
+    /// ([`crate::expr::renumber`]); an expression that does not lex is left as typed.
+    fn renumber(&mut self, replace: impl Fn(u64) -> String) {
+        for r in &mut self.rows {
+            if let Some(text) = crate::expr::renumber(r.get("expression"), &replace) {
+                if text != r.get("expression") {
+                    r.set("expression", text);
+                }
+            }
+        }
     }
 
     /// The service's input, and the fields that are not even numbers (each named; the input
@@ -1135,6 +1171,21 @@ mod tests {
         assert_eq!(ed.rows[0].get("name"), "a");
         assert!(ed.row_action("remove-9"));
         assert!(!ed.row_action("save"));
+        // Expressions follow the channels they read when rows move or go.
+        let mut ed = Editor::from_form(&form(&[
+            ("rows", "3"),
+            ("c0_name", "site"),
+            ("c1_name", "pump"),
+            ("c2_name", "rest"),
+            ("c2_source", "expression"),
+            ("c2_expression", "#0 - ch1"),
+        ]));
+        assert!(ed.row_action("up-2"));
+        assert_eq!(ed.rows[1].get("expression"), "#0 - #2");
+        assert!(ed.row_action("up-1"));
+        assert_eq!(ed.rows[0].get("expression"), "#1 - #2");
+        assert!(ed.row_action("remove-2"));
+        assert_eq!(ed.rows[0].get("expression"), "#1 - \"pump\"");
         assert!(!ed.row_action("explode-1"));
         assert_eq!(ed.rows.len(), 2);
         // A forged row count reads at most the protocol's limit.
