@@ -14,9 +14,7 @@ use tek_proto::channel::map::{
 use tek_proto::channel::roles::Roles;
 use tek_proto::message::{Config, ConfigResult};
 use tek_server::storage::channels::builtin::{self, Builtin, BuiltinChannel};
-use tek_server::storage::{
-    ChannelKind, ChannelSet, Storage, TelemetryRow, WideRow, WideValues,
-};
+use tek_server::storage::{ChannelKind, ChannelSet, Storage, TelemetryRow, WideRow, WideValues};
 use web_common::*;
 
 /// 2026-06-01T00:00:00Z (the sites' zone is UTC).
@@ -350,7 +348,10 @@ async fn channels_feed_the_site_and_its_breakdown_by_meter() {
         csv.contains("+00:00,4,Pool 4,0,Heater,no,40.000,2.2222,10.0000,EUR"),
         "{csv}"
     );
-    assert!(csv.contains(",,,,untracked,,0.000,0.0000,0.0000,EUR"), "{csv}");
+    assert!(
+        csv.contains(",,,,untracked,,0.000,0.0000,0.0000,EUR"),
+        "{csv}"
+    );
     assert!(csv.contains(",,,,exceeded,,36.000,2.0000,,"), "{csv}");
 
     // The site page: the breakdown of this month (no data this month: shares cannot be

@@ -78,7 +78,9 @@ impl Plan {
     /// by index into [`Plan::meters`].
     pub fn parts(&self) -> Vec<usize> {
         match self.total {
-            Some(t) if self.meters.len() > 1 => (0..self.meters.len()).filter(|&i| i != t).collect(),
+            Some(t) if self.meters.len() > 1 => {
+                (0..self.meters.len()).filter(|&i| i != t).collect()
+            }
             _ => (0..self.meters.len()).collect(),
         }
     }
@@ -178,12 +180,8 @@ pub fn plan<'a>(entry: &'a DeviceChannels) -> Plan {
     for inst in instruments {
         // The role's channel if it is on this instrument, else the instrument's first of kind.
         let pick = |role: Option<Usable<'a>>, kind: ChannelKind| -> Option<Usable<'a>> {
-            role.filter(|r| r.4 == inst).or_else(|| {
-                usable
-                    .iter()
-                    .find(|u| u.4 == inst && u.2 == kind)
-                    .copied()
-            })
+            role.filter(|r| r.4 == inst)
+                .or_else(|| usable.iter().find(|u| u.4 == inst && u.2 == kind).copied())
         };
         let (chosen, reading) = match pick(energy_role, ChannelKind::Energy) {
             Some(c) => (c, Reading::Counter),
@@ -378,8 +376,20 @@ mod tests {
                 channel("Site energy", Energy, modbus(1), Unit::WattHour, 0),
                 channel("Pump power", Power, modbus(2), Unit::Watt, 0),
                 channel("Pump energy", Energy, modbus(2), Unit::WattHour, 3),
-                channel("Room temperature", Temperature, modbus(3), Unit::Celsius, -2),
-                channel("Other loads", Power, Source::Computed(PROGRAM), Unit::Watt, 0),
+                channel(
+                    "Room temperature",
+                    Temperature,
+                    modbus(3),
+                    Unit::Celsius,
+                    -2,
+                ),
+                channel(
+                    "Other loads",
+                    Power,
+                    Source::Computed(PROGRAM),
+                    Unit::Watt,
+                    0,
+                ),
                 channel("Water used", Energy, modbus(4), Unit::Litre, 0),
             ],
         }
@@ -443,10 +453,16 @@ mod tests {
             ],
         };
         let p = plan(&entry(&b));
-        let got: Vec<(u8, Reading, f64)> =
-            p.meters.iter().map(|m| (m.index, m.reading, m.factor)).collect();
+        let got: Vec<(u8, Reading, f64)> = p
+            .meters
+            .iter()
+            .map(|m| (m.index, m.reading, m.factor))
+            .collect();
         // kW power: 1000 W per unit; MWh: 10^6 Wh per unit; the lights' power is not a meter.
-        assert_eq!(got, [(0, Reading::Power, 1000.0), (1, Reading::Counter, 1e6)]);
+        assert_eq!(
+            got,
+            [(0, Reading::Power, 1000.0), (1, Reading::Counter, 1e6)]
+        );
         assert_eq!((p.total, p.demand), (None, None));
         assert_eq!(p.parts(), [0, 1], "shown, though outside the total");
         // Only a power role: that instrument's meter is the total (its counter, as it
@@ -467,7 +483,10 @@ mod tests {
 
     #[test]
     fn units_that_do_not_convert_are_refused() {
-        assert_eq!(factor(ChannelKind::Energy, Unit::WattHour, 3), Ok(Some(1000.0)));
+        assert_eq!(
+            factor(ChannelKind::Energy, Unit::WattHour, 3),
+            Ok(Some(1000.0))
+        );
         assert_eq!(factor(ChannelKind::Power, Unit::Watt, -1), Ok(Some(0.1)));
         assert_eq!(factor(ChannelKind::Temperature, Unit::Celsius, 0), Ok(None));
         for (kind, unit) in [
@@ -489,11 +508,7 @@ mod tests {
     #[test]
     fn counters_and_power_are_scaled_to_wh_and_w() {
         let t0 = 1_800_000_000 - 1_800_000_000 % 86_400;
-        let iv = |start, wh, power_w| MeterInterval {
-            start,
-            wh,
-            power_w,
-        };
+        let iv = |start, wh, power_w| MeterInterval { start, wh, power_w };
         // A kWh counter: 2 units in the first interval, 3 over a 30-minute gap after it; the
         // mean of its readings (power_w) is not power and is not read.
         let counter = MeterData {
@@ -514,9 +529,27 @@ mod tests {
         assert_eq!(
             i.into_iter().collect::<Vec<_>>(),
             [
-                (t0, Interval { wh: 2000.0, demand_w: 4000.0 }),
-                (t0 + 900, Interval { wh: 1500.0, demand_w: 2000.0 }),
-                (t0 + 1800, Interval { wh: 1500.0, demand_w: 6000.0 }),
+                (
+                    t0,
+                    Interval {
+                        wh: 2000.0,
+                        demand_w: 4000.0
+                    }
+                ),
+                (
+                    t0 + 900,
+                    Interval {
+                        wh: 1500.0,
+                        demand_w: 2000.0
+                    }
+                ),
+                (
+                    t0 + 1800,
+                    Interval {
+                        wh: 1500.0,
+                        demand_w: 6000.0
+                    }
+                ),
             ]
         );
         // The power channel alone: its integral, 4 kW × 15 min = 1 kWh.

@@ -9,9 +9,9 @@
 //! ([`crate::energy::meters::plan`], each read with `WideStore::channel_meter_data`), its total
 //! being the map's energy-role meter.
 
+use crate::energy::meters::{self, Breakdown, Reading};
 use crate::energy::tariff::Tariff;
 use crate::energy::zone::{self, By, Period};
-use crate::energy::meters::{self, Breakdown, Reading};
 use crate::energy::{self, Figures, Intervals};
 use crate::http::auth::Principal;
 use crate::http::error::WebError;
@@ -19,10 +19,10 @@ use crate::http::Web;
 use crate::service::device_channels;
 use crate::storage::energy::MeterData;
 use crate::storage::{self, SiteRecord, Storage};
-use std::collections::BTreeMap;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Most days in one request (`by=day`).
 pub const MAX_DAYS: usize = 400;
@@ -206,13 +206,7 @@ impl Loaded {
     /// The breakdown by meter over `period` (one period; [`span`] makes one of several).
     pub fn breakdown(&self, period: &Period) -> Breakdown {
         let parts: Vec<&Intervals> = self.meters.iter().map(|m| &m.intervals).collect();
-        meters::breakdown(
-            &self.total,
-            &parts,
-            &self.tz,
-            period,
-            self.tariff.as_ref(),
-        )
+        meters::breakdown(&self.total, &parts, &self.tz, period, self.tariff.as_ref())
     }
 }
 

@@ -379,7 +379,13 @@ pub fn breakdown_csv(
             timefmt::iso(&l.tz, p.start),
             timefmt::iso(&l.tz, p.end)
         );
-        let mut line = |device: String, name: &str, channel: String, meter: &str, in_total: &str, kwh: f64, cost: Option<f64>| {
+        let mut line = |device: String,
+                        name: &str,
+                        channel: String,
+                        meter: &str,
+                        in_total: &str,
+                        kwh: f64,
+                        cost: Option<f64>| {
             let _ = write!(
                 out,
                 "{head},{device},{},{channel},{},{in_total},{kwh:.3},{},{},{}\r\n",
@@ -401,9 +407,25 @@ pub fn breakdown_csv(
                 f.cost.map(|c| c.energy),
             );
         }
-        line(String::new(), "", String::new(), "untracked", "", b.untracked_kwh, b.untracked_cost);
+        line(
+            String::new(),
+            "",
+            String::new(),
+            "untracked",
+            "",
+            b.untracked_kwh,
+            b.untracked_cost,
+        );
         if b.exceeded_kwh > 0.0 {
-            line(String::new(), "", String::new(), "exceeded", "", b.exceeded_kwh, None);
+            line(
+                String::new(),
+                "",
+                String::new(),
+                "exceeded",
+                "",
+                b.exceeded_kwh,
+                None,
+            );
         }
     }
     out

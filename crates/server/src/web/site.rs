@@ -113,12 +113,12 @@ fn breakdown_section(l: &energy::Loaded, period: &Period, currency: &str) -> Mar
                 p { "No meters." }
             } @else {
                 table.energy.breakdown #energy-breakdown {
-                    thead { tr { th { "Meter" } th { "Controller" } th.num { "Energy" } th { "Share" } th.num { "Energy cost" } } }
+                    thead { tr { th { "Meter and controller" } th.num { "Energy" } th { "Share" } th.num { "Energy cost" } } }
                     tbody {
                         @for (m, f) in l.meters.iter().zip(&b.parts) {
                             tr data-device=(m.device) data-channel=[m.channel] {
-                                td { (m.name) @if !m.in_total { " " small.meta { "(not in the total)" } } }
-                                td { a href={ "/devices/" (m.device) } { (m.device) " " (m.device_name) } }
+                                td { (m.name) @if !m.in_total { " " small.meta { "(not in the total)" } }
+                                    br; small { a href={ "/devices/" (m.device) } { (m.device) " " (m.device_name) } } }
                                 td.num data-field="kwh" { (format!("{:.2} kWh", f.kwh)) }
                                 (share_cell(f.kwh))
                                 td.num { (money(f.cost.map(|c| c.energy), currency)) }
@@ -126,7 +126,6 @@ fn breakdown_section(l: &energy::Loaded, period: &Period, currency: &str) -> Mar
                         }
                         tr #untracked {
                             td { "Untracked" }
-                            td { "–" }
                             td.num data-field="kwh" { (format!("{:.2} kWh", b.untracked_kwh)) }
                             (share_cell(b.untracked_kwh))
                             td.num { (money(b.untracked_cost, currency)) }
