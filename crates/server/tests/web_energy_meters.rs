@@ -192,7 +192,9 @@ async fn channels_feed_the_site_and_its_breakdown_by_meter() {
     assert_eq!(b["end"], S + 86_400);
     assert!(close(&b["total_kwh"], 18.0), "{b}");
     let meters = b["meters"].as_array().unwrap();
-    let got: Vec<(u64, &str, Option<u64>, bool, f64, f64, f64)> = meters
+    // device, name, channel, in the total, kWh, share, cost
+    type Row<'a> = (u64, &'a str, Option<u64>, bool, f64, f64, f64);
+    let got: Vec<Row> = meters
         .iter()
         .map(|m| {
             (

@@ -1,6 +1,7 @@
 //! `GET /sites/{id}`: a site's controllers and its energy and cost — kWh per local day for the
 //! last 30 days and per month for the last 12 (charts), peak 15-minute demand, cost from the
-//! tariff, energy CSV export — and, for admins, the forms for the site's time zone and tariff.
+//! tariff, the breakdown by meter of this month (`breakdown_section`), energy CSV export — and,
+//! for admins, the forms for the site's time zone and tariff.
 //! Posts: `/sites/{id}/time_zone`, `/sites/{id}/tariff`, `/sites/{id}/tariff/delete`.
 //! Members of the site and admins see it; anyone else gets 404.
 
