@@ -133,6 +133,18 @@ fn seed(db: &dyn Storage) {
             ],
         ));
     }
+    // A day earlier, before the plant room's map was saved, records of another map whose
+    // channel 1 counted up from 900,000,000 by 5000 a step: not this map's energy.
+    for k in 0..8i64 {
+        rows.push(WideRow {
+            device_id: 2,
+            boot: 0,
+            seq: k as u32,
+            time: at(k) - 86_400,
+            config_version: None,
+            values: WideValues::from_options(&[None, Some(900_000_000 + 5000 * k as i32)]),
+        });
+    }
     db.insert_telemetry(&narrow).unwrap();
     db.insert_wide(&rows).unwrap();
 }
@@ -184,6 +196,29 @@ async fn channels_feed_the_site_and_its_breakdown_by_meter() {
     assert!(close(&v["devices"][1]["total"]["kwh"], 16.0), "{v}");
     assert!(close(&v["devices"][1]["total"]["peak_kw"], 8.0), "{v}");
     assert!(close(&v["devices"][1]["total"]["cost"], 4.0), "{v}");
+
+    // The day before: the records from before the map was saved are not read with it (read,
+    // they would count 35 kWh; the step from the last of them to the map's first reading is a
+    // decrease: 0). That day has one reading of each meter (at 23:46) and no counter step: its
+    // energy is estimated from its power over the interval, exactly as for the pool controller
+    // (1 kW: 0.25 kWh; the plant room's 8 kW: 2 kWh).
+    let r = w
+        .api(
+            Method::GET,
+            &format!("/api/sites/{site}/energy?by=day&from=2026-05-31&to=2026-06-01"),
+            &alice,
+            "",
+        )
+        .await;
+    let before: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(
+        close(&before["devices"][0]["total"]["kwh"], 0.25),
+        "{before}"
+    );
+    assert!(
+        close(&before["devices"][1]["total"]["kwh"], 2.0),
+        "{before}"
+    );
 
     // The breakdown: the pool controller's meter (2), the plant room's sub-meters (the pump's
     // 4 in tens of Wh, the other load's 8 from its power), untracked 18 - 14 = 4.
