@@ -2592,8 +2592,24 @@ async fn a_channel_template_feeds_the_sites_energy_breakdown() {
         (half_wh - meter_wh / 2.0).abs() <= 1.0,
         "half {half_wh} Wh of the meter's {meter_wh} Wh ({steps_wh})"
     );
-    // The site page shows the same breakdown.
+    // The site page shows the same breakdown: this month, then the period the energy view
+    // shows (drawn by its script from the same JSON): this year.
     c.goto(&format!("{base}/sites/{site}")).await.unwrap();
+    let shown = || async {
+        let (period, label) = (
+            text(c, "#breakdown-period").await?,
+            text(c, "#ev-label").await?,
+        );
+        (period == label).then_some(label)
+    };
+    let month = wait_for(Duration::from_secs(10), "the energy view's month", shown).await;
+    assert_eq!(month.len(), 7, "{month}");
+    click("#energy-view button[data-mode=year]".into()).await;
+    let year = wait_for(Duration::from_secs(10), "the year's breakdown", || async {
+        shown().await.filter(|l| l.len() == 4)
+    })
+    .await;
+    assert!(month.starts_with(&year), "{month} {year}");
     let row = text(c, "#energy-breakdown tr[data-device='2'][data-channel='2']")
         .await
         .unwrap();

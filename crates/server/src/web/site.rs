@@ -106,9 +106,11 @@ fn breakdown_section(l: &energy::Loaded, period: &Period, currency: &str) -> Mar
     };
     html! {
         section #breakdown {
-            h2 { "Breakdown by meter, this month" }
+            // The energy view's script shows the period chosen there instead (app.js
+            // `drawBreakdown`, from the same JSON).
+            h2 { "Breakdown by meter, " span #breakdown-period { "this month" } }
             p.meta { "Each meter's share of the site's total ("
-                (format!("{:.2} kWh", b.total.kwh)) "), as Home Assistant's energy dashboard shows individual devices: "
+                span #breakdown-total { (format!("{:.2} kWh", b.total.kwh)) } "), as Home Assistant's energy dashboard shows individual devices: "
                 "untracked is the total minus the meters. A controller whose channel map has an energy role adds that meter to the total and shows its other meters here." }
             @if l.meters.is_empty() {
                 p { "No meters." }
@@ -134,10 +136,9 @@ fn breakdown_section(l: &energy::Loaded, period: &Period, currency: &str) -> Mar
                     }
                 }
             }
-            @if b.exceeded_kwh > 0.0 {
-                p.flash.error #breakdown-exceeded { "The meters measured " (format!("{:.2} kWh", b.exceeded_kwh))
-                    " more than the site's total this month: some of them are not inside the total (a controller without an energy role, or meters counted twice)." }
-            }
+            p.flash.error #breakdown-exceeded hidden[b.exceeded_kwh <= 0.0] {
+                "The meters measured " span #breakdown-excess { (format!("{:.2} kWh", b.exceeded_kwh)) }
+                " more than the site's total: some of them are not inside the total (a controller without an energy role, or meters counted twice)." }
             @if !l.notes.is_empty() {
                 ul #breakdown-notes { @for (d, name, note) in &l.notes {
                     li { a href={ "/devices/" (d) } { (d) " " (name) } ": " (note) "." }
