@@ -396,7 +396,7 @@ async fn channels_feed_the_site_and_its_breakdown_by_meter() {
     let page = w.get(&format!("/sites/{site}"), Some(&alice)).await;
     assert_eq!(page.status, StatusCode::OK);
     for s in [
-        "Breakdown by meter, this month",
+        "Breakdown by meter, <span id=\"breakdown-period\">this month</span>",
         "id=\"energy-breakdown\"",
         "Pump energy",
         "Other loads",
