@@ -407,7 +407,15 @@ async fn channels_feed_the_site_and_its_breakdown_by_meter() {
     ] {
         assert!(page.body.contains(s), "{s}");
     }
-    // The dashboard still shows every controller.
+    // The dashboard's energy today (none of the records are today's): the plant room's total
+    // is 0 kWh, the controller without a total has no value rather than 0.
     let dash = w.get("/dashboard", Some(&admin)).await;
     assert_eq!(dash.status, StatusCode::OK);
+    let today = |device: u32| {
+        let row = &dash.body[dash.body.find(&format!("data-device=\"{device}\""))?..];
+        let cell = &row[row.find("data-field=\"today\">")? + 19..];
+        Some(cell[..cell.find('<')?].to_owned())
+    };
+    assert_eq!(today(2).as_deref(), Some("0.00 kWh"));
+    assert_eq!(today(4).as_deref(), Some("–"));
 }
