@@ -588,6 +588,12 @@ impl Ui {
     }
 
     async fn start_with(n: u32, admin: bool, chromium: &[&str]) -> Ui {
+        Ui::start_full(n, admin, chromium, &[]).await
+    }
+
+    /// [`Ui::start_with`] with simulated Modbus meters on some controllers' buses: `(device,
+    /// plan)` in `tek sim --meters` syntax.
+    async fn start_full(n: u32, admin: bool, chromium: &[&str], meters: &[(u32, &str)]) -> Ui {
         let (driver, driver_port) = start_driver();
         let dir = tempfile::tempdir().unwrap();
         let profile = tempfile::tempdir().unwrap();
@@ -625,6 +631,10 @@ impl Ui {
             vec![server.udp_addr().to_string()],
         );
         opts.speed = 6.0;
+        opts.meters = meters
+            .iter()
+            .map(|(id, plan)| (*id, tek_sim::meters::MeterPlan::parse(plan).unwrap()))
+            .collect();
         let fleet = tek_sim::Fleet::start(opts).await.unwrap();
         let c = browser_with(driver_port, profile.path(), chromium).await;
         c.goto(&format!("{base}/")).await.unwrap();
@@ -2398,6 +2408,229 @@ async fn channel_editor_creates_and_applies_a_template() {
     c.goto(&format!("{base}{page}/edit")).await.unwrap();
     on_page(format!("{page}/edit")).await;
     problems.extend(fit_and_axe(c, &dir, "template-editor").await);
+    eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
+    assert!(
+        problems.is_empty(),
+        "horizontal overflow or serious accessibility violations (axe-core):\n{}",
+        problems.join("\n")
+    );
+    ui.stop().await;
+}
+
+/// Issue 18's "done when": a template with a Modbus meter's energy and a computed channel is
+/// made in the editor and applied to a simulated controller with an SDM630 on its bus; the
+/// device's chart of the computed channel and the site's breakdown by meter then show what
+/// the simulated meter measured, next to the pool controller of the same site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_template_feeds_the_sites_energy_breakdown() {
+    let ui = Ui::start_full(2, false, &[], &[(2, "sdm630@1")]).await;
+    let (c, base, site) = (&ui.c, ui.base.as_str(), ui.site);
+    let click = |css: String| async move {
+        c.find(Locator::Css(&css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    };
+    let type_in = |name: &'static str, value: &'static str| async move {
+        let el = c
+            .find(Locator::Css(&format!("#template-editor [name={name}]")))
+            .await
+            .unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(value).await.unwrap();
+    };
+    let add_row = |name: &'static str| async move {
+        click("#template-editor button[value=add]".into()).await;
+        wait_for(Duration::from_secs(5), name, || async {
+            c.find(Locator::Css(&format!("[name={name}]"))).await.ok()
+        })
+        .await;
+    };
+    c.goto(&format!("{base}/templates")).await.unwrap();
+    click("#new-template".into()).await;
+    wait_for(Duration::from_secs(5), "the editor", || async {
+        c.find(Locator::Css("#template-editor")).await.ok()
+    })
+    .await;
+    // Without roles the controller keeps the pool board's: channel 0 its power, channel 1 its
+    // energy (the total of its site's energy).
+    type_in("name", "Meter and share").await;
+    type_in("c0_name", "Meter power").await;
+    click(
+        "select[name=c0_preset] option[value=\"three-phase energy meter (SDM630)/Power\"]".into(),
+    )
+    .await;
+    add_row("c1_name").await;
+    type_in("c1_name", "Meter energy").await;
+    click("select[name=c1_kind] option[value=energy]".into()).await;
+    click(
+        "select[name=c1_preset] option[value=\"three-phase energy meter (SDM630)/Import energy\"]"
+            .into(),
+    )
+    .await;
+    add_row("c2_name").await;
+    type_in("c2_name", "Half energy").await;
+    click("select[name=c2_kind] option[value=energy]".into()).await;
+    click("select[name=c2_source] option[value=expression]".into()).await;
+    click("select[name=c2_unit] option[value=Wh]".into()).await;
+    type_in("c2_expression", "\"Meter energy\" / 2").await;
+    click("#template-editor button[value=save]".into()).await;
+    let created = wait_for(Duration::from_secs(5), "the new template", || async {
+        text(c, "#apply .flash").await
+    })
+    .await;
+    assert_eq!(created, "Created Meter and share.");
+    click("#apply input[name=sel_2]".into()).await;
+    click("#apply button[type=submit]".into()).await;
+    wait_for(Duration::from_secs(5), "the confirmation", || async {
+        text(c, "#apply .flash")
+            .await
+            .filter(|t| t.starts_with("Applied"))
+    })
+    .await;
+
+    // The simulated controller takes the map and its records arrive: the computed channel's
+    // chart on the device page has values.
+    c.goto(&format!("{base}/devices/2")).await.unwrap();
+    let mut reloads = 0;
+    let values = wait_for(
+        Duration::from_secs(60),
+        "the computed channel's chart",
+        || {
+            reloads += 1;
+            async move {
+                if reloads % 30 == 0 {
+                    c.refresh().await.ok()?;
+                }
+                c.execute(
+                    "const p = document.getElementById('chart-channel-2');
+                 const plot = p && p.tekPlot;
+                 if (!plot) return null;
+                 const v = plot.data[1].filter(v => v !== null && v !== undefined);
+                 return v.length ? v : null;",
+                    vec![],
+                )
+                .await
+                .ok()
+                .filter(|v| !v.is_null())
+            }
+        },
+    )
+    .await;
+    assert!(
+        values
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v.as_f64().unwrap() > 0.0),
+        "{values}"
+    );
+    // The site's breakdown, from the API the page's figures come from: the pool controller's
+    // meter and the computed channel, half of the meter's steps, once the meter has counted.
+    let breakdown = wait_for(
+        Duration::from_secs(90),
+        "energy in the breakdown",
+        || async {
+            let got = c
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];
+                 fetch('/api/sites/' + arguments[0] + '/energy', {credentials: 'same-origin'})
+                   .then(r => r.json()).then(v => done(v.breakdown), () => done(null));",
+                    vec![serde_json::json!(site)],
+                )
+                .await
+                .ok()?;
+            let half = got["meters"]
+                .as_array()?
+                .iter()
+                .find(|m| m["name"] == "Half energy")?["kwh"]
+                .as_f64()?;
+            (half >= 0.02).then_some(got)
+        },
+    )
+    .await;
+    let meters = breakdown["meters"].as_array().unwrap();
+    let names: Vec<(u64, &str)> = meters
+        .iter()
+        .map(|m| (m["device"].as_u64().unwrap(), m["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [(1, "Energy"), (2, "Half energy")], "{breakdown}");
+    // Exactly the steps of the computed channel's records, and half the meter's (each computed
+    // value rounded to a Wh): the breakdown and both series read at once, again if a record
+    // arrived in between.
+    let (half_wh, meter_wh, steps_wh) =
+        wait_for(Duration::from_secs(30), "a consistent reading", || async {
+            let got = c
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];
+                     const get = u => fetch(u, {credentials: 'same-origin'}).then(r => r.json());
+                     Promise.all([get('/api/sites/' + arguments[0] + '/energy'),
+                                  get('/api/devices/2/channels/1/series?limit=100000'),
+                                  get('/api/devices/2/channels/2/series?limit=100000')])
+                       .then(done, () => done(null));",
+                    vec![serde_json::json!(site)],
+                )
+                .await
+                .ok()?;
+            let span = |v: &serde_json::Value| {
+                let p = v["points"].as_array()?;
+                Some(p.last()?["value"].as_f64()? - p.first()?["value"].as_f64()?)
+            };
+            let (meter, half) = (span(&got[1])?, span(&got[2])?);
+            let listed = got[0]["breakdown"]["meters"]
+                .as_array()?
+                .iter()
+                .find(|m| m["name"] == "Half energy")?["kwh"]
+                .as_f64()?;
+            ((listed * 1000.0 - half).abs() < 0.5).then_some((listed * 1000.0, meter, half))
+        })
+        .await;
+    assert!(half_wh >= 20.0, "{half_wh}");
+    assert!(
+        (half_wh - meter_wh / 2.0).abs() <= 1.0,
+        "half {half_wh} Wh of the meter's {meter_wh} Wh ({steps_wh})"
+    );
+    // The site page shows the same breakdown: this month, then the period the energy view
+    // shows (drawn by its script from the same JSON): this year.
+    c.goto(&format!("{base}/sites/{site}")).await.unwrap();
+    let shown = || async {
+        let (period, label) = (
+            text(c, "#breakdown-period").await?,
+            text(c, "#ev-label").await?,
+        );
+        (period == label).then_some(label)
+    };
+    let month = wait_for(Duration::from_secs(10), "the energy view's month", shown).await;
+    assert_eq!(month.len(), 7, "{month}");
+    click("#energy-view button[data-mode=year]".into()).await;
+    let year = wait_for(Duration::from_secs(10), "the year's breakdown", || async {
+        shown().await.filter(|l| l.len() == 4)
+    })
+    .await;
+    assert!(month.starts_with(&year), "{month} {year}");
+    let row = text(c, "#energy-breakdown tr[data-device='2'][data-channel='2']")
+        .await
+        .unwrap();
+    assert!(row.contains("Half energy") && row.contains("kWh"), "{row}");
+    assert!(!row.contains(" 0.00 kWh"), "{row}");
+    assert!(text(c, "#energy-breakdown tr[data-device='1']")
+        .await
+        .is_some());
+    assert!(text(c, "#untracked")
+        .await
+        .unwrap()
+        .starts_with("Untracked"));
+    let dir = screenshot_dir();
+    let mut problems = fit_and_axe(c, &dir, "site-breakdown").await;
+    c.goto(&format!("{base}/devices/2")).await.unwrap();
+    let energy = text(c, "#device-energy").await.unwrap_or_default();
+    assert!(
+        energy.contains("Energy per day (total: Meter energy)"),
+        "{energy}"
+    );
+    problems.extend(fit_and_axe(c, &dir, "device-channel-energy").await);
     eprintln!("screenshots in {}", dir.canonicalize().unwrap().display());
     assert!(
         problems.is_empty(),

@@ -3,6 +3,8 @@
 //! * `GET /api/sites/{id}/energy?from=&to=&by=day|month`: kWh, peak 15-minute demand and cost
 //!   per local day or month, for the site and each of its devices (JSON);
 //!   `GET /api/sites/{id}/energy.csv` the same as CSV.
+//!   Both also give the site's breakdown by meter over the whole range (JSON `breakdown`; CSV
+//!   with `breakdown=meter`, per period).
 //! * `GET|PUT|DELETE /api/sites/{id}/tariff`, `PUT /api/sites/{id}/time_zone` (changes: admins).
 //!
 //! A member of the site (or an admin) may read; anyone else gets 404, as for devices. The
@@ -66,6 +68,47 @@ pub fn totals_json(list: &[Figures]) -> Value {
     })
 }
 
+/// The breakdown by meter over `periods` as JSON (see docs/API.md).
+pub fn breakdown_json(l: &Loaded, periods: &[Period]) -> Value {
+    let Some(span) = crate::service::energy::span(periods) else {
+        return Value::Null;
+    };
+    let b = l.breakdown(&span);
+    let meters: Vec<Value> = l
+        .meters
+        .iter()
+        .zip(&b.parts)
+        .map(|(m, f)| {
+            json!({
+                "device": m.device,
+                "device_name": m.device_name,
+                "channel": m.channel,
+                "name": m.name,
+                "in_total": m.in_total,
+                "kwh": r(f.kwh, 3),
+                "share": crate::energy::meters::share(f.kwh, b.total.kwh).map(|s| r(s, 4)),
+                "cost": f.cost.map(|c| r(c.energy, 4)),
+            })
+        })
+        .collect();
+    json!({
+        "start": span.start,
+        "end": span.end,
+        "total_kwh": r(b.total.kwh, 3),
+        "total_cost": b.total.cost.map(|c| r(c.energy, 4)),
+        "meters": meters,
+        "untracked": {
+            "kwh": r(b.untracked_kwh, 3),
+            "share": crate::energy::meters::share(b.untracked_kwh, b.total.kwh).map(|s| r(s, 4)),
+            "cost": b.untracked_cost.map(|c| r(c, 4)),
+        },
+        "exceeded_kwh": r(b.exceeded_kwh, 3),
+        "notes": l.notes.iter().map(|(d, name, note)| json!({
+            "device": d, "device_name": name, "note": note,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// The JSON answer of `GET /api/sites/{id}/energy`.
 pub fn report_json(l: &Loaded, by: By, periods: &[Period]) -> Value {
     let site = l.site_figures(by, periods);
@@ -90,6 +133,7 @@ pub fn report_json(l: &Loaded, by: By, periods: &[Period]) -> Value {
         "periods": site.iter().map(figures_json).collect::<Vec<_>>(),
         "total": totals_json(&site),
         "devices": devices,
+        "breakdown": breakdown_json(l, periods),
     })
 }
 
@@ -111,9 +155,10 @@ pub async fn get_energy_csv(
     Path(id): Path<i64>,
     Query(q): Query<EnergyQuery>,
 ) -> Result<Response, JsonError> {
+    let breakdown = q.breakdown()?;
     let (l, by, periods) = web.site_energy(&p.user, id, &q).await?;
     Ok(crate::service::export::energy_csv_response(
-        &l, by, &periods,
+        &l, by, &periods, breakdown,
     ))
 }
 

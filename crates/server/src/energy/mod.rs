@@ -25,6 +25,7 @@
 //! * A **device's cost** is its energy cost alone ([`energy_cost_only`]): the demand and fixed
 //!   charges are the site's (one meter, one bill) and are not split between its devices.
 
+pub mod meters;
 pub mod tariff;
 pub mod zone;
 
@@ -58,40 +59,64 @@ pub fn ceil(t: i64) -> i64 {
 
 /// One device's intervals in `[from, to)` from its meter data (see the module documentation).
 pub fn device_intervals(data: &MeterData, from: i64, to: i64) -> Intervals {
-    let has_counter = !data.spans.is_empty() || data.intervals.iter().any(|i| i.wh.is_some());
+    meter_intervals(Some((data, 1.0)), Some((data, 1.0)), from, to)
+}
+
+/// The intervals in `[from, to)` of a meter read from two sources, each with the factor that
+/// turns its raw values into Wh and W: `counter`'s steps (`wh` and spans) are the energy and
+/// `power`'s means (`power_w`) the demand, as [`device_intervals`] reads the pool meter (which
+/// is both, factor 1). Without counter steps the energy is estimated from the mean power
+/// (`power_w` × 15 min); without power the demand is the interval's energy over 15 minutes.
+/// A counter's `power_w` (the mean of its readings) and a power channel's steps mean nothing
+/// and are not read.
+pub fn meter_intervals(
+    counter: Option<(&MeterData, f64)>,
+    power: Option<(&MeterData, f64)>,
+    from: i64,
+    to: i64,
+) -> Intervals {
+    let in_range = |i: &&crate::storage::energy::MeterInterval| i.start >= from && i.start < to;
+    let has_counter = counter
+        .is_some_and(|(d, _)| !d.spans.is_empty() || d.intervals.iter().any(|i| i.wh.is_some()));
     let mut out = Intervals::new();
-    for i in data
-        .intervals
-        .iter()
-        .filter(|i| i.start >= from && i.start < to)
-    {
-        let e = out.entry(i.start).or_default();
-        e.wh += match (has_counter, i.wh, i.power_w) {
-            (true, Some(wh), _) => wh as f64,
-            (false, _, Some(p)) => p * INTERVAL_S as f64 / 3600.0,
-            _ => 0.0,
-        };
-    }
-    for s in &data.spans {
-        let (a, b) = (s.from.max(from), s.to.min(to));
-        if a >= b || s.to <= s.from {
-            continue;
+    if let Some((data, wh_per_unit)) = counter {
+        for i in data.intervals.iter().filter(in_range) {
+            let e = out.entry(i.start).or_default();
+            if let (true, Some(wh)) = (has_counter, i.wh) {
+                e.wh += wh as f64 * wh_per_unit;
+            }
         }
-        let per_s = s.wh as f64 / (s.to - s.from) as f64;
-        let mut k = floor(a);
-        while k < b {
-            let overlap = (k + INTERVAL_S).min(b) - k.max(a);
-            out.entry(k).or_default().wh += per_s * overlap as f64;
-            k += INTERVAL_S;
+        for s in &data.spans {
+            let (a, b) = (s.from.max(from), s.to.min(to));
+            if a >= b || s.to <= s.from {
+                continue;
+            }
+            let per_s = s.wh as f64 * wh_per_unit / (s.to - s.from) as f64;
+            let mut k = floor(a);
+            while k < b {
+                let overlap = (k + INTERVAL_S).min(b) - k.max(a);
+                out.entry(k).or_default().wh += per_s * overlap as f64;
+                k += INTERVAL_S;
+            }
         }
     }
-    let power: BTreeMap<i64, f64> = data
-        .intervals
-        .iter()
-        .filter_map(|i| i.power_w.map(|p| (i.start, p)))
-        .collect();
+    let mut demand: BTreeMap<i64, f64> = BTreeMap::new();
+    if let Some((data, w_per_unit)) = power {
+        for i in &data.intervals {
+            if let Some(p) = i.power_w {
+                demand.insert(i.start, p * w_per_unit);
+            }
+            if !in_range(&i) {
+                continue;
+            }
+            let e = out.entry(i.start).or_default();
+            if let (false, Some(p)) = (has_counter, i.power_w) {
+                e.wh += p * w_per_unit * INTERVAL_S as f64 / 3600.0;
+            }
+        }
+    }
     for (start, i) in out.iter_mut() {
-        i.demand_w = power
+        i.demand_w = demand
             .get(start)
             .copied()
             .unwrap_or(i.wh * 3600.0 / INTERVAL_S as f64);

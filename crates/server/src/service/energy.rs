@@ -2,23 +2,171 @@
 //! device day totals the dashboards show, and the admin changes of a site's tariff and time
 //! zone. The pages (`web::site`, `web::device`, `web::dashboard`, `web::admin`) and the JSON API
 //! (`api::energy`) call them; the arithmetic itself is `crate::energy` (pure).
+//!
+//! A device's energy ([`device_energy`]): a pool controller (the factory map, or no registry
+//! entry in effect) is its pool meter (`EnergyStore::meter_data`), exactly as before; a device
+//! on another channel map adds to that (its history from before the map) the meters of its map
+//! ([`crate::energy::meters::plan`], each read with `WideStore::channel_meter_data`), its total
+//! being the map's energy-role meter.
 
+use crate::energy::meters::{self, Breakdown, Reading};
 use crate::energy::tariff::Tariff;
 use crate::energy::zone::{self, By, Period};
 use crate::energy::{self, Figures, Intervals};
 use crate::http::auth::Principal;
 use crate::http::error::WebError;
 use crate::http::Web;
+use crate::service::device_channels;
+use crate::storage::energy::MeterData;
 use crate::storage::{self, SiteRecord, Storage};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Most days in one request (`by=day`).
 pub const MAX_DAYS: usize = 400;
 
 /// Most months in one request (`by=month`).
 pub const MAX_MONTHS: usize = 36;
+
+/// The name of a pool controller's meter in the breakdown (the factory map's energy channel).
+pub const POOL_METER: &str = "Energy";
+
+/// One meter of a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceMeter {
+    /// Its channel in the device's map (`None`: a pool controller's meter).
+    pub channel: Option<u8>,
+    /// Its name (the channel's).
+    pub name: String,
+    /// Its intervals.
+    pub intervals: Intervals,
+}
+
+/// A device's energy over a range: its total and its meters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceEnergy {
+    /// What adds into the site's total (empty for a map without an energy or power role).
+    pub total: Intervals,
+    /// Which of [`DeviceEnergy::meters`] is the total (`None`: the device adds nothing to its
+    /// site's total; a pool controller's meter always is).
+    pub total_meter: Option<usize>,
+    /// Its meters.
+    pub meters: Vec<DeviceMeter>,
+    /// Which of them are parts of the site in the breakdown
+    /// ([`meters::Plan::parts`]), by index.
+    pub parts: Vec<usize>,
+    /// Why channels were not counted, and whether the device adds nothing to the total.
+    pub notes: Vec<String>,
+}
+
+/// What a map without an energy or power role is told on the pages.
+pub const NO_TOTAL_NOTE: &str =
+    "its channel map has no energy or power role: its meters are shown but add nothing to the site's total";
+
+/// One device's energy over `[from, to)` (multiples of 15 minutes) for a device that confirmed
+/// configuration `applied` (see the module documentation).
+pub fn device_energy(
+    db: &dyn Storage,
+    id: u32,
+    applied: u32,
+    from: i64,
+    to: i64,
+) -> storage::Result<DeviceEnergy> {
+    let narrow = db.meter_data(id, from, to)?;
+    let mut total = energy::device_intervals(&narrow, from, to);
+    let Some(entry) = device_channels::in_effect(db, id, applied)? else {
+        return Ok(DeviceEnergy {
+            meters: vec![DeviceMeter {
+                channel: None,
+                name: POOL_METER.into(),
+                intervals: total.clone(),
+            }],
+            total,
+            total_meter: Some(0),
+            parts: vec![0],
+            notes: Vec::new(),
+        });
+    };
+    let plan = meters::plan(&entry);
+    // The map's channels mean nothing in records from before it was saved (another map's, whose
+    // channel numbers meant other things): its meters are read from the 15 minutes it was saved
+    // in on. (`channel_meter_data` does not filter records by configuration version; a record of
+    // the earlier map inside that interval, or just before it, can still be read as this map's.)
+    let from = energy::floor(entry.saved_at).clamp(from, to);
+    // Each channel read once, though it may be a meter and the total's demand.
+    let mut data: BTreeMap<u8, MeterData> = BTreeMap::new();
+    let mut read = |index: u8| -> storage::Result<MeterData> {
+        if let Some(d) = data.get(&index) {
+            return Ok(d.clone());
+        }
+        if from >= to {
+            return Ok(MeterData::default());
+        }
+        let d = db.channel_meter_data(id, usize::from(index), from, to)?;
+        data.insert(index, d.clone());
+        Ok(d)
+    };
+    let mut device_meters = Vec::with_capacity(plan.meters.len());
+    for m in &plan.meters {
+        let d = read(m.index)?;
+        let intervals = match m.reading {
+            Reading::Counter => energy::meter_intervals(Some((&d, m.factor)), None, from, to),
+            Reading::Power => energy::meter_intervals(None, Some((&d, m.factor)), from, to),
+        };
+        device_meters.push(DeviceMeter {
+            channel: Some(m.index),
+            name: m.name.clone(),
+            intervals,
+        });
+    }
+    let mut notes = plan.notes.clone();
+    if let Some(t) = plan.total {
+        let m = &plan.meters[t];
+        let own = read(m.index)?;
+        let demand = match plan.demand {
+            Some((index, f)) => Some((read(index)?, f)),
+            None => None,
+        };
+        let of_total = match m.reading {
+            Reading::Counter => energy::meter_intervals(
+                Some((&own, m.factor)),
+                demand.as_ref().map(|(d, f)| (d, *f)),
+                from,
+                to,
+            ),
+            Reading::Power => energy::meter_intervals(None, Some((&own, m.factor)), from, to),
+        };
+        energy::add(&mut total, &of_total);
+    } else if !plan.meters.is_empty() {
+        notes.push(NO_TOTAL_NOTE.into());
+    }
+    Ok(DeviceEnergy {
+        total,
+        total_meter: plan.total,
+        parts: plan.parts(),
+        meters: device_meters,
+        notes,
+    })
+}
+
+/// A part of the site in the breakdown: one meter of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteMeter {
+    /// The device.
+    pub device: u32,
+    /// Its name.
+    pub device_name: String,
+    /// The meter's channel (`None`: a pool controller's meter).
+    pub channel: Option<u8>,
+    /// The meter's name.
+    pub name: String,
+    /// Whether its device adds into the site's total (else its energy is outside the total).
+    pub in_total: bool,
+    /// Its intervals.
+    pub intervals: Intervals,
+}
 
 /// A site's intervals, loaded once and summarized as often as needed.
 pub struct Loaded {
@@ -28,13 +176,17 @@ pub struct Loaded {
     pub tz: TimeZone,
     /// Its tariff.
     pub tariff: Option<Tariff>,
-    /// Each device's intervals, by id.
+    /// Each device's intervals (its total), by id.
     pub devices: Vec<(u32, Intervals)>,
     /// The site's (the devices' summed).
     pub total: Intervals,
     /// Time of the site's first record (any device, ever), if any: the fixed monthly charge
     /// starts with its month.
     pub first_data: Option<i64>,
+    /// The parts of the breakdown by meter, device by device.
+    pub meters: Vec<SiteMeter>,
+    /// What the pages say about a device's meters: `(device, its name, note)`.
+    pub notes: Vec<(u32, String, String)>,
 }
 
 impl Loaded {
@@ -58,9 +210,32 @@ impl Loaded {
         energy::energy_cost_only(&mut f);
         f
     }
+
+    /// The breakdown by meter over `period` (one period; [`span`] makes one of several).
+    pub fn breakdown(&self, period: &Period) -> Breakdown {
+        let parts: Vec<&Intervals> = self.meters.iter().map(|m| &m.intervals).collect();
+        meters::breakdown(&self.total, &parts, &self.tz, period, self.tariff.as_ref())
+    }
 }
 
-/// Reads everything a site's figures over `[from, to)` need: one meter query per device.
+/// One period from the first of `periods` to the end of the last, labelled `first/last` (or
+/// the one label): the span a breakdown covers.
+pub fn span(periods: &[Period]) -> Option<Period> {
+    let (first, last) = (periods.first()?, periods.last()?);
+    Some(Period {
+        label: if periods.len() == 1 {
+            first.label.clone()
+        } else {
+            format!("{}/{}", first.label, last.label)
+        },
+        date: first.date,
+        start: first.start,
+        end: last.end,
+    })
+}
+
+/// Reads everything a site's figures over `[from, to)` need: one meter query per device (and
+/// one per meter channel of a device on a channel map).
 pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::Result<Loaded> {
     let tz = zone::load(&site.time_zone);
     let tariff = db.site_tariff(site.id)?;
@@ -68,6 +243,8 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
     let mut devices = Vec::new();
     let mut total = Intervals::new();
     let mut first_data: Option<i64> = None;
+    let mut site_meters = Vec::new();
+    let mut notes = Vec::new();
     for id in db.site_device_ids(site.id)? {
         let first = db.telemetry(&storage::TelemetryQuery {
             device_id: id,
@@ -75,13 +252,38 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
             to: i64::MAX,
             limit: 1,
         })?;
-        if let Some(r) = first.first() {
-            first_data = Some(first_data.map_or(r.time, |t| t.min(r.time)));
+        let first_wide = db.wide_records(&storage::TelemetryQuery {
+            device_id: id,
+            from: i64::MIN,
+            to: i64::MAX,
+            limit: 1,
+        })?;
+        for t in first
+            .first()
+            .map(|r| r.time)
+            .into_iter()
+            .chain(first_wide.first().map(|r| r.time))
+        {
+            first_data = Some(first_data.map_or(t, |f| f.min(t)));
         }
-        let data = db.meter_data(id, from, to)?;
-        let i = energy::device_intervals(&data, from, to);
-        energy::add(&mut total, &i);
-        devices.push((id, i));
+        let device = db.device(id)?;
+        let e = device_energy(db, id, device.config_applied, from, to)?;
+        energy::add(&mut total, &e.total);
+        for n in &e.notes {
+            notes.push((id, device.name.clone(), n.clone()));
+        }
+        for &k in &e.parts {
+            let m = &e.meters[k];
+            site_meters.push(SiteMeter {
+                device: id,
+                device_name: device.name.clone(),
+                channel: m.channel,
+                name: m.name.clone(),
+                in_total: e.total_meter.is_some(),
+                intervals: m.intervals.clone(),
+            });
+        }
+        devices.push((id, e.total));
     }
     Ok(Loaded {
         site,
@@ -90,11 +292,15 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
         devices,
         total,
         first_data,
+        meters: site_meters,
+        notes,
     })
 }
 
 /// Energy per local day of one device for the last `days` days up to `now`, in the zone
-/// `time_zone` (its site's; UTC for a device without a site): the device page's chart.
+/// `time_zone` (its site's; UTC for a device without a site): the device page's chart. The
+/// device's total ([`device_energy`]); a map without a total has none: no periods (no value,
+/// rather than 0 kWh).
 pub fn device_days(
     db: &dyn Storage,
     device: u32,
@@ -102,6 +308,22 @@ pub fn device_days(
     days: usize,
     now: i64,
 ) -> storage::Result<Vec<Figures>> {
+    let (periods, tz, e) = device_days_energy(db, device, time_zone, days, now)?;
+    if e.total_meter.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(energy::summarize(&e.total, &tz, By::Day, &periods, None))
+}
+
+/// [`device_days`] with the device's meters: the periods, the zone and the device's energy
+/// over them.
+pub fn device_days_energy(
+    db: &dyn Storage,
+    device: u32,
+    time_zone: &str,
+    days: usize,
+    now: i64,
+) -> storage::Result<(Vec<Period>, TimeZone, DeviceEnergy)> {
     let tz = zone::load(time_zone);
     let today = zone::local_date(&tz, now);
     let first = today
@@ -109,9 +331,9 @@ pub fn device_days(
         .unwrap_or(today);
     let periods = zone::periods(&tz, By::Day, first, days);
     let (from, to) = (periods[0].start, periods[periods.len() - 1].end);
-    let data = db.meter_data(device, energy::floor(from), energy::ceil(to))?;
-    let i = energy::device_intervals(&data, energy::floor(from), energy::ceil(to));
-    Ok(energy::summarize(&i, &tz, By::Day, &periods, None))
+    let applied = db.device(device)?.config_applied;
+    let e = device_energy(db, device, applied, energy::floor(from), energy::ceil(to))?;
+    Ok((periods, tz, e))
 }
 
 /// The range of an energy request.
@@ -123,6 +345,20 @@ pub struct EnergyQuery {
     pub to: Option<String>,
     /// `day` (default) or `month`.
     pub by: Option<String>,
+    /// CSV only: `meter` for the breakdown by meter instead of the site's and devices' lines.
+    pub breakdown: Option<String>,
+}
+
+impl EnergyQuery {
+    /// Whether the CSV asked for is the breakdown by meter; anything but blank or `meter` is
+    /// refused.
+    pub fn breakdown(&self) -> Result<bool, WebError> {
+        match self.breakdown.as_deref().map(str::trim) {
+            None | Some("") => Ok(false),
+            Some("meter") => Ok(true),
+            Some(_) => Err(WebError::Invalid("breakdown must be meter".into())),
+        }
+    }
 }
 
 fn parse_date(s: &str, by: By, what: &str) -> Result<Date, WebError> {
@@ -305,6 +541,7 @@ mod tests {
             from: Some(from.into()),
             to: Some(to.into()),
             by: Some(by.into()),
+            breakdown: None,
         };
         let (by, p) = periods(&EnergyQuery::default(), &tz, now).unwrap();
         assert_eq!((by, p.len()), (By::Day, 30));

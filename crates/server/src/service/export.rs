@@ -115,6 +115,15 @@ fn header_cell(out: &mut String, text: &str) {
     }
 }
 
+/// A cell: quoted (RFC 4180) when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The columns of a device's CSV.
 #[derive(Clone)]
 enum Columns {
@@ -347,19 +356,101 @@ pub fn energy_csv(
     out
 }
 
-/// [`energy_csv`] as a download.
+/// The breakdown by meter of a site as CSV (`energy.csv?breakdown=meter`): per local day or
+/// month, one line per meter (`device`, its name, the meter's `channel` index, empty for a
+/// pool controller's meter, and name), then `untracked` (the total minus the meters, never
+/// negative) and, when the meters measured more than the total, `exceeded` with the excess.
+/// `share` is of the site's total (empty when it is 0); `in_total` says whether the meter's
+/// device adds into the total. Costs: energy at the site's prices.
+pub fn breakdown_csv(
+    l: &crate::service::energy::Loaded,
+    periods: &[crate::energy::zone::Period],
+) -> String {
+    use crate::energy::meters::share;
+    let mut out = String::from(
+        "period,start,end,device,device_name,channel,meter,in_total,kwh,share,energy_cost,currency\r\n",
+    );
+    let currency = l.tariff.as_ref().map_or("", |t| t.currency.as_str());
+    for p in periods {
+        let b = l.breakdown(p);
+        let head = format!(
+            "{},{},{}",
+            p.label,
+            timefmt::iso(&l.tz, p.start),
+            timefmt::iso(&l.tz, p.end)
+        );
+        let mut line = |device: String,
+                        name: &str,
+                        channel: String,
+                        meter: &str,
+                        in_total: &str,
+                        kwh: f64,
+                        cost: Option<f64>| {
+            let _ = write!(
+                out,
+                "{head},{device},{},{channel},{},{in_total},{kwh:.3},{},{},{}\r\n",
+                csv_field(name),
+                csv_field(meter),
+                share(kwh, b.total.kwh).map_or(String::new(), |s| format!("{s:.4}")),
+                cost.map_or(String::new(), |c| format!("{c:.4}")),
+                if cost.is_some() { currency } else { "" },
+            );
+        };
+        for (m, f) in l.meters.iter().zip(&b.parts) {
+            line(
+                m.device.to_string(),
+                &m.device_name,
+                m.channel.map_or(String::new(), |c| c.to_string()),
+                &m.name,
+                if m.in_total { "yes" } else { "no" },
+                f.kwh,
+                f.cost.map(|c| c.energy),
+            );
+        }
+        line(
+            String::new(),
+            "",
+            String::new(),
+            "untracked",
+            "",
+            b.untracked_kwh,
+            b.untracked_cost,
+        );
+        if b.exceeded_kwh > 0.0 {
+            line(
+                String::new(),
+                "",
+                String::new(),
+                "exceeded",
+                "",
+                b.exceeded_kwh,
+                None,
+            );
+        }
+    }
+    out
+}
+
+/// [`energy_csv`] (or [`breakdown_csv`] with `breakdown`) as a download.
 pub fn energy_csv_response(
     l: &crate::service::energy::Loaded,
     by: crate::energy::zone::By,
     periods: &[crate::energy::zone::Period],
+    breakdown: bool,
 ) -> Response {
     let name = format!(
-        "site-{}-energy-{}-{}.csv",
+        "site-{}-{}-{}-{}.csv",
         l.site.id,
+        if breakdown { "meters" } else { "energy" },
         periods.first().map_or("", |p| p.label.as_str()),
         periods.last().map_or("", |p| p.label.as_str()),
     );
-    csv_download(energy_csv(l, by, periods), &name)
+    let body = if breakdown {
+        breakdown_csv(l, periods)
+    } else {
+        energy_csv(l, by, periods)
+    };
+    csv_download(body, &name)
 }
 
 #[cfg(test)]

@@ -219,7 +219,7 @@ pub async fn page(
             };
             // Days of the site's time zone, as on the site page.
             let tz = site.as_ref().map_or("UTC", |s| s.time_zone.as_str());
-            let days = crate::service::energy::device_days(db, id, tz, n_days, now)?;
+            let days = crate::service::energy::device_days_energy(db, id, tz, n_days, now)?;
             let zone = site
                 .as_ref()
                 .map_or_else(Zone::utc, |s| Zone::named(&s.time_zone));
@@ -259,9 +259,27 @@ pub async fn page(
     let channel_points = |b: &[ChannelBucket]| -> Vec<(i64, f64)> {
         b.iter().map(|b| (b.start + step / 2, b.mean)).collect()
     };
-    let energy: Vec<(String, f64)> = days
+    // Energy per day: the device's total (a pool controller's meter), and on a channel map
+    // each of its meters.
+    let (day_periods, day_tz, day_energy) = days;
+    let per_day = |i: &crate::energy::Intervals| -> Vec<(String, f64)> {
+        crate::energy::summarize(i, &day_tz, crate::energy::zone::By::Day, &day_periods, None)
+            .iter()
+            .map(|d| (d.period.label[5..].to_owned(), d.kwh * 1000.0))
+            .collect()
+    };
+    let energy = per_day(&day_energy.total);
+    let total_meter = day_energy
+        .total_meter
+        .map(|k| day_energy.meters[k].name.clone());
+    let meter_days: Vec<(String, Vec<(String, f64)>)> = day_energy
+        .parts
         .iter()
-        .map(|d| (d.period.label[5..].to_owned(), d.kwh * 1000.0))
+        .filter(|&&k| Some(k) != day_energy.total_meter)
+        .map(|&k| {
+            let m = &day_energy.meters[k];
+            (m.name.clone(), per_day(&m.intervals))
+        })
         .collect();
     let sp = f64::from(cfg.thermostat.setpoint_cc) / 100.0;
     let hy = f64::from(cfg.thermostat.hysteresis_cc) / 100.0;
@@ -322,10 +340,20 @@ pub async fn page(
                     ]))
                 }
             }
-            // Energy per day is the pool's energy meter; a device's own energy channels are
-            // not summed per day yet.
+            // Energy per day: the pool's energy meter, or on a channel map the device's total
+            // (what adds into its site's energy) and each of its other meters.
             @if v.channels.is_none() {
                 (charts::bar_chart("Energy per day", "Wh", &energy))
+            } @else {
+                div #device-energy {
+                    @if let Some(name) = &total_meter {
+                        (charts::bar_chart(&format!("Energy per day (total: {name})"), "Wh", &energy))
+                    }
+                    @for (name, bars) in &meter_days {
+                        (charts::bar_chart(&format!("Energy per day: {name}"), "Wh", bars))
+                    }
+                    @for n in &day_energy.notes { p.hint { "Energy: " (n) "." } }
+                }
             }
         }
         section.controls {

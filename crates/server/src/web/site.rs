@@ -1,6 +1,7 @@
 //! `GET /sites/{id}`: a site's controllers and its energy and cost — kWh per local day for the
 //! last 30 days and per month for the last 12 (charts), peak 15-minute demand, cost from the
-//! tariff, energy CSV export — and, for admins, the forms for the site's time zone and tariff.
+//! tariff, the breakdown by meter of this month (`breakdown_section`), energy CSV export — and,
+//! for admins, the forms for the site's time zone and tariff.
 //! Posts: `/sites/{id}/time_zone`, `/sites/{id}/tariff`, `/sites/{id}/tariff/delete`.
 //! Members of the site and admins see it; anyone else gets 404.
 
@@ -10,7 +11,7 @@ use super::error::HtmlError;
 use super::fields::FieldErrors;
 use super::layout::{self, Nav};
 use crate::energy::tariff::Tariff;
-use crate::energy::zone::By;
+use crate::energy::zone::{By, Period};
 use crate::energy::Figures;
 use crate::http::auth::Principal;
 use crate::http::error::WebError;
@@ -82,6 +83,71 @@ fn months_table(list: &[Figures], tz: &TimeZone, currency: &str) -> Markup {
     }
 }
 
+/// The breakdown by meter over `period` (issue 18 point 4): each meter with its energy, its
+/// share of the site's total (a bar and the percentage) and its energy cost, then untracked.
+fn breakdown_section(l: &energy::Loaded, period: &Period, currency: &str) -> Markup {
+    let b = l.breakdown(period);
+    let pct = |kwh: f64| {
+        crate::energy::meters::share(kwh, b.total.kwh).map(|s| (s * 100.0).clamp(0.0, 100.0))
+    };
+    let share_cell = |kwh: f64| {
+        html! {
+            td.share {
+                @if let Some(p) = pct(kwh) {
+                    // SVG attributes, not an inline style: the page's CSP allows no inline styles.
+                    svg.bar viewBox="0 0 100 8" preserveAspectRatio="none" aria-hidden="true" {
+                        rect.track width="100" height="8" {}
+                        rect.fill width=(format!("{p:.1}")) height="8" {}
+                    }
+                    span.pct { (format!("{p:.0} %")) }
+                } @else { "–" }
+            }
+        }
+    };
+    html! {
+        section #breakdown {
+            // The energy view's script shows the period chosen there instead (app.js
+            // `drawBreakdown`, from the same JSON).
+            h2 { "Breakdown by meter, " span #breakdown-period { "this month" } }
+            p.meta { "Each meter's share of the site's total ("
+                span #breakdown-total { (format!("{:.2} kWh", b.total.kwh)) } "), as Home Assistant's energy dashboard shows individual devices: "
+                "untracked is the total minus the meters. A controller whose channel map has an energy role adds that meter to the total and shows its other meters here." }
+            @if l.meters.is_empty() {
+                p { "No meters." }
+            } @else {
+                table.energy.breakdown #energy-breakdown {
+                    thead { tr { th { "Meter and controller" } th.num { "Energy" } th { "Share" } th.num { "Energy cost" } } }
+                    tbody {
+                        @for (m, f) in l.meters.iter().zip(&b.parts) {
+                            tr data-device=(m.device) data-channel=[m.channel] {
+                                td { (m.name) @if !m.in_total { " " small.meta { "(not in the total)" } }
+                                    br; small { a href={ "/devices/" (m.device) } { (m.device) " " (m.device_name) } } }
+                                td.num data-field="kwh" { (format!("{:.2} kWh", f.kwh)) }
+                                (share_cell(f.kwh))
+                                td.num { (money(f.cost.map(|c| c.energy), currency)) }
+                            }
+                        }
+                        tr #untracked {
+                            td { "Untracked" }
+                            td.num data-field="kwh" { (format!("{:.2} kWh", b.untracked_kwh)) }
+                            (share_cell(b.untracked_kwh))
+                            td.num { (money(b.untracked_cost, currency)) }
+                        }
+                    }
+                }
+            }
+            p.flash.error #breakdown-exceeded hidden[b.exceeded_kwh <= 0.0] {
+                "The meters measured " span #breakdown-excess { (format!("{:.2} kWh", b.exceeded_kwh)) }
+                " more than the site's total: some of them are not inside the total (a controller without an energy role, or meters counted twice)." }
+            @if !l.notes.is_empty() {
+                ul #breakdown-notes { @for (d, name, note) in &l.notes {
+                    li { a href={ "/devices/" (d) } { (d) " " (name) } ": " (note) "." }
+                } }
+            }
+        }
+    }
+}
+
 /// `GET /sites/{id}`.
 pub async fn page(
     State(web): State<Web>,
@@ -141,7 +207,7 @@ async fn render(
         .await?;
     let day_figs = loaded.site_figures(By::Day, &days);
     let month_figs = loaded.site_figures(By::Month, &months);
-    let this_month = std::slice::from_ref(&months[months.len() - 1]);
+    let this_month = &months[months.len() - 1];
     let today = std::slice::from_ref(&days[days.len() - 1]);
     let currency = loaded.tariff.as_ref().map_or("", |t| t.currency.as_str());
     let bars = |list: &[Figures], f: &dyn Fn(&Figures) -> f64, short: bool| -> Vec<(String, f64)> {
@@ -175,7 +241,7 @@ async fn render(
                 table.devices #site-devices {
                     thead { tr { th { "Controller" } th { "Today" } th { "This month" } th { "Peak this month" } th { "Cost this month" } } }
                     tbody { @for (i, (d, _)) in loaded.devices.iter().enumerate() {
-                        @let m = loaded.device_figures(i, By::Month, this_month);
+                        @let m = loaded.device_figures(i, By::Month, std::slice::from_ref(this_month));
                         @let td_ = loaded.device_figures(i, By::Day, today);
                         tr data-device=(d) {
                             td { a href={ "/devices/" (d) } { (d) " " (names[i]) } }
@@ -187,7 +253,7 @@ async fn render(
                     } }
                     // The site's figures: its peak is at one time for all controllers together,
                     // and its cost includes the demand and fixed charges (not split per device).
-                    @let sm = loaded.site_figures(By::Month, this_month);
+                    @let sm = loaded.site_figures(By::Month, std::slice::from_ref(this_month));
                     @let sd = loaded.site_figures(By::Day, today);
                     tfoot { tr #site-total {
                         th scope="row" { "Site total" }
@@ -199,6 +265,7 @@ async fn render(
                 }
             }
         }
+        (breakdown_section(&loaded, this_month, currency))
         section.charts {
             h2 { "Energy" }
             p.meta { "Days and months in " (site.time_zone) " local time. Peak demand: the highest mean power over a clock-aligned 15 minutes." }
@@ -230,6 +297,7 @@ async fn render(
                 label { "From" input type="date" name="from" value=(days[0].label); }
                 label { "To (exclusive)" input type="date" name="to"; }
                 select name="by" aria-label="Per day or per month" { option value="day" { "per day" } option value="month" { "per month" } }
+                select name="breakdown" aria-label="Lines" { option value="" { "site and controllers" } option value="meter" { "breakdown by meter" } }
                 button #energy-export type="submit" { "Download energy CSV" }
             }
         }
@@ -486,9 +554,10 @@ pub async fn energy_csv(
     Path(id): Path<i64>,
     Query(q): Query<EnergyQuery>,
 ) -> Result<Response, HtmlError> {
+    let breakdown = q.breakdown()?;
     let (l, by, periods) = web.site_energy(&p.user, id, &q).await?;
     Ok(crate::service::export::energy_csv_response(
-        &l, by, &periods,
+        &l, by, &periods, breakdown,
     ))
 }
 

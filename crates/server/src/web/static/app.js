@@ -617,6 +617,83 @@
     return { by: "month", from: y + "-01", to: (y + 1) + "-01", label: String(y), shift: function (k) { return new Date(Date.UTC(y + k, 0, 1)); } };
   }
 
+  // The site's breakdown by meter (web/site.rs `breakdown_section`) for the period the energy
+  // view shows: the same rows, built from the API's `breakdown` (names as text, never markup).
+  function drawBreakdown(b, label, cu) {
+    var table = document.getElementById("energy-breakdown");
+    if (!b || !table) return;
+    var svgNs = "http://www.w3.org/2000/svg";
+    document.getElementById("breakdown-period").textContent = label;
+    document.getElementById("breakdown-total").textContent = b.total_kwh.toFixed(2) + " kWh";
+    function td(cls, text) {
+      var c = document.createElement("td");
+      if (cls) c.className = cls;
+      if (text !== undefined) c.textContent = text;
+      return c;
+    }
+    function shareCell(share) {
+      var c = td("share");
+      if (share === null || share === undefined) { c.textContent = "\u2013"; return c; }
+      var pct = Math.max(0, Math.min(100, share * 100));
+      var svg = document.createElementNS(svgNs, "svg");
+      svg.setAttribute("class", "bar");
+      svg.setAttribute("viewBox", "0 0 100 8");
+      svg.setAttribute("preserveAspectRatio", "none");
+      svg.setAttribute("aria-hidden", "true");
+      [["track", 100], ["fill", pct]].forEach(function (r) {
+        var rect = document.createElementNS(svgNs, "rect");
+        rect.setAttribute("class", r[0]);
+        rect.setAttribute("width", r[1].toFixed(1));
+        rect.setAttribute("height", "8");
+        svg.appendChild(rect);
+      });
+      var t = document.createElement("span");
+      t.className = "pct";
+      t.textContent = pct.toFixed(0) + " %";
+      c.appendChild(svg);
+      c.appendChild(t);
+      return c;
+    }
+    function money(v) { return v === null || v === undefined ? "\u2013" : v.toFixed(2) + " " + cu; }
+    function row(tr, name, kwh, share, cost) {
+      tr.appendChild(name);
+      var k = td("num", kwh.toFixed(2) + " kWh");
+      k.setAttribute("data-field", "kwh");
+      tr.appendChild(k);
+      tr.appendChild(shareCell(share));
+      tr.appendChild(td("num", money(cost)));
+      return tr;
+    }
+    var body = document.createElement("tbody");
+    b.meters.forEach(function (m) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-device", m.device);
+      if (m.channel !== null) tr.setAttribute("data-channel", m.channel);
+      var name = td("", m.name);
+      if (!m.in_total) {
+        var note = document.createElement("small");
+        note.className = "meta";
+        note.textContent = "(not in the total)";
+        name.appendChild(document.createTextNode(" "));
+        name.appendChild(note);
+      }
+      name.appendChild(document.createElement("br"));
+      var small = document.createElement("small"), a = document.createElement("a");
+      a.href = "/devices/" + m.device;
+      a.textContent = m.device + " " + m.device_name;
+      small.appendChild(a);
+      name.appendChild(small);
+      body.appendChild(row(tr, name, m.kwh, m.share, m.cost));
+    });
+    var un = document.createElement("tr");
+    un.id = "untracked";
+    body.appendChild(row(un, td("", "Untracked"), b.untracked.kwh, b.untracked.share, b.untracked.cost));
+    table.replaceChild(body, table.tBodies[0]);
+    var over = document.getElementById("breakdown-exceeded");
+    document.getElementById("breakdown-excess").textContent = b.exceeded_kwh.toFixed(2) + " kWh";
+    over.hidden = !(b.exceeded_kwh > 0);
+  }
+
   function energyView() {
     var box = document.getElementById("energy-view");
     if (!box || !window.uPlot || !window.fetch) return;
@@ -667,6 +744,7 @@
           ]
         }, [xs, a, b], el);
         box.tekPlot = plot;
+        drawBreakdown(cur.breakdown, p.label, cu);
       }).catch(function () { /* the static charts stay */ });
     }
     box.querySelectorAll("button.period").forEach(function (btn) {
