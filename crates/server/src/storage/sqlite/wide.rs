@@ -139,6 +139,7 @@ impl WideStore for Sqlite {
 mod tests {
     use super::*;
     use crate::storage::TelemetryRow;
+    use crate::storage::wide_rollup::TABLE;
     use crate::storage::TelemetryStore;
 
     /// Pool-like records: 16 channels (the pool's five, eleven plant-room meters with noise).
@@ -156,8 +157,9 @@ mod tests {
         v
     }
 
-    /// Bytes on disk a table grows by per record, measured by the database's page count.
-    fn bytes_per_record(insert: impl Fn(&Sqlite, u32, u32)) -> f64 {
+    /// Bytes on disk the database grows by per record, measured by its page count; and the same
+    /// once the rows of `rollups` (if any) are deleted: the records alone.
+    fn bytes_per_record(rollups: Option<&str>, insert: impl Fn(&Sqlite, u32, u32)) -> (f64, f64) {
         const N: u32 = 20_000;
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open_dir(dir.path()).unwrap();
@@ -175,14 +177,21 @@ mod tests {
         for start in (0..N).step_by(500) {
             insert(&db, start, 500);
         }
-        (pages(&db) - before) as f64 / f64::from(N)
+        let all = (pages(&db) - before) as f64 / f64::from(N);
+        if let Some(table) = rollups {
+            let c = db.writer().unwrap();
+            c.execute_batch(&format!("DELETE FROM {table}")).unwrap();
+        }
+        (all, (pages(&db) - before) as f64 / f64::from(N))
     }
 
     /// Issue 21 wants few bytes per value: a 16-channel wide record, key, time, configuration
-    /// version and time index included, against a narrow record of the five pool channels.
+    /// version and time index included, with and without its rollups (one row per channel and
+    /// quarter hour, so per record about 16 / 15 of a rollup row at one record a minute),
+    /// against a narrow record of the five pool channels with its rollups.
     #[test]
     fn a_sixteen_channel_record_costs_few_bytes() {
-        let wide = bytes_per_record(|db, start, n| {
+        let (wide, records) = bytes_per_record(Some(TABLE), |db, start, n| {
             let rows: Vec<WideRow> = (start..start + n)
                 .map(|s| WideRow {
                     device_id: 1,
@@ -195,7 +204,7 @@ mod tests {
                 .collect();
             assert_eq!(db.insert_wide(&rows).unwrap(), u64::from(n));
         });
-        let narrow = bytes_per_record(|db, start, n| {
+        let (narrow, _) = bytes_per_record(None, |db, start, n| {
             let rows: Vec<TelemetryRow> = (start..start + n)
                 .map(|s| {
                     let v = record(s);
@@ -211,7 +220,13 @@ mod tests {
                 .collect();
             assert_eq!(db.insert_telemetry(&rows).unwrap(), u64::from(n));
         });
-        eprintln!("bytes per record: wide 16 channels {wide:.1}, narrow 5 channels (+ rollups) {narrow:.1}");
-        assert!(wide < 90.0, "{wide} bytes per 16-channel record");
+        eprintln!(
+            "bytes per record: wide 16 channels {wide:.1} ({records:.1} without its rollups), \
+             narrow 5 channels (+ rollups) {narrow:.1}"
+        );
+        assert!(records < 90.0, "{records} bytes per 16-channel record");
+        // A rollup row is about 45 bytes (key of four integers, six figures, packed keys of
+        // six bytes each), 16 of them per 15 records.
+        assert!(wide - records < 55.0, "{} bytes of rollups per record", wide - records);
     }
 }
