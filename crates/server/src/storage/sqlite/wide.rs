@@ -138,8 +138,8 @@ impl WideStore for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::TelemetryRow;
     use crate::storage::wide_rollup::TABLE;
+    use crate::storage::TelemetryRow;
     use crate::storage::TelemetryStore;
 
     /// Pool-like records: 16 channels (the pool's five, eleven plant-room meters with noise).
@@ -227,6 +227,10 @@ mod tests {
         assert!(records < 90.0, "{records} bytes per 16-channel record");
         // A rollup row is about 45 bytes (key of four integers, six figures, packed keys of
         // six bytes each), 16 of them per 15 records.
-        assert!(wide - records < 55.0, "{} bytes of rollups per record", wide - records);
+        assert!(
+            wide - records < 55.0,
+            "{} bytes of rollups per record",
+            wide - records
+        );
     }
 }
