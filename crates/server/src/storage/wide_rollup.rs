@@ -300,7 +300,7 @@ pub fn channel_meter_data(
     let q = RollupQuery {
         device_id,
         channel,
-        from: from - MAX_GAP_S - INTERVAL_S,
+        from: from - MAX_GAP_S,
         to: to + MAX_GAP_S,
         step: INTERVAL_S,
         min_version: None,
