@@ -8,7 +8,7 @@
 //! estimated times have their boot noted first (`BacklogStore::note_estimated_boots`), and are
 //! answered only once that is stored too. On shutdown the queue is drained and committed before
 //! the task ends. Wide telemetry (PROTOCOL.md 17.5, and Backlogs in its layout) is committed by
-//! the same batch in a transaction of its own (`WideStore::insert_wide`) and acknowledged the
+//! the same batch in a transaction of its own (`WideStore::insert_wide_new`) and acknowledged the
 //! same way once that commit returned.
 
 use crate::storage::Storage;
@@ -203,12 +203,6 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     } else {
         (Vec::new(), Vec::new())
     };
-    // The wide records MQTT publishes once committed (the narrow ones come back from the insert).
-    let mqtt_wide = if ingest.mqtt.active() {
-        wide_rows.clone()
-    } else {
-        Vec::new()
-    };
     // Boots to note as estimated: those of the batches whose records were committed.
     let estimated = |acks: &[OwedAck]| -> Vec<(u32, u32)> {
         acks.iter()
@@ -228,7 +222,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
         let telemetry = storage.insert_telemetry_new(&rows);
         // Its own transaction: an Ack says the batch's records are durable, which each of the
         // two commits establishes for its own batches.
-        let wide = storage.insert_wide(&wide_rows);
+        let wide = storage.insert_wide_new(&wide_rows);
         // Only over committed records: the note counts what is stored.
         if telemetry.is_err() {
             to_note.clear();
@@ -289,15 +283,13 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     }
     match wide {
         Ok(new) => {
-            ingest.metrics.wide_records_stored(new);
+            ingest.metrics.wide_records_stored(new.len() as u64);
             acknowledge(wide_acks);
             ingest.alarms.wide(&alarm_wide);
-            // A commit that stored nothing new held only retransmissions, published when they
-            // were stored. One that stored some of its records publishes them all: the wide
-            // insert counts what it stored without saying which, so a retransmitted record in a
-            // batch with new ones is published again (consumers tell it by device+boot+seq).
-            if new > 0 {
-                ingest.mqtt.offer(crate::mqtt::Event::Wide(mqtt_wide));
+            // Only what this commit stored, as for the narrow records: a retransmission stored
+            // before (here or by another server of the fleet) was published then.
+            if !new.is_empty() {
+                ingest.mqtt.offer(crate::mqtt::Event::Wide(new));
             }
         }
         Err(e) => {

@@ -2,7 +2,8 @@
 //! (mosquitto on 127.0.0.1): a controller running the single-phase meter map sends a
 //! WideTelemetry record over real UDP; the broker gets it on `tek/{site}/{device}/channels`
 //! with each channel's value in its unit and `null` for the channel without a value, and Home
-//! Assistant gets one sensor per channel (the pool sensors' documents emptied).
+//! Assistant gets one sensor per channel (the pool sensors' documents emptied). A later batch
+//! mixing a retransmission with a new record publishes the new record only.
 
 mod common;
 
@@ -152,6 +153,44 @@ async fn a_wide_record_reaches_the_broker_by_the_devices_channel_map() {
     assert!(v["values"]["frequency_3"].is_object(), "{v}");
     assert_eq!(value("export_energy_5"), serde_json::json!(0));
     assert_eq!(value("total_energy_6"), serde_json::json!(123_456));
+
+    // A batch mixing a retransmission (seq 0 again) with a new record (seq 1): only the new one
+    // is published.
+    let mut buf = vec![0u8; 512];
+    buf[0] = code::WIDE_TELEMETRY;
+    let mut w = WideWriter::new(&mut buf[1..], 0, seven, 10_070).unwrap();
+    assert!(w.push(9_940, &values));
+    let mut later = values;
+    later[2] = Some(1_250);
+    assert!(w.push(10_000, &later));
+    let n = 1 + w.len();
+    buf.truncate(n);
+    let bytes = d.seal_bytes(&buf);
+    d.send_raw(&bytes).await;
+    assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 1 }));
+    let seq_of = |p: &[u8]| serde_json::from_slice::<Value>(p).unwrap()["seq"].as_u64();
+    let second = wait_for("the new wide record", &received, |t, p| {
+        t.ends_with("/1/channels") && seq_of(p) == Some(1)
+    })
+    .await;
+    let second: Value = serde_json::from_slice(&second).unwrap();
+    assert_eq!(
+        second["values"]["power_2"]["value"],
+        serde_json::json!(1250)
+    );
+    // Published in order with the new one if at all: give the broker a moment, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_again = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, p)| t.ends_with("/1/channels") && seq_of(p) == Some(0))
+        .count();
+    assert_eq!(
+        first_again, 1,
+        "the retransmitted record was published again"
+    );
+    assert_eq!(db.wide_count(1).unwrap(), 2);
 
     // Home Assistant: a sensor per channel, the pool power sensor removed (empty document).
     let power = wait_for("the power channel's discovery", &received, |t, p| {

@@ -46,6 +46,7 @@ pub mod telemetry;
 pub mod users;
 pub mod web_sessions;
 pub mod wide;
+pub mod wide_rollup;
 
 pub use alarms::{
     AlarmFilter, AlarmRecord, AlarmStore, DeliveryState, Destination, DestinationKind,

@@ -136,7 +136,7 @@ pub fn interval_start(time: i64) -> i64 {
 }
 
 /// A reading packed with its time inside the interval starting at `start`.
-fn pack(start: i64, time: i64, wh: i64) -> i64 {
+pub(super) fn pack(start: i64, time: i64, wh: i64) -> i64 {
     (time - start) * PACK_SHIFT + wh + PACK_BIAS
 }
 
@@ -213,7 +213,7 @@ pub fn rollups_of(rows: &[TelemetryRow], resolution: Resolution) -> Vec<Interval
 
 /// How a column merges into the stored row.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Merge {
+pub(super) enum Merge {
     /// Part of the key.
     Key,
     /// Counts and sums add.
@@ -263,8 +263,22 @@ pub fn columns() -> String {
 /// [`columns`] order (SQLite: `VALUES` of one interval; PostgreSQL: a `SELECT` over arrays of a
 /// batch's intervals, each (device, interval) once, as [`rollups_of`] gives them).
 pub fn upsert_sql(dialect: Dialect, resolution: Resolution, rows: &str) -> String {
-    let t = resolution.table();
-    let set: Vec<String> = SPEC
+    merge_sql(dialect, resolution.table(), &SPEC, rows)
+}
+
+/// The statement merging rows into rollup table `table` whose columns `spec` lists, with how
+/// each merges (the key columns are the conflict target): counts and sums add,
+/// lowest/highest/earliest/latest keep the extreme, so the order rows arrive in does not
+/// matter. `rows` supplies them in `spec` order. Shared by these rollups and the wide
+/// records' ([`super::wide_rollup`]).
+pub(super) fn merge_sql(
+    dialect: Dialect,
+    table: &str,
+    spec: &[(&str, Merge)],
+    rows: &str,
+) -> String {
+    let t = table;
+    let set: Vec<String> = spec
         .iter()
         .filter_map(|&(c, m)| {
             let (old, new) = (format!("{t}.{c}"), format!("excluded.{c}"));
@@ -278,10 +292,17 @@ pub fn upsert_sql(dialect: Dialect, resolution: Resolution, rows: &str) -> Strin
             }
         })
         .collect();
+    let key: Vec<&str> = spec
+        .iter()
+        .filter(|c| c.1 == Merge::Key)
+        .map(|c| c.0)
+        .collect();
+    let all: Vec<&str> = spec.iter().map(|c| c.0).collect();
     render(
         &format!(
-            "INSERT INTO {t} ({}) {rows} ON CONFLICT (device_id, start) DO UPDATE SET {}",
-            columns(),
+            "INSERT INTO {t} ({}) {rows} ON CONFLICT ({}) DO UPDATE SET {}",
+            all.join(", "),
+            key.join(", "),
             set.join(", ")
         ),
         dialect,

@@ -86,6 +86,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (11, CHANNEL_REGISTRY),
     (12, WIDE_TELEMETRY),
     (13, CHANNEL_FAULTS),
+    (14, WIDE_ROLLUPS),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -400,6 +401,40 @@ CREATE TABLE channel_faults (
     PRIMARY KEY (device_id, channel)
 );
 "#;
+
+/// Migration 14: the rollups of wide records per device, channel, 15-minute interval and
+/// configuration version ([`super::wide_rollup`]), kept up to date in the transaction that
+/// stores the records. The records' values are blobs SQL cannot decode, so the existing records
+/// are rolled up by [`RustStep::WideRollups`] after this SQL, in the same transaction. Every row
+/// has at least one reading, so no figure is ever NULL.
+const WIDE_ROLLUPS: &str = r#"
+CREATE TABLE telemetry_wide_rollup (
+    device_id {int} NOT NULL,
+    channel   {int} NOT NULL,   -- channel index, 0..=127
+    start     {int} NOT NULL,   -- the interval's start, a multiple of 900
+    version   {int} NOT NULL,   -- the records' configuration version; -1: the server did not know
+    readings  {int} NOT NULL,   -- readings of the channel (at least one)
+    lowest    {int} NOT NULL,
+    highest   {int} NOT NULL,
+    total     {int} NOT NULL,   -- their sum (the mean is total / readings)
+    earliest  {int} NOT NULL,   -- earliest reading, packed: (time - start) * 2^32 + value + 2^31
+    latest    {int} NOT NULL,   -- latest reading, packed the same way
+    PRIMARY KEY (device_id, channel, start, version)
+){sqlite: WITHOUT ROWID};
+"#;
+
+/// Work a migration needs beyond its SQL, which each backend does in Rust after that SQL, in the
+/// same transaction (so a crash still leaves the database at a whole version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RustStep {
+    /// Migration 14: roll up the wide records already stored ([`super::wide_rollup`]).
+    WideRollups,
+}
+
+/// The Rust step of migration `version`, if it has one.
+pub fn rust_step(version: i64) -> Option<RustStep> {
+    (version == 14).then_some(RustStep::WideRollups)
+}
 
 /// The columns of both rollup tables of migration 10 (between the braces of `CREATE TABLE`).
 macro_rules! rollup_columns {

@@ -20,7 +20,8 @@ pub(crate) use channels::{
 pub(crate) use rollups::{
     channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
     chart_rollups_follow_raw_records, energy_rollups_backfilled_by_migration,
-    energy_rollups_follow_raw_records, to_version_8,
+    energy_rollups_follow_raw_records, to_version_8, wide_rollups_backfilled_by_migration,
+    wide_rollups_follow_raw_records,
 };
 pub(crate) use wide::{
     channel_faults_replace_the_last_report, estimated_boots_count_wide_records,
@@ -1211,6 +1212,7 @@ macro_rules! suite_tests {
             channel_meter_data_matches_the_pool_meter,
             estimated_boots_follow_the_stored_records,
             chart_rollups_follow_raw_records,
+            wide_rollups_follow_raw_records,
             wide_records_keep_gaps_and_are_idempotent,
             wide_series_span_pages,
             estimated_boots_count_wide_records,
@@ -1294,6 +1296,19 @@ mod sqlite_backend {
         });
     }
 
+    /// Schema version 13 had wide records without rollups: drop them, go back to it, reopen.
+    #[test]
+    fn wide_rollups_backfilled_by_migration() {
+        let db = fresh().unwrap();
+        super::wide_rollups_backfilled_by_migration(&*db, || {
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            c.execute_batch("DROP TABLE telemetry_wide_rollup; PRAGMA user_version = 13;")
+                .unwrap();
+            drop(c);
+            Box::new(Sqlite::open(db.path()).unwrap())
+        });
+    }
+
     /// Schema version 8 had 15-minute energy rollups only: rebuild them, go back to it, reopen.
     #[test]
     fn chart_rollups_backfilled_by_migration() {
@@ -1349,6 +1364,21 @@ mod postgres_backend {
                     "{}DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (10);",
                     super::TO_VERSION_10
                 ),
+            )
+            .unwrap();
+            Box::new(second(&db))
+        });
+    }
+
+    /// Schema version 13 had wide records without rollups: drop them, go back to it, reconnect.
+    #[test]
+    fn wide_rollups_backfilled_by_migration() {
+        let Some(db) = database() else { return };
+        super::wide_rollups_backfilled_by_migration(&*db, || {
+            crate::storage::postgres::testing::execute(
+                &db.url,
+                "DROP TABLE telemetry_wide_rollup;
+                 DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (13);",
             )
             .unwrap();
             Box::new(second(&db))

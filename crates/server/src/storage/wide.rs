@@ -20,12 +20,20 @@
 //! of the five pool channels costs 61 there, its rollups included). One row per value would
 //! repeat the key and the index entry for every value.
 //!
+//! The blobs cannot be aggregated by the database, so each record is also rolled up per
+//! channel into 15-minute intervals ([`super::wide_rollup`], table `telemetry_wide_rollup`,
+//! migration 14) in the insert's transaction: about 45 bytes per channel and quarter hour, 48
+//! per 16-channel record at one record a minute (124 bytes with the record, measured by the
+//! same test). A channel's long-range chart and its meter data read those.
+//!
 //! Reads return whole records by keyset pagination ([`WideStore::wide_page`], in
 //! [`TelemetryKey`] order, like [`super::TelemetryStore::telemetry_page`]) or one channel's
-//! series ([`WideStore::wide_series`]), which skips the records where the channel has no value.
+//! series ([`WideStore::wide_series`]), which skips the records where the channel has no value;
+//! a channel's rollups come grouped into buckets ([`WideStore::wide_channel_rollups`]).
 
 use super::energy::{aggregate_readings, assemble, check_range, MeterData, MAX_GAP_S};
 use super::telemetry::{TelemetryKey, TelemetryQuery};
+use super::wide_rollup::{ChannelAgg, RollupQuery};
 use super::{Error, Result};
 use tek_proto::channel::wide::{ChannelSet, MAX_CHANNELS};
 use tek_proto::message::varint;
@@ -175,9 +183,16 @@ const SERIES_PAGE: usize = 1000;
 
 /// Wide telemetry operations.
 pub trait WideStore {
-    /// Inserts rows in one transaction; rows already stored (same device, boot and seq) are
-    /// skipped. Returns how many were new. When this returns `Ok`, every row is durable.
-    fn insert_wide(&self, rows: &[WideRow]) -> Result<u64>;
+    /// Inserts rows in one transaction, with their rollups ([`super::wide_rollup`]); rows
+    /// already stored (same device, boot and seq) are skipped. Returns the rows that were new,
+    /// in input order (a row repeated in `rows` once). When this returns `Ok`, every row is
+    /// durable.
+    fn insert_wide_new(&self, rows: &[WideRow]) -> Result<Vec<WideRow>>;
+
+    /// [`WideStore::insert_wide_new`], counting the new rows.
+    fn insert_wide(&self, rows: &[WideRow]) -> Result<u64> {
+        Ok(self.insert_wide_new(rows)?.len() as u64)
+    }
 
     /// One page of whole records of a device in a time range, in [`TelemetryKey`] order: at
     /// most `q.limit` of those after `after` (`None`: from the start of the range).
@@ -224,6 +239,11 @@ pub trait WideStore {
     /// Number of wide records of a device.
     fn wide_count(&self, device_id: u32) -> Result<u64>;
 
+    /// Channel `q.channel`'s rollups ([`super::wide_rollup::BUCKETS`]): per bucket of
+    /// `q.step` the readings of the records in the quarter hours of `[q.from, q.to)` logged
+    /// under the versions `q` counts, oldest first, only buckets with a reading.
+    fn wide_channel_rollups(&self, q: &RollupQuery) -> Result<Vec<ChannelAgg>>;
+
     /// Channel `channel` of a device as a meter over the intervals in `[from, to)` (multiples
     /// of [`INTERVAL_S`](super::energy::INTERVAL_S)): its readings reduced per interval and assembled exactly as
     /// [`super::EnergyStore::meter_data`] does for the pool energy channel, with the reading
@@ -231,8 +251,8 @@ pub trait WideStore {
     /// channel's values read as a counter and `power_w` their mean, both in the channel's raw
     /// units: which of the two means something, and the scale, come from the channel's map.
     ///
-    /// This default reads the raw records; a backend may answer from rollups instead, with the
-    /// same result.
+    /// Read from the rollups ([`super::wide_rollup::channel_meter_data`]); the same figures as
+    /// [`channel_meter_data_from_records`] (the storage suite compares them).
     fn channel_meter_data(
         &self,
         device_id: u32,
@@ -242,29 +262,55 @@ pub trait WideStore {
     ) -> Result<MeterData> {
         check_range(from, to)?;
         super::rollup::check_aligned(from, to)?;
-        let range = |from: i64, to: i64, limit: usize| TelemetryQuery {
-            device_id,
-            from,
-            to,
-            limit,
-        };
-        let before = self
-            .wide_series(&range(from - MAX_GAP_S, from, usize::MAX), channel)?
-            .last()
-            .map(|&(t, v)| (t, i64::from(v)));
-        let inside = self.wide_series(&range(from, to, usize::MAX), channel)?;
-        let after = self
-            .wide_series(&range(to, to + MAX_GAP_S, 1), channel)?
-            .first()
-            .map(|&(t, v)| (t, i64::from(v)));
-        Ok(assemble(
-            &aggregate_readings(&inside),
-            before,
-            after,
-            from,
-            to,
-        ))
+        let channel = checked_channel(channel)?;
+        super::wide_rollup::channel_meter_data(device_id, channel, from, to, |q| {
+            self.wide_channel_rollups(q)
+        })
     }
+}
+
+/// `channel` as a channel index, `Missing` past 127.
+fn checked_channel(channel: usize) -> Result<u8> {
+    match u8::try_from(channel) {
+        Ok(c) if channel < MAX_CHANNELS => Ok(c),
+        _ => Err(Error::Missing(format!("channel {channel}"))),
+    }
+}
+
+/// [`WideStore::channel_meter_data`] computed from the raw records, as it was before the
+/// rollups: what the rollups must reproduce (the storage suite compares the two), and the
+/// reference when a rollup is in doubt.
+pub fn channel_meter_data_from_records<S: WideStore + ?Sized>(
+    db: &S,
+    device_id: u32,
+    channel: usize,
+    from: i64,
+    to: i64,
+) -> Result<MeterData> {
+    check_range(from, to)?;
+    super::rollup::check_aligned(from, to)?;
+    let range = |from: i64, to: i64, limit: usize| TelemetryQuery {
+        device_id,
+        from,
+        to,
+        limit,
+    };
+    let before = db
+        .wide_series(&range(from - MAX_GAP_S, from, usize::MAX), channel)?
+        .last()
+        .map(|&(t, v)| (t, i64::from(v)));
+    let inside = db.wide_series(&range(from, to, usize::MAX), channel)?;
+    let after = db
+        .wide_series(&range(to, to + MAX_GAP_S, 1), channel)?
+        .first()
+        .map(|&(t, v)| (t, i64::from(v)));
+    Ok(assemble(
+        &aggregate_readings(&inside),
+        before,
+        after,
+        from,
+        to,
+    ))
 }
 
 #[cfg(test)]

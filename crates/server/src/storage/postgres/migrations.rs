@@ -40,6 +40,10 @@ pub async fn migrate(c: &mut Client) -> Result<()> {
     // Every step in this one transaction: under the lock, and all or nothing.
     for (version, sql) in schema::pending(found, Dialect::Postgres)? {
         tx.batch_execute(&sql).await?;
+        match schema::rust_step(version) {
+            Some(schema::RustStep::WideRollups) => super::wide::backfill_rollups(&tx).await?,
+            None => {}
+        }
         tx.execute("DELETE FROM tek_schema", &[]).await?;
         tx.execute("INSERT INTO tek_schema (version) VALUES ($1)", &[&version])
             .await?;

@@ -2,22 +2,31 @@
 //! partitioned, so its primary key is (device, boot, seq) and a plain `ON CONFLICT DO NOTHING`
 //! makes a retransmission a no-op, whichever server of the fleet stores it (the unique index
 //! serialises concurrent inserts of the same key). One statement per writer batch over column
-//! arrays. Retention ([`expire`], from `maintain`) deletes the records older than the horizon
-//! the telemetry partitions are dropped at, and records already older are not stored (they
+//! arrays, returning the keys it stored, whose rollups ([`crate::storage::wide_rollup`]) are
+//! merged by one more statement in the same transaction. Retention ([`expire`], from
+//! `maintain`) deletes the records older than the horizon the telemetry partitions are dropped
+//! at (their rollups stay, as the pool's do), and records already older are not stored (they
 //! still count as accepted, as for telemetry).
 
 use super::{u32_col, Postgres, Shared};
+use crate::storage::schema::Dialect;
 use crate::storage::telemetry::{TelemetryKey, TelemetryQuery};
 use crate::storage::wide::{latest_sql, page_sql, WideRow, WideStore, WideValues};
+use crate::storage::wide_rollup::{
+    rollups_of, upsert_sql, ChannelAgg, RollupQuery, BACKFILL_PAGE, BACKFILL_ROWS, BUCKETS,
+    COLUMN_COUNT,
+};
 use crate::storage::Result;
 use std::collections::HashSet;
-use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
 
 const INSERT: &str = "
 INSERT INTO telemetry_wide (device_id, boot, seq, time, config_version, mask, vals)
 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
                      $6::bytea[], $7::bytea[])
-ON CONFLICT (device_id, boot, seq) DO NOTHING";
+ON CONFLICT (device_id, boot, seq) DO NOTHING
+RETURNING device_id, boot, seq";
 
 fn convert(r: &Row) -> Result<WideRow> {
     let version: Option<i64> = r.get(4);
@@ -77,19 +86,71 @@ pub(super) async fn expire(s: &Shared) -> Result<u64> {
     )
 }
 
+/// Merges the rollups of `new` (rows just stored) in the transaction `tx` that stored them:
+/// one statement over column arrays.
+async fn merge_rollups(tx: &impl GenericClient, new: &[WideRow]) -> Result<()> {
+    let rollups = rollups_of(new);
+    if rollups.is_empty() {
+        return Ok(());
+    }
+    let mut columns: Vec<Vec<i64>> = (0..COLUMN_COUNT)
+        .map(|_| Vec::with_capacity(rollups.len()))
+        .collect();
+    for u in &rollups {
+        for (col, v) in columns.iter_mut().zip(u.values()) {
+            col.push(v);
+        }
+    }
+    let arrays: Vec<String> = (1..=COLUMN_COUNT)
+        .map(|i| format!("${i}::int8[]"))
+        .collect();
+    let select = format!("SELECT * FROM unnest({})", arrays.join(", "));
+    let params: Vec<&(dyn ToSql + Sync)> =
+        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+    tx.execute(&upsert_sql(Dialect::Postgres, &select), &params)
+        .await?;
+    Ok(())
+}
+
+/// Migration 14's Rust step ([`crate::storage::schema::RustStep::WideRollups`]): rolls up the
+/// wide records already stored, page by page in key order, in the migration's transaction.
+pub(super) async fn backfill_rollups(tx: &impl GenericClient) -> Result<()> {
+    let mut after = (-1i64, -1i64, -1i64);
+    loop {
+        let rows: Vec<WideRow> = tx
+            .query(
+                BACKFILL_PAGE,
+                &[&after.0, &after.1, &after.2, &BACKFILL_ROWS],
+            )
+            .await?
+            .iter()
+            .map(convert)
+            .collect::<Result<_>>()?;
+        merge_rollups(tx, &rows).await?;
+        match rows.last() {
+            Some(r) if rows.len() as i64 == BACKFILL_ROWS => {
+                after = (r.device_id.into(), r.boot.into(), r.seq.into());
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 impl WideStore for Postgres {
-    fn insert_wide(&self, rows: &[WideRow]) -> Result<u64> {
+    fn insert_wide_new(&self, rows: &[WideRow]) -> Result<Vec<WideRow>> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let c = columns(rows, self.shared.partitions.keep_from());
         if c.device_id.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
+        let input = rows.to_vec();
         self.run(move |s| async move {
-            let conn = s.conn().await?;
-            Ok(conn
-                .execute(
+            let mut conn = s.conn().await?;
+            let tx = conn.transaction().await?;
+            let stored = tx
+                .query(
                     INSERT,
                     &[
                         &c.device_id,
@@ -101,7 +162,35 @@ impl WideStore for Postgres {
                         &c.vals,
                     ],
                 )
-                .await?)
+                .await?;
+            let mut keys: HashSet<(i64, i64, i64)> = stored
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            // In input order; a row repeated in the batch counts once.
+            let new: Vec<WideRow> = input
+                .into_iter()
+                .filter(|r| {
+                    keys.remove(&(i64::from(r.device_id), i64::from(r.boot), i64::from(r.seq)))
+                })
+                .collect();
+            merge_rollups(&*tx, &new).await?;
+            tx.commit().await?;
+            Ok(new)
+        })
+    }
+
+    fn wide_channel_rollups(&self, q: &RollupQuery) -> Result<Vec<ChannelAgg>> {
+        let p = q.params();
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                p.iter().map(|x| x as &(dyn ToSql + Sync)).collect();
+            Ok(c.query(BUCKETS, &params)
+                .await?
+                .iter()
+                .map(|r| ChannelAgg::from_row(std::array::from_fn(|i| r.get(i))))
+                .collect())
         })
     }
 

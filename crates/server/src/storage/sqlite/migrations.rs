@@ -19,6 +19,10 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             continue;
         }
         tx.execute_batch(&sql)?;
+        match schema::rust_step(version) {
+            Some(schema::RustStep::WideRollups) => super::wide::backfill_rollups(&tx)?,
+            None => {}
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
         tx.commit()?;
         tracing::info!(version, "database schema migrated");

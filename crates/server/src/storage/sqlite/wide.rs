@@ -1,9 +1,15 @@
 //! Wide telemetry records in SQLite ([`crate::storage::wide`]): `INSERT OR IGNORE` on the
-//! (device, boot, seq) primary key makes a retransmitted record a no-op, as for telemetry.
+//! (device, boot, seq) primary key makes a retransmitted record a no-op, as for telemetry; the
+//! records it stored are rolled up ([`crate::storage::wide_rollup`]) in the same transaction.
 
 use super::{u32_col, Sqlite};
+use crate::storage::schema::Dialect;
+use crate::storage::series::sqlite_params;
 use crate::storage::telemetry::{page_start, TelemetryKey, TelemetryQuery};
 use crate::storage::wide::{latest_sql, page_sql, WideRow, WideStore, WideValues};
+use crate::storage::wide_rollup::{
+    rollups_of, upsert_sql, ChannelAgg, RollupQuery, BACKFILL_PAGE, BACKFILL_ROWS, BUCKETS,
+};
 use crate::storage::Result;
 use rusqlite::params;
 
@@ -24,14 +30,46 @@ fn convert(r: &rusqlite::Row<'_>) -> Result<WideRow> {
     })
 }
 
+/// Merges the rollups of `new` (rows just stored) in the transaction that stored them.
+fn merge_rollups(tx: &rusqlite::Transaction<'_>, new: &[WideRow]) -> Result<()> {
+    let mut merge = tx.prepare_cached(&upsert_sql(
+        Dialect::Sqlite,
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    ))?;
+    for u in rollups_of(new) {
+        merge.execute(rusqlite::params_from_iter(u.values()))?;
+    }
+    Ok(())
+}
+
+/// Migration 14's Rust step ([`crate::storage::schema::RustStep::WideRollups`]): rolls up the
+/// wide records already stored, page by page in key order, in the migration's transaction.
+pub(super) fn backfill_rollups(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let mut page = tx.prepare(&sqlite_params(BACKFILL_PAGE))?;
+    let mut after = (-1i64, -1i64, -1i64);
+    loop {
+        let rows: Vec<WideRow> = page
+            .query(params![after.0, after.1, after.2, BACKFILL_ROWS])?
+            .and_then(convert)
+            .collect::<Result<_>>()?;
+        merge_rollups(tx, &rows)?;
+        match rows.last() {
+            Some(r) if rows.len() as i64 == BACKFILL_ROWS => {
+                after = (r.device_id.into(), r.boot.into(), r.seq.into());
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 impl WideStore for Sqlite {
-    fn insert_wide(&self, rows: &[WideRow]) -> Result<u64> {
+    fn insert_wide_new(&self, rows: &[WideRow]) -> Result<Vec<WideRow>> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
-        let mut new = 0;
+        let mut new = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO telemetry_wide
@@ -40,7 +78,7 @@ impl WideStore for Sqlite {
             )?;
             for r in rows {
                 let (mask, vals) = r.values.encode();
-                new += stmt.execute(params![
+                let stored = stmt.execute(params![
                     r.device_id,
                     r.boot,
                     r.seq,
@@ -48,11 +86,28 @@ impl WideStore for Sqlite {
                     r.config_version,
                     mask,
                     vals
-                ])? as u64;
+                ])?;
+                if stored > 0 {
+                    new.push(r.clone());
+                }
             }
         }
+        merge_rollups(&tx, &new)?;
         tx.commit()?;
         Ok(new)
+    }
+
+    fn wide_channel_rollups(&self, q: &RollupQuery) -> Result<Vec<ChannelAgg>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&sqlite_params(BUCKETS))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(q.params()), |r| {
+            let mut c = [0i64; 7];
+            for (i, x) in c.iter_mut().enumerate() {
+                *x = r.get(i)?;
+            }
+            Ok(ChannelAgg::from_row(c))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
@@ -83,6 +138,7 @@ impl WideStore for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::wide_rollup::TABLE;
     use crate::storage::TelemetryRow;
     use crate::storage::TelemetryStore;
 
@@ -101,8 +157,9 @@ mod tests {
         v
     }
 
-    /// Bytes on disk a table grows by per record, measured by the database's page count.
-    fn bytes_per_record(insert: impl Fn(&Sqlite, u32, u32)) -> f64 {
+    /// Bytes on disk the database grows by per record, measured by its page count; and the same
+    /// once the rows of `rollups` (if any) are deleted: the records alone.
+    fn bytes_per_record(rollups: Option<&str>, insert: impl Fn(&Sqlite, u32, u32)) -> (f64, f64) {
         const N: u32 = 20_000;
         let dir = tempfile::tempdir().unwrap();
         let db = Sqlite::open_dir(dir.path()).unwrap();
@@ -120,14 +177,21 @@ mod tests {
         for start in (0..N).step_by(500) {
             insert(&db, start, 500);
         }
-        (pages(&db) - before) as f64 / f64::from(N)
+        let all = (pages(&db) - before) as f64 / f64::from(N);
+        if let Some(table) = rollups {
+            let c = db.writer().unwrap();
+            c.execute_batch(&format!("DELETE FROM {table}")).unwrap();
+        }
+        (all, (pages(&db) - before) as f64 / f64::from(N))
     }
 
     /// Issue 21 wants few bytes per value: a 16-channel wide record, key, time, configuration
-    /// version and time index included, against a narrow record of the five pool channels.
+    /// version and time index included, with and without its rollups (one row per channel and
+    /// quarter hour, so per record about 16 / 15 of a rollup row at one record a minute),
+    /// against a narrow record of the five pool channels with its rollups.
     #[test]
     fn a_sixteen_channel_record_costs_few_bytes() {
-        let wide = bytes_per_record(|db, start, n| {
+        let (wide, records) = bytes_per_record(Some(TABLE), |db, start, n| {
             let rows: Vec<WideRow> = (start..start + n)
                 .map(|s| WideRow {
                     device_id: 1,
@@ -140,7 +204,7 @@ mod tests {
                 .collect();
             assert_eq!(db.insert_wide(&rows).unwrap(), u64::from(n));
         });
-        let narrow = bytes_per_record(|db, start, n| {
+        let (narrow, _) = bytes_per_record(None, |db, start, n| {
             let rows: Vec<TelemetryRow> = (start..start + n)
                 .map(|s| {
                     let v = record(s);
@@ -156,7 +220,17 @@ mod tests {
                 .collect();
             assert_eq!(db.insert_telemetry(&rows).unwrap(), u64::from(n));
         });
-        eprintln!("bytes per record: wide 16 channels {wide:.1}, narrow 5 channels (+ rollups) {narrow:.1}");
-        assert!(wide < 90.0, "{wide} bytes per 16-channel record");
+        eprintln!(
+            "bytes per record: wide 16 channels {wide:.1} ({records:.1} without its rollups), \
+             narrow 5 channels (+ rollups) {narrow:.1}"
+        );
+        assert!(records < 90.0, "{records} bytes per 16-channel record");
+        // A rollup row is about 45 bytes (key of four integers, six figures, packed keys of
+        // six bytes each), 16 of them per 15 records.
+        assert!(
+            wide - records < 55.0,
+            "{} bytes of rollups per record",
+            wide - records
+        );
     }
 }

@@ -499,3 +499,198 @@ pub(crate) fn channel_meter_data_matches_the_pool_meter(db: &dyn Storage) {
         "no such channel"
     );
 }
+
+/// `history` as wide records: channel 0 the power, 1 the energy counter, 2 the water and 3 the
+/// air temperature, 4 the relays (gaps where the pool record has no value), logged under
+/// configuration version 1 in the first boot and 2 in the second, with every 50th record of a
+/// version the server did not know.
+fn wide_history() -> Vec<crate::storage::WideRow> {
+    use crate::storage::{WideRow, WideValues};
+    history()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| WideRow {
+            device_id: 1,
+            boot: r.boot,
+            seq: r.seq,
+            time: r.time,
+            config_version: (i % 50 != 0).then_some(r.boot),
+            values: WideValues::from_options(&[
+                r.get(channel::POWER_W),
+                r.get(channel::ENERGY_WH),
+                r.get(channel::WATER_TEMP_CC),
+                r.get(channel::AIR_TEMP_CC),
+                r.get(channel::RELAYS),
+            ]),
+        })
+        .collect()
+}
+
+/// Stores wide `rows` shuffled in batches of varying size, each batch after the first mixing
+/// new records with retransmissions of stored ones (some stamped a second later, as another
+/// server would stamp them), and checks the insert names exactly the new ones, in input order.
+fn store_wide_shuffled_with_retransmissions(db: &dyn Storage, rows: &[crate::storage::WideRow]) {
+    let mut rng = Lcg(11);
+    let mut shuffled = rows.to_vec();
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, rng.next(i as u64 + 1) as usize);
+    }
+    let mut stored: Vec<crate::storage::WideRow> = Vec::new();
+    let mut rest = &shuffled[..];
+    while !rest.is_empty() {
+        let n = (1 + rng.next(300) as usize).min(rest.len());
+        let (fresh, tail) = rest.split_at(n);
+        let mut batch = Vec::new();
+        for r in fresh {
+            batch.push(r.clone());
+            if !stored.is_empty() && rng.next(3) == 0 {
+                let mut again = stored[rng.next(stored.len() as u64) as usize].clone();
+                again.time += rng.next(2) as i64;
+                batch.push(again);
+            }
+        }
+        batch.push(fresh[0].clone()); // one record twice in the batch
+        assert_eq!(db.insert_wide_new(&batch).unwrap(), fresh, "the new rows");
+        stored.extend_from_slice(fresh);
+        rest = tail;
+    }
+    assert_eq!(
+        db.insert_wide(&shuffled[..100]).unwrap(),
+        0,
+        "retransmissions"
+    );
+    assert_eq!(db.wide_count(1).unwrap(), rows.len() as u64);
+}
+
+/// The ranges of [`ranges`] on the wide history's own times.
+fn wide_ranges() -> Vec<(i64, i64)> {
+    ranges(&history())
+}
+
+/// Per bucket of `step` (a multiple of 15 minutes), channel `channel`'s readings in
+/// `[from, to)` computed from the raw records directly, counting only versions from
+/// `min_version` on (and unknown ones).
+fn channel_buckets_from_records(
+    rows: &[crate::storage::WideRow],
+    q: &crate::storage::wide_rollup::RollupQuery,
+) -> Vec<crate::storage::wide_rollup::ChannelAgg> {
+    use crate::storage::wide_rollup::ChannelAgg;
+    let mut by_bucket: BTreeMap<i64, ChannelAgg> = BTreeMap::new();
+    for r in rows {
+        let counted = match (q.min_version, r.config_version) {
+            (Some(min), Some(v)) => v >= min,
+            _ => true,
+        };
+        let Some(v) = r.values.get(usize::from(q.channel)) else {
+            continue;
+        };
+        if !counted || r.time < q.from || r.time >= q.to {
+            continue;
+        }
+        let start = r.time - r.time.rem_euclid(q.step);
+        let one = ChannelAgg::one(start, r.time, i64::from(v));
+        by_bucket
+            .entry(start)
+            .and_modify(|b| b.merge(&one))
+            .or_insert(one);
+    }
+    by_bucket.into_values().collect()
+}
+
+/// Every wide record of device 1.
+fn all_wide(db: &dyn Storage) -> Vec<crate::storage::WideRow> {
+    db.wide_records(&TelemetryQuery {
+        device_id: 1,
+        from: i64::MIN,
+        to: i64::MAX,
+        limit: usize::MAX,
+    })
+    .unwrap()
+}
+
+/// The wide rollups give the raw records' figures: each channel read as a meter
+/// ([`crate::storage::WideStore::channel_meter_data`] against
+/// [`crate::storage::wide::channel_meter_data_from_records`]) over ranges around the reset,
+/// the gaps and the long silence, and per chart bucket (count, lowest, highest, sum, earliest,
+/// latest) for every version filter.
+fn check_wide_rollups_against_records(db: &dyn Storage) {
+    use crate::storage::wide::channel_meter_data_from_records;
+    use crate::storage::wide_rollup::RollupQuery;
+    let stored = all_wide(db);
+    for channel in 0..6 {
+        for (from, to) in wide_ranges() {
+            assert_eq!(
+                db.channel_meter_data(1, channel, from, to).unwrap(),
+                channel_meter_data_from_records(db, 1, channel, from, to).unwrap(),
+                "channel {channel}, {from}..{to}"
+            );
+        }
+    }
+    let day0 = BASE - BASE.rem_euclid(86_400);
+    for step in [900, 3_600, 2_700, 86_400, 7 * 86_400] {
+        for min_version in [None, Some(1), Some(2), Some(3)] {
+            for channel in 0..6 {
+                let q = RollupQuery {
+                    device_id: 1,
+                    channel,
+                    from: day0 - 86_400,
+                    to: day0 + 20 * 86_400,
+                    step,
+                    min_version,
+                };
+                assert_eq!(
+                    db.wide_channel_rollups(&q).unwrap(),
+                    channel_buckets_from_records(&stored, &q),
+                    "{q:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Wide rollups kept as records are committed follow the raw records, after shuffled batches
+/// mixing new records with retransmissions, a reboot, a meter reset, gaps and a week's silence.
+pub(crate) fn wide_rollups_follow_raw_records(db: &dyn Storage) {
+    use crate::storage::wide::channel_meter_data_from_records;
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    store_wide_shuffled_with_retransmissions(db, &wide_history());
+    // The data exercises what it should: steps, spans, a reset of the counter channel.
+    let all = channel_meter_data_from_records(db, 1, 1, BASE - 86_400, BASE + 20 * 86_400).unwrap();
+    assert!(!all.spans.is_empty());
+    assert!(all.intervals.iter().any(|i| i.wh.is_some()));
+    check_wide_rollups_against_records(db);
+    assert_eq!(
+        db.channel_meter_data(2, 1, BASE, BASE + 86_400).unwrap(),
+        MeterData::default()
+    );
+}
+
+/// A database of schema version 13 (wide records, no wide rollups) holding wide records:
+/// `downgrade` turns the database into that and reopens it, which migrates and rolls up the
+/// records in Rust. The figures are those of before and of the raw records, and the rollups keep
+/// following new records.
+pub(crate) fn wide_rollups_backfilled_by_migration(
+    db: &dyn Storage,
+    downgrade: impl FnOnce() -> Box<dyn Storage>,
+) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let rows = wide_history();
+    let (old, new) = rows.split_at(2_000);
+    store_wide_shuffled_with_retransmissions(db, old);
+    let before: Vec<MeterData> = wide_ranges()
+        .iter()
+        .map(|(f, t)| db.channel_meter_data(1, 1, *f, *t).unwrap())
+        .collect();
+    assert!(before.iter().any(|d| !d.intervals.is_empty()));
+    let migrated = downgrade();
+    for ((f, t), b) in wide_ranges().iter().zip(&before) {
+        assert_eq!(
+            &migrated.channel_meter_data(1, 1, *f, *t).unwrap(),
+            b,
+            "{f}..{t}"
+        );
+    }
+    check_wide_rollups_against_records(&*migrated);
+    assert_eq!(migrated.insert_wide(new).unwrap(), new.len() as u64);
+    check_wide_rollups_against_records(&*migrated);
+}
