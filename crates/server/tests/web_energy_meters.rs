@@ -133,15 +133,16 @@ fn seed(db: &dyn Storage) {
             ],
         ));
     }
-    // A day earlier, before the plant room's map was saved, records of another map whose
-    // channel 1 counted up from 900,000,000 by 5000 a step: not this map's energy.
+    // A day earlier, records the device logged under its factory configuration (version 0),
+    // before the plant room's map (version 1), whose channel 1 counted up from 900,000,000 by
+    // 5000 a step: not this map's energy.
     for k in 0..8i64 {
         rows.push(WideRow {
             device_id: 2,
             boot: 0,
             seq: k as u32,
             time: at(k) - 86_400,
-            config_version: None,
+            config_version: Some(0),
             values: WideValues::from_options(&[None, Some(900_000_000 + 5000 * k as i32)]),
         });
     }
@@ -197,7 +198,7 @@ async fn channels_feed_the_site_and_its_breakdown_by_meter() {
     assert!(close(&v["devices"][1]["total"]["peak_kw"], 8.0), "{v}");
     assert!(close(&v["devices"][1]["total"]["cost"], 4.0), "{v}");
 
-    // The day before: the records from before the map was saved are not read with it (read,
+    // The day before: the records of the earlier configuration are not read with the map (read,
     // they would count 35 kWh; the step from the last of them to the map's first reading is a
     // decrease: 0). That day has one reading of each meter (at 23:46) and no counter step: its
     // energy is estimated from its power over the interval, exactly as for the pool controller

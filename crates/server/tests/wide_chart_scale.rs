@@ -128,10 +128,10 @@ fn a_year_of_one_channel() {
     });
     assert_eq!(page.len(), entry.channels.len());
     let meter = timed("channel 11 as a meter, a year, from the rollups", || {
-        db.channel_meter_data(1, 11, from, to).unwrap()
+        db.channel_meter_data(1, 11, None, from, to).unwrap()
     });
     let reference = timed("channel 11 as a meter, a year, from the records", || {
-        channel_meter_data_from_records(&db, 1, 11, from, to).unwrap()
+        channel_meter_data_from_records(&db, 1, 11, None, from, to).unwrap()
     });
     assert_eq!(meter, reference);
 }

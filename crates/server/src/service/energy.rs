@@ -90,11 +90,8 @@ pub fn device_energy(
         });
     };
     let plan = meters::plan(&entry);
-    // The map's channels mean nothing in records from before it was saved (another map's, whose
-    // channel numbers meant other things): its meters are read from the 15 minutes it was saved
-    // in on. (`channel_meter_data` does not filter records by configuration version; a record of
-    // the earlier map inside that interval, or just before it, can still be read as this map's.)
-    let from = energy::floor(entry.saved_at).clamp(from, to);
+    // The map's channel numbers mean nothing in records of an earlier map: its meters read only
+    // the records logged under its version or a later one.
     // Each channel read once, though it may be a meter and the total's demand.
     let mut data: BTreeMap<u8, MeterData> = BTreeMap::new();
     let mut read = |index: u8| -> storage::Result<MeterData> {
@@ -104,7 +101,7 @@ pub fn device_energy(
         if from >= to {
             return Ok(MeterData::default());
         }
-        let d = db.channel_meter_data(id, usize::from(index), from, to)?;
+        let d = db.channel_meter_data(id, usize::from(index), Some(entry.version), from, to)?;
         data.insert(index, d.clone());
         Ok(d)
     };

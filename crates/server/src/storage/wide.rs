@@ -250,6 +250,9 @@ pub trait WideStore {
     /// just before `from` and just after `to` within [`MAX_GAP_S`]. `wh` holds the steps of the
     /// channel's values read as a counter and `power_w` their mean, both in the channel's raw
     /// units: which of the two means something, and the scale, come from the channel's map.
+    /// With `min_version`, only records logged under that configuration version or a later one
+    /// count (and those whose version the server did not know, as the charts count them): a
+    /// map's channel numbers mean nothing in records of an earlier map.
     ///
     /// Read from the rollups ([`super::wide_rollup::channel_meter_data`]); the same figures as
     /// [`channel_meter_data_from_records`] (the storage suite compares them).
@@ -257,13 +260,14 @@ pub trait WideStore {
         &self,
         device_id: u32,
         channel: usize,
+        min_version: Option<u32>,
         from: i64,
         to: i64,
     ) -> Result<MeterData> {
         check_range(from, to)?;
         super::rollup::check_aligned(from, to)?;
         let channel = checked_channel(channel)?;
-        super::wide_rollup::channel_meter_data(device_id, channel, from, to, |q| {
+        super::wide_rollup::channel_meter_data(device_id, channel, min_version, from, to, |q| {
             self.wide_channel_rollups(q)
         })
     }
@@ -284,24 +288,44 @@ pub fn channel_meter_data_from_records<S: WideStore + ?Sized>(
     db: &S,
     device_id: u32,
     channel: usize,
+    min_version: Option<u32>,
     from: i64,
     to: i64,
 ) -> Result<MeterData> {
     check_range(from, to)?;
     super::rollup::check_aligned(from, to)?;
-    let range = |from: i64, to: i64, limit: usize| TelemetryQuery {
-        device_id,
-        from,
-        to,
-        limit,
+    let channel = usize::from(checked_channel(channel)?);
+    // The channel's readings in `[from, to)` of the records `min_version` counts, oldest first.
+    let series = |from: i64, to: i64| -> Result<Vec<(i64, i32)>> {
+        let q = TelemetryQuery {
+            device_id,
+            from,
+            to,
+            limit: SERIES_PAGE,
+        };
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let rows = db.wide_page(&q, after)?;
+            out.extend(
+                rows.iter()
+                    .filter(|r| {
+                        r.config_version
+                            .is_none_or(|v| min_version.is_none_or(|m| v >= m))
+                    })
+                    .filter_map(|r| r.values.get(channel).map(|v| (r.time, v))),
+            );
+            match rows.last() {
+                Some(last) if rows.len() == SERIES_PAGE => after = Some(last.key()),
+                _ => return Ok(out),
+            }
+        }
     };
-    let before = db
-        .wide_series(&range(from - MAX_GAP_S, from, usize::MAX), channel)?
+    let before = series(from - MAX_GAP_S, from)?
         .last()
         .map(|&(t, v)| (t, i64::from(v)));
-    let inside = db.wide_series(&range(from, to, usize::MAX), channel)?;
-    let after = db
-        .wide_series(&range(to, to + MAX_GAP_S, 1), channel)?
+    let inside = series(from, to)?;
+    let after = series(to, to + MAX_GAP_S)?
         .first()
         .map(|&(t, v)| (t, i64::from(v)));
     Ok(assemble(

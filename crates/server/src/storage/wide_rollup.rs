@@ -293,6 +293,7 @@ GROUP BY b ORDER BY b";
 pub fn channel_meter_data(
     device_id: u32,
     channel: u8,
+    min_version: Option<u32>,
     from: i64,
     to: i64,
     read: impl FnOnce(&RollupQuery) -> super::Result<Vec<ChannelAgg>>,
@@ -303,7 +304,7 @@ pub fn channel_meter_data(
         from: from - MAX_GAP_S,
         to: to + MAX_GAP_S,
         step: INTERVAL_S,
-        min_version: None,
+        min_version,
     };
     let all = read(&q)?;
     let before = all

@@ -473,8 +473,8 @@ pub(crate) fn channel_meter_data_matches_the_pool_meter(db: &dyn Storage) {
     };
     for (from, to) in ranges(&stored) {
         let pool = db.meter_data(1, from, to).unwrap();
-        let counter = db.channel_meter_data(1, 1, from, to).unwrap();
-        let power = db.channel_meter_data(1, 0, from, to).unwrap();
+        let counter = db.channel_meter_data(1, 1, None, from, to).unwrap();
+        let power = db.channel_meter_data(1, 0, None, from, to).unwrap();
         assert_eq!(energy_steps(&counter), energy_steps(&pool), "{from}..{to}");
         assert_eq!(counter.spans, pool.spans, "{from}..{to}");
         let (a, b) = (mean_power(&power), mean_power(&pool));
@@ -484,18 +484,25 @@ pub(crate) fn channel_meter_data_matches_the_pool_meter(db: &dyn Storage) {
             assert!((pa - pb).abs() < 1e-9, "{ta}: {pa} != {pb}");
         }
     }
-    assert!(!energy_steps(&db.channel_meter_data(1, 1, BASE, BASE + 86_400).unwrap()).is_empty());
+    assert!(!energy_steps(
+        &db.channel_meter_data(1, 1, None, BASE, BASE + 86_400)
+            .unwrap()
+    )
+    .is_empty());
     assert_eq!(
-        db.channel_meter_data(1, 5, BASE, BASE + 86_400).unwrap(),
+        db.channel_meter_data(1, 5, None, BASE, BASE + 86_400)
+            .unwrap(),
         MeterData::default(),
         "a channel without values"
     );
     assert!(
-        db.channel_meter_data(1, 1, BASE + 1, BASE + 900).is_err(),
+        db.channel_meter_data(1, 1, None, BASE + 1, BASE + 900)
+            .is_err(),
         "unaligned"
     );
     assert!(
-        db.channel_meter_data(1, 200, BASE, BASE + 900).is_err(),
+        db.channel_meter_data(1, 200, None, BASE, BASE + 900)
+            .is_err(),
         "no such channel"
     );
 }
@@ -619,13 +626,22 @@ fn check_wide_rollups_against_records(db: &dyn Storage) {
     let stored = all_wide(db);
     for channel in 0..6 {
         for (from, to) in wide_ranges() {
-            assert_eq!(
-                db.channel_meter_data(1, channel, from, to).unwrap(),
-                channel_meter_data_from_records(db, 1, channel, from, to).unwrap(),
-                "channel {channel}, {from}..{to}"
-            );
+            for min_version in [None, Some(2), Some(3)] {
+                assert_eq!(
+                    db.channel_meter_data(1, channel, min_version, from, to)
+                        .unwrap(),
+                    channel_meter_data_from_records(db, 1, channel, min_version, from, to).unwrap(),
+                    "channel {channel}, {from}..{to}, versions from {min_version:?}"
+                );
+            }
         }
     }
+    // The filter matters in this history: version 3 alone has fewer readings than all.
+    let (from, to) = wide_ranges()[0];
+    assert_ne!(
+        db.channel_meter_data(1, 1, Some(3), from, to).unwrap(),
+        db.channel_meter_data(1, 1, None, from, to).unwrap()
+    );
     let day0 = BASE - BASE.rem_euclid(86_400);
     for step in [900, 3_600, 2_700, 86_400, 7 * 86_400] {
         for min_version in [None, Some(1), Some(2), Some(3)] {
@@ -655,12 +671,14 @@ pub(crate) fn wide_rollups_follow_raw_records(db: &dyn Storage) {
     db.add_devices(&[dev(1), dev(2)], 0).unwrap();
     store_wide_shuffled_with_retransmissions(db, &wide_history());
     // The data exercises what it should: steps, spans, a reset of the counter channel.
-    let all = channel_meter_data_from_records(db, 1, 1, BASE - 86_400, BASE + 20 * 86_400).unwrap();
+    let all =
+        channel_meter_data_from_records(db, 1, 1, None, BASE - 86_400, BASE + 20 * 86_400).unwrap();
     assert!(!all.spans.is_empty());
     assert!(all.intervals.iter().any(|i| i.wh.is_some()));
     check_wide_rollups_against_records(db);
     assert_eq!(
-        db.channel_meter_data(2, 1, BASE, BASE + 86_400).unwrap(),
+        db.channel_meter_data(2, 1, None, BASE, BASE + 86_400)
+            .unwrap(),
         MeterData::default()
     );
 }
@@ -679,13 +697,13 @@ pub(crate) fn wide_rollups_backfilled_by_migration(
     store_wide_shuffled_with_retransmissions(db, old);
     let before: Vec<MeterData> = wide_ranges()
         .iter()
-        .map(|(f, t)| db.channel_meter_data(1, 1, *f, *t).unwrap())
+        .map(|(f, t)| db.channel_meter_data(1, 1, None, *f, *t).unwrap())
         .collect();
     assert!(before.iter().any(|d| !d.intervals.is_empty()));
     let migrated = downgrade();
     for ((f, t), b) in wide_ranges().iter().zip(&before) {
         assert_eq!(
-            &migrated.channel_meter_data(1, 1, *f, *t).unwrap(),
+            &migrated.channel_meter_data(1, 1, None, *f, *t).unwrap(),
             b,
             "{f}..{t}"
         );
