@@ -207,14 +207,40 @@ pub(crate) fn device_channel_registry_versions(db: &dyn Storage) {
     );
 }
 
-/// A database of schema 10 (no channel tables) with devices: the migration seeds the built-in
-/// templates and gives every existing device the pool controller's map from version 0 on.
+/// A database of schema 10 (no channel tables) with devices and three days of a pool
+/// controller's records: the migration seeds the built-in templates and gives every existing
+/// device the pool controller's map from version 0 on, and the device's charts and energy
+/// figures, as the pages read them, are those of before.
 pub(crate) fn channel_registry_given_to_existing_devices_by_migration(
     db: &dyn Storage,
     downgrade: impl FnOnce() -> Box<dyn Storage>,
 ) {
+    use super::rollups::{charts, history, ranges, store_shuffled_with_retransmissions};
+    use crate::service::energy::device_energy;
     db.add_devices(&[dev(1), dev(7)], 10).unwrap();
+    let stored = store_shuffled_with_retransmissions(db, &history());
+    let figures = |db: &dyn Storage| {
+        let energy: Vec<_> = ranges(&stored)
+            .into_iter()
+            .map(|(from, to)| device_energy(db, 1, 0, from, to).unwrap().total)
+            .collect();
+        let charts: Vec<_> = charts()
+            .into_iter()
+            .map(|(from, to, step)| db.telemetry_buckets(1, from, to, step).unwrap())
+            .collect();
+        (energy, charts)
+    };
+    let before = figures(db);
+    assert!(before.0.iter().any(|e| e.values().any(|i| i.wh > 0.0)));
+    assert!(before.1.iter().all(|c| !c.is_empty()));
     let migrated = downgrade();
+    assert!(
+        crate::service::device_channels::in_effect(&*migrated, 1, 0)
+            .unwrap()
+            .is_none(),
+        "the pool map is the factory's: the device is shown as a pool controller"
+    );
+    assert_eq!(figures(&*migrated), before);
     let names: Vec<String> = migrated
         .templates()
         .unwrap()

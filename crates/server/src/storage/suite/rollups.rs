@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use tek_proto::message::telemetry::channel;
 
 /// A UTC midnight.
-const BASE: i64 = 900 * 2_000_000;
+pub(super) const BASE: i64 = 900 * 2_000_000;
 
 /// A small deterministic generator (the records must be the same on every run and backend).
 struct Lcg(u64);
@@ -31,7 +31,7 @@ impl Lcg {
 /// meter reset, a three-hour gap (a span), a gap of more than a week (not counted), records
 /// without an energy reading, without a power reading, and with neither ("no value", never 0);
 /// water temperature in every record, air temperature and relay states in most.
-fn history() -> Vec<TelemetryRow> {
+pub(super) fn history() -> Vec<TelemetryRow> {
     let mut rng = Lcg(21);
     let (mut t, mut wh, mut boot, mut seq) = (BASE - 3_600, 1_000_i64, 1, 0);
     let mut rows = Vec::new();
@@ -99,7 +99,7 @@ fn all_records(db: &dyn Storage) -> Vec<TelemetryRow> {
 /// Stores `rows` shuffled, in batches of varying size, then retransmits a third of them (some
 /// stamped a second later, as another server would stamp them) and a batch holding one record
 /// twice; returns the records as stored.
-fn store_shuffled_with_retransmissions(
+pub(super) fn store_shuffled_with_retransmissions(
     db: &dyn Storage,
     rows: &[TelemetryRow],
 ) -> Vec<TelemetryRow> {
@@ -180,7 +180,7 @@ fn meter_data_from_records(rows: &[TelemetryRow], from: i64, to: i64) -> MeterDa
 
 /// The ranges compared: everything, a day, an hour in the middle, a range inside the gap, one
 /// starting inside it, and one ending just after the meter reset.
-fn ranges(rows: &[TelemetryRow]) -> Vec<(i64, i64)> {
+pub(super) fn ranges(rows: &[TelemetryRow]) -> Vec<(i64, i64)> {
     let floor = |t: i64| t - t.rem_euclid(INTERVAL_S);
     let at = |i: usize| floor(rows[i].time);
     vec![
@@ -305,7 +305,7 @@ fn buckets_from_records(rows: &[TelemetryRow], from: i64, to: i64, step: i64) ->
 /// same with ends inside a quarter hour (records, quarter hours, days), hours (quarter hours),
 /// 45 minutes from an unaligned start, minutes and 7 minutes (records only), a week, and the
 /// step the API picks for 600 points over everything.
-fn charts() -> Vec<(i64, i64, i64)> {
+pub(super) fn charts() -> Vec<(i64, i64, i64)> {
     let day0 = BASE - BASE.rem_euclid(86_400);
     let (from, to) = (BASE - 3_600 + 17, BASE + 3 * 86_400 + 4_000);
     let all = (day0 - 86_400, day0 + 20 * 86_400);
