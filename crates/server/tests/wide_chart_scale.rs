@@ -11,6 +11,7 @@ use tek_server::storage::channels::builtin;
 use tek_server::storage::series::step_for_points;
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::wide::channel_meter_data_from_records;
+use tek_server::storage::wide_rollup::Versions;
 use tek_server::storage::{
     ChannelSet, ChannelStore, DeviceStore, NewDevice, TelemetryQuery, WideRow, WideStore,
     WideValues,
@@ -128,10 +129,11 @@ fn a_year_of_one_channel() {
     });
     assert_eq!(page.len(), entry.channels.len());
     let meter = timed("channel 11 as a meter, a year, from the rollups", || {
-        db.channel_meter_data(1, 11, None, from, to).unwrap()
+        db.channel_meter_data(1, 11, Versions::ALL, from, to)
+            .unwrap()
     });
     let reference = timed("channel 11 as a meter, a year, from the records", || {
-        channel_meter_data_from_records(&db, 1, 11, None, from, to).unwrap()
+        channel_meter_data_from_records(&db, 1, 11, Versions::ALL, from, to).unwrap()
     });
     assert_eq!(meter, reference);
 }

@@ -9,7 +9,7 @@
 //! The web page, the live stream (through [`crate::service::view`]), the CSV export and the JSON
 //! API all read these functions; none of them formats a channel's value itself.
 
-use crate::storage::wide_rollup::{rollup_part, ChannelAgg, RollupQuery};
+use crate::storage::wide_rollup::{rollup_part, ChannelAgg, RollupQuery, Versions};
 use crate::storage::{
     ChannelFault, ChannelInfo, DeviceChannels, Result, Storage, TelemetryQuery, WideRow,
 };
@@ -338,7 +338,7 @@ fn buckets_of(
                     to: b,
                     step,
                     // The records [`under`] the entry's map.
-                    min_version: Some(entry.version),
+                    versions: Versions::since(entry.version),
                 };
                 for agg in db.wide_channel_rollups(&q)? {
                     add(buckets, agg);

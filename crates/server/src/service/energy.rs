@@ -16,8 +16,9 @@ use crate::energy::{self, Figures, Intervals};
 use crate::http::auth::Principal;
 use crate::http::error::WebError;
 use crate::http::Web;
-use crate::service::device_channels;
+use crate::storage::channels::DeviceChannels;
 use crate::storage::energy::MeterData;
+use crate::storage::wide_rollup::Versions;
 use crate::storage::{self, SiteRecord, Storage};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -65,8 +66,114 @@ pub struct DeviceEnergy {
 pub const NO_TOTAL_NOTE: &str =
     "its channel map has no energy or power role: its meters are shown but add nothing to the site's total";
 
+/// Most registry entries of one device read for its energy: a device whose map changed more
+/// often than this counts the energy of its latest maps only.
+pub const MAX_MAPS: usize = 64;
+
+/// The channel maps device `id` has run up to configuration `applied`, newest first, each with
+/// the configuration versions its records were logged under (`[its version, the next map's)`;
+/// the one in effect has no end). The stretches on the factory (pool) map are left out: a pool
+/// controller's records are the narrow ones.
+pub fn maps_run(
+    db: &dyn Storage,
+    id: u32,
+    applied: u32,
+) -> storage::Result<Vec<(DeviceChannels, Versions)>> {
+    let mut out = Vec::new();
+    let (mut at, mut below) = (Some(applied), None);
+    for _ in 0..MAX_MAPS {
+        let Some(v) = at else { break };
+        let Some(entry) = db.device_channels(id, Some(v))? else {
+            break;
+        };
+        let versions = Versions {
+            from: Some(entry.version),
+            below,
+        };
+        // Each step goes to an entry of a lower version: this ends.
+        (at, below) = (entry.version.checked_sub(1), Some(entry.version));
+        if !crate::udp::split::is_factory(&entry) {
+            out.push((entry, versions));
+        }
+    }
+    Ok(out)
+}
+
+/// One map's energy over `[from, to)`: its meters (only if `with_meters`) and its total.
+struct MapEnergy {
+    plan: meters::Plan,
+    meters: Vec<DeviceMeter>,
+    total: Option<Intervals>,
+}
+
+/// Reads the meters of `entry`'s map from the records `versions` counts: a map's channel
+/// numbers mean nothing in another map's records.
+fn map_energy(
+    db: &dyn Storage,
+    entry: &DeviceChannels,
+    versions: Versions,
+    with_meters: bool,
+    from: i64,
+    to: i64,
+) -> storage::Result<MapEnergy> {
+    let plan = meters::plan(entry);
+    // Each channel read once, though it may be a meter and the total's demand.
+    let mut data: BTreeMap<u8, MeterData> = BTreeMap::new();
+    let mut read = |index: u8| -> storage::Result<MeterData> {
+        if let Some(d) = data.get(&index) {
+            return Ok(d.clone());
+        }
+        if from >= to {
+            return Ok(MeterData::default());
+        }
+        let d = db.channel_meter_data(entry.device_id, usize::from(index), versions, from, to)?;
+        data.insert(index, d.clone());
+        Ok(d)
+    };
+    let mut meters_read = Vec::new();
+    for m in plan.meters.iter().filter(|_| with_meters) {
+        let d = read(m.index)?;
+        let intervals = match m.reading {
+            Reading::Counter => energy::meter_intervals(Some((&d, m.factor)), None, from, to),
+            Reading::Power => energy::meter_intervals(None, Some((&d, m.factor)), from, to),
+        };
+        meters_read.push(DeviceMeter {
+            channel: Some(m.index),
+            name: m.name.clone(),
+            intervals,
+        });
+    }
+    let total = match plan.total {
+        Some(t) => {
+            let m = &plan.meters[t];
+            let own = read(m.index)?;
+            let demand = match plan.demand {
+                Some((index, f)) => Some((read(index)?, f)),
+                None => None,
+            };
+            Some(match m.reading {
+                Reading::Counter => energy::meter_intervals(
+                    Some((&own, m.factor)),
+                    demand.as_ref().map(|(d, f)| (d, *f)),
+                    from,
+                    to,
+                ),
+                Reading::Power => energy::meter_intervals(None, Some((&own, m.factor)), from, to),
+            })
+        }
+        None => None,
+    };
+    Ok(MapEnergy {
+        plan,
+        meters: meters_read,
+        total,
+    })
+}
+
 /// One device's energy over `[from, to)` (multiples of 15 minutes) for a device that confirmed
-/// configuration `applied` (see the module documentation).
+/// configuration `applied` (see the module documentation). Its total is its pool meter's
+/// (records from before it had a channel map) plus the total of every channel map it has run,
+/// each read from its own records; its meters are those of the map in effect.
 pub fn device_energy(
     db: &dyn Storage,
     id: u32,
@@ -76,7 +183,15 @@ pub fn device_energy(
 ) -> storage::Result<DeviceEnergy> {
     let narrow = db.meter_data(id, from, to)?;
     let mut total = energy::device_intervals(&narrow, from, to);
-    let Some(entry) = device_channels::in_effect(db, id, applied)? else {
+    let maps = maps_run(db, id, applied)?;
+    // The map in effect is the newest, without an end; the others only add their totals.
+    let in_effect = maps.first().filter(|(_, v)| v.below.is_none());
+    for (entry, versions) in maps.iter().skip(usize::from(in_effect.is_some())) {
+        if let Some(t) = map_energy(db, entry, *versions, false, from, to)?.total {
+            energy::add(&mut total, &t);
+        }
+    }
+    let Some((entry, versions)) = in_effect else {
         return Ok(DeviceEnergy {
             meters: vec![DeviceMeter {
                 channel: None,
@@ -89,61 +204,18 @@ pub fn device_energy(
             notes: Vec::new(),
         });
     };
-    let plan = meters::plan(&entry);
-    // The map's channel numbers mean nothing in records of an earlier map: its meters read only
-    // the records logged under its version or a later one.
-    // Each channel read once, though it may be a meter and the total's demand.
-    let mut data: BTreeMap<u8, MeterData> = BTreeMap::new();
-    let mut read = |index: u8| -> storage::Result<MeterData> {
-        if let Some(d) = data.get(&index) {
-            return Ok(d.clone());
-        }
-        if from >= to {
-            return Ok(MeterData::default());
-        }
-        let d = db.channel_meter_data(id, usize::from(index), Some(entry.version), from, to)?;
-        data.insert(index, d.clone());
-        Ok(d)
-    };
-    let mut device_meters = Vec::with_capacity(plan.meters.len());
-    for m in &plan.meters {
-        let d = read(m.index)?;
-        let intervals = match m.reading {
-            Reading::Counter => energy::meter_intervals(Some((&d, m.factor)), None, from, to),
-            Reading::Power => energy::meter_intervals(None, Some((&d, m.factor)), from, to),
-        };
-        device_meters.push(DeviceMeter {
-            channel: Some(m.index),
-            name: m.name.clone(),
-            intervals,
-        });
-    }
-    let mut notes = plan.notes.clone();
-    if let Some(t) = plan.total {
-        let m = &plan.meters[t];
-        let own = read(m.index)?;
-        let demand = match plan.demand {
-            Some((index, f)) => Some((read(index)?, f)),
-            None => None,
-        };
-        let of_total = match m.reading {
-            Reading::Counter => energy::meter_intervals(
-                Some((&own, m.factor)),
-                demand.as_ref().map(|(d, f)| (d, *f)),
-                from,
-                to,
-            ),
-            Reading::Power => energy::meter_intervals(None, Some((&own, m.factor)), from, to),
-        };
-        energy::add(&mut total, &of_total);
-    } else if !plan.meters.is_empty() {
-        notes.push(NO_TOTAL_NOTE.into());
+    let now = map_energy(db, entry, *versions, true, from, to)?;
+    let mut notes = now.plan.notes.clone();
+    match &now.total {
+        Some(t) => energy::add(&mut total, t),
+        None if !now.plan.meters.is_empty() => notes.push(NO_TOTAL_NOTE.into()),
+        None => {}
     }
     Ok(DeviceEnergy {
         total,
-        total_meter: plan.total,
-        parts: plan.parts(),
-        meters: device_meters,
+        total_meter: now.plan.total,
+        parts: now.plan.parts(),
+        meters: now.meters,
         notes,
     })
 }

@@ -33,7 +33,7 @@
 
 use super::energy::{aggregate_readings, assemble, check_range, MeterData, MAX_GAP_S};
 use super::telemetry::{TelemetryKey, TelemetryQuery};
-use super::wide_rollup::{ChannelAgg, RollupQuery};
+use super::wide_rollup::{ChannelAgg, RollupQuery, Versions};
 use super::{Error, Result};
 use tek_proto::channel::wide::{ChannelSet, MAX_CHANNELS};
 use tek_proto::message::varint;
@@ -250,9 +250,8 @@ pub trait WideStore {
     /// just before `from` and just after `to` within [`MAX_GAP_S`]. `wh` holds the steps of the
     /// channel's values read as a counter and `power_w` their mean, both in the channel's raw
     /// units: which of the two means something, and the scale, come from the channel's map.
-    /// With `min_version`, only records logged under that configuration version or a later one
-    /// count (and those whose version the server did not know, as the charts count them): a
-    /// map's channel numbers mean nothing in records of an earlier map.
+    /// Only the records of the configuration versions `versions` counts are read: a map's channel
+    /// numbers mean nothing in another map's records.
     ///
     /// Read from the rollups ([`super::wide_rollup::channel_meter_data`]); the same figures as
     /// [`channel_meter_data_from_records`] (the storage suite compares them).
@@ -260,14 +259,14 @@ pub trait WideStore {
         &self,
         device_id: u32,
         channel: usize,
-        min_version: Option<u32>,
+        versions: Versions,
         from: i64,
         to: i64,
     ) -> Result<MeterData> {
         check_range(from, to)?;
         super::rollup::check_aligned(from, to)?;
         let channel = checked_channel(channel)?;
-        super::wide_rollup::channel_meter_data(device_id, channel, min_version, from, to, |q| {
+        super::wide_rollup::channel_meter_data(device_id, channel, versions, from, to, |q| {
             self.wide_channel_rollups(q)
         })
     }
@@ -288,14 +287,14 @@ pub fn channel_meter_data_from_records<S: WideStore + ?Sized>(
     db: &S,
     device_id: u32,
     channel: usize,
-    min_version: Option<u32>,
+    versions: Versions,
     from: i64,
     to: i64,
 ) -> Result<MeterData> {
     check_range(from, to)?;
     super::rollup::check_aligned(from, to)?;
     let channel = usize::from(checked_channel(channel)?);
-    // The channel's readings in `[from, to)` of the records `min_version` counts, oldest first.
+    // The channel's readings in `[from, to)` of the records `versions` counts, oldest first.
     let series = |from: i64, to: i64| -> Result<Vec<(i64, i32)>> {
         let q = TelemetryQuery {
             device_id,
@@ -309,10 +308,7 @@ pub fn channel_meter_data_from_records<S: WideStore + ?Sized>(
             let rows = db.wide_page(&q, after)?;
             out.extend(
                 rows.iter()
-                    .filter(|r| {
-                        r.config_version
-                            .is_none_or(|v| min_version.is_none_or(|m| v >= m))
-                    })
+                    .filter(|r| versions.counts(r.config_version))
                     .filter_map(|r| r.values.get(channel).map(|v| (r.time, v))),
             );
             match rows.last() {

@@ -43,6 +43,9 @@ pub const TABLE: &str = "telemetry_wide_rollup";
 /// The version stored for records whose configuration version the server did not know.
 pub const UNKNOWN_VERSION: i64 = -1;
 
+/// [`BUCKETS`]' `$7` for a range of versions without an end: past every `u32`.
+const NO_END: i64 = 1 << 32;
+
 /// One channel's readings in one 15-minute interval of one configuration version, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelInterval {
@@ -165,10 +168,45 @@ ORDER BY device_id, boot, seq LIMIT $4";
 /// Records per page of [`BACKFILL_PAGE`].
 pub const BACKFILL_ROWS: i64 = 5_000;
 
+/// The configuration versions a read counts: `[from, below)` (`None`: no bound). A map's
+/// channel numbers mean what they say only in records logged under its version up to the next
+/// map's. A record whose version the server did not know counts only in a range without an
+/// end: it is taken as the latest map's (`service::device_channels::under`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Versions {
+    /// The oldest version counted.
+    pub from: Option<u32>,
+    /// The first version no longer counted.
+    pub below: Option<u32>,
+}
+
+impl Versions {
+    /// Every record.
+    pub const ALL: Versions = Versions {
+        from: None,
+        below: None,
+    };
+
+    /// Version `v` and every later one.
+    pub fn since(v: u32) -> Versions {
+        Versions {
+            from: Some(v),
+            below: None,
+        }
+    }
+
+    /// Whether a record of `version` (`None`: unknown) counts.
+    pub fn counts(&self, version: Option<u32>) -> bool {
+        match version {
+            None => self.below.is_none(),
+            Some(v) => self.from.is_none_or(|f| v >= f) && self.below.is_none_or(|b| v < b),
+        }
+    }
+}
+
 /// What one read of the rollups asks for: channel `channel` of device `device_id`, the
 /// intervals starting in `[from, to)`, grouped into buckets of `step` seconds (a multiple of
-/// [`INTERVAL_S`], counted from the epoch), of records logged under configuration version
-/// `min_version` or later or of an unknown version (`None`: every version).
+/// [`INTERVAL_S`], counted from the epoch), of the records `versions` counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollupQuery {
     /// Device.
@@ -181,20 +219,21 @@ pub struct RollupQuery {
     pub to: i64,
     /// Bucket length, seconds (a multiple of [`INTERVAL_S`]).
     pub step: i64,
-    /// The oldest configuration version counted (`None`: all).
-    pub min_version: Option<u32>,
+    /// The configuration versions counted.
+    pub versions: Versions,
 }
 
 impl RollupQuery {
-    /// `$1..$6` of [`BUCKETS`].
-    pub fn params(&self) -> [i64; 6] {
+    /// `$1..$7` of [`BUCKETS`]: `$7` is past every version when the range has no end.
+    pub fn params(&self) -> [i64; 7] {
         [
             i64::from(self.device_id),
             i64::from(self.channel),
             self.from,
             self.to,
             self.step,
-            self.min_version.map_or(UNKNOWN_VERSION, i64::from),
+            self.versions.from.map_or(0, i64::from),
+            self.versions.below.map_or(NO_END, i64::from),
         ]
     }
 }
@@ -271,7 +310,7 @@ impl ChannelAgg {
     }
 }
 
-/// The rollups of [`RollupQuery`] `$1..$6` grouped per bucket, oldest first: bucket start,
+/// The rollups of [`RollupQuery`] `$1..$7` grouped per bucket, oldest first: bucket start,
 /// readings, lowest, highest, sum, earliest and latest (packed from the bucket's start: a
 /// rollup's keys move there by `(start - bucket) * 2^32`, as migration 10 moved the pool's to
 /// the day). One text for both backends; the sums are cast back to 64-bit integers (PostgreSQL
@@ -283,7 +322,7 @@ FROM (SELECT start - ((start % $5) + $5) % $5 AS b, start, readings, lowest, hig
              earliest, latest
       FROM telemetry_wide_rollup
       WHERE device_id = $1 AND channel = $2 AND start >= $3 AND start < $4
-        AND (version >= $6 OR version = -1)) AS r
+        AND ((version >= $6 AND version < $7) OR (version = -1 AND $7 = 4294967296))) AS r
 GROUP BY b ORDER BY b";
 
 /// The channel's rollups as meter data over `[from, to)` (both multiples of [`INTERVAL_S`]):
@@ -293,7 +332,7 @@ GROUP BY b ORDER BY b";
 pub fn channel_meter_data(
     device_id: u32,
     channel: u8,
-    min_version: Option<u32>,
+    versions: Versions,
     from: i64,
     to: i64,
     read: impl FnOnce(&RollupQuery) -> super::Result<Vec<ChannelAgg>>,
@@ -304,7 +343,7 @@ pub fn channel_meter_data(
         from: from - MAX_GAP_S,
         to: to + MAX_GAP_S,
         step: INTERVAL_S,
-        min_version,
+        versions,
     };
     let all = read(&q)?;
     let before = all

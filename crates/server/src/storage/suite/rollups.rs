@@ -7,6 +7,7 @@
 use super::dev;
 use crate::storage::energy::{assemble, IntervalAgg, MeterData, INTERVAL_S, MAX_GAP_S};
 use crate::storage::series::step_for_points;
+use crate::storage::wide_rollup::Versions;
 use crate::storage::{Bucket, Storage, TelemetryQuery, TelemetryRow};
 use std::collections::BTreeMap;
 use tek_proto::message::telemetry::channel;
@@ -473,8 +474,12 @@ pub(crate) fn channel_meter_data_matches_the_pool_meter(db: &dyn Storage) {
     };
     for (from, to) in ranges(&stored) {
         let pool = db.meter_data(1, from, to).unwrap();
-        let counter = db.channel_meter_data(1, 1, None, from, to).unwrap();
-        let power = db.channel_meter_data(1, 0, None, from, to).unwrap();
+        let counter = db
+            .channel_meter_data(1, 1, Versions::ALL, from, to)
+            .unwrap();
+        let power = db
+            .channel_meter_data(1, 0, Versions::ALL, from, to)
+            .unwrap();
         assert_eq!(energy_steps(&counter), energy_steps(&pool), "{from}..{to}");
         assert_eq!(counter.spans, pool.spans, "{from}..{to}");
         let (a, b) = (mean_power(&power), mean_power(&pool));
@@ -485,23 +490,23 @@ pub(crate) fn channel_meter_data_matches_the_pool_meter(db: &dyn Storage) {
         }
     }
     assert!(!energy_steps(
-        &db.channel_meter_data(1, 1, None, BASE, BASE + 86_400)
+        &db.channel_meter_data(1, 1, Versions::ALL, BASE, BASE + 86_400)
             .unwrap()
     )
     .is_empty());
     assert_eq!(
-        db.channel_meter_data(1, 5, None, BASE, BASE + 86_400)
+        db.channel_meter_data(1, 5, Versions::ALL, BASE, BASE + 86_400)
             .unwrap(),
         MeterData::default(),
         "a channel without values"
     );
     assert!(
-        db.channel_meter_data(1, 1, None, BASE + 1, BASE + 900)
+        db.channel_meter_data(1, 1, Versions::ALL, BASE + 1, BASE + 900)
             .is_err(),
         "unaligned"
     );
     assert!(
-        db.channel_meter_data(1, 200, None, BASE, BASE + 900)
+        db.channel_meter_data(1, 200, Versions::ALL, BASE, BASE + 900)
             .is_err(),
         "no such channel"
     );
@@ -575,8 +580,8 @@ fn wide_ranges() -> Vec<(i64, i64)> {
 }
 
 /// Per bucket of `step` (a multiple of 15 minutes), channel `channel`'s readings in
-/// `[from, to)` computed from the raw records directly, counting only versions from
-/// `min_version` on (and unknown ones).
+/// `[from, to)` computed from the raw records directly, counting only the versions
+/// `q.versions` counts.
 fn channel_buckets_from_records(
     rows: &[crate::storage::WideRow],
     q: &crate::storage::wide_rollup::RollupQuery,
@@ -584,10 +589,7 @@ fn channel_buckets_from_records(
     use crate::storage::wide_rollup::ChannelAgg;
     let mut by_bucket: BTreeMap<i64, ChannelAgg> = BTreeMap::new();
     for r in rows {
-        let counted = match (q.min_version, r.config_version) {
-            (Some(min), Some(v)) => v >= min,
-            _ => true,
-        };
+        let counted = q.versions.counts(r.config_version);
         let Some(v) = r.values.get(usize::from(q.channel)) else {
             continue;
         };
@@ -620,18 +622,32 @@ fn all_wide(db: &dyn Storage) -> Vec<crate::storage::WideRow> {
 /// [`crate::storage::wide::channel_meter_data_from_records`]) over ranges around the reset,
 /// the gaps and the long silence, and per chart bucket (count, lowest, highest, sum, earliest,
 /// latest) for every version filter.
+/// Ranges of configuration versions for the comparisons: all, from one on, between two, below
+/// one, one alone.
+fn version_ranges() -> [Versions; 6] {
+    let v = |from, below| Versions { from, below };
+    [
+        Versions::ALL,
+        Versions::since(2),
+        Versions::since(3),
+        v(Some(1), Some(3)),
+        v(None, Some(2)),
+        v(Some(2), Some(3)),
+    ]
+}
+
 fn check_wide_rollups_against_records(db: &dyn Storage) {
     use crate::storage::wide::channel_meter_data_from_records;
     use crate::storage::wide_rollup::RollupQuery;
     let stored = all_wide(db);
     for channel in 0..6 {
         for (from, to) in wide_ranges() {
-            for min_version in [None, Some(2), Some(3)] {
+            for versions in version_ranges() {
                 assert_eq!(
-                    db.channel_meter_data(1, channel, min_version, from, to)
+                    db.channel_meter_data(1, channel, versions, from, to)
                         .unwrap(),
-                    channel_meter_data_from_records(db, 1, channel, min_version, from, to).unwrap(),
-                    "channel {channel}, {from}..{to}, versions from {min_version:?}"
+                    channel_meter_data_from_records(db, 1, channel, versions, from, to).unwrap(),
+                    "channel {channel}, {from}..{to}, {versions:?}"
                 );
             }
         }
@@ -639,12 +655,14 @@ fn check_wide_rollups_against_records(db: &dyn Storage) {
     // The filter matters in this history: version 3 alone has fewer readings than all.
     let (from, to) = wide_ranges()[0];
     assert_ne!(
-        db.channel_meter_data(1, 1, Some(3), from, to).unwrap(),
-        db.channel_meter_data(1, 1, None, from, to).unwrap()
+        db.channel_meter_data(1, 1, Versions::since(3), from, to)
+            .unwrap(),
+        db.channel_meter_data(1, 1, Versions::ALL, from, to)
+            .unwrap()
     );
     let day0 = BASE - BASE.rem_euclid(86_400);
     for step in [900, 3_600, 2_700, 86_400, 7 * 86_400] {
-        for min_version in [None, Some(1), Some(2), Some(3)] {
+        for versions in version_ranges() {
             for channel in 0..6 {
                 let q = RollupQuery {
                     device_id: 1,
@@ -652,7 +670,7 @@ fn check_wide_rollups_against_records(db: &dyn Storage) {
                     from: day0 - 86_400,
                     to: day0 + 20 * 86_400,
                     step,
-                    min_version,
+                    versions,
                 };
                 assert_eq!(
                     db.wide_channel_rollups(&q).unwrap(),
@@ -672,12 +690,13 @@ pub(crate) fn wide_rollups_follow_raw_records(db: &dyn Storage) {
     store_wide_shuffled_with_retransmissions(db, &wide_history());
     // The data exercises what it should: steps, spans, a reset of the counter channel.
     let all =
-        channel_meter_data_from_records(db, 1, 1, None, BASE - 86_400, BASE + 20 * 86_400).unwrap();
+        channel_meter_data_from_records(db, 1, 1, Versions::ALL, BASE - 86_400, BASE + 20 * 86_400)
+            .unwrap();
     assert!(!all.spans.is_empty());
     assert!(all.intervals.iter().any(|i| i.wh.is_some()));
     check_wide_rollups_against_records(db);
     assert_eq!(
-        db.channel_meter_data(2, 1, None, BASE, BASE + 86_400)
+        db.channel_meter_data(2, 1, Versions::ALL, BASE, BASE + 86_400)
             .unwrap(),
         MeterData::default()
     );
@@ -697,13 +716,15 @@ pub(crate) fn wide_rollups_backfilled_by_migration(
     store_wide_shuffled_with_retransmissions(db, old);
     let before: Vec<MeterData> = wide_ranges()
         .iter()
-        .map(|(f, t)| db.channel_meter_data(1, 1, None, *f, *t).unwrap())
+        .map(|(f, t)| db.channel_meter_data(1, 1, Versions::ALL, *f, *t).unwrap())
         .collect();
     assert!(before.iter().any(|d| !d.intervals.is_empty()));
     let migrated = downgrade();
     for ((f, t), b) in wide_ranges().iter().zip(&before) {
         assert_eq!(
-            &migrated.channel_meter_data(1, 1, None, *f, *t).unwrap(),
+            &migrated
+                .channel_meter_data(1, 1, Versions::ALL, *f, *t)
+                .unwrap(),
             b,
             "{f}..{t}"
         );
