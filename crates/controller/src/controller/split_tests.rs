@@ -464,4 +464,42 @@ mod in_flash {
         assert_eq!(n.ctl.log().earlier_boot(), None);
         assert_eq!(n.ctl.log().drops(), 0);
     }
+
+    #[test]
+    fn a_new_map_drops_the_old_maps_waiting_wide_records_from_flash_and_counts_them() {
+        let mut n = flash_net();
+        n.run_for(5 * S);
+        for c in chunks(7, &assembled(&servers_config(), 0)) {
+            send_f(&mut n, &c);
+        }
+        n.run_for(3 * MIN);
+        // Not much longer: the session gives up on a server that never acknowledges.
+        n.servers[0].withhold_acks = true;
+        n.run_for(150 * S);
+        let waiting = n.ctl.log().len();
+        assert!(waiting >= 3, "{waiting} waiting");
+        assert_eq!(n.ctl.log().drops(), 0);
+        let stored_before = n.servers[0].wide.len();
+        // A map with two more channels: the old map's records would be read as its channels.
+        for c in chunks(8, &assembled(&servers_config(), 2)) {
+            send_f(&mut n, &c);
+        }
+        assert_eq!(n.ctl.channel_part().unwrap().split_version(), Some(8));
+        assert_eq!(n.ctl.log().len(), 0);
+        assert_eq!(n.ctl.log().drops(), waiting as u32);
+        // Gone for good: not back after a power cut, never sent; the new map's records go.
+        power_cut(&mut n);
+        assert!(n.ctl.log().is_empty());
+        n.servers[0].withhold_acks = false;
+        n.run_for(4 * MIN);
+        let new: Vec<_> = n.servers[0].wide.iter().skip(stored_before).collect();
+        assert!(!new.is_empty());
+        for (name, values) in new {
+            assert_eq!(
+                name.0, 2,
+                "only the new boot's records, of the new map: {name:?}"
+            );
+            assert_eq!(values.len(), 5);
+        }
+    }
 }
