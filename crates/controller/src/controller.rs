@@ -549,6 +549,11 @@ impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
         let log_s = self.cfg.running.log_interval_s;
         let relays = self.plant.relays.state();
         let split = self.split();
+        if !split && self.logging.log.holds_wide() && self.logging.log.wide() {
+            // Wide records of a map no longer running wait at the head of the log (a restart
+            // that restored no split configuration): they go, counted, never sent in this mode.
+            self.logging.log.abandon_wide();
+        }
         if self
             .logging
             .poll(now, log_s, relays, !split, &mut self.stats)

@@ -502,4 +502,34 @@ mod in_flash {
             assert_eq!(values.len(), 5);
         }
     }
+
+    #[test]
+    fn wide_records_of_a_map_that_did_not_come_back_after_a_restart_go_counted() {
+        let mut n = flash_net();
+        n.run_for(5 * S);
+        for c in chunks(7, &assembled(&servers_config(), 0)) {
+            send_f(&mut n, &c);
+        }
+        n.run_for(3 * MIN);
+        n.servers[0].withhold_acks = true;
+        n.run_for(150 * S);
+        let waiting = n.ctl.log().len();
+        assert!(waiting >= 3, "{waiting} waiting");
+        let wide_before = n.servers[0].wide.len();
+        // The channel slots are lost (erased): the restart runs the pool map.
+        n.channel_flash = [std::vec![0xFF; 64], std::vec![0xFF; 64]];
+        let before = power_cut(&mut n);
+        assert_eq!(before.len(), waiting);
+        assert_eq!(n.ctl.channel_part().unwrap().split_version(), None);
+        n.servers[0].withhold_acks = false;
+        n.run_for(6 * MIN);
+        // Never sent in the pool mode, not as wide Backlog either; counted as dropped.
+        assert_eq!(n.servers[0].wide.len(), wide_before);
+        assert_eq!(n.servers[0].wide_backlogs, 0);
+        assert!(n.ctl.log().drops() >= waiting as u32);
+        assert!(
+            n.servers[0].records.keys().any(|k| k.0 == 2),
+            "pool records of boot 2 go"
+        );
+    }
 }
