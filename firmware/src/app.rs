@@ -15,6 +15,7 @@ use crate::{
 };
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpEndpoint, Ipv4Address};
+use tek_controller::record_log::WideSink;
 use tek_controller::{Action, Endpoint, EthernetSetup, Iface, IpInfo};
 
 /// Everything the loop owns.
@@ -481,18 +482,16 @@ impl App {
                 .channel_part()
                 .filter(|p| p.split_version().is_some())
             {
-                // Just pushed: the newest of the wide log (numbered per boot from 0).
-                let wide = part.wide_log();
-                let seq = wide
-                    .oldest()
-                    .wrapping_add(wide.len() as u32)
-                    .wrapping_sub(1);
-                log!(
-                    "log: wide record {}/{}: {}",
-                    self.ctl.boot_counter(),
-                    seq,
-                    channels::Values(part)
-                );
+                // Just pushed: the flash log's newest record, named as the server will store it
+                // (a boot's records are numbered from 0, pool and wide alike).
+                if let Some((boot, seq)) = self.ctl.log().last_logged() {
+                    log!(
+                        "log: wide record {}/{}: {}",
+                        boot,
+                        seq,
+                        channels::Values(part)
+                    );
+                }
             } else if let Some(r) = self.ctl.last_record() {
                 log!(
                     "log: record {}/{} power {} energy {} water {} air {} relays {}",

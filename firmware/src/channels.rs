@@ -11,8 +11,10 @@
 //! * The map is sampled through [`crate::rtu::BoardBus`] (the Modbus line and the board's
 //!   simulated pool inputs); [`Shown`] puts what changed on the console.
 //!
-//! Wide records stay in RAM (the part's `WideLog`, [`WIDE_RECORDS`] of them); the five-channel
-//! log of the factory map is the flash log.
+//! Wide records go into the flash log with the five-channel records of the factory map
+//! (tek-controller's `record_log::FlashStore` is the part's `WideSink`): they survive a power
+//! cut like those. The part's own RAM `WideLog` is not used, so it has no room
+//! ([`WIDE_RECORDS`] = 0).
 
 use crate::console::Opt;
 use crate::log;
@@ -27,8 +29,8 @@ use tek_proto::channel::split::{feature, Capabilities};
 pub const CHANNELS: usize = 32;
 /// Bytes of a channel map.
 pub const MAP_BYTES: usize = 1024;
-/// Wide records held in RAM (40 minutes at 1-minute logging).
-pub const WIDE_RECORDS: usize = 40;
+/// Wide records held in RAM by the part: none, the flash log keeps them.
+pub const WIDE_RECORDS: usize = 0;
 /// Bytes of an assembled configuration (items + map).
 pub const CONFIG_BYTES: usize = 1536;
 /// The longest expression program the server may send (PROTOCOL.md 17.3's limit).

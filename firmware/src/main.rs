@@ -107,7 +107,11 @@ fn boot() -> App {
     let cp = cortex_m::Peripherals::take().unwrap_or_else(|| fatal("core peripherals taken"));
     sysctl::init_clocks();
     sysctl::enable(
-        sysctl::gate::EMAC0 | sysctl::gate::EPHY0 | sysctl::gate::GPIOF | sysctl::gate::GPIOG,
+        sysctl::gate::EMAC0
+            | sysctl::gate::EPHY0
+            | sysctl::gate::GPIOB
+            | sysctl::gate::GPIOF
+            | sysctl::gate::GPIOG,
     );
     clock::start(cp.SYST);
     log!(

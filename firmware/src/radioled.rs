@@ -10,18 +10,23 @@
 //! | data connection          | steady on                                |
 //! | no SIM                   | fast blink, 100 ms on / 100 ms off       |
 //!
-//! On PG0 (a free pin of the evaluation board's header; active high). Changes are logged
+//! On PB0 (active high). Not PG0, where it first was: on the LM3S6965 PG0 is U2RX, the Modbus
+//! bus's receive pin ([`crate::uart`]). PB0 is brought out on the evaluation board's header and
+//! drives nothing on the board: the board's own functions sit on PA0/PA1 (UART0), PD2/PD3
+//! (UART1), PG0/PG1 (UART2), PF0 (the status LED, [`crate::leds`]), PF1 and PE0..PE3 (the
+//! buttons), PF2/PF3 (the Ethernet LEDs), PA2..PA5, PC6 and PC7 (the OLED), PD0 (the SD card)
+//! and PD1 (the speaker); the relays ([`crate::relays`]) drive no pin on this board. Changes are logged
 //! (`radio: <state> signal <n>`) since QEMU shows no LEDs; the controller reports the same state
 //! and signal in its status, which the server shows.
 
 use core::ptr::write_volatile;
 use tek_controller::Radio;
 
-const GPIOG: usize = 0x4002_6000;
+const GPIOB: usize = 0x4000_5000;
 const PIN0: u32 = 1 << 0;
-const DATA_PIN0: usize = GPIOG + ((PIN0 as usize) << 2);
-const DIR: usize = GPIOG + 0x400;
-const DEN: usize = GPIOG + 0x51C;
+const DATA_PIN0: usize = GPIOB + ((PIN0 as usize) << 2);
+const DIR: usize = GPIOB + 0x400;
+const DEN: usize = GPIOB + 0x51C;
 
 /// (on, off) times in ms; `None`: steady (lit or dark per the first field).
 fn timing(r: Radio) -> Option<(u64, u64)> {
@@ -41,9 +46,9 @@ pub struct RadioLed {
 }
 
 impl RadioLed {
-    /// PG0 as an output, dark. GPIOG's clock gate must be open.
+    /// PB0 as an output, dark. GPIOB's clock gate must be open.
     pub fn new() -> RadioLed {
-        // SAFETY: GPIOG's DIR and DEN registers, read-modify-written only here at boot.
+        // SAFETY: GPIOB's DIR and DEN registers, read-modify-written only here at boot.
         unsafe {
             let dir = (DIR as *const u32).read_volatile();
             write_volatile(DIR as *mut u32, dir | PIN0);
@@ -61,7 +66,7 @@ impl RadioLed {
 
     fn drive(&mut self, on: bool) {
         self.lit = on;
-        // SAFETY: PG0's masked data address; this driver owns the pin.
+        // SAFETY: PB0's masked data address; this driver owns the pin.
         unsafe { write_volatile(DATA_PIN0 as *mut u32, if on { PIN0 } else { 0 }) }
     }
 

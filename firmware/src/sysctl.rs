@@ -40,9 +40,11 @@ const RIS_PLLLRIS: u32 = 1 << 6;
 
 /// Clock gate bits in RCGC2.
 pub mod gate {
+    /// GPIO port B (the Radio LED on PB0).
+    pub const GPIOB: u32 = 1 << 1;
     /// GPIO port F (the status LED).
     pub const GPIOF: u32 = 1 << 5;
-    /// GPIO port G (the Radio LED).
+    /// GPIO port G (UART2's pins, PG0 RX / PG1 TX: the Modbus bus).
     pub const GPIOG: u32 = 1 << 6;
     /// Ethernet MAC.
     pub const EMAC0: u32 = 1 << 28;

@@ -28,6 +28,7 @@
 //! the other mode: wide records may only go to a server that read the device's Capabilities.
 
 use crate::channels::{ChannelBus, Channels, SetError};
+use crate::record_log::WideSink;
 use crate::wide_log::WideLog;
 use crate::Reading;
 use heapless::Vec;
@@ -102,6 +103,9 @@ pub trait ChannelRuntime {
     /// A record is due at device time `time_s` (split mode only): the last sample of every
     /// channel into the wide log. Returns whether one was logged.
     fn log_record(&mut self, time_s: u32) -> bool;
+    /// As [`log_record`](Self::log_record), into `sink` (the telemetry log, when it keeps wide
+    /// records: a flash log) instead of the part's own log. Returns whether one was logged.
+    fn log_record_to(&mut self, time_s: u32, sink: &mut dyn WideSink) -> bool;
     /// The wide log.
     fn wide_log(&self) -> &dyn Backlog;
     /// Frees wide records through `through_seq`; returns how many.
@@ -585,6 +589,18 @@ impl<const MAP: usize, const CH: usize, const WIDE: usize, const ASM: usize> Cha
         self.wide.push(time_s, &values);
         self.channels.close_interval();
         true
+    }
+
+    fn log_record_to(&mut self, time_s: u32, sink: &mut dyn WideSink) -> bool {
+        if self.running.is_none() {
+            return false;
+        }
+        let mut values = [None; CH];
+        self.channels.record(&mut values);
+        self.channels.close_interval();
+        // The map's channels only: a record's channel count is its batch's channel set.
+        let n = self.channels.count().min(CH);
+        sink.push_wide(time_s, &values[..n])
     }
 
     fn wide_log(&self) -> &dyn Backlog {

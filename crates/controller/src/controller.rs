@@ -131,8 +131,12 @@ impl<'a> PowerUp<'a> {
 }
 
 /// The records the session sends: the telemetry log while it holds any (records of before a
-/// split configuration), else, while one runs, the channel part's wide log.
+/// split configuration), else, while one runs, the channel part's wide log — or always the
+/// telemetry log when it keeps the wide records too (a flash log: one queue of both kinds).
 fn backlog<'a, L: RecordLog, X: ChannelSupport>(log: &'a L, channels: &'a X) -> &'a dyn Backlog {
+    if log.holds_wide() {
+        return log;
+    }
     match channels.runtime_ref() {
         Some(p) if p.split_version().is_some() && log.is_empty() => p.wide_log(),
         _ => log,
@@ -545,13 +549,24 @@ impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
         let log_s = self.cfg.running.log_interval_s;
         let relays = self.plant.relays.state();
         let split = self.split();
+        if !split && self.logging.log.holds_wide() && self.logging.log.wide() {
+            // Wide records of a map no longer running wait at the head of the log (a restart
+            // that restored no split configuration): they go, counted, never sent in this mode.
+            self.logging.log.abandon_wide();
+        }
         if self
             .logging
             .poll(now, log_s, relays, !split, &mut self.stats)
             && split
         {
             if let Some(part) = self.channels.runtime() {
-                if part.log_record((now / 1000) as u32) {
+                let time_s = (now / 1000) as u32;
+                // Into the telemetry log when it keeps wide records (flash), else the part's.
+                let logged = match self.logging.log.wide_sink() {
+                    Some(sink) => part.log_record_to(time_s, sink),
+                    None => part.log_record(time_s),
+                };
+                if logged {
                     self.stats.records_logged += 1;
                 }
             }

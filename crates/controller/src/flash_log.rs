@@ -33,8 +33,9 @@
 //! in order:
 //!
 //! ```text
-//! record: kind byte 0b00SR_00TC (C: same channel set as the previous record of the page,
-//!         T: same time step, S: salt, R: reserved 0)
+//! record: kind byte 0b00SW_00TC (C: same channel set as the previous record of the page,
+//!         T: same time step, S: salt, W: a wide record — of a server-defined channel map,
+//!         sent as WideTelemetry — rather than one of the five pool channels)
 //!         [count u8, presence bitmap ceil(count/8)]        unless C
 //!         [time step: zigzag varint of time - previous time] unless T
 //!         changed bitmap, one bit per present channel, ceil(present/8) bytes
@@ -104,7 +105,8 @@ const KIND_ANCHOR: u8 = 0x80;
 const SAME_SET: u8 = 0x01;
 const SAME_STEP: u8 = 0x02;
 const SALT: u8 = 0x20;
-const RECORD_FLAGS: u8 = SAME_SET | SAME_STEP | SALT;
+const WIDE: u8 = 0x10;
+const RECORD_FLAGS: u8 = SAME_SET | SAME_STEP | SALT | WIDE;
 const ACK_LEN: usize = 8;
 
 const fn round_up(n: usize) -> usize {
@@ -174,6 +176,11 @@ impl Record<'_> {
     /// [`MAX_CHANNELS`]).
     pub fn channels(&self) -> usize {
         usize::from(self.chain.count)
+    }
+
+    /// Whether it is a wide record ([`FlashLog::push_wide`]).
+    pub fn wide(&self) -> bool {
+        self.chain.wide
     }
 
     /// Channel `ch`'s value; `None` for "no value" and past [`Record::channels`].
@@ -507,14 +514,33 @@ impl<F: NorFlash> FlashLog<F> {
     /// its oldest page (counted in [`FlashLog::drops`]). On a flash error the record is not
     /// logged (and not counted).
     pub fn push(&mut self, time_s: u32, values: &[Option<i32>]) -> Result<u32, Error<F::Error>> {
+        self.push_kind(time_s, values, false)
+    }
+
+    /// As [`push`](Self::push), for a wide record (of a channel map; [`Record::wide`]): the
+    /// same queue and sequence numbers, told apart when read.
+    pub fn push_wide(
+        &mut self,
+        time_s: u32,
+        values: &[Option<i32>],
+    ) -> Result<u32, Error<F::Error>> {
+        self.push_kind(time_s, values, true)
+    }
+
+    fn push_kind(
+        &mut self,
+        time_s: u32,
+        values: &[Option<i32>],
+        wide: bool,
+    ) -> Result<u32, Error<F::Error>> {
         let mut entry = [0u8; MAX_ENTRY_LEN];
-        let mut len = encode(&self.chain, time_s, values, &mut entry);
+        let mut len = encode(&self.chain, time_s, values, wide, &mut entry);
         if self.write_off as usize + len > self.page_len as usize || self.head_boot != self.boot {
             self.open_page(self.acked_below)?;
-            len = encode(&self.chain, time_s, values, &mut entry);
+            len = encode(&self.chain, time_s, values, wide, &mut entry);
         }
         self.program(&entry[..len])?;
-        apply(&mut self.chain, time_s, values);
+        apply(&mut self.chain, time_s, values, wide);
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
         Ok(seq)

@@ -8,14 +8,22 @@
 //! the server's clock, an estimate that assumes it ended when the next boot began
 //! ([`estimate_anchor`]). Records of the current boot travel as Telemetry (0x01), exactly as from
 //! the RAM log.
+//!
+//! A flash log also keeps the channel part's wide records (a split configuration's channel map,
+//! PROTOCOL.md 17.5) when the controller hands them over through [`WideSink`]: in the same queue
+//! and numbering as the pool records (a boot's records are numbered from 0 whatever their
+//! kind), told apart by [`crate::flash_log::Record::wide`]. A batch holds records of one kind,
+//! one boot and one channel count: WideTelemetry (0x07) for the current boot's wide records,
+//! Backlog with the wide flag (18.2) for an earlier boot's.
 
 use crate::channel_part::Backlog;
-use crate::flash_log::{BootClock, Error as FlashError, FlashLog};
+use crate::flash_log::{BootClock, Error as FlashError, FlashLog, MAX_CHANNELS};
 use crate::log::{Log, LogRecord, MISSING_TEMP};
 use crate::session::MAX_BATCH;
 use core::cell::{Cell, RefCell};
 use embedded_storage::nor_flash::NorFlash;
 use tek_proto::backlog;
+use tek_proto::channel::wide::{ChannelSet, WideWriter};
 use tek_proto::message::telemetry::channel;
 use tek_proto::message::TelemetryWriter;
 
@@ -40,6 +48,29 @@ pub trait RecordLog: Backlog {
     fn features(&self) -> u32 {
         0
     }
+    /// This log as the keeper of the channel part's wide records, if it can keep them (a log
+    /// that survives restarts); else the part keeps them itself, in RAM.
+    fn wide_sink(&mut self) -> Option<&mut dyn WideSink> {
+        None
+    }
+    /// Whether the channel part's wide records go into this log ([`wide_sink`](Self::wide_sink)
+    /// is some): then it is the session's one backlog, whatever the mode.
+    fn holds_wide(&self) -> bool {
+        false
+    }
+    /// The channel map the waiting wide records were logged with is left behind (a new
+    /// configuration, a rollback): they would be read as another map's channels, so they go,
+    /// counted as drops.
+    fn abandon_wide(&mut self) {}
+}
+
+/// Where the channel part logs its wide records when the telemetry log keeps them.
+pub trait WideSink {
+    /// Adds a wide record of the current boot taken at uptime `time_s`; `values[ch]` is channel
+    /// `ch`'s value. Returns whether it was logged (not on a flash error).
+    fn push_wide(&mut self, time_s: u32, values: &[Option<i32>]) -> bool;
+    /// The (boot, boot sequence number) of the last record logged in this boot, if any.
+    fn last_logged(&self) -> Option<(u32, u32)>;
 }
 
 impl<const N: usize> RecordLog for Log<N> {
@@ -135,9 +166,10 @@ const CLOCKS: usize = 16;
 /// `&mut` while the session reads its backlog through `&self` ([`Backlog::write`]).
 pub struct FlashStore<F> {
     log: RefCell<Slot<FlashLog<F>>>,
-    /// The oldest waiting record's name, read once per change of the log (the session asks on
-    /// every poll): (known, some, boot, boot seq) — all zero, unknown, in a blank controller.
-    oldest: Cell<(bool, bool, u32, u32)>,
+    /// The oldest waiting record's name and kind, read once per change of the log (the session
+    /// asks on every poll): (known, some, boot, boot seq, wide) — all zero, unknown, in a blank
+    /// controller.
+    oldest: Cell<(bool, bool, u32, u32, bool)>,
     /// Records dropped because the flash failed or a server refused earlier boots.
     lost: u32,
     /// Flash operations that failed (the log stays consistent; see [`FlashLog`]).
@@ -149,7 +181,7 @@ impl<F: NorFlash> FlashStore<F> {
     pub fn new(log: FlashLog<F>) -> Self {
         FlashStore {
             log: RefCell::new(Slot::Ready(log)),
-            oldest: Cell::new((false, false, 0, 0)),
+            oldest: Cell::new((false, false, 0, 0, false)),
             lost: 0,
             flash_errors: 0,
         }
@@ -169,7 +201,7 @@ impl<F: NorFlash> FlashStore<F> {
 
     /// As [`with`](Self::with), for a change to the log.
     fn change<T>(&mut self, f: impl FnOnce(&mut FlashLog<F>) -> T) -> Option<T> {
-        self.oldest.set((false, false, 0, 0));
+        self.oldest.set((false, false, 0, 0, false));
         self.log.get_mut().as_mut().map(f)
     }
 
@@ -209,19 +241,23 @@ impl<F: NorFlash> FlashStore<F> {
         let clocks = self.clocks();
         let at = clocks.iter().position(|c| c.boot == boot)?;
         let (anchor, estimated) = estimate_anchor(&clocks[at..], current);
-        let flags = if estimated { backlog::ESTIMATED } else { 0 };
+        let wide = self.oldest_wide();
+        let flags = match (estimated, wide) {
+            (true, true) => backlog::ESTIMATED | backlog::WIDE,
+            (true, false) => backlog::ESTIMATED,
+            (false, true) => backlog::WIDE,
+            (false, false) => 0,
+        };
         let base = clocks[at].base_seq;
         let head = backlog::write_header(out, boot, flags)?;
         let server_now = current.wrapping_add(now_s);
         let body = out.get_mut(head..)?;
-        let (len, from, through) = self.fill(
-            boot,
-            base.wrapping_add(first),
-            last,
-            anchor,
-            server_now,
-            body,
-        )?;
+        let from = base.wrapping_add(first);
+        let (len, from, through) = if wide {
+            self.fill_wide(boot, from, last, anchor, server_now, body)?
+        } else {
+            self.fill(boot, from, last, anchor, server_now, body)?
+        };
         Some((head + len, from, through))
     }
 
@@ -235,9 +271,14 @@ impl<F: NorFlash> FlashStore<F> {
     ) -> Option<(usize, u32, u32)> {
         let (boot, base) = self.with(|l| (l.boot(), l.boot_base()))?;
         let (head, body) = out.split_first_mut()?;
-        *head = tek_proto::message::code::TELEMETRY;
-        let (len, from, through) =
-            self.fill(boot, base.wrapping_add(first), last, 0, now_s, body)?;
+        let from = base.wrapping_add(first);
+        let (len, from, through) = if self.oldest_wide() {
+            *head = tek_proto::channel::code::WIDE_TELEMETRY;
+            self.fill_wide(boot, from, last, 0, now_s, body)?
+        } else {
+            *head = tek_proto::message::code::TELEMETRY;
+            self.fill(boot, from, last, 0, now_s, body)?
+        };
         Some((1 + len, from, through))
     }
 
@@ -259,7 +300,11 @@ impl<F: NorFlash> FlashStore<F> {
         let mut range: Option<(u32, u32)> = None;
         self.with(|l| {
             l.visit(from, |r| {
-                if r.boot != boot || r.boot_seq > last || usize::from(w.count()) >= MAX_BATCH {
+                if r.boot != boot
+                    || r.wide()
+                    || r.boot_seq > last
+                    || usize::from(w.count()) >= MAX_BATCH
+                {
                     return false;
                 }
                 if !w.push(shift.wrapping_add(r.time_s).min(now), &wire_values(r)) {
@@ -276,29 +321,94 @@ impl<F: NorFlash> FlashStore<F> {
         Some((len, first, through))
     }
 
-    /// The oldest waiting record's (boot, boot seq).
-    fn oldest_name(&self) -> Option<(u32, u32)> {
-        let (known, some, boot, seq) = self.oldest.get();
-        if known {
-            return some.then_some((boot, seq));
-        }
-        let mut name = None;
+    /// Writes a WideTelemetry body into `body`, as [`fill`](Self::fill) a Telemetry's: the wide
+    /// records of `boot` from the log's sequence number `from` through boot sequence number
+    /// `last` that have the first one's channel count (the channels 0..count of the map they
+    /// were logged with), at most [`MAX_BATCH`].
+    fn fill_wide(
+        &self,
+        boot: u32,
+        from: u32,
+        last: u32,
+        shift: u32,
+        now: u32,
+        body: &mut [u8],
+    ) -> Option<(usize, u32, u32)> {
+        // The first record names the batch (its sequence number heads the body) and its
+        // channels.
+        let mut head = None;
         self.with(|l| {
-            l.visit(0, |r| {
-                name = Some((r.boot, r.boot_seq));
+            l.visit(from, |r| {
+                head = Some((r.boot, r.boot_seq, r.wide(), r.channels()));
                 false
             })
         })?
         .ok()?;
-        let (boot, seq) = name.unwrap_or((0, 0));
-        self.oldest.set((true, name.is_some(), boot, seq));
-        name
+        let (first_boot, first, wide, channels) = head?;
+        if first_boot != boot || !wide || channels == 0 || first > last {
+            return None;
+        }
+        let set = (0..channels).fold(ChannelSet(0), |s, c| s.with(c));
+        let mut w = WideWriter::new(body, first, set, now)?;
+        let mut through = None;
+        let mut values = [None; MAX_CHANNELS];
+        self.with(|l| {
+            l.visit(from, |r| {
+                if r.boot != boot
+                    || !r.wide()
+                    || r.channels() != channels
+                    || r.boot_seq > last
+                    || usize::from(w.count()) >= MAX_BATCH
+                {
+                    return false;
+                }
+                for (ch, v) in values[..channels].iter_mut().enumerate() {
+                    *v = r.get(ch);
+                }
+                if !w.push(shift.wrapping_add(r.time_s).min(now), &values[..channels]) {
+                    return false;
+                }
+                through = Some(r.boot_seq);
+                true
+            })
+        })?
+        .ok()?;
+        Some((w.len(), first, through?))
+    }
+
+    /// The oldest waiting record's (boot, boot seq).
+    fn oldest_name(&self) -> Option<(u32, u32)> {
+        self.oldest_record().map(|(boot, seq, _)| (boot, seq))
+    }
+
+    /// Whether the oldest waiting record is a wide one.
+    fn oldest_wide(&self) -> bool {
+        self.oldest_record().is_some_and(|(_, _, wide)| wide)
+    }
+
+    /// The oldest waiting record's (boot, boot seq, wide).
+    fn oldest_record(&self) -> Option<(u32, u32, bool)> {
+        let (known, some, boot, seq, wide) = self.oldest.get();
+        if known {
+            return some.then_some((boot, seq, wide));
+        }
+        let mut found = None;
+        self.with(|l| {
+            l.visit(0, |r| {
+                found = Some((r.boot, r.boot_seq, r.wide()));
+                false
+            })
+        })?
+        .ok()?;
+        let (boot, seq, wide) = found.unwrap_or((0, 0, false));
+        self.oldest.set((true, found.is_some(), boot, seq, wide));
+        found
     }
 }
 
 impl<F: NorFlash> Backlog for FlashStore<F> {
     fn wide(&self) -> bool {
-        false
+        self.oldest_wide()
     }
 
     fn len(&self) -> usize {
@@ -337,7 +447,7 @@ impl<F: NorFlash> Backlog for FlashStore<F> {
 impl<F: NorFlash> RecordLog for FlashStore<F> {
     const BLANK: Self = FlashStore {
         log: RefCell::new(Slot::Empty),
-        oldest: Cell::new((false, false, 0, 0)),
+        oldest: Cell::new((false, false, 0, 0, false)),
         lost: 0,
         flash_errors: 0,
     };
@@ -404,6 +514,53 @@ impl<F: NorFlash> RecordLog for FlashStore<F> {
 
     fn features(&self) -> u32 {
         tek_proto::channel::split::feature::BACKLOG
+    }
+
+    fn wide_sink(&mut self) -> Option<&mut dyn WideSink> {
+        Some(self)
+    }
+
+    fn holds_wide(&self) -> bool {
+        true
+    }
+
+    fn abandon_wide(&mut self) {
+        // The log is a queue: the newest waiting wide record and everything before it go (a
+        // configuration arrives from a server, so what waits before it was sent by then).
+        let mut newest = None;
+        let _ = self.with(|l| {
+            l.visit(0, |r| {
+                if r.wide() {
+                    newest = Some(r.seq);
+                }
+                true
+            })
+        });
+        let Some(newest) = newest else {
+            return;
+        };
+        let r = self.change(|l| l.ack_through(newest));
+        if let Some(n) = self.counted(r) {
+            self.lost = self.lost.saturating_add(n as u32);
+        }
+    }
+}
+
+impl<F: NorFlash> WideSink for FlashStore<F> {
+    fn push_wide(&mut self, time_s: u32, values: &[Option<i32>]) -> bool {
+        let r = self.change(|l| l.push_wide(time_s, values));
+        if self.counted(r).is_some() {
+            return true;
+        }
+        self.lost = self.lost.saturating_add(1);
+        false
+    }
+
+    fn last_logged(&self) -> Option<(u32, u32)> {
+        self.with(|l| {
+            let in_boot = l.next_seq().wrapping_sub(l.boot_base());
+            (in_boot > 0).then(|| (l.boot(), in_boot - 1))
+        })?
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Server {
     pub times: BTreeMap<(u32, u32), u32>,
     /// Backlogs received: (boot, first seq, last seq, estimated).
     pub backlogs: Vec<(u32, u32, u32, bool)>,
+    /// Backlogs in WideTelemetry's layout received (their records go into `wide`).
+    pub wide_backlogs: usize,
     /// Accepts sent.
     pub accepts_sent: u32,
     boot: u32,
@@ -99,6 +101,7 @@ impl Server {
             old: false,
             times: BTreeMap::new(),
             backlogs: Vec::new(),
+            wide_backlogs: 0,
             accepts_sent: 0,
             boot: 0,
             time: 1_750_000_000,
@@ -158,20 +161,31 @@ impl Server {
                 (self.old, BacklogMessage::parse(bytes))
             {
                 if b.boot < self.boot {
-                    let Records::Telemetry(t) = b.records else {
-                        panic!("a five-channel device sent a wide backlog")
-                    };
                     self.batches += 1;
+                    let (first_seq, last_seq) = match b.records {
+                        Records::Telemetry(t) => {
+                            for r in t.records() {
+                                self.records.insert((b.boot, r.seq), r);
+                                self.times.insert((b.boot, r.seq), self.time - r.age_s);
+                            }
+                            (t.first_seq(), t.last_seq())
+                        }
+                        Records::Wide(t) => {
+                            self.wide_backlogs += 1;
+                            for r in t.records() {
+                                let values = (0..t.channels().len()).map(|c| r.get(c)).collect();
+                                self.wide.insert((b.boot, r.seq), values);
+                                self.times.insert((b.boot, r.seq), self.time - r.age_s);
+                            }
+                            (t.first_seq(), t.last_seq())
+                        }
+                    };
                     self.backlogs
-                        .push((b.boot, t.first_seq(), t.last_seq(), b.estimated));
-                    for r in t.records() {
-                        self.records.insert((b.boot, r.seq), r);
-                        self.times.insert((b.boot, r.seq), self.time - r.age_s);
-                    }
+                        .push((b.boot, first_seq, last_seq, b.estimated));
                     if !self.withhold_acks {
                         let ack = BacklogMessage::BacklogAck {
                             boot: b.boot,
-                            through_seq: t.last_seq(),
+                            through_seq: last_seq,
                         };
                         let mut m = [0u8; 9];
                         let n = ack.emit(&mut m).unwrap();

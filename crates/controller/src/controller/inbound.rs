@@ -186,6 +186,8 @@ impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
         self.outbox.chunk_ack = Some(ack(ChunkState::Accepted));
         if a.changed {
             part.commit_ready(version, now);
+            // The old map's wide records go (the part drops those it keeps itself).
+            self.logging.log.abandon_wide();
         } else {
             part.discard_ready();
         }
@@ -204,7 +206,9 @@ impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
                     Some(b) => b.wide,
                     None => self.split(),
                 };
-                let acked = match (wide, self.channels.runtime()) {
+                // Wide records kept by the telemetry log are acknowledged there.
+                let in_part = wide && !self.logging.log.holds_wide();
+                let acked = match (in_part, self.channels.runtime()) {
                     (true, Some(part)) => Some(part.wide_ack(through_seq)).filter(|&n| n > 0),
                     _ => self.logging.log.ack(None, through_seq),
                 };
@@ -369,6 +373,9 @@ impl<L: RecordLog, X: ChannelSupport> Controller<L, X> {
         let version = self.cfg.version;
         if let Some(part) = self.channels.runtime() {
             if part.sync(version, now) {
+                // The mode or the map changed: the wide records logged with the one left
+                // behind go (the part drops those it keeps itself).
+                self.logging.log.abandon_wide();
                 self.effects.persist_channels();
             }
         }

@@ -352,3 +352,184 @@ fn a_power_cut_between_the_channel_record_and_the_controllers_leaves_the_older_v
     assert_eq!((n.ctl.config().0, split_version(&n)), (7, Some(7)));
     assert_eq!(n.ctl.channel_part().unwrap().channel_count(), 3);
 }
+
+/// Wide records in a flash log (issue 17): kept by the telemetry log, not the part, so they
+/// survive a power cut and reach the server afterwards as wide Backlog under their boot.
+mod in_flash {
+    use super::*;
+    use crate::channel_part::Backlog;
+    use crate::flash_log::FlashLog;
+    use crate::nor_sim::SimFlash;
+    use crate::record_log::{FlashStore, RecordLog};
+    use std::collections::BTreeMap;
+
+    type Store = FlashStore<SimFlash>;
+    type F = Net<0, Option<Part>, Store>;
+    const MIN: u64 = 60 * S;
+
+    fn flash_net() -> F {
+        let (ram, _) = net();
+        let log = FlashStore::new(FlashLog::recover(SimFlash::new(16)).unwrap());
+        let mut n = F::with_log(
+            std::vec!["192.0.2.1:8844".into()],
+            1,
+            Some(Part::new(CAPS)),
+            log,
+        );
+        n.bus = ram.bus;
+        n.server_clock = Some(1_800_000_000);
+        n
+    }
+
+    fn send_f(n: &mut F, msg: &[u8]) {
+        let s = &mut n.servers[0];
+        let (Some(bytes), Some(dev)) = (s.seal_bytes(msg), s.device_ep) else {
+            panic!("no session")
+        };
+        let from = s.ep;
+        n.deliver(crate::Iface::Ethernet, from, dev.port, bytes);
+        n.drain();
+    }
+
+    /// The wide records waiting in the flash: (boot, boot seq) -> values.
+    fn waiting(log: &mut FlashLog<SimFlash>) -> BTreeMap<(u32, u32), Vec<Option<i32>>> {
+        let mut out = BTreeMap::new();
+        log.visit(0, |r| {
+            assert!(r.wide(), "only wide records wait");
+            let values = (0..r.channels()).map(|c| r.get(c)).collect();
+            out.insert((r.boot, r.boot_seq), values);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    /// A power cut: RAM lost, the flash read back (what waited returned), the next boot begins.
+    fn power_cut(n: &mut F) -> BTreeMap<(u32, u32), Vec<Option<i32>>> {
+        let store = n.ctl.replace_log(Store::BLANK);
+        let mut flash = store.into_inner().unwrap().into_flash();
+        flash.restart();
+        let mut log = FlashLog::recover(flash).unwrap();
+        let before = waiting(&mut log);
+        n.ctl.set_log(FlashStore::new(log));
+        n.reboot(false);
+        before
+    }
+
+    #[test]
+    fn wide_records_wait_in_flash_through_a_power_cut_and_drain_as_wide_backlog() {
+        let mut n = flash_net();
+        n.run_for(5 * S);
+        assert!(n.ctl.is_connected());
+        for c in chunks(7, &assembled(&servers_config(), 0)) {
+            send_f(&mut n, &c);
+        }
+        assert_eq!(n.ctl.channel_part().unwrap().split_version(), Some(7));
+        // Online: wide records go as WideTelemetry from the flash log, the part keeps none.
+        n.run_for(12 * MIN);
+        let online = n.servers[0].wide.len();
+        assert!(online >= 5, "{online} wide records");
+        assert!(n.servers[0].wide.keys().all(|k| k.0 == 1));
+        assert_eq!(n.ctl.channel_part().unwrap().wide_log().len(), 0);
+        // The server stops acknowledging: the records wait in flash; then the power fails.
+        n.servers[0].withhold_acks = true;
+        n.run_for(20 * MIN);
+        let before = power_cut(&mut n);
+        assert!(before.len() >= 15, "{} waiting", before.len());
+        assert!(before.keys().all(|k| k.0 == 1));
+        n.servers[0].withhold_acks = false;
+        n.run_for(8 * MIN);
+        assert_eq!(n.ctl.boot_counter(), 2);
+        assert_eq!(n.ctl.channel_part().unwrap().split_version(), Some(7));
+        // Every waiting record arrived, as it was logged, under boot 1, in wide Backlogs.
+        assert!(n.servers[0].wide_backlogs >= 1);
+        for (name, values) in &before {
+            assert_eq!(n.servers[0].wide.get(name), Some(values), "record {name:?}");
+            assert_eq!(values, &std::vec![Some(2650), Some(1500), Some(2301)]);
+        }
+        // Boot 1's records are consecutive: none lost between those sent online and after.
+        let boot1: Vec<u32> = n.servers[0]
+            .wide
+            .keys()
+            .filter(|k| k.0 == 1)
+            .map(|k| k.1)
+            .collect();
+        let first = boot1[0];
+        assert_eq!(
+            boot1,
+            (first..first + boot1.len() as u32).collect::<Vec<_>>()
+        );
+        // Then the current boot's, as WideTelemetry; nothing of boot 1 waits, nothing dropped.
+        assert!(n.servers[0].wide.keys().any(|k| k.0 == 2));
+        assert_eq!(n.ctl.log().earlier_boot(), None);
+        assert_eq!(n.ctl.log().drops(), 0);
+    }
+
+    #[test]
+    fn a_new_map_drops_the_old_maps_waiting_wide_records_from_flash_and_counts_them() {
+        let mut n = flash_net();
+        n.run_for(5 * S);
+        for c in chunks(7, &assembled(&servers_config(), 0)) {
+            send_f(&mut n, &c);
+        }
+        n.run_for(3 * MIN);
+        // Not much longer: the session gives up on a server that never acknowledges.
+        n.servers[0].withhold_acks = true;
+        n.run_for(150 * S);
+        let waiting = n.ctl.log().len();
+        assert!(waiting >= 3, "{waiting} waiting");
+        assert_eq!(n.ctl.log().drops(), 0);
+        let stored_before = n.servers[0].wide.len();
+        // A map with two more channels: the old map's records would be read as its channels.
+        for c in chunks(8, &assembled(&servers_config(), 2)) {
+            send_f(&mut n, &c);
+        }
+        assert_eq!(n.ctl.channel_part().unwrap().split_version(), Some(8));
+        assert_eq!(n.ctl.log().len(), 0);
+        assert_eq!(n.ctl.log().drops(), waiting as u32);
+        // Gone for good: not back after a power cut, never sent; the new map's records go.
+        power_cut(&mut n);
+        assert!(n.ctl.log().is_empty());
+        n.servers[0].withhold_acks = false;
+        n.run_for(4 * MIN);
+        let new: Vec<_> = n.servers[0].wide.iter().skip(stored_before).collect();
+        assert!(!new.is_empty());
+        for (name, values) in new {
+            assert_eq!(
+                name.0, 2,
+                "only the new boot's records, of the new map: {name:?}"
+            );
+            assert_eq!(values.len(), 5);
+        }
+    }
+
+    #[test]
+    fn wide_records_of_a_map_that_did_not_come_back_after_a_restart_go_counted() {
+        let mut n = flash_net();
+        n.run_for(5 * S);
+        for c in chunks(7, &assembled(&servers_config(), 0)) {
+            send_f(&mut n, &c);
+        }
+        n.run_for(3 * MIN);
+        n.servers[0].withhold_acks = true;
+        n.run_for(150 * S);
+        let waiting = n.ctl.log().len();
+        assert!(waiting >= 3, "{waiting} waiting");
+        let wide_before = n.servers[0].wide.len();
+        // The channel slots are lost (erased): the restart runs the pool map.
+        n.channel_flash = [std::vec![0xFF; 64], std::vec![0xFF; 64]];
+        let before = power_cut(&mut n);
+        assert_eq!(before.len(), waiting);
+        assert_eq!(n.ctl.channel_part().unwrap().split_version(), None);
+        n.servers[0].withhold_acks = false;
+        n.run_for(6 * MIN);
+        // Never sent in the pool mode, not as wide Backlog either; counted as dropped.
+        assert_eq!(n.servers[0].wide.len(), wide_before);
+        assert_eq!(n.servers[0].wide_backlogs, 0);
+        assert!(n.ctl.log().drops() >= waiting as u32);
+        assert!(
+            n.servers[0].records.keys().any(|k| k.0 == 2),
+            "pool records of boot 2 go"
+        );
+    }
+}

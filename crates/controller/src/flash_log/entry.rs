@@ -12,6 +12,8 @@ pub(super) fn present(set: &[u8; SET_BYTES], ch: usize) -> bool {
 #[derive(Debug, Clone)]
 pub(super) struct Chain {
     pub(super) has_prev: bool,
+    /// The last record is a wide record (of a channel map), not one of the five pool channels.
+    pub(super) wide: bool,
     pub(super) count: u8,
     pub(super) set: [u8; SET_BYTES],
     pub(super) time: u32,
@@ -22,6 +24,7 @@ pub(super) struct Chain {
 impl Chain {
     pub(super) const START: Chain = Chain {
         has_prev: false,
+        wide: false,
         count: 0,
         set: [0; SET_BYTES],
         time: 0,
@@ -79,8 +82,15 @@ pub(super) fn seal(out: &mut [u8], body: usize) -> usize {
     end
 }
 
-/// Encodes a record after `chain` into `out`; returns its length.
-pub(super) fn encode(chain: &Chain, time_s: u32, values: &[Option<i32>], out: &mut [u8]) -> usize {
+/// Encodes a record after `chain` into `out` (`wide`: a record of a channel map); returns its
+/// length.
+pub(super) fn encode(
+    chain: &Chain,
+    time_s: u32,
+    values: &[Option<i32>],
+    wide: bool,
+    out: &mut [u8],
+) -> usize {
     let n = values.len().min(MAX_CHANNELS);
     let values = &values[..n];
     let mut set = [0u8; SET_BYTES];
@@ -89,7 +99,11 @@ pub(super) fn encode(chain: &Chain, time_s: u32, values: &[Option<i32>], out: &m
             set[ch / 8] |= 1 << (ch % 8);
         }
     }
-    let mut kind = KIND_RECORD;
+    let mut kind = if wide {
+        KIND_RECORD | WIDE
+    } else {
+        KIND_RECORD
+    };
     let mut pos = 1;
     if chain.has_prev && usize::from(chain.count) == n && chain.set == set {
         kind |= SAME_SET;
@@ -125,8 +139,9 @@ pub(super) fn encode(chain: &Chain, time_s: u32, values: &[Option<i32>], out: &m
 }
 
 /// The chain after a record that [`encode`] wrote.
-pub(super) fn apply(chain: &mut Chain, time_s: u32, values: &[Option<i32>]) {
+pub(super) fn apply(chain: &mut Chain, time_s: u32, values: &[Option<i32>], wide: bool) {
     let n = values.len().min(MAX_CHANNELS);
+    chain.wide = wide;
     chain.set = [0; SET_BYTES];
     for (ch, v) in values[..n].iter().enumerate() {
         if let Some(v) = v {
@@ -244,6 +259,7 @@ pub(super) fn walk_record(
     }
     if commit {
         chain.has_prev = true;
+        chain.wide = kind & WIDE != 0;
         chain.count = count;
         chain.set = set;
         chain.step = step;
