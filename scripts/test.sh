@@ -48,5 +48,9 @@ step "firmware: build, size, QEMU end-to-end"
 scripts/qemu-e2e.sh   # ends with scripts/firmware-size.sh on the measured stack
 scripts/gsm-e2e.sh    # GSM failover through `tek modem` and back; ends with the size budget too
 scripts/rtu-e2e.sh    # the Modbus RTU master on UART2 against `tek meter` (a test build of the firmware)
-scripts/modbus-e2e.sh # a channel map from `tek serve` run by the firmware against `tek meter` (1.5-2 min)
-scripts/flashlog-e2e.sh  # the log in flash: 20 power cuts at random instants, then the backlog drains
+# The two power-cut tests spend most of their ~5 and ~4 minutes waiting for a kill at a random
+# instant, each in namespaces of its own: they run side by side, their output shown in turn.
+#   modbus-e2e: a channel map from `tek serve` run by the firmware against `tek meter`, then
+#               20 power cuts while logging the map and the backlog drained
+#   flashlog-e2e: the five-channel log in flash, 20 power cuts, the backlog drained
+scripts/e2e-parallel.sh scripts/modbus-e2e.sh scripts/flashlog-e2e.sh
