@@ -110,6 +110,7 @@ fn boot() -> App {
         sysctl::gate::EMAC0
             | sysctl::gate::EPHY0
             | sysctl::gate::GPIOB
+            | sysctl::gate::GPIOD
             | sysctl::gate::GPIOF
             | sysctl::gate::GPIOG,
     );

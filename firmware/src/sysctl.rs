@@ -42,6 +42,8 @@ const RIS_PLLLRIS: u32 = 1 << 6;
 pub mod gate {
     /// GPIO port B (the Radio LED on PB0).
     pub const GPIOB: u32 = 1 << 1;
+    /// GPIO port D (UART1's pins, PD2 RX / PD3 TX: the modem).
+    pub const GPIOD: u32 = 1 << 3;
     /// GPIO port F (the status LED).
     pub const GPIOF: u32 = 1 << 5;
     /// GPIO port G (UART2's pins, PG0 RX / PG1 TX: the Modbus bus).

@@ -52,13 +52,27 @@ pub const TX_FIFO: usize = 16;
 /// A receive ring, filled by the interrupt, emptied by the loop.
 pub type Ring<const N: usize> = Mutex<RefCell<Deque<u8, N>>>;
 
-/// One UART instance: its registers, its interrupt line and its receive ring (a `const`: the
-/// ring itself is a `static` in `.bss`, this costs no RAM).
+/// One UART instance: its registers, its interrupt line, its pins and its receive ring (a
+/// `const`: the ring itself is a `static` in `.bss`, this costs no RAM).
 pub struct Line<const RING: usize> {
     base: usize,
     irq: u16,
+    pins: Pins,
     rx: &'static Ring<RING>,
 }
+
+/// The GPIO pins a UART's RX and TX come out on: its port's base and the pins' bits. On the
+/// LM3S6965 each pin has one alternate function, selected by the port's AFSEL bit (datasheet,
+/// "GPIO": AFSEL 0x420, DEN 0x51C; no PCTL on this family); the port's clock gate must be open
+/// (`sysctl::gate`). QEMU routes its `-serial`s without this, the chip does not.
+#[derive(Clone, Copy)]
+struct Pins {
+    port: usize,
+    mask: u32,
+}
+
+const GPIO_AFSEL: usize = 0x420;
+const GPIO_DEN: usize = 0x51C;
 
 /// Bytes UART1's ring holds (the modem: a PPP frame's worth arrives between two loop turns).
 pub const MODEM_RING: usize = 256;
@@ -67,6 +81,11 @@ static MODEM_RX: Ring<MODEM_RING> = Mutex::new(RefCell::new(Deque::new()));
 pub const UART1: Line<MODEM_RING> = Line {
     base: 0x4000_D000,
     irq: 6,
+    // PD2 U1Rx, PD3 U1Tx.
+    pins: Pins {
+        port: 0x4000_7000,
+        mask: 0b1100,
+    },
     rx: &MODEM_RX,
 };
 /// The modem's UART.
@@ -80,6 +99,11 @@ static BUS_RX: Ring<BUS_RING> = Mutex::new(RefCell::new(Deque::new()));
 pub const UART2: Line<BUS_RING> = Line {
     base: 0x4000_E000,
     irq: 33,
+    // PG0 U2Rx, PG1 U2Tx.
+    pins: Pins {
+        port: 0x4002_6000,
+        mask: 0b11,
+    },
     rx: &BUS_RX,
 };
 
@@ -180,9 +204,17 @@ pub struct Uart<const RING: usize> {
 }
 
 impl<const RING: usize> Uart<RING> {
-    /// Configures `line` for `format` with FIFOs and the receive interrupts. Its clock gate
-    /// must be open (`sysctl::enable_uart`).
+    /// Routes `line`'s pins to it and configures it for `format` with FIFOs and the receive
+    /// interrupts. Its clock gate and its pins' port's must be open (`sysctl::enable_uart`,
+    /// `sysctl::enable`).
     pub fn new(line: Line<RING>, sysclk_hz: u32, format: Format) -> Uart<RING> {
+        let Pins { port, mask } = line.pins;
+        for reg in [GPIO_AFSEL, GPIO_DEN] {
+            let at = (port + reg) as *mut u32;
+            // SAFETY: AFSEL and DEN of the line's own GPIO port, read-modify-written once at
+            // start-up for the line's two pins only; no other driver uses those pins.
+            unsafe { write_volatile(at, read_volatile(at) | mask) };
+        }
         let mut u = Uart { line };
         u.set_format(sysclk_hz, format);
         u
