@@ -1,5 +1,5 @@
 # The harness the QEMU end-to-end scripts share (qemu-e2e.sh, gsm-e2e.sh, rtu-e2e.sh,
-# flashlog-e2e.sh), sourced at their start.
+# modbus-e2e.sh, flashlog-e2e.sh), sourced at their start.
 #
 #   e2e_enter NAME "TOOLS" "UNSHARE FLAGS" "FIRMWARE BUILD ARGS" "$@"
 #                            outside the namespace: checks the tools, builds the firmware and tek,
@@ -13,6 +13,8 @@
 #   say, fail, wait_for LIMIT_S DESCRIPTION COMMAND...   progress lines stamped with the run time
 #   console REGEX, console_count REGEX                   the firmware's console ($work/fw.log)
 #   metric NAME, metric_ge NAME N                        tek serve's /metrics on 127.0.0.1:8080
+#   e2e_boot_firmware LOG [QEMU ARGS...], e2e_power_cut  the firmware started ($qemu_pid), killed
+#   e2e_start_serve, e2e_stop_serve                      tek serve over $work/data ($serve_pid; $tek)
 
 e2e_enter() {
     local name=$1 tools=$2 unshare_flags=$3 build_args=$4 tool
@@ -118,4 +120,23 @@ e2e_boot_firmware() {
         < /dev/null > "$log" 2>&1) &
     qemu_pid=$!
     pids+=($qemu_pid)
+}
+
+# e2e_power_cut: the firmware stopped at once, as a power cut stops the chip (flash as it is).
+e2e_power_cut() {
+    kill -KILL "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+}
+
+# e2e_start_serve / e2e_stop_serve: `tek serve` over $work/data on the namespace's loopback
+# (UDP 8844, HTTP 8080), its output appended to serve.log, its pid in $serve_pid.
+e2e_start_serve() {
+    "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 >> "$work/serve.log" 2>&1 &
+    serve_pid=$!
+    pids+=($serve_pid)
+    wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
+}
+e2e_stop_serve() {
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
 }

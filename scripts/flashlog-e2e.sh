@@ -49,34 +49,19 @@ e2e_device flash-pool
 "$tek" device config --data "$work/data" --id 7 \
     --set servers=live.tek.test --set log_interval=10 --set batch=10 --set keepalive=15 >/dev/null
 
-serve_pid=
-start_serve() {
-    "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 >> "$work/serve.log" 2>&1 &
-    serve_pid=$!
-    pids+=($serve_pid)
-    wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
-}
-stop_serve() {
-    kill "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-}
-power_cut() {
-    kill -KILL "$qemu_pid" 2>/dev/null || true
-    wait "$qemu_pid" 2>/dev/null || true
-}
 
 # --- steps 1 and 2: a boot with the server, then without ------------------------------------
-start_serve
+e2e_start_serve
 say "boot 1: with the server"
 e2e_boot_firmware "$work/fw-00.log"
 wait_for 20 "session" console 'session: up with server'
 wait_for 20 "config v1 running (10 s logging)" console 'config: version 1 running .*log 10 s'
 wait_for 40 "telemetry acknowledged" console 'records sent [1-9][0-9]* acked [1-9]'
-stop_serve
+e2e_stop_serve
 say "server stopped; boot 1 logs on"
 boot1_records() { [ "$(console_count 'log: record 1/')" -ge 4 ]; }
 wait_for 40 "two more records logged in boot 1" boot1_records
-power_cut
+e2e_power_cut
 
 # --- step 3: power cuts at random instants --------------------------------------------------
 say "power cuts at random instants (--seed $seed)"
@@ -89,13 +74,13 @@ for i in $(seq 1 "$kills"); do
     log=$(printf '%s/fw-%02d.log' "$work" "$i")
     e2e_boot_firmware "$log"
     sleep "$at"
-    power_cut
+    e2e_power_cut
     say "boot $((i + 1)): power cut after ${at} s ($(grep -c 'log: record' "$log" || true) records shown)"
     grep -qE '^fatal|panic' "$log" && fail "boot $((i + 1)) failed: $(grep -E '^fatal|panic' "$log" | head -1)"
 done
 
 # --- step 4: the server comes back; the backlog drains --------------------------------------
-start_serve
+e2e_start_serve
 say "boot $((kills + 2)): the server is back"
 e2e_boot_firmware "$work/fw-last.log"
 wait_for 20 "session" console 'session: up with server'
@@ -116,7 +101,7 @@ PY
 }
 wait_for 120 "every record shown is stored (the backlog drained)" drained
 # The last boot stops here: what it logs later need not be stored yet.
-power_cut
+e2e_power_cut
 
 # --- step 5: exactly once, exactly as logged, no gaps ---------------------------------------
 python3 - "$work/data/tek.db" "$work" <<'PY' || fail "stored records differ from the records logged"

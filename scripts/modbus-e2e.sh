@@ -118,22 +118,7 @@ print(s.makefile().readline().strip())
 PY
 }
 
-serve_pid=
-start_serve() {
-    "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 >> "$work/serve.log" 2>&1 &
-    serve_pid=$!
-    pids+=($serve_pid)
-    wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
-}
-stop_serve() {
-    kill "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-}
-power_cut() {
-    kill -KILL "$qemu_pid" 2>/dev/null || true
-    wait "$qemu_pid" 2>/dev/null || true
-}
-start_serve
+e2e_start_serve
 
 boot_firmware() { # boot_firmware LOGFILE
     # nodelay: see scripts/rtu-e2e.sh (Nagle would split a request into two frames).
@@ -302,7 +287,7 @@ reply=$(meter_ctl "clear 3")
 wait_for 40 "values again after the plug" record_after "$version" "$b" "$s" "$all"
 
 # --- step 6: a power cut; the map comes back from flash ----------------------------------------
-power_cut
+e2e_power_cut
 read -r b s < <(last_key "$version")
 boot_firmware "$work/fw-2.log"
 wait_for 20 "the channel record restored from flash" \
@@ -311,12 +296,12 @@ wait_for 40 "the new boot's wide records carry the values" record_after "$versio
 
 # --- step 7: power cuts while logging the map, the server unreachable ---------------------------
 phase "step 7: $kills power cuts, server unreachable"
-stop_serve
+e2e_stop_serve
 say "server stopped; boot 2 logs on"
 read -r b s < <(last_key "$version")
 boot2_logged() { [ "$(console_count 'log: wide record 2/')" -ge 2 ]; }
 wait_for 30 "boot 2 logs wide records with no server" boot2_logged
-power_cut
+e2e_power_cut
 say "power cuts at random instants (--seed $seed)"
 mapfile -t instants < <(python3 -c "
 import random
@@ -327,7 +312,7 @@ for i in $(seq 1 "$kills"); do
     log=$(printf '%s/fw-cut-%02d.log' "$work" "$i")
     boot_firmware "$log"
     sleep "$at"
-    power_cut
+    e2e_power_cut
     say "boot $((i + 2)): power cut after ${at} s ($(grep -c 'log: wide record' "$log" || true) wide records shown)"
     grep -qE '^fatal|panic' "$log" && fail "boot $((i + 2)) failed: $(grep -E '^fatal|panic' "$log" | head -1)"
     grep -q "channels: record seq [0-9]* restored, split configuration $version runs" "$log" \
@@ -336,7 +321,7 @@ done
 
 # --- step 8: the server comes back; the backlog drains; every record once, as logged -----------
 phase "step 8: the backlog drains"
-start_serve
+e2e_start_serve
 say "boot $((kills + 3)): the server is back"
 boot_firmware "$work/fw-last.log"
 wait_for 20 "session" console 'session: up with server'
@@ -359,7 +344,7 @@ PY
 }
 wait_for 120 "every wide record shown is stored (the backlog drained)" shown_stored
 # The last boot stops here: what it logs later need not be stored yet.
-power_cut
+e2e_power_cut
 phase "step 8: checks"
 # Every wide record stored is the one the firmware logged under that (boot, seq), value for value.
 records all >"$work/stored.txt"

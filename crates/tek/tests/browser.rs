@@ -123,6 +123,26 @@ where
     }
 }
 
+/// Clicks the element `css` selects (the test fails naming `css` if there is none).
+async fn click_css(c: &Client, css: String) {
+    c.find(Locator::Css(&css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Replaces what the channel editor's field `name` holds with `value`, typed.
+async fn type_in_editor(c: &Client, name: &str, value: &str) {
+    let el = c
+        .find(Locator::Css(&format!("#template-editor [name={name}]")))
+        .await
+        .unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
 async fn text(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
@@ -2305,22 +2325,8 @@ async fn template_pages_fit_phones_and_desktops() {
 async fn channel_editor_creates_and_applies_a_template() {
     let ui = Ui::start(2, false).await;
     let (c, base) = (&ui.c, ui.base.as_str());
-    let click = |css: String| async move {
-        c.find(Locator::Css(&css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    };
-    let type_in = |name: &'static str, value: &'static str| async move {
-        let el = c
-            .find(Locator::Css(&format!("#template-editor [name={name}]")))
-            .await
-            .unwrap();
-        el.clear().await.unwrap();
-        el.send_keys(value).await.unwrap();
-    };
+    let click = |css: String| click_css(c, css);
+    let type_in = |name: &'static str, value: &'static str| type_in_editor(c, name, value);
     let on_page = |path: String| async move {
         wait_for(Duration::from_secs(5), &path.clone(), || async {
             let u = c.current_url().await.ok()?;
@@ -2425,22 +2431,8 @@ async fn channel_editor_creates_and_applies_a_template() {
 async fn a_channel_template_feeds_the_sites_energy_breakdown() {
     let ui = Ui::start_full(2, false, &[], &[(2, "sdm630@1")]).await;
     let (c, base, site) = (&ui.c, ui.base.as_str(), ui.site);
-    let click = |css: String| async move {
-        c.find(Locator::Css(&css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
-    };
-    let type_in = |name: &'static str, value: &'static str| async move {
-        let el = c
-            .find(Locator::Css(&format!("#template-editor [name={name}]")))
-            .await
-            .unwrap();
-        el.clear().await.unwrap();
-        el.send_keys(value).await.unwrap();
-    };
+    let click = |css: String| click_css(c, css);
+    let type_in = |name: &'static str, value: &'static str| type_in_editor(c, name, value);
     let add_row = |name: &'static str| async move {
         click("#template-editor button[value=add]".into()).await;
         wait_for(Duration::from_secs(5), name, || async {

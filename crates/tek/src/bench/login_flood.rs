@@ -12,8 +12,10 @@
 //!    read the status code, which is counted (401, 429, 503). Meanwhile a legitimate user signs
 //!    in from 127.0.0.2 every 3 s (the eight users in turn) and the time to its `303` is taken,
 //!    and the devices' ack latency is measured as in the calm phase.
-//!    Before the second and third flood, another calm window: each flood's ack p99 is compared
-//!    with the calm window just before it.
+//!    Before the second and third flood and after the last, another calm window: each flood's
+//!    ack p99 is compared with the calm window just before it (`ack_p99_ratio`) and with the
+//!    mean of the calm windows on both sides of it (`ack_p99_ratio_bracketed`), which cancels a
+//!    drift of the calm latency over the run (it does drift, as the database grows).
 //! 4. Per flood phase: the server's resident set, largest sample (every 250 ms) and after the
 //!    phase (memory given back), the legitimate logins (successes, failures, slowest), the ack
 //!    p99 and its ratio to calm.
@@ -285,6 +287,8 @@ struct FloodResult {
     spread: Spread,
     /// The ack p99 of the calm window just before this flood.
     calm_p99: Option<f64>,
+    /// The ack p99 of the calm window just after it (before the next flood, or the last one).
+    calm_after_p99: Option<f64>,
     /// The server's writes per second (write calls, to storage) in that calm window.
     calm_written: (f64, f64),
     /// The same during the flood.
@@ -389,6 +393,7 @@ async fn flood_phase(
         FloodResult {
             spread,
             calm_p99: None,
+            calm_after_p99: None,
             calm_written: (0.0, 0.0),
             written,
             devices,
@@ -464,12 +469,12 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         }
         let rss_calm = procfs::rss_kib(pid)?;
         let mut first_calm = None;
-        let mut floods = Vec::new();
+        let mut floods: Vec<FloodResult> = Vec::new();
         let mut groups = groups;
-        for spread in Spread::ALL {
-            // Each flood is compared with the calm window just before it: how the ack latency
-            // of a calm server drifts over a run (it does, by several times in some windows)
-            // must not be charged to the flood that happens to follow.
+        // Each flood is compared with the calm windows on both sides of it: how the ack latency
+        // of a calm server drifts over a run (it does, by several times in some windows) must
+        // not be charged to the flood that happens to follow. `None` is the last calm window.
+        for spread in Spread::ALL.map(Some).into_iter().chain([None]) {
             let label = if first_calm.is_none() {
                 "calm"
             } else {
@@ -496,6 +501,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             );
             let calm_before = c.p99;
             first_calm.get_or_insert(c);
+            if let Some(last) = floods.last_mut() {
+                last.calm_after_p99 = calm_before;
+            }
+            let Some(spread) = spread else { break };
             let (mut r, g) = flood_phase(
                 &args,
                 spread,
@@ -550,8 +559,13 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 "server_storage_write_bytes_per_s_calm_before": f.calm_written.1,
                 "server_write_call_bytes_per_s": f.written.0,
                 "server_storage_write_bytes_per_s": f.written.1,
+                "ack_p99_ms_calm_after": f.calm_after_p99,
                 "ack_p99_ratio": match (f.calm_p99, f.devices.p99) {
                     (Some(c), Some(x)) => Some(x / c.max(1e-9)),
+                    _ => None,
+                },
+                "ack_p99_ratio_bracketed": match (f.calm_p99, f.calm_after_p99, f.devices.p99) {
+                    (Some(a), Some(b), Some(x)) => Some(x / ((a + b) / 2.0).max(1e-9)),
                     _ => None,
                 },
                 "ack_samples": f.devices.samples,
