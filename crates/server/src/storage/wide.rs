@@ -210,27 +210,7 @@ pub trait WideStore {
         if channel >= MAX_CHANNELS {
             return Err(Error::Missing(format!("channel {channel}")));
         }
-        let page = TelemetryQuery {
-            limit: SERIES_PAGE,
-            ..*q
-        };
-        let mut out = Vec::new();
-        let mut after = None;
-        // Each page starts after the previous one's last record, so this ends with the range.
-        while out.len() < q.limit {
-            let rows = self.wide_page(&page, after)?;
-            for r in &rows {
-                if let Some(v) = r.values.get(channel) {
-                    out.push((r.time, v));
-                }
-            }
-            match rows.last() {
-                Some(last) if rows.len() == SERIES_PAGE => after = Some(last.key()),
-                _ => break,
-            }
-        }
-        out.truncate(q.limit);
-        Ok(out)
+        series_where(self, q, channel, |_| true)
     }
 
     /// The device's newest record (last in [`TelemetryKey`] order), `None` if it has none.
@@ -263,21 +243,54 @@ pub trait WideStore {
         from: i64,
         to: i64,
     ) -> Result<MeterData> {
-        check_range(from, to)?;
-        super::rollup::check_aligned(from, to)?;
-        let channel = checked_channel(channel)?;
+        let channel = checked_meter_read(channel, from, to)?;
         super::wide_rollup::channel_meter_data(device_id, channel, versions, from, to, |q| {
             self.wide_channel_rollups(q)
         })
     }
 }
 
-/// `channel` as a channel index, `Missing` past 127.
-fn checked_channel(channel: usize) -> Result<u8> {
+/// A channel read as a meter over `[from, to)`: the range within the packed keys' reach and on
+/// interval boundaries, `channel` an index (`Missing` past 127).
+fn checked_meter_read(channel: usize, from: i64, to: i64) -> Result<u8> {
+    check_range(from, to)?;
+    super::rollup::check_aligned(from, to)?;
     match u8::try_from(channel) {
         Ok(c) if channel < MAX_CHANNELS => Ok(c),
         _ => Err(Error::Missing(format!("channel {channel}"))),
     }
+}
+
+/// Channel `channel`'s `(time, value)` in the records of `q` that `keep` accepts, oldest first,
+/// at most `q.limit`, read page by page ([`WideStore::wide_page`]); a record without a value for
+/// the channel gives no point.
+fn series_where<S: WideStore + ?Sized>(
+    db: &S,
+    q: &TelemetryQuery,
+    channel: usize,
+    keep: impl Fn(&WideRow) -> bool,
+) -> Result<Vec<(i64, i32)>> {
+    let page = TelemetryQuery {
+        limit: SERIES_PAGE,
+        ..*q
+    };
+    let mut out = Vec::new();
+    let mut after = None;
+    // Each page starts after the previous one's last record, so this ends with the range.
+    while out.len() < q.limit {
+        let rows = db.wide_page(&page, after)?;
+        out.extend(
+            rows.iter()
+                .filter(|r| keep(r))
+                .filter_map(|r| r.values.get(channel).map(|v| (r.time, v))),
+        );
+        match rows.last() {
+            Some(last) if rows.len() == SERIES_PAGE => after = Some(last.key()),
+            _ => break,
+        }
+    }
+    out.truncate(q.limit);
+    Ok(out)
 }
 
 /// [`WideStore::channel_meter_data`] computed from the raw records, as it was before the
@@ -291,37 +304,22 @@ pub fn channel_meter_data_from_records<S: WideStore + ?Sized>(
     from: i64,
     to: i64,
 ) -> Result<MeterData> {
-    check_range(from, to)?;
-    super::rollup::check_aligned(from, to)?;
-    let channel = usize::from(checked_channel(channel)?);
+    let channel = usize::from(checked_meter_read(channel, from, to)?);
     // The channel's readings in `[from, to)` of the records `versions` counts, oldest first.
-    let series = |from: i64, to: i64| -> Result<Vec<(i64, i32)>> {
+    let series = |from: i64, to: i64, limit: usize| {
         let q = TelemetryQuery {
             device_id,
             from,
             to,
-            limit: SERIES_PAGE,
+            limit,
         };
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let rows = db.wide_page(&q, after)?;
-            out.extend(
-                rows.iter()
-                    .filter(|r| versions.counts(r.config_version))
-                    .filter_map(|r| r.values.get(channel).map(|v| (r.time, v))),
-            );
-            match rows.last() {
-                Some(last) if rows.len() == SERIES_PAGE => after = Some(last.key()),
-                _ => return Ok(out),
-            }
-        }
+        series_where(db, &q, channel, |r| versions.counts(r.config_version))
     };
-    let before = series(from - MAX_GAP_S, from)?
+    let before = series(from - MAX_GAP_S, from, usize::MAX)?
         .last()
         .map(|&(t, v)| (t, i64::from(v)));
-    let inside = series(from, to)?;
-    let after = series(to, to + MAX_GAP_S)?
+    let inside = series(from, to, usize::MAX)?;
+    let after = series(to, to + MAX_GAP_S, 1)?
         .first()
         .map(|&(t, v)| (t, i64::from(v)));
     Ok(assemble(
