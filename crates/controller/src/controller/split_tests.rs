@@ -367,6 +367,24 @@ mod in_flash {
     type F = Net<0, Option<Part>, Store>;
     const MIN: u64 = 60 * S;
 
+    /// A flash-logging controller that runs a split map (version 7) and logged its wide records
+    /// for a while, then its server stopped acknowledging: the controller, and how many records
+    /// wait in flash (at least 3).
+    fn map_records_waiting() -> (F, usize) {
+        let mut n = flash_net();
+        n.run_for(5 * S);
+        for c in chunks(7, &assembled(&servers_config(), 0)) {
+            send_f(&mut n, &c);
+        }
+        n.run_for(3 * MIN);
+        // Not much longer: the session gives up on a server that never acknowledges.
+        n.servers[0].withhold_acks = true;
+        n.run_for(150 * S);
+        let waiting = n.ctl.log().len();
+        assert!(waiting >= 3, "{waiting} waiting");
+        (n, waiting)
+    }
+
     fn flash_net() -> F {
         let (ram, _) = net();
         let log = FlashStore::new(FlashLog::recover(SimFlash::new(16)).unwrap());
@@ -467,17 +485,7 @@ mod in_flash {
 
     #[test]
     fn a_new_map_drops_the_old_maps_waiting_wide_records_from_flash_and_counts_them() {
-        let mut n = flash_net();
-        n.run_for(5 * S);
-        for c in chunks(7, &assembled(&servers_config(), 0)) {
-            send_f(&mut n, &c);
-        }
-        n.run_for(3 * MIN);
-        // Not much longer: the session gives up on a server that never acknowledges.
-        n.servers[0].withhold_acks = true;
-        n.run_for(150 * S);
-        let waiting = n.ctl.log().len();
-        assert!(waiting >= 3, "{waiting} waiting");
+        let (mut n, waiting) = map_records_waiting();
         assert_eq!(n.ctl.log().drops(), 0);
         let stored_before = n.servers[0].wide.len();
         // A map with two more channels: the old map's records would be read as its channels.
@@ -505,16 +513,7 @@ mod in_flash {
 
     #[test]
     fn wide_records_of_a_map_that_did_not_come_back_after_a_restart_go_counted() {
-        let mut n = flash_net();
-        n.run_for(5 * S);
-        for c in chunks(7, &assembled(&servers_config(), 0)) {
-            send_f(&mut n, &c);
-        }
-        n.run_for(3 * MIN);
-        n.servers[0].withhold_acks = true;
-        n.run_for(150 * S);
-        let waiting = n.ctl.log().len();
-        assert!(waiting >= 3, "{waiting} waiting");
+        let (mut n, waiting) = map_records_waiting();
         let wide_before = n.servers[0].wide.len();
         // The channel slots are lost (erased): the restart runs the pool map.
         n.channel_flash = [std::vec![0xFF; 64], std::vec![0xFF; 64]];
