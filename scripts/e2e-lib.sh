@@ -15,6 +15,7 @@
 #   metric NAME, metric_ge NAME N                        tek serve's /metrics on 127.0.0.1:8080
 #   e2e_boot_firmware LOG [QEMU ARGS...], e2e_power_cut  the firmware started ($qemu_pid), killed
 #   e2e_start_serve, e2e_stop_serve                      tek serve over $work/data ($serve_pid; $tek)
+#   e2e_instants SEED N LO HI, e2e_no_crash LOG WHAT      power-cut instants; a boot's console checked
 
 e2e_enter() {
     local name=$1 tools=$2 unshare_flags=$3 build_args=$4 tool
@@ -126,6 +127,23 @@ e2e_boot_firmware() {
 e2e_power_cut() {
     kill -KILL "$qemu_pid" 2>/dev/null || true
     wait "$qemu_pid" 2>/dev/null || true
+}
+
+# e2e_instants SEED N LO HI: N power-cut instants in seconds, uniform in [LO, HI], one a line, the
+# same for the same seed (a failing run repeats with its printed seed).
+e2e_instants() {
+    python3 -c "
+import random
+r = random.Random($1)
+for _ in range($2): print(f'{r.uniform($3, $4):.2f}')"
+}
+
+# e2e_no_crash LOG WHAT: fails naming WHAT if the firmware's console LOG shows a fatal error or a
+# panic.
+e2e_no_crash() {
+    if grep -qE '^fatal|panic' "$1"; then
+        fail "$2 failed: $(grep -E '^fatal|panic' "$1" | head -1)"
+    fi
 }
 
 # e2e_start_serve / e2e_stop_serve: `tek serve` over $work/data on the namespace's loopback

@@ -189,7 +189,7 @@ wait_for 20 "session" console 'session: up with server'
 wait_for 20 "config v1 running (10 s logging)" console 'config: version 1 running .*log 10 s'
 console 'channels: factory pool map, 5 channels, telemetry 0x01' || fail "the part does not run the pool map"
 wait_for 40 "pool records (Telemetry 0x01) stored" narrow_records
-grep -qE '^fatal|panic' "$work/fw.log" && fail "the firmware stopped: $(grep -E '^fatal|panic' "$work/fw.log" | head -1)"
+e2e_no_crash "$work/fw.log" "the firmware"
 
 # --- step 2: a template through the API, applied to the device ---------------------------------
 template=$(cat <<'EOF'
@@ -303,10 +303,7 @@ boot2_logged() { [ "$(console_count 'log: wide record 2/')" -ge 2 ]; }
 wait_for 30 "boot 2 logs wide records with no server" boot2_logged
 e2e_power_cut
 say "power cuts at random instants (--seed $seed)"
-mapfile -t instants < <(python3 -c "
-import random
-r = random.Random($seed)
-for _ in range($kills): print(f'{r.uniform(8, 12.5):.2f}')")
+mapfile -t instants < <(e2e_instants "$seed" "$kills" 8 12.5)
 for i in $(seq 1 "$kills"); do
     at=${instants[$((i - 1))]}
     log=$(printf '%s/fw-cut-%02d.log' "$work" "$i")
@@ -314,7 +311,7 @@ for i in $(seq 1 "$kills"); do
     sleep "$at"
     e2e_power_cut
     say "boot $((i + 2)): power cut after ${at} s ($(grep -c 'log: wide record' "$log" || true) wide records shown)"
-    grep -qE '^fatal|panic' "$log" && fail "boot $((i + 2)) failed: $(grep -E '^fatal|panic' "$log" | head -1)"
+    e2e_no_crash "$log" "boot $((i + 2))"
     grep -q "channels: record seq [0-9]* restored, split configuration $version runs" "$log" \
         || fail "boot $((i + 2)) did not restore the channel map: $(grep -m1 'channels:' "$log")"
 done
