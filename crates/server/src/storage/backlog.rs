@@ -27,16 +27,20 @@ pub struct EstimatedBoot {
 
 /// The statement of [`BacklogStore::note_estimated_boots`] for one boot, the same for both
 /// backends; `param` is the placeholder prefix (`?` SQLite, `$` PostgreSQL). Parameters: device,
-/// boot. The records of both layouts count (`telemetry` and `telemetry_wide`, [`super::wide`]).
+/// boot. The records of both layouts count (`telemetry` and `telemetry_wide`, [`super::wide`]),
+/// and those of the boot sealed in chunks ([`super::chunk`]: their counts and time ranges).
 /// A boot without stored records gives no row (nothing to show).
 pub(super) fn note_sql(param: &str) -> String {
     format!(
         "INSERT INTO backlog_estimated_boots (device_id, boot, records, first_time, last_time)
-         SELECT device_id, boot, COUNT(*), MIN(time), MAX(time) FROM (
-             SELECT device_id, boot, time FROM telemetry
+         SELECT device_id, boot, SUM(n), MIN(first_time), MAX(last_time) FROM (
+             SELECT device_id, boot, 1 AS n, time AS first_time, time AS last_time FROM telemetry
              WHERE device_id = {param}1 AND boot = {param}2
              UNION ALL
-             SELECT device_id, boot, time FROM telemetry_wide
+             SELECT device_id, boot, records, start_time, end_time FROM telemetry_chunk
+             WHERE device_id = {param}1 AND boot = {param}2
+             UNION ALL
+             SELECT device_id, boot, 1, time, time FROM telemetry_wide
              WHERE device_id = {param}1 AND boot = {param}2) AS r
          GROUP BY device_id, boot
          ON CONFLICT (device_id, boot) DO UPDATE SET

@@ -26,6 +26,7 @@ pub mod alarms;
 pub mod audit;
 pub mod backlog;
 pub mod channels;
+pub mod chunk;
 pub mod commands;
 pub mod configs;
 pub mod devices;
@@ -154,13 +155,12 @@ pub trait Storage:
     /// Checks that the database answers (for /healthz).
     fn ping(&self) -> Result<()>;
 
-    /// Periodic upkeep, called by the server at start and hourly: the PostgreSQL backend creates
-    /// telemetry partitions ahead and drops those older than `retention_days` (0 = keep
-    /// everything). The SQLite backend keeps everything and has nothing to do.
-    fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
-        let _ = (now, retention_days);
-        Ok(())
-    }
+    /// Periodic upkeep, called by the server at start and hourly: both backends seal the raw
+    /// records of closed UTC days into chunks ([`TelemetryStore::seal_closed`], [`chunk`]) and,
+    /// with `retention_days > 0`, delete raw records (rows and chunks) of the days that ended
+    /// `retention_days` days or more before `now` (0 = keep everything); the PostgreSQL backend
+    /// also creates telemetry partitions ahead and drops the expired ones.
+    fn maintain(&self, now: i64, retention_days: u32) -> Result<()>;
 
     /// Calls `wake` whenever another process may have saved a configuration or queued a command
     /// (PostgreSQL: `LISTEN`/`NOTIFY`), so the server reads the change feeds at once instead of

@@ -87,6 +87,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (12, WIDE_TELEMETRY),
     (13, CHANNEL_FAULTS),
     (14, WIDE_ROLLUPS),
+    (15, TELEMETRY_CHUNKS),
 ];
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
@@ -421,6 +422,29 @@ CREATE TABLE telemetry_wide_rollup (
     latest    {int} NOT NULL,   -- latest reading, packed the same way
     PRIMARY KEY (device_id, channel, start, version)
 ){sqlite: WITHOUT ROWID};
+"#;
+
+/// Migration 15: raw records of closed UTC days sealed into compact chunks ([`super::chunk`]),
+/// one row per device, boot and day (several for a day whose late records were sealed after
+/// it). The migration only creates the table; the first `Storage::maintain` seals the days
+/// already stored. `first_seq`/`last_seq` are the lowest and highest seq of the chunk's records.
+const TELEMETRY_CHUNKS: &str = r#"
+CREATE TABLE telemetry_chunk (
+    device_id  {int} NOT NULL,
+    boot       {int} NOT NULL,
+    first_seq  {int} NOT NULL,
+    last_seq   {int} NOT NULL,
+    start_time {int} NOT NULL,
+    end_time   {int} NOT NULL,   -- same UTC day as start_time
+    records    {int} NOT NULL,
+    data       {bytes} NOT NULL, -- version byte, then pcodec columns (storage::chunk::encode)
+    PRIMARY KEY (device_id, boot, first_seq)
+);
+-- Reads of a time range, in start-time order.
+CREATE INDEX telemetry_chunk_by_time ON telemetry_chunk (device_id, start_time);
+-- The idempotence check: the chunks of a boot ending at or after a record's seq (none for a
+-- record newer than every sealed one), so a retransmission already sealed is stored once.
+CREATE INDEX telemetry_chunk_by_last_seq ON telemetry_chunk (device_id, boot, last_seq);
 "#;
 
 /// Work a migration needs beyond its SQL, which each backend does in Rust after that SQL, in the

@@ -11,9 +11,10 @@
 //! the same numbers whichever source it came from, and a year's chart reads 365 daily rows
 //! instead of 525,600 records.
 
+use super::chunk::{self, ChunkWalk};
 use super::rollup::Resolution;
 use super::Result;
-use super::TelemetryRow;
+use super::{TelemetryKey, TelemetryQuery, TelemetryRow};
 use std::collections::BTreeMap;
 use tek_proto::message::telemetry::channel;
 
@@ -348,6 +349,75 @@ pub fn part_sql(source: Source) -> String {
         Source::Raw => RAW_BUCKETS.to_string(),
         Source::Rollup(r) => rollup_buckets_sql(r),
     }
+}
+
+/// The per-bucket aggregates (bucket start, [`Agg`]) of `device`'s sealed records
+/// ([`super::chunk`]) with `from <= time < to`, buckets of `step` seconds as in
+/// [`RAW_BUCKETS`]: a raw part of a plan is this merged with [`RAW_BUCKETS`] over the rows.
+pub fn sealed_buckets(
+    walk: &mut dyn ChunkWalk,
+    device_id: u32,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Vec<(i64, Agg)>> {
+    check_step(step)?;
+    let mut by_start: BTreeMap<i64, Agg> = BTreeMap::new();
+    chunk::for_each_sealed(walk, device_id, from, to, |_, rows| {
+        for r in &rows {
+            by_start
+                .entry(r.time - r.time.rem_euclid(step))
+                .or_default()
+                .add(r);
+        }
+        true
+    })?;
+    Ok(by_start.into_iter().collect())
+}
+
+/// Records per page when a series is computed from every record of a range.
+const PAGE_RECORDS: usize = 10_000;
+
+/// [`SeriesStore::energy_per_day`] from a device's records read page by page (`page`:
+/// [`super::TelemetryStore::telemetry_page`], rows and chunks merged in time order): per UTC
+/// day the sum of the increases of the meter between consecutive readings, a decrease (meter
+/// reset, controller replaced) counted as zero; a day appears once one of its readings has a
+/// previous one.
+pub fn energy_per_day_paged(
+    device_id: u32,
+    from: i64,
+    to: i64,
+    mut page: impl FnMut(&TelemetryQuery, Option<TelemetryKey>) -> Result<Vec<TelemetryRow>>,
+) -> Result<Vec<DayEnergy>> {
+    let q = TelemetryQuery {
+        device_id,
+        from,
+        to,
+        limit: PAGE_RECORDS,
+    };
+    let mut days: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut previous: Option<i64> = None;
+    let mut after = None;
+    loop {
+        let rows = page(&q, after)?;
+        for r in &rows {
+            let Some(e) = r.get(channel::ENERGY_WH).map(i64::from) else {
+                continue;
+            };
+            if let Some(p) = previous {
+                *days.entry(r.time - r.time.rem_euclid(86_400)).or_default() += (e - p).max(0);
+            }
+            previous = Some(e);
+        }
+        match rows.last() {
+            Some(last) if rows.len() >= q.limit => after = Some(TelemetryKey::of(last)),
+            _ => break,
+        }
+    }
+    Ok(days
+        .into_iter()
+        .map(|(day, wh)| DayEnergy { day, wh })
+        .collect())
 }
 
 /// Refuses a step that is not positive.

@@ -11,12 +11,14 @@ use tek_proto::crypto::Key;
 use tek_proto::message::{Command, CommandResult, Config, ConfigResult, RelayMode, Status};
 
 mod channels;
+mod chunks;
 mod rollups;
 mod wide;
 pub(crate) use channels::{
     channel_registry_given_to_existing_devices_by_migration, channel_templates_lifecycle,
     device_channel_registry_versions, TO_VERSION_10,
 };
+pub(crate) use chunks::{raw_retention_deletes_rows_and_chunks, sealed_records_read_back_equal};
 pub(crate) use rollups::{
     channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
     chart_rollups_follow_raw_records, energy_rollups_backfilled_by_migration,
@@ -1195,6 +1197,8 @@ macro_rules! suite_tests {
             devices_and_hello_counter_cas,
             telemetry_is_idempotent,
             telemetry_pages_cover_the_range_once,
+            sealed_records_read_back_equal,
+            raw_retention_deletes_rows_and_chunks,
             configs_versions_and_acks,
             commands_queue_and_ack,
             commands_expire_and_the_queue_is_bounded,
@@ -1302,8 +1306,11 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::wide_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
-            c.execute_batch("DROP TABLE telemetry_wide_rollup; PRAGMA user_version = 13;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TABLE telemetry_chunk; DROP TABLE telemetry_wide_rollup;
+                 PRAGMA user_version = 13;",
+            )
+            .unwrap();
             drop(c);
             Box::new(Sqlite::open(db.path()).unwrap())
         });
@@ -1377,7 +1384,7 @@ mod postgres_backend {
         super::wide_rollups_backfilled_by_migration(&*db, || {
             crate::storage::postgres::testing::execute(
                 &db.url,
-                "DROP TABLE telemetry_wide_rollup;
+                "DROP TABLE telemetry_chunk; DROP TABLE telemetry_wide_rollup;
                  DELETE FROM tek_schema; INSERT INTO tek_schema (version) VALUES (13);",
             )
             .unwrap();

@@ -96,6 +96,21 @@ pub(super) fn page_start(q: &TelemetryQuery, after: Option<TelemetryKey>) -> (i6
     }
 }
 
+/// The start of the UTC day holding `t`.
+pub(super) fn day_of(t: i64) -> i64 {
+    t.div_euclid(super::chunk::DAY_S) * super::chunk::DAY_S
+}
+
+/// Records sealed per transaction at most (a device-day is never split across two), so a pass
+/// over a large backlog holds a bounded amount in memory and in one transaction.
+pub(super) const SEAL_BATCH_RECORDS: u64 = 200_000;
+
+/// The first day whose raw records `retention_days` keeps at `now` (`None`: keep everything),
+/// the same for rows and chunks and on both backends (PostgreSQL's partitions end there too).
+pub fn keep_from(now: i64, retention_days: u32) -> Option<i64> {
+    (retention_days > 0).then(|| day_of(now - i64::from(retention_days) * super::chunk::DAY_S))
+}
+
 /// Telemetry operations.
 pub trait TelemetryStore {
     /// Inserts rows in one transaction; rows already stored are skipped. Returns how many were
@@ -120,6 +135,13 @@ pub trait TelemetryStore {
         q: &TelemetryQuery,
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>>;
-    /// Number of rows of a device.
+    /// Number of records of a device (rows and sealed chunks).
     fn telemetry_count(&self, device_id: u32) -> Result<u64>;
+    /// Moves the records of every closed UTC day (one that ended [`chunk::GRACE_S`] or more
+    /// before `now`) from the `telemetry` table into chunks ([`super::chunk`]), one transaction
+    /// per bounded batch of device-days, deleting the rows it sealed in the same transaction.
+    /// Returns how many records it sealed.
+    ///
+    /// [`chunk::GRACE_S`]: super::chunk::GRACE_S
+    fn seal_closed(&self, now: i64) -> Result<u64>;
 }

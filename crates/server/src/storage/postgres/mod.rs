@@ -53,7 +53,7 @@ mod users;
 mod web_sessions;
 mod wide;
 
-use super::{u32_col, Error, Result, Storage};
+use super::{u32_col, Error, Result, Storage, TelemetryStore};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use health::Health;
 use std::future::Future;
@@ -386,8 +386,13 @@ impl Storage for Postgres {
         self.run(move |s| async move {
             partitions::maintain(&s, now, retention_days).await?;
             wide::expire(&s).await?;
+            if let Some(keep_from) = crate::storage::telemetry::keep_from(now, retention_days) {
+                Postgres::expire_chunks(&s, keep_from).await?;
+            }
             Ok(())
-        })
+        })?;
+        self.seal_closed(now)?;
+        Ok(())
     }
 
     fn watch_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) {

@@ -17,18 +17,66 @@
 //! retransmitted to a second server after the first died (or while it was slow) is stored once.
 //! The rows the insert returns (those it stored) are rolled up ([`crate::storage::rollup`], 15
 //! minutes and days) by one more statement per resolution in the same transaction.
+//!
+//! A record already sealed into a chunk ([`crate::storage::chunk`]) is looked up under the same
+//! lock before the insert and left out; sealing takes the same per-device locks, so a record
+//! is never in flight between the table and a chunk while a batch checks both.
 //! A record stamped more than [`WINDOW_S`] apart would need a device clock that jumps by a day
 //! within one boot, which the protocol's uptime-based ages rule out.
 
 use super::{locks, u32_col, Postgres};
+use crate::storage::chunk::{self, ChunkCursor, ChunkMeta, StoredChunk};
 use crate::storage::rollup::{rollups_of, upsert_sql, Resolution, COLUMN_COUNT};
 use crate::storage::schema::Dialect;
+use crate::storage::telemetry::{day_of, COLUMNS, SEAL_BATCH_RECORDS};
 use crate::storage::telemetry::{
     page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
 };
 use crate::storage::{Error, Result};
 use std::collections::HashSet;
 use tokio_postgres::Row;
+
+/// Decodes a row selected with [`chunk::CHUNK_COLUMNS`].
+pub(super) fn chunk_of(r: &Row) -> Result<StoredChunk> {
+    Ok(StoredChunk {
+        meta: ChunkMeta {
+            device_id: u32_col(r.try_get(0)?, "device id")?,
+            boot: u32_col(r.try_get(1)?, "boot")?,
+            first_seq: u32_col(r.try_get(2)?, "seq")?,
+            last_seq: u32_col(r.try_get(3)?, "seq")?,
+            start_time: r.try_get(4)?,
+            end_time: r.try_get(5)?,
+            records: u32_col(r.try_get(6)?, "record count")?,
+        },
+        data: r.try_get(7)?,
+    })
+}
+
+/// The records of `rows` already sealed in a chunk, as (device, boot, seq).
+async fn sealed_among(
+    c: &tokio_postgres::Transaction<'_>,
+    rows: &[TelemetryRow],
+) -> Result<HashSet<(u32, u32, u32)>> {
+    let statement = c.prepare(&chunk::covering_sql("$")).await?;
+    let mut found = Vec::new();
+    for (device, boot, lo, hi) in chunk::seq_ranges(rows) {
+        for r in c
+            .query(
+                &statement,
+                &[
+                    &i64::from(device),
+                    &i64::from(boot),
+                    &i64::from(lo),
+                    &i64::from(hi),
+                ],
+            )
+            .await?
+        {
+            found.push(chunk_of(&r)?);
+        }
+    }
+    chunk::sealed_keys(&found)
+}
 
 /// How far apart two stampings of the same record may be (seconds).
 pub const WINDOW_S: i64 = 86_400;
@@ -147,25 +195,27 @@ impl TelemetryStore for Postgres {
         }
         let input = rows.to_vec();
         let keep_from = self.shared.partitions.keep_from();
-        let cols = columns(rows, keep_from);
-        let days: Vec<i64> = cols.time.iter().map(|t| t.div_euclid(86_400)).collect();
+        let all = columns(rows, keep_from);
+        let days: Vec<i64> = all.time.iter().map(|t| t.div_euclid(86_400)).collect();
         self.run(move |s| async move {
-            if cols.device_id.is_empty() {
+            if all.device_id.is_empty() {
                 return Ok(Vec::new());
             }
             super::partitions::ensure(&s, &days).await?;
             let mut c = s.conn().await?;
             let tx = c.transaction().await?;
-            let lock_keys: Vec<i64> = cols
-                .devices
+            lock_devices(&tx, &all.devices).await?;
+            // Under the locks: leave out the records sealed already.
+            let sealed = sealed_among(&tx, &input).await?;
+            let unsealed: Vec<TelemetryRow> = input
                 .iter()
-                .map(|d| locks::telemetry(*d as u32))
+                .filter(|r| !sealed.contains(&(r.device_id, r.boot, r.seq)))
+                .copied()
                 .collect();
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k ORDER BY k",
-                &[&lock_keys],
-            )
-            .await?;
+            let cols = columns(&unsealed, keep_from);
+            if cols.device_id.is_empty() {
+                return Ok(Vec::new());
+            }
             let v = &cols.values;
             let stored = tx
                 .query(
@@ -193,7 +243,7 @@ impl TelemetryStore for Postgres {
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
             // In input order; a row repeated in the batch counts once.
-            let new: Vec<TelemetryRow> = input
+            let new: Vec<TelemetryRow> = unsealed
                 .into_iter()
                 .filter(|r| {
                     keys.remove(&(i64::from(r.device_id), i64::from(r.boot), i64::from(r.seq)))
@@ -210,15 +260,180 @@ impl TelemetryStore for Postgres {
         q: &TelemetryQuery,
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>> {
-        self.keyset_page(page_sql("$"), q, after, convert)
+        let table_page = self.keyset_page(page_sql("$"), q, after, convert)?;
+        chunk::merged_page(&mut self.chunk_walk(), q, after, table_page)
     }
 
     fn telemetry_count(&self, device_id: u32) -> Result<u64> {
-        self.rows_of_device("telemetry", device_id)
+        let sealed = self.run(move |s| async move {
+            let c = s.conn().await?;
+            let n: i64 = c
+                .query_one(
+                    "SELECT COALESCE(SUM(records), 0)::int8 FROM telemetry_chunk
+                     WHERE device_id = $1",
+                    &[&i64::from(device_id)],
+                )
+                .await?
+                .get(0);
+            Ok(n.max(0) as u64)
+        })?;
+        Ok(self.rows_of_device("telemetry", device_id)? + sealed)
+    }
+
+    fn seal_closed(&self, now: i64) -> Result<u64> {
+        let before = chunk::sealable_before(now);
+        let devices: Vec<i64> = self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    "SELECT DISTINCT device_id FROM telemetry WHERE time < $1",
+                    &[&before],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })?;
+        let mut sealed = 0;
+        let mut at = 0;
+        // One transaction per batch of devices; each device's lock held while its days move,
+        // so no insert checks the table and the chunks between the two.
+        while at < devices.len() {
+            let batch = devices[at..].to_vec();
+            let (done, n) = self.run(move |s| async move {
+                let mut c = s.conn().await?;
+                let tx = c.transaction().await?;
+                let (mut done, mut n) = (0, 0);
+                for device in batch {
+                    lock_devices(&tx, &[device]).await?;
+                    while let Some(t) = tx
+                        .query_one(
+                            "SELECT MIN(time) FROM telemetry WHERE device_id = $1 AND time < $2",
+                            &[&device, &before],
+                        )
+                        .await?
+                        .get::<_, Option<i64>>(0)
+                    {
+                        n += seal_day(&tx, device, day_of(t)).await?;
+                    }
+                    done += 1;
+                    if n >= SEAL_BATCH_RECORDS {
+                        break;
+                    }
+                }
+                tx.commit().await?;
+                Ok((done, n))
+            })?;
+            at += done;
+            sealed += n;
+        }
+        if sealed > 0 {
+            tracing::info!(
+                records = sealed,
+                "raw telemetry of closed days sealed into chunks"
+            );
+        }
+        Ok(sealed)
     }
 }
 
+/// Takes the per-device telemetry locks of `devices` (sorted) for the transaction.
+async fn lock_devices(tx: &tokio_postgres::Transaction<'_>, devices: &[i64]) -> Result<()> {
+    let lock_keys: Vec<i64> = devices
+        .iter()
+        .map(|d| locks::telemetry(*d as u32))
+        .collect();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k ORDER BY k",
+        &[&lock_keys],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Seals the records of `device` on the UTC day starting at `day` in `tx` (which holds the
+/// device's lock): its chunks inserted, its rows deleted. Returns how many records.
+async fn seal_day(tx: &tokio_postgres::Transaction<'_>, device: i64, day: i64) -> Result<u64> {
+    let end = day + chunk::DAY_S;
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM telemetry WHERE device_id = $1 AND time >= $2 AND time < $3"
+            ),
+            &[&device, &day, &end],
+        )
+        .await?
+        .iter()
+        .map(convert)
+        .collect::<Result<Vec<_>>>()?;
+    let insert = tx
+        .prepare(&format!(
+            "INSERT INTO telemetry_chunk ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            chunk::CHUNK_COLUMNS
+        ))
+        .await?;
+    for c in chunk::seal(&rows)? {
+        let m = c.meta;
+        tx.execute(
+            &insert,
+            &[
+                &i64::from(m.device_id),
+                &i64::from(m.boot),
+                &i64::from(m.first_seq),
+                &i64::from(m.last_seq),
+                &m.start_time,
+                &m.end_time,
+                &i64::from(m.records),
+                &c.data,
+            ],
+        )
+        .await?;
+    }
+    tx.execute(
+        "DELETE FROM telemetry WHERE device_id = $1 AND time >= $2 AND time < $3",
+        &[&device, &day, &end],
+    )
+    .await?;
+    Ok(rows.len() as u64)
+}
+
 impl Postgres {
+    /// The chunk walk of a read ([`chunk::ChunkWalk`]), one query per step.
+    pub(super) fn chunk_walk(
+        &self,
+    ) -> impl FnMut(u32, ChunkCursor, usize, i64, i64) -> Result<Vec<StoredChunk>> + '_ {
+        move |device, (t, b, seq), limit, from, to| {
+            self.run(move |s| async move {
+                let c = s.conn().await?;
+                let statement = c.prepare_cached(&chunk::walk_sql("$")).await?;
+                let rows = c
+                    .query(
+                        &statement,
+                        &[
+                            &i64::from(device),
+                            &t,
+                            &b,
+                            &seq,
+                            &crate::storage::sql_limit(limit),
+                            &from,
+                            &to,
+                        ],
+                    )
+                    .await?;
+                rows.iter().map(chunk_of).collect()
+            })
+        }
+    }
+
+    /// Deletes the chunks whose last record is older than `keep_from` (the partitions of the
+    /// rows are dropped by [`super::partitions::maintain`]).
+    pub(super) async fn expire_chunks(s: &super::Shared, keep_from: i64) -> Result<u64> {
+        let c = s.conn().await?;
+        Ok(c.execute(
+            "DELETE FROM telemetry_chunk WHERE end_time < $1",
+            &[&keep_from],
+        )
+        .await?)
+    }
+
     /// One keyset page of a device's records (`statement`: a `page_sql` of telemetry or of wide
     /// records, which take the same parameters), each row converted by `convert`.
     pub(super) fn keyset_page<T: Send + 'static>(

@@ -32,7 +32,7 @@ mod users;
 mod web_sessions;
 mod wide;
 
-use super::{u32_col, Error, Result, Storage};
+use super::{u32_col, Error, Result, Storage, TelemetryStore};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -252,6 +252,21 @@ impl Storage for Sqlite {
         } else {
             Err(Error::Backend("SELECT 1 answered wrong".into()))
         }
+    }
+
+    fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
+        if let Some(keep_from) = crate::storage::telemetry::keep_from(now, retention_days) {
+            let gone = self.expire_telemetry(keep_from)?;
+            if gone > 0 {
+                tracing::info!(
+                    records = gone,
+                    retention_days,
+                    "expired raw telemetry deleted"
+                );
+            }
+        }
+        self.seal_closed(now)?;
+        Ok(())
     }
 }
 

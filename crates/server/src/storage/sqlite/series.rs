@@ -1,12 +1,16 @@
 //! Aggregated telemetry in SQLite: each part of the chart's [`plan`] is one `GROUP BY` bucket
-//! query, over the rollups' primary key or the records' `(device_id, time)` index.
+//! query, over the rollups' primary key or the records' `(device_id, time)` index; a raw part
+//! adds the records sealed in chunks ([`crate::storage::chunk`]), aggregated here.
 
+use super::telemetry::walk;
 use super::{u32_col, Sqlite};
+use crate::storage::chunk;
 use crate::storage::series::{
-    check_step, merge_parts, part_sql, plan, sqlite_params, Agg, Bucket, DayEnergy, SeriesStore,
-    BUCKET_COLUMNS,
+    check_step, energy_per_day_paged, merge_parts, part_sql, plan, sealed_buckets, sqlite_params,
+    Agg, Bucket, DayEnergy, SeriesStore, Source, BUCKET_COLUMNS,
 };
 use crate::storage::telemetry::TelemetryRow;
+use crate::storage::TelemetryStore;
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -27,29 +31,15 @@ impl SeriesStore for Sqlite {
             for row in rows {
                 parts.push(row?);
             }
+            if source == Source::Raw {
+                parts.extend(sealed_buckets(&mut walk(&conn), device, a, b, step)?);
+            }
         }
         Ok(merge_parts(parts))
     }
 
     fn energy_per_day(&self, device: u32, from: i64, to: i64) -> Result<Vec<DayEnergy>> {
-        let conn = self.reader()?;
-        // Use = sum of increases of the meter between consecutive records; a decrease (meter
-        // reset, controller replaced) counts as zero rather than negative use.
-        let mut stmt = conn.prepare_cached(
-            "SELECT d, SUM(MAX(e - pe, 0)) FROM (
-                 SELECT time - ((time % 86400) + 86400) % 86400 AS d, energy_wh AS e,
-                        LAG(energy_wh) OVER (ORDER BY time, boot, seq) AS pe
-                 FROM telemetry
-                 WHERE device_id = ?1 AND time >= ?2 AND time < ?3 AND energy_wh IS NOT NULL)
-             WHERE pe IS NOT NULL GROUP BY d ORDER BY d",
-        )?;
-        let rows = stmt.query_map(params![device, from, to], |r| {
-            Ok(DayEnergy {
-                day: r.get(0)?,
-                wh: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        energy_per_day_paged(device, from, to, |q, after| self.telemetry_page(q, after))
     }
 
     fn latest_telemetry(&self, device: u32) -> Result<Option<TelemetryRow>> {
@@ -76,8 +66,17 @@ impl SeriesStore for Sqlite {
                 },
             )
             .optional()?;
+        let newest = {
+            let mut stmt = conn.prepare_cached(&chunk::newest_sql("?"))?;
+            let mut rows = stmt.query(params![device])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(super::telemetry::chunk_of(r)?);
+            }
+            out
+        };
         let Some((boot, seq, time, channels, v)) = row else {
-            return Ok(None);
+            return chunk::latest_of(None, &newest);
         };
         let mut values = [0i32; 8];
         for (o, x) in values.iter_mut().zip(v) {
@@ -85,7 +84,7 @@ impl SeriesStore for Sqlite {
                 i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
             })?;
         }
-        Ok(Some(TelemetryRow {
+        let table_latest = TelemetryRow {
             device_id: device,
             boot: u32_col(boot, "boot")?,
             seq: u32_col(seq, "seq")?,
@@ -93,7 +92,8 @@ impl SeriesStore for Sqlite {
             channels: u8::try_from(channels)
                 .map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?,
             values,
-        }))
+        };
+        chunk::latest_of(Some(table_latest), &newest)
     }
 }
 

@@ -1,16 +1,95 @@
 //! Telemetry in SQLite: `INSERT OR IGNORE` on the (device, boot, seq) primary key makes a
-//! retransmitted record a no-op; the records it stored are rolled up
-//! ([`crate::storage::rollup`], 15 minutes and days) in the same transaction.
+//! retransmitted record a no-op, and a record already sealed into a chunk
+//! ([`crate::storage::chunk`]) is skipped before it; the records it stored are rolled up
+//! ([`crate::storage::rollup`], 15 minutes and days) in the same transaction. Reads merge the
+//! chunks and the rows; [`TelemetryStore::seal_closed`] moves closed days into chunks.
 
 use super::{u32_col, Sqlite};
+use crate::storage::chunk::{self, ChunkCursor, ChunkMeta, StoredChunk};
 use crate::storage::rollup::{rollups_of, upsert_sql, Resolution};
 use crate::storage::schema::Dialect;
+use crate::storage::telemetry::{day_of, SEAL_BATCH_RECORDS};
 use crate::storage::telemetry::{
     page_sql, page_start, TelemetryKey, TelemetryQuery, TelemetryRow, TelemetryStore,
 };
 use crate::storage::{Error, Result};
-use rusqlite::params;
 use rusqlite::types::Value;
+use rusqlite::{params, Connection, TransactionBehavior};
+use std::collections::HashSet;
+
+/// Decodes a row selected with [`chunk::CHUNK_COLUMNS`].
+pub(super) fn chunk_of(r: &rusqlite::Row<'_>) -> Result<StoredChunk> {
+    Ok(StoredChunk {
+        meta: ChunkMeta {
+            device_id: u32_col(r.get(0)?, "device id")?,
+            boot: u32_col(r.get(1)?, "boot")?,
+            first_seq: u32_col(r.get(2)?, "seq")?,
+            last_seq: u32_col(r.get(3)?, "seq")?,
+            start_time: r.get(4)?,
+            end_time: r.get(5)?,
+            records: u32_col(r.get(6)?, "record count")?,
+        },
+        data: r.get(7)?,
+    })
+}
+
+/// Every chunk a statement selects.
+fn chunks(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    p: impl rusqlite::Params,
+) -> Result<Vec<StoredChunk>> {
+    let mut rows = stmt.query(p)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(chunk_of(r)?);
+    }
+    Ok(out)
+}
+
+/// The chunk walk of a read ([`chunk::ChunkWalk`]) on `conn`.
+pub(super) fn walk(
+    conn: &Connection,
+) -> impl FnMut(u32, ChunkCursor, usize, i64, i64) -> Result<Vec<StoredChunk>> + '_ {
+    move |device, (t, b, s), limit, from, to| {
+        let mut stmt = conn.prepare_cached(&chunk::walk_sql("?"))?;
+        chunks(
+            &mut stmt,
+            params![device, t, b, s, crate::storage::sql_limit(limit), from, to],
+        )
+    }
+}
+
+/// The (device, boot, seq) of the records of `rows` that are sealed in a chunk already.
+fn sealed_among(conn: &Connection, rows: &[TelemetryRow]) -> Result<HashSet<(u32, u32, u32)>> {
+    let mut stmt = conn.prepare_cached(&chunk::covering_sql("?"))?;
+    let mut found = Vec::new();
+    for (device, boot, lo, hi) in chunk::seq_ranges(rows) {
+        found.extend(chunks(&mut stmt, params![device, boot, lo, hi])?);
+    }
+    chunk::sealed_keys(&found)
+}
+
+/// Decodes a row selected with [`crate::storage::telemetry::COLUMNS`].
+pub(super) fn record_of(r: &rusqlite::Row<'_>) -> Result<TelemetryRow> {
+    let channels: i64 = r.get(4)?;
+    let channels =
+        u8::try_from(channels).map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?;
+    let mut values = [0i32; 8];
+    for (i, v) in values.iter_mut().enumerate() {
+        let x: Option<i64> = r.get(5 + i)?;
+        *v = x.map_or(Ok(0), |x| {
+            i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
+        })?;
+    }
+    Ok(TelemetryRow {
+        device_id: u32_col(r.get(0)?, "device id")?,
+        boot: u32_col(r.get(1)?, "boot")?,
+        seq: u32_col(r.get(2)?, "seq")?,
+        time: r.get(3)?,
+        channels,
+        values,
+    })
+}
 
 impl TelemetryStore for Sqlite {
     fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
@@ -18,9 +97,12 @@ impl TelemetryStore for Sqlite {
             return Ok(Vec::new());
         }
         let mut conn = self.writer()?;
-        let tx = conn.transaction()?;
+        // Immediate: the transaction reads the chunks before it writes, and a deferred one
+        // could not upgrade to writing after another process's commit (SQLITE_BUSY).
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut new = Vec::new();
         {
+            let sealed = sealed_among(&tx, rows)?;
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO telemetry
                  (device_id, boot, seq, time, channels,
@@ -28,6 +110,9 @@ impl TelemetryStore for Sqlite {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for r in rows {
+                if sealed.contains(&(r.device_id, r.boot, r.seq)) {
+                    continue;
+                }
                 let v = |ch: u8| r.get(ch).map_or(Value::Null, |x| Value::Integer(x.into()));
                 let stored = stmt.execute(params![
                     r.device_id,
@@ -70,36 +155,131 @@ impl TelemetryStore for Sqlite {
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&page_sql("?"))?;
-        let (time, boot, seq) = page_start(q, after);
-        let limit = crate::storage::sql_limit(q.limit);
-        let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let channels: i64 = r.get(4)?;
-            let channels = u8::try_from(channels)
-                .map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?;
-            let mut values = [0i32; 8];
-            for (i, v) in values.iter_mut().enumerate() {
-                let x: Option<i64> = r.get(5 + i)?;
-                *v = x.map_or(Ok(0), |x| {
-                    i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
-                })?;
+        let table_page = {
+            let mut stmt = conn.prepare_cached(&page_sql("?"))?;
+            let (time, boot, seq) = page_start(q, after);
+            let limit = crate::storage::sql_limit(q.limit);
+            let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(record_of(r)?);
             }
-            out.push(TelemetryRow {
-                device_id: u32_col(r.get(0)?, "device id")?,
-                boot: u32_col(r.get(1)?, "boot")?,
-                seq: u32_col(r.get(2)?, "seq")?,
-                time: r.get(3)?,
-                channels,
-                values,
-            });
-        }
-        Ok(out)
+            out
+        };
+        let mut chunks = walk(&conn);
+        let page = chunk::merged_page(&mut chunks, q, after, table_page);
+        page
     }
 
     fn telemetry_count(&self, device_id: u32) -> Result<u64> {
-        self.rows_of_device("telemetry", device_id)
+        let sealed: i64 = self.reader()?.query_row(
+            "SELECT COALESCE(SUM(records), 0) FROM telemetry_chunk WHERE device_id = ?1",
+            params![device_id],
+            |r| r.get(0),
+        )?;
+        Ok(self.rows_of_device("telemetry", device_id)? + sealed.max(0) as u64)
+    }
+
+    fn seal_closed(&self, now: i64) -> Result<u64> {
+        let before = chunk::sealable_before(now);
+        let devices: Vec<i64> = self
+            .writer()?
+            .prepare("SELECT DISTINCT device_id FROM telemetry WHERE time < ?1")?
+            .query_map(params![before], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut devices = devices.into_iter().peekable();
+        let mut sealed = 0;
+        // One transaction per batch, the writer connection released between them so that
+        // ingest commits in between a long first pass.
+        while devices.peek().is_some() {
+            let mut conn = self.writer()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut in_tx = 0;
+            while in_tx < SEAL_BATCH_RECORDS {
+                let Some(&device) = devices.peek() else {
+                    break;
+                };
+                let oldest: Option<i64> = tx.query_row(
+                    "SELECT MIN(time) FROM telemetry WHERE device_id = ?1 AND time < ?2",
+                    params![device, before],
+                    |r| r.get(0),
+                )?;
+                match oldest {
+                    Some(t) => in_tx += seal_day(&tx, device, day_of(t))?,
+                    None => {
+                        devices.next();
+                    }
+                }
+            }
+            tx.commit()?;
+            sealed += in_tx;
+        }
+        if sealed > 0 {
+            tracing::info!(
+                records = sealed,
+                "raw telemetry of closed days sealed into chunks"
+            );
+        }
+        Ok(sealed)
+    }
+}
+
+/// Seals the records of `device` on the UTC day starting at `day` in `tx`: its chunks
+/// inserted, its rows deleted. Returns how many records.
+fn seal_day(tx: &Connection, device: i64, day: i64) -> Result<u64> {
+    let end = day + chunk::DAY_S;
+    let rows: Vec<TelemetryRow> = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {} FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3",
+            crate::storage::telemetry::COLUMNS
+        ))?;
+        let mut rows = stmt.query(params![device, day, end])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(record_of(r)?);
+        }
+        out
+    };
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO telemetry_chunk ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        chunk::CHUNK_COLUMNS
+    ))?;
+    for c in chunk::seal(&rows)? {
+        let m = c.meta;
+        insert.execute(params![
+            m.device_id,
+            m.boot,
+            m.first_seq,
+            m.last_seq,
+            m.start_time,
+            m.end_time,
+            m.records,
+            c.data
+        ])?;
+    }
+    tx.prepare_cached("DELETE FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3")?
+        .execute(params![device, day, end])?;
+    Ok(rows.len() as u64)
+}
+
+impl Sqlite {
+    /// Deletes the raw records (rows and chunks) older than `keep_from` (a day start); a chunk
+    /// goes once its last record is older. Returns how many records went.
+    pub(super) fn expire_telemetry(&self, keep_from: i64) -> Result<u64> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction()?;
+        let rows = tx.execute("DELETE FROM telemetry WHERE time < ?1", params![keep_from])?;
+        let sealed: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(records), 0) FROM telemetry_chunk WHERE end_time < ?1",
+            params![keep_from],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "DELETE FROM telemetry_chunk WHERE end_time < ?1",
+            params![keep_from],
+        )?;
+        tx.commit()?;
+        Ok(rows as u64 + sealed.max(0) as u64)
     }
 }
 

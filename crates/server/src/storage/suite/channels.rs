@@ -5,10 +5,10 @@ use crate::storage::channels::{builtin, ChannelLabel, POOL_TEMPLATE};
 use crate::storage::*;
 
 /// The SQL (both dialects) that takes a database of the current schema back to version 10 (no
-/// channel tables of 11, no wide records of 12, no channel faults of 13, no wide rollups of 14),
-/// without the version bump.
+/// channel tables of 11, no wide records of 12, no channel faults of 13, no wide rollups of 14,
+/// no telemetry chunks of 15), without the version bump.
 pub(crate) const TO_VERSION_10: &str =
-    "DROP TABLE telemetry_wide_rollup; DROP TABLE channel_faults;
+    "DROP TABLE telemetry_chunk; DROP TABLE telemetry_wide_rollup; DROP TABLE channel_faults;
 DROP TABLE telemetry_wide; DROP TABLE device_channels;
 DROP TABLE device_channel_maps; DROP TABLE channel_template_channels;
 DROP TABLE channel_templates;\n";

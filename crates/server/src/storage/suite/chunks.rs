@@ -1,0 +1,240 @@
+//! Raw records sealed into chunks ([`crate::storage::chunk`]): every read returns the same
+//! records before and after sealing, retransmissions of sealed records are stored once, late
+//! records for a sealed day join it, and raw retention deletes rows and chunks alike.
+
+use super::dev;
+use crate::storage::chunk::{DAY_S, GRACE_S};
+use crate::storage::*;
+
+/// The first day of the records of these checks (a Monday in 2024).
+const DAY0: i64 = 19_723 * DAY_S;
+
+/// Records of device 1 over three days in two boots: every 7 minutes, the water temperature
+/// missing from every third (no value, not 0), a reboot on day 1; device 2 a few records.
+fn history() -> Vec<TelemetryRow> {
+    let mut rows = Vec::new();
+    let mut energy = 10_000;
+    for i in 0..(3 * 1440 / 7) {
+        let time = DAY0 + i64::from(i) * 7 * 60 + 13;
+        let (boot, seq) = if time < DAY0 + DAY_S + 43_200 {
+            (4, i)
+        } else {
+            (5, i + 7)
+        };
+        energy += i32::try_from(i % 5).unwrap();
+        let mask = if i % 3 == 0 { 0b1_1011 } else { 0b1_1111 };
+        let mut values = [0; 8];
+        for (ch, v) in [
+            1_000 + (i % 90) as i32,
+            energy,
+            2_650 - (i % 40) as i32,
+            -120,
+            (i % 4) as i32,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if mask & (1 << ch) != 0 {
+                values[ch] = v;
+            }
+        }
+        rows.push(TelemetryRow {
+            device_id: 1,
+            boot,
+            seq,
+            time,
+            channels: mask,
+            values,
+        });
+    }
+    for seq in 0..3 {
+        rows.push(TelemetryRow {
+            device_id: 2,
+            boot: 1,
+            seq,
+            time: DAY0 + 600 * i64::from(seq),
+            channels: 0b1,
+            values: [77, 0, 0, 0, 0, 0, 0, 0],
+        });
+    }
+    rows
+}
+
+/// What every raw read of device 1 answers, to compare before and after sealing.
+#[derive(Debug, PartialEq)]
+struct Reads {
+    all: Vec<TelemetryRow>,
+    paged: Vec<Vec<TelemetryRow>>,
+    count: u64,
+    raw_buckets: Vec<Bucket>,
+    quarter_buckets: Vec<Bucket>,
+    day_buckets: Vec<Bucket>,
+    energy: Vec<DayEnergy>,
+    latest: Option<TelemetryRow>,
+    boots: Vec<EstimatedBoot>,
+}
+
+fn reads(db: &dyn Storage) -> Reads {
+    let q = |limit| TelemetryQuery {
+        device_id: 1,
+        from: DAY0 - DAY_S,
+        to: DAY0 + 4 * DAY_S,
+        limit,
+    };
+    let mut paged = Vec::new();
+    for limit in [1, 7, 100, 1_000] {
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let page = db.telemetry_page(&q(limit), after).unwrap();
+            assert!(page.len() <= limit);
+            let Some(last) = page.last() else { break };
+            after = Some(TelemetryKey::of(last));
+            walked.extend(page);
+        }
+        paged.push(walked);
+    }
+    // A range starting and ending inside days, in the middle of a second of records.
+    let inner = db
+        .telemetry(&TelemetryQuery {
+            device_id: 1,
+            from: DAY0 + 50_000,
+            to: DAY0 + DAY_S + 70_000,
+            limit: 10_000,
+        })
+        .unwrap();
+    paged.push(inner);
+    db.note_estimated_boots(&[(1, 4), (1, 5)]).unwrap();
+    Reads {
+        all: db.telemetry(&q(100_000)).unwrap(),
+        paged,
+        count: db.telemetry_count(1).unwrap(),
+        raw_buckets: db
+            .telemetry_buckets(1, DAY0 - 1_000, DAY0 + 3 * DAY_S, 1_000)
+            .unwrap(),
+        quarter_buckets: db
+            .telemetry_buckets(1, DAY0 + 100, DAY0 + 3 * DAY_S, 3_600)
+            .unwrap(),
+        day_buckets: db
+            .telemetry_buckets(1, DAY0, DAY0 + 3 * DAY_S, DAY_S)
+            .unwrap(),
+        energy: db.energy_per_day(1, DAY0, DAY0 + 3 * DAY_S).unwrap(),
+        latest: db.latest_telemetry(1).unwrap(),
+        boots: db.estimated_boots(1, 10).unwrap(),
+    }
+}
+
+/// Sealed records read back equal, value for value, through every raw read; a retransmission
+/// of a sealed record is not stored (nor rolled up) again; a late record for a sealed day is
+/// stored, read in its place and sealed into a second chunk of that day.
+pub(crate) fn sealed_records_read_back_equal(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let rows = history();
+    assert_eq!(db.insert_telemetry(&rows).unwrap(), rows.len() as u64);
+    let before = reads(db);
+    assert_eq!(before.all.len(), 3 * 1440 / 7);
+    assert!(before.all.iter().any(|r| r.get(2).is_none()));
+    assert!(before.raw_buckets.len() > 200 && before.energy.len() == 3);
+    // Nothing is closed before the grace of day 0 is over.
+    assert_eq!(db.seal_closed(DAY0 + DAY_S + GRACE_S - 1).unwrap(), 0);
+    // Days 0 and 1 are closed; day 2 still open.
+    let now = DAY0 + 2 * DAY_S + GRACE_S;
+    db.maintain(now, 0).unwrap();
+    let open_day = rows.iter().filter(|r| r.time >= DAY0 + 2 * DAY_S).count() as u64;
+    assert_eq!(db.seal_closed(now).unwrap(), 0, "sealed already");
+    assert_eq!(reads(db), before);
+    // Everything closed: the latest record comes from a chunk.
+    let later = DAY0 + 3 * DAY_S + GRACE_S;
+    assert_eq!(db.seal_closed(later).unwrap(), open_day);
+    let all_sealed = reads(db);
+    assert_eq!(all_sealed, before);
+    assert_eq!(
+        all_sealed.latest,
+        rows.iter().filter(|r| r.device_id == 1).last().copied()
+    );
+    assert_eq!(
+        db.telemetry(&TelemetryQuery {
+            device_id: 2,
+            from: 0,
+            to: i64::MAX,
+            limit: 10
+        })
+        .unwrap(),
+        rows[rows.len() - 3..]
+    );
+
+    // Retransmissions of sealed records, alone and with a new one, stamped a second apart.
+    let sealed = rows[10];
+    let resent = TelemetryRow {
+        time: sealed.time + 1,
+        ..sealed
+    };
+    assert_eq!(db.insert_telemetry_new(&[sealed, resent]).unwrap(), vec![]);
+    let late = TelemetryRow {
+        seq: 1_000_000,
+        time: DAY0 + 3,
+        ..rows[0]
+    };
+    assert_eq!(
+        db.insert_telemetry_new(&[rows[20], late, rows[400]])
+            .unwrap(),
+        vec![late]
+    );
+    assert_eq!(db.telemetry_count(1).unwrap(), before.count + 1);
+    let day_buckets = db
+        .telemetry_buckets(1, DAY0, DAY0 + 3 * DAY_S, DAY_S)
+        .unwrap();
+    assert_eq!(day_buckets[0].count, before.day_buckets[0].count + 1);
+    assert_eq!(day_buckets[1..], before.day_buckets[1..], "rolled up once");
+    let with_late = reads(db);
+    assert_eq!(
+        with_late.all[0], late,
+        "in time order before the sealed records"
+    );
+    assert_eq!(with_late.all[1..], before.all[..]);
+    // Sealed into an additional chunk of day 0; it reads the same and is still stored once.
+    assert_eq!(db.seal_closed(later).unwrap(), 1);
+    assert_eq!(reads(db), with_late);
+    assert_eq!(db.insert_telemetry_new(&[late, sealed]).unwrap(), vec![]);
+    assert_eq!(reads(db), with_late);
+}
+
+/// `retention_days` deletes raw records (rows and chunks) of the days that ended that long ago,
+/// on both backends; 0 keeps everything.
+pub(crate) fn raw_retention_deletes_rows_and_chunks(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let rows = history();
+    db.insert_telemetry(&rows).unwrap();
+    let total = db.telemetry_count(1).unwrap();
+    // Day 0 sealed, days 1 and 2 still rows.
+    db.maintain(DAY0 + DAY_S + GRACE_S, 0).unwrap();
+    assert_eq!(db.telemetry_count(1).unwrap(), total);
+    let on = |from: i64, to: i64| {
+        rows.iter()
+            .filter(|r| r.device_id == 1 && (from..to).contains(&r.time))
+            .count() as u64
+    };
+    // Keep two days at the start of day 3: day 0 (chunks) goes, days 1 and 2 stay.
+    db.maintain(DAY0 + 3 * DAY_S, 2).unwrap();
+    assert_eq!(
+        db.telemetry_count(1).unwrap(),
+        on(DAY0 + DAY_S, DAY0 + 3 * DAY_S)
+    );
+    assert_eq!(db.telemetry_count(2).unwrap(), 0);
+    // One day at day 3 + grace: day 1 (rows, or chunks sealed meanwhile) goes too.
+    db.maintain(DAY0 + 3 * DAY_S + GRACE_S, 1).unwrap();
+    assert_eq!(
+        db.telemetry_count(1).unwrap(),
+        on(DAY0 + 2 * DAY_S, DAY0 + 3 * DAY_S)
+    );
+    let left = db
+        .telemetry(&TelemetryQuery {
+            device_id: 1,
+            from: 0,
+            to: i64::MAX,
+            limit: 100_000,
+        })
+        .unwrap();
+    assert!(left.iter().all(|r| r.time >= DAY0 + 2 * DAY_S));
+    assert_eq!(left.len() as u64, on(DAY0 + 2 * DAY_S, DAY0 + 3 * DAY_S));
+}
