@@ -320,12 +320,13 @@ pub fn covering_sql(param: &str) -> String {
 
 /// Up to `p5` chunks of device `p1` in walk order after the cursor `(p2, p3, p4)` that may hold
 /// records at or after `p6` and before `p7`: an index range on (device_id, start_time) bounded
-/// below by `p6 - MAX_SPAN_S`.
+/// below by `p8`, which is `p6 -` [`MAX_SPAN_S`] (a parameter of its own, so that PostgreSQL
+/// types every parameter from its column).
 pub fn walk_sql(param: &str) -> String {
     let p = |n: u8| format!("{param}{n}");
     format!(
         "SELECT {CHUNK_COLUMNS} FROM telemetry_chunk
-         WHERE device_id = {d} AND start_time >= {t} AND start_time >= {from} - {span}
+         WHERE device_id = {d} AND start_time >= {t} AND start_time >= {lowest}
            AND start_time < {to} AND end_time >= {from}
            AND (start_time > {t} OR boot > {b} OR (boot = {b} AND first_seq > {s}))
          ORDER BY start_time, boot, first_seq LIMIT {n}",
@@ -336,7 +337,7 @@ pub fn walk_sql(param: &str) -> String {
         n = p(5),
         from = p(6),
         to = p(7),
-        span = MAX_SPAN_S,
+        lowest = p(8),
     )
 }
 

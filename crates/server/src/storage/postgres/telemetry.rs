@@ -415,6 +415,7 @@ impl Postgres {
                             &crate::storage::sql_limit(limit),
                             &from,
                             &to,
+                            &from.saturating_sub(chunk::MAX_SPAN_S),
                         ],
                     )
                     .await?;

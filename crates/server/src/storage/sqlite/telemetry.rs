@@ -54,7 +54,16 @@ pub(super) fn walk(
         let mut stmt = conn.prepare_cached(&chunk::walk_sql("?"))?;
         chunks(
             &mut stmt,
-            params![device, t, b, s, crate::storage::sql_limit(limit), from, to],
+            params![
+                device,
+                t,
+                b,
+                s,
+                crate::storage::sql_limit(limit),
+                from,
+                to,
+                from.saturating_sub(chunk::MAX_SPAN_S)
+            ],
         )
     }
 }
