@@ -12,7 +12,9 @@
 //! #                           # instead of SQLite in `data` (see docs/ARCHITECTURE.md)
 //! # master_key = "/etc/tek/master.key"  # PostgreSQL: the file sealing device keys at rest,
 //! #                           # the same for every server of the cluster [data/master.key]
-//! retention_days = 0          # PostgreSQL: drop telemetry older than this (0 = keep all)
+//! retention_days = 0          # raw telemetry older than this many days is deleted at the
+//!                             # hourly upkeep, both backends (0 = keep all; the rollups stay;
+//!                             # also read as raw_retention_days)
 //! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
 //! [ingest]
@@ -98,8 +100,12 @@ pub struct Config {
     /// missing); every server of a cluster must use the same file (a copy of it). Default
     /// `data/master.key`. SQLite keeps its master key beside the database, in `data`.
     pub master_key: Option<PathBuf>,
-    /// Telemetry older than this many days is dropped (whole daily partitions, PostgreSQL only;
-    /// 0 = keep everything).
+    /// Raw telemetry records older than this many days are deleted by the hourly upkeep
+    /// (`Storage::maintain`), on both backends: PostgreSQL drops whole daily partitions and
+    /// deletes the sealed chunks of those days, SQLite deletes the rows and chunks (0 = keep
+    /// everything). The 15-minute and daily rollups are kept, so charts and energy over those
+    /// days still answer. `raw_retention_days` is read as the same setting.
+    #[serde(alias = "raw_retention_days")]
     pub retention_days: u32,
     /// Size asked for the UDP socket's kernel receive and send buffers, bytes.
     pub udp_buffer_bytes: usize,

@@ -11,8 +11,14 @@
 //!    the controller's own relay logic ([`tek_controller::thermostat::Relays`] at the factory
 //!    thermostat and freeze settings, the pump scheduled 08:00–20:00) — not constants, so the
 //!    database compresses and indexes what a real fleet would give it.
-//! 3. The database is closed (its WAL checkpointed) and its files are measured:
-//!    `bytes_per_record` counts everything on disk, indexes and the other tables included.
+//!    As simulated time passes, the same upkeep the server runs hourly (`Storage::maintain`)
+//!    runs at the end of each written slice with `now` = the end of that slice, so every day is
+//!    sealed into chunks ([`tek_server::storage::chunk`]) an hour after it closes, as in a
+//!    running server, and the file reaches its steady state (SQLite reuses the freed pages).
+//! 3. The upkeep runs once more at the real time (as `tek serve` does at start), the database
+//!    is closed (its WAL checkpointed) and its files are measured: `bytes_per_record` counts
+//!    everything on disk, indexes and the other tables included; `raw_bytes_per_record` only
+//!    the raw records (rows, chunks and their indexes), `rollup_bytes_per_record` the rollups.
 //! 4. `tek serve` as a child process on that directory, and real HTTP requests with the token,
 //!    the way the web UI makes them: the device page's chart of the whole range
 //!    (`/api/devices/{id}/telemetry?points=600`), the device CSV of the whole range
@@ -34,7 +40,7 @@ use tek_controller::thermostat::{Inputs, Relays};
 use tek_proto::message::config::{Config, DEFAULT_FREEZE};
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::status::month_of;
-use tek_server::storage::{SiteStore, TelemetryRow, TelemetryStore};
+use tek_server::storage::{chunk, SiteStore, Storage, TelemetryRow, TelemetryStore};
 use tek_sim::plant::Plant;
 
 /// Arguments of `tek bench history`.
@@ -163,6 +169,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let mut next_report = 0u64;
     let mut rows = Vec::with_capacity((slice * u64::from(args.devices)) as usize);
     let mut m0 = 0u64;
+    let mut sealed_before = chunk::sealable_before(start);
+    let mut seal_seconds = 0.0;
     while m0 < minutes {
         let m1 = (m0 + slice).min(minutes);
         rows.clear();
@@ -180,6 +188,14 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         );
         written += rows.len() as u64;
         m0 = m1;
+        // The server's hourly upkeep, at the simulated time of the slice's end.
+        let sim_now = start + m1 as i64 * STEP_S;
+        if chunk::sealable_before(sim_now) > sealed_before {
+            let t = Instant::now();
+            db.maintain(sim_now, 0)?;
+            seal_seconds += t.elapsed().as_secs_f64();
+            sealed_before = chunk::sealable_before(sim_now);
+        }
         if t0.elapsed() > limit {
             bail!(
                 "writing took longer than --max-write-seconds {} ({written} of {records} records)",
@@ -201,10 +217,37 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "{} records were stored twice",
         again.len()
     );
-    drop(db); // closing the last connection checkpoints the WAL into the database file
     let write_seconds = t0.elapsed().as_secs_f64();
+    // As `tek serve` does at start.
+    db.maintain(now, 0)?;
+    ensure!(
+        db.telemetry_count(ids[0])? == minutes,
+        "{} of {minutes} records of device {} read back after sealing",
+        db.telemetry_count(ids[0])?,
+        ids[0]
+    );
+    let tables = db.table_bytes()?;
+    let sum_of = |f: &dyn Fn(&str) -> bool| -> u64 {
+        tables.iter().filter(|(n, _)| f(n)).map(|(_, b)| b).sum()
+    };
+    let raw_bytes = sum_of(&|n| {
+        n == "telemetry"
+            || n.starts_with("telemetry_by_time")
+            || n.starts_with("telemetry_chunk")
+            || n.starts_with("sqlite_autoindex_telemetry_chunk")
+    });
+    let rollup_bytes = sum_of(&|n| n.starts_with("telemetry_rollup"));
+    drop(db); // closing the last connection checkpoints the WAL into the database file
     let bytes = db_bytes(dir.path())?;
     let bytes_per_record = bytes as f64 / records as f64;
+    let raw_bytes_per_record = raw_bytes as f64 / records as f64;
+    let rollup_bytes_per_record = rollup_bytes as f64 / records as f64;
+    progress!(
+        "raw records {raw_bytes} B ({raw_bytes_per_record:.2} B per record), rollups \
+         {rollup_bytes} B ({rollup_bytes_per_record:.2} B per record); sealing took \
+         {seal_seconds:.1} s of the write; largest: {:?}",
+        &tables[..tables.len().min(6)]
+    );
     progress!(
         "{records} records in {write_seconds:.1} s ({:.0} records/s, {:.0}x real time); \
          database {bytes} bytes ({bytes_before} before), {bytes_per_record:.1} B per record",
@@ -314,6 +357,9 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "db_bytes": bytes,
         "db_bytes_before": bytes_before,
         "bytes_per_record": bytes_per_record,
+        "raw_bytes_per_record": raw_bytes_per_record,
+        "rollup_bytes_per_record": rollup_bytes_per_record,
+        "seal_seconds": seal_seconds,
         "chart_year_ms": chart_year_ms,
         "chart_first_ms": chart_first_ms,
         "chart_points": CHART_POINTS,

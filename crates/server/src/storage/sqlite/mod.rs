@@ -233,6 +233,18 @@ impl Sqlite {
         &self.path
     }
 
+    /// Bytes of each table and index in the database file (SQLite's `dbstat`), largest first:
+    /// what the benchmarks report as the split of bytes on disk.
+    pub fn table_bytes(&self) -> Result<Vec<(String, u64)>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name ORDER BY bytes DESC",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        rows.map(|r| Ok(r.map(|(name, bytes)| (name, bytes.max(0) as u64))?))
+            .collect()
+    }
+
     fn writer(&self) -> Result<MutexGuard<'_, Connection>> {
         self.write
             .lock()

@@ -176,8 +176,7 @@ impl TelemetryStore for Sqlite {
             out
         };
         let mut chunks = walk(&conn);
-        let page = chunk::merged_page(&mut chunks, q, after, table_page);
-        page
+        chunk::merged_page(&mut chunks, q, after, table_page)
     }
 
     fn telemetry_count(&self, device_id: u32) -> Result<u64> {

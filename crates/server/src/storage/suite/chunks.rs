@@ -150,7 +150,7 @@ pub(crate) fn sealed_records_read_back_equal(db: &dyn Storage) {
     assert_eq!(all_sealed, before);
     assert_eq!(
         all_sealed.latest,
-        rows.iter().filter(|r| r.device_id == 1).last().copied()
+        rows.iter().rfind(|r| r.device_id == 1).copied()
     );
     assert_eq!(
         db.telemetry(&TelemetryQuery {
