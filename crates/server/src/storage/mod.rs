@@ -32,6 +32,7 @@ pub mod devices;
 pub mod energy;
 pub mod faults;
 pub mod postgres;
+pub mod quarter;
 pub mod rollup;
 pub mod schedules;
 pub mod schema;
