@@ -13,6 +13,8 @@
 //! # master_key = "/etc/tek/master.key"  # PostgreSQL: the file sealing device keys at rest,
 //! #                           # the same for every server of the cluster [data/master.key]
 //! retention_days = 0          # PostgreSQL: drop telemetry older than this (0 = keep all)
+//! quarter_retention_days = 0  # drop 15-minute rollups (energy, charts) older than this;
+//!                             # daily rollups are kept (0 = keep all)
 //! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
 //! [ingest]
@@ -101,6 +103,10 @@ pub struct Config {
     /// Telemetry older than this many days is dropped (whole daily partitions, PostgreSQL only;
     /// 0 = keep everything).
     pub retention_days: u32,
+    /// The 15-minute rollups (energy and tariff figures, charts of quarter-hour steps) of days
+    /// older than this are deleted at the hourly upkeep, both backends; the daily rollups stay,
+    /// so long charts by day still work (0 = keep everything).
+    pub quarter_retention_days: u32,
     /// Size asked for the UDP socket's kernel receive and send buffers, bytes.
     pub udp_buffer_bytes: usize,
     /// Telemetry writer.
@@ -207,6 +213,7 @@ impl Default for Config {
             db: None,
             master_key: None,
             retention_days: 0,
+            quarter_retention_days: 0,
             udp_buffer_bytes: 4 << 20,
             ingest: Ingest::default(),
             sessions: Sessions::default(),

@@ -148,6 +148,7 @@ pub trait Storage:
     + WideStore
     + ChannelStore
     + FaultStore
+    + quarter::QuarterStore
     + Send
     + Sync
     + 'static
@@ -155,11 +156,13 @@ pub trait Storage:
     /// Checks that the database answers (for /healthz).
     fn ping(&self) -> Result<()>;
 
-    /// Periodic upkeep, called by the server at start and hourly: the PostgreSQL backend creates
-    /// telemetry partitions ahead and drops those older than `retention_days` (0 = keep
-    /// everything). The SQLite backend keeps everything and has nothing to do.
+    /// Periodic upkeep, called by the server at start and hourly: both backends seal the
+    /// 15-minute rollups of closed days ([`quarter::QuarterStore::seal_quarter_rollups`]); the
+    /// PostgreSQL backend also creates telemetry partitions ahead and drops those older than
+    /// `retention_days` (0 = keep everything), while SQLite keeps every record.
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
-        let _ = (now, retention_days);
+        let _ = retention_days;
+        self.seal_quarter_rollups(now)?;
         Ok(())
     }
 

@@ -361,6 +361,7 @@ pub fn merged(
     part: Part,
 ) -> Result<Vec<Interval>> {
     if blobs.is_empty() {
+        rows.sort_by_key(|i| i.rollup.start);
         return Ok(rows);
     }
     let mut out = Vec::with_capacity(blobs.len() * SLOTS + rows.len());
@@ -371,6 +372,128 @@ pub fn merged(
     rows.sort_by_key(|i| i.rollup.start);
     merge_rows(&mut out, &rows);
     Ok(out)
+}
+
+/// The rows of device `$1` with `$2 <= start < $3`, every column of [`super::rollup::columns`].
+pub fn rows_sql() -> String {
+    format!(
+        "SELECT {} FROM telemetry_rollup WHERE device_id = $1 AND start >= $2 AND start < $3 \
+         ORDER BY start",
+        super::rollup::columns()
+    )
+}
+
+/// The blobs `(day, data)` of device `$1` with `$2 <= day < $3`.
+pub const BLOBS: &str = "SELECT day, data FROM telemetry_rollup_sealed
+WHERE device_id = $1 AND day >= $2 AND day < $3 ORDER BY day";
+
+/// Takes (deletes and returns) at most `$2` rows starting before `$1`, every column.
+pub fn take_sql() -> String {
+    let c = super::rollup::columns();
+    format!(
+        "DELETE FROM telemetry_rollup WHERE (device_id, start) IN (
+             SELECT device_id, start FROM telemetry_rollup WHERE start < $1
+             ORDER BY device_id, start LIMIT $2)
+         RETURNING {c}"
+    )
+}
+
+/// The blob of device `$1`, day `$2`.
+pub const BLOB: &str = "SELECT data FROM telemetry_rollup_sealed WHERE device_id = $1 AND day = $2";
+
+/// Writes the blob `$3` of device `$1`, day `$2`.
+pub const PUT_BLOB: &str = "INSERT INTO telemetry_rollup_sealed (device_id, day, data)
+VALUES ($1, $2, $3) ON CONFLICT (device_id, day) DO UPDATE SET data = excluded.data";
+
+/// Retention: the blobs, then the rows, of days before `$1`.
+pub const EXPIRE: [&str; 2] = [
+    "DELETE FROM telemetry_rollup_sealed WHERE day < $1",
+    "DELETE FROM telemetry_rollup WHERE start < $1",
+];
+
+/// The taken rows grouped per (device, day), each group ordered by start.
+pub fn by_day(rows: Vec<Interval>) -> std::collections::BTreeMap<(u32, i64), Vec<Interval>> {
+    let mut out: std::collections::BTreeMap<(u32, i64), Vec<Interval>> = Default::default();
+    for r in rows {
+        out.entry((r.rollup.device_id, day_of(r.rollup.start)))
+            .or_default()
+            .push(r);
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|i| i.rollup.start);
+    }
+    out
+}
+
+/// The new blob of a day: the old one (if the day was sealed before) with `rows` merged in.
+pub fn reseal(device: u32, day: i64, old: Option<&[u8]>, rows: &[Interval]) -> Result<Vec<u8>> {
+    let mut sealed = match old {
+        Some(b) => decode(device, day, b, Part::All)?,
+        None => Vec::new(),
+    };
+    merge_rows(&mut sealed, rows);
+    encode(day, &sealed)
+}
+
+/// The range of 15-minute rollups the energy of `[from, to)` reads: the range and, on each
+/// side, the window in which [`super::rollup::BEFORE`]/[`super::rollup::AFTER`] look for the
+/// reading next to it.
+pub fn energy_window(from: i64, to: i64) -> (i64, i64) {
+    (
+        from - super::energy::MAX_GAP_S - super::energy::INTERVAL_S,
+        to + super::energy::MAX_GAP_S,
+    )
+}
+
+/// The days whose blobs hold intervals of `[a, b)`: `day >= first && day < end`.
+pub fn days_of(a: i64, b: i64) -> (i64, i64) {
+    (day_of(a), b)
+}
+
+/// The meter data of `[from, to)` from a device's merged intervals over [`energy_window`]
+/// (ordered by start): the same figures as the row queries [`super::rollup::INTERVALS`],
+/// `BEFORE` and `AFTER` give, picked here because part of them may be sealed.
+pub fn meter_data(intervals: &[Interval], from: i64, to: i64) -> super::energy::MeterData {
+    use super::energy::{INTERVAL_S, MAX_GAP_S};
+    let lo = intervals.partition_point(|i| i.rollup.start < from);
+    let hi = intervals.partition_point(|i| i.rollup.start < to);
+    let rows: Vec<_> = intervals[lo..hi].iter().map(|i| i.rollup.agg()).collect();
+    let before = intervals[..lo]
+        .iter()
+        .rev()
+        .take_while(|i| i.rollup.start > from - MAX_GAP_S - INTERVAL_S)
+        .find(|i| i.rollup.energy_count > 0)
+        .map(|i| (i.rollup.start, i.rollup.energy_last));
+    let after = intervals[hi..]
+        .iter()
+        .take_while(|i| i.rollup.start < to + MAX_GAP_S)
+        .find(|i| i.rollup.energy_count > 0)
+        .map(|i| (i.rollup.start, i.rollup.energy_first));
+    super::energy::assemble(
+        &rows,
+        super::rollup::reading_before(from, before),
+        super::rollup::reading_after(to, after),
+        from,
+        to,
+    )
+}
+
+/// The chart parts `(bucket start, Agg)` of buckets of `step` seconds over merged intervals.
+pub fn chart_parts(intervals: &[Interval], step: i64) -> impl Iterator<Item = (i64, Agg)> + '_ {
+    intervals.iter().map(move |i| {
+        let s = i.rollup.start;
+        (s - s.rem_euclid(step), i.chart)
+    })
+}
+
+/// Sealing and retention of the 15-minute rollups, one implementation per backend.
+pub trait QuarterStore {
+    /// Seals the rows of closed days at `now` into their days' blobs (module documentation);
+    /// returns how many rows were sealed.
+    fn seal_quarter_rollups(&self, now: i64) -> Result<u64>;
+    /// Deletes the 15-minute rollups (rows and blobs) of days older than `days` at `now`
+    /// (0: keep everything).
+    fn expire_quarter_rollups(&self, now: i64, days: u32) -> Result<()>;
 }
 
 #[cfg(test)]

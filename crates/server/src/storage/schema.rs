@@ -87,7 +87,21 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (12, WIDE_TELEMETRY),
     (13, CHANNEL_FAULTS),
     (14, WIDE_ROLLUPS),
+    (16, SEALED_QUARTERS),
 ];
+
+/// Migration 16: the 15-minute rollups of closed UTC days sealed into one row per device and
+/// day ([`super::quarter`]: a columnar blob, version byte first). Rows move here when
+/// `maintain` seals them; nothing to copy at migration time. (`IF NOT EXISTS`: the suite's
+/// downgrades to older versions keep this empty table, and migrating up again must not fail.)
+const SEALED_QUARTERS: &str = r#"
+CREATE TABLE IF NOT EXISTS telemetry_rollup_sealed (
+    device_id {int} NOT NULL,
+    day       {int} NOT NULL,   -- the UTC day's start, a multiple of 86400
+    data      {bytes} NOT NULL, -- storage::quarter's blob
+    PRIMARY KEY (device_id, day)
+){sqlite: WITHOUT ROWID};
+"#;
 
 /// Migration 1: devices, telemetry, configurations, commands, status and traffic.
 const DEVICES_AND_INGEST: &str = r#"

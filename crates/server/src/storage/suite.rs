@@ -20,7 +20,8 @@ pub(crate) use channels::{
 pub(crate) use rollups::{
     channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
     chart_rollups_follow_raw_records, energy_rollups_backfilled_by_migration,
-    energy_rollups_follow_raw_records, to_version_8, wide_rollups_backfilled_by_migration,
+    energy_rollups_follow_raw_records, quarter_retention_keeps_the_days,
+    sealed_quarters_read_like_rows, to_version_8, wide_rollups_backfilled_by_migration,
     wide_rollups_follow_raw_records,
 };
 pub(crate) use wide::{
@@ -1212,6 +1213,8 @@ macro_rules! suite_tests {
             channel_meter_data_matches_the_pool_meter,
             estimated_boots_follow_the_stored_records,
             chart_rollups_follow_raw_records,
+            sealed_quarters_read_like_rows,
+            quarter_retention_keeps_the_days,
             wide_rollups_follow_raw_records,
             wide_records_keep_gaps_and_are_idempotent,
             wide_series_span_pages,

@@ -41,6 +41,7 @@ pub mod health;
 mod listen;
 pub mod migrations;
 pub mod partitions;
+mod quarter;
 mod schedules;
 mod sealed_rows;
 mod series;
@@ -387,7 +388,9 @@ impl Storage for Postgres {
             partitions::maintain(&s, now, retention_days).await?;
             wide::expire(&s).await?;
             Ok(())
-        })
+        })?;
+        crate::storage::quarter::QuarterStore::seal_quarter_rollups(self, now)?;
+        Ok(())
     }
 
     fn watch_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) {

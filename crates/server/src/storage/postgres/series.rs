@@ -4,8 +4,11 @@
 
 use super::telemetry::convert;
 use super::Postgres;
+use crate::storage::quarter::{self, Part};
+use crate::storage::rollup::Resolution;
 use crate::storage::series::{
-    check_step, merge_parts, part_sql, plan, Agg, Bucket, DayEnergy, SeriesStore, BUCKET_COLUMNS,
+    check_step, merge_parts, part_sql, plan, Agg, Bucket, DayEnergy, SeriesStore, Source,
+    BUCKET_COLUMNS,
 };
 use crate::storage::telemetry::TelemetryRow;
 use crate::storage::telemetry::COLUMNS;
@@ -15,9 +18,16 @@ impl SeriesStore for Postgres {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
         check_step(step)?;
         self.run(move |s| async move {
-            let c = s.conn().await?;
+            let mut c = s.conn().await?;
+            // One snapshot for every part: the 15-minute parts read rows and sealed days.
+            let c = super::quarter::snapshot(&mut c).await?;
             let mut parts = Vec::new();
             for (source, a, b) in plan(from, to, step) {
+                if source == Source::Rollup(Resolution::Quarter) {
+                    let merged = super::quarter::intervals(&c, device, a, b, Part::All).await?;
+                    parts.extend(quarter::chart_parts(&merged, step));
+                    continue;
+                }
                 let statement = c.prepare_cached(&part_sql(source)).await?;
                 let rows = c
                     .query(&statement, &[&i64::from(device), &a, &b, &step])
@@ -30,6 +40,7 @@ impl SeriesStore for Postgres {
                     parts.push((r.try_get(0)?, Agg::from_columns(&cols)));
                 }
             }
+            c.commit().await?;
             Ok(merge_parts(parts))
         })
     }

@@ -22,6 +22,7 @@ pub mod energy;
 mod faults;
 pub mod files;
 pub mod migrations;
+mod quarter;
 mod schedules;
 mod sealed_rows;
 mod series;
