@@ -172,6 +172,7 @@ pub fn summarize(
     tariff: Option<&Tariff>,
 ) -> Vec<Figures> {
     let prices = tariff.map(Tariff::week_table);
+    let mut clock = zone::LocalClock::new(tz);
     periods
         .iter()
         .map(|p| {
@@ -186,7 +187,7 @@ pub fn summarize(
                     peak = Some((start, i.demand_w));
                 }
                 if let Some(table) = &prices {
-                    let (wd, minute) = zone::local_week_minute(tz, start);
+                    let (wd, minute) = clock.week_minute(start);
                     let q = usize::from(wd) * 96 + usize::from(minute / 15);
                     energy_cost += i.wh / 1000.0 * table.get(q).copied().unwrap_or(0.0);
                 }

@@ -34,7 +34,7 @@ use tek_controller::thermostat::{Inputs, Relays};
 use tek_proto::message::config::{Config, DEFAULT_FREEZE};
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::status::month_of;
-use tek_server::storage::{SiteStore, TelemetryRow, TelemetryStore};
+use tek_server::storage::{SiteStore, Storage, TelemetryRow, TelemetryStore};
 use tek_sim::plant::Plant;
 
 /// Arguments of `tek bench history`.
@@ -163,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let mut next_report = 0u64;
     let mut rows = Vec::with_capacity((slice * u64::from(args.devices)) as usize);
     let mut m0 = 0u64;
+    let mut upkept = start;
     while m0 < minutes {
         let m1 = (m0 + slice).min(minutes);
         rows.clear();
@@ -180,6 +181,12 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         );
         written += rows.len() as u64;
         m0 = m1;
+        // The upkeep `tek serve` runs hourly, once per simulated day: seals closed days.
+        let simulated_now = start + m1 as i64 * STEP_S;
+        if simulated_now - upkept >= 86_400 {
+            db.maintain(simulated_now, 0)?;
+            upkept = simulated_now;
+        }
         if t0.elapsed() > limit {
             bail!(
                 "writing took longer than --max-write-seconds {} ({written} of {records} records)",
@@ -201,6 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "{} records were stored twice",
         again.len()
     );
+    db.maintain(now, 0)?; // as the server does at start
     drop(db); // closing the last connection checkpoints the WAL into the database file
     let write_seconds = t0.elapsed().as_secs_f64();
     let bytes = db_bytes(dir.path())?;
