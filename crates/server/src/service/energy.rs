@@ -333,7 +333,9 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
             .into_iter()
             .map(|w| {
                 w.join().unwrap_or_else(|_| {
-                    Err(storage::Error::Backend("a site energy reader panicked".into()))
+                    Err(storage::Error::Backend(
+                        "a site energy reader panicked".into(),
+                    ))
                 })
             })
             .collect()
