@@ -297,8 +297,6 @@ mod tests {
         MeterInterval { start, wh, power_w }
     }
 
-    /// 1 kWh in every hour of the local day (250 Wh per interval, 1 kW demand): 23 kWh on the
-    /// spring-forward day, 25 kWh on the fall-back day, 24 otherwise.
     proptest::proptest! {
         /// The merge walk of [`add`] gives what one tree update per interval gave, bit for bit.
         #[test]
@@ -324,6 +322,8 @@ mod tests {
         }
     }
 
+    /// 1 kWh in every hour of the local day (250 Wh per interval, 1 kW demand): 23 kWh on the
+    /// spring-forward day, 25 kWh on the fall-back day, 24 otherwise.
     #[test]
     fn days_across_daylight_saving_changes() {
         let tz = zone::load("Europe/Berlin");

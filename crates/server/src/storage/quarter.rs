@@ -548,7 +548,6 @@ mod tests {
         for (e, a) in energy.iter().zip(&all) {
             assert_eq!(e.rollup, a.rollup);
         }
-        eprintln!("blob {} bytes", blob.len());
         // 1,440 records: well under 2 B per record (the rows took about 5.6).
         assert!(blob.len() < 2 * 1440, "{} bytes", blob.len());
         // A day with gaps (every 40 minutes: some quarter hours have no interval) and nothing.
