@@ -15,6 +15,8 @@
 //! retention_days = 0          # raw telemetry older than this many days is deleted at the
 //!                             # hourly upkeep, both backends (0 = keep all; the rollups stay;
 //!                             # also read as raw_retention_days)
+//! quarter_retention_days = 0  # drop 15-minute rollups (energy, charts) older than this;
+//!                             # daily rollups are kept (0 = keep all)
 //! udp_buffer_bytes = 4194304  # kernel UDP buffers (capped by net.core.rmem_max/wmem_max)
 //!
 //! [ingest]
@@ -107,6 +109,10 @@ pub struct Config {
     /// days still answer. `raw_retention_days` is read as the same setting.
     #[serde(alias = "raw_retention_days")]
     pub retention_days: u32,
+    /// The 15-minute rollups (energy and tariff figures, charts of quarter-hour steps) of days
+    /// older than this are deleted at the hourly upkeep, both backends; the daily rollups stay,
+    /// so long charts by day still work (0 = keep everything).
+    pub quarter_retention_days: u32,
     /// Size asked for the UDP socket's kernel receive and send buffers, bytes.
     pub udp_buffer_bytes: usize,
     /// Telemetry writer.
@@ -213,6 +219,7 @@ impl Default for Config {
             db: None,
             master_key: None,
             retention_days: 0,
+            quarter_retention_days: 0,
             udp_buffer_bytes: 4 << 20,
             ingest: Ingest::default(),
             sessions: Sessions::default(),

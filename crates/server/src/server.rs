@@ -274,7 +274,13 @@ async fn maintain(ingest: Arc<Ingest>, mut stop: watch::Receiver<bool>) {
             _ = crate::runtime::stopped(&mut stop) => break,
         }
         let (s, days) = (ingest.storage.clone(), ingest.cfg.retention_days);
-        if let Err(e) = blocking(move || s.maintain(unix_now(), days)).await {
+        let quarter_days = ingest.cfg.quarter_retention_days;
+        let upkeep = move || {
+            let now = unix_now();
+            s.maintain(now, days)?;
+            s.expire_quarter_rollups(now, quarter_days)
+        };
+        if let Err(e) = blocking(upkeep).await {
             ingest.metrics.storage_error();
             tracing::warn!(%e, "storage maintenance failed");
         }

@@ -80,12 +80,20 @@ pub fn meter_intervals(
         .is_some_and(|(d, _)| !d.spans.is_empty() || d.intervals.iter().any(|i| i.wh.is_some()));
     let mut out = Intervals::new();
     if let Some((data, wh_per_unit)) = counter {
-        for i in data.intervals.iter().filter(in_range) {
-            let e = out.entry(i.start).or_default();
-            if let (true, Some(wh)) = (has_counter, i.wh) {
-                e.wh += wh as f64 * wh_per_unit;
-            }
-        }
+        // The storage gives the intervals ordered by start, each once: the map is built in one
+        // pass from them (a bulk build) rather than by one tree insertion each.
+        out = data
+            .intervals
+            .iter()
+            .filter(in_range)
+            .map(|i| {
+                let mut e = Interval::default();
+                if let (true, Some(wh)) = (has_counter, i.wh) {
+                    e.wh += wh as f64 * wh_per_unit;
+                }
+                (i.start, e)
+            })
+            .collect();
         for s in &data.spans {
             let (a, b) = (s.from.max(from), s.to.min(to));
             if a >= b || s.to <= s.from {
@@ -100,11 +108,12 @@ pub fn meter_intervals(
             }
         }
     }
-    let mut demand: BTreeMap<i64, f64> = BTreeMap::new();
+    // The mean power by start, ordered (the storage's order), searched by start below.
+    let mut demand: Vec<(i64, f64)> = Vec::new();
     if let Some((data, w_per_unit)) = power {
         for i in &data.intervals {
             if let Some(p) = i.power_w {
-                demand.insert(i.start, p * w_per_unit);
+                demand.push((i.start, p * w_per_unit));
             }
             if !in_range(&i) {
                 continue;
@@ -115,22 +124,50 @@ pub fn meter_intervals(
             }
         }
     }
+    demand.sort_by_key(|d| d.0);
+    // Both ordered by start: one walk instead of a search per interval.
+    let mut next = demand.iter().peekable();
     for (start, i) in out.iter_mut() {
-        i.demand_w = demand
-            .get(start)
-            .copied()
-            .unwrap_or(i.wh * 3600.0 / INTERVAL_S as f64);
+        while next.next_if(|d| d.0 < *start).is_some() {}
+        i.demand_w = match next.peek() {
+            Some(&&(s, w)) if s == *start => w,
+            _ => i.wh * 3600.0 / INTERVAL_S as f64,
+        };
     }
     out
 }
 
 /// Adds `device`'s intervals into `site`'s.
 pub fn add(site: &mut Intervals, device: &Intervals) {
-    for (k, i) in device {
-        let s = site.entry(*k).or_default();
-        s.wh += i.wh;
-        s.demand_w += i.demand_w;
+    // Both maps are ordered: one merge walk and a bulk build of the sum, instead of a tree
+    // lookup (and often an insertion) per interval — a site of 100 devices adds 3.5 million
+    // intervals a year. Each sum is `site + device`, as an in-place addition would give.
+    let plus = |s: Interval, i: &Interval| Interval {
+        wh: s.wh + i.wh,
+        demand_w: s.demand_w + i.demand_w,
+    };
+    let mut merged = Vec::with_capacity(site.len().max(device.len()));
+    let mut a = std::mem::take(site).into_iter().peekable();
+    let mut b = device.iter().peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.0.cmp(y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        match (
+            order,
+            a.next_if(|_| order.is_le()),
+            b.next_if(|_| order.is_ge()),
+        ) {
+            (_, Some((k, s)), Some((_, i))) => merged.push((k, plus(s, i))),
+            (_, Some(s), None) => merged.push(s),
+            (_, None, Some((k, i))) => merged.push((*k, plus(Interval::default(), i))),
+            (_, None, None) => break,
+        }
     }
+    *site = merged.into_iter().collect();
 }
 
 /// The cost of a period.
@@ -172,6 +209,7 @@ pub fn summarize(
     tariff: Option<&Tariff>,
 ) -> Vec<Figures> {
     let prices = tariff.map(Tariff::week_table);
+    let mut clock = zone::LocalClock::new(tz);
     periods
         .iter()
         .map(|p| {
@@ -186,7 +224,7 @@ pub fn summarize(
                     peak = Some((start, i.demand_w));
                 }
                 if let Some(table) = &prices {
-                    let (wd, minute) = zone::local_week_minute(tz, start);
+                    let (wd, minute) = clock.week_minute(start);
                     let q = usize::from(wd) * 96 + usize::from(minute / 15);
                     energy_cost += i.wh / 1000.0 * table.get(q).copied().unwrap_or(0.0);
                 }
@@ -257,6 +295,31 @@ mod tests {
 
     fn iv(start: i64, wh: Option<i64>, power_w: Option<f64>) -> MeterInterval {
         MeterInterval { start, wh, power_w }
+    }
+
+    proptest::proptest! {
+        /// The merge walk of [`add`] gives what one tree update per interval gave, bit for bit.
+        #[test]
+        fn adding_by_a_merge_walk_equals_adding_one_by_one(
+            a in proptest::collection::btree_map(0i64..200, (-1e6f64..1e6, 0f64..1e5), 0..60),
+            b in proptest::collection::btree_map(0i64..200, (-1e6f64..1e6, 0f64..1e5), 0..60),
+        ) {
+            let map = |m: &BTreeMap<i64, (f64, f64)>| -> Intervals {
+                m.iter()
+                    .map(|(k, &(wh, demand_w))| (k * INTERVAL_S, Interval { wh, demand_w }))
+                    .collect()
+            };
+            let (site, device) = (map(&a), map(&b));
+            let mut expected = site.clone();
+            for (k, i) in &device {
+                let s = expected.entry(*k).or_default();
+                s.wh += i.wh;
+                s.demand_w += i.demand_w;
+            }
+            let mut got = site;
+            add(&mut got, &device);
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 
     /// 1 kWh in every hour of the local day (250 Wh per interval, 1 kW demand): 23 kWh on the

@@ -67,6 +67,47 @@ pub fn local_week_minute(tz: &TimeZone, t: i64) -> (u8, u16) {
     (wd, minute)
 }
 
+/// [`local_week_minute`] for many times in ascending order, without a zoned date per call: the
+/// zone's offset is looked up once per transition (the next one cached), and the weekday and
+/// minute follow from the local second by arithmetic. The figures are the same; a site's year
+/// of 35,040 intervals priced by time of use needed as many time zone conversions per summary.
+pub struct LocalClock<'a> {
+    tz: &'a TimeZone,
+    /// The offset, seconds, valid for `valid.0 <= t < valid.1`.
+    offset: i64,
+    valid: (i64, i64),
+}
+
+impl<'a> LocalClock<'a> {
+    /// A clock of zone `tz` (nothing looked up yet).
+    pub fn new(tz: &'a TimeZone) -> LocalClock<'a> {
+        LocalClock {
+            tz,
+            offset: 0,
+            valid: (0, 0),
+        }
+    }
+
+    /// Weekday (0 = Monday) and minute of the day of Unix second `t`, local in the zone.
+    pub fn week_minute(&mut self, t: i64) -> (u8, u16) {
+        if t < self.valid.0 || t >= self.valid.1 {
+            let ts = Timestamp::from_second(t).unwrap_or(Timestamp::UNIX_EPOCH);
+            self.offset = i64::from(self.tz.to_offset(ts).seconds());
+            let next = self
+                .tz
+                .following(ts)
+                .next()
+                .map_or(i64::MAX, |tr| tr.timestamp().as_second());
+            self.valid = (ts.as_second(), next);
+        }
+        let local = t + self.offset;
+        // 1970-01-01 was a Thursday: 3 days after a Monday.
+        let wd = (local.div_euclid(86_400) + 3).rem_euclid(7) as u8;
+        let minute = (local.rem_euclid(86_400) / 60) as u16;
+        (wd, minute)
+    }
+}
+
 /// How figures are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum By {
@@ -181,6 +222,31 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(load("nonsense"), TimeZone::UTC);
+    }
+
+    #[test]
+    fn the_local_clock_agrees_with_a_zoned_date_at_every_quarter_hour() {
+        for name in [
+            "UTC",
+            "Europe/Berlin",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "Asia/Kathmandu",
+        ] {
+            let (tz, _) = parse(name).unwrap();
+            let mut clock = LocalClock::new(&tz);
+            // Two years of quarter hours (four changes of the clocks), then out of order.
+            let start = 1_735_689_600 - 86_400;
+            let times = (0..2 * 35_136).map(|k| start + k * 900);
+            let back = [start + 5_000_000, start, start - 86_400 * 400, 0, -3_600];
+            for t in times.chain(back) {
+                assert_eq!(
+                    clock.week_minute(t),
+                    local_week_minute(&tz, t),
+                    "{name} {t}"
+                );
+            }
+        }
     }
 
     #[test]

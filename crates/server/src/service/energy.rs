@@ -304,52 +304,75 @@ pub fn span(periods: &[Period]) -> Option<Period> {
 }
 
 /// Reads everything a site's figures over `[from, to)` need: one meter query per device (and
-/// one per meter channel of a device on a channel map).
+/// one per meter channel of a device on a channel map). The devices are read on up to
+/// [`LOAD_THREADS`] threads (each read is a database query and a decode, independent of the
+/// others) and added up in the order of their ids, so the sums are those of one thread.
 pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::Result<Loaded> {
     let tz = zone::load(&site.time_zone);
     let tariff = db.site_tariff(site.id)?;
     let (from, to) = (energy::floor(from), energy::ceil(to));
+    let ids = db.site_device_ids(site.id)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, LOAD_THREADS)
+        .min(ids.len().max(1));
+    let per_thread = ids.len().div_ceil(threads).max(1);
+    let loaded: Vec<storage::Result<Vec<LoadedDevice>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = ids
+            .chunks(per_thread)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&id| load_device(db, id, from, to))
+                        .collect::<storage::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(storage::Error::Backend(
+                        "a site energy reader panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
     let mut devices = Vec::new();
     let mut total = Intervals::new();
     let mut first_data: Option<i64> = None;
     let mut site_meters = Vec::new();
     let mut notes = Vec::new();
-    for id in db.site_device_ids(site.id)? {
-        let first = db.telemetry(&storage::TelemetryQuery {
-            device_id: id,
-            from: i64::MIN,
-            to: i64::MAX,
-            limit: 1,
-        })?;
-        let first_wide = db.wide_records(&storage::TelemetryQuery {
-            device_id: id,
-            from: i64::MIN,
-            to: i64::MAX,
-            limit: 1,
-        })?;
-        for t in first
-            .first()
-            .map(|r| r.time)
-            .into_iter()
-            .chain(first_wide.first().map(|r| r.time))
-        {
+    let mut in_order = Vec::with_capacity(ids.len());
+    for chunk in loaded {
+        in_order.extend(chunk?);
+    }
+    for d in in_order {
+        let LoadedDevice {
+            id,
+            name,
+            first,
+            energy: mut e,
+        } = d;
+        if let Some(t) = first {
             first_data = Some(first_data.map_or(t, |f| f.min(t)));
         }
-        let device = db.device(id)?;
-        let e = device_energy(db, id, device.config_applied, from, to)?;
         energy::add(&mut total, &e.total);
         for n in &e.notes {
-            notes.push((id, device.name.clone(), n.clone()));
+            notes.push((id, name.clone(), n.clone()));
         }
         for &k in &e.parts {
-            let m = &e.meters[k];
+            let m = &mut e.meters[k];
             site_meters.push(SiteMeter {
                 device: id,
-                device_name: device.name.clone(),
+                device_name: name.clone(),
                 channel: m.channel,
                 name: m.name.clone(),
                 in_total: e.total_meter.is_some(),
-                intervals: m.intervals.clone(),
+                // Each part is listed once: its intervals move instead of being copied.
+                intervals: std::mem::take(&mut m.intervals),
             });
         }
         devices.push((id, e.total));
@@ -363,6 +386,39 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
         first_data,
         meters: site_meters,
         notes,
+    })
+}
+
+/// Most threads [`load`] reads a site's devices on.
+pub const LOAD_THREADS: usize = 4;
+
+/// What [`load`] reads of one device.
+struct LoadedDevice {
+    id: u32,
+    name: String,
+    /// Time of its first record (narrow or wide), if any.
+    first: Option<i64>,
+    energy: DeviceEnergy,
+}
+
+fn load_device(db: &dyn Storage, id: u32, from: i64, to: i64) -> storage::Result<LoadedDevice> {
+    let first_of = |q: Vec<storage::TelemetryRow>| q.first().map(|r| r.time);
+    let all = storage::TelemetryQuery {
+        device_id: id,
+        from: i64::MIN,
+        to: i64::MAX,
+        limit: 1,
+    };
+    let narrow = first_of(db.telemetry(&all)?);
+    let wide = db.wide_records(&all)?.first().map(|r| r.time);
+    let first = narrow.into_iter().chain(wide).min();
+    let device = db.device(id)?;
+    let energy = device_energy(db, id, device.config_applied, from, to)?;
+    Ok(LoadedDevice {
+        id,
+        name: device.name,
+        first,
+        energy,
     })
 }
 

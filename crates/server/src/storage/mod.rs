@@ -33,6 +33,7 @@ pub mod devices;
 pub mod energy;
 pub mod faults;
 pub mod postgres;
+pub mod quarter;
 pub mod rollup;
 pub mod schedules;
 pub mod schema;
@@ -148,6 +149,7 @@ pub trait Storage:
     + WideStore
     + ChannelStore
     + FaultStore
+    + quarter::QuarterStore
     + Send
     + Sync
     + 'static
@@ -156,10 +158,12 @@ pub trait Storage:
     fn ping(&self) -> Result<()>;
 
     /// Periodic upkeep, called by the server at start and hourly: both backends seal the raw
-    /// records of closed UTC days into chunks ([`TelemetryStore::seal_closed`], [`chunk`]) and,
-    /// with `retention_days > 0`, delete raw records (rows and chunks) of the days that ended
-    /// `retention_days` days or more before `now` (0 = keep everything); the PostgreSQL backend
-    /// also creates telemetry partitions ahead and drops the expired ones.
+    /// records of closed UTC days into chunks ([`TelemetryStore::seal_closed`], [`chunk`]) and
+    /// their 15-minute rollups into one row per device and day
+    /// ([`quarter::QuarterStore::seal_quarter_rollups`]); with `retention_days > 0`, they delete
+    /// raw records (rows and chunks) of the days that ended `retention_days` days or more before
+    /// `now` (0 = keep everything); the PostgreSQL backend also creates telemetry partitions
+    /// ahead and drops the expired ones.
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()>;
 
     /// Calls `wake` whenever another process may have saved a configuration or queued a command

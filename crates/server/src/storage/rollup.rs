@@ -228,7 +228,7 @@ pub(super) enum Merge {
 pub const COLUMN_COUNT: usize = 23;
 
 /// The stored columns ([`Interval::values`] order) and how each merges.
-const SPEC: [(&str, Merge); COLUMN_COUNT] = [
+pub(super) const SPEC: [(&str, Merge); COLUMN_COUNT] = [
     ("device_id", Merge::Key),
     ("start", Merge::Key),
     ("energy_count", Merge::Add),

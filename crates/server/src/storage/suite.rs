@@ -22,7 +22,8 @@ pub(crate) use chunks::{raw_retention_deletes_rows_and_chunks, sealed_records_re
 pub(crate) use rollups::{
     channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
     chart_rollups_follow_raw_records, energy_rollups_backfilled_by_migration,
-    energy_rollups_follow_raw_records, to_version_8, wide_rollups_backfilled_by_migration,
+    energy_rollups_follow_raw_records, quarter_retention_keeps_the_days,
+    sealed_quarters_read_like_rows, to_version_8, wide_rollups_backfilled_by_migration,
     wide_rollups_follow_raw_records,
 };
 pub(crate) use wide::{
@@ -1216,6 +1217,8 @@ macro_rules! suite_tests {
             channel_meter_data_matches_the_pool_meter,
             estimated_boots_follow_the_stored_records,
             chart_rollups_follow_raw_records,
+            sealed_quarters_read_like_rows,
+            quarter_retention_keeps_the_days,
             wide_rollups_follow_raw_records,
             wide_records_keep_gaps_and_are_idempotent,
             wide_series_span_pages,

@@ -4,10 +4,9 @@
 
 use super::{fk, Postgres};
 use crate::energy::tariff::Tariff;
-use crate::storage::energy::{
-    assemble, check_range, decode_tariff, encode_tariff, EnergyStore, MeterData, MAX_GAP_S,
-};
-use crate::storage::rollup::{self, Rollup};
+use crate::storage::energy::{check_range, decode_tariff, encode_tariff, EnergyStore, MeterData};
+use crate::storage::quarter::{self, Part};
+use crate::storage::rollup;
 use crate::storage::{Error, Result};
 
 impl EnergyStore for Postgres {
@@ -15,40 +14,14 @@ impl EnergyStore for Postgres {
         check_range(from, to)?;
         rollup::check_aligned(from, to)?;
         self.run(move |s| async move {
-            let c = s.conn().await?;
-            let dev = i64::from(device);
-            let rows: Vec<_> = c
-                .query(rollup::INTERVALS, &[&dev, &from, &to])
-                .await?
-                .iter()
-                .map(|r| {
-                    Rollup {
-                        device_id: device,
-                        start: r.get(1),
-                        energy_count: r.get(2),
-                        energy_min: r.get(3),
-                        energy_max: r.get(4),
-                        energy_first: r.get(5),
-                        energy_last: r.get(6),
-                        power_sum: r.get(7),
-                        power_count: r.get(8),
-                    }
-                    .agg()
-                })
-                .collect();
-            let probe = |sql: &'static str, at: i64| {
-                let c = &c;
-                async move {
-                    Ok::<_, Error>(
-                        c.query_opt(sql, &[&dev, &at, &MAX_GAP_S])
-                            .await?
-                            .map(|r| (r.get(0), r.get(1))),
-                    )
-                }
-            };
-            let before = rollup::reading_before(from, probe(rollup::BEFORE, from).await?);
-            let after = rollup::reading_after(to, probe(rollup::AFTER, to).await?);
-            Ok(assemble(&rows, before, after, from, to))
+            let mut c = s.conn().await?;
+            // Rows and sealed days in one snapshot: a sealing pass between the two reads would
+            // otherwise count its rows twice or not at all.
+            let tx = super::quarter::snapshot(&mut c).await?;
+            let (a, b) = quarter::energy_window(from, to);
+            let merged = super::quarter::intervals(&tx, device, a, b, Part::Energy).await?;
+            tx.commit().await?;
+            Ok(quarter::meter_data(&merged, from, to))
         })
     }
 

@@ -41,6 +41,7 @@ pub mod health;
 mod listen;
 pub mod migrations;
 pub mod partitions;
+mod quarter;
 mod schedules;
 mod sealed_rows;
 mod series;
@@ -392,6 +393,7 @@ impl Storage for Postgres {
             Ok(())
         })?;
         self.seal_closed(now)?;
+        crate::storage::quarter::QuarterStore::seal_quarter_rollups(self, now)?;
         Ok(())
     }
 

@@ -6,6 +6,8 @@
 use super::telemetry::convert;
 use super::Postgres;
 use crate::storage::chunk;
+use crate::storage::quarter::{self, Part};
+use crate::storage::rollup::Resolution;
 use crate::storage::series::{
     check_step, energy_per_day_paged, merge_parts, part_sql, plan, sealed_buckets, Agg, Bucket,
     DayEnergy, SeriesStore, Source, BUCKET_COLUMNS,
@@ -19,9 +21,16 @@ impl SeriesStore for Postgres {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
         check_step(step)?;
         let parts = self.run(move |s| async move {
-            let c = s.conn().await?;
+            let mut c = s.conn().await?;
+            // One snapshot for every part: the 15-minute parts read rows and sealed days.
+            let c = super::quarter::snapshot(&mut c).await?;
             let mut parts = Vec::new();
             for (source, a, b) in plan(from, to, step) {
+                if source == Source::Rollup(Resolution::Quarter) {
+                    let merged = super::quarter::intervals(&c, device, a, b, Part::All).await?;
+                    parts.extend(quarter::chart_parts(&merged, step));
+                    continue;
+                }
                 let statement = c.prepare_cached(&part_sql(source)).await?;
                 let rows = c
                     .query(&statement, &[&i64::from(device), &a, &b, &step])
@@ -34,6 +43,7 @@ impl SeriesStore for Postgres {
                     parts.push((r.try_get(0)?, Agg::from_columns(&cols)));
                 }
             }
+            c.commit().await?;
             Ok(parts)
         })?;
         let mut parts = parts;

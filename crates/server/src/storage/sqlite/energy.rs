@@ -3,10 +3,9 @@
 
 use super::Sqlite;
 use crate::energy::tariff::Tariff;
-use crate::storage::energy::{
-    assemble, check_range, decode_tariff, encode_tariff, EnergyStore, MeterData, MAX_GAP_S,
-};
-use crate::storage::rollup::{self, Rollup};
+use crate::storage::energy::{check_range, decode_tariff, encode_tariff, EnergyStore, MeterData};
+use crate::storage::quarter::{self, Part};
+use crate::storage::rollup;
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -15,34 +14,13 @@ impl EnergyStore for Sqlite {
         check_range(from, to)?;
         rollup::check_aligned(from, to)?;
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(rollup::INTERVALS)?;
-        let rows = stmt
-            .query_map(params![device, from, to], |r| {
-                Ok(Rollup {
-                    device_id: device,
-                    start: r.get(1)?,
-                    energy_count: r.get(2)?,
-                    energy_min: r.get(3)?,
-                    energy_max: r.get(4)?,
-                    energy_first: r.get(5)?,
-                    energy_last: r.get(6)?,
-                    power_sum: r.get(7)?,
-                    power_count: r.get(8)?,
-                })
-            })?
-            .map(|r| r.map(|r| r.agg()))
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let probe = |sql: &str, at: i64| -> Result<Option<(i64, Option<i64>)>> {
-            Ok(conn
-                .prepare_cached(sql)?
-                .query_row(params![device, at, MAX_GAP_S], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?)
-        };
-        let before = rollup::reading_before(from, probe(rollup::BEFORE, from)?);
-        let after = rollup::reading_after(to, probe(rollup::AFTER, to)?);
-        Ok(assemble(&rows, before, after, from, to))
+        // Rows and sealed days in one snapshot: a sealing pass between the two reads would
+        // otherwise count its rows twice or not at all.
+        let tx = conn.unchecked_transaction()?;
+        let (a, b) = quarter::energy_window(from, to);
+        let merged = super::quarter::intervals(&tx, device, a, b, Part::Energy)?;
+        tx.finish()?;
+        Ok(quarter::meter_data(&merged, from, to))
     }
 
     fn site_tariff(&self, site_id: i64) -> Result<Option<Tariff>> {

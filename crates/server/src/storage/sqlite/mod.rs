@@ -22,6 +22,7 @@ pub mod energy;
 mod faults;
 pub mod files;
 pub mod migrations;
+mod quarter;
 mod schedules;
 mod sealed_rows;
 mod series;
@@ -278,6 +279,7 @@ impl Storage for Sqlite {
             }
         }
         self.seal_closed(now)?;
+        crate::storage::quarter::QuarterStore::seal_quarter_rollups(self, now)?;
         Ok(())
     }
 }

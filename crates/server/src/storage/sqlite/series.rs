@@ -5,6 +5,8 @@
 use super::telemetry::walk;
 use super::{u32_col, Sqlite};
 use crate::storage::chunk;
+use crate::storage::quarter::{self, Part};
+use crate::storage::rollup::Resolution;
 use crate::storage::series::{
     check_step, energy_per_day_paged, merge_parts, part_sql, plan, sealed_buckets, sqlite_params,
     Agg, Bucket, DayEnergy, SeriesStore, Source, BUCKET_COLUMNS,
@@ -18,8 +20,15 @@ impl SeriesStore for Sqlite {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
         check_step(step)?;
         let conn = self.reader()?;
+        // One snapshot for every part: the 15-minute parts read rows and sealed days.
+        let conn = conn.unchecked_transaction()?;
         let mut parts = Vec::new();
         for (source, a, b) in plan(from, to, step) {
+            if source == Source::Rollup(Resolution::Quarter) {
+                let merged = super::quarter::intervals(&conn, device, a, b, Part::All)?;
+                parts.extend(quarter::chart_parts(&merged, step));
+                continue;
+            }
             let mut stmt = conn.prepare_cached(&sqlite_params(&part_sql(source)))?;
             let rows = stmt.query_map(params![device, a, b, step], |r| {
                 let mut c = [None; BUCKET_COLUMNS];

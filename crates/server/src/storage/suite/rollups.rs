@@ -400,6 +400,87 @@ pub(crate) fn chart_rollups_follow_raw_records(db: &dyn Storage) {
         .is_empty());
 }
 
+/// Sealed 15-minute rollups ([`crate::storage::quarter`]) give the figures the rows gave: the
+/// energy and the charts equal those recomputed from the raw records with some days sealed,
+/// with all of them sealed, after late records of a sealed day (a row merged with the blob
+/// on read) and after the next pass merged those into the blob.
+pub(crate) fn sealed_quarters_read_like_rows(db: &dyn Storage) {
+    use crate::storage::quarter::GRACE_S;
+    db.add_devices(&[dev(1), dev(2)], 0).unwrap();
+    let stored = store_shuffled_with_retransmissions(db, &history());
+    let day0 = BASE - BASE.rem_euclid(86_400);
+    // Not closed yet: its end plus the grace is a second away.
+    assert_eq!(db.seal_quarter_rollups(day0 + GRACE_S - 1).unwrap(), 0);
+    // The day before BASE and BASE's day sealed, the rest still rows.
+    assert!(db.seal_quarter_rollups(day0 + 86_400 + GRACE_S).unwrap() > 0);
+    check_against_records(db, &stored);
+    check_charts_against_records(db, &stored);
+    // Everything, through the upkeep the server runs.
+    db.maintain(day0 + 60 * 86_400, 0).unwrap();
+    assert_eq!(db.seal_quarter_rollups(day0 + 60 * 86_400).unwrap(), 0);
+    check_against_records(db, &stored);
+    check_charts_against_records(db, &stored);
+    // Late records in sealed days: rows again, merged with the blobs on read.
+    let late = at_midnight();
+    assert_eq!(db.insert_telemetry(&late).unwrap(), 2);
+    let all = all_records(db);
+    check_against_records(db, &all);
+    check_charts_against_records(db, &all);
+    assert_eq!(db.seal_quarter_rollups(day0 + 60 * 86_400).unwrap(), 2);
+    check_against_records(db, &all);
+    check_charts_against_records(db, &all);
+    assert_eq!(
+        db.meter_data(2, BASE, BASE + 86_400).unwrap(),
+        MeterData::default()
+    );
+}
+
+/// Retention of the 15-minute rollups: the days before the horizon lose their energy figures
+/// and quarter-hour charts (rows and sealed days alike); the daily rollups stay; later days
+/// are untouched; 0 keeps everything.
+pub(crate) fn quarter_retention_keeps_the_days(db: &dyn Storage) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let stored = store_shuffled_with_retransmissions(db, &history());
+    let day0 = BASE - BASE.rem_euclid(86_400);
+    let now = day0 + 2 * 86_400 + 7_200;
+    // Seal the first days only: the horizon cuts sealed days and rows.
+    db.seal_quarter_rollups(now).unwrap();
+    db.expire_quarter_rollups(now, 0).unwrap();
+    check_against_records(db, &stored);
+    // Keep one day: days before day0 + 86,400 go (day0 - 1 and day0, sealed).
+    db.expire_quarter_rollups(now, 1).unwrap();
+    let horizon = day0 + 86_400;
+    assert_eq!(
+        db.meter_data(1, day0 - 86_400, horizon).unwrap(),
+        MeterData::default()
+    );
+    assert!(db
+        .telemetry_buckets(1, day0, horizon, 3_600)
+        .unwrap()
+        .is_empty());
+    // The daily rollups stay.
+    assert_eq!(
+        db.telemetry_buckets(1, day0 - 86_400, horizon, 86_400)
+            .unwrap(),
+        buckets_from_records(&stored, day0 - 86_400, horizon, 86_400)
+    );
+    // Later days keep their figures (a range whose reading before lies after the horizon).
+    let later: Vec<_> = stored
+        .iter()
+        .filter(|r| r.time >= horizon)
+        .copied()
+        .collect();
+    let (from, to) = (horizon + 3_600, horizon + 2 * 86_400);
+    assert_eq!(
+        db.meter_data(1, from, to).unwrap(),
+        meter_data_from_records(&later, from, to)
+    );
+    assert_eq!(
+        db.telemetry_buckets(1, from, to, 3_600).unwrap(),
+        buckets_from_records(&later, from, to, 3_600)
+    );
+}
+
 /// A database of schema version 8 (15-minute energy rollups, no chart figures, no daily table)
 /// holding records: `downgrade` turns the database into that and reopens it, which migrates.
 /// The charts are those of the raw records, and the rollups keep following new records.
