@@ -259,8 +259,10 @@ mod tests {
 
     #[test]
     fn a_configuration_that_does_not_encode_is_held_as_none() {
-        let mut config = Config::default();
-        config.keepalive_s = 0; // out of range: never sent
+        let config = Config {
+            keepalive_s: 0, // out of range: never sent
+            ..Config::default()
+        };
         let d = Desired::new(2, &config, ConfigState::Pending, None);
         assert!(d.items.is_none());
     }
