@@ -130,16 +130,7 @@ impl Ingest {
             last_hello: dev.hello_counter,
             hello_bucket: TokenBucket::new(self.cfg.limits.hello_device_burst, now),
             live: None,
-            desired: config.map(|c| {
-                Box::new(Desired {
-                    version: c.version,
-                    config: c.config,
-                    state: c.state,
-                    assembled: assembled.map(Vec::into_boxed_slice),
-                    chunks_held: 0,
-                    chunks_sent: 0,
-                })
-            }),
+            desired: config.map(|c| Desired::new(c.version, &c.config, c.state, assembled)),
             reported_version: None,
             config_retry: None,
             commands: commands

@@ -160,9 +160,17 @@ impl Ingest {
             return self.send_split(link);
         }
         let version = d.version;
+        // Saved configurations were validated; one that did not encode is never sent.
+        let Some(stored) = d.items.as_deref() else {
+            return false;
+        };
+        // Copied out: sending borrows the link mutably (its session's counter).
         let mut items = [0u8; tek_proto::MAX_DATAGRAM];
-        let Ok(config) = ConfigItems::encode(&d.config, &mut items) else {
-            // Saved configurations were validated; an invalid one is never sent.
+        let Some(items) = items.get_mut(..stored.len()) else {
+            return false;
+        };
+        items.copy_from_slice(stored);
+        let Ok(config) = ConfigItems::parse(items) else {
             return false;
         };
         let sent = self.send(link, &Message::Config { version, config });

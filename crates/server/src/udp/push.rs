@@ -85,14 +85,7 @@ impl Ingest {
             {
                 return;
             }
-            link.desired = Some(Box::new(Desired {
-                version: rec.version,
-                config: rec.config.clone(),
-                state: rec.state,
-                assembled: assembled.map(Vec::into_boxed_slice),
-                chunks_held: 0,
-                chunks_sent: 0,
-            }));
+            link.desired = Some(Desired::new(rec.version, &rec.config, rec.state, assembled));
             link.config_retry = None;
             if rec.state == ConfigState::Pending
                 && link.online(now)

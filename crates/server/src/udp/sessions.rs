@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tek_proto::crypto::DeviceKeys;
-use tek_proto::message::{Command, Config};
+use tek_proto::message::{Command, Config, ConfigItems};
 use tek_proto::session::Session;
 
 /// An established session.
@@ -50,7 +50,14 @@ impl Retry {
 /// The newest configuration saved for a device.
 pub(crate) struct Desired {
     pub version: u32,
-    pub config: Config,
+    /// Its item list as Config 0x82 carries it, encoded once when the version is loaded: a
+    /// configured fleet holds one per device for as long as it runs, and the encoding is ~150
+    /// bytes where the decoded `Config` is ~750 (heapless strings at their maximum length).
+    /// `None` if it does not encode (saved configurations are validated; such a one is never
+    /// sent).
+    pub items: Option<Box<[u8]>>,
+    /// Its keepalive interval: every datagram's online test reads it.
+    pub keepalive_s: u16,
     pub state: ConfigState,
     /// The assembled configuration (items and channel map) when the version has a channel map
     /// other than the factory one: it goes out only as ConfigChunks (`udp/split.rs`).
@@ -59,6 +66,31 @@ pub(crate) struct Desired {
     pub chunks_held: u32,
     /// Chunks sent in this transfer (so re-sends are counted as such).
     pub chunks_sent: u32,
+}
+
+impl Desired {
+    /// Version `version` of a device's configuration in state `state`, with its assembled form
+    /// if it has a channel map (`udp/split.rs`).
+    pub fn new(
+        version: u32,
+        config: &Config,
+        state: ConfigState,
+        assembled: Option<Vec<u8>>,
+    ) -> Box<Desired> {
+        let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
+        let items = ConfigItems::encode(config, &mut buf)
+            .map(|i| Box::from(i.as_bytes()))
+            .ok();
+        Box::new(Desired {
+            version,
+            items,
+            keepalive_s: config.keepalive_s,
+            state,
+            assembled: assembled.map(Vec::into_boxed_slice),
+            chunks_held: 0,
+            chunks_sent: 0,
+        })
+    }
 }
 
 /// A command waiting for its CommandAck.
@@ -103,7 +135,7 @@ impl Link {
         let s = self
             .desired
             .as_ref()
-            .map_or(Config::default().keepalive_s, |d| d.config.keepalive_s);
+            .map_or(Config::default().keepalive_s, |d| d.keepalive_s);
         Duration::from_secs(u64::from(s))
     }
 
@@ -202,5 +234,36 @@ mod tests {
         let size = std::mem::size_of::<Link>();
         eprintln!("Link: {size} bytes");
         assert!(size <= 400, "Link is {size} bytes");
+    }
+
+    /// A configured device keeps its desired version for as long as the server runs: held as
+    /// the items it is sent as, it costs a few hundred bytes, not the decoded `Config`'s ~750.
+    #[test]
+    fn a_desired_configuration_is_held_encoded_and_small() {
+        let mut config = Config::default();
+        for i in 1..=8 {
+            let name = heapless::String::try_from(format!("ems{i}.pools.example.net").as_str());
+            config.servers.push(name.unwrap()).unwrap();
+        }
+        config.gsm.apn = heapless::String::try_from("internet.provider.example").unwrap();
+        config.keepalive_s = 120;
+        let d = Desired::new(4, &config, ConfigState::Applied, None);
+        let items = d.items.as_deref().expect("a valid configuration encodes");
+        let held = std::mem::size_of::<Desired>() + items.len();
+        eprintln!("Desired: {held} bytes ({} of items)", items.len());
+        assert!(held <= 320, "a desired configuration holds {held} bytes");
+        assert!(std::mem::size_of::<Config>() > 2 * held);
+        assert_eq!(ConfigItems::parse(items).unwrap().to_config(), config);
+        assert_eq!((d.version, d.keepalive_s), (4, 120));
+    }
+
+    #[test]
+    fn a_configuration_that_does_not_encode_is_held_as_none() {
+        let config = Config {
+            keepalive_s: 0, // out of range: never sent
+            ..Config::default()
+        };
+        let d = Desired::new(2, &config, ConfigState::Pending, None);
+        assert!(d.items.is_none());
     }
 }

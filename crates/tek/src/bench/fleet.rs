@@ -6,6 +6,11 @@
 //! Keepalive every 60 s (no reply wanted, as at the defaults) for `--hold-seconds`. Memory per
 //! device is the growth of the `tek serve` child's resident set (`VmRSS`) from just after start
 //! to the end of the hold, divided by N; CPU at idle is the server's CPU time over the hold.
+//!
+//! Every device has a saved configuration, as real ones do (eight server names, GSM access, a
+//! thermostat and a time zone set on the server): it is pending at start, pushed by the server
+//! at the device's first Keepalive and acknowledged, so the server holds what it holds for a
+//! configured fleet in the field. `--without-configs` measures factory devices instead.
 
 use super::loadgen::{self, Counters, Mode, Plan};
 use super::procfs::{self, CpuMeter};
@@ -16,6 +21,7 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tek_proto::message::Config;
 use tokio::time::Instant;
 
 /// Devices sharing one generator socket (and so one source address).
@@ -36,6 +42,45 @@ pub struct Args {
     /// Generator threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub threads: u64,
+    /// Leave the devices without a saved configuration (factory settings).
+    #[arg(long)]
+    pub without_configs: bool,
+}
+
+/// The configuration saved for every device: what an installer sets on the server's pages.
+fn field_config() -> anyhow::Result<Config> {
+    let mut c = Config::default();
+    for i in 1..=8 {
+        c.servers
+            .push(text(&format!("ems{i}.pools.example.net"))?)
+            .map_err(|_| anyhow::anyhow!("too many server names"))?;
+    }
+    c.gsm.apn = text("internet.provider.example")?;
+    c.gsm.login = text("pool-ems")?;
+    c.gsm.password = text("a-long-cellular-password")?;
+    c.thermostat.setpoint_cc = 2850;
+    c.time_zone = text("CET-1CEST,M3.5.0,M10.5.0/3")?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("the bench configuration is invalid: {e:?}"))?;
+    Ok(c)
+}
+
+fn text<const N: usize>(s: &str) -> anyhow::Result<heapless::String<N>> {
+    heapless::String::try_from(s).map_err(|_| anyhow::anyhow!("{s:?} is too long"))
+}
+
+/// Saves [`field_config`] as every device's first version (pending: the server pushes it).
+fn save_configs(dir: &std::path::Path, ids: &[server::DeviceIdentity]) -> anyhow::Result<()> {
+    use tek_server::storage::{sqlite::Sqlite, ConfigStore};
+    let db = Sqlite::open_dir(dir)?;
+    let config = field_config()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for d in ids {
+        db.save_config(d.id, &config, now)?;
+    }
+    Ok(())
 }
 
 /// Runs the benchmark and returns its summary line.
@@ -51,6 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         .tempdir()?;
     progress!("provisioning {n} devices");
     let ids = server::provision(dir.path(), args.devices)?;
+    if !args.without_configs {
+        progress!("saving a configuration for each device");
+        save_configs(dir.path(), &ids)?;
+    }
     let config = format!("[sessions]\nmax = {}\n", n.max(100_000));
     let srv = ServerProcess::start(dir.path(), Some(&config))?;
     let pid = srv.pid();
@@ -127,6 +176,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "handshake_seconds": handshake_s,
         "hold_seconds": args.hold_seconds,
         "keepalives": counters.keepalives.load(Ordering::Relaxed),
+        "configs": !args.without_configs,
+        "config_acks": counters.config_acks.load(Ordering::Relaxed),
         "hellos": counters.hellos.load(Ordering::Relaxed),
         "loadavg": procfs::loadavg(),
     })
