@@ -13,8 +13,9 @@
 //!
 //! Every datagram that fails a check is dropped silently and counted under its reason; nothing
 //! is ever sent in answer to a bad datagram. The only per-datagram work on the data path is one
-//! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket (a full socket
-//! buffer loses the datagram, which the protocol's re-sends cover).
+//! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket, or for the Acks
+//! of a committed batch one non-blocking `sendmmsg` per 64 (`send_batch.rs`); a full socket
+//! buffer loses the datagram, which the protocol's re-sends cover.
 
 mod backlog;
 pub mod channels;
