@@ -10,8 +10,16 @@
 //! the task ends. Wide telemetry (PROTOCOL.md 17.5, and Backlogs in its layout) is committed by
 //! the same batch in a transaction of its own (`WideStore::insert_wide_new`) and acknowledged the
 //! same way once that commit returned.
+//!
+//! Two stages overlap (issue 21, ingest): this task gathers a batch and commits it; a second
+//! task, the answerer ([`answer_committed`]), takes each committed batch in commit order and
+//! does what follows a commit — Acks (sealed, then sent in one `sendmmsg` per 64,
+//! [`crate::udp::send_batch`]), metrics, alarms, MQTT — while the next batch commits. The Acks
+//! of a batch are handed over only after its commit returned, so the guarantee is unchanged; on
+//! shutdown the writer waits for the answerer to finish what it was handed.
 
-use crate::storage::Storage;
+use crate::storage::{Storage, TelemetryRow, WideRow};
+use crate::udp::send_batch::SendBatch;
 use crate::udp::Ingest;
 use crate::write_job::{Acknowledge, WriteJob};
 use std::sync::Arc;
@@ -28,6 +36,10 @@ pub(crate) async fn run(
 ) {
     let max = ingest.cfg.ingest.batch_records;
     let flush = ingest.cfg.flush_interval();
+    // One committed batch waiting besides the one being answered: enough to keep both stages
+    // busy, and a slow answerer holds the next commit back rather than piling up Acks.
+    let (committed_tx, committed_rx) = mpsc::channel(1);
+    let answerer = tokio::spawn(answer_committed(ingest.clone(), committed_rx));
     let mut stopping = false;
     while !stopping {
         let first = tokio::select! {
@@ -41,7 +53,7 @@ pub(crate) async fn run(
                 while let Ok(j) = rx.try_recv() {
                     batch.push(j);
                 }
-                commit(&ingest, batch).await;
+                commit(&ingest, batch, &committed_tx).await;
                 break;
             }
         };
@@ -68,9 +80,23 @@ pub(crate) async fn run(
                 }
             }
         }
-        commit(&ingest, batch).await;
+        commit(&ingest, batch, &committed_tx).await;
+    }
+    // Everything committed is answered before the writer counts as stopped (shutdown acks
+    // what it committed).
+    drop(committed_tx);
+    if let Err(e) = answerer.await {
+        tracing::error!(%e, "answerer failed");
     }
     tracing::debug!("writer stopped");
+}
+
+/// Answers committed batches in commit order until the writer drops its end.
+async fn answer_committed(ingest: Arc<Ingest>, mut committed: mpsc::Receiver<Committed>) {
+    let mut acks = SendBatch::new();
+    while let Some(c) = committed.recv().await {
+        answer(&ingest, c, &mut acks);
+    }
 }
 
 /// What one commit did to the non-telemetry jobs, for the metrics.
@@ -163,7 +189,23 @@ fn audit_rollback(storage: &dyn Storage, device_id: u32, version: u32, at: i64) 
 /// An acknowledgement owed once a batch's records are stored: device, session, through seq, kind.
 type OwedAck = (u32, u32, u32, Acknowledge);
 
-async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
+/// A batch whose writes returned, with what is owed for it: handed from the writer to the
+/// answerer.
+struct Committed {
+    telemetry: crate::storage::Result<Vec<TelemetryRow>>,
+    wide: crate::storage::Result<Vec<WideRow>>,
+    noted: crate::storage::Result<()>,
+    acks: Vec<OwedAck>,
+    wide_acks: Vec<OwedAck>,
+    others: Vec<WriteJob>,
+    outcomes: Vec<Outcome>,
+    alarm_rows: Vec<TelemetryRow>,
+    alarm_wide: Vec<WideRow>,
+}
+
+/// Commits `batch` and hands the result to the answerer. Returns once the commit returned
+/// (not once it is answered), so the next batch can commit while this one is answered.
+async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>, answerer: &mpsc::Sender<Committed>) {
     if batch.is_empty() {
         return;
     }
@@ -243,6 +285,37 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
             return;
         }
     };
+    let committed = Committed {
+        telemetry,
+        wide,
+        noted,
+        acks,
+        wide_acks,
+        others,
+        outcomes,
+        alarm_rows,
+        alarm_wide,
+    };
+    if answerer.send(committed).await.is_err() {
+        // Only if the answerer panicked: nothing is acknowledged, so devices re-send.
+        tracing::error!("answerer gone: a committed batch stays unacknowledged");
+    }
+}
+
+/// What follows the commit of one batch, in the answerer: metrics, Acks (only for what was
+/// stored, all of them sent together through `out`), alarms and MQTT events.
+fn answer(ingest: &Ingest, c: Committed, out: &mut SendBatch) {
+    let Committed {
+        telemetry,
+        wide,
+        noted,
+        acks,
+        wide_acks,
+        others,
+        outcomes,
+        alarm_rows,
+        alarm_wide,
+    } = c;
     if let Err(e) = &noted {
         // Stored, but not marked estimated: no BacklogAck for those batches, so the device
         // sends them again and the note is made then (it is recomputed from the stored
@@ -251,7 +324,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
         tracing::warn!(%e, "estimated boots not noted");
     }
     // Committed: now, and only now, acknowledge.
-    let acknowledge = |acks: Vec<OwedAck>| {
+    let acknowledge = |acks: Vec<OwedAck>, out: &mut SendBatch| {
         for (device_id, session_id, through_seq, ack) in acks {
             let estimated = matches!(
                 ack,
@@ -261,15 +334,24 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
                 }
             );
             if !estimated || noted.is_ok() {
-                send_ack(ingest, device_id, session_id, through_seq, ack);
+                send_ack(ingest, device_id, session_id, through_seq, ack, out);
             }
+        }
+        let sealed = out.len();
+        let sent = out.send(&ingest.socket);
+        if sent < sealed {
+            tracing::debug!(lost = sealed - sent, "acks not sent");
+        }
+        for _ in 0..sent {
+            ingest.metrics.sent();
+            ingest.metrics.ack_sent();
         }
     };
     match telemetry {
         Ok(new) => {
             ingest.metrics.records_stored(new.len() as u64);
             ingest.metrics.write_batch();
-            acknowledge(acks);
+            acknowledge(acks, out);
             ingest.alarms.telemetry(&alarm_rows);
             // Only what this commit stored: a retransmission stored before (here or by another
             // server of the fleet) was published then.
@@ -284,7 +366,7 @@ async fn commit(ingest: &Arc<Ingest>, batch: Vec<WriteJob>) {
     match wide {
         Ok(new) => {
             ingest.metrics.wide_records_stored(new.len() as u64);
-            acknowledge(wide_acks);
+            acknowledge(wide_acks, out);
             ingest.alarms.wide(&alarm_wide);
             // Only what this commit stored, as for the narrow records: a retransmission stored
             // before (here or by another server of the fleet) was published then.
@@ -426,8 +508,17 @@ fn forget_confirmation(ingest: &Ingest, job: &WriteJob) {
     });
 }
 
-/// Sends the answer `ack` says to a committed batch: Ack (0x81) or BacklogAck (0x87).
-fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32, ack: Acknowledge) {
+/// Sends the answer `ack` says to a committed batch: an Ack (0x81) is sealed into `out`, which
+/// the caller sends with the batch's others; a BacklogAck (0x87, rare: only after an outage) is
+/// sent at once.
+fn send_ack(
+    ingest: &Ingest,
+    device_id: u32,
+    session_id: u32,
+    through_seq: u32,
+    ack: Acknowledge,
+    out: &mut SendBatch,
+) {
     ingest.links.with(device_id, |link| {
         let Some(link) = link else {
             return;
@@ -447,8 +538,9 @@ fn send_ack(ingest: &Ingest, device_id: u32, session_id: u32, through_seq: u32, 
                     through_seq,
                     server_time: crate::clock::server_time(),
                 };
-                if ingest.send(link, &ack) {
-                    ingest.metrics.ack_sent();
+                let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
+                if let Some((n, to)) = Ingest::seal(link, &ack, &mut buf) {
+                    out.push(&buf[..n], to);
                 }
             }
             Acknowledge::Backlog { boot, .. } => {

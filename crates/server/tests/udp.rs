@@ -162,6 +162,37 @@ async fn no_ack_when_the_commit_fails() {
     h.server.shutdown().await;
 }
 
+/// The writer answers one batch while the next commits (writer.rs); an Ack must still leave only
+/// once its own batch is committed. Another connection holds the database's write lock, so the
+/// writer's commit of A's batch waits (a storage that blocks) while B's batch queues behind it:
+/// no Ack while the commit waits, and every Ack that then arrives finds its own records already
+/// readable.
+#[tokio::test]
+async fn acks_leave_only_after_their_own_commit() {
+    let h = start(|_| {}).await;
+    let mut a = h.device(20).await;
+    a.handshake().await;
+    let mut b = h.device(21).await;
+    b.handshake().await;
+    let storage = h.storage();
+    let db = rusqlite::Connection::open(h.dir.path().join("tek.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    a.send_telemetry(0, 4).await;
+    // The writer takes A's batch and waits on the lock; B's queues for the next commit.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.send_telemetry(0, 6).await;
+    assert_eq!(a.recv(QUIET).await, None, "no Ack while its commit waits");
+    assert_eq!(b.recv(QUIET).await, None, "no Ack before its commit");
+    assert_eq!(storage.telemetry_count(20).unwrap(), 0);
+    db.execute_batch("COMMIT").unwrap();
+    assert_eq!(a.recv(WAIT).await, Some(Got::Ack { through_seq: 3 }));
+    assert_eq!(storage.telemetry_count(20).unwrap(), 4);
+    assert_eq!(b.recv(WAIT).await, Some(Got::Ack { through_seq: 5 }));
+    assert_eq!(storage.telemetry_count(21).unwrap(), 6);
+    assert_eq!(h.metric("tek_acks_sent_total").await, 2.0);
+    h.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn config_pushed_confirmed_and_synced() {
     let h = start(|_| {}).await;

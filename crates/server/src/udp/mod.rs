@@ -13,8 +13,9 @@
 //!
 //! Every datagram that fails a check is dropped silently and counted under its reason; nothing
 //! is ever sent in answer to a bad datagram. The only per-datagram work on the data path is one
-//! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket (a full socket
-//! buffer loses the datagram, which the protocol's re-sends cover).
+//! shard lock and the AEAD. Sends never block: `try_send_to` on the shared socket, or for the Acks
+//! of a committed batch one non-blocking `sendmmsg` per 64 (`send_batch.rs`); a full socket
+//! buffer loses the datagram, which the protocol's re-sends cover.
 
 mod backlog;
 pub mod channels;
@@ -22,6 +23,7 @@ mod dispatch;
 mod handshake;
 pub(crate) mod push;
 pub mod ratelimit;
+pub mod send_batch;
 pub(crate) mod sessions;
 pub mod split;
 
@@ -98,18 +100,28 @@ impl Ingest {
     /// Seals `msg` in the link's live session and sends it to the link's endpoint.
     /// Returns whether it was handed to the socket.
     pub(crate) fn send(&self, link: &mut Link, msg: &Message<'_>) -> bool {
-        let Some(live) = link.live.as_mut() else {
-            return false;
-        };
         let mut buf = [0u8; tek_proto::MAX_DATAGRAM];
-        let n = match live.session.seal_message(msg, &mut buf) {
-            Ok(n) => n,
+        match Self::seal(link, msg, &mut buf) {
+            Some((n, to)) => self.send_raw(&buf[..n], to),
+            None => false,
+        }
+    }
+
+    /// Seals `msg` in the link's live session into `buf`: its length and the link's endpoint,
+    /// or `None` without a live session (or if it cannot be sealed, which is logged).
+    pub(crate) fn seal(
+        link: &mut Link,
+        msg: &Message<'_>,
+        buf: &mut [u8; tek_proto::MAX_DATAGRAM],
+    ) -> Option<(usize, SocketAddr)> {
+        let live = link.live.as_mut()?;
+        match live.session.seal_message(msg, buf) {
+            Ok(n) => Some((n, live.endpoint)),
             Err(e) => {
                 tracing::warn!(device = live.session.device_id(), ?e, "cannot seal");
-                return false;
+                None
             }
-        };
-        self.send_raw(&buf[..n], live.endpoint)
+        }
     }
 
     /// Seals a message of an extension (PROTOCOL.md 17, 18: its own enum, not [`Message`]) of

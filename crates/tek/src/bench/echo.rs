@@ -9,11 +9,15 @@
 //! [`tek_server::server::bind_udp`] with the server's buffer size (`udp_buffer_bytes`, 4 MiB by
 //! default — the kernel's default of ~208 KiB dropped tens of thousands of datagrams per run and
 //! under-stated the baseline), and the system calls are the server's: one `recvfrom` per
-//! datagram through the async runtime into a buffer twice the protocol maximum, and one
-//! non-blocking `sendto` per answer (the server's writer sends each Ack the same way).
+//! datagram through the async runtime into a buffer twice the protocol maximum, and the answers
+//! sent together through the server's own [`tek_server::udp::send_batch::SendBatch`]
+//! (`sendmmsg`, 64 per call) — the server's answerer sends the Acks of a committed batch that
+//! way. The echo's batch is what was already readable, up to the server's `batch_records`
+//! (500): the server's batch is what queued during the previous commit, up to the same cap.
 
 use anyhow::Context;
 use std::net::SocketAddr;
+use tek_server::udp::send_batch::SendBatch;
 
 /// Arguments of the hidden `tek bench echo`.
 #[derive(clap::Args, Debug)]
@@ -62,6 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             tokio::time::Instant::now() + std::time::Duration::from_secs(args.max_seconds);
         let mut buf = vec![0u8; 2 * tek_proto::MAX_DATAGRAM];
         let mut out = [0u8; ACK_DATAGRAM];
+        let mut answers = SendBatch::new();
+        let most = tek_server::Config::default().ingest.batch_records;
         loop {
             let (n, from) = tokio::select! {
                 r = sock.recv_from(&mut buf) => match r {
@@ -71,8 +77,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ = tokio::time::sleep_until(deadline) => break,
             };
             if answer(&buf[..n], &mut out) {
-                let _ = sock.try_send_to(&out, from);
+                answers.push(&out, from);
             }
+            // What is already readable joins the batch (no waiting, as the server's group
+            // commit never waits for more).
+            while answers.len() < most {
+                match sock.try_recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        if answer(&buf[..n], &mut out) {
+                            answers.push(&out, from);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            answers.send(&sock);
         }
         Ok(())
     })
