@@ -78,6 +78,27 @@ fn sealed_among(conn: &Connection, rows: &[TelemetryRow]) -> Result<HashSet<(u32
     chunk::sealed_keys(&found)
 }
 
+/// One keyset page of a device's records from the table `sql` reads (a `page_sql` of
+/// `crate::storage::telemetry` or `crate::storage::wide`, numbered `?`): the rows after `after`
+/// in `q`'s range, each made by `convert`. Shared by the narrow and the wide records.
+pub(super) fn keyset_page<T>(
+    conn: &Connection,
+    sql: &str,
+    q: &TelemetryQuery,
+    after: Option<TelemetryKey>,
+    convert: impl Fn(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let (time, boot, seq) = page_start(q, after);
+    let limit = crate::storage::sql_limit(q.limit);
+    let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(convert(r)?);
+    }
+    Ok(out)
+}
+
 /// Decodes a row selected with [`crate::storage::telemetry::COLUMNS`].
 pub(super) fn record_of(r: &rusqlite::Row<'_>) -> Result<TelemetryRow> {
     let channels: i64 = r.get(4)?;
@@ -164,17 +185,7 @@ impl TelemetryStore for Sqlite {
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>> {
         let conn = self.reader()?;
-        let table_page = {
-            let mut stmt = conn.prepare_cached(&page_sql("?"))?;
-            let (time, boot, seq) = page_start(q, after);
-            let limit = crate::storage::sql_limit(q.limit);
-            let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(record_of(r)?);
-            }
-            out
-        };
+        let table_page = keyset_page(&conn, &page_sql("?"), q, after, record_of)?;
         let mut chunks = walk(&conn);
         chunk::merged_page(&mut chunks, q, after, table_page)
     }

@@ -5,7 +5,7 @@
 use super::{u32_col, Sqlite};
 use crate::storage::schema::Dialect;
 use crate::storage::series::sqlite_params;
-use crate::storage::telemetry::{page_start, TelemetryKey, TelemetryQuery};
+use crate::storage::telemetry::{TelemetryKey, TelemetryQuery};
 use crate::storage::wide::{latest_sql, page_sql, WideRow, WideStore, WideValues};
 use crate::storage::wide_rollup::{
     rollups_of, upsert_sql, ChannelAgg, RollupQuery, BACKFILL_PAGE, BACKFILL_ROWS, BUCKETS,
@@ -112,15 +112,7 @@ impl WideStore for Sqlite {
 
     fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
         let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&page_sql("?"))?;
-        let (time, boot, seq) = page_start(q, after);
-        let limit = crate::storage::sql_limit(q.limit);
-        let mut rows = stmt.query(params![q.device_id, time, boot, seq, q.to, limit])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(convert(r)?);
-        }
-        Ok(out)
+        super::telemetry::keyset_page(&conn, &page_sql("?"), q, after, convert)
     }
 
     fn latest_wide(&self, device_id: u32) -> Result<Option<WideRow>> {
