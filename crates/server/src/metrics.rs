@@ -177,9 +177,10 @@ impl Metrics {
     pub fn session_established(&self) {
         inc(&self.sessions_established);
     }
-    /// An Ack was sent.
-    pub fn ack_sent(&self) {
-        inc(&self.acks_sent);
+    /// `n` Acks went out together (the writer's answerer): `n` datagrams sent, `n` Acks.
+    pub fn acks_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+        self.acks_sent.fetch_add(n, Ordering::Relaxed);
     }
     /// A Config was sent.
     pub fn config_sent(&self) {

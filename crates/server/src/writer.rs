@@ -342,10 +342,7 @@ fn answer(ingest: &Ingest, c: Committed, out: &mut SendBatch) {
         if sent < sealed {
             tracing::debug!(lost = sealed - sent, "acks not sent");
         }
-        for _ in 0..sent {
-            ingest.metrics.sent();
-            ingest.metrics.ack_sent();
-        }
+        ingest.metrics.acks_sent(sent as u64);
     };
     match telemetry {
         Ok(new) => {
