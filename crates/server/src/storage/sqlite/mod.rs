@@ -5,7 +5,8 @@
 //! so this is one transaction per batch) and a pool of up to [`READERS`] for reads
 //! ([`ReadPool`]), which WAL lets run while a write is in progress and beside each other: a long
 //! query (a year of a site's energy) no longer makes `/healthz` or a device list wait for it
-//! (issue 21). Other processes (`tek device ...`) may use the same file at the same time; a busy
+//! (issue 21). Checkpoints (copying the log back into the file) run on a thread of their own
+//! ([`checkpoint`]), so no commit of the writer waits for one. Other processes (`tek device ...`) may use the same file at the same time; a busy
 //! timeout makes them wait for each other instead of failing.
 //!
 //! The schema is versioned ([`migrations`]) and upgraded at open; a database written by a newer
@@ -15,6 +16,7 @@ mod alarms;
 mod audit;
 mod backlog;
 mod channels;
+mod checkpoint;
 mod commands;
 mod configs;
 mod devices;
@@ -153,6 +155,8 @@ pub struct Sqlite {
     path: PathBuf,
     write: Mutex<Connection>,
     read: ReadPool,
+    /// Moves committed pages from the log into the file, off the writer's commits.
+    _checkpointer: checkpoint::Checkpointer,
     /// Wraps device keys at rest (`master.key` beside the database file).
     vault: crate::vault::Vault,
 }
@@ -203,11 +207,18 @@ impl Sqlite {
         files::warn_if_open(dir, path);
         let mut write = connect(path)?;
         migrations::migrate(&mut write)?;
+        // Checkpoints are the thread's job (see `checkpoint`); this is only the backstop.
+        write.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_BACKSTOP_PAGES,
+        )?;
         let read = connect(path)?;
         let db = Sqlite {
             path: path.to_owned(),
             write: Mutex::new(write),
             read: ReadPool::new(path, read),
+            _checkpointer: checkpoint::Checkpointer::start(path)?,
             vault,
         };
         let n = db.wrap_clear_keys()?;
