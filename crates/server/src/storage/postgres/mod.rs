@@ -431,7 +431,7 @@ pub(crate) mod tests {
         testing::database()
     }
 
-    fn dev(id: u32) -> crate::storage::NewDevice {
+    pub(crate) fn dev(id: u32) -> crate::storage::NewDevice {
         crate::storage::NewDevice {
             id,
             name: String::new(),
@@ -439,7 +439,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn row(device_id: u32, seq: u32, time: i64) -> crate::storage::TelemetryRow {
+    pub(crate) fn row(device_id: u32, seq: u32, time: i64) -> crate::storage::TelemetryRow {
         crate::storage::TelemetryRow {
             device_id,
             boot: 1,

@@ -58,8 +58,10 @@ impl Postgres {
 
 #[cfg(test)]
 mod tests {
-    use crate::storage::postgres::tests::prepare;
+    use crate::storage::postgres::partitions::{self, DAY};
+    use crate::storage::postgres::tests::{dev, prepare, row};
     use crate::storage::Storage;
+    use crate::storage::{DeviceStore, TelemetryStore};
 
     #[test]
     fn sizes_count_partitions_under_their_table() {
@@ -80,5 +82,44 @@ mod tests {
                     && n.len() == "telemetry_20260101".len()))
         );
         assert!(tables.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+
+    /// Sealing empties a closed day's partition; its indexes must not keep the rows' pages.
+    #[test]
+    fn sealed_days_leave_no_index_pages_behind() {
+        let Some(db) = prepare() else { return };
+        let pg = &db.db;
+        let day = 20_454;
+        pg.add_devices(&[dev(1)], 0).unwrap();
+        let rows: Vec<_> = (0..1440u32)
+            .map(|seq| row(1, seq, day * DAY + i64::from(seq) * 60))
+            .collect();
+        pg.insert_telemetry_new(&rows).unwrap();
+        let partition_bytes = |pg: &crate::storage::postgres::Postgres| -> u64 {
+            let table = partitions::name(day);
+            pg.run(move |s| async move {
+                let c = s.conn().await?;
+                let b: i64 = c
+                    .query_one(
+                        "SELECT pg_total_relation_size($1::text::regclass)",
+                        &[&table],
+                    )
+                    .await?
+                    .get(0);
+                Ok(b as u64)
+            })
+            .unwrap()
+        };
+        let full = partition_bytes(pg);
+        assert!(full > 100_000, "{full} bytes for 1440 rows");
+        // The day sealed into chunks an hour and more after it ended.
+        pg.maintain((day + 2) * DAY, 0).unwrap();
+        assert_eq!(pg.telemetry_count(1).unwrap(), 1440);
+        let after = partition_bytes(pg);
+        assert!(after <= 64 * 1024, "{after} bytes left of {full}");
+        // A late record of the sealed day still goes in.
+        pg.insert_telemetry_new(&[row(1, 5000, day * DAY + 30)])
+            .unwrap();
+        assert_eq!(pg.telemetry_count(1).unwrap(), 1441);
     }
 }
