@@ -1,8 +1,10 @@
 //! `tek bench history`: what a long history costs — bytes on disk per record, and how long the
 //! web UI's long-range reads take over it.
 //!
-//! 1. A fresh SQLite database in a temporary directory: N bench devices in one site, an admin
-//!    user with an API token (the `tek user` commands).
+//! 1. A fresh SQLite database in a temporary directory — or, with `--postgres URL`, the empty
+//!    PostgreSQL database the URL names, migrated by the normal connect path ([`history_db`]
+//!    holds what differs between the two) — with N bench devices in one site, an admin user
+//!    with an API token (the `tek user` commands).
 //! 2. D days of 1-minute records of the 5 pool channels per device, up to the last midnight
 //!    (UTC), written through the storage call the UDP ingest writer commits with
 //!    ([`TelemetryStore::insert_telemetry_new`], idempotent on (device, boot, seq)) in large
@@ -16,10 +18,15 @@
 //!    sealed into chunks ([`tek_server::storage::chunk`]) an hour after it closes, as in a
 //!    running server, and the file reaches its steady state (SQLite reuses the freed pages).
 //! 3. The upkeep runs once more at the real time (as `tek serve` does at start), the database
-//!    is closed (its WAL checkpointed) and its files are measured: `bytes_per_record` counts
-//!    everything on disk, indexes and the other tables included; `raw_bytes_per_record` only
-//!    the raw records (rows, chunks and their indexes), `rollup_bytes_per_record` the rollups.
-//! 4. `tek serve` as a child process on that directory, and real HTTP requests with the token,
+//!    is closed (SQLite: its WAL checkpointed) and measured: `bytes_per_record` counts
+//!    everything on disk, indexes and the other tables included (SQLite: its files;
+//!    PostgreSQL: `pg_database_size` after a `VACUUM (ANALYZE)`, the write-ahead log not
+//!    counted); `raw_bytes_per_record` only the raw records (rows, chunks and their indexes;
+//!    PostgreSQL: `pg_total_relation_size` of `telemetry` with all its daily partitions and of
+//!    `telemetry_chunk`), `rollup_bytes_per_record` the rollups. The summary's `backend` says
+//!    which database it was.
+//! 4. `tek serve` as a child process on that directory (and, with `--postgres`, that database:
+//!    `db` in its configuration file), and real HTTP requests with the token,
 //!    the way the web UI makes them: the device page's chart of the whole range
 //!    (`/api/devices/{id}/telemetry?points=600`), the device CSV of the whole range
 //!    (`/api/devices/{id}/telemetry.csv`, full body read), the site's energy over the range by
@@ -28,19 +35,19 @@
 //!
 //! Every loop is bounded: the write by `--max-write-seconds`, each request by a timeout.
 
+use super::history_db::{self, Db};
 use super::progress;
-use super::server::{self, ServerProcess};
+use super::server::ServerProcess;
 use anyhow::{bail, ensure, Context};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tek_controller::thermostat::{Inputs, Relays};
 use tek_proto::message::config::{Config, DEFAULT_FREEZE};
-use tek_server::storage::sqlite::Sqlite;
+use tek_server::storage::postgres::DbUrl;
 use tek_server::storage::status::month_of;
-use tek_server::storage::{chunk, SiteStore, Storage, TelemetryRow, TelemetryStore};
+use tek_server::storage::{chunk, TelemetryRow};
 use tek_sim::plant::Plant;
 
 /// Arguments of `tek bench history`.
@@ -58,6 +65,11 @@ pub struct Args {
     /// Give up if writing the history takes longer than this.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub max_write_seconds: u64,
+    /// Run on this PostgreSQL database instead of SQLite (postgres://USER@HOST:PORT/DB). It
+    /// must hold no devices (a fresh database): the bench migrates it, writes the history and
+    /// starts `tek serve` on it; it leaves the data there.
+    #[arg(long, value_name = "URL", value_parser = history_db::parse_url)]
+    pub postgres: Option<DbUrl>,
 }
 
 /// Seconds per record.
@@ -139,21 +151,21 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         args.days,
         dir.path().display()
     );
-    let ids: Vec<u32> = server::provision(dir.path(), args.devices)?
-        .iter()
-        .map(|d| d.id)
-        .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let site = {
-        let db = Sqlite::open_existing_dir(dir.path())?;
-        let site = db.create_site("bench-history", now)?;
-        db.assign_devices(&ids, Some(site))?;
-        site
-    };
-    let token = super::push::api_token(dir.path())?;
-    let bytes_before = db_bytes(dir.path())?;
+    let store = Db::open(dir.path(), args.postgres.as_ref())?;
+    let backend = store.backend();
+    let db = store.storage();
+    let ids: Vec<u32> = tek_server::provision::provision(db, Some(1), args.devices, "bench", now)?
+        .device
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    let site = db.create_site("bench-history", now)?;
+    db.assign_devices(&ids, Some(site))?;
+    let token = store.api_token(dir.path())?;
+    let bytes_before = store.bytes(dir.path())?;
 
     // Write the history.
     let end = now.div_euclid(86_400) * 86_400;
@@ -161,7 +173,6 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let minutes = u64::from(args.days) * 1440;
     let records = minutes * u64::from(args.devices);
     let slice = (args.batch / u64::from(args.devices)).max(1);
-    let db = Sqlite::open_existing_dir(dir.path())?;
     let mut pools: Vec<Pool> = ids.iter().map(|&id| Pool::new(id)).collect();
     let t0 = Instant::now();
     let limit = Duration::from_secs(args.max_write_seconds);
@@ -226,19 +237,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         db.telemetry_count(ids[0])?,
         ids[0]
     );
-    let tables = db.table_bytes()?;
-    let sum_of = |f: &dyn Fn(&str) -> bool| -> u64 {
-        tables.iter().filter(|(n, _)| f(n)).map(|(_, b)| b).sum()
-    };
-    let raw_bytes = sum_of(&|n| {
-        n == "telemetry"
-            || n.starts_with("telemetry_by_time")
-            || n.starts_with("telemetry_chunk")
-            || n.starts_with("sqlite_autoindex_telemetry_chunk")
-    });
-    let rollup_bytes = sum_of(&|n| n.starts_with("telemetry_rollup"));
-    drop(db); // closing the last connection checkpoints the WAL into the database file
-    let bytes = db_bytes(dir.path())?;
+    let serve_config = store.serve_config();
+    let sizes = store.close_and_measure(dir.path())?;
+    let (bytes, raw_bytes, rollup_bytes, tables) =
+        (sizes.total, sizes.raw, sizes.rollup, sizes.tables);
     let bytes_per_record = bytes as f64 / records as f64;
     let raw_bytes_per_record = raw_bytes as f64 / records as f64;
     let rollup_bytes_per_record = rollup_bytes as f64 / records as f64;
@@ -256,7 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     );
 
     // Read it back the way the web UI does.
-    let srv = ServerProcess::start(dir.path(), None)?;
+    let srv = ServerProcess::start(dir.path(), serve_config.as_deref())?;
     let http = srv.http;
     let device = ids[0];
     let chart_path =
@@ -347,7 +349,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
 
     Ok(json!({
         "bench": "history",
-        "db": "sqlite",
+        "backend": backend,
+        "db": backend,
         "devices": args.devices,
         "days": args.days,
         "records": records,
@@ -376,21 +379,6 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "loadavg_end": super::procfs::loadavg(),
     })
     .to_string())
-}
-
-/// Bytes of the database files in `dir` (the database, its WAL and shared-memory index).
-fn db_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.ends_with(".db") || name.ends_with(".db-wal") || name.ends_with(".db-shm") {
-            total += e.metadata()?.len();
-        }
-    }
-    ensure!(total > 0, "no database files in {}", dir.display());
-    Ok(total)
 }
 
 fn check_energy(v: &Value, devices: u32) -> anyhow::Result<()> {
@@ -516,6 +504,36 @@ mod tests {
         assert_eq!(month_of(y2027 - 1), "2026-12");
         assert_eq!(month_after(y2027 - 1), "2027-01");
         assert_eq!(month_of(y2027), "2027-01");
+    }
+
+    #[test]
+    fn a_bad_postgres_url_is_refused_when_parsing() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        use clap::Parser;
+        let e = Cli::try_parse_from(["history", "--postgres", "postgres://[bad"])
+            .err()
+            .expect("a bad URL must be refused");
+        assert!(e.to_string().contains("invalid database URL"), "{e}");
+        let e = Cli::try_parse_from(["history", "--postgres", "dbname=tek"])
+            .err()
+            .expect("a URL without a host must be refused");
+        assert!(e.to_string().contains("no host"), "{e}");
+        let ok = Cli::try_parse_from(["history", "--postgres", "postgres://b@127.0.0.1:5/t"])
+            .unwrap()
+            .args;
+        assert_eq!(
+            ok.postgres.as_ref().map(DbUrl::expose),
+            Some("postgres://b@127.0.0.1:5/t")
+        );
+        assert!(Cli::try_parse_from(["history"])
+            .unwrap()
+            .args
+            .postgres
+            .is_none());
     }
 
     #[test]

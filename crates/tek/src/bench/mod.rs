@@ -23,6 +23,7 @@ pub mod echo;
 pub mod fleet;
 pub mod flood;
 pub mod history;
+mod history_db;
 pub mod ingest;
 pub mod loadgen;
 pub mod login_flood;

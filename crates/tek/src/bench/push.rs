@@ -42,10 +42,15 @@ const EMAIL: &str = "bench@example.com";
 
 /// Creates an admin user and an API token with the `tek user` commands; returns the token.
 pub(crate) fn api_token(data: &std::path::Path) -> anyhow::Result<String> {
+    api_token_in(&["--data".as_ref(), data.as_os_str()])
+}
+
+/// [`api_token`] in the database `target` names: `--data DIR` or `--db URL`.
+pub(crate) fn api_token_in(target: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
     let mut add = Command::new(&exe)
-        .args(["user", "add", "--admin", "--email", EMAIL, "--data"])
-        .arg(data)
+        .args(["user", "add", "--admin", "--email", EMAIL])
+        .args(target)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -58,8 +63,8 @@ pub(crate) fn api_token(data: &std::path::Path) -> anyhow::Result<String> {
         bail!("tek user add failed");
     }
     let out = Command::new(&exe)
-        .args(["user", "token", "--email", EMAIL, "--data"])
-        .arg(data)
+        .args(["user", "token", "--email", EMAIL])
+        .args(target)
         .env("RUST_LOG", "warn")
         .output()
         .context("cannot run tek user token")?;

@@ -46,6 +46,7 @@ mod schedules;
 mod sealed_rows;
 mod series;
 mod sites;
+mod sizes;
 mod status;
 mod telemetry;
 #[cfg(any(test, feature = "pg-testing"))]
@@ -155,6 +156,18 @@ pub(crate) fn fk(e: tokio_postgres::Error, what: impl FnOnce() -> String) -> Err
 pub struct DbUrl(pub String);
 
 impl DbUrl {
+    /// A URL (`postgres://...` or `host=... dbname=...`) checked the way [`Postgres::connect`]
+    /// reads it, naming a host, so a command-line typo fails before anything runs.
+    pub fn parse(url: &str) -> std::result::Result<DbUrl, String> {
+        let c: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("invalid database URL: {e}"))?;
+        if c.get_hosts().is_empty() {
+            return Err("invalid database URL: no host".into());
+        }
+        Ok(DbUrl(url.to_owned()))
+    }
+
     /// The URL with the password, for connecting.
     pub fn expose(&self) -> &str {
         &self.0
@@ -418,7 +431,7 @@ pub(crate) mod tests {
         testing::database()
     }
 
-    fn dev(id: u32) -> crate::storage::NewDevice {
+    pub(crate) fn dev(id: u32) -> crate::storage::NewDevice {
         crate::storage::NewDevice {
             id,
             name: String::new(),
@@ -426,7 +439,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn row(device_id: u32, seq: u32, time: i64) -> crate::storage::TelemetryRow {
+    pub(crate) fn row(device_id: u32, seq: u32, time: i64) -> crate::storage::TelemetryRow {
         crate::storage::TelemetryRow {
             device_id,
             boot: 1,
@@ -671,5 +684,21 @@ pub(crate) mod tests {
         assert_eq!(url.to_string(), "postgres://tek@db:5433/fleet");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert!(url.expose().contains("s3cret"));
+    }
+
+    #[test]
+    fn urls_are_checked_before_connecting() {
+        let ok = DbUrl::parse("postgres://tek:s3cret@127.0.0.1:5432/tek").unwrap();
+        assert_eq!(ok.expose(), "postgres://tek:s3cret@127.0.0.1:5432/tek");
+        assert!(DbUrl::parse("host=127.0.0.1 dbname=tek").is_ok());
+        for bad in [
+            "postgres://[bad",
+            "postgres://h:notaport/db",
+            "dbname=tek",
+            "",
+        ] {
+            let e = DbUrl::parse(bad).unwrap_err();
+            assert!(e.starts_with("invalid database URL"), "{bad}: {e}");
+        }
     }
 }

@@ -294,14 +294,15 @@ impl TelemetryStore for Postgres {
         })?;
         let mut sealed = 0;
         let mut at = 0;
+        let mut days = Vec::new();
         // One transaction per batch of devices; each device's lock held while its days move,
         // so no insert checks the table and the chunks between the two.
         while at < devices.len() {
             let batch = devices[at..].to_vec();
-            let (done, n) = self.run(move |s| async move {
+            let (done, n, touched) = self.run(move |s| async move {
                 let mut c = s.conn().await?;
                 let tx = c.transaction().await?;
-                let (mut done, mut n) = (0, 0);
+                let (mut done, mut n, mut touched) = (0, 0, Vec::new());
                 for device in batch {
                     lock_devices(&tx, &[device]).await?;
                     while let Some(t) = tx
@@ -313,6 +314,7 @@ impl TelemetryStore for Postgres {
                         .get::<_, Option<i64>>(0)
                     {
                         n += seal_day(&tx, device, day_of(t)).await?;
+                        touched.push(day_of(t));
                     }
                     done += 1;
                     if n >= SEAL_BATCH_RECORDS {
@@ -320,10 +322,21 @@ impl TelemetryStore for Postgres {
                     }
                 }
                 tx.commit().await?;
-                Ok((done, n))
+                Ok((done, n, touched))
             })?;
             at += done;
             sealed += n;
+            days.extend(touched);
+        }
+        // The sealed days' partitions are empty now, but their indexes keep every page (VACUUM
+        // frees index pages for reuse, never returns them): ~110 B per record of a closed day.
+        days.sort_unstable();
+        days.dedup();
+        if !days.is_empty() {
+            self.run(move |s| async move {
+                let days: Vec<i64> = days.iter().map(|d| d.div_euclid(chunk::DAY_S)).collect();
+                super::partitions::truncate_emptied(&s, &days).await
+            })?;
         }
         if sealed > 0 {
             tracing::info!(
