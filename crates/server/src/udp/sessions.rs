@@ -146,6 +146,8 @@ pub(crate) struct Link {
 /// The latest acknowledged command ids of a link (at most [`DONE_COMMANDS`]). Boxed, and absent
 /// until the first: most devices never get a command, and an empty `VecDeque` inline would cost
 /// every link 32 bytes where this costs 8.
+// The box is the point: an absent `Option<Box<_>>` is 8 bytes, an empty `VecDeque` 32.
+#[allow(clippy::box_collection)]
 #[derive(Default)]
 pub(crate) struct DoneCommands(Option<Box<VecDeque<u32>>>);
 
@@ -268,7 +270,8 @@ mod tests {
     fn a_link_stays_small() {
         let size = std::mem::size_of::<Link>();
         eprintln!("Link: {size} bytes");
-        assert!(size <= 400, "Link is {size} bytes");
+        // 304 since the re-send schedule and the done command ids shrank (was 344).
+        assert!(size <= 304, "Link is {size} bytes");
     }
 
     /// A configured device keeps its desired version for as long as the server runs: held as
