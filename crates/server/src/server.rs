@@ -162,6 +162,7 @@ impl Server {
         }));
         let ingest_tasks = vec![
             tokio::spawn(maintain(ingest.clone(), stop_rx.clone())),
+            tokio::spawn(crate::runtime::release_memory(stop_rx.clone())),
             tokio::spawn(ingest.clone().run(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_timer(stop_rx.clone())),
             tokio::spawn(ingest.clone().run_expiry(stop_rx.clone())),

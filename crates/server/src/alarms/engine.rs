@@ -415,7 +415,9 @@ impl Engine {
         st.open = None;
         st.phase = Phase::Normal;
         let device = st.rule.device_id;
-        self.devices.entry(device).or_default().config_pending_since = None;
+        if let Some(dev) = self.devices.get_mut(&device) {
+            dev.config_pending_since = None;
+        }
         for id in self.by_device.get(&device).cloned().unwrap_or_default() {
             if let Some(st) = self.rules.get_mut(&id) {
                 if let Condition::ConfigPending { .. } = st.rule.spec.condition {
@@ -446,10 +448,12 @@ impl Engine {
 
     /// The device confirmed (or rolled back) its newest configuration.
     pub fn config_settled(&mut self, device_id: u32, at: i64) -> Vec<Action> {
-        self.devices
-            .entry(device_id)
-            .or_default()
-            .config_pending_since = None;
+        // No entry for a device the engine knows nothing else about: an absent memo reads as
+        // the default (nothing pending), and a configured fleet settles every device once, so
+        // an entry each would cost ~100 bytes per device for nothing (`tek bench fleet`).
+        if let Some(dev) = self.devices.get_mut(&device_id) {
+            dev.config_pending_since = None;
+        }
         for id in self.by_device.get(&device_id).cloned().unwrap_or_default() {
             if let Some(st) = self.rules.get_mut(&id) {
                 if let Condition::ConfigPending { .. } = st.rule.spec.condition {

@@ -240,6 +240,7 @@ pub struct CommandArgs {
 /// Runs `tek serve` until SIGINT or SIGTERM.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
+    crate::runtime::few_arenas();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(serve_until(cfg, shutdown_signal()))
 }

@@ -23,12 +23,8 @@ impl Ingest {
 
     fn next_retry(&self, prev: Option<Retry>, now: Instant) -> Retry {
         let max = Duration::from_millis(self.cfg.push.retry_max_ms);
-        let interval = prev.map_or(self.retry_initial(), |r| (r.interval * 2).min(max));
-        Retry {
-            next_at: now + interval,
-            interval,
-            sends: prev.map_or(1, |r| r.sends + 1),
-        }
+        let interval = prev.map_or(self.retry_initial(), |r| (r.interval() * 2).min(max));
+        Retry::new(now, interval, prev.map_or(1, |r| r.sends + 1))
     }
 
     /// Sends the desired configuration now and starts its re-send schedule.

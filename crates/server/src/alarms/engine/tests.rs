@@ -282,6 +282,21 @@ fn config_pending_withdrawn_when_confirmed_elsewhere() {
     assert_eq!(kinds(&e.poll(T0 + 160))[0], "raise 1");
 }
 
+/// A configured fleet settles every device once: without rules that must not leave a memo per
+/// device behind (100,000 devices in `tek bench fleet`), and a later save still counts from it.
+#[test]
+fn settling_an_unknown_device_keeps_no_memo() {
+    let mut e = Engine::new(EngineOptions::default());
+    for d in 1..=1000 {
+        assert!(e.config_settled(d, T0).is_empty());
+    }
+    assert!(e.devices.is_empty(), "{} memos kept", e.devices.len());
+    let mut e = engine(vec![rule(1, Condition::ConfigPending { after_s: 60 })]);
+    assert!(e.config_settled(7, T0).is_empty());
+    e.config_saved(7, T0 + 10);
+    assert_eq!(kinds(&e.poll(T0 + 70))[0], "raise 1");
+}
+
 #[test]
 fn config_pending_gsm_and_log_drops() {
     let mut e = engine(vec![
