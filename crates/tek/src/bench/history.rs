@@ -58,7 +58,30 @@ pub struct Args {
     /// Give up if writing the history takes longer than this.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub max_write_seconds: u64,
+    /// Keep the database in this directory (created if missing; else it must be empty or hold
+    /// a history this benchmark finished) instead of a temporary one. If it holds a finished
+    /// history of the same --devices and --days (its `bench-history.json` says so), the write is
+    /// skipped and only the reads are measured: the summary line then says `"reused": true` and
+    /// carries no write or size figures. The directory is left in place; delete it yourself.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
 }
+
+/// What `--dir` keeps beside the database once a history is written: enough to measure it
+/// again. The token is the bench admin's, of this throwaway database only.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Finished {
+    devices: u32,
+    days: u32,
+    ids: Vec<u32>,
+    site: i64,
+    token: String,
+    start: i64,
+    end: i64,
+}
+
+/// The file `--dir` records a finished history in.
+const FINISHED: &str = "bench-history.json";
 
 /// Seconds per record.
 const STEP_S: i64 = 60;
@@ -130,16 +153,51 @@ impl Pool {
 /// Runs the benchmark and returns its summary line.
 pub fn run(args: Args) -> anyhow::Result<String> {
     let load_start = super::procfs::loadavg();
-    let dir = tempfile::Builder::new()
-        .prefix("tek-bench-history")
-        .tempdir()?;
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            let marker = d.join(FINISHED);
+            if marker.exists() {
+                let f: Finished = serde_json::from_slice(&std::fs::read(&marker)?)
+                    .with_context(|| format!("{} is not a finished history", marker.display()))?;
+                ensure!(
+                    f.devices == args.devices && f.days == args.days,
+                    "{} holds {} devices x {} days, not {} x {}",
+                    d.display(),
+                    f.devices,
+                    f.days,
+                    args.devices,
+                    args.days
+                );
+                progress!("reusing the history in {}", d.display());
+                let mut out = read_back(d, &f)?;
+                out["reused"] = json!(true);
+                out["loadavg_start"] = json!(load_start);
+                out["loadavg_end"] = json!(super::procfs::loadavg());
+                return Ok(out.to_string());
+            }
+            ensure!(
+                std::fs::read_dir(d)?.next().is_none(),
+                "{} is neither empty nor a finished history",
+                d.display()
+            );
+            d.as_path()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("tek-bench-history")
+                .tempdir()?;
+            temp.path()
+        }
+    };
     progress!(
         "{} devices x {} days of 1-minute records in {}",
         args.devices,
         args.days,
-        dir.path().display()
+        dir.display()
     );
-    let ids: Vec<u32> = server::provision(dir.path(), args.devices)?
+    let ids: Vec<u32> = server::provision(dir, args.devices)?
         .iter()
         .map(|d| d.id)
         .collect();
@@ -147,13 +205,13 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
     let site = {
-        let db = Sqlite::open_existing_dir(dir.path())?;
+        let db = Sqlite::open_existing_dir(dir)?;
         let site = db.create_site("bench-history", now)?;
         db.assign_devices(&ids, Some(site))?;
         site
     };
-    let token = super::push::api_token(dir.path())?;
-    let bytes_before = db_bytes(dir.path())?;
+    let token = super::push::api_token(dir)?;
+    let bytes_before = db_bytes(dir)?;
 
     // Write the history.
     let end = now.div_euclid(86_400) * 86_400;
@@ -161,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let minutes = u64::from(args.days) * 1440;
     let records = minutes * u64::from(args.devices);
     let slice = (args.batch / u64::from(args.devices)).max(1);
-    let db = Sqlite::open_existing_dir(dir.path())?;
+    let db = Sqlite::open_existing_dir(dir)?;
     let mut pools: Vec<Pool> = ids.iter().map(|&id| Pool::new(id)).collect();
     let t0 = Instant::now();
     let limit = Duration::from_secs(args.max_write_seconds);
@@ -238,7 +296,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     });
     let rollup_bytes = sum_of(&|n| n.starts_with("telemetry_rollup"));
     drop(db); // closing the last connection checkpoints the WAL into the database file
-    let bytes = db_bytes(dir.path())?;
+    let bytes = db_bytes(dir)?;
     let bytes_per_record = bytes as f64 / records as f64;
     let raw_bytes_per_record = raw_bytes as f64 / records as f64;
     let rollup_bytes_per_record = rollup_bytes as f64 / records as f64;
@@ -255,8 +313,45 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         (minutes * STEP_S as u64) as f64 / write_seconds
     );
 
-    // Read it back the way the web UI does.
-    let srv = ServerProcess::start(dir.path(), None)?;
+    let finished = Finished {
+        devices: args.devices,
+        days: args.days,
+        ids,
+        site,
+        token,
+        start,
+        end,
+    };
+    if args.dir.is_some() {
+        std::fs::write(dir.join(FINISHED), serde_json::to_vec(&finished)?)?;
+    }
+    let mut out = read_back(dir, &finished)?;
+    let written = json!({
+        "reused": false,
+        "records": records,
+        "batch": args.batch,
+        "write_seconds": write_seconds,
+        "write_records_per_s": records as f64 / write_seconds,
+        "db_bytes": bytes,
+        "db_bytes_before": bytes_before,
+        "bytes_per_record": bytes_per_record,
+        "raw_bytes_per_record": raw_bytes_per_record,
+        "rollup_bytes_per_record": rollup_bytes_per_record,
+        "seal_seconds": seal_seconds,
+        "loadavg_start": load_start,
+        "loadavg_end": super::procfs::loadavg(),
+    });
+    if let (Some(o), Value::Object(w)) = (out.as_object_mut(), written) {
+        o.extend(w);
+    }
+    Ok(out.to_string())
+}
+
+/// Reads a written history back the way the web UI does; the figures of the reads.
+fn read_back(dir: &Path, f: &Finished) -> anyhow::Result<Value> {
+    let (ids, site, token, start, end) = (&f.ids, f.site, &f.token, f.start, f.end);
+    let minutes = u64::from(f.days) * 1440;
+    let srv = ServerProcess::start(dir, None)?;
     let http = srv.http;
     let device = ids[0];
     let chart_path =
@@ -279,7 +374,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let chart_year_ms = median(&mut chart);
     progress!(
         "chart of {} days: {chart_year_ms:.1} ms (first {chart_first_ms:.1} ms)",
-        args.days
+        f.days
     );
 
     let csv_path = format!("/api/devices/{device}/telemetry.csv?from={start}&to={end}");
@@ -296,7 +391,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     progress!(
         "csv of {} days ({device_csv_bytes} bytes): {device_csv_ms:.1} ms, first byte \
          {device_csv_first_byte_ms:.1} ms (first run {device_csv_first_ms:.1} ms)",
-        args.days
+        f.days
     );
 
     let energy_path = format!(
@@ -305,7 +400,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         month_after(end - 1)
     );
     let first = get(http, &energy_path, &token)?;
-    check_energy(&first.json()?, args.devices)?;
+    check_energy(&first.json()?, f.devices)?;
     let site_energy_first_ms = first.total_ms;
     // Again, and /healthz and /api/devices while it runs.
     let during = Duration::from_secs_f64((site_energy_first_ms / 4.0).min(200.0) / 1000.0);
@@ -321,7 +416,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         (energy, healthz, devices, overlapped)
     });
     let energy = energy??;
-    check_energy(&energy.json()?, args.devices)?;
+    check_energy(&energy.json()?, f.devices)?;
     let site_energy_ms = energy.total_ms;
     let healthz = healthz?;
     ensure!(healthz.code == 200, "/healthz answered {}", healthz.code);
@@ -336,7 +431,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     progress!(
         "site energy of {} devices: {site_energy_ms:.1} ms (first {site_energy_first_ms:.1} ms); \
          during it /healthz {healthz_during_ms:.1} ms, /api/devices {devices_during_ms:.1} ms{}",
-        args.devices,
+        f.devices,
         if overlapped {
             ""
         } else {
@@ -348,18 +443,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     Ok(json!({
         "bench": "history",
         "db": "sqlite",
-        "devices": args.devices,
-        "days": args.days,
-        "records": records,
-        "batch": args.batch,
-        "write_seconds": write_seconds,
-        "write_records_per_s": records as f64 / write_seconds,
-        "db_bytes": bytes,
-        "db_bytes_before": bytes_before,
-        "bytes_per_record": bytes_per_record,
-        "raw_bytes_per_record": raw_bytes_per_record,
-        "rollup_bytes_per_record": rollup_bytes_per_record,
-        "seal_seconds": seal_seconds,
+        "devices": f.devices,
+        "days": f.days,
         "chart_year_ms": chart_year_ms,
         "chart_first_ms": chart_first_ms,
         "chart_points": CHART_POINTS,
@@ -372,10 +457,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "healthz_during_ms": healthz_during_ms,
         "devices_during_ms": devices_during_ms,
         "during_overlapped": overlapped,
-        "loadavg_start": load_start,
-        "loadavg_end": super::procfs::loadavg(),
-    })
-    .to_string())
+    }))
 }
 
 /// Bytes of the database files in `dir` (the database, its WAL and shared-memory index).
