@@ -69,7 +69,6 @@ pub struct Args {
 
 /// What `--dir` keeps beside the database once a history is written: enough to measure it
 /// again. The token is the bench admin's, of this throwaway database only.
-#[derive(serde::Serialize, serde::Deserialize)]
 struct Finished {
     devices: u32,
     days: u32,
@@ -82,6 +81,38 @@ struct Finished {
 
 /// The file `--dir` records a finished history in.
 const FINISHED: &str = "bench-history.json";
+
+impl Finished {
+    fn to_json(&self) -> Value {
+        json!({
+            "devices": self.devices,
+            "days": self.days,
+            "ids": self.ids,
+            "site": self.site,
+            "token": self.token,
+            "start": self.start,
+            "end": self.end,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Finished> {
+        let int = |k: &str| v[k].as_i64();
+        let small = |k: &str| int(k).and_then(|n| u32::try_from(n).ok());
+        Some(Finished {
+            devices: small("devices")?,
+            days: small("days")?,
+            ids: v["ids"]
+                .as_array()?
+                .iter()
+                .map(|i| i.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<_>>()?,
+            site: int("site")?,
+            token: v["token"].as_str()?.to_owned(),
+            start: int("start")?,
+            end: int("end")?,
+        })
+    }
+}
 
 /// Seconds per record.
 const STEP_S: i64 = 60;
@@ -159,7 +190,10 @@ pub fn run(args: Args) -> anyhow::Result<String> {
             std::fs::create_dir_all(d)?;
             let marker = d.join(FINISHED);
             if marker.exists() {
-                let f: Finished = serde_json::from_slice(&std::fs::read(&marker)?)
+                let f = serde_json::from_slice::<Value>(&std::fs::read(&marker)?)
+                    .ok()
+                    .as_ref()
+                    .and_then(Finished::from_json)
                     .with_context(|| format!("{} is not a finished history", marker.display()))?;
                 ensure!(
                     f.devices == args.devices && f.days == args.days,
@@ -323,7 +357,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         end,
     };
     if args.dir.is_some() {
-        std::fs::write(dir.join(FINISHED), serde_json::to_vec(&finished)?)?;
+        std::fs::write(dir.join(FINISHED), serde_json::to_vec(&finished.to_json())?)?;
     }
     let mut out = read_back(dir, &finished)?;
     let written = json!({
