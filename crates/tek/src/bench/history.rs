@@ -26,6 +26,11 @@
 //!    month (`/api/sites/{id}/energy`, every device), and `/healthz` and `/api/devices` issued
 //!    while a second site energy query runs.
 //!
+//! With `--dir PATH` the database is kept in PATH, with `bench-history.json` once the write
+//! finished; a later run with the same `--devices` and `--days` on PATH skips steps 1–3 and
+//! measures step 4 again (`"reused": true`), so a change of the readers can be measured before
+//! and after on the same history without writing it again.
+//!
 //! Every loop is bounded: the write by `--max-write-seconds`, each request by a timeout.
 
 use super::progress;
@@ -187,7 +192,14 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let temp;
     let dir = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d)?;
+            if !d.exists() {
+                // Private, as the temporary directory would be (the server warns otherwise).
+                let mut b = std::fs::DirBuilder::new();
+                b.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+                b.create(d)?;
+            }
             let marker = d.join(FINISHED);
             if marker.exists() {
                 let f = serde_json::from_slice::<Value>(&std::fs::read(&marker)?)
