@@ -404,7 +404,7 @@ fn read_back(dir: &Path, f: &Finished) -> anyhow::Result<Value> {
         format!("/api/devices/{device}/telemetry?from={start}&to={end}&points={CHART_POINTS}");
     let mut chart = Vec::new();
     for _ in 0..3 {
-        let r = get(http, &chart_path, &token)?;
+        let r = get(http, &chart_path, token)?;
         let v = r.json()?;
         let buckets = v["buckets"].as_array().map_or(0, Vec::len);
         let counted: u64 = v["buckets"]
@@ -426,7 +426,7 @@ fn read_back(dir: &Path, f: &Finished) -> anyhow::Result<Value> {
     let csv_path = format!("/api/devices/{device}/telemetry.csv?from={start}&to={end}");
     let mut csv = Vec::new();
     for _ in 0..2 {
-        let r = get(http, &csv_path, &token)?;
+        let r = get(http, &csv_path, token)?;
         let lines = r.body.iter().filter(|&&b| b == b'\n').count() as u64;
         ensure!(lines > minutes, "csv: {lines} lines for {minutes} records");
         csv.push(r);
@@ -445,16 +445,16 @@ fn read_back(dir: &Path, f: &Finished) -> anyhow::Result<Value> {
         month_of(start),
         month_after(end - 1)
     );
-    let first = get(http, &energy_path, &token)?;
+    let first = get(http, &energy_path, token)?;
     check_energy(&first.json()?, f.devices)?;
     let site_energy_first_ms = first.total_ms;
     // Again, and /healthz and /api/devices while it runs.
     let during = Duration::from_secs_f64((site_energy_first_ms / 4.0).min(200.0) / 1000.0);
     let (energy, healthz, devices, overlapped) = std::thread::scope(|s| {
-        let q = s.spawn(|| get(http, &energy_path, &token));
+        let q = s.spawn(|| get(http, &energy_path, token));
         std::thread::sleep(during);
-        let healthz = get(http, "/healthz", &token);
-        let devices = get(http, "/api/devices", &token);
+        let healthz = get(http, "/healthz", token);
+        let devices = get(http, "/api/devices", token);
         let overlapped = !q.is_finished();
         let energy = q
             .join()
