@@ -5,7 +5,8 @@
 //! The pipeline, per request:
 //! 1. per device, [`device_intervals`]: energy and demand of every clock-aligned 15-minute
 //!    interval (meter steps as the storage attributed them, gaps spread evenly);
-//! 2. per site, [`add`]: the devices' intervals summed (demand is the site's, at the same time);
+//! 2. per site, [`SiteSum`] (or [`add`]): the devices' intervals summed (demand is the site's,
+//!    at the same time);
 //! 3. [`summarize`]: the intervals grouped into local days or months of the site's time zone
 //!    ([`zone::periods`]: a day is 23 or 25 hours long when the clocks change), each with its
 //!    kWh, peak demand and, with a [`tariff::Tariff`], its cost.
@@ -78,22 +79,18 @@ pub fn meter_intervals(
     let in_range = |i: &&crate::storage::energy::MeterInterval| i.start >= from && i.start < to;
     let has_counter = counter
         .is_some_and(|(d, _)| !d.spans.is_empty() || d.intervals.iter().any(|i| i.wh.is_some()));
-    let mut out = Intervals::new();
+    // One slot per interval of the range (a year is 35,040): each interval is found by an
+    // index instead of a tree search, and the map is built once at the end, in order.
+    let mut out = Slots::new(from, to);
     if let Some((data, wh_per_unit)) = counter {
-        // The storage gives the intervals ordered by start, each once: the map is built in one
-        // pass from them (a bulk build) rather than by one tree insertion each.
-        out = data
-            .intervals
-            .iter()
-            .filter(in_range)
-            .map(|i| {
-                let mut e = Interval::default();
-                if let (true, Some(wh)) = (has_counter, i.wh) {
-                    e.wh += wh as f64 * wh_per_unit;
-                }
-                (i.start, e)
-            })
-            .collect();
+        for i in data.intervals.iter().filter(in_range) {
+            let mut e = Interval::default();
+            if let (true, Some(wh)) = (has_counter, i.wh) {
+                e.wh += wh as f64 * wh_per_unit;
+            }
+            // As a map built from the list would: a start listed twice keeps its last entry.
+            *out.entry(i.start) = e;
+        }
         for s in &data.spans {
             let (a, b) = (s.from.max(from), s.to.min(to));
             if a >= b || s.to <= s.from {
@@ -103,7 +100,7 @@ pub fn meter_intervals(
             let mut k = floor(a);
             while k < b {
                 let overlap = (k + INTERVAL_S).min(b) - k.max(a);
-                out.entry(k).or_default().wh += per_s * overlap as f64;
+                out.entry(k).wh += per_s * overlap as f64;
                 k += INTERVAL_S;
             }
         }
@@ -118,13 +115,14 @@ pub fn meter_intervals(
             if !in_range(&i) {
                 continue;
             }
-            let e = out.entry(i.start).or_default();
+            let e = out.entry(i.start);
             if let (false, Some(p)) = (has_counter, i.power_w) {
                 e.wh += p * w_per_unit * INTERVAL_S as f64 / 3600.0;
             }
         }
     }
     demand.sort_by_key(|d| d.0);
+    let mut out = out.into_intervals();
     // Both ordered by start: one walk instead of a search per interval.
     let mut next = demand.iter().peekable();
     for (start, i) in out.iter_mut() {
@@ -135,6 +133,65 @@ pub fn meter_intervals(
         };
     }
     out
+}
+
+/// Intervals being built over a range known in advance: one slot per interval of
+/// `[floor(from), ceil(to))` (`None`: no entry, as a map without the key), and a map for any
+/// start off that grid or outside it, which [`meter_intervals`] never makes but which keeps
+/// any input correct.
+struct Slots {
+    /// Start of slot 0.
+    base: i64,
+    slots: Vec<Option<Interval>>,
+    /// Entries without a slot.
+    other: Intervals,
+}
+
+impl Slots {
+    fn new(from: i64, to: i64) -> Slots {
+        let base = floor(from);
+        let n = ((ceil(to) - base) / INTERVAL_S).clamp(0, MAX_SUM_SLOTS);
+        Slots {
+            base,
+            slots: vec![None; n as usize],
+            other: Intervals::new(),
+        }
+    }
+
+    /// The slot of `start`, if it has one.
+    fn index(&self, start: i64) -> Option<usize> {
+        if start.rem_euclid(INTERVAL_S) != self.base.rem_euclid(INTERVAL_S) {
+            return None;
+        }
+        usize::try_from((start - self.base).div_euclid(INTERVAL_S))
+            .ok()
+            .filter(|&k| k < self.slots.len())
+    }
+
+    /// The entry of `start`, made (zero) if missing: `BTreeMap::entry(start).or_default()`.
+    fn entry(&mut self, start: i64) -> &mut Interval {
+        match self.index(start) {
+            Some(k) => self.slots[k].get_or_insert_with(Interval::default),
+            None => self.other.entry(start).or_default(),
+        }
+    }
+
+    /// The entries as a map.
+    fn into_intervals(self) -> Intervals {
+        let base = self.base;
+        let in_slots = self
+            .slots
+            .into_iter()
+            .enumerate()
+            .filter_map(move |(k, s)| s.map(|s| (base + k as i64 * INTERVAL_S, s)));
+        if self.other.is_empty() {
+            // In order, each start once: a bulk build.
+            return in_slots.collect();
+        }
+        let mut out = self.other;
+        out.extend(in_slots);
+        out
+    }
 }
 
 /// Adds `device`'s intervals into `site`'s.
@@ -168,6 +225,40 @@ pub fn add(site: &mut Intervals, device: &Intervals) {
         }
     }
     *site = merged.into_iter().collect();
+}
+
+/// A site's intervals summed device by device over a range known in advance: one slot per
+/// interval of the range, so adding a device is a walk over its intervals with an array index
+/// each, instead of the merge and rebuild of a map that [`add`] does (a site of 100 devices
+/// adds 3.5 million intervals a year). The sums are those of [`add`] called in the same order,
+/// bit for bit: a slot starts empty (no value, not zero) and its first addition is `0 + x`,
+/// as [`add`]'s is. Intervals outside the range (none come from [`meter_intervals`] asked for
+/// the same range) are kept in a map beside the slots.
+pub struct SiteSum(Slots);
+
+/// Most slots allocated for one range (about 11 years of intervals); the rest of a longer
+/// range is kept in the map beside them. Requests are limited to 400 days or 36 months.
+const MAX_SUM_SLOTS: i64 = 400_000;
+
+impl SiteSum {
+    /// An empty sum over `[from, to)` (rounded out to whole intervals).
+    pub fn new(from: i64, to: i64) -> SiteSum {
+        SiteSum(Slots::new(from, to))
+    }
+
+    /// Adds `device`'s intervals.
+    pub fn add(&mut self, device: &Intervals) {
+        for (&start, i) in device {
+            let s = self.0.entry(start);
+            s.wh += i.wh;
+            s.demand_w += i.demand_w;
+        }
+    }
+
+    /// The sum as intervals.
+    pub fn into_intervals(self) -> Intervals {
+        self.0.into_intervals()
+    }
 }
 
 /// The cost of a period.
@@ -297,6 +388,77 @@ mod tests {
         MeterInterval { start, wh, power_w }
     }
 
+    /// [`meter_intervals`] as it was before its slots: one map entry per interval, the
+    /// reference the slots are checked against.
+    fn meter_intervals_by_map(
+        counter: Option<(&MeterData, f64)>,
+        power: Option<(&MeterData, f64)>,
+        from: i64,
+        to: i64,
+    ) -> Intervals {
+        let in_range = |i: &&crate::storage::energy::MeterInterval| i.start >= from && i.start < to;
+        let has_counter = counter.is_some_and(|(d, _)| {
+            !d.spans.is_empty() || d.intervals.iter().any(|i| i.wh.is_some())
+        });
+        let mut out = Intervals::new();
+        if let Some((data, wh_per_unit)) = counter {
+            // The storage gives the intervals ordered by start, each once: the map is built in one
+            // pass from them (a bulk build) rather than by one tree insertion each.
+            out = data
+                .intervals
+                .iter()
+                .filter(in_range)
+                .map(|i| {
+                    let mut e = Interval::default();
+                    if let (true, Some(wh)) = (has_counter, i.wh) {
+                        e.wh += wh as f64 * wh_per_unit;
+                    }
+                    (i.start, e)
+                })
+                .collect();
+            for s in &data.spans {
+                let (a, b) = (s.from.max(from), s.to.min(to));
+                if a >= b || s.to <= s.from {
+                    continue;
+                }
+                let per_s = s.wh as f64 * wh_per_unit / (s.to - s.from) as f64;
+                let mut k = floor(a);
+                while k < b {
+                    let overlap = (k + INTERVAL_S).min(b) - k.max(a);
+                    out.entry(k).or_default().wh += per_s * overlap as f64;
+                    k += INTERVAL_S;
+                }
+            }
+        }
+        // The mean power by start, ordered (the storage's order), searched by start below.
+        let mut demand: Vec<(i64, f64)> = Vec::new();
+        if let Some((data, w_per_unit)) = power {
+            for i in &data.intervals {
+                if let Some(p) = i.power_w {
+                    demand.push((i.start, p * w_per_unit));
+                }
+                if !in_range(&i) {
+                    continue;
+                }
+                let e = out.entry(i.start).or_default();
+                if let (false, Some(p)) = (has_counter, i.power_w) {
+                    e.wh += p * w_per_unit * INTERVAL_S as f64 / 3600.0;
+                }
+            }
+        }
+        demand.sort_by_key(|d| d.0);
+        // Both ordered by start: one walk instead of a search per interval.
+        let mut next = demand.iter().peekable();
+        for (start, i) in out.iter_mut() {
+            while next.next_if(|d| d.0 < *start).is_some() {}
+            i.demand_w = match next.peek() {
+                Some(&&(s, w)) if s == *start => w,
+                _ => i.wh * 3600.0 / INTERVAL_S as f64,
+            };
+        }
+        out
+    }
+
     proptest::proptest! {
         /// The merge walk of [`add`] gives what one tree update per interval gave, bit for bit.
         #[test]
@@ -319,6 +481,118 @@ mod tests {
             let mut got = site;
             add(&mut got, &device);
             proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
+    /// Random meter data: intervals mostly on the grid (some off it, some twice), spans of
+    /// any length, some reversed.
+    fn meter_data() -> impl proptest::strategy::Strategy<Value = MeterData> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec(
+                (
+                    -10i64..120,
+                    prop::bool::weighted(0.05),
+                    prop::option::of(-50i64..5000),
+                    prop::option::of(-1e4f64..1e5),
+                ),
+                0..60,
+            ),
+            proptest::collection::vec((-20_000i64..120_000, -900i64..20_000, 1i64..9000), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(mut ivs, spans, sorted)| {
+                if sorted {
+                    ivs.sort_by_key(|v| v.0);
+                }
+                MeterData {
+                    intervals: ivs
+                        .into_iter()
+                        .map(|(k, odd, wh, power_w)| MeterInterval {
+                            start: k * INTERVAL_S + i64::from(odd) * 300,
+                            wh,
+                            power_w,
+                        })
+                        .collect(),
+                    spans: spans
+                        .into_iter()
+                        .map(|(from, len, wh)| MeterSpan {
+                            from,
+                            to: from + len,
+                            wh,
+                        })
+                        .collect(),
+                }
+            })
+    }
+
+    /// The bits of every figure, to compare floats exactly.
+    fn bits(m: &Intervals) -> Vec<(i64, u64, u64)> {
+        m.iter()
+            .map(|(&k, i)| (k, i.wh.to_bits(), i.demand_w.to_bits()))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The slots of [`meter_intervals`] give what one map entry per interval gave, bit for
+        /// bit, for every combination of counter and power sources and any range.
+        #[test]
+        fn meter_intervals_by_slots_equal_those_by_map(
+            a in meter_data(),
+            b in meter_data(),
+            which in 0u8..4,
+            same in proptest::bool::ANY,
+            fa in 0.001f64..1000.0,
+            fb in 0.001f64..1000.0,
+            from in -30i64..100,
+            len in -3i64..150,
+            odd_range in proptest::bool::weighted(0.1),
+        ) {
+            let from = from * INTERVAL_S + i64::from(odd_range) * 450;
+            let to = from + len * INTERVAL_S;
+            let power_data = if same { &a } else { &b };
+            let counter = (which & 1 != 0).then_some((&a, fa));
+            let power = (which & 2 != 0).then_some((power_data, fb));
+            proptest::prop_assert_eq!(
+                bits(&meter_intervals(counter, power, from, to)),
+                bits(&meter_intervals_by_map(counter, power, from, to))
+            );
+        }
+
+        /// A [`SiteSum`] gives what [`add`] gives device after device, bit for bit, with
+        /// intervals inside, outside and off the grid of its range, and empty devices.
+        #[test]
+        fn a_site_sum_equals_adding_device_after_device(
+            devices in proptest::collection::vec(
+                proptest::collection::btree_map(
+                    (-20i64..220, proptest::bool::weighted(0.05)),
+                    (-1e6f64..1e6, 0f64..1e5),
+                    0..80,
+                ),
+                0..6,
+            ),
+            from in -5i64..50,
+            len in 0i64..200,
+        ) {
+            let (from, to) = (from * INTERVAL_S, (from + len) * INTERVAL_S);
+            let maps: Vec<Intervals> = devices
+                .iter()
+                .map(|m| {
+                    m.iter()
+                        .map(|(&(k, odd), &(wh, demand_w))| {
+                            (k * INTERVAL_S + i64::from(odd) * 7, Interval { wh, demand_w })
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut expected = Intervals::new();
+            let mut sum = SiteSum::new(from, to);
+            for m in &maps {
+                add(&mut expected, m);
+                sum.add(m);
+            }
+            let got = sum.into_intervals();
+            proptest::prop_assert_eq!(bits(&got), bits(&expected));
         }
     }
 

@@ -341,7 +341,7 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
             .collect()
     });
     let mut devices = Vec::new();
-    let mut total = Intervals::new();
+    let mut total = energy::SiteSum::new(from, to);
     let mut first_data: Option<i64> = None;
     let mut site_meters = Vec::new();
     let mut notes = Vec::new();
@@ -359,7 +359,7 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
         if let Some(t) = first {
             first_data = Some(first_data.map_or(t, |f| f.min(t)));
         }
-        energy::add(&mut total, &e.total);
+        total.add(&e.total);
         for n in &e.notes {
             notes.push((id, name.clone(), n.clone()));
         }
@@ -382,7 +382,7 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
         tz,
         tariff,
         devices,
-        total,
+        total: total.into_intervals(),
         first_data,
         meters: site_meters,
         notes,

@@ -33,6 +33,11 @@
 //!    month (`/api/sites/{id}/energy`, every device), and `/healthz` and `/api/devices` issued
 //!    while a second site energy query runs.
 //!
+//! With `--dir PATH` (SQLite only) the database is kept in PATH, with `bench-history.json` once the write
+//! finished; a later run with the same `--devices` and `--days` on PATH skips steps 1–3 and
+//! measures step 4 again (`"reused": true`), so a change of the readers can be measured before
+//! and after on the same history without writing it again.
+//!
 //! Every loop is bounded: the write by `--max-write-seconds`, each request by a timeout.
 
 use super::history_db::{self, Db};
@@ -42,6 +47,7 @@ use anyhow::{bail, ensure, Context};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tek_controller::thermostat::{Inputs, Relays};
 use tek_proto::message::config::{Config, DEFAULT_FREEZE};
@@ -70,6 +76,60 @@ pub struct Args {
     /// starts `tek serve` on it; it leaves the data there.
     #[arg(long, value_name = "URL", value_parser = history_db::parse_url)]
     pub postgres: Option<DbUrl>,
+    /// Keep the database in this directory (created if missing; else it must be empty or hold
+    /// a history this benchmark finished) instead of a temporary one. If it holds a finished
+    /// history of the same --devices and --days (its `bench-history.json` says so), the write is
+    /// skipped and only the reads are measured: the summary line then says `"reused": true` and
+    /// carries no write or size figures. The directory is left in place; delete it yourself.
+    #[arg(long, conflicts_with = "postgres")]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// What `--dir` keeps beside the database once a history is written: enough to measure it
+/// again. The token is the bench admin's, of this throwaway database only.
+struct Finished {
+    devices: u32,
+    days: u32,
+    ids: Vec<u32>,
+    site: i64,
+    token: String,
+    start: i64,
+    end: i64,
+}
+
+/// The file `--dir` records a finished history in.
+const FINISHED: &str = "bench-history.json";
+
+impl Finished {
+    fn to_json(&self) -> Value {
+        json!({
+            "devices": self.devices,
+            "days": self.days,
+            "ids": self.ids,
+            "site": self.site,
+            "token": self.token,
+            "start": self.start,
+            "end": self.end,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Finished> {
+        let int = |k: &str| v[k].as_i64();
+        let small = |k: &str| int(k).and_then(|n| u32::try_from(n).ok());
+        Some(Finished {
+            devices: small("devices")?,
+            days: small("days")?,
+            ids: v["ids"]
+                .as_array()?
+                .iter()
+                .map(|i| i.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<_>>()?,
+            site: int("site")?,
+            token: v["token"].as_str()?.to_owned(),
+            start: int("start")?,
+            end: int("end")?,
+        })
+    }
 }
 
 /// Seconds per record.
@@ -142,19 +202,64 @@ impl Pool {
 /// Runs the benchmark and returns its summary line.
 pub fn run(args: Args) -> anyhow::Result<String> {
     let load_start = super::procfs::loadavg();
-    let dir = tempfile::Builder::new()
-        .prefix("tek-bench-history")
-        .tempdir()?;
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            if !d.exists() {
+                // Private, as the temporary directory would be (the server warns otherwise).
+                let mut b = std::fs::DirBuilder::new();
+                b.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+                b.create(d)?;
+            }
+            let marker = d.join(FINISHED);
+            if marker.exists() {
+                let f = serde_json::from_slice::<Value>(&std::fs::read(&marker)?)
+                    .ok()
+                    .as_ref()
+                    .and_then(Finished::from_json)
+                    .with_context(|| format!("{} is not a finished history", marker.display()))?;
+                ensure!(
+                    f.devices == args.devices && f.days == args.days,
+                    "{} holds {} devices x {} days, not {} x {}",
+                    d.display(),
+                    f.devices,
+                    f.days,
+                    args.devices,
+                    args.days
+                );
+                progress!("reusing the history in {}", d.display());
+                let mut out = read_back(d, &f, None, "sqlite")?;
+                out["reused"] = json!(true);
+                out["loadavg_start"] = json!(load_start);
+                out["loadavg_end"] = json!(super::procfs::loadavg());
+                return Ok(out.to_string());
+            }
+            ensure!(
+                std::fs::read_dir(d)?.next().is_none(),
+                "{} is neither empty nor a finished history",
+                d.display()
+            );
+            d.as_path()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("tek-bench-history")
+                .tempdir()?;
+            temp.path()
+        }
+    };
     progress!(
         "{} devices x {} days of 1-minute records in {}",
         args.devices,
         args.days,
-        dir.path().display()
+        dir.display()
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let store = Db::open(dir.path(), args.postgres.as_ref())?;
+    let store = Db::open(dir, args.postgres.as_ref())?;
     let backend = store.backend();
     let db = store.storage();
     let ids: Vec<u32> = tek_server::provision::provision(db, Some(1), args.devices, "bench", now)?
@@ -164,8 +269,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         .collect();
     let site = db.create_site("bench-history", now)?;
     db.assign_devices(&ids, Some(site))?;
-    let token = store.api_token(dir.path())?;
-    let bytes_before = store.bytes(dir.path())?;
+    let token = store.api_token(dir)?;
+    let bytes_before = store.bytes(dir)?;
 
     // Write the history.
     let end = now.div_euclid(86_400) * 86_400;
@@ -238,7 +343,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         ids[0]
     );
     let serve_config = store.serve_config();
-    let sizes = store.close_and_measure(dir.path())?;
+    let sizes = store.close_and_measure(dir)?;
     let (bytes, raw_bytes, rollup_bytes, tables) =
         (sizes.total, sizes.raw, sizes.rollup, sizes.tables);
     let bytes_per_record = bytes as f64 / records as f64;
@@ -257,15 +362,57 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         (minutes * STEP_S as u64) as f64 / write_seconds
     );
 
-    // Read it back the way the web UI does.
-    let srv = ServerProcess::start(dir.path(), serve_config.as_deref())?;
+    let finished = Finished {
+        devices: args.devices,
+        days: args.days,
+        ids,
+        site,
+        token,
+        start,
+        end,
+    };
+    if args.dir.is_some() {
+        std::fs::write(dir.join(FINISHED), serde_json::to_vec(&finished.to_json())?)?;
+    }
+    let mut out = read_back(dir, &finished, serve_config.as_deref(), backend)?;
+    let written = json!({
+        "reused": false,
+        "records": records,
+        "batch": args.batch,
+        "write_seconds": write_seconds,
+        "write_records_per_s": records as f64 / write_seconds,
+        "db_bytes": bytes,
+        "db_bytes_before": bytes_before,
+        "bytes_per_record": bytes_per_record,
+        "raw_bytes_per_record": raw_bytes_per_record,
+        "rollup_bytes_per_record": rollup_bytes_per_record,
+        "seal_seconds": seal_seconds,
+        "loadavg_start": load_start,
+        "loadavg_end": super::procfs::loadavg(),
+    });
+    if let (Some(o), Value::Object(w)) = (out.as_object_mut(), written) {
+        o.extend(w);
+    }
+    Ok(out.to_string())
+}
+
+/// Reads a written history back the way the web UI does; the figures of the reads.
+fn read_back(
+    dir: &Path,
+    f: &Finished,
+    serve_config: Option<&str>,
+    backend: &str,
+) -> anyhow::Result<Value> {
+    let (ids, site, token, start, end) = (&f.ids, f.site, &f.token, f.start, f.end);
+    let minutes = u64::from(f.days) * 1440;
+    let srv = ServerProcess::start(dir, serve_config)?;
     let http = srv.http;
     let device = ids[0];
     let chart_path =
         format!("/api/devices/{device}/telemetry?from={start}&to={end}&points={CHART_POINTS}");
     let mut chart = Vec::new();
     for _ in 0..3 {
-        let r = get(http, &chart_path, &token)?;
+        let r = get(http, &chart_path, token)?;
         let v = r.json()?;
         let buckets = v["buckets"].as_array().map_or(0, Vec::len);
         let counted: u64 = v["buckets"]
@@ -281,13 +428,13 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     let chart_year_ms = median(&mut chart);
     progress!(
         "chart of {} days: {chart_year_ms:.1} ms (first {chart_first_ms:.1} ms)",
-        args.days
+        f.days
     );
 
     let csv_path = format!("/api/devices/{device}/telemetry.csv?from={start}&to={end}");
     let mut csv = Vec::new();
     for _ in 0..2 {
-        let r = get(http, &csv_path, &token)?;
+        let r = get(http, &csv_path, token)?;
         let lines = r.body.iter().filter(|&&b| b == b'\n').count() as u64;
         ensure!(lines > minutes, "csv: {lines} lines for {minutes} records");
         csv.push(r);
@@ -298,7 +445,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     progress!(
         "csv of {} days ({device_csv_bytes} bytes): {device_csv_ms:.1} ms, first byte \
          {device_csv_first_byte_ms:.1} ms (first run {device_csv_first_ms:.1} ms)",
-        args.days
+        f.days
     );
 
     let energy_path = format!(
@@ -306,16 +453,16 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         month_of(start),
         month_after(end - 1)
     );
-    let first = get(http, &energy_path, &token)?;
-    check_energy(&first.json()?, args.devices)?;
+    let first = get(http, &energy_path, token)?;
+    check_energy(&first.json()?, f.devices)?;
     let site_energy_first_ms = first.total_ms;
     // Again, and /healthz and /api/devices while it runs.
     let during = Duration::from_secs_f64((site_energy_first_ms / 4.0).min(200.0) / 1000.0);
     let (energy, healthz, devices, overlapped) = std::thread::scope(|s| {
-        let q = s.spawn(|| get(http, &energy_path, &token));
+        let q = s.spawn(|| get(http, &energy_path, token));
         std::thread::sleep(during);
-        let healthz = get(http, "/healthz", &token);
-        let devices = get(http, "/api/devices", &token);
+        let healthz = get(http, "/healthz", token);
+        let devices = get(http, "/api/devices", token);
         let overlapped = !q.is_finished();
         let energy = q
             .join()
@@ -323,7 +470,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         (energy, healthz, devices, overlapped)
     });
     let energy = energy??;
-    check_energy(&energy.json()?, args.devices)?;
+    check_energy(&energy.json()?, f.devices)?;
     let site_energy_ms = energy.total_ms;
     let healthz = healthz?;
     ensure!(healthz.code == 200, "/healthz answered {}", healthz.code);
@@ -338,7 +485,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     progress!(
         "site energy of {} devices: {site_energy_ms:.1} ms (first {site_energy_first_ms:.1} ms); \
          during it /healthz {healthz_during_ms:.1} ms, /api/devices {devices_during_ms:.1} ms{}",
-        args.devices,
+        f.devices,
         if overlapped {
             ""
         } else {
@@ -351,18 +498,8 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "bench": "history",
         "backend": backend,
         "db": backend,
-        "devices": args.devices,
-        "days": args.days,
-        "records": records,
-        "batch": args.batch,
-        "write_seconds": write_seconds,
-        "write_records_per_s": records as f64 / write_seconds,
-        "db_bytes": bytes,
-        "db_bytes_before": bytes_before,
-        "bytes_per_record": bytes_per_record,
-        "raw_bytes_per_record": raw_bytes_per_record,
-        "rollup_bytes_per_record": rollup_bytes_per_record,
-        "seal_seconds": seal_seconds,
+        "devices": f.devices,
+        "days": f.days,
         "chart_year_ms": chart_year_ms,
         "chart_first_ms": chart_first_ms,
         "chart_points": CHART_POINTS,
@@ -375,10 +512,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         "healthz_during_ms": healthz_during_ms,
         "devices_during_ms": devices_during_ms,
         "during_overlapped": overlapped,
-        "loadavg_start": load_start,
-        "loadavg_end": super::procfs::loadavg(),
-    })
-    .to_string())
+    }))
 }
 
 fn check_energy(v: &Value, devices: u32) -> anyhow::Result<()> {
