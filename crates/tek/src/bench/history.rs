@@ -2,7 +2,7 @@
 //! web UI's long-range reads take over it.
 //!
 //! 1. A fresh SQLite database in a temporary directory — or, with `--postgres URL`, the empty
-//!    PostgreSQL database the URL names, migrated by the normal connect path ([`history_db`]
+//!    PostgreSQL database the URL names, migrated by the normal connect path ([`super::history_db`]
 //!    holds what differs between the two) — with N bench devices in one site, an admin user
 //!    with an API token (the `tek user` commands).
 //! 2. D days of 1-minute records of the 5 pool channels per device, up to the last midnight
@@ -40,7 +40,7 @@
 //!
 //! Every loop is bounded: the write by `--max-write-seconds`, each request by a timeout.
 
-use super::history_db::{self, Db};
+use super::history_db::Db;
 use super::progress;
 use super::server::ServerProcess;
 use anyhow::{bail, ensure, Context};
@@ -74,7 +74,8 @@ pub struct Args {
     /// Run on this PostgreSQL database instead of SQLite (postgres://USER@HOST:PORT/DB). It
     /// must hold no devices (a fresh database): the bench migrates it, writes the history and
     /// starts `tek serve` on it; it leaves the data there.
-    #[arg(long, value_name = "URL", value_parser = history_db::parse_url)]
+    // Checked when the arguments are parsed: a typo fails before anything is made.
+    #[arg(long, value_name = "URL", value_parser = DbUrl::parse)]
     pub postgres: Option<DbUrl>,
     /// Keep the database in this directory (created if missing; else it must be empty or hold
     /// a history this benchmark finished) instead of a temporary one. If it holds a finished
@@ -207,11 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         Some(d) => {
             if !d.exists() {
                 // Private, as the temporary directory would be (the server warns otherwise).
-                let mut b = std::fs::DirBuilder::new();
-                b.recursive(true);
-                #[cfg(unix)]
-                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-                b.create(d)?;
+                tek_server::storage::sqlite::files::create_private_dir(d)?;
             }
             let marker = d.join(FINISHED);
             if marker.exists() {

@@ -10,12 +10,6 @@ use tek_server::storage::postgres::{DbUrl, Postgres};
 use tek_server::storage::sqlite::Sqlite;
 use tek_server::storage::{DeviceStore, Storage};
 
-/// `--postgres URL`: checked when the arguments are parsed, so a typo fails before the
-/// temporary directory and the devices are made.
-pub fn parse_url(s: &str) -> Result<DbUrl, String> {
-    DbUrl::parse(s)
-}
-
 /// The open database of the bench.
 pub enum Db {
     /// `tek.db` in the bench's directory (boxed: it is much larger than the other).
@@ -190,11 +184,11 @@ mod tests {
             "postgres://bench:s3cret@127.0.0.1:5432/tek",
             r#"host=127.0.0.1 password='a"b\c' dbname=x"#,
         ] {
-            let url = parse_url(url).unwrap();
+            let url = DbUrl::parse(url).unwrap();
             std::fs::write(&path, serve_config(&url)).unwrap();
             let cfg = tek_server::Config::load(&path).unwrap();
             assert_eq!(cfg.db.as_ref().map(DbUrl::expose), Some(url.expose()));
         }
-        assert!(parse_url("postgres://[bad").is_err());
+        assert!(DbUrl::parse("postgres://[bad").is_err());
     }
 }
