@@ -222,11 +222,16 @@ impl Web {
             .collect();
         let extra = self
             .db_call(move |db| {
+                // The newest records in one call for the page: on PostgreSQL a per-device read
+                // cost a round trip and the planning of its partitions each (issue 21).
+                let device_ids: Vec<u32> = ids.iter().map(|&(id, _)| id).collect();
+                let latest = db.latest_telemetry_of(&device_ids)?;
                 ids.iter()
-                    .map(|&(id, applied)| {
+                    .zip(latest)
+                    .map(|(&(id, applied), latest)| {
                         Ok((
                             db.device_site(id)?,
-                            db.latest_telemetry(id)?,
+                            latest,
                             db.estimated_boots(id, ESTIMATED_BOOTS_SHOWN)?,
                             device_channels::load_now(db, id, applied)?,
                         ))

@@ -72,8 +72,19 @@ pub trait SeriesStore {
     ) -> Result<Vec<Bucket>>;
     /// Energy used per UTC day from `from` to `to`, oldest first.
     fn energy_per_day(&self, device_id: u32, from: i64, to: i64) -> Result<Vec<DayEnergy>>;
-    /// The newest record of a device.
-    fn latest_telemetry(&self, device_id: u32) -> Result<Option<TelemetryRow>>;
+    /// The newest record of each of `device_ids`, in their order (`None`: the device has no
+    /// record, raw or sealed in a chunk). One call for a whole page of devices: the backends
+    /// answer it with a fixed number of queries, not one per device (issue 21: `/api/devices`).
+    fn latest_telemetry_of(&self, device_ids: &[u32]) -> Result<Vec<Option<TelemetryRow>>>;
+
+    /// The newest record of a device: [`SeriesStore::latest_telemetry_of`] of one.
+    fn latest_telemetry(&self, device_id: u32) -> Result<Option<TelemetryRow>> {
+        Ok(self
+            .latest_telemetry_of(&[device_id])?
+            .into_iter()
+            .next()
+            .flatten())
+    }
 }
 
 /// Sum, count and extremes of one channel (a mean is `sum / count`; no reading: count 0 and no

@@ -51,59 +51,68 @@ impl SeriesStore for Sqlite {
         energy_per_day_paged(device, from, to, |q, after| self.telemetry_page(q, after))
     }
 
-    fn latest_telemetry(&self, device: u32) -> Result<Option<TelemetryRow>> {
+    fn latest_telemetry_of(&self, devices: &[u32]) -> Result<Vec<Option<TelemetryRow>>> {
         let conn = self.reader()?;
-        let row = conn
-            .query_row(
-                "SELECT boot, seq, time, channels, power_w, energy_wh, water_cc, air_cc, relays,
-                        ch5, ch6, ch7
-                 FROM telemetry WHERE device_id = ?1 ORDER BY time DESC, boot DESC, seq DESC
-                 LIMIT 1",
-                params![device],
-                |r| {
-                    let mut v = [None::<i64>; 8];
-                    for (i, x) in v.iter_mut().enumerate() {
-                        *x = r.get(4 + i)?;
-                    }
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get(2)?,
-                        r.get::<_, i64>(3)?,
-                        v,
-                    ))
-                },
-            )
-            .optional()?;
-        let newest = {
-            let mut stmt = conn.prepare_cached(&chunk::newest_sql("?"))?;
-            let mut rows = stmt.query(params![device])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(super::telemetry::chunk_of(r)?);
-            }
-            out
-        };
-        let Some((boot, seq, time, channels, v)) = row else {
-            return chunk::latest_of(None, &newest);
-        };
-        let mut values = [0i32; 8];
-        for (o, x) in values.iter_mut().zip(v) {
-            *o = x.map_or(Ok(0), |x| {
-                i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
-            })?;
-        }
-        let table_latest = TelemetryRow {
-            device_id: device,
-            boot: u32_col(boot, "boot")?,
-            seq: u32_col(seq, "seq")?,
-            time,
-            channels: u8::try_from(channels)
-                .map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?,
-            values,
-        };
-        chunk::latest_of(Some(table_latest), &newest)
+        // One connection and one snapshot for the page: each device is then two index seeks on
+        // cached statements inside this process (no round trip to batch away), and a record
+        // sealed into a chunk meanwhile is seen exactly once.
+        let conn = conn.unchecked_transaction()?;
+        devices.iter().map(|&d| latest_on(&conn, d)).collect()
     }
+}
+
+/// The newest record of `device` on `conn`: the newest row of `telemetry` against the records of
+/// its newest chunks ([`chunk::latest_of`]).
+fn latest_on(conn: &rusqlite::Connection, device: u32) -> Result<Option<TelemetryRow>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT boot, seq, time, channels, power_w, energy_wh, water_cc, air_cc, relays,
+                    ch5, ch6, ch7
+             FROM telemetry WHERE device_id = ?1 ORDER BY time DESC, boot DESC, seq DESC
+             LIMIT 1",
+        )?
+        .query_row(params![device], |r| {
+            let mut v = [None::<i64>; 8];
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = r.get(4 + i)?;
+            }
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get(2)?,
+                r.get::<_, i64>(3)?,
+                v,
+            ))
+        })
+        .optional()?;
+    let newest = {
+        let mut stmt = conn.prepare_cached(&chunk::newest_sql("?"))?;
+        let mut rows = stmt.query(params![device])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(super::telemetry::chunk_of(r)?);
+        }
+        out
+    };
+    let Some((boot, seq, time, channels, v)) = row else {
+        return chunk::latest_of(None, &newest);
+    };
+    let mut values = [0i32; 8];
+    for (o, x) in values.iter_mut().zip(v) {
+        *o = x.map_or(Ok(0), |x| {
+            i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
+        })?;
+    }
+    let table_latest = TelemetryRow {
+        device_id: device,
+        boot: u32_col(boot, "boot")?,
+        seq: u32_col(seq, "seq")?,
+        time,
+        channels: u8::try_from(channels)
+            .map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?,
+        values,
+    };
+    chunk::latest_of(Some(table_latest), &newest)
 }
 
 // Tested through `storage::suite` (every backend runs the same checks).

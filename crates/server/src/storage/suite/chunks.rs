@@ -199,6 +199,90 @@ pub(crate) fn sealed_records_read_back_equal(db: &dyn Storage) {
     assert_eq!(reads(db), with_late);
 }
 
+/// The newest records of a page of devices in one call equal each device's own answer: a device
+/// with rows and chunks, one whose records are all sealed, one with rows only, one with a late
+/// record in a sealed day newer than its chunks, one with only wide records, one with none,
+/// unknown and repeated ids; in the order asked.
+pub(crate) fn latest_of_many_equals_each_alone(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2), dev(3), dev(4), dev(5), dev(6)], 0)
+        .unwrap();
+    let mut rows = history();
+    // Device 3: rows only, in the still open day 2, two records in the same second.
+    for seq in 0..4u32 {
+        rows.push(TelemetryRow {
+            device_id: 3,
+            boot: 2,
+            seq,
+            time: DAY0 + 2 * DAY_S + 100 + i64::from(seq / 2),
+            channels: 0b1,
+            values: [i32::try_from(seq).unwrap(), 0, 0, 0, 0, 0, 0, 0],
+        });
+    }
+    // Device 4: day 0 only.
+    rows.push(TelemetryRow {
+        device_id: 4,
+        boot: 1,
+        seq: 5,
+        time: DAY0 + 3_600,
+        channels: 0b10,
+        values: [0, 9, 0, 0, 0, 0, 0, 0],
+    });
+    db.insert_telemetry(&rows).unwrap();
+    // Device 5 sends only wide records: no narrow record to show.
+    let wide = WideRow {
+        device_id: 5,
+        boot: 1,
+        seq: 1,
+        time: DAY0 + 2 * DAY_S,
+        config_version: Some(1),
+        values: WideValues::from_options(&[Some(3)]),
+    };
+    db.insert_wide(&[wide]).unwrap();
+    let ask = [6, 5, 4, 3, 2, 1, 99, 1];
+    let check = |rows: &[TelemetryRow], what: &str| {
+        let batched = db.latest_telemetry_of(&ask).unwrap();
+        let alone: Vec<_> = ask
+            .iter()
+            .map(|&d| db.latest_telemetry(d).unwrap())
+            .collect();
+        assert_eq!(batched, alone, "{what}");
+        let expected = |d: u32| {
+            rows.iter()
+                .filter(|r| r.device_id == d)
+                .max_by_key(|r| (r.time, r.boot, r.seq))
+                .copied()
+        };
+        let want: Vec<_> = ask.iter().map(|&d| expected(d)).collect();
+        assert_eq!(batched, want, "{what}");
+        batched
+    };
+    let stored = check(&rows, "rows");
+    assert!(stored[0].is_none() && stored[1].is_none() && stored[6].is_none());
+    assert_eq!(
+        stored[3].map(|r| r.seq),
+        Some(3),
+        "newest in the same second"
+    );
+    assert_eq!(db.latest_telemetry_of(&[]).unwrap(), vec![]);
+    // Days 0 and 1 sealed: device 1 in rows and chunks, devices 2 and 4 only in chunks.
+    db.maintain(DAY0 + 2 * DAY_S + GRACE_S, 0).unwrap();
+    check(&rows, "days 0 and 1 sealed");
+    // Everything sealed; then a late record of device 4 in its sealed day 0, newer than its
+    // chunk's last, which a bound by the chunks' days must still find.
+    db.seal_closed(DAY0 + 3 * DAY_S + GRACE_S).unwrap();
+    assert_eq!(check(&rows, "all sealed"), stored);
+    let late = TelemetryRow {
+        seq: 6,
+        time: DAY0 + 7_200,
+        ..rows[rows.len() - 1]
+    };
+    assert_eq!(db.insert_telemetry_new(&[late]).unwrap(), vec![late]);
+    rows.push(late);
+    assert_eq!(check(&rows, "a late record")[2], Some(late));
+    db.seal_closed(DAY0 + 3 * DAY_S + GRACE_S).unwrap();
+    assert_eq!(check(&rows, "the late record sealed")[2], Some(late));
+}
+
 /// `retention_days` deletes raw records (rows and chunks) of the days that ended that long ago,
 /// on both backends; 0 keeps everything.
 pub(crate) fn raw_retention_deletes_rows_and_chunks(db: &dyn Storage) {
