@@ -131,13 +131,18 @@ fn latest_rows_sql() -> String {
 }
 
 /// Per device of `$1`, its chunks starting within [`chunk::MAX_SPAN_S`] of its newest chunk's
-/// start: [`chunk::newest_sql`] for many devices, seeks on the index (device_id, start_time).
+/// start: [`chunk::newest_sql`] for many devices, two seeks per device on the index
+/// (device_id, start_time). `OFFSET 0` keeps the lateral subquery from being flattened into a
+/// join, for which the planner, not knowing the bound, chose a hash join over a sequential scan
+/// of every chunk (5-60 ms for a year of 20 devices instead of 0.4 ms).
 fn newest_chunks_sql() -> String {
     let span = chunk::MAX_SPAN_S;
     format!(
         "SELECT {CHUNK_COLUMNS} FROM unnest($1::bigint[]) AS d(id)
-         CROSS JOIN LATERAL (SELECT MAX(start_time) AS newest FROM telemetry_chunk
-             WHERE device_id = d.id) n
-         JOIN telemetry_chunk c ON c.device_id = d.id AND c.start_time >= n.newest - {span}"
+         CROSS JOIN LATERAL (
+             SELECT {CHUNK_COLUMNS} FROM telemetry_chunk c
+             WHERE c.device_id = d.id AND c.start_time >= (
+                 SELECT MAX(start_time) FROM telemetry_chunk m WHERE m.device_id = d.id) - {span}
+             OFFSET 0) c"
     )
 }
