@@ -226,13 +226,11 @@ impl Api {
     pub async fn devices(&self) -> Result<Vec<DeviceState>, ApiError> {
         let s = self.storage();
         let rows = blocking(move || {
-            s.list_devices()?
-                .into_iter()
-                .map(|d| {
-                    let st = s.latest_status(d.id)?;
-                    Ok((d, st))
-                })
-                .collect::<storage::Result<Vec<_>>>()
+            let devices = s.list_devices()?;
+            // One read for the page, not one per device (a round trip each on PostgreSQL).
+            let ids: Vec<u32> = devices.iter().map(|d| d.id).collect();
+            let statuses = s.latest_status_of(&ids)?;
+            Ok(devices.into_iter().zip(statuses).collect::<Vec<_>>())
         })
         .await?;
         Ok(rows

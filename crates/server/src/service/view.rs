@@ -222,15 +222,17 @@ impl Web {
             .collect();
         let extra = self
             .db_call(move |db| {
-                // The newest records in one call for the page: on PostgreSQL a per-device read
-                // cost a round trip and the planning of its partitions each (issue 21).
+                // The newest records and the sites in one call each for the page: on PostgreSQL a
+                // per-device read cost a round trip each, and the newest record also the
+                // planning of every partition (issue 21).
                 let device_ids: Vec<u32> = ids.iter().map(|&(id, _)| id).collect();
                 let latest = db.latest_telemetry_of(&device_ids)?;
+                let sites = db.device_sites_of(&device_ids)?;
                 ids.iter()
-                    .zip(latest)
-                    .map(|(&(id, applied), latest)| {
+                    .zip(latest.into_iter().zip(sites))
+                    .map(|(&(id, applied), (latest, site))| {
                         Ok((
-                            db.device_site(id)?,
+                            site,
                             latest,
                             db.estimated_boots(id, ESTIMATED_BOOTS_SHOWN)?,
                             device_channels::load_now(db, id, applied)?,

@@ -502,6 +502,12 @@ pub(crate) fn status_and_traffic(db: &dyn Storage) {
     ));
     assert!(db.latest_status(2).unwrap().is_none());
     assert_eq!(db.device(1).unwrap().last_seen, Some(jan + 20));
+    // A page at once: in the order asked, none for a device without a status or unknown.
+    assert_eq!(
+        db.latest_status_of(&[2, 1, 9, 1]).unwrap(),
+        vec![None, Some(latest), None, Some(latest)]
+    );
+    assert_eq!(db.latest_status_of(&[]).unwrap(), vec![]);
 }
 
 /// Chart buckets, energy per day, latest record.
@@ -639,6 +645,11 @@ pub(crate) fn membership_decides_visible_devices(db: &dyn Storage) {
         Err(Error::Missing(_))
     ));
     assert_eq!(db.device_site(4).unwrap(), None, "all or none");
+    assert_eq!(
+        db.device_sites_of(&[3, 4, 1, 2, 9]).unwrap(),
+        vec![Some(s2), None, Some(s1), Some(s1), None]
+    );
+    assert_eq!(db.device_sites_of(&[]).unwrap(), vec![]);
     db.grant_site(u, s1).unwrap();
     db.grant_site(u, s1).unwrap();
     db.grant_site(v, s2).unwrap();

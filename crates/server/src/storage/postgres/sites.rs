@@ -191,6 +191,25 @@ impl SiteStore for Postgres {
         })
     }
 
+    fn device_sites_of(&self, device_ids: &[u32]) -> Result<Vec<Option<i64>>> {
+        let ids: Vec<i64> = device_ids.iter().map(|&d| i64::from(d)).collect();
+        let order = device_ids.to_vec();
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c
+                .query(
+                    "SELECT device_id, site_id FROM device_sites WHERE device_id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+            let mut by = std::collections::HashMap::with_capacity(rows.len());
+            for row in &rows {
+                by.insert(u32_col(row.get(0), "device id")?, row.get::<_, i64>(1));
+            }
+            Ok(order.iter().map(|d| by.get(d).copied()).collect())
+        })
+    }
+
     fn site_device_ids(&self, site_id: i64) -> Result<Vec<u32>> {
         self.run(move |s| async move {
             let c = s.conn().await?;
