@@ -173,6 +173,7 @@ fn record_of(r: &rusqlite::Row<'_>) -> Result<Record> {
 
 /// What the inbox holds, as this process knows it. Locked only by a holder of the writer
 /// connection, after it (one order, no deadlock).
+#[derive(Default)]
 struct State {
     /// The table this process appends to (0 or 1).
     filling: usize,
@@ -185,18 +186,6 @@ struct State {
     /// Both tables' `sqlite_sequence` as this process left them; any other value means another
     /// process (a second server on the same file) appended, and the keys are read again.
     sequence: Option<i64>,
-}
-
-impl Default for State {
-    fn default() -> State {
-        State {
-            filling: 0,
-            keys: Default::default(),
-            first_at: None,
-            folding: None,
-            sequence: None,
-        }
-    }
 }
 
 struct Folding {
@@ -380,7 +369,7 @@ impl Sqlite {
         // A fold in progress read its table; the table is read again below, and storing a
         // record twice stores it once.
         st.folding = None;
-        for table in 0..TABLES.len() {
+        for (table, name) in TABLES.iter().enumerate() {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (records, last_id) = read_table(&tx, table)?;
             if records.is_empty() {
@@ -388,7 +377,7 @@ impl Sqlite {
             }
             store(&tx, &records)?;
             tx.execute(
-                &format!("DELETE FROM {} WHERE id <= ?1", TABLES[table]),
+                &format!("DELETE FROM {name} WHERE id <= ?1"),
                 params![last_id],
             )?;
             tx.commit()?;
