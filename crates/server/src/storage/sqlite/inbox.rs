@@ -47,7 +47,9 @@ pub(super) const FOLD_AGE: Duration = Duration::from_secs(10);
 
 /// Records stored per fold transaction (a slice ends at a device's last record, up to twice
 /// this): short enough that an ingest commit waiting for the writer waits a few milliseconds.
-pub(super) const SLICE_ROWS: usize = 8_192;
+/// A device's records are not split below that, so the slice size does not change how often
+/// a device's pages are written, only how long one transaction holds the writer.
+pub(super) const SLICE_ROWS: usize = 2_048;
 
 /// A record in the inbox: either layout.
 #[derive(Debug, Clone)]
@@ -183,9 +185,10 @@ struct State {
     first_at: Option<Instant>,
     /// The fold in progress: the other table's records, sorted, and how many are stored.
     folding: Option<Folding>,
-    /// Both tables' `sqlite_sequence` as this process left them; any other value means another
-    /// process (a second server on the same file) appended, and the keys are read again.
-    sequence: Option<i64>,
+    /// The writer connection's `PRAGMA data_version` when this process last looked: it changes
+    /// only when another connection (a second server or a CLI command on the same file)
+    /// commits, and then the keys are read again.
+    version: Option<i64>,
 }
 
 struct Folding {
@@ -193,6 +196,10 @@ struct Folding {
     records: Vec<Record>,
     /// The largest `id` read: the fold deletes up to it, never a row appended since.
     last_id: i64,
+    /// `PRAGMA data_version` when the table was read: if another connection committed since,
+    /// it may have emptied the table and reused ids, and the fold ends with [`Sqlite::fold_all`]
+    /// (read, store and delete in one transaction) instead of deleting by id.
+    version: i64,
     stored: usize,
 }
 
@@ -226,14 +233,9 @@ impl Inbox {
     }
 }
 
-/// Both tables' `sqlite_sequence` (the sum of the largest ids ever given).
-fn sequence(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT COALESCE(SUM(seq), 0) FROM sqlite_sequence
-         WHERE name IN ('telemetry_inbox_a', 'telemetry_inbox_b')",
-        [],
-        |r| r.get(0),
-    )?)
+/// The connection's `PRAGMA data_version` (changes when another connection commits).
+fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
 /// Whether either table holds a record (whoever appended it).
@@ -258,7 +260,8 @@ impl Sqlite {
         // Immediate: the transaction reads the stored keys before it writes, and a deferred
         // one could not upgrade to writing after another process's commit (SQLITE_BUSY).
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if st.sequence != Some(sequence(&tx)?) {
+        let version = data_version(&tx)?;
+        if st.version != Some(version) {
             for (table, keys) in st.keys.iter_mut().enumerate() {
                 *keys = read_table(&tx, table)?.0.iter().map(Record::key).collect();
             }
@@ -291,9 +294,9 @@ impl Sqlite {
                 ])?;
             }
         }
-        let after = sequence(&tx)?;
         tx.commit()?;
-        st.sequence = Some(after);
+        // This connection's own commits leave its data_version as it was.
+        st.version = Some(version);
         if !new.is_empty() {
             let filling = st.filling;
             st.keys[filling].extend(new.iter().map(Inboxed::key));
@@ -317,6 +320,7 @@ impl Sqlite {
                 return Ok(());
             }
             let table = st.filling;
+            let version = data_version(conn)?;
             let (records, last_id) = read_table(conn, table)?;
             st.filling = 1 - table;
             st.first_at = None;
@@ -324,6 +328,7 @@ impl Sqlite {
                 table,
                 records,
                 last_id,
+                version,
                 stored: 0,
             });
         }
@@ -351,6 +356,9 @@ impl Sqlite {
             f.stored = end;
         }
         if f.stored == f.records.len() {
+            if data_version(conn)? != f.version {
+                return self.fold_all(conn, st);
+            }
             let table = f.table;
             conn.execute(
                 &format!("DELETE FROM {} WHERE id <= ?1", TABLES[table]),
@@ -385,7 +393,7 @@ impl Sqlite {
         st.keys = Default::default();
         st.first_at = None;
         // Read again at the next append: another process may have appended meanwhile.
-        st.sequence = None;
+        st.version = None;
         self.inbox.count(st);
         Ok(())
     }
@@ -684,6 +692,44 @@ mod tests {
         assert_eq!(db.wide_page(&q, None).unwrap(), rows);
         assert!(db.insert_wide_new(&rows).unwrap().is_empty());
         assert_eq!(db.wide_count(1).unwrap(), 5);
+    }
+
+    /// Two processes on one file (two servers, or a CLI command beside one): while one is
+    /// folding a table, the other folds it whole and appends again, reusing its ids. The first
+    /// must not then delete those rows by id: it sees the other's commits and folds everything
+    /// in one transaction instead. Nothing is lost, nothing counted twice.
+    #[test]
+    fn another_process_refilling_a_table_mid_fold_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Sqlite::open_dir(dir.path()).unwrap();
+        let b = Sqlite::open_dir(dir.path()).unwrap();
+        devices(&a, 3);
+        // More than two slices of one device, so the fold takes several steps.
+        let long: Vec<TelemetryRow> = (0..3 * SLICE_ROWS as u32).map(|s| row(1, s)).collect();
+        assert_eq!(a.insert_telemetry(&long).unwrap(), long.len() as u64);
+        a.inbox.lock().first_at = Instant::now().checked_sub(FOLD_AGE);
+        assert_eq!(a.insert_telemetry(&[row(2, 0)]).unwrap(), 1);
+        assert!(a.inbox.lock().folding.is_some(), "a's fold is under way");
+        // b reads (folding both tables whole), then appends to an empty table: ids from 1.
+        assert_eq!(b.telemetry_count(1).unwrap(), long.len() as u64);
+        let late: Vec<TelemetryRow> = (0..3).map(|s| row(3, s)).collect();
+        assert_eq!(b.insert_telemetry(&late).unwrap(), 3);
+        // a goes on with its fold to the end.
+        for s in 1..10 {
+            a.insert_telemetry(&[row(2, s)]).unwrap();
+        }
+        assert!(a.inbox.lock().folding.is_none());
+        assert_eq!(
+            a.telemetry_count(3).unwrap(),
+            3,
+            "b's records survived a's fold"
+        );
+        assert_eq!(a.telemetry_count(2).unwrap(), 10);
+        assert_eq!(b.telemetry_count(1).unwrap(), long.len() as u64);
+        let day = a
+            .telemetry_buckets(1, DAY, DAY + 400 * 86_400, 86_400)
+            .unwrap();
+        assert_eq!(day.iter().map(|b| b.count).sum::<u32>(), long.len() as u32);
     }
 
     /// A corrupt inbox row is an error, never a panic or a made-up record.
