@@ -98,14 +98,12 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
 /// the number of devices it carries; the records move into the per-device tables in bulk
 /// later. Each row is one record: `kind` 0 a narrow record (`meta` its channel mask, `vals`
 /// its values as little-endian i32 in channel order), 1 a wide record (`meta` its
-/// configuration version or NULL, `mask` and `vals` as in `telemetry_wide`). `id` is the
-/// rowid: a fold deletes up to the largest it read. (No AUTOINCREMENT: its counter is one more
-/// page written per commit; the inbox guards against another process otherwise.)
+/// configuration version or NULL, `mask` and `vals` as in `telemetry_wide`). A fold empties a
+/// table in one `DELETE` without a condition, which SQLite does by freeing its pages unwritten.
 /// PostgreSQL keeps writing straight into its tables. (`IF NOT EXISTS`: the suite's downgrades
 /// to older versions keep these tables, and migrating up again must not fail.)
 const TELEMETRY_INBOX: &str = r#"
 {sqlite:CREATE TABLE IF NOT EXISTS telemetry_inbox_a (
-    id        INTEGER PRIMARY KEY,
     kind      INTEGER NOT NULL,
     device_id INTEGER NOT NULL,
     boot      INTEGER NOT NULL,
@@ -116,7 +114,6 @@ const TELEMETRY_INBOX: &str = r#"
     vals      BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS telemetry_inbox_b (
-    id        INTEGER PRIMARY KEY,
     kind      INTEGER NOT NULL,
     device_id INTEGER NOT NULL,
     boot      INTEGER NOT NULL,

@@ -13,7 +13,8 @@
 //! [`FOLD_ROWS`] records, or its first record is [`FOLD_AGE`] old, it becomes the *folding*
 //! one and ingest fills the other. The folding table's records are read once, sorted, and
 //! stored in slices of about [`SLICE_ROWS`], one slice per transaction after each ingest commit
-//! (so no commit waits for a whole fold); then the table is emptied in one statement.
+//! (so no commit waits for a whole fold); the last slice's transaction empties the table with
+//! a `DELETE` without a condition, which frees its pages without writing them.
 //!
 //! What stays as it was:
 //! - Idempotence on (device, boot, seq): a record is new only if no inbox table, no per-device
@@ -194,11 +195,10 @@ struct State {
 struct Folding {
     table: usize,
     records: Vec<Record>,
-    /// The largest `id` read: the fold deletes up to it, never a row appended since.
-    last_id: i64,
-    /// `PRAGMA data_version` when the table was read: if another connection committed since,
-    /// it may have emptied the table and reused ids, and the fold ends with [`Sqlite::fold_all`]
-    /// (read, store and delete in one transaction) instead of deleting by id.
+    /// `PRAGMA data_version` when the table was read. If another connection committed since,
+    /// it may have appended to the table, which then holds more than `records`: the fold ends
+    /// with [`Sqlite::fold_all`] (read, store and empty in one transaction) instead of
+    /// emptying the table.
     version: i64,
     stored: usize,
 }
@@ -263,7 +263,7 @@ impl Sqlite {
         let version = data_version(&tx)?;
         if st.version != Some(version) {
             for (table, keys) in st.keys.iter_mut().enumerate() {
-                *keys = read_table(&tx, table)?.0.iter().map(Record::key).collect();
+                *keys = read_table(&tx, table)?.iter().map(Record::key).collect();
             }
         }
         let mut fresh = HashSet::with_capacity(rows.len());
@@ -321,13 +321,12 @@ impl Sqlite {
             }
             let table = st.filling;
             let version = data_version(conn)?;
-            let (records, last_id) = read_table(conn, table)?;
+            let records = read_table(conn, table)?;
             st.filling = 1 - table;
             st.first_at = None;
             st.folding = Some(Folding {
                 table,
                 records,
-                last_id,
                 version,
                 stored: 0,
             });
@@ -342,28 +341,29 @@ impl Sqlite {
         Ok(())
     }
 
-    /// Stores the next slice of the fold in progress in one transaction; after the last,
-    /// deletes the rows the fold read.
+    /// Stores the next slice of the fold in progress in one transaction; the last slice's
+    /// transaction also empties the table.
     fn fold_slice(&self, conn: &mut Connection, st: &mut State) -> Result<()> {
         let Some(f) = st.folding.as_mut() else {
             return Ok(());
         };
-        if f.stored < f.records.len() {
-            let end = slice_end(&f.records, f.stored);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            store(&tx, &f.records[f.stored..end])?;
-            tx.commit()?;
-            f.stored = end;
-        }
-        if f.stored == f.records.len() {
-            if data_version(conn)? != f.version {
+        let end = slice_end(&f.records, f.stored);
+        let last = end == f.records.len();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        store(&tx, &f.records[f.stored..end])?;
+        if last {
+            // Under the write lock: no other connection can commit between this look and the
+            // DELETE.
+            if data_version(&tx)? != f.version {
+                tx.commit()?;
                 return self.fold_all(conn, st);
             }
+            tx.execute_batch(&format!("DELETE FROM {}", TABLES[f.table]))?;
+        }
+        tx.commit()?;
+        f.stored = end;
+        if last {
             let table = f.table;
-            conn.execute(
-                &format!("DELETE FROM {} WHERE id <= ?1", TABLES[table]),
-                params![f.last_id],
-            )?;
             st.keys[table].clear();
             st.folding = None;
             self.inbox.count(st);
@@ -379,15 +379,12 @@ impl Sqlite {
         st.folding = None;
         for (table, name) in TABLES.iter().enumerate() {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (records, last_id) = read_table(&tx, table)?;
+            let records = read_table(&tx, table)?;
             if records.is_empty() {
                 continue;
             }
             store(&tx, &records)?;
-            tx.execute(
-                &format!("DELETE FROM {name} WHERE id <= ?1"),
-                params![last_id],
-            )?;
+            tx.execute_batch(&format!("DELETE FROM {name}"))?;
             tx.commit()?;
         }
         st.keys = Default::default();
@@ -422,22 +419,19 @@ impl Sqlite {
     }
 }
 
-/// Every record of inbox table `table`, sorted for the fold (by device, layout, boot, seq),
-/// and the largest `id` read (0 if none).
-fn read_table(conn: &Connection, table: usize) -> Result<(Vec<Record>, i64)> {
+/// Every record of inbox table `table`, sorted for the fold (by device, layout, boot, seq).
+fn read_table(conn: &Connection, table: usize) -> Result<Vec<Record>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT kind, device_id, boot, seq, time, meta, mask, vals, id FROM {}",
+        "SELECT kind, device_id, boot, seq, time, meta, mask, vals FROM {}",
         TABLES[table]
     ))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
-    let mut last_id = 0;
     while let Some(r) = rows.next()? {
         out.push(record_of(r)?);
-        last_id = last_id.max(r.get::<_, i64>(8)?);
     }
     out.sort_by_key(Record::key);
-    Ok((out, last_id))
+    Ok(out)
 }
 
 /// Where the slice starting at `from` ends: [`SLICE_ROWS`] records on, moved to the end of
@@ -695,9 +689,9 @@ mod tests {
     }
 
     /// Two processes on one file (two servers, or a CLI command beside one): while one is
-    /// folding a table, the other folds it whole and appends again, reusing its ids. The first
-    /// must not then delete those rows by id: it sees the other's commits and folds everything
-    /// in one transaction instead. Nothing is lost, nothing counted twice.
+    /// folding a table, the other folds it whole and appends to it again. The first must not
+    /// then empty the table: it sees the other's commits and folds everything in one
+    /// transaction instead. Nothing is lost, nothing counted twice.
     #[test]
     fn another_process_refilling_a_table_mid_fold_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
