@@ -140,10 +140,15 @@ async fn no_ack_when_the_commit_fails() {
     let h = start(|_| {}).await;
     let mut d = h.device(3).await;
     d.handshake().await;
-    // Another connection makes every telemetry insert fail (as a full disk would).
+    // Another connection makes every telemetry insert fail (as a full disk would): an ingest
+    // commit appends to the inbox tables (storage/sqlite/inbox.rs), a fold to `telemetry`.
     let db = rusqlite::Connection::open(h.dir.path().join("tek.db")).unwrap();
     db.execute_batch(
-        "CREATE TRIGGER fail BEFORE INSERT ON telemetry BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        "CREATE TRIGGER fail BEFORE INSERT ON telemetry BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+         CREATE TRIGGER fail_a BEFORE INSERT ON telemetry_inbox_a
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+         CREATE TRIGGER fail_b BEFORE INSERT ON telemetry_inbox_b
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();
     d.send_telemetry(0, 3).await;
@@ -155,7 +160,8 @@ async fn no_ack_when_the_commit_fails() {
     assert!(h.metric("tek_storage_errors_total").await >= 1.0);
     assert_eq!(h.storage().telemetry_count(3).unwrap(), 0);
     // The device retransmits once storage works again, and then gets its Ack.
-    db.execute_batch("DROP TRIGGER fail").unwrap();
+    db.execute_batch("DROP TRIGGER fail; DROP TRIGGER fail_a; DROP TRIGGER fail_b")
+        .unwrap();
     d.send_telemetry(0, 3).await;
     assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 2 }));
     assert_eq!(h.storage().telemetry_count(3).unwrap(), 3);

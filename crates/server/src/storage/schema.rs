@@ -89,7 +89,41 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (14, WIDE_ROLLUPS),
     (15, TELEMETRY_CHUNKS),
     (16, SEALED_QUARTERS),
+    (17, TELEMETRY_INBOX),
 ];
+
+/// Migration 17 (SQLite only): the two tables of the telemetry inbox
+/// ([`crate::storage::sqlite`]'s `inbox`). An ingest commit appends its new records to one of
+/// them, a rowid table without any index, so a commit writes a few pages of its own whatever
+/// the number of devices it carries; the records move into the per-device tables in bulk
+/// later. Each row is one record: `kind` 0 a narrow record (`meta` its channel mask, `vals`
+/// its values as little-endian i32 in channel order), 1 a wide record (`meta` its
+/// configuration version or NULL, `mask` and `vals` as in `telemetry_wide`). A fold empties a
+/// table in one `DELETE` without a condition, which SQLite does by freeing its pages unwritten.
+/// PostgreSQL keeps writing straight into its tables. (`IF NOT EXISTS`: the suite's downgrades
+/// to older versions keep these tables, and migrating up again must not fail.)
+const TELEMETRY_INBOX: &str = r#"
+{sqlite:CREATE TABLE IF NOT EXISTS telemetry_inbox_a (
+    kind      INTEGER NOT NULL,
+    device_id INTEGER NOT NULL,
+    boot      INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    time      INTEGER NOT NULL,
+    meta      INTEGER,
+    mask      BLOB,
+    vals      BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS telemetry_inbox_b (
+    kind      INTEGER NOT NULL,
+    device_id INTEGER NOT NULL,
+    boot      INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    time      INTEGER NOT NULL,
+    meta      INTEGER,
+    mask      BLOB,
+    vals      BLOB NOT NULL
+);}
+"#;
 
 /// Migration 16: the 15-minute rollups of closed UTC days sealed into one row per device and
 /// day ([`super::quarter`]: a columnar blob, version byte first). Rows move here when

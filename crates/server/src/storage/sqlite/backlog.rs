@@ -10,6 +10,8 @@ impl BacklogStore for Sqlite {
         if boots.is_empty() {
             return Ok(());
         }
+        // The note counts the boot's stored records, some of which may be in the inbox.
+        self.fold_inbox()?;
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         {
@@ -23,7 +25,7 @@ impl BacklogStore for Sqlite {
     }
 
     fn estimated_boots(&self, device_id: u32, limit: usize) -> Result<Vec<EstimatedBoot>> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         let mut stmt = conn.prepare_cached(&list_sql("?"))?;
         let mut rows = stmt.query(params![device_id, crate::storage::sql_limit(limit)])?;
         let mut out = Vec::new();

@@ -137,7 +137,14 @@ mod tests {
             std::fs::copy(db.path(), copy.path().join("tek.db")).unwrap();
             let count = rusqlite::Connection::open(copy.path().join("tek.db"))
                 .and_then(|c| {
-                    c.query_row("SELECT COUNT(*) FROM telemetry", [], |r| r.get::<_, i64>(0))
+                    // Wherever they are: still in the inbox, or folded into `telemetry`.
+                    c.query_row(
+                        "SELECT (SELECT COUNT(*) FROM telemetry)
+                              + (SELECT COUNT(*) FROM telemetry_inbox_a)
+                              + (SELECT COUNT(*) FROM telemetry_inbox_b)",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
                 })
                 .unwrap_or(0);
             if count == 50 {

@@ -13,7 +13,7 @@ impl EnergyStore for Sqlite {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
         check_range(from, to)?;
         rollup::check_aligned(from, to)?;
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         // Rows and sealed days in one snapshot: a sealing pass between the two reads would
         // otherwise count its rows twice or not at all.
         let tx = conn.unchecked_transaction()?;

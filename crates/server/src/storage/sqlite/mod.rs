@@ -23,6 +23,7 @@ mod devices;
 pub mod energy;
 mod faults;
 pub mod files;
+mod inbox;
 pub mod migrations;
 mod quarter;
 mod schedules;
@@ -159,6 +160,8 @@ pub struct Sqlite {
     _checkpointer: checkpoint::Checkpointer,
     /// Wraps device keys at rest (`master.key` beside the database file).
     vault: crate::vault::Vault,
+    /// New telemetry on its way into the per-device tables ([`inbox`]).
+    inbox: inbox::Inbox,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -220,7 +223,9 @@ impl Sqlite {
             read: ReadPool::new(path, read),
             _checkpointer: checkpoint::Checkpointer::start(path)?,
             vault,
+            inbox: inbox::Inbox::default(),
         };
+        db.fold_inbox()?;
         let n = db.wrap_clear_keys()?;
         if n > 0 {
             tracing::info!(devices = n, "clear device keys wrapped");
@@ -279,6 +284,7 @@ impl Storage for Sqlite {
     }
 
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
+        self.fold_inbox()?;
         if let Some(keep_from) = crate::storage::telemetry::keep_from(now, retention_days) {
             let gone = self.expire_telemetry(keep_from)?;
             if gone > 0 {

@@ -45,6 +45,8 @@ pub(super) fn intervals(
 
 impl QuarterStore for Sqlite {
     fn seal_quarter_rollups(&self, now: i64) -> Result<u64> {
+        // The inbox's records belong to what this reads and rewrites.
+        self.fold_inbox()?;
         let before = quarter::seal_before(now);
         let take = sqlite_params(&quarter::take_sql());
         let mut sealed = 0u64;
@@ -78,6 +80,8 @@ impl QuarterStore for Sqlite {
     }
 
     fn expire_quarter_rollups(&self, now: i64, days: u32) -> Result<()> {
+        // The inbox's records belong to what this reads and rewrites.
+        self.fold_inbox()?;
         let Some(horizon) = quarter::retention_horizon(now, days) else {
             return Ok(());
         };

@@ -19,7 +19,7 @@ use rusqlite::{params, OptionalExtension};
 impl SeriesStore for Sqlite {
     fn telemetry_buckets(&self, device: u32, from: i64, to: i64, step: i64) -> Result<Vec<Bucket>> {
         check_step(step)?;
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         // One snapshot for every part: the 15-minute parts read rows and sealed days.
         let conn = conn.unchecked_transaction()?;
         let mut parts = Vec::new();
@@ -52,7 +52,7 @@ impl SeriesStore for Sqlite {
     }
 
     fn latest_telemetry_of(&self, devices: &[u32]) -> Result<Vec<Option<TelemetryRow>>> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         // One connection and one snapshot for the page: each device is then two index seeks on
         // cached statements inside this process (no round trip to batch away), and a record
         // sealed into a chunk meanwhile is seen exactly once.

@@ -121,62 +121,81 @@ pub(super) fn record_of(r: &rusqlite::Row<'_>) -> Result<TelemetryRow> {
     })
 }
 
+/// Stores `rows` in `tx` as the per-device tables hold them: a record sealed into a chunk
+/// already or stored already is skipped, the others inserted and rolled up (15 minutes and
+/// days). Returns the records it stored. The inbox's fold ([`super::inbox`]) calls it with the
+/// records of many commits at once, sorted by device.
+pub(super) fn store_rows(tx: &Connection, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
+    let mut new = Vec::new();
+    if rows.is_empty() {
+        return Ok(new);
+    }
+    let sealed = sealed_among(tx, rows)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO telemetry
+         (device_id, boot, seq, time, channels,
+          power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for r in rows {
+        if sealed.contains(&(r.device_id, r.boot, r.seq)) {
+            continue;
+        }
+        let v = |ch: u8| r.get(ch).map_or(Value::Null, |x| Value::Integer(x.into()));
+        let stored = stmt.execute(params![
+            r.device_id,
+            r.boot,
+            r.seq,
+            r.time,
+            r.channels,
+            v(0),
+            v(1),
+            v(2),
+            v(3),
+            v(4),
+            v(5),
+            v(6),
+            v(7)
+        ])?;
+        if stored > 0 {
+            new.push(*r);
+        }
+    }
+    for resolution in Resolution::ALL {
+        let mut merge = tx.prepare_cached(&upsert_sql(
+            Dialect::Sqlite,
+            resolution,
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                     $16, $17, $18, $19, $20, $21, $22, $23)",
+        ))?;
+        for u in rollups_of(&new, resolution) {
+            merge.execute(rusqlite::params_from_iter(u.values()))?;
+        }
+    }
+    Ok(new)
+}
+
+/// The records of `rows` that are neither sealed into a chunk nor stored in `telemetry`
+/// (checked in `tx`); the inbox ([`super::inbox`]) excludes those it holds itself.
+pub(super) fn not_stored(tx: &Connection, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
+    let sealed = sealed_among(tx, rows)?;
+    let mut exists = tx.prepare_cached(
+        "SELECT 1 FROM telemetry WHERE device_id = ?1 AND boot = ?2 AND seq = ?3",
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if !sealed.contains(&(r.device_id, r.boot, r.seq))
+            && !exists.exists(params![r.device_id, r.boot, r.seq])?
+        {
+            out.push(*r);
+        }
+    }
+    Ok(out)
+}
+
 impl TelemetryStore for Sqlite {
     fn insert_telemetry_new(&self, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.writer()?;
-        // Immediate: the transaction reads the chunks before it writes, and a deferred one
-        // could not upgrade to writing after another process's commit (SQLITE_BUSY).
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut new = Vec::new();
-        {
-            let sealed = sealed_among(&tx, rows)?;
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO telemetry
-                 (device_id, boot, seq, time, channels,
-                  power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
-            for r in rows {
-                if sealed.contains(&(r.device_id, r.boot, r.seq)) {
-                    continue;
-                }
-                let v = |ch: u8| r.get(ch).map_or(Value::Null, |x| Value::Integer(x.into()));
-                let stored = stmt.execute(params![
-                    r.device_id,
-                    r.boot,
-                    r.seq,
-                    r.time,
-                    r.channels,
-                    v(0),
-                    v(1),
-                    v(2),
-                    v(3),
-                    v(4),
-                    v(5),
-                    v(6),
-                    v(7)
-                ])?;
-                if stored > 0 {
-                    new.push(*r);
-                }
-            }
-            for resolution in Resolution::ALL {
-                let mut merge = tx.prepare_cached(&upsert_sql(
-                    Dialect::Sqlite,
-                    resolution,
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                             $16, $17, $18, $19, $20, $21, $22, $23)",
-                ))?;
-                for u in rollups_of(&new, resolution) {
-                    merge.execute(rusqlite::params_from_iter(u.values()))?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(new)
+        self.inbox_append(rows)
     }
 
     fn telemetry_page(
@@ -184,14 +203,14 @@ impl TelemetryStore for Sqlite {
         q: &TelemetryQuery,
         after: Option<TelemetryKey>,
     ) -> Result<Vec<TelemetryRow>> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         let table_page = keyset_page(&conn, &page_sql("?"), q, after, record_of)?;
         let mut chunks = walk(&conn);
         chunk::merged_page(&mut chunks, q, after, table_page)
     }
 
     fn telemetry_count(&self, device_id: u32) -> Result<u64> {
-        let sealed: i64 = self.reader()?.query_row(
+        let sealed: i64 = self.telemetry_reader()?.query_row(
             "SELECT COALESCE(SUM(records), 0) FROM telemetry_chunk WHERE device_id = ?1",
             params![device_id],
             |r| r.get(0),
@@ -200,6 +219,8 @@ impl TelemetryStore for Sqlite {
     }
 
     fn seal_closed(&self, now: i64) -> Result<u64> {
+        // The inbox's records belong to what this reads and rewrites.
+        self.fold_inbox()?;
         let before = chunk::sealable_before(now);
         let devices: Vec<i64> = self
             .writer()?
@@ -285,6 +306,8 @@ impl Sqlite {
     /// Deletes the raw records (rows and chunks) older than `keep_from` (a day start); a chunk
     /// goes once its last record is older. Returns how many records went.
     pub(super) fn expire_telemetry(&self, keep_from: i64) -> Result<u64> {
+        // The inbox's records belong to what this reads and rewrites.
+        self.fold_inbox()?;
         let mut conn = self.writer()?;
         let tx = conn.transaction()?;
         let rows = tx.execute("DELETE FROM telemetry WHERE time < ?1", params![keep_from])?;
@@ -305,7 +328,7 @@ impl Sqlite {
 impl Sqlite {
     /// How many rows of `table` (a table of records keyed by `device_id`) a device has.
     pub(super) fn rows_of_device(&self, table: &'static str, device_id: u32) -> Result<u64> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         let n: i64 = conn.query_row(
             &format!("SELECT COUNT(*) FROM {table} WHERE device_id = ?1"),
             params![device_id],
@@ -350,6 +373,8 @@ mod tests {
             })
             .collect();
         db.insert_telemetry(&rows).unwrap();
+        // Into the table (out of the inbox) before the stray chunk is there to refuse them.
+        db.fold_inbox().unwrap();
         // A stray chunk with the key the second day's chunk will have.
         db.writer()
             .unwrap()

@@ -31,7 +31,7 @@ fn convert(r: &rusqlite::Row<'_>) -> Result<WideRow> {
 }
 
 /// Merges the rollups of `new` (rows just stored) in the transaction that stored them.
-fn merge_rollups(tx: &rusqlite::Transaction<'_>, new: &[WideRow]) -> Result<()> {
+fn merge_rollups(tx: &rusqlite::Connection, new: &[WideRow]) -> Result<()> {
     let mut merge = tx.prepare_cached(&upsert_sql(
         Dialect::Sqlite,
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -62,43 +62,62 @@ pub(super) fn backfill_rollups(tx: &rusqlite::Transaction<'_>) -> Result<()> {
     }
 }
 
-impl WideStore for Sqlite {
-    fn insert_wide_new(&self, rows: &[WideRow]) -> Result<Vec<WideRow>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.writer()?;
-        let tx = conn.transaction()?;
-        let mut new = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO telemetry_wide
-                 (device_id, boot, seq, time, config_version, mask, vals)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for r in rows {
-                let (mask, vals) = r.values.encode();
-                let stored = stmt.execute(params![
-                    r.device_id,
-                    r.boot,
-                    r.seq,
-                    r.time,
-                    r.config_version,
-                    mask,
-                    vals
-                ])?;
-                if stored > 0 {
-                    new.push(r.clone());
-                }
+/// Stores `rows` in `tx` as `telemetry_wide` holds them: a record stored already is skipped,
+/// the others inserted and rolled up. Returns the records it stored. The inbox's fold
+/// ([`super::inbox`]) calls it with the records of many commits at once, sorted by device.
+pub(super) fn store_rows(tx: &rusqlite::Connection, rows: &[WideRow]) -> Result<Vec<WideRow>> {
+    let mut new = Vec::new();
+    if rows.is_empty() {
+        return Ok(new);
+    }
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR IGNORE INTO telemetry_wide
+             (device_id, boot, seq, time, config_version, mask, vals)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for r in rows {
+            let (mask, vals) = r.values.encode();
+            let stored = stmt.execute(params![
+                r.device_id,
+                r.boot,
+                r.seq,
+                r.time,
+                r.config_version,
+                mask,
+                vals
+            ])?;
+            if stored > 0 {
+                new.push(r.clone());
             }
         }
-        merge_rollups(&tx, &new)?;
-        tx.commit()?;
-        Ok(new)
+    }
+    merge_rollups(tx, &new)?;
+    Ok(new)
+}
+
+/// The records of `rows` not stored in `telemetry_wide` (checked in `tx`); the inbox
+/// ([`super::inbox`]) excludes those it holds itself.
+pub(super) fn not_stored(tx: &rusqlite::Connection, rows: &[WideRow]) -> Result<Vec<WideRow>> {
+    let mut exists = tx.prepare_cached(
+        "SELECT 1 FROM telemetry_wide WHERE device_id = ?1 AND boot = ?2 AND seq = ?3",
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if !exists.exists(params![r.device_id, r.boot, r.seq])? {
+            out.push(r.clone());
+        }
+    }
+    Ok(out)
+}
+
+impl WideStore for Sqlite {
+    fn insert_wide_new(&self, rows: &[WideRow]) -> Result<Vec<WideRow>> {
+        self.inbox_append(rows)
     }
 
     fn wide_channel_rollups(&self, q: &RollupQuery) -> Result<Vec<ChannelAgg>> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         let mut stmt = conn.prepare_cached(&sqlite_params(BUCKETS))?;
         let rows = stmt.query_map(rusqlite::params_from_iter(q.params()), |r| {
             let mut c = [0i64; 7];
@@ -111,12 +130,12 @@ impl WideStore for Sqlite {
     }
 
     fn wide_page(&self, q: &TelemetryQuery, after: Option<TelemetryKey>) -> Result<Vec<WideRow>> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         super::telemetry::keyset_page(&conn, &page_sql("?"), q, after, convert)
     }
 
     fn latest_wide(&self, device_id: u32) -> Result<Option<WideRow>> {
-        let conn = self.reader()?;
+        let conn = self.telemetry_reader()?;
         let mut stmt = conn.prepare_cached(&latest_sql("?"))?;
         let mut rows = stmt.query(params![device_id])?;
         rows.next()?.map(convert).transpose()
