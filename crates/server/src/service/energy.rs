@@ -402,14 +402,14 @@ struct LoadedDevice {
 }
 
 fn load_device(db: &dyn Storage, id: u32, from: i64, to: i64) -> storage::Result<LoadedDevice> {
-    let first_of = |q: Vec<storage::TelemetryRow>| q.first().map(|r| r.time);
     let all = storage::TelemetryQuery {
         device_id: id,
         from: i64::MIN,
         to: i64::MAX,
         limit: 1,
     };
-    let narrow = first_of(db.telemetry(&all)?);
+    // Index seeks: the first page of `telemetry` would decode the device's first sealed chunk.
+    let narrow = db.first_record_time(id)?;
     let wide = db.wide_records(&all)?.first().map(|r| r.time);
     let first = narrow.into_iter().chain(wide).min();
     let device = db.device(id)?;

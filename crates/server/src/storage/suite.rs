@@ -18,7 +18,10 @@ pub(crate) use channels::{
     channel_registry_given_to_existing_devices_by_migration, channel_templates_lifecycle,
     device_channel_registry_versions, TO_VERSION_10,
 };
-pub(crate) use chunks::{raw_retention_deletes_rows_and_chunks, sealed_records_read_back_equal};
+pub(crate) use chunks::{
+    first_record_time_from_rows_and_chunks, raw_retention_deletes_rows_and_chunks,
+    sealed_records_read_back_equal,
+};
 pub(crate) use rollups::{
     channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
     chart_rollups_follow_raw_records, energy_rollups_backfilled_by_migration,
@@ -1199,6 +1202,7 @@ macro_rules! suite_tests {
             telemetry_is_idempotent,
             telemetry_pages_cover_the_range_once,
             sealed_records_read_back_equal,
+            first_record_time_from_rows_and_chunks,
             raw_retention_deletes_rows_and_chunks,
             configs_versions_and_acks,
             commands_queue_and_ack,
