@@ -134,8 +134,16 @@ pub struct Assembly {
 impl Assembly {
     /// Starts with the reading just before `from` (if any).
     pub fn new(before: Option<(i64, i64)>, from: i64, to: i64) -> Assembly {
+        // Room for an interval per 15 minutes of the range (a year: 35,040, 1.4 MB), so a
+        // device's intervals are not copied as the list grows; at most a few years are asked.
+        let room = usize::try_from((to - from) / INTERVAL_S)
+            .unwrap_or(0)
+            .min(4 * 35_136);
         Assembly {
-            out: MeterData::default(),
+            out: MeterData {
+                intervals: Vec::with_capacity(room),
+                spans: Vec::new(),
+            },
             prev: before,
             from,
             to,
