@@ -24,6 +24,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Most days in one request (`by=day`).
 pub const MAX_DAYS: usize = 400;
@@ -41,15 +42,15 @@ pub struct DeviceMeter {
     pub channel: Option<u8>,
     /// Its name (the channel's).
     pub name: String,
-    /// Its intervals.
-    pub intervals: Intervals,
+    /// Its intervals (shared: a pool controller's one meter is its total).
+    pub intervals: Arc<Intervals>,
 }
 
 /// A device's energy over a range: its total and its meters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceEnergy {
     /// What adds into the site's total (empty for a map without an energy or power role).
-    pub total: Intervals,
+    pub total: Arc<Intervals>,
     /// Which of [`DeviceEnergy::meters`] is the total (`None`: the device adds nothing to its
     /// site's total; a pool controller's meter always is).
     pub total_meter: Option<usize>,
@@ -140,7 +141,7 @@ fn map_energy(
         meters_read.push(DeviceMeter {
             channel: Some(m.index),
             name: m.name.clone(),
-            intervals,
+            intervals: Arc::new(intervals),
         });
     }
     let total = match plan.total {
@@ -192,11 +193,13 @@ pub fn device_energy(
         }
     }
     let Some((entry, versions)) = in_effect else {
+        // The meter is the total: one map shared, not a copy of a year of intervals each.
+        let total = Arc::new(total);
         return Ok(DeviceEnergy {
             meters: vec![DeviceMeter {
                 channel: None,
                 name: POOL_METER.into(),
-                intervals: total.clone(),
+                intervals: Arc::clone(&total),
             }],
             total,
             total_meter: Some(0),
@@ -212,7 +215,7 @@ pub fn device_energy(
         None => {}
     }
     Ok(DeviceEnergy {
-        total,
+        total: Arc::new(total),
         total_meter: now.plan.total,
         parts: now.plan.parts(),
         meters: now.meters,
@@ -233,8 +236,8 @@ pub struct SiteMeter {
     pub name: String,
     /// Whether its device adds into the site's total (else its energy is outside the total).
     pub in_total: bool,
-    /// Its intervals.
-    pub intervals: Intervals,
+    /// Its intervals (a pool controller's are its total's, shared).
+    pub intervals: Arc<Intervals>,
 }
 
 /// A site's intervals, loaded once and summarized as often as needed.
@@ -246,7 +249,7 @@ pub struct Loaded {
     /// Its tariff.
     pub tariff: Option<Tariff>,
     /// Each device's intervals (its total), by id.
-    pub devices: Vec<(u32, Intervals)>,
+    pub devices: Vec<(u32, Arc<Intervals>)>,
     /// The site's (the devices' summed).
     pub total: Intervals,
     /// Time of the site's first record (any device, ever), if any: the fixed monthly charge
@@ -282,7 +285,7 @@ impl Loaded {
 
     /// The breakdown by meter over `period` (one period; [`span`] makes one of several).
     pub fn breakdown(&self, period: &Period) -> Breakdown {
-        let parts: Vec<&Intervals> = self.meters.iter().map(|m| &m.intervals).collect();
+        let parts: Vec<&Intervals> = self.meters.iter().map(|m| &*m.intervals).collect();
         meters::breakdown(&self.total, &parts, &self.tz, period, self.tariff.as_ref())
     }
 }
@@ -402,14 +405,14 @@ struct LoadedDevice {
 }
 
 fn load_device(db: &dyn Storage, id: u32, from: i64, to: i64) -> storage::Result<LoadedDevice> {
-    let first_of = |q: Vec<storage::TelemetryRow>| q.first().map(|r| r.time);
     let all = storage::TelemetryQuery {
         device_id: id,
         from: i64::MIN,
         to: i64::MAX,
         limit: 1,
     };
-    let narrow = first_of(db.telemetry(&all)?);
+    // Index seeks: the first page of `telemetry` would decode the device's first sealed chunk.
+    let narrow = db.first_record_time(id)?;
     let wide = db.wide_records(&all)?.first().map(|r| r.time);
     let first = narrow.into_iter().chain(wide).min();
     let device = db.device(id)?;

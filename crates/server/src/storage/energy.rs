@@ -113,50 +113,99 @@ pub fn assemble(
     from: i64,
     to: i64,
 ) -> MeterData {
-    let mut out = MeterData::default();
-    let mut prev = before;
-    let span = |spans: &mut Vec<MeterSpan>, (pt, pe): (i64, i64), (t, e): (i64, i64)| {
-        let (gap, d) = (t - pt, e - pe);
-        if gap > INTERVAL_S && gap <= MAX_GAP_S && d > 0 && t > from && pt < to {
-            spans.push(MeterSpan {
-                from: pt,
-                to: t,
-                wh: d,
-            });
-        }
-    };
+    let mut a = Assembly::new(before, from, to);
     for r in rows {
+        a.push(r);
+    }
+    a.finish(after)
+}
+
+/// [`assemble`] one interval at a time. Between two intervals the rules only carry the latest
+/// reading, so a reader that produces the intervals in order (the sealed days of
+/// [`super::quarter`], decoded one after the other) needs no list of them.
+#[derive(Debug)]
+pub struct Assembly {
+    out: MeterData,
+    prev: Option<(i64, i64)>,
+    from: i64,
+    to: i64,
+}
+
+impl Assembly {
+    /// Starts with the reading just before `from` (if any).
+    pub fn new(before: Option<(i64, i64)>, from: i64, to: i64) -> Assembly {
+        // Room for an interval per 15 minutes of the range (a year: 35,040, 1.4 MB), so a
+        // device's intervals are not copied as the list grows; at most a few years are asked.
+        let room = usize::try_from((to - from) / INTERVAL_S)
+            .unwrap_or(0)
+            .min(4 * 35_136);
+        Assembly {
+            out: MeterData {
+                intervals: Vec::with_capacity(room),
+                spans: Vec::new(),
+            },
+            prev: before,
+            from,
+            to,
+        }
+    }
+
+    /// The next interval (each later than the previous one).
+    pub fn push(&mut self, r: &IntervalAgg) {
+        // Wrapping arithmetic: readings are 32-bit and never come near the ends of i64, but a
+        // damaged sealed day can hold any lowest and highest, and must not panic a build that
+        // checks overflow (a release build wraps the same way).
         let mut wh = None;
         if let (Some(first), Some(last), Some((lo, hi))) = (r.first, r.last, r.min_max) {
             if r.count >= 2 {
                 let intra = if first.1 == lo && last.1 == hi {
-                    last.1 - first.1
+                    last.1.wrapping_sub(first.1)
                 } else {
-                    (hi - first.1) + (last.1 - lo)
+                    hi.wrapping_sub(first.1)
+                        .wrapping_add(last.1.wrapping_sub(lo))
                 };
                 wh = Some(intra);
             }
-            if let Some(p) = prev {
-                if first.0 - p.0 <= INTERVAL_S {
-                    wh = Some(wh.unwrap_or(0) + (first.1 - p.1).max(0));
+            if let Some(p) = self.prev {
+                if first.0.wrapping_sub(p.0) <= INTERVAL_S {
+                    wh = Some(
+                        wh.unwrap_or(0)
+                            .wrapping_add(first.1.wrapping_sub(p.1).max(0)),
+                    );
                 } else {
-                    span(&mut out.spans, p, first);
+                    self.span(p, first);
                 }
             }
-            prev = Some(last);
+            self.prev = Some(last);
         }
         if wh.is_some() || r.power_w.is_some() {
-            out.intervals.push(MeterInterval {
+            self.out.intervals.push(MeterInterval {
                 start: r.start,
                 wh,
                 power_w: r.power_w,
             });
         }
     }
-    if let (Some(p), Some(a)) = (prev, after) {
-        span(&mut out.spans, p, a);
+
+    /// The meter data, given the reading at or after `to` (if any).
+    pub fn finish(mut self, after: Option<(i64, i64)>) -> MeterData {
+        if let (Some(p), Some(a)) = (self.prev, after) {
+            self.span(p, a);
+        }
+        self.out
     }
-    out
+
+    /// The step from reading `(pt, pe)` to `(t, e)` across a gap, if it counts.
+    fn span(&mut self, (pt, pe): (i64, i64), (t, e): (i64, i64)) {
+        let (gap, d) = (t.wrapping_sub(pt), e.wrapping_sub(pe));
+        if gap > INTERVAL_S && gap <= MAX_GAP_S && d > 0 && t > self.from && pt < self.to {
+            self.out.spans.push(MeterSpan {
+                from: pt,
+                to: t,
+                wh: d,
+            });
+        }
+    }
 }
 
 /// One channel's readings `(time, value)` (oldest first) reduced per 15-minute interval as the

@@ -19,7 +19,8 @@ pub(crate) use channels::{
     device_channel_registry_versions, TO_VERSION_10,
 };
 pub(crate) use chunks::{
-    latest_of_many_equals_each_alone, raw_retention_deletes_rows_and_chunks,
+    first_record_time_from_rows_and_chunks, latest_of_many_equals_each_alone,
+    raw_retention_deletes_rows_and_chunks,
     sealed_records_read_back_equal,
 };
 pub(crate) use rollups::{
@@ -1214,6 +1215,7 @@ macro_rules! suite_tests {
             telemetry_pages_cover_the_range_once,
             sealed_records_read_back_equal,
             latest_of_many_equals_each_alone,
+            first_record_time_from_rows_and_chunks,
             raw_retention_deletes_rows_and_chunks,
             configs_versions_and_acks,
             commands_queue_and_ack,

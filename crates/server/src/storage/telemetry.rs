@@ -111,6 +111,14 @@ pub fn keep_from(now: i64, retention_days: u32) -> Option<i64> {
     (retention_days > 0).then(|| day_of(now - i64::from(retention_days) * super::chunk::DAY_S))
 }
 
+/// The time of device `$1`'s first record: the earliest start of its chunks (a chunk's
+/// `start_time` is its earliest record's time) and its earliest row, each one seek of an index
+/// on `(device_id, time)`; NULL without records. Both backends run it.
+pub const FIRST_TIME_SQL: &str = "SELECT MIN(t) FROM (
+    SELECT MIN(start_time) AS t FROM telemetry_chunk WHERE device_id = $1
+    UNION ALL
+    SELECT MIN(time) AS t FROM telemetry WHERE device_id = $1) AS firsts";
+
 /// Telemetry operations.
 pub trait TelemetryStore {
     /// Inserts rows in one transaction; rows already stored are skipped. Returns how many were
@@ -137,6 +145,10 @@ pub trait TelemetryStore {
     ) -> Result<Vec<TelemetryRow>>;
     /// Number of records of a device (rows and sealed chunks).
     fn telemetry_count(&self, device_id: u32) -> Result<u64>;
+    /// Time of a device's first record (rows and sealed chunks), if it has any: the time of
+    /// the first row [`TelemetryStore::telemetry`] gives over all time, from two index seeks
+    /// ([`FIRST_TIME_SQL`]) instead of a page that decodes the device's first chunk.
+    fn first_record_time(&self, device_id: u32) -> Result<Option<i64>>;
     /// Moves the records of every closed UTC day (one that ended [`chunk::GRACE_S`] or more
     /// before `now`) from the `telemetry` table into chunks ([`super::chunk`]), one transaction
     /// per bounded batch of device-days, deleting the rows it sealed in the same transaction.

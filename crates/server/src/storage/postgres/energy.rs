@@ -5,7 +5,6 @@
 use super::{fk, Postgres};
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{check_range, decode_tariff, encode_tariff, EnergyStore, MeterData};
-use crate::storage::quarter::{self, Part};
 use crate::storage::rollup;
 use crate::storage::{Error, Result};
 
@@ -18,10 +17,9 @@ impl EnergyStore for Postgres {
             // Rows and sealed days in one snapshot: a sealing pass between the two reads would
             // otherwise count its rows twice or not at all.
             let tx = super::quarter::snapshot(&mut c).await?;
-            let (a, b) = quarter::energy_window(from, to);
-            let merged = super::quarter::intervals(&tx, device, a, b, Part::Energy).await?;
+            let data = super::quarter::meter_data(&tx, device, from, to).await?;
             tx.commit().await?;
-            Ok(quarter::meter_data(&merged, from, to))
+            Ok(data)
         })
     }
 

@@ -3,6 +3,7 @@
 //! retention.
 
 use super::Postgres;
+use crate::storage::energy::MeterData;
 use crate::storage::quarter::{self, Part, QuarterStore};
 use crate::storage::rollup::{Interval, COLUMN_COUNT};
 use crate::storage::Result;
@@ -47,6 +48,33 @@ pub(super) async fn intervals(
     let mut all = quarter::merged(device, &blobs, rows, part)?;
     all.retain(|i| i.rollup.start >= a && i.rollup.start < b);
     Ok(all)
+}
+
+/// Device `device`'s meter data of `[from, to)` from its rows and sealed days over
+/// [`quarter::energy_window`], decoded day by day ([`quarter::meter_data_sealed`]); `tx` is a
+/// repeatable-read transaction, so both reads see one snapshot.
+pub(super) async fn meter_data(
+    tx: &Transaction<'_>,
+    device: u32,
+    from: i64,
+    to: i64,
+) -> Result<MeterData> {
+    let dev = i64::from(device);
+    let (a, b) = quarter::energy_window(from, to);
+    let rows = tx
+        .query(&quarter::rows_sql(), &[&dev, &a, &b])
+        .await?
+        .iter()
+        .map(|r| quarter::interval_from_values(&values(r)).map(|i| i.rollup))
+        .collect::<Result<Vec<_>>>()?;
+    let (d0, d1) = quarter::days_of(a, b);
+    let blobs: Vec<(i64, Vec<u8>)> = tx
+        .query(quarter::BLOBS, &[&dev, &d0, &d1])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    quarter::meter_data_sealed(device, &blobs, &rows, from, to)
 }
 
 /// A read-only repeatable-read transaction on `c`.

@@ -280,6 +280,18 @@ impl TelemetryStore for Postgres {
         Ok(self.rows_of_device("telemetry", device_id)? + sealed)
     }
 
+    fn first_record_time(&self, device_id: u32) -> Result<Option<i64>> {
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            Ok(c.query_one(
+                crate::storage::telemetry::FIRST_TIME_SQL,
+                &[&i64::from(device_id)],
+            )
+            .await?
+            .get(0))
+        })
+    }
+
     fn seal_closed(&self, now: i64) -> Result<u64> {
         let before = chunk::sealable_before(now);
         let devices: Vec<i64> = self.run(move |s| async move {

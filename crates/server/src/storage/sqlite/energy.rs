@@ -4,7 +4,6 @@
 use super::Sqlite;
 use crate::energy::tariff::Tariff;
 use crate::storage::energy::{check_range, decode_tariff, encode_tariff, EnergyStore, MeterData};
-use crate::storage::quarter::{self, Part};
 use crate::storage::rollup;
 use crate::storage::{Error, Result};
 use rusqlite::{params, OptionalExtension};
@@ -17,10 +16,9 @@ impl EnergyStore for Sqlite {
         // Rows and sealed days in one snapshot: a sealing pass between the two reads would
         // otherwise count its rows twice or not at all.
         let tx = conn.unchecked_transaction()?;
-        let (a, b) = quarter::energy_window(from, to);
-        let merged = super::quarter::intervals(&tx, device, a, b, Part::Energy)?;
+        let data = super::quarter::meter_data(&tx, device, from, to)?;
         tx.finish()?;
-        Ok(quarter::meter_data(&merged, from, to))
+        Ok(data)
     }
 
     fn site_tariff(&self, site_id: i64) -> Result<Option<Tariff>> {

@@ -2,6 +2,7 @@
 //! and blobs in one snapshot, the sealing pass and the retention.
 
 use super::Sqlite;
+use crate::storage::energy::MeterData;
 use crate::storage::quarter::{self, Part, QuarterStore};
 use crate::storage::rollup::{Interval, COLUMN_COUNT};
 use crate::storage::series::sqlite_params;
@@ -41,6 +42,27 @@ pub(super) fn intervals(
     let mut all = quarter::merged(device, &blobs, rows, part)?;
     all.retain(|i| i.rollup.start >= a && i.rollup.start < b);
     Ok(all)
+}
+
+/// Device `device`'s meter data of `[from, to)` from its rows and sealed days over
+/// [`quarter::energy_window`], decoded day by day ([`quarter::meter_data_sealed`]). Call inside
+/// a read transaction so both reads see one snapshot.
+pub(super) fn meter_data(conn: &Connection, device: u32, from: i64, to: i64) -> Result<MeterData> {
+    let (a, b) = quarter::energy_window(from, to);
+    let mut stmt = conn.prepare_cached(&sqlite_params(&quarter::rows_sql()))?;
+    let rows = stmt
+        .query_map(params![device, a, b], interval_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = rows
+        .iter()
+        .map(|v| quarter::interval_from_values(v).map(|i| i.rollup))
+        .collect::<Result<Vec<_>>>()?;
+    let (d0, d1) = quarter::days_of(a, b);
+    let mut stmt = conn.prepare_cached(&sqlite_params(quarter::BLOBS))?;
+    let blobs = stmt
+        .query_map(params![device, d0, d1], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(i64, Vec<u8>)>>>()?;
+    quarter::meter_data_sealed(device, &blobs, &rows, from, to)
 }
 
 impl QuarterStore for Sqlite {

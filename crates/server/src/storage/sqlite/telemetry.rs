@@ -218,6 +218,14 @@ impl TelemetryStore for Sqlite {
         Ok(self.rows_of_device("telemetry", device_id)? + sealed.max(0) as u64)
     }
 
+    fn first_record_time(&self, device_id: u32) -> Result<Option<i64>> {
+        Ok(self.telemetry_reader()?.query_row(
+            &crate::storage::series::sqlite_params(crate::storage::telemetry::FIRST_TIME_SQL),
+            params![device_id],
+            |r| r.get(0),
+        )?)
+    }
+
     fn seal_closed(&self, now: i64) -> Result<u64> {
         // The inbox's records belong to what this reads and rewrites.
         self.fold_inbox()?;

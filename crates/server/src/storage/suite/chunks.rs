@@ -322,3 +322,51 @@ pub(crate) fn raw_retention_deletes_rows_and_chunks(db: &dyn Storage) {
     assert!(left.iter().all(|r| r.time >= DAY0 + 2 * DAY_S));
     assert_eq!(left.len() as u64, on(DAY0 + 2 * DAY_S, DAY0 + 3 * DAY_S));
 }
+
+/// A device's first record time ([`TelemetryStore::first_record_time`], index seeks) is the
+/// time of the first record [`TelemetryStore::telemetry`] reads, whether it is in a row or a
+/// chunk: none without records, then from rows, from chunks once sealed, and from a row again
+/// when a late record older than every sealed one arrives.
+pub(crate) fn first_record_time_from_rows_and_chunks(db: &dyn Storage) {
+    db.add_devices(&[dev(1), dev(2), dev(3)], 0).unwrap();
+    let first_read = |id: u32| {
+        db.telemetry(&TelemetryQuery {
+            device_id: id,
+            from: i64::MIN,
+            to: i64::MAX,
+            limit: 1,
+        })
+        .unwrap()
+        .first()
+        .map(|r| r.time)
+    };
+    let check = |id: u32, expected: Option<i64>| {
+        assert_eq!(db.first_record_time(id).unwrap(), expected, "device {id}");
+        assert_eq!(first_read(id), expected, "device {id}");
+    };
+    check(1, None);
+    let rows = history();
+    db.insert_telemetry(&rows).unwrap();
+    let first1 = rows
+        .iter()
+        .filter(|r| r.device_id == 1)
+        .map(|r| r.time)
+        .min();
+    check(1, first1);
+    check(2, Some(DAY0));
+    check(3, None);
+    // Days 0 and 1 sealed: device 1's first record is in a chunk, device 2's too.
+    db.maintain(DAY0 + 2 * DAY_S + GRACE_S, 0).unwrap();
+    check(1, first1);
+    check(2, Some(DAY0));
+    // A late record before every sealed one: a row again.
+    let late = TelemetryRow {
+        seq: 2_000_000,
+        time: DAY0 - 5 * DAY_S + 17,
+        ..rows[0]
+    };
+    assert_eq!(db.insert_telemetry(&[late]).unwrap(), 1);
+    check(1, Some(late.time));
+    db.maintain(DAY0 + 4 * DAY_S + GRACE_S, 0).unwrap();
+    check(1, Some(late.time));
+}
