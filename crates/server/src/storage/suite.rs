@@ -20,8 +20,7 @@ pub(crate) use channels::{
 };
 pub(crate) use chunks::{
     first_record_time_from_rows_and_chunks, latest_of_many_equals_each_alone,
-    raw_retention_deletes_rows_and_chunks,
-    sealed_records_read_back_equal,
+    raw_retention_deletes_rows_and_chunks, sealed_records_read_back_equal,
 };
 pub(crate) use rollups::{
     channel_meter_data_matches_the_pool_meter, chart_rollups_backfilled_by_migration,
