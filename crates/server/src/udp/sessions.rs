@@ -370,7 +370,7 @@ impl LinkTable {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (id, link) in shard.iter_mut() {
                 let before = link.live.is_some();
-                f(*id, &mut **link);
+                f(*id, link);
                 self.account(before, link.live.is_some());
             }
         }
