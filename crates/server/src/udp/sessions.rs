@@ -168,6 +168,7 @@ impl Desired {
         state_from_code(self.0.get(field::STATE).copied().unwrap_or(0))
     }
 
+    /// Records what became of it (a ConfigAck, a ChunkAck refusal, a commit undone).
     pub fn set_state(&mut self, state: ConfigState) {
         if let Some(b) = self.0.get_mut(field::STATE) {
             *b = state_code(state);
@@ -179,6 +180,7 @@ impl Desired {
         self.u32_at(field::CHUNKS_HELD)
     }
 
+    /// Records the chunks the device's latest ChunkAck says it holds.
     pub fn set_chunks_held(&mut self, bits: u32) {
         self.set_u32_at(field::CHUNKS_HELD, bits);
     }
@@ -188,6 +190,7 @@ impl Desired {
         self.u32_at(field::CHUNKS_SENT)
     }
 
+    /// Records the chunks sent so far in this transfer.
     pub fn set_chunks_sent(&mut self, bits: u32) {
         self.set_u32_at(field::CHUNKS_SENT, bits);
     }
