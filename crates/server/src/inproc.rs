@@ -197,11 +197,11 @@ impl Api {
         self.ingest.links.with(device_id, |l| {
             let l = l?;
             let d = l.desired.as_ref()?;
-            if d.state != storage::ConfigState::Pending {
+            if d.state() != storage::ConfigState::Pending {
                 return None;
             }
             let live = l.live.as_ref()?;
-            crate::udp::split::withheld_reason(live.capabilities.as_ref(), d.assembled.as_ref()?)
+            crate::udp::split::withheld_reason(live.capabilities.as_ref(), d.assembled()?)
         })
     }
 

@@ -498,8 +498,8 @@ fn forget_confirmation(ingest: &Ingest, job: &WriteJob) {
     };
     ingest.links.with(device_id, |link| {
         if let Some(d) = link.and_then(|l| l.desired.as_mut()) {
-            if d.version == version {
-                d.state = crate::storage::ConfigState::Pending;
+            if d.version() == version {
+                d.set_state(crate::storage::ConfigState::Pending);
             }
         }
     });

@@ -192,8 +192,8 @@ impl Ingest {
             }
             Message::ConfigAck { version, result } => {
                 if let Some(d) = link.desired.as_mut() {
-                    if d.version == version {
-                        d.state = ConfigState::from_result(result);
+                    if d.version() == version {
+                        d.set_state(ConfigState::from_result(result));
                         link.config_retry = None;
                     }
                 }
@@ -228,23 +228,23 @@ impl Ingest {
         let (Some(d), Some(running)) = (link.desired.as_mut(), link.reported_version) else {
             return;
         };
-        if d.state == ConfigState::RolledBack {
+        if d.state() == ConfigState::RolledBack {
             return; // never sent again (PROTOCOL.md 11.3)
         }
-        if d.state != ConfigState::Pending {
+        if d.state() != ConfigState::Pending {
             // Synced before, but the device now runs another version (it lost its flash, or
             // was replaced): send the newest one again.
-            if running != d.version && link.config_retry.is_none() {
+            if running != d.version() && link.config_retry.is_none() {
                 self.push_config_now(link, now);
             }
             return;
         }
-        if running == d.version {
-            d.state = ConfigState::Applied;
+        if running == d.version() {
+            d.set_state(ConfigState::Applied);
             link.config_retry = None;
             jobs.push(WriteJob::ConfigRunning {
                 device_id: id,
-                version: d.version,
+                version: d.version(),
                 at: unix_now(),
             });
         } else if link.config_retry.is_none() {

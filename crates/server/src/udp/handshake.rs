@@ -217,8 +217,8 @@ impl Ingest {
             link.config_retry = None;
             // A device keeps a partial transfer in RAM only (PROTOCOL.md 17.4): start over.
             if let Some(d) = link.desired.as_mut() {
-                d.chunks_held = 0;
-                d.chunks_sent = 0;
+                d.set_chunks_held(0);
+                d.set_chunks_sent(0);
             }
             let rebooted = reboots_done(link, boot, &done_in_db);
             // Pending commands go out on the next timer tick, after the Welcome.

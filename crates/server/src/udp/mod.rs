@@ -168,12 +168,12 @@ impl Ingest {
         let Some(d) = link.desired.as_ref() else {
             return false;
         };
-        if d.assembled.is_some() {
+        if d.assembled().is_some() {
             return self.send_split(link);
         }
-        let version = d.version;
+        let version = d.version();
         // Saved configurations were validated; one that did not encode is never sent.
-        let Some(stored) = d.items.as_deref() else {
+        let Some(stored) = d.items() else {
             return false;
         };
         // Copied out: sending borrows the link mutably (its session's counter).

@@ -77,7 +77,7 @@ impl Ingest {
             if link
                 .desired
                 .as_ref()
-                .is_some_and(|d| d.version >= rec.version)
+                .is_some_and(|d| d.version() >= rec.version)
             {
                 return;
             }
@@ -166,7 +166,7 @@ impl Ingest {
                     && link
                         .desired
                         .as_ref()
-                        .is_some_and(|d| d.state == ConfigState::Pending)
+                        .is_some_and(|d| d.state() == ConfigState::Pending)
                 {
                     self.send_config(link);
                     link.config_retry = Some(self.next_retry(Some(r), now));

@@ -148,10 +148,11 @@ impl Ingest {
         let Some(d) = link.desired.as_ref() else {
             return false;
         };
-        let Some(assembled) = d.assembled.clone() else {
+        // Copied out: sending borrows the link mutably (its session's counter).
+        let Some(assembled) = d.assembled().map(<[u8]>::to_vec) else {
             return false;
         };
-        let (version, held, sent_before) = (d.version, d.chunks_held, d.chunks_sent);
+        let (version, held, sent_before) = (d.version(), d.chunks_held(), d.chunks_sent());
         let Some(live) = link.live.as_ref() else {
             return false;
         };
@@ -168,7 +169,7 @@ impl Ingest {
             if self.send_channel_message(link, &ChannelMessage::ConfigChunk(chunk)) {
                 self.metrics.chunk_sent(sent_before & (1 << i) != 0);
                 if let Some(d) = link.desired.as_mut() {
-                    d.chunks_sent |= 1 << i;
+                    d.set_chunks_sent(d.chunks_sent() | 1 << i);
                 }
                 any = true;
             }
@@ -197,22 +198,22 @@ impl Ingest {
         let Some(d) = link.desired.as_mut() else {
             return;
         };
-        let Some(total) = d.assembled.as_ref().map(|a| a.len()) else {
+        let Some(total) = d.assembled().map(<[u8]>::len) else {
             return;
         };
-        if d.version != ack.version || d.state != ConfigState::Pending {
+        if d.version() != ack.version || d.state() != ConfigState::Pending {
             return;
         }
         match on_ack(total, ack) {
-            AckOutcome::Holds(bits) => d.chunks_held = bits,
+            AckOutcome::Holds(bits) => d.set_chunks_held(bits),
             AckOutcome::Refused(reason) => {
                 tracing::warn!(
                     device = id,
-                    version = d.version,
+                    version = d.version(),
                     reason,
                     "configuration refused"
                 );
-                d.state = ConfigState::RolledBack;
+                d.set_state(ConfigState::RolledBack);
                 link.config_retry = None;
                 jobs.push(WriteJob::ConfigAck {
                     device_id: id,
