@@ -271,16 +271,22 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(head)
 }
 
+/// A blob's slot mask, once its version is checked, and the bytes after them; what is wrong
+/// otherwise.
+fn opened(blob: &[u8]) -> std::result::Result<(u128, &[u8]), String> {
+    let mut rest = blob;
+    let head = take(&mut rest, 1 + MASK_BYTES).ok_or("too short")?;
+    if head[0] != VERSION {
+        return Err(format!("unknown format version {}", head[0]));
+    }
+    Ok((mask_of(&head[1..]), rest))
+}
+
 /// The intervals of a blob of device `device`'s day `day`, ordered by start; with
 /// [`Part::Energy`] their chart figures are left empty.
 pub fn decode(device: u32, day: i64, blob: &[u8], part: Part) -> Result<Vec<Interval>> {
     let err = |what: &str| corrupt(device, day, what);
-    let mut rest = blob;
-    let head = take(&mut rest, 1 + MASK_BYTES).ok_or_else(|| err("too short"))?;
-    if head[0] != VERSION {
-        return Err(err(&format!("unknown format version {}", head[0])));
-    }
-    let slots = mask_of(&head[1..]);
+    let (slots, mut rest) = opened(blob).map_err(|what| err(&what))?;
     let starts: Vec<i64> = (0..SLOTS)
         .filter(|i| slots & (1 << i) != 0)
         .map(|i| day + i as i64 * super::energy::INTERVAL_S)
@@ -411,12 +417,7 @@ struct DayScratch {
 /// the intervals' 23 columns and chart figures.
 fn decode_energy(device: u32, day: i64, blob: &[u8], scratch: &mut DayScratch) -> Result<()> {
     let err = |what: &str| corrupt(device, day, what);
-    let mut rest = blob;
-    let head = take(&mut rest, 1 + MASK_BYTES).ok_or_else(|| err("too short"))?;
-    if head[0] != VERSION {
-        return Err(err(&format!("unknown format version {}", head[0])));
-    }
-    let slots = mask_of(&head[1..]);
+    let (slots, mut rest) = opened(blob).map_err(|what| err(&what))?;
     let n = slots.count_ones() as usize;
     let DayScratch {
         present,
@@ -637,6 +638,9 @@ pub fn rows_sql() -> String {
         super::rollup::columns()
     )
 }
+
+/// Sealed days as [`BLOBS`] reads them: `(day, data)`.
+pub type DayBlobs = Vec<(i64, Vec<u8>)>;
 
 /// The blobs `(day, data)` of device `$1` with `$2 <= day < $3`.
 pub const BLOBS: &str = "SELECT day, data FROM telemetry_rollup_sealed

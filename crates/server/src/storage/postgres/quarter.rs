@@ -22,6 +22,32 @@ fn values(r: &Row) -> [Option<i64>; COLUMN_COUNT] {
     v
 }
 
+/// Device `device`'s 15-minute rows with `a <= start < b` and its sealed days over them: what
+/// both readers below start from. `tx` is a repeatable-read transaction, so both reads see one
+/// snapshot.
+async fn rows_and_days(
+    tx: &Transaction<'_>,
+    device: u32,
+    a: i64,
+    b: i64,
+) -> Result<(Vec<Interval>, quarter::DayBlobs)> {
+    let dev = i64::from(device);
+    let rows = tx
+        .query(&quarter::rows_sql(), &[&dev, &a, &b])
+        .await?
+        .iter()
+        .map(|r| quarter::interval_from_values(&values(r)))
+        .collect::<Result<Vec<_>>>()?;
+    let (d0, d1) = quarter::days_of(a, b);
+    let blobs: quarter::DayBlobs = tx
+        .query(quarter::BLOBS, &[&dev, &d0, &d1])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok((rows, blobs))
+}
+
 /// Device `device`'s intervals with `a <= start < b`, rows and sealed days merged, ordered by
 /// start; `tx` is a repeatable-read transaction, so both reads see one snapshot.
 pub(super) async fn intervals(
@@ -31,20 +57,7 @@ pub(super) async fn intervals(
     b: i64,
     part: Part,
 ) -> Result<Vec<Interval>> {
-    let dev = i64::from(device);
-    let rows = tx
-        .query(&quarter::rows_sql(), &[&dev, &a, &b])
-        .await?
-        .iter()
-        .map(|r| quarter::interval_from_values(&values(r)))
-        .collect::<Result<Vec<_>>>()?;
-    let (d0, d1) = quarter::days_of(a, b);
-    let blobs: Vec<(i64, Vec<u8>)> = tx
-        .query(quarter::BLOBS, &[&dev, &d0, &d1])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let (rows, blobs) = rows_and_days(tx, device, a, b).await?;
     let mut all = quarter::merged(device, &blobs, rows, part)?;
     all.retain(|i| i.rollup.start >= a && i.rollup.start < b);
     Ok(all)
@@ -59,21 +72,9 @@ pub(super) async fn meter_data(
     from: i64,
     to: i64,
 ) -> Result<MeterData> {
-    let dev = i64::from(device);
     let (a, b) = quarter::energy_window(from, to);
-    let rows = tx
-        .query(&quarter::rows_sql(), &[&dev, &a, &b])
-        .await?
-        .iter()
-        .map(|r| quarter::interval_from_values(&values(r)).map(|i| i.rollup))
-        .collect::<Result<Vec<_>>>()?;
-    let (d0, d1) = quarter::days_of(a, b);
-    let blobs: Vec<(i64, Vec<u8>)> = tx
-        .query(quarter::BLOBS, &[&dev, &d0, &d1])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let (rows, blobs) = rows_and_days(tx, device, a, b).await?;
+    let rows: Vec<_> = rows.into_iter().map(|i| i.rollup).collect();
     quarter::meter_data_sealed(device, &blobs, &rows, from, to)
 }
 

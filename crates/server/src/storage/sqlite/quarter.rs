@@ -17,15 +17,15 @@ fn interval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<i64>; COLUMN_
     Ok(v)
 }
 
-/// Device `device`'s intervals with `a <= start < b`, rows and sealed days merged, ordered by
-/// start. Call inside a read transaction so both reads see one snapshot.
-pub(super) fn intervals(
+/// Device `device`'s 15-minute rows with `a <= start < b` and its sealed days over them: what
+/// both readers below start from. Call inside a read transaction so both reads see one
+/// snapshot.
+fn rows_and_days(
     conn: &Connection,
     device: u32,
     a: i64,
     b: i64,
-    part: Part,
-) -> Result<Vec<Interval>> {
+) -> Result<(Vec<Interval>, quarter::DayBlobs)> {
     let mut stmt = conn.prepare_cached(&sqlite_params(&quarter::rows_sql()))?;
     let rows = stmt
         .query_map(params![device, a, b], interval_row)?
@@ -38,7 +38,20 @@ pub(super) fn intervals(
     let mut stmt = conn.prepare_cached(&sqlite_params(quarter::BLOBS))?;
     let blobs = stmt
         .query_map(params![device, d0, d1], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(i64, Vec<u8>)>>>()?;
+        .collect::<rusqlite::Result<quarter::DayBlobs>>()?;
+    Ok((rows, blobs))
+}
+
+/// Device `device`'s intervals with `a <= start < b`, rows and sealed days merged, ordered by
+/// start. Call inside a read transaction so both reads see one snapshot.
+pub(super) fn intervals(
+    conn: &Connection,
+    device: u32,
+    a: i64,
+    b: i64,
+    part: Part,
+) -> Result<Vec<Interval>> {
+    let (rows, blobs) = rows_and_days(conn, device, a, b)?;
     let mut all = quarter::merged(device, &blobs, rows, part)?;
     all.retain(|i| i.rollup.start >= a && i.rollup.start < b);
     Ok(all)
@@ -49,19 +62,8 @@ pub(super) fn intervals(
 /// a read transaction so both reads see one snapshot.
 pub(super) fn meter_data(conn: &Connection, device: u32, from: i64, to: i64) -> Result<MeterData> {
     let (a, b) = quarter::energy_window(from, to);
-    let mut stmt = conn.prepare_cached(&sqlite_params(&quarter::rows_sql()))?;
-    let rows = stmt
-        .query_map(params![device, a, b], interval_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let rows = rows
-        .iter()
-        .map(|v| quarter::interval_from_values(v).map(|i| i.rollup))
-        .collect::<Result<Vec<_>>>()?;
-    let (d0, d1) = quarter::days_of(a, b);
-    let mut stmt = conn.prepare_cached(&sqlite_params(quarter::BLOBS))?;
-    let blobs = stmt
-        .query_map(params![device, d0, d1], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(i64, Vec<u8>)>>>()?;
+    let (rows, blobs) = rows_and_days(conn, device, a, b)?;
+    let rows: Vec<_> = rows.into_iter().map(|i| i.rollup).collect();
     quarter::meter_data_sealed(device, &blobs, &rows, from, to)
 }
 
