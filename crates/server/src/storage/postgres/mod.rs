@@ -204,6 +204,25 @@ impl Shared {
     }
 }
 
+/// One value per device of `device_ids`, in their order (`None` for a device without a row):
+/// `sql` selects the rows of the devices in `$1` (a `BIGINT[]`), device id first, and `make`
+/// turns a row of device `id` into its value. The batched reads of a page of devices.
+async fn of_devices<T: Clone>(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+    device_ids: &[u32],
+    make: impl Fn(u32, &tokio_postgres::Row) -> Result<T>,
+) -> Result<Vec<Option<T>>> {
+    let ids: Vec<i64> = device_ids.iter().map(|&d| i64::from(d)).collect();
+    let rows = c.query(sql, &[&ids]).await?;
+    let mut by = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id = u32_col(row.get(0), "device id")?;
+        by.insert(id, make(id, row)?);
+    }
+    Ok(device_ids.iter().map(|d| by.get(d).cloned()).collect())
+}
+
 /// The PostgreSQL storage.
 pub struct Postgres {
     shared: Arc<Shared>,

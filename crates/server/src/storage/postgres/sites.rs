@@ -192,21 +192,16 @@ impl SiteStore for Postgres {
     }
 
     fn device_sites_of(&self, device_ids: &[u32]) -> Result<Vec<Option<i64>>> {
-        let ids: Vec<i64> = device_ids.iter().map(|&d| i64::from(d)).collect();
-        let order = device_ids.to_vec();
+        let device_ids = device_ids.to_vec();
         self.run(move |s| async move {
             let c = s.conn().await?;
-            let rows = c
-                .query(
-                    "SELECT device_id, site_id FROM device_sites WHERE device_id = ANY($1)",
-                    &[&ids],
-                )
-                .await?;
-            let mut by = std::collections::HashMap::with_capacity(rows.len());
-            for row in &rows {
-                by.insert(u32_col(row.get(0), "device id")?, row.get::<_, i64>(1));
-            }
-            Ok(order.iter().map(|d| by.get(d).copied()).collect())
+            super::of_devices(
+                &c,
+                "SELECT device_id, site_id FROM device_sites WHERE device_id = ANY($1)",
+                &device_ids,
+                |_, row| Ok(row.get::<_, i64>(1)),
+            )
+            .await
         })
     }
 

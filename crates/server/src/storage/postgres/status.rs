@@ -83,31 +83,23 @@ impl StatusStore for Postgres {
     }
 
     fn latest_status_of(&self, device_ids: &[u32]) -> Result<Vec<Option<StatusRecord>>> {
-        let ids: Vec<i64> = device_ids.iter().map(|&d| i64::from(d)).collect();
-        let order = device_ids.to_vec();
+        let device_ids = device_ids.to_vec();
         self.run(move |s| async move {
             let c = s.conn().await?;
-            let rows = c
-                .query(
-                    "SELECT device_id, received_at, body FROM device_status
-                     WHERE device_id = ANY($1)",
-                    &[&ids],
-                )
-                .await?;
-            let mut by = std::collections::HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let device_id = super::u32_col(row.get(0), "device id")?;
-                let status = decode(device_id, row.get::<_, &[u8]>(2))?;
-                by.insert(
-                    device_id,
-                    StatusRecord {
+            super::of_devices(
+                &c,
+                "SELECT device_id, received_at, body FROM device_status
+                 WHERE device_id = ANY($1)",
+                &device_ids,
+                |device_id, row| {
+                    Ok(StatusRecord {
                         device_id,
                         received_at: row.get(1),
-                        status,
-                    },
-                );
-            }
-            Ok(order.iter().map(|d| by.get(d).copied()).collect())
+                        status: decode(device_id, row.get::<_, &[u8]>(2))?,
+                    })
+                },
+            )
+            .await
         })
     }
 
