@@ -117,8 +117,10 @@ fn flood_small() {
 fn login_flood_small() {
     let v = bench(&[
         "login-flood",
+        // Two seconds a phase: with ten devices at one batch a second, a phase of one second
+        // on a loaded machine (the whole test suite beside it) could see no Ack at all.
         "--seconds",
-        "1",
+        "2",
         "--devices",
         "10",
         "--attackers",
