@@ -22,8 +22,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "no_std crates build for the Cortex-M3 (thumbv7m-none-eabi)"
 cargo build --release -p tek-proto -p tek-controller --target thumbv7m-none-eabi
 
-step "fuzzing: every cargo-fuzz target for 30 s (docs/SECURITY.md)"
-scripts/fuzz.sh 30
+step "fuzzing: every cargo-fuzz target for 20 s (docs/SECURITY.md)"
+scripts/fuzz.sh 20
 
 step "supply chain: cargo deny (deny.toml)"
 cargo deny --log-level error check licenses bans sources
