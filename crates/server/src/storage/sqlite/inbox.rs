@@ -31,7 +31,6 @@ use crate::storage::wide::{WideRow, WideValues};
 use crate::storage::{Error, Result, TelemetryRow};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -218,18 +217,11 @@ impl State {
 #[derive(Default)]
 pub(super) struct Inbox {
     state: Mutex<State>,
-    /// Records this process knows in both tables (for the benchmarks and tests).
-    held: AtomicUsize,
 }
 
 impl Inbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn count(&self, st: &State) {
-        self.held
-            .store(st.keys[0].len() + st.keys[1].len(), Ordering::Release);
     }
 }
 
@@ -302,7 +294,6 @@ impl Sqlite {
             st.keys[filling].extend(new.iter().map(Inboxed::key));
             st.first_at.get_or_insert_with(Instant::now);
         }
-        self.inbox.count(&st);
         // The records are committed whatever happens next; a fold that fails here is tried
         // again by the next commit or read, and loses nothing.
         if let Err(e) = self.fold_step(&mut conn, &mut st) {
@@ -366,7 +357,6 @@ impl Sqlite {
             let table = f.table;
             st.keys[table].clear();
             st.folding = None;
-            self.inbox.count(st);
         }
         Ok(())
     }
@@ -391,7 +381,6 @@ impl Sqlite {
         st.first_at = None;
         // Read again at the next append: another process may have appended meanwhile.
         st.version = None;
-        self.inbox.count(st);
         Ok(())
     }
 
@@ -415,7 +404,8 @@ impl Sqlite {
 
     /// Records the inbox holds now, as this process knows (tests and the benchmarks).
     pub fn inbox_records(&self) -> usize {
-        self.inbox.held.load(Ordering::Acquire)
+        let st = self.inbox.lock();
+        st.keys[0].len() + st.keys[1].len()
     }
 }
 
@@ -514,12 +504,22 @@ mod tests {
 
     /// Frames the log holds after the last commit, counted from an emptied log.
     fn frames_of(db: &Sqlite, commit: impl FnOnce()) -> i64 {
-        db.writer()
-            .unwrap()
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap();
+        // TRUNCATE answers busy (1) while the checkpoint thread or a reader is in the way; the
+        // log is empty only once it answers 0.
+        let emptied = (0..200).any(|_| {
+            let busy = db
+                .writer()
+                .unwrap()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap();
+            busy == 0 || {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                false
+            }
+        });
+        assert!(emptied, "the log could not be emptied");
         commit();
         db.writer()
             .unwrap()
