@@ -145,9 +145,9 @@ async fn no_ack_when_the_commit_fails() {
     let db = rusqlite::Connection::open(h.dir.path().join("tek.db")).unwrap();
     db.execute_batch(
         "CREATE TRIGGER fail BEFORE INSERT ON telemetry BEGIN SELECT RAISE(ABORT, 'disk full'); END;
-         CREATE TRIGGER fail_a BEFORE INSERT ON telemetry_inbox_a
+         CREATE TRIGGER fail_a BEFORE INSERT ON telemetry_inbox_batch_a
              BEGIN SELECT RAISE(ABORT, 'disk full'); END;
-         CREATE TRIGGER fail_b BEFORE INSERT ON telemetry_inbox_b
+         CREATE TRIGGER fail_b BEFORE INSERT ON telemetry_inbox_batch_b
              BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();

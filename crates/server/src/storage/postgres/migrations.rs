@@ -42,7 +42,8 @@ pub async fn migrate(c: &mut Client) -> Result<()> {
         tx.batch_execute(&sql).await?;
         match schema::rust_step(version) {
             Some(schema::RustStep::WideRollups) => super::wide::backfill_rollups(&tx).await?,
-            None => {}
+            // The inbox is SQLite's alone: PostgreSQL writes straight into its tables.
+            Some(schema::RustStep::InboxBatches) | None => {}
         }
         tx.execute("DELETE FROM tek_schema", &[]).await?;
         tx.execute("INSERT INTO tek_schema (version) VALUES ($1)", &[&version])

@@ -135,18 +135,20 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             std::fs::copy(db.path(), copy.path().join("tek.db")).unwrap();
-            let count = rusqlite::Connection::open(copy.path().join("tek.db"))
+            // Wherever they are: folded into `telemetry`, or still in the inbox, where the
+            // one commit of the 50 records is one row.
+            let (folded, batches) = rusqlite::Connection::open(copy.path().join("tek.db"))
                 .and_then(|c| {
-                    // Wherever they are: still in the inbox, or folded into `telemetry`.
                     c.query_row(
-                        "SELECT (SELECT COUNT(*) FROM telemetry)
-                              + (SELECT COUNT(*) FROM telemetry_inbox_a)
-                              + (SELECT COUNT(*) FROM telemetry_inbox_b)",
+                        "SELECT (SELECT COUNT(*) FROM telemetry),
+                                (SELECT COUNT(*) FROM telemetry_inbox_batch_a)
+                              + (SELECT COUNT(*) FROM telemetry_inbox_batch_b)",
                         [],
-                        |r| r.get::<_, i64>(0),
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
                     )
                 })
-                .unwrap_or(0);
+                .unwrap_or((0, 0));
+            let count = if batches == 1 { 50 } else { folded };
             if count == 50 {
                 break;
             }

@@ -4,12 +4,14 @@
 //! a commit carrying the records of N devices dirtied about four B-tree pages per device (the
 //! record, its time index, the 15-minute and the daily rollup), each a 4 KiB frame in the log.
 //! With a commit every few milliseconds that was ~2 KB written per 1-record datagram. Here an
-//! ingest commit appends its new records to a rowid table without any index — a few pages per
-//! commit, however many devices it carries — and the records move into the per-device tables
-//! later in bulk: the records of many commits at once, sorted by device, so a device's pages
-//! are written once for all of them.
+//! ingest commit appends its new records, as one row in a compact encoding
+//! ([`super::inbox_codec`]), to a rowid table without any index — a commit mostly rewrites the
+//! page the previous one left partly filled, however many devices it carries — and the records
+//! move into the per-device tables later in bulk: the records of many commits at once, sorted
+//! by device, so a device's pages are written once for all of them.
 //!
-//! Two tables take turns (migration 17). Ingest appends to the *filling* one. Once it holds
+//! Two tables take turns (migration 18; migration 17's had a row per record, and its Rust step
+//! [`fold_legacy_tables`] stores what they held). Ingest appends to the *filling* one. Once it holds
 //! [`FOLD_ROWS`] records, or its first record is [`FOLD_AGE`] old, it becomes the *folding*
 //! one and ingest fills the other. The folding table's records are read once, sorted, and
 //! stored in slices of about [`SLICE_ROWS`], one slice per transaction after each ingest commit
@@ -26,16 +28,17 @@
 //! - Reads: every read of telemetry first folds whatever the inbox holds
 //!   ([`Sqlite::telemetry_reader`]), so it sees every acknowledged record.
 
+use super::inbox_codec::Encoder;
 use super::Sqlite;
 use crate::storage::wide::{WideRow, WideValues};
 use crate::storage::{Error, Result, TelemetryRow};
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The two tables, by turn.
-const TABLES: [&str; 2] = ["telemetry_inbox_a", "telemetry_inbox_b"];
+const TABLES: [&str; 2] = ["telemetry_inbox_batch_a", "telemetry_inbox_batch_b"];
 
 /// Records in the filling table that start a fold: with 100 devices, ~500 records per device,
 /// enough that a device's pages are written once for many records; ~3 MB of table.
@@ -53,7 +56,7 @@ pub(super) const SLICE_ROWS: usize = 2_048;
 
 /// A record in the inbox: either layout.
 #[derive(Debug, Clone)]
-enum Record {
+pub(super) enum Record {
     Narrow(TelemetryRow),
     Wide(WideRow),
 }
@@ -72,26 +75,19 @@ type Key = (u32, bool, u32, u32);
 
 /// A record type the inbox holds: the two layouts of [`crate::storage`].
 pub(super) trait Inboxed: Clone {
-    /// Which layout (the `kind` column: 0 narrow, 1 wide).
-    const WIDE: bool;
     fn key(&self) -> Key;
-    /// `(time, meta, mask, vals)` of its inbox row (module docs of migration 17).
-    fn columns(&self) -> (i64, Option<i64>, Option<Vec<u8>>, Vec<u8>);
+    /// Appends it to a batch ([`super::inbox_codec`]).
+    fn encode(&self, batch: &mut Encoder);
     /// Those of `rows` the per-device tables do not hold (checked in `tx`).
     fn not_stored(tx: &Connection, rows: &[Self]) -> Result<Vec<Self>>;
 }
 
 impl Inboxed for TelemetryRow {
-    const WIDE: bool = false;
     fn key(&self) -> Key {
         (self.device_id, false, self.boot, self.seq)
     }
-    fn columns(&self) -> (i64, Option<i64>, Option<Vec<u8>>, Vec<u8>) {
-        let vals = (0..8u8)
-            .filter_map(|ch| self.get(ch))
-            .flat_map(i32::to_le_bytes)
-            .collect();
-        (self.time, Some(self.channels.into()), None, vals)
+    fn encode(&self, batch: &mut Encoder) {
+        batch.narrow(self);
     }
     fn not_stored(tx: &Connection, rows: &[Self]) -> Result<Vec<Self>> {
         super::telemetry::not_stored(tx, rows)
@@ -99,77 +95,14 @@ impl Inboxed for TelemetryRow {
 }
 
 impl Inboxed for WideRow {
-    const WIDE: bool = true;
     fn key(&self) -> Key {
         (self.device_id, true, self.boot, self.seq)
     }
-    fn columns(&self) -> (i64, Option<i64>, Option<Vec<u8>>, Vec<u8>) {
-        let (mask, vals) = self.values.encode();
-        (
-            self.time,
-            self.config_version.map(i64::from),
-            Some(mask),
-            vals,
-        )
+    fn encode(&self, batch: &mut Encoder) {
+        batch.wide(self);
     }
     fn not_stored(tx: &Connection, rows: &[Self]) -> Result<Vec<Self>> {
         super::wide::not_stored(tx, rows)
-    }
-}
-
-/// The records of one inbox row.
-fn record_of(r: &rusqlite::Row<'_>) -> Result<Record> {
-    let kind: i64 = r.get(0)?;
-    let device_id = super::u32_col(r.get(1)?, "device id")?;
-    let boot = super::u32_col(r.get(2)?, "boot")?;
-    let seq = super::u32_col(r.get(3)?, "seq")?;
-    let time: i64 = r.get(4)?;
-    let meta: Option<i64> = r.get(5)?;
-    let mask: Option<Vec<u8>> = r.get(6)?;
-    let vals: Vec<u8> = r.get(7)?;
-    match kind {
-        0 => {
-            let channels = meta
-                .and_then(|m| u8::try_from(m).ok())
-                .ok_or_else(|| Error::Corrupt(format!("inbox channel mask {meta:?}")))?;
-            if vals.len() != 4 * channels.count_ones() as usize {
-                return Err(Error::Corrupt(format!(
-                    "inbox record of {} channels with {} value bytes",
-                    channels.count_ones(),
-                    vals.len()
-                )));
-            }
-            let mut values = [0i32; 8];
-            let mut at = vals.chunks_exact(4);
-            for (ch, v) in values.iter_mut().enumerate() {
-                if channels & (1 << ch) != 0 {
-                    // Counted above: one 4-byte value per channel of the mask.
-                    let b = at
-                        .next()
-                        .ok_or_else(|| Error::Corrupt("inbox values".into()))?;
-                    *v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
-            Ok(Record::Narrow(TelemetryRow {
-                device_id,
-                boot,
-                seq,
-                time,
-                channels,
-                values,
-            }))
-        }
-        1 => Ok(Record::Wide(WideRow {
-            device_id,
-            boot,
-            seq,
-            time,
-            config_version: meta
-                .map(|v| super::u32_col(v, "configuration version"))
-                .transpose()?,
-            values: WideValues::decode(mask.as_deref().unwrap_or_default(), &vals)?,
-        })),
-        k => Err(Error::Corrupt(format!("inbox record kind {k}"))),
     }
 }
 
@@ -233,7 +166,8 @@ fn data_version(conn: &Connection) -> Result<i64> {
 /// Whether either table holds a record (whoever appended it).
 fn holds_any(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM telemetry_inbox_a) OR EXISTS (SELECT 1 FROM telemetry_inbox_b)",
+        "SELECT EXISTS (SELECT 1 FROM telemetry_inbox_batch_a)
+            OR EXISTS (SELECT 1 FROM telemetry_inbox_batch_b)",
         [],
         |r| r.get(0),
     )?)
@@ -265,26 +199,16 @@ impl Sqlite {
             .cloned()
             .collect();
         let new = R::not_stored(&tx, &candidates)?;
-        {
-            let mut stmt = tx.prepare_cached(&format!(
-                "INSERT INTO {} (kind, device_id, boot, seq, time, meta, mask, vals)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                TABLES[st.filling]
-            ))?;
+        if !new.is_empty() {
+            let mut batch = Encoder::new();
             for r in &new {
-                let (device, _, boot, seq) = r.key();
-                let (time, meta, mask, vals) = r.columns();
-                stmt.execute(params![
-                    i64::from(R::WIDE),
-                    device,
-                    boot,
-                    seq,
-                    time,
-                    meta,
-                    mask,
-                    vals
-                ])?;
+                r.encode(&mut batch);
             }
+            tx.prepare_cached(&format!(
+                "INSERT INTO {} (batch) VALUES (?1)",
+                TABLES[st.filling]
+            ))?
+            .execute([batch.finish()])?;
         }
         tx.commit()?;
         // This connection's own commits leave its data_version as it was.
@@ -411,14 +335,12 @@ impl Sqlite {
 
 /// Every record of inbox table `table`, sorted for the fold (by device, layout, boot, seq).
 fn read_table(conn: &Connection, table: usize) -> Result<Vec<Record>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT kind, device_id, boot, seq, time, meta, mask, vals FROM {}",
-        TABLES[table]
-    ))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT batch FROM {}", TABLES[table]))?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(record_of(r)?);
+        let blob: Vec<u8> = r.get(0)?;
+        out.extend(super::inbox_codec::decode(&blob)?);
     }
     out.sort_by_key(Record::key);
     Ok(out)
@@ -455,6 +377,93 @@ fn store(tx: &Connection, records: &[Record]) -> Result<()> {
     }
     super::telemetry::store_rows(tx, &narrow)?;
     super::wide::store_rows(tx, &wide)?;
+    Ok(())
+}
+
+/// The record of one row of migration 17's inbox tables (a record per row).
+fn legacy_record(r: &rusqlite::Row<'_>) -> Result<Record> {
+    let kind: i64 = r.get(0)?;
+    let device_id = super::u32_col(r.get(1)?, "device id")?;
+    let boot = super::u32_col(r.get(2)?, "boot")?;
+    let seq = super::u32_col(r.get(3)?, "seq")?;
+    let time: i64 = r.get(4)?;
+    let meta: Option<i64> = r.get(5)?;
+    let mask: Option<Vec<u8>> = r.get(6)?;
+    let vals: Vec<u8> = r.get(7)?;
+    match kind {
+        0 => {
+            let channels = meta
+                .and_then(|m| u8::try_from(m).ok())
+                .ok_or_else(|| Error::Corrupt(format!("inbox channel mask {meta:?}")))?;
+            if vals.len() != 4 * channels.count_ones() as usize {
+                return Err(Error::Corrupt(format!(
+                    "inbox record of {} channels with {} value bytes",
+                    channels.count_ones(),
+                    vals.len()
+                )));
+            }
+            let mut values = [0i32; 8];
+            let mut at = vals.chunks_exact(4);
+            for (ch, v) in values.iter_mut().enumerate() {
+                if channels & (1 << ch) != 0 {
+                    // Counted above: one 4-byte value per channel of the mask.
+                    let b = at
+                        .next()
+                        .ok_or_else(|| Error::Corrupt("inbox values".into()))?;
+                    *v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            Ok(Record::Narrow(TelemetryRow {
+                device_id,
+                boot,
+                seq,
+                time,
+                channels,
+                values,
+            }))
+        }
+        1 => Ok(Record::Wide(WideRow {
+            device_id,
+            boot,
+            seq,
+            time,
+            config_version: meta
+                .map(|v| super::u32_col(v, "configuration version"))
+                .transpose()?,
+            values: WideValues::decode(mask.as_deref().unwrap_or_default(), &vals)?,
+        })),
+        k => Err(Error::Corrupt(format!("inbox record kind {k}"))),
+    }
+}
+
+/// Migration 18: what migration 17's inbox tables (a row per record) hold is stored in the
+/// per-device tables, in the migration's transaction, and the tables are dropped; the batch
+/// tables take over.
+pub(in crate::storage) fn fold_legacy_tables(tx: &Connection) -> Result<()> {
+    for table in ["telemetry_inbox_a", "telemetry_inbox_b"] {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [table],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            continue;
+        }
+        let mut records = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT kind, device_id, boot, seq, time, meta, mask, vals FROM {table}"
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(legacy_record(r)?);
+            }
+            out
+        };
+        records.sort_by_key(Record::key);
+        store(tx, &records)?;
+        tx.execute_batch(&format!("DROP TABLE {table}"))?;
+    }
     Ok(())
 }
 
@@ -543,7 +552,8 @@ mod tests {
         let frames = frames_of(&db, || {
             assert_eq!(db.insert_telemetry(&one_each).unwrap(), 300);
         });
-        assert!(frames <= 12, "{frames} pages written for 300 records");
+        // 300 records of ~13 bytes: the page the fold left empty, and maybe one more.
+        assert!(frames <= 3, "{frames} pages written for 300 records");
         assert_eq!(db.inbox_records(), 300);
         // Folded, every device's pages are written: what the inbox saves is one such pass
         // per commit.
@@ -640,8 +650,8 @@ mod tests {
             .writer()
             .unwrap()
             .query_row(
-                "SELECT (SELECT COUNT(*) FROM telemetry_inbox_a)
-                      + (SELECT COUNT(*) FROM telemetry_inbox_b)",
+                "SELECT (SELECT COUNT(*) FROM telemetry_inbox_batch_a)
+                      + (SELECT COUNT(*) FROM telemetry_inbox_batch_b)",
                 [],
                 |r| r.get(0),
             )
@@ -730,21 +740,109 @@ mod tests {
     #[test]
     fn a_corrupt_inbox_row_is_an_error() {
         let (_dir, db) = prepare();
-        db.writer()
-            .unwrap()
-            .execute(
-                "INSERT INTO telemetry_inbox_a (kind, device_id, boot, seq, time, meta, mask, vals)
-                 VALUES (0, 1, 1, 1, 0, 3, NULL, X'0102')",
-                [],
-            )
-            .unwrap();
         let conn = db.writer().unwrap();
-        assert!(matches!(read_table(&conn, 0), Err(Error::Corrupt(_))));
+        // A narrow record cut short in its values.
         conn.execute(
-            "UPDATE telemetry_inbox_a SET kind = 7, vals = X'0100000002000000'",
+            "INSERT INTO telemetry_inbox_batch_a (batch) VALUES (X'01000101010003')",
             [],
         )
         .unwrap();
         assert!(matches!(read_table(&conn, 0), Err(Error::Corrupt(_))));
+        // A layout this build does not know.
+        conn.execute("UPDATE telemetry_inbox_batch_a SET batch = X'09'", [])
+            .unwrap();
+        assert!(matches!(read_table(&conn, 0), Err(Error::Corrupt(_))));
+    }
+
+    /// One ingest commit is one inbox row, however many records it carries, and its records
+    /// come back exactly from it.
+    #[test]
+    fn a_commit_is_one_row_of_its_records() {
+        let (_dir, db) = prepare();
+        devices(&db, 50);
+        let rows: Vec<TelemetryRow> = (1..=50).map(|d| row(d, 7)).collect();
+        assert_eq!(db.insert_telemetry(&rows).unwrap(), 50);
+        let conn = db.writer().unwrap();
+        let (batches, bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), SUM(length(batch)) FROM telemetry_inbox_batch_a",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(batches, 1);
+        assert!(
+            bytes <= 50 * 14,
+            "{bytes} bytes for 50 records of 3 channels"
+        );
+        let back: Vec<TelemetryRow> = read_table(&conn, 0)
+            .unwrap()
+            .into_iter()
+            .map(|r| match r {
+                Record::Narrow(r) => r,
+                Record::Wide(_) => panic!("a narrow record came back wide"),
+            })
+            .collect();
+        assert_eq!(back, rows);
+    }
+
+    /// A database whose inbox is in migration 17's tables (a row per record) keeps every
+    /// record when migrated: they are stored, rolled up once, and the old tables are gone.
+    #[test]
+    fn migration_18_stores_what_the_old_inbox_tables_held() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Sqlite::open_dir(dir.path()).unwrap();
+            devices(&db, 2);
+            let conn = db.writer().unwrap();
+            conn.execute_batch(&format!(
+                "DROP TABLE telemetry_inbox_batch_a; DROP TABLE telemetry_inbox_batch_b;
+                 {}
+                 INSERT INTO telemetry_inbox_a (kind, device_id, boot, seq, time, meta, mask, vals)
+                   VALUES (0, 1, 1, 5, {DAY}, 3, NULL, X'0700000009000000');
+                 INSERT INTO telemetry_inbox_b (kind, device_id, boot, seq, time, meta, mask, vals)
+                   VALUES (0, 2, 1, 6, {DAY}, 1, NULL, X'FFFFFFFF'),
+                          (1, 2, 1, 7, {DAY}, 4, X'05', X'0204');
+                 PRAGMA user_version = 17;",
+                crate::storage::schema::pending(16, crate::storage::schema::Dialect::Sqlite)
+                    .unwrap()
+                    .into_iter()
+                    .find(|(v, _)| *v == 17)
+                    .unwrap()
+                    .1
+            ))
+            .unwrap();
+        }
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        let mut one = TelemetryRow {
+            device_id: 1,
+            boot: 1,
+            seq: 5,
+            time: DAY,
+            channels: 3,
+            values: [7, 9, 0, 0, 0, 0, 0, 0],
+        };
+        assert_eq!(all(&db, 1), vec![one]);
+        one = TelemetryRow {
+            device_id: 2,
+            seq: 6,
+            channels: 1,
+            values: [-1, 0, 0, 0, 0, 0, 0, 0],
+            ..one
+        };
+        assert_eq!(all(&db, 2), vec![one]);
+        assert_eq!(db.wide_count(2).unwrap(), 1);
+        let left: i64 = db
+            .writer()
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('telemetry_inbox_a', 'telemetry_inbox_b')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        let b = db.telemetry_buckets(1, DAY, DAY + 86_400, 86_400).unwrap();
+        assert_eq!(b[0].count, 1);
     }
 }

@@ -21,6 +21,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(&sql)?;
         match schema::rust_step(version) {
             Some(schema::RustStep::WideRollups) => super::wide::backfill_rollups(&tx)?,
+            Some(schema::RustStep::InboxBatches) => super::inbox::fold_legacy_tables(&tx)?,
             None => {}
         }
         tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;

@@ -24,6 +24,7 @@ pub mod energy;
 mod faults;
 pub mod files;
 mod inbox;
+mod inbox_codec;
 pub mod migrations;
 mod quarter;
 mod schedules;
