@@ -1025,7 +1025,7 @@ mod tests {
         let mut late = rec(day0 + DAY_S + 95 * 900 + 600, 1);
         late.device_id = device;
         late.channels = 1 << channel::ENERGY_WH;
-        late.values[usize::from(channel::ENERGY_WH)] = (10_000 + 191 * 7 + 500) as i32;
+        late.values[usize::from(channel::ENERGY_WH)] = 10_000 + 191 * 7 + 500;
         let open: Vec<_> = records
             .iter()
             .filter(|r| r.time >= day0 + 3 * DAY_S)
