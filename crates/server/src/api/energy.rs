@@ -112,13 +112,15 @@ pub fn breakdown_json(l: &Loaded, periods: &[Period]) -> Value {
 /// The JSON answer of `GET /api/sites/{id}/energy`.
 pub fn report_json(l: &Loaded, by: By, periods: &[Period]) -> Value {
     let site = l.site_figures(by, periods);
-    let devices: Vec<Value> = (0..l.devices.len())
-        .map(|i| {
-            let f = l.device_figures(i, by, periods);
+    let devices: Vec<Value> = l
+        .all_device_figures(by, periods)
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
             json!({
                 "id": l.devices[i].0,
                 "periods": f.iter().map(figures_json).collect::<Vec<_>>(),
-                "total": totals_json(&f),
+                "total": totals_json(f),
             })
         })
         .collect();

@@ -241,14 +241,30 @@ pub fn breakdown(
     period: &Period,
     tariff: Option<&Tariff>,
 ) -> Breakdown {
-    let one = std::slice::from_ref(period);
-    let figures = |i: &Intervals| {
-        let mut f = summarize(i, tz, By::Day, one, tariff);
-        energy_cost_only(&mut f);
-        f.remove(0)
-    };
-    let total = figures(total);
-    let parts: Vec<Figures> = parts.iter().map(|p| figures(p)).collect();
+    let total = part_figures(total, tz, period, tariff);
+    let parts: Vec<Figures> = parts
+        .iter()
+        .map(|p| part_figures(p, tz, period, tariff))
+        .collect();
+    breakdown_of(total, parts)
+}
+
+/// The figures of one part (or the total) of a [`breakdown`] over `period`: its energy and
+/// energy cost.
+pub fn part_figures(
+    intervals: &Intervals,
+    tz: &TimeZone,
+    period: &Period,
+    tariff: Option<&Tariff>,
+) -> Figures {
+    let mut f = summarize(intervals, tz, By::Day, std::slice::from_ref(period), tariff);
+    energy_cost_only(&mut f);
+    f.remove(0)
+}
+
+/// The breakdown from the figures of the total and of each part ([`part_figures`], which a
+/// caller may compute on several threads).
+pub fn breakdown_of(total: Figures, parts: Vec<Figures>) -> Breakdown {
     let rest = total.kwh - parts.iter().map(|p| p.kwh).sum::<f64>();
     let rest_cost = total.cost.map(|c| {
         c.energy

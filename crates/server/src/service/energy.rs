@@ -283,11 +283,50 @@ impl Loaded {
         f
     }
 
-    /// The breakdown by meter over `period` (one period; [`span`] makes one of several).
-    pub fn breakdown(&self, period: &Period) -> Breakdown {
-        let parts: Vec<&Intervals> = self.meters.iter().map(|m| &*m.intervals).collect();
-        meters::breakdown(&self.total, &parts, &self.tz, period, self.tariff.as_ref())
+    /// [`Loaded::device_figures`] of every device, in order, computed on up to
+    /// [`LOAD_THREADS`] threads (a site's year: 100 walks over 35,040 intervals each).
+    pub fn all_device_figures(&self, by: By, periods: &[Period]) -> Vec<Vec<Figures>> {
+        in_parallel(self.devices.len(), |i| self.device_figures(i, by, periods))
     }
+
+    /// The breakdown by meter over `period` (one period; [`span`] makes one of several), the
+    /// parts' figures computed on up to [`LOAD_THREADS`] threads: the same as
+    /// [`meters::breakdown`] gives.
+    pub fn breakdown(&self, period: &Period) -> Breakdown {
+        let figures =
+            |i: &Intervals| meters::part_figures(i, &self.tz, period, self.tariff.as_ref());
+        let parts = in_parallel(self.meters.len(), |k| figures(&self.meters[k].intervals));
+        meters::breakdown_of(figures(&self.total), parts)
+    }
+}
+
+/// `f(0)`, …, `f(n - 1)` in order, computed in contiguous runs on up to [`LOAD_THREADS`]
+/// threads (at most the machine's parallelism); each value is what `f` gives on one thread.
+fn in_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, LOAD_THREADS)
+        .min(n.max(1));
+    if threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let per_thread = n.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..n)
+            .step_by(per_thread)
+            .map(|a| s.spawn(move || (a..(a + per_thread).min(n)).map(f).collect::<Vec<T>>()))
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for run in runs {
+            match run.join() {
+                Ok(v) => out.extend(v),
+                // `f` panicked on that thread: carry the panic on here, as the loop would.
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        out
+    })
 }
 
 /// One period from the first of `periods` to the end of the last, labelled `first/last` (or
@@ -659,6 +698,21 @@ pub async fn set_time_zone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values come back in order, each computed once, whatever the count and the
+    /// machine's threads.
+    #[test]
+    fn in_parallel_keeps_the_order_of_a_loop() {
+        for n in [0usize, 1, 2, 3, 7, 100, 101] {
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            let got = in_parallel(n, |i| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                i * i + 1
+            });
+            assert_eq!(got, (0..n).map(|i| i * i + 1).collect::<Vec<_>>());
+            assert_eq!(calls.into_inner(), n);
+        }
+    }
 
     #[test]
     fn ranges_default_and_are_bounded() {

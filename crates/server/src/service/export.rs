@@ -350,8 +350,8 @@ pub fn energy_csv(
         }
     };
     lines(None, &l.site_figures(by, periods));
-    for i in 0..l.devices.len() {
-        lines(Some(l.devices[i].0), &l.device_figures(i, by, periods));
+    for (i, f) in l.all_device_figures(by, periods).iter().enumerate() {
+        lines(Some(l.devices[i].0), f);
     }
     out
 }

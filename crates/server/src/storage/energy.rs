@@ -123,7 +123,7 @@ pub fn assemble(
 /// [`assemble`] one interval at a time. Between two intervals the rules only carry the latest
 /// reading, so a reader that produces the intervals in order (the sealed days of
 /// [`super::quarter`], decoded one after the other) needs no list of them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Assembly {
     out: MeterData,
     prev: Option<(i64, i64)>,
@@ -185,6 +185,16 @@ impl Assembly {
                 power_w: r.power_w,
             });
         }
+    }
+
+    /// Intervals and spans assembled so far (what a copy of it holds).
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.out.intervals.len(), self.out.spans.len())
+    }
+
+    /// Room for `additional` more intervals: a copy (which has none to spare) grows once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.intervals.reserve(additional);
     }
 
     /// The meter data, given the reading at or after `to` (if any).
