@@ -236,6 +236,25 @@ pub fn load_now(db: &dyn Storage, device_id: u32, applied: u32) -> Result<Option
     Ok(Some(channels_now(&entry, latest.as_ref(), &faults)))
 }
 
+/// [`load_now`] of each `(device, applied)` of a page, in its order: the registry entries in one
+/// call (issue 21: `/api/devices` during a site query); the newest wide record and the faults are
+/// then read only for the devices with a map of their own.
+pub fn load_now_of(db: &dyn Storage, devices: &[(u32, u32)]) -> Result<Vec<Option<ChannelsNow>>> {
+    let asked: Vec<(u32, Option<u32>)> = devices.iter().map(|&(d, a)| (d, Some(a))).collect();
+    db.device_channels_of(&asked)?
+        .into_iter()
+        .zip(devices)
+        .map(|(entry, &(device_id, _))| {
+            let Some(entry) = entry.filter(|e| !crate::udp::split::is_factory(e)) else {
+                return Ok(None);
+            };
+            let latest = db.latest_wide(device_id)?;
+            let faults = db.channel_faults(device_id)?;
+            Ok(Some(channels_now(&entry, latest.as_ref(), &faults)))
+        })
+        .collect()
+}
+
 /// The entry in effect on device `device_id` now (by the version it confirmed), see
 /// [`in_effect`].
 pub fn in_effect_now(db: &dyn Storage, device_id: u32) -> Result<Option<DeviceChannels>> {

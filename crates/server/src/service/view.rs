@@ -220,31 +220,27 @@ impl Web {
             .iter()
             .map(|s| (s.device.id, s.device.config_applied))
             .collect();
-        let extra = self
+        let (latest, sites, boots, channels) = self
             .db_call(move |db| {
-                // The newest records and the sites in one call each for the page: on PostgreSQL a
-                // per-device read cost a round trip each, and the newest record also the
-                // planning of every partition (issue 21).
+                // Every read in one call for the page: on PostgreSQL a per-device read cost a
+                // round trip each, and the newest record also the planning of every partition; on
+                // SQLite a pooled connection and a statement parsed again each (issue 21).
                 let device_ids: Vec<u32> = ids.iter().map(|&(id, _)| id).collect();
-                let latest = db.latest_telemetry_of(&device_ids)?;
-                let sites = db.device_sites_of(&device_ids)?;
-                ids.iter()
-                    .zip(latest.into_iter().zip(sites))
-                    .map(|(&(id, applied), (latest, site))| {
-                        Ok((
-                            site,
-                            latest,
-                            db.estimated_boots(id, ESTIMATED_BOOTS_SHOWN)?,
-                            device_channels::load_now(db, id, applied)?,
-                        ))
-                    })
-                    .collect::<crate::storage::Result<Vec<_>>>()
+                Ok((
+                    db.latest_telemetry_of(&device_ids)?,
+                    db.device_sites_of(&device_ids)?,
+                    db.estimated_boots_of(&device_ids, ESTIMATED_BOOTS_SHOWN)?,
+                    device_channels::load_now_of(db, &ids)?,
+                ))
             })
             .await?;
         Ok(states
             .iter()
-            .zip(extra)
-            .map(|(s, (site, latest, boots, channels))| {
+            .zip(latest)
+            .zip(sites)
+            .zip(boots)
+            .zip(channels)
+            .map(|((((s, latest), site), boots), channels)| {
                 build(s, site, latest.as_ref(), boots, channels)
             })
             .collect())

@@ -65,4 +65,17 @@ pub trait BacklogStore {
     fn note_estimated_boots(&self, boots: &[(u32, u32)]) -> Result<()>;
     /// A device's boots with estimated times, newest boot first, at most `limit`.
     fn estimated_boots(&self, device_id: u32, limit: usize) -> Result<Vec<EstimatedBoot>>;
+    /// [`BacklogStore::estimated_boots`] of each of `device_ids`, in their order: a page of
+    /// devices in one call (issue 21). By default one read each; SQLite reads them on one
+    /// connection, PostgreSQL in one statement.
+    fn estimated_boots_of(
+        &self,
+        device_ids: &[u32],
+        limit: usize,
+    ) -> Result<Vec<Vec<EstimatedBoot>>> {
+        device_ids
+            .iter()
+            .map(|&d| self.estimated_boots(d, limit))
+            .collect()
+    }
 }

@@ -465,6 +465,18 @@ pub trait ChannelStore {
         device_id: u32,
         version: Option<u32>,
     ) -> Result<Option<DeviceChannels>>;
+    /// [`ChannelStore::device_channels`] of each `(device, version)` of `asked`, in its order: a
+    /// page of devices in one call (issue 21). By default one read each; SQLite reads them on
+    /// one connection in one snapshot, PostgreSQL in one statement.
+    fn device_channels_of(
+        &self,
+        asked: &[(u32, Option<u32>)],
+    ) -> Result<Vec<Option<DeviceChannels>>> {
+        asked
+            .iter()
+            .map(|&(device, version)| self.device_channels(device, version))
+            .collect()
+    }
 }
 
 /// Refuses to change a built-in template (`builtin` as stored).

@@ -223,59 +223,125 @@ impl Columns<'_> {
 /// the row's number of records (each channel as many values as masks that have it), every time
 /// and seq lies in the row's ranges, and nothing follows the last column.
 pub fn decode(meta: &ChunkMeta, data: &[u8]) -> Result<Vec<TelemetryRow>> {
-    let m = meta;
-    let n = m.records as usize;
-    if n == 0 || n > MAX_RECORDS {
-        return Err(corrupt(m, format!("{n} records")));
-    }
-    match data.first() {
-        Some(&VERSION) => {}
-        Some(v) => return Err(corrupt(m, format!("unknown version {v}"))),
-        None => return Err(corrupt(m, "empty")),
-    }
-    let mut cols = Columns {
-        rest: &data[1..],
-        meta: m,
-    };
-    let times: Vec<i64> = cols.next(n, "time")?;
-    let seqs: Vec<u32> = cols.next(n, "seq")?;
-    let masks: Vec<u16> = cols.next(n, "channel mask")?;
-    let mut values: Vec<std::vec::IntoIter<i32>> = Vec::with_capacity(channel::COUNT);
-    for ch in 0..channel::COUNT {
-        let present = masks.iter().filter(|&&mask| mask & (1 << ch) != 0).count();
-        values.push(cols.next::<i32>(present, "channel")?.into_iter());
-    }
-    if !cols.rest.is_empty() {
-        return Err(corrupt(m, "bytes after the last column"));
-    }
-    let mut out = Vec::with_capacity(n);
-    for ((time, seq), mask) in times.into_iter().zip(seqs).zip(masks) {
-        let mask = u8::try_from(mask).map_err(|_| corrupt(m, format!("channel mask {mask}")))?;
-        if !(m.start_time..=m.end_time).contains(&time)
-            || !(m.first_seq..=m.last_seq).contains(&seq)
-        {
-            return Err(corrupt(
-                m,
-                format!("record {seq} at {time} outside the chunk's ranges"),
-            ));
-        }
-        let mut row = TelemetryRow {
-            device_id: m.device_id,
-            boot: m.boot,
-            seq,
-            time,
-            channels: mask,
-            values: [0; channel::COUNT],
-        };
+    let d = Decoded::of(meta, data)?;
+    let mut values: Vec<std::slice::Iter<'_, i32>> = d.values.iter().map(|v| v.iter()).collect();
+    let mut out = Vec::with_capacity(d.times.len());
+    for i in 0..d.times.len() {
+        let mut row = d.row_without_values(i);
         for (ch, column) in values.iter_mut().enumerate() {
-            if mask & (1 << ch) != 0 {
+            if row.channels & (1 << ch) != 0 {
                 // The column was decoded with exactly as many values as masks that have it.
-                row.values[ch] = column.next().ok_or_else(|| corrupt(m, "channel short"))?;
+                row.values[ch] = *column
+                    .next()
+                    .ok_or_else(|| corrupt(meta, "channel short"))?;
             }
         }
         out.push(row);
     }
     Ok(out)
+}
+
+/// The newest record of a chunk (greatest time, then boot and seq; the first such in stored
+/// order) with the checks of [`decode`], without building a row for every record: what the
+/// newest record of a device needs (issue 21, `/api/devices` of a page of devices).
+pub fn newest(meta: &ChunkMeta, data: &[u8]) -> Result<TelemetryRow> {
+    let d = Decoded::of(meta, data)?;
+    let mut at = 0;
+    for i in 1..d.times.len() {
+        if (d.times[i], d.seqs[i]) > (d.times[at], d.seqs[at]) {
+            at = i;
+        }
+    }
+    let mut row = d.row_without_values(at);
+    for (ch, column) in d.values.iter().enumerate() {
+        if row.channels & (1 << ch) != 0 {
+            // The record's value is the column's next after those of the earlier records that
+            // have the channel.
+            let before = d.masks[..at]
+                .iter()
+                .filter(|&&m| m & (1 << ch) != 0)
+                .count();
+            row.values[ch] = *column
+                .get(before)
+                .ok_or_else(|| corrupt(meta, "channel short"))?;
+        }
+    }
+    Ok(row)
+}
+
+/// A chunk's columns, decoded and checked as [`decode`] says.
+struct Decoded<'a> {
+    meta: &'a ChunkMeta,
+    times: Vec<i64>,
+    seqs: Vec<u32>,
+    masks: Vec<u8>,
+    /// Per channel, the values of the records whose mask has it.
+    values: Vec<Vec<i32>>,
+}
+
+impl<'a> Decoded<'a> {
+    fn of(m: &'a ChunkMeta, data: &[u8]) -> Result<Decoded<'a>> {
+        let n = m.records as usize;
+        if n == 0 || n > MAX_RECORDS {
+            return Err(corrupt(m, format!("{n} records")));
+        }
+        match data.first() {
+            Some(&VERSION) => {}
+            Some(v) => return Err(corrupt(m, format!("unknown version {v}"))),
+            None => return Err(corrupt(m, "empty")),
+        }
+        let mut cols = Columns {
+            rest: &data[1..],
+            meta: m,
+        };
+        let times: Vec<i64> = cols.next(n, "time")?;
+        let seqs: Vec<u32> = cols.next(n, "seq")?;
+        let masks: Vec<u16> = cols.next(n, "channel mask")?;
+        let mut values = Vec::with_capacity(channel::COUNT);
+        for ch in 0..channel::COUNT {
+            let present = masks.iter().filter(|&&mask| mask & (1 << ch) != 0).count();
+            values.push(cols.next::<i32>(present, "channel")?);
+        }
+        if !cols.rest.is_empty() {
+            return Err(corrupt(m, "bytes after the last column"));
+        }
+        let masks = masks
+            .into_iter()
+            .zip(times.iter().zip(&seqs))
+            .map(|(mask, (&time, &seq))| {
+                let mask =
+                    u8::try_from(mask).map_err(|_| corrupt(m, format!("channel mask {mask}")))?;
+                if !(m.start_time..=m.end_time).contains(&time)
+                    || !(m.first_seq..=m.last_seq).contains(&seq)
+                {
+                    return Err(corrupt(
+                        m,
+                        format!("record {seq} at {time} outside the chunk's ranges"),
+                    ));
+                }
+                Ok(mask)
+            })
+            .collect::<Result<Vec<u8>>>()?;
+        Ok(Decoded {
+            meta: m,
+            times,
+            seqs,
+            masks,
+            values,
+        })
+    }
+
+    /// Record `i` with its values still 0.
+    fn row_without_values(&self, i: usize) -> TelemetryRow {
+        TelemetryRow {
+            device_id: self.meta.device_id,
+            boot: self.meta.boot,
+            seq: self.seqs[i],
+            time: self.times[i],
+            channels: self.masks[i],
+            values: [0; channel::COUNT],
+        }
+    }
 }
 
 /// Of the chunk rows found for a batch of records (those whose seq ranges cover some of them),
@@ -461,10 +527,9 @@ pub fn latest_of(
         if best.is_some_and(|b| b.time > c.meta.end_time) {
             continue;
         }
-        for r in decode(&c.meta, &c.data)? {
-            if best.is_none_or(|b| sort_key(&r) > sort_key(&b)) {
-                best = Some(r);
-            }
+        let r = newest(&c.meta, &c.data)?;
+        if best.is_none_or(|b| sort_key(&r) > sort_key(&b)) {
+            best = Some(r);
         }
     }
     Ok(best)
@@ -586,6 +651,7 @@ mod tests {
         let c = &seal(&rows).unwrap()[0];
         let bad = |meta: ChunkMeta, data: &[u8]| {
             assert!(matches!(decode(&meta, data), Err(Error::Corrupt(_))));
+            assert!(matches!(newest(&meta, data), Err(Error::Corrupt(_))));
         };
         bad(c.meta, &[]);
         bad(c.meta, &[2]);
@@ -645,9 +711,11 @@ mod tests {
             };
             let mut blob = data.clone();
             let _ = decode(&meta, &blob);
+            let _ = newest(&meta, &blob);
             // Also behind a valid version byte, where the column parser has to reject it.
             blob.insert(0, VERSION);
             let _ = decode(&meta, &blob);
+            let _ = newest(&meta, &blob);
         }
 
         #[test]
@@ -663,6 +731,38 @@ mod tests {
                 data[i] ^= x | 1;
             }
             let _ = decode(&c.meta, &data);
+            let _ = newest(&c.meta, &data);
+        }
+
+        #[test]
+        fn newest_is_the_greatest_decoded_record(
+            // Few distinct times, so records share them and the seq decides; any channel mask.
+            spec in proptest::collection::vec((any::<u8>(), any::<i32>(), 0i64..20), 1..300),
+        ) {
+            let rows: Vec<TelemetryRow> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, &(mask, v, t))| {
+                    let mut r = row(2, (i as u32 * 7919) % 1_000, 40 * DAY_S + t * 60, mask, 0);
+                    for ch in 0..channel::COUNT {
+                        if mask & (1 << ch) != 0 {
+                            r.values[ch] = v.wrapping_mul(ch as i32 + 1);
+                        }
+                    }
+                    r
+                })
+                .collect();
+            for c in seal(&rows).unwrap() {
+                let all = decode(&c.meta, &c.data).unwrap();
+                // What `latest_of` did with every decoded record: the first of the greatest.
+                let mut want = all[0];
+                for r in &all {
+                    if sort_key(r) > sort_key(&want) {
+                        want = *r;
+                    }
+                }
+                prop_assert_eq!(newest(&c.meta, &c.data).unwrap(), want);
+            }
         }
 
         #[test]

@@ -1202,6 +1202,43 @@ pub(crate) fn estimated_boots_follow_the_stored_records(db: &dyn Storage) {
     assert_eq!(db.estimated_boots(1, 10).unwrap().len(), 2);
     assert_eq!(db.estimated_boots(2, 10).unwrap(), vec![]);
     db.note_estimated_boots(&[]).unwrap();
+
+    // A page's boots in one call are those read one by one, in the order asked, with the limit
+    // per device: a device without any, an unknown one, a device twice.
+    db.insert_telemetry(&[TelemetryRow {
+        device_id: 2,
+        ..row(5, 0, 7_000)
+    }])
+    .unwrap();
+    db.note_estimated_boots(&[(2, 5)]).unwrap();
+    for limit in [0, 1, 10] {
+        let asked = [2, 1, 9, 1];
+        let each: Vec<_> = asked
+            .iter()
+            .map(|&d| db.estimated_boots(d, limit).unwrap())
+            .collect();
+        assert_eq!(
+            db.estimated_boots_of(&asked, limit).unwrap(),
+            each,
+            "limit {limit}"
+        );
+    }
+    assert_eq!(
+        db.estimated_boots_of(&[1, 2], 1).unwrap(),
+        vec![
+            vec![four],
+            vec![EstimatedBoot {
+                boot: 5,
+                records: 1,
+                first: 7_000,
+                last: 7_000
+            }]
+        ]
+    );
+    assert_eq!(
+        db.estimated_boots_of(&[], 10).unwrap(),
+        Vec::<Vec<EstimatedBoot>>::new()
+    );
 }
 
 /// One `#[test]` per suite check for a backend. `$fresh` makes a fresh database (an `Option`

@@ -252,4 +252,54 @@ impl ChannelStore for Postgres {
             entry_from_rows(device_id, rows)
         })
     }
+
+    fn device_channels_of(
+        &self,
+        asked: &[(u32, Option<u32>)],
+    ) -> Result<Vec<Option<DeviceChannels>>> {
+        let devices: Vec<i64> = asked.iter().map(|&(d, _)| i64::from(d)).collect();
+        let upto: Vec<i64> = asked
+            .iter()
+            .map(|&(_, v)| v.map_or(i64::MAX, i64::from))
+            .collect();
+        let asked = asked.to_vec();
+        self.run(move |s| async move {
+            let c = s.conn().await?;
+            let rows = c.query(ENTRIES_OF_SQL, &[&devices, &upto]).await?;
+            // The rows come grouped by the position asked (column 0), channels in index order.
+            let mut by_position: Vec<Vec<EntryRow>> = vec![Vec::new(); asked.len()];
+            for r in &rows {
+                let at = usize::try_from(r.get::<_, i64>(0) - 1)
+                    .ok()
+                    .filter(|&at| at < asked.len())
+                    .ok_or_else(|| Error::Corrupt("entry of a device not asked".into()))?;
+                by_position[at].push((
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    channel_row(r, 6),
+                ));
+            }
+            asked
+                .iter()
+                .zip(by_position)
+                .map(|(&(device, _), rows)| entry_from_rows(device, rows))
+                .collect()
+        })
+    }
 }
+
+/// [`ChannelStore::device_channels_of`] in one statement: `entry_sql` for every
+/// `(device, version)` pair of the arrays `$1`, `$2`, each row led by the pair's position
+/// (from 1), ordered by position and channel index.
+const ENTRIES_OF_SQL: &str = "
+    SELECT q.n, m.version, m.template_id, m.map, m.roles, m.saved_at,
+           c.idx, c.name, c.unit, c.kind, c.decimals
+    FROM unnest($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS q(device_id, upto, n)
+    JOIN device_channel_maps AS m ON m.device_id = q.device_id
+     AND m.version = (SELECT MAX(x.version) FROM device_channel_maps AS x
+                      WHERE x.device_id = q.device_id AND x.version <= q.upto)
+    LEFT JOIN device_channels AS c ON c.device_id = m.device_id AND c.version = m.version
+    ORDER BY q.n, c.idx";

@@ -25,18 +25,39 @@ impl BacklogStore for Sqlite {
     }
 
     fn estimated_boots(&self, device_id: u32, limit: usize) -> Result<Vec<EstimatedBoot>> {
-        let conn = self.telemetry_reader()?;
-        let mut stmt = conn.prepare_cached(&list_sql("?"))?;
-        let mut rows = stmt.query(params![device_id, crate::storage::sql_limit(limit)])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(EstimatedBoot {
-                boot: u32_col(r.get(0)?, "boot")?,
-                records: r.get::<_, i64>(1)?.max(0) as u64,
-                first: r.get(2)?,
-                last: r.get(3)?,
-            });
-        }
-        Ok(out)
+        boots_on(&*self.telemetry_reader()?, device_id, limit)
     }
+
+    fn estimated_boots_of(
+        &self,
+        device_ids: &[u32],
+        limit: usize,
+    ) -> Result<Vec<Vec<EstimatedBoot>>> {
+        // One connection (and one look at the inbox) for the page instead of one per device.
+        let conn = self.telemetry_reader()?;
+        device_ids
+            .iter()
+            .map(|&d| boots_on(&conn, d, limit))
+            .collect()
+    }
+}
+
+/// The boots with estimated times of `device_id` on `conn`, newest first, at most `limit`.
+fn boots_on(
+    conn: &rusqlite::Connection,
+    device_id: u32,
+    limit: usize,
+) -> Result<Vec<EstimatedBoot>> {
+    let mut stmt = conn.prepare_cached(&list_sql("?"))?;
+    let mut rows = stmt.query(params![device_id, crate::storage::sql_limit(limit)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(EstimatedBoot {
+            boot: u32_col(r.get(0)?, "boot")?,
+            records: r.get::<_, i64>(1)?.max(0) as u64,
+            first: r.get(2)?,
+            last: r.get(3)?,
+        });
+    }
+    Ok(out)
 }

@@ -212,24 +212,46 @@ impl ChannelStore for Sqlite {
         device_id: u32,
         version: Option<u32>,
     ) -> Result<Option<DeviceChannels>> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare_cached(&entry_sql("?"))?;
-        let upto = version.map_or(i64::MAX, i64::from);
-        let rows = stmt
-            .query_map(
-                params![device_id, upto],
-                |r| -> rusqlite::Result<EntryRow> {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        channel_row(r, 5)?,
-                    ))
-                },
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        entry_from_rows(device_id, rows)
+        entry_on(&*self.reader()?, device_id, version)
     }
+
+    fn device_channels_of(
+        &self,
+        asked: &[(u32, Option<u32>)],
+    ) -> Result<Vec<Option<DeviceChannels>>> {
+        // One connection and one snapshot for the page: each entry is then one cached statement
+        // in process (no round trip to batch away), and a save meanwhile is seen by all or none.
+        let conn = self.reader()?;
+        let tx = conn.unchecked_transaction()?;
+        asked
+            .iter()
+            .map(|&(device, version)| entry_on(&tx, device, version))
+            .collect()
+    }
+}
+
+/// The registry entry of `device_id` at `version` on `conn` ([`ChannelStore::device_channels`]).
+fn entry_on(
+    conn: &rusqlite::Connection,
+    device_id: u32,
+    version: Option<u32>,
+) -> Result<Option<DeviceChannels>> {
+    let mut stmt = conn.prepare_cached(&entry_sql("?"))?;
+    let upto = version.map_or(i64::MAX, i64::from);
+    let rows = stmt
+        .query_map(
+            params![device_id, upto],
+            |r| -> rusqlite::Result<EntryRow> {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    channel_row(r, 5)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    entry_from_rows(device_id, rows)
 }

@@ -153,14 +153,13 @@ impl SiteStore for Sqlite {
     }
 
     fn device_site(&self, device_id: u32) -> Result<Option<i64>> {
+        site_on(&*self.reader()?, device_id)
+    }
+
+    fn device_sites_of(&self, device_ids: &[u32]) -> Result<Vec<Option<i64>>> {
+        // One connection and one cached statement for the page, as `latest_status_of`.
         let conn = self.reader()?;
-        Ok(conn
-            .query_row(
-                "SELECT site_id FROM device_sites WHERE device_id = ?1",
-                params![device_id],
-                |r| r.get(0),
-            )
-            .optional()?)
+        device_ids.iter().map(|&d| site_on(&conn, d)).collect()
     }
 
     fn site_device_ids(&self, site_id: i64) -> Result<Vec<u32>> {
@@ -183,3 +182,11 @@ impl SiteStore for Sqlite {
 }
 
 // Tested through `storage::suite` (every backend runs the same checks).
+
+/// The site of `device_id` on `conn`.
+fn site_on(conn: &rusqlite::Connection, device_id: u32) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT site_id FROM device_sites WHERE device_id = ?1")?
+        .query_row(params![device_id], |r| r.get(0))
+        .optional()?)
+}

@@ -48,22 +48,14 @@ impl StatusStore for Sqlite {
     }
 
     fn latest_status(&self, device_id: u32) -> Result<Option<StatusRecord>> {
+        latest_on(&*self.reader()?, device_id)
+    }
+
+    fn latest_status_of(&self, device_ids: &[u32]) -> Result<Vec<Option<StatusRecord>>> {
+        // One connection and one cached statement for the page: a connection from the pool and a
+        // statement parsed again per device cost more than the read itself (issue 21).
         let conn = self.reader()?;
-        let row: Option<(i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT received_at, body FROM device_status WHERE device_id = ?1",
-                params![device_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(received_at, body)| {
-            Ok(StatusRecord {
-                device_id,
-                received_at,
-                status: decode(device_id, &body)?,
-            })
-        })
-        .transpose()
+        device_ids.iter().map(|&d| latest_on(&conn, d)).collect()
     }
 
     fn traffic(&self, device_id: u32) -> Result<Vec<TrafficMonth>> {
@@ -93,4 +85,20 @@ impl StatusStore for Sqlite {
         })
         .collect()
     }
+}
+
+/// The latest status of `device_id` on `conn`.
+fn latest_on(conn: &rusqlite::Connection, device_id: u32) -> Result<Option<StatusRecord>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT received_at, body FROM device_status WHERE device_id = ?1")?
+        .query_row(params![device_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(received_at, body)| {
+        Ok(StatusRecord {
+            device_id,
+            received_at,
+            status: decode(device_id, &body)?,
+        })
+    })
+    .transpose()
 }

@@ -205,6 +205,42 @@ pub(crate) fn device_channel_registry_versions(db: &dyn Storage) {
         (e.version, e.template_id, e.map),
         (5, None, set.map.clone())
     );
+
+    // A page's entries in one call are those read one by one, in the order asked: versions
+    // below, at and above a saved one, the latest, a device twice, an unknown device.
+    let asked = [
+        (2, Some(4)),
+        (1, Some(2)),
+        (9, None),
+        (1, None),
+        (2, None),
+        (1, Some(7)),
+        (2, Some(0)),
+        (9, Some(3)),
+    ];
+    let each: Vec<_> = asked
+        .iter()
+        .map(|&(d, v)| db.device_channels(d, v).unwrap())
+        .collect();
+    let batched = db.device_channels_of(&asked).unwrap();
+    assert_eq!(batched, each);
+    assert_eq!(
+        batched
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.version))
+            .collect::<Vec<_>>(),
+        [
+            Some(0),
+            Some(0),
+            None,
+            Some(3),
+            Some(5),
+            Some(3),
+            Some(0),
+            None
+        ]
+    );
+    assert_eq!(db.device_channels_of(&[]).unwrap(), vec![]);
 }
 
 /// A database of schema 10 (no channel tables) with devices and three days of a pool
