@@ -162,6 +162,32 @@ pub(crate) async fn list(s: &Shared) -> Result<Vec<i64>> {
     Ok(days)
 }
 
+/// The days of the partitions starting before `before` whose heap has at least one page on disk: the only ones that can hold a row. Sealing ([`super::telemetry`]) reads
+/// just these instead of planning and scanning every past partition each hour: a sealed day's
+/// partition is truncated to no page at all ([`truncate_emptied`]), and any row inserted into it
+/// later (a late record) extends its heap again, so it is found at the next pass.
+/// `pg_relation_size` only asks the file's size; a partition dropped meanwhile answers NULL.
+pub(crate) async fn with_pages_before(s: &Shared, before: i64) -> Result<Vec<i64>> {
+    let c = s.conn().await?;
+    let rows = c
+        .query(
+            // The size in the select list, so it is asked of the partitions only (as a
+            // filter, the planner applies it to every row of pg_class before the join).
+            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'telemetry'::regclass",
+            &[],
+        )
+        .await?;
+    let mut days: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(1).is_some_and(|b| b > 0))
+        .filter_map(|r| parse_name(r.get::<_, &str>(0)))
+        .filter(|d| d.checked_mul(DAY).is_some_and(|start| start < before))
+        .collect();
+    days.sort_unstable();
+    Ok(days)
+}
+
 /// Creates the partitions around `now`; with `retention_days > 0`, drops every partition that
 /// ends at or before `now - retention_days` days. Returns how many partitions were dropped.
 pub(crate) async fn maintain(s: &Shared, now: i64, retention_days: u32) -> Result<usize> {
