@@ -1082,25 +1082,7 @@ mod tests {
             drawn.sort_by_key(|d| d.0);
             let day0 = 20_000 * DAY_S;
             let records = drawn_records(device, day0, &drawn);
-            // 0: sealed whole; 1: every third record arrived late (a row beside the blob);
-            // 2: not sealed.
-            let (mut sealed, mut late) = (Vec::new(), Vec::new());
-            for (k, r) in records.iter().enumerate() {
-                match sealing[((r.time - day0) / DAY_S) as usize] {
-                    0 => sealed.push(*r),
-                    1 if k % 3 != 0 => sealed.push(*r),
-                    _ => late.push(*r),
-                }
-            }
-            let mut blobs = Vec::new();
-            for d in 0..DAYS {
-                let day = day0 + d * DAY_S;
-                let of_day: Vec<_> = sealed.iter().filter(|r| day_of(r.time) == day).copied().collect();
-                if sealing[d as usize] != 2 {
-                    blobs.push((day, encode(day, &rollups_of(&of_day, Resolution::Quarter)).unwrap()));
-                }
-            }
-            let rows = rollups_of(&late, Resolution::Quarter);
+            let (blobs, rows) = sealed_inputs(day0, &records, &sealing);
             let energy_rows: Vec<Rollup> = rows.iter().map(|i| i.rollup).collect();
             let (from, to) = (day0 + from * 900, day0 + (from + len) * 900);
             let (a, b) = energy_window(from, to);
