@@ -228,14 +228,13 @@ pub fn decode(meta: &ChunkMeta, data: &[u8]) -> Result<Vec<TelemetryRow>> {
     let mut out = Vec::with_capacity(d.times.len());
     for i in 0..d.times.len() {
         let mut row = d.row_without_values(i);
-        for (ch, column) in values.iter_mut().enumerate() {
-            if row.channels & (1 << ch) != 0 {
-                // The column was decoded with exactly as many values as masks that have it.
-                row.values[ch] = *column
-                    .next()
-                    .ok_or_else(|| corrupt(meta, "channel short"))?;
-            }
-        }
+        // Each column was decoded with exactly as many values as masks that have it.
+        row.fill_values(|ch| {
+            values[ch]
+                .next()
+                .copied()
+                .ok_or_else(|| corrupt(meta, "channel short"))
+        })?;
         out.push(row);
     }
     Ok(out)

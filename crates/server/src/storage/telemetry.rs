@@ -26,6 +26,18 @@ impl TelemetryRow {
         (usize::from(ch) < channel::COUNT && self.channels & (1 << ch) != 0)
             .then(|| self.values[usize::from(ch)])
     }
+
+    /// Sets the value of each channel of its mask, in channel order, to what `next` gives for
+    /// that channel; the first error ends it. How every decoder of a stored layout fills a
+    /// record (a channel outside the mask keeps its 0).
+    pub(crate) fn fill_values(&mut self, mut next: impl FnMut(usize) -> Result<i32>) -> Result<()> {
+        for ch in 0..channel::COUNT {
+            if self.channels & (1 << ch) != 0 {
+                self.values[ch] = next(ch)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A range query.

@@ -36,6 +36,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tek_proto::message::telemetry::channel;
 
 /// The two tables, by turn.
 const TABLES: [&str; 2] = ["telemetry_inbox_batch_a", "telemetry_inbox_batch_b"];
@@ -402,25 +403,23 @@ fn legacy_record(r: &rusqlite::Row<'_>) -> Result<Record> {
                     vals.len()
                 )));
             }
-            let mut values = [0i32; 8];
-            let mut at = vals.chunks_exact(4);
-            for (ch, v) in values.iter_mut().enumerate() {
-                if channels & (1 << ch) != 0 {
-                    // Counted above: one 4-byte value per channel of the mask.
-                    let b = at
-                        .next()
-                        .ok_or_else(|| Error::Corrupt("inbox values".into()))?;
-                    *v = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
-            Ok(Record::Narrow(TelemetryRow {
+            let mut row = TelemetryRow {
                 device_id,
                 boot,
                 seq,
                 time,
                 channels,
-                values,
-            }))
+                values: [0; channel::COUNT],
+            };
+            let mut at = vals.chunks_exact(4);
+            // Counted above: one 4-byte value per channel of the mask.
+            row.fill_values(|_| {
+                let b = at
+                    .next()
+                    .ok_or_else(|| Error::Corrupt("inbox values".into()))?;
+                Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            })?;
+            Ok(Record::Narrow(row))
         }
         1 => Ok(Record::Wide(WideRow {
             device_id,

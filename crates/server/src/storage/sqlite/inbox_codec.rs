@@ -21,6 +21,7 @@
 use super::inbox::Record;
 use crate::storage::wide::{WideRow, WideValues};
 use crate::storage::{Error, Result, TelemetryRow};
+use tek_proto::message::telemetry::channel;
 
 /// The first byte of every batch; another value is a layout this build does not know.
 const VERSION: u8 = 1;
@@ -67,10 +68,8 @@ impl Encoder {
     pub(super) fn narrow(&mut self, r: &TelemetryRow) {
         self.head(NARROW, r.device_id, r.boot, r.seq, r.time);
         self.out.push(r.channels);
-        for ch in 0..8u8 {
-            if let Some(v) = r.get(ch) {
-                put_signed(&mut self.out, v.into());
-            }
+        for v in (0..channel::COUNT as u8).filter_map(|ch| r.get(ch)) {
+            put_signed(&mut self.out, v.into());
         }
     }
 
@@ -162,21 +161,16 @@ pub(super) fn decode(blob: &[u8]) -> Result<Vec<Record>> {
         time = time.wrapping_add(r.signed()?);
         out.push(match kind {
             NARROW => {
-                let channels = r.byte()?;
-                let mut values = [0i32; 8];
-                for (ch, v) in values.iter_mut().enumerate() {
-                    if channels & (1 << ch) != 0 {
-                        *v = i32::try_from(r.signed()?).map_err(|_| corrupt("value"))?;
-                    }
-                }
-                Record::Narrow(TelemetryRow {
+                let mut row = TelemetryRow {
                     device_id,
                     boot,
                     seq,
                     time,
-                    channels,
-                    values,
-                })
+                    channels: r.byte()?,
+                    values: [0; channel::COUNT],
+                };
+                row.fill_values(|_| i32::try_from(r.signed()?).map_err(|_| corrupt("value")))?;
+                Record::Narrow(row)
             }
             WIDE => {
                 let config_version = match r.unsigned()? {
