@@ -97,9 +97,12 @@ const PAGE: usize = 2_000;
 /// The registry entry in effect on a device that confirmed configuration `applied`, unless it
 /// is the factory pool map (then `None`, as for a device without an entry).
 pub fn in_effect(db: &dyn Storage, device_id: u32, applied: u32) -> Result<Option<DeviceChannels>> {
-    Ok(db
-        .device_channels(device_id, Some(applied))?
-        .filter(|e| !crate::udp::split::is_factory(e)))
+    Ok(own_map(db.device_channels(device_id, Some(applied))?))
+}
+
+/// `entry`, unless it is the factory pool map ([`in_effect`]).
+fn own_map(entry: Option<DeviceChannels>) -> Option<DeviceChannels> {
+    entry.filter(|e| !crate::udp::split::is_factory(e))
 }
 
 /// Whether `row` was logged under `entry`'s map: a record of an earlier version meant other
@@ -228,7 +231,17 @@ pub fn channels_now(
 /// A device's channels now (`None`: the factory map or no entry is in effect, see
 /// [`in_effect`]).
 pub fn load_now(db: &dyn Storage, device_id: u32, applied: u32) -> Result<Option<ChannelsNow>> {
-    let Some(entry) = in_effect(db, device_id, applied)? else {
+    now_under(db, device_id, in_effect(db, device_id, applied)?)
+}
+
+/// The channels now of `device_id` under `entry`, the one in effect ([`in_effect`]): its
+/// newest wide record and its faults are read only when there is one.
+fn now_under(
+    db: &dyn Storage,
+    device_id: u32,
+    entry: Option<DeviceChannels>,
+) -> Result<Option<ChannelsNow>> {
+    let Some(entry) = entry else {
         return Ok(None);
     };
     let latest = db.latest_wide(device_id)?;
@@ -244,14 +257,7 @@ pub fn load_now_of(db: &dyn Storage, devices: &[(u32, u32)]) -> Result<Vec<Optio
     db.device_channels_of(&asked)?
         .into_iter()
         .zip(devices)
-        .map(|(entry, &(device_id, _))| {
-            let Some(entry) = entry.filter(|e| !crate::udp::split::is_factory(e)) else {
-                return Ok(None);
-            };
-            let latest = db.latest_wide(device_id)?;
-            let faults = db.channel_faults(device_id)?;
-            Ok(Some(channels_now(&entry, latest.as_ref(), &faults)))
-        })
+        .map(|(entry, &(device_id, _))| now_under(db, device_id, own_map(entry)))
         .collect()
 }
 

@@ -354,43 +354,14 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
     let tariff = db.site_tariff(site.id)?;
     let (from, to) = (energy::floor(from), energy::ceil(to));
     let ids = db.site_device_ids(site.id)?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, LOAD_THREADS)
-        .min(ids.len().max(1));
-    let per_thread = ids.len().div_ceil(threads).max(1);
-    let loaded: Vec<storage::Result<Vec<LoadedDevice>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = ids
-            .chunks(per_thread)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|&id| load_device(db, id, from, to))
-                        .collect::<storage::Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(storage::Error::Backend(
-                        "a site energy reader panicked".into(),
-                    ))
-                })
-            })
-            .collect()
-    });
+    let in_order = in_parallel(ids.len(), |k| load_device(db, ids[k], from, to))
+        .into_iter()
+        .collect::<storage::Result<Vec<_>>>()?;
     let mut devices = Vec::new();
     let mut total = energy::SiteSum::new(from, to);
     let mut first_data: Option<i64> = None;
     let mut site_meters = Vec::new();
     let mut notes = Vec::new();
-    let mut in_order = Vec::with_capacity(ids.len());
-    for chunk in loaded {
-        in_order.extend(chunk?);
-    }
     for d in in_order {
         let LoadedDevice {
             id,
