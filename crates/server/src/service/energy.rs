@@ -354,24 +354,28 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
     let tariff = db.site_tariff(site.id)?;
     let (from, to) = (energy::floor(from), energy::ceil(to));
     let ids = db.site_device_ids(site.id)?;
-    let in_order = in_parallel(ids.len(), |k| load_device(db, ids[k], from, to))
-        .into_iter()
-        .collect::<storage::Result<Vec<_>>>()?;
+    // Where the site's data begins, asked once for all its devices (on its own thread, beside
+    // the devices' reads).
+    let (first_data, in_order) = std::thread::scope(|s| {
+        let first = s.spawn(|| db.earliest_record_time(&ids));
+        let in_order = in_parallel(ids.len(), |k| load_device(db, ids[k], from, to));
+        match first.join() {
+            Ok(first) => (first, in_order),
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    });
+    let first_data = first_data?;
+    let in_order = in_order.into_iter().collect::<storage::Result<Vec<_>>>()?;
     let mut devices = Vec::new();
     let mut total = energy::SiteSum::new(from, to);
-    let mut first_data: Option<i64> = None;
     let mut site_meters = Vec::new();
     let mut notes = Vec::new();
     for d in in_order {
         let LoadedDevice {
             id,
             name,
-            first,
             energy: mut e,
         } = d;
-        if let Some(t) = first {
-            first_data = Some(first_data.map_or(t, |f| f.min(t)));
-        }
         total.add(&e.total);
         for n in &e.notes {
             notes.push((id, name.clone(), n.clone()));
@@ -409,28 +413,15 @@ pub const LOAD_THREADS: usize = 4;
 struct LoadedDevice {
     id: u32,
     name: String,
-    /// Time of its first record (narrow or wide), if any.
-    first: Option<i64>,
     energy: DeviceEnergy,
 }
 
 fn load_device(db: &dyn Storage, id: u32, from: i64, to: i64) -> storage::Result<LoadedDevice> {
-    let all = storage::TelemetryQuery {
-        device_id: id,
-        from: i64::MIN,
-        to: i64::MAX,
-        limit: 1,
-    };
-    // Index seeks: the first page of `telemetry` would decode the device's first sealed chunk.
-    let narrow = db.first_record_time(id)?;
-    let wide = db.wide_records(&all)?.first().map(|r| r.time);
-    let first = narrow.into_iter().chain(wide).min();
     let device = db.device(id)?;
     let energy = device_energy(db, id, device.config_applied, from, to)?;
     Ok(LoadedDevice {
         id,
         name: device.name,
-        first,
         energy,
     })
 }

@@ -415,6 +415,13 @@ impl Storage for Postgres {
         })
     }
 
+    /// All the devices at once ([`telemetry::earliest`]): the partitions are listed once, not
+    /// once per device.
+    fn earliest_record_time(&self, devices: &[u32]) -> Result<Option<i64>> {
+        let devices: Vec<i64> = devices.iter().map(|&d| i64::from(d)).collect();
+        self.run(move |s| async move { telemetry::earliest(&s, &devices, true).await })
+    }
+
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
         self.run(move |s| async move {
             partitions::maintain(&s, now, retention_days).await?;

@@ -27,7 +27,7 @@
 //! A record stamped more than [`WINDOW_S`] apart would need a device clock that jumps by a day
 //! within one boot, which the protocol's uptime-based ages rule out.
 
-use super::{locks, u32_col, Postgres};
+use super::{locks, u32_col, Postgres, Shared};
 use crate::storage::chunk::{self, ChunkCursor, ChunkMeta, StoredChunk};
 use crate::storage::rollup::{rollups_of, upsert_sql, Resolution, COLUMN_COUNT};
 use crate::storage::schema::Dialect;
@@ -297,45 +297,9 @@ impl TelemetryStore for Postgres {
         Ok(self.rows_of_device("telemetry", device_id)? + sealed)
     }
 
-    /// The chunks' earliest start, and the rows' earliest time from only the partitions that
-    /// have pages ([`super::partitions::with_pages_before`]), oldest first, stopping at the first
-    /// day holding a row of the device or starting after the chunks' earliest: the shared
-    /// `FIRST_TIME_SQL` names no time range, so it planned every daily partition (~29 ms per
-    /// device with a year kept, twice per device per site energy query). In one snapshot, the
-    /// partitions listed after it started, so a row it sees was in a page when they were listed.
+    /// [`earliest`] of the one device's narrow records.
     fn first_record_time(&self, device_id: u32) -> Result<Option<i64>> {
-        self.run(move |s| async move {
-            let dev = i64::from(device_id);
-            let mut c = s.conn().await?;
-            let tx = super::quarter::snapshot(&mut c).await?;
-            let mut first: Option<i64> = tx
-                .query_one(
-                    "SELECT MIN(start_time) FROM telemetry_chunk WHERE device_id = $1",
-                    &[&dev],
-                )
-                .await?
-                .get(0);
-            for day in super::partitions::with_pages_before(&s, i64::MAX).await? {
-                let from = day * chunk::DAY_S;
-                if first.is_some_and(|f| f <= from) {
-                    break;
-                }
-                let t: Option<i64> = tx
-                    .query_one(
-                        "SELECT MIN(time) FROM telemetry
-                         WHERE device_id = $1 AND time >= $2 AND time < $3",
-                        &[&dev, &from, &(from + chunk::DAY_S)],
-                    )
-                    .await?
-                    .get(0);
-                if let Some(t) = t {
-                    first = Some(first.map_or(t, |f| f.min(t)));
-                    break;
-                }
-            }
-            tx.commit().await?;
-            Ok(first)
-        })
+        self.run(move |s| async move { earliest(&s, &[i64::from(device_id)], false).await })
     }
 
     fn seal_closed(&self, now: i64) -> Result<u64> {
@@ -415,6 +379,61 @@ impl TelemetryStore for Postgres {
         }
         Ok(sealed)
     }
+}
+
+/// The earliest record time of any of `devices`, in one snapshot: the chunks' earliest start
+/// (with `wide`, also the wide records' earliest time; an index seek per device each), then the
+/// rows' earliest from only the partitions that have pages
+/// ([`super::partitions::with_pages_before`]), oldest first, stopping at the first day holding a
+/// row of the devices or starting after the earliest found. The shared `FIRST_TIME_SQL` names
+/// no time range, so it planned every daily partition: ~29 ms per device with a year kept. The
+/// partitions are listed after the snapshot started, so a row it sees was in a page when they
+/// were listed.
+pub(super) async fn earliest(s: &Shared, devices: &[i64], wide: bool) -> Result<Option<i64>> {
+    let devices = devices.to_vec();
+    let mut c = s.conn().await?;
+    let tx = super::quarter::snapshot(&mut c).await?;
+    let mut first: Option<i64> = tx
+        .query_one(
+            "SELECT MIN(f) FROM unnest($1::bigint[]) AS d(id),
+             LATERAL (SELECT start_time AS f FROM telemetry_chunk WHERE device_id = d.id
+                      ORDER BY start_time LIMIT 1) AS c",
+            &[&devices],
+        )
+        .await?
+        .get(0);
+    if wide {
+        let w: Option<i64> = tx
+            .query_one(
+                "SELECT MIN(f) FROM unnest($1::bigint[]) AS d(id),
+                 LATERAL (SELECT time AS f FROM telemetry_wide WHERE device_id = d.id
+                          ORDER BY time LIMIT 1) AS w",
+                &[&devices],
+            )
+            .await?
+            .get(0);
+        first = first.into_iter().chain(w).min();
+    }
+    for day in super::partitions::with_pages_before(s, i64::MAX).await? {
+        let from = day * chunk::DAY_S;
+        if first.is_some_and(|f| f <= from) {
+            break;
+        }
+        let t: Option<i64> = tx
+            .query_one(
+                "SELECT MIN(time) FROM telemetry
+                 WHERE device_id = ANY($1) AND time >= $2 AND time < $3",
+                &[&devices, &from, &(from + chunk::DAY_S)],
+            )
+            .await?
+            .get(0);
+        if let Some(t) = t {
+            first = first.into_iter().chain([t]).min();
+            break;
+        }
+    }
+    tx.commit().await?;
+    Ok(first)
 }
 
 /// Takes the per-device telemetry locks of `devices` (sorted) for the transaction.

@@ -326,9 +326,46 @@ pub(crate) fn raw_retention_deletes_rows_and_chunks(db: &dyn Storage) {
 /// A device's first record time ([`TelemetryStore::first_record_time`], index seeks) is the
 /// time of the first record [`TelemetryStore::telemetry`] reads, whether it is in a row or a
 /// chunk: none without records, then from rows, from chunks once sealed, and from a row again
-/// when a late record older than every sealed one arrives.
+/// when a late record older than every sealed one arrives. The earliest of several devices
+/// ([`Storage::earliest_record_time`], asked at once) is the least of theirs, wide records
+/// included.
 pub(crate) fn first_record_time_from_rows_and_chunks(db: &dyn Storage) {
-    db.add_devices(&[dev(1), dev(2), dev(3)], 0).unwrap();
+    db.add_devices(&[dev(1), dev(2), dev(3), dev(4)], 0)
+        .unwrap();
+    let first_wide = |id: u32| {
+        db.wide_records(&TelemetryQuery {
+            device_id: id,
+            from: i64::MIN,
+            to: i64::MAX,
+            limit: 1,
+        })
+        .unwrap()
+        .first()
+        .map(|r| r.time)
+    };
+    let earliest_checked = || {
+        for set in [
+            &[][..],
+            &[1],
+            &[2],
+            &[3],
+            &[4],
+            &[1, 2, 3, 4],
+            &[4, 3, 2],
+            &[3, 4],
+        ] {
+            let each = set
+                .iter()
+                .flat_map(|&d| [db.first_record_time(d).unwrap(), first_wide(d)])
+                .flatten()
+                .min();
+            assert_eq!(
+                db.earliest_record_time(set).unwrap(),
+                each,
+                "devices {set:?}"
+            );
+        }
+    };
     let first_read = |id: u32| {
         db.telemetry(&TelemetryQuery {
             device_id: id,
@@ -343,8 +380,23 @@ pub(crate) fn first_record_time_from_rows_and_chunks(db: &dyn Storage) {
     let check = |id: u32, expected: Option<i64>| {
         assert_eq!(db.first_record_time(id).unwrap(), expected, "device {id}");
         assert_eq!(first_read(id), expected, "device {id}");
+        earliest_checked();
     };
     check(1, None);
+    // Device 4 sends only wide records, the first of them before anyone's narrow ones.
+    let wide = |seq: u32, time: i64| WideRow {
+        device_id: 4,
+        boot: 1,
+        seq,
+        time,
+        config_version: Some(1),
+        values: WideValues::from_options(&[Some(3)]),
+    };
+    db.insert_wide(&[wide(1, DAY0 + DAY_S)]).unwrap();
+    assert_eq!(
+        db.earliest_record_time(&[4, 3]).unwrap(),
+        Some(DAY0 + DAY_S)
+    );
     let rows = history();
     db.insert_telemetry(&rows).unwrap();
     let first1 = rows
@@ -368,5 +420,12 @@ pub(crate) fn first_record_time_from_rows_and_chunks(db: &dyn Storage) {
     assert_eq!(db.insert_telemetry(&[late]).unwrap(), 1);
     check(1, Some(late.time));
     db.maintain(DAY0 + 4 * DAY_S + GRACE_S, 0).unwrap();
+    check(1, Some(late.time));
+    // A wide record earlier than every narrow one is the site's earliest.
+    db.insert_wide(&[wide(2, DAY0 - 9 * DAY_S)]).unwrap();
+    assert_eq!(
+        db.earliest_record_time(&[1, 2, 3, 4]).unwrap(),
+        Some(DAY0 - 9 * DAY_S)
+    );
     check(1, Some(late.time));
 }
