@@ -354,18 +354,11 @@ pub fn load(db: &dyn Storage, site: SiteRecord, from: i64, to: i64) -> storage::
     let tariff = db.site_tariff(site.id)?;
     let (from, to) = (energy::floor(from), energy::ceil(to));
     let ids = db.site_device_ids(site.id)?;
-    // Where the site's data begins, asked once for all its devices (on its own thread, beside
-    // the devices' reads).
-    let (first_data, in_order) = std::thread::scope(|s| {
-        let first = s.spawn(|| db.earliest_record_time(&ids));
-        let in_order = in_parallel(ids.len(), |k| load_device(db, ids[k], from, to));
-        match first.join() {
-            Ok(first) => (first, in_order),
-            Err(e) => std::panic::resume_unwind(e),
-        }
-    });
-    let first_data = first_data?;
-    let in_order = in_order.into_iter().collect::<storage::Result<Vec<_>>>()?;
+    // Where the site's data begins: index seeks, asked once for all its devices.
+    let first_data = db.earliest_record_time(&ids)?;
+    let in_order = in_parallel(ids.len(), |k| load_device(db, ids[k], from, to))
+        .into_iter()
+        .collect::<storage::Result<Vec<_>>>()?;
     let mut devices = Vec::new();
     let mut total = energy::SiteSum::new(from, to);
     let mut site_meters = Vec::new();

@@ -284,6 +284,25 @@ impl Storage for Sqlite {
         }
     }
 
+    /// On one connection and one snapshot, cached statements: two index seeks per device for
+    /// its narrow records ([`crate::storage::telemetry::FIRST_TIME_SQL`]) and one for its wide.
+    fn earliest_record_time(&self, devices: &[u32]) -> Result<Option<i64>> {
+        let conn = self.telemetry_reader()?;
+        let conn = conn.unchecked_transaction()?;
+        let mut narrow = conn.prepare_cached(&crate::storage::series::sqlite_params(
+            crate::storage::telemetry::FIRST_TIME_SQL,
+        ))?;
+        let mut wide =
+            conn.prepare_cached("SELECT MIN(time) FROM telemetry_wide WHERE device_id = ?1")?;
+        let mut earliest: Option<i64> = None;
+        for &d in devices {
+            let n: Option<i64> = narrow.query_row([d], |r| r.get(0))?;
+            let w: Option<i64> = wide.query_row([d], |r| r.get(0))?;
+            earliest = earliest.into_iter().chain(n).chain(w).min();
+        }
+        Ok(earliest)
+    }
+
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
         self.fold_inbox()?;
         if let Some(keep_from) = crate::storage::telemetry::keep_from(now, retention_days) {
