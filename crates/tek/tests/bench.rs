@@ -182,6 +182,8 @@ fn history_small() {
         "device_csv_ms",
         "site_energy_ms",
         "healthz_during_ms",
+        "devices_during_ms",
+        "devices_first_ms",
         "write_seconds",
     ] {
         let x = num(&v, key);
