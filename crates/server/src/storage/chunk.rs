@@ -523,15 +523,25 @@ pub fn latest_of(
 ) -> Result<Option<TelemetryRow>> {
     let mut best = table_latest;
     for c in candidates {
-        if best.is_some_and(|b| b.time > c.meta.end_time) {
-            continue;
-        }
-        let r = newest(&c.meta, &c.data)?;
-        if best.is_none_or(|b| sort_key(&r) > sort_key(&b)) {
-            best = Some(r);
+        if may_hold_newer(best.as_ref(), &c.meta) {
+            best = Some(newer(best, newest(&c.meta, &c.data)?));
         }
     }
     Ok(best)
+}
+
+/// Whether the chunk `meta` may hold a record newer than `best`: not when its last record is
+/// older, so such a chunk need not be decoded.
+pub fn may_hold_newer(best: Option<&TelemetryRow>, meta: &ChunkMeta) -> bool {
+    best.is_none_or(|b| b.time <= meta.end_time)
+}
+
+/// The newer of `best` and `r` in the read order (time, boot, seq); `best` on a tie.
+pub fn newer(best: Option<TelemetryRow>, r: TelemetryRow) -> TelemetryRow {
+    match best {
+        Some(b) if sort_key(&r) <= sort_key(&b) => b,
+        _ => r,
+    }
 }
 
 /// The newest chunks of device `p1`: those starting within [`MAX_SPAN_S`] of the newest start,

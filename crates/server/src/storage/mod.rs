@@ -32,6 +32,7 @@ pub mod configs;
 pub mod devices;
 pub mod energy;
 pub mod faults;
+pub mod newest_memo;
 pub mod postgres;
 pub mod quarter;
 pub mod rollup;

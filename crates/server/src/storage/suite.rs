@@ -19,7 +19,8 @@ pub(crate) use channels::{
     device_channel_registry_versions, TO_VERSION_10,
 };
 pub(crate) use chunks::{
-    first_record_time_from_rows_and_chunks, latest_of_many_equals_each_alone,
+    first_record_time_from_rows_and_chunks, latest_after_a_chunk_rewritten_in_place,
+    latest_follows_the_newest_chunk, latest_of_many_equals_each_alone,
     raw_retention_deletes_rows_and_chunks, sealed_records_read_back_equal,
 };
 pub(crate) use rollups::{
@@ -1251,6 +1252,7 @@ macro_rules! suite_tests {
             telemetry_pages_cover_the_range_once,
             sealed_records_read_back_equal,
             latest_of_many_equals_each_alone,
+            latest_follows_the_newest_chunk,
             first_record_time_from_rows_and_chunks,
             raw_retention_deletes_rows_and_chunks,
             configs_versions_and_acks,
@@ -1322,6 +1324,22 @@ mod sqlite_backend {
     }
 
     super::suite_tests!(fresh(), second);
+
+    /// Device 1's chunk rewritten in place, from another connection.
+    #[test]
+    fn latest_after_a_chunk_rewritten_in_place() {
+        let db = fresh().unwrap();
+        super::latest_after_a_chunk_rewritten_in_place(&*db, &|data| {
+            let c = rusqlite::Connection::open(db.path()).unwrap();
+            let n = c
+                .execute(
+                    "UPDATE telemetry_chunk SET data = ?1 WHERE device_id = 1",
+                    [data],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+        });
+    }
 
     /// Schema version 7 had no rollups (nor estimated boots, 9, nor wide records, 12): drop them, go back to it, reopen (which migrates).
     #[test]
@@ -1396,6 +1414,20 @@ mod postgres_backend {
     }
 
     super::suite_tests!(database(), second);
+
+    /// Device 1's chunk rewritten in place, from another connection.
+    #[test]
+    fn latest_after_a_chunk_rewritten_in_place() {
+        let Some(db) = database() else { return };
+        super::latest_after_a_chunk_rewritten_in_place(&*db, &|data| {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            crate::storage::postgres::testing::execute(
+                &db.url,
+                &format!("UPDATE telemetry_chunk SET data = '\\x{hex}' WHERE device_id = 1"),
+            )
+            .unwrap();
+        });
+    }
 
     /// Schema version 7 had no rollups (nor estimated boots, 9, nor wide records, 12): drop them, go back to it, reconnect (which migrates).
     #[test]

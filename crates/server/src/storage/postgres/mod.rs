@@ -195,6 +195,9 @@ pub(crate) struct Shared {
     config: tokio_postgres::Config,
     health: Health,
     partitions: partitions::Known,
+    /// The newest record of the chunks `/api/devices` read lately
+    /// ([`crate::storage::newest_memo`]).
+    newest: crate::storage::newest_memo::NewestMemo,
 }
 
 impl Shared {
@@ -315,6 +318,7 @@ impl Postgres {
                 config,
                 health: Health::default(),
                 partitions: partitions::Known::default(),
+                newest: Default::default(),
             }),
             rt: Some(rt),
             target,

@@ -102,7 +102,7 @@ impl SeriesStore for Postgres {
                 .iter()
                 .map(|d| {
                     let newest = chunks.get(d).map_or(&[][..], Vec::as_slice);
-                    chunk::latest_of(rows.get(d).copied(), newest)
+                    s.newest.latest_of(rows.get(d).copied(), newest)
                 })
                 .collect()
         })

@@ -163,6 +163,8 @@ pub struct Sqlite {
     vault: crate::vault::Vault,
     /// New telemetry on its way into the per-device tables ([`inbox`]).
     inbox: inbox::Inbox,
+    /// The newest record of the chunks `/api/devices` read lately ([`NewestMemo`]).
+    newest: crate::storage::newest_memo::NewestMemo,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -225,6 +227,7 @@ impl Sqlite {
             _checkpointer: checkpoint::Checkpointer::start(path)?,
             vault,
             inbox: inbox::Inbox::default(),
+            newest: Default::default(),
         };
         db.fold_inbox()?;
         let n = db.wrap_clear_keys()?;

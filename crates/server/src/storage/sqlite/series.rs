@@ -5,6 +5,7 @@
 use super::telemetry::walk;
 use super::{u32_col, Sqlite};
 use crate::storage::chunk;
+use crate::storage::newest_memo::NewestMemo;
 use crate::storage::quarter::{self, Part};
 use crate::storage::rollup::Resolution;
 use crate::storage::series::{
@@ -57,13 +58,41 @@ impl SeriesStore for Sqlite {
         // cached statements inside this process (no round trip to batch away), and a record
         // sealed into a chunk meanwhile is seen exactly once.
         let conn = conn.unchecked_transaction()?;
-        devices.iter().map(|&d| latest_on(&conn, d)).collect()
+        devices
+            .iter()
+            .map(|&d| latest_on(&conn, &self.newest, d))
+            .collect()
     }
 }
 
 /// The newest record of `device` on `conn`: the newest row of `telemetry` against the records of
-/// its newest chunks ([`chunk::latest_of`]).
-fn latest_on(conn: &rusqlite::Connection, device: u32) -> Result<Option<TelemetryRow>> {
+/// its newest chunks, each chunk's newest record through `memo` ([`NewestMemo`]) and only for a
+/// chunk that may hold a newer one ([`chunk::may_hold_newer`]).
+fn latest_on(
+    conn: &rusqlite::Connection,
+    memo: &NewestMemo,
+    device: u32,
+) -> Result<Option<TelemetryRow>> {
+    let mut best = table_latest(conn, device)?;
+    let mut stmt = conn.prepare_cached(&chunk::newest_sql("?"))?;
+    let mut rows = stmt.query(params![device])?;
+    while let Some(r) = rows.next()? {
+        let meta = super::telemetry::chunk_meta_of(r)?;
+        if !chunk::may_hold_newer(best.as_ref(), &meta) {
+            continue;
+        }
+        // Borrowed from the statement: the memo compares it with what it holds, no copy.
+        let data = r
+            .get_ref(7)?
+            .as_blob()
+            .map_err(|e| Error::Corrupt(format!("telemetry chunk blob: {e}")))?;
+        best = Some(chunk::newer(best, memo.newest(&meta, data)?));
+    }
+    Ok(best)
+}
+
+/// The newest row of `telemetry` of `device` (the records not sealed yet).
+fn table_latest(conn: &rusqlite::Connection, device: u32) -> Result<Option<TelemetryRow>> {
     let row = conn
         .prepare_cached(
             "SELECT boot, seq, time, channels, power_w, energy_wh, water_cc, air_cc, relays,
@@ -85,17 +114,8 @@ fn latest_on(conn: &rusqlite::Connection, device: u32) -> Result<Option<Telemetr
             ))
         })
         .optional()?;
-    let newest = {
-        let mut stmt = conn.prepare_cached(&chunk::newest_sql("?"))?;
-        let mut rows = stmt.query(params![device])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(super::telemetry::chunk_of(r)?);
-        }
-        out
-    };
     let Some((boot, seq, time, channels, v)) = row else {
-        return chunk::latest_of(None, &newest);
+        return Ok(None);
     };
     let mut values = [0i32; 8];
     for (o, x) in values.iter_mut().zip(v) {
@@ -103,7 +123,7 @@ fn latest_on(conn: &rusqlite::Connection, device: u32) -> Result<Option<Telemetr
             i32::try_from(x).map_err(|_| Error::Corrupt(format!("value {x}")))
         })?;
     }
-    let table_latest = TelemetryRow {
+    Ok(Some(TelemetryRow {
         device_id: device,
         boot: u32_col(boot, "boot")?,
         seq: u32_col(seq, "seq")?,
@@ -111,8 +131,7 @@ fn latest_on(conn: &rusqlite::Connection, device: u32) -> Result<Option<Telemetr
         channels: u8::try_from(channels)
             .map_err(|_| Error::Corrupt(format!("channel mask {channels}")))?,
         values,
-    };
-    chunk::latest_of(Some(table_latest), &newest)
+    }))
 }
 
 // Tested through `storage::suite` (every backend runs the same checks).

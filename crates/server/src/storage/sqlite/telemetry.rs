@@ -20,16 +20,21 @@ use std::collections::HashSet;
 /// Decodes a row selected with [`chunk::CHUNK_COLUMNS`].
 pub(super) fn chunk_of(r: &rusqlite::Row<'_>) -> Result<StoredChunk> {
     Ok(StoredChunk {
-        meta: ChunkMeta {
-            device_id: u32_col(r.get(0)?, "device id")?,
-            boot: u32_col(r.get(1)?, "boot")?,
-            first_seq: u32_col(r.get(2)?, "seq")?,
-            last_seq: u32_col(r.get(3)?, "seq")?,
-            start_time: r.get(4)?,
-            end_time: r.get(5)?,
-            records: u32_col(r.get(6)?, "record count")?,
-        },
+        meta: chunk_meta_of(r)?,
         data: r.get(7)?,
+    })
+}
+
+/// The columns before the blob of a row selected with [`chunk::CHUNK_COLUMNS`].
+pub(super) fn chunk_meta_of(r: &rusqlite::Row<'_>) -> Result<ChunkMeta> {
+    Ok(ChunkMeta {
+        device_id: u32_col(r.get(0)?, "device id")?,
+        boot: u32_col(r.get(1)?, "boot")?,
+        first_seq: u32_col(r.get(2)?, "seq")?,
+        last_seq: u32_col(r.get(3)?, "seq")?,
+        start_time: r.get(4)?,
+        end_time: r.get(5)?,
+        records: u32_col(r.get(6)?, "record count")?,
     })
 }
 

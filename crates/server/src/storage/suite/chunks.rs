@@ -283,6 +283,108 @@ pub(crate) fn latest_of_many_equals_each_alone(db: &dyn Storage) {
     assert_eq!(check(&rows, "the late record sealed")[2], Some(late));
 }
 
+/// A device's newest record follows its newest chunk as it is replaced — a newer day sealed, a
+/// late record sealed into another chunk of the newest day, the chunks expired by retention and
+/// new ones sealed — each answer read twice (the second from what the backend remembered of the
+/// chunk, `storage::newest_memo`), and a retransmission of sealed records changes nothing.
+pub(crate) fn latest_follows_the_newest_chunk(db: &dyn Storage) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let record = |seq: u32, time: i64, power: i32| TelemetryRow {
+        device_id: 1,
+        boot: 3,
+        seq,
+        time,
+        channels: 0b11,
+        values: [power, i32::try_from(seq).unwrap(), 0, 0, 0, 0, 0, 0],
+    };
+    let latest_twice = |want: Option<TelemetryRow>, what: &str| {
+        for _ in 0..2 {
+            assert_eq!(db.latest_telemetry(1).unwrap(), want, "{what}");
+            assert_eq!(db.latest_telemetry_of(&[1]).unwrap(), vec![want], "{what}");
+        }
+    };
+    // Day 0 every 10 minutes, sealed: the newest record is in its chunk.
+    let day0: Vec<TelemetryRow> = (0..140u32)
+        .map(|i| record(i, DAY0 + i64::from(i) * 600, 100 + i as i32))
+        .collect();
+    db.insert_telemetry(&day0).unwrap();
+    db.seal_closed(DAY0 + DAY_S + GRACE_S).unwrap();
+    latest_twice(day0.last().copied(), "day 0 sealed");
+    // Retransmitted: stored once, the same answer.
+    assert_eq!(db.insert_telemetry_new(&day0[100..]).unwrap(), vec![]);
+    latest_twice(day0.last().copied(), "day 0 sent again");
+    // A late record of day 0, newer than the chunk's last: first a row, then a second chunk of
+    // the same day.
+    let late = record(500, DAY0 + DAY_S - 1, -7);
+    assert_eq!(db.insert_telemetry_new(&[late]).unwrap(), vec![late]);
+    latest_twice(Some(late), "a late record in a row");
+    db.seal_closed(DAY0 + DAY_S + GRACE_S).unwrap();
+    latest_twice(Some(late), "the late record sealed");
+    // Day 1 sealed: a newer chunk.
+    let day1: Vec<TelemetryRow> = (0..50u32)
+        .map(|i| record(600 + i, DAY0 + DAY_S + i64::from(i) * 60, 7 * i as i32))
+        .collect();
+    db.insert_telemetry(&day1).unwrap();
+    db.seal_closed(DAY0 + 2 * DAY_S + GRACE_S).unwrap();
+    latest_twice(day1.last().copied(), "day 1 sealed");
+    // Everything expired: no record left.
+    db.maintain(DAY0 + 4 * DAY_S, 1).unwrap();
+    assert_eq!(db.telemetry_count(1).unwrap(), 0);
+    latest_twice(None, "expired");
+    // Records again, on day 4, sealed: the newest chunk is new again.
+    let day4: Vec<TelemetryRow> = (0..30u32)
+        .map(|i| record(900 + i, DAY0 + 4 * DAY_S + i64::from(i) * 60, -(i as i32)))
+        .collect();
+    db.insert_telemetry(&day4).unwrap();
+    db.seal_closed(DAY0 + 5 * DAY_S + GRACE_S).unwrap();
+    latest_twice(day4.last().copied(), "day 4 sealed");
+}
+
+/// A chunk rewritten in place by another writer (`rewrite` sets the blob of device 1's chunk
+/// to the one given: same row, same records' times and seqs, other values — what comparing the
+/// chunk's row alone would take for the chunk already decoded) gives its new newest record.
+pub(crate) fn latest_after_a_chunk_rewritten_in_place(db: &dyn Storage, rewrite: &dyn Fn(&[u8])) {
+    db.add_devices(&[dev(1)], 0).unwrap();
+    let day: Vec<TelemetryRow> = (0..100u32)
+        .map(|i| TelemetryRow {
+            device_id: 1,
+            boot: 2,
+            seq: i,
+            time: DAY0 + i64::from(i) * 600,
+            channels: 0b101,
+            values: [i32::try_from(i).unwrap(), 0, 40, 0, 0, 0, 0, 0],
+        })
+        .collect();
+    db.insert_telemetry(&day).unwrap();
+    db.seal_closed(DAY0 + DAY_S + GRACE_S).unwrap();
+    for _ in 0..2 {
+        assert_eq!(db.latest_telemetry(1).unwrap(), day.last().copied());
+    }
+    let other: Vec<TelemetryRow> = day
+        .iter()
+        .map(|r| TelemetryRow {
+            values: [-r.values[0], 0, 41, 0, 0, 0, 0, 0],
+            ..*r
+        })
+        .collect();
+    let (before, after) = (
+        crate::storage::chunk::seal(&day).unwrap(),
+        crate::storage::chunk::seal(&other).unwrap(),
+    );
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].meta, after[0].meta, "the same row");
+    assert_ne!(before[0].data, after[0].data);
+    rewrite(&after[0].data);
+    assert_eq!(db.telemetry_count(1).unwrap(), 100);
+    for _ in 0..2 {
+        assert_eq!(db.latest_telemetry(1).unwrap(), other.last().copied());
+        assert_eq!(
+            db.latest_telemetry_of(&[1, 1]).unwrap(),
+            vec![other.last().copied(); 2]
+        );
+    }
+}
+
 /// `retention_days` deletes raw records (rows and chunks) of the days that ended that long ago,
 /// on both backends; 0 keeps everything.
 pub(crate) fn raw_retention_deletes_rows_and_chunks(db: &dyn Storage) {
