@@ -25,6 +25,7 @@ mod faults;
 pub mod files;
 mod inbox;
 mod inbox_codec;
+mod journal;
 pub mod migrations;
 mod quarter;
 mod schedules;
@@ -161,7 +162,8 @@ pub struct Sqlite {
     _checkpointer: checkpoint::Checkpointer,
     /// Wraps device keys at rest (`master.key` beside the database file).
     vault: crate::vault::Vault,
-    /// New telemetry on its way into the per-device tables ([`inbox`]).
+    /// New telemetry on its way into the per-device tables ([`inbox`]), in journal files of
+    /// its own beside the database ([`journal`]).
     inbox: inbox::Inbox,
 }
 
@@ -224,9 +226,11 @@ impl Sqlite {
             read: ReadPool::new(path, read),
             _checkpointer: checkpoint::Checkpointer::start(path)?,
             vault,
-            inbox: inbox::Inbox::default(),
+            inbox: inbox::Inbox::open(path)?,
         };
+        // What a crash left in the pair this process took, and in pairs nobody holds.
         db.fold_inbox()?;
+        db.fold_orphans()?;
         let n = db.wrap_clear_keys()?;
         if n > 0 {
             tracing::info!(devices = n, "clear device keys wrapped");
@@ -286,6 +290,10 @@ impl Storage for Sqlite {
 
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
         self.fold_inbox()?;
+        // A pair that cannot be folded is reported, and the rest of the upkeep still runs.
+        if let Err(e) = self.fold_orphans() {
+            tracing::warn!(%e, "inbox journals left by other processes not all folded");
+        }
         if let Some(keep_from) = crate::storage::telemetry::keep_from(now, retention_days) {
             let gone = self.expire_telemetry(keep_from)?;
             if gone > 0 {
