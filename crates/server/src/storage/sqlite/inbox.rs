@@ -40,7 +40,10 @@
 //! next read or maintenance pass), not at once as when the inbox was a table every connection
 //! could read. A record sent to two live processes is in both journals and stored once: each
 //! fold checks the per-device tables and chunks in its transaction, and the primary key holds.
-//! A graceful close (dropping the [`Sqlite`]) folds this process's pair.
+//! A graceful close (dropping the [`Sqlite`]) folds this process's pair. Since other processes
+//! see records only once they are folded, a fold that is due is not left waiting for the next
+//! commit: a thread of its own ([`Folder`]) folds it, a slice per hold of the writer, when no
+//! commit comes (a quiet server's last records reach the tables within [`FOLD_AGE`] + [`FOLD_TICK`]).
 
 use super::inbox_codec::Encoder;
 use super::journal::{self, Journal, Lock};
@@ -50,7 +53,9 @@ use crate::storage::{Error, Result, TelemetryRow};
 use rusqlite::{Connection, TransactionBehavior};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tek_proto::message::telemetry::channel;
 
@@ -67,6 +72,9 @@ pub(super) const FOLD_AGE: Duration = Duration::from_secs(10);
 /// A device's records are not split below that, so the slice size does not change how often
 /// a device's pages are written, only how long one transaction holds the writer.
 pub(super) const SLICE_ROWS: usize = 2_048;
+
+/// How often the fold thread ([`Folder`]) looks whether a fold is due.
+const FOLD_TICK: Duration = Duration::from_secs(1);
 
 /// Journal pairs tried at open: as many processes on one database at once.
 const MAX_PAIRS: u32 = 64;
@@ -254,7 +262,7 @@ impl Sqlite {
         }
         // The records are durable whatever happens next; a fold that fails here is tried
         // again by the next commit or read, and loses nothing.
-        if let Err(e) = self.fold_step(&mut conn, &mut st) {
+        if let Err(e) = fold_step(&mut conn, &mut st) {
             tracing::warn!(%e, "moving the telemetry inbox into its tables failed; will retry");
         }
         Ok(new)
@@ -275,9 +283,9 @@ impl Sqlite {
             // starts folding while ingest fills the other.
             let switched = (|| {
                 while st.folding.is_some() {
-                    self.fold_slice(conn, st)?;
+                    fold_slice(conn, st)?;
                 }
-                self.start_fold(st)
+                start_fold(st)
             })();
             if let Err(e) = switched {
                 tracing::warn!(%e, "the telemetry inbox's journal is full and could not be folded; storing in the database");
@@ -295,95 +303,12 @@ impl Sqlite {
         }
     }
 
-    /// One step of folding: a slice of the fold in progress, or the start of one if due. While
-    /// the filling file is already past [`FOLD_ROWS`] (ingest outruns the slices), the whole
-    /// fold in progress, so the inbox stays bounded.
-    fn fold_step(&self, conn: &mut Connection, st: &mut State) -> Result<()> {
-        if st.folding.is_none() {
-            if !st.fold_due() {
-                return Ok(());
-            }
-            self.start_fold(st)?;
-        }
-        let behind = st.keys[st.filling].len() >= FOLD_ROWS;
-        while st.folding.is_some() {
-            self.fold_slice(conn, st)?;
-            if !behind {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes the filling file the folding one (its records read and sorted), and the other
-    /// (empty: no fold is in progress) the filling one.
-    fn start_fold(&self, st: &mut State) -> Result<()> {
-        let file = st.filling;
-        let records = read_journal(&mut st.files[file])?;
-        st.filling = 1 - file;
-        st.first_at = None;
-        st.folding = Some(Folding {
-            file,
-            records,
-            stored: 0,
-        });
-        Ok(())
-    }
-
-    /// Stores the next slice of the fold in progress in one transaction; once the last is
-    /// committed, resets the folding file.
-    fn fold_slice(&self, conn: &mut Connection, st: &mut State) -> Result<()> {
-        let Some(f) = st.folding.as_mut() else {
-            return Ok(());
-        };
-        if f.stored < f.records.len() {
-            let end = slice_end(&f.records, f.stored);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            store(&tx, &f.records[f.stored..end])?;
-            tx.commit()?;
-            f.stored = end;
-        }
-        if f.stored == f.records.len() {
-            let file = f.file;
-            // Every record it held is committed in SQLite: only now may it be emptied.
-            if st.files[file].holds_frames() {
-                st.files[file].reset()?;
-            }
-            st.keys[file].clear();
-            st.folding = None;
-        }
-        Ok(())
-    }
-
-    /// Moves everything this process's pair holds into the per-device tables: one transaction
-    /// per file, then the file's reset.
-    fn fold_all(&self, conn: &mut Connection, st: &mut State) -> Result<()> {
-        // A fold in progress read its file; the file is read again below, and storing a
-        // record twice stores it once.
-        st.folding = None;
-        // The older file first: the one not filling.
-        for file in [1 - st.filling, st.filling] {
-            let records = read_journal(&mut st.files[file])?;
-            if !records.is_empty() {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                store(&tx, &records)?;
-                tx.commit()?;
-            }
-            if st.files[file].holds_frames() {
-                st.files[file].reset()?;
-            }
-            st.keys[file].clear();
-        }
-        st.first_at = None;
-        Ok(())
-    }
-
     /// Folds whatever this process's inbox holds: what every maintenance pass does first, and
     /// what opening the database does (records a crash left in the pair it took).
-    pub(super) fn fold_inbox(&self) -> Result<()> {
+    pub(crate) fn fold_inbox(&self) -> Result<()> {
         let mut conn = self.writer()?;
         let mut st = self.inbox.lock();
-        self.fold_all(&mut conn, &mut st)
+        fold_all(&mut conn, &mut st)
     }
 
     /// Folds the journal pairs beside the database that no open database holds (a crashed or
@@ -477,6 +402,153 @@ impl Drop for Sqlite {
         }
         if let Err(e) = self.fold_inbox() {
             tracing::warn!(%e, "the telemetry inbox could not be folded at close; it will be at the next open");
+        }
+    }
+}
+
+/// One step of folding: a slice of the fold in progress, or the start of one if due. While
+/// the filling file is already past [`FOLD_ROWS`] (ingest outruns the slices), the whole
+/// fold in progress, so the inbox stays bounded.
+fn fold_step(conn: &mut Connection, st: &mut State) -> Result<()> {
+    if st.folding.is_none() {
+        if !st.fold_due() {
+            return Ok(());
+        }
+        start_fold(st)?;
+    }
+    let behind = st.keys[st.filling].len() >= FOLD_ROWS;
+    while st.folding.is_some() {
+        fold_slice(conn, st)?;
+        if !behind {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the filling file the folding one (its records read and sorted), and the other
+/// (empty: no fold is in progress) the filling one.
+fn start_fold(st: &mut State) -> Result<()> {
+    let file = st.filling;
+    let records = read_journal(&mut st.files[file])?;
+    st.filling = 1 - file;
+    st.first_at = None;
+    st.folding = Some(Folding {
+        file,
+        records,
+        stored: 0,
+    });
+    Ok(())
+}
+
+/// Stores the next slice of the fold in progress in one transaction; once the last is
+/// committed, resets the folding file.
+fn fold_slice(conn: &mut Connection, st: &mut State) -> Result<()> {
+    let Some(f) = st.folding.as_mut() else {
+        return Ok(());
+    };
+    if f.stored < f.records.len() {
+        let end = slice_end(&f.records, f.stored);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        store(&tx, &f.records[f.stored..end])?;
+        tx.commit()?;
+        f.stored = end;
+    }
+    if f.stored == f.records.len() {
+        let file = f.file;
+        // Every record it held is committed in SQLite: only now may it be emptied.
+        if st.files[file].holds_frames() {
+            st.files[file].reset()?;
+        }
+        st.keys[file].clear();
+        st.folding = None;
+    }
+    Ok(())
+}
+
+/// Moves everything this process's pair holds into the per-device tables: one transaction
+/// per file, then the file's reset.
+fn fold_all(conn: &mut Connection, st: &mut State) -> Result<()> {
+    // A fold in progress read its file; the file is read again below, and storing a
+    // record twice stores it once.
+    st.folding = None;
+    // The older file first: the one not filling.
+    for file in [1 - st.filling, st.filling] {
+        let records = read_journal(&mut st.files[file])?;
+        if !records.is_empty() {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            store(&tx, &records)?;
+            tx.commit()?;
+        }
+        if st.files[file].holds_frames() {
+            st.files[file].reset()?;
+        }
+        st.keys[file].clear();
+    }
+    st.first_at = None;
+    Ok(())
+}
+
+/// The thread that folds a due inbox when no commit comes to do it; stopped and joined when
+/// dropped.
+pub(super) struct Folder {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Folder {
+    /// Starts folding `inbox` through the writer connection `write` when due.
+    pub(super) fn start(write: Arc<Mutex<Connection>>, inbox: Arc<Inbox>) -> Result<Folder> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tek-inbox-fold".into())
+            .spawn(move || run_folder(&write, &inbox, &stopped))
+            .map_err(|e| Error::Backend(format!("cannot start the inbox fold thread: {e}")))?;
+        Ok(Folder {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_folder(write: &Mutex<Connection>, inbox: &Inbox, stopped: &mpsc::Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(FOLD_TICK) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // A slice per hold of the writer (the order: writer, then state), so ingest commits
+        // go between slices as they do when commits move the fold on.
+        loop {
+            let Ok(mut conn) = write.lock() else { return };
+            let mut st = inbox.lock();
+            if st.folding.is_none() {
+                if !st.fold_due() {
+                    break;
+                }
+                if let Err(e) = start_fold(&mut st) {
+                    tracing::warn!(%e, "reading the telemetry inbox's journal failed; will retry");
+                    break;
+                }
+            }
+            if let Err(e) = fold_slice(&mut conn, &mut st) {
+                tracing::warn!(%e, "moving the telemetry inbox into its tables failed; will retry");
+                break;
+            }
+            drop(st);
+            drop(conn);
+            if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                return;
+            }
         }
     }
 }
@@ -923,6 +995,27 @@ mod tests {
         // Once folded, the tables say "stored" to both.
         assert_eq!(a.insert_telemetry(&rows).unwrap(), 0);
         assert_eq!(b.insert_telemetry(&rows).unwrap(), 0);
+    }
+
+    /// A quiet process's records are not left in its journal until its next commit: once the
+    /// fold is due, the fold thread folds them, and another process then sees them.
+    #[test]
+    fn a_due_fold_happens_without_another_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Sqlite::open_dir(dir.path()).unwrap();
+        let b = Sqlite::open_dir(dir.path()).unwrap();
+        devices(&a, 1);
+        let rows: Vec<TelemetryRow> = (0..SLICE_ROWS as u32 * 3).map(|s| row(1, s)).collect();
+        assert_eq!(a.insert_telemetry(&rows).unwrap(), rows.len() as u64);
+        assert_eq!(b.telemetry_count(1).unwrap(), 0, "in a's journal only");
+        a.inbox.lock().first_at = Instant::now().checked_sub(FOLD_AGE);
+        let deadline = Instant::now() + 5 * FOLD_TICK;
+        while a.inbox_records() > 0 {
+            assert!(Instant::now() < deadline, "the due fold did not happen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(b.telemetry_count(1).unwrap(), rows.len() as u64);
+        assert!(journal_of(a.path(), 0, 0).frames().unwrap().is_empty());
     }
 
     /// A handle dropped without folding (a crashed process) leaves its pair unlocked: the

@@ -41,7 +41,7 @@ mod wide;
 use super::{u32_col, Error, Result, Storage, TelemetryStore};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Name of the database file inside the data directory.
@@ -156,7 +156,8 @@ impl ReadPool {
 /// The SQLite storage.
 pub struct Sqlite {
     path: PathBuf,
-    write: Mutex<Connection>,
+    /// Shared with the inbox's fold thread ([`inbox::Folder`]).
+    write: Arc<Mutex<Connection>>,
     read: ReadPool,
     /// Moves committed pages from the log into the file, off the writer's commits.
     _checkpointer: checkpoint::Checkpointer,
@@ -164,7 +165,9 @@ pub struct Sqlite {
     vault: crate::vault::Vault,
     /// New telemetry on its way into the per-device tables ([`inbox`]), in journal files of
     /// its own beside the database ([`journal`]).
-    inbox: inbox::Inbox,
+    inbox: Arc<inbox::Inbox>,
+    /// Folds the inbox when due and no commit comes to do it.
+    _folder: inbox::Folder,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -220,13 +223,16 @@ impl Sqlite {
             checkpoint::WRITER_BACKSTOP_PAGES,
         )?;
         let read = connect(path)?;
+        let write = Arc::new(Mutex::new(write));
+        let inbox = Arc::new(inbox::Inbox::open(path)?);
         let db = Sqlite {
             path: path.to_owned(),
-            write: Mutex::new(write),
+            _folder: inbox::Folder::start(write.clone(), inbox.clone())?,
+            write,
             read: ReadPool::new(path, read),
             _checkpointer: checkpoint::Checkpointer::start(path)?,
             vault,
-            inbox: inbox::Inbox::open(path)?,
+            inbox,
         };
         // What a crash left in the pair this process took, and in pairs nobody holds.
         db.fold_inbox()?;
