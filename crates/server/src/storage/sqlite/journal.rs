@@ -30,11 +30,12 @@
 //! `fdatasync`, and the frames after it are zeros or an older generation's.
 //!
 //! Locking: a process takes a pair of files (`tek.db-inbox-N-a` and `-b`) with an exclusive
-//! lock (`flock`) on the first; a pair nobody holds is a crashed or stopped process's, which the
+//! lock (`flock`, per open file, so two handles in one process exclude each other too) on the
+//! first; a pair nobody holds is a crashed or stopped process's, which the
 //! others may fold ([`super::inbox`]). Locks go with the process, so a kill -9 releases them.
 
 use crate::storage::{Error, Result};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -285,10 +286,19 @@ impl Journal {
 
     /// Takes the exclusive lock of this file, without waiting.
     pub(super) fn try_lock(&self) -> Result<Lock> {
-        match self.file.try_lock() {
-            Ok(()) => Ok(Lock::Taken),
-            Err(TryLockError::WouldBlock) => Ok(Lock::Held),
-            Err(TryLockError::Error(e)) => Err(io_error("cannot lock", &self.path, e)),
+        // `flock` itself rather than std's `File::try_lock` (the same call, but from Rust 1.89,
+        // above the workspace's rust-version).
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain system call on a descriptor this `File` owns and keeps open.
+        let rc = unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Lock::Taken);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(Lock::Held)
+        } else {
+            Err(io_error("cannot lock", &self.path, e))
         }
     }
 
