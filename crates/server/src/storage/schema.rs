@@ -91,7 +91,15 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (16, SEALED_QUARTERS),
     (17, TELEMETRY_INBOX),
     (18, TELEMETRY_INBOX_BATCHES),
+    (19, TELEMETRY_INBOX_JOURNAL),
 ];
+
+/// Migration 19 (SQLite only): the telemetry inbox moves out of the database into journal
+/// files of its own beside it ([`crate::storage::sqlite`]'s `inbox` and `journal`): an ingest
+/// commit then writes a page or two of a preallocated file, no page of the database (issue 21,
+/// disk written per datagram). No SQL: [`RustStep::InboxJournal`] stores what migration 18's
+/// tables hold and drops them, in the migration's transaction.
+const TELEMETRY_INBOX_JOURNAL: &str = "";
 
 /// Migration 18 (SQLite only): the telemetry inbox holds one row per ingest commit, its new
 /// records in one blob ([`crate::storage::sqlite`]'s `inbox_codec`), instead of a row per
@@ -519,6 +527,8 @@ pub enum RustStep {
     /// Migration 18 (SQLite only): store what the record-per-row inbox tables hold and drop
     /// them.
     InboxBatches,
+    /// Migration 19 (SQLite only): store what the batch inbox tables hold and drop them.
+    InboxJournal,
 }
 
 /// The Rust step of migration `version`, if it has one.
@@ -526,6 +536,7 @@ pub fn rust_step(version: i64) -> Option<RustStep> {
     match version {
         14 => Some(RustStep::WideRollups),
         18 => Some(RustStep::InboxBatches),
+        19 => Some(RustStep::InboxJournal),
         _ => None,
     }
 }

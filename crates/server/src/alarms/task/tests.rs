@@ -80,6 +80,9 @@ async fn offline_raise_is_withdrawn_when_the_database_has_newer_records() {
         values: [1; 8],
     }])
     .unwrap();
+    // A's inbox folds it into the shared tables (on its own within the inbox's fold age, see
+    // storage/sqlite/inbox.rs); only then can B see it.
+    a.maintain(t0 + 50, 0).unwrap();
     let left = seen_elsewhere(&b, &mut eng, actions).await;
     assert!(left.is_empty(), "withdrawn: {left:?}");
     assert_eq!(eng.poll_at(), Some(t0 + 110), "re-armed from the record");

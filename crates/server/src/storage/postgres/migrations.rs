@@ -43,7 +43,7 @@ pub async fn migrate(c: &mut Client) -> Result<()> {
         match schema::rust_step(version) {
             Some(schema::RustStep::WideRollups) => super::wide::backfill_rollups(&tx).await?,
             // The inbox is SQLite's alone: PostgreSQL writes straight into its tables.
-            Some(schema::RustStep::InboxBatches) | None => {}
+            Some(schema::RustStep::InboxBatches | schema::RustStep::InboxJournal) | None => {}
         }
         tx.execute("DELETE FROM tek_schema", &[]).await?;
         tx.execute("INSERT INTO tek_schema (version) VALUES ($1)", &[&version])

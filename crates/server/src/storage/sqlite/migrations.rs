@@ -22,6 +22,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         match schema::rust_step(version) {
             Some(schema::RustStep::WideRollups) => super::wide::backfill_rollups(&tx)?,
             Some(schema::RustStep::InboxBatches) => super::inbox::fold_legacy_tables(&tx)?,
+            Some(schema::RustStep::InboxJournal) => super::inbox::fold_batch_tables(&tx)?,
             None => {}
         }
         tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;

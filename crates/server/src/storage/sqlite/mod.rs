@@ -25,6 +25,7 @@ mod faults;
 pub mod files;
 mod inbox;
 mod inbox_codec;
+mod journal;
 pub mod migrations;
 mod quarter;
 mod schedules;
@@ -40,7 +41,7 @@ mod wide;
 use super::{u32_col, Error, Result, Storage, TelemetryStore};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Name of the database file inside the data directory.
@@ -155,14 +156,18 @@ impl ReadPool {
 /// The SQLite storage.
 pub struct Sqlite {
     path: PathBuf,
-    write: Mutex<Connection>,
+    /// Shared with the inbox's fold thread ([`inbox::Folder`]).
+    write: Arc<Mutex<Connection>>,
     read: ReadPool,
     /// Moves committed pages from the log into the file, off the writer's commits.
     _checkpointer: checkpoint::Checkpointer,
     /// Wraps device keys at rest (`master.key` beside the database file).
     vault: crate::vault::Vault,
-    /// New telemetry on its way into the per-device tables ([`inbox`]).
-    inbox: inbox::Inbox,
+    /// New telemetry on its way into the per-device tables ([`inbox`]), in journal files of
+    /// its own beside the database ([`journal`]).
+    inbox: Arc<inbox::Inbox>,
+    /// Folds the inbox when due and no commit comes to do it.
+    _folder: inbox::Folder,
     /// The newest record of the chunks `/api/devices` read lately ([`NewestMemo`]).
     newest: crate::storage::newest_memo::NewestMemo,
 }
@@ -220,16 +225,21 @@ impl Sqlite {
             checkpoint::WRITER_BACKSTOP_PAGES,
         )?;
         let read = connect(path)?;
+        let write = Arc::new(Mutex::new(write));
+        let inbox = Arc::new(inbox::Inbox::open(path)?);
         let db = Sqlite {
             path: path.to_owned(),
-            write: Mutex::new(write),
+            _folder: inbox::Folder::start(write.clone(), inbox.clone())?,
+            write,
             read: ReadPool::new(path, read),
             _checkpointer: checkpoint::Checkpointer::start(path)?,
             vault,
-            inbox: inbox::Inbox::default(),
+            inbox,
             newest: Default::default(),
         };
+        // What a crash left in the pair this process took, and in pairs nobody holds.
         db.fold_inbox()?;
+        db.fold_orphans()?;
         let n = db.wrap_clear_keys()?;
         if n > 0 {
             tracing::info!(devices = n, "clear device keys wrapped");
@@ -308,6 +318,10 @@ impl Storage for Sqlite {
 
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()> {
         self.fold_inbox()?;
+        // A pair that cannot be folded is reported, and the rest of the upkeep still runs.
+        if let Err(e) = self.fold_orphans() {
+            tracing::warn!(%e, "inbox journals left by other processes not all folded");
+        }
         if let Some(keep_from) = crate::storage::telemetry::keep_from(now, retention_days) {
             let gone = self.expire_telemetry(keep_from)?;
             if gone > 0 {
