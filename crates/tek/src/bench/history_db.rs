@@ -136,14 +136,19 @@ fn is_raw(name: &str) -> bool {
         || name.starts_with("sqlite_autoindex_telemetry_chunk")
 }
 
-/// Bytes of the SQLite files in `dir` (the database, its WAL and shared-memory index).
+/// Bytes of the SQLite files in `dir`: the database, its WAL and shared-memory index, and the
+/// telemetry inbox's journal files (`tek.db-inbox-N-a`/`-b`, preallocated).
 fn sqlite_files_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".db") || name.ends_with(".db-wal") || name.ends_with(".db-shm") {
+        if name.ends_with(".db")
+            || name.ends_with(".db-wal")
+            || name.ends_with(".db-shm")
+            || name.contains(".db-inbox-")
+        {
             total += e.metadata()?.len();
         }
     }
