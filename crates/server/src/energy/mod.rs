@@ -212,7 +212,7 @@ pub fn summarize(
             let mut energy_cost = 0.0;
             let mut peak: Option<(i64, f64)> = None;
             let mut n = 0;
-            for (start, i) in intervals.range(p.start..p.end) {
+            intervals.each_in(p.start..p.end, |start, i| {
                 n += 1;
                 wh += i.wh;
                 if peak.is_none_or(|(_, d)| i.demand_w > d) {
@@ -223,7 +223,7 @@ pub fn summarize(
                     let q = usize::from(wd) * 96 + usize::from(minute / 15);
                     energy_cost += i.wh / 1000.0 * table.get(q).copied().unwrap_or(0.0);
                 }
-            }
+            });
             let peak_kw = peak.map_or(0.0, |p| p.1 / 1000.0);
             let cost = tariff.map(|t| {
                 let (demand, fixed) = match by {
