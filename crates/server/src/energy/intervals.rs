@@ -73,7 +73,10 @@ impl Intervals {
 
     /// The first slot starting at or after `t` (the number of slots when none does).
     fn first_at(&self, t: i64) -> usize {
-        let k = (t - self.base + INTERVAL_S - 1).div_euclid(INTERVAL_S);
+        let k = t
+            .saturating_sub(self.base)
+            .saturating_add(INTERVAL_S - 1)
+            .div_euclid(INTERVAL_S);
         usize::try_from(k.max(0)).unwrap_or(0).min(self.slots.len())
     }
 
