@@ -11,6 +11,10 @@
 //! fail, and the walk starts from the beginning. Nothing is invalidated by hand, so a second
 //! server or process writing the same database cannot make it wrong either.
 //!
+//! A request takes its checkpoint out ([`take`]), walks on from it in place, lends the finished
+//! data to its caller, rewinds the walk to the end of the sealed days and puts it back
+//! ([`put`]): a device-year's walk (1.4 MB) is never copied.
+//!
 //! Memory: at most [`BUDGET_BYTES`] counted (the remembered walk's intervals and spans, the
 //! energy bytes of the days, the rows), the least recently used checkpoints dropped first. A
 //! device-year is about 1.6 MB (35,040 intervals of 40 bytes, 365 energy groups of ~500 bytes),
