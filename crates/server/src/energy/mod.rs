@@ -106,6 +106,8 @@ pub fn meter_intervals(
     // The mean power by start, ordered (the storage's order), searched by start below.
     let mut demand: Vec<(i64, f64)> = Vec::new();
     if let Some((data, w_per_unit)) = power {
+        // Reserved once: grown by doubling, a year's list was copied about 17 times.
+        demand.reserve(data.intervals.len());
         for i in &data.intervals {
             if let Some(p) = i.power_w {
                 demand.push((i.start, p * w_per_unit));
