@@ -57,14 +57,13 @@ impl Intervals {
         self.base == other.base && self.slots.len() == other.slots.len()
     }
 
-    /// The slot of `start`, if it has one.
+    /// The slot of `start`, if it has one. One unsigned division by a constant (it runs for
+    /// every interval a meter adds): a start before `base` wraps to a distance past every slot,
+    /// and `base + k * INTERVAL_S` is exact for every slot `k`.
     fn index(&self, start: i64) -> Option<usize> {
-        if start.rem_euclid(INTERVAL_S) != self.base.rem_euclid(INTERVAL_S) {
-            return None;
-        }
-        usize::try_from((start - self.base).div_euclid(INTERVAL_S))
-            .ok()
-            .filter(|&k| k < self.slots.len())
+        let distance = start.wrapping_sub(self.base) as u64;
+        let k = distance / INTERVAL_S as u64;
+        (k < self.slots.len() as u64 && k * INTERVAL_S as u64 == distance).then_some(k as usize)
     }
 
     fn has(&self, k: usize) -> bool {
