@@ -543,7 +543,7 @@ mod tests {
         let (from, to) = (t0, t0 + 3600);
         let i = meter_intervals(Some((&counter, 1000.0)), Some((&power, 1000.0)), from, to);
         assert_eq!(
-            i.into_iter().collect::<Vec<_>>(),
+            i.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(),
             [
                 (
                     t0,

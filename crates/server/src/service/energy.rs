@@ -182,8 +182,11 @@ pub fn device_energy(
     from: i64,
     to: i64,
 ) -> storage::Result<DeviceEnergy> {
-    let narrow = db.meter_data(id, from, to)?;
-    let mut total = energy::device_intervals(&narrow, from, to);
+    // Lent, not copied: the storage may finish a remembered walk in place.
+    let mut total = Intervals::new();
+    db.with_meter_data(id, from, to, &mut |narrow| {
+        total = energy::device_intervals(narrow, from, to)
+    })?;
     let maps = maps_run(db, id, applied)?;
     // The map in effect is the newest, without an end; the others only add their totals.
     let in_effect = maps.first().filter(|(_, v)| v.below.is_none());

@@ -546,6 +546,47 @@ impl EnergyWalk {
             })
             .finish(super::rollup::reading_after(to, self.after))
     }
+
+    /// [`EnergyWalk::finish`] in place: the data is lent, and [`EnergyWalk::rewind`] to a
+    /// mark taken before undoes it.
+    fn finish_in_place(&mut self) -> &super::energy::MeterData {
+        let (from, to, before) = (self.from, self.to, self.before);
+        let after = super::rollup::reading_after(to, self.after);
+        self.assembly
+            .get_or_insert_with(|| {
+                super::energy::Assembly::new(super::rollup::reading_before(from, before), from, to)
+            })
+            .finish_in_place(after)
+    }
+
+    /// Where the walk is now.
+    fn mark(&self) -> WalkMark {
+        WalkMark {
+            before: self.before,
+            after: self.after,
+            assembly: self.assembly.as_ref().map(super::energy::Assembly::mark),
+        }
+    }
+
+    /// Back to `mark` (taken from this walk): what was visited and finished since is undone.
+    fn rewind(&mut self, mark: WalkMark) {
+        self.before = mark.before;
+        self.after = mark.after;
+        match (mark.assembly, &mut self.assembly) {
+            (Some(m), Some(a)) => a.rewind(m),
+            // Started since the mark: it was not there.
+            (None, a) => *a = None,
+            // An assembly is never dropped once started.
+            (Some(_), None) => {}
+        }
+    }
+}
+
+/// An [`EnergyWalk`]'s state at one point ([`EnergyWalk::mark`]).
+struct WalkMark {
+    before: Option<(i64, Option<i64>)>,
+    after: Option<(i64, Option<i64>)>,
+    assembly: Option<super::energy::AssemblyMark>,
 }
 
 /// The meter data of `[from, to)` from a device's sealed days `blobs` (`(day, blob)`) and rows
@@ -561,6 +602,27 @@ pub fn meter_data_sealed(
     from: i64,
     to: i64,
 ) -> Result<super::energy::MeterData> {
+    meter_data_sealed_with(
+        device,
+        blobs,
+        rows,
+        from,
+        to,
+        super::energy::MeterData::clone,
+    )
+}
+
+/// [`meter_data_sealed`], the data lent to `f` (whose answer is returned) instead of given
+/// away: the walk remembered for the device ([`memo`]) is finished in place and put back as it
+/// was, not copied (a device-year is 1.4 MB).
+pub fn meter_data_sealed_with<T>(
+    device: u32,
+    blobs: &[(i64, Vec<u8>)],
+    rows: &[Rollup],
+    from: i64,
+    to: i64,
+    f: impl FnOnce(&super::energy::MeterData) -> T,
+) -> Result<T> {
     let mut days: Vec<&(i64, Vec<u8>)> = blobs.iter().collect();
     days.sort_by_key(|b| b.0);
     if days.iter().any(|(d, _)| d.rem_euclid(DAY_S) != 0)
@@ -578,35 +640,30 @@ pub fn meter_data_sealed(
         let (a, b) = energy_window(from, to);
         let mut all = merged(device, blobs, rows, Part::Energy)?;
         all.retain(|i| i.rollup.start >= a && i.rollup.start < b);
-        return Ok(meter_data(&all, from, to));
+        return Ok(f(&meter_data(&all, from, to)));
     }
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| r.start);
-    let mut walk = EnergyWalk::new(from, to);
     if days.is_empty() {
         // As [`merged`] without blobs: the rows as they are, ordered.
+        let mut walk = EnergyWalk::new(from, to);
         for r in &rows {
             walk.visit(r);
         }
-        return Ok(walk.finish());
+        return Ok(f(&walk.finish()));
     }
     // Go on from the walk of an earlier request over the same sealed days, if the inputs begin
-    // with exactly what it walked ([`memo`]: never stale, as it compares the inputs).
+    // with exactly what it walked ([`memo`]: never stale, as it compares the inputs). Taken out
+    // while in use, put back after.
     let key = (device, from, to);
-    let (first_day, mut next) = match memo::get(key).and_then(|c| {
-        let (k, n) = c.resumes(&days, &rows)?;
-        let mut walk = c.walk.clone();
-        if let Some(a) = &mut walk.assembly {
-            a.reserve((days.len() - k) * SLOTS + (rows.len() - n));
-        }
-        Some((k, n, walk))
-    }) {
-        Some((k, n, resumed)) => {
-            walk = resumed;
-            (k, n)
-        }
-        None => (0, 0),
-    };
+    let (mut checkpoint, first_day, mut next) = memo::take(key)
+        .and_then(|c| {
+            let (k, n) = c.resumes(&days, &rows)?;
+            Some((c, k, n))
+        })
+        .unwrap_or_else(|| (memo::Checkpoint::new(EnergyWalk::new(from, to)), 0, 0));
+    let walked_rows = next;
+    let walk = &mut checkpoint.walk;
     let mut scratch = DayScratch::default();
     for &&(day, ref blob) in &days[first_day..] {
         // Rows of days without a blob, before this day.
@@ -626,14 +683,17 @@ pub fn meter_data_sealed(
             walk.visit(x);
         }
     }
-    if first_day < days.len() {
-        // Days were decoded: remember the walk up to the end of the last one.
-        if let Some(c) = memo::Checkpoint::new(&days, &rows[..next], walk.clone()) {
-            memo::put(key, c);
-        }
-    }
+    // The rows after the last sealed day (the open days), then the end: lent to `f`, then
+    // undone, so the walk stays the one of the sealed days.
+    let mark = walk.mark();
     walk.visit_rows(&rows[next..]);
-    Ok(walk.finish())
+    let out = f(walk.finish_in_place());
+    walk.rewind(mark);
+    // Remembered with the inputs walked up to the end of the last day.
+    if checkpoint.walked(&days[first_day..], &rows[walked_rows..next]) {
+        memo::put(key, checkpoint);
+    }
+    Ok(out)
 }
 
 /// One device's sealed days and late rows over a range, merged: the intervals ordered by start,

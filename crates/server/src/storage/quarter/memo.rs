@@ -11,6 +11,10 @@
 //! fail, and the walk starts from the beginning. Nothing is invalidated by hand, so a second
 //! server or process writing the same database cannot make it wrong either.
 //!
+//! A request takes its checkpoint out ([`take`]), walks on from it in place, lends the finished
+//! data to its caller, rewinds the walk to the end of the sealed days and puts it back
+//! ([`put`]): a device-year's walk (1.4 MB) is never copied.
+//!
 //! Memory: at most [`BUDGET_BYTES`] counted (the remembered walk's intervals and spans, the
 //! energy bytes of the days, the rows), the least recently used checkpoints dropped first. A
 //! device-year is about 1.6 MB (35,040 intervals of 40 bytes, 365 energy groups of ~500 bytes),
@@ -20,7 +24,7 @@ use super::{EnergyWalk, DAY_S, MASK_BYTES};
 use crate::storage::energy::{MeterInterval, MeterSpan};
 use crate::storage::rollup::Rollup;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Most bytes the remembered checkpoints take (counted as [`Checkpoint::bytes`]).
 pub const BUDGET_BYTES: usize = 256 << 20;
@@ -51,20 +55,32 @@ pub(super) fn energy_part(blob: &[u8]) -> Option<&[u8]> {
 }
 
 impl Checkpoint {
-    /// The checkpoint of a walk that has seen `days` (each day's blob, ordered, at least one)
-    /// and `rows` (those starting before the end of the last day).
-    pub fn new(days: &[&(i64, Vec<u8>)], rows: &[Rollup], walk: EnergyWalk) -> Option<Checkpoint> {
-        let upto = days.last()?.0 + DAY_S;
-        let days = days
-            .iter()
-            .map(|(d, b)| Some((*d, energy_part(b)?.into())))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Checkpoint {
-            upto,
-            days,
-            rows: rows.to_vec(),
+    /// A walk that has seen no inputs yet (remembered only once [`Checkpoint::walked`] some).
+    pub fn new(walk: EnergyWalk) -> Checkpoint {
+        Checkpoint {
+            upto: i64::MIN,
+            days: Vec::new(),
+            rows: Vec::new(),
             walk,
-        })
+        }
+    }
+
+    /// Records that the walk went on over `days` (each day's blob, ordered, after those it
+    /// had seen) and `rows` (those starting from the end of its last day before to the end of
+    /// the last of `days`). False when a blob is too short to hold its energy part (decoding
+    /// it fails first; nothing is remembered then).
+    pub fn walked(&mut self, days: &[&(i64, Vec<u8>)], rows: &[Rollup]) -> bool {
+        for (d, b) in days {
+            let Some(part) = energy_part(b) else {
+                return false;
+            };
+            self.days.push((*d, part.into()));
+        }
+        if let Some(last) = days.last() {
+            self.upto = last.0 + DAY_S;
+        }
+        self.rows.extend_from_slice(rows);
+        true
     }
 
     /// How many of `days` (ordered, each once, at midnight) and `rows` (ordered by start) it
@@ -100,7 +116,7 @@ impl Checkpoint {
 #[derive(Default)]
 struct Memo {
     /// Each checkpoint with its last use.
-    entries: HashMap<Key, (Arc<Checkpoint>, u64)>,
+    entries: HashMap<Key, (Checkpoint, u64)>,
     bytes: usize,
     clock: u64,
 }
@@ -114,15 +130,14 @@ fn with<T>(f: impl FnOnce(&mut Memo) -> T) -> T {
     f(guard.get_or_insert_with(Memo::default))
 }
 
-/// The checkpoint remembered for `key`, if any.
-pub(super) fn get(key: Key) -> Option<Arc<Checkpoint>> {
+/// The checkpoint remembered for `key`, if any, taken out: the walk goes on in place (no
+/// copy of it), and [`put`] gives it back. A request for the same key meanwhile walks from the
+/// start, as after a server start.
+pub(super) fn take(key: Key) -> Option<Checkpoint> {
     with(|m| {
-        m.clock += 1;
-        let now = m.clock;
-        m.entries.get_mut(&key).map(|(c, used)| {
-            *used = now;
-            Arc::clone(c)
-        })
+        let (c, _) = m.entries.remove(&key)?;
+        m.bytes -= c.bytes();
+        Some(c)
     })
 }
 
@@ -135,7 +150,7 @@ pub(super) fn put(key: Key, c: Checkpoint) {
     }
     with(|m| {
         m.clock += 1;
-        if let Some((old, _)) = m.entries.insert(key, (Arc::new(c), m.clock)) {
+        if let Some((old, _)) = m.entries.insert(key, (c, m.clock)) {
             m.bytes -= old.bytes();
         }
         m.bytes += size;

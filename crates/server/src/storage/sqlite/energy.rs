@@ -10,15 +10,27 @@ use rusqlite::{params, OptionalExtension};
 
 impl EnergyStore for Sqlite {
     fn meter_data(&self, device: u32, from: i64, to: i64) -> Result<MeterData> {
+        let mut data = MeterData::default();
+        self.with_meter_data(device, from, to, &mut |d| data = d.clone())?;
+        Ok(data)
+    }
+
+    fn with_meter_data(
+        &self,
+        device: u32,
+        from: i64,
+        to: i64,
+        f: &mut dyn FnMut(&MeterData),
+    ) -> Result<()> {
         check_range(from, to)?;
         rollup::check_aligned(from, to)?;
         let conn = self.telemetry_reader()?;
         // Rows and sealed days in one snapshot: a sealing pass between the two reads would
         // otherwise count its rows twice or not at all.
         let tx = conn.unchecked_transaction()?;
-        let data = super::quarter::meter_data(&tx, device, from, to)?;
+        super::quarter::meter_data_with(&tx, device, from, to, f)?;
         tx.finish()?;
-        Ok(data)
+        Ok(())
     }
 
     fn site_tariff(&self, site_id: i64) -> Result<Option<Tariff>> {

@@ -60,11 +60,19 @@ pub(super) fn intervals(
 /// Device `device`'s meter data of `[from, to)` from its rows and sealed days over
 /// [`quarter::energy_window`], decoded day by day ([`quarter::meter_data_sealed`]). Call inside
 /// a read transaction so both reads see one snapshot.
-pub(super) fn meter_data(conn: &Connection, device: u32, from: i64, to: i64) -> Result<MeterData> {
+/// The data is lent to `f` ([`quarter::meter_data_sealed_with`]: a remembered walk is not
+/// copied).
+pub(super) fn meter_data_with(
+    conn: &Connection,
+    device: u32,
+    from: i64,
+    to: i64,
+    f: &mut dyn FnMut(&MeterData),
+) -> Result<()> {
     let (a, b) = quarter::energy_window(from, to);
     let (rows, blobs) = rows_and_days(conn, device, a, b)?;
     let rows: Vec<_> = rows.into_iter().map(|i| i.rollup).collect();
-    quarter::meter_data_sealed(device, &blobs, &rows, from, to)
+    quarter::meter_data_sealed_with(device, &blobs, &rows, from, to, f)
 }
 
 impl QuarterStore for Sqlite {
