@@ -27,8 +27,9 @@ pub fn create_private_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The directory and files in `dir` (database, its `-wal`/`-shm`, `master.key`) that other
-/// users may read or write, with their modes.
+/// The directory and files in `dir` (database, its `-wal`/`-shm`, the telemetry inbox's
+/// journal files `-inbox-N-a`/`-b`, `master.key`) that other users may read or write, with
+/// their modes.
 pub fn too_open(dir: &Path, db: &Path) -> Vec<(PathBuf, u32)> {
     let mut out = Vec::new();
     #[cfg(unix)]
@@ -39,13 +40,30 @@ pub fn too_open(dir: &Path, db: &Path) -> Vec<(PathBuf, u32)> {
             p.push(suffix);
             PathBuf::from(p)
         };
-        let paths = [
+        let mut paths = vec![
             dir.to_owned(),
             db.to_owned(),
             with("-wal"),
             with("-shm"),
             crate::vault::path_in(dir),
         ];
+        // The journal files, in name order (a listing's order is the file system's).
+        let inbox_prefix = db
+            .file_name()
+            .map(|n| format!("{}-inbox-", n.to_string_lossy()));
+        let mut journals: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                inbox_prefix
+                    .as_deref()
+                    .is_some_and(|p| e.file_name().to_string_lossy().starts_with(p))
+            })
+            .map(|e| e.path())
+            .collect();
+        journals.sort();
+        paths.extend(journals);
         for p in paths {
             if let Ok(m) = std::fs::metadata(&p) {
                 let mode = m.permissions().mode() & 0o777;
@@ -96,7 +114,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mode(&dir), 0o700);
-        for f in ["tek.db", "tek.db-wal", "tek.db-shm", "master.key"] {
+        for f in [
+            "tek.db",
+            "tek.db-wal",
+            "tek.db-shm",
+            "tek.db-inbox-0-a",
+            "tek.db-inbox-0-b",
+            "master.key",
+        ] {
             assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
         }
         assert!(too_open(&dir, &dir.join("tek.db")).is_empty());
@@ -109,5 +134,23 @@ mod tests {
             .map(|(p, _)| p)
             .collect();
         assert_eq!(open, [dir.clone(), dir.join("tek.db")]);
+        // The inbox's journal files too.
+        std::fs::set_permissions(
+            dir.join("tek.db-inbox-0-b"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        let open: Vec<PathBuf> = too_open(&dir, &dir.join("tek.db"))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            open,
+            [
+                dir.clone(),
+                dir.join("tek.db"),
+                dir.join("tek.db-inbox-0-b")
+            ]
+        );
     }
 }
