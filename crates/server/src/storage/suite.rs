@@ -1329,6 +1329,8 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::energy_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             c.execute_batch(&format!(
                 "{}DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
                      DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
@@ -1346,6 +1348,8 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::channel_registry_given_to_existing_devices_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             c.execute_batch(&format!(
                 "{}PRAGMA user_version = 10;",
                 super::TO_VERSION_10
@@ -1362,6 +1366,8 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::wide_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             c.execute_batch(
                 "DROP TABLE telemetry_chunk; DROP TABLE telemetry_wide_rollup;
                  PRAGMA user_version = 13;",
@@ -1378,6 +1384,8 @@ mod sqlite_backend {
         let db = fresh().unwrap();
         super::chart_rollups_backfilled_by_migration(&*db, || {
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             let sql = super::to_version_8(crate::storage::schema::Dialect::Sqlite);
             c.execute_batch(&format!("{sql}; PRAGMA user_version = 8;"))
                 .unwrap();

@@ -509,6 +509,30 @@ impl Sqlite {
     }
 }
 
+/// Test support for the checks that take a database back to a schema before chunks (migration
+/// 15): every chunk's records back as rows of `telemetry` and the chunks deleted, which is how
+/// such a database held every record (the fold writes chunks now, even for an open day).
+#[cfg(test)]
+pub(crate) fn chunks_back_to_rows(conn: &Connection) -> Result<()> {
+    let all = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM telemetry_chunk",
+            chunk::CHUNK_COLUMNS
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(chunk_of(r)?);
+        }
+        out
+    };
+    for c in &all {
+        insert_rows(conn, &chunk::decode(&c.meta, &c.data)?)?;
+    }
+    conn.execute("DELETE FROM telemetry_chunk", [])?;
+    Ok(())
+}
+
 impl Sqlite {
     /// How many rows of `table` (a table of records keyed by `device_id`) a device has.
     pub(super) fn rows_of_device(&self, table: &'static str, device_id: u32) -> Result<u64> {
