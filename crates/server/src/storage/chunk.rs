@@ -9,7 +9,10 @@
 //! deletes the rows, so a crash leaves every record in exactly one of the two places. A record
 //! arriving late for a sealed day lands in `telemetry` again and the next pass seals it into an
 //! additional chunk of that day: a day may have several chunks, and every read merges chunks and
-//! rows in (time, boot, seq) order.
+//! rows in (time, boot, seq) order. On SQLite the inbox's fold also writes chunks, for an open
+//! day too: a run of many new records of one (device, boot, day) is stored as a chunk instead of
+//! rows (`sqlite/telemetry.rs` `store_rows`); sealing a closed day then merges its chunks and
+//! rows into what one seal of the day writes.
 //!
 //! The blob is columnar ([`encode`]): a version byte, then the columns time, seq, channel mask
 //! and, per channel, only the values the records have (a channel without a value is no value,

@@ -1353,6 +1353,8 @@ mod sqlite_backend {
             // What this handle's inbox journal holds goes into the tables the SQL rewrites.
             db.fold_inbox().unwrap();
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             c.execute_batch(&format!(
                 "{}DROP TABLE backlog_estimated_boots; DROP TABLE telemetry_rollup_day;
                      DROP TABLE telemetry_rollup; PRAGMA user_version = 7;",
@@ -1372,6 +1374,8 @@ mod sqlite_backend {
             // What this handle's inbox journal holds goes into the tables the SQL rewrites.
             db.fold_inbox().unwrap();
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             c.execute_batch(&format!(
                 "{}PRAGMA user_version = 10;",
                 super::TO_VERSION_10
@@ -1390,6 +1394,8 @@ mod sqlite_backend {
             // What this handle's inbox journal holds goes into the tables the SQL rewrites.
             db.fold_inbox().unwrap();
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             c.execute_batch(
                 "DROP TABLE telemetry_chunk; DROP TABLE telemetry_wide_rollup;
                  PRAGMA user_version = 13;",
@@ -1408,6 +1414,8 @@ mod sqlite_backend {
             // What this handle's inbox journal holds goes into the tables the SQL rewrites.
             db.fold_inbox().unwrap();
             let c = rusqlite::Connection::open(db.path()).unwrap();
+            // Before chunks, every record was a row.
+            crate::storage::sqlite::chunks_back_to_rows(&c).unwrap();
             let sql = super::to_version_8(crate::storage::schema::Dialect::Sqlite);
             c.execute_batch(&format!("{sql}; PRAGMA user_version = 8;"))
                 .unwrap();

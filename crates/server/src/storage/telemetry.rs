@@ -164,7 +164,9 @@ pub trait TelemetryStore {
     /// Moves the records of every closed UTC day (one that ended [`chunk::GRACE_S`] or more
     /// before `now`) from the `telemetry` table into chunks ([`super::chunk`]), one transaction
     /// per bounded batch of device-days, deleting the rows it sealed in the same transaction.
-    /// Returns how many records it sealed.
+    /// Returns how many records it moved out of the table. SQLite, whose inbox fold may store
+    /// a run of records as chunks already, also merges each closed day's chunks and rows into
+    /// one chunk per boot (those records not counted unless they were rows).
     ///
     /// [`chunk::GRACE_S`]: super::chunk::GRACE_S
     fn seal_closed(&self, now: i64) -> Result<u64>;

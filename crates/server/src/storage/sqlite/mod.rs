@@ -34,6 +34,8 @@ mod series;
 mod sites;
 mod status;
 mod telemetry;
+#[cfg(test)]
+pub(crate) use telemetry::chunks_back_to_rows;
 mod users;
 mod web_sessions;
 mod wide;

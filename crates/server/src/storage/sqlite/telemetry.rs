@@ -2,7 +2,10 @@
 //! retransmitted record a no-op, and a record already sealed into a chunk
 //! ([`crate::storage::chunk`]) is skipped before it; the records it stored are rolled up
 //! ([`crate::storage::rollup`], 15 minutes and days) in the same transaction. Reads merge the
-//! chunks and the rows; [`TelemetryStore::seal_closed`] moves closed days into chunks.
+//! chunks and the rows; [`TelemetryStore::seal_closed`] moves closed days into chunks. A fold
+//! with many new records of one (device, boot, day) writes them as a chunk rather than rows
+//! ([`store_rows`], issue 21: disk written per datagram), and sealing merges a closed day's
+//! chunks and rows into one chunk per boot.
 
 use super::{u32_col, Sqlite};
 use crate::storage::chunk::{self, ChunkCursor, ChunkMeta, StoredChunk};
@@ -15,7 +18,7 @@ use crate::storage::telemetry::{
 use crate::storage::{Error, Result};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, TransactionBehavior};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Decodes a row selected with [`chunk::CHUNK_COLUMNS`].
 pub(super) fn chunk_of(r: &rusqlite::Row<'_>) -> Result<StoredChunk> {
@@ -126,26 +129,105 @@ pub(super) fn record_of(r: &rusqlite::Row<'_>) -> Result<TelemetryRow> {
     })
 }
 
+/// A run of at least this many new records of one (device, boot, UTC day) in a fold is stored
+/// as one chunk instead of a row each (issue 21, disk written per datagram): a chunk is a
+/// few bytes per record appended to `telemetry_chunk` plus an entry in each of its three
+/// indexes, where rows write the device's pages of `telemetry` and of its time index, each
+/// page to the log and again by the checkpoint. Below it, a chunk's fixed cost (a length and a
+/// pcodec header per column, the index entries) outweighs what it saves, and a quiet fleet's
+/// fold (about one record per device) stays rows.
+pub(super) const FOLD_CHUNK_MIN_RECORDS: usize = 32;
+
 /// Stores `rows` in `tx` as the per-device tables hold them: a record sealed into a chunk
-/// already or stored already is skipped, the others inserted and rolled up (15 minutes and
-/// days). Returns the records it stored. The inbox's fold ([`super::inbox`]) calls it with the
-/// records of many commits at once, sorted by device.
+/// already or stored already is skipped (the first of a repeated key wins), the others stored
+/// and rolled up (15 minutes and days). A (device, boot, UTC day) with at least
+/// [`FOLD_CHUNK_MIN_RECORDS`] new records is stored as chunks ([`chunk::seal`]), the rest as
+/// rows; [`TelemetryStore::seal_closed`] later merges a closed day's chunks and rows into one
+/// chunk. Returns the records it stored, by (device, boot, day). The inbox's fold
+/// ([`super::inbox`]) calls it with the records of many commits at once, sorted by device.
 pub(super) fn store_rows(tx: &Connection, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
     let mut new = Vec::new();
     if rows.is_empty() {
         return Ok(new);
     }
     let sealed = sealed_among(tx, rows)?;
+    let mut seen = HashSet::with_capacity(rows.len());
+    let mut runs: BTreeMap<(u32, u32, i64), Vec<TelemetryRow>> = BTreeMap::new();
+    for r in rows {
+        let key = (r.device_id, r.boot, r.seq);
+        if sealed.contains(&key) || !seen.insert(key) {
+            continue;
+        }
+        runs.entry((r.device_id, r.boot, day_of(r.time)))
+            .or_default()
+            .push(*r);
+    }
+    for ((device, boot, _), run) in runs {
+        // Only a run long enough for a chunk pays for the lookup: rows are checked by the
+        // INSERT OR IGNORE itself.
+        let run = if run.len() >= FOLD_CHUNK_MIN_RECORDS {
+            without_rows(tx, device, boot, run)?
+        } else {
+            run
+        };
+        if run.len() >= FOLD_CHUNK_MIN_RECORDS {
+            insert_chunks(tx, &chunk::seal(&run)?)?;
+            new.extend(run);
+        } else {
+            new.extend(insert_rows(tx, &run)?);
+        }
+    }
+    for resolution in Resolution::ALL {
+        let mut merge = tx.prepare_cached(&upsert_sql(
+            Dialect::Sqlite,
+            resolution,
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                     $16, $17, $18, $19, $20, $21, $22, $23)",
+        ))?;
+        for u in rollups_of(&new, resolution) {
+            merge.execute(rusqlite::params_from_iter(u.values()))?;
+        }
+    }
+    Ok(new)
+}
+
+/// The records of `run` (one device and boot) that have no row in `telemetry` yet: one range
+/// read of the primary key over the run's seqs.
+fn without_rows(
+    tx: &Connection,
+    device: u32,
+    boot: u32,
+    run: Vec<TelemetryRow>,
+) -> Result<Vec<TelemetryRow>> {
+    let lo = run.iter().map(|r| r.seq).min().unwrap_or(0);
+    let hi = run.iter().map(|r| r.seq).max().unwrap_or(0);
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq FROM telemetry WHERE device_id = ?1 AND boot = ?2 AND seq BETWEEN ?3 AND ?4",
+    )?;
+    let mut stored = HashSet::new();
+    let mut found = stmt.query(params![device, boot, lo, hi])?;
+    while let Some(r) = found.next()? {
+        stored.insert(u32_col(r.get(0)?, "seq")?);
+    }
+    if stored.is_empty() {
+        return Ok(run);
+    }
+    Ok(run
+        .into_iter()
+        .filter(|r| !stored.contains(&r.seq))
+        .collect())
+}
+
+/// Inserts `rows` into `telemetry`, skipping those stored already; returns those it inserted.
+fn insert_rows(tx: &Connection, rows: &[TelemetryRow]) -> Result<Vec<TelemetryRow>> {
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO telemetry
          (device_id, boot, seq, time, channels,
           power_w, energy_wh, water_cc, air_cc, relays, ch5, ch6, ch7)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
+    let mut new = Vec::with_capacity(rows.len());
     for r in rows {
-        if sealed.contains(&(r.device_id, r.boot, r.seq)) {
-            continue;
-        }
         let v = |ch: u8| r.get(ch).map_or(Value::Null, |x| Value::Integer(x.into()));
         let stored = stmt.execute(params![
             r.device_id,
@@ -166,18 +248,29 @@ pub(super) fn store_rows(tx: &Connection, rows: &[TelemetryRow]) -> Result<Vec<T
             new.push(*r);
         }
     }
-    for resolution in Resolution::ALL {
-        let mut merge = tx.prepare_cached(&upsert_sql(
-            Dialect::Sqlite,
-            resolution,
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                     $16, $17, $18, $19, $20, $21, $22, $23)",
-        ))?;
-        for u in rollups_of(&new, resolution) {
-            merge.execute(rusqlite::params_from_iter(u.values()))?;
-        }
-    }
     Ok(new)
+}
+
+/// Inserts `chunks` into `telemetry_chunk`.
+fn insert_chunks(tx: &Connection, chunks: &[StoredChunk]) -> Result<()> {
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO telemetry_chunk ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        chunk::CHUNK_COLUMNS
+    ))?;
+    for c in chunks {
+        let m = c.meta;
+        insert.execute(params![
+            m.device_id,
+            m.boot,
+            m.first_seq,
+            m.last_seq,
+            m.start_time,
+            m.end_time,
+            m.records,
+            c.data
+        ])?;
+    }
+    Ok(())
 }
 
 /// The records of `rows` that are neither sealed into a chunk nor stored in `telemetry`
@@ -258,14 +351,36 @@ impl TelemetryStore for Sqlite {
                     |r| r.get(0),
                 )?;
                 match oldest {
-                    Some(t) => in_tx += seal_day(&tx, device, day_of(t))?,
+                    Some(t) => {
+                        let day = seal_day(&tx, device, day_of(t))?;
+                        in_tx += day.records;
+                        sealed += day.from_rows;
+                    }
                     None => {
                         devices.next();
                     }
                 }
             }
             tx.commit()?;
-            sealed += in_tx;
+        }
+        // Closed days without rows whose chunks are still those the fold wrote (several a day)
+        // or a seal and late records' seals: merged into what one seal of the day writes, so
+        // a closed day reads and weighs as if it had been sealed once.
+        let days = unmerged_days(&*self.writer()?, before)?;
+        let mut days = days.into_iter().peekable();
+        while days.peek().is_some() {
+            let mut conn = self.writer()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut in_tx = 0;
+            while in_tx < SEAL_BATCH_RECORDS {
+                let Some((device, day)) = days.next() else {
+                    break;
+                };
+                let done = seal_day(&tx, device, day)?;
+                in_tx += done.records;
+                sealed += done.from_rows;
+            }
+            tx.commit()?;
         }
         if sealed > 0 {
             tracing::info!(
@@ -277,11 +392,20 @@ impl TelemetryStore for Sqlite {
     }
 }
 
-/// Seals the records of `device` on the UTC day starting at `day` in `tx`: its chunks
-/// inserted, its rows deleted. Returns how many records.
-fn seal_day(tx: &Connection, device: i64, day: i64) -> Result<u64> {
+/// What [`seal_day`] did.
+struct SealedDay {
+    /// Records moved out of the `telemetry` table.
+    from_rows: u64,
+    /// Records in the day's new chunks (those of its rows and of its former chunks).
+    records: u64,
+}
+
+/// Seals the records of `device` on the UTC day starting at `day` in `tx`: its rows and its
+/// chunks (the fold's, earlier seals') become the chunks one seal of all of them writes (one
+/// per boot unless [`chunk::MAX_RECORDS`] cuts it), the rows and the former chunks deleted.
+fn seal_day(tx: &Connection, device: i64, day: i64) -> Result<SealedDay> {
     let end = day + chunk::DAY_S;
-    let rows: Vec<TelemetryRow> = {
+    let mut records: Vec<TelemetryRow> = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT {} FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3",
             crate::storage::telemetry::COLUMNS
@@ -293,26 +417,78 @@ fn seal_day(tx: &Connection, device: i64, day: i64) -> Result<u64> {
         }
         out
     };
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO telemetry_chunk ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        chunk::CHUNK_COLUMNS
-    ))?;
-    for c in chunk::seal(&rows)? {
-        let m = c.meta;
-        insert.execute(params![
-            m.device_id,
-            m.boot,
-            m.first_seq,
-            m.last_seq,
-            m.start_time,
-            m.end_time,
-            m.records,
-            c.data
-        ])?;
+    let from_rows = records.len() as u64;
+    // A chunk never spans two days, so those starting in the day are all of the day's.
+    let former = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {} FROM telemetry_chunk
+             WHERE device_id = ?1 AND start_time >= ?2 AND start_time < ?3",
+            chunk::CHUNK_COLUMNS
+        ))?;
+        chunks(&mut stmt, params![device, day, end])?
+    };
+    for c in &former {
+        records.extend(chunk::decode(&c.meta, &c.data)?);
     }
+    // The former chunks go first: a new chunk may begin at the same seq as one of them.
+    tx.prepare_cached(
+        "DELETE FROM telemetry_chunk WHERE device_id = ?1 AND start_time >= ?2 AND start_time < ?3",
+    )?
+    .execute(params![device, day, end])?;
+    insert_chunks(tx, &chunk::seal(&records)?)?;
     tx.prepare_cached("DELETE FROM telemetry WHERE device_id = ?1 AND time >= ?2 AND time < ?3")?
         .execute(params![device, day, end])?;
-    Ok(rows.len() as u64)
+    Ok(SealedDay {
+        from_rows,
+        records: records.len() as u64,
+    })
+}
+
+/// The closed days (before `before`), as (device, day), whose chunks are not what one seal of
+/// the day writes: for some boot, more chunks than [`chunk::MAX_RECORDS`] needs for its
+/// records. Reads only the time index of `telemetry_chunk` (a device at a time, found by a
+/// seek past the previous one) and, for a day with several chunks, their rows without blobs.
+fn unmerged_days(conn: &Connection, before: i64) -> Result<Vec<(i64, i64)>> {
+    let mut next_device =
+        conn.prepare_cached("SELECT MIN(device_id) FROM telemetry_chunk WHERE device_id > ?1")?;
+    let mut starts = conn.prepare_cached(
+        "SELECT start_time FROM telemetry_chunk WHERE device_id = ?1 AND start_time < ?2",
+    )?;
+    let mut of_day = conn.prepare_cached(
+        "SELECT boot, records FROM telemetry_chunk
+         WHERE device_id = ?1 AND start_time >= ?2 AND start_time < ?3",
+    )?;
+    let mut out = Vec::new();
+    let mut device = i64::MIN;
+    while let Some(d) = next_device.query_row(params![device], |r| r.get::<_, Option<i64>>(0))? {
+        device = d;
+        let mut per_day: BTreeMap<i64, u32> = BTreeMap::new();
+        let mut rows = starts.query(params![device, before])?;
+        while let Some(r) = rows.next()? {
+            *per_day.entry(day_of(r.get(0)?)).or_default() += 1;
+        }
+        for (day, n) in per_day {
+            if n < 2 {
+                continue;
+            }
+            // Per boot: (chunks, records).
+            let mut boots: HashMap<i64, (u64, u64)> = HashMap::new();
+            let mut rows = of_day.query(params![device, day, day + chunk::DAY_S])?;
+            while let Some(r) = rows.next()? {
+                let records: i64 = r.get(1)?;
+                let e = boots.entry(r.get(0)?).or_default();
+                e.0 += 1;
+                e.1 += records.max(0) as u64;
+            }
+            let merged = boots
+                .values()
+                .all(|&(chunks, records)| chunks == records.div_ceil(chunk::MAX_RECORDS as u64));
+            if !merged {
+                out.push((device, day));
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Sqlite {
@@ -338,6 +514,30 @@ impl Sqlite {
     }
 }
 
+/// Test support for the checks that take a database back to a schema before chunks (migration
+/// 15): every chunk's records back as rows of `telemetry` and the chunks deleted, which is how
+/// such a database held every record (the fold writes chunks now, even for an open day).
+#[cfg(test)]
+pub(crate) fn chunks_back_to_rows(conn: &Connection) -> Result<()> {
+    let all = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM telemetry_chunk",
+            chunk::CHUNK_COLUMNS
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(chunk_of(r)?);
+        }
+        out
+    };
+    for c in &all {
+        insert_rows(conn, &chunk::decode(&c.meta, &c.data)?)?;
+    }
+    conn.execute("DELETE FROM telemetry_chunk", [])?;
+    Ok(())
+}
+
 impl Sqlite {
     /// How many rows of `table` (a table of records keyed by `device_id`) a device has.
     pub(super) fn rows_of_device(&self, table: &'static str, device_id: u32) -> Result<u64> {
@@ -353,10 +553,251 @@ impl Sqlite {
 
 #[cfg(test)]
 mod tests {
+    use super::FOLD_CHUNK_MIN_RECORDS;
     use crate::storage::chunk::{DAY_S, GRACE_S};
     use crate::storage::sqlite::tests::prepare;
-    use crate::storage::{DeviceStore, NewDevice, TelemetryQuery, TelemetryRow, TelemetryStore};
+    use crate::storage::sqlite::Sqlite;
+    use crate::storage::{
+        DeviceStore, NewDevice, SeriesStore, TelemetryKey, TelemetryQuery, TelemetryRow,
+        TelemetryStore,
+    };
     use tek_proto::crypto::Key;
+
+    const DAY: i64 = 20_000 * DAY_S;
+
+    fn with_devices(ids: &[u32]) -> (tempfile::TempDir, Sqlite) {
+        let (dir, db) = prepare();
+        let devices: Vec<NewDevice> = ids
+            .iter()
+            .map(|&id| NewDevice {
+                id,
+                name: String::new(),
+                key: Key([id as u8; 16]),
+            })
+            .collect();
+        db.add_devices(&devices, 0).unwrap();
+        (dir, db)
+    }
+
+    /// A record of `device` every minute from `day + from_minute`, some without the water
+    /// temperature (no value, not 0).
+    fn minutes(device: u32, boot: u32, day: i64, from_minute: u32, n: u32) -> Vec<TelemetryRow> {
+        (from_minute..from_minute + n)
+            .map(|m| {
+                let channels = if m % 5 == 0 { 0b1011 } else { 0b1111 };
+                let mut values = [0; 8];
+                values[0] = 1_000 + (m % 17) as i32;
+                values[1] = 50_000 + m as i32 * 3;
+                values[2] = 2_600 - (m % 9) as i32;
+                values[3] = -40 + device as i32;
+                for (ch, v) in values.iter_mut().enumerate() {
+                    if channels & (1 << ch) == 0 {
+                        *v = 0;
+                    }
+                }
+                TelemetryRow {
+                    device_id: device,
+                    boot,
+                    seq: m,
+                    time: day + i64::from(m) * 60,
+                    channels,
+                    values,
+                }
+            })
+            .collect()
+    }
+
+    /// (chunks, rows) of `device` as stored.
+    fn stored_as(db: &Sqlite, device: u32) -> (i64, i64) {
+        let conn = db.writer().unwrap();
+        let count = |table: &str| -> i64 {
+            conn.query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE device_id = ?1"),
+                [device],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        (count("telemetry_chunk"), count("telemetry"))
+    }
+
+    /// Everything a reader sees of `device`: every page of 7 records, the whole range, the
+    /// count, the first time, the latest, raw (1-minute) and rolled-up (15-minute, day) chart
+    /// buckets and the energy per day.
+    fn read_all(db: &Sqlite, device: u32) -> String {
+        let q = TelemetryQuery {
+            device_id: device,
+            from: 0,
+            to: i64::MAX,
+            limit: 7,
+        };
+        let mut pages = Vec::new();
+        let mut after: Option<TelemetryKey> = None;
+        loop {
+            let page = db.telemetry_page(&q, after).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(TelemetryKey {
+                time: last.time,
+                boot: last.boot,
+                seq: last.seq,
+            });
+            pages.extend(page);
+        }
+        let all = db
+            .telemetry(&TelemetryQuery {
+                limit: 100_000,
+                ..q
+            })
+            .unwrap();
+        assert_eq!(pages, all, "pages join into the whole range");
+        format!(
+            "{all:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            db.telemetry_count(device).unwrap(),
+            db.first_record_time(device).unwrap(),
+            db.latest_telemetry(device).unwrap(),
+            db.telemetry_buckets(device, DAY - DAY_S, DAY + 3 * DAY_S, 60)
+                .unwrap(),
+            db.telemetry_buckets(device, DAY - DAY_S, DAY + 3 * DAY_S, 900)
+                .unwrap(),
+            db.telemetry_buckets(device, DAY - DAY_S, DAY + 3 * DAY_S, DAY_S)
+                .unwrap(),
+            db.energy_per_day(device, DAY - DAY_S, DAY + 3 * DAY_S)
+                .unwrap(),
+        )
+    }
+
+    /// The same records stored by one fold (many per device: chunks) and by a fold per record
+    /// (rows, as a quiet fleet's) read back identically on every read path; a device with few
+    /// records in the big fold still gets rows.
+    #[test]
+    fn a_fold_of_many_records_writes_chunks_and_of_few_rows() {
+        let many = minutes(1, 3, DAY, 10, 300);
+        let few = minutes(2, 1, DAY, 0, FOLD_CHUNK_MIN_RECORDS as u32 - 1);
+        let sent: Vec<TelemetryRow> = many.iter().chain(&few).copied().collect();
+
+        let (_a, chunked) = with_devices(&[1, 2]);
+        assert_eq!(chunked.insert_telemetry(&sent).unwrap(), sent.len() as u64);
+        chunked.fold_inbox().unwrap();
+        assert_eq!(stored_as(&chunked, 1), (1, 0), "one chunk for the run");
+        assert_eq!(stored_as(&chunked, 2), (0, few.len() as i64), "rows");
+
+        let (_b, rows) = with_devices(&[1, 2]);
+        for r in &sent {
+            rows.insert_telemetry(&[*r]).unwrap();
+            rows.fold_inbox().unwrap();
+        }
+        assert_eq!(stored_as(&rows, 1), (0, many.len() as i64));
+
+        for device in [1, 2] {
+            assert_eq!(read_all(&chunked, device), read_all(&rows, device));
+        }
+        let back = chunked
+            .telemetry(&TelemetryQuery {
+                device_id: 1,
+                from: 0,
+                to: i64::MAX,
+                limit: 10_000,
+            })
+            .unwrap();
+        assert_eq!(back, many, "value for value");
+    }
+
+    /// Records sent again, whether they are in a fold's chunk or in rows, are neither stored
+    /// nor rolled up again, alone or mixed with new ones; a run whose older part has rows
+    /// becomes a chunk of only its new records.
+    #[test]
+    fn retransmissions_of_folded_records_are_stored_once() {
+        let (_dir, db) = with_devices(&[1]);
+        let all = minutes(1, 3, DAY, 0, 200);
+        let fold = |records: &[TelemetryRow]| -> Vec<TelemetryRow> {
+            let mut conn = db.writer().unwrap();
+            let tx = conn.transaction().unwrap();
+            let stored = super::store_rows(&tx, records).unwrap();
+            tx.commit().unwrap();
+            stored
+        };
+        // The first 10 as rows (a fold each) ...
+        for r in &all[..10] {
+            db.insert_telemetry(&[*r]).unwrap();
+            db.fold_inbox().unwrap();
+        }
+        // ... then a fold (as after a crash between a fold and its inbox's emptying, where the
+        // inbox's own check did not run) of 0..50: a chunk of only 10..50.
+        assert_eq!(fold(&all[..50]), all[10..50].to_vec());
+        assert_eq!(stored_as(&db, 1), (1, 10));
+        assert_eq!(db.insert_telemetry(&all[..100]).unwrap(), 50);
+        db.fold_inbox().unwrap();
+        assert_eq!(stored_as(&db, 1), (2, 10));
+        let once = read_all(&db, 1);
+        // Again, through the inbox (which checks rows and chunks) ...
+        assert_eq!(db.insert_telemetry(&all[..100]).unwrap(), 0);
+        db.fold_inbox().unwrap();
+        assert_eq!(read_all(&db, 1), once);
+        // ... and straight into a fold: nothing is stored or rolled up twice.
+        assert_eq!(fold(&all[..100]), vec![]);
+        assert_eq!(read_all(&db, 1), once);
+        assert_eq!(fold(&all[50..150]), all[100..150].to_vec());
+        assert_eq!(stored_as(&db, 1), (3, 10));
+        assert_eq!(db.insert_telemetry(&all[90..200]).unwrap(), 50);
+        db.fold_inbox().unwrap();
+        assert_eq!(stored_as(&db, 1), (4, 10));
+        let (_fresh, fresh) = with_devices(&[1]);
+        fresh.insert_telemetry(&all).unwrap();
+        assert_eq!(read_all(&db, 1), read_all(&fresh, 1));
+        assert_eq!(db.telemetry_count(1).unwrap(), 200);
+    }
+
+    /// A closed day held in several fold chunks (two boots) and rows is sealed into one chunk
+    /// per boot holding every record once; the open day's chunk stays; a second pass finds
+    /// nothing to do.
+    #[test]
+    fn sealing_merges_a_closed_days_fold_chunks_and_rows() {
+        let (_dir, db) = with_devices(&[1]);
+        let folds = [
+            minutes(1, 3, DAY, 0, 100),
+            minutes(1, 3, DAY, 100, 100),
+            minutes(1, 3, DAY, 200, 3),
+            minutes(1, 4, DAY, 600, 40),
+            minutes(1, 4, DAY, 640, 40),
+            minutes(1, 4, DAY, 1440, 50),
+        ];
+        for f in &folds {
+            db.insert_telemetry(f).unwrap();
+            db.fold_inbox().unwrap();
+        }
+        assert_eq!(stored_as(&db, 1), (5, 3));
+        let before = read_all(&db, 1);
+        let now = DAY + DAY_S + GRACE_S;
+        assert_eq!(db.seal_closed(now).unwrap(), 3, "the rows moved");
+        assert_eq!(
+            stored_as(&db, 1),
+            (3, 0),
+            "one chunk per boot, the open day's"
+        );
+        assert_eq!(read_all(&db, 1), before);
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        let chunks = |db: &Sqlite| -> Vec<(i64, i64, i64)> {
+            db.writer()
+                .unwrap()
+                .prepare(
+                    "SELECT boot, first_seq, records FROM telemetry_chunk ORDER BY boot, first_seq",
+                )
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let merged = chunks(&db);
+        assert_eq!(merged, vec![(3, 0, 203), (4, 600, 80), (4, 1440, 50)]);
+        // Without rows, the merge is found from the chunks alone.
+        db.insert_telemetry(&minutes(1, 4, DAY, 700, 40)).unwrap();
+        db.fold_inbox().unwrap();
+        assert_eq!(stored_as(&db, 1), (4, 0));
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        assert_eq!(chunks(&db), vec![(3, 0, 203), (4, 600, 120), (4, 1440, 50)]);
+        assert_eq!(db.telemetry_count(1).unwrap(), 373);
+    }
 
     /// A seal that fails half-way (here: a chunk row in the way of the second device-day) rolls
     /// back whole: no record is lost from the table, none is in a chunk twice, and the next pass
@@ -385,9 +826,14 @@ mod tests {
                 values: [m as i32, 7, 0, 0, 0, 0, 0, 0],
             })
             .collect();
-        db.insert_telemetry(&rows).unwrap();
-        // Into the table (out of the inbox) before the stray chunk is there to refuse them.
-        db.fold_inbox().unwrap();
+        // As rows (what folds of a few records each write; one fold of all of them would write
+        // chunks), before the stray chunk is there to refuse them.
+        {
+            let mut conn = db.writer().unwrap();
+            let tx = conn.transaction().unwrap();
+            assert_eq!(super::insert_rows(&tx, &rows).unwrap(), rows);
+            tx.commit().unwrap();
+        }
         // A stray chunk with the key the second day's chunk will have.
         db.writer()
             .unwrap()

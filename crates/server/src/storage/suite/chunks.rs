@@ -126,7 +126,8 @@ fn reads(db: &dyn Storage) -> Reads {
 
 /// Sealed records read back equal, value for value, through every raw read; a retransmission
 /// of a sealed record is not stored (nor rolled up) again; a late record for a sealed day is
-/// stored, read in its place and sealed into a second chunk of that day.
+/// stored, read in its place and sealed with that day (SQLite: into its one chunk, PostgreSQL:
+/// into a second one).
 pub(crate) fn sealed_records_read_back_equal(db: &dyn Storage) {
     db.add_devices(&[dev(1), dev(2)], 0).unwrap();
     let rows = history();
@@ -145,7 +146,10 @@ pub(crate) fn sealed_records_read_back_equal(db: &dyn Storage) {
     assert_eq!(reads(db), before);
     // Everything closed: the latest record comes from a chunk.
     let later = DAY0 + 3 * DAY_S + GRACE_S;
-    assert_eq!(db.seal_closed(later).unwrap(), open_day);
+    // Moved out of rows: all of the open day's records, or fewer where the fold stored them as
+    // chunks already (SQLite: a device's run of many records in one fold).
+    assert!(db.seal_closed(later).unwrap() <= open_day);
+    assert_eq!(db.seal_closed(later).unwrap(), 0, "sealed already");
     let all_sealed = reads(db);
     assert_eq!(all_sealed, before);
     assert_eq!(
