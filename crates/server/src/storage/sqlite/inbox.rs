@@ -107,11 +107,16 @@ pub(super) trait Inboxed: Clone {
     fn not_stored(tx: &Connection, rows: &[Self]) -> Result<Vec<Self>>;
     /// As a record of either layout.
     fn record(&self) -> Record;
+    /// Its time: the fold may seal the day it falls in ([`super::telemetry`] `unmerged_days`).
+    fn time(&self) -> i64;
 }
 
 impl Inboxed for TelemetryRow {
     fn key(&self) -> Key {
         (self.device_id, false, self.boot, self.seq)
+    }
+    fn time(&self) -> i64 {
+        self.time
     }
     fn encode(&self, batch: &mut Encoder) {
         batch.narrow(self);
@@ -127,6 +132,9 @@ impl Inboxed for TelemetryRow {
 impl Inboxed for WideRow {
     fn key(&self) -> Key {
         (self.device_id, true, self.boot, self.seq)
+    }
+    fn time(&self) -> i64 {
+        self.time
     }
     fn encode(&self, batch: &mut Encoder) {
         batch.wide(self);
@@ -243,6 +251,9 @@ impl Sqlite {
             tx.commit()?;
             new
         };
+        if let Some(t) = new.iter().map(Inboxed::time).min() {
+            self.chunks_written_since(t);
+        }
         if !new.is_empty() {
             let mut batch = Encoder::new();
             for r in &new {

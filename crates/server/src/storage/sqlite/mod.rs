@@ -172,6 +172,9 @@ pub struct Sqlite {
     _folder: inbox::Folder,
     /// The newest record of the chunks `/api/devices` read lately ([`NewestMemo`]).
     newest: crate::storage::newest_memo::NewestMemo,
+    /// Where the next sealing pass looks for closed days whose chunks are not merged
+    /// ([`telemetry`] `unmerged_days`).
+    unmerged: telemetry::UnmergedFrom,
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -238,6 +241,7 @@ impl Sqlite {
             vault,
             inbox,
             newest: Default::default(),
+            unmerged: Default::default(),
         };
         // What a crash left in the pair this process took, and in pairs nobody holds.
         db.fold_inbox()?;

@@ -19,6 +19,7 @@ use crate::storage::{Error, Result};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Decodes a row selected with [`chunk::CHUNK_COLUMNS`].
 pub(super) fn chunk_of(r: &rusqlite::Row<'_>) -> Result<StoredChunk> {
@@ -325,6 +326,62 @@ impl TelemetryStore for Sqlite {
     }
 
     fn seal_closed(&self, now: i64) -> Result<u64> {
+        // Taken before the fold below, so a record appended after it lowers the next pass's.
+        let unmerged_from = self.unmerged.take();
+        let sealed = self.seal_closed_from(now, unmerged_from);
+        match sealed {
+            Ok(_) => self.unmerged.done(chunk::sealable_before(now)),
+            Err(_) => self.chunks_written_since(unmerged_from),
+        }
+        sealed
+    }
+}
+
+/// Where a sealing pass of this process looks for closed days whose chunks are not merged: the
+/// first pass after open everywhere, later ones from where the last one ended, or from the
+/// earliest day this process appended a record of since the last pass began (a device's backlog
+/// may be folded into chunks of days long closed). Chunks another process wrote into days that
+/// closed before this pass's bound are merged by this process's next open, or stay as they are
+/// (read the same, only less compactly).
+#[derive(Debug)]
+pub(super) struct UnmergedFrom {
+    /// The least time of a record appended since the last pass began (`i64::MAX`: none).
+    appended: AtomicI64,
+    /// The `before` of the last pass that completed (`i64::MIN`: none yet).
+    scanned: AtomicI64,
+}
+
+impl Default for UnmergedFrom {
+    fn default() -> Self {
+        UnmergedFrom {
+            appended: AtomicI64::new(i64::MAX),
+            scanned: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl UnmergedFrom {
+    /// The time this pass looks from, starting a new count of appended records.
+    fn take(&self) -> i64 {
+        let appended = self.appended.swap(i64::MAX, Ordering::SeqCst);
+        appended.min(self.scanned.load(Ordering::SeqCst))
+    }
+
+    /// A pass up to `before` completed.
+    fn done(&self, before: i64) {
+        self.scanned.fetch_max(before, Ordering::SeqCst);
+    }
+}
+
+impl Sqlite {
+    /// Records of `time` on were appended (or a pass from there failed): the next sealing pass
+    /// looks from that day on.
+    pub(super) fn chunks_written_since(&self, time: i64) {
+        self.unmerged.appended.fetch_min(time, Ordering::SeqCst);
+    }
+
+    /// [`TelemetryStore::seal_closed`], looking for unmerged days from `unmerged_from` on.
+    fn seal_closed_from(&self, now: i64, unmerged_from: i64) -> Result<u64> {
         // The inbox's records belong to what this reads and rewrites.
         self.fold_inbox()?;
         let before = chunk::sealable_before(now);
@@ -366,7 +423,11 @@ impl TelemetryStore for Sqlite {
         // Closed days without rows whose chunks are still those the fold wrote (several a day)
         // or a seal and late records' seals: merged into what one seal of the day writes, so
         // a closed day reads and weighs as if it had been sealed once.
-        let days = unmerged_days(&*self.writer()?, before)?;
+        let from = unmerged_from
+            .div_euclid(chunk::DAY_S)
+            .checked_mul(chunk::DAY_S)
+            .unwrap_or(i64::MIN);
+        let days = unmerged_days(&*self.writer()?, from, before)?;
         let mut days = days.into_iter().peekable();
         while days.peek().is_some() {
             let mut conn = self.writer()?;
@@ -444,15 +505,16 @@ fn seal_day(tx: &Connection, device: i64, day: i64) -> Result<SealedDay> {
     })
 }
 
-/// The closed days (before `before`), as (device, day), whose chunks are not what one seal of
-/// the day writes: for some boot, more chunks than [`chunk::MAX_RECORDS`] needs for its
-/// records. Reads only the time index of `telemetry_chunk` (a device at a time, found by a
+/// The closed days from `from` to `before`, as (device, day), whose chunks are not what one
+/// seal of the day writes: for some boot, more chunks than [`chunk::MAX_RECORDS`] needs for
+/// its records. Reads only the time index of `telemetry_chunk` (a device at a time, found by a
 /// seek past the previous one) and, for a day with several chunks, their rows without blobs.
-fn unmerged_days(conn: &Connection, before: i64) -> Result<Vec<(i64, i64)>> {
+fn unmerged_days(conn: &Connection, from: i64, before: i64) -> Result<Vec<(i64, i64)>> {
     let mut next_device =
         conn.prepare_cached("SELECT MIN(device_id) FROM telemetry_chunk WHERE device_id > ?1")?;
     let mut starts = conn.prepare_cached(
-        "SELECT start_time FROM telemetry_chunk WHERE device_id = ?1 AND start_time < ?2",
+        "SELECT start_time FROM telemetry_chunk
+         WHERE device_id = ?1 AND start_time >= ?3 AND start_time < ?2",
     )?;
     let mut of_day = conn.prepare_cached(
         "SELECT boot, records FROM telemetry_chunk
@@ -463,7 +525,7 @@ fn unmerged_days(conn: &Connection, before: i64) -> Result<Vec<(i64, i64)>> {
     while let Some(d) = next_device.query_row(params![device], |r| r.get::<_, Option<i64>>(0))? {
         device = d;
         let mut per_day: BTreeMap<i64, u32> = BTreeMap::new();
-        let mut rows = starts.query(params![device, before])?;
+        let mut rows = starts.query(params![device, before, from])?;
         while let Some(r) = rows.next()? {
             *per_day.entry(day_of(r.get(0)?)).or_default() += 1;
         }
@@ -797,6 +859,59 @@ mod tests {
         assert_eq!(db.seal_closed(now).unwrap(), 0);
         assert_eq!(chunks(&db), vec![(3, 0, 203), (4, 600, 120), (4, 1440, 50)]);
         assert_eq!(db.telemetry_count(1).unwrap(), 373);
+    }
+
+    /// A pass after the first looks for unmerged days only where this process may have
+    /// written chunks since: the days closed since the last pass, and the days of records it
+    /// appended (a backlog of days long closed). Chunks another process wrote into an old day
+    /// are merged by the next open's first pass, which looks everywhere.
+    #[test]
+    fn later_passes_look_for_unmerged_days_where_chunks_were_written() {
+        let (dir, db) = with_devices(&[1]);
+        let now = DAY + 10 * DAY_S + GRACE_S;
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        // Another process folds two runs of an old day: two chunks, unseen by this one.
+        {
+            let other = Sqlite::open(db.path()).unwrap();
+            for f in [minutes(1, 1, DAY, 0, 40), minutes(1, 1, DAY, 40, 40)] {
+                other.insert_telemetry(&f).unwrap();
+                other.fold_inbox().unwrap();
+            }
+        }
+        assert_eq!(stored_as(&db, 1), (2, 0));
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        assert_eq!(
+            stored_as(&db, 1),
+            (2, 0),
+            "an old day is not looked at again"
+        );
+        // This process folds a backlog of an older day in two runs: from there on, the next
+        // pass looks at every day, the other process's too.
+        for f in [
+            minutes(1, 1, DAY - 3 * DAY_S, 200, 40),
+            minutes(1, 1, DAY - 3 * DAY_S, 240, 40),
+        ] {
+            db.insert_telemetry(&f).unwrap();
+            db.fold_inbox().unwrap();
+        }
+        assert_eq!(stored_as(&db, 1), (4, 0));
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        assert_eq!(stored_as(&db, 1), (2, 0), "each day merged into one chunk");
+        // And a reopened database looks everywhere once.
+        {
+            let other = Sqlite::open(db.path()).unwrap();
+            for f in [minutes(1, 1, DAY, 100, 40), minutes(1, 1, DAY, 140, 40)] {
+                other.insert_telemetry(&f).unwrap();
+                other.fold_inbox().unwrap();
+            }
+        }
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        assert_eq!(stored_as(&db, 1), (4, 0));
+        drop(db);
+        let db = Sqlite::open_dir(dir.path()).unwrap();
+        assert_eq!(db.seal_closed(now).unwrap(), 0);
+        assert_eq!(stored_as(&db, 1), (2, 0));
+        assert_eq!(db.telemetry_count(1).unwrap(), 240);
     }
 
     /// A seal that fails half-way (here: a chunk row in the way of the second device-day) rolls
