@@ -402,6 +402,10 @@ pub(super) fn group_templates(rows: Vec<TemplateRow>) -> Result<Vec<TemplateReco
 }
 
 /// One row of [`entry_sql`]: version, template, map, roles, saved at, channel.
+/// Whether to keep a registry entry, judged on its map and roles
+/// ([`ChannelStore::device_channels_kept_of`]).
+pub type KeepEntry = dyn Fn(&[u8], Option<&[u8]>) -> bool;
+
 pub(super) type EntryRow = (
     i64,
     Option<i64>,
@@ -503,7 +507,7 @@ pub trait ChannelStore {
     fn device_channels_kept_of(
         &self,
         asked: &[(u32, Option<u32>)],
-        keep: &dyn Fn(&[u8], Option<&[u8]>) -> bool,
+        keep: &KeepEntry,
     ) -> Result<Vec<Option<DeviceChannels>>> {
         Ok(self
             .device_channels_of(asked)?

@@ -3,6 +3,7 @@
 use super::sites::fk;
 use super::users::unique;
 use super::Sqlite;
+use crate::storage::channels::KeepEntry;
 use crate::storage::channels::{
     check_not_builtin, clear_entry_channels_sql, entry_channels_sql, entry_from_rows,
     entry_head_sql, entry_sql, group_templates, insert_entry_channel_sql,
@@ -233,7 +234,7 @@ impl ChannelStore for Sqlite {
     fn device_channels_kept_of(
         &self,
         asked: &[(u32, Option<u32>)],
-        keep: &dyn Fn(&[u8], Option<&[u8]>) -> bool,
+        keep: &KeepEntry,
     ) -> Result<Vec<Option<DeviceChannels>>> {
         // As device_channels_of, one snapshot; but the head first, so that an entry `keep`
         // rejects (the factory map of nearly every device) costs one indexed row, not its
@@ -253,7 +254,7 @@ fn kept_entry_on(
     conn: &rusqlite::Connection,
     device_id: u32,
     version: Option<u32>,
-    keep: &dyn Fn(&[u8], Option<&[u8]>) -> bool,
+    keep: &KeepEntry,
 ) -> Result<Option<DeviceChannels>> {
     let upto = version.map_or(i64::MAX, i64::from);
     let mut head_stmt = conn.prepare_cached(&entry_head_sql("?"))?;
