@@ -250,14 +250,17 @@ fn now_under(
 }
 
 /// [`load_now`] of each `(device, applied)` of a page, in its order: the registry entries in one
-/// call (issue 21: `/api/devices` during a site query); the newest wide record and the faults are
-/// then read only for the devices with a map of their own.
+/// call (issue 21: `/api/devices` during a site query), the factory ones left unread past their
+/// map (storage judges them with [`crate::udp::split::is_factory_map`], the test [`own_map`]
+/// makes); the newest wide record and the faults are then read only for the devices with a map
+/// of their own.
 pub fn load_now_of(db: &dyn Storage, devices: &[(u32, u32)]) -> Result<Vec<Option<ChannelsNow>>> {
     let asked: Vec<(u32, Option<u32>)> = devices.iter().map(|&(d, a)| (d, Some(a))).collect();
-    db.device_channels_of(&asked)?
+    let own = |map: &[u8], roles: Option<&[u8]>| !crate::udp::split::is_factory_map(map, roles);
+    db.device_channels_kept_of(&asked, &own)?
         .into_iter()
         .zip(devices)
-        .map(|(entry, &(device_id, _))| now_under(db, device_id, own_map(entry)))
+        .map(|(entry, &(device_id, _))| now_under(db, device_id, entry))
         .collect()
 }
 

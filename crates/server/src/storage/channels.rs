@@ -303,6 +303,24 @@ pub(super) fn entry_sql(param: &str) -> String {
     )
 }
 
+/// The head of the registry entry in effect (no channels): version, template, map, roles,
+/// saved at. Parameters: device, version (the highest not above it), as [`entry_sql`].
+pub(super) fn entry_head_sql(param: &str) -> String {
+    format!(
+        "SELECT version, template_id, map, roles, saved_at FROM device_channel_maps
+         WHERE device_id = {param}1 AND version <= {param}2
+         ORDER BY version DESC LIMIT 1"
+    )
+}
+
+/// The channels of one registry entry, by index. Parameters: device, version.
+pub(super) fn entry_channels_sql(param: &str) -> String {
+    format!(
+        "SELECT idx, name, unit, kind, decimals FROM device_channels
+         WHERE device_id = {param}1 AND version = {param}2 ORDER BY idx"
+    )
+}
+
 /// Saves a registry entry (replacing one of the same version). Parameters: device, version,
 /// template, map, roles, saved at.
 pub(super) fn upsert_entry_sql(param: &str) -> String {
@@ -384,6 +402,10 @@ pub(super) fn group_templates(rows: Vec<TemplateRow>) -> Result<Vec<TemplateReco
 }
 
 /// One row of [`entry_sql`]: version, template, map, roles, saved at, channel.
+/// Whether to keep a registry entry, judged on its map and roles
+/// ([`ChannelStore::device_channels_kept_of`]).
+pub type KeepEntry = dyn Fn(&[u8], Option<&[u8]>) -> bool;
+
 pub(super) type EntryRow = (
     i64,
     Option<i64>,
@@ -476,6 +498,22 @@ pub trait ChannelStore {
             .iter()
             .map(|&(device, version)| self.device_channels(device, version))
             .collect()
+    }
+    /// [`ChannelStore::device_channels_of`], keeping only the entries whose map and roles
+    /// `keep` accepts (the others are `None`, as for a device without an entry). A page of
+    /// devices on the factory map reads no channel labels only to drop them (issue 21:
+    /// `/api/devices`). By default the whole entries are read, then filtered; SQLite reads a
+    /// rejected entry's head alone.
+    fn device_channels_kept_of(
+        &self,
+        asked: &[(u32, Option<u32>)],
+        keep: &KeepEntry,
+    ) -> Result<Vec<Option<DeviceChannels>>> {
+        Ok(self
+            .device_channels_of(asked)?
+            .into_iter()
+            .map(|e| e.filter(|e| keep(&e.map, e.roles.as_deref())))
+            .collect())
     }
 }
 

@@ -28,6 +28,7 @@ use super::Ingest;
 use crate::storage::channels::{builtin, DeviceChannels};
 use crate::storage::{ConfigRecord, ConfigState, Result, Storage};
 use crate::write_job::WriteJob;
+use std::sync::OnceLock;
 use tek_proto::channel::roles;
 use tek_proto::channel::split::{
     chunk_count, digest_key, Capabilities, ChunkAck, ChunkState, ConfigChunk,
@@ -38,8 +39,20 @@ use tek_proto::message::{Config, ConfigResult};
 /// Whether a registry entry is the factory map: the built-in pool map with the pool's roles (or
 /// none, which the device reads as the pool's).
 pub fn is_factory(entry: &DeviceChannels) -> bool {
-    let pool = builtin::pool();
-    entry.map == pool.map() && (entry.roles.is_none() || entry.roles == pool.roles_value())
+    is_factory_map(&entry.map, entry.roles.as_deref())
+}
+
+/// [`is_factory`] of an entry's map and roles alone, what storage can judge before it reads the
+/// entry's channels ([`crate::storage::ChannelStore::device_channels_kept_of`]).
+pub fn is_factory_map(map: &[u8], roles: Option<&[u8]>) -> bool {
+    // Encoded once per process: the pool definition is fixed, and `/api/devices` asks this of
+    // every device of a page.
+    static FACTORY: OnceLock<(Vec<u8>, Option<Vec<u8>>)> = OnceLock::new();
+    let (factory_map, factory_roles) = FACTORY.get_or_init(|| {
+        let pool = builtin::pool();
+        (pool.map(), pool.roles_value())
+    });
+    map == factory_map.as_slice() && (roles.is_none() || roles == factory_roles.as_deref())
 }
 
 /// The assembled configuration of `config` under registry entry `entry` (PROTOCOL.md 17.4), or

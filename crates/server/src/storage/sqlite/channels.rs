@@ -3,11 +3,13 @@
 use super::sites::fk;
 use super::users::unique;
 use super::Sqlite;
+use crate::storage::channels::KeepEntry;
 use crate::storage::channels::{
-    check_not_builtin, clear_entry_channels_sql, entry_from_rows, entry_sql, group_templates,
-    insert_entry_channel_sql, insert_template_channel_sql, template_devices_sql, template_sql,
-    templates_sql, upsert_entry_sql, validate, validate_template, ChannelInfo, ChannelRow,
-    ChannelSet, ChannelStore, DeviceChannels, EntryRow, NewTemplate, TemplateRecord, TemplateRow,
+    check_not_builtin, clear_entry_channels_sql, entry_channels_sql, entry_from_rows,
+    entry_head_sql, entry_sql, group_templates, insert_entry_channel_sql,
+    insert_template_channel_sql, template_devices_sql, template_sql, templates_sql,
+    upsert_entry_sql, validate, validate_template, ChannelInfo, ChannelRow, ChannelSet,
+    ChannelStore, DeviceChannels, EntryRow, NewTemplate, TemplateRecord, TemplateRow,
 };
 use crate::storage::{u32_col, Error, Result};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
@@ -228,6 +230,90 @@ impl ChannelStore for Sqlite {
             .map(|&(device, version)| entry_on(&tx, device, version))
             .collect()
     }
+
+    fn device_channels_kept_of(
+        &self,
+        asked: &[(u32, Option<u32>)],
+        keep: &KeepEntry,
+    ) -> Result<Vec<Option<DeviceChannels>>> {
+        // As device_channels_of, one snapshot; but the head first, so that an entry `keep`
+        // rejects (the factory map of nearly every device) costs one indexed row, not its
+        // channels joined and parsed.
+        let conn = self.reader()?;
+        let tx = conn.unchecked_transaction()?;
+        asked
+            .iter()
+            .map(|&(device, version)| kept_entry_on(&tx, device, version, keep))
+            .collect()
+    }
+}
+
+/// The entry [`entry_on`] reads, if `keep` accepts its map and roles; its channels are read only
+/// then.
+fn kept_entry_on(
+    conn: &rusqlite::Connection,
+    device_id: u32,
+    version: Option<u32>,
+    keep: &KeepEntry,
+) -> Result<Option<DeviceChannels>> {
+    let upto = version.map_or(i64::MAX, i64::from);
+    let mut head_stmt = conn.prepare_cached(&entry_head_sql("?"))?;
+    let mut heads = head_stmt.query(params![device_id, upto])?;
+    let Some(head) = heads.next()? else {
+        return Ok(None);
+    };
+    // Judged on the borrowed blobs: a rejected entry's map is never copied out.
+    let kept = {
+        let not_bytes =
+            |what: &str| Error::Corrupt(format!("device {device_id}: {what} not bytes"));
+        let map = head.get_ref(2)?.as_blob().map_err(|_| not_bytes("map"))?;
+        let roles = head
+            .get_ref(3)?
+            .as_blob_or_null()
+            .map_err(|_| not_bytes("roles"))?;
+        keep(map, roles)
+    };
+    if !kept {
+        return Ok(None);
+    }
+    let (entry_version, template_id, map, roles, saved_at): (
+        i64,
+        Option<i64>,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        i64,
+    ) = (
+        head.get(0)?,
+        head.get(1)?,
+        head.get(2)?,
+        head.get(3)?,
+        head.get(4)?,
+    );
+    let mut channels_stmt = conn.prepare_cached(&entry_channels_sql("?"))?;
+    let channels = channels_stmt
+        .query_map(params![device_id, entry_version], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<Vec<ChannelRow>>>()?;
+    // The rows entry_sql would give, so that one function builds an entry for both reads.
+    let rows: Vec<EntryRow> = if channels.is_empty() {
+        vec![(entry_version, template_id, map, roles, saved_at, None)]
+    } else {
+        channels
+            .into_iter()
+            .map(|c| {
+                (
+                    entry_version,
+                    template_id,
+                    map.clone(),
+                    roles.clone(),
+                    saved_at,
+                    Some(c),
+                )
+            })
+            .collect()
+    };
+    entry_from_rows(device_id, rows)
 }
 
 /// The registry entry of `device_id` at `version` on `conn` ([`ChannelStore::device_channels`]).

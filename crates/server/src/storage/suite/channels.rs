@@ -241,6 +241,39 @@ pub(crate) fn device_channel_registry_versions(db: &dyn Storage) {
         ]
     );
     assert_eq!(db.device_channels_of(&[]).unwrap(), vec![]);
+
+    // Kept ones are the same entries, whole, and the rejected ones `None`: every entry kept, none,
+    // and those not on the factory map (what /api/devices keeps).
+    let all = |_: &[u8], _: Option<&[u8]>| true;
+    assert_eq!(db.device_channels_kept_of(&asked, &all).unwrap(), each);
+    let none = |_: &[u8], _: Option<&[u8]>| false;
+    assert_eq!(
+        db.device_channels_kept_of(&asked, &none).unwrap(),
+        vec![None; asked.len()]
+    );
+    let own = |map: &[u8], roles: Option<&[u8]>| !crate::udp::split::is_factory_map(map, roles);
+    let kept = db.device_channels_kept_of(&asked, &own).unwrap();
+    let filtered: Vec<_> = each
+        .iter()
+        .map(|e| e.clone().filter(|e| !crate::udp::split::is_factory(e)))
+        .collect();
+    assert_eq!(kept, filtered);
+    assert_eq!(
+        kept.iter()
+            .map(|e| e.as_ref().map(|e| (e.version, e.channels.len())))
+            .collect::<Vec<_>>(),
+        [
+            None,
+            None,
+            None,
+            Some((3, 2)),
+            Some((5, 7)),
+            Some((3, 2)),
+            None,
+            None
+        ]
+    );
+    assert_eq!(db.device_channels_kept_of(&[], &all).unwrap(), vec![]);
 }
 
 /// A database of schema 10 (no channel tables) with devices and three days of a pool
