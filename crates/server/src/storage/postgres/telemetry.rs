@@ -393,25 +393,9 @@ pub(super) async fn earliest(s: &Shared, devices: &[i64], wide: bool) -> Result<
     let devices = devices.to_vec();
     let mut c = s.conn().await?;
     let tx = super::quarter::snapshot(&mut c).await?;
-    let mut first: Option<i64> = tx
-        .query_one(
-            "SELECT MIN(f) FROM unnest($1::bigint[]) AS d(id),
-             LATERAL (SELECT start_time AS f FROM telemetry_chunk WHERE device_id = d.id
-                      ORDER BY start_time LIMIT 1) AS c",
-            &[&devices],
-        )
-        .await?
-        .get(0);
+    let mut first = least_per_device(&tx, "telemetry_chunk", "start_time", &devices).await?;
     if wide {
-        let w: Option<i64> = tx
-            .query_one(
-                "SELECT MIN(f) FROM unnest($1::bigint[]) AS d(id),
-                 LATERAL (SELECT time AS f FROM telemetry_wide WHERE device_id = d.id
-                          ORDER BY time LIMIT 1) AS w",
-                &[&devices],
-            )
-            .await?
-            .get(0);
+        let w = least_per_device(&tx, "telemetry_wide", "time", &devices).await?;
         first = first.into_iter().chain(w).min();
     }
     for day in super::partitions::with_pages_before(s, i64::MAX).await? {
@@ -434,6 +418,22 @@ pub(super) async fn earliest(s: &Shared, devices: &[i64], wide: bool) -> Result<
     }
     tx.commit().await?;
     Ok(first)
+}
+
+/// The least `column` of `devices`' rows of `table` (indexed by device, then `column`): an index
+/// seek per device, in one statement.
+async fn least_per_device(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    column: &str,
+    devices: &[i64],
+) -> Result<Option<i64>> {
+    let sql = format!(
+        "SELECT MIN(f) FROM unnest($1::bigint[]) AS d(id),
+         LATERAL (SELECT {column} AS f FROM {table} WHERE device_id = d.id
+                  ORDER BY {column} LIMIT 1) AS x"
+    );
+    Ok(tx.query_one(&sql, &[&devices]).await?.get(0))
 }
 
 /// Takes the per-device telemetry locks of `devices` (sorted) for the transaction.
