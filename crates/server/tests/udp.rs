@@ -140,17 +140,12 @@ async fn no_ack_when_the_commit_fails() {
     let h = start(|_| {}).await;
     let mut d = h.device(3).await;
     d.handshake().await;
-    // Another connection makes every telemetry insert fail (as a full disk would): an ingest
-    // commit appends to the inbox tables (storage/sqlite/inbox.rs), a fold to `telemetry`.
+    // Another connection takes the telemetry table away (as a damaged database would): the
+    // ingest commit's check for records already stored fails before anything is appended to the
+    // inbox's journal (storage/sqlite/inbox.rs), so nothing is durable and nothing is acked.
     let db = rusqlite::Connection::open(h.dir.path().join("tek.db")).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER fail BEFORE INSERT ON telemetry BEGIN SELECT RAISE(ABORT, 'disk full'); END;
-         CREATE TRIGGER fail_a BEFORE INSERT ON telemetry_inbox_batch_a
-             BEGIN SELECT RAISE(ABORT, 'disk full'); END;
-         CREATE TRIGGER fail_b BEFORE INSERT ON telemetry_inbox_batch_b
-             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .unwrap();
+    db.execute_batch("ALTER TABLE telemetry RENAME TO telemetry_away")
+        .unwrap();
     d.send_telemetry(0, 3).await;
     assert_eq!(
         d.recv(QUIET).await,
@@ -158,10 +153,10 @@ async fn no_ack_when_the_commit_fails() {
         "nothing may be acked that was not stored"
     );
     assert!(h.metric("tek_storage_errors_total").await >= 1.0);
-    assert_eq!(h.storage().telemetry_count(3).unwrap(), 0);
     // The device retransmits once storage works again, and then gets its Ack.
-    db.execute_batch("DROP TRIGGER fail; DROP TRIGGER fail_a; DROP TRIGGER fail_b")
+    db.execute_batch("ALTER TABLE telemetry_away RENAME TO telemetry")
         .unwrap();
+    assert_eq!(h.storage().telemetry_count(3).unwrap(), 0);
     d.send_telemetry(0, 3).await;
     assert_eq!(d.recv(WAIT).await, Some(Got::Ack { through_seq: 2 }));
     assert_eq!(h.storage().telemetry_count(3).unwrap(), 3);
@@ -169,10 +164,11 @@ async fn no_ack_when_the_commit_fails() {
 }
 
 /// The writer answers one batch while the next commits (writer.rs); an Ack must still leave only
-/// once its own batch is committed. Another connection holds the database's write lock, so the
-/// writer's commit of A's batch waits (a storage that blocks) while B's batch queues behind it:
-/// no Ack while the commit waits, and every Ack that then arrives finds its own records already
-/// readable.
+/// once its own batch is committed. A's batch and B's after it meet a storage that fails (another
+/// connection took the telemetry table away; a commit appends to the inbox's journal without any
+/// SQLite lock another process could hold, so a storage that blocks cannot be made from outside
+/// any more): no Ack for either, and every Ack that arrives once storage works finds its own
+/// records already readable.
 #[tokio::test]
 async fn acks_leave_only_after_their_own_commit() {
     let h = start(|_| {}).await;
@@ -182,15 +178,20 @@ async fn acks_leave_only_after_their_own_commit() {
     b.handshake().await;
     let storage = h.storage();
     let db = rusqlite::Connection::open(h.dir.path().join("tek.db")).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    db.execute_batch("ALTER TABLE telemetry RENAME TO telemetry_away")
+        .unwrap();
     a.send_telemetry(0, 4).await;
-    // The writer takes A's batch and waits on the lock; B's queues for the next commit.
     tokio::time::sleep(Duration::from_millis(100)).await;
     b.send_telemetry(0, 6).await;
-    assert_eq!(a.recv(QUIET).await, None, "no Ack while its commit waits");
+    assert_eq!(a.recv(QUIET).await, None, "no Ack while its commit fails");
     assert_eq!(b.recv(QUIET).await, None, "no Ack before its commit");
+    db.execute_batch("ALTER TABLE telemetry_away RENAME TO telemetry")
+        .unwrap();
     assert_eq!(storage.telemetry_count(20).unwrap(), 0);
-    db.execute_batch("COMMIT").unwrap();
+    assert_eq!(storage.telemetry_count(21).unwrap(), 0);
+    // The devices retransmit.
+    a.send_telemetry(0, 4).await;
+    b.send_telemetry(0, 6).await;
     assert_eq!(a.recv(WAIT).await, Some(Got::Ack { through_seq: 3 }));
     assert_eq!(storage.telemetry_count(20).unwrap(), 4);
     assert_eq!(b.recv(WAIT).await, Some(Got::Ack { through_seq: 5 }));
