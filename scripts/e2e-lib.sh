@@ -149,7 +149,7 @@ e2e_no_crash() {
 # e2e_start_serve / e2e_stop_serve: `tek serve` over $work/data on the namespace's loopback
 # (UDP 8844, HTTP 8080), its output appended to serve.log, its pid in $serve_pid.
 e2e_start_serve() {
-    "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 >> "$work/serve.log" 2>&1 &
+    TEK_FOLD_CHUNK_MIN_RECORDS=0 "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 >> "$work/serve.log" 2>&1 &
     serve_pid=$!
     pids+=($serve_pid)
     wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz

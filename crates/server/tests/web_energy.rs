@@ -276,6 +276,8 @@ async fn bad_time_zones_and_tariffs_are_refused_and_nothing_is_saved() {
         row(1, 1, now - 60, 100, 1500),
     ])
     .unwrap();
+    // Out of this handle's inbox journal into the tables the server reads.
+    db.fold_inbox().unwrap();
     let page = w.get("/devices/1", Some(&alice)).await;
     assert!(page.body.contains(": 500 Wh"), "{}", page.body);
     for (what, body, word) in [

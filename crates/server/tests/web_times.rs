@@ -36,6 +36,8 @@ async fn pages_and_csv_use_the_sites_zone_and_name_it() {
         values: [500, 1000, 0, 0, 0, 0, 0, 0],
     }])
     .unwrap();
+    // Out of this handle's inbox journal into the tables the server reads.
+    db.fold_inbox().unwrap();
 
     // The device page: the latest reading's time local, the zone named, the export form local.
     let page = w.get("/devices/1", Some(&alice)).await;

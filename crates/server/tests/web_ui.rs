@@ -143,6 +143,8 @@ async fn chart_buckets_keep_peaks_and_relay_shares() {
         .collect();
     let db = tek_server::storage::sqlite::Sqlite::open_dir(w._dir.path()).unwrap();
     db.insert_telemetry(&rows).unwrap();
+    // Out of this handle's inbox journal into the tables the server reads.
+    db.fold_inbox().unwrap();
     let r = w
         .api(
             hyper::Method::GET,

@@ -316,7 +316,7 @@ impl Sqlite {
 
     /// Folds whatever this process's inbox holds: what every maintenance pass does first, and
     /// what opening the database does (records a crash left in the pair it took).
-    pub(crate) fn fold_inbox(&self) -> Result<()> {
+    pub fn fold_inbox(&self) -> Result<()> {
         let mut conn = self.writer()?;
         let mut st = self.inbox.lock();
         fold_all(&mut conn, &mut st)

@@ -139,6 +139,23 @@ pub(super) fn record_of(r: &rusqlite::Row<'_>) -> Result<TelemetryRow> {
 /// fold (about one record per device) stays rows.
 pub(super) const FOLD_CHUNK_MIN_RECORDS: usize = 32;
 
+/// [`FOLD_CHUNK_MIN_RECORDS`], unless the environment sets `TEK_FOLD_CHUNK_MIN_RECORDS` (0: the
+/// fold never writes chunks). The end-to-end scripts set 0: their checks read every record of
+/// the open day from the `telemetry` table with plain SQL, which cannot decode a chunk.
+fn fold_chunk_min_records() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        match std::env::var("TEK_FOLD_CHUNK_MIN_RECORDS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            Some(0) => usize::MAX,
+            Some(n) => n,
+            None => FOLD_CHUNK_MIN_RECORDS,
+        }
+    })
+}
+
 /// Stores `rows` in `tx` as the per-device tables hold them: a record sealed into a chunk
 /// already or stored already is skipped (the first of a repeated key wins), the others stored
 /// and rolled up (15 minutes and days). A (device, boot, UTC day) with at least
@@ -163,15 +180,16 @@ pub(super) fn store_rows(tx: &Connection, rows: &[TelemetryRow]) -> Result<Vec<T
             .or_default()
             .push(*r);
     }
+    let chunk_min = fold_chunk_min_records();
     for ((device, boot, _), run) in runs {
         // Only a run long enough for a chunk pays for the lookup: rows are checked by the
         // INSERT OR IGNORE itself.
-        let run = if run.len() >= FOLD_CHUNK_MIN_RECORDS {
+        let run = if run.len() >= chunk_min {
             without_rows(tx, device, boot, run)?
         } else {
             run
         };
-        if run.len() >= FOLD_CHUNK_MIN_RECORDS {
+        if run.len() >= chunk_min {
             insert_chunks(tx, &chunk::seal(&run)?)?;
             new.extend(run);
         } else {
