@@ -49,11 +49,12 @@ pub(super) fn note_sql(param: &str) -> String {
     )
 }
 
-/// The statement of [`BacklogStore::estimated_boots`]. Parameters: device, limit.
-pub(super) fn list_sql(param: &str) -> String {
+/// The statement of [`BacklogStore::estimated_boots`]. Parameters: device, limit; `limit` is
+/// how the limit parameter is written (SQLite casts it, see [`crate::storage::sqlite`]).
+pub(super) fn list_sql(param: &str, limit: &str) -> String {
     format!(
         "SELECT boot, records, first_time, last_time FROM backlog_estimated_boots
-         WHERE device_id = {param}1 ORDER BY boot DESC LIMIT {param}2"
+         WHERE device_id = {param}1 ORDER BY boot DESC LIMIT {limit}"
     )
 }
 

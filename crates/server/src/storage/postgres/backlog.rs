@@ -33,7 +33,7 @@ impl BacklogStore for Postgres {
             let c = s.conn().await?;
             let rows = c
                 .query(
-                    &list_sql("$"),
+                    &list_sql("$", "$2"),
                     &[&i64::from(device_id), &crate::storage::sql_limit(limit)],
                 )
                 .await?;

@@ -309,7 +309,7 @@ impl AlarmStore for Sqlite {
         if f.open_only {
             sql.push_str(" AND cleared_at IS NULL");
         }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        sql.push_str(" ORDER BY id DESC LIMIT CAST(? AS INTEGER)");
         args.push(i64::try_from(f.limit).unwrap_or(i64::MAX));
         let conn = self.reader()?;
         let mut stmt = conn.prepare(&sql)?;
@@ -500,7 +500,7 @@ impl AlarmStore for Sqlite {
             sql.push_str(" AND alarm_id = ?");
             args.push(a);
         }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        sql.push_str(" ORDER BY id DESC LIMIT CAST(? AS INTEGER)");
         args.push(q.limit);
         let conn = self.reader()?;
         let mut stmt = conn.prepare(&sql)?;

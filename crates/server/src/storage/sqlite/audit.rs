@@ -45,7 +45,7 @@ impl AuditStore for Sqlite {
             sql.push_str(" AND id < ?");
             args.push(Value::Integer(b));
         }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        sql.push_str(" ORDER BY id DESC LIMIT CAST(? AS INTEGER)");
         args.push(Value::Integer(i64::try_from(f.limit).unwrap_or(i64::MAX)));
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&sql)?;

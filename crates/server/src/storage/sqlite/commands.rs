@@ -88,7 +88,7 @@ impl CommandStore for Sqlite {
     fn commands_since(&self, after: u32, limit: usize) -> Result<Vec<CommandRecord>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM commands WHERE id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT {COLUMNS} FROM commands WHERE id > ?1 ORDER BY id LIMIT CAST(?2 AS INTEGER)"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![after, limit], raw)?;
@@ -115,7 +115,7 @@ impl CommandStore for Sqlite {
     fn commands(&self, device_id: u32, limit: usize) -> Result<Vec<CommandRecord>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM commands WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2"
+            "SELECT {COLUMNS} FROM commands WHERE device_id = ?1 ORDER BY id DESC LIMIT CAST(?2 AS INTEGER)"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![device_id, limit], raw)?;

@@ -95,7 +95,7 @@ impl ConfigStore for Sqlite {
     fn configs_since(&self, seq: i64, limit: usize) -> Result<Vec<ConfigRecord>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM configs WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            "SELECT {COLUMNS} FROM configs WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)"
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![seq, limit], raw)?;

@@ -157,8 +157,10 @@ impl SiteStore for Sqlite {
     }
 
     fn device_sites_of(&self, device_ids: &[u32]) -> Result<Vec<Option<i64>>> {
-        // One connection and one cached statement for the page, as `latest_status_of`.
+        // One connection, one cached statement and one read transaction for the page, as
+        // `latest_status_of`.
         let conn = self.reader()?;
+        let conn = conn.unchecked_transaction()?;
         device_ids.iter().map(|&d| site_on(&conn, d)).collect()
     }
 

@@ -54,7 +54,9 @@ impl StatusStore for Sqlite {
     fn latest_status_of(&self, device_ids: &[u32]) -> Result<Vec<Option<StatusRecord>>> {
         // One connection and one cached statement for the page: a connection from the pool and a
         // statement parsed again per device cost more than the read itself (issue 21).
+        // One read transaction too: a statement outside one takes and drops the file's locks.
         let conn = self.reader()?;
+        let conn = conn.unchecked_transaction()?;
         device_ids.iter().map(|&d| latest_on(&conn, d)).collect()
     }
 
