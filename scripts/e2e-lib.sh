@@ -147,7 +147,9 @@ e2e_no_crash() {
 }
 
 # e2e_start_serve / e2e_stop_serve: `tek serve` over $work/data on the namespace's loopback
-# (UDP 8844, HTTP 8080), its output appended to serve.log, its pid in $serve_pid.
+# (UDP 8844, HTTP 8080), its output appended to serve.log, its pid in $serve_pid. The fold writes
+# no chunks (TEK_FOLD_CHUNK_MIN_RECORDS=0): these scripts' checks read each stored record's boot and
+# seq with plain SQL from the telemetry table, which a chunk's compressed records are not in.
 e2e_start_serve() {
     TEK_FOLD_CHUNK_MIN_RECORDS=0 "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 >> "$work/serve.log" 2>&1 &
     serve_pid=$!

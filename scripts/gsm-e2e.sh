@@ -88,7 +88,7 @@ e2e_device gsm-pool
 "$tek" device config --data "$work/data" --id 7 \
     --set servers=live.tek.test --set log_interval=10 --set batch=10 --set keepalive=15 \
     --set gsm_failover=30 --set rollback=60 --set gsm_apn=internet >/dev/null
-TEK_FOLD_CHUNK_MIN_RECORDS=0 "$tek" serve --data "$work/data" --udp 0.0.0.0:8844 --http 127.0.0.1:8080 > "$work/serve.log" 2>&1 &
+"$tek" serve --data "$work/data" --udp 0.0.0.0:8844 --http 127.0.0.1:8080 > "$work/serve.log" 2>&1 &
 pids+=($!)
 wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
 printf 'gsm-e2e-password\n' | "$tek" user add --data "$work/data" --email ops@tek.test --admin >/dev/null

@@ -64,7 +64,7 @@ e2e_device qemu-pool
 "$tek" device config --data "$work/data" --id 7 \
     --set servers=dead.tek.test:8845,live.tek.test \
     --set log_interval=10 --set batch=10 --set keepalive=15 >/dev/null
-TEK_FOLD_CHUNK_MIN_RECORDS=0 "$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 > "$work/serve.log" 2>&1 &
+"$tek" serve --data "$work/data" --udp 127.0.0.1:8844 --http 127.0.0.1:8080 > "$work/serve.log" 2>&1 &
 pids+=($!)
 wait_for 10 "tek serve up" curl -sf http://127.0.0.1:8080/healthz
 
