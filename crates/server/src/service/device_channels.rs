@@ -102,7 +102,12 @@ pub fn in_effect(db: &dyn Storage, device_id: u32, applied: u32) -> Result<Optio
 
 /// `entry`, unless it is the factory pool map ([`in_effect`]).
 fn own_map(entry: Option<DeviceChannels>) -> Option<DeviceChannels> {
-    entry.filter(|e| !crate::udp::split::is_factory(e))
+    entry.filter(|e| is_own_map(&e.map, e.roles.as_deref()))
+}
+
+/// Whether an entry's map and roles are the device's own, not the factory pool map's.
+fn is_own_map(map: &[u8], roles: Option<&[u8]>) -> bool {
+    !crate::udp::split::is_factory_map(map, roles)
 }
 
 /// Whether `row` was logged under `entry`'s map: a record of an earlier version meant other
@@ -251,13 +256,11 @@ fn now_under(
 
 /// [`load_now`] of each `(device, applied)` of a page, in its order: the registry entries in one
 /// call (issue 21: `/api/devices` during a site query), the factory ones left unread past their
-/// map (storage judges them with [`crate::udp::split::is_factory_map`], the test [`own_map`]
-/// makes); the newest wide record and the faults are then read only for the devices with a map
-/// of their own.
+/// map (storage judges them with [`is_own_map`], the test [`own_map`] makes); the newest wide
+/// record and the faults are then read only for the devices with a map of their own.
 pub fn load_now_of(db: &dyn Storage, devices: &[(u32, u32)]) -> Result<Vec<Option<ChannelsNow>>> {
     let asked: Vec<(u32, Option<u32>)> = devices.iter().map(|&(d, a)| (d, Some(a))).collect();
-    let own = |map: &[u8], roles: Option<&[u8]>| !crate::udp::split::is_factory_map(map, roles);
-    db.device_channels_kept_of(&asked, &own)?
+    db.device_channels_kept_of(&asked, &is_own_map)?
         .into_iter()
         .zip(devices)
         .map(|(entry, &(device_id, _))| now_under(db, device_id, entry))

@@ -401,11 +401,11 @@ pub(super) fn group_templates(rows: Vec<TemplateRow>) -> Result<Vec<TemplateReco
     Ok(out)
 }
 
-/// One row of [`entry_sql`]: version, template, map, roles, saved at, channel.
 /// Whether to keep a registry entry, judged on its map and roles
 /// ([`ChannelStore::device_channels_kept_of`]).
 pub type KeepEntry = dyn Fn(&[u8], Option<&[u8]>) -> bool;
 
+/// One row of [`entry_sql`]: version, template, map, roles, saved at, channel.
 pub(super) type EntryRow = (
     i64,
     Option<i64>,

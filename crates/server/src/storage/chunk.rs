@@ -519,32 +519,38 @@ pub fn merged_page(
 }
 
 /// The newest of `table_latest` (the newest row of `telemetry`) and the sealed records of the
-/// chunks `candidates` (those starting within [`MAX_SPAN_S`] of the newest chunk start).
+/// chunks `candidates` (those starting within [`MAX_SPAN_S`] of the newest chunk start), each
+/// chunk decoded: what [`crate::storage::newest_memo::NewestMemo::latest_of`], which the
+/// backends call, is checked against.
+#[cfg(test)]
 pub fn latest_of(
     table_latest: Option<TelemetryRow>,
     candidates: &[StoredChunk],
 ) -> Result<Option<TelemetryRow>> {
     let mut best = table_latest;
     for c in candidates {
-        if may_hold_newer(best.as_ref(), &c.meta) {
-            best = Some(newer(best, newest(&c.meta, &c.data)?));
-        }
+        best = newer_with_chunk(best, &c.meta, || newest(&c.meta, &c.data))?;
     }
     Ok(best)
 }
 
-/// Whether the chunk `meta` may hold a record newer than `best`: not when its last record is
-/// older, so such a chunk need not be decoded.
-pub fn may_hold_newer(best: Option<&TelemetryRow>, meta: &ChunkMeta) -> bool {
-    best.is_none_or(|b| b.time <= meta.end_time)
-}
-
-/// The newer of `best` and `r` in the read order (time, boot, seq); `best` on a tie.
-pub fn newer(best: Option<TelemetryRow>, r: TelemetryRow) -> TelemetryRow {
-    match best {
+/// `best` after looking at the chunk `meta`: the newer, in the read order (time, boot, seq),
+/// of `best` and the chunk's newest record, which `newest_of` gives (decoded, or remembered:
+/// [`crate::storage::newest_memo`]); `best` on a tie. A chunk whose last record is older than
+/// `best` cannot hold a newer one, and is not decoded.
+pub fn newer_with_chunk(
+    best: Option<TelemetryRow>,
+    meta: &ChunkMeta,
+    newest_of: impl FnOnce() -> Result<TelemetryRow>,
+) -> Result<Option<TelemetryRow>> {
+    if best.is_some_and(|b| b.time > meta.end_time) {
+        return Ok(best);
+    }
+    let r = newest_of()?;
+    Ok(Some(match best {
         Some(b) if sort_key(&r) <= sort_key(&b) => b,
         _ => r,
-    }
+    }))
 }
 
 /// The newest chunks of device `p1`: those starting within [`MAX_SPAN_S`] of the newest start,

@@ -168,29 +168,10 @@ pub trait Storage:
     fn maintain(&self, now: i64, retention_days: u32) -> Result<()>;
 
     /// The time of the earliest record, narrow or wide, of any of `devices` (`None` if they
-    /// have none): where a site's data begins. By default each device's first narrow record
-    /// ([`TelemetryStore::first_record_time`]) and first wide record, device by device; a backend
-    /// whose per-call cost is planning (PostgreSQL's daily partitions) answers it for all the
-    /// devices at once.
-    fn earliest_record_time(&self, devices: &[u32]) -> Result<Option<i64>> {
-        let mut earliest: Option<i64> = None;
-        for &device_id in devices {
-            let narrow = self.first_record_time(device_id)?;
-            let wide = self
-                .wide_records(&TelemetryQuery {
-                    device_id,
-                    from: i64::MIN,
-                    to: i64::MAX,
-                    limit: 1,
-                })?
-                .first()
-                .map(|r| r.time);
-            for t in narrow.into_iter().chain(wide) {
-                earliest = Some(earliest.map_or(t, |e| e.min(t)));
-            }
-        }
-        Ok(earliest)
-    }
+    /// have none): where a site's data begins. Each backend answers it for all the devices at
+    /// once: SQLite on one snapshot with cached statements, PostgreSQL listing its daily
+    /// partitions once (planning them per device was the cost).
+    fn earliest_record_time(&self, devices: &[u32]) -> Result<Option<i64>>;
 
     /// Calls `wake` whenever another process may have saved a configuration or queued a command
     /// (PostgreSQL: `LISTEN`/`NOTIFY`), so the server reads the change feeds at once instead of

@@ -119,9 +119,7 @@ impl NewestMemo {
     ) -> Result<Option<TelemetryRow>> {
         let mut best = table_latest;
         for c in candidates {
-            if chunk::may_hold_newer(best.as_ref(), &c.meta) {
-                best = Some(chunk::newer(best, self.newest(&c.meta, &c.data)?));
-            }
+            best = chunk::newer_with_chunk(best, &c.meta, || self.newest(&c.meta, &c.data))?;
         }
         Ok(best)
     }

@@ -538,17 +538,8 @@ impl EnergyWalk {
         }
     }
 
-    fn finish(self) -> super::energy::MeterData {
-        let (from, to, before) = (self.from, self.to, self.before);
-        self.assembly
-            .unwrap_or_else(|| {
-                super::energy::Assembly::new(super::rollup::reading_before(from, before), from, to)
-            })
-            .finish(super::rollup::reading_after(to, self.after))
-    }
-
-    /// [`EnergyWalk::finish`] in place: the data is lent, and [`EnergyWalk::rewind`] to a
-    /// mark taken before undoes it.
+    /// The meter data of what it visited, finished in place: the data is lent, and
+    /// [`EnergyWalk::rewind`] to a mark taken before undoes the finish.
     fn finish_in_place(&mut self) -> &super::energy::MeterData {
         let (from, to, before) = (self.from, self.to, self.before);
         let after = super::rollup::reading_after(to, self.after);
@@ -650,7 +641,7 @@ pub fn meter_data_sealed_with<T>(
         for r in &rows {
             walk.visit(r);
         }
-        return Ok(f(&walk.finish()));
+        return Ok(f(walk.finish_in_place()));
     }
     // Go on from the walk of an earlier request over the same sealed days, if the inputs begin
     // with exactly what it walked ([`memo`]: never stale, as it compares the inputs). Taken out

@@ -67,7 +67,7 @@ impl SeriesStore for Sqlite {
 
 /// The newest record of `device` on `conn`: the newest row of `telemetry` against the records of
 /// its newest chunks, each chunk's newest record through `memo` ([`NewestMemo`]) and only for a
-/// chunk that may hold a newer one ([`chunk::may_hold_newer`]).
+/// chunk that may hold a newer one ([`chunk::newer_with_chunk`]).
 fn latest_on(
     conn: &rusqlite::Connection,
     memo: &NewestMemo,
@@ -78,15 +78,14 @@ fn latest_on(
     let mut rows = stmt.query(params![device])?;
     while let Some(r) = rows.next()? {
         let meta = super::telemetry::chunk_meta_of(r)?;
-        if !chunk::may_hold_newer(best.as_ref(), &meta) {
-            continue;
-        }
-        // Borrowed from the statement: the memo compares it with what it holds, no copy.
-        let data = r
-            .get_ref(7)?
-            .as_blob()
-            .map_err(|e| Error::Corrupt(format!("telemetry chunk blob: {e}")))?;
-        best = Some(chunk::newer(best, memo.newest(&meta, data)?));
+        best = chunk::newer_with_chunk(best, &meta, || {
+            // Borrowed from the statement: the memo compares it with what it holds, no copy.
+            let data = r
+                .get_ref(7)?
+                .as_blob()
+                .map_err(|e| Error::Corrupt(format!("telemetry chunk blob: {e}")))?;
+            memo.newest(&meta, data)
+        })?;
     }
     Ok(best)
 }
