@@ -599,18 +599,13 @@ impl Sqlite {
 /// such a database held every record (the fold writes chunks now, even for an open day).
 #[cfg(test)]
 pub(crate) fn chunks_back_to_rows(conn: &Connection) -> Result<()> {
-    let all = {
-        let mut stmt = conn.prepare(&format!(
+    let all = chunks(
+        &mut conn.prepare_cached(&format!(
             "SELECT {} FROM telemetry_chunk",
             chunk::CHUNK_COLUMNS
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(chunk_of(r)?);
-        }
-        out
-    };
+        ))?,
+        [],
+    )?;
     for c in &all {
         insert_rows(conn, &chunk::decode(&c.meta, &c.data)?)?;
     }
@@ -701,6 +696,17 @@ mod tests {
         (count("telemetry_chunk"), count("telemetry"))
     }
 
+    /// Every record of `device` (at most 10,000), in the read order.
+    fn every_record(db: &Sqlite, device: u32) -> Vec<TelemetryRow> {
+        db.telemetry(&TelemetryQuery {
+            device_id: device,
+            from: 0,
+            to: i64::MAX,
+            limit: 10_000,
+        })
+        .unwrap()
+    }
+
     /// Everything a reader sees of `device`: every page of 7 records, the whole range, the
     /// count, the first time, the latest, raw (1-minute) and rolled-up (15-minute, day) chart
     /// buckets and the energy per day.
@@ -771,15 +777,7 @@ mod tests {
         for device in [1, 2] {
             assert_eq!(read_all(&chunked, device), read_all(&rows, device));
         }
-        let back = chunked
-            .telemetry(&TelemetryQuery {
-                device_id: 1,
-                from: 0,
-                to: i64::MAX,
-                limit: 10_000,
-            })
-            .unwrap();
-        assert_eq!(back, many, "value for value");
+        assert_eq!(every_record(&chunked, 1), many, "value for value");
     }
 
     /// Records sent again, whether they are in a fold's chunk or in rows, are neither stored
@@ -938,17 +936,8 @@ mod tests {
     /// since the rows and the chunks change in one transaction.
     #[test]
     fn a_failed_seal_loses_nothing() {
-        let (_dir, db) = prepare();
-        let day = 20_000 * DAY_S;
-        db.add_devices(
-            &[NewDevice {
-                id: 1,
-                name: String::new(),
-                key: Key([1; 16]),
-            }],
-            0,
-        )
-        .unwrap();
+        let (_dir, db) = with_devices(&[1]);
+        let day = DAY;
         let rows: Vec<TelemetryRow> = (0..2 * 1440u32)
             .map(|m| TelemetryRow {
                 device_id: 1,
@@ -988,15 +977,7 @@ mod tests {
             .execute("DELETE FROM telemetry_chunk", [])
             .unwrap();
         assert_eq!(db.seal_closed(now).unwrap(), 2 * 1440);
-        let all = db
-            .telemetry(&TelemetryQuery {
-                device_id: 1,
-                from: 0,
-                to: i64::MAX,
-                limit: 10_000,
-            })
-            .unwrap();
-        assert_eq!(all, rows);
+        assert_eq!(every_record(&db, 1), rows);
         assert_eq!(db.telemetry_count(1).unwrap(), 2 * 1440);
     }
 }

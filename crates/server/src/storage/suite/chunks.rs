@@ -438,16 +438,17 @@ pub(crate) fn raw_retention_deletes_rows_and_chunks(db: &dyn Storage) {
 pub(crate) fn first_record_time_from_rows_and_chunks(db: &dyn Storage) {
     db.add_devices(&[dev(1), dev(2), dev(3), dev(4)], 0)
         .unwrap();
+    let first_only = |id: u32| TelemetryQuery {
+        device_id: id,
+        from: i64::MIN,
+        to: i64::MAX,
+        limit: 1,
+    };
     let first_wide = |id: u32| {
-        db.wide_records(&TelemetryQuery {
-            device_id: id,
-            from: i64::MIN,
-            to: i64::MAX,
-            limit: 1,
-        })
-        .unwrap()
-        .first()
-        .map(|r| r.time)
+        db.wide_records(&first_only(id))
+            .unwrap()
+            .first()
+            .map(|r| r.time)
     };
     let earliest_checked = || {
         for set in [
@@ -473,15 +474,10 @@ pub(crate) fn first_record_time_from_rows_and_chunks(db: &dyn Storage) {
         }
     };
     let first_read = |id: u32| {
-        db.telemetry(&TelemetryQuery {
-            device_id: id,
-            from: i64::MIN,
-            to: i64::MAX,
-            limit: 1,
-        })
-        .unwrap()
-        .first()
-        .map(|r| r.time)
+        db.telemetry(&first_only(id))
+            .unwrap()
+            .first()
+            .map(|r| r.time)
     };
     let check = |id: u32, expected: Option<i64>| {
         assert_eq!(db.first_record_time(id).unwrap(), expected, "device {id}");
